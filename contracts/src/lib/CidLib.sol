@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+/// @title CidLib
+/// @notice Structural validation of binary CIDs (CIDv0 and CIDv1) as defined by the multiformats
+///         CID specification, done in calldata without copying.
+/// @dev A CIDv0 is exactly a sha2-256 multihash: `0x12 0x20` followed by a 32-byte digest.
+///      A CIDv1 is `varint(1) varint(codec) varint(hash code) varint(digest length) digest`, where
+///      every varint is an unsigned LEB128 of at most 9 bytes in its minimal encoding, and the
+///      digest runs exactly to the end of the input.
+library CidLib {
+    /// @notice Why a byte string is not a binary CID.
+    enum CidError {
+        /// The input is a well-formed CID.
+        None,
+        /// The input is empty.
+        Empty,
+        /// The input is longer than `MAX_CID_LENGTH`.
+        TooLong,
+        /// A varint runs past the end of the input, is longer than 9 bytes, or is not minimal.
+        MalformedVarint,
+        /// The version is neither a CIDv0 multihash nor 1.
+        UnsupportedVersion,
+        /// The multihash digest is empty or longer than `MAX_DIGEST_LENGTH`.
+        BadDigestLength,
+        /// The digest length does not match the bytes that follow it.
+        LengthMismatch
+    }
+
+    /// @notice Longest CID accepted, in bytes. Real CIDs with 64-byte digests are under 80 bytes.
+    uint256 internal constant MAX_CID_LENGTH = 128;
+    /// @notice Longest multihash digest accepted (sha2-512, blake2b-512 and shake-256 use 64).
+    uint256 internal constant MAX_DIGEST_LENGTH = 64;
+
+    /// @notice Checks that `cid` is a binary CIDv0 or CIDv1.
+    /// @param cid The candidate CID bytes.
+    /// @return err `CidError.None` when valid, otherwise the first problem found.
+    function check(bytes calldata cid) internal pure returns (CidError err) {
+        uint256 len = cid.length;
+        if (len == 0) return CidError.Empty;
+        if (len > MAX_CID_LENGTH) return CidError.TooLong;
+
+        // CIDv0: a bare sha2-256 multihash.
+        if (len == 34 && uint8(cid[0]) == 0x12 && uint8(cid[1]) == 0x20) return CidError.None;
+
+        uint256 pos;
+        uint256 value;
+        bool ok;
+        (value, pos, ok) = readVarint(cid, 0);
+        if (!ok) return CidError.MalformedVarint;
+        if (value != 1) return CidError.UnsupportedVersion;
+        // codec
+        (, pos, ok) = readVarint(cid, pos);
+        if (!ok) return CidError.MalformedVarint;
+        // multihash code
+        (, pos, ok) = readVarint(cid, pos);
+        if (!ok) return CidError.MalformedVarint;
+        // multihash digest length
+        (value, pos, ok) = readVarint(cid, pos);
+        if (!ok) return CidError.MalformedVarint;
+        if (value == 0 || value > MAX_DIGEST_LENGTH) return CidError.BadDigestLength;
+        if (len - pos != value) return CidError.LengthMismatch;
+        return CidError.None;
+    }
+
+    /// @notice Reads one unsigned varint starting at `pos`.
+    /// @return value The decoded value.
+    /// @return next The offset just past the varint.
+    /// @return ok False if the varint is truncated, longer than 9 bytes, or not minimally encoded.
+    function readVarint(bytes calldata data, uint256 pos)
+        internal
+        pure
+        returns (uint256 value, uint256 next, bool ok)
+    {
+        uint256 len = data.length;
+        for (uint256 shift; shift < 63; shift += 7) {
+            if (pos >= len) return (0, pos, false);
+            uint256 b = uint8(data[pos]);
+            unchecked {
+                ++pos;
+            }
+            value |= (b & 0x7f) << shift;
+            if (b & 0x80 == 0) {
+                // A final zero byte after the first one means a non-minimal encoding.
+                if (b == 0 && shift != 0) return (0, pos, false);
+                return (value, pos, true);
+            }
+        }
+        return (0, pos, false);
+    }
+}

@@ -1,0 +1,252 @@
+//! `estuary dev`: the whole stack on this machine.
+//!
+//! ```text
+//! estuary dev ──┬─ anvil (child, 127.0.0.1, one block a second)
+//!               ├─ contracts deployed with anvil's first account
+//!               ├─ estuary oracle run (child process, SQLite in the state dir)
+//!               └─ dapp: www/dist served here, with /estuary.json telling it where things are
+//! ```
+//!
+//! The URLs go to stdout and to `<state dir>/dev.json`. Ctrl-C or SIGTERM stops the children and
+//! removes `dev.json`; if a child dies, the stack stops and says which.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use axum::{Json, Router, routing::get};
+use nix::{sys::signal::Signal, unistd::Pid};
+use serde::Serialize;
+use tokio::{
+    net::TcpListener,
+    process::{Child, Command},
+    signal::unix::{SignalKind, signal},
+};
+use tower_http::services::{ServeDir, ServeFile};
+use tracing::{info, warn};
+
+use crate::devnet;
+
+/// Options of `estuary dev`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DevOptions {
+    /// Where the stack keeps its state (oracle database, dev.json).
+    #[arg(long, default_value = ".estuary")]
+    pub state_dir: PathBuf,
+    /// anvil's port (0: any free port).
+    #[arg(long, default_value_t = 8545)]
+    pub anvil_port: u16,
+    /// The oracle API's port (0: any free port).
+    #[arg(long, default_value_t = 3000)]
+    pub oracle_port: u16,
+    /// The dapp's port (0: any free port).
+    #[arg(long, default_value_t = 5173)]
+    pub dapp_port: u16,
+    /// The built dapp (`npm run build -w www`).
+    #[arg(long, default_value = "www/dist")]
+    pub www_dist: PathBuf,
+    /// Seconds between blocks.
+    #[arg(long, default_value_t = 1)]
+    pub block_time: u64,
+}
+
+/// What `dev.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct DevInfo {
+    /// anvil's JSON-RPC URL.
+    pub rpc_url: String,
+    /// The chain id (31337).
+    pub chain_id: u64,
+    /// Deployed contracts by name.
+    pub contracts: serde_json::Map<String, serde_json::Value>,
+    /// The block the contracts were deployed in.
+    pub deploy_block: u64,
+    /// The oracle API.
+    pub oracle_url: String,
+    /// The dapp.
+    pub dapp_url: String,
+    /// Bearer token for the oracle's authenticated routes.
+    pub api_token: String,
+    /// Funded dev accounts (anvil's), for wallets and scripts.
+    pub accounts: Vec<String>,
+}
+
+/// The part of [`DevInfo`] the page needs: everything but the operator token.
+#[derive(Debug, Clone, Serialize)]
+struct PageConfig {
+    rpc_url: String,
+    chain_id: u64,
+    contracts: serde_json::Map<String, serde_json::Value>,
+    oracle_url: String,
+}
+
+fn port(p: u16) -> Result<u16> {
+    if p == 0 { devnet::free_port() } else { Ok(p) }
+}
+
+/// Runs the stack until Ctrl-C or SIGTERM.
+pub async fn run(opts: DevOptions) -> Result<()> {
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+
+    std::fs::create_dir_all(&opts.state_dir)
+        .with_context(|| format!("creating {}", opts.state_dir.display()))?;
+    let state_dir = opts.state_dir.canonicalize()?;
+    let dev_json = state_dir.join("dev.json");
+    let _ = std::fs::remove_file(&dev_json);
+    if !opts.www_dist.join("index.html").exists() {
+        bail!(
+            "{} has no index.html: build the dapp first (npm run build -w www)",
+            opts.www_dist.display()
+        );
+    }
+
+    // A new chain each time, so the oracle's database starts empty too.
+    let database = state_dir.join("oracle.sqlite");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+    }
+
+    let anvil = devnet::start_anvil(Some(port(opts.anvil_port)?), Some(opts.block_time))?;
+    let rpc_url = format!("http://127.0.0.1:{}", anvil.port());
+    let chain_id = anvil.chain_id();
+    let signer = anvil.keys()[0].clone().into();
+    let deployment = devnet::deploy(&rpc_url, signer).await?;
+    info!(pinning = %deployment.pinning, block = deployment.block, "contracts deployed");
+
+    let api_token = hex::encode(rand::random::<[u8; 32]>());
+    let oracle_port = port(opts.oracle_port)?;
+    let oracle_url = format!("http://127.0.0.1:{oracle_port}");
+    let mut oracle = Command::new(std::env::current_exe()?)
+        .args(["oracle", "run", "--rpc-url", &rpc_url])
+        .args(["--chain-id", &chain_id.to_string()])
+        .args(["--pinning-address", &deployment.pinning.to_string()])
+        .args(["--start-block", &deployment.block.to_string()])
+        .args(["--confirmations", "1"])
+        .arg("--db")
+        .arg(&database)
+        .args(["--listen", &format!("127.0.0.1:{oracle_port}")])
+        .env("ESTUARY_API_TOKEN", &api_token)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the oracle")?;
+    wait_healthy(&format!("{oracle_url}/health"), &mut oracle).await?;
+
+    let mut contracts = serde_json::Map::new();
+    contracts.insert(
+        "EstuaryPinning".into(),
+        deployment.pinning.to_string().into(),
+    );
+    let page = PageConfig {
+        rpc_url: rpc_url.clone(),
+        chain_id,
+        contracts: contracts.clone(),
+        oracle_url: oracle_url.clone(),
+    };
+    let listener = TcpListener::bind(SocketAddr::from((
+        Ipv4Addr::LOCALHOST,
+        port(opts.dapp_port)?,
+    )))
+    .await
+    .context("binding the dapp's port")?;
+    let dapp_url = format!("http://{}", listener.local_addr()?);
+    let dapp = dapp_router(&opts.www_dist, page);
+    let dapp_task = tokio::spawn(async move { axum::serve(listener, dapp).await });
+
+    let info = DevInfo {
+        rpc_url,
+        chain_id,
+        contracts,
+        deploy_block: deployment.block,
+        oracle_url,
+        dapp_url,
+        api_token,
+        accounts: anvil.addresses().iter().map(ToString::to_string).collect(),
+    };
+    write_atomically(&dev_json, &serde_json::to_vec_pretty(&info)?)?;
+    announce(&info, &dev_json);
+
+    let outcome = tokio::select! {
+        _ = sigint.recv() => Ok(()),
+        _ = sigterm.recv() => Ok(()),
+        status = oracle.wait() => Err(anyhow::anyhow!("the oracle exited ({status:?})")),
+        served = dapp_task => Err(anyhow::anyhow!("the dapp server stopped: {served:?}")),
+    };
+    info!("stopping the stack");
+    stop_child(&mut oracle).await;
+    drop(anvil); // kills anvil
+    let _ = std::fs::remove_file(&dev_json);
+    outcome
+}
+
+fn dapp_router(dist: &Path, page: PageConfig) -> Router {
+    let index = ServeFile::new(dist.join("index.html"));
+    Router::new()
+        .route(
+            "/estuary.json",
+            get(move || std::future::ready(Json(page.clone()))),
+        )
+        .fallback_service(ServeDir::new(dist).fallback(index))
+}
+
+#[allow(clippy::print_stdout)] // the URLs are this command's output
+fn announce(info: &DevInfo, dev_json: &Path) {
+    println!("Estuary is up:");
+    println!("  dapp        {}", info.dapp_url);
+    println!("  oracle API  {}", info.oracle_url);
+    println!(
+        "  chain RPC   {} (chain id {})",
+        info.rpc_url, info.chain_id
+    );
+    for (name, address) in &info.contracts {
+        println!("  {name:<14} {}", address.as_str().unwrap_or_default());
+    }
+    println!("  written to     {}", dev_json.display());
+    println!("Ctrl-C stops everything.");
+}
+
+async fn wait_healthy(url: &str, child: &mut Child) -> Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait()? {
+            bail!("the oracle exited during start-up ({status})");
+        }
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the oracle did not answer {url} within 30 s")
+}
+
+/// SIGTERM, then SIGKILL if it has not exited within 5 s.
+pub async fn stop_child(child: &mut Child) {
+    if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        warn!(pid, "child ignored SIGTERM; killing it");
+    }
+    let _ = child.kill().await;
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

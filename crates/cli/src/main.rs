@@ -1,0 +1,105 @@
+//! `estuary`: Estuary's command-line interface.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use alloy::primitives::Address;
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use estuary_cli::dev::{self, DevOptions};
+use estuary_oracle::{Oracle, OracleConfig};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "estuary",
+    version,
+    about = "Put data on IPFS and keep it on Filecoin"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Operate the oracle.
+    #[command(subcommand)]
+    Oracle(OracleCommand),
+    /// Run the whole stack locally: chain, contracts, oracle and dapp.
+    Dev(DevOptions),
+}
+
+#[derive(Debug, Subcommand)]
+enum OracleCommand {
+    /// Follow the chain and serve the API until SIGTERM or Ctrl-C.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// JSON-RPC endpoint of the chain.
+    #[arg(long, env = "ESTUARY_RPC_URL", default_value = "http://127.0.0.1:8545")]
+    rpc_url: String,
+    /// Refuse to start unless the endpoint serves this chain.
+    #[arg(long, env = "ESTUARY_CHAIN_ID")]
+    chain_id: Option<u64>,
+    /// Address of the EstuaryPinning contract.
+    #[arg(long, env = "ESTUARY_PINNING_ADDRESS")]
+    pinning_address: Address,
+    /// First block to read when the database has no cursor (the deployment block).
+    #[arg(long, env = "ESTUARY_START_BLOCK", default_value_t = 0)]
+    start_block: u64,
+    /// Blocks a request must be buried under before the oracle acts on it.
+    #[arg(long, env = "ESTUARY_CONFIRMATIONS", default_value_t = 1)]
+    confirmations: u64,
+    /// Most blocks per eth_getLogs call.
+    #[arg(long, env = "ESTUARY_MAX_BLOCK_RANGE", default_value_t = 1000)]
+    max_block_range: u64,
+    /// Milliseconds between looks at the chain head when caught up.
+    #[arg(long, env = "ESTUARY_POLL_INTERVAL_MS", default_value_t = 500)]
+    poll_interval_ms: u64,
+    /// SQLite database file.
+    #[arg(long, env = "ESTUARY_DB", default_value = "estuary-oracle.sqlite")]
+    db: PathBuf,
+    /// Address for the HTTP API.
+    #[arg(long, env = "ESTUARY_LISTEN", default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Bearer token for the API's operator routes (none: those routes refuse everyone).
+    #[arg(long, env = "ESTUARY_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("ESTUARY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Oracle(OracleCommand::Run(args)) => run_oracle(args).await,
+        Command::Dev(opts) => dev::run(opts).await,
+    }
+}
+
+async fn run_oracle(args: RunArgs) -> Result<()> {
+    let mut config = OracleConfig::new(args.rpc_url, args.pinning_address, args.db);
+    config.chain_id = args.chain_id;
+    config.start_block = args.start_block;
+    config.confirmations = args.confirmations;
+    config.max_block_range = args.max_block_range;
+    config.poll_interval = Duration::from_millis(args.poll_interval_ms);
+    config.listen = args.listen;
+    config.api_token = args.api_token;
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let oracle = Oracle::start(config).await?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+    }
+    oracle.stop().await;
+    Ok(())
+}

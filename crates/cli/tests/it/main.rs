@@ -1,0 +1,5 @@
+//! Integration tests of the `estuary` binary against a real anvil chain.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod oracle_restart;
+mod support;

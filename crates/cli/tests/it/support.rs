@@ -1,0 +1,131 @@
+//! A chain with the contracts, an oracle process, and ways to poke them.
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use alloy::{
+    network::EthereumWallet,
+    node_bindings::AnvilInstance,
+    primitives::{Address, Bytes},
+    providers::ProviderBuilder,
+    signers::local::PrivateKeySigner,
+};
+use estuary_cli::devnet::{self, Deployment};
+use estuary_contracts::EstuaryPinning;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+pub struct Chain {
+    pub anvil: AnvilInstance,
+    pub deployment: Deployment,
+}
+
+impl Chain {
+    /// anvil mining a block per transaction, with the contracts deployed.
+    pub async fn start() -> Chain {
+        let anvil = devnet::start_anvil(None, None).expect("anvil");
+        let deployment = devnet::deploy(&anvil.endpoint(), anvil.keys()[0].clone().into())
+            .await
+            .expect("deploy");
+        Chain { anvil, deployment }
+    }
+
+    pub fn signer(&self, index: usize) -> PrivateKeySigner {
+        self.anvil.keys()[index].clone().into()
+    }
+
+    /// Sends `pinToEstuary(cid)` from account `index`; returns the request id.
+    pub async fn pin(&self, index: usize, cid: &[u8]) -> u64 {
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(self.signer(index)))
+            .connect_http(self.anvil.endpoint_url());
+        let pinning = EstuaryPinning::new(self.deployment.pinning, provider);
+        let receipt = pinning
+            .pinToEstuary(Bytes::copy_from_slice(cid))
+            .send()
+            .await
+            .expect("send")
+            .get_receipt()
+            .await
+            .expect("receipt");
+        let log = receipt
+            .decoded_log::<EstuaryPinning::PinRequested>()
+            .expect("PinRequested");
+        log.data.requestId.try_into().unwrap()
+    }
+
+    pub fn address(&self, index: usize) -> Address {
+        self.anvil.addresses()[index]
+    }
+}
+
+/// A CIDv1 (raw, sha2-256) whose digest is `n` repeated.
+pub fn cid(n: u8) -> Vec<u8> {
+    let mut v = vec![0x01, 0x55, 0x12, 0x20];
+    v.extend([n; 32]);
+    v
+}
+
+pub struct OracleProcess {
+    pub child: Child,
+    pub url: String,
+    pub token: String,
+}
+
+impl OracleProcess {
+    /// Starts `estuary oracle run` against `chain`, with its database at `db`.
+    pub async fn start(chain: &Chain, db: &Path) -> OracleProcess {
+        let port = devnet::free_port().unwrap();
+        let token = "test-token".to_owned();
+        let child = Command::new(env!("CARGO_BIN_EXE_estuary"))
+            .args(["oracle", "run", "--rpc-url", &chain.anvil.endpoint()])
+            .args(["--pinning-address", &chain.deployment.pinning.to_string()])
+            .args(["--start-block", &chain.deployment.block.to_string()])
+            .args(["--confirmations", "0", "--poll-interval-ms", "100"])
+            .arg("--db")
+            .arg(db)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("ESTUARY_API_TOKEN", &token)
+            .env("ESTUARY_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the oracle");
+        let oracle = OracleProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            token,
+        };
+        oracle.wait_for(|s| s["status"] == "ok", "/health").await;
+        oracle
+    }
+
+    pub async fn get(&self, path: &str) -> Option<Value> {
+        let res = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?;
+        res.json().await.ok()
+    }
+
+    /// Polls `path` until `ok` holds (30 s at most).
+    pub async fn wait_for(&self, ok: impl Fn(&Value) -> bool, path: &str) -> Value {
+        let mut last = None;
+        for _ in 0..300 {
+            if let Some(v) = self.get(path).await {
+                if ok(&v) {
+                    return v;
+                }
+                last = Some(v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path} never became ready; last answer: {last:?}");
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}

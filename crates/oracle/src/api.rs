@@ -1,0 +1,339 @@
+//! The oracle's HTTP API.
+//!
+//! | route | auth | what |
+//! |---|---|---|
+//! | `GET /health` | – | liveness |
+//! | `GET /status` | – | chain, contract, watcher progress, request count |
+//! | `GET /requests/{id}` | – | one request (`PinRequest` as JSON) |
+//! | `GET /requests?after=&limit=` | bearer | requests in the order stored |
+//!
+//! Requests are public on chain, so reading one needs no token; listing is for operators.
+
+use std::{str::FromStr, sync::Arc};
+
+use alloy::primitives::U256;
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tower_http::cors::CorsLayer;
+use tracing::error;
+
+use crate::{
+    model::{PinRequest, Source},
+    store::{RequestStore, StoreError},
+    watcher::WatchState,
+};
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct ApiState<S> {
+    /// The request store.
+    pub store: Arc<S>,
+    /// The source this oracle follows.
+    pub source: Source,
+    /// The watcher's progress.
+    pub watch: watch::Receiver<WatchState>,
+    /// Token for authenticated routes; `None` disables them.
+    pub api_token: Option<String>,
+}
+
+/// An API failure: client errors say what was wrong; internal ones are logged and hidden.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request was malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// Nothing by that name.
+    #[error("{0}")]
+    NotFound(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match &self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, self.to_string()),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
+            Self::Store(e) => {
+                error!(error = %e, "store error while serving a request");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_owned(),
+                )
+            }
+        };
+        let mut response = (status, Json(ErrorBody { error: message })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().unwrap_or_else(|_| unreachable!()),
+            );
+        }
+        response
+    }
+}
+
+/// The API's router.
+pub fn router<S: RequestStore>(state: Arc<ApiState<S>>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/status", get(status::<S>))
+        .route("/requests", get(list_requests::<S>))
+        .route("/requests/{id}", get(get_request::<S>))
+        .layer(CorsLayer::permissive())
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+#[derive(Serialize)]
+struct StatusBody {
+    chain_id: u64,
+    contract: String,
+    #[serde(flatten)]
+    watch: WatchState,
+    requests: u64,
+}
+
+async fn status<S: RequestStore>(
+    State(st): State<Arc<ApiState<S>>>,
+) -> Result<Json<StatusBody>, ApiError> {
+    let requests = st.store.count(st.source).await?;
+    Ok(Json(StatusBody {
+        chain_id: st.source.chain_id,
+        contract: format!("{:#x}", st.source.contract),
+        watch: *st.watch.borrow(),
+        requests,
+    }))
+}
+
+async fn get_request<S: RequestStore>(
+    State(st): State<Arc<ApiState<S>>>,
+    Path(id): Path<String>,
+) -> Result<Json<PinRequest>, ApiError> {
+    let parsed = U256::from_str_radix(&id, 10)
+        .ok()
+        .filter(|_| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!("request id must be a decimal number, got {id:?}"))
+        })?;
+    st.store
+        .request(st.source, parsed)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no request {parsed} seen yet")))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ListBody {
+    results: Vec<PinRequest>,
+    /// Pass as `after` to get the next page; `null` when this page was the last.
+    next: Option<u64>,
+}
+
+async fn list_requests<S: RequestStore>(
+    State(st): State<Arc<ApiState<S>>>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<ListBody>, ApiError> {
+    authorize(&st, &headers)?;
+    let after = parse_param(q.after.as_deref(), "after", 0, u64::MAX)?;
+    let limit = parse_param(q.limit.as_deref(), "limit", 100, 1000)?;
+    if limit == 0 {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    let limit = u32::try_from(limit).unwrap_or(1000);
+    let page = st.store.list(st.source, after, limit).await?;
+    let next = (page.len() == limit as usize)
+        .then(|| page.last().map(|(seq, _)| *seq))
+        .flatten();
+    Ok(Json(ListBody {
+        results: page.into_iter().map(|(_, r)| r).collect(),
+        next,
+    }))
+}
+
+fn parse_param(v: Option<&str>, name: &str, default: u64, max: u64) -> Result<u64, ApiError> {
+    match v {
+        None => Ok(default),
+        Some(s) => u64::from_str(s).ok().filter(|n| *n <= max).ok_or_else(|| {
+            ApiError::BadRequest(format!("{name} must be a whole number up to {max}"))
+        }),
+    }
+}
+
+fn authorize<S>(st: &ApiState<S>, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = st.api_token.as_deref() else {
+        return Err(ApiError::Unauthorized);
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    // Constant-time compare: the token is a secret.
+    let equal = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if equal {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{model::PinRequestEvent, store::SqliteStore};
+    use alloy::primitives::{Address, B256, bytes};
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn app() -> (Router, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
+        let source = Source {
+            chain_id: 31337,
+            contract: Address::repeat_byte(1),
+        };
+        let event = PinRequestEvent {
+            request_id: U256::from(1),
+            requester: Address::repeat_byte(2),
+            cid: bytes!("01551220c7d01489080858c500065836c658f847a6ca67c4864619212be4f8200e4bbace"),
+            block_number: 3,
+            block_hash: B256::repeat_byte(3),
+            tx_hash: B256::repeat_byte(4),
+            log_index: 0,
+        };
+        let cursor = crate::model::Cursor {
+            block_number: 3,
+            block_hash: B256::repeat_byte(3),
+        };
+        store.ingest(source, &[event], cursor).await.unwrap();
+        let (_tx, watch) = watch::channel(WatchState::default());
+        let state = ApiState {
+            store,
+            source,
+            watch,
+            api_token: Some("secret".into()),
+        };
+        (router(Arc::new(state)), dir)
+    }
+
+    async fn call(app: &Router, uri: &str, token: Option<&str>) -> (StatusCode, serde_json::Value) {
+        let mut req = axum::http::Request::get(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let res = app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn get_request_by_id() {
+        let (app, _dir) = app().await;
+        let (status, body) = call(&app, "/requests/1", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["id"], "1");
+        assert_eq!(body["status"], "queued");
+        assert_eq!(
+            body["cid"],
+            "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+        );
+        assert_eq!(body["block"], 3);
+        assert_eq!(body["requester"], Address::repeat_byte(2).to_checksum(None));
+    }
+
+    #[tokio::test]
+    async fn bad_and_unknown_ids() {
+        let (app, _dir) = app().await;
+        assert_eq!(
+            call(&app, "/requests/2", None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        for bad in [
+            "abc",
+            "-1",
+            "0x1",
+            "1e3",
+            "99999999999999999999999999999999999999999999999999999999999999999999999999999999",
+        ] {
+            let (status, body) = call(&app, &format!("/requests/{bad}"), None).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(body["error"].as_str().unwrap().contains("decimal"));
+        }
+    }
+
+    #[tokio::test]
+    async fn listing_needs_the_token() {
+        let (app, _dir) = app().await;
+        assert_eq!(
+            call(&app, "/requests", None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&app, "/requests", Some("wrong")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        let (status, body) = call(&app, "/requests?limit=10", Some("secret")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["results"].as_array().unwrap().len(), 1);
+        assert_eq!(body["next"], serde_json::Value::Null);
+        assert_eq!(
+            call(&app, "/requests?limit=0", Some("secret")).await.0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            call(&app, "/requests?after=x", Some("secret")).await.0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[tokio::test]
+    async fn status_reports_counts() {
+        let (app, _dir) = app().await;
+        let (status, body) = call(&app, "/status", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["requests"], 1);
+        assert_eq!(body["chain_id"], 31337);
+    }
+}

@@ -1,0 +1,153 @@
+//! Wiring: store, chain connection, watcher and API, with an orderly shutdown.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use alloy::providers::{Provider, ProviderBuilder};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::{
+    api::{self, ApiState},
+    config::OracleConfig,
+    model::Source,
+    store::{SqliteStore, StoreError},
+    watcher::{WatchState, Watcher, WatcherConfig},
+};
+
+/// Why the oracle could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OracleError {
+    /// The RPC URL does not parse.
+    #[error("invalid RPC URL {0:?}")]
+    RpcUrl(String),
+    /// The chain could not be reached at start-up.
+    #[error("cannot reach the chain at {url}: {reason}")]
+    Chain {
+        /// The endpoint.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The endpoint serves another chain than configured.
+    #[error(
+        "the RPC endpoint serves chain {actual}, but the oracle is configured for chain {expected}"
+    )]
+    WrongChain {
+        /// Configured chain id.
+        expected: u64,
+        /// Reported chain id.
+        actual: u64,
+    },
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The API address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running oracle.
+#[derive(Debug)]
+pub struct Oracle {
+    /// The address the API is listening on.
+    pub local_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Oracle {
+    /// Opens the store, checks the chain, and starts the watcher and the API.
+    pub async fn start(config: OracleConfig) -> Result<Self, OracleError> {
+        let url = config
+            .rpc_url
+            .parse()
+            .map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?;
+        let provider = ProviderBuilder::new().connect_http(url);
+        let chain_id = provider
+            .get_chain_id()
+            .await
+            .map_err(|e| OracleError::Chain {
+                url: config.rpc_url.clone(),
+                reason: e.to_string(),
+            })?;
+        if let Some(expected) = config.chain_id
+            && expected != chain_id
+        {
+            return Err(OracleError::WrongChain {
+                expected,
+                actual: chain_id,
+            });
+        }
+        let source = Source {
+            chain_id,
+            contract: config.pinning,
+        };
+        let store = Arc::new(SqliteStore::open(&config.database).await?);
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| OracleError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| OracleError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+
+        let shutdown = CancellationToken::new();
+        let (state_tx, state_rx) = watch::channel(WatchState::default());
+        let watcher = Watcher::new(
+            provider,
+            Arc::clone(&store),
+            source,
+            WatcherConfig {
+                start_block: config.start_block,
+                confirmations: config.confirmations,
+                max_block_range: config.max_block_range,
+                poll_interval: config.poll_interval,
+            },
+            state_tx,
+        );
+        let watcher_task = tokio::spawn(watcher.run(shutdown.clone()));
+
+        let app = api::router(Arc::new(ApiState {
+            store,
+            source,
+            watch: state_rx,
+            api_token: config.api_token.clone(),
+        }));
+        let api_shutdown = shutdown.clone();
+        let api_task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "API server stopped");
+            }
+        });
+        info!(%local_addr, chain_id, contract = %config.pinning, "oracle started");
+        Ok(Self {
+            local_addr,
+            shutdown,
+            tasks: vec![watcher_task, api_task],
+        })
+    }
+
+    /// Stops the watcher and the API and waits for them.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Durable storage of requests and cursors.
+//!
+//! [`RequestStore`] is the port; [`SqliteStore`] is the embedded adapter. A store's one promise
+//! is that [`RequestStore::ingest`] is atomic: the requests of a block range and the cursor
+//! that moves past them are kept together or not at all.
+
+use std::{future::Future, path::Path, str::FromStr};
+
+use alloy::primitives::{B256, U256};
+use sqlx::{
+    Row,
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    },
+};
+
+use crate::model::{Cursor, PinRequest, PinRequestEvent, RequestStatus, Source};
+
+/// A storage failure. Retrying is safe: nothing is half-written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database refused or failed the operation.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row could not be read back (the file was edited or is corrupt).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Durable requests and cursors.
+pub trait RequestStore: Send + Sync + 'static {
+    /// Where `source` has been read up to, if anywhere.
+    fn cursor(
+        &self,
+        source: Source,
+    ) -> impl Future<Output = Result<Option<Cursor>, StoreError>> + Send;
+
+    /// Stores the requests `events` make (ignoring any already stored) and moves `source`'s
+    /// cursor to `cursor`, atomically. Returns how many requests were new.
+    fn ingest(
+        &self,
+        source: Source,
+        events: &[PinRequestEvent],
+        cursor: Cursor,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// One request by id.
+    fn request(
+        &self,
+        source: Source,
+        id: U256,
+    ) -> impl Future<Output = Result<Option<PinRequest>, StoreError>> + Send;
+
+    /// Requests in the order they were stored, after position `after` (0 for the start).
+    /// Returns each with its position.
+    fn list(
+        &self,
+        source: Source,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(u64, PinRequest)>, StoreError>> + Send;
+
+    /// How many requests are stored for `source`.
+    fn count(&self, source: Source) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// [`RequestStore`] on an SQLite file: embedded, no server.
+///
+/// Runs in WAL mode with `synchronous = FULL`, so a transaction that returned is on disk even if
+/// the process is killed right after.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+fn u64_to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} does not fit in SQLite INTEGER")))
+}
+
+fn row_to_request(row: &sqlx::sqlite::SqliteRow) -> Result<PinRequest, StoreError> {
+    let status: String = row.try_get("status")?;
+    let block: i64 = row.try_get("block_number")?;
+    let cid_bytes: Vec<u8> = row.try_get("cid_bytes")?;
+    let chain_id: i64 = row.try_get("chain_id")?;
+    Ok(PinRequest {
+        id: row.try_get("request_id")?,
+        chain_id: u64::try_from(chain_id).map_err(|_| StoreError::Corrupt("chain_id".into()))?,
+        contract: row.try_get("contract")?,
+        requester: row.try_get("requester")?,
+        cid: row.try_get("cid")?,
+        cid_bytes: format!("0x{}", alloy::hex::encode(cid_bytes)),
+        block: u64::try_from(block).map_err(|_| StoreError::Corrupt("block_number".into()))?,
+        tx_hash: row.try_get("tx_hash")?,
+        status: RequestStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
+        error: row.try_get("error")?,
+    })
+}
+
+impl RequestStore for SqliteStore {
+    async fn cursor(&self, source: Source) -> Result<Option<Cursor>, StoreError> {
+        let row = sqlx::query("SELECT block_number, block_hash FROM cursors WHERE source = ?")
+            .bind(source.key())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let number: i64 = row.try_get("block_number")?;
+        let hash: String = row.try_get("block_hash")?;
+        Ok(Some(Cursor {
+            block_number: u64::try_from(number)
+                .map_err(|_| StoreError::Corrupt("cursor block".into()))?,
+            block_hash: B256::from_str(&hash)
+                .map_err(|_| StoreError::Corrupt(format!("cursor hash {hash:?}")))?,
+        }))
+    }
+
+    async fn ingest(
+        &self,
+        source: Source,
+        events: &[PinRequestEvent],
+        cursor: Cursor,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        let next_seq: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM pin_requests")
+                .fetch_one(&mut *tx)
+                .await?;
+        for ev in events {
+            let req = PinRequest::from_event(source, ev);
+            let done = sqlx::query(
+                "INSERT INTO pin_requests (chain_id, contract, request_id, requester, cid_bytes, cid,
+                   block_number, block_hash, tx_hash, log_index, status, error, seq)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(u64_to_i64(source.chain_id)?)
+            .bind(&req.contract)
+            .bind(&req.id)
+            .bind(&req.requester)
+            .bind(ev.cid.as_ref())
+            .bind(&req.cid)
+            .bind(u64_to_i64(ev.block_number)?)
+            .bind(format!("{:#x}", ev.block_hash))
+            .bind(&req.tx_hash)
+            .bind(u64_to_i64(ev.log_index)?)
+            .bind(req.status.as_str())
+            .bind(&req.error)
+            .bind(next_seq + inserted)
+            .execute(&mut *tx)
+            .await?;
+            inserted += i64::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        sqlx::query(
+            "INSERT INTO cursors (source, block_number, block_hash) VALUES (?, ?, ?)
+             ON CONFLICT (source) DO UPDATE SET block_number = excluded.block_number,
+                                                block_hash = excluded.block_hash",
+        )
+        .bind(source.key())
+        .bind(u64_to_i64(cursor.block_number)?)
+        .bind(format!("{:#x}", cursor.block_hash))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(u64::try_from(inserted).unwrap_or(0))
+    }
+
+    async fn request(&self, source: Source, id: U256) -> Result<Option<PinRequest>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM pin_requests WHERE chain_id = ? AND contract = ? AND request_id = ?",
+        )
+        .bind(u64_to_i64(source.chain_id)?)
+        .bind(format!("{:#x}", source.contract))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row_to_request).transpose()
+    }
+
+    async fn list(
+        &self,
+        source: Source,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, PinRequest)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM pin_requests WHERE chain_id = ? AND contract = ? AND seq > ?
+             ORDER BY seq LIMIT ?",
+        )
+        .bind(u64_to_i64(source.chain_id)?)
+        .bind(format!("{:#x}", source.contract))
+        .bind(u64_to_i64(after)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq")?;
+                Ok((u64::try_from(seq).unwrap_or(0), row_to_request(row)?))
+            })
+            .collect()
+    }
+
+    async fn count(&self, source: Source) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pin_requests WHERE chain_id = ? AND contract = ?",
+        )
+        .bind(u64_to_i64(source.chain_id)?)
+        .bind(format!("{:#x}", source.contract))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::{Address, Bytes, bytes};
+
+    fn source() -> Source {
+        Source {
+            chain_id: 31337,
+            contract: Address::repeat_byte(0x11),
+        }
+    }
+
+    fn event(id: u64, block: u64, log_index: u64) -> PinRequestEvent {
+        PinRequestEvent {
+            request_id: U256::from(id),
+            requester: Address::repeat_byte(0x22),
+            cid: Bytes::from(
+                bytes!("01551220c7d01489080858c500065836c658f847a6ca67c4864619212be4f8200e4bbace")
+                    .to_vec(),
+            ),
+            block_number: block,
+            block_hash: B256::repeat_byte(block as u8),
+            tx_hash: B256::repeat_byte(id as u8),
+            log_index,
+        }
+    }
+
+    fn cursor(n: u64) -> Cursor {
+        Cursor {
+            block_number: n,
+            block_hash: B256::repeat_byte(n as u8),
+        }
+    }
+
+    #[tokio::test]
+    async fn ingest_is_idempotent_and_moves_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("o.sqlite"))
+            .await
+            .unwrap();
+        assert_eq!(store.cursor(source()).await.unwrap(), None);
+
+        let events = vec![event(1, 5, 0), event(2, 5, 1)];
+        let reqs: Vec<_> = events
+            .iter()
+            .map(|e| PinRequest::from_event(source(), e))
+            .collect();
+        assert_eq!(store.ingest(source(), &events, cursor(5)).await.unwrap(), 2);
+        // The same range again, and then a later one that repeats a request.
+        assert_eq!(store.ingest(source(), &events, cursor(5)).await.unwrap(), 0);
+        let more = vec![event(2, 5, 1), event(3, 7, 0)];
+        assert_eq!(store.ingest(source(), &more, cursor(7)).await.unwrap(), 1);
+
+        assert_eq!(store.count(source()).await.unwrap(), 3);
+        assert_eq!(store.cursor(source()).await.unwrap(), Some(cursor(7)));
+        let listed = store.list(source(), 0, 10).await.unwrap();
+        let ids: Vec<_> = listed.iter().map(|(_, r)| r.id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        let two = store
+            .request(source(), U256::from(2))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(two, reqs[1]);
+        assert_eq!(store.request(source(), U256::from(9)).await.unwrap(), None);
+
+        // Reopening the file keeps everything.
+        drop(store);
+        let store = SqliteStore::open(&dir.path().join("o.sqlite"))
+            .await
+            .unwrap();
+        assert_eq!(store.count(source()).await.unwrap(), 3);
+        assert_eq!(
+            store.list(source(), listed[1].0, 10).await.unwrap().len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! Follows `PinRequested` logs from confirmed blocks into the store.
+//!
+//! One loop, one cursor: read `[next, min(next + range - 1, head - confirmations)]` with one
+//! `eth_getLogs`, then store its requests and the new cursor in one transaction. Any RPC or
+//! store error is logged and retried with capped exponential backoff; the loop ends only on
+//! shutdown. Because the cursor only moves with the data, a restart re-reads at most the range
+//! that was in flight, and the store ignores what it already has.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy::{
+    eips::BlockNumberOrTag,
+    primitives::U256,
+    providers::Provider,
+    rpc::types::{Filter, Log},
+    sol_types::SolEvent,
+};
+use estuary_contracts::PinRequested;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    model::{Cursor, PinRequestEvent, Source},
+    store::{RequestStore, StoreError},
+};
+
+/// Watcher settings.
+#[derive(Debug, Clone)]
+pub struct WatcherConfig {
+    /// First block to read when the store has no cursor.
+    pub start_block: u64,
+    /// Blocks a log must be buried under before it is read.
+    pub confirmations: u64,
+    /// Most blocks per `eth_getLogs`.
+    pub max_block_range: u64,
+    /// Pause between looks at the head when caught up.
+    pub poll_interval: Duration,
+}
+
+/// What the watcher has done, for `GET /status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WatchState {
+    /// First block this process read (after its stored cursor).
+    pub started_from: Option<u64>,
+    /// Last block fully stored.
+    pub cursor: Option<u64>,
+    /// Latest head seen.
+    pub head: Option<u64>,
+    /// Requests stored by this process.
+    pub ingested: u64,
+}
+
+/// Why one step of the watcher failed. All of these are retried.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// The RPC endpoint failed or answered nonsense.
+    #[error("RPC error: {0}")]
+    Rpc(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Reads requests from one source into a store.
+#[derive(Debug)]
+pub struct Watcher<P, S> {
+    provider: P,
+    store: Arc<S>,
+    source: Source,
+    config: WatcherConfig,
+    state: watch::Sender<WatchState>,
+}
+
+impl<P: Provider, S: RequestStore> Watcher<P, S> {
+    /// A watcher that reports its progress on `state`.
+    pub fn new(
+        provider: P,
+        store: Arc<S>,
+        source: Source,
+        config: WatcherConfig,
+        state: watch::Sender<WatchState>,
+    ) -> Self {
+        Self {
+            provider,
+            store,
+            source,
+            config,
+            state,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        const MIN_BACKOFF: Duration = Duration::from_millis(200);
+        const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+        let mut next = None;
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let step = async {
+                let from = match next {
+                    Some(n) => n,
+                    None => self.resume_point().await?,
+                };
+                next = Some(from);
+                self.step(from).await
+            };
+            let pause = tokio::select! {
+                () = shutdown.cancelled() => return,
+                result = step => match result {
+                    Ok(Some(new_next)) => {
+                        next = Some(new_next);
+                        backoff = MIN_BACKOFF;
+                        continue;
+                    }
+                    Ok(None) => {
+                        backoff = MIN_BACKOFF;
+                        self.config.poll_interval
+                    }
+                    Err(e) => {
+                        warn!(error = %e, retry_in = ?backoff, "watcher step failed");
+                        let pause = backoff;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        pause
+                    }
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    async fn resume_point(&self) -> Result<u64, WatchError> {
+        let from = match self.store.cursor(self.source).await? {
+            Some(cursor) => cursor.block_number + 1,
+            None => self.config.start_block,
+        };
+        info!(source = %self.source.key(), from, "watcher resuming");
+        self.state.send_modify(|s| {
+            s.started_from = Some(from);
+            s.cursor = from.checked_sub(1);
+        });
+        Ok(from)
+    }
+
+    /// Reads and stores one range starting at `from`. Returns the next block to read, or `None`
+    /// when there is no confirmed block to read yet.
+    async fn step(&self, from: u64) -> Result<Option<u64>, WatchError> {
+        let head = self.provider.get_block_number().await.map_err(rpc)?;
+        self.state.send_modify(|s| s.head = Some(head));
+        let Some(safe) = head.checked_sub(self.config.confirmations) else {
+            return Ok(None);
+        };
+        if from > safe {
+            return Ok(None);
+        }
+        let to = safe.min(from.saturating_add(self.config.max_block_range.max(1) - 1));
+
+        let filter = Filter::new()
+            .address(self.source.contract)
+            .event_signature(PinRequested::SIGNATURE_HASH)
+            .from_block(from)
+            .to_block(to);
+        let logs = self.provider.get_logs(&filter).await.map_err(rpc)?;
+        let events = logs
+            .iter()
+            .filter_map(|log| decode(log).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let block = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Number(to))
+            .await
+            .map_err(rpc)?
+            .ok_or_else(|| WatchError::Rpc(format!("block {to} not found below the head")))?;
+        let cursor = Cursor {
+            block_number: to,
+            block_hash: block.header.hash,
+        };
+
+        let inserted = self.store.ingest(self.source, &events, cursor).await?;
+        debug!(from, to, logs = events.len(), inserted, "range stored");
+        if inserted > 0 {
+            info!(from, to, inserted, "pin requests stored");
+        }
+        self.state.send_modify(|s| {
+            s.cursor = Some(to);
+            s.ingested += inserted;
+        });
+        Ok(Some(to + 1))
+    }
+}
+
+fn rpc(e: impl std::fmt::Display) -> WatchError {
+    WatchError::Rpc(e.to_string())
+}
+
+/// Turns one log into an event. `Ok(None)` for a log the chain has marked removed; an error for
+/// a log without the position fields every mined log has (the endpoint is broken: retry).
+fn decode(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
+    if log.removed {
+        return Ok(None);
+    }
+    let missing = |what| WatchError::Rpc(format!("log without {what}"));
+    let block_number = log.block_number.ok_or_else(|| missing("block number"))?;
+    let block_hash = log.block_hash.ok_or_else(|| missing("block hash"))?;
+    let tx_hash = log
+        .transaction_hash
+        .ok_or_else(|| missing("transaction hash"))?;
+    let log_index = log.log_index.ok_or_else(|| missing("log index"))?;
+    let decoded = match log.log_decode::<PinRequested>() {
+        Ok(decoded) => decoded,
+        Err(e) => {
+            // Our contract cannot emit this; skip it rather than stop the whole source.
+            warn!(%tx_hash, log_index, error = %e, "undecodable PinRequested log skipped");
+            return Ok(None);
+        }
+    };
+    let PinRequested {
+        requestId,
+        requester,
+        cid,
+    } = decoded.inner.data;
+    Ok(Some(PinRequestEvent {
+        request_id: U256::from(requestId),
+        requester,
+        cid,
+        block_number,
+        block_hash,
+        tx_hash,
+        log_index,
+    }))
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+// Copies the ABI and bytecode of Estuary's deployable contracts from Foundry's build output
+// (contracts/out, not committed) to contracts/artifacts (committed), where the Rust bindings
+// (alloy `sol!`) and the dapp read them. Run after `forge build`; the test command fails if the
+// committed copy is stale.
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const CONTRACTS = ['EstuaryPinning'];
+
+mkdirSync(join(root, 'contracts/artifacts'), { recursive: true });
+for (const name of CONTRACTS) {
+  const built = JSON.parse(readFileSync(join(root, `contracts/out/${name}.sol/${name}.json`), 'utf8'));
+  const artifact = {
+    contractName: name,
+    abi: built.abi,
+    bytecode: { object: built.bytecode.object },
+    deployedBytecode: { object: built.deployedBytecode.object },
+  };
+  writeFileSync(join(root, `contracts/artifacts/${name}.json`), JSON.stringify(artifact, null, 2) + '\n');
+}
+console.log(`exported ${CONTRACTS.length} artifact(s) to contracts/artifacts`);

@@ -1,0 +1,127 @@
+// Browser → contract → oracle, through the real stack that `estuary dev` starts.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ensureOutputDir, injectWallet, launchBrowser, rpc, startStack } from './support.mjs';
+
+const CID = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy';
+// requestCount() selector
+const REQUEST_COUNT = '0x5badbe4c';
+
+function portOpen(url) {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect({ host: hostname, port: Number(port) });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+describe('dapp on the local stack', () => {
+  let stack;
+  let browser;
+
+  before(async () => {
+    stack = await startStack();
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    stack?.kill();
+  });
+
+  async function openPage({ account, reject = false } = {}) {
+    const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
+    await injectWallet(context, { rpcUrl: stack.info.rpc_url, account, reject });
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e));
+    await page.goto(stack.info.dapp_url);
+    await page.locator('[data-testid="node-status"][data-ready="true"]').waitFor({ timeout: 30_000 });
+    return { page, errors };
+  }
+
+  const requestCount = async () =>
+    BigInt(await rpc(stack.info.rpc_url, 'eth_call', [
+      { to: stack.info.contracts.EstuaryPinning, data: REQUEST_COUNT }, 'latest',
+    ]));
+
+  test('dev.json names every service', () => {
+    const { info } = stack;
+    assert.equal(info.chain_id, 31337);
+    assert.match(info.rpc_url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(info.oracle_url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(info.dapp_url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(info.contracts.EstuaryPinning, /^0x[0-9a-fA-F]{40}$/);
+    assert.match(info.api_token, /^[0-9a-f]{64}$/);
+  });
+
+  test('a CID pinned from the page is queued by the oracle for its requester', async () => {
+    const account = stack.info.accounts[1];
+    const { page, errors } = await openPage({ account });
+    await page.getByTestId('cid-input').fill(CID);
+    await assert.doesNotReject(page.getByTestId('cid-info').filter({ hasText: 'CIDv1 · raw' }).waitFor());
+    await page.getByTestId('connect').click();
+    await page.getByTestId('wallet-status').filter({ hasText: account }).waitFor();
+    await page.getByTestId('pin').click();
+    await page.locator('[data-testid="request-status"][data-status="queued"]').waitFor({ timeout: 60_000 });
+    assert.equal(await page.getByTestId('request-requester').textContent(), account);
+    assert.equal(await page.getByTestId('request-cid').textContent(), CID);
+    await page.screenshot({ path: join(ensureOutputDir(), 'dapp-pinned.png'), fullPage: true });
+
+    const id = (await page.getByTestId('request-id').textContent()).replace('#', '');
+    const res = await fetch(`${stack.info.oracle_url}/requests/${id}`);
+    assert.equal(res.status, 200);
+    const request = await res.json();
+    assert.equal(request.status, 'queued');
+    assert.equal(request.requester, account);
+    assert.equal(request.cid, CID);
+    assert.equal(request.contract, stack.info.contracts.EstuaryPinning.toLowerCase());
+    assert.deepEqual(errors, []);
+  });
+
+  test('a malformed CID is refused in the page and no transaction is sent', async () => {
+    const account = stack.info.accounts[2];
+    const { page } = await openPage({ account });
+    const before = await requestCount();
+    const nonce = await rpc(stack.info.rpc_url, 'eth_getTransactionCount', [account, 'latest']);
+
+    await page.getByTestId('cid-input').fill('bafy-this-is-not-a-cid');
+    await page.locator('[data-testid="cid-info"].invalid').waitFor();
+    await page.getByTestId('pin').click();
+    await page.getByTestId('message').filter({ hasText: 'Not a valid CID' }).waitFor();
+
+    const calls = await page.evaluate(() => window.__walletCalls);
+    assert.ok(!calls.includes('eth_sendTransaction'), `wallet calls: ${calls}`);
+    assert.equal(await requestCount(), before);
+    assert.equal(await rpc(stack.info.rpc_url, 'eth_getTransactionCount', [account, 'latest']), nonce);
+  });
+
+  test('a transaction rejected in the wallet shows a clear message', async () => {
+    const account = stack.info.accounts[3];
+    const { page } = await openPage({ account, reject: true });
+    const before = await requestCount();
+    await page.getByTestId('cid-input').fill(CID);
+    await page.getByTestId('pin').click();
+    await page.getByTestId('message').filter({ hasText: 'You rejected the transaction' }).waitFor();
+    assert.equal(await requestCount(), before);
+  });
+
+  test('SIGTERM stops everything the stack started', async () => {
+    const { info } = stack;
+    assert.ok(await portOpen(info.rpc_url));
+    const exit = await stack.stop();
+    assert.ok(exit, `estuary dev did not exit:\n${stack.log()}`);
+    assert.equal(exit.code, 0, stack.log());
+    for (const url of [info.rpc_url, info.oracle_url, info.dapp_url]) {
+      assert.equal(await portOpen(url), false, `${url} still answers`);
+    }
+    assert.equal(existsSync(stack.devJson), false, 'dev.json is removed');
+  });
+});

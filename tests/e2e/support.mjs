@@ -1,0 +1,121 @@
+// Shared by the end-to-end tests: start `estuary dev` in a temporary state directory, drive the
+// page in headless Chromium, and talk to the chain directly.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, openSync, readFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const outputDir = join(root, 'tests/e2e/output');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts the stack on free ports; resolves once dev.json is written. */
+export async function startStack() {
+  const stateDir = mkdtempSync(join(tmpdir(), 'estuary-e2e-'));
+  const log = join(stateDir, 'dev.log');
+  const out = openSync(log, 'a');
+  const bin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
+  const child = spawn(
+    bin,
+    ['dev', '--state-dir', stateDir, '--anvil-port', '0', '--oracle-port', '0', '--dapp-port', '0',
+      '--www-dist', join(root, 'www/dist')],
+    { stdio: ['ignore', out, out], detached: true, env: { ...process.env, ESTUARY_LOG: 'info' } },
+  );
+  let exited = null;
+  child.on('exit', (code, signal) => (exited = { code, signal }));
+  const devJson = join(stateDir, 'dev.json');
+  for (let i = 0; i < 600 && !existsSync(devJson); i++) {
+    if (exited) throw new Error(`estuary dev exited early (${JSON.stringify(exited)}):\n${readFileSync(log, 'utf8')}`);
+    await sleep(100);
+  }
+  if (!existsSync(devJson)) throw new Error(`estuary dev did not come up in 60 s:\n${readFileSync(log, 'utf8')}`);
+  const info = JSON.parse(readFileSync(devJson, 'utf8'));
+  return {
+    info,
+    stateDir,
+    devJson,
+    child,
+    log: () => readFileSync(log, 'utf8'),
+    exited: () => exited,
+    /** SIGTERM to `estuary dev` alone: it must stop its children itself. */
+    async stop(timeoutMs = 20_000) {
+      if (exited) return exited;
+      child.kill('SIGTERM');
+      for (let i = 0; i < timeoutMs / 100 && !exited; i++) await sleep(100);
+      return exited;
+    },
+    /** Last resort after a failure: the whole process group. */
+    kill() {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+export async function rpc(url, method, params = []) {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+  });
+  const body = await res.json();
+  if (body.error) throw new Error(`${method}: ${body.error.message}`);
+  return body.result;
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+}
+
+/**
+ * An injected EIP-1193 wallet backed by an anvil account: anvil signs for its own accounts, so
+ * the wallet forwards every call to the node. `reject: true` makes it refuse transactions the
+ * way a person clicking "Reject" does (EIP-1193 code 4001). Calls are recorded in
+ * `window.__walletCalls`.
+ */
+export async function injectWallet(context, { rpcUrl, account, reject = false }) {
+  await context.addInitScript(
+    ({ rpcUrl, account, reject }) => {
+      let id = 0;
+      window.__walletCalls = [];
+      window.ethereum = {
+        isEstuaryTestWallet: true,
+        async request({ method, params = [] }) {
+          window.__walletCalls.push(method);
+          if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [account];
+          if (method === 'eth_sendTransaction' && reject) {
+            throw Object.assign(new Error('User rejected the request.'), { code: 4001 });
+          }
+          const res = await fetch(rpcUrl, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params }),
+          });
+          const body = await res.json();
+          if (body.error) throw Object.assign(new Error(body.error.message), body.error);
+          return body.result;
+        },
+        on() {},
+        removeListener() {},
+      };
+    },
+    { rpcUrl, account, reject },
+  );
+}
+
+export function ensureOutputDir() {
+  mkdirSync(outputDir, { recursive: true });
+  return outputDir;
+}

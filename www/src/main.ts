@@ -1,0 +1,162 @@
+import type { Eip1193Provider } from 'ethers';
+import {
+  EstuaryError,
+  EstuaryNode,
+  InvalidCidError,
+  Wallet,
+  loadConfig,
+  waitForRequest,
+  type CidInfo,
+  type EstuaryConfig,
+} from './sdk';
+
+declare global {
+  interface Window {
+    ethereum?: Eip1193Provider;
+  }
+}
+
+function el<T extends HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`#${id} missing from the page`);
+  return found as T;
+}
+
+const ui = {
+  nodeStatus: el('node-status'),
+  walletStatus: el('wallet-status'),
+  connect: el<HTMLButtonElement>('connect'),
+  form: el<HTMLFormElement>('pin-form'),
+  cid: el<HTMLInputElement>('cid'),
+  cidInfo: el('cid-info'),
+  pin: el<HTMLButtonElement>('pin'),
+  message: el('message'),
+  request: el('request'),
+  requestId: el('request-id'),
+  requestCid: el('request-cid'),
+  requestRequester: el('request-requester'),
+  requestTx: el('request-tx'),
+  requestStatus: el('request-status'),
+};
+
+let node: EstuaryNode | undefined;
+let config: EstuaryConfig | undefined;
+let wallet: Wallet | undefined;
+let busy = false;
+
+function say(text: string, kind: 'info' | 'error' = 'info'): void {
+  ui.message.textContent = text;
+  ui.message.className = `message ${kind}`;
+}
+
+function describe(info: CidInfo): string {
+  const codec = info.codecName ?? `codec 0x${info.codec.toString(16)}`;
+  return `CIDv${info.version} · ${codec} · ${info.bytes.length} bytes`;
+}
+
+async function validate(): Promise<CidInfo | undefined> {
+  const text = ui.cid.value;
+  if (!node) return undefined;
+  if (text.trim() === '') {
+    ui.cidInfo.textContent = '';
+    ui.cidInfo.className = 'hint';
+    return undefined;
+  }
+  try {
+    const info = await node.parseCid(text);
+    ui.cidInfo.textContent = describe(info);
+    ui.cidInfo.className = 'hint valid';
+    return info;
+  } catch (e) {
+    ui.cidInfo.textContent = e instanceof Error ? e.message : String(e);
+    ui.cidInfo.className = 'hint invalid';
+    return undefined;
+  }
+}
+
+function refresh(): void {
+  ui.pin.disabled = busy || !node || !config;
+  ui.connect.disabled = busy || !config;
+}
+
+async function connect(): Promise<Wallet> {
+  if (!config) throw new EstuaryError('The page has not loaded its configuration.');
+  wallet = await Wallet.connect(window.ethereum, config);
+  ui.walletStatus.textContent = `Connected: ${wallet.address}`;
+  ui.connect.textContent = 'Reconnect';
+  return wallet;
+}
+
+async function pin(): Promise<void> {
+  if (!node || !config) return;
+  say('');
+  let info: CidInfo;
+  try {
+    info = await node.parseCid(ui.cid.value);
+  } catch (e) {
+    // Refused here: no transaction is sent for a malformed CID.
+    say(e instanceof InvalidCidError ? `Not a valid CID: ${e.message}` : String(e), 'error');
+    return;
+  }
+  const w = wallet ?? (await connect());
+  say('Confirm the transaction in your wallet…');
+  const receipt = await w.pin(config, info.bytes);
+  ui.request.hidden = false;
+  ui.requestId.textContent = `#${receipt.requestId}`;
+  ui.requestCid.textContent = info.string;
+  ui.requestRequester.textContent = receipt.requester;
+  ui.requestTx.textContent = `${receipt.txHash} (block ${receipt.block})`;
+  ui.requestStatus.textContent = 'on chain — waiting for the oracle';
+  say(`Request #${receipt.requestId} is on chain.`);
+  const status = await waitForRequest(config.oracle_url, receipt.requestId);
+  ui.requestStatus.textContent = status.status;
+  ui.requestStatus.dataset.status = status.status;
+  say(
+    status.status === 'queued'
+      ? `Request #${status.id} is queued by the oracle.`
+      : `The oracle could not take request #${status.id}: ${status.error ?? 'unknown reason'}`,
+    status.status === 'queued' ? 'info' : 'error',
+  );
+}
+
+async function guarded(work: () => Promise<unknown>): Promise<void> {
+  busy = true;
+  refresh();
+  try {
+    await work();
+  } catch (e) {
+    say(e instanceof Error ? e.message : String(e), 'error');
+    console.error(e);
+  } finally {
+    busy = false;
+    refresh();
+  }
+}
+
+ui.cid.addEventListener('input', () => void validate());
+ui.form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  void guarded(pin);
+});
+ui.connect.addEventListener('click', () => void guarded(connect));
+
+async function main(): Promise<void> {
+  refresh();
+  const [loadedNode, loadedConfig] = await Promise.allSettled([EstuaryNode.start(), loadConfig()]);
+  if (loadedNode.status === 'fulfilled') {
+    node = loadedNode.value;
+    ui.nodeStatus.textContent = 'Browser node ready.';
+    ui.nodeStatus.dataset.ready = 'true';
+  } else {
+    ui.nodeStatus.textContent = String(loadedNode.reason);
+  }
+  if (loadedConfig.status === 'fulfilled') {
+    config = loadedConfig.value;
+  } else {
+    say(String(loadedConfig.reason), 'error');
+  }
+  refresh();
+  void validate();
+}
+
+void main();

@@ -1,0 +1,111 @@
+import { BrowserProvider, Contract, Interface, isError, type Eip1193Provider } from 'ethers';
+import artifact from '../../../contracts/artifacts/EstuaryPinning.json';
+import type { EstuaryConfig } from './config';
+import { ContractError, EstuaryError, WalletError } from './errors';
+
+export const pinningInterface = new Interface(artifact.abi);
+
+/** Reasons of `EstuaryPinningInvalidCid`, by `CidLib.CidError` value. */
+const CID_ERRORS = [
+  'None',
+  'the CID is empty',
+  'the CID is too long',
+  'a varint in the CID is malformed',
+  'the CID version is not supported',
+  'the multihash digest length is not allowed',
+  'the multihash length does not match its digest',
+];
+
+export interface PinReceipt {
+  requestId: bigint;
+  requester: string;
+  txHash: string;
+  block: number;
+}
+
+/** A connected EIP-1193 wallet on the stack's chain. */
+export class Wallet {
+  private constructor(
+    readonly provider: BrowserProvider,
+    readonly address: string,
+  ) {}
+
+  /** Asks the wallet for an account and makes sure it is on `config.chain_id`. */
+  static async connect(eip1193: Eip1193Provider | undefined, config: EstuaryConfig): Promise<Wallet> {
+    if (!eip1193) throw new WalletError('No wallet found: install an Ethereum wallet extension.');
+    const provider = new BrowserProvider(eip1193);
+    provider.pollingInterval = 500;
+    let accounts: string[];
+    try {
+      accounts = (await provider.send('eth_requestAccounts', [])) as string[];
+    } catch (e) {
+      throw new WalletError(`The wallet refused to connect: ${shortMessage(e)}`, { cause: e });
+    }
+    const address = accounts[0];
+    if (!address) throw new WalletError('The wallet returned no account.');
+    const { chainId } = await provider.getNetwork();
+    if (chainId !== BigInt(config.chain_id)) {
+      try {
+        await provider.send('wallet_switchEthereumChain', [
+          { chainId: '0x' + config.chain_id.toString(16) },
+        ]);
+      } catch (e) {
+        throw new WalletError(
+          `The wallet is on chain ${chainId}; switch it to chain ${config.chain_id}.`,
+          { cause: e },
+        );
+      }
+    }
+    return new Wallet(provider, address);
+  }
+
+  /** Sends `pinToEstuary(cid)` and waits for it to be mined. */
+  async pin(config: EstuaryConfig, cid: Uint8Array): Promise<PinReceipt> {
+    const signer = await this.provider.getSigner(this.address);
+    const pinning = new Contract(config.contracts.EstuaryPinning, pinningInterface, signer);
+    let receipt;
+    try {
+      const tx = await pinning.getFunction('pinToEstuary')(cid);
+      receipt = await tx.wait();
+    } catch (e) {
+      throw explain(e);
+    }
+    if (!receipt || receipt.status !== 1) throw new EstuaryError('The transaction failed.');
+    for (const log of receipt.logs) {
+      const parsed = pinningInterface.parseLog(log);
+      if (parsed?.name === 'PinRequested') {
+        return {
+          requestId: parsed.args.requestId as bigint,
+          requester: parsed.args.requester as string,
+          txHash: receipt.hash,
+          block: receipt.blockNumber,
+        };
+      }
+    }
+    throw new EstuaryError('The transaction was mined but emitted no PinRequested event.');
+  }
+}
+
+function shortMessage(e: unknown): string {
+  if (e && typeof e === 'object' && 'shortMessage' in e) return String(e.shortMessage);
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Turns an ethers failure into an SDK error with a message a person can act on. */
+export function explain(e: unknown): EstuaryError {
+  if (isError(e, 'ACTION_REJECTED')) {
+    return new WalletError('You rejected the transaction in your wallet.', { cause: e });
+  }
+  if (isError(e, 'CALL_EXCEPTION')) {
+    const data = e.data ?? undefined;
+    const decoded = data ? pinningInterface.parseError(data) : null;
+    if (decoded?.name === 'EstuaryPinningInvalidCid') {
+      const reason = CID_ERRORS[Number(decoded.args[0])] ?? 'unknown reason';
+      return new ContractError(`The contract refused the CID: ${reason}.`, decoded.name, { cause: e });
+    }
+    return new ContractError(`The contract reverted: ${shortMessage(e)}`, decoded?.name ?? 'unknown', {
+      cause: e,
+    });
+  }
+  return new EstuaryError(`The transaction could not be sent: ${shortMessage(e)}`, { cause: e });
+}

@@ -1,0 +1,39 @@
+/** Base class of every error the Estuary SDK throws. */
+export class EstuaryError extends Error {
+  override name = 'EstuaryError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** The text given is not a CID. `message` says what is wrong. */
+export class InvalidCidError extends EstuaryError {
+  override name = 'InvalidCidError';
+}
+
+/** The browser node (WebAssembly in a Web Worker) failed to start or crashed. */
+export class NodeError extends EstuaryError {
+  override name = 'NodeError';
+}
+
+/** No wallet, a refused connection, the wrong chain, or a rejected transaction. */
+export class WalletError extends EstuaryError {
+  override name = 'WalletError';
+}
+
+/** The contract reverted the call; `reason` names its custom error. */
+export class ContractError extends EstuaryError {
+  override name = 'ContractError';
+  constructor(
+    message: string,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The oracle's API failed or could not be reached. */
+export class OracleError extends EstuaryError {
+  override name = 'OracleError';
+}

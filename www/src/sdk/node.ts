@@ -1,0 +1,70 @@
+import { InvalidCidError, NodeError } from './errors';
+import type { CidInfo, Hello, Method, NodeMethods, Request, Response } from './protocol';
+
+/**
+ * The browser node, running in its own Web Worker. Every method returns a promise; failures are
+ * `EstuaryError` subclasses.
+ */
+export class EstuaryNode {
+  #worker: Worker;
+  #nextId = 1;
+  #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  private constructor(worker: Worker) {
+    this.#worker = worker;
+    worker.onmessage = (event: MessageEvent<Response>) => {
+      const msg = event.data;
+      const waiter = this.#pending.get(msg.id);
+      if (!waiter) return;
+      this.#pending.delete(msg.id);
+      if (msg.ok) waiter.resolve(msg.value);
+      else waiter.reject(new NodeError(msg.error.message));
+    };
+    worker.onerror = (event) => {
+      const error = new NodeError(`the browser node crashed: ${event.message}`);
+      for (const waiter of this.#pending.values()) waiter.reject(error);
+      this.#pending.clear();
+    };
+  }
+
+  /** Starts the node's worker and waits until its WebAssembly is ready. */
+  static async start(): Promise<EstuaryNode> {
+    const worker = new Worker(new URL('../worker.ts', import.meta.url), { type: 'module' });
+    await new Promise<void>((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<Hello>) => {
+        if (event.data.hello === 'ready') resolve();
+        else reject(new NodeError(`the browser node failed to start: ${event.data.message}`));
+      };
+      worker.onerror = (event) =>
+        reject(new NodeError(`the browser node failed to start: ${event.message}`));
+    });
+    return new EstuaryNode(worker);
+  }
+
+  #call<M extends Method>(method: M, ...args: NodeMethods[M][0]): Promise<NodeMethods[M][1]> {
+    const id = this.#nextId++;
+    const request: Request<M> = { id, method, args };
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.#worker.postMessage(request);
+    });
+  }
+
+  /** Parses a CID's text form. Throws `InvalidCidError` saying what is wrong. */
+  async parseCid(text: string): Promise<CidInfo> {
+    try {
+      return await this.#call('parseCid', text);
+    } catch (e) {
+      if (e instanceof NodeError) throw new InvalidCidError(e.message, { cause: e });
+      throw e;
+    }
+  }
+
+  /** Stops the worker; pending calls fail. */
+  terminate(): void {
+    this.#worker.terminate();
+    const error = new NodeError('the browser node was stopped');
+    for (const waiter of this.#pending.values()) waiter.reject(error);
+    this.#pending.clear();
+  }
+}

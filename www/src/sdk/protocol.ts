@@ -1,0 +1,24 @@
+/** Messages between the page and the node's Web Worker. */
+import type { CidInfo } from '../generated/node/estuary_node.js';
+
+export type { CidInfo };
+
+/** The worker's methods: name → [arguments, result]. */
+export interface NodeMethods {
+  parseCid: [[text: string], CidInfo];
+}
+
+export type Method = keyof NodeMethods;
+
+export interface Request<M extends Method = Method> {
+  id: number;
+  method: M;
+  args: NodeMethods[M][0];
+}
+
+export type Response =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: { name: string; message: string } };
+
+/** Sent once by the worker: `ready`, or why it could not start. */
+export type Hello = { hello: 'ready' } | { hello: 'failed'; message: string };
