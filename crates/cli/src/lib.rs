@@ -1,7 +1,9 @@
 //! The `estuary` command's library: the local development stack and the helpers its tests share.
 //!
+//! - [`add`]: `estuary add`, files and directories to UnixFS and CAR.
 //! - [`devnet`]: find the Foundry tools, start anvil, deploy the contracts.
 //! - [`dev`]: `estuary dev`, the whole stack (chain, contracts, oracle, dapp) as one process tree.
 
+pub mod add;
 pub mod dev;
 pub mod devnet;

@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use alloy::primitives::Address;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use estuary_cli::dev::{self, DevOptions};
+use estuary_cli::{
+    add,
+    dev::{self, DevOptions},
+};
 use estuary_oracle::{Oracle, OracleConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -28,6 +31,8 @@ enum Command {
     Oracle(OracleCommand),
     /// Run the whole stack locally: chain, contracts, oracle and dapp.
     Dev(DevOptions),
+    /// Import a file or directory as UnixFS; print its root CID (and write a CAR).
+    Add(add::AddArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +86,23 @@ async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Oracle(OracleCommand::Run(args)) => run_oracle(args).await,
         Command::Dev(opts) => dev::run(opts).await,
+        Command::Add(args) => {
+            let summary =
+                tokio::task::spawn_blocking(move || add::run(&args).map(|s| (s, args.json)))
+                    .await??;
+            print_add(&summary.0, summary.1)
+        }
     }
+}
+
+#[allow(clippy::print_stdout)] // the command's output
+fn print_add(summary: &add::AddSummary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(summary)?);
+    } else {
+        println!("{}", summary.root);
+    }
+    Ok(())
 }
 
 async fn run_oracle(args: RunArgs) -> Result<()> {

@@ -4,9 +4,28 @@
 //! `wasm32-unknown-unknown` (CI checks it) and is shared by the browser node, the oracle and the
 //! CLI, so every part of Estuary reads and writes the same bytes.
 //!
-//! Today it holds [`cid`]: parsing and describing content identifiers from their text or binary
-//! form with typed errors.
+//! - [`cid`]: content identifiers from untrusted text or bytes;
+//! - [`pb`], [`unixfs`]: the dag-pb node and UnixFS metadata codecs, byte-exact and strict;
+//! - [`file`], [`dir`]: streaming UnixFS import (balanced layout) and directory trees, under the
+//!   [`profile`]s that reproduce kubo's and Helia's CIDs;
+//! - [`car`]: CAR v1 sections and headers, written as blocks are produced and read with checks;
+//! - [`walk`]: the links of a block and depth-first traversal.
 
+pub mod block;
+pub mod car;
 pub mod cid;
+pub mod dir;
+pub mod file;
+pub mod pb;
+pub mod profile;
+pub mod unixfs;
+pub mod varint;
+pub mod walk;
 
-pub use crate::cid::{CidError, CidInfo, parse_cid, parse_cid_bytes};
+pub use crate::{
+    block::Block,
+    cid::{CidError, CidInfo, parse_cid, parse_cid_bytes},
+    dir::DirectoryBuilder,
+    file::{FileBuilder, Imported},
+    profile::{ImportOptions, Profile},
+};

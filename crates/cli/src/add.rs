@@ -1,0 +1,461 @@
+//! `estuary add`: files and directories to a UnixFS DAG and, optionally, a CAR file.
+//!
+//! Reading is streamed (1 MiB at a time), so memory stays bounded by the engine's chunk buffer,
+//! one set of links per tree level, and the set of CIDs already written (for de-duplication).
+//!
+//! CAR order:
+//! - `produced` writes each block as it is made (children before parents, root last) after a
+//!   header naming a placeholder root of the same length, and patches the header at the end.
+//! - `dfs` (root first, depth first, as `ipfs dag export`) spools the blocks to a temporary file
+//!   next to the CAR with an in-memory index, then writes them in traversal order.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs::File,
+    io::{BufWriter, IsTerminal, Read, Seek, SeekFrom, Write},
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+use estuary_dag::{
+    Block, DirectoryBuilder, FileBuilder, ImportOptions, Imported, Profile,
+    block::{DAG_PB, sha256_cid},
+    car, walk,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+/// CAR block order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CarOrder {
+    /// As produced: children before parents, root last.
+    Produced,
+    /// Root first, depth first (as `ipfs dag export`).
+    Dfs,
+}
+
+/// Options of `estuary add`.
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// A file or a directory.
+    pub path: PathBuf,
+    /// Import profile: unixfs-v1-2025 (default), kubo-cidv1 or unixfs-v0-2015.
+    #[arg(long, default_value = "unixfs-v1-2025")]
+    pub profile: String,
+    /// Bytes per leaf (overrides the profile).
+    #[arg(long)]
+    pub chunk_size: Option<usize>,
+    /// Links per file node (overrides the profile).
+    #[arg(long)]
+    pub max_links: Option<usize>,
+    /// Raw leaves (true) or dag-pb leaves (false) (overrides the profile).
+    #[arg(long)]
+    pub raw_leaves: Option<bool>,
+    /// CID version of dag-pb nodes, 0 or 1 (overrides the profile).
+    #[arg(long)]
+    pub cid_version: Option<u8>,
+    /// Wrap the input in a directory named after it.
+    #[arg(long, short = 'w')]
+    pub wrap: bool,
+    /// Write the DAG to this CAR file.
+    #[arg(long)]
+    pub car: Option<PathBuf>,
+    /// Block order in the CAR.
+    #[arg(long, value_enum, default_value = "produced")]
+    pub car_order: CarOrder,
+    /// Print one JSON object instead of the root CID.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `--json` prints.
+#[derive(Debug, Serialize)]
+pub struct AddSummary {
+    /// Root CID.
+    pub root: String,
+    /// Distinct blocks.
+    pub blocks: u64,
+    /// Bytes of the distinct blocks.
+    pub dag_bytes: u64,
+    /// Size of the CAR written (with `--car`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub car_bytes: Option<u64>,
+}
+
+impl AddArgs {
+    fn options(&self) -> Result<ImportOptions> {
+        let mut opts = Profile::from_name(&self.profile)?.options();
+        if let Some(v) = self.chunk_size {
+            opts.chunk_size = v;
+        }
+        if let Some(v) = self.max_links {
+            opts.max_links = v;
+        }
+        if let Some(v) = self.raw_leaves {
+            opts.raw_leaves = v;
+        }
+        match self.cid_version {
+            None => {}
+            Some(0) => opts.cid_version = cid::Version::V0,
+            Some(1) => opts.cid_version = cid::Version::V1,
+            Some(v) => bail!("--cid-version must be 0 or 1, not {v}"),
+        }
+        opts.validate()?;
+        Ok(opts)
+    }
+}
+
+enum CarSink {
+    None,
+    Produced {
+        out: BufWriter<File>,
+        placeholder: Vec<u8>,
+    },
+    Spool {
+        out: BufWriter<File>,
+        path: PathBuf,
+        pos: u64,
+        index: HashMap<cid::Cid, (u64, usize)>,
+    },
+}
+
+/// Receives every block; counts distinct ones and writes them to the CAR.
+struct Sink {
+    seen: HashSet<cid::Cid>,
+    blocks: u64,
+    dag_bytes: u64,
+    car: CarSink,
+    error: Option<std::io::Error>,
+    buf: Vec<u8>,
+}
+
+impl Sink {
+    fn put(&mut self, block: &Block) {
+        if self.error.is_some() || !self.seen.insert(block.cid) {
+            return;
+        }
+        self.blocks += 1;
+        self.dag_bytes += block.data.len() as u64;
+        self.buf.clear();
+        let result = match &mut self.car {
+            CarSink::None => Ok(()),
+            CarSink::Produced { out, .. } => {
+                car::encode_section(block, &mut self.buf);
+                out.write_all(&self.buf)
+            }
+            CarSink::Spool {
+                out, pos, index, ..
+            } => {
+                index.insert(block.cid, (*pos, block.data.len()));
+                *pos += block.data.len() as u64;
+                out.write_all(&block.data)
+            }
+        };
+        if let Err(e) = result {
+            self.error = Some(e);
+        }
+    }
+}
+
+/// Imports `args.path`; returns the summary (and writes the CAR).
+pub fn run(args: &AddArgs) -> Result<AddSummary> {
+    let opts = args.options()?;
+    let meta = std::fs::metadata(&args.path)
+        .with_context(|| format!("reading {}", args.path.display()))?;
+    let entries = if meta.is_dir() {
+        collect(&args.path)?
+    } else {
+        Vec::new()
+    };
+    let total: u64 = if meta.is_dir() {
+        entries.iter().map(|e| e.size).sum()
+    } else {
+        meta.len()
+    };
+    let progress = progress_bar(total);
+
+    let car = match &args.car {
+        None => CarSink::None,
+        Some(path) => match args.car_order {
+            CarOrder::Produced => {
+                // Predict the root's length: dag-pb in the profile's version, or a raw leaf.
+                let placeholder = car::header_v1(&[sha256_cid(opts.cid_version, DAG_PB, b"")]);
+                let mut out = BufWriter::with_capacity(1 << 20, create(path)?);
+                out.write_all(&placeholder)?;
+                CarSink::Produced { out, placeholder }
+            }
+            CarOrder::Dfs => {
+                let spool = path.with_extension("car.spool");
+                let out = BufWriter::with_capacity(1 << 20, create(&spool)?);
+                CarSink::Spool {
+                    out,
+                    path: spool,
+                    pos: 0,
+                    index: HashMap::new(),
+                }
+            }
+        },
+    };
+    let mut sink = Sink {
+        seen: HashSet::new(),
+        blocks: 0,
+        dag_bytes: 0,
+        car,
+        error: None,
+        buf: Vec::new(),
+    };
+
+    let name = args
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned);
+    let root = if meta.is_dir() {
+        let mut dir = DirectoryBuilder::new(opts);
+        for entry in &entries {
+            match &entry.kind {
+                EntryKind::Dir => dir.add_dir(&entry.rel)?,
+                EntryKind::Symlink(target) => {
+                    dir.add_symlink(&entry.rel, target, &mut |b| sink.put(&b))?;
+                }
+                EntryKind::File => {
+                    let node = import_file(&entry.path, opts, &mut sink, &progress)?;
+                    dir.add_file(&entry.rel, node)?;
+                }
+            }
+        }
+        let root = dir.finish(&mut |b| sink.put(&b))?;
+        if args.wrap {
+            wrap(opts, name.as_deref(), root, &mut sink)?
+        } else {
+            root
+        }
+    } else {
+        let file = import_file(&args.path, opts, &mut sink, &progress)?;
+        if args.wrap {
+            wrap(opts, name.as_deref(), file, &mut sink)?
+        } else {
+            file
+        }
+    };
+    progress.finish_and_clear();
+    if let Some(e) = sink.error.take() {
+        return Err(e).context("writing the CAR");
+    }
+
+    let car_bytes = match (std::mem::replace(&mut sink.car, CarSink::None), &args.car) {
+        (CarSink::Produced { out, placeholder }, Some(path)) => {
+            Some(finish_produced(out, &placeholder, root.cid, path)?)
+        }
+        (
+            CarSink::Spool {
+                out,
+                path: spool,
+                index,
+                ..
+            },
+            Some(path),
+        ) => Some(finish_dfs(out, &spool, &index, root.cid, path)?),
+        _ => None,
+    };
+    Ok(AddSummary {
+        root: root.cid.to_string(),
+        blocks: sink.blocks,
+        dag_bytes: sink.dag_bytes,
+        car_bytes,
+    })
+}
+
+fn create(path: &Path) -> Result<File> {
+    File::create(path).with_context(|| format!("creating {}", path.display()))
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() || total < 64 << 20 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn import_file(
+    path: &Path,
+    opts: ImportOptions,
+    sink: &mut Sink,
+    progress: &ProgressBar,
+) -> Result<Imported> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut builder = FileBuilder::new(opts)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        builder.push(&buf[..n], &mut |b| sink.put(&b));
+        progress.inc(n as u64);
+    }
+    Ok(builder.finish(&mut |b| sink.put(&b)))
+}
+
+fn wrap(
+    opts: ImportOptions,
+    name: Option<&str>,
+    node: Imported,
+    sink: &mut Sink,
+) -> Result<Imported> {
+    let name = name.context("--wrap needs an input with a UTF-8 file name")?;
+    let mut dir = DirectoryBuilder::new(opts);
+    dir.add_file(name, node)?;
+    Ok(dir.finish(&mut |b| sink.put(&b))?)
+}
+
+fn finish_produced(
+    mut out: BufWriter<File>,
+    placeholder: &[u8],
+    root: cid::Cid,
+    path: &Path,
+) -> Result<u64> {
+    out.flush()?;
+    let mut file = out.into_inner().map_err(|e| e.into_error())?;
+    let header = car::header_v1(&[root]);
+    if header.len() == placeholder.len() {
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(&header)?;
+        file.sync_all()?;
+        return Ok(file.metadata()?.len());
+    }
+    // The root's length was not the one predicted (a raw-leaf root under CIDv0): rewrite.
+    let tmp = path.with_extension("car.tmp");
+    let mut fresh = BufWriter::new(create(&tmp)?);
+    fresh.write_all(&header)?;
+    file.seek(SeekFrom::Start(placeholder.len() as u64))?;
+    std::io::copy(&mut file, &mut fresh)?;
+    fresh.flush()?;
+    drop(fresh);
+    std::fs::rename(&tmp, path)?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+fn finish_dfs(
+    out: BufWriter<File>,
+    spool: &Path,
+    index: &HashMap<cid::Cid, (u64, usize)>,
+    root: cid::Cid,
+    path: &Path,
+) -> Result<u64> {
+    drop(out.into_inner().map_err(|e| e.into_error())?);
+    let mut spooled = File::open(spool)?;
+    let mut car_out = BufWriter::with_capacity(1 << 20, create(path)?);
+    car_out.write_all(&car::header_v1(&[root]))?;
+    let mut io_error = None;
+    let mut section = Vec::new();
+    walk::dfs(
+        root,
+        |cid| {
+            let (offset, len) = *index.get(cid)?;
+            let mut data = vec![0u8; len];
+            spooled
+                .seek(SeekFrom::Start(offset))
+                .and_then(|_| spooled.read_exact(&mut data))
+                .ok()?;
+            Some(data)
+        },
+        |cid, data| {
+            section.clear();
+            car::encode_section(
+                &Block {
+                    cid: *cid,
+                    data: data.to_vec(),
+                },
+                &mut section,
+            );
+            if let Err(e) = car_out.write_all(&section) {
+                io_error.get_or_insert(e);
+            }
+        },
+    )?;
+    if let Some(e) = io_error {
+        return Err(e.into());
+    }
+    car_out.flush()?;
+    drop(car_out);
+    std::fs::remove_file(spool)?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+#[derive(Debug)]
+enum EntryKind {
+    File,
+    Dir,
+    Symlink(String),
+}
+
+#[derive(Debug)]
+struct Entry {
+    path: PathBuf,
+    rel: String,
+    kind: EntryKind,
+    size: u64,
+}
+
+/// Every entry below `root`, parents before children, siblings in byte order of their names.
+fn collect(root: &Path) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let mut children: Vec<_> = std::fs::read_dir(&dir)
+            .with_context(|| format!("listing {}", dir.display()))?
+            .collect::<Result<_, _>>()?;
+        children.sort_by_key(|c| c.file_name());
+        let mut subdirs = Vec::new();
+        for child in children {
+            let name = child.file_name();
+            let name = name
+                .to_str()
+                .with_context(|| format!("{:?} is not a UTF-8 name", child.path()))?;
+            let rel_path = if rel.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let file_type = child.file_type()?;
+            if file_type.is_symlink() {
+                let target = std::fs::read_link(child.path())?;
+                let target = target
+                    .to_str()
+                    .with_context(|| format!("symlink {rel_path} has a non-UTF-8 target"))?;
+                out.push(Entry {
+                    path: child.path(),
+                    rel: rel_path,
+                    kind: EntryKind::Symlink(target.to_owned()),
+                    size: 0,
+                });
+            } else if file_type.is_dir() {
+                out.push(Entry {
+                    path: child.path(),
+                    rel: rel_path.clone(),
+                    kind: EntryKind::Dir,
+                    size: 0,
+                });
+                subdirs.push((child.path(), rel_path));
+            } else {
+                let size = child.metadata()?.len();
+                out.push(Entry {
+                    path: child.path(),
+                    rel: rel_path,
+                    kind: EntryKind::File,
+                    size,
+                });
+            }
+        }
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(out)
+}

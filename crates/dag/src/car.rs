@@ -1,0 +1,773 @@
+//! CAR (content-addressed archive) v1 writing and v1/v2 reading.
+//!
+//! Writing is a pair of pure functions ([`header_v1`], [`CarWriter::section`]) so a caller can
+//! stream an archive as blocks are produced. The root CID is known only at the end of an import;
+//! the CLI writes a header for a placeholder root of the same length and patches it when the root
+//! is known (the way `@ipld/car`'s `updateRootsInFile` does), which keeps every byte after the
+//! header in place. A sink that cannot seek receives the archive in `dfs` order instead, from a
+//! store that already holds the blocks.
+//!
+//! Reading is a push decoder ([`CarDecoder`]): bytes in, header and verified blocks out, with at
+//! most one section buffered. Every block is checked against its CID; sizes are bounded by
+//! [`CarLimits`].
+
+use std::collections::HashSet;
+
+use ::cid::Cid;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    block::{Block, IDENTITY, SHA2_256},
+    varint,
+};
+
+/// Size bounds applied while reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CarLimits {
+    /// Largest header, in bytes.
+    pub max_header: usize,
+    /// Largest block, in bytes (the IPFS convention is 2 MiB).
+    pub max_block: usize,
+    /// Most roots in a header.
+    pub max_roots: usize,
+}
+
+impl Default for CarLimits {
+    fn default() -> Self {
+        Self {
+            max_header: 64 * 1024,
+            max_block: 2 * 1024 * 1024,
+            max_roots: 1024,
+        }
+    }
+}
+
+/// Why bytes are not an acceptable CAR.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CarError {
+    /// A varint is malformed.
+    #[error("malformed varint at byte {offset}: {source}")]
+    Varint {
+        /// Where.
+        offset: u64,
+        /// What.
+        source: varint::VarintError,
+    },
+    /// The header is longer than allowed.
+    #[error("CAR header of {len} bytes exceeds the limit of {max}")]
+    HeaderTooLarge {
+        /// Its length.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// The header is not the dag-cbor map the format defines.
+    #[error("malformed CAR header: {0}")]
+    BadHeader(String),
+    /// A version other than 1 or 2.
+    #[error("unsupported CAR version {0}")]
+    UnsupportedVersion(u64),
+    /// A section is larger than allowed.
+    #[error("CAR section at byte {offset} of {len} bytes exceeds the block limit of {max}")]
+    SectionTooLarge {
+        /// Where.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// A section's CID is malformed.
+    #[error("malformed CID in the section at byte {offset}: {reason}")]
+    BadCid {
+        /// Where.
+        offset: u64,
+        /// What.
+        reason: String,
+    },
+    /// A block's bytes do not hash to its CID.
+    #[error("block {cid} does not match its hash")]
+    HashMismatch {
+        /// The CID claimed.
+        cid: Cid,
+    },
+    /// A block is hashed with a function this reader cannot check.
+    #[error("block {cid} uses multihash 0x{code:x}, which cannot be verified")]
+    UnsupportedHash {
+        /// The block.
+        cid: Cid,
+        /// The multihash code.
+        code: u64,
+    },
+    /// The input ended inside the header or a section.
+    #[error("CAR is truncated at byte {0}")]
+    Truncated(u64),
+    /// A CARv2 header is inconsistent.
+    #[error("malformed CARv2 header: {0}")]
+    BadV2Header(String),
+}
+
+/// A CAR header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarHeader {
+    /// 1, or 2 when the payload came wrapped in CARv2.
+    pub version: u64,
+    /// The roots the archive names.
+    pub roots: Vec<Cid>,
+}
+
+// ---------------------------------------------------------------------------------- writing
+
+/// The encoded CARv1 header (length prefix included) naming `roots`.
+pub fn header_v1(roots: &[Cid]) -> Vec<u8> {
+    let mut cbor = vec![0xa2];
+    cbor_text("roots", &mut cbor);
+    cbor_head(4, roots.len() as u64, &mut cbor);
+    for root in roots {
+        let bytes = root.to_bytes();
+        cbor.extend_from_slice(&[0xd8, 0x2a]); // tag 42
+        cbor_head(2, bytes.len() as u64 + 1, &mut cbor);
+        cbor.push(0x00); // multibase identity prefix
+        cbor.extend_from_slice(&bytes);
+    }
+    cbor_text("version", &mut cbor);
+    cbor.push(0x01);
+    let mut out = Vec::with_capacity(cbor.len() + 2);
+    varint::encode(cbor.len() as u64, &mut out);
+    out.extend_from_slice(&cbor);
+    out
+}
+
+fn cbor_head(major: u8, value: u64, out: &mut Vec<u8>) {
+    let m = major << 5;
+    match value {
+        0..=23 => out.push(m | value as u8),
+        24..=0xff => out.extend_from_slice(&[m | 24, value as u8]),
+        0x100..=0xffff => {
+            out.push(m | 25);
+            out.extend_from_slice(&(value as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(m | 26);
+            out.extend_from_slice(&(value as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(m | 27);
+            out.extend_from_slice(&value.to_be_bytes());
+        }
+    }
+}
+
+fn cbor_text(s: &str, out: &mut Vec<u8>) {
+    cbor_head(3, s.len() as u64, out);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends one section (length, CID, bytes) for `block` to `out`.
+pub fn encode_section(block: &Block, out: &mut Vec<u8>) {
+    let cid = block.cid.to_bytes();
+    varint::encode((cid.len() + block.data.len()) as u64, out);
+    out.extend_from_slice(&cid);
+    out.extend_from_slice(&block.data);
+}
+
+/// Writes each block once, in the order given.
+#[derive(Debug, Default)]
+pub struct CarWriter {
+    seen: HashSet<Cid>,
+    blocks: u64,
+    bytes: u64,
+}
+
+impl CarWriter {
+    /// A writer that has written nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `block`'s section to `out` unless the block was written already; returns whether
+    /// it wrote.
+    pub fn section(&mut self, block: &Block, out: &mut Vec<u8>) -> bool {
+        if !self.seen.insert(block.cid) {
+            return false;
+        }
+        let before = out.len();
+        encode_section(block, out);
+        self.blocks += 1;
+        self.bytes += (out.len() - before) as u64;
+        true
+    }
+
+    /// Distinct blocks written.
+    pub fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    /// Section bytes written (the header not included).
+    pub fn section_bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+// ---------------------------------------------------------------------------------- reading
+
+/// What the decoder yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CarItem {
+    /// The header, first.
+    Header(CarHeader),
+    /// A verified block.
+    Block(Block),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Header,
+    V2Header,
+    /// Skip bytes up to the CARv1 payload, then read `data_size` bytes of it.
+    V2Skip {
+        skip: u64,
+        data_size: u64,
+    },
+    /// Read sections; `remaining` bounds a CARv2 payload.
+    Sections {
+        remaining: Option<u64>,
+    },
+    Done,
+}
+
+/// The CARv2 pragma: a CARv1-style header `{version: 2}`.
+pub const V2_PRAGMA: [u8; 11] = [
+    0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02,
+];
+
+/// Push decoder for CAR v1 and v2.
+#[derive(Debug)]
+pub struct CarDecoder {
+    limits: CarLimits,
+    buf: Vec<u8>,
+    start: usize,
+    /// Offset in the stream of `buf[start]`.
+    offset: u64,
+    stage: Stage,
+    version: u64,
+}
+
+impl CarDecoder {
+    /// A decoder with `limits`.
+    pub fn new(limits: CarLimits) -> Self {
+        Self {
+            limits,
+            buf: Vec::new(),
+            start: 0,
+            offset: 0,
+            stage: Stage::Header,
+            version: 1,
+        }
+    }
+
+    /// Adds input. Call [`next_item`](Self::next_item) until it returns `Ok(None)` before pushing more, so
+    /// at most one section is held.
+    pub fn push(&mut self, data: &[u8]) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.offset += n as u64;
+    }
+
+    /// The next header or block, `Ok(None)` if more input is needed (or the archive ended).
+    pub fn next_item(&mut self) -> Result<Option<CarItem>, CarError> {
+        loop {
+            match self.stage {
+                Stage::Done => return Ok(None),
+                Stage::Header => {
+                    let Some((len, n)) = self.varint()? else {
+                        return Ok(None);
+                    };
+                    if len > self.limits.max_header as u64 {
+                        return Err(CarError::HeaderTooLarge {
+                            len,
+                            max: self.limits.max_header,
+                        });
+                    }
+                    let total = n + len as usize;
+                    if self.pending().len() < total {
+                        return Ok(None);
+                    }
+                    if self.pending()[..total] == V2_PRAGMA {
+                        self.consume(total);
+                        self.stage = Stage::V2Header;
+                        self.version = 2;
+                        continue;
+                    }
+                    let header = decode_header(&self.pending()[n..total], &self.limits)?;
+                    if header.version != 1 {
+                        return Err(CarError::UnsupportedVersion(header.version));
+                    }
+                    self.consume(total);
+                    if let Stage::Header = self.stage {
+                        self.stage = Stage::Sections { remaining: None };
+                    }
+                    return Ok(Some(CarItem::Header(CarHeader {
+                        version: self.version,
+                        roots: header.roots,
+                    })));
+                }
+                Stage::V2Header => {
+                    if self.pending().len() < 40 {
+                        return Ok(None);
+                    }
+                    let h = &self.pending()[..40];
+                    let word =
+                        |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap_or([0; 8]));
+                    let (data_offset, data_size) = (word(16), word(24));
+                    let here = self.offset + 40;
+                    if data_offset < here {
+                        return Err(CarError::BadV2Header(format!(
+                            "data offset {data_offset} points into the header"
+                        )));
+                    }
+                    self.consume(40);
+                    self.stage = Stage::V2Skip {
+                        skip: data_offset - here,
+                        data_size,
+                    };
+                }
+                Stage::V2Skip { skip, data_size } => {
+                    let available = self.pending().len() as u64;
+                    let n = skip.min(available);
+                    self.consume(n as usize);
+                    if n < skip {
+                        self.stage = Stage::V2Skip {
+                            skip: skip - n,
+                            data_size,
+                        };
+                        return Ok(None);
+                    }
+                    // The payload is a complete CARv1, header first.
+                    self.stage = Stage::Sections {
+                        remaining: Some(data_size),
+                    };
+                    let Some((len, n)) = self.varint()? else {
+                        self.stage = Stage::V2Skip { skip: 0, data_size };
+                        return Ok(None);
+                    };
+                    if len > self.limits.max_header as u64 {
+                        return Err(CarError::HeaderTooLarge {
+                            len,
+                            max: self.limits.max_header,
+                        });
+                    }
+                    let total = n + len as usize;
+                    if self.pending().len() < total {
+                        self.stage = Stage::V2Skip { skip: 0, data_size };
+                        return Ok(None);
+                    }
+                    let header = decode_header(&self.pending()[n..total], &self.limits)?;
+                    if header.version != 1 {
+                        return Err(CarError::BadV2Header(format!(
+                            "inner header has version {}",
+                            header.version
+                        )));
+                    }
+                    if total as u64 > data_size {
+                        return Err(CarError::BadV2Header(
+                            "inner header is larger than the data size".into(),
+                        ));
+                    }
+                    self.consume(total);
+                    self.stage = Stage::Sections {
+                        remaining: Some(data_size - total as u64),
+                    };
+                    return Ok(Some(CarItem::Header(CarHeader {
+                        version: 2,
+                        roots: header.roots,
+                    })));
+                }
+                Stage::Sections { remaining } => {
+                    if remaining == Some(0) {
+                        self.stage = Stage::Done;
+                        return Ok(None);
+                    }
+                    let section_offset = self.offset;
+                    let Some((len, n)) = self.varint()? else {
+                        return Ok(None);
+                    };
+                    let max = self.limits.max_block + 128;
+                    if len > max as u64 {
+                        return Err(CarError::SectionTooLarge {
+                            offset: section_offset,
+                            len,
+                            max: self.limits.max_block,
+                        });
+                    }
+                    let total = n + len as usize;
+                    if let Some(r) = remaining
+                        && total as u64 > r
+                    {
+                        return Err(CarError::BadV2Header(format!(
+                            "section at byte {section_offset} runs past the data size"
+                        )));
+                    }
+                    if self.pending().len() < total {
+                        return Ok(None);
+                    }
+                    let block =
+                        parse_section(&self.pending()[n..total], section_offset, &self.limits)?;
+                    self.consume(total);
+                    self.stage = Stage::Sections {
+                        remaining: remaining.map(|r| r - total as u64),
+                    };
+                    return Ok(Some(CarItem::Block(block)));
+                }
+            }
+        }
+    }
+
+    /// Checks that the input ended at a section boundary.
+    pub fn finish(&self) -> Result<(), CarError> {
+        match self.stage {
+            Stage::Done => Ok(()),
+            Stage::Sections { remaining: None } if self.pending().is_empty() => Ok(()),
+            _ => Err(CarError::Truncated(
+                self.offset + self.pending().len() as u64,
+            )),
+        }
+    }
+
+    /// A varint at the front of the pending input, or `None` if it may be incomplete.
+    fn varint(&self) -> Result<Option<(u64, usize)>, CarError> {
+        match varint::decode(self.pending()) {
+            Ok(v) => Ok(Some(v)),
+            Err(varint::VarintError::Truncated) => Ok(None),
+            Err(source) => Err(CarError::Varint {
+                offset: self.offset,
+                source,
+            }),
+        }
+    }
+}
+
+/// Reads a whole CAR held in memory.
+pub fn read_car(bytes: &[u8], limits: CarLimits) -> Result<(CarHeader, Vec<Block>), CarError> {
+    let mut decoder = CarDecoder::new(limits);
+    decoder.push(bytes);
+    let mut header = None;
+    let mut blocks = Vec::new();
+    while let Some(item) = decoder.next_item()? {
+        match item {
+            CarItem::Header(h) => header = Some(h),
+            CarItem::Block(b) => blocks.push(b),
+        }
+    }
+    decoder.finish()?;
+    let header = header.ok_or(CarError::Truncated(0))?;
+    Ok((header, blocks))
+}
+
+fn parse_section(section: &[u8], offset: u64, limits: &CarLimits) -> Result<Block, CarError> {
+    let mut reader = section;
+    let cid = Cid::read_bytes(&mut reader).map_err(|e| CarError::BadCid {
+        offset,
+        reason: e.to_string(),
+    })?;
+    if reader.len() > limits.max_block {
+        return Err(CarError::SectionTooLarge {
+            offset,
+            len: reader.len() as u64,
+            max: limits.max_block,
+        });
+    }
+    verify(&cid, reader)?;
+    Ok(Block {
+        cid,
+        data: reader.to_vec(),
+    })
+}
+
+/// Checks that `data` hashes to `cid`'s multihash.
+pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), CarError> {
+    let hash = cid.hash();
+    let ok = match hash.code() {
+        SHA2_256 => hash.digest() == Sha256::digest(data).as_slice(),
+        IDENTITY => hash.digest() == data,
+        code => return Err(CarError::UnsupportedHash { cid: *cid, code }),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(CarError::HashMismatch { cid: *cid })
+    }
+}
+
+// A minimal, strict reader for the one CBOR shape a CAR header has:
+// {"roots": [tag42(bytes)], "version": uint}, keys in either order, nothing else.
+struct Cbor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cbor<'a> {
+    fn err<T>(what: &str) -> Result<T, CarError> {
+        Err(CarError::BadHeader(what.to_owned()))
+    }
+
+    fn head(&mut self) -> Result<(u8, u64), CarError> {
+        let (&first, rest) = self
+            .bytes
+            .split_first()
+            .ok_or_else(|| CarError::BadHeader("truncated".into()))?;
+        self.bytes = rest;
+        let major = first >> 5;
+        let info = first & 0x1f;
+        let value = match info {
+            0..=23 => u64::from(info),
+            24..=27 => {
+                let n = 1usize << (info - 24);
+                if self.bytes.len() < n {
+                    return Self::err("truncated");
+                }
+                let (v, rest) = self.bytes.split_at(n);
+                self.bytes = rest;
+                v.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+            }
+            _ => return Self::err("indefinite lengths and reserved values are not allowed"),
+        };
+        Ok((major, value))
+    }
+
+    fn take(&mut self, n: u64) -> Result<&'a [u8], CarError> {
+        let n = usize::try_from(n).map_err(|_| CarError::BadHeader("length overflows".into()))?;
+        if self.bytes.len() < n {
+            return Self::err("truncated");
+        }
+        let (v, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(v)
+    }
+}
+
+fn decode_header(bytes: &[u8], limits: &CarLimits) -> Result<CarHeader, CarError> {
+    let mut c = Cbor { bytes };
+    let (major, entries) = c.head()?;
+    if major != 5 || entries > 2 {
+        return Cbor::err("expected a map of roots and version");
+    }
+    let (mut roots, mut version) = (None, None);
+    for _ in 0..entries {
+        let (major, len) = c.head()?;
+        if major != 3 {
+            return Cbor::err("map keys must be text");
+        }
+        match c.take(len)? {
+            b"version" => {
+                let (major, v) = c.head()?;
+                if major != 0 || version.is_some() {
+                    return Cbor::err("version must be one unsigned integer");
+                }
+                version = Some(v);
+            }
+            b"roots" => {
+                let (major, n) = c.head()?;
+                if major != 4 || roots.is_some() {
+                    return Cbor::err("roots must be one array");
+                }
+                if n > limits.max_roots as u64 {
+                    return Cbor::err("too many roots");
+                }
+                let mut list = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    if c.head()? != (6, 42) {
+                        return Cbor::err("a root is not a CID (tag 42)");
+                    }
+                    let (major, len) = c.head()?;
+                    let raw = c.take(len)?;
+                    if major != 2 || raw.first() != Some(&0) {
+                        return Cbor::err("a root is not a CID byte string with a 0x00 prefix");
+                    }
+                    let mut reader = &raw[1..];
+                    let cid = Cid::read_bytes(&mut reader)
+                        .map_err(|e| CarError::BadHeader(format!("root: {e}")))?;
+                    if !reader.is_empty() {
+                        return Cbor::err("a root has trailing bytes");
+                    }
+                    list.push(cid);
+                }
+                roots = Some(list);
+            }
+            _ => return Cbor::err("unknown key"),
+        }
+    }
+    if !c.bytes.is_empty() {
+        return Cbor::err("trailing bytes after the header map");
+    }
+    let version = version.ok_or_else(|| CarError::BadHeader("no version".into()))?;
+    if version != 1 {
+        return Err(CarError::UnsupportedVersion(version));
+    }
+    let roots = roots.ok_or_else(|| CarError::BadHeader("no roots".into()))?;
+    Ok(CarHeader { version, roots })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{file::import_bytes, profile::Profile};
+
+    fn sample() -> (Cid, Vec<Block>) {
+        let opts = crate::ImportOptions {
+            chunk_size: 100,
+            ..Profile::KuboCidV1.options()
+        };
+        let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        let (root, blocks) = import_bytes(&data, opts).unwrap();
+        (root.cid, blocks)
+    }
+
+    fn archive(root: Cid, blocks: &[Block]) -> Vec<u8> {
+        let mut out = header_v1(&[root]);
+        let mut w = CarWriter::new();
+        for b in blocks {
+            w.section(b, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn header_bytes_match_ipld_car() {
+        // @ipld/car's header for bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy.
+        let cid: Cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+            .parse()
+            .unwrap();
+        let h = header_v1(&[cid]);
+        assert_eq!(
+            &h[..12],
+            &[
+                0x3a, 0xa2, 0x65, b'r', b'o', b'o', b't', b's', 0x81, 0xd8, 0x2a, 0x58
+            ]
+        );
+        assert_eq!(h[12], 37);
+        assert_eq!(h.len(), 1 + 0x3a);
+    }
+
+    #[test]
+    fn write_then_read_in_pieces() {
+        let (root, blocks) = sample();
+        let bytes = archive(root, &blocks);
+        for step in [1, 3, 64, 1 << 20] {
+            let mut d = CarDecoder::new(CarLimits::default());
+            let mut got = Vec::new();
+            for piece in bytes.chunks(step) {
+                d.push(piece);
+                while let Some(item) = d.next_item().unwrap() {
+                    got.push(item);
+                }
+            }
+            d.finish().unwrap();
+            assert_eq!(
+                got[0],
+                CarItem::Header(CarHeader {
+                    version: 1,
+                    roots: vec![root]
+                })
+            );
+            let mut unique = blocks.clone();
+            unique.dedup_by(|a, b| a.cid == b.cid);
+            assert_eq!(
+                got.len(),
+                1 + blocks.iter().map(|b| b.cid).collect::<HashSet<_>>().len()
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_tampering_and_limits() {
+        let (root, blocks) = sample();
+        let bytes = archive(root, &blocks);
+        // Flip a byte in the last block's data.
+        let mut bad = bytes.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            read_car(&bad, CarLimits::default()),
+            Err(CarError::HashMismatch { .. })
+        ));
+        // Truncated.
+        assert!(matches!(
+            read_car(&bytes[..bytes.len() - 3], CarLimits::default()),
+            Err(CarError::Truncated(_))
+        ));
+        // Block limit.
+        let tight = CarLimits {
+            max_block: 50,
+            ..CarLimits::default()
+        };
+        assert!(matches!(
+            read_car(&bytes, tight),
+            Err(CarError::SectionTooLarge { .. })
+        ));
+        // A huge section length is refused before any allocation.
+        let mut huge = header_v1(&[root]);
+        huge.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        assert!(matches!(
+            read_car(&huge, CarLimits::default()),
+            Err(CarError::SectionTooLarge { .. })
+        ));
+        // Header limit and garbage header.
+        assert!(matches!(
+            read_car(&[0xff, 0xff, 0x7f], CarLimits::default()),
+            Err(CarError::HeaderTooLarge { .. })
+        ));
+        assert!(matches!(
+            read_car(&[0x02, 0xa0, 0x00], CarLimits::default()),
+            Err(CarError::BadHeader(_))
+        ));
+        // Version 3.
+        assert!(matches!(
+            read_car(
+                &[
+                    0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x03
+                ],
+                CarLimits::default()
+            ),
+            Err(CarError::UnsupportedVersion(3))
+        ));
+        // Empty input.
+        assert!(read_car(&[], CarLimits::default()).is_err());
+    }
+
+    #[test]
+    fn reads_car_v2() {
+        let (root, blocks) = sample();
+        let v1 = archive(root, &blocks);
+        let mut v2 = V2_PRAGMA.to_vec();
+        let mut header = [0u8; 40];
+        header[16..24].copy_from_slice(&(51u64 + 5).to_le_bytes()); // 5 bytes of padding
+        header[24..32].copy_from_slice(&(v1.len() as u64).to_le_bytes());
+        v2.extend(header);
+        v2.extend([0u8; 5]);
+        v2.extend(&v1);
+        v2.extend([0xAB; 17]); // an index we ignore
+        let (h, got) = read_car(&v2, CarLimits::default()).unwrap();
+        assert_eq!(
+            h,
+            CarHeader {
+                version: 2,
+                roots: vec![root]
+            }
+        );
+        assert_eq!(
+            got.len(),
+            read_car(&v1, CarLimits::default()).unwrap().1.len()
+        );
+    }
+}
