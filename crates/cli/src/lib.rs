@@ -1,9 +1,11 @@
 //! The `estuary` command's library: the local development stack and the helpers its tests share.
 //!
 //! - [`add`]: `estuary add`, files and directories to UnixFS and CAR.
+//! - [`car_cmd`]: `estuary car verify | ls` and `estuary cat`, reading CAR files.
 //! - [`devnet`]: find the Foundry tools, start anvil, deploy the contracts.
 //! - [`dev`]: `estuary dev`, the whole stack (chain, contracts, oracle, dapp) as one process tree.
 
 pub mod add;
+pub mod car_cmd;
 pub mod dev;
 pub mod devnet;

@@ -6,7 +6,7 @@ use alloy::primitives::Address;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use estuary_cli::{
-    add,
+    add, car_cmd,
     dev::{self, DevOptions},
 };
 use estuary_oracle::{Oracle, OracleConfig};
@@ -33,6 +33,28 @@ enum Command {
     Dev(DevOptions),
     /// Import a file or directory as UnixFS; print its root CID (and write a CAR).
     Add(add::AddArgs),
+    /// Inspect CAR files.
+    #[command(subcommand)]
+    Car(CarCommand),
+    /// Write a file from a CAR (or a path inside it) to stdout.
+    Cat(car_cmd::CatArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum CarCommand {
+    /// Check every block against its CID and whether the DAG is complete.
+    Verify {
+        /// The CAR file.
+        file: PathBuf,
+    },
+    /// List the blocks: CID, codec, size.
+    Ls {
+        /// The CAR file.
+        file: PathBuf,
+        /// One JSON object per block.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,8 +97,25 @@ struct RunArgs {
     api_token: Option<String>,
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole cause chain on one line; no backtrace for a user's mistake.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("ESTUARY_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -92,6 +131,11 @@ async fn main() -> Result<()> {
                     .await??;
             print_add(&summary.0, summary.1)
         }
+        Command::Car(cmd) => tokio::task::spawn_blocking(move || car_command(&cmd)).await?,
+        Command::Cat(args) => {
+            tokio::task::spawn_blocking(move || car_cmd::cat(&args, &mut std::io::stdout().lock()))
+                .await?
+        }
     }
 }
 
@@ -103,6 +147,27 @@ fn print_add(summary: &add::AddSummary, json: bool) -> Result<()> {
         println!("{}", summary.root);
     }
     Ok(())
+}
+
+#[allow(clippy::print_stdout)] // the command's output
+fn car_command(cmd: &CarCommand) -> Result<()> {
+    match cmd {
+        CarCommand::Verify { file } => {
+            let report = car_cmd::verify(file)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        CarCommand::Ls { file, json } => {
+            for entry in car_cmd::ls(file)? {
+                if *json {
+                    println!("{}", serde_json::to_string(&entry)?);
+                } else {
+                    println!("{}\t{}\t{}", entry.cid, entry.codec, entry.size);
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn run_oracle(args: RunArgs) -> Result<()> {

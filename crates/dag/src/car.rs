@@ -435,6 +435,11 @@ impl CarDecoder {
         }
     }
 
+    /// Bytes of input consumed so far: after a block is returned, its data ends here.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
     /// Checks that the input ended at a section boundary.
     pub fn finish(&self) -> Result<(), CarError> {
         match self.stage {

@@ -9,12 +9,14 @@
 //! - [`file`], [`dir`]: streaming UnixFS import (balanced layout) and directory trees, under the
 //!   [`profile`]s that reproduce kubo's and Helia's CIDs;
 //! - [`car`]: CAR v1 sections and headers, written as blocks are produced and read with checks;
-//! - [`walk`]: the links of a block and depth-first traversal.
+//! - [`walk`]: the links of a block and depth-first traversal;
+//! - [`export`]: paths, files and byte ranges read back from any block source.
 
 pub mod block;
 pub mod car;
 pub mod cid;
 pub mod dir;
+pub mod export;
 pub mod file;
 pub mod pb;
 pub mod profile;

@@ -1,6 +1,7 @@
 //! Integration tests of the `estuary` binary against a real anvil chain.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod car_cli;
 mod interop_unixfs;
 mod oracle_restart;
 mod support;
