@@ -6,7 +6,7 @@
 // stdin: JSON [{ path, profile, chunkSize?, maxLinks?, rawLeaves?, cidVersion?, wrap? }]
 // stdout: JSON [{ root, blocks, carSha256, carBytes }]
 import { createHash } from 'node:crypto';
-import { createReadStream, lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { createReadStream, lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CarWriter } from '@ipld/car/writer';
 import * as dagPb from '@ipld/dag-pb';
@@ -29,6 +29,8 @@ function* candidates(path, prefix) {
     yield { path: prefix };
     const names = readdirSync(path).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     for (const name of names) yield* candidates(join(path, name), `${prefix}/${name}`);
+  } else if (stat.size <= 1 << 20) {
+    yield { path: prefix, content: readFileSync(path) };
   } else {
     yield { path: prefix, content: createReadStream(path, { highWaterMark: 1 << 20 }) };
   }

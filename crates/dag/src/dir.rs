@@ -25,18 +25,13 @@ pub enum DirError {
     /// Two entries have the same path, or a file is where a directory is needed.
     #[error("{0:?} is added twice, or is both a file and a directory")]
     Conflict(String),
-    /// The directory is over the sharding threshold; sharded (HAMT) output is not written yet,
-    /// and a flat node there would not match other implementations.
-    #[error(
-        "directory {path:?} needs HAMT sharding ({estimate} > {threshold} bytes), which is not supported yet"
-    )]
-    NeedsSharding {
+    /// The directory could not be sharded.
+    #[error("directory {path:?}: {source}")]
+    Hamt {
         /// The directory.
         path: String,
-        /// Its estimated size.
-        estimate: usize,
-        /// The threshold.
-        threshold: usize,
+        /// Why.
+        source: crate::hamt::HamtError,
     },
 }
 
@@ -156,11 +151,15 @@ pub fn symlink(opts: &ImportOptions, target: &str, out: &mut impl FnMut(Block)) 
     imported
 }
 
-/// The bytes of a directory's links as the sharding estimate counts them.
-fn estimate(opts: &ImportOptions, entries: &[(String, Imported)]) -> usize {
+/// A directory's size as the sharding decision estimates it.
+///
+/// Like ipfs-unixfs-importer, which decides while entries are still being added, only entries
+/// that are not directories count: a subdirectory has no CID yet at that point and adds nothing.
+fn estimate(opts: &ImportOptions, entries: &[(String, Imported, bool)]) -> usize {
     entries
         .iter()
-        .map(|(name, child)| {
+        .filter(|(_, _, is_dir)| !is_dir)
+        .map(|(name, child, _)| {
             let cid_len = child.cid.encoded_len();
             match opts.shard_strategy {
                 ShardStrategy::LinksBytes => name.len() + cid_len,
@@ -195,24 +194,27 @@ fn write_dir(
 ) -> Result<Imported, DirError> {
     let mut children = Vec::with_capacity(entries.len());
     for (name, node) in entries {
-        let child = match node {
-            Node::File(imported) => imported,
-            Node::Dir(sub) => write_dir(opts, &format!("{path}/{name}"), sub, out)?,
+        let (child, is_dir) = match node {
+            Node::File(imported) => (imported, false),
+            Node::Dir(sub) => (write_dir(opts, &format!("{path}/{name}"), sub, out)?, true),
         };
-        children.push((name, child));
+        children.push((name, child, is_dir));
     }
-    let size = estimate(opts, &children);
-    if size > opts.shard_threshold {
-        return Err(DirError::NeedsSharding {
-            path: if path.is_empty() {
-                "/".into()
-            } else {
-                path.into()
-            },
-            estimate: size,
-            threshold: opts.shard_threshold,
-        });
+    // The threshold is the largest size kept flat (IPIP-499: shard only when it is exceeded).
+    if estimate(opts, &children) > opts.shard_threshold {
+        let entries = children
+            .into_iter()
+            .map(|(name, child, _)| (name, child))
+            .collect();
+        let path = if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path.to_owned()
+        };
+        return crate::hamt::write(opts, entries, out)
+            .map_err(|source| DirError::Hamt { path, source });
     }
+    let children: Vec<(String, Imported)> = children.into_iter().map(|(n, c, _)| (n, c)).collect();
     // BTreeMap<String> iterates in byte order of the UTF-8 names: dag-pb's link order.
     let node = PbNode {
         links: children

@@ -65,9 +65,6 @@ pub enum ExportError {
     /// A path component is looked up in something that is not a directory.
     #[error("{0} is not a directory")]
     NotADirectory(Cid),
-    /// A sharded (HAMT) directory, which this reader does not traverse yet.
-    #[error("{0} is a HAMT-sharded directory, which cannot be traversed yet")]
-    Sharded(Cid),
     /// No entry of that name.
     #[error("no entry {name:?} in {dir}")]
     NoSuchEntry {
@@ -130,22 +127,72 @@ pub fn resolve<B: AsRef<[u8]>>(
         let Node::Pb(node, meta) = load(&current, &mut get)? else {
             return Err(ExportError::NotADirectory(current));
         };
-        match meta.kind {
-            DataType::Directory => {}
-            DataType::HamtShard => return Err(ExportError::Sharded(current)),
+        current = match meta.kind {
+            DataType::Directory => node
+                .links
+                .iter()
+                .find(|l| l.name.as_deref() == Some(name))
+                .map(|l| l.hash)
+                .ok_or_else(|| ExportError::NoSuchEntry {
+                    dir: current,
+                    name: name.to_owned(),
+                })?,
+            DataType::HamtShard => hamt_lookup(current, node, &meta, name, &mut get)?,
             _ => return Err(ExportError::NotADirectory(current)),
-        }
-        current = node
-            .links
-            .iter()
-            .find(|l| l.name.as_deref() == Some(name))
-            .map(|l| l.hash)
-            .ok_or_else(|| ExportError::NoSuchEntry {
-                dir: current,
-                name: name.to_owned(),
-            })?;
+        };
     }
     Ok(current)
+}
+
+/// Finds `name` in the HAMT-sharded directory whose root bucket is `node`.
+fn hamt_lookup<B: AsRef<[u8]>>(
+    dir: Cid,
+    mut node: PbNode,
+    meta: &UnixFsData,
+    name: &str,
+    get: &mut impl FnMut(&Cid) -> Option<B>,
+) -> Result<Cid, ExportError> {
+    let mut bucket = dir;
+    let mut meta = meta.clone();
+    for depth in 0..8 {
+        if meta.kind != DataType::HamtShard
+            || meta.fanout != Some(crate::hamt::FANOUT as u64)
+            || meta.hash_type != Some(crate::hamt::MURMUR3_X64_64)
+        {
+            return Err(ExportError::Corrupt {
+                cid: bucket,
+                reason: format!(
+                    "HAMT bucket with fanout {:?} and hash {:?}; only 256 and murmur3-x64-64 are read",
+                    meta.fanout, meta.hash_type
+                ),
+            });
+        }
+        let labels = node
+            .links
+            .iter()
+            .map(|l| l.name.as_deref().unwrap_or_default());
+        let Some((index, is_bucket)) = crate::hamt::lookup(labels, name, depth) else {
+            return Err(ExportError::NoSuchEntry {
+                dir,
+                name: name.to_owned(),
+            });
+        };
+        let target = node.links[index].hash;
+        if !is_bucket {
+            return Ok(target);
+        }
+        let Node::Pb(next, next_meta) = load(&target, get)? else {
+            return Err(ExportError::Corrupt {
+                cid: target,
+                reason: "HAMT bucket is not dag-pb".into(),
+            });
+        };
+        (bucket, node, meta) = (target, next, next_meta);
+    }
+    Err(ExportError::Corrupt {
+        cid: dir,
+        reason: "HAMT deeper than its 64-bit hash".into(),
+    })
 }
 
 /// The size in bytes of the file at `cid`.

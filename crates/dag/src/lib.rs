@@ -6,7 +6,7 @@
 //!
 //! - [`cid`]: content identifiers from untrusted text or bytes;
 //! - [`pb`], [`unixfs`]: the dag-pb node and UnixFS metadata codecs, byte-exact and strict;
-//! - [`file`], [`dir`]: streaming UnixFS import (balanced layout) and directory trees, under the
+//! - [`file`], [`dir`], [`hamt`]: streaming UnixFS import (balanced layout) and directory trees, under the
 //!   [`profile`]s that reproduce kubo's and Helia's CIDs;
 //! - [`car`]: CAR v1 sections and headers, written as blocks are produced and read with checks;
 //! - [`walk`]: the links of a block and depth-first traversal;
@@ -18,6 +18,9 @@ pub mod cid;
 pub mod dir;
 pub mod export;
 pub mod file;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod hamt;
 pub mod pb;
 pub mod profile;
 pub mod unixfs;

@@ -197,6 +197,57 @@ fn corpus(dir: &Path) -> Vec<Case> {
         cases.push(Case::new(t.clone(), profile));
         cases.push(Case::new(t.clone(), profile).with("wrap", json!(true)));
     }
+    // HAMT sharding: a flat directory of 10,000 entries (with a subdirectory and a symlink in
+    // it), and directories exactly at the threshold and one byte over it, for each strategy.
+    let wide = dir.join("wide");
+    for i in 0..10_000 {
+        write(
+            &wide.join(format!("file-{i:05}.txt")),
+            format!("entry {i}\n").as_bytes(),
+        );
+    }
+    write(
+        &wide.join("zz-subdir/inner.txt"),
+        b"inside a sharded directory",
+    );
+    std::os::unix::fs::symlink("file-00001.txt", wide.join("a-link")).unwrap();
+    for profile in ["unixfs-v0-2015", "kubo-cidv1", "unixfs-v1-2025"] {
+        cases.push(Case::new(wide.clone(), profile));
+    }
+    // links-bytes (v0): 4096 names of 30 bytes + 34-byte CIDv0s = 262,144 bytes: stays flat.
+    let at_links = dir.join("at-threshold-links");
+    for i in 0..4096 {
+        write(&at_links.join(format!("{i:030}")), b"x");
+    }
+    let over_links = dir.join("over-threshold-links");
+    for i in 0..4096 {
+        let name = if i == 0 {
+            format!("{i:031}")
+        } else {
+            format!("{i:030}")
+        };
+        write(&over_links.join(name), b"x");
+    }
+    cases.push(Case::new(at_links, "unixfs-v0-2015"));
+    cases.push(Case::new(over_links, "unixfs-v0-2015"));
+    // block-bytes (v1-2025): 4 bytes of data + 4369 links of 60 bytes (16-byte names, 1-byte
+    // raw files) = 262,144 bytes: stays flat; one 17-byte name tips it over.
+    let at_block = dir.join("at-threshold-block");
+    for i in 0..4369 {
+        write(&at_block.join(format!("{i:016}")), b"y");
+    }
+    let over_block = dir.join("over-threshold-block");
+    for i in 0..4369 {
+        let name = if i == 0 {
+            format!("{i:017}")
+        } else {
+            format!("{i:016}")
+        };
+        write(&over_block.join(name), b"y");
+    }
+    cases.push(Case::new(at_block, "unixfs-v1-2025"));
+    cases.push(Case::new(over_block, "unixfs-v1-2025"));
+
     let empty = dir.join("empty-dir");
     std::fs::create_dir_all(&empty).unwrap();
     cases.push(Case::new(empty.clone(), "unixfs-v0-2015"));
