@@ -436,7 +436,7 @@ mod tests {
                                        ..Profile::UnixfsV1_2025.options() };
             let (root, blocks) = import_bytes(&bytes, opts).unwrap();
             let s = store(&blocks);
-            prop_assert_eq!(read(root.cid, &s, 0, None).unwrap(), bytes.clone());
+            prop_assert_eq!(&read(root.cid, &s, 0, None).unwrap(), &bytes);
             let (lo, hi) = (u64::from(a.min(b)) % (bytes.len() as u64 + 1), u64::from(a.max(b)));
             if lo < bytes.len() as u64 {
                 let hi_c = hi.min(bytes.len() as u64);
