@@ -47,7 +47,7 @@ impl IndexedCar {
                 match item {
                     CarItem::Header(h) => header = Some(h),
                     CarItem::Block(b) => {
-                        blocks.push((b.cid, decoder.offset() - b.data.len() as u64, b.data.len()))
+                        blocks.push((b.cid, decoder.offset() - b.data.len() as u64, b.data.len()));
                     }
                 }
             }
