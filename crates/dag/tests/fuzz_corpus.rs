@@ -157,7 +157,7 @@ fn write_seed_corpus() {
     };
     let file_car = archive(root.cid, &blocks);
     let mut all = blocks.clone();
-    all.extend(dir_blocks.clone());
+    all.extend(dir_blocks);
     let dir_car = archive(dir_root.cid, &all);
     let mut tampered = file_car.clone();
     let last = tampered.len() - 1;
