@@ -63,6 +63,9 @@ pub struct AddArgs {
     /// Block order in the CAR.
     #[arg(long, value_enum, default_value = "produced")]
     pub car_order: CarOrder,
+    /// CAR version: 1, or 2 (CARv1 payload plus a MultihashIndexSorted index, as go-car writes).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub car_version: u8,
     /// Print one JSON object instead of the root CID.
     #[arg(long)]
     pub json: bool,
@@ -107,9 +110,13 @@ impl AddArgs {
 
 enum CarSink {
     None,
+    /// `sections` counts section bytes written; `records` holds each block's section offset
+    /// from the first section (for a CARv2 index).
     Produced {
         out: BufWriter<File>,
         placeholder: Vec<u8>,
+        sections: u64,
+        records: Vec<(cid::Cid, u64)>,
     },
     Spool {
         out: BufWriter<File>,
@@ -139,8 +146,15 @@ impl Sink {
         self.buf.clear();
         let result = match &mut self.car {
             CarSink::None => Ok(()),
-            CarSink::Produced { out, .. } => {
+            CarSink::Produced {
+                out,
+                sections,
+                records,
+                ..
+            } => {
                 car::encode_section(block, &mut self.buf);
+                records.push((block.cid, *sections));
+                *sections += self.buf.len() as u64;
                 out.write_all(&self.buf)
             }
             CarSink::Spool {
@@ -181,8 +195,16 @@ pub fn run(args: &AddArgs) -> Result<AddSummary> {
                 // Predict the root's length: dag-pb in the profile's version, or a raw leaf.
                 let placeholder = car::header_v1(&[sha256_cid(opts.cid_version, DAG_PB, b"")]);
                 let mut out = BufWriter::with_capacity(1 << 20, create(path)?);
+                if args.car_version == 2 {
+                    out.write_all(&[0u8; car::V2_PREFIX_LEN as usize])?;
+                }
                 out.write_all(&placeholder)?;
-                CarSink::Produced { out, placeholder }
+                CarSink::Produced {
+                    out,
+                    placeholder,
+                    sections: 0,
+                    records: Vec::new(),
+                }
             }
             CarOrder::Dfs => {
                 let spool = path.with_extension("car.spool");
@@ -244,8 +266,17 @@ pub fn run(args: &AddArgs) -> Result<AddSummary> {
     }
 
     let car_bytes = match (std::mem::replace(&mut sink.car, CarSink::None), &args.car) {
-        (CarSink::Produced { out, placeholder }, Some(path)) => {
-            Some(finish_produced(out, &placeholder, root.cid, path)?)
+        (
+            CarSink::Produced {
+                out,
+                placeholder,
+                sections,
+                records,
+            },
+            Some(path),
+        ) => {
+            let v2 = (args.car_version == 2).then_some(V2 { sections, records });
+            Some(finish_produced(out, &placeholder, root.cid, path, v2)?)
         }
         (
             CarSink::Spool {
@@ -255,7 +286,14 @@ pub fn run(args: &AddArgs) -> Result<AddSummary> {
                 ..
             },
             Some(path),
-        ) => Some(finish_dfs(out, &spool, &index, root.cid, path)?),
+        ) => Some(finish_dfs(
+            out,
+            &spool,
+            &index,
+            root.cid,
+            path,
+            args.car_version == 2,
+        )?),
         _ => None,
     };
     Ok(AddSummary {
@@ -316,31 +354,64 @@ fn wrap(
     Ok(dir.finish(&mut |b| sink.put(&b))?)
 }
 
+/// What a CARv2 needs at the end: the payload's section bytes and where each block's section is.
+struct V2 {
+    sections: u64,
+    records: Vec<(cid::Cid, u64)>,
+}
+
+/// Appends the index after the payload and writes the CARv2 prefix at the start.
+fn finish_v2(file: &mut File, header_len: u64, v2: &V2) -> Result<()> {
+    let data_size = header_len + v2.sections;
+    let records: Vec<_> = v2
+        .records
+        .iter()
+        .map(|(c, o)| (*c, header_len + o))
+        .collect();
+    file.seek(SeekFrom::Start(car::V2_PREFIX_LEN + data_size))?;
+    file.write_all(&car::multihash_index_sorted(&records))?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&car::v2_prefix(data_size, true))?;
+    Ok(())
+}
+
 fn finish_produced(
     mut out: BufWriter<File>,
     placeholder: &[u8],
     root: cid::Cid,
     path: &Path,
+    v2: Option<V2>,
 ) -> Result<u64> {
     out.flush()?;
     let mut file = out.into_inner().map_err(|e| e.into_error())?;
     let header = car::header_v1(&[root]);
-    if header.len() == placeholder.len() {
-        file.seek(SeekFrom::Start(0))?;
-        file.write_all(&header)?;
-        file.sync_all()?;
-        return Ok(file.metadata()?.len());
+    let prefix = if v2.is_some() { car::V2_PREFIX_LEN } else { 0 };
+    if header.len() != placeholder.len() {
+        // The root's length was not the one predicted (a raw-leaf root under CIDv0): move the
+        // sections to make room for the real header.
+        let tmp = path.with_extension("car.tmp");
+        let mut fresh = BufWriter::new(create(&tmp)?);
+        fresh.write_all(&vec![0u8; prefix as usize])?;
+        fresh.write_all(&header)?;
+        file.seek(SeekFrom::Start(prefix + placeholder.len() as u64))?;
+        std::io::copy(&mut file, &mut fresh)?;
+        fresh.flush()?;
+        drop(fresh);
+        std::fs::rename(&tmp, path)?;
+        file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
     }
-    // The root's length was not the one predicted (a raw-leaf root under CIDv0): rewrite.
-    let tmp = path.with_extension("car.tmp");
-    let mut fresh = BufWriter::new(create(&tmp)?);
-    fresh.write_all(&header)?;
-    file.seek(SeekFrom::Start(placeholder.len() as u64))?;
-    std::io::copy(&mut file, &mut fresh)?;
-    fresh.flush()?;
-    drop(fresh);
-    std::fs::rename(&tmp, path)?;
-    Ok(std::fs::metadata(path)?.len())
+    file.seek(SeekFrom::Start(prefix))?;
+    file.write_all(&header)?;
+    if let Some(v2) = v2 {
+        // The payload ends where the sections end; anything after it is rewritten.
+        file.set_len(prefix + header.len() as u64 + v2.sections)?;
+        finish_v2(&mut file, header.len() as u64, &v2)?;
+    }
+    file.sync_all()?;
+    Ok(file.metadata()?.len())
 }
 
 fn finish_dfs(
@@ -349,11 +420,18 @@ fn finish_dfs(
     index: &HashMap<cid::Cid, (u64, usize)>,
     root: cid::Cid,
     path: &Path,
+    v2: bool,
 ) -> Result<u64> {
     drop(out.into_inner().map_err(|e| e.into_error())?);
     let mut spooled = File::open(spool)?;
     let mut car_out = BufWriter::with_capacity(1 << 20, create(path)?);
-    car_out.write_all(&car::header_v1(&[root]))?;
+    if v2 {
+        car_out.write_all(&[0u8; car::V2_PREFIX_LEN as usize])?;
+    }
+    let header = car::header_v1(&[root]);
+    car_out.write_all(&header)?;
+    let mut sections = 0u64;
+    let mut records = Vec::new();
     let mut io_error = None;
     let mut section = Vec::new();
     walk::dfs(
@@ -376,6 +454,8 @@ fn finish_dfs(
                 },
                 &mut section,
             );
+            records.push((*cid, sections));
+            sections += section.len() as u64;
             if let Err(e) = car_out.write_all(&section) {
                 io_error.get_or_insert(e);
             }
@@ -385,7 +465,12 @@ fn finish_dfs(
         return Err(e.into());
     }
     car_out.flush()?;
-    drop(car_out);
+    let mut file = car_out.into_inner().map_err(|e| e.into_error())?;
+    if v2 {
+        finish_v2(&mut file, header.len() as u64, &V2 { sections, records })?;
+    }
+    file.sync_all()?;
+    drop(file);
     std::fs::remove_file(spool)?;
     Ok(std::fs::metadata(path)?.len())
 }

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use cid::Cid;
 use estuary_dag::{
-    car::{CarDecoder, CarHeader, CarItem, CarLimits},
+    car::{self, CarDecoder, CarHeader, CarItem, CarLimits},
     cid::codec_name,
     export, walk,
 };
@@ -26,6 +26,8 @@ pub struct IndexedCar {
     pub header: CarHeader,
     /// Blocks in file order: CID, data offset, data length.
     pub blocks: Vec<(Cid, u64, usize)>,
+    /// Where each block's section starts in the file, in the same order.
+    pub section_starts: Vec<u64>,
     index: HashMap<Cid, (u64, usize)>,
 }
 
@@ -36,10 +38,14 @@ impl IndexedCar {
         let mut decoder = CarDecoder::new(CarLimits::default());
         let mut header = None;
         let mut blocks = Vec::new();
+        let mut section_starts = Vec::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = file.read(&mut buf)?;
             decoder.push(&buf[..n]);
+            // Each call consumes exactly one item, so the offset before it is where that item
+            // starts.
+            let mut start = decoder.offset();
             while let Some(item) = decoder
                 .next_item()
                 .with_context(|| format!("reading {}", path.display()))?
@@ -48,8 +54,10 @@ impl IndexedCar {
                     CarItem::Header(h) => header = Some(h),
                     CarItem::Block(b) => {
                         blocks.push((b.cid, decoder.offset() - b.data.len() as u64, b.data.len()));
+                        section_starts.push(start);
                     }
                 }
+                start = decoder.offset();
             }
             if n == 0 {
                 break;
@@ -64,6 +72,7 @@ impl IndexedCar {
             file,
             header,
             blocks,
+            section_starts,
             index,
         })
     }
@@ -93,6 +102,51 @@ pub struct VerifyReport {
     pub complete: bool,
     /// Blocks reachable from the roots but absent (at most 10 listed).
     pub missing: Vec<String>,
+    /// Records in the CARv2 index, each checked against the section it points at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_records: Option<usize>,
+}
+
+/// Checks a CARv2's index: every record must point at a section holding that multihash.
+fn verify_v2_index(path: &Path, car: &IndexedCar) -> Result<Option<usize>> {
+    let mut file = File::open(path)?;
+    let mut prefix = [0u8; 51];
+    file.read_exact(&mut prefix)?;
+    let word = |i: usize| u64::from_le_bytes(prefix[i..i + 8].try_into().unwrap_or([0; 8]));
+    let (data_offset, index_offset) = (word(27), word(43));
+    if index_offset == 0 {
+        return Ok(None);
+    }
+    let len = file.metadata()?.len();
+    if index_offset > len || len - index_offset > 1 << 30 {
+        bail!(
+            "{}: index offset {index_offset} is outside the file",
+            path.display()
+        );
+    }
+    let mut index = Vec::new();
+    file.seek(SeekFrom::Start(index_offset))?;
+    file.read_to_end(&mut index)?;
+    let records = car::parse_multihash_index_sorted(&index, car.blocks.len() * 2 + 16)?;
+    let by_start: HashMap<u64, &Cid> = car
+        .section_starts
+        .iter()
+        .zip(&car.blocks)
+        .map(|(s, b)| (*s, &b.0))
+        .collect();
+    for r in &records {
+        let found = by_start.get(&(data_offset + r.offset));
+        if !found
+            .is_some_and(|c| c.hash().code() == r.code && c.hash().digest() == r.digest.as_slice())
+        {
+            bail!(
+                "{}: index record at payload offset {} does not match the section there",
+                path.display(),
+                r.offset
+            );
+        }
+    }
+    Ok(Some(records.len()))
 }
 
 /// `estuary car verify FILE`.
@@ -121,6 +175,11 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
     }
     let complete = missing.is_empty();
     missing.truncate(10);
+    let index_records = if car.header.version == 2 {
+        verify_v2_index(path, &car)?
+    } else {
+        None
+    };
     Ok(VerifyReport {
         version: car.header.version,
         roots: car.header.roots.iter().map(ToString::to_string).collect(),
@@ -128,6 +187,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         duplicates: car.blocks.len() - distinct.len(),
         complete,
         missing,
+        index_records,
     })
 }
 

@@ -107,6 +107,13 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(run()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A reader that went away (`estuary cat ... | head`) is not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             // The whole cause chain on one line; no backtrace for a user's mistake.
             eprintln!("error: {e:#}");
@@ -139,33 +146,45 @@ async fn run() -> Result<()> {
     }
 }
 
-#[allow(clippy::print_stdout)] // the command's output
 fn print_add(summary: &add::AddSummary, json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(summary)?);
+    let line = if json {
+        serde_json::to_string(summary)?
     } else {
-        println!("{}", summary.root);
+        summary.root.clone()
+    };
+    print_lines([line])
+}
+
+/// Writes lines to stdout; a reader that went away (`| head`) ends the output quietly.
+fn print_lines(lines: impl IntoIterator<Item = String>) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        match writeln!(out, "{line}") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
 
-#[allow(clippy::print_stdout)] // the command's output
 fn car_command(cmd: &CarCommand) -> Result<()> {
     match cmd {
         CarCommand::Verify { file } => {
-            let report = car_cmd::verify(file)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(())
+            print_lines([serde_json::to_string_pretty(&car_cmd::verify(file)?)?])
         }
         CarCommand::Ls { file, json } => {
-            for entry in car_cmd::ls(file)? {
-                if *json {
-                    println!("{}", serde_json::to_string(&entry)?);
+            let entries = car_cmd::ls(file)?;
+            let mut lines = Vec::with_capacity(entries.len());
+            for e in &entries {
+                lines.push(if *json {
+                    serde_json::to_string(e)?
                 } else {
-                    println!("{}\t{}\t{}", entry.cid, entry.codec, entry.size);
-                }
+                    format!("{}\t{}\t{}", e.cid, e.codec, e.size)
+                });
             }
-            Ok(())
+            print_lines(lines)
         }
     }
 }

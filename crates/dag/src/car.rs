@@ -210,6 +210,136 @@ impl CarWriter {
     }
 }
 
+// ---------------------------------------------------------------------------------- CARv2
+
+/// Bytes before a CARv2's payload: the pragma and the 40-byte header.
+pub const V2_PREFIX_LEN: u64 = 51;
+/// Multicodec code of the `MultihashIndexSorted` CARv2 index.
+pub const MULTIHASH_INDEX_SORTED: u64 = 0x0401;
+
+/// The CARv2 pragma and header for a payload of `data_size` bytes right after them, with the
+/// index (if `has_index`) right after the payload. Characteristics are left zero, as go-car
+/// writes them.
+pub fn v2_prefix(data_size: u64, has_index: bool) -> [u8; 51] {
+    let mut out = [0u8; 51];
+    out[..11].copy_from_slice(&V2_PRAGMA);
+    out[27..35].copy_from_slice(&V2_PREFIX_LEN.to_le_bytes());
+    out[35..43].copy_from_slice(&data_size.to_le_bytes());
+    let index_offset = if has_index {
+        V2_PREFIX_LEN + data_size
+    } else {
+        0
+    };
+    out[43..51].copy_from_slice(&index_offset.to_le_bytes());
+    out
+}
+
+/// A `MultihashIndexSorted` index (with its codec prefix) of `(cid, offset)` records, where an
+/// offset is that of the block's section from the start of the CARv1 payload. The bytes are
+/// go-car's: hash codes ascending, then digest widths ascending, then records by digest.
+pub fn multihash_index_sorted(records: &[(Cid, u64)]) -> Vec<u8> {
+    use std::collections::BTreeMap;
+    let mut by_code: BTreeMap<u64, BTreeMap<usize, Vec<(&[u8], u64)>>> = BTreeMap::new();
+    for (cid, offset) in records {
+        let hash = cid.hash();
+        let digest = hash.digest();
+        by_code
+            .entry(hash.code())
+            .or_default()
+            .entry(digest.len())
+            .or_default()
+            .push((digest, *offset));
+    }
+    let mut out = Vec::new();
+    varint::encode(MULTIHASH_INDEX_SORTED, &mut out);
+    out.extend_from_slice(&(by_code.len() as i32).to_le_bytes());
+    for (code, widths) in by_code {
+        out.extend_from_slice(&code.to_le_bytes());
+        out.extend_from_slice(&(widths.len() as i32).to_le_bytes());
+        for (digest_len, mut entries) in widths {
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let width = digest_len + 8;
+            out.extend_from_slice(&(width as u32).to_le_bytes());
+            out.extend_from_slice(&((width * entries.len()) as i64).to_le_bytes());
+            for (digest, offset) in entries {
+                out.extend_from_slice(digest);
+                out.extend_from_slice(&offset.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// One record of a CARv2 index: a multihash (code and digest) and its section's offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRecord {
+    /// Multihash code.
+    pub code: u64,
+    /// Digest.
+    pub digest: Vec<u8>,
+    /// Offset of the section from the start of the CARv1 payload.
+    pub offset: u64,
+}
+
+/// Reads a `MultihashIndexSorted` index (codec prefix included), refusing anything malformed
+/// or larger than `max_records`.
+pub fn parse_multihash_index_sorted(
+    bytes: &[u8],
+    max_records: usize,
+) -> Result<Vec<IndexRecord>, CarError> {
+    let bad = |what: &str| CarError::BadV2Header(format!("index: {what}"));
+    let (codec, n) = varint::decode(bytes).map_err(|_| bad("malformed codec"))?;
+    if codec != MULTIHASH_INDEX_SORTED {
+        return Err(bad(&format!("unsupported index codec 0x{codec:x}")));
+    }
+    let mut rest = &bytes[n..];
+    let mut take = |len: usize| -> Result<&[u8], CarError> {
+        if rest.len() < len {
+            return Err(bad("truncated"));
+        }
+        let (head, tail) = rest.split_at(len);
+        rest = tail;
+        Ok(head)
+    };
+    let int32 = |b: &[u8]| i32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
+    let codes = int32(take(4)?);
+    if codes < 0 {
+        return Err(bad("negative count"));
+    }
+    let mut records = Vec::new();
+    for _ in 0..codes {
+        let code = u64::from_le_bytes(take(8)?.try_into().unwrap_or([0; 8]));
+        let widths = int32(take(4)?);
+        if widths < 0 {
+            return Err(bad("negative count"));
+        }
+        for _ in 0..widths {
+            let width = u32::from_le_bytes(take(4)?.try_into().unwrap_or([0; 4])) as usize;
+            let len = i64::from_le_bytes(take(8)?.try_into().unwrap_or([0; 8]));
+            if !(9..=8 + 64).contains(&width) || len < 0 || len as u64 % width as u64 != 0 {
+                return Err(bad("bad bucket width or length"));
+            }
+            let count = len as u64 / width as u64;
+            if records.len() as u64 + count > max_records as u64 {
+                return Err(bad("more records than allowed"));
+            }
+            let data = take(len as usize)?;
+            for entry in data.chunks_exact(width) {
+                let (digest, offset) = entry.split_at(width - 8);
+                records.push(IndexRecord {
+                    code,
+                    digest: digest.to_vec(),
+                    offset: u64::from_le_bytes(offset.try_into().unwrap_or([0; 8])),
+                });
+            }
+        }
+    }
+    if !rest.is_empty() {
+        return Err(bad("trailing bytes"));
+    }
+    Ok(records)
+}
+
 // ---------------------------------------------------------------------------------- reading
 
 /// What the decoder yields.
@@ -748,6 +878,34 @@ mod tests {
         ));
         // Empty input.
         assert!(read_car(&[], CarLimits::default()).is_err());
+    }
+
+    #[test]
+    fn index_round_trip_and_bytes() {
+        let (_, blocks) = sample();
+        let records: Vec<(Cid, u64)> = blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.cid, 100 * i as u64))
+            .collect();
+        let index = multihash_index_sorted(&records);
+        assert_eq!(&index[..2], &[0x81, 0x08]); // varint 0x0401
+        assert_eq!(&index[2..6], &1i32.to_le_bytes()); // one hash code
+        assert_eq!(&index[6..14], &0x12u64.to_le_bytes()); // sha2-256
+        assert_eq!(&index[18..22], &40u32.to_le_bytes()); // 32-byte digests + 8-byte offsets
+        let parsed = parse_multihash_index_sorted(&index, 1000).unwrap();
+        assert_eq!(parsed.len(), records.len());
+        assert!(parsed.windows(2).all(|w| w[0].digest <= w[1].digest));
+        for r in &records {
+            assert!(
+                parsed
+                    .iter()
+                    .any(|p| p.digest == r.0.hash().digest() && p.offset == r.1)
+            );
+        }
+        assert!(parse_multihash_index_sorted(&index[..index.len() - 1], 1000).is_err());
+        assert!(parse_multihash_index_sorted(&index, 2).is_err());
+        assert!(parse_multihash_index_sorted(&[0x80, 0x08, 0, 0, 0, 0], 10).is_err());
     }
 
     #[test]
