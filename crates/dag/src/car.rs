@@ -239,7 +239,9 @@ pub fn v2_prefix(data_size: u64, has_index: bool) -> [u8; 51] {
 /// go-car's: hash codes ascending, then digest widths ascending, then records by digest.
 pub fn multihash_index_sorted(records: &[(Cid, u64)]) -> Vec<u8> {
     use std::collections::BTreeMap;
-    let mut by_code: BTreeMap<u64, BTreeMap<usize, Vec<(&[u8], u64)>>> = BTreeMap::new();
+    // hash code → digest length → (digest, offset)
+    type Buckets<'a> = BTreeMap<u64, BTreeMap<usize, Vec<(&'a [u8], u64)>>>;
+    let mut by_code: Buckets<'_> = BTreeMap::new();
     for (cid, offset) in records {
         let hash = cid.hash();
         let digest = hash.digest();
@@ -316,7 +318,7 @@ pub fn parse_multihash_index_sorted(
         for _ in 0..widths {
             let width = u32::from_le_bytes(take(4)?.try_into().unwrap_or([0; 4])) as usize;
             let len = i64::from_le_bytes(take(8)?.try_into().unwrap_or([0; 8]));
-            if !(9..=8 + 64).contains(&width) || len < 0 || len as u64 % width as u64 != 0 {
+            if !(9..=8 + 64).contains(&width) || len < 0 || !(len as u64).is_multiple_of(width as u64) {
                 return Err(bad("bad bucket width or length"));
             }
             let count = len as u64 / width as u64;
