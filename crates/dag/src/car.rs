@@ -318,7 +318,10 @@ pub fn parse_multihash_index_sorted(
         for _ in 0..widths {
             let width = u32::from_le_bytes(take(4)?.try_into().unwrap_or([0; 4])) as usize;
             let len = i64::from_le_bytes(take(8)?.try_into().unwrap_or([0; 8]));
-            if !(9..=8 + 64).contains(&width) || len < 0 || !(len as u64).is_multiple_of(width as u64) {
+            if !(9..=8 + 64).contains(&width)
+                || len < 0
+                || !(len as u64).is_multiple_of(width as u64)
+            {
                 return Err(bad("bad bucket width or length"));
             }
             let count = len as u64 / width as u64;

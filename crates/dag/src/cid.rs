@@ -39,6 +39,10 @@ pub enum CidError {
     /// The `cid` decoder refused the input; the message says why.
     #[error("not a valid CID: {0}")]
     Malformed(String),
+    /// The bytes decode, but not in their one canonical form (an over-long or overflowing
+    /// varint, say): two different byte strings must never name the same CID.
+    #[error("CID is not canonically encoded")]
+    NonCanonical,
 }
 
 /// A parsed CID, described in plain values.
@@ -109,8 +113,14 @@ pub fn parse_cid(text: &str) -> Result<CidInfo, CidError> {
             max: MAX_CID_TEXT,
         });
     }
-    let cid = Cid::try_from(text).map_err(|e| CidError::Malformed(e.to_string()))?;
-    checked(&cid)
+    // Decode the text to bytes first, so text goes through the same strict binary checks.
+    let bytes = if text.len() == 46 && text.starts_with("Qm") {
+        ::cid::multibase::Base::Base58Btc.decode(text)
+    } else {
+        ::cid::multibase::decode(text).map(|(_, bytes)| bytes)
+    }
+    .map_err(|e| CidError::Malformed(e.to_string()))?;
+    parse_cid_bytes(&bytes)
 }
 
 /// Parses a binary CID that must fill `bytes` exactly.
@@ -128,6 +138,9 @@ pub fn parse_cid_bytes(bytes: &[u8]) -> Result<CidInfo, CidError> {
     let cid = Cid::read_bytes(&mut reader).map_err(|e| CidError::Malformed(e.to_string()))?;
     if !reader.is_empty() {
         return Err(CidError::TrailingBytes(reader.len()));
+    }
+    if cid.to_bytes() != bytes {
+        return Err(CidError::NonCanonical);
     }
     checked(&cid)
 }
