@@ -1,6 +1,6 @@
 //! Replays the fuzz corpus and every kept crasher (`fuzz/corpus`, `fuzz/regressions`) through the
 //! fuzz targets' checks, on stable Rust, in the normal test run.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
