@@ -11,7 +11,8 @@ use estuary_dag::{
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 5] = [
+const TARGETS: [(&str, Check); 6] = [
+    ("dag_cbor", fuzzing::dag_cbor),
     ("varint", fuzzing::varint),
     ("cid", fuzzing::cid),
     ("dag_pb", fuzzing::dag_pb),
