@@ -188,12 +188,16 @@ fn cbor_links<'a>(data: &'a [u8], nesting: usize, out: &mut Vec<Cid>) -> Result<
             };
             let tail = if head == 0x58 { &tail[1..] } else { tail };
             let (bytes, after) = take(tail, len)?;
-            match bytes.split_first() {
-                Some((0, cid)) => {
-                    out.push(Cid::try_from(cid).map_err(|e| format!("bad CID in tag 42: {e}"))?)
-                }
-                _ => return Err("tag 42 bytes must start with 0x00".into()),
+            let Some((0, raw)) = bytes.split_first() else {
+                return Err("tag 42 bytes must start with 0x00".into());
+            };
+            let mut reader = raw;
+            let cid =
+                Cid::read_bytes(&mut reader).map_err(|e| format!("bad CID in tag 42: {e}"))?;
+            if !reader.is_empty() || cid.to_bytes() != raw {
+                return Err("CID in tag 42 is not canonically encoded".into());
             }
+            out.push(cid);
             Ok(after)
         }
         6 => cbor_links(rest, nesting + 1, out),
@@ -344,11 +348,9 @@ mod tests {
         );
         // {"a": [tag42(leaf), 1, "x"], "b": {"c": tag42(inline)}}
         let mut cbor = vec![0xa2, 0x61, b'a', 0x83];
-        for cid in [leaf] {
-            let bytes = cid.to_bytes();
-            cbor.extend([0xd8, 0x2a, 0x58, bytes.len() as u8 + 1, 0x00]);
-            cbor.extend(bytes);
-        }
+        let bytes = leaf.to_bytes();
+        cbor.extend([0xd8, 0x2a, 0x58, bytes.len() as u8 + 1, 0x00]);
+        cbor.extend(bytes);
         cbor.extend([0x01, 0x61, b'x', 0x61, b'b', 0xa1, 0x61, b'c']);
         let bytes = inline.to_bytes();
         cbor.extend([0xd8, 0x2a, 0x40 + bytes.len() as u8 + 1, 0x00]);
