@@ -410,7 +410,6 @@ fn finish_produced(
         file.set_len(prefix + header.len() as u64 + v2.sections)?;
         finish_v2(&mut file, header.len() as u64, &v2)?;
     }
-    file.sync_all()?;
     Ok(file.metadata()?.len())
 }
 
@@ -469,7 +468,6 @@ fn finish_dfs(
     if v2 {
         finish_v2(&mut file, header.len() as u64, &V2 { sections, records })?;
     }
-    file.sync_all()?;
     drop(file);
     std::fs::remove_file(spool)?;
     Ok(std::fs::metadata(path)?.len())
