@@ -427,6 +427,62 @@ mod tests {
         assert_eq!(read(root.cid, &s, 0, None), Err(ExportError::Missing(leaf)));
     }
 
+    #[test]
+    fn a_lying_block_source_cannot_loop_or_recurse_forever() {
+        // A "cycle": the source answers a file node that links to its own CID. Honest hashing
+        // makes this impossible, so only a broken or hostile source produces it; the depth
+        // bound ends the read with an error.
+        let leaf = crate::block::sha256_cid(cid::Version::V1, RAW, b"x");
+        let me = crate::block::sha256_cid(cid::Version::V1, DAG_PB, b"me");
+        let meta = UnixFsData {
+            filesize: Some(1),
+            blocksizes: vec![1],
+            ..UnixFsData::new(DataType::File)
+        };
+        let looping = PbNode {
+            links: vec![crate::pb::PbLink {
+                hash: me,
+                name: Some(String::new()),
+                tsize: Some(1),
+            }],
+            data: Some(meta.encode()),
+        }
+        .encode();
+        let s: HashMap<Cid, Vec<u8>> = [(me, looping), (leaf, b"x".to_vec())].into();
+        assert!(matches!(
+            read(me, &s, 0, None),
+            Err(ExportError::Corrupt { .. })
+        ));
+        let walked = crate::walk::dfs(me, |c| s.get(c), |_, _| {});
+        assert_eq!(walked, Ok(()), "the walker visits each CID once and stops");
+    }
+
+    #[test]
+    fn hamt_with_an_unsupported_fanout_is_refused() {
+        let (file, blocks) = import_bytes(b"x", Profile::KuboCidV1.options()).unwrap();
+        let meta = UnixFsData {
+            data: Some(vec![0x01]),
+            hash_type: Some(crate::hamt::MURMUR3_X64_64),
+            fanout: Some(16),
+            ..UnixFsData::new(DataType::HamtShard)
+        };
+        let node = PbNode {
+            links: vec![crate::pb::PbLink {
+                hash: file.cid,
+                name: Some("00x".into()),
+                tsize: Some(1),
+            }],
+            data: Some(meta.encode()),
+        };
+        let bucket = Block::new(cid::Version::V1, DAG_PB, node.encode());
+        let mut s = store(&blocks);
+        s.insert(bucket.cid, bucket.data.clone());
+        assert!(matches!(
+            resolve(bucket.cid, "x", |c| s.get(c)),
+            Err(ExportError::Corrupt { .. })
+        ));
+    }
+
     proptest! {
         /// import → export is the identity, for any data, chunking and width, and any range.
         #[test]
