@@ -326,19 +326,11 @@ fn import_file(
     sink: &mut Sink,
     progress: &ProgressBar,
 ) -> Result<Imported> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut builder = FileBuilder::new(opts)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        builder.push(&buf[..n], &mut |b| sink.put(&b));
-        progress.inc(n as u64);
-    }
+    builder
+        .push_reader(progress.wrap_read(file), &mut |b| sink.put(&b))
+        .with_context(|| format!("reading {}", path.display()))?;
     Ok(builder.finish(&mut |b| sink.put(&b)))
 }
 

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use cid::Cid;
 use estuary_dag::{
-    car::{self, CarDecoder, CarHeader, CarItem, CarLimits},
+    car::{self, CarHeader, CarItem, CarLimits, CarReader},
     cid::codec_name,
     export, walk,
 };
@@ -34,38 +34,27 @@ pub struct IndexedCar {
 impl IndexedCar {
     /// Reads and verifies `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut decoder = CarDecoder::new(CarLimits::default());
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut reader = CarReader::new(
+            std::io::BufReader::with_capacity(1 << 20, &file),
+            CarLimits::default(),
+        );
         let mut header = None;
         let mut blocks = Vec::new();
         let mut section_starts = Vec::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buf)?;
-            decoder.push(&buf[..n]);
-            // Each call consumes exactly one item, so the offset before it is where that item
-            // starts.
-            let mut start = decoder.offset();
-            while let Some(item) = decoder
-                .next_item()
-                .with_context(|| format!("reading {}", path.display()))?
-            {
-                match item {
-                    CarItem::Header(h) => header = Some(h),
-                    CarItem::Block(b) => {
-                        blocks.push((b.cid, decoder.offset() - b.data.len() as u64, b.data.len()));
-                        section_starts.push(start);
-                    }
+        // Each item is returned as soon as it is complete, so the offset before asking for the
+        // next one is where that item starts.
+        let mut start = reader.offset();
+        while let Some(item) = reader.next() {
+            match item.with_context(|| format!("reading {}", path.display()))? {
+                CarItem::Header(h) => header = Some(h),
+                CarItem::Block(b) => {
+                    blocks.push((b.cid, reader.offset() - b.data.len() as u64, b.data.len()));
+                    section_starts.push(start);
                 }
-                start = decoder.offset();
             }
-            if n == 0 {
-                break;
-            }
+            start = reader.offset();
         }
-        decoder
-            .finish()
-            .with_context(|| format!("reading {}", path.display()))?;
         let header = header.context("the CAR has no header")?;
         let index = blocks.iter().map(|(c, o, l)| (*c, (*o, *l))).collect();
         Ok(Self {

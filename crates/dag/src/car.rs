@@ -599,6 +599,79 @@ impl CarDecoder {
     }
 }
 
+/// Why a CAR could not be read from a `Read`er.
+#[cfg(feature = "io")]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The reader failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The bytes are not an acceptable CAR.
+    #[error(transparent)]
+    Car(#[from] CarError),
+}
+
+/// Iterates the header and verified blocks of a CAR read from `reader`, 64 KiB at a time.
+#[cfg(feature = "io")]
+pub struct CarReader<R> {
+    reader: R,
+    decoder: CarDecoder,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+#[cfg(feature = "io")]
+impl<R: std::io::Read> CarReader<R> {
+    /// A reader applying `limits`.
+    pub fn new(reader: R, limits: CarLimits) -> Self {
+        Self {
+            reader,
+            decoder: CarDecoder::new(limits),
+            buf: vec![0; 64 * 1024],
+            done: false,
+        }
+    }
+
+    /// Bytes consumed so far (see [`CarDecoder::offset`]).
+    pub fn offset(&self) -> u64 {
+        self.decoder.offset()
+    }
+}
+
+#[cfg(feature = "io")]
+impl<R: std::io::Read> Iterator for CarReader<R> {
+    type Item = Result<CarItem, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.decoder.next_item() {
+                Ok(Some(item)) => return Some(Ok(item)),
+                Ok(None) if self.done => return None,
+                Ok(None) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e.into()));
+                }
+            }
+            match self.reader.read(&mut self.buf) {
+                Ok(0) => {
+                    self.done = true;
+                    if let Err(e) = self.decoder.finish() {
+                        return Some(Err(e.into()));
+                    }
+                }
+                Ok(n) => self.decoder.push(&self.buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+    }
+}
+
 /// Reads a whole CAR held in memory.
 pub fn read_car(bytes: &[u8], limits: CarLimits) -> Result<(CarHeader, Vec<Block>), CarError> {
     let mut decoder = CarDecoder::new(limits);
@@ -915,6 +988,26 @@ mod tests {
             }
             proptest::prop_assert_eq!(got, unique);
         }
+    }
+
+    #[cfg(feature = "io")]
+    #[test]
+    fn reader_over_io() {
+        let (root, blocks) = sample();
+        let bytes = archive(root, &blocks);
+        let items: Vec<_> = CarReader::new(&bytes[..], CarLimits::default())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            items[0],
+            CarItem::Header(CarHeader {
+                version: 1,
+                roots: vec![root]
+            })
+        );
+        let cut = CarReader::new(&bytes[..bytes.len() - 1], CarLimits::default())
+            .collect::<Result<Vec<_>, _>>();
+        assert!(matches!(cut, Err(ReadError::Car(CarError::Truncated(_)))));
     }
 
     #[test]

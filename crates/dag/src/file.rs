@@ -80,6 +80,27 @@ impl FileBuilder {
         }
     }
 
+    /// Pushes everything `reader` yields, 1 MiB at a time; returns the bytes read.
+    #[cfg(feature = "io")]
+    pub fn push_reader(
+        &mut self,
+        mut reader: impl std::io::Read,
+        out: &mut impl FnMut(Block),
+    ) -> std::io::Result<u64> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.push(&buf[..n], out);
+            total += n as u64;
+        }
+    }
+
     /// Ends the file: emits the last leaf and the parents above it, and returns the root.
     pub fn finish(mut self, out: &mut impl FnMut(Block)) -> Imported {
         if !self.chunk.is_empty() || self.leaves == 0 {

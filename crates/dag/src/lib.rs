@@ -12,6 +12,10 @@
 //! - [`walk`]: the links of a block and depth-first traversal;
 //! - [`export`]: paths, files and byte ranges read back from any block source.
 
+//!
+//! Features: `io` adds conveniences over `std::io::Read` (`FileBuilder::push_reader`,
+//! `car::CarReader`) for native callers; `serde` derives `Serialize` for [`CidInfo`].
+
 pub mod block;
 pub mod car;
 pub mod cid;
