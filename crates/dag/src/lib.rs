@@ -6,7 +6,7 @@
 //!
 //! - [`cid`]: content identifiers from untrusted text or bytes;
 //! - [`pb`], [`unixfs`]: the dag-pb node and UnixFS metadata codecs, byte-exact and strict;
-//! - [`file`], [`dir`], [`hamt`]: streaming UnixFS import (balanced layout) and directory trees, under the
+//! - [`file`](mod@file), [`dir`], [`hamt`]: streaming UnixFS import (balanced layout) and directory trees, under the
 //!   [`profile`]s that reproduce kubo's and Helia's CIDs;
 //! - [`car`]: CAR v1 sections and headers, written as blocks are produced and read with checks;
 //! - [`walk`]: the links of a block and depth-first traversal;
