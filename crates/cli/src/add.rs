@@ -22,6 +22,7 @@ use estuary_dag::{
     block::{DAG_PB, sha256_cid},
     car, walk,
 };
+use estuary_piece::{CommP, PieceCid, PieceInfo};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -83,6 +84,12 @@ pub struct AddSummary {
     /// Size of the CAR written (with `--car`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub car_bytes: Option<u64>,
+    /// Piece CID v2 of the CAR written (with `--car`), computed while it was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub piece_cid: Option<String>,
+    /// Padded piece size of the CAR written (with `--car`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub piece_size: Option<u64>,
 }
 
 impl AddArgs {
@@ -134,6 +141,8 @@ struct Sink {
     car: CarSink,
     error: Option<std::io::Error>,
     buf: Vec<u8>,
+    /// The commitment of the CAR bytes written, as they are written (produced order).
+    commp: CommP,
 }
 
 impl Sink {
@@ -146,20 +155,14 @@ impl Sink {
         self.buf.clear();
         let result = match &mut self.car {
             CarSink::None => Ok(()),
-            CarSink::Produced {
-                out,
-                sections,
-                records,
-                ..
-            } => {
+            CarSink::Produced { out, sections, records, .. } => {
                 car::encode_section(block, &mut self.buf);
                 records.push((block.cid, *sections));
                 *sections += self.buf.len() as u64;
+                self.commp.update(&self.buf);
                 out.write_all(&self.buf)
             }
-            CarSink::Spool {
-                out, pos, index, ..
-            } => {
+            CarSink::Spool { out, pos, index, .. } => {
                 index.insert(block.cid, (*pos, block.data.len()));
                 *pos += block.data.len() as u64;
                 out.write_all(&block.data)
@@ -176,18 +179,11 @@ pub fn run(args: &AddArgs) -> Result<AddSummary> {
     let opts = args.options()?;
     let meta = std::fs::metadata(&args.path)
         .with_context(|| format!("reading {}", args.path.display()))?;
-    let entries = if meta.is_dir() {
-        collect(&args.path)?
-    } else {
-        Vec::new()
-    };
-    let total: u64 = if meta.is_dir() {
-        entries.iter().map(|e| e.size).sum()
-    } else {
-        meta.len()
-    };
+    let entries = if meta.is_dir() { collect(&args.path)? } else { Vec::new() };
+    let total: u64 = if meta.is_dir() { entries.iter().map(|e| e.size).sum() } else { meta.len() };
     let progress = progress_bar(total);
 
+    let mut commp = CommP::new();
     let car = match &args.car {
         None => CarSink::None,
         Some(path) => match args.car_order {
@@ -197,24 +193,16 @@ pub fn run(args: &AddArgs) -> Result<AddSummary> {
                 let mut out = BufWriter::with_capacity(1 << 20, create(path)?);
                 if args.car_version == 2 {
                     out.write_all(&[0u8; car::V2_PREFIX_LEN as usize])?;
+                    commp.update(&[0u8; car::V2_PREFIX_LEN as usize]);
                 }
                 out.write_all(&placeholder)?;
-                CarSink::Produced {
-                    out,
-                    placeholder,
-                    sections: 0,
-                    records: Vec::new(),
-                }
+                commp.update(&placeholder);
+                CarSink::Produced { out, placeholder, sections: 0, records: Vec::new() }
             }
             CarOrder::Dfs => {
                 let spool = path.with_extension("car.spool");
                 let out = BufWriter::with_capacity(1 << 20, create(&spool)?);
-                CarSink::Spool {
-                    out,
-                    path: spool,
-                    pos: 0,
-                    index: HashMap::new(),
-                }
+                CarSink::Spool { out, path: spool, pos: 0, index: HashMap::new() }
             }
         },
     };
@@ -225,13 +213,10 @@ pub fn run(args: &AddArgs) -> Result<AddSummary> {
         car,
         error: None,
         buf: Vec::new(),
+        commp,
     };
 
-    let name = args
-        .path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .map(str::to_owned);
+    let name = args.path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
     let root = if meta.is_dir() {
         let mut dir = DirectoryBuilder::new(opts);
         for entry in &entries {
@@ -247,60 +232,34 @@ pub fn run(args: &AddArgs) -> Result<AddSummary> {
             }
         }
         let root = dir.finish(&mut |b| sink.put(&b))?;
-        if args.wrap {
-            wrap(opts, name.as_deref(), root, &mut sink)?
-        } else {
-            root
-        }
+        if args.wrap { wrap(opts, name.as_deref(), root, &mut sink)? } else { root }
     } else {
         let file = import_file(&args.path, opts, &mut sink, &progress)?;
-        if args.wrap {
-            wrap(opts, name.as_deref(), file, &mut sink)?
-        } else {
-            file
-        }
+        if args.wrap { wrap(opts, name.as_deref(), file, &mut sink)? } else { file }
     };
     progress.finish_and_clear();
     if let Some(e) = sink.error.take() {
         return Err(e).context("writing the CAR");
     }
 
-    let car_bytes = match (std::mem::replace(&mut sink.car, CarSink::None), &args.car) {
-        (
-            CarSink::Produced {
-                out,
-                placeholder,
-                sections,
-                records,
-            },
-            Some(path),
-        ) => {
+    let written = match (std::mem::replace(&mut sink.car, CarSink::None), &args.car) {
+        (CarSink::Produced { out, placeholder, sections, records }, Some(path)) => {
             let v2 = (args.car_version == 2).then_some(V2 { sections, records });
-            Some(finish_produced(out, &placeholder, root.cid, path, v2)?)
+            let commp = std::mem::take(&mut sink.commp);
+            Some(finish_produced(out, &placeholder, root.cid, path, v2, commp)?)
         }
-        (
-            CarSink::Spool {
-                out,
-                path: spool,
-                index,
-                ..
-            },
-            Some(path),
-        ) => Some(finish_dfs(
-            out,
-            &spool,
-            &index,
-            root.cid,
-            path,
-            args.car_version == 2,
-        )?),
+        (CarSink::Spool { out, path: spool, index, .. }, Some(path)) => {
+            Some(finish_dfs(out, &spool, &index, root.cid, path, args.car_version == 2)?)
+        }
         _ => None,
     };
     Ok(AddSummary {
+        piece_cid: written.as_ref().map(|w| PieceCid::v2(&w.piece).to_string()),
+        piece_size: written.as_ref().map(|w| w.piece.padded_size),
         root: root.cid.to_string(),
         blocks: sink.blocks,
         dag_bytes: sink.dag_bytes,
-        car_bytes,
+        car_bytes: written.as_ref().map(|w| w.bytes),
     })
 }
 
@@ -352,19 +311,38 @@ struct V2 {
     records: Vec<(cid::Cid, u64)>,
 }
 
-/// Appends the index after the payload and writes the CARv2 prefix at the start.
-fn finish_v2(file: &mut File, header_len: u64, v2: &V2) -> Result<()> {
+/// Appends the index after the payload and writes the CARv2 prefix at the start; returns both.
+fn finish_v2(file: &mut File, header_len: u64, v2: &V2) -> Result<([u8; 51], Vec<u8>)> {
     let data_size = header_len + v2.sections;
-    let records: Vec<_> = v2
-        .records
-        .iter()
-        .map(|(c, o)| (*c, header_len + o))
-        .collect();
+    let records: Vec<_> = v2.records.iter().map(|(c, o)| (*c, header_len + o)).collect();
+    let index = car::multihash_index_sorted(&records);
     file.seek(SeekFrom::Start(car::V2_PREFIX_LEN + data_size))?;
-    file.write_all(&car::multihash_index_sorted(&records))?;
+    file.write_all(&index)?;
+    let prefix = car::v2_prefix(data_size, true);
     file.seek(SeekFrom::Start(0))?;
-    file.write_all(&car::v2_prefix(data_size, true))?;
-    Ok(())
+    file.write_all(&prefix)?;
+    Ok((prefix, index))
+}
+
+/// The CAR written and the piece it makes.
+struct Written {
+    bytes: u64,
+    piece: PieceInfo,
+}
+
+/// The piece of a file, read back (when the one-pass computation was not possible).
+fn piece_of_file(path: &Path) -> Result<PieceInfo> {
+    let mut c = CommP::new();
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        c.update(&buf[..n]);
+    }
+    Ok(c.finish()?)
 }
 
 fn finish_produced(
@@ -373,36 +351,45 @@ fn finish_produced(
     root: cid::Cid,
     path: &Path,
     v2: Option<V2>,
-) -> Result<u64> {
+    mut commp: CommP,
+) -> Result<Written> {
     out.flush()?;
     let mut file = out.into_inner().map_err(|e| e.into_error())?;
     let header = car::header_v1(&[root]);
     let prefix = if v2.is_some() { car::V2_PREFIX_LEN } else { 0 };
-    if header.len() != placeholder.len() {
+    let moved = header.len() != placeholder.len();
+    if moved {
         // The root's length was not the one predicted (a raw-leaf root under CIDv0): move the
         // sections to make room for the real header.
         let tmp = path.with_extension("car.tmp");
         let mut fresh = BufWriter::new(create(&tmp)?);
         fresh.write_all(&vec![0u8; prefix as usize])?;
         fresh.write_all(&header)?;
-        file.seek(SeekFrom::Start(prefix + placeholder.len() as u64))?;
-        std::io::copy(&mut file, &mut fresh)?;
+        // `file` was created write-only: read the sections back through a new handle.
+        let mut old = File::open(path)?;
+        old.seek(SeekFrom::Start(prefix + placeholder.len() as u64))?;
+        std::io::copy(&mut old, &mut fresh)?;
         fresh.flush()?;
         drop(fresh);
         std::fs::rename(&tmp, path)?;
-        file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)?;
+        file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
     }
     file.seek(SeekFrom::Start(prefix))?;
     file.write_all(&header)?;
+    let mut first = Vec::with_capacity(prefix as usize + header.len());
     if let Some(v2) = v2 {
         // The payload ends where the sections end; anything after it is rewritten.
         file.set_len(prefix + header.len() as u64 + v2.sections)?;
-        finish_v2(&mut file, header.len() as u64, &v2)?;
+        let (v2_prefix, index) = finish_v2(&mut file, header.len() as u64, &v2)?;
+        commp.update(&index);
+        first.extend_from_slice(&v2_prefix);
     }
-    Ok(file.metadata()?.len())
+    first.extend_from_slice(&header);
+    let bytes = file.metadata()?.len();
+    drop(file);
+    // The bytes that changed after they went through commP all sit in the first quad.
+    let piece = if moved { piece_of_file(path)? } else { commp.finish_with_prefix(&first)? };
+    Ok(Written { bytes, piece })
 }
 
 fn finish_dfs(
@@ -412,15 +399,18 @@ fn finish_dfs(
     root: cid::Cid,
     path: &Path,
     v2: bool,
-) -> Result<u64> {
+) -> Result<Written> {
     drop(out.into_inner().map_err(|e| e.into_error())?);
     let mut spooled = File::open(spool)?;
     let mut car_out = BufWriter::with_capacity(1 << 20, create(path)?);
+    let mut commp = CommP::new();
     if v2 {
         car_out.write_all(&[0u8; car::V2_PREFIX_LEN as usize])?;
+        commp.update(&[0u8; car::V2_PREFIX_LEN as usize]);
     }
     let header = car::header_v1(&[root]);
     car_out.write_all(&header)?;
+    commp.update(&header);
     let mut sections = 0u64;
     let mut records = Vec::new();
     let mut io_error = None;
@@ -438,15 +428,10 @@ fn finish_dfs(
         },
         |cid, data| {
             section.clear();
-            car::encode_section(
-                &Block {
-                    cid: *cid,
-                    data: data.to_vec(),
-                },
-                &mut section,
-            );
+            car::encode_section(&Block { cid: *cid, data: data.to_vec() }, &mut section);
             records.push((*cid, sections));
             sections += section.len() as u64;
+            commp.update(&section);
             if let Err(e) = car_out.write_all(&section) {
                 io_error.get_or_insert(e);
             }
@@ -457,12 +442,17 @@ fn finish_dfs(
     }
     car_out.flush()?;
     let mut file = car_out.into_inner().map_err(|e| e.into_error())?;
+    let mut first = Vec::new();
     if v2 {
-        finish_v2(&mut file, header.len() as u64, &V2 { sections, records })?;
+        let (v2_prefix, index) =
+            finish_v2(&mut file, header.len() as u64, &V2 { sections, records })?;
+        commp.update(&index);
+        first.extend_from_slice(&v2_prefix);
     }
     drop(file);
     std::fs::remove_file(spool)?;
-    Ok(std::fs::metadata(path)?.len())
+    let piece = commp.finish_with_prefix(&first)?;
+    Ok(Written { bytes: std::fs::metadata(path)?.len(), piece })
 }
 
 #[derive(Debug)]
@@ -492,14 +482,9 @@ fn collect(root: &Path) -> Result<Vec<Entry>> {
         let mut subdirs = Vec::new();
         for child in children {
             let name = child.file_name();
-            let name = name
-                .to_str()
-                .with_context(|| format!("{:?} is not a UTF-8 name", child.path()))?;
-            let rel_path = if rel.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{rel}/{name}")
-            };
+            let name =
+                name.to_str().with_context(|| format!("{:?} is not a UTF-8 name", child.path()))?;
+            let rel_path = if rel.is_empty() { name.to_owned() } else { format!("{rel}/{name}") };
             let file_type = child.file_type()?;
             if file_type.is_symlink() {
                 let target = std::fs::read_link(child.path())?;
@@ -522,12 +507,7 @@ fn collect(root: &Path) -> Result<Vec<Entry>> {
                 subdirs.push((child.path(), rel_path));
             } else {
                 let size = child.metadata()?.len();
-                out.push(Entry {
-                    path: child.path(),
-                    rel: rel_path,
-                    kind: EntryKind::File,
-                    size,
-                });
+                out.push(Entry { path: child.path(), rel: rel_path, kind: EntryKind::File, size });
             }
         }
         stack.extend(subdirs.into_iter().rev());

@@ -35,10 +35,8 @@ impl IndexedCar {
     /// Reads and verifies `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut reader = CarReader::new(
-            std::io::BufReader::with_capacity(1 << 20, &file),
-            CarLimits::default(),
-        );
+        let mut reader =
+            CarReader::new(std::io::BufReader::with_capacity(1 << 20, &file), CarLimits::default());
         let mut header = None;
         let mut blocks = Vec::new();
         let mut section_starts = Vec::new();
@@ -57,13 +55,7 @@ impl IndexedCar {
         }
         let header = header.context("the CAR has no header")?;
         let index = blocks.iter().map(|(c, o, l)| (*c, (*o, *l))).collect();
-        Ok(Self {
-            file,
-            header,
-            blocks,
-            section_starts,
-            index,
-        })
+        Ok(Self { file, header, blocks, section_starts, index })
     }
 
     /// A block's bytes.
@@ -108,21 +100,14 @@ fn verify_v2_index(path: &Path, car: &IndexedCar) -> Result<Option<usize>> {
     }
     let len = file.metadata()?.len();
     if index_offset > len || len - index_offset > 1 << 30 {
-        bail!(
-            "{}: index offset {index_offset} is outside the file",
-            path.display()
-        );
+        bail!("{}: index offset {index_offset} is outside the file", path.display());
     }
     let mut index = Vec::new();
     file.seek(SeekFrom::Start(index_offset))?;
     file.read_to_end(&mut index)?;
     let records = car::parse_multihash_index_sorted(&index, car.blocks.len() * 2 + 16)?;
-    let by_start: HashMap<u64, &Cid> = car
-        .section_starts
-        .iter()
-        .zip(&car.blocks)
-        .map(|(s, b)| (*s, &b.0))
-        .collect();
+    let by_start: HashMap<u64, &Cid> =
+        car.section_starts.iter().zip(&car.blocks).map(|(s, b)| (*s, &b.0)).collect();
     for r in &records {
         let found = by_start.get(&(data_offset + r.offset));
         if !found
@@ -164,11 +149,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
     }
     let complete = missing.is_empty();
     missing.truncate(10);
-    let index_records = if car.header.version == 2 {
-        verify_v2_index(path, &car)?
-    } else {
-        None
-    };
+    let index_records = if car.header.version == 2 { verify_v2_index(path, &car)? } else { None };
     Ok(VerifyReport {
         version: car.header.version,
         roots: car.header.roots.iter().map(ToString::to_string).collect(),
@@ -218,19 +199,12 @@ pub struct ByteRange {
 impl std::str::FromStr for ByteRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, b) = s
-            .split_once('-')
-            .ok_or_else(|| format!("range {s:?} is not A-B or A-"))?;
-        let start = a
-            .parse()
-            .map_err(|_| format!("range start {a:?} is not a number"))?;
+        let (a, b) = s.split_once('-').ok_or_else(|| format!("range {s:?} is not A-B or A-"))?;
+        let start = a.parse().map_err(|_| format!("range start {a:?} is not a number"))?;
         let last = if b.is_empty() {
             None
         } else {
-            Some(
-                b.parse()
-                    .map_err(|_| format!("range end {b:?} is not a number"))?,
-            )
+            Some(b.parse().map_err(|_| format!("range end {b:?} is not a number"))?)
         };
         if let Some(last) = last
             && last < start

@@ -138,22 +138,17 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     wait_healthy(&format!("{oracle_url}/health"), &mut oracle).await?;
 
     let mut contracts = serde_json::Map::new();
-    contracts.insert(
-        "EstuaryPinning".into(),
-        deployment.pinning.to_string().into(),
-    );
+    contracts.insert("EstuaryPinning".into(), deployment.pinning.to_string().into());
     let page = PageConfig {
         rpc_url: rpc_url.clone(),
         chain_id,
         contracts: contracts.clone(),
         oracle_url: oracle_url.clone(),
     };
-    let listener = TcpListener::bind(SocketAddr::from((
-        Ipv4Addr::LOCALHOST,
-        port(opts.dapp_port)?,
-    )))
-    .await
-    .context("binding the dapp's port")?;
+    let listener =
+        TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port(opts.dapp_port)?)))
+            .await
+            .context("binding the dapp's port")?;
     let dapp_url = format!("http://{}", listener.local_addr()?);
     let dapp = dapp_router(&opts.www_dist, page);
     let dapp_task = tokio::spawn(async move { axum::serve(listener, dapp).await });
@@ -187,10 +182,7 @@ pub async fn run(opts: DevOptions) -> Result<()> {
 fn dapp_router(dist: &Path, page: PageConfig) -> Router {
     let index = ServeFile::new(dist.join("index.html"));
     Router::new()
-        .route(
-            "/estuary.json",
-            get(move || std::future::ready(Json(page.clone()))),
-        )
+        .route("/estuary.json", get(move || std::future::ready(Json(page.clone()))))
         .fallback_service(ServeDir::new(dist).fallback(index))
 }
 
@@ -199,10 +191,7 @@ fn announce(info: &DevInfo, dev_json: &Path) {
     println!("Estuary is up:");
     println!("  dapp        {}", info.dapp_url);
     println!("  oracle API  {}", info.oracle_url);
-    println!(
-        "  chain RPC   {} (chain id {})",
-        info.rpc_url, info.chain_id
-    );
+    println!("  chain RPC   {} (chain id {})", info.rpc_url, info.chain_id);
     for (name, address) in &info.contracts {
         println!("  {name:<14} {}", address.as_str().unwrap_or_default());
     }
@@ -216,12 +205,7 @@ async fn wait_healthy(url: &str, child: &mut Child) -> Result<()> {
         if let Some(status) = child.try_wait()? {
             bail!("the oracle exited during start-up ({status})");
         }
-        if client
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
+        if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -233,10 +217,7 @@ async fn wait_healthy(url: &str, child: &mut Child) -> Result<()> {
 pub async fn stop_child(child: &mut Child) {
     if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
         let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
-        if tokio::time::timeout(Duration::from_secs(5), child.wait())
-            .await
-            .is_ok()
-        {
+        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
             return;
         }
         warn!(pid, "child ignored SIGTERM; killing it");

@@ -30,21 +30,14 @@ pub fn foundry_tool(name: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(format!("ESTUARY_{}", name.to_uppercase())) {
         return PathBuf::from(p);
     }
-    let bundled = repo_root().join(format!(
-        "node_modules/@foundry-rs/{name}-linux-amd64/bin/{name}"
-    ));
-    if bundled.exists() {
-        bundled
-    } else {
-        PathBuf::from(name)
-    }
+    let bundled =
+        repo_root().join(format!("node_modules/@foundry-rs/{name}-linux-amd64/bin/{name}"));
+    if bundled.exists() { bundled } else { PathBuf::from(name) }
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
 pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
 /// Starts anvil on 127.0.0.1. `block_time` of `None` mines a block per transaction.
@@ -53,10 +46,7 @@ pub fn start_anvil(port: Option<u16>, block_time: Option<u64>) -> Result<AnvilIn
         Some(0) | None => free_port()?,
         Some(p) => p,
     };
-    let mut anvil = Anvil::at(foundry_tool("anvil"))
-        .port(port)
-        .arg("--host")
-        .arg("127.0.0.1");
+    let mut anvil = Anvil::at(foundry_tool("anvil")).port(port).arg("--host").arg("127.0.0.1");
     if let Some(secs) = block_time {
         anvil = anvil.block_time(secs);
     }
@@ -93,9 +83,7 @@ pub async fn deploy(rpc_url: &str, signer: PrivateKeySigner) -> Result<Deploymen
     let Some(pinning) = receipt.contract_address else {
         bail!("deployment receipt has no address")
     };
-    let block = receipt
-        .block_number
-        .context("deployment receipt has no block")?;
+    let block = receipt.block_number.context("deployment receipt has no block")?;
     if provider.get_code_at(pinning).await?.is_empty() {
         bail!("no code at {pinning} after deployment");
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`add`]: `estuary add`, files and directories to UnixFS and CAR.
 //! - [`car_cmd`]: `estuary car verify | ls` and `estuary cat`, reading CAR files.
+//! - [`piece_cmd`]: `estuary piece`, a file's piece commitment.
 //! - [`devnet`]: find the Foundry tools, start anvil, deploy the contracts.
 //! - [`dev`]: `estuary dev`, the whole stack (chain, contracts, oracle, dapp) as one process tree.
 
@@ -9,3 +10,4 @@ pub mod add;
 pub mod car_cmd;
 pub mod dev;
 pub mod devnet;
+pub mod piece_cmd;

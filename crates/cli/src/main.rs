@@ -8,17 +8,14 @@ use clap::{Parser, Subcommand};
 use estuary_cli::{
     add, car_cmd,
     dev::{self, DevOptions},
+    piece_cmd,
 };
 use estuary_oracle::{Oracle, OracleConfig};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "estuary",
-    version,
-    about = "Put data on IPFS and keep it on Filecoin"
-)]
+#[command(name = "estuary", version, about = "Put data on IPFS and keep it on Filecoin")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +35,14 @@ enum Command {
     Car(CarCommand),
     /// Write a file from a CAR (or a path inside it) to stdout.
     Cat(car_cmd::CatArgs),
+    /// Compute a file's Filecoin piece commitment; print its piece CID v2.
+    Piece {
+        /// The file (usually a CAR).
+        file: PathBuf,
+        /// Print {"piece_cid_v1", "piece_cid_v2", "padded_size", "payload_size"}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +143,14 @@ async fn run() -> Result<()> {
                     .await??;
             print_add(&summary.0, summary.1)
         }
+        Command::Piece { file, json } => {
+            let report = tokio::task::spawn_blocking(move || piece_cmd::piece(&file)).await??;
+            print_lines([if json {
+                serde_json::to_string(&report)?
+            } else {
+                report.piece_cid_v2.clone()
+            }])
+        }
         Command::Car(cmd) => tokio::task::spawn_blocking(move || car_command(&cmd)).await?,
         Command::Cat(args) => {
             tokio::task::spawn_blocking(move || car_cmd::cat(&args, &mut std::io::stdout().lock()))
@@ -147,11 +160,7 @@ async fn run() -> Result<()> {
 }
 
 fn print_add(summary: &add::AddSummary, json: bool) -> Result<()> {
-    let line = if json {
-        serde_json::to_string(summary)?
-    } else {
-        summary.root.clone()
-    };
+    let line = if json { serde_json::to_string(summary)? } else { summary.root.clone() };
     print_lines([line])
 }
 

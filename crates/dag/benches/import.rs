@@ -23,26 +23,22 @@ fn import(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(input.len() as u64));
     group.sample_size(10);
     for profile in Profile::ALL {
-        group.bench_with_input(
-            BenchmarkId::from_parameter(profile.name()),
-            &input,
-            |b, input| {
-                b.iter(|| {
-                    let mut writer = car::CarWriter::new();
-                    let mut out = Vec::with_capacity(1 << 21);
-                    let mut builder = FileBuilder::new(profile.options()).unwrap();
-                    for piece in input.chunks(1 << 20) {
-                        builder.push(piece, &mut |block| {
-                            writer.section(&block, &mut out);
-                            out.clear();
-                        });
-                    }
-                    builder.finish(&mut |block| {
+        group.bench_with_input(BenchmarkId::from_parameter(profile.name()), &input, |b, input| {
+            b.iter(|| {
+                let mut writer = car::CarWriter::new();
+                let mut out = Vec::with_capacity(1 << 21);
+                let mut builder = FileBuilder::new(profile.options()).unwrap();
+                for piece in input.chunks(1 << 20) {
+                    builder.push(piece, &mut |block| {
                         writer.section(&block, &mut out);
-                    })
-                });
-            },
-        );
+                        out.clear();
+                    });
+                }
+                builder.finish(&mut |block| {
+                    writer.section(&block, &mut out);
+                })
+            });
+        });
     }
     group.finish();
 }

@@ -45,9 +45,6 @@ pub fn sha256_cid(version: Version, codec: u64, data: &[u8]) -> Cid {
 impl Block {
     /// A block of `data` under `codec` with a sha2-256 CID.
     pub fn new(version: Version, codec: u64, data: Vec<u8>) -> Self {
-        Self {
-            cid: sha256_cid(version, codec, &data),
-            data,
-        }
+        Self { cid: sha256_cid(version, codec, &data), data }
     }
 }

@@ -34,11 +34,7 @@ pub struct CarLimits {
 
 impl Default for CarLimits {
     fn default() -> Self {
-        Self {
-            max_header: 64 * 1024,
-            max_block: 2 * 1024 * 1024,
-            max_roots: 1024,
-        }
+        Self { max_header: 64 * 1024, max_block: 2 * 1024 * 1024, max_roots: 1024 }
     }
 }
 
@@ -225,11 +221,7 @@ pub fn v2_prefix(data_size: u64, has_index: bool) -> [u8; 51] {
     out[..11].copy_from_slice(&V2_PRAGMA);
     out[27..35].copy_from_slice(&V2_PREFIX_LEN.to_le_bytes());
     out[35..43].copy_from_slice(&data_size.to_le_bytes());
-    let index_offset = if has_index {
-        V2_PREFIX_LEN + data_size
-    } else {
-        0
-    };
+    let index_offset = if has_index { V2_PREFIX_LEN + data_size } else { 0 };
     out[43..51].copy_from_slice(&index_offset.to_le_bytes());
     out
 }
@@ -373,9 +365,7 @@ enum Stage {
 }
 
 /// The CARv2 pragma: a CARv1-style header `{version: 2}`.
-pub const V2_PRAGMA: [u8; 11] = [
-    0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02,
-];
+pub const V2_PRAGMA: [u8; 11] = [0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x02];
 
 /// Push decoder for CAR v1 and v2.
 #[derive(Debug)]
@@ -392,14 +382,7 @@ pub struct CarDecoder {
 impl CarDecoder {
     /// A decoder with `limits`.
     pub fn new(limits: CarLimits) -> Self {
-        Self {
-            limits,
-            buf: Vec::new(),
-            start: 0,
-            offset: 0,
-            stage: Stage::Header,
-            version: 1,
-        }
+        Self { limits, buf: Vec::new(), start: 0, offset: 0, stage: Stage::Header, version: 1 }
     }
 
     /// Adds input. Call [`next_item`](Self::next_item) until it returns `Ok(None)` before pushing more, so
@@ -431,10 +414,7 @@ impl CarDecoder {
                         return Ok(None);
                     };
                     if len > self.limits.max_header as u64 {
-                        return Err(CarError::HeaderTooLarge {
-                            len,
-                            max: self.limits.max_header,
-                        });
+                        return Err(CarError::HeaderTooLarge { len, max: self.limits.max_header });
                     }
                     let total = n + len as usize;
                     if self.pending().len() < total {
@@ -474,35 +454,24 @@ impl CarDecoder {
                         )));
                     }
                     self.consume(40);
-                    self.stage = Stage::V2Skip {
-                        skip: data_offset - here,
-                        data_size,
-                    };
+                    self.stage = Stage::V2Skip { skip: data_offset - here, data_size };
                 }
                 Stage::V2Skip { skip, data_size } => {
                     let available = self.pending().len() as u64;
                     let n = skip.min(available);
                     self.consume(n as usize);
                     if n < skip {
-                        self.stage = Stage::V2Skip {
-                            skip: skip - n,
-                            data_size,
-                        };
+                        self.stage = Stage::V2Skip { skip: skip - n, data_size };
                         return Ok(None);
                     }
                     // The payload is a complete CARv1, header first.
-                    self.stage = Stage::Sections {
-                        remaining: Some(data_size),
-                    };
+                    self.stage = Stage::Sections { remaining: Some(data_size) };
                     let Some((len, n)) = self.varint()? else {
                         self.stage = Stage::V2Skip { skip: 0, data_size };
                         return Ok(None);
                     };
                     if len > self.limits.max_header as u64 {
-                        return Err(CarError::HeaderTooLarge {
-                            len,
-                            max: self.limits.max_header,
-                        });
+                        return Err(CarError::HeaderTooLarge { len, max: self.limits.max_header });
                     }
                     let total = n + len as usize;
                     if self.pending().len() < total {
@@ -522,9 +491,7 @@ impl CarDecoder {
                         ));
                     }
                     self.consume(total);
-                    self.stage = Stage::Sections {
-                        remaining: Some(data_size - total as u64),
-                    };
+                    self.stage = Stage::Sections { remaining: Some(data_size - total as u64) };
                     return Ok(Some(CarItem::Header(CarHeader {
                         version: 2,
                         roots: header.roots,
@@ -561,9 +528,7 @@ impl CarDecoder {
                     let block =
                         parse_section(&self.pending()[n..total], section_offset, &self.limits)?;
                     self.consume(total);
-                    self.stage = Stage::Sections {
-                        remaining: remaining.map(|r| r - total as u64),
-                    };
+                    self.stage = Stage::Sections { remaining: remaining.map(|r| r - total as u64) };
                     return Ok(Some(CarItem::Block(block)));
                 }
             }
@@ -580,9 +545,7 @@ impl CarDecoder {
         match self.stage {
             Stage::Done => Ok(()),
             Stage::Sections { remaining: None } if self.pending().is_empty() => Ok(()),
-            _ => Err(CarError::Truncated(
-                self.offset + self.pending().len() as u64,
-            )),
+            _ => Err(CarError::Truncated(self.offset + self.pending().len() as u64)),
         }
     }
 
@@ -591,10 +554,7 @@ impl CarDecoder {
         match varint::decode(self.pending()) {
             Ok(v) => Ok(Some(v)),
             Err(varint::VarintError::Truncated) => Ok(None),
-            Err(source) => Err(CarError::Varint {
-                offset: self.offset,
-                source,
-            }),
+            Err(source) => Err(CarError::Varint { offset: self.offset, source }),
         }
     }
 }
@@ -625,12 +585,7 @@ pub struct CarReader<R> {
 impl<R: std::io::Read> CarReader<R> {
     /// A reader applying `limits`.
     pub fn new(reader: R, limits: CarLimits) -> Self {
-        Self {
-            reader,
-            decoder: CarDecoder::new(limits),
-            buf: vec![0; 64 * 1024],
-            done: false,
-        }
+        Self { reader, decoder: CarDecoder::new(limits), buf: vec![0; 64 * 1024], done: false }
     }
 
     /// Bytes consumed so far (see [`CarDecoder::offset`]).
@@ -691,10 +646,8 @@ pub fn read_car(bytes: &[u8], limits: CarLimits) -> Result<(CarHeader, Vec<Block
 
 fn parse_section(section: &[u8], offset: u64, limits: &CarLimits) -> Result<Block, CarError> {
     let mut reader = section;
-    let cid = Cid::read_bytes(&mut reader).map_err(|e| CarError::BadCid {
-        offset,
-        reason: e.to_string(),
-    })?;
+    let cid = Cid::read_bytes(&mut reader)
+        .map_err(|e| CarError::BadCid { offset, reason: e.to_string() })?;
     if reader.len() > limits.max_block {
         return Err(CarError::SectionTooLarge {
             offset,
@@ -703,10 +656,7 @@ fn parse_section(section: &[u8], offset: u64, limits: &CarLimits) -> Result<Bloc
         });
     }
     verify(&cid, reader)?;
-    Ok(Block {
-        cid,
-        data: reader.to_vec(),
-    })
+    Ok(Block { cid, data: reader.to_vec() })
 }
 
 /// Checks that `data` hashes to `cid`'s multihash.
@@ -717,11 +667,7 @@ pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), CarError> {
         IDENTITY => hash.digest() == data,
         code => return Err(CarError::UnsupportedHash { cid: *cid, code }),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(CarError::HashMismatch { cid: *cid })
-    }
+    if ok { Ok(()) } else { Err(CarError::HashMismatch { cid: *cid }) }
 }
 
 // A minimal, strict reader for the one CBOR shape a CAR header has:
@@ -736,10 +682,8 @@ impl<'a> Cbor<'a> {
     }
 
     fn head(&mut self) -> Result<(u8, u64), CarError> {
-        let (&first, rest) = self
-            .bytes
-            .split_first()
-            .ok_or_else(|| CarError::BadHeader("truncated".into()))?;
+        let (&first, rest) =
+            self.bytes.split_first().ok_or_else(|| CarError::BadHeader("truncated".into()))?;
         self.bytes = rest;
         let major = first >> 5;
         let info = first & 0x1f;
@@ -838,10 +782,7 @@ mod tests {
     use crate::{file::import_bytes, profile::Profile};
 
     fn sample() -> (Cid, Vec<Block>) {
-        let opts = crate::ImportOptions {
-            chunk_size: 100,
-            ..Profile::KuboCidV1.options()
-        };
+        let opts = crate::ImportOptions { chunk_size: 100, ..Profile::KuboCidV1.options() };
         let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
         let (root, blocks) = import_bytes(&data, opts).unwrap();
         (root.cid, blocks)
@@ -859,15 +800,12 @@ mod tests {
     #[test]
     fn header_bytes_match_ipld_car() {
         // @ipld/car's header for bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy.
-        let cid: Cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
-            .parse()
-            .unwrap();
+        let cid: Cid =
+            "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy".parse().unwrap();
         let h = header_v1(&[cid]);
         assert_eq!(
             &h[..12],
-            &[
-                0x3a, 0xa2, 0x65, b'r', b'o', b'o', b't', b's', 0x81, 0xd8, 0x2a, 0x58
-            ]
+            &[0x3a, 0xa2, 0x65, b'r', b'o', b'o', b't', b's', 0x81, 0xd8, 0x2a, 0x58]
         );
         assert_eq!(h[12], 37);
         assert_eq!(h.len(), 1 + 0x3a);
@@ -887,19 +825,10 @@ mod tests {
                 }
             }
             d.finish().unwrap();
-            assert_eq!(
-                got[0],
-                CarItem::Header(CarHeader {
-                    version: 1,
-                    roots: vec![root]
-                })
-            );
+            assert_eq!(got[0], CarItem::Header(CarHeader { version: 1, roots: vec![root] }));
             let mut unique = blocks.clone();
             unique.dedup_by(|a, b| a.cid == b.cid);
-            assert_eq!(
-                got.len(),
-                1 + blocks.iter().map(|b| b.cid).collect::<HashSet<_>>().len()
-            );
+            assert_eq!(got.len(), 1 + blocks.iter().map(|b| b.cid).collect::<HashSet<_>>().len());
         }
     }
 
@@ -910,24 +839,15 @@ mod tests {
         // Flip a byte in the last block's data.
         let mut bad = bytes.clone();
         *bad.last_mut().unwrap() ^= 1;
-        assert!(matches!(
-            read_car(&bad, CarLimits::default()),
-            Err(CarError::HashMismatch { .. })
-        ));
+        assert!(matches!(read_car(&bad, CarLimits::default()), Err(CarError::HashMismatch { .. })));
         // Truncated.
         assert!(matches!(
             read_car(&bytes[..bytes.len() - 3], CarLimits::default()),
             Err(CarError::Truncated(_))
         ));
         // Block limit.
-        let tight = CarLimits {
-            max_block: 50,
-            ..CarLimits::default()
-        };
-        assert!(matches!(
-            read_car(&bytes, tight),
-            Err(CarError::SectionTooLarge { .. })
-        ));
+        let tight = CarLimits { max_block: 50, ..CarLimits::default() };
+        assert!(matches!(read_car(&bytes, tight), Err(CarError::SectionTooLarge { .. })));
         // A huge section length is refused before any allocation.
         let mut huge = header_v1(&[root]);
         huge.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
@@ -947,9 +867,7 @@ mod tests {
         // Version 3.
         assert!(matches!(
             read_car(
-                &[
-                    0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x03
-                ],
+                &[0x0a, 0xa1, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x03],
                 CarLimits::default()
             ),
             Err(CarError::UnsupportedVersion(3))
@@ -995,16 +913,9 @@ mod tests {
     fn reader_over_io() {
         let (root, blocks) = sample();
         let bytes = archive(root, &blocks);
-        let items: Vec<_> = CarReader::new(&bytes[..], CarLimits::default())
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(
-            items[0],
-            CarItem::Header(CarHeader {
-                version: 1,
-                roots: vec![root]
-            })
-        );
+        let items: Vec<_> =
+            CarReader::new(&bytes[..], CarLimits::default()).collect::<Result<_, _>>().unwrap();
+        assert_eq!(items[0], CarItem::Header(CarHeader { version: 1, roots: vec![root] }));
         let cut = CarReader::new(&bytes[..bytes.len() - 1], CarLimits::default())
             .collect::<Result<Vec<_>, _>>();
         assert!(matches!(cut, Err(ReadError::Car(CarError::Truncated(_)))));
@@ -1013,11 +924,8 @@ mod tests {
     #[test]
     fn index_round_trip_and_bytes() {
         let (_, blocks) = sample();
-        let records: Vec<(Cid, u64)> = blocks
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (b.cid, 100 * i as u64))
-            .collect();
+        let records: Vec<(Cid, u64)> =
+            blocks.iter().enumerate().map(|(i, b)| (b.cid, 100 * i as u64)).collect();
         let index = multihash_index_sorted(&records);
         assert_eq!(&index[..2], &[0x81, 0x08]); // varint 0x0401
         assert_eq!(&index[2..6], &1i32.to_le_bytes()); // one hash code
@@ -1027,11 +935,7 @@ mod tests {
         assert_eq!(parsed.len(), records.len());
         assert!(parsed.windows(2).all(|w| w[0].digest <= w[1].digest));
         for r in &records {
-            assert!(
-                parsed
-                    .iter()
-                    .any(|p| p.digest == r.0.hash().digest() && p.offset == r.1)
-            );
+            assert!(parsed.iter().any(|p| p.digest == r.0.hash().digest() && p.offset == r.1));
         }
         assert!(parse_multihash_index_sorted(&index[..index.len() - 1], 1000).is_err());
         assert!(parse_multihash_index_sorted(&index, 2).is_err());
@@ -1051,16 +955,7 @@ mod tests {
         v2.extend(&v1);
         v2.extend([0xAB; 17]); // an index we ignore
         let (h, got) = read_car(&v2, CarLimits::default()).unwrap();
-        assert_eq!(
-            h,
-            CarHeader {
-                version: 2,
-                roots: vec![root]
-            }
-        );
-        assert_eq!(
-            got.len(),
-            read_car(&v1, CarLimits::default()).unwrap().1.len()
-        );
+        assert_eq!(h, CarHeader { version: 2, roots: vec![root] });
+        assert_eq!(got.len(), read_car(&v1, CarLimits::default()).unwrap().1.len());
     }
 }

@@ -108,10 +108,7 @@ pub fn parse_cid(text: &str) -> Result<CidInfo, CidError> {
         return Err(CidError::Empty);
     }
     if text.len() > MAX_CID_TEXT {
-        return Err(CidError::TooLong {
-            len: text.len(),
-            max: MAX_CID_TEXT,
-        });
+        return Err(CidError::TooLong { len: text.len(), max: MAX_CID_TEXT });
     }
     // Decode the text to bytes first, so text goes through the same strict binary checks.
     let bytes = if text.len() == 46 && text.starts_with("Qm") {
@@ -129,10 +126,7 @@ pub fn parse_cid_bytes(bytes: &[u8]) -> Result<CidInfo, CidError> {
         return Err(CidError::Empty);
     }
     if bytes.len() > MAX_CID_BYTES {
-        return Err(CidError::TooLong {
-            len: bytes.len(),
-            max: MAX_CID_BYTES,
-        });
+        return Err(CidError::TooLong { len: bytes.len(), max: MAX_CID_BYTES });
     }
     let mut reader = bytes;
     let cid = Cid::read_bytes(&mut reader).map_err(|e| CidError::Malformed(e.to_string()))?;
@@ -152,10 +146,7 @@ fn checked(cid: &Cid) -> Result<CidInfo, CidError> {
     }
     let info = CidInfo::from_cid(cid);
     if info.bytes.len() > MAX_CID_BYTES {
-        return Err(CidError::TooLong {
-            len: info.bytes.len(),
-            max: MAX_CID_BYTES,
-        });
+        return Err(CidError::TooLong { len: info.bytes.len(), max: MAX_CID_BYTES });
     }
     Ok(info)
 }
@@ -197,27 +188,15 @@ mod tests {
     fn rejects_bad_input_with_typed_errors() {
         assert_eq!(parse_cid(""), Err(CidError::Empty));
         assert_eq!(parse_cid("   "), Err(CidError::Empty));
-        assert!(matches!(
-            parse_cid("not-a-cid"),
-            Err(CidError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_cid(&V1_RAW[..20]),
-            Err(CidError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_cid(&"b".repeat(5000)),
-            Err(CidError::TooLong { .. })
-        ));
+        assert!(matches!(parse_cid("not-a-cid"), Err(CidError::Malformed(_))));
+        assert!(matches!(parse_cid(&V1_RAW[..20]), Err(CidError::Malformed(_))));
+        assert!(matches!(parse_cid(&"b".repeat(5000)), Err(CidError::TooLong { .. })));
         assert_eq!(parse_cid_bytes(&[]), Err(CidError::Empty));
         let mut bytes = parse_cid(V1_RAW).unwrap().bytes;
         bytes.push(0);
         assert_eq!(parse_cid_bytes(&bytes), Err(CidError::TrailingBytes(1)));
         // identity multihash with an empty digest
-        assert_eq!(
-            parse_cid_bytes(&[0x01, 0x55, 0x00, 0x00]),
-            Err(CidError::BadDigestLength(0))
-        );
+        assert_eq!(parse_cid_bytes(&[0x01, 0x55, 0x00, 0x00]), Err(CidError::BadDigestLength(0)));
     }
 
     #[test]

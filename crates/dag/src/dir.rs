@@ -69,10 +69,7 @@ fn components(path: &str) -> Result<Vec<&str>, DirError> {
 impl DirectoryBuilder {
     /// An empty tree.
     pub fn new(opts: ImportOptions) -> Self {
-        Self {
-            opts,
-            root: BTreeMap::new(),
-        }
+        Self { opts, root: BTreeMap::new() }
     }
 
     fn dir_at(
@@ -82,9 +79,7 @@ impl DirectoryBuilder {
     ) -> Result<&mut BTreeMap<String, Node>, DirError> {
         let mut dir = &mut self.root;
         for part in parts {
-            let entry = dir
-                .entry((*part).to_owned())
-                .or_insert_with(|| Node::Dir(BTreeMap::new()));
+            let entry = dir.entry((*part).to_owned()).or_insert_with(|| Node::Dir(BTreeMap::new()));
             dir = match entry {
                 Node::Dir(d) => d,
                 Node::File(_) => return Err(DirError::Conflict(path.to_owned())),
@@ -96,9 +91,8 @@ impl DirectoryBuilder {
     /// Adds an imported file (or any imported node) at `path` (`a/b/c.txt`).
     pub fn add_file(&mut self, path: &str, node: Imported) -> Result<(), DirError> {
         let parts = components(path)?;
-        let (name, parents) = parts
-            .split_last()
-            .ok_or_else(|| DirError::InvalidName(path.to_owned()))?;
+        let (name, parents) =
+            parts.split_last().ok_or_else(|| DirError::InvalidName(path.to_owned()))?;
         let dir = self.dir_at(parents, path)?;
         if dir.contains_key(*name) {
             return Err(DirError::Conflict(path.to_owned()));
@@ -133,20 +127,11 @@ impl DirectoryBuilder {
 
 /// Writes a UnixFS symlink node whose target is `target`.
 pub fn symlink(opts: &ImportOptions, target: &str, out: &mut impl FnMut(Block)) -> Imported {
-    let meta = UnixFsData {
-        data: Some(target.as_bytes().to_vec()),
-        ..UnixFsData::new(DataType::Symlink)
-    };
-    let node = PbNode {
-        links: Vec::new(),
-        data: Some(meta.encode()),
-    };
+    let meta =
+        UnixFsData { data: Some(target.as_bytes().to_vec()), ..UnixFsData::new(DataType::Symlink) };
+    let node = PbNode { links: Vec::new(), data: Some(meta.encode()) };
     let block = Block::new(opts.cid_version, DAG_PB, node.encode());
-    let imported = Imported {
-        cid: block.cid,
-        dag_size: block.data.len() as u64,
-        file_size: 0,
-    };
+    let imported = Imported { cid: block.cid, dag_size: block.data.len() as u64, file_size: 0 };
     out(block);
     imported
 }
@@ -170,11 +155,7 @@ fn estimate(opts: &ImportOptions, entries: &[(String, Imported, bool)]) -> usize
                         tsize: Some(child.dag_size),
                     };
                     let mut buf = Vec::new();
-                    PbNode {
-                        links: vec![link],
-                        data: None,
-                    }
-                    .encode_into(&mut buf);
+                    PbNode { links: vec![link], data: None }.encode_into(&mut buf);
                     buf.len()
                 }
             }
@@ -202,15 +183,8 @@ fn write_dir(
     }
     // The threshold is the largest size kept flat (IPIP-499: shard only when it is exceeded).
     if estimate(opts, &children) > opts.shard_threshold {
-        let entries = children
-            .into_iter()
-            .map(|(name, child, _)| (name, child))
-            .collect();
-        let path = if path.is_empty() {
-            "/".to_owned()
-        } else {
-            path.to_owned()
-        };
+        let entries = children.into_iter().map(|(name, child, _)| (name, child)).collect();
+        let path = if path.is_empty() { "/".to_owned() } else { path.to_owned() };
         return crate::hamt::write(opts, entries, out)
             .map_err(|source| DirError::Hamt { path, source });
     }
@@ -248,10 +222,7 @@ mod tests {
         let root = DirectoryBuilder::new(Profile::UnixfsV0_2015.options())
             .finish(&mut |b| blocks.push(b))
             .unwrap();
-        assert_eq!(
-            root.cid.to_string(),
-            "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
-        );
+        assert_eq!(root.cid.to_string(), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
         assert_eq!(blocks.len(), 1);
     }
 
@@ -278,26 +249,11 @@ mod tests {
         let opts = Profile::KuboCidV1.options();
         let (file, _) = import_bytes(b"x", opts).unwrap();
         let mut dir = DirectoryBuilder::new(opts);
-        assert!(matches!(
-            dir.add_file("a/../b", file.clone()),
-            Err(DirError::InvalidName(_))
-        ));
-        assert!(matches!(
-            dir.add_file("", file.clone()),
-            Err(DirError::InvalidName(_))
-        ));
+        assert!(matches!(dir.add_file("a/../b", file.clone()), Err(DirError::InvalidName(_))));
+        assert!(matches!(dir.add_file("", file.clone()), Err(DirError::InvalidName(_))));
         dir.add_file("a/b", file.clone()).unwrap();
-        assert!(matches!(
-            dir.add_file("a/b", file.clone()),
-            Err(DirError::Conflict(_))
-        ));
-        assert!(matches!(
-            dir.add_file("a/b/c", file.clone()),
-            Err(DirError::Conflict(_))
-        ));
-        assert!(matches!(
-            dir.add_file("a", file),
-            Err(DirError::Conflict(_))
-        ));
+        assert!(matches!(dir.add_file("a/b", file.clone()), Err(DirError::Conflict(_))));
+        assert!(matches!(dir.add_file("a/b/c", file.clone()), Err(DirError::Conflict(_))));
+        assert!(matches!(dir.add_file("a", file), Err(DirError::Conflict(_))));
     }
 }

@@ -119,10 +119,7 @@ pub fn resolve<B: AsRef<[u8]>>(
     let mut current = root;
     for (depth, name) in path.split('/').filter(|p| !p.is_empty()).enumerate() {
         if depth >= MAX_DEPTH {
-            return Err(ExportError::Corrupt {
-                cid: current,
-                reason: "path is too deep".into(),
-            });
+            return Err(ExportError::Corrupt { cid: current, reason: "path is too deep".into() });
         }
         let Node::Pb(node, meta) = load(&current, &mut get)? else {
             return Err(ExportError::NotADirectory(current));
@@ -133,10 +130,7 @@ pub fn resolve<B: AsRef<[u8]>>(
                 .iter()
                 .find(|l| l.name.as_deref() == Some(name))
                 .map(|l| l.hash)
-                .ok_or_else(|| ExportError::NoSuchEntry {
-                    dir: current,
-                    name: name.to_owned(),
-                })?,
+                .ok_or_else(|| ExportError::NoSuchEntry { dir: current, name: name.to_owned() })?,
             DataType::HamtShard => hamt_lookup(current, node, &meta, name, &mut get)?,
             _ => return Err(ExportError::NotADirectory(current)),
         };
@@ -167,15 +161,9 @@ fn hamt_lookup<B: AsRef<[u8]>>(
                 ),
             });
         }
-        let labels = node
-            .links
-            .iter()
-            .map(|l| l.name.as_deref().unwrap_or_default());
+        let labels = node.links.iter().map(|l| l.name.as_deref().unwrap_or_default());
         let Some((index, is_bucket)) = crate::hamt::lookup(labels, name, depth) else {
-            return Err(ExportError::NoSuchEntry {
-                dir,
-                name: name.to_owned(),
-            });
+            return Err(ExportError::NoSuchEntry { dir, name: name.to_owned() });
         };
         let target = node.links[index].hash;
         if !is_bucket {
@@ -189,10 +177,7 @@ fn hamt_lookup<B: AsRef<[u8]>>(
         };
         (bucket, node, meta) = (target, next, next_meta);
     }
-    Err(ExportError::Corrupt {
-        cid: dir,
-        reason: "HAMT deeper than its 64-bit hash".into(),
-    })
+    Err(ExportError::Corrupt { cid: dir, reason: "HAMT deeper than its 64-bit hash".into() })
 }
 
 /// The size in bytes of the file at `cid`.
@@ -246,10 +231,7 @@ fn copy<B: AsRef<[u8]>>(
     out: &mut impl FnMut(&[u8]),
 ) -> Result<(), ExportError> {
     if depth > MAX_DEPTH {
-        return Err(ExportError::Corrupt {
-            cid: *cid,
-            reason: "file DAG is too deep".into(),
-        });
+        return Err(ExportError::Corrupt { cid: *cid, reason: "file DAG is too deep".into() });
     }
     let corrupt = |reason: String| ExportError::Corrupt { cid: *cid, reason };
     let emit = |data: &[u8], at: u64, out: &mut dyn FnMut(&[u8])| {
@@ -287,9 +269,7 @@ fn copy<B: AsRef<[u8]>>(
             if let Some(e) = expected
                 && e != total
             {
-                return Err(corrupt(format!(
-                    "node covers {total} bytes, its parent says {e}"
-                )));
+                return Err(corrupt(format!("node covers {total} bytes, its parent says {e}")));
             }
             emit(inline, offset, out);
             let mut at = offset + inline.len() as u64;
@@ -335,11 +315,8 @@ mod tests {
 
     #[test]
     fn round_trip_and_ranges() {
-        let opts = ImportOptions {
-            chunk_size: 10,
-            max_links: 3,
-            ..Profile::UnixfsV0_2015.options()
-        };
+        let opts =
+            ImportOptions { chunk_size: 10, max_links: 3, ..Profile::UnixfsV0_2015.options() };
         let bytes = data(1000);
         let (root, blocks) = import_bytes(&bytes, opts).unwrap();
         let s = store(&blocks);
@@ -349,20 +326,13 @@ mod tests {
         assert_eq!(read(root.cid, &s, 5, Some(5)).unwrap(), b"");
         assert_eq!(
             read(root.cid, &s, 1000, None),
-            Err(ExportError::RangeNotSatisfiable {
-                start: 1000,
-                size: 1000
-            })
+            Err(ExportError::RangeNotSatisfiable { start: 1000, size: 1000 })
         );
     }
 
     #[test]
     fn ranges_fetch_only_what_they_need() {
-        let opts = ImportOptions {
-            chunk_size: 10,
-            max_links: 4,
-            ..Profile::KuboCidV1.options()
-        };
+        let opts = ImportOptions { chunk_size: 10, max_links: 4, ..Profile::KuboCidV1.options() };
         let (root, blocks) = import_bytes(&data(1000), opts).unwrap();
         let s = store(&blocks);
         let mut fetched = 0;
@@ -409,20 +379,13 @@ mod tests {
 
     #[test]
     fn detects_lying_dags() {
-        let opts = ImportOptions {
-            chunk_size: 4,
-            max_links: 2,
-            ..Profile::KuboCidV1.options()
-        };
+        let opts = ImportOptions { chunk_size: 4, max_links: 2, ..Profile::KuboCidV1.options() };
         let (root, blocks) = import_bytes(b"0123456789", opts).unwrap();
         let mut s = store(&blocks);
         // Replace one leaf with a shorter block under the same CID key.
         let leaf = blocks[0].cid;
         s.insert(leaf, b"012".to_vec());
-        assert!(matches!(
-            read(root.cid, &s, 0, None),
-            Err(ExportError::Corrupt { .. })
-        ));
+        assert!(matches!(read(root.cid, &s, 0, None), Err(ExportError::Corrupt { .. })));
         s.remove(&leaf);
         assert_eq!(read(root.cid, &s, 0, None), Err(ExportError::Missing(leaf)));
     }
@@ -440,19 +403,12 @@ mod tests {
             ..UnixFsData::new(DataType::File)
         };
         let looping = PbNode {
-            links: vec![crate::pb::PbLink {
-                hash: me,
-                name: Some(String::new()),
-                tsize: Some(1),
-            }],
+            links: vec![crate::pb::PbLink { hash: me, name: Some(String::new()), tsize: Some(1) }],
             data: Some(meta.encode()),
         }
         .encode();
         let s: HashMap<Cid, Vec<u8>> = [(me, looping), (leaf, b"x".to_vec())].into();
-        assert!(matches!(
-            read(me, &s, 0, None),
-            Err(ExportError::Corrupt { .. })
-        ));
+        assert!(matches!(read(me, &s, 0, None), Err(ExportError::Corrupt { .. })));
         let walked = crate::walk::dfs(me, |c| s.get(c), |_, _| {});
         assert_eq!(walked, Ok(()), "the walker visits each CID once and stops");
     }
@@ -477,10 +433,7 @@ mod tests {
         let bucket = Block::new(cid::Version::V1, DAG_PB, node.encode());
         let mut s = store(&blocks);
         s.insert(bucket.cid, bucket.data.clone());
-        assert!(matches!(
-            resolve(bucket.cid, "x", |c| s.get(c)),
-            Err(ExportError::Corrupt { .. })
-        ));
+        assert!(matches!(resolve(bucket.cid, "x", |c| s.get(c)), Err(ExportError::Corrupt { .. })));
     }
 
     proptest! {

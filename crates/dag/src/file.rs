@@ -126,10 +126,8 @@ impl FileBuilder {
         let block = if self.opts.raw_leaves {
             Block::new(::cid::Version::V1, RAW, chunk.to_vec())
         } else {
-            let node = PbNode {
-                links: Vec::new(),
-                data: Some(UnixFsData::file_leaf(chunk).encode()),
-            };
+            let node =
+                PbNode { links: Vec::new(), data: Some(UnixFsData::file_leaf(chunk).encode()) };
             Block::new(self.opts.cid_version, DAG_PB, node.encode())
         };
         let leaf = Imported {
@@ -168,11 +166,7 @@ impl FileBuilder {
         let node = PbNode {
             links: included
                 .iter()
-                .map(|c| PbLink {
-                    hash: c.cid,
-                    name: Some(String::new()),
-                    tsize: Some(c.dag_size),
-                })
+                .map(|c| PbLink { hash: c.cid, name: Some(String::new()), tsize: Some(c.dag_size) })
                 .collect(),
             data: Some(meta.encode()),
         };
@@ -208,10 +202,7 @@ mod tests {
     #[test]
     fn empty_files_match_kubo() {
         let (v0, blocks) = import_bytes(b"", Profile::UnixfsV0_2015.options()).unwrap();
-        assert_eq!(
-            v0.cid.to_string(),
-            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
-        );
+        assert_eq!(v0.cid.to_string(), "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH");
         assert_eq!(blocks.len(), 1);
         let (v1, _) = import_bytes(b"", Profile::UnixfsV1_2025.options()).unwrap();
         assert_eq!(
@@ -227,19 +218,12 @@ mod tests {
         assert_eq!(root.cid, blocks[0].cid);
         assert_eq!(root.cid.codec(), RAW);
         let (v0, _) = import_bytes(b"hello world\n", Profile::UnixfsV0_2015.options()).unwrap();
-        assert_eq!(
-            v0.cid.to_string(),
-            "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
-        );
+        assert_eq!(v0.cid.to_string(), "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o");
     }
 
     #[test]
     fn split_pushes_match_one_push() {
-        let opts = ImportOptions {
-            chunk_size: 7,
-            max_links: 3,
-            ..Profile::KuboCidV1.options()
-        };
+        let opts = ImportOptions { chunk_size: 7, max_links: 3, ..Profile::KuboCidV1.options() };
         let data: Vec<u8> = (0..200u8).collect();
         let (whole, whole_blocks) = import_bytes(&data, opts).unwrap();
         for step in [1, 2, 5, 7, 13, 64] {
@@ -258,11 +242,7 @@ mod tests {
     #[test]
     fn balanced_shape() {
         // 10 chunks of 1 byte, 3 links per node: 10 → 4 → 2 → 1.
-        let opts = ImportOptions {
-            chunk_size: 1,
-            max_links: 3,
-            ..Profile::KuboCidV1.options()
-        };
+        let opts = ImportOptions { chunk_size: 1, max_links: 3, ..Profile::KuboCidV1.options() };
         let (root, blocks) = import_bytes(&[1u8; 10], opts).unwrap();
         // Equal leaves share a CID but are each produced.
         assert_eq!(blocks.len(), 10 + 4 + 2 + 1);

@@ -27,10 +27,7 @@ pub fn varint(data: &[u8]) {
 pub fn cid(data: &[u8]) {
     if let Ok(info) = parse_cid_bytes(data) {
         assert_eq!(info.bytes, data);
-        assert_eq!(
-            crate::cid::parse_cid(&info.text).as_ref().map(|i| &i.bytes),
-            Ok(&info.bytes)
-        );
+        assert_eq!(crate::cid::parse_cid(&info.text).as_ref().map(|i| &i.bytes), Ok(&info.bytes));
     }
 }
 
@@ -61,11 +58,7 @@ pub fn car(data: &[u8]) {
     let Some((&split, data)) = data.split_first() else {
         return;
     };
-    let limits = CarLimits {
-        max_block: 1 << 16,
-        max_header: 1 << 12,
-        max_roots: 8,
-    };
+    let limits = CarLimits { max_block: 1 << 16, max_header: 1 << 12, max_roots: 8 };
     let whole = decode_all(data, data.len().max(1), limits);
     let pieces = decode_all(data, usize::from(split) + 1, limits);
     assert_eq!(whole, pieces);
@@ -82,13 +75,7 @@ pub fn car(data: &[u8]) {
     }
     if let Some(root) = root {
         let mut total = 0usize;
-        let _ = export::read_file(
-            root,
-            0,
-            Some(1 << 20),
-            |c| store.get(c),
-            |b| total += b.len(),
-        );
+        let _ = export::read_file(root, 0, Some(1 << 20), |c| store.get(c), |b| total += b.len());
         let _ = crate::walk::dfs(root, |c| store.get(c), |_, _| {});
     }
 }

@@ -40,31 +40,18 @@ pub fn hash(data: &[u8]) -> [u8; 8] {
         let k1 = u64::from_le_bytes(block[..8].try_into().unwrap_or_default());
         let k2 = u64::from_le_bytes(block[8..].try_into().unwrap_or_default());
         h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
-        h1 = h1
-            .rotate_left(27)
-            .wrapping_add(h2)
-            .wrapping_mul(5)
-            .wrapping_add(0x52dc_e729);
+        h1 = h1.rotate_left(27).wrapping_add(h2).wrapping_mul(5).wrapping_add(0x52dc_e729);
         h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
-        h2 = h2
-            .rotate_left(31)
-            .wrapping_add(h1)
-            .wrapping_mul(5)
-            .wrapping_add(0x3849_5ab5);
+        h2 = h2.rotate_left(31).wrapping_add(h1).wrapping_mul(5).wrapping_add(0x3849_5ab5);
     }
     let tail = blocks.remainder();
     if tail.len() > 8 {
-        let k2 = tail[8..]
-            .iter()
-            .rev()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let k2 = tail[8..].iter().rev().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
         h2 ^= k2.wrapping_mul(C2).rotate_left(33).wrapping_mul(C1);
     }
     if !tail.is_empty() {
-        let k1 = tail[..tail.len().min(8)]
-            .iter()
-            .rev()
-            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let k1 =
+            tail[..tail.len().min(8)].iter().rev().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
         h1 ^= k1.wrapping_mul(C1).rotate_left(31).wrapping_mul(C2);
     }
     h1 ^= data.len() as u64;
@@ -88,11 +75,7 @@ pub enum HamtError {
 }
 
 enum Slot {
-    Entry {
-        name: String,
-        node: Imported,
-        hash: [u8; 8],
-    },
+    Entry { name: String, node: Imported, hash: [u8; 8] },
     Bucket(Bucket),
 }
 
@@ -118,11 +101,7 @@ impl Bucket {
                 sub.insert(depth + 1, name, node, hash)?;
                 self.slots.insert(index, Slot::Bucket(sub));
             }
-            Some(Slot::Entry {
-                name: other,
-                node: other_node,
-                hash: other_hash,
-            }) => {
+            Some(Slot::Entry { name: other, node: other_node, hash: other_hash }) => {
                 if depth + 1 >= hash.len() {
                     return Err(HamtError::HashExhausted(other, name));
                 }
@@ -146,16 +125,9 @@ impl Bucket {
                 Slot::Bucket(sub) => (format!("{index:02X}"), sub.write(opts, out)),
             };
             children_size += child.dag_size;
-            links.push(PbLink {
-                hash: child.cid,
-                name: Some(name),
-                tsize: Some(child.dag_size),
-            });
+            links.push(PbLink { hash: child.cid, name: Some(name), tsize: Some(child.dag_size) });
         }
-        let first = bitmap
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(bitmap.len() - 1);
+        let first = bitmap.iter().position(|b| *b != 0).unwrap_or(bitmap.len() - 1);
         let meta = UnixFsData {
             data: Some(bitmap[first..].to_vec()),
             hash_type: Some(MURMUR3_X64_64),
@@ -165,11 +137,7 @@ impl Bucket {
         let block = Block::new(
             opts.cid_version,
             DAG_PB,
-            PbNode {
-                links,
-                data: Some(meta.encode()),
-            }
-            .encode(),
+            PbNode { links, data: Some(meta.encode()) }.encode(),
         );
         let imported = Imported {
             cid: block.cid,

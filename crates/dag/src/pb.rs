@@ -195,11 +195,7 @@ fn decode_link(bytes: &[u8]) -> Result<PbLink, PbError> {
             (field, wire_type) => return Err(PbError::UnexpectedField { field, wire_type }),
         }
     }
-    Ok(PbLink {
-        hash: hash.ok_or(PbError::MissingHash)?,
-        name,
-        tsize,
-    })
+    Ok(PbLink { hash: hash.ok_or(PbError::MissingHash)?, name, tsize })
 }
 
 #[cfg(test)]
@@ -207,19 +203,13 @@ mod tests {
     use super::*;
 
     fn cid() -> Cid {
-        "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
-            .parse()
-            .unwrap()
+        "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy".parse().unwrap()
     }
 
     #[test]
     fn encodes_links_then_data() {
         let node = PbNode {
-            links: vec![PbLink {
-                hash: cid(),
-                name: Some(String::new()),
-                tsize: Some(5),
-            }],
+            links: vec![PbLink { hash: cid(), name: Some(String::new()), tsize: Some(5) }],
             data: Some(vec![0x08, 0x02]),
         };
         let bytes = node.encode();
@@ -241,10 +231,7 @@ mod tests {
         // Data before Links.
         let mut bad = vec![0x0a, 0x00, 0x12, 0x26, 0x0a, 0x24];
         bad.extend(cid().to_bytes());
-        assert_eq!(
-            PbNode::decode(&bad),
-            Err(PbError::Order("Links after Data"))
-        );
+        assert_eq!(PbNode::decode(&bad), Err(PbError::Order("Links after Data")));
         // Unknown field 3.
         assert!(matches!(
             PbNode::decode(&[0x1a, 0x00]),
@@ -253,27 +240,15 @@ mod tests {
         // Length past the end.
         assert_eq!(PbNode::decode(&[0x0a, 0x05, 0x01]), Err(PbError::Truncated));
         // Huge length prefix.
-        assert_eq!(
-            PbNode::decode(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]),
-            Err(PbError::Truncated)
-        );
+        assert_eq!(PbNode::decode(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]), Err(PbError::Truncated));
         // Link without hash.
-        assert_eq!(
-            PbNode::decode(&[0x12, 0x02, 0x18, 0x01]),
-            Err(PbError::MissingHash)
-        );
+        assert_eq!(PbNode::decode(&[0x12, 0x02, 0x18, 0x01]), Err(PbError::MissingHash));
         // Link fields out of order (Tsize before Hash).
         let mut out_of_order = vec![0x12, 0x28, 0x18, 0x01, 0x0a, 0x24];
         out_of_order.extend(cid().to_bytes());
-        assert!(matches!(
-            PbNode::decode(&out_of_order),
-            Err(PbError::Order(_))
-        ));
+        assert!(matches!(PbNode::decode(&out_of_order), Err(PbError::Order(_))));
         // Two Data fields.
-        assert!(matches!(
-            PbNode::decode(&[0x0a, 0x00, 0x0a, 0x00]),
-            Err(PbError::Order(_))
-        ));
+        assert!(matches!(PbNode::decode(&[0x0a, 0x00, 0x0a, 0x00]), Err(PbError::Order(_))));
         // Wire type 5 (fixed32).
         assert!(matches!(
             PbNode::decode(&[0x0d, 0, 0, 0, 0]),

@@ -64,11 +64,8 @@ pub enum OptionsError {
 
 impl Profile {
     /// Every profile, in the order they were introduced.
-    pub const ALL: [Profile; 3] = [
-        Profile::UnixfsV0_2015,
-        Profile::KuboCidV1,
-        Profile::UnixfsV1_2025,
-    ];
+    pub const ALL: [Profile; 3] =
+        [Profile::UnixfsV0_2015, Profile::KuboCidV1, Profile::UnixfsV1_2025];
 
     /// The profile's name.
     pub fn name(self) -> &'static str {

@@ -140,11 +140,9 @@ impl UnixFsData {
             out.push(0x20);
             varint::encode(*size, &mut out);
         }
-        for (tag, value) in [
-            (0x28, self.hash_type),
-            (0x30, self.fanout),
-            (0x38, self.mode.map(u64::from)),
-        ] {
+        for (tag, value) in
+            [(0x28, self.hash_type), (0x30, self.fanout), (0x38, self.mode.map(u64::from))]
+        {
             if let Some(value) = value {
                 out.push(tag);
                 varint::encode(value, &mut out);
@@ -229,10 +227,7 @@ impl UnixFsData {
 }
 
 fn decode_mtime(mut bytes: &[u8]) -> Result<UnixTime, UnixFsError> {
-    let mut time = UnixTime {
-        seconds: 0,
-        nanos: None,
-    };
+    let mut time = UnixTime { seconds: 0, nanos: None };
     while !bytes.is_empty() {
         let (tag, n) = varint::decode(bytes)?;
         bytes = &bytes[n..];
@@ -243,10 +238,8 @@ fn decode_mtime(mut bytes: &[u8]) -> Result<UnixTime, UnixFsError> {
                 time.seconds = v as i64;
             }
             (2, 5) => {
-                let raw: [u8; 4] = bytes
-                    .get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or(UnixFsError::Truncated)?;
+                let raw: [u8; 4] =
+                    bytes.get(..4).and_then(|b| b.try_into().ok()).ok_or(UnixFsError::Truncated)?;
                 bytes = &bytes[4..];
                 time.nanos = Some(u32::from_le_bytes(raw));
             }
@@ -264,38 +257,23 @@ mod tests {
     #[test]
     fn known_encodings() {
         // An empty file and an empty directory, as kubo and Helia write them.
-        assert_eq!(
-            UnixFsData::file_leaf(&[]).encode(),
-            [0x08, 0x02, 0x18, 0x00]
-        );
+        assert_eq!(UnixFsData::file_leaf(&[]).encode(), [0x08, 0x02, 0x18, 0x00]);
         assert_eq!(UnixFsData::new(DataType::Directory).encode(), [0x08, 0x01]);
         let leaf = UnixFsData::file_leaf(b"hi");
-        assert_eq!(
-            leaf.encode(),
-            [0x08, 0x02, 0x12, 0x02, b'h', b'i', 0x18, 0x02]
-        );
+        assert_eq!(leaf.encode(), [0x08, 0x02, 0x12, 0x02, b'h', b'i', 0x18, 0x02]);
         let parent = UnixFsData {
             filesize: Some(300),
             blocksizes: vec![256, 44],
             ..UnixFsData::new(DataType::File)
         };
-        assert_eq!(
-            parent.encode(),
-            [0x08, 0x02, 0x18, 0xac, 0x02, 0x20, 0x80, 0x02, 0x20, 0x2c]
-        );
+        assert_eq!(parent.encode(), [0x08, 0x02, 0x18, 0xac, 0x02, 0x20, 0x80, 0x02, 0x20, 0x2c]);
     }
 
     #[test]
     fn rejects_malformed() {
         assert_eq!(UnixFsData::decode(&[], 10), Err(UnixFsError::MissingType));
-        assert_eq!(
-            UnixFsData::decode(&[0x08, 0x09], 10),
-            Err(UnixFsError::UnknownType(9))
-        );
-        assert_eq!(
-            UnixFsData::decode(&[0x08, 0x02, 0x12, 0x09], 10),
-            Err(UnixFsError::Truncated)
-        );
+        assert_eq!(UnixFsData::decode(&[0x08, 0x09], 10), Err(UnixFsError::UnknownType(9)));
+        assert_eq!(UnixFsData::decode(&[0x08, 0x02, 0x12, 0x09], 10), Err(UnixFsError::Truncated));
         assert_eq!(
             UnixFsData::decode(&[0x08, 0x02, 0x20, 1, 0x20, 2], 1),
             Err(UnixFsError::TooManyBlockSizes)

@@ -43,11 +43,7 @@ pub fn decode(input: &[u8]) -> Result<(u64, usize), VarintError> {
             return Ok((value, i + 1));
         }
     }
-    if input.len() >= 10 {
-        Err(VarintError::Overflow)
-    } else {
-        Err(VarintError::Truncated)
-    }
+    if input.len() >= 10 { Err(VarintError::Overflow) } else { Err(VarintError::Truncated) }
 }
 
 #[cfg(test)]
@@ -63,10 +59,7 @@ mod tests {
             (127, &[0x7f]),
             (128, &[0x80, 0x01]),
             (300, &[0xac, 0x02]),
-            (
-                u64::MAX,
-                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
-            ),
+            (u64::MAX, &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
         ] {
             let mut out = Vec::new();
             encode(value, &mut out);

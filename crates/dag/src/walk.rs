@@ -87,12 +87,7 @@ pub struct WalkLimits {
 impl Default for WalkLimits {
     /// Generous bounds for UnixFS: 4096 levels, 65,536 links per block, no block or byte limit.
     fn default() -> Self {
-        Self {
-            max_depth: 4096,
-            max_links: 1 << 16,
-            max_blocks: u64::MAX,
-            max_bytes: u64::MAX,
-        }
+        Self { max_depth: 4096, max_links: 1 << 16, max_blocks: u64::MAX, max_bytes: u64::MAX }
     }
 }
 
@@ -122,10 +117,7 @@ pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, WalkError> {
             let rest = cbor_links(data, 0, &mut out)
                 .map_err(|reason| WalkError::BadCbor { cid: *cid, reason })?;
             if !rest.is_empty() {
-                return Err(WalkError::BadCbor {
-                    cid: *cid,
-                    reason: "trailing bytes".into(),
-                });
+                return Err(WalkError::BadCbor { cid: *cid, reason: "trailing bytes".into() });
             }
             Ok(out)
         }
@@ -155,21 +147,14 @@ fn cbor_links<'a>(data: &'a [u8], nesting: usize, out: &mut Vec<Cid>) -> Result<
     };
     let take = |rest: &'a [u8], n: u64| -> Result<(&'a [u8], &'a [u8]), String> {
         let n = usize::try_from(n).map_err(|_| "length overflows")?;
-        if rest.len() < n {
-            Err("truncated".into())
-        } else {
-            Ok(rest.split_at(n))
-        }
+        if rest.len() < n { Err("truncated".into()) } else { Ok(rest.split_at(n)) }
     };
     match major {
         0 | 1 | 7 => Ok(rest),
         2 | 3 => Ok(take(rest, arg)?.1),
         4 | 5 => {
-            let items = if major == 5 {
-                arg.checked_mul(2).ok_or("length overflows")?
-            } else {
-                arg
-            };
+            let items =
+                if major == 5 { arg.checked_mul(2).ok_or("length overflows")? } else { arg };
             // Every item takes at least one byte: a count beyond the input is a lie.
             if items > rest.len() as u64 {
                 return Err("more items than bytes".into());
@@ -222,10 +207,7 @@ pub fn dfs_limited<B: AsRef<[u8]>>(
             continue;
         }
         if depth > limits.max_depth {
-            return Err(WalkError::TooDeep {
-                cid,
-                max: limits.max_depth,
-            });
+            return Err(WalkError::TooDeep { cid, max: limits.max_depth });
         }
         stats.blocks += 1;
         if stats.blocks > limits.max_blocks {
@@ -280,11 +262,7 @@ mod tests {
 
     #[test]
     fn dfs_is_preorder_and_each_block_once() {
-        let opts = ImportOptions {
-            chunk_size: 1,
-            max_links: 2,
-            ..Profile::KuboCidV1.options()
-        };
+        let opts = ImportOptions { chunk_size: 1, max_links: 2, ..Profile::KuboCidV1.options() };
         let (root, blocks) = import_bytes(b"abab", opts).unwrap();
         let s = store(&blocks);
         let mut order = Vec::new();
@@ -298,11 +276,7 @@ mod tests {
 
     #[test]
     fn limits_stop_the_walk() {
-        let opts = ImportOptions {
-            chunk_size: 1,
-            max_links: 2,
-            ..Profile::KuboCidV1.options()
-        };
+        let opts = ImportOptions { chunk_size: 1, max_links: 2, ..Profile::KuboCidV1.options() };
         let data: Vec<u8> = (0..64u8).collect();
         let (root, blocks) = import_bytes(&data, opts).unwrap();
         let s = store(&blocks);
@@ -310,31 +284,19 @@ mod tests {
         let all = walk(WalkLimits::default()).unwrap();
         assert_eq!((all.blocks, all.depth), (blocks.len() as u64, 6));
         assert!(matches!(
-            walk(WalkLimits {
-                max_depth: 5,
-                ..Default::default()
-            }),
+            walk(WalkLimits { max_depth: 5, ..Default::default() }),
             Err(WalkError::TooDeep { .. })
         ));
         assert!(matches!(
-            walk(WalkLimits {
-                max_links: 1,
-                ..Default::default()
-            }),
+            walk(WalkLimits { max_links: 1, ..Default::default() }),
             Err(WalkError::TooManyLinks { .. })
         ));
         assert_eq!(
-            walk(WalkLimits {
-                max_blocks: 10,
-                ..Default::default()
-            }),
+            walk(WalkLimits { max_blocks: 10, ..Default::default() }),
             Err(WalkError::TooManyBlocks(10))
         );
         assert_eq!(
-            walk(WalkLimits {
-                max_bytes: 100,
-                ..Default::default()
-            }),
+            walk(WalkLimits { max_bytes: 100, ..Default::default() }),
             Err(WalkError::TooManyBytes(100))
         );
     }
@@ -342,10 +304,7 @@ mod tests {
     #[test]
     fn dag_cbor_links_and_identity_blocks() {
         let leaf = sha256_cid(cid::Version::V1, RAW, b"leaf");
-        let inline = Cid::new_v1(
-            RAW,
-            multihash::Multihash::<64>::wrap(IDENTITY, b"tiny").unwrap(),
-        );
+        let inline = Cid::new_v1(RAW, multihash::Multihash::<64>::wrap(IDENTITY, b"tiny").unwrap());
         // {"a": [tag42(leaf), 1, "x"], "b": {"c": tag42(inline)}}
         let mut cbor = vec![0xa2, 0x61, b'a', 0x83];
         let bytes = leaf.to_bytes();
@@ -376,19 +335,10 @@ mod tests {
             &[0xd8, 0x2a, 0x41, 0x01],
             &[0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
         ] {
-            assert!(
-                matches!(links(&root, bad), Err(WalkError::BadCbor { .. })),
-                "{bad:?}"
-            );
+            assert!(matches!(links(&root, bad), Err(WalkError::BadCbor { .. })), "{bad:?}");
         }
-        assert!(matches!(
-            links(&root, &[0x01, 0x02]),
-            Err(WalkError::BadCbor { .. })
-        ));
+        assert!(matches!(links(&root, &[0x01, 0x02]), Err(WalkError::BadCbor { .. })));
         let deep = [vec![0x81; 1000], vec![0x01]].concat();
-        assert!(matches!(
-            links(&root, &deep),
-            Err(WalkError::BadCbor { .. })
-        ));
+        assert!(matches!(links(&root, &deep), Err(WalkError::BadCbor { .. })));
     }
 }

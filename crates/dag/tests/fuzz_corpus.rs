@@ -40,10 +40,7 @@ fn corpus_and_regressions_replay() {
             !corpus.is_empty(),
             "no seed corpus for {target}: run `cargo test -p estuary-dag --test fuzz_corpus -- --ignored`"
         );
-        for path in corpus
-            .iter()
-            .chain(&files(&fuzz_dir().join("regressions").join(target)))
-        {
+        for path in corpus.iter().chain(&files(&fuzz_dir().join("regressions").join(target))) {
             let bytes = std::fs::read(path).unwrap();
             check(&bytes);
         }
@@ -62,11 +59,7 @@ fn write_seed_corpus() {
             std::fs::write(dir.join(name), bytes).unwrap();
         }
     };
-    let opts = ImportOptions {
-        chunk_size: 64,
-        max_links: 3,
-        ..Profile::UnixfsV0_2015.options()
-    };
+    let opts = ImportOptions { chunk_size: 64, max_links: 3, ..Profile::UnixfsV0_2015.options() };
     let data: Vec<u8> = (0..1000u32).map(|i| (i % 253) as u8).collect();
     let (root, blocks) = import_bytes(&data, opts).unwrap();
     let mut dir_blocks = Vec::new();
@@ -79,10 +72,7 @@ fn write_seed_corpus() {
         "varint",
         vec![
             ("zero", vec![0]),
-            (
-                "max",
-                vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
-            ),
+            ("max", vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
             ("overflow", vec![0xff; 11]),
             ("truncated", vec![0x80, 0x80]),
         ],
@@ -91,30 +81,16 @@ fn write_seed_corpus() {
         "cid",
         vec![
             ("v0", root.cid.to_bytes()),
-            (
-                "v1-raw",
-                estuary_dag::block::sha256_cid(cid::Version::V1, 0x55, b"x").to_bytes(),
-            ),
+            ("v1-raw", estuary_dag::block::sha256_cid(cid::Version::V1, 0x55, b"x").to_bytes()),
             ("trailing", [root.cid.to_bytes(), vec![0]].concat()),
             (
                 "unknown-codec",
-                vec![0x01, 0xf0, 0xff, 0x03, 0x12, 0x20]
-                    .into_iter()
-                    .chain([7; 32])
-                    .collect(),
+                vec![0x01, 0xf0, 0xff, 0x03, 0x12, 0x20].into_iter().chain([7; 32]).collect(),
             ),
-            (
-                "huge-digest-length",
-                vec![0x01, 0x55, 0x12, 0xff, 0xff, 0xff, 0x0f],
-            ),
+            ("huge-digest-length", vec![0x01, 0x55, 0x12, 0xff, 0xff, 0xff, 0x0f]),
         ],
     );
-    let parent = blocks
-        .iter()
-        .find(|b| b.cid == root.cid)
-        .unwrap()
-        .data
-        .clone();
+    let parent = blocks.iter().find(|b| b.cid == root.cid).unwrap().data.clone();
     seeds(
         "dag_pb",
         vec![
@@ -133,19 +109,10 @@ fn write_seed_corpus() {
         "unixfs",
         vec![
             ("file-parent", meta),
-            (
-                "directory",
-                UnixFsData::new(estuary_dag::unixfs::DataType::Directory).encode(),
-            ),
-            (
-                "hamt-bad-fanout",
-                vec![0x08, 0x05, 0x12, 0x01, 0xff, 0x28, 0x22, 0x30, 0x07],
-            ),
+            ("directory", UnixFsData::new(estuary_dag::unixfs::DataType::Directory).encode()),
+            ("hamt-bad-fanout", vec![0x08, 0x05, 0x12, 0x01, 0xff, 0x28, 0x22, 0x30, 0x07]),
             ("unknown-type", vec![0x08, 0x63]),
-            (
-                "many-blocksizes",
-                [vec![0x08, 0x02], [0x20, 0x01].repeat(600)].concat(),
-            ),
+            ("many-blocksizes", [vec![0x08, 0x02], [0x20, 0x01].repeat(600)].concat()),
         ],
     );
     let archive = |root: cid::Cid, blocks: &[Block]| {
@@ -178,16 +145,10 @@ fn write_seed_corpus() {
             ("directory", [vec![200], dir_car].concat()),
             ("v2", [vec![3], v2].concat()),
             ("tampered", [vec![1], tampered].concat()),
-            (
-                "truncated",
-                [vec![9], file_car[..file_car.len() - 10].to_vec()].concat(),
-            ),
+            ("truncated", [vec![9], file_car[..file_car.len() - 10].to_vec()].concat()),
             ("oversized-section", [vec![0], oversized].concat()),
             ("huge-header", vec![0, 0xff, 0xff, 0xff, 0xff, 0x0f]),
-            (
-                "missing-blocks",
-                [vec![5], archive(root.cid, &blocks[..2])].concat(),
-            ),
+            ("missing-blocks", [vec![5], archive(root.cid, &blocks[..2])].concat()),
         ],
     );
 }

@@ -69,19 +69,11 @@ const V1: Profile = Profile::UnixfsV1_2025;
 #[test]
 fn ipip_499_small_files() {
     assert_eq!(
-        import_bytes(b"hello world", V0.options())
-            .unwrap()
-            .0
-            .cid
-            .to_string(),
+        import_bytes(b"hello world", V0.options()).unwrap().0.cid.to_string(),
         "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD"
     );
     assert_eq!(
-        import_bytes(b"hello world", V1.options())
-            .unwrap()
-            .0
-            .cid
-            .to_string(),
+        import_bytes(b"hello world", V1.options()).unwrap().0.cid.to_string(),
         "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
     );
 }
@@ -157,14 +149,9 @@ fn ipip_499_hamt_thresholds() {
 fn unixfs_spec_empty_directories() {
     for (profile, cid) in [
         (V0, "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"),
-        (
-            V1,
-            "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354",
-        ),
+        (V1, "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354"),
     ] {
-        let root = DirectoryBuilder::new(profile.options())
-            .finish(&mut |_| {})
-            .unwrap();
+        let root = DirectoryBuilder::new(profile.options()).finish(&mut |_| {}).unwrap();
         assert_eq!(root.cid.to_string(), cid);
     }
 }

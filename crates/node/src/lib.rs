@@ -41,16 +41,8 @@ pub fn parse_cid(text: &str) -> Result<Object, JsError> {
 
 fn cid_object(info: &CidInfo) -> Object {
     let multihash = Object::new();
-    set(
-        &multihash,
-        "code",
-        &JsValue::from_f64(info.hash_code as f64),
-    );
-    set(
-        &multihash,
-        "digest",
-        &Uint8Array::from(info.digest.as_slice()),
-    );
+    set(&multihash, "code", &JsValue::from_f64(info.hash_code as f64));
+    set(&multihash, "digest", &Uint8Array::from(info.digest.as_slice()));
 
     let out = Object::new();
     set(&out, "version", &JsValue::from_f64(info.version as f64));

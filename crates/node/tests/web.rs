@@ -29,14 +29,10 @@ fn parse_cid_returns_its_parts() {
 
 #[wasm_bindgen_test]
 fn parse_cid_v0() {
-    let info: JsValue = estuary_node::parse_cid("QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o")
-        .unwrap()
-        .into();
+    let info: JsValue =
+        estuary_node::parse_cid("QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o").unwrap().into();
     assert_eq!(get(&info, "version").as_f64(), Some(0.0));
-    assert_eq!(
-        get(&info, "codecName").as_string().as_deref(),
-        Some("dag-pb")
-    );
+    assert_eq!(get(&info, "codecName").as_string().as_deref(), Some("dag-pb"));
 }
 
 #[wasm_bindgen_test]

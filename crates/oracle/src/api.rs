@@ -74,10 +74,7 @@ impl IntoResponse for ApiError {
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
             Self::Store(e) => {
                 error!(error = %e, "store error while serving a request");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error".to_owned(),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
             }
         };
         let mut response = (status, Json(ErrorBody { error: message })).into_response();
@@ -166,19 +163,12 @@ async fn list_requests<S: RequestStore>(
     let after = parse_param(q.after.as_deref(), "after", 0, u64::MAX)?;
     let limit = parse_param(q.limit.as_deref(), "limit", 100, 1000)?;
     if limit == 0 {
-        return Err(ApiError::BadRequest(
-            "limit must be between 1 and 1000".into(),
-        ));
+        return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
     }
     let limit = u32::try_from(limit).unwrap_or(1000);
     let page = st.store.list(st.source, after, limit).await?;
-    let next = (page.len() == limit as usize)
-        .then(|| page.last().map(|(seq, _)| *seq))
-        .flatten();
-    Ok(Json(ListBody {
-        results: page.into_iter().map(|(_, r)| r).collect(),
-        next,
-    }))
+    let next = (page.len() == limit as usize).then(|| page.last().map(|(seq, _)| *seq)).flatten();
+    Ok(Json(ListBody { results: page.into_iter().map(|(_, r)| r).collect(), next }))
 }
 
 fn parse_param(v: Option<&str>, name: &str, default: u64, max: u64) -> Result<u64, ApiError> {
@@ -201,16 +191,8 @@ fn authorize<S>(st: &ApiState<S>, headers: &HeaderMap) -> Result<(), ApiError> {
         .ok_or(ApiError::Unauthorized)?;
     // Constant-time compare: the token is a secret.
     let equal = given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if equal {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
+        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if equal { Ok(()) } else { Err(ApiError::Unauthorized) }
 }
 
 #[cfg(test)]
@@ -225,10 +207,7 @@ mod tests {
     async fn app() -> (Router, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("db")).await.unwrap());
-        let source = Source {
-            chain_id: 31337,
-            contract: Address::repeat_byte(1),
-        };
+        let source = Source { chain_id: 31337, contract: Address::repeat_byte(1) };
         let event = PinRequestEvent {
             request_id: U256::from(1),
             requester: Address::repeat_byte(2),
@@ -238,18 +217,10 @@ mod tests {
             tx_hash: B256::repeat_byte(4),
             log_index: 0,
         };
-        let cursor = crate::model::Cursor {
-            block_number: 3,
-            block_hash: B256::repeat_byte(3),
-        };
+        let cursor = crate::model::Cursor { block_number: 3, block_hash: B256::repeat_byte(3) };
         store.ingest(source, &[event], cursor).await.unwrap();
         let (_tx, watch) = watch::channel(WatchState::default());
-        let state = ApiState {
-            store,
-            source,
-            watch,
-            api_token: Some("secret".into()),
-        };
+        let state = ApiState { store, source, watch, api_token: Some("secret".into()) };
         (router(Arc::new(state)), dir)
     }
 
@@ -258,11 +229,7 @@ mod tests {
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        let res = app
-            .clone()
-            .oneshot(req.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let res = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
         let status = res.status();
         let body = res.into_body().collect().await.unwrap().to_bytes();
         (status, serde_json::from_slice(&body).unwrap())
@@ -275,10 +242,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["id"], "1");
         assert_eq!(body["status"], "queued");
-        assert_eq!(
-            body["cid"],
-            "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
-        );
+        assert_eq!(body["cid"], "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy");
         assert_eq!(body["block"], 3);
         assert_eq!(body["requester"], Address::repeat_byte(2).to_checksum(None));
     }
@@ -286,10 +250,7 @@ mod tests {
     #[tokio::test]
     async fn bad_and_unknown_ids() {
         let (app, _dir) = app().await;
-        assert_eq!(
-            call(&app, "/requests/2", None).await.0,
-            StatusCode::NOT_FOUND
-        );
+        assert_eq!(call(&app, "/requests/2", None).await.0, StatusCode::NOT_FOUND);
         for bad in [
             "abc",
             "-1",
@@ -306,14 +267,8 @@ mod tests {
     #[tokio::test]
     async fn listing_needs_the_token() {
         let (app, _dir) = app().await;
-        assert_eq!(
-            call(&app, "/requests", None).await.0,
-            StatusCode::UNAUTHORIZED
-        );
-        assert_eq!(
-            call(&app, "/requests", Some("wrong")).await.0,
-            StatusCode::UNAUTHORIZED
-        );
+        assert_eq!(call(&app, "/requests", None).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(call(&app, "/requests", Some("wrong")).await.0, StatusCode::UNAUTHORIZED);
         let (status, body) = call(&app, "/requests?limit=10", Some("secret")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["results"].as_array().unwrap().len(), 1);

@@ -145,10 +145,7 @@ mod tests {
     }
 
     fn source() -> Source {
-        Source {
-            chain_id: 31337,
-            contract: Address::repeat_byte(0xab),
-        }
+        Source { chain_id: 31337, contract: Address::repeat_byte(0xab) }
     }
 
     #[test]

@@ -65,44 +65,26 @@ pub struct Oracle {
 impl Oracle {
     /// Opens the store, checks the chain, and starts the watcher and the API.
     pub async fn start(config: OracleConfig) -> Result<Self, OracleError> {
-        let url = config
-            .rpc_url
-            .parse()
-            .map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?;
+        let url =
+            config.rpc_url.parse().map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?;
         let provider = ProviderBuilder::new().connect_http(url);
-        let chain_id = provider
-            .get_chain_id()
-            .await
-            .map_err(|e| OracleError::Chain {
-                url: config.rpc_url.clone(),
-                reason: e.to_string(),
-            })?;
+        let chain_id = provider.get_chain_id().await.map_err(|e| OracleError::Chain {
+            url: config.rpc_url.clone(),
+            reason: e.to_string(),
+        })?;
         if let Some(expected) = config.chain_id
             && expected != chain_id
         {
-            return Err(OracleError::WrongChain {
-                expected,
-                actual: chain_id,
-            });
+            return Err(OracleError::WrongChain { expected, actual: chain_id });
         }
-        let source = Source {
-            chain_id,
-            contract: config.pinning,
-        };
+        let source = Source { chain_id, contract: config.pinning };
         let store = Arc::new(SqliteStore::open(&config.database).await?);
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| OracleError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| OracleError::Listen { addr: config.listen, source })?;
         let local_addr = listener
             .local_addr()
-            .map_err(|source| OracleError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+            .map_err(|source| OracleError::Listen { addr: config.listen, source })?;
 
         let shutdown = CancellationToken::new();
         let (state_tx, state_rx) = watch::channel(WatchState::default());
@@ -136,11 +118,7 @@ impl Oracle {
             }
         });
         info!(%local_addr, chain_id, contract = %config.pinning, "oracle started");
-        Ok(Self {
-            local_addr,
-            shutdown,
-            tasks: vec![watcher_task, api_task],
-        })
+        Ok(Self { local_addr, shutdown, tasks: vec![watcher_task, api_task] })
     }
 
     /// Stops the watcher and the API and waits for them.

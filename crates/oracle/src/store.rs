@@ -86,10 +86,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
     }
@@ -241,10 +238,7 @@ mod tests {
     use alloy::primitives::{Address, Bytes, bytes};
 
     fn source() -> Source {
-        Source {
-            chain_id: 31337,
-            contract: Address::repeat_byte(0x11),
-        }
+        Source { chain_id: 31337, contract: Address::repeat_byte(0x11) }
     }
 
     fn event(id: u64, block: u64, log_index: u64) -> PinRequestEvent {
@@ -263,25 +257,17 @@ mod tests {
     }
 
     fn cursor(n: u64) -> Cursor {
-        Cursor {
-            block_number: n,
-            block_hash: B256::repeat_byte(n as u8),
-        }
+        Cursor { block_number: n, block_hash: B256::repeat_byte(n as u8) }
     }
 
     #[tokio::test]
     async fn ingest_is_idempotent_and_moves_the_cursor() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("o.sqlite"))
-            .await
-            .unwrap();
+        let store = SqliteStore::open(&dir.path().join("o.sqlite")).await.unwrap();
         assert_eq!(store.cursor(source()).await.unwrap(), None);
 
         let events = vec![event(1, 5, 0), event(2, 5, 1)];
-        let reqs: Vec<_> = events
-            .iter()
-            .map(|e| PinRequest::from_event(source(), e))
-            .collect();
+        let reqs: Vec<_> = events.iter().map(|e| PinRequest::from_event(source(), e)).collect();
         assert_eq!(store.ingest(source(), &events, cursor(5)).await.unwrap(), 2);
         // The same range again, and then a later one that repeats a request.
         assert_eq!(store.ingest(source(), &events, cursor(5)).await.unwrap(), 0);
@@ -293,23 +279,14 @@ mod tests {
         let listed = store.list(source(), 0, 10).await.unwrap();
         let ids: Vec<_> = listed.iter().map(|(_, r)| r.id.as_str()).collect();
         assert_eq!(ids, ["1", "2", "3"]);
-        let two = store
-            .request(source(), U256::from(2))
-            .await
-            .unwrap()
-            .unwrap();
+        let two = store.request(source(), U256::from(2)).await.unwrap().unwrap();
         assert_eq!(two, reqs[1]);
         assert_eq!(store.request(source(), U256::from(9)).await.unwrap(), None);
 
         // Reopening the file keeps everything.
         drop(store);
-        let store = SqliteStore::open(&dir.path().join("o.sqlite"))
-            .await
-            .unwrap();
+        let store = SqliteStore::open(&dir.path().join("o.sqlite")).await.unwrap();
         assert_eq!(store.count(source()).await.unwrap(), 3);
-        assert_eq!(
-            store.list(source(), listed[1].0, 10).await.unwrap().len(),
-            1
-        );
+        assert_eq!(store.list(source(), listed[1].0, 10).await.unwrap().len(), 1);
     }
 }

@@ -82,13 +82,7 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
         config: WatcherConfig,
         state: watch::Sender<WatchState>,
     ) -> Self {
-        Self {
-            provider,
-            store,
-            source,
-            config,
-            state,
-        }
+        Self { provider, store, source, config, state }
     }
 
     /// Runs until `shutdown` is cancelled.
@@ -166,10 +160,8 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
             .from_block(from)
             .to_block(to);
         let logs = self.provider.get_logs(&filter).await.map_err(rpc)?;
-        let events = logs
-            .iter()
-            .filter_map(|log| decode(log).transpose())
-            .collect::<Result<Vec<_>, _>>()?;
+        let events =
+            logs.iter().filter_map(|log| decode(log).transpose()).collect::<Result<Vec<_>, _>>()?;
 
         let block = self
             .provider
@@ -177,10 +169,7 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
             .await
             .map_err(rpc)?
             .ok_or_else(|| WatchError::Rpc(format!("block {to} not found below the head")))?;
-        let cursor = Cursor {
-            block_number: to,
-            block_hash: block.header.hash,
-        };
+        let cursor = Cursor { block_number: to, block_hash: block.header.hash };
 
         let inserted = self.store.ingest(self.source, &events, cursor).await?;
         debug!(from, to, logs = events.len(), inserted, "range stored");
@@ -208,9 +197,7 @@ fn decode(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
     let missing = |what| WatchError::Rpc(format!("log without {what}"));
     let block_number = log.block_number.ok_or_else(|| missing("block number"))?;
     let block_hash = log.block_hash.ok_or_else(|| missing("block hash"))?;
-    let tx_hash = log
-        .transaction_hash
-        .ok_or_else(|| missing("transaction hash"))?;
+    let tx_hash = log.transaction_hash.ok_or_else(|| missing("transaction hash"))?;
     let log_index = log.log_index.ok_or_else(|| missing("log index"))?;
     let decoded = match log.log_decode::<PinRequested>() {
         Ok(decoded) => decoded,
@@ -220,11 +207,7 @@ fn decode(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
             return Ok(None);
         }
     };
-    let PinRequested {
-        requestId,
-        requester,
-        cid,
-    } = decoded.inner.data;
+    let PinRequested { requestId, requester, cid } = decoded.inner.data;
     Ok(Some(PinRequestEvent {
         request_id: U256::from(requestId),
         requester,

@@ -5,26 +5,18 @@ use std::{path::Path, process::Command};
 use serde_json::Value;
 
 fn estuary(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_estuary"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_estuary")).args(args).output().unwrap()
 }
 
 fn ok(args: &[&str]) -> Vec<u8> {
     let out = estuary(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
 
 fn tree(dir: &Path) -> Vec<u8> {
-    let big: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    let big: Vec<u8> =
+        (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     std::fs::create_dir_all(dir.join("docs/empty")).unwrap();
     std::fs::write(dir.join("docs/readme.txt"), b"read me\n").unwrap();
     std::fs::write(dir.join("big.bin"), &big).unwrap();
@@ -49,10 +41,7 @@ fn add_verify_ls_cat_round_trip() {
             "--json",
         ]))
         .unwrap();
-        assert_eq!(
-            add["car_bytes"].as_u64().unwrap(),
-            std::fs::metadata(&car).unwrap().len()
-        );
+        assert_eq!(add["car_bytes"].as_u64().unwrap(), std::fs::metadata(&car).unwrap().len());
 
         let report: Value = serde_json::from_slice(&ok(&["car", "verify", car_s])).unwrap();
         assert_eq!(report["roots"][0], add["root"]);
@@ -65,10 +54,13 @@ fn add_verify_ls_cat_round_trip() {
         let last = ls.lines().last().unwrap();
         let first = ls.lines().next().unwrap();
         let root_line = if order == "dfs" { first } else { last };
-        assert!(
-            root_line.starts_with(add["root"].as_str().unwrap()),
-            "{order}: {root_line}"
-        );
+        assert!(root_line.starts_with(add["root"].as_str().unwrap()), "{order}: {root_line}");
+
+        // The piece CID reported by `add` (computed while writing) is the CAR file's.
+        let piece: Value = serde_json::from_slice(&ok(&["piece", car_s, "--json"])).unwrap();
+        assert_eq!(piece["piece_cid_v2"], add["piece_cid"]);
+        assert_eq!(piece["padded_size"], add["piece_size"]);
+        assert_eq!(piece["payload_size"], add["car_bytes"]);
 
         assert_eq!(ok(&["cat", car_s, "docs/readme.txt"]), b"read me\n");
         assert_eq!(ok(&["cat", car_s, "big.bin"]), big);
@@ -76,11 +68,40 @@ fn add_verify_ls_cat_round_trip() {
             ok(&["cat", car_s, "big.bin", "--range", "1048570-1048580"]),
             &big[1_048_570..=1_048_580]
         );
-        assert_eq!(
-            ok(&["cat", car_s, "big.bin", "--range", "2999990-"]),
-            &big[2_999_990..]
-        );
+        assert_eq!(ok(&["cat", car_s, "big.bin", "--range", "2999990-"]), &big[2_999_990..]);
     }
+}
+
+#[test]
+fn every_car_form_reports_the_piece_of_its_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("input");
+    tree(&input);
+    let small = tmp.path().join("small.txt");
+    std::fs::write(&small, b"one chunk").unwrap();
+    // The last case writes a raw-leaf root under CIDv0: longer than the placeholder header.
+    let cases: [(&Path, &[&str]); 5] = [
+        (&input, &["--car-version", "1"]),
+        (&input, &["--car-version", "2"]),
+        (&input, &["--car-version", "2", "--car-order", "dfs"]),
+        (&input, &["--profile", "unixfs-v0-2015", "--car-order", "dfs"]),
+        (&small, &["--profile", "unixfs-v0-2015", "--raw-leaves", "true", "--car-version", "2"]),
+    ];
+    for (i, (path, extra)) in cases.iter().enumerate() {
+        let car = tmp.path().join(format!("{i}.car"));
+        let mut args =
+            vec!["add", path.to_str().unwrap(), "--json", "--car", car.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let add: Value = serde_json::from_slice(&ok(&args)).unwrap();
+        let piece: Value =
+            serde_json::from_slice(&ok(&["piece", car.to_str().unwrap(), "--json"])).unwrap();
+        assert_eq!(piece["piece_cid_v2"], add["piece_cid"], "{extra:?}");
+        let verify: Value =
+            serde_json::from_slice(&ok(&["car", "verify", car.to_str().unwrap()])).unwrap();
+        assert_eq!(verify["roots"][0], add["root"], "{extra:?}");
+    }
+    let out = estuary(&["piece", small.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 65 bytes"));
 }
 
 #[test]
@@ -89,12 +110,7 @@ fn damaged_cars_and_bad_requests_fail_clearly() {
     let input = tmp.path().join("input");
     tree(&input);
     let car = tmp.path().join("a.car");
-    ok(&[
-        "add",
-        input.to_str().unwrap(),
-        "--car",
-        car.to_str().unwrap(),
-    ]);
+    ok(&["add", input.to_str().unwrap(), "--car", car.to_str().unwrap()]);
     let bytes = std::fs::read(&car).unwrap();
 
     let fail = |name: &str, data: &[u8], args: &[&str], expect: &str| {
@@ -111,31 +127,11 @@ fn damaged_cars_and_bad_requests_fail_clearly() {
     let mut tampered = bytes.clone();
     let mid = tampered.len() / 2;
     tampered[mid] ^= 0x55;
-    fail(
-        "tampered.car",
-        &tampered,
-        &["car", "verify"],
-        "does not match its hash",
-    );
-    fail(
-        "truncated.car",
-        &bytes[..bytes.len() - 100],
-        &["car", "verify"],
-        "truncated",
-    );
+    fail("tampered.car", &tampered, &["car", "verify"], "does not match its hash");
+    fail("truncated.car", &bytes[..bytes.len() - 100], &["car", "verify"], "truncated");
     fail("empty.car", b"", &["car", "verify"], "truncated at byte 0");
-    fail(
-        "garbage.car",
-        b"\x05hello",
-        &["car", "verify"],
-        "malformed CAR header",
-    );
-    fail(
-        "huge-header.car",
-        &[0xff, 0xff, 0xff, 0xff, 0x0f],
-        &["car", "ls"],
-        "exceeds the limit",
-    );
+    fail("garbage.car", b"\x05hello", &["car", "verify"], "malformed CAR header");
+    fail("huge-header.car", &[0xff, 0xff, 0xff, 0xff, 0x0f], &["car", "ls"], "exceeds the limit");
 
     let car_s = car.to_str().unwrap();
     let out = estuary(&["cat", car_s, "docs/missing.txt"]);

@@ -42,11 +42,7 @@ struct Case {
 
 impl Case {
     fn new(path: PathBuf, profile: &'static str) -> Self {
-        Case {
-            path,
-            profile,
-            extra: Vec::new(),
-        }
+        Case { path, profile, extra: Vec::new() }
     }
 
     fn with(mut self, key: &'static str, value: Value) -> Self {
@@ -92,12 +88,7 @@ fn reference(cases: &[Case]) -> Vec<Value> {
         .stdout(Stdio::piped())
         .spawn()
         .expect("node (run scripts/setup first)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "reference importer failed");
     serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
@@ -112,12 +103,7 @@ fn estuary(case: &Case, car: &Path) -> Value {
         .arg(car)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        case.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}: {}", case.name(), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -201,15 +187,9 @@ fn corpus(dir: &Path) -> Vec<Case> {
     // it), and directories exactly at the threshold and one byte over it, for each strategy.
     let wide = dir.join("wide");
     for i in 0..10_000 {
-        write(
-            &wide.join(format!("file-{i:05}.txt")),
-            format!("entry {i}\n").as_bytes(),
-        );
+        write(&wide.join(format!("file-{i:05}.txt")), format!("entry {i}\n").as_bytes());
     }
-    write(
-        &wide.join("zz-subdir/inner.txt"),
-        b"inside a sharded directory",
-    );
+    write(&wide.join("zz-subdir/inner.txt"), b"inside a sharded directory");
     std::os::unix::fs::symlink("file-00001.txt", wide.join("a-link")).unwrap();
     for profile in ["unixfs-v0-2015", "kubo-cidv1", "unixfs-v1-2025"] {
         cases.push(Case::new(wide.clone(), profile));
@@ -221,11 +201,7 @@ fn corpus(dir: &Path) -> Vec<Case> {
     }
     let over_links = dir.join("over-threshold-links");
     for i in 0..4096 {
-        let name = if i == 0 {
-            format!("{i:031}")
-        } else {
-            format!("{i:030}")
-        };
+        let name = if i == 0 { format!("{i:031}") } else { format!("{i:030}") };
         write(&over_links.join(name), b"x");
     }
     cases.push(Case::new(at_links, "unixfs-v0-2015"));
@@ -238,11 +214,7 @@ fn corpus(dir: &Path) -> Vec<Case> {
     }
     let over_block = dir.join("over-threshold-block");
     for i in 0..4369 {
-        let name = if i == 0 {
-            format!("{i:017}")
-        } else {
-            format!("{i:016}")
-        };
+        let name = if i == 0 { format!("{i:017}") } else { format!("{i:016}") };
         write(&over_block.join(name), b"y");
     }
     cases.push(Case::new(at_block, "unixfs-v1-2025"));
@@ -264,10 +236,7 @@ fn add_matches_ipfs_unixfs_importer_and_ipld_car() {
     let mut failures = Vec::new();
     for (i, (case, want)) in cases.iter().zip(&expected).enumerate() {
         let want_root = want["root"].as_str().expect("reference gave a root");
-        assert!(
-            want_root.starts_with("Qm") || want_root.starts_with("baf"),
-            "{want_root}"
-        );
+        assert!(want_root.starts_with("Qm") || want_root.starts_with("baf"), "{want_root}");
         let car = dir.path().join(format!("{i}.car"));
         let got = estuary(case, &car);
         let bytes = std::fs::read(&car).unwrap();

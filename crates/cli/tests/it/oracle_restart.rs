@@ -28,29 +28,20 @@ async fn killed_oracle_resumes_from_its_cursor_without_duplicates() {
         assert_eq!(chain.pin(2, &cid(i)).await, u64::from(i));
     }
     let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    provider
-        .raw_request::<_, ()>("anvil_mine".into(), (3u64,))
-        .await
-        .unwrap();
+    provider.raw_request::<_, ()>("anvil_mine".into(), (3u64,)).await.unwrap();
 
     // Second life: it resumes after its cursor, not from the deployment block.
     let oracle = OracleProcess::start(&chain, &db).await;
     let status = oracle.wait_for(|s| s["requests"] == 6, "/status").await;
     assert_eq!(status["started_from"].as_u64().unwrap(), cursor_before + 1);
     let head = provider.get_block_number().await.unwrap();
-    let status = oracle
-        .wait_for(|s| s["cursor"].as_u64() == Some(head), "/status")
-        .await;
+    let status = oracle.wait_for(|s| s["cursor"].as_u64() == Some(head), "/status").await;
     assert_eq!(status["requests"], 6);
 
     let list = oracle.get("/requests?limit=100").await.unwrap();
     let results = list["results"].as_array().unwrap();
     let ids: Vec<&str> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(
-        ids,
-        ["1", "2", "3", "4", "5", "6"],
-        "each request exactly once, in order"
-    );
+    assert_eq!(ids, ["1", "2", "3", "4", "5", "6"], "each request exactly once, in order");
     for r in results {
         assert_eq!(r["status"], "queued");
     }
@@ -64,9 +55,7 @@ async fn killed_oracle_resumes_from_its_cursor_without_duplicates() {
     // Third life right after a kill, with nothing new: still six.
     oracle.kill().await;
     let oracle = OracleProcess::start(&chain, &db).await;
-    let status = oracle
-        .wait_for(|s| s["cursor"].as_u64() >= Some(head), "/status")
-        .await;
+    let status = oracle.wait_for(|s| s["cursor"].as_u64() >= Some(head), "/status").await;
     assert_eq!(status["requests"], 6);
     oracle.kill().await;
 }
@@ -76,14 +65,7 @@ async fn oracle_refuses_the_wrong_chain() {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_estuary"))
-        .args([
-            "oracle",
-            "run",
-            "--rpc-url",
-            &chain.anvil.endpoint(),
-            "--chain-id",
-            "1",
-        ])
+        .args(["oracle", "run", "--rpc-url", &chain.anvil.endpoint(), "--chain-id", "1"])
         .args(["--pinning-address", &chain.deployment.pinning.to_string()])
         .arg("--db")
         .arg(dir.path().join("db"))

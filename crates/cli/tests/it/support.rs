@@ -47,9 +47,7 @@ impl Chain {
             .get_receipt()
             .await
             .expect("receipt");
-        let log = receipt
-            .decoded_log::<EstuaryPinning::PinRequested>()
-            .expect("PinRequested");
+        let log = receipt.decoded_log::<EstuaryPinning::PinRequested>().expect("PinRequested");
         log.data.requestId.try_into().unwrap()
     }
 
@@ -90,11 +88,7 @@ impl OracleProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn the oracle");
-        let oracle = OracleProcess {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-            token,
-        };
+        let oracle = OracleProcess { child, url: format!("http://127.0.0.1:{port}"), token };
         oracle.wait_for(|s| s["status"] == "ok", "/health").await;
         oracle
     }

@@ -1,0 +1,99 @@
+//! `estuary piece` against @web3-storage/data-segment (tests/interop/piece-reference.mjs):
+//! the same piece CID v1, piece CID v2 and padded size, over a corpus of payloads.
+
+use std::{path::PathBuf, process::Command};
+
+use estuary_cli::devnet::repo_root;
+use serde_json::Value;
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn piece_matches_data_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sizes =
+        vec![65, 66, 96, 126, 127, 128, 129, 253, 254, 255, 1016, 1017, 1 << 20, 10 << 20];
+    for k in 7..=18 {
+        sizes.extend([(1usize << k) - 1, 1 << k, (1 << k) + 1]);
+    }
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        let path = dir.path().join(format!("noise-{size}"));
+        std::fs::write(&path, noise(*size, i as u64 + 1)).unwrap();
+        files.push(path);
+    }
+    for size in [65usize, 127, 1016, 4 << 20] {
+        let path = dir.path().join(format!("zeros-{size}"));
+        std::fs::write(&path, vec![0u8; size]).unwrap();
+        files.push(path);
+    }
+    // CARs from the DAG engine, v1 and v2.
+    let input = dir.path().join("tree");
+    std::fs::create_dir_all(input.join("sub")).unwrap();
+    std::fs::write(input.join("a.bin"), noise(3 << 20, 99)).unwrap();
+    std::fs::write(input.join("sub/b.txt"), b"hello").unwrap();
+    for version in ["1", "2"] {
+        let car = dir.path().join(format!("tree-v{version}.car"));
+        let out = Command::new(env!("CARGO_BIN_EXE_estuary"))
+            .arg("add")
+            .arg(&input)
+            .args(["--car-version", version, "--car"])
+            .arg(&car)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        files.push(car);
+    }
+
+    let out = Command::new("node")
+        .arg(repo_root().join("tests/interop/piece-reference.mjs"))
+        .args(&files)
+        .current_dir(repo_root())
+        .output()
+        .expect("node (run scripts/setup first)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(expected.len(), files.len());
+
+    let mut failures = Vec::new();
+    for (file, want) in files.iter().zip(&expected) {
+        let out = Command::new(env!("CARGO_BIN_EXE_estuary"))
+            .arg("piece")
+            .arg(file)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(want["v2"].as_str().unwrap().starts_with("bafkzcib"));
+        if got["piece_cid_v1"] != want["v1"]
+            || got["piece_cid_v2"] != want["v2"]
+            || got["padded_size"] != want["padded"]
+        {
+            failures
+                .push(format!("{}\n  estuary:      {got}\n  data-segment: {want}", file.display()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+}

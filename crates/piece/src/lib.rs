@@ -1,0 +1,23 @@
+//! Filecoin piece commitments (commP), computed as a stream.
+//!
+//! ```text
+//!  bytes ─► 127-byte quads ─► Fr32 (128 bytes = 4 leaves of 32) ─► sha256-trunc254 binary tree
+//!                                                                    │ pending node per level
+//!  finish: zero quads to the next power of two ──────────────────────┴─► root (commP)
+//! ```
+//!
+//! Memory is one quad and one pending node per tree level (at most 31), whatever the size.
+//! The first quad is kept aside until [`CommP::finish_with_prefix`], so a writer that patches
+//! the first bytes of its output at the end (a CAR header naming a root known only then) still
+//! gets the commitment of the final bytes in one pass.
+//!
+//! - [`fr32`]: the 127 → 128 byte expansion;
+//! - [`commp`]: the streaming tree;
+//! - [`piece_cid`]: piece CIDs v1 (`baga…`, size carried separately) and v2 (FRC-0069, `bafkzcib…`).
+
+pub mod commp;
+pub mod fr32;
+pub mod piece_cid;
+
+pub use commp::{CommP, PieceError, PieceInfo};
+pub use piece_cid::{PieceCid, PieceCidError};
