@@ -145,11 +145,7 @@ async fn run() -> Result<()> {
         }
         Command::Piece { file, json } => {
             let report = tokio::task::spawn_blocking(move || piece_cmd::piece(&file)).await??;
-            print_lines([if json {
-                serde_json::to_string(&report)?
-            } else {
-                report.piece_cid_v2.clone()
-            }])
+            print_lines([if json { serde_json::to_string(&report)? } else { report.piece_cid_v2 }])
         }
         Command::Car(cmd) => tokio::task::spawn_blocking(move || car_command(&cmd)).await?,
         Command::Cat(args) => {
