@@ -1,12 +1,14 @@
 //! The `estuary` command's library: the local development stack and the helpers its tests share.
 //!
 //! - [`add`]: `estuary add`, files and directories to UnixFS and CAR.
+//! - [`aggregate_cmd`]: `estuary aggregate`, FRC-0058 deals with inclusion proofs.
 //! - [`car_cmd`]: `estuary car verify | ls` and `estuary cat`, reading CAR files.
 //! - [`piece_cmd`]: `estuary piece`, a file's piece commitment.
 //! - [`devnet`]: find the Foundry tools, start anvil, deploy the contracts.
 //! - [`dev`]: `estuary dev`, the whole stack (chain, contracts, oracle, dapp) as one process tree.
 
 pub mod add;
+pub mod aggregate_cmd;
 pub mod car_cmd;
 pub mod dev;
 pub mod devnet;

@@ -3,10 +3,10 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use alloy::primitives::Address;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use estuary_cli::{
-    add, car_cmd,
+    add, aggregate_cmd, car_cmd,
     dev::{self, DevOptions},
     piece_cmd,
 };
@@ -35,6 +35,23 @@ enum Command {
     Car(CarCommand),
     /// Write a file from a CAR (or a path inside it) to stdout.
     Cat(car_cmd::CatArgs),
+    /// Pack files (usually CARs) into one deal with an FRC-0058 index.
+    #[command(args_conflicts_with_subcommands = true)]
+    Aggregate {
+        #[command(subcommand)]
+        verify: Option<AggregateCommand>,
+        /// The files, in the order they are placed.
+        files: Vec<PathBuf>,
+        /// Padded deal size: a power of two, e.g. 32GiB, 512MiB, 1048576.
+        #[arg(long, value_parser = aggregate_cmd::parse_size)]
+        deal_size: Option<u64>,
+        /// Write the deal's bytes here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print everything as JSON (the aggregate and each segment's proof).
+        #[arg(long)]
+        json: bool,
+    },
     /// Compute a file's Filecoin piece commitment; print its piece CID v2.
     Piece {
         /// The file (usually a CAR).
@@ -42,6 +59,22 @@ enum Command {
         /// Print {"piece_cid_v1", "piece_cid_v2", "padded_size", "payload_size"}.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AggregateCommand {
+    /// Check one segment's inclusion proof (its "proof" object from `aggregate --json`).
+    Verify {
+        /// The aggregate's piece CID (v2).
+        #[arg(long)]
+        aggregate: String,
+        /// The piece's CID (v2).
+        #[arg(long)]
+        piece: String,
+        /// A JSON file with the segment's proof.
+        #[arg(long)]
+        proof: PathBuf,
     },
 }
 
@@ -142,6 +175,28 @@ async fn run() -> Result<()> {
                 tokio::task::spawn_blocking(move || add::run(&args).map(|s| (s, args.json)))
                     .await??;
             print_add(&summary.0, summary.1)
+        }
+        Command::Aggregate {
+            verify: Some(AggregateCommand::Verify { aggregate, piece, proof }),
+            ..
+        } => {
+            let seg = aggregate_cmd::verify(&aggregate, &piece, &proof)?;
+            print_lines([format!(
+                "ok: the piece is at offset {} ({} bytes) and in the index",
+                seg.offset, seg.size
+            )])
+        }
+        Command::Aggregate { verify: None, files, deal_size, out, json } => {
+            let deal_size = deal_size.context("--deal-size is required")?;
+            let report = tokio::task::spawn_blocking(move || {
+                aggregate_cmd::aggregate(&files, deal_size, out.as_deref())
+            })
+            .await??;
+            print_lines([if json {
+                serde_json::to_string(&report)?
+            } else {
+                report.piece_cid.clone()
+            }])
         }
         Command::Piece { file, json } => {
             let report = tokio::task::spawn_blocking(move || piece_cmd::piece(&file)).await??;

@@ -12,9 +12,11 @@
 //! gets the commitment of the final bytes in one pass.
 //!
 //! - [`fr32`]: the 127 → 128 byte expansion;
+//! - [`aggregate`]: FRC-0058 aggregation with index and inclusion proofs;
 //! - [`commp`]: the streaming tree;
 //! - [`piece_cid`]: piece CIDs v1 (`baga…`, size carried separately) and v2 (FRC-0069, `bafkzcib…`).
 
+pub mod aggregate;
 pub mod commp;
 pub mod fr32;
 pub mod piece_cid;

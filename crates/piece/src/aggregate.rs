@@ -1,0 +1,341 @@
+//! FRC-0058 data segment aggregation: several pieces packed into one deal with an index, and
+//! proofs that a piece (and its index entry) is in the aggregate.
+//!
+//! Layout of a deal of padded size `S` (tree of height log2(S / 32)):
+//! - pieces in the order given, each at the next offset aligned to its own padded size;
+//! - the index at the end: `max(4, 2^ceil(log2(S / 2048 / 64)))` entries of 64 bytes, each
+//!   `commP ‖ offset (u64 LE) ‖ size (u64 LE) ‖ checksum`, where the checksum is the first
+//!   16 bytes of sha256 of the entry with a zero checksum, top two bits cleared;
+//! - zeros everywhere else.
+//!
+//! The aggregate is a piece too: its piece CID v2 has padding 0 and the deal's height.
+
+use sha2::{Digest, Sha256};
+
+use crate::commp::{MAX_LEVELS, Node, node, zero_roots};
+
+/// Bytes per index entry.
+pub const ENTRY_SIZE: u64 = 64;
+
+/// Why pieces cannot be aggregated, or a proof does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AggregateError {
+    /// The deal size is not a power of two in 128 B..=64 GiB... (and room for an index).
+    #[error("deal size {0} must be a power of two from 4 KiB to 64 GiB")]
+    DealSize(u64),
+    /// More pieces than index entries.
+    #[error("{count} pieces need more than the {limit} index entries of a {deal_size}-byte deal")]
+    TooManyPieces {
+        /// Pieces given.
+        count: usize,
+        /// Index entries available.
+        limit: u64,
+        /// The deal size.
+        deal_size: u64,
+    },
+    /// The pieces and the index do not fit.
+    #[error(
+        "pieces end at byte {end}, and the index needs {index} bytes: more than the {deal_size}-byte deal"
+    )]
+    DoesNotFit {
+        /// Where the packed pieces end.
+        end: u64,
+        /// Bytes of index.
+        index: u64,
+        /// The deal size.
+        deal_size: u64,
+    },
+    /// A piece's height is out of range.
+    #[error("piece height {0} is outside 2..={MAX_LEVELS}")]
+    PieceHeight(u8),
+    /// A proof is malformed or does not lead to the root.
+    #[error("inclusion proof is invalid: {0}")]
+    BadProof(&'static str),
+}
+
+/// One piece's place in an aggregate: its index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// The piece's commP.
+    pub commp: Node,
+    /// Offset in the padded deal, bytes.
+    pub offset: u64,
+    /// Padded size, bytes.
+    pub size: u64,
+}
+
+impl Segment {
+    /// The 64-byte index entry, checksum included.
+    pub fn entry(&self) -> [u8; 64] {
+        let mut e = [0u8; 64];
+        e[..32].copy_from_slice(&self.commp);
+        e[32..40].copy_from_slice(&self.offset.to_le_bytes());
+        e[40..48].copy_from_slice(&self.size.to_le_bytes());
+        let digest = Sha256::digest(e);
+        e[48..].copy_from_slice(&digest[..16]);
+        e[63] &= 0x3f;
+        e
+    }
+
+    fn level(&self) -> u32 {
+        (self.size / 32).trailing_zeros()
+    }
+}
+
+/// A merkle proof: a node's index at its level and the siblings from there to the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MerkleProof {
+    /// Index of the proven node among the nodes of its level.
+    pub index: u64,
+    /// Siblings, bottom up.
+    pub path: Vec<Node>,
+}
+
+impl MerkleProof {
+    /// The root this proof leads to from `leaf`.
+    pub fn root(&self, leaf: &Node) -> Result<Node, AggregateError> {
+        if self.path.len() > 63 {
+            return Err(AggregateError::BadProof("deeper than 63 levels"));
+        }
+        if self.path.len() < 64 && self.index >> self.path.len() != 0 {
+            return Err(AggregateError::BadProof("index wider than the tree"));
+        }
+        let mut at = self.index;
+        let mut acc = *leaf;
+        for sibling in &self.path {
+            acc = if at & 1 == 1 { node(sibling, &acc) } else { node(&acc, sibling) };
+            at >>= 1;
+        }
+        Ok(acc)
+    }
+}
+
+/// A piece's inclusion in an aggregate: its subtree, and its index entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// From the piece's root to the aggregate's root.
+    pub subtree: MerkleProof,
+    /// From the index entry (a level-1 node) to the aggregate's root.
+    pub index: MerkleProof,
+}
+
+/// Index entries in a deal of `deal_size` padded bytes.
+pub fn max_index_entries(deal_size: u64) -> u64 {
+    let n = deal_size / 2048 / ENTRY_SIZE;
+    let ceil_log2 = if n <= 1 { 0 } else { 64 - (n - 1).leading_zeros() };
+    (1u64 << ceil_log2).max(4)
+}
+
+/// Where the index starts in a deal of `deal_size` padded bytes.
+pub fn index_area_start(deal_size: u64) -> u64 {
+    deal_size - max_index_entries(deal_size) * ENTRY_SIZE
+}
+
+/// An item placed in the sparse tree: a node at (level, index).
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    level: u32,
+    index: u64,
+    node: Node,
+}
+
+impl Placed {
+    fn leaves(&self) -> (u64, u64) {
+        (self.index << self.level, (self.index + 1) << self.level)
+    }
+}
+
+/// Pieces packed into a deal.
+#[derive(Debug, Clone)]
+pub struct Aggregate {
+    /// Padded deal size.
+    pub deal_size: u64,
+    /// Tree height: log2(deal size / 32).
+    pub height: u32,
+    /// The aggregate's commP.
+    pub root: Node,
+    /// One index entry per piece, in the order given.
+    pub segments: Vec<Segment>,
+    /// Index entries available.
+    pub limit: u64,
+    placed: Vec<Placed>,
+}
+
+impl Aggregate {
+    /// Packs pieces, each given as its commP and height, into a deal of `deal_size` bytes.
+    pub fn build(pieces: &[(Node, u8)], deal_size: u64) -> Result<Self, AggregateError> {
+        if !deal_size.is_power_of_two() || !(4096..=(1u64 << (MAX_LEVELS + 5))).contains(&deal_size)
+        {
+            return Err(AggregateError::DealSize(deal_size));
+        }
+        let limit = max_index_entries(deal_size);
+        if pieces.len() as u64 > limit {
+            return Err(AggregateError::TooManyPieces { count: pieces.len(), limit, deal_size });
+        }
+        let mut segments = Vec::with_capacity(pieces.len());
+        let mut end_nodes = 0u64;
+        for &(commp, height) in pieces {
+            if !(2..=MAX_LEVELS as u8).contains(&height) {
+                return Err(AggregateError::PieceHeight(height));
+            }
+            let size_nodes = 1u64 << height;
+            let slot = end_nodes.div_ceil(size_nodes);
+            end_nodes = (slot + 1) * size_nodes;
+            let end = end_nodes * 32;
+            if end.saturating_add(limit * ENTRY_SIZE) > deal_size {
+                return Err(AggregateError::DoesNotFit {
+                    end,
+                    index: limit * ENTRY_SIZE,
+                    deal_size,
+                });
+            }
+            segments.push(Segment { commp, offset: slot * size_nodes * 32, size: size_nodes * 32 });
+        }
+        let mut placed: Vec<Placed> = segments
+            .iter()
+            .map(|s| Placed { level: s.level(), index: s.offset / s.size, node: s.commp })
+            .collect();
+        let index_start = index_area_start(deal_size) / 32;
+        for (n, s) in segments.iter().enumerate() {
+            let e = s.entry();
+            let (a, b) = e.split_at(32);
+            for (k, half) in [a, b].into_iter().enumerate() {
+                placed.push(Placed {
+                    level: 0,
+                    index: index_start + 2 * n as u64 + k as u64,
+                    node: half.try_into().unwrap_or([0; 32]),
+                });
+            }
+        }
+        placed.sort_by_key(|p| p.leaves().0);
+        let height = (deal_size / 32).trailing_zeros();
+        let mut agg = Self { deal_size, height, root: [0; 32], segments, limit, placed };
+        agg.root = agg.node_at(height, 0);
+        Ok(agg)
+    }
+
+    /// The node at (level, index) of the sparse tree.
+    fn node_at(&self, level: u32, index: u64) -> Node {
+        let (start, end) = (index << level, (index + 1) << level);
+        // The placed items overlapping [start, end), by leaf range (they never overlap).
+        let first = self.placed.partition_point(|p| p.leaves().1 <= start);
+        let Some(item) = self.placed.get(first).filter(|p| p.leaves().0 < end) else {
+            return zero_roots()[level as usize];
+        };
+        if item.level == level && item.index == index {
+            return item.node;
+        }
+        node(&self.node_at(level - 1, 2 * index), &self.node_at(level - 1, 2 * index + 1))
+    }
+
+    fn proof_for(&self, mut level: u32, mut index: u64) -> MerkleProof {
+        let start = index;
+        let mut path = Vec::with_capacity((self.height - level) as usize);
+        while level < self.height {
+            path.push(self.node_at(level, index ^ 1));
+            index >>= 1;
+            level += 1;
+        }
+        MerkleProof { index: start, path }
+    }
+
+    /// The inclusion proof of the `n`th piece.
+    pub fn proof(&self, n: usize) -> Option<InclusionProof> {
+        let s = self.segments.get(n)?;
+        let subtree = self.proof_for(s.level(), s.offset / s.size);
+        let index = self.proof_for(1, index_area_start(self.deal_size) / ENTRY_SIZE + n as u64);
+        Some(InclusionProof { subtree, index })
+    }
+}
+
+/// Checks that a piece (commP, height) is in the aggregate (root, height) at the place its
+/// proof names, and that the index entry for it is there too.
+pub fn verify(
+    proof: &InclusionProof,
+    piece: &Node,
+    piece_height: u8,
+    aggregate_root: &Node,
+    aggregate_height: u32,
+) -> Result<Segment, AggregateError> {
+    if proof.subtree.path.len() as u32 + u32::from(piece_height) != aggregate_height {
+        return Err(AggregateError::BadProof("subtree proof depth does not match the heights"));
+    }
+    if &proof.subtree.root(piece)? != aggregate_root {
+        return Err(AggregateError::BadProof("subtree proof does not lead to the aggregate root"));
+    }
+    let size = 32u64 << piece_height;
+    let segment = Segment { commp: *piece, offset: proof.subtree.index * size, size };
+    let entry = segment.entry();
+    let entry_node = node(
+        entry[..32].try_into().unwrap_or(&[0; 32]),
+        entry[32..].try_into().unwrap_or(&[0; 32]),
+    );
+    if proof.index.path.len() as u32 + 1 != aggregate_height {
+        return Err(AggregateError::BadProof("index proof depth does not match the aggregate"));
+    }
+    let deal_size = 32u64 << aggregate_height;
+    if proof.index.index < index_area_start(deal_size) / ENTRY_SIZE {
+        return Err(AggregateError::BadProof("index entry lies outside the index area"));
+    }
+    if &proof.index.root(&entry_node)? != aggregate_root {
+        return Err(AggregateError::BadProof("index proof does not lead to the aggregate root"));
+    }
+    Ok(segment)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commp::commp;
+
+    fn piece(seed: u8, len: usize) -> (Node, u8) {
+        let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect();
+        let info = commp(&data).unwrap();
+        (info.commp, info.height())
+    }
+
+    #[test]
+    fn index_sizes() {
+        assert_eq!(max_index_entries(1 << 20), 8);
+        assert_eq!(max_index_entries(4096), 4);
+        assert_eq!(max_index_entries(32 << 30), 1 << 18);
+        assert_eq!(index_area_start(1 << 20), (1 << 20) - 8 * 64);
+    }
+
+    #[test]
+    fn proofs_verify_and_tampering_fails() {
+        let pieces = [piece(3, 1000), piece(5, 200), piece(7, 5000), piece(11, 65)];
+        let agg = Aggregate::build(&pieces, 1 << 20).unwrap();
+        // Aligned placement in order: 1024, 256 (aligned up), 8192 (aligned), 128.
+        let offsets: Vec<u64> = agg.segments.iter().map(|s| s.offset).collect();
+        assert_eq!(offsets, [0, 1024, 8192, 16384]);
+        for (n, (commp, height)) in pieces.iter().enumerate() {
+            let proof = agg.proof(n).unwrap();
+            let seg = verify(&proof, commp, *height, &agg.root, agg.height).unwrap();
+            assert_eq!(seg, agg.segments[n]);
+            let mut bad = proof.clone();
+            bad.subtree.path[0][0] ^= 1;
+            assert!(verify(&bad, commp, *height, &agg.root, agg.height).is_err());
+            let mut bad = proof.clone();
+            bad.index.index += 1;
+            assert!(verify(&bad, commp, *height, &agg.root, agg.height).is_err());
+            assert!(verify(&proof, &[9; 32], *height, &agg.root, agg.height).is_err());
+        }
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit() {
+        assert!(matches!(
+            Aggregate::build(&[piece(3, 1000)], 1000),
+            Err(AggregateError::DealSize(1000))
+        ));
+        let big = piece(3, 4000); // 4096 padded
+        assert!(matches!(Aggregate::build(&[big], 4096), Err(AggregateError::DoesNotFit { .. })));
+        let small = piece(3, 100);
+        assert!(matches!(
+            Aggregate::build(&[small; 5], 4096),
+            Err(AggregateError::TooManyPieces { .. })
+        ));
+    }
+}
