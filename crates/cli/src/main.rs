@@ -192,11 +192,7 @@ async fn run() -> Result<()> {
                 aggregate_cmd::aggregate(&files, deal_size, out.as_deref())
             })
             .await??;
-            print_lines([if json {
-                serde_json::to_string(&report)?
-            } else {
-                report.piece_cid.clone()
-            }])
+            print_lines([if json { serde_json::to_string(&report)? } else { report.piece_cid }])
         }
         Command::Piece { file, json } => {
             let report = tokio::task::spawn_blocking(move || piece_cmd::piece(&file)).await??;
