@@ -324,6 +324,34 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any pieces that fit: every proof verifies, and any flipped bit in it is caught.
+        #[test]
+        fn proofs_hold_and_tampering_is_caught(
+            sizes in proptest::collection::vec(65usize..20_000, 1..6),
+            flip in 0usize..64,
+            bit in 0u8..8,
+        ) {
+            let pieces: Vec<(Node, u8)> =
+                sizes.iter().enumerate().map(|(i, len)| piece(i as u8 * 2 + 1, *len)).collect();
+            let agg = Aggregate::build(&pieces, 1 << 20).unwrap();
+            for (n, (commp, height)) in pieces.iter().enumerate() {
+                let proof = agg.proof(n).unwrap();
+                proptest::prop_assert!(verify(&proof, commp, *height, &agg.root, agg.height).is_ok());
+                let mut bad = proof.clone();
+                let all = bad.subtree.path.len() + bad.index.path.len();
+                let k = flip % all;
+                let node = if k < bad.subtree.path.len() {
+                    &mut bad.subtree.path[k]
+                } else {
+                    &mut bad.index.path[k - bad.subtree.path.len()]
+                };
+                node[flip % 32] ^= 1 << bit;
+                proptest::prop_assert!(verify(&bad, commp, *height, &agg.root, agg.height).is_err());
+            }
+        }
+    }
+
     #[test]
     fn refuses_what_does_not_fit() {
         assert!(matches!(

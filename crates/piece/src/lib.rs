@@ -19,6 +19,8 @@
 pub mod aggregate;
 pub mod commp;
 pub mod fr32;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod piece_cid;
 
 pub use commp::{CommP, PieceError, PieceInfo};
