@@ -23,7 +23,8 @@ pub struct PieceReport {
 pub fn piece(path: &Path) -> Result<PieceReport> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut commp = CommP::new();
-    let mut buf = vec![0u8; 1 << 20];
+    // Large reads let commP hash whole subtrees on every core.
+    let mut buf = vec![0u8; 16 << 20];
     loop {
         let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
