@@ -5,7 +5,7 @@
 //!
 //! CAR order:
 //! - `produced` writes each block as it is made (children before parents, root last) after a
-//!   header naming a placeholder root of the same length, and patches the header at the end.
+//!   header naming a provisional root of the same length, and patches the header at the end.
 //! - `dfs` (root first, depth first, as `ipfs dag export`) spools the blocks to a temporary file
 //!   next to the CAR with an in-memory index, then writes them in traversal order.
 
@@ -121,7 +121,7 @@ enum CarSink {
     /// from the first section (for a CARv2 index).
     Produced {
         out: BufWriter<File>,
-        placeholder: Vec<u8>,
+        provisional: Vec<u8>,
         sections: u64,
         records: Vec<(cid::Cid, u64)>,
     },
@@ -189,15 +189,15 @@ pub fn run(args: &AddArgs) -> Result<AddSummary> {
         Some(path) => match args.car_order {
             CarOrder::Produced => {
                 // Predict the root's length: dag-pb in the profile's version, or a raw leaf.
-                let placeholder = car::header_v1(&[sha256_cid(opts.cid_version, DAG_PB, b"")]);
+                let provisional = car::header_v1(&[sha256_cid(opts.cid_version, DAG_PB, b"")]);
                 let mut out = BufWriter::with_capacity(1 << 20, create(path)?);
                 if args.car_version == 2 {
                     out.write_all(&[0u8; car::V2_PREFIX_LEN as usize])?;
                     commp.update(&[0u8; car::V2_PREFIX_LEN as usize]);
                 }
-                out.write_all(&placeholder)?;
-                commp.update(&placeholder);
-                CarSink::Produced { out, placeholder, sections: 0, records: Vec::new() }
+                out.write_all(&provisional)?;
+                commp.update(&provisional);
+                CarSink::Produced { out, provisional, sections: 0, records: Vec::new() }
             }
             CarOrder::Dfs => {
                 let spool = path.with_extension("car.spool");
@@ -243,10 +243,10 @@ pub fn run(args: &AddArgs) -> Result<AddSummary> {
     }
 
     let written = match (std::mem::replace(&mut sink.car, CarSink::None), &args.car) {
-        (CarSink::Produced { out, placeholder, sections, records }, Some(path)) => {
+        (CarSink::Produced { out, provisional, sections, records }, Some(path)) => {
             let v2 = (args.car_version == 2).then_some(V2 { sections, records });
             let commp = std::mem::take(&mut sink.commp);
-            Some(finish_produced(out, &placeholder, root.cid, path, v2, commp)?)
+            Some(finish_produced(out, &provisional, root.cid, path, v2, commp)?)
         }
         (CarSink::Spool { out, path: spool, index, .. }, Some(path)) => {
             Some(finish_dfs(out, &spool, &index, root.cid, path, args.car_version == 2)?)
@@ -330,24 +330,9 @@ struct Written {
     piece: PieceInfo,
 }
 
-/// The piece of a file, read back (when the one-pass computation was not possible).
-fn piece_of_file(path: &Path) -> Result<PieceInfo> {
-    let mut c = CommP::new();
-    let mut file = File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        c.update(&buf[..n]);
-    }
-    Ok(c.finish()?)
-}
-
 fn finish_produced(
     mut out: BufWriter<File>,
-    placeholder: &[u8],
+    provisional: &[u8],
     root: cid::Cid,
     path: &Path,
     v2: Option<V2>,
@@ -357,7 +342,7 @@ fn finish_produced(
     let mut file = out.into_inner().map_err(|e| e.into_error())?;
     let header = car::header_v1(&[root]);
     let prefix = if v2.is_some() { car::V2_PREFIX_LEN } else { 0 };
-    let moved = header.len() != placeholder.len();
+    let moved = header.len() != provisional.len();
     if moved {
         // The root's length was not the one predicted (a raw-leaf root under CIDv0): move the
         // sections to make room for the real header.
@@ -367,7 +352,7 @@ fn finish_produced(
         fresh.write_all(&header)?;
         // `file` was created write-only: read the sections back through a new handle.
         let mut old = File::open(path)?;
-        old.seek(SeekFrom::Start(prefix + placeholder.len() as u64))?;
+        old.seek(SeekFrom::Start(prefix + provisional.len() as u64))?;
         std::io::copy(&mut old, &mut fresh)?;
         fresh.flush()?;
         drop(fresh);
@@ -388,7 +373,11 @@ fn finish_produced(
     let bytes = file.metadata()?.len();
     drop(file);
     // The bytes that changed after they went through commP all sit in the first quad.
-    let piece = if moved { piece_of_file(path)? } else { commp.finish_with_prefix(&first)? };
+    let piece = if moved {
+        crate::piece_cmd::piece_of_file(path)?
+    } else {
+        commp.finish_with_prefix(&first)?
+    };
     Ok(Written { bytes, piece })
 }
 

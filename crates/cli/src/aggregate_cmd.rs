@@ -4,13 +4,13 @@
 
 use std::{
     fs::File,
-    io::{BufWriter, Read, Write},
+    io::{BufWriter, Write},
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result, bail};
 use estuary_piece::{
-    CommP, PieceCid, PieceInfo,
+    PieceCid, PieceInfo,
     aggregate::{self, Aggregate, InclusionProof, MerkleProof},
     fr32,
 };
@@ -82,20 +82,6 @@ fn from_json(p: &ProofJson) -> Result<MerkleProof> {
     Ok(MerkleProof { index: p.index, path })
 }
 
-fn piece_of(path: &Path) -> Result<PieceInfo> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut c = CommP::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        c.update(&buf[..n]);
-    }
-    c.finish().with_context(|| path.display().to_string())
-}
-
 /// Parses a size such as `1048576`, `32GiB`, `512MiB` or `8KiB`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -116,7 +102,8 @@ pub fn aggregate(files: &[PathBuf], deal_size: u64, out: Option<&Path>) -> Resul
     if files.is_empty() {
         bail!("give at least one file to aggregate");
     }
-    let pieces: Vec<PieceInfo> = files.iter().map(|f| piece_of(f)).collect::<Result<_>>()?;
+    let pieces: Vec<PieceInfo> =
+        files.iter().map(|f| crate::piece_cmd::piece_of_file(f)).collect::<Result<_>>()?;
     let agg = Aggregate::build(
         &pieces.iter().map(|p| (p.commp, p.height())).collect::<Vec<_>>(),
         deal_size,

@@ -3,7 +3,7 @@
 use std::{fs::File, io::Read, path::Path};
 
 use anyhow::{Context, Result};
-use estuary_piece::{CommP, PieceCid};
+use estuary_piece::{CommP, PieceCid, PieceInfo};
 use serde::Serialize;
 
 /// What `estuary piece --json` prints.
@@ -19,11 +19,11 @@ pub struct PieceReport {
     pub payload_size: u64,
 }
 
-/// Streams `path` through commP.
-pub fn piece(path: &Path) -> Result<PieceReport> {
+/// Streams `path` through commP, 16 MiB at a time (large reads let commP hash whole subtrees
+/// on every core).
+pub fn piece_of_file(path: &Path) -> Result<PieceInfo> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut commp = CommP::new();
-    // Large reads let commP hash whole subtrees on every core.
     let mut buf = vec![0u8; 16 << 20];
     loop {
         let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
@@ -32,7 +32,12 @@ pub fn piece(path: &Path) -> Result<PieceReport> {
         }
         commp.update(&buf[..n]);
     }
-    let info = commp.finish().with_context(|| path.display().to_string())?;
+    commp.finish().with_context(|| path.display().to_string())
+}
+
+/// `estuary piece FILE`.
+pub fn piece(path: &Path) -> Result<PieceReport> {
+    let info = piece_of_file(path)?;
     Ok(PieceReport {
         piece_cid_v1: PieceCid::v1(&info).to_string(),
         piece_cid_v2: PieceCid::v2(&info).to_string(),

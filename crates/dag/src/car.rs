@@ -2,7 +2,7 @@
 //!
 //! Writing is a pair of pure functions ([`header_v1`], [`CarWriter::section`]) so a caller can
 //! stream an archive as blocks are produced. The root CID is known only at the end of an import;
-//! the CLI writes a header for a placeholder root of the same length and patches it when the root
+//! the CLI writes a header for a provisional root of the same length and patches it when the root
 //! is known (the way `@ipld/car`'s `updateRootsInFile` does), which keeps every byte after the
 //! header in place. A sink that cannot seek receives the archive in `dfs` order instead, from a
 //! store that already holds the blocks.

@@ -79,7 +79,7 @@ fn every_car_form_reports_the_piece_of_its_bytes() {
     tree(&input);
     let small = tmp.path().join("small.txt");
     std::fs::write(&small, b"one chunk").unwrap();
-    // The last case writes a raw-leaf root under CIDv0: longer than the placeholder header.
+    // The last case writes a raw-leaf root under CIDv0: longer than the provisional header.
     let cases: [(&Path, &[&str]); 5] = [
         (&input, &["--car-version", "1"]),
         (&input, &["--car-version", "2"]),

@@ -6,17 +6,7 @@ use std::{path::PathBuf, process::Command};
 use estuary_cli::devnet::repo_root;
 use serde_json::Value;
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use crate::support::noise;
 
 #[test]
 fn piece_matches_data_segment() {

@@ -15,17 +15,9 @@ use sha2::{Digest, Sha256};
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 
-/// Deterministic bytes that do not repeat (so no two leaves share a CID).
+/// Test data sized in `u64`, as the sizes here are.
 fn noise(len: u64, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    crate::support::noise(usize::try_from(len).unwrap(), seed)
 }
 
 fn write(path: &Path, bytes: &[u8]) {

@@ -123,3 +123,16 @@ impl OracleProcess {
         self.child.kill().await.unwrap();
     }
 }
+
+/// Deterministic bytes that do not repeat (xorshift64), so no two chunks share a CID.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
