@@ -1,10 +1,11 @@
 //! Estuary's browser node, compiled to WebAssembly and run in a Web Worker.
 //!
 //! This crate is a binding layer only: every rule lives in the format crates
-//! (`estuary-dag`), and each function here converts JavaScript values in, calls them, and turns
+//! (`estuary-dag`, `estuary-piece`), and each function here converts JavaScript values in, calls them, and turns
 //! their typed errors into real JavaScript `Error`s with clear messages.
 
 use estuary_dag::CidInfo;
+use estuary_piece::{CommP, PieceCid};
 use js_sys::{Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
@@ -58,4 +59,68 @@ fn cid_object(info: &CidInfo) -> Object {
 fn set(target: &Object, key: &str, value: &JsValue) {
     // Defining a property on a fresh plain object cannot fail.
     let _ = Reflect::set(target, &JsValue::from_str(key), value);
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const PIECE_INFO_TS: &str = r#"
+/** A computed piece. Sizes are exact up to 2^53 bytes (pieces stop at 64 GiB). */
+export interface PieceInfo {
+  /** Piece CID v1 (`baga…`); its size travels separately. */
+  pieceCidV1: string;
+  /** Piece CID v2 (FRC-0069, `bafkzcib…`), which carries the sizes. */
+  pieceCidV2: string;
+  /** Padded piece size: a power of two of at least 128. */
+  paddedSize: number;
+  /** Payload bytes committed to. */
+  payloadSize: number;
+}
+"#;
+
+/// Streaming Filecoin piece commitment: `update` with chunks as they are read, then `finish`.
+/// Memory stays constant whatever the size.
+#[wasm_bindgen]
+#[derive(Default)]
+pub struct PieceHasher {
+    inner: Option<CommP>,
+}
+
+#[wasm_bindgen]
+impl PieceHasher {
+    /// A hasher that has seen nothing.
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Self {
+        Self { inner: Some(CommP::new()) }
+    }
+
+    /// Adds bytes. Throws once `finish` has been called.
+    pub fn update(&mut self, bytes: &[u8]) -> Result<(), JsError> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| JsError::new("this PieceHasher has already finished"))?
+            .update(bytes);
+        Ok(())
+    }
+
+    /// Bytes added so far.
+    #[wasm_bindgen(getter, js_name = payloadSize)]
+    pub fn payload_size(&self) -> f64 {
+        self.inner.as_ref().map_or(0.0, |c| c.payload_size() as f64)
+    }
+
+    /// The piece. Throws for fewer than 65 bytes (no commitment is defined) or after a first
+    /// `finish`.
+    #[wasm_bindgen(unchecked_return_type = "PieceInfo")]
+    pub fn finish(&mut self) -> Result<Object, JsError> {
+        let commp = self
+            .inner
+            .take()
+            .ok_or_else(|| JsError::new("this PieceHasher has already finished"))?;
+        let info = commp.finish().map_err(|e| JsError::new(&e.to_string()))?;
+        let out = Object::new();
+        set(&out, "pieceCidV1", &JsValue::from_str(&PieceCid::v1(&info).to_string()));
+        set(&out, "pieceCidV2", &JsValue::from_str(&PieceCid::v2(&info).to_string()));
+        set(&out, "paddedSize", &JsValue::from_f64(info.padded_size as f64));
+        set(&out, "payloadSize", &JsValue::from_f64(info.payload_size as f64));
+        Ok(out)
+    }
 }

@@ -46,3 +46,40 @@ fn parse_cid_throws_a_real_error() {
     let err: js_sys::Error = err.dyn_into().unwrap();
     assert_eq!(String::from(err.message()), "CID is empty");
 }
+
+#[wasm_bindgen_test]
+fn piece_hasher_matches_lotus_vectors() {
+    // go-fil-commp-hashhash testdata: 127 bytes of 0xCC, and 1016 zero bytes.
+    let mut h = estuary_node::PieceHasher::new();
+    h.update(&[0xcc; 100]).unwrap();
+    h.update(&[0xcc; 27]).unwrap();
+    let info: JsValue = h.finish().unwrap().into();
+    assert_eq!(
+        get(&info, "pieceCidV1").as_string().as_deref(),
+        Some("baga6ea4seaqmfldjtozgne6adk7eve2vdxte7vzlivae7nzsbrawobo546zkijq")
+    );
+    assert_eq!(
+        get(&info, "pieceCidV2").as_string().as_deref(),
+        Some("bafkzcibcaabmfldjtozgne6adk7eve2vdxte7vzlivae7nzsbrawobo546zkijq")
+    );
+    assert_eq!(get(&info, "paddedSize").as_f64(), Some(128.0));
+
+    let mut h = estuary_node::PieceHasher::new();
+    h.update(&[0u8; 1016]).unwrap();
+    let info: JsValue = h.finish().unwrap().into();
+    assert_eq!(
+        get(&info, "pieceCidV1").as_string().as_deref(),
+        Some("baga6ea4seaqb66wjlfkrbye6uqoemcyxmqylwmrm235uclwfpsyx3ge2imidoly")
+    );
+    assert_eq!(get(&info, "payloadSize").as_f64(), Some(1016.0));
+}
+
+#[wasm_bindgen_test]
+fn piece_hasher_errors_are_real_errors() {
+    let mut h = estuary_node::PieceHasher::new();
+    h.update(&[1; 10]).unwrap();
+    let err: js_sys::Error = JsValue::from(h.finish().unwrap_err()).dyn_into().unwrap();
+    assert!(String::from(err.message()).contains("at least 65 bytes"));
+    let again: js_sys::Error = JsValue::from(h.update(&[1]).unwrap_err()).dyn_into().unwrap();
+    assert!(String::from(again.message()).contains("already finished"));
+}
