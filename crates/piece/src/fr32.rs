@@ -33,7 +33,7 @@ pub fn unpad_quad(input: &[u8; QUAD], out: &mut [u8; QUAD_PAYLOAD]) {
     let mut acc: u32 = 0;
     let mut bits = 0;
     let mut o = 0;
-    for (word, chunk) in input.chunks_exact(32).enumerate() {
+    for chunk in input.chunks_exact(32) {
         for (i, &byte) in chunk.iter().enumerate() {
             let keep = if i == 31 { 6 } else { 8 };
             acc |= u32::from(byte & ((1u16 << keep) - 1) as u8) << bits;
@@ -45,7 +45,6 @@ pub fn unpad_quad(input: &[u8; QUAD], out: &mut [u8; QUAD_PAYLOAD]) {
                 o += 1;
             }
         }
-        let _ = word;
     }
 }
 
