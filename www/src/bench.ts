@@ -1,0 +1,74 @@
+// Piece commitment in this browser, side by side: Estuary's wasm PieceHasher, the npm
+// `fr32-sha2-256-trunc254-padded-binary-tree-multihash` (Rust → wasm) and
+// `@web3-storage/data-segment` (JavaScript), on the same bytes. Driven by tests/bench/piece-browser.mjs.
+import { Piece } from '@web3-storage/data-segment';
+import * as Fr32Hasher from 'fr32-sha2-256-trunc254-padded-binary-tree-multihash';
+import init, { PieceHasher } from './generated/node/estuary_node.js';
+
+interface Result {
+  name: string;
+  seconds: number;
+  mbPerS: number;
+  piece: string;
+}
+
+declare global {
+  interface Window {
+    __bench?: { results: Result[]; error?: string; done: boolean; size: number };
+  }
+}
+
+const out = document.getElementById('out')!;
+const size = Number(new URLSearchParams(location.search).get('mib') ?? '100') * 1024 * 1024;
+
+function data(): Uint8Array {
+  const bytes = new Uint8Array(size);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+  return bytes;
+}
+
+async function time(name: string, run: () => Promise<string> | string): Promise<Result> {
+  const started = performance.now();
+  const piece = await run();
+  const seconds = (performance.now() - started) / 1000;
+  return { name, seconds, mbPerS: size / 1e6 / seconds, piece };
+}
+
+async function main(): Promise<void> {
+  window.__bench = { results: [], done: false, size };
+  await init();
+  const bytes = data();
+  const chunk = 1 << 20;
+  const results = window.__bench.results;
+  results.push(
+    await time('estuary PieceHasher (wasm)', () => {
+      const h = new PieceHasher();
+      for (let i = 0; i < bytes.length; i += chunk) h.update(bytes.subarray(i, i + chunk));
+      return h.finish().pieceCidV2;
+    }),
+  );
+  results.push(
+    await time('fr32-sha2-256-trunc254-padded-binary-tree-multihash (wasm)', () => {
+      const h = Fr32Hasher.create();
+      for (let i = 0; i < bytes.length; i += chunk) h.write(bytes.subarray(i, i + chunk));
+      const digest = new Uint8Array(h.multihashByteLength());
+      h.digestInto(digest, 0, true);
+      h.free();
+      return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+    }),
+  );
+  results.push(await time('@web3-storage/data-segment (JS)', () => Piece.fromPayload(bytes).link.toString()));
+  out.textContent = JSON.stringify(results, null, 2);
+  window.__bench.done = true;
+}
+
+main().catch((e) => {
+  window.__bench = { results: window.__bench?.results ?? [], error: String(e), done: true, size };
+  out.textContent = String(e);
+});
