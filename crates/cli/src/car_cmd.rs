@@ -93,8 +93,7 @@ fn verify_v2_index(path: &Path, car: &IndexedCar) -> Result<Option<usize>> {
     let mut file = File::open(path)?;
     let mut prefix = [0u8; 51];
     file.read_exact(&mut prefix)?;
-    let word = |i: usize| u64::from_le_bytes(prefix[i..i + 8].try_into().unwrap_or([0; 8]));
-    let (data_offset, index_offset) = (word(27), word(43));
+    let car::V2Header { data_offset, index_offset, .. } = car::V2Header::from_prefix(&prefix)?;
     if index_offset == 0 {
         return Ok(None);
     }

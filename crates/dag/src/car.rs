@@ -213,17 +213,49 @@ pub const V2_PREFIX_LEN: u64 = 51;
 /// Multicodec code of the `MultihashIndexSorted` CARv2 index.
 pub const MULTIHASH_INDEX_SORTED: u64 = 0x0401;
 
+/// The fixed CARv2 header that follows the pragma (its 16 characteristics bytes are left zero
+/// when written, as go-car writes them, and ignored when read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct V2Header {
+    /// Where the CARv1 payload starts, from the start of the file.
+    pub data_offset: u64,
+    /// The payload's length.
+    pub data_size: u64,
+    /// Where the index starts, or 0 for none.
+    pub index_offset: u64,
+}
+
+impl V2Header {
+    /// Reads the 40 header bytes (all fields little-endian).
+    pub fn parse(bytes: &[u8; 40]) -> Self {
+        let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or([0; 8]));
+        Self { data_offset: word(16), data_size: word(24), index_offset: word(32) }
+    }
+
+    /// Reads a file's first 51 bytes: the pragma and the header.
+    pub fn from_prefix(prefix: &[u8; 51]) -> Result<Self, CarError> {
+        if prefix[..11] != V2_PRAGMA {
+            return Err(CarError::BadV2Header("not a CARv2 pragma".into()));
+        }
+        Ok(Self::parse(prefix[11..].try_into().unwrap_or(&[0; 40])))
+    }
+
+    /// The pragma and header, ready to be the first 51 bytes of a file.
+    pub fn to_prefix(&self) -> [u8; 51] {
+        let mut out = [0u8; 51];
+        out[..11].copy_from_slice(&V2_PRAGMA);
+        out[27..35].copy_from_slice(&self.data_offset.to_le_bytes());
+        out[35..43].copy_from_slice(&self.data_size.to_le_bytes());
+        out[43..51].copy_from_slice(&self.index_offset.to_le_bytes());
+        out
+    }
+}
+
 /// The CARv2 pragma and header for a payload of `data_size` bytes right after them, with the
-/// index (if `has_index`) right after the payload. Characteristics are left zero, as go-car
-/// writes them.
+/// index (if `has_index`) right after the payload.
 pub fn v2_prefix(data_size: u64, has_index: bool) -> [u8; 51] {
-    let mut out = [0u8; 51];
-    out[..11].copy_from_slice(&V2_PRAGMA);
-    out[27..35].copy_from_slice(&V2_PREFIX_LEN.to_le_bytes());
-    out[35..43].copy_from_slice(&data_size.to_le_bytes());
     let index_offset = if has_index { V2_PREFIX_LEN + data_size } else { 0 };
-    out[43..51].copy_from_slice(&index_offset.to_le_bytes());
-    out
+    V2Header { data_offset: V2_PREFIX_LEN, data_size, index_offset }.to_prefix()
 }
 
 /// A `MultihashIndexSorted` index (with its codec prefix) of `(cid, offset)` records, where an
@@ -352,9 +384,13 @@ pub enum CarItem {
 enum Stage {
     Header,
     V2Header,
-    /// Skip bytes up to the CARv1 payload, then read `data_size` bytes of it.
+    /// Skip bytes up to the CARv1 payload of `data_size` bytes.
     V2Skip {
         skip: u64,
+        data_size: u64,
+    },
+    /// The CARv1 payload's header.
+    V2Payload {
         data_size: u64,
     },
     /// Read sections; `remaining` bounds a CARv2 payload.
@@ -376,13 +412,12 @@ pub struct CarDecoder {
     /// Offset in the stream of `buf[start]`.
     offset: u64,
     stage: Stage,
-    version: u64,
 }
 
 impl CarDecoder {
     /// A decoder with `limits`.
     pub fn new(limits: CarLimits) -> Self {
-        Self { limits, buf: Vec::new(), start: 0, offset: 0, stage: Stage::Header, version: 1 }
+        Self { limits, buf: Vec::new(), start: 0, offset: 0, stage: Stage::Header }
     }
 
     /// Adds input. Call [`next_item`](Self::next_item) until it returns `Ok(None)` before pushing more, so
@@ -410,81 +445,53 @@ impl CarDecoder {
             match self.stage {
                 Stage::Done => return Ok(None),
                 Stage::Header => {
-                    let Some((len, n)) = self.varint()? else {
-                        return Ok(None);
-                    };
-                    if len > self.limits.max_header as u64 {
-                        return Err(CarError::HeaderTooLarge { len, max: self.limits.max_header });
-                    }
-                    let total = n + len as usize;
-                    if self.pending().len() < total {
-                        return Ok(None);
-                    }
+                    let Some((n, total)) = self.header_frame()? else { return Ok(None) };
                     if self.pending()[..total] == V2_PRAGMA {
                         self.consume(total);
                         self.stage = Stage::V2Header;
-                        self.version = 2;
                         continue;
                     }
                     let header = decode_header(&self.pending()[n..total], &self.limits)?;
-                    if header.version != 1 {
-                        return Err(CarError::UnsupportedVersion(header.version));
-                    }
                     self.consume(total);
-                    if let Stage::Header = self.stage {
-                        self.stage = Stage::Sections { remaining: None };
-                    }
+                    self.stage = Stage::Sections { remaining: None };
                     return Ok(Some(CarItem::Header(CarHeader {
-                        version: self.version,
+                        version: 1,
                         roots: header.roots,
                     })));
                 }
                 Stage::V2Header => {
-                    if self.pending().len() < 40 {
-                        return Ok(None);
-                    }
-                    let h = &self.pending()[..40];
-                    let word =
-                        |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap_or([0; 8]));
-                    let (data_offset, data_size) = (word(16), word(24));
+                    let Some(bytes) = self.pending().get(..40) else { return Ok(None) };
+                    let header = V2Header::parse(bytes.try_into().unwrap_or(&[0; 40]));
                     let here = self.offset + 40;
-                    if data_offset < here {
-                        return Err(CarError::BadV2Header(format!(
-                            "data offset {data_offset} points into the header"
-                        )));
-                    }
+                    let skip = header.data_offset.checked_sub(here).ok_or_else(|| {
+                        CarError::BadV2Header(format!(
+                            "data offset {} points into the header",
+                            header.data_offset
+                        ))
+                    })?;
                     self.consume(40);
-                    self.stage = Stage::V2Skip { skip: data_offset - here, data_size };
+                    self.stage = Stage::V2Skip { skip, data_size: header.data_size };
                 }
                 Stage::V2Skip { skip, data_size } => {
-                    let available = self.pending().len() as u64;
-                    let n = skip.min(available);
+                    let n = skip.min(self.pending().len() as u64);
                     self.consume(n as usize);
                     if n < skip {
                         self.stage = Stage::V2Skip { skip: skip - n, data_size };
                         return Ok(None);
                     }
+                    self.stage = Stage::V2Payload { data_size };
+                }
+                Stage::V2Payload { data_size } => {
                     // The payload is a complete CARv1, header first.
-                    self.stage = Stage::Sections { remaining: Some(data_size) };
-                    let Some((len, n)) = self.varint()? else {
-                        self.stage = Stage::V2Skip { skip: 0, data_size };
-                        return Ok(None);
-                    };
-                    if len > self.limits.max_header as u64 {
-                        return Err(CarError::HeaderTooLarge { len, max: self.limits.max_header });
-                    }
-                    let total = n + len as usize;
-                    if self.pending().len() < total {
-                        self.stage = Stage::V2Skip { skip: 0, data_size };
-                        return Ok(None);
-                    }
-                    let header = decode_header(&self.pending()[n..total], &self.limits)?;
-                    if header.version != 1 {
-                        return Err(CarError::BadV2Header(format!(
-                            "inner header has version {}",
-                            header.version
-                        )));
-                    }
+                    let Some((n, total)) = self.header_frame()? else { return Ok(None) };
+                    let header = decode_header(&self.pending()[n..total], &self.limits).map_err(
+                        |e| match e {
+                            CarError::UnsupportedVersion(v) => {
+                                CarError::BadV2Header(format!("inner header has version {v}"))
+                            }
+                            e => e,
+                        },
+                    )?;
                     if total as u64 > data_size {
                         return Err(CarError::BadV2Header(
                             "inner header is larger than the data size".into(),
@@ -547,6 +554,17 @@ impl CarDecoder {
             Stage::Sections { remaining: None } if self.pending().is_empty() => Ok(()),
             _ => Err(CarError::Truncated(self.offset + self.pending().len() as u64)),
         }
+    }
+
+    /// The next length-prefixed header at the front of the pending input, within the header
+    /// limit: (length of the prefix, length of prefix and header), or `None` if incomplete.
+    fn header_frame(&self) -> Result<Option<(usize, usize)>, CarError> {
+        let Some((len, n)) = self.varint()? else { return Ok(None) };
+        if len > self.limits.max_header as u64 {
+            return Err(CarError::HeaderTooLarge { len, max: self.limits.max_header });
+        }
+        let total = n + len as usize;
+        Ok((self.pending().len() >= total).then_some((n, total)))
     }
 
     /// A varint at the front of the pending input, or `None` if it may be incomplete.

@@ -163,7 +163,11 @@ fn estimate(opts: &ImportOptions, entries: &[(String, Imported, bool)]) -> usize
         .sum::<usize>()
         + match opts.shard_strategy {
             ShardStrategy::LinksBytes => 0,
-            ShardStrategy::BlockBytes => 4, // the Data field: 0x0a 0x02 0x08 0x01
+            // The node's Data field: the directory's UnixFS metadata, length-prefixed.
+            ShardStrategy::BlockBytes => {
+                let data = UnixFsData::new(DataType::Directory).encode().len();
+                1 + crate::varint::encoded_len(data as u64) + data
+            }
         }
 }
 

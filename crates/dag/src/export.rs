@@ -83,18 +83,19 @@ pub enum ExportError {
     },
 }
 
-enum Node {
-    Raw(Vec<u8>),
+/// A loaded block: a raw leaf keeps the source's bytes (no copy); dag-pb is decoded.
+enum Node<B> {
+    Raw(B),
     Pb(PbNode, UnixFsData),
 }
 
 fn load<B: AsRef<[u8]>>(
     cid: &Cid,
     get: &mut impl FnMut(&Cid) -> Option<B>,
-) -> Result<Node, ExportError> {
+) -> Result<Node<B>, ExportError> {
     let bytes = get(cid).ok_or(ExportError::Missing(*cid))?;
     match cid.codec() {
-        RAW => Ok(Node::Raw(bytes.as_ref().to_vec())),
+        RAW => Ok(Node::Raw(bytes)),
         DAG_PB => {
             let node = PbNode::decode(bytes.as_ref())
                 .map_err(|source| ExportError::Pb { cid: *cid, source })?;
@@ -186,7 +187,7 @@ pub fn file_size<B: AsRef<[u8]>>(
     mut get: impl FnMut(&Cid) -> Option<B>,
 ) -> Result<u64, ExportError> {
     match load(&cid, &mut get)? {
-        Node::Raw(data) => Ok(data.len() as u64),
+        Node::Raw(data) => Ok(data.as_ref().len() as u64),
         Node::Pb(_, meta) if matches!(meta.kind, DataType::File | DataType::Raw) => {
             Ok(meta.filesize.unwrap_or_else(|| {
                 meta.blocksizes.iter().sum::<u64>()
@@ -243,6 +244,7 @@ fn copy<B: AsRef<[u8]>>(
     };
     match load(cid, get)? {
         Node::Raw(data) => {
+            let data = data.as_ref();
             if let Some(e) = expected
                 && e != data.len() as u64
             {
@@ -251,7 +253,7 @@ fn copy<B: AsRef<[u8]>>(
                     data.len()
                 )));
             }
-            emit(&data, offset, out);
+            emit(data, offset, out);
         }
         Node::Pb(node, meta) => {
             if !matches!(meta.kind, DataType::File | DataType::Raw) {

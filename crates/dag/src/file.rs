@@ -53,11 +53,6 @@ impl FileBuilder {
         })
     }
 
-    /// File bytes pushed so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.leaves * self.opts.chunk_size as u64 + self.chunk.len() as u64
-    }
-
     /// Adds file bytes; every block completed is handed to `out` (children before parents).
     pub fn push(&mut self, mut data: &[u8], out: &mut impl FnMut(Block)) {
         let size = self.opts.chunk_size;
