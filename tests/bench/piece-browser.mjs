@@ -5,6 +5,7 @@
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
+import { CID } from 'multiformats/cid';
 import { launchBrowser, root } from '../e2e/support.mjs';
 
 const mib = Number(process.argv[2] ?? 100);
@@ -36,8 +37,16 @@ try {
   for (const r of bench.results) {
     console.log(`| ${r.name} | ${r.seconds.toFixed(2)} | ${r.mbPerS.toFixed(1)} | ${r.piece.slice(0, 24)}… |`);
   }
-  const [ours, fr32, ds] = bench.results;
-  console.log(`\nestuary / fr32 npm: ${(ours.mbPerS / fr32.mbPerS).toFixed(2)}×; estuary / data-segment: ${(ours.mbPerS / ds.mbPerS).toFixed(1)}×`);
+  const [one, many, fr32, ds] = bench.results;
+  const pieces = new Set([one.piece, many.piece, ds.piece]);
+  // The fr32 package reports the FRC-0069 multihash in hex: the v2 piece CID's multihash.
+  const multihash = Buffer.from(CID.parse(one.piece).multihash.bytes).toString('hex');
+  if (pieces.size !== 1 || multihash !== fr32.piece) {
+    throw new Error(`the hashers disagree: ${[...pieces].join(', ')}, fr32 ${fr32.piece}`);
+  }
+  for (const ours of [one, many]) {
+    console.log(`\n${ours.name}: ${(ours.mbPerS / fr32.mbPerS).toFixed(2)}× fr32 npm, ${(ours.mbPerS / ds.mbPerS).toFixed(1)}× data-segment`);
+  }
 } finally {
   await browser.close();
   server.close();

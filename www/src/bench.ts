@@ -3,7 +3,8 @@
 // `@web3-storage/data-segment` (JavaScript), on the same bytes. Driven by tests/bench/piece-browser.mjs.
 import { Piece } from '@web3-storage/data-segment';
 import * as Fr32Hasher from 'fr32-sha2-256-trunc254-padded-binary-tree-multihash';
-import init, { PieceHasher } from './generated/node/estuary_node.js';
+import init, { PieceHasher, pieceRunPayload } from './generated/node/estuary_node.js';
+import { ParallelPieceHasher, PieceWorkerPool } from './sdk/piece';
 
 interface Result {
   name: string;
@@ -53,6 +54,15 @@ async function main(): Promise<void> {
       return h.finish().pieceCidV2;
     }),
   );
+  const pool = await PieceWorkerPool.start();
+  results.push(
+    await time(`estuary ParallelPieceHasher (wasm, ${pool.size} workers)`, async () => {
+      const h = new ParallelPieceHasher(pool, { PieceHasher, pieceRunPayload });
+      for (let i = 0; i < bytes.length; i += chunk) await h.update(bytes.subarray(i, i + chunk));
+      return (await h.finish()).pieceCidV2;
+    }),
+  );
+  pool.close();
   results.push(
     await time('fr32-sha2-256-trunc254-padded-binary-tree-multihash (wasm)', () => {
       const h = Fr32Hasher.create();

@@ -37,6 +37,14 @@ const ui = {
   requestRequester: el('request-requester'),
   requestTx: el('request-tx'),
   requestStatus: el('request-status'),
+  pieceFile: el<HTMLInputElement>('piece-file'),
+  pieceProgress: el<HTMLProgressElement>('piece-progress'),
+  pieceResult: el('piece-result'),
+  pieceV2: el('piece-v2'),
+  pieceV1: el('piece-v1'),
+  piecePadded: el('piece-padded'),
+  pieceSpeed: el('piece-speed'),
+  pieceMessage: el('piece-message'),
 };
 
 let node: EstuaryNode | undefined;
@@ -133,7 +141,34 @@ async function guarded(work: () => Promise<unknown>): Promise<void> {
   }
 }
 
+async function pieceOfFile(): Promise<void> {
+  const file = ui.pieceFile.files?.[0];
+  if (!node || !file) return;
+  ui.pieceResult.hidden = true;
+  ui.pieceMessage.textContent = '';
+  ui.pieceProgress.hidden = false;
+  ui.pieceProgress.value = 0;
+  const started = performance.now();
+  try {
+    const piece = await node.pieceOf(file, {
+      onProgress: ({ bytes }) => (ui.pieceProgress.value = file.size ? bytes / file.size : 1),
+    });
+    const seconds = (performance.now() - started) / 1000;
+    ui.pieceV2.textContent = piece.pieceCidV2;
+    ui.pieceV1.textContent = piece.pieceCidV1;
+    ui.piecePadded.textContent = `${piece.paddedSize} bytes (payload ${piece.payloadSize})`;
+    ui.pieceSpeed.textContent = `${(file.size / 1e6 / Math.max(seconds, 1e-3)).toFixed(1)} MB/s`;
+    ui.pieceResult.hidden = false;
+  } catch (e) {
+    ui.pieceMessage.textContent = e instanceof Error ? e.message : String(e);
+    ui.pieceMessage.className = 'message error';
+  } finally {
+    ui.pieceProgress.hidden = true;
+  }
+}
+
 ui.cid.addEventListener('input', () => void validate());
+ui.pieceFile.addEventListener('change', () => void pieceOfFile());
 ui.form.addEventListener('submit', (event) => {
   event.preventDefault();
   void guarded(pin);

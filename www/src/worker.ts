@@ -1,12 +1,25 @@
 /// <reference lib="webworker" />
 // The browser node: Estuary's Rust core compiled to WebAssembly, run off the main thread.
-import init, { parseCid } from './generated/node/estuary_node.js';
-import type { Hello, Method, NodeMethods, Request, Response } from './sdk/protocol';
+import init, { PieceHasher, parseCid, pieceRunPayload } from './generated/node/estuary_node.js';
+import { PieceWorkerPool, pieceOfBlob } from './sdk/piece';
+import type { Hello, Method, NodeMethods, PieceProgress, Request, Response } from './sdk/protocol';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 
-const methods: { [M in Method]: (...args: NodeMethods[M][0]) => NodeMethods[M][1] } = {
-  parseCid: (text) => parseCid(text),
+/** Helper workers for piece hashing, started on first use (one per logical core). */
+let pool: Promise<PieceWorkerPool> | undefined;
+
+type Handler<M extends Method> = (
+  progress: (p: PieceProgress) => void,
+  ...args: NodeMethods[M][0]
+) => NodeMethods[M][1] | Promise<NodeMethods[M][1]>;
+
+const methods: { [M in Method]: Handler<M> } = {
+  parseCid: (_progress, text) => parseCid(text),
+  pieceOf: async (progress, blob) => {
+    pool ??= PieceWorkerPool.start();
+    return pieceOfBlob(blob, await pool, { PieceHasher, pieceRunPayload }, progress);
+  },
 };
 
 function errorOf(e: unknown): { name: string; message: string } {
@@ -21,13 +34,14 @@ async function start(): Promise<void> {
     scope.postMessage({ hello: 'failed', message: errorOf(e).message } satisfies Hello);
     return;
   }
-  scope.onmessage = (event: MessageEvent<Request>) => {
+  scope.onmessage = async (event: MessageEvent<Request>) => {
     const { id, method, args } = event.data;
+    const progress = (p: PieceProgress) => scope.postMessage({ id, progress: p } satisfies Response);
     let response: Response;
     try {
       const fn = methods[method] as (...a: unknown[]) => unknown;
       if (typeof fn !== 'function') throw new Error(`unknown method ${String(method)}`);
-      response = { id, ok: true, value: fn(...args) };
+      response = { id, ok: true, value: await fn(progress, ...args) };
     } catch (e) {
       response = { id, ok: false, error: errorOf(e) };
     }

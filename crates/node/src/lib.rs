@@ -101,13 +101,37 @@ impl PieceHasher {
         Ok(())
     }
 
+    /// Adds runs hashed elsewhere (by [`piece_run_roots`], typically in other workers): `roots` is
+    /// their 32-byte roots, concatenated. Throws unless the bytes added so far end at a run
+    /// boundary past the first run (see `atRunBoundary`).
+    #[wasm_bindgen(js_name = pushRunRoots)]
+    pub fn push_run_roots(&mut self, roots: &[u8]) -> Result<(), JsError> {
+        let (nodes, rest) = roots.as_chunks::<32>();
+        if !rest.is_empty() {
+            return Err(JsError::new("run roots are 32 bytes each"));
+        }
+        self.inner
+            .as_mut()
+            .ok_or_else(|| JsError::new("this PieceHasher has already finished"))?
+            .push_run_roots(nodes)
+            .map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// Whether the bytes added so far end at a run boundary past the first run, where
+    /// `pushRunRoots` may be called.
+    #[wasm_bindgen(getter, js_name = atRunBoundary)]
+    pub fn at_run_boundary(&self) -> bool {
+        self.inner.as_ref().is_some_and(CommP::at_run_boundary)
+    }
+
     /// Bytes added so far.
     #[wasm_bindgen(getter, js_name = payloadSize)]
     pub fn payload_size(&self) -> f64 {
         self.inner.as_ref().map_or(0.0, |c| c.payload_size() as f64)
     }
 
-    /// The piece. Throws for fewer than 65 bytes (no commitment is defined) or after a first
+    /// The piece (FRC-0069: fewer than 127 bytes, even none, are zero-padded to 127). Throws past
+    /// 64 GiB padded, or after a first
     /// `finish`.
     #[wasm_bindgen(unchecked_return_type = "PieceInfo")]
     pub fn finish(&mut self) -> Result<Object, JsError> {
@@ -123,4 +147,20 @@ impl PieceHasher {
         set(&out, "payloadSize", &JsValue::from_f64(info.payload_size as f64));
         Ok(out)
     }
+}
+
+/// Payload bytes per run: the unit [`piece_run_roots`] hashes and `PieceHasher.pushRunRoots`
+/// adds (260,096 bytes).
+#[wasm_bindgen(js_name = pieceRunPayload)]
+pub fn piece_run_payload() -> u32 {
+    estuary_piece::RUN_PAYLOAD as u32
+}
+
+/// The roots of consecutive runs of payload (a whole number of `pieceRunPayload()` bytes), 32
+/// bytes each, for a `PieceHasher` in another worker to add with `pushRunRoots`. Throws for a
+/// length that is not a whole number of runs.
+#[wasm_bindgen(js_name = pieceRunRoots)]
+pub fn piece_run_roots(bytes: &[u8]) -> Result<Uint8Array, JsError> {
+    let roots = estuary_piece::run_roots(bytes).map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(Uint8Array::from(roots.as_flattened()))
 }

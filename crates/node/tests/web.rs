@@ -76,10 +76,79 @@ fn piece_hasher_matches_lotus_vectors() {
 
 #[wasm_bindgen_test]
 fn piece_hasher_errors_are_real_errors() {
+    // FRC-0069: nothing at all is a piece too (127 bytes of padding).
     let mut h = estuary_node::PieceHasher::new();
-    h.update(&[1; 10]).unwrap();
+    let info: JsValue = h.finish().unwrap().into();
+    assert_eq!(
+        get(&info, "pieceCidV2").as_string().as_deref(),
+        Some("bafkzcibcp4bdomn3tgwgrh3g532zopskstnbrd2n3sxfqbze7rxt7vqn7veigmy")
+    );
     let err: js_sys::Error = JsValue::from(h.finish().unwrap_err()).dyn_into().unwrap();
-    assert!(String::from(err.message()).contains("at least 65 bytes"));
+    assert!(String::from(err.message()).contains("already finished"));
     let again: js_sys::Error = JsValue::from(h.update(&[1]).unwrap_err()).dyn_into().unwrap();
     assert!(String::from(again.message()).contains("already finished"));
+}
+
+/// A plain reference tree over `data` with the scalar node hash (no lanes, no runs).
+fn reference_commp(data: &[u8]) -> [u8; 32] {
+    use estuary_piece::commp::node;
+    use estuary_piece::fr32::pad_quad;
+    let quads = data.len().div_ceil(127);
+    let mut payload = data.to_vec();
+    payload.resize(quads.next_power_of_two() * 127, 0);
+    let mut layer: Vec<[u8; 32]> = Vec::new();
+    for quad in payload.chunks_exact(127) {
+        let mut fr = [0u8; 128];
+        pad_quad(quad.try_into().unwrap(), &mut fr);
+        layer.extend(fr.chunks_exact(32).map(|c| <[u8; 32]>::try_from(c).unwrap()));
+    }
+    while layer.len() > 1 {
+        layer = layer.chunks_exact(2).map(|p| node(&p[0], &p[1])).collect();
+    }
+    layer[0]
+}
+
+fn piece_cid_v1(commp: [u8; 32], payload: usize) -> String {
+    let padded = (payload.div_ceil(127) * 128).next_power_of_two() as u64;
+    let info =
+        estuary_piece::PieceInfo { commp, padded_size: padded, payload_size: payload as u64 };
+    estuary_piece::PieceCid::v1(&info).to_string()
+}
+
+/// The simd128 lanes and the runs give the plain tree's root, alone or split across "workers".
+#[wasm_bindgen_test]
+fn runs_and_lanes_match_a_plain_tree() {
+    let run = estuary_node::piece_run_payload() as usize;
+    let data: Vec<u8> =
+        (0..3 * run as u32 + 1000).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let want = piece_cid_v1(reference_commp(&data), data.len());
+
+    let mut h = estuary_node::PieceHasher::new();
+    for part in data.chunks(65_536) {
+        h.update(part).unwrap();
+    }
+    assert_eq!(get(&h.finish().unwrap().into(), "pieceCidV1").as_string().unwrap(), want);
+
+    let mut h = estuary_node::PieceHasher::new();
+    assert!(!h.at_run_boundary());
+    h.update(&data[..run]).unwrap();
+    assert!(h.at_run_boundary());
+    let roots = estuary_node::piece_run_roots(&data[run..3 * run]).unwrap();
+    assert_eq!(roots.length(), 64);
+    h.push_run_roots(&roots.to_vec()).unwrap();
+    h.update(&data[3 * run..]).unwrap();
+    assert_eq!(get(&h.finish().unwrap().into(), "pieceCidV1").as_string().unwrap(), want);
+}
+
+#[wasm_bindgen_test]
+fn run_misuse_throws() {
+    let err: JsValue = estuary_node::piece_run_roots(&[0; 10]).unwrap_err().into();
+    let err: js_sys::Error = err.dyn_into().unwrap();
+    assert!(String::from(err.message()).contains("whole number"));
+    let mut h = estuary_node::PieceHasher::new();
+    let err: JsValue = h.push_run_roots(&[0; 32]).unwrap_err().into();
+    let err: js_sys::Error = err.dyn_into().unwrap();
+    assert!(String::from(err.message()).contains("run boundary"));
+    let err: JsValue = h.push_run_roots(&[0; 31]).unwrap_err().into();
+    assert!(err.dyn_into::<js_sys::Error>().is_ok());
 }

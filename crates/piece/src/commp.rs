@@ -3,12 +3,11 @@
 use sha2::digest::generic_array::GenericArray;
 
 use crate::fr32::{QUAD, QUAD_PAYLOAD, pad_quad};
+use crate::lanes::root_in_place;
 
 /// A tree node: 32 bytes.
 pub type Node = [u8; 32];
 
-/// The smallest payload with a defined commitment (FRC-0069, go-fil-commp-hashhash).
-pub const MIN_PAYLOAD: u64 = 65;
 /// Tree levels of the largest piece Filecoin seals: 64 GiB padded, 2^31 leaves.
 pub const MAX_LEVELS: usize = 31;
 /// The largest padded piece.
@@ -20,15 +19,20 @@ pub const MAX_PAYLOAD: u64 = MAX_PADDED / 128 * 127;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PieceError {
-    /// Fewer than 65 bytes: the commitment is not defined.
-    #[error("a piece needs at least {MIN_PAYLOAD} bytes of payload, got {0}")]
-    TooSmall(u64),
     /// More than fits the largest piece (64 GiB padded).
     #[error("a piece holds at most {MAX_PAYLOAD} bytes of payload")]
     TooLarge,
     /// The prefix given at the end is longer than the quad kept aside for it.
     #[error("a prefix of {0} bytes is longer than the 127 bytes that can be replaced")]
     PrefixTooLong(usize),
+    /// [`run_roots`] was given a length that is not a whole number of runs.
+    #[error("{0} bytes are not a whole number of {RUN_PAYLOAD}-byte runs")]
+    NotWholeRuns(usize),
+    /// [`CommP::push_run_roots`] was called where the stream is not at a run boundary.
+    #[error(
+        "run roots can only be added at a run boundary past the first run, not after {0} bytes"
+    )]
+    NotAtRunBoundary(u64),
 }
 
 /// A computed piece: its commitment and sizes.
@@ -54,7 +58,7 @@ impl PieceInfo {
     }
 }
 
-const H0: [u32; 8] = [
+pub(crate) const H0: [u32; 8] = [
     0x6a09_e667,
     0xbb67_ae85,
     0x3c6e_f372,
@@ -111,26 +115,41 @@ fn quad_root(quad: &[u8; QUAD_PAYLOAD]) -> Node {
     node(&node(&leaf(0), &leaf(1)), &node(&leaf(2), &leaf(3)))
 }
 
-/// Quads per subtree hashed on its own thread (about 254 KiB of payload).
-#[cfg(not(target_arch = "wasm32"))]
-const PAR_QUADS: u64 = 1 << 11;
+/// Quads per run: the unit of batched (and, natively, parallel) hashing. A run is an aligned
+/// subtree of 2^13 leaves: 256 KiB of Fr32 output from 254 KiB of payload.
+pub const RUN_QUADS: u64 = 1 << 11;
+/// Payload bytes per run.
+pub const RUN_PAYLOAD: usize = RUN_QUADS as usize * QUAD_PAYLOAD;
+/// Tree level of a run's root, counted from the quad roots.
+const RUN_LEVEL: usize = RUN_QUADS.trailing_zeros() as usize;
 
-/// The root over exactly a power-of-two number of whole quads.
-#[cfg(not(target_arch = "wasm32"))]
-fn subtree_root(data: &[u8]) -> Node {
-    let mut stack: Vec<(u32, Node)> = Vec::with_capacity(16);
-    for quad in data.chunks_exact(QUAD_PAYLOAD) {
-        let mut item = (0u32, quad_root(quad.try_into().unwrap_or(&[0; QUAD_PAYLOAD])));
-        while let Some(&(level, left)) = stack.last() {
-            if level != item.0 {
-                break;
-            }
-            stack.pop();
-            item = (level + 1, node(&left, &item.1));
+/// Fr32-pads whole quads into `leaves` (four per quad).
+fn pad_into(payload: &[u8], leaves: &mut [Node]) {
+    for (quad, four) in payload.chunks_exact(QUAD_PAYLOAD).zip(leaves.chunks_exact_mut(4)) {
+        let mut fr = [0u8; QUAD];
+        pad_quad(quad.try_into().unwrap_or(&[0; QUAD_PAYLOAD]), &mut fr);
+        for (leaf, bytes) in four.iter_mut().zip(fr.chunks_exact(32)) {
+            leaf.copy_from_slice(bytes);
         }
-        stack.push(item);
     }
-    stack.pop().map_or([0; 32], |(_, n)| n)
+}
+
+/// The subtree roots of consecutive runs: `data` holds whole runs of [`RUN_PAYLOAD`] bytes.
+///
+/// Together with [`CommP::push_run_roots`] this lets several threads or Web Workers hash the
+/// runs of one stream while a single [`CommP`] keeps the tree.
+pub fn run_roots(data: &[u8]) -> Result<Vec<Node>, PieceError> {
+    if !data.len().is_multiple_of(RUN_PAYLOAD) {
+        return Err(PieceError::NotWholeRuns(data.len()));
+    }
+    let mut leaves = vec![[0u8; 32]; 4 * RUN_QUADS as usize];
+    Ok(data
+        .chunks_exact(RUN_PAYLOAD)
+        .map(|run| {
+            pad_into(run, &mut leaves);
+            root_in_place(&mut leaves)
+        })
+        .collect())
 }
 
 /// A pending subtree: known, or the leftmost one, which waits for the first quad.
@@ -151,6 +170,9 @@ pub struct CommP {
     levels: Vec<Option<Pending>>,
     /// Right siblings met by the leftmost subtree, by level (index `i` is level `i + 2`).
     right: Vec<Option<Node>>,
+    /// Leaves of the run being filled (after the first run, which holds the deferred quad and
+    /// goes quad by quad); allocated on first use.
+    run: Vec<Node>,
 }
 
 impl Default for CommP {
@@ -169,12 +191,19 @@ impl CommP {
             quads: 0,
             levels: Vec::new(),
             right: Vec::new(),
+            run: Vec::new(),
         }
     }
 
     /// Payload bytes pushed so far.
     pub fn payload_size(&self) -> u64 {
         self.quads * QUAD_PAYLOAD as u64 + self.fill as u64
+    }
+
+    /// Whether the stream stands at a run boundary past the first run, where
+    /// [`push_run_roots`](Self::push_run_roots) may add runs hashed elsewhere.
+    pub fn at_run_boundary(&self) -> bool {
+        self.fill == 0 && self.quads >= RUN_QUADS && self.quads.is_multiple_of(RUN_QUADS)
     }
 
     /// Adds payload bytes.
@@ -204,24 +233,39 @@ impl CommP {
         self.fill = rest.len();
     }
 
-    /// Hashes whole runs of [`PAR_QUADS`] quads on all cores while the tree is aligned to them;
-    /// returns the input left for the sequential path.
+    /// Adds runs whose roots were computed by [`run_roots`], as if their payload had been
+    /// pushed here. Only at a run boundary ([`at_run_boundary`](Self::at_run_boundary)).
+    pub fn push_run_roots(&mut self, roots: &[Node]) -> Result<(), PieceError> {
+        if !self.at_run_boundary() {
+            return Err(PieceError::NotAtRunBoundary(self.payload_size()));
+        }
+        let added = roots.len() as u64 * RUN_PAYLOAD as u64;
+        if self.payload_size().saturating_add(added) > MAX_PAYLOAD {
+            return Err(PieceError::TooLarge);
+        }
+        for root in roots {
+            self.quads += RUN_QUADS;
+            self.carry(RUN_LEVEL, Pending::Known(*root));
+        }
+        Ok(())
+    }
+
+    /// Hashes whole runs on all cores while the stream is at a run boundary; returns the input
+    /// left for the sequential path.
     #[cfg(not(target_arch = "wasm32"))]
     fn update_parallel<'a>(&mut self, mut data: &'a [u8]) -> &'a [u8] {
-        const RUN: usize = PAR_QUADS as usize * QUAD_PAYLOAD;
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         if threads < 2 || self.fill != 0 {
             return data;
         }
-        // Reach a multiple of PAR_QUADS sequentially (the first run always is: its first quad
-        // stays aside for `finish_with_prefix`), if enough input follows to be worth it.
-        let align = if self.quads == 0 {
-            PAR_QUADS
+        // Reach a run boundary sequentially, if enough input follows to be worth it.
+        let align = if self.quads < RUN_QUADS {
+            RUN_QUADS - self.quads
         } else {
-            (PAR_QUADS - self.quads % PAR_QUADS) % PAR_QUADS
+            (RUN_QUADS - self.quads % RUN_QUADS) % RUN_QUADS
         };
         let align_bytes = align as usize * QUAD_PAYLOAD;
-        if data.len() < align_bytes + 2 * RUN {
+        if data.len() < align_bytes + 2 * RUN_PAYLOAD {
             return data;
         }
         let (head, tail) = data.split_at(align_bytes);
@@ -229,39 +273,58 @@ impl CommP {
             self.push_quad(quad.try_into().unwrap_or(&[0; QUAD_PAYLOAD]));
         }
         data = tail;
-        while data.len() >= 2 * RUN {
-            let runs = (data.len() / RUN).min(threads * 8);
-            let (batch, rest) = data.split_at(runs * RUN);
+        while data.len() >= 2 * RUN_PAYLOAD {
+            let runs = (data.len() / RUN_PAYLOAD).min(threads * 8);
+            let (batch, rest) = data.split_at(runs * RUN_PAYLOAD);
             let per_thread = runs.div_ceil(threads);
             let roots: Vec<Node> = std::thread::scope(|scope| {
                 let handles: Vec<_> = batch
-                    .chunks(per_thread * RUN)
-                    .map(|part| {
-                        scope.spawn(move || {
-                            part.chunks_exact(RUN).map(subtree_root).collect::<Vec<_>>()
-                        })
-                    })
+                    .chunks(per_thread * RUN_PAYLOAD)
+                    .map(|part| scope.spawn(move || run_roots(part).unwrap_or_default()))
                     .collect();
                 handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
             });
-            for root in roots {
-                self.quads += PAR_QUADS;
-                self.carry(PAR_QUADS.trailing_zeros() as usize, Pending::Known(root));
-            }
+            // Whole runs at a run boundary: this cannot fail.
+            let _ = self.push_run_roots(&roots);
             data = rest;
         }
         data
     }
 
     fn push_quad(&mut self, quad: &[u8; QUAD_PAYLOAD]) {
-        self.quads += 1;
-        let pending = if self.first.is_none() {
+        if self.first.is_none() {
             self.first = Some(*quad);
-            Pending::Leftmost
+            self.quads += 1;
+            self.carry(0, Pending::Leftmost);
+        } else if self.quads < RUN_QUADS {
+            self.quads += 1;
+            self.carry(0, Pending::Known(quad_root(quad)));
         } else {
-            Pending::Known(quad_root(quad))
-        };
-        self.carry(0, pending);
+            if self.run.is_empty() {
+                self.run = vec![[0; 32]; 4 * RUN_QUADS as usize];
+            }
+            let slot = (self.quads % RUN_QUADS) as usize * 4;
+            pad_into(quad, &mut self.run[slot..slot + 4]);
+            self.quads += 1;
+            if self.quads.is_multiple_of(RUN_QUADS) {
+                let root = root_in_place(&mut self.run);
+                self.carry(RUN_LEVEL, Pending::Known(root));
+            }
+        }
+    }
+
+    /// Carries the quads of a partly filled run one by one.
+    fn flush_run(&mut self) {
+        if self.quads <= RUN_QUADS {
+            return;
+        }
+        let filled = (self.quads % RUN_QUADS) as usize;
+        for i in 0..filled {
+            let mut four: [Node; 4] = [[0; 32]; 4];
+            four.copy_from_slice(&self.run[4 * i..4 * i + 4]);
+            let root = root_in_place(&mut four);
+            self.carry(0, Pending::Known(root));
+        }
     }
 
     /// Adds a completed subtree at `level` (relative to quad roots), merging upward.
@@ -303,9 +366,6 @@ impl CommP {
     /// replaced by `prefix`.
     pub fn finish_with_prefix(mut self, prefix: &[u8]) -> Result<PieceInfo, PieceError> {
         let payload_size = self.payload_size();
-        if payload_size < MIN_PAYLOAD {
-            return Err(PieceError::TooSmall(payload_size));
-        }
         if payload_size > MAX_PAYLOAD {
             return Err(PieceError::TooLarge);
         }
@@ -318,6 +378,11 @@ impl CommP {
             self.push_quad(&quad);
             self.fill = 0;
         }
+        if self.quads == 0 {
+            // FRC-0069: less than one quad (even nothing) is zero-padded to a whole one.
+            self.push_quad(&[0; QUAD_PAYLOAD]);
+        }
+        self.flush_run();
         let padded_size = (self.quads * QUAD as u64).next_power_of_two();
         let height = (padded_size / 32).trailing_zeros() as usize; // ≥ 2
         let zero = zero_roots();
@@ -406,7 +471,9 @@ mod tests {
 
     #[test]
     fn sizes_and_limits() {
-        assert_eq!(commp(&[0; 64]), Err(PieceError::TooSmall(64)));
+        let p = commp(&[]).unwrap();
+        assert_eq!((p.padded_size, p.payload_size, p.height(), p.padding()), (128, 0, 2, 127));
+        assert_eq!(p.commp, commp(&[0; 127]).unwrap().commp);
         let p = commp(&[0; 65]).unwrap();
         assert_eq!((p.padded_size, p.payload_size, p.height(), p.padding()), (128, 65, 2, 62));
         let p = commp(&[0; 128]).unwrap();
@@ -431,7 +498,7 @@ mod tests {
     proptest! {
         /// Streaming in any split equals the plain reference.
         #[test]
-        fn streaming_matches_reference(data in proptest::collection::vec(any::<u8>(), 65..3000),
+        fn streaming_matches_reference(data in proptest::collection::vec(any::<u8>(), 0..3000),
                                        splits in proptest::collection::vec(1usize..300, 0..20)) {
             let mut c = CommP::new();
             let mut rest = &data[..];
@@ -444,6 +511,39 @@ mod tests {
             let info = c.finish().unwrap();
             prop_assert_eq!(info.commp, reference(&data));
             prop_assert_eq!(info.payload_size, data.len() as u64);
+        }
+    }
+
+    /// Runs hashed elsewhere give the result of hashing them here; misuse is refused.
+    #[test]
+    fn run_roots_join_the_stream() {
+        let data: Vec<u8> =
+            (0..5 * RUN_PAYLOAD as u32 + 999).map(|i| (i.wrapping_mul(40503) >> 7) as u8).collect();
+        let mut c = CommP::new();
+        assert_eq!(c.push_run_roots(&[]), Err(PieceError::NotAtRunBoundary(0)));
+        c.update(&data[..RUN_PAYLOAD]);
+        assert!(c.at_run_boundary());
+        c.push_run_roots(&run_roots(&data[RUN_PAYLOAD..4 * RUN_PAYLOAD]).unwrap()).unwrap();
+        c.update(&data[4 * RUN_PAYLOAD..4 * RUN_PAYLOAD + 5]);
+        assert!(!c.at_run_boundary());
+        assert!(c.push_run_roots(&[]).is_err());
+        c.update(&data[4 * RUN_PAYLOAD + 5..]);
+        let info = c.finish().unwrap();
+        assert_eq!(info, commp(&data).unwrap());
+        assert_eq!(info.commp, reference(&data));
+        assert_eq!(run_roots(&data[..10]), Err(PieceError::NotWholeRuns(10)));
+    }
+
+    /// Streams ending inside, at the end of, and just past a run.
+    #[test]
+    fn run_edges() {
+        let data: Vec<u8> = (0..3 * RUN_PAYLOAD as u32 + 300).map(|i| (i % 253) as u8).collect();
+        for len in [RUN_PAYLOAD + 127, 2 * RUN_PAYLOAD - 1, 2 * RUN_PAYLOAD, 2 * RUN_PAYLOAD + 1] {
+            let mut c = CommP::new();
+            for part in data[..len].chunks(4096) {
+                c.update(part);
+            }
+            assert_eq!(c.finish().unwrap().commp, reference(&data[..len]), "{len}");
         }
     }
 

@@ -6,7 +6,10 @@
 //!  finish: zero quads to the next power of two ──────────────────────┴─► root (commP)
 //! ```
 //!
-//! Memory is one quad and one pending node per tree level (at most 31), whatever the size.
+//! Memory is one quad, one pending node per tree level (at most 31) and the leaves of one run
+//! (256 KiB) whatever the size. Runs are hashed a layer at a time, four nodes at once in wasm
+//! `simd128` lanes, and natively on every core; [`run_roots`] and [`CommP::push_run_roots`]
+//! let Web Workers share one stream.
 //! The first quad is kept aside until [`CommP::finish_with_prefix`], so a writer that patches
 //! the first bytes of its output at the end (a CAR header naming a root known only then) still
 //! gets the commitment of the final bytes in one pass.
@@ -21,7 +24,8 @@ pub mod commp;
 pub mod fr32;
 #[doc(hidden)]
 pub mod fuzzing;
+mod lanes;
 pub mod piece_cid;
 
-pub use commp::{CommP, PieceError, PieceInfo};
+pub use commp::{CommP, PieceError, PieceInfo, RUN_PAYLOAD, run_roots};
 pub use piece_cid::{PieceCid, PieceCidError};

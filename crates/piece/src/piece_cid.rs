@@ -46,8 +46,12 @@ pub enum PieceCidError {
     /// A height outside 2..=58 (128 bytes to 2^63 bytes padded).
     #[error("piece height {0} is outside 2..=58")]
     BadHeight(u8),
-    /// More padding than the piece holds.
-    #[error("padding {padding} exceeds the {unpadded} unpadded bytes of a height-{height} piece")]
+    /// More padding than FRC-0069 allows: the payload must fill more than half of its piece
+    /// (else the piece would be smaller), except in the smallest piece, which holds 0 to 127
+    /// bytes.
+    #[error(
+        "padding {padding} is too much for the {unpadded} unpadded bytes of a height-{height} piece"
+    )]
     BadPadding {
         /// The padding.
         padding: u64,
@@ -85,7 +89,8 @@ fn check(height: u8, padding: u64) -> Result<(), PieceCidError> {
         return Err(PieceCidError::BadHeight(height));
     }
     let unpadded = (32u64 << height) / 128 * 127;
-    if padding >= unpadded {
+    let too_much = if height == 2 { padding > unpadded } else { padding >= unpadded / 2 };
+    if too_much {
         return Err(PieceCidError::BadPadding { padding, unpadded, height });
     }
     Ok(())
@@ -289,7 +294,11 @@ mod tests {
         ));
         let bad_height = PieceCid::V2 { commp: [0; 32], height: 1, padding: 0 }.to_cid();
         assert_eq!(PieceCid::from_cid(&bad_height), Err(PieceCidError::BadHeight(1)));
-        let bad_padding = PieceCid::V2 { commp: [0; 32], height: 2, padding: 127 }.to_cid();
+        let empty = PieceCid::V2 { commp: [0; 32], height: 2, padding: 127 }.to_cid();
+        assert!(PieceCid::from_cid(&empty).is_ok());
+        let bad_padding = PieceCid::V2 { commp: [0; 32], height: 2, padding: 128 }.to_cid();
         assert!(matches!(PieceCid::from_cid(&bad_padding), Err(PieceCidError::BadPadding { .. })));
+        let half_empty = PieceCid::V2 { commp: [0; 32], height: 4, padding: 254 }.to_cid();
+        assert!(matches!(PieceCid::from_cid(&half_empty), Err(PieceCidError::BadPadding { .. })));
     }
 }

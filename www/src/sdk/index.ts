@@ -1,5 +1,6 @@
 export * from './errors';
-export type { CidInfo } from './protocol';
+export type { CidInfo, PieceInfo, PieceProgress } from './protocol';
+export { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob, type PieceWasm } from './piece';
 export { EstuaryNode } from './node';
 export { loadConfig, type EstuaryConfig } from './config';
 export { Wallet, explain, type PinReceipt } from './chain';

@@ -1,5 +1,5 @@
 import { InvalidCidError, NodeError } from './errors';
-import type { CidInfo, Hello, Method, NodeMethods, Request, Response } from './protocol';
+import type { CidInfo, Hello, Method, NodeMethods, PieceInfo, PieceProgress, Request, Response } from './protocol';
 
 /**
  * The browser node, running in its own Web Worker. Every method returns a promise; failures are
@@ -8,7 +8,10 @@ import type { CidInfo, Hello, Method, NodeMethods, Request, Response } from './p
 export class EstuaryNode {
   #worker: Worker;
   #nextId = 1;
-  #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  #pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void; progress?: (p: PieceProgress) => void }
+  >();
 
   private constructor(worker: Worker) {
     this.#worker = worker;
@@ -16,6 +19,10 @@ export class EstuaryNode {
       const msg = event.data;
       const waiter = this.#pending.get(msg.id);
       if (!waiter) return;
+      if ('progress' in msg) {
+        waiter.progress?.(msg.progress);
+        return;
+      }
       this.#pending.delete(msg.id);
       if (msg.ok) waiter.resolve(msg.value);
       else waiter.reject(new NodeError(msg.error.message));
@@ -42,10 +49,18 @@ export class EstuaryNode {
   }
 
   #call<M extends Method>(method: M, ...args: NodeMethods[M][0]): Promise<NodeMethods[M][1]> {
+    return this.#callWithProgress(method, undefined, ...args);
+  }
+
+  #callWithProgress<M extends Method>(
+    method: M,
+    progress: ((p: PieceProgress) => void) | undefined,
+    ...args: NodeMethods[M][0]
+  ): Promise<NodeMethods[M][1]> {
     const id = this.#nextId++;
     const request: Request<M> = { id, method, args };
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, progress });
       this.#worker.postMessage(request);
     });
   }
@@ -58,6 +73,16 @@ export class EstuaryNode {
       if (e instanceof NodeError) throw new InvalidCidError(e.message, { cause: e });
       throw e;
     }
+  }
+
+  /**
+   * The Filecoin piece (commP) of a file or any `Blob`: piece CID v1 and v2, padded and payload
+   * sizes. The file is streamed, never held whole, and hashed on every core (simd128 WebAssembly
+   * in a pool of Web Workers). `onProgress` hears the bytes hashed so far. Throws `NodeError` for a
+   * file that cannot be read or one past 64 GiB padded.
+   */
+  pieceOf(blob: Blob, options: { onProgress?: (p: PieceProgress) => void } = {}): Promise<PieceInfo> {
+    return this.#callWithProgress('pieceOf', options.onProgress, blob);
   }
 
   /** Stops the worker; pending calls fail. */

@@ -1,11 +1,13 @@
 /** Messages between the page and the node's Web Worker. */
-import type { CidInfo } from '../generated/node/estuary_node.js';
+import type { CidInfo, PieceInfo } from '../generated/node/estuary_node.js';
+import type { PieceProgress } from './piece';
 
-export type { CidInfo };
+export type { CidInfo, PieceInfo, PieceProgress };
 
 /** The worker's methods: name → [arguments, result]. */
 export interface NodeMethods {
   parseCid: [[text: string], CidInfo];
+  pieceOf: [[blob: Blob], PieceInfo];
 }
 
 export type Method = keyof NodeMethods;
@@ -17,6 +19,7 @@ export interface Request<M extends Method = Method> {
 }
 
 export type Response =
+  | { id: number; progress: PieceProgress }
   | { id: number; ok: true; value: unknown }
   | { id: number; ok: false; error: { name: string; message: string } };
 

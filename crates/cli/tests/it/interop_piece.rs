@@ -11,8 +11,25 @@ use crate::support::noise;
 #[test]
 fn piece_matches_data_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let mut sizes =
-        vec![65, 66, 96, 126, 127, 128, 129, 253, 254, 255, 1016, 1017, 1 << 20, 10 << 20];
+    let mut sizes = vec![
+        0,
+        1,
+        64,
+        65,
+        66,
+        96,
+        126,
+        127,
+        128,
+        129,
+        253,
+        254,
+        255,
+        1016,
+        1017,
+        1 << 20,
+        10 << 20,
+    ];
     for k in 7..=18 {
         sizes.extend([(1usize << k) - 1, 1 << k, (1 << k) + 1]);
     }

@@ -1,0 +1,28 @@
+/// <reference lib="webworker" />
+// A piece-hashing helper: hashes whole runs of payload to their subtree roots for a
+// ParallelPieceHasher in another thread (see sdk/piece.ts).
+import init, { pieceRunRoots } from './generated/node/estuary_node.js';
+import type { PieceJob, PieceJobResult } from './sdk/piece';
+
+const scope = self as unknown as DedicatedWorkerGlobalScope;
+
+init().then(
+  () => {
+    scope.onmessage = (event: MessageEvent<PieceJob>) => {
+      const { id, bytes } = event.data;
+      let result: PieceJobResult;
+      try {
+        const roots = pieceRunRoots(new Uint8Array(bytes));
+        result = { id, roots };
+      } catch (e) {
+        result = { id, error: e instanceof Error ? e.message : String(e) };
+      }
+      // Hand the input buffer back for reuse, with the roots.
+      const transfer: Transferable[] = [bytes];
+      if ('roots' in result) transfer.push(result.roots.buffer);
+      scope.postMessage({ ...result, bytes }, transfer);
+    };
+    scope.postMessage({ ready: true });
+  },
+  (e: unknown) => scope.postMessage({ ready: false, error: String(e) }),
+);
