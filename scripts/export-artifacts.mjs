@@ -8,11 +8,20 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CONTRACTS = ['EstuaryPinning'];
+const CONTRACTS = [
+  'EstuaryPinning',
+  'PerpetualStorage',
+  'DealClient',
+  'EstuaryOracle',
+  'DataDAO',
+  'MarketSimulator',
+  'ActorCallForwarder',
+];
 
 mkdirSync(join(root, 'contracts/artifacts'), { recursive: true });
 for (const name of CONTRACTS) {
-  const built = JSON.parse(readFileSync(join(root, `contracts/out/${name}.sol/${name}.json`), 'utf8'));
+  const file = name === 'ActorCallForwarder' ? 'MarketSimulator' : name;
+  const built = JSON.parse(readFileSync(join(root, `contracts/out/${file}.sol/${name}.json`), 'utf8'));
   const artifact = {
     contractName: name,
     abi: built.abi,

@@ -24,7 +24,11 @@ library CidLib {
         /// The multihash digest is empty or longer than `MAX_DIGEST_LENGTH`.
         BadDigestLength,
         /// The digest length does not match the bytes that follow it.
-        LengthMismatch
+        LengthMismatch,
+        /// The content codec is not one IPFS can serve (raw, dag-pb, dag-cbor, dag-json, ...).
+        UnknownCodec,
+        /// The hash function is unknown, or the digest is not its length.
+        BadHash
     }
 
     /// @notice Longest CID accepted, in bytes. Real CIDs with 64-byte digests are under 80 bytes.
@@ -49,18 +53,54 @@ library CidLib {
         (value, pos, ok) = readVarint(cid, 0);
         if (!ok) return CidError.MalformedVarint;
         if (value != 1) return CidError.UnsupportedVersion;
-        // codec
-        (, pos, ok) = readVarint(cid, pos);
+        uint256 codec;
+        (codec, pos, ok) = readVarint(cid, pos);
         if (!ok) return CidError.MalformedVarint;
-        // multihash code
-        (, pos, ok) = readVarint(cid, pos);
+        uint256 hashCode;
+        (hashCode, pos, ok) = readVarint(cid, pos);
         if (!ok) return CidError.MalformedVarint;
         // multihash digest length
         (value, pos, ok) = readVarint(cid, pos);
         if (!ok) return CidError.MalformedVarint;
         if (value == 0 || value > MAX_DIGEST_LENGTH) return CidError.BadDigestLength;
         if (len - pos != value) return CidError.LengthMismatch;
+        if (!knownCodec(codec)) return CidError.UnknownCodec;
+        uint256 want = digestLength(hashCode);
+        if (want == 0 || (want != type(uint256).max && want != value)) return CidError.BadHash;
         return CidError.None;
+    }
+
+    /// @notice Content codecs (multicodec table) accepted in a CIDv1: raw, dag-pb, dag-cbor,
+    ///         dag-json, dag-jose, libp2p-key, json, cbor and car.
+    function knownCodec(uint256 codec) internal pure returns (bool) {
+        return codec == 0x55 || codec == 0x70 || codec == 0x71 || codec == 0x0129 || codec == 0x85
+            || codec == 0x72 || codec == 0x0200 || codec == 0x51 || codec == 0x0202;
+    }
+
+    /// @notice The digest length of a known multihash function: 0 when unknown,
+    ///         `type(uint256).max` when any length (identity, blake3) is valid.
+    function digestLength(uint256 hashCode) internal pure returns (uint256) {
+        if (hashCode == 0x00 || hashCode == 0x1e) return type(uint256).max; // identity, blake3
+        if (hashCode == 0x12 || hashCode == 0x16 || hashCode == 0x1b) return 32; // sha2-256, sha3-256, keccak-256
+        if (hashCode == 0xb220 || hashCode == 0xb260 || hashCode == 0x1012) return 32; // blake2b/2s-256, trunc254
+        if (hashCode == 0x13 || hashCode == 0x14 || hashCode == 0x1d || hashCode == 0xb240) return 64;
+        if (hashCode == 0x15) return 48; // sha3-384
+        if (hashCode == 0x11) return 20; // sha1
+        return 0;
+    }
+
+    /// @notice Binary prefix of a v1 piece CID: CIDv1, fil-commitment-unsealed,
+    ///         sha2-256-trunc254-padded, 32-byte digest.
+    bytes7 internal constant PIECE_CID_PREFIX = 0x0181e203922020;
+
+    /// @notice Whether `cid` is a binary v1 piece CID (the prefix and a 32-byte commitment).
+    function isPieceCid(bytes calldata cid) internal pure returns (bool) {
+        return cid.length == 39 && bytes7(cid[:7]) == PIECE_CID_PREFIX;
+    }
+
+    /// @notice Whether `size` is a padded piece size: a power of two from 128 bytes to 64 GiB.
+    function isPaddedSize(uint64 size) internal pure returns (bool) {
+        return size >= 128 && size <= 1 << 36 && size & (size - 1) == 0;
     }
 
     /// @notice Reads one unsigned varint starting at `pos`.

@@ -17,6 +17,7 @@ use std::{
     time::Duration,
 };
 
+use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail};
 use axum::{Json, Router, routing::get};
 use nix::{sys::signal::Signal, unistd::Pid};
@@ -114,8 +115,10 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     let anvil = devnet::start_anvil(Some(port(opts.anvil_port)?), Some(opts.block_time))?;
     let rpc_url = format!("http://127.0.0.1:{}", anvil.port());
     let chain_id = anvil.chain_id();
-    let signer = anvil.keys()[0].clone().into();
-    let deployment = devnet::deploy(&rpc_url, signer).await?;
+    let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
+    // The oracle's account: anvil's last one, apart from the accounts users get.
+    let operator = anvil.addresses().last().copied().context("anvil has no accounts")?;
+    let deployment = devnet::deploy(&rpc_url, &signer, operator).await?;
     info!(pinning = %deployment.pinning, block = deployment.block, "contracts deployed");
 
     let api_token = hex::encode(rand::random::<[u8; 32]>());
@@ -137,8 +140,11 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .context("starting the oracle")?;
     wait_healthy(&format!("{oracle_url}/health"), &mut oracle).await?;
 
-    let mut contracts = serde_json::Map::new();
-    contracts.insert("EstuaryPinning".into(), deployment.pinning.to_string().into());
+    let contracts: serde_json::Map<String, serde_json::Value> = deployment
+        .contracts
+        .iter()
+        .map(|(name, address)| (name.clone(), address.to_string().into()))
+        .collect();
     let page = PageConfig {
         rpc_url: rpc_url.clone(),
         chain_id,

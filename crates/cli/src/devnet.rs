@@ -1,20 +1,19 @@
 //! A local chain with Estuary's contracts on it.
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, TcpListener},
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use alloy::{
-    network::EthereumWallet,
     node_bindings::{Anvil, AnvilInstance},
     primitives::Address,
     providers::{Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
 use anyhow::{Context, Result, bail};
-use estuary_contracts::EstuaryPinning;
+use serde::Deserialize;
 
 /// The repository root (two levels above this crate), where `node_modules` and `www` live.
 pub fn repo_root() -> PathBuf {
@@ -59,33 +58,83 @@ pub fn start_anvil(port: Option<u16>, block_time: Option<u64>) -> Result<AnvilIn
 }
 
 /// What [`deploy`] put on the chain.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Deployment {
     /// `EstuaryPinning`.
     pub pinning: Address,
-    /// Block of the deployment: where watchers start.
+    /// Every deployed contract by name (`EstuaryPinning`, `PerpetualStorage`, `DealClient`,
+    /// `EstuaryOracle`, `DataDAO`).
+    pub contracts: BTreeMap<String, Address>,
+    /// The block before the deployment: where watchers start.
     pub block: u64,
 }
 
-/// Deploys Estuary's contracts with `signer`.
-pub async fn deploy(rpc_url: &str, signer: PrivateKeySigner) -> Result<Deployment> {
-    let provider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer))
-        .connect_http(rpc_url.parse().context("RPC URL")?);
-    let receipt = EstuaryPinning::deploy_builder(&provider)
-        .send()
+/// The deployment file `contracts/script/Deploy.s.sol` writes.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeployOutput {
+    start_block: u64,
+    #[serde(rename = "EstuaryPinning")]
+    pinning: Address,
+    #[serde(rename = "PerpetualStorage")]
+    perpetual: Address,
+    #[serde(rename = "DealClient")]
+    deal_client: Address,
+    #[serde(rename = "EstuaryOracle")]
+    oracle: Address,
+    #[serde(rename = "DataDAO")]
+    dao: Address,
+}
+
+/// Deploys every Estuary contract with `signer` by running the Foundry deploy script
+/// (`contracts/script/Deploy.s.sol`), which on a local chain also installs the simulated market
+/// actor. `operator` becomes the contracts' operator (the oracle's account).
+pub async fn deploy(
+    rpc_url: &str,
+    signer: &PrivateKeySigner,
+    operator: Address,
+) -> Result<Deployment> {
+    let contracts_dir = repo_root().join("contracts");
+    // A name of its own, so that stacks running side by side do not share the output file.
+    let name = format!("dev-{}-{}", std::process::id(), rand::random::<u32>());
+    let out_file = contracts_dir.join("deployments").join(format!("{name}.json"));
+    let output = tokio::process::Command::new(foundry_tool("forge"))
+        .current_dir(&contracts_dir)
+        .args(["script", "script/Deploy.s.sol", "--broadcast", "--rpc-url", rpc_url])
+        .arg("--private-key")
+        .arg(format!("0x{}", hex::encode(signer.to_bytes())))
+        .env("ESTUARY_OPERATOR", operator.to_string())
+        .env("ESTUARY_DEPLOY_NAME", &name)
+        .kill_on_drop(true)
+        .output()
         .await
-        .context("sending the EstuaryPinning deployment")?
-        .with_timeout(Some(Duration::from_secs(60)))
-        .get_receipt()
-        .await
-        .context("waiting for the EstuaryPinning deployment")?;
-    let Some(pinning) = receipt.contract_address else {
-        bail!("deployment receipt has no address")
-    };
-    let block = receipt.block_number.context("deployment receipt has no block")?;
-    if provider.get_code_at(pinning).await?.is_empty() {
-        bail!("no code at {pinning} after deployment");
+        .with_context(|| format!("running {}", foundry_tool("forge").display()))?;
+    if !output.status.success() {
+        let log = String::from_utf8_lossy(&output.stdout);
+        let err = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = log.lines().chain(err.lines()).rev().take(20).collect();
+        bail!(
+            "the deploy script failed ({}):\n{}",
+            output.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
-    Ok(Deployment { pinning, block })
+    let text = std::fs::read_to_string(&out_file)
+        .with_context(|| format!("reading {}", out_file.display()))?;
+    let _ = std::fs::remove_file(&out_file);
+    let out: DeployOutput = serde_json::from_str(&text).context("parsing the deployment file")?;
+    let provider = ProviderBuilder::new().connect_http(rpc_url.parse().context("RPC URL")?);
+    let contracts = BTreeMap::from([
+        ("EstuaryPinning".to_owned(), out.pinning),
+        ("PerpetualStorage".to_owned(), out.perpetual),
+        ("DealClient".to_owned(), out.deal_client),
+        ("EstuaryOracle".to_owned(), out.oracle),
+        ("DataDAO".to_owned(), out.dao),
+    ]);
+    for (name, address) in &contracts {
+        if provider.get_code_at(*address).await?.is_empty() {
+            bail!("no code at {address} ({name}) after deployment");
+        }
+    }
+    Ok(Deployment { pinning: out.pinning, contracts, block: out.start_block })
 }

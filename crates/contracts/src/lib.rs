@@ -6,17 +6,98 @@
 
 #![allow(missing_docs)] // generated items carry the contracts' NatSpec where they have any
 
-use alloy::sol;
+/// `EstuaryPinning`'s bindings (their own module: each ABI brings its own library types).
+pub mod pinning {
+    use alloy::sol;
 
-sol!(
-    /// `EstuaryPinning`: `pinToEstuary(bytes cid)` and the `PinRequested` event.
-    #[sol(rpc)]
-    #[derive(Debug, PartialEq, Eq)]
-    EstuaryPinning,
-    "../../contracts/artifacts/EstuaryPinning.json"
-);
+    sol!(
+        /// `EstuaryPinning`: pin requests (`pinToEstuary`, overloaded: `pinToEstuary_0(cid)` and
+        /// `pinToEstuary_1(cid, options)`), the operators' reports and the requests' status.
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        EstuaryPinning,
+        "../../contracts/artifacts/EstuaryPinning.json"
+    );
+}
+pub use pinning::EstuaryPinning;
+
+/// `PerpetualStorage`'s bindings (their own module: each ABI brings its own library types).
+pub mod perpetual {
+    use alloy::sol;
+
+    sol!(
+        /// `PerpetualStorage`: orders keeping N replicas of a piece, claims, deals and bounties.
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        PerpetualStorage,
+        "../../contracts/artifacts/PerpetualStorage.json"
+    );
+}
+pub use perpetual::PerpetualStorage;
+
+/// `DealClient`'s bindings (their own module: each ABI brings its own library types).
+pub mod deal_client {
+    use alloy::sol;
+
+    sol!(
+        /// `DealClient`: FRC-0068 contract deals that Boost picks up.
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        DealClient,
+        "../../contracts/artifacts/DealClient.json"
+    );
+}
+pub use deal_client::DealClient;
+
+/// `EstuaryOracle`'s bindings (their own module: each ABI brings its own library types).
+pub mod oracle {
+    use alloy::sol;
+
+    sol!(
+        /// `EstuaryOracle`: jobs other contracts request, with callbacks.
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        EstuaryOracle,
+        "../../contracts/artifacts/EstuaryOracle.json"
+    );
+}
+pub use oracle::EstuaryOracle;
+
+/// `DataDAO`'s bindings (their own module: each ABI brings its own library types).
+pub mod data_dao {
+    use alloy::sol;
+
+    sol!(
+        /// `DataDAO`: members vote on CIDs to keep.
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        DataDAO,
+        "../../contracts/artifacts/DataDAO.json"
+    );
+}
+pub use data_dao::DataDAO;
+
+/// `MarketSimulator`'s bindings (their own module: each ABI brings its own library types).
+#[allow(clippy::too_many_arguments)] // generated from `publishDeal`'s ABI
+pub mod market_simulator {
+    use alloy::sol;
+
+    sol!(
+        /// `MarketSimulator`: the local chain's stand-in for the market actor (deals to publish,
+        /// activate, terminate). Never on a real network.
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        MarketSimulator,
+        "../../contracts/artifacts/MarketSimulator.json"
+    );
+}
+pub use market_simulator::MarketSimulator;
 
 pub use EstuaryPinning::PinRequested;
+
+/// The market actor's masked ID address (f05), where the simulator lives on a local chain.
+pub const MARKET_ACTOR: alloy::primitives::Address =
+    alloy::primitives::address!("ff00000000000000000000000000000000000005");
 
 /// Names of `CidLib.CidError` values, as the contract reports them in
 /// `EstuaryPinningInvalidCid(reason)`.
@@ -29,6 +110,8 @@ pub fn cid_error_name(reason: u8) -> &'static str {
         4 => "UnsupportedVersion",
         5 => "BadDigestLength",
         6 => "LengthMismatch",
+        7 => "UnknownCodec",
+        8 => "BadHash",
         _ => "Unknown",
     }
 }

@@ -14,6 +14,8 @@ const CID_ERRORS = [
   'the CID version is not supported',
   'the multihash digest length is not allowed',
   'the multihash length does not match its digest',
+  'the content codec is not one IPFS serves',
+  'the hash function is unknown or its digest has the wrong length',
 ];
 
 export interface PinReceipt {
@@ -59,13 +61,14 @@ export class Wallet {
     return new Wallet(provider, address);
   }
 
-  /** Sends `pinToEstuary(cid)` and waits for it to be mined. */
+  /** Sends `pinToEstuary(cid)` with the contract's current fee and waits for it to be mined. */
   async pin(config: EstuaryConfig, cid: Uint8Array): Promise<PinReceipt> {
     const signer = await this.provider.getSigner(this.address);
     const pinning = new Contract(config.contracts.EstuaryPinning, pinningInterface, signer);
     let receipt;
     try {
-      const tx = await pinning.getFunction('pinToEstuary')(cid);
+      const fee = (await pinning.getFunction('fee')()) as bigint;
+      const tx = await pinning.getFunction('pinToEstuary(bytes)')(cid, { value: fee });
       receipt = await tx.wait();
     } catch (e) {
       throw explain(e);

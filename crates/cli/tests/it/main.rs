@@ -2,6 +2,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod car_cli;
+mod contracts_local;
 mod interop_piece;
 mod interop_unixfs;
 mod oracle_restart;

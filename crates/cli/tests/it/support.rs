@@ -23,9 +23,10 @@ impl Chain {
     /// anvil mining a block per transaction, with the contracts deployed.
     pub async fn start() -> Chain {
         let anvil = devnet::start_anvil(None, None).expect("anvil");
-        let deployment = devnet::deploy(&anvil.endpoint(), anvil.keys()[0].clone().into())
-            .await
-            .expect("deploy");
+        let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
+        let operator = *anvil.addresses().last().expect("accounts");
+        let deployment =
+            devnet::deploy(&anvil.endpoint(), &signer, operator).await.expect("deploy");
         Chain { anvil, deployment }
     }
 
@@ -40,7 +41,7 @@ impl Chain {
             .connect_http(self.anvil.endpoint_url());
         let pinning = EstuaryPinning::new(self.deployment.pinning, provider);
         let receipt = pinning
-            .pinToEstuary(Bytes::copy_from_slice(cid))
+            .pinToEstuary_0(Bytes::copy_from_slice(cid))
             .send()
             .await
             .expect("send")

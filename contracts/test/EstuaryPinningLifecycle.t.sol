@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {EstuaryPinning} from "../src/EstuaryPinning.sol";
+import {Operated} from "../src/lib/Operated.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {Test} from "forge-std/Test.sol";
+
+/// Options, fees, operators' reports, cancellation, views, pausing and ownership.
+contract EstuaryPinningLifecycleTest is Test {
+    EstuaryPinning internal pinning;
+    address internal constant OWNER = address(0x0A);
+    address internal constant ORACLE = address(0x0C);
+    address internal constant ALICE = address(0xA11CE);
+    address internal constant BOB = address(0xB0B);
+    bytes internal constant CID =
+        hex"01551220c7d01489080858c500065836c658f847a6ca67c4864619212be4f8200e4bbace";
+    bytes internal constant PIECE =
+        hex"0181e2039220201111111111111111111111111111111111111111111111111111111111111111";
+
+    bytes32 internal constant COMMP = 0x1111111111111111111111111111111111111111111111111111111111111111;
+
+    function setUp() public {
+        pinning = new EstuaryPinning(OWNER);
+        vm.prank(OWNER);
+        pinning.setOperator(ORACLE, true);
+    }
+
+    function pin(address who) internal returns (uint256) {
+        vm.prank(who);
+        return pinning.pinToEstuary(CID);
+    }
+
+    function options(string memory name, uint256 origins)
+        internal
+        pure
+        returns (EstuaryPinning.PinOptions memory o)
+    {
+        o.name = name;
+        o.origins = new string[](origins);
+        for (uint256 k; k < origins; ++k) {
+            o.origins[k] = "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWExample";
+        }
+        o.sizeHint = 1234;
+    }
+
+    // ------------------------------------------------------------------ options
+
+    function test_PinWithOptions_EmitsThem() public {
+        EstuaryPinning.PinOptions memory o = options("photos", 2);
+        vm.expectEmit(true, false, false, true, address(pinning));
+        emit EstuaryPinning.PinRequestOptions(1, "photos", o.origins, 1234);
+        vm.prank(ALICE);
+        assertEq(pinning.pinToEstuary(CID, o), 1);
+        assertEq(pinning.requesterOf(1), ALICE);
+    }
+
+    function test_RevertWhen_NameTooLong() public {
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningBadOption.selector, "name"));
+        pinning.pinToEstuary(CID, options(string(new bytes(256)), 0));
+    }
+
+    function test_RevertWhen_TooManyOrigins() public {
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningBadOption.selector, "origins"));
+        pinning.pinToEstuary(CID, options("", 9));
+    }
+
+    function test_RevertWhen_OriginIsNotAMultiaddr() public {
+        EstuaryPinning.PinOptions memory o = options("", 1);
+        o.origins[0] = "https://example.com/x.car";
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningBadOption.selector, "origin"));
+        pinning.pinToEstuary(CID, o);
+    }
+
+    // ------------------------------------------------------------------ fees
+
+    function test_Fee_IsChargedExactlyAndWithdrawn() public {
+        vm.expectEmit(address(pinning));
+        emit EstuaryPinning.FeeSet(0.01 ether);
+        vm.prank(OWNER);
+        pinning.setFee(0.01 ether);
+        vm.deal(ALICE, 1 ether);
+        vm.prank(ALICE);
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningWrongFee.selector, 0.01 ether, 0));
+        pinning.pinToEstuary(CID);
+        vm.prank(ALICE);
+        pinning.pinToEstuary{value: 0.01 ether}(CID);
+        assertEq(pinning.feesHeld(), 0.01 ether);
+        vm.expectEmit(address(pinning));
+        emit EstuaryPinning.FeesWithdrawn(BOB, 0.01 ether);
+        vm.prank(OWNER);
+        pinning.withdrawFees(payable(BOB));
+        assertEq(BOB.balance, 0.01 ether);
+        assertEq(pinning.feesHeld(), 0);
+    }
+
+    function test_RevertWhen_ValueSentWithoutFee() public {
+        vm.deal(ALICE, 1 ether);
+        vm.prank(ALICE);
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningWrongFee.selector, 0, 1));
+        pinning.pinToEstuary{value: 1}(CID);
+    }
+
+    function test_RevertWhen_NotOwnerSetsFee() public {
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, ALICE));
+        vm.prank(ALICE);
+        pinning.setFee(1);
+    }
+
+    function test_RevertWhen_FeeRecipientRefuses() public {
+        vm.prank(OWNER);
+        pinning.setFee(1);
+        vm.deal(ALICE, 1);
+        vm.prank(ALICE);
+        pinning.pinToEstuary{value: 1}(CID);
+        vm.prank(OWNER);
+        vm.expectRevert(EstuaryPinning.EstuaryPinningTransferFailed.selector);
+        pinning.withdrawFees(payable(address(this)));
+    }
+
+    // ------------------------------------------------------------------ reports
+
+    function test_Report_PinnedThenDeal() public {
+        uint256 id = pin(ALICE);
+        vm.expectEmit(address(pinning));
+        emit EstuaryPinning.Pinned(id, ORACLE, COMMP, 1 << 20);
+        vm.prank(ORACLE);
+        pinning.reportPinned(id, PIECE, 1 << 20);
+        vm.expectEmit(address(pinning));
+        emit EstuaryPinning.DealMade(id, ORACLE, 77, 1234);
+        vm.prank(ORACLE);
+        pinning.reportDeal(id, 77, 1234);
+        EstuaryPinning.RequestStatus memory s = pinning.getRequest(id);
+        assertEq(s.requester, ALICE);
+        assertTrue(s.pinned && s.dealMade && !s.failed && !s.cancelled);
+        assertEq(s.commP, COMMP);
+        assertEq(s.paddedSize, 1 << 20);
+        assertEq(s.dealId, 77);
+        assertEq(s.provider, 1234);
+    }
+
+    function test_RevertWhen_ReportedTwice() public {
+        uint256 id = pin(ALICE);
+        vm.startPrank(ORACLE);
+        pinning.reportPinned(id, PIECE, 1 << 20);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                EstuaryPinning.EstuaryPinningAlreadyReported.selector, id, EstuaryPinning.Report.Pinned
+            )
+        );
+        pinning.reportPinned(id, PIECE, 1 << 20);
+        pinning.reportDeal(id, 1, 2);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                EstuaryPinning.EstuaryPinningAlreadyReported.selector, id, EstuaryPinning.Report.DealMade
+            )
+        );
+        pinning.reportDeal(id, 1, 2);
+        pinning.reportFailed(id, "provider dropped it");
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                EstuaryPinning.EstuaryPinningAlreadyReported.selector, id, EstuaryPinning.Report.Failed
+            )
+        );
+        pinning.reportFailed(id, "again");
+        vm.stopPrank();
+    }
+
+    function test_RevertWhen_DealBeforePin() public {
+        uint256 id = pin(ALICE);
+        vm.prank(ORACLE);
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningNotPinned.selector, id));
+        pinning.reportDeal(id, 1, 2);
+    }
+
+    function test_Failed_ClosesTheRequest() public {
+        uint256 id = pin(ALICE);
+        vm.expectEmit(address(pinning));
+        emit EstuaryPinning.PinFailed(id, ORACLE, "not found");
+        vm.prank(ORACLE);
+        pinning.reportFailed(id, "not found");
+        vm.prank(ORACLE);
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningRequestClosed.selector, id));
+        pinning.reportPinned(id, PIECE, 128);
+        assertEq(pinning.getRequest(id).failure, "not found");
+        vm.prank(ALICE);
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningRequestClosed.selector, id));
+        pinning.cancel(id);
+    }
+
+    function test_FailureReasonIsCapped() public {
+        uint256 id = pin(ALICE);
+        vm.prank(ORACLE);
+        pinning.reportFailed(id, string(new bytes(2000)));
+        assertEq(bytes(pinning.getRequest(id).failure).length, pinning.MAX_REASON_LENGTH());
+    }
+
+    function test_RevertWhen_NotOperator() public {
+        uint256 id = pin(ALICE);
+        vm.prank(ALICE);
+        vm.expectRevert(abi.encodeWithSelector(Operated.NotOperator.selector, ALICE));
+        pinning.reportPinned(id, PIECE, 128);
+    }
+
+    function test_RevertWhen_UnknownRequest() public {
+        vm.prank(ORACLE);
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningUnknownRequest.selector, 9));
+        pinning.reportPinned(9, PIECE, 128);
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningUnknownRequest.selector, 9));
+        pinning.getRequest(9);
+    }
+
+    function test_RevertWhen_BadPiece() public {
+        uint256 id = pin(ALICE);
+        vm.startPrank(ORACLE);
+        vm.expectRevert(EstuaryPinning.EstuaryPinningBadPiece.selector);
+        pinning.reportPinned(id, CID, 128);
+        vm.expectRevert(EstuaryPinning.EstuaryPinningBadPiece.selector);
+        pinning.reportPinned(id, PIECE, 1000);
+        vm.expectRevert(EstuaryPinning.EstuaryPinningBadPiece.selector);
+        pinning.reportPinned(id, PIECE, 64);
+        vm.stopPrank();
+    }
+
+    function test_OperatorRemoval() public {
+        vm.expectEmit(address(pinning));
+        emit Operated.OperatorSet(ORACLE, false);
+        vm.prank(OWNER);
+        pinning.setOperator(ORACLE, false);
+        uint256 id = pin(ALICE);
+        vm.prank(ORACLE);
+        vm.expectRevert(abi.encodeWithSelector(Operated.NotOperator.selector, ORACLE));
+        pinning.reportFailed(id, "x");
+    }
+
+    // ------------------------------------------------------------------ cancel
+
+    function test_Cancel_ByRequesterOnly() public {
+        uint256 id = pin(ALICE);
+        vm.prank(BOB);
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningNotRequester.selector, id, BOB));
+        pinning.cancel(id);
+        vm.expectEmit(address(pinning));
+        emit EstuaryPinning.PinCancelled(id);
+        vm.prank(ALICE);
+        pinning.cancel(id);
+        assertTrue(pinning.getRequest(id).cancelled);
+        vm.prank(ORACLE);
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningRequestClosed.selector, id));
+        pinning.reportPinned(id, PIECE, 128);
+        vm.prank(ALICE);
+        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningRequestClosed.selector, id));
+        pinning.cancel(id);
+    }
+
+    // ------------------------------------------------------------------ pause and ownership
+
+    function test_Pause_StopsRequestsNotReports() public {
+        uint256 id = pin(ALICE);
+        vm.prank(OWNER);
+        pinning.pause();
+        vm.expectRevert(Pausable.EnforcedPause.selector);
+        pin(BOB);
+        vm.prank(ORACLE);
+        pinning.reportPinned(id, PIECE, 128);
+        vm.prank(OWNER);
+        pinning.unpause();
+        assertEq(pin(BOB), 2);
+    }
+
+    function test_RevertWhen_NotOwnerPauses() public {
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, ALICE));
+        vm.prank(ALICE);
+        pinning.pause();
+    }
+
+    function test_Ownership_IsTwoStep() public {
+        vm.prank(OWNER);
+        pinning.transferOwnership(BOB);
+        assertEq(pinning.owner(), OWNER);
+        vm.prank(BOB);
+        pinning.acceptOwnership();
+        assertEq(pinning.owner(), BOB);
+    }
+
+    // ------------------------------------------------------------------ fuzz
+
+    /// Whatever order the oracle's reports come in, each is accepted at most once and never
+    /// after the request closed.
+    function testFuzz_ReportsAtMostOnce(uint8[8] memory ops) public {
+        uint256 id = pin(ALICE);
+        bool pinned;
+        bool dealt;
+        bool closed;
+        for (uint256 k; k < ops.length; ++k) {
+            uint8 op = ops[k] % 4;
+            if (op == 3) {
+                vm.prank(ALICE);
+                (bool ok,) = address(pinning).call(abi.encodeCall(pinning.cancel, (id)));
+                assertEq(ok, !closed);
+                closed = true;
+                continue;
+            }
+            vm.prank(ORACLE);
+            bool success;
+            if (op == 0) {
+                (success,) = address(pinning).call(abi.encodeCall(pinning.reportPinned, (id, PIECE, 128)));
+                assertEq(success, !pinned && !closed);
+                pinned = pinned || success;
+            } else if (op == 1) {
+                (success,) = address(pinning).call(abi.encodeCall(pinning.reportDeal, (id, 1, 2)));
+                assertEq(success, pinned && !dealt && !closed);
+                dealt = dealt || success;
+            } else {
+                (success,) = address(pinning).call(abi.encodeCall(pinning.reportFailed, (id, "x")));
+                assertEq(success, !closed);
+                closed = closed || success;
+            }
+        }
+    }
+
+    /// Concrete twin: pin, pin again, deal, fail, cancel.
+    function test_ReportsAtMostOnce_Concrete() public {
+        testFuzz_ReportsAtMostOnce([uint8(0), 0, 1, 2, 3, 0, 1, 2]);
+    }
+
+    // ------------------------------------------------------------------ gas goal
+
+    /// Goal: `pinToEstuary` ≤ 50,000 gas, measured cold (as in a fresh transaction).
+    function test_Gas_PinToEstuary() public {
+        pin(BOB);
+        vm.cool(address(pinning));
+        vm.prank(ALICE);
+        pinning.pinToEstuary(CID);
+        uint256 used = vm.snapshotGasLastCall("EstuaryPinning", "pinToEstuary");
+        emit log_named_uint("pinToEstuary gas", used);
+        assertLe(used, 50_000);
+    }
+}

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {EstuaryPinning} from "../../src/EstuaryPinning.sol";
+import {CommonBase} from "forge-std/Base.sol";
+import {StdUtils} from "forge-std/StdUtils.sol";
+import {Test} from "forge-std/Test.sol";
+
+/// Requests, reports in any order, cancels and fee payments.
+contract PinningHandler is CommonBase, StdUtils {
+    EstuaryPinning internal immutable pinning;
+    address internal immutable operator;
+    bytes internal constant CID =
+        hex"01551220c7d01489080858c500065836c658f847a6ca67c4864619212be4f8200e4bbace";
+    bytes internal constant PIECE =
+        hex"0181e2039220201111111111111111111111111111111111111111111111111111111111111111";
+
+    /// Accepted reports per request and kind (0 pinned, 1 deal, 2 failed).
+    mapping(uint256 id => mapping(uint256 kind => uint256)) public accepted;
+    uint256 public feesPaid;
+
+    constructor(EstuaryPinning pinning_, address operator_) {
+        pinning = pinning_;
+        operator = operator_;
+    }
+
+    function request(address who) external {
+        if (who == address(0)) return;
+        uint256 fee = pinning.fee();
+        vm.deal(who, fee);
+        vm.prank(who);
+        pinning.pinToEstuary{value: fee}(CID);
+        feesPaid += fee;
+    }
+
+    function report(uint256 seed, uint8 kind) external {
+        uint256 n = pinning.requestCount();
+        if (n == 0) return;
+        uint256 id = 1 + seed % n;
+        kind %= 3;
+        vm.prank(operator);
+        bool ok;
+        if (kind == 0) {
+            (ok,) = address(pinning).call(abi.encodeCall(EstuaryPinning.reportPinned, (id, PIECE, 1 << 20)));
+        } else if (kind == 1) {
+            (ok,) = address(pinning).call(abi.encodeCall(EstuaryPinning.reportDeal, (id, 1, 1001)));
+        } else {
+            (ok,) = address(pinning).call(abi.encodeCall(EstuaryPinning.reportFailed, (id, "gone")));
+        }
+        if (ok) accepted[id][kind] += 1;
+    }
+
+    function cancel(uint256 seed) external {
+        uint256 n = pinning.requestCount();
+        if (n == 0) return;
+        uint256 id = 1 + seed % n;
+        vm.prank(pinning.requesterOf(id));
+        (bool ok,) = address(pinning).call(abi.encodeCall(EstuaryPinning.cancel, (id)));
+        ok;
+    }
+
+    function setFee(uint96 fee) external {
+        vm.prank(pinning.owner());
+        pinning.setFee(uint96(bound(fee, 0, 1 ether)));
+    }
+}
+
+contract EstuaryPinningInvariantTest is Test {
+    EstuaryPinning internal pinning;
+    PinningHandler internal handler;
+
+    function setUp() public {
+        pinning = new EstuaryPinning(address(this));
+        handler = new PinningHandler(pinning, address(0x0C));
+        pinning.setOperator(address(0x0C), true);
+        pinning.transferOwnership(address(handler));
+        vm.prank(address(handler));
+        pinning.acceptOwnership();
+        targetContract(address(handler));
+    }
+
+    /// Each state of each request is reported at most once.
+    function invariant_EachStateReportedAtMostOnce() public view {
+        uint256 n = pinning.requestCount();
+        for (uint256 id = 1; id <= n; ++id) {
+            for (uint256 kind; kind < 3; ++kind) {
+                assertLe(handler.accepted(id, kind), 1);
+            }
+            EstuaryPinning.RequestStatus memory s = pinning.getRequest(id);
+            if (s.dealMade) assertTrue(s.pinned);
+        }
+    }
+
+    /// Every fee paid is held until withdrawn.
+    function invariant_FeesHeld() public view {
+        assertEq(address(pinning).balance, pinning.feesHeld());
+        assertEq(pinning.feesHeld(), handler.feesPaid());
+    }
+}
