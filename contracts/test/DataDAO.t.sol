@@ -46,6 +46,27 @@ contract DataDAOTest is FilecoinTest {
         dao.voteCIDProposal(id, up);
     }
 
+    function test_Admin_Emits() public {
+        vm.startPrank(OWNER);
+        vm.expectEmit(address(dao));
+        emit DataDAO.MemberSet(address(0xD), true);
+        dao.setMember(address(0xD), true);
+        vm.expectEmit(address(dao));
+        emit DataDAO.MemberSet(address(0xD), false);
+        dao.setMember(address(0xD), false);
+        vm.expectEmit(address(dao));
+        emit DataDAO.OrderBudgetSet(2 ether);
+        dao.setOrderBudget(2 ether);
+        vm.stopPrank();
+        assertEq(dao.memberCount(), 3);
+        vm.deal(address(0xF), 1 ether);
+        vm.expectEmit(address(dao));
+        emit DataDAO.TreasuryFunded(address(0xF), 1 ether);
+        vm.prank(address(0xF));
+        (bool ok,) = address(dao).call{value: 1 ether}("");
+        assertTrue(ok);
+    }
+
     function test_Propose_EmitsAndStores() public {
         vm.expectEmit(address(dao));
         emit DataDAO.CIDProposed(1, A, PAYLOAD, 1 << 20, uint64(block.timestamp) + PERIOD);

@@ -210,6 +210,8 @@ contract DealClientTest is FilecoinTest {
 
     function test_AddMarketBalance_EscrowsForTheContract() public {
         vm.deal(address(dc), 3 ether);
+        vm.expectEmit(address(dc));
+        emit DealClient.MarketBalanceAdded(2 ether);
         vm.prank(OWNER);
         dc.addMarketBalance(2 ether);
         assertEq(market.escrow(FilAddress.delegatedAddress(address(dc))), 2 ether);

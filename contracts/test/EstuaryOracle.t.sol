@@ -172,8 +172,18 @@ contract EstuaryOracleTest is Test {
         assertFalse(done);
     }
 
+    function test_SetPrice_Emits() public {
+        vm.expectEmit(address(oracle));
+        emit EstuaryOracle.PriceSet(EstuaryOracle.JobKind.Store, 7);
+        vm.prank(OWNER);
+        oracle.setPrice(EstuaryOracle.JobKind.Store, 7);
+        assertEq(oracle.price(EstuaryOracle.JobKind.Store), 7);
+    }
+
     function test_WithdrawFees() public {
         consumer.pin(CID);
+        vm.expectEmit(address(oracle));
+        emit EstuaryOracle.FeesWithdrawn(address(0xFEE), 0.001 ether);
         vm.prank(OWNER);
         oracle.withdrawFees(payable(address(0xFEE)));
         assertEq(address(0xFEE).balance, 0.001 ether);
