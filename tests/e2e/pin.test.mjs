@@ -1,11 +1,15 @@
 // Browser → contract → oracle, through the real stack that `estuary dev` starts.
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Piece } from '@web3-storage/data-segment';
-import { ensureOutputDir, injectWallet, launchBrowser, rpc, startStack } from './support.mjs';
+import { ensureOutputDir, injectWallet, launchBrowser, root, rpc, startStack } from './support.mjs';
+
+const estuaryBin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
 
 const CID = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy';
 // requestCount() selector
@@ -63,26 +67,48 @@ describe('dapp on the local stack', () => {
     assert.match(info.api_token, /^[0-9a-f]{64}$/);
   });
 
-  test('a CID pinned from the page is queued by the oracle for its requester', async () => {
+  test('a CID uploaded to the oracle and pinned from the page is pinned and reported on chain', async () => {
+    // The content: a file made into a CAR by `estuary add`, uploaded in two parts.
+    const dir = mkdtempSync(join(tmpdir(), 'estuary-e2e-add-'));
+    const file = join(dir, 'data.bin');
+    writeFileSync(file, Buffer.from(Array.from({ length: 2_500_000 }, (_, i) => (i * 7919) % 251)));
+    const added = JSON.parse(
+      execFileSync(estuaryBin, ['add', file, '--car', join(dir, 'data.car'), '--car-order', 'dfs', '--json']),
+    );
+    const car = readFileSync(join(dir, 'data.car'));
+    const created = await fetch(`${stack.info.oracle_url}/uploads`, {
+      method: 'POST',
+      headers: { 'upload-length': String(car.length) },
+    });
+    assert.equal(created.status, 201);
+    const upload = `${stack.info.oracle_url}${created.headers.get('location')}`;
+    const half = Math.floor(car.length / 2);
+    for (const [offset, part] of [[0, car.subarray(0, half)], [half, car.subarray(half)]]) {
+      const r = await fetch(upload, { method: 'PATCH', headers: { 'upload-offset': String(offset) }, body: part });
+      assert.ok(r.ok, `upload answered ${r.status}`);
+    }
+
     const account = stack.info.accounts[1];
     const { page, errors } = await openPage({ account });
-    await page.getByTestId('cid-input').fill(CID);
-    await assert.doesNotReject(page.getByTestId('cid-info').filter({ hasText: 'CIDv1 · raw' }).waitFor());
+    await page.getByTestId('cid-input').fill(added.root);
+    await assert.doesNotReject(page.getByTestId('cid-info').filter({ hasText: 'CIDv1 · dag-pb' }).waitFor());
     await page.getByTestId('connect').click();
     await page.getByTestId('wallet-status').filter({ hasText: account }).waitFor();
     await page.getByTestId('pin').click();
-    await page.locator('[data-testid="request-status"][data-status="queued"]').waitFor({ timeout: 60_000 });
+    await page.locator('[data-testid="request-status"][data-status="reported"]').waitFor({ timeout: 60_000 });
     assert.equal(await page.getByTestId('request-requester').textContent(), account);
-    assert.equal(await page.getByTestId('request-cid').textContent(), CID);
+    assert.equal(await page.getByTestId('request-cid').textContent(), added.root);
+    await page.getByTestId('message').filter({ hasText: 'pinned and reported on chain' }).waitFor();
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-pinned.png'), fullPage: true });
 
     const id = (await page.getByTestId('request-id').textContent()).replace('#', '');
     const res = await fetch(`${stack.info.oracle_url}/requests/${id}`);
     assert.equal(res.status, 200);
     const request = await res.json();
-    assert.equal(request.status, 'queued');
+    assert.equal(request.status, 'reported');
     assert.equal(request.requester, account);
-    assert.equal(request.cid, CID);
+    assert.equal(request.cid, added.root);
+    assert.equal(request.piece_cid, added.piece_cid, "the oracle's piece is estuary add's");
     assert.equal(request.contract, stack.info.contracts.EstuaryPinning.toLowerCase());
     assert.deepEqual(errors, []);
   });

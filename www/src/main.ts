@@ -5,7 +5,7 @@ import {
   InvalidCidError,
   Wallet,
   loadConfig,
-  waitForRequest,
+  followRequest,
   type CidInfo,
   type EstuaryConfig,
 } from './sdk';
@@ -116,14 +116,16 @@ async function pin(): Promise<void> {
   ui.requestTx.textContent = `${receipt.txHash} (block ${receipt.block})`;
   ui.requestStatus.textContent = 'on chain — waiting for the oracle';
   say(`Request #${receipt.requestId} is on chain.`);
-  const status = await waitForRequest(config.oracle_url, receipt.requestId);
-  ui.requestStatus.textContent = status.status;
-  ui.requestStatus.dataset.status = status.status;
+  const final = await followRequest(config.oracle_url, receipt.requestId, (status) => {
+    const detail = status.piece_cid ? ` — piece ${status.piece_cid}` : '';
+    ui.requestStatus.textContent = `${status.status}${detail}`;
+    ui.requestStatus.dataset.status = status.status;
+  });
   say(
-    status.status === 'queued'
-      ? `Request #${status.id} is queued by the oracle.`
-      : `The oracle could not take request #${status.id}: ${status.error ?? 'unknown reason'}`,
-    status.status === 'queued' ? 'info' : 'error',
+    final.status === 'reported'
+      ? `Request #${final.id} is pinned and reported on chain.`
+      : `The oracle could not pin request #${final.id} (${final.status}): ${final.error ?? 'unknown reason'}`,
+    final.status === 'reported' ? 'info' : 'error',
   );
 }
 

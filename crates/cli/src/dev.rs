@@ -118,6 +118,8 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
     // The oracle's account: anvil's last one, apart from the accounts users get.
     let operator = anvil.addresses().last().copied().context("anvil has no accounts")?;
+    let operator_key: PrivateKeySigner =
+        anvil.keys().last().cloned().context("anvil has no keys")?.into();
     let deployment = devnet::deploy(&rpc_url, &signer, operator).await?;
     info!(pinning = %deployment.pinning, block = deployment.block, "contracts deployed");
 
@@ -132,6 +134,9 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .args(["--confirmations", "1"])
         .arg("--db")
         .arg(&database)
+        .arg("--data-dir")
+        .arg(state_dir.join("oracle-data"))
+        .env("ESTUARY_OPERATOR_KEY", hex::encode(operator_key.to_bytes()))
         .args(["--listen", &format!("127.0.0.1:{oracle_port}")])
         .env("ESTUARY_API_TOKEN", &api_token)
         .stdin(Stdio::null())

@@ -133,6 +133,28 @@ struct RunArgs {
     /// Bearer token for the API's operator routes (none: those routes refuse everyone).
     #[arg(long, env = "ESTUARY_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// Directory for pinned blocks, packed CARs and uploads.
+    #[arg(long, env = "ESTUARY_DATA_DIR", default_value = "estuary-data")]
+    data_dir: PathBuf,
+    /// Trustless gateway to fetch DAGs from (repeat, or comma-separated in the environment).
+    #[arg(long = "gateway", env = "ESTUARY_GATEWAYS", value_delimiter = ',')]
+    gateways: Vec<String>,
+    /// Private key (hex) of the operator account that reports on chain; without it requests are
+    /// recorded but not pinned.
+    #[arg(long, env = "ESTUARY_OPERATOR_KEY", hide_env_values = true)]
+    operator_key: Option<String>,
+    /// Jobs worked on at once.
+    #[arg(long, env = "ESTUARY_WORKERS", default_value_t = 4)]
+    workers: usize,
+    /// Retryable failures before a job is quarantined.
+    #[arg(long, env = "ESTUARY_MAX_ATTEMPTS", default_value_t = 5)]
+    max_attempts: u32,
+    /// Most bytes one DAG may have.
+    #[arg(long, env = "ESTUARY_MAX_DAG_BYTES", default_value_t = 32 << 30)]
+    max_dag_bytes: u64,
+    /// Seconds without a byte from a source before it is given up.
+    #[arg(long, env = "ESTUARY_NO_PROGRESS_SECS", default_value_t = 60)]
+    no_progress_secs: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -254,6 +276,13 @@ async fn run_oracle(args: RunArgs) -> Result<()> {
     config.poll_interval = Duration::from_millis(args.poll_interval_ms);
     config.listen = args.listen;
     config.api_token = args.api_token;
+    config.data_dir = args.data_dir;
+    config.gateways = args.gateways;
+    config.operator_key = args.operator_key;
+    config.workers = args.workers;
+    config.max_attempts = args.max_attempts;
+    config.fetch_limits.max_dag_bytes = args.max_dag_bytes;
+    config.fetch_limits.no_progress = Duration::from_secs(args.no_progress_secs);
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let oracle = Oracle::start(config).await?;

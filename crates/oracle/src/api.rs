@@ -6,10 +6,13 @@
 //! | `GET /status` | – | chain, contract, watcher progress, request count |
 //! | `GET /requests/{id}` | – | one request (`PinRequest` as JSON) |
 //! | `GET /requests?after=&limit=` | bearer | requests in the order stored |
+//! | `GET`/`HEAD /ipfs/{cid}?format=raw\|car` | – | trustless gateway: a block, or the DAG as a CAR |
+//! | `GET`/`HEAD /piece/{pieceCid}` | – | a packed CAR by its v2 piece CID (ranges supported) |
+//! | `POST /uploads`, `HEAD`/`PATCH /uploads/{id}` | – | resumable CAR upload (tus-style offsets) |
 //!
 //! Requests are public on chain, so reading one needs no token; listing is for operators.
 
-use std::{str::FromStr, sync::Arc};
+use std::{path::PathBuf, str::FromStr, sync::Arc};
 
 use alloy::primitives::U256;
 use axum::{
@@ -25,16 +28,24 @@ use tower_http::cors::CorsLayer;
 use tracing::error;
 
 use crate::{
+    blockstore::Blockstore,
     model::{PinRequest, Source},
     store::{RequestStore, StoreError},
     watcher::WatchState,
 };
 
+mod gateway;
+mod upload;
+
 /// What the handlers share.
 #[derive(Debug)]
-pub struct ApiState<S> {
+pub struct ApiState<S, B> {
     /// The request store.
     pub store: Arc<S>,
+    /// Pinned blocks, served by the gateway.
+    pub blocks: Arc<B>,
+    /// Packed CARs, served by piece CID.
+    pub packed_dir: PathBuf,
     /// The source this oracle follows.
     pub source: Source,
     /// The watcher's progress.
@@ -89,12 +100,19 @@ impl IntoResponse for ApiError {
 }
 
 /// The API's router.
-pub fn router<S: RequestStore>(state: Arc<ApiState<S>>) -> Router {
+pub fn router<S: RequestStore, B: Blockstore>(state: Arc<ApiState<S, B>>) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/status", get(status::<S>))
-        .route("/requests", get(list_requests::<S>))
-        .route("/requests/{id}", get(get_request::<S>))
+        .route("/status", get(status::<S, B>))
+        .route("/requests", get(list_requests::<S, B>))
+        .route("/requests/{id}", get(get_request::<S, B>))
+        .route("/ipfs/{*path}", get(gateway::ipfs::<S, B>))
+        .route("/piece/{piece}", get(gateway::piece::<S, B>))
+        .route("/uploads", axum::routing::post(upload::create::<S, B>))
+        .route(
+            "/uploads/{id}",
+            axum::routing::head(upload::offset::<S, B>).patch(upload::append::<S, B>),
+        )
         .layer(CorsLayer::permissive())
         .with_state(state)
 }
@@ -112,8 +130,8 @@ struct StatusBody {
     requests: u64,
 }
 
-async fn status<S: RequestStore>(
-    State(st): State<Arc<ApiState<S>>>,
+async fn status<S: RequestStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
 ) -> Result<Json<StatusBody>, ApiError> {
     let requests = st.store.count(st.source).await?;
     Ok(Json(StatusBody {
@@ -124,8 +142,8 @@ async fn status<S: RequestStore>(
     }))
 }
 
-async fn get_request<S: RequestStore>(
-    State(st): State<Arc<ApiState<S>>>,
+async fn get_request<S: RequestStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
     Path(id): Path<String>,
 ) -> Result<Json<PinRequest>, ApiError> {
     let parsed = U256::from_str_radix(&id, 10)
@@ -154,8 +172,8 @@ struct ListBody {
     next: Option<u64>,
 }
 
-async fn list_requests<S: RequestStore>(
-    State(st): State<Arc<ApiState<S>>>,
+async fn list_requests<S: RequestStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<ListBody>, ApiError> {
@@ -180,7 +198,7 @@ fn parse_param(v: Option<&str>, name: &str, default: u64, max: u64) -> Result<u6
     }
 }
 
-fn authorize<S>(st: &ApiState<S>, headers: &HeaderMap) -> Result<(), ApiError> {
+fn authorize<S, B>(st: &ApiState<S, B>, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = st.api_token.as_deref() else {
         return Err(ApiError::Unauthorized);
     };
@@ -220,7 +238,16 @@ mod tests {
         let cursor = crate::model::Cursor { block_number: 3, block_hash: B256::repeat_byte(3) };
         store.ingest(source, &[event], cursor).await.unwrap();
         let (_tx, watch) = watch::channel(WatchState::default());
-        let state = ApiState { store, source, watch, api_token: Some("secret".into()) };
+        let blocks =
+            Arc::new(crate::blockstore::FsBlockstore::open(dir.path().join("data")).unwrap());
+        let state = ApiState {
+            store,
+            blocks,
+            packed_dir: dir.path().join("data/packed"),
+            source,
+            watch,
+            api_token: Some("secret".into()),
+        };
         (router(Arc::new(state)), dir)
     }
 

@@ -4,6 +4,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use alloy::primitives::Address;
 
+use crate::fetch::FetchLimits;
+
 /// Everything the oracle needs to run.
 #[derive(Debug, Clone)]
 pub struct OracleConfig {
@@ -27,6 +29,19 @@ pub struct OracleConfig {
     pub listen: SocketAddr,
     /// Bearer token for the API's authenticated endpoints.
     pub api_token: Option<String>,
+    /// Directory for blocks (`blocks/`) and packed CARs (`packed/`).
+    pub data_dir: PathBuf,
+    /// Trustless gateways to fetch DAGs from (base URLs).
+    pub gateways: Vec<String>,
+    /// The operator's private key (hex) for reports on chain. Without it the oracle records
+    /// requests and serves its API but pins nothing.
+    pub operator_key: Option<String>,
+    /// Jobs worked on at once.
+    pub workers: usize,
+    /// Retryable failures before a job is quarantined.
+    pub max_attempts: u32,
+    /// Bounds on each fetch.
+    pub fetch_limits: FetchLimits,
 }
 
 impl OracleConfig {
@@ -43,6 +58,12 @@ impl OracleConfig {
             database: database.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             api_token: None,
+            data_dir: PathBuf::from("estuary-data"),
+            gateways: Vec::new(),
+            operator_key: None,
+            workers: 4,
+            max_attempts: 5,
+            fetch_limits: FetchLimits::default(),
         }
     }
 }

@@ -15,11 +15,17 @@
 //! default that needs no server.
 
 pub mod api;
+pub mod blockstore;
 pub mod config;
+pub mod fetch;
+pub mod job;
 pub mod model;
+pub mod pack;
+pub mod report;
 pub mod service;
 pub mod store;
 pub mod watcher;
+pub mod worker;
 
 pub use config::OracleConfig;
 pub use service::{Oracle, OracleError};

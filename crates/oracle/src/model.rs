@@ -47,17 +47,27 @@ pub struct PinRequestEvent {
     pub log_index: u64,
 }
 
-/// Where a request is in its life.
-///
-/// Only the first states exist yet; fetching, pinning, packing and reporting come next.
+/// Where a request is in its life (see [`crate::job`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RequestStatus {
-    /// Recorded from the chain and waiting to be pinned.
+    /// Recorded from the chain and waiting for a worker.
     Queued,
+    /// A worker is fetching and verifying the DAG.
+    Fetching,
+    /// The whole DAG is in the blockstore.
+    Pinned,
+    /// Its CAR and piece are ready for deals.
+    Packed,
+    /// The pin is reported on chain.
+    Reported,
     /// Will not be pinned; `error` says why.
     Failed,
+    /// Failed too often to retry by itself; `error` has the last reason (`estuary oracle requeue`).
+    Quarantined,
+    /// Cancelled by the requester (or closed on chain).
+    Cancelled,
 }
 
 impl RequestStatus {
@@ -65,17 +75,30 @@ impl RequestStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
+            Self::Fetching => "fetching",
+            Self::Pinned => "pinned",
+            Self::Packed => "packed",
+            Self::Reported => "reported",
             Self::Failed => "failed",
+            Self::Quarantined => "quarantined",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// Reads a stored name.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "queued" => Some(Self::Queued),
-            "failed" => Some(Self::Failed),
-            _ => None,
-        }
+        [
+            Self::Queued,
+            Self::Fetching,
+            Self::Pinned,
+            Self::Packed,
+            Self::Reported,
+            Self::Failed,
+            Self::Quarantined,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
     }
 }
 
@@ -100,8 +123,22 @@ pub struct PinRequest {
     pub tx_hash: String,
     /// Where it is.
     pub status: RequestStatus,
-    /// Why it failed, if it did.
+    /// Why it failed, if it did (or the last retryable failure).
     pub error: Option<String>,
+    /// Failed attempts since the last progress.
+    pub attempts: u32,
+    /// Distinct blocks of the pinned DAG.
+    pub dag_blocks: Option<u64>,
+    /// Their bytes.
+    pub dag_bytes: Option<u64>,
+    /// Piece CID v2 of the packed CAR.
+    pub piece_cid: Option<String>,
+    /// Padded piece size.
+    pub padded_size: Option<u64>,
+    /// CAR size in bytes.
+    pub car_size: Option<u64>,
+    /// The report's transaction, when this oracle sent it.
+    pub report_tx: Option<String>,
 }
 
 impl PinRequest {
@@ -123,6 +160,13 @@ impl PinRequest {
             tx_hash: format!("{:#x}", event.tx_hash),
             status,
             error,
+            attempts: 0,
+            dag_blocks: None,
+            dag_bytes: None,
+            piece_cid: None,
+            padded_size: None,
+            car_size: None,
+            report_tx: None,
         }
     }
 }

@@ -1,18 +1,24 @@
 //! Wiring: store, chain connection, watcher and API, with an orderly shutdown.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use alloy::providers::{Provider, ProviderBuilder};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use alloy::signers::local::PrivateKeySigner;
+
 use crate::{
     api::{self, ApiState},
+    blockstore::{BlockstoreError, FsBlockstore},
     config::OracleConfig,
+    fetch::Fetcher,
     model::Source,
+    report::ChainReporter,
     store::{SqliteStore, StoreError},
     watcher::{WatchState, Watcher, WatcherConfig},
+    worker::{Pipeline, WorkerConfig},
 };
 
 /// Why the oracle could not start.
@@ -43,6 +49,12 @@ pub enum OracleError {
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The blockstore could not be opened.
+    #[error(transparent)]
+    Blockstore(#[from] BlockstoreError),
+    /// The operator key is not a private key.
+    #[error("the operator key is not a valid private key")]
+    OperatorKey,
     /// The API address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -86,7 +98,32 @@ impl Oracle {
             .local_addr()
             .map_err(|source| OracleError::Listen { addr: config.listen, source })?;
 
+        let blocks = Arc::new(FsBlockstore::open(config.data_dir.clone())?);
+        let packed_dir = config.data_dir.join("packed");
         let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        if let Some(key) = &config.operator_key {
+            let key: PrivateKeySigner =
+                key.trim_start_matches("0x").parse().map_err(|_| OracleError::OperatorKey)?;
+            let reporter = ChainReporter::new(&config.rpc_url, config.pinning, key, 1)
+                .map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?;
+            let pipeline = Pipeline::new(
+                Arc::clone(&store),
+                Arc::clone(&blocks),
+                Fetcher::new(config.gateways.clone(), config.fetch_limits),
+                Arc::new(reporter),
+                WorkerConfig {
+                    workers: config.workers,
+                    lease: Duration::from_secs(600),
+                    max_attempts: config.max_attempts,
+                    idle: Duration::from_millis(200),
+                    packed_dir: packed_dir.clone(),
+                },
+            );
+            tasks.push(tokio::spawn(pipeline.run(shutdown.clone())));
+        } else {
+            tracing::warn!("no operator key: requests are recorded but not pinned");
+        }
         let (state_tx, state_rx) = watch::channel(WatchState::default());
         let watcher = Watcher::new(
             provider,
@@ -104,6 +141,8 @@ impl Oracle {
 
         let app = api::router(Arc::new(ApiState {
             store,
+            blocks,
+            packed_dir,
             source,
             watch: state_rx,
             api_token: config.api_token.clone(),
@@ -118,7 +157,9 @@ impl Oracle {
             }
         });
         info!(%local_addr, chain_id, contract = %config.pinning, "oracle started");
-        Ok(Self { local_addr, shutdown, tasks: vec![watcher_task, api_task] })
+        tasks.push(watcher_task);
+        tasks.push(api_task);
+        Ok(Self { local_addr, shutdown, tasks })
     }
 
     /// Stops the watcher and the API and waits for them.

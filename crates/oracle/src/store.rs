@@ -14,7 +14,10 @@ use sqlx::{
     },
 };
 
-use crate::model::{Cursor, PinRequest, PinRequestEvent, RequestStatus, Source};
+use crate::{
+    job::{Outcome, Transition},
+    model::{Cursor, PinRequest, PinRequestEvent, RequestStatus, Source},
+};
 
 /// A storage failure. Retrying is safe: nothing is half-written.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +116,260 @@ fn row_to_request(row: &sqlx::sqlite::SqliteRow) -> Result<PinRequest, StoreErro
         status: RequestStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
         error: row.try_get("error")?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        dag_blocks: opt_u64(row, "dag_blocks")?,
+        dag_bytes: opt_u64(row, "dag_bytes")?,
+        piece_cid: row.try_get("piece_cid")?,
+        padded_size: opt_u64(row, "padded_size")?,
+        car_size: opt_u64(row, "car_size")?,
+        report_tx: row.try_get("report_tx")?,
     })
+}
+
+fn opt_u64(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<u64>, StoreError> {
+    let v: Option<i64> = row.try_get(column)?;
+    v.map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt(column.into()))).transpose()
+}
+
+/// A job a worker holds: one request and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Chain id of the request.
+    pub chain_id: u64,
+    /// Contract, lower-case 0x.
+    pub contract: String,
+    /// Request id, decimal.
+    pub request_id: String,
+    /// The CID bytes requested.
+    pub cid: Vec<u8>,
+    /// Status when claimed.
+    pub status: RequestStatus,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Piece CID v2 once packed.
+    pub piece_cid: Option<String>,
+    /// Padded piece size once packed.
+    pub padded_size: Option<u64>,
+}
+
+/// Durable jobs: claiming with a lease, and transitions stored before their effects.
+pub trait JobStore: Send + Sync + 'static {
+    /// Takes the oldest unfinished job no worker holds (its lease expired), leasing it until
+    /// `now_ms + lease_ms`.
+    fn claim(
+        &self,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> impl Future<Output = Result<Option<Job>, StoreError>> + Send;
+
+    /// Stores `status` for `job` (the state before a stage's effect) and renews the lease until
+    /// `now_ms + lease_ms`; false if the job moved on meanwhile.
+    fn begin(
+        &self,
+        job: &Job,
+        status: RequestStatus,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a stage's result; false if the job moved on meanwhile. The worker keeps its lease
+    /// while it goes on with the next stage; a failed or finished job is released.
+    fn finish(
+        &self,
+        job: &Job,
+        from: RequestStatus,
+        transition: &Transition,
+        outcome: &Outcome,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Voids every lease: called when the one process that uses an embedded store starts, since
+    /// whatever held a lease before is dead.
+    fn release_leases(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Puts a failed or quarantined request back in the queue with no attempts; false if it is
+    /// neither.
+    fn requeue(
+        &self,
+        source: Source,
+        id: U256,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The request whose packed CAR has piece CID `piece_cid` (v2 text).
+    fn by_piece(
+        &self,
+        piece_cid: &str,
+    ) -> impl Future<Output = Result<Option<PinRequest>, StoreError>> + Send;
+
+    /// How many requests are in each status.
+    fn status_counts(&self) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+}
+
+const ACTIVE: &str = "('queued', 'fetching', 'pinned', 'packed')";
+
+impl JobStore for SqliteStore {
+    async fn claim(&self, now_ms: u64, lease_ms: u64) -> Result<Option<Job>, StoreError> {
+        let now = u64_to_i64(now_ms)?;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT chain_id, contract, request_id, cid_bytes, status, attempts, lease_until,
+               piece_cid, padded_size
+             FROM pin_requests WHERE status IN {ACTIVE} AND lease_until < ? ORDER BY seq LIMIT 1"
+        ))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let status: String = row.try_get("status")?;
+        let job = Job {
+            chain_id: u64::try_from(row.try_get::<i64, _>("chain_id")?)
+                .map_err(|_| StoreError::Corrupt("chain_id".into()))?,
+            contract: row.try_get("contract")?,
+            request_id: row.try_get("request_id")?,
+            cid: row.try_get("cid_bytes")?,
+            status: RequestStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
+            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+            piece_cid: row.try_get("piece_cid")?,
+            padded_size: opt_u64(&row, "padded_size")?,
+        };
+        let held: i64 = row.try_get("lease_until")?;
+        let updated = sqlx::query(
+            "UPDATE pin_requests SET lease_until = ?
+             WHERE chain_id = ? AND contract = ? AND request_id = ? AND lease_until = ?",
+        )
+        .bind(u64_to_i64(now_ms.saturating_add(lease_ms))?)
+        .bind(u64_to_i64(job.chain_id)?)
+        .bind(&job.contract)
+        .bind(&job.request_id)
+        .bind(held)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((updated.rows_affected() == 1).then_some(job))
+    }
+
+    async fn begin(
+        &self,
+        job: &Job,
+        status: RequestStatus,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE pin_requests SET status = ?, updated_at = ?, lease_until = ?
+             WHERE chain_id = ? AND contract = ? AND request_id = ? AND status = ?",
+        )
+        .bind(status.as_str())
+        .bind(u64_to_i64(now_ms)?)
+        .bind(u64_to_i64(now_ms.saturating_add(lease_ms))?)
+        .bind(u64_to_i64(job.chain_id)?)
+        .bind(&job.contract)
+        .bind(&job.request_id)
+        .bind(job.status.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish(
+        &self,
+        job: &Job,
+        from: RequestStatus,
+        transition: &Transition,
+        outcome: &Outcome,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let (mut blocks, mut bytes, mut piece, mut padded, mut car, mut tx_hash) =
+            (None, None, None, None, None, None);
+        match outcome {
+            Outcome::Fetched { blocks: b, bytes: n } => {
+                blocks = Some(u64_to_i64(*b)?);
+                bytes = Some(u64_to_i64(*n)?);
+            }
+            Outcome::Packed { piece_cid, padded_size, car_size } => {
+                piece = Some(piece_cid.clone());
+                padded = Some(u64_to_i64(*padded_size)?);
+                car = Some(u64_to_i64(*car_size)?);
+            }
+            Outcome::Reported { tx } => tx_hash = tx.clone(),
+            Outcome::Closed | Outcome::Failed { .. } => {}
+        }
+        let done = sqlx::query(
+            "UPDATE pin_requests SET status = ?, attempts = ?, error = ?,
+               lease_until = CASE WHEN ? THEN 0 ELSE lease_until END,
+               updated_at = ?,
+               dag_blocks = COALESCE(?, dag_blocks), dag_bytes = COALESCE(?, dag_bytes),
+               piece_cid = COALESCE(?, piece_cid), padded_size = COALESCE(?, padded_size),
+               car_size = COALESCE(?, car_size), report_tx = COALESCE(?, report_tx)
+             WHERE chain_id = ? AND contract = ? AND request_id = ? AND status = ?",
+        )
+        .bind(transition.status.as_str())
+        .bind(i64::from(transition.attempts))
+        .bind(&transition.error)
+        .bind(
+            matches!(outcome, Outcome::Failed { .. })
+                || crate::job::stage(transition.status).is_none(),
+        )
+        .bind(u64_to_i64(now_ms)?)
+        .bind(blocks)
+        .bind(bytes)
+        .bind(piece)
+        .bind(padded)
+        .bind(car)
+        .bind(tx_hash)
+        .bind(u64_to_i64(job.chain_id)?)
+        .bind(&job.contract)
+        .bind(&job.request_id)
+        .bind(from.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_leases(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("UPDATE pin_requests SET lease_until = 0 WHERE lease_until != 0")
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn requeue(&self, source: Source, id: U256) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE pin_requests SET status = 'queued', attempts = 0, error = NULL, lease_until = 0
+             WHERE chain_id = ? AND contract = ? AND request_id = ?
+               AND status IN ('failed', 'quarantined') AND cid IS NOT NULL",
+        )
+        .bind(u64_to_i64(source.chain_id)?)
+        .bind(format!("{:#x}", source.contract))
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn by_piece(&self, piece_cid: &str) -> Result<Option<PinRequest>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM pin_requests WHERE piece_cid = ? AND status IN ('packed', 'reported')
+             ORDER BY seq LIMIT 1",
+        )
+        .bind(piece_cid)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row_to_request).transpose()
+    }
+
+    async fn status_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM pin_requests GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.try_get("n")?;
+                Ok((r.try_get("status")?, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
 }
 
 impl RequestStore for SqliteStore {

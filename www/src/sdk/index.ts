@@ -4,4 +4,11 @@ export { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob, type PieceWasm } fro
 export { EstuaryNode } from './node';
 export { loadConfig, type EstuaryConfig } from './config';
 export { Wallet, explain, type PinReceipt } from './chain';
-export { requestStatus, waitForRequest, type PinRequestStatus } from './oracle';
+export {
+  FINAL_STATES,
+  followRequest,
+  requestStatus,
+  waitForRequest,
+  type PinRequestStatus,
+  type RequestState,
+} from './oracle';

@@ -10,9 +10,34 @@ export interface PinRequestStatus {
   cid_bytes: string;
   block: number;
   tx_hash: string;
-  status: 'queued' | 'failed';
+  /** Where the request is: queued → fetching → pinned → packed → reported, or failed, quarantined, cancelled. */
+  status: RequestState;
+  /** Why it failed (or the last retryable failure). */
   error: string | null;
+  attempts: number;
+  dag_blocks: number | null;
+  dag_bytes: number | null;
+  /** Piece CID v2 of the packed CAR. */
+  piece_cid: string | null;
+  padded_size: number | null;
+  car_size: number | null;
+  /** The transaction that reported the pin on chain. */
+  report_tx: string | null;
 }
+
+/** A request's lifecycle states. */
+export type RequestState =
+  | 'queued'
+  | 'fetching'
+  | 'pinned'
+  | 'packed'
+  | 'reported'
+  | 'failed'
+  | 'quarantined'
+  | 'cancelled';
+
+/** States a request never leaves by itself. */
+export const FINAL_STATES: readonly RequestState[] = ['reported', 'failed', 'quarantined', 'cancelled'];
 
 /** The request, or `null` if the oracle has not seen it yet. */
 export async function requestStatus(oracleUrl: string, id: bigint): Promise<PinRequestStatus | null> {
@@ -37,6 +62,29 @@ export async function waitForRequest(
     signal?.throwIfAborted();
     const status = await requestStatus(oracleUrl, id);
     if (status) return status;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/**
+ * Follows request `id` until it reaches a final state, calling `onUpdate` whenever its state
+ * changes. Resolves with the final status.
+ */
+export async function followRequest(
+  oracleUrl: string,
+  id: bigint,
+  onUpdate: (status: PinRequestStatus) => void,
+  { signal, intervalMs = 500 }: { signal?: AbortSignal; intervalMs?: number } = {},
+): Promise<PinRequestStatus> {
+  let last: RequestState | undefined;
+  for (;;) {
+    signal?.throwIfAborted();
+    const status = await requestStatus(oracleUrl, id);
+    if (status && status.status !== last) {
+      last = status.status;
+      onUpdate(status);
+    }
+    if (status && FINAL_STATES.includes(status.status)) return status;
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

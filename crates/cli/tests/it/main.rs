@@ -5,5 +5,6 @@ mod car_cli;
 mod contracts_local;
 mod interop_piece;
 mod interop_unixfs;
+mod oracle_pinning;
 mod oracle_restart;
 mod support;

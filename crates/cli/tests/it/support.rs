@@ -55,6 +55,12 @@ impl Chain {
     pub fn address(&self, index: usize) -> Address {
         self.anvil.addresses()[index]
     }
+
+    /// The operator's key (anvil's last account), hex.
+    pub fn operator_key(&self) -> String {
+        let key: PrivateKeySigner = self.anvil.keys().last().unwrap().clone().into();
+        alloy::hex::encode(key.to_bytes())
+    }
 }
 
 /// A CIDv1 (raw, sha2-256) whose digest is `n` repeated.
@@ -73,6 +79,11 @@ pub struct OracleProcess {
 impl OracleProcess {
     /// Starts `estuary oracle run` against `chain`, with its database at `db`.
     pub async fn start(chain: &Chain, db: &Path) -> OracleProcess {
+        Self::start_with(chain, db, &[]).await
+    }
+
+    /// [`start`](Self::start) with more arguments.
+    pub async fn start_with(chain: &Chain, db: &Path, extra: &[String]) -> OracleProcess {
         let port = devnet::free_port().unwrap();
         let token = "test-token".to_owned();
         let child = Command::new(env!("CARGO_BIN_EXE_estuary"))
@@ -83,6 +94,7 @@ impl OracleProcess {
             .arg("--db")
             .arg(db)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env("ESTUARY_API_TOKEN", &token)
             .env("ESTUARY_LOG", "warn")
             .stdin(Stdio::null())

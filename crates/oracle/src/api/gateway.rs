@@ -1,0 +1,204 @@
+//! The trustless gateway (raw blocks and CARs of pinned DAGs) and packed CARs by piece CID.
+//!
+//! Follows the Trustless Gateway spec: the response format is chosen by `?format=raw|car` or the
+//! `Accept` header (`application/vnd.ipld.raw`, `application/vnd.ipld.car`); CARs are v1 with the
+//! requested CID as root, blocks depth-first (`dag-scope=all`, the default) or just the root
+//! (`dag-scope=block`); responses carry an `ETag` and are immutable. A request for any other
+//! format gets 406, a CID that is not pinned here 404.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{Path, Query, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use cid::Cid;
+use estuary_dag::{
+    Block,
+    car::{encode_section, header_v1},
+    walk::{WalkLimits, dfs_limited},
+};
+use estuary_piece::PieceCid;
+use serde::Deserialize;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::{ApiError, ApiState};
+use crate::{blockstore::Blockstore, store::RequestStore};
+
+const RAW: &str = "application/vnd.ipld.raw";
+const CAR: &str = "application/vnd.ipld.car";
+
+#[derive(Debug, Deserialize)]
+pub(super) struct GatewayQuery {
+    format: Option<String>,
+    #[serde(rename = "dag-scope")]
+    dag_scope: Option<String>,
+}
+
+enum Format {
+    Raw,
+    Car,
+}
+
+fn format(query: &GatewayQuery, headers: &HeaderMap) -> Option<Format> {
+    match query.format.as_deref() {
+        Some("raw") => return Some(Format::Raw),
+        Some("car") => return Some(Format::Car),
+        Some(_) => return None,
+        None => {}
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains(CAR) {
+        Some(Format::Car)
+    } else if accept.contains(RAW) {
+        Some(Format::Raw)
+    } else {
+        None
+    }
+}
+
+/// `GET`/`HEAD /ipfs/{cid}`.
+pub(super) async fn ipfs<S: RequestStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+    Path(path): Path<String>,
+    Query(query): Query<GatewayQuery>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (cid_text, rest) = path.split_once('/').unwrap_or((&path, ""));
+    if !rest.is_empty() {
+        return Err(ApiError::BadRequest("paths inside a DAG are not served yet".into()));
+    }
+    let cid = Cid::try_from(cid_text)
+        .map_err(|e| ApiError::BadRequest(format!("not a CID: {cid_text:?}: {e}")))?;
+    let Some(format) = format(&query, &headers) else {
+        return Ok((
+            StatusCode::NOT_ACCEPTABLE,
+            "this is a trustless gateway: ask for format=raw or format=car",
+        )
+            .into_response());
+    };
+    let blocks = Arc::clone(&st.blocks);
+    let root = tokio::task::spawn_blocking(move || blocks.get(&cid))
+        .await
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?
+        .map_err(|e| ApiError::NotFound(e.to_string()))?
+        .ok_or_else(|| ApiError::NotFound(format!("{cid} is not pinned here")))?;
+    let head = method == Method::HEAD;
+    match format {
+        Format::Raw => {
+            let etag = format!("\"{cid}.raw\"");
+            let mut response = if head { Body::empty() } else { Body::from(root) }.into_response();
+            set(&mut response, header::CONTENT_TYPE, RAW);
+            set(&mut response, header::ETAG, &etag);
+            set(&mut response, header::CACHE_CONTROL, "public, max-age=29030400, immutable");
+            set(
+                &mut response,
+                header::HeaderName::from_static("x-content-type-options"),
+                "nosniff",
+            );
+            Ok(response)
+        }
+        Format::Car => {
+            let scope_block = query.dag_scope.as_deref() == Some("block");
+            let etag = format!("\"{cid}.car.{}\"", if scope_block { "block" } else { "all" });
+            let body = if head {
+                Body::empty()
+            } else if scope_block {
+                let mut out = header_v1(&[cid]);
+                encode_section(&Block { cid, data: root }, &mut out);
+                Body::from(out)
+            } else {
+                car_stream(Arc::clone(&st.blocks), cid)
+            };
+            let mut response = body.into_response();
+            set(
+                &mut response,
+                header::CONTENT_TYPE,
+                "application/vnd.ipld.car; version=1; order=dfs; dups=n",
+            );
+            set(&mut response, header::ETAG, &etag);
+            set(&mut response, header::CACHE_CONTROL, "public, max-age=29030400, immutable");
+            set(
+                &mut response,
+                header::HeaderName::from_static("x-content-type-options"),
+                "nosniff",
+            );
+            Ok(response)
+        }
+    }
+}
+
+fn set(response: &mut Response, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, v);
+    }
+}
+
+/// The DAG's CAR, produced by a blocking walk as the client reads it (bounded buffer).
+fn car_stream<B: Blockstore>(blocks: Arc<B>, root: Cid) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
+    tokio::task::spawn_blocking(move || {
+        if tx.blocking_send(Ok(header_v1(&[root]))).is_err() {
+            return;
+        }
+        let mut batch = Vec::with_capacity(1 << 20);
+        let walked = dfs_limited(
+            root,
+            WalkLimits::default(),
+            |cid| blocks.get(cid).ok().flatten(),
+            |cid, data| {
+                encode_section(&Block { cid: *cid, data: data.to_vec() }, &mut batch);
+                if batch.len() >= 1 << 20 {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(1 << 20));
+                    let _ = tx.blocking_send(Ok(full));
+                }
+            },
+        );
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(Ok(batch));
+        }
+        if let Err(e) = walked {
+            // The status line is gone: end the body with an error so the client sees a
+            // truncated CAR rather than a silently incomplete one.
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        );
+    Body::from_stream(stream)
+}
+
+/// `GET`/`HEAD /piece/{pieceCid}`: the packed CAR, with range requests.
+pub(super) async fn piece<S: RequestStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+    Path(piece): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let parsed: PieceCid = piece
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("not a piece CID: {piece:?}: {e}")))?;
+    if parsed.padded_size().is_none() {
+        return Err(ApiError::BadRequest(
+            "a v1 piece CID does not carry the piece size: use the v2 piece CID".into(),
+        ));
+    }
+    let path = st.packed_dir.join(format!("{parsed}.car"));
+    if !path.exists() {
+        return Err(ApiError::NotFound(format!("piece {parsed} is not here")));
+    }
+    let served = ServeFile::new(&path)
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let mut response = served.into_response();
+    set(&mut response, header::CONTENT_TYPE, CAR);
+    set(&mut response, header::ETAG, &format!("\"{parsed}\""));
+    Ok(response)
+}

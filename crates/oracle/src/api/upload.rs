@@ -1,0 +1,207 @@
+//! Resumable CAR uploads (the tus core protocol's shape).
+//!
+//! - `POST /uploads` with `Upload-Length: N` → `201`, `Location: /uploads/{id}`;
+//! - `HEAD /uploads/{id}` → `Upload-Offset` (what the server has) and `Upload-Length`;
+//! - `PATCH /uploads/{id}` with `Upload-Offset: k` (must equal the server's offset, else `409`)
+//!   and the next bytes → `204` with the new `Upload-Offset`.
+//!
+//! A client that lost its connection asks `HEAD` and re-sends from there, so at most the chunk
+//! in flight is sent twice. Bytes go to a file as they arrive (no upload is held in memory).
+//! When the last byte arrives the CAR is decoded and every block verified into the blockstore;
+//! the response carries `Upload-Root` (the CAR's root). A bad CAR is refused with `422` and
+//! removed; nothing already stored is touched. Jobs for that root then find the DAG locally.
+
+use std::{
+    io::{self, SeekFrom},
+    path::{Path as FsPath, PathBuf},
+    sync::Arc,
+};
+
+use axum::{
+    body::Body,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use estuary_dag::car::{CarDecoder, CarItem, CarLimits};
+use futures_util::StreamExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+use super::{ApiError, ApiState};
+use crate::{blockstore::Blockstore, store::RequestStore};
+
+/// Largest upload accepted.
+pub const MAX_UPLOAD: u64 = 32 << 30;
+
+fn uploads_dir(packed_dir: &FsPath) -> PathBuf {
+    packed_dir.parent().unwrap_or(packed_dir).join("uploads")
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Result<u64, ApiError> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("missing or invalid {name} header")))
+}
+
+fn valid_id(id: &str) -> Result<(), ApiError> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("no upload {id:?}")))
+    }
+}
+
+fn with_offset(status: StatusCode, offset: u64, length: u64) -> Response {
+    let mut r = status.into_response();
+    let h = r.headers_mut();
+    h.insert("upload-offset", HeaderValue::from(offset));
+    h.insert("upload-length", HeaderValue::from(length));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn length_of(dir: &FsPath, id: &str) -> Result<(u64, u64), ApiError> {
+    let length: u64 = tokio::fs::read_to_string(dir.join(format!("{id}.length")))
+        .await
+        .map_err(|_| ApiError::NotFound(format!("no upload {id}")))?
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("upload {id} is damaged")))?;
+    let offset = match tokio::fs::metadata(dir.join(format!("{id}.part"))).await {
+        Ok(m) => m.len(),
+        Err(_) => return Err(ApiError::NotFound(format!("no upload {id}"))),
+    };
+    Ok((offset, length))
+}
+
+/// `POST /uploads`.
+pub(super) async fn create<S: RequestStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let length = header_u64(&headers, "upload-length")?;
+    if length == 0 || length > MAX_UPLOAD {
+        return Err(ApiError::BadRequest(format!("Upload-Length must be 1 to {MAX_UPLOAD} bytes")));
+    }
+    let dir = uploads_dir(&st.packed_dir);
+    tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
+    let id = alloy::hex::encode(rand::random::<[u8; 16]>());
+    tokio::fs::write(dir.join(format!("{id}.part")), b"").await.map_err(io_error)?;
+    tokio::fs::write(dir.join(format!("{id}.length")), length.to_string())
+        .await
+        .map_err(io_error)?;
+    let mut r = with_offset(StatusCode::CREATED, 0, length);
+    if let Ok(v) = HeaderValue::from_str(&format!("/uploads/{id}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    *r.body_mut() = Body::from(serde_json::json!({ "id": id }).to_string());
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// `HEAD /uploads/{id}`.
+pub(super) async fn offset<S: RequestStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    valid_id(&id)?;
+    let (offset, length) = length_of(&uploads_dir(&st.packed_dir), &id).await?;
+    Ok(with_offset(StatusCode::OK, offset, length))
+}
+
+/// `PATCH /uploads/{id}`.
+pub(super) async fn append<S: RequestStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    valid_id(&id)?;
+    let dir = uploads_dir(&st.packed_dir);
+    let (offset, length) = length_of(&dir, &id).await?;
+    let claimed = header_u64(&headers, "upload-offset")?;
+    if claimed != offset {
+        return Ok(with_offset(StatusCode::CONFLICT, offset, length));
+    }
+    let part = dir.join(format!("{id}.part"));
+    let mut file = tokio::fs::OpenOptions::new().write(true).open(&part).await.map_err(io_error)?;
+    file.seek(SeekFrom::Start(offset)).await.map_err(io_error)?;
+    let mut written = offset;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        // A dropped connection keeps what arrived: the client resumes from `HEAD`'s offset.
+        let Ok(chunk) = chunk else { break };
+        if written + chunk.len() as u64 > length {
+            let _ = file.set_len(offset).await;
+            return Err(ApiError::BadRequest("more bytes than Upload-Length".into()));
+        }
+        file.write_all(&chunk).await.map_err(io_error)?;
+        written += chunk.len() as u64;
+    }
+    file.sync_all().await.map_err(io_error)?;
+    drop(file);
+    if written < length {
+        return Ok(with_offset(StatusCode::NO_CONTENT, written, length));
+    }
+    // Complete: verify and import.
+    let blocks = Arc::clone(&st.blocks);
+    let imported = tokio::task::spawn_blocking(move || import(&part, &blocks)).await;
+    let _ = tokio::fs::remove_file(dir.join(format!("{id}.part"))).await;
+    let _ = tokio::fs::remove_file(dir.join(format!("{id}.length"))).await;
+    match imported {
+        Ok(Ok((root, count))) => {
+            let mut r = with_offset(StatusCode::OK, written, length);
+            if let Ok(v) = HeaderValue::from_str(&root) {
+                r.headers_mut().insert("upload-root", v);
+            }
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            *r.body_mut() =
+                Body::from(serde_json::json!({ "root": root, "blocks": count }).to_string());
+            Ok(r)
+        }
+        Ok(Err(reason)) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(serde_json::json!({ "error": format!("not a valid CAR: {reason}") })),
+        )
+            .into_response()),
+        Err(e) => Err(ApiError::BadRequest(e.to_string())),
+    }
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(io_error)`
+fn io_error(e: io::Error) -> ApiError {
+    ApiError::BadRequest(format!("storage: {e}"))
+}
+
+/// Decodes the CAR at `path`, verifying every block into `blocks`; returns its first root and
+/// the number of blocks.
+fn import<B: Blockstore>(path: &FsPath, blocks: &Arc<B>) -> Result<(String, u64), String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut decoder = CarDecoder::new(CarLimits::default());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut root = None;
+    let mut count = 0;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        decoder.push(&buf[..n]);
+        while let Some(item) = decoder.next_item().map_err(|e| e.to_string())? {
+            match item {
+                CarItem::Header(h) => root = h.roots.first().copied(),
+                CarItem::Block(b) => {
+                    blocks.put(&b.cid, &b.data).map_err(|e| e.to_string())?;
+                    count += 1;
+                }
+            }
+        }
+    }
+    decoder.finish().map_err(|e| e.to_string())?;
+    let root = root.ok_or("the CAR names no root")?;
+    Ok((root.to_string(), count))
+}

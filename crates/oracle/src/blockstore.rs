@@ -1,0 +1,123 @@
+//! Where pinned blocks live.
+//!
+//! [`Blockstore`] is the port; [`FsBlockstore`] is the default adapter: one file per block under
+//! `blocks/<shard>/<cid>`, written to a temporary file, synced, then renamed into place, so a
+//! block file either is complete or does not exist, whatever moment the process dies. Blocks
+//! are verified against their CID before they are stored and when they are read back.
+
+use std::{
+    fs,
+    io::{self, Write},
+    path::{Path, PathBuf},
+};
+
+use cid::Cid;
+use estuary_dag::car::verify;
+
+/// A blockstore failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlockstoreError {
+    /// The bytes do not hash to the CID.
+    #[error("block {0} does not match its CID")]
+    Mismatch(Cid),
+    /// The storage failed.
+    #[error("blockstore I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Content-addressed block storage.
+pub trait Blockstore: Send + Sync + 'static {
+    /// Stores a block after checking it hashes to `cid`. Storing a block twice is harmless.
+    fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), BlockstoreError>;
+    /// A block's bytes, verified; `None` if absent (or corrupt: a corrupt block is dropped so that
+    /// it is fetched again).
+    fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, BlockstoreError>;
+    /// Whether a block is present (not verified).
+    fn has(&self, cid: &Cid) -> Result<bool, BlockstoreError>;
+}
+
+/// [`Blockstore`] on a local filesystem.
+#[derive(Debug, Clone)]
+pub struct FsBlockstore {
+    root: PathBuf,
+}
+
+impl FsBlockstore {
+    /// A blockstore under `root` (created if needed).
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, BlockstoreError> {
+        let root = root.into();
+        fs::create_dir_all(root.join("blocks"))?;
+        Ok(Self { root })
+    }
+
+    fn path(&self, cid: &Cid) -> PathBuf {
+        // Shard by the end of the multihash digest: well spread whatever the CID prefix.
+        let digest = cid.hash().digest();
+        let shard = digest.last().map_or(0, |b| *b);
+        self.root.join("blocks").join(format!("{shard:02x}")).join(cid.to_string())
+    }
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("block path has no parent"))?;
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+impl Blockstore for FsBlockstore {
+    fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), BlockstoreError> {
+        verify(cid, data).map_err(|_| BlockstoreError::Mismatch(*cid))?;
+        let path = self.path(cid);
+        if path.exists() {
+            return Ok(());
+        }
+        write_atomically(&path, data)?;
+        Ok(())
+    }
+
+    fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, BlockstoreError> {
+        let path = self.path(cid);
+        match fs::read(&path) {
+            Ok(data) => {
+                if verify(cid, &data).is_err() {
+                    let _ = fs::remove_file(&path);
+                    return Ok(None);
+                }
+                Ok(Some(data))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn has(&self, cid: &Cid) -> Result<bool, BlockstoreError> {
+        Ok(self.path(cid).exists())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use estuary_dag::block::Block;
+
+    #[test]
+    fn put_get_verify_and_heal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlockstore::open(dir.path()).unwrap();
+        let block = Block::new(cid::Version::V1, 0x55, b"hello".to_vec());
+        assert!(!store.has(&block.cid).unwrap());
+        store.put(&block.cid, &block.data).unwrap();
+        store.put(&block.cid, &block.data).unwrap();
+        assert_eq!(store.get(&block.cid).unwrap().as_deref(), Some(&b"hello"[..]));
+        assert!(matches!(store.put(&block.cid, b"other"), Err(BlockstoreError::Mismatch(_))));
+        // A corrupted file is dropped on read, so the block is fetched again.
+        std::fs::write(store.path(&block.cid), b"rot").unwrap();
+        assert_eq!(store.get(&block.cid).unwrap(), None);
+        assert!(!store.has(&block.cid).unwrap());
+    }
+}

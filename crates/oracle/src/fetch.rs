@@ -1,0 +1,265 @@
+//! Fetching a DAG, verified block by block.
+//!
+//! Sources, in order: the blockstore itself (a CAR uploaded to this oracle is already there),
+//! then each trustless gateway (`GET /ipfs/{cid}?format=car&dag-scope=all`). Every block is
+//! checked against its CID as it arrives (the CAR decoder does it), blocks over 2 MiB, DAGs over
+//! the byte budget, slow drips (no byte for `no_progress`) and overall lateness (`time_budget`)
+//! end the attempt with a typed reason; at the end a bounded walk from the root proves the DAG
+//! is complete.
+
+use std::{sync::Arc, time::Duration};
+
+use cid::Cid;
+use estuary_dag::{
+    car::{CarDecoder, CarError, CarItem, CarLimits},
+    walk::{WalkError, WalkLimits, dfs_limited},
+};
+use tokio::time::{Instant, timeout};
+
+use crate::blockstore::{Blockstore, BlockstoreError};
+
+/// Bounds on one fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Most bytes in the DAG (distinct blocks).
+    pub max_dag_bytes: u64,
+    /// Largest block.
+    pub max_block: usize,
+    /// Deepest level and most links per block.
+    pub max_depth: usize,
+    /// Most links one block may have.
+    pub max_links: usize,
+    /// Whole-fetch time budget.
+    pub time_budget: Duration,
+    /// Longest wait for the next bytes from a source.
+    pub no_progress: Duration,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        Self {
+            max_dag_bytes: 32 << 30,
+            max_block: 2 << 20,
+            max_depth: 4096,
+            max_links: 1 << 16,
+            time_budget: Duration::from_secs(3600),
+            no_progress: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The requested bytes are not a CID.
+    #[error("not a CID: {0}")]
+    BadCid(String),
+    /// No source has the DAG (each source's failure is listed).
+    #[error("no source has the whole DAG: {0}")]
+    Unavailable(String),
+    /// A source sent a block that does not match its CID, or a malformed CAR.
+    #[error("bad data from {source_url}: {error}")]
+    BadData {
+        /// The source.
+        source_url: String,
+        /// What was wrong.
+        error: CarError,
+    },
+    /// A block of the DAG cannot be decoded (or uses a codec whose links cannot be followed).
+    #[error("the DAG is malformed: {0}")]
+    BadDag(String),
+    /// The DAG breaks a limit (bytes, depth, links).
+    #[error("the DAG exceeds a limit: {0}")]
+    TooLarge(String),
+    /// The time budget ran out.
+    #[error("the fetch took longer than its budget of {0:?}")]
+    OutOfTime(Duration),
+    /// Storing blocks failed.
+    #[error(transparent)]
+    Store(#[from] BlockstoreError),
+}
+
+impl FetchError {
+    /// Whether trying again later cannot help: the content itself is bad or too large.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::BadCid(_) | Self::BadData { .. } | Self::BadDag(_) | Self::TooLarge(_))
+    }
+}
+
+/// What a successful fetch holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchStats {
+    /// Distinct blocks in the DAG.
+    pub blocks: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// Fetches DAGs from trustless gateways into a blockstore.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    gateways: Vec<String>,
+    limits: FetchLimits,
+}
+
+enum Attempt {
+    Done,
+    Failed(String),
+}
+
+impl Fetcher {
+    /// A fetcher using `gateways` (base URLs such as `http://127.0.0.1:8080`).
+    pub fn new(gateways: Vec<String>, limits: FetchLimits) -> Self {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self { client, gateways, limits }
+    }
+
+    /// Fetches the DAG under `cid` (binary) into `store` and proves it complete.
+    pub async fn fetch<S: Blockstore>(
+        &self,
+        cid: &[u8],
+        store: &Arc<S>,
+    ) -> Result<FetchStats, FetchError> {
+        let root = Cid::try_from(cid).map_err(|e| FetchError::BadCid(e.to_string()))?;
+        let deadline = Instant::now() + self.limits.time_budget;
+        // Already here (uploaded, or pinned before)?
+        let mut failures = Vec::new();
+        match self.complete(root, store).await {
+            Ok(stats) => return Ok(stats),
+            Err(FetchError::Unavailable(missing)) => failures.push(format!("local: {missing}")),
+            Err(e) => return Err(e),
+        }
+        for gateway in &self.gateways {
+            match self.try_gateway(gateway, root, store, deadline).await? {
+                Attempt::Done => match self.complete(root, store).await {
+                    Ok(stats) => return Ok(stats),
+                    Err(FetchError::Unavailable(missing)) => {
+                        failures.push(format!("{gateway}: incomplete DAG, {missing}"));
+                    }
+                    Err(e) => return Err(e),
+                },
+                Attempt::Failed(why) => failures.push(format!("{gateway}: {why}")),
+            }
+        }
+        Err(FetchError::Unavailable(failures.join("; ")))
+    }
+
+    /// Walks the DAG from the store, within the limits.
+    async fn complete<S: Blockstore>(
+        &self,
+        root: Cid,
+        store: &Arc<S>,
+    ) -> Result<FetchStats, FetchError> {
+        let store = Arc::clone(store);
+        let limits = WalkLimits {
+            max_depth: self.limits.max_depth,
+            max_links: self.limits.max_links,
+            max_blocks: u64::MAX,
+            max_bytes: self.limits.max_dag_bytes,
+        };
+        let walked = tokio::task::spawn_blocking(move || {
+            let mut io_error = None;
+            let result = dfs_limited(
+                root,
+                limits,
+                |cid| match store.get(cid) {
+                    Ok(block) => block,
+                    Err(e) => {
+                        io_error = Some(e);
+                        None
+                    }
+                },
+                |_, _| {},
+            );
+            (result, io_error)
+        })
+        .await
+        .map_err(|e| FetchError::Unavailable(format!("walk task failed: {e}")))?;
+        match walked {
+            (_, Some(io)) => Err(io.into()),
+            (Ok(stats), None) => Ok(FetchStats { blocks: stats.blocks, bytes: stats.bytes }),
+            (Err(WalkError::Missing(cid)), None) => {
+                Err(FetchError::Unavailable(format!("block {cid} is missing")))
+            }
+            (Err(e @ (WalkError::BadNode { .. } | WalkError::UnsupportedCodec { .. })), None) => {
+                Err(FetchError::BadDag(e.to_string()))
+            }
+            (Err(e), None) => Err(FetchError::TooLarge(e.to_string())),
+        }
+    }
+
+    async fn try_gateway<S: Blockstore>(
+        &self,
+        gateway: &str,
+        root: Cid,
+        store: &Arc<S>,
+        deadline: Instant,
+    ) -> Result<Attempt, FetchError> {
+        let url = format!("{}/ipfs/{root}?format=car&dag-scope=all", gateway.trim_end_matches('/'));
+        let request = self.client.get(&url).header("accept", "application/vnd.ipld.car");
+        let mut response = match self.wait(request.send(), deadline).await? {
+            Ok(r) => r,
+            Err(e) => return Ok(Attempt::Failed(e)),
+        };
+        if !response.status().is_success() {
+            return Ok(Attempt::Failed(format!("HTTP {}", response.status())));
+        }
+        let mut decoder =
+            CarDecoder::new(CarLimits { max_block: self.limits.max_block, ..CarLimits::default() });
+        let mut bytes = 0u64;
+        loop {
+            let chunk = match self.wait(response.chunk(), deadline).await? {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => return Ok(Attempt::Failed(format!("connection: {e}"))),
+            };
+            decoder.push(&chunk);
+            while let Some(item) = decoder
+                .next_item()
+                .map_err(|error| FetchError::BadData { source_url: url.clone(), error })?
+            {
+                if let CarItem::Block(block) = item {
+                    bytes += block.data.len() as u64;
+                    if bytes > self.limits.max_dag_bytes {
+                        return Err(FetchError::TooLarge(format!(
+                            "more than {} bytes",
+                            self.limits.max_dag_bytes
+                        )));
+                    }
+                    let store = Arc::clone(store);
+                    tokio::task::spawn_blocking(move || store.put(&block.cid, &block.data))
+                        .await
+                        .map_err(|e| BlockstoreError::Io(std::io::Error::other(e)))??;
+                }
+            }
+        }
+        decoder.finish().map_err(|error| FetchError::BadData { source_url: url, error })?;
+        Ok(Attempt::Done)
+    }
+
+    /// Awaits `fut` within the no-progress timeout and the overall deadline.
+    async fn wait<T>(
+        &self,
+        fut: impl Future<Output = Result<T, reqwest::Error>>,
+        deadline: Instant,
+    ) -> Result<Result<T, String>, FetchError> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(FetchError::OutOfTime(self.limits.time_budget));
+        }
+        let limit = self.limits.no_progress.min(deadline - now);
+        match timeout(limit, fut).await {
+            Ok(Ok(v)) => Ok(Ok(v)),
+            Ok(Err(e)) => Ok(Err(e.to_string())),
+            Err(_) if Instant::now() >= deadline => {
+                Err(FetchError::OutOfTime(self.limits.time_budget))
+            }
+            Err(_) => Ok(Err(format!("no progress for {:?}", self.limits.no_progress))),
+        }
+    }
+}
