@@ -69,6 +69,23 @@ pub trait RequestStore: Send + Sync + 'static {
 
     /// How many requests are stored for `source`.
     fn count(&self, source: Source) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The distinct blocks (number, hash) of stored requests at or above `from_block`, highest
+    /// first: what a reorg check compares with the canonical chain.
+    fn request_blocks(
+        &self,
+        source: Source,
+        from_block: u64,
+    ) -> impl Future<Output = Result<Vec<(u64, B256)>, StoreError>> + Send;
+
+    /// Undoes a reorg: deletes the requests above the common ancestor and moves the cursor back
+    /// to it (`None`: to before the start block), atomically. Returns how many were deleted.
+    fn rewind(
+        &self,
+        source: Source,
+        above: u64,
+        cursor: Option<Cursor>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// [`RequestStore`] on an SQLite file: embedded, no server.
@@ -485,6 +502,88 @@ impl RequestStore for SqliteStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn request_blocks(
+        &self,
+        source: Source,
+        from_block: u64,
+    ) -> Result<Vec<(u64, B256)>, StoreError> {
+        self.request_blocks_impl(source, from_block).await
+    }
+
+    async fn rewind(
+        &self,
+        source: Source,
+        above: u64,
+        cursor: Option<Cursor>,
+    ) -> Result<u64, StoreError> {
+        self.rewind_impl(source, above, cursor).await
+    }
+}
+
+impl SqliteStore {
+    async fn request_blocks_impl(
+        &self,
+        source: Source,
+        from_block: u64,
+    ) -> Result<Vec<(u64, B256)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT block_number, block_hash FROM pin_requests
+             WHERE chain_id = ? AND contract = ? AND block_number >= ?
+             ORDER BY block_number DESC",
+        )
+        .bind(u64_to_i64(source.chain_id)?)
+        .bind(format!("{:#x}", source.contract))
+        .bind(u64_to_i64(from_block)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.try_get("block_number")?;
+                let h: String = r.try_get("block_hash")?;
+                Ok((
+                    u64::try_from(n).map_err(|_| StoreError::Corrupt("block_number".into()))?,
+                    B256::from_str(&h).map_err(|_| StoreError::Corrupt(format!("hash {h:?}")))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn rewind_impl(
+        &self,
+        source: Source,
+        above: u64,
+        cursor: Option<Cursor>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query(
+            "DELETE FROM pin_requests WHERE chain_id = ? AND contract = ? AND block_number > ?",
+        )
+        .bind(u64_to_i64(source.chain_id)?)
+        .bind(format!("{:#x}", source.contract))
+        .bind(u64_to_i64(above)?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        match cursor {
+            Some(c) => {
+                sqlx::query("UPDATE cursors SET block_number = ?, block_hash = ? WHERE source = ?")
+                    .bind(u64_to_i64(c.block_number)?)
+                    .bind(format!("{:#x}", c.block_hash))
+                    .bind(source.key())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM cursors WHERE source = ?")
+                    .bind(source.key())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 }
 

@@ -144,6 +144,9 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
     /// Reads and stores one range starting at `from`. Returns the next block to read, or `None`
     /// when there is no confirmed block to read yet.
     async fn step(&self, from: u64) -> Result<Option<u64>, WatchError> {
+        if let Some(resume) = self.check_reorg().await? {
+            return Ok(Some(resume));
+        }
         let head = self.provider.get_block_number().await.map_err(rpc)?;
         self.state.send_modify(|s| s.head = Some(head));
         let Some(safe) = head.checked_sub(self.config.confirmations) else {
@@ -181,6 +184,63 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
             s.ingested += inserted;
         });
         Ok(Some(to + 1))
+    }
+}
+
+impl<P: Provider, S: RequestStore> Watcher<P, S> {
+    async fn canonical_hash(
+        &self,
+        number: u64,
+    ) -> Result<Option<alloy::primitives::B256>, WatchError> {
+        Ok(self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Number(number))
+            .await
+            .map_err(rpc)?
+            .map(|b| b.header.hash))
+    }
+
+    /// Compares the stored cursor with the canonical chain. On a mismatch (a reorg deeper than
+    /// the confirmations), finds the highest block with stored requests that is still
+    /// canonical, deletes what was stored above it — the orphaned requests, and with them any
+    /// work not yet done for them — and returns the block to read from again.
+    async fn check_reorg(&self) -> Result<Option<u64>, WatchError> {
+        /// How far back a reorg is looked for.
+        const MAX_DEPTH: u64 = 1024;
+        let Some(cursor) = self.store.cursor(self.source).await? else { return Ok(None) };
+        if self.canonical_hash(cursor.block_number).await? == Some(cursor.block_hash) {
+            return Ok(None);
+        }
+        let floor = cursor.block_number.saturating_sub(MAX_DEPTH).max(self.config.start_block);
+        let mut ancestor = None;
+        for (number, hash) in self.store.request_blocks(self.source, floor).await? {
+            if number < cursor.block_number && self.canonical_hash(number).await? == Some(hash) {
+                ancestor = Some(number);
+                break;
+            }
+        }
+        // Without a surviving request block, go back to the floor: re-reading is harmless.
+        let ancestor =
+            ancestor.or_else(|| floor.checked_sub(1)).filter(|a| *a >= self.config.start_block);
+        let new_cursor = match ancestor {
+            Some(number) => {
+                let hash = self.canonical_hash(number).await?.ok_or_else(|| {
+                    WatchError::Rpc(format!("block {number} vanished during a reorg"))
+                })?;
+                Some(Cursor { block_number: number, block_hash: hash })
+            }
+            None => None,
+        };
+        let above = ancestor.unwrap_or(self.config.start_block.saturating_sub(1));
+        let deleted = self.store.rewind(self.source, above, new_cursor).await?;
+        warn!(
+            orphaned_cursor = cursor.block_number,
+            ancestor = above,
+            deleted,
+            "reorg: rewound to the common ancestor"
+        );
+        self.state.send_modify(|s| s.cursor = Some(above));
+        Ok(Some(above + 1))
     }
 }
 

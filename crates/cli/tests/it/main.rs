@@ -6,5 +6,6 @@ mod contracts_local;
 mod interop_piece;
 mod interop_unixfs;
 mod oracle_pinning;
+mod oracle_reorg;
 mod oracle_restart;
 mod support;
