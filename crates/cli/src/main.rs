@@ -96,9 +96,36 @@ enum CarCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum OracleCommand {
-    /// Follow the chain and serve the API until SIGTERM or Ctrl-C.
+    /// Follow the chain, pin, and serve the API until SIGTERM or Ctrl-C.
     Run(RunArgs),
+    /// Requests by state, and the watchers' cursors (reads the database).
+    Status(DbArgs),
+    /// Failed and quarantined requests with their reasons.
+    Quarantined(DbArgs),
+    /// Put a failed or quarantined request back in the queue (a running oracle picks it up).
+    Requeue {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The request's id.
+        id: String,
+    },
+    /// Walk every pinned DAG; requeue those with missing or corrupt blocks.
+    Reconcile {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The oracle's data directory.
+        #[arg(long, env = "ESTUARY_DATA_DIR", default_value = "estuary-data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DbArgs {
+    /// SQLite database file of the oracle.
+    #[arg(long, env = "ESTUARY_DB", default_value = "estuary-oracle.sqlite")]
+    db: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -191,6 +218,7 @@ async fn run() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Oracle(OracleCommand::Run(args)) => run_oracle(args).await,
+        Command::Oracle(cmd) => oracle_admin(cmd).await,
         Command::Dev(opts) => dev::run(opts).await,
         Command::Add(args) => {
             let summary =
@@ -263,6 +291,68 @@ fn car_command(cmd: &CarCommand) -> Result<()> {
                 });
             }
             print_lines(lines)
+        }
+    }
+}
+
+async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
+    use estuary_oracle::{
+        blockstore::FsBlockstore,
+        model::RequestStatus,
+        store::{JobStore, SqliteStore},
+    };
+    let open = |db: &std::path::Path| {
+        let db = db.to_owned();
+        async move {
+            if !db.exists() {
+                anyhow::bail!("no oracle database at {}", db.display());
+            }
+            Ok(SqliteStore::open(&db).await?)
+        }
+    };
+    match cmd {
+        OracleCommand::Run(_) => unreachable!("handled by run_oracle"),
+        OracleCommand::Status(db) => {
+            let store = open(&db.db).await?;
+            let lines = store.status_counts().await?.into_iter().map(|(s, n)| format!("{s}\t{n}"));
+            print_lines(lines)
+        }
+        OracleCommand::Quarantined(db) => {
+            let store = open(&db.db).await?;
+            let bad = store
+                .in_status(&[RequestStatus::Quarantined, RequestStatus::Failed], 10_000)
+                .await?;
+            print_lines(bad.into_iter().map(|r| {
+                format!(
+                    "{}\t{}\t{}\t{}",
+                    r.id,
+                    r.status.as_str(),
+                    r.cid.unwrap_or_else(|| r.cid_bytes.clone()),
+                    r.error.unwrap_or_default()
+                )
+            }))
+        }
+        OracleCommand::Requeue { db, id } => {
+            let store = open(&db.db).await?;
+            let moved =
+                store.requeue_id(&id, &[RequestStatus::Quarantined, RequestStatus::Failed]).await?;
+            if moved == 0 {
+                anyhow::bail!(
+                    "request {id} is not failed or quarantined (or its bytes are not a CID)"
+                );
+            }
+            print_lines([format!("request {id} queued again")])
+        }
+        OracleCommand::Reconcile { db, data_dir } => {
+            let store = open(&db.db).await?;
+            let blocks = std::sync::Arc::new(FsBlockstore::open(data_dir)?);
+            let done = estuary_oracle::reconcile::reconcile(&store, &blocks).await?;
+            let summary =
+                format!("{} pinned DAGs checked, {} requeued", done.checked, done.requeued.len());
+            print_lines(
+                std::iter::once(summary)
+                    .chain(done.requeued.into_iter().map(|(id, why)| format!("{id}\t{why}"))),
+            )
         }
     }
 }

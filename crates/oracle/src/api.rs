@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `GET /health` | – | liveness |
 //! | `GET /status` | – | chain, contract, watcher progress, request count |
+//! | `GET /metrics` | – | Prometheus text: requests by state, watcher cursor and head |
 //! | `GET /requests/{id}` | – | one request (`PinRequest` as JSON) |
 //! | `GET /requests?after=&limit=` | bearer | requests in the order stored |
 //! | `GET`/`HEAD /ipfs/{cid}?format=raw\|car` | – | trustless gateway: a block, or the DAG as a CAR |
@@ -30,7 +31,7 @@ use tracing::error;
 use crate::{
     blockstore::Blockstore,
     model::{PinRequest, Source},
-    store::{RequestStore, StoreError},
+    store::{JobStore, RequestStore, StoreError},
     watcher::WatchState,
 };
 
@@ -100,10 +101,11 @@ impl IntoResponse for ApiError {
 }
 
 /// The API's router.
-pub fn router<S: RequestStore, B: Blockstore>(state: Arc<ApiState<S, B>>) -> Router {
+pub fn router<S: RequestStore + JobStore, B: Blockstore>(state: Arc<ApiState<S, B>>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/status", get(status::<S, B>))
+        .route("/metrics", get(metrics::<S, B>))
         .route("/requests", get(list_requests::<S, B>))
         .route("/requests/{id}", get(get_request::<S, B>))
         .route("/ipfs/{*path}", get(gateway::ipfs::<S, B>))
@@ -115,6 +117,30 @@ pub fn router<S: RequestStore, B: Blockstore>(state: Arc<ApiState<S, B>>) -> Rou
         )
         .layer(CorsLayer::permissive())
         .with_state(state)
+}
+
+async fn metrics<S: RequestStore + JobStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+) -> Result<Response, ApiError> {
+    use std::fmt::Write;
+    let counts = st.store.status_counts().await?;
+    let w = *st.watch.borrow();
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP estuary_requests Pin requests by lifecycle state.");
+    let _ = writeln!(out, "# TYPE estuary_requests gauge");
+    for (status, n) in counts {
+        let _ = writeln!(out, "estuary_requests{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP estuary_watcher_cursor Last block fully ingested.");
+    let _ = writeln!(out, "# TYPE estuary_watcher_cursor gauge");
+    let _ = writeln!(out, "estuary_watcher_cursor {}", w.cursor.unwrap_or(0));
+    let _ = writeln!(out, "# HELP estuary_chain_head Chain head last seen.");
+    let _ = writeln!(out, "# TYPE estuary_chain_head gauge");
+    let _ = writeln!(out, "estuary_chain_head {}", w.head.unwrap_or(0));
+    let _ = writeln!(out, "# HELP estuary_ingested_total Requests stored since start.");
+    let _ = writeln!(out, "# TYPE estuary_ingested_total counter");
+    let _ = writeln!(out, "estuary_ingested_total {}", w.ingested);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 async fn health() -> Json<serde_json::Value> {

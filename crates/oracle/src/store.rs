@@ -220,6 +220,26 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// How many requests are in each status.
     fn status_counts(&self) -> impl Future<Output = Result<Vec<(String, u64)>, StoreError>> + Send;
+
+    /// Requests in any of `statuses`, in the order stored (at most `limit`).
+    fn in_status(
+        &self,
+        statuses: &[RequestStatus],
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PinRequest>, StoreError>> + Send;
+
+    /// Puts request `id` (of whichever source holds it) back in the queue — from failed or
+    /// quarantined by an operator, or from pinned/packed/reported when the reconciler found its
+    /// DAG damaged. Returns how many rows moved.
+    fn requeue_id(
+        &self,
+        id: &str,
+        from: &[RequestStatus],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+fn status_list(statuses: &[RequestStatus]) -> String {
+    statuses.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
 }
 
 const ACTIVE: &str = "('queued', 'fetching', 'pinned', 'packed')";
@@ -374,6 +394,33 @@ impl JobStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(row_to_request).transpose()
+    }
+
+    async fn in_status(
+        &self,
+        statuses: &[RequestStatus],
+        limit: u32,
+    ) -> Result<Vec<PinRequest>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM pin_requests WHERE status IN ({}) ORDER BY seq LIMIT ?",
+            status_list(statuses)
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_request).collect()
+    }
+
+    async fn requeue_id(&self, id: &str, from: &[RequestStatus]) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "UPDATE pin_requests SET status = 'queued', attempts = 0, error = NULL, lease_until = 0
+             WHERE request_id = ? AND cid IS NOT NULL AND status IN ({})",
+            status_list(from)
+        ))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     async fn status_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {

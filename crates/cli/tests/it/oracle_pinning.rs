@@ -137,7 +137,70 @@ async fn a_request_is_fetched_packed_and_reported_with_the_piece_estuary_add_com
     assert_eq!(ranged.bytes().await.unwrap().as_ref(), &car[..10]);
     let gw = reqwest::get(format!("{}/ipfs/{root}?format=car", oracle.url)).await.unwrap();
     assert_eq!(gw.bytes().await.unwrap().as_ref(), car.as_slice());
+    let metrics =
+        reqwest::get(format!("{}/metrics", oracle.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("estuary_requests{status=\"reported\"} 1"), "{metrics}");
+    assert!(metrics.contains("estuary_requests{status=\"quarantined\"} 1"), "{metrics}");
     oracle.kill().await;
+
+    // The operator's commands, on the database and data directory.
+    let db = dir.path().join("oracle.sqlite");
+    let data = dir.path().join("data");
+    let admin = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_estuary"))
+            .arg("oracle")
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, listed) = admin(&["quarantined"]);
+    assert!(ok);
+    assert!(listed.contains(&format!("3\tquarantined\t{missing_root}")), "{listed}");
+    assert!(listed.contains("2\tfailed"), "{listed}");
+    let (ok, status) = admin(&["status"]);
+    assert!(ok && status.contains("reported\t1"), "{status}");
+    assert!(admin(&["requeue", "3"]).0);
+    assert!(!admin(&["requeue", "1"]).0, "a reported request is not requeued by hand");
+    // Damage one block of the pinned DAG: the reconciler finds it and requeues request 1.
+    let block = walk_files(&data.join("blocks"))
+        .into_iter()
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == root))
+        .unwrap();
+    std::fs::write(&block, b"bit rot").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .args(["oracle", "reconcile", "--db"])
+        .arg(&db)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("1 requeued"), "{text}");
+    // Back up: the block is fetched again and the report found already on chain.
+    cars.lock()
+        .unwrap()
+        .insert(missing_root.clone(), add(dir.path(), "nowhere.bin", &noise(1000, 9)).2);
+    let oracle = self::oracle(&chain, dir.path(), &url, &[]).await;
+    oracle.wait_for(|r| r["status"] == "reported", "/requests/1").await;
+    oracle.wait_for(|r| r["status"] == "reported", "/requests/3").await;
+    assert!(std::fs::read(&block).map(|b| b != b"bit rot").unwrap_or(true));
+    oracle.kill().await;
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// The real oracle, SIGKILLed at random points while it works through many requests: nothing
