@@ -246,19 +246,22 @@ const ACTIVE: &str = "('queued', 'fetching', 'pinned', 'packed')";
 
 impl JobStore for SqliteStore {
     async fn claim(&self, now_ms: u64, lease_ms: u64) -> Result<Option<Job>, StoreError> {
-        let now = u64_to_i64(now_ms)?;
-        let mut tx = self.pool.begin().await?;
+        // One statement, so SQLite takes the write lock up front (and waits for it) instead of
+        // upgrading a read transaction, which fails at once under contention.
         let row = sqlx::query(&format!(
-            "SELECT chain_id, contract, request_id, cid_bytes, status, attempts, lease_until,
-               piece_cid, padded_size
-             FROM pin_requests WHERE status IN {ACTIVE} AND lease_until < ? ORDER BY seq LIMIT 1"
+            "UPDATE pin_requests SET lease_until = ?
+             WHERE rowid = (SELECT rowid FROM pin_requests
+                            WHERE status IN {ACTIVE} AND lease_until < ? ORDER BY seq LIMIT 1)
+             RETURNING chain_id, contract, request_id, cid_bytes, status, attempts, piece_cid,
+                       padded_size"
         ))
-        .bind(now)
-        .fetch_optional(&mut *tx)
+        .bind(u64_to_i64(now_ms.saturating_add(lease_ms))?)
+        .bind(u64_to_i64(now_ms)?)
+        .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let status: String = row.try_get("status")?;
-        let job = Job {
+        Ok(Some(Job {
             chain_id: u64::try_from(row.try_get::<i64, _>("chain_id")?)
                 .map_err(|_| StoreError::Corrupt("chain_id".into()))?,
             contract: row.try_get("contract")?,
@@ -269,21 +272,7 @@ impl JobStore for SqliteStore {
             attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
             piece_cid: row.try_get("piece_cid")?,
             padded_size: opt_u64(&row, "padded_size")?,
-        };
-        let held: i64 = row.try_get("lease_until")?;
-        let updated = sqlx::query(
-            "UPDATE pin_requests SET lease_until = ?
-             WHERE chain_id = ? AND contract = ? AND request_id = ? AND lease_until = ?",
-        )
-        .bind(u64_to_i64(now_ms.saturating_add(lease_ms))?)
-        .bind(u64_to_i64(job.chain_id)?)
-        .bind(&job.contract)
-        .bind(&job.request_id)
-        .bind(held)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok((updated.rows_affected() == 1).then_some(job))
+        }))
     }
 
     async fn begin(
@@ -459,18 +448,17 @@ impl RequestStore for SqliteStore {
         events: &[PinRequestEvent],
         cursor: Cursor,
     ) -> Result<u64, StoreError> {
+        // Every statement here writes, so the transaction holds SQLite's write lock from its first
+        // statement on (a read first would have to upgrade, which fails under contention).
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
-        let next_seq: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM pin_requests")
-                .fetch_one(&mut *tx)
-                .await?;
         for ev in events {
             let req = PinRequest::from_event(source, ev);
             let done = sqlx::query(
                 "INSERT INTO pin_requests (chain_id, contract, request_id, requester, cid_bytes, cid,
                    block_number, block_hash, tx_hash, log_index, status, error, seq)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                         (SELECT COALESCE(MAX(seq), 0) + 1 FROM pin_requests))
                  ON CONFLICT DO NOTHING",
             )
             .bind(u64_to_i64(source.chain_id)?)
@@ -485,7 +473,6 @@ impl RequestStore for SqliteStore {
             .bind(u64_to_i64(ev.log_index)?)
             .bind(req.status.as_str())
             .bind(&req.error)
-            .bind(next_seq + inserted)
             .execute(&mut *tx)
             .await?;
             inserted += i64::try_from(done.rows_affected()).unwrap_or(0);

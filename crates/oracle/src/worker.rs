@@ -110,13 +110,21 @@ impl<S: JobStore, B: Blockstore, R: Reporter> Pipeline<S, B, R> {
 
     /// Runs `job` through its stages until it finishes, fails or is taken by someone else.
     async fn process(self: Arc<Self>, mut job: Job) {
+        let lease_ms = self.config.lease.as_millis() as u64;
+        let mut leased_at = now_ms();
         while let Some(stage) = job::stage(job.status) {
             let from = job::start(job.status);
-            let lease_ms = self.config.lease.as_millis() as u64;
-            match self.store.begin(&job, from, now_ms(), lease_ms).await {
-                Ok(true) => job.status = from,
-                Ok(false) => return,
-                Err(e) => return warn!(error = %e, id = %job.request_id, "cannot store the stage"),
+            // Store the starting state when it differs (queued → fetching), and renew the lease
+            // once half of it is used; otherwise the claim's lease stands.
+            if from != job.status || now_ms().saturating_sub(leased_at) > lease_ms / 2 {
+                leased_at = now_ms();
+                match self.store.begin(&job, from, leased_at, lease_ms).await {
+                    Ok(true) => job.status = from,
+                    Ok(false) => return,
+                    Err(e) => {
+                        return warn!(error = %e, id = %job.request_id, "cannot store the stage");
+                    }
+                }
             }
             let me = Arc::clone(&self);
             let stage_job = job.clone();

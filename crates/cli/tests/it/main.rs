@@ -1,6 +1,7 @@
 //! Integration tests of the `estuary` binary against a real anvil chain.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod bench_oracle;
 mod car_cli;
 mod contracts_local;
 mod interop_piece;
