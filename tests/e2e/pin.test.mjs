@@ -1,7 +1,7 @@
 // Browser → contract → oracle, through the real stack that `estuary dev` starts.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -110,6 +110,49 @@ describe('dapp on the local stack', () => {
     assert.equal(request.cid, added.root);
     assert.equal(request.piece_cid, added.piece_cid, "the oracle's piece is estuary add's");
     assert.equal(request.contract, stack.info.contracts.EstuaryPinning.toLowerCase());
+    assert.deepEqual(errors, []);
+  });
+
+  test('a folder added in the page matches estuary add, uploads, and is pinned from the upload', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'estuary-e2e-folder-'));
+    const folder = join(dir, 'album');
+    mkdirSync(join(folder, 'sub', 'deeper'), { recursive: true });
+    const noise = (n, seed) => {
+      const out = Buffer.alloc(n);
+      let x = seed >>> 0 || 1;
+      for (let i = 0; i < n; i++) {
+        x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+        out[i] = x & 0xff;
+      }
+      return out;
+    };
+    writeFileSync(join(folder, 'a.txt'), 'hello from the browser\n');
+    writeFileSync(join(folder, 'Z.bin'), noise(3_000_000, 7));
+    writeFileSync(join(folder, 'sub', 'b.bin'), noise(1_500_000, 9));
+    writeFileSync(join(folder, 'sub', 'deeper', 'c.txt'), 'deep\n');
+    const native = JSON.parse(execFileSync(estuaryBin, ['add', folder, '--car', join(dir, 'n.car'), '--json']));
+    const nativeDfs = JSON.parse(
+      execFileSync(estuaryBin, ['add', folder, '--car', join(dir, 'd.car'), '--car-order', 'dfs', '--json']),
+    );
+
+    const account = stack.info.accounts[5];
+    const { page, errors } = await openPage({ account });
+    await page.getByTestId('folder-input').setInputFiles(folder);
+    await page.locator('[data-testid="add-result"]:not([hidden])').waitFor({ timeout: 60_000 });
+    assert.equal(await page.getByTestId('add-root').textContent(), native.root, 'root CID as estuary add');
+    assert.equal(await page.getByTestId('add-piece').textContent(), native.piece_cid, 'piece CID as estuary add');
+
+    await page.getByTestId('upload').click();
+    await page.getByTestId('add-message').filter({ hasText: 'Uploaded' }).waitFor({ timeout: 60_000 });
+    await page.getByTestId('connect').click();
+    await page.getByTestId('wallet-status').filter({ hasText: account }).waitFor();
+    await page.getByTestId('pin-added').click();
+    await page.locator('[data-testid="request-status"][data-status="reported"]').waitFor({ timeout: 60_000 });
+    await page.screenshot({ path: join(ensureOutputDir(), 'dapp-added.png'), fullPage: true });
+    const id = (await page.getByTestId('request-id').textContent()).replace('#', '');
+    const request = await (await fetch(`${stack.info.oracle_url}/requests/${id}`)).json();
+    assert.equal(request.cid, native.root);
+    assert.equal(request.piece_cid, nativeDfs.piece_cid, "the oracle's packed CAR is estuary add's dfs CAR");
     assert.deepEqual(errors, []);
   });
 

@@ -6,6 +6,8 @@ import {
   Wallet,
   loadConfig,
   followRequest,
+  type AddEntry,
+  type AddResult,
   type CidInfo,
   type EstuaryConfig,
 } from './sdk';
@@ -45,6 +47,18 @@ const ui = {
   piecePadded: el('piece-padded'),
   pieceSpeed: el('piece-speed'),
   pieceMessage: el('piece-message'),
+  drop: el('drop'),
+  filesInput: el<HTMLInputElement>('files-input'),
+  folderInput: el<HTMLInputElement>('folder-input'),
+  addProgress: el<HTMLProgressElement>('add-progress'),
+  addResult: el('add-result'),
+  addRoot: el('add-root'),
+  addPiece: el('add-piece'),
+  addSize: el('add-size'),
+  addLink: el<HTMLAnchorElement>('add-link'),
+  upload: el<HTMLButtonElement>('upload'),
+  pinAdded: el<HTMLButtonElement>('pin-added'),
+  addMessage: el('add-message'),
 };
 
 let node: EstuaryNode | undefined;
@@ -169,6 +183,146 @@ async function pieceOfFile(): Promise<void> {
   }
 }
 
+let added: AddResult | undefined;
+let uploaded = false;
+
+function sayAdd(text: string, kind: 'info' | 'error' = 'info'): void {
+  ui.addMessage.textContent = text;
+  ui.addMessage.className = `message ${kind}`;
+}
+
+function size(bytes: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${bytes} bytes` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+function refreshAdd(): void {
+  ui.upload.disabled = busy || !added || uploaded || !config;
+  ui.pinAdded.disabled = busy || !added || !uploaded || !config;
+}
+
+async function addFiles(entries: AddEntry[], folder: boolean): Promise<void> {
+  if (!node || entries.length === 0) return;
+  added = undefined;
+  uploaded = false;
+  ui.addResult.hidden = true;
+  sayAdd('');
+  ui.addProgress.hidden = false;
+  ui.addProgress.value = 0;
+  try {
+    added = await node.add(entries, {
+      folder,
+      onProgress: ({ bytes, total }) => (ui.addProgress.value = total ? bytes / total : 1),
+    });
+    ui.addRoot.textContent = added.root;
+    ui.addPiece.textContent = added.pieceCidV2;
+    ui.addSize.textContent = `${size(added.fileBytes)} in ${added.blocks} blocks; CAR ${size(added.carSize)}`;
+    ui.addLink.href = config ? `${config.oracle_url}/ipfs/${added.root}?format=car` : '#';
+    ui.addResult.hidden = false;
+    sayAdd('Ready to upload.');
+  } catch (e) {
+    sayAdd(e instanceof Error ? e.message : String(e), 'error');
+  } finally {
+    ui.addProgress.hidden = true;
+    refreshAdd();
+  }
+}
+
+async function uploadAdded(): Promise<void> {
+  if (!node || !added || !config) return;
+  ui.addProgress.hidden = false;
+  sayAdd('Uploading…');
+  try {
+    const done = await node.upload(added.car, config.oracle_url, {
+      onProgress: ({ bytes, total }) => (ui.addProgress.value = total ? bytes / total : 1),
+    });
+    uploaded = true;
+    ui.upload.dataset.done = 'true';
+    sayAdd(`Uploaded: the oracle verified ${done.blocks} blocks of ${done.root}.`);
+  } finally {
+    ui.addProgress.hidden = true;
+    refreshAdd();
+  }
+}
+
+function entriesFromInput(input: HTMLInputElement, folder: boolean): AddEntry[] {
+  return Array.from(input.files ?? [], (file) => {
+    // A folder's files carry "folder/sub/name": keep the path inside the folder.
+    const rel = folder ? file.webkitRelativePath.split('/').slice(1).join('/') : file.name;
+    return { path: rel || file.name, file };
+  });
+}
+
+async function entriesFromDrop(items: DataTransferItemList): Promise<{ entries: AddEntry[]; folder: boolean }> {
+  const entries: AddEntry[] = [];
+  const walk = async (entry: FileSystemEntry, path: string): Promise<void> => {
+    if (entry.isFile) {
+      const file = await new Promise<File>((ok, fail) => (entry as FileSystemFileEntry).file(ok, fail));
+      entries.push({ path, file });
+    } else if (entry.isDirectory) {
+      const reader = (entry as FileSystemDirectoryEntry).createReader();
+      for (;;) {
+        const batch = await new Promise<FileSystemEntry[]>((ok, fail) => reader.readEntries(ok, fail));
+        if (batch.length === 0) break;
+        for (const child of batch) await walk(child, path ? `${path}/${child.name}` : child.name);
+      }
+    }
+  };
+  const roots = Array.from(items, (i) => i.webkitGetAsEntry()).filter((e): e is FileSystemEntry => e !== null);
+  if (roots.length === 1 && roots[0]!.isDirectory) {
+    await walk(roots[0]!, '');
+    return { entries, folder: true };
+  }
+  for (const root of roots) await walk(root, root.name);
+  return { entries, folder: entries.length > 1 };
+}
+
+ui.filesInput.addEventListener('change', () => {
+  const entries = entriesFromInput(ui.filesInput, false);
+  void addFiles(entries, entries.length > 1);
+});
+ui.folderInput.addEventListener('change', () => void addFiles(entriesFromInput(ui.folderInput, true), true));
+ui.drop.addEventListener('dragover', (event) => {
+  event.preventDefault();
+  ui.drop.classList.add('over');
+});
+ui.drop.addEventListener('dragleave', () => ui.drop.classList.remove('over'));
+ui.drop.addEventListener('drop', (event) => {
+  event.preventDefault();
+  ui.drop.classList.remove('over');
+  if (!event.dataTransfer) return;
+  void entriesFromDrop(event.dataTransfer.items).then(({ entries, folder }) => addFiles(entries, folder));
+});
+ui.upload.addEventListener('click', () => {
+  busy = true;
+  refreshAdd();
+  void uploadAdded()
+    .catch((e: unknown) => sayAdd(e instanceof Error ? e.message : String(e), 'error'))
+    .finally(() => {
+      busy = false;
+      refreshAdd();
+      refresh();
+    });
+});
+ui.pinAdded.addEventListener('click', () => {
+  if (!added) return;
+  ui.cid.value = added.root;
+  void validate();
+  void guarded(pin);
+});
+for (const button of document.querySelectorAll<HTMLButtonElement>('button.copy')) {
+  button.addEventListener('click', () => {
+    const text = document.getElementById(button.dataset.copy ?? '')?.textContent ?? '';
+    void navigator.clipboard?.writeText(text);
+  });
+}
+
 ui.cid.addEventListener('input', () => void validate());
 ui.pieceFile.addEventListener('change', () => void pieceOfFile());
 ui.form.addEventListener('submit', (event) => {
@@ -193,6 +347,7 @@ async function main(): Promise<void> {
     say(String(loadedConfig.reason), 'error');
   }
   refresh();
+  refreshAdd();
   void validate();
 }
 

@@ -1,6 +1,7 @@
 /// <reference lib="webworker" />
 // The browser node: Estuary's Rust core compiled to WebAssembly, run off the main thread.
-import init, { PieceHasher, parseCid, pieceRunPayload } from './generated/node/estuary_node.js';
+import init, { CarImporter, PieceHasher, parseCid, pieceRunPayload } from './generated/node/estuary_node.js';
+import { addEntries, removeCar, uploadCar } from './sdk/files';
 import { PieceWorkerPool, pieceOfBlob } from './sdk/piece';
 import type { Hello, Method, NodeMethods, PieceProgress, Request, Response } from './sdk/protocol';
 
@@ -20,6 +21,10 @@ const methods: { [M in Method]: Handler<M> } = {
     pool ??= PieceWorkerPool.start();
     return pieceOfBlob(blob, await pool, { PieceHasher, pieceRunPayload }, progress);
   },
+  add: (progress, entries, folder) =>
+    addEntries((f) => new CarImporter(undefined, f), entries, folder, progress),
+  upload: (progress, car, oracleUrl) => uploadCar(car, oracleUrl, progress),
+  removeCar: (_progress, car) => removeCar(car),
 };
 
 function errorOf(e: unknown): { name: string; message: string } {

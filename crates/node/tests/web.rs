@@ -152,3 +152,39 @@ fn run_misuse_throws() {
     let err: JsValue = h.push_run_roots(&[0; 31]).unwrap_err().into();
     assert!(err.dyn_into::<js_sys::Error>().is_ok());
 }
+
+/// The importer streams a file into CAR bytes whose header is patched at the end, and refuses
+/// misuse with real errors.
+#[wasm_bindgen_test]
+fn car_importer_streams_and_refuses_misuse() {
+    let mut importer = estuary_node::CarImporter::new(None, false).unwrap();
+    let err: JsValue = importer.push(&[1, 2, 3]).unwrap_err().into();
+    assert!(err.dyn_into::<js_sys::Error>().is_ok());
+    let mut car = importer.begin_file(String::new()).map(|()| Vec::new()).unwrap();
+    let data: Vec<u8> =
+        (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
+    for part in data.chunks(100_000) {
+        car.extend(importer.push(part).unwrap().to_vec());
+    }
+    car.extend(importer.end_file().unwrap().to_vec());
+    let err: JsValue = importer.begin_file(String::new()).unwrap_err().into();
+    assert!(String::from(err.dyn_into::<js_sys::Error>().unwrap().message()).contains("one file"));
+    let done: JsValue = importer.finish().unwrap().into();
+    car.extend(Uint8Array::from(get(&done, "tail")).to_vec());
+    let header = Uint8Array::from(get(&done, "header")).to_vec();
+    car[..header.len()].copy_from_slice(&header);
+    // The same bytes through the DAG engine and the piece engine directly.
+    let (root, _) =
+        estuary_dag::file::import_bytes(&data, estuary_dag::Profile::default().options()).unwrap();
+    assert_eq!(get(&done, "root").as_string().unwrap(), root.cid.to_string());
+    assert_eq!(get(&done, "carSize").as_f64().unwrap() as usize, car.len());
+    let info = estuary_piece::commp::commp(&car).unwrap();
+    assert_eq!(
+        get(&done, "pieceCidV2").as_string().unwrap(),
+        estuary_piece::PieceCid::v2(&info).to_string()
+    );
+    let (header, blocks) = estuary_dag::car::read_car(&car, Default::default()).unwrap();
+    assert_eq!(header.roots, vec![root.cid]);
+    assert_eq!(blocks.len() as f64, get(&done, "blocks").as_f64().unwrap());
+    assert!(importer.finish().is_err());
+}

@@ -1,5 +1,24 @@
 import { InvalidCidError, NodeError } from './errors';
-import type { CidInfo, Hello, Method, NodeMethods, PieceInfo, PieceProgress, Request, Response } from './protocol';
+import { StorageError, UploadError } from './files';
+
+/** Rebuilds the SDK error the worker threw, by its name. */
+function errorFrom(error: { name: string; message: string }): Error {
+  if (error.name === 'StorageError') return new StorageError(error.message);
+  if (error.name === 'UploadError') return new UploadError(error.message);
+  return new NodeError(error.message);
+}
+import type {
+  AddEntry,
+  AddResult,
+  CidInfo,
+  Hello,
+  Method,
+  NodeMethods,
+  PieceInfo,
+  PieceProgress,
+  Request,
+  Response,
+} from './protocol';
 
 /**
  * The browser node, running in its own Web Worker. Every method returns a promise; failures are
@@ -25,7 +44,7 @@ export class EstuaryNode {
       }
       this.#pending.delete(msg.id);
       if (msg.ok) waiter.resolve(msg.value);
-      else waiter.reject(new NodeError(msg.error.message));
+      else waiter.reject(errorFrom(msg.error));
     };
     worker.onerror = (event) => {
       const error = new NodeError(`the browser node crashed: ${event.message}`);
@@ -83,6 +102,35 @@ export class EstuaryNode {
    */
   pieceOf(blob: Blob, options: { onProgress?: (p: PieceProgress) => void } = {}): Promise<PieceInfo> {
     return this.#callWithProgress('pieceOf', options.onProgress, blob);
+  }
+
+  /**
+   * Turns one file, or a folder's files (with their relative paths), into a UnixFS DAG and a CAR
+   * kept in the browser's storage (OPFS), computing the CAR's piece CID in the same pass — the
+   * same root, CAR and piece as `estuary add PATH --car F`. Files are streamed, never held whole.
+   */
+  add(
+    entries: AddEntry[],
+    options: { folder?: boolean; onProgress?: (p: PieceProgress) => void } = {},
+  ): Promise<AddResult> {
+    return this.#callWithProgress('add', options.onProgress, entries, options.folder ?? entries.length > 1);
+  }
+
+  /**
+   * Uploads a CAR made by `add` to the oracle, resumably: after a lost connection or a reload,
+   * calling it again continues where the oracle stopped receiving.
+   */
+  upload(
+    car: string,
+    oracleUrl: string,
+    options: { onProgress?: (p: PieceProgress) => void } = {},
+  ): Promise<{ root: string; blocks: number }> {
+    return this.#callWithProgress('upload', options.onProgress, car, oracleUrl);
+  }
+
+  /** Removes a CAR made by `add` from the browser's storage. */
+  removeCar(car: string): Promise<void> {
+    return this.#call('removeCar', car);
   }
 
   /** Stops the worker; pending calls fail. */

@@ -1,13 +1,17 @@
 /** Messages between the page and the node's Web Worker. */
 import type { CidInfo, PieceInfo } from '../generated/node/estuary_node.js';
+import type { AddEntry, AddResult } from './files';
 import type { PieceProgress } from './piece';
 
-export type { CidInfo, PieceInfo, PieceProgress };
+export type { AddEntry, AddResult, CidInfo, PieceInfo, PieceProgress };
 
 /** The worker's methods: name → [arguments, result]. */
 export interface NodeMethods {
   parseCid: [[text: string], CidInfo];
   pieceOf: [[blob: Blob], PieceInfo];
+  add: [[entries: AddEntry[], folder: boolean], AddResult];
+  upload: [[car: string, oracleUrl: string], { root: string; blocks: number }];
+  removeCar: [[car: string], void];
 }
 
 export type Method = keyof NodeMethods;

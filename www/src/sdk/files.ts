@@ -1,0 +1,271 @@
+/**
+ * Files and folders to a CAR in the Origin Private File System, and resumable uploads of it to
+ * the oracle — run inside the node's Web Worker. Files are read through `Blob.stream()` and the
+ * CAR is written as it is produced, so memory stays flat whatever the size.
+ */
+import type { CarImporter, ImportedCar } from '../generated/node/estuary_node.js';
+import { EstuaryError } from './errors';
+
+/** One file to add, with its path inside the folder (`a/b.txt`; ignored for a single file). */
+export interface AddEntry {
+  path: string;
+  file: Blob;
+}
+
+/** Progress of a long operation: bytes done so far and the total. */
+export interface Progress {
+  bytes: number;
+  total: number;
+}
+
+/** What `add` produced: the DAG's root, the CAR's piece, and where the CAR is kept. */
+export interface AddResult extends Omit<ImportedCar, 'header'> {
+  /** Name of the CAR in the browser's storage, for `upload` and `remove`. */
+  car: string;
+}
+
+/** Storage is full or unavailable. */
+export class StorageError extends EstuaryError {
+  override name = 'StorageError';
+}
+
+/** The oracle refused or failed the upload. */
+export class UploadError extends EstuaryError {
+  override name = 'UploadError';
+}
+
+async function carsDir(): Promise<FileSystemDirectoryHandle> {
+  try {
+    const root = await navigator.storage.getDirectory();
+    return await root.getDirectoryHandle('cars', { create: true });
+  } catch (e) {
+    throw new StorageError(`The browser's storage is not available: ${String(e)}`, { cause: e });
+  }
+}
+
+function storageError(e: unknown): Error {
+  if (e instanceof DOMException && e.name === 'QuotaExceededError') {
+    return new StorageError('The browser ran out of storage for this upload (quota exceeded). Free some space or add less.', { cause: e });
+  }
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+function compareUtf8(a: string, b: string): number {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i]! - y[i]!;
+  }
+  return x.length - y.length;
+}
+
+/**
+ * Orders a folder's files as `estuary add` reads a directory: a directory's entries in byte
+ * order of their names, its files before the contents of its subdirectories, subdirectories in
+ * order — so the CAR (and its piece) is byte for byte the same.
+ */
+export function orderLikeEstuaryAdd(entries: AddEntry[]): AddEntry[] {
+  interface Dir {
+    files: Map<string, AddEntry>;
+    dirs: Map<string, Dir>;
+  }
+  const root: Dir = { files: new Map(), dirs: new Map() };
+  for (const entry of entries) {
+    const parts = entry.path.split('/').filter((p) => p.length > 0);
+    const name = parts.pop();
+    if (name === undefined) throw new EstuaryError(`A file has an empty path.`);
+    let dir = root;
+    for (const part of parts) {
+      let next = dir.dirs.get(part);
+      if (!next) {
+        next = { files: new Map(), dirs: new Map() };
+        dir.dirs.set(part, next);
+      }
+      dir = next;
+    }
+    if (dir.files.has(name)) throw new EstuaryError(`Two files are named ${entry.path}.`);
+    dir.files.set(name, entry);
+  }
+  const out: AddEntry[] = [];
+  const visit = (dir: Dir) => {
+    const names = [...dir.files.keys(), ...dir.dirs.keys()].sort(compareUtf8);
+    for (const name of names) {
+      const file = dir.files.get(name);
+      if (file) out.push(file);
+    }
+    for (const name of [...dir.dirs.keys()].sort(compareUtf8)) visit(dir.dirs.get(name)!);
+  };
+  visit(root);
+  return out;
+}
+
+/** Imports `entries` into a CAR in the browser's storage. */
+export async function addEntries(
+  makeImporter: (folder: boolean) => CarImporter,
+  entries: AddEntry[],
+  folder: boolean,
+  onProgress?: (p: Progress) => void,
+  signal?: AbortSignal,
+): Promise<AddResult> {
+  if (entries.length === 0) throw new EstuaryError('Nothing to add.');
+  if (!folder && entries.length !== 1) throw new EstuaryError('Add one file, or a folder.');
+  if (folder) entries = orderLikeEstuaryAdd(entries);
+  const total = entries.reduce((n, e) => n + e.file.size, 0);
+  const name = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}.car`;
+  const dir = await carsDir();
+  const handle = await dir.getFileHandle(name, { create: true });
+  const out = await handle.createSyncAccessHandle();
+  const importer = makeImporter(folder);
+  let offset = 0;
+  let done = 0;
+  const write = (bytes: Uint8Array) => {
+    if (bytes.length === 0) return;
+    try {
+      out.write(bytes, { at: offset });
+    } catch (e) {
+      throw storageError(e);
+    }
+    offset += bytes.length;
+  };
+  try {
+    for (const entry of entries) {
+      importer.beginFile(entry.path);
+      const reader = entry.file.stream().getReader();
+      for (;;) {
+        signal?.throwIfAborted();
+        const { done: end, value } = await reader.read();
+        if (end) break;
+        write(importer.push(value));
+        done += value.length;
+        onProgress?.({ bytes: done, total });
+      }
+      write(importer.endFile());
+    }
+    const result = importer.finish();
+    write(result.tail);
+    // The real header has the provisional one's length: overwrite it in place.
+    out.write(result.header, { at: 0 });
+    out.flush();
+    const { header: _h, tail: _t, ...rest } = result;
+    return { ...rest, car: name };
+  } catch (e) {
+    out.close();
+    await dir.removeEntry(name).catch(() => {});
+    throw storageError(e);
+  } finally {
+    try {
+      out.close();
+    } catch {
+      // already closed
+    }
+    importer.free();
+  }
+}
+
+/** Removes a CAR (and its upload state) from the browser's storage. */
+export async function removeCar(name: string): Promise<void> {
+  const dir = await carsDir();
+  await dir.removeEntry(name).catch(() => {});
+  await dir.removeEntry(`${name}.upload`).catch(() => {});
+}
+
+interface UploadState {
+  url: string;
+  size: number;
+}
+
+async function readState(dir: FileSystemDirectoryHandle, name: string): Promise<UploadState | null> {
+  try {
+    const file = await (await dir.getFileHandle(`${name}.upload`)).getFile();
+    return JSON.parse(await file.text()) as UploadState;
+  } catch {
+    return null;
+  }
+}
+
+async function writeState(dir: FileSystemDirectoryHandle, name: string, state: UploadState): Promise<void> {
+  const handle = await dir.getFileHandle(`${name}.upload`, { create: true });
+  const access = await handle.createSyncAccessHandle();
+  const bytes = new TextEncoder().encode(JSON.stringify(state));
+  access.truncate(0);
+  access.write(bytes, { at: 0 });
+  access.flush();
+  access.close();
+}
+
+/** Chunk size of upload requests: at most this much is sent again after a failure. */
+export const UPLOAD_CHUNK = 4 << 20;
+
+/**
+ * Uploads CAR `name` to the oracle at `oracleUrl` (resumable: the upload's URL is kept with the
+ * CAR, so after a reload or a lost connection it continues from what the oracle has). Resolves
+ * with the CAR's root once the oracle has verified every block.
+ */
+export async function uploadCar(
+  name: string,
+  oracleUrl: string,
+  onProgress?: (p: Progress) => void,
+  signal?: AbortSignal,
+): Promise<{ root: string; blocks: number }> {
+  const dir = await carsDir();
+  let file: File;
+  try {
+    file = await (await dir.getFileHandle(name)).getFile();
+  } catch (e) {
+    throw new StorageError(`There is no CAR named ${name} in this browser.`, { cause: e });
+  }
+  let state = await readState(dir, name);
+  let offset = 0;
+  if (state) {
+    const head = await fetch(state.url, { method: 'HEAD', signal }).catch(() => null);
+    if (head?.ok) offset = Number(head.headers.get('upload-offset') ?? 0);
+    else state = null;
+  }
+  if (!state) {
+    const created = await fetch(`${oracleUrl}/uploads`, {
+      method: 'POST',
+      headers: { 'upload-length': String(file.size) },
+      signal,
+    }).catch((e: unknown) => {
+      throw new UploadError(`The oracle at ${oracleUrl} cannot be reached.`, { cause: e });
+    });
+    if (created.status !== 201) throw new UploadError(`The oracle refused the upload (HTTP ${created.status}).`);
+    state = { url: new URL(created.headers.get('location') ?? '', oracleUrl).toString(), size: file.size };
+    await writeState(dir, name, state);
+  }
+  let failures = 0;
+  for (;;) {
+    signal?.throwIfAborted();
+    onProgress?.({ bytes: offset, total: file.size });
+    const chunk = file.slice(offset, Math.min(offset + UPLOAD_CHUNK, file.size));
+    let response: Response;
+    try {
+      response = await fetch(state.url, {
+        method: 'PATCH',
+        headers: { 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
+        body: chunk,
+        signal,
+      });
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      // Connection lost: ask what arrived and go on from there.
+      if (++failures > 8) throw new UploadError('The upload keeps failing: the oracle cannot be reached.', { cause: e });
+      await new Promise((r) => setTimeout(r, 250 * 2 ** failures));
+      const head = await fetch(state.url, { method: 'HEAD' }).catch(() => null);
+      if (head?.ok) offset = Number(head.headers.get('upload-offset') ?? offset);
+      continue;
+    }
+    failures = 0;
+    if (response.status === 204 || response.status === 409) {
+      offset = Number(response.headers.get('upload-offset') ?? offset);
+      continue;
+    }
+    if (response.status === 200) {
+      onProgress?.({ bytes: file.size, total: file.size });
+      await dir.removeEntry(`${name}.upload`).catch(() => {});
+      return (await response.json()) as { root: string; blocks: number };
+    }
+    const body = await response.json().catch(() => ({}) as { error?: string });
+    throw new UploadError(`The oracle refused the upload: ${body.error ?? `HTTP ${response.status}`}`);
+  }
+}
