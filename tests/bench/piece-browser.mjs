@@ -37,7 +37,9 @@ try {
   for (const r of bench.results) {
     console.log(`| ${r.name} | ${r.seconds.toFixed(2)} | ${r.mbPerS.toFixed(1)} | ${r.piece.slice(0, 24)}… |`);
   }
-  const [one, many, fr32, ds] = bench.results;
+  const [one, many, fr32, ds, add, jsAdd] = bench.results;
+  if (add.piece !== jsAdd.piece) throw new Error(`the importers disagree: ${add.piece} vs ${jsAdd.piece}`);
+  console.log(`\none-pass add: ${add.mbPerS.toFixed(1)} MB/s = ${(add.mbPerS / jsAdd.mbPerS).toFixed(2)}× the JS importer + CAR writer`);
   const pieces = new Set([one.piece, many.piece, ds.piece]);
   // The fr32 package reports the FRC-0069 multihash in hex: the v2 piece CID's multihash.
   const multihash = Buffer.from(CID.parse(one.piece).multihash.bytes).toString('hex');

@@ -5,6 +5,10 @@ import { Piece } from '@web3-storage/data-segment';
 import * as Fr32Hasher from 'fr32-sha2-256-trunc254-padded-binary-tree-multihash';
 import init, { PieceHasher, pieceRunPayload } from './generated/node/estuary_node.js';
 import { ParallelPieceHasher, PieceWorkerPool } from './sdk/piece';
+import { EstuaryNode } from './sdk/node';
+import { CarWriter } from '@ipld/car/writer';
+import { CID } from 'multiformats/cid';
+import { importer } from 'ipfs-unixfs-importer';
 
 interface Result {
   name: string;
@@ -74,6 +78,49 @@ async function main(): Promise<void> {
     }),
   );
   results.push(await time('@web3-storage/data-segment (JS)', () => Piece.fromPayload(bytes).link.toString()));
+
+  // One pass DAG + CAR + piece in the node's worker (CAR written to OPFS), against the
+  // JavaScript importer + CAR writer (CAR bytes counted, not kept) in this page.
+  const node = await EstuaryNode.start();
+  const file = new Blob([bytes as Uint8Array<ArrayBuffer>]);
+  let car = '';
+  results.push(
+    await time('estuary node.add: DAG + CAR + piece, one pass (wasm worker, CAR to OPFS)', async () => {
+      const added = await node.add([{ path: '', file }], { folder: false });
+      car = added.car;
+      return added.root;
+    }),
+  );
+  await node.removeCar(car);
+  node.terminate();
+  results.push(
+    await time('ipfs-unixfs-importer + @ipld/car: DAG + CAR (JS)', async () => {
+      const { writer, out } = CarWriter.create([CID.parse('bafkqaaa') as never]);
+      const drained = (async () => {
+        let n = 0;
+        for await (const chunk of out) n += chunk.length;
+        return n;
+      })();
+      const blockstore = {
+        async put(cid: CID, block: Uint8Array) {
+          await writer.put({ cid: cid as never, bytes: block });
+          return cid;
+        },
+      };
+      async function* content() {
+        for (let i = 0; i < bytes.length; i += chunk) yield bytes.subarray(i, i + chunk);
+      }
+      let root = '';
+      for await (const entry of importer([{ content: content() }], blockstore as never, {
+        profile: 'unixfs-v1-2025',
+      } as never)) {
+        root = entry.cid.toString();
+      }
+      await writer.close();
+      await drained;
+      return root;
+    }),
+  );
   out.textContent = JSON.stringify(results, null, 2);
   window.__bench.done = true;
 }

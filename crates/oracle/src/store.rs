@@ -49,6 +49,18 @@ pub trait RequestStore: Send + Sync + 'static {
         source: Source,
         events: &[PinRequestEvent],
         cursor: Cursor,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.ingest_with_cancels(source, events, &[], cursor)
+    }
+
+    /// [`ingest`](Self::ingest), also marking the requests `cancelled` (by their requesters, on
+    /// chain) as cancelled — whatever their state, so workers stop and nothing more is reported.
+    fn ingest_with_cancels(
+        &self,
+        source: Source,
+        events: &[PinRequestEvent],
+        cancelled: &[U256],
+        cursor: Cursor,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// One request by id.
@@ -323,7 +335,7 @@ impl JobStore for SqliteStore {
         }
         let done = sqlx::query(
             "UPDATE pin_requests SET status = ?, attempts = ?, error = ?,
-               lease_until = CASE WHEN ? THEN 0 ELSE lease_until END,
+               lease_until = CASE WHEN ? THEN ? ELSE lease_until END,
                updated_at = ?,
                dag_blocks = COALESCE(?, dag_blocks), dag_bytes = COALESCE(?, dag_bytes),
                piece_cid = COALESCE(?, piece_cid), padded_size = COALESCE(?, padded_size),
@@ -337,6 +349,14 @@ impl JobStore for SqliteStore {
             matches!(outcome, Outcome::Failed { .. })
                 || crate::job::stage(transition.status).is_none(),
         )
+        .bind(u64_to_i64(match outcome {
+            // A retryable failure waits before the next attempt: 0.5 s, doubling, at most 10 min.
+            Outcome::Failed { .. } if crate::job::stage(transition.status).is_some() => {
+                let backoff = 500u64 << transition.attempts.saturating_sub(1).min(10);
+                now_ms.saturating_add(backoff.min(600_000))
+            }
+            _ => 0,
+        })?)
         .bind(u64_to_i64(now_ms)?)
         .bind(blocks)
         .bind(bytes)
@@ -442,10 +462,11 @@ impl RequestStore for SqliteStore {
         }))
     }
 
-    async fn ingest(
+    async fn ingest_with_cancels(
         &self,
         source: Source,
         events: &[PinRequestEvent],
+        cancelled: &[U256],
         cursor: Cursor,
     ) -> Result<u64, StoreError> {
         // Every statement here writes, so the transaction holds SQLite's write lock from its first
@@ -476,6 +497,17 @@ impl RequestStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
             inserted += i64::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        for id in cancelled {
+            sqlx::query(
+                "UPDATE pin_requests SET status = 'cancelled', lease_until = 0
+                 WHERE chain_id = ? AND contract = ? AND request_id = ? AND status != 'cancelled'",
+            )
+            .bind(u64_to_i64(source.chain_id)?)
+            .bind(format!("{:#x}", source.contract))
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query(
             "INSERT INTO cursors (source, block_number, block_hash) VALUES (?, ?, ?)

@@ -1,4 +1,4 @@
-//! Follows `PinRequested` logs from confirmed blocks into the store.
+//! Follows `PinRequested` (and `PinCancelled`) logs from confirmed blocks into the store.
 //!
 //! One loop, one cursor: read `[next, min(next + range - 1, head - confirmations)]` with one
 //! `eth_getLogs`, then store its requests and the new cursor in one transaction. Any RPC or
@@ -15,7 +15,7 @@ use alloy::{
     rpc::types::{Filter, Log},
     sol_types::SolEvent,
 };
-use estuary_contracts::PinRequested;
+use estuary_contracts::{PinRequested, pinning::EstuaryPinning::PinCancelled};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -159,12 +159,22 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
 
         let filter = Filter::new()
             .address(self.source.contract)
-            .event_signature(PinRequested::SIGNATURE_HASH)
+            .event_signature(vec![PinRequested::SIGNATURE_HASH, PinCancelled::SIGNATURE_HASH])
             .from_block(from)
             .to_block(to);
         let logs = self.provider.get_logs(&filter).await.map_err(rpc)?;
-        let events =
-            logs.iter().filter_map(|log| decode(log).transpose()).collect::<Result<Vec<_>, _>>()?;
+        let (requests, cancels): (Vec<&Log>, Vec<&Log>) =
+            logs.iter().partition(|log| log.topic0() != Some(&PinCancelled::SIGNATURE_HASH));
+        let events = requests
+            .into_iter()
+            .filter_map(|log| decode(log).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        let cancelled: Vec<U256> = cancels
+            .into_iter()
+            .filter(|log| !log.removed)
+            .filter_map(|log| log.log_decode::<PinCancelled>().ok())
+            .map(|decoded| decoded.inner.data.requestId)
+            .collect();
 
         let block = self
             .provider
@@ -174,7 +184,11 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
             .ok_or_else(|| WatchError::Rpc(format!("block {to} not found below the head")))?;
         let cursor = Cursor { block_number: to, block_hash: block.header.hash };
 
-        let inserted = self.store.ingest(self.source, &events, cursor).await?;
+        let inserted =
+            self.store.ingest_with_cancels(self.source, &events, &cancelled, cursor).await?;
+        if !cancelled.is_empty() {
+            info!(count = cancelled.len(), "requests cancelled on chain");
+        }
         debug!(from, to, logs = events.len(), inserted, "range stored");
         if inserted > 0 {
             info!(from, to, inserted, "pin requests stored");

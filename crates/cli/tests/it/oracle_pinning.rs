@@ -320,3 +320,28 @@ async fn reported(oracle: &OracleProcess) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// A requester cancels on chain while the oracle keeps retrying: the job stops, and a failing
+/// job waits between attempts rather than spinning.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_cancelled_on_chain_stops_its_job() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = gateway(Arc::default()).await;
+    let oracle = oracle(&chain, dir.path(), &url, &["--max-attempts", "1000"]).await;
+    assert_eq!(chain.pin(1, &crate::support::cid(42)).await, 1);
+    let first = oracle.wait_for(|r| r["attempts"].as_u64() >= Some(2), "/requests/1").await;
+    assert_ne!(first["status"], "quarantined");
+    // Backoff: 0.5 s, then 1 s, ... — a few attempts in two seconds, not thousands.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = oracle.get("/requests/1").await.unwrap();
+    assert!(later["attempts"].as_u64().unwrap() <= 6, "{later}");
+
+    let provider = ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(chain.signer(1)))
+        .connect_http(chain.anvil.endpoint_url());
+    let pinning = EstuaryPinning::new(chain.deployment.pinning, &provider);
+    pinning.cancel(U256::from(1)).send().await.unwrap().get_receipt().await.unwrap();
+    oracle.wait_for(|r| r["status"] == "cancelled", "/requests/1").await;
+    oracle.kill().await;
+}
