@@ -15,6 +15,14 @@ const CID = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy';
 // requestCount() selector
 const REQUEST_COUNT = '0x5badbe4c';
 
+async function expectEventually(check, message, ms = 60_000) {
+  const started = Date.now();
+  while (!check()) {
+    if (Date.now() - started > ms) throw new Error(message);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function portOpen(url) {
   const { hostname, port } = new URL(url);
   return new Promise((resolve) => {
@@ -154,6 +162,53 @@ describe('dapp on the local stack', () => {
     assert.equal(request.cid, native.root);
     assert.equal(request.piece_cid, nativeDfs.piece_cid, "the oracle's packed CAR is estuary add's dfs CAR");
     assert.deepEqual(errors, []);
+  });
+
+  test('an upload interrupted by a reload resumes where the oracle stopped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'estuary-e2e-resume-'));
+    const file = join(dir, 'big.bin');
+    const big = Buffer.alloc(24_000_000);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+    writeFileSync(file, big);
+    const native = JSON.parse(execFileSync(estuaryBin, ['add', file, '--car', join(dir, 'b.car'), '--json']));
+
+    const context = await browser.newContext({ viewport: { width: 400, height: 900 } });
+    await injectWallet(context, { rpcUrl: stack.info.rpc_url, account: stack.info.accounts[7] });
+    // Cut the upload after two chunks, as a tab closed mid-upload would.
+    let patches = 0;
+    let sent = 0;
+    let cut = false;
+    await context.route('**/uploads/**', async (route) => {
+      const request = route.request();
+      if (request.method() === 'PATCH') {
+        patches += 1;
+        if (patches === 3 && !cut) {
+          cut = true;
+          await route.abort('connectionreset');
+          return;
+        }
+        sent += request.postDataBuffer()?.length ?? 0;
+      }
+      await route.continue();
+    });
+    const page = await context.newPage();
+    await page.goto(stack.info.dapp_url);
+    await page.locator('[data-testid="node-status"][data-ready="true"]').waitFor({ timeout: 30_000 });
+    await page.getByTestId('files-input').setInputFiles(file);
+    await page.locator('[data-testid="add-result"]:not([hidden])').waitFor({ timeout: 60_000 });
+    assert.equal(await page.getByTestId('add-root').textContent(), native.root);
+    await page.getByTestId('upload').click();
+    await expectEventually(() => cut, 'the upload was never cut');
+    await page.reload();
+    await page.locator('[data-testid="node-status"][data-ready="true"]').waitFor({ timeout: 30_000 });
+    const paused = page.locator('[data-testid="cars"] li[data-state="paused"]').first();
+    await paused.waitFor({ timeout: 30_000 });
+    await paused.getByRole('button', { name: 'Resume upload' }).click();
+    await page.getByTestId('add-message').filter({ hasText: 'Uploaded' }).waitFor({ timeout: 60_000 });
+    const carSize = readFileSync(join(dir, 'b.car')).length;
+    assert.ok(sent <= carSize + 4 * 1024 * 1024, `sent ${sent} bytes for a ${carSize}-byte CAR`);
+    await page.screenshot({ path: join(ensureOutputDir(), 'dapp-mobile.png'), fullPage: true });
+    await context.close();
   });
 
   test('a malformed CID is refused in the page and no transaction is sent', async () => {

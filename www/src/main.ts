@@ -59,6 +59,7 @@ const ui = {
   upload: el<HTMLButtonElement>('upload'),
   pinAdded: el<HTMLButtonElement>('pin-added'),
   addMessage: el('add-message'),
+  cars: el('cars'),
 };
 
 let node: EstuaryNode | undefined;
@@ -226,12 +227,54 @@ async function addFiles(entries: AddEntry[], folder: boolean): Promise<void> {
     ui.addLink.href = config ? `${config.oracle_url}/ipfs/${added.root}?format=car` : '#';
     ui.addResult.hidden = false;
     sayAdd('Ready to upload.');
+    void showCars();
   } catch (e) {
     sayAdd(e instanceof Error ? e.message : String(e), 'error');
   } finally {
     ui.addProgress.hidden = true;
     refreshAdd();
   }
+}
+
+async function showCars(): Promise<void> {
+  if (!node) return;
+  const cars = await node.listCars().catch(() => []);
+  ui.cars.replaceChildren(
+    ...cars.map((car) => {
+      const li = document.createElement('li');
+      li.dataset.car = car.car;
+      const state = car.uploaded
+        ? 'uploaded'
+        : car.uploadedBytes !== null
+          ? `upload paused at ${Math.floor((100 * car.uploadedBytes) / Math.max(car.carSize, 1))} %`
+          : 'not uploaded';
+      li.dataset.state = car.uploaded ? 'uploaded' : car.uploadedBytes !== null ? 'paused' : 'new';
+      const text = document.createElement('span');
+      text.textContent = `${car.root} · ${size(car.carSize)} · ${state}`;
+      li.append(text);
+      const pick = document.createElement('button');
+      pick.type = 'button';
+      pick.textContent = car.uploaded ? 'Select' : 'Resume upload';
+      pick.dataset.testid = 'car-select';
+      pick.addEventListener('click', () => {
+        added = car;
+        uploaded = car.uploaded;
+        ui.addRoot.textContent = car.root;
+        ui.addPiece.textContent = car.pieceCidV2;
+        ui.addSize.textContent = `${size(car.fileBytes)} in ${car.blocks} blocks; CAR ${size(car.carSize)}`;
+        ui.addLink.href = config ? `${config.oracle_url}/ipfs/${car.root}?format=car` : '#';
+        ui.addResult.hidden = false;
+        refreshAdd();
+        if (!car.uploaded) ui.upload.click();
+      });
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.textContent = 'Remove';
+      remove.addEventListener('click', () => void node?.removeCar(car.car).then(showCars));
+      li.append(pick, remove);
+      return li;
+    }),
+  );
 }
 
 async function uploadAdded(): Promise<void> {
@@ -246,6 +289,7 @@ async function uploadAdded(): Promise<void> {
     ui.upload.dataset.done = 'true';
     sayAdd(`Uploaded: the oracle verified ${done.blocks} blocks of ${done.root}.`);
   } finally {
+    void showCars();
     ui.addProgress.hidden = true;
     refreshAdd();
   }
@@ -349,6 +393,7 @@ async function main(): Promise<void> {
   refresh();
   refreshAdd();
   void validate();
+  void showCars();
 }
 
 void main();

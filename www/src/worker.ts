@@ -1,7 +1,7 @@
 /// <reference lib="webworker" />
 // The browser node: Estuary's Rust core compiled to WebAssembly, run off the main thread.
 import init, { CarImporter, PieceHasher, parseCid, pieceRunPayload } from './generated/node/estuary_node.js';
-import { addEntries, removeCar, uploadCar } from './sdk/files';
+import { addEntries, listCars, removeCar, uploadCar } from './sdk/files';
 import { PieceWorkerPool, pieceOfBlob } from './sdk/piece';
 import type { Hello, Method, NodeMethods, PieceProgress, Request, Response } from './sdk/protocol';
 
@@ -25,6 +25,7 @@ const methods: { [M in Method]: Handler<M> } = {
     addEntries((f) => new CarImporter(undefined, f), entries, folder, progress),
   upload: (progress, car, oracleUrl) => uploadCar(car, oracleUrl, progress),
   removeCar: (_progress, car) => removeCar(car),
+  listCars: () => listCars(),
 };
 
 function errorOf(e: unknown): { name: string; message: string } {

@@ -147,7 +147,9 @@ export async function addEntries(
     out.write(result.header, { at: 0 });
     out.flush();
     const { header: _h, tail: _t, ...rest } = result;
-    return { ...rest, car: name };
+    const added: AddResult = { ...rest, car: name };
+    await writeJson(dir, `${name}.json`, { ...added, addedAt: Date.now(), uploaded: false });
+    return added;
   } catch (e) {
     out.close();
     await dir.removeEntry(name).catch(() => {});
@@ -165,8 +167,53 @@ export async function addEntries(
 /** Removes a CAR (and its upload state) from the browser's storage. */
 export async function removeCar(name: string): Promise<void> {
   const dir = await carsDir();
-  await dir.removeEntry(name).catch(() => {});
-  await dir.removeEntry(`${name}.upload`).catch(() => {});
+  for (const suffix of ['', '.upload', '.json']) await dir.removeEntry(`${name}${suffix}`).catch(() => {});
+}
+
+/** A CAR kept in this browser, as `listCars` reports it. */
+export interface StoredCar extends AddResult {
+  addedAt: number;
+  /** Whether the oracle has the whole CAR. */
+  uploaded: boolean;
+  /** Bytes the oracle had when last asked, for an upload under way (resume it with `upload`). */
+  uploadedBytes: number | null;
+}
+
+async function writeJson(dir: FileSystemDirectoryHandle, name: string, value: unknown): Promise<void> {
+  const handle = await dir.getFileHandle(name, { create: true });
+  const access = await handle.createSyncAccessHandle();
+  const bytes = new TextEncoder().encode(JSON.stringify(value));
+  access.truncate(0);
+  access.write(bytes, { at: 0 });
+  access.flush();
+  access.close();
+}
+
+async function readJson<T>(dir: FileSystemDirectoryHandle, name: string): Promise<T | null> {
+  try {
+    return JSON.parse(await (await (await dir.getFileHandle(name)).getFile()).text()) as T;
+  } catch {
+    return null;
+  }
+}
+
+/** The CARs kept in this browser (newest first), with their upload progress. */
+export async function listCars(): Promise<StoredCar[]> {
+  const dir = await carsDir();
+  const out: StoredCar[] = [];
+  for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) {
+    if (!name.endsWith('.car.json')) continue;
+    const meta = await readJson<Omit<StoredCar, 'uploadedBytes'>>(dir, name);
+    if (!meta) continue;
+    const state = await readState(dir, meta.car);
+    let uploadedBytes: number | null = null;
+    if (state && !meta.uploaded) {
+      const head = await fetch(state.url, { method: 'HEAD' }).catch(() => null);
+      uploadedBytes = head?.ok ? Number(head.headers.get('upload-offset') ?? 0) : 0;
+    }
+    out.push({ ...meta, uploadedBytes });
+  }
+  return out.sort((a, b) => b.addedAt - a.addedAt);
 }
 
 interface UploadState {
@@ -184,13 +231,7 @@ async function readState(dir: FileSystemDirectoryHandle, name: string): Promise<
 }
 
 async function writeState(dir: FileSystemDirectoryHandle, name: string, state: UploadState): Promise<void> {
-  const handle = await dir.getFileHandle(`${name}.upload`, { create: true });
-  const access = await handle.createSyncAccessHandle();
-  const bytes = new TextEncoder().encode(JSON.stringify(state));
-  access.truncate(0);
-  access.write(bytes, { at: 0 });
-  access.flush();
-  access.close();
+  await writeJson(dir, `${name}.upload`, state);
 }
 
 /** Chunk size of upload requests: at most this much is sent again after a failure. */
@@ -263,6 +304,8 @@ export async function uploadCar(
     if (response.status === 200) {
       onProgress?.({ bytes: file.size, total: file.size });
       await dir.removeEntry(`${name}.upload`).catch(() => {});
+      const meta = await readJson<Record<string, unknown>>(dir, `${name}.json`);
+      if (meta) await writeJson(dir, `${name}.json`, { ...meta, uploaded: true });
       return (await response.json()) as { root: string; blocks: number };
     }
     const body = await response.json().catch(() => ({}) as { error?: string });

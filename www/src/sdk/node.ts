@@ -18,6 +18,7 @@ import type {
   PieceProgress,
   Request,
   Response,
+  StoredCar,
 } from './protocol';
 
 /**
@@ -126,6 +127,11 @@ export class EstuaryNode {
     options: { onProgress?: (p: PieceProgress) => void } = {},
   ): Promise<{ root: string; blocks: number }> {
     return this.#callWithProgress('upload', options.onProgress, car, oracleUrl);
+  }
+
+  /** The CARs kept in this browser (newest first), with their upload progress. */
+  listCars(): Promise<StoredCar[]> {
+    return this.#call('listCars');
   }
 
   /** Removes a CAR made by `add` from the browser's storage. */

@@ -1,9 +1,9 @@
 /** Messages between the page and the node's Web Worker. */
 import type { CidInfo, PieceInfo } from '../generated/node/estuary_node.js';
-import type { AddEntry, AddResult } from './files';
+import type { AddEntry, AddResult, StoredCar } from './files';
 import type { PieceProgress } from './piece';
 
-export type { AddEntry, AddResult, CidInfo, PieceInfo, PieceProgress };
+export type { AddEntry, AddResult, CidInfo, PieceInfo, PieceProgress, StoredCar };
 
 /** The worker's methods: name → [arguments, result]. */
 export interface NodeMethods {
@@ -12,6 +12,7 @@ export interface NodeMethods {
   add: [[entries: AddEntry[], folder: boolean], AddResult];
   upload: [[car: string, oracleUrl: string], { root: string; blocks: number }];
   removeCar: [[car: string], void];
+  listCars: [[], StoredCar[]];
 }
 
 export type Method = keyof NodeMethods;
