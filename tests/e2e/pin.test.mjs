@@ -1,6 +1,7 @@
 // Browser → contract → oracle, through the real stack that `estuary dev` starts.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
@@ -209,6 +210,49 @@ describe('dapp on the local stack', () => {
     assert.ok(sent <= carSize + 4 * 1024 * 1024, `sent ${sent} bytes for a ${carSize}-byte CAR`);
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-mobile.png'), fullPage: true });
     await context.close();
+  });
+
+  test('a download is verified block by block; a tampered block is refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'estuary-e2e-download-'));
+    const file = join(dir, 'doc.bin');
+    const bytes = Buffer.alloc(5_000_000);
+    for (let i = 0; i < bytes.length; i += 4) bytes.writeUInt32LE((i * 2246822519) >>> 0, i);
+    writeFileSync(file, bytes);
+    const added = JSON.parse(execFileSync(estuaryBin, ['add', file, '--car', join(dir, 'doc.car'), '--json']));
+    const car = readFileSync(join(dir, 'doc.car'));
+    const created = await fetch(`${stack.info.oracle_url}/uploads`, {
+      method: 'POST',
+      headers: { 'upload-length': String(car.length) },
+    });
+    const upload = `${stack.info.oracle_url}${created.headers.get('location')}`;
+    assert.ok((await fetch(upload, { method: 'PATCH', headers: { 'upload-offset': '0' }, body: car })).ok);
+
+    const { page, errors } = await openPage({ account: stack.info.accounts[8] });
+    await page.getByTestId('download-cid').fill(added.root);
+    await page.getByTestId('download-button').click();
+    await page.getByTestId('download-message').filter({ hasText: 'Verified:' }).waitFor({ timeout: 60_000 });
+    const href = await page.getByTestId('download-link').getAttribute('href');
+    const digest = await page.evaluate(async (url) => {
+      const data = await (await fetch(url)).arrayBuffer();
+      const hash = await crypto.subtle.digest('SHA-256', data);
+      return Array.from(new Uint8Array(hash), (b) => b.toString(16).padStart(2, '0')).join('');
+    }, href);
+    assert.equal(digest, createHash('sha256').update(bytes).digest('hex'), 'the downloaded file is the file');
+
+    // The same download through a gateway that flips one byte of the CAR.
+    const tampered = await openPage({ account: stack.info.accounts[8] });
+    await tampered.page.context().route('**/ipfs/**', async (route) => {
+      const response = await route.fetch();
+      const body = Buffer.from(await response.body());
+      body[body.length - 10] ^= 1;
+      await route.fulfill({ response, body });
+    });
+    await tampered.page.getByTestId('download-cid').fill(added.root);
+    await tampered.page.getByTestId('download-button').click();
+    await tampered.page.locator('[data-testid="download-message"].error').waitFor({ timeout: 60_000 });
+    assert.match(await tampered.page.getByTestId('download-message').textContent(), /does not match|hash/i);
+    assert.equal(await tampered.page.getByTestId('download-link').isHidden(), true);
+    assert.deepEqual(errors, []);
   });
 
   test('a malformed CID is refused in the page and no transaction is sent', async () => {

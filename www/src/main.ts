@@ -60,6 +60,10 @@ const ui = {
   pinAdded: el<HTMLButtonElement>('pin-added'),
   addMessage: el('add-message'),
   cars: el('cars'),
+  downloadForm: el<HTMLFormElement>('download-form'),
+  downloadCid: el<HTMLInputElement>('download-cid'),
+  downloadMessage: el('download-message'),
+  downloadLink: el<HTMLAnchorElement>('download-link'),
 };
 
 let node: EstuaryNode | undefined;
@@ -366,6 +370,31 @@ for (const button of document.querySelectorAll<HTMLButtonElement>('button.copy')
     void navigator.clipboard?.writeText(text);
   });
 }
+
+async function download(): Promise<void> {
+  if (!node || !config) return;
+  const cid = ui.downloadCid.value.trim();
+  ui.downloadLink.hidden = true;
+  ui.downloadMessage.className = 'message';
+  ui.downloadMessage.textContent = 'Downloading…';
+  try {
+    const file = await node.download(cid, config.oracle_url, {
+      onProgress: ({ bytes }) => (ui.downloadMessage.textContent = `Verified ${size(bytes)}…`),
+    });
+    ui.downloadLink.href = URL.createObjectURL(file);
+    ui.downloadLink.download = cid;
+    ui.downloadLink.hidden = false;
+    ui.downloadMessage.textContent = `Verified: ${size(file.size)}, every block checked.`;
+  } catch (e) {
+    ui.downloadMessage.textContent = e instanceof Error ? e.message : String(e);
+    ui.downloadMessage.className = 'message error';
+  }
+}
+
+ui.downloadForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  void download();
+});
 
 ui.cid.addEventListener('input', () => void validate());
 ui.pieceFile.addEventListener('change', () => void pieceOfFile());

@@ -1,7 +1,13 @@
 /// <reference lib="webworker" />
 // The browser node: Estuary's Rust core compiled to WebAssembly, run off the main thread.
-import init, { CarImporter, PieceHasher, parseCid, pieceRunPayload } from './generated/node/estuary_node.js';
-import { addEntries, listCars, removeCar, uploadCar } from './sdk/files';
+import init, {
+  CarImporter,
+  PieceHasher,
+  VerifiedDownload,
+  parseCid,
+  pieceRunPayload,
+} from './generated/node/estuary_node.js';
+import { addEntries, downloadVerified, listCars, removeCar, uploadCar } from './sdk/files';
 import { PieceWorkerPool, pieceOfBlob } from './sdk/piece';
 import type { Hello, Method, NodeMethods, PieceProgress, Request, Response } from './sdk/protocol';
 
@@ -26,6 +32,8 @@ const methods: { [M in Method]: Handler<M> } = {
   upload: (progress, car, oracleUrl) => uploadCar(car, oracleUrl, progress),
   removeCar: (_progress, car) => removeCar(car),
   listCars: () => listCars(),
+  download: (progress, cid, gatewayUrl) =>
+    downloadVerified((c) => new VerifiedDownload(c), cid, gatewayUrl, progress),
 };
 
 function errorOf(e: unknown): { name: string; message: string } {

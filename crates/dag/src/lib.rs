@@ -19,6 +19,7 @@
 pub mod block;
 pub mod car;
 pub mod cid;
+pub mod dfs_file;
 pub mod dir;
 pub mod export;
 pub mod file;

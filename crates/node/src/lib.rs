@@ -364,3 +364,62 @@ impl CarImporter {
         bytes
     }
 }
+
+/// A verified download: push the bytes of a trustless gateway's CAR (`?format=car`, depth-first)
+/// as they arrive; get back the file's bytes, each block checked against its CID and its place
+/// in the DAG under the root asked for. Anything else — a wrong block, a block out of place, a
+/// CAR for another root, a stream cut short — throws.
+#[wasm_bindgen]
+pub struct VerifiedDownload {
+    root: cid::Cid,
+    decoder: estuary_dag::car::CarDecoder,
+    reader: estuary_dag::dfs_file::DfsFileReader,
+}
+
+#[wasm_bindgen]
+impl VerifiedDownload {
+    /// A download of the file under `root` (CID text).
+    #[wasm_bindgen(constructor)]
+    pub fn new(root: &str) -> Result<VerifiedDownload, JsError> {
+        let root =
+            cid::Cid::try_from(root).map_err(|e| JsError::new(&format!("not a CID: {e}")))?;
+        Ok(VerifiedDownload {
+            root,
+            decoder: estuary_dag::car::CarDecoder::new(estuary_dag::car::CarLimits::default()),
+            reader: estuary_dag::dfs_file::DfsFileReader::new(root, 64 << 20),
+        })
+    }
+
+    /// Adds CAR bytes; returns the file bytes they complete.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Uint8Array, JsError> {
+        self.decoder.push(chunk);
+        let mut out = Vec::new();
+        while let Some(item) = self.decoder.next_item().map_err(js_err)? {
+            match item {
+                estuary_dag::car::CarItem::Header(header) => {
+                    if !header.roots.contains(&self.root) {
+                        return Err(JsError::new("the CAR is for another root"));
+                    }
+                }
+                estuary_dag::car::CarItem::Block(block) => {
+                    self.reader.push(&block.cid, &block.data, &mut out).map_err(js_err)?;
+                }
+            }
+        }
+        Ok(Uint8Array::from(out.as_slice()))
+    }
+
+    /// Checks the download is complete; returns the last file bytes, if any.
+    pub fn finish(&mut self) -> Result<Uint8Array, JsError> {
+        self.decoder.finish().map_err(js_err)?;
+        let mut out = Vec::new();
+        self.reader.finish(&mut out).map_err(js_err)?;
+        Ok(Uint8Array::from(out.as_slice()))
+    }
+
+    /// File bytes verified so far.
+    #[wasm_bindgen(getter)]
+    pub fn size(&self) -> f64 {
+        self.reader.emitted() as f64
+    }
+}

@@ -3,7 +3,7 @@
  * the oracle — run inside the node's Web Worker. Files are read through `Blob.stream()` and the
  * CAR is written as it is produced, so memory stays flat whatever the size.
  */
-import type { CarImporter, ImportedCar } from '../generated/node/estuary_node.js';
+import type { CarImporter, ImportedCar, VerifiedDownload } from '../generated/node/estuary_node.js';
 import { EstuaryError } from './errors';
 
 /** One file to add, with its path inside the folder (`a/b.txt`; ignored for a single file). */
@@ -27,6 +27,75 @@ export interface AddResult extends Omit<ImportedCar, 'header'> {
 /** Storage is full or unavailable. */
 export class StorageError extends EstuaryError {
   override name = 'StorageError';
+}
+
+/** A download failed verification or could not be fetched. */
+export class DownloadError extends EstuaryError {
+  override name = 'DownloadError';
+}
+
+/**
+ * Downloads the file `cid` from a trustless gateway as a CAR and verifies every block as it
+ * arrives (hash, and place in the DAG), writing the file to the browser's storage; returns it.
+ */
+export async function downloadVerified(
+  makeDownload: (cid: string) => VerifiedDownload,
+  cid: string,
+  gatewayUrl: string,
+  onProgress?: (p: Progress) => void,
+): Promise<File> {
+  let download: VerifiedDownload;
+  try {
+    download = makeDownload(cid);
+  } catch (e) {
+    throw new DownloadError(e instanceof Error ? e.message : String(e));
+  }
+  const response = await fetch(`${gatewayUrl}/ipfs/${cid}?format=car&dag-scope=all`, {
+    headers: { accept: 'application/vnd.ipld.car' },
+  }).catch((e: unknown) => {
+    throw new DownloadError(`The gateway at ${gatewayUrl} cannot be reached.`, { cause: e });
+  });
+  if (response.status === 404) throw new DownloadError(`${cid} is not available from ${gatewayUrl}.`);
+  if (!response.ok || !response.body) throw new DownloadError(`The gateway answered HTTP ${response.status}.`);
+  const root = await navigator.storage.getDirectory();
+  const dir = await root.getDirectoryHandle('downloads', { create: true });
+  const handle = await dir.getFileHandle(cid, { create: true });
+  const out = await handle.createSyncAccessHandle();
+  out.truncate(0);
+  let offset = 0;
+  const write = (bytes: Uint8Array) => {
+    if (bytes.length === 0) return;
+    try {
+      out.write(bytes, { at: offset });
+    } catch (e) {
+      throw storageError(e);
+    }
+    offset += bytes.length;
+  };
+  const reader = response.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      write(download.push(value));
+      onProgress?.({ bytes: offset, total: 0 });
+    }
+    write(download.finish());
+    out.flush();
+  } catch (e) {
+    out.close();
+    await dir.removeEntry(cid).catch(() => {});
+    if (e instanceof EstuaryError) throw e;
+    throw new DownloadError(`Verification failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  } finally {
+    try {
+      out.close();
+    } catch {
+      // already closed
+    }
+    download.free();
+  }
+  return handle.getFile();
 }
 
 /** The oracle refused or failed the upload. */

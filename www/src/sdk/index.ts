@@ -1,6 +1,6 @@
 export * from './errors';
 export type { CidInfo, PieceInfo, PieceProgress } from './protocol';
-export { StorageError, UploadError, UPLOAD_CHUNK, type AddEntry, type AddResult, type Progress, type StoredCar } from './files';
+export { DownloadError, StorageError, UploadError, UPLOAD_CHUNK, type AddEntry, type AddResult, type Progress, type StoredCar } from './files';
 export { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob, type PieceWasm } from './piece';
 export { EstuaryNode } from './node';
 export { loadConfig, type EstuaryConfig } from './config';

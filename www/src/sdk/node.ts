@@ -1,10 +1,11 @@
 import { InvalidCidError, NodeError } from './errors';
-import { StorageError, UploadError } from './files';
+import { DownloadError, StorageError, UploadError } from './files';
 
 /** Rebuilds the SDK error the worker threw, by its name. */
 function errorFrom(error: { name: string; message: string }): Error {
   if (error.name === 'StorageError') return new StorageError(error.message);
   if (error.name === 'UploadError') return new UploadError(error.message);
+  if (error.name === 'DownloadError') return new DownloadError(error.message);
   return new NodeError(error.message);
 }
 import type {
@@ -132,6 +133,15 @@ export class EstuaryNode {
   /** The CARs kept in this browser (newest first), with their upload progress. */
   listCars(): Promise<StoredCar[]> {
     return this.#call('listCars');
+  }
+
+  /**
+   * Downloads file `cid` from a trustless gateway, verifying every block (its hash and its place
+   * under `cid`) as it streams in; resolves with the file, kept in the browser's storage.
+   * Throws `DownloadError` for anything that does not verify.
+   */
+  download(cid: string, gatewayUrl: string, options: { onProgress?: (p: PieceProgress) => void } = {}): Promise<File> {
+    return this.#callWithProgress('download', options.onProgress, cid, gatewayUrl);
   }
 
   /** Removes a CAR made by `add` from the browser's storage. */

@@ -13,6 +13,7 @@ export interface NodeMethods {
   upload: [[car: string, oracleUrl: string], { root: string; blocks: number }];
   removeCar: [[car: string], void];
   listCars: [[], StoredCar[]];
+  download: [[cid: string, gatewayUrl: string], File];
 }
 
 export type Method = keyof NodeMethods;
