@@ -8,7 +8,7 @@ import init, {
   pieceRunPayload,
 } from './generated/node/estuary_node.js';
 import { addEntries, downloadVerified, listCars, removeCar, uploadCar } from './sdk/files';
-import { PieceWorkerPool, pieceOfBlob } from './sdk/piece';
+import { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob } from './sdk/piece';
 import type { Hello, Method, NodeMethods, PieceProgress, Request, Response } from './sdk/protocol';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -27,8 +27,11 @@ const methods: { [M in Method]: Handler<M> } = {
     pool ??= PieceWorkerPool.start();
     return pieceOfBlob(blob, await pool, { PieceHasher, pieceRunPayload }, progress);
   },
-  add: (progress, entries, folder) =>
-    addEntries((f) => new CarImporter(undefined, f), entries, folder, progress),
+  add: async (progress, entries, folder) => {
+    pool ??= PieceWorkerPool.start();
+    const pieces = new ParallelPieceHasher(await pool, { PieceHasher, pieceRunPayload });
+    return addEntries((f) => new CarImporter(undefined, f, false), pieces, entries, folder, progress);
+  },
   upload: (progress, car, oracleUrl) => uploadCar(car, oracleUrl, progress),
   removeCar: (_progress, car) => removeCar(car),
   listCars: () => listCars(),

@@ -135,11 +135,18 @@ impl PieceHasher {
     /// `finish`.
     #[wasm_bindgen(unchecked_return_type = "PieceInfo")]
     pub fn finish(&mut self) -> Result<Object, JsError> {
+        self.finish_with_prefix(&[])
+    }
+
+    /// The piece of the bytes added with their first `prefix.length` bytes (at most 127) replaced
+    /// by `prefix` — for a CAR whose header is patched at the end.
+    #[wasm_bindgen(js_name = finishWithPrefix, unchecked_return_type = "PieceInfo")]
+    pub fn finish_with_prefix(&mut self, prefix: &[u8]) -> Result<Object, JsError> {
         let commp = self
             .inner
             .take()
             .ok_or_else(|| JsError::new("this PieceHasher has already finished"))?;
-        let info = commp.finish().map_err(|e| JsError::new(&e.to_string()))?;
+        let info = commp.finish_with_prefix(prefix).map_err(|e| JsError::new(&e.to_string()))?;
         let out = Object::new();
         set(&out, "pieceCidV1", &JsValue::from_str(&PieceCid::v1(&info).to_string()));
         set(&out, "pieceCidV2", &JsValue::from_str(&PieceCid::v2(&info).to_string()));
@@ -171,12 +178,12 @@ const IMPORTED_TS: &str = r#"
 export interface ImportedCar {
   /** Root CID of the DAG (the file, or the directory). */
   root: string;
-  /** Piece CID v2 of the CAR. */
-  pieceCidV2: string;
+  /** Piece CID v2 of the CAR (when the importer computes the piece). */
+  pieceCidV2?: string;
   /** Piece CID v1. */
-  pieceCidV1: string;
+  pieceCidV1?: string;
   /** Padded piece size. */
-  paddedSize: number;
+  paddedSize?: number;
   /** CAR bytes. */
   carSize: number;
   /** Distinct blocks. */
@@ -218,8 +225,11 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
 impl CarImporter {
     /// An importer with a named profile (`unixfs-v1-2025` when omitted). `folder`: the input is
     /// a directory tree (files are added with their relative paths); otherwise exactly one file.
+    /// `piece`: compute the CAR's piece here (one thread); without it `finish` has no piece
+    /// fields and the caller hashes the CAR bytes itself (e.g. with a `ParallelPieceHasher`,
+    /// finishing with `header` as prefix).
     #[wasm_bindgen(constructor)]
-    pub fn new(profile: Option<String>, folder: bool) -> Result<CarImporter, JsError> {
+    pub fn new(profile: Option<String>, folder: bool, piece: bool) -> Result<CarImporter, JsError> {
         let profile = match profile.as_deref() {
             None | Some("") => estuary_dag::Profile::default(),
             Some(name) => estuary_dag::Profile::from_name(name).map_err(js_err)?,
@@ -238,7 +248,7 @@ impl CarImporter {
             file: None,
             single: None,
             seen: std::collections::HashSet::new(),
-            commp: Some(commp),
+            commp: piece.then_some(commp),
             provisional_len: provisional.len(),
             car_bytes: provisional.len() as u64,
             out: provisional,
@@ -343,13 +353,14 @@ impl CarImporter {
                 "the root CID is not as long as the provisional header's: use a CIDv1 profile",
             ));
         }
-        let commp = self.commp.take().ok_or_else(|| JsError::new("already finished"))?;
-        let info = commp.finish_with_prefix(&header).map_err(js_err)?;
         let out = Object::new();
         set(&out, "root", &JsValue::from_str(&root.cid.to_string()));
-        set(&out, "pieceCidV2", &JsValue::from_str(&PieceCid::v2(&info).to_string()));
-        set(&out, "pieceCidV1", &JsValue::from_str(&PieceCid::v1(&info).to_string()));
-        set(&out, "paddedSize", &JsValue::from_f64(info.padded_size as f64));
+        if let Some(commp) = self.commp.take() {
+            let info = commp.finish_with_prefix(&header).map_err(js_err)?;
+            set(&out, "pieceCidV2", &JsValue::from_str(&PieceCid::v2(&info).to_string()));
+            set(&out, "pieceCidV1", &JsValue::from_str(&PieceCid::v1(&info).to_string()));
+            set(&out, "paddedSize", &JsValue::from_f64(info.padded_size as f64));
+        }
         set(&out, "carSize", &JsValue::from_f64(self.car_bytes as f64));
         set(&out, "blocks", &JsValue::from_f64(self.blocks as f64));
         set(&out, "fileBytes", &JsValue::from_f64(self.file_bytes as f64));

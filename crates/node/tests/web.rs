@@ -157,7 +157,7 @@ fn run_misuse_throws() {
 /// misuse with real errors.
 #[wasm_bindgen_test]
 fn car_importer_streams_and_refuses_misuse() {
-    let mut importer = estuary_node::CarImporter::new(None, false).unwrap();
+    let mut importer = estuary_node::CarImporter::new(None, false, true).unwrap();
     let err: JsValue = importer.push(&[1, 2, 3]).unwrap_err().into();
     assert!(err.dyn_into::<js_sys::Error>().is_ok());
     let mut car = importer.begin_file(String::new()).map(|()| Vec::new()).unwrap();

@@ -5,6 +5,7 @@
  */
 import type { CarImporter, ImportedCar, VerifiedDownload } from '../generated/node/estuary_node.js';
 import { EstuaryError } from './errors';
+import type { ParallelPieceHasher } from './piece';
 
 /** One file to add, with its path inside the folder (`a/b.txt`; ignored for a single file). */
 export interface AddEntry {
@@ -19,7 +20,13 @@ export interface Progress {
 }
 
 /** What `add` produced: the DAG's root, the CAR's piece, and where the CAR is kept. */
-export interface AddResult extends Omit<ImportedCar, 'header'> {
+export interface AddResult extends Omit<ImportedCar, 'header' | 'pieceCidV2' | 'pieceCidV1' | 'paddedSize'> {
+  /** Piece CID v2 of the CAR. */
+  pieceCidV2: string;
+  /** Piece CID v1. */
+  pieceCidV1: string;
+  /** Padded piece size. */
+  paddedSize: number;
   /** Name of the CAR in the browser's storage, for `upload` and `remove`. */
   car: string;
 }
@@ -168,9 +175,13 @@ export function orderLikeEstuaryAdd(entries: AddEntry[]): AddEntry[] {
   return out;
 }
 
-/** Imports `entries` into a CAR in the browser's storage. */
+/**
+ * Imports `entries` into a CAR in the browser's storage. The importer builds the DAG and the CAR;
+ * the CAR's piece is computed from the same bytes by `pieces` (a worker pool), in the same pass.
+ */
 export async function addEntries(
   makeImporter: (folder: boolean) => CarImporter,
+  pieces: ParallelPieceHasher,
   entries: AddEntry[],
   folder: boolean,
   onProgress?: (p: Progress) => void,
@@ -187,7 +198,7 @@ export async function addEntries(
   const importer = makeImporter(folder);
   let offset = 0;
   let done = 0;
-  const write = (bytes: Uint8Array) => {
+  const write = async (bytes: Uint8Array) => {
     if (bytes.length === 0) return;
     try {
       out.write(bytes, { at: offset });
@@ -195,6 +206,7 @@ export async function addEntries(
       throw storageError(e);
     }
     offset += bytes.length;
+    await pieces.update(bytes);
   };
   try {
     for (const entry of entries) {
@@ -204,19 +216,26 @@ export async function addEntries(
         signal?.throwIfAborted();
         const { done: end, value } = await reader.read();
         if (end) break;
-        write(importer.push(value));
+        await write(importer.push(value));
         done += value.length;
         onProgress?.({ bytes: done, total });
       }
-      write(importer.endFile());
+      await write(importer.endFile());
     }
     const result = importer.finish();
-    write(result.tail);
-    // The real header has the provisional one's length: overwrite it in place.
+    await write(result.tail);
+    // The real header has the provisional one's length: overwrite it in place, and in the piece.
     out.write(result.header, { at: 0 });
     out.flush();
+    const piece = await pieces.finish(result.header);
     const { header: _h, tail: _t, ...rest } = result;
-    const added: AddResult = { ...rest, car: name };
+    const added: AddResult = {
+      ...rest,
+      pieceCidV2: piece.pieceCidV2,
+      pieceCidV1: piece.pieceCidV1,
+      paddedSize: piece.paddedSize,
+      car: name,
+    };
     await writeJson(dir, `${name}.json`, { ...added, addedAt: Date.now(), uploaded: false });
     return added;
   } catch (e) {

@@ -181,8 +181,11 @@ export class ParallelPieceHasher {
     this.#local.pushRunRoots(roots);
   }
 
-  /** The piece of everything added (FRC-0069: less than 127 bytes, even none, is zero-padded). */
-  async finish(): Promise<PieceInfo> {
+  /**
+   * The piece of everything added (FRC-0069: less than 127 bytes, even none, is zero-padded),
+   * with the first `prefix.length` bytes (at most 127) replaced by `prefix` when given.
+   */
+  async finish(prefix?: Uint8Array): Promise<PieceInfo> {
     let tail: Uint8Array = new Uint8Array(0);
     if (this.#batch !== null) {
       const filled = this.#batch.subarray(0, this.#batchFill);
@@ -193,7 +196,7 @@ export class ParallelPieceHasher {
     }
     while (this.#inFlight.length > 0) await this.#joinOldest();
     this.#local.update(tail);
-    return this.#local.finish();
+    return prefix ? this.#local.finishWithPrefix(prefix) : this.#local.finish();
   }
 }
 
