@@ -255,6 +255,29 @@ describe('dapp on the local stack', () => {
     assert.deepEqual(errors, []);
   });
 
+  test('adding a large file can be cancelled, leaving nothing behind', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'estuary-e2e-cancel-'));
+    const file = join(dir, 'huge.bin');
+    const big = Buffer.alloc(300_000_000);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+    writeFileSync(file, big);
+    const { page, errors } = await openPage({ account: stack.info.accounts[9] });
+    const before = await page.locator('[data-testid="cars"] li').count();
+    await page.getByTestId('files-input').setInputFiles(file);
+    await page.waitForFunction(() => {
+      const bar = document.querySelector('[data-testid="add-progress"]');
+      return bar && !bar.hidden && bar.value > 0.02;
+    }, null, { timeout: 60_000 });
+    await page.getByTestId('cancel-add').click();
+    await page.getByTestId('add-message').filter({ hasText: 'Cancelled' }).waitFor({ timeout: 30_000 });
+    assert.equal(await page.getByTestId('add-result').isHidden(), true);
+    await page.reload();
+    await page.locator('[data-testid="node-status"][data-ready="true"]').waitFor({ timeout: 30_000 });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await page.locator('[data-testid="cars"] li').count(), before, 'no CAR left behind');
+    assert.deepEqual(errors, []);
+  });
+
   test('a malformed CID is refused in the page and no transaction is sent', async () => {
     const account = stack.info.accounts[2];
     const { page } = await openPage({ account });

@@ -58,6 +58,7 @@ const ui = {
   addLink: el<HTMLAnchorElement>('add-link'),
   upload: el<HTMLButtonElement>('upload'),
   pinAdded: el<HTMLButtonElement>('pin-added'),
+  cancelAdd: el<HTMLButtonElement>('cancel-add'),
   addMessage: el('add-message'),
   cars: el('cars'),
   downloadForm: el<HTMLFormElement>('download-form'),
@@ -190,6 +191,19 @@ async function pieceOfFile(): Promise<void> {
 
 let added: AddResult | undefined;
 let uploaded = false;
+/** Cancels the add or upload under way. */
+let cancel: AbortController | undefined;
+
+function cancellable(): AbortSignal {
+  cancel = new AbortController();
+  ui.cancelAdd.hidden = false;
+  return cancel.signal;
+}
+
+function doneCancellable(): void {
+  cancel = undefined;
+  ui.cancelAdd.hidden = true;
+}
 
 function sayAdd(text: string, kind: 'info' | 'error' = 'info'): void {
   ui.addMessage.textContent = text;
@@ -223,6 +237,7 @@ async function addFiles(entries: AddEntry[], folder: boolean): Promise<void> {
   try {
     added = await node.add(entries, {
       folder,
+      signal: cancellable(),
       onProgress: ({ bytes, total }) => (ui.addProgress.value = total ? bytes / total : 1),
     });
     ui.addRoot.textContent = added.root;
@@ -235,6 +250,7 @@ async function addFiles(entries: AddEntry[], folder: boolean): Promise<void> {
   } catch (e) {
     sayAdd(e instanceof Error ? e.message : String(e), 'error');
   } finally {
+    doneCancellable();
     ui.addProgress.hidden = true;
     refreshAdd();
   }
@@ -287,12 +303,14 @@ async function uploadAdded(): Promise<void> {
   sayAdd('Uploading…');
   try {
     const done = await node.upload(added.car, config.oracle_url, {
+      signal: cancellable(),
       onProgress: ({ bytes, total }) => (ui.addProgress.value = total ? bytes / total : 1),
     });
     uploaded = true;
     ui.upload.dataset.done = 'true';
     sayAdd(`Uploaded: the oracle verified ${done.blocks} blocks of ${done.root}.`);
   } finally {
+    doneCancellable();
     void showCars();
     ui.addProgress.hidden = true;
     refreshAdd();
@@ -330,6 +348,8 @@ async function entriesFromDrop(items: DataTransferItemList): Promise<{ entries: 
   for (const root of roots) await walk(root, root.name);
   return { entries, folder: entries.length > 1 };
 }
+
+ui.cancelAdd.addEventListener('click', () => cancel?.abort());
 
 ui.filesInput.addEventListener('change', () => {
   const entries = entriesFromInput(ui.filesInput, false);

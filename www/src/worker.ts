@@ -9,7 +9,7 @@ import init, {
 } from './generated/node/estuary_node.js';
 import { addEntries, downloadVerified, listCars, removeCar, uploadCar } from './sdk/files';
 import { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob } from './sdk/piece';
-import type { Hello, Method, NodeMethods, PieceProgress, Request, Response } from './sdk/protocol';
+import type { Cancel, Hello, Method, NodeMethods, PieceProgress, Request, Response } from './sdk/protocol';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 
@@ -17,25 +17,29 @@ const scope = self as unknown as DedicatedWorkerGlobalScope;
 let pool: Promise<PieceWorkerPool> | undefined;
 
 type Handler<M extends Method> = (
-  progress: (p: PieceProgress) => void,
+  context: { progress: (p: PieceProgress) => void; signal: AbortSignal },
   ...args: NodeMethods[M][0]
 ) => NodeMethods[M][1] | Promise<NodeMethods[M][1]>;
 
+/** Requests under way, to cancel. */
+const running = new Map<number, AbortController>();
+
 const methods: { [M in Method]: Handler<M> } = {
-  parseCid: (_progress, text) => parseCid(text),
-  pieceOf: async (progress, blob) => {
+  parseCid: (_ctx, text) => parseCid(text),
+  pieceOf: async ({ progress }, blob) => {
     pool ??= PieceWorkerPool.start();
     return pieceOfBlob(blob, await pool, { PieceHasher, pieceRunPayload }, progress);
   },
-  add: async (progress, entries, folder) => {
+  add: async ({ progress, signal }, entries, folder) => {
     pool ??= PieceWorkerPool.start();
     const pieces = new ParallelPieceHasher(await pool, { PieceHasher, pieceRunPayload });
-    return addEntries((f) => new CarImporter(undefined, f, false), pieces, entries, folder, progress);
+    const importer = (f: boolean) => new CarImporter(undefined, f, false);
+    return addEntries(importer, pieces, entries, folder, progress, signal);
   },
-  upload: (progress, car, oracleUrl) => uploadCar(car, oracleUrl, progress),
-  removeCar: (_progress, car) => removeCar(car),
+  upload: ({ progress, signal }, car, oracleUrl) => uploadCar(car, oracleUrl, progress, signal),
+  removeCar: (_ctx, car) => removeCar(car),
   listCars: () => listCars(),
-  download: (progress, cid, gatewayUrl) =>
+  download: ({ progress }, cid, gatewayUrl) =>
     downloadVerified((c) => new VerifiedDownload(c), cid, gatewayUrl, progress),
 };
 
@@ -51,16 +55,24 @@ async function start(): Promise<void> {
     scope.postMessage({ hello: 'failed', message: errorOf(e).message } satisfies Hello);
     return;
   }
-  scope.onmessage = async (event: MessageEvent<Request>) => {
+  scope.onmessage = async (event: MessageEvent<Request | Cancel>) => {
+    if ('cancel' in event.data) {
+      running.get(event.data.cancel)?.abort();
+      return;
+    }
     const { id, method, args } = event.data;
     const progress = (p: PieceProgress) => scope.postMessage({ id, progress: p } satisfies Response);
+    const controller = new AbortController();
+    running.set(id, controller);
     let response: Response;
     try {
       const fn = methods[method] as (...a: unknown[]) => unknown;
       if (typeof fn !== 'function') throw new Error(`unknown method ${String(method)}`);
-      response = { id, ok: true, value: await fn(progress, ...args) };
+      response = { id, ok: true, value: await fn({ progress, signal: controller.signal }, ...args) };
     } catch (e) {
       response = { id, ok: false, error: errorOf(e) };
+    } finally {
+      running.delete(id);
     }
     scope.postMessage(response);
   };

@@ -37,3 +37,8 @@ export class ContractError extends EstuaryError {
 export class OracleError extends EstuaryError {
   override name = 'OracleError';
 }
+
+/** The operation was cancelled through its `AbortSignal`. */
+export class CancelledError extends EstuaryError {
+  override name = 'CancelledError';
+}

@@ -1,4 +1,4 @@
-import { InvalidCidError, NodeError } from './errors';
+import { CancelledError, InvalidCidError, NodeError } from './errors';
 import { DownloadError, StorageError, UploadError } from './files';
 
 /** Rebuilds the SDK error the worker threw, by its name. */
@@ -78,10 +78,34 @@ export class EstuaryNode {
     progress: ((p: PieceProgress) => void) | undefined,
     ...args: NodeMethods[M][0]
   ): Promise<NodeMethods[M][1]> {
+    return this.#callCancellable(method, progress, undefined, ...args);
+  }
+
+  /** Sends a request; when `signal` fires, the worker is told to stop it and it rejects. */
+  #callCancellable<M extends Method>(
+    method: M,
+    progress: ((p: PieceProgress) => void) | undefined,
+    signal: AbortSignal | undefined,
+    ...args: NodeMethods[M][0]
+  ): Promise<NodeMethods[M][1]> {
+    signal?.throwIfAborted();
     const id = this.#nextId++;
     const request: Request<M> = { id, method, args };
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, progress });
+      const onAbort = () => this.#worker.postMessage({ cancel: id });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const done = () => signal?.removeEventListener('abort', onAbort);
+      this.#pending.set(id, {
+        resolve: (v) => {
+          done();
+          (resolve as (v: unknown) => void)(v);
+        },
+        reject: (e) => {
+          done();
+          reject(signal?.aborted ? new CancelledError('Cancelled.', { cause: e }) : e);
+        },
+        progress,
+      });
       this.#worker.postMessage(request);
     });
   }
@@ -113,9 +137,10 @@ export class EstuaryNode {
    */
   add(
     entries: AddEntry[],
-    options: { folder?: boolean; onProgress?: (p: PieceProgress) => void } = {},
+    options: { folder?: boolean; onProgress?: (p: PieceProgress) => void; signal?: AbortSignal } = {},
   ): Promise<AddResult> {
-    return this.#callWithProgress('add', options.onProgress, entries, options.folder ?? entries.length > 1);
+    const folder = options.folder ?? entries.length > 1;
+    return this.#callCancellable('add', options.onProgress, options.signal, entries, folder);
   }
 
   /**
@@ -125,9 +150,9 @@ export class EstuaryNode {
   upload(
     car: string,
     oracleUrl: string,
-    options: { onProgress?: (p: PieceProgress) => void } = {},
+    options: { onProgress?: (p: PieceProgress) => void; signal?: AbortSignal } = {},
   ): Promise<{ root: string; blocks: number }> {
-    return this.#callWithProgress('upload', options.onProgress, car, oracleUrl);
+    return this.#callCancellable('upload', options.onProgress, options.signal, car, oracleUrl);
   }
 
   /** The CARs kept in this browser (newest first), with their upload progress. */

@@ -24,6 +24,11 @@ export interface Request<M extends Method = Method> {
   args: NodeMethods[M][0];
 }
 
+/** Asks the worker to stop request `cancel` (its caller's `AbortSignal` fired). */
+export interface Cancel {
+  cancel: number;
+}
+
 export type Response =
   | { id: number; progress: PieceProgress }
   | { id: number; ok: true; value: unknown }
