@@ -30,6 +30,11 @@ pub enum BlockstoreError {
 pub trait Blockstore: Send + Sync + 'static {
     /// Stores a block after checking it hashes to `cid`. Storing a block twice is harmless.
     fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), BlockstoreError>;
+    /// Stores a block the caller has just verified against `cid` (the CAR decoder does), without
+    /// hashing it again.
+    fn put_verified(&self, cid: &Cid, data: &[u8]) -> Result<(), BlockstoreError> {
+        self.put(cid, data)
+    }
     /// A block's bytes, verified; `None` if absent (or corrupt: a corrupt block is dropped so that
     /// it is fetched again).
     fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, BlockstoreError>;
@@ -72,6 +77,10 @@ fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
 impl Blockstore for FsBlockstore {
     fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), BlockstoreError> {
         verify(cid, data).map_err(|_| BlockstoreError::Mismatch(*cid))?;
+        self.put_verified(cid, data)
+    }
+
+    fn put_verified(&self, cid: &Cid, data: &[u8]) -> Result<(), BlockstoreError> {
         let path = self.path(cid);
         if path.exists() {
             return Ok(());

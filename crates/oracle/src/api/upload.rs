@@ -195,7 +195,7 @@ fn import<B: Blockstore>(path: &FsPath, blocks: &Arc<B>) -> Result<(String, u64)
             match item {
                 CarItem::Header(h) => root = h.roots.first().copied(),
                 CarItem::Block(b) => {
-                    blocks.put(&b.cid, &b.data).map_err(|e| e.to_string())?;
+                    blocks.put_verified(&b.cid, &b.data).map_err(|e| e.to_string())?;
                     count += 1;
                 }
             }
