@@ -232,9 +232,11 @@ impl Fetcher {
                         )));
                     }
                     let store = Arc::clone(store);
-                    tokio::task::spawn_blocking(move || store.put_verified(&block.cid, &block.data))
-                        .await
-                        .map_err(|e| BlockstoreError::Io(std::io::Error::other(e)))??;
+                    tokio::task::spawn_blocking(move || {
+                        store.put_verified(&block.cid, &block.data)
+                    })
+                    .await
+                    .map_err(|e| BlockstoreError::Io(std::io::Error::other(e)))??;
                 }
             }
         }

@@ -275,6 +275,58 @@ async fn a_car_uploaded_in_pieces_is_verified_imported_and_served() {
 }
 
 #[tokio::test]
+async fn concurrent_patches_to_one_upload_are_refused() {
+    let (base, _blocks, _dir) = oracle_api().await;
+    let (root, blocks) = dag(10, 30_000);
+    let bytes = car(root, &blocks);
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{base}/uploads"))
+        .header("upload-length", bytes.len())
+        .send()
+        .await
+        .unwrap();
+    let url = format!("{base}{}", created.headers()[header::LOCATION].to_str().unwrap());
+    // A slow first PATCH holds the upload; a second one meanwhile is refused.
+    let first_half = bytes[..100].to_vec();
+    let slow = futures_util::stream::unfold(0usize, move |i| {
+        let data = first_half.clone();
+        async move {
+            if i >= data.len() {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Some((Ok::<_, std::io::Error>(vec![data[i]]), i + 1))
+        }
+    });
+    let first = tokio::spawn({
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .patch(&url)
+                .header("upload-offset", 0)
+                .body(reqwest::Body::wrap_stream(slow))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = client
+        .patch(&url)
+        .header("upload-offset", 0)
+        .body(bytes[..10].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    assert_eq!(first.await.unwrap(), StatusCode::NO_CONTENT);
+    let head = client.head(&url).send().await.unwrap();
+    assert_eq!(head.headers()["upload-offset"].to_str().unwrap(), "100");
+}
+
+#[tokio::test]
 async fn a_bad_upload_is_refused_and_removed() {
     let (base, blocks_store, _dir) = oracle_api().await;
     let (root, mut blocks) = dag(9, 20_000);

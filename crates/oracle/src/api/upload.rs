@@ -6,7 +6,7 @@
 //!   and the next bytes → `204` with the new `Upload-Offset`.
 //!
 //! A client that lost its connection asks `HEAD` and re-sends from there, so at most the chunk
-//! in flight is sent twice. Bytes go to a file as they arrive (no upload is held in memory).
+//! in flight is sent twice. One `PATCH` per upload at a time: a concurrent one gets `409`. Bytes go to a file as they arrive (no upload is held in memory).
 //! When the last byte arrives the CAR is decoded and every block verified into the blockstore;
 //! the response carries `Upload-Root` (the CAR's root). A bad CAR is refused with `422` and
 //! removed; nothing already stored is touched. Jobs for that root then find the DAG locally.
@@ -32,6 +32,30 @@ use crate::{blockstore::Blockstore, store::RequestStore};
 
 /// Largest upload accepted.
 pub const MAX_UPLOAD: u64 = 32 << 30;
+
+/// Uploads with a `PATCH` under way: a second one at the same time gets `409` rather than
+/// writing at the same offset.
+fn busy() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static BUSY: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    BUSY.get_or_init(Default::default)
+}
+
+/// Holds an upload's slot in [`busy`] until dropped.
+struct Writing(String);
+
+impl Writing {
+    fn take(id: &str) -> Option<Self> {
+        let mut set = busy().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        set.insert(id.to_owned()).then(|| Self(id.to_owned()))
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        busy().lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.0);
+    }
+}
 
 fn uploads_dir(packed_dir: &FsPath) -> PathBuf {
     packed_dir.parent().unwrap_or(packed_dir).join("uploads")
@@ -121,6 +145,9 @@ pub(super) async fn append<S: RequestStore, B: Blockstore>(
     valid_id(&id)?;
     let dir = uploads_dir(&st.packed_dir);
     let (offset, length) = length_of(&dir, &id).await?;
+    let Some(_writing) = Writing::take(&id) else {
+        return Ok(with_offset(StatusCode::CONFLICT, offset, length));
+    };
     let claimed = header_u64(&headers, "upload-offset")?;
     if claimed != offset {
         return Ok(with_offset(StatusCode::CONFLICT, offset, length));
