@@ -145,6 +145,10 @@ struct RunArgs {
     /// Blocks a request must be buried under before the oracle acts on it.
     #[arg(long, env = "ESTUARY_CONFIRMATIONS", default_value_t = 1)]
     confirmations: u64,
+    /// Which blocks count as confirmed: `depth` (head minus --confirmations), or the RPC's
+    /// `safe` or `finalized` block.
+    #[arg(long, env = "ESTUARY_FINALITY", default_value = "depth", value_parser = ["depth", "safe", "finalized"])]
+    finality: String,
     /// Most blocks per eth_getLogs call.
     #[arg(long, env = "ESTUARY_MAX_BLOCK_RANGE", default_value_t = 1000)]
     max_block_range: u64,
@@ -362,6 +366,11 @@ async fn run_oracle(args: RunArgs) -> Result<()> {
     config.chain_id = args.chain_id;
     config.start_block = args.start_block;
     config.confirmations = args.confirmations;
+    config.finality = match args.finality.as_str() {
+        "safe" => estuary_oracle::watcher::Finality::Safe,
+        "finalized" => estuary_oracle::watcher::Finality::Finalized,
+        _ => estuary_oracle::watcher::Finality::Depth,
+    };
     config.max_block_range = args.max_block_range;
     config.poll_interval = Duration::from_millis(args.poll_interval_ms);
     config.listen = args.listen;

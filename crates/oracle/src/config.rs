@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use alloy::primitives::Address;
 
-use crate::fetch::FetchLimits;
+use crate::{fetch::FetchLimits, watcher::Finality};
 
 /// Everything the oracle needs to run.
 #[derive(Debug, Clone)]
@@ -19,6 +19,8 @@ pub struct OracleConfig {
     pub start_block: u64,
     /// Blocks a log must be buried under before it is acted on (0 acts on the head).
     pub confirmations: u64,
+    /// Count confirmations, or follow the RPC's `safe`/`finalized` block.
+    pub finality: Finality,
     /// Most blocks asked for in one `eth_getLogs`.
     pub max_block_range: u64,
     /// How often to look for new blocks.
@@ -53,6 +55,7 @@ impl OracleConfig {
             pinning,
             start_block: 0,
             confirmations: 1,
+            finality: Finality::Depth,
             max_block_range: 1_000,
             poll_interval: Duration::from_millis(500),
             database: database.into(),

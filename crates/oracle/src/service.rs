@@ -132,6 +132,7 @@ impl Oracle {
             WatcherConfig {
                 start_block: config.start_block,
                 confirmations: config.confirmations,
+                finality: config.finality,
                 max_block_range: config.max_block_range,
                 poll_interval: config.poll_interval,
             },

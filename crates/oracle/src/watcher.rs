@@ -32,10 +32,25 @@ pub struct WatcherConfig {
     pub start_block: u64,
     /// Blocks a log must be buried under before it is read.
     pub confirmations: u64,
+    /// Read only up to the chain's own `safe` or `finalized` block (where the RPC has the tag),
+    /// instead of counting confirmations.
+    pub finality: Finality,
     /// Most blocks per `eth_getLogs`.
     pub max_block_range: u64,
     /// Pause between looks at the head when caught up.
     pub poll_interval: Duration,
+}
+
+/// Which blocks count as confirmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Finality {
+    /// `head - confirmations`.
+    #[default]
+    Depth,
+    /// The RPC's `safe` block.
+    Safe,
+    /// The RPC's `finalized` block.
+    Finalized,
 }
 
 /// What the watcher has done, for `GET /status`.
@@ -149,7 +164,21 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
         }
         let head = self.provider.get_block_number().await.map_err(rpc)?;
         self.state.send_modify(|s| s.head = Some(head));
-        let Some(safe) = head.checked_sub(self.config.confirmations) else {
+        let tag = match self.config.finality {
+            Finality::Depth => None,
+            Finality::Safe => Some(BlockNumberOrTag::Safe),
+            Finality::Finalized => Some(BlockNumberOrTag::Finalized),
+        };
+        let safe = match tag {
+            None => head.checked_sub(self.config.confirmations),
+            Some(tag) => self
+                .provider
+                .get_block_by_number(tag)
+                .await
+                .map_err(rpc)?
+                .map(|b| b.header.number.min(head)),
+        };
+        let Some(safe) = safe else {
             return Ok(None);
         };
         if from > safe {

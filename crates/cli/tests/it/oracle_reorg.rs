@@ -68,3 +68,26 @@ async fn reorgs_of_depth_one_to_five_leave_a_clean_index() {
     assert_eq!(stored, snapshot(&fresh).await);
     fresh.kill().await;
 }
+
+/// With `--finality finalized` the oracle reads only up to the chain's finalized block (anvil
+/// finalizes 64 blocks behind the head): a request is stored once it is final, not before.
+#[tokio::test(flavor = "multi_thread")]
+async fn finality_follows_the_finalized_tag() {
+    let chain = Chain::start().await;
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let dir = tempfile::tempdir().unwrap();
+    let oracle = OracleProcess::start_with(
+        &chain,
+        &dir.path().join("oracle.sqlite"),
+        &["--finality".to_owned(), "finalized".to_owned()],
+    )
+    .await;
+    chain.pin(1, &cid(200)).await;
+    provider.raw_request::<_, ()>("anvil_mine".into(), (10u64,)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let status = oracle.get("/status").await.unwrap();
+    assert_eq!(status["requests"], 0, "not final yet: {status}");
+    provider.raw_request::<_, ()>("anvil_mine".into(), (70u64,)).await.unwrap();
+    oracle.wait_for(|s| s["requests"] == 1, "/status").await;
+    oracle.kill().await;
+}
