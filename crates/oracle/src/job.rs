@@ -3,7 +3,8 @@
 //! ```text
 //! queued ─► fetching ─► pinned ─► packed ─► reported
 //!    │          │          │         │
-//!    └──────────┴──────────┴─────────┴──► failed (permanent) · quarantined (N retryable failures)
+//!    │          │          │         └──► quarantined (N retryable failures)
+//!    └──────────┴──────────┴──► failing (permanent failure) ─► failed (reported on chain)
 //! ```
 //!
 //! [`start`] is stored before a stage's effect begins, [`apply`] after it ended, so a restart
@@ -22,6 +23,8 @@ pub enum Stage {
     Pack,
     /// Report the pin on chain.
     Report,
+    /// Report the failure on chain.
+    ReportFailure,
 }
 
 /// The stage a job in `status` needs, or `None` when it is finished.
@@ -30,6 +33,7 @@ pub fn stage(status: RequestStatus) -> Option<Stage> {
         RequestStatus::Queued | RequestStatus::Fetching => Some(Stage::Fetch),
         RequestStatus::Pinned => Some(Stage::Pack),
         RequestStatus::Packed => Some(Stage::Report),
+        RequestStatus::Failing => Some(Stage::ReportFailure),
         _ => None,
     }
 }
@@ -112,11 +116,19 @@ pub fn apply(
         (Some(Stage::Fetch), Outcome::Fetched { .. }) => ok(RequestStatus::Pinned),
         (Some(Stage::Pack), Outcome::Packed { .. }) => ok(RequestStatus::Packed),
         (Some(Stage::Report), Outcome::Reported { .. }) => ok(RequestStatus::Reported),
+        // The failure is on chain; its reason stays (`error: None` keeps the stored one).
+        (Some(Stage::ReportFailure), Outcome::Reported { .. }) => ok(RequestStatus::Failed),
         (Some(_), Outcome::Closed) => ok(RequestStatus::Cancelled),
+        (Some(Stage::ReportFailure), Outcome::Failed { reason, .. }) => {
+            // Reporting a failure is retried until the attempt limit, then left quarantined.
+            let attempts = attempts.saturating_add(1);
+            let status = if attempts >= max_attempts { RequestStatus::Quarantined } else { status };
+            Ok(Transition { status, attempts, error: Some(reason.clone()) })
+        }
         (Some(_), Outcome::Failed { reason, permanent }) => {
             let attempts = attempts.saturating_add(1);
             let status = if *permanent {
-                RequestStatus::Failed
+                RequestStatus::Failing
             } else if attempts >= max_attempts {
                 RequestStatus::Quarantined
             } else {
@@ -142,12 +154,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ALL: [RequestStatus; 8] = [
+    const ALL: [RequestStatus; 9] = [
         RequestStatus::Queued,
         RequestStatus::Fetching,
         RequestStatus::Pinned,
         RequestStatus::Packed,
         RequestStatus::Reported,
+        RequestStatus::Failing,
         RequestStatus::Failed,
         RequestStatus::Quarantined,
         RequestStatus::Cancelled,
@@ -157,7 +170,7 @@ mod tests {
         match stage {
             Stage::Fetch => Outcome::Fetched { blocks: 1, bytes: 1 },
             Stage::Pack => Outcome::Packed { piece_cid: "b".into(), padded_size: 128, car_size: 9 },
-            Stage::Report => Outcome::Reported { tx: None },
+            Stage::Report | Stage::ReportFailure => Outcome::Reported { tx: None },
         }
     }
 
@@ -182,10 +195,10 @@ mod tests {
         assert_eq!(t.status, RequestStatus::Quarantined);
         assert_eq!(t.error.as_deref(), Some("timeout"));
         let hostile = Outcome::Failed { reason: "block too large".into(), permanent: true };
-        assert_eq!(
-            apply(RequestStatus::Fetching, 0, &hostile, 3).unwrap().status,
-            RequestStatus::Failed
-        );
+        let t = apply(RequestStatus::Fetching, 0, &hostile, 3).unwrap();
+        assert_eq!(t.status, RequestStatus::Failing);
+        let reported = apply(t.status, 0, &Outcome::Reported { tx: None }, 3).unwrap();
+        assert_eq!((reported.status, reported.error), (RequestStatus::Failed, None));
     }
 
     #[test]
@@ -201,7 +214,7 @@ mod tests {
         /// From any state, any sequence of outcomes only ever moves along the lifecycle: no
         /// finished job is revived and a stage never runs before its predecessor finished.
         #[test]
-        fn outcomes_never_move_backwards(start_index in 0usize..8, outcomes in proptest::collection::vec(0u8..6, 0..20)) {
+        fn outcomes_never_move_backwards(start_index in 0usize..9, outcomes in proptest::collection::vec(0u8..6, 0..20)) {
             let order = |s: RequestStatus| match s {
                 RequestStatus::Queued => 0, RequestStatus::Fetching => 1, RequestStatus::Pinned => 2,
                 RequestStatus::Packed => 3, _ => 4,

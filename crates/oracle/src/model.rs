@@ -62,6 +62,8 @@ pub enum RequestStatus {
     Packed,
     /// The pin is reported on chain.
     Reported,
+    /// Will not be pinned (bad or too-large content); the failure is being reported on chain.
+    Failing,
     /// Will not be pinned; `error` says why.
     Failed,
     /// Failed too often to retry by itself; `error` has the last reason (`estuary oracle requeue`).
@@ -79,6 +81,7 @@ impl RequestStatus {
             Self::Pinned => "pinned",
             Self::Packed => "packed",
             Self::Reported => "reported",
+            Self::Failing => "failing",
             Self::Failed => "failed",
             Self::Quarantined => "quarantined",
             Self::Cancelled => "cancelled",
@@ -93,6 +96,7 @@ impl RequestStatus {
             Self::Pinned,
             Self::Packed,
             Self::Reported,
+            Self::Failing,
             Self::Failed,
             Self::Quarantined,
             Self::Cancelled,

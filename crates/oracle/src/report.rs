@@ -48,6 +48,13 @@ pub trait Reporter: Send + Sync + 'static {
         piece_cid: Bytes,
         padded_size: u64,
     ) -> impl Future<Output = Result<Reported, ReportError>> + Send;
+
+    /// Reports that request `id` cannot be pinned, and why.
+    fn report_failed(
+        &self,
+        id: U256,
+        reason: String,
+    ) -> impl Future<Output = Result<Reported, ReportError>> + Send;
 }
 
 /// [`Reporter`] for `EstuaryPinning` through an RPC endpoint with the operator's key.
@@ -89,15 +96,13 @@ impl ChainReporter {
     }
 }
 
-impl Reporter for ChainReporter {
-    async fn report_pinned(
+impl ChainReporter {
+    /// Simulates `call`, then sends it with the next nonce and waits for its receipt.
+    async fn send<C: alloy::sol_types::SolCall + Send + Sync + Unpin>(
         &self,
-        id: U256,
-        piece_cid: Bytes,
-        padded_size: u64,
+        call: alloy::contract::CallBuilder<&DynProvider, std::marker::PhantomData<C>>,
     ) -> Result<Reported, ReportError> {
-        let call = self.contract.reportPinned(id, piece_cid, padded_size);
-        if let Err(e) = call.call().await {
+        if let Err(e) = call.call_raw().await {
             return match e.as_decoded_interface_error::<EstuaryPinningErrors>() {
                 Some(EstuaryPinningErrors::EstuaryPinningAlreadyReported(_)) => {
                     Ok(Reported::AlreadyThere)
@@ -144,5 +149,20 @@ impl Reporter for ChainReporter {
             )));
         }
         Ok(Reported::Sent { tx: format!("{:#x}", receipt.transaction_hash) })
+    }
+}
+
+impl Reporter for ChainReporter {
+    async fn report_pinned(
+        &self,
+        id: U256,
+        piece_cid: Bytes,
+        padded_size: u64,
+    ) -> Result<Reported, ReportError> {
+        self.send(self.contract.reportPinned(id, piece_cid, padded_size)).await
+    }
+
+    async fn report_failed(&self, id: U256, reason: String) -> Result<Reported, ReportError> {
+        self.send(self.contract.reportFailed(id, reason)).await
     }
 }

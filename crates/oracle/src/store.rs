@@ -179,6 +179,8 @@ pub struct Job {
     pub piece_cid: Option<String>,
     /// Padded piece size once packed.
     pub padded_size: Option<u64>,
+    /// The stored failure reason (what a failing job reports).
+    pub error: Option<String>,
 }
 
 /// Durable jobs: claiming with a lease, and transitions stored before their effects.
@@ -254,7 +256,7 @@ fn status_list(statuses: &[RequestStatus]) -> String {
     statuses.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ")
 }
 
-const ACTIVE: &str = "('queued', 'fetching', 'pinned', 'packed')";
+const ACTIVE: &str = "('queued', 'fetching', 'pinned', 'packed', 'failing')";
 
 impl JobStore for SqliteStore {
     async fn claim(&self, now_ms: u64, lease_ms: u64) -> Result<Option<Job>, StoreError> {
@@ -265,7 +267,7 @@ impl JobStore for SqliteStore {
              WHERE rowid = (SELECT rowid FROM pin_requests
                             WHERE status IN {ACTIVE} AND lease_until < ? ORDER BY seq LIMIT 1)
              RETURNING chain_id, contract, request_id, cid_bytes, status, attempts, piece_cid,
-                       padded_size"
+                       padded_size, error"
         ))
         .bind(u64_to_i64(now_ms.saturating_add(lease_ms))?)
         .bind(u64_to_i64(now_ms)?)
@@ -284,6 +286,7 @@ impl JobStore for SqliteStore {
             attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
             piece_cid: row.try_get("piece_cid")?,
             padded_size: opt_u64(&row, "padded_size")?,
+            error: row.try_get("error")?,
         }))
     }
 
@@ -334,7 +337,8 @@ impl JobStore for SqliteStore {
             Outcome::Closed | Outcome::Failed { .. } => {}
         }
         let done = sqlx::query(
-            "UPDATE pin_requests SET status = ?, attempts = ?, error = ?,
+            "UPDATE pin_requests SET status = ?, attempts = ?,
+               error = CASE WHEN ? THEN error ELSE ? END,
                lease_until = CASE WHEN ? THEN ? ELSE lease_until END,
                updated_at = ?,
                dag_blocks = COALESCE(?, dag_blocks), dag_bytes = COALESCE(?, dag_bytes),
@@ -344,6 +348,8 @@ impl JobStore for SqliteStore {
         )
         .bind(transition.status.as_str())
         .bind(i64::from(transition.attempts))
+        // A reported failure keeps its reason.
+        .bind(transition.status == RequestStatus::Failed && transition.error.is_none())
         .bind(&transition.error)
         .bind(
             matches!(outcome, Outcome::Failed { .. })

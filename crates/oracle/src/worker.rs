@@ -151,7 +151,10 @@ impl<S: JobStore, B: Blockstore, R: Reporter> Pipeline<S, B, R> {
             debug!(id = %job.request_id, from = from.as_str(), to = transition.status.as_str(), "job moved");
             if let Outcome::Failed { reason, .. } = &outcome {
                 warn!(id = %job.request_id, status = transition.status.as_str(), %reason, "job failed");
-                return;
+                if transition.status != crate::model::RequestStatus::Failing {
+                    return;
+                }
+                job.error = Some(reason.clone());
             }
             if let Outcome::Packed { piece_cid, padded_size, .. } = &outcome {
                 job.piece_cid = Some(piece_cid.clone());
@@ -186,6 +189,18 @@ impl<S: JobStore, B: Blockstore, R: Reporter> Pipeline<S, B, R> {
                 }
             }
             Stage::Report => self.report(job).await,
+            Stage::ReportFailure => {
+                let Ok(id) = job.request_id.parse::<U256>() else {
+                    return Outcome::Failed { reason: "stored request id".into(), permanent: true };
+                };
+                let reason = job.error.clone().unwrap_or_else(|| "failed".into());
+                match self.reporter.report_failed(id, reason).await {
+                    Ok(Reported::Sent { tx }) => Outcome::Reported { tx: Some(tx) },
+                    Ok(Reported::AlreadyThere) => Outcome::Reported { tx: None },
+                    Ok(Reported::Closed) => Outcome::Closed,
+                    Err(e) => Outcome::Failed { reason: e.to_string(), permanent: false },
+                }
+            }
         }
     }
 

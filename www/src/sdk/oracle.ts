@@ -10,7 +10,7 @@ export interface PinRequestStatus {
   cid_bytes: string;
   block: number;
   tx_hash: string;
-  /** Where the request is: queued → fetching → pinned → packed → reported, or failed, quarantined, cancelled. */
+  /** Where the request is: queued → fetching → pinned → packed → reported, or failing → failed (reported on chain), quarantined, cancelled. */
   status: RequestState;
   /** Why it failed (or the last retryable failure). */
   error: string | null;
@@ -32,6 +32,7 @@ export type RequestState =
   | 'pinned'
   | 'packed'
   | 'reported'
+  | 'failing'
   | 'failed'
   | 'quarantined'
   | 'cancelled';

@@ -120,7 +120,10 @@ async fn a_request_is_fetched_packed_and_reported_with_the_piece_estuary_add_com
     let parsed: estuary_piece::PieceCid = piece.parse().unwrap();
     assert_eq!(status.commP.0, *parsed.commp());
     assert_eq!(Some(status.paddedSize), parsed.padded_size());
-    assert!(!pinning.getRequest(U256::from(2)).call().await.unwrap().pinned);
+    // The hostile request's failure is reported on chain, with its reason.
+    let two = pinning.getRequest(U256::from(2)).call().await.unwrap();
+    assert!(two.failed && !two.pinned);
+    assert!(two.failure.contains("bad data"), "{}", two.failure);
 
     // The packed CAR is served by piece CID, byte for byte the CAR `estuary add` wrote, and the
     // DAG by the trustless gateway.
