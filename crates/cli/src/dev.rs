@@ -130,6 +130,7 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .args(["oracle", "run", "--rpc-url", &rpc_url])
         .args(["--chain-id", &chain_id.to_string()])
         .args(["--pinning-address", &deployment.pinning.to_string()])
+        .args(["--oracle-address", &deployment.contracts["EstuaryOracle"].to_string()])
         .args(["--start-block", &deployment.block.to_string()])
         .args(["--confirmations", "1"])
         .arg("--db")

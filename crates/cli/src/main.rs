@@ -139,6 +139,9 @@ struct RunArgs {
     /// Address of the EstuaryPinning contract.
     #[arg(long, env = "ESTUARY_PINNING_ADDRESS")]
     pinning_address: Address,
+    /// Address of an EstuaryOracle contract whose pin jobs to serve too.
+    #[arg(long, env = "ESTUARY_ORACLE_ADDRESS")]
+    oracle_address: Option<Address>,
     /// First block to read when the database has no cursor (the deployment block).
     #[arg(long, env = "ESTUARY_START_BLOCK", default_value_t = 0)]
     start_block: u64,
@@ -366,6 +369,7 @@ async fn run_oracle(args: RunArgs) -> Result<()> {
     config.chain_id = args.chain_id;
     config.start_block = args.start_block;
     config.confirmations = args.confirmations;
+    config.oracle_contract = args.oracle_address;
     config.finality = match args.finality.as_str() {
         "safe" => estuary_oracle::watcher::Finality::Safe,
         "finalized" => estuary_oracle::watcher::Finality::Finalized,

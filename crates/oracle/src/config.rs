@@ -15,6 +15,8 @@ pub struct OracleConfig {
     pub chain_id: Option<u64>,
     /// The `EstuaryPinning` contract to follow.
     pub pinning: Address,
+    /// An `EstuaryOracle` whose pin jobs to serve as well.
+    pub oracle_contract: Option<Address>,
     /// First block to read when the store has no cursor yet (the deployment block).
     pub start_block: u64,
     /// Blocks a log must be buried under before it is acted on (0 acts on the head).
@@ -53,6 +55,7 @@ impl OracleConfig {
             rpc_url: rpc_url.into(),
             chain_id: None,
             pinning,
+            oracle_contract: None,
             start_block: 0,
             confirmations: 1,
             finality: Finality::Depth,

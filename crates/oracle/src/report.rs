@@ -8,13 +8,17 @@
 
 use std::{future::Future, time::Duration};
 
+use alloy::sol_types::SolValue;
 use alloy::{
     network::EthereumWallet,
     primitives::{Address, Bytes, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
-use estuary_contracts::pinning::EstuaryPinning::{self, EstuaryPinningErrors};
+use estuary_contracts::{
+    oracle::EstuaryOracle::{self, EstuaryOracleErrors},
+    pinning::EstuaryPinning::{self, EstuaryPinningErrors},
+};
 
 /// What reporting achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,17 +45,20 @@ pub enum ReportError {
 
 /// Sends reports to the chain.
 pub trait Reporter: Send + Sync + 'static {
-    /// Reports that request `id` is pinned with piece `piece_cid` (binary v1) of `padded_size`.
+    /// Reports that request `id` of `contract` (lower-case 0x) is pinned with piece `piece_cid`
+    /// (binary v1) of `padded_size`.
     fn report_pinned(
         &self,
+        contract: &str,
         id: U256,
         piece_cid: Bytes,
         padded_size: u64,
     ) -> impl Future<Output = Result<Reported, ReportError>> + Send;
 
-    /// Reports that request `id` cannot be pinned, and why.
+    /// Reports that request `id` of `contract` cannot be pinned, and why.
     fn report_failed(
         &self,
+        contract: &str,
         id: U256,
         reason: String,
     ) -> impl Future<Output = Result<Reported, ReportError>> + Send;
@@ -66,16 +73,18 @@ pub trait Reporter: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct ChainReporter {
     contract: EstuaryPinning::EstuaryPinningInstance<DynProvider>,
+    oracle: Option<EstuaryOracle::EstuaryOracleInstance<DynProvider>>,
     operator: Address,
     next_nonce: std::sync::Arc<tokio::sync::Mutex<Option<u64>>>,
     confirmations: u64,
 }
 
 impl ChainReporter {
-    /// A reporter for `pinning` at `rpc_url`, signing with `key`.
+    /// A reporter for `pinning` (and the jobs of `oracle`) at `rpc_url`, signing with `key`.
     pub fn new(
         rpc_url: &str,
         pinning: Address,
+        oracle: Option<Address>,
         key: PrivateKeySigner,
         confirmations: u64,
     ) -> Result<Self, ReportError> {
@@ -88,7 +97,8 @@ impl ChainReporter {
         // at four reports a second. A tenth of a second costs a local node nothing.
         provider.client().set_poll_interval(Duration::from_millis(100));
         Ok(Self {
-            contract: EstuaryPinning::new(pinning, provider),
+            contract: EstuaryPinning::new(pinning, provider.clone()),
+            oracle: oracle.map(|address| EstuaryOracle::new(address, provider)),
             operator,
             next_nonce: std::sync::Arc::default(),
             confirmations,
@@ -108,7 +118,12 @@ impl ChainReporter {
                     Ok(Reported::AlreadyThere)
                 }
                 Some(EstuaryPinningErrors::EstuaryPinningRequestClosed(_)) => Ok(Reported::Closed),
-                _ => Err(ReportError::Chain(e.to_string())),
+                _ => match e.as_decoded_interface_error::<EstuaryOracleErrors>() {
+                    Some(EstuaryOracleErrors::EstuaryOracleAlreadyFulfilled(_)) => {
+                        Ok(Reported::AlreadyThere)
+                    }
+                    _ => Err(ReportError::Chain(e.to_string())),
+                },
             };
         }
         let pending = {
@@ -152,17 +167,48 @@ impl ChainReporter {
     }
 }
 
+impl ChainReporter {
+    /// The `EstuaryOracle` a request belongs to, `None` for `EstuaryPinning`.
+    fn job_contract(
+        &self,
+        contract: &str,
+    ) -> Result<Option<&EstuaryOracle::EstuaryOracleInstance<DynProvider>>, ReportError> {
+        if contract.eq_ignore_ascii_case(&format!("{:#x}", self.contract.address())) {
+            return Ok(None);
+        }
+        match &self.oracle {
+            Some(o) if contract.eq_ignore_ascii_case(&format!("{:#x}", o.address())) => Ok(Some(o)),
+            _ => Err(ReportError::Chain(format!("no contract {contract} to report to"))),
+        }
+    }
+}
+
 impl Reporter for ChainReporter {
     async fn report_pinned(
         &self,
+        contract: &str,
         id: U256,
         piece_cid: Bytes,
         padded_size: u64,
     ) -> Result<Reported, ReportError> {
-        self.send(self.contract.reportPinned(id, piece_cid, padded_size)).await
+        match self.job_contract(contract)? {
+            Some(oracle) => {
+                let result = (piece_cid, padded_size).abi_encode_params();
+                self.send(oracle.fulfill(id, true, result.into())).await
+            }
+            None => self.send(self.contract.reportPinned(id, piece_cid, padded_size)).await,
+        }
     }
 
-    async fn report_failed(&self, id: U256, reason: String) -> Result<Reported, ReportError> {
-        self.send(self.contract.reportFailed(id, reason)).await
+    async fn report_failed(
+        &self,
+        contract: &str,
+        id: U256,
+        reason: String,
+    ) -> Result<Reported, ReportError> {
+        match self.job_contract(contract)? {
+            Some(oracle) => self.send(oracle.fulfill(id, false, reason.abi_encode().into())).await,
+            None => self.send(self.contract.reportFailed(id, reason)).await,
+        }
     }
 }

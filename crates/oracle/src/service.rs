@@ -105,8 +105,9 @@ impl Oracle {
         if let Some(key) = &config.operator_key {
             let key: PrivateKeySigner =
                 key.trim_start_matches("0x").parse().map_err(|_| OracleError::OperatorKey)?;
-            let reporter = ChainReporter::new(&config.rpc_url, config.pinning, key, 1)
-                .map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?;
+            let reporter =
+                ChainReporter::new(&config.rpc_url, config.pinning, config.oracle_contract, key, 1)
+                    .map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?;
             let pipeline = Pipeline::new(
                 Arc::clone(&store),
                 Arc::clone(&blocks),
@@ -139,6 +140,28 @@ impl Oracle {
             state_tx,
         );
         let watcher_task = tokio::spawn(watcher.run(shutdown.clone()));
+        if let Some(oracle) = config.oracle_contract {
+            let jobs = Watcher::new(
+                ProviderBuilder::new().connect_http(
+                    config
+                        .rpc_url
+                        .parse()
+                        .map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?,
+                ),
+                Arc::clone(&store),
+                Source { chain_id, contract: oracle },
+                WatcherConfig {
+                    start_block: config.start_block,
+                    confirmations: config.confirmations,
+                    finality: config.finality,
+                    max_block_range: config.max_block_range,
+                    poll_interval: config.poll_interval,
+                },
+                watch::channel(WatchState::default()).0,
+            )
+            .for_oracle_jobs();
+            tasks.push(tokio::spawn(jobs.run(shutdown.clone())));
+        }
 
         let app = api::router(Arc::new(ApiState {
             store,

@@ -15,7 +15,9 @@ use alloy::{
     rpc::types::{Filter, Log},
     sol_types::SolEvent,
 };
-use estuary_contracts::{PinRequested, pinning::EstuaryPinning::PinCancelled};
+use estuary_contracts::{
+    PinRequested, oracle::EstuaryOracle::JobRequested, pinning::EstuaryPinning::PinCancelled,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -86,6 +88,7 @@ pub struct Watcher<P, S> {
     source: Source,
     config: WatcherConfig,
     state: watch::Sender<WatchState>,
+    jobs: bool,
 }
 
 impl<P: Provider, S: RequestStore> Watcher<P, S> {
@@ -97,7 +100,15 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
         config: WatcherConfig,
         state: watch::Sender<WatchState>,
     ) -> Self {
-        Self { provider, store, source, config, state }
+        Self { provider, store, source, config, state, jobs: false }
+    }
+
+    /// Follows an `EstuaryOracle`'s pin jobs (`JobRequested` of kind `Pin`) instead of
+    /// `EstuaryPinning` requests: other contracts' requests, pinned the same way and answered
+    /// with `fulfill`.
+    pub fn for_oracle_jobs(mut self) -> Self {
+        self.jobs = true;
+        self
     }
 
     /// Runs until `shutdown` is cancelled.
@@ -186,9 +197,14 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
         }
         let to = safe.min(from.saturating_add(self.config.max_block_range.max(1) - 1));
 
+        let topics = if self.jobs {
+            vec![JobRequested::SIGNATURE_HASH]
+        } else {
+            vec![PinRequested::SIGNATURE_HASH, PinCancelled::SIGNATURE_HASH]
+        };
         let filter = Filter::new()
             .address(self.source.contract)
-            .event_signature(vec![PinRequested::SIGNATURE_HASH, PinCancelled::SIGNATURE_HASH])
+            .event_signature(topics)
             .from_block(from)
             .to_block(to);
         let logs = self.provider.get_logs(&filter).await.map_err(rpc)?;
@@ -196,7 +212,7 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
             logs.iter().partition(|log| log.topic0() != Some(&PinCancelled::SIGNATURE_HASH));
         let events = requests
             .into_iter()
-            .filter_map(|log| decode(log).transpose())
+            .filter_map(|log| if self.jobs { decode_job(log) } else { decode(log) }.transpose())
             .collect::<Result<Vec<_>, _>>()?;
         let cancelled: Vec<U256> = cancels
             .into_iter()
@@ -293,6 +309,37 @@ fn rpc(e: impl std::fmt::Display) -> WatchError {
 
 /// Turns one log into an event. `Ok(None)` for a log the chain has marked removed; an error for
 /// a log without the position fields every mined log has (the endpoint is broken: retry).
+/// A `JobRequested` log of kind `Pin` as a request (the job id is its id, the consumer its
+/// requester); other kinds are not pinning work and are skipped.
+fn decode_job(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
+    if log.removed {
+        return Ok(None);
+    }
+    let missing = |what| WatchError::Rpc(format!("log without {what}"));
+    let block_number = log.block_number.ok_or_else(|| missing("block number"))?;
+    let block_hash = log.block_hash.ok_or_else(|| missing("block hash"))?;
+    let tx_hash = log.transaction_hash.ok_or_else(|| missing("transaction hash"))?;
+    let log_index = log.log_index.ok_or_else(|| missing("log index"))?;
+    let Ok(decoded) = log.log_decode::<JobRequested>() else {
+        warn!(%tx_hash, log_index, "undecodable JobRequested log skipped");
+        return Ok(None);
+    };
+    let job = decoded.inner.data;
+    if job.kind != 0 {
+        warn!(job = %job.jobId, "store jobs are not handled yet; skipped");
+        return Ok(None);
+    }
+    Ok(Some(PinRequestEvent {
+        request_id: job.jobId,
+        requester: job.consumer,
+        cid: job.cid,
+        block_number,
+        block_hash,
+        tx_hash,
+        log_index,
+    }))
+}
+
 fn decode(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
     if log.removed {
         return Ok(None);

@@ -194,7 +194,7 @@ impl<S: JobStore, B: Blockstore, R: Reporter> Pipeline<S, B, R> {
                     return Outcome::Failed { reason: "stored request id".into(), permanent: true };
                 };
                 let reason = job.error.clone().unwrap_or_else(|| "failed".into());
-                match self.reporter.report_failed(id, reason).await {
+                match self.reporter.report_failed(&job.contract, id, reason).await {
                     Ok(Reported::Sent { tx }) => Outcome::Reported { tx: Some(tx) },
                     Ok(Reported::AlreadyThere) => Outcome::Reported { tx: None },
                     Ok(Reported::Closed) => Outcome::Closed,
@@ -215,7 +215,7 @@ impl<S: JobStore, B: Blockstore, R: Reporter> Pipeline<S, B, R> {
             return Outcome::Failed { reason: "stored request id".into(), permanent: true };
         };
         let v1 = piece.to_v1().to_cid().to_bytes();
-        match self.reporter.report_pinned(id, v1.into(), padded).await {
+        match self.reporter.report_pinned(&job.contract, id, v1.into(), padded).await {
             Ok(Reported::Sent { tx }) => Outcome::Reported { tx: Some(tx) },
             Ok(Reported::AlreadyThere) => Outcome::Reported { tx: None },
             Ok(Reported::Closed) => Outcome::Closed,

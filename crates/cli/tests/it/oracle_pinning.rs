@@ -348,3 +348,69 @@ async fn a_request_cancelled_on_chain_stops_its_job() {
     oracle.wait_for(|r| r["status"] == "cancelled", "/requests/1").await;
     oracle.kill().await;
 }
+
+/// A pin job requested through `EstuaryOracle` (as any contract would) is pinned and answered
+/// with `fulfill`, carrying the piece.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oracle_job_is_pinned_and_fulfilled() {
+    use estuary_contracts::EstuaryOracle;
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let (root, piece, car) = add(dir.path(), "job.bin", &noise(200_000, 31));
+    cars.lock().unwrap().insert(root.clone(), car);
+    let oracle_address = chain.deployment.contracts["EstuaryOracle"];
+    let oracle =
+        oracle(&chain, dir.path(), &url, &["--oracle-address", &oracle_address.to_string()]).await;
+
+    let provider = ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(chain.signer(3)))
+        .connect_http(chain.anvil.endpoint_url());
+    let contract = EstuaryOracle::new(oracle_address, &provider);
+    contract
+        .requestJob(0, cid_bytes(&root).into(), alloy::primitives::Bytes::new(), 100_000)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = contract.jobs(U256::from(1)).call().await.unwrap();
+        if job.done {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job was never fulfilled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let logs = provider
+        .get_logs(
+            &Filter::new()
+                .address(oracle_address)
+                .event_signature(EstuaryOracle::JobFulfilled::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 1);
+    let fulfilled = logs[0].log_decode::<EstuaryOracle::JobFulfilled>().unwrap().inner.data;
+    assert!(fulfilled.ok && fulfilled.callbackSucceeded);
+    // The fulfil transaction carried the piece: read it back from its input.
+    let tx =
+        provider.get_transaction_by_hash(logs[0].transaction_hash.unwrap()).await.unwrap().unwrap();
+    let call = <EstuaryOracle::fulfillCall as alloy::sol_types::SolCall>::abi_decode(
+        alloy::consensus::Transaction::input(&tx),
+    )
+    .unwrap();
+    let (piece_v1, padded) =
+        <(alloy::primitives::Bytes, u64) as alloy::sol_types::SolValue>::abi_decode_params(
+            &call.result,
+        )
+        .unwrap();
+    let parsed: estuary_piece::PieceCid = piece.parse().unwrap();
+    assert_eq!(piece_v1.to_vec(), parsed.to_v1().to_cid().to_bytes());
+    assert_eq!(Some(padded), parsed.padded_size());
+    oracle.kill().await;
+}
