@@ -126,19 +126,15 @@ impl Oracle {
             tracing::warn!("no operator key: requests are recorded but not pinned");
         }
         let (state_tx, state_rx) = watch::channel(WatchState::default());
-        let watcher = Watcher::new(
-            provider,
-            Arc::clone(&store),
-            source,
-            WatcherConfig {
-                start_block: config.start_block,
-                confirmations: config.confirmations,
-                finality: config.finality,
-                max_block_range: config.max_block_range,
-                poll_interval: config.poll_interval,
-            },
-            state_tx,
-        );
+        let watcher_config = WatcherConfig {
+            start_block: config.start_block,
+            confirmations: config.confirmations,
+            finality: config.finality,
+            max_block_range: config.max_block_range,
+            poll_interval: config.poll_interval,
+        };
+        let watcher =
+            Watcher::new(provider, Arc::clone(&store), source, watcher_config.clone(), state_tx);
         let watcher_task = tokio::spawn(watcher.run(shutdown.clone()));
         if let Some(oracle) = config.oracle_contract {
             let jobs = Watcher::new(
@@ -150,13 +146,7 @@ impl Oracle {
                 ),
                 Arc::clone(&store),
                 Source { chain_id, contract: oracle },
-                WatcherConfig {
-                    start_block: config.start_block,
-                    confirmations: config.confirmations,
-                    finality: config.finality,
-                    max_block_range: config.max_block_range,
-                    poll_interval: config.poll_interval,
-                },
+                watcher_config,
                 watch::channel(WatchState::default()).0,
             )
             .for_oracle_jobs();

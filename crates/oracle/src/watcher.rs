@@ -309,17 +309,27 @@ fn rpc(e: impl std::fmt::Display) -> WatchError {
 
 /// Turns one log into an event. `Ok(None)` for a log the chain has marked removed; an error for
 /// a log without the position fields every mined log has (the endpoint is broken: retry).
+/// Where a mined log sits: block number and hash, transaction hash, log index. An error for a
+/// log without them (the endpoint is broken: retry).
+fn position(
+    log: &Log,
+) -> Result<(u64, alloy::primitives::B256, alloy::primitives::B256, u64), WatchError> {
+    let missing = |what| WatchError::Rpc(format!("log without {what}"));
+    Ok((
+        log.block_number.ok_or_else(|| missing("block number"))?,
+        log.block_hash.ok_or_else(|| missing("block hash"))?,
+        log.transaction_hash.ok_or_else(|| missing("transaction hash"))?,
+        log.log_index.ok_or_else(|| missing("log index"))?,
+    ))
+}
+
 /// A `JobRequested` log of kind `Pin` as a request (the job id is its id, the consumer its
 /// requester); other kinds are not pinning work and are skipped.
 fn decode_job(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
     if log.removed {
         return Ok(None);
     }
-    let missing = |what| WatchError::Rpc(format!("log without {what}"));
-    let block_number = log.block_number.ok_or_else(|| missing("block number"))?;
-    let block_hash = log.block_hash.ok_or_else(|| missing("block hash"))?;
-    let tx_hash = log.transaction_hash.ok_or_else(|| missing("transaction hash"))?;
-    let log_index = log.log_index.ok_or_else(|| missing("log index"))?;
+    let (block_number, block_hash, tx_hash, log_index) = position(log)?;
     let Ok(decoded) = log.log_decode::<JobRequested>() else {
         warn!(%tx_hash, log_index, "undecodable JobRequested log skipped");
         return Ok(None);
@@ -344,11 +354,7 @@ fn decode(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
     if log.removed {
         return Ok(None);
     }
-    let missing = |what| WatchError::Rpc(format!("log without {what}"));
-    let block_number = log.block_number.ok_or_else(|| missing("block number"))?;
-    let block_hash = log.block_hash.ok_or_else(|| missing("block hash"))?;
-    let tx_hash = log.transaction_hash.ok_or_else(|| missing("transaction hash"))?;
-    let log_index = log.log_index.ok_or_else(|| missing("log index"))?;
+    let (block_number, block_hash, tx_hash, log_index) = position(log)?;
     let decoded = match log.log_decode::<PinRequested>() {
         Ok(decoded) => decoded,
         Err(e) => {
