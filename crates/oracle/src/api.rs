@@ -47,6 +47,8 @@ pub struct ApiState<S, B> {
     pub blocks: Arc<B>,
     /// Packed CARs, served by piece CID.
     pub packed_dir: PathBuf,
+    /// Uploads being received.
+    pub uploads_dir: PathBuf,
     /// The source this oracle follows.
     pub source: Source,
     /// The watcher's progress.
@@ -270,6 +272,7 @@ mod tests {
             store,
             blocks,
             packed_dir: dir.path().join("data/packed"),
+            uploads_dir: dir.path().join("data/uploads"),
             source,
             watch,
             api_token: Some("secret".into()),

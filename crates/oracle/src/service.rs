@@ -157,6 +157,7 @@ impl Oracle {
             store,
             blocks,
             packed_dir,
+            uploads_dir: config.data_dir.join("uploads"),
             source,
             watch: state_rx,
             api_token: config.api_token.clone(),

@@ -198,11 +198,20 @@ async fn oracle_api() -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
         store,
         blocks: Arc::clone(&blocks),
         packed_dir: dir.path().join("data/packed"),
+        uploads_dir: dir.path().join("data/uploads"),
         source: Source { chain_id: 1, contract: Address::ZERO },
         watch,
         api_token: None,
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
+}
+
+/// `POST /uploads` for `len` bytes; returns the upload's URL.
+async fn create_upload(client: &reqwest::Client, base: &str, len: usize) -> String {
+    let created =
+        client.post(format!("{base}/uploads")).header("upload-length", len).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    format!("{base}{}", created.headers()[header::LOCATION].to_str().unwrap())
 }
 
 #[tokio::test]
@@ -212,15 +221,7 @@ async fn a_car_uploaded_in_pieces_is_verified_imported_and_served() {
     let bytes = car(root, &blocks);
     let client = reqwest::Client::new();
 
-    let created = client
-        .post(format!("{base}/uploads"))
-        .header("upload-length", bytes.len())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let location = created.headers()[header::LOCATION].to_str().unwrap().to_owned();
-    let url = format!("{base}{location}");
+    let url = create_upload(&client, &base, bytes.len()).await;
 
     let half = bytes.len() / 2;
     let r = client
@@ -280,13 +281,7 @@ async fn concurrent_patches_to_one_upload_are_refused() {
     let (root, blocks) = dag(10, 30_000);
     let bytes = car(root, &blocks);
     let client = reqwest::Client::new();
-    let created = client
-        .post(format!("{base}/uploads"))
-        .header("upload-length", bytes.len())
-        .send()
-        .await
-        .unwrap();
-    let url = format!("{base}{}", created.headers()[header::LOCATION].to_str().unwrap());
+    let url = create_upload(&client, &base, bytes.len()).await;
     // A slow first PATCH holds the upload; a second one meanwhile is refused.
     let first_half = bytes[..100].to_vec();
     let slow = futures_util::stream::unfold(0usize, move |i| {
@@ -333,13 +328,7 @@ async fn a_bad_upload_is_refused_and_removed() {
     blocks[1].data[0] ^= 1;
     let bytes = car(root, &blocks);
     let client = reqwest::Client::new();
-    let created = client
-        .post(format!("{base}/uploads"))
-        .header("upload-length", bytes.len())
-        .send()
-        .await
-        .unwrap();
-    let url = format!("{base}{}", created.headers()[header::LOCATION].to_str().unwrap());
+    let url = create_upload(&client, &base, bytes.len()).await;
     let r = client.patch(&url).header("upload-offset", 0).body(bytes).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(client.head(&url).send().await.unwrap().status(), StatusCode::NOT_FOUND);

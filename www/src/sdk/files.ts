@@ -69,23 +69,15 @@ export async function downloadVerified(
   const handle = await dir.getFileHandle(cid, { create: true });
   const out = await handle.createSyncAccessHandle();
   out.truncate(0);
-  let offset = 0;
-  const write = (bytes: Uint8Array) => {
-    if (bytes.length === 0) return;
-    try {
-      out.write(bytes, { at: offset });
-    } catch (e) {
-      throw storageError(e);
-    }
-    offset += bytes.length;
-  };
+  const file = appender(out);
+  const write = (bytes: Uint8Array) => file.write(bytes);
   const reader = response.body.getReader();
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       write(download.push(value));
-      onProgress?.({ bytes: offset, total: 0 });
+      onProgress?.({ bytes: file.offset, total: 0 });
     }
     write(download.finish());
     out.flush();
@@ -117,6 +109,25 @@ async function carsDir(): Promise<FileSystemDirectoryHandle> {
   } catch (e) {
     throw new StorageError(`The browser's storage is not available: ${String(e)}`, { cause: e });
   }
+}
+
+/** Appends to an OPFS file through its sync access handle, keeping the offset reached. */
+function appender(out: FileSystemSyncAccessHandle): { write(bytes: Uint8Array): void; readonly offset: number } {
+  let offset = 0;
+  return {
+    write(bytes: Uint8Array) {
+      if (bytes.length === 0) return;
+      try {
+        out.write(bytes, { at: offset });
+      } catch (e) {
+        throw storageError(e);
+      }
+      offset += bytes.length;
+    },
+    get offset() {
+      return offset;
+    },
+  };
 }
 
 function storageError(e: unknown): Error {
@@ -196,17 +207,11 @@ export async function addEntries(
   const handle = await dir.getFileHandle(name, { create: true });
   const out = await handle.createSyncAccessHandle();
   const importer = makeImporter(folder);
-  let offset = 0;
+  const file = appender(out);
   let done = 0;
   const write = async (bytes: Uint8Array) => {
-    if (bytes.length === 0) return;
-    try {
-      out.write(bytes, { at: offset });
-    } catch (e) {
-      throw storageError(e);
-    }
-    offset += bytes.length;
-    await pieces.update(bytes);
+    file.write(bytes);
+    if (bytes.length > 0) await pieces.update(bytes);
   };
   try {
     for (const entry of entries) {

@@ -48,30 +48,14 @@ async fn every_contract_is_deployed_and_a_replica_is_paid_through_the_simulated_
         verified: false,
         origins: vec!["https://origin.example/piece.car".into()],
     };
-    perpetual
-        .createOrder(params)
-        .value(bounty * U256::from(3u64))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    mined!(perpetual.createOrder(params).value(bounty * U256::from(3u64)));
 
     // An SP claims a slot for its miner f01001, makes the deal, and it activates.
     let sp_perpetual = PerpetualStorage::new(perpetual_address, &sp);
     // The bond rises with the bounty block by block: send some margin (the excess is refundable).
     let bond =
         U256::from(sp_perpetual.bondFor(U256::from(1u64)).call().await.unwrap()) * U256::from(2u64);
-    let receipt = sp_perpetual
-        .claim(U256::from(1u64), 1001)
-        .value(bond)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let receipt = mined!(sp_perpetual.claim(U256::from(1u64), 1001).value(bond));
     assert!(receipt.decoded_log::<PerpetualStorage::SlotClaimed>().is_some());
     let market = MarketSimulator::new(MARKET_ACTOR, &sp);
     let now = sp.get_block_number().await.unwrap() as i64;
@@ -85,51 +69,29 @@ async fn every_contract_is_deployed_and_a_replica_is_paid_through_the_simulated_
         false,
         Bytes::from_static(b"label"),
     );
-    deal.send().await.unwrap().get_receipt().await.unwrap();
-    market.activate(1).send().await.unwrap().get_receipt().await.unwrap();
+    mined!(deal);
+    mined!(market.activate(1));
 
     // The contract checks the deal with the (simulated) market actor and starts paying.
-    let receipt = sp_perpetual
-        .publish(U256::from(1u64), 1001, 1)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let receipt = mined!(sp_perpetual.publish(U256::from(1u64), 1001, 1));
     let activated = receipt.decoded_log::<PerpetualStorage::SlotActivated>().expect("activated");
     assert_eq!(activated.data.dealId, 1);
     let slot = sp_perpetual.getSlot(U256::from(1u64), 1001).call().await.unwrap();
     assert_eq!(slot.state, 2, "active");
 
     // A deal for the wrong piece is refused with the contract's custom error.
-    market
-        .publishDeal(
-            Bytes::from(piece(8)),
-            1 << 20,
-            1000,
-            1002,
-            now,
-            now + 5000,
-            false,
-            Bytes::new(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    market.activate(2).send().await.unwrap().get_receipt().await.unwrap();
-    sp_perpetual
-        .claim(U256::from(1u64), 1002)
-        .value(bond)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    mined!(market.publishDeal(
+        Bytes::from(piece(8)),
+        1 << 20,
+        1000,
+        1002,
+        now,
+        now + 5000,
+        false,
+        Bytes::new(),
+    ));
+    mined!(market.activate(2));
+    mined!(sp_perpetual.claim(U256::from(1u64), 1002).value(bond));
     let err = sp_perpetual.publish(U256::from(1u64), 1002, 2).call().await.unwrap_err();
     let decoded = err.as_decoded_interface_error::<PerpetualStorage::PerpetualStorageErrors>();
     assert!(
@@ -166,8 +128,7 @@ async fn every_contract_is_deployed_and_a_replica_is_paid_through_the_simulated_
         skipIpniAnnounce: false,
         removeUnsealedCopy: false,
     };
-    let receipt =
-        deal_client.makeDealProposal(request).send().await.unwrap().get_receipt().await.unwrap();
+    let receipt = mined!(deal_client.makeDealProposal(request));
     let created =
         receipt.decoded_log::<DealClient::DealProposalCreate>().expect("DealProposalCreate");
     assert_eq!(created.data.size, 2048);

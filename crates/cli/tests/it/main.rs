@@ -1,6 +1,13 @@
 //! Integration tests of the `estuary` binary against a real anvil chain.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+/// Sends a contract call and waits for its receipt (test code: any failure panics).
+macro_rules! mined {
+    ($call:expr) => {
+        $call.send().await.unwrap().get_receipt().await.unwrap()
+    };
+}
+
 mod bench_oracle;
 mod car_cli;
 mod contracts_local;

@@ -344,7 +344,7 @@ async fn a_request_cancelled_on_chain_stops_its_job() {
         .wallet(alloy::network::EthereumWallet::from(chain.signer(1)))
         .connect_http(chain.anvil.endpoint_url());
     let pinning = EstuaryPinning::new(chain.deployment.pinning, &provider);
-    pinning.cancel(U256::from(1)).send().await.unwrap().get_receipt().await.unwrap();
+    mined!(pinning.cancel(U256::from(1)));
     oracle.wait_for(|r| r["status"] == "cancelled", "/requests/1").await;
     oracle.kill().await;
 }
@@ -368,14 +368,12 @@ async fn an_oracle_job_is_pinned_and_fulfilled() {
         .wallet(alloy::network::EthereumWallet::from(chain.signer(3)))
         .connect_http(chain.anvil.endpoint_url());
     let contract = EstuaryOracle::new(oracle_address, &provider);
-    contract
-        .requestJob(0, cid_bytes(&root).into(), alloy::primitives::Bytes::new(), 100_000)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    mined!(contract.requestJob(
+        0,
+        cid_bytes(&root).into(),
+        alloy::primitives::Bytes::new(),
+        100_000
+    ));
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let job = contract.jobs(U256::from(1)).call().await.unwrap();

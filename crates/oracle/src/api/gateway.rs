@@ -91,16 +91,8 @@ pub(super) async fn ipfs<S: RequestStore, B: Blockstore>(
     match format {
         Format::Raw => {
             let etag = format!("\"{cid}.raw\"");
-            let mut response = if head { Body::empty() } else { Body::from(root) }.into_response();
-            set(&mut response, header::CONTENT_TYPE, RAW);
-            set(&mut response, header::ETAG, &etag);
-            set(&mut response, header::CACHE_CONTROL, "public, max-age=29030400, immutable");
-            set(
-                &mut response,
-                header::HeaderName::from_static("x-content-type-options"),
-                "nosniff",
-            );
-            Ok(response)
+            let body = if head { Body::empty() } else { Body::from(root) };
+            Ok(immutable(body, RAW, &etag))
         }
         Format::Car => {
             let scope_block = query.dag_scope.as_deref() == Some("block");
@@ -114,22 +106,19 @@ pub(super) async fn ipfs<S: RequestStore, B: Blockstore>(
             } else {
                 car_stream(Arc::clone(&st.blocks), cid)
             };
-            let mut response = body.into_response();
-            set(
-                &mut response,
-                header::CONTENT_TYPE,
-                "application/vnd.ipld.car; version=1; order=dfs; dups=n",
-            );
-            set(&mut response, header::ETAG, &etag);
-            set(&mut response, header::CACHE_CONTROL, "public, max-age=29030400, immutable");
-            set(
-                &mut response,
-                header::HeaderName::from_static("x-content-type-options"),
-                "nosniff",
-            );
-            Ok(response)
+            Ok(immutable(body, "application/vnd.ipld.car; version=1; order=dfs; dups=n", &etag))
         }
     }
+}
+
+/// A response for content-addressed bytes: its type, its ETag, cacheable for ever.
+fn immutable(body: Body, content_type: &str, etag: &str) -> Response {
+    let mut response = body.into_response();
+    set(&mut response, header::CONTENT_TYPE, content_type);
+    set(&mut response, header::ETAG, etag);
+    set(&mut response, header::CACHE_CONTROL, "public, max-age=29030400, immutable");
+    set(&mut response, header::HeaderName::from_static("x-content-type-options"), "nosniff");
+    response
 }
 
 fn set(response: &mut Response, name: header::HeaderName, value: &str) {

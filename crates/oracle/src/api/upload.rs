@@ -13,7 +13,7 @@
 
 use std::{
     io::{self, SeekFrom},
-    path::{Path as FsPath, PathBuf},
+    path::Path as FsPath,
     sync::Arc,
 };
 
@@ -55,10 +55,6 @@ impl Drop for Writing {
     fn drop(&mut self) {
         busy().lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.0);
     }
-}
-
-fn uploads_dir(packed_dir: &FsPath) -> PathBuf {
-    packed_dir.parent().unwrap_or(packed_dir).join("uploads")
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Result<u64, ApiError> {
@@ -109,7 +105,7 @@ pub(super) async fn create<S: RequestStore, B: Blockstore>(
     if length == 0 || length > MAX_UPLOAD {
         return Err(ApiError::BadRequest(format!("Upload-Length must be 1 to {MAX_UPLOAD} bytes")));
     }
-    let dir = uploads_dir(&st.packed_dir);
+    let dir = st.uploads_dir.clone();
     tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
     let id = alloy::hex::encode(rand::random::<[u8; 16]>());
     tokio::fs::write(dir.join(format!("{id}.part")), b"").await.map_err(io_error)?;
@@ -131,7 +127,7 @@ pub(super) async fn offset<S: RequestStore, B: Blockstore>(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     valid_id(&id)?;
-    let (offset, length) = length_of(&uploads_dir(&st.packed_dir), &id).await?;
+    let (offset, length) = length_of(&st.uploads_dir, &id).await?;
     Ok(with_offset(StatusCode::OK, offset, length))
 }
 
@@ -143,7 +139,7 @@ pub(super) async fn append<S: RequestStore, B: Blockstore>(
     body: Body,
 ) -> Result<Response, ApiError> {
     valid_id(&id)?;
-    let dir = uploads_dir(&st.packed_dir);
+    let dir = st.uploads_dir.clone();
     let (offset, length) = length_of(&dir, &id).await?;
     let Some(_writing) = Writing::take(&id) else {
         return Ok(with_offset(StatusCode::CONFLICT, offset, length));
