@@ -3,6 +3,7 @@
 //! - [`add`]: `estuary add`, files and directories to UnixFS and CAR.
 //! - [`aggregate_cmd`]: `estuary aggregate`, FRC-0058 deals with inclusion proofs.
 //! - [`car_cmd`]: `estuary car verify | ls` and `estuary cat`, reading CAR files.
+//! - [`config_file`]: `estuary oracle run --config FILE`, settings from TOML.
 //! - [`piece_cmd`]: `estuary piece`, a file's piece commitment.
 //! - [`devnet`]: find the Foundry tools, start anvil, deploy the contracts.
 //! - [`dev`]: `estuary dev`, the whole stack (chain, contracts, oracle, dapp) as one process tree.
@@ -10,6 +11,7 @@
 pub mod add;
 pub mod aggregate_cmd;
 pub mod car_cmd;
+pub mod config_file;
 pub mod dev;
 pub mod devnet;
 pub mod piece_cmd;

@@ -4,9 +4,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use alloy::primitives::Address;
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use estuary_cli::{
-    add, aggregate_cmd, car_cmd,
+    add, aggregate_cmd, car_cmd, config_file,
     dev::{self, DevOptions},
     piece_cmd,
 };
@@ -22,6 +22,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Command {
     /// Operate the oracle.
     #[command(subcommand)]
@@ -111,6 +112,9 @@ enum OracleCommand {
         /// The request's id.
         id: String,
     },
+    /// Manage the Pinning Service API's bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Walk every pinned DAG; requeue those with missing or corrupt blocks.
     Reconcile {
         #[command(flatten)]
@@ -118,6 +122,29 @@ enum OracleCommand {
         /// The oracle's data directory.
         #[arg(long, env = "ESTUARY_DATA_DIR", default_value = "estuary-data")]
         data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token for an account and print its secret (shown only this once).
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The account: pins made with the token belong to it.
+        name: String,
+        /// Allow listing and reading pins only.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// List tokens (names and scopes; secrets are not kept).
+    List(DbArgs),
+    /// Delete a token; its account's pins stay.
+    Revoke {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The token's account.
+        name: String,
     },
 }
 
@@ -130,6 +157,9 @@ struct DbArgs {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
+    /// TOML file of settings (keys are these flags' names); flags and ESTUARY_* variables win.
+    #[arg(long, env = "ESTUARY_CONFIG")]
+    config: Option<PathBuf>,
     /// JSON-RPC endpoint of the chain.
     #[arg(long, env = "ESTUARY_RPC_URL", default_value = "http://127.0.0.1:8545")]
     rpc_url: String,
@@ -183,6 +213,9 @@ struct RunArgs {
     /// Retryable failures before a job is quarantined.
     #[arg(long, env = "ESTUARY_MAX_ATTEMPTS", default_value_t = 5)]
     max_attempts: u32,
+    /// Multiaddrs the pinning API returns as `delegates` (default: the API's own address).
+    #[arg(long = "delegate", env = "ESTUARY_DELEGATES", value_delimiter = ',')]
+    delegates: Vec<String>,
     /// Most bytes one DAG may have.
     #[arg(long, env = "ESTUARY_MAX_DAG_BYTES", default_value_t = 32 << 30)]
     max_dag_bytes: u64,
@@ -223,7 +256,10 @@ async fn run() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let command = config_file::command_with_config(Cli::command(), &argv)?;
+    let cli = Cli::from_arg_matches(&command.get_matches_from(argv)).unwrap_or_else(|e| e.exit());
+    match cli.command {
         Command::Oracle(OracleCommand::Run(args)) => run_oracle(args).await,
         Command::Oracle(cmd) => oracle_admin(cmd).await,
         Command::Dev(opts) => dev::run(opts).await,
@@ -306,7 +342,8 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
     use estuary_oracle::{
         blockstore::FsBlockstore,
         model::RequestStatus,
-        store::{JobStore, SqliteStore},
+        pinning::{Scope, new_secret, secret_digest},
+        store::{JobStore, PinStore, SqliteStore},
     };
     let open = |db: &std::path::Path| {
         let db = db.to_owned();
@@ -350,6 +387,30 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
             }
             print_lines([format!("request {id} queued again")])
         }
+        OracleCommand::Token(TokenCommand::Add { db, name, read_only }) => {
+            let store = SqliteStore::open(&db.db).await?;
+            let secret = new_secret();
+            let scope = if read_only { Scope::Read } else { Scope::Write };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            if !store.add_token(&name, &secret_digest(&secret), scope, now).await? {
+                anyhow::bail!("a token named {name:?} exists; revoke it first");
+            }
+            print_lines([secret])
+        }
+        OracleCommand::Token(TokenCommand::List(db)) => {
+            let store = open(&db.db).await?;
+            let tokens = store.tokens().await?;
+            print_lines(tokens.into_iter().map(|t| format!("{}\t{}", t.name, t.scope.as_str())))
+        }
+        OracleCommand::Token(TokenCommand::Revoke { db, name }) => {
+            let store = open(&db.db).await?;
+            if !store.revoke_token(&name).await? {
+                anyhow::bail!("no token named {name:?}");
+            }
+            print_lines([format!("token {name} revoked")])
+        }
         OracleCommand::Reconcile { db, data_dir } => {
             let store = open(&db.db).await?;
             let blocks = std::sync::Arc::new(FsBlockstore::open(data_dir)?);
@@ -381,6 +442,7 @@ async fn run_oracle(args: RunArgs) -> Result<()> {
     config.api_token = args.api_token;
     config.data_dir = args.data_dir;
     config.gateways = args.gateways;
+    config.delegates = args.delegates;
     config.operator_key = args.operator_key;
     config.workers = args.workers;
     config.max_attempts = args.max_attempts;

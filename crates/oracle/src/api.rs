@@ -10,6 +10,7 @@
 //! | `GET`/`HEAD /ipfs/{cid}?format=raw\|car` | – | trustless gateway: a block, or the DAG as a CAR |
 //! | `GET`/`HEAD /piece/{pieceCid}` | – | a packed CAR by its v2 piece CID (ranges supported) |
 //! | `POST /uploads`, `HEAD`/`PATCH /uploads/{id}` | – | resumable CAR upload (tus-style offsets) |
+//! | `GET`/`POST /pins`, `GET`/`POST`/`DELETE /pins/{requestid}` | bearer | IPFS Pinning Service API v1 ([`pins`]) |
 //!
 //! Requests are public on chain, so reading one needs no token; listing is for operators.
 
@@ -31,11 +32,12 @@ use tracing::error;
 use crate::{
     blockstore::Blockstore,
     model::{PinRequest, Source},
-    store::{JobStore, RequestStore, StoreError},
+    store::{JobStore, PinStore, RequestStore, StoreError},
     watcher::WatchState,
 };
 
 mod gateway;
+pub mod pins;
 mod upload;
 
 /// What the handlers share.
@@ -55,6 +57,8 @@ pub struct ApiState<S, B> {
     pub watch: watch::Receiver<WatchState>,
     /// Token for authenticated routes; `None` disables them.
     pub api_token: Option<String>,
+    /// Multiaddrs of this oracle, returned as `delegates` by the pinning API.
+    pub delegates: Vec<String>,
 }
 
 /// An API failure: client errors say what was wrong; internal ones are logged and hidden.
@@ -103,7 +107,9 @@ impl IntoResponse for ApiError {
 }
 
 /// The API's router.
-pub fn router<S: RequestStore + JobStore, B: Blockstore>(state: Arc<ApiState<S, B>>) -> Router {
+pub fn router<S: RequestStore + JobStore + PinStore, B: Blockstore>(
+    state: Arc<ApiState<S, B>>,
+) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/status", get(status::<S, B>))
@@ -116,6 +122,11 @@ pub fn router<S: RequestStore + JobStore, B: Blockstore>(state: Arc<ApiState<S, 
         .route(
             "/uploads/{id}",
             axum::routing::head(upload::offset::<S, B>).patch(upload::append::<S, B>),
+        )
+        .route("/pins", get(pins::list::<S, B>).post(pins::add::<S, B>))
+        .route(
+            "/pins/{requestid}",
+            get(pins::get::<S, B>).post(pins::replace::<S, B>).delete(pins::remove::<S, B>),
         )
         .layer(CorsLayer::permissive())
         .with_state(state)
@@ -276,6 +287,7 @@ mod tests {
             source,
             watch,
             api_token: Some("secret".into()),
+            delegates: vec!["/ip4/127.0.0.1/tcp/3000/http".into()],
         };
         (router(Arc::new(state)), dir)
     }
@@ -346,5 +358,124 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["requests"], 1);
         assert_eq!(body["chain_id"], 31337);
+    }
+
+    async fn send(
+        app: &Router,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = axum::http::Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    #[tokio::test]
+    async fn pinning_service_api() {
+        use crate::{
+            pinning::{Scope, secret_digest},
+            store::PinStore,
+        };
+        let (app, dir) = app().await;
+        let cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+        let pin = serde_json::json!({ "cid": cid, "name": "n", "meta": { "app": "x" } });
+
+        // Tokens: none, unknown, read-only.
+        let (status, body) = send(&app, "GET", "/pins", None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["reason"], "UNAUTHORIZED");
+        assert_eq!(
+            send(&app, "GET", "/pins", Some("nope"), None).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+
+        let (status, created) =
+            send(&app, "POST", "/pins", Some("secret"), Some(pin.clone())).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(created["status"], "queued");
+        assert_eq!(created["pin"]["cid"], cid);
+        assert_eq!(created["delegates"][0], "/ip4/127.0.0.1/tcp/3000/http");
+        assert!(created["created"].as_str().unwrap().ends_with('Z'));
+        let id = created["requestid"].as_str().unwrap().to_owned();
+
+        let (status, got) = send(&app, "GET", &format!("/pins/{id}"), Some("secret"), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(got["pin"]["meta"]["app"], "x");
+        let (status, list) = send(
+            &app,
+            "GET",
+            "/pins?status=queued&meta=%7B%22app%22%3A%22x%22%7D",
+            Some("secret"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["count"], 1);
+
+        // Bad input gets the spec's Failure object.
+        for bad in [
+            serde_json::json!({ "cid": "nope" }),
+            serde_json::json!({ "name": "no cid" }),
+            serde_json::json!({ "cid": cid, "name": "x".repeat(256) }),
+            serde_json::json!({ "cid": cid, "origins": ["not-a-multiaddr"] }),
+            serde_json::json!([1, 2]),
+        ] {
+            let (status, body) = send(&app, "POST", "/pins", Some("secret"), Some(bad)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(body["error"]["reason"], "BAD_REQUEST");
+        }
+        for q in ["limit=0", "status=done", "before=yesterday", "match=regex&name=a", "meta=1"] {
+            let (status, _) = send(&app, "GET", &format!("/pins?{q}"), Some("secret"), None).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{q}");
+        }
+
+        // Another account sees nothing of it; a read token cannot write.
+        let store = SqliteStore::open(&dir.path().join("db")).await.unwrap();
+        assert!(store.add_token("reader", &secret_digest("r"), Scope::Read, 1).await.unwrap());
+        let (status, list) = send(&app, "GET", "/pins", Some("r"), None).await;
+        assert_eq!((status, list["count"].clone()), (StatusCode::OK, serde_json::json!(0)));
+        assert_eq!(
+            send(&app, "GET", &format!("/pins/{id}"), Some("r"), None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (status, body) = send(&app, "POST", "/pins", Some("r"), Some(pin.clone())).await;
+        assert_eq!(
+            (status, body["error"]["reason"].clone()),
+            (StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE".into())
+        );
+
+        // Replace gives a new id; the old one is gone; delete removes the new one.
+        let (status, replaced) =
+            send(&app, "POST", &format!("/pins/{id}"), Some("secret"), Some(pin.clone())).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let new_id = replaced["requestid"].as_str().unwrap().to_owned();
+        assert_ne!(new_id, id);
+        assert_eq!(
+            send(&app, "GET", &format!("/pins/{id}"), Some("secret"), None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            send(&app, "DELETE", &format!("/pins/{id}"), Some("secret"), None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            send(&app, "DELETE", &format!("/pins/{new_id}"), Some("secret"), None).await.0,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(send(&app, "GET", "/pins", Some("secret"), None).await.1["count"], 0);
     }
 }

@@ -33,6 +33,8 @@ pub struct OracleConfig {
     pub listen: SocketAddr,
     /// Bearer token for the API's authenticated endpoints.
     pub api_token: Option<String>,
+    /// Multiaddrs the pinning API gives clients as `delegates`; empty: the API's own address.
+    pub delegates: Vec<String>,
     /// Directory for blocks (`blocks/`) and packed CARs (`packed/`).
     pub data_dir: PathBuf,
     /// Trustless gateways to fetch DAGs from (base URLs).
@@ -64,6 +66,7 @@ impl OracleConfig {
             database: database.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             api_token: None,
+            delegates: Vec::new(),
             data_dir: PathBuf::from("estuary-data"),
             gateways: Vec::new(),
             operator_key: None,

@@ -119,10 +119,13 @@ impl Fetcher {
         Self { client, gateways, limits }
     }
 
-    /// Fetches the DAG under `cid` (binary) into `store` and proves it complete.
+    /// Fetches the DAG under `cid` (binary) into `store` and proves it complete, trying the
+    /// request's own `origins` (multiaddrs; those of HTTP gateways are used) before the
+    /// configured gateways.
     pub async fn fetch<S: Blockstore>(
         &self,
         cid: &[u8],
+        origins: &[String],
         store: &Arc<S>,
     ) -> Result<FetchStats, FetchError> {
         let root = Cid::try_from(cid).map_err(|e| FetchError::BadCid(e.to_string()))?;
@@ -134,7 +137,20 @@ impl Fetcher {
             Err(FetchError::Unavailable(missing)) => failures.push(format!("local: {missing}")),
             Err(e) => return Err(e),
         }
+        let mut sources = Vec::new();
+        for origin in origins {
+            match gateway_of_multiaddr(origin) {
+                Some(url) if !sources.contains(&url) => sources.push(url),
+                Some(_) => {}
+                None => failures.push(format!("{origin}: not an HTTP multiaddr (skipped)")),
+            }
+        }
         for gateway in &self.gateways {
+            if !sources.contains(gateway) {
+                sources.push(gateway.clone());
+            }
+        }
+        for gateway in &sources {
             match self.try_gateway(gateway, root, store, deadline).await? {
                 Attempt::Done => match self.complete(root, store).await {
                     Ok(stats) => return Ok(stats),
@@ -262,6 +278,71 @@ impl Fetcher {
                 Err(FetchError::OutOfTime(self.limits.time_budget))
             }
             Err(_) => Ok(Err(format!("no progress for {:?}", self.limits.no_progress))),
+        }
+    }
+}
+
+/// The base URL of a trustless gateway named by a multiaddr: `/ip4|ip6|dns|dns4|dns6/<host>/tcp/
+/// <port>/http` (or `/https`, or `/tls/http`), optionally followed by `/p2p/<peer>`. Other
+/// multiaddrs (libp2p transports) give `None`.
+pub fn gateway_of_multiaddr(addr: &str) -> Option<String> {
+    let parts: Vec<&str> = addr.strip_prefix('/')?.split('/').collect();
+    let (host, rest) = match parts.as_slice() {
+        ["ip4", ip, rest @ ..] => (ip.parse::<std::net::Ipv4Addr>().ok()?.to_string(), rest),
+        ["ip6", ip, rest @ ..] => (format!("[{}]", ip.parse::<std::net::Ipv6Addr>().ok()?), rest),
+        ["dns" | "dns4" | "dns6", name, rest @ ..]
+            if !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') =>
+        {
+            ((*name).to_owned(), rest)
+        }
+        _ => return None,
+    };
+    let (port, rest) = match rest {
+        ["tcp", port, rest @ ..] => (port.parse::<u16>().ok()?, rest),
+        _ => return None,
+    };
+    let (scheme, rest) = match rest {
+        ["http", rest @ ..] => ("http", rest),
+        ["https", rest @ ..] | ["tls", "http", rest @ ..] => ("https", rest),
+        _ => return None,
+    };
+    match rest {
+        [] | ["p2p", _] => Some(format!("{scheme}://{host}:{port}")),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gateway_of_multiaddr as g;
+
+    #[test]
+    fn http_multiaddrs_name_gateways() {
+        assert_eq!(g("/ip4/127.0.0.1/tcp/8080/http").as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(g("/ip6/::1/tcp/80/http").as_deref(), Some("http://[::1]:80"));
+        assert_eq!(
+            g("/dns4/example.org/tcp/443/https").as_deref(),
+            Some("https://example.org:443")
+        );
+        assert_eq!(
+            g("/dns/example.org/tcp/443/tls/http/p2p/Qm").as_deref(),
+            Some("https://example.org:443")
+        );
+        for bad in [
+            "",
+            "/",
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/127.0.0.1/tcp/4001/p2p/QmX",
+            "/ip4/127.0.0.1/udp/4001/quic-v1",
+            "/ip4/999.0.0.1/tcp/80/http",
+            "/ip4/127.0.0.1/tcp/99999/http",
+            "/dns/a@b/tcp/80/http",
+            "/dns//tcp/80/http",
+            "/ip4/127.0.0.1/tcp/80/http/extra",
+            "http://127.0.0.1:8080",
+        ] {
+            assert_eq!(g(bad), None, "{bad}");
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod fetch;
 pub mod job;
 pub mod model;
 pub mod pack;
+pub mod pinning;
 pub mod reconcile;
 pub mod report;
 pub mod service;

@@ -161,6 +161,11 @@ impl Oracle {
             source,
             watch: state_rx,
             api_token: config.api_token.clone(),
+            delegates: if config.delegates.is_empty() {
+                vec![self_multiaddr(local_addr)]
+            } else {
+                config.delegates.clone()
+            },
         }));
         let api_shutdown = shutdown.clone();
         let api_task = tokio::spawn(async move {
@@ -184,4 +189,15 @@ impl Oracle {
             let _ = task.await;
         }
     }
+}
+
+/// The multiaddr of this oracle's gateway, as the pinning API's `delegates` names it.
+fn self_multiaddr(addr: std::net::SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let proto = if ip.is_ipv4() { "ip4" } else { "ip6" };
+    format!("/{proto}/{ip}/tcp/{}/http", addr.port())
 }

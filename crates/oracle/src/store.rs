@@ -14,6 +14,9 @@ use sqlx::{
     },
 };
 
+mod pins;
+pub use pins::{PinStore, TokenInfo};
+
 use crate::{
     job::{Outcome, Transition},
     model::{Cursor, PinRequest, PinRequestEvent, RequestStatus, Source},
@@ -181,6 +184,16 @@ pub struct Job {
     pub padded_size: Option<u64>,
     /// The stored failure reason (what a failing job reports).
     pub error: Option<String>,
+    /// Multiaddrs to fetch from before the configured gateways.
+    pub origins: Vec<String>,
+}
+
+impl Job {
+    /// Whether the job is a pin made through the Pinning Service API (not a request on chain).
+    pub fn is_api_pin(&self) -> bool {
+        self.chain_id == crate::pinning::API_CHAIN_ID
+            && self.contract == crate::pinning::API_CONTRACT
+    }
 }
 
 /// Durable jobs: claiming with a lease, and transitions stored before their effects.
@@ -267,7 +280,7 @@ impl JobStore for SqliteStore {
              WHERE rowid = (SELECT rowid FROM pin_requests
                             WHERE status IN {ACTIVE} AND lease_until < ? ORDER BY seq LIMIT 1)
              RETURNING chain_id, contract, request_id, cid_bytes, status, attempts, piece_cid,
-                       padded_size, error"
+                       padded_size, error, origins"
         ))
         .bind(u64_to_i64(now_ms.saturating_add(lease_ms))?)
         .bind(u64_to_i64(now_ms)?)
@@ -287,6 +300,10 @@ impl JobStore for SqliteStore {
             piece_cid: row.try_get("piece_cid")?,
             padded_size: opt_u64(&row, "padded_size")?,
             error: row.try_get("error")?,
+            origins: row
+                .try_get::<Option<String>, _>("origins")?
+                .and_then(|o| serde_json::from_str(&o).ok())
+                .unwrap_or_default(),
         }))
     }
 

@@ -170,7 +170,7 @@ impl<S: JobStore, B: Blockstore, R: Reporter> Pipeline<S, B, R> {
 
     async fn run_stage(&self, stage: Stage, job: &Job) -> Outcome {
         match stage {
-            Stage::Fetch => match self.fetcher.fetch(&job.cid, &self.blocks).await {
+            Stage::Fetch => match self.fetcher.fetch(&job.cid, &job.origins, &self.blocks).await {
                 Ok(stats) => Outcome::Fetched { blocks: stats.blocks, bytes: stats.bytes },
                 Err(e) => Outcome::Failed { reason: e.to_string(), permanent: e.is_permanent() },
             },
@@ -187,6 +187,10 @@ impl<S: JobStore, B: Blockstore, R: Reporter> Pipeline<S, B, R> {
                     Ok(Err(e)) => Outcome::Failed { reason: e.to_string(), permanent: false },
                     Err(e) => Outcome::Failed { reason: e.to_string(), permanent: false },
                 }
+            }
+            // A pin made through the Pinning Service API has no one on chain to tell.
+            Stage::Report | Stage::ReportFailure if job.is_api_pin() => {
+                Outcome::Reported { tx: None }
             }
             Stage::Report => self.report(job).await,
             Stage::ReportFailure => {

@@ -99,11 +99,11 @@ async fn fetches_and_verifies_a_dag_then_packs_it_like_estuary_add() {
     let url = serve(gateway(car(root, &blocks), None)).await;
     let (blocks_store, dir) = store();
     let fetcher = Fetcher::new(vec![url], limits());
-    let stats = fetcher.fetch(&root.to_bytes(), &blocks_store).await.unwrap();
+    let stats = fetcher.fetch(&root.to_bytes(), &[], &blocks_store).await.unwrap();
     assert_eq!(stats.blocks, blocks.len() as u64);
     // A second fetch finds everything locally.
     let again =
-        Fetcher::new(vec![], limits()).fetch(&root.to_bytes(), &blocks_store).await.unwrap();
+        Fetcher::new(vec![], limits()).fetch(&root.to_bytes(), &[], &blocks_store).await.unwrap();
     assert_eq!(again, stats);
 
     let packed = pack(&blocks_store, &root.to_bytes(), &dir.path().join("packed")).unwrap();
@@ -123,7 +123,7 @@ async fn a_block_that_does_not_match_its_cid_is_refused() {
     blocks[0].data[0] ^= 1;
     let url = serve(gateway(car(root, &blocks), None)).await;
     let (s, _dir) = store();
-    let err = Fetcher::new(vec![url], limits()).fetch(&root.to_bytes(), &s).await.unwrap_err();
+    let err = Fetcher::new(vec![url], limits()).fetch(&root.to_bytes(), &[], &s).await.unwrap_err();
     assert!(matches!(err, FetchError::BadData { .. }), "{err}");
     assert!(err.is_permanent());
 }
@@ -134,10 +134,11 @@ async fn blocks_over_the_limit_and_dags_over_the_budget_are_refused() {
     let url = serve(gateway(car(root, &blocks), None)).await;
     let (s, _dir) = store();
     let small = FetchLimits { max_block: 1000, ..limits() };
-    let err = Fetcher::new(vec![url.clone()], small).fetch(&root.to_bytes(), &s).await.unwrap_err();
+    let err =
+        Fetcher::new(vec![url.clone()], small).fetch(&root.to_bytes(), &[], &s).await.unwrap_err();
     assert!(matches!(err, FetchError::BadData { .. }), "{err}");
     let tight = FetchLimits { max_dag_bytes: 10_000, ..limits() };
-    let err = Fetcher::new(vec![url], tight).fetch(&root.to_bytes(), &s).await.unwrap_err();
+    let err = Fetcher::new(vec![url], tight).fetch(&root.to_bytes(), &[], &s).await.unwrap_err();
     assert!(matches!(err, FetchError::TooLarge(_)), "{err}");
 }
 
@@ -146,7 +147,7 @@ async fn an_incomplete_car_leaves_the_dag_unavailable() {
     let (root, blocks) = dag(4, 30_000);
     let url = serve(gateway(car(root, &blocks[..blocks.len() - 2]), None)).await;
     let (s, _dir) = store();
-    let err = Fetcher::new(vec![url], limits()).fetch(&root.to_bytes(), &s).await.unwrap_err();
+    let err = Fetcher::new(vec![url], limits()).fetch(&root.to_bytes(), &[], &s).await.unwrap_err();
     assert!(matches!(err, FetchError::Unavailable(_)), "{err}");
     assert!(!err.is_permanent());
 }
@@ -164,7 +165,7 @@ async fn a_slow_drip_is_cut_off_while_a_good_fetch_finishes() {
     let started = std::time::Instant::now();
     let (slow_cid, good_cid) = (slow_root.to_bytes(), good_root.to_bytes());
     let (slow_result, good_result) =
-        tokio::join!(slow_fetch.fetch(&slow_cid, &s), good_fetch.fetch(&good_cid, &s));
+        tokio::join!(slow_fetch.fetch(&slow_cid, &[], &s), good_fetch.fetch(&good_cid, &[], &s));
     assert!(good_result.is_ok());
     let err = slow_result.unwrap_err();
     assert!(matches!(err, FetchError::Unavailable(ref m) if m.contains("no progress")), "{err}");
@@ -174,7 +175,7 @@ async fn a_slow_drip_is_cut_off_while_a_good_fetch_finishes() {
 #[tokio::test]
 async fn not_a_cid_is_refused() {
     let (s, _dir) = store();
-    let err = Fetcher::new(vec![], limits()).fetch(b"\x01\x02", &s).await.unwrap_err();
+    let err = Fetcher::new(vec![], limits()).fetch(b"\x01\x02", &[], &s).await.unwrap_err();
     assert!(matches!(err, FetchError::BadCid(_)));
 }
 
@@ -202,6 +203,7 @@ async fn oracle_api() -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
         source: Source { chain_id: 1, contract: Address::ZERO },
         watch,
         api_token: None,
+        delegates: vec!["/ip4/127.0.0.1/tcp/1/http".into()],
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }
@@ -260,8 +262,10 @@ async fn a_car_uploaded_in_pieces_is_verified_imported_and_served() {
     assert_eq!(raw.headers()[header::CONTENT_TYPE], "application/vnd.ipld.raw");
     assert_eq!(raw.bytes().await.unwrap(), blocks.iter().find(|b| b.cid == root).unwrap().data);
     let (fresh, _d) = store();
-    let fetched =
-        Fetcher::new(vec![base.clone()], limits()).fetch(&root.to_bytes(), &fresh).await.unwrap();
+    let fetched = Fetcher::new(vec![base.clone()], limits())
+        .fetch(&root.to_bytes(), &[], &fresh)
+        .await
+        .unwrap();
     assert_eq!(fetched.blocks, blocks.len() as u64);
     let head = client.head(format!("{base}/ipfs/{root}?format=car")).send().await.unwrap();
     assert_eq!(head.status(), StatusCode::OK);

@@ -1,0 +1,240 @@
+//! The IPFS Pinning Service API v1 (`/pins`), over the oracle's own job pipeline.
+//!
+//! Every call needs `Authorization: Bearer <token>`: a token made with `estuary oracle token add`
+//! (read or write scope; its name is the account that owns the pins) or the operator's API token
+//! (account `default`, write scope). A pin's `status` follows its job: queued → pinning (being
+//! fetched) → pinned (the whole DAG is held, then packed for deals) or failed (`info.status_details`
+//! says why). Failures answer with the spec's `Failure` object.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::{Path, Query, State, rejection::JsonRejection},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use tracing::error;
+
+use super::ApiState;
+use crate::{
+    blockstore::Blockstore,
+    pinning::{
+        Caller, Invalid, Pin, PinRecord, PinState, RawPinQuery, Scope, format_time, new_requestid,
+        secret_digest,
+    },
+    store::{PinStore, StoreError},
+};
+
+/// Account of the operator's API token.
+pub const DEFAULT_ACCOUNT: &str = "default";
+
+/// A failed call, answered with the spec's `Failure` object.
+#[derive(Debug, thiserror::Error)]
+pub enum PinApiError {
+    /// Bad input.
+    #[error(transparent)]
+    BadRequest(#[from] Invalid),
+    /// No token, or one the oracle does not know.
+    #[error("access token is missing or invalid")]
+    Unauthorized,
+    /// A read-only token asked to change something.
+    #[error("this token may only read pins")]
+    Forbidden,
+    /// No such pin for this account.
+    #[error("no pin with requestid {0:?}")]
+    NotFound(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Serialize)]
+struct Failure<'a> {
+    error: FailureBody<'a>,
+}
+
+#[derive(Serialize)]
+struct FailureBody<'a> {
+    reason: &'a str,
+    details: String,
+}
+
+impl IntoResponse for PinApiError {
+    fn into_response(self) -> Response {
+        let (status, reason) = match &self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            Self::Forbidden => (StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Self::Store(e) => {
+                error!(error = %e, "store error while serving the pinning API");
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR")
+            }
+        };
+        let details = match &self {
+            Self::Store(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
+        let mut response =
+            (status, Json(Failure { error: FailureBody { reason, details } })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// A `PinStatus` object.
+#[derive(Debug, Serialize)]
+pub struct PinStatus {
+    requestid: String,
+    status: PinState,
+    created: String,
+    pin: Pin,
+    delegates: Vec<String>,
+    info: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// A `PinResults` object.
+#[derive(Debug, Serialize)]
+pub struct PinResults {
+    count: u64,
+    results: Vec<PinStatus>,
+}
+
+fn to_status(record: PinRecord, delegates: &[String]) -> PinStatus {
+    let state = PinState::of(record.status);
+    let mut info = std::collections::BTreeMap::new();
+    let details = match (state, record.error) {
+        (PinState::Failed, Some(e)) => e,
+        (PinState::Failed, None) => "failed".to_owned(),
+        (_, Some(e)) => format!("{}; last attempt failed: {e}", record.status.as_str()),
+        (_, None) => record.status.as_str().to_owned(),
+    };
+    info.insert("status_details", details);
+    if let Some(bytes) = record.dag_bytes {
+        info.insert("dag_size", bytes.to_string());
+    }
+    if let Some(piece) = record.piece_cid {
+        info.insert("piece_cid", piece);
+    }
+    PinStatus {
+        requestid: record.requestid,
+        status: state,
+        created: format_time(record.created_ms),
+        pin: record.pin,
+        delegates: delegates.to_vec(),
+        info,
+    }
+}
+
+/// Who holds the bearer token in `headers`.
+async fn caller<S: PinStore, B>(
+    st: &ApiState<S, B>,
+    headers: &HeaderMap,
+    needs: Scope,
+) -> Result<Caller, PinApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(PinApiError::Unauthorized)?;
+    let digest = secret_digest(token);
+    let caller = match &st.api_token {
+        Some(operator) if secret_digest(operator) == digest => {
+            Caller { account: DEFAULT_ACCOUNT.to_owned(), scope: Scope::Write }
+        }
+        _ => st.store.caller(&digest).await?.ok_or(PinApiError::Unauthorized)?,
+    };
+    if needs == Scope::Write && caller.scope != Scope::Write {
+        return Err(PinApiError::Forbidden);
+    }
+    Ok(caller)
+}
+
+fn body(payload: Result<Json<Pin>, JsonRejection>) -> Result<Pin, PinApiError> {
+    payload
+        .map(|Json(pin)| pin)
+        .map_err(|e| PinApiError::BadRequest(Invalid(format!("the body is not a Pin object: {e}"))))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `GET /pins`.
+pub async fn list<S: PinStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+    headers: HeaderMap,
+    query: Result<Query<RawPinQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PinResults>, PinApiError> {
+    let who = caller(&st, &headers, Scope::Read).await?;
+    let Query(raw) = query.map_err(|e| Invalid(format!("bad query: {e}")))?;
+    let query = raw.check()?;
+    let (count, records) = st.store.pins(&who.account, &query).await?;
+    let results = records.into_iter().map(|r| to_status(r, &st.delegates)).collect();
+    Ok(Json(PinResults { count, results }))
+}
+
+/// `POST /pins`.
+pub async fn add<S: PinStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+    headers: HeaderMap,
+    payload: Result<Json<Pin>, JsonRejection>,
+) -> Result<(StatusCode, Json<PinStatus>), PinApiError> {
+    let who = caller(&st, &headers, Scope::Write).await?;
+    let pin = body(payload)?.check()?;
+    let record = st.store.create_pin(&who.account, &new_requestid(), &pin, now_ms()).await?;
+    Ok((StatusCode::ACCEPTED, Json(to_status(record, &st.delegates))))
+}
+
+/// `GET /pins/{requestid}`.
+pub async fn get<S: PinStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+    headers: HeaderMap,
+    Path(requestid): Path<String>,
+) -> Result<Json<PinStatus>, PinApiError> {
+    let who = caller(&st, &headers, Scope::Read).await?;
+    let record =
+        st.store.pin(&who.account, &requestid).await?.ok_or(PinApiError::NotFound(requestid))?;
+    Ok(Json(to_status(record, &st.delegates)))
+}
+
+/// `POST /pins/{requestid}`: replaces the pin with a new one (new requestid).
+pub async fn replace<S: PinStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+    headers: HeaderMap,
+    Path(requestid): Path<String>,
+    payload: Result<Json<Pin>, JsonRejection>,
+) -> Result<(StatusCode, Json<PinStatus>), PinApiError> {
+    let who = caller(&st, &headers, Scope::Write).await?;
+    let pin = body(payload)?.check()?;
+    let record = st
+        .store
+        .replace_pin(&who.account, &requestid, &new_requestid(), &pin, now_ms())
+        .await?
+        .ok_or(PinApiError::NotFound(requestid))?;
+    Ok((StatusCode::ACCEPTED, Json(to_status(record, &st.delegates))))
+}
+
+/// `DELETE /pins/{requestid}`.
+pub async fn remove<S: PinStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+    headers: HeaderMap,
+    Path(requestid): Path<String>,
+) -> Result<StatusCode, PinApiError> {
+    let who = caller(&st, &headers, Scope::Write).await?;
+    if st.store.delete_pin(&who.account, &requestid).await? {
+        Ok(StatusCode::ACCEPTED)
+    } else {
+        Err(PinApiError::NotFound(requestid))
+    }
+}
