@@ -163,6 +163,13 @@ struct RunArgs {
     /// JSON-RPC endpoint of the chain.
     #[arg(long, env = "ESTUARY_RPC_URL", default_value = "http://127.0.0.1:8545")]
     rpc_url: String,
+    /// More endpoints of the same chain: the watcher fails over to them when a call fails or
+    /// hangs.
+    #[arg(long = "rpc-fallback", env = "ESTUARY_RPC_FALLBACKS", value_delimiter = ',')]
+    rpc_fallbacks: Vec<String>,
+    /// Seconds one watcher step may take on an endpoint before the next endpoint is tried.
+    #[arg(long, env = "ESTUARY_RPC_TIMEOUT_SECS", default_value_t = 20)]
+    rpc_timeout_secs: u64,
     /// Refuse to start unless the endpoint serves this chain.
     #[arg(long, env = "ESTUARY_CHAIN_ID")]
     chain_id: Option<u64>,
@@ -428,6 +435,8 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
 async fn run_oracle(args: RunArgs) -> Result<()> {
     let mut config = OracleConfig::new(args.rpc_url, args.pinning_address, args.db);
     config.chain_id = args.chain_id;
+    config.rpc_fallbacks = args.rpc_fallbacks;
+    config.rpc_timeout = Duration::from_secs(args.rpc_timeout_secs.max(1));
     config.start_block = args.start_block;
     config.confirmations = args.confirmations;
     config.oracle_contract = args.oracle_address;

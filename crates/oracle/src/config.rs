@@ -11,6 +11,10 @@ use crate::{fetch::FetchLimits, watcher::Finality};
 pub struct OracleConfig {
     /// JSON-RPC endpoint of the chain.
     pub rpc_url: String,
+    /// More endpoints of the same chain the watcher fails over to.
+    pub rpc_fallbacks: Vec<String>,
+    /// Longest a watcher step may take on one endpoint before the next one is tried.
+    pub rpc_timeout: Duration,
     /// Chain id the endpoint must report; the oracle refuses to start on another chain.
     pub chain_id: Option<u64>,
     /// The `EstuaryPinning` contract to follow.
@@ -55,6 +59,8 @@ impl OracleConfig {
     pub fn new(rpc_url: impl Into<String>, pinning: Address, database: impl Into<PathBuf>) -> Self {
         Self {
             rpc_url: rpc_url.into(),
+            rpc_fallbacks: Vec::new(),
+            rpc_timeout: Duration::from_secs(20),
             chain_id: None,
             pinning,
             oracle_contract: None,

@@ -89,6 +89,26 @@ impl Oracle {
         {
             return Err(OracleError::WrongChain { expected, actual: chain_id });
         }
+        // Fallback endpoints must serve the same chain; one that cannot be reached now is kept
+        // (it may come back) but one on another chain is refused.
+        let mut providers = vec![provider];
+        for url_text in &config.rpc_fallbacks {
+            let url = url_text.parse().map_err(|_| OracleError::RpcUrl(url_text.clone()))?;
+            let fallback = ProviderBuilder::new().connect_http(url);
+            match tokio::time::timeout(config.rpc_timeout, fallback.get_chain_id()).await {
+                Ok(Ok(id)) if id != chain_id => {
+                    return Err(OracleError::WrongChain { expected: chain_id, actual: id });
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(url = %url_text, error = %e, "fallback RPC endpoint unreachable for now")
+                }
+                Err(_) => {
+                    tracing::warn!(url = %url_text, "fallback RPC endpoint did not answer in time")
+                }
+            }
+            providers.push(fallback);
+        }
         let source = Source { chain_id, contract: config.pinning };
         let store = Arc::new(SqliteStore::open(&config.database).await?);
         let listener = TcpListener::bind(config.listen)
@@ -132,18 +152,19 @@ impl Oracle {
             finality: config.finality,
             max_block_range: config.max_block_range,
             poll_interval: config.poll_interval,
+            rpc_timeout: config.rpc_timeout,
         };
-        let watcher =
-            Watcher::new(provider, Arc::clone(&store), source, watcher_config.clone(), state_tx);
+        let watcher = Watcher::new(
+            providers.clone(),
+            Arc::clone(&store),
+            source,
+            watcher_config.clone(),
+            state_tx,
+        );
         let watcher_task = tokio::spawn(watcher.run(shutdown.clone()));
         if let Some(oracle) = config.oracle_contract {
             let jobs = Watcher::new(
-                ProviderBuilder::new().connect_http(
-                    config
-                        .rpc_url
-                        .parse()
-                        .map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?,
-                ),
+                providers.clone(),
                 Arc::clone(&store),
                 Source { chain_id, contract: oracle },
                 watcher_config,

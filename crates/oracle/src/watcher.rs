@@ -5,6 +5,14 @@
 //! store error is logged and retried with capped exponential backoff; the loop ends only on
 //! shutdown. Because the cursor only moves with the data, a restart re-reads at most the range
 //! that was in flight, and the store ignores what it already has.
+//!
+//! Several RPC endpoints can be given. Each step asks one endpoint everything it needs (head,
+//! logs, the last block's hash), so it sees one consistent chain even when the endpoints
+//! disagree; a step that fails or takes longer than `rpc_timeout` moves to the next endpoint at
+//! once, and only a full round of failures backs off. A lagging endpoint is harmless: the watcher
+//! never reads past the head the endpoint itself reports, checks that the endpoint has the last
+//! block of the range after reading its logs (a node without it may answer with no logs), and an
+//! endpoint that does not know the stored cursor's block is behind, not proof of a reorg.
 
 use std::{sync::Arc, time::Duration};
 
@@ -41,6 +49,8 @@ pub struct WatcherConfig {
     pub max_block_range: u64,
     /// Pause between looks at the head when caught up.
     pub poll_interval: Duration,
+    /// Longest one step may take on one endpoint before the next endpoint is tried.
+    pub rpc_timeout: Duration,
 }
 
 /// Which blocks count as confirmed.
@@ -66,6 +76,10 @@ pub struct WatchState {
     pub head: Option<u64>,
     /// Requests stored by this process.
     pub ingested: u64,
+    /// Reorgs seen (rewinds of the cursor).
+    pub reorgs: u64,
+    /// Steps that failed on an endpoint and moved to the next.
+    pub rpc_failovers: u64,
 }
 
 /// Why one step of the watcher failed. All of these are retried.
@@ -83,7 +97,8 @@ pub enum WatchError {
 /// Reads requests from one source into a store.
 #[derive(Debug)]
 pub struct Watcher<P, S> {
-    provider: P,
+    providers: Vec<P>,
+    current: std::sync::atomic::AtomicUsize,
     store: Arc<S>,
     source: Source,
     config: WatcherConfig,
@@ -92,15 +107,42 @@ pub struct Watcher<P, S> {
 }
 
 impl<P: Provider, S: RequestStore> Watcher<P, S> {
-    /// A watcher that reports its progress on `state`.
+    /// A watcher over one or more endpoints of the same chain (the first is preferred), that
+    /// reports its progress on `state`.
+    ///
+    /// # Panics
+    /// If `providers` is empty.
     pub fn new(
-        provider: P,
+        providers: Vec<P>,
         store: Arc<S>,
         source: Source,
         config: WatcherConfig,
         state: watch::Sender<WatchState>,
     ) -> Self {
-        Self { provider, store, source, config, state, jobs: false }
+        assert!(!providers.is_empty(), "a watcher needs an RPC endpoint");
+        Self {
+            providers,
+            current: std::sync::atomic::AtomicUsize::new(0),
+            store,
+            source,
+            config,
+            state,
+            jobs: false,
+        }
+    }
+
+    /// The endpoint this step uses.
+    fn provider(&self) -> &P {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.providers[i % self.providers.len()]
+    }
+
+    /// Moves to the next endpoint after a failed step.
+    fn fail_over(&self) {
+        if self.providers.len() > 1 {
+            self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.state.send_modify(|s| s.rpc_failovers += 1);
+        }
     }
 
     /// Follows an `EstuaryOracle`'s pin jobs (`JobRequested` of kind `Pin`) instead of
@@ -118,6 +160,7 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
 
         let mut next = None;
         let mut backoff = MIN_BACKOFF;
+        let mut failures = 0usize;
         loop {
             let step = async {
                 let from = match next {
@@ -125,7 +168,13 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
                     None => self.resume_point().await?,
                 };
                 next = Some(from);
-                self.step(from).await
+                match tokio::time::timeout(self.config.rpc_timeout, self.step(from)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(WatchError::Rpc(format!(
+                        "no answer within {:?}",
+                        self.config.rpc_timeout
+                    ))),
+                }
             };
             let pause = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -133,14 +182,27 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
                     Ok(Some(new_next)) => {
                         next = Some(new_next);
                         backoff = MIN_BACKOFF;
+                        failures = 0;
                         continue;
                     }
                     Ok(None) => {
                         backoff = MIN_BACKOFF;
+                        failures = 0;
                         self.config.poll_interval
+                    }
+                    Err(e @ WatchError::Rpc(_)) if failures + 1 < self.providers.len() => {
+                        // Another endpoint may be fine: try it at once.
+                        failures += 1;
+                        warn!(error = %e, "watcher step failed; trying the next RPC endpoint");
+                        self.fail_over();
+                        continue;
                     }
                     Err(e) => {
                         warn!(error = %e, retry_in = ?backoff, "watcher step failed");
+                        failures = 0;
+                        if matches!(e, WatchError::Rpc(_)) {
+                            self.fail_over();
+                        }
                         let pause = backoff;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         pause
@@ -173,7 +235,7 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
         if let Some(resume) = self.check_reorg().await? {
             return Ok(Some(resume));
         }
-        let head = self.provider.get_block_number().await.map_err(rpc)?;
+        let head = self.provider().get_block_number().await.map_err(rpc)?;
         self.state.send_modify(|s| s.head = Some(head));
         let tag = match self.config.finality {
             Finality::Depth => None,
@@ -183,7 +245,7 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
         let safe = match tag {
             None => head.checked_sub(self.config.confirmations),
             Some(tag) => self
-                .provider
+                .provider()
                 .get_block_by_number(tag)
                 .await
                 .map_err(rpc)?
@@ -207,7 +269,7 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
             .event_signature(topics)
             .from_block(from)
             .to_block(to);
-        let logs = self.provider.get_logs(&filter).await.map_err(rpc)?;
+        let logs = self.provider().get_logs(&filter).await.map_err(rpc)?;
         let (requests, cancels): (Vec<&Log>, Vec<&Log>) =
             logs.iter().partition(|log| log.topic0() != Some(&PinCancelled::SIGNATURE_HASH));
         let events = requests
@@ -222,7 +284,7 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
             .collect();
 
         let block = self
-            .provider
+            .provider()
             .get_block_by_number(BlockNumberOrTag::Number(to))
             .await
             .map_err(rpc)?
@@ -252,7 +314,7 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
         number: u64,
     ) -> Result<Option<alloy::primitives::B256>, WatchError> {
         Ok(self
-            .provider
+            .provider()
             .get_block_by_number(BlockNumberOrTag::Number(number))
             .await
             .map_err(rpc)?
@@ -267,8 +329,16 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
         /// How far back a reorg is looked for.
         const MAX_DEPTH: u64 = 1024;
         let Some(cursor) = self.store.cursor(self.source).await? else { return Ok(None) };
-        if self.canonical_hash(cursor.block_number).await? == Some(cursor.block_hash) {
-            return Ok(None);
+        match self.canonical_hash(cursor.block_number).await? {
+            Some(hash) if hash == cursor.block_hash => return Ok(None),
+            Some(_) => {}
+            // An endpoint behind the cursor does not know its block yet; that is no reorg.
+            None => {
+                return Err(WatchError::Rpc(format!(
+                    "the endpoint does not have block {} yet (lagging)",
+                    cursor.block_number
+                )));
+            }
         }
         let floor = cursor.block_number.saturating_sub(MAX_DEPTH).max(self.config.start_block);
         let mut ancestor = None;
@@ -298,7 +368,10 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
             deleted,
             "reorg: rewound to the common ancestor"
         );
-        self.state.send_modify(|s| s.cursor = Some(above));
+        self.state.send_modify(|s| {
+            s.cursor = Some(above);
+            s.reorgs += 1;
+        });
         Ok(Some(above + 1))
     }
 }

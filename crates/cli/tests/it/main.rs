@@ -16,4 +16,5 @@ mod interop_unixfs;
 mod oracle_pinning;
 mod oracle_reorg;
 mod oracle_restart;
+mod oracle_rpc_faults;
 mod support;

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::support::{Chain, OracleProcess, cid};
 
 /// (id, cid, block, tx) of every stored request, in order.
-async fn snapshot(oracle: &OracleProcess) -> Vec<(String, String, u64, String)> {
+pub(crate) async fn snapshot(oracle: &OracleProcess) -> Vec<(String, String, u64, String)> {
     let list = oracle.get("/requests?limit=1000").await.unwrap();
     list["results"]
         .as_array()

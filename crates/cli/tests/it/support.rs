@@ -84,10 +84,20 @@ impl OracleProcess {
 
     /// [`start`](Self::start) with more arguments.
     pub async fn start_with(chain: &Chain, db: &Path, extra: &[String]) -> OracleProcess {
+        Self::start_on(chain, &chain.anvil.endpoint(), db, extra).await
+    }
+
+    /// An oracle reading the chain through `rpc_url` (a proxy, say).
+    pub async fn start_on(
+        chain: &Chain,
+        rpc_url: &str,
+        db: &Path,
+        extra: &[String],
+    ) -> OracleProcess {
         let port = devnet::free_port().unwrap();
         let token = "test-token".to_owned();
         let child = Command::new(env!("CARGO_BIN_EXE_estuary"))
-            .args(["oracle", "run", "--rpc-url", &chain.anvil.endpoint()])
+            .args(["oracle", "run", "--rpc-url", rpc_url])
             .args(["--pinning-address", &chain.deployment.pinning.to_string()])
             .args(["--start-block", &chain.deployment.block.to_string()])
             .args(["--confirmations", "0", "--poll-interval-ms", "100"])
