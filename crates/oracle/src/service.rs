@@ -101,10 +101,10 @@ impl Oracle {
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
-                    tracing::warn!(url = %url_text, error = %e, "fallback RPC endpoint unreachable for now")
+                    tracing::warn!(url = %url_text, error = %e, "fallback RPC endpoint unreachable for now");
                 }
                 Err(_) => {
-                    tracing::warn!(url = %url_text, "fallback RPC endpoint did not answer in time")
+                    tracing::warn!(url = %url_text, "fallback RPC endpoint did not answer in time");
                 }
             }
             providers.push(fallback);
