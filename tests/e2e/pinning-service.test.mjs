@@ -8,6 +8,11 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { CarBlockIterator } from '@ipld/car';
+import * as dagPb from '@ipld/dag-pb';
+import { UnixFS } from 'ipfs-unixfs';
+import { CID } from 'multiformats/cid';
+import { sha256 } from 'multiformats/hashes/sha2';
 import { root, startStack } from './support.mjs';
 
 const estuaryBin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
@@ -26,6 +31,46 @@ function run(cmd, args, options) {
       resolve({ code, out });
     });
   });
+}
+
+/** Reads a CAR with @ipld/car, checking every block against its CID; returns roots and blocks. */
+async function verifiedCar(bytes) {
+  const iterator = await CarBlockIterator.fromBytes(bytes);
+  const blocks = new Map();
+  const order = [];
+  for await (const { cid, bytes: data } of iterator) {
+    const digest = await sha256.digest(data);
+    assert.deepEqual(digest.digest, cid.multihash.digest, `block ${cid} does not match its CID`);
+    blocks.set(cid.toString(), data);
+    order.push(cid.toString());
+  }
+  return { roots: (await iterator.getRoots()).map(String), blocks, order };
+}
+
+/** Follows `path` through dag-pb directories, then collects the file bytes the CAR holds, as
+ * [offset, bytes] pieces (subtrees left out of the CAR are skipped by their sizes). */
+function unixfsPieces(blocks, root, path) {
+  let cid = CID.parse(root);
+  for (const name of path.split('/').filter(Boolean)) {
+    const node = dagPb.decode(blocks.get(cid.toString()));
+    cid = node.Links.find((l) => l.Name === name).Hash;
+  }
+  const pieces = [];
+  const walk = (c, offset) => {
+    const data = blocks.get(c.toString());
+    if (!data) return;
+    if (c.code === 0x55) return void pieces.push([offset, data]);
+    const node = dagPb.decode(data);
+    const fs = UnixFS.unmarshal(node.Data);
+    if (fs.data?.length) pieces.push([offset, fs.data]);
+    let at = offset + (fs.data?.length ?? 0);
+    node.Links.forEach((link, i) => {
+      walk(link.Hash, at);
+      at += Number(fs.blockSizes[i]);
+    });
+  };
+  walk(cid, 0);
+  return pieces;
 }
 
 describe('Pinning Service API', () => {
@@ -80,7 +125,7 @@ describe('Pinning Service API', () => {
     const dir = mkdtempSync(join(tmpdir(), 'estuary-psa-'));
     mkdirSync(join(dir, 'site'));
     writeFileSync(join(dir, 'site/index.html'), '<h1>from the origin</h1>');
-    writeFileSync(join(dir, 'site/data.bin'), Buffer.alloc(300_000, 7));
+    writeFileSync(join(dir, 'site/data.bin'), Buffer.from(Array.from({ length: 3_000_000 }, (_, i) => (i * 7919) % 253)));
     const added = JSON.parse(
       execFileSync(estuaryBin, ['add', join(dir, 'site'), '--car', join(dir, 'site.car'), '--car-order', 'dfs', '--json']),
     );
@@ -122,8 +167,34 @@ describe('Pinning Service API', () => {
       assert.ok(asked.some((u) => u.includes('format=car')), `origin was asked ${asked}`);
       // The oracle now serves it from its own gateway, the delegate it named.
       const gateway = status.delegates[0].match(/tcp\/(\d+)/)[1];
-      const served = await fetch(`http://127.0.0.1:${gateway}/ipfs/${added.root}?format=car`);
+      const base = `http://127.0.0.1:${gateway}/ipfs/${added.root}`;
+      const served = await fetch(`${base}?format=car`);
       assert.equal(served.status, 200);
+      // Checked by an independent reader (@ipld/car, multiformats, ipfs-unixfs): the whole DAG,
+      // then a path with a byte range, which must hold exactly the blocks for those bytes.
+      const whole = await verifiedCar(new Uint8Array(await served.arrayBuffer()));
+      assert.deepEqual(whole.roots, [added.root]);
+      assert.equal(whole.order[0], added.root);
+      const fileBytes = readFileSync(join(dir, 'site/data.bin'));
+      const ranged = await fetch(`${base}/data.bin?format=car&dag-scope=entity&entity-bytes=1500000:1600000`);
+      assert.equal(ranged.status, 200);
+      const part = await verifiedCar(new Uint8Array(await ranged.arrayBuffer()));
+      // The directory, the file's root and the one 1 MiB leaf that holds those bytes.
+      assert.equal(part.blocks.size, 3, `${part.blocks.size} of ${whole.blocks.size} blocks`);
+      const pieces = unixfsPieces(part.blocks, added.root, 'data.bin');
+      const covered = Buffer.alloc(fileBytes.length);
+      const have = new Uint8Array(fileBytes.length);
+      for (const [offset, bytes] of pieces) {
+        covered.set(bytes, offset);
+        have.fill(1, offset, offset + bytes.length);
+      }
+      const [from, to] = [1_500_000, 1_600_001];
+      assert.ok(have.subarray(from, to).every((x) => x === 1), 'the range is covered');
+      assert.ok(covered.subarray(from, to).equals(fileBytes.subarray(from, to)), 'and its bytes are right');
+      const html = await fetch(`${base}/index.html?format=car&dag-scope=entity`);
+      const page = await verifiedCar(new Uint8Array(await html.arrayBuffer()));
+      const htmlPieces = unixfsPieces(page.blocks, added.root, 'index.html');
+      assert.equal(Buffer.concat(htmlPieces.map(([, b]) => b)).toString(), '<h1>from the origin</h1>');
       // Filters find it; a read of another account's pins does not.
       const list = await (await fetch(`${api}?status=pinned&meta=${encodeURIComponent('{"app":"e2e"}')}`, { headers })).json();
       assert.equal(list.count, 1);

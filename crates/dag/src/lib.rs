@@ -28,6 +28,7 @@ pub mod fuzzing;
 pub mod hamt;
 pub mod pb;
 pub mod profile;
+pub mod traversal;
 pub mod unixfs;
 pub mod varint;
 pub mod walk;

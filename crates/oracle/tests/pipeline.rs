@@ -340,3 +340,102 @@ async fn a_bad_upload_is_refused_and_removed() {
     let r = client.post(format!("{base}/uploads")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+/// The CIDs of a CAR's blocks, in order (each verified by the decoder), and its roots.
+fn car_blocks(bytes: &[u8]) -> (Vec<cid::Cid>, Vec<cid::Cid>) {
+    use estuary_dag::car::{CarDecoder, CarItem, CarLimits};
+    let mut decoder = CarDecoder::new(CarLimits::default());
+    decoder.push(bytes);
+    let (mut roots, mut cids) = (Vec::new(), Vec::new());
+    while let Some(item) = decoder.next_item().unwrap() {
+        match item {
+            CarItem::Header(h) => roots = h.roots,
+            CarItem::Block(b) => cids.push(b.cid),
+        }
+    }
+    decoder.finish().unwrap();
+    (roots, cids)
+}
+
+#[tokio::test]
+async fn gateway_paths_scopes_and_byte_ranges() {
+    use estuary_dag::{
+        dir::DirectoryBuilder,
+        traversal::{DagScope, resolve_path, select_blocks},
+        walk::WalkLimits,
+    };
+    let (base, blocks_store, _dir) = oracle_api().await;
+    // A folder with a many-block file, stored as pinned.
+    let (file_root, file_blocks) = dag(3, 50_000);
+    let mut all: Vec<Block> = file_blocks.clone();
+    let file = estuary_dag::file::Imported {
+        cid: file_root,
+        dag_size: file_blocks.iter().map(|b| b.data.len() as u64).sum(),
+        file_size: 50_000,
+    };
+    let mut dir = DirectoryBuilder::new(Profile::KuboCidV1.options());
+    dir.add_file("docs/big file.bin", file).unwrap();
+    let root = dir.finish(&mut |b| all.push(b)).unwrap().cid;
+    for b in &all {
+        blocks_store.put_verified(&b.cid, &b.data).unwrap();
+    }
+    let get = |c: &cid::Cid| all.iter().find(|b| b.cid == *c).map(|b| b.data.clone());
+    let expected = |path: &str, scope, range: Option<&str>| {
+        let resolved = resolve_path(root, path, get).unwrap();
+        let mut out = Vec::new();
+        select_blocks(
+            &resolved,
+            scope,
+            range.map(|r| r.parse().unwrap()),
+            WalkLimits::default(),
+            get,
+            |c, _| out.push(*c),
+        )
+        .unwrap();
+        out
+    };
+    let client = reqwest::Client::new();
+    let url = |q: &str| format!("{base}/ipfs/{root}/docs/big%20file.bin?format=car{q}");
+
+    // dag-scope=all (default) on a path: the path's blocks, then the whole file.
+    let r = client.get(url("")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-ipfs-path"], format!("/ipfs/{root}/docs/big file.bin"));
+    let etag = r.headers()[header::ETAG].to_str().unwrap().to_owned();
+    let (roots, cids) = car_blocks(&r.bytes().await.unwrap());
+    assert_eq!(roots, vec![root]);
+    assert_eq!(cids, expected("docs/big file.bin", DagScope::All, None));
+    assert_eq!(cids.len(), file_blocks.len() + 2);
+    // entity-bytes: only what covers the range.
+    let r = client.get(url("&dag-scope=entity&entity-bytes=10000:12000")).send().await.unwrap();
+    let (_, ranged) = car_blocks(&r.bytes().await.unwrap());
+    assert_eq!(ranged, expected("docs/big file.bin", DagScope::Entity, Some("10000:12000")));
+    assert!(ranged.len() < cids.len() / 2, "{} of {}", ranged.len(), cids.len());
+    assert_ne!(r_etag(&client, &url("&dag-scope=entity&entity-bytes=10000:12000")).await, etag);
+    // dag-scope=block: the path and the file's root block.
+    let r = client.get(url("&dag-scope=block")).send().await.unwrap();
+    let (_, block) = car_blocks(&r.bytes().await.unwrap());
+    assert_eq!(block.len(), 3);
+    assert_eq!(block[2], file_root);
+    // Raw with a path: the terminal block.
+    let raw = client.get(format!("{base}/ipfs/{root}/docs?format=raw")).send().await.unwrap();
+    assert_eq!(raw.status(), StatusCode::OK);
+    // A matching If-None-Match: 304 without a body.
+    let r = client.get(url("")).header(header::IF_NONE_MATCH, &etag).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    // Not there: 404; bad parameters: 400.
+    for (q, status) in [
+        (format!("{base}/ipfs/{root}/nope?format=car"), StatusCode::NOT_FOUND),
+        (format!("{base}/ipfs/{root}/docs/big%20file.bin/x?format=raw"), StatusCode::NOT_FOUND),
+        (url("&dag-scope=most"), StatusCode::BAD_REQUEST),
+        (url("&entity-bytes=0:10"), StatusCode::BAD_REQUEST),
+        (url("&dag-scope=entity&entity-bytes=ten"), StatusCode::BAD_REQUEST),
+    ] {
+        assert_eq!(client.get(&q).send().await.unwrap().status(), status, "{q}");
+    }
+}
+
+async fn r_etag(client: &reqwest::Client, url: &str) -> String {
+    let r = client.head(url).send().await.unwrap();
+    r.headers()[header::ETAG].to_str().unwrap().to_owned()
+}

@@ -1,10 +1,13 @@
 //! The trustless gateway (raw blocks and CARs of pinned DAGs) and packed CARs by piece CID.
 //!
 //! Follows the Trustless Gateway spec: the response format is chosen by `?format=raw|car` or the
-//! `Accept` header (`application/vnd.ipld.raw`, `application/vnd.ipld.car`); CARs are v1 with the
-//! requested CID as root, blocks depth-first (`dag-scope=all`, the default) or just the root
-//! (`dag-scope=block`); responses carry an `ETag` and are immutable. A request for any other
-//! format gets 406, a CID that is not pinned here 404.
+//! `Accept` header (`application/vnd.ipld.raw`, `application/vnd.ipld.car`). A path after the
+//! CID (`/ipfs/{cid}/a/b`) is resolved through UnixFS directories and HAMT shards. CARs are v1
+//! with the requested CID as root and hold the blocks proving the path, then the terminal
+//! element's blocks by `dag-scope` (`all` by default, `entity`, `block`) and, for a file under
+//! `entity`, `entity-bytes=from:to` (see [`estuary_dag::traversal`]); blocks depth first, each
+//! once. Responses carry an `ETag` (a matching `If-None-Match` gets 304) and are immutable. A
+//! request for any other format gets 406, a bad parameter 400, a CID or path not held here 404.
 
 use std::sync::Arc;
 
@@ -18,7 +21,9 @@ use cid::Cid;
 use estuary_dag::{
     Block,
     car::{encode_section, header_v1},
-    walk::{WalkLimits, dfs_limited},
+    export::ExportError,
+    traversal::{DagScope, EntityBytes, ResolvedPath, resolve_path, select_blocks},
+    walk::WalkLimits,
 };
 use estuary_piece::PieceCid;
 use serde::Deserialize;
@@ -36,6 +41,8 @@ pub(super) struct GatewayQuery {
     format: Option<String>,
     #[serde(rename = "dag-scope")]
     dag_scope: Option<String>,
+    #[serde(rename = "entity-bytes")]
+    entity_bytes: Option<String>,
 }
 
 enum Format {
@@ -60,7 +67,16 @@ fn format(query: &GatewayQuery, headers: &HeaderMap) -> Option<Format> {
     }
 }
 
-/// `GET`/`HEAD /ipfs/{cid}`.
+fn path_error(e: ExportError) -> ApiError {
+    match e {
+        ExportError::NotUnixFs { .. } => ApiError::BadRequest(format!(
+            "paths are followed through UnixFS (dag-pb) directories only: {e}"
+        )),
+        other => ApiError::NotFound(other.to_string()),
+    }
+}
+
+/// `GET`/`HEAD /ipfs/{cid}[/path]`.
 pub(super) async fn ipfs<S: RequestStore, B: Blockstore>(
     State(st): State<Arc<ApiState<S, B>>>,
     Path(path): Path<String>,
@@ -69,9 +85,7 @@ pub(super) async fn ipfs<S: RequestStore, B: Blockstore>(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (cid_text, rest) = path.split_once('/').unwrap_or((&path, ""));
-    if !rest.is_empty() {
-        return Err(ApiError::BadRequest("paths inside a DAG are not served yet".into()));
-    }
+    let rest = rest.trim_end_matches('/').to_owned();
     let cid = Cid::try_from(cid_text)
         .map_err(|e| ApiError::BadRequest(format!("not a CID: {cid_text:?}: {e}")))?;
     let Some(format) = format(&query, &headers) else {
@@ -81,34 +95,85 @@ pub(super) async fn ipfs<S: RequestStore, B: Blockstore>(
         )
             .into_response());
     };
+    let scope = match query.dag_scope.as_deref() {
+        None => DagScope::All,
+        Some(s) => DagScope::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!("dag-scope must be block, entity or all, got {s:?}"))
+        })?,
+    };
+    let range = match query.entity_bytes.as_deref() {
+        None => None,
+        Some(_) if scope != DagScope::Entity => {
+            return Err(ApiError::BadRequest("entity-bytes needs dag-scope=entity".into()));
+        }
+        Some(r) => Some(r.parse::<EntityBytes>().map_err(ApiError::BadRequest)?),
+    };
+    // The path is resolved before any byte is sent, so a missing entry is a 404.
     let blocks = Arc::clone(&st.blocks);
-    let root = tokio::task::spawn_blocking(move || blocks.get(&cid))
+    let resolve_path_text = rest.clone();
+    let resolved = tokio::task::spawn_blocking(move || {
+        resolve_path(cid, &resolve_path_text, |c| blocks.get(c).ok().flatten()).map_err(Box::new)
+    })
+    .await
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?
+    .map_err(|e| path_error(*e))?;
+    let blocks = Arc::clone(&st.blocks);
+    let terminal = resolved.terminal;
+    let terminal_block = tokio::task::spawn_blocking(move || blocks.get(&terminal))
         .await
         .map_err(|e| ApiError::BadRequest(e.to_string()))?
         .map_err(|e| ApiError::NotFound(e.to_string()))?
-        .ok_or_else(|| ApiError::NotFound(format!("{cid} is not pinned here")))?;
+        .ok_or_else(|| ApiError::NotFound(format!("{terminal} is not pinned here")))?;
     let head = method == Method::HEAD;
-    match format {
+    let ipfs_path =
+        if rest.is_empty() { format!("/ipfs/{cid}") } else { format!("/ipfs/{cid}/{rest}") };
+    let mut response = match format {
         Format::Raw => {
-            let etag = format!("\"{cid}.raw\"");
-            let body = if head { Body::empty() } else { Body::from(root) };
-            Ok(immutable(body, RAW, &etag))
+            let etag = format!("\"{terminal}.raw\"");
+            if not_modified(&headers, &etag) {
+                return Ok(not_modified_response(&etag));
+            }
+            let body = if head { Body::empty() } else { Body::from(terminal_block) };
+            immutable(body, RAW, &etag)
         }
         Format::Car => {
-            let scope_block = query.dag_scope.as_deref() == Some("block");
-            let etag = format!("\"{cid}.car.{}\"", if scope_block { "block" } else { "all" });
+            // One ETag per distinct CAR: root, path, scope and range.
+            let key = format!("{ipfs_path}|{}|{:?}", scope.as_str(), query.entity_bytes);
+            let digest = {
+                use sha2::Digest;
+                hex::encode(&sha2::Sha256::digest(key.as_bytes())[..16])
+            };
+            let etag = format!("\"{terminal}.car.{digest}\"");
+            if not_modified(&headers, &etag) {
+                return Ok(not_modified_response(&etag));
+            }
             let body = if head {
                 Body::empty()
-            } else if scope_block {
+            } else if scope == DagScope::Block && resolved.path_blocks.is_empty() {
                 let mut out = header_v1(&[cid]);
-                encode_section(&Block { cid, data: root }, &mut out);
+                encode_section(&Block { cid, data: terminal_block }, &mut out);
                 Body::from(out)
             } else {
-                car_stream(Arc::clone(&st.blocks), cid)
+                car_stream(Arc::clone(&st.blocks), cid, resolved, scope, range)
             };
-            Ok(immutable(body, "application/vnd.ipld.car; version=1; order=dfs; dups=n", &etag))
+            immutable(body, "application/vnd.ipld.car; version=1; order=dfs; dups=n", &etag)
         }
-    }
+    };
+    set(&mut response, header::HeaderName::from_static("x-ipfs-path"), &ipfs_path);
+    Ok(response)
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+fn not_modified_response(etag: &str) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    set(&mut response, header::ETAG, etag);
+    response
 }
 
 /// A response for content-addressed bytes: its type, its ETag, cacheable for ever.
@@ -127,16 +192,25 @@ fn set(response: &mut Response, name: header::HeaderName, value: &str) {
     }
 }
 
-/// The DAG's CAR, produced by a blocking walk as the client reads it (bounded buffer).
-fn car_stream<B: Blockstore>(blocks: Arc<B>, root: Cid) -> Body {
+/// The CAR of the selected blocks, produced by a blocking walk as the client reads it (bounded
+/// buffer).
+fn car_stream<B: Blockstore>(
+    blocks: Arc<B>,
+    root: Cid,
+    resolved: ResolvedPath,
+    scope: DagScope,
+    range: Option<EntityBytes>,
+) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     tokio::task::spawn_blocking(move || {
         if tx.blocking_send(Ok(header_v1(&[root]))).is_err() {
             return;
         }
         let mut batch = Vec::with_capacity(1 << 20);
-        let walked = dfs_limited(
-            root,
+        let walked = select_blocks(
+            &resolved,
+            scope,
+            range,
             WalkLimits::default(),
             |cid| blocks.get(cid).ok().flatten(),
             |cid, data| {
