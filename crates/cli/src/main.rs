@@ -150,7 +150,7 @@ enum TokenCommand {
 
 #[derive(Debug, clap::Args)]
 struct DbArgs {
-    /// SQLite database file of the oracle.
+    /// The oracle's database: an SQLite file, or a `postgres://` URL.
     #[arg(long, env = "ESTUARY_DB", default_value = "estuary-oracle.sqlite")]
     db: PathBuf,
 }
@@ -195,7 +195,7 @@ struct RunArgs {
     /// Milliseconds between looks at the chain head when caught up.
     #[arg(long, env = "ESTUARY_POLL_INTERVAL_MS", default_value_t = 500)]
     poll_interval_ms: u64,
-    /// SQLite database file.
+    /// SQLite database file, or a `postgres://` URL (a queue shared by several oracles).
     #[arg(long, env = "ESTUARY_DB", default_value = "estuary-oracle.sqlite")]
     db: PathBuf,
     /// Address for the HTTP API.
@@ -220,6 +220,9 @@ struct RunArgs {
     /// Retryable failures before a job is quarantined.
     #[arg(long, env = "ESTUARY_MAX_ATTEMPTS", default_value_t = 5)]
     max_attempts: u32,
+    /// Seconds a job stays with a worker that stops renewing it (it renews every third).
+    #[arg(long, env = "ESTUARY_LEASE_SECS", default_value_t = 600)]
+    lease_secs: u64,
     /// Multiaddrs the pinning API returns as `delegates` (default: the API's own address).
     #[arg(long = "delegate", env = "ESTUARY_DELEGATES", value_delimiter = ',')]
     delegates: Vec<String>,
@@ -350,26 +353,33 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
         blockstore::FsBlockstore,
         model::RequestStatus,
         pinning::{Scope, new_secret, secret_digest},
-        store::{JobStore, PinStore, SqliteStore},
+        store::{JobStore, PgStore, PinStore, SqliteStore},
     };
-    let open = |db: &std::path::Path| {
-        let db = db.to_owned();
-        async move {
-            if !db.exists() {
-                anyhow::bail!("no oracle database at {}", db.display());
+    /// Runs `$body` with `$store` bound to the oracle's database: a `postgres://` URL or an
+    /// SQLite file (which must exist unless `$create`).
+    macro_rules! with_store {
+        ($db:expr, $create:expr, |$store:ident| $body:expr) => {{
+            let db: &std::path::Path = &$db;
+            let text = db.to_string_lossy().into_owned();
+            if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+                let $store = PgStore::connect(&text).await?;
+                $body
+            } else {
+                if !$create && !db.exists() {
+                    anyhow::bail!("no oracle database at {}", db.display());
+                }
+                let $store = SqliteStore::open(db).await?;
+                $body
             }
-            Ok(SqliteStore::open(&db).await?)
-        }
-    };
+        }};
+    }
     match cmd {
         OracleCommand::Run(_) => unreachable!("handled by run_oracle"),
-        OracleCommand::Status(db) => {
-            let store = open(&db.db).await?;
+        OracleCommand::Status(db) => with_store!(db.db, false, |store| {
             let lines = store.status_counts().await?.into_iter().map(|(s, n)| format!("{s}\t{n}"));
             print_lines(lines)
-        }
-        OracleCommand::Quarantined(db) => {
-            let store = open(&db.db).await?;
+        }),
+        OracleCommand::Quarantined(db) => with_store!(db.db, false, |store| {
             let bad = store
                 .in_status(&[RequestStatus::Quarantined, RequestStatus::Failed], 10_000)
                 .await?;
@@ -382,9 +392,8 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                     r.error.unwrap_or_default()
                 )
             }))
-        }
-        OracleCommand::Requeue { db, id } => {
-            let store = open(&db.db).await?;
+        }),
+        OracleCommand::Requeue { db, id } => with_store!(db.db, false, |store| {
             let moved =
                 store.requeue_id(&id, &[RequestStatus::Quarantined, RequestStatus::Failed]).await?;
             if moved == 0 {
@@ -393,33 +402,33 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                 );
             }
             print_lines([format!("request {id} queued again")])
-        }
+        }),
         OracleCommand::Token(TokenCommand::Add { db, name, read_only }) => {
-            let store = SqliteStore::open(&db.db).await?;
-            let secret = new_secret();
-            let scope = if read_only { Scope::Read } else { Scope::Write };
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            if !store.add_token(&name, &secret_digest(&secret), scope, now).await? {
-                anyhow::bail!("a token named {name:?} exists; revoke it first");
-            }
-            print_lines([secret])
+            with_store!(db.db, true, |store| {
+                let secret = new_secret();
+                let scope = if read_only { Scope::Read } else { Scope::Write };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                if !store.add_token(&name, &secret_digest(&secret), scope, now).await? {
+                    anyhow::bail!("a token named {name:?} exists; revoke it first");
+                }
+                print_lines([secret])
+            })
         }
-        OracleCommand::Token(TokenCommand::List(db)) => {
-            let store = open(&db.db).await?;
+        OracleCommand::Token(TokenCommand::List(db)) => with_store!(db.db, false, |store| {
             let tokens = store.tokens().await?;
             print_lines(tokens.into_iter().map(|t| format!("{}\t{}", t.name, t.scope.as_str())))
-        }
+        }),
         OracleCommand::Token(TokenCommand::Revoke { db, name }) => {
-            let store = open(&db.db).await?;
-            if !store.revoke_token(&name).await? {
-                anyhow::bail!("no token named {name:?}");
-            }
-            print_lines([format!("token {name} revoked")])
+            with_store!(db.db, false, |store| {
+                if !store.revoke_token(&name).await? {
+                    anyhow::bail!("no token named {name:?}");
+                }
+                print_lines([format!("token {name} revoked")])
+            })
         }
-        OracleCommand::Reconcile { db, data_dir } => {
-            let store = open(&db.db).await?;
+        OracleCommand::Reconcile { db, data_dir } => with_store!(db.db, false, |store| {
             let blocks = std::sync::Arc::new(FsBlockstore::open(data_dir)?);
             let done = estuary_oracle::reconcile::reconcile(&store, &blocks).await?;
             let summary =
@@ -428,7 +437,7 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                 std::iter::once(summary)
                     .chain(done.requeued.into_iter().map(|(id, why)| format!("{id}\t{why}"))),
             )
-        }
+        }),
     }
 }
 
@@ -455,6 +464,7 @@ async fn run_oracle(args: RunArgs) -> Result<()> {
     config.operator_key = args.operator_key;
     config.workers = args.workers;
     config.max_attempts = args.max_attempts;
+    config.lease = Duration::from_secs(args.lease_secs.max(1));
     config.fetch_limits.max_dag_bytes = args.max_dag_bytes;
     config.fetch_limits.no_progress = Duration::from_secs(args.no_progress_secs);
 

@@ -31,7 +31,8 @@ pub struct OracleConfig {
     pub max_block_range: u64,
     /// How often to look for new blocks.
     pub poll_interval: Duration,
-    /// SQLite database file (created if missing).
+    /// SQLite database file (created if missing), or a `postgres://` URL for a queue shared by
+    /// several oracle processes.
     pub database: PathBuf,
     /// Address the HTTP API listens on.
     pub listen: SocketAddr,
@@ -48,6 +49,9 @@ pub struct OracleConfig {
     pub operator_key: Option<String>,
     /// Jobs worked on at once.
     pub workers: usize,
+    /// How long a claimed job stays with its worker without a heartbeat (renewed every third
+    /// of it); after that another worker or process takes it over.
+    pub lease: Duration,
     /// Retryable failures before a job is quarantined.
     pub max_attempts: u32,
     /// Bounds on each fetch.
@@ -78,6 +82,7 @@ impl OracleConfig {
             operator_key: None,
             workers: 4,
             max_attempts: 5,
+            lease: Duration::from_secs(600),
             fetch_limits: FetchLimits::default(),
         }
     }

@@ -16,7 +16,7 @@ use crate::{
     fetch::Fetcher,
     model::Source,
     report::ChainReporter,
-    store::{SqliteStore, StoreError},
+    store::{JobStore, PgStore, PinStore, RequestStore, SqliteStore, StoreError},
     watcher::{WatchState, Watcher, WatcherConfig},
     worker::{Pipeline, WorkerConfig},
 };
@@ -109,8 +109,28 @@ impl Oracle {
             }
             providers.push(fallback);
         }
+        let db = config.database.to_string_lossy().into_owned();
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            let store = Arc::new(PgStore::connect(&db).await?);
+            Self::start_with(config, providers, chain_id, store).await
+        } else {
+            let store = Arc::new(SqliteStore::open(&config.database).await?);
+            Self::start_with(config, providers, chain_id, store).await
+        }
+    }
+
+    /// Starts the oracle's tasks over an open store.
+    async fn start_with<P, S>(
+        config: OracleConfig,
+        providers: Vec<P>,
+        chain_id: u64,
+        store: Arc<S>,
+    ) -> Result<Self, OracleError>
+    where
+        P: Provider + Clone + 'static,
+        S: RequestStore + JobStore + PinStore,
+    {
         let source = Source { chain_id, contract: config.pinning };
-        let store = Arc::new(SqliteStore::open(&config.database).await?);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| OracleError::Listen { addr: config.listen, source })?;
@@ -135,7 +155,7 @@ impl Oracle {
                 Arc::new(reporter),
                 WorkerConfig {
                     workers: config.workers,
-                    lease: Duration::from_secs(600),
+                    lease: config.lease,
                     max_attempts: config.max_attempts,
                     idle: Duration::from_millis(200),
                     packed_dir: packed_dir.clone(),

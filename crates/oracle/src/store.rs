@@ -1,8 +1,10 @@
 //! Durable storage of requests and cursors.
 //!
-//! [`RequestStore`] is the port; [`SqliteStore`] is the embedded adapter. A store's one promise
-//! is that [`RequestStore::ingest`] is atomic: the requests of a block range and the cursor
-//! that moves past them are kept together or not at all.
+//! [`RequestStore`], [`JobStore`] and [`PinStore`] are the ports; [`SqliteStore`] is the embedded
+//! adapter (the default: no server) and [`PgStore`] the shared one (several oracle processes, one
+//! queue). Both run the same SQL. A store's one promise is that [`RequestStore::ingest`] is
+//! atomic: the requests of a block range and the cursor that moves past them are kept together
+//! or not at all.
 
 use std::{future::Future, path::Path, str::FromStr};
 
@@ -112,6 +114,24 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+/// [`RequestStore`], [`JobStore`] and [`PinStore`] on PostgreSQL, for several oracle processes
+/// sharing one queue: a job is claimed with `FOR UPDATE SKIP LOCKED`, held by a lease its worker
+/// renews ([`JobStore::heartbeat`]), and taken by another process once the lease runs out (its
+/// worker died).
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: sqlx::PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://…`) and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(url).await?;
+        sqlx::migrate!("./migrations_pg").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
@@ -128,39 +148,69 @@ impl SqliteStore {
 }
 
 fn u64_to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} does not fit in SQLite INTEGER")))
+    i64::try_from(v)
+        .map_err(|_| StoreError::Corrupt(format!("{v} does not fit in a 64-bit INTEGER")))
 }
 
-fn row_to_request(row: &sqlx::sqlite::SqliteRow) -> Result<PinRequest, StoreError> {
-    let status: String = row.try_get("status")?;
-    let block: i64 = row.try_get("block_number")?;
-    let cid_bytes: Vec<u8> = row.try_get("cid_bytes")?;
-    let chain_id: i64 = row.try_get("chain_id")?;
+/// Reading columns the same way from both backends' rows.
+trait Columns {
+    fn int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn blob(&self, column: &str) -> Result<Vec<u8>, StoreError>;
+}
+
+macro_rules! columns {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+            fn text(&self, column: &str) -> Result<Option<String>, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+            fn blob(&self, column: &str) -> Result<Vec<u8>, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+        }
+    };
+}
+columns!(sqlx::sqlite::SqliteRow);
+columns!(sqlx::postgres::PgRow);
+
+fn need<T>(v: Option<T>, column: &str) -> Result<T, StoreError> {
+    v.ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL")))
+}
+
+fn row_to_request(row: &impl Columns) -> Result<PinRequest, StoreError> {
+    let status = need(row.text("status")?, "status")?;
+    let block = need(row.int("block_number")?, "block_number")?;
+    let chain_id = need(row.int("chain_id")?, "chain_id")?;
     Ok(PinRequest {
-        id: row.try_get("request_id")?,
+        id: need(row.text("request_id")?, "request_id")?,
         chain_id: u64::try_from(chain_id).map_err(|_| StoreError::Corrupt("chain_id".into()))?,
-        contract: row.try_get("contract")?,
-        requester: row.try_get("requester")?,
-        cid: row.try_get("cid")?,
-        cid_bytes: format!("0x{}", alloy::hex::encode(cid_bytes)),
+        contract: need(row.text("contract")?, "contract")?,
+        requester: need(row.text("requester")?, "requester")?,
+        cid: row.text("cid")?,
+        cid_bytes: format!("0x{}", alloy::hex::encode(row.blob("cid_bytes")?)),
         block: u64::try_from(block).map_err(|_| StoreError::Corrupt("block_number".into()))?,
-        tx_hash: row.try_get("tx_hash")?,
+        tx_hash: need(row.text("tx_hash")?, "tx_hash")?,
         status: RequestStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown status {status:?}")))?,
-        error: row.try_get("error")?,
-        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        error: row.text("error")?,
+        attempts: u32::try_from(need(row.int("attempts")?, "attempts")?).unwrap_or(u32::MAX),
         dag_blocks: opt_u64(row, "dag_blocks")?,
         dag_bytes: opt_u64(row, "dag_bytes")?,
-        piece_cid: row.try_get("piece_cid")?,
+        piece_cid: row.text("piece_cid")?,
         padded_size: opt_u64(row, "padded_size")?,
         car_size: opt_u64(row, "car_size")?,
-        report_tx: row.try_get("report_tx")?,
+        report_tx: row.text("report_tx")?,
     })
 }
 
-fn opt_u64(row: &sqlx::sqlite::SqliteRow, column: &str) -> Result<Option<u64>, StoreError> {
-    let v: Option<i64> = row.try_get(column)?;
-    v.map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt(column.into()))).transpose()
+fn opt_u64(row: &impl Columns, column: &str) -> Result<Option<u64>, StoreError> {
+    row.int(column)?
+        .map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt(column.into())))
+        .transpose()
 }
 
 /// A job a worker holds: one request and where it is.
@@ -227,8 +277,18 @@ pub trait JobStore: Send + Sync + 'static {
         now_ms: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Voids every lease: called when the one process that uses an embedded store starts, since
-    /// whatever held a lease before is dead.
+    /// Renews the lease on `job` (in `status`) until `now_ms + lease_ms` while its worker is busy
+    /// with a long stage; false if the job moved on or was taken.
+    fn heartbeat(
+        &self,
+        job: &Job,
+        status: RequestStatus,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Voids every lease when the one process that uses an embedded store starts, since whatever
+    /// held a lease before is dead (a shared store leaves them to expire).
     fn release_leases(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Puts a failed or quarantined request back in the queue with no attempts; false if it is
@@ -271,16 +331,70 @@ fn status_list(statuses: &[RequestStatus]) -> String {
 
 const ACTIVE: &str = "('queued', 'fetching', 'pinned', 'packed', 'failing')";
 
-impl JobStore for SqliteStore {
+/// What differs between the SQL of the two backends.
+#[derive(Debug, Clone, Copy)]
+struct Dialect {
+    /// One process owns the database: leases found at start are dead.
+    embedded: bool,
+    /// Columns naming one row, for `UPDATE … WHERE key = (SELECT columns …)`.
+    row_key: &'static str,
+    /// The same columns as a select list.
+    row_columns: &'static str,
+    /// Appended to that `SELECT`: skip rows another transaction is claiming.
+    skip_locked: &'static str,
+    /// The next insertion position.
+    next_seq: &'static str,
+    /// `max(a, b)` of two values.
+    greatest: &'static str,
+    /// Position of a substring (1-based, 0 when absent).
+    instr: &'static str,
+    /// A set-returning expression of `(key, value)` text pairs of a JSON object column.
+    json_pairs: &'static str,
+    /// Taken first in a transaction that creates pins (keeps `created_ms` unique).
+    pin_lock: Option<&'static str>,
+}
+
+const SQLITE: Dialect = Dialect {
+    embedded: true,
+    row_key: "rowid",
+    row_columns: "rowid",
+    skip_locked: "",
+    next_seq: "(SELECT COALESCE(MAX(seq), 0) + 1 FROM pin_requests)",
+    greatest: "MAX",
+    instr: "instr",
+    json_pairs: "json_each(p.meta)",
+    pin_lock: None,
+};
+
+const POSTGRES: Dialect = Dialect {
+    embedded: false,
+    row_key: "(chain_id, contract, request_id)",
+    row_columns: "chain_id, contract, request_id",
+    skip_locked: "FOR UPDATE SKIP LOCKED",
+    next_seq: "nextval('pin_requests_seq')",
+    greatest: "GREATEST",
+    instr: "strpos",
+    json_pairs: "jsonb_each_text(p.meta::jsonb)",
+    pin_lock: Some("LOCK TABLE api_pins IN SHARE ROW EXCLUSIVE MODE"),
+};
+
+/// The [`JobStore`] and [`RequestStore`] implementations, written once in SQL both backends
+/// accept (numbered `$n` parameters) and compiled for each.
+macro_rules! sql_store {
+    ($store:ident, $d:expr) => {
+impl JobStore for $store {
     async fn claim(&self, now_ms: u64, lease_ms: u64) -> Result<Option<Job>, StoreError> {
         // One statement, so SQLite takes the write lock up front (and waits for it) instead of
         // upgrading a read transaction, which fails at once under contention.
         let row = sqlx::query(&format!(
-            "UPDATE pin_requests SET lease_until = ?
-             WHERE rowid = (SELECT rowid FROM pin_requests
-                            WHERE status IN {ACTIVE} AND lease_until < ? ORDER BY seq LIMIT 1)
+            "UPDATE pin_requests SET lease_until = $1
+             WHERE {target} = (SELECT {columns} FROM pin_requests
+                            WHERE status IN {ACTIVE} AND lease_until < $2 ORDER BY seq LIMIT 1 {lock})
              RETURNING chain_id, contract, request_id, cid_bytes, status, attempts, piece_cid,
-                       padded_size, error, origins"
+                       padded_size, error, origins",
+            target = $d.row_key,
+            columns = $d.row_columns,
+            lock = $d.skip_locked
         ))
         .bind(u64_to_i64(now_ms.saturating_add(lease_ms))?)
         .bind(u64_to_i64(now_ms)?)
@@ -315,8 +429,8 @@ impl JobStore for SqliteStore {
         lease_ms: u64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE pin_requests SET status = ?, updated_at = ?, lease_until = ?
-             WHERE chain_id = ? AND contract = ? AND request_id = ? AND status = ?",
+            "UPDATE pin_requests SET status = $1, updated_at = $2, lease_until = $3
+             WHERE chain_id = $4 AND contract = $5 AND request_id = $6 AND status = $7",
         )
         .bind(status.as_str())
         .bind(u64_to_i64(now_ms)?)
@@ -354,14 +468,14 @@ impl JobStore for SqliteStore {
             Outcome::Closed | Outcome::Failed { .. } => {}
         }
         let done = sqlx::query(
-            "UPDATE pin_requests SET status = ?, attempts = ?,
-               error = CASE WHEN ? THEN error ELSE ? END,
-               lease_until = CASE WHEN ? THEN ? ELSE lease_until END,
-               updated_at = ?,
-               dag_blocks = COALESCE(?, dag_blocks), dag_bytes = COALESCE(?, dag_bytes),
-               piece_cid = COALESCE(?, piece_cid), padded_size = COALESCE(?, padded_size),
-               car_size = COALESCE(?, car_size), report_tx = COALESCE(?, report_tx)
-             WHERE chain_id = ? AND contract = ? AND request_id = ? AND status = ?",
+            "UPDATE pin_requests SET status = $1, attempts = $2,
+               error = CASE WHEN $3 THEN error ELSE $4 END,
+               lease_until = CASE WHEN $5 THEN $6 ELSE lease_until END,
+               updated_at = $7,
+               dag_blocks = COALESCE($8, dag_blocks), dag_bytes = COALESCE($9, dag_bytes),
+               piece_cid = COALESCE($10, piece_cid), padded_size = COALESCE($11, padded_size),
+               car_size = COALESCE($12, car_size), report_tx = COALESCE($13, report_tx)
+             WHERE chain_id = $14 AND contract = $15 AND request_id = $16 AND status = $17",
         )
         .bind(transition.status.as_str())
         .bind(i64::from(transition.attempts))
@@ -396,7 +510,32 @@ impl JobStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn heartbeat(
+        &self,
+        job: &Job,
+        status: RequestStatus,
+        now_ms: u64,
+        lease_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE pin_requests SET lease_until = $1
+             WHERE chain_id = $2 AND contract = $3 AND request_id = $4 AND status = $5",
+        )
+        .bind(u64_to_i64(now_ms.saturating_add(lease_ms))?)
+        .bind(u64_to_i64(job.chain_id)?)
+        .bind(&job.contract)
+        .bind(&job.request_id)
+        .bind(status.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn release_leases(&self) -> Result<u64, StoreError> {
+        if !$d.embedded {
+            // Other processes may hold leases: only expiry frees them.
+            return Ok(0);
+        }
         let done = sqlx::query("UPDATE pin_requests SET lease_until = 0 WHERE lease_until != 0")
             .execute(&self.pool)
             .await?;
@@ -406,7 +545,7 @@ impl JobStore for SqliteStore {
     async fn requeue(&self, source: Source, id: U256) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE pin_requests SET status = 'queued', attempts = 0, error = NULL, lease_until = 0
-             WHERE chain_id = ? AND contract = ? AND request_id = ?
+             WHERE chain_id = $1 AND contract = $2 AND request_id = $3
                AND status IN ('failed', 'quarantined') AND cid IS NOT NULL",
         )
         .bind(u64_to_i64(source.chain_id)?)
@@ -419,13 +558,13 @@ impl JobStore for SqliteStore {
 
     async fn by_piece(&self, piece_cid: &str) -> Result<Option<PinRequest>, StoreError> {
         let row = sqlx::query(
-            "SELECT * FROM pin_requests WHERE piece_cid = ? AND status IN ('packed', 'reported')
+            "SELECT * FROM pin_requests WHERE piece_cid = $1 AND status IN ('packed', 'reported')
              ORDER BY seq LIMIT 1",
         )
         .bind(piece_cid)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(row_to_request).transpose()
+        row.as_ref().map(|r| row_to_request(r)).transpose()
     }
 
     async fn in_status(
@@ -434,19 +573,19 @@ impl JobStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<PinRequest>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT * FROM pin_requests WHERE status IN ({}) ORDER BY seq LIMIT ?",
+            "SELECT * FROM pin_requests WHERE status IN ({}) ORDER BY seq LIMIT $1",
             status_list(statuses)
         ))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(row_to_request).collect()
+        rows.iter().map(|r| row_to_request(r)).collect()
     }
 
     async fn requeue_id(&self, id: &str, from: &[RequestStatus]) -> Result<u64, StoreError> {
         let done = sqlx::query(&format!(
             "UPDATE pin_requests SET status = 'queued', attempts = 0, error = NULL, lease_until = 0
-             WHERE request_id = ? AND cid IS NOT NULL AND status IN ({})",
+             WHERE request_id = $1 AND cid IS NOT NULL AND status IN ({})",
             status_list(from)
         ))
         .bind(id)
@@ -468,9 +607,9 @@ impl JobStore for SqliteStore {
     }
 }
 
-impl RequestStore for SqliteStore {
+impl RequestStore for $store {
     async fn cursor(&self, source: Source) -> Result<Option<Cursor>, StoreError> {
-        let row = sqlx::query("SELECT block_number, block_hash FROM cursors WHERE source = ?")
+        let row = sqlx::query("SELECT block_number, block_hash FROM cursors WHERE source = $1")
             .bind(source.key())
             .fetch_optional(&self.pool)
             .await?;
@@ -498,13 +637,14 @@ impl RequestStore for SqliteStore {
         let mut inserted = 0;
         for ev in events {
             let req = PinRequest::from_event(source, ev);
-            let done = sqlx::query(
+            let done = sqlx::query(&format!(
                 "INSERT INTO pin_requests (chain_id, contract, request_id, requester, cid_bytes, cid,
                    block_number, block_hash, tx_hash, log_index, status, error, seq)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-                         (SELECT COALESCE(MAX(seq), 0) + 1 FROM pin_requests))
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                         {next_seq})
                  ON CONFLICT DO NOTHING",
-            )
+                next_seq = $d.next_seq
+            ))
             .bind(u64_to_i64(source.chain_id)?)
             .bind(&req.contract)
             .bind(&req.id)
@@ -524,7 +664,7 @@ impl RequestStore for SqliteStore {
         for id in cancelled {
             sqlx::query(
                 "UPDATE pin_requests SET status = 'cancelled', lease_until = 0
-                 WHERE chain_id = ? AND contract = ? AND request_id = ? AND status != 'cancelled'",
+                 WHERE chain_id = $1 AND contract = $2 AND request_id = $3 AND status != 'cancelled'",
             )
             .bind(u64_to_i64(source.chain_id)?)
             .bind(format!("{:#x}", source.contract))
@@ -533,7 +673,7 @@ impl RequestStore for SqliteStore {
             .await?;
         }
         sqlx::query(
-            "INSERT INTO cursors (source, block_number, block_hash) VALUES (?, ?, ?)
+            "INSERT INTO cursors (source, block_number, block_hash) VALUES ($1, $2, $3)
              ON CONFLICT (source) DO UPDATE SET block_number = excluded.block_number,
                                                 block_hash = excluded.block_hash",
         )
@@ -548,14 +688,14 @@ impl RequestStore for SqliteStore {
 
     async fn request(&self, source: Source, id: U256) -> Result<Option<PinRequest>, StoreError> {
         let row = sqlx::query(
-            "SELECT * FROM pin_requests WHERE chain_id = ? AND contract = ? AND request_id = ?",
+            "SELECT * FROM pin_requests WHERE chain_id = $1 AND contract = $2 AND request_id = $3",
         )
         .bind(u64_to_i64(source.chain_id)?)
         .bind(format!("{:#x}", source.contract))
         .bind(id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(row_to_request).transpose()
+        row.as_ref().map(|r| row_to_request(r)).transpose()
     }
 
     async fn list(
@@ -565,8 +705,8 @@ impl RequestStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<(u64, PinRequest)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM pin_requests WHERE chain_id = ? AND contract = ? AND seq > ?
-             ORDER BY seq LIMIT ?",
+            "SELECT * FROM pin_requests WHERE chain_id = $1 AND contract = $2 AND seq > $3
+             ORDER BY seq LIMIT $4",
         )
         .bind(u64_to_i64(source.chain_id)?)
         .bind(format!("{:#x}", source.contract))
@@ -584,7 +724,7 @@ impl RequestStore for SqliteStore {
 
     async fn count(&self, source: Source) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pin_requests WHERE chain_id = ? AND contract = ?",
+            "SELECT COUNT(*) FROM pin_requests WHERE chain_id = $1 AND contract = $2",
         )
         .bind(u64_to_i64(source.chain_id)?)
         .bind(format!("{:#x}", source.contract))
@@ -611,7 +751,7 @@ impl RequestStore for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl $store {
     async fn request_blocks_impl(
         &self,
         source: Source,
@@ -619,7 +759,7 @@ impl SqliteStore {
     ) -> Result<Vec<(u64, B256)>, StoreError> {
         let rows = sqlx::query(
             "SELECT DISTINCT block_number, block_hash FROM pin_requests
-             WHERE chain_id = ? AND contract = ? AND block_number >= ?
+             WHERE chain_id = $1 AND contract = $2 AND block_number >= $3
              ORDER BY block_number DESC",
         )
         .bind(u64_to_i64(source.chain_id)?)
@@ -647,7 +787,7 @@ impl SqliteStore {
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let deleted = sqlx::query(
-            "DELETE FROM pin_requests WHERE chain_id = ? AND contract = ? AND block_number > ?",
+            "DELETE FROM pin_requests WHERE chain_id = $1 AND contract = $2 AND block_number > $3",
         )
         .bind(u64_to_i64(source.chain_id)?)
         .bind(format!("{:#x}", source.contract))
@@ -657,7 +797,7 @@ impl SqliteStore {
         .rows_affected();
         match cursor {
             Some(c) => {
-                sqlx::query("UPDATE cursors SET block_number = ?, block_hash = ? WHERE source = ?")
+                sqlx::query("UPDATE cursors SET block_number = $1, block_hash = $2 WHERE source = $3")
                     .bind(u64_to_i64(c.block_number)?)
                     .bind(format!("{:#x}", c.block_hash))
                     .bind(source.key())
@@ -665,7 +805,7 @@ impl SqliteStore {
                     .await?;
             }
             None => {
-                sqlx::query("DELETE FROM cursors WHERE source = ?")
+                sqlx::query("DELETE FROM cursors WHERE source = $1")
                     .bind(source.key())
                     .execute(&mut *tx)
                     .await?;
@@ -675,6 +815,12 @@ impl SqliteStore {
         Ok(deleted)
     }
 }
+
+    };
+}
+
+sql_store!(SqliteStore, SQLITE);
+sql_store!(PgStore, POSTGRES);
 
 #[cfg(test)]
 mod tests {

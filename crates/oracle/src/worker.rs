@@ -128,9 +128,28 @@ impl<S: JobStore, B: Blockstore, R: Reporter> Pipeline<S, B, R> {
             }
             let me = Arc::clone(&self);
             let stage_job = job.clone();
-            let outcome = match tokio::spawn(async move { me.run_stage(stage, &stage_job).await })
-                .await
-            {
+            let mut stage_task = tokio::spawn(async move { me.run_stage(stage, &stage_job).await });
+            // Heartbeats: the lease is renewed while the stage runs, so a long fetch keeps its
+            // job, and a worker that dies stops renewing and lets another take it over.
+            let mut beat = tokio::time::interval(Duration::from_millis((lease_ms / 3).max(1)));
+            beat.tick().await;
+            let joined = loop {
+                tokio::select! {
+                    joined = &mut stage_task => break joined,
+                    _ = beat.tick() => {
+                        leased_at = now_ms();
+                        match self.store.heartbeat(&job, from, leased_at, lease_ms).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                stage_task.abort();
+                                return debug!(id = %job.request_id, "job taken or moved on; stage stopped");
+                            }
+                            Err(e) => warn!(error = %e, id = %job.request_id, "cannot renew the lease"),
+                        }
+                    }
+                }
+            };
+            let outcome = match joined {
                 Ok(outcome) => outcome,
                 Err(e) => {
                     Outcome::Failed { reason: format!("the job crashed: {e}"), permanent: false }

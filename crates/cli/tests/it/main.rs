@@ -14,6 +14,7 @@ mod contracts_local;
 mod interop_piece;
 mod interop_unixfs;
 mod oracle_pinning;
+mod oracle_postgres;
 mod oracle_reorg;
 mod oracle_restart;
 mod oracle_rpc_faults;

@@ -21,10 +21,10 @@ use serde_json::Value;
 
 use crate::support::{Chain, OracleProcess, noise};
 
-type Cars = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+pub(crate) type Cars = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 
 /// A trustless gateway serving the CARs in `cars` by root CID.
-async fn gateway(cars: Cars) -> String {
+pub(crate) async fn gateway(cars: Cars) -> String {
     let app = Router::new().route(
         "/ipfs/{cid}",
         get(move |UrlPath(cid): UrlPath<String>| {
@@ -44,7 +44,7 @@ async fn gateway(cars: Cars) -> String {
 }
 
 /// `estuary add FILE --car OUT --car-order dfs --json` → (root, piece CID v2, CAR bytes).
-fn add(dir: &Path, name: &str, data: &[u8]) -> (String, String, Vec<u8>) {
+pub(crate) fn add(dir: &Path, name: &str, data: &[u8]) -> (String, String, Vec<u8>) {
     let file = dir.join(name);
     std::fs::write(&file, data).unwrap();
     let car = dir.join(format!("{name}.car"));
@@ -65,7 +65,7 @@ fn add(dir: &Path, name: &str, data: &[u8]) -> (String, String, Vec<u8>) {
     )
 }
 
-fn cid_bytes(text: &str) -> Vec<u8> {
+pub(crate) fn cid_bytes(text: &str) -> Vec<u8> {
     cid::Cid::try_from(text).unwrap().to_bytes()
 }
 

@@ -2,9 +2,11 @@
 
 use std::future::Future;
 
-use sqlx::{QueryBuilder, Row, Sqlite, sqlite::SqliteRow};
+use sqlx::{QueryBuilder, Row};
 
-use super::{SqliteStore, StoreError, u64_to_i64};
+use super::{
+    Columns, Dialect, POSTGRES, PgStore, SQLITE, SqliteStore, StoreError, need, u64_to_i64,
+};
 use crate::{
     model::RequestStatus,
     pinning::{
@@ -95,32 +97,40 @@ const SELECT: &str = "SELECT p.requestid, p.owner, p.cid, p.name, p.origins, p.m
     FROM api_pins p JOIN pin_requests r
       ON r.chain_id = 0 AND r.contract = 'api' AND r.request_id = p.requestid";
 
-fn row_to_pin(row: &SqliteRow) -> Result<PinRecord, StoreError> {
-    let status: String = row.try_get("status")?;
-    let origins: String = row.try_get("origins")?;
-    let meta: String = row.try_get("meta")?;
+fn row_to_pin(row: &impl Columns) -> Result<PinRecord, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("api_pins.{what}"));
-    let created: i64 = row.try_get("created_ms")?;
-    let dag_bytes: Option<i64> = row.try_get("dag_bytes")?;
+    let status = need(row.text("status")?, "status")?;
+    let origins = need(row.text("origins")?, "origins")?;
+    let meta = need(row.text("meta")?, "meta")?;
+    let created = need(row.int("created_ms")?, "created_ms")?;
     Ok(PinRecord {
-        requestid: row.try_get("requestid")?,
-        owner: row.try_get("owner")?,
+        requestid: need(row.text("requestid")?, "requestid")?,
+        owner: need(row.text("owner")?, "owner")?,
         pin: Pin {
-            cid: row.try_get("cid")?,
-            name: row.try_get("name")?,
+            cid: need(row.text("cid")?, "cid")?,
+            name: row.text("name")?,
             origins: serde_json::from_str(&origins).map_err(|_| corrupt("origins"))?,
             meta: serde_json::from_str(&meta).map_err(|_| corrupt("meta"))?,
         },
         created_ms: u64::try_from(created).map_err(|_| corrupt("created_ms"))?,
         status: RequestStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-        error: row.try_get("error")?,
-        dag_bytes: dag_bytes.and_then(|b| u64::try_from(b).ok()),
-        piece_cid: row.try_get("piece_cid")?,
+        error: row.text("error")?,
+        dag_bytes: row.int("dag_bytes")?.and_then(|b| u64::try_from(b).ok()),
+        piece_cid: row.text("piece_cid")?,
     })
 }
 
 /// Appends `query`'s conditions (after `WHERE p.owner = ?`).
-fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, owner: &'a str, query: &'a PinQuery) {
+fn push_filters<'a, DB: sqlx::Database>(
+    qb: &mut QueryBuilder<'a, DB>,
+    d: Dialect,
+    owner: &'a str,
+    query: &'a PinQuery,
+) where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
     qb.push(" WHERE p.owner = ").push_bind(owner);
     if !query.cids.is_empty() {
         qb.push(" AND (p.cid IN (");
@@ -136,12 +146,15 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, owner: &'a str, query: &'
         qb.push("))");
     }
     if let Some((name, how)) = &query.name {
-        qb.push(match how {
-            TextMatch::Exact => " AND p.name = ",
-            TextMatch::Iexact => " AND lower(p.name) = lower(",
-            TextMatch::Partial => " AND instr(p.name, ",
-            TextMatch::Ipartial => " AND instr(lower(p.name), lower(",
-        });
+        qb.push(
+            match how {
+                TextMatch::Exact => " AND p.name = ",
+                TextMatch::Iexact => " AND lower(p.name) = lower(",
+                TextMatch::Partial => " AND {instr}(p.name, ",
+                TextMatch::Ipartial => " AND {instr}(lower(p.name), lower(",
+            }
+            .replace("{instr}", d.instr),
+        );
         qb.push_bind(name.as_str());
         qb.push(match how {
             TextMatch::Exact => "",
@@ -166,7 +179,7 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, owner: &'a str, query: &'
         qb.push(" AND p.created_ms > ").push_bind(i64::try_from(after).unwrap_or(i64::MAX));
     }
     for (key, value) in &query.meta {
-        qb.push(" AND EXISTS (SELECT 1 FROM json_each(p.meta) WHERE key = ")
+        qb.push(format!(" AND EXISTS (SELECT 1 FROM {} WHERE key = ", d.json_pairs))
             .push_bind(key.as_str())
             .push(" AND value = ")
             .push_bind(value.as_str())
@@ -174,9 +187,11 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, owner: &'a str, query: &'
     }
 }
 
-impl SqliteStore {
+macro_rules! pin_store {
+    ($store:ident, $conn:ty, $db:ty, $d:expr) => {
+impl $store {
     async fn insert_pin(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut $conn,
         owner: &str,
         requestid: &str,
         pin: &CheckedPin,
@@ -187,11 +202,15 @@ impl SqliteStore {
         let meta =
             serde_json::to_string(&pin.pin.meta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let now = u64_to_i64(now_ms)?;
-        sqlx::query(
+        if let Some(lock) = $d.pin_lock {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        sqlx::query(&format!(
             "INSERT INTO api_pins (requestid, owner, cid, name, origins, meta, created_ms)
-             VALUES (?, ?, ?, ?, ?, ?,
-                     MAX(?, COALESCE((SELECT MAX(created_ms) FROM api_pins), 0) + 1))",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6,
+                     {greatest}($7, COALESCE((SELECT MAX(created_ms) FROM api_pins), 0) + 1))",
+            greatest = $d.greatest
+        ))
         .bind(requestid)
         .bind(owner)
         .bind(&pin.pin.cid)
@@ -201,12 +220,13 @@ impl SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO pin_requests (chain_id, contract, request_id, requester, cid_bytes, cid,
                 block_number, block_hash, tx_hash, log_index, status, seq, origins, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, 0, '', ?, 0, 'queued',
-                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM pin_requests), ?, ?)",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, 0, '', $7, 0, 'queued',
+                     {next_seq}, $8, $9)",
+            next_seq = $d.next_seq
+        ))
         .bind(u64_to_i64(API_CHAIN_ID)?)
         .bind(API_CONTRACT)
         .bind(requestid)
@@ -223,11 +243,11 @@ impl SqliteStore {
 
     /// Deletes the pin row and cancels its job; false if `owner` has no such pin.
     async fn remove_pin(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut $conn,
         owner: &str,
         requestid: &str,
     ) -> Result<bool, StoreError> {
-        let gone = sqlx::query("DELETE FROM api_pins WHERE owner = ? AND requestid = ?")
+        let gone = sqlx::query("DELETE FROM api_pins WHERE owner = $1 AND requestid = $2")
             .bind(owner)
             .bind(requestid)
             .execute(&mut *tx)
@@ -237,7 +257,7 @@ impl SqliteStore {
         }
         sqlx::query(
             "UPDATE pin_requests SET status = 'cancelled', lease_until = 0
-             WHERE chain_id = 0 AND contract = 'api' AND request_id = ?
+             WHERE chain_id = 0 AND contract = 'api' AND request_id = $1
                AND status IN ('queued', 'fetching', 'failing')",
         )
         .bind(requestid)
@@ -247,7 +267,7 @@ impl SqliteStore {
     }
 }
 
-impl PinStore for SqliteStore {
+impl PinStore for $store {
     async fn create_pin(
         &self,
         owner: &str,
@@ -262,12 +282,12 @@ impl PinStore for SqliteStore {
     }
 
     async fn pin(&self, owner: &str, requestid: &str) -> Result<Option<PinRecord>, StoreError> {
-        let row = sqlx::query(&format!("{SELECT} WHERE p.owner = ? AND p.requestid = ?"))
+        let row = sqlx::query(&format!("{SELECT} WHERE p.owner = $1 AND p.requestid = $2"))
             .bind(owner)
             .bind(requestid)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(row_to_pin).transpose()
+        row.as_ref().map(|r| row_to_pin(r)).transpose()
     }
 
     async fn pins(
@@ -275,17 +295,17 @@ impl PinStore for SqliteStore {
         owner: &str,
         query: &PinQuery,
     ) -> Result<(u64, Vec<PinRecord>), StoreError> {
-        let mut count = QueryBuilder::<Sqlite>::new(
+        let mut count = QueryBuilder::<$db>::new(
             "SELECT COUNT(*) AS n FROM api_pins p JOIN pin_requests r
                ON r.chain_id = 0 AND r.contract = 'api' AND r.request_id = p.requestid",
         );
-        push_filters(&mut count, owner, query);
+        push_filters(&mut count, $d, owner, query);
         let n: i64 = count.build().fetch_one(&self.pool).await?.try_get("n")?;
-        let mut list = QueryBuilder::<Sqlite>::new(SELECT);
-        push_filters(&mut list, owner, query);
+        let mut list = QueryBuilder::<$db>::new(SELECT);
+        push_filters(&mut list, $d, owner, query);
         list.push(" ORDER BY p.created_ms DESC LIMIT ").push_bind(i64::from(query.limit));
         let rows = list.build().fetch_all(&self.pool).await?;
-        let pins = rows.iter().map(row_to_pin).collect::<Result<Vec<_>, _>>()?;
+        let pins = rows.iter().map(|r| row_to_pin(r)).collect::<Result<Vec<_>, _>>()?;
         Ok((u64::try_from(n).unwrap_or(0), pins))
     }
 
@@ -321,7 +341,7 @@ impl PinStore for SqliteStore {
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO api_tokens (name, secret_sha256, scope, created_ms) VALUES (?, ?, ?, ?)
+            "INSERT INTO api_tokens (name, secret_sha256, scope, created_ms) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
@@ -334,7 +354,7 @@ impl PinStore for SqliteStore {
     }
 
     async fn caller(&self, secret_sha256: &str) -> Result<Option<Caller>, StoreError> {
-        let row = sqlx::query("SELECT name, scope FROM api_tokens WHERE secret_sha256 = ?")
+        let row = sqlx::query("SELECT name, scope FROM api_tokens WHERE secret_sha256 = $1")
             .bind(secret_sha256)
             .fetch_optional(&self.pool)
             .await?;
@@ -366,7 +386,7 @@ impl PinStore for SqliteStore {
     }
 
     async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE name = ?")
+        let done = sqlx::query("DELETE FROM api_tokens WHERE name = $1")
             .bind(name)
             .execute(&self.pool)
             .await?;
@@ -374,150 +394,8 @@ impl PinStore for SqliteStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-    use crate::{
-        pinning::{PinState, RawPinQuery},
-        store::JobStore,
     };
-
-    async fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("db.sqlite")).await.unwrap();
-        (dir, store)
-    }
-
-    fn checked(cid: &str, name: Option<&str>, meta: &[(&str, &str)]) -> CheckedPin {
-        Pin {
-            cid: cid.into(),
-            name: name.map(Into::into),
-            origins: vec!["/ip4/127.0.0.1/tcp/8080/http".into()],
-            meta: meta.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
-        }
-        .check()
-        .unwrap()
-    }
-
-    const A: &str = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
-    const B: &str = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
-
-    fn query(q: RawPinQuery) -> PinQuery {
-        q.check().unwrap()
-    }
-
-    #[tokio::test]
-    async fn pins_are_listed_filtered_and_paged() {
-        let (_dir, s) = store().await;
-        // Same millisecond for all: the store makes created times unique.
-        for i in 0..15 {
-            let cid = if i % 2 == 0 { A } else { B };
-            let name = format!("File-{i}");
-            let meta = [("app", if i < 5 { "one" } else { "two" })];
-            s.create_pin("alice", &format!("r{i}"), &checked(cid, Some(&name), &meta), 1_000)
-                .await
-                .unwrap();
-        }
-        s.create_pin("bob", "b0", &checked(A, Some("File-1"), &[]), 1_000).await.unwrap();
-
-        let (n, page) = s.pins("alice", &PinQuery::default()).await.unwrap();
-        assert_eq!((n, page.len()), (15, 10));
-        assert_eq!(page[0].requestid, "r14", "newest first");
-        let created: Vec<u64> = page.iter().map(|p| p.created_ms).collect();
-        assert!(created.windows(2).all(|w| w[0] > w[1]), "unique and descending");
-        let before = Some(page.last().unwrap().created_ms);
-        let (_, next) =
-            s.pins("alice", &PinQuery { before_ms: before, ..Default::default() }).await.unwrap();
-        assert_eq!(next.len(), 5);
-        assert_eq!(next[4].requestid, "r0");
-
-        let by = |raw: RawPinQuery| {
-            let s = s.clone();
-            async move { s.pins("alice", &query(raw)).await.unwrap().0 }
-        };
-        assert_eq!(by(RawPinQuery { name: Some("File-1".into()), ..Default::default() }).await, 1);
-        assert_eq!(by(RawPinQuery { name: Some("file-1".into()), ..Default::default() }).await, 0);
-        let iexact = RawPinQuery {
-            name: Some("file-1".into()),
-            text_match: Some("iexact".into()),
-            ..Default::default()
-        };
-        assert_eq!(by(iexact).await, 1);
-        let partial = RawPinQuery {
-            name: Some("le-1".into()),
-            text_match: Some("partial".into()),
-            ..Default::default()
-        };
-        assert_eq!(by(partial).await, 6, "File-1 and File-10..14");
-        let ipartial = RawPinQuery {
-            name: Some("LE-1".into()),
-            text_match: Some("ipartial".into()),
-            ..Default::default()
-        };
-        assert_eq!(by(ipartial).await, 6);
-        assert_eq!(by(RawPinQuery { cid: Some(A.into()), ..Default::default() }).await, 8);
-        let both = RawPinQuery { cid: Some(format!("{A},{B}")), ..Default::default() };
-        assert_eq!(by(both).await, 15);
-        let meta = RawPinQuery { meta: Some(r#"{"app":"one"}"#.into()), ..Default::default() };
-        assert_eq!(by(meta).await, 5);
-        let queued = RawPinQuery { status: Some("queued".into()), ..Default::default() };
-        assert_eq!(by(queued).await, 15);
-        let pinned = RawPinQuery { status: Some("pinned,failed".into()), ..Default::default() };
-        assert_eq!(by(pinned).await, 0);
-        assert_eq!(
-            s.pins("alice", &PinQuery { after_ms: Some(1_013), ..Default::default() })
-                .await
-                .unwrap()
-                .0,
-            1
-        );
-    }
-
-    #[tokio::test]
-    async fn delete_and_replace_touch_only_the_owners_pin() {
-        let (_dir, s) = store().await;
-        let pin = s.create_pin("alice", "r1", &checked(A, None, &[]), 5).await.unwrap();
-        assert_eq!(PinState::of(pin.status), PinState::Queued);
-        assert!(!s.delete_pin("bob", "r1").await.unwrap());
-        assert!(
-            s.replace_pin("bob", "r1", "r2", &checked(B, None, &[]), 6).await.unwrap().is_none()
-        );
-        let new =
-            s.replace_pin("alice", "r1", "r2", &checked(B, None, &[]), 6).await.unwrap().unwrap();
-        assert_eq!(new.pin.cid, B);
-        assert!(s.pin("alice", "r1").await.unwrap().is_none());
-        // The old job is cancelled, so no worker takes it.
-        let job = s.claim(10, 1_000).await.unwrap().unwrap();
-        assert_eq!(job.request_id, "r2");
-        assert_eq!(job.origins, vec!["/ip4/127.0.0.1/tcp/8080/http".to_owned()]);
-        assert!(s.claim(10, 1_000).await.unwrap().is_none());
-        assert!(s.delete_pin("alice", "r2").await.unwrap());
-        assert!(!s.delete_pin("alice", "r2").await.unwrap());
-        assert_eq!(s.pins("alice", &PinQuery::default()).await.unwrap().0, 0);
-        assert!(
-            s.pins("alice", &PinQuery { meta: BTreeMap::new(), ..Default::default() })
-                .await
-                .unwrap()
-                .1
-                .is_empty()
-        );
-    }
-
-    #[tokio::test]
-    async fn tokens_are_kept_as_digests() {
-        let (_dir, s) = store().await;
-        assert!(s.add_token("alice", "d1", Scope::Write, 1).await.unwrap());
-        assert!(!s.add_token("alice", "d2", Scope::Read, 2).await.unwrap());
-        assert!(s.add_token("reader", "d3", Scope::Read, 3).await.unwrap());
-        assert_eq!(
-            s.caller("d1").await.unwrap(),
-            Some(Caller { account: "alice".into(), scope: Scope::Write })
-        );
-        assert_eq!(s.caller("d2").await.unwrap(), None);
-        assert_eq!(s.tokens().await.unwrap().len(), 2);
-        assert!(s.revoke_token("alice").await.unwrap());
-        assert_eq!(s.caller("d1").await.unwrap(), None);
-    }
 }
+
+pin_store!(SqliteStore, sqlx::SqliteConnection, sqlx::Sqlite, SQLITE);
+pin_store!(PgStore, sqlx::PgConnection, sqlx::Postgres, POSTGRES);

@@ -1,0 +1,123 @@
+//! Two oracle processes sharing one PostgreSQL queue (and one data directory, as on shared
+//! storage), each with its own operator key: every request is pinned and reported exactly once,
+//! both do work, and when one is killed the other takes over its jobs once their leases run out.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::U256,
+    providers::{Provider, ProviderBuilder},
+    rpc::types::Filter,
+    sol_types::SolEvent,
+};
+use estuary_contracts::EstuaryPinning;
+
+use crate::{
+    oracle_pinning::{Cars, add, cid_bytes, gateway},
+    support::{Chain, OracleProcess, noise},
+};
+
+#[path = "../../../oracle/tests/support/postgres.rs"]
+mod postgres;
+
+async fn reported(oracle: &OracleProcess) -> usize {
+    oracle
+        .get("/requests?limit=1000")
+        .await
+        .and_then(|l| {
+            l["results"].as_array().map(|a| a.iter().filter(|r| r["status"] == "reported").count())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_oracles_share_one_postgres_queue() {
+    const REQUESTS: usize = 30;
+    let pg = postgres::Postgres::start();
+    let chain = Chain::start().await;
+    // A second operator for the second process (each process keeps its own nonces).
+    let owner = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(chain.signer(0)))
+        .connect_http(chain.anvil.endpoint_url());
+    let second = chain.address(8);
+    mined!(EstuaryPinning::new(chain.deployment.pinning, &owner).setOperator(second, true));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let mut roots = Vec::new();
+    for i in 0..REQUESTS {
+        let (root, _, car) =
+            add(dir.path(), &format!("f{i}"), &noise(3000 + i * 11, 900 + i as u64));
+        cars.lock().unwrap().insert(root.clone(), car);
+        roots.push(root);
+    }
+    let start = |key: String| {
+        let args = vec![
+            "--gateway".to_owned(),
+            url.clone(),
+            "--data-dir".to_owned(),
+            dir.path().join("data").display().to_string(),
+            "--operator-key".to_owned(),
+            key,
+            "--lease-secs".to_owned(),
+            "3".to_owned(),
+            "--workers".to_owned(),
+            "2".to_owned(),
+        ];
+        let db = pg.url();
+        let chain = &chain;
+        async move {
+            OracleProcess::start_on(chain, &chain.anvil.endpoint(), Path::new(&db), &args).await
+        }
+    };
+    let mut a = Some(start(chain.operator_key()).await);
+    let second_key: alloy::signers::local::PrivateKeySigner = chain.anvil.keys()[8].clone().into();
+    let b = start(alloy::hex::encode(second_key.to_bytes())).await;
+
+    for (i, root) in roots.iter().enumerate() {
+        chain.pin(1 + i % 3, &cid_bytes(root)).await;
+        if i == REQUESTS / 2 {
+            // One process dies holding whatever it had claimed.
+            if let Some(a) = a.take() {
+                a.kill().await;
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while reported(&b).await < REQUESTS {
+        assert!(Instant::now() < deadline, "not all requests reported: {}", reported(&b).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // On chain: one Pinned event per request; both operators reported some.
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let logs = provider
+        .get_logs(
+            &Filter::new()
+                .address(chain.deployment.pinning)
+                .event_signature(EstuaryPinning::Pinned::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    let mut per_request: HashMap<U256, usize> = HashMap::new();
+    let mut per_operator: HashMap<alloy::primitives::Address, usize> = HashMap::new();
+    for log in &logs {
+        *per_request.entry(U256::from_be_slice(log.topics()[1].as_slice())).or_default() += 1;
+        let tx =
+            provider.get_transaction_by_hash(log.transaction_hash.unwrap()).await.unwrap().unwrap();
+        *per_operator.entry(tx.inner.signer()).or_default() += 1;
+    }
+    assert_eq!(per_request.len(), REQUESTS);
+    assert!(per_request.values().all(|n| *n == 1), "exactly one report per request");
+    assert_eq!(per_operator.len(), 2, "both processes reported: {per_operator:?}");
+    eprintln!("reports per operator: {per_operator:?}");
+    b.kill().await;
+}
