@@ -18,7 +18,13 @@ async fn killed_oracle_resumes_from_its_cursor_without_duplicates() {
     for (i, account) in [(1u8, 1usize), (2, 2), (3, 1)] {
         assert_eq!(chain.pin(account, &cid(i)).await, u64::from(i));
     }
-    let status = oracle.wait_for(|s| s["requests"] == 3, "/status").await;
+    // The request count comes from the store and the cursor from the watcher's last report,
+    // which follows the commit: wait for both.
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let head = provider.get_block_number().await.unwrap();
+    let status = oracle
+        .wait_for(|s| s["requests"] == 3 && s["cursor"].as_u64() == Some(head), "/status")
+        .await;
     assert_eq!(status["started_from"], chain.deployment.block);
     let cursor_before = status["cursor"].as_u64().unwrap();
     oracle.kill().await;
@@ -27,7 +33,6 @@ async fn killed_oracle_resumes_from_its_cursor_without_duplicates() {
     for i in 4u8..=6 {
         assert_eq!(chain.pin(2, &cid(i)).await, u64::from(i));
     }
-    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
     provider.raw_request::<_, ()>("anvil_mine".into(), (3u64,)).await.unwrap();
 
     // Second life: it resumes after its cursor, not from the deployment block.
