@@ -220,6 +220,16 @@ struct RunArgs {
     /// Retryable failures before a job is quarantined.
     #[arg(long, env = "ESTUARY_MAX_ATTEMPTS", default_value_t = 5)]
     max_attempts: u32,
+    /// Keep blocks in S3-compatible object storage (`s3://bucket[/prefix]`) instead of the data
+    /// directory; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "ESTUARY_S3_URL")]
+    s3_url: Option<String>,
+    /// S3 endpoint other than AWS's (e.g. http://127.0.0.1:9000).
+    #[arg(long, env = "ESTUARY_S3_ENDPOINT", requires = "s3_url")]
+    s3_endpoint: Option<String>,
+    /// S3 region (default us-east-1).
+    #[arg(long, env = "ESTUARY_S3_REGION", requires = "s3_url")]
+    s3_region: Option<String>,
     /// Seconds a job stays with a worker that stops renewing it (it renews every third).
     #[arg(long, env = "ESTUARY_LEASE_SECS", default_value_t = 600)]
     lease_secs: u64,
@@ -459,6 +469,12 @@ async fn run_oracle(args: RunArgs) -> Result<()> {
     config.listen = args.listen;
     config.api_token = args.api_token;
     config.data_dir = args.data_dir;
+    config.s3 = args.s3_url.map(|url| estuary_oracle::blockstore::s3::S3Config {
+        url,
+        endpoint: args.s3_endpoint,
+        region: args.s3_region,
+        credentials: None,
+    });
     config.gateways = args.gateways;
     config.delegates = args.delegates;
     config.operator_key = args.operator_key;

@@ -1,6 +1,7 @@
 //! Where pinned blocks live.
 //!
-//! [`Blockstore`] is the port; [`FsBlockstore`] is the default adapter: one file per block under
+//! [`Blockstore`] is the port; [`s3::S3Blockstore`] keeps blocks in S3-compatible object storage
+//! for oracles on several machines; [`FsBlockstore`] is the default adapter: one file per block under
 //! `blocks/<shard>/<cid>`, written to a temporary file, synced, then renamed into place, so a
 //! block file either is complete or does not exist, whatever moment the process dies. Blocks
 //! are verified against their CID before they are stored and when they are read back.
@@ -13,6 +14,8 @@ use std::{
 
 use cid::Cid;
 use estuary_dag::car::verify;
+
+pub mod s3;
 
 /// A blockstore failure.
 #[derive(Debug, thiserror::Error)]

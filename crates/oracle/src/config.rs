@@ -40,8 +40,10 @@ pub struct OracleConfig {
     pub api_token: Option<String>,
     /// Multiaddrs the pinning API gives clients as `delegates`; empty: the API's own address.
     pub delegates: Vec<String>,
-    /// Directory for blocks (`blocks/`) and packed CARs (`packed/`).
+    /// Directory for blocks (`blocks/`, unless `s3` is set) and packed CARs (`packed/`).
     pub data_dir: PathBuf,
+    /// Keep blocks in S3-compatible object storage instead of `data_dir`.
+    pub s3: Option<crate::blockstore::s3::S3Config>,
     /// Trustless gateways to fetch DAGs from (base URLs).
     pub gateways: Vec<String>,
     /// The operator's private key (hex) for reports on chain. Without it the oracle records
@@ -78,6 +80,7 @@ impl OracleConfig {
             api_token: None,
             delegates: Vec::new(),
             data_dir: PathBuf::from("estuary-data"),
+            s3: None,
             gateways: Vec::new(),
             operator_key: None,
             workers: 4,

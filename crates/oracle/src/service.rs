@@ -11,7 +11,7 @@ use alloy::signers::local::PrivateKeySigner;
 
 use crate::{
     api::{self, ApiState},
-    blockstore::{BlockstoreError, FsBlockstore},
+    blockstore::{Blockstore, BlockstoreError, FsBlockstore, s3::S3Blockstore},
     config::OracleConfig,
     fetch::Fetcher,
     model::Source,
@@ -130,6 +130,31 @@ impl Oracle {
         P: Provider + Clone + 'static,
         S: RequestStore + JobStore + PinStore,
     {
+        match &config.s3 {
+            Some(s3) => {
+                let blocks = Arc::new(S3Blockstore::open(s3)?);
+                Self::start_full(config, providers, chain_id, store, blocks).await
+            }
+            None => {
+                let blocks = Arc::new(FsBlockstore::open(config.data_dir.clone())?);
+                Self::start_full(config, providers, chain_id, store, blocks).await
+            }
+        }
+    }
+
+    /// Starts the oracle's tasks over an open store and blockstore.
+    async fn start_full<P, S, B>(
+        config: OracleConfig,
+        providers: Vec<P>,
+        chain_id: u64,
+        store: Arc<S>,
+        blocks: Arc<B>,
+    ) -> Result<Self, OracleError>
+    where
+        P: Provider + Clone + 'static,
+        S: RequestStore + JobStore + PinStore,
+        B: Blockstore,
+    {
         let source = Source { chain_id, contract: config.pinning };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -138,7 +163,6 @@ impl Oracle {
             .local_addr()
             .map_err(|source| OracleError::Listen { addr: config.listen, source })?;
 
-        let blocks = Arc::new(FsBlockstore::open(config.data_dir.clone())?);
         let packed_dir = config.data_dir.join("packed");
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();

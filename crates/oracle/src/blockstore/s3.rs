@@ -1,0 +1,127 @@
+//! [`Blockstore`] on S3-compatible object storage, for oracles on several machines.
+//!
+//! One object per block, `<prefix>/blocks/<shard>/<cid>` as on the filesystem. An S3 `PUT` is
+//! atomic — an object is either whole or absent — so there is no temporary name to rename.
+//! Blocks are verified before they are stored and when they are read back; a corrupt object is
+//! deleted so the block is fetched again. The client is the `object_store` crate (the Apache
+//! Arrow project's), which signs requests (SigV4), retries with backoff and reads the usual
+//! `AWS_*` settings from the environment.
+//!
+//! The [`Blockstore`] port is synchronous (its callers run on blocking threads), so each call
+//! drives its request on the runtime it was created in.
+
+use std::sync::Arc;
+
+use cid::Cid;
+use estuary_dag::car::verify;
+use object_store::{ObjectStore, PutPayload, aws::AmazonS3Builder, path::Path as ObjectPath};
+use tokio::runtime::Handle;
+
+use super::{Blockstore, BlockstoreError};
+
+/// Where and how to reach the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// `s3://bucket` or `s3://bucket/prefix`.
+    pub url: String,
+    /// An endpoint other than AWS's (`http://127.0.0.1:9000` for a local server); plain HTTP is
+    /// allowed only when given here.
+    pub endpoint: Option<String>,
+    /// Region (default `us-east-1`).
+    pub region: Option<String>,
+    /// Access key id and secret, when not from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Blocks in an S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3Blockstore {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    runtime: Handle,
+}
+
+fn s3_error(e: object_store::Error) -> BlockstoreError {
+    BlockstoreError::Io(std::io::Error::other(e))
+}
+
+impl S3Blockstore {
+    /// Connects to the bucket in `config` (credentials from `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and the rest of the environment). Must be called inside a Tokio
+    /// runtime, which then serves every request.
+    pub fn open(config: &S3Config) -> Result<Self, BlockstoreError> {
+        let rest = config.url.strip_prefix("s3://").ok_or_else(|| {
+            BlockstoreError::Io(std::io::Error::other(format!(
+                "blockstore URL {:?} does not start with s3://",
+                config.url
+            )))
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_region(config.region.clone().unwrap_or_else(|| "us-east-1".into()));
+        if let Some((id, secret)) = &config.credentials {
+            builder = builder.with_access_key_id(id).with_secret_access_key(secret);
+        }
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        let store = builder.build().map_err(s3_error)?;
+        let runtime = Handle::try_current()
+            .map_err(|e| BlockstoreError::Io(std::io::Error::other(e.to_string())))?;
+        Ok(Self { store: Arc::new(store), prefix: prefix.trim_matches('/').to_owned(), runtime })
+    }
+
+    fn key(&self, cid: &Cid) -> ObjectPath {
+        let shard = cid.hash().digest().last().map_or(0, |b| *b);
+        let key = format!("blocks/{shard:02x}/{cid}");
+        if self.prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+}
+
+impl Blockstore for S3Blockstore {
+    fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), BlockstoreError> {
+        verify(cid, data).map_err(|_| BlockstoreError::Mismatch(*cid))?;
+        self.put_verified(cid, data)
+    }
+
+    fn put_verified(&self, cid: &Cid, data: &[u8]) -> Result<(), BlockstoreError> {
+        let key = self.key(cid);
+        let payload = PutPayload::from(data.to_vec());
+        self.runtime.block_on(self.store.put(&key, payload)).map_err(s3_error)?;
+        Ok(())
+    }
+
+    fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, BlockstoreError> {
+        let key = self.key(cid);
+        let fetched = self.runtime.block_on(async {
+            match self.store.get(&key).await {
+                Ok(result) => result.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        let Some(bytes) = fetched.map_err(s3_error)? else { return Ok(None) };
+        if verify(cid, &bytes).is_err() {
+            let _ = self.runtime.block_on(self.store.delete(&key));
+            return Ok(None);
+        }
+        Ok(Some(bytes.to_vec()))
+    }
+
+    fn has(&self, cid: &Cid) -> Result<bool, BlockstoreError> {
+        let key = self.key(cid);
+        match self.runtime.block_on(self.store.head(&key)) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+}
