@@ -230,6 +230,12 @@ struct RunArgs {
     /// S3 region (default us-east-1).
     #[arg(long, env = "ESTUARY_S3_REGION", requires = "s3_url")]
     s3_region: Option<String>,
+    /// Seconds before a report transaction that is not mined is replaced with higher fees.
+    #[arg(long, env = "ESTUARY_TX_BUMP_SECS", default_value_t = 30)]
+    tx_bump_secs: u64,
+    /// Highest fee per gas a report may offer, in gwei (no cap by default).
+    #[arg(long, env = "ESTUARY_MAX_FEE_GWEI")]
+    max_fee_gwei: Option<u64>,
     /// Seconds a job stays with a worker that stops renewing it (it renews every third).
     #[arg(long, env = "ESTUARY_LEASE_SECS", default_value_t = 600)]
     lease_secs: u64,
@@ -481,6 +487,8 @@ async fn run_oracle(args: RunArgs) -> Result<()> {
     config.workers = args.workers;
     config.max_attempts = args.max_attempts;
     config.lease = Duration::from_secs(args.lease_secs.max(1));
+    config.tx_policy.bump_after = Duration::from_secs(args.tx_bump_secs.max(1));
+    config.tx_policy.max_fee_per_gas = args.max_fee_gwei.map(|g| u128::from(g) * 1_000_000_000);
     config.fetch_limits.max_dag_bytes = args.max_dag_bytes;
     config.fetch_limits.no_progress = Duration::from_secs(args.no_progress_secs);
 

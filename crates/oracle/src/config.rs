@@ -54,6 +54,8 @@ pub struct OracleConfig {
     /// How long a claimed job stays with its worker without a heartbeat (renewed every third
     /// of it); after that another worker or process takes it over.
     pub lease: Duration,
+    /// How report transactions are priced and replaced when they are not mined.
+    pub tx_policy: crate::report::TxPolicy,
     /// Retryable failures before a job is quarantined.
     pub max_attempts: u32,
     /// Bounds on each fetch.
@@ -85,6 +87,7 @@ impl OracleConfig {
             operator_key: None,
             workers: 4,
             max_attempts: 5,
+            tx_policy: crate::report::TxPolicy::default(),
             lease: Duration::from_secs(600),
             fetch_limits: FetchLimits::default(),
         }

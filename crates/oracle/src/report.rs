@@ -5,6 +5,12 @@
 //! report for (`EstuaryPinningAlreadyReported`) counts as reported — this is what makes a report
 //! re-sent after a crash or a reorg harmless — and a request closed on chain
 //! (`EstuaryPinningRequestClosed`: cancelled or failed) ends the job.
+//!
+//! Sending is a small transaction manager: nonces are assigned here, one at a time; fees come
+//! from the node's EIP-1559 estimate; a transaction not mined within [`TxPolicy::bump_after`] is
+//! replaced (same nonce) with fees raised by [`TxPolicy::bump_percent`], up to a cap; whichever
+//! of the versions is mined counts; the receipt is read again once it is
+//! `confirmations` deep, and a transaction a reorg dropped is waited for (and bumped) again.
 
 use std::{future::Future, time::Duration};
 
@@ -64,6 +70,36 @@ pub trait Reporter: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Reported, ReportError>> + Send;
 }
 
+/// How report transactions are priced and replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxPolicy {
+    /// Replace a transaction not mined after this long.
+    pub bump_after: Duration,
+    /// Raise both fees by this much per replacement (nodes want at least 10).
+    pub bump_percent: u64,
+    /// Never offer more than this per gas (wei); `None`: no cap.
+    pub max_fee_per_gas: Option<u128>,
+    /// Give up (the job retries later, with a fresh nonce) after this long without a receipt.
+    pub give_up_after: Duration,
+}
+
+impl Default for TxPolicy {
+    fn default() -> Self {
+        Self {
+            bump_after: Duration::from_secs(30),
+            bump_percent: 15,
+            max_fee_per_gas: None,
+            give_up_after: Duration::from_secs(600),
+        }
+    }
+}
+
+/// `fee` raised by `percent`, rounded up, at least by one wei.
+fn bumped(fee: u128, percent: u64) -> u128 {
+    let raised = fee.saturating_mul(100 + u128::from(percent)).div_ceil(100);
+    raised.max(fee.saturating_add(1))
+}
+
 /// [`Reporter`] for `EstuaryPinning` through an RPC endpoint with the operator's key.
 ///
 /// Nonces are assigned here, one at a time: workers send reports concurrently from one account,
@@ -77,6 +113,7 @@ pub struct ChainReporter {
     operator: Address,
     next_nonce: std::sync::Arc<tokio::sync::Mutex<Option<u64>>>,
     confirmations: u64,
+    policy: TxPolicy,
 }
 
 impl ChainReporter {
@@ -102,7 +139,15 @@ impl ChainReporter {
             operator,
             next_nonce: std::sync::Arc::default(),
             confirmations,
+            policy: TxPolicy::default(),
         })
+    }
+
+    /// The same reporter with another transaction policy.
+    #[must_use]
+    pub fn with_policy(mut self, policy: TxPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 }
 
@@ -126,22 +171,39 @@ impl ChainReporter {
                 },
             };
         }
-        let pending = {
+        let provider = self.contract.provider();
+        let fees = provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| ReportError::Chain(e.to_string()))?;
+        let cap = self.policy.max_fee_per_gas.unwrap_or(u128::MAX);
+        let (mut max_fee, mut tip) =
+            (fees.max_fee_per_gas.min(cap), fees.max_priority_fee_per_gas.min(cap));
+        // One gas limit for every version: estimating a replacement would run it on top of the
+        // pending original, which the contract refuses as a repeat.
+        let gas = call.estimate_gas().await.map_err(|e| ReportError::Chain(e.to_string()))?;
+        let call = call.gas(gas.saturating_add(gas / 5));
+        let (nonce, first) = {
             let mut next = self.next_nonce.lock().await;
             let nonce = match *next {
                 Some(n) => n,
-                None => self
-                    .contract
-                    .provider()
+                None => provider
                     .get_transaction_count(self.operator)
                     .pending()
                     .await
                     .map_err(|e| ReportError::Chain(e.to_string()))?,
             };
-            match call.nonce(nonce).send().await {
+            let sent = call
+                .clone()
+                .nonce(nonce)
+                .max_fee_per_gas(max_fee)
+                .max_priority_fee_per_gas(tip)
+                .send()
+                .await;
+            match sent {
                 Ok(pending) => {
                     *next = Some(nonce + 1);
-                    pending
+                    (nonce, *pending.tx_hash())
                 }
                 Err(e) => {
                     *next = None;
@@ -149,21 +211,84 @@ impl ChainReporter {
                 }
             }
         };
-        let receipt = pending
-            .with_required_confirmations(self.confirmations.max(1))
-            .with_timeout(Some(Duration::from_secs(120)))
-            .get_receipt()
-            .await
-            .map_err(|e| ReportError::Chain(e.to_string()))?;
+        let mut hashes = vec![first];
+        let started = tokio::time::Instant::now();
+        let mut last_sent = started;
+        loop {
+            for hash in &hashes {
+                let receipt = provider
+                    .get_transaction_receipt(*hash)
+                    .await
+                    .map_err(|e| ReportError::Chain(e.to_string()))?;
+                let Some(receipt) = receipt else { continue };
+                if let Some(confirmed) = self.confirmed(provider, *hash, receipt).await? {
+                    return confirmed;
+                }
+            }
+            if started.elapsed() >= self.policy.give_up_after {
+                // The nonce may still be used by a late transaction: ask the chain next time.
+                *self.next_nonce.lock().await = None;
+                return Err(ReportError::Chain(format!(
+                    "report with nonce {nonce} not mined after {:?}",
+                    self.policy.give_up_after
+                )));
+            }
+            if last_sent.elapsed() >= self.policy.bump_after && max_fee < cap {
+                max_fee = bumped(max_fee, self.policy.bump_percent).min(cap);
+                tip = bumped(tip, self.policy.bump_percent).min(max_fee);
+                last_sent = tokio::time::Instant::now();
+                let sent = call
+                    .clone()
+                    .nonce(nonce)
+                    .max_fee_per_gas(max_fee)
+                    .max_priority_fee_per_gas(tip)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(pending) => {
+                        tracing::info!(nonce, max_fee, tip, tx = %pending.tx_hash(), "report not mined yet; replaced with higher fees");
+                        hashes.push(*pending.tx_hash());
+                    }
+                    // Often "nonce too low": an earlier version was just mined; the receipts
+                    // tell on the next round.
+                    Err(e) => tracing::debug!(nonce, error = %e, "replacement not accepted"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The outcome of a mined report once `confirmations` deep, or `None` if a reorg took the
+    /// transaction out of the chain meanwhile (it is waited for again).
+    async fn confirmed(
+        &self,
+        provider: &DynProvider,
+        hash: alloy::primitives::B256,
+        receipt: alloy::rpc::types::TransactionReceipt,
+    ) -> Result<Option<Result<Reported, ReportError>>, ReportError> {
+        let chain = |e: alloy::transports::TransportError| ReportError::Chain(e.to_string());
+        let Some(mined_in) = receipt.block_number else { return Ok(None) };
+        let needed = mined_in + self.confirmations.max(1) - 1;
+        let deadline = tokio::time::Instant::now() + self.policy.give_up_after;
+        while provider.get_block_number().await.map_err(chain)? < needed {
+            if tokio::time::Instant::now() > deadline {
+                return Err(ReportError::Chain(format!("{hash} never got its confirmations")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Read again: a reorg may have taken it out (or put it in another block).
+        let Some(receipt) = provider.get_transaction_receipt(hash).await.map_err(chain)? else {
+            tracing::warn!(%hash, "report transaction dropped by a reorg; waiting for it again");
+            return Ok(None);
+        };
         if !receipt.status() {
             // Mined but reverted: most likely another report got in first; the next attempt's
             // simulation tells.
-            return Err(ReportError::Chain(format!(
-                "report transaction {} reverted",
-                receipt.transaction_hash
-            )));
+            return Ok(Some(Err(ReportError::Chain(format!(
+                "report transaction {hash} reverted"
+            )))));
         }
-        Ok(Reported::Sent { tx: format!("{:#x}", receipt.transaction_hash) })
+        Ok(Some(Ok(Reported::Sent { tx: format!("{hash:#x}") })))
     }
 }
 
@@ -210,5 +335,19 @@ impl Reporter for ChainReporter {
             Some(oracle) => self.send(oracle.fulfill(id, false, reason.abi_encode().into())).await,
             None => self.send(self.contract.reportFailed(id, reason)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bumped;
+
+    #[test]
+    fn bumps_round_up_and_always_raise() {
+        assert_eq!(bumped(100, 15), 115);
+        assert_eq!(bumped(101, 15), 117);
+        assert_eq!(bumped(1, 15), 2);
+        assert_eq!(bumped(0, 15), 1);
+        assert_eq!(bumped(u128::MAX, 15), u128::MAX);
     }
 }

@@ -171,7 +171,8 @@ impl Oracle {
                 key.trim_start_matches("0x").parse().map_err(|_| OracleError::OperatorKey)?;
             let reporter =
                 ChainReporter::new(&config.rpc_url, config.pinning, config.oracle_contract, key, 1)
-                    .map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?;
+                    .map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?
+                    .with_policy(config.tx_policy);
             let pipeline = Pipeline::new(
                 Arc::clone(&store),
                 Arc::clone(&blocks),

@@ -18,4 +18,5 @@ mod oracle_postgres;
 mod oracle_reorg;
 mod oracle_restart;
 mod oracle_rpc_faults;
+mod report_tx;
 mod support;

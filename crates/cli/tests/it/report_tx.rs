@@ -1,0 +1,74 @@
+//! The report transaction manager on a chain that stops mining: a report not mined in time is
+//! replaced with higher fees (same nonce), the replacement is what gets mined, and the request
+//! is reported once.
+
+use std::time::Duration;
+
+use alloy::{
+    primitives::{Bytes, U256},
+    providers::{Provider, ProviderBuilder},
+    rpc::types::Filter,
+    sol_types::SolEvent,
+};
+use estuary_contracts::EstuaryPinning;
+use estuary_oracle::report::{ChainReporter, Reported, Reporter, TxPolicy};
+use estuary_piece::{CommP, PieceCid};
+use serde_json::Value;
+
+use crate::support::{Chain, cid};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stuck_report_is_replaced_with_higher_fees() {
+    let chain = Chain::start().await;
+    let id = chain.pin(1, &cid(1)).await;
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let key: alloy::signers::local::PrivateKeySigner =
+        chain.anvil.keys().last().unwrap().clone().into();
+    let operator = key.address();
+    let reporter =
+        ChainReporter::new(&chain.anvil.endpoint(), chain.deployment.pinning, None, key, 1)
+            .unwrap()
+            .with_policy(TxPolicy {
+                bump_after: Duration::from_millis(300),
+                ..TxPolicy::default()
+            });
+    let mut commp = CommP::new();
+    commp.update(&[7u8; 1000]);
+    let info = commp.finish().unwrap();
+    let piece = Bytes::from(PieceCid::v1(&info).to_cid().to_bytes());
+    let nonce_before = provider.get_transaction_count(operator).await.unwrap();
+    let first_fee = provider.estimate_eip1559_fees().await.unwrap().max_fee_per_gas;
+
+    // The chain stops mining: the report waits in the pool and gets replaced.
+    provider.raw_request::<_, Value>("evm_setAutomine".into(), (false,)).await.unwrap();
+    let contract = format!("{:#x}", chain.deployment.pinning);
+    let sending = tokio::spawn(async move {
+        reporter.report_pinned(&contract, U256::from(id), piece, info.padded_size).await
+    });
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    provider.raw_request::<_, Value>("evm_setAutomine".into(), (true,)).await.unwrap();
+    provider.raw_request::<_, Value>("evm_mine".into(), ()).await.unwrap();
+    let reported =
+        tokio::time::timeout(Duration::from_secs(30), sending).await.unwrap().unwrap().unwrap();
+    let Reported::Sent { tx } = reported else { panic!("not sent: {reported:?}") };
+
+    let mined = provider.get_transaction_by_hash(tx.parse().unwrap()).await.unwrap().unwrap();
+    let fee = alloy::consensus::Transaction::max_fee_per_gas(&mined);
+    assert!(fee > first_fee, "a replacement was mined: {fee} > {first_fee}");
+    assert_eq!(
+        provider.get_transaction_count(operator).await.unwrap(),
+        nonce_before + 1,
+        "one nonce used"
+    );
+    let logs = provider
+        .get_logs(
+            &Filter::new()
+                .address(chain.deployment.pinning)
+                .event_signature(EstuaryPinning::Pinned::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 1, "reported once");
+    eprintln!("first offer {first_fee} wei/gas, mined at {fee} wei/gas");
+}
