@@ -2,13 +2,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Piece } from '@web3-storage/data-segment';
-import { ensureOutputDir, injectWallet, launchBrowser, root, rpc, startStack } from './support.mjs';
+import { ensureOutputDir, injectWallet, launchBrowser, root, rpc, startStack, tempDir } from './support.mjs';
 
 const estuaryBin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
 
@@ -78,7 +77,7 @@ describe('dapp on the local stack', () => {
 
   test('a CID uploaded to the oracle and pinned from the page is pinned and reported on chain', async () => {
     // The content: a file made into a CAR by `estuary add`, uploaded in two parts.
-    const dir = mkdtempSync(join(tmpdir(), 'estuary-e2e-add-'));
+    const dir = tempDir('estuary-e2e-add-');
     const file = join(dir, 'data.bin');
     writeFileSync(file, Buffer.from(Array.from({ length: 2_500_000 }, (_, i) => (i * 7919) % 251)));
     const added = JSON.parse(
@@ -123,7 +122,7 @@ describe('dapp on the local stack', () => {
   });
 
   test('a folder added in the page matches estuary add, uploads, and is pinned from the upload', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'estuary-e2e-folder-'));
+    const dir = tempDir('estuary-e2e-folder-');
     const folder = join(dir, 'album');
     mkdirSync(join(folder, 'sub', 'deeper'), { recursive: true });
     const noise = (n, seed) => {
@@ -166,7 +165,7 @@ describe('dapp on the local stack', () => {
   });
 
   test('an upload interrupted by a reload resumes where the oracle stopped', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'estuary-e2e-resume-'));
+    const dir = tempDir('estuary-e2e-resume-');
     const file = join(dir, 'big.bin');
     const big = Buffer.alloc(24_000_000);
     for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
@@ -213,7 +212,7 @@ describe('dapp on the local stack', () => {
   });
 
   test('a download is verified block by block; a tampered block is refused', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'estuary-e2e-download-'));
+    const dir = tempDir('estuary-e2e-download-');
     const file = join(dir, 'doc.bin');
     const bytes = Buffer.alloc(5_000_000);
     for (let i = 0; i < bytes.length; i += 4) bytes.writeUInt32LE((i * 2246822519) >>> 0, i);
@@ -256,7 +255,7 @@ describe('dapp on the local stack', () => {
   });
 
   test('adding a large file can be cancelled, leaving nothing behind', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'estuary-e2e-cancel-'));
+    const dir = tempDir('estuary-e2e-cancel-');
     const file = join(dir, 'huge.bin');
     const big = Buffer.alloc(300_000_000);
     for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);

@@ -3,9 +3,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { once } from 'node:events';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CarBlockIterator } from '@ipld/car';
@@ -13,7 +12,7 @@ import * as dagPb from '@ipld/dag-pb';
 import { UnixFS } from 'ipfs-unixfs';
 import { CID } from 'multiformats/cid';
 import { sha256 } from 'multiformats/hashes/sha2';
-import { root, startStack } from './support.mjs';
+import { root, startStack, tempDir } from './support.mjs';
 
 const estuaryBin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
 const suiteDir = join(root, 'tests/compliance');
@@ -122,7 +121,7 @@ describe('Pinning Service API', () => {
   test('a pin is fetched from the HTTP origin it names and reaches pinned', async () => {
     // Content only an origin of the client's has: a folder made into a CAR by `estuary add`,
     // served by a small trustless gateway on loopback.
-    const dir = mkdtempSync(join(tmpdir(), 'estuary-psa-'));
+    const dir = tempDir('estuary-psa-');
     mkdirSync(join(dir, 'site'));
     writeFileSync(join(dir, 'site/index.html'), '<h1>from the origin</h1>');
     writeFileSync(join(dir, 'site/data.bin'), Buffer.from(Array.from({ length: 3_000_000 }, (_, i) => (i * 7919) % 253)));

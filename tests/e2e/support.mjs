@@ -1,7 +1,7 @@
 // Shared by the end-to-end tests: start `estuary dev` in a temporary state directory, drive the
 // page in headless Chromium, and talk to the chain directly.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, readFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,9 +12,22 @@ export const outputDir = join(root, 'tests/e2e/output');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+const scratch = [];
+process.on('exit', () => {
+  if (process.env.ESTUARY_KEEP_TMP) return;
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A temporary directory, removed when the test process exits (kept with ESTUARY_KEEP_TMP=1). */
+export function tempDir(prefix) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  scratch.push(dir);
+  return dir;
+}
+
 /** Starts the stack on free ports; resolves once dev.json is written. */
 export async function startStack() {
-  const stateDir = mkdtempSync(join(tmpdir(), 'estuary-e2e-'));
+  const stateDir = tempDir('estuary-e2e-');
   const log = join(stateDir, 'dev.log');
   const out = openSync(log, 'a');
   const bin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
@@ -69,14 +82,26 @@ export async function rpc(url, method, params = []) {
   return body.result;
 }
 
+const chromiumOptions = {
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // Exact JS heap sizes (performance.memory), for the memory test.
+    '--enable-precise-memory-info',
+  ],
+};
+
 export async function launchBrowser() {
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-  });
+  return chromium.launch(chromiumOptions);
+}
+
+/**
+ * A browser with a profile on disk, as a person's is: its storage (OPFS) is on disk with the
+ * usual quota, where a fresh context's is kept in memory and small.
+ */
+export async function launchPersistent(profileDir, options = {}) {
+  return chromium.launchPersistentContext(profileDir, { ...chromiumOptions, ...options });
 }
 
 /**

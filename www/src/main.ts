@@ -429,6 +429,8 @@ async function main(): Promise<void> {
   const [loadedNode, loadedConfig] = await Promise.allSettled([EstuaryNode.start(), loadConfig()]);
   if (loadedNode.status === 'fulfilled') {
     node = loadedNode.value;
+    // The running node, for the browser console and the end-to-end tests (memory, say).
+    (window as Window & { estuaryNode?: EstuaryNode }).estuaryNode = node;
     ui.nodeStatus.textContent = 'Browser node ready.';
     ui.nodeStatus.dataset.ready = 'true';
   } else {

@@ -2,13 +2,23 @@
 // A piece-hashing helper: hashes whole runs of payload to their subtree roots for a
 // ParallelPieceHasher in another thread (see sdk/piece.ts).
 import init, { pieceRunRoots } from './generated/node/estuary_node.js';
-import type { PieceJob, PieceJobResult } from './sdk/piece';
+import type { MemoryUse, PieceJob, PieceJobResult } from './sdk/piece';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 
+/** Bytes of JS heap in use in this thread (Chromium's `performance.memory`; 0 elsewhere). */
+function jsHeapUsed(): number {
+  return (performance as Performance & { memory?: { usedJSHeapSize: number } }).memory?.usedJSHeapSize ?? 0;
+}
+
 init().then(
-  () => {
-    scope.onmessage = (event: MessageEvent<PieceJob>) => {
+  (wasm) => {
+    scope.onmessage = (event: MessageEvent<PieceJob | { memory: number }>) => {
+      if ('memory' in event.data) {
+        const use: MemoryUse = { wasm: wasm.memory.buffer.byteLength, js: jsHeapUsed() };
+        scope.postMessage({ memory: event.data.memory, use });
+        return;
+      }
       const { id, bytes } = event.data;
       let result: PieceJobResult;
       try {

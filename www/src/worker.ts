@@ -1,6 +1,7 @@
 /// <reference lib="webworker" />
 // The browser node: Estuary's Rust core compiled to WebAssembly, run off the main thread.
 import init, {
+  type InitOutput,
   CarImporter,
   PieceHasher,
   VerifiedDownload,
@@ -12,6 +13,9 @@ import { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob } from './sdk/piece';
 import type { Cancel, Hello, Method, NodeMethods, PieceProgress, Request, Response } from './sdk/protocol';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
+
+/** The node's WebAssembly instance, once started. */
+let wasm: InitOutput | undefined;
 
 /** Helper workers for piece hashing, started on first use (one per logical core). */
 let pool: Promise<PieceWorkerPool> | undefined;
@@ -41,6 +45,13 @@ const methods: { [M in Method]: Handler<M> } = {
   listCars: () => listCars(),
   download: ({ progress }, cid, gatewayUrl) =>
     downloadVerified((c) => new VerifiedDownload(c), cid, gatewayUrl, progress),
+  memory: async () => {
+    const js = (performance as Performance & { memory?: { usedJSHeapSize: number } }).memory?.usedJSHeapSize ?? 0;
+    const own = { wasm: wasm?.memory.buffer.byteLength ?? 0, js };
+    if (!pool) return own;
+    const helpers = await (await pool).memory();
+    return { wasm: own.wasm + helpers.wasm, js: own.js + helpers.js };
+  },
 };
 
 function errorOf(e: unknown): { name: string; message: string } {
@@ -50,7 +61,7 @@ function errorOf(e: unknown): { name: string; message: string } {
 
 async function start(): Promise<void> {
   try {
-    await init();
+    wasm = await init();
   } catch (e) {
     scope.postMessage({ hello: 'failed', message: errorOf(e).message } satisfies Hello);
     return;

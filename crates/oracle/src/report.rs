@@ -114,7 +114,12 @@ pub struct ChainReporter {
     next_nonce: std::sync::Arc<tokio::sync::Mutex<Option<u64>>>,
     confirmations: u64,
     policy: TxPolicy,
+    fees: FeeCache,
 }
+
+type FeeCache = std::sync::Arc<
+    tokio::sync::Mutex<Option<(tokio::time::Instant, alloy::eips::eip1559::Eip1559Estimation)>>,
+>;
 
 impl ChainReporter {
     /// A reporter for `pinning` (and the jobs of `oracle`) at `rpc_url`, signing with `key`.
@@ -140,6 +145,7 @@ impl ChainReporter {
             next_nonce: std::sync::Arc::default(),
             confirmations,
             policy: TxPolicy::default(),
+            fees: FeeCache::default(),
         })
     }
 
@@ -157,31 +163,34 @@ impl ChainReporter {
         &self,
         call: alloy::contract::CallBuilder<&DynProvider, std::marker::PhantomData<C>>,
     ) -> Result<Reported, ReportError> {
-        if let Err(e) = call.call_raw().await {
-            return match e.as_decoded_interface_error::<EstuaryPinningErrors>() {
-                Some(EstuaryPinningErrors::EstuaryPinningAlreadyReported(_)) => {
-                    Ok(Reported::AlreadyThere)
-                }
-                Some(EstuaryPinningErrors::EstuaryPinningRequestClosed(_)) => Ok(Reported::Closed),
-                _ => match e.as_decoded_interface_error::<EstuaryOracleErrors>() {
-                    Some(EstuaryOracleErrors::EstuaryOracleAlreadyFulfilled(_)) => {
+        // Estimating the gas runs the call: a report the contract refuses (already there, request
+        // closed) shows here, before anything is sent. The one gas limit serves every version of
+        // the transaction: estimating a replacement would run it on top of the pending original,
+        // which the contract refuses as a repeat.
+        let gas = match call.estimate_gas().await {
+            Ok(gas) => gas,
+            Err(e) => {
+                return match e.as_decoded_interface_error::<EstuaryPinningErrors>() {
+                    Some(EstuaryPinningErrors::EstuaryPinningAlreadyReported(_)) => {
                         Ok(Reported::AlreadyThere)
                     }
-                    _ => Err(ReportError::Chain(e.to_string())),
-                },
-            };
-        }
+                    Some(EstuaryPinningErrors::EstuaryPinningRequestClosed(_)) => {
+                        Ok(Reported::Closed)
+                    }
+                    _ => match e.as_decoded_interface_error::<EstuaryOracleErrors>() {
+                        Some(EstuaryOracleErrors::EstuaryOracleAlreadyFulfilled(_)) => {
+                            Ok(Reported::AlreadyThere)
+                        }
+                        _ => Err(ReportError::Chain(e.to_string())),
+                    },
+                };
+            }
+        };
         let provider = self.contract.provider();
-        let fees = provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(|e| ReportError::Chain(e.to_string()))?;
+        let fees = self.fees(provider).await?;
         let cap = self.policy.max_fee_per_gas.unwrap_or(u128::MAX);
         let (mut max_fee, mut tip) =
             (fees.max_fee_per_gas.min(cap), fees.max_priority_fee_per_gas.min(cap));
-        // One gas limit for every version: estimating a replacement would run it on top of the
-        // pending original, which the contract refuses as a repeat.
-        let gas = call.estimate_gas().await.map_err(|e| ReportError::Chain(e.to_string()))?;
         let call = call.gas(gas.saturating_add(gas / 5));
         let (nonce, first) = {
             let mut next = self.next_nonce.lock().await;
@@ -213,19 +222,21 @@ impl ChainReporter {
         };
         let mut hashes = vec![first];
         let started = tokio::time::Instant::now();
-        let mut last_sent = started;
         loop {
+            // Mined already (before a watcher could see it)?
             for hash in &hashes {
                 let receipt = provider
                     .get_transaction_receipt(*hash)
                     .await
                     .map_err(|e| ReportError::Chain(e.to_string()))?;
-                let Some(receipt) = receipt else { continue };
-                if let Some(confirmed) = self.confirmed(provider, *hash, receipt).await? {
+                if let Some(receipt) = receipt
+                    && let Some(confirmed) = self.confirmed(provider, *hash, receipt).await?
+                {
                     return confirmed;
                 }
             }
-            if started.elapsed() >= self.policy.give_up_after {
+            let left = self.policy.give_up_after.saturating_sub(started.elapsed());
+            if left.is_zero() {
                 // The nonce may still be used by a late transaction: ask the chain next time.
                 *self.next_nonce.lock().await = None;
                 return Err(ReportError::Chain(format!(
@@ -233,10 +244,26 @@ impl ChainReporter {
                     self.policy.give_up_after
                 )));
             }
-            if last_sent.elapsed() >= self.policy.bump_after && max_fee < cap {
+            // Wait for any version to be mined, until it is time to bump. The provider's block
+            // watcher serves every pending report at once (no polling per transaction).
+            let wait = self.policy.bump_after.min(left);
+            let watchers = hashes.iter().map(|hash| {
+                Box::pin(
+                    alloy::providers::PendingTransactionBuilder::new(provider.root().clone(), *hash)
+                        .with_timeout(Some(wait))
+                        .get_receipt(),
+                )
+            });
+            if let Ok((receipt, _)) = futures_util::future::select_ok(watchers).await {
+                let hash = receipt.transaction_hash;
+                if let Some(confirmed) = self.confirmed(provider, hash, receipt).await? {
+                    return confirmed;
+                }
+                continue;
+            }
+            if max_fee < cap {
                 max_fee = bumped(max_fee, self.policy.bump_percent).min(cap);
                 tip = bumped(tip, self.policy.bump_percent).min(max_fee);
-                last_sent = tokio::time::Instant::now();
                 let sent = call
                     .clone()
                     .nonce(nonce)
@@ -254,8 +281,26 @@ impl ChainReporter {
                     Err(e) => tracing::debug!(nonce, error = %e, "replacement not accepted"),
                 }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The node's fee estimate, asked at most once a second for all workers.
+    async fn fees(
+        &self,
+        provider: &DynProvider,
+    ) -> Result<alloy::eips::eip1559::Eip1559Estimation, ReportError> {
+        let mut cached = self.fees.lock().await;
+        if let Some((at, fees)) = *cached
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return Ok(fees);
+        }
+        let fees = provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| ReportError::Chain(e.to_string()))?;
+        *cached = Some((tokio::time::Instant::now(), fees));
+        Ok(fees)
     }
 
     /// The outcome of a mined report once `confirmations` deep, or `None` if a reorg took the
@@ -268,6 +313,14 @@ impl ChainReporter {
     ) -> Result<Option<Result<Reported, ReportError>>, ReportError> {
         let chain = |e: alloy::transports::TransportError| ReportError::Chain(e.to_string());
         let Some(mined_in) = receipt.block_number else { return Ok(None) };
+        if self.confirmations <= 1 {
+            // Mined is all that was asked.
+            return Ok(Some(if receipt.status() {
+                Ok(Reported::Sent { tx: format!("{hash:#x}") })
+            } else {
+                Err(ReportError::Chain(format!("report transaction {hash} reverted")))
+            }));
+        }
         let needed = mined_in + self.confirmations.max(1) - 1;
         let deadline = tokio::time::Instant::now() + self.policy.give_up_after;
         while provider.get_block_number().await.map_err(chain)? < needed {

@@ -1,5 +1,5 @@
 export * from './errors';
-export type { CidInfo, PieceInfo, PieceProgress } from './protocol';
+export type { CidInfo, MemoryUse, PieceInfo, PieceProgress } from './protocol';
 export { DownloadError, StorageError, UploadError, UPLOAD_CHUNK, type AddEntry, type AddResult, type Progress, type StoredCar } from './files';
 export { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob, type PieceWasm } from './piece';
 export { EstuaryNode } from './node';

@@ -13,6 +13,7 @@ import type {
   AddResult,
   CidInfo,
   Hello,
+  MemoryUse,
   Method,
   NodeMethods,
   PieceInfo,
@@ -153,6 +154,14 @@ export class EstuaryNode {
     options: { onProgress?: (p: PieceProgress) => void; signal?: AbortSignal } = {},
   ): Promise<{ root: string; blocks: number }> {
     return this.#callCancellable('upload', options.onProgress, options.signal, car, oracleUrl);
+  }
+
+  /**
+   * What the node uses: its worker's and its piece workers' WebAssembly memory and JS heaps
+   * (bytes; JS heaps where the browser reports them, as Chromium does).
+   */
+  memory(): Promise<MemoryUse> {
+    return this.#call('memory');
   }
 
   /** The CARs kept in this browser (newest first), with their upload progress. */

@@ -16,6 +16,13 @@ export interface PieceJob {
 /** A helper worker's answer: the runs' roots (32 bytes each), or why it could not. */
 export type PieceJobResult = { id: number; roots: Uint8Array } | { id: number; error: string };
 
+/** Memory a thread uses: its WebAssembly memory and its JS heap (bytes; the JS heap is 0
+ * where the browser does not tell). */
+export interface MemoryUse {
+  wasm: number;
+  js: number;
+}
+
 /** The wasm exports a hasher needs in the thread that owns it. */
 export interface PieceWasm {
   PieceHasher: new () => PieceHasher;
@@ -34,6 +41,7 @@ export class PieceWorkerPool {
   #load: number[];
   #nextId = 1;
   #waiting = new Map<number, { resolve: (r: Uint8Array) => void; reject: (e: Error) => void }>();
+  #memoryWaiting = new Map<number, (use: MemoryUse) => void>();
   /** Input buffers handed back by the workers, for reuse. */
   readonly spare: ArrayBuffer[] = [];
 
@@ -41,8 +49,15 @@ export class PieceWorkerPool {
     this.#workers = workers;
     this.#load = workers.map(() => 0);
     workers.forEach((worker, index) => {
-      worker.onmessage = (event: MessageEvent<PieceJobResult & { bytes: ArrayBuffer }>) => {
+      worker.onmessage = (
+        event: MessageEvent<(PieceJobResult & { bytes: ArrayBuffer }) | { memory: number; use: MemoryUse }>,
+      ) => {
         const msg = event.data;
+        if ('memory' in msg) {
+          this.#memoryWaiting.get(msg.memory)?.(msg.use);
+          this.#memoryWaiting.delete(msg.memory);
+          return;
+        }
         this.#load[index] = (this.#load[index] ?? 1) - 1;
         if (this.spare.length < 2 * workers.length) this.spare.push(msg.bytes);
         const waiter = this.#waiting.get(msg.id);
@@ -53,6 +68,21 @@ export class PieceWorkerPool {
       };
       worker.onerror = (event) => this.#failAll(new NodeError(`a piece worker crashed: ${event.message}`));
     });
+  }
+
+  /** What the helper workers use, summed. */
+  async memory(): Promise<MemoryUse> {
+    const uses = await Promise.all(
+      this.#workers.map(
+        (worker) =>
+          new Promise<MemoryUse>((resolve) => {
+            const id = this.#nextId++;
+            this.#memoryWaiting.set(id, resolve);
+            worker.postMessage({ memory: id });
+          }),
+      ),
+    );
+    return uses.reduce((a, b) => ({ wasm: a.wasm + b.wasm, js: a.js + b.js }), { wasm: 0, js: 0 });
   }
 
   /** Starts `size` helper workers (default: one per logical core) and waits until they are ready. */

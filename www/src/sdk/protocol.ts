@@ -1,9 +1,9 @@
 /** Messages between the page and the node's Web Worker. */
 import type { CidInfo, PieceInfo } from '../generated/node/estuary_node.js';
 import type { AddEntry, AddResult, StoredCar } from './files';
-import type { PieceProgress } from './piece';
+import type { MemoryUse, PieceProgress } from './piece';
 
-export type { AddEntry, AddResult, CidInfo, PieceInfo, PieceProgress, StoredCar };
+export type { AddEntry, AddResult, CidInfo, MemoryUse, PieceInfo, PieceProgress, StoredCar };
 
 /** The worker's methods: name → [arguments, result]. */
 export interface NodeMethods {
@@ -14,6 +14,7 @@ export interface NodeMethods {
   removeCar: [[car: string], void];
   listCars: [[], StoredCar[]];
   download: [[cid: string, gatewayUrl: string], File];
+  memory: [[], MemoryUse];
 }
 
 export type Method = keyof NodeMethods;

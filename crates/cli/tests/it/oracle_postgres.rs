@@ -26,6 +26,35 @@ use crate::{
 #[path = "../../../oracle/tests/support/postgres.rs"]
 mod postgres;
 
+type Reports = (HashMap<U256, usize>, HashMap<alloy::primitives::Address, usize>);
+
+/// Pinned events per request and report transactions per sender.
+async fn reports(chain: &Chain) -> Reports {
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let logs = provider
+        .get_logs(
+            &Filter::new()
+                .address(chain.deployment.pinning)
+                .event_signature(EstuaryPinning::Pinned::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    let mut per_request: HashMap<U256, usize> = HashMap::new();
+    let mut per_operator: HashMap<alloy::primitives::Address, usize> = HashMap::new();
+    for log in &logs {
+        *per_request.entry(U256::from_be_slice(log.topics()[1].as_slice())).or_default() += 1;
+        let tx =
+            provider.get_transaction_by_hash(log.transaction_hash.unwrap()).await.unwrap().unwrap();
+        *per_operator.entry(tx.inner.signer()).or_default() += 1;
+    }
+    (per_request, per_operator)
+}
+
+async fn reporters(chain: &Chain) -> HashMap<alloy::primitives::Address, usize> {
+    reports(chain).await.1
+}
+
 async fn reported(oracle: &OracleProcess) -> usize {
     oracle
         .get("/requests?limit=1000")
@@ -81,10 +110,17 @@ async fn two_oracles_share_one_postgres_queue() {
     let second_key: alloy::signers::local::PrivateKeySigner = chain.anvil.keys()[8].clone().into();
     let b = start(alloy::hex::encode(second_key.to_bytes())).await;
 
+    let first_operator = chain.anvil.addresses().last().copied().unwrap();
     for (i, root) in roots.iter().enumerate() {
         chain.pin(1 + i % 3, &cid_bytes(root)).await;
         if i == REQUESTS / 2 {
-            // One process dies holding whatever it had claimed.
+            // Once the first process has reported something, it dies holding whatever else it
+            // had claimed.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !reporters(&chain).await.contains_key(&first_operator) {
+                assert!(Instant::now() < deadline, "the first process never reported");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             if let Some(a) = a.take() {
                 a.kill().await;
             }
@@ -97,24 +133,7 @@ async fn two_oracles_share_one_postgres_queue() {
     }
 
     // On chain: one Pinned event per request; both operators reported some.
-    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let logs = provider
-        .get_logs(
-            &Filter::new()
-                .address(chain.deployment.pinning)
-                .event_signature(EstuaryPinning::Pinned::SIGNATURE_HASH)
-                .from_block(0),
-        )
-        .await
-        .unwrap();
-    let mut per_request: HashMap<U256, usize> = HashMap::new();
-    let mut per_operator: HashMap<alloy::primitives::Address, usize> = HashMap::new();
-    for log in &logs {
-        *per_request.entry(U256::from_be_slice(log.topics()[1].as_slice())).or_default() += 1;
-        let tx =
-            provider.get_transaction_by_hash(log.transaction_hash.unwrap()).await.unwrap().unwrap();
-        *per_operator.entry(tx.inner.signer()).or_default() += 1;
-    }
+    let (per_request, per_operator) = reports(&chain).await;
     assert_eq!(per_request.len(), REQUESTS);
     assert!(per_request.values().all(|n| *n == 1), "exactly one report per request");
     assert_eq!(per_operator.len(), 2, "both processes reported: {per_operator:?}");
