@@ -249,9 +249,12 @@ impl ChainReporter {
             let wait = self.policy.bump_after.min(left);
             let watchers = hashes.iter().map(|hash| {
                 Box::pin(
-                    alloy::providers::PendingTransactionBuilder::new(provider.root().clone(), *hash)
-                        .with_timeout(Some(wait))
-                        .get_receipt(),
+                    alloy::providers::PendingTransactionBuilder::new(
+                        provider.root().clone(),
+                        *hash,
+                    )
+                    .with_timeout(Some(wait))
+                    .get_receipt(),
                 )
             });
             if let Ok((receipt, _)) = futures_util::future::select_ok(watchers).await {
