@@ -25,9 +25,11 @@ contract PinningHandler is CommonBase, StdUtils {
     }
 
     function request(address who) external {
-        if (who == address(0)) return;
+        // A person's account: not the zero address, not a contract (dealing to the pinning
+        // contract itself would overwrite the fees it holds).
+        if (who == address(0) || who.code.length != 0) return;
         uint256 fee = pinning.fee();
-        vm.deal(who, fee);
+        vm.deal(who, who.balance + fee);
         vm.prank(who);
         pinning.pinToEstuary{value: fee}(CID);
         feesPaid += fee;
@@ -89,6 +91,17 @@ contract EstuaryPinningInvariantTest is Test {
             EstuaryPinning.RequestStatus memory s = pinning.getRequest(id);
             if (s.dealMade) assertTrue(s.pinned);
         }
+    }
+
+    /// Regression: the fuzzer once passed the pinning contract's own address as a requester,
+    /// and dealing it ether overwrote the fees it held.
+    function test_RequestFromAContractAddressIsSkipped() public {
+        handler.setFee(1_836_119_983);
+        handler.request(address(0x9B0D2f92a3D5CaDe7942DB405c2ba1CAe756aB18));
+        handler.request(address(pinning));
+        handler.request(address(0x9B0D2f92a3D5CaDe7942DB405c2ba1CAe756aB18));
+        invariant_FeesHeld();
+        assertEq(pinning.requestCount(), 2);
     }
 
     /// Every fee paid is held until withdrawn.
