@@ -284,20 +284,8 @@ async fn crash_test_no_request_lost_none_reported_twice() {
     // On chain: exactly one Pinned event per request, and the operator sent no transaction
     // beyond them (a repeat is caught by simulating first).
     let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let logs = provider
-        .get_logs(
-            &Filter::new()
-                .address(chain.deployment.pinning)
-                .event_signature(EstuaryPinning::Pinned::SIGNATURE_HASH)
-                .from_block(0),
-        )
-        .await
-        .unwrap();
-    let mut per_request: HashMap<U256, usize> = HashMap::new();
-    for log in &logs {
-        let id = U256::from_be_slice(log.topics()[1].as_slice());
-        *per_request.entry(id).or_default() += 1;
-    }
+    let (per_request, _) = crate::support::reports(&chain).await;
+    let pinned_events: usize = per_request.values().sum();
     assert_eq!(per_request.len(), requests);
     assert!(per_request.values().all(|n| *n == 1), "0 duplicate reports");
     let operator = *chain.anvil.addresses().last().unwrap();
@@ -307,14 +295,14 @@ async fn crash_test_no_request_lost_none_reported_twice() {
         "crash test: {requests} requests, {kills} SIGKILLs, {} s; operator transactions {nonce} \
          for {} Pinned events; slowest return to progress {:.2} s",
         started.elapsed().as_secs(),
-        logs.len(),
+        pinned_events,
         max_recovery.as_secs_f64()
     );
     assert!(nonce as usize >= requests);
     oracle.kill().await;
 }
 
-async fn reported(oracle: &OracleProcess) -> usize {
+pub(crate) async fn reported(oracle: &OracleProcess) -> usize {
     oracle
         .get("/requests?limit=1000")
         .await

@@ -3,67 +3,21 @@
 //! both do work, and when one is killed the other takes over its jobs once their leases run out.
 
 use std::{
-    collections::HashMap,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use alloy::{
-    network::EthereumWallet,
-    primitives::U256,
-    providers::{Provider, ProviderBuilder},
-    rpc::types::Filter,
-    sol_types::SolEvent,
-};
+use alloy::{network::EthereumWallet, providers::ProviderBuilder};
 use estuary_contracts::EstuaryPinning;
 
 use crate::{
-    oracle_pinning::{Cars, add, cid_bytes, gateway},
-    support::{Chain, OracleProcess, noise},
+    oracle_pinning::{Cars, add, cid_bytes, gateway, reported},
+    support::{Chain, OracleProcess, noise, reports},
 };
 
 #[path = "../../../oracle/tests/support/postgres.rs"]
 mod postgres;
-
-type Reports = (HashMap<U256, usize>, HashMap<alloy::primitives::Address, usize>);
-
-/// Pinned events per request and report transactions per sender.
-async fn reports(chain: &Chain) -> Reports {
-    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let logs = provider
-        .get_logs(
-            &Filter::new()
-                .address(chain.deployment.pinning)
-                .event_signature(EstuaryPinning::Pinned::SIGNATURE_HASH)
-                .from_block(0),
-        )
-        .await
-        .unwrap();
-    let mut per_request: HashMap<U256, usize> = HashMap::new();
-    let mut per_operator: HashMap<alloy::primitives::Address, usize> = HashMap::new();
-    for log in &logs {
-        *per_request.entry(U256::from_be_slice(log.topics()[1].as_slice())).or_default() += 1;
-        let tx =
-            provider.get_transaction_by_hash(log.transaction_hash.unwrap()).await.unwrap().unwrap();
-        *per_operator.entry(tx.inner.signer()).or_default() += 1;
-    }
-    (per_request, per_operator)
-}
-
-async fn reporters(chain: &Chain) -> HashMap<alloy::primitives::Address, usize> {
-    reports(chain).await.1
-}
-
-async fn reported(oracle: &OracleProcess) -> usize {
-    oracle
-        .get("/requests?limit=1000")
-        .await
-        .and_then(|l| {
-            l["results"].as_array().map(|a| a.iter().filter(|r| r["status"] == "reported").count())
-        })
-        .unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_oracles_share_one_postgres_queue() {
@@ -117,7 +71,7 @@ async fn two_oracles_share_one_postgres_queue() {
             // Once the first process has reported something, it dies holding whatever else it
             // had claimed.
             let deadline = Instant::now() + Duration::from_secs(60);
-            while !reporters(&chain).await.contains_key(&first_operator) {
+            while !reports(&chain).await.1.contains_key(&first_operator) {
                 assert!(Instant::now() < deadline, "the first process never reported");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

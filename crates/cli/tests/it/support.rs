@@ -159,3 +159,33 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// `Pinned` events per request, and report transactions per sender.
+pub async fn reports(
+    chain: &Chain,
+) -> (
+    std::collections::HashMap<alloy::primitives::U256, usize>,
+    std::collections::HashMap<Address, usize>,
+) {
+    use alloy::{providers::Provider, rpc::types::Filter, sol_types::SolEvent};
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let logs = provider
+        .get_logs(
+            &Filter::new()
+                .address(chain.deployment.pinning)
+                .event_signature(EstuaryPinning::Pinned::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    let (mut per_request, mut per_sender) =
+        (std::collections::HashMap::new(), std::collections::HashMap::new());
+    for log in &logs {
+        let id = alloy::primitives::U256::from_be_slice(log.topics()[1].as_slice());
+        *per_request.entry(id).or_default() += 1;
+        let tx =
+            provider.get_transaction_by_hash(log.transaction_hash.unwrap()).await.unwrap().unwrap();
+        *per_sender.entry(tx.inner.signer()).or_default() += 1;
+    }
+    (per_request, per_sender)
+}
