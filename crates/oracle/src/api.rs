@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `GET /health` | – | liveness |
 //! | `GET /status` | – | chain, contract, watcher progress, request count |
-//! | `GET /metrics` | – | Prometheus text: requests by state, watcher cursor and head |
+//! | `GET /metrics` | – | Prometheus text: requests by state, watcher cursor and head, reorgs, RPC failovers |
 //! | `GET /requests/{id}` | – | one request (`PinRequest` as JSON) |
 //! | `GET /requests?after=&limit=` | bearer | requests in the order stored |
 //! | `GET`/`HEAD /ipfs/{cid}?format=raw\|car` | – | trustless gateway: a block, or the DAG as a CAR |
@@ -153,6 +153,15 @@ async fn metrics<S: RequestStore + JobStore, B: Blockstore>(
     let _ = writeln!(out, "# HELP estuary_ingested_total Requests stored since start.");
     let _ = writeln!(out, "# TYPE estuary_ingested_total counter");
     let _ = writeln!(out, "estuary_ingested_total {}", w.ingested);
+    let _ = writeln!(out, "# HELP estuary_reorgs_total Reorgs the watcher rewound.");
+    let _ = writeln!(out, "# TYPE estuary_reorgs_total counter");
+    let _ = writeln!(out, "estuary_reorgs_total {}", w.reorgs);
+    let _ = writeln!(
+        out,
+        "# HELP estuary_rpc_failovers_total Watcher steps moved to another RPC endpoint."
+    );
+    let _ = writeln!(out, "# TYPE estuary_rpc_failovers_total counter");
+    let _ = writeln!(out, "estuary_rpc_failovers_total {}", w.rpc_failovers);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 

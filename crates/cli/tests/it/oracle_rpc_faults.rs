@@ -192,6 +192,10 @@ async fn no_event_is_missed_through_lagging_and_flaky_endpoints() {
         oracle.wait_for(|s| s["requests"].as_u64() == Some(u64::from(REQUESTS)), "/status").await;
     assert_eq!(status["reorgs"], 0, "a lagging endpoint is not a reorg: {status}");
     let stored = snapshot(&oracle).await;
+    let metrics =
+        reqwest::get(format!("{}/metrics", oracle.url)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("estuary_reorgs_total 0\n"), "{metrics}");
+    assert!(!metrics.contains("estuary_rpc_failovers_total 0\n"), "{metrics}");
     oracle.kill().await;
     for (name, proxy) in [("flaky", &flaky_proxy), ("lagging", &lagging_proxy)] {
         let [ok, dropped, late, failed] = *proxy.stats.lock().unwrap();
