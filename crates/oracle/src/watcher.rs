@@ -9,7 +9,8 @@
 //! Several RPC endpoints can be given. Each step asks one endpoint everything it needs (head,
 //! logs, the last block's hash), so it sees one consistent chain even when the endpoints
 //! disagree; a step that fails or takes longer than `rpc_timeout` moves to the next endpoint at
-//! once, and only a full round of failures backs off. A lagging endpoint is harmless: the watcher
+//! once, and only a full round of failures backs off; once caught up it returns to the first
+//! endpoint, the preferred one. A lagging endpoint is harmless: the watcher
 //! never reads past the head the endpoint itself reports, checks that the endpoint has the last
 //! block of the range after reading its logs (a node without it may answer with no logs), and an
 //! endpoint that does not know the stored cursor's block is behind, not proof of a reorg.
@@ -188,6 +189,9 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
                     Ok(None) => {
                         backoff = MIN_BACKOFF;
                         failures = 0;
+                        // Caught up: go back to the preferred (first) endpoint, which a fallback
+                        // may lag behind.
+                        self.current.store(0, std::sync::atomic::Ordering::Relaxed);
                         self.config.poll_interval
                     }
                     Err(e @ WatchError::Rpc(_)) if failures + 1 < self.providers.len() => {

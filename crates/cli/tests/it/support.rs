@@ -128,8 +128,18 @@ impl OracleProcess {
 
     /// Polls `path` until `ok` holds (30 s at most).
     pub async fn wait_for(&self, ok: impl Fn(&Value) -> bool, path: &str) -> Value {
+        self.wait_for_within(ok, path, Duration::from_secs(30)).await
+    }
+
+    /// Polls `path` until `ok` holds, for `limit` at most.
+    pub async fn wait_for_within(
+        &self,
+        ok: impl Fn(&Value) -> bool,
+        path: &str,
+        limit: Duration,
+    ) -> Value {
         let mut last = None;
-        for _ in 0..300 {
+        for _ in 0..limit.as_millis().div_ceil(100) {
             if let Some(v) = self.get(path).await {
                 if ok(&v) {
                     return v;
