@@ -423,10 +423,15 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
             with_store!(db.db, true, |store| {
                 let secret = new_secret();
                 let scope = if read_only { Scope::Read } else { Scope::Write };
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                if !store.add_token(&name, &secret_digest(&secret), scope, now).await? {
+                if !store
+                    .add_token(
+                        &name,
+                        &secret_digest(&secret),
+                        scope,
+                        estuary_oracle::model::now_ms(),
+                    )
+                    .await?
+                {
                     anyhow::bail!("a token named {name:?} exists; revoke it first");
                 }
                 print_lines([secret])

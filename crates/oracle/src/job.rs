@@ -154,17 +154,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ALL: [RequestStatus; 9] = [
-        RequestStatus::Queued,
-        RequestStatus::Fetching,
-        RequestStatus::Pinned,
-        RequestStatus::Packed,
-        RequestStatus::Reported,
-        RequestStatus::Failing,
-        RequestStatus::Failed,
-        RequestStatus::Quarantined,
-        RequestStatus::Cancelled,
-    ];
+    const ALL: [RequestStatus; 9] = RequestStatus::ALL;
 
     fn success(stage: Stage) -> Outcome {
         match stage {

@@ -3,6 +3,13 @@
 use alloy::primitives::{Address, B256, Bytes, U256};
 use serde::Serialize;
 
+/// Now, in unix milliseconds (the store's time unit).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Where requests come from: one contract on one chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Source {
@@ -88,21 +95,22 @@ impl RequestStatus {
         }
     }
 
+    /// Every status.
+    pub const ALL: [Self; 9] = [
+        Self::Queued,
+        Self::Fetching,
+        Self::Pinned,
+        Self::Packed,
+        Self::Reported,
+        Self::Failing,
+        Self::Failed,
+        Self::Quarantined,
+        Self::Cancelled,
+    ];
+
     /// Reads a stored name.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Queued,
-            Self::Fetching,
-            Self::Pinned,
-            Self::Packed,
-            Self::Reported,
-            Self::Failing,
-            Self::Failed,
-            Self::Quarantined,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
     }
 }
 

@@ -324,6 +324,9 @@ impl RawPinQuery {
     pub fn check(self) -> Result<PinQuery, Invalid> {
         let mut query = PinQuery::default();
         if let Some(cids) = self.cid {
+            if cids.split(',').count() > MAX_CID_FILTER {
+                return Err(invalid(format!("more than {MAX_CID_FILTER} CIDs in the filter")));
+            }
             for cid in cids.split(',') {
                 let (_, canonical) = parse_cid_text(cid)?;
                 if !query.cids.contains(&cid.to_owned()) {
@@ -332,9 +335,6 @@ impl RawPinQuery {
                 if canonical != cid && !query.cids.contains(&canonical) {
                     query.cids.push(canonical);
                 }
-            }
-            if cids.split(',').count() > MAX_CID_FILTER {
-                return Err(invalid(format!("more than {MAX_CID_FILTER} CIDs in the filter")));
             }
         }
         let text_match = match self.text_match.as_deref() {
@@ -473,17 +473,7 @@ mod tests {
 
     #[test]
     fn states_map_both_ways() {
-        for status in [
-            RequestStatus::Queued,
-            RequestStatus::Fetching,
-            RequestStatus::Pinned,
-            RequestStatus::Packed,
-            RequestStatus::Reported,
-            RequestStatus::Failing,
-            RequestStatus::Failed,
-            RequestStatus::Quarantined,
-            RequestStatus::Cancelled,
-        ] {
+        for status in RequestStatus::ALL {
             assert!(PinState::of(status).job_states().contains(&status));
         }
     }

@@ -192,6 +192,12 @@ impl ChainReporter {
         let (mut max_fee, mut tip) =
             (fees.max_fee_per_gas.min(cap), fees.max_priority_fee_per_gas.min(cap));
         let call = call.gas(gas.saturating_add(gas / 5));
+        // Every version of the report: the same call, nonce and gas, with its own fees.
+        let send_version = async |nonce: u64, max_fee: u128, tip: u128| {
+            let version =
+                call.clone().nonce(nonce).max_fee_per_gas(max_fee).max_priority_fee_per_gas(tip);
+            version.send().await
+        };
         let (nonce, first) = {
             let mut next = self.next_nonce.lock().await;
             let nonce = match *next {
@@ -202,14 +208,7 @@ impl ChainReporter {
                     .await
                     .map_err(|e| ReportError::Chain(e.to_string()))?,
             };
-            let sent = call
-                .clone()
-                .nonce(nonce)
-                .max_fee_per_gas(max_fee)
-                .max_priority_fee_per_gas(tip)
-                .send()
-                .await;
-            match sent {
+            match send_version(nonce, max_fee, tip).await {
                 Ok(pending) => {
                     *next = Some(nonce + 1);
                     (nonce, *pending.tx_hash())
@@ -267,14 +266,7 @@ impl ChainReporter {
             if max_fee < cap {
                 max_fee = bumped(max_fee, self.policy.bump_percent).min(cap);
                 tip = bumped(tip, self.policy.bump_percent).min(max_fee);
-                let sent = call
-                    .clone()
-                    .nonce(nonce)
-                    .max_fee_per_gas(max_fee)
-                    .max_priority_fee_per_gas(tip)
-                    .send()
-                    .await;
-                match sent {
+                match send_version(nonce, max_fee, tip).await {
                     Ok(pending) => {
                         tracing::info!(nonce, max_fee, tip, tx = %pending.tx_hash(), "report not mined yet; replaced with higher fees");
                         hashes.push(*pending.tx_hash());

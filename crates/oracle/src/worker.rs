@@ -5,11 +5,7 @@
 //! process's — and stores the outcome through the pure [`crate::job`] state machine. A
 //! supervisor restarts a worker whose loop ended unexpectedly.
 
-use std::{
-    path::PathBuf,
-    sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use alloy::primitives::U256;
 use estuary_piece::PieceCid;
@@ -21,6 +17,7 @@ use crate::{
     blockstore::Blockstore,
     fetch::Fetcher,
     job::{self, Outcome, Stage},
+    model::now_ms,
     pack::pack,
     report::{Reported, Reporter},
     store::{Job, JobStore},
@@ -48,10 +45,6 @@ pub struct Pipeline<S, B, R> {
     fetcher: Fetcher,
     reporter: Arc<R>,
     config: WorkerConfig,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<S: JobStore, B: Blockstore, R: Reporter> Pipeline<S, B, R> {

@@ -102,31 +102,10 @@ async fn job_lifecycle<S: RequestStore + JobStore>(store: &S) {
     assert_eq!(rescued.request_id, "2");
     assert!(store.claim(1_600, 500).await.unwrap().is_none());
     let t = Transition { status: RequestStatus::Pinned, attempts: 0, error: None };
-    assert!(
-        store
-            .finish(
-                &held,
-                RequestStatus::Fetching,
-                &t,
-                &Outcome::Fetched { blocks: 3, bytes: 30 },
-                1_700
-            )
-            .await
-            .unwrap()
-    );
+    let fetched = Outcome::Fetched { blocks: 3, bytes: 30 };
+    assert!(store.finish(&held, RequestStatus::Fetching, &t, &fetched, 1_700).await.unwrap());
     // A stale finish (the job moved on) changes nothing.
-    assert!(
-        !store
-            .finish(
-                &held,
-                RequestStatus::Fetching,
-                &t,
-                &Outcome::Fetched { blocks: 3, bytes: 30 },
-                1_700
-            )
-            .await
-            .unwrap()
-    );
+    assert!(!store.finish(&held, RequestStatus::Fetching, &t, &fetched, 1_700).await.unwrap());
     let r = store.request(source(), U256::from(1)).await.unwrap().unwrap();
     assert_eq!((r.status, r.dag_blocks, r.dag_bytes), (RequestStatus::Pinned, Some(3), Some(30)));
     // A permanent failure, quarantine and requeue.
@@ -274,8 +253,6 @@ async fn sqlite_passes_the_suite() {
 async fn postgres_passes_the_suite() {
     let pg = Postgres::start();
     let n = std::sync::atomic::AtomicU32::new(0);
-    let admin = PgStore::connect(&pg.url()).await.unwrap();
-    drop(admin);
     whole_suite(async || {
         let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let db = format!("suite{i}");

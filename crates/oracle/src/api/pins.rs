@@ -20,6 +20,7 @@ use tracing::error;
 use super::ApiState;
 use crate::{
     blockstore::Blockstore,
+    model::now_ms,
     pinning::{
         Caller, Invalid, Pin, PinRecord, PinState, RawPinQuery, Scope, format_time, new_requestid,
         secret_digest,
@@ -162,12 +163,6 @@ fn body(payload: Result<Json<Pin>, JsonRejection>) -> Result<Pin, PinApiError> {
     payload
         .map(|Json(pin)| pin)
         .map_err(|e| PinApiError::BadRequest(Invalid(format!("the body is not a Pin object: {e}"))))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// `GET /pins`.

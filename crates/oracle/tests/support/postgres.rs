@@ -33,8 +33,7 @@ fn pg_bin() -> PathBuf {
 
 /// Runs a PostgreSQL tool, as the `postgres` user when we are root (initdb refuses root).
 fn pg_run(bin: &Path, tool: &str, args: &[&str]) {
-    let root = std::env::var("USER").as_deref() == Ok("root")
-        || Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
     let tool = bin.join(tool);
     let output = if root {
         Command::new("runuser").args(["-u", "postgres", "--"]).arg(&tool).args(args).output()
