@@ -139,6 +139,8 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .arg(state_dir.join("oracle-data"))
         .env("ESTUARY_OPERATOR_KEY", hex::encode(operator_key.to_bytes()))
         .args(["--listen", &format!("127.0.0.1:{oracle_port}")])
+        // Browser nodes dial the WebSocket address (the dapp reads it from `/p2p`).
+        .args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/tcp/0/ws"])
         .env("ESTUARY_API_TOKEN", &api_token)
         .stdin(Stdio::null())
         .kill_on_drop(true)

@@ -239,6 +239,10 @@ struct RunArgs {
     /// Seconds a job stays with a worker that stops renewing it (it renews every third).
     #[arg(long, env = "ESTUARY_LEASE_SECS", default_value_t = 600)]
     lease_secs: u64,
+    /// Multiaddrs the libp2p node listens on, e.g. `/ip4/0.0.0.0/tcp/4001` and
+    /// `/ip4/0.0.0.0/tcp/4002/ws` (for browser nodes). None: it only dials out to origins.
+    #[arg(long = "p2p-listen", env = "ESTUARY_P2P_LISTEN", value_delimiter = ',')]
+    p2p_listen: Vec<String>,
     /// Multiaddrs the pinning API returns as `delegates` (default: the API's own address).
     #[arg(long = "delegate", env = "ESTUARY_DELEGATES", value_delimiter = ',')]
     delegates: Vec<String>,
@@ -488,6 +492,7 @@ async fn run_oracle(args: RunArgs) -> Result<()> {
     });
     config.gateways = args.gateways;
     config.delegates = args.delegates;
+    config.p2p_listen = args.p2p_listen;
     config.operator_key = args.operator_key;
     config.workers = args.workers;
     config.max_attempts = args.max_attempts;

@@ -107,3 +107,15 @@ pub fn dag_cbor(data: &[u8]) {
         assert!(links.len() <= data.len());
     }
 }
+
+/// Bitswap messages: decode → encode → decode is stable, and every block handed out hashes to
+/// the CID it is given under.
+pub fn bitswap(data: &[u8]) {
+    if let Ok(msg) = crate::bitswap::Message::decode(data) {
+        let again = crate::bitswap::Message::decode(&msg.encode()).expect("re-encoded message");
+        assert_eq!(again, msg);
+        for (cid, block) in msg.blocks() {
+            assert_eq!(crate::bitswap::cid_for(&crate::bitswap::prefix_of(&cid), block), Some(cid));
+        }
+    }
+}

@@ -10,12 +10,14 @@
 //!   [`profile`]s that reproduce kubo's and Helia's CIDs;
 //! - [`car`]: CAR v1 sections and headers, written as blocks are produced and read with checks;
 //! - [`walk`]: the links of a block and depth-first traversal;
-//! - [`export`]: paths, files and byte ranges read back from any block source.
+//! - [`export`]: paths, files and byte ranges read back from any block source;
+//! - [`bitswap`]: the messages of the Bitswap block exchange protocol.
 
 //!
 //! Features: `io` adds conveniences over `std::io::Read` (`FileBuilder::push_reader`,
 //! `car::CarReader`) for native callers; `serde` derives `Serialize` for [`CidInfo`].
 
+pub mod bitswap;
 pub mod block;
 pub mod car;
 pub mod cid;

@@ -11,7 +11,8 @@ use estuary_dag::{
 
 type Check = fn(&[u8]);
 
-const TARGETS: [(&str, Check); 6] = [
+const TARGETS: [(&str, Check); 7] = [
+    ("bitswap", fuzzing::bitswap),
     ("dag_cbor", fuzzing::dag_cbor),
     ("varint", fuzzing::varint),
     ("cid", fuzzing::cid),
@@ -68,6 +69,31 @@ fn write_seed_corpus() {
     dir.add_dir("empty").unwrap();
     let dir_root = dir.finish(&mut |b| dir_blocks.push(b)).unwrap();
 
+    let mut want = estuary_dag::bitswap::Message::default();
+    want.wants.push(estuary_dag::bitswap::WantEntry::block(root.cid));
+    want.full = true;
+    let mut reply = estuary_dag::bitswap::Message::default();
+    reply.push_block(&root.cid, parent_of(&blocks, &root.cid));
+    reply.raw_blocks.push(b"v0".to_vec());
+    reply.presences.push((dir_root.cid, estuary_dag::bitswap::Presence::DontHave));
+    seeds(
+        "bitswap",
+        vec![
+            ("want", want.encode()),
+            ("reply", reply.encode()),
+            (
+                "unknown-fields",
+                vec![0x31, 1, 2, 3, 4, 5, 6, 7, 8, 0x3d, 1, 2, 3, 4, 0x28, 0xff, 0x01],
+            ),
+            ("negative-priority", {
+                let mut m = want.clone();
+                m.wants[0].priority = -1;
+                m.encode()
+            }),
+            ("bad-prefix", vec![0x1a, 0x06, 0x0a, 0x02, 0x01, 0x55, 0x12, 0x00]),
+            ("truncated", want.encode()[..5].to_vec()),
+        ],
+    );
     seeds(
         "varint",
         vec![
@@ -151,4 +177,8 @@ fn write_seed_corpus() {
             ("missing-blocks", [vec![5], archive(root.cid, &blocks[..2])].concat()),
         ],
     );
+}
+
+fn parent_of(blocks: &[Block], cid: &cid::Cid) -> Vec<u8> {
+    blocks.iter().find(|b| b.cid == *cid).unwrap().data.clone()
 }

@@ -59,6 +59,8 @@ pub struct ApiState<S, B> {
     pub api_token: Option<String>,
     /// Multiaddrs of this oracle, returned as `delegates` by the pinning API.
     pub delegates: Vec<String>,
+    /// The libp2p node, whose addresses `/p2p` gives (browser nodes dial them).
+    pub p2p: Option<crate::p2p::P2p>,
 }
 
 /// An API failure: client errors say what was wrong; internal ones are logged and hidden.
@@ -112,6 +114,7 @@ pub fn router<S: RequestStore + JobStore + PinStore, B: Blockstore>(
 ) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/p2p", get(p2p_info::<S, B>))
         .route("/status", get(status::<S, B>))
         .route("/metrics", get(metrics::<S, B>))
         .route("/requests", get(list_requests::<S, B>))
@@ -165,6 +168,19 @@ async fn metrics<S: RequestStore + JobStore, B: Blockstore>(
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
+/// The oracle's libp2p identity: `{ "peer_id", "addrs": [multiaddr…/p2p/…], "peers" }`.
+async fn p2p_info<S: RequestStore, B: Blockstore>(
+    State(st): State<Arc<ApiState<S, B>>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p2p = st.p2p.as_ref().ok_or_else(|| ApiError::NotFound("libp2p is off".into()))?;
+    let addrs: Vec<String> = p2p.addrs().iter().map(ToString::to_string).collect();
+    Ok(Json(serde_json::json!({
+        "peer_id": p2p.peer_id().to_string(),
+        "addrs": addrs,
+        "peers": p2p.peers(),
+    })))
+}
+
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
@@ -181,11 +197,14 @@ struct StatusBody {
 async fn status<S: RequestStore, B: Blockstore>(
     State(st): State<Arc<ApiState<S, B>>>,
 ) -> Result<Json<StatusBody>, ApiError> {
+    // The watch state first: the watcher moves its cursor only after the range is stored, so the
+    // count read next includes every request up to the cursor shown.
+    let watch = *st.watch.borrow();
     let requests = st.store.count(st.source).await?;
     Ok(Json(StatusBody {
         chain_id: st.source.chain_id,
         contract: format!("{:#x}", st.source.contract),
-        watch: *st.watch.borrow(),
+        watch,
         requests,
     }))
 }
@@ -297,6 +316,7 @@ mod tests {
             watch,
             api_token: Some("secret".into()),
             delegates: vec!["/ip4/127.0.0.1/tcp/3000/http".into()],
+            p2p: None,
         };
         (router(Arc::new(state)), dir)
     }

@@ -40,6 +40,9 @@ pub struct OracleConfig {
     pub api_token: Option<String>,
     /// Multiaddrs the pinning API gives clients as `delegates`; empty: the API's own address.
     pub delegates: Vec<String>,
+    /// Multiaddrs the libp2p node listens on (TCP, or TCP + `/ws` for browser nodes); empty:
+    /// it only dials out.
+    pub p2p_listen: Vec<String>,
     /// Directory for blocks (`blocks/`, unless `s3` is set) and packed CARs (`packed/`).
     pub data_dir: PathBuf,
     /// Keep blocks in S3-compatible object storage instead of `data_dir`.
@@ -81,6 +84,7 @@ impl OracleConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             api_token: None,
             delegates: Vec::new(),
+            p2p_listen: Vec::new(),
             data_dir: PathBuf::from("estuary-data"),
             s3: None,
             gateways: Vec::new(),

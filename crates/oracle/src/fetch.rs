@@ -12,11 +12,19 @@ use std::{sync::Arc, time::Duration};
 use cid::Cid;
 use estuary_dag::{
     car::{CarDecoder, CarError, CarItem, CarLimits},
-    walk::{WalkError, WalkLimits, dfs_limited},
+    walk::{WalkError, WalkLimits, dfs_limited, links},
 };
+use futures::{StreamExt, stream::FuturesUnordered};
+use libp2p::{Multiaddr, PeerId};
 use tokio::time::{Instant, timeout};
 
-use crate::blockstore::{Blockstore, BlockstoreError};
+use crate::{
+    blockstore::{Blockstore, BlockstoreError},
+    p2p::P2p,
+};
+
+/// Blocks asked for at once from one Bitswap peer.
+pub const BITSWAP_WINDOW: usize = 32;
 
 /// Bounds on one fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +110,7 @@ pub struct Fetcher {
     client: reqwest::Client,
     gateways: Vec<String>,
     limits: FetchLimits,
+    p2p: Option<P2p>,
 }
 
 enum Attempt {
@@ -116,7 +125,14 @@ impl Fetcher {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
-        Self { client, gateways, limits }
+        Self { client, gateways, limits, p2p: None }
+    }
+
+    /// Fetches from the peers named by `/p2p/` origins over Bitswap, through `p2p`.
+    #[must_use]
+    pub fn with_p2p(mut self, p2p: P2p) -> Self {
+        self.p2p = Some(p2p);
+        self
     }
 
     /// Fetches the DAG under `cid` (binary) into `store` and proves it complete, trying the
@@ -138,11 +154,42 @@ impl Fetcher {
             Err(e) => return Err(e),
         }
         let mut sources = Vec::new();
+        let mut peers: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
         for origin in origins {
-            match gateway_of_multiaddr(origin) {
-                Some(url) if !sources.contains(&url) => sources.push(url),
-                Some(_) => {}
-                None => failures.push(format!("{origin}: not an HTTP multiaddr (skipped)")),
+            if let Some(url) = gateway_of_multiaddr(origin) {
+                if !sources.contains(&url) {
+                    sources.push(url);
+                }
+                continue;
+            }
+            let Ok(mut addr) = origin.parse::<Multiaddr>() else {
+                failures.push(format!("{origin}: not a multiaddr (skipped)"));
+                continue;
+            };
+            let Some(peer) = estuary_p2p::peer_of(&addr) else {
+                failures.push(format!("{origin}: names no peer (/p2p/…) (skipped)"));
+                continue;
+            };
+            addr.pop();
+            let i = match peers.iter().position(|(p, _)| *p == peer) {
+                Some(i) => i,
+                None => {
+                    peers.push((peer, Vec::new()));
+                    peers.len() - 1
+                }
+            };
+            if !addr.is_empty() {
+                peers[i].1.push(addr);
+            }
+        }
+        for (peer, addrs) in peers {
+            let attempt = match &self.p2p {
+                Some(p2p) => self.try_bitswap(p2p, peer, addrs, root, store, deadline).await?,
+                None => Attempt::Failed("libp2p is off".into()),
+            };
+            let name = format!("bitswap from {peer}");
+            if let Some(stats) = self.settle(attempt, &name, root, store, &mut failures).await? {
+                return Ok(stats);
             }
         }
         for gateway in &self.gateways {
@@ -151,18 +198,37 @@ impl Fetcher {
             }
         }
         for gateway in &sources {
-            match self.try_gateway(gateway, root, store, deadline).await? {
-                Attempt::Done => match self.complete(root, store).await {
-                    Ok(stats) => return Ok(stats),
-                    Err(FetchError::Unavailable(missing)) => {
-                        failures.push(format!("{gateway}: incomplete DAG, {missing}"));
-                    }
-                    Err(e) => return Err(e),
-                },
-                Attempt::Failed(why) => failures.push(format!("{gateway}: {why}")),
+            let attempt = self.try_gateway(gateway, root, store, deadline).await?;
+            if let Some(stats) = self.settle(attempt, gateway, root, store, &mut failures).await? {
+                return Ok(stats);
             }
         }
         Err(FetchError::Unavailable(failures.join("; ")))
+    }
+
+    /// After one source's attempt: the DAG if it is now complete, or its failure noted.
+    async fn settle<S: Blockstore>(
+        &self,
+        attempt: Attempt,
+        source: &str,
+        root: Cid,
+        store: &Arc<S>,
+        failures: &mut Vec<String>,
+    ) -> Result<Option<FetchStats>, FetchError> {
+        match attempt {
+            Attempt::Done => match self.complete(root, store).await {
+                Ok(stats) => Ok(Some(stats)),
+                Err(FetchError::Unavailable(missing)) => {
+                    failures.push(format!("{source}: incomplete DAG, {missing}"));
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            },
+            Attempt::Failed(why) => {
+                failures.push(format!("{source}: {why}"));
+                Ok(None)
+            }
+        }
     }
 
     /// Walks the DAG from the store, within the limits.
@@ -260,10 +326,105 @@ impl Fetcher {
         Ok(Attempt::Done)
     }
 
-    /// Awaits `fut` within the no-progress timeout and the overall deadline.
-    async fn wait<T>(
+    /// Fetches the DAG under `root` from `peer` over Bitswap: breadth first, up to
+    /// [`BITSWAP_WINDOW`] blocks asked for at once, each block verified (by the Bitswap layer:
+    /// it is accepted only under the CID its bytes hash to) and stored before its links are
+    /// followed, within the same limits as a gateway fetch.
+    async fn try_bitswap<S: Blockstore>(
         &self,
-        fut: impl Future<Output = Result<T, reqwest::Error>>,
+        p2p: &P2p,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        root: Cid,
+        store: &Arc<S>,
+        deadline: Instant,
+    ) -> Result<Attempt, FetchError> {
+        if let Err(e) = self.wait(p2p.connect(peer, addrs), deadline).await? {
+            return Ok(Attempt::Failed(format!("cannot connect: {e}")));
+        }
+        let mut queue = std::collections::VecDeque::from([(root, 0usize)]);
+        let mut seen = std::collections::HashSet::from([root]);
+        let mut in_flight = FuturesUnordered::new();
+        let mut bytes = 0u64;
+        loop {
+            while in_flight.len() < BITSWAP_WINDOW
+                && let Some((cid, depth)) = queue.pop_front()
+            {
+                let store = Arc::clone(store);
+                let bitswap = p2p.bitswap().clone();
+                in_flight.push(async move {
+                    let held = tokio::task::spawn_blocking(move || store.get(&cid))
+                        .await
+                        .map_err(|e| BlockstoreError::Io(std::io::Error::other(e)));
+                    let got = match held {
+                        Ok(Ok(Some(data))) => Ok((data, true)),
+                        Ok(Ok(None)) => bitswap.get(peer, cid).await.map(|d| (d, false)),
+                        Ok(Err(e)) | Err(e) => return (cid, depth, Err(Err(e))),
+                    };
+                    (cid, depth, got.map_err(Ok))
+                });
+            }
+            if in_flight.is_empty() {
+                return Ok(Attempt::Done);
+            }
+            let next = async { Ok::<_, std::convert::Infallible>(in_flight.next().await) };
+            let (cid, depth, got) = match self.wait(next, deadline).await? {
+                Ok(Some(item)) => item,
+                Ok(None) => return Ok(Attempt::Done),
+                Err(e) => return Ok(Attempt::Failed(e)),
+            };
+            let (data, held) = match got {
+                Ok(found) => found,
+                Err(Ok(e)) => return Ok(Attempt::Failed(e.to_string())),
+                Err(Err(e)) => return Err(e.into()),
+            };
+            if data.len() > self.limits.max_block {
+                return Err(FetchError::TooLarge(format!(
+                    "block {cid} has {} bytes, more than {}",
+                    data.len(),
+                    self.limits.max_block
+                )));
+            }
+            bytes += data.len() as u64;
+            if bytes > self.limits.max_dag_bytes {
+                return Err(FetchError::TooLarge(format!(
+                    "more than {} bytes",
+                    self.limits.max_dag_bytes
+                )));
+            }
+            let links = links(&cid, &data).map_err(|e| FetchError::BadDag(e.to_string()))?;
+            if links.len() > self.limits.max_links {
+                return Err(FetchError::TooLarge(format!(
+                    "block {cid} has {} links, more than {}",
+                    links.len(),
+                    self.limits.max_links
+                )));
+            }
+            if !links.is_empty() && depth + 1 > self.limits.max_depth {
+                return Err(FetchError::TooLarge(format!(
+                    "deeper than {} levels",
+                    self.limits.max_depth
+                )));
+            }
+            if !held {
+                let store = Arc::clone(store);
+                tokio::task::spawn_blocking(move || store.put_verified(&cid, &data))
+                    .await
+                    .map_err(|e| BlockstoreError::Io(std::io::Error::other(e)))??;
+            }
+            for link in links {
+                // Identity CIDs carry their data inline: nothing to fetch.
+                if link.hash().code() != 0 && seen.insert(link) {
+                    queue.push_back((link, depth + 1));
+                }
+            }
+        }
+    }
+
+    /// Awaits `fut` within the no-progress timeout and the overall deadline.
+    async fn wait<T, E: std::fmt::Display>(
+        &self,
+        fut: impl Future<Output = Result<T, E>>,
         deadline: Instant,
     ) -> Result<Result<T, String>, FetchError> {
         let now = Instant::now();

@@ -20,6 +20,7 @@ pub mod config;
 pub mod fetch;
 pub mod job;
 pub mod model;
+pub mod p2p;
 pub mod pack;
 pub mod pinning;
 pub mod reconcile;

@@ -15,6 +15,7 @@ use crate::{
     config::OracleConfig,
     fetch::Fetcher,
     model::Source,
+    p2p::{P2p, P2pError},
     report::ChainReporter,
     store::{JobStore, PgStore, PinStore, RequestStore, SqliteStore, StoreError},
     watcher::{WatchState, Watcher, WatcherConfig},
@@ -63,6 +64,9 @@ pub enum OracleError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The libp2p node could not start.
+    #[error(transparent)]
+    P2p(#[from] P2pError),
 }
 
 /// A running oracle.
@@ -166,6 +170,13 @@ impl Oracle {
         let packed_dir = config.data_dir.join("packed");
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
+        let p2p = P2p::start(
+            &config.data_dir.join("p2p.key"),
+            &config.p2p_listen,
+            Arc::clone(&blocks),
+            shutdown.clone(),
+        )
+        .await?;
         if let Some(key) = &config.operator_key {
             let key: PrivateKeySigner =
                 key.trim_start_matches("0x").parse().map_err(|_| OracleError::OperatorKey)?;
@@ -176,7 +187,7 @@ impl Oracle {
             let pipeline = Pipeline::new(
                 Arc::clone(&store),
                 Arc::clone(&blocks),
-                Fetcher::new(config.gateways.clone(), config.fetch_limits),
+                Fetcher::new(config.gateways.clone(), config.fetch_limits).with_p2p(p2p.clone()),
                 Arc::new(reporter),
                 WorkerConfig {
                     workers: config.workers,
@@ -228,10 +239,13 @@ impl Oracle {
             watch: state_rx,
             api_token: config.api_token.clone(),
             delegates: if config.delegates.is_empty() {
-                vec![self_multiaddr(local_addr)]
+                let mut own = vec![self_multiaddr(local_addr)];
+                own.extend(p2p.addrs().iter().map(ToString::to_string));
+                own
             } else {
                 config.delegates.clone()
             },
+            p2p: Some(p2p),
         }));
         let api_shutdown = shutdown.clone();
         let api_task = tokio::spawn(async move {

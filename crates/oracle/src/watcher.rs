@@ -268,6 +268,9 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
         } else {
             vec![PinRequested::SIGNATURE_HASH, PinCancelled::SIGNATURE_HASH]
         };
+        // The hash of `to` before and after reading the logs: if it changed, a reorg happened
+        // in between and the logs may mix two chains, so the range is read again.
+        let before = self.canonical_hash(to).await?;
         let filter = Filter::new()
             .address(self.source.contract)
             .event_signature(topics)
@@ -287,13 +290,15 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
             .map(|decoded| decoded.inner.data.requestId)
             .collect();
 
-        let block = self
-            .provider()
-            .get_block_by_number(BlockNumberOrTag::Number(to))
-            .await
-            .map_err(rpc)?
+        let block_hash = self
+            .canonical_hash(to)
+            .await?
             .ok_or_else(|| WatchError::Rpc(format!("block {to} not found below the head")))?;
-        let cursor = Cursor { block_number: to, block_hash: block.header.hash };
+        if before != Some(block_hash) {
+            warn!(block = to, "the chain changed while its logs were read; reading them again");
+            return Ok(Some(from));
+        }
+        let cursor = Cursor { block_number: to, block_hash };
 
         let inserted =
             self.store.ingest_with_cancels(self.source, &events, &cancelled, cursor).await?;

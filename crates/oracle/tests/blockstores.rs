@@ -168,6 +168,7 @@ async fn suite<B: Blockstore>(
         watch,
         api_token: None,
         delegates: vec![],
+        p2p: None,
     })))
     .await;
     let served = reqwest::get(format!("{base}/ipfs/{root}?format=car")).await.unwrap();

@@ -1,0 +1,320 @@
+//! The oracle's libp2p node: TCP and WebSocket transports (noise, yamux), identify and ping, and
+//! Bitswap ([`estuary_p2p`]) both ways — it fetches DAGs from the peers a request names as
+//! origins (a Helia or kubo node, or the uploader's browser node, which dials in over
+//! WebSocket), and serves the blocks it holds.
+//!
+//! The swarm runs in its own task; [`P2p`] is a cheap handle to it. The node's key is kept in
+//! the data directory (`p2p.key`), so its peer id survives restarts.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::Path,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use cid::Cid;
+use estuary_p2p::{Bitswap, BlockFuture, BlockSource};
+use futures::StreamExt;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, identify,
+    identity::Keypair,
+    noise, ping,
+    swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts},
+    tcp, yamux,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::blockstore::Blockstore;
+
+/// Why the libp2p node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum P2pError {
+    /// The key file cannot be read or written, or holds no key.
+    #[error("libp2p key {path}: {reason}")]
+    Key {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The transports could not be built.
+    #[error("libp2p transport: {0}")]
+    Transport(String),
+    /// A listen address is malformed or cannot be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    stream: libp2p_stream::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+type DialReply = oneshot::Sender<Result<(), String>>;
+
+enum Command {
+    Connect { peer: PeerId, addrs: Vec<Multiaddr>, reply: DialReply },
+}
+
+/// A handle to the running libp2p node.
+#[derive(Clone)]
+pub struct P2p {
+    peer_id: PeerId,
+    bitswap: Bitswap,
+    commands: mpsc::Sender<Command>,
+    listen: Arc<Mutex<Vec<Multiaddr>>>,
+    connected: Arc<Mutex<HashSet<PeerId>>>,
+}
+
+impl std::fmt::Debug for P2p {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("P2p").field("peer_id", &self.peer_id).finish_non_exhaustive()
+    }
+}
+
+/// Serves blocks from the oracle's blockstore (reads run on the blocking pool).
+struct StoreSource<B>(Arc<B>);
+
+impl<B: Blockstore> BlockSource for StoreSource<B> {
+    fn block(&self, cid: &Cid) -> BlockFuture<'_> {
+        let store = Arc::clone(&self.0);
+        let cid = *cid;
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || store.get(&cid).ok().flatten()).await.ok().flatten()
+        })
+    }
+}
+
+/// Yamux whose stream windows never grow past the 256 KiB default. rust-yamux grows a busy
+/// stream's window towards the bandwidth-delay product, but refuses any frame over 1 MiB, while
+/// js-yamux (Helia) sends a frame as large as the window allows: past 1 MiB the connection
+/// dies (`FrameTooLarge`). The window grows only out of the connection's budget beyond 256 KiB
+/// per possible stream; with 4,096 streams that budget (1 GiB) is all spoken for.
+fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(4096);
+    config
+}
+
+/// Reads the node's key from `path`, or makes one and keeps it there.
+fn load_key(path: &Path) -> Result<Keypair, P2pError> {
+    let err = |reason: String| P2pError::Key { path: path.display().to_string(), reason };
+    match std::fs::read(path) {
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = Keypair::generate_ed25519();
+            let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+            }
+            std::fs::write(path, bytes).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+impl P2p {
+    /// Starts the node with the key in `key_path`, listening on `listen` (none: it only dials
+    /// out), serving blocks from `blocks`, until `shutdown`.
+    pub async fn start<B: Blockstore>(
+        key_path: &Path,
+        listen: &[String],
+        blocks: Arc<B>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, P2pError> {
+        let key = load_key(key_path)?;
+        let transport = |e: &dyn std::fmt::Display| P2pError::Transport(e.to_string());
+        let mut swarm: Swarm<Behaviour> = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
+            .map_err(|e| transport(&e))?
+            .with_dns()
+            .map_err(|e| transport(&e))?
+            .with_websocket(noise::Config::new, yamux_config)
+            .await
+            .map_err(|e| transport(&e))?
+            .with_behaviour(|key| Behaviour {
+                stream: libp2p_stream::Behaviour::new(),
+                identify: identify::Behaviour::new(
+                    identify::Config::new("/ipfs/id/1.0.0".into(), key.public())
+                        .with_agent_version(format!("estuary/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                ping: ping::Behaviour::default(),
+            })
+            .map_err(|e| transport(&e))?
+            // Browser nodes stay connected while their uploads may be fetched.
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+            .build();
+        let mut listeners = Vec::new();
+        for text in listen {
+            let bad = |reason: String| P2pError::Listen { addr: text.clone(), reason };
+            let addr: Multiaddr =
+                text.parse().map_err(|e: libp2p::multiaddr::Error| bad(e.to_string()))?;
+            listeners.push(swarm.listen_on(addr).map_err(|e| bad(e.to_string()))?);
+        }
+        // Wait for every listener's first address, so `addrs` is complete once we return.
+        let listen_addrs = Arc::new(Mutex::new(Vec::new()));
+        let mut pending: HashSet<_> = listeners.into_iter().collect();
+        while !pending.is_empty() {
+            match swarm.select_next_some().await {
+                SwarmEvent::NewListenAddr { listener_id, address } => {
+                    pending.remove(&listener_id);
+                    lock(&listen_addrs).push(address);
+                }
+                SwarmEvent::ListenerError { error, .. }
+                | SwarmEvent::ListenerClosed { reason: Err(error), .. } => {
+                    return Err(P2pError::Listen {
+                        addr: listen.join(", "),
+                        reason: error.to_string(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        let bitswap = Bitswap::new(swarm.behaviour().stream.new_control());
+        let serve =
+            bitswap.serve(StoreSource(blocks)).map_err(|e| P2pError::Transport(e.to_string()))?;
+        let serve_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = serve => {}
+                () = serve_shutdown.cancelled() => {}
+            }
+        });
+        let (commands, rx) = mpsc::channel(64);
+        let handle = Self {
+            peer_id: *swarm.local_peer_id(),
+            bitswap,
+            commands,
+            listen: listen_addrs,
+            connected: Arc::default(),
+        };
+        info!(peer_id = %handle.peer_id, addrs = ?handle.addrs(), "libp2p node started");
+        tokio::spawn(run(swarm, rx, handle.clone(), shutdown));
+        Ok(handle)
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses this node listens on, each ending with `/p2p/<peer id>`.
+    pub fn addrs(&self) -> Vec<Multiaddr> {
+        lock(&self.listen)
+            .iter()
+            .map(|a| a.clone().with(libp2p::multiaddr::Protocol::P2p(self.peer_id)))
+            .collect()
+    }
+
+    /// Whether `peer` is connected now.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        lock(&self.connected).contains(peer)
+    }
+
+    /// Peers connected now.
+    pub fn peers(&self) -> usize {
+        lock(&self.connected).len()
+    }
+
+    /// The Bitswap service.
+    pub fn bitswap(&self) -> &Bitswap {
+        &self.bitswap
+    }
+
+    /// Connects to `peer` at `addrs` (an existing connection is used as it is; with no address
+    /// the peer must already be connected, as a browser node that dialled in is).
+    pub async fn connect(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), String> {
+        if self.is_connected(&peer) {
+            return Ok(());
+        }
+        if addrs.is_empty() {
+            return Err(format!("peer {peer} is not connected and no address was given"));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Connect { peer, addrs, reply })
+            .await
+            .map_err(|_| "the libp2p node stopped".to_owned())?;
+        rx.await.unwrap_or_else(|_| Err("the libp2p node stopped".into()))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The swarm's event loop.
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    mut commands: mpsc::Receiver<Command>,
+    handle: P2p,
+    shutdown: CancellationToken,
+) {
+    let mut dialing: HashMap<PeerId, Vec<DialReply>> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            command = commands.recv() => match command {
+                None => return,
+                Some(Command::Connect { peer, addrs, reply }) => {
+                    if swarm.is_connected(&peer) {
+                        let _ = reply.send(Ok(()));
+                        continue;
+                    }
+                    let first = !dialing.contains_key(&peer);
+                    dialing.entry(peer).or_default().push(reply);
+                    if first {
+                        let opts = DialOpts::peer_id(peer).addresses(addrs).build();
+                        if let Err(e) = swarm.dial(opts) {
+                            for reply in dialing.remove(&peer).unwrap_or_default() {
+                                let _ = reply.send(Err(e.to_string()));
+                            }
+                        }
+                    }
+                }
+            },
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
+                    debug!(%peer_id, remote = %endpoint.get_remote_address(), "peer connected");
+                    lock(&handle.connected).insert(peer_id);
+                    for reply in dialing.remove(&peer_id).unwrap_or_default() {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                    debug!(%peer_id, "peer disconnected");
+                    lock(&handle.connected).remove(&peer_id);
+                    handle.bitswap.disconnected(peer_id);
+                }
+                SwarmEvent::OutgoingConnectionError { peer_id: Some(peer_id), error, .. }
+                    if !swarm.is_connected(&peer_id) =>
+                {
+                    for reply in dialing.remove(&peer_id).unwrap_or_default() {
+                        let _ = reply.send(Err(error.to_string()));
+                    }
+                }
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    let mut listen = lock(&handle.listen);
+                    if !listen.contains(&address) {
+                        listen.push(address);
+                    }
+                }
+                SwarmEvent::ListenerError { error, .. } => warn!(%error, "libp2p listener failed"),
+                _ => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Two libp2p nodes over TCP on loopback: one serves blocks, the other fetches them.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use cid::{Cid, Version};
+use estuary_dag::block::sha256_cid;
+use estuary_p2p::{Bitswap, BitswapError, BlockFuture, BlockSource};
+use futures::StreamExt;
+use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp, yamux};
+
+#[derive(Clone, Default)]
+struct Blocks(Arc<HashMap<Cid, Vec<u8>>>);
+
+impl BlockSource for Blocks {
+    fn block(&self, cid: &Cid) -> BlockFuture<'_> {
+        let found = self.0.get(cid).cloned();
+        Box::pin(async move { found })
+    }
+}
+
+fn swarm() -> Swarm<libp2p_stream::Behaviour> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
+/// A node serving `blocks`, its address, and its Bitswap.
+async fn node(blocks: Blocks) -> (PeerId, Multiaddr, Bitswap) {
+    let mut swarm = swarm();
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    let bitswap = Bitswap::new(swarm.behaviour().new_control());
+    tokio::spawn(bitswap.serve(blocks).unwrap());
+    let peer = *swarm.local_peer_id();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    (peer, addr, bitswap)
+}
+
+/// A node holding nothing, connected to `addr`.
+async fn connected_client(addr: Multiaddr) -> Bitswap {
+    let mut client_swarm = swarm();
+    client_swarm.dial(addr).unwrap();
+    let client = Bitswap::new(client_swarm.behaviour().new_control());
+    tokio::spawn(client.serve(Blocks::default()).unwrap());
+    loop {
+        if let SwarmEvent::ConnectionEstablished { .. } = client_swarm.select_next_some().await {
+            break;
+        }
+    }
+    tokio::spawn(async move {
+        loop {
+            client_swarm.select_next_some().await;
+        }
+    });
+    client
+}
+
+#[tokio::test]
+async fn fetches_verified_blocks_and_hears_dont_have() {
+    let data: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1000 + usize::from(i)]).collect();
+    let held: HashMap<Cid, Vec<u8>> =
+        data.iter().map(|d| (sha256_cid(Version::V1, 0x55, d), d.clone())).collect();
+    let (server, server_addr, _) = node(Blocks(Arc::new(held.clone()))).await;
+
+    let client = connected_client(server_addr).await;
+
+    // Many at once, as a DAG walk asks.
+    let gets = held.keys().map(|cid| {
+        let client = client.clone();
+        let cid = *cid;
+        async move { (cid, client.get(server, cid).await) }
+    });
+    for (cid, got) in futures::future::join_all(gets).await {
+        assert_eq!(&got.unwrap(), &held[&cid]);
+    }
+    assert_eq!(client.stats().blocks_received, 20);
+
+    let missing = sha256_cid(Version::V1, 0x55, b"nobody has this");
+    let got = tokio::time::timeout(Duration::from_secs(10), client.get(server, missing)).await;
+    assert_eq!(got.unwrap(), Err(BitswapError::DontHave { peer: server, cid: missing }));
+
+    // A peer that is not connected and has no known address cannot be asked.
+    let stranger = PeerId::random();
+    let got = tokio::time::timeout(Duration::from_secs(10), client.get(stranger, missing)).await;
+    assert!(matches!(got.unwrap(), Err(BitswapError::Unreachable { .. })));
+}
+
+/// Serves the same wrong bytes for every CID.
+#[derive(Clone)]
+struct Liar;
+
+impl BlockSource for Liar {
+    fn block(&self, _: &Cid) -> BlockFuture<'_> {
+        Box::pin(async { Some(b"not what you asked for".to_vec()) })
+    }
+}
+
+#[tokio::test]
+async fn forged_blocks_are_never_accepted() {
+    let mut liar = swarm();
+    liar.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = liar.select_next_some().await {
+            break address;
+        }
+    };
+    let liar_peer = *liar.local_peer_id();
+    tokio::spawn(Bitswap::new(liar.behaviour().new_control()).serve(Liar).unwrap());
+    tokio::spawn(async move {
+        loop {
+            liar.select_next_some().await;
+        }
+    });
+
+    let client = connected_client(addr).await;
+    let wanted = sha256_cid(Version::V1, 0x55, b"the real block");
+    let got = tokio::time::timeout(Duration::from_secs(2), client.get(liar_peer, wanted)).await;
+    assert!(got.is_err(), "a forged block was accepted: {got:?}");
+    assert_eq!(client.stats().blocks_received, 0);
+}
