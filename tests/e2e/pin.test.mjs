@@ -164,6 +164,39 @@ describe('dapp on the local stack', () => {
     assert.deepEqual(errors, []);
   });
 
+  test('a folder added in the page is fetched by the oracle from the browser over libp2p, with no upload', async () => {
+    const dir = tempDir('estuary-e2e-p2p-');
+    const folder = join(dir, 'served');
+    mkdirSync(join(folder, 'sub'), { recursive: true });
+    writeFileSync(join(folder, 'note.txt'), 'only this browser has me\n');
+    writeFileSync(join(folder, 'sub', 'data.bin'), Buffer.from(Array.from({ length: 2_500_000 }, (_, i) => (i * 131 + 17) % 251)));
+    const native = JSON.parse(execFileSync(estuaryBin, ['add', folder, '--car', join(dir, 'n.car'), '--json']));
+
+    const account = stack.info.accounts[6];
+    const { page, errors } = await openPage({ account });
+    // The node dials the oracle's WebSocket address as the page starts.
+    await page.locator('[data-testid="serve-status"][data-peer]').waitFor({ timeout: 30_000 });
+    const peer = await page.getByTestId('serve-status').getAttribute('data-peer');
+    await page.getByTestId('folder-input').setInputFiles(folder);
+    await page.locator('[data-testid="add-result"]:not([hidden])').waitFor({ timeout: 60_000 });
+    assert.equal(await page.getByTestId('add-root').textContent(), native.root);
+    await page.getByTestId('connect').click();
+    await page.getByTestId('wallet-status').filter({ hasText: account }).waitFor();
+    // Pinnable at once: the oracle can fetch it from here.
+    await page.getByTestId('pin-added').click();
+    await page.locator('[data-testid="request-status"][data-status="reported"]').waitFor({ timeout: 90_000 });
+    const id = (await page.getByTestId('request-id').textContent()).replace('#', '');
+    const request = await (await fetch(`${stack.info.oracle_url}/requests/${id}`)).json();
+    assert.equal(request.cid, native.root);
+    const status = await page.evaluate(() => window.estuaryNode.serveStatus());
+    assert.equal(status.peerId, peer);
+    assert.ok(status.blocksSent >= native.blocks, `the browser sent ${status.blocksSent} of ${native.blocks} blocks`);
+    // The oracle now holds it: its gateway serves the root.
+    const served = await fetch(`${stack.info.oracle_url}/ipfs/${native.root}?format=raw`);
+    assert.equal(served.status, 200);
+    assert.deepEqual(errors, []);
+  });
+
   test('an upload interrupted by a reload resumes where the oracle stopped', async () => {
     const dir = tempDir('estuary-e2e-resume-');
     const file = join(dir, 'big.bin');

@@ -10,6 +10,7 @@ import {
   type AddResult,
   type CidInfo,
   type EstuaryConfig,
+  type ServeStatus,
 } from './sdk';
 
 declare global {
@@ -26,6 +27,7 @@ function el<T extends HTMLElement>(id: string): T {
 
 const ui = {
   nodeStatus: el('node-status'),
+  serveStatus: el('serve-status'),
   walletStatus: el('wallet-status'),
   connect: el<HTMLButtonElement>('connect'),
   form: el<HTMLFormElement>('pin-form'),
@@ -128,7 +130,11 @@ async function pin(): Promise<void> {
   }
   const w = wallet ?? (await connect());
   say('Confirm the transaction in your wallet…');
-  const receipt = await w.pin(config, info.bytes);
+  // Content added here is fetched from this browser when the oracle does not have it uploaded.
+  const fromHere = serving && added?.root === info.string && !uploaded;
+  const receipt = fromHere
+    ? await w.pin(config, info.bytes, { origins: [`/p2p/${serving!.peerId}`] })
+    : await w.pin(config, info.bytes);
   ui.request.hidden = false;
   ui.requestId.textContent = `#${receipt.requestId}`;
   ui.requestCid.textContent = info.string;
@@ -191,6 +197,22 @@ async function pieceOfFile(): Promise<void> {
 
 let added: AddResult | undefined;
 let uploaded = false;
+/** This browser's libp2p node, serving its CARs' blocks to the oracle (once connected). */
+let serving: ServeStatus | undefined;
+
+/** Connects the node to the oracle over libp2p, so pins of added content need no upload. */
+async function startServing(): Promise<void> {
+  if (!node || !config) return;
+  ui.serveStatus.textContent = 'Connecting to the oracle over libp2p…';
+  try {
+    serving = await node.serve(config.oracle_url);
+    ui.serveStatus.textContent = `Serving this browser's uploads over libp2p as ${serving.peerId}.`;
+    ui.serveStatus.dataset.peer = serving.peerId;
+  } catch (e) {
+    ui.serveStatus.textContent = `Not serving over libp2p (upload instead): ${e instanceof Error ? e.message : String(e)}`;
+  }
+  refreshAdd();
+}
 /** Cancels the add or upload under way. */
 let cancel: AbortController | undefined;
 
@@ -223,7 +245,8 @@ function size(bytes: number): string {
 
 function refreshAdd(): void {
   ui.upload.disabled = busy || !added || uploaded || !config;
-  ui.pinAdded.disabled = busy || !added || !uploaded || !config;
+  // Pinnable once the oracle can fetch it: uploaded, or served from this browser over libp2p.
+  ui.pinAdded.disabled = busy || !added || !(uploaded || serving) || !config;
 }
 
 async function addFiles(entries: AddEntry[], folder: boolean): Promise<void> {
@@ -445,6 +468,7 @@ async function main(): Promise<void> {
   refreshAdd();
   void validate();
   void showCars();
+  void startServing();
 }
 
 void main();

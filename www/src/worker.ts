@@ -3,13 +3,16 @@
 import init, {
   type InitOutput,
   CarImporter,
+  P2pNode,
   PieceHasher,
+  carSection,
   VerifiedDownload,
   parseCid,
   pieceRunPayload,
 } from './generated/node/estuary_node.js';
 import { addEntries, downloadVerified, listCars, removeCar, uploadCar } from './sdk/files';
 import { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob } from './sdk/piece';
+import { BlockIndex, type CarSection, ServeError, type ServeStatus, loadKey, oracleP2pAddress, saveKey } from './sdk/serve';
 import type { Cancel, Hello, Method, NodeMethods, PieceProgress, Request, Response } from './sdk/protocol';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -19,6 +22,30 @@ let wasm: InitOutput | undefined;
 
 /** Helper workers for piece hashing, started on first use (one per logical core). */
 let pool: Promise<PieceWorkerPool> | undefined;
+
+/** The blocks of the stored CARs, and the libp2p node serving them (after `serve`). */
+const blockIndex = new BlockIndex((bytes, block) => carSection(bytes, block) as CarSection);
+let p2p: Promise<P2pNode> | undefined;
+
+async function serveStatus(): Promise<ServeStatus | null> {
+  if (!p2p) return null;
+  const node = await p2p;
+  return { peerId: node.peerId, connected: node.connected, blocks: blockIndex.size, blocksSent: node.blocksSent };
+}
+
+async function startServing(oracleUrl: string): Promise<P2pNode> {
+  const address = await oracleP2pAddress(oracleUrl);
+  for (const car of await listCars()) await blockIndex.addCar(car.car);
+  const key = await loadKey();
+  let node: P2pNode;
+  try {
+    node = await P2pNode.start(address, (cid: Uint8Array) => blockIndex.get(cid), key);
+  } catch (e) {
+    throw new ServeError(`Could not connect to the oracle over libp2p (${address}): ${errorOf(e).message}`, { cause: e });
+  }
+  if (!key) await saveKey(node.key);
+  return node;
+}
 
 type Handler<M extends Method> = (
   context: { progress: (p: PieceProgress) => void; signal: AbortSignal },
@@ -38,10 +65,24 @@ const methods: { [M in Method]: Handler<M> } = {
     pool ??= PieceWorkerPool.start();
     const pieces = new ParallelPieceHasher(await pool, { PieceHasher, pieceRunPayload });
     const importer = (f: boolean) => new CarImporter(undefined, f, false);
-    return addEntries(importer, pieces, entries, folder, progress, signal);
+    const added = await addEntries(importer, pieces, entries, folder, progress, signal);
+    if (p2p) await blockIndex.addCar(added.car);
+    return added;
   },
   upload: ({ progress, signal }, car, oracleUrl) => uploadCar(car, oracleUrl, progress, signal),
-  removeCar: (_ctx, car) => removeCar(car),
+  removeCar: async (_ctx, car) => {
+    blockIndex.removeCar(car);
+    await removeCar(car);
+  },
+  serve: async (_ctx, oracleUrl) => {
+    p2p ??= startServing(oracleUrl).catch((e: unknown) => {
+      p2p = undefined;
+      throw e;
+    });
+    await p2p;
+    return (await serveStatus())!;
+  },
+  serveStatus: () => serveStatus(),
   listCars: () => listCars(),
   download: ({ progress }, cid, gatewayUrl) =>
     downloadVerified((c) => new VerifiedDownload(c), cid, gatewayUrl, progress),

@@ -4,6 +4,11 @@
 //! (`estuary-dag`, `estuary-piece`), and each function here converts JavaScript values in, calls them, and turns
 //! their typed errors into real JavaScript `Error`s with clear messages.
 
+#[cfg(target_arch = "wasm32")]
+mod p2p;
+#[cfg(target_arch = "wasm32")]
+pub use p2p::P2pNode;
+
 use estuary_dag::CidInfo;
 use estuary_piece::{CommP, PieceCid};
 use js_sys::{Object, Reflect, Uint8Array};
@@ -433,4 +438,33 @@ impl VerifiedDownload {
     pub fn size(&self) -> f64 {
         self.reader.emitted() as f64
     }
+}
+
+/// Reads the start of a CAR section: its varint length and, for a block section, the CID in
+/// front of the data. `bytes` is the file from the section's first byte on (100 bytes hold
+/// any varint and CID); `block` is false for the CARv1 header, which has no CID.
+///
+/// Returns `{ varint, length, cid?, cidLength? }`: the varint's bytes, the section's bytes after
+/// it, and the binary CID with its length. The browser node indexes its stored CARs with it to
+/// serve their blocks.
+#[wasm_bindgen(js_name = carSection)]
+pub fn car_section(bytes: &[u8], block: bool) -> Result<Object, JsError> {
+    let (length, varint) = estuary_dag::varint::decode(bytes)
+        .map_err(|e| JsError::new(&format!("not a CAR section: {e}")))?;
+    let out = Object::new();
+    set(&out, "varint", &JsValue::from(varint as f64));
+    set(&out, "length", &JsValue::from(length as f64));
+    if block {
+        let mut rest = &bytes[varint..];
+        let before = rest.len();
+        let cid = cid::Cid::read_bytes(&mut rest)
+            .map_err(|e| JsError::new(&format!("malformed CID in a CAR section: {e}")))?;
+        let cid_length = before - rest.len();
+        if cid_length as u64 > length {
+            return Err(JsError::new("a CAR section is shorter than its CID"));
+        }
+        set(&out, "cid", &Uint8Array::from(cid.to_bytes().as_slice()).into());
+        set(&out, "cidLength", &JsValue::from(cid_length as f64));
+    }
+    Ok(out)
 }

@@ -188,3 +188,57 @@ fn car_importer_streams_and_refuses_misuse() {
     assert_eq!(blocks.len() as f64, get(&done, "blocks").as_f64().unwrap());
     assert!(importer.finish().is_err());
 }
+
+#[wasm_bindgen_test]
+fn car_section_finds_the_cid_and_the_data() {
+    use estuary_node::car_section;
+    // A CARv1 made by the importer: header, then one section per block.
+    let block = b"served from this browser";
+    let cid = estuary_dag::block::sha256_cid(cid::Version::V1, 0x55, block);
+    let mut car = estuary_dag::car::header_v1(&[cid]);
+    let header = car_section(&car, false).unwrap();
+    let header_len =
+        get(&header, "varint").as_f64().unwrap() + get(&header, "length").as_f64().unwrap();
+    assert_eq!(header_len as usize, car.len());
+    estuary_dag::car::encode_section(&estuary_dag::Block { cid, data: block.to_vec() }, &mut car);
+    let section = car_section(&car[car.len() - block.len() - 37..], true).unwrap();
+    assert_eq!(Uint8Array::from(get(&section, "cid")).to_vec(), cid.to_bytes());
+    let cid_len = get(&section, "cidLength").as_f64().unwrap();
+    assert_eq!(cid_len as usize, cid.to_bytes().len());
+    assert_eq!(get(&section, "length").as_f64().unwrap() - cid_len, block.len() as f64);
+    // Not a section: a clear error, no panic.
+    assert!(car_section(&[0x80], true).is_err());
+    assert!(car_section(&[0x05, 0x01, 0x55], true).is_err());
+}
+
+#[wasm_bindgen_test]
+async fn p2p_node_refuses_what_it_cannot_dial() {
+    use estuary_node::P2pNode;
+    let none = js_sys::Function::new_no_args("return undefined");
+    let refused = |r: Result<P2pNode, wasm_bindgen::JsError>| {
+        String::from(
+            JsValue::from(r.err().expect("an error"))
+                .dyn_into::<js_sys::Error>()
+                .unwrap()
+                .message(),
+        )
+    };
+    let msg = refused(P2pNode::start("not a multiaddr".into(), none.clone(), None).await);
+    assert!(msg.contains("not a multiaddr"), "{msg}");
+    let msg = refused(P2pNode::start("/ip4/127.0.0.1/tcp/9/ws".into(), none.clone(), None).await);
+    assert!(msg.contains("/p2p/"), "{msg}");
+    let peer = libp2p::PeerId::random();
+    let msg = refused(
+        P2pNode::start(
+            format!("/ip4/127.0.0.1/tcp/9/ws/p2p/{peer}"),
+            none.clone(),
+            Some(vec![1, 2, 3]),
+        )
+        .await,
+    );
+    assert!(msg.contains("key"), "{msg}");
+    // Nobody listens on port 9: the dial fails with a clear error.
+    let msg =
+        refused(P2pNode::start(format!("/ip4/127.0.0.1/tcp/9/ws/p2p/{peer}"), none, None).await);
+    assert!(msg.contains("cannot connect to the oracle"), "{msg}");
+}

@@ -52,6 +52,9 @@ pub struct PinRequestEvent {
     pub tx_hash: B256,
     /// Position of the log in its block.
     pub log_index: u64,
+    /// Where the content can be fetched from (multiaddrs), as the requester gave them
+    /// (`PinRequestOptions`); empty when none were given.
+    pub origins: Vec<String>,
 }
 
 /// Where a request is in its life (see [`crate::job`]).
@@ -197,6 +200,7 @@ mod tests {
             block_hash: B256::ZERO,
             tx_hash: b256!("1111111111111111111111111111111111111111111111111111111111111111"),
             log_index: 0,
+            origins: Vec::new(),
         }
     }
 

@@ -639,8 +639,8 @@ impl RequestStore for $store {
             let req = PinRequest::from_event(source, ev);
             let done = sqlx::query(&format!(
                 "INSERT INTO pin_requests (chain_id, contract, request_id, requester, cid_bytes, cid,
-                   block_number, block_hash, tx_hash, log_index, status, error, seq)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                   block_number, block_hash, tx_hash, log_index, status, error, origins, seq)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                          {next_seq})
                  ON CONFLICT DO NOTHING",
                 next_seq = $d.next_seq
@@ -657,6 +657,7 @@ impl RequestStore for $store {
             .bind(u64_to_i64(ev.log_index)?)
             .bind(req.status.as_str())
             .bind(&req.error)
+            .bind((!ev.origins.is_empty()).then(|| serde_json::json!(ev.origins).to_string()))
             .execute(&mut *tx)
             .await?;
             inserted += i64::try_from(done.rows_affected()).unwrap_or(0);

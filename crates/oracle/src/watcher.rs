@@ -25,7 +25,9 @@ use alloy::{
     sol_types::SolEvent,
 };
 use estuary_contracts::{
-    PinRequested, oracle::EstuaryOracle::JobRequested, pinning::EstuaryPinning::PinCancelled,
+    PinRequested,
+    oracle::EstuaryOracle::JobRequested,
+    pinning::EstuaryPinning::{PinCancelled, PinRequestOptions},
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -266,7 +268,11 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
         let topics = if self.jobs {
             vec![JobRequested::SIGNATURE_HASH]
         } else {
-            vec![PinRequested::SIGNATURE_HASH, PinCancelled::SIGNATURE_HASH]
+            vec![
+                PinRequested::SIGNATURE_HASH,
+                PinCancelled::SIGNATURE_HASH,
+                PinRequestOptions::SIGNATURE_HASH,
+            ]
         };
         // The hash of `to` before and after reading the logs: if it changed, a reorg happened
         // in between and the logs may mix two chains, so the range is read again.
@@ -277,12 +283,15 @@ impl<P: Provider, S: RequestStore> Watcher<P, S> {
             .from_block(from)
             .to_block(to);
         let logs = self.provider().get_logs(&filter).await.map_err(rpc)?;
+        let (options, logs): (Vec<&Log>, Vec<&Log>) =
+            logs.iter().partition(|log| log.topic0() == Some(&PinRequestOptions::SIGNATURE_HASH));
         let (requests, cancels): (Vec<&Log>, Vec<&Log>) =
-            logs.iter().partition(|log| log.topic0() != Some(&PinCancelled::SIGNATURE_HASH));
-        let events = requests
+            logs.into_iter().partition(|log| log.topic0() != Some(&PinCancelled::SIGNATURE_HASH));
+        let mut events = requests
             .into_iter()
             .filter_map(|log| if self.jobs { decode_job(log) } else { decode(log) }.transpose())
             .collect::<Result<Vec<_>, _>>()?;
+        attach_origins(&mut events, &options);
         let cancelled: Vec<U256> = cancels
             .into_iter()
             .filter(|log| !log.removed)
@@ -429,7 +438,40 @@ fn decode_job(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
         block_hash,
         tx_hash,
         log_index,
+        origins: Vec::new(),
     }))
+}
+
+/// Most origins kept per request, and longest origin: the same bounds as the pinning API's.
+const MAX_ORIGINS: usize = 20;
+const MAX_ORIGIN_LEN: usize = 1024;
+
+/// Gives each request the origins its `PinRequestOptions` log names (emitted by the same
+/// transaction, right after the request, so always in the same range). Chain data is untrusted:
+/// origins past the bounds are dropped, and the fetcher checks each one again.
+fn attach_origins(events: &mut [PinRequestEvent], options: &[&Log]) {
+    for log in options {
+        if log.removed {
+            continue;
+        }
+        let Ok(decoded) = log.log_decode::<PinRequestOptions>() else {
+            warn!(tx = ?log.transaction_hash, "undecodable PinRequestOptions log skipped");
+            continue;
+        };
+        let data = decoded.inner.data;
+        let Some(event) = events
+            .iter_mut()
+            .find(|e| e.request_id == data.requestId && Some(e.tx_hash) == log.transaction_hash)
+        else {
+            continue;
+        };
+        event.origins = data
+            .origins
+            .into_iter()
+            .filter(|o| !o.is_empty() && o.len() <= MAX_ORIGIN_LEN)
+            .take(MAX_ORIGINS)
+            .collect();
+    }
 }
 
 fn decode(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
@@ -454,5 +496,6 @@ fn decode(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
         block_hash,
         tx_hash,
         log_index,
+        origins: Vec::new(),
     }))
 }

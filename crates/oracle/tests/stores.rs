@@ -33,6 +33,7 @@ fn event(id: u64, block: u64, log_index: u64) -> PinRequestEvent {
         block_hash: B256::repeat_byte(block as u8),
         tx_hash: B256::from(U256::from(id)),
         log_index,
+        origins: Vec::new(),
     }
 }
 

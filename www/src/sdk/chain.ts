@@ -61,14 +61,25 @@ export class Wallet {
     return new Wallet(provider, address);
   }
 
-  /** Sends `pinToEstuary(cid)` with the contract's current fee and waits for it to be mined. */
-  async pin(config: EstuaryConfig, cid: Uint8Array): Promise<PinReceipt> {
+  /**
+   * Sends `pinToEstuary(cid)` with the contract's current fee and waits for it to be mined. With
+   * `options`, sends `pinToEstuary(cid, {name, origins, sizeHint})`: `origins` are multiaddrs the
+   * oracle fetches from first (`/p2p/<peer id>` of a browser node serving the content, or a
+   * gateway's `/ip4/…/tcp/…/http`).
+   */
+  async pin(config: EstuaryConfig, cid: Uint8Array, options?: PinOptions): Promise<PinReceipt> {
     const signer = await this.provider.getSigner(this.address);
     const pinning = new Contract(config.contracts.EstuaryPinning, pinningInterface, signer);
     let receipt;
     try {
       const fee = (await pinning.getFunction('fee')()) as bigint;
-      const tx = await pinning.getFunction('pinToEstuary(bytes)')(cid, { value: fee });
+      const tx = options
+        ? await pinning.getFunction('pinToEstuary(bytes,(string,string[],uint64))')(
+            cid,
+            { name: options.name ?? '', origins: options.origins ?? [], sizeHint: options.sizeHint ?? 0n },
+            { value: fee },
+          )
+        : await pinning.getFunction('pinToEstuary(bytes)')(cid, { value: fee });
       receipt = await tx.wait();
     } catch (e) {
       throw explain(e);
@@ -87,6 +98,16 @@ export class Wallet {
     }
     throw new EstuaryError('The transaction was mined but emitted no PinRequested event.');
   }
+}
+
+/** What a pin request may say besides its CID. */
+export interface PinOptions {
+  /** A name for people. */
+  name?: string;
+  /** Multiaddrs to fetch the content from (at most 20). */
+  origins?: string[];
+  /** The DAG's size in bytes, if known (0: unknown). */
+  sizeHint?: bigint;
 }
 
 function shortMessage(e: unknown): string {

@@ -102,7 +102,7 @@ export class UploadError extends EstuaryError {
   override name = 'UploadError';
 }
 
-async function carsDir(): Promise<FileSystemDirectoryHandle> {
+export async function carsDir(): Promise<FileSystemDirectoryHandle> {
   try {
     const root = await navigator.storage.getDirectory();
     return await root.getDirectoryHandle('cars', { create: true });

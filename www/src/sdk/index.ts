@@ -3,8 +3,9 @@ export type { CidInfo, MemoryUse, PieceInfo, PieceProgress } from './protocol';
 export { DownloadError, StorageError, UploadError, UPLOAD_CHUNK, type AddEntry, type AddResult, type Progress, type StoredCar } from './files';
 export { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob, type PieceWasm } from './piece';
 export { EstuaryNode } from './node';
+export { ServeError, type ServeStatus } from './serve';
 export { loadConfig, type EstuaryConfig } from './config';
-export { Wallet, explain, type PinReceipt } from './chain';
+export { Wallet, explain, type PinOptions, type PinReceipt } from './chain';
 export {
   FINAL_STATES,
   followRequest,

@@ -1,11 +1,13 @@
 import { CancelledError, InvalidCidError, NodeError } from './errors';
 import { DownloadError, StorageError, UploadError } from './files';
+import { ServeError, type ServeStatus } from './serve';
 
 /** Rebuilds the SDK error the worker threw, by its name. */
 function errorFrom(error: { name: string; message: string }): Error {
   if (error.name === 'StorageError') return new StorageError(error.message);
   if (error.name === 'UploadError') return new UploadError(error.message);
   if (error.name === 'DownloadError') return new DownloadError(error.message);
+  if (error.name === 'ServeError') return new ServeError(error.message);
   return new NodeError(error.message);
 }
 import type {
@@ -176,6 +178,22 @@ export class EstuaryNode {
    */
   download(cid: string, gatewayUrl: string, options: { onProgress?: (p: PieceProgress) => void } = {}): Promise<File> {
     return this.#callWithProgress('download', options.onProgress, cid, gatewayUrl);
+  }
+
+  /**
+   * Serves the blocks of every CAR kept in this browser (and of those added later) to the oracle
+   * at `oracleUrl`, over libp2p: the node dials the oracle's WebSocket address and answers its
+   * Bitswap wants. A pin request whose origins include `/p2p/<peerId>` is then fetched from this
+   * browser, with no upload. The peer id is kept across reloads. Throws `ServeError` when the
+   * oracle cannot be reached.
+   */
+  serve(oracleUrl: string): Promise<ServeStatus> {
+    return this.#call('serve', oracleUrl);
+  }
+
+  /** Where serving stands, or null before `serve`. */
+  serveStatus(): Promise<ServeStatus | null> {
+    return this.#call('serveStatus');
   }
 
   /** Removes a CAR made by `add` from the browser's storage. */

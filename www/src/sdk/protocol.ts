@@ -2,8 +2,9 @@
 import type { CidInfo, PieceInfo } from '../generated/node/estuary_node.js';
 import type { AddEntry, AddResult, StoredCar } from './files';
 import type { MemoryUse, PieceProgress } from './piece';
+import type { ServeStatus } from './serve';
 
-export type { AddEntry, AddResult, CidInfo, MemoryUse, PieceInfo, PieceProgress, StoredCar };
+export type { AddEntry, AddResult, CidInfo, MemoryUse, PieceInfo, PieceProgress, ServeStatus, StoredCar };
 
 /** The worker's methods: name → [arguments, result]. */
 export interface NodeMethods {
@@ -15,6 +16,8 @@ export interface NodeMethods {
   listCars: [[], StoredCar[]];
   download: [[cid: string, gatewayUrl: string], File];
   memory: [[], MemoryUse];
+  serve: [[oracleUrl: string], ServeStatus];
+  serveStatus: [[], ServeStatus | null];
 }
 
 export type Method = keyof NodeMethods;
