@@ -208,14 +208,14 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// The real oracle, SIGKILLed at random points while it works through many requests: nothing
 /// lost, nothing reported twice, and it gets back to work after every restart. The scale is set
-/// by `ESTUARY_CRASH_REQUESTS` and `ESTUARY_CRASH_KILLS` (defaults 60 and 12; the figures in
-/// the closing note come from 500 and 50).
+/// by `ESTUARY_CRASH_REQUESTS` and `ESTUARY_CRASH_KILLS`; the defaults are the issue's, 500
+/// requests and 50 kills.
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_test_no_request_lost_none_reported_twice() {
     let requests: usize =
-        std::env::var("ESTUARY_CRASH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
+        std::env::var("ESTUARY_CRASH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
     let kills: usize =
-        std::env::var("ESTUARY_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+        std::env::var("ESTUARY_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cars: Cars = Arc::default();
