@@ -189,10 +189,48 @@ contract EstuaryPinning is Operated, Pausable {
         external
         onlyOperator
     {
+        checkPiece(pieceCid, paddedSize);
+        recordPinned(open(requestId, PINNED, Report.Pinned), requestId, pieceCid, paddedSize);
+    }
+
+    /// @notice One report of a batch: a request, and the piece of its content (v1 piece CID and
+    /// padded size).
+    struct PinnedReport {
+        uint256 requestId;
+        bytes pieceCid;
+        uint64 paddedSize;
+    }
+
+    /// @notice Reports many pins in one transaction, one `Pinned` event for each recorded. A
+    /// request that is unknown, already reported pinned, cancelled or failed is skipped instead
+    /// of reverting the batch: one late or repeated entry must not cost the others their report.
+    /// The caller learns which were recorded from the `Pinned` events. A malformed piece still
+    /// reverts the whole batch (the operator's software is broken).
+    /// @return recorded How many reports were recorded.
+    function reportPinnedBatch(PinnedReport[] calldata reports)
+        external
+        onlyOperator
+        returns (uint256 recorded)
+    {
+        for (uint256 i; i < reports.length; ++i) {
+            PinnedReport calldata p = reports[i];
+            checkPiece(p.pieceCid, p.paddedSize);
+            Request storage r = requests[p.requestId];
+            if (r.requester == address(0) || r.reported & (PINNED | CANCELLED | FAILED) != 0) continue;
+            recordPinned(r, p.requestId, p.pieceCid, p.paddedSize);
+            ++recorded;
+        }
+    }
+
+    function checkPiece(bytes calldata pieceCid, uint64 paddedSize) internal pure {
         if (!CidLib.isPieceCid(pieceCid) || !CidLib.isPaddedSize(paddedSize)) {
             revert EstuaryPinningBadPiece();
         }
-        Request storage r = open(requestId, PINNED, Report.Pinned);
+    }
+
+    function recordPinned(Request storage r, uint256 requestId, bytes calldata pieceCid, uint64 paddedSize)
+        internal
+    {
         r.reported |= PINNED;
         bytes32 commP = bytes32(pieceCid[7:]);
         Outcome storage o = outcomes[requestId];

@@ -5,7 +5,7 @@ import {EstuaryPinning} from "../src/EstuaryPinning.sol";
 import {Operated} from "../src/lib/Operated.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
-import {Test} from "forge-std/Test.sol";
+import {Test, Vm} from "forge-std/Test.sol";
 
 /// Options, fees, operators' reports, cancellation, views, pausing and ownership.
 contract EstuaryPinningLifecycleTest is Test {
@@ -325,7 +325,117 @@ contract EstuaryPinningLifecycleTest is Test {
         testFuzz_ReportsAtMostOnce([uint8(0), 0, 1, 2, 3, 0, 1, 2]);
     }
 
+    // ------------------------------------------------------------------ batched reports
+
+    function batchOf(uint256[] memory ids) internal pure returns (EstuaryPinning.PinnedReport[] memory out) {
+        out = new EstuaryPinning.PinnedReport[](ids.length);
+        for (uint256 i; i < ids.length; ++i) {
+            out[i] = EstuaryPinning.PinnedReport(ids[i], PIECE, 1 << 20);
+        }
+    }
+
+    function test_ReportPinnedBatch_RecordsOpenRequestsAndSkipsTheRest() public {
+        uint256 done = pin(ALICE);
+        uint256 gone = pin(ALICE);
+        uint256 a = pin(BOB);
+        uint256 b = pin(BOB);
+        vm.prank(ORACLE);
+        pinning.reportPinned(done, PIECE, 128);
+        vm.prank(ALICE);
+        pinning.cancel(gone);
+        uint256[] memory ids = new uint256[](6);
+        (ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]) = (done, a, gone, 99, b, a);
+        vm.expectEmit(address(pinning));
+        emit EstuaryPinning.Pinned(a, ORACLE, COMMP, 1 << 20);
+        vm.expectEmit(address(pinning));
+        emit EstuaryPinning.Pinned(b, ORACLE, COMMP, 1 << 20);
+        vm.recordLogs();
+        vm.prank(ORACLE);
+        assertEq(pinning.reportPinnedBatch(batchOf(ids)), 2);
+        assertEq(vm.getRecordedLogs().length, 2, "one event per recorded report, none for skipped ones");
+        assertTrue(pinning.getRequest(a).pinned && pinning.getRequest(b).pinned);
+        assertEq(pinning.getRequest(done).paddedSize, 128, "an earlier report is kept");
+        assertFalse(pinning.getRequest(gone).pinned);
+    }
+
+    function test_RevertWhen_BatchHasABadPiece() public {
+        uint256 a = pin(ALICE);
+        EstuaryPinning.PinnedReport[] memory reports = new EstuaryPinning.PinnedReport[](2);
+        reports[0] = EstuaryPinning.PinnedReport(a, PIECE, 1 << 20);
+        reports[1] = EstuaryPinning.PinnedReport(a, CID, 1 << 20);
+        vm.prank(ORACLE);
+        vm.expectRevert(EstuaryPinning.EstuaryPinningBadPiece.selector);
+        pinning.reportPinnedBatch(reports);
+        assertFalse(pinning.getRequest(a).pinned, "nothing of a reverted batch is kept");
+    }
+
+    function test_RevertWhen_BatchNotFromAnOperator() public {
+        uint256[] memory ids = new uint256[](1);
+        ids[0] = pin(ALICE);
+        EstuaryPinning.PinnedReport[] memory reports = batchOf(ids);
+        vm.expectRevert(abi.encodeWithSelector(Operated.NotOperator.selector, ALICE));
+        vm.prank(ALICE);
+        pinning.reportPinnedBatch(reports);
+    }
+
+    /// Any mix of ids (repeats, unknown ones) in any number of batches: each request is recorded
+    /// pinned exactly once, and only if it exists.
+    function testFuzz_BatchesRecordEachRequestOnce(uint8[12] memory picks, uint8 split) public {
+        for (uint256 i; i < 5; ++i) {
+            pin(ALICE);
+        }
+        uint256 cut = split % 13;
+        uint256[] memory first = new uint256[](cut);
+        uint256[] memory second = new uint256[](12 - cut);
+        for (uint256 i; i < 12; ++i) {
+            uint256 id = 1 + picks[i] % 7; // 6 and 7 are unknown
+            if (i < cut) first[i] = id;
+            else second[i - cut] = id;
+        }
+        vm.recordLogs();
+        vm.startPrank(ORACLE);
+        uint256 recorded =
+            pinning.reportPinnedBatch(batchOf(first)) + pinning.reportPinnedBatch(batchOf(second));
+        vm.stopPrank();
+        uint256[8] memory events;
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i; i < logs.length; ++i) {
+            assertEq(logs[i].topics[0], EstuaryPinning.Pinned.selector);
+            events[uint256(logs[i].topics[1])] += 1;
+        }
+        uint256 distinct;
+        for (uint256 id = 1; id <= 7; ++id) {
+            bool asked;
+            for (uint256 i; i < 12; ++i) {
+                if (1 + picks[i] % 7 == id) asked = true;
+            }
+            uint256 expected = asked && id <= 5 ? 1 : 0;
+            assertEq(events[id], expected);
+            distinct += expected;
+        }
+        assertEq(recorded, distinct);
+    }
+
+    function test_BatchesRecordEachRequestOnce_Concrete() public {
+        testFuzz_BatchesRecordEachRequestOnce([uint8(0), 0, 6, 1, 5, 1, 2, 2, 3, 4, 0, 6], 5);
+    }
+
     // ------------------------------------------------------------------ gas goal
+
+    /// Per report in a batch of 32, cold: what the oracle pays per pin when it batches.
+    function test_Gas_ReportPinnedBatchOf32() public {
+        uint256[] memory ids = new uint256[](32);
+        for (uint256 i; i < 32; ++i) {
+            ids[i] = pin(ALICE);
+        }
+        EstuaryPinning.PinnedReport[] memory reports = batchOf(ids);
+        vm.cool(address(pinning));
+        vm.prank(ORACLE);
+        pinning.reportPinnedBatch(reports);
+        uint256 used = vm.snapshotGasLastCall("EstuaryPinning", "reportPinnedBatch of 32");
+        emit log_named_uint("reportPinnedBatch gas per report", used / 32);
+        assertLe(used / 32, 60_000);
+    }
 
     /// Goal: `pinToEstuary` ≤ 50,000 gas, measured cold (as in a fresh transaction).
     function test_Gas_PinToEstuary() public {

@@ -5,6 +5,7 @@ import {EstuaryPinning} from "../../src/EstuaryPinning.sol";
 import {CommonBase} from "forge-std/Base.sol";
 import {StdUtils} from "forge-std/StdUtils.sol";
 import {Test} from "forge-std/Test.sol";
+import {Vm} from "forge-std/Vm.sol";
 
 /// Requests, reports in any order, cancels and fee payments.
 contract PinningHandler is CommonBase, StdUtils {
@@ -50,6 +51,27 @@ contract PinningHandler is CommonBase, StdUtils {
             (ok,) = address(pinning).call(abi.encodeCall(EstuaryPinning.reportFailed, (id, "gone")));
         }
         if (ok) accepted[id][kind] += 1;
+    }
+
+    /// Pinned reports in a batch (with repeats and unknown ids): counted from the `Pinned`
+    /// events the batch emits, so a double record would show.
+    function reportBatch(uint256 seed, uint8 size) external {
+        uint256 n = pinning.requestCount();
+        size = uint8(bound(size, 1, 16));
+        EstuaryPinning.PinnedReport[] memory reports = new EstuaryPinning.PinnedReport[](size);
+        for (uint256 i; i < size; ++i) {
+            seed = uint256(keccak256(abi.encode(seed, i)));
+            reports[i] = EstuaryPinning.PinnedReport(1 + seed % (n + 2), PIECE, 1 << 20);
+        }
+        vm.recordLogs();
+        vm.prank(operator);
+        pinning.reportPinnedBatch(reports);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].topics[0] == EstuaryPinning.Pinned.selector) {
+                accepted[uint256(logs[i].topics[1])][0] += 1;
+            }
+        }
     }
 
     function cancel(uint256 seed) external {

@@ -115,6 +115,8 @@ pub struct ChainReporter {
     confirmations: u64,
     policy: TxPolicy,
     fees: FeeCache,
+    /// The queue of the pin-report batcher, started on first use.
+    batcher: std::sync::Arc<tokio::sync::OnceCell<tokio::sync::mpsc::Sender<PinItem>>>,
 }
 
 type FeeCache = std::sync::Arc<
@@ -146,6 +148,7 @@ impl ChainReporter {
             confirmations,
             policy: TxPolicy::default(),
             fees: FeeCache::default(),
+            batcher: std::sync::Arc::default(),
         })
     }
 
@@ -369,7 +372,7 @@ impl Reporter for ChainReporter {
                 let result = (piece_cid, padded_size).abi_encode_params();
                 self.send(oracle.fulfill(id, true, result.into())).await
             }
-            None => self.send(self.contract.reportPinned(id, piece_cid, padded_size)).await,
+            None => self.report_pinned_batched(id, piece_cid, padded_size).await,
         }
     }
 
@@ -383,6 +386,144 @@ impl Reporter for ChainReporter {
             Some(oracle) => self.send(oracle.fulfill(id, false, reason.abi_encode().into())).await,
             None => self.send(self.contract.reportFailed(id, reason)).await,
         }
+    }
+}
+
+/// Most `EstuaryPinning` pin reports sent in one transaction.
+pub const MAX_BATCH: usize = 64;
+/// How long the first report of a batch waits for others to join it.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
+/// A pin report waiting for its batch.
+struct PinItem {
+    id: U256,
+    piece_cid: Bytes,
+    padded_size: u64,
+    reply: tokio::sync::oneshot::Sender<Result<Reported, ReportError>>,
+}
+
+impl ChainReporter {
+    /// Queues a pin report for the batcher (started on first use) and waits for its outcome.
+    async fn report_pinned_batched(
+        &self,
+        id: U256,
+        piece_cid: Bytes,
+        padded_size: u64,
+    ) -> Result<Reported, ReportError> {
+        let queue = self
+            .batcher
+            .get_or_init(|| async {
+                let (tx, rx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
+                tokio::spawn(self.clone().run_batcher(rx));
+                tx
+            })
+            .await;
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        queue
+            .send(PinItem { id, piece_cid, padded_size, reply })
+            .await
+            .map_err(|_| ReportError::Chain("the report batcher stopped".into()))?;
+        outcome.await.map_err(|_| ReportError::Chain("the report batcher stopped".into()))?
+    }
+
+    /// Gathers pin reports into batches: the first report waits [`BATCH_WINDOW`] for others (up
+    /// to [`MAX_BATCH`]); each batch is sent on its own task, so the next one gathers while the
+    /// previous waits to be mined (the nonce lock keeps them in order).
+    async fn run_batcher(self, mut queue: tokio::sync::mpsc::Receiver<PinItem>) {
+        while let Some(first) = queue.recv().await {
+            let mut items = vec![first];
+            let window = tokio::time::sleep(BATCH_WINDOW);
+            tokio::pin!(window);
+            while items.len() < MAX_BATCH {
+                tokio::select! {
+                    item = queue.recv() => match item {
+                        Some(item) => items.push(item),
+                        None => break,
+                    },
+                    () = &mut window => break,
+                }
+            }
+            tokio::spawn(self.clone().send_batch(items));
+        }
+    }
+
+    /// Sends one batch and answers each of its reports.
+    async fn send_batch(self, items: Vec<PinItem>) {
+        if let [_] = items.as_slice() {
+            let Some(item) = items.into_iter().next() else { return };
+            let call = self.contract.reportPinned(item.id, item.piece_cid, item.padded_size);
+            let _ = item.reply.send(self.send(call).await);
+            return;
+        }
+        let reports = items
+            .iter()
+            .map(|i| EstuaryPinning::PinnedReport {
+                requestId: i.id,
+                pieceCid: i.piece_cid.clone(),
+                paddedSize: i.padded_size,
+            })
+            .collect();
+        let outcome = match self.send(self.contract.reportPinnedBatch(reports)).await {
+            Ok(Reported::Sent { tx }) => self.recorded_in(&tx).await.map(|ids| (tx, ids)),
+            Ok(other) => Err(ReportError::Chain(format!("unexpected batch outcome {other:?}"))),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok((tx, recorded)) => {
+                for item in items {
+                    let result = if recorded.contains(&item.id) {
+                        Ok(Reported::Sent { tx: tx.clone() })
+                    } else {
+                        self.skipped(item.id).await
+                    };
+                    let _ = item.reply.send(result);
+                }
+            }
+            Err(e) => {
+                for item in items {
+                    let _ = item.reply.send(Err(ReportError::Chain(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// The requests a mined batch recorded: its `Pinned` events.
+    async fn recorded_in(&self, tx: &str) -> Result<Vec<U256>, ReportError> {
+        let chain = |e: String| ReportError::Chain(e);
+        let hash: alloy::primitives::B256 =
+            tx.parse().map_err(|_| chain(format!("bad hash {tx}")))?;
+        let receipt = self
+            .contract
+            .provider()
+            .get_transaction_receipt(hash)
+            .await
+            .map_err(|e| chain(e.to_string()))?
+            .ok_or_else(|| chain(format!("no receipt for {tx}")))?;
+        Ok(receipt
+            .inner
+            .logs()
+            .iter()
+            .filter(|log| log.address() == *self.contract.address())
+            .filter_map(|log| log.log_decode::<EstuaryPinning::Pinned>().ok())
+            .map(|pinned| pinned.inner.data.requestId)
+            .collect())
+    }
+
+    /// Why a batch skipped a report: the request was reported pinned already, or is closed.
+    async fn skipped(&self, id: U256) -> Result<Reported, ReportError> {
+        let status = self
+            .contract
+            .getRequest(id)
+            .call()
+            .await
+            .map_err(|e| ReportError::Chain(e.to_string()))?;
+        Ok(if status.pinned {
+            Reported::AlreadyThere
+        } else if status.cancelled || status.failed {
+            Reported::Closed
+        } else {
+            return Err(ReportError::Chain(format!("the batch skipped request {id}")));
+        })
     }
 }
 

@@ -281,8 +281,8 @@ async fn crash_test_no_request_lost_none_reported_twice() {
     assert_eq!(results.len(), requests, "0 requests lost");
     assert!(results.iter().all(|r| r["status"] == "reported"));
 
-    // On chain: exactly one Pinned event per request, and the operator sent no transaction
-    // beyond them (a repeat is caught by simulating first).
+    // On chain: exactly one Pinned event per request (a repeat is skipped by the batch, or
+    // caught by simulating a single report first).
     let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
     let (per_request, _) = crate::support::reports(&chain).await;
     let pinned_events: usize = per_request.values().sum();
@@ -298,7 +298,8 @@ async fn crash_test_no_request_lost_none_reported_twice() {
         pinned_events,
         max_recovery.as_secs_f64()
     );
-    assert!(nonce as usize >= requests);
+    // Reports go in batches: fewer transactions than requests, but at least one.
+    assert!(nonce >= 1 && nonce as usize <= requests, "{nonce} transactions");
     oracle.kill().await;
 }
 
