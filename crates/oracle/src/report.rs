@@ -14,10 +14,11 @@
 
 use std::{future::Future, time::Duration};
 
+use crate::store::TxLedger;
 use alloy::sol_types::SolValue;
 use alloy::{
     network::EthereumWallet,
-    primitives::{Address, Bytes, U256},
+    primitives::{Address, B256, Bytes, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
@@ -117,6 +118,58 @@ pub struct ChainReporter {
     fees: FeeCache,
     /// The queue of the pin-report batcher, started on first use.
     batcher: std::sync::Arc<tokio::sync::OnceCell<tokio::sync::mpsc::Sender<PinItem>>>,
+    /// Where sent transactions are kept (nonces, hashes, what they report), if anywhere.
+    ledger: Option<Ledger>,
+}
+
+type StoreFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, crate::store::StoreError>>;
+
+/// [`TxLedger`] with boxed futures, so the reporter can hold either store.
+trait DynLedger: Send + Sync {
+    fn last_unsettled<'a>(&'a self, operator: &'a str) -> StoreFuture<'a, Option<(u64, B256)>>;
+    fn record_sent<'a>(
+        &'a self,
+        operator: &'a str,
+        nonce: u64,
+        tx: B256,
+        keys: &'a [String],
+    ) -> StoreFuture<'a, ()>;
+    fn sent_for<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<(u64, B256)>>;
+    fn settle<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, ()>;
+}
+
+impl<T: TxLedger> DynLedger for T {
+    fn last_unsettled<'a>(&'a self, operator: &'a str) -> StoreFuture<'a, Option<(u64, B256)>> {
+        Box::pin(TxLedger::last_unsettled(self, operator))
+    }
+    fn record_sent<'a>(
+        &'a self,
+        operator: &'a str,
+        nonce: u64,
+        tx: B256,
+        keys: &'a [String],
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(TxLedger::record_sent(self, operator, nonce, tx, keys, crate::model::now_ms()))
+    }
+    fn sent_for<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Vec<(u64, B256)>> {
+        Box::pin(TxLedger::sent_for(self, key))
+    }
+    fn settle<'a>(&'a self, keys: &'a [String]) -> StoreFuture<'a, ()> {
+        Box::pin(TxLedger::settle(self, keys))
+    }
+}
+
+#[derive(Clone)]
+struct Ledger(std::sync::Arc<dyn DynLedger>);
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ledger")
+    }
+}
+
+fn stored(e: impl std::fmt::Display) -> ReportError {
+    ReportError::Chain(format!("the transaction ledger failed: {e}"))
 }
 
 type FeeCache = std::sync::Arc<
@@ -149,7 +202,17 @@ impl ChainReporter {
             policy: TxPolicy::default(),
             fees: FeeCache::default(),
             batcher: std::sync::Arc::default(),
+            ledger: None,
         })
+    }
+
+    /// Keeps every report transaction in `ledger` until its report is settled: after a restart
+    /// the nonces continue past those still in the mempool, and a report already sent is waited
+    /// for instead of being sent again.
+    #[must_use]
+    pub fn with_ledger<L: TxLedger>(mut self, ledger: std::sync::Arc<L>) -> Self {
+        self.ledger = Some(Ledger(ledger));
+        self
     }
 
     /// The same reporter with another transaction policy.
@@ -161,10 +224,81 @@ impl ChainReporter {
 }
 
 impl ChainReporter {
-    /// Simulates `call`, then sends it with the next nonce and waits for its receipt.
+    /// Simulates `call`, then sends it with the next nonce and waits for its receipt. `keys`
+    /// name the request states it reports (kept in the ledger with the transaction; a report
+    /// already sent for a lone key and still pending is waited for instead).
     async fn send<C: alloy::sol_types::SolCall + Send + Sync + Unpin>(
         &self,
         call: alloy::contract::CallBuilder<&DynProvider, std::marker::PhantomData<C>>,
+        keys: &[String],
+    ) -> Result<Reported, ReportError> {
+        let result = self.send_inner(call, keys).await;
+        if let (Some(ledger), Ok(_)) = (&self.ledger, &result) {
+            ledger.0.settle(keys).await.map_err(stored)?;
+        }
+        result
+    }
+
+    /// A transaction sent for `keys` (one key: batches are not adopted) before this process
+    /// started, still in the node's pool or mined: its nonce and every version's hash.
+    async fn adopt(&self, keys: &[String]) -> Result<Option<(u64, Vec<B256>)>, ReportError> {
+        let (Some(ledger), [key]) = (&self.ledger, keys) else { return Ok(None) };
+        let sent = ledger.0.sent_for(key).await.map_err(stored)?;
+        let Some(&(nonce, _)) = sent.last() else { return Ok(None) };
+        let hashes: Vec<B256> = sent.iter().filter(|(n, _)| *n == nonce).map(|(_, h)| *h).collect();
+        let provider = self.contract.provider();
+        for hash in &hashes {
+            let known = provider
+                .get_transaction_by_hash(*hash)
+                .await
+                .map_err(|e| ReportError::Chain(e.to_string()))?;
+            if known.is_some() {
+                tracing::info!(%key, nonce, "a report sent before is still pending or mined; waiting for it");
+                return Ok(Some((nonce, hashes)));
+            }
+        }
+        // Dropped from the pool: forget it; a new transaction is made.
+        ledger.0.settle(keys).await.map_err(stored)?;
+        Ok(None)
+    }
+
+    /// The first nonce to use: the node's pending count, or past the newest transaction of ours
+    /// the ledger holds if the node knows it (an endpoint that lost our pending transactions
+    /// must not make us reuse their nonces; one that never saw them must not leave a gap).
+    async fn first_nonce(&self, provider: &DynProvider) -> Result<u64, ReportError> {
+        let chain = provider
+            .get_transaction_count(self.operator)
+            .pending()
+            .await
+            .map_err(|e| ReportError::Chain(e.to_string()))?;
+        let Some(ledger) = &self.ledger else { return Ok(chain) };
+        let operator = format!("{:#x}", self.operator);
+        let Some((nonce, hash)) = ledger.0.last_unsettled(&operator).await.map_err(stored)? else {
+            return Ok(chain);
+        };
+        if nonce >= chain
+            && provider
+                .get_transaction_by_hash(hash)
+                .await
+                .map_err(|e| ReportError::Chain(e.to_string()))?
+                .is_some()
+        {
+            return Ok(nonce + 1);
+        }
+        Ok(chain)
+    }
+
+    /// Records a sent version of the transaction with `nonce`.
+    async fn record(&self, nonce: u64, tx: B256, keys: &[String]) -> Result<(), ReportError> {
+        let Some(ledger) = &self.ledger else { return Ok(()) };
+        let operator = format!("{:#x}", self.operator);
+        ledger.0.record_sent(&operator, nonce, tx, keys).await.map_err(stored)
+    }
+
+    async fn send_inner<C: alloy::sol_types::SolCall + Send + Sync + Unpin>(
+        &self,
+        call: alloy::contract::CallBuilder<&DynProvider, std::marker::PhantomData<C>>,
+        keys: &[String],
     ) -> Result<Reported, ReportError> {
         // Estimating the gas runs the call: a report the contract refuses (already there, request
         // closed) shows here, before anything is sent. The one gas limit serves every version of
@@ -201,28 +335,28 @@ impl ChainReporter {
                 call.clone().nonce(nonce).max_fee_per_gas(max_fee).max_priority_fee_per_gas(tip);
             version.send().await
         };
-        let (nonce, first) = {
-            let mut next = self.next_nonce.lock().await;
-            let nonce = match *next {
-                Some(n) => n,
-                None => provider
-                    .get_transaction_count(self.operator)
-                    .pending()
-                    .await
-                    .map_err(|e| ReportError::Chain(e.to_string()))?,
-            };
-            match send_version(nonce, max_fee, tip).await {
-                Ok(pending) => {
-                    *next = Some(nonce + 1);
-                    (nonce, *pending.tx_hash())
-                }
-                Err(e) => {
-                    *next = None;
-                    return Err(ReportError::Chain(e.to_string()));
+        let (nonce, mut hashes) = match self.adopt(keys).await? {
+            Some(adopted) => adopted,
+            None => {
+                let mut next = self.next_nonce.lock().await;
+                let nonce = match *next {
+                    Some(n) => n,
+                    None => self.first_nonce(provider).await?,
+                };
+                match send_version(nonce, max_fee, tip).await {
+                    Ok(pending) => {
+                        *next = Some(nonce + 1);
+                        let hash = *pending.tx_hash();
+                        self.record(nonce, hash, keys).await?;
+                        (nonce, vec![hash])
+                    }
+                    Err(e) => {
+                        *next = None;
+                        return Err(ReportError::Chain(e.to_string()));
+                    }
                 }
             }
         };
-        let mut hashes = vec![first];
         let started = tokio::time::Instant::now();
         loop {
             // Mined already (before a watcher could see it)?
@@ -272,6 +406,7 @@ impl ChainReporter {
                 match send_version(nonce, max_fee, tip).await {
                     Ok(pending) => {
                         tracing::info!(nonce, max_fee, tip, tx = %pending.tx_hash(), "report not mined yet; replaced with higher fees");
+                        self.record(nonce, *pending.tx_hash(), keys).await?;
                         hashes.push(*pending.tx_hash());
                     }
                     // Often "nonce too low": an earlier version was just mined; the receipts
@@ -370,7 +505,8 @@ impl Reporter for ChainReporter {
         match self.job_contract(contract)? {
             Some(oracle) => {
                 let result = (piece_cid, padded_size).abi_encode_params();
-                self.send(oracle.fulfill(id, true, result.into())).await
+                let keys = [format!("fulfill/{contract}/{id}")];
+                self.send(oracle.fulfill(id, true, result.into()), &keys).await
             }
             None => self.report_pinned_batched(id, piece_cid, padded_size).await,
         }
@@ -383,8 +519,14 @@ impl Reporter for ChainReporter {
         reason: String,
     ) -> Result<Reported, ReportError> {
         match self.job_contract(contract)? {
-            Some(oracle) => self.send(oracle.fulfill(id, false, reason.abi_encode().into())).await,
-            None => self.send(self.contract.reportFailed(id, reason)).await,
+            Some(oracle) => {
+                let keys = [format!("fulfill/{contract}/{id}")];
+                self.send(oracle.fulfill(id, false, reason.abi_encode().into()), &keys).await
+            }
+            None => {
+                let keys = [format!("failed/{contract}/{id}")];
+                self.send(self.contract.reportFailed(id, reason), &keys).await
+            }
         }
     }
 }
@@ -451,8 +593,9 @@ impl ChainReporter {
     async fn send_batch(self, items: Vec<PinItem>) {
         if let [_] = items.as_slice() {
             let Some(item) = items.into_iter().next() else { return };
+            let keys = [self.pinned_key(item.id)];
             let call = self.contract.reportPinned(item.id, item.piece_cid, item.padded_size);
-            let _ = item.reply.send(self.send(call).await);
+            let _ = item.reply.send(self.send(call, &keys).await);
             return;
         }
         let reports = items
@@ -463,7 +606,8 @@ impl ChainReporter {
                 paddedSize: i.padded_size,
             })
             .collect();
-        let outcome = match self.send(self.contract.reportPinnedBatch(reports)).await {
+        let keys: Vec<String> = items.iter().map(|i| self.pinned_key(i.id)).collect();
+        let outcome = match self.send(self.contract.reportPinnedBatch(reports), &keys).await {
             Ok(Reported::Sent { tx }) => self.recorded_in(&tx).await.map(|ids| (tx, ids)),
             Ok(other) => Err(ReportError::Chain(format!("unexpected batch outcome {other:?}"))),
             Err(e) => Err(e),
@@ -485,6 +629,11 @@ impl ChainReporter {
                 }
             }
         }
+    }
+
+    /// The ledger's name for the pinned report of request `id` of `EstuaryPinning`.
+    fn pinned_key(&self, id: U256) -> String {
+        format!("pinned/{:#x}/{id}", self.contract.address())
     }
 
     /// The requests a mined batch recorded: its `Pinned` events.

@@ -17,7 +17,7 @@ use crate::{
     model::Source,
     p2p::{P2p, P2pError},
     report::ChainReporter,
-    store::{JobStore, PgStore, PinStore, RequestStore, SqliteStore, StoreError},
+    store::{JobStore, PgStore, PinStore, RequestStore, SqliteStore, StoreError, TxLedger},
     watcher::{WatchState, Watcher, WatcherConfig},
     worker::{Pipeline, WorkerConfig},
 };
@@ -132,7 +132,7 @@ impl Oracle {
     ) -> Result<Self, OracleError>
     where
         P: Provider + Clone + 'static,
-        S: RequestStore + JobStore + PinStore,
+        S: RequestStore + JobStore + PinStore + TxLedger,
     {
         match &config.s3 {
             Some(s3) => {
@@ -156,7 +156,7 @@ impl Oracle {
     ) -> Result<Self, OracleError>
     where
         P: Provider + Clone + 'static,
-        S: RequestStore + JobStore + PinStore,
+        S: RequestStore + JobStore + PinStore + TxLedger,
         B: Blockstore,
     {
         let source = Source { chain_id, contract: config.pinning };
@@ -183,7 +183,8 @@ impl Oracle {
             let reporter =
                 ChainReporter::new(&config.rpc_url, config.pinning, config.oracle_contract, key, 1)
                     .map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?
-                    .with_policy(config.tx_policy);
+                    .with_policy(config.tx_policy)
+                    .with_ledger(Arc::clone(&store));
             let pipeline = Pipeline::new(
                 Arc::clone(&store),
                 Arc::clone(&blocks),

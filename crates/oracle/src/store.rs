@@ -16,7 +16,9 @@ use sqlx::{
     },
 };
 
+mod ledger;
 mod pins;
+pub use ledger::TxLedger;
 pub use pins::{PinStore, TokenInfo};
 
 use crate::{

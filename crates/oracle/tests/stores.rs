@@ -14,7 +14,7 @@ use estuary_oracle::{
     job::{Outcome, Transition},
     model::{Cursor, PinRequest, PinRequestEvent, RequestStatus, Source},
     pinning::{Caller, CheckedPin, Pin, PinQuery, PinState, RawPinQuery, Scope},
-    store::{JobStore, PgStore, PinStore, RequestStore, SqliteStore},
+    store::{JobStore, PgStore, PinStore, RequestStore, SqliteStore, TxLedger},
 };
 
 fn source() -> Source {
@@ -231,12 +231,33 @@ async fn tokens_kept_as_digests<S: PinStore>(s: &S) {
     assert_eq!(s.caller("d1").await.unwrap(), None);
 }
 
-async fn whole_suite<S: RequestStore + JobStore + PinStore>(fresh: impl AsyncFn() -> S) {
+async fn report_transactions_kept_until_settled<S: TxLedger>(s: &S) {
+    let op = "0x00000000000000000000000000000000000000aa";
+    let (a, b) = (B256::repeat_byte(0xa), B256::repeat_byte(0xb));
+    assert_eq!(s.last_unsettled(op).await.unwrap(), None);
+    let keys = ["pinned/0x01/1".to_owned(), "pinned/0x01/2".to_owned()];
+    s.record_sent(op, 7, a, &keys, 1_000).await.unwrap();
+    // A replacement: same nonce, another hash, one request.
+    s.record_sent(op, 7, b, &keys[..1], 2_000).await.unwrap();
+    s.record_sent(op, 7, b, &keys[..1], 2_000).await.unwrap();
+    assert_eq!(s.sent_for(&keys[0]).await.unwrap(), vec![(7, a), (7, b)]);
+    assert_eq!(s.sent_for(&keys[1]).await.unwrap(), vec![(7, a)]);
+    assert_eq!(s.last_unsettled(op).await.unwrap(), Some((7, b)));
+    assert_eq!(s.last_unsettled("0x00000000000000000000000000000000000000bb").await.unwrap(), None);
+    s.settle(&keys[..1]).await.unwrap();
+    assert!(s.sent_for(&keys[0]).await.unwrap().is_empty());
+    assert_eq!(s.last_unsettled(op).await.unwrap(), Some((7, a)));
+    s.settle(&keys).await.unwrap();
+    assert_eq!(s.last_unsettled(op).await.unwrap(), None);
+}
+
+async fn whole_suite<S: RequestStore + JobStore + PinStore + TxLedger>(fresh: impl AsyncFn() -> S) {
     requests_and_cursors(&fresh().await).await;
     job_lifecycle(&fresh().await).await;
     pins_listed_filtered_paged(&fresh().await).await;
     pins_deleted_and_replaced(&fresh().await).await;
     tokens_kept_as_digests(&fresh().await).await;
+    report_transactions_kept_until_settled(&fresh().await).await;
 }
 
 #[tokio::test]

@@ -61,3 +61,73 @@ async fn a_stuck_report_is_replaced_with_higher_fees() {
     assert_eq!(per_request.values().sum::<usize>(), 1, "reported once");
     eprintln!("first offer {first_fee} wei/gas, mined at {fee} wei/gas");
 }
+
+/// A report still in the mempool when its process dies is waited for by the next process (its
+/// nonce and hash are in the database), not sent a second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_pending_at_a_restart_is_waited_for_not_sent_again() {
+    use estuary_oracle::store::{SqliteStore, TxLedger};
+    let chain = Chain::start().await;
+    let id = chain.pin(1, &cid(2)).await;
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("o.sqlite")).await.unwrap());
+    let key: alloy::signers::local::PrivateKeySigner =
+        chain.anvil.keys().last().unwrap().clone().into();
+    let operator = key.address();
+    let reporter = || {
+        ChainReporter::new(&chain.anvil.endpoint(), chain.deployment.pinning, None, key.clone(), 1)
+            .unwrap()
+            .with_ledger(std::sync::Arc::clone(&store))
+    };
+    let mut commp = CommP::new();
+    commp.update(&[9u8; 1000]);
+    let info = commp.finish().unwrap();
+    let piece = Bytes::from(PieceCid::v1(&info).to_cid().to_bytes());
+    let contract = format!("{:#x}", chain.deployment.pinning);
+    let ledger_key = format!("pinned/{contract}/{id}");
+    let nonce_before = provider.get_transaction_count(operator).await.unwrap();
+
+    // The first process sends the report into a pool that does not mine, then dies.
+    provider.raw_request::<_, Value>("evm_setAutomine".into(), (false,)).await.unwrap();
+    let first = reporter();
+    let (c, p) = (contract.clone(), piece.clone());
+    let dying =
+        tokio::spawn(
+            async move { first.report_pinned(&c, U256::from(id), p, info.padded_size).await },
+        );
+    let mut sent = Vec::new();
+    for _ in 0..100 {
+        sent = store.sent_for(&ledger_key).await.unwrap();
+        if !sent.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sent.len(), 1, "the report is in the ledger once sent");
+    dying.abort();
+
+    // The next process reports the same request: it adopts the pending transaction.
+    let second = reporter();
+    let resumed = tokio::spawn(async move {
+        second.report_pinned(&contract, U256::from(id), piece, info.padded_size).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    provider.raw_request::<_, Value>("evm_setAutomine".into(), (true,)).await.unwrap();
+    provider.raw_request::<_, Value>("evm_mine".into(), ()).await.unwrap();
+    let reported =
+        tokio::time::timeout(Duration::from_secs(30), resumed).await.unwrap().unwrap().unwrap();
+    assert_eq!(
+        reported,
+        Reported::Sent { tx: format!("{:#x}", sent[0].1) },
+        "the first transaction"
+    );
+    assert_eq!(
+        provider.get_transaction_count(operator).await.unwrap(),
+        nonce_before + 1,
+        "one transaction in all"
+    );
+    assert!(store.sent_for(&ledger_key).await.unwrap().is_empty(), "settled in the ledger");
+    let (per_request, _) = crate::support::reports(&chain).await;
+    assert_eq!(per_request.values().sum::<usize>(), 1, "reported once");
+}
