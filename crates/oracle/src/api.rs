@@ -302,6 +302,7 @@ mod tests {
             tx_hash: B256::repeat_byte(4),
             log_index: 0,
             origins: Vec::new(),
+            refused: None,
         };
         let cursor = crate::model::Cursor { block_number: 3, block_hash: B256::repeat_byte(3) };
         store.ingest(source, &[event], cursor).await.unwrap();

@@ -55,6 +55,9 @@ pub struct PinRequestEvent {
     /// Where the content can be fetched from (multiaddrs), as the requester gave them
     /// (`PinRequestOptions`); empty when none were given.
     pub origins: Vec<String>,
+    /// Why this oracle refuses the request outright (it is reported failed on chain, with the
+    /// reason, without fetching anything).
+    pub refused: Option<String>,
 }
 
 /// Where a request is in its life (see [`crate::job`]).
@@ -160,9 +163,13 @@ impl PinRequest {
     /// Checks an event and turns it into a request: queued if its bytes are a CID, failed with
     /// the reason otherwise. Chain data is untrusted even from our own contract.
     pub fn from_event(source: Source, event: &PinRequestEvent) -> Self {
-        let (cid, status, error) = match estuary_dag::parse_cid_bytes(&event.cid) {
-            Ok(info) => (Some(info.text), RequestStatus::Queued, None),
-            Err(e) => (None, RequestStatus::Failed, Some(e.to_string())),
+        let (cid, status, error) = match (estuary_dag::parse_cid_bytes(&event.cid), &event.refused)
+        {
+            (Ok(info), Some(reason)) => {
+                (Some(info.text), RequestStatus::Failing, Some(reason.clone()))
+            }
+            (Ok(info), None) => (Some(info.text), RequestStatus::Queued, None),
+            (Err(e), _) => (None, RequestStatus::Failed, Some(e.to_string())),
         };
         Self {
             id: event.request_id.to_string(),
@@ -201,6 +208,7 @@ mod tests {
             tx_hash: b256!("1111111111111111111111111111111111111111111111111111111111111111"),
             log_index: 0,
             origins: Vec::new(),
+            refused: None,
         }
     }
 

@@ -414,8 +414,12 @@ fn position(
     ))
 }
 
-/// A `JobRequested` log of kind `Pin` as a request (the job id is its id, the consumer its
-/// requester); other kinds are not pinning work and are skipped.
+/// The failure a store job gets: deals are not made by this oracle yet.
+pub const STORE_JOBS_REFUSED: &str =
+    "store jobs (Filecoin deals) are not served by this oracle yet; request a pin job";
+
+/// A `JobRequested` log as a request (the job id is its id, the consumer its requester); a job
+/// of another kind than `Pin` is refused (see [`STORE_JOBS_REFUSED`]).
 fn decode_job(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
     if log.removed {
         return Ok(None);
@@ -426,10 +430,9 @@ fn decode_job(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
         return Ok(None);
     };
     let job = decoded.inner.data;
-    if job.kind != 0 {
-        warn!(job = %job.jobId, "store jobs are not handled yet; skipped");
-        return Ok(None);
-    }
+    // Store jobs (pin and keep in Filecoin deals) are answered at once, with a failed
+    // fulfilment saying why, so the consumer is not left waiting for a callback.
+    let refused = (job.kind != 0).then(|| STORE_JOBS_REFUSED.to_owned());
     Ok(Some(PinRequestEvent {
         request_id: job.jobId,
         requester: job.consumer,
@@ -439,6 +442,7 @@ fn decode_job(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
         tx_hash,
         log_index,
         origins: Vec::new(),
+        refused,
     }))
 }
 
@@ -497,5 +501,6 @@ fn decode(log: &Log) -> Result<Option<PinRequestEvent>, WatchError> {
         tx_hash,
         log_index,
         origins: Vec::new(),
+        refused: None,
     }))
 }

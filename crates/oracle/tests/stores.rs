@@ -34,6 +34,7 @@ fn event(id: u64, block: u64, log_index: u64) -> PinRequestEvent {
         tx_hash: B256::from(U256::from(id)),
         log_index,
         origins: Vec::new(),
+        refused: None,
     }
 }
 

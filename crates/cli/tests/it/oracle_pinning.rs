@@ -399,5 +399,37 @@ async fn an_oracle_job_is_pinned_and_fulfilled() {
     let parsed: estuary_piece::PieceCid = piece.parse().unwrap();
     assert_eq!(piece_v1.to_vec(), parsed.to_v1().to_cid().to_bytes());
     assert_eq!(Some(padded), parsed.padded_size());
+
+    // A store job (Filecoin deals) is answered at once with a failure that says why.
+    mined!(contract.requestJob(
+        1,
+        cid_bytes(&root).into(),
+        alloy::primitives::Bytes::new(),
+        100_000
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !contract.jobs(U256::from(2)).call().await.unwrap().done {
+        assert!(std::time::Instant::now() < deadline, "the store job was never answered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let logs = provider
+        .get_logs(
+            &Filter::new()
+                .address(oracle_address)
+                .event_signature(EstuaryOracle::JobFulfilled::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    let refused = logs[1].log_decode::<EstuaryOracle::JobFulfilled>().unwrap().inner.data;
+    assert!(!refused.ok);
+    let tx =
+        provider.get_transaction_by_hash(logs[1].transaction_hash.unwrap()).await.unwrap().unwrap();
+    let call = <EstuaryOracle::fulfillCall as alloy::sol_types::SolCall>::abi_decode(
+        alloy::consensus::Transaction::input(&tx),
+    )
+    .unwrap();
+    let reason = <String as alloy::sol_types::SolValue>::abi_decode(&call.result).unwrap();
+    assert_eq!(reason, estuary_oracle::watcher::STORE_JOBS_REFUSED);
     oracle.kill().await;
 }
