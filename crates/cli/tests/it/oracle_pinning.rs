@@ -357,40 +357,43 @@ async fn an_oracle_job_is_pinned_and_fulfilled() {
         .wallet(alloy::network::EthereumWallet::from(chain.signer(3)))
         .connect_http(chain.anvil.endpoint_url());
     let contract = EstuaryOracle::new(oracle_address, &provider);
-    mined!(contract.requestJob(
-        0,
-        cid_bytes(&root).into(),
-        alloy::primitives::Bytes::new(),
-        100_000
-    ));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let job = contract.jobs(U256::from(1)).call().await.unwrap();
-        if job.done {
-            break;
+    // Asks for job `id` of `kind` and waits for its fulfilment: the event and the call.
+    let answered = async |kind: u8, id: u64| {
+        mined!(contract.requestJob(
+            kind,
+            cid_bytes(&root).into(),
+            alloy::primitives::Bytes::new(),
+            100_000
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !contract.jobs(U256::from(id)).call().await.unwrap().done {
+            assert!(std::time::Instant::now() < deadline, "job {id} was never answered");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        assert!(std::time::Instant::now() < deadline, "the job was never fulfilled");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let logs = provider
-        .get_logs(
-            &Filter::new()
-                .address(oracle_address)
-                .event_signature(EstuaryOracle::JobFulfilled::SIGNATURE_HASH)
-                .from_block(0),
+        let logs = provider
+            .get_logs(
+                &Filter::new()
+                    .address(oracle_address)
+                    .event_signature(EstuaryOracle::JobFulfilled::SIGNATURE_HASH)
+                    .from_block(0),
+            )
+            .await
+            .unwrap();
+        assert_eq!(logs.len() as u64, id, "one fulfilment per job");
+        let log = logs.last().unwrap();
+        let event = log.log_decode::<EstuaryOracle::JobFulfilled>().unwrap().inner.data;
+        let tx =
+            provider.get_transaction_by_hash(log.transaction_hash.unwrap()).await.unwrap().unwrap();
+        let call = <EstuaryOracle::fulfillCall as alloy::sol_types::SolCall>::abi_decode(
+            alloy::consensus::Transaction::input(&tx),
         )
-        .await
         .unwrap();
-    assert_eq!(logs.len(), 1);
-    let fulfilled = logs[0].log_decode::<EstuaryOracle::JobFulfilled>().unwrap().inner.data;
+        (event, call)
+    };
+
+    let (fulfilled, call) = answered(0, 1).await;
     assert!(fulfilled.ok && fulfilled.callbackSucceeded);
-    // The fulfil transaction carried the piece: read it back from its input.
-    let tx =
-        provider.get_transaction_by_hash(logs[0].transaction_hash.unwrap()).await.unwrap().unwrap();
-    let call = <EstuaryOracle::fulfillCall as alloy::sol_types::SolCall>::abi_decode(
-        alloy::consensus::Transaction::input(&tx),
-    )
-    .unwrap();
+    // The fulfil transaction carried the piece.
     let (piece_v1, padded) =
         <(alloy::primitives::Bytes, u64) as alloy::sol_types::SolValue>::abi_decode_params(
             &call.result,
@@ -401,34 +404,8 @@ async fn an_oracle_job_is_pinned_and_fulfilled() {
     assert_eq!(Some(padded), parsed.padded_size());
 
     // A store job (Filecoin deals) is answered at once with a failure that says why.
-    mined!(contract.requestJob(
-        1,
-        cid_bytes(&root).into(),
-        alloy::primitives::Bytes::new(),
-        100_000
-    ));
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !contract.jobs(U256::from(2)).call().await.unwrap().done {
-        assert!(std::time::Instant::now() < deadline, "the store job was never answered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let logs = provider
-        .get_logs(
-            &Filter::new()
-                .address(oracle_address)
-                .event_signature(EstuaryOracle::JobFulfilled::SIGNATURE_HASH)
-                .from_block(0),
-        )
-        .await
-        .unwrap();
-    let refused = logs[1].log_decode::<EstuaryOracle::JobFulfilled>().unwrap().inner.data;
+    let (refused, call) = answered(1, 2).await;
     assert!(!refused.ok);
-    let tx =
-        provider.get_transaction_by_hash(logs[1].transaction_hash.unwrap()).await.unwrap().unwrap();
-    let call = <EstuaryOracle::fulfillCall as alloy::sol_types::SolCall>::abi_decode(
-        alloy::consensus::Transaction::input(&tx),
-    )
-    .unwrap();
     let reason = <String as alloy::sol_types::SolValue>::abi_decode(&call.result).unwrap();
     assert_eq!(reason, estuary_oracle::watcher::STORE_JOBS_REFUSED);
     oracle.kill().await;
