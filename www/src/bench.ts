@@ -3,8 +3,9 @@
 // `@web3-storage/data-segment` (JavaScript), on the same bytes. Driven by tests/bench/piece-browser.mjs.
 import { Piece } from '@web3-storage/data-segment';
 import * as Fr32Hasher from 'fr32-sha2-256-trunc254-padded-binary-tree-multihash';
-import init, { PieceHasher, pieceRunPayload } from './generated/node/estuary_node.js';
+import init, { CarImporter, PieceHasher, pieceRunPayload } from './generated/node/estuary_node.js';
 import { ParallelPieceHasher, PieceWorkerPool } from './sdk/piece';
+import { importChunks } from './sdk/files';
 import { EstuaryNode } from './sdk/node';
 import { CarWriter } from '@ipld/car/writer';
 import { CID } from 'multiformats/cid';
@@ -36,6 +37,16 @@ function data(): Uint8Array {
     bytes[i] = x & 0xff;
   }
   return bytes;
+}
+
+/** The best of `times` runs (JIT tiers and GC settle differently run to run). */
+async function best(name: string, run: () => Promise<string> | string, times = 3): Promise<Result> {
+  let fastest: Result | undefined;
+  for (let i = 0; i < times; i++) {
+    const r = await time(name, run);
+    if (!fastest || r.seconds < fastest.seconds) fastest = r;
+  }
+  return { ...fastest!, name: `${name}, best of ${times}` };
 }
 
 async function time(name: string, run: () => Promise<string> | string): Promise<Result> {
@@ -85,7 +96,8 @@ async function main(): Promise<void> {
   const file = new Blob([bytes as Uint8Array<ArrayBuffer>]);
   let car = '';
   results.push(
-    await time('estuary node.add: DAG + CAR + piece, one pass (wasm worker, CAR to OPFS)', async () => {
+    await best('estuary node.add: DAG + CAR + piece, one pass (wasm worker, CAR to OPFS)', async () => {
+      if (car) await node.removeCar(car);
       const added = await node.add([{ path: '', file }], { folder: false });
       car = added.car;
       return added.root;
@@ -93,8 +105,26 @@ async function main(): Promise<void> {
   );
   await node.removeCar(car);
   node.terminate();
+  // DAG + CAR alone, like for like with the JavaScript importer below: this page's thread,
+  // bytes from memory in 1 MiB chunks, CAR bytes counted and dropped.
   results.push(
-    await time('ipfs-unixfs-importer + @ipld/car: DAG + CAR (JS)', async () => {
+    await best('estuary CarImporter: DAG + CAR (wasm + WebCrypto leaves, page thread, CAR bytes counted)', async () => {
+      const car = new CarImporter(undefined, false, false);
+      let n = 0;
+      car.beginFile('');
+      async function* chunks() {
+        for (let i = 0; i < bytes.length; i += chunk) yield bytes.subarray(i, i + chunk);
+      }
+      await importChunks(car, chunks(), (b) => void (n += b.length));
+      n += car.endFile().length;
+      const done = car.finish();
+      car.free();
+      return n > 0 ? done.root : '';
+    }),
+  );
+
+  results.push(
+    await best('ipfs-unixfs-importer + @ipld/car: DAG + CAR (JS)', async () => {
       const { writer, out } = CarWriter.create([CID.parse('bafkqaaa') as never]);
       const drained = (async () => {
         let n = 0;

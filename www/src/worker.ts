@@ -103,6 +103,10 @@ function errorOf(e: unknown): { name: string; message: string } {
 async function start(): Promise<void> {
   try {
     wasm = await init();
+    // The piece workers start with the node, not on the first add: picking files takes the
+    // person longer than starting them, and the first add then runs at full speed.
+    pool = PieceWorkerPool.start();
+    await pool;
   } catch (e) {
     scope.postMessage({ hello: 'failed', message: errorOf(e).message } satisfies Hello);
     return;

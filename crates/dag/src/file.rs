@@ -13,6 +13,7 @@
 //! that chunk's leaf itself.
 
 use ::cid::Cid;
+use multihash::Multihash;
 
 use crate::{
     block::{Block, DAG_PB, RAW},
@@ -39,6 +40,28 @@ pub struct FileBuilder {
     chunk: Vec<u8>,
     levels: Vec<Vec<Imported>>,
     leaves: u64,
+    /// A hashed leaf shorter than the leaf size was pushed: it must have been the last.
+    short_leaf: bool,
+}
+
+/// Why [`FileBuilder::push_hashed_leaf`] refused a leaf.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashedLeafError {
+    /// The options make dag-pb leaves, whose CID is not the digest of the bytes.
+    #[error("pre-hashed leaves need raw leaves")]
+    NotRawLeaves,
+    /// Bytes pushed before, or a short leaf that was not the last, break the leaf boundaries.
+    #[error("a pre-hashed leaf must start on a leaf boundary (after whole leaves only)")]
+    NotAligned,
+    /// The leaf is empty or longer than the leaf size.
+    #[error("a leaf of {len} bytes (leaves are at most {size})")]
+    Size {
+        /// Its length.
+        len: usize,
+        /// The leaf size.
+        size: usize,
+    },
 }
 
 impl FileBuilder {
@@ -50,6 +73,7 @@ impl FileBuilder {
             opts,
             levels: vec![Vec::new()],
             leaves: 0,
+            short_leaf: false,
         })
     }
 
@@ -73,6 +97,40 @@ impl FileBuilder {
                 self.chunk.clear();
             }
         }
+    }
+
+    /// The leaf size for [`push_hashed_leaf`](Self::push_hashed_leaf), when the options allow
+    /// it (raw leaves under CIDv1, so a leaf's CID is its sha2-256 digest alone).
+    pub fn hashed_leaf_size(&self) -> Option<usize> {
+        self.opts.raw_leaves.then_some(self.opts.chunk_size)
+    }
+
+    /// Adds one whole leaf that the caller hashed and stores itself: only its length and
+    /// sha2-256 digest come in (in a browser the digest comes from WebCrypto, which uses the
+    /// CPU's SHA instructions that WebAssembly lacks, and the bytes never need to enter wasm).
+    /// Returns the leaf's CID; the leaf block is *not* handed to `out` (the caller writes it),
+    /// the parents it completes are. The caller vouches for `sha256`. Every leaf but the file's
+    /// last must be exactly [`hashed_leaf_size`](Self::hashed_leaf_size) bytes, and the builder
+    /// must hold no bytes from [`push`](Self::push); the DAG is then the one `push` builds.
+    pub fn push_hashed_leaf(
+        &mut self,
+        len: usize,
+        sha256: [u8; 32],
+        out: &mut impl FnMut(Block),
+    ) -> Result<Cid, HashedLeafError> {
+        let size = self.hashed_leaf_size().ok_or(HashedLeafError::NotRawLeaves)?;
+        if !self.chunk.is_empty() || self.short_leaf {
+            return Err(HashedLeafError::NotAligned);
+        }
+        if len == 0 || len > size {
+            return Err(HashedLeafError::Size { len, size });
+        }
+        self.short_leaf = len < size;
+        let hash = Multihash::wrap(crate::block::SHA2_256, &sha256).unwrap_or_default();
+        let cid = Cid::new_v1(RAW, hash);
+        let leaf = Imported { cid, dag_size: len as u64, file_size: len as u64 };
+        self.add_leaf(leaf, out);
+        Ok(cid)
     }
 
     /// Pushes everything `reader` yields, 1 MiB at a time; returns the bytes read.
@@ -131,6 +189,10 @@ impl FileBuilder {
             file_size: chunk.len() as u64,
         };
         out(block);
+        self.add_leaf(leaf, out);
+    }
+
+    fn add_leaf(&mut self, leaf: Imported, out: &mut impl FnMut(Block)) {
         self.leaves += 1;
         self.push_at(0, leaf);
         // Reduce full levels now, so memory stays bounded.
@@ -192,6 +254,51 @@ pub fn import_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pre_hashed_leaves_build_the_same_dag() {
+        use sha2::Digest;
+        let opts =
+            ImportOptions { chunk_size: 1000, max_links: 3, ..crate::Profile::default().options() };
+        for len in [1usize, 999, 1000, 1001, 5500, 12_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let (root, blocks) = import_bytes(&data, opts).unwrap();
+            let mut builder = FileBuilder::new(opts).unwrap();
+            assert_eq!(builder.hashed_leaf_size(), Some(1000));
+            let mut got = Vec::new();
+            for leaf in data.chunks(1000) {
+                let digest: [u8; 32] = sha2::Sha256::digest(leaf).into();
+                // The caller writes the leaf block itself, before the parents it completes.
+                let mut parents = Vec::new();
+                let cid =
+                    builder.push_hashed_leaf(leaf.len(), digest, &mut |b| parents.push(b)).unwrap();
+                got.push(Block { cid, data: leaf.to_vec() });
+                got.extend(parents);
+            }
+            let top = builder.finish(&mut |b| got.push(b));
+            assert_eq!(top, root, "{len} bytes");
+            assert!(got == blocks, "{len} bytes: the blocks differ");
+        }
+    }
+
+    #[test]
+    fn pre_hashed_leaves_refuse_misuse() {
+        let opts = ImportOptions { chunk_size: 1000, ..crate::Profile::default().options() };
+        let mut b = FileBuilder::new(opts).unwrap();
+        let mut sink = |_: Block| {};
+        assert_eq!(
+            b.push_hashed_leaf(1001, [0; 32], &mut sink),
+            Err(HashedLeafError::Size { len: 1001, size: 1000 })
+        );
+        assert!(b.push_hashed_leaf(0, [0; 32], &mut sink).is_err());
+        b.push_hashed_leaf(10, [0; 32], &mut sink).unwrap();
+        assert_eq!(b.push_hashed_leaf(10, [0; 32], &mut sink), Err(HashedLeafError::NotAligned));
+        let mut b = FileBuilder::new(opts).unwrap();
+        b.push(&[1; 10], &mut sink);
+        assert_eq!(b.push_hashed_leaf(1000, [0; 32], &mut sink), Err(HashedLeafError::NotAligned));
+        let v0 = FileBuilder::new(crate::Profile::UnixfsV0_2015.options()).unwrap();
+        assert_eq!(v0.hashed_leaf_size(), None);
+    }
     use crate::profile::Profile;
 
     #[test]

@@ -39,6 +39,6 @@ pub use crate::{
     block::Block,
     cid::{CidError, CidInfo, parse_cid, parse_cid_bytes},
     dir::DirectoryBuilder,
-    file::{FileBuilder, Imported},
+    file::{FileBuilder, HashedLeafError, Imported},
     profile::{ImportOptions, Profile},
 };

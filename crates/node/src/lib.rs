@@ -304,6 +304,56 @@ impl CarImporter {
         Ok(self.take_output())
     }
 
+    /// The size of the leaves `pushLeaf` takes, or `undefined` when the profile's leaves are
+    /// not raw (their CIDs then hash more than the file bytes, so only `push` works).
+    #[wasm_bindgen(js_name = leafSize)]
+    pub fn leaf_size(&self) -> Option<u32> {
+        let size = estuary_dag::FileBuilder::new(self.opts).ok()?.hashed_leaf_size()?;
+        u32::try_from(size).ok()
+    }
+
+    /// Adds one whole leaf of the current file by its length and SHA-256 `digest`, computed by
+    /// the caller (WebCrypto: the CPU's SHA instructions, which WebAssembly lacks); the leaf's
+    /// bytes never enter wasm. Returns `{ head, data, tail }`: write `head`, then the leaf's
+    /// bytes if `data` (false when the same leaf is in the CAR already), then `tail` (the
+    /// parents it completes). Every leaf but the file's last must be `leafSize()`
+    /// bytes; `push` must not have been used for this file, and the importer must not compute
+    /// the piece itself (it would need the bytes).
+    #[wasm_bindgen(js_name = pushLeaf)]
+    pub fn push_leaf(&mut self, length: u32, digest: &[u8]) -> Result<Object, JsError> {
+        if self.commp.is_some() {
+            return Err(JsError::new("pushLeaf needs an importer made without its own piece"));
+        }
+        let digest: [u8; 32] =
+            digest.try_into().map_err(|_| JsError::new("a SHA-256 digest is 32 bytes"))?;
+        let len = length as usize;
+        let mut produced = Vec::new();
+        let cid = {
+            let (_, builder) = self.file.as_mut().ok_or_else(|| JsError::new("no file begun"))?;
+            builder.push_hashed_leaf(len, digest, &mut |b| produced.push(b)).map_err(js_err)?
+        };
+        let out = Object::new();
+        // Anything not yet returned (the provisional header, at first) goes before the leaf.
+        let mut head = std::mem::take(&mut self.out);
+        let data = self.seen.insert(cid);
+        if data {
+            let cid_bytes = cid.to_bytes();
+            let before = head.len();
+            estuary_dag::varint::encode((cid_bytes.len() + len) as u64, &mut head);
+            head.extend_from_slice(&cid_bytes);
+            self.car_bytes += (head.len() - before + len) as u64;
+            self.blocks += 1;
+        }
+        set(&out, "head", &Uint8Array::from(head.as_slice()).into());
+        set(&out, "data", &JsValue::from_bool(data));
+        for b in produced {
+            self.sink(&b);
+        }
+        self.file_bytes += u64::from(length);
+        set(&out, "tail", &self.take_output().into());
+        Ok(out)
+    }
+
     /// Ends the current file; returns the CAR bytes produced.
     #[wasm_bindgen(js_name = endFile)]
     pub fn end_file(&mut self) -> Result<Uint8Array, JsError> {

@@ -242,3 +242,43 @@ async fn p2p_node_refuses_what_it_cannot_dial() {
         refused(P2pNode::start(format!("/ip4/127.0.0.1/tcp/9/ws/p2p/{peer}"), none, None).await);
     assert!(msg.contains("cannot connect to the oracle"), "{msg}");
 }
+
+#[wasm_bindgen_test]
+fn leaves_by_digest_make_the_same_car_as_bytes() {
+    use estuary_node::CarImporter;
+    let data: Vec<u8> =
+        (0..(5 << 19) + 1234u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let mut by_bytes = CarImporter::new(None, false, false).unwrap();
+    by_bytes.begin_file(String::new()).unwrap();
+    let mut car_a = by_bytes.push(&data).unwrap().to_vec();
+    car_a.extend(by_bytes.end_file().unwrap().to_vec());
+    let root_a = get(&by_bytes.finish().unwrap(), "root");
+
+    let mut by_digest = CarImporter::new(None, false, false).unwrap();
+    let size = by_digest.leaf_size().unwrap() as usize;
+    by_digest.begin_file(String::new()).unwrap();
+    let mut car_b = Vec::new();
+    for leaf in data.chunks(size) {
+        let digest = estuary_dag::block::sha256_multihash(leaf);
+        let parts = by_digest.push_leaf(leaf.len() as u32, digest.digest()).unwrap();
+        car_b.extend(Uint8Array::from(get(&parts, "head")).to_vec());
+        if get(&parts, "data").as_bool().unwrap() {
+            car_b.extend_from_slice(leaf);
+        }
+        car_b.extend(Uint8Array::from(get(&parts, "tail")).to_vec());
+    }
+    car_b.extend(by_digest.end_file().unwrap().to_vec());
+    assert_eq!(get(&by_digest.finish().unwrap(), "root"), root_a);
+    assert_eq!(car_b, car_a, "the same CAR bytes");
+    // Misuse is a clear error: a wrong digest length, a leaf past the leaf size.
+    let mut bad = CarImporter::new(None, false, false).unwrap();
+    bad.begin_file(String::new()).unwrap();
+    assert!(bad.push_leaf(10, &[0; 31]).is_err());
+    assert!(bad.push_leaf(size as u32 + 1, &[0; 32]).is_err());
+    assert!(
+        CarImporter::new(Some("unixfs-v0-2015".into()), false, false)
+            .unwrap()
+            .leaf_size()
+            .is_none()
+    );
+}

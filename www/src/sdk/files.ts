@@ -186,6 +186,86 @@ export function orderLikeEstuaryAdd(entries: AddEntry[]): AddEntry[] {
   return out;
 }
 
+/** The chunks of a stream, checking `signal` between them. */
+export async function* streamChunks(
+  stream: ReadableStream<Uint8Array>,
+  signal?: AbortSignal,
+): AsyncGenerator<Uint8Array> {
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/**
+ * Feeds one file's bytes to `importer` (its file begun), writing the CAR bytes produced. When
+ * the profile's leaves are raw, the bytes are gathered into whole leaves and each leaf is
+ * hashed with WebCrypto — the CPU's SHA instructions, which WebAssembly does not have — and
+ * only its length and digest go to the engine, which returns the CAR bytes around it;
+ * otherwise the engine hashes. Same DAG and CAR either way.
+ */
+export async function importChunks(
+  importer: CarImporter,
+  chunks: AsyncIterable<Uint8Array>,
+  write: (car: Uint8Array) => Promise<void> | void,
+  onBytes?: (n: number) => void,
+): Promise<void> {
+  const leafSize = importer.leafSize();
+  if (leafSize === undefined) {
+    for await (const chunk of chunks) {
+      await write(importer.push(chunk));
+      onBytes?.(chunk.length);
+    }
+    return;
+  }
+  // Up to HASHING leaves are hashed at once (WebCrypto answers asynchronously, from another
+  // thread), and handed to the importer in order.
+  const hashing: { bytes: Uint8Array; digest: Promise<ArrayBuffer> }[] = [];
+  const handOldest = async () => {
+    const { bytes, digest } = hashing.shift()!;
+    const { head, data, tail } = importer.pushLeaf(bytes.length, new Uint8Array(await digest)) as {
+      head: Uint8Array;
+      data: boolean;
+      tail: Uint8Array;
+    };
+    await write(head);
+    if (data) await write(bytes);
+    await write(tail);
+  };
+  let leaf = new Uint8Array(leafSize);
+  let fill = 0;
+  const flush = async () => {
+    const bytes = leaf.subarray(0, fill);
+    hashing.push({ bytes, digest: crypto.subtle.digest('SHA-256', bytes) });
+    leaf = new Uint8Array(leafSize);
+    fill = 0;
+    if (hashing.length >= HASHING) await handOldest();
+  };
+  for await (const chunk of chunks) {
+    let at = 0;
+    while (at < chunk.length) {
+      const take = Math.min(leafSize - fill, chunk.length - at);
+      leaf.set(chunk.subarray(at, at + take), fill);
+      fill += take;
+      at += take;
+      if (fill === leafSize) await flush();
+    }
+    onBytes?.(chunk.length);
+  }
+  if (fill > 0) await flush();
+  while (hashing.length > 0) await handOldest();
+}
+
+/** Leaves hashed at once by `importChunks` (each one leaf of memory: 8 MiB at 1 MiB leaves). */
+const HASHING = 8;
+
 /**
  * Imports `entries` into a CAR in the browser's storage. The importer builds the DAG and the CAR;
  * the CAR's piece is computed from the same bytes by `pieces` (a worker pool), in the same pass.
@@ -216,15 +296,10 @@ export async function addEntries(
   try {
     for (const entry of entries) {
       importer.beginFile(entry.path);
-      const reader = entry.file.stream().getReader();
-      for (;;) {
-        signal?.throwIfAborted();
-        const { done: end, value } = await reader.read();
-        if (end) break;
-        await write(importer.push(value));
-        done += value.length;
+      await importChunks(importer, streamChunks(entry.file.stream(), signal), write, (n) => {
+        done += n;
         onProgress?.({ bytes: done, total });
-      }
+      });
       await write(importer.endFile());
     }
     const result = importer.finish();
