@@ -556,7 +556,11 @@ impl ChainReporter {
             .batcher
             .get_or_init(|| async {
                 let (tx, rx) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
-                tokio::spawn(self.clone().run_batcher(rx));
+                // The batcher's own reporter holds no queue: once every other handle is
+                // dropped, the queue closes and the batcher ends.
+                let mut worker = self.clone();
+                worker.batcher = std::sync::Arc::default();
+                tokio::spawn(worker.run_batcher(rx));
                 tx
             })
             .await;
