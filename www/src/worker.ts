@@ -20,8 +20,8 @@ const scope = self as unknown as DedicatedWorkerGlobalScope;
 /** The node's WebAssembly instance, once started. */
 let wasm: InitOutput | undefined;
 
-/** Helper workers for piece hashing, started on first use (one per logical core). */
-let pool: Promise<PieceWorkerPool> | undefined;
+/** Helper workers for piece hashing (one per logical core), started with the node. */
+let pool: PieceWorkerPool;
 
 /** The blocks of the stored CARs, and the libp2p node serving them (after `serve`). */
 const blockIndex = new BlockIndex((bytes, block) => carSection(bytes, block) as CarSection);
@@ -57,13 +57,9 @@ const running = new Map<number, AbortController>();
 
 const methods: { [M in Method]: Handler<M> } = {
   parseCid: (_ctx, text) => parseCid(text),
-  pieceOf: async ({ progress }, blob) => {
-    pool ??= PieceWorkerPool.start();
-    return pieceOfBlob(blob, await pool, { PieceHasher, pieceRunPayload }, progress);
-  },
+  pieceOf: ({ progress }, blob) => pieceOfBlob(blob, pool, { PieceHasher, pieceRunPayload }, progress),
   add: async ({ progress, signal }, entries, folder) => {
-    pool ??= PieceWorkerPool.start();
-    const pieces = new ParallelPieceHasher(await pool, { PieceHasher, pieceRunPayload });
+    const pieces = new ParallelPieceHasher(pool, { PieceHasher, pieceRunPayload });
     const importer = (f: boolean) => new CarImporter(undefined, f, false);
     const added = await addEntries(importer, pieces, entries, folder, progress, signal);
     if (p2p) await blockIndex.addCar(added.car);
@@ -89,8 +85,7 @@ const methods: { [M in Method]: Handler<M> } = {
   memory: async () => {
     const js = (performance as Performance & { memory?: { usedJSHeapSize: number } }).memory?.usedJSHeapSize ?? 0;
     const own = { wasm: wasm?.memory.buffer.byteLength ?? 0, js };
-    if (!pool) return own;
-    const helpers = await (await pool).memory();
+    const helpers = await pool.memory();
     return { wasm: own.wasm + helpers.wasm, js: own.js + helpers.js };
   },
 };
@@ -105,8 +100,7 @@ async function start(): Promise<void> {
     wasm = await init();
     // The piece workers start with the node, not on the first add: picking files takes the
     // person longer than starting them, and the first add then runs at full speed.
-    pool = PieceWorkerPool.start();
-    await pool;
+    pool = await PieceWorkerPool.start();
   } catch (e) {
     scope.postMessage({ hello: 'failed', message: errorOf(e).message } satisfies Hello);
     return;

@@ -57,6 +57,9 @@ pub fn start_anvil(port: Option<u16>, block_time: Option<u64>) -> Result<AnvilIn
     })
 }
 
+/// How long [`deploy`] lets the Foundry deploy script run.
+pub const DEPLOY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
 /// What [`deploy`] put on the chain.
 #[derive(Debug, Clone)]
 pub struct Deployment {
@@ -98,7 +101,7 @@ pub async fn deploy(
     // A name of its own, so that stacks running side by side do not share the output file.
     let name = format!("dev-{}-{}", std::process::id(), rand::random::<u32>());
     let out_file = contracts_dir.join("deployments").join(format!("{name}.json"));
-    let output = tokio::process::Command::new(foundry_tool("forge"))
+    let run = tokio::process::Command::new(foundry_tool("forge"))
         .current_dir(&contracts_dir)
         .args(["script", "script/Deploy.s.sol", "--broadcast", "--rpc-url", rpc_url])
         .arg("--private-key")
@@ -106,8 +109,18 @@ pub async fn deploy(
         .env("ESTUARY_OPERATOR", operator.to_string())
         .env("ESTUARY_DEPLOY_NAME", &name)
         .kill_on_drop(true)
-        .output()
+        .output();
+    // `forge script` is known to wait for receipts forever now and then (foundry-rs/foundry
+    // #6796, #10630); a deployment takes seconds, so one that has not ended in this time has hung
+    // and is killed (`kill_on_drop`) instead of stalling the caller.
+    let output = tokio::time::timeout(DEPLOY_TIMEOUT, run)
         .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the deploy script did not finish within {DEPLOY_TIMEOUT:?} and was stopped; \
+                 the chain may hold part of the deployment"
+            )
+        })?
         .with_context(|| format!("running {}", foundry_tool("forge").display()))?;
     if !output.status.success() {
         let log = String::from_utf8_lossy(&output.stdout);

@@ -100,9 +100,9 @@ impl FileBuilder {
     }
 
     /// The leaf size for [`push_hashed_leaf`](Self::push_hashed_leaf), when the options allow
-    /// it (raw leaves under CIDv1, so a leaf's CID is its sha2-256 digest alone).
+    /// it ([`ImportOptions::hashed_leaf_size`]).
     pub fn hashed_leaf_size(&self) -> Option<usize> {
-        self.opts.raw_leaves.then_some(self.opts.chunk_size)
+        self.opts.hashed_leaf_size()
     }
 
     /// Adds one whole leaf that the caller hashed and stores itself: only its length and

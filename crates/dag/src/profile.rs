@@ -122,6 +122,14 @@ impl Default for ImportOptions {
 }
 
 impl ImportOptions {
+    /// The size of the leaves a caller may hash itself
+    /// ([`FileBuilder::push_hashed_leaf`](crate::FileBuilder::push_hashed_leaf)): with raw
+    /// leaves (always CIDv1 raw) a leaf's CID is its sha2-256 digest alone; dag-pb leaves wrap
+    /// the bytes first, so they have none.
+    pub fn hashed_leaf_size(&self) -> Option<usize> {
+        self.raw_leaves.then_some(self.chunk_size)
+    }
+
     /// Checks that the settings can produce a valid DAG.
     pub fn validate(&self) -> Result<(), OptionsError> {
         if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK_SIZE {

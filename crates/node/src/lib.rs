@@ -308,8 +308,7 @@ impl CarImporter {
     /// not raw (their CIDs then hash more than the file bytes, so only `push` works).
     #[wasm_bindgen(js_name = leafSize)]
     pub fn leaf_size(&self) -> Option<u32> {
-        let size = estuary_dag::FileBuilder::new(self.opts).ok()?.hashed_leaf_size()?;
-        u32::try_from(size).ok()
+        u32::try_from(self.opts.hashed_leaf_size()?).ok()
     }
 
     /// Adds one whole leaf of the current file by its length and SHA-256 `digest`, computed by

@@ -6,27 +6,15 @@
 use std::{cell::Cell, rc::Rc, time::Duration};
 
 use cid::Cid;
-use estuary_p2p::{Bitswap, BlockFuture, BlockSource};
+use estuary_p2p::{Bitswap, BlockFuture, BlockSource, NodeBehaviour};
 use futures::{FutureExt, StreamExt, channel::oneshot};
 use js_sys::{Function, Promise, Uint8Array};
 use libp2p::{
-    Multiaddr, PeerId, Transport,
-    core::upgrade::Version,
-    identify,
-    identity::Keypair,
-    noise, ping,
-    swarm::{NetworkBehaviour, SwarmEvent},
-    yamux,
+    Multiaddr, PeerId, Transport, core::upgrade::Version, identity::Keypair, noise,
+    swarm::SwarmEvent, yamux,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    stream: libp2p_stream::Behaviour,
-    identify: identify::Behaviour,
-    ping: ping::Behaviour,
-}
 
 /// Blocks looked up by a JavaScript function `(cid: Uint8Array) => Promise<Uint8Array |
 /// undefined>`.
@@ -88,13 +76,8 @@ impl P2pNode {
                     .boxed())
             })
             .map_err(|e| js_error("libp2p transport", e))?
-            .with_behaviour(|key| Behaviour {
-                stream: libp2p_stream::Behaviour::new(),
-                identify: identify::Behaviour::new(identify::Config::new(
-                    "/ipfs/id/1.0.0".into(),
-                    key.public(),
-                )),
-                ping: ping::Behaviour::default(),
+            .with_behaviour(|key| {
+                NodeBehaviour::new(key, &format!("estuary-browser/{}", env!("CARGO_PKG_VERSION")))
             })
             .map_err(|e| js_error("libp2p behaviour", e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
@@ -162,7 +145,7 @@ impl P2pNode {
 
 /// The swarm's event loop: keeps the connection to the oracle up and the Bitswap server running.
 async fn run(
-    mut swarm: libp2p::Swarm<Behaviour>,
+    mut swarm: libp2p::Swarm<NodeBehaviour>,
     oracle: Multiaddr,
     oracle_peer: PeerId,
     bitswap: Bitswap,

@@ -114,7 +114,10 @@ pub struct Fetcher {
 }
 
 enum Attempt {
+    /// The source sent what it had; a walk of the store tells whether the DAG is complete.
     Done,
+    /// The DAG is complete: the attempt walked all of it (so no second walk is needed).
+    Complete(FetchStats),
     Failed(String),
 }
 
@@ -216,6 +219,7 @@ impl Fetcher {
         failures: &mut Vec<String>,
     ) -> Result<Option<FetchStats>, FetchError> {
         match attempt {
+            Attempt::Complete(stats) => Ok(Some(stats)),
             Attempt::Done => match self.complete(root, store).await {
                 Ok(stats) => Ok(Some(stats)),
                 Err(FetchError::Unavailable(missing)) => {
@@ -329,7 +333,8 @@ impl Fetcher {
     /// Fetches the DAG under `root` from `peer` over Bitswap: breadth first, up to
     /// [`BITSWAP_WINDOW`] blocks asked for at once, each block verified (by the Bitswap layer:
     /// it is accepted only under the CID its bytes hash to) and stored before its links are
-    /// followed, within the same limits as a gateway fetch.
+    /// followed, within the same limits as a gateway fetch. The walk reaches every block, so a
+    /// finished attempt is a complete DAG, counted as [`Fetcher::complete`] counts it.
     async fn try_bitswap<S: Blockstore>(
         &self,
         p2p: &P2p,
@@ -345,7 +350,7 @@ impl Fetcher {
         let mut queue = std::collections::VecDeque::from([(root, 0usize)]);
         let mut seen = std::collections::HashSet::from([root]);
         let mut in_flight = FuturesUnordered::new();
-        let mut bytes = 0u64;
+        let (mut blocks, mut bytes) = (0u64, 0u64);
         loop {
             while in_flight.len() < BITSWAP_WINDOW
                 && let Some((cid, depth)) = queue.pop_front()
@@ -353,6 +358,10 @@ impl Fetcher {
                 let store = Arc::clone(store);
                 let bitswap = p2p.bitswap().clone();
                 in_flight.push(async move {
+                    // An identity CID carries its bytes inline, as the walk reads them.
+                    if cid.hash().code() == estuary_dag::block::IDENTITY {
+                        return (cid, depth, Ok((cid.hash().digest().to_vec(), true)));
+                    }
                     let held = tokio::task::spawn_blocking(move || store.get(&cid))
                         .await
                         .map_err(|e| BlockstoreError::Io(std::io::Error::other(e)));
@@ -365,12 +374,12 @@ impl Fetcher {
                 });
             }
             if in_flight.is_empty() {
-                return Ok(Attempt::Done);
+                return Ok(Attempt::Complete(FetchStats { blocks, bytes }));
             }
             let next = async { Ok::<_, std::convert::Infallible>(in_flight.next().await) };
             let (cid, depth, got) = match self.wait(next, deadline).await? {
                 Ok(Some(item)) => item,
-                Ok(None) => return Ok(Attempt::Done),
+                Ok(None) => return Ok(Attempt::Complete(FetchStats { blocks, bytes })),
                 Err(e) => return Ok(Attempt::Failed(e)),
             };
             let (data, held) = match got {
@@ -385,6 +394,7 @@ impl Fetcher {
                     self.limits.max_block
                 )));
             }
+            blocks += 1;
             bytes += data.len() as u64;
             if bytes > self.limits.max_dag_bytes {
                 return Err(FetchError::TooLarge(format!(
@@ -413,8 +423,7 @@ impl Fetcher {
                     .map_err(|e| BlockstoreError::Io(std::io::Error::other(e)))??;
             }
             for link in links {
-                // Identity CIDs carry their data inline: nothing to fetch.
-                if link.hash().code() != 0 && seen.insert(link) {
+                if seen.insert(link) {
                     queue.push_back((link, depth + 1));
                 }
             }

@@ -14,13 +14,13 @@ use std::{
 };
 
 use cid::Cid;
-use estuary_p2p::{Bitswap, BlockFuture, BlockSource};
+use estuary_p2p::{Bitswap, BlockFuture, BlockSource, NodeBehaviour};
 use futures::StreamExt;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, identify,
+    Multiaddr, PeerId, Swarm,
     identity::Keypair,
-    noise, ping,
-    swarm::{NetworkBehaviour, SwarmEvent, dial_opts::DialOpts},
+    noise,
+    swarm::{SwarmEvent, dial_opts::DialOpts},
     tcp, yamux,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -52,13 +52,6 @@ pub enum P2pError {
         /// Why.
         reason: String,
     },
-}
-
-#[derive(NetworkBehaviour)]
-struct Behaviour {
-    stream: libp2p_stream::Behaviour,
-    identify: identify::Behaviour,
-    ping: ping::Behaviour,
 }
 
 type DialReply = oneshot::Sender<Result<(), String>>;
@@ -136,7 +129,7 @@ impl P2p {
     ) -> Result<Self, P2pError> {
         let key = load_key(key_path)?;
         let transport = |e: &dyn std::fmt::Display| P2pError::Transport(e.to_string());
-        let mut swarm: Swarm<Behaviour> = libp2p::SwarmBuilder::with_existing_identity(key)
+        let mut swarm: Swarm<NodeBehaviour> = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
             .map_err(|e| transport(&e))?
@@ -145,13 +138,8 @@ impl P2p {
             .with_websocket(noise::Config::new, yamux_config)
             .await
             .map_err(|e| transport(&e))?
-            .with_behaviour(|key| Behaviour {
-                stream: libp2p_stream::Behaviour::new(),
-                identify: identify::Behaviour::new(
-                    identify::Config::new("/ipfs/id/1.0.0".into(), key.public())
-                        .with_agent_version(format!("estuary/{}", env!("CARGO_PKG_VERSION"))),
-                ),
-                ping: ping::Behaviour::default(),
+            .with_behaviour(|key| {
+                NodeBehaviour::new(key, &format!("estuary/{}", env!("CARGO_PKG_VERSION")))
             })
             .map_err(|e| transport(&e))?
             // Browser nodes stay connected while their uploads may be fetched.
@@ -258,7 +246,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The swarm's event loop.
 async fn run(
-    mut swarm: Swarm<Behaviour>,
+    mut swarm: Swarm<NodeBehaviour>,
     mut commands: mpsc::Receiver<Command>,
     handle: P2p,
     shutdown: CancellationToken,

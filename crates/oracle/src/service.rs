@@ -84,10 +84,16 @@ impl Oracle {
         let url =
             config.rpc_url.parse().map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?;
         let provider = ProviderBuilder::new().connect_http(url);
-        let chain_id = provider.get_chain_id().await.map_err(|e| OracleError::Chain {
-            url: config.rpc_url.clone(),
-            reason: e.to_string(),
-        })?;
+        let chain_id = tokio::time::timeout(config.rpc_timeout, provider.get_chain_id())
+            .await
+            .map_err(|_| OracleError::Chain {
+                url: config.rpc_url.clone(),
+                reason: format!("no answer within {:?}", config.rpc_timeout),
+            })?
+            .map_err(|e| OracleError::Chain {
+                url: config.rpc_url.clone(),
+                reason: e.to_string(),
+            })?;
         if let Some(expected) = config.chain_id
             && expected != chain_id
         {

@@ -350,6 +350,41 @@ impl Bitswap {
     }
 }
 
+pub use behaviour::{NodeBehaviour, NodeBehaviourEvent};
+
+mod behaviour {
+    // The derive adds an event enum whose variants (one per field) it leaves undocumented.
+    #![allow(missing_docs)]
+
+    /// What an Estuary libp2p node runs: generic streams (for [`Bitswap`](crate::Bitswap)), identify (so peers such
+    /// as Helia learn the protocols it speaks) and ping. The oracle and the browser node build their
+    /// swarms around it, each with the transports of its platform.
+    #[derive(libp2p::swarm::NetworkBehaviour)]
+    pub struct NodeBehaviour {
+        /// Generic streams; [`Bitswap::new`](crate::Bitswap::new) takes its `new_control()`.
+        pub stream: libp2p_stream::Behaviour,
+        /// Identify, announcing `agent`.
+        pub identify: libp2p::identify::Behaviour,
+        /// Ping.
+        pub ping: libp2p::ping::Behaviour,
+    }
+
+    impl NodeBehaviour {
+        /// The behaviour of a node with key `key`, announcing itself as `agent`
+        /// (e.g. `estuary/0.1.0`).
+        pub fn new(key: &libp2p::identity::Keypair, agent: &str) -> Self {
+            Self {
+                stream: libp2p_stream::Behaviour::new(),
+                identify: libp2p::identify::Behaviour::new(
+                    libp2p::identify::Config::new("/ipfs/id/1.0.0".into(), key.public())
+                        .with_agent_version(agent.to_owned()),
+                ),
+                ping: libp2p::ping::Behaviour::default(),
+            }
+        }
+    }
+}
+
 /// The peer a multiaddr ends with (`…/p2p/<peer id>`), if any.
 pub fn peer_of(addr: &libp2p::Multiaddr) -> Option<PeerId> {
     addr.iter().last().and_then(|p| match p {

@@ -22,12 +22,20 @@ pub struct Chain {
 impl Chain {
     /// anvil mining a block per transaction, with the contracts deployed.
     pub async fn start() -> Chain {
-        let anvil = devnet::start_anvil(None, None).expect("anvil");
-        let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
-        let operator = *anvil.addresses().last().expect("accounts");
-        let deployment =
-            devnet::deploy(&anvil.endpoint(), &signer, operator).await.expect("deploy");
-        Chain { anvil, deployment }
+        // A deployment that fails (forge's receipt wait has been seen to hang; `deploy` stops it)
+        // is tried once more on a fresh chain, so that a test fails for what it tests.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let anvil = devnet::start_anvil(None, None).expect("anvil");
+            let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
+            let operator = *anvil.addresses().last().expect("accounts");
+            match devnet::deploy(&anvil.endpoint(), &signer, operator).await {
+                Ok(deployment) => return Chain { anvil, deployment },
+                Err(e) if attempts < 2 => eprintln!("deployment failed, retrying: {e:#}"),
+                Err(e) => panic!("deploy: {e:#}"),
+            }
+        }
     }
 
     pub fn signer(&self, index: usize) -> PrivateKeySigner {
