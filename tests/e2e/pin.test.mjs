@@ -244,7 +244,7 @@ describe('dapp on the local stack', () => {
     await context.close();
   });
 
-  test('a download is verified block by block; a tampered block is refused', async () => {
+  test('a download is verified block by block, over libp2p or from the gateway; a tampered block is refused', async () => {
     const dir = tempDir('estuary-e2e-download-');
     const file = join(dir, 'doc.bin');
     const bytes = Buffer.alloc(5_000_000);
@@ -260,19 +260,44 @@ describe('dapp on the local stack', () => {
     assert.ok((await fetch(upload, { method: 'PATCH', headers: { 'upload-offset': '0' }, body: car })).ok);
 
     const { page, errors } = await openPage({ account: stack.info.accounts[8] });
-    await page.getByTestId('download-cid').fill(added.root);
+    const downloaded = async (from) => {
+      await page.getByTestId('download-from').selectOption(from);
+      await page.getByTestId('download-cid').fill(added.root);
+      await page.getByTestId('download-button').click();
+      const message = page.getByTestId('download-message').filter({ hasText: 'Verified:' });
+      await message.waitFor({ timeout: 60_000 });
+      const href = await page.getByTestId('download-link').getAttribute('href');
+      const digest = await page.evaluate(async (url) => {
+        const data = await (await fetch(url)).arrayBuffer();
+        const hash = await crypto.subtle.digest('SHA-256', data);
+        return Array.from(new Uint8Array(hash), (b) => b.toString(16).padStart(2, '0')).join('');
+      }, href);
+      assert.equal(digest, createHash('sha256').update(bytes).digest('hex'), `the file downloaded from ${from} is the file`);
+      const text = await message.textContent();
+      await page.evaluate(() => {
+        document.querySelector('[data-testid="download-message"]').textContent = '';
+      });
+      return text;
+    };
+    // Over libp2p: the page's node asks the oracle for the blocks over Bitswap.
+    await page.locator('[data-testid="serve-status"][data-peer]').waitFor({ timeout: 30_000 });
+    const oracleSent = async () => (await (await fetch(`${stack.info.oracle_url}/p2p`)).json()).blocks_sent;
+    const sentBefore = await oracleSent();
+    assert.match(await downloaded('peer'), /over libp2p/);
+    assert.ok((await oracleSent()) - sentBefore >= 6, 'the oracle sent the file\'s blocks over Bitswap');
+    assert.match(await downloaded('gateway'), /gateway/);
+    assert.match(await downloaded('auto'), /over libp2p/);
+
+    // A CID the oracle does not hold: the peer says so, clearly.
+    await page.getByTestId('download-from').selectOption('peer');
+    await page.getByTestId('download-cid').fill('bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku');
     await page.getByTestId('download-button').click();
-    await page.getByTestId('download-message').filter({ hasText: 'Verified:' }).waitFor({ timeout: 60_000 });
-    const href = await page.getByTestId('download-link').getAttribute('href');
-    const digest = await page.evaluate(async (url) => {
-      const data = await (await fetch(url)).arrayBuffer();
-      const hash = await crypto.subtle.digest('SHA-256', data);
-      return Array.from(new Uint8Array(hash), (b) => b.toString(16).padStart(2, '0')).join('');
-    }, href);
-    assert.equal(digest, createHash('sha256').update(bytes).digest('hex'), 'the downloaded file is the file');
+    await page.locator('[data-testid="download-message"].error').waitFor({ timeout: 60_000 });
+    assert.match(await page.getByTestId('download-message').textContent(), /does not have block/);
 
     // The same download through a gateway that flips one byte of the CAR.
     const tampered = await openPage({ account: stack.info.accounts[8] });
+    await tampered.page.getByTestId('download-from').selectOption('gateway');
     await tampered.page.context().route('**/ipfs/**', async (route) => {
       const response = await route.fetch();
       const body = Buffer.from(await response.body());

@@ -9,6 +9,7 @@ import {
   type AddEntry,
   type AddResult,
   type CidInfo,
+  type DownloadSource,
   type EstuaryConfig,
   type ServeStatus,
 } from './sdk';
@@ -65,6 +66,7 @@ const ui = {
   cars: el('cars'),
   downloadForm: el<HTMLFormElement>('download-form'),
   downloadCid: el<HTMLInputElement>('download-cid'),
+  downloadFrom: el<HTMLSelectElement>('download-from'),
   downloadMessage: el('download-message'),
   downloadLink: el<HTMLAnchorElement>('download-link'),
 };
@@ -421,13 +423,16 @@ async function download(): Promise<void> {
   ui.downloadMessage.className = 'message';
   ui.downloadMessage.textContent = 'Downloading…';
   try {
-    const file = await node.download(cid, config.oracle_url, {
+    const { file, from, peerError } = await node.download(cid, config.oracle_url, {
+      from: ui.downloadFrom.value as DownloadSource,
       onProgress: ({ bytes }) => (ui.downloadMessage.textContent = `Verified ${size(bytes)}…`),
     });
     ui.downloadLink.href = URL.createObjectURL(file);
     ui.downloadLink.download = cid;
     ui.downloadLink.hidden = false;
-    ui.downloadMessage.textContent = `Verified: ${size(file.size)}, every block checked.`;
+    const source = from === 'peer' ? 'from the oracle over libp2p' : "from the oracle's gateway";
+    const fallback = peerError ? ` (the peer could not: ${peerError})` : '';
+    ui.downloadMessage.textContent = `Verified: ${size(file.size)} ${source}${fallback}, every block checked.`;
   } catch (e) {
     ui.downloadMessage.textContent = e instanceof Error ? e.message : String(e);
     ui.downloadMessage.className = 'message error';

@@ -80,8 +80,10 @@ const methods: { [M in Method]: Handler<M> } = {
   },
   serveStatus: () => serveStatus(),
   listCars: () => listCars(),
-  download: ({ progress }, cid, gatewayUrl) =>
-    downloadVerified((c) => new VerifiedDownload(c), cid, gatewayUrl, progress),
+  download: async ({ progress }, cid, gatewayUrl, from) => {
+    const peer = from !== 'gateway' && p2p ? await p2p.catch(() => undefined) : undefined;
+    return downloadVerified((c) => new VerifiedDownload(c), cid, gatewayUrl, { from, peer, onProgress: progress });
+  },
   memory: async () => {
     const js = (performance as Performance & { memory?: { usedJSHeapSize: number } }).memory?.usedJSHeapSize ?? 0;
     const own = { wasm: wasm?.memory.buffer.byteLength ?? 0, js };

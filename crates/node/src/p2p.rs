@@ -1,12 +1,15 @@
 //! The browser node's libp2p: a WebSocket connection to the oracle (noise, yamux, identify,
 //! ping) over which it answers Bitswap wants for the blocks it holds, so a pin request whose
-//! origin is this browser is fetched from it. The blocks come from JavaScript (the worker reads
-//! them from the CARs in the Origin Private File System); every other part is Rust.
+//! origin is this browser is fetched from it, and over which it downloads files block by block,
+//! each block checked against its CID and its place in the file's DAG. The blocks served come
+//! from JavaScript (the worker reads them from the CARs in the Origin Private File System); every
+//! other part is Rust.
 
 use std::{cell::Cell, rc::Rc, time::Duration};
 
 use cid::Cid;
-use estuary_p2p::{Bitswap, BlockFuture, BlockSource, NodeBehaviour};
+use estuary_dag::dfs_file::DfsFileReader;
+use estuary_p2p::{Bitswap, BlockFuture, BlockSource, DfsFetch, NodeBehaviour};
 use futures::{FutureExt, StreamExt, channel::oneshot};
 use js_sys::{Function, Promise, Uint8Array};
 use libp2p::{
@@ -36,6 +39,7 @@ impl BlockSource for JsBlocks {
 pub struct P2pNode {
     peer_id: String,
     key: Vec<u8>,
+    oracle: PeerId,
     bitswap: Bitswap,
     connected: Rc<Cell<bool>>,
     stop: Option<oneshot::Sender<()>>,
@@ -108,7 +112,14 @@ impl P2pNode {
             serve,
             stopped,
         ));
-        Ok(P2pNode { peer_id, key: key_bytes, bitswap, connected, stop: Some(stop) })
+        Ok(P2pNode {
+            peer_id,
+            key: key_bytes,
+            oracle: oracle_peer,
+            bitswap,
+            connected,
+            stop: Some(stop),
+        })
     }
 
     /// This node's peer id.
@@ -135,12 +146,100 @@ impl P2pNode {
         self.bitswap.stats().blocks_sent as f64
     }
 
+    /// Downloads the file `root` (CID text) from the oracle over Bitswap: blocks come depth
+    /// first, up to 16 ahead, each checked against its CID by Bitswap and against its place in
+    /// the file's DAG by the same reader as a gateway download; `onBytes(bytes)` gets the file's
+    /// bytes in order (a returned promise is awaited before going on; a throw stops the
+    /// download). Resolves to the file's size. Rejects when the peer lacks a block, sends
+    /// nothing for 30 s, the DAG is not a UnixFS file, or the connection is down.
+    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
+    pub fn download(
+        &self,
+        root: &str,
+        #[wasm_bindgen(js_name = onBytes)] on_bytes: Function,
+    ) -> Promise {
+        let root = cid::Cid::try_from(root).map_err(|e| js_error("not a CID", e));
+        let bitswap = self.bitswap.clone();
+        let (oracle, connected) = (self.oracle, self.connected.get());
+        wasm_bindgen_futures::future_to_promise(async move {
+            if !connected {
+                return Err(JsError::new("not connected to the oracle").into());
+            }
+            let root = root?;
+            let size = download(bitswap, oracle, root, &on_bytes).await?;
+            Ok(JsValue::from(size as f64))
+        })
+    }
+
     /// Closes the connection and stops serving.
     pub fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
     }
+}
+
+/// Blocks asked for ahead of the one the reader needs next.
+const DOWNLOAD_WINDOW: usize = 16;
+/// A peer that sends no block for this long fails the download.
+const DOWNLOAD_STALL: Duration = Duration::from_secs(30);
+/// Most blocks in a downloaded file (a 1 TiB file of 1 MiB leaves, and its parents).
+const DOWNLOAD_MAX_BLOCKS: u64 = 1 << 21;
+/// Repeated blocks the reader keeps for their later places in the file.
+const DOWNLOAD_CACHE: usize = 64 << 20;
+
+async fn download(
+    bitswap: Bitswap,
+    peer: PeerId,
+    root: cid::Cid,
+    on_bytes: &Function,
+) -> Result<u64, JsError> {
+    let mut fetch = DfsFetch::new(bitswap, peer, root, DOWNLOAD_WINDOW, DOWNLOAD_MAX_BLOCKS);
+    let mut reader = DfsFileReader::new(root, DOWNLOAD_CACHE);
+    let mut out = Vec::new();
+    loop {
+        let next = futures::select! {
+            next = fetch.next().fuse() => next,
+            () = futures_timer::Delay::new(DOWNLOAD_STALL).fuse() => {
+                return Err(JsError::new(&format!(
+                    "the oracle sent no block for {} s (after {} blocks)",
+                    DOWNLOAD_STALL.as_secs(),
+                    fetch.blocks()
+                )));
+            }
+        };
+        let done = next.is_none();
+        match next {
+            Some(block) => {
+                let (cid, data) = block.map_err(|e| js_error("download failed", e))?;
+                reader
+                    .push(&cid, &data, &mut out)
+                    .map_err(|e| js_error("verification failed", e))?;
+            }
+            None => {
+                reader.finish(&mut out).map_err(|e| js_error("verification failed", e))?;
+            }
+        }
+        if !out.is_empty() {
+            let bytes = Uint8Array::from(out.as_slice());
+            out.clear();
+            let value = on_bytes.call1(&JsValue::NULL, &bytes).map_err(|e| thrown(&e))?;
+            JsFuture::from(Promise::resolve(&value)).await.map_err(|e| thrown(&e))?;
+        }
+        if done {
+            return Ok(reader.emitted());
+        }
+    }
+}
+
+/// A JavaScript exception as a `JsError` carrying its message.
+fn thrown(value: &JsValue) -> JsError {
+    let message = value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| "stopped".to_owned());
+    JsError::new(&message)
 }
 
 /// The swarm's event loop: keeps the connection to the oracle up and the Bitswap server running.

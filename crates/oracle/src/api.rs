@@ -174,10 +174,13 @@ async fn p2p_info<S: RequestStore, B: Blockstore>(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let p2p = st.p2p.as_ref().ok_or_else(|| ApiError::NotFound("libp2p is off".into()))?;
     let addrs: Vec<String> = p2p.addrs().iter().map(ToString::to_string).collect();
+    let stats = p2p.bitswap().stats();
     Ok(Json(serde_json::json!({
         "peer_id": p2p.peer_id().to_string(),
         "addrs": addrs,
         "peers": p2p.peers(),
+        "blocks_sent": stats.blocks_sent,
+        "blocks_received": stats.blocks_received,
     })))
 }
 

@@ -352,6 +352,9 @@ impl Bitswap {
 
 pub use behaviour::{NodeBehaviour, NodeBehaviourEvent};
 
+pub mod dfs;
+pub use dfs::{DfsError, DfsFetch};
+
 mod behaviour {
     // The derive adds an event enum whose variants (one per field) it leaves undocumented.
     #![allow(missing_docs)]

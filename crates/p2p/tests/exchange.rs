@@ -132,3 +132,93 @@ async fn forged_blocks_are_never_accepted() {
     assert!(got.is_err(), "a forged block was accepted: {got:?}");
     assert_eq!(client.stats().blocks_received, 0);
 }
+
+/// A folder whose files repeat leaves and whole files, so the DAG has shared blocks.
+fn shared_dag() -> (Cid, HashMap<Cid, Vec<u8>>, Vec<u8>) {
+    use estuary_dag::{DirectoryBuilder, ImportOptions, file::import_bytes};
+    let opts = ImportOptions { chunk_size: 1024, max_links: 3, ..ImportOptions::default() };
+    // 1024-byte leaves that repeat, and tails that do not.
+    let mut big: Vec<u8> = (0..20 * 1024).map(|i| ((i / 1024) % 3) as u8).collect();
+    big.extend_from_slice(b"the end");
+    let mut blocks = HashMap::new();
+    let mut dir = DirectoryBuilder::new(opts);
+    // `0/c.txt` is `c.txt`: a block met under the first link before its own place further on.
+    let files =
+        [("0/c.txt", &b"tiny"[..]), ("a.bin", &big[..]), ("b.bin", &big[..]), ("c.txt", b"tiny")];
+    for (name, data) in files {
+        let (node, file_blocks) = import_bytes(data, opts).unwrap();
+        blocks.extend(file_blocks.into_iter().map(|b| (b.cid, b.data)));
+        dir.add_file(name, node).unwrap();
+    }
+    let root = dir.finish(&mut |b| drop(blocks.insert(b.cid, b.data))).unwrap();
+    (root.cid, blocks, big)
+}
+
+#[tokio::test]
+async fn a_dag_comes_depth_first_like_a_gateway_car() {
+    let (root, held, big) = shared_dag();
+    let (server, addr, _) = node(Blocks(Arc::new(held.clone()))).await;
+    let client = connected_client(addr).await;
+
+    // What a trustless gateway's CAR holds, in its order: each block once, depth first.
+    let mut expected = Vec::new();
+    estuary_dag::walk::dfs(root, |c| held.get(c), |cid, _| expected.push(*cid)).unwrap();
+
+    for window in [1, 4, 64] {
+        let mut fetch = estuary_p2p::DfsFetch::new(client.clone(), server, root, window, 10_000);
+        let mut got = Vec::new();
+        while let Some(block) = fetch.next().await {
+            let (cid, data) = block.unwrap();
+            assert_eq!(data, held[&cid]);
+            got.push(cid);
+        }
+        assert_eq!(got, expected, "window {window}");
+        assert_eq!(fetch.blocks(), expected.len() as u64);
+    }
+
+    // A file's blocks in that order rebuild the file through the streaming reader.
+    let a = estuary_dag::walk::links(&root, &held[&root]).unwrap()[1]; // a.bin
+    let mut fetch = estuary_p2p::DfsFetch::new(client.clone(), server, a, 8, 10_000);
+    let mut reader = estuary_dag::dfs_file::DfsFileReader::new(a, 1 << 20);
+    let mut file = Vec::new();
+    while let Some(block) = fetch.next().await {
+        let (cid, data) = block.unwrap();
+        reader.push(&cid, &data, &mut file).unwrap();
+    }
+    reader.finish(&mut file).unwrap();
+    assert_eq!(file, big);
+}
+
+#[tokio::test]
+async fn a_dag_with_a_missing_block_or_too_many_blocks_fails() {
+    let (root, mut held, _) = shared_dag();
+    let total = held.len() as u64;
+    let leaf = held.keys().copied().find(|c| c.codec() == 0x55).unwrap();
+    let full = held.clone();
+    held.remove(&leaf);
+    let (server, addr, _) = node(Blocks(Arc::new(held))).await;
+    let client = connected_client(addr).await;
+
+    let mut fetch = estuary_p2p::DfsFetch::new(client.clone(), server, root, 4, 10_000);
+    let error = loop {
+        match fetch.next().await.expect("the fetch ends with an error") {
+            Ok((cid, data)) => assert_eq!(data, full[&cid]),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(&error, estuary_p2p::DfsError::Bitswap(e) if **e == BitswapError::DontHave { peer: server, cid: leaf }),
+        "{error}"
+    );
+    assert!(fetch.next().await.is_none(), "a failed fetch is over");
+
+    let (server, addr, _) = node(Blocks(Arc::new(full))).await;
+    let client = connected_client(addr).await;
+    let mut fetch = estuary_p2p::DfsFetch::new(client, server, root, 4, total - 1);
+    let error = loop {
+        if let Err(e) = fetch.next().await.expect("the fetch ends with an error") {
+            break e;
+        }
+    };
+    assert!(matches!(error, estuary_p2p::DfsError::TooManyBlocks(_)), "{error}");
+}

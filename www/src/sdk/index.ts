@@ -1,6 +1,17 @@
 export * from './errors';
 export type { CidInfo, MemoryUse, PieceInfo, PieceProgress } from './protocol';
-export { DownloadError, StorageError, UploadError, UPLOAD_CHUNK, type AddEntry, type AddResult, type Progress, type StoredCar } from './files';
+export {
+  DownloadError,
+  StorageError,
+  UploadError,
+  UPLOAD_CHUNK,
+  type AddEntry,
+  type AddResult,
+  type DownloadSource,
+  type Downloaded,
+  type Progress,
+  type StoredCar,
+} from './files';
 export { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob, type PieceWasm } from './piece';
 export { EstuaryNode } from './node';
 export { ServeError, type ServeStatus } from './serve';

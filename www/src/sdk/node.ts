@@ -1,5 +1,5 @@
 import { CancelledError, InvalidCidError, NodeError } from './errors';
-import { DownloadError, StorageError, UploadError } from './files';
+import { DownloadError, type DownloadSource, type Downloaded, StorageError, UploadError } from './files';
 import { ServeError, type ServeStatus } from './serve';
 
 /** Rebuilds the SDK error the worker threw, by its name. */
@@ -172,12 +172,19 @@ export class EstuaryNode {
   }
 
   /**
-   * Downloads file `cid` from a trustless gateway, verifying every block (its hash and its place
-   * under `cid`) as it streams in; resolves with the file, kept in the browser's storage.
-   * Throws `DownloadError` for anything that does not verify.
+   * Downloads file `cid`, verifying every block (its hash and its place under `cid`) as it
+   * streams in; resolves with the file, kept in the browser's storage, and where it came from.
+   * `from`: `'peer'` — over Bitswap from the oracle this node is connected to (`serve` first);
+   * `'gateway'` — as a CAR from the trustless gateway at `gatewayUrl`; `'auto'` (default) — the
+   * peer when connected, the gateway otherwise or when the peer fails (`peerError` says why).
+   * Throws `DownloadError` for anything that does not verify or cannot be had.
    */
-  download(cid: string, gatewayUrl: string, options: { onProgress?: (p: PieceProgress) => void } = {}): Promise<File> {
-    return this.#callWithProgress('download', options.onProgress, cid, gatewayUrl);
+  download(
+    cid: string,
+    gatewayUrl: string,
+    options: { from?: DownloadSource; onProgress?: (p: PieceProgress) => void } = {},
+  ): Promise<Downloaded> {
+    return this.#callWithProgress('download', options.onProgress, cid, gatewayUrl, options.from ?? 'auto');
   }
 
   /**

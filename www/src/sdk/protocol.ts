@@ -1,6 +1,6 @@
 /** Messages between the page and the node's Web Worker. */
 import type { CidInfo, PieceInfo } from '../generated/node/estuary_node.js';
-import type { AddEntry, AddResult, StoredCar } from './files';
+import type { AddEntry, AddResult, DownloadSource, Downloaded, StoredCar } from './files';
 import type { MemoryUse, PieceProgress } from './piece';
 import type { ServeStatus } from './serve';
 
@@ -14,7 +14,7 @@ export interface NodeMethods {
   upload: [[car: string, oracleUrl: string], { root: string; blocks: number }];
   removeCar: [[car: string], void];
   listCars: [[], StoredCar[]];
-  download: [[cid: string, gatewayUrl: string], File];
+  download: [[cid: string, gatewayUrl: string, from: DownloadSource], Downloaded];
   memory: [[], MemoryUse];
   serve: [[oracleUrl: string], ServeStatus];
   serveStatus: [[], ServeStatus | null];
