@@ -27,7 +27,7 @@ declare global {
 const out = document.getElementById('out')!;
 const size = Number(new URLSearchParams(location.search).get('mib') ?? '100') * 1024 * 1024;
 
-function data(): Uint8Array {
+function data(): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(size);
   let x = 0x9e3779b9;
   for (let i = 0; i < size; i++) {

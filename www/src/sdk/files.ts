@@ -243,9 +243,9 @@ export function orderLikeEstuaryAdd(entries: AddEntry[]): AddEntry[] {
 
 /** The chunks of a stream, checking `signal` between them. */
 export async function* streamChunks(
-  stream: ReadableStream<Uint8Array>,
+  stream: ReadableStream<Uint8Array<ArrayBuffer>>,
   signal?: AbortSignal,
-): AsyncGenerator<Uint8Array> {
+): AsyncGenerator<Uint8Array<ArrayBuffer>> {
   const reader = stream.getReader();
   try {
     for (;;) {
@@ -264,11 +264,13 @@ export async function* streamChunks(
  * the profile's leaves are raw, the bytes are gathered into whole leaves and each leaf is
  * hashed with WebCrypto — the CPU's SHA instructions, which WebAssembly does not have — and
  * only its length and digest go to the engine, which returns the CAR bytes around it;
- * otherwise the engine hashes. Same DAG and CAR either way.
+ * otherwise the engine hashes. Same DAG and CAR either way. Whole leaves that lie inside one
+ * chunk are hashed and written where they are, without a copy, so the source must not reuse a
+ * chunk's memory once it has handed it over (streams and `Blob.stream()` do not).
  */
 export async function importChunks(
   importer: CarImporter,
-  chunks: AsyncIterable<Uint8Array>,
+  chunks: AsyncIterable<Uint8Array<ArrayBuffer>>,
   write: (car: Uint8Array) => Promise<void> | void,
   onBytes?: (n: number) => void,
 ): Promise<void> {
@@ -305,6 +307,13 @@ export async function importChunks(
   };
   for await (const chunk of chunks) {
     let at = 0;
+    // Whole leaves inside the chunk are hashed where they are (chunks are not reused).
+    while (fill === 0 && chunk.length - at >= leafSize) {
+      const bytes = chunk.subarray(at, at + leafSize);
+      hashing.push({ bytes, digest: crypto.subtle.digest('SHA-256', bytes) });
+      at += leafSize;
+      if (hashing.length >= HASHING) await handOldest();
+    }
     while (at < chunk.length) {
       const take = Math.min(leafSize - fill, chunk.length - at);
       leaf.set(chunk.subarray(at, at + take), fill);
