@@ -110,6 +110,10 @@ describe('dapp on the local stack', () => {
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-pinned.png'), fullPage: true });
 
     const id = (await page.getByTestId('request-id').textContent()).replace('#', '');
+    // The account's pins, read from the chain's events, show the request and where it is.
+    const listed = page.locator(`[data-testid="pins"] li[data-request="${id}"][data-state="reported"]`);
+    await listed.waitFor({ timeout: 30_000 });
+    assert.match(await listed.textContent(), new RegExp(`#${id} · ${added.root} · reported · piece ${added.piece_cid}`));
     const res = await fetch(`${stack.info.oracle_url}/requests/${id}`);
     assert.equal(res.status, 200);
     const request = await res.json();
@@ -149,6 +153,21 @@ describe('dapp on the local stack', () => {
     await page.locator('[data-testid="add-result"]:not([hidden])').waitFor({ timeout: 60_000 });
     assert.equal(await page.getByTestId('add-root').textContent(), native.root, 'root CID as estuary add');
     assert.equal(await page.getByTestId('add-piece').textContent(), native.piece_cid, 'piece CID as estuary add');
+    assert.match(await page.getByTestId('add-stats').textContent(), /Read 4\.\d MiB of 4\.\d MiB · \d+ blocks · 4\.\d MiB stored/);
+
+    // The other profiles give what `estuary add --profile` gives.
+    for (const profile of ['unixfs-v0-2015', 'kubo-cidv1']) {
+      const other = JSON.parse(
+        execFileSync(estuaryBin, ['add', folder, '--profile', profile, '--car', join(dir, `${profile}.car`), '--json']),
+      );
+      await page.getByTestId('add-profile').selectOption(profile);
+      await page.getByTestId('folder-input').setInputFiles(folder);
+      await page.getByTestId('add-root').filter({ hasText: other.root }).waitFor({ timeout: 60_000 });
+      assert.equal(await page.getByTestId('add-piece').textContent(), other.piece_cid, `piece CID as estuary add --profile ${profile}`);
+    }
+    await page.getByTestId('add-profile').selectOption('unixfs-v1-2025');
+    await page.getByTestId('folder-input').setInputFiles(folder);
+    await page.getByTestId('add-root').filter({ hasText: native.root }).waitFor({ timeout: 60_000 });
 
     await page.getByTestId('upload').click();
     await page.getByTestId('add-message').filter({ hasText: 'Uploaded' }).waitFor({ timeout: 60_000 });

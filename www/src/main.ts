@@ -6,11 +6,13 @@ import {
   Wallet,
   loadConfig,
   followRequest,
+  requestStatus,
   type AddEntry,
   type AddResult,
   type CidInfo,
   type DownloadSource,
   type EstuaryConfig,
+  type ImportProfile,
   type ServeStatus,
 } from './sdk';
 
@@ -67,6 +69,10 @@ const ui = {
   downloadForm: el<HTMLFormElement>('download-form'),
   downloadCid: el<HTMLInputElement>('download-cid'),
   downloadFrom: el<HTMLSelectElement>('download-from'),
+  addProfile: el<HTMLSelectElement>('add-profile'),
+  addStats: el('add-stats'),
+  pins: el<HTMLUListElement>('pins'),
+  pinsHint: el('pins-hint'),
   downloadMessage: el('download-message'),
   downloadLink: el<HTMLAnchorElement>('download-link'),
 };
@@ -116,7 +122,34 @@ async function connect(): Promise<Wallet> {
   wallet = await Wallet.connect(window.ethereum, config);
   ui.walletStatus.textContent = `Connected: ${wallet.address}`;
   ui.connect.textContent = 'Reconnect';
+  void showPins();
   return wallet;
+}
+
+/** Lists the connected account's pin requests (from the chain) with where each one is. */
+async function showPins(): Promise<void> {
+  if (!wallet || !config) return;
+  const { oracle_url } = config;
+  try {
+    const pins = await wallet.pins(config);
+    const states = await Promise.all(
+      pins.map((p) => requestStatus(oracle_url, p.requestId).catch(() => null)),
+    );
+    ui.pinsHint.textContent = pins.length ? '' : 'No pin requests from this account yet.';
+    ui.pins.replaceChildren(
+      ...pins.map((p, i) => {
+        const state = states[i]?.status ?? 'on chain';
+        const li = document.createElement('li');
+        li.dataset.request = String(p.requestId);
+        li.dataset.state = state;
+        const piece = states[i]?.piece_cid ? ` · piece ${states[i]!.piece_cid}` : '';
+        li.textContent = `#${p.requestId} · ${p.cid} · ${state}${piece} (block ${p.block})`;
+        return li;
+      }),
+    );
+  } catch (e) {
+    ui.pinsHint.textContent = `Could not list your pins: ${e instanceof Error ? e.message : String(e)}`;
+  }
 }
 
 async function pin(): Promise<void> {
@@ -144,11 +177,13 @@ async function pin(): Promise<void> {
   ui.requestTx.textContent = `${receipt.txHash} (block ${receipt.block})`;
   ui.requestStatus.textContent = 'on chain — waiting for the oracle';
   say(`Request #${receipt.requestId} is on chain.`);
+  void showPins();
   const final = await followRequest(config.oracle_url, receipt.requestId, (status) => {
     const detail = status.piece_cid ? ` — piece ${status.piece_cid}` : '';
     ui.requestStatus.textContent = `${status.status}${detail}`;
     ui.requestStatus.dataset.status = status.status;
   });
+  void showPins();
   say(
     final.status === 'reported'
       ? `Request #${final.id} is pinned and reported on chain.`
@@ -262,8 +297,12 @@ async function addFiles(entries: AddEntry[], folder: boolean): Promise<void> {
   try {
     added = await node.add(entries, {
       folder,
+      profile: ui.addProfile.value as ImportProfile,
       signal: cancellable(),
-      onProgress: ({ bytes, total }) => (ui.addProgress.value = total ? bytes / total : 1),
+      onProgress: ({ bytes, total, blocks, stored }) => {
+        ui.addProgress.value = total ? bytes / total : 1;
+        ui.addStats.textContent = `Read ${size(bytes)} of ${size(total)} · ${blocks} blocks · ${size(stored)} stored`;
+      },
     });
     ui.addRoot.textContent = added.root;
     ui.addPiece.textContent = added.pieceCidV2;

@@ -10,7 +10,7 @@ import init, {
   parseCid,
   pieceRunPayload,
 } from './generated/node/estuary_node.js';
-import { addEntries, downloadVerified, listCars, removeCar, uploadCar } from './sdk/files';
+import { type ImportProfile, addEntries, downloadVerified, listCars, removeCar, uploadCar } from './sdk/files';
 import { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob } from './sdk/piece';
 import { BlockIndex, type CarSection, ServeError, type ServeStatus, loadKey, oracleP2pAddress, saveKey } from './sdk/serve';
 import type { Cancel, Hello, Method, NodeMethods, PieceProgress, Request, Response } from './sdk/protocol';
@@ -58,10 +58,10 @@ const running = new Map<number, AbortController>();
 const methods: { [M in Method]: Handler<M> } = {
   parseCid: (_ctx, text) => parseCid(text),
   pieceOf: ({ progress }, blob) => pieceOfBlob(blob, pool, { PieceHasher, pieceRunPayload }, progress),
-  add: async ({ progress, signal }, entries, folder) => {
+  add: async ({ progress, signal }, entries, folder, profile) => {
     const pieces = new ParallelPieceHasher(pool, { PieceHasher, pieceRunPayload });
-    const importer = (f: boolean) => new CarImporter(undefined, f, false);
-    const added = await addEntries(importer, pieces, entries, folder, progress, signal);
+    const importer = (f: boolean, p: ImportProfile) => new CarImporter(p, f, false);
+    const added = await addEntries(importer, pieces, entries, { folder, profile, onProgress: progress, signal });
     if (p2p) await blockIndex.addCar(added.car);
     return added;
   },

@@ -83,6 +83,8 @@ struct PageConfig {
     chain_id: u64,
     contracts: serde_json::Map<String, serde_json::Value>,
     oracle_url: String,
+    /// The block before the deployment: where the contracts' events start.
+    deploy_block: u64,
 }
 
 fn port(p: u16) -> Result<u16> {
@@ -158,6 +160,7 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         chain_id,
         contracts: contracts.clone(),
         oracle_url: oracle_url.clone(),
+        deploy_block: deployment.block,
     };
     let listener =
         TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port(opts.dapp_port)?)))

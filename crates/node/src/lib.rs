@@ -304,6 +304,12 @@ impl CarImporter {
         Ok(self.take_output())
     }
 
+    /// Blocks written to the CAR so far (each distinct block once).
+    #[wasm_bindgen(getter)]
+    pub fn blocks(&self) -> f64 {
+        self.blocks as f64
+    }
+
     /// The size of the leaves `pushLeaf` takes, or `undefined` when the profile's leaves are
     /// not raw (their CIDs then hash more than the file bytes, so only `push` works).
     #[wasm_bindgen(js_name = leafSize)]

@@ -1,4 +1,5 @@
-import { BrowserProvider, Contract, Interface, isError, type Eip1193Provider } from 'ethers';
+import { BrowserProvider, Contract, Interface, getBytes, isError, zeroPadValue, type Eip1193Provider } from 'ethers';
+import { CID } from 'multiformats/cid';
 import artifact from '../../../contracts/artifacts/EstuaryPinning.json';
 import type { EstuaryConfig } from './config';
 import { ContractError, EstuaryError, WalletError } from './errors';
@@ -24,6 +25,18 @@ export interface PinReceipt {
   txHash: string;
   block: number;
 }
+
+/** A pin request an account made, as the chain recorded it (`PinRequested`). */
+export interface PinRecord {
+  requestId: bigint;
+  /** The CID as text (`bafy…`, `Qm…`); the hex of its bytes if they do not decode. */
+  cid: string;
+  block: number;
+  txHash: string;
+}
+
+/** Blocks per `eth_getLogs` call: Lotus (Filecoin's FEVM) refuses ranges over 2880 epochs. */
+const LOG_RANGE = 2880;
 
 /** A connected EIP-1193 wallet on the stack's chain. */
 export class Wallet {
@@ -97,6 +110,50 @@ export class Wallet {
       }
     }
     throw new EstuaryError('The transaction was mined but emitted no PinRequested event.');
+  }
+
+  /**
+   * The pin requests this account made, newest first: `PinRequested` events naming it as the
+   * requester, from `fromBlock` (default: the contract's deployment block from the config, else
+   * 0) to the latest block, read in ranges the RPC accepts.
+   */
+  async pins(config: EstuaryConfig, options: { fromBlock?: number } = {}): Promise<PinRecord[]> {
+    const topic = pinningInterface.getEvent('PinRequested')!.topicHash;
+    const requester = zeroPadValue(this.address, 32);
+    const latest = await this.provider.getBlockNumber();
+    const out: PinRecord[] = [];
+    try {
+      for (let from = options.fromBlock ?? config.deploy_block ?? 0; from <= latest; from += LOG_RANGE) {
+        const logs = await this.provider.getLogs({
+          address: config.contracts.EstuaryPinning,
+          topics: [topic, null, requester],
+          fromBlock: from,
+          toBlock: Math.min(from + LOG_RANGE - 1, latest),
+        });
+        for (const log of logs) {
+          const parsed = pinningInterface.parseLog(log);
+          if (!parsed) continue;
+          out.push({
+            requestId: parsed.args.requestId as bigint,
+            cid: cidText(parsed.args.cid as string),
+            block: log.blockNumber,
+            txHash: log.transactionHash,
+          });
+        }
+      }
+    } catch (e) {
+      throw explain(e);
+    }
+    return out.sort((a, b) => (a.requestId < b.requestId ? 1 : a.requestId > b.requestId ? -1 : 0));
+  }
+}
+
+/** A CID's bytes (hex, as ethers gives `bytes`) as text. */
+function cidText(hex: string): string {
+  try {
+    return CID.decode(getBytes(hex)).toString();
+  } catch {
+    return hex;
   }
 }
 

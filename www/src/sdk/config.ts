@@ -6,6 +6,8 @@ export interface EstuaryConfig {
   chain_id: number;
   contracts: { EstuaryPinning: string } & Record<string, string>;
   oracle_url: string;
+  /** The block before the contracts were deployed: where their events start. */
+  deploy_block?: number;
 }
 
 export async function loadConfig(url = '/estuary.json'): Promise<EstuaryConfig> {

@@ -19,8 +19,24 @@ export interface Progress {
   total: number;
 }
 
+/** Progress of `add`: file bytes read (`bytes` of `total`), and what the CAR holds so far. */
+export interface AddProgress extends Progress {
+  /** Blocks written to the CAR (each distinct block once). */
+  blocks: number;
+  /** CAR bytes stored in the browser's storage. */
+  stored: number;
+}
+
+/**
+ * The UnixFS import profiles: `unixfs-v1-2025` (IPIP-499: CIDv1, 1 MiB raw leaves, 1024 links;
+ * the default), `kubo-cidv1` (`ipfs add --cid-version=1`) and `unixfs-v0-2015` (`ipfs add`).
+ */
+export type ImportProfile = 'unixfs-v1-2025' | 'kubo-cidv1' | 'unixfs-v0-2015';
+
 /** What `add` produced: the DAG's root, the CAR's piece, and where the CAR is kept. */
 export interface AddResult extends Omit<ImportedCar, 'header' | 'pieceCidV2' | 'pieceCidV1' | 'paddedSize'> {
+  /** The import profile used. */
+  profile: ImportProfile;
   /** Piece CID v2 of the CAR. */
   pieceCidV2: string;
   /** Piece CID v1. */
@@ -335,13 +351,13 @@ const HASHING = 8;
  * the CAR's piece is computed from the same bytes by `pieces` (a worker pool), in the same pass.
  */
 export async function addEntries(
-  makeImporter: (folder: boolean) => CarImporter,
+  makeImporter: (folder: boolean, profile: ImportProfile) => CarImporter,
   pieces: ParallelPieceHasher,
   entries: AddEntry[],
-  folder: boolean,
-  onProgress?: (p: Progress) => void,
-  signal?: AbortSignal,
+  options: { folder: boolean; profile?: ImportProfile; onProgress?: (p: AddProgress) => void; signal?: AbortSignal },
 ): Promise<AddResult> {
+  const { folder, onProgress, signal } = options;
+  const profile = options.profile ?? 'unixfs-v1-2025';
   if (entries.length === 0) throw new EstuaryError('Nothing to add.');
   if (!folder && entries.length !== 1) throw new EstuaryError('Add one file, or a folder.');
   if (folder) entries = orderLikeEstuaryAdd(entries);
@@ -350,7 +366,14 @@ export async function addEntries(
   const dir = await carsDir();
   const handle = await dir.getFileHandle(name, { create: true });
   const out = await handle.createSyncAccessHandle();
-  const importer = makeImporter(folder);
+  let importer: CarImporter;
+  try {
+    importer = makeImporter(folder, profile);
+  } catch (e) {
+    out.close();
+    await dir.removeEntry(name).catch(() => {});
+    throw new EstuaryError(e instanceof Error ? e.message : String(e));
+  }
   const file = appender(out);
   let done = 0;
   const write = async (bytes: Uint8Array) => {
@@ -362,7 +385,7 @@ export async function addEntries(
       importer.beginFile(entry.path);
       await importChunks(importer, streamChunks(entry.file.stream(), signal), write, (n) => {
         done += n;
-        onProgress?.({ bytes: done, total });
+        onProgress?.({ bytes: done, total, blocks: importer.blocks, stored: file.offset });
       });
       await write(importer.endFile());
     }
@@ -371,10 +394,12 @@ export async function addEntries(
     // The real header has the provisional one's length: overwrite it in place, and in the piece.
     out.write(result.header, { at: 0 });
     out.flush();
+    onProgress?.({ bytes: total, total, blocks: importer.blocks, stored: file.offset });
     const piece = await pieces.finish(result.header);
     const { header: _h, tail: _t, ...rest } = result;
     const added: AddResult = {
       ...rest,
+      profile,
       pieceCidV2: piece.pieceCidV2,
       pieceCidV1: piece.pieceCidV1,
       paddedSize: piece.paddedSize,
@@ -443,7 +468,8 @@ export async function listCars(): Promise<StoredCar[]> {
       const head = await fetch(state.url, { method: 'HEAD' }).catch(() => null);
       uploadedBytes = head?.ok ? Number(head.headers.get('upload-offset') ?? 0) : 0;
     }
-    out.push({ ...meta, uploadedBytes });
+    // CARs added before profiles were recorded used the default one.
+    out.push({ ...meta, profile: meta.profile ?? 'unixfs-v1-2025', uploadedBytes });
   }
   return out.sort((a, b) => b.addedAt - a.addedAt);
 }

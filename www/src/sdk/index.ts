@@ -6,9 +6,11 @@ export {
   UploadError,
   UPLOAD_CHUNK,
   type AddEntry,
+  type AddProgress,
   type AddResult,
   type DownloadSource,
   type Downloaded,
+  type ImportProfile,
   type Progress,
   type StoredCar,
 } from './files';
@@ -16,7 +18,7 @@ export { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob, type PieceWasm } fro
 export { EstuaryNode } from './node';
 export { ServeError, type ServeStatus } from './serve';
 export { loadConfig, type EstuaryConfig } from './config';
-export { Wallet, explain, type PinOptions, type PinReceipt } from './chain';
+export { Wallet, explain, type PinOptions, type PinReceipt, type PinRecord } from './chain';
 export {
   FINAL_STATES,
   followRequest,

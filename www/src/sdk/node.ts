@@ -1,5 +1,13 @@
 import { CancelledError, InvalidCidError, NodeError } from './errors';
-import { DownloadError, type DownloadSource, type Downloaded, StorageError, UploadError } from './files';
+import {
+  type AddProgress,
+  DownloadError,
+  type DownloadSource,
+  type Downloaded,
+  type ImportProfile,
+  StorageError,
+  UploadError,
+} from './files';
 import { ServeError, type ServeStatus } from './serve';
 
 /** Rebuilds the SDK error the worker threw, by its name. */
@@ -136,14 +144,22 @@ export class EstuaryNode {
   /**
    * Turns one file, or a folder's files (with their relative paths), into a UnixFS DAG and a CAR
    * kept in the browser's storage (OPFS), computing the CAR's piece CID in the same pass — the
-   * same root, CAR and piece as `estuary add PATH --car F`. Files are streamed, never held whole.
+   * same root, CAR and piece as `estuary add PATH --car F --profile P`. Files are streamed, never
+   * held whole. `profile` defaults to `unixfs-v1-2025`; `onProgress` hears the file bytes read,
+   * the blocks written and the CAR bytes stored; `signal` cancels (nothing is left behind).
    */
   add(
     entries: AddEntry[],
-    options: { folder?: boolean; onProgress?: (p: PieceProgress) => void; signal?: AbortSignal } = {},
+    options: {
+      folder?: boolean;
+      profile?: ImportProfile;
+      onProgress?: (p: AddProgress) => void;
+      signal?: AbortSignal;
+    } = {},
   ): Promise<AddResult> {
     const folder = options.folder ?? entries.length > 1;
-    return this.#callCancellable('add', options.onProgress, options.signal, entries, folder);
+    const progress = options.onProgress as ((p: PieceProgress) => void) | undefined;
+    return this.#callCancellable('add', progress, options.signal, entries, folder, options.profile);
   }
 
   /**

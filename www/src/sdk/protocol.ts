@@ -1,6 +1,6 @@
 /** Messages between the page and the node's Web Worker. */
 import type { CidInfo, PieceInfo } from '../generated/node/estuary_node.js';
-import type { AddEntry, AddResult, DownloadSource, Downloaded, StoredCar } from './files';
+import type { AddEntry, AddResult, DownloadSource, Downloaded, ImportProfile, StoredCar } from './files';
 import type { MemoryUse, PieceProgress } from './piece';
 import type { ServeStatus } from './serve';
 
@@ -10,7 +10,7 @@ export type { AddEntry, AddResult, CidInfo, MemoryUse, PieceInfo, PieceProgress,
 export interface NodeMethods {
   parseCid: [[text: string], CidInfo];
   pieceOf: [[blob: Blob], PieceInfo];
-  add: [[entries: AddEntry[], folder: boolean], AddResult];
+  add: [[entries: AddEntry[], folder: boolean, profile: ImportProfile | undefined], AddResult];
   upload: [[car: string, oracleUrl: string], { root: string; blocks: number }];
   removeCar: [[car: string], void];
   listCars: [[], StoredCar[]];
