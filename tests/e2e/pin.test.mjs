@@ -354,6 +354,35 @@ describe('dapp on the local stack', () => {
     assert.deepEqual(errors, []);
   });
 
+  test('the SDK as shipped (www/dist/sdk) runs in a page with no bundler: add gives estuary add\'s root and piece', async () => {
+    const dir = tempDir('estuary-e2e-sdk-');
+    const text = 'imported from /sdk/estuary-sdk.js\n'.repeat(1000);
+    writeFileSync(join(dir, 'note.txt'), text);
+    const native = JSON.parse(
+      execFileSync(estuaryBin, ['add', join(dir, 'note.txt'), '--profile', 'kubo-cidv1', '--car', join(dir, 'n.car'), '--json']),
+    );
+    const { page, errors } = await openPage({ account: stack.info.accounts[9] });
+    const added = await page.evaluate(async (text) => {
+      const sdk = await import('/sdk/estuary-sdk.js');
+      const node = await sdk.EstuaryNode.start();
+      const steps = [];
+      const result = await node.add([{ path: '', file: new Blob([text]) }], {
+        folder: false,
+        profile: 'kubo-cidv1',
+        onProgress: (p) => steps.push(p),
+      });
+      await node.removeCar(result.car);
+      node.terminate();
+      return { root: result.root, piece: result.pieceCidV2, profile: result.profile, last: steps.at(-1) };
+    }, text);
+    assert.equal(added.root, native.root);
+    assert.equal(added.piece, native.piece_cid);
+    assert.equal(added.profile, 'kubo-cidv1');
+    assert.equal(added.last.bytes, text.length);
+    assert.ok(added.last.blocks >= 1 && added.last.stored > text.length, JSON.stringify(added.last));
+    assert.deepEqual(errors, []);
+  });
+
   test('a malformed CID is refused in the page and no transaction is sent', async () => {
     const account = stack.info.accounts[2];
     const { page } = await openPage({ account });

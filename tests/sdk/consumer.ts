@@ -1,0 +1,44 @@
+// A dapp using the SDK as shipped (www/dist/sdk: the built library and its declarations), not
+// its sources: `scripts/test` type-checks this file, so a declaration the build stops emitting,
+// or a signature that changes, fails the run. It is compiled, never run.
+import {
+  DownloadError,
+  EstuaryNode,
+  ServeError,
+  Wallet,
+  loadConfig,
+  requestStatus,
+  type AddProgress,
+  type AddResult,
+  type Downloaded,
+  type ImportProfile,
+  type PinRecord,
+} from '../../www/dist/sdk/estuary-sdk.js';
+
+export async function addPinAndList(files: File[], eip1193: Parameters<typeof Wallet.connect>[0]): Promise<PinRecord[]> {
+  const config = await loadConfig();
+  const node = await EstuaryNode.start();
+  const profile: ImportProfile = 'kubo-cidv1';
+  const controller = new AbortController();
+  const added: AddResult = await node.add(
+    files.map((file) => ({ path: file.name, file })),
+    {
+      folder: files.length > 1,
+      profile,
+      signal: controller.signal,
+      onProgress: (p: AddProgress) => console.log(p.bytes, p.total, p.blocks, p.stored),
+    },
+  );
+  await node.upload(added.car, config.oracle_url, { onProgress: ({ bytes }) => console.log(bytes) });
+  const wallet = await Wallet.connect(eip1193, config);
+  const receipt = await wallet.pin(config, new Uint8Array(), { name: 'album', origins: [] });
+  const status = await requestStatus(config.oracle_url, receipt.requestId);
+  console.log(status?.status, status?.piece_cid);
+  try {
+    const got: Downloaded = await node.download(added.root, config.oracle_url, { from: 'peer' });
+    console.log(got.file.size, got.from, got.peerError);
+  } catch (e) {
+    if (e instanceof DownloadError || e instanceof ServeError) console.log(e.message);
+  }
+  return wallet.pins(config);
+}
