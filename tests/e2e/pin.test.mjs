@@ -107,6 +107,14 @@ describe('dapp on the local stack', () => {
     assert.equal(await page.getByTestId('request-requester').textContent(), account);
     assert.equal(await page.getByTestId('request-cid').textContent(), added.root);
     await page.getByTestId('message').filter({ hasText: 'pinned and reported on chain' }).waitFor();
+    // The timeline: every step from on chain to reported is done, each with the time it was seen.
+    const steps = await page.locator('[data-testid="request-timeline"] li').evaluateAll((lis) =>
+      lis.map((li) => [li.dataset.step, li.dataset.state, li.textContent]),
+    );
+    assert.deepEqual(steps.map(([step, state]) => `${step}:${state}`), [
+      'queued:done', 'fetching:done', 'pinned:done', 'packed:done', 'reported:done',
+    ]);
+    for (const [, , text] of steps) assert.match(text, / · \d/, `a step without its time: ${text}`);
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-pinned.png'), fullPage: true });
 
     const id = (await page.getByTestId('request-id').textContent()).replace('#', '');

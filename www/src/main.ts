@@ -13,6 +13,7 @@ import {
   type DownloadSource,
   type EstuaryConfig,
   type ImportProfile,
+  type RequestState,
   type ServeStatus,
 } from './sdk';
 
@@ -44,6 +45,7 @@ const ui = {
   requestRequester: el('request-requester'),
   requestTx: el('request-tx'),
   requestStatus: el('request-status'),
+  requestTimeline: el<HTMLOListElement>('request-timeline'),
   pieceFile: el<HTMLInputElement>('piece-file'),
   pieceProgress: el<HTMLProgressElement>('piece-progress'),
   pieceResult: el('piece-result'),
@@ -176,12 +178,15 @@ async function pin(): Promise<void> {
   ui.requestRequester.textContent = receipt.requester;
   ui.requestTx.textContent = `${receipt.txHash} (block ${receipt.block})`;
   ui.requestStatus.textContent = 'on chain — waiting for the oracle';
+  const timeline = new Timeline(ui.requestTimeline);
+  timeline.reach('queued');
   say(`Request #${receipt.requestId} is on chain.`);
   void showPins();
   const final = await followRequest(config.oracle_url, receipt.requestId, (status) => {
     const detail = status.piece_cid ? ` — piece ${status.piece_cid}` : '';
     ui.requestStatus.textContent = `${status.status}${detail}`;
     ui.requestStatus.dataset.status = status.status;
+    timeline.reach(status.status, status.error);
   });
   void showPins();
   say(
@@ -190,6 +195,58 @@ async function pin(): Promise<void> {
       : `The oracle could not pin request #${final.id} (${final.status}): ${final.error ?? 'unknown reason'}`,
     final.status === 'reported' ? 'info' : 'error',
   );
+}
+
+/** The steps a pin request goes through, with the oracle's state that marks each one. */
+const STEPS: { state: RequestState; label: string }[] = [
+  { state: 'queued', label: 'On chain' },
+  { state: 'fetching', label: 'Fetching the DAG' },
+  { state: 'pinned', label: 'Pinned' },
+  { state: 'packed', label: 'Packed into a piece' },
+  { state: 'reported', label: 'Reported on chain' },
+];
+
+/**
+ * A request's live timeline: each step is marked done, with the time it was first seen, once
+ * the request reaches it or a later one (polling can miss a short step); a failure is added as
+ * its own step.
+ */
+class Timeline {
+  #items: HTMLLIElement[];
+  #seen = new Map<number, string>();
+
+  constructor(private list: HTMLOListElement) {
+    this.#items = STEPS.map(({ state, label }) => {
+      const li = document.createElement('li');
+      li.dataset.step = state;
+      li.dataset.state = 'todo';
+      li.textContent = label;
+      return li;
+    });
+    list.replaceChildren(...this.#items);
+  }
+
+  reach(state: RequestState, error?: string | null): void {
+    const at = STEPS.findIndex((s) => s.state === state);
+    const time = new Date().toLocaleTimeString();
+    if (at < 0) {
+      // failing (retrying), failed, quarantined, cancelled: shown after the last step reached.
+      const note = state === 'failing' ? 'retrying' : state;
+      const li = this.list.querySelector<HTMLLIElement>('li[data-step="problem"]') ?? document.createElement('li');
+      li.dataset.step = 'problem';
+      li.dataset.state = state === 'failing' ? 'current' : 'failed';
+      li.textContent = `${note}${error ? `: ${error}` : ''} · ${time}`;
+      this.list.append(li);
+      return;
+    }
+    this.list.querySelector('li[data-step="problem"]')?.remove();
+    this.#items.forEach((li, i) => {
+      if (i <= at && !this.#seen.has(i)) this.#seen.set(i, time);
+      const done = i < at || (i === at && (state === 'reported' || i === 0));
+      li.dataset.state = done ? 'done' : i === at ? 'current' : 'todo';
+      li.textContent = this.#seen.has(i) ? `${STEPS[i]!.label} · ${this.#seen.get(i)}` : STEPS[i]!.label;
+    });
+  }
 }
 
 async function guarded(work: () => Promise<unknown>): Promise<void> {
