@@ -436,6 +436,10 @@ impl CarImporter {
     }
 }
 
+/// Repeated blocks a download's reader keeps for their later places in the file (a gateway's
+/// CAR and a peer's depth-first blocks carry each block once).
+pub(crate) const DOWNLOAD_CACHE: usize = 64 << 20;
+
 /// A verified download: push the bytes of a trustless gateway's CAR (`?format=car`, depth-first)
 /// as they arrive; get back the file's bytes, each block checked against its CID and its place
 /// in the DAG under the root asked for. Anything else — a wrong block, a block out of place, a
@@ -457,7 +461,7 @@ impl VerifiedDownload {
         Ok(VerifiedDownload {
             root,
             decoder: estuary_dag::car::CarDecoder::new(estuary_dag::car::CarLimits::default()),
-            reader: estuary_dag::dfs_file::DfsFileReader::new(root, 64 << 20),
+            reader: estuary_dag::dfs_file::DfsFileReader::new(root, DOWNLOAD_CACHE),
         })
     }
 

@@ -19,6 +19,8 @@ use libp2p::{
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::DOWNLOAD_CACHE;
+
 /// Blocks looked up by a JavaScript function `(cid: Uint8Array) => Promise<Uint8Array |
 /// undefined>`.
 struct JsBlocks(Function);
@@ -185,8 +187,6 @@ const DOWNLOAD_WINDOW: usize = 16;
 const DOWNLOAD_STALL: Duration = Duration::from_secs(30);
 /// Most blocks in a downloaded file (a 1 TiB file of 1 MiB leaves, and its parents).
 const DOWNLOAD_MAX_BLOCKS: u64 = 1 << 21;
-/// Repeated blocks the reader keeps for their later places in the file.
-const DOWNLOAD_CACHE: usize = 64 << 20;
 
 async fn download(
     bitswap: Bitswap,

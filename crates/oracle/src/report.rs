@@ -15,6 +15,7 @@
 use std::{future::Future, time::Duration};
 
 use crate::store::TxLedger;
+use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolValue;
 use alloy::{
     network::EthereumWallet,
@@ -232,6 +233,15 @@ impl ChainReporter {
         call: alloy::contract::CallBuilder<&DynProvider, std::marker::PhantomData<C>>,
         keys: &[String],
     ) -> Result<Reported, ReportError> {
+        self.send_mined(call, keys).await.map(|(reported, _)| reported)
+    }
+
+    /// [`send`](Self::send), with the receipt of the transaction when one was mined.
+    async fn send_mined<C: alloy::sol_types::SolCall + Send + Sync + Unpin>(
+        &self,
+        call: alloy::contract::CallBuilder<&DynProvider, std::marker::PhantomData<C>>,
+        keys: &[String],
+    ) -> Result<(Reported, Option<TransactionReceipt>), ReportError> {
         let result = self.send_inner(call, keys).await;
         if let (Some(ledger), Ok(_)) = (&self.ledger, &result) {
             ledger.0.settle(keys).await.map_err(stored)?;
@@ -299,7 +309,7 @@ impl ChainReporter {
         &self,
         call: alloy::contract::CallBuilder<&DynProvider, std::marker::PhantomData<C>>,
         keys: &[String],
-    ) -> Result<Reported, ReportError> {
+    ) -> Result<(Reported, Option<TransactionReceipt>), ReportError> {
         // Estimating the gas runs the call: a report the contract refuses (already there, request
         // closed) shows here, before anything is sent. The one gas limit serves every version of
         // the transaction: estimating a replacement would run it on top of the pending original,
@@ -309,14 +319,14 @@ impl ChainReporter {
             Err(e) => {
                 return match e.as_decoded_interface_error::<EstuaryPinningErrors>() {
                     Some(EstuaryPinningErrors::EstuaryPinningAlreadyReported(_)) => {
-                        Ok(Reported::AlreadyThere)
+                        Ok((Reported::AlreadyThere, None))
                     }
                     Some(EstuaryPinningErrors::EstuaryPinningRequestClosed(_)) => {
-                        Ok(Reported::Closed)
+                        Ok((Reported::Closed, None))
                     }
                     _ => match e.as_decoded_interface_error::<EstuaryOracleErrors>() {
                         Some(EstuaryOracleErrors::EstuaryOracleAlreadyFulfilled(_)) => {
-                            Ok(Reported::AlreadyThere)
+                            Ok((Reported::AlreadyThere, None))
                         }
                         _ => Err(ReportError::Chain(e.to_string())),
                     },
@@ -368,7 +378,7 @@ impl ChainReporter {
                 if let Some(receipt) = receipt
                     && let Some(confirmed) = self.confirmed(provider, *hash, receipt).await?
                 {
-                    return confirmed;
+                    return confirmed.map(sent);
                 }
             }
             let left = self.policy.give_up_after.saturating_sub(started.elapsed());
@@ -396,7 +406,7 @@ impl ChainReporter {
             if let Ok((receipt, _)) = futures_util::future::select_ok(watchers).await {
                 let hash = receipt.transaction_hash;
                 if let Some(confirmed) = self.confirmed(provider, hash, receipt).await? {
-                    return confirmed;
+                    return confirmed.map(sent);
                 }
                 continue;
             }
@@ -436,20 +446,21 @@ impl ChainReporter {
         Ok(fees)
     }
 
-    /// The outcome of a mined report once `confirmations` deep, or `None` if a reorg took the
-    /// transaction out of the chain meanwhile (it is waited for again).
+    /// The receipt of a mined report once `confirmations` deep (an error if it reverted), or
+    /// `None` if a reorg took the transaction out of the chain meanwhile (it is waited for
+    /// again).
     async fn confirmed(
         &self,
         provider: &DynProvider,
         hash: alloy::primitives::B256,
-        receipt: alloy::rpc::types::TransactionReceipt,
-    ) -> Result<Option<Result<Reported, ReportError>>, ReportError> {
+        receipt: TransactionReceipt,
+    ) -> Result<Option<Result<TransactionReceipt, ReportError>>, ReportError> {
         let chain = |e: alloy::transports::TransportError| ReportError::Chain(e.to_string());
         let Some(mined_in) = receipt.block_number else { return Ok(None) };
         if self.confirmations <= 1 {
             // Mined is all that was asked.
             return Ok(Some(if receipt.status() {
-                Ok(Reported::Sent { tx: format!("{hash:#x}") })
+                Ok(receipt)
             } else {
                 Err(ReportError::Chain(format!("report transaction {hash} reverted")))
             }));
@@ -474,8 +485,13 @@ impl ChainReporter {
                 "report transaction {hash} reverted"
             )))));
         }
-        Ok(Some(Ok(Reported::Sent { tx: format!("{hash:#x}") })))
+        Ok(Some(Ok(receipt)))
     }
+}
+
+/// A mined report: sent, with its receipt.
+fn sent(receipt: TransactionReceipt) -> (Reported, Option<TransactionReceipt>) {
+    (Reported::Sent { tx: format!("{:#x}", receipt.transaction_hash) }, Some(receipt))
 }
 
 impl ChainReporter {
@@ -611,9 +627,11 @@ impl ChainReporter {
             })
             .collect();
         let keys: Vec<String> = items.iter().map(|i| self.pinned_key(i.id)).collect();
-        let outcome = match self.send(self.contract.reportPinnedBatch(reports), &keys).await {
-            Ok(Reported::Sent { tx }) => self.recorded_in(&tx).await.map(|ids| (tx, ids)),
-            Ok(other) => Err(ReportError::Chain(format!("unexpected batch outcome {other:?}"))),
+        let outcome = match self.send_mined(self.contract.reportPinnedBatch(reports), &keys).await {
+            Ok((Reported::Sent { tx }, Some(receipt))) => Ok((tx, self.recorded_in(&receipt))),
+            Ok((other, _)) => {
+                Err(ReportError::Chain(format!("unexpected batch outcome {other:?}")))
+            }
             Err(e) => Err(e),
         };
         match outcome {
@@ -640,26 +658,16 @@ impl ChainReporter {
         format!("pinned/{:#x}/{id}", self.contract.address())
     }
 
-    /// The requests a mined batch recorded: its `Pinned` events.
-    async fn recorded_in(&self, tx: &str) -> Result<Vec<U256>, ReportError> {
-        let chain = |e: String| ReportError::Chain(e);
-        let hash: alloy::primitives::B256 =
-            tx.parse().map_err(|_| chain(format!("bad hash {tx}")))?;
-        let receipt = self
-            .contract
-            .provider()
-            .get_transaction_receipt(hash)
-            .await
-            .map_err(|e| chain(e.to_string()))?
-            .ok_or_else(|| chain(format!("no receipt for {tx}")))?;
-        Ok(receipt
+    /// The requests a mined batch recorded: the `Pinned` events of its receipt.
+    fn recorded_in(&self, receipt: &TransactionReceipt) -> Vec<U256> {
+        receipt
             .inner
             .logs()
             .iter()
             .filter(|log| log.address() == *self.contract.address())
             .filter_map(|log| log.log_decode::<EstuaryPinning::Pinned>().ok())
             .map(|pinned| pinned.inner.data.requestId)
-            .collect())
+            .collect()
     }
 
     /// Why a batch skipped a report: the request was reported pinned already, or is closed.

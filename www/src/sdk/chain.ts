@@ -120,9 +120,9 @@ export class Wallet {
   async pins(config: EstuaryConfig, options: { fromBlock?: number } = {}): Promise<PinRecord[]> {
     const topic = pinningInterface.getEvent('PinRequested')!.topicHash;
     const requester = zeroPadValue(this.address, 32);
-    const latest = await this.provider.getBlockNumber();
     const out: PinRecord[] = [];
     try {
+      const latest = await this.provider.getBlockNumber();
       for (let from = options.fromBlock ?? config.deploy_block ?? 0; from <= latest; from += LOG_RANGE) {
         const logs = await this.provider.getLogs({
           address: config.contracts.EstuaryPinning,
@@ -144,7 +144,8 @@ export class Wallet {
     } catch (e) {
       throw explain(e);
     }
-    return out.sort((a, b) => (a.requestId < b.requestId ? 1 : a.requestId > b.requestId ? -1 : 0));
+    // Logs come oldest first, and request ids grow with time.
+    return out.reverse();
   }
 }
 

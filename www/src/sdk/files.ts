@@ -103,6 +103,7 @@ export async function downloadVerified(
   const handle = await dir.getFileHandle(cid, { create: true });
   const out = await handle.createSyncAccessHandle();
   let peerError: string | undefined;
+  let got: Downloaded['from'] = 'gateway';
   try {
     if (from !== 'gateway' && peer?.connected) {
       out.truncate(0);
@@ -112,21 +113,18 @@ export async function downloadVerified(
           file.write(bytes);
           options.onProgress?.({ bytes: file.offset, total: 0 });
         });
-        out.flush();
-        out.close();
-        return { file: await handle.getFile(), from: 'peer' };
+        got = 'peer';
       } catch (e) {
         peerError = e instanceof Error ? e.message : String(e);
         if (from === 'peer') throw new DownloadError(`The peer could not give ${cid}: ${peerError}`, { cause: e });
       }
     }
-    out.truncate(0);
-    await fromGateway(makeDownload(cid), cid, gatewayUrl, appender(out), options.onProgress);
+    if (got === 'gateway') {
+      out.truncate(0);
+      await fromGateway(makeDownload(cid), cid, gatewayUrl, appender(out), options.onProgress);
+    }
     out.flush();
     out.close();
-    const done: Downloaded = { file: await handle.getFile(), from: 'gateway' };
-    if (peerError !== undefined) done.peerError = peerError;
-    return done;
   } catch (e) {
     try {
       out.close();
@@ -137,6 +135,9 @@ export async function downloadVerified(
     if (e instanceof EstuaryError) throw e;
     throw new DownloadError(`Verification failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
+  const done: Downloaded = { file: await handle.getFile(), from: got };
+  if (peerError !== undefined) done.peerError = peerError;
+  return done;
 }
 
 /** Streams the gateway's CAR of `cid` through `download` into `file`. */
@@ -312,34 +313,32 @@ export async function importChunks(
     if (data) await write(bytes);
     await write(tail);
   };
-  let leaf = new Uint8Array(leafSize);
-  let fill = 0;
-  const flush = async () => {
-    const bytes = leaf.subarray(0, fill);
+  const hash = async (bytes: Uint8Array<ArrayBuffer>) => {
     hashing.push({ bytes, digest: crypto.subtle.digest('SHA-256', bytes) });
-    leaf = new Uint8Array(leafSize);
-    fill = 0;
     if (hashing.length >= HASHING) await handOldest();
   };
+  let leaf = new Uint8Array(leafSize);
+  let fill = 0;
   for await (const chunk of chunks) {
     let at = 0;
     // Whole leaves inside the chunk are hashed where they are (chunks are not reused).
-    while (fill === 0 && chunk.length - at >= leafSize) {
-      const bytes = chunk.subarray(at, at + leafSize);
-      hashing.push({ bytes, digest: crypto.subtle.digest('SHA-256', bytes) });
-      at += leafSize;
-      if (hashing.length >= HASHING) await handOldest();
+    for (; fill === 0 && chunk.length - at >= leafSize; at += leafSize) {
+      await hash(chunk.subarray(at, at + leafSize));
     }
     while (at < chunk.length) {
       const take = Math.min(leafSize - fill, chunk.length - at);
       leaf.set(chunk.subarray(at, at + take), fill);
       fill += take;
       at += take;
-      if (fill === leafSize) await flush();
+      if (fill === leafSize) {
+        await hash(leaf);
+        leaf = new Uint8Array(leafSize);
+        fill = 0;
+      }
     }
     onBytes?.(chunk.length);
   }
-  if (fill > 0) await flush();
+  if (fill > 0) await hash(leaf.subarray(0, fill));
   while (hashing.length > 0) await handOldest();
 }
 
