@@ -109,9 +109,9 @@ async function main(): Promise<void> {
   // bytes from memory in 1 MiB chunks, CAR bytes counted and dropped.
   results.push(
     await best('estuary CarImporter: DAG + CAR (wasm + WebCrypto leaves, page thread, CAR bytes counted)', async () => {
-      const car = new CarImporter(undefined, false, false);
+      const car = new CarImporter(undefined, undefined, false);
       let n = 0;
-      car.beginFile('');
+      car.beginFile();
       async function* chunks() {
         for (let i = 0; i < bytes.length; i += chunk) yield bytes.subarray(i, i + chunk);
       }

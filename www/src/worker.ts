@@ -60,7 +60,7 @@ const methods: { [M in Method]: Handler<M> } = {
   pieceOf: ({ progress }, blob) => pieceOfBlob(blob, pool, { PieceHasher, pieceRunPayload }, progress),
   add: async ({ progress, signal }, entries, folder, profile) => {
     const pieces = new ParallelPieceHasher(pool, { PieceHasher, pieceRunPayload });
-    const importer = (f: boolean, p: ImportProfile) => new CarImporter(p, f, false);
+    const importer = (paths: string[] | undefined, p: ImportProfile) => new CarImporter(p, paths, false);
     const added = await addEntries(importer, pieces, entries, { folder, profile, onProgress: progress, signal });
     if (p2p) await blockIndex.addCar(added.car);
     return added;

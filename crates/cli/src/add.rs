@@ -1,16 +1,20 @@
 //! `estuary add`: files and directories to a UnixFS DAG and, optionally, a CAR file.
 //!
-//! Reading is streamed (1 MiB at a time), so memory stays bounded by the engine's chunk buffer,
-//! one set of links per tree level, and the set of CIDs already written (for de-duplication).
+//! The DAG, the CAR and its piece come out of one pass through `estuary_pack`, the pipeline the
+//! browser node and the oracle's packer use too: the same CAR bytes, so the same piece CID.
+//! Reading is streamed (1 MiB at a time); memory stays at the engine's chunk buffer, one set of
+//! links per tree level, the set of CIDs already written, and the piece workers' batches. The
+//! piece is hashed on every core beside the import (`ParallelCommP`).
 //!
 //! CAR order:
-//! - `produced` writes each block as it is made (children before parents, root last) after a
-//!   header naming a provisional root of the same length, and patches the header at the end.
+//! - `produced` (the default): Estuary's canonical order (`estuary_dag::order`), each block as
+//!   it is made, after a header naming a provisional root of the same length that is patched at
+//!   the end.
 //! - `dfs` (root first, depth first, as `ipfs dag export`) spools the blocks to a temporary file
 //!   next to the CAR with an in-memory index, then writes them in traversal order.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     fs::File,
     io::{BufWriter, IsTerminal, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
@@ -18,18 +22,22 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use estuary_dag::{
-    Block, DirectoryBuilder, FileBuilder, ImportOptions, Imported, Profile,
-    block::{DAG_PB, sha256_cid},
-    car, walk,
+    Block, EntryKind, ImportOptions, Imported, Importer, Profile,
+    block::{RAW, sha256_cid},
+    import::ImportStats,
+    source::{BlockError, from_fn},
+    walk::{self, WalkLimits},
 };
-use estuary_piece::{CommP, PieceCid, PieceInfo};
+use estuary_pack::{CarImporter, CarStream, Finished};
+use estuary_piece::{ParallelCommP, PieceCid, PieceInfo};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 /// CAR block order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CarOrder {
-    /// As produced: children before parents, root last.
+    /// Estuary's canonical order, as produced: each file's blocks children first, then the
+    /// directories.
     Produced,
     /// Root first, depth first (as `ipfs dag export`).
     Dfs,
@@ -115,152 +123,336 @@ impl AddArgs {
     }
 }
 
-enum CarSink {
-    None,
-    /// `sections` counts section bytes written; `records` holds each block's section offset
-    /// from the first section (for a CARv2 index).
-    Produced {
-        out: BufWriter<File>,
-        provisional: Vec<u8>,
-        sections: u64,
-        records: Vec<(cid::Cid, u64)>,
-    },
-    Spool {
-        out: BufWriter<File>,
-        path: PathBuf,
-        pos: u64,
-        index: HashMap<cid::Cid, (u64, usize)>,
-    },
+/// One entry of a directory being added.
+#[derive(Debug)]
+struct Entry {
+    path: PathBuf,
+    rel: String,
+    kind: Kind,
+    size: u64,
 }
 
-/// Receives every block; counts distinct ones and writes them to the CAR.
-struct Sink {
-    seen: HashSet<cid::Cid>,
-    blocks: u64,
-    dag_bytes: u64,
-    car: CarSink,
-    error: Option<std::io::Error>,
-    buf: Vec<u8>,
-    /// The commitment of the CAR bytes written, as they are written (produced order).
-    commp: CommP,
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    Symlink(String),
 }
 
-impl Sink {
-    fn put(&mut self, block: &Block) {
-        if self.error.is_some() || !self.seen.insert(block.cid) {
-            return;
-        }
-        self.blocks += 1;
-        self.dag_bytes += block.data.len() as u64;
-        self.buf.clear();
-        let result = match &mut self.car {
-            CarSink::None => Ok(()),
-            CarSink::Produced { out, sections, records, .. } => {
-                car::encode_section(block, &mut self.buf);
-                records.push((block.cid, *sections));
-                *sections += self.buf.len() as u64;
-                self.commp.update(&self.buf);
-                out.write_all(&self.buf)
-            }
-            CarSink::Spool { out, pos, index, .. } => {
-                index.insert(block.cid, (*pos, block.data.len()));
-                *pos += block.data.len() as u64;
-                out.write_all(&block.data)
-            }
+/// The import, declared: the importer and where each entry's bytes are.
+struct Plan {
+    /// The order the entries go in (indices into `entries`).
+    order: Vec<usize>,
+    importer: Importer,
+    /// Files and symlinks, as declared to the importer (its order indexes them).
+    entries: Vec<Entry>,
+    total: u64,
+    /// The root will be a raw leaf (one chunk under raw leaves, not wrapped).
+    raw_root: bool,
+}
+
+fn plan(args: &AddArgs, opts: ImportOptions) -> Result<Plan> {
+    let meta = std::fs::metadata(&args.path)
+        .with_context(|| format!("reading {}", args.path.display()))?;
+    if !meta.is_dir() {
+        let raw_root = !args.wrap && opts.raw_leaves && meta.len() <= opts.chunk_size as u64;
+        let entry = Entry {
+            path: args.path.clone(),
+            rel: String::new(),
+            kind: Kind::File,
+            size: meta.len(),
         };
-        if let Err(e) = result {
-            self.error = Some(e);
+        return Ok(Plan {
+            order: vec![0],
+            importer: Importer::file(opts)?,
+            entries: vec![entry],
+            total: meta.len(),
+            raw_root,
+        });
+    }
+    let (entries, dirs): (Vec<Entry>, Vec<Entry>) =
+        collect(&args.path)?.into_iter().partition(|e| e.kind != Kind::Dir);
+    let declared = entries
+        .iter()
+        .map(|e| {
+            let kind = match &e.kind {
+                Kind::Symlink(target) => EntryKind::Symlink(target.clone()),
+                _ => EntryKind::File,
+            };
+            (e.rel.clone(), kind)
+        })
+        .collect();
+    let mut importer = Importer::folder(opts, declared)?;
+    for dir in &dirs {
+        importer.add_dir(&dir.rel)?;
+    }
+    let total = entries.iter().map(|e| e.size).sum();
+    Ok(Plan { order: importer.order().to_vec(), importer, entries, total, raw_root: false })
+}
+
+/// What a pass over the entries does with each.
+trait Steps {
+    fn begin_file(&mut self) -> Result<()>;
+    fn push(&mut self, bytes: &[u8]) -> Result<()>;
+    fn end_file(&mut self) -> Result<()>;
+    fn symlink(&mut self) -> Result<()>;
+}
+
+/// Feeds every entry through `steps`, in the importer's order.
+fn feed(
+    order: &[usize],
+    entries: &[Entry],
+    progress: &ProgressBar,
+    steps: &mut impl Steps,
+) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    for &i in order {
+        let entry = &entries[i];
+        match entry.kind {
+            Kind::File => {
+                let file = File::open(&entry.path)
+                    .with_context(|| format!("opening {}", entry.path.display()))?;
+                let mut reader = progress.wrap_read(file);
+                steps.begin_file()?;
+                loop {
+                    let n = match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("reading {}", entry.path.display()));
+                        }
+                    };
+                    steps.push(&buf[..n])?;
+                }
+                steps.end_file()?;
+            }
+            Kind::Symlink(_) => steps.symlink()?,
+            Kind::Dir => unreachable!("directories are declared, not fed"),
         }
     }
+    Ok(())
 }
 
 /// Imports `args.path`; returns the summary (and writes the CAR).
 pub fn run(args: &AddArgs) -> Result<AddSummary> {
     let opts = args.options()?;
-    let meta = std::fs::metadata(&args.path)
-        .with_context(|| format!("reading {}", args.path.display()))?;
-    let entries = if meta.is_dir() { collect(&args.path)? } else { Vec::new() };
-    let total: u64 = if meta.is_dir() { entries.iter().map(|e| e.size).sum() } else { meta.len() };
-    let progress = progress_bar(total);
-
-    let mut commp = CommP::new();
-    let car = match &args.car {
-        None => CarSink::None,
-        Some(path) => match args.car_order {
-            CarOrder::Produced => {
-                // Predict the root's length: dag-pb in the profile's version, or a raw leaf.
-                let provisional = car::header_v1(&[sha256_cid(opts.cid_version, DAG_PB, b"")]);
-                let mut out = BufWriter::with_capacity(1 << 20, create(path)?);
-                if args.car_version == 2 {
-                    out.write_all(&[0u8; car::V2_PREFIX_LEN as usize])?;
-                    commp.update(&[0u8; car::V2_PREFIX_LEN as usize]);
-                }
-                out.write_all(&provisional)?;
-                commp.update(&provisional);
-                CarSink::Produced { out, provisional, sections: 0, records: Vec::new() }
-            }
-            CarOrder::Dfs => {
-                let spool = path.with_extension("car.spool");
-                let out = BufWriter::with_capacity(1 << 20, create(&spool)?);
-                CarSink::Spool { out, path: spool, pos: 0, index: HashMap::new() }
-            }
-        },
-    };
-    let mut sink = Sink {
-        seen: HashSet::new(),
-        blocks: 0,
-        dag_bytes: 0,
-        car,
-        error: None,
-        buf: Vec::new(),
-        commp,
-    };
-
+    let plan = plan(args, opts)?;
+    let progress = progress_bar(plan.total);
     let name = args.path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
-    let root = if meta.is_dir() {
-        let mut dir = DirectoryBuilder::new(opts);
-        for entry in &entries {
-            match &entry.kind {
-                EntryKind::Dir => dir.add_dir(&entry.rel)?,
-                EntryKind::Symlink(target) => {
-                    dir.add_symlink(&entry.rel, target, &mut |b| sink.put(&b))?;
-                }
-                EntryKind::File => {
-                    let node = import_file(&entry.path, opts, &mut sink, &progress)?;
-                    dir.add_file(&entry.rel, node)?;
-                }
-            }
-        }
-        let root = dir.finish(&mut |b| sink.put(&b))?;
-        if args.wrap { wrap(opts, name.as_deref(), root, &mut sink)? } else { root }
-    } else {
-        let file = import_file(&args.path, opts, &mut sink, &progress)?;
-        if args.wrap { wrap(opts, name.as_deref(), file, &mut sink)? } else { file }
+    let wrap = match args.wrap {
+        true => Some(name.as_deref().context("--wrap needs an input with a UTF-8 file name")?),
+        false => None,
+    };
+    let v2 = args.car_version == 2;
+    let summary = match (&args.car, args.car_order) {
+        (None, _) => import_only(plan, wrap, &progress),
+        (Some(path), CarOrder::Produced) => import_car(plan, wrap, path, v2, &progress),
+        (Some(path), CarOrder::Dfs) => import_dfs(plan, wrap, path, v2, &progress),
     };
     progress.finish_and_clear();
-    if let Some(e) = sink.error.take() {
+    summary
+}
+
+fn summary(root: &Imported, stats: ImportStats, car: Option<(u64, PieceInfo)>) -> AddSummary {
+    AddSummary {
+        root: root.cid.to_string(),
+        blocks: stats.blocks,
+        dag_bytes: stats.dag_bytes,
+        car_bytes: car.map(|(bytes, _)| bytes),
+        piece_cid: car.map(|(_, piece)| PieceCid::v2(&piece).to_string()),
+        piece_size: car.map(|(_, piece)| piece.padded_size),
+    }
+}
+
+/// An importer whose blocks go to a closure.
+struct Blocks<F> {
+    importer: Importer,
+    sink: F,
+}
+
+impl<F: FnMut(Block) -> Result<()>> Blocks<F> {
+    fn call(
+        &mut self,
+        step: impl FnOnce(&mut Importer, &mut dyn FnMut(Block)) -> Result<(), estuary_dag::ImportError>,
+    ) -> Result<()> {
+        let mut failed = None;
+        let sink = &mut self.sink;
+        step(&mut self.importer, &mut |b| {
+            if failed.is_none()
+                && let Err(e) = sink(b)
+            {
+                failed = Some(e);
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+impl<F: FnMut(Block) -> Result<()>> Steps for Blocks<F> {
+    fn begin_file(&mut self) -> Result<()> {
+        self.importer.begin_file()?;
+        Ok(())
+    }
+    fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        self.call(|imp, out| imp.push(bytes, &mut |b| out(b)))
+    }
+    fn end_file(&mut self) -> Result<()> {
+        self.call(|imp, out| imp.end_file(&mut |b| out(b)).map(|_| ()))
+    }
+    fn symlink(&mut self) -> Result<()> {
+        self.call(|imp, out| imp.add_symlink(&mut |b| out(b)).map(|_| ()))
+    }
+}
+
+/// The DAG alone: blocks counted and dropped.
+fn import_only(plan: Plan, wrap: Option<&str>, progress: &ProgressBar) -> Result<AddSummary> {
+    let order = plan.order.clone();
+    let mut steps = Blocks { importer: plan.importer, sink: |_: Block| Ok(()) };
+    feed(&order, &plan.entries, progress, &mut steps)?;
+    let root = steps.importer.finish_wrapped(wrap, &mut |_| {})?;
+    Ok(summary(&root, steps.importer.stats(), None))
+}
+
+/// A CAR in the canonical order, written as produced.
+struct CarFile {
+    imp: CarImporter<ParallelCommP>,
+    out: BufWriter<File>,
+}
+
+impl CarFile {
+    fn flush(&mut self) -> Result<()> {
+        self.out.write_all(&self.imp.take_output()).context("writing the CAR")
+    }
+}
+
+impl Steps for CarFile {
+    fn begin_file(&mut self) -> Result<()> {
+        self.imp.begin_file()?;
+        Ok(())
+    }
+    fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        self.imp.push(bytes)?;
+        self.flush()
+    }
+    fn end_file(&mut self) -> Result<()> {
+        self.imp.end_file()?;
+        self.flush()
+    }
+    fn symlink(&mut self) -> Result<()> {
+        self.imp.add_symlink()?;
+        self.flush()
+    }
+}
+
+fn import_car(
+    plan: Plan,
+    wrap: Option<&str>,
+    path: &Path,
+    v2: bool,
+    progress: &ProgressBar,
+) -> Result<AddSummary> {
+    let order = plan.order.clone();
+    let hasher = ParallelCommP::new();
+    let imp = if plan.raw_root {
+        // The root will be the one raw leaf: a CIDv1 whatever the profile's version.
+        let like = sha256_cid(cid::Version::V1, RAW, b"");
+        CarImporter::with_provisional_root(plan.importer, &like, v2, hasher)
+    } else {
+        CarImporter::new(plan.importer, v2, hasher)
+    };
+    let mut car = CarFile { imp, out: BufWriter::with_capacity(1 << 20, create(path)?) };
+    car.flush()?;
+    feed(&order, &plan.entries, progress, &mut car)?;
+    let CarFile { imp, mut out } = car;
+    let (root, finished, last, stats) = imp.finish_with_stats(wrap)?;
+    out.write_all(&last)?;
+    out.write_all(&finished.tail)?;
+    out.flush()?;
+    let mut file = out.into_inner().map_err(|e| e.into_error())?;
+    patch(&mut file, &finished)?;
+    let piece = finished.piece.context("the CAR's piece")?;
+    Ok(summary(&root, stats, Some((finished.car_bytes, piece))))
+}
+
+/// Writes a finished CAR's first bytes (the real header) over the provisional ones.
+fn patch(file: &mut File, finished: &Finished) -> Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&finished.head)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// A CAR in `ipfs dag export` order: blocks spooled to a side file, then written root first.
+fn import_dfs(
+    plan: Plan,
+    wrap: Option<&str>,
+    path: &Path,
+    v2: bool,
+    progress: &ProgressBar,
+) -> Result<AddSummary> {
+    let order = plan.order.clone();
+    let spool_path = path.with_extension("car.spool");
+    let mut spool = BufWriter::with_capacity(1 << 20, create(&spool_path)?);
+    let mut index: HashMap<cid::Cid, (u64, usize)> = HashMap::new();
+    let mut pos = 0u64;
+    let root;
+    let stats;
+    {
+        let mut steps = Blocks {
+            importer: plan.importer,
+            sink: |b: Block| {
+                index.insert(b.cid, (pos, b.data.len()));
+                pos += b.data.len() as u64;
+                spool.write_all(&b.data).context("writing the spool")
+            },
+        };
+        feed(&order, &plan.entries, progress, &mut steps)?;
+        let mut blocks = Vec::new();
+        root = steps.importer.finish_wrapped(wrap, &mut |b| blocks.push(b))?;
+        for b in blocks {
+            (steps.sink)(b)?;
+        }
+        stats = steps.importer.stats();
+    }
+    spool.flush()?;
+    drop(spool);
+    let mut spooled = File::open(&spool_path)?;
+    let mut out = BufWriter::with_capacity(1 << 20, create(path)?);
+    let mut buf = Vec::new();
+    let mut car = CarStream::new(&root.cid, false, v2, ParallelCommP::new(), &mut buf);
+    let source = from_fn(|cid: &cid::Cid| {
+        let (offset, len) = *index.get(cid).ok_or(BlockError::Missing(*cid))?;
+        let mut data = vec![0u8; len];
+        spooled
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| spooled.read_exact(&mut data))
+            .map_err(|e| BlockError::Io { cid: *cid, source: Box::new(e) })?;
+        Ok(data)
+    });
+    let mut io_error = None;
+    walk::dfs(root.cid, WalkLimits::default(), source, |cid, data| {
+        car.block(cid, data, &mut buf);
+        if buf.len() >= 1 << 20 {
+            if let Err(e) = out.write_all(&buf) {
+                io_error.get_or_insert(e);
+            }
+            buf.clear();
+        }
+    })?;
+    if let Some(e) = io_error {
         return Err(e).context("writing the CAR");
     }
-
-    let written = match (std::mem::replace(&mut sink.car, CarSink::None), &args.car) {
-        (CarSink::Produced { out, provisional, sections, records }, Some(path)) => {
-            let v2 = (args.car_version == 2).then_some(V2 { sections, records });
-            let commp = std::mem::take(&mut sink.commp);
-            Some(finish_produced(out, &provisional, root.cid, path, v2, commp)?)
-        }
-        (CarSink::Spool { out, path: spool, index, .. }, Some(path)) => {
-            Some(finish_dfs(out, &spool, &index, root.cid, path, args.car_version == 2)?)
-        }
-        _ => None,
-    };
-    Ok(AddSummary {
-        piece_cid: written.as_ref().map(|w| PieceCid::v2(&w.piece).to_string()),
-        piece_size: written.as_ref().map(|w| w.piece.padded_size),
-        root: root.cid.to_string(),
-        blocks: sink.blocks,
-        dag_bytes: sink.dag_bytes,
-        car_bytes: written.as_ref().map(|w| w.bytes),
-    })
+    out.write_all(&buf)?;
+    let finished = car.finish(&root.cid)?;
+    out.write_all(&finished.tail)?;
+    out.flush()?;
+    let mut file = out.into_inner().map_err(|e| e.into_error())?;
+    patch(&mut file, &finished)?;
+    std::fs::remove_file(&spool_path)?;
+    let piece = finished.piece.context("the CAR's piece")?;
+    Ok(summary(&root, stats, Some((finished.car_bytes, piece))))
 }
 
 fn create(path: &Path) -> Result<File> {
@@ -279,227 +471,34 @@ fn progress_bar(total: u64) -> ProgressBar {
     bar
 }
 
-fn import_file(
-    path: &Path,
-    opts: ImportOptions,
-    sink: &mut Sink,
-    progress: &ProgressBar,
-) -> Result<Imported> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut builder = FileBuilder::new(opts)?;
-    builder
-        .push_reader(progress.wrap_read(file), &mut |b| sink.put(&b))
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok(builder.finish(&mut |b| sink.put(&b)))
-}
-
-fn wrap(
-    opts: ImportOptions,
-    name: Option<&str>,
-    node: Imported,
-    sink: &mut Sink,
-) -> Result<Imported> {
-    let name = name.context("--wrap needs an input with a UTF-8 file name")?;
-    let mut dir = DirectoryBuilder::new(opts);
-    dir.add_file(name, node)?;
-    Ok(dir.finish(&mut |b| sink.put(&b))?)
-}
-
-/// What a CARv2 needs at the end: the payload's section bytes and where each block's section is.
-struct V2 {
-    sections: u64,
-    records: Vec<(cid::Cid, u64)>,
-}
-
-/// Appends the index after the payload and writes the CARv2 prefix at the start; returns both.
-fn finish_v2(file: &mut File, header_len: u64, v2: &V2) -> Result<([u8; 51], Vec<u8>)> {
-    let data_size = header_len + v2.sections;
-    let records: Vec<_> = v2.records.iter().map(|(c, o)| (*c, header_len + o)).collect();
-    let index = car::multihash_index_sorted(&records);
-    file.seek(SeekFrom::Start(car::V2_PREFIX_LEN + data_size))?;
-    file.write_all(&index)?;
-    let prefix = car::v2_prefix(data_size, true);
-    file.seek(SeekFrom::Start(0))?;
-    file.write_all(&prefix)?;
-    Ok((prefix, index))
-}
-
-/// The CAR written and the piece it makes.
-struct Written {
-    bytes: u64,
-    piece: PieceInfo,
-}
-
-fn finish_produced(
-    mut out: BufWriter<File>,
-    provisional: &[u8],
-    root: cid::Cid,
-    path: &Path,
-    v2: Option<V2>,
-    mut commp: CommP,
-) -> Result<Written> {
-    out.flush()?;
-    let mut file = out.into_inner().map_err(|e| e.into_error())?;
-    let header = car::header_v1(&[root]);
-    let prefix = if v2.is_some() { car::V2_PREFIX_LEN } else { 0 };
-    let moved = header.len() != provisional.len();
-    if moved {
-        // The root's length was not the one predicted (a raw-leaf root under CIDv0): move the
-        // sections to make room for the real header.
-        let tmp = path.with_extension("car.tmp");
-        let mut fresh = BufWriter::new(create(&tmp)?);
-        fresh.write_all(&vec![0u8; prefix as usize])?;
-        fresh.write_all(&header)?;
-        // `file` was created write-only: read the sections back through a new handle.
-        let mut old = File::open(path)?;
-        old.seek(SeekFrom::Start(prefix + provisional.len() as u64))?;
-        std::io::copy(&mut old, &mut fresh)?;
-        fresh.flush()?;
-        drop(fresh);
-        std::fs::rename(&tmp, path)?;
-        file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
-    }
-    file.seek(SeekFrom::Start(prefix))?;
-    file.write_all(&header)?;
-    let mut first = Vec::with_capacity(prefix as usize + header.len());
-    if let Some(v2) = v2 {
-        // The payload ends where the sections end; anything after it is rewritten.
-        file.set_len(prefix + header.len() as u64 + v2.sections)?;
-        let (v2_prefix, index) = finish_v2(&mut file, header.len() as u64, &v2)?;
-        commp.update(&index);
-        first.extend_from_slice(&v2_prefix);
-    }
-    first.extend_from_slice(&header);
-    let bytes = file.metadata()?.len();
-    drop(file);
-    // The bytes that changed after they went through commP all sit in the first quad.
-    let piece = if moved {
-        crate::piece_cmd::piece_of_file(path)?
-    } else {
-        commp.finish_with_prefix(&first)?
-    };
-    Ok(Written { bytes, piece })
-}
-
-fn finish_dfs(
-    out: BufWriter<File>,
-    spool: &Path,
-    index: &HashMap<cid::Cid, (u64, usize)>,
-    root: cid::Cid,
-    path: &Path,
-    v2: bool,
-) -> Result<Written> {
-    drop(out.into_inner().map_err(|e| e.into_error())?);
-    let mut spooled = File::open(spool)?;
-    let mut car_out = BufWriter::with_capacity(1 << 20, create(path)?);
-    let mut commp = CommP::new();
-    if v2 {
-        car_out.write_all(&[0u8; car::V2_PREFIX_LEN as usize])?;
-        commp.update(&[0u8; car::V2_PREFIX_LEN as usize]);
-    }
-    let header = car::header_v1(&[root]);
-    car_out.write_all(&header)?;
-    commp.update(&header);
-    let mut sections = 0u64;
-    let mut records = Vec::new();
-    let mut io_error = None;
-    let mut section = Vec::new();
-    walk::dfs(
-        root,
-        |cid| {
-            let (offset, len) = *index.get(cid)?;
-            let mut data = vec![0u8; len];
-            spooled
-                .seek(SeekFrom::Start(offset))
-                .and_then(|_| spooled.read_exact(&mut data))
-                .ok()?;
-            Some(data)
-        },
-        |cid, data| {
-            section.clear();
-            car::encode_section(&Block { cid: *cid, data: data.to_vec() }, &mut section);
-            records.push((*cid, sections));
-            sections += section.len() as u64;
-            commp.update(&section);
-            if let Err(e) = car_out.write_all(&section) {
-                io_error.get_or_insert(e);
-            }
-        },
-    )?;
-    if let Some(e) = io_error {
-        return Err(e.into());
-    }
-    car_out.flush()?;
-    let mut file = car_out.into_inner().map_err(|e| e.into_error())?;
-    let mut first = Vec::new();
-    if v2 {
-        let (v2_prefix, index) =
-            finish_v2(&mut file, header.len() as u64, &V2 { sections, records })?;
-        commp.update(&index);
-        first.extend_from_slice(&v2_prefix);
-    }
-    drop(file);
-    std::fs::remove_file(spool)?;
-    let piece = commp.finish_with_prefix(&first)?;
-    Ok(Written { bytes: std::fs::metadata(path)?.len(), piece })
-}
-
-#[derive(Debug)]
-enum EntryKind {
-    File,
-    Dir,
-    Symlink(String),
-}
-
-#[derive(Debug)]
-struct Entry {
-    path: PathBuf,
-    rel: String,
-    kind: EntryKind,
-    size: u64,
-}
-
-/// Every entry below `root`, parents before children, siblings in byte order of their names.
+/// Every entry below `root` with its path relative to it (the importer orders them).
 fn collect(root: &Path) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
     let mut stack = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
-        let mut children: Vec<_> = std::fs::read_dir(&dir)
-            .with_context(|| format!("listing {}", dir.display()))?
-            .collect::<Result<_, _>>()?;
-        children.sort_by_key(|c| c.file_name());
-        let mut subdirs = Vec::new();
-        for child in children {
+        for child in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
+            let child = child?;
             let name = child.file_name();
             let name =
                 name.to_str().with_context(|| format!("{:?} is not a UTF-8 name", child.path()))?;
             let rel_path = if rel.is_empty() { name.to_owned() } else { format!("{rel}/{name}") };
             let file_type = child.file_type()?;
-            if file_type.is_symlink() {
+            let (kind, size) = if file_type.is_symlink() {
                 let target = std::fs::read_link(child.path())?;
                 let target = target
                     .to_str()
                     .with_context(|| format!("symlink {rel_path} has a non-UTF-8 target"))?;
-                out.push(Entry {
-                    path: child.path(),
-                    rel: rel_path,
-                    kind: EntryKind::Symlink(target.to_owned()),
-                    size: 0,
-                });
+                (Kind::Symlink(target.to_owned()), 0)
             } else if file_type.is_dir() {
-                out.push(Entry {
-                    path: child.path(),
-                    rel: rel_path.clone(),
-                    kind: EntryKind::Dir,
-                    size: 0,
-                });
-                subdirs.push((child.path(), rel_path));
+                stack.push((child.path(), rel_path.clone()));
+                (Kind::Dir, 0)
             } else {
-                let size = child.metadata()?.len();
-                out.push(Entry { path: child.path(), rel: rel_path, kind: EntryKind::File, size });
-            }
+                (Kind::File, child.metadata()?.len())
+            };
+            out.push(Entry { path: child.path(), rel: rel_path, kind, size });
         }
-        stack.extend(subdirs.into_iter().rev());
     }
     Ok(out)
 }

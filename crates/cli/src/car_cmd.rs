@@ -59,12 +59,22 @@ impl IndexedCar {
     }
 
     /// A block's bytes.
-    pub fn get(&mut self, cid: &Cid) -> Option<Vec<u8>> {
-        let (offset, len) = *self.index.get(cid)?;
+    pub fn get(&mut self, cid: &Cid) -> Result<Vec<u8>, estuary_dag::BlockError> {
+        let (offset, len) = *self.index.get(cid).ok_or(estuary_dag::BlockError::Missing(*cid))?;
         let mut data = vec![0u8; len];
-        self.file.seek(SeekFrom::Start(offset)).ok()?;
-        self.file.read_exact(&mut data).ok()?;
-        Some(data)
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| self.file.read_exact(&mut data))
+            .map_err(|e| estuary_dag::BlockError::Io { cid: *cid, source: Box::new(e) })?;
+        Ok(data)
+    }
+}
+
+impl estuary_dag::BlockSource for IndexedCar {
+    type Bytes = Vec<u8>;
+
+    fn block(&mut self, cid: &Cid) -> Result<Vec<u8>, estuary_dag::BlockError> {
+        self.get(cid)
     }
 }
 
@@ -128,22 +138,30 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
     let distinct: HashSet<Cid> = car.blocks.iter().map(|b| b.0).collect();
     let mut missing = Vec::new();
     for root in car.header.roots.clone() {
-        let mut stack = vec![root];
-        let mut seen = HashSet::new();
-        while let Some(cid) = stack.pop() {
-            if !seen.insert(cid) {
-                continue;
-            }
-            let Some(data) = car.get(&cid) else {
-                missing.push(cid.to_string());
-                continue;
+        // The shared walker, going on past a missing block (as a block without links) so that
+        // every missing block is found.
+        let mut walker = walk::Walker::new(root, walk::WalkLimits::default());
+        while let Some((cid, _)) = walker.peek()? {
+            let data = match walk::inline(&cid) {
+                Some(inline) => inline.to_vec(),
+                None => match car.get(&cid) {
+                    Ok(data) => data,
+                    Err(estuary_dag::BlockError::Missing(_)) => {
+                        missing.push(cid.to_string());
+                        walker.visit_links(0, Vec::new())?;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             };
             match walk::links(&cid, &data) {
-                Ok(links) => stack.extend(links),
+                Ok(links) => walker.visit_links(data.len(), links)?,
                 // A codec the walker cannot follow: its block is verified, its links unknown.
-                Err(walk::WalkError::UnsupportedCodec { .. }) => {}
+                Err(walk::WalkError::UnsupportedCodec { .. }) => {
+                    walker.visit_links(data.len(), Vec::new())?
+                }
                 Err(e) => bail!("{}: {e}", path.display()),
-            }
+            };
         }
     }
     let complete = missing.is_empty();
@@ -231,25 +249,19 @@ pub struct CatArgs {
 pub fn cat(args: &CatArgs, out: &mut impl Write) -> Result<()> {
     let mut car = IndexedCar::open(&args.car)?;
     let root = *car.header.roots.first().context("the CAR names no root")?;
-    let target = export::resolve(root, &args.path, |c| car.get(c))?;
+    let target = export::resolve(root, &args.path, &mut car)?;
     let (start, end) = match args.range {
         None => (0, None),
         Some(r) => (r.start, r.last.map(|l| l + 1)),
     };
     let mut io_error = None;
-    export::read_file(
-        target,
-        start,
-        end,
-        |c| car.get(c),
-        |bytes| {
-            if io_error.is_none()
-                && let Err(e) = out.write_all(bytes)
-            {
-                io_error = Some(e);
-            }
-        },
-    )?;
+    export::read_file(target, start, end, &mut car, |bytes| {
+        if io_error.is_none()
+            && let Err(e) = out.write_all(bytes)
+        {
+            io_error = Some(e);
+        }
+    })?;
     if let Some(e) = io_error {
         return Err(e.into());
     }

@@ -88,7 +88,7 @@ struct PageConfig {
 }
 
 fn port(p: u16) -> Result<u16> {
-    if p == 0 { devnet::free_port() } else { Ok(p) }
+    if p == 0 { Ok(devnet::free_port()?) } else { Ok(p) }
 }
 
 /// Runs the stack until Ctrl-C or SIGTERM.

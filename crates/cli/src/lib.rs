@@ -5,7 +5,7 @@
 //! - [`car_cmd`]: `estuary car verify | ls` and `estuary cat`, reading CAR files.
 //! - [`config_file`]: `estuary oracle run --config FILE`, settings from TOML.
 //! - [`piece_cmd`]: `estuary piece`, a file's piece commitment.
-//! - [`devnet`]: find the Foundry tools, start anvil, deploy the contracts.
+//! - [`devnet`]: find the Foundry tools, start anvil, deploy the contracts (`estuary_chain`'s).
 //! - [`dev`]: `estuary dev`, the whole stack (chain, contracts, oracle, dapp) as one process tree.
 
 pub mod add;
@@ -13,5 +13,5 @@ pub mod aggregate_cmd;
 pub mod car_cmd;
 pub mod config_file;
 pub mod dev;
-pub mod devnet;
+pub use estuary_chain::devnet;
 pub mod piece_cmd;

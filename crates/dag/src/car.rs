@@ -117,47 +117,19 @@ pub struct CarHeader {
 
 /// The encoded CARv1 header (length prefix included) naming `roots`.
 pub fn header_v1(roots: &[Cid]) -> Vec<u8> {
+    use crate::cbor::{major, write_cid, write_head, write_text};
     let mut cbor = vec![0xa2];
-    cbor_text("roots", &mut cbor);
-    cbor_head(4, roots.len() as u64, &mut cbor);
+    write_text("roots", &mut cbor);
+    write_head(major::ARRAY, roots.len() as u64, &mut cbor);
     for root in roots {
-        let bytes = root.to_bytes();
-        cbor.extend_from_slice(&[0xd8, 0x2a]); // tag 42
-        cbor_head(2, bytes.len() as u64 + 1, &mut cbor);
-        cbor.push(0x00); // multibase identity prefix
-        cbor.extend_from_slice(&bytes);
+        write_cid(root, &mut cbor);
     }
-    cbor_text("version", &mut cbor);
+    write_text("version", &mut cbor);
     cbor.push(0x01);
     let mut out = Vec::with_capacity(cbor.len() + 2);
     varint::encode(cbor.len() as u64, &mut out);
     out.extend_from_slice(&cbor);
     out
-}
-
-fn cbor_head(major: u8, value: u64, out: &mut Vec<u8>) {
-    let m = major << 5;
-    match value {
-        0..=23 => out.push(m | value as u8),
-        24..=0xff => out.extend_from_slice(&[m | 24, value as u8]),
-        0x100..=0xffff => {
-            out.push(m | 25);
-            out.extend_from_slice(&(value as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(m | 26);
-            out.extend_from_slice(&(value as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(m | 27);
-            out.extend_from_slice(&value.to_be_bytes());
-        }
-    }
-}
-
-fn cbor_text(s: &str, out: &mut Vec<u8>) {
-    cbor_head(3, s.len() as u64, out);
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// Appends one section (length, CID, bytes) for `block` to `out`.
@@ -688,104 +660,44 @@ pub fn verify(cid: &Cid, data: &[u8]) -> Result<(), CarError> {
     if ok { Ok(()) } else { Err(CarError::HashMismatch { cid: *cid }) }
 }
 
-// A minimal, strict reader for the one CBOR shape a CAR header has:
-// {"roots": [tag42(bytes)], "version": uint}, keys in either order, nothing else.
-struct Cbor<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Cbor<'a> {
-    fn err<T>(what: &str) -> Result<T, CarError> {
-        Err(CarError::BadHeader(what.to_owned()))
-    }
-
-    fn head(&mut self) -> Result<(u8, u64), CarError> {
-        let (&first, rest) =
-            self.bytes.split_first().ok_or_else(|| CarError::BadHeader("truncated".into()))?;
-        self.bytes = rest;
-        let major = first >> 5;
-        let info = first & 0x1f;
-        let value = match info {
-            0..=23 => u64::from(info),
-            24..=27 => {
-                let n = 1usize << (info - 24);
-                if self.bytes.len() < n {
-                    return Self::err("truncated");
-                }
-                let (v, rest) = self.bytes.split_at(n);
-                self.bytes = rest;
-                v.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
-            }
-            _ => return Self::err("indefinite lengths and reserved values are not allowed"),
-        };
-        Ok((major, value))
-    }
-
-    fn take(&mut self, n: u64) -> Result<&'a [u8], CarError> {
-        let n = usize::try_from(n).map_err(|_| CarError::BadHeader("length overflows".into()))?;
-        if self.bytes.len() < n {
-            return Self::err("truncated");
-        }
-        let (v, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Ok(v)
-    }
-}
-
+/// Reads the one CBOR shape a CAR header has: `{"roots": [tag42(bytes)], "version": uint}`,
+/// keys in either order, nothing else.
 fn decode_header(bytes: &[u8], limits: &CarLimits) -> Result<CarHeader, CarError> {
-    let mut c = Cbor { bytes };
-    let (major, entries) = c.head()?;
-    if major != 5 || entries > 2 {
-        return Cbor::err("expected a map of roots and version");
+    use crate::cbor::{Reader, major};
+    let bad = |e: crate::cbor::CborError| CarError::BadHeader(e.to_string());
+    let err = |what: &str| Err(CarError::BadHeader(what.to_owned()));
+    let mut c = Reader::new(bytes);
+    let (kind, entries) = c.head().map_err(bad)?;
+    if kind != major::MAP || entries > 2 {
+        return err("expected a map of roots and version");
     }
     let (mut roots, mut version) = (None, None);
     for _ in 0..entries {
-        let (major, len) = c.head()?;
-        if major != 3 {
-            return Cbor::err("map keys must be text");
-        }
-        match c.take(len)? {
+        match c.text().map_err(bad)? {
             b"version" => {
-                let (major, v) = c.head()?;
-                if major != 0 || version.is_some() {
-                    return Cbor::err("version must be one unsigned integer");
+                let v = c.uint().map_err(bad)?;
+                if version.replace(v).is_some() {
+                    return err("version must be given once");
                 }
-                version = Some(v);
             }
             b"roots" => {
-                let (major, n) = c.head()?;
-                if major != 4 || roots.is_some() {
-                    return Cbor::err("roots must be one array");
+                let (kind, n) = c.head().map_err(bad)?;
+                if kind != major::ARRAY || roots.is_some() {
+                    return err("roots must be one array");
                 }
                 if n > limits.max_roots as u64 {
-                    return Cbor::err("too many roots");
+                    return err("too many roots");
                 }
                 let mut list = Vec::with_capacity(n as usize);
                 for _ in 0..n {
-                    if c.head()? != (6, 42) {
-                        return Cbor::err("a root is not a CID (tag 42)");
-                    }
-                    let (major, len) = c.head()?;
-                    let raw = c.take(len)?;
-                    if major != 2 || raw.first() != Some(&0) {
-                        return Cbor::err("a root is not a CID byte string with a 0x00 prefix");
-                    }
-                    let mut reader = &raw[1..];
-                    let cid = Cid::read_bytes(&mut reader)
-                        .map_err(|e| CarError::BadHeader(format!("root: {e}")))?;
-                    if !reader.is_empty() {
-                        return Cbor::err("a root has trailing bytes");
-                    }
-                    list.push(cid);
+                    list.push(c.cid().map_err(bad)?);
                 }
                 roots = Some(list);
             }
-            _ => return Cbor::err("unknown key"),
+            _ => return err("unknown key"),
         }
     }
-    if !c.bytes.is_empty() {
-        return Cbor::err("trailing bytes after the header map");
-    }
+    c.end().map_err(|_| CarError::BadHeader("trailing bytes after the header map".into()))?;
     let version = version.ok_or_else(|| CarError::BadHeader("no version".into()))?;
     if version != 1 {
         return Err(CarError::UnsupportedVersion(version));

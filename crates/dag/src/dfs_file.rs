@@ -16,6 +16,7 @@ use crate::{
     block::{DAG_PB, IDENTITY, RAW},
     pb::PbNode,
     unixfs::{DataType, UnixFsData},
+    walk::{WalkError, WalkLimits, Walker, inline},
 };
 
 /// Why the stream is not the file asked for.
@@ -50,11 +51,23 @@ pub enum DfsFileError {
     /// The stream ended before the file did.
     #[error("the stream ended with {0} blocks of the file missing")]
     Truncated(usize),
+    /// The DAG breaks the walk's limits.
+    #[error(transparent)]
+    Walk(Box<WalkError>),
+}
+
+impl From<WalkError> for DfsFileError {
+    fn from(e: WalkError) -> Self {
+        Self::Walk(Box::new(e))
+    }
 }
 
 /// Streams a UnixFS file out of its blocks in depth-first order.
 #[derive(Debug)]
 pub struct DfsFileReader {
+    /// The order the blocks must arrive in, and the limits: the shared walker.
+    walker: Walker,
+    /// The blocks the file's bytes need next (repeated blocks included), last first.
     expected: Vec<Cid>,
     cache: HashMap<Cid, Vec<u8>>,
     order: VecDeque<Cid>,
@@ -66,7 +79,13 @@ pub struct DfsFileReader {
 impl DfsFileReader {
     /// A reader for the file under `root`; repeated chunks may use up to `max_cache` bytes.
     pub fn new(root: Cid, max_cache: usize) -> Self {
+        Self::with_limits(root, max_cache, WalkLimits::default())
+    }
+
+    /// [`new`](Self::new) within `limits`.
+    pub fn with_limits(root: Cid, max_cache: usize, limits: WalkLimits) -> Self {
         Self {
+            walker: Walker::new(root, limits),
             expected: vec![root],
             cache: HashMap::new(),
             order: VecDeque::new(),
@@ -90,11 +109,21 @@ impl DfsFileReader {
     /// completes to `out`.
     pub fn push(&mut self, cid: &Cid, data: &[u8], out: &mut Vec<u8>) -> Result<(), DfsFileError> {
         self.drain(out)?;
-        let Some(next) = self.expected.pop() else {
+        let Some(wanted) = self.walk_inline()? else {
             return Err(DfsFileError::Extra(Box::new(*cid)));
         };
-        if next != *cid {
-            return Err(DfsFileError::Unexpected { expected: Box::new(next), got: Box::new(*cid) });
+        if wanted != *cid {
+            return Err(DfsFileError::Unexpected {
+                expected: Box::new(wanted),
+                got: Box::new(*cid),
+            });
+        }
+        self.walker.visit(data)?;
+        match self.expected.pop() {
+            Some(next) if next == *cid => {}
+            // The bytes need a repeated block the stream sent earlier and the cache let go.
+            Some(_) => return Err(DfsFileError::TooMuchRepetition(self.max_cache)),
+            None => return Err(DfsFileError::Extra(Box::new(*cid))),
         }
         self.release(cid, data)?;
         self.process(cid, data, out)?;
@@ -104,11 +133,22 @@ impl DfsFileReader {
     /// Checks the file is complete.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), DfsFileError> {
         self.drain(out)?;
+        self.walk_inline()?;
         if self.expected.is_empty() {
             Ok(())
         } else {
             Err(DfsFileError::Truncated(self.expected.len()))
         }
+    }
+
+    /// The next block the stream must carry: the walk's next, past identity blocks (which
+    /// travel inside their CIDs).
+    fn walk_inline(&mut self) -> Result<Option<Cid>, DfsFileError> {
+        while let Some((cid, _)) = self.walker.peek()? {
+            let Some(data) = inline(&cid) else { return Ok(Some(cid)) };
+            self.walker.visit(data)?;
+        }
+        Ok(None)
     }
 
     /// Serves expectations that need no new block: inline (identity) blocks and cached ones.
@@ -181,6 +221,7 @@ impl DfsFileReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::walk::WalkLimits;
     use crate::{Profile, file::import_bytes, walk::dfs};
 
     fn stream(data: &[u8], chunk: usize) -> (Cid, Vec<(Cid, Vec<u8>)>) {
@@ -190,7 +231,7 @@ mod tests {
         let (root, blocks) = import_bytes(data, opts).unwrap();
         let map: HashMap<Cid, Vec<u8>> = blocks.into_iter().map(|b| (b.cid, b.data)).collect();
         let mut order = Vec::new();
-        dfs(root.cid, |c| map.get(c).cloned(), |c, d| order.push((*c, d.to_vec()))).unwrap();
+        dfs(root.cid, WalkLimits::default(), &map, |c, d| order.push((*c, d.to_vec()))).unwrap();
         (root.cid, order)
     }
 

@@ -55,7 +55,7 @@ fn check_name(name: &str) -> Result<(), DirError> {
     Ok(())
 }
 
-fn components(path: &str) -> Result<Vec<&str>, DirError> {
+pub(crate) fn components(path: &str) -> Result<Vec<&str>, DirError> {
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     if parts.is_empty() {
         return Err(DirError::InvalidName(path.to_owned()));

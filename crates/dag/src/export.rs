@@ -14,6 +14,7 @@ use ::cid::Cid;
 use crate::{
     block::{DAG_PB, RAW},
     pb::{PbError, PbNode},
+    source::{BlockError, BlockSource},
     unixfs::{DataType, UnixFsData, UnixFsError},
 };
 
@@ -24,9 +25,12 @@ pub const MAX_DEPTH: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExportError {
-    /// A block needed is not available.
-    #[error("block {0} is missing")]
-    Missing(Cid),
+    /// The block source could not give a block the reader needs (missing, corrupt, or a fault).
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    /// Reading needed more node visits than allowed (a DAG whose links repeat one subtree).
+    #[error("reading the file needs more than {0} node visits")]
+    TooManyVisits(u64),
     /// A dag-pb block does not decode.
     #[error("block {cid} is not valid dag-pb: {source}")]
     Pb {
@@ -89,11 +93,8 @@ enum Node<B> {
     Pb(PbNode, UnixFsData),
 }
 
-fn load<B: AsRef<[u8]>>(
-    cid: &Cid,
-    get: &mut impl FnMut(&Cid) -> Option<B>,
-) -> Result<Node<B>, ExportError> {
-    let bytes = get(cid).ok_or(ExportError::Missing(*cid))?;
+fn load<S: BlockSource>(cid: &Cid, source: &mut S) -> Result<Node<S::Bytes>, ExportError> {
+    let bytes = source.block(cid)?;
     match cid.codec() {
         RAW => Ok(Node::Raw(bytes)),
         DAG_PB => {
@@ -112,17 +113,13 @@ fn load<B: AsRef<[u8]>>(
 }
 
 /// Follows `path` (`a/b/c`, empty for the root itself) from `root` through directories.
-pub fn resolve<B: AsRef<[u8]>>(
-    root: Cid,
-    path: &str,
-    mut get: impl FnMut(&Cid) -> Option<B>,
-) -> Result<Cid, ExportError> {
+pub fn resolve<S: BlockSource>(root: Cid, path: &str, mut source: S) -> Result<Cid, ExportError> {
     let mut current = root;
     for (depth, name) in path.split('/').filter(|p| !p.is_empty()).enumerate() {
         if depth >= MAX_DEPTH {
             return Err(ExportError::Corrupt { cid: current, reason: "path is too deep".into() });
         }
-        let Node::Pb(node, meta) = load(&current, &mut get)? else {
+        let Node::Pb(node, meta) = load(&current, &mut source)? else {
             return Err(ExportError::NotADirectory(current));
         };
         current = match meta.kind {
@@ -132,7 +129,7 @@ pub fn resolve<B: AsRef<[u8]>>(
                 .find(|l| l.name.as_deref() == Some(name))
                 .map(|l| l.hash)
                 .ok_or_else(|| ExportError::NoSuchEntry { dir: current, name: name.to_owned() })?,
-            DataType::HamtShard => hamt_lookup(current, node, &meta, name, &mut get)?,
+            DataType::HamtShard => hamt_lookup(current, node, &meta, name, &mut source)?,
             _ => return Err(ExportError::NotADirectory(current)),
         };
     }
@@ -140,12 +137,12 @@ pub fn resolve<B: AsRef<[u8]>>(
 }
 
 /// Finds `name` in the HAMT-sharded directory whose root bucket is `node`.
-fn hamt_lookup<B: AsRef<[u8]>>(
+fn hamt_lookup<S: BlockSource>(
     dir: Cid,
     mut node: PbNode,
     meta: &UnixFsData,
     name: &str,
-    get: &mut impl FnMut(&Cid) -> Option<B>,
+    source: &mut S,
 ) -> Result<Cid, ExportError> {
     let mut bucket = dir;
     let mut meta = meta.clone();
@@ -170,7 +167,7 @@ fn hamt_lookup<B: AsRef<[u8]>>(
         if !is_bucket {
             return Ok(target);
         }
-        let Node::Pb(next, next_meta) = load(&target, get)? else {
+        let Node::Pb(next, next_meta) = load(&target, source)? else {
             return Err(ExportError::Corrupt {
                 cid: target,
                 reason: "HAMT bucket is not dag-pb".into(),
@@ -182,11 +179,8 @@ fn hamt_lookup<B: AsRef<[u8]>>(
 }
 
 /// The size in bytes of the file at `cid`.
-pub fn file_size<B: AsRef<[u8]>>(
-    cid: Cid,
-    mut get: impl FnMut(&Cid) -> Option<B>,
-) -> Result<u64, ExportError> {
-    match load(&cid, &mut get)? {
+pub fn file_size<S: BlockSource>(cid: Cid, mut source: S) -> Result<u64, ExportError> {
+    match load(&cid, &mut source)? {
         Node::Raw(data) => Ok(data.as_ref().len() as u64),
         Node::Pb(_, meta) if matches!(meta.kind, DataType::File | DataType::Raw) => {
             Ok(meta.filesize.unwrap_or_else(|| {
@@ -199,38 +193,67 @@ pub fn file_size<B: AsRef<[u8]>>(
 }
 
 /// Streams bytes `start..end` of the file at `cid` to `out` (`end` of `None`: to the end of the
-/// file). Returns the file's size.
-pub fn read_file<B: AsRef<[u8]>>(
+/// file). Returns the file's size. Unbounded in visits: a reader of untrusted DAGs uses
+/// [`read_file_within`].
+pub fn read_file<S: BlockSource>(
     cid: Cid,
     start: u64,
     end: Option<u64>,
-    mut get: impl FnMut(&Cid) -> Option<B>,
+    source: S,
+    out: impl FnMut(&[u8]),
+) -> Result<u64, ExportError> {
+    read_file_within(cid, start, end, u64::MAX, source, out)
+}
+
+/// [`read_file`], loading at most `max_visits` nodes (every load counts, a subtree linked twice
+/// twice: what the range really costs, however few distinct blocks it has).
+pub fn read_file_within<S: BlockSource>(
+    cid: Cid,
+    start: u64,
+    end: Option<u64>,
+    max_visits: u64,
+    mut source: S,
     mut out: impl FnMut(&[u8]),
 ) -> Result<u64, ExportError> {
-    let size = file_size(cid, &mut get)?;
+    let size = file_size(cid, &mut source)?;
     if start > size || (start == size && size > 0) {
         return Err(ExportError::RangeNotSatisfiable { start, size });
     }
     let end = end.map_or(size, |e| e.min(size));
     if end > start {
-        copy(&cid, 0, None, start, end, 0, &mut get, &mut out)?;
+        let mut budget = Budget { left: max_visits, max: max_visits };
+        copy(&cid, 0, None, (start, end), 0, &mut budget, &mut source, &mut out)?;
     }
     Ok(size)
+}
+
+/// Node loads left to a read.
+struct Budget {
+    left: u64,
+    max: u64,
+}
+
+impl Budget {
+    fn take(&mut self) -> Result<(), ExportError> {
+        self.left = self.left.checked_sub(1).ok_or(ExportError::TooManyVisits(self.max))?;
+        Ok(())
+    }
 }
 
 /// Writes the part of node `cid` (covering file bytes `offset..`) that falls in `start..end`.
 /// `expected` is the size the parent claims for this node.
 #[allow(clippy::too_many_arguments)]
-fn copy<B: AsRef<[u8]>>(
+fn copy<S: BlockSource>(
     cid: &Cid,
     offset: u64,
     expected: Option<u64>,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     depth: usize,
-    get: &mut impl FnMut(&Cid) -> Option<B>,
+    budget: &mut Budget,
+    source: &mut S,
     out: &mut impl FnMut(&[u8]),
 ) -> Result<(), ExportError> {
+    budget.take()?;
     if depth > MAX_DEPTH {
         return Err(ExportError::Corrupt { cid: *cid, reason: "file DAG is too deep".into() });
     }
@@ -242,7 +265,7 @@ fn copy<B: AsRef<[u8]>>(
             out(&data[(lo - at) as usize..(hi - at) as usize]);
         }
     };
-    match load(cid, get)? {
+    match load(cid, source)? {
         Node::Raw(data) => {
             let data = data.as_ref();
             if let Some(e) = expected
@@ -280,7 +303,7 @@ fn copy<B: AsRef<[u8]>>(
                     break;
                 }
                 if at + size > start {
-                    copy(&link.hash, at, Some(size), start, end, depth + 1, get, out)?;
+                    copy(&link.hash, at, Some(size), (start, end), depth + 1, budget, source, out)?;
                 }
                 at += size;
             }
@@ -307,7 +330,7 @@ mod tests {
         end: Option<u64>,
     ) -> Result<Vec<u8>, ExportError> {
         let mut out = Vec::new();
-        read_file(cid, start, end, |c| s.get(c), |b| out.extend_from_slice(b))?;
+        read_file(cid, start, end, s, |b| out.extend_from_slice(b))?;
         Ok(out)
     }
 
@@ -343,10 +366,10 @@ mod tests {
             root.cid,
             500,
             Some(510),
-            |c| {
+            crate::source::infallible(|c| {
                 fetched += 1;
                 s.get(c)
-            },
+            }),
             |b| out.extend_from_slice(b),
         )
         .unwrap();
@@ -365,17 +388,11 @@ mod tests {
         dir.add_file("a/b/c.txt", file).unwrap();
         let root = dir.finish(&mut |b| blocks.push(b)).unwrap();
         let s = store(&blocks);
-        let found = resolve(root.cid, "/a/b/c.txt", |c| s.get(c)).unwrap();
+        let found = resolve(root.cid, "/a/b/c.txt", &s).unwrap();
         assert_eq!(read(found, &s, 0, None).unwrap(), b"deep file");
-        assert!(matches!(
-            resolve(root.cid, "a/x", |c| s.get(c)),
-            Err(ExportError::NoSuchEntry { .. })
-        ));
-        assert!(matches!(
-            resolve(root.cid, "a/b/c.txt/d", |c| s.get(c)),
-            Err(ExportError::NotADirectory(_))
-        ));
-        let a = resolve(root.cid, "a", |c| s.get(c)).unwrap();
+        assert!(matches!(resolve(root.cid, "a/x", &s), Err(ExportError::NoSuchEntry { .. })));
+        assert!(matches!(resolve(root.cid, "a/b/c.txt/d", &s), Err(ExportError::NotADirectory(_))));
+        let a = resolve(root.cid, "a", &s).unwrap();
         assert_eq!(read(a, &s, 0, None), Err(ExportError::NotAFile(a)));
     }
 
@@ -389,7 +406,7 @@ mod tests {
         s.insert(leaf, b"012".to_vec());
         assert!(matches!(read(root.cid, &s, 0, None), Err(ExportError::Corrupt { .. })));
         s.remove(&leaf);
-        assert_eq!(read(root.cid, &s, 0, None), Err(ExportError::Missing(leaf)));
+        assert_eq!(read(root.cid, &s, 0, None), Err(ExportError::Block(BlockError::Missing(leaf))));
     }
 
     #[test]
@@ -411,8 +428,8 @@ mod tests {
         .encode();
         let s: HashMap<Cid, Vec<u8>> = [(me, looping), (leaf, b"x".to_vec())].into();
         assert!(matches!(read(me, &s, 0, None), Err(ExportError::Corrupt { .. })));
-        let walked = crate::walk::dfs(me, |c| s.get(c), |_, _| {});
-        assert_eq!(walked, Ok(()), "the walker visits each CID once and stops");
+        let walked = crate::walk::dfs(me, crate::walk::WalkLimits::default(), &s, |_, _| {});
+        assert!(walked.is_ok(), "the walker visits each CID once and stops");
     }
 
     #[test]
@@ -435,7 +452,7 @@ mod tests {
         let bucket = Block::new(cid::Version::V1, DAG_PB, node.encode());
         let mut s = store(&blocks);
         s.insert(bucket.cid, bucket.data.clone());
-        assert!(matches!(resolve(bucket.cid, "x", |c| s.get(c)), Err(ExportError::Corrupt { .. })));
+        assert!(matches!(resolve(bucket.cid, "x", &s), Err(ExportError::Corrupt { .. })));
     }
 
     proptest! {

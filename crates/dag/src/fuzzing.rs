@@ -75,8 +75,12 @@ pub fn car(data: &[u8]) {
     }
     if let Some(root) = root {
         let mut total = 0usize;
-        let _ = export::read_file(root, 0, Some(1 << 20), |c| store.get(c), |b| total += b.len());
-        let _ = crate::walk::dfs(root, |c| store.get(c), |_, _| {});
+        let limits = crate::walk::WalkLimits { max_visits: 1 << 16, ..Default::default() };
+        let _ = export::read_file_within(root, 0, Some(1 << 20), 1 << 16, &store, |b| {
+            total += b.len();
+        });
+        let _ = crate::walk::dfs(root, limits, &store, |_, _| {});
+        let _ = crate::order::canonical(root, limits, &store, |_, _| {});
     }
 }
 
@@ -105,6 +109,13 @@ pub fn dag_cbor(data: &[u8]) {
     let cid = crate::block::sha256_cid(::cid::Version::V1, crate::block::DAG_CBOR, data);
     if let Ok(links) = crate::walk::links(&cid, data) {
         assert!(links.len() <= data.len());
+    }
+    // The one reader again, item by item: never panics, and reads no further than the input.
+    let mut reader = crate::cbor::Reader::new(data);
+    while !reader.is_empty() {
+        if reader.skip(&mut |_| {}).is_err() {
+            break;
+        }
     }
 }
 

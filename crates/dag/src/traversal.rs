@@ -19,10 +19,11 @@ use ::cid::Cid;
 
 use crate::{
     block::{DAG_PB, RAW},
-    export::{ExportError, file_size, read_file, resolve},
+    export::{ExportError, file_size, read_file_within, resolve},
     pb::PbNode,
+    source::{BlockError, BlockSource, from_fn},
     unixfs::{DataType, UnixFsData},
-    walk::{WalkError, WalkLimits, dfs_limited},
+    walk::{WalkError, WalkLimits, Walker, inline, links},
 };
 
 /// `dag-scope`.
@@ -109,9 +110,23 @@ pub enum TraversalError {
     /// The path or the file could not be read.
     #[error(transparent)]
     Export(Box<ExportError>),
-    /// A walk failed (missing block, limit).
+    /// A walk failed (missing block, source fault, limit).
     #[error(transparent)]
     Walk(Box<WalkError>),
+    /// The receiver asked to stop (the client went away).
+    #[error("stopped by the receiver")]
+    Stopped,
+}
+
+impl TraversalError {
+    /// Whether the block source failed (as opposed to the DAG being incomplete or bad).
+    pub fn is_fault(&self) -> bool {
+        match self {
+            Self::Export(e) => matches!(&**e, ExportError::Block(b) if b.is_fault()),
+            Self::Walk(e) => e.is_fault(),
+            Self::Stopped => false,
+        }
+    }
 }
 
 impl From<ExportError> for TraversalError {
@@ -126,6 +141,12 @@ impl From<WalkError> for TraversalError {
     }
 }
 
+impl From<BlockError> for TraversalError {
+    fn from(e: BlockError) -> Self {
+        Self::Export(Box::new(ExportError::Block(e)))
+    }
+}
+
 /// The path resolved: the terminal element and the blocks that prove the way to it, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedPath {
@@ -136,18 +157,22 @@ pub struct ResolvedPath {
 }
 
 /// Follows `path` from `root`, remembering the blocks it reads.
-pub fn resolve_path<B: AsRef<[u8]>>(
+pub fn resolve_path<S: BlockSource>(
     root: Cid,
     path: &str,
-    mut get: impl FnMut(&Cid) -> Option<B>,
+    mut source: S,
 ) -> Result<ResolvedPath, ExportError> {
     let mut path_blocks = Vec::new();
-    let terminal = resolve(root, path, |cid| {
-        if !path_blocks.contains(cid) {
-            path_blocks.push(*cid);
-        }
-        get(cid)
-    })?;
+    let terminal = resolve(
+        root,
+        path,
+        from_fn(|cid: &Cid| {
+            if !path_blocks.contains(cid) {
+                path_blocks.push(*cid);
+            }
+            source.block(cid)
+        }),
+    )?;
     Ok(ResolvedPath { terminal, path_blocks })
 }
 
@@ -158,116 +183,154 @@ fn unixfs_kind(data: &[u8]) -> Option<(PbNode, DataType)> {
     Some((node, meta.kind))
 }
 
+/// Hands blocks to the receiver once each, and remembers whether it wants more.
+struct Sender<E> {
+    seen: HashSet<Cid>,
+    emit: E,
+}
+
+impl<E: FnMut(&Cid, &[u8]) -> bool> Sender<E> {
+    fn send(&mut self, cid: &Cid, data: &[u8]) -> Result<(), TraversalError> {
+        if self.seen.insert(*cid) && !(self.emit)(cid, data) {
+            return Err(TraversalError::Stopped);
+        }
+        Ok(())
+    }
+
+    fn send_from<S: BlockSource>(
+        &mut self,
+        cid: &Cid,
+        source: &mut S,
+    ) -> Result<(), TraversalError> {
+        if self.seen.contains(cid) {
+            return Ok(());
+        }
+        let block = source.block(cid)?;
+        self.send(cid, block.as_ref())
+    }
+}
+
+/// Walks `walker` to its end in pre-order, sending every block it visits; `children` picks the
+/// links to follow (all of them, or a HAMT's buckets).
+fn walk_and_send<S: BlockSource, E: FnMut(&Cid, &[u8]) -> bool>(
+    mut walker: Walker,
+    source: &mut S,
+    sender: &mut Sender<E>,
+    children: impl Fn(&Cid, &[u8]) -> Result<Vec<Cid>, TraversalError>,
+) -> Result<(), TraversalError> {
+    while let Some((cid, _)) = walker.peek()? {
+        let block;
+        let data = match inline(&cid) {
+            Some(data) => data,
+            None => {
+                block = source.block(&cid)?;
+                block.as_ref()
+            }
+        };
+        let links = children(&cid, data)?;
+        walker.visit_links(data.len(), links)?;
+        sender.send(&cid, data)?;
+    }
+    Ok(())
+}
+
 /// Emits the blocks of `path` and of its terminal element under `scope` (and `range`, for a
-/// file under [`DagScope::Entity`]), each once, in CAR order.
-pub fn select_blocks<B: AsRef<[u8]>>(
+/// file under [`DagScope::Entity`]), each once, in CAR order, within `limits` (a range is read
+/// in at most `limits.max_visits` node loads). `emit` returns whether to go on: `false` (the
+/// client went away) ends the walk with [`TraversalError::Stopped`].
+pub fn select_blocks<S: BlockSource>(
     resolved: &ResolvedPath,
     scope: DagScope,
     range: Option<EntityBytes>,
     limits: WalkLimits,
-    mut get: impl FnMut(&Cid) -> Option<B>,
-    mut emit: impl FnMut(&Cid, &[u8]),
+    mut source: S,
+    emit: impl FnMut(&Cid, &[u8]) -> bool,
 ) -> Result<(), TraversalError> {
-    let mut seen = HashSet::new();
-    let mut send = |cid: &Cid, get: &mut dyn FnMut(&Cid) -> Option<B>| {
-        if !seen.insert(*cid) {
-            return Ok(());
-        }
-        let block = get(cid).ok_or(ExportError::Missing(*cid))?;
-        emit(cid, block.as_ref());
-        Ok::<(), TraversalError>(())
-    };
+    let mut sender = Sender { seen: HashSet::new(), emit };
     for cid in &resolved.path_blocks {
-        send(cid, &mut get)?;
+        sender.send_from(cid, &mut source)?;
     }
     let terminal = resolved.terminal;
+    let everything = |cid: &Cid, data: &[u8]| links(cid, data).map_err(TraversalError::from);
     match scope {
-        DagScope::Block => send(&terminal, &mut get),
+        DagScope::Block => sender.send_from(&terminal, &mut source),
         DagScope::All => {
-            dfs_limited(terminal, limits, &mut get, |cid, data| {
-                if seen.insert(*cid) {
-                    emit(cid, data);
-                }
-            })?;
-            Ok(())
+            walk_and_send(Walker::new(terminal, limits), &mut source, &mut sender, everything)
         }
         DagScope::Entity => {
             if terminal.codec() != DAG_PB {
                 // A raw leaf is a whole file in one block; other codecs are their block.
-                return send(&terminal, &mut get);
+                return sender.send_from(&terminal, &mut source);
             }
-            let root = get(&terminal).ok_or(ExportError::Missing(terminal))?;
-            let kind = unixfs_kind(root.as_ref());
+            let root = source.block(&terminal)?;
+            let kind = unixfs_kind(root.as_ref()).map(|(_, kind)| kind);
             drop(root);
-            match kind {
-                Some((_, DataType::File | DataType::Raw)) => match range {
-                    None => {
-                        dfs_limited(terminal, limits, &mut get, |cid, data| {
-                            if seen.insert(*cid) {
-                                emit(cid, data);
-                            }
-                        })?;
-                        Ok(())
-                    }
-                    Some(range) => {
-                        let size = file_size(terminal, &mut get)?;
-                        let (start, end) = range.resolve(size);
-                        send(&terminal, &mut get)?;
-                        if start < end {
-                            // The reader loads exactly the nodes covering the range, depth first.
-                            let mut error = None;
-                            read_file(
-                                terminal,
-                                start,
-                                Some(end),
-                                |cid: &Cid| {
-                                    let block = get(cid);
-                                    if let Some(b) = &block
-                                        && seen.insert(*cid)
-                                    {
-                                        emit(cid, b.as_ref());
-                                    }
-                                    if block.is_none() {
-                                        error = Some(*cid);
-                                    }
-                                    block
-                                },
-                                |_| {},
-                            )?;
-                            if let Some(missing) = error {
-                                return Err(ExportError::Missing(missing).into());
-                            }
+            match (kind, range) {
+                (Some(DataType::File | DataType::Raw), None) => walk_and_send(
+                    Walker::new(terminal, limits),
+                    &mut source,
+                    &mut sender,
+                    everything,
+                ),
+                (Some(DataType::File | DataType::Raw), Some(range)) => {
+                    let size = file_size(terminal, &mut source)?;
+                    let (start, end) = range.resolve(size);
+                    sender.send_from(&terminal, &mut source)?;
+                    if start < end {
+                        // The reader loads exactly the nodes covering the range, depth first;
+                        // each load counts against the visits, a repeated subtree every time.
+                        let mut stopped = false;
+                        let read = read_file_within(
+                            terminal,
+                            start,
+                            Some(end),
+                            limits.max_visits,
+                            from_fn(|cid: &Cid| {
+                                let block = source.block(cid)?;
+                                if sender.send(cid, block.as_ref()).is_err() {
+                                    // Ends the read at once; reported as `Stopped` below.
+                                    stopped = true;
+                                    return Err(BlockError::Io {
+                                        cid: *cid,
+                                        source: "stopped".into(),
+                                    });
+                                }
+                                Ok(block)
+                            }),
+                            |_| {},
+                        );
+                        if stopped {
+                            return Err(TraversalError::Stopped);
                         }
-                        Ok(())
+                        read?;
                     }
-                },
-                Some((_, DataType::HamtShard)) => {
+                    Ok(())
+                }
+                (Some(DataType::HamtShard), _) => {
                     // The buckets: links named by their two-hex-digit index alone.
-                    let mut stack = vec![(terminal, 0usize)];
-                    while let Some((bucket, depth)) = stack.pop() {
-                        if depth > 8 {
-                            return Err(WalkError::TooDeep { cid: bucket, max: 8 }.into());
-                        }
-                        let data = get(&bucket).ok_or(ExportError::Missing(bucket))?;
-                        let Some((node, DataType::HamtShard)) = unixfs_kind(data.as_ref()) else {
+                    let buckets = |cid: &Cid, data: &[u8]| {
+                        let Some((node, DataType::HamtShard)) = unixfs_kind(data) else {
                             return Err(ExportError::Corrupt {
-                                cid: bucket,
+                                cid: *cid,
                                 reason: "HAMT bucket is not a HAMT node".into(),
                             }
                             .into());
                         };
-                        if seen.insert(bucket) {
-                            emit(&bucket, data.as_ref());
-                        }
-                        let children = node.links.iter().rev().filter(|l| {
-                            l.name.as_deref().is_some_and(|n| n.len() == 2)
-                                && l.hash.codec() == DAG_PB
-                        });
-                        stack.extend(children.map(|l| (l.hash, depth + 1)));
-                    }
-                    Ok(())
+                        Ok(node
+                            .links
+                            .into_iter()
+                            .filter(|l| {
+                                l.name.as_deref().is_some_and(|n| n.len() == 2)
+                                    && l.hash.codec() == DAG_PB
+                            })
+                            .map(|l| l.hash)
+                            .collect())
+                    };
+                    // A 64-bit hash has eight levels of 256-way buckets.
+                    let hamt = WalkLimits { max_depth: limits.max_depth.min(8), ..limits };
+                    walk_and_send(Walker::new(terminal, hamt), &mut source, &mut sender, buckets)
                 }
-                _ => send(&terminal, &mut get),
+                _ => sender.send_from(&terminal, &mut source),
             }
         }
     }
@@ -318,16 +381,18 @@ mod tests {
     }
 
     fn select(d: &Dag, path: &str, scope: DagScope, range: Option<&str>) -> Vec<Cid> {
-        let get = |c: &Cid| d.blocks.get(c).cloned();
-        let resolved = resolve_path(d.root, path, get).unwrap();
+        let resolved = resolve_path(d.root, path, &d.blocks).unwrap();
         let mut out = Vec::new();
         select_blocks(
             &resolved,
             scope,
             range.map(|r| r.parse().unwrap()),
             WalkLimits::default(),
-            get,
-            |c, _| out.push(*c),
+            &d.blocks,
+            |c, _| {
+                out.push(*c);
+                true
+            },
         )
         .unwrap();
         out
@@ -337,7 +402,7 @@ mod tests {
     fn read_from(d: &Dag, cids: &[Cid], start: u64, end: u64) -> Vec<u8> {
         let only: HashMap<Cid, Vec<u8>> = cids.iter().map(|c| (*c, d.blocks[c].clone())).collect();
         let mut out = Vec::new();
-        read_file(d.file, start, Some(end), |c| only.get(c).cloned(), |b| out.extend_from_slice(b))
+        crate::export::read_file(d.file, start, Some(end), &only, |b| out.extend_from_slice(b))
             .unwrap();
         out
     }
@@ -391,10 +456,12 @@ mod tests {
             assert!(bad.parse::<EntityBytes>().is_err(), "{bad}");
         }
         let d = dag();
-        let get = |c: &Cid| d.blocks.get(c).cloned();
-        assert!(matches!(resolve_path(d.root, "nope", get), Err(ExportError::NoSuchEntry { .. })));
         assert!(matches!(
-            resolve_path(d.root, "hello.txt/x", get),
+            resolve_path(d.root, "nope", &d.blocks),
+            Err(ExportError::NoSuchEntry { .. })
+        ));
+        assert!(matches!(
+            resolve_path(d.root, "hello.txt/x", &d.blocks),
             Err(ExportError::NotADirectory(_))
         ));
     }

@@ -1,9 +1,26 @@
-//! Walking a DAG: the links of a block, and a bounded depth-first traversal from a root.
+//! Walking a DAG: the links of a block, and the one depth-first walker every traversal in
+//! Estuary is driven by.
+//!
+//! ```text
+//!            ┌──────────── Walker (sans-io: order, dedup, limits) ────────────┐
+//!  root ───► │ peek() → next CID in pre-order    visit(bytes) → push its links │
+//!            │ upcoming(n) → the next n CIDs, for drivers that fetch ahead     │
+//!            └──────────────────────────────────────────────────────────────────┘
+//!   drivers: dfs / post_order (a BlockSource: the blockstore, a map, a spooled CAR),
+//!            estuary_p2p::DfsFetch (Bitswap, several blocks in flight: the oracle's fetch and
+//!            the browser's download), the gateway's CAR selection (`traversal`), the packer's
+//!            canonical order (`order`)
+//! ```
 //!
 //! The walker follows dag-pb links, dag-cbor links (CIDs under tag 42, anywhere in the value),
-//! and nothing out of raw blocks. Blocks named by an identity multihash carry their bytes in
-//! the CID and are never fetched. Every walk is bounded ([`WalkLimits`]): depth, links per
-//! block, total blocks and total bytes, so a hostile DAG costs at most what the caller allows.
+//! and nothing out of raw blocks. Blocks named by an identity multihash carry their bytes in the
+//! CID ([`inline`]) and are never fetched. It visits each block once, at its first place in a
+//! depth-first pre-order (parents before children, children in link order — the order of
+//! `ipfs dag export` and of a trustless gateway's CAR with `dups=n`); a link to a block already
+//! visited is dropped before it is queued. Every walk is bounded by [`WalkLimits`], checked
+//! here and nowhere else: depth, links per block, distinct blocks, bytes, and link visits (every
+//! link read counts, so a DAG whose links all point at one block costs what it is, not what it
+//! dedups to). A hostile DAG costs at most what the caller allows.
 
 use std::collections::HashSet;
 
@@ -11,16 +28,18 @@ use ::cid::Cid;
 
 use crate::{
     block::{DAG_CBOR, DAG_PB, IDENTITY, RAW},
+    cbor::CborError,
     pb::{PbError, PbNode},
+    source::{BlockError, BlockSource},
 };
 
 /// Why a walk stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WalkError {
-    /// A block the walk needs is not available.
-    #[error("block {0} is missing")]
-    Missing(Cid),
+    /// The block source could not give a block the walk needs (missing, corrupt, or a fault).
+    #[error(transparent)]
+    Block(#[from] BlockError),
     /// A dag-pb block does not decode.
     #[error("block {cid} is not valid dag-pb: {source}")]
     BadNode {
@@ -30,12 +49,12 @@ pub enum WalkError {
         source: PbError,
     },
     /// A dag-cbor block does not decode.
-    #[error("block {cid} is not valid dag-cbor: {reason}")]
+    #[error("block {cid} is not valid dag-cbor: {source}")]
     BadCbor {
         /// The block.
         cid: Cid,
         /// Why.
-        reason: String,
+        source: CborError,
     },
     /// A codec the walker cannot read links from.
     #[error("block {cid} has codec 0x{codec:x}, which this walker cannot follow")]
@@ -69,6 +88,42 @@ pub enum WalkError {
     /// More bytes than allowed.
     #[error("the DAG holds more than {0} bytes")]
     TooManyBytes(u64),
+    /// More link visits than allowed.
+    #[error("the walk read more than {0} links")]
+    TooManyVisits(u64),
+}
+
+impl WalkError {
+    /// The block found missing, if that is why the walk stopped.
+    pub fn missing(&self) -> Option<Cid> {
+        match self {
+            Self::Block(BlockError::Missing(cid)) => Some(*cid),
+            _ => None,
+        }
+    }
+
+    /// Whether the block source failed (nothing is known about the DAG), as opposed to the DAG
+    /// being incomplete, malformed or over a limit.
+    pub fn is_fault(&self) -> bool {
+        matches!(self, Self::Block(e) if e.is_fault())
+    }
+
+    /// Whether a limit stopped the walk.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            Self::TooDeep { .. }
+                | Self::TooManyLinks { .. }
+                | Self::TooManyBlocks(_)
+                | Self::TooManyBytes(_)
+                | Self::TooManyVisits(_)
+        )
+    }
+
+    /// Whether the DAG itself is malformed (a block that does not decode, or an unknown codec).
+    pub fn is_malformed(&self) -> bool {
+        matches!(self, Self::BadNode { .. } | Self::BadCbor { .. } | Self::UnsupportedCodec { .. })
+    }
 }
 
 /// Bounds on a walk.
@@ -82,12 +137,21 @@ pub struct WalkLimits {
     pub max_blocks: u64,
     /// Most bytes, summed over distinct blocks.
     pub max_bytes: u64,
+    /// Most links read, over every block (duplicates included).
+    pub max_visits: u64,
 }
 
 impl Default for WalkLimits {
-    /// Generous bounds for UnixFS: 4096 levels, 65,536 links per block, no block or byte limit.
+    /// Generous bounds for UnixFS: 4096 levels, 65,536 links per block, no block, byte or visit
+    /// limit. Callers serving strangers set their own.
     fn default() -> Self {
-        Self { max_depth: 4096, max_links: 1 << 16, max_blocks: u64::MAX, max_bytes: u64::MAX }
+        Self {
+            max_depth: 4096,
+            max_links: 1 << 16,
+            max_blocks: u64::MAX,
+            max_bytes: u64::MAX,
+            max_visits: u64::MAX,
+        }
     }
 }
 
@@ -100,6 +164,8 @@ pub struct WalkStats {
     pub bytes: u64,
     /// The deepest level reached.
     pub depth: usize,
+    /// Links read.
+    pub visits: u64,
 }
 
 /// The CIDs `data` (the block named `cid`) links to, in order.
@@ -113,147 +179,271 @@ pub fn links(cid: &Cid, data: &[u8]) -> Result<Vec<Cid>, WalkError> {
             .map(|l| l.hash)
             .collect()),
         DAG_CBOR => {
-            let mut out = Vec::new();
-            let rest = cbor_links(data, 0, &mut out)
-                .map_err(|reason| WalkError::BadCbor { cid: *cid, reason })?;
-            if !rest.is_empty() {
-                return Err(WalkError::BadCbor { cid: *cid, reason: "trailing bytes".into() });
-            }
-            Ok(out)
+            crate::cbor::links(data).map_err(|source| WalkError::BadCbor { cid: *cid, source })
         }
         codec => Err(WalkError::UnsupportedCodec { cid: *cid, codec }),
     }
 }
 
-/// Reads one CBOR item from `data`, collecting tag-42 CIDs; returns the bytes after it.
-fn cbor_links<'a>(data: &'a [u8], nesting: usize, out: &mut Vec<Cid>) -> Result<&'a [u8], String> {
-    if nesting > 256 {
-        return Err("nested deeper than 256".into());
-    }
-    let (&first, mut rest) = data.split_first().ok_or("truncated")?;
-    let (major, info) = (first >> 5, first & 0x1f);
-    let arg = match info {
-        0..=23 => u64::from(info),
-        24..=27 => {
-            let n = 1usize << (info - 24);
-            if rest.len() < n {
-                return Err("truncated".into());
-            }
-            let (v, tail) = rest.split_at(n);
-            rest = tail;
-            v.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
-        }
-        _ => return Err("indefinite lengths and reserved values are not dag-cbor".into()),
-    };
-    let take = |rest: &'a [u8], n: u64| -> Result<(&'a [u8], &'a [u8]), String> {
-        let n = usize::try_from(n).map_err(|_| "length overflows")?;
-        if rest.len() < n { Err("truncated".into()) } else { Ok(rest.split_at(n)) }
-    };
-    match major {
-        0 | 1 | 7 => Ok(rest),
-        2 | 3 => Ok(take(rest, arg)?.1),
-        4 | 5 => {
-            let items =
-                if major == 5 { arg.checked_mul(2).ok_or("length overflows")? } else { arg };
-            // Every item takes at least one byte: a count beyond the input is a lie.
-            if items > rest.len() as u64 {
-                return Err("more items than bytes".into());
-            }
-            for _ in 0..items {
-                rest = cbor_links(rest, nesting + 1, out)?;
-            }
-            Ok(rest)
-        }
-        6 if arg == 42 => {
-            let (&head, tail) = rest.split_first().ok_or("truncated")?;
-            let len = match head {
-                0x40..=0x57 => u64::from(head - 0x40),
-                0x58 => u64::from(*tail.first().ok_or("truncated")?),
-                _ => return Err("tag 42 must hold a short byte string".into()),
-            };
-            let tail = if head == 0x58 { &tail[1..] } else { tail };
-            let (bytes, after) = take(tail, len)?;
-            let Some((0, raw)) = bytes.split_first() else {
-                return Err("tag 42 bytes must start with 0x00".into());
-            };
-            let mut reader = raw;
-            let cid =
-                Cid::read_bytes(&mut reader).map_err(|e| format!("bad CID in tag 42: {e}"))?;
-            if !reader.is_empty() || cid.to_bytes() != raw {
-                return Err("CID in tag 42 is not canonically encoded".into());
-            }
-            out.push(cid);
-            Ok(after)
-        }
-        6 => cbor_links(rest, nesting + 1, out),
-        _ => Err("unknown major type".into()),
-    }
+/// The bytes an identity CID carries, or `None` for a CID that names a block stored elsewhere.
+pub fn inline(cid: &Cid) -> Option<&[u8]> {
+    (cid.hash().code() == IDENTITY).then(|| cid.hash().digest())
 }
 
-/// Visits every block reachable from `root` once, depth first, parents before children and
-/// children in link order (the order of `ipfs dag export`), within `limits`. `get` returns a
-/// block's (verified) bytes; `visit` receives each block.
-pub fn dfs_limited<B: AsRef<[u8]>>(
-    root: Cid,
+/// The depth-first walk, without I/O: which block comes next, and what its links add.
+#[derive(Debug, Clone)]
+pub struct Walker {
     limits: WalkLimits,
-    mut get: impl FnMut(&Cid) -> Option<B>,
-    mut visit: impl FnMut(&Cid, &[u8]),
-) -> Result<WalkStats, WalkError> {
-    let mut seen = HashSet::new();
-    let mut stats = WalkStats::default();
-    let mut stack = vec![(root, 0usize)];
-    while let Some((cid, depth)) = stack.pop() {
-        if !seen.insert(cid) {
-            continue;
+    /// Blocks still to visit; the top is next. A block may be queued twice when a later link
+    /// to it turns out to come first: the stale entry is skipped when it surfaces.
+    stack: Vec<(Cid, usize)>,
+    visited: HashSet<Cid>,
+    stats: WalkStats,
+}
+
+impl Walker {
+    /// A walk of the DAG under `root` within `limits`.
+    pub fn new(root: Cid, limits: WalkLimits) -> Self {
+        Self {
+            limits,
+            stack: vec![(root, 0)],
+            visited: HashSet::new(),
+            stats: WalkStats::default(),
         }
+    }
+
+    /// A walker with nothing to walk yet: roots come with [`add_root`](Self::add_root).
+    pub fn empty(limits: WalkLimits) -> Self {
+        Self { limits, stack: Vec::new(), visited: HashSet::new(), stats: WalkStats::default() }
+    }
+
+    /// The next block to visit and its depth, `None` when the walk is complete. It stays the
+    /// next until [`visit`](Self::visit)ed.
+    pub fn peek(&mut self) -> Result<Option<(Cid, usize)>, WalkError> {
+        while let Some(&(cid, depth)) = self.stack.last() {
+            if self.visited.contains(&cid) {
+                self.stack.pop();
+                continue;
+            }
+            if depth > self.limits.max_depth {
+                return Err(WalkError::TooDeep { cid, max: self.limits.max_depth });
+            }
+            return Ok(Some((cid, depth)));
+        }
+        Ok(None)
+    }
+
+    /// Visits the block [`peek`](Self::peek) named, given its (verified) bytes: reads its links
+    /// and queues those not visited yet. Returns how many were queued.
+    pub fn visit(&mut self, data: &[u8]) -> Result<usize, WalkError> {
+        let Some((cid, _)) = self.peek()? else { return Ok(0) };
+        let children = links(&cid, data)?;
+        self.visit_links(data.len(), children)
+    }
+
+    /// [`visit`](Self::visit) for a caller that picked the links to follow itself (a HAMT
+    /// bucket walk follows buckets only): `len` is the block's size.
+    pub fn visit_links(
+        &mut self,
+        len: usize,
+        children: impl IntoIterator<Item = Cid, IntoIter: ExactSizeIterator + DoubleEndedIterator>,
+    ) -> Result<usize, WalkError> {
+        let Some((cid, depth)) = self.peek()? else { return Ok(0) };
+        let children = children.into_iter();
+        self.account(cid, depth, len, children.len())?;
+        self.stack.pop();
+        self.visited.insert(cid);
+        let before = self.stack.len();
+        for child in children.rev() {
+            if !self.visited.contains(&child) {
+                self.stack.push((child, depth + 1));
+            }
+        }
+        Ok(self.stack.len() - before)
+    }
+
+    /// Counts a block of `len` bytes with `links` links, at `depth`, against the limits: every
+    /// visit does, and so does a block a traversal reads outside the walk (a directory listed
+    /// before its files are walked).
+    pub fn account(
+        &mut self,
+        cid: Cid,
+        depth: usize,
+        len: usize,
+        links: usize,
+    ) -> Result<(), WalkError> {
+        let limits = &self.limits;
         if depth > limits.max_depth {
             return Err(WalkError::TooDeep { cid, max: limits.max_depth });
         }
-        stats.blocks += 1;
-        if stats.blocks > limits.max_blocks {
+        if links > limits.max_links {
+            return Err(WalkError::TooManyLinks { cid, count: links, max: limits.max_links });
+        }
+        self.stats.blocks += 1;
+        if self.stats.blocks > limits.max_blocks {
             return Err(WalkError::TooManyBlocks(limits.max_blocks));
         }
-        stats.depth = stats.depth.max(depth);
-        let inline;
-        let fetched;
-        let data: &[u8] = if cid.hash().code() == IDENTITY {
-            inline = cid.hash().digest().to_vec();
-            &inline
-        } else {
-            fetched = get(&cid).ok_or(WalkError::Missing(cid))?;
-            fetched.as_ref()
-        };
-        stats.bytes += data.len() as u64;
-        if stats.bytes > limits.max_bytes {
+        self.stats.bytes += len as u64;
+        if self.stats.bytes > limits.max_bytes {
             return Err(WalkError::TooManyBytes(limits.max_bytes));
         }
-        let children = links(&cid, data)?;
-        if children.len() > limits.max_links {
-            return Err(WalkError::TooManyLinks {
-                cid,
-                count: children.len(),
-                max: limits.max_links,
-            });
+        self.stats.visits += links as u64;
+        if self.stats.visits > limits.max_visits {
+            return Err(WalkError::TooManyVisits(limits.max_visits));
         }
-        visit(&cid, data);
-        stack.extend(children.into_iter().rev().map(|c| (c, depth + 1)));
+        self.stats.depth = self.stats.depth.max(depth);
+        Ok(())
     }
-    Ok(stats)
+
+    /// Walks another root after the current walk is complete, with everything visited so far
+    /// still visited (a traversal made of several walks that share their blocks).
+    pub fn add_root(&mut self, root: Cid) {
+        if !self.visited.contains(&root) {
+            self.stack.push((root, 0));
+        }
+    }
+
+    /// Records `cid` as visited by other means; false if it was visited already.
+    pub fn mark_visited(&mut self, cid: Cid) -> bool {
+        self.visited.insert(cid)
+    }
+
+    /// Up to `n` distinct blocks the walk will visit next, the next one first, as far as it
+    /// knows them now: what a driver may fetch ahead. Identity blocks are left out (nothing to
+    /// fetch).
+    pub fn upcoming(&self, n: usize) -> Vec<Cid> {
+        let mut out: Vec<Cid> = Vec::with_capacity(n);
+        // Stale entries are skipped; the scan is bounded so a crowded stack costs little.
+        for (cid, _) in self.stack.iter().rev().take(n.saturating_mul(4).max(16)) {
+            if out.len() == n {
+                break;
+            }
+            if self.visited.contains(cid) || inline(cid).is_some() || out.contains(cid) {
+                continue;
+            }
+            out.push(*cid);
+        }
+        out
+    }
+
+    /// Whether `cid` has been visited.
+    pub fn is_visited(&self, cid: &Cid) -> bool {
+        self.visited.contains(cid)
+    }
+
+    /// What the walk has seen so far.
+    pub fn stats(&self) -> WalkStats {
+        self.stats
+    }
 }
 
-/// [`dfs_limited`] with [`WalkLimits::default`].
-pub fn dfs<B: AsRef<[u8]>>(
+/// Visits every block reachable from `root` once, in pre-order (see [`Walker`]), reading blocks
+/// from `source`; `visit` receives each block.
+pub fn dfs<S: BlockSource>(
     root: Cid,
-    get: impl FnMut(&Cid) -> Option<B>,
-    visit: impl FnMut(&Cid, &[u8]),
+    limits: WalkLimits,
+    mut source: S,
+    mut visit: impl FnMut(&Cid, &[u8]),
+) -> Result<WalkStats, WalkError> {
+    let mut walker = Walker::new(root, limits);
+    while let Some((cid, _)) = walker.peek()? {
+        match inline(&cid) {
+            Some(data) => {
+                walker.visit(data)?;
+                visit(&cid, data);
+            }
+            None => {
+                let block = source.block(&cid)?;
+                walker.visit(block.as_ref())?;
+                visit(&cid, block.as_ref());
+            }
+        }
+    }
+    Ok(walker.stats())
+}
+
+/// Visits every block reachable from `root` once, in post-order: a block after every block
+/// below it, children in link order, each block at its first completion. This is the order in
+/// which an importer produces a file's blocks. A block with links is read from `source` twice
+/// (when its links are read, and when it is handed out), so memory stays at one block whatever
+/// the depth.
+pub fn post_order<S: BlockSource>(
+    root: Cid,
+    limits: WalkLimits,
+    mut source: S,
+    mut emit: impl FnMut(&Cid, &[u8]),
+) -> Result<WalkStats, WalkError> {
+    let mut walker = Walker::new(root, limits);
+    drive_post_order(&mut walker, &mut source, &mut emit)?;
+    Ok(walker.stats())
+}
+
+/// Runs `walker` to its end in post-order (see [`post_order`]).
+pub fn drive_post_order<S: BlockSource>(
+    walker: &mut Walker,
+    source: &mut S,
+    emit: &mut impl FnMut(&Cid, &[u8]),
 ) -> Result<(), WalkError> {
-    dfs_limited(root, WalkLimits::default(), get, visit).map(|_| ())
+    // Blocks whose links are being walked, deepest last; each is handed out (read again) once
+    // the walk comes back up past it.
+    let mut open: Vec<(Cid, usize)> = Vec::new();
+    while let Some((cid, depth)) = walker.peek()? {
+        close(&mut open, depth, source, emit)?;
+        let queued = match inline(&cid) {
+            Some(data) => {
+                let queued = walker.visit(data)?;
+                if queued == 0 {
+                    emit(&cid, data);
+                }
+                queued
+            }
+            None => {
+                let block = source.block(&cid)?;
+                let queued = walker.visit(block.as_ref())?;
+                if queued == 0 {
+                    // A leaf is handed out with the bytes in hand.
+                    emit(&cid, block.as_ref());
+                }
+                queued
+            }
+        };
+        if queued > 0 {
+            open.push((cid, depth));
+        }
+    }
+    close(&mut open, 0, source, emit)
+}
+
+/// Hands out the open blocks at `down_to` or deeper.
+fn close<S: BlockSource>(
+    open: &mut Vec<(Cid, usize)>,
+    down_to: usize,
+    source: &mut S,
+    emit: &mut impl FnMut(&Cid, &[u8]),
+) -> Result<(), WalkError> {
+    while let Some(&(cid, depth)) = open.last() {
+        if depth < down_to {
+            break;
+        }
+        open.pop();
+        match inline(&cid) {
+            Some(data) => emit(&cid, data),
+            None => emit(&cid, source.block(&cid)?.as_ref()),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Block, ImportOptions, block::sha256_cid, file::import_bytes, profile::Profile};
+    use crate::{
+        Block, ImportOptions,
+        block::sha256_cid,
+        file::import_bytes,
+        profile::Profile,
+        source::{BlockError, infallible},
+    };
     use std::collections::HashMap;
 
     fn store(blocks: &[Block]) -> HashMap<Cid, Vec<u8>> {
@@ -266,12 +456,35 @@ mod tests {
         let (root, blocks) = import_bytes(b"abab", opts).unwrap();
         let s = store(&blocks);
         let mut order = Vec::new();
-        dfs(root.cid, |c| s.get(c), |c, _| order.push(*c)).unwrap();
+        dfs(root.cid, WalkLimits::default(), &s, |c, _| order.push(*c)).unwrap();
         // root, left parent (a, b); the right parent is the same node as the left: visited once.
         let (a, b, left) = (blocks[0].cid, blocks[1].cid, blocks[2].cid);
         assert_eq!(order, [root.cid, left, a, b]);
-        let missing = dfs(root.cid, |_| None::<Vec<u8>>, |_, _| {});
-        assert_eq!(missing, Err(WalkError::Missing(root.cid)));
+        let empty: HashMap<Cid, Vec<u8>> = HashMap::new();
+        let missing = dfs(root.cid, WalkLimits::default(), &empty, |_, _| {});
+        assert_eq!(missing, Err(WalkError::Block(BlockError::Missing(root.cid))));
+        assert_eq!(missing.unwrap_err().missing(), Some(root.cid));
+    }
+
+    #[test]
+    fn post_order_is_the_order_an_importer_produces() {
+        for (len, chunk, width) in [(0, 4, 2), (1, 4, 2), (100, 4, 2), (1000, 7, 3), (5000, 10, 4)]
+        {
+            let data: Vec<u8> = (0..len).map(|i| (i % 7) as u8).collect();
+            let opts = ImportOptions {
+                chunk_size: chunk,
+                max_links: width,
+                ..Profile::KuboCidV1.options()
+            };
+            let (root, produced) = import_bytes(&data, opts).unwrap();
+            let mut seen = HashSet::new();
+            let produced: Vec<Cid> =
+                produced.iter().map(|b| b.cid).filter(|c| seen.insert(*c)).collect();
+            let s = store(&crate::file::import_bytes(&data, opts).unwrap().1);
+            let mut order = Vec::new();
+            post_order(root.cid, WalkLimits::default(), &s, |c, _| order.push(*c)).unwrap();
+            assert_eq!(order, produced, "{len} bytes, chunks of {chunk}, {width} links");
+        }
     }
 
     #[test]
@@ -280,7 +493,7 @@ mod tests {
         let data: Vec<u8> = (0..64u8).collect();
         let (root, blocks) = import_bytes(&data, opts).unwrap();
         let s = store(&blocks);
-        let walk = |limits| dfs_limited(root.cid, limits, |c| s.get(c), |_, _| {});
+        let walk = |limits| dfs(root.cid, limits, &s, |_, _| {});
         let all = walk(WalkLimits::default()).unwrap();
         assert_eq!((all.blocks, all.depth), (blocks.len() as u64, 6));
         assert!(matches!(
@@ -299,46 +512,96 @@ mod tests {
             walk(WalkLimits { max_bytes: 100, ..Default::default() }),
             Err(WalkError::TooManyBytes(100))
         );
+        assert_eq!(
+            walk(WalkLimits { max_visits: 20, ..Default::default() }),
+            Err(WalkError::TooManyVisits(20))
+        );
+    }
+
+    #[test]
+    fn duplicate_links_are_dropped_before_they_are_queued() {
+        // One node with 60,000 links to the same leaf: the stack never holds more than a few.
+        let leaf = Block::new(cid::Version::V1, RAW, b"x".to_vec());
+        let node = PbNode {
+            links: (0..60_000)
+                .map(|_| crate::pb::PbLink { hash: leaf.cid, name: None, tsize: None })
+                .collect(),
+            data: None,
+        };
+        let root = Block::new(cid::Version::V1, DAG_PB, node.encode());
+        let s = store(&[leaf.clone(), root.clone()]);
+        let mut walker = Walker::new(root.cid, WalkLimits::default());
+        walker.peek().unwrap();
+        assert_eq!(walker.visit(&root.data).unwrap(), 60_000, "the first visit queues them");
+        walker.peek().unwrap();
+        walker.visit(&leaf.data).unwrap();
+        assert_eq!(walker.peek().unwrap(), None, "the rest are stale and skipped at once");
+        // And a visit budget counts every one of them.
+        let capped =
+            dfs(root.cid, WalkLimits { max_visits: 1000, ..Default::default() }, &s, |_, _| {});
+        assert_eq!(capped, Err(WalkError::TooManyVisits(1000)));
+    }
+
+    #[test]
+    fn a_later_link_that_comes_first_moves_up() {
+        // root → [a, b]; a → [c]; b → [c]. Pre-order: root, a, c, b. Upcoming knows b after c.
+        let c = Block::new(cid::Version::V1, RAW, b"c".to_vec());
+        let pb = |links: &[Cid]| {
+            let node = PbNode {
+                links: links
+                    .iter()
+                    .map(|h| crate::pb::PbLink { hash: *h, name: None, tsize: None })
+                    .collect(),
+                data: Some(vec![]),
+            };
+            Block::new(cid::Version::V1, DAG_PB, node.encode())
+        };
+        let a = pb(&[c.cid]);
+        let b = pb(&[c.cid, a.cid]);
+        let root = pb(&[b.cid, a.cid]);
+        let s = store(&[a.clone(), b.clone(), c.clone(), root.clone()]);
+        let mut order = Vec::new();
+        dfs(root.cid, WalkLimits::default(), &s, |cid, _| order.push(*cid)).unwrap();
+        assert_eq!(order, [root.cid, b.cid, c.cid, a.cid]);
+        let mut walker = Walker::new(root.cid, WalkLimits::default());
+        walker.peek().unwrap();
+        walker.visit(&root.data).unwrap();
+        assert_eq!(walker.upcoming(5), [b.cid, a.cid], "b is next; a after it");
     }
 
     #[test]
     fn dag_cbor_links_and_identity_blocks() {
         let leaf = sha256_cid(cid::Version::V1, RAW, b"leaf");
-        let inline = Cid::new_v1(RAW, multihash::Multihash::<64>::wrap(IDENTITY, b"tiny").unwrap());
-        // {"a": [tag42(leaf), 1, "x"], "b": {"c": tag42(inline)}}
-        let mut cbor = vec![0xa2, 0x61, b'a', 0x83];
-        let bytes = leaf.to_bytes();
-        cbor.extend([0xd8, 0x2a, 0x58, bytes.len() as u8 + 1, 0x00]);
-        cbor.extend(bytes);
-        cbor.extend([0x01, 0x61, b'x', 0x61, b'b', 0xa1, 0x61, b'c']);
-        let bytes = inline.to_bytes();
-        cbor.extend([0xd8, 0x2a, 0x40 + bytes.len() as u8 + 1, 0x00]);
-        cbor.extend(bytes);
+        let inline_cid =
+            Cid::new_v1(RAW, multihash::Multihash::<64>::wrap(IDENTITY, b"tiny").unwrap());
+        let mut cbor = vec![0x82];
+        crate::cbor::write_cid(&leaf, &mut cbor);
+        crate::cbor::write_cid(&inline_cid, &mut cbor);
         let root = sha256_cid(cid::Version::V1, DAG_CBOR, &cbor);
-        assert_eq!(links(&root, &cbor).unwrap(), [leaf, inline]);
-
+        assert_eq!(links(&root, &cbor).unwrap(), [leaf, inline_cid]);
         let s: HashMap<Cid, Vec<u8>> = [(root, cbor.clone()), (leaf, b"leaf".to_vec())].into();
         let mut seen = Vec::new();
-        let stats = dfs_limited(
-            root,
-            WalkLimits::default(),
-            |c| s.get(c),
-            |c, d| seen.push((*c, d.to_vec())),
-        )
-        .unwrap();
+        let stats =
+            dfs(root, WalkLimits::default(), &s, |c, d| seen.push((*c, d.to_vec()))).unwrap();
         assert_eq!(stats.blocks, 3);
-        assert_eq!(seen[2], (inline, b"tiny".to_vec()));
+        assert_eq!(seen[2], (inline_cid, b"tiny".to_vec()));
+        assert!(matches!(links(&root, &[0x9f]), Err(WalkError::BadCbor { .. })));
+    }
 
-        for bad in [
-            &[0x9f][..],
-            &[0x83, 0x01],
-            &[0xd8, 0x2a, 0x41, 0x01],
-            &[0xbb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
-        ] {
-            assert!(matches!(links(&root, bad), Err(WalkError::BadCbor { .. })), "{bad:?}");
-        }
-        assert!(matches!(links(&root, &[0x01, 0x02]), Err(WalkError::BadCbor { .. })));
-        let deep = [vec![0x81; 1000], vec![0x01]].concat();
-        assert!(matches!(links(&root, &deep), Err(WalkError::BadCbor { .. })));
+    #[test]
+    fn a_source_fault_is_not_a_missing_block() {
+        let (root, blocks) = import_bytes(b"hello", Profile::KuboCidV1.options()).unwrap();
+        let _ = blocks;
+        let failing = |cid: &Cid| -> Result<Vec<u8>, BlockError> {
+            Err(BlockError::Io { cid: *cid, source: "disk on fire".into() })
+        };
+        let err = dfs(root.cid, WalkLimits::default(), crate::source::from_fn(failing), |_, _| {})
+            .unwrap_err();
+        assert!(err.is_fault());
+        assert_eq!(err.missing(), None);
+        let none = infallible(|_: &Cid| None::<Vec<u8>>);
+        let err = dfs(root.cid, WalkLimits::default(), none, |_, _| {}).unwrap_err();
+        assert!(!err.is_fault());
+        assert_eq!(err.missing(), Some(root.cid));
     }
 }

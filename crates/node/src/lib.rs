@@ -200,121 +200,120 @@ export interface ImportedCar {
 }
 "#;
 
-/// Files and folders to a UnixFS DAG, a CAR (v1, blocks in the order produced) and its piece,
-/// in one pass, in constant memory: `push` returns the CAR bytes to append to the output as
-/// they are produced. The CAR starts with a provisional header of the final length; `finish`
-/// returns the real one to write at offset 0, and the piece CID of the CAR with it — byte for
-/// byte what `estuary add PATH --car F` writes natively.
+/// The piece hasher of a [`CarImporter`]: in wasm, or left to the caller's worker pool.
+enum Hasher {
+    Own(Box<estuary_pack::CarImporter<CommP>>),
+    External(Box<estuary_pack::CarImporter<estuary_pack::External>>),
+}
+
+/// Files and folders to a UnixFS DAG, a CAR (v1, blocks in Estuary's canonical order) and its
+/// piece, in one pass, in constant memory: each step returns the CAR bytes to append to the
+/// output as they are produced. The CAR starts with a provisional header of the final length;
+/// `finish` returns the real one to write at offset 0, and the piece CID of the CAR with it —
+/// byte for byte what `estuary add PATH --car F` writes natively, and what the oracle packs
+/// from the same blocks. A binding over `estuary_pack::CarImporter`.
 #[wasm_bindgen]
 pub struct CarImporter {
-    opts: estuary_dag::ImportOptions,
-    dir: Option<estuary_dag::DirectoryBuilder>,
-    file: Option<(String, estuary_dag::FileBuilder)>,
-    single: Option<estuary_dag::Imported>,
-    seen: std::collections::HashSet<cid::Cid>,
-    commp: Option<CommP>,
-    provisional_len: usize,
-    out: Vec<u8>,
-    blocks: u64,
-    car_bytes: u64,
-    file_bytes: u64,
-    finished: bool,
+    inner: Option<Hasher>,
 }
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// Calls `$body` with `$imp` bound to the importer, whichever its hasher.
+macro_rules! with_importer {
+    ($self:expr, |$imp:ident| $body:expr) => {
+        match $self
+            .inner
+            .as_mut()
+            .ok_or_else(|| JsError::new("this importer has already finished"))?
+        {
+            Hasher::Own($imp) => $body,
+            Hasher::External($imp) => $body,
+        }
+    };
+}
+
 #[wasm_bindgen]
 #[allow(clippy::needless_pass_by_value)] // wasm-bindgen passes JavaScript strings as owned values
 impl CarImporter {
-    /// An importer with a named profile (`unixfs-v1-2025` when omitted). `folder`: the input is
-    /// a directory tree (files are added with their relative paths); otherwise exactly one file.
-    /// `piece`: compute the CAR's piece here (one thread); without it `finish` has no piece
-    /// fields and the caller hashes the CAR bytes itself (e.g. with a `ParallelPieceHasher`,
-    /// finishing with `header` as prefix).
+    /// An importer with a named profile (`unixfs-v1-2025` when omitted). `paths`: a folder's
+    /// files by their relative paths (`a/b.txt`), which must then come in `order()`; omitted,
+    /// exactly one file. `piece`: compute the CAR's piece here (one thread); without it `finish`
+    /// has no piece fields and the caller hashes the CAR bytes itself (e.g. with a
+    /// `ParallelPieceHasher`, finishing with `header` as prefix).
     #[wasm_bindgen(constructor)]
-    pub fn new(profile: Option<String>, folder: bool, piece: bool) -> Result<CarImporter, JsError> {
+    pub fn new(
+        profile: Option<String>,
+        paths: Option<Vec<String>>,
+        piece: bool,
+    ) -> Result<CarImporter, JsError> {
         let profile = match profile.as_deref() {
             None | Some("") => estuary_dag::Profile::default(),
             Some(name) => estuary_dag::Profile::from_name(name).map_err(js_err)?,
         };
         let opts = profile.options();
-        let provisional = estuary_dag::car::header_v1(&[estuary_dag::block::sha256_cid(
-            opts.cid_version,
-            estuary_dag::block::DAG_PB,
-            b"",
-        )]);
-        let mut commp = CommP::new();
-        commp.update(&provisional);
-        Ok(CarImporter {
-            opts,
-            dir: folder.then(|| estuary_dag::DirectoryBuilder::new(opts)),
-            file: None,
-            single: None,
-            seen: std::collections::HashSet::new(),
-            commp: piece.then_some(commp),
-            provisional_len: provisional.len(),
-            car_bytes: provisional.len() as u64,
-            out: provisional,
-            blocks: 0,
-            file_bytes: 0,
-            finished: false,
-        })
+        let importer = match paths {
+            None => estuary_dag::Importer::file(opts),
+            Some(paths) => estuary_dag::Importer::folder(
+                opts,
+                paths.into_iter().map(|p| (p, estuary_dag::EntryKind::File)).collect(),
+            ),
+        }
+        .map_err(js_err)?;
+        let inner = if piece {
+            Hasher::Own(Box::new(estuary_pack::CarImporter::new(importer, false, CommP::new())))
+        } else {
+            Hasher::External(Box::new(estuary_pack::CarImporter::new(
+                importer,
+                false,
+                estuary_pack::External,
+            )))
+        };
+        Ok(CarImporter { inner: Some(inner) })
     }
 
-    fn sink(&mut self, block: &estuary_dag::Block) {
-        if !self.seen.insert(block.cid) {
-            return;
-        }
-        let before = self.out.len();
-        estuary_dag::car::encode_section(block, &mut self.out);
-        if let Some(c) = self.commp.as_mut() {
-            c.update(&self.out[before..]);
-        }
-        self.car_bytes += (self.out.len() - before) as u64;
-        self.blocks += 1;
+    /// The order in which a folder's files must be added: indices into the paths given (in
+    /// each directory, its files in byte order of their names, then its subdirectories).
+    pub fn order(&mut self) -> Result<Vec<u32>, JsError> {
+        with_importer!(self, |imp| Ok(imp.importer().order().iter().map(|&i| i as u32).collect()))
     }
 
-    /// Starts a file at `path` (relative, `/`-separated; ignored for a single file).
+    /// Starts the next file in `order()`; returns its index among the paths (0 for one file).
     #[wasm_bindgen(js_name = beginFile)]
-    pub fn begin_file(&mut self, path: String) -> Result<(), JsError> {
-        if self.finished || self.file.is_some() {
-            return Err(JsError::new("finish the current file first"));
-        }
-        if self.dir.is_none() && self.single.is_some() {
-            return Err(JsError::new("this importer takes one file; create it with folder = true"));
-        }
-        let builder = estuary_dag::FileBuilder::new(self.opts).map_err(js_err)?;
-        self.file = Some((path, builder));
-        Ok(())
+    pub fn begin_file(&mut self) -> Result<u32, JsError> {
+        with_importer!(self, |imp| imp.begin_file().map(|i| i as u32).map_err(js_err))
     }
 
     /// Adds bytes of the current file; returns the CAR bytes produced (possibly none).
     pub fn push(&mut self, bytes: &[u8]) -> Result<Uint8Array, JsError> {
-        let mut produced = Vec::new();
-        {
-            let (_, builder) = self.file.as_mut().ok_or_else(|| JsError::new("no file begun"))?;
-            builder.push(bytes, &mut |b| produced.push(b));
-        }
-        for b in produced {
-            self.sink(&b);
-        }
-        self.file_bytes += bytes.len() as u64;
-        Ok(self.take_output())
+        with_importer!(self, |imp| {
+            imp.push(bytes).map_err(js_err)?;
+            Ok(Uint8Array::from(imp.take_output().as_slice()))
+        })
     }
 
     /// Blocks written to the CAR so far (each distinct block once).
     #[wasm_bindgen(getter)]
     pub fn blocks(&self) -> f64 {
-        self.blocks as f64
+        match &self.inner {
+            Some(Hasher::Own(imp)) => imp.importer().stats().blocks as f64,
+            Some(Hasher::External(imp)) => imp.importer().stats().blocks as f64,
+            None => 0.0,
+        }
     }
 
     /// The size of the leaves `pushLeaf` takes, or `undefined` when the profile's leaves are
     /// not raw (their CIDs then hash more than the file bytes, so only `push` works).
     #[wasm_bindgen(js_name = leafSize)]
     pub fn leaf_size(&self) -> Option<u32> {
-        u32::try_from(self.opts.hashed_leaf_size()?).ok()
+        let opts = match &self.inner {
+            Some(Hasher::Own(imp)) => imp.importer().options(),
+            Some(Hasher::External(imp)) => imp.importer().options(),
+            None => return None,
+        };
+        u32::try_from(opts.hashed_leaf_size()?).ok()
     }
 
     /// Adds one whole leaf of the current file by its length and SHA-256 `digest`, computed by
@@ -326,113 +325,62 @@ impl CarImporter {
     /// the piece itself (it would need the bytes).
     #[wasm_bindgen(js_name = pushLeaf)]
     pub fn push_leaf(&mut self, length: u32, digest: &[u8]) -> Result<Object, JsError> {
-        if self.commp.is_some() {
-            return Err(JsError::new("pushLeaf needs an importer made without its own piece"));
-        }
         let digest: [u8; 32] =
             digest.try_into().map_err(|_| JsError::new("a SHA-256 digest is 32 bytes"))?;
-        let len = length as usize;
-        let mut produced = Vec::new();
-        let cid = {
-            let (_, builder) = self.file.as_mut().ok_or_else(|| JsError::new("no file begun"))?;
-            builder.push_hashed_leaf(len, digest, &mut |b| produced.push(b)).map_err(js_err)?
-        };
+        let parts = with_importer!(self, |imp| imp
+            .push_hashed_leaf(length as usize, digest)
+            .map_err(js_err)?);
         let out = Object::new();
-        // Anything not yet returned (the provisional header, at first) goes before the leaf.
-        let mut head = std::mem::take(&mut self.out);
-        let data = self.seen.insert(cid);
-        if data {
-            let cid_bytes = cid.to_bytes();
-            let before = head.len();
-            estuary_dag::varint::encode((cid_bytes.len() + len) as u64, &mut head);
-            head.extend_from_slice(&cid_bytes);
-            self.car_bytes += (head.len() - before + len) as u64;
-            self.blocks += 1;
-        }
-        set(&out, "head", &Uint8Array::from(head.as_slice()).into());
-        set(&out, "data", &JsValue::from_bool(data));
-        for b in produced {
-            self.sink(&b);
-        }
-        self.file_bytes += u64::from(length);
-        set(&out, "tail", &self.take_output().into());
+        set(&out, "head", &Uint8Array::from(parts.head.as_slice()).into());
+        set(&out, "data", &JsValue::from_bool(parts.data));
+        set(&out, "tail", &Uint8Array::from(parts.tail.as_slice()).into());
         Ok(out)
     }
 
     /// Ends the current file; returns the CAR bytes produced.
     #[wasm_bindgen(js_name = endFile)]
     pub fn end_file(&mut self) -> Result<Uint8Array, JsError> {
-        let (path, builder) = self.file.take().ok_or_else(|| JsError::new("no file begun"))?;
-        let mut produced = Vec::new();
-        let node = builder.finish(&mut |b| produced.push(b));
-        for b in produced {
-            self.sink(&b);
-        }
-        match self.dir.as_mut() {
-            Some(dir) => dir.add_file(&path, node).map_err(js_err)?,
-            None => self.single = Some(node),
-        }
-        Ok(self.take_output())
+        with_importer!(self, |imp| {
+            imp.end_file().map_err(js_err)?;
+            Ok(Uint8Array::from(imp.take_output().as_slice()))
+        })
     }
 
     /// Adds an (empty) directory at `path`; directories of files are implied by their paths.
     #[wasm_bindgen(js_name = addDirectory)]
     pub fn add_directory(&mut self, path: String) -> Result<(), JsError> {
-        self.dir
-            .as_mut()
-            .ok_or_else(|| JsError::new("this importer takes one file"))?
-            .add_dir(&path)
-            .map_err(js_err)
+        with_importer!(self, |imp| imp.add_dir(&path).map_err(js_err))
     }
 
     /// Ends the import: returns the last CAR bytes to append (the directory nodes) as `tail`,
     /// and the result (`ImportedCar`).
     #[wasm_bindgen(unchecked_return_type = "ImportedCar & { tail: Uint8Array }")]
     pub fn finish(&mut self) -> Result<Object, JsError> {
-        if self.file.is_some() {
-            return Err(JsError::new("end the current file first"));
-        }
-        if self.finished {
-            return Err(JsError::new("this importer has already finished"));
-        }
-        let root = match self.dir.take() {
-            Some(dir) => {
-                let mut produced = Vec::new();
-                let root = dir.finish(&mut |b| produced.push(b)).map_err(js_err)?;
-                for b in produced {
-                    self.sink(&b);
-                }
-                root
-            }
-            None => self.single.take().ok_or_else(|| JsError::new("no file was added"))?,
+        let inner =
+            self.inner.take().ok_or_else(|| JsError::new("this importer has already finished"))?;
+        let (file_bytes, done) = match inner {
+            Hasher::Own(imp) => (imp.importer().stats().file_bytes, imp.finish(None)),
+            Hasher::External(imp) => (imp.importer().stats().file_bytes, imp.finish(None)),
         };
-        self.finished = true;
-        let header = estuary_dag::car::header_v1(&[root.cid]);
-        if header.len() != self.provisional_len {
-            return Err(JsError::new(
+        let (root, finished, tail) = done.map_err(|e| match e {
+            estuary_pack::PackError::RootLength { .. } => JsError::new(
                 "the root CID is not as long as the provisional header's: use a CIDv1 profile",
-            ));
-        }
+            ),
+            other => js_err(other),
+        })?;
         let out = Object::new();
         set(&out, "root", &JsValue::from_str(&root.cid.to_string()));
-        if let Some(commp) = self.commp.take() {
-            let info = commp.finish_with_prefix(&header).map_err(js_err)?;
+        if let Some(info) = finished.piece {
             set(&out, "pieceCidV2", &JsValue::from_str(&PieceCid::v2(&info).to_string()));
             set(&out, "pieceCidV1", &JsValue::from_str(&PieceCid::v1(&info).to_string()));
             set(&out, "paddedSize", &JsValue::from_f64(info.padded_size as f64));
         }
-        set(&out, "carSize", &JsValue::from_f64(self.car_bytes as f64));
-        set(&out, "blocks", &JsValue::from_f64(self.blocks as f64));
-        set(&out, "fileBytes", &JsValue::from_f64(self.file_bytes as f64));
-        set(&out, "header", &Uint8Array::from(header.as_slice()));
-        set(&out, "tail", &self.take_output());
+        set(&out, "carSize", &JsValue::from_f64(finished.car_bytes as f64));
+        set(&out, "blocks", &JsValue::from_f64(finished.blocks as f64));
+        set(&out, "fileBytes", &JsValue::from_f64(file_bytes as f64));
+        set(&out, "header", &Uint8Array::from(finished.head.as_slice()));
+        set(&out, "tail", &Uint8Array::from(tail.as_slice()));
         Ok(out)
-    }
-
-    fn take_output(&mut self) -> Uint8Array {
-        let bytes = Uint8Array::from(self.out.as_slice());
-        self.out.clear();
-        bytes
     }
 }
 

@@ -8,7 +8,7 @@
 use std::{cell::Cell, rc::Rc, time::Duration};
 
 use cid::Cid;
-use estuary_dag::dfs_file::DfsFileReader;
+use estuary_dag::{dfs_file::DfsFileReader, walk::WalkLimits};
 use estuary_p2p::{Bitswap, BlockFuture, BlockSource, DfsFetch, NodeBehaviour};
 use futures::{FutureExt, StreamExt, channel::oneshot};
 use js_sys::{Function, Promise, Uint8Array};
@@ -185,8 +185,15 @@ impl P2pNode {
 const DOWNLOAD_WINDOW: usize = 16;
 /// A peer that sends no block for this long fails the download.
 const DOWNLOAD_STALL: Duration = Duration::from_secs(30);
-/// Most blocks in a downloaded file (a 1 TiB file of 1 MiB leaves, and its parents).
-const DOWNLOAD_MAX_BLOCKS: u64 = 1 << 21;
+/// Bounds on a download: at most a 1 TiB file of 1 MiB leaves and its parents, in blocks;
+/// every link read counts, so a file whose links repeat one subtree costs what it reads.
+const DOWNLOAD_LIMITS: WalkLimits = WalkLimits {
+    max_depth: 64,
+    max_links: 1 << 16,
+    max_blocks: 1 << 21,
+    max_bytes: 1 << 41,
+    max_visits: 1 << 22,
+};
 
 async fn download(
     bitswap: Bitswap,
@@ -194,8 +201,8 @@ async fn download(
     root: cid::Cid,
     on_bytes: &Function,
 ) -> Result<u64, JsError> {
-    let mut fetch = DfsFetch::new(bitswap, peer, root, DOWNLOAD_WINDOW, DOWNLOAD_MAX_BLOCKS);
-    let mut reader = DfsFileReader::new(root, DOWNLOAD_CACHE);
+    let mut fetch = DfsFetch::new(bitswap, peer, root, DOWNLOAD_WINDOW, DOWNLOAD_LIMITS);
+    let mut reader = DfsFileReader::with_limits(root, DOWNLOAD_CACHE, DOWNLOAD_LIMITS);
     let mut out = Vec::new();
     loop {
         let next = futures::select! {
@@ -211,7 +218,7 @@ async fn download(
         let done = next.is_none();
         match next {
             Some(block) => {
-                let (cid, data) = block.map_err(|e| js_error("download failed", e))?;
+                let (cid, data, _) = block.map_err(|e| js_error("download failed", e))?;
                 reader
                     .push(&cid, &data, &mut out)
                     .map_err(|e| js_error("verification failed", e))?;

@@ -157,17 +157,17 @@ fn run_misuse_throws() {
 /// misuse with real errors.
 #[wasm_bindgen_test]
 fn car_importer_streams_and_refuses_misuse() {
-    let mut importer = estuary_node::CarImporter::new(None, false, true).unwrap();
+    let mut importer = estuary_node::CarImporter::new(None, None, true).unwrap();
     let err: JsValue = importer.push(&[1, 2, 3]).unwrap_err().into();
     assert!(err.dyn_into::<js_sys::Error>().is_ok());
-    let mut car = importer.begin_file(String::new()).map(|()| Vec::new()).unwrap();
+    let mut car = importer.begin_file().map(|_| Vec::new()).unwrap();
     let data: Vec<u8> =
         (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
     for part in data.chunks(100_000) {
         car.extend(importer.push(part).unwrap().to_vec());
     }
     car.extend(importer.end_file().unwrap().to_vec());
-    let err: JsValue = importer.begin_file(String::new()).unwrap_err().into();
+    let err: JsValue = importer.begin_file().unwrap_err().into();
     assert!(String::from(err.dyn_into::<js_sys::Error>().unwrap().message()).contains("one file"));
     let done: JsValue = importer.finish().unwrap().into();
     car.extend(Uint8Array::from(get(&done, "tail")).to_vec());
@@ -248,15 +248,15 @@ fn leaves_by_digest_make_the_same_car_as_bytes() {
     use estuary_node::CarImporter;
     let data: Vec<u8> =
         (0..(5 << 19) + 1234u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let mut by_bytes = CarImporter::new(None, false, false).unwrap();
-    by_bytes.begin_file(String::new()).unwrap();
+    let mut by_bytes = CarImporter::new(None, None, false).unwrap();
+    by_bytes.begin_file().unwrap();
     let mut car_a = by_bytes.push(&data).unwrap().to_vec();
     car_a.extend(by_bytes.end_file().unwrap().to_vec());
     let root_a = get(&by_bytes.finish().unwrap(), "root");
 
-    let mut by_digest = CarImporter::new(None, false, false).unwrap();
+    let mut by_digest = CarImporter::new(None, None, false).unwrap();
     let size = by_digest.leaf_size().unwrap() as usize;
-    by_digest.begin_file(String::new()).unwrap();
+    by_digest.begin_file().unwrap();
     let mut car_b = Vec::new();
     for leaf in data.chunks(size) {
         let digest = estuary_dag::block::sha256_multihash(leaf);
@@ -271,14 +271,11 @@ fn leaves_by_digest_make_the_same_car_as_bytes() {
     assert_eq!(get(&by_digest.finish().unwrap(), "root"), root_a);
     assert_eq!(car_b, car_a, "the same CAR bytes");
     // Misuse is a clear error: a wrong digest length, a leaf past the leaf size.
-    let mut bad = CarImporter::new(None, false, false).unwrap();
-    bad.begin_file(String::new()).unwrap();
+    let mut bad = CarImporter::new(None, None, false).unwrap();
+    bad.begin_file().unwrap();
     assert!(bad.push_leaf(10, &[0; 31]).is_err());
     assert!(bad.push_leaf(size as u32 + 1, &[0; 32]).is_err());
     assert!(
-        CarImporter::new(Some("unixfs-v0-2015".into()), false, false)
-            .unwrap()
-            .leaf_size()
-            .is_none()
+        CarImporter::new(Some("unixfs-v0-2015".into()), None, false).unwrap().leaf_size().is_none()
     );
 }

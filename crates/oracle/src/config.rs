@@ -1,99 +1,246 @@
-//! Oracle configuration.
+//! The oracle's settings, declared once, nested per component: each struct is what one
+//! component reads, each field has its flag, its `ESTUARY_*` variable and its default right
+//! here, and `estuary oracle run` flattens them into its command (a TOML file given with
+//! `--config` sets the same names). Secrets are never shown by `--help`.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use alloy::primitives::Address;
+use clap::Parser;
+pub use estuary_chain::{ChainConfig, Finality};
 
-use crate::{fetch::FetchLimits, watcher::Finality};
+use crate::{fetch::FetchLimits, store::DatabaseUrl};
 
-/// Everything the oracle needs to run.
-#[derive(Debug, Clone)]
-pub struct OracleConfig {
-    /// JSON-RPC endpoint of the chain.
-    pub rpc_url: String,
-    /// More endpoints of the same chain the watcher fails over to.
-    pub rpc_fallbacks: Vec<String>,
-    /// Longest a watcher step may take on one endpoint before the next one is tried.
-    pub rpc_timeout: Duration,
-    /// Chain id the endpoint must report; the oracle refuses to start on another chain.
-    pub chain_id: Option<u64>,
-    /// The `EstuaryPinning` contract to follow.
+/// Which contracts to follow.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ContractsConfig {
+    /// Address of the EstuaryPinning contract.
+    #[arg(long = "pinning-address", env = "ESTUARY_PINNING_ADDRESS")]
     pub pinning: Address,
-    /// An `EstuaryOracle` whose pin jobs to serve as well.
-    pub oracle_contract: Option<Address>,
-    /// First block to read when the store has no cursor yet (the deployment block).
+    /// Address of an EstuaryOracle contract whose pin jobs to serve too.
+    #[arg(long = "oracle-address", env = "ESTUARY_ORACLE_ADDRESS")]
+    pub oracle: Option<Address>,
+    /// First block to read when the database has no cursor (the deployment block).
+    #[arg(long, env = "ESTUARY_START_BLOCK", default_value_t = 0)]
     pub start_block: u64,
-    /// Blocks a log must be buried under before it is acted on (0 acts on the head).
-    pub confirmations: u64,
-    /// Count confirmations, or follow the RPC's `safe`/`finalized` block.
-    pub finality: Finality,
-    /// Most blocks asked for in one `eth_getLogs`.
-    pub max_block_range: u64,
-    /// How often to look for new blocks.
-    pub poll_interval: Duration,
-    /// SQLite database file (created if missing), or a `postgres://` URL for a queue shared by
-    /// several oracle processes.
-    pub database: PathBuf,
-    /// Address the HTTP API listens on.
-    pub listen: SocketAddr,
-    /// Bearer token for the API's authenticated endpoints.
-    pub api_token: Option<String>,
-    /// Multiaddrs the pinning API gives clients as `delegates`; empty: the API's own address.
-    pub delegates: Vec<String>,
-    /// Multiaddrs the libp2p node listens on (TCP, or TCP + `/ws` for browser nodes); empty:
-    /// it only dials out.
-    pub p2p_listen: Vec<String>,
-    /// Directory for blocks (`blocks/`, unless `s3` is set) and packed CARs (`packed/`).
+}
+
+/// Where the oracle keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct StoreConfig {
+    /// SQLite database file, or a `postgres://` URL (a queue shared by several oracles).
+    #[arg(long = "db", env = "ESTUARY_DB", default_value = "estuary-oracle.sqlite")]
+    pub database: DatabaseUrl,
+    /// Directory for pinned blocks, packed CARs and uploads.
+    #[arg(long, env = "ESTUARY_DATA_DIR", default_value = "estuary-data")]
     pub data_dir: PathBuf,
-    /// Keep blocks in S3-compatible object storage instead of `data_dir`.
-    pub s3: Option<crate::blockstore::s3::S3Config>,
-    /// Trustless gateways to fetch DAGs from (base URLs).
+    /// Keep blocks in S3-compatible object storage (`s3://bucket[/prefix]`) instead of the data
+    /// directory; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "ESTUARY_S3_URL")]
+    pub s3_url: Option<String>,
+    /// S3 endpoint other than AWS's (e.g. http://127.0.0.1:9000).
+    #[arg(long, env = "ESTUARY_S3_ENDPOINT", requires = "s3_url")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region (default us-east-1).
+    #[arg(long, env = "ESTUARY_S3_REGION", requires = "s3_url")]
+    pub s3_region: Option<String>,
+}
+
+impl StoreConfig {
+    /// The S3 blockstore's settings, if blocks go to S3.
+    pub fn s3(&self) -> Option<crate::blockstore::s3::S3Config> {
+        self.s3_url.clone().map(|url| crate::blockstore::s3::S3Config {
+            url,
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            credentials: None,
+        })
+    }
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ApiConfig {
+    /// Address for the HTTP API.
+    #[arg(long, env = "ESTUARY_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Bearer token for the API's operator routes (none: those routes refuse everyone).
+    #[arg(long, env = "ESTUARY_API_TOKEN", hide_env_values = true, hide_default_value = true)]
+    pub api_token: Option<String>,
+    /// Multiaddrs the pinning API returns as `delegates` (default: the API's own address).
+    #[arg(long = "delegate", env = "ESTUARY_DELEGATES", value_delimiter = ',')]
+    pub delegates: Vec<String>,
+}
+
+/// Fetching DAGs.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct FetchConfig {
+    /// Trustless gateway to fetch DAGs from (repeat, or comma-separated in the environment).
+    #[arg(long = "gateway", env = "ESTUARY_GATEWAYS", value_delimiter = ',')]
     pub gateways: Vec<String>,
-    /// The operator's private key (hex) for reports on chain. Without it the oracle records
-    /// requests and serves its API but pins nothing.
+    /// Most bytes one DAG may have.
+    #[arg(long, env = "ESTUARY_MAX_DAG_BYTES", default_value_t = 32 << 30)]
+    pub max_dag_bytes: u64,
+    /// Seconds without a byte from a source before it is given up.
+    #[arg(long, env = "ESTUARY_NO_PROGRESS_SECS", default_value_t = 60)]
+    pub no_progress_secs: u64,
+    /// Seconds one fetch may take in all.
+    #[arg(long, env = "ESTUARY_FETCH_BUDGET_SECS", default_value_t = 3600)]
+    pub fetch_budget_secs: u64,
+}
+
+impl FetchConfig {
+    /// The bounds on one fetch.
+    pub fn limits(&self) -> FetchLimits {
+        FetchLimits {
+            max_dag_bytes: self.max_dag_bytes,
+            no_progress: Duration::from_secs(self.no_progress_secs.max(1)),
+            time_budget: Duration::from_secs(self.fetch_budget_secs.max(1)),
+            ..FetchLimits::default()
+        }
+    }
+}
+
+/// The workers.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct WorkerConfig {
+    /// Private key (hex) of the operator account that reports on chain; without it requests
+    /// are recorded but not pinned.
+    #[arg(long, env = "ESTUARY_OPERATOR_KEY", hide_env_values = true, hide_default_value = true)]
     pub operator_key: Option<String>,
     /// Jobs worked on at once.
+    #[arg(long, env = "ESTUARY_WORKERS", default_value_t = 4)]
     pub workers: usize,
-    /// How long a claimed job stays with its worker without a heartbeat (renewed every third
-    /// of it); after that another worker or process takes it over.
-    pub lease: Duration,
-    /// How report transactions are priced and replaced when they are not mined.
-    pub tx_policy: crate::report::TxPolicy,
     /// Retryable failures before a job is quarantined.
+    #[arg(long, env = "ESTUARY_MAX_ATTEMPTS", default_value_t = 5)]
     pub max_attempts: u32,
-    /// Bounds on each fetch.
-    pub fetch_limits: FetchLimits,
+    /// Seconds a job stays with a worker that stops renewing it (it renews every third).
+    #[arg(long, env = "ESTUARY_LEASE_SECS", default_value_t = 600)]
+    pub lease_secs: u64,
+}
+
+impl WorkerConfig {
+    /// How long a claimed job stays with a silent worker.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+}
+
+/// Report transactions.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ReportConfig {
+    /// Seconds before a report transaction that is not mined is replaced with higher fees.
+    #[arg(long, env = "ESTUARY_TX_BUMP_SECS", default_value_t = 30)]
+    pub tx_bump_secs: u64,
+    /// Highest fee per gas a report may offer, in gwei (no cap by default).
+    #[arg(long, env = "ESTUARY_MAX_FEE_GWEI")]
+    pub max_fee_gwei: Option<u64>,
+    /// Blocks a report transaction must be buried under before it counts (1: mined).
+    #[arg(long, env = "ESTUARY_TX_CONFIRMATIONS", default_value_t = 1)]
+    pub tx_confirmations: u64,
+}
+
+/// The libp2p node.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct P2pConfig {
+    /// Multiaddrs the libp2p node listens on, e.g. `/ip4/0.0.0.0/tcp/4001` and
+    /// `/ip4/0.0.0.0/tcp/4002/ws` (for browser nodes). None: it only dials out to origins.
+    #[arg(long = "p2p-listen", env = "ESTUARY_P2P_LISTEN", value_delimiter = ',')]
+    pub p2p_listen: Vec<String>,
+}
+
+/// Everything the oracle needs to run.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct OracleConfig {
+    /// The chain.
+    #[command(flatten)]
+    pub chain: ChainConfig,
+    /// The contracts.
+    #[command(flatten)]
+    pub contracts: ContractsConfig,
+    /// The database and the data directory.
+    #[command(flatten)]
+    pub store: StoreConfig,
+    /// The HTTP API.
+    #[command(flatten)]
+    pub api: ApiConfig,
+    /// Fetching.
+    #[command(flatten)]
+    pub fetch: FetchConfig,
+    /// The workers.
+    #[command(flatten)]
+    pub worker: WorkerConfig,
+    /// Reports on chain.
+    #[command(flatten)]
+    pub report: ReportConfig,
+    /// libp2p.
+    #[command(flatten)]
+    pub p2p: P2pConfig,
+}
+
+#[derive(Parser)]
+struct Defaults {
+    #[command(flatten)]
+    config: OracleConfig,
 }
 
 impl OracleConfig {
-    /// A configuration with the defaults the local stack uses.
-    pub fn new(rpc_url: impl Into<String>, pinning: Address, database: impl Into<PathBuf>) -> Self {
-        Self {
-            rpc_url: rpc_url.into(),
-            rpc_fallbacks: Vec::new(),
-            rpc_timeout: Duration::from_secs(20),
-            chain_id: None,
-            pinning,
-            oracle_contract: None,
-            start_block: 0,
-            confirmations: 1,
-            finality: Finality::Depth,
-            max_block_range: 1_000,
-            poll_interval: Duration::from_millis(500),
-            database: database.into(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
-            api_token: None,
-            delegates: Vec::new(),
-            p2p_listen: Vec::new(),
-            data_dir: PathBuf::from("estuary-data"),
-            s3: None,
-            gateways: Vec::new(),
-            operator_key: None,
-            workers: 4,
-            max_attempts: 5,
-            tx_policy: crate::report::TxPolicy::default(),
-            lease: Duration::from_secs(600),
-            fetch_limits: FetchLimits::default(),
+    /// The defaults (as `estuary oracle run` has them) with `args` given as on the command line
+    /// (`["--pinning-address", "0x…"]`).
+    pub fn from_args<I: AsRef<std::ffi::OsStr>>(
+        args: impl IntoIterator<Item = I>,
+    ) -> Result<Self, clap::Error> {
+        let argv = std::iter::once(std::ffi::OsString::from("oracle"))
+            .chain(args.into_iter().map(|a| a.as_ref().to_owned()));
+        Defaults::try_parse_from(argv).map(|d| d.config)
+    }
+
+    /// The defaults for an oracle following `pinning` at `rpc_url`, its database at
+    /// `database`.
+    pub fn new(rpc_url: &str, pinning: Address, database: &str) -> Self {
+        Self::from_args([
+            "--rpc-url",
+            rpc_url,
+            "--pinning-address",
+            &pinning.to_string(),
+            "--db",
+            database,
+        ])
+        .expect("the built-in defaults parse")
+    }
+
+    /// The report transactions' policy.
+    pub fn tx_policy(&self) -> estuary_chain::TxPolicy {
+        estuary_chain::TxPolicy {
+            bump_after: Duration::from_secs(self.report.tx_bump_secs.max(1)),
+            max_fee_per_gas: self.report.max_fee_gwei.map(|g| u128::from(g) * 1_000_000_000),
+            confirmations: self.report.tx_confirmations.max(1),
+            ..estuary_chain::TxPolicy::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_parse_with_their_defaults() {
+        let config = OracleConfig::new("http://127.0.0.1:1", Address::repeat_byte(1), "x.sqlite");
+        assert_eq!(config.chain.finality, Finality::Depth);
+        assert_eq!(config.worker.workers, 4);
+        assert_eq!(config.store.database, DatabaseUrl::Sqlite("x.sqlite".into()));
+        let pg = OracleConfig::from_args([
+            "--pinning-address",
+            "0x0101010101010101010101010101010101010101",
+            "--db",
+            "postgres://u@h/db",
+            "--finality",
+            "finalized",
+        ])
+        .unwrap();
+        assert_eq!(pg.store.database, DatabaseUrl::Postgres("postgres://u@h/db".into()));
+        assert_eq!(pg.chain.finality, Finality::Finalized);
+        assert!(OracleConfig::from_args(["--finality", "soon"]).is_err());
     }
 }

@@ -1,34 +1,49 @@
-//! Estuary's oracle service.
+//! Estuary's oracle: follows pin requests on chain (and pins made through the IPFS Pinning
+//! Service API), fetches and verifies their DAGs, packs them into CARs and pieces, and reports
+//! every outcome on chain.
 //!
 //! ```text
-//!   chain (JSON-RPC) ──► Watcher ──► RequestStore (SQLite) ◄── HTTP API (axum)
-//!                        confirmed      one row per request       GET /requests/{id}
-//!                        blocks only    + cursor, one txn         GET /status, /health
+//!                 ┌──────────── domain (pure): jobs, states, the machine ───────────┐
+//!                 │                                                                 │
+//!   chain ──► estuary_chain::Watcher ──► store ◄── pipeline: claim ─► fetch ─► pack ─► report
+//!   (confirmed logs, reorgs)     RequestLogs   │   (workers, leases)   │               │
+//!                                              │                       ▼               ▼
+//!   HTTP ──► api (axum) ───────────────────────┘                 blockstore     TxManager
+//!            requests, gateway, /piece, uploads, pins            (fs | S3)      (estuary_chain)
+//!   libp2p ──► p2p (Bitswap both ways) ─────────────────────────► blockstore
 //! ```
 //!
-//! The [`watcher`] reads `PinRequested` logs from confirmed blocks in bounded ranges, starting
-//! from a cursor kept in the store. Each batch of requests and the cursor that follows it are
-//! written in one transaction, so a process killed at any point resumes exactly where it stopped,
-//! and a request seen twice (a re-read range, a duplicate log) is stored once.
+//! Roles, one module each — a newcomer finds any behaviour from the names:
+//! - [`domain`]: what a job is and the one state machine every change of state goes through
+//!   (pure: no I/O, no clock);
+//! - [`store`]: the database (SQLite or PostgreSQL, one implementation), which only
+//!   compares-and-sets the machine's changes;
+//! - [`fetch`]: where to fetch a DAG from (a pure plan) and the code that runs it;
+//! - [`blockstore`]: where blocks live (a directory, or S3), with faults kept apart from
+//!   missing blocks;
+//! - [`pipeline`]: the workers and their stages, packing, and reports on chain;
+//! - [`commands`]: operators' and requesters' commands, through the machine;
+//! - [`reconcile`]: the check that every pinned DAG is still whole;
+//! - [`p2p`]: the libp2p node;
+//! - [`api`]: the HTTP API (status, requests, trustless gateway, uploads, pinning API);
+//! - [`config`]: the settings, declared once per component;
+//! - [`service`]: the wiring and an orderly shutdown.
 //!
-//! Storage sits behind the [`store::RequestStore`] trait; [`store::SqliteStore`] is the embedded
-//! default that needs no server.
+//! What the chain needs — the watcher around a pure planner, the transaction manager — is
+//! [`estuary_chain`], shared with the SP agent; the DAG walks, the canonical CAR order and the
+//! packer are `estuary_dag` and `estuary_pack`, shared with the CLI and the browser node.
 
 pub mod api;
 pub mod blockstore;
+pub mod commands;
 pub mod config;
+pub mod domain;
 pub mod fetch;
-pub mod job;
-pub mod model;
 pub mod p2p;
-pub mod pack;
-pub mod pinning;
+pub mod pipeline;
 pub mod reconcile;
-pub mod report;
 pub mod service;
 pub mod store;
-pub mod watcher;
-pub mod worker;
 
 pub use config::OracleConfig;
 pub use service::{Oracle, OracleError};

@@ -84,7 +84,15 @@ impl<B: Blockstore> BlockSource for StoreSource<B> {
         let store = Arc::clone(&self.0);
         let cid = *cid;
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || store.get(&cid).ok().flatten()).await.ok().flatten()
+            let read = tokio::task::spawn_blocking(move || store.get(&cid))
+                .await
+                .expect("a block read does not panic");
+            // Bitswap has no way to say "failed": a storage failure is answered as not held,
+            // and logged, so the peer tries elsewhere.
+            read.unwrap_or_else(|e| {
+                warn!(%cid, error = %e, "cannot read a block to serve");
+                None
+            })
         })
     }
 }

@@ -1,17 +1,24 @@
-//! The reconciler: walks every pinned DAG in the blockstore and sends back to the queue any
-//! whose blocks are missing or corrupt (the blockstore drops a corrupt block when it reads it),
-//! so the workers fetch them again. Reports already on chain stay; the contract refuses a
-//! second one and the oracle counts that as done.
+//! The reconciler: walks every pinned DAG in the blockstore and sends back to the queue, through
+//! the state machine (`Damaged`), any whose blocks are missing or corrupt (the blockstore sets a
+//! corrupt block aside when it reads it), so the workers fetch them again. Reports already on
+//! chain stay; the contract refuses a second one and the oracle counts that as done.
+//!
+//! A storage failure (a disk error, an S3 outage) is not damage: the DAG is left alone and the
+//! failure counted, so an outage never requeues every pin.
 
 use std::sync::Arc;
 
 use cid::Cid;
-use estuary_dag::walk::{WalkLimits, dfs_limited};
+use estuary_dag::walk::{self, WalkLimits};
 
 use crate::{
-    blockstore::Blockstore,
-    model::RequestStatus,
-    store::{JobStore, StoreError},
+    blockstore::{Blockstore, Source},
+    commands,
+    domain::{
+        JobKey, JobState,
+        state::{Input, Policy},
+    },
+    store::{Store, StoreError},
 };
 
 /// What a reconciliation found.
@@ -19,37 +26,46 @@ use crate::{
 pub struct Reconciled {
     /// Pinned DAGs walked.
     pub checked: u64,
-    /// Requests sent back to the queue, with the reason.
-    pub requeued: Vec<(String, String)>,
+    /// Jobs sent back to the queue, with the reason.
+    pub requeued: Vec<(JobKey, String)>,
+    /// Jobs whose DAG could not be read because the store failed (left alone).
+    pub faults: Vec<(JobKey, String)>,
 }
 
-const PINNED: [RequestStatus; 3] =
-    [RequestStatus::Pinned, RequestStatus::Packed, RequestStatus::Reported];
+const PINNED: [JobState; 3] = [JobState::Pinned, JobState::Packed, JobState::Reported];
 
 /// Walks every pinned DAG and requeues the damaged ones.
-pub async fn reconcile<S: JobStore, B: Blockstore>(
-    store: &S,
+pub async fn reconcile<B: Blockstore>(
+    store: &Store,
     blocks: &Arc<B>,
 ) -> Result<Reconciled, StoreError> {
     let mut out = Reconciled::default();
-    for request in store.in_status(&PINNED, u32::MAX).await? {
-        let Some(text) = request.cid.as_deref() else { continue };
+    for job in store.in_states(&PINNED, u32::MAX).await? {
+        let Some(text) = job.cid.as_deref() else { continue };
         let Ok(root) = Cid::try_from(text) else { continue };
         let blocks = Arc::clone(blocks);
         let walked = tokio::task::spawn_blocking(move || {
-            dfs_limited(root, WalkLimits::default(), |c| blocks.get(c).ok().flatten(), |_, _| {})
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            walk::dfs(root, WalkLimits::default(), Source(&*blocks), |_, _| {})
         })
-        .await;
+        .await
+        .expect("a walk over the blockstore does not panic");
         out.checked += 1;
+        let key = job.key().clone();
         let problem = match walked {
-            Ok(Ok(_)) => continue,
-            Ok(Err(e)) => e,
+            Ok(_) => continue,
+            Err(e) if e.is_fault() => {
+                out.faults.push((key, e.to_string()));
+                continue;
+            }
             Err(e) => e.to_string(),
         };
-        if store.requeue_id(&request.id, &PINNED).await? > 0 {
-            out.requeued.push((request.id, problem));
+        let damaged = Input::Damaged { reason: problem.clone() };
+        match commands::run(store, &key, &damaged, &Policy::default()).await {
+            Ok(_) => out.requeued.push((key, problem)),
+            // Moved on meanwhile (cancelled, already requeued): nothing to do.
+            Err(commands::CommandError::Refused(_) | commands::CommandError::NotFound(_)) => {}
+            Err(commands::CommandError::Store(e)) => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "reconciler could not requeue a damaged DAG"),
         }
     }
     Ok(out)

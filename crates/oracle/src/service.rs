@@ -1,52 +1,48 @@
-//! Wiring: store, chain connection, watcher and API, with an orderly shutdown.
+//! Wiring: the database, the blockstore, the chain (watchers and the transaction manager), the
+//! workers, the libp2p node and the API, with an orderly shutdown.
+//!
+//! ```text
+//!  Oracle::start ──► Store::open ──► blockstore (fs | S3) ──► endpoints (same chain id)
+//!     ├─ Watcher: EstuaryPinning requests ──┐
+//!     ├─ Watcher: EstuaryOracle jobs ───────┴─► RequestLogs ─► Store
+//!     ├─ Pipeline (workers) ──► Fetcher (gateways, libp2p) · pack · ChainReporter (TxManager)
+//!     ├─ P2p (Bitswap both ways)
+//!     └─ API (axum)
+//!  Oracle::stop ──► cancel, wait for every task
+//! ```
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use alloy::providers::{Provider, ProviderBuilder};
+use alloy::{
+    providers::{DynProvider, Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use estuary_chain::{ChainError, WatchSpec, WatchState, Watcher};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
-
-use alloy::signers::local::PrivateKeySigner;
+use tracing::{info, warn};
 
 use crate::{
     api::{self, ApiState},
     blockstore::{Blockstore, BlockstoreError, FsBlockstore, s3::S3Blockstore},
     config::OracleConfig,
+    domain::{JobSource, request::ContractKind, state::Policy},
     fetch::Fetcher,
-    model::Source,
     p2p::{P2p, P2pError},
-    report::ChainReporter,
-    store::{JobStore, PgStore, PinStore, RequestStore, SqliteStore, StoreError, TxLedger},
-    watcher::{WatchState, Watcher, WatcherConfig},
-    worker::{Pipeline, WorkerConfig},
+    pipeline::{
+        Pipeline, WorkerConfig,
+        report::{ChainReporter, ReportTargets},
+    },
+    store::{RequestLogs, Store, StoreError},
 };
 
 /// Why the oracle could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OracleError {
-    /// The RPC URL does not parse.
-    #[error("invalid RPC URL {0:?}")]
-    RpcUrl(String),
-    /// The chain could not be reached at start-up.
-    #[error("cannot reach the chain at {url}: {reason}")]
-    Chain {
-        /// The endpoint.
-        url: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// The endpoint serves another chain than configured.
-    #[error(
-        "the RPC endpoint serves chain {actual}, but the oracle is configured for chain {expected}"
-    )]
-    WrongChain {
-        /// Configured chain id.
-        expected: u64,
-        /// Reported chain id.
-        actual: u64,
-    },
+    /// The chain could not be reached at start-up, or an endpoint serves another chain.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -78,162 +74,142 @@ pub struct Oracle {
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl Oracle {
-    /// Opens the store, checks the chain, and starts the watcher and the API.
-    pub async fn start(config: OracleConfig) -> Result<Self, OracleError> {
-        let url =
-            config.rpc_url.parse().map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?;
-        let provider = ProviderBuilder::new().connect_http(url);
-        let chain_id = tokio::time::timeout(config.rpc_timeout, provider.get_chain_id())
-            .await
-            .map_err(|_| OracleError::Chain {
-                url: config.rpc_url.clone(),
-                reason: format!("no answer within {:?}", config.rpc_timeout),
-            })?
-            .map_err(|e| OracleError::Chain {
-                url: config.rpc_url.clone(),
-                reason: e.to_string(),
-            })?;
-        if let Some(expected) = config.chain_id
-            && expected != chain_id
-        {
-            return Err(OracleError::WrongChain { expected, actual: chain_id });
-        }
-        // Fallback endpoints must serve the same chain; one that cannot be reached now is kept
-        // (it may come back) but one on another chain is refused.
-        let mut providers = vec![provider];
-        for url_text in &config.rpc_fallbacks {
-            let url = url_text.parse().map_err(|_| OracleError::RpcUrl(url_text.clone()))?;
-            let fallback = ProviderBuilder::new().connect_http(url);
-            match tokio::time::timeout(config.rpc_timeout, fallback.get_chain_id()).await {
-                Ok(Ok(id)) if id != chain_id => {
-                    return Err(OracleError::WrongChain { expected: chain_id, actual: id });
+/// Connects to every endpoint of `config.chain` and checks that they serve one chain (the one
+/// configured, if any); an endpoint that cannot be reached now is kept (it may come back), one
+/// on another chain is refused. Returns the chain id and the providers, named by their URLs.
+pub async fn connect(
+    config: &estuary_chain::ChainConfig,
+) -> Result<(u64, Vec<(String, DynProvider)>), ChainError> {
+    let timeout = config.rpc_timeout();
+    let mut providers = Vec::new();
+    let mut chain_id = config.chain_id;
+    for (i, url) in config.endpoints().into_iter().enumerate() {
+        let parsed = url.parse().map_err(|_| ChainError::BadAnswer {
+            endpoint: url.clone(),
+            what: "not a URL".into(),
+        })?;
+        let provider = ProviderBuilder::new().connect_http(parsed).erased();
+        match tokio::time::timeout(timeout, provider.get_chain_id()).await {
+            Ok(Ok(actual)) => match chain_id {
+                Some(expected) if expected != actual => {
+                    return Err(ChainError::WrongChain { endpoint: url, expected, actual });
                 }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(url = %url_text, error = %e, "fallback RPC endpoint unreachable for now");
-                }
-                Err(_) => {
-                    tracing::warn!(url = %url_text, "fallback RPC endpoint did not answer in time");
-                }
+                _ => chain_id = Some(actual),
+            },
+            // The preferred endpoint must answer at start-up; a fallback may come back later.
+            Ok(Err(source)) if i == 0 => {
+                return Err(ChainError::Rpc { endpoint: url, method: "eth_chainId", source });
             }
-            providers.push(fallback);
+            Err(_) if i == 0 => return Err(ChainError::Timeout { endpoint: url, after: timeout }),
+            Ok(Err(e)) => warn!(%url, error = %e, "fallback RPC endpoint unreachable for now"),
+            Err(_) => warn!(%url, "fallback RPC endpoint did not answer in time"),
         }
-        let db = config.database.to_string_lossy().into_owned();
-        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-            let store = Arc::new(PgStore::connect(&db).await?);
-            Self::start_with(config, providers, chain_id, store).await
-        } else {
-            let store = Arc::new(SqliteStore::open(&config.database).await?);
-            Self::start_with(config, providers, chain_id, store).await
-        }
+        providers.push((url, provider));
     }
+    let chain_id = chain_id.expect("the first endpoint answered with its chain id");
+    Ok((chain_id, providers))
+}
 
-    /// Starts the oracle's tasks over an open store.
-    async fn start_with<P, S>(
-        config: OracleConfig,
-        providers: Vec<P>,
-        chain_id: u64,
-        store: Arc<S>,
-    ) -> Result<Self, OracleError>
-    where
-        P: Provider + Clone + 'static,
-        S: RequestStore + JobStore + PinStore + TxLedger,
-    {
-        match &config.s3 {
+impl Oracle {
+    /// Opens the store, checks the chain, and starts the watchers, the workers and the API.
+    pub async fn start(config: OracleConfig) -> Result<Self, OracleError> {
+        let (chain_id, providers) = connect(&config.chain).await?;
+        let store = Store::open(&config.store.database).await?;
+        match config.store.s3() {
             Some(s3) => {
-                let blocks = Arc::new(S3Blockstore::open(s3)?);
-                Self::start_full(config, providers, chain_id, store, blocks).await
+                let blocks = Arc::new(S3Blockstore::open(&s3)?);
+                Self::start_with(config, providers, chain_id, store, blocks).await
             }
             None => {
-                let blocks = Arc::new(FsBlockstore::open(config.data_dir.clone())?);
-                Self::start_full(config, providers, chain_id, store, blocks).await
+                let blocks = Arc::new(FsBlockstore::open(config.store.data_dir.clone())?);
+                Self::start_with(config, providers, chain_id, store, blocks).await
             }
         }
     }
 
     /// Starts the oracle's tasks over an open store and blockstore.
-    async fn start_full<P, S, B>(
+    async fn start_with<B: Blockstore>(
         config: OracleConfig,
-        providers: Vec<P>,
+        providers: Vec<(String, DynProvider)>,
         chain_id: u64,
-        store: Arc<S>,
+        store: Store,
         blocks: Arc<B>,
-    ) -> Result<Self, OracleError>
-    where
-        P: Provider + Clone + 'static,
-        S: RequestStore + JobStore + PinStore + TxLedger,
-        B: Blockstore,
-    {
-        let source = Source { chain_id, contract: config.pinning };
-        let listener = TcpListener::bind(config.listen)
+    ) -> Result<Self, OracleError> {
+        let pinning = JobSource::Contract { chain: chain_id, address: config.contracts.pinning };
+        let listen = config.api.listen;
+        let listener = TcpListener::bind(listen)
             .await
-            .map_err(|source| OracleError::Listen { addr: config.listen, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| OracleError::Listen { addr: config.listen, source })?;
+            .map_err(|source| OracleError::Listen { addr: listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| OracleError::Listen { addr: listen, source })?;
 
-        let packed_dir = config.data_dir.join("packed");
+        let data_dir = &config.store.data_dir;
+        let packed_dir = data_dir.join("packed");
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let p2p = P2p::start(
-            &config.data_dir.join("p2p.key"),
-            &config.p2p_listen,
+            &data_dir.join("p2p.key"),
+            &config.p2p.p2p_listen,
             Arc::clone(&blocks),
             shutdown.clone(),
         )
         .await?;
-        if let Some(key) = &config.operator_key {
+        if let Some(key) = &config.worker.operator_key {
             let key: PrivateKeySigner =
                 key.trim_start_matches("0x").parse().map_err(|_| OracleError::OperatorKey)?;
-            let reporter =
-                ChainReporter::new(&config.rpc_url, config.pinning, config.oracle_contract, key, 1)
-                    .map_err(|_| OracleError::RpcUrl(config.rpc_url.clone()))?
-                    .with_policy(config.tx_policy)
-                    .with_ledger(Arc::clone(&store));
+            let tx = estuary_chain::TxManager::new(
+                &config.chain.endpoints(),
+                chain_id,
+                key,
+                config.tx_policy(),
+                Arc::new(store.clone()),
+            )?;
+            let targets = ReportTargets {
+                chain: chain_id,
+                pinning: config.contracts.pinning,
+                oracle: config.contracts.oracle,
+            };
             let pipeline = Pipeline::new(
-                Arc::clone(&store),
+                store.clone(),
                 Arc::clone(&blocks),
-                Fetcher::new(config.gateways.clone(), config.fetch_limits).with_p2p(p2p.clone()),
-                Arc::new(reporter),
+                Fetcher::new(config.fetch.gateways.clone(), config.fetch.limits())
+                    .with_p2p(p2p.clone()),
+                Arc::new(ChainReporter::new(tx, targets)),
                 WorkerConfig {
-                    workers: config.workers,
-                    lease: config.lease,
-                    max_attempts: config.max_attempts,
+                    workers: config.worker.workers,
+                    lease: config.worker.lease(),
+                    policy: Policy {
+                        max_attempts: config.worker.max_attempts,
+                        ..Policy::default()
+                    },
                     idle: Duration::from_millis(200),
                     packed_dir: packed_dir.clone(),
                 },
             );
             tasks.push(tokio::spawn(pipeline.run(shutdown.clone())));
         } else {
-            tracing::warn!("no operator key: requests are recorded but not pinned");
+            warn!("no operator key: requests are recorded but not pinned");
         }
         let (state_tx, state_rx) = watch::channel(WatchState::default());
-        let watcher_config = WatcherConfig {
-            start_block: config.start_block,
-            confirmations: config.confirmations,
-            finality: config.finality,
-            max_block_range: config.max_block_range,
-            poll_interval: config.poll_interval,
-            rpc_timeout: config.rpc_timeout,
+        let watch_contract = |address: alloy::primitives::Address, kind: ContractKind, state| {
+            let source = JobSource::Contract { chain: chain_id, address };
+            let spec = WatchSpec {
+                stream: format!("{chain_id}:{address:#x}"),
+                addresses: vec![address],
+                topics: kind.topics(),
+                start_block: config.contracts.start_block,
+            };
+            let logs = Arc::new(RequestLogs::new(store.clone(), source, kind));
+            Watcher::new(providers.clone(), logs, spec, config.chain.clone(), state)
         };
-        let watcher = Watcher::new(
-            providers.clone(),
-            Arc::clone(&store),
-            source,
-            watcher_config.clone(),
-            state_tx,
-        );
-        let watcher_task = tokio::spawn(watcher.run(shutdown.clone()));
-        if let Some(oracle) = config.oracle_contract {
-            let jobs = Watcher::new(
-                providers.clone(),
-                Arc::clone(&store),
-                Source { chain_id, contract: oracle },
-                watcher_config,
+        let watcher = watch_contract(config.contracts.pinning, ContractKind::Pinning, state_tx);
+        tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
+        if let Some(oracle) = config.contracts.oracle {
+            let jobs = watch_contract(
+                oracle,
+                ContractKind::OracleJobs,
                 watch::channel(WatchState::default()).0,
-            )
-            .for_oracle_jobs();
+            );
             tasks.push(tokio::spawn(jobs.run(shutdown.clone())));
         }
 
@@ -241,35 +217,33 @@ impl Oracle {
             store,
             blocks,
             packed_dir,
-            uploads_dir: config.data_dir.join("uploads"),
-            source,
+            uploads_dir: data_dir.join("uploads"),
+            source: pinning,
             watch: state_rx,
-            api_token: config.api_token.clone(),
-            delegates: if config.delegates.is_empty() {
+            api_token: config.api.api_token.clone(),
+            delegates: if config.api.delegates.is_empty() {
                 let mut own = vec![self_multiaddr(local_addr)];
                 own.extend(p2p.addrs().iter().map(ToString::to_string));
                 own
             } else {
-                config.delegates.clone()
+                config.api.delegates.clone()
             },
             p2p: Some(p2p),
         }));
         let api_shutdown = shutdown.clone();
-        let api_task = tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
                 .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "API server stopped");
             }
-        });
-        info!(%local_addr, chain_id, contract = %config.pinning, "oracle started");
-        tasks.push(watcher_task);
-        tasks.push(api_task);
+        }));
+        info!(%local_addr, chain_id, contract = %config.contracts.pinning, "oracle started");
         Ok(Self { local_addr, shutdown, tasks })
     }
 
-    /// Stops the watcher and the API and waits for them.
+    /// Stops every task and waits for them.
     pub async fn stop(self) {
         self.shutdown.cancel();
         for task in self.tasks {
@@ -279,7 +253,7 @@ impl Oracle {
 }
 
 /// The multiaddr of this oracle's gateway, as the pinning API's `delegates` names it.
-fn self_multiaddr(addr: std::net::SocketAddr) -> String {
+fn self_multiaddr(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
         ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),

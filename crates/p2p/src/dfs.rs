@@ -1,15 +1,16 @@
 //! A DAG fetched from one peer over Bitswap in depth-first order — the order of a trustless
 //! gateway's CAR (`dag-scope=all`, `dups=n`) — with several blocks in flight, so a streaming
-//! reader (a verified file download) can consume it block by block.
+//! reader (a verified file download, the oracle's fetch into its blockstore) can consume it
+//! block by block.
+//!
+//! The order, the deduplication and the limits are [`estuary_dag::walk::Walker`]'s, the walker
+//! every traversal in Estuary uses; this is its Bitswap driver.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use cid::Cid;
-use estuary_dag::{
-    block::IDENTITY,
-    walk::{WalkError, links},
-};
-use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use estuary_dag::walk::{WalkError, WalkLimits, Walker, inline};
+use futures::{StreamExt, stream::FuturesUnordered};
 use libp2p::PeerId;
 
 use crate::{Bitswap, BitswapError};
@@ -21,12 +22,12 @@ pub enum DfsError {
     /// A block could not be had from the peer.
     #[error(transparent)]
     Bitswap(Box<BitswapError>),
-    /// A block's links could not be read.
+    /// The DAG breaks the walk: a block that does not decode, or a limit.
     #[error(transparent)]
-    Links(Box<WalkError>),
-    /// The DAG has more blocks than allowed.
-    #[error("the DAG has more than {0} blocks")]
-    TooManyBlocks(u64),
+    Walk(Box<WalkError>),
+    /// The local store failed while looking for a block (nothing is known about the block).
+    #[error("the local store failed: {0}")]
+    Local(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<BitswapError> for DfsError {
@@ -37,12 +38,29 @@ impl From<BitswapError> for DfsError {
 
 impl From<WalkError> for DfsError {
     fn from(e: WalkError) -> Self {
-        Self::Links(Box::new(e))
+        Self::Walk(Box::new(e))
     }
 }
 
-/// One block asked for: its CID and the peer's answer.
-type Asked = BoxFuture<'static, (Cid, Result<Vec<u8>, BitswapError>)>;
+/// A lookup in a local store: `Ok(None)` when the block is not held.
+#[cfg(not(target_arch = "wasm32"))]
+pub type LocalLookup = Box<
+    dyn Fn(
+            Cid,
+        ) -> futures::future::BoxFuture<
+            'static,
+            Result<Option<Vec<u8>>, Box<dyn std::error::Error + Send + Sync>>,
+        > + Send
+        + Sync,
+>;
+
+#[cfg(not(target_arch = "wasm32"))]
+type Asked = futures::future::BoxFuture<'static, (Cid, Result<Fetched, DfsError>)>;
+#[cfg(target_arch = "wasm32")]
+type Asked = futures::future::LocalBoxFuture<'static, (Cid, Result<Fetched, DfsError>)>;
+
+/// A block's bytes, and whether they came from the peer (not from the local store or the CID).
+type Fetched = (Vec<u8>, bool);
 
 /// The blocks under a root, fetched from one peer, handed out in depth-first order.
 ///
@@ -54,15 +72,13 @@ pub struct DfsFetch {
     bitswap: Bitswap,
     peer: PeerId,
     window: usize,
-    max_blocks: u64,
-    /// Blocks still to hand out, in the order known so far.
-    order: VecDeque<Cid>,
-    /// Blocks in `order`, or handed out already.
-    seen: HashSet<Cid>,
+    walker: Walker,
     /// Blocks asked for and not yet handed out.
     asked: HashSet<Cid>,
-    ready: HashMap<Cid, Vec<u8>>,
+    ready: HashMap<Cid, Fetched>,
     in_flight: FuturesUnordered<Asked>,
+    #[cfg(not(target_arch = "wasm32"))]
+    local: Option<std::sync::Arc<LocalLookup>>,
     handed_out: u64,
     failed: bool,
 }
@@ -71,7 +87,6 @@ impl std::fmt::Debug for DfsFetch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DfsFetch")
             .field("peer", &self.peer)
-            .field("queued", &self.order.len())
             .field("in_flight", &self.in_flight.len())
             .field("handed_out", &self.handed_out)
             .finish_non_exhaustive()
@@ -79,27 +94,36 @@ impl std::fmt::Debug for DfsFetch {
 }
 
 impl DfsFetch {
-    /// A fetch of the DAG under `root` from `peer`, `window` blocks ahead (at least 1), failing
-    /// past `max_blocks` distinct blocks.
-    pub fn new(bitswap: Bitswap, peer: PeerId, root: Cid, window: usize, max_blocks: u64) -> Self {
-        let mut fetch = Self {
+    /// A fetch of the DAG under `root` from `peer`, `window` blocks ahead (at least 1), within
+    /// `limits`.
+    pub fn new(
+        bitswap: Bitswap,
+        peer: PeerId,
+        root: Cid,
+        window: usize,
+        limits: WalkLimits,
+    ) -> Self {
+        Self {
             bitswap,
             peer,
             window: window.max(1),
-            max_blocks,
-            order: VecDeque::new(),
-            seen: HashSet::new(),
+            walker: Walker::new(root, limits),
             asked: HashSet::new(),
             ready: HashMap::new(),
             in_flight: FuturesUnordered::new(),
+            #[cfg(not(target_arch = "wasm32"))]
+            local: None,
             handed_out: 0,
             failed: false,
-        };
-        if root.hash().code() != IDENTITY {
-            fetch.seen.insert(root);
-            fetch.order.push_back(root);
         }
-        fetch
+    }
+
+    /// Looks in a local store first: blocks held there are not asked for.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[must_use]
+    pub fn with_local(mut self, lookup: LocalLookup) -> Self {
+        self.local = Some(std::sync::Arc::new(lookup));
+        self
     }
 
     /// Blocks handed out so far.
@@ -107,81 +131,77 @@ impl DfsFetch {
         self.handed_out
     }
 
-    /// The next block in depth-first order, `None` once the DAG is complete. After an error the
-    /// fetch is over: it returns `None`. Cancel-safe: a block that arrives while the caller has
-    /// stopped waiting is kept for the next call.
-    pub async fn next(&mut self) -> Option<Result<(Cid, Vec<u8>), DfsError>> {
+    /// What the walk has seen (blocks, bytes, depth, links).
+    pub fn stats(&self) -> estuary_dag::walk::WalkStats {
+        self.walker.stats()
+    }
+
+    /// The next block in depth-first order and whether it came from the peer; `None` once the
+    /// DAG is complete. After an error the fetch is over: it returns `None`. Cancel-safe: a
+    /// block that arrives while the caller has stopped waiting is kept for the next call.
+    pub async fn next(&mut self) -> Option<Result<(Cid, Vec<u8>, bool), DfsError>> {
         if self.failed {
             return None;
         }
+        let result = self.step().await;
+        if matches!(result, Some(Err(_))) {
+            self.failed = true;
+        }
+        result
+    }
+
+    async fn step(&mut self) -> Option<Result<(Cid, Vec<u8>, bool), DfsError>> {
         loop {
-            let head = *self.order.front()?;
-            if let Some(data) = self.ready.remove(&head) {
-                self.order.pop_front();
-                self.asked.remove(&head);
-                return Some(self.hand_out(head, data));
-            }
-            self.ask_ahead();
-            let Some((cid, reply)) = self.in_flight.next().await else {
-                // Nothing in flight yet the head is not ready: cannot happen (the head is asked
-                // for above); end rather than spin.
-                self.failed = true;
-                return None;
+            let (cid, _) = match self.walker.peek() {
+                Ok(Some(next)) => next,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e.into())),
             };
-            match reply {
-                Ok(data) => {
-                    self.ready.insert(cid, data);
-                }
-                Err(e) => {
-                    self.failed = true;
+            let fetched = match inline(&cid) {
+                Some(data) => Some((data.to_vec(), false)),
+                None => self.ready.remove(&cid),
+            };
+            if let Some((data, from_peer)) = fetched {
+                self.asked.remove(&cid);
+                if let Err(e) = self.walker.visit(&data) {
                     return Some(Err(e.into()));
                 }
+                self.handed_out += 1;
+                return Some(Ok((cid, data, from_peer)));
+            }
+            self.ask_ahead();
+            match self.in_flight.next().await {
+                Some((cid, Ok(block))) => {
+                    self.ready.insert(cid, block);
+                }
+                Some((_, Err(e))) => return Some(Err(e)),
+                // The head is always asked for above: nothing in flight cannot happen.
+                None => unreachable!("the next block is in flight"),
             }
         }
     }
 
-    /// Queues `cid`'s links right after it (their place in a depth-first walk) and hands it out.
-    fn hand_out(&mut self, cid: Cid, data: Vec<u8>) -> Result<(Cid, Vec<u8>), DfsError> {
-        let children = match links(&cid, &data) {
-            Ok(children) => children,
-            Err(e) => {
-                self.failed = true;
-                return Err(e.into());
-            }
-        };
-        let mut first = Vec::with_capacity(children.len());
-        let mut in_this_block = HashSet::with_capacity(children.len());
-        for child in children {
-            if child.hash().code() == IDENTITY || !in_this_block.insert(child) {
+    /// Asks for the next `window` blocks of the walk that are not asked for yet.
+    fn ask_ahead(&mut self) {
+        for cid in self.walker.upcoming(self.window) {
+            if self.ready.contains_key(&cid) || !self.asked.insert(cid) {
                 continue;
             }
-            if self.seen.insert(child) {
-                first.push(child);
-            } else if let Some(at) = self.order.iter().position(|c| *c == child) {
-                // Queued further on, under a later sibling: its first place is here now.
-                self.order.remove(at);
-                first.push(child);
-            }
-        }
-        if self.seen.len() as u64 > self.max_blocks {
-            self.failed = true;
-            return Err(DfsError::TooManyBlocks(self.max_blocks));
-        }
-        for child in first.into_iter().rev() {
-            self.order.push_front(child);
-        }
-        self.handed_out += 1;
-        Ok((cid, data))
-    }
-
-    /// Asks for the first `window` blocks still to come that are not asked for yet.
-    fn ask_ahead(&mut self) {
-        for cid in self.order.iter().take(self.window) {
-            if self.asked.insert(*cid) {
-                let bitswap = self.bitswap.clone();
-                let (peer, cid) = (self.peer, *cid);
-                self.in_flight.push(Box::pin(async move { (cid, bitswap.get(peer, cid).await) }));
-            }
+            let bitswap = self.bitswap.clone();
+            let peer = self.peer;
+            #[cfg(not(target_arch = "wasm32"))]
+            let local = self.local.clone();
+            self.in_flight.push(Box::pin(async move {
+                #[cfg(not(target_arch = "wasm32"))]
+                if let Some(local) = local {
+                    match local(cid).await {
+                        Ok(Some(data)) => return (cid, Ok((data, false))),
+                        Ok(None) => {}
+                        Err(e) => return (cid, Err(DfsError::Local(e))),
+                    }
+                }
+                (cid, bitswap.get(peer, cid).await.map(|d| (d, true)).map_err(DfsError::from))
+            }));
         }
     }
 }

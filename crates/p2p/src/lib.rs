@@ -353,6 +353,8 @@ impl Bitswap {
 pub use behaviour::{NodeBehaviour, NodeBehaviourEvent};
 
 pub mod dfs;
+#[cfg(not(target_arch = "wasm32"))]
+pub use dfs::LocalLookup;
 pub use dfs::{DfsError, DfsFetch};
 
 mod behaviour {

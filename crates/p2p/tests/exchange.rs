@@ -4,7 +4,10 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use cid::{Cid, Version};
-use estuary_dag::block::sha256_cid;
+use estuary_dag::{
+    block::sha256_cid,
+    walk::{WalkError, WalkLimits},
+};
 use estuary_p2p::{Bitswap, BitswapError, BlockFuture, BlockSource};
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp, yamux};
@@ -154,6 +157,11 @@ fn shared_dag() -> (Cid, HashMap<Cid, Vec<u8>>, Vec<u8>) {
     (root.cid, blocks, big)
 }
 
+/// Limits of a walk of at most `n` blocks.
+fn blocks(n: u64) -> WalkLimits {
+    WalkLimits { max_blocks: n, ..WalkLimits::default() }
+}
+
 #[tokio::test]
 async fn a_dag_comes_depth_first_like_a_gateway_car() {
     let (root, held, big) = shared_dag();
@@ -162,14 +170,17 @@ async fn a_dag_comes_depth_first_like_a_gateway_car() {
 
     // What a trustless gateway's CAR holds, in its order: each block once, depth first.
     let mut expected = Vec::new();
-    estuary_dag::walk::dfs(root, |c| held.get(c), |cid, _| expected.push(*cid)).unwrap();
+    estuary_dag::walk::dfs(root, WalkLimits::default(), &held, |cid, _| expected.push(*cid))
+        .unwrap();
 
     for window in [1, 4, 64] {
-        let mut fetch = estuary_p2p::DfsFetch::new(client.clone(), server, root, window, 10_000);
+        let mut fetch =
+            estuary_p2p::DfsFetch::new(client.clone(), server, root, window, blocks(10_000));
         let mut got = Vec::new();
         while let Some(block) = fetch.next().await {
-            let (cid, data) = block.unwrap();
+            let (cid, data, from_peer) = block.unwrap();
             assert_eq!(data, held[&cid]);
+            assert!(from_peer);
             got.push(cid);
         }
         assert_eq!(got, expected, "window {window}");
@@ -178,11 +189,11 @@ async fn a_dag_comes_depth_first_like_a_gateway_car() {
 
     // A file's blocks in that order rebuild the file through the streaming reader.
     let a = estuary_dag::walk::links(&root, &held[&root]).unwrap()[1]; // a.bin
-    let mut fetch = estuary_p2p::DfsFetch::new(client.clone(), server, a, 8, 10_000);
+    let mut fetch = estuary_p2p::DfsFetch::new(client.clone(), server, a, 8, blocks(10_000));
     let mut reader = estuary_dag::dfs_file::DfsFileReader::new(a, 1 << 20);
     let mut file = Vec::new();
     while let Some(block) = fetch.next().await {
-        let (cid, data) = block.unwrap();
+        let (cid, data, _) = block.unwrap();
         reader.push(&cid, &data, &mut file).unwrap();
     }
     reader.finish(&mut file).unwrap();
@@ -199,10 +210,10 @@ async fn a_dag_with_a_missing_block_or_too_many_blocks_fails() {
     let (server, addr, _) = node(Blocks(Arc::new(held))).await;
     let client = connected_client(addr).await;
 
-    let mut fetch = estuary_p2p::DfsFetch::new(client.clone(), server, root, 4, 10_000);
+    let mut fetch = estuary_p2p::DfsFetch::new(client.clone(), server, root, 4, blocks(10_000));
     let error = loop {
         match fetch.next().await.expect("the fetch ends with an error") {
-            Ok((cid, data)) => assert_eq!(data, full[&cid]),
+            Ok((cid, data, _)) => assert_eq!(data, full[&cid]),
             Err(e) => break e,
         }
     };
@@ -214,11 +225,14 @@ async fn a_dag_with_a_missing_block_or_too_many_blocks_fails() {
 
     let (server, addr, _) = node(Blocks(Arc::new(full))).await;
     let client = connected_client(addr).await;
-    let mut fetch = estuary_p2p::DfsFetch::new(client, server, root, 4, total - 1);
+    let mut fetch = estuary_p2p::DfsFetch::new(client, server, root, 4, blocks(total - 1));
     let error = loop {
         if let Err(e) = fetch.next().await.expect("the fetch ends with an error") {
             break e;
         }
     };
-    assert!(matches!(error, estuary_p2p::DfsError::TooManyBlocks(_)), "{error}");
+    assert!(
+        matches!(&error, estuary_p2p::DfsError::Walk(e) if matches!(**e, WalkError::TooManyBlocks(_))),
+        "{error}"
+    );
 }

@@ -280,9 +280,17 @@ impl CommP {
             let roots: Vec<Node> = std::thread::scope(|scope| {
                 let handles: Vec<_> = batch
                     .chunks(per_thread * RUN_PAYLOAD)
-                    .map(|part| scope.spawn(move || run_roots(part).unwrap_or_default()))
+                    .map(|part| {
+                        scope.spawn(move || {
+                            run_roots(part).expect("parts are whole runs: split at run size")
+                        })
+                    })
                     .collect();
-                handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+                // A hashing thread that panicked must not leave a wrong commitment behind.
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("a piece hashing thread panicked"))
+                    .collect()
             });
             // Whole runs at a run boundary: this cannot fail.
             let _ = self.push_run_roots(&roots);

@@ -17,6 +17,7 @@
 //! - [`fr32`]: the 127 → 128 byte expansion;
 //! - [`aggregate`]: FRC-0058 aggregation with index and inclusion proofs;
 //! - [`commp`]: the streaming tree;
+//! - `parallel` (native): [`ParallelCommP`], the tree hashed on every core beside the caller;
 //! - [`piece_cid`]: piece CIDs v1 (`baga…`, size carried separately) and v2 (FRC-0069, `bafkzcib…`).
 
 pub mod aggregate;
@@ -25,7 +26,11 @@ pub mod fr32;
 #[doc(hidden)]
 pub mod fuzzing;
 mod lanes;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod parallel;
 pub mod piece_cid;
 
 pub use commp::{CommP, PieceError, PieceInfo, RUN_PAYLOAD, run_roots};
+#[cfg(not(target_arch = "wasm32"))]
+pub use parallel::ParallelCommP;
 pub use piece_cid::{PieceCid, PieceCidError};

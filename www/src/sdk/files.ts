@@ -209,55 +209,6 @@ function storageError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
-function compareUtf8(a: string, b: string): number {
-  const x = new TextEncoder().encode(a);
-  const y = new TextEncoder().encode(b);
-  for (let i = 0; i < Math.min(x.length, y.length); i++) {
-    if (x[i] !== y[i]) return x[i]! - y[i]!;
-  }
-  return x.length - y.length;
-}
-
-/**
- * Orders a folder's files as `estuary add` reads a directory: a directory's entries in byte
- * order of their names, its files before the contents of its subdirectories, subdirectories in
- * order — so the CAR (and its piece) is byte for byte the same.
- */
-export function orderLikeEstuaryAdd(entries: AddEntry[]): AddEntry[] {
-  interface Dir {
-    files: Map<string, AddEntry>;
-    dirs: Map<string, Dir>;
-  }
-  const root: Dir = { files: new Map(), dirs: new Map() };
-  for (const entry of entries) {
-    const parts = entry.path.split('/').filter((p) => p.length > 0);
-    const name = parts.pop();
-    if (name === undefined) throw new EstuaryError(`A file has an empty path.`);
-    let dir = root;
-    for (const part of parts) {
-      let next = dir.dirs.get(part);
-      if (!next) {
-        next = { files: new Map(), dirs: new Map() };
-        dir.dirs.set(part, next);
-      }
-      dir = next;
-    }
-    if (dir.files.has(name)) throw new EstuaryError(`Two files are named ${entry.path}.`);
-    dir.files.set(name, entry);
-  }
-  const out: AddEntry[] = [];
-  const visit = (dir: Dir) => {
-    const names = [...dir.files.keys(), ...dir.dirs.keys()].sort(compareUtf8);
-    for (const name of names) {
-      const file = dir.files.get(name);
-      if (file) out.push(file);
-    }
-    for (const name of [...dir.dirs.keys()].sort(compareUtf8)) visit(dir.dirs.get(name)!);
-  };
-  visit(root);
-  return out;
-}
-
 /** The chunks of a stream, checking `signal` between them. */
 export async function* streamChunks(
   stream: ReadableStream<Uint8Array<ArrayBuffer>>,
@@ -350,7 +301,7 @@ const HASHING = 8;
  * the CAR's piece is computed from the same bytes by `pieces` (a worker pool), in the same pass.
  */
 export async function addEntries(
-  makeImporter: (folder: boolean, profile: ImportProfile) => CarImporter,
+  makeImporter: (paths: string[] | undefined, profile: ImportProfile) => CarImporter,
   pieces: ParallelPieceHasher,
   entries: AddEntry[],
   options: { folder: boolean; profile?: ImportProfile; onProgress?: (p: AddProgress) => void; signal?: AbortSignal },
@@ -359,7 +310,6 @@ export async function addEntries(
   const profile = options.profile ?? 'unixfs-v1-2025';
   if (entries.length === 0) throw new EstuaryError('Nothing to add.');
   if (!folder && entries.length !== 1) throw new EstuaryError('Add one file, or a folder.');
-  if (folder) entries = orderLikeEstuaryAdd(entries);
   const total = entries.reduce((n, e) => n + e.file.size, 0);
   const name = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}.car`;
   const dir = await carsDir();
@@ -367,7 +317,9 @@ export async function addEntries(
   const out = await handle.createSyncAccessHandle();
   let importer: CarImporter;
   try {
-    importer = makeImporter(folder, profile);
+    // A folder's files are declared up front; the importer says in which order they must come
+    // (Estuary's canonical CAR order, the one the oracle rebuilds from the blocks).
+    importer = makeImporter(folder ? entries.map((e) => e.path) : undefined, profile);
   } catch (e) {
     out.close();
     await dir.removeEntry(name).catch(() => {});
@@ -380,8 +332,8 @@ export async function addEntries(
     if (bytes.length > 0) await pieces.update(bytes);
   };
   try {
-    for (const entry of entries) {
-      importer.beginFile(entry.path);
+    for (let n = 0; n < entries.length; n++) {
+      const entry = entries[importer.beginFile()]!;
       await importChunks(importer, streamChunks(entry.file.stream(), signal), write, (n) => {
         done += n;
         onProgress?.({ bytes: done, total, blocks: importer.blocks, stored: file.offset });
@@ -393,7 +345,7 @@ export async function addEntries(
     // The real header has the provisional one's length: overwrite it in place, and in the piece.
     out.write(result.header, { at: 0 });
     out.flush();
-    onProgress?.({ bytes: total, total, blocks: importer.blocks, stored: file.offset });
+    onProgress?.({ bytes: total, total, blocks: result.blocks, stored: file.offset });
     const piece = await pieces.finish(result.header);
     const { header: _h, tail: _t, ...rest } = result;
     const added: AddResult = {

@@ -1,4 +1,6 @@
-//! Integration tests of the `estuary` binary against a real anvil chain.
+//! Integration tests of the `estuary` binary: its commands on files and CARs, against the
+//! reference implementations, the operator's commands on an oracle's database, and the
+//! contracts on a real anvil chain.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 /// Sends a contract call and waits for its receipt (test code: any failure panics).
@@ -8,15 +10,9 @@ macro_rules! mined {
     };
 }
 
-mod bench_oracle;
 mod car_cli;
+mod cli_oracle;
 mod contracts_local;
 mod interop_piece;
 mod interop_unixfs;
-mod oracle_pinning;
-mod oracle_postgres;
-mod oracle_reorg;
-mod oracle_restart;
-mod oracle_rpc_faults;
-mod report_tx;
 mod support;

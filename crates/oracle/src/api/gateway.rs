@@ -19,10 +19,10 @@ use axum::{
 };
 use cid::Cid;
 use estuary_dag::{
-    Block,
+    Block, BlockError,
     car::{encode_section, header_v1},
     export::ExportError,
-    traversal::{DagScope, EntityBytes, ResolvedPath, resolve_path, select_blocks},
+    traversal::{DagScope, EntityBytes, ResolvedPath, TraversalError, resolve_path, select_blocks},
     walk::WalkLimits,
 };
 use estuary_piece::PieceCid;
@@ -31,7 +31,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::{ApiError, ApiState};
-use crate::{blockstore::Blockstore, store::RequestStore};
+use crate::blockstore::{Blockstore, BlockstoreError, Source};
 
 const RAW: &str = "application/vnd.ipld.raw";
 const CAR: &str = "application/vnd.ipld.car";
@@ -72,13 +72,17 @@ fn path_error(e: ExportError) -> ApiError {
         ExportError::NotUnixFs { .. } => ApiError::BadRequest(format!(
             "paths are followed through UnixFS (dag-pb) directories only: {e}"
         )),
+        // The store failed: the content may well be here.
+        ExportError::Block(BlockError::Io { source, .. }) => {
+            ApiError::Blockstore(BlockstoreError::Io(std::io::Error::other(source)))
+        }
         other => ApiError::NotFound(other.to_string()),
     }
 }
 
 /// `GET`/`HEAD /ipfs/{cid}[/path]`.
-pub(super) async fn ipfs<S: RequestStore, B: Blockstore>(
-    State(st): State<Arc<ApiState<S, B>>>,
+pub(super) async fn ipfs<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
     Path(path): Path<String>,
     Query(query): Query<GatewayQuery>,
     method: Method,
@@ -112,17 +116,16 @@ pub(super) async fn ipfs<S: RequestStore, B: Blockstore>(
     let blocks = Arc::clone(&st.blocks);
     let resolve_path_text = rest.clone();
     let resolved = tokio::task::spawn_blocking(move || {
-        resolve_path(cid, &resolve_path_text, |c| blocks.get(c).ok().flatten()).map_err(Box::new)
+        resolve_path(cid, &resolve_path_text, Source(&*blocks)).map_err(Box::new)
     })
     .await
-    .map_err(|e| ApiError::BadRequest(e.to_string()))?
+    .expect("resolving a path does not panic")
     .map_err(|e| path_error(*e))?;
     let blocks = Arc::clone(&st.blocks);
     let terminal = resolved.terminal;
     let terminal_block = tokio::task::spawn_blocking(move || blocks.get(&terminal))
         .await
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?
-        .map_err(|e| ApiError::NotFound(e.to_string()))?
+        .expect("a block read does not panic")?
         .ok_or_else(|| ApiError::NotFound(format!("{terminal} is not pinned here")))?;
     let head = method == Method::HEAD;
     let ipfs_path =
@@ -212,22 +215,30 @@ fn car_stream<B: Blockstore>(
             scope,
             range,
             WalkLimits::default(),
-            |cid| blocks.get(cid).ok().flatten(),
+            Source(&*blocks),
             |cid, data| {
                 encode_section(&Block { cid: *cid, data: data.to_vec() }, &mut batch);
                 if batch.len() >= 1 << 20 {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(1 << 20));
-                    let _ = tx.blocking_send(Ok(full));
+                    // The client went away: stop walking.
+                    return tx.blocking_send(Ok(full)).is_ok();
                 }
+                true
             },
         );
         if !batch.is_empty() {
             let _ = tx.blocking_send(Ok(batch));
         }
-        if let Err(e) = walked {
-            // The status line is gone: end the body with an error so the client sees a
-            // truncated CAR rather than a silently incomplete one.
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        match walked {
+            Ok(()) | Err(TraversalError::Stopped) => {}
+            Err(e) => {
+                if e.is_fault() {
+                    tracing::error!(error = %e, "the blockstore failed while a CAR was served");
+                }
+                // The status line is gone: end the body with an error so the client sees a
+                // truncated CAR rather than a silently incomplete one.
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
         }
     });
     let stream =
@@ -239,8 +250,8 @@ fn car_stream<B: Blockstore>(
 }
 
 /// `GET`/`HEAD /piece/{pieceCid}`: the packed CAR, with range requests.
-pub(super) async fn piece<S: RequestStore, B: Blockstore>(
-    State(st): State<Arc<ApiState<S, B>>>,
+pub(super) async fn piece<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
     Path(piece): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {

@@ -20,12 +20,14 @@ use tracing::error;
 use super::ApiState;
 use crate::{
     blockstore::Blockstore,
-    model::now_ms,
-    pinning::{
-        Caller, Invalid, Pin, PinRecord, PinState, RawPinQuery, Scope, format_time, new_requestid,
-        secret_digest,
+    domain::{
+        now_ms,
+        pinning::{
+            Caller, Invalid, Pin, PinRecord, PinState, RawPinQuery, Scope, format_time,
+            new_requestid, secret_digest,
+        },
     },
-    store::{PinStore, StoreError},
+    store::StoreError,
 };
 
 /// Account of the operator's API token.
@@ -134,8 +136,8 @@ fn to_status(record: PinRecord, delegates: &[String]) -> PinStatus {
 }
 
 /// Who holds the bearer token in `headers`.
-async fn caller<S: PinStore, B>(
-    st: &ApiState<S, B>,
+async fn caller<B>(
+    st: &ApiState<B>,
     headers: &HeaderMap,
     needs: Scope,
 ) -> Result<Caller, PinApiError> {
@@ -166,8 +168,8 @@ fn body(payload: Result<Json<Pin>, JsonRejection>) -> Result<Pin, PinApiError> {
 }
 
 /// `GET /pins`.
-pub async fn list<S: PinStore, B: Blockstore>(
-    State(st): State<Arc<ApiState<S, B>>>,
+pub async fn list<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
     headers: HeaderMap,
     query: Result<Query<RawPinQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PinResults>, PinApiError> {
@@ -180,8 +182,8 @@ pub async fn list<S: PinStore, B: Blockstore>(
 }
 
 /// `POST /pins`.
-pub async fn add<S: PinStore, B: Blockstore>(
-    State(st): State<Arc<ApiState<S, B>>>,
+pub async fn add<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
     headers: HeaderMap,
     payload: Result<Json<Pin>, JsonRejection>,
 ) -> Result<(StatusCode, Json<PinStatus>), PinApiError> {
@@ -192,8 +194,8 @@ pub async fn add<S: PinStore, B: Blockstore>(
 }
 
 /// `GET /pins/{requestid}`.
-pub async fn get<S: PinStore, B: Blockstore>(
-    State(st): State<Arc<ApiState<S, B>>>,
+pub async fn get<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
     headers: HeaderMap,
     Path(requestid): Path<String>,
 ) -> Result<Json<PinStatus>, PinApiError> {
@@ -204,8 +206,8 @@ pub async fn get<S: PinStore, B: Blockstore>(
 }
 
 /// `POST /pins/{requestid}`: replaces the pin with a new one (new requestid).
-pub async fn replace<S: PinStore, B: Blockstore>(
-    State(st): State<Arc<ApiState<S, B>>>,
+pub async fn replace<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
     headers: HeaderMap,
     Path(requestid): Path<String>,
     payload: Result<Json<Pin>, JsonRejection>,
@@ -221,13 +223,13 @@ pub async fn replace<S: PinStore, B: Blockstore>(
 }
 
 /// `DELETE /pins/{requestid}`.
-pub async fn remove<S: PinStore, B: Blockstore>(
-    State(st): State<Arc<ApiState<S, B>>>,
+pub async fn remove<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
     headers: HeaderMap,
     Path(requestid): Path<String>,
 ) -> Result<StatusCode, PinApiError> {
     let who = caller(&st, &headers, Scope::Write).await?;
-    if st.store.delete_pin(&who.account, &requestid).await? {
+    if st.store.delete_pin(&who.account, &requestid, now_ms()).await? {
         Ok(StatusCode::ACCEPTED)
     } else {
         Err(PinApiError::NotFound(requestid))

@@ -28,7 +28,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::{ApiError, ApiState};
-use crate::{blockstore::Blockstore, store::RequestStore};
+use crate::blockstore::Blockstore;
 
 /// Largest upload accepted.
 pub const MAX_UPLOAD: u64 = 32 << 30;
@@ -97,8 +97,8 @@ async fn length_of(dir: &FsPath, id: &str) -> Result<(u64, u64), ApiError> {
 }
 
 /// `POST /uploads`.
-pub(super) async fn create<S: RequestStore, B: Blockstore>(
-    State(st): State<Arc<ApiState<S, B>>>,
+pub(super) async fn create<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let length = header_u64(&headers, "upload-length")?;
@@ -106,12 +106,10 @@ pub(super) async fn create<S: RequestStore, B: Blockstore>(
         return Err(ApiError::BadRequest(format!("Upload-Length must be 1 to {MAX_UPLOAD} bytes")));
     }
     let dir = st.uploads_dir.clone();
-    tokio::fs::create_dir_all(&dir).await.map_err(io_error)?;
+    tokio::fs::create_dir_all(&dir).await?;
     let id = alloy::hex::encode(rand::random::<[u8; 16]>());
-    tokio::fs::write(dir.join(format!("{id}.part")), b"").await.map_err(io_error)?;
-    tokio::fs::write(dir.join(format!("{id}.length")), length.to_string())
-        .await
-        .map_err(io_error)?;
+    tokio::fs::write(dir.join(format!("{id}.part")), b"").await?;
+    tokio::fs::write(dir.join(format!("{id}.length")), length.to_string()).await?;
     let mut r = with_offset(StatusCode::CREATED, 0, length);
     if let Ok(v) = HeaderValue::from_str(&format!("/uploads/{id}")) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -122,8 +120,8 @@ pub(super) async fn create<S: RequestStore, B: Blockstore>(
 }
 
 /// `HEAD /uploads/{id}`.
-pub(super) async fn offset<S: RequestStore, B: Blockstore>(
-    State(st): State<Arc<ApiState<S, B>>>,
+pub(super) async fn offset<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     valid_id(&id)?;
@@ -132,8 +130,8 @@ pub(super) async fn offset<S: RequestStore, B: Blockstore>(
 }
 
 /// `PATCH /uploads/{id}`.
-pub(super) async fn append<S: RequestStore, B: Blockstore>(
-    State(st): State<Arc<ApiState<S, B>>>,
+pub(super) async fn append<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -149,8 +147,8 @@ pub(super) async fn append<S: RequestStore, B: Blockstore>(
         return Ok(with_offset(StatusCode::CONFLICT, offset, length));
     }
     let part = dir.join(format!("{id}.part"));
-    let mut file = tokio::fs::OpenOptions::new().write(true).open(&part).await.map_err(io_error)?;
-    file.seek(SeekFrom::Start(offset)).await.map_err(io_error)?;
+    let mut file = tokio::fs::OpenOptions::new().write(true).open(&part).await?;
+    file.seek(SeekFrom::Start(offset)).await?;
     let mut written = offset;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -160,21 +158,26 @@ pub(super) async fn append<S: RequestStore, B: Blockstore>(
             let _ = file.set_len(offset).await;
             return Err(ApiError::BadRequest("more bytes than Upload-Length".into()));
         }
-        file.write_all(&chunk).await.map_err(io_error)?;
+        file.write_all(&chunk).await?;
         written += chunk.len() as u64;
     }
-    file.sync_all().await.map_err(io_error)?;
+    file.sync_all().await?;
     drop(file);
     if written < length {
         return Ok(with_offset(StatusCode::NO_CONTENT, written, length));
     }
     // Complete: verify and import.
     let blocks = Arc::clone(&st.blocks);
-    let imported = tokio::task::spawn_blocking(move || import(&part, &blocks)).await;
-    let _ = tokio::fs::remove_file(dir.join(format!("{id}.part"))).await;
-    let _ = tokio::fs::remove_file(dir.join(format!("{id}.length"))).await;
+    let imported = tokio::task::spawn_blocking(move || import(&part, &blocks))
+        .await
+        .expect("importing a CAR does not panic");
+    let forget = || async {
+        let _ = tokio::fs::remove_file(dir.join(format!("{id}.part"))).await;
+        let _ = tokio::fs::remove_file(dir.join(format!("{id}.length"))).await;
+    };
     match imported {
-        Ok(Ok((root, count))) => {
+        Ok((root, count)) => {
+            forget().await;
             let mut r = with_offset(StatusCode::OK, written, length);
             if let Ok(v) = HeaderValue::from_str(&root) {
                 r.headers_mut().insert("upload-root", v);
@@ -185,46 +188,63 @@ pub(super) async fn append<S: RequestStore, B: Blockstore>(
                 Body::from(serde_json::json!({ "root": root, "blocks": count }).to_string());
             Ok(r)
         }
-        Ok(Err(reason)) => Ok((
-            StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(serde_json::json!({ "error": format!("not a valid CAR: {reason}") })),
-        )
-            .into_response()),
-        Err(e) => Err(ApiError::BadRequest(e.to_string())),
+        Err(e @ (ImportError::Car(_) | ImportError::NoRoot)) => {
+            forget().await;
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(serde_json::json!({ "error": e.to_string() })),
+            )
+                .into_response())
+        }
+        // The oracle's storage failed: the upload is kept, and the client may try again.
+        Err(ImportError::Io(e)) => Err(ApiError::Io(e)),
+        Err(ImportError::Store(e)) => Err(ApiError::Blockstore(e)),
     }
 }
 
-#[allow(clippy::needless_pass_by_value)] // used as `map_err(io_error)`
-fn io_error(e: io::Error) -> ApiError {
-    ApiError::BadRequest(format!("storage: {e}"))
+/// Why a finished upload was not imported.
+#[derive(Debug, thiserror::Error)]
+enum ImportError {
+    /// The bytes are not a valid CAR (a 422 for the client).
+    #[error("not a valid CAR: {0}")]
+    Car(#[from] estuary_dag::car::CarError),
+    /// The CAR names no root.
+    #[error("not a valid CAR: it names no root")]
+    NoRoot,
+    /// Reading the upload back failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The blockstore failed.
+    #[error(transparent)]
+    Store(#[from] crate::blockstore::BlockstoreError),
 }
 
 /// Decodes the CAR at `path`, verifying every block into `blocks`; returns its first root and
 /// the number of blocks.
-fn import<B: Blockstore>(path: &FsPath, blocks: &Arc<B>) -> Result<(String, u64), String> {
+fn import<B: Blockstore>(path: &FsPath, blocks: &Arc<B>) -> Result<(String, u64), ImportError> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut file = std::fs::File::open(path)?;
     let mut decoder = CarDecoder::new(CarLimits::default());
     let mut buf = vec![0u8; 1 << 20];
     let mut root = None;
     let mut count = 0;
     loop {
-        let n = file.read(&mut buf).map_err(|e| e.to_string())?;
+        let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
         decoder.push(&buf[..n]);
-        while let Some(item) = decoder.next_item().map_err(|e| e.to_string())? {
+        while let Some(item) = decoder.next_item()? {
             match item {
                 CarItem::Header(h) => root = h.roots.first().copied(),
                 CarItem::Block(b) => {
-                    blocks.put_verified(&b.cid, &b.data).map_err(|e| e.to_string())?;
+                    blocks.put_verified(&b.cid, &b.data)?;
                     count += 1;
                 }
             }
         }
     }
-    decoder.finish().map_err(|e| e.to_string())?;
-    let root = root.ok_or("the CAR names no root")?;
+    decoder.finish()?;
+    let root = root.ok_or(ImportError::NoRoot)?;
     Ok((root.to_string(), count))
 }

@@ -3,7 +3,7 @@
 //! One object per block, `<prefix>/blocks/<shard>/<cid>` as on the filesystem. An S3 `PUT` is
 //! atomic — an object is either whole or absent — so there is no temporary name to rename.
 //! Blocks are verified before they are stored and when they are read back; a corrupt object is
-//! deleted so the block is fetched again. The client is the `object_store` crate (the Apache
+//! moved to `quarantine/` so the block is fetched again. The client is the `object_store` crate (the Apache
 //! Arrow project's), which signs requests (SigV4), retries with backoff and reads the usual
 //! `AWS_*` settings from the environment.
 //!
@@ -75,6 +75,15 @@ impl S3Blockstore {
         Ok(Self { store: Arc::new(store), prefix: prefix.trim_matches('/').to_owned(), runtime })
     }
 
+    fn quarantine_key(&self, cid: &Cid) -> ObjectPath {
+        let key = format!("quarantine/{cid}");
+        if self.prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
     fn key(&self, cid: &Cid) -> ObjectPath {
         let shard = cid.hash().digest().last().map_or(0, |b| *b);
         let key = format!("blocks/{shard:02x}/{cid}");
@@ -110,7 +119,15 @@ impl Blockstore for S3Blockstore {
         });
         let Some(bytes) = fetched.map_err(s3_error)? else { return Ok(None) };
         if verify(cid, &bytes).is_err() {
-            let _ = self.runtime.block_on(self.store.delete(&key));
+            // Set aside (copied to quarantine/, then removed), so it is fetched again.
+            let aside = self.quarantine_key(cid);
+            self.runtime
+                .block_on(async {
+                    self.store.copy(&key, &aside).await?;
+                    self.store.delete(&key).await
+                })
+                .map_err(s3_error)?;
+            tracing::warn!(%cid, "a block failed verification; moved to quarantine/");
             return Ok(None);
         }
         Ok(Some(bytes.to_vec()))

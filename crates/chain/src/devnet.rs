@@ -1,0 +1,195 @@
+//! A local chain with Estuary's contracts on it: anvil, and the Foundry deploy script (which on
+//! a local chain also installs the simulated market actor). The dev stack (`estuary dev`) and
+//! the tests that need a chain use it.
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, TcpListener},
+    path::{Path, PathBuf},
+};
+
+use alloy::{
+    node_bindings::{Anvil, AnvilInstance},
+    primitives::Address,
+    providers::{Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use serde::Deserialize;
+
+/// Why the local chain could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DevnetError {
+    /// A port, file or process could not be had.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// anvil did not start.
+    #[error("starting anvil ({path}): {reason}; run `npm ci` at the repository root")]
+    Anvil {
+        /// The binary.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The deploy script failed, hung, or wrote nothing usable.
+    #[error("the deploy script {0}")]
+    Deploy(String),
+    /// The chain could not be asked whether the contracts are there.
+    #[error("checking the deployment: {0}")]
+    Rpc(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DevnetError {
+    let what = what.into();
+    move |source| DevnetError::Io { what, source }
+}
+
+/// The repository root (two levels above this crate), where `node_modules` and `contracts`
+/// live.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+/// Finds a Foundry tool (`anvil`, `forge`, `cast`): `$ESTUARY_<TOOL>`, then the npm package's
+/// binary under the repository's `node_modules`, then `PATH`.
+pub fn foundry_tool(name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(format!("ESTUARY_{}", name.to_uppercase())) {
+        return PathBuf::from(p);
+    }
+    let bundled =
+        repo_root().join(format!("node_modules/@foundry-rs/{name}-linux-amd64/bin/{name}"));
+    if bundled.exists() { bundled } else { PathBuf::from(name) }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
+pub fn free_port() -> Result<u16, DevnetError> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("finding a free port"))?;
+    Ok(listener.local_addr().map_err(io("finding a free port"))?.port())
+}
+
+/// Starts anvil on 127.0.0.1. `block_time` of `None` mines a block per transaction.
+pub fn start_anvil(
+    port: Option<u16>,
+    block_time: Option<u64>,
+) -> Result<AnvilInstance, DevnetError> {
+    let port = match port {
+        Some(0) | None => free_port()?,
+        Some(p) => p,
+    };
+    let mut anvil = Anvil::at(foundry_tool("anvil")).port(port).arg("--host").arg("127.0.0.1");
+    if let Some(secs) = block_time {
+        anvil = anvil.block_time(secs);
+    }
+    anvil.try_spawn().map_err(|e| DevnetError::Anvil {
+        path: foundry_tool("anvil").display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// How long [`deploy`] lets the Foundry deploy script run.
+pub const DEPLOY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// What [`deploy`] put on the chain.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// `EstuaryPinning`.
+    pub pinning: Address,
+    /// Every deployed contract by name (`EstuaryPinning`, `PerpetualStorage`, `DealClient`,
+    /// `EstuaryOracle`, `DataDAO`).
+    pub contracts: BTreeMap<String, Address>,
+    /// The block before the deployment: where watchers start.
+    pub block: u64,
+}
+
+/// The deployment file `contracts/script/Deploy.s.sol` writes.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeployOutput {
+    start_block: u64,
+    #[serde(rename = "EstuaryPinning")]
+    pinning: Address,
+    #[serde(rename = "PerpetualStorage")]
+    perpetual: Address,
+    #[serde(rename = "DealClient")]
+    deal_client: Address,
+    #[serde(rename = "EstuaryOracle")]
+    oracle: Address,
+    #[serde(rename = "DataDAO")]
+    dao: Address,
+}
+
+/// Deploys every Estuary contract with `signer` by running the Foundry deploy script
+/// (`contracts/script/Deploy.s.sol`). `operator` becomes the contracts' operator (the
+/// oracle's account).
+pub async fn deploy(
+    rpc_url: &str,
+    signer: &PrivateKeySigner,
+    operator: Address,
+) -> Result<Deployment, DevnetError> {
+    let contracts_dir = repo_root().join("contracts");
+    // A name of its own, so that stacks running side by side do not share the output file.
+    let name = format!("dev-{}-{}", std::process::id(), rand::random::<u32>());
+    let out_file = contracts_dir.join("deployments").join(format!("{name}.json"));
+    let run = tokio::process::Command::new(foundry_tool("forge"))
+        .current_dir(&contracts_dir)
+        .args(["script", "script/Deploy.s.sol", "--broadcast", "--rpc-url", rpc_url])
+        .arg("--private-key")
+        .arg(format!("0x{}", alloy::hex::encode(signer.to_bytes())))
+        .env("ESTUARY_OPERATOR", operator.to_string())
+        .env("ESTUARY_DEPLOY_NAME", &name)
+        .kill_on_drop(true)
+        .output();
+    // `forge script` is known to wait for receipts forever now and then (foundry-rs/foundry
+    // #6796, #10630); a deployment takes seconds, so one that has not ended in this time has hung
+    // and is killed (`kill_on_drop`) instead of stalling the caller.
+    let output = tokio::time::timeout(DEPLOY_TIMEOUT, run)
+        .await
+        .map_err(|_| {
+            DevnetError::Deploy(format!(
+                "did not finish within {DEPLOY_TIMEOUT:?} and was stopped; the chain may hold part of the deployment"
+            ))
+        })?
+        .map_err(io(format!("running {}", foundry_tool("forge").display())))?;
+    if !output.status.success() {
+        let log = String::from_utf8_lossy(&output.stdout);
+        let err = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = log.lines().chain(err.lines()).rev().take(20).collect();
+        return Err(DevnetError::Deploy(format!(
+            "failed ({}):\n{}",
+            output.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )));
+    }
+    let text = std::fs::read_to_string(&out_file)
+        .map_err(io(format!("reading {}", out_file.display())))?;
+    let _ = std::fs::remove_file(&out_file);
+    let out: DeployOutput = serde_json::from_str(&text)
+        .map_err(|e| DevnetError::Deploy(format!("wrote an unreadable deployment file: {e}")))?;
+    let url = rpc_url.parse().map_err(|_| DevnetError::Rpc(format!("bad RPC URL {rpc_url}")))?;
+    let provider = ProviderBuilder::new().connect_http(url);
+    let contracts = BTreeMap::from([
+        ("EstuaryPinning".to_owned(), out.pinning),
+        ("PerpetualStorage".to_owned(), out.perpetual),
+        ("DealClient".to_owned(), out.deal_client),
+        ("EstuaryOracle".to_owned(), out.oracle),
+        ("DataDAO".to_owned(), out.dao),
+    ]);
+    for (name, address) in &contracts {
+        let code =
+            provider.get_code_at(*address).await.map_err(|e| DevnetError::Rpc(e.to_string()))?;
+        if code.is_empty() {
+            return Err(DevnetError::Deploy(format!("left no code at {address} ({name})")));
+        }
+    }
+    Ok(Deployment { pinning: out.pinning, contracts, block: out.start_block })
+}

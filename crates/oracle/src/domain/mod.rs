@@ -1,0 +1,34 @@
+//! The oracle's domain, pure: what a job is, the states it goes through and the one state
+//! machine every change of state goes through. No I/O, no clock, no database: the store keeps
+//! what this module decides, the workers and commands feed it inputs.
+//!
+//! ```text
+//!   JobKey = JobSource (a contract on a chain | the pinning API, per account) + JobId
+//!
+//!   inputs ──► machine::apply(status, input, now, policy) ──► Change ──► store: compare-and-set
+//!   (claim, stage outcomes, cancel, requeue, damage found, delete)
+//! ```
+//!
+//! - [`job`]: sources, ids and keys, and how they are written down;
+//! - [`state`]: job states and the machine;
+//! - [`request`]: requests as read from the chain and jobs as shown to people;
+//! - [`pinning`]: the IPFS Pinning Service API's objects, checked.
+//!
+//! Tests: unit and property tests in each module (`outcomes_never_move_backwards`,
+//! `random_command_sequences_follow_the_graph`).
+
+pub mod job;
+pub mod pinning;
+pub mod request;
+pub mod state;
+
+pub use job::{JobId, JobKey, JobSource};
+pub use state::{Change, Input, JobState, JobStatus, Outcome, Policy};
+
+/// Now, in unix milliseconds (the store's time unit). The one clock the adapters read; the
+/// domain takes time as an argument.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

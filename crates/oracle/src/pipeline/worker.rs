@@ -1,0 +1,256 @@
+//! Workers: take jobs from the store and move them through their lifecycle.
+//!
+//! ```text
+//!  claim (lease) ──► Start ──► store (CAS) ──► run the stage in its own task ──► outcome
+//!       ▲               heartbeats renew the lease while it runs        │
+//!       └──────── next stage, or release ◄── store (CAS) ◄── machine::apply
+//! ```
+//!
+//! Each worker claims a job (with a lease), stores the state a stage starts from, runs the
+//! stage in a task of its own — so a panic in one job becomes that job's failure, never the
+//! process's — and stores the outcome through the pure state machine
+//! ([`crate::domain::state::apply`]) with a compare-and-set. A job that moved on meanwhile (a
+//! cancellation, another worker after a lost lease) is left alone. A supervisor restarts a
+//! worker whose loop ended unexpectedly.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use estuary_piece::PieceCid;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::{
+    pack::pack,
+    report::{Reported, Reporter},
+};
+use crate::{
+    blockstore::Blockstore,
+    domain::{
+        JobSource, JobState, JobStatus, now_ms,
+        state::{Change, Input, Outcome, Policy, Stage, apply},
+    },
+    fetch::Fetcher,
+    store::{Claimed, Store},
+};
+
+/// How the workers behave.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs processed at once.
+    pub workers: usize,
+    /// How long a claimed job stays with its worker before another may take it.
+    pub lease: Duration,
+    /// Retries and backoff.
+    pub policy: Policy,
+    /// Pause when there is nothing to do.
+    pub idle: Duration,
+    /// Where packed CARs go.
+    pub packed_dir: PathBuf,
+}
+
+/// Everything a worker needs.
+pub struct Pipeline<B, R> {
+    store: Store,
+    blocks: Arc<B>,
+    fetcher: Fetcher,
+    reporter: Arc<R>,
+    config: WorkerConfig,
+}
+
+impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
+    /// A pipeline over these adapters.
+    pub fn new(
+        store: Store,
+        blocks: Arc<B>,
+        fetcher: Fetcher,
+        reporter: Arc<R>,
+        config: WorkerConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self { store, blocks, fetcher, reporter, config })
+    }
+
+    fn lease_ms(&self) -> u64 {
+        u64::try_from(self.config.lease.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Runs the workers until `shutdown`, restarting any that stops. Leases left by a previous
+    /// life of this process are released first, so its jobs resume at once.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        match self.store.release_leases().await {
+            Ok(0) => {}
+            Ok(n) => info!(jobs = n, "resuming jobs held when the oracle stopped"),
+            Err(e) => warn!(error = %e, "cannot release old leases"),
+        }
+        let mut tasks = JoinSet::new();
+        for _ in 0..self.config.workers.max(1) {
+            tasks.spawn(Arc::clone(&self).worker(shutdown.clone()));
+        }
+        while let Some(ended) = tasks.join_next().await {
+            if shutdown.is_cancelled() {
+                continue;
+            }
+            if let Err(e) = ended {
+                error!(error = %e, "a worker stopped; restarting it");
+            }
+            tasks.spawn(Arc::clone(&self).worker(shutdown.clone()));
+        }
+    }
+
+    async fn worker(self: Arc<Self>, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.store.claim(now_ms(), self.lease_ms()).await {
+                Ok(Some(job)) => Arc::clone(&self).process(job).await,
+                Ok(None) => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(self.config.idle) => {}
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot claim jobs");
+                    tokio::time::sleep(self.config.idle * 4).await;
+                }
+            }
+        }
+    }
+
+    /// Feeds `input` to the machine and stores the change; the change, or `None` if the job
+    /// moved on (or the store failed) and the worker should let it go.
+    async fn step(&self, job: &Claimed, status: &JobStatus, input: &Input) -> Option<Change> {
+        let change = match apply(status, input, now_ms(), &self.config.policy) {
+            Ok(change) => change,
+            Err(e) => {
+                error!(error = %e, key = %job.key, "invalid transition");
+                return None;
+            }
+        };
+        match self.store.transition(&job.key, status, &change, now_ms(), self.lease_ms()).await {
+            Ok(true) => {
+                debug!(key = %job.key, from = status.state.as_str(), to = change.state.as_str(), "job moved");
+                Some(change)
+            }
+            Ok(false) => None,
+            Err(e) => {
+                warn!(error = %e, key = %job.key, "cannot store the job's change");
+                None
+            }
+        }
+    }
+
+    /// Runs `job` through its stages until it finishes, fails or is taken by someone else.
+    async fn process(self: Arc<Self>, mut job: Claimed) {
+        let mut status = job.status.clone();
+        while let Some(stage) = status.state.stage() {
+            let Some(started) = self.step(&job, &status, &Input::Start).await else { return };
+            status = JobStatus { state: started.state, attempts: started.attempts };
+            let me = Arc::clone(&self);
+            let stage_job = job.clone();
+            let mut stage_task = tokio::spawn(async move { me.run_stage(stage, &stage_job).await });
+            // Heartbeats: the lease is renewed while the stage runs, so a long fetch keeps its
+            // job, and a worker that dies stops renewing and lets another take it over.
+            let mut beat =
+                tokio::time::interval(Duration::from_millis((self.lease_ms() / 3).max(1)));
+            beat.tick().await;
+            let joined = loop {
+                tokio::select! {
+                    joined = &mut stage_task => break joined,
+                    _ = beat.tick() => {
+                        match self.store.heartbeat(&job.key, status.state, now_ms(), self.lease_ms()).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                stage_task.abort();
+                                return debug!(key = %job.key, "job taken or moved on; stage stopped");
+                            }
+                            Err(e) => warn!(error = %e, key = %job.key, "cannot renew the lease"),
+                        }
+                    }
+                }
+            };
+            let input = match joined {
+                Ok(input) => input,
+                Err(e) => Input::Finished(Outcome::Failed {
+                    reason: format!("the job crashed: {e}"),
+                    permanent: false,
+                }),
+            };
+            if let Input::Finished(
+                Outcome::Failed { reason, .. } | Outcome::Interrupted { reason },
+            ) = &input
+            {
+                warn!(key = %job.key, state = status.state.as_str(), %reason, "stage failed");
+            }
+            if let Input::Finished(Outcome::Packed { piece_cid, padded_size, .. }) = &input {
+                job.piece_cid = Some(piece_cid.clone());
+                job.padded_size = Some(*padded_size);
+            }
+            if let Input::Finished(Outcome::Failed { reason, permanent: true }) = &input {
+                job.error = Some(reason.clone());
+            }
+            let Some(next) = self.step(&job, &status, &input).await else { return };
+            if next.state == JobState::Reported {
+                info!(key = %job.key, "pinned and reported");
+            }
+            if next.release {
+                return;
+            }
+            status = JobStatus { state: next.state, attempts: next.attempts };
+        }
+    }
+
+    async fn run_stage(&self, stage: Stage, job: &Claimed) -> Input {
+        let is_api = matches!(job.key.source, JobSource::PinningApi { .. });
+        let outcome = match stage {
+            Stage::Fetch => match self.fetcher.fetch(&job.cid, &job.origins, &self.blocks).await {
+                Ok(stats) => Outcome::Fetched { blocks: stats.blocks, bytes: stats.bytes },
+                Err(e) if e.is_fault() => Outcome::Interrupted { reason: e.to_string() },
+                Err(e) => Outcome::Failed { reason: e.to_string(), permanent: e.is_permanent() },
+            },
+            Stage::Pack => {
+                let blocks = Arc::clone(&self.blocks);
+                let cid = job.cid.clone();
+                let dir = self.config.packed_dir.clone();
+                let packed = tokio::task::spawn_blocking(move || pack(&*blocks, &cid, &dir))
+                    .await
+                    .expect("packing does not panic");
+                match packed {
+                    Ok(p) => Outcome::Packed {
+                        piece_cid: p.piece_cid,
+                        padded_size: p.padded_size,
+                        car_size: p.car_size,
+                    },
+                    Err(e) if e.is_fault() => Outcome::Interrupted { reason: e.to_string() },
+                    // A block of a pinned DAG is gone: fetch it again.
+                    Err(e) => return Input::Damaged { reason: e.to_string() },
+                }
+            }
+            // A pin made through the Pinning Service API has no one on chain to tell.
+            Stage::Report | Stage::ReportFailure if is_api => Outcome::Reported { tx: None },
+            Stage::Report => self.report(job).await,
+            Stage::ReportFailure => {
+                let reason = job.error.clone().unwrap_or_else(|| "failed".into());
+                reported(self.reporter.report_failed(&job.key, reason).await)
+            }
+        };
+        Input::Finished(outcome)
+    }
+
+    async fn report(&self, job: &Claimed) -> Outcome {
+        let (Some(piece), Some(padded)) = (&job.piece_cid, job.padded_size) else {
+            unreachable!("a packed job has its piece: the Packed outcome stores both");
+        };
+        let piece =
+            piece.parse::<PieceCid>().expect("the stored piece CID is one this oracle wrote");
+        let v1 = piece.to_v1().to_cid().to_bytes();
+        reported(self.reporter.report_pinned(&job.key, &job.cid, v1.into(), padded).await)
+    }
+}
+
+fn reported(result: Result<Reported, super::report::ReportError>) -> Outcome {
+    match result {
+        Ok(Reported::Sent { tx }) => Outcome::Reported { tx: Some(format!("{tx:#x}")) },
+        Ok(Reported::AlreadyThere) => Outcome::Reported { tx: None },
+        Ok(Reported::Closed) => Outcome::Closed,
+        Err(e) => Outcome::Failed { reason: e.to_string(), permanent: !e.is_retryable() },
+    }
+}

@@ -1,0 +1,382 @@
+//! One suite for both databases: SQLite (embedded) and PostgreSQL (started by the test, from
+//! the machine's PostgreSQL server binaries), and what only a shared store must do — several
+//! processes claiming from one queue, each job once, and rescuing the jobs of a dead worker.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use alloy::primitives::{Address, B256, Bytes, U256, bytes};
+use estuary_chain::{Cursor, TxLedger};
+use estuary_oracle::{
+    domain::{
+        JobKey, JobSource, JobState, JobStatus,
+        pinning::{Caller, CheckedPin, Pin, PinQuery, PinState, RawPinQuery, Scope},
+        request::RequestEvent,
+        state::{Input, Outcome, Policy, apply},
+    },
+    store::{DatabaseUrl, Store},
+};
+
+use crate::postgres::Postgres;
+
+fn source() -> JobSource {
+    JobSource::Contract { chain: 31337, address: Address::repeat_byte(0x11) }
+}
+
+const STREAM: &str = "31337:0x1111111111111111111111111111111111111111";
+
+fn key(id: u64) -> JobKey {
+    JobKey::request(31337, Address::repeat_byte(0x11), U256::from(id))
+}
+
+fn event(id: u64, block: u64, log_index: u64) -> RequestEvent {
+    RequestEvent {
+        request_id: U256::from(id),
+        requester: Address::repeat_byte(0x22),
+        cid: Bytes::from(
+            bytes!("01551220c7d01489080858c500065836c658f847a6ca67c4864619212be4f8200e4bbace")
+                .to_vec(),
+        ),
+        block_number: block,
+        block_hash: B256::repeat_byte(block as u8),
+        tx_hash: B256::from(U256::from(id)),
+        log_index,
+        origins: Vec::new(),
+        refused: None,
+    }
+}
+
+fn cursor(n: u64) -> Cursor {
+    Cursor { block_number: n, block_hash: B256::repeat_byte(n as u8) }
+}
+
+async fn ingest(store: &Store, events: &[RequestEvent], at: Cursor) -> u64 {
+    store.ingest_requests(STREAM, &source(), events, &[], at, 1).await.unwrap()
+}
+
+const A: &str = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+const B: &str = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e";
+
+fn checked(cid: &str, name: Option<&str>, meta: &[(&str, &str)]) -> CheckedPin {
+    Pin {
+        cid: cid.into(),
+        name: name.map(Into::into),
+        origins: vec!["/ip4/127.0.0.1/tcp/8080/http".into()],
+        meta: meta.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+    }
+    .check()
+    .unwrap()
+}
+
+fn query(q: RawPinQuery) -> PinQuery {
+    q.check().unwrap()
+}
+
+async fn requests_and_cursors(store: &Store) {
+    assert_eq!(store.cursor(STREAM).await.unwrap(), None);
+    let events = vec![event(1, 5, 0), event(2, 5, 1)];
+    assert_eq!(ingest(store, &events, cursor(5)).await, 2);
+    // The same range again, and then a later one that repeats a request.
+    assert_eq!(ingest(store, &events, cursor(5)).await, 0);
+    let more = vec![event(2, 5, 1), event(3, 7, 0), event(4, 9, 0)];
+    assert_eq!(ingest(store, &more, cursor(9)).await, 2);
+    assert_eq!(store.count(&source()).await.unwrap(), 4);
+    assert_eq!(store.cursor(STREAM).await.unwrap(), Some(cursor(9)));
+    let listed = store.list(&source(), 0, 10).await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|(_, r)| r.id.as_str()).collect();
+    assert_eq!(ids, ["1", "2", "3", "4"]);
+    assert_eq!(store.list(&source(), listed[1].0, 10).await.unwrap().len(), 2);
+    let two = store.job(&key(2)).await.unwrap().unwrap();
+    assert_eq!(
+        (two.key.as_str(), two.status, two.block),
+        (key(2).to_string().as_str(), JobState::Queued, Some(5))
+    );
+    assert_eq!(two.requester, Address::repeat_byte(0x22).to_checksum(None));
+    assert_eq!(two.cid.as_deref(), Some(A));
+    assert_eq!(store.job(&key(99)).await.unwrap(), None);
+    // The same id in another source is another job.
+    let other = JobSource::Contract { chain: 31337, address: Address::repeat_byte(0x33) };
+    store.ingest_requests("other", &other, &[event(2, 5, 1)], &[], cursor(5), 1).await.unwrap();
+    assert_eq!(store.jobs_with_id("2").await.unwrap().len(), 2);
+    assert_eq!(store.count(&source()).await.unwrap(), 4);
+    // A reorg: blocks above 5 are orphaned.
+    let blocks: Vec<u64> =
+        store.checkpoints(STREAM, 0).await.unwrap().iter().map(|c| c.block_number).collect();
+    assert_eq!(blocks, [9, 5]);
+    assert_eq!(store.rewind(STREAM, &source(), 5, Some(cursor(5))).await.unwrap(), 2);
+    assert_eq!(store.count(&source()).await.unwrap(), 2);
+    assert_eq!(store.cursor(STREAM).await.unwrap(), Some(cursor(5)));
+    assert_eq!(store.rewind(STREAM, &source(), 0, None).await.unwrap(), 2);
+    assert_eq!(store.cursor(STREAM).await.unwrap(), None);
+    assert_eq!(store.count(&other).await.unwrap(), 1, "another source is untouched");
+}
+
+/// Applies `input` to the job at `status` through the machine and stores it.
+async fn step(
+    store: &Store,
+    key: &JobKey,
+    status: &JobStatus,
+    input: Input,
+    now: u64,
+) -> (bool, JobStatus) {
+    let change = apply(status, &input, now, &Policy::default()).unwrap();
+    let stored = store.transition(key, status, &change, now, 500).await.unwrap();
+    (stored, JobStatus { state: change.state, attempts: change.attempts })
+}
+
+async fn job_lifecycle(store: &Store) {
+    ingest(store, &[event(1, 5, 0), event(2, 5, 1)], cursor(5)).await;
+    let job = store.claim(1_000, 500).await.unwrap().unwrap();
+    assert_eq!(job.key, key(1));
+    // Leased: the next claim takes the other job, then nothing until a lease ends.
+    assert_eq!(store.claim(1_000, 500).await.unwrap().unwrap().key, key(2));
+    assert!(store.claim(1_100, 500).await.unwrap().is_none());
+    let (ok, held) = step(store, &job.key, &job.status, Input::Start, 1_100).await;
+    assert!(ok);
+    assert_eq!(held.state, JobState::Fetching);
+    // A heartbeat keeps it past the first lease; the other job's lease ends and it is rescued.
+    assert!(store.heartbeat(&job.key, JobState::Fetching, 1_400, 500).await.unwrap());
+    let rescued = store.claim(1_600, 500).await.unwrap().unwrap();
+    assert_eq!(rescued.key, key(2));
+    assert!(store.claim(1_600, 500).await.unwrap().is_none());
+    let fetched = Input::Finished(Outcome::Fetched { blocks: 3, bytes: 30 });
+    assert!(step(store, &job.key, &held, fetched.clone(), 1_700).await.0);
+    // A stale change (the job moved on) changes nothing.
+    assert!(!step(store, &job.key, &held, fetched, 1_700).await.0);
+    let r = store.job(&key(1)).await.unwrap().unwrap();
+    assert_eq!((r.status, r.dag_blocks, r.dag_bytes), (JobState::Pinned, Some(3), Some(30)));
+    // Failures quarantine after the limit; a requeue through the machine puts it back.
+    let mut status = step(store, &rescued.key, &rescued.status, Input::Start, 1_800).await.1;
+    for _ in 0..Policy::default().max_attempts {
+        let fail = Input::Finished(Outcome::Failed { reason: "gone".into(), permanent: false });
+        status = step(store, &rescued.key, &status, fail, 1_800).await.1;
+    }
+    assert_eq!(status.state, JobState::Quarantined);
+    let bad = store.in_states(&[JobState::Quarantined], 10).await.unwrap();
+    assert_eq!((bad.len(), bad[0].error.as_deref()), (1, Some("gone")));
+    assert!(step(store, &rescued.key, &status, Input::Requeue, 1_900).await.0);
+    let counts: BTreeMap<JobState, u64> = store.state_counts().await.unwrap().into_iter().collect();
+    assert_eq!(counts.get(&JobState::Queued), Some(&1));
+    assert_eq!(counts.get(&JobState::Pinned), Some(&1));
+    assert!(store.by_piece("bafkzcibnothing").await.unwrap().is_none());
+    // A retry waits for its backoff before it can be claimed again.
+    let again = store.claim(2_000, 500).await.unwrap().unwrap();
+    let started = step(store, &again.key, &again.status, Input::Start, 2_000).await.1;
+    let fail = Input::Finished(Outcome::Failed { reason: "later".into(), permanent: false });
+    step(store, &again.key, &started, fail, 2_000).await;
+    assert!(store.claim(2_100, 500).await.unwrap().is_none(), "backing off");
+    assert!(store.claim(2_600, 500).await.unwrap().is_some(), "after 0.5 s");
+}
+
+async fn pins_listed_filtered_paged(s: &Store) {
+    // Same millisecond for all: the store makes created times unique.
+    for i in 0..15 {
+        let cid = if i % 2 == 0 { A } else { B };
+        let name = format!("File-{i}");
+        let meta = [("app", if i < 5 { "one" } else { "two" })];
+        s.create_pin("alice", &rid(i), &checked(cid, Some(&name), &meta), 1_000).await.unwrap();
+    }
+    s.create_pin("bob", &rid(100), &checked(A, Some("File-1"), &[]), 1_000).await.unwrap();
+
+    let (n, page) = s.pins("alice", &PinQuery::default()).await.unwrap();
+    assert_eq!((n, page.len()), (15, 10));
+    assert_eq!(page[0].requestid, rid(14), "newest first");
+    let created: Vec<u64> = page.iter().map(|p| p.created_ms).collect();
+    assert!(created.windows(2).all(|w| w[0] > w[1]), "unique and descending");
+    let before = Some(page.last().unwrap().created_ms);
+    let (_, next) =
+        s.pins("alice", &PinQuery { before_ms: before, ..Default::default() }).await.unwrap();
+    assert_eq!(next.len(), 5);
+    assert_eq!(next[4].requestid, rid(0));
+
+    let by = async |raw: RawPinQuery| s.pins("alice", &query(raw)).await.unwrap().0;
+    assert_eq!(by(RawPinQuery { name: Some("File-1".into()), ..Default::default() }).await, 1);
+    assert_eq!(by(RawPinQuery { name: Some("file-1".into()), ..Default::default() }).await, 0);
+    let iexact = RawPinQuery {
+        name: Some("file-1".into()),
+        text_match: Some("iexact".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(iexact).await, 1);
+    let partial = RawPinQuery {
+        name: Some("le-1".into()),
+        text_match: Some("partial".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(partial).await, 6, "File-1 and File-10..14");
+    let ipartial = RawPinQuery {
+        name: Some("LE-1".into()),
+        text_match: Some("ipartial".into()),
+        ..Default::default()
+    };
+    assert_eq!(by(ipartial).await, 6);
+    assert_eq!(by(RawPinQuery { cid: Some(A.into()), ..Default::default() }).await, 8);
+    let both = RawPinQuery { cid: Some(format!("{A},{B}")), ..Default::default() };
+    assert_eq!(by(both).await, 15);
+    let meta = RawPinQuery { meta: Some(r#"{"app":"one"}"#.into()), ..Default::default() };
+    assert_eq!(by(meta).await, 5);
+    let queued = RawPinQuery { status: Some("queued".into()), ..Default::default() };
+    assert_eq!(by(queued).await, 15);
+    let pinned = RawPinQuery { status: Some("pinned,failed".into()), ..Default::default() };
+    assert_eq!(by(pinned).await, 0);
+    assert_eq!(
+        s.pins("alice", &PinQuery { after_ms: Some(1_013), ..Default::default() }).await.unwrap().0,
+        1
+    );
+}
+
+async fn pins_deleted_and_replaced(s: &Store) {
+    let (r1, r2) = (rid(1), rid(2));
+    let pin = s.create_pin("alice", &r1, &checked(A, None, &[]), 5).await.unwrap();
+    assert_eq!(PinState::of(pin.status), PinState::Queued);
+    assert!(!s.delete_pin("bob", &r1, 6).await.unwrap());
+    assert!(s.replace_pin("bob", &r1, &r2, &checked(B, None, &[]), 6).await.unwrap().is_none());
+    let new = s.replace_pin("alice", &r1, &r2, &checked(B, None, &[]), 6).await.unwrap().unwrap();
+    assert_eq!(new.pin.cid, B);
+    assert!(s.pin("alice", &r1).await.unwrap().is_none());
+    // The old job is cancelled, so no worker takes it.
+    let job = s.claim(10, 1_000).await.unwrap().unwrap();
+    assert_eq!(job.key.to_string(), format!("api/alice/{r2}"));
+    assert_eq!(job.origins, vec!["/ip4/127.0.0.1/tcp/8080/http".to_owned()]);
+    assert!(s.claim(10, 1_000).await.unwrap().is_none());
+    assert!(s.delete_pin("alice", &r2, 20).await.unwrap());
+    assert!(!s.delete_pin("alice", &r2, 20).await.unwrap());
+    assert_eq!(s.pins("alice", &PinQuery::default()).await.unwrap().0, 0);
+    assert!(
+        s.pins("alice", &PinQuery { meta: BTreeMap::new(), ..Default::default() })
+            .await
+            .unwrap()
+            .1
+            .is_empty()
+    );
+    assert_eq!(
+        s.job(&job.key).await.unwrap().unwrap().status,
+        JobState::Cancelled,
+        "deleting cancels"
+    );
+}
+
+/// A pin's request id: a UUID, as the API makes them.
+fn rid(i: u32) -> String {
+    format!("{i:08x}-0000-4000-8000-000000000000")
+}
+
+async fn tokens_kept_as_digests(s: &Store) {
+    assert!(s.add_token("alice", "d1", Scope::Write, 1).await.unwrap());
+    assert!(!s.add_token("alice", "d2", Scope::Read, 2).await.unwrap());
+    assert!(s.add_token("reader", "d3", Scope::Read, 3).await.unwrap());
+    assert_eq!(
+        s.caller("d1").await.unwrap(),
+        Some(Caller { account: "alice".into(), scope: Scope::Write })
+    );
+    assert_eq!(s.caller("d2").await.unwrap(), None);
+    assert_eq!(s.tokens().await.unwrap().len(), 2);
+    assert!(s.revoke_token("alice").await.unwrap());
+    assert_eq!(s.caller("d1").await.unwrap(), None);
+}
+
+async fn report_transactions_kept_until_settled(s: &Store) {
+    let op = "0x00000000000000000000000000000000000000aa";
+    let (a, b) = (B256::repeat_byte(0xa), B256::repeat_byte(0xb));
+    assert_eq!(s.last_unsettled(op).await.unwrap(), None);
+    let keys = ["pinned/0x01/1".to_owned(), "pinned/0x01/2".to_owned()];
+    s.record_sent(op, 7, a, &keys).await.unwrap();
+    // A replacement: same nonce, another hash, one request.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    s.record_sent(op, 7, b, &keys[..1]).await.unwrap();
+    s.record_sent(op, 7, b, &keys[..1]).await.unwrap();
+    assert_eq!(s.sent_for(&keys[0]).await.unwrap(), vec![(7, a), (7, b)]);
+    assert_eq!(s.sent_for(&keys[1]).await.unwrap(), vec![(7, a)]);
+    assert_eq!(s.last_unsettled(op).await.unwrap(), Some((7, b)));
+    assert_eq!(s.last_unsettled("0x00000000000000000000000000000000000000bb").await.unwrap(), None);
+    s.settle(&keys[..1]).await.unwrap();
+    assert!(s.sent_for(&keys[0]).await.unwrap().is_empty());
+    assert_eq!(s.last_unsettled(op).await.unwrap(), Some((7, a)));
+    s.settle(&keys).await.unwrap();
+    assert_eq!(s.last_unsettled(op).await.unwrap(), None);
+}
+
+async fn whole_suite(fresh: impl AsyncFn() -> Store) {
+    requests_and_cursors(&fresh().await).await;
+    job_lifecycle(&fresh().await).await;
+    pins_listed_filtered_paged(&fresh().await).await;
+    pins_deleted_and_replaced(&fresh().await).await;
+    tokens_kept_as_digests(&fresh().await).await;
+    report_transactions_kept_until_settled(&fresh().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicU32::new(0);
+    whole_suite(async || {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Store::open(&DatabaseUrl::Sqlite(dir.path().join(format!("{i}.sqlite")))).await.unwrap()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_passes_the_suite() {
+    let pg = Postgres::start();
+    let n = std::sync::atomic::AtomicU32::new(0);
+    whole_suite(async || {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let db = format!("suite{i}");
+        let conn = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&pg.url())
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db}")).execute(&conn).await.unwrap();
+        conn.close().await;
+        Store::open(&DatabaseUrl::Postgres(pg.url().replace("/postgres", &format!("/{db}"))))
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+/// Several oracle processes (separate pools) claiming from one queue: every job is claimed
+/// exactly once, however they race; a worker that dies holding a job (its lease runs out) loses
+/// it to another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_shares_one_queue_between_processes() {
+    const JOBS: u64 = 300;
+    let pg = Postgres::start();
+    let url = DatabaseUrl::Postgres(pg.url());
+    let first = Store::open(&url).await.unwrap();
+    let events: Vec<_> = (1..=JOBS).map(|i| event(i, 5, i)).collect();
+    ingest(&first, &events, cursor(5)).await;
+    let mut processes = vec![Arc::new(first)];
+    for _ in 0..3 {
+        processes.push(Arc::new(Store::open(&url).await.unwrap()));
+    }
+    let mut tasks = Vec::new();
+    for (p, store) in processes.iter().enumerate() {
+        for _ in 0..4 {
+            let store = Arc::clone(store);
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(job) = store.claim(10_000, 1_000_000).await.unwrap() {
+                    got.push((p, job.key.id.to_string()));
+                }
+                got
+            }));
+        }
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.unwrap());
+    }
+    let mut ids: Vec<u64> = claimed.iter().map(|(_, id)| id.parse().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=JOBS).collect::<Vec<_>>(), "each job claimed once");
+    let per_process: Vec<usize> =
+        (0..processes.len()).map(|p| claimed.iter().filter(|(q, _)| *q == p).count()).collect();
+    assert!(per_process.iter().filter(|n| **n > 0).count() > 1, "work was shared: {per_process:?}");
+    // All leased until 1_010_000: none is free before; all are after (their workers "died").
+    assert!(processes[1].claim(500_000, 1_000).await.unwrap().is_none());
+    // Starting a process does not steal leases from the others.
+    assert_eq!(processes[2].release_leases().await.unwrap(), 0);
+    assert!(processes[2].claim(2_000_000, 1_000).await.unwrap().is_some());
+}

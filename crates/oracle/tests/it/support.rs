@@ -1,0 +1,237 @@
+//! A chain with the contracts, an oracle process, and ways to poke them.
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use alloy::{
+    network::EthereumWallet,
+    node_bindings::AnvilInstance,
+    primitives::{Address, Bytes},
+    providers::ProviderBuilder,
+    signers::local::PrivateKeySigner,
+};
+use estuary_chain::devnet::{self, Deployment};
+use estuary_contracts::EstuaryPinning;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+pub struct Chain {
+    pub anvil: AnvilInstance,
+    pub deployment: Deployment,
+}
+
+impl Chain {
+    /// anvil mining a block per transaction, with the contracts deployed.
+    pub async fn start() -> Chain {
+        // A deployment that fails (forge's receipt wait has been seen to hang; `deploy` stops it)
+        // is tried once more on a fresh chain, so that a test fails for what it tests.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let anvil = devnet::start_anvil(None, None).expect("anvil");
+            let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
+            let operator = *anvil.addresses().last().expect("accounts");
+            match devnet::deploy(&anvil.endpoint(), &signer, operator).await {
+                Ok(deployment) => return Chain { anvil, deployment },
+                Err(e) if attempts < 2 => eprintln!("deployment failed, retrying: {e:#}"),
+                Err(e) => panic!("deploy: {e:#}"),
+            }
+        }
+    }
+
+    pub fn signer(&self, index: usize) -> PrivateKeySigner {
+        self.anvil.keys()[index].clone().into()
+    }
+
+    /// Sends `pinToEstuary(cid)` from account `index`; returns the request id.
+    pub async fn pin(&self, index: usize, cid: &[u8]) -> u64 {
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(self.signer(index)))
+            .connect_http(self.anvil.endpoint_url());
+        let pinning = EstuaryPinning::new(self.deployment.pinning, provider);
+        let receipt = pinning
+            .pinToEstuary_0(Bytes::copy_from_slice(cid))
+            .send()
+            .await
+            .expect("send")
+            .get_receipt()
+            .await
+            .expect("receipt");
+        let log = receipt.decoded_log::<EstuaryPinning::PinRequested>().expect("PinRequested");
+        log.data.requestId.try_into().unwrap()
+    }
+
+    pub fn address(&self, index: usize) -> Address {
+        self.anvil.addresses()[index]
+    }
+
+    /// The operator's key (anvil's last account), hex.
+    pub fn operator_key(&self) -> String {
+        let key: PrivateKeySigner = self.anvil.keys().last().unwrap().clone().into();
+        alloy::hex::encode(key.to_bytes())
+    }
+}
+
+/// A CIDv1 (raw, sha2-256) whose digest is `n` repeated.
+pub fn cid(n: u8) -> Vec<u8> {
+    let mut v = vec![0x01, 0x55, 0x12, 0x20];
+    v.extend([n; 32]);
+    v
+}
+
+/// The variable that makes the test binary an oracle process (see `child`).
+pub const CHILD_ARGS: &str = "ESTUARY_TEST_ORACLE";
+
+pub struct OracleProcess {
+    pub child: Child,
+    pub url: String,
+    pub token: String,
+}
+
+impl OracleProcess {
+    /// Starts `estuary oracle run` against `chain`, with its database at `db`.
+    pub async fn start(chain: &Chain, db: &Path) -> OracleProcess {
+        Self::start_with(chain, db, &[]).await
+    }
+
+    /// [`start`](Self::start) with more arguments.
+    pub async fn start_with(chain: &Chain, db: &Path, extra: &[String]) -> OracleProcess {
+        Self::start_on(chain, &chain.anvil.endpoint(), db, extra).await
+    }
+
+    /// An oracle reading the chain through `rpc_url` (a proxy, say).
+    pub async fn start_on(
+        chain: &Chain,
+        rpc_url: &str,
+        db: &Path,
+        extra: &[String],
+    ) -> OracleProcess {
+        let port = devnet::free_port().unwrap();
+        let token = "test-token".to_owned();
+        let mut args: Vec<String> = vec![
+            "--rpc-url".into(),
+            rpc_url.into(),
+            "--pinning-address".into(),
+            chain.deployment.pinning.to_string(),
+            "--start-block".into(),
+            chain.deployment.block.to_string(),
+            "--confirmations".into(),
+            "0".into(),
+            "--poll-interval-ms".into(),
+            "100".into(),
+            "--db".into(),
+            db.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+        ];
+        if !extra.iter().any(|a| a == "--data-dir") {
+            // Next to the database, never the working directory.
+            let data = db.parent().expect("the database is in a directory").join("oracle-data");
+            args.extend(["--data-dir".into(), data.display().to_string()]);
+        }
+        args.extend(extra.iter().cloned());
+        // This test binary, run again as an oracle (see `child`).
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child::oracle_process_entry", "--nocapture", "--test-threads", "1"])
+            .env(CHILD_ARGS, serde_json::to_string(&args).unwrap())
+            .env("ESTUARY_API_TOKEN", &token)
+            .env("ESTUARY_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the oracle");
+        let mut oracle = OracleProcess { child, url: format!("http://127.0.0.1:{port}"), token };
+        for _ in 0..300 {
+            if let Some(status) = oracle.child.try_wait().unwrap() {
+                panic!("the oracle exited during start-up ({status})");
+            }
+            if oracle.get("/health").await.is_some_and(|s| s["status"] == "ok") {
+                return oracle;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the oracle did not answer /health within 30 s")
+    }
+
+    pub async fn get(&self, path: &str) -> Option<Value> {
+        let res = reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .ok()?;
+        res.json().await.ok()
+    }
+
+    /// Polls `path` until `ok` holds (30 s at most).
+    pub async fn wait_for(&self, ok: impl Fn(&Value) -> bool, path: &str) -> Value {
+        self.wait_for_within(ok, path, Duration::from_secs(30)).await
+    }
+
+    /// Polls `path` until `ok` holds, for `limit` at most.
+    pub async fn wait_for_within(
+        &self,
+        ok: impl Fn(&Value) -> bool,
+        path: &str,
+        limit: Duration,
+    ) -> Value {
+        let mut last = None;
+        for _ in 0..limit.as_millis().div_ceil(100) {
+            if let Some(v) = self.get(path).await {
+                if ok(&v) {
+                    return v;
+                }
+                last = Some(v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path} never became ready; last answer: {last:?}");
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// Deterministic bytes that do not repeat (xorshift64), so no two chunks share a CID.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// `Pinned` events per request, and report transactions per sender.
+pub async fn reports(
+    chain: &Chain,
+) -> (
+    std::collections::HashMap<alloy::primitives::U256, usize>,
+    std::collections::HashMap<Address, usize>,
+) {
+    use alloy::{providers::Provider, rpc::types::Filter, sol_types::SolEvent};
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let logs = provider
+        .get_logs(
+            &Filter::new()
+                .address(chain.deployment.pinning)
+                .event_signature(EstuaryPinning::Pinned::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    let (mut per_request, mut per_sender) =
+        (std::collections::HashMap::new(), std::collections::HashMap::new());
+    for log in &logs {
+        let id = alloy::primitives::U256::from_be_slice(log.topics()[1].as_slice());
+        *per_request.entry(id).or_default() += 1;
+        let tx =
+            provider.get_transaction_by_hash(log.transaction_hash.unwrap()).await.unwrap().unwrap();
+        *per_sender.entry(tx.inner.signer()).or_default() += 1;
+    }
+    (per_request, per_sender)
+}
