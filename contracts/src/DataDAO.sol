@@ -6,22 +6,30 @@ import {PerpetualStorage} from "./PerpetualStorage.sol";
 import {CidLib} from "./lib/CidLib.sol";
 import {Operated} from "./lib/Operated.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 
 /// @title DataDAO
-/// @notice A DAO whose members decide which data to keep. A member proposes a CID; the other
-///         members vote while the proposal is open (no self-vote, one vote each); after it
-///         closes anyone may `execute` it: accepted when up-votes outnumber down-votes. An
-///         accepted CID is sent to `EstuaryPinning` (paying its fee) and `orderBudget` of the
-///         treasury is set aside; once the oracle has pinned it and knows its piece, the oracle
-///         (a DAO operator) calls `fundOrder` to create a `PerpetualStorage` order, paid from that
-///         budget, with the DAO as its client.
+/// @notice A DAO whose members decide which data to keep. A member proposes a CID; the members
+///         as of the proposal's block (the proposer excepted) vote while it is open, one vote
+///         each; after it closes anyone may `execute` it: accepted when the votes cast reach the
+///         proposal's quorum and up-votes outnumber down-votes. An accepted CID is sent to
+///         `EstuaryPinning` (paying its fee) and `orderBudget` of the treasury is reserved; once
+///         the oracle has pinned it, the oracle (a DAO operator) calls `fundOrder` within
+///         `fundingPeriod` to create a `PerpetualStorage` order for the piece the pin reported,
+///         paid from that budget, with the DAO as its client. An accepted proposal not funded in
+///         time expires: its budget is released and its pin request cancelled (the pin fee is
+///         refundable under EstuaryPinning's rule). The owner manages the DAO's orders (cancel,
+///         suspend, bounty, replicas, origins, more funds) and refunds come back to the treasury.
 contract DataDAO is Operated, ReentrancyGuard {
+    using Checkpoints for Checkpoints.Trace208;
+
     enum State {
         None,
         Open,
         Accepted,
         Rejected,
-        Funded
+        Funded,
+        Expired
     }
 
     struct Proposal {
@@ -30,8 +38,14 @@ contract DataDAO is Operated, ReentrancyGuard {
         uint32 up;
         uint32 down;
         State state;
+        /// Block whose membership votes (membership at the end of the proposal's block).
+        uint48 snapshot;
+        /// Votes that must be cast for the proposal to pass.
+        uint32 quorum;
         uint64 size;
         uint96 budget;
+        /// Last second for `fundOrder` once accepted.
+        uint64 fundBy;
         bytes cid;
     }
 
@@ -39,14 +53,18 @@ contract DataDAO is Operated, ReentrancyGuard {
     PerpetualStorage public immutable perpetual;
     /// @notice Seconds a proposal stays open for votes.
     uint64 public immutable votingPeriod;
+    /// @notice Seconds from acceptance within which the order must be funded.
+    uint64 public immutable fundingPeriod;
 
     /// @notice Treasury set aside per accepted CID for its storage order.
     uint96 public orderBudget;
+    /// @notice Share of the eligible members (in basis points) whose votes make a quorum.
+    uint16 public quorumBps;
     /// @notice Treasury reserved for accepted proposals not yet funded.
     uint256 public reserved;
-    uint256 public memberCount;
     uint256 public proposalCount;
-    mapping(address account => bool) public isMember;
+    Checkpoints.Trace208 internal members;
+    mapping(address account => Checkpoints.Trace208) internal membership;
     mapping(uint256 id => Proposal) internal proposals;
     mapping(uint256 id => mapping(address member => bool)) public hasVoted;
     /// @notice The pin request made for an accepted proposal.
@@ -56,17 +74,25 @@ contract DataDAO is Operated, ReentrancyGuard {
 
     event MemberSet(address indexed account, bool member);
     event OrderBudgetSet(uint96 budget);
-    event CIDProposed(uint256 indexed id, address indexed proposer, bytes cid, uint64 size, uint64 deadline);
+    event QuorumSet(uint16 quorumBps);
+    event CIDProposed(
+        uint256 indexed id, address indexed proposer, bytes cid, uint64 size, uint64 deadline, uint32 quorum
+    );
     event CIDVoted(uint256 indexed id, address indexed member, bool up);
     /// @notice An accepted CID: the oracle pins it (request `pinRequestId`) and then calls `fundOrder`.
-    event CIDAccepted(uint256 indexed id, bytes cid, uint64 size, uint256 pinRequestId, uint96 budget);
+    event CIDAccepted(
+        uint256 indexed id, bytes cid, uint64 size, uint256 pinRequestId, uint96 budget, uint64 fundBy
+    );
     event CIDRejected(uint256 indexed id);
+    /// @notice An accepted proposal was not funded in time; its budget is released.
+    event ProposalExpired(uint256 indexed id, uint96 budget);
     event OrderFunded(uint256 indexed id, uint256 indexed orderId, uint96 budget);
     event TreasuryFunded(address indexed from, uint256 amount);
 
     error DataDAONotMember(address caller);
     error DataDAOInvalidCid(CidLib.CidError reason);
     error DataDAOBadSize();
+    error DataDAOBadQuorum(uint16 quorumBps);
     error DataDAOUnknownProposal(uint256 id);
     error DataDAOSelfVote(uint256 id);
     error DataDAODoubleVote(uint256 id);
@@ -74,40 +100,94 @@ contract DataDAO is Operated, ReentrancyGuard {
     error DataDAOVotingOpen(uint256 id);
     error DataDAOWrongState(uint256 id, State state);
     error DataDAOTreasuryTooSmall(uint256 needed, uint256 available);
+    /// @notice The order is not for the proposal's CID, or not for the piece its pin reported.
     error DataDAOPieceMismatch(uint256 id);
+    /// @notice The proposal's CID is not reported pinned yet.
+    error DataDAONotPinned(uint256 id, uint256 requestId);
+    /// @notice The funding period is over (`expireProposal`), or not yet over.
+    error DataDAOFundingClosed(uint256 id, uint64 fundBy);
+    error DataDAOFundingOpen(uint256 id, uint64 fundBy);
 
-    constructor(address owner_, EstuaryPinning pinning_, PerpetualStorage perpetual_, uint64 votingPeriod_)
-        Operated(owner_)
-    {
+    /// @param owner_ The owner: members, budget, quorum, and the DAO's orders.
+    /// @param votingPeriod_ Seconds a proposal is open for votes.
+    /// @param fundingPeriod_ Seconds an accepted proposal has to be funded.
+    /// @param quorumBps_ Share of eligible members that must vote, in basis points.
+    constructor(
+        address owner_,
+        EstuaryPinning pinning_,
+        PerpetualStorage perpetual_,
+        uint64 votingPeriod_,
+        uint64 fundingPeriod_,
+        uint16 quorumBps_
+    ) Operated(owner_) {
         pinning = pinning_;
         perpetual = perpetual_;
         votingPeriod = votingPeriod_;
+        fundingPeriod = fundingPeriod_;
+        setQuorumBps(quorumBps_);
     }
 
-    /// @notice Anyone may fund the treasury.
+    /// @notice Anyone may fund the treasury; refunds come back here too.
     receive() external payable {
         emit TreasuryFunded(msg.sender, msg.value);
     }
 
     modifier onlyMember() {
-        if (!isMember[msg.sender]) revert DataDAONotMember(msg.sender);
+        if (!isMember(msg.sender)) revert DataDAONotMember(msg.sender);
         _;
     }
 
-    /// @notice Proposes to keep `cid` (a binary CID) of about `size` bytes.
+    // ------------------------------------------------------------------ membership
+
+    /// @notice Whether `account` is a member now.
+    function isMember(address account) public view returns (bool) {
+        return membership[account].latest() != 0;
+    }
+
+    /// @notice Whether `account` was a member at the end of block `blockNumber`.
+    function wasMember(address account, uint48 blockNumber) public view returns (bool) {
+        return membership[account].upperLookupRecent(blockNumber) != 0;
+    }
+
+    /// @notice Members now.
+    function memberCount() public view returns (uint256) {
+        return members.latest();
+    }
+
+    /// @notice Members at the end of block `blockNumber`.
+    function memberCountAt(uint48 blockNumber) public view returns (uint256) {
+        return members.upperLookupRecent(blockNumber);
+    }
+
+    // ------------------------------------------------------------------ proposals
+
+    /// @notice Proposes to keep `cid` (a binary CID) of about `size` bytes. The members as of
+    ///         this block vote on it; the quorum is `quorumBps` of them, the proposer excepted.
     function createCIDProposal(bytes calldata cid, uint64 size) external onlyMember returns (uint256 id) {
         CidLib.CidError err = CidLib.check(cid);
         if (err != CidLib.CidError.None) revert DataDAOInvalidCid(err);
         if (size == 0) revert DataDAOBadSize();
         id = ++proposalCount;
+        uint48 snapshot = uint48(block.number);
+        uint256 eligible = memberCountAt(snapshot) - 1;
+        uint32 quorum = uint32((eligible * quorumBps + 9_999) / 10_000);
         uint64 deadline = uint64(block.timestamp) + votingPeriod;
-        proposals[id] = Proposal(msg.sender, deadline, 0, 0, State.Open, size, 0, cid);
-        emit CIDProposed(id, msg.sender, cid, size, deadline);
+        Proposal storage p = proposals[id];
+        p.proposer = msg.sender;
+        p.deadline = deadline;
+        p.state = State.Open;
+        p.snapshot = snapshot;
+        p.quorum = quorum;
+        p.size = size;
+        p.cid = cid;
+        emit CIDProposed(id, msg.sender, cid, size, deadline, quorum);
     }
 
-    /// @notice Votes on an open proposal: once per member, never on one's own.
-    function voteCIDProposal(uint256 id, bool up) external onlyMember {
+    /// @notice Votes on an open proposal: members as of its block only, once each, never on
+    ///         one's own.
+    function voteCIDProposal(uint256 id, bool up) external {
         Proposal storage p = known(id);
+        if (!wasMember(msg.sender, p.snapshot)) revert DataDAONotMember(msg.sender);
         if (p.state != State.Open || block.timestamp >= p.deadline) revert DataDAOVotingClosed(id);
         if (p.proposer == msg.sender) revert DataDAOSelfVote(id);
         if (hasVoted[id][msg.sender]) revert DataDAODoubleVote(id);
@@ -117,13 +197,16 @@ contract DataDAO is Operated, ReentrancyGuard {
         emit CIDVoted(id, msg.sender, up);
     }
 
-    /// @notice Closes a proposal after its deadline: accepted (pinned, budget reserved) when
-    ///         up-votes outnumber down-votes, else rejected.
+    /// @notice Closes a proposal after its deadline: accepted (pinned, budget reserved until
+    ///         `fundBy`) when the votes cast reach its quorum and up-votes outnumber down-votes,
+    ///         else rejected.
+    // The pin request goes to the immutable EstuaryPinning; the function is nonReentrant.
+    // slither-disable-next-line reentrancy-benign,reentrancy-events
     function execute(uint256 id) external nonReentrant {
         Proposal storage p = known(id);
         if (p.state != State.Open) revert DataDAOWrongState(id, p.state);
         if (block.timestamp < p.deadline) revert DataDAOVotingOpen(id);
-        if (p.up <= p.down) {
+        if (uint256(p.up) + p.down < p.quorum || p.up <= p.down) {
             p.state = State.Rejected;
             emit CIDRejected(id);
             return;
@@ -134,14 +217,17 @@ contract DataDAO is Operated, ReentrancyGuard {
         if (available < needed) revert DataDAOTreasuryTooSmall(needed, available);
         p.state = State.Accepted;
         p.budget = orderBudget;
+        p.fundBy = uint64(block.timestamp) + fundingPeriod;
         reserved += orderBudget;
         uint256 requestId = pinning.pinToEstuary{value: fee}(p.cid);
         pinRequestOf[id] = requestId;
-        emit CIDAccepted(id, p.cid, p.size, requestId, p.budget);
+        emit CIDAccepted(id, p.cid, p.size, requestId, p.budget, p.fundBy);
     }
 
     /// @notice Creates the storage order of an accepted proposal with its reserved budget. The
-    ///         order's payload CID must be the proposal's CID; the DAO is the order's client.
+    ///         order's payload CID must be the proposal's CID and its piece the one the pin
+    ///         request was reported with (commitment and padded size); the DAO is the client.
+    // slither-disable-next-line reentrancy-benign,reentrancy-events
     function fundOrder(uint256 id, PerpetualStorage.OrderParams calldata params)
         external
         onlyOperator
@@ -150,7 +236,14 @@ contract DataDAO is Operated, ReentrancyGuard {
     {
         Proposal storage p = known(id);
         if (p.state != State.Accepted) revert DataDAOWrongState(id, p.state);
+        if (block.timestamp > p.fundBy) revert DataDAOFundingClosed(id, p.fundBy);
         if (keccak256(params.payloadCid) != keccak256(p.cid)) revert DataDAOPieceMismatch(id);
+        EstuaryPinning.RequestStatus memory pin = pinning.getRequest(pinRequestOf[id]);
+        if (!pin.pinned) revert DataDAONotPinned(id, pinRequestOf[id]);
+        if (
+            params.pieceCid.length != 39 || bytes32(params.pieceCid[7:]) != pin.commP
+                || params.paddedSize != pin.paddedSize
+        ) revert DataDAOPieceMismatch(id);
         p.state = State.Funded;
         uint96 budget = p.budget;
         reserved -= budget;
@@ -159,17 +252,87 @@ contract DataDAO is Operated, ReentrancyGuard {
         emit OrderFunded(id, orderId, budget);
     }
 
+    /// @notice Expires an accepted proposal not funded by `fundBy` (anyone may call): its
+    ///         budget is released and its pin request cancelled if still open.
+    // slither-disable-next-line reentrancy-benign,reentrancy-events
+    function expireProposal(uint256 id) external nonReentrant {
+        Proposal storage p = known(id);
+        if (p.state != State.Accepted) revert DataDAOWrongState(id, p.state);
+        if (block.timestamp <= p.fundBy) revert DataDAOFundingOpen(id, p.fundBy);
+        p.state = State.Expired;
+        reserved -= p.budget;
+        emit ProposalExpired(id, p.budget);
+        EstuaryPinning.RequestStatus memory pin = pinning.getRequest(pinRequestOf[id]);
+        if (!pin.cancelled && !pin.failed) pinning.cancel(pinRequestOf[id]);
+    }
+
+    /// @notice Takes back the pin fee of a proposal's request when EstuaryPinning's refund rule
+    ///         allows it (failed, or not pinned in time); it returns to the treasury.
+    function claimPinRefund(uint256 id) external nonReentrant {
+        known(id);
+        pinning.claimRefund(pinRequestOf[id], payable(address(this)));
+    }
+
     /// @notice A proposal.
     function getProposal(uint256 id) external view returns (Proposal memory) {
         return known(id);
     }
 
-    /// @notice Adds or removes a member.
+    // ------------------------------------------------------------------ the DAO's orders
+
+    /// @notice Cancels the order of a funded proposal; what it refunds waits in PerpetualStorage
+    ///         for `withdrawRefunds`.
+    function cancelOrder(uint256 id) external onlyOwner {
+        perpetual.cancel(funded(id));
+    }
+
+    /// @notice Suspends or resumes claims on a proposal's order.
+    function setOrderSuspended(uint256 id, bool suspended) external onlyOwner {
+        perpetual.setSuspended(funded(id), suspended);
+    }
+
+    /// @notice Changes the bounty of a proposal's order.
+    function setOrderBounty(uint256 id, uint96 bounty) external onlyOwner {
+        perpetual.setBounty(funded(id), bounty);
+    }
+
+    /// @notice Changes the replica target of a proposal's order.
+    function setOrderReplicas(uint256 id, uint16 replicas) external onlyOwner {
+        perpetual.setReplicaTarget(funded(id), replicas);
+    }
+
+    /// @notice Replaces the download locations of a proposal's order.
+    function setOrderOrigins(uint256 id, string[] calldata origins) external onlyOwner {
+        perpetual.setOrigins(funded(id), origins);
+    }
+
+    /// @notice Adds `amount` of the free treasury to a proposal's order.
+    function topUpOrder(uint256 id, uint256 amount) external onlyOwner nonReentrant {
+        uint256 available = address(this).balance - reserved;
+        if (amount > available) revert DataDAOTreasuryTooSmall(amount, available);
+        perpetual.fund{value: amount}(funded(id));
+    }
+
+    /// @notice Brings the DAO's refunds (cancelled orders, returned bounties) back to the
+    ///         treasury. Anyone may call.
+    function withdrawRefunds() external nonReentrant {
+        perpetual.withdraw();
+    }
+
+    function funded(uint256 id) internal view returns (uint256 orderId) {
+        Proposal storage p = known(id);
+        if (p.state != State.Funded) revert DataDAOWrongState(id, p.state);
+        return orderOf[id];
+    }
+
+    // ------------------------------------------------------------------ owner
+
+    /// @notice Adds or removes a member (from the next proposal on).
     function setMember(address account, bool member) external onlyOwner {
-        if (isMember[account] == member) return;
-        isMember[account] = member;
-        if (member) memberCount += 1;
-        else memberCount -= 1;
+        if (isMember(account) == member) return;
+        uint48 now_ = uint48(block.number);
+        membership[account].push(now_, member ? 1 : 0);
+        members.push(now_, member ? members.latest() + 1 : members.latest() - 1);
         emit MemberSet(account, member);
     }
 
@@ -177,6 +340,17 @@ contract DataDAO is Operated, ReentrancyGuard {
     function setOrderBudget(uint96 budget) external onlyOwner {
         orderBudget = budget;
         emit OrderBudgetSet(budget);
+    }
+
+    /// @notice Sets the quorum for proposals made from now on (1 to 10,000 basis points).
+    function setQuorum(uint16 quorumBps_) external onlyOwner {
+        setQuorumBps(quorumBps_);
+    }
+
+    function setQuorumBps(uint16 q) internal {
+        if (q == 0 || q > 10_000) revert DataDAOBadQuorum(q);
+        quorumBps = q;
+        emit QuorumSet(q);
     }
 
     function known(uint256 id) internal view returns (Proposal storage p) {

@@ -7,11 +7,17 @@ import {Operated} from "./lib/Operated.sol";
 
 /// @title EstuaryOracle
 /// @notice Lets any contract request an Estuary job — pin a CID, or store a piece in a Filecoin
-///         deal — and receive the result in a callback. Requests are paid (`price`); the
-///         Estuary oracle service (an operator) does the work and calls `fulfill`, which calls the
-///         consumer with the gas limit the consumer chose. A consumer that reverts, runs out of
-///         gas or returns huge data never blocks the oracle: the failure is recorded and the job
-///         is done.
+///         deal — and receive the result in a callback. A request pays `quote(kind, gas)`: the
+///         kind's base fee (the operator's own costs: the work and the fulfilling transaction)
+///         plus the callback gas the consumer asks for at `callbackGasPrice`, so the operator is
+///         never out of pocket for a consumer's gas. The Estuary oracle service (an operator)
+///         does the work and calls `fulfill`, which calls the consumer with the gas limit the
+///         consumer chose. A consumer that reverts, runs out of gas or returns huge data never
+///         blocks the oracle: the failure is recorded and the job is done.
+/// @dev Each consumer may have at most `capOf(consumer)` jobs open, so that one consumer cannot
+///      flood the operator. A job left unfulfilled `jobTimeout` seconds may be cancelled by its
+///      consumer, which gets its payment back and frees its place under the cap. Payments are
+///      escrowed until fulfilment (then earned: `feesHeld`) or cancellation (refunded).
 contract EstuaryOracle is Operated {
     /// @notice Kinds of job.
     enum JobKind {
@@ -21,12 +27,22 @@ contract EstuaryOracle is Operated {
         Store
     }
 
+    /// @notice A job's life.
+    enum JobState {
+        None,
+        Open,
+        Fulfilled,
+        Cancelled
+    }
+
     /// @notice A job's record.
     struct Job {
         address consumer;
         uint32 callbackGasLimit;
         JobKind kind;
-        bool done;
+        JobState state;
+        uint40 requestedAt;
+        uint96 paid;
     }
 
     /// @notice Most gas a consumer may ask for its callback.
@@ -34,14 +50,27 @@ contract EstuaryOracle is Operated {
     /// @notice Gas kept back for the oracle's own bookkeeping after the callback.
     uint256 internal constant RESERVE_GAS = 20_000;
 
-    /// @notice Price per job kind, in wei.
-    mapping(JobKind kind => uint256) public price;
+    /// @notice Seconds after which an open job may be cancelled by its consumer.
+    uint64 public immutable jobTimeout;
+
+    /// @notice The base fee per job kind, in wei (the operator's costs besides the callback).
+    mapping(JobKind kind => uint256) public baseFee;
+    /// @notice The price of one unit of callback gas, in wei.
+    uint256 public callbackGasPrice;
+    /// @notice Open jobs a consumer may have, unless set per consumer.
+    uint16 public defaultConsumerCap;
+    /// @notice A consumer's own cap (0: the default).
+    mapping(address consumer => uint16) public consumerCap;
+    /// @notice A consumer's open jobs.
+    mapping(address consumer => uint16) public openJobs;
     /// @notice Jobs by ID, from 1.
     mapping(uint256 jobId => Job) public jobs;
     /// @notice Jobs requested so far.
     uint256 public jobCount;
-    /// @notice Payments received and not yet withdrawn.
+    /// @notice Payments of fulfilled jobs, not yet withdrawn.
     uint256 public feesHeld;
+    /// @notice Payments of open jobs.
+    uint256 public feesEscrowed;
 
     event JobRequested(
         uint256 indexed jobId,
@@ -52,20 +81,46 @@ contract EstuaryOracle is Operated {
         uint32 callbackGasLimit
     );
     event JobFulfilled(uint256 indexed jobId, bool ok, bool callbackSucceeded);
-    event PriceSet(JobKind kind, uint256 price);
+    event JobCancelled(uint256 indexed jobId, address indexed to, uint256 refund);
+    event BaseFeeSet(JobKind kind, uint256 fee);
+    event CallbackGasPriceSet(uint256 price);
+    event ConsumerCapSet(address indexed consumer, uint16 cap);
+    event DefaultConsumerCapSet(uint16 cap);
     event FeesWithdrawn(address indexed to, uint256 amount);
 
     error EstuaryOracleInvalidCid(CidLib.CidError reason);
     error EstuaryOracleWrongPayment(uint256 price, uint256 sent);
     error EstuaryOracleGasLimitTooHigh(uint32 limit);
+    error EstuaryOracleConsumerCapReached(address consumer, uint16 cap);
     error EstuaryOracleUnknownJob(uint256 jobId);
     error EstuaryOracleAlreadyFulfilled(uint256 jobId);
+    error EstuaryOracleNotConsumer(uint256 jobId, address caller);
+    error EstuaryOracleNotCancellable(uint256 jobId);
     error EstuaryOracleNotEnoughGas(uint256 needed, uint256 left);
     error EstuaryOracleTransferFailed();
 
-    constructor(address owner_) Operated(owner_) {}
+    /// @param owner_ The owner: manages operators, prices and caps.
+    /// @param jobTimeout_ Seconds after which a consumer may cancel an unfulfilled job.
+    /// @param defaultCap_ Open jobs a consumer may have by default.
+    constructor(address owner_, uint64 jobTimeout_, uint16 defaultCap_) Operated(owner_) {
+        jobTimeout = jobTimeout_;
+        defaultConsumerCap = defaultCap_;
+        emit DefaultConsumerCapSet(defaultCap_);
+    }
 
-    /// @notice Requests a job; `msg.sender` receives the callback.
+    /// @notice The price of a job of `kind` whose callback gets `callbackGasLimit` gas:
+    ///         `baseFee[kind] + callbackGasLimit * callbackGasPrice`.
+    function quote(JobKind kind, uint32 callbackGasLimit) public view returns (uint256) {
+        return baseFee[kind] + uint256(callbackGasLimit) * callbackGasPrice;
+    }
+
+    /// @notice The open jobs `consumer` may have.
+    function capOf(address consumer) public view returns (uint16) {
+        uint16 cap = consumerCap[consumer];
+        return cap == 0 ? defaultConsumerCap : cap;
+    }
+
+    /// @notice Requests a job; `msg.sender` receives the callback. Pays exactly `quote`.
     /// @param kind What to do.
     /// @param cid The binary CID of the content.
     /// @param params Kind-specific parameters (for `Store`: ABI `(uint16 replicas, bool verified)`).
@@ -78,11 +133,18 @@ contract EstuaryOracle is Operated {
     {
         CidLib.CidError err = CidLib.check(cid);
         if (err != CidLib.CidError.None) revert EstuaryOracleInvalidCid(err);
-        if (msg.value != price[kind]) revert EstuaryOracleWrongPayment(price[kind], msg.value);
         if (callbackGasLimit > MAX_CALLBACK_GAS) revert EstuaryOracleGasLimitTooHigh(callbackGasLimit);
-        feesHeld += msg.value;
+        uint256 cost = quote(kind, callbackGasLimit);
+        if (msg.value != cost) revert EstuaryOracleWrongPayment(cost, msg.value);
+        uint16 cap = capOf(msg.sender);
+        uint16 open = openJobs[msg.sender];
+        if (open >= cap) revert EstuaryOracleConsumerCapReached(msg.sender, cap);
+        openJobs[msg.sender] = open + 1;
+        feesEscrowed += msg.value;
         jobId = ++jobCount;
-        jobs[jobId] = Job(msg.sender, callbackGasLimit, kind, false);
+        jobs[jobId] = Job(
+            msg.sender, callbackGasLimit, kind, JobState.Open, uint40(block.timestamp), uint96(msg.value)
+        );
         emit JobRequested(jobId, msg.sender, kind, cid, params, callbackGasLimit);
     }
 
@@ -91,15 +153,18 @@ contract EstuaryOracle is Operated {
     ///      operator cannot starve a callback); the callback's return data is never copied.
     function fulfill(uint256 jobId, bool ok, bytes calldata result) external onlyOperator {
         Job storage job = jobs[jobId];
-        if (job.consumer == address(0)) revert EstuaryOracleUnknownJob(jobId);
-        if (job.done) revert EstuaryOracleAlreadyFulfilled(jobId);
-        job.done = true;
+        if (job.state == JobState.None) revert EstuaryOracleUnknownJob(jobId);
+        if (job.state != JobState.Open) revert EstuaryOracleAlreadyFulfilled(jobId);
+        job.state = JobState.Fulfilled;
+        address consumer = job.consumer;
+        openJobs[consumer] -= 1;
+        feesEscrowed -= job.paid;
+        feesHeld += job.paid;
         uint256 limit = job.callbackGasLimit;
         // EIP-150 passes at most 63/64 of what is left: make sure the consumer gets its limit.
         uint256 needed = limit + limit / 63 + RESERVE_GAS;
         if (gasleft() < needed) revert EstuaryOracleNotEnoughGas(needed, gasleft());
         bytes memory data = abi.encodeCall(IEstuaryConsumer.onEstuaryResult, (jobId, ok, result));
-        address consumer = job.consumer;
         bool called;
         assembly ("memory-safe") {
             called := call(limit, consumer, 0, add(data, 32), mload(data), 0, 0)
@@ -107,13 +172,49 @@ contract EstuaryOracle is Operated {
         emit JobFulfilled(jobId, ok, called);
     }
 
-    /// @notice Sets the price of a job kind.
-    function setPrice(JobKind kind, uint256 price_) external onlyOwner {
-        price[kind] = price_;
-        emit PriceSet(kind, price_);
+    /// @notice Cancels a job not fulfilled within `jobTimeout`; its payment goes to `to`.
+    ///         Consumer only.
+    function cancelJob(uint256 jobId, address payable to) external {
+        Job storage job = jobs[jobId];
+        if (job.state == JobState.None) revert EstuaryOracleUnknownJob(jobId);
+        if (msg.sender != job.consumer) revert EstuaryOracleNotConsumer(jobId, msg.sender);
+        if (job.state != JobState.Open || block.timestamp < uint256(job.requestedAt) + jobTimeout) {
+            revert EstuaryOracleNotCancellable(jobId);
+        }
+        job.state = JobState.Cancelled;
+        openJobs[msg.sender] -= 1;
+        uint256 refund = job.paid;
+        feesEscrowed -= refund;
+        emit JobCancelled(jobId, to, refund);
+        (bool sent,) = to.call{value: refund}("");
+        if (!sent) revert EstuaryOracleTransferFailed();
     }
 
-    /// @notice Sends the payments held to `to`.
+    /// @notice Sets the base fee of a job kind.
+    function setBaseFee(JobKind kind, uint256 fee) external onlyOwner {
+        baseFee[kind] = fee;
+        emit BaseFeeSet(kind, fee);
+    }
+
+    /// @notice Sets the price of a unit of callback gas.
+    function setCallbackGasPrice(uint256 price) external onlyOwner {
+        callbackGasPrice = price;
+        emit CallbackGasPriceSet(price);
+    }
+
+    /// @notice Sets a consumer's cap on open jobs (0: back to the default).
+    function setConsumerCap(address consumer, uint16 cap) external onlyOwner {
+        consumerCap[consumer] = cap;
+        emit ConsumerCapSet(consumer, cap);
+    }
+
+    /// @notice Sets the default cap on open jobs per consumer.
+    function setDefaultConsumerCap(uint16 cap) external onlyOwner {
+        defaultConsumerCap = cap;
+        emit DefaultConsumerCapSet(cap);
+    }
+
+    /// @notice Sends the payments earned to `to`.
     function withdrawFees(address payable to) external onlyOwner {
         uint256 amount = feesHeld;
         feesHeld = 0;
@@ -137,18 +238,18 @@ abstract contract EstuaryConsumer is IEstuaryConsumer {
         estuaryOracle = oracle;
     }
 
-    /// @notice Requests a pin of `cid`, paying the oracle's price from this contract's balance.
+    /// @notice Requests a pin of `cid`, paying the oracle's quote from this contract's balance.
     function requestPin(bytes memory cid, uint32 callbackGasLimit) internal returns (uint256 jobId) {
-        uint256 cost = estuaryOracle.price(EstuaryOracle.JobKind.Pin);
+        uint256 cost = estuaryOracle.quote(EstuaryOracle.JobKind.Pin, callbackGasLimit);
         return estuaryOracle.requestJob{value: cost}(EstuaryOracle.JobKind.Pin, cid, "", callbackGasLimit);
     }
 
-    /// @notice Requests a Filecoin deal for `cid`, paying the oracle's price.
+    /// @notice Requests a Filecoin deal for `cid`, paying the oracle's quote.
     function requestStore(bytes memory cid, uint16 replicas, bool verified, uint32 callbackGasLimit)
         internal
         returns (uint256 jobId)
     {
-        uint256 cost = estuaryOracle.price(EstuaryOracle.JobKind.Store);
+        uint256 cost = estuaryOracle.quote(EstuaryOracle.JobKind.Store, callbackGasLimit);
         return estuaryOracle.requestJob{value: cost}(
             EstuaryOracle.JobKind.Store, cid, abi.encode(replicas, verified), callbackGasLimit
         );
@@ -161,7 +262,7 @@ abstract contract EstuaryConsumer is IEstuaryConsumer {
             onFailed(jobId, abi.decode(result, (string)));
             return;
         }
-        (,, EstuaryOracle.JobKind kind,) = estuaryOracle.jobs(jobId);
+        (,, EstuaryOracle.JobKind kind,,,) = estuaryOracle.jobs(jobId);
         if (kind == EstuaryOracle.JobKind.Pin) {
             (bytes memory pieceCid, uint64 paddedSize) = abi.decode(result, (bytes, uint64));
             onPinned(jobId, pieceCid, paddedSize);

@@ -10,22 +10,58 @@ import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 ///         may call `pinToEstuary` (paying `fee`, if the owner set one); Estuary's oracles
 ///         (registered operators) follow `PinRequested`, fetch and pin the content, put it in a
 ///         Filecoin deal and report each step here, once. The requester may cancel.
-/// @dev Only the CID's structure is checked on chain (see `CidLib`); whether the content exists is
-///      for the oracle to find out. Reports are idempotent from the oracle's side: a repeated
-///      report reverts with `EstuaryPinningAlreadyReported`, which it treats as done.
+/// @dev Reorg safety: every report names the request and the keccak256 of its binary CID, and is
+///      refused (or, in a batch, skipped) unless the CID matches the request's. After a reorg
+///      re-orders requests, a report in flight can therefore never mark a different request.
+///      The request keeps the first 8 bytes of the hash (a second preimage of 64 bits cannot be
+///      ground in a reorg's window) so that a request still fits one storage slot.
+///
+///      Fees (the refund rule): a request's fee is held in escrow until its outcome. A report
+///      that it is pinned earns the fee for the owner. It is refunded to the requester
+///      (`claimRefund`) when the request failed (an operator reported it could not be served,
+///      for any reason), or when it was not reported pinned within `refundDelay` seconds of the
+///      request (the oracle quarantined it, or stopped), whether or not the requester cancelled
+///      meanwhile. A pinned request is never refunded, and each fee is refunded at most once.
+///
+///      Failure reasons are a code and at most `MAX_DETAIL_LENGTH` bytes of text, emitted and
+///      not stored: a failure costs the operator no storage an attacker chose.
 contract EstuaryPinning is Operated, Pausable {
     /// @notice Bits of `Request.reported`.
     uint8 internal constant PINNED = 1;
     uint8 internal constant DEAL_MADE = 2;
     uint8 internal constant FAILED = 4;
     uint8 internal constant CANCELLED = 8;
+    uint8 internal constant REFUNDED = 16;
 
     /// @notice Most origins per request, the longest origin and the longest name.
     uint256 public constant MAX_ORIGINS = 8;
     uint256 public constant MAX_ORIGIN_LENGTH = 256;
     uint256 public constant MAX_NAME_LENGTH = 255;
-    /// @notice Longest failure reason kept.
-    uint256 public constant MAX_REASON_LENGTH = 512;
+    /// @notice Longest failure detail emitted; longer ones are cut.
+    uint256 public constant MAX_DETAIL_LENGTH = 64;
+
+    /// @notice Seconds after a request from which, if it is not pinned, its fee is refundable.
+    uint64 public immutable refundDelay;
+
+    /// @notice Why a request could not be served.
+    enum FailureCode {
+        /// No more specific code applies.
+        Unspecified,
+        /// No origin or peer served the content within the limits.
+        NotFound,
+        /// The DAG is larger than the operator accepts.
+        TooLarge,
+        /// Fetching did not finish in time.
+        Timeout,
+        /// Blocks did not hash to their CIDs, or the DAG does not decode.
+        InvalidContent,
+        /// A codec or hash function the operator does not support.
+        Unsupported,
+        /// Refused by the operator's content policy.
+        Refused,
+        /// The operator's own failure.
+        Internal
+    }
 
     /// @notice Options of a request.
     struct PinOptions {
@@ -37,11 +73,14 @@ contract EstuaryPinning is Operated, Pausable {
         uint64 sizeHint;
     }
 
-    /// @notice A request's compact record.
+    /// @notice A request's compact record: one storage slot.
     struct Request {
         address requester;
-        uint40 requestedAt;
+        /// The first 8 bytes of keccak256 of the binary CID.
+        bytes8 cidTag;
         uint8 reported;
+        /// Hours since the Unix epoch when requested.
+        uint24 requestedHour;
     }
 
     /// @notice What the oracles reported.
@@ -50,22 +89,32 @@ contract EstuaryPinning is Operated, Pausable {
         uint64 paddedSize;
         uint64 dealId;
         uint64 provider;
-        string failure;
+        FailureCode failure;
     }
 
     /// @notice A request's full status, as `getRequest` returns it.
     struct RequestStatus {
         address requester;
-        uint40 requestedAt;
+        /// When requested, in seconds (rounded down to the hour).
+        uint64 requestedAt;
         bool pinned;
         bool dealMade;
         bool failed;
         bool cancelled;
+        bool refunded;
+        /// The fee paid.
+        uint96 fee;
         bytes32 commP;
         uint64 paddedSize;
         uint64 dealId;
         uint64 provider;
-        string failure;
+        FailureCode failure;
+    }
+
+    /// @notice A fee in force from a request on.
+    struct FeeChange {
+        uint64 fromRequest;
+        uint96 fee;
     }
 
     /// @notice Which report a revert or event is about.
@@ -79,16 +128,19 @@ contract EstuaryPinning is Operated, Pausable {
     uint256 public requestCount;
     /// @notice The fee per request, in wei.
     uint96 public fee;
-    /// @notice Fees received and not yet withdrawn.
+    /// @notice Fees earned (requests reported pinned) and not yet withdrawn.
     uint256 public feesHeld;
+    /// @notice Fees of requests without an outcome yet, or refundable.
+    uint256 public feesEscrowed;
 
+    FeeChange[] internal feeSchedule;
     mapping(uint256 requestId => Request) internal requests;
     mapping(uint256 requestId => Outcome) internal outcomes;
 
     /// @notice A pin was requested.
     /// @param requestId The new request's id, increasing from 1.
     /// @param requester The caller of `pinToEstuary`.
-    /// @param cid The binary CID to pin.
+    /// @param cid The binary CID to pin (reports name its keccak256).
     event PinRequested(uint256 indexed requestId, address indexed requester, bytes cid);
     /// @notice The options of a request made with them (emitted right after its `PinRequested`).
     event PinRequestOptions(uint256 indexed requestId, string name, string[] origins, uint64 sizeHint);
@@ -96,12 +148,14 @@ contract EstuaryPinning is Operated, Pausable {
     event Pinned(uint256 indexed requestId, address indexed operator, bytes32 commP, uint64 paddedSize);
     /// @notice An operator made a Filecoin deal holding the content.
     event DealMade(uint256 indexed requestId, address indexed operator, uint64 dealId, uint64 provider);
-    /// @notice An operator gave up on the request.
-    event PinFailed(uint256 indexed requestId, address indexed operator, string reason);
+    /// @notice An operator gave up on the request: a code and a short detail.
+    event PinFailed(uint256 indexed requestId, address indexed operator, FailureCode code, string detail);
     /// @notice The requester cancelled.
     event PinCancelled(uint256 indexed requestId);
-    /// @notice The owner changed the fee.
-    event FeeSet(uint96 fee);
+    /// @notice A request's fee was refunded.
+    event FeeRefunded(uint256 indexed requestId, address indexed to, uint256 amount);
+    /// @notice The owner changed the fee (for requests from `fromRequest` on).
+    event FeeSet(uint96 fee, uint64 fromRequest);
     /// @notice The owner withdrew fees.
     event FeesWithdrawn(address indexed to, uint256 amount);
 
@@ -114,6 +168,8 @@ contract EstuaryPinning is Operated, Pausable {
     error EstuaryPinningBadOption(string option);
     /// @notice No request has this id.
     error EstuaryPinningUnknownRequest(uint256 requestId);
+    /// @notice The report's CID hash is not the request's CID (a reorg, or a wrong id).
+    error EstuaryPinningCidMismatch(uint256 requestId, bytes32 cidHash);
     /// @notice This state was already reported for this request (the oracle treats it as done).
     error EstuaryPinningAlreadyReported(uint256 requestId, Report report);
     /// @notice The request was cancelled or has failed: nothing more can be reported.
@@ -122,13 +178,18 @@ contract EstuaryPinning is Operated, Pausable {
     error EstuaryPinningNotPinned(uint256 requestId);
     /// @notice The piece CID is not a v1 piece CID, or the size is not a power of two ≥ 128.
     error EstuaryPinningBadPiece();
-    /// @notice Only the requester may cancel.
+    /// @notice Only the requester may cancel or take a refund.
     error EstuaryPinningNotRequester(uint256 requestId, address caller);
+    /// @notice The fee is not refundable (yet, or any more): see the refund rule.
+    error EstuaryPinningNotRefundable(uint256 requestId);
     /// @notice Sending fees failed.
     error EstuaryPinningTransferFailed();
 
     /// @param owner_ The owner: manages operators, the fee and pausing.
-    constructor(address owner_) Operated(owner_) {}
+    /// @param refundDelay_ Seconds after which an unpinned request's fee is refundable.
+    constructor(address owner_, uint64 refundDelay_) Operated(owner_) {
+        refundDelay = refundDelay_;
+    }
 
     // ------------------------------------------------------------------ requests
 
@@ -167,13 +228,15 @@ contract EstuaryPinning is Operated, Pausable {
         CidLib.CidError err = CidLib.check(cid);
         if (err != CidLib.CidError.None) revert EstuaryPinningInvalidCid(err);
         if (msg.value != fee) revert EstuaryPinningWrongFee(fee, msg.value);
-        if (msg.value != 0) feesHeld += msg.value;
+        if (msg.value != 0) feesEscrowed += msg.value;
         requestId = ++requestCount;
-        requests[requestId] = Request(msg.sender, uint40(block.timestamp), 0);
+        requests[requestId] =
+            Request(msg.sender, bytes8(keccak256(cid)), 0, uint24(block.timestamp / 1 hours));
         emit PinRequested(requestId, msg.sender, cid);
     }
 
-    /// @notice Cancels a request: the oracles stop working on it and unpin it.
+    /// @notice Cancels a request: the oracles stop working on it and unpin it. Its fee becomes
+    ///         refundable once `refundDelay` has passed, unless it was pinned first.
     function cancel(uint256 requestId) external {
         Request storage r = known(requestId);
         if (msg.sender != r.requester) revert EstuaryPinningNotRequester(requestId, msg.sender);
@@ -182,44 +245,98 @@ contract EstuaryPinning is Operated, Pausable {
         emit PinCancelled(requestId);
     }
 
+    /// @notice Sends a request's fee back to `to`, under the refund rule (see the contract's
+    ///         notes): failed, or not pinned within `refundDelay`. Requester only. A request
+    ///         still open is cancelled by its refund.
+    function claimRefund(uint256 requestId, address payable to) external {
+        Request storage r = known(requestId);
+        if (msg.sender != r.requester) revert EstuaryPinningNotRequester(requestId, msg.sender);
+        if (!isRefundable(r)) revert EstuaryPinningNotRefundable(requestId);
+        // A refund closes the request: no report can earn a fee that was given back.
+        bool wasOpen = r.reported & (FAILED | CANCELLED) == 0;
+        r.reported |= REFUNDED | (r.reported & FAILED == 0 ? CANCELLED : 0);
+        if (wasOpen) emit PinCancelled(requestId);
+        uint256 amount = feeOf(requestId);
+        feesEscrowed -= amount;
+        emit FeeRefunded(requestId, to, amount);
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert EstuaryPinningTransferFailed();
+    }
+
+    /// @notice The fee refundable for a request now (0 when none).
+    function refundable(uint256 requestId) external view returns (uint256) {
+        Request storage r = known(requestId);
+        return isRefundable(r) ? feeOf(requestId) : 0;
+    }
+
+    function isRefundable(Request storage r) internal view returns (bool) {
+        uint8 bits = r.reported;
+        if (bits & (PINNED | REFUNDED) != 0) return false;
+        return bits & FAILED != 0 || block.timestamp >= uint256(r.requestedHour) * 1 hours + refundDelay;
+    }
+
+    /// @notice The fee a request paid (the fee in force when it was made).
+    function feeOf(uint256 requestId) public view returns (uint96) {
+        uint256 n = feeSchedule.length;
+        if (n == 0) return 0;
+        FeeChange storage last = feeSchedule[n - 1];
+        if (requestId >= last.fromRequest) return last.fee;
+        uint256 lo;
+        uint256 hi = n - 1;
+        // The last change at or before `requestId` (entries are in increasing `fromRequest`).
+        while (lo < hi) {
+            uint256 mid = (lo + hi + 1) / 2;
+            if (feeSchedule[mid].fromRequest <= requestId) lo = mid;
+            else hi = mid - 1;
+        }
+        return feeSchedule[lo].fromRequest <= requestId ? feeSchedule[lo].fee : 0;
+    }
+
     // ------------------------------------------------------------------ operators' reports
 
     /// @notice Reports that the content is pinned, with its piece (v1 piece CID and padded size).
-    function reportPinned(uint256 requestId, bytes calldata pieceCid, uint64 paddedSize)
+    /// @param cidHash keccak256 of the request's binary CID, as the operator fetched it.
+    function reportPinned(uint256 requestId, bytes32 cidHash, bytes calldata pieceCid, uint64 paddedSize)
         external
         onlyOperator
     {
         checkPiece(pieceCid, paddedSize);
-        recordPinned(open(requestId, PINNED, Report.Pinned), requestId, pieceCid, paddedSize);
+        Request storage r = open(requestId, cidHash, PINNED, Report.Pinned);
+        uint96 paid = recordPinned(r, requestId, pieceCid, paddedSize);
+        if (paid != 0) earn(paid);
     }
 
-    /// @notice One report of a batch: a request, and the piece of its content (v1 piece CID and
-    /// padded size).
+    /// @notice One report of a batch: a request, its CID's hash, and the piece of its content
+    ///         (v1 piece CID and padded size).
     struct PinnedReport {
         uint256 requestId;
+        bytes32 cidHash;
         bytes pieceCid;
         uint64 paddedSize;
     }
 
     /// @notice Reports many pins in one transaction, one `Pinned` event for each recorded. A
-    /// request that is unknown, already reported pinned, cancelled or failed is skipped instead
-    /// of reverting the batch: one late or repeated entry must not cost the others their report.
-    /// The caller learns which were recorded from the `Pinned` events. A malformed piece still
-    /// reverts the whole batch (the operator's software is broken).
+    /// request that is unknown, whose CID does not match, already reported pinned, cancelled or
+    /// failed is skipped instead of reverting the batch: one late, repeated or reorged entry must
+    /// not cost the others their report. The caller learns which were recorded from the `Pinned`
+    /// events. A malformed piece still reverts the whole batch (the operator's software is broken).
     /// @return recorded How many reports were recorded.
     function reportPinnedBatch(PinnedReport[] calldata reports)
         external
         onlyOperator
         returns (uint256 recorded)
     {
+        uint256 earned;
         for (uint256 i; i < reports.length; ++i) {
             PinnedReport calldata p = reports[i];
             checkPiece(p.pieceCid, p.paddedSize);
             Request storage r = requests[p.requestId];
             if (r.requester == address(0) || r.reported & (PINNED | CANCELLED | FAILED) != 0) continue;
-            recordPinned(r, p.requestId, p.pieceCid, p.paddedSize);
+            if (r.cidTag != bytes8(p.cidHash)) continue;
+            earned += recordPinned(r, p.requestId, p.pieceCid, p.paddedSize);
             ++recorded;
         }
+        if (earned != 0) earn(earned);
     }
 
     function checkPiece(bytes calldata pieceCid, uint64 paddedSize) internal pure {
@@ -230,6 +347,7 @@ contract EstuaryPinning is Operated, Pausable {
 
     function recordPinned(Request storage r, uint256 requestId, bytes calldata pieceCid, uint64 paddedSize)
         internal
+        returns (uint96 paid)
     {
         r.reported |= PINNED;
         bytes32 commP = bytes32(pieceCid[7:]);
@@ -237,11 +355,20 @@ contract EstuaryPinning is Operated, Pausable {
         o.commP = commP;
         o.paddedSize = paddedSize;
         emit Pinned(requestId, msg.sender, commP, paddedSize);
+        return feeOf(requestId);
+    }
+
+    function earn(uint256 amount) internal {
+        feesEscrowed -= amount;
+        feesHeld += amount;
     }
 
     /// @notice Reports the Filecoin deal that holds the content.
-    function reportDeal(uint256 requestId, uint64 dealId, uint64 provider) external onlyOperator {
-        Request storage r = open(requestId, DEAL_MADE, Report.DealMade);
+    function reportDeal(uint256 requestId, bytes32 cidHash, uint64 dealId, uint64 provider)
+        external
+        onlyOperator
+    {
+        Request storage r = open(requestId, cidHash, DEAL_MADE, Report.DealMade);
         if (r.reported & PINNED == 0) revert EstuaryPinningNotPinned(requestId);
         r.reported |= DEAL_MADE;
         Outcome storage o = outcomes[requestId];
@@ -250,13 +377,18 @@ contract EstuaryPinning is Operated, Pausable {
         emit DealMade(requestId, msg.sender, dealId, provider);
     }
 
-    /// @notice Reports that the request cannot be served (content not found, too large, ...).
-    function reportFailed(uint256 requestId, string calldata reason) external onlyOperator {
-        Request storage r = open(requestId, FAILED, Report.Failed);
+    /// @notice Reports that the request cannot be served: a code and a short detail (cut to
+    ///         `MAX_DETAIL_LENGTH` bytes, emitted only). Its fee becomes refundable unless it was
+    ///         pinned.
+    function reportFailed(uint256 requestId, bytes32 cidHash, FailureCode code, string calldata detail)
+        external
+        onlyOperator
+    {
+        Request storage r = open(requestId, cidHash, FAILED, Report.Failed);
         r.reported |= FAILED;
-        string calldata kept = bytes(reason).length > MAX_REASON_LENGTH ? reason[:MAX_REASON_LENGTH] : reason;
-        outcomes[requestId].failure = kept;
-        emit PinFailed(requestId, msg.sender, kept);
+        outcomes[requestId].failure = code;
+        string calldata kept = bytes(detail).length > MAX_DETAIL_LENGTH ? detail[:MAX_DETAIL_LENGTH] : detail;
+        emit PinFailed(requestId, msg.sender, code, kept);
     }
 
     function known(uint256 requestId) internal view returns (Request storage r) {
@@ -264,8 +396,13 @@ contract EstuaryPinning is Operated, Pausable {
         if (r.requester == address(0)) revert EstuaryPinningUnknownRequest(requestId);
     }
 
-    function open(uint256 requestId, uint8 bit, Report report) internal view returns (Request storage r) {
+    function open(uint256 requestId, bytes32 cidHash, uint8 bit, Report report)
+        internal
+        view
+        returns (Request storage r)
+    {
         r = known(requestId);
+        if (r.cidTag != bytes8(cidHash)) revert EstuaryPinningCidMismatch(requestId, cidHash);
         if (r.reported & bit != 0) revert EstuaryPinningAlreadyReported(requestId, report);
         if (r.reported & (CANCELLED | FAILED) != 0) revert EstuaryPinningRequestClosed(requestId);
     }
@@ -282,11 +419,13 @@ contract EstuaryPinning is Operated, Pausable {
         Request storage r = known(requestId);
         Outcome storage o = outcomes[requestId];
         s.requester = r.requester;
-        s.requestedAt = r.requestedAt;
+        s.requestedAt = uint64(r.requestedHour) * 1 hours;
         s.pinned = r.reported & PINNED != 0;
         s.dealMade = r.reported & DEAL_MADE != 0;
         s.failed = r.reported & FAILED != 0;
         s.cancelled = r.reported & CANCELLED != 0;
+        s.refunded = r.reported & REFUNDED != 0;
+        s.fee = feeOf(requestId);
         s.commP = o.commP;
         s.paddedSize = o.paddedSize;
         s.dealId = o.dealId;
@@ -296,13 +435,17 @@ contract EstuaryPinning is Operated, Pausable {
 
     // ------------------------------------------------------------------ owner
 
-    /// @notice Sets the fee for new requests.
+    /// @notice Sets the fee for requests made from now on.
     function setFee(uint96 fee_) external onlyOwner {
         fee = fee_;
-        emit FeeSet(fee_);
+        uint64 from = uint64(requestCount + 1);
+        uint256 n = feeSchedule.length;
+        if (n != 0 && feeSchedule[n - 1].fromRequest == from) feeSchedule[n - 1].fee = fee_;
+        else feeSchedule.push(FeeChange(from, fee_));
+        emit FeeSet(fee_, from);
     }
 
-    /// @notice Sends the fees held to `to`.
+    /// @notice Sends the fees earned to `to`.
     function withdrawFees(address payable to) external onlyOwner {
         uint256 amount = feesHeld;
         feesHeld = 0;

@@ -7,6 +7,7 @@ import {PerpetualStorage} from "../src/PerpetualStorage.sol";
 import {CidLib} from "../src/lib/CidLib.sol";
 import {Operated} from "../src/lib/Operated.sol";
 import {FilecoinTest} from "./utils/FilecoinTest.sol";
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 
 contract DataDAOTest is FilecoinTest {
     DataDAO internal dao;
@@ -14,15 +15,20 @@ contract DataDAOTest is FilecoinTest {
     PerpetualStorage internal ps;
     address internal constant OWNER = address(0x0A);
     address internal constant ORACLE = address(0x0C);
-    address internal constant A = address(0xA);
-    address internal constant B = address(0xB);
-    address internal constant C = address(0xC);
+    address internal constant A = address(0xA1);
+    address internal constant B = address(0xB1);
+    address internal constant C = address(0xC1);
+    address internal constant D = address(0xD1);
     uint64 internal constant PERIOD = 1 days;
+    uint64 internal constant FUNDING = 7 days;
+    bytes32 internal constant COMMP = 0x1111111111111111111111111111111111111111111111111111111111111111;
 
     function setUp() public {
-        pinning = new EstuaryPinning(OWNER);
-        ps = new PerpetualStorage(100, 1000, 0.01 ether);
-        dao = new DataDAO(OWNER, pinning, ps, PERIOD);
+        installMarket();
+        vm.roll(1000);
+        pinning = new EstuaryPinning(OWNER, 1 days);
+        ps = new PerpetualStorage(codec, 100, 1000, 3_000_000, 0.01 ether);
+        dao = new DataDAO(OWNER, pinning, ps, PERIOD, FUNDING, 5000);
         vm.startPrank(OWNER);
         dao.setMember(A, true);
         dao.setMember(B, true);
@@ -30,10 +36,12 @@ contract DataDAOTest is FilecoinTest {
         dao.setOperator(ORACLE, true);
         dao.setOrderBudget(3 ether);
         pinning.setFee(0.01 ether);
+        pinning.setOperator(ORACLE, true);
         vm.stopPrank();
         vm.deal(address(this), 10 ether);
         (bool ok,) = address(dao).call{value: 10 ether}("");
         assertTrue(ok);
+        vm.roll(block.number + 1);
     }
 
     function propose() internal returns (uint256 id) {
@@ -46,17 +54,49 @@ contract DataDAOTest is FilecoinTest {
         dao.voteCIDProposal(id, up);
     }
 
+    function orderParams() internal pure returns (PerpetualStorage.OrderParams memory p) {
+        p.pieceCid = PIECE;
+        p.payloadCid = PAYLOAD;
+        p.paddedSize = PIECE_SIZE;
+        p.carSize = CAR_SIZE;
+        p.replicas = 3;
+        p.bounty = 0.5 ether;
+        p.term = 1000;
+    }
+
+    /// Accepted (two up-votes of two eligible), then the oracle reports the pin.
+    function accepted() internal returns (uint256 id) {
+        id = propose();
+        vote(B, id, true);
+        vote(C, id, true);
+        vm.warp(block.timestamp + PERIOD);
+        dao.execute(id);
+    }
+
+    function reportPinned(uint256 id, bytes memory piece, uint64 size) internal {
+        uint256 requestId = dao.pinRequestOf(id);
+        vm.prank(ORACLE);
+        pinning.reportPinned(requestId, keccak256(PAYLOAD), piece, size);
+    }
+
+    // ------------------------------------------------------------------ membership and admin
+
     function test_Admin_Emits() public {
         vm.startPrank(OWNER);
         vm.expectEmit(address(dao));
-        emit DataDAO.MemberSet(address(0xD), true);
-        dao.setMember(address(0xD), true);
+        emit DataDAO.MemberSet(D, true);
+        dao.setMember(D, true);
         vm.expectEmit(address(dao));
-        emit DataDAO.MemberSet(address(0xD), false);
-        dao.setMember(address(0xD), false);
+        emit DataDAO.MemberSet(D, false);
+        dao.setMember(D, false);
         vm.expectEmit(address(dao));
         emit DataDAO.OrderBudgetSet(2 ether);
         dao.setOrderBudget(2 ether);
+        vm.expectEmit(address(dao));
+        emit DataDAO.QuorumSet(6000);
+        dao.setQuorum(6000);
+        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOBadQuorum.selector, 0));
+        dao.setQuorum(0);
         vm.stopPrank();
         assertEq(dao.memberCount(), 3);
         vm.deal(address(0xF), 1 ether);
@@ -65,16 +105,20 @@ contract DataDAOTest is FilecoinTest {
         vm.prank(address(0xF));
         (bool ok,) = address(dao).call{value: 1 ether}("");
         assertTrue(ok);
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, address(this)));
+        dao.setMember(D, true);
     }
 
     function test_Propose_EmitsAndStores() public {
         vm.expectEmit(address(dao));
-        emit DataDAO.CIDProposed(1, A, PAYLOAD, 1 << 20, uint64(block.timestamp) + PERIOD);
+        // Quorum: half of the two eligible voters (the proposer excepted).
+        emit DataDAO.CIDProposed(1, A, PAYLOAD, 1 << 20, uint64(block.timestamp) + PERIOD, 1);
         uint256 id = propose();
         DataDAO.Proposal memory p = dao.getProposal(id);
         assertEq(p.proposer, A);
         assertEq(uint8(p.state), uint8(DataDAO.State.Open));
-        assertEq(dao.memberCount(), 3);
+        assertEq(p.snapshot, block.number);
+        assertEq(p.quorum, 1);
     }
 
     function test_RevertWhen_NotMemberOrBadCid() public {
@@ -103,15 +147,48 @@ contract DataDAOTest is FilecoinTest {
         vm.prank(C);
         vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOVotingClosed.selector, id));
         dao.voteCIDProposal(id, true);
-        vm.prank(address(0xD));
-        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAONotMember.selector, address(0xD)));
+        vm.prank(D);
+        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAONotMember.selector, D));
         dao.voteCIDProposal(id, true);
         vm.prank(B);
         vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOUnknownProposal.selector, 9));
         dao.voteCIDProposal(9, true);
     }
 
-    function test_Execute_AcceptedPinsAndFunds() public {
+    /// Votes come from the membership as of the proposal: a member added later cannot vote, a
+    /// member removed later still can.
+    function test_Vote_MembershipAsOfTheProposal() public {
+        uint256 id = propose();
+        vm.roll(block.number + 1);
+        vm.startPrank(OWNER);
+        dao.setMember(D, true);
+        dao.setMember(C, false);
+        vm.stopPrank();
+        vm.prank(D);
+        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAONotMember.selector, D));
+        dao.voteCIDProposal(id, true);
+        vote(C, id, true);
+        assertEq(dao.getProposal(id).up, 1);
+        assertTrue(dao.wasMember(C, dao.getProposal(id).snapshot));
+        assertFalse(dao.isMember(C));
+    }
+
+    // ------------------------------------------------------------------ execution
+
+    /// One up-vote against none no longer passes without a quorum.
+    function test_Execute_QuorumIsNeeded() public {
+        vm.prank(OWNER);
+        dao.setQuorum(10_000);
+        uint256 id = propose();
+        vote(B, id, true);
+        vm.warp(block.timestamp + PERIOD);
+        vm.expectEmit(address(dao));
+        emit DataDAO.CIDRejected(id);
+        dao.execute(id);
+        assertEq(pinning.requestCount(), 0);
+    }
+
+    function test_Execute_AcceptedPinsAndReserves() public {
         uint256 id = propose();
         vote(B, id, true);
         vote(C, id, true);
@@ -121,7 +198,7 @@ contract DataDAOTest is FilecoinTest {
         vm.expectEmit(address(pinning));
         emit EstuaryPinning.PinRequested(1, address(dao), PAYLOAD);
         vm.expectEmit(address(dao));
-        emit DataDAO.CIDAccepted(id, PAYLOAD, 1 << 20, 1, 3 ether);
+        emit DataDAO.CIDAccepted(id, PAYLOAD, 1 << 20, 1, 3 ether, uint64(block.timestamp) + FUNDING);
         dao.execute(id);
         assertEq(dao.reserved(), 3 ether);
         assertEq(dao.pinRequestOf(id), 1);
@@ -129,14 +206,31 @@ contract DataDAOTest is FilecoinTest {
             abi.encodeWithSelector(DataDAO.DataDAOWrongState.selector, id, DataDAO.State.Accepted)
         );
         dao.execute(id);
+    }
 
-        PerpetualStorage.OrderParams memory p;
-        p.pieceCid = PIECE;
-        p.payloadCid = PAYLOAD;
-        p.paddedSize = PIECE_SIZE;
-        p.replicas = 3;
-        p.bounty = 0.5 ether;
-        p.term = 1000;
+    /// `fundOrder` creates the order only for the piece the pin reported, within the period.
+    function test_FundOrder_ChecksThePinsPiece() public {
+        uint256 id = accepted();
+        PerpetualStorage.OrderParams memory p = orderParams();
+        vm.prank(ORACLE);
+        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAONotPinned.selector, id, 1));
+        dao.fundOrder(id, p);
+        reportPinned(id, PIECE, PIECE_SIZE);
+        p.pieceCid = OTHER_PIECE;
+        vm.prank(ORACLE);
+        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOPieceMismatch.selector, id));
+        dao.fundOrder(id, p);
+        p = orderParams();
+        p.paddedSize = PIECE_SIZE * 2;
+        vm.prank(ORACLE);
+        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOPieceMismatch.selector, id));
+        dao.fundOrder(id, p);
+        p = orderParams();
+        p.payloadCid = hex"1220b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+        vm.prank(ORACLE);
+        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOPieceMismatch.selector, id));
+        dao.fundOrder(id, p);
+        p = orderParams();
         vm.expectRevert(abi.encodeWithSelector(Operated.NotOperator.selector, address(this)));
         dao.fundOrder(id, p);
         vm.expectEmit(address(dao));
@@ -153,17 +247,27 @@ contract DataDAOTest is FilecoinTest {
         dao.fundOrder(id, p);
     }
 
-    function test_RevertWhen_OrderIsForAnotherCid() public {
-        uint256 id = propose();
-        vote(B, id, true);
-        vm.warp(block.timestamp + PERIOD);
-        dao.execute(id);
-        PerpetualStorage.OrderParams memory p;
-        p.pieceCid = PIECE;
-        p.payloadCid = hex"1220b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+    /// An accepted proposal not funded in time expires: its budget is released, its pin request
+    /// cancelled, and the pin fee comes back once EstuaryPinning's rule allows.
+    function test_Expire_ReleasesTheBudget() public {
+        uint256 id = accepted();
+        vm.expectRevert(
+            abi.encodeWithSelector(DataDAO.DataDAOFundingOpen.selector, id, dao.getProposal(id).fundBy)
+        );
+        dao.expireProposal(id);
+        vm.warp(block.timestamp + FUNDING + 1);
+        PerpetualStorage.OrderParams memory p = orderParams();
         vm.prank(ORACLE);
-        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOPieceMismatch.selector, id));
+        vm.expectPartialRevert(DataDAO.DataDAOFundingClosed.selector);
         dao.fundOrder(id, p);
+        vm.expectEmit(address(dao));
+        emit DataDAO.ProposalExpired(id, 3 ether);
+        dao.expireProposal(id);
+        assertEq(dao.reserved(), 0);
+        assertTrue(pinning.getRequest(1).cancelled);
+        uint256 before = address(dao).balance;
+        dao.claimPinRefund(id);
+        assertEq(address(dao).balance, before + 0.01 ether);
     }
 
     function test_Execute_TieIsRejected() public {
@@ -190,8 +294,50 @@ contract DataDAOTest is FilecoinTest {
         dao.execute(id);
     }
 
-    /// Any vote pattern: accepted exactly when up-votes outnumber down-votes.
-    function testFuzz_AcceptedIffMajorityUp(bool b, bool c, bool bVotes, bool cVotes) public {
+    // ------------------------------------------------------------------ the DAO's orders
+
+    /// The owner manages the DAO's order, cancels it and takes the refund back to the treasury.
+    function test_Orders_ManageCancelAndTakeBackRefunds() public {
+        uint256 id = accepted();
+        reportPinned(id, PIECE, PIECE_SIZE);
+        vm.prank(ORACLE);
+        uint256 orderId = dao.fundOrder(id, orderParams());
+        vm.startPrank(OWNER);
+        dao.setOrderBounty(id, 0.7 ether);
+        dao.setOrderReplicas(id, 2);
+        dao.setOrderSuspended(id, true);
+        string[] memory origins = new string[](1);
+        origins[0] = "https://origin.example/x.car";
+        dao.setOrderOrigins(id, origins);
+        dao.topUpOrder(id, 1 ether);
+        vm.stopPrank();
+        PerpetualStorage.OrderView memory o = ps.getOrder(orderId);
+        assertEq(o.bounty, 0.7 ether);
+        assertEq(o.replicas, 2);
+        assertTrue(o.suspended);
+        assertEq(o.balance, 4 ether);
+        vm.prank(OWNER);
+        dao.cancelOrder(id);
+        uint256 before = address(dao).balance;
+        dao.withdrawRefunds();
+        assertEq(address(dao).balance, before + 4 ether);
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, address(this)));
+        dao.cancelOrder(id);
+        vm.prank(OWNER);
+        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOUnknownProposal.selector, 99));
+        dao.cancelOrder(99);
+    }
+
+    // ------------------------------------------------------------------ fuzz
+
+    /// Any vote pattern: accepted exactly when the votes reach the quorum and up-votes
+    /// outnumber down-votes.
+    function testFuzz_AcceptedIffQuorumAndMajority(bool b, bool c, bool bVotes, bool cVotes, uint16 quorum)
+        public
+    {
+        quorum = uint16(bound(quorum, 1, 10_000));
+        vm.prank(OWNER);
+        dao.setQuorum(quorum);
         uint256 id = propose();
         uint256 up;
         uint256 down;
@@ -205,12 +351,14 @@ contract DataDAOTest is FilecoinTest {
         }
         vm.warp(block.timestamp + PERIOD);
         dao.execute(id);
-        DataDAO.State want = up > down ? DataDAO.State.Accepted : DataDAO.State.Rejected;
+        uint256 needed = (2 * uint256(quorum) + 9_999) / 10_000;
+        DataDAO.State want =
+            up + down >= needed && up > down ? DataDAO.State.Accepted : DataDAO.State.Rejected;
         assertEq(uint8(dao.getProposal(id).state), uint8(want));
     }
 
-    /// Concrete twin: one up, one down.
-    function test_AcceptedIffMajorityUp_Concrete() public {
-        testFuzz_AcceptedIffMajorityUp(true, false, true, true);
+    /// Concrete twin: one up, one down, half the members needed.
+    function test_AcceptedIffQuorumAndMajority_Concrete() public {
+        testFuzz_AcceptedIffQuorumAndMajority(true, false, true, true, 5000);
     }
 }

@@ -19,7 +19,7 @@ contract EstuaryPinningTest is Test {
         hex"1220b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
 
     function setUp() public {
-        pinning = new EstuaryPinning(address(this));
+        pinning = new EstuaryPinning(address(this), 1 days);
     }
 
     // ---------------------------------------------------------------- helpers

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {Cbor} from "../src/lib/Cbor.sol";
+import {DealProposal} from "../src/lib/DealProposal.sol";
 import {FilAddress} from "../src/lib/FilAddress.sol";
 import {MarketActor} from "../src/lib/MarketActor.sol";
 import {FilecoinTest} from "./utils/FilecoinTest.sol";
@@ -14,6 +15,20 @@ contract MarketActorHarness {
 
     function getDealClient(uint64 dealId) external returns (MarketActor.Status, uint64) {
         return MarketActor.getDealClient(dealId);
+    }
+
+    function getDealSector(uint64 dealId) external returns (MarketActor.Status, uint64) {
+        return MarketActor.getDealSector(dealId);
+    }
+
+    function getDealLabel(uint64 dealId) external returns (MarketActor.Status, bytes memory, bool) {
+        return MarketActor.getDealLabel(dealId);
+    }
+
+    function getDealAmounts(uint64 dealId) external returns (uint256 price, uint256 pc, uint256 cc) {
+        (, price) = MarketActor.getDealTotalPrice(dealId);
+        (, pc) = MarketActor.getDealProviderCollateral(dealId);
+        (, cc) = MarketActor.getDealClientCollateral(dealId);
     }
 
     function readCid(bytes memory b) external pure returns (bytes memory cid) {
@@ -31,44 +46,65 @@ contract MarketActorHarness {
 
 contract MarketActorTest is FilecoinTest {
     MarketActorHarness internal h;
+    address internal constant SP = address(0x5B);
 
     function setUp() public {
         installMarket();
+        useDevPolicy();
         h = new MarketActorHarness();
         vm.roll(5000);
+        createMiner(1001, SP);
     }
 
     function test_GetDeal_ReadsEveryField() public {
-        uint64 id = activeDeal(PIECE, PIECE_SIZE, 1001, 2000, true);
+        market.setDataCap(address(acceptingClient), PIECE_SIZE);
+        DealProposal.Fields memory f = proposal(address(acceptingClient), 1001, PIECE, 5001, 7001);
+        f.verified = true;
+        f.clientCollateral = 0;
+        uint64 id = publishOne(SP, codec.encodeProposal(f));
+        activateDeal(1001, SP, id, 9);
         (MarketActor.Status status, MarketActor.Deal memory d) = h.getDeal(id);
         assertEq(uint8(status), uint8(MarketActor.Status.Ok));
         assertEq(d.pieceCid, PIECE);
         assertEq(d.pieceSize, PIECE_SIZE);
         assertEq(d.provider, 1001);
-        assertEq(d.start, 5000);
+        assertEq(d.start, 5001);
         assertEq(d.duration, 2000);
         assertEq(d.activated, 5000);
         assertEq(d.terminated, -1);
         assertTrue(d.verified);
         (, uint64 client) = h.getDealClient(id);
-        assertEq(client, 1000);
+        assertEq(client, market.actorIdOf(address(acceptingClient)));
+        (, uint64 sector) = h.getDealSector(id);
+        assertEq(sector, 9);
+        (, bytes memory label, bool isText) = h.getDealLabel(id);
+        assertEq(label, bytes(PAYLOAD_TEXT));
+        assertTrue(isText);
+        (uint256 price, uint256 pc, uint256 cc) = h.getDealAmounts(id);
+        assertEq(price, 0);
+        assertEq(pc, market.minProviderCollateral(PIECE_SIZE));
+        assertEq(cc, 0);
     }
 
-    function test_Status_NotFoundAndExpired() public {
+    function test_Status_NotFoundExpiredNotActivated() public {
         (MarketActor.Status status,) = h.getDeal(77);
         assertEq(uint8(status), uint8(MarketActor.Status.NotFound));
-        uint64 id = activeDeal(PIECE, PIECE_SIZE, 1001, 2000, false);
-        market.remove(id);
+        uint64 id =
+            publishOne(SP, codec.encodeProposal(proposal(address(acceptingClient), 1001, PIECE, 5001, 7001)));
+        (status,) = h.getDealSector(id);
+        assertEq(uint8(status), uint8(MarketActor.Status.NotActivated));
+        activateDeal(1001, SP, id, id);
+        terminateSector(1001, SP, id);
         (status,) = h.getDeal(id);
         assertEq(uint8(status), uint8(MarketActor.Status.Expired));
     }
 
     function test_RevertWhen_PrecompileMissing() public {
         vm.etch(MarketActor.CALL_ACTOR_ID, "");
-        // An account without code "succeeds" with no data: a bad response, not a silent zero.
+        // An account without code "succeeds" with no data: a failed call, not a silent zero.
         vm.expectRevert(
             abi.encodeWithSelector(
-                MarketActor.MarketBadResponse.selector, MarketActor.GET_DEAL_DATA_COMMITMENT
+                MarketActor.MarketCallFailed.selector, MarketActor.GET_DEAL_DATA_COMMITMENT, -1
             )
         );
         h.getDeal(1);
@@ -115,6 +151,10 @@ contract MarketActorTest is FilecoinTest {
         assertEq(Cbor.encodeUint(65536), hex"1a00010000");
         assertEq(Cbor.encodeBigUint(0), hex"40");
         assertEq(Cbor.encodeBigUint(256), hex"43000100");
+        (uint256 v,) = Cbor.readBigUint(hex"43000100", 0);
+        assertEq(v, 256);
+        (v,) = Cbor.readBigUint(hex"40", 0);
+        assertEq(v, 0);
     }
 
     function test_Cbor_RefusesMalformed() public {
@@ -160,5 +200,14 @@ contract MarketActorTest is FilecoinTest {
         assertEq(mid, 1001);
         (isMasked,) = FilAddress.idOfMasked(address(0xBEEF));
         assertFalse(isMasked);
+        assertEq(FilAddress.fromEvm(FilAddress.maskedAddress(1001)), hex"00e907");
+        assertEq(FilAddress.fromEvm(address(0xBEEF)), abi.encodePacked(hex"040a", address(0xBEEF)));
+        (bool isEvm, address a) = FilAddress.toEvm(abi.encodePacked(hex"040a", address(0xBEEF)));
+        assertTrue(isEvm);
+        assertEq(a, address(0xBEEF));
+        (isEvm, a) = FilAddress.toEvm(hex"00e907");
+        assertEq(a, FilAddress.maskedAddress(1001));
+        (isEvm,) = FilAddress.toEvm(hex"0155"); // an f1 address
+        assertFalse(isEvm);
     }
 }

@@ -125,6 +125,39 @@ library Cbor {
         return (slice(b, start + 1, len - 1), start + len);
     }
 
+    /// @notice Reads a Filecoin big integer (a token amount) that must not be negative: a byte
+    ///         string, empty for zero, else a sign byte 0x00 and at most 32 big-endian bytes.
+    function readBigUint(bytes memory b, uint256 i) internal pure returns (uint256 value, uint256 next) {
+        uint64 len;
+        uint256 start;
+        (len, start) = expect(b, i, MAJOR_BYTES);
+        next = start + len;
+        if (next > b.length) revert CborTruncated(i);
+        if (len == 0) return (0, next);
+        if (b[start] != 0x00 || len > 33) revert CborUnexpected(i);
+        for (uint256 k = start + 1; k < next; ++k) {
+            value = (value << 8) | uint8(b[k]);
+        }
+    }
+
+    /// @notice Reads a text or a byte string (a deal label is either), copied.
+    /// @return value The string's bytes.
+    /// @return isText Whether it is a text string (major type 3).
+    function readTextOrBytes(bytes memory b, uint256 i)
+        internal
+        pure
+        returns (bytes memory value, bool isText, uint256 next)
+    {
+        (uint8 major, uint64 len, uint256 start) = readHead(b, i);
+        if (major != MAJOR_TEXT && major != MAJOR_BYTES) revert CborUnexpected(i);
+        return (slice(b, start, len), major == MAJOR_TEXT, start + len);
+    }
+
+    /// @notice Whether the item at `i` is CBOR null.
+    function isNull(bytes memory b, uint256 i) internal pure returns (bool) {
+        return i < b.length && uint8(b[i]) == 0xf6;
+    }
+
     /// @notice Skips one item, nested ones included (at most 16 levels deep).
     function skip(bytes memory b, uint256 i) internal pure returns (uint256 next) {
         return skipDepth(b, i, 16);
@@ -197,6 +230,11 @@ library Cbor {
     /// @notice A text string (the caller vouches for UTF-8).
     function encodeText(bytes memory value) internal pure returns (bytes memory) {
         return bytes.concat(head(MAJOR_TEXT, uint64(value.length)), value);
+    }
+
+    /// @notice CBOR null.
+    function encodeNull() internal pure returns (bytes memory) {
+        return hex"f6";
     }
 
     /// @notice An array head; the caller appends the items.

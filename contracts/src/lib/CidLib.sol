@@ -70,6 +70,28 @@ library CidLib {
         return CidError.None;
     }
 
+    /// @notice `check` for a CID in memory (the same rules).
+    function checkMemory(bytes memory cid) internal pure returns (CidError) {
+        uint256 len = cid.length;
+        if (len == 0) return CidError.Empty;
+        if (len > MAX_CID_LENGTH) return CidError.TooLong;
+        if (len == 34 && uint8(cid[0]) == 0x12 && uint8(cid[1]) == 0x20) return CidError.None;
+        uint256[4] memory v;
+        uint256 pos;
+        bool ok;
+        for (uint256 k; k < 4; ++k) {
+            (v[k], pos, ok) = readVarintMemory(cid, pos);
+            if (!ok) return CidError.MalformedVarint;
+            if (k == 0 && v[0] != 1) return CidError.UnsupportedVersion;
+        }
+        if (v[3] == 0 || v[3] > MAX_DIGEST_LENGTH) return CidError.BadDigestLength;
+        if (len - pos != v[3]) return CidError.LengthMismatch;
+        if (!knownCodec(v[1])) return CidError.UnknownCodec;
+        uint256 want = digestLength(v[2]);
+        if (want == 0 || (want != type(uint256).max && want != v[3])) return CidError.BadHash;
+        return CidError.None;
+    }
+
     /// @notice Content codecs (multicodec table) accepted in a CIDv1: raw, dag-pb, dag-cbor,
     ///         dag-json, dag-jose, libp2p-key, json, cbor and car.
     function knownCodec(uint256 codec) internal pure returns (bool) {
@@ -122,6 +144,28 @@ library CidLib {
             value |= (b & 0x7f) << shift;
             if (b & 0x80 == 0) {
                 // A final zero byte after the first one means a non-minimal encoding.
+                if (b == 0 && shift != 0) return (0, pos, false);
+                return (value, pos, true);
+            }
+        }
+        return (0, pos, false);
+    }
+
+    /// @notice `readVarint` for bytes in memory.
+    function readVarintMemory(bytes memory data, uint256 pos)
+        internal
+        pure
+        returns (uint256 value, uint256 next, bool ok)
+    {
+        uint256 len = data.length;
+        for (uint256 shift; shift < 63; shift += 7) {
+            if (pos >= len) return (0, pos, false);
+            uint256 b = uint8(data[pos]);
+            unchecked {
+                ++pos;
+            }
+            value |= (b & 0x7f) << shift;
+            if (b & 0x80 == 0) {
                 if (b == 0 && shift != 0) return (0, pos, false);
                 return (value, pos, true);
             }

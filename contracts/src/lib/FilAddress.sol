@@ -38,6 +38,35 @@ library FilAddress {
         return abi.encodePacked(bytes2(0x040a), a);
     }
 
+    /// @notice The binary Filecoin address an actor calling from EVM address `a` is known by: its
+    ///         ID address when `a` is a masked ID address (a non-EVM actor such as an account or
+    ///         a miner), else its delegated `f410` address.
+    function fromEvm(address a) internal pure returns (bytes memory) {
+        (bool isMasked, uint64 id) = idOfMasked(a);
+        return isMasked ? idAddress(id) : delegatedAddress(a);
+    }
+
+    /// @notice Reads a binary delegated address in the EAM's namespace (`f410…`).
+    /// @return ok False unless `addr` is protocol 4, namespace 10, and 20 bytes.
+    function parseDelegated(bytes memory addr) internal pure returns (bool ok, address a) {
+        if (addr.length != 22 || addr[0] != 0x04 || addr[1] != 0x0a) return (false, address(0));
+        uint160 v;
+        for (uint256 k = 2; k < 22; ++k) {
+            v = (v << 8) | uint8(addr[k]);
+        }
+        return (true, address(v));
+    }
+
+    /// @notice The EVM address of a binary `f0` or `f410` address: the masked ID address, or the
+    ///         delegated address's 20 bytes.
+    /// @return ok False for any other kind of address (f1, f2, f3, other namespaces).
+    function toEvm(bytes memory addr) internal pure returns (bool ok, address a) {
+        uint64 id;
+        (ok, id) = parseIdAddress(addr);
+        if (ok) return (true, maskedAddress(id));
+        return parseDelegated(addr);
+    }
+
     /// @notice Reads a binary ID address.
     /// @return ok False unless `addr` is protocol 0 with a minimal LEB128 of at most 10 bytes that
     ///         fits 64 bits.

@@ -2,37 +2,51 @@
 pragma solidity ^0.8.28;
 
 import {Cbor} from "./Cbor.sol";
+import {FvmActor} from "./FvmActor.sol";
 
 /// @title MarketActor
 /// @notice Reads deals from Filecoin's built-in storage market actor (f05) through the FEVM
-///         `call_actor_id` precompile, with the actor's real method numbers (FRC-0042) and CBOR.
-///         Exit codes become typed results: a deal that was never published is `NotFound`, one
-///         that expired and was removed from state is `Expired`; anything else that fails reverts
-///         with `MarketCallFailed`.
-/// @dev On a local chain the same precompile address is served by `MarketSimulator`'s
-///      forwarder (see `src/sim/`), so tests run this exact code path.
+///         `call_actor_id` precompile, with the actor's real method numbers (FRC-0042) and CBOR
+///         (builtin-actors `actors/market/src/lib.rs` and `types.rs`). Exit codes become typed
+///         results: a deal never published is `NotFound` (USR_NOT_FOUND, 17); one that expired,
+///         was terminated (removed at once since builtin-actors v13) or cleaned up is `Expired`
+///         (EX_DEAL_EXPIRED, 32); `GetDealSector` before activation is `NotActivated`
+///         (EX_DEAL_NOT_ACTIVATED, 33). Anything else that fails reverts with `MarketCallFailed`.
+/// @dev On a local chain the same precompile address is served by `ActorCallForwarder` and the
+///      market by `MarketSimulator` (see `src/sim/`), so tests run this exact code path.
 library MarketActor {
     /// @notice The FEVM precompile that calls an actor by ID.
-    address internal constant CALL_ACTOR_ID = address((uint160(0xfe) << 152) | 5);
+    address internal constant CALL_ACTOR_ID = FvmActor.CALL_ACTOR_ID;
     /// @notice The market actor's ID.
     uint64 internal constant ACTOR_ID = 5;
     /// @notice The market actor's masked ID address: the `msg.sender` of its callbacks.
     address internal constant ETH_ADDRESS = address((uint160(0xff) << 152) | 5);
 
     uint64 internal constant ADD_BALANCE = 822473126;
+    uint64 internal constant WITHDRAW_BALANCE = 2280458852;
+    uint64 internal constant GET_BALANCE = 726108461;
     uint64 internal constant GET_DEAL_DATA_COMMITMENT = 1157985802;
     uint64 internal constant GET_DEAL_CLIENT = 128053329;
     uint64 internal constant GET_DEAL_PROVIDER = 935081690;
     uint64 internal constant GET_DEAL_LABEL = 46363526;
     uint64 internal constant GET_DEAL_TERM = 163777312;
+    uint64 internal constant GET_DEAL_TOTAL_PRICE = 4287162428;
+    uint64 internal constant GET_DEAL_CLIENT_COLLATERAL = 200567895;
+    uint64 internal constant GET_DEAL_PROVIDER_COLLATERAL = 2986712137;
     uint64 internal constant GET_DEAL_VERIFIED = 2627389465;
     uint64 internal constant GET_DEAL_ACTIVATION = 2567238399;
+    uint64 internal constant GET_DEAL_SECTOR = 2611213344;
+    uint64 internal constant PUBLISH_STORAGE_DEALS = 2236929350;
+    uint64 internal constant SETTLE_DEAL_PAYMENTS = 1900091594;
 
     /// @notice Methods the market actor calls on a deal's client.
     uint64 internal constant AUTHENTICATE_MESSAGE = 2643134072;
     uint64 internal constant MARKET_NOTIFY_DEAL = 4186741094;
     /// @notice The DataCap actor's receiver hook (FRC-0046), called on a token transfer.
     uint64 internal constant DATACAP_RECEIVER_HOOK = 3726118371;
+    /// @notice What a miner actor sends to the actors a piece names when its sector is proven
+    ///         (builtin-actors `actors/miner/src/notifications.rs`), the market included.
+    uint64 internal constant SECTOR_CONTENT_CHANGED = 2034386435;
 
     /// @notice Codecs of the precompile's parameters and results.
     uint64 internal constant CODEC_NONE = 0;
@@ -42,8 +56,7 @@ library MarketActor {
     /// @notice FVM exit codes with a meaning for deal queries.
     int256 internal constant USR_NOT_FOUND = 17;
     int256 internal constant EX_DEAL_EXPIRED = 32;
-
-    uint64 private constant FLAG_READ_ONLY = 1;
+    int256 internal constant EX_DEAL_NOT_ACTIVATED = 33;
 
     /// @notice The outcome of a deal query.
     enum Status {
@@ -51,8 +64,10 @@ library MarketActor {
         Ok,
         /// No deal with this ID was ever published.
         NotFound,
-        /// The deal existed and has left the market's state (expired, or terminated and cleaned up).
-        Expired
+        /// The deal existed and has left the market's state (expired, terminated, cleaned up).
+        Expired,
+        /// The deal is published and not yet activated (only `GetDealSector` says so).
+        NotActivated
     }
 
     /// @notice What a deal query returns when `Status.Ok`.
@@ -82,14 +97,10 @@ library MarketActor {
         internal
         returns (int256 exitCode, bytes memory ret)
     {
-        uint64 codec = params.length == 0 ? CODEC_NONE : CODEC_CBOR;
-        (bool ok, bytes memory data) = CALL_ACTOR_ID.delegatecall(
-            abi.encode(method, value, readOnly ? FLAG_READ_ONLY : uint64(0), codec, params, ACTOR_ID)
-        );
-        if (!ok) revert MarketCallFailed(method, -1);
-        if (data.length < 96) revert MarketBadResponse(method);
+        bool ok;
         uint64 retCodec;
-        (exitCode, retCodec, ret) = abi.decode(data, (int256, uint64, bytes));
+        (ok, exitCode, retCodec, ret) = FvmActor.call(ACTOR_ID, method, params, value, readOnly);
+        if (!ok) revert MarketCallFailed(method, -1);
         if (exitCode == 0 && retCodec != CODEC_CBOR && retCodec != CODEC_DAG_CBOR && ret.length != 0) {
             revert MarketBadResponse(method);
         }
@@ -104,6 +115,7 @@ library MarketActor {
         }
         if (exitCode == USR_NOT_FOUND) return (Status.NotFound, ret);
         if (exitCode == EX_DEAL_EXPIRED) return (Status.Expired, ret);
+        if (exitCode == EX_DEAL_NOT_ACTIVATED) return (Status.NotActivated, ret);
         revert MarketCallFailed(method, exitCode);
     }
 
@@ -135,6 +147,13 @@ library MarketActor {
         if (status == Status.Ok) (client,) = Cbor.readUint(ret, 0);
     }
 
+    /// @notice GetDealLabel: the label, and whether it is a text string (else bytes).
+    function getDealLabel(uint64 dealId) internal returns (Status status, bytes memory label, bool isText) {
+        bytes memory ret;
+        (status, ret) = query(GET_DEAL_LABEL, dealId);
+        if (status == Status.Ok) (label, isText,) = Cbor.readTextOrBytes(ret, 0);
+    }
+
     /// @notice GetDealTerm: the start epoch and the duration in epochs.
     function getDealTerm(uint64 dealId) internal returns (Status status, int64 start, int64 duration) {
         bytes memory ret;
@@ -146,8 +165,30 @@ library MarketActor {
         (duration,) = Cbor.readInt(ret, i);
     }
 
+    /// @notice GetDealTotalPrice: price per epoch times duration.
+    function getDealTotalPrice(uint64 dealId) internal returns (Status status, uint256 price) {
+        bytes memory ret;
+        (status, ret) = query(GET_DEAL_TOTAL_PRICE, dealId);
+        if (status == Status.Ok) (price,) = Cbor.readBigUint(ret, 0);
+    }
+
+    /// @notice GetDealProviderCollateral.
+    function getDealProviderCollateral(uint64 dealId) internal returns (Status status, uint256 collateral) {
+        bytes memory ret;
+        (status, ret) = query(GET_DEAL_PROVIDER_COLLATERAL, dealId);
+        if (status == Status.Ok) (collateral,) = Cbor.readBigUint(ret, 0);
+    }
+
+    /// @notice GetDealClientCollateral.
+    function getDealClientCollateral(uint64 dealId) internal returns (Status status, uint256 collateral) {
+        bytes memory ret;
+        (status, ret) = query(GET_DEAL_CLIENT_COLLATERAL, dealId);
+        if (status == Status.Ok) (collateral,) = Cbor.readBigUint(ret, 0);
+    }
+
     /// @notice GetDealActivation: the epoch of activation and of termination, each -1 when it
-    ///         has not happened.
+    ///         has not happened. A terminated deal is removed from state at once (v13+), so a
+    ///         live answer has `terminated == -1`; the termination shows as `Status.Expired`.
     function getDealActivation(uint64 dealId)
         internal
         returns (Status status, int64 activated, int64 terminated)
@@ -161,6 +202,13 @@ library MarketActor {
         (terminated,) = Cbor.readInt(ret, i);
     }
 
+    /// @notice GetDealSector: the sector holding an activated deal (`NotActivated` before).
+    function getDealSector(uint64 dealId) internal returns (Status status, uint64 sector) {
+        bytes memory ret;
+        (status, ret) = query(GET_DEAL_SECTOR, dealId);
+        if (status == Status.Ok) (sector,) = Cbor.readUint(ret, 0);
+    }
+
     /// @notice GetDealVerified: whether the deal uses DataCap (Fil+).
     function getDealVerified(uint64 dealId) internal returns (Status status, bool verified) {
         bytes memory ret;
@@ -168,8 +216,8 @@ library MarketActor {
         if (status == Status.Ok) (verified,) = Cbor.readBool(ret, 0);
     }
 
-    /// @notice Everything `PerpetualStorage` checks about a deal, in five queries. Stops at the
-    ///         first query that is not `Ok` and returns its status.
+    /// @notice Everything about a deal that its piece, provider, term and activation say, in
+    ///         five queries. Stops at the first query that is not `Ok` and returns its status.
     function getDeal(uint64 dealId) internal returns (Status status, Deal memory deal) {
         (status, deal.pieceCid, deal.pieceSize) = getDealDataCommitment(dealId);
         if (status != Status.Ok) return (status, deal);
@@ -186,5 +234,27 @@ library MarketActor {
     function addBalance(bytes memory account, uint256 value) internal {
         (int256 exitCode,) = call(ADD_BALANCE, Cbor.encodeBytes(account), value, false);
         if (exitCode != 0) revert MarketCallFailed(ADD_BALANCE, exitCode);
+    }
+
+    /// @notice WithdrawBalance: takes up to `amount` of `account`'s unlocked escrow out of the
+    ///         market; the market sends it (method 0) to the account itself (for a client) and
+    ///         only the account itself may ask.
+    /// @return withdrawn What the market sent (less than `amount` if less was available).
+    function withdrawBalance(bytes memory account, uint256 amount) internal returns (uint256 withdrawn) {
+        bytes memory params =
+            bytes.concat(Cbor.encodeArray(2), Cbor.encodeBytes(account), Cbor.encodeBigUint(amount));
+        (int256 exitCode, bytes memory ret) = call(WITHDRAW_BALANCE, params, 0, false);
+        if (exitCode != 0) revert MarketCallFailed(WITHDRAW_BALANCE, exitCode);
+        (withdrawn,) = Cbor.readBigUint(ret, 0);
+    }
+
+    /// @notice GetBalance: `account`'s escrow and the part of it locked in deals.
+    function getBalance(bytes memory account) internal returns (uint256 balance, uint256 locked) {
+        (int256 exitCode, bytes memory ret) = call(GET_BALANCE, Cbor.encodeBytes(account), 0, true);
+        if (exitCode != 0) revert MarketCallFailed(GET_BALANCE, exitCode);
+        (uint64 n, uint256 i) = Cbor.readArray(ret, 0);
+        if (n != 2) revert MarketBadResponse(GET_BALANCE);
+        (balance, i) = Cbor.readBigUint(ret, i);
+        (locked,) = Cbor.readBigUint(ret, i);
     }
 }

@@ -16,9 +16,15 @@ contract PinningHandler is CommonBase, StdUtils {
     bytes internal constant PIECE =
         hex"0181e2039220201111111111111111111111111111111111111111111111111111111111111111";
 
+    bytes32 internal constant H = keccak256(CID);
+
     /// Accepted reports per request and kind (0 pinned, 1 deal, 2 failed).
     mapping(uint256 id => mapping(uint256 kind => uint256)) public accepted;
     uint256 public feesPaid;
+    uint256 public refunded;
+    uint256 public feesWithdrawn;
+    /// Reports naming the wrong CID that were accepted (must stay 0).
+    uint256 public wrongCidAccepted;
 
     constructor(EstuaryPinning pinning_, address operator_) {
         pinning = pinning_;
@@ -36,21 +42,53 @@ contract PinningHandler is CommonBase, StdUtils {
         feesPaid += fee;
     }
 
-    function report(uint256 seed, uint8 kind) external {
+    function report(uint256 seed, uint8 kind, bool wrongCid) external {
         uint256 n = pinning.requestCount();
         if (n == 0) return;
         uint256 id = 1 + seed % n;
         kind %= 3;
+        bytes32 h = wrongCid ? keccak256(abi.encode(seed)) : H;
         vm.prank(operator);
         bool ok;
         if (kind == 0) {
-            (ok,) = address(pinning).call(abi.encodeCall(EstuaryPinning.reportPinned, (id, PIECE, 1 << 20)));
+            (ok,) =
+                address(pinning).call(abi.encodeCall(EstuaryPinning.reportPinned, (id, h, PIECE, 1 << 20)));
         } else if (kind == 1) {
-            (ok,) = address(pinning).call(abi.encodeCall(EstuaryPinning.reportDeal, (id, 1, 1001)));
+            (ok,) = address(pinning).call(abi.encodeCall(EstuaryPinning.reportDeal, (id, h, 1, 1001)));
         } else {
-            (ok,) = address(pinning).call(abi.encodeCall(EstuaryPinning.reportFailed, (id, "gone")));
+            (ok,) = address(pinning)
+                .call(
+                    abi.encodeCall(
+                        EstuaryPinning.reportFailed, (id, h, EstuaryPinning.FailureCode.Timeout, "gone")
+                    )
+                );
         }
         if (ok) accepted[id][kind] += 1;
+        if (ok && wrongCid) wrongCidAccepted += 1;
+    }
+
+    /// A requester takes back a refundable fee (after failures or the refund delay).
+    function refund(uint256 seed) external {
+        uint256 n = pinning.requestCount();
+        if (n == 0) return;
+        uint256 id = 1 + seed % n;
+        uint256 amount = pinning.refundable(id);
+        address who = pinning.requesterOf(id);
+        vm.prank(who);
+        try pinning.claimRefund(id, payable(address(0xEF0))) {
+            refunded += amount;
+        } catch {}
+    }
+
+    function withdrawFees() external {
+        uint256 amount = pinning.feesHeld();
+        vm.prank(pinning.owner());
+        pinning.withdrawFees(payable(address(0xFEE)));
+        feesWithdrawn += amount;
+    }
+
+    function warp(uint32 secondsLater) external {
+        vm.warp(block.timestamp + bound(secondsLater, 1, 2 days));
     }
 
     /// Pinned reports in a batch (with repeats and unknown ids): counted from the `Pinned`
@@ -61,7 +99,7 @@ contract PinningHandler is CommonBase, StdUtils {
         EstuaryPinning.PinnedReport[] memory reports = new EstuaryPinning.PinnedReport[](size);
         for (uint256 i; i < size; ++i) {
             seed = uint256(keccak256(abi.encode(seed, i)));
-            reports[i] = EstuaryPinning.PinnedReport(1 + seed % (n + 2), PIECE, 1 << 20);
+            reports[i] = EstuaryPinning.PinnedReport(1 + seed % (n + 2), H, PIECE, 1 << 20);
         }
         vm.recordLogs();
         vm.prank(operator);
@@ -94,7 +132,7 @@ contract EstuaryPinningInvariantTest is Test {
     PinningHandler internal handler;
 
     function setUp() public {
-        pinning = new EstuaryPinning(address(this));
+        pinning = new EstuaryPinning(address(this), 1 days);
         handler = new PinningHandler(pinning, address(0x0C));
         pinning.setOperator(address(0x0C), true);
         pinning.transferOwnership(address(handler));
@@ -126,9 +164,18 @@ contract EstuaryPinningInvariantTest is Test {
         assertEq(pinning.requestCount(), 2);
     }
 
-    /// Every fee paid is held until withdrawn.
+    /// Every fee paid is held (earned, or in escrow until its outcome) until withdrawn by the
+    /// owner or refunded to its requester.
     function invariant_FeesHeld() public view {
-        assertEq(address(pinning).balance, pinning.feesHeld());
-        assertEq(pinning.feesHeld(), handler.feesPaid());
+        assertEq(address(pinning).balance, pinning.feesHeld() + pinning.feesEscrowed());
+        assertEq(
+            pinning.feesHeld() + pinning.feesEscrowed() + handler.refunded() + handler.feesWithdrawn(),
+            handler.feesPaid()
+        );
+    }
+
+    /// A report naming another CID than its request's is never accepted.
+    function invariant_ReportsMatchTheirRequestsCid() public view {
+        assertEq(handler.wrongCidAccepted(), 0);
     }
 }
