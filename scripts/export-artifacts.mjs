@@ -14,7 +14,9 @@ const CONTRACTS = [
   'DealClient',
   'EstuaryOracle',
   'DataDAO',
+  'DealCodec',
   'MarketSimulator',
+  'MinerActorSimulator',
   'ActorCallForwarder',
 ];
 

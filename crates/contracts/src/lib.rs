@@ -4,7 +4,11 @@
 //! `contracts/artifacts/` (see `scripts/export-artifacts.mjs`); the test command rebuilds the
 //! contracts and fails if that copy is stale, so these bindings always match the Solidity.
 
-#![allow(missing_docs)] // generated items carry the contracts' NatSpec where they have any
+#![allow(missing_docs)]
+// generated items carry the contracts' NatSpec where they have any
+// Generated from ABIs: events and calls with many parameters (e.g. `SlotActivated`) become
+// functions with as many arguments.
+#![allow(clippy::too_many_arguments)]
 
 /// `EstuaryPinning`'s bindings (their own module: each ABI brings its own library types).
 pub mod pinning {
@@ -78,13 +82,13 @@ pub mod data_dao {
 pub use data_dao::DataDAO;
 
 /// `MarketSimulator`'s bindings (their own module: each ABI brings its own library types).
-#[allow(clippy::too_many_arguments)] // generated from `publishDeal`'s ABI
 pub mod market_simulator {
     use alloy::sol;
 
     sol!(
-        /// `MarketSimulator`: the local chain's stand-in for the market actor (deals to publish,
-        /// activate, terminate). Never on a real network.
+        /// `MarketSimulator`: the local chain's stand-in for the market actor (PublishStorageDeals,
+        /// deal queries, escrow), following builtin-actors (see `docs/filecoin-model.md`).
+        /// Never on a real network.
         #[sol(rpc)]
         #[derive(Debug, PartialEq, Eq)]
         MarketSimulator,
@@ -92,6 +96,46 @@ pub mod market_simulator {
     );
 }
 pub use market_simulator::MarketSimulator;
+
+/// `MinerActorSimulator`'s bindings (their own module: each ABI brings its own library types).
+pub mod miner_simulator {
+    use alloy::sol;
+
+    sol!(
+        /// `MinerActorSimulator`: the local chain's stand-in for a miner actor, at the miner's
+        /// masked ID address (`0xff` + zeros + its id): sectors activating and terminating deals,
+        /// control addresses. Never on a real network.
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        MinerActorSimulator,
+        "../../contracts/artifacts/MinerActorSimulator.json"
+    );
+}
+pub use miner_simulator::MinerActorSimulator;
+
+/// `DealCodec`'s bindings (their own module: each ABI brings its own library types).
+pub mod deal_codec {
+    use alloy::sol;
+
+    sol!(
+        /// `DealCodec`: the deal proposal CBOR and CID text codec `DealClient` and
+        /// `PerpetualStorage` share.
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        DealCodec,
+        "../../contracts/artifacts/DealCodec.json"
+    );
+}
+pub use deal_codec::DealCodec;
+
+/// The masked ID address of actor `id` (`0xff`, 11 zero bytes, the id big-endian): where the
+/// FEVM reaches a native actor such as a miner.
+pub fn masked_id_address(id: u64) -> alloy::primitives::Address {
+    let mut bytes = [0u8; 20];
+    bytes[0] = 0xff;
+    bytes[12..].copy_from_slice(&id.to_be_bytes());
+    alloy::primitives::Address::from(bytes)
+}
 
 pub use EstuaryPinning::PinRequested;
 

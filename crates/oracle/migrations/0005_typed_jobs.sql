@@ -14,6 +14,7 @@ CREATE TABLE jobs (
     log_index     INTEGER,
     state         TEXT    NOT NULL,
     error         TEXT,
+    failure       TEXT,                  -- FailureCode name, once failing
     attempts      INTEGER NOT NULL DEFAULT 0,
     lease_until   INTEGER NOT NULL DEFAULT 0,   -- unix ms; a worker holds the job until then
     retry_at      INTEGER NOT NULL DEFAULT 0,   -- unix ms; not claimable before

@@ -11,6 +11,7 @@ CREATE TABLE jobs (
     log_index     BIGINT,
     state         TEXT    NOT NULL,
     error         TEXT,
+    failure       TEXT,                  -- FailureCode name, once failing
     attempts      BIGINT  NOT NULL DEFAULT 0,
     lease_until   BIGINT  NOT NULL DEFAULT 0,
     retry_at      BIGINT  NOT NULL DEFAULT 0,

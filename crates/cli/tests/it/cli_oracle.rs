@@ -12,7 +12,7 @@ use estuary_oracle::{
     domain::{
         JobKey, JobSource, JobState,
         request::RequestEvent,
-        state::{Input, Outcome, Policy, apply},
+        state::{FailureCode, Input, Outcome, Policy, apply},
     },
     store::{DatabaseUrl, Store},
 };
@@ -96,7 +96,11 @@ async fn operator_commands_name_jobs_by_key() {
     step(
         &store,
         &key(&pinning, 3),
-        Input::Finished(Outcome::Failed { reason: "gone".into(), permanent: false }),
+        Input::Finished(Outcome::Failed {
+            reason: "gone".into(),
+            permanent: false,
+            code: FailureCode::NotFound,
+        }),
     )
     .await;
 

@@ -8,7 +8,8 @@ use alloy::{
     providers::{Provider, ProviderBuilder},
 };
 use estuary_contracts::{
-    DealClient, EstuaryPinning, MARKET_ACTOR, MarketSimulator, PerpetualStorage,
+    DealClient, EstuaryPinning, MARKET_ACTOR, MarketSimulator, MinerActorSimulator,
+    PerpetualStorage, masked_id_address,
 };
 
 use crate::support::{Chain, cid};
@@ -42,6 +43,7 @@ async fn every_contract_is_deployed_and_a_replica_is_paid_through_the_simulated_
         pieceCid: Bytes::from(piece(7)),
         payloadCid: Bytes::from(cid(7)),
         paddedSize: 1 << 20,
+        carSize: 1_000_000,
         replicas: 2,
         bounty: bounty.to(),
         term: 3600,
@@ -50,54 +52,49 @@ async fn every_contract_is_deployed_and_a_replica_is_paid_through_the_simulated_
     };
     mined!(perpetual.createOrder(params).value(bounty * U256::from(3u64)));
 
-    // An SP claims a slot for its miner f01001, makes the deal, and it activates.
+    // Miner f01001 (the deploy script's, controlled by anvil account 2) claims a slot: the
+    // contract offers the slot's deal, as a contract client for Boost.
     let sp_perpetual = PerpetualStorage::new(perpetual_address, &sp);
-    // The bond rises with the bounty block by block: send some margin (the excess is refundable).
+    let market = MarketSimulator::new(MARKET_ACTOR, &sp);
+    let collateral = market.minProviderCollateral(1 << 20).call().await.unwrap();
+    // The bond rises with the bounty block by block: send some margin (the excess waits for
+    // `withdraw`).
     let bond =
         U256::from(sp_perpetual.bondFor(U256::from(1u64)).call().await.unwrap()) * U256::from(2u64);
-    let receipt = mined!(sp_perpetual.claim(U256::from(1u64), 1001).value(bond));
-    assert!(receipt.decoded_log::<PerpetualStorage::SlotClaimed>().is_some());
-    let market = MarketSimulator::new(MARKET_ACTOR, &sp);
-    let now = sp.get_block_number().await.unwrap() as i64;
-    let deal = market.publishDeal(
-        Bytes::from(piece(7)),
-        1 << 20,
-        1000,
-        1001,
-        now,
-        now + 5000,
-        false,
-        Bytes::from_static(b"label"),
-    );
-    mined!(deal);
-    mined!(market.activate(1));
+    let receipt = mined!(sp_perpetual.claim(U256::from(1u64), 1001, collateral).value(bond));
+    let claimed = receipt.decoded_log::<PerpetualStorage::SlotClaimed>().expect("SlotClaimed");
+    let proposal = sp_perpetual.getDealProposal(claimed.data.proposalId).call().await.unwrap();
+
+    // Published as Boost publishes a contract deal (the market authenticates it with the
+    // contract, read-only, and notifies it), then activated in a sector by the miner.
+    let receipt = mined!(market.publishStorageDeals(vec![MarketSimulator::ClientDealProposal {
+        proposal,
+        clientSignature: Bytes::from_static(&[0xde, 0xad]),
+    }]));
+    let published = receipt.decoded_log::<MarketSimulator::DealPublished>().expect("published");
+    let deal_id = published.data.id;
+    let miner = MinerActorSimulator::new(masked_id_address(1001), &sp);
+    mined!(miner.activateDeals(1, i64::MAX, vec![deal_id]));
 
     // The contract checks the deal with the (simulated) market actor and starts paying.
-    let receipt = mined!(sp_perpetual.publish(U256::from(1u64), 1001, 1));
+    let receipt = mined!(sp_perpetual.publish(U256::from(1u64), 1001));
     let activated = receipt.decoded_log::<PerpetualStorage::SlotActivated>().expect("activated");
-    assert_eq!(activated.data.dealId, 1);
+    assert_eq!(activated.data.dealId, deal_id);
     let slot = sp_perpetual.getSlot(U256::from(1u64), 1001).call().await.unwrap();
-    assert_eq!(slot.state, 2, "active");
+    assert_eq!(slot.state, 3, "active");
 
-    // A deal for the wrong piece is refused with the contract's custom error.
-    mined!(market.publishDeal(
-        Bytes::from(piece(8)),
-        1 << 20,
-        1000,
-        1002,
-        now,
-        now + 5000,
-        false,
-        Bytes::new(),
-    ));
-    mined!(market.activate(2));
-    mined!(sp_perpetual.claim(U256::from(1u64), 1002).value(bond));
-    let err = sp_perpetual.publish(U256::from(1u64), 1002, 2).call().await.unwrap_err();
+    // Only a controlling address of a miner may claim for it.
+    let err = sp_perpetual
+        .claim(U256::from(1u64), 1002, collateral)
+        .value(bond)
+        .call()
+        .await
+        .unwrap_err();
     let decoded = err.as_decoded_interface_error::<PerpetualStorage::PerpetualStorageErrors>();
     assert!(
         matches!(
             decoded,
-            Some(PerpetualStorage::PerpetualStorageErrors::PerpetualStorageDealMismatch(_))
+            Some(PerpetualStorage::PerpetualStorageErrors::PerpetualStorageNotController(_))
         ),
         "{err}"
     );
@@ -112,17 +109,21 @@ async fn every_contract_is_deployed_and_a_replica_is_paid_through_the_simulated_
         .wallet(EthereumWallet::from(chain.signer(chain.anvil.addresses().len() - 1)))
         .connect_http(chain.anvil.endpoint_url());
     let deal_client = DealClient::new(chain.deployment.contracts["DealClient"], &operator);
+    let policy = deal_client.dealPolicy().call().await.unwrap();
+    let now = sp.get_block_number().await.unwrap() as i64;
+    let start = now + policy.minStartDelay + 10;
     let request = DealClient::DealRequest {
         pieceCid: Bytes::from(piece(9)),
         pieceSize: 2048,
         verifiedDeal: false,
         label: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy".into(),
-        startEpoch: now + 100,
-        endEpoch: now + 600_000,
+        startEpoch: start,
+        endEpoch: start + policy.minDuration,
         storagePricePerEpoch: U256::ZERO,
-        providerCollateral: U256::ZERO,
+        providerCollateral: U256::from(2048u64) * policy.minProviderCollateralPerByte,
         clientCollateral: U256::ZERO,
         provider: 0,
+        replicas: 1,
         locationRef: "http://127.0.0.1/car".into(),
         carSize: 2000,
         skipIpniAnnounce: false,

@@ -23,7 +23,7 @@ pub mod request;
 pub mod state;
 
 pub use job::{JobId, JobKey, JobSource};
-pub use state::{Change, Input, JobState, JobStatus, Outcome, Policy};
+pub use state::{Change, FailureCode, Input, JobState, JobStatus, Outcome, Policy};
 
 /// Now, in unix milliseconds (the store's time unit). The one clock the adapters read; the
 /// domain takes time as an argument.

@@ -13,7 +13,7 @@ use estuary_contracts::{
 use serde::Serialize;
 use tracing::warn;
 
-use super::{JobKey, JobState};
+use super::{FailureCode, JobKey, JobState};
 
 /// Which of Estuary's request contracts a stream of logs comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +191,9 @@ pub struct Job {
     pub status: JobState,
     /// Why it failed, if it did (or the last retryable failure).
     pub error: Option<String>,
+    /// The code of a permanent failure (what is reported on chain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureCode>,
     /// Failed attempts since the last progress.
     pub attempts: u32,
     /// Distinct blocks of the pinned DAG.

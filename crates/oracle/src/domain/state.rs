@@ -158,7 +158,72 @@ pub enum Outcome {
         reason: String,
         /// Whether retrying cannot help.
         permanent: bool,
+        /// What kind of failure, as reported on chain.
+        code: FailureCode,
     },
+}
+
+/// Why a request cannot be served, as `EstuaryPinning.FailureCode` has it (same order: the
+/// discriminant is the value the contract takes). The text of the reason is kept off chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum FailureCode {
+    /// No more specific code applies.
+    Unspecified = 0,
+    /// No origin or peer served the content within the limits.
+    NotFound = 1,
+    /// The DAG is larger than the operator accepts.
+    TooLarge = 2,
+    /// Fetching did not finish in time.
+    Timeout = 3,
+    /// Blocks did not hash to their CIDs, or the DAG does not decode.
+    InvalidContent = 4,
+    /// A codec or hash function the operator does not support.
+    Unsupported = 5,
+    /// Refused by the operator's content policy.
+    Refused = 6,
+    /// The operator's own failure.
+    Internal = 7,
+}
+
+impl FailureCode {
+    /// Every code, in the contract's order.
+    pub const ALL: [Self; 8] = [
+        Self::Unspecified,
+        Self::NotFound,
+        Self::TooLarge,
+        Self::Timeout,
+        Self::InvalidContent,
+        Self::Unsupported,
+        Self::Refused,
+        Self::Internal,
+    ];
+
+    /// Its stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::NotFound => "not_found",
+            Self::TooLarge => "too_large",
+            Self::Timeout => "timeout",
+            Self::InvalidContent => "invalid_content",
+            Self::Unsupported => "unsupported",
+            Self::Refused => "refused",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for FailureCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Outcome {
@@ -335,7 +400,7 @@ pub fn apply(
                     release: true,
                     record: None,
                 }),
-                (_, Outcome::Failed { reason, permanent }) => {
+                (_, Outcome::Failed { reason, permanent, .. }) => {
                     let attempts = status.attempts.saturating_add(1);
                     let next = if *permanent && stage != Stage::ReportFailure {
                         S::Failing
@@ -357,9 +422,9 @@ pub fn apply(
                         attempts,
                         error: ErrorChange::Set(reason.clone()),
                         retry_at,
-                        // A permanent failure moves straight on to reporting it.
+                        // A permanent failure moves straight on to reporting it, with its code.
                         release: next != S::Failing,
-                        record: None,
+                        record: (next == S::Failing).then(|| outcome.clone()),
                     })
                 }
                 _ => invalid,
@@ -406,7 +471,11 @@ mod tests {
 
     #[test]
     fn retryable_failures_back_off_then_quarantine() {
-        let fail = Input::Finished(Outcome::Failed { reason: "timeout".into(), permanent: false });
+        let fail = Input::Finished(Outcome::Failed {
+            reason: "timeout".into(),
+            permanent: false,
+            code: FailureCode::Timeout,
+        });
         let c = apply(&status(JobState::Fetching, 0), &fail, 10_000, &policy()).unwrap();
         assert_eq!(
             (c.state, c.attempts, c.retry_at, c.release),
@@ -416,8 +485,11 @@ mod tests {
         assert_eq!(c.retry_at, 11_000, "the second wait doubles");
         let c = apply(&status(JobState::Fetching, 2), &fail, 10_000, &policy()).unwrap();
         assert_eq!((c.state, c.error), (JobState::Quarantined, ErrorChange::Set("timeout".into())));
-        let hostile =
-            Input::Finished(Outcome::Failed { reason: "too large".into(), permanent: true });
+        let hostile = Input::Finished(Outcome::Failed {
+            reason: "too large".into(),
+            permanent: true,
+            code: FailureCode::TooLarge,
+        });
         let c = apply(&status(JobState::Fetching, 0), &hostile, 0, &policy()).unwrap();
         assert_eq!((c.state, c.release), (JobState::Failing, false));
         let c = apply(
@@ -490,8 +562,16 @@ mod tests {
             2 => Input::Finished(success(Stage::Pack)),
             3 => Input::Finished(success(Stage::Report)),
             4 => Input::Finished(Outcome::Closed),
-            5 => Input::Finished(Outcome::Failed { reason: "x".into(), permanent: false }),
-            6 => Input::Finished(Outcome::Failed { reason: "x".into(), permanent: true }),
+            5 => Input::Finished(Outcome::Failed {
+                reason: "x".into(),
+                permanent: false,
+                code: FailureCode::Unspecified,
+            }),
+            6 => Input::Finished(Outcome::Failed {
+                reason: "x".into(),
+                permanent: true,
+                code: FailureCode::Unspecified,
+            }),
             7 => Input::Cancel,
             8 => Input::Requeue,
             _ => Input::Damaged { reason: "gone".into() },

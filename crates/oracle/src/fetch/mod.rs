@@ -27,6 +27,7 @@ use tokio::time::{Instant, timeout};
 
 use crate::{
     blockstore::{Blockstore, BlockstoreError, Source},
+    domain::FailureCode,
     p2p::P2p,
 };
 
@@ -180,6 +181,20 @@ impl FetchError {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         !self.is_permanent()
+    }
+
+    /// The code a failed request reports on chain.
+    pub fn code(&self) -> FailureCode {
+        match self {
+            Self::BadDag(e) if matches!(**e, WalkError::UnsupportedCodec { .. }) => {
+                FailureCode::Unsupported
+            }
+            Self::BadCid(_) | Self::BadData { .. } | Self::BadDag(_) => FailureCode::InvalidContent,
+            Self::TooLarge(_) => FailureCode::TooLarge,
+            Self::OutOfTime(_) => FailureCode::Timeout,
+            Self::Unavailable(_) => FailureCode::NotFound,
+            Self::Store(_) => FailureCode::Internal,
+        }
     }
 }
 

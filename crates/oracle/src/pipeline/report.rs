@@ -30,7 +30,29 @@ use estuary_contracts::{
 };
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
-use crate::domain::{JobKey, JobSource};
+use crate::domain::{FailureCode, JobKey, JobSource};
+
+/// The most bytes of a failure's detail sent on chain (`EstuaryPinning.MAX_DETAIL_LENGTH`; the
+/// contract would cut a longer one there, after the operator paid for its calldata).
+pub const MAX_DETAIL: usize = 64;
+
+/// The most bytes of a failure's reason an `EstuaryOracle` job's `fulfill` carries to its
+/// consumer.
+pub const MAX_ORACLE_DETAIL: usize = 256;
+
+/// `detail` cut to at most `max` bytes, on a character boundary.
+pub fn short_detail(detail: &str, max: usize) -> &str {
+    let mut end = detail.len().min(max);
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    &detail[..end]
+}
+
+/// What `EstuaryPinning` takes to name a request's CID: keccak256 of its binary form.
+pub fn cid_hash(cid: &[u8]) -> B256 {
+    alloy::primitives::keccak256(cid)
+}
 
 /// What reporting achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,11 +81,10 @@ pub enum ReportError {
     /// The job's id is not a request id.
     #[error("job {0} has no request id")]
     NotARequest(JobKey),
-    /// A mined batch neither recorded the request nor left it reported or closed.
-    #[error("the batch {tx} skipped request {id}")]
-    Skipped {
-        /// The batch.
-        tx: B256,
+    /// The request on chain names another CID: the chain reorganized under this job, and the
+    /// watcher has yet to catch up. Retried later; never sent.
+    #[error("request {id} on chain names another CID (a reorg the watcher has yet to apply)")]
+    OtherCid {
         /// The request.
         id: U256,
     },
@@ -82,7 +103,7 @@ impl ReportError {
             Self::Tx(e) => e.is_retryable(),
             Self::Batch(e) => e.is_retryable(),
             Self::UnknownSource(_) | Self::NotARequest(_) => false,
-            Self::Skipped { .. } | Self::Stopped => true,
+            Self::OtherCid { .. } | Self::Stopped => true,
         }
     }
 
@@ -91,7 +112,6 @@ impl ReportError {
         match self {
             Self::Tx(e) => e.may_be_on_chain(),
             Self::Batch(e) => e.may_be_on_chain(),
-            Self::Skipped { .. } => true,
             _ => false,
         }
     }
@@ -109,11 +129,15 @@ pub trait Reporter: Send + Sync + 'static {
         padded_size: u64,
     ) -> impl Future<Output = Result<Reported, ReportError>> + Send;
 
-    /// Reports that job `key` cannot be pinned, and why.
+    /// Reports that job `key` (for the CID `cid`) cannot be pinned: a `code`, and a short
+    /// `detail` (cut to [`MAX_DETAIL`] bytes for `EstuaryPinning`; the whole reason stays in
+    /// the job).
     fn report_failed(
         &self,
         key: &JobKey,
-        reason: String,
+        cid: &[u8],
+        code: FailureCode,
+        detail: &str,
     ) -> impl Future<Output = Result<Reported, ReportError>> + Send;
 }
 
@@ -151,6 +175,7 @@ const BATCH_WINDOW: Duration = Duration::from_millis(20);
 /// A pin report waiting for its batch.
 struct PinItem {
     id: U256,
+    cid_hash: B256,
     piece_cid: Bytes,
     padded_size: u64,
     reply: oneshot::Sender<Result<Reported, ReportError>>,
@@ -178,7 +203,15 @@ fn refusal(e: &TxError) -> Option<Reported> {
 fn settled(result: Result<Box<TransactionReceipt>, TxError>) -> Result<Reported, ReportError> {
     match result {
         Ok(receipt) => Ok(Reported::Sent { tx: receipt.transaction_hash }),
-        Err(e) => refusal(&e).ok_or(ReportError::Tx(e)),
+        Err(e) => {
+            if let TxError::WouldRevert { source } = &e
+                && let Some(EstuaryPinningErrors::EstuaryPinningCidMismatch(m)) =
+                    source.as_decoded_interface_error::<EstuaryPinningErrors>()
+            {
+                return Err(ReportError::OtherCid { id: m.requestId });
+            }
+            refusal(&e).ok_or(ReportError::Tx(e))
+        }
     }
 }
 
@@ -217,6 +250,7 @@ impl ChainReporter {
     async fn report_pinned_batched(
         &self,
         id: U256,
+        cid_hash: B256,
         piece_cid: Bytes,
         padded_size: u64,
     ) -> Result<Reported, ReportError> {
@@ -234,7 +268,7 @@ impl ChainReporter {
             .await;
         let (reply, outcome) = oneshot::channel();
         queue
-            .send(PinItem { id, piece_cid, padded_size, reply })
+            .send(PinItem { id, cid_hash, piece_cid, padded_size, reply })
             .await
             .map_err(|_| ReportError::Stopped)?;
         outcome.await.map_err(|_| ReportError::Stopped)?
@@ -263,18 +297,18 @@ impl ChainReporter {
 
     /// Sends one batch and answers each of its reports.
     async fn send_batch(self, items: Vec<PinItem>) {
-        let pinning = EstuaryPinning::new(self.targets.pinning, self.provider());
         if let [_] = items.as_slice() {
             let Some(item) = items.into_iter().next() else { return };
-            let keys = [self.pinned_key(item.id)];
-            let call = pinning.reportPinned(item.id, item.piece_cid, item.padded_size);
-            let _ = item.reply.send(settled(self.tx.send(call, &keys).await));
+            let result = self.send_one(&item).await;
+            let _ = item.reply.send(result);
             return;
         }
+        let pinning = EstuaryPinning::new(self.targets.pinning, self.provider());
         let reports = items
             .iter()
             .map(|i| EstuaryPinning::PinnedReport {
                 requestId: i.id,
+                cidHash: i.cid_hash,
                 pieceCid: i.piece_cid.clone(),
                 paddedSize: i.padded_size,
             })
@@ -287,7 +321,9 @@ impl ChainReporter {
                     let result = if recorded.contains(&item.id) {
                         Ok(Reported::Sent { tx: receipt.transaction_hash })
                     } else {
-                        self.skipped(receipt.transaction_hash, item.id).await
+                        // Skipped by the batch (reported already, closed, another CID): on its
+                        // own, the simulation says which, and nothing is sent unless it applies.
+                        self.send_one(&item).await
                     };
                     let _ = item.reply.send(result);
                 }
@@ -302,6 +338,15 @@ impl ChainReporter {
         }
     }
 
+    /// Sends one pin report on its own.
+    async fn send_one(&self, item: &PinItem) -> Result<Reported, ReportError> {
+        let pinning = EstuaryPinning::new(self.targets.pinning, self.provider());
+        let keys = [self.pinned_key(item.id)];
+        let call =
+            pinning.reportPinned(item.id, item.cid_hash, item.piece_cid.clone(), item.padded_size);
+        settled(self.tx.send(call, &keys).await)
+    }
+
     /// The requests a mined batch recorded: the `Pinned` events of its receipt.
     fn recorded_in(&self, receipt: &TransactionReceipt) -> Vec<U256> {
         receipt
@@ -313,31 +358,13 @@ impl ChainReporter {
             .map(|pinned| pinned.inner.data.requestId)
             .collect()
     }
-
-    /// Why a batch skipped a report: the request was reported pinned already, or is closed.
-    async fn skipped(&self, tx: B256, id: U256) -> Result<Reported, ReportError> {
-        let pinning = EstuaryPinning::new(self.targets.pinning, self.provider());
-        let status = pinning.getRequest(id).call().await.map_err(|e| {
-            ReportError::Tx(TxError::Chain(estuary_chain::ChainError::BadAnswer {
-                endpoint: "the transaction endpoints".into(),
-                what: format!("getRequest({id}): {e}"),
-            }))
-        })?;
-        if status.pinned {
-            Ok(Reported::AlreadyThere)
-        } else if status.cancelled || status.failed {
-            Ok(Reported::Closed)
-        } else {
-            Err(ReportError::Skipped { tx, id })
-        }
-    }
 }
 
 impl Reporter for ChainReporter {
     async fn report_pinned(
         &self,
         key: &JobKey,
-        _cid: &[u8],
+        cid: &[u8],
         piece_cid: Bytes,
         padded_size: u64,
     ) -> Result<Reported, ReportError> {
@@ -349,11 +376,19 @@ impl Reporter for ChainReporter {
                 let keys = [format!("fulfill/{:#x}/{id}", oracle.address())];
                 settled(self.tx.send(oracle.fulfill(id, true, result.into()), &keys).await)
             }
-            Target::Pinning(id) => self.report_pinned_batched(id, piece_cid, padded_size).await,
+            Target::Pinning(id) => {
+                self.report_pinned_batched(id, cid_hash(cid), piece_cid, padded_size).await
+            }
         }
     }
 
-    async fn report_failed(&self, key: &JobKey, reason: String) -> Result<Reported, ReportError> {
+    async fn report_failed(
+        &self,
+        key: &JobKey,
+        cid: &[u8],
+        code: FailureCode,
+        detail: &str,
+    ) -> Result<Reported, ReportError> {
         match self.target(key)? {
             Target::Oracle(id) => {
                 let oracle =
@@ -361,14 +396,23 @@ impl Reporter for ChainReporter {
                 let keys = [format!("fulfill/{:#x}/{id}", oracle.address())];
                 settled(
                     self.tx
-                        .send(oracle.fulfill(id, false, reason.abi_encode().into()), &keys)
+                        .send(
+                            oracle.fulfill(
+                                id,
+                                false,
+                                short_detail(detail, MAX_ORACLE_DETAIL).abi_encode().into(),
+                            ),
+                            &keys,
+                        )
                         .await,
                 )
             }
             Target::Pinning(id) => {
                 let pinning = EstuaryPinning::new(self.targets.pinning, self.provider());
                 let keys = [format!("failed/{:#x}/{id}", self.targets.pinning)];
-                settled(self.tx.send(pinning.reportFailed(id, reason), &keys).await)
+                let detail = short_detail(detail, MAX_DETAIL).to_owned();
+                let call = pinning.reportFailed(id, cid_hash(cid), code as u8, detail);
+                settled(self.tx.send(call, &keys).await)
             }
         }
     }

@@ -28,7 +28,7 @@ use crate::{
     blockstore::Blockstore,
     domain::{
         JobSource, JobState, JobStatus, now_ms,
-        state::{Change, Input, Outcome, Policy, Stage, apply},
+        state::{Change, FailureCode, Input, Outcome, Policy, Stage, apply},
     },
     fetch::Fetcher,
     store::{Claimed, Store},
@@ -172,6 +172,7 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
                 Err(e) => Input::Finished(Outcome::Failed {
                     reason: format!("the job crashed: {e}"),
                     permanent: false,
+                    code: FailureCode::Internal,
                 }),
             };
             if let Input::Finished(
@@ -184,8 +185,9 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
                 job.piece_cid = Some(piece_cid.clone());
                 job.padded_size = Some(*padded_size);
             }
-            if let Input::Finished(Outcome::Failed { reason, permanent: true }) = &input {
+            if let Input::Finished(Outcome::Failed { reason, permanent: true, code }) = &input {
                 job.error = Some(reason.clone());
+                job.failure = Some(*code);
             }
             let Some(next) = self.step(&job, &status, &input).await else { return };
             if next.state == JobState::Reported {
@@ -204,7 +206,11 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
             Stage::Fetch => match self.fetcher.fetch(&job.cid, &job.origins, &self.blocks).await {
                 Ok(stats) => Outcome::Fetched { blocks: stats.blocks, bytes: stats.bytes },
                 Err(e) if e.is_fault() => Outcome::Interrupted { reason: e.to_string() },
-                Err(e) => Outcome::Failed { reason: e.to_string(), permanent: e.is_permanent() },
+                Err(e) => Outcome::Failed {
+                    reason: e.to_string(),
+                    permanent: e.is_permanent(),
+                    code: e.code(),
+                },
             },
             Stage::Pack => {
                 let blocks = Arc::clone(&self.blocks);
@@ -228,8 +234,9 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
             Stage::Report | Stage::ReportFailure if is_api => Outcome::Reported { tx: None },
             Stage::Report => self.report(job).await,
             Stage::ReportFailure => {
-                let reason = job.error.clone().unwrap_or_else(|| "failed".into());
-                reported(self.reporter.report_failed(&job.key, reason).await)
+                let code = job.failure.unwrap_or(FailureCode::Unspecified);
+                let detail = job.error.as_deref().unwrap_or("failed");
+                reported(self.reporter.report_failed(&job.key, &job.cid, code, detail).await)
             }
         };
         Input::Finished(outcome)
@@ -251,6 +258,10 @@ fn reported(result: Result<Reported, super::report::ReportError>) -> Outcome {
         Ok(Reported::Sent { tx }) => Outcome::Reported { tx: Some(format!("{tx:#x}")) },
         Ok(Reported::AlreadyThere) => Outcome::Reported { tx: None },
         Ok(Reported::Closed) => Outcome::Closed,
-        Err(e) => Outcome::Failed { reason: e.to_string(), permanent: !e.is_retryable() },
+        Err(e) => Outcome::Failed {
+            reason: e.to_string(),
+            permanent: !e.is_retryable(),
+            code: FailureCode::Internal,
+        },
     }
 }

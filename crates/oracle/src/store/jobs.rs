@@ -6,7 +6,7 @@ use super::{Store, StoreError, get_u64, int, opt_u64, state_list};
 use crate::domain::{
     JobId, JobKey, JobSource, JobState, JobStatus,
     request::Job,
-    state::{Change, ErrorChange, Outcome},
+    state::{Change, ErrorChange, FailureCode, Outcome},
 };
 
 /// A job a worker holds: what its stages need.
@@ -22,14 +22,16 @@ pub struct Claimed {
     pub piece_cid: Option<String>,
     /// Padded piece size once packed.
     pub padded_size: Option<u64>,
-    /// The stored failure reason (what a failing job reports).
+    /// The stored failure reason (what a failing job reports, off chain).
     pub error: Option<String>,
+    /// The failure's code (what a failing job reports on chain).
+    pub failure: Option<FailureCode>,
     /// Multiaddrs to fetch from before the configured gateways.
     pub origins: Vec<String>,
 }
 
 pub(crate) const JOB_COLUMNS: &str = "source, job_id, requester, cid_bytes, cid, block_number, \
-    tx_hash, state, error, attempts, dag_blocks, dag_bytes, piece_cid, padded_size, car_size, \
+    tx_hash, state, error, failure, attempts, dag_blocks, dag_bytes, piece_cid, padded_size, car_size, \
     report_tx, origins, seq";
 
 pub(crate) fn key_of(row: &AnyRow) -> Result<JobKey, StoreError> {
@@ -55,6 +57,13 @@ fn attempts_of(row: &AnyRow) -> Result<u32, StoreError> {
     u32::try_from(get_u64(row, "attempts")?).map_err(|_| StoreError::Corrupt("attempts".into()))
 }
 
+fn failure_of(row: &AnyRow) -> Result<Option<FailureCode>, StoreError> {
+    let Some(name) = row.try_get::<Option<String>, _>("failure")? else { return Ok(None) };
+    FailureCode::parse(&name)
+        .map(Some)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown failure code {name:?}")))
+}
+
 pub(crate) fn row_to_job(row: &AnyRow) -> Result<Job, StoreError> {
     let key = key_of(row)?;
     let (chain_id, contract) = match &key.source {
@@ -74,6 +83,7 @@ pub(crate) fn row_to_job(row: &AnyRow) -> Result<Job, StoreError> {
         tx_hash: row.try_get("tx_hash")?,
         status: state_of(row)?,
         error: row.try_get("error")?,
+        failure: failure_of(row)?,
         attempts: attempts_of(row)?,
         dag_blocks: opt_u64(row, "dag_blocks")?,
         dag_bytes: opt_u64(row, "dag_bytes")?,
@@ -94,6 +104,7 @@ fn row_to_claimed(row: &AnyRow) -> Result<Claimed, StoreError> {
         piece_cid: row.try_get("piece_cid")?,
         padded_size: opt_u64(row, "padded_size")?,
         error: row.try_get("error")?,
+        failure: failure_of(row)?,
         origins: origins_of(row)?,
     })
 }
@@ -110,7 +121,7 @@ impl Store {
                  WHERE state IN {active} AND lease_until < $2 AND retry_at <= $2
                  ORDER BY seq LIMIT 1 {lock})
              RETURNING source, job_id, cid_bytes, state, attempts, piece_cid, padded_size, error,
-                       origins",
+                       failure, origins",
             active = state_list(JobState::active()),
             lock = self.dialect.skip_locked,
         ))
@@ -132,8 +143,8 @@ impl Store {
         now_ms: u64,
         lease_ms: u64,
     ) -> Result<bool, StoreError> {
-        let (mut blocks, mut bytes, mut piece, mut padded, mut car, mut tx) =
-            (None, None, None, None, None, None);
+        let (mut blocks, mut bytes, mut piece, mut padded, mut car, mut tx, mut failure) =
+            (None, None, None, None, None, None, None);
         match &change.record {
             Some(Outcome::Fetched { blocks: b, bytes: n }) => {
                 blocks = Some(int(*b)?);
@@ -145,8 +156,8 @@ impl Store {
                 car = Some(int(*car_size)?);
             }
             Some(Outcome::Reported { tx: hash }) => tx = hash.clone(),
-            Some(Outcome::Closed | Outcome::Interrupted { .. } | Outcome::Failed { .. }) | None => {
-            }
+            Some(Outcome::Failed { code, .. }) => failure = Some(code.as_str()),
+            Some(Outcome::Closed | Outcome::Interrupted { .. }) | None => {}
         }
         let (keep_error, error) = match &change.error {
             ErrorChange::Keep => (true, None),
@@ -161,8 +172,9 @@ impl Store {
                updated_at = $8,
                dag_blocks = COALESCE($9, dag_blocks), dag_bytes = COALESCE($10, dag_bytes),
                piece_cid = COALESCE($11, piece_cid), padded_size = COALESCE($12, padded_size),
-               car_size = COALESCE($13, car_size), report_tx = COALESCE($14, report_tx)
-             WHERE source = $15 AND job_id = $16 AND state = $17 AND attempts = $18",
+               car_size = COALESCE($13, car_size), report_tx = COALESCE($14, report_tx),
+               failure = CASE WHEN $1 = 'queued' THEN NULL ELSE COALESCE($15, failure) END
+             WHERE source = $16 AND job_id = $17 AND state = $18 AND attempts = $19",
         )
         .bind(change.state.as_str())
         .bind(i64::from(change.attempts))
@@ -178,6 +190,7 @@ impl Store {
         .bind(padded)
         .bind(car)
         .bind(tx)
+        .bind(failure)
         .bind(key.source.to_string())
         .bind(key.id.as_str())
         .bind(from.state.as_str())

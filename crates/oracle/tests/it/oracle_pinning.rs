@@ -22,7 +22,7 @@ use estuary_contracts::EstuaryPinning;
 use estuary_oracle::{
     commands,
     domain::{
-        JobKey, JobState,
+        FailureCode, JobKey, JobState,
         state::{Input, Policy},
     },
 };
@@ -114,6 +114,7 @@ async fn a_request_is_fetched_packed_and_reported_with_the_piece_estuary_add_com
     assert!(one["report_tx"].as_str().unwrap().starts_with("0x"));
     let two = oracle.wait_for(|r| r["status"] == "failed", "/requests/2").await;
     assert!(two["error"].as_str().unwrap().contains("bad data"), "{two}");
+    assert_eq!(two["failure"], "invalid_content", "{two}");
     let three = oracle.wait_for(|r| r["status"] == "quarantined", "/requests/3").await;
     assert!(three["error"].as_str().unwrap().contains("no source has the whole DAG"), "{three}");
     assert_eq!(three["attempts"], 2);
@@ -126,10 +127,10 @@ async fn a_request_is_fetched_packed_and_reported_with_the_piece_estuary_add_com
     let parsed: estuary_piece::PieceCid = piece.parse().unwrap();
     assert_eq!(status.commP.0, *parsed.commp());
     assert_eq!(Some(status.paddedSize), parsed.padded_size());
-    // The hostile request's failure is reported on chain, with its reason.
+    // The hostile request's failure is reported on chain as a code (its reason stays off chain).
     let two = pinning.getRequest(U256::from(2)).call().await.unwrap();
     assert!(two.failed && !two.pinned);
-    assert!(two.failure.contains("bad data"), "{}", two.failure);
+    assert_eq!(two.failure, FailureCode::InvalidContent as u8);
 
     // The packed CAR is served by piece CID, byte for byte the CAR `estuary add` wrote, and the
     // DAG by the trustless gateway.
@@ -375,14 +376,16 @@ async fn an_oracle_job_is_pinned_and_fulfilled() {
     let contract = EstuaryOracle::new(oracle_address, &provider);
     // Asks for job `id` of `kind` and waits for its fulfilment: the event and the call.
     let answered = async |kind: u8, id: u64| {
-        mined!(contract.requestJob(
-            kind,
-            cid_bytes(&root).into(),
-            alloy::primitives::Bytes::new(),
-            100_000
-        ));
+        // The price covers the callback gas asked for: base fee + limit x gas price.
+        let price = contract.quote(kind, 100_000).call().await.unwrap();
+        mined!(
+            contract
+                .requestJob(kind, cid_bytes(&root).into(), alloy::primitives::Bytes::new(), 100_000)
+                .value(price)
+        );
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !contract.jobs(U256::from(id)).call().await.unwrap().done {
+        // JobState.Fulfilled
+        while contract.jobs(U256::from(id)).call().await.unwrap().state != 2 {
             assert!(std::time::Instant::now() < deadline, "job {id} was never answered");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

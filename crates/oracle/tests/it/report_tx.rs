@@ -144,3 +144,56 @@ async fn a_report_pending_at_a_restart_is_waited_for_not_sent_again() {
 fn targets(chain: &Chain) -> ReportTargets {
     ReportTargets { chain: 31337, pinning: chain.deployment.pinning, oracle: None }
 }
+
+/// A report names the request's CID (its keccak256): one for another CID — a request id the
+/// chain reassigned in a reorg — is refused by the simulation, nothing is sent, and the job is
+/// retried later. A failure goes out as a code and a detail cut to 64 bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_name_the_cid_and_failures_are_codes() {
+    use estuary_contracts::EstuaryPinning;
+    use estuary_oracle::{domain::FailureCode, pipeline::report::ReportError};
+
+    let chain = Chain::start().await;
+    let id = chain.pin(1, &cid(1)).await;
+    let provider = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let key: alloy::signers::local::PrivateKeySigner =
+        chain.anvil.keys().last().unwrap().clone().into();
+    let operator = key.address();
+    let tx = TxManager::new(
+        &[chain.anvil.endpoint()],
+        31337,
+        key,
+        TxPolicy::default(),
+        std::sync::Arc::new(MemLedger::default()),
+    )
+    .unwrap();
+    let reporter = ChainReporter::new(tx, targets(&chain));
+    let job = JobKey::request(31337, chain.deployment.pinning, U256::from(id));
+    let mut commp = CommP::new();
+    commp.update(&[7u8; 1000]);
+    let info = commp.finish().unwrap();
+    let piece = Bytes::from(PieceCid::v1(&info).to_cid().to_bytes());
+    let nonce = provider.get_transaction_count(operator).await.unwrap();
+
+    let err = reporter.report_pinned(&job, &cid(2), piece.clone(), info.padded_size).await;
+    assert!(matches!(err, Err(ReportError::OtherCid { .. })), "{err:?}");
+    assert!(err.unwrap_err().is_retryable());
+    let err = reporter.report_failed(&job, &cid(2), FailureCode::NotFound, "x").await;
+    assert!(matches!(err, Err(ReportError::OtherCid { .. })), "{err:?}");
+    assert_eq!(provider.get_transaction_count(operator).await.unwrap(), nonce, "nothing sent");
+
+    let long = "é".repeat(100);
+    let sent = reporter.report_failed(&job, &cid(1), FailureCode::TooLarge, &long).await.unwrap();
+    let Reported::Sent { tx } = sent else { panic!("not sent: {sent:?}") };
+    let receipt = provider.get_transaction_receipt(tx).await.unwrap().unwrap();
+    let failed = receipt.decoded_log::<EstuaryPinning::PinFailed>().expect("PinFailed");
+    assert_eq!(failed.data.code, FailureCode::TooLarge as u8);
+    assert_eq!(failed.data.detail, "é".repeat(32), "cut to 64 bytes on a character boundary");
+    let status = EstuaryPinning::new(chain.deployment.pinning, &provider)
+        .getRequest(U256::from(id))
+        .call()
+        .await
+        .unwrap();
+    assert!(status.failed);
+    assert_eq!(status.failure, FailureCode::TooLarge as u8);
+}

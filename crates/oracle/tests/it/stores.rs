@@ -11,7 +11,7 @@ use estuary_oracle::{
         JobKey, JobSource, JobState, JobStatus,
         pinning::{Caller, CheckedPin, Pin, PinQuery, PinState, RawPinQuery, Scope},
         request::RequestEvent,
-        state::{Input, Outcome, Policy, apply},
+        state::{FailureCode, Input, Outcome, Policy, apply},
     },
     store::{DatabaseUrl, Store},
 };
@@ -147,7 +147,11 @@ async fn job_lifecycle(store: &Store) {
     // Failures quarantine after the limit; a requeue through the machine puts it back.
     let mut status = step(store, &rescued.key, &rescued.status, Input::Start, 1_800).await.1;
     for _ in 0..Policy::default().max_attempts {
-        let fail = Input::Finished(Outcome::Failed { reason: "gone".into(), permanent: false });
+        let fail = Input::Finished(Outcome::Failed {
+            reason: "gone".into(),
+            permanent: false,
+            code: FailureCode::Unspecified,
+        });
         status = step(store, &rescued.key, &status, fail, 1_800).await.1;
     }
     assert_eq!(status.state, JobState::Quarantined);
@@ -161,7 +165,11 @@ async fn job_lifecycle(store: &Store) {
     // A retry waits for its backoff before it can be claimed again.
     let again = store.claim(2_000, 500).await.unwrap().unwrap();
     let started = step(store, &again.key, &again.status, Input::Start, 2_000).await.1;
-    let fail = Input::Finished(Outcome::Failed { reason: "later".into(), permanent: false });
+    let fail = Input::Finished(Outcome::Failed {
+        reason: "later".into(),
+        permanent: false,
+        code: FailureCode::Unspecified,
+    });
     step(store, &again.key, &started, fail, 2_000).await;
     assert!(store.claim(2_100, 500).await.unwrap().is_none(), "backing off");
     assert!(store.claim(2_600, 500).await.unwrap().is_some(), "after 0.5 s");
