@@ -273,6 +273,24 @@ contract EstuaryPinningInvariantTest is FilecoinTest {
         assertEq(handler.badProven(), 0);
     }
 
+    /// The handler's path reaches proven deals: request, pinned, deal report (then a tampered
+    /// one and one for the deal holding another piece, both refused).
+    function test_HandlerProvesADeal() public {
+        handler.request(address(0xA11CE));
+        handler.report(0, 0, false);
+        // A seed whose single pin names request 1 (the others name unknown ones).
+        for (uint256 seed; handler.accepted(1, 1) == 0 && seed < 20; ++seed) {
+            handler.reportDeal(seed, 1, 0, 0);
+        }
+        assertEq(handler.accepted(1, 1), 1);
+        assertEq(handler.lastDeal(1), 1);
+        handler.reportDeal(0, 1, 1, 1);
+        handler.reportDeal(0, 1, 0, 2);
+        assertEq(handler.accepted(1, 1), 1);
+        invariant_EachStateReportedAtMostOnce();
+        invariant_OnlyProvenDealsAreRecorded();
+    }
+
     /// No tampered proof and no deal holding another piece is ever accepted.
     function invariant_OnlyProvenDealsAreRecorded() public view {
         assertEq(handler.forgedAccepted(), 0);
