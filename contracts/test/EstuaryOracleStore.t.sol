@@ -207,7 +207,9 @@ contract EstuaryOracleStoreTest is FilecoinTest, PoDSIFixture {
         assertEq(consumer.lastFailure(), "no provider took it");
     }
 
-    /// Any bit of any node of a deal's proof flipped: the result is refused.
+    /// Any bit of any node of a deal's proof flipped: the result is refused. (Each run publishes
+    /// and activates three deals: fewer runs; PoDSI.t.sol fuzzes the proofs themselves.)
+    /// forge-config: default.fuzz.runs = 500
     function testFuzz_RevertWhen_ProofTampered(uint256 deal, uint256 node, uint8 bit) public {
         uint256 id = storeJob();
         EstuaryResults.StoreResult memory r = three();

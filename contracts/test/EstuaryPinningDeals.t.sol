@@ -234,7 +234,9 @@ contract EstuaryPinningDealsTest is FilecoinTest, PoDSIFixture {
         report(r);
     }
 
-    /// Any bit of any proof node flipped: the whole report is refused.
+    /// Any bit of any proof node flipped: the whole report is refused. (Each run pins five
+    /// requests and publishes a deal: fewer runs; PoDSI.t.sol fuzzes the proofs themselves.)
+    /// forge-config: default.fuzz.runs = 1000
     function testFuzz_RevertWhen_ProofTampered(uint256 pin, uint256 node, uint8 bit) public {
         uint256[] memory ids = pinned(payloads, 5);
         uint64 dealId = dealOf(payloads, MINER, SP);

@@ -16,7 +16,8 @@ pub mod pinning {
 
     sol!(
         /// `EstuaryPinning`: pin requests (`pinToEstuary`, overloaded: `pinToEstuary_0(cid)` and
-        /// `pinToEstuary_1(cid, options)`), the operators' reports and the requests' status.
+        /// `pinToEstuary_1(cid, options)`), the operators' reports (deals with their FRC-0058
+        /// proofs: `reportDeal(DealReport)`, `PoDSI::InclusionProof`) and the requests' status.
         #[sol(rpc)]
         #[derive(Debug, PartialEq, Eq)]
         EstuaryPinning,
@@ -58,7 +59,8 @@ pub mod oracle {
     use alloy::sol;
 
     sol!(
-        /// `EstuaryOracle`: jobs other contracts request, with callbacks.
+        /// `EstuaryOracle`: jobs other contracts request, with callbacks. A store job's result
+        /// is `EstuaryResults::StoreResult` ABI-encoded (`decodeStoreResult` brings the type).
         #[sol(rpc)]
         #[derive(Debug, PartialEq, Eq)]
         EstuaryOracle,
@@ -80,6 +82,22 @@ pub mod data_dao {
     );
 }
 pub use data_dao::DataDAO;
+
+/// `DealStateView`'s bindings (their own module: each ABI brings its own library types).
+pub mod deal_state_view {
+    use alloy::sol;
+
+    sol!(
+        /// `DealStateView`: what the storage market actor says of many deals (state, exit code,
+        /// piece, provider, term, activation, sector), in one `eth_call` through `call_actor_id`;
+        /// at most `MAX_DEALS` (200) per call.
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        DealStateView,
+        "../../contracts/artifacts/DealStateView.json"
+    );
+}
+pub use deal_state_view::DealStateView;
 
 /// `MarketSimulator`'s bindings (their own module: each ABI brings its own library types).
 pub mod market_simulator {
