@@ -228,6 +228,29 @@ contract EstuaryOracleStoreTest is FilecoinTest, PoDSIFixture {
         testFuzz_RevertWhen_ProofTampered(2, 0, 0);
     }
 
+    /// Any bytes as a store job's result that are not a valid `StoreResult`: refused, the job
+    /// stays open (nothing reaches the consumer).
+    /// forge-config: default.fuzz.runs = 2000
+    function testFuzz_RevertWhen_StoreResultIsJunk(bytes memory junk) public {
+        uint256 id = storeJob();
+        vm.prank(OPERATOR);
+        (bool ok,) = address(oracle).call(abi.encodeCall(EstuaryOracle.fulfill, (id, true, junk)));
+        assertFalse(ok);
+        (,,, EstuaryOracle.JobState state,,) = oracle.jobs(id);
+        assertEq(uint8(state), uint8(EstuaryOracle.JobState.Open));
+        assertEq(consumer.lastJob(), 0);
+    }
+
+    function test_RevertWhen_StoreResultIsJunk_Concrete() public {
+        // A pin job's result given to a store job; then a store result cut short.
+        testFuzz_RevertWhen_StoreResultIsJunk(abi.encode(PoDSI.pieceCidOf(bytes32(0)), uint64(128)));
+        bytes memory cut = EstuaryResults.encodeStore(three());
+        assembly {
+            mstore(cut, 200)
+        }
+        testFuzz_RevertWhen_StoreResultIsJunk(cut);
+    }
+
     /// Store params: `(uint16 replicas, bool verified)`, 1 to 10 replicas.
     function test_RevertWhen_BadStoreParams() public {
         uint256 cost = oracle.quote(EstuaryOracle.JobKind.Store, 0);
