@@ -280,7 +280,8 @@ contract EstuaryOracle is Operated {
 ///         `requestStore` and implement `onPinned` / `onStored` / `onFailed`. A stored result
 ///         was verified by the oracle contract at delivery; `EstuaryResults.verifyDeal` asks
 ///         the market again later (deals end). Decoding a store result in the callback costs
-///         gas within the callback's limit: about 2 KB of proof per deal (~15k gas each).
+///         gas within the callback's limit: about 1.3 KB of proof per deal of a few MiB, 4 KB at
+///         64 GiB, a few thousand gas each.
 abstract contract EstuaryConsumer is IEstuaryConsumer {
     /// @notice The oracle this consumer trusts.
     EstuaryOracle public immutable estuaryOracle;

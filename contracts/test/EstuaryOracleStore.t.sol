@@ -2,7 +2,6 @@
 pragma solidity ^0.8.28;
 
 import {EstuaryOracle} from "../src/EstuaryOracle.sol";
-import {DealProposal} from "../src/lib/DealProposal.sol";
 import {EstuaryResults} from "../src/lib/EstuaryResults.sol";
 import {PoDSI} from "../src/lib/PoDSI.sol";
 import {GoodConsumer} from "./EstuaryOracle.t.sol";
@@ -65,17 +64,7 @@ contract EstuaryOracleStoreTest is FilecoinTest, PoDSIFixture {
         returns (uint64 dealId)
     {
         Case storage c = cases[piece];
-        int64 start = int64(uint64(block.number)) + 10;
-        DealProposal.Fields memory f = proposal(
-            address(acceptingClient),
-            provider,
-            PoDSI.pieceCidOf(c.commPa),
-            start,
-            start + DEV_MIN_DURATION + ++nonce
-        );
-        f.pieceSize = c.sizePa;
-        f.providerCollateral = market.minProviderCollateral(c.sizePa);
-        dealId = publishOne(controller, codec.encodeProposal(f));
+        dealId = publishPiece(c.commPa, c.sizePa, provider, controller, 10, ++nonce);
         if (activate) assertTrue(activateDeal(provider, controller, dealId, dealId));
     }
 
@@ -215,10 +204,7 @@ contract EstuaryOracleStoreTest is FilecoinTest, PoDSIFixture {
         EstuaryResults.StoreResult memory r = three();
         deal %= 3;
         // Each deal has its own copy of the proof (`proofOf` reads it from storage each time).
-        PoDSI.InclusionProof memory p = r.deals[deal].proof;
-        node %= p.proofSubtree.path.length + p.proofIndex.path.length;
-        if (node < p.proofSubtree.path.length) p.proofSubtree.path[node] ^= bytes32(uint256(1) << bit);
-        else p.proofIndex.path[node - p.proofSubtree.path.length] ^= bytes32(uint256(1) << bit);
+        flip(r.deals[deal].proof, node, bit);
         vm.expectPartialRevert(EstuaryOracle.EstuaryOracleInvalidDeal.selector);
         vm.prank(OPERATOR);
         oracle.fulfill(id, true, EstuaryResults.encodeStore(r));

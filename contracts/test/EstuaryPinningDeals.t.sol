@@ -2,7 +2,6 @@
 pragma solidity ^0.8.28;
 
 import {EstuaryPinning} from "../src/EstuaryPinning.sol";
-import {DealProposal} from "../src/lib/DealProposal.sol";
 import {MarketActor} from "../src/lib/MarketActor.sol";
 import {Operated} from "../src/lib/Operated.sol";
 import {PoDSI} from "../src/lib/PoDSI.sol";
@@ -53,13 +52,7 @@ contract EstuaryPinningDealsTest is FilecoinTest, PoDSIFixture {
         internal
         returns (uint64)
     {
-        int64 start = int64(uint64(block.number)) + 10;
-        DealProposal.Fields memory f = proposal(
-            address(acceptingClient), provider, PoDSI.pieceCidOf(commP), start, start + DEV_MIN_DURATION
-        );
-        f.pieceSize = size;
-        f.providerCollateral = market.minProviderCollateral(size);
-        return publishOne(controller, codec.encodeProposal(f));
+        return publishPiece(commP, size, provider, controller, 10, 0);
     }
 
     function dealOf(uint256 first, uint64 provider, address controller) internal returns (uint64) {
@@ -242,10 +235,7 @@ contract EstuaryPinningDealsTest is FilecoinTest, PoDSIFixture {
         uint64 dealId = dealOf(payloads, MINER, SP);
         EstuaryPinning.DealReport memory r = reportOf(dealId, MINER, payloads, ids);
         pin %= 5;
-        PoDSI.InclusionProof memory p = r.pins[pin].proof;
-        node %= p.proofSubtree.path.length + p.proofIndex.path.length;
-        if (node < p.proofSubtree.path.length) p.proofSubtree.path[node] ^= bytes32(uint256(1) << bit);
-        else p.proofIndex.path[node - p.proofSubtree.path.length] ^= bytes32(uint256(1) << bit);
+        flip(r.pins[pin].proof, node, bit);
         vm.expectPartialRevert(EstuaryPinning.EstuaryPinningBadProof.selector);
         report(r);
         assertFalse(pinning.getRequest(ids[0]).dealMade, "nothing of a refused report is kept");

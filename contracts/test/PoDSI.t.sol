@@ -111,11 +111,7 @@ contract PoDSITest is PoDSIFixture {
     function testFuzz_TamperedPathIsRefused(uint256 which, uint256 node, uint8 bit) public view {
         Case storage c = cases[which % cases.length];
         PoDSI.InclusionProof memory p = proofOf(c);
-        uint256 n = p.proofSubtree.path.length + p.proofIndex.path.length;
-        node %= n;
-        bytes32 flip = bytes32(uint256(1) << bit);
-        if (node < p.proofSubtree.path.length) p.proofSubtree.path[node] ^= flip;
-        else p.proofIndex.path[node - p.proofSubtree.path.length] ^= flip;
+        flip(p, node, bit);
         assertTrue(failureOf(p, dataOf(c), c) != PoDSI.Failure.None);
     }
 

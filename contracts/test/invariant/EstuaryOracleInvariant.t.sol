@@ -2,7 +2,6 @@
 pragma solidity ^0.8.28;
 
 import {EstuaryOracle} from "../../src/EstuaryOracle.sol";
-import {DealProposal} from "../../src/lib/DealProposal.sol";
 import {EstuaryResults} from "../../src/lib/EstuaryResults.sol";
 import {PoDSI} from "../../src/lib/PoDSI.sol";
 import {FilecoinTest} from "../utils/FilecoinTest.sol";
@@ -176,13 +175,7 @@ contract EstuaryOracleInvariantTest is FilecoinTest {
     }
 
     function dealFor(bytes32 commP, uint64 provider, address controller, int64 n) internal returns (uint64) {
-        int64 start = int64(uint64(block.number)) + 10;
-        DealProposal.Fields memory f = proposal(
-            address(acceptingClient), provider, PoDSI.pieceCidOf(commP), start, start + DEV_MIN_DURATION + n
-        );
-        f.pieceSize = 8192;
-        f.providerCollateral = market.minProviderCollateral(8192);
-        return publishOne(controller, codec.encodeProposal(f));
+        return publishPiece(commP, 8192, provider, controller, 10, n);
     }
 
     /// Every payment is held (escrowed for open jobs, earned for fulfilled ones) until refunded

@@ -2,7 +2,6 @@
 pragma solidity ^0.8.28;
 
 import {EstuaryPinning} from "../../src/EstuaryPinning.sol";
-import {DealProposal} from "../../src/lib/DealProposal.sol";
 import {PoDSI} from "../../src/lib/PoDSI.sol";
 import {FilecoinTest} from "../utils/FilecoinTest.sol";
 import {PieceTree} from "../utils/PieceTree.sol";
@@ -249,13 +248,7 @@ contract EstuaryPinningInvariantTest is FilecoinTest {
     }
 
     function dealFor(bytes32 commP, uint64 provider, address controller) internal returns (uint64) {
-        int64 start = int64(uint64(block.number)) + 10_000;
-        DealProposal.Fields memory f = proposal(
-            address(acceptingClient), provider, PoDSI.pieceCidOf(commP), start, start + DEV_MIN_DURATION
-        );
-        f.pieceSize = 8192;
-        f.providerCollateral = market.minProviderCollateral(8192);
-        return publishOne(controller, codec.encodeProposal(f));
+        return publishPiece(commP, 8192, provider, controller, 10_000, 0);
     }
 
     /// Pinned and failed are reported at most once; a deal is proven only for a request pinned

@@ -66,4 +66,14 @@ abstract contract PoDSIFixture is Test {
     function auxOf(Case storage c) internal view returns (PoDSI.InclusionAuxData memory) {
         return PoDSI.InclusionAuxData(c.commPa, c.sizePa);
     }
+
+    /// Flips bit `bit` of node `node` (any of the two paths, subtree first; taken modulo their
+    /// length) of a proof, in place.
+    function flip(PoDSI.InclusionProof memory p, uint256 node, uint8 bit) internal pure {
+        uint256 n = p.proofSubtree.path.length;
+        node %= n + p.proofIndex.path.length;
+        bytes32 mask = bytes32(uint256(1) << bit);
+        if (node < n) p.proofSubtree.path[node] ^= mask;
+        else p.proofIndex.path[node - n] ^= mask;
+    }
 }

@@ -177,3 +177,36 @@ pub fn cid_error_name(reason: u8) -> &'static str {
         _ => "Unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{B256, FixedBytes};
+    use alloy::sol_types::SolValue;
+
+    use crate::oracle::{EstuaryResults, PoDSI};
+
+    /// A store job's result is `abi.encode(StoreResult)`: one dynamic tuple behind its offset,
+    /// which `SolValue::abi_encode` produces and `EstuaryOracle.decodeStoreResult` reads (the
+    /// Solidity side of the round trip: `EstuaryOracleStore.t.sol`).
+    #[test]
+    fn store_result_encodes_as_solidity_abi_encode() {
+        let proof = |index: u64, n: u8| PoDSI::ProofData {
+            index,
+            path: (0..n).map(B256::repeat_byte).collect(),
+        };
+        let result = EstuaryResults::StoreResult {
+            commP: FixedBytes([7; 32]),
+            paddedSize: 1 << 20,
+            deals: vec![EstuaryResults::StoredDeal {
+                dealId: 42,
+                provider: 1000,
+                proof: PoDSI::InclusionProof { proofSubtree: proof(3, 2), proofIndex: proof(9, 3) },
+            }],
+        };
+        let bytes = result.abi_encode();
+        assert_eq!(bytes[..32], B256::with_last_byte(0x20)[..], "the tuple's offset comes first");
+        assert_eq!(bytes[32..64], B256::repeat_byte(7)[..]);
+        let back = EstuaryResults::StoreResult::abi_decode(&bytes).expect("decodes");
+        assert_eq!(back, result);
+    }
+}
