@@ -14,6 +14,7 @@ const CONTRACTS = [
   'DealClient',
   'EstuaryOracle',
   'DataDAO',
+  'DealStateView',
   'DealCodec',
   'MarketSimulator',
   'MinerActorSimulator',

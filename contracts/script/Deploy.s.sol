@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {DataDAO} from "../src/DataDAO.sol";
 import {DealClient} from "../src/DealClient.sol";
+import {DealStateView} from "../src/DealStateView.sol";
 import {EstuaryOracle} from "../src/EstuaryOracle.sol";
 import {EstuaryPinning} from "../src/EstuaryPinning.sol";
 import {PerpetualStorage} from "../src/PerpetualStorage.sol";
@@ -61,6 +62,7 @@ contract Deploy is Script {
         uint64 fundingPeriod;
         uint16 quorumBps;
         uint96 orderBudget;
+        DataDAO.OrderTerms orderTerms;
         // EstuaryPinning
         uint96 pinFee;
         uint64 refundDelay;
@@ -82,6 +84,7 @@ contract Deploy is Script {
         DealClient dealClient;
         EstuaryOracle oracle;
         DataDAO dao;
+        DealStateView dealStateView;
     }
 
     function profile() internal view returns (Profile memory p) {
@@ -96,6 +99,8 @@ contract Deploy is Script {
             p.fundingPeriod = 3600;
             p.quorumBps = 5000;
             p.orderBudget = 1 ether;
+            // Three one-hour replicas; a claim locks at most twice the bounty of the budget.
+            p.orderTerms = DataDAO.OrderTerms({replicas: 3, term: 3600, bounty: 0.1 ether, verified: false});
             // Pins are free locally (the tests and the dapp's demo pin without paying).
             p.pinFee = 0;
             p.refundDelay = 600;
@@ -126,6 +131,9 @@ contract Deploy is Script {
             p.fundingPeriod = 7 days;
             p.quorumBps = 5000;
             p.orderBudget = 5 ether;
+            // Three replicas of the market's shortest term (180 days).
+            p.orderTerms =
+                DataDAO.OrderTerms({replicas: 3, term: 518_400, bounty: 0.5 ether, verified: false});
             p.pinFee = 0.001 ether;
             p.refundDelay = 7 days;
             // FEVM gas: fees are in attoFIL per FVM gas unit (base fee ~100, premium ~1e5);
@@ -198,6 +206,7 @@ contract Deploy is Script {
         d.dealClient = new DealClient(deployer, d.codec, p.dealPolicy);
         d.oracle = new EstuaryOracle(deployer, p.jobTimeout, p.consumerCap);
         d.dao = new DataDAO(deployer, d.pinning, d.perpetual, p.votingPeriod, p.fundingPeriod, p.quorumBps);
+        d.dealStateView = new DealStateView();
         d.pinning.setOperator(operator, true);
         d.dealClient.setOperator(operator, true);
         d.oracle.setOperator(operator, true);
@@ -207,6 +216,7 @@ contract Deploy is Script {
         d.oracle.setBaseFee(EstuaryOracle.JobKind.Store, p.storeBaseFee);
         d.oracle.setCallbackGasPrice(p.callbackGasPrice);
         d.dao.setOrderBudget(p.orderBudget);
+        d.dao.setOrderTerms(p.orderTerms);
     }
 
     /// @notice The simulated actors (local chain only): market, precompile, codec, miners.
@@ -270,6 +280,7 @@ contract Deploy is Script {
         vm.serializeAddress(key, "PerpetualStorage", address(d.perpetual));
         vm.serializeAddress(key, "DealClient", address(d.dealClient));
         vm.serializeAddress(key, "EstuaryOracle", address(d.oracle));
+        vm.serializeAddress(key, "DealStateView", address(d.dealStateView));
         vm.serializeAddress(key, "MarketActor", MarketActor.ETH_ADDRESS);
         vm.serializeUint(key, "simulatedMiners", miners);
         vm.serializeBool(key, "simulatedMarket", block.chainid == LOCAL);

@@ -5,6 +5,7 @@ import {EstuaryPinning} from "./EstuaryPinning.sol";
 import {PerpetualStorage} from "./PerpetualStorage.sol";
 import {CidLib} from "./lib/CidLib.sol";
 import {Operated} from "./lib/Operated.sol";
+import {PoDSI} from "./lib/PoDSI.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 
@@ -16,7 +17,10 @@ import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol
 ///         `EstuaryPinning` (paying its fee) and `orderBudget` of the treasury is reserved; once
 ///         the oracle has pinned it, the oracle (a DAO operator) calls `fundOrder` within
 ///         `fundingPeriod` to create a `PerpetualStorage` order for the piece the pin reported,
-///         paid from that budget, with the DAO as its client. An accepted proposal not funded in
+///         on the DAO's own `orderTerms` (replicas, term, bounty, verified), paid from that
+///         budget, with the DAO as its client: the oracle brings only what it alone knows (the
+///         CAR's size and where providers download it), so no one has a manual step and the
+///         operator chooses nothing the members pay for. An accepted proposal not funded in
 ///         time expires: its budget is released and its pin request cancelled (the pin fee is
 ///         refundable under EstuaryPinning's rule). The owner manages the DAO's orders (cancel,
 ///         suspend, bounty, replicas, origins, more funds) and refunds come back to the treasury.
@@ -49,6 +53,18 @@ contract DataDAO is Operated, ReentrancyGuard {
         bytes cid;
     }
 
+    /// @notice The terms of the storage orders the DAO funds (the owner sets them).
+    struct OrderTerms {
+        /// Replicas per order (1 to `PerpetualStorage.MAX_REPLICAS`).
+        uint16 replicas;
+        /// Epochs each replica's deal lasts (within PerpetualStorage's `minTerm`/`maxTerm`).
+        uint64 term;
+        /// The base bounty per replica term, paid from the order's budget.
+        uint96 bounty;
+        /// Whether deals must be verified (Fil+: the order pays with DataCap).
+        bool verified;
+    }
+
     EstuaryPinning public immutable pinning;
     PerpetualStorage public immutable perpetual;
     /// @notice Seconds a proposal stays open for votes.
@@ -58,6 +74,8 @@ contract DataDAO is Operated, ReentrancyGuard {
 
     /// @notice Treasury set aside per accepted CID for its storage order.
     uint96 public orderBudget;
+    /// @notice The terms of the orders `fundOrder` creates.
+    OrderTerms public orderTerms;
     /// @notice Share of the eligible members (in basis points) whose votes make a quorum.
     uint16 public quorumBps;
     /// @notice Treasury reserved for accepted proposals not yet funded.
@@ -74,6 +92,7 @@ contract DataDAO is Operated, ReentrancyGuard {
 
     event MemberSet(address indexed account, bool member);
     event OrderBudgetSet(uint96 budget);
+    event OrderTermsSet(uint16 replicas, uint64 term, uint96 bounty, bool verified);
     event QuorumSet(uint16 quorumBps);
     event CIDProposed(
         uint256 indexed id, address indexed proposer, bytes cid, uint64 size, uint64 deadline, uint32 quorum
@@ -100,8 +119,8 @@ contract DataDAO is Operated, ReentrancyGuard {
     error DataDAOVotingOpen(uint256 id);
     error DataDAOWrongState(uint256 id, State state);
     error DataDAOTreasuryTooSmall(uint256 needed, uint256 available);
-    /// @notice The order is not for the proposal's CID, or not for the piece its pin reported.
-    error DataDAOPieceMismatch(uint256 id);
+    /// @notice The order terms are out of PerpetualStorage's bounds, or not set yet.
+    error DataDAOBadOrderTerms();
     /// @notice The proposal's CID is not reported pinned yet.
     error DataDAONotPinned(uint256 id, uint256 requestId);
     /// @notice The funding period is over (`expireProposal`), or not yet over.
@@ -211,6 +230,8 @@ contract DataDAO is Operated, ReentrancyGuard {
             emit CIDRejected(id);
             return;
         }
+        // No pin fee is spent on an acceptance no order could follow.
+        if (orderTerms.replicas == 0) revert DataDAOBadOrderTerms();
         uint256 fee = pinning.fee();
         uint256 needed = fee + orderBudget;
         uint256 available = address(this).balance - reserved;
@@ -224,11 +245,14 @@ contract DataDAO is Operated, ReentrancyGuard {
         emit CIDAccepted(id, p.cid, p.size, requestId, p.budget, p.fundBy);
     }
 
-    /// @notice Creates the storage order of an accepted proposal with its reserved budget. The
-    ///         order's payload CID must be the proposal's CID and its piece the one the pin
-    ///         request was reported with (commitment and padded size); the DAO is the client.
+    /// @notice Creates the storage order of an accepted proposal, once its CID is pinned, with
+    ///         its reserved budget: the proposal's CID as payload, the piece its pin request was
+    ///         reported with (commitment and padded size), the DAO's `orderTerms`, the DAO as
+    ///         client. The oracle gives only what it alone knows.
+    /// @param carSize The CAR's size in bytes (providers download exactly this many).
+    /// @param origins Where providers download the CAR (e.g. the oracle's `/piece/{pieceCid}`).
     // slither-disable-next-line reentrancy-benign,reentrancy-events
-    function fundOrder(uint256 id, PerpetualStorage.OrderParams calldata params)
+    function fundOrder(uint256 id, uint64 carSize, string[] calldata origins)
         external
         onlyOperator
         nonReentrant
@@ -237,13 +261,20 @@ contract DataDAO is Operated, ReentrancyGuard {
         Proposal storage p = known(id);
         if (p.state != State.Accepted) revert DataDAOWrongState(id, p.state);
         if (block.timestamp > p.fundBy) revert DataDAOFundingClosed(id, p.fundBy);
-        if (keccak256(params.payloadCid) != keccak256(p.cid)) revert DataDAOPieceMismatch(id);
         EstuaryPinning.RequestStatus memory pin = pinning.getRequest(pinRequestOf[id]);
         if (!pin.pinned) revert DataDAONotPinned(id, pinRequestOf[id]);
-        if (
-            params.pieceCid.length != 39 || bytes32(params.pieceCid[7:]) != pin.commP
-                || params.paddedSize != pin.paddedSize
-        ) revert DataDAOPieceMismatch(id);
+        OrderTerms memory terms = orderTerms;
+        PerpetualStorage.OrderParams memory params = PerpetualStorage.OrderParams({
+            pieceCid: PoDSI.pieceCidOf(pin.commP),
+            payloadCid: p.cid,
+            paddedSize: pin.paddedSize,
+            carSize: carSize,
+            replicas: terms.replicas,
+            bounty: terms.bounty,
+            term: terms.term,
+            verified: terms.verified,
+            origins: origins
+        });
         p.state = State.Funded;
         uint96 budget = p.budget;
         reserved -= budget;
@@ -340,6 +371,18 @@ contract DataDAO is Operated, ReentrancyGuard {
     function setOrderBudget(uint96 budget) external onlyOwner {
         orderBudget = budget;
         emit OrderBudgetSet(budget);
+    }
+
+    /// @notice Sets the terms of the orders funded from now on: within PerpetualStorage's
+    ///         bounds (replicas 1 to `MAX_REPLICAS`, a bounty, a term from `minTerm` to
+    ///         `maxTerm`).
+    function setOrderTerms(OrderTerms calldata terms) external onlyOwner {
+        if (
+            terms.replicas == 0 || terms.replicas > perpetual.MAX_REPLICAS() || terms.bounty == 0
+                || terms.term < perpetual.minTerm() || terms.term > perpetual.maxTerm()
+        ) revert DataDAOBadOrderTerms();
+        orderTerms = terms;
+        emit OrderTermsSet(terms.replicas, terms.term, terms.bounty, terms.verified);
     }
 
     /// @notice Sets the quorum for proposals made from now on (1 to 10,000 basis points).

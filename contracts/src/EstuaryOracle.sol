@@ -3,7 +3,9 @@ pragma solidity ^0.8.28;
 
 import {IEstuaryConsumer} from "./interfaces/IEstuaryConsumer.sol";
 import {CidLib} from "./lib/CidLib.sol";
+import {EstuaryResults} from "./lib/EstuaryResults.sol";
 import {Operated} from "./lib/Operated.sol";
+import {PoDSI} from "./lib/PoDSI.sol";
 
 /// @title EstuaryOracle
 /// @notice Lets any contract request an Estuary job — pin a CID, or store a piece in a Filecoin
@@ -18,12 +20,21 @@ import {Operated} from "./lib/Operated.sol";
 ///      flood the operator. A job left unfulfilled `jobTimeout` seconds may be cancelled by its
 ///      consumer, which gets its payment back and frees its place under the cap. Payments are
 ///      escrowed until fulfilment (then earned: `feesHeld`) or cancellation (refunded).
+///
+///      Store jobs are fulfilled once deals holding the content are active, with
+///      `EstuaryResults.StoreResult` (the content's piece and, per deal, its ID, provider and
+///      FRC-0058 inclusion proof); `fulfill` checks each deal against the market (active, the
+///      provider's, the proof leading to its piece: `EstuaryResults.verifyStore`) and refuses
+///      the result otherwise, so a consumer never receives a deal it could not verify itself.
+///      The job asks for a number of replicas; the operator may deliver fewer (at least one)
+///      if no more providers take the deal within its time.
 contract EstuaryOracle is Operated {
     /// @notice Kinds of job.
     enum JobKind {
-        /// Pin a CID on IPFS; result `(bytes pieceCid, uint64 paddedSize)`.
+        /// Pin a CID on IPFS; result `abi.encode(bytes pieceCid, uint64 paddedSize)`.
         Pin,
-        /// Put a pinned CID in a Filecoin deal; result `(uint64 dealId, uint64 provider)`.
+        /// Keep a CID in Filecoin deals; params `abi.encode(uint16 replicas, bool verified)`
+        /// (1 to `MAX_REPLICAS` replicas); result `abi.encode(EstuaryResults.StoreResult)`.
         Store
     }
 
@@ -47,6 +58,8 @@ contract EstuaryOracle is Operated {
 
     /// @notice Most gas a consumer may ask for its callback.
     uint32 public constant MAX_CALLBACK_GAS = 1_000_000;
+    /// @notice Most replicas a store job may ask for.
+    uint16 public constant MAX_REPLICAS = uint16(EstuaryResults.MAX_DEALS);
     /// @notice Gas kept back for the oracle's own bookkeeping after the callback.
     uint256 internal constant RESERVE_GAS = 20_000;
 
@@ -97,6 +110,14 @@ contract EstuaryOracle is Operated {
     error EstuaryOracleNotConsumer(uint256 jobId, address caller);
     error EstuaryOracleNotCancellable(uint256 jobId);
     error EstuaryOracleNotEnoughGas(uint256 needed, uint256 left);
+    /// @notice A store job's params are not `abi.encode(uint16 replicas, bool verified)` with 1 to
+    ///         `MAX_REPLICAS` replicas.
+    error EstuaryOracleBadParams();
+    /// @notice Deal `index` of a store result does not hold (`verdict`; PoDSI's `failure` for
+    ///         an invalid proof). `index == deals.length`: no deals, or more than `MAX_REPLICAS`.
+    error EstuaryOracleInvalidDeal(
+        uint256 jobId, uint256 index, EstuaryResults.Verdict verdict, PoDSI.Failure failure
+    );
     error EstuaryOracleTransferFailed();
 
     /// @param owner_ The owner: manages operators, prices and caps.
@@ -123,7 +144,8 @@ contract EstuaryOracle is Operated {
     /// @notice Requests a job; `msg.sender` receives the callback. Pays exactly `quote`.
     /// @param kind What to do.
     /// @param cid The binary CID of the content.
-    /// @param params Kind-specific parameters (for `Store`: ABI `(uint16 replicas, bool verified)`).
+    /// @param params Kind-specific parameters (for `Store`: `abi.encode(uint16 replicas, bool
+    ///        verified)`, 1 to `MAX_REPLICAS` replicas).
     /// @param callbackGasLimit Gas for `onEstuaryResult` (at most `MAX_CALLBACK_GAS`).
     /// @return jobId The job's ID.
     function requestJob(JobKind kind, bytes calldata cid, bytes calldata params, uint32 callbackGasLimit)
@@ -134,6 +156,7 @@ contract EstuaryOracle is Operated {
         CidLib.CidError err = CidLib.check(cid);
         if (err != CidLib.CidError.None) revert EstuaryOracleInvalidCid(err);
         if (callbackGasLimit > MAX_CALLBACK_GAS) revert EstuaryOracleGasLimitTooHigh(callbackGasLimit);
+        if (kind == JobKind.Store) checkStoreParams(params);
         uint256 cost = quote(kind, callbackGasLimit);
         if (msg.value != cost) revert EstuaryOracleWrongPayment(cost, msg.value);
         uint16 cap = capOf(msg.sender);
@@ -148,13 +171,31 @@ contract EstuaryOracle is Operated {
         emit JobRequested(jobId, msg.sender, kind, cid, params, callbackGasLimit);
     }
 
-    /// @notice Delivers a job's result to its consumer, once.
+    function checkStoreParams(bytes calldata params) internal pure {
+        if (params.length != 64) revert EstuaryOracleBadParams();
+        (uint256 replicas, uint256 verified) = abi.decode(params, (uint256, uint256));
+        if (replicas == 0 || replicas > MAX_REPLICAS || verified > 1) revert EstuaryOracleBadParams();
+    }
+
+    /// @notice Delivers a job's result to its consumer, once. A successful store job's result
+    ///         must be `abi.encode(EstuaryResults.StoreResult)` whose every deal is active, its
+    ///         provider's and proven to hold the piece (else `EstuaryOracleInvalidDeal`).
     /// @dev The transaction must carry enough gas for the consumer's full limit (checked, so an
     ///      operator cannot starve a callback); the callback's return data is never copied.
+    ///      Checking a store result costs about 3 market queries and one proof (≤ ~33k gas)
+    ///      per deal, before the callback.
+    // The market queries are sent READ_ONLY (they cannot call back or change state); the only
+    // call after the writes is the consumer's callback, by design last.
+    // slither-disable-next-line reentrancy-no-eth,reentrancy-benign,reentrancy-events
     function fulfill(uint256 jobId, bool ok, bytes calldata result) external onlyOperator {
         Job storage job = jobs[jobId];
         if (job.state == JobState.None) revert EstuaryOracleUnknownJob(jobId);
         if (job.state != JobState.Open) revert EstuaryOracleAlreadyFulfilled(jobId);
+        if (ok && job.kind == JobKind.Store) {
+            (bool valid, uint256 index, EstuaryResults.Verdict verdict, PoDSI.Failure failure) =
+                EstuaryResults.verifyStore(EstuaryResults.decodeStore(result));
+            if (!valid) revert EstuaryOracleInvalidDeal(jobId, index, verdict, failure);
+        }
         job.state = JobState.Fulfilled;
         address consumer = job.consumer;
         openJobs[consumer] -= 1;
@@ -188,6 +229,16 @@ contract EstuaryOracle is Operated {
         emit JobCancelled(jobId, to, refund);
         (bool sent,) = to.call{value: refund}("");
         if (!sent) revert EstuaryOracleTransferFailed();
+    }
+
+    /// @notice Decodes a store job's result (`abi.encode(EstuaryResults.StoreResult)`): for
+    ///         explorers and off-chain encoders, which get the type from this ABI.
+    function decodeStoreResult(bytes calldata result)
+        external
+        pure
+        returns (EstuaryResults.StoreResult memory)
+    {
+        return EstuaryResults.decodeStore(result);
     }
 
     /// @notice Sets the base fee of a job kind.
@@ -226,7 +277,11 @@ contract EstuaryOracle is Operated {
 
 /// @title EstuaryConsumer
 /// @notice Base for contracts that use `EstuaryOracle`: request jobs with `requestPin` /
-///         `requestStore` and implement `onPinned` / `onStored` / `onFailed`.
+///         `requestStore` and implement `onPinned` / `onStored` / `onFailed`. A stored result
+///         was verified by the oracle contract at delivery; `EstuaryResults.verifyDeal` asks
+///         the market again later (deals end). Decoding a store result in the callback costs
+///         gas within the callback's limit: about 1.3 KB of proof per deal of a few MiB, 4 KB at
+///         64 GiB, a few thousand gas each.
 abstract contract EstuaryConsumer is IEstuaryConsumer {
     /// @notice The oracle this consumer trusts.
     EstuaryOracle public immutable estuaryOracle;
@@ -264,18 +319,18 @@ abstract contract EstuaryConsumer is IEstuaryConsumer {
         }
         (,, EstuaryOracle.JobKind kind,,,) = estuaryOracle.jobs(jobId);
         if (kind == EstuaryOracle.JobKind.Pin) {
-            (bytes memory pieceCid, uint64 paddedSize) = abi.decode(result, (bytes, uint64));
+            (bytes memory pieceCid, uint64 paddedSize) = EstuaryResults.decodePin(result);
             onPinned(jobId, pieceCid, paddedSize);
         } else {
-            (uint64 dealId, uint64 provider) = abi.decode(result, (uint64, uint64));
-            onStored(jobId, dealId, provider);
+            onStored(jobId, EstuaryResults.decodeStore(result));
         }
     }
 
     /// @notice A pin job succeeded.
     function onPinned(uint256 jobId, bytes memory pieceCid, uint64 paddedSize) internal virtual;
-    /// @notice A store job succeeded.
-    function onStored(uint256 jobId, uint64 dealId, uint64 provider) internal virtual;
+    /// @notice A store job succeeded: the content's piece and the deals holding it, each
+    ///         verified active and proven at delivery.
+    function onStored(uint256 jobId, EstuaryResults.StoreResult memory result) internal virtual;
     /// @notice A job failed.
     function onFailed(uint256 jobId, string memory reason) internal virtual;
 }

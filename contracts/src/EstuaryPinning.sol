@@ -2,14 +2,18 @@
 pragma solidity ^0.8.28;
 
 import {CidLib} from "./lib/CidLib.sol";
+import {MarketActor} from "./lib/MarketActor.sol";
 import {Operated} from "./lib/Operated.sol";
+import {PoDSI} from "./lib/PoDSI.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 
 /// @title EstuaryPinning
 /// @notice Records requests to pin IPFS content with Estuary, and what became of them. Anyone
 ///         may call `pinToEstuary` (paying `fee`, if the owner set one); Estuary's oracles
-///         (registered operators) follow `PinRequested`, fetch and pin the content, put it in a
-///         Filecoin deal and report each step here, once. The requester may cancel.
+///         (registered operators) follow `PinRequested`, fetch and pin the content (reporting
+///         its piece once), and put it in Filecoin deals: each deal is reported with, for every
+///         pin in it, an FRC-0058 inclusion proof that this contract checks against the deal's
+///         piece as the storage market actor reports it (`reportDeal`). The requester may cancel.
 /// @dev Reorg safety: every report names the request and the keccak256 of its binary CID, and is
 ///      refused (or, in a batch, skipped) unless the CID matches the request's. After a reorg
 ///      re-orders requests, a report in flight can therefore never mark a different request.
@@ -25,6 +29,18 @@ import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 ///
 ///      Failure reasons are a code and at most `MAX_DETAIL_LENGTH` bytes of text, emitted and
 ///      not stored: a failure costs the operator no storage an attacker chose.
+///
+///      Deals (`reportDeal`): nothing is taken on the operator's word. The deal's piece comes from
+///      the market actor (GetDealDataCommitment) and must be the report's; the deal must be the
+///      named provider's (GetDealProvider); each pin's piece must be the one reported pinned and
+///      its proof must lead to the deal's piece (`PoDSI`). A request holds any number of deals
+///      (replicas, and later ones when deals end): each proven (request, deal) emits
+///      `DealProven`, and the request keeps the last one (`getRequest`). The proofs are neither
+///      stored nor emitted: about 2 KB each, storing one would cost ~1.3M gas and emitting it
+///      ~20k, against ~2k for the event with the facts it proves; the proof stays in the
+///      transaction's input, where anyone can read it to verify again, and the oracle serves it.
+///      A deal's later life (activation, expiry, termination) is the market's to say: read it
+///      with `DealStateView`.
 contract EstuaryPinning is Operated, Pausable {
     /// @notice Bits of `Request.reported`.
     uint8 internal constant PINNED = 1;
@@ -98,6 +114,7 @@ contract EstuaryPinning is Operated, Pausable {
         /// When requested, in seconds (rounded down to the hour).
         uint64 requestedAt;
         bool pinned;
+        /// At least one deal was proven to hold the content (`dealId`/`provider`: the last).
         bool dealMade;
         bool failed;
         bool cancelled;
@@ -117,7 +134,8 @@ contract EstuaryPinning is Operated, Pausable {
         uint96 fee;
     }
 
-    /// @notice Which report a revert or event is about.
+    /// @notice Which report a revert is about (`DealMade` is no longer raised: a repeated deal
+    ///         report is skipped; the value keeps the numbering).
     enum Report {
         Pinned,
         DealMade,
@@ -146,8 +164,21 @@ contract EstuaryPinning is Operated, Pausable {
     event PinRequestOptions(uint256 indexed requestId, string name, string[] origins, uint64 sizeHint);
     /// @notice An operator pinned the content and computed its piece.
     event Pinned(uint256 indexed requestId, address indexed operator, bytes32 commP, uint64 paddedSize);
-    /// @notice An operator made a Filecoin deal holding the content.
-    event DealMade(uint256 indexed requestId, address indexed operator, uint64 dealId, uint64 provider);
+    /// @notice A deal was reported with the pins whose proofs held (`recorded` of them).
+    /// @param aggregateCommP The deal's piece (its commitment), as the market reports it.
+    event DealReported(
+        uint64 indexed dealId,
+        uint64 indexed provider,
+        address indexed operator,
+        bytes32 aggregateCommP,
+        uint64 aggregateSize,
+        uint256 recorded
+    );
+    /// @notice A request's content is proven to be in a deal: its piece is the data segment at
+    ///         `offset` (padded bytes) of the deal's piece, and the deal's index lists it.
+    event DealProven(
+        uint256 indexed requestId, uint64 indexed dealId, uint64 indexed provider, uint64 offset
+    );
     /// @notice An operator gave up on the request: a code and a short detail.
     event PinFailed(uint256 indexed requestId, address indexed operator, FailureCode code, string detail);
     /// @notice The requester cancelled.
@@ -174,8 +205,17 @@ contract EstuaryPinning is Operated, Pausable {
     error EstuaryPinningAlreadyReported(uint256 requestId, Report report);
     /// @notice The request was cancelled or has failed: nothing more can be reported.
     error EstuaryPinningRequestClosed(uint256 requestId);
-    /// @notice A deal is reported before the pin.
-    error EstuaryPinningNotPinned(uint256 requestId);
+    /// @notice The market has no such deal (`NotFound`: never published, e.g. reorged out) or
+    ///         no longer has it (`Expired`: ended, terminated or timed out).
+    error EstuaryPinningDealUnavailable(uint64 dealId, MarketActor.Status status);
+    /// @notice The deal is not the reported provider's (the market says `actual`).
+    error EstuaryPinningWrongProvider(uint64 dealId, uint64 reported, uint64 actual);
+    /// @notice The deal's piece is not the reported aggregate (the market says `commP`, `size`).
+    error EstuaryPinningWrongAggregate(uint64 dealId, bytes32 commP, uint64 size);
+    /// @notice A pin's piece is not the one its request was reported pinned with.
+    error EstuaryPinningPieceMismatch(uint256 requestId, bytes32 commP, uint64 paddedSize);
+    /// @notice A pin's inclusion proof does not lead to the deal's piece.
+    error EstuaryPinningBadProof(uint256 requestId, PoDSI.Failure failure);
     /// @notice The piece CID is not a v1 piece CID, or the size is not a power of two ≥ 128.
     error EstuaryPinningBadPiece();
     /// @notice Only the requester may cancel or take a refund.
@@ -363,18 +403,100 @@ contract EstuaryPinning is Operated, Pausable {
         feesHeld += amount;
     }
 
-    /// @notice Reports the Filecoin deal that holds the content.
-    function reportDeal(uint256 requestId, bytes32 cidHash, uint64 dealId, uint64 provider)
-        external
-        onlyOperator
-    {
-        Request storage r = open(requestId, cidHash, DEAL_MADE, Report.DealMade);
-        if (r.reported & PINNED == 0) revert EstuaryPinningNotPinned(requestId);
-        r.reported |= DEAL_MADE;
+    /// @notice One pin of a deal report: the request, its CID's hash, its piece (commitment and
+    ///         padded size, as reported pinned) and the FRC-0058 proof that this piece is a data
+    ///         segment of the deal's piece, listed in its index.
+    struct PinInclusion {
+        uint256 requestId;
+        bytes32 cidHash;
+        bytes32 commP;
+        uint64 paddedSize;
+        PoDSI.InclusionProof proof;
+    }
+
+    /// @notice A deal and the pins it holds.
+    struct DealReport {
+        uint64 dealId;
+        /// The deal's provider (miner actor ID).
+        uint64 provider;
+        /// The deal's piece (the aggregate): its commitment and padded size.
+        bytes32 aggregateCommP;
+        uint64 aggregateSize;
+        PinInclusion[] pins;
+    }
+
+    /// @notice Reports a Filecoin deal (published, active or not) holding pinned requests, with
+    ///         a proof for each. The deal must be in the market (else
+    ///         `EstuaryPinningDealUnavailable`), be `provider`'s (`EstuaryPinningWrongProvider`)
+    ///         and have the reported piece (`EstuaryPinningWrongAggregate`): an SP that put
+    ///         another piece in the deal gets it counted for nothing. Each pin whose request is
+    ///         unknown, not pinned, cancelled or failed, whose CID does not match, or whose
+    ///         latest recorded deal is already this one, is skipped, as in `reportPinnedBatch`;
+    ///         the others must carry their request's piece (`EstuaryPinningPieceMismatch`) and a
+    ///         proof that holds (`EstuaryPinningBadProof`), or the whole report reverts (the
+    ///         operator's software is broken). One `DealProven` per recorded pin, then one
+    ///         `DealReported`.
+    /// @dev The market is asked twice per report (read-only queries through `call_actor_id`),
+    ///      then each proof costs at most ~33k gas (a 64 GiB deal's deepest). Memory used by a
+    ///      pin's proof is released after it, so a large report costs linearly.
+    /// @return recorded How many pins were recorded in this deal.
+    // The two market queries are sent READ_ONLY: the market cannot call back or change state.
+    // slither-disable-next-line reentrancy-no-eth,reentrancy-benign,reentrancy-events
+    function reportDeal(DealReport calldata report) external onlyOperator returns (uint256 recorded) {
+        uint64 dealId = report.dealId;
+        (MarketActor.Status status, PoDSI.InclusionAuxData memory aggregate) = PoDSI.dealAuxData(dealId);
+        if (status != MarketActor.Status.Ok) revert EstuaryPinningDealUnavailable(dealId, status);
+        if (aggregate.commPa != report.aggregateCommP || aggregate.sizePa != report.aggregateSize) {
+            revert EstuaryPinningWrongAggregate(dealId, aggregate.commPa, aggregate.sizePa);
+        }
+        uint64 provider;
+        (status, provider) = MarketActor.getDealProvider(dealId);
+        if (status != MarketActor.Status.Ok) revert EstuaryPinningDealUnavailable(dealId, status);
+        if (provider != report.provider) {
+            revert EstuaryPinningWrongProvider(dealId, report.provider, provider);
+        }
+        for (uint256 i; i < report.pins.length; ++i) {
+            if (recordInclusion(report.pins[i], dealId, provider, aggregate)) ++recorded;
+        }
+        emit DealReported(dealId, provider, msg.sender, aggregate.commPa, aggregate.sizePa, recorded);
+    }
+
+    function recordInclusion(
+        PinInclusion calldata pin,
+        uint64 dealId,
+        uint64 provider,
+        PoDSI.InclusionAuxData memory aggregate
+    ) internal returns (bool) {
+        uint256 requestId = pin.requestId;
+        Request storage r = requests[requestId];
+        uint8 bits = r.reported;
+        if (r.requester == address(0) || bits & PINNED == 0 || bits & (CANCELLED | FAILED) != 0) {
+            return false;
+        }
+        if (r.cidTag != bytes8(pin.cidHash)) return false;
         Outcome storage o = outcomes[requestId];
+        if (bits & DEAL_MADE != 0 && o.dealId == dealId) return false;
+        if (o.commP != pin.commP || o.paddedSize != pin.paddedSize) {
+            revert EstuaryPinningPieceMismatch(requestId, pin.commP, pin.paddedSize);
+        }
+        uint256 freeMemory;
+        assembly {
+            freeMemory := mload(0x40)
+        }
+        PoDSI.InclusionProof memory proof = pin.proof;
+        PoDSI.Failure failure =
+            PoDSI.verify(proof, PoDSI.InclusionVerifierData(pin.commP, pin.paddedSize), aggregate);
+        if (failure != PoDSI.Failure.None) revert EstuaryPinningBadProof(requestId, failure);
+        uint64 offset = PoDSI.offsetOf(proof, pin.paddedSize);
+        // Nothing allocated since is used any more: reuse the memory for the next pin.
+        assembly {
+            mstore(0x40, freeMemory)
+        }
+        r.reported = bits | DEAL_MADE;
         o.dealId = dealId;
         o.provider = provider;
-        emit DealMade(requestId, msg.sender, dealId, provider);
+        emit DealProven(requestId, dealId, provider, offset);
+        return true;
     }
 
     /// @notice Reports that the request cannot be served: a code and a short detail (cut to

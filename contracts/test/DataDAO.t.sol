@@ -35,6 +35,7 @@ contract DataDAOTest is FilecoinTest {
         dao.setMember(C, true);
         dao.setOperator(ORACLE, true);
         dao.setOrderBudget(3 ether);
+        dao.setOrderTerms(DataDAO.OrderTerms({replicas: 3, term: 1000, bounty: 0.5 ether, verified: false}));
         pinning.setFee(0.01 ether);
         pinning.setOperator(ORACLE, true);
         vm.stopPrank();
@@ -54,14 +55,14 @@ contract DataDAOTest is FilecoinTest {
         dao.voteCIDProposal(id, up);
     }
 
-    function orderParams() internal pure returns (PerpetualStorage.OrderParams memory p) {
-        p.pieceCid = PIECE;
-        p.payloadCid = PAYLOAD;
-        p.paddedSize = PIECE_SIZE;
-        p.carSize = CAR_SIZE;
-        p.replicas = 3;
-        p.bounty = 0.5 ether;
-        p.term = 1000;
+    function origins() internal pure returns (string[] memory o) {
+        o = new string[](1);
+        o[0] = "https://oracle.example/piece/baga6ea4seaqcfcdwumhuvgkqxb7fzxqv3h6x7bqwcbj4v3jm2pxrhcmzr3b7rbi";
+    }
+
+    function fund(uint256 id) internal returns (uint256) {
+        vm.prank(ORACLE);
+        return dao.fundOrder(id, CAR_SIZE, origins());
     }
 
     /// Accepted (two up-votes of two eligible), then the oracle reports the pin.
@@ -208,43 +209,79 @@ contract DataDAOTest is FilecoinTest {
         dao.execute(id);
     }
 
-    /// `fundOrder` creates the order only for the piece the pin reported, within the period.
-    function test_FundOrder_ChecksThePinsPiece() public {
+    /// `fundOrder` needs the pin reported, and creates the order for the pin's piece on the DAO's
+    /// terms: the oracle brings only the CAR's size and the origins.
+    function test_FundOrder_ThePinsPieceOnTheDaosTerms() public {
         uint256 id = accepted();
-        PerpetualStorage.OrderParams memory p = orderParams();
         vm.prank(ORACLE);
         vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAONotPinned.selector, id, 1));
-        dao.fundOrder(id, p);
+        dao.fundOrder(id, CAR_SIZE, origins());
         reportPinned(id, PIECE, PIECE_SIZE);
-        p.pieceCid = OTHER_PIECE;
-        vm.prank(ORACLE);
-        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOPieceMismatch.selector, id));
-        dao.fundOrder(id, p);
-        p = orderParams();
-        p.paddedSize = PIECE_SIZE * 2;
-        vm.prank(ORACLE);
-        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOPieceMismatch.selector, id));
-        dao.fundOrder(id, p);
-        p = orderParams();
-        p.payloadCid = hex"1220b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
-        vm.prank(ORACLE);
-        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOPieceMismatch.selector, id));
-        dao.fundOrder(id, p);
-        p = orderParams();
         vm.expectRevert(abi.encodeWithSelector(Operated.NotOperator.selector, address(this)));
-        dao.fundOrder(id, p);
+        dao.fundOrder(id, CAR_SIZE, origins());
+        // A CAR larger than the piece holds: PerpetualStorage refuses it.
+        vm.prank(ORACLE);
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpetualStorage.PerpetualStorageBadSize.selector, PIECE_SIZE, PIECE_SIZE)
+        );
+        dao.fundOrder(id, PIECE_SIZE, origins());
         vm.expectEmit(address(dao));
         emit DataDAO.OrderFunded(id, 1, 3 ether);
-        vm.prank(ORACLE);
-        uint256 orderId = dao.fundOrder(id, p);
+        uint256 orderId = fund(id);
         PerpetualStorage.OrderView memory o = ps.getOrder(orderId);
         assertEq(o.client, address(dao));
+        assertEq(o.pieceCid, PIECE);
+        assertEq(o.paddedSize, PIECE_SIZE);
+        assertEq(o.payloadCid, PAYLOAD);
+        assertEq(o.carSize, CAR_SIZE);
+        assertEq(o.replicas, 3);
+        assertEq(o.term, 1000);
+        assertEq(o.bounty, 0.5 ether);
+        assertFalse(o.verified);
+        assertEq(o.origins[0], origins()[0]);
         assertEq(o.balance, 3 ether);
         assertEq(dao.reserved(), 0);
         assertEq(address(dao).balance, 10 ether - 3 ether - 0.01 ether);
         vm.prank(ORACLE);
         vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOWrongState.selector, id, DataDAO.State.Funded));
-        dao.fundOrder(id, p);
+        dao.fundOrder(id, CAR_SIZE, origins());
+    }
+
+    /// The order terms stay within PerpetualStorage's bounds; without them nothing is accepted
+    /// (no pin fee is spent on a CID no order could follow).
+    function test_OrderTerms() public {
+        DataDAO.OrderTerms[4] memory bad = [
+            DataDAO.OrderTerms(0, 1000, 1, false),
+            DataDAO.OrderTerms(33, 1000, 1, false),
+            DataDAO.OrderTerms(3, 999, 1, false),
+            DataDAO.OrderTerms(3, 1000, 0, false)
+        ];
+        vm.startPrank(OWNER);
+        for (uint256 k; k < 4; ++k) {
+            vm.expectRevert(DataDAO.DataDAOBadOrderTerms.selector);
+            dao.setOrderTerms(bad[k]);
+        }
+        vm.expectEmit(address(dao));
+        emit DataDAO.OrderTermsSet(2, 3_000_000, 1 ether, true);
+        dao.setOrderTerms(DataDAO.OrderTerms(2, 3_000_000, 1 ether, true));
+        vm.stopPrank();
+        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, address(this)));
+        dao.setOrderTerms(DataDAO.OrderTerms(2, 3_000_000, 1 ether, true));
+
+        DataDAO unset = new DataDAO(OWNER, pinning, ps, PERIOD, FUNDING, 5000);
+        vm.startPrank(OWNER);
+        unset.setMember(A, true);
+        unset.setMember(B, true);
+        vm.stopPrank();
+        vm.deal(address(unset), 1 ether);
+        vm.roll(block.number + 1);
+        vm.prank(A);
+        uint256 id = unset.createCIDProposal(PAYLOAD, 1 << 20);
+        vm.prank(B);
+        unset.voteCIDProposal(id, true);
+        vm.warp(block.timestamp + PERIOD);
+        vm.expectRevert(DataDAO.DataDAOBadOrderTerms.selector);
+        unset.execute(id);
     }
 
     /// An accepted proposal not funded in time expires: its budget is released, its pin request
@@ -256,10 +293,9 @@ contract DataDAOTest is FilecoinTest {
         );
         dao.expireProposal(id);
         vm.warp(block.timestamp + FUNDING + 1);
-        PerpetualStorage.OrderParams memory p = orderParams();
         vm.prank(ORACLE);
         vm.expectPartialRevert(DataDAO.DataDAOFundingClosed.selector);
-        dao.fundOrder(id, p);
+        dao.fundOrder(id, CAR_SIZE, origins());
         vm.expectEmit(address(dao));
         emit DataDAO.ProposalExpired(id, 3 ether);
         dao.expireProposal(id);
@@ -300,15 +336,14 @@ contract DataDAOTest is FilecoinTest {
     function test_Orders_ManageCancelAndTakeBackRefunds() public {
         uint256 id = accepted();
         reportPinned(id, PIECE, PIECE_SIZE);
-        vm.prank(ORACLE);
-        uint256 orderId = dao.fundOrder(id, orderParams());
+        uint256 orderId = fund(id);
         vm.startPrank(OWNER);
         dao.setOrderBounty(id, 0.7 ether);
         dao.setOrderReplicas(id, 2);
         dao.setOrderSuspended(id, true);
-        string[] memory origins = new string[](1);
-        origins[0] = "https://origin.example/x.car";
-        dao.setOrderOrigins(id, origins);
+        string[] memory other = new string[](1);
+        other[0] = "https://origin.example/x.car";
+        dao.setOrderOrigins(id, other);
         dao.topUpOrder(id, 1 ether);
         vm.stopPrank();
         PerpetualStorage.OrderView memory o = ps.getOrder(orderId);

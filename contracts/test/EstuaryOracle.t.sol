@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {EstuaryConsumer, EstuaryOracle} from "../src/EstuaryOracle.sol";
 import {CidLib} from "../src/lib/CidLib.sol";
+import {EstuaryResults} from "../src/lib/EstuaryResults.sol";
 import {Operated} from "../src/lib/Operated.sol";
 import {Test} from "forge-std/Test.sol";
 
@@ -11,6 +12,8 @@ contract GoodConsumer is EstuaryConsumer {
     bytes public lastPiece;
     uint64 public lastSize;
     uint64 public lastDeal;
+    uint256 public lastDeals;
+    bytes32 public lastCommP;
     string public lastFailure;
 
     constructor(EstuaryOracle oracle) EstuaryConsumer(oracle) {}
@@ -35,9 +38,11 @@ contract GoodConsumer is EstuaryConsumer {
         lastSize = paddedSize;
     }
 
-    function onStored(uint256 jobId, uint64 dealId, uint64) internal override {
+    function onStored(uint256 jobId, EstuaryResults.StoreResult memory result) internal override {
         lastJob = jobId;
-        lastDeal = dealId;
+        lastCommP = result.commP;
+        lastDeals = result.deals.length;
+        lastDeal = result.deals[0].dealId;
     }
 
     function onFailed(uint256 jobId, string memory reason) internal override {
@@ -116,11 +121,8 @@ contract EstuaryOracleTest is Test {
         oracle.fulfill(id, true, "");
     }
 
-    function test_StoreJob_AndFailure() public {
-        uint256 id = consumer.store(CID);
-        vm.prank(OPERATOR);
-        oracle.fulfill(id, true, abi.encode(uint64(77), uint64(1001)));
-        assertEq(consumer.lastDeal(), 77);
+    /// Store jobs with deals: `EstuaryOracleStore.t.sol`.
+    function test_Failure() public {
         uint256 failed = consumer.pin(CID);
         vm.prank(OPERATOR);
         oracle.fulfill(failed, false, abi.encode("content not found"));

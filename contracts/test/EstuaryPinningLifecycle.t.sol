@@ -132,23 +132,18 @@ contract EstuaryPinningLifecycleTest is Test {
 
     // ------------------------------------------------------------------ reports
 
-    function test_Report_PinnedThenDeal() public {
+    /// Deals are reported with proofs against the market: `EstuaryPinningDeals.t.sol`.
+    function test_Report_Pinned() public {
         uint256 id = pin(ALICE);
         vm.expectEmit(address(pinning));
         emit EstuaryPinning.Pinned(id, ORACLE, COMMP, 1 << 20);
         vm.prank(ORACLE);
         pinning.reportPinned(id, H, PIECE, 1 << 20);
-        vm.expectEmit(address(pinning));
-        emit EstuaryPinning.DealMade(id, ORACLE, 77, 1234);
-        vm.prank(ORACLE);
-        pinning.reportDeal(id, H, 77, 1234);
         EstuaryPinning.RequestStatus memory s = pinning.getRequest(id);
         assertEq(s.requester, ALICE);
-        assertTrue(s.pinned && s.dealMade && !s.failed && !s.cancelled);
+        assertTrue(s.pinned && !s.dealMade && !s.failed && !s.cancelled);
         assertEq(s.commP, COMMP);
         assertEq(s.paddedSize, 1 << 20);
-        assertEq(s.dealId, 77);
-        assertEq(s.provider, 1234);
     }
 
     function test_RevertWhen_ReportedTwice() public {
@@ -161,13 +156,6 @@ contract EstuaryPinningLifecycleTest is Test {
             )
         );
         pinning.reportPinned(id, H, PIECE, 1 << 20);
-        pinning.reportDeal(id, H, 1, 2);
-        vm.expectRevert(
-            abi.encodeWithSelector(
-                EstuaryPinning.EstuaryPinningAlreadyReported.selector, id, EstuaryPinning.Report.DealMade
-            )
-        );
-        pinning.reportDeal(id, H, 1, 2);
         pinning.reportFailed(id, H, NOT_FOUND, "provider dropped it");
         vm.expectRevert(
             abi.encodeWithSelector(
@@ -176,13 +164,6 @@ contract EstuaryPinningLifecycleTest is Test {
         );
         pinning.reportFailed(id, H, NOT_FOUND, "again");
         vm.stopPrank();
-    }
-
-    function test_RevertWhen_DealBeforePin() public {
-        uint256 id = pin(ALICE);
-        vm.prank(ORACLE);
-        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningNotPinned.selector, id));
-        pinning.reportDeal(id, H, 1, 2);
     }
 
     function test_Failed_ClosesTheRequest() public {
@@ -287,9 +268,7 @@ contract EstuaryPinningLifecycleTest is Test {
         pinning.reportPinned(id, H, PIECE, 1 << 20);
         vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningCidMismatch.selector, id, H));
         pinning.reportFailed(id, H, NOT_FOUND, "");
-        vm.expectRevert(abi.encodeWithSelector(EstuaryPinning.EstuaryPinningCidMismatch.selector, id, H));
-        pinning.reportDeal(id, H, 1, 2);
-        // A batch skips it.
+        // A batch skips it (as a deal report does: `EstuaryPinningDeals.t.sol`).
         uint256[] memory ids = new uint256[](1);
         ids[0] = id;
         assertEq(pinning.reportPinnedBatch(batchOf(ids)), 0);
@@ -438,11 +417,10 @@ contract EstuaryPinningLifecycleTest is Test {
     function testFuzz_ReportsAtMostOnce(uint8[8] memory ops) public {
         uint256 id = pin(ALICE);
         bool pinned;
-        bool dealt;
         bool closed;
         for (uint256 k; k < ops.length; ++k) {
-            uint8 op = ops[k] % 4;
-            if (op == 3) {
+            uint8 op = ops[k] % 3;
+            if (op == 2) {
                 vm.prank(ALICE);
                 (bool ok,) = address(pinning).call(abi.encodeCall(pinning.cancel, (id)));
                 assertEq(ok, !closed);
@@ -455,10 +433,6 @@ contract EstuaryPinningLifecycleTest is Test {
                 (success,) = address(pinning).call(abi.encodeCall(pinning.reportPinned, (id, H, PIECE, 128)));
                 assertEq(success, !pinned && !closed);
                 pinned = pinned || success;
-            } else if (op == 1) {
-                (success,) = address(pinning).call(abi.encodeCall(pinning.reportDeal, (id, H, 1, 2)));
-                assertEq(success, pinned && !dealt && !closed);
-                dealt = dealt || success;
             } else {
                 (success,) =
                     address(pinning).call(abi.encodeCall(pinning.reportFailed, (id, H, NOT_FOUND, "x")));
@@ -468,9 +442,9 @@ contract EstuaryPinningLifecycleTest is Test {
         }
     }
 
-    /// Concrete twin: pin, pin again, deal, fail, cancel.
+    /// Concrete twin: pin, pin again, fail, cancel, fail again, pin again.
     function test_ReportsAtMostOnce_Concrete() public {
-        testFuzz_ReportsAtMostOnce([uint8(0), 0, 1, 2, 3, 0, 1, 2]);
+        testFuzz_ReportsAtMostOnce([uint8(0), 0, 1, 2, 1, 0, 2, 1]);
     }
 
     // ------------------------------------------------------------------ batched reports

@@ -9,7 +9,10 @@ interface IEstuaryConsumer {
     ///         limit the consumer asked for; a revert here is recorded and never retried.
     /// @param jobId The job, as returned by `EstuaryOracle.requestJob`.
     /// @param ok Whether the job succeeded.
-    /// @param result ABI-encoded result: for a pin `(bytes pieceCid, uint64 paddedSize)`, for a
-    ///        stored piece `(uint64 dealId, uint64 provider)`; for a failure, the reason as a string.
+    /// @param result ABI-encoded result (see `EstuaryResults`, which decodes and checks them):
+    ///        for a pin `(bytes pieceCid, uint64 paddedSize)`; for a store job
+    ///        `EstuaryResults.StoreResult` (the piece, and per deal its ID, provider and FRC-0058
+    ///        inclusion proof, verified by the oracle contract); for a failure, the reason as a
+    ///        string.
     function onEstuaryResult(uint256 jobId, bool ok, bytes calldata result) external;
 }

@@ -106,17 +106,52 @@ library MarketActor {
         }
     }
 
+    /// @notice Asks a read-only deal query (`method` with the deal ID as parameter) and returns
+    ///         the market's exit code as it is, whatever it is; reverts only when the precompile
+    ///         fails or the answer is malformed.
+    /// @return exitCode 0, or the actor's exit code (e.g. 17, 32, 33).
+    /// @return ret The CBOR answer (non-empty when `exitCode` is 0).
+    function ask(uint64 method, uint64 dealId) internal returns (int256 exitCode, bytes memory ret) {
+        (exitCode, ret) = call(method, Cbor.encodeUint(dealId), 0, true);
+        if (exitCode == 0 && ret.length == 0) revert MarketBadResponse(method);
+    }
+
     function query(uint64 method, uint64 dealId) private returns (Status status, bytes memory ret) {
         int256 exitCode;
-        (exitCode, ret) = call(method, Cbor.encodeUint(dealId), 0, true);
-        if (exitCode == 0) {
-            if (ret.length == 0) revert MarketBadResponse(method);
-            return (Status.Ok, ret);
-        }
+        (exitCode, ret) = ask(method, dealId);
+        if (exitCode == 0) return (Status.Ok, ret);
         if (exitCode == USR_NOT_FOUND) return (Status.NotFound, ret);
         if (exitCode == EX_DEAL_EXPIRED) return (Status.Expired, ret);
         if (exitCode == EX_DEAL_NOT_ACTIVATED) return (Status.NotActivated, ret);
         revert MarketCallFailed(method, exitCode);
+    }
+
+    /// @notice GetDealDataCommitment's answer `[piece CID, padded size]`.
+    function decodeDataCommitment(bytes memory ret)
+        internal
+        pure
+        returns (bytes memory pieceCid, uint64 size)
+    {
+        (uint64 n, uint256 i) = Cbor.readArray(ret, 0);
+        if (n != 2) revert MarketBadResponse(GET_DEAL_DATA_COMMITMENT);
+        (pieceCid, i) = Cbor.readCid(ret, i);
+        (size,) = Cbor.readUint(ret, i);
+    }
+
+    /// @notice GetDealTerm's answer `[start, duration]`.
+    function decodeTerm(bytes memory ret) internal pure returns (int64 start, int64 duration) {
+        (uint64 n, uint256 i) = Cbor.readArray(ret, 0);
+        if (n != 2) revert MarketBadResponse(GET_DEAL_TERM);
+        (start, i) = Cbor.readInt(ret, i);
+        (duration,) = Cbor.readInt(ret, i);
+    }
+
+    /// @notice GetDealActivation's answer `[activated, terminated]`.
+    function decodeActivation(bytes memory ret) internal pure returns (int64 activated, int64 terminated) {
+        (uint64 n, uint256 i) = Cbor.readArray(ret, 0);
+        if (n != 2) revert MarketBadResponse(GET_DEAL_ACTIVATION);
+        (activated, i) = Cbor.readInt(ret, i);
+        (terminated,) = Cbor.readInt(ret, i);
     }
 
     /// @notice GetDealDataCommitment: the deal's piece CID and padded size.
@@ -127,10 +162,7 @@ library MarketActor {
         bytes memory ret;
         (status, ret) = query(GET_DEAL_DATA_COMMITMENT, dealId);
         if (status != Status.Ok) return (status, "", 0);
-        (uint64 n, uint256 i) = Cbor.readArray(ret, 0);
-        if (n != 2) revert MarketBadResponse(GET_DEAL_DATA_COMMITMENT);
-        (pieceCid, i) = Cbor.readCid(ret, i);
-        (size,) = Cbor.readUint(ret, i);
+        (pieceCid, size) = decodeDataCommitment(ret);
     }
 
     /// @notice GetDealProvider: the provider's actor ID.
@@ -159,10 +191,7 @@ library MarketActor {
         bytes memory ret;
         (status, ret) = query(GET_DEAL_TERM, dealId);
         if (status != Status.Ok) return (status, 0, 0);
-        (uint64 n, uint256 i) = Cbor.readArray(ret, 0);
-        if (n != 2) revert MarketBadResponse(GET_DEAL_TERM);
-        (start, i) = Cbor.readInt(ret, i);
-        (duration,) = Cbor.readInt(ret, i);
+        (start, duration) = decodeTerm(ret);
     }
 
     /// @notice GetDealTotalPrice: price per epoch times duration.
@@ -196,10 +225,7 @@ library MarketActor {
         bytes memory ret;
         (status, ret) = query(GET_DEAL_ACTIVATION, dealId);
         if (status != Status.Ok) return (status, -1, -1);
-        (uint64 n, uint256 i) = Cbor.readArray(ret, 0);
-        if (n != 2) revert MarketBadResponse(GET_DEAL_ACTIVATION);
-        (activated, i) = Cbor.readInt(ret, i);
-        (terminated,) = Cbor.readInt(ret, i);
+        (activated, terminated) = decodeActivation(ret);
     }
 
     /// @notice GetDealSector: the sector holding an activated deal (`NotActivated` before).

@@ -2,24 +2,41 @@
 pragma solidity ^0.8.28;
 
 import {EstuaryPinning} from "../../src/EstuaryPinning.sol";
+import {PoDSI} from "../../src/lib/PoDSI.sol";
+import {FilecoinTest} from "../utils/FilecoinTest.sol";
+import {PieceTree} from "../utils/PieceTree.sol";
 import {CommonBase} from "forge-std/Base.sol";
 import {StdUtils} from "forge-std/StdUtils.sol";
-import {Test} from "forge-std/Test.sol";
 import {Vm} from "forge-std/Vm.sol";
 
-/// Requests, reports in any order, cancels and fee payments.
+/// Requests, reports in any order (deal reports with real and tampered proofs, against real and
+/// wrong deals in the simulated market), cancels and fee payments.
 contract PinningHandler is CommonBase, StdUtils {
     EstuaryPinning internal immutable pinning;
     address internal immutable operator;
     bytes internal constant CID =
         hex"01551220c7d01489080858c500065836c658f847a6ca67c4864619212be4f8200e4bbace";
-    bytes internal constant PIECE =
-        hex"0181e2039220201111111111111111111111111111111111111111111111111111111111111111";
 
     bytes32 internal constant H = keccak256(CID);
 
+    /// Request `id` is pinned with piece `id % 3` of the aggregate, whose deals are `deals`
+    /// (`deals[2]` is a provider's deal for another piece).
+    bytes32[3] internal commPs;
+    uint64[3] internal sizes;
+    PoDSI.InclusionProof[3] internal proofs;
+    bytes32 internal aggregate;
+    uint64 internal aggregateSize;
+    uint64[3] internal deals;
+    uint64[3] internal providers;
+
     /// Accepted reports per request and kind (0 pinned, 1 deal, 2 failed).
     mapping(uint256 id => mapping(uint256 kind => uint256)) public accepted;
+    /// Deal proofs recorded for a request that was not pinned, was closed, or whose deal was
+    /// already its latest (must stay 0), and tampered or wrong-deal reports accepted (0 too).
+    uint256 public badProven;
+    uint256 public forgedAccepted;
+    /// The deal a request was last proven in (+1; 0: none).
+    mapping(uint256 id => uint64) public lastDeal;
     uint256 public feesPaid;
     uint256 public refunded;
     uint256 public feesWithdrawn;
@@ -29,6 +46,24 @@ contract PinningHandler is CommonBase, StdUtils {
     constructor(EstuaryPinning pinning_, address operator_) {
         pinning = pinning_;
         operator = operator_;
+    }
+
+    function setAggregate(
+        PieceTree.Aggregate memory a,
+        PoDSI.InclusionProof[3] memory proofs_,
+        uint64[3] memory deals_,
+        uint64[3] memory providers_
+    ) external {
+        if (aggregate != 0) return; // set once, by the test's setUp
+        for (uint256 k; k < 3; ++k) {
+            commPs[k] = a.commPs[k];
+            sizes[k] = a.sizes[k];
+            proofs[k] = proofs_[k];
+        }
+        aggregate = PieceTree.root(a);
+        aggregateSize = a.dealSize;
+        deals = deals_;
+        providers = providers_;
     }
 
     function request(address who) external {
@@ -51,10 +86,11 @@ contract PinningHandler is CommonBase, StdUtils {
         vm.prank(operator);
         bool ok;
         if (kind == 0) {
-            (ok,) =
-                address(pinning).call(abi.encodeCall(EstuaryPinning.reportPinned, (id, h, PIECE, 1 << 20)));
+            bytes memory piece = PoDSI.pieceCidOf(commPs[id % 3]);
+            (ok,) = address(pinning)
+                .call(abi.encodeCall(EstuaryPinning.reportPinned, (id, h, piece, sizes[id % 3])));
         } else if (kind == 1) {
-            (ok,) = address(pinning).call(abi.encodeCall(EstuaryPinning.reportDeal, (id, h, 1, 1001)));
+            return;
         } else {
             (ok,) = address(pinning)
                 .call(
@@ -91,6 +127,53 @@ contract PinningHandler is CommonBase, StdUtils {
         vm.warp(block.timestamp + bound(secondsLater, 1, 2 days));
     }
 
+    /// A deal report of up to 6 requests (repeats, unknown ids, any state), against one of the
+    /// deals; `forge` 1 tampers with a proof, 2 names the deal holding another piece. Checks
+    /// each `DealProven` against the request's state before the report.
+    function reportDeal(uint256 seed, uint8 size, uint8 dealPick, uint8 forge) external {
+        uint256 n = pinning.requestCount();
+        size = uint8(bound(size, 1, 6));
+        forge %= 3;
+        uint256 pick = forge == 2 ? 2 : dealPick % 2;
+        EstuaryPinning.DealReport memory r;
+        r.dealId = deals[pick];
+        r.provider = providers[pick];
+        r.aggregateCommP = aggregate;
+        r.aggregateSize = aggregateSize;
+        r.pins = new EstuaryPinning.PinInclusion[](size);
+        bool[] memory open = new bool[](size);
+        for (uint256 i; i < size; ++i) {
+            seed = uint256(keccak256(abi.encode(seed, i)));
+            uint256 id = 1 + seed % (n + 2);
+            r.pins[i] = EstuaryPinning.PinInclusion(id, H, commPs[id % 3], sizes[id % 3], proofs[id % 3]);
+            if (id <= n) {
+                EstuaryPinning.RequestStatus memory st = pinning.getRequest(id);
+                open[i] = st.pinned && !st.cancelled && !st.failed && lastDeal[id] != r.dealId + 1;
+            }
+        }
+        if (forge == 1) r.pins[0].proof.proofIndex.path[seed % 6] ^= bytes32(uint256(1) << (seed % 256));
+        vm.recordLogs();
+        vm.prank(operator);
+        try pinning.reportDeal(r) {
+            // A tampered proof counts only if its pin was checked (skipped pins are not).
+            if (forge == 2 || (forge == 1 && open[0] && r.pins[0].requestId <= n)) forgedAccepted += 1;
+        } catch {
+            return;
+        }
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].topics[0] != EstuaryPinning.DealProven.selector) continue;
+            uint256 id = uint256(logs[i].topics[1]);
+            bool wasOpen;
+            for (uint256 k; k < size; ++k) {
+                if (r.pins[k].requestId == id && open[k]) wasOpen = true;
+            }
+            if (!wasOpen || lastDeal[id] == r.dealId + 1) badProven += 1;
+            lastDeal[id] = r.dealId + 1;
+            accepted[id][1] += 1;
+        }
+    }
+
     /// Pinned reports in a batch (with repeats and unknown ids): counted from the `Pinned`
     /// events the batch emits, so a double record would show.
     function reportBatch(uint256 seed, uint8 size) external {
@@ -99,7 +182,8 @@ contract PinningHandler is CommonBase, StdUtils {
         EstuaryPinning.PinnedReport[] memory reports = new EstuaryPinning.PinnedReport[](size);
         for (uint256 i; i < size; ++i) {
             seed = uint256(keccak256(abi.encode(seed, i)));
-            reports[i] = EstuaryPinning.PinnedReport(1 + seed % (n + 2), H, PIECE, 1 << 20);
+            uint256 id = 1 + seed % (n + 2);
+            reports[i] = EstuaryPinning.PinnedReport(id, H, PoDSI.pieceCidOf(commPs[id % 3]), sizes[id % 3]);
         }
         vm.recordLogs();
         vm.prank(operator);
@@ -127,30 +211,77 @@ contract PinningHandler is CommonBase, StdUtils {
     }
 }
 
-contract EstuaryPinningInvariantTest is Test {
+contract EstuaryPinningInvariantTest is FilecoinTest {
     EstuaryPinning internal pinning;
     PinningHandler internal handler;
 
     function setUp() public {
+        installMarket();
+        useDevPolicy();
+        vm.roll(1000);
         pinning = new EstuaryPinning(address(this), 1 days);
         handler = new PinningHandler(pinning, address(0x0C));
         pinning.setOperator(address(0x0C), true);
         pinning.transferOwnership(address(handler));
         vm.prank(address(handler));
         pinning.acceptOwnership();
+
+        // Three pieces in an 8 KiB aggregate, two providers' deals for it, and a deal for
+        // another piece.
+        PieceTree.Piece[] memory pieces = new PieceTree.Piece[](3);
+        (pieces[0], pieces[1], pieces[2]) =
+        (PieceTree.Piece(2, 1), PieceTree.Piece(3, 2), PieceTree.Piece(2, 3));
+        PieceTree.Aggregate memory a = PieceTree.build(8, pieces, new PieceTree.Corruption[](0));
+        PoDSI.InclusionProof[3] memory proofs;
+        for (uint256 k; k < 3; ++k) {
+            proofs[k] = PieceTree.inclusion(a, k);
+        }
+        createMiner(1000, address(0x5B1));
+        createMiner(1001, address(0x5B2));
+        uint64[3] memory deals = [
+            dealFor(PieceTree.root(a), 1000, address(0x5B1)),
+            dealFor(PieceTree.root(a), 1001, address(0x5B2)),
+            dealFor(keccak256("another piece") & bytes32(~uint256(0xc0)), 1000, address(0x5B1))
+        ];
+        handler.setAggregate(a, proofs, deals, [uint64(1000), 1001, 1000]);
         targetContract(address(handler));
     }
 
-    /// Each state of each request is reported at most once.
+    function dealFor(bytes32 commP, uint64 provider, address controller) internal returns (uint64) {
+        return publishPiece(commP, 8192, provider, controller, 10_000, 0);
+    }
+
+    /// Pinned and failed are reported at most once; a deal is proven only for a request pinned
+    /// and open, with its piece in the deal, never twice in a row; dealMade implies pinned.
     function invariant_EachStateReportedAtMostOnce() public view {
         uint256 n = pinning.requestCount();
         for (uint256 id = 1; id <= n; ++id) {
-            for (uint256 kind; kind < 3; ++kind) {
-                assertLe(handler.accepted(id, kind), 1);
-            }
+            assertLe(handler.accepted(id, 0), 1);
+            assertLe(handler.accepted(id, 2), 1);
             EstuaryPinning.RequestStatus memory s = pinning.getRequest(id);
             if (s.dealMade) assertTrue(s.pinned);
+            assertEq(s.dealMade, handler.lastDeal(id) != 0);
+            if (s.dealMade) assertEq(s.dealId + 1, handler.lastDeal(id));
         }
+        assertEq(handler.badProven(), 0);
+    }
+
+    /// The handler's path reaches proven deals: request, pinned, deal report (then a tampered
+    /// one and one for the deal holding another piece, both refused).
+    function test_HandlerProvesADeal() public {
+        handler.request(address(0xA11CE));
+        handler.report(0, 0, false);
+        // A seed whose single pin names request 1 (the others name unknown ones).
+        for (uint256 seed; handler.accepted(1, 1) == 0 && seed < 20; ++seed) {
+            handler.reportDeal(seed, 1, 0, 0);
+        }
+        assertEq(handler.accepted(1, 1), 1);
+        assertEq(handler.lastDeal(1), 1);
+        handler.reportDeal(0, 1, 1, 1);
+        handler.reportDeal(0, 1, 0, 2);
+        assertEq(handler.accepted(1, 1), 1);
+        invariant_EachStateReportedAtMostOnce();
+        invariant_ReportsMatchTheirRequestsCidAndProofs();
     }
 
     /// Regression: the fuzzer once passed the pinning contract's own address as a requester,
@@ -174,8 +305,10 @@ contract EstuaryPinningInvariantTest is Test {
         );
     }
 
-    /// A report naming another CID than its request's is never accepted.
-    function invariant_ReportsMatchTheirRequestsCid() public view {
+    /// A report naming another CID than its request's is never accepted; nor is a tampered
+    /// proof or a deal holding another piece (one campaign for both: each costs minutes).
+    function invariant_ReportsMatchTheirRequestsCidAndProofs() public view {
         assertEq(handler.wrongCidAccepted(), 0);
+        assertEq(handler.forgedAccepted(), 0);
     }
 }

@@ -7,6 +7,7 @@ import {DealProposal} from "../../src/lib/DealProposal.sol";
 import {FilAddress} from "../../src/lib/FilAddress.sol";
 import {FvmActor} from "../../src/lib/FvmActor.sol";
 import {MarketActor} from "../../src/lib/MarketActor.sol";
+import {PoDSI} from "../../src/lib/PoDSI.sol";
 import {ActorCallForwarder, MarketSimulator} from "../../src/sim/MarketSimulator.sol";
 import {MinerActorSimulator} from "../../src/sim/MinerActorSimulator.sol";
 import {SimActors} from "../../src/sim/SimActors.sol";
@@ -162,6 +163,30 @@ abstract contract FilecoinTest is Test {
         uint64[] memory ids = new uint64[](1);
         ids[0] = dealId;
         return market.settleDealPayments(ids)[0];
+    }
+
+    /// Publishes a deal of `acceptingClient` for the piece (`commP`, `size`) by `provider` (as
+    /// `controller`), starting in `delay` epochs and lasting the local profile's shortest term
+    /// plus `extra` epochs (distinct `extra`s make distinct proposals within a block).
+    function publishPiece(
+        bytes32 commP,
+        uint64 size,
+        uint64 provider,
+        address controller,
+        int64 delay,
+        int64 extra
+    ) internal returns (uint64) {
+        int64 start = int64(uint64(block.number)) + delay;
+        DealProposal.Fields memory f = proposal(
+            address(acceptingClient),
+            provider,
+            PoDSI.pieceCidOf(commP),
+            start,
+            start + DEV_MIN_DURATION + extra
+        );
+        f.pieceSize = size;
+        f.providerCollateral = market.minProviderCollateral(size);
+        return publishOne(controller, codec.encodeProposal(f));
     }
 
     /// A deal of `acceptingClient` for `piece` by `provider`, published and activated now,

@@ -105,7 +105,7 @@ pub struct Deployment {
     /// `EstuaryPinning`.
     pub pinning: Address,
     /// Every deployed contract by name (`EstuaryPinning`, `PerpetualStorage`, `DealClient`,
-    /// `EstuaryOracle`, `DataDAO`).
+    /// `EstuaryOracle`, `DataDAO`, `DealStateView`).
     pub contracts: BTreeMap<String, Address>,
     /// The block before the deployment: where watchers start.
     pub block: u64,
@@ -126,6 +126,8 @@ struct DeployOutput {
     oracle: Address,
     #[serde(rename = "DataDAO")]
     dao: Address,
+    #[serde(rename = "DealStateView")]
+    deal_state_view: Address,
 }
 
 /// Deploys every Estuary contract with `signer` by running the Foundry deploy script
@@ -183,6 +185,7 @@ pub async fn deploy(
         ("DealClient".to_owned(), out.deal_client),
         ("EstuaryOracle".to_owned(), out.oracle),
         ("DataDAO".to_owned(), out.dao),
+        ("DealStateView".to_owned(), out.deal_state_view),
     ]);
     for (name, address) in &contracts {
         let code =

@@ -16,7 +16,8 @@ pub mod pinning {
 
     sol!(
         /// `EstuaryPinning`: pin requests (`pinToEstuary`, overloaded: `pinToEstuary_0(cid)` and
-        /// `pinToEstuary_1(cid, options)`), the operators' reports and the requests' status.
+        /// `pinToEstuary_1(cid, options)`), the operators' reports (deals with their FRC-0058
+        /// proofs: `reportDeal(DealReport)`, `PoDSI::InclusionProof`) and the requests' status.
         #[sol(rpc)]
         #[derive(Debug, PartialEq, Eq)]
         EstuaryPinning,
@@ -58,7 +59,8 @@ pub mod oracle {
     use alloy::sol;
 
     sol!(
-        /// `EstuaryOracle`: jobs other contracts request, with callbacks.
+        /// `EstuaryOracle`: jobs other contracts request, with callbacks. A store job's result
+        /// is `EstuaryResults::StoreResult` ABI-encoded (`decodeStoreResult` brings the type).
         #[sol(rpc)]
         #[derive(Debug, PartialEq, Eq)]
         EstuaryOracle,
@@ -80,6 +82,22 @@ pub mod data_dao {
     );
 }
 pub use data_dao::DataDAO;
+
+/// `DealStateView`'s bindings (their own module: each ABI brings its own library types).
+pub mod deal_state_view {
+    use alloy::sol;
+
+    sol!(
+        /// `DealStateView`: what the storage market actor says of many deals (state, exit code,
+        /// piece, provider, term, activation, sector), in one `eth_call` through `call_actor_id`;
+        /// at most `MAX_DEALS` (200) per call.
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        DealStateView,
+        "../../contracts/artifacts/DealStateView.json"
+    );
+}
+pub use deal_state_view::DealStateView;
 
 /// `MarketSimulator`'s bindings (their own module: each ABI brings its own library types).
 pub mod market_simulator {
@@ -157,5 +175,38 @@ pub fn cid_error_name(reason: u8) -> &'static str {
         7 => "UnknownCodec",
         8 => "BadHash",
         _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{B256, FixedBytes};
+    use alloy::sol_types::SolValue;
+
+    use crate::oracle::{EstuaryResults, PoDSI};
+
+    /// A store job's result is `abi.encode(StoreResult)`: one dynamic tuple behind its offset,
+    /// which `SolValue::abi_encode` produces and `EstuaryOracle.decodeStoreResult` reads (the
+    /// Solidity side of the round trip: `EstuaryOracleStore.t.sol`).
+    #[test]
+    fn store_result_encodes_as_solidity_abi_encode() {
+        let proof = |index: u64, n: u8| PoDSI::ProofData {
+            index,
+            path: (0..n).map(B256::repeat_byte).collect(),
+        };
+        let result = EstuaryResults::StoreResult {
+            commP: FixedBytes([7; 32]),
+            paddedSize: 1 << 20,
+            deals: vec![EstuaryResults::StoredDeal {
+                dealId: 42,
+                provider: 1000,
+                proof: PoDSI::InclusionProof { proofSubtree: proof(3, 2), proofIndex: proof(9, 3) },
+            }],
+        };
+        let bytes = result.abi_encode();
+        assert_eq!(bytes[..32], B256::with_last_byte(0x20)[..], "the tuple's offset comes first");
+        assert_eq!(bytes[32..64], B256::repeat_byte(7)[..]);
+        let back = EstuaryResults::StoreResult::abi_decode(&bytes).expect("decodes");
+        assert_eq!(back, result);
     }
 }
