@@ -375,12 +375,22 @@ async fn an_oracle_job_is_pinned_and_fulfilled() {
         .connect_http(chain.anvil.endpoint_url());
     let contract = EstuaryOracle::new(oracle_address, &provider);
     // Asks for job `id` of `kind` and waits for its fulfilment: the event and the call.
+    // A store job's params are `abi.encode(replicas, verified)`; a pin job has none.
     let answered = async |kind: u8, id: u64| {
+        let params: alloy::primitives::Bytes = if kind == 1 {
+            <(U256, U256) as alloy::sol_types::SolValue>::abi_encode_params(&(
+                U256::from(2),
+                U256::ZERO,
+            ))
+            .into()
+        } else {
+            alloy::primitives::Bytes::new()
+        };
         // The price covers the callback gas asked for: base fee + limit x gas price.
         let price = contract.quote(kind, 100_000).call().await.unwrap();
         mined!(
             contract
-                .requestJob(kind, cid_bytes(&root).into(), alloy::primitives::Bytes::new(), 100_000)
+                .requestJob(kind, cid_bytes(&root).into(), params.clone(), 100_000)
                 .value(price)
         );
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
