@@ -325,6 +325,15 @@ impl Walker {
         Ok(queued)
     }
 
+    /// Leaves the block [`peek`](Self::peek) named out of the walk without visiting it (the
+    /// caller does not have it): it is not counted, and a later link to it queues it again.
+    pub fn skip(&mut self) -> Result<(), WalkError> {
+        if self.peek()?.is_some() {
+            self.stack.pop();
+        }
+        Ok(())
+    }
+
     /// Charges `links` link reads that revisit blocks already visited (a reader replaying a
     /// repeated subtree from its cache) against the visit limit.
     pub fn revisit(&mut self, links: u64) -> Result<(), WalkError> {

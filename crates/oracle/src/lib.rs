@@ -39,6 +39,7 @@ pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod fetch;
+pub mod gc;
 pub mod p2p;
 pub mod pipeline;
 pub mod reconcile;
