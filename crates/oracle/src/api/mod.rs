@@ -218,14 +218,49 @@ async fn data_metrics<B>(st: &ApiState<B>, out: &mut String) -> Result<(), ApiEr
     let gc = st.store.gc_totals(crate::domain::now_ms()).await?;
     let paused = u8::from(st.faults.paused().is_some());
     let metrics: [(&str, &str, &str, u64); 8] = [
-        ("estuary_workers_paused", "gauge", "1 while a storage fault pauses the workers.", paused.into()),
-        ("estuary_storage_faults_total", "counter", "Blockstore faults the workers met.", st.faults.total()),
+        (
+            "estuary_workers_paused",
+            "gauge",
+            "1 while a storage fault pauses the workers.",
+            paused.into(),
+        ),
+        (
+            "estuary_storage_faults_total",
+            "counter",
+            "Blockstore faults the workers met.",
+            st.faults.total(),
+        ),
         ("estuary_gc_runs_total", "counter", "Garbage collections finished.", gc.runs),
-        ("estuary_gc_freed_blocks_total", "counter", "Blocks garbage collection deleted.", gc.freed_blocks),
-        ("estuary_gc_freed_bytes_total", "counter", "Bytes of blocks garbage collection deleted.", gc.freed_bytes),
-        ("estuary_gc_freed_car_bytes_total", "counter", "Bytes of packed CARs garbage collection deleted.", gc.freed_car_bytes),
-        ("estuary_gc_running", "gauge", "1 while a garbage collection runs.", u64::from(gc.running)),
-        ("estuary_gc_last_finished_seconds", "gauge", "When the last garbage collection finished (unix).", gc.last_finished_ms.unwrap_or(0) / 1000),
+        (
+            "estuary_gc_freed_blocks_total",
+            "counter",
+            "Blocks garbage collection deleted.",
+            gc.freed_blocks,
+        ),
+        (
+            "estuary_gc_freed_bytes_total",
+            "counter",
+            "Bytes of blocks garbage collection deleted.",
+            gc.freed_bytes,
+        ),
+        (
+            "estuary_gc_freed_car_bytes_total",
+            "counter",
+            "Bytes of packed CARs garbage collection deleted.",
+            gc.freed_car_bytes,
+        ),
+        (
+            "estuary_gc_running",
+            "gauge",
+            "1 while a garbage collection runs.",
+            u64::from(gc.running),
+        ),
+        (
+            "estuary_gc_last_finished_seconds",
+            "gauge",
+            "When the last garbage collection finished (unix).",
+            gc.last_finished_ms.unwrap_or(0) / 1000,
+        ),
     ];
     for (name, kind, help, value) in metrics {
         let _ = writeln!(out, "# HELP {name} {help}");

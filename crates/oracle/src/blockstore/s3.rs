@@ -186,11 +186,12 @@ impl Blockstore for S3Blockstore {
     }
 
     fn list(&self, each: &mut dyn FnMut(Listed) -> bool) -> Result<(), BlockstoreError> {
-        self.objects(&self.under("blocks"), &mut |location, size, modified| {
-            match location.filename().and_then(|name| Cid::try_from(name).ok()) {
-                Some(cid) => each(Listed { cid, size, modified }),
-                None => true,
-            }
+        self.objects(&self.under("blocks"), &mut |location, size, modified| match location
+            .filename()
+            .and_then(|name| Cid::try_from(name).ok())
+        {
+            Some(cid) => each(Listed { cid, size, modified }),
+            None => true,
         })
     }
 

@@ -121,7 +121,8 @@ impl reqwest::dns::Resolve for CheckedResolver {
         let policy = Arc::clone(&self.policy);
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let permitted: Vec<SocketAddr> =
                 found.iter().copied().filter(|a| policy.permits(a.ip())).collect();
             if permitted.is_empty() {
@@ -182,8 +183,7 @@ pub async fn dialable(
                 IpAddr::V4(v4) => Protocol::Ip4(v4),
                 IpAddr::V6(v6) => Protocol::Ip6(v6),
             };
-            let resolved: Multiaddr =
-                std::iter::once(head).chain(rest.iter().cloned()).collect();
+            let resolved: Multiaddr = std::iter::once(head).chain(rest.iter().cloned()).collect();
             if !keep.contains(&resolved) {
                 keep.push(resolved);
             }
@@ -235,7 +235,15 @@ mod tests {
             let ip: IpAddr = bad.parse().unwrap();
             assert!(!strict.permits(ip), "{bad} must be refused");
         }
-        for good in ["1.1.1.1", "8.8.8.8", "100.63.0.1", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1", "64:ff9b::808:808"] {
+        for good in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "100.63.0.1",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+            "64:ff9b::808:808",
+        ] {
             let ip: IpAddr = good.parse().unwrap();
             assert!(strict.permits(ip), "{good} must be allowed");
         }

@@ -104,7 +104,11 @@ pub trait RootSet: Send + Sync {
     /// Its name, for logs.
     fn name(&self) -> &'static str;
     /// The page of roots starting at `cursor` (0 for the first).
-    fn page<'a>(&'a self, store: &'a Store, cursor: u64) -> BoxFuture<'a, Result<RootPage, StoreError>>;
+    fn page<'a>(
+        &'a self,
+        store: &'a Store,
+        cursor: u64,
+    ) -> BoxFuture<'a, Result<RootPage, StoreError>>;
 }
 
 /// Jobs in a live state ([`crate::store::LIVE`]): their DAGs, their staging areas while they
@@ -119,7 +123,11 @@ impl RootSet for LiveJobs {
         "live jobs"
     }
 
-    fn page<'a>(&'a self, store: &'a Store, cursor: u64) -> BoxFuture<'a, Result<RootPage, StoreError>> {
+    fn page<'a>(
+        &'a self,
+        store: &'a Store,
+        cursor: u64,
+    ) -> BoxFuture<'a, Result<RootPage, StoreError>> {
         Box::pin(async move {
             let jobs = store.live_jobs(cursor, PAGE).await?;
             let next = (jobs.len() == PAGE as usize).then(|| jobs.last().map(|j| j.seq)).flatten();
@@ -199,8 +207,10 @@ impl<B> std::fmt::Debug for Collector<B> {
     }
 }
 
-/// A staging area with no write for this long and no live job is an abandoned fetch's.
-const STAGE_IDLE: Duration = Duration::from_secs(600);
+/// A staging area with no write for this long and no live job is an abandoned fetch's; a
+/// temporary file in the packed CARs' directory unwritten for this long, an abandoned pack's
+/// (whatever the grace period: a fetch or a pack under way writes often).
+const IDLE: Duration = Duration::from_secs(600);
 
 impl<B: Blockstore> Collector<B> {
     /// A collector of `blocks` and `packed_dir` keeping the roots of live jobs, under
@@ -274,7 +284,8 @@ impl<B: Blockstore> Collector<B> {
             self.renew().await?;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let cutoff = SystemTime::now().checked_sub(self.policy.grace).unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff =
+            SystemTime::now().checked_sub(self.policy.grace).unwrap_or(SystemTime::UNIX_EPOCH);
 
         // Mark.
         let mut walker = Walker::empty(WalkLimits {
@@ -354,17 +365,18 @@ impl<B: Blockstore> Collector<B> {
         }
 
         // Packed CARs.
-        let (dir, retention, grace) = (self.packed_dir.clone(), self.policy.packed_retention, cutoff);
-        let (cars, car_bytes) =
-            tokio::task::spawn_blocking(move || sweep_packed(&dir, &pieces, retention, grace))
-                .await
-                .expect("sweeping packed CARs does not panic")?;
+        let (dir, retention) = (self.packed_dir.clone(), self.policy.packed_retention);
+        let idle = SystemTime::now().checked_sub(IDLE).unwrap_or(SystemTime::UNIX_EPOCH);
+        let (cars, car_bytes) = tokio::task::spawn_blocking(move || {
+            sweep_packed(&dir, &pieces, retention, cutoff, idle)
+        })
+        .await
+        .expect("sweeping packed CARs does not panic")?;
         report.freed.cars = cars;
         report.freed.car_bytes = car_bytes;
 
         // Staging areas of fetches that ended without removing them (killed, aborted).
         let blocks = Arc::clone(&self.blocks);
-        let idle = SystemTime::now().checked_sub(self.policy.grace.min(STAGE_IDLE)).unwrap_or(SystemTime::UNIX_EPOCH);
         report.stages = tokio::task::spawn_blocking(move || {
             let mut removed = (0u64, 0u64);
             for (name, newest) in blocks.stages()? {
@@ -384,7 +396,11 @@ impl<B: Blockstore> Collector<B> {
 /// Walks `roots` into `walker` (whose visited set is the mark): through each root's staging
 /// area first if it has one, then the store. A block the store does not hold is skipped (a
 /// partial DAG keeps what it has); any other failure stops the collection.
-fn mark<B: Blockstore + ?Sized>(mut walker: Walker, roots: &[Root], blocks: &B) -> Result<Walker, GcError> {
+fn mark<B: Blockstore + ?Sized>(
+    mut walker: Walker,
+    roots: &[Root],
+    blocks: &B,
+) -> Result<Walker, GcError> {
     for root in roots {
         walker.add_root(root.cid);
         let stage = root.stage.as_deref();
@@ -427,14 +443,16 @@ fn mark<B: Blockstore + ?Sized>(mut walker: Walker, roots: &[Root], blocks: &B) 
     Ok(walker)
 }
 
-/// Deletes the packed CARs (`<piece>.car`) no piece in `claimed` keeps — once older than
+/// Deletes the packed CARs (`<piece>.car`) no piece in `claimed` keeps — once written before
 /// `grace` — and the claimed ones under [`Retention::Policy`] older than `retention`, and
-/// temporary files older than `grace`. Returns how many files and bytes went.
+/// other files (a pack's temporary file) unwritten since `idle`. Returns how many files and
+/// bytes went.
 fn sweep_packed(
     dir: &Path,
     claimed: &[(String, Retention)],
     retention: Option<Duration>,
     grace: SystemTime,
+    idle: SystemTime,
 ) -> std::io::Result<(u64, u64)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -462,11 +480,15 @@ fn sweep_packed(
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let modified = meta.modified()?;
-        let delete = match name.strip_suffix(".car").map(|piece| keep.get(piece)) {
+        let piece =
+            name.strip_suffix(".car").filter(|p| p.parse::<estuary_piece::PieceCid>().is_ok());
+        let delete = match piece.map(|piece| keep.get(piece)) {
             Some(Some(Retention::Always)) => false,
             Some(Some(Retention::Policy)) => expired.is_some_and(|at| modified < at),
-            // Nobody's, or a temporary file left by a crash.
-            Some(None) | None => modified < grace,
+            // Nobody's.
+            Some(None) => modified < grace,
+            // A temporary file: a pack under way, or one a crash left.
+            None => modified < idle,
         };
         if delete {
             std::fs::remove_file(entry.path())?;

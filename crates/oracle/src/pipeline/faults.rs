@@ -54,7 +54,10 @@ impl Faults {
     /// Resumes the workers.
     pub fn resume(&self) {
         if let Some(pause) = self.lock().paused.take() {
-            tracing::info!(paused_ms = now_ms().saturating_sub(pause.since_ms), "blockstore answers again: workers resumed");
+            tracing::info!(
+                paused_ms = now_ms().saturating_sub(pause.since_ms),
+                "blockstore answers again: workers resumed"
+            );
         }
     }
 

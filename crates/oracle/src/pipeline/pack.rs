@@ -77,15 +77,13 @@ pub fn pack_within<S: Blockstore>(
     fs::create_dir_all(dir)?;
     let tmp = tempfile::NamedTempFile::new_in(dir)?;
     let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
-    let packed = pack_dag(root, limits, Source(store), CommP::new(), |bytes| {
-        out.write_all(bytes)
-    })
-    .map_err(|e| match e {
-        PackDagError::Walk(w) => PackError::Walk(Box::new(w)),
-        PackDagError::Piece(p) => PackError::Piece(p),
-        PackDagError::Write(io) => PackError::Io(io),
-        other => PackError::Io(io::Error::other(other.to_string())),
-    })?;
+    let packed = pack_dag(root, limits, Source(store), CommP::new(), |bytes| out.write_all(bytes))
+        .map_err(|e| match e {
+            PackDagError::Walk(w) => PackError::Walk(Box::new(w)),
+            PackDagError::Piece(p) => PackError::Piece(p),
+            PackDagError::Write(io) => PackError::Io(io),
+            other => PackError::Io(io::Error::other(other.to_string())),
+        })?;
     out.flush()?;
     drop(out);
     tmp.as_file().sync_all()?;

@@ -166,10 +166,8 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
                 }
                 continue;
             }
-            let claimed = self
-                .store
-                .claim_within(now_ms(), self.lease_ms(), self.config.per_requester)
-                .await;
+            let claimed =
+                self.store.claim_within(now_ms(), self.lease_ms(), self.config.per_requester).await;
             match claimed {
                 Ok(Some(job)) => Arc::clone(&self).process(job).await,
                 Ok(None) => {
@@ -301,8 +299,8 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
                 let limits = self.fetcher.limits().walk();
                 let packed =
                     tokio::task::spawn_blocking(move || pack_within(&*blocks, &cid, &dir, limits))
-                    .await
-                    .expect("packing does not panic");
+                        .await
+                        .expect("packing does not panic");
                 match packed {
                     Ok(p) => Outcome::Packed {
                         piece_cid: p.piece_cid,

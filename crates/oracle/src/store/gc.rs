@@ -107,7 +107,10 @@ impl Store {
 
     /// Gives up the hold `holder`.
     pub async fn gc_release(&self, holder: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM gc_holds WHERE holder = $1").bind(holder).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM gc_holds WHERE holder = $1")
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -150,11 +153,12 @@ impl Store {
         now_ms: u64,
         lease_ms: u64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE gc_state SET running_until = $1 WHERE id = 1 AND holder = $2")
-            .bind(int(now_ms.saturating_add(lease_ms))?)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE gc_state SET running_until = $1 WHERE id = 1 AND holder = $2")
+                .bind(int(now_ms.saturating_add(lease_ms))?)
+                .bind(holder)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
