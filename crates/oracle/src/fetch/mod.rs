@@ -349,14 +349,28 @@ impl Pace {
     }
 }
 
-/// Removes a staging area when dropped (the fetch ended, failed, or was stopped).
+/// Removes a staging area: [`remove`](Self::remove) when the fetch ends, or on drop when it was
+/// stopped (its task aborted).
 struct StageGuard<S: Blockstore> {
     store: Arc<S>,
     stage: String,
 }
 
+impl<S: Blockstore> StageGuard<S> {
+    async fn remove(mut self) -> Result<(), FetchError> {
+        let (store, stage) = (Arc::clone(&self.store), std::mem::take(&mut self.stage));
+        tokio::task::spawn_blocking(move || store.remove_stage(&stage))
+            .await
+            .expect("removing a staging area does not panic")?;
+        Ok(())
+    }
+}
+
 impl<S: Blockstore> Drop for StageGuard<S> {
     fn drop(&mut self) {
+        if self.stage.is_empty() {
+            return;
+        }
         let (store, stage) = (Arc::clone(&self.store), std::mem::take(&mut self.stage));
         let remove = move || {
             if let Err(e) = store.remove_stage(&stage) {
@@ -414,6 +428,11 @@ impl Fetcher {
         &self.limits
     }
 
+    /// The gate against garbage collection, if the fetcher has one.
+    pub fn gate(&self) -> Option<&GcGate> {
+        self.gate.as_ref()
+    }
+
     /// Fetches the DAG under `cid` (binary) into `store` and proves it complete, trying
     /// `origins` (multiaddrs) before the configured gateways, through a staging area of its own.
     pub async fn fetch<S: Blockstore>(
@@ -443,7 +462,22 @@ impl Fetcher {
             Ok(stats) => return Ok(stats),
             Err(missing) => failures.push((SourceName::Local, SourceFailure::Incomplete(missing))),
         }
-        let _cleanup = StageGuard { store: Arc::clone(store), stage: job.stage.clone() };
+        let cleanup = StageGuard { store: Arc::clone(store), stage: job.stage.clone() };
+        let fetched = self.fetch_sources(job, root, store, deadline, budget, failures).await;
+        cleanup.remove().await?;
+        fetched
+    }
+
+    /// Tries each source in turn into `job`'s staging area, until one gives the whole DAG.
+    async fn fetch_sources<S: Blockstore>(
+        &self,
+        job: &FetchJob<'_>,
+        root: Cid,
+        store: &Arc<S>,
+        deadline: Instant,
+        budget: Duration,
+        mut failures: Vec<(SourceName, SourceFailure)>,
+    ) -> Result<FetchStats, FetchError> {
         let staged = Arc::new(Staged::new(Arc::clone(store), job.stage.clone()));
         let plan = plan::plan(job.origins, &self.gateways, &self.policy);
         for (origin, why) in &plan.skipped {

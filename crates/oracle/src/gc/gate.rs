@@ -25,8 +25,8 @@ pub struct GcGate {
     lease: Duration,
 }
 
-/// A hold: no collection runs while it is held. [`release`](Self::release) it; dropped, its
-/// lease runs out.
+/// A hold: no collection runs while it is held. [`release`](Self::release) it; dropped, it is
+/// released in the background (or, outside a runtime, its lease runs out).
 #[derive(Debug)]
 pub struct Hold {
     store: Store,
@@ -65,14 +65,26 @@ impl GcGate {
 
 impl Hold {
     /// Ends the hold.
-    pub async fn release(self) -> Result<(), StoreError> {
+    pub async fn release(mut self) -> Result<(), StoreError> {
         self.renew.abort();
-        self.store.gc_release(&self.holder).await
+        let holder = std::mem::take(&mut self.holder);
+        self.store.gc_release(&holder).await
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
         self.renew.abort();
+        if self.holder.is_empty() {
+            return;
+        }
+        let (store, holder) = (self.store.clone(), std::mem::take(&mut self.holder));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store.gc_release(&holder).await {
+                    tracing::warn!(error = %e, %holder, "cannot release a hold against GC");
+                }
+            });
+        }
     }
 }

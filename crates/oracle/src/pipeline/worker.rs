@@ -212,6 +212,20 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
         let mut status = job.status.clone();
         while let Some(stage) = status.state.stage() {
             let Some(started) = self.step(&job, &status, &Input::Start).await else { return };
+            // A packed CAR appears before its job records it: garbage collection waits until
+            // both are done, so it never takes a new CAR for nobody's.
+            let hold = match (stage, self.fetcher.gate()) {
+                (Stage::Pack, Some(gate)) => {
+                    match gate.hold(&format!("pack-{}", stage_of(&job.key))).await {
+                        Ok(hold) => Some(hold),
+                        Err(e) => {
+                            warn!(error = %e, key = %job.key, "cannot hold off GC to pack");
+                            return;
+                        }
+                    }
+                }
+                _ => None,
+            };
             status = JobStatus { state: started.state, attempts: started.attempts };
             let me = Arc::clone(&self);
             let stage_job = job.clone();
@@ -261,7 +275,13 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
                 job.error = Some(reason.clone());
                 job.failure = Some(*code);
             }
-            let Some(next) = self.step(&job, &status, &input).await else { return };
+            let next = self.step(&job, &status, &input).await;
+            if let Some(hold) = hold
+                && let Err(e) = hold.release().await
+            {
+                warn!(error = %e, key = %job.key, "cannot release the hold against GC");
+            }
+            let Some(next) = next else { return };
             if next.state == JobState::Reported {
                 info!(key = %job.key, "pinned and reported");
             }
