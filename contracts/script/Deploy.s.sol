@@ -96,8 +96,9 @@ contract Deploy is Script {
             p.fundingPeriod = 3600;
             p.quorumBps = 5000;
             p.orderBudget = 1 ether;
-            // Pins are free locally (the tests and the dapp's demo pin without paying).
-            p.pinFee = 0;
+            // Pins cost something even locally (a request made for free is a request made by the
+            // thousand to stall the oracle): 0.0001 ETH, which the SDK, the dapp and the tests pay.
+            p.pinFee = 0.0001 ether;
             p.refundDelay = 600;
             // anvil's gas price is about 1-2 gwei; a fulfil without callback uses ~100k gas.
             p.pinBaseFee = 0.0003 ether;

@@ -85,6 +85,11 @@ pub trait Blockstore: Send + Sync + 'static {
     fn stages(&self) -> Result<Vec<(String, SystemTime)>, BlockstoreError>;
     /// Removes staging area `stage` and what it holds; the bytes it held.
     fn remove_stage(&self, stage: &str) -> Result<u64, BlockstoreError>;
+    /// The file a block is kept in, when the store keeps blocks in files (a backup hard-links
+    /// it rather than copying).
+    fn file_of(&self, _cid: &Cid) -> Option<PathBuf> {
+        None
+    }
 }
 
 impl<B: Blockstore + ?Sized> Blockstore for std::sync::Arc<B> {
@@ -120,6 +125,9 @@ impl<B: Blockstore + ?Sized> Blockstore for std::sync::Arc<B> {
     }
     fn remove_stage(&self, stage: &str) -> Result<u64, BlockstoreError> {
         (**self).remove_stage(stage)
+    }
+    fn file_of(&self, cid: &Cid) -> Option<PathBuf> {
+        (**self).file_of(cid)
     }
 }
 
@@ -439,6 +447,10 @@ impl Blockstore for FsBlockstore {
             }
         }
         Ok(out)
+    }
+
+    fn file_of(&self, cid: &Cid) -> Option<PathBuf> {
+        Some(self.path(cid))
     }
 
     fn remove_stage(&self, stage: &str) -> Result<u64, BlockstoreError> {

@@ -37,11 +37,13 @@ mod jobs;
 mod ledger;
 mod pins;
 mod requests;
+mod snapshot;
 
 pub use gc::{Freed, GcTotals, LIVE, LiveJob};
 pub use jobs::Claimed;
 pub use pins::TokenInfo;
 pub use requests::RequestLogs;
+pub use snapshot::{Summary, summarize_sqlite};
 
 /// A database failure. Retrying is safe: nothing is half-written.
 #[derive(Debug, thiserror::Error)]

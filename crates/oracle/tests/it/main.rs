@@ -16,6 +16,7 @@ mod bench_oracle;
 mod blockstores;
 mod child;
 mod data_path;
+mod oracle_backup;
 mod oracle_pinning;
 mod oracle_postgres;
 mod oracle_reorg;
