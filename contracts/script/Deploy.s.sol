@@ -101,8 +101,9 @@ contract Deploy is Script {
             p.orderBudget = 1 ether;
             // Three one-hour replicas; a claim locks at most twice the bounty of the budget.
             p.orderTerms = DataDAO.OrderTerms({replicas: 3, term: 3600, bounty: 0.1 ether, verified: false});
-            // Pins are free locally (the tests and the dapp's demo pin without paying).
-            p.pinFee = 0;
+            // Pins cost something even locally (a request made for free is a request made by the
+            // thousand to stall the oracle): 0.0001 ETH, which the SDK, the dapp and the tests pay.
+            p.pinFee = 0.0001 ether;
             p.refundDelay = 600;
             // anvil's gas price is about 1-2 gwei; a fulfil without callback uses ~100k gas.
             p.pinBaseFee = 0.0003 ether;

@@ -143,6 +143,8 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .args(["--listen", &format!("127.0.0.1:{oracle_port}")])
         // Browser nodes dial the WebSocket address (the dapp reads it from `/p2p`).
         .args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/tcp/0/ws"])
+        // Everything of the local stack is on loopback, which origins may not reach by default.
+        .args(["--allow-net", "127.0.0.0/8,::1/128"])
         .env("ESTUARY_API_TOKEN", &api_token)
         .stdin(Stdio::null())
         .kill_on_drop(true)

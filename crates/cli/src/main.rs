@@ -11,6 +11,7 @@ use estuary_cli::{
 };
 use estuary_oracle::{
     Oracle, OracleConfig,
+    config::StoreConfig,
     domain::JobKey,
     store::{DatabaseUrl, Store},
 };
@@ -119,7 +120,40 @@ enum OracleCommand {
         db: DbArgs,
         /// The job's key: contract/CHAIN/ADDRESS/ID or api/ACCOUNT/ID
         /// (`estuary oracle quarantined` lists them).
-        key: String,
+        #[arg(required_unless_present = "all_quarantined")]
+        key: Option<String>,
+        /// Every quarantined job instead of one (after a fault that quarantined many).
+        #[arg(long, conflicts_with = "key")]
+        all_quarantined: bool,
+    },
+    /// Delete the blocks, packed CARs and staging areas no live pin needs (also run on a
+    /// schedule by `estuary oracle run`, see --gc-interval-secs).
+    Gc {
+        #[command(flatten)]
+        store: StoreConfig,
+        /// Keep whatever was written in the last SECONDS, needed or not (an upload waiting for
+        /// its pin).
+        #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+        grace_secs: u64,
+        /// Keep a live pin's packed CAR this long after it was written (0: while the pin lives).
+        #[arg(long, value_name = "SECONDS", default_value_t = 604_800)]
+        packed_retention_secs: u64,
+    },
+    /// Back up the database (a consistent snapshot: SQLite's VACUUM INTO, or pg_dump), the
+    /// blocks and the packed CARs into DIR, while the oracle runs.
+    Backup {
+        #[command(flatten)]
+        store: StoreConfig,
+        /// An empty or new directory (blocks are hard-linked when on the same filesystem).
+        dir: PathBuf,
+    },
+    /// Restore a backup into a stopped oracle's fresh database and data directory; every block
+    /// is checked, and the cursors are where the backup left them.
+    Restore {
+        #[command(flatten)]
+        store: StoreConfig,
+        /// The backup's directory.
+        dir: PathBuf,
     },
     /// Manage the Pinning Service API's bearer tokens.
     #[command(subcommand)]
@@ -210,6 +244,11 @@ async fn run() -> Result<()> {
     let cli = Cli::from_arg_matches(&command.get_matches_from(argv)).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Oracle(OracleCommand::Run(args)) => run_oracle(args).await,
+        Command::Oracle(
+            cmd @ (OracleCommand::Gc { .. }
+            | OracleCommand::Backup { .. }
+            | OracleCommand::Restore { .. }),
+        ) => data_command(cmd).await,
         Command::Oracle(cmd) => oracle_admin(cmd).await,
         Command::Dev(opts) => dev::run(opts).await,
         Command::Add(args) => {
@@ -330,6 +369,9 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
     };
     match cmd {
         OracleCommand::Run(_) => unreachable!("handled by run_oracle"),
+        OracleCommand::Gc { .. } | OracleCommand::Backup { .. } | OracleCommand::Restore { .. } => {
+            unreachable!("handled by data_command")
+        }
         OracleCommand::Status { db, key: None } => {
             let store = open_store(&db.db, false).await?;
             let lines = store
@@ -358,8 +400,16 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                 )
             }))
         }
-        OracleCommand::Requeue { db, key } => {
+        OracleCommand::Requeue { db, all_quarantined: true, .. } => {
             let store = open_store(&db.db, false).await?;
+            let (queued, left) = commands::requeue_all_quarantined(&store).await?;
+            let mut lines = vec![format!("{} quarantined jobs queued again", queued.len())];
+            lines.extend(left.into_iter().map(|(key, why)| format!("{key}\tnot requeued: {why}")));
+            print_lines(lines)
+        }
+        OracleCommand::Requeue { db, key, .. } => {
+            let store = open_store(&db.db, false).await?;
+            let key = key.context("name a job's key, or --all-quarantined")?;
             let key = job_key(&store, &key).await?;
             match commands::run(&store, &key, &Input::Requeue, &Policy::default()).await {
                 Ok(_) => print_lines([format!("{key} queued again")]),
@@ -411,6 +461,80 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                     ),
             )
         }
+    }
+}
+
+/// Runs `gc`, `backup` or `restore` over the blockstore `config` names (a directory, or S3).
+async fn data_command(cmd: OracleCommand) -> Result<()> {
+    use estuary_oracle::blockstore::{FsBlockstore, s3::S3Blockstore};
+    let config = match &cmd {
+        OracleCommand::Gc { store, .. }
+        | OracleCommand::Backup { store, .. }
+        | OracleCommand::Restore { store, .. } => store.clone(),
+        _ => unreachable!("only the data commands come here"),
+    };
+    match config.s3() {
+        Some(s3) => data_command_on(cmd, std::sync::Arc::new(S3Blockstore::open(&s3)?)).await,
+        None => {
+            let blocks = FsBlockstore::open(config.data_dir.clone())?;
+            data_command_on(cmd, std::sync::Arc::new(blocks)).await
+        }
+    }
+}
+
+async fn data_command_on<B: estuary_oracle::blockstore::Blockstore>(
+    cmd: OracleCommand,
+    blocks: std::sync::Arc<B>,
+) -> Result<()> {
+    use estuary_oracle::{
+        backup,
+        fetch::FetchLimits,
+        gc::{Collector, GcPolicy},
+    };
+    match cmd {
+        OracleCommand::Gc { store: config, grace_secs, packed_retention_secs } => {
+            let store = open_store(&config.database, false).await?;
+            let policy = GcPolicy {
+                grace: std::time::Duration::from_secs(grace_secs),
+                packed_retention: (packed_retention_secs > 0)
+                    .then(|| std::time::Duration::from_secs(packed_retention_secs)),
+            };
+            let packed = config.data_dir.join("packed");
+            let limits = FetchLimits::default().walk();
+            let report = Collector::new(store, blocks, packed, policy, limits).run().await?;
+            print_lines([
+                format!("{} roots kept {} blocks", report.roots, report.marked),
+                format!("freed {} blocks ({} bytes)", report.freed.blocks, report.freed.bytes),
+                format!(
+                    "freed {} packed CARs ({} bytes)",
+                    report.freed.cars, report.freed.car_bytes
+                ),
+                format!("kept {} unneeded blocks younger than the grace period", report.young),
+                format!(
+                    "removed {} abandoned staging areas ({} bytes)",
+                    report.stages.0, report.stages.1
+                ),
+            ])
+        }
+        OracleCommand::Backup { store: config, dir } => {
+            let store = open_store(&config.database, false).await?;
+            let packed = config.data_dir.join("packed");
+            let m = backup::backup(&store, &config.database, &blocks, &packed, &dir).await?;
+            print_lines([serde_json::to_string_pretty(&m)?])
+        }
+        OracleCommand::Restore { store: config, dir } => {
+            let packed = config.data_dir.join("packed");
+            let m = backup::restore(&dir, &config.database, &blocks, &packed).await?;
+            print_lines([format!(
+                "restored {} jobs, {} blocks ({} bytes), {} packed CARs; cursors {:?}",
+                m.summary.jobs,
+                m.blocks,
+                m.block_bytes,
+                m.packed.len(),
+                m.summary.cursors
+            )])
+        }
+        _ => unreachable!("only the data commands come here"),
     }
 }
 

@@ -6,7 +6,9 @@
 //! out of place, a node that is not a file, or a stream that ends early is an error. A block the
 //! file references again later (identical chunks are sent once with `dups=n`) is replayed from a
 //! cache of the most recent blocks, within a byte budget; a repetition farther back than the
-//! budget holds fails with [`DfsFileError::TooMuchRepetition`].
+//! budget holds fails with [`DfsFileError::TooMuchRepetition`]. Every replay counts as a link
+//! visit against the walk's limits ([`Walker::revisit`]), so a file whose links repeat one
+//! subtree level after level stops at the visit budget.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -162,6 +164,9 @@ impl DfsFileReader {
                 return Ok(());
             };
             self.expected.pop();
+            // A replay reads a link again: it counts against the walk's visits, so a file whose
+            // links all repeat one subtree costs what it reads, not what it dedups to.
+            self.walker.revisit(1)?;
             self.release(&top, &data)?;
             self.process(&top, &data, out)?;
         }
@@ -207,6 +212,10 @@ impl DfsFileReader {
                 if let Some(bytes) = &meta.data {
                     out.extend_from_slice(bytes);
                     self.emitted += bytes.len() as u64;
+                }
+                let queued = self.walker.limits().max_queued;
+                if (self.expected.len() + node.links.len()) as u64 > queued {
+                    return Err(WalkError::TooManyQueued(queued).into());
                 }
                 for link in node.links.iter().rev() {
                     self.expected.push(link.hash);

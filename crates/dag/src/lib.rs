@@ -34,6 +34,8 @@ pub mod file;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hamt;
+#[doc(hidden)]
+pub mod hostile;
 pub mod import;
 pub mod order;
 pub mod pb;

@@ -32,7 +32,7 @@ use crate::{
     pb::PbNode,
     source::BlockSource,
     unixfs::{DataType, UnixFsData},
-    walk::{WalkError, WalkLimits, WalkStats, Walker, drive_post_order, inline},
+    walk::{CidSet, WalkError, WalkLimits, WalkStats, Walker, drive_post_order, inline},
 };
 
 /// The order in which an importer must take the files of a directory tree, given their paths
@@ -113,7 +113,8 @@ pub fn canonical<S: BlockSource>(
     }
     // The skeleton: every directory, read once (an identical subdirectory twice is one entry).
     let mut dirs: HashMap<Cid, DirSkeleton> = HashMap::new();
-    read_dir(root, 0, &mut walker, &mut source, &mut dirs)?;
+    let mut kinds: HashMap<Cid, bool> = HashMap::new();
+    read_dir(root, 0, &mut walker, &mut source, &mut dirs, &mut kinds)?;
     // 1. Files, directory by directory.
     let mut stack = vec![root];
     while let Some(dir) = stack.pop() {
@@ -156,30 +157,36 @@ fn emit_dirs<S: BlockSource>(
     Ok(())
 }
 
-/// Reads directory `cid` (and the directories below it) into `dirs`.
+/// Reads directory `cid` (and the directories below it) into `dirs`; `kinds` remembers which
+/// entries are directories, so an entry named many times is read once.
 fn read_dir<S: BlockSource>(
     cid: Cid,
     depth: usize,
     walker: &mut Walker,
     source: &mut S,
     dirs: &mut HashMap<Cid, DirSkeleton>,
+    kinds: &mut HashMap<Cid, bool>,
 ) -> Result<(), WalkError> {
     if dirs.contains_key(&cid) {
         return Ok(());
     }
     let mut skeleton = DirSkeleton::default();
     let mut entries: Vec<(String, Cid)> = Vec::new();
-    read_bucket(cid, depth, walker, source, &mut skeleton.nodes, &mut entries)?;
+    let mut buckets = CidSet::new();
+    read_bucket(cid, depth, walker, source, &mut buckets, &mut skeleton.nodes, &mut entries)?;
     // Byte order of the names; a stable sort keeps a hostile directory's repeated names in
     // link order.
     entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     for (name, child) in entries {
-        let is_dir = match inline(&child) {
-            Some(data) => directory_kind(&child, data).is_some(),
-            None if child.codec() == DAG_PB => {
-                directory_kind(&child, source.block(&child)?.as_ref()).is_some()
+        let is_dir = match (kinds.get(&child), inline(&child)) {
+            (Some(known), _) => *known,
+            (None, Some(data)) => directory_kind(&child, data).is_some(),
+            (None, None) if child.codec() == DAG_PB => {
+                let is_dir = directory_kind(&child, source.block(&child)?.as_ref()).is_some();
+                kinds.insert(child, is_dir);
+                is_dir
             }
-            None => false,
+            (None, None) => false,
         };
         if is_dir {
             skeleton.subdirs.push((name, child));
@@ -192,21 +199,27 @@ fn read_dir<S: BlockSource>(
     let subdirs: Vec<Cid> = skeleton.subdirs.iter().map(|(_, c)| *c).collect();
     dirs.insert(cid, skeleton);
     for sub in subdirs {
-        read_dir(sub, depth + 1, walker, source, dirs)?;
+        read_dir(sub, depth + 1, walker, source, dirs, kinds)?;
     }
     Ok(())
 }
 
 /// Lists one directory node (a plain directory, or a HAMT bucket and its sub-buckets): its
-/// entries into `entries`, and its nodes in writing order into `nodes`.
+/// entries into `entries`, and its nodes in writing order into `nodes`. A bucket linked twice
+/// (only a hostile shard does that) is read once, at its first place: `seen` holds the
+/// directory's buckets read so far.
 fn read_bucket<S: BlockSource>(
     cid: Cid,
     depth: usize,
     walker: &mut Walker,
     source: &mut S,
+    seen: &mut CidSet,
     nodes: &mut Vec<Cid>,
     entries: &mut Vec<(String, Cid)>,
 ) -> Result<(), WalkError> {
+    if !seen.insert(&cid) {
+        return Ok(());
+    }
     let block = match inline(&cid) {
         Some(data) => data.to_vec(),
         None => source.block(&cid)?.as_ref().to_vec(),
@@ -221,7 +234,7 @@ fn read_bucket<S: BlockSource>(
         let name = link.name.unwrap_or_default();
         match kind {
             DataType::HamtShard if name.len() == 2 => {
-                read_bucket(link.hash, depth + 1, walker, source, nodes, entries)?;
+                read_bucket(link.hash, depth + 1, walker, source, seen, nodes, entries)?;
             }
             DataType::HamtShard => {
                 let entry = name.get(2..).unwrap_or_default().to_owned();

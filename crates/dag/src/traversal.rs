@@ -13,8 +13,6 @@
 //! return verified blocks; the work is bounded by [`crate::export::MAX_DEPTH`] and the walk
 //! limits.
 
-use std::collections::HashSet;
-
 use ::cid::Cid;
 
 use crate::{
@@ -23,7 +21,7 @@ use crate::{
     pb::PbNode,
     source::{BlockError, BlockSource, from_fn},
     unixfs::{DataType, UnixFsData},
-    walk::{WalkError, WalkLimits, Walker, inline, links},
+    walk::{CidSet, WalkError, WalkLimits, Walker, inline, links},
 };
 
 /// `dag-scope`.
@@ -185,13 +183,13 @@ fn unixfs_kind(data: &[u8]) -> Option<(PbNode, DataType)> {
 
 /// Hands blocks to the receiver once each, and remembers whether it wants more.
 struct Sender<E> {
-    seen: HashSet<Cid>,
+    seen: CidSet,
     emit: E,
 }
 
 impl<E: FnMut(&Cid, &[u8]) -> bool> Sender<E> {
     fn send(&mut self, cid: &Cid, data: &[u8]) -> Result<(), TraversalError> {
-        if self.seen.insert(*cid) && !(self.emit)(cid, data) {
+        if self.seen.insert(cid) && !(self.emit)(cid, data) {
             return Err(TraversalError::Stopped);
         }
         Ok(())
@@ -246,7 +244,7 @@ pub fn select_blocks<S: BlockSource>(
     mut source: S,
     emit: impl FnMut(&Cid, &[u8]) -> bool,
 ) -> Result<(), TraversalError> {
-    let mut sender = Sender { seen: HashSet::new(), emit };
+    let mut sender = Sender { seen: CidSet::new(), emit };
     for cid in &resolved.path_blocks {
         sender.send_from(cid, &mut source)?;
     }

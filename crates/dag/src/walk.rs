@@ -17,12 +17,19 @@
 //! CID ([`inline`]) and are never fetched. It visits each block once, at its first place in a
 //! depth-first pre-order (parents before children, children in link order — the order of
 //! `ipfs dag export` and of a trustless gateway's CAR with `dups=n`); a link to a block already
-//! visited is dropped before it is queued. Every walk is bounded by [`WalkLimits`], checked
-//! here and nowhere else: depth, links per block, distinct blocks, bytes, and link visits (every
-//! link read counts, so a DAG whose links all point at one block costs what it is, not what it
-//! dedups to). A hostile DAG costs at most what the caller allows.
+//! visited, or repeated within one block, is dropped before it is queued. Every walk is bounded
+//! by [`WalkLimits`], checked here and nowhere else: depth, links per block, distinct blocks,
+//! bytes, link visits (every link read counts, so a DAG whose links all point at one block costs
+//! what it is, not what it dedups to; a reader that replays a repeated subtree charges each
+//! replay through [`Walker::revisit`]) and the queue's length. A hostile DAG costs at most what
+//! the caller allows, in time and in memory: the queue holds at most `max_queued` CIDs, and the
+//! set of visited blocks keeps 16 bytes per block (a keyed 128-bit hash of the CID), so a walk
+//! within `max_blocks` and `max_queued` holds about `16 × max_blocks + 100 × max_queued` bytes.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    hash::{BuildHasher, RandomState},
+};
 
 use ::cid::Cid;
 
@@ -91,6 +98,9 @@ pub enum WalkError {
     /// More link visits than allowed.
     #[error("the walk read more than {0} links")]
     TooManyVisits(u64),
+    /// More blocks waiting to be visited at once than allowed (the walk's memory).
+    #[error("the walk would queue more than {0} blocks at once")]
+    TooManyQueued(u64),
 }
 
 impl WalkError {
@@ -117,6 +127,7 @@ impl WalkError {
                 | Self::TooManyBlocks(_)
                 | Self::TooManyBytes(_)
                 | Self::TooManyVisits(_)
+                | Self::TooManyQueued(_)
         )
     }
 
@@ -139,11 +150,13 @@ pub struct WalkLimits {
     pub max_bytes: u64,
     /// Most links read, over every block (duplicates included).
     pub max_visits: u64,
+    /// Most blocks waiting to be visited at once (each takes about 100 bytes).
+    pub max_queued: u64,
 }
 
 impl Default for WalkLimits {
-    /// Generous bounds for UnixFS: 4096 levels, 65,536 links per block, no block, byte or visit
-    /// limit. Callers serving strangers set their own.
+    /// Generous bounds for UnixFS: 4096 levels, 65,536 links per block, no block, byte, visit
+    /// or queue limit. Callers serving strangers set their own.
     fn default() -> Self {
         Self {
             max_depth: 4096,
@@ -151,6 +164,7 @@ impl Default for WalkLimits {
             max_blocks: u64::MAX,
             max_bytes: u64::MAX,
             max_visits: u64::MAX,
+            max_queued: u64::MAX,
         }
     }
 }
@@ -190,6 +204,47 @@ pub fn inline(cid: &Cid) -> Option<&[u8]> {
     (cid.hash().code() == IDENTITY).then(|| cid.hash().digest())
 }
 
+/// A set of CIDs that keeps 16 bytes per CID: a 128-bit hash of the CID's bytes under keys
+/// drawn at random for each set, so no one can make two CIDs collide on purpose (by chance:
+/// about 2^-128 per pair).
+#[derive(Debug, Clone, Default)]
+pub struct CidSet {
+    keys: (RandomState, RandomState),
+    set: HashSet<u128>,
+}
+
+impl CidSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn key(&self, cid: &Cid) -> u128 {
+        (u128::from(self.keys.0.hash_one(cid)) << 64) | u128::from(self.keys.1.hash_one(cid))
+    }
+
+    /// Adds `cid`; false if it was there.
+    pub fn insert(&mut self, cid: &Cid) -> bool {
+        let key = self.key(cid);
+        self.set.insert(key)
+    }
+
+    /// Whether `cid` is there.
+    pub fn contains(&self, cid: &Cid) -> bool {
+        self.set.contains(&self.key(cid))
+    }
+
+    /// How many CIDs are there.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
 /// The depth-first walk, without I/O: which block comes next, and what its links add.
 #[derive(Debug, Clone)]
 pub struct Walker {
@@ -197,24 +252,24 @@ pub struct Walker {
     /// Blocks still to visit; the top is next. A block may be queued twice when a later link
     /// to it turns out to come first: the stale entry is skipped when it surfaces.
     stack: Vec<(Cid, usize)>,
-    visited: HashSet<Cid>,
+    visited: CidSet,
     stats: WalkStats,
 }
 
 impl Walker {
     /// A walk of the DAG under `root` within `limits`.
     pub fn new(root: Cid, limits: WalkLimits) -> Self {
-        Self {
-            limits,
-            stack: vec![(root, 0)],
-            visited: HashSet::new(),
-            stats: WalkStats::default(),
-        }
+        Self { limits, stack: vec![(root, 0)], visited: CidSet::new(), stats: WalkStats::default() }
     }
 
     /// A walker with nothing to walk yet: roots come with [`add_root`](Self::add_root).
     pub fn empty(limits: WalkLimits) -> Self {
-        Self { limits, stack: Vec::new(), visited: HashSet::new(), stats: WalkStats::default() }
+        Self { limits, stack: Vec::new(), visited: CidSet::new(), stats: WalkStats::default() }
+    }
+
+    /// The limits this walk runs within.
+    pub fn limits(&self) -> &WalkLimits {
+        &self.limits
     }
 
     /// The next block to visit and its depth, `None` when the walk is complete. It stays the
@@ -252,14 +307,41 @@ impl Walker {
         let children = children.into_iter();
         self.account(cid, depth, len, children.len())?;
         self.stack.pop();
-        self.visited.insert(cid);
-        let before = self.stack.len();
-        for child in children.rev() {
-            if !self.visited.contains(&child) {
-                self.stack.push((child, depth + 1));
+        self.visited.insert(&cid);
+        // Each child once, at its first place, and none already visited: a block whose links
+        // all name one block queues one entry, not one per link.
+        let mut fresh: Vec<Cid> = Vec::new();
+        let mut here = CidSet::new();
+        for child in children {
+            if !self.visited.contains(&child) && here.insert(&child) {
+                fresh.push(child);
             }
         }
-        Ok(self.stack.len() - before)
+        if (self.stack.len() + fresh.len()) as u64 > self.limits.max_queued {
+            return Err(WalkError::TooManyQueued(self.limits.max_queued));
+        }
+        let queued = fresh.len();
+        self.stack.extend(fresh.into_iter().rev().map(|child| (child, depth + 1)));
+        Ok(queued)
+    }
+
+    /// Leaves the block [`peek`](Self::peek) named out of the walk without visiting it (the
+    /// caller does not have it): it is not counted, and a later link to it queues it again.
+    pub fn skip(&mut self) -> Result<(), WalkError> {
+        if self.peek()?.is_some() {
+            self.stack.pop();
+        }
+        Ok(())
+    }
+
+    /// Charges `links` link reads that revisit blocks already visited (a reader replaying a
+    /// repeated subtree from its cache) against the visit limit.
+    pub fn revisit(&mut self, links: u64) -> Result<(), WalkError> {
+        self.stats.visits = self.stats.visits.saturating_add(links);
+        if self.stats.visits > self.limits.max_visits {
+            return Err(WalkError::TooManyVisits(self.limits.max_visits));
+        }
+        Ok(())
     }
 
     /// Counts a block of `len` bytes with `links` links, at `depth`, against the limits: every
@@ -305,7 +387,7 @@ impl Walker {
 
     /// Records `cid` as visited by other means; false if it was visited already.
     pub fn mark_visited(&mut self, cid: Cid) -> bool {
-        self.visited.insert(cid)
+        self.visited.insert(&cid)
     }
 
     /// Up to `n` distinct blocks the walk will visit next, the next one first, as far as it
@@ -516,6 +598,13 @@ mod tests {
             walk(WalkLimits { max_visits: 20, ..Default::default() }),
             Err(WalkError::TooManyVisits(20))
         );
+        assert_eq!(
+            walk(WalkLimits { max_queued: 2, ..Default::default() }),
+            Err(WalkError::TooManyQueued(2))
+        );
+        let mut walker = Walker::new(root.cid, WalkLimits { max_visits: 3, ..Default::default() });
+        walker.revisit(3).unwrap();
+        assert_eq!(walker.revisit(1), Err(WalkError::TooManyVisits(3)), "replays count too");
     }
 
     #[test]
@@ -532,10 +621,11 @@ mod tests {
         let s = store(&[leaf.clone(), root.clone()]);
         let mut walker = Walker::new(root.cid, WalkLimits::default());
         walker.peek().unwrap();
-        assert_eq!(walker.visit(&root.data).unwrap(), 60_000, "the first visit queues them");
+        assert_eq!(walker.visit(&root.data).unwrap(), 1, "one entry for 60,000 links");
         walker.peek().unwrap();
         walker.visit(&leaf.data).unwrap();
-        assert_eq!(walker.peek().unwrap(), None, "the rest are stale and skipped at once");
+        assert_eq!(walker.peek().unwrap(), None);
+        assert_eq!(walker.stats().visits, 60_000, "every link read is counted");
         // And a visit budget counts every one of them.
         let capped =
             dfs(root.cid, WalkLimits { max_visits: 1000, ..Default::default() }, &s, |_, _| {});

@@ -193,6 +193,7 @@ const DOWNLOAD_LIMITS: WalkLimits = WalkLimits {
     max_blocks: 1 << 21,
     max_bytes: 1 << 41,
     max_visits: 1 << 22,
+    max_queued: 1 << 20,
 };
 
 async fn download(

@@ -28,6 +28,32 @@ pub enum CommandError {
     Store(#[from] StoreError),
 }
 
+/// Puts every quarantined job back in the queue (after a fault that quarantined many). Returns
+/// the jobs requeued and, for the others, why not (one that moved on meanwhile is left alone).
+pub async fn requeue_all_quarantined(
+    store: &Store,
+) -> Result<(Vec<JobKey>, Vec<(JobKey, String)>), StoreError> {
+    let (mut queued, mut left) = (Vec::new(), Vec::new());
+    loop {
+        let batch = store.in_states(&[JobState::Quarantined], 1000).await?;
+        let before = queued.len() + left.len();
+        for job in batch {
+            let key = job.key().clone();
+            if left.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            match run(store, &key, &Input::Requeue, &Policy::default()).await {
+                Ok(_) => queued.push(key),
+                Err(CommandError::Store(e)) => return Err(e),
+                Err(e) => left.push((key, e.to_string())),
+            }
+        }
+        if queued.len() + left.len() == before {
+            return Ok((queued, left));
+        }
+    }
+}
+
 /// Applies `input` to job `key`; returns its new state.
 pub async fn run(
     store: &Store,

@@ -84,9 +84,25 @@ pub struct FetchConfig {
     /// Seconds without a byte from a source before it is given up.
     #[arg(long, env = "ESTUARY_NO_PROGRESS_SECS", default_value_t = 60)]
     pub no_progress_secs: u64,
-    /// Seconds one fetch may take in all.
+    /// Seconds one fetch may take in all (a request with a size hint gets less: the grace plus
+    /// twice what the throughput floor needs for that size).
     #[arg(long, env = "ESTUARY_FETCH_BUDGET_SECS", default_value_t = 3600)]
     pub fetch_budget_secs: u64,
+    /// Most distinct blocks one DAG may have (a walk keeps 16 bytes per block).
+    #[arg(long, env = "ESTUARY_MAX_DAG_BLOCKS", default_value_t = 1 << 22)]
+    pub max_dag_blocks: u64,
+    /// KiB per second a source must average once its grace is over; a slower one (a slow drip)
+    /// is cut off (0: no floor).
+    #[arg(long, env = "ESTUARY_MIN_THROUGHPUT_KIB", default_value_t = 8)]
+    pub min_throughput_kib: u64,
+    /// Seconds a source has before the throughput floor applies.
+    #[arg(long, env = "ESTUARY_FETCH_GRACE_SECS", default_value_t = 30)]
+    pub fetch_grace_secs: u64,
+    /// Address ranges (CIDRs) a request's origins may reach although they are internal
+    /// (loopback, private, link-local, …: refused by default). For development and tests:
+    /// `--allow-net 127.0.0.0/8,::1/128`.
+    #[arg(long = "allow-net", env = "ESTUARY_ALLOW_NET", value_delimiter = ',')]
+    pub allow_net: Vec<ipnet::IpNet>,
 }
 
 impl FetchConfig {
@@ -94,10 +110,18 @@ impl FetchConfig {
     pub fn limits(&self) -> FetchLimits {
         FetchLimits {
             max_dag_bytes: self.max_dag_bytes,
+            max_dag_blocks: self.max_dag_blocks.max(1),
             no_progress: Duration::from_secs(self.no_progress_secs.max(1)),
             time_budget: Duration::from_secs(self.fetch_budget_secs.max(1)),
+            min_throughput: self.min_throughput_kib.saturating_mul(1024),
+            grace: Duration::from_secs(self.fetch_grace_secs),
             ..FetchLimits::default()
         }
+    }
+
+    /// What origins may reach.
+    pub fn net_policy(&self) -> crate::fetch::NetPolicy {
+        crate::fetch::NetPolicy::allowing(self.allow_net.clone())
     }
 }
 
@@ -117,12 +141,78 @@ pub struct WorkerConfig {
     /// Seconds a job stays with a worker that stops renewing it (it renews every third).
     #[arg(long, env = "ESTUARY_LEASE_SECS", default_value_t = 600)]
     pub lease_secs: u64,
+    /// Most jobs one requester holds at once (default: all workers but one).
+    #[arg(long, env = "ESTUARY_MAX_JOBS_PER_REQUESTER")]
+    pub max_jobs_per_requester: Option<u32>,
 }
 
 impl WorkerConfig {
     /// How long a claimed job stays with a silent worker.
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    /// Most jobs one requester holds at once.
+    pub fn per_requester(&self) -> u32 {
+        self.max_jobs_per_requester
+            .unwrap_or_else(|| crate::pipeline::worker::default_per_requester(self.workers))
+            .max(1)
+    }
+}
+
+/// Garbage collection and the reconciler, on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct MaintenanceConfig {
+    /// Seconds between garbage collections (0: only by hand, `estuary oracle gc`).
+    #[arg(long, env = "ESTUARY_GC_INTERVAL_SECS", default_value_t = 86_400)]
+    pub gc_interval_secs: u64,
+    /// Seconds a block, packed CAR or staging area is kept after its last write even when no
+    /// pin needs it (an upload waiting for its pin, a fetch under way).
+    #[arg(long, env = "ESTUARY_GC_GRACE_SECS", default_value_t = 86_400)]
+    pub gc_grace_secs: u64,
+    /// Seconds a live pin's packed CAR is kept after it was written (0: while the pin lives).
+    #[arg(long, env = "ESTUARY_PACKED_RETENTION_SECS", default_value_t = 604_800)]
+    pub packed_retention_secs: u64,
+    /// Seconds between reconciliations, which walk every pinned DAG and requeue the damaged
+    /// ones (0: only by hand, `estuary oracle reconcile`).
+    #[arg(long, env = "ESTUARY_RECONCILE_INTERVAL_SECS", default_value_t = 86_400)]
+    pub reconcile_interval_secs: u64,
+}
+
+impl MaintenanceConfig {
+    /// The collection's policy.
+    pub fn gc_policy(&self) -> crate::gc::GcPolicy {
+        crate::gc::GcPolicy {
+            grace: Duration::from_secs(self.gc_grace_secs),
+            packed_retention: (self.packed_retention_secs > 0)
+                .then(|| Duration::from_secs(self.packed_retention_secs)),
+        }
+    }
+}
+
+/// Budgets of each walk the gateway makes for a request.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct WalkConfig {
+    /// Most block visits (node loads of a byte range included, each repeat counted) one
+    /// gateway request may cost.
+    #[arg(long, env = "ESTUARY_GATEWAY_MAX_VISITS", default_value_t = 1 << 22)]
+    pub gateway_max_visits: u64,
+    /// Most bytes one gateway request may read from the store.
+    #[arg(long, env = "ESTUARY_GATEWAY_MAX_BYTES", default_value_t = 64 << 30)]
+    pub gateway_max_bytes: u64,
+    /// Seconds one gateway request may walk.
+    #[arg(long, env = "ESTUARY_GATEWAY_MAX_SECS", default_value_t = 3600)]
+    pub gateway_max_secs: u64,
+}
+
+impl WalkConfig {
+    /// The gateway's budgets.
+    pub fn gateway_limits(&self) -> crate::api::GatewayLimits {
+        crate::api::GatewayLimits {
+            max_visits: self.gateway_max_visits.max(1),
+            max_bytes: self.gateway_max_bytes.max(1),
+            max_time: Duration::from_secs(self.gateway_max_secs.max(1)),
+        }
     }
 }
 
@@ -176,6 +266,12 @@ pub struct OracleConfig {
     /// libp2p.
     #[command(flatten)]
     pub p2p: P2pConfig,
+    /// Garbage collection and reconciliation.
+    #[command(flatten)]
+    pub maintenance: MaintenanceConfig,
+    /// The gateway's walk budgets.
+    #[command(flatten)]
+    pub walks: WalkConfig,
 }
 
 #[derive(Parser)]

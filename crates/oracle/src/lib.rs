@@ -24,6 +24,9 @@
 //! - [`pipeline`]: the workers and their stages, packing, and reports on chain;
 //! - [`commands`]: operators' and requesters' commands, through the machine;
 //! - [`reconcile`]: the check that every pinned DAG is still whole;
+//! - [`gc`]: garbage collection — only what a live pin needs is kept — and the gate that keeps
+//!   it from overlapping the writers it must not;
+//! - [`backup`]: consistent backups of a running oracle, and restores;
 //! - [`p2p`]: the libp2p node;
 //! - [`api`]: the HTTP API (status, requests, trustless gateway, uploads, pinning API);
 //! - [`config`]: the settings, declared once per component;
@@ -34,11 +37,13 @@
 //! packer are `estuary_dag` and `estuary_pack`, shared with the CLI and the browser node.
 
 pub mod api;
+pub mod backup;
 pub mod blockstore;
 pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod fetch;
+pub mod gc;
 pub mod p2p;
 pub mod pipeline;
 pub mod reconcile;

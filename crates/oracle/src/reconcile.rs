@@ -5,6 +5,9 @@
 //!
 //! A storage failure (a disk error, an S3 outage) is not damage: the DAG is left alone and the
 //! failure counted, so an outage never requeues every pin.
+//!
+//! The oracle runs it on a schedule (`--reconcile-interval-secs`, daily by default);
+//! `estuary oracle reconcile` runs it by hand.
 
 use std::sync::Arc;
 
@@ -34,10 +37,21 @@ pub struct Reconciled {
 
 const PINNED: [JobState; 3] = [JobState::Pinned, JobState::Packed, JobState::Reported];
 
-/// Walks every pinned DAG and requeues the damaged ones.
+/// Walks every pinned DAG and requeues the damaged ones (walks within the walker's default
+/// limits; see [`reconcile_within`]).
 pub async fn reconcile<B: Blockstore>(
     store: &Store,
     blocks: &Arc<B>,
+) -> Result<Reconciled, StoreError> {
+    reconcile_within(store, blocks, WalkLimits::default()).await
+}
+
+/// [`reconcile`], each walk within `limits` (the fetch's: every pinned DAG was fetched within
+/// them; one over them now is reported as damaged).
+pub async fn reconcile_within<B: Blockstore>(
+    store: &Store,
+    blocks: &Arc<B>,
+    limits: WalkLimits,
 ) -> Result<Reconciled, StoreError> {
     let mut out = Reconciled::default();
     for job in store.in_states(&PINNED, u32::MAX).await? {
@@ -45,7 +59,7 @@ pub async fn reconcile<B: Blockstore>(
         let Ok(root) = Cid::try_from(text) else { continue };
         let blocks = Arc::clone(blocks);
         let walked = tokio::task::spawn_blocking(move || {
-            walk::dfs(root, WalkLimits::default(), Source(&*blocks), |_, _| {})
+            walk::dfs(root, limits, Source(&*blocks), |_, _| {})
         })
         .await
         .expect("a walk over the blockstore does not panic");

@@ -7,6 +7,7 @@
 //!     ├─ Watcher: EstuaryOracle jobs ───────┴─► RequestLogs ─► Store
 //!     ├─ Pipeline (workers) ──► Fetcher (gateways, libp2p) · pack · ChainReporter (TxManager)
 //!     ├─ P2p (Bitswap both ways)
+//!     ├─ garbage collection and reconciliation, on a schedule
 //!     └─ API (axum)
 //!  Oracle::stop ──► cancel, wait for every task
 //! ```
@@ -28,11 +29,13 @@ use crate::{
     config::OracleConfig,
     domain::{JobSource, request::ContractKind, state::Policy},
     fetch::Fetcher,
+    gc::{Collector, GcError, GcGate},
     p2p::{P2p, P2pError},
     pipeline::{
         Pipeline, WorkerConfig,
         report::{ChainReporter, ReportTargets},
     },
+    reconcile,
     store::{RequestLogs, Store, StoreError},
 };
 
@@ -147,6 +150,7 @@ impl Oracle {
         let packed_dir = data_dir.join("packed");
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
+        let mut faults = crate::pipeline::Faults::new();
         let p2p = P2p::start(
             &data_dir.join("p2p.key"),
             &config.p2p.p2p_listen,
@@ -169,11 +173,17 @@ impl Oracle {
                 pinning: config.contracts.pinning,
                 oracle: config.contracts.oracle,
             };
+            let fetcher = Fetcher::with_policy(
+                config.fetch.gateways.clone(),
+                config.fetch.limits(),
+                config.fetch.net_policy(),
+            )
+            .with_p2p(p2p.clone())
+            .with_gc_gate(GcGate::new(store.clone(), config.worker.lease()));
             let pipeline = Pipeline::new(
                 store.clone(),
                 Arc::clone(&blocks),
-                Fetcher::new(config.fetch.gateways.clone(), config.fetch.limits())
-                    .with_p2p(p2p.clone()),
+                fetcher,
                 Arc::new(ChainReporter::new(tx, targets)),
                 WorkerConfig {
                     workers: config.worker.workers,
@@ -184,8 +194,11 @@ impl Oracle {
                     },
                     idle: Duration::from_millis(200),
                     packed_dir: packed_dir.clone(),
+                    per_requester: config.worker.per_requester(),
+                    probe_every: Duration::from_secs(5),
                 },
             );
+            faults = pipeline.faults();
             tasks.push(tokio::spawn(pipeline.run(shutdown.clone())));
         } else {
             warn!("no operator key: requests are recorded but not pinned");
@@ -213,6 +226,45 @@ impl Oracle {
             tasks.push(tokio::spawn(jobs.run(shutdown.clone())));
         }
 
+        // Garbage collection and reconciliation, each after its interval and then every interval.
+        let walk_limits = config.fetch.limits().walk();
+        if config.maintenance.gc_interval_secs > 0 {
+            let collector = Arc::new(Collector::new(
+                store.clone(),
+                Arc::clone(&blocks),
+                packed_dir.clone(),
+                config.maintenance.gc_policy(),
+                walk_limits,
+            ));
+            let every = Duration::from_secs(config.maintenance.gc_interval_secs);
+            tasks.push(tokio::spawn(periodically(every, shutdown.clone(), move || {
+                let collector = Arc::clone(&collector);
+                async move {
+                    match collector.run().await {
+                        Ok(_) | Err(GcError::Busy) => {}
+                        Err(e) => warn!(error = %e, "scheduled garbage collection failed"),
+                    }
+                }
+            })));
+        }
+        if config.maintenance.reconcile_interval_secs > 0 {
+            let (store, blocks) = (store.clone(), Arc::clone(&blocks));
+            let every = Duration::from_secs(config.maintenance.reconcile_interval_secs);
+            tasks.push(tokio::spawn(periodically(every, shutdown.clone(), move || {
+                let (store, blocks) = (store.clone(), Arc::clone(&blocks));
+                async move {
+                    match reconcile::reconcile_within(&store, &blocks, walk_limits).await {
+                        Ok(done) => info!(
+                            checked = done.checked,
+                            requeued = done.requeued.len(),
+                            faults = done.faults.len(),
+                            "scheduled reconciliation done"
+                        ),
+                        Err(e) => warn!(error = %e, "scheduled reconciliation failed"),
+                    }
+                }
+            })));
+        }
         let app = api::router(Arc::new(ApiState {
             store,
             blocks,
@@ -229,6 +281,8 @@ impl Oracle {
                 config.api.delegates.clone()
             },
             p2p: Some(p2p),
+            gateway_limits: config.walks.gateway_limits(),
+            faults,
         }));
         let api_shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -248,6 +302,24 @@ impl Oracle {
         self.shutdown.cancel();
         for task in self.tasks {
             let _ = task.await;
+        }
+    }
+}
+
+/// Runs `job` every `every` (the first time after one interval) until `shutdown`.
+async fn periodically<F, Fut>(every: Duration, shutdown: CancellationToken, job: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = job() => {}
         }
     }
 }

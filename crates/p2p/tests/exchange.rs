@@ -236,3 +236,26 @@ async fn a_dag_with_a_missing_block_or_too_many_blocks_fails() {
         "{error}"
     );
 }
+
+/// The Bitswap driver walks with the same walker as every other traversal: a HAMT bomb (256⁸
+/// paths) and an entity-bytes bomb (a file of 64⁸ KiB) are each asked for one block at a time,
+/// each block once.
+#[tokio::test]
+async fn hostile_dags_cost_their_distinct_blocks_over_bitswap() {
+    for (root, dag) in
+        [estuary_dag::hostile::hamt_bomb(9), estuary_dag::hostile::entity_bytes_bomb(8, 64)]
+    {
+        let held: HashMap<Cid, Vec<u8>> = dag.iter().map(|b| (b.cid, b.data.clone())).collect();
+        let (server, addr, serving) = node(Blocks(Arc::new(held.clone()))).await;
+        let client = connected_client(addr).await;
+        let limits = WalkLimits { max_visits: 1 << 16, max_queued: 1 << 12, ..blocks(100) };
+        let mut fetch = estuary_p2p::DfsFetch::new(client.clone(), server, root, 16, limits);
+        let mut got = 0;
+        while let Some(block) = fetch.next().await {
+            block.unwrap();
+            got += 1;
+        }
+        assert_eq!(got, held.len());
+        assert_eq!(serving.stats().blocks_sent, held.len() as u64, "each block asked for once");
+    }
+}

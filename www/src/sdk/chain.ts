@@ -4,6 +4,9 @@ import artifact from '../../../contracts/artifacts/EstuaryPinning.json';
 import type { EstuaryConfig } from './config';
 import { ContractError, EstuaryError, WalletError } from './errors';
 
+/** Gas added to a pin's estimate: one zero-to-non-zero storage write (EIP-2200: 20,000). */
+const PIN_GAS_MARGIN = 20_000n;
+
 export const pinningInterface = new Interface(artifact.abi);
 
 /** Reasons of `EstuaryPinningInvalidCid`, by `CidLib.CidError` value. */
@@ -75,7 +78,8 @@ export class Wallet {
   }
 
   /**
-   * Sends `pinToEstuary(cid)` with the contract's current fee and waits for it to be mined. With
+   * Sends `pinToEstuary(cid)` with the contract's current fee (and a gas limit above the estimate
+   * by the cost of writing an empty storage slot) and waits for it to be mined. With
    * `options`, sends `pinToEstuary(cid, {name, origins, sizeHint})`: `origins` are multiaddrs the
    * oracle fetches from first (`/p2p/<peer id>` of a browser node serving the content, or a
    * gateway's `/ip4/…/tcp/…/http`).
@@ -86,13 +90,16 @@ export class Wallet {
     let receipt;
     try {
       const fee = (await pinning.getFunction('fee')()) as bigint;
-      const tx = options
-        ? await pinning.getFunction('pinToEstuary(bytes,(string,string[],uint64))')(
-            cid,
-            { name: options.name ?? '', origins: options.origins ?? [], sizeHint: options.sizeHint ?? 0n },
-            { value: fee },
-          )
-        : await pinning.getFunction('pinToEstuary(bytes)')(cid, { value: fee });
+      const call = options
+        ? pinning.getFunction('pinToEstuary(bytes,(string,string[],uint64))')
+        : pinning.getFunction('pinToEstuary(bytes)');
+      const args: unknown[] = options
+        ? [cid, { name: options.name ?? '', origins: options.origins ?? [], sizeHint: options.sizeHint ?? 0n }]
+        : [cid];
+      // The estimate plus the price of filling an empty storage slot: a report mined between the
+      // estimate and the pin can empty the contract's fee escrow, which the pin then fills again.
+      const gasLimit = (await call.estimateGas(...args, { value: fee })) + PIN_GAS_MARGIN;
+      const tx = await call(...args, { value: fee, gasLimit });
       receipt = await tx.wait();
     } catch (e) {
       throw explain(e);

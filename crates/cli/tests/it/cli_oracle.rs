@@ -44,6 +44,7 @@ fn event(id: u64, cid: &[u8]) -> RequestEvent {
         tx_hash: B256::from(U256::from(id)),
         log_index: id,
         origins: Vec::new(),
+        size_hint: None,
         refused: None,
     }
 }
@@ -173,4 +174,103 @@ async fn oracle_refuses_the_wrong_chain() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("serves chain 31337"), "{stderr}");
+}
+
+fn estuary_data(args: &[&str], db: &Path, data: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .arg("oracle")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_collect_garbage_requeue_every_quarantined_job_and_back_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, data) = (dir.path().join("oracle.sqlite"), dir.path().join("data"));
+    let store = Store::open(&DatabaseUrl::Sqlite(db.clone())).await.unwrap();
+    let opts = estuary_dag::ImportOptions { chunk_size: 1024, ..Profile::KuboCidV1.options() };
+    let (kept, kept_blocks) = import_bytes(&noise(5000, 2), opts).unwrap();
+    let (gone, gone_blocks) = import_bytes(&noise(7000, 3), opts).unwrap();
+    let fs = FsBlockstore::open(&data).unwrap();
+    for b in kept_blocks.iter().chain(&gone_blocks) {
+        fs.put(&b.cid, &b.data).unwrap();
+    }
+    let pinning = JobSource::Contract { chain: 31337, address: Address::repeat_byte(0xaa) };
+    let cursor = Cursor { block_number: 5, block_hash: B256::repeat_byte(5) };
+    let missing = |n: u8| estuary_dag::block::sha256_cid(cid::Version::V1, 0x55, &[n]).to_bytes();
+    let events = [
+        event(1, &kept.cid.to_bytes()),
+        event(2, &gone.cid.to_bytes()),
+        event(3, &missing(1)),
+        event(4, &missing(2)),
+    ];
+    store.ingest_requests("p", &pinning, &events, &[], cursor, 1).await.unwrap();
+    let key = |id: u64| JobKey {
+        source: pinning.clone(),
+        id: estuary_oracle::domain::JobId::request(U256::from(id)),
+    };
+    for id in [1, 2] {
+        step(&store, &key(id), Input::Start).await;
+        step(&store, &key(id), Input::Finished(Outcome::Fetched { blocks: 1, bytes: 1 })).await;
+    }
+    for id in [3, 4] {
+        step(&store, &key(id), Input::Start).await;
+        let failed = Outcome::Failed {
+            reason: "gone".into(),
+            permanent: false,
+            code: FailureCode::NotFound,
+        };
+        step(&store, &key(id), Input::Finished(failed)).await;
+    }
+    // Request 2 is cancelled on chain: unpinned, its blocks are garbage.
+    let later = Cursor { block_number: 6, block_hash: B256::repeat_byte(6) };
+    store.ingest_requests("p", &pinning, &[], &[U256::from(2)], later, 2).await.unwrap();
+
+    let (ok, out, err) = estuary_data(&["gc", "--grace-secs", "0"], &db, &data);
+    assert!(ok, "{err}");
+    let unique_gone: u64 = gone_blocks
+        .iter()
+        .filter(|b| !kept_blocks.iter().any(|k| k.cid == b.cid))
+        .map(|b| b.cid)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as u64;
+    assert!(out.contains(&format!("freed {unique_gone} blocks")), "{out}");
+    assert!(fs.has(&kept.cid).unwrap() && !fs.has(&gone.cid).unwrap());
+    // The grace period keeps what was written recently, needed or not.
+    fs.put(&gone.cid, &gone_blocks.last().unwrap().data).unwrap();
+    let (ok, out, _) = estuary_data(&["gc"], &db, &data);
+    assert!(ok && out.contains("freed 0 blocks"), "{out}");
+
+    let (ok, out, err) = estuary(&db, &["requeue", "--all-quarantined"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("2 quarantined jobs queued again"), "{out}");
+    assert_eq!(store.job(&key(3)).await.unwrap().unwrap().status, JobState::Queued);
+    let (ok, _, err) = estuary(&db, &["requeue"]);
+    assert!(!ok && err.contains("required"), "{err}");
+
+    let saved = dir.path().join("backup");
+    let (ok, out, err) = estuary_data(&["backup", saved.to_str().unwrap()], &db, &data);
+    assert!(ok, "{err}");
+    let manifest: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(manifest["summary"]["jobs"], 4);
+    let (db2, data2) = (dir.path().join("restored.sqlite"), dir.path().join("restored"));
+    let (ok, out, err) = estuary_data(&["restore", saved.to_str().unwrap()], &db2, &data2);
+    assert!(ok, "{err}");
+    assert!(out.contains("restored 4 jobs"), "{out}");
+    let restored = FsBlockstore::open(&data2).unwrap();
+    for b in &kept_blocks {
+        assert_eq!(restored.get(&b.cid).unwrap().as_deref(), Some(&b.data[..]));
+    }
+    let (ok, _, err) = estuary_data(&["restore", saved.to_str().unwrap()], &db2, &data2);
+    assert!(!ok && err.contains("fresh database"), "{err}");
 }

@@ -8,8 +8,20 @@
 //! `entity`, `entity-bytes=from:to` (see [`estuary_dag::traversal`]); blocks depth first, each
 //! once. Responses carry an `ETag` (a matching `If-None-Match` gets 304) and are immutable. A
 //! request for any other format gets 406, a bad parameter 400, a CID or path not held here 404.
+//!
+//! Every CAR is walked within the request's [`GatewayLimits`]: block visits (a byte range's node
+//! loads included, each repeat of a subtree counted), bytes read from the store, and time. A
+//! walk over budget ends the body early with an error, so the client sees a truncated CAR; the
+//! server has spent no more than the budget, whatever the DAG (a HAMT whose buckets all link to
+//! the next, a file whose links all name one child).
 
-use std::sync::Arc;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use axum::{
     body::Body,
@@ -32,6 +44,66 @@ use tower_http::services::ServeFile;
 
 use super::{ApiError, ApiState};
 use crate::blockstore::{Blockstore, BlockstoreError, Source};
+
+/// Budgets of one gateway request's walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayLimits {
+    /// Most block visits: links read by a walk, node loads by a byte-range read.
+    pub max_visits: u64,
+    /// Most bytes read from the store.
+    pub max_bytes: u64,
+    /// Longest walk.
+    pub max_time: Duration,
+}
+
+impl Default for GatewayLimits {
+    /// 4 Mi visits, 64 GiB read, an hour: a whole pinned DAG within the fetch's limits fits.
+    fn default() -> Self {
+        Self { max_visits: 1 << 22, max_bytes: 64 << 30, max_time: Duration::from_secs(3600) }
+    }
+}
+
+impl GatewayLimits {
+    /// The walk's limits.
+    pub fn walk(&self) -> WalkLimits {
+        WalkLimits {
+            max_visits: self.max_visits,
+            max_blocks: self.max_visits,
+            max_bytes: self.max_bytes,
+            max_queued: 1 << 20,
+            ..WalkLimits::default()
+        }
+    }
+}
+
+/// The request's budget ran out (as the source's error, so the walk stops at once).
+#[derive(Debug, thiserror::Error)]
+#[error("the request's walk budget ran out")]
+struct OverBudget;
+
+/// The store as a block source that counts the bytes read and the time, and fails with
+/// [`OverBudget`] once either runs out.
+struct Budgeted<'a, B: ?Sized> {
+    source: Source<'a, B>,
+    read: u64,
+    max_bytes: u64,
+    deadline: Instant,
+    over: &'a AtomicBool,
+}
+
+impl<B: Blockstore + ?Sized> estuary_dag::BlockSource for Budgeted<'_, B> {
+    type Bytes = Vec<u8>;
+
+    fn block(&mut self, cid: &Cid) -> Result<Vec<u8>, BlockError> {
+        if self.read > self.max_bytes || Instant::now() >= self.deadline {
+            self.over.store(true, Ordering::Relaxed);
+            return Err(BlockError::Io { cid: *cid, source: Box::new(OverBudget) });
+        }
+        let block = self.source.block(cid)?;
+        self.read += block.len() as u64;
+        Ok(block)
+    }
+}
 
 const RAW: &str = "application/vnd.ipld.raw";
 const CAR: &str = "application/vnd.ipld.car";
@@ -157,7 +229,7 @@ pub(super) async fn ipfs<B: Blockstore>(
                 encode_section(&Block { cid, data: terminal_block }, &mut out);
                 Body::from(out)
             } else {
-                car_stream(Arc::clone(&st.blocks), cid, resolved, scope, range)
+                car_stream(Arc::clone(&st.blocks), cid, resolved, scope, range, st.gateway_limits)
             };
             immutable(body, "application/vnd.ipld.car; version=1; order=dfs; dups=n", &etag)
         }
@@ -196,43 +268,48 @@ fn set(response: &mut Response, name: header::HeaderName, value: &str) {
 }
 
 /// The CAR of the selected blocks, produced by a blocking walk as the client reads it (bounded
-/// buffer).
+/// buffer), within `limits`.
 fn car_stream<B: Blockstore>(
     blocks: Arc<B>,
     root: Cid,
     resolved: ResolvedPath,
     scope: DagScope,
     range: Option<EntityBytes>,
+    limits: GatewayLimits,
 ) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     tokio::task::spawn_blocking(move || {
         if tx.blocking_send(Ok(header_v1(&[root]))).is_err() {
             return;
         }
+        let over = AtomicBool::new(false);
+        let source = Budgeted {
+            source: Source(&*blocks),
+            read: 0,
+            max_bytes: limits.max_bytes,
+            deadline: Instant::now() + limits.max_time,
+            over: &over,
+        };
         let mut batch = Vec::with_capacity(1 << 20);
-        let walked = select_blocks(
-            &resolved,
-            scope,
-            range,
-            WalkLimits::default(),
-            Source(&*blocks),
-            |cid, data| {
-                encode_section(&Block { cid: *cid, data: data.to_vec() }, &mut batch);
-                if batch.len() >= 1 << 20 {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(1 << 20));
-                    // The client went away: stop walking.
-                    return tx.blocking_send(Ok(full)).is_ok();
-                }
-                true
-            },
-        );
+        let walked = select_blocks(&resolved, scope, range, limits.walk(), source, |cid, data| {
+            encode_section(&Block { cid: *cid, data: data.to_vec() }, &mut batch);
+            if batch.len() >= 1 << 20 {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(1 << 20));
+                // The client went away: stop walking.
+                return tx.blocking_send(Ok(full)).is_ok();
+            }
+            true
+        });
         if !batch.is_empty() {
             let _ = tx.blocking_send(Ok(batch));
         }
         match walked {
             Ok(()) | Err(TraversalError::Stopped) => {}
             Err(e) => {
-                if e.is_fault() {
+                let over_budget = over.load(Ordering::Relaxed) || is_limit(&e);
+                if over_budget {
+                    tracing::info!(%root, error = %e, "a gateway walk ran out of its budget");
+                } else if e.is_fault() {
                     tracing::error!(error = %e, "the blockstore failed while a CAR was served");
                 }
                 // The status line is gone: end the body with an error so the client sees a
@@ -247,6 +324,15 @@ fn car_stream<B: Blockstore>(
             |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
         );
     Body::from_stream(stream)
+}
+
+/// Whether a walk stopped at one of its limits.
+fn is_limit(e: &TraversalError) -> bool {
+    match e {
+        TraversalError::Walk(w) => w.is_limit(),
+        TraversalError::Export(x) => matches!(**x, ExportError::TooManyVisits(_)),
+        _ => false,
+    }
 }
 
 /// `GET`/`HEAD /piece/{pieceCid}`: the packed CAR, with range requests.

@@ -2,9 +2,9 @@
 //!
 //! | route | auth | what |
 //! |---|---|---|
-//! | `GET /health` | – | liveness |
-//! | `GET /status` | – | chain, contract, watcher progress, request count |
-//! | `GET /metrics` | – | Prometheus text: jobs by state, watcher cursor and head, reorgs, RPC failovers |
+//! | `GET /health` | – | liveness; `paused` while a storage fault pauses the workers |
+//! | `GET /status` | – | chain, contract, watcher progress, request count, the workers' pause |
+//! | `GET /metrics` | – | Prometheus text: jobs by state, watcher cursor and head, reorgs, RPC failovers, workers paused, storage faults, GC runs and bytes freed |
 //! | `GET /requests/{id}` | – | one `EstuaryPinning` request ([`Job`] as JSON) |
 //! | `GET /requests?after=&limit=` | bearer | requests in the order stored |
 //! | `GET /jobs/{key}` | – | any job by its key (`contract/…/…/id`, `api/<account>/<id>`) |
@@ -44,6 +44,8 @@ mod gateway;
 pub mod pins;
 mod upload;
 
+pub use gateway::GatewayLimits;
+
 /// What the handlers share.
 #[derive(Debug)]
 pub struct ApiState<B> {
@@ -65,6 +67,11 @@ pub struct ApiState<B> {
     pub delegates: Vec<String>,
     /// The libp2p node, whose addresses `/p2p` gives (browser nodes dial them).
     pub p2p: Option<crate::p2p::P2p>,
+    /// Budgets of each gateway request's walk.
+    pub gateway_limits: GatewayLimits,
+    /// Whether the workers are paused by a storage fault (shown by `/health`, `/status`,
+    /// `/metrics`).
+    pub faults: crate::pipeline::Faults,
 }
 
 /// An API failure: client errors say what was wrong; internal ones are logged and hidden.
@@ -137,7 +144,7 @@ impl IntoResponse for ApiError {
 /// The API's router.
 pub fn router<B: Blockstore>(state: Arc<ApiState<B>>) -> Router {
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(health::<B>))
         .route("/p2p", get(p2p_info::<B>))
         .route("/status", get(status::<B>))
         .route("/metrics", get(metrics::<B>))
@@ -185,6 +192,7 @@ async fn metrics<B: Blockstore>(State(st): State<Arc<ApiState<B>>>) -> Result<Re
     );
     let _ = writeln!(out, "# TYPE estuary_rpc_failovers_total counter");
     let _ = writeln!(out, "estuary_rpc_failovers_total {}", w.rpc_failovers);
+    data_metrics(&st, &mut out).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
@@ -204,8 +212,76 @@ async fn p2p_info<B: Blockstore>(
     })))
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+/// The metrics of the data path: the workers' pause, storage faults, garbage collection.
+async fn data_metrics<B>(st: &ApiState<B>, out: &mut String) -> Result<(), ApiError> {
+    use std::fmt::Write;
+    let gc = st.store.gc_totals(crate::domain::now_ms()).await?;
+    let paused = u8::from(st.faults.paused().is_some());
+    let metrics: [(&str, &str, &str, u64); 8] = [
+        (
+            "estuary_workers_paused",
+            "gauge",
+            "1 while a storage fault pauses the workers.",
+            paused.into(),
+        ),
+        (
+            "estuary_storage_faults_total",
+            "counter",
+            "Blockstore faults the workers met.",
+            st.faults.total(),
+        ),
+        ("estuary_gc_runs_total", "counter", "Garbage collections finished.", gc.runs),
+        (
+            "estuary_gc_freed_blocks_total",
+            "counter",
+            "Blocks garbage collection deleted.",
+            gc.freed_blocks,
+        ),
+        (
+            "estuary_gc_freed_bytes_total",
+            "counter",
+            "Bytes of blocks garbage collection deleted.",
+            gc.freed_bytes,
+        ),
+        (
+            "estuary_gc_freed_car_bytes_total",
+            "counter",
+            "Bytes of packed CARs garbage collection deleted.",
+            gc.freed_car_bytes,
+        ),
+        (
+            "estuary_gc_running",
+            "gauge",
+            "1 while a garbage collection runs.",
+            u64::from(gc.running),
+        ),
+        (
+            "estuary_gc_last_finished_seconds",
+            "gauge",
+            "When the last garbage collection finished (unix).",
+            gc.last_finished_ms.unwrap_or(0) / 1000,
+        ),
+    ];
+    for (name, kind, help, value) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    Ok(())
+}
+
+/// Liveness, and whether the workers run: `{"status": "ok"}`, or `{"status": "paused",
+/// "reason": "storage_unavailable", "since_ms": …}` while a storage fault pauses them (the
+/// fault itself is in `/status`, for operators).
+async fn health<B: Blockstore>(State(st): State<Arc<ApiState<B>>>) -> Json<serde_json::Value> {
+    match st.faults.paused() {
+        None => Json(serde_json::json!({ "status": "ok" })),
+        Some(pause) => Json(serde_json::json!({
+            "status": "paused",
+            "reason": "storage_unavailable",
+            "since_ms": pause.since_ms,
+        })),
+    }
 }
 
 #[derive(Serialize)]
@@ -215,6 +291,8 @@ struct StatusBody {
     #[serde(flatten)]
     watch: WatchState,
     requests: u64,
+    /// Why the workers are paused, if they are.
+    paused: Option<crate::pipeline::faults::Pause>,
 }
 
 async fn status<B: Blockstore>(
@@ -228,7 +306,7 @@ async fn status<B: Blockstore>(
         Some((chain, address)) => (Some(chain), Some(format!("{address:#x}"))),
         None => (None, None),
     };
-    Ok(Json(StatusBody { chain_id, contract, watch, requests }))
+    Ok(Json(StatusBody { chain_id, contract, watch, requests, paused: st.faults.paused() }))
 }
 
 async fn get_request<B: Blockstore>(
@@ -335,6 +413,7 @@ mod tests {
             tx_hash: B256::repeat_byte(4),
             log_index: 0,
             origins: Vec::new(),
+            size_hint: None,
             refused: None,
         };
         let cursor = Cursor { block_number: 3, block_hash: B256::repeat_byte(3) };
@@ -352,6 +431,8 @@ mod tests {
             api_token: Some("secret".into()),
             delegates: vec!["/ip4/127.0.0.1/tcp/3000/http".into()],
             p2p: None,
+            gateway_limits: GatewayLimits::default(),
+            faults: crate::pipeline::Faults::new(),
         };
         (router(Arc::new(state)), dir)
     }

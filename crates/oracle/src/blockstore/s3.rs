@@ -1,7 +1,9 @@
 //! [`Blockstore`] on S3-compatible object storage, for oracles on several machines.
 //!
-//! One object per block, `<prefix>/blocks/<shard>/<cid>` as on the filesystem. An S3 `PUT` is
-//! atomic — an object is either whole or absent — so there is no temporary name to rename.
+//! One object per block, `<prefix>/blocks/<shard>/<cid>` as on the filesystem, and staging
+//! areas under `<prefix>/staging/<name>/…` (a promotion is a server-side copy, then the staged
+//! object is deleted). An S3 `PUT` is atomic — an object is either whole or absent — so there is
+//! no temporary name to rename; storing a block again re-writes it, which refreshes its time.
 //! Blocks are verified before they are stored and when they are read back; a corrupt object is
 //! moved to `quarantine/` so the block is fetched again. The client is the `object_store` crate (the Apache
 //! Arrow project's), which signs requests (SigV4), retries with backoff and reads the usual
@@ -10,14 +12,15 @@
 //! The [`Blockstore`] port is synchronous (its callers run on blocking threads), so each call
 //! drives its request on the runtime it was created in.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::SystemTime};
 
 use cid::Cid;
 use estuary_dag::car::verify;
+use futures_util::StreamExt;
 use object_store::{ObjectStore, PutPayload, aws::AmazonS3Builder, path::Path as ObjectPath};
 use tokio::runtime::Handle;
 
-use super::{Blockstore, BlockstoreError};
+use super::{Blockstore, BlockstoreError, Listed, valid_stage};
 
 /// Where and how to reach the bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,14 +87,75 @@ impl S3Blockstore {
         }
     }
 
-    fn key(&self, cid: &Cid) -> ObjectPath {
-        let shard = cid.hash().digest().last().map_or(0, |b| *b);
-        let key = format!("blocks/{shard:02x}/{cid}");
+    fn under(&self, key: &str) -> ObjectPath {
         if self.prefix.is_empty() {
             ObjectPath::from(key)
         } else {
             ObjectPath::from(format!("{}/{key}", self.prefix))
         }
+    }
+
+    fn key(&self, cid: &Cid) -> ObjectPath {
+        let shard = cid.hash().digest().last().map_or(0, |b| *b);
+        self.under(&format!("blocks/{shard:02x}/{cid}"))
+    }
+
+    fn staged_key(&self, stage: &str, cid: &Cid) -> Result<ObjectPath, BlockstoreError> {
+        if !valid_stage(stage) {
+            return Err(BlockstoreError::Io(std::io::Error::other(format!(
+                "{stage:?} is not a staging area's name"
+            ))));
+        }
+        let shard = cid.hash().digest().last().map_or(0, |b| *b);
+        Ok(self.under(&format!("staging/{stage}/{shard:02x}/{cid}")))
+    }
+
+    /// Reads an object and verifies it against `cid`; one that does not match is moved to
+    /// `quarantine/` and reads as absent.
+    fn read_verified(
+        &self,
+        cid: &Cid,
+        key: &ObjectPath,
+    ) -> Result<Option<Vec<u8>>, BlockstoreError> {
+        let fetched = self.runtime.block_on(async {
+            match self.store.get(key).await {
+                Ok(result) => result.bytes().await.map(Some),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        let Some(bytes) = fetched.map_err(s3_error)? else { return Ok(None) };
+        if verify(cid, &bytes).is_err() {
+            // Set aside (copied to quarantine/, then removed), so it is fetched again.
+            let aside = self.quarantine_key(cid);
+            self.runtime
+                .block_on(async {
+                    self.store.copy(key, &aside).await?;
+                    self.store.delete(key).await
+                })
+                .map_err(s3_error)?;
+            tracing::warn!(%cid, "a block failed verification; moved to quarantine/");
+            return Ok(None);
+        }
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// Every object under `prefix`, with its size and time.
+    fn objects(
+        &self,
+        prefix: &ObjectPath,
+        each: &mut dyn FnMut(&ObjectPath, u64, SystemTime) -> bool,
+    ) -> Result<(), BlockstoreError> {
+        self.runtime.block_on(async {
+            let mut listing = self.store.list(Some(prefix));
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(s3_error)?;
+                if !each(&meta.location, meta.size, SystemTime::from(meta.last_modified)) {
+                    break;
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -109,28 +173,7 @@ impl Blockstore for S3Blockstore {
     }
 
     fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, BlockstoreError> {
-        let key = self.key(cid);
-        let fetched = self.runtime.block_on(async {
-            match self.store.get(&key).await {
-                Ok(result) => result.bytes().await.map(Some),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        });
-        let Some(bytes) = fetched.map_err(s3_error)? else { return Ok(None) };
-        if verify(cid, &bytes).is_err() {
-            // Set aside (copied to quarantine/, then removed), so it is fetched again.
-            let aside = self.quarantine_key(cid);
-            self.runtime
-                .block_on(async {
-                    self.store.copy(&key, &aside).await?;
-                    self.store.delete(&key).await
-                })
-                .map_err(s3_error)?;
-            tracing::warn!(%cid, "a block failed verification; moved to quarantine/");
-            return Ok(None);
-        }
-        Ok(Some(bytes.to_vec()))
+        self.read_verified(cid, &self.key(cid))
     }
 
     fn has(&self, cid: &Cid) -> Result<bool, BlockstoreError> {
@@ -140,5 +183,81 @@ impl Blockstore for S3Blockstore {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(s3_error(e)),
         }
+    }
+
+    fn list(&self, each: &mut dyn FnMut(Listed) -> bool) -> Result<(), BlockstoreError> {
+        self.objects(&self.under("blocks"), &mut |location, size, modified| match location
+            .filename()
+            .and_then(|name| Cid::try_from(name).ok())
+        {
+            Some(cid) => each(Listed { cid, size, modified }),
+            None => true,
+        })
+    }
+
+    fn delete(&self, cid: &Cid) -> Result<(), BlockstoreError> {
+        match self.runtime.block_on(self.store.delete(&self.key(cid))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+
+    fn put_staged(&self, stage: &str, cid: &Cid, data: &[u8]) -> Result<(), BlockstoreError> {
+        let key = self.staged_key(stage, cid)?;
+        let payload = PutPayload::from(data.to_vec());
+        self.runtime.block_on(self.store.put(&key, payload)).map_err(s3_error)?;
+        Ok(())
+    }
+
+    fn get_staged(&self, stage: &str, cid: &Cid) -> Result<Option<Vec<u8>>, BlockstoreError> {
+        self.read_verified(cid, &self.staged_key(stage, cid)?)
+    }
+
+    fn promote(&self, stage: &str, cid: &Cid) -> Result<(), BlockstoreError> {
+        let from = self.staged_key(stage, cid)?;
+        let to = self.key(cid);
+        self.runtime
+            .block_on(async {
+                self.store.copy(&from, &to).await?;
+                self.store.delete(&from).await
+            })
+            .map_err(s3_error)
+    }
+
+    fn stages(&self) -> Result<Vec<(String, SystemTime)>, BlockstoreError> {
+        let mut found: std::collections::BTreeMap<String, SystemTime> = Default::default();
+        let root = self.under("staging");
+        let depth = root.parts().count();
+        self.objects(&root, &mut |location, _, modified| {
+            if let Some(name) = location.parts().nth(depth) {
+                let name = name.as_ref().to_owned();
+                if valid_stage(&name) {
+                    let latest = found.entry(name).or_insert(modified);
+                    *latest = (*latest).max(modified);
+                }
+            }
+            true
+        })?;
+        Ok(found.into_iter().collect())
+    }
+
+    fn remove_stage(&self, stage: &str) -> Result<u64, BlockstoreError> {
+        if !valid_stage(stage) {
+            return Ok(0);
+        }
+        let mut keys = Vec::new();
+        let mut bytes = 0;
+        self.objects(&self.under(&format!("staging/{stage}")), &mut |location, size, _| {
+            keys.push(location.clone());
+            bytes += size;
+            true
+        })?;
+        for key in keys {
+            match self.runtime.block_on(self.store.delete(&key)) {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(s3_error(e)),
+            }
+        }
+        Ok(bytes)
     }
 }

@@ -1,18 +1,32 @@
-//! Fetching a DAG, verified block by block.
+//! Fetching a DAG, verified block by block, into a staging area of its own.
 //!
 //! ```text
-//!  plan (pure): origins + configured gateways ──► [peer…, gateway…]
-//!  run:  local blockstore complete? ──► each source in turn:
+//!  plan (pure): origins (checked: net) + configured gateways ──► [peer…, gateway…]
+//!  run:  [hold off GC] local blockstore complete? ──► done
+//!        each source in turn, into the job's staging area (blockstore::Staged):
 //!          peer:    estuary_p2p::DfsFetch (the walker's Bitswap driver, blocks held locally
-//!                   not asked for) ──► blockstore
-//!          gateway: GET /ipfs/{cid}?format=car ──► CarDecoder (each block against its CID)
-//!                   ──► blockstore, then a walk of the store proves the DAG complete
+//!                   not asked for), at addresses the policy permits
+//!          gateway: GET /ipfs/{cid}?format=car (no redirects; names resolved and checked)
+//!                   ──► CarDecoder (each block against its CID)
+//!        [hold off GC] a walk from the root through staging and store: the DAG is complete,
+//!                   and each block it reaches is moved from staging into the store
+//!        the staging area is removed: what the DAG does not reach never enters the store
 //! ```
 //!
-//! Blocks over 2 MiB, DAGs over the byte budget, slow drips (no byte for `no_progress`) and
-//! overall lateness (`time_budget`) end the attempt with a typed reason; every walk goes through
+//! A hostile origin that answers with valid blocks unrelated to the root fills only its own
+//! staging area (within the byte budget) and leaves nothing behind; a failed fetch leaves
+//! nothing either. Blocks over 2 MiB, DAGs over the byte or block budget, a source that sends
+//! nothing for `no_progress`, a source slower than `min_throughput` once its `grace` is over (a
+//! slow drip), and overall lateness (a time budget scaled to the request's size hint, capped at
+//! `time_budget`) end the attempt with a typed reason; every walk goes through
 //! [`estuary_dag::walk::Walker`] and its limits. A storage failure is a fault
 //! ([`FetchError::Store`]), never taken for a missing block.
+//!
+//! The decision that a DAG is complete, and the move into the store, happen under a hold
+//! against garbage collection ([`crate::gc::GcGate`]), so a collection never sweeps a block
+//! between the walk that found it and the job becoming a pin.
+
+pub mod net;
 
 use std::{sync::Arc, time::Duration};
 
@@ -26,13 +40,16 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::time::{Instant, timeout};
 
 use crate::{
-    blockstore::{Blockstore, BlockstoreError, Source},
+    blockstore::{Blockstore, BlockstoreError, Staged},
     domain::FailureCode,
+    gc::GcGate,
     p2p::P2p,
+    store::StoreError,
 };
 
 pub mod plan;
 
+pub use net::NetPolicy;
 pub use plan::gateway_of_multiaddr;
 
 /// Blocks asked for at once from one Bitswap peer.
@@ -43,44 +60,91 @@ pub const BITSWAP_WINDOW: usize = 32;
 pub struct FetchLimits {
     /// Most bytes in the DAG (distinct blocks).
     pub max_dag_bytes: u64,
+    /// Most distinct blocks in the DAG (what the walk remembers: 16 bytes each).
+    pub max_dag_blocks: u64,
     /// Largest block.
     pub max_block: usize,
     /// Deepest level.
     pub max_depth: usize,
     /// Most links one block may have.
     pub max_links: usize,
-    /// Whole-fetch time budget.
+    /// Most a fetch may take in all; a request that states its size gets less (see
+    /// [`budget`](Self::budget)).
     pub time_budget: Duration,
     /// Longest wait for the next bytes from a source.
     pub no_progress: Duration,
+    /// Bytes per second a source must average once its grace is over (0: no floor).
+    pub min_throughput: u64,
+    /// How long a source may take before the throughput floor applies (connecting, a slow
+    /// start).
+    pub grace: Duration,
 }
 
 impl Default for FetchLimits {
     fn default() -> Self {
         Self {
             max_dag_bytes: 32 << 30,
+            max_dag_blocks: 1 << 22,
             max_block: 2 << 20,
             max_depth: 4096,
             max_links: 1 << 16,
             time_budget: Duration::from_secs(3600),
             no_progress: Duration::from_secs(60),
+            min_throughput: 8 << 10,
+            grace: Duration::from_secs(30),
         }
     }
 }
 
 impl FetchLimits {
-    /// The walk's limits for these bounds.
+    /// The walk's limits for these bounds: the DAG's bytes and blocks, four link reads per
+    /// block (a DAG whose links repeat one block pays for each), and a queue of at most 2^20
+    /// CIDs — so a walk holds at most about 16 × `max_dag_blocks` + 100 MiB, whatever it is
+    /// sent.
     pub fn walk(&self) -> WalkLimits {
         WalkLimits {
             max_depth: self.max_depth,
             max_links: self.max_links,
-            max_blocks: u64::MAX,
+            max_blocks: self.max_dag_blocks,
             max_bytes: self.max_dag_bytes,
-            // Every link of a DAG within the byte budget, once per block: a generous bound that
-            // still stops a DAG of links to one block.
-            max_visits: (self.max_dag_bytes / 34).max(1 << 20),
+            max_visits: self.max_dag_blocks.saturating_mul(4).max(1 << 20),
+            max_queued: 1 << 20,
         }
     }
+
+    /// The time a fetch of a DAG of `size_hint` bytes may take: the grace, then twice the time
+    /// the throughput floor needs for that many bytes — never more than
+    /// [`time_budget`](Self::time_budget) (nor, without a hint, less).
+    pub fn budget(&self, size_hint: Option<u64>) -> Duration {
+        match (size_hint, self.min_throughput) {
+            (Some(bytes), floor) if floor > 0 => {
+                let secs = bytes.saturating_mul(2) / floor;
+                self.time_budget.min(self.grace + Duration::from_secs(secs))
+            }
+            _ => self.time_budget,
+        }
+    }
+}
+
+/// What a fetch is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchJob<'a> {
+    /// The root CID's bytes.
+    pub cid: &'a [u8],
+    /// Multiaddrs the request named (untrusted), tried before the configured gateways.
+    pub origins: &'a [String],
+    /// The DAG's size as the requester stated it.
+    pub size_hint: Option<u64>,
+    /// The staging area to fetch into (named after the job, so a retry finds what an earlier
+    /// attempt of the same job left, and garbage collection knows whose it is).
+    pub stage: String,
+}
+
+/// The staging area of a job: `job-` and 24 hex digits of the SHA-256 of its key.
+pub fn stage_of(key: &crate::domain::JobKey) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.to_string().as_bytes());
+    format!("job-{}", hex::encode(&digest[..12]))
 }
 
 /// A place a DAG was looked for.
@@ -92,6 +156,8 @@ pub enum SourceName {
     Gateway(String),
     /// A libp2p peer.
     Peer(PeerId),
+    /// An origin that was not tried (as the request wrote it).
+    Origin(String),
 }
 
 impl std::fmt::Display for SourceName {
@@ -100,6 +166,7 @@ impl std::fmt::Display for SourceName {
             Self::Local => f.write_str("local"),
             Self::Gateway(url) => f.write_str(url),
             Self::Peer(peer) => write!(f, "bitswap from {peer}"),
+            Self::Origin(origin) => f.write_str(origin),
         }
     }
 }
@@ -117,6 +184,16 @@ pub enum SourceFailure {
     /// No bytes came for too long.
     #[error("no progress for {0:?}")]
     NoProgress(Duration),
+    /// The source sent less than the throughput floor once its grace was over.
+    #[error("too slow: {bytes} bytes in {secs} s, under the floor of {floor} bytes/s")]
+    TooSlow {
+        /// Bytes it sent.
+        bytes: u64,
+        /// Seconds it had.
+        secs: u64,
+        /// The floor.
+        floor: u64,
+    },
     /// The source sent what it had and a block was still missing.
     #[error("incomplete DAG: block {0} is missing")]
     Incomplete(Cid),
@@ -161,6 +238,22 @@ pub enum FetchError {
     /// The blockstore failed: a fault of this oracle, not of the content.
     #[error(transparent)]
     Store(#[from] BlockstoreError),
+    /// The database failed while the fetch waited to hold off garbage collection.
+    #[error(transparent)]
+    Database(#[from] StoreError),
+}
+
+/// An error and its causes on one line (reqwest's own message hides why it could not connect,
+/// such as the resolver's refusal of an internal address).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn list(failures: &[(SourceName, SourceFailure)]) -> String {
@@ -175,7 +268,7 @@ impl FetchError {
 
     /// Whether this oracle's own storage failed (the job is not to blame).
     pub fn is_fault(&self) -> bool {
-        matches!(self, Self::Store(_))
+        matches!(self, Self::Store(_) | Self::Database(_))
     }
 
     /// Whether trying again later may succeed.
@@ -193,7 +286,7 @@ impl FetchError {
             Self::TooLarge(_) => FailureCode::TooLarge,
             Self::OutOfTime(_) => FailureCode::Timeout,
             Self::Unavailable(_) => FailureCode::NotFound,
-            Self::Store(_) => FailureCode::Internal,
+            Self::Store(_) | Self::Database(_) => FailureCode::Internal,
         }
     }
 }
@@ -210,29 +303,109 @@ pub struct FetchStats {
 /// Fetches DAGs into a blockstore.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
-    client: reqwest::Client,
+    /// For origins: names resolved and checked against the policy, no redirects.
+    origin_client: reqwest::Client,
+    /// For the configured gateways: no redirects.
+    gateway_client: reqwest::Client,
     gateways: Vec<String>,
     limits: FetchLimits,
+    policy: Arc<NetPolicy>,
     p2p: Option<P2p>,
+    gate: Option<GcGate>,
 }
 
 /// How one source's attempt ended.
 enum Attempt {
-    /// The source sent what it had; a walk of the store tells whether the DAG is complete.
+    /// The source sent what it had; a walk tells whether the DAG is complete.
     Done,
-    /// The DAG is complete: the attempt walked all of it.
-    Complete(FetchStats),
     Failed(SourceFailure),
 }
 
+/// A source's pace: its bytes since it started, against the throughput floor.
+struct Pace {
+    started: Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    fn new() -> Self {
+        Self { started: Instant::now(), bytes: 0 }
+    }
+
+    /// When the source falls under the floor if nothing more arrives.
+    fn due(&self, limits: &FetchLimits) -> Option<Instant> {
+        (limits.min_throughput > 0).then(|| {
+            let earned = Duration::from_secs(self.bytes / limits.min_throughput);
+            self.started + limits.grace.max(earned)
+        })
+    }
+
+    fn too_slow(&self, limits: &FetchLimits) -> SourceFailure {
+        SourceFailure::TooSlow {
+            bytes: self.bytes,
+            secs: self.started.elapsed().as_secs(),
+            floor: limits.min_throughput,
+        }
+    }
+}
+
+/// Removes a staging area: [`remove`](Self::remove) when the fetch ends, or on drop when it was
+/// stopped (its task aborted).
+struct StageGuard<S: Blockstore> {
+    store: Arc<S>,
+    stage: String,
+}
+
+impl<S: Blockstore> StageGuard<S> {
+    async fn remove(mut self) -> Result<(), FetchError> {
+        let (store, stage) = (Arc::clone(&self.store), std::mem::take(&mut self.stage));
+        tokio::task::spawn_blocking(move || store.remove_stage(&stage))
+            .await
+            .expect("removing a staging area does not panic")?;
+        Ok(())
+    }
+}
+
+impl<S: Blockstore> Drop for StageGuard<S> {
+    fn drop(&mut self) {
+        if self.stage.is_empty() {
+            return;
+        }
+        let (store, stage) = (Arc::clone(&self.store), std::mem::take(&mut self.stage));
+        let remove = move || {
+            if let Err(e) = store.remove_stage(&stage) {
+                tracing::warn!(%stage, error = %e, "cannot remove a staging area; GC will");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+    }
+}
+
 impl Fetcher {
-    /// A fetcher using `gateways` (base URLs such as `http://127.0.0.1:8080`).
+    /// A fetcher using `gateways` (base URLs such as `http://127.0.0.1:8080`), with origins
+    /// under the strict [`NetPolicy`].
     pub fn new(gateways: Vec<String>, limits: FetchLimits) -> Self {
-        let client = reqwest::Client::builder()
+        Self::with_policy(gateways, limits, NetPolicy::strict())
+    }
+
+    /// A fetcher whose origins may reach what `policy` permits.
+    pub fn with_policy(gateways: Vec<String>, limits: FetchLimits, policy: NetPolicy) -> Self {
+        let policy = Arc::new(policy);
+        let origin_client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(net::CheckedResolver::new(Arc::clone(&policy))))
             .build()
-            .expect("a client with only a connect timeout builds");
-        Self { client, gateways, limits, p2p: None }
+            .expect("a client with a resolver and no redirects builds");
+        let gateway_client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client with no redirects builds");
+        Self { origin_client, gateway_client, gateways, limits, policy, p2p: None, gate: None }
     }
 
     /// Fetches from the peers named by `/p2p/` origins over Bitswap, through `p2p`.
@@ -242,45 +415,95 @@ impl Fetcher {
         self
     }
 
-    /// Fetches the DAG under `cid` (binary) into `store` and proves it complete, trying the
-    /// request's own `origins` (multiaddrs) before the configured gateways.
+    /// Decides completeness and moves blocks into the store only while holding off garbage
+    /// collection through `gate` (without one, nothing else collects the store).
+    #[must_use]
+    pub fn with_gc_gate(mut self, gate: GcGate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// The bounds this fetcher works within.
+    pub fn limits(&self) -> &FetchLimits {
+        &self.limits
+    }
+
+    /// The gate against garbage collection, if the fetcher has one.
+    pub fn gate(&self) -> Option<&GcGate> {
+        self.gate.as_ref()
+    }
+
+    /// Fetches the DAG under `cid` (binary) into `store` and proves it complete, trying
+    /// `origins` (multiaddrs) before the configured gateways, through a staging area of its own.
     pub async fn fetch<S: Blockstore>(
         &self,
         cid: &[u8],
         origins: &[String],
         store: &Arc<S>,
     ) -> Result<FetchStats, FetchError> {
-        let root = Cid::try_from(cid)?;
-        let deadline = Instant::now() + self.limits.time_budget;
+        let stage = format!("fetch-{}", hex::encode(rand::random::<[u8; 12]>()));
+        self.fetch_job(&FetchJob { cid, origins, size_hint: None, stage }, store).await
+    }
+
+    /// Fetches `job`'s DAG into `store`: into its staging area first, then — once a walk from
+    /// the root finds it complete — the blocks the DAG reaches are moved into the store. The
+    /// staging area is removed however the fetch ends.
+    pub async fn fetch_job<S: Blockstore>(
+        &self,
+        job: &FetchJob<'_>,
+        store: &Arc<S>,
+    ) -> Result<FetchStats, FetchError> {
+        let root = Cid::try_from(job.cid)?;
+        let budget = self.limits.budget(job.size_hint);
+        let deadline = Instant::now() + budget;
         let mut failures = Vec::new();
         // Already here (uploaded, or pinned before)?
-        match self.complete(root, store).await? {
+        match self.settle(root, store, None, &job.stage).await? {
             Ok(stats) => return Ok(stats),
             Err(missing) => failures.push((SourceName::Local, SourceFailure::Incomplete(missing))),
         }
-        let plan = plan::plan(origins, &self.gateways);
-        for (origin, why) in plan.skipped {
+        let cleanup = StageGuard { store: Arc::clone(store), stage: job.stage.clone() };
+        let fetched = self.fetch_sources(job, root, store, deadline, budget, failures).await;
+        cleanup.remove().await?;
+        fetched
+    }
+
+    /// Tries each source in turn into `job`'s staging area, until one gives the whole DAG.
+    async fn fetch_sources<S: Blockstore>(
+        &self,
+        job: &FetchJob<'_>,
+        root: Cid,
+        store: &Arc<S>,
+        deadline: Instant,
+        budget: Duration,
+        mut failures: Vec<(SourceName, SourceFailure)>,
+    ) -> Result<FetchStats, FetchError> {
+        let staged = Arc::new(Staged::new(Arc::clone(store), job.stage.clone()));
+        let plan = plan::plan(job.origins, &self.gateways, &self.policy);
+        for (origin, why) in &plan.skipped {
             tracing::debug!(%origin, why, "origin skipped");
+            failures.push((SourceName::Origin(origin.clone()), SourceFailure::Skipped(why)));
         }
         for source in plan.sources {
             let (name, attempt) = match source {
                 plan::Origin::Peer { peer, addrs } => {
                     let attempt = match &self.p2p {
                         Some(p2p) => {
-                            self.try_bitswap(p2p, peer, addrs, root, store, deadline).await?
+                            self.try_bitswap(p2p, peer, addrs, root, &staged, deadline, budget)
+                                .await?
                         }
                         None => Attempt::Failed(SourceFailure::P2pOff),
                     };
                     (SourceName::Peer(peer), attempt)
                 }
-                plan::Origin::Gateway(url) => {
-                    let attempt = self.try_gateway(&url, root, store, deadline).await?;
+                plan::Origin::Gateway { url, trusted } => {
+                    let attempt =
+                        self.try_gateway(&url, trusted, root, &staged, deadline, budget).await?;
                     (SourceName::Gateway(url), attempt)
                 }
             };
             match attempt {
-                Attempt::Complete(stats) => return Ok(stats),
-                Attempt::Done => match self.complete(root, store).await? {
+                Attempt::Done => match self.settle(root, store, Some(&staged), &job.stage).await? {
                     Ok(stats) => return Ok(stats),
                     Err(missing) => failures.push((name, SourceFailure::Incomplete(missing))),
                 },
@@ -290,20 +513,49 @@ impl Fetcher {
         Err(FetchError::Unavailable(failures))
     }
 
-    /// Walks the DAG from the store within the limits: its size if complete, or the first
-    /// block missing.
-    async fn complete<S: Blockstore>(
+    /// Under a hold against garbage collection: walks the DAG from the root, through the
+    /// staging area if there is one, within the limits, moving every staged block it reaches
+    /// into the store. The DAG's size if it is complete, or the first block missing.
+    async fn settle<S: Blockstore>(
         &self,
         root: Cid,
         store: &Arc<S>,
+        staged: Option<&Arc<Staged<S>>>,
+        holder: &str,
     ) -> Result<Result<FetchStats, Cid>, FetchError> {
+        let hold = match &self.gate {
+            Some(gate) => Some(gate.hold(holder).await?),
+            None => None,
+        };
         let store = Arc::clone(store);
+        let stage = staged.map(|s| s.stage.clone());
         let limits = self.limits.walk();
         let walked = tokio::task::spawn_blocking(move || {
-            walk::dfs(root, limits, Source(&*store), |_, _| {})
+            let source = estuary_dag::source::from_fn(|cid: &Cid| {
+                let found = match &stage {
+                    Some(stage) => match store.get_staged(stage, cid) {
+                        Ok(Some(data)) => match store.promote(stage, cid) {
+                            Ok(()) => Ok(Some(data)),
+                            Err(e) => Err(e),
+                        },
+                        Ok(None) => store.get(cid),
+                        Err(e) => Err(e),
+                    },
+                    None => store.get(cid),
+                };
+                match found {
+                    Ok(Some(data)) => Ok(data),
+                    Ok(None) => Err(BlockError::Missing(*cid)),
+                    Err(e) => Err(BlockError::Io { cid: *cid, source: Box::new(e) }),
+                }
+            });
+            walk::dfs(root, limits, source, |_, _| {})
         })
         .await
         .expect("a walk over the blockstore does not panic");
+        if let Some(hold) = hold {
+            hold.release().await?;
+        }
         match walked {
             Ok(stats) => Ok(Ok(FetchStats { blocks: stats.blocks, bytes: stats.bytes })),
             Err(e) => match e {
@@ -322,13 +574,18 @@ impl Fetcher {
     async fn try_gateway<S: Blockstore>(
         &self,
         gateway: &str,
+        trusted: bool,
         root: Cid,
         store: &Arc<S>,
         deadline: Instant,
+        budget: Duration,
     ) -> Result<Attempt, FetchError> {
         let url = format!("{}/ipfs/{root}?format=car&dag-scope=all", gateway.trim_end_matches('/'));
-        let request = self.client.get(&url).header("accept", "application/vnd.ipld.car");
-        let mut response = match self.wait(request.send(), deadline).await? {
+        let client = if trusted { &self.gateway_client } else { &self.origin_client };
+        let request = client.get(&url).header("accept", "application/vnd.ipld.car");
+        let mut pace = Pace::new();
+        let send = async { request.send().await.map_err(|e| chain(&e)) };
+        let mut response = match self.wait(send, deadline, budget, &pace).await? {
             Ok(r) => r,
             Err(why) => return Ok(Attempt::Failed(why)),
         };
@@ -340,11 +597,13 @@ impl Fetcher {
         let source_name = || SourceName::Gateway(gateway.to_owned());
         let mut bytes = 0u64;
         loop {
-            let chunk = match self.wait(response.chunk(), deadline).await? {
+            let next = async { response.chunk().await.map_err(|e| chain(&e)) };
+            let chunk = match self.wait(next, deadline, budget, &pace).await? {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => break,
                 Err(why) => return Ok(Attempt::Failed(why)),
             };
+            pace.bytes += chunk.len() as u64;
             decoder.push(&chunk);
             while let Some(item) = decoder
                 .next_item()
@@ -378,6 +637,7 @@ impl Fetcher {
     /// block is verified by the Bitswap layer (accepted only under the CID its bytes hash to)
     /// and stored as it comes. The walk reaches every block, so a finished attempt is a
     /// complete DAG.
+    #[allow(clippy::too_many_arguments)]
     async fn try_bitswap<S: Blockstore>(
         &self,
         p2p: &P2p,
@@ -386,8 +646,20 @@ impl Fetcher {
         root: Cid,
         store: &Arc<S>,
         deadline: Instant,
+        budget: Duration,
     ) -> Result<Attempt, FetchError> {
-        if let Err(why) = self.wait(p2p.connect(peer, addrs), deadline).await? {
+        let had = addrs.len();
+        let (addrs, refused) = net::dialable(addrs, &self.policy).await;
+        for (addr, why) in &refused {
+            tracing::debug!(%peer, %addr, why, "peer address refused");
+        }
+        if had > 0 && addrs.is_empty() {
+            return Ok(Attempt::Failed(SourceFailure::Skipped(
+                "every address of the peer was refused (internal, or unresolvable)",
+            )));
+        }
+        let mut pace = Pace::new();
+        if let Err(why) = self.wait(p2p.connect(peer, addrs), deadline, budget, &pace).await? {
             return Ok(Attempt::Failed(why));
         }
         let local = Arc::clone(store);
@@ -410,15 +682,10 @@ impl Fetcher {
         .with_local(lookup);
         loop {
             let next = async { Ok::<_, std::convert::Infallible>(fetch.next().await) };
-            let item = match self.wait(next, deadline).await? {
+            let item = match self.wait(next, deadline, budget, &pace).await? {
                 Ok(Some(item)) => item,
-                Ok(None) => {
-                    let stats = fetch.stats();
-                    return Ok(Attempt::Complete(FetchStats {
-                        blocks: stats.blocks,
-                        bytes: stats.bytes,
-                    }));
-                }
+                // The walk reached every block: the settling walk finds the DAG complete.
+                Ok(None) => return Ok(Attempt::Done),
                 Err(why) => return Ok(Attempt::Failed(why)),
             };
             let (cid, data, from_peer) = match item {
@@ -445,6 +712,7 @@ impl Fetcher {
                 )));
             }
             if from_peer {
+                pace.bytes += data.len() as u64;
                 let store = Arc::clone(store);
                 tokio::task::spawn_blocking(move || store.put_verified(&cid, &data))
                     .await
@@ -453,23 +721,34 @@ impl Fetcher {
         }
     }
 
-    /// Awaits `fut` within the no-progress timeout and the overall deadline: its value, or why
-    /// the source failed; past the deadline, the whole fetch fails.
+    /// Awaits `fut` within the no-progress timeout, the source's throughput floor and the
+    /// fetch's deadline: its value, or why the source failed; past the deadline, the whole
+    /// fetch fails.
     async fn wait<T, E: std::fmt::Display>(
         &self,
         fut: impl Future<Output = Result<T, E>>,
         deadline: Instant,
+        budget: Duration,
+        pace: &Pace,
     ) -> Result<Result<T, SourceFailure>, FetchError> {
         let now = Instant::now();
         if now >= deadline {
-            return Err(FetchError::OutOfTime(self.limits.time_budget));
+            return Err(FetchError::OutOfTime(budget));
         }
-        let limit = self.limits.no_progress.min(deadline - now);
+        let due = pace.due(&self.limits);
+        if due.is_some_and(|due| now >= due) {
+            return Ok(Err(pace.too_slow(&self.limits)));
+        }
+        let mut limit = self.limits.no_progress.min(deadline - now);
+        if let Some(due) = due {
+            limit = limit.min(due - now);
+        }
         match timeout(limit, fut).await {
             Ok(Ok(v)) => Ok(Ok(v)),
             Ok(Err(e)) => Ok(Err(SourceFailure::Connection(e.to_string()))),
-            Err(_) if Instant::now() >= deadline => {
-                Err(FetchError::OutOfTime(self.limits.time_budget))
+            Err(_) if Instant::now() >= deadline => Err(FetchError::OutOfTime(budget)),
+            Err(_) if due.is_some_and(|due| Instant::now() >= due) => {
+                Ok(Err(pace.too_slow(&self.limits)))
             }
             Err(_) => Ok(Err(SourceFailure::NoProgress(self.limits.no_progress))),
         }

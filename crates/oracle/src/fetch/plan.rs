@@ -1,8 +1,12 @@
 //! Where to fetch a DAG from, in order, decided without I/O: the request's own origins first
 //! (trustless gateways named by `/http` multiaddrs, libp2p peers named by `/p2p/…`), then the
-//! gateways the operator configured. Origins that name neither are skipped, with the reason.
+//! gateways the operator configured. Origins that name neither, and origins at a literal
+//! address the [`NetPolicy`] refuses (loopback, private, link-local, …), are skipped with the
+//! reason; names are checked when they are resolved (see [`super::net`]).
 
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
+
+use super::net::NetPolicy;
 
 /// One place to fetch from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +20,13 @@ pub enum Origin {
         addrs: Vec<Multiaddr>,
     },
     /// A trustless gateway (base URL).
-    Gateway(String),
+    Gateway {
+        /// Its base URL.
+        url: String,
+        /// Configured by the operator (not checked against the [`NetPolicy`]), rather than
+        /// named by a request.
+        trusted: bool,
+    },
 }
 
 /// The sources to try, in order, and the origins skipped.
@@ -28,15 +38,33 @@ pub struct Plan {
     pub skipped: Vec<(String, &'static str)>,
 }
 
-/// The plan for a request's `origins` (multiaddrs, untrusted) and the configured `gateways`.
-pub fn plan(origins: &[String], gateways: &[String]) -> Plan {
+/// The literal IP address a multiaddr starts with, if it does.
+fn literal_ip(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    match addr.iter().next()? {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
+    }
+}
+
+/// The plan for a request's `origins` (multiaddrs, untrusted, checked against `policy`) and the
+/// configured `gateways` (trusted).
+pub fn plan(origins: &[String], gateways: &[String], policy: &NetPolicy) -> Plan {
     let mut out = Plan::default();
     let mut peers: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
-    let mut urls: Vec<String> = Vec::new();
+    let mut urls: Vec<(String, bool)> = Vec::new();
     for origin in origins {
         if let Some(url) = gateway_of_multiaddr(origin) {
-            if !urls.contains(&url) {
-                urls.push(url);
+            let refused = origin
+                .parse::<Multiaddr>()
+                .ok()
+                .as_ref()
+                .and_then(literal_ip)
+                .and_then(|ip| policy.refusal(ip));
+            if let Some(why) = refused {
+                out.skipped.push((origin.clone(), why));
+            } else if !urls.iter().any(|(u, _)| *u == url) {
+                urls.push((url, false));
             }
             continue;
         }
@@ -49,6 +77,10 @@ pub fn plan(origins: &[String], gateways: &[String]) -> Plan {
             continue;
         };
         addr.pop();
+        if let Some(why) = literal_ip(&addr).and_then(|ip| policy.refusal(ip)) {
+            out.skipped.push((origin.clone(), why));
+            continue;
+        }
         let i = match peers.iter().position(|(p, _)| *p == peer) {
             Some(i) => i,
             None => {
@@ -62,12 +94,26 @@ pub fn plan(origins: &[String], gateways: &[String]) -> Plan {
     }
     for gateway in gateways {
         let gateway = gateway.trim_end_matches('/').to_owned();
-        if !urls.contains(&gateway) {
-            urls.push(gateway);
+        match urls.iter_mut().find(|(u, _)| *u == gateway) {
+            // Named by the request too: the operator's trust wins.
+            Some((_, trusted)) => *trusted = true,
+            None => urls.push((gateway, true)),
         }
     }
-    out.sources.extend(peers.into_iter().map(|(peer, addrs)| Origin::Peer { peer, addrs }));
-    out.sources.extend(urls.into_iter().map(Origin::Gateway));
+    // A peer whose every address was refused is not asked (with no address at all, it is one
+    // that dialled in).
+    let refused_peers: Vec<PeerId> = out
+        .skipped
+        .iter()
+        .filter_map(|(o, _)| o.parse::<Multiaddr>().ok().as_ref().and_then(estuary_p2p::peer_of))
+        .collect();
+    out.sources.extend(
+        peers
+            .into_iter()
+            .filter(|(peer, addrs)| !(addrs.is_empty() && refused_peers.contains(peer)))
+            .map(|(peer, addrs)| Origin::Peer { peer, addrs }),
+    );
+    out.sources.extend(urls.into_iter().map(|(url, trusted)| Origin::Gateway { url, trusted }));
     out
 }
 
@@ -104,7 +150,7 @@ pub fn gateway_of_multiaddr(addr: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Origin, gateway_of_multiaddr as g, plan};
+    use super::{NetPolicy, Origin, gateway_of_multiaddr as g, plan};
 
     #[test]
     fn http_multiaddrs_name_gateways() {
@@ -138,6 +184,7 @@ mod tests {
     #[test]
     fn origins_come_first_then_gateways_each_once() {
         let peer = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let private = NetPolicy::allowing(vec!["10.0.0.0/8".parse().unwrap()]);
         let p = plan(
             &[
                 "/ip4/10.0.0.1/tcp/8080/http".into(),
@@ -147,11 +194,45 @@ mod tests {
                 "nonsense".into(),
             ],
             &["http://10.0.0.1:8080/".into(), "http://10.0.0.9:8080".into()],
+            &private,
         );
         assert_eq!(p.sources.len(), 3);
         assert!(matches!(&p.sources[0], Origin::Peer { addrs, .. } if addrs.len() == 2));
-        assert_eq!(p.sources[1], Origin::Gateway("http://10.0.0.1:8080".into()));
-        assert_eq!(p.sources[2], Origin::Gateway("http://10.0.0.9:8080".into()));
+        assert_eq!(
+            p.sources[1],
+            Origin::Gateway { url: "http://10.0.0.1:8080".into(), trusted: true }
+        );
+        assert_eq!(
+            p.sources[2],
+            Origin::Gateway { url: "http://10.0.0.9:8080".into(), trusted: true }
+        );
         assert_eq!(p.skipped.len(), 2);
+    }
+
+    #[test]
+    fn origins_at_internal_addresses_are_skipped_but_configured_gateways_are_not() {
+        let peer = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        let p = plan(
+            &[
+                "/ip4/127.0.0.1/tcp/8080/http".into(),
+                "/ip4/169.254.169.254/tcp/80/http".into(),
+                "/ip6/::1/tcp/80/http".into(),
+                "/ip4/10.1.2.3/tcp/443/https".into(),
+                format!("/ip4/192.168.0.2/tcp/4001/p2p/{peer}"),
+                "/ip4/203.0.113.7/tcp/8080/http".into(),
+                "/dns4/gateway.example/tcp/443/https".into(),
+            ],
+            &["http://127.0.0.1:8080".into()],
+            &NetPolicy::strict(),
+        );
+        // 203.0.113.0/24 is a documentation range: refused too.
+        assert_eq!(p.skipped.len(), 6, "{:?}", p.skipped);
+        assert_eq!(
+            p.sources,
+            [
+                Origin::Gateway { url: "https://gateway.example:443".into(), trusted: false },
+                Origin::Gateway { url: "http://127.0.0.1:8080".into(), trusted: true },
+            ]
+        );
     }
 }

@@ -59,21 +59,31 @@ impl PackError {
 
 /// Writes the CAR (v1, the root as its only root, blocks in the canonical order) of the DAG
 /// under `root` into `dir` and computes its piece in the same pass. The file appears under its
-/// final name only when complete and synced.
+/// final name only when complete and synced. With the walk's default limits (a DAG of the
+/// operator's own); see [`pack_within`].
 pub fn pack<S: Blockstore>(store: &S, root: &[u8], dir: &Path) -> Result<Packed, PackError> {
+    pack_within(store, root, dir, WalkLimits::default())
+}
+
+/// [`pack`] within `limits` (the fetch's: a pinned DAG was fetched within them, and its
+/// canonical order is read within them too).
+pub fn pack_within<S: Blockstore>(
+    store: &S,
+    root: &[u8],
+    dir: &Path,
+    limits: WalkLimits,
+) -> Result<Packed, PackError> {
     let root = Cid::try_from(root)?;
     fs::create_dir_all(dir)?;
     let tmp = tempfile::NamedTempFile::new_in(dir)?;
     let mut out = BufWriter::with_capacity(1 << 20, tmp.as_file().try_clone()?);
-    let packed = pack_dag(root, WalkLimits::default(), Source(store), CommP::new(), |bytes| {
-        out.write_all(bytes)
-    })
-    .map_err(|e| match e {
-        PackDagError::Walk(w) => PackError::Walk(Box::new(w)),
-        PackDagError::Piece(p) => PackError::Piece(p),
-        PackDagError::Write(io) => PackError::Io(io),
-        other => PackError::Io(io::Error::other(other.to_string())),
-    })?;
+    let packed = pack_dag(root, limits, Source(store), CommP::new(), |bytes| out.write_all(bytes))
+        .map_err(|e| match e {
+            PackDagError::Walk(w) => PackError::Walk(Box::new(w)),
+            PackDagError::Piece(p) => PackError::Piece(p),
+            PackDagError::Write(io) => PackError::Io(io),
+            other => PackError::Io(io::Error::other(other.to_string())),
+        })?;
     out.flush()?;
     drop(out);
     tmp.as_file().sync_all()?;

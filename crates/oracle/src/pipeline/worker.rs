@@ -12,6 +12,12 @@
 //! ([`crate::domain::state::apply`]) with a compare-and-set. A job that moved on meanwhile (a
 //! cancellation, another worker after a lost lease) is left alone. A supervisor restarts a
 //! worker whose loop ended unexpectedly.
+//!
+//! Claims are fair ([`Store::claim_within`]): a requester holds at most
+//! [`WorkerConfig::per_requester`] jobs at once, and retries wait behind fresh work. A fetch
+//! goes into the job's own staging area ([`crate::fetch::stage_of`]) within a time budget
+//! scaled to the request's size hint. A fault of the oracle's storage pauses every worker
+//! ([`super::faults`]) until a probe finds the store working again.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
@@ -21,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{
-    pack::pack,
+    faults::{self, Faults},
+    pack::pack_within,
     report::{Reported, Reporter},
 };
 use crate::{
@@ -30,7 +37,7 @@ use crate::{
         JobSource, JobState, JobStatus, now_ms,
         state::{Change, FailureCode, Input, Outcome, Policy, Stage, apply},
     },
-    fetch::Fetcher,
+    fetch::{FetchJob, Fetcher, stage_of},
     store::{Claimed, Store},
 };
 
@@ -47,6 +54,31 @@ pub struct WorkerConfig {
     pub idle: Duration,
     /// Where packed CARs go.
     pub packed_dir: PathBuf,
+    /// Most jobs one requester holds at once (the others wait for a worker to free up).
+    pub per_requester: u32,
+    /// How often a probe checks a failing blockstore while the workers are paused.
+    pub probe_every: Duration,
+}
+
+impl WorkerConfig {
+    /// `workers` workers with the defaults: a lease of 10 minutes, the default retry policy,
+    /// and a requester holding at most all workers but one.
+    pub fn new(workers: usize, packed_dir: PathBuf) -> Self {
+        Self {
+            workers,
+            lease: Duration::from_secs(600),
+            policy: Policy::default(),
+            idle: Duration::from_millis(200),
+            packed_dir,
+            per_requester: default_per_requester(workers),
+            probe_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// All workers but one, so that one requester never holds them all (one, with one worker).
+pub fn default_per_requester(workers: usize) -> u32 {
+    u32::try_from(workers.saturating_sub(1).max(1)).unwrap_or(u32::MAX)
 }
 
 /// Everything a worker needs.
@@ -56,6 +88,7 @@ pub struct Pipeline<B, R> {
     fetcher: Fetcher,
     reporter: Arc<R>,
     config: WorkerConfig,
+    faults: Faults,
 }
 
 impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
@@ -67,7 +100,12 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
         reporter: Arc<R>,
         config: WorkerConfig,
     ) -> Arc<Self> {
-        Arc::new(Self { store, blocks, fetcher, reporter, config })
+        Arc::new(Self { store, blocks, fetcher, reporter, config, faults: Faults::new() })
+    }
+
+    /// The workers' fault state (paused or not), for the API.
+    pub fn faults(&self) -> Faults {
+        self.faults.clone()
     }
 
     fn lease_ms(&self) -> u64 {
@@ -86,6 +124,7 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
         for _ in 0..self.config.workers.max(1) {
             tasks.spawn(Arc::clone(&self).worker(shutdown.clone()));
         }
+        let prober = tokio::spawn(Arc::clone(&self).probe(shutdown.clone()));
         while let Some(ended) = tasks.join_next().await {
             if shutdown.is_cancelled() {
                 continue;
@@ -95,11 +134,41 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
             }
             tasks.spawn(Arc::clone(&self).worker(shutdown.clone()));
         }
+        prober.abort();
+    }
+
+    /// While the workers are paused, checks the blockstore every `probe_every`, and resumes
+    /// them when it works.
+    async fn probe(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.config.probe_every) => {}
+            }
+            if self.faults.paused().is_none() {
+                continue;
+            }
+            let blocks = Arc::clone(&self.blocks);
+            match tokio::task::spawn_blocking(move || faults::probe(&*blocks)).await {
+                Ok(Ok(())) => self.faults.resume(),
+                Ok(Err(e)) => debug!(error = %e, "blockstore probe failed; workers stay paused"),
+                Err(e) => warn!(error = %e, "blockstore probe crashed"),
+            }
+        }
     }
 
     async fn worker(self: Arc<Self>, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
-            match self.store.claim(now_ms(), self.lease_ms()).await {
+            if self.faults.paused().is_some() {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(self.config.idle) => {}
+                }
+                continue;
+            }
+            let claimed =
+                self.store.claim_within(now_ms(), self.lease_ms(), self.config.per_requester).await;
+            match claimed {
                 Ok(Some(job)) => Arc::clone(&self).process(job).await,
                 Ok(None) => {
                     tokio::select! {
@@ -143,6 +212,20 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
         let mut status = job.status.clone();
         while let Some(stage) = status.state.stage() {
             let Some(started) = self.step(&job, &status, &Input::Start).await else { return };
+            // A packed CAR appears before its job records it: garbage collection waits until
+            // both are done, so it never takes a new CAR for nobody's.
+            let hold = match (stage, self.fetcher.gate()) {
+                (Stage::Pack, Some(gate)) => {
+                    match gate.hold(&format!("pack-{}", stage_of(&job.key))).await {
+                        Ok(hold) => Some(hold),
+                        Err(e) => {
+                            warn!(error = %e, key = %job.key, "cannot hold off GC to pack");
+                            return;
+                        }
+                    }
+                }
+                _ => None,
+            };
             status = JobStatus { state: started.state, attempts: started.attempts };
             let me = Arc::clone(&self);
             let stage_job = job.clone();
@@ -181,6 +264,9 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
             {
                 warn!(key = %job.key, state = status.state.as_str(), %reason, "stage failed");
             }
+            if let Input::Finished(Outcome::Interrupted { reason }) = &input {
+                self.faults.fault(reason);
+            }
             if let Input::Finished(Outcome::Packed { piece_cid, padded_size, .. }) = &input {
                 job.piece_cid = Some(piece_cid.clone());
                 job.padded_size = Some(*padded_size);
@@ -189,7 +275,13 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
                 job.error = Some(reason.clone());
                 job.failure = Some(*code);
             }
-            let Some(next) = self.step(&job, &status, &input).await else { return };
+            let next = self.step(&job, &status, &input).await;
+            if let Some(hold) = hold
+                && let Err(e) = hold.release().await
+            {
+                warn!(error = %e, key = %job.key, "cannot release the hold against GC");
+            }
+            let Some(next) = next else { return };
             if next.state == JobState::Reported {
                 info!(key = %job.key, "pinned and reported");
             }
@@ -203,22 +295,32 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
     async fn run_stage(&self, stage: Stage, job: &Claimed) -> Input {
         let is_api = matches!(job.key.source, JobSource::PinningApi { .. });
         let outcome = match stage {
-            Stage::Fetch => match self.fetcher.fetch(&job.cid, &job.origins, &self.blocks).await {
-                Ok(stats) => Outcome::Fetched { blocks: stats.blocks, bytes: stats.bytes },
-                Err(e) if e.is_fault() => Outcome::Interrupted { reason: e.to_string() },
-                Err(e) => Outcome::Failed {
-                    reason: e.to_string(),
-                    permanent: e.is_permanent(),
-                    code: e.code(),
-                },
-            },
+            Stage::Fetch => {
+                let fetch = FetchJob {
+                    cid: &job.cid,
+                    origins: &job.origins,
+                    size_hint: job.size_hint,
+                    stage: stage_of(&job.key),
+                };
+                match self.fetcher.fetch_job(&fetch, &self.blocks).await {
+                    Ok(stats) => Outcome::Fetched { blocks: stats.blocks, bytes: stats.bytes },
+                    Err(e) if e.is_fault() => Outcome::Interrupted { reason: e.to_string() },
+                    Err(e) => Outcome::Failed {
+                        reason: e.to_string(),
+                        permanent: e.is_permanent(),
+                        code: e.code(),
+                    },
+                }
+            }
             Stage::Pack => {
                 let blocks = Arc::clone(&self.blocks);
                 let cid = job.cid.clone();
                 let dir = self.config.packed_dir.clone();
-                let packed = tokio::task::spawn_blocking(move || pack(&*blocks, &cid, &dir))
-                    .await
-                    .expect("packing does not panic");
+                let limits = self.fetcher.limits().walk();
+                let packed =
+                    tokio::task::spawn_blocking(move || pack_within(&*blocks, &cid, &dir, limits))
+                        .await
+                        .expect("packing does not panic");
                 match packed {
                     Ok(p) => Outcome::Packed {
                         piece_cid: p.piece_cid,

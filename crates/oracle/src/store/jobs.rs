@@ -28,6 +28,8 @@ pub struct Claimed {
     pub failure: Option<FailureCode>,
     /// Multiaddrs to fetch from before the configured gateways.
     pub origins: Vec<String>,
+    /// The DAG's size as its requester stated it, if they did.
+    pub size_hint: Option<u64>,
 }
 
 pub(crate) const JOB_COLUMNS: &str = "source, job_id, requester, cid_bytes, cid, block_number, \
@@ -106,30 +108,54 @@ fn row_to_claimed(row: &AnyRow) -> Result<Claimed, StoreError> {
         error: row.try_get("error")?,
         failure: failure_of(row)?,
         origins: origins_of(row)?,
+        size_hint: opt_u64(row, "size_hint")?,
     })
 }
 
 impl Store {
     /// Takes the oldest job with something to do that no worker holds (its lease expired) and
-    /// whose backoff is over, leasing it until `now_ms + lease_ms`.
+    /// whose backoff is over, leasing it until `now_ms + lease_ms`. See
+    /// [`claim_within`](Self::claim_within), here with no cap per requester.
     pub async fn claim(&self, now_ms: u64, lease_ms: u64) -> Result<Option<Claimed>, StoreError> {
-        // One statement, so SQLite takes the write lock up front (and waits for it) instead of
-        // upgrading a read transaction, which fails at once under contention.
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET lease_until = $1
-             WHERE (source, job_id) = (SELECT source, job_id FROM jobs
-                 WHERE state IN {active} AND lease_until < $2 AND retry_at <= $2
-                 ORDER BY seq LIMIT 1 {lock})
-             RETURNING source, job_id, cid_bytes, state, attempts, piece_cid, padded_size, error,
-                       failure, origins",
-            active = state_list(JobState::active()),
-            lock = self.dialect.skip_locked,
-        ))
-        .bind(int(now_ms.saturating_add(lease_ms))?)
-        .bind(int(now_ms)?)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(row_to_claimed).transpose()
+        self.claim_within(now_ms, lease_ms, u32::MAX).await
+    }
+
+    /// Takes a job for a worker, fairly: never one of a requester that already holds
+    /// `per_requester` jobs (so one requester cannot take every worker, whatever it queued),
+    /// first attempts before retries (a retry, once its backoff is over, still waits behind
+    /// every requester's fresh work), and in each of those the oldest first. The job is leased
+    /// until `now_ms + lease_ms`.
+    pub async fn claim_within(
+        &self,
+        now_ms: u64,
+        lease_ms: u64,
+        per_requester: u32,
+    ) -> Result<Option<Claimed>, StoreError> {
+        for attempts in ["attempts = 0", "attempts > 0"] {
+            // One statement, so SQLite takes the write lock up front (and waits for it) instead
+            // of upgrading a read transaction, which fails at once under contention.
+            let row = sqlx::query(&format!(
+                "UPDATE jobs SET lease_until = $1
+                 WHERE (source, job_id) = (SELECT source, job_id FROM jobs
+                     WHERE state IN {active} AND lease_until < $2 AND retry_at <= $2 AND {attempts}
+                       AND requester NOT IN (SELECT requester FROM jobs WHERE lease_until >= $2
+                                             GROUP BY requester HAVING COUNT(*) >= $3)
+                     ORDER BY seq LIMIT 1 {lock})
+                 RETURNING source, job_id, cid_bytes, state, attempts, piece_cid, padded_size,
+                           error, failure, origins, size_hint",
+                active = state_list(JobState::active()),
+                lock = self.dialect.skip_locked,
+            ))
+            .bind(int(now_ms.saturating_add(lease_ms))?)
+            .bind(int(now_ms)?)
+            .bind(i64::from(per_requester))
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                return row_to_claimed(&row).map(Some);
+            }
+        }
+        Ok(None)
     }
 
     /// Stores `change`, computed by the state machine from `from`: only if the job is still in

@@ -17,7 +17,9 @@
 //! - `jobs`: claiming with leases, transitions, listing;
 //! - `requests`: requests from the chain (the watcher's [`estuary_chain::LogStore`] for them);
 //! - `pins`: the Pinning Service API's pins and tokens;
-//! - `ledger`: report transactions ([`estuary_chain::TxLedger`]).
+//! - `ledger`: report transactions ([`estuary_chain::TxLedger`]);
+//! - `gc`: garbage collection's lock (holds and a lease, across processes), its totals, and
+//!   the live jobs it marks from.
 //!
 //! Tests: `tests/it/stores.rs` runs one suite against both databases.
 
@@ -30,14 +32,18 @@ use sqlx::{
 
 use crate::domain::JobState;
 
+mod gc;
 mod jobs;
 mod ledger;
 mod pins;
 mod requests;
+mod snapshot;
 
+pub use gc::{Freed, GcTotals, LIVE, LiveJob};
 pub use jobs::Claimed;
 pub use pins::TokenInfo;
 pub use requests::RequestLogs;
+pub use snapshot::{Summary, summarize_sqlite};
 
 /// A database failure. Retrying is safe: nothing is half-written.
 #[derive(Debug, thiserror::Error)]

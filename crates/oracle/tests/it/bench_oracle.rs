@@ -19,9 +19,11 @@ async fn pin_many(chain: &Chain, n: usize, cid_of: impl Fn(usize) -> Vec<u8>) {
         .wallet(EthereumWallet::from(chain.signer(1)))
         .connect_http(chain.anvil.endpoint_url());
     let pinning = EstuaryPinning::new(chain.deployment.pinning, &provider);
+    let fee = alloy::primitives::U256::from(pinning.fee().call().await.unwrap());
     let mut pending = Vec::new();
     for i in 0..n {
-        pending.push(pinning.pinToEstuary_0(Bytes::from(cid_of(i))).send().await.unwrap());
+        let call = pinning.pinToEstuary_0(Bytes::from(cid_of(i))).value(fee).gas(200_000);
+        pending.push(call.send().await.unwrap());
         if pending.len() >= 200 {
             for p in pending.drain(..) {
                 p.get_receipt().await.unwrap();

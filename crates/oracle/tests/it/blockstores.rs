@@ -167,6 +167,8 @@ async fn suite<B: Blockstore>(
         api_token: None,
         delegates: vec![],
         p2p: None,
+        gateway_limits: Default::default(),
+        faults: Default::default(),
     })))
     .await;
     let served = reqwest::get(format!("{base}/ipfs/{root}?format=car")).await.unwrap();

@@ -15,6 +15,8 @@ macro_rules! mined {
 mod bench_oracle;
 mod blockstores;
 mod child;
+mod data_path;
+mod oracle_backup;
 mod oracle_pinning;
 mod oracle_postgres;
 mod oracle_reorg;

@@ -212,6 +212,8 @@ async fn oracle_api() -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
         api_token: None,
         delegates: vec!["/ip4/127.0.0.1/tcp/1/http".into()],
         p2p: None,
+        gateway_limits: Default::default(),
+        faults: Default::default(),
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }
@@ -453,4 +455,262 @@ async fn gateway_paths_scopes_and_byte_ranges() {
 async fn r_etag(client: &reqwest::Client, url: &str) -> String {
     let r = client.head(url).send().await.unwrap();
     r.headers()[header::ETAG].to_str().unwrap().to_owned()
+}
+
+// ------------------------------------------------------------------------------ hardening
+
+use estuary_oracle::fetch::NetPolicy;
+
+/// What the blockstore holds, as a set of CIDs.
+fn held(store: &FsBlockstore) -> std::collections::BTreeSet<cid::Cid> {
+    let mut out = std::collections::BTreeSet::new();
+    store
+        .list(&mut |l| {
+            out.insert(l.cid);
+            true
+        })
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_hostile_origins_unrelated_blocks_are_dropped_and_a_failed_fetch_leaves_nothing() {
+    let (root, blocks) = dag(11, 30_000);
+    let (_, junk) = dag(12, 40_000);
+    // The DAG's blocks with someone else's between them: all valid, none reachable.
+    let mut mixed = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        mixed.push(b.clone());
+        if let Some(j) = junk.get(i) {
+            mixed.push(j.clone());
+        }
+    }
+    let url = serve(gateway(car(root, &mixed), None)).await;
+    let (s, _dir) = store();
+    Fetcher::new(vec![url], limits()).fetch(&root.to_bytes(), &[], &s).await.unwrap();
+    let expected: std::collections::BTreeSet<cid::Cid> = blocks.iter().map(|b| b.cid).collect();
+    assert_eq!(held(&s), expected, "only the DAG's blocks are kept");
+    assert!(s.stages().unwrap().is_empty(), "the staging area is gone");
+
+    // Junk and an incomplete DAG: the fetch fails and nothing stays behind.
+    let (other_root, other) = dag(13, 30_000);
+    let mut partial: Vec<Block> = other[..other.len() - 2].to_vec();
+    partial.extend(junk.iter().cloned());
+    let url = serve(gateway(car(other_root, &partial), None)).await;
+    let (s, _dir) = store();
+    let err =
+        Fetcher::new(vec![url], limits()).fetch(&other_root.to_bytes(), &[], &s).await.unwrap_err();
+    assert!(matches!(err, FetchError::Unavailable(_)), "{err}");
+    assert!(held(&s).is_empty(), "a failed fetch keeps no block");
+    assert!(s.stages().unwrap().is_empty());
+}
+
+/// A gateway holding `blocks` under `root` that counts the requests it gets.
+fn counting_gateway(
+    root: cid::Cid,
+    blocks: &[Block],
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+) -> Router {
+    let body = car(root, blocks);
+    Router::new().route(
+        "/ipfs/{cid}",
+        get(move |Path(_c): Path<String>| {
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = body.clone();
+            async move { body }
+        }),
+    )
+}
+
+#[tokio::test]
+async fn origins_inside_the_network_are_refused_even_behind_a_dns_name() {
+    let (root, blocks) = dag(14, 20_000);
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url = serve(counting_gateway(root, &blocks, Arc::clone(&hits))).await;
+    let port = url.rsplit(':').next().unwrap();
+    let origins = vec![
+        format!("/ip4/127.0.0.1/tcp/{port}/http"),
+        format!("/ip6/::ffff:127.0.0.1/tcp/{port}/http"),
+        // A name that resolves to loopback: refused when resolved, before any connection.
+        format!("/dns4/localhost/tcp/{port}/http"),
+        "/ip4/169.254.169.254/tcp/80/http".into(),
+        "/ip4/10.0.0.1/tcp/80/http".into(),
+        "/ip4/100.64.0.1/tcp/80/http".into(),
+        "/ip4/192.168.1.1/tcp/80/http".into(),
+        "/ip6/fd00::1/tcp/80/http".into(),
+        "/ip4/10.0.0.2/tcp/4001/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN".into(),
+    ];
+    let (s, _dir) = store();
+    let err =
+        Fetcher::new(vec![], limits()).fetch(&root.to_bytes(), &origins, &s).await.unwrap_err();
+    let FetchError::Unavailable(why) = &err else { panic!("{err}") };
+    let text = err.to_string();
+    assert!(text.contains("resolves only to internal addresses"), "{text}");
+    assert_eq!(
+        why.iter().filter(|(_, f)| matches!(f, SourceFailure::Skipped(_))).count(),
+        8,
+        "{text}"
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing inside was reached");
+
+    // The operator allows loopback (the local stack, these tests): the same origins work.
+    let dev = NetPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let stats = Fetcher::with_policy(vec![], limits(), dev)
+        .fetch(&root.to_bytes(), &origins[2..3], &s)
+        .await
+        .unwrap();
+    assert_eq!(stats.blocks, blocks.len() as u64);
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let (root, blocks) = dag(15, 20_000);
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let target = serve(counting_gateway(root, &blocks, Arc::clone(&hits))).await;
+    let redirect = serve(Router::new().route(
+        "/ipfs/{cid}",
+        get(move |Path(c): Path<String>| {
+            let to = format!("{target}/ipfs/{c}?format=car");
+            async move { (StatusCode::FOUND, [(header::LOCATION, to)]).into_response() }
+        }),
+    ))
+    .await;
+    let (s, _dir) = store();
+    let err =
+        Fetcher::new(vec![redirect], limits()).fetch(&root.to_bytes(), &[], &s).await.unwrap_err();
+    assert!(err.to_string().contains("HTTP 302"), "{err}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_source_under_the_throughput_floor_is_cut_after_its_grace() {
+    let (root, blocks) = dag(16, 20_000);
+    // 64 bytes every 50 ms: about 1.3 KB/s, under a floor of 4 KiB/s.
+    let body = car(root, &blocks);
+    let drip = Router::new().route(
+        "/ipfs/{cid}",
+        get(move |Path(_c): Path<String>| {
+            let body = body.clone();
+            async move {
+                let stream = futures_util::stream::unfold(0usize, move |at| {
+                    let body = body.clone();
+                    async move {
+                        if at >= body.len() {
+                            return None;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let end = (at + 64).min(body.len());
+                        Some((Ok::<_, std::io::Error>(body[at..end].to_vec()), end))
+                    }
+                });
+                Body::from_stream(stream).into_response()
+            }
+        }),
+    );
+    let url = serve(drip).await;
+    let floor = FetchLimits {
+        min_throughput: 4 << 10,
+        grace: Duration::from_millis(500),
+        no_progress: Duration::from_secs(30),
+        ..FetchLimits::default()
+    };
+    let (s, _dir) = store();
+    let err = Fetcher::new(vec![url], floor).fetch(&root.to_bytes(), &[], &s).await.unwrap_err();
+    let FetchError::Unavailable(why) = &err else { panic!("{err}") };
+    assert!(matches!(why.last().unwrap().1, SourceFailure::TooSlow { .. }), "{err}");
+    // A request's size hint scales its budget: the grace and twice the floor's time.
+    assert_eq!(floor.budget(Some(40 << 10)), Duration::from_millis(500) + Duration::from_secs(20));
+    assert_eq!(floor.budget(None), floor.time_budget);
+    assert_eq!(floor.budget(Some(1 << 40)), floor.time_budget);
+}
+
+#[test]
+fn the_fetch_walk_stops_two_gibibytes_of_identity_links() {
+    // What a peer or gateway sending 3,300 nodes of 65,535 identity links makes the fetch's
+    // completeness walk do, under the default limits: stop after a few nodes (the chain linked
+    // first fills the queue; linked last, the block limit stops it the same way: see
+    // estuary-dag's hostile_dags test).
+    for chain_first in [true, false] {
+        let mut source = estuary_dag::hostile::IdentityLinks {
+            nodes: 3300,
+            links: 65_535,
+            chain_first,
+            served: 0,
+        };
+        let root = source.root();
+        let err =
+            estuary_dag::walk::dfs(root, FetchLimits::default().walk(), &mut source, |_, _| {})
+                .unwrap_err();
+        assert!(err.is_limit(), "{err}");
+        assert!(source.served < 128 << 20, "{} bytes read of 2 GiB", source.served);
+    }
+}
+
+/// The oracle's API over a fresh store, with `limits` on the gateway's walks.
+async fn oracle_api_within(
+    limits: estuary_oracle::api::GatewayLimits,
+) -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&DatabaseUrl::Sqlite(dir.path().join("db"))).await.unwrap();
+    let blocks = Arc::new(FsBlockstore::open(dir.path().join("data")).unwrap());
+    let (_tx, watch) = tokio::sync::watch::channel(estuary_chain::WatchState::default());
+    std::mem::forget(_tx);
+    let state = ApiState {
+        store,
+        blocks: Arc::clone(&blocks),
+        packed_dir: dir.path().join("data/packed"),
+        uploads_dir: dir.path().join("data/uploads"),
+        source: JobSource::Contract { chain: 1, address: Address::ZERO },
+        watch,
+        api_token: None,
+        delegates: vec![],
+        p2p: None,
+        gateway_limits: limits,
+        faults: Default::default(),
+    };
+    (serve(router(Arc::new(state))).await, blocks, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hamt_and_entity_bytes_bombs_stay_within_the_gateway_budget_and_the_server_answers() {
+    let limits = estuary_oracle::api::GatewayLimits { max_visits: 100_000, ..Default::default() };
+    let (base, blocks_store, _dir) = oracle_api_within(limits).await;
+    let (hamt, hamt_blocks) = estuary_dag::hostile::hamt_bomb(9);
+    let (file, file_blocks) = estuary_dag::hostile::entity_bytes_bomb(8, 64);
+    for b in hamt_blocks.iter().chain(&file_blocks) {
+        blocks_store.put(&b.cid, &b.data).unwrap();
+    }
+    let client = reqwest::Client::new();
+    // The HAMT's buckets: ten blocks, each once, in a complete CAR.
+    for scope in ["entity", "all"] {
+        let r = client
+            .get(format!("{base}/ipfs/{hamt}?format=car&dag-scope={scope}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let (_, cids) = car_blocks(&r.bytes().await.unwrap());
+        assert_eq!(cids.len(), if scope == "entity" { 9 } else { 10 }, "{scope}");
+    }
+    // The file of 64⁸ KiB: many bombs at once, each cut at its budget (a truncated body),
+    // while the server keeps answering.
+    let bombs: Vec<_> = (0..8)
+        .map(|_| {
+            let url = format!("{base}/ipfs/{file}?format=car&dag-scope=entity&entity-bytes=0:*");
+            let client = client.clone();
+            tokio::spawn(async move {
+                let r = client.get(url).send().await.unwrap();
+                assert_eq!(r.status(), StatusCode::OK);
+                r.bytes().await.is_err()
+            })
+        })
+        .collect();
+    let health = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let raw = client.get(format!("{base}/ipfs/{hamt}?format=raw")).send().await.unwrap();
+    assert_eq!(raw.status(), StatusCode::OK);
+    for bomb in bombs {
+        assert!(bomb.await.unwrap(), "the bomb's CAR ends with an error, not complete");
+    }
 }

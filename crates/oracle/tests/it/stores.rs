@@ -41,6 +41,7 @@ fn event(id: u64, block: u64, log_index: u64) -> RequestEvent {
         tx_hash: B256::from(U256::from(id)),
         log_index,
         origins: Vec::new(),
+        size_hint: None,
         refused: None,
     }
 }
@@ -303,7 +304,74 @@ async fn report_transactions_kept_until_settled(s: &Store) {
     assert_eq!(s.last_unsettled(op).await.unwrap(), None);
 }
 
+/// One requester cannot take every worker, and retries wait behind fresh work.
+async fn claims_are_fair_between_requesters(store: &Store) {
+    let by = |id: u64, who: u8| RequestEvent {
+        requester: Address::repeat_byte(who),
+        ..event(id, 5, id)
+    };
+    // Mallory queued four before alice's one.
+    let events = vec![by(1, 0xaa), by(2, 0xaa), by(3, 0xaa), by(4, 0xaa), by(5, 0xbb)];
+    ingest(store, &events, cursor(5)).await;
+    let mut order = Vec::new();
+    while let Some(job) = store.claim_within(1_000, 10_000, 2).await.unwrap() {
+        order.push(job.key);
+    }
+    assert_eq!(order, [key(1), key(2), key(5)], "mallory holds two; alice's is next");
+    // A failed attempt (after its backoff) waits behind every fresh job.
+    let failed = Input::Finished(Outcome::Failed {
+        reason: "timeout".into(),
+        permanent: false,
+        code: FailureCode::Timeout,
+    });
+    for k in [key(1), key(2), key(5)] {
+        let status = store.status(&k).await.unwrap().unwrap();
+        let start = apply(&status, &Input::Start, 1_000, &Policy::default()).unwrap();
+        assert!(store.transition(&k, &status, &start, 1_000, 10_000).await.unwrap());
+        let status = store.status(&k).await.unwrap().unwrap();
+        let change = apply(&status, &failed, 1_000, &Policy::default()).unwrap();
+        assert!(store.transition(&k, &status, &change, 1_000, 10_000).await.unwrap());
+    }
+    let later = 1_000 + Policy::default().backoff(1) + 1;
+    let next = store.claim_within(later, 10_000, 2).await.unwrap().unwrap();
+    assert_eq!(next.key, key(3), "mallory's fresh job before the retries");
+    assert_eq!(store.claim_within(later, 10_000, 2).await.unwrap().unwrap().key, key(4));
+    assert_eq!(
+        store.claim_within(later, 10_000, 2).await.unwrap().unwrap().key,
+        key(5),
+        "alice's retry"
+    );
+    assert!(store.claim_within(later, 10_000, 2).await.unwrap().is_none(), "mallory holds two");
+}
+
+/// Garbage collection and the writers it must not overlap exclude each other.
+async fn gc_and_its_holds_exclude_each_other(store: &Store) {
+    assert!(store.gc_hold("fetch-a", 1_000, 5_000).await.unwrap());
+    assert!(store.gc_begin("gc-1", 1_000, 60_000).await.unwrap(), "it begins, then waits");
+    assert_eq!(store.gc_live_holds(1_000).await.unwrap(), 1);
+    assert!(!store.gc_hold("fetch-b", 1_000, 5_000).await.unwrap(), "no new hold while it runs");
+    assert!(!store.gc_begin("gc-2", 1_000, 60_000).await.unwrap(), "one collection at a time");
+    store.gc_release("fetch-a").await.unwrap();
+    assert_eq!(store.gc_live_holds(1_000).await.unwrap(), 0);
+    // A dead holder blocks nothing past its lease.
+    assert!(store.gc_renew("gc-1", 2_000, 60_000).await.unwrap());
+    let freed = estuary_oracle::store::Freed { blocks: 3, bytes: 300, cars: 1, car_bytes: 99 };
+    store.gc_finish("gc-1", freed, None, 3_000).await.unwrap();
+    assert!(store.gc_hold("fetch-b", 3_000, 5_000).await.unwrap());
+    assert_eq!(store.gc_live_holds(7_999).await.unwrap(), 1);
+    assert_eq!(store.gc_live_holds(8_000).await.unwrap(), 0, "its lease ran out");
+    let totals = store.gc_totals(9_000).await.unwrap();
+    assert_eq!((totals.runs, totals.freed_bytes, totals.freed_car_bytes), (1, 300, 99));
+    assert!(!totals.running);
+    // A collection whose lease ran out is taken over.
+    assert!(store.gc_begin("gc-3", 10_000, 1_000).await.unwrap());
+    assert!(store.gc_begin("gc-4", 11_001, 1_000).await.unwrap());
+    assert!(!store.gc_renew("gc-3", 11_002, 1_000).await.unwrap());
+}
+
 async fn whole_suite(fresh: impl AsyncFn() -> Store) {
+    claims_are_fair_between_requesters(&fresh().await).await;
+    gc_and_its_holds_exclude_each_other(&fresh().await).await;
     requests_and_cursors(&fresh().await).await;
     job_lifecycle(&fresh().await).await;
     pins_listed_filtered_paged(&fresh().await).await;

@@ -42,21 +42,30 @@ impl Chain {
         self.anvil.keys()[index].clone().into()
     }
 
-    /// Sends `pinToEstuary(cid)` from account `index`; returns the request id.
+    /// Sends `pinToEstuary(cid)` from account `index`, paying the contract's fee; returns the
+    /// request id.
     pub async fn pin(&self, index: usize, cid: &[u8]) -> u64 {
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::from(self.signer(index)))
             .connect_http(self.anvil.endpoint_url());
         let pinning = EstuaryPinning::new(self.deployment.pinning, provider);
+        let fee = pinning.fee().call().await.expect("fee");
+        assert!(fee > 0, "the local profile charges a pin fee");
         let receipt = pinning
             .pinToEstuary_0(Bytes::copy_from_slice(cid))
+            .value(alloy::primitives::U256::from(fee))
+            // Not the estimate: a report mined first can empty the fee escrow, and filling it
+            // again costs more than the estimate saw (a zero slot written).
+            .gas(200_000)
             .send()
             .await
             .expect("send")
             .get_receipt()
             .await
             .expect("receipt");
-        let log = receipt.decoded_log::<EstuaryPinning::PinRequested>().expect("PinRequested");
+        let log = receipt
+            .decoded_log::<EstuaryPinning::PinRequested>()
+            .unwrap_or_else(|| panic!("no PinRequested in {receipt:?}"));
         log.data.requestId.try_into().unwrap()
     }
 
@@ -122,6 +131,9 @@ impl OracleProcess {
             db.display().to_string(),
             "--listen".into(),
             format!("127.0.0.1:{port}"),
+            // The tests' origins are on loopback, which origins may not reach by default.
+            "--allow-net".into(),
+            "127.0.0.0/8,::1/128".into(),
         ];
         if !extra.iter().any(|a| a == "--data-dir") {
             // Next to the database, never the working directory.
