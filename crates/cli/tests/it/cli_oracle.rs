@@ -44,6 +44,7 @@ fn event(id: u64, cid: &[u8]) -> RequestEvent {
         tx_hash: B256::from(U256::from(id)),
         log_index: id,
         origins: Vec::new(),
+        size_hint: None,
         refused: None,
     }
 }

@@ -8,6 +8,10 @@
 //! `entity`, `entity-bytes=from:to` (see [`estuary_dag::traversal`]); blocks depth first, each
 //! once. Responses carry an `ETag` (a matching `If-None-Match` gets 304) and are immutable. A
 //! request for any other format gets 406, a bad parameter 400, a CID or path not held here 404.
+//!
+//! At most `--gateway-max-requests` gateway and `/piece` requests run at once (beyond: 503
+//! with `Retry-After`); a request's slot is held until its walk or file ends, and a CAR walk
+//! stops at the next block once the client has gone away.
 
 use std::sync::Arc;
 
@@ -30,7 +34,7 @@ use serde::Deserialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, hold};
 use crate::blockstore::{Blockstore, BlockstoreError, Source};
 
 const RAW: &str = "application/vnd.ipld.raw";
@@ -88,6 +92,8 @@ pub(super) async fn ipfs<B: Blockstore>(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let slot =
+        Arc::clone(&st.policy.gateway_requests).try_acquire_owned().map_err(|_| ApiError::Busy)?;
     let (cid_text, rest) = path.split_once('/').unwrap_or((&path, ""));
     let rest = rest.trim_end_matches('/').to_owned();
     let cid = Cid::try_from(cid_text)
@@ -157,13 +163,21 @@ pub(super) async fn ipfs<B: Blockstore>(
                 encode_section(&Block { cid, data: terminal_block }, &mut out);
                 Body::from(out)
             } else {
-                car_stream(Arc::clone(&st.blocks), cid, resolved, scope, range)
+                // The walk holds the slot until it ends.
+                let body = car_stream(Arc::clone(&st.blocks), cid, resolved, scope, range, slot);
+                let mut response = immutable(
+                    body,
+                    "application/vnd.ipld.car; version=1; order=dfs; dups=n",
+                    &etag,
+                );
+                set(&mut response, header::HeaderName::from_static("x-ipfs-path"), &ipfs_path);
+                return Ok(response);
             };
             immutable(body, "application/vnd.ipld.car; version=1; order=dfs; dups=n", &etag)
         }
     };
     set(&mut response, header::HeaderName::from_static("x-ipfs-path"), &ipfs_path);
-    Ok(response)
+    Ok(hold(response, slot))
 }
 
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
@@ -196,16 +210,19 @@ fn set(response: &mut Response, name: header::HeaderName, value: &str) {
 }
 
 /// The CAR of the selected blocks, produced by a blocking walk as the client reads it (bounded
-/// buffer).
+/// buffer). The walk stops at the next block once the client has gone, and holds `slot` until
+/// it ends.
 fn car_stream<B: Blockstore>(
     blocks: Arc<B>,
     root: Cid,
     resolved: ResolvedPath,
     scope: DagScope,
     range: Option<EntityBytes>,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         if tx.blocking_send(Ok(header_v1(&[root]))).is_err() {
             return;
         }
@@ -217,6 +234,10 @@ fn car_stream<B: Blockstore>(
             WalkLimits::default(),
             Source(&*blocks),
             |cid, data| {
+                // The client went away: stop walking.
+                if tx.is_closed() {
+                    return false;
+                }
                 encode_section(&Block { cid: *cid, data: data.to_vec() }, &mut batch);
                 if batch.len() >= 1 << 20 {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(1 << 20));
@@ -255,6 +276,8 @@ pub(super) async fn piece<B: Blockstore>(
     Path(piece): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let slot =
+        Arc::clone(&st.policy.gateway_requests).try_acquire_owned().map_err(|_| ApiError::Busy)?;
     let parsed: PieceCid = piece
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("not a piece CID: {piece:?}: {e}")))?;
@@ -274,5 +297,5 @@ pub(super) async fn piece<B: Blockstore>(
     let mut response = served.into_response();
     set(&mut response, header::CONTENT_TYPE, CAR);
     set(&mut response, header::ETAG, &format!("\"{parsed}\""));
-    Ok(response)
+    Ok(hold(response, slot))
 }

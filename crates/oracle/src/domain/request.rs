@@ -68,6 +68,7 @@ pub fn decode_logs(kind: ContractKind, logs: &[Log]) -> (Vec<RequestEvent>, Vec<
             tx_hash,
             log_index,
             origins: Vec::new(),
+            size_hint: None,
             refused,
         };
         match (kind, log.topic0()) {
@@ -124,6 +125,7 @@ pub fn decode_logs(kind: ContractKind, logs: &[Log]) -> (Vec<RequestEvent>, Vec<
             .filter(|o| !o.is_empty() && o.len() <= MAX_ORIGIN_LEN)
             .take(MAX_ORIGINS)
             .collect();
+        event.size_hint = (data.sizeHint > 0).then_some(data.sizeHint);
     }
     (events, cancelled)
 }
@@ -149,6 +151,8 @@ pub struct RequestEvent {
     /// Where the content can be fetched from (multiaddrs), as the requester gave them;
     /// empty when none were given.
     pub origins: Vec<String>,
+    /// The requester's estimate of the DAG's size (`PinRequestOptions.sizeHint`), if given.
+    pub size_hint: Option<u64>,
     /// Why this oracle refuses the request outright (it is reported failed, with the reason,
     /// without fetching anything).
     pub refused: Option<String>,

@@ -47,6 +47,9 @@ pub struct WorkerConfig {
     pub idle: Duration,
     /// Where packed CARs go.
     pub packed_dir: PathBuf,
+    /// Free bytes the data directory keeps: below, a fetch does not start (a fault, retried
+    /// after a backoff, costing the job no attempt).
+    pub min_free_bytes: u64,
 }
 
 /// Everything a worker needs.
@@ -203,6 +206,9 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
     async fn run_stage(&self, stage: Stage, job: &Claimed) -> Input {
         let is_api = matches!(job.key.source, JobSource::PinningApi { .. });
         let outcome = match stage {
+            Stage::Fetch if !self.room_to_fetch() => Outcome::Interrupted {
+                reason: "the data directory is below its free-space floor".into(),
+            },
             Stage::Fetch => match self.fetcher.fetch(&job.cid, &job.origins, &self.blocks).await {
                 Ok(stats) => Outcome::Fetched { blocks: stats.blocks, bytes: stats.bytes },
                 Err(e) if e.is_fault() => Outcome::Interrupted { reason: e.to_string() },
@@ -240,6 +246,19 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
             }
         };
         Input::Finished(outcome)
+    }
+
+    /// Whether the data directory has room for a fetch (above `min_free_bytes`); a filesystem
+    /// that cannot be asked does not stop the fetch (a full disk still shows as a write error).
+    fn room_to_fetch(&self) -> bool {
+        let dir = &self.config.packed_dir;
+        match crate::blockstore::space::above_floor(dir, self.config.min_free_bytes, 0) {
+            Ok(room) => room,
+            Err(e) => {
+                warn!(error = %e, "cannot read the free space of the data directory");
+                true
+            }
+        }
     }
 
     async fn report(&self, job: &Claimed) -> Outcome {

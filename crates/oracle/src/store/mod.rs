@@ -17,7 +17,9 @@
 //! - `jobs`: claiming with leases, transitions, listing;
 //! - `requests`: requests from the chain (the watcher's [`estuary_chain::LogStore`] for them);
 //! - `pins`: the Pinning Service API's pins and tokens;
-//! - `ledger`: report transactions ([`estuary_chain::TxLedger`]).
+//! - `ledger`: report transactions ([`estuary_chain::TxLedger`]);
+//! - `uploads`: uploads and their owners, pre-signed upload URLs, sign-in nonces and
+//!   sessions, per-account quotas.
 //!
 //! Tests: `tests/it/stores.rs` runs one suite against both databases.
 
@@ -34,10 +36,14 @@ mod jobs;
 mod ledger;
 mod pins;
 mod requests;
+mod uploads;
 
 pub use jobs::Claimed;
 pub use pins::TokenInfo;
 pub use requests::RequestLogs;
+pub use uploads::{
+    GrantRecord, NewUpload, RequestForUpload, UploadRecord, UploadRefused, UploadState,
+};
 
 /// A database failure. Retrying is safe: nothing is half-written.
 #[derive(Debug, thiserror::Error)]

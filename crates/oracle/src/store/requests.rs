@@ -52,8 +52,9 @@ impl Store {
             let (cid, state, error) = first_state(&ev.cid, ev.refused.as_deref());
             let done = sqlx::query(&format!(
                 "INSERT INTO jobs (source, job_id, requester, cid_bytes, cid, block_number,
-                   block_hash, tx_hash, log_index, state, error, origins, seq, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, {next_seq}, $13)
+                   block_hash, tx_hash, log_index, state, error, origins, seq, updated_at,
+                   size_hint)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, {next_seq}, $13, $14)
                  ON CONFLICT DO NOTHING",
                 next_seq = self.dialect.next_seq
             ))
@@ -70,6 +71,7 @@ impl Store {
             .bind(error)
             .bind((!ev.origins.is_empty()).then(|| serde_json::json!(ev.origins).to_string()))
             .bind(int(now_ms)?)
+            .bind(ev.size_hint.map(int).transpose()?)
             .execute(&mut *tx)
             .await?;
             inserted += done.rows_affected();

@@ -167,6 +167,7 @@ async fn suite<B: Blockstore>(
         api_token: None,
         delegates: vec![],
         p2p: None,
+        policy: estuary_oracle::api::ApiPolicy::default(),
     })))
     .await;
     let served = reqwest::get(format!("{base}/ipfs/{root}?format=car")).await.unwrap();

@@ -212,6 +212,7 @@ async fn oracle_api() -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
         api_token: None,
         delegates: vec!["/ip4/127.0.0.1/tcp/1/http".into()],
         p2p: None,
+        policy: estuary_oracle::api::ApiPolicy::default(),
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }

@@ -41,6 +41,7 @@ fn event(id: u64, block: u64, log_index: u64) -> RequestEvent {
         tx_hash: B256::from(U256::from(id)),
         log_index,
         origins: Vec::new(),
+        size_hint: None,
         refused: None,
     }
 }
