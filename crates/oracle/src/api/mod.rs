@@ -385,14 +385,13 @@ pub fn router<B: Blockstore>(state: Arc<ApiState<B>>) -> Router {
         .route("/requests", get(list_requests::<B>))
         .route("/requests/{id}", get(get_request::<B>))
         .route("/jobs/{*key}", get(get_job::<B>))
-        .route("/uploads", post(upload::create::<B>).options(upload::options::<B>))
+        .route("/uploads", post(upload::create::<B>))
         .route("/uploads/presign", post(auth::presign::<B>))
         .route(
             "/uploads/{id}",
             axum::routing::head(upload::offset::<B>)
                 .patch(upload::append::<B>)
-                .delete(upload::terminate::<B>)
-                .options(upload::options::<B>),
+                .delete(upload::terminate::<B>),
         )
         .route("/auth/nonce", post(auth::nonce::<B>))
         .route("/auth/siwe", post(auth::siwe::<B>))
@@ -401,12 +400,22 @@ pub fn router<B: Blockstore>(state: Arc<ApiState<B>>) -> Router {
             "/pins/{requestid}",
             get(pins::get::<B>).post(pins::replace::<B>).delete(pins::remove::<B>),
         )
-        .layer(cors(Some(&policy.cors_origins)));
+        .layer(cors(Some(&policy.cors_origins)))
+        .layer(middleware::from_fn_with_state(policy.max_upload, tus_discovery));
     public
         .merge(own)
         .with_state(state)
         .layer(middleware::from_fn_with_state(policy.body_timeout, body_timeout))
         .layer(middleware::from_fn_with_state(Arc::clone(&policy.requests), in_flight))
+}
+
+/// Answers tus discovery (`OPTIONS /uploads…` that is not a CORS preflight) before the CORS
+/// layer, which takes every `OPTIONS` for a preflight.
+async fn tus_discovery(State(max_upload): State<u64>, request: Request, next: Next) -> Response {
+    let discovery = request.method() == Method::OPTIONS
+        && request.uri().path().starts_with("/uploads")
+        && !request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if discovery { upload::discovery(max_upload) } else { next.run(request).await }
 }
 
 /// Cuts a request body that pauses longer than the timeout (the handler sees an error and keeps

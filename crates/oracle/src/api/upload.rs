@@ -144,12 +144,12 @@ fn with_offset(status: StatusCode, offset: u64, record: &UploadRecord) -> Respon
 }
 
 /// `OPTIONS /uploads`: what this server speaks.
-pub(super) async fn options<B: Blockstore>(State(st): State<Arc<ApiState<B>>>) -> Response {
+pub(super) fn discovery(max_upload: u64) -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
     h.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
     h.insert("tus-extension", HeaderValue::from_static(tus::TUS_EXTENSIONS));
-    h.insert("tus-max-size", HeaderValue::from(st.policy.max_upload));
+    h.insert("tus-max-size", HeaderValue::from(max_upload));
     tus_response(r)
 }
 

@@ -15,6 +15,7 @@ macro_rules! mined {
 mod bench_oracle;
 mod blockstores;
 mod child;
+mod hardening_api;
 mod oracle_pinning;
 mod oracle_postgres;
 mod oracle_reorg;
