@@ -411,6 +411,24 @@ mod tests {
         assert!(!valid_upload_id("../../../../etc/passwd0000000000"));
     }
 
+    /// Replays the fuzz target's seed corpus and every kept crasher (`fuzz/corpus/tus`,
+    /// `fuzz/regressions/tus`).
+    #[test]
+    fn the_fuzz_corpus_replays() {
+        let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let mut replayed = 0;
+        for dir in ["corpus/tus", "regressions/tus"] {
+            for entry in std::fs::read_dir(fuzz.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() && path.file_name().is_some_and(|n| n != ".gitkeep") {
+                    fuzz_tus(&std::fs::read(&path).unwrap());
+                    replayed += 1;
+                }
+            }
+        }
+        assert!(replayed >= 5, "the seed corpus is missing");
+    }
+
     proptest! {
         #[test]
         fn the_tus_parsers_take_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..512)) {

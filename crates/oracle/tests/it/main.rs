@@ -12,6 +12,7 @@ macro_rules! mined {
     };
 }
 
+mod api_fuzz;
 mod bench_oracle;
 mod blockstores;
 mod child;
