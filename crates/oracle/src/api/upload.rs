@@ -201,7 +201,8 @@ async fn request_owner<B>(
         return Err(AuthError::WrongSigner(requester).into());
     }
     match request.state {
-        JobState::Queued | JobState::Fetching => {}
+        // Waiting, being fetched, or given up for want of a source: the upload is that source.
+        JobState::Queued | JobState::Fetching | JobState::Quarantined => {}
         s if s.holds_dag() => {
             return Err(ApiError::Conflict(format!("request {id} is pinned already")));
         }
@@ -510,6 +511,9 @@ async fn append_bytes<B: Blockstore>(
         Ok((root, count)) => {
             st.store.finish_upload(id, &root, count, now_ms()).await?;
             remove_part(dir, id).await?;
+            if let Some(key) = record.request_key.as_deref() {
+                requeue_if_given_up(st, key).await;
+            }
             let done = UploadRecord { state: UploadState::Done, root: Some(root), ..record };
             Ok(with_offset(StatusCode::NO_CONTENT, written, &done))
         }
@@ -525,6 +529,23 @@ async fn append_bytes<B: Blockstore>(
         // The oracle's storage failed: the upload is kept, and the client may try again.
         Err(ImportError::Io(e)) => Err(ApiError::Io(e)),
         Err(ImportError::Store(e)) => Err(ApiError::Blockstore(e)),
+    }
+}
+
+/// A request whose content has just been uploaded is fetched again if it had been given up
+/// (quarantined after its attempts found the content nowhere): it is here now. A request still
+/// queued or retrying finds the blocks at its next attempt.
+async fn requeue_if_given_up<B>(st: &ApiState<B>, key: &str) {
+    let Ok(key) = key.parse::<JobKey>() else { return };
+    let quarantined = st.store.status(&key).await.ok().flatten();
+    if quarantined.is_none_or(|s| s.state != JobState::Quarantined) {
+        return;
+    }
+    let policy = crate::domain::state::Policy::default();
+    match crate::commands::run(&st.store, &key, &crate::domain::Input::Requeue, &policy).await {
+        Ok(_) => info!(%key, "request queued again: its content was uploaded"),
+        Err(crate::commands::CommandError::Refused(_)) => {}
+        Err(e) => warn!(%key, error = %e, "cannot queue the request again after its upload"),
     }
 }
 

@@ -839,6 +839,18 @@ async fn an_upload_tied_to_a_request_is_its_requesters_up_to_its_size_hint_and_i
         StatusCode::PAYLOAD_TOO_LARGE
     );
     assert_eq!(create(10, metadata(99, &key)).await.unwrap().status(), StatusCode::NOT_FOUND);
+    // The request had been given up (nothing served it): its upload brings it back.
+    let job = JobKey { source: source(), id: JobId::request(U256::from(7)) };
+    let given_up = Change {
+        state: JobState::Quarantined,
+        attempts: 5,
+        error: ErrorChange::Set("no source had it".into()),
+        retry_at: 0,
+        release: true,
+        record: None,
+    };
+    let queued = JobStatus { state: JobState::Queued, attempts: 0 };
+    assert!(api.state.store.transition(&job, &queued, &given_up, now_ms(), 0).await.unwrap());
     // The requester's own upload: the signature is not kept.
     let r = create(bytes.len(), metadata(7, &key)).await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -848,6 +860,7 @@ async fn an_upload_tied_to_a_request_is_its_requesters_up_to_its_size_hint_and_i
     assert!(echoed.contains("filename") && !echoed.contains("signature"), "{echoed}");
     assert_eq!(api.patch(&url, None, 0, &bytes).await.status(), StatusCode::NO_CONTENT);
     assert!(api.state.blocks.has(&root).unwrap());
+    assert_eq!(api.state.store.status(&job).await.unwrap().unwrap().state, JobState::Queued);
     let id = url.rsplit('/').next().unwrap();
     assert_eq!(
         api.state.store.upload(id).await.unwrap().unwrap().account,
