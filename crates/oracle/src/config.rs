@@ -456,4 +456,66 @@ mod tests {
         assert_eq!(pg.chain.finality, Finality::Finalized);
         assert!(OracleConfig::from_args(["--finality", "soon"]).is_err());
     }
+
+    #[test]
+    fn secrets_come_from_files_and_never_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret-token\nignored\n").unwrap();
+        let secret = Secret::from_file(&file).unwrap();
+        assert_eq!(secret.expose(), "s3cret-token");
+        let direct = Secret::from("direct");
+        assert_eq!(Secret::resolve(Some(&direct), Some(&file)).unwrap(), Some(direct));
+        assert_eq!(Secret::resolve(None, Some(&file)).unwrap(), Some(secret));
+        assert_eq!(Secret::resolve(None, None).unwrap(), None);
+        std::fs::write(&file, "\n").unwrap();
+        assert!(Secret::from_file(&file).is_err());
+        assert!(Secret::from_file(&dir.path().join("missing")).is_err());
+        let config = OracleConfig::from_args([
+            "--pinning-address",
+            "0x0101010101010101010101010101010101010101",
+            "--api-token",
+            "s3cret-token",
+            "--operator-key",
+            "0xs3cret-key",
+            "--db",
+            "postgres://estuary:s3cret-password@db.example/estuary",
+        ])
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        // A secret and its file are not both given.
+        assert!(
+            OracleConfig::from_args([
+                "--pinning-address",
+                "0x0101010101010101010101010101010101010101",
+                "--api-token",
+                "a",
+                "--api-token-file",
+                "b",
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_api_policy_follows_the_flags() {
+        let config = OracleConfig::from_args([
+            "--pinning-address",
+            "0x0101010101010101010101010101010101010101",
+            "--cors-origin",
+            "https://dapp.example,http://127.0.0.1:5173/",
+            "--quota-uploads",
+            "3",
+            "--http-max-requests",
+            "7",
+        ])
+        .unwrap();
+        let policy = config.api_policy();
+        assert_eq!(policy.siwe_domains, ["dapp.example", "127.0.0.1:5173"]);
+        assert_eq!(policy.quota.max_uploads, 3);
+        assert_eq!(policy.request_limits, (7, 64));
+        assert_eq!(policy.upload_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(config.http.server_limits().header_timeout, Duration::from_secs(15));
+    }
 }

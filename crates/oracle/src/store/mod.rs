@@ -60,8 +60,8 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Where the database is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the database is. `Debug` and `Display` never show a PostgreSQL URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     /// An SQLite file (created if missing).
     Sqlite(std::path::PathBuf),
@@ -78,6 +78,12 @@ impl FromStr for DatabaseUrl {
         } else {
             Self::Sqlite(s.strip_prefix("sqlite://").unwrap_or(s).into())
         })
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
     }
 }
 
