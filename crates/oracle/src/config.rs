@@ -257,7 +257,7 @@ pub struct UploadConfig {
     /// Free bytes the data directory keeps: below, uploads are refused (507) and fetches wait.
     #[arg(long, env = "ESTUARY_MIN_FREE_BYTES", default_value_t = 1 << 30)]
     pub min_free_bytes: u64,
-    /// Domain (host[:port]) a Sign-In with Ethereum message may name (repeat; default: the
+    /// Domain (host or host:port) a Sign-In with Ethereum message may name (repeat; default: the
     /// hosts of --cors-origin).
     #[arg(long = "siwe-domain", env = "ESTUARY_SIWE_DOMAINS", value_delimiter = ',')]
     pub siwe_domains: Vec<String>,
