@@ -370,7 +370,6 @@ pub(super) async fn offset<B: Blockstore>(
 ) -> Response {
     respond(
         async {
-            tus::check_version(&headers)?;
             let record = load(&st, &id, &headers).await?;
             if expired(&record) {
                 return Err(ApiError::Gone(format!("upload {id} has expired")));
@@ -398,7 +397,6 @@ pub(super) async fn terminate<B: Blockstore>(
 ) -> Response {
     respond(
         async {
-            tus::check_version(&headers)?;
             let record = load(&st, &id, &headers).await?;
             if record.state == UploadState::Done {
                 return Err(ApiError::Forbidden(
