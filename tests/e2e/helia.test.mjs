@@ -139,10 +139,19 @@ describe('Helia interop over bitswap', () => {
     let status;
     for (let i = 0; i < 300; i++) {
       status = await (await fetch(`${api}/${requestid}`, { headers })).json();
-      if (status.info?.status_details?.includes('does not have')) break;
+      if (status.info?.reason_code) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.notEqual(status.status, 'pinned', JSON.stringify(status));
-    assert.match(status.info.status_details, new RegExp(`peer ${empty.libp2p.peerId} does not have block ${missing}`));
+    // The account sees a reason code and a public reason, never which peer failed how…
+    assert.equal(status.info.reason_code, 'retrying', JSON.stringify(status));
+    assert.doesNotMatch(status.info.status_details, /does not have|12D3Koo/, JSON.stringify(status));
+    // …the operator does.
+    const job = await (
+      await fetch(`${stack.info.oracle_url}/jobs/api/helia/${requestid}`, {
+        headers: { authorization: `Bearer ${stack.info.api_token}` },
+      })
+    ).json();
+    assert.match(job.error, new RegExp(`peer ${empty.libp2p.peerId} does not have block ${missing}`));
   });
 });

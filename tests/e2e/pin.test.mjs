@@ -82,15 +82,26 @@ describe('dapp on the local stack', () => {
     writeFileSync(file, Buffer.from(Array.from({ length: 2_500_000 }, (_, i) => (i * 7919) % 251)));
     const added = JSON.parse(execFileSync(estuaryBin, ['add', file, '--car', join(dir, 'data.car'), '--json']));
     const car = readFileSync(join(dir, 'data.car'));
+    // Uploads belong to someone: here the operator's account (its token, from dev.json).
+    const tus = { 'tus-resumable': '1.0.0', authorization: `Bearer ${stack.info.api_token}` };
+    const anonymous = await fetch(`${stack.info.oracle_url}/uploads`, {
+      method: 'POST',
+      headers: { 'tus-resumable': '1.0.0', 'upload-length': String(car.length) },
+    });
+    assert.equal(anonymous.status, 401, 'an anonymous upload is refused');
     const created = await fetch(`${stack.info.oracle_url}/uploads`, {
       method: 'POST',
-      headers: { 'upload-length': String(car.length) },
+      headers: { ...tus, 'upload-length': String(car.length) },
     });
     assert.equal(created.status, 201);
     const upload = `${stack.info.oracle_url}${created.headers.get('location')}`;
     const half = Math.floor(car.length / 2);
     for (const [offset, part] of [[0, car.subarray(0, half)], [half, car.subarray(half)]]) {
-      const r = await fetch(upload, { method: 'PATCH', headers: { 'upload-offset': String(offset) }, body: part });
+      const r = await fetch(upload, {
+        method: 'PATCH',
+        headers: { ...tus, 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
+        body: part,
+      });
       assert.ok(r.ok, `upload answered ${r.status}`);
     }
 
@@ -279,12 +290,14 @@ describe('dapp on the local stack', () => {
     writeFileSync(file, bytes);
     const added = JSON.parse(execFileSync(estuaryBin, ['add', file, '--car', join(dir, 'doc.car'), '--json']));
     const car = readFileSync(join(dir, 'doc.car'));
+    const tus = { 'tus-resumable': '1.0.0', authorization: `Bearer ${stack.info.api_token}` };
     const created = await fetch(`${stack.info.oracle_url}/uploads`, {
       method: 'POST',
-      headers: { 'upload-length': String(car.length) },
+      headers: { ...tus, 'upload-length': String(car.length) },
     });
     const upload = `${stack.info.oracle_url}${created.headers.get('location')}`;
-    assert.ok((await fetch(upload, { method: 'PATCH', headers: { 'upload-offset': '0' }, body: car })).ok);
+    const patch = { ...tus, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' };
+    assert.ok((await fetch(upload, { method: 'PATCH', headers: patch, body: car })).ok);
 
     const { page, errors } = await openPage({ account: stack.info.accounts[8] });
     const downloaded = async (from) => {

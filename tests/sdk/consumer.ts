@@ -13,6 +13,8 @@ import {
   type Downloaded,
   type ImportProfile,
   type PinRecord,
+  type Session,
+  type UploadAuth,
 } from '../../www/dist/sdk/estuary-sdk.js';
 
 export async function addPinAndList(files: File[], eip1193: Parameters<typeof Wallet.connect>[0]): Promise<PinRecord[]> {
@@ -29,9 +31,20 @@ export async function addPinAndList(files: File[], eip1193: Parameters<typeof Wa
       onProgress: (p: AddProgress) => console.log(p.bytes, p.total, p.blocks, p.stored),
     },
   );
-  await node.upload(added.car, config.oracle_url, { onProgress: ({ bytes }) => console.log(bytes) });
   const wallet = await Wallet.connect(eip1193, config);
-  const receipt = await wallet.pin(config, new Uint8Array(), { name: 'album', origins: [] });
+  // Uploads belong to someone: a session from signing in with the wallet (EIP-4361)…
+  const session: Session = await wallet.signIn(config);
+  const uploaded: { root: string } = await node.upload(added.car, config.oracle_url, {
+    auth: { token: session.token },
+    onProgress: ({ bytes }) => console.log(bytes),
+  });
+  console.log(uploaded.root, session.account, session.expires);
+  // …a pre-signed URL an account made for this page…
+  const presigned: UploadAuth = { presignedUrl: '/uploads?presigned=est_p_…' };
+  console.log(presigned);
+  const receipt = await wallet.pin(config, new Uint8Array(), { name: 'album', origins: [], sizeHint: BigInt(added.carSize) });
+  // …or the wallet's own pin request, up to its size hint.
+  await node.upload(added.car, config.oracle_url, { auth: await wallet.signRequestUpload(config, receipt.requestId) });
   const status = await requestStatus(config.oracle_url, receipt.requestId);
   console.log(status?.status, status?.piece_cid);
   try {

@@ -15,6 +15,7 @@ import {
   type ImportProfile,
   type RequestState,
   type ServeStatus,
+  type Session,
 } from './sdk';
 
 declare global {
@@ -186,13 +187,13 @@ async function pin(): Promise<void> {
     const detail = status.piece_cid ? ` — piece ${status.piece_cid}` : '';
     ui.requestStatus.textContent = `${status.status}${detail}`;
     ui.requestStatus.dataset.status = status.status;
-    timeline.reach(status.status, status.error);
+    timeline.reach(status.status, status.reason);
   });
   void showPins();
   say(
     final.status === 'reported'
       ? `Request #${final.id} is pinned and reported on chain.`
-      : `The oracle could not pin request #${final.id} (${final.status}): ${final.error ?? 'unknown reason'}`,
+      : `The oracle could not pin request #${final.id} (${final.status}): ${final.reason ?? 'unknown reason'}`,
     final.status === 'reported' ? 'info' : 'error',
   );
 }
@@ -418,18 +419,45 @@ async function showCars(): Promise<void> {
   );
 }
 
+/** Where a session from signing in is kept across reloads (it ends by itself). */
+const SESSION_KEY = 'estuary.session';
+
+/**
+ * A session at the oracle for the connected account: the one kept from an earlier sign-in if it
+ * is this account's and has time left, else a new one (the wallet signs an EIP-4361 message).
+ */
+async function session(): Promise<Session> {
+  if (!config) throw new EstuaryError('The page has not loaded its configuration.');
+  const w = wallet ?? (await connect());
+  try {
+    const kept = JSON.parse(localStorage.getItem(SESSION_KEY) ?? 'null') as Session | null;
+    if (kept && kept.account.toLowerCase() === w.address.toLowerCase() && Date.parse(kept.expires) > Date.now() + 60_000) {
+      return kept;
+    }
+  } catch {
+    // Nothing usable kept: sign in.
+  }
+  sayAdd('Sign in with your wallet to upload…');
+  const fresh = await w.signIn(config);
+  localStorage.setItem(SESSION_KEY, JSON.stringify(fresh));
+  return fresh;
+}
+
 async function uploadAdded(): Promise<void> {
   if (!node || !added || !config) return;
+  // Uploads belong to an account: this wallet's, signed in (kept until the session ends).
+  const { token } = await session();
   ui.addProgress.hidden = false;
   sayAdd('Uploading…');
   try {
     const done = await node.upload(added.car, config.oracle_url, {
+      auth: { token },
       signal: cancellable(),
       onProgress: ({ bytes, total }) => (ui.addProgress.value = total ? bytes / total : 1),
     });
     uploaded = true;
     ui.upload.dataset.done = 'true';
-    sayAdd(`Uploaded: the oracle verified ${done.blocks} blocks of ${done.root}.`);
+    sayAdd(`Uploaded: the oracle verified every block of ${done.root}.`);
   } finally {
     doneCancellable();
     void showCars();

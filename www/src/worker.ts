@@ -65,7 +65,7 @@ const methods: { [M in Method]: Handler<M> } = {
     if (p2p) await blockIndex.addCar(added.car);
     return added;
   },
-  upload: ({ progress, signal }, car, oracleUrl) => uploadCar(car, oracleUrl, progress, signal),
+  upload: ({ progress, signal }, car, oracleUrl, auth) => uploadCar(car, oracleUrl, auth, progress, signal),
   removeCar: async (_ctx, car) => {
     blockIndex.removeCar(car);
     await removeCar(car);

@@ -55,7 +55,13 @@ fn value_text(key: &str, value: &toml::Value) -> Result<String> {
 
 /// Makes the values in `text` (TOML) the defaults of `run`'s flags.
 pub fn apply(mut run: clap::Command, text: &str, origin: &str) -> Result<clap::Command> {
-    let table: toml::Table = text.parse().with_context(|| format!("{origin} is not valid TOML"))?;
+    // toml's own message quotes the offending line, which may hold a secret (`operator-key = …`):
+    // say where and what, not the line.
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line =
+            e.span().map_or(0, |span| text[..span.start.min(text.len())].lines().count().max(1));
+        anyhow::anyhow!("{origin} is not valid TOML: line {line}: {}", e.message())
+    })?;
     for (key, value) in &table {
         let name = key.replace('_', "-");
         let id = run
@@ -129,6 +135,15 @@ mod tests {
         assert_eq!(g, ["g1", "g2"]);
         let m = cmd.get_matches_from(["run", "--workers", "2"]);
         assert_eq!(m.get_one::<String>("workers").unwrap(), "2");
+    }
+
+    #[test]
+    fn a_bad_line_is_named_but_not_quoted() {
+        let e = apply(run_cmd(), "workers = 1\noperator-key = 0xdeadbeefsecret\n", "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+        assert!(!e.contains("deadbeef"), "the secret is shown: {e}");
     }
 
     #[test]

@@ -126,8 +126,19 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     info!(pinning = %deployment.pinning, block = deployment.block, "contracts deployed");
 
     let api_token = hex::encode(rand::random::<[u8; 32]>());
+    // Secrets go to the oracle in files only its user can read, never on its command line.
+    let operator_key_file = state_dir.join("operator.key");
+    write_secret(&operator_key_file, &hex::encode(operator_key.to_bytes()))?;
+    let api_token_file = state_dir.join("api.token");
+    write_secret(&api_token_file, &api_token)?;
     let oracle_port = port(opts.oracle_port)?;
     let oracle_url = format!("http://127.0.0.1:{oracle_port}");
+    // The dapp's address first: the oracle allows it (CORS) and signs its users in (SIWE).
+    let listener =
+        TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port(opts.dapp_port)?)))
+            .await
+            .context("binding the dapp's port")?;
+    let dapp_url = format!("http://{}", listener.local_addr()?);
     let mut oracle = Command::new(std::env::current_exe()?)
         .args(["oracle", "run", "--rpc-url", &rpc_url])
         .args(["--chain-id", &chain_id.to_string()])
@@ -139,13 +150,18 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .arg(&database)
         .arg("--data-dir")
         .arg(state_dir.join("oracle-data"))
-        .env("ESTUARY_OPERATOR_KEY", hex::encode(operator_key.to_bytes()))
+        .arg("--operator-key-file")
+        .arg(&operator_key_file)
+        .arg("--api-token-file")
+        .arg(&api_token_file)
+        .args(["--cors-origin", &dapp_url])
         .args(["--listen", &format!("127.0.0.1:{oracle_port}")])
         // Browser nodes dial the WebSocket address (the dapp reads it from `/p2p`).
         .args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/tcp/0/ws"])
         // Everything of the local stack is on loopback, which origins may not reach by default.
         .args(["--allow-net", "127.0.0.0/8,::1/128"])
-        .env("ESTUARY_API_TOKEN", &api_token)
+        .env_remove("ESTUARY_API_TOKEN")
+        .env_remove("ESTUARY_OPERATOR_KEY")
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -164,11 +180,6 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         oracle_url: oracle_url.clone(),
         deploy_block: deployment.block,
     };
-    let listener =
-        TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port(opts.dapp_port)?)))
-            .await
-            .context("binding the dapp's port")?;
-    let dapp_url = format!("http://{}", listener.local_addr()?);
     let dapp = dapp_router(&opts.www_dist, page);
     let dapp_task = tokio::spawn(async move { axum::serve(listener, dapp).await });
 
@@ -195,6 +206,8 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     stop_child(&mut oracle).await;
     drop(anvil); // kills anvil
     let _ = std::fs::remove_file(&dev_json);
+    let _ = std::fs::remove_file(&operator_key_file);
+    let _ = std::fs::remove_file(&api_token_file);
     outcome
 }
 
@@ -242,6 +255,20 @@ pub async fn stop_child(child: &mut Child) {
         warn!(pid, "child ignored SIGTERM; killing it");
     }
     let _ = child.kill().await;
+}
+
+/// Writes a secret to `path`, readable by this user only (mode 0600 from the start).
+fn write_secret(path: &Path, secret: &str) -> Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    Ok(())
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

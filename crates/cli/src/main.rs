@@ -158,6 +158,9 @@ enum OracleCommand {
     /// Manage the Pinning Service API's bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// An account's quotas: what it holds, and limits of its own.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Walk every pinned DAG; requeue those with missing or corrupt blocks.
     Reconcile {
         #[command(flatten)]
@@ -188,6 +191,34 @@ enum TokenCommand {
         db: DbArgs,
         /// The token's account.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum QuotaCommand {
+    /// What an account holds (upload bytes, unfinished uploads, pins) and its own limits.
+    Show {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The account: a token's name, or a wallet's 0x address.
+        account: String,
+    },
+    /// Gives an account limits of its own; a limit not given is the oracle's default
+    /// (`--quota-bytes`, `--wallet-quota-bytes`, `--quota-uploads`, `--quota-pins`).
+    Set {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The account: a token's name, or a wallet's 0x address.
+        account: String,
+        /// Bytes of uploads it may hold.
+        #[arg(long)]
+        bytes: Option<u64>,
+        /// Unfinished uploads it may have at once.
+        #[arg(long)]
+        uploads: Option<u64>,
+        /// Pins it may have.
+        #[arg(long)]
+        pins: Option<u64>,
     },
 }
 
@@ -442,6 +473,27 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                 anyhow::bail!("no token named {name:?}");
             }
             print_lines([format!("token {name} revoked")])
+        }
+        OracleCommand::Quota(QuotaCommand::Show { db, account }) => {
+            let store = open_store(&db.db, false).await?;
+            let usage = store.usage(&account).await?;
+            let unset = estuary_oracle::domain::upload::Quota {
+                max_bytes: u64::MAX,
+                max_uploads: u64::MAX,
+                max_pins: u64::MAX,
+            };
+            let own = store.quota(&account, unset).await?;
+            let limit = |v: u64| if v == u64::MAX { "default".to_owned() } else { v.to_string() };
+            print_lines([
+                format!("bytes\t{}\t{}", usage.bytes, limit(own.max_bytes)),
+                format!("uploads\t{}\t{}", usage.uploads, limit(own.max_uploads)),
+                format!("pins\t{}\t{}", usage.pins, limit(own.max_pins)),
+            ])
+        }
+        OracleCommand::Quota(QuotaCommand::Set { db, account, bytes, uploads, pins }) => {
+            let store = open_store(&db.db, false).await?;
+            store.set_quota(&account, bytes, uploads, pins).await?;
+            print_lines([format!("quota of {account} set")])
         }
         OracleCommand::Reconcile { db, data_dir } => {
             let store = open_store(&db.db, false).await?;

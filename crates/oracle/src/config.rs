@@ -64,9 +64,13 @@ pub struct ApiConfig {
     /// Address for the HTTP API.
     #[arg(long, env = "ESTUARY_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
-    /// Bearer token for the API's operator routes (none: those routes refuse everyone).
+    /// Bearer token for the API's operator routes (none: those routes refuse everyone). Prefer
+    /// --api-token-file: a flag is visible to other users in the process list.
     #[arg(long, env = "ESTUARY_API_TOKEN", hide_env_values = true, hide_default_value = true)]
-    pub api_token: Option<String>,
+    pub api_token: Option<Secret>,
+    /// File holding the API token (its first line).
+    #[arg(long, env = "ESTUARY_API_TOKEN_FILE", conflicts_with = "api_token")]
+    pub api_token_file: Option<PathBuf>,
     /// Multiaddrs the pinning API returns as `delegates` (default: the API's own address).
     #[arg(long = "delegate", env = "ESTUARY_DELEGATES", value_delimiter = ',')]
     pub delegates: Vec<String>,
@@ -129,9 +133,12 @@ impl FetchConfig {
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct WorkerConfig {
     /// Private key (hex) of the operator account that reports on chain; without it requests
-    /// are recorded but not pinned.
+    /// are recorded but not pinned. Prefer --operator-key-file.
     #[arg(long, env = "ESTUARY_OPERATOR_KEY", hide_env_values = true, hide_default_value = true)]
-    pub operator_key: Option<String>,
+    pub operator_key: Option<Secret>,
+    /// File holding the operator's private key (hex, its first line).
+    #[arg(long, env = "ESTUARY_OPERATOR_KEY_FILE", conflicts_with = "operator_key")]
+    pub operator_key_file: Option<PathBuf>,
     /// Jobs worked on at once.
     #[arg(long, env = "ESTUARY_WORKERS", default_value_t = 4)]
     pub workers: usize,
@@ -239,6 +246,206 @@ pub struct P2pConfig {
     pub p2p_listen: Vec<String>,
 }
 
+/// A secret setting: shown as `[redacted]` by `Debug` (so never in a log or a panic message)
+/// and never by `--help`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads a secret from the first line of `path`; warns when others may read the file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, SecretError> {
+        let failed = |reason: String| SecretError { path: path.to_owned(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+        let line = text.lines().next().unwrap_or_default().trim();
+        if line.is_empty() {
+            return Err(failed("the file is empty".into()));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the secret file may be read by other users: chmod 600 it"
+                );
+            }
+        }
+        Ok(Self(line.to_owned()))
+    }
+
+    /// The secret given directly, else the one in `file`, else none.
+    pub fn resolve(
+        direct: Option<&Self>,
+        file: Option<&std::path::Path>,
+    ) -> Result<Option<Self>, SecretError> {
+        match (direct, file) {
+            (Some(secret), _) => Ok(Some(secret.clone())),
+            (None, Some(path)) => Self::from_file(path).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.trim().to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+/// A secret file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the secret in {}: {reason}", path.display())]
+pub struct SecretError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// Uploads: who may make them, how large, how long they are kept, how much each account holds.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct UploadConfig {
+    /// Largest upload in bytes (tus `Tus-Max-Size`).
+    #[arg(long, env = "ESTUARY_MAX_UPLOAD_BYTES", default_value_t = 32 << 30)]
+    pub max_upload_bytes: u64,
+    /// Seconds an unfinished upload is kept; then its bytes and record are deleted.
+    #[arg(long, env = "ESTUARY_UPLOAD_TTL_SECS", default_value_t = 24 * 3600)]
+    pub upload_ttl_secs: u64,
+    /// Bytes of uploads (unfinished by their length, and finished) one account may hold.
+    #[arg(long, env = "ESTUARY_QUOTA_BYTES", default_value_t = 64 << 30)]
+    pub quota_bytes: u64,
+    /// Bytes a wallet account (signed in with Ethereum, or uploading for its request) may hold.
+    #[arg(long, env = "ESTUARY_WALLET_QUOTA_BYTES", default_value_t = 4 << 30)]
+    pub wallet_quota_bytes: u64,
+    /// Unfinished uploads one account may have at once.
+    #[arg(long, env = "ESTUARY_QUOTA_UPLOADS", default_value_t = 8)]
+    pub quota_uploads: u64,
+    /// Pins one account may have through the Pinning Service API.
+    #[arg(long, env = "ESTUARY_QUOTA_PINS", default_value_t = 100_000)]
+    pub quota_pins: u64,
+    /// Free bytes the data directory keeps: below, uploads are refused (507) and fetches wait.
+    #[arg(long, env = "ESTUARY_MIN_FREE_BYTES", default_value_t = 1 << 30)]
+    pub min_free_bytes: u64,
+    /// Domain (host or host:port) a Sign-In with Ethereum message may name (repeat; default: the
+    /// hosts of --cors-origin).
+    #[arg(long = "siwe-domain", env = "ESTUARY_SIWE_DOMAINS", value_delimiter = ',')]
+    pub siwe_domains: Vec<String>,
+    /// Longest session, in seconds, a Sign-In with Ethereum gives.
+    #[arg(long, env = "ESTUARY_SESSION_SECS", default_value_t = 24 * 3600)]
+    pub session_secs: u64,
+    /// Longest life, in seconds, of a pre-signed upload URL.
+    #[arg(long, env = "ESTUARY_PRESIGN_MAX_SECS", default_value_t = 7 * 24 * 3600)]
+    pub presign_max_secs: u64,
+}
+
+/// The HTTP server's limits against slow and numerous clients, and CORS.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct HttpConfig {
+    /// Origin allowed to call the API from a page (repeat; `*` for any). The gateway, /piece
+    /// and /health allow any origin.
+    #[arg(
+        long = "cors-origin",
+        env = "ESTUARY_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_values_t = ["http://127.0.0.1:5173".to_owned(), "http://localhost:5173".to_owned()]
+    )]
+    pub cors_origins: Vec<String>,
+    /// Seconds to receive a request's head, from when the connection awaits it (also closes
+    /// idle kept-alive connections).
+    #[arg(long, env = "ESTUARY_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 15)]
+    pub http_header_timeout_secs: u64,
+    /// Longest pause, in seconds, between two pieces of a request body.
+    #[arg(long, env = "ESTUARY_HTTP_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub http_body_timeout_secs: u64,
+    /// Seconds a response may wait on a client that does not read it.
+    #[arg(long, env = "ESTUARY_HTTP_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub http_idle_timeout_secs: u64,
+    /// Connections at once (beyond: closed at once).
+    #[arg(long, env = "ESTUARY_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub http_max_connections: usize,
+    /// Connections at once from one address.
+    #[arg(long, env = "ESTUARY_HTTP_MAX_CONNECTIONS_PER_IP", default_value_t = 128)]
+    pub http_max_connections_per_ip: usize,
+    /// Requests in flight at once (beyond: 503).
+    #[arg(long, env = "ESTUARY_HTTP_MAX_REQUESTS", default_value_t = 512)]
+    pub http_max_requests: usize,
+    /// Gateway and /piece requests in flight at once (beyond: 503).
+    #[arg(long, env = "ESTUARY_GATEWAY_MAX_REQUESTS", default_value_t = 64)]
+    pub gateway_max_requests: usize,
+}
+
+impl HttpConfig {
+    /// The connection limits.
+    pub fn server_limits(&self) -> crate::api::serve::ServerLimits {
+        crate::api::serve::ServerLimits {
+            header_timeout: Duration::from_secs(self.http_header_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(self.http_idle_timeout_secs.max(1)),
+            max_connections: self.http_max_connections.max(1),
+            max_per_ip: self.http_max_connections_per_ip.max(1),
+        }
+    }
+
+    /// The hosts (`host[:port]`) of the CORS origins: the default sign-in domains.
+    pub fn origin_hosts(&self) -> Vec<String> {
+        self.cors_origins
+            .iter()
+            .filter(|o| *o != "*")
+            .map(|o| o.split("://").nth(1).unwrap_or(o).trim_end_matches('/').to_owned())
+            .collect()
+    }
+}
+
+impl OracleConfig {
+    /// The API's policy: uploads, sign-in, quotas, request limits, CORS.
+    pub fn api_policy(&self) -> crate::api::ApiPolicy {
+        let u = &self.uploads;
+        let h = &self.http;
+        crate::api::ApiPolicy {
+            max_upload: u.max_upload_bytes.max(1),
+            upload_ttl: Duration::from_secs(u.upload_ttl_secs.max(1)),
+            quota: crate::domain::upload::Quota {
+                max_bytes: u.quota_bytes,
+                max_uploads: u.quota_uploads,
+                max_pins: u.quota_pins,
+            },
+            wallet_quota_bytes: u.wallet_quota_bytes,
+            min_free_bytes: u.min_free_bytes,
+            siwe_domains: if u.siwe_domains.is_empty() {
+                h.origin_hosts()
+            } else {
+                u.siwe_domains.clone()
+            },
+            session: Duration::from_secs(u.session_secs.max(1)),
+            presign_max: Duration::from_secs(u.presign_max_secs.max(1)),
+            cors_origins: h.cors_origins.clone(),
+            body_timeout: Duration::from_secs(h.http_body_timeout_secs.max(1)),
+            ..crate::api::ApiPolicy::default()
+        }
+        .with_limits(h.http_max_requests, h.gateway_max_requests)
+    }
+}
+
 /// Everything the oracle needs to run.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct OracleConfig {
@@ -272,6 +479,12 @@ pub struct OracleConfig {
     /// The gateway's walk budgets.
     #[command(flatten)]
     pub walks: WalkConfig,
+    /// Uploads and quotas.
+    #[command(flatten)]
+    pub uploads: UploadConfig,
+    /// The HTTP server's limits and CORS.
+    #[command(flatten)]
+    pub http: HttpConfig,
 }
 
 #[derive(Parser)]
@@ -338,5 +551,67 @@ mod tests {
         assert_eq!(pg.store.database, DatabaseUrl::Postgres("postgres://u@h/db".into()));
         assert_eq!(pg.chain.finality, Finality::Finalized);
         assert!(OracleConfig::from_args(["--finality", "soon"]).is_err());
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret-token\nignored\n").unwrap();
+        let secret = Secret::from_file(&file).unwrap();
+        assert_eq!(secret.expose(), "s3cret-token");
+        let direct = Secret::from("direct");
+        assert_eq!(Secret::resolve(Some(&direct), Some(&file)).unwrap(), Some(direct));
+        assert_eq!(Secret::resolve(None, Some(&file)).unwrap(), Some(secret));
+        assert_eq!(Secret::resolve(None, None).unwrap(), None);
+        std::fs::write(&file, "\n").unwrap();
+        assert!(Secret::from_file(&file).is_err());
+        assert!(Secret::from_file(&dir.path().join("missing")).is_err());
+        let config = OracleConfig::from_args([
+            "--pinning-address",
+            "0x0101010101010101010101010101010101010101",
+            "--api-token",
+            "s3cret-token",
+            "--operator-key",
+            "0xs3cret-key",
+            "--db",
+            "postgres://estuary:s3cret-password@db.example/estuary",
+        ])
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        // A secret and its file are not both given.
+        assert!(
+            OracleConfig::from_args([
+                "--pinning-address",
+                "0x0101010101010101010101010101010101010101",
+                "--api-token",
+                "a",
+                "--api-token-file",
+                "b",
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_api_policy_follows_the_flags() {
+        let config = OracleConfig::from_args([
+            "--pinning-address",
+            "0x0101010101010101010101010101010101010101",
+            "--cors-origin",
+            "https://dapp.example,http://127.0.0.1:5173/",
+            "--quota-uploads",
+            "3",
+            "--http-max-requests",
+            "7",
+        ])
+        .unwrap();
+        let policy = config.api_policy();
+        assert_eq!(policy.siwe_domains, ["dapp.example", "127.0.0.1:5173"]);
+        assert_eq!(policy.quota.max_uploads, 3);
+        assert_eq!(policy.request_limits, (7, 64));
+        assert_eq!(policy.upload_ttl, Duration::from_secs(24 * 3600));
+        assert_eq!(config.http.server_limits().header_timeout, Duration::from_secs(15));
     }
 }

@@ -108,22 +108,56 @@ fn yamux_config() -> yamux::Config {
     config
 }
 
-/// Reads the node's key from `path`, or makes one and keeps it there.
+/// Reads the node's key from `path`, or makes one and keeps it there: written whole or not at
+/// all (a temporary file, synced, renamed, the directory synced) and readable by its owner
+/// only (mode 0600; a key file found readable by others is tightened).
 fn load_key(path: &Path) -> Result<Keypair, P2pError> {
     let err = |reason: String| P2pError::Key { path: path.display().to_string(), reason };
     match std::fs::read(path) {
-        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string())),
+        Ok(bytes) => {
+            let key = Keypair::from_protobuf_encoding(&bytes).map_err(|e| err(e.to_string()))?;
+            owner_only(path).map_err(|e| err(e.to_string()))?;
+            Ok(key)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = Keypair::generate_ed25519();
             let bytes = key.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-            }
-            std::fs::write(path, bytes).map_err(|e| err(e.to_string()))?;
+            write_secret(path, &bytes).map_err(|e| err(e.to_string()))?;
             Ok(key)
         }
         Err(e) => Err(err(e.to_string())),
     }
+}
+
+/// Makes `path` readable and writable by its owner only, if it is not.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        warn!(path = %path.display(), "the libp2p key was readable by others; now 0600");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically, with mode 0600 from the start.
+fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let written = (|| {
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 impl P2p {
@@ -312,5 +346,27 @@ async fn run(
                 _ => {}
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_key_file_is_the_owners_only_and_kept_across_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data/p2p.key");
+        let key = load_key(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // No temporary file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        assert_eq!(load_key(&path).unwrap().public(), key.public());
+        // A key file others can read (an older oracle's) is tightened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        load_key(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

@@ -66,6 +66,9 @@ pub enum OracleError {
     /// The libp2p node could not start.
     #[error(transparent)]
     P2p(#[from] P2pError),
+    /// A secret's file could not be read.
+    #[error(transparent)]
+    Secret(#[from] crate::config::SecretError),
 }
 
 /// A running oracle.
@@ -146,6 +149,14 @@ impl Oracle {
         let local_addr =
             listener.local_addr().map_err(|source| OracleError::Listen { addr: listen, source })?;
 
+        let api_token = crate::config::Secret::resolve(
+            config.api.api_token.as_ref(),
+            config.api.api_token_file.as_deref(),
+        )?;
+        let operator_key = crate::config::Secret::resolve(
+            config.worker.operator_key.as_ref(),
+            config.worker.operator_key_file.as_deref(),
+        )?;
         let data_dir = &config.store.data_dir;
         let packed_dir = data_dir.join("packed");
         let shutdown = CancellationToken::new();
@@ -158,9 +169,12 @@ impl Oracle {
             shutdown.clone(),
         )
         .await?;
-        if let Some(key) = &config.worker.operator_key {
-            let key: PrivateKeySigner =
-                key.trim_start_matches("0x").parse().map_err(|_| OracleError::OperatorKey)?;
+        if let Some(key) = &operator_key {
+            let key: PrivateKeySigner = key
+                .expose()
+                .trim_start_matches("0x")
+                .parse()
+                .map_err(|_| OracleError::OperatorKey)?;
             let tx = estuary_chain::TxManager::new(
                 &config.chain.endpoints(),
                 chain_id,
@@ -196,6 +210,7 @@ impl Oracle {
                     packed_dir: packed_dir.clone(),
                     per_requester: config.worker.per_requester(),
                     probe_every: Duration::from_secs(5),
+                    min_free_bytes: config.uploads.min_free_bytes,
                 },
             );
             faults = pipeline.faults();
@@ -265,14 +280,14 @@ impl Oracle {
                 }
             })));
         }
-        let app = api::router(Arc::new(ApiState {
+        let api_state = Arc::new(ApiState {
             store,
             blocks,
             packed_dir,
             uploads_dir: data_dir.join("uploads"),
             source: pinning,
             watch: state_rx,
-            api_token: config.api.api_token.clone(),
+            api_token: api_token.map(|t| t.expose().to_owned()),
             delegates: if config.api.delegates.is_empty() {
                 let mut own = vec![self_multiaddr(local_addr)];
                 own.extend(p2p.addrs().iter().map(ToString::to_string));
@@ -283,16 +298,20 @@ impl Oracle {
             p2p: Some(p2p),
             gateway_limits: config.walks.gateway_limits(),
             faults,
-        }));
-        let api_shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "API server stopped");
-            }
-        }));
+            policy: config.api_policy(),
+        });
+        tasks.push(tokio::spawn(api::upload::janitor(
+            Arc::clone(&api_state),
+            Duration::from_secs(60),
+            shutdown.clone(),
+        )));
+        let app = api::router(api_state);
+        tasks.push(tokio::spawn(api::serve::serve(
+            listener,
+            app,
+            config.http.server_limits(),
+            shutdown.clone(),
+        )));
         info!(%local_addr, chain_id, contract = %config.contracts.pinning, "oracle started");
         Ok(Self { local_addr, shutdown, tasks })
     }

@@ -1,4 +1,5 @@
-import { BrowserProvider, Contract, Interface, getBytes, isError, zeroPadValue, type Eip1193Provider } from 'ethers';
+import { BrowserProvider, Contract, Interface, getAddress, getBytes, isError, zeroPadValue, type Eip1193Provider } from 'ethers';
+import { type Session, type UploadAuth, requestUploadMessage, signIn } from './auth';
 import { CID } from 'multiformats/cid';
 import artifact from '../../../contracts/artifacts/EstuaryPinning.json';
 import type { EstuaryConfig } from './config';
@@ -117,6 +118,36 @@ export class Wallet {
       }
     }
     throw new EstuaryError('The transaction was mined but emitted no PinRequested event.');
+  }
+
+  /**
+   * Signs in to the oracle with this account (Sign-In with Ethereum): one `personal_sign` of an
+   * EIP-4361 message naming this page's host, the chain and an expiry. The session it returns
+   * lets `node.upload` create uploads owned by this address.
+   */
+  async signIn(config: EstuaryConfig, options?: { domain?: string; uri?: string; expiresInSeconds?: number }): Promise<Session> {
+    const signer = await this.provider.getSigner(this.address);
+    try {
+      return await signIn(config.oracle_url, signer, this.address, config.chain_id, options);
+    } catch (e) {
+      if (e instanceof EstuaryError) throw e;
+      throw new WalletError(`The wallet did not sign in: ${shortMessage(e)}`, { cause: e });
+    }
+  }
+
+  /**
+   * The `auth` for uploading the content of this account's pin request `requestId` (made with a
+   * `sizeHint`): one `personal_sign`. The oracle takes the upload once it has seen the request,
+   * up to its size hint, and only if the CAR's root is the request's CID.
+   */
+  async signRequestUpload(config: EstuaryConfig, requestId: bigint): Promise<UploadAuth> {
+    const signer = await this.provider.getSigner(this.address);
+    const text = requestUploadMessage(config.chain_id, getAddress(config.contracts.EstuaryPinning), requestId);
+    try {
+      return { request: requestId.toString(), signature: await signer.signMessage(text) };
+    } catch (e) {
+      throw new WalletError(`The wallet did not sign: ${shortMessage(e)}`, { cause: e });
+    }
   }
 
   /**

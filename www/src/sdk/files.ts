@@ -4,6 +4,7 @@
  * CAR is written as it is produced, so memory stays flat whatever the size.
  */
 import type { CarImporter, ImportedCar, VerifiedDownload } from '../generated/node/estuary_node.js';
+import { type UploadAuth, base64 } from './auth';
 import { EstuaryError } from './errors';
 import type { ParallelPieceHasher } from './piece';
 
@@ -416,7 +417,7 @@ export async function listCars(): Promise<StoredCar[]> {
     const state = await readState(dir, meta.car);
     let uploadedBytes: number | null = null;
     if (state && !meta.uploaded) {
-      const head = await fetch(state.url, { method: 'HEAD' }).catch(() => null);
+      const head = await fetch(state.url, { method: 'HEAD', headers: tusHeaders(state.token) }).catch(() => null);
       uploadedBytes = head?.ok ? Number(head.headers.get('upload-offset') ?? 0) : 0;
     }
     // CARs added before profiles were recorded used the default one.
@@ -425,9 +426,12 @@ export async function listCars(): Promise<StoredCar[]> {
   return out.sort((a, b) => b.addedAt - a.addedAt);
 }
 
+/** An upload under way, kept beside its CAR so a reload resumes it. */
 interface UploadState {
   url: string;
   size: number;
+  /** The bearer token it was made with (a session or a write token), if any. */
+  token?: string;
 }
 
 async function readState(dir: FileSystemDirectoryHandle, name: string): Promise<UploadState | null> {
@@ -446,17 +450,32 @@ async function writeState(dir: FileSystemDirectoryHandle, name: string, state: U
 /** Chunk size of upload requests: at most this much is sent again after a failure. */
 export const UPLOAD_CHUNK = 4 << 20;
 
+/** The headers of every tus request, with the bearer token if there is one. */
+function tusHeaders(token?: string): Record<string, string> {
+  return token ? { 'tus-resumable': '1.0.0', authorization: `Bearer ${token}` } : { 'tus-resumable': '1.0.0' };
+}
+
+/** Why the oracle refused, from its JSON error body. */
+async function refusal(response: Response): Promise<string> {
+  const body = (await response.json().catch(() => ({}))) as { error?: string; code?: string };
+  return body.error ?? `HTTP ${response.status}`;
+}
+
 /**
- * Uploads CAR `name` to the oracle at `oracleUrl` (resumable: the upload's URL is kept with the
- * CAR, so after a reload or a lost connection it continues from what the oracle has). Resolves
- * with the CAR's root once the oracle has verified every block.
+ * Uploads CAR `name` to the oracle at `oracleUrl` with the tus 1.0.0 protocol (resumable: the
+ * upload's URL is kept with the CAR, so after a reload or a lost connection it continues from
+ * what the oracle has). `auth` says who the upload is for (a session from `signIn`, a write
+ * token, a pre-signed URL, or the signature of the pin request it is the content of); it is
+ * needed to start an upload, not to resume one. Resolves with the CAR's root once the oracle has
+ * verified every block.
  */
 export async function uploadCar(
   name: string,
   oracleUrl: string,
+  auth: UploadAuth | undefined,
   onProgress?: (p: Progress) => void,
   signal?: AbortSignal,
-): Promise<{ root: string; blocks: number }> {
+): Promise<{ root: string }> {
   const dir = await carsDir();
   let file: File;
   try {
@@ -467,20 +486,23 @@ export async function uploadCar(
   let state = await readState(dir, name);
   let offset = 0;
   if (state) {
-    const head = await fetch(state.url, { method: 'HEAD', signal }).catch(() => null);
+    const head = await fetch(state.url, { method: 'HEAD', headers: tusHeaders(state.token), signal }).catch(() => null);
     if (head?.ok) offset = Number(head.headers.get('upload-offset') ?? 0);
     else state = null;
   }
   if (!state) {
-    const created = await fetch(`${oracleUrl}/uploads`, {
-      method: 'POST',
-      headers: { 'upload-length': String(file.size) },
-      signal,
-    }).catch((e: unknown) => {
+    if (!auth) throw new UploadError('The oracle takes uploads from signed-in accounts only: sign in first.');
+    const token = 'token' in auth ? auth.token : undefined;
+    const headers: Record<string, string> = { ...tusHeaders(token), 'upload-length': String(file.size) };
+    if ('request' in auth) {
+      headers['upload-metadata'] = `request ${base64(auth.request)},signature ${base64(auth.signature)}`;
+    }
+    const endpoint = 'presignedUrl' in auth ? new URL(auth.presignedUrl, oracleUrl).toString() : `${oracleUrl}/uploads`;
+    const created = await fetch(endpoint, { method: 'POST', headers, signal }).catch((e: unknown) => {
       throw new UploadError(`The oracle at ${oracleUrl} cannot be reached.`, { cause: e });
     });
-    if (created.status !== 201) throw new UploadError(`The oracle refused the upload (HTTP ${created.status}).`);
-    state = { url: new URL(created.headers.get('location') ?? '', oracleUrl).toString(), size: file.size };
+    if (created.status !== 201) throw new UploadError(`The oracle refused the upload: ${await refusal(created)}`);
+    state = { url: new URL(created.headers.get('location') ?? '', oracleUrl).toString(), size: file.size, token };
     await writeState(dir, name, state);
   }
   let failures = 0;
@@ -492,7 +514,7 @@ export async function uploadCar(
     try {
       response = await fetch(state.url, {
         method: 'PATCH',
-        headers: { 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
+        headers: { ...tusHeaders(state.token), 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
         body: chunk,
         signal,
       });
@@ -501,23 +523,23 @@ export async function uploadCar(
       // Connection lost: ask what arrived and go on from there.
       if (++failures > 8) throw new UploadError('The upload keeps failing: the oracle cannot be reached.', { cause: e });
       await new Promise((r) => setTimeout(r, 250 * 2 ** failures));
-      const head = await fetch(state.url, { method: 'HEAD' }).catch(() => null);
+      const head = await fetch(state.url, { method: 'HEAD', headers: tusHeaders(state.token) }).catch(() => null);
       if (head?.ok) offset = Number(head.headers.get('upload-offset') ?? offset);
       continue;
     }
     failures = 0;
     if (response.status === 204 || response.status === 409) {
       offset = Number(response.headers.get('upload-offset') ?? offset);
+      const root = response.headers.get('upload-root');
+      if (response.status === 204 && offset >= file.size && root) {
+        onProgress?.({ bytes: file.size, total: file.size });
+        await dir.removeEntry(`${name}.upload`).catch(() => {});
+        const meta = await readJson<Record<string, unknown>>(dir, `${name}.json`);
+        if (meta) await writeJson(dir, `${name}.json`, { ...meta, uploaded: true });
+        return { root };
+      }
       continue;
     }
-    if (response.status === 200) {
-      onProgress?.({ bytes: file.size, total: file.size });
-      await dir.removeEntry(`${name}.upload`).catch(() => {});
-      const meta = await readJson<Record<string, unknown>>(dir, `${name}.json`);
-      if (meta) await writeJson(dir, `${name}.json`, { ...meta, uploaded: true });
-      return (await response.json()) as { root: string; blocks: number };
-    }
-    const body = await response.json().catch(() => ({}) as { error?: string });
-    throw new UploadError(`The oracle refused the upload: ${body.error ?? `HTTP ${response.status}`}`);
+    throw new UploadError(`The oracle refused the upload: ${await refusal(response)}`);
   }
 }

@@ -18,6 +18,15 @@ export { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob, type PieceWasm } fro
 export { EstuaryNode } from './node';
 export { ServeError, type ServeStatus } from './serve';
 export { loadConfig, type EstuaryConfig } from './config';
+export {
+  requestUploadMessage,
+  signIn,
+  siweMessage,
+  type MessageSigner,
+  type Session,
+  type SiweFields,
+  type UploadAuth,
+} from './auth';
 export { Wallet, explain, type PinOptions, type PinReceipt, type PinRecord } from './chain';
 export {
   FINAL_STATES,

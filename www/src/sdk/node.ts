@@ -1,3 +1,4 @@
+import type { UploadAuth } from './auth';
 import { CancelledError, InvalidCidError, NodeError } from './errors';
 import {
   type AddProgress,
@@ -163,15 +164,18 @@ export class EstuaryNode {
   }
 
   /**
-   * Uploads a CAR made by `add` to the oracle, resumably: after a lost connection or a reload,
-   * calling it again continues where the oracle stopped receiving.
+   * Uploads a CAR made by `add` to the oracle (tus 1.0.0), resumably: after a lost connection or
+   * a reload, calling it again continues where the oracle stopped receiving. `auth` says whose
+   * upload it is — a session from `Wallet.signIn`, an account's token, a pre-signed upload URL,
+   * or `Wallet.signRequestUpload` for the content of the wallet's own pin request; the oracle
+   * refuses anonymous uploads. It is needed to start an upload, not to resume one.
    */
   upload(
     car: string,
     oracleUrl: string,
-    options: { onProgress?: (p: PieceProgress) => void; signal?: AbortSignal } = {},
-  ): Promise<{ root: string; blocks: number }> {
-    return this.#callCancellable('upload', options.onProgress, options.signal, car, oracleUrl);
+    options: { auth?: UploadAuth; onProgress?: (p: PieceProgress) => void; signal?: AbortSignal } = {},
+  ): Promise<{ root: string }> {
+    return this.#callCancellable('upload', options.onProgress, options.signal, car, oracleUrl, options.auth);
   }
 
   /**

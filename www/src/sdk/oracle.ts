@@ -12,7 +12,15 @@ export interface PinRequestStatus {
   tx_hash: string;
   /** Where the request is: queued → fetching → pinned → packed → reported, or failing → failed (reported on chain), quarantined, cancelled. */
   status: RequestState;
-  /** Why it failed (or the last retryable failure). */
+  /**
+   * Why it failed or is being retried, as a code: a failure code (`not_found`, `too_large`,
+   * `timeout`, `invalid_content`, `unsupported`, `refused`, `internal`, `unspecified`), or
+   * `quarantined`, `retrying`, `cancelled`.
+   */
+  reason_code?: string | null;
+  /** The code in a short sentence. */
+  reason?: string | null;
+  /** The failure's detail (which source failed how): shown to the oracle's operator only. */
   error: string | null;
   attempts: number;
   dag_blocks: number | null;

@@ -1,5 +1,6 @@
 /** Messages between the page and the node's Web Worker. */
 import type { CidInfo, PieceInfo } from '../generated/node/estuary_node.js';
+import type { UploadAuth } from './auth';
 import type { AddEntry, AddResult, DownloadSource, Downloaded, ImportProfile, StoredCar } from './files';
 import type { MemoryUse, PieceProgress } from './piece';
 import type { ServeStatus } from './serve';
@@ -11,7 +12,7 @@ export interface NodeMethods {
   parseCid: [[text: string], CidInfo];
   pieceOf: [[blob: Blob], PieceInfo];
   add: [[entries: AddEntry[], folder: boolean, profile: ImportProfile | undefined], AddResult];
-  upload: [[car: string, oracleUrl: string], { root: string; blocks: number }];
+  upload: [[car: string, oracleUrl: string, auth: UploadAuth | undefined], { root: string }];
   removeCar: [[car: string], void];
   listCars: [[], StoredCar[]];
   download: [[cid: string, gatewayUrl: string, from: DownloadSource], Downloaded];

@@ -274,3 +274,45 @@ async fn operators_collect_garbage_requeue_every_quarantined_job_and_back_up() {
     let (ok, _, err) = estuary_data(&["restore", saved.to_str().unwrap()], &db2, &data2);
     assert!(!ok && err.contains("fresh database"), "{err}");
 }
+
+#[test]
+fn secrets_are_never_shown_by_help_or_a_bad_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("oracle.toml");
+    std::fs::write(&config, "operator-key = \"0xHUSHKEY1\"\napi-token = \"HUSHTOKEN2\"\n").unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .args(["oracle", "run", "--config"])
+        .arg(&config)
+        .arg("--help")
+        .env("ESTUARY_API_TOKEN", "HUSHTOKEN3")
+        .env("ESTUARY_OPERATOR_KEY", "0xHUSHKEY4")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success() && text.contains("--operator-key-file"), "{text}");
+    assert!(!text.contains("HUSH"), "a secret is shown by --help:\n{text}");
+    // A malformed file names the line, not its text.
+    std::fs::write(&config, "workers = 2\noperator-key = 0xHUSHKEY5\n").unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .args(["oracle", "run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && text.contains("line 2"), "{text}");
+    assert!(!text.contains("HUSH"), "a secret is shown by the error:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quotas_are_shown_and_set_per_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    Store::open(&DatabaseUrl::Sqlite(db.clone())).await.unwrap();
+    let (ok, out, _) = estuary(&db, &["quota", "show", "alice"]);
+    assert!(ok);
+    assert_eq!(out, "bytes\t0\tdefault\nuploads\t0\tdefault\npins\t0\tdefault\n");
+    let (ok, _, err) = estuary(&db, &["quota", "set", "alice", "--bytes", "1000", "--pins", "3"]);
+    assert!(ok, "{err}");
+    let (_, out, _) = estuary(&db, &["quota", "show", "alice"]);
+    assert_eq!(out, "bytes\t0\t1000\nuploads\t0\tdefault\npins\t0\t3\n");
+}

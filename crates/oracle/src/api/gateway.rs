@@ -14,6 +14,10 @@
 //! walk over budget ends the body early with an error, so the client sees a truncated CAR; the
 //! server has spent no more than the budget, whatever the DAG (a HAMT whose buckets all link to
 //! the next, a file whose links all name one child).
+//!
+//! At most `--gateway-max-requests` gateway and `/piece` requests run at once (beyond: 503
+//! with `Retry-After`); a request's slot is held until its walk or file ends, and a CAR walk
+//! stops at the next block once the client has gone away.
 
 use std::{
     sync::{
@@ -42,7 +46,7 @@ use serde::Deserialize;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, hold};
 use crate::blockstore::{Blockstore, BlockstoreError, Source};
 
 /// Budgets of one gateway request's walk.
@@ -160,6 +164,8 @@ pub(super) async fn ipfs<B: Blockstore>(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let slot =
+        Arc::clone(&st.policy.gateway_requests).try_acquire_owned().map_err(|_| ApiError::Busy)?;
     let (cid_text, rest) = path.split_once('/').unwrap_or((&path, ""));
     let rest = rest.trim_end_matches('/').to_owned();
     let cid = Cid::try_from(cid_text)
@@ -229,13 +235,29 @@ pub(super) async fn ipfs<B: Blockstore>(
                 encode_section(&Block { cid, data: terminal_block }, &mut out);
                 Body::from(out)
             } else {
-                car_stream(Arc::clone(&st.blocks), cid, resolved, scope, range, st.gateway_limits)
+                // The walk holds the slot until it ends.
+                let body = car_stream(
+                    Arc::clone(&st.blocks),
+                    cid,
+                    resolved,
+                    scope,
+                    range,
+                    st.gateway_limits,
+                    slot,
+                );
+                let mut response = immutable(
+                    body,
+                    "application/vnd.ipld.car; version=1; order=dfs; dups=n",
+                    &etag,
+                );
+                set(&mut response, header::HeaderName::from_static("x-ipfs-path"), &ipfs_path);
+                return Ok(response);
             };
             immutable(body, "application/vnd.ipld.car; version=1; order=dfs; dups=n", &etag)
         }
     };
     set(&mut response, header::HeaderName::from_static("x-ipfs-path"), &ipfs_path);
-    Ok(response)
+    Ok(hold(response, slot))
 }
 
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
@@ -268,7 +290,8 @@ fn set(response: &mut Response, name: header::HeaderName, value: &str) {
 }
 
 /// The CAR of the selected blocks, produced by a blocking walk as the client reads it (bounded
-/// buffer), within `limits`.
+/// buffer), within `limits`. The walk stops at the next block once the client has gone, and
+/// holds `slot` until it ends.
 fn car_stream<B: Blockstore>(
     blocks: Arc<B>,
     root: Cid,
@@ -276,9 +299,11 @@ fn car_stream<B: Blockstore>(
     scope: DagScope,
     range: Option<EntityBytes>,
     limits: GatewayLimits,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         if tx.blocking_send(Ok(header_v1(&[root]))).is_err() {
             return;
         }
@@ -292,6 +317,10 @@ fn car_stream<B: Blockstore>(
         };
         let mut batch = Vec::with_capacity(1 << 20);
         let walked = select_blocks(&resolved, scope, range, limits.walk(), source, |cid, data| {
+            // The client went away: stop walking.
+            if tx.is_closed() {
+                return false;
+            }
             encode_section(&Block { cid: *cid, data: data.to_vec() }, &mut batch);
             if batch.len() >= 1 << 20 {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(1 << 20));
@@ -341,6 +370,8 @@ pub(super) async fn piece<B: Blockstore>(
     Path(piece): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let slot =
+        Arc::clone(&st.policy.gateway_requests).try_acquire_owned().map_err(|_| ApiError::Busy)?;
     let parsed: PieceCid = piece
         .parse()
         .map_err(|e| ApiError::BadRequest(format!("not a piece CID: {piece:?}: {e}")))?;
@@ -360,5 +391,5 @@ pub(super) async fn piece<B: Blockstore>(
     let mut response = served.into_response();
     set(&mut response, header::CONTENT_TYPE, CAR);
     set(&mut response, header::ETAG, &format!("\"{parsed}\""));
-    Ok(response)
+    Ok(hold(response, slot))
 }

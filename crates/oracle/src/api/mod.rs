@@ -3,46 +3,70 @@
 //! | route | auth | what |
 //! |---|---|---|
 //! | `GET /health` | – | liveness; `paused` while a storage fault pauses the workers |
-//! | `GET /status` | – | chain, contract, watcher progress, request count, the workers' pause |
-//! | `GET /metrics` | – | Prometheus text: jobs by state, watcher cursor and head, reorgs, RPC failovers, workers paused, storage faults, GC runs and bytes freed |
-//! | `GET /requests/{id}` | – | one `EstuaryPinning` request ([`Job`] as JSON) |
-//! | `GET /requests?after=&limit=` | bearer | requests in the order stored |
-//! | `GET /jobs/{key}` | – | any job by its key (`contract/…/…/id`, `api/<account>/<id>`) |
+//! | `GET /p2p` | – | the libp2p node's peer id and addresses (browser nodes dial them) |
+//! | `GET /status` | operator | chain, contract, watcher progress, request count, the workers' pause |
+//! | `GET /metrics` | operator | Prometheus text: jobs by state, watcher cursor and head, reorgs, RPC failovers, workers paused, storage faults, GC runs and bytes freed, requests in flight |
+//! | `GET /requests/{id}` | – | one `EstuaryPinning` request: a reason code and a public reason; the operator also sees the error's detail |
+//! | `GET /requests?after=&limit=` | operator | requests in the order stored |
+//! | `GET /jobs/{key}` | operator | any job by its key (`contract/…/…/id`, `api/<account>/<id>`) |
 //! | `GET`/`HEAD /ipfs/{cid}?format=raw\|car` | – | trustless gateway: a block, or the DAG as a CAR |
 //! | `GET`/`HEAD /piece/{pieceCid}` | – | a packed CAR by its v2 piece CID (ranges supported) |
-//! | `POST /uploads`, `HEAD`/`PATCH /uploads/{id}` | – | resumable CAR upload (tus-style offsets) |
+//! | `OPTIONS /uploads` | – | tus discovery: version, extensions, `Tus-Max-Size` |
+//! | `POST /uploads` | write token, session, pre-signed URL or request signature | create a resumable CAR upload ([`upload`]) |
+//! | `HEAD`/`PATCH`/`DELETE /uploads/{id}` | its creator | offset, append, terminate |
+//! | `POST /uploads/presign` | write token | a pre-signed upload URL ([`auth`]) |
+//! | `POST /auth/nonce`, `POST /auth/siwe` | – | Sign-In with Ethereum: a nonce, then a session token |
 //! | `GET`/`POST /pins`, `GET`/`POST`/`DELETE /pins/{requestid}` | bearer | IPFS Pinning Service API v1 ([`pins`]) |
 //!
-//! Requests are public on chain, so reading one needs no token; listing is for operators.
-//! Every failure is an [`ApiError`] (the pinning API answers with the spec's `Failure` object
-//! instead): client errors say what was wrong; a failing database is a 500, a failing
-//! blockstore a 503 (a full disk: 507), each with a generic body and the cause logged.
+//! Requests are public on chain, so reading one needs no token; listing, status, metrics and
+//! jobs are for the operator. Every failure is an [`ApiError`] (the pinning API answers with
+//! the spec's `Failure` object instead), a JSON `{"error", "code"}`: client errors say what was
+//! wrong; a failing database is a 500, a failing blockstore a 503 (a full disk, or free space
+//! under `--min-free-bytes`: 507), each with a generic body and the cause logged. Per-source
+//! detail (gateway URLs, peer ids, I/O errors) is shown to the operator only.
+//!
+//! Limits (see [`serve`]): the head of a request must arrive within `--http-header-timeout-secs`,
+//! a body may pause at most `--http-body-timeout-secs`, a response may wait at most
+//! `--http-idle-timeout-secs` for a client that does not read; connections are capped in all and
+//! per address, requests in flight in all (`--http-max-requests`) and for the gateway and
+//! `/piece` (`--gateway-max-requests`), beyond which the answer is 503 with `Retry-After`. CORS
+//! allows the configured origins (`--cors-origin`, the dapp's by default) on every route but the
+//! gateway's, `/piece` and `/health`, which any page may read (content-addressed, public).
 
-use std::{path::PathBuf, str::FromStr, sync::Arc};
+use std::{path::PathBuf, str::FromStr, sync::Arc, time::Duration};
 
 use alloy::primitives::U256;
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode, header},
+    body::Body,
+    extract::{Path, Query, Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
-use tower_http::cors::CorsLayer;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::error;
 
 use crate::{
     blockstore::{Blockstore, BlockstoreError},
-    domain::{JobKey, JobSource, request::Job},
+    domain::{
+        JobKey, JobSource, JobState,
+        auth::AuthError,
+        request::Job,
+        upload::{Quota, QuotaExceeded, TusError},
+    },
     store::{Store, StoreError},
 };
 use estuary_chain::WatchState;
 
+pub mod auth;
 mod gateway;
 pub mod pins;
-mod upload;
+pub mod serve;
+pub mod upload;
 
 pub use gateway::GatewayLimits;
 
@@ -72,6 +96,89 @@ pub struct ApiState<B> {
     /// Whether the workers are paused by a storage fault (shown by `/health`, `/status`,
     /// `/metrics`).
     pub faults: crate::pipeline::Faults,
+    /// Uploads, sign-in, quotas and request limits.
+    pub policy: ApiPolicy,
+}
+
+/// The API's rules: who may upload how much, for how long, and how many requests run at once.
+#[derive(Debug, Clone)]
+pub struct ApiPolicy {
+    /// The largest upload (`Tus-Max-Size`).
+    pub max_upload: u64,
+    /// How long an unfinished upload is kept.
+    pub upload_ttl: Duration,
+    /// Each account's quota, unless set for the account.
+    pub quota: Quota,
+    /// The bytes quota of wallet accounts (a `0x` address: Sign-In with Ethereum, requests).
+    pub wallet_quota_bytes: u64,
+    /// Free bytes the data directory keeps: below it uploads are refused with 507.
+    pub min_free_bytes: u64,
+    /// The domains a Sign-In with Ethereum message may name.
+    pub siwe_domains: Vec<String>,
+    /// The longest session a sign-in gives.
+    pub session: Duration,
+    /// The longest life of a pre-signed upload URL.
+    pub presign_max: Duration,
+    /// Origins allowed by CORS (`*`: any).
+    pub cors_origins: Vec<String>,
+    /// The longest pause between two pieces of a request body.
+    pub body_timeout: Duration,
+    /// Requests in flight at once (beyond: 503); set with [`ApiPolicy::with_limits`].
+    pub requests: Arc<Semaphore>,
+    /// Gateway and `/piece` requests in flight at once (beyond: 503); held until the walk or
+    /// the file behind a response ends.
+    pub gateway_requests: Arc<Semaphore>,
+    /// The sizes of the two: (requests, gateway requests).
+    pub request_limits: (usize, usize),
+}
+
+impl Default for ApiPolicy {
+    fn default() -> Self {
+        Self {
+            max_upload: 32 << 30,
+            upload_ttl: Duration::from_secs(24 * 3600),
+            quota: Quota { max_bytes: 64 << 30, max_uploads: 8, max_pins: 100_000 },
+            wallet_quota_bytes: 4 << 30,
+            min_free_bytes: 0,
+            siwe_domains: Vec::new(),
+            session: Duration::from_secs(24 * 3600),
+            presign_max: Duration::from_secs(7 * 24 * 3600),
+            cors_origins: vec!["http://127.0.0.1:5173".into(), "http://localhost:5173".into()],
+            body_timeout: Duration::from_secs(30),
+            requests: Arc::new(Semaphore::new(512)),
+            gateway_requests: Arc::new(Semaphore::new(64)),
+            request_limits: (512, 64),
+        }
+    }
+}
+
+impl ApiPolicy {
+    /// The policy with at most `requests` requests in flight, `gateway` of them to the gateway
+    /// and `/piece`.
+    pub fn with_limits(mut self, requests: usize, gateway: usize) -> Self {
+        let (requests, gateway) = (requests.max(1), gateway.max(1));
+        self.requests = Arc::new(Semaphore::new(requests));
+        self.gateway_requests = Arc::new(Semaphore::new(gateway));
+        self.request_limits = (requests, gateway);
+        self
+    }
+
+    /// The quota `account` has unless the operator set its own: wallet accounts (a `0x`
+    /// address) have the wallet bytes quota.
+    pub fn default_quota(&self, account: &str) -> Quota {
+        if is_wallet_account(account) {
+            Quota { max_bytes: self.wallet_quota_bytes, ..self.quota }
+        } else {
+            self.quota
+        }
+    }
+}
+
+/// Whether `account` is a wallet's (a checksummed or lowercase `0x` address).
+pub fn is_wallet_account(account: &str) -> bool {
+    account.len() == 42
+        && account.starts_with("0x")
+        && account.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
 }
 
 /// An API failure: client errors say what was wrong; internal ones are logged and hidden.
@@ -84,9 +191,36 @@ pub enum ApiError {
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// The credential does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     /// Nothing by that name.
     #[error("{0}")]
     NotFound(String),
+    /// The resource is not in a state that allows this (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The resource existed and is gone (410).
+    #[error("{0}")]
+    Gone(String),
+    /// More than allowed (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The account is at its quota (403).
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
+    /// A sign-in or a request signature was refused (400 when malformed, else 401).
+    #[error(transparent)]
+    SignIn(#[from] AuthError),
+    /// A tus header was refused (400, 412, 413 or 415).
+    #[error(transparent)]
+    Tus(#[from] TusError),
+    /// Free space is under the floor (507).
+    #[error("the oracle is low on storage and takes no uploads now; try again later")]
+    LowOnStorage,
+    /// Too many requests in flight (503).
+    #[error("the oracle is busy; try again shortly")]
+    Busy,
     /// The database failed (500).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -101,6 +235,7 @@ pub enum ApiError {
 #[derive(Serialize)]
 struct ErrorBody {
     error: String,
+    code: &'static str,
 }
 
 /// Whether an I/O error means the disk is full.
@@ -108,64 +243,222 @@ pub(crate) fn is_full(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, message) = match &self {
-            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
-            Self::Unauthorized => (StatusCode::UNAUTHORIZED, self.to_string()),
-            Self::NotFound(m) => (StatusCode::NOT_FOUND, m.clone()),
+impl ApiError {
+    /// The status, the reason code and the public message.
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "BAD_REQUEST", m.clone()),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", self.to_string()),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, "FORBIDDEN", m.clone()),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, "NOT_FOUND", m.clone()),
+            Self::Conflict(m) => (StatusCode::CONFLICT, "CONFLICT", m.clone()),
+            Self::Gone(m) => (StatusCode::GONE, "GONE", m.clone()),
+            Self::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", m.clone()),
+            Self::Quota(e) => (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED", e.to_string()),
+            Self::SignIn(e @ AuthError::Malformed(_)) => {
+                (StatusCode::BAD_REQUEST, "BAD_REQUEST", e.to_string())
+            }
+            Self::SignIn(e) => (StatusCode::UNAUTHORIZED, "SIGN_IN_REFUSED", e.to_string()),
+            Self::Tus(e) => {
+                let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+                let code = match e {
+                    TusError::Version(_) => "TUS_VERSION",
+                    TusError::TooLarge { .. } => "TOO_LARGE",
+                    TusError::MediaType => "UNSUPPORTED_MEDIA_TYPE",
+                    TusError::BadRequest(_) => "BAD_REQUEST",
+                };
+                (status, code, e.to_string())
+            }
+            Self::LowOnStorage => {
+                (StatusCode::INSUFFICIENT_STORAGE, "INSUFFICIENT_STORAGE", self.to_string())
+            }
+            Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "BUSY", self.to_string()),
             Self::Store(e) => {
                 error!(error = %e, "database error while serving a request");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error".to_owned())
             }
             Self::Blockstore(BlockstoreError::Io(e)) | Self::Io(e) if is_full(e) => {
                 error!(error = %e, "storage full while serving a request");
-                (StatusCode::INSUFFICIENT_STORAGE, "storage is full".to_owned())
+                (StatusCode::INSUFFICIENT_STORAGE, "INSUFFICIENT_STORAGE", "storage is full".into())
             }
             Self::Blockstore(e) => {
                 error!(error = %e, "blockstore error while serving a request");
-                (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; try again later".to_owned())
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "STORAGE_UNAVAILABLE",
+                    "storage unavailable; try again later".to_owned(),
+                )
             }
             Self::Io(e) => {
                 error!(error = %e, "storage error while serving a request");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned())
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error".to_owned())
             }
-        };
-        let mut response = (status, Json(ErrorBody { error: message })).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let mut response = (status, Json(ErrorBody { error: message, code })).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Self::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Tus(TusError::Version(_)) => {
+                headers.insert("tus-version", HeaderValue::from_static(upload::TUS_VERSION));
+            }
+            Self::Busy | Self::LowOnStorage => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
         }
         response
     }
 }
 
+/// Request headers a page may send (CORS).
+const ALLOWED_HEADERS: [&str; 11] = [
+    "authorization",
+    "content-type",
+    "accept",
+    "range",
+    "if-none-match",
+    "tus-resumable",
+    "upload-length",
+    "upload-offset",
+    "upload-metadata",
+    "upload-defer-length",
+    "x-requested-with",
+];
+
+/// Response headers a page may read (CORS): what tus clients and the gateway's readers need.
+const EXPOSED_HEADERS: [&str; 16] = [
+    "location",
+    "upload-offset",
+    "upload-length",
+    "upload-expires",
+    "upload-metadata",
+    "upload-root",
+    "tus-resumable",
+    "tus-version",
+    "tus-extension",
+    "tus-max-size",
+    "etag",
+    "content-range",
+    "content-length",
+    "accept-ranges",
+    "x-ipfs-path",
+    "retry-after",
+];
+
+fn cors(origins: Option<&[String]>) -> CorsLayer {
+    let allow = match origins {
+        None => AllowOrigin::any(),
+        Some(list) if list.iter().any(|o| o == "*") => AllowOrigin::any(),
+        Some(list) => AllowOrigin::list(
+            list.iter().filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok()),
+        ),
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers(ALLOWED_HEADERS.map(HeaderName::from_static))
+        .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static))
+        .max_age(Duration::from_secs(3600))
+}
+
 /// The API's router.
 pub fn router<B: Blockstore>(state: Arc<ApiState<B>>) -> Router {
-    Router::new()
+    let policy = state.policy.clone();
+    // Content-addressed and public: any page may read it.
+    let public = Router::new()
         .route("/health", get(health::<B>))
+        .route("/ipfs/{*path}", get(gateway::ipfs::<B>))
+        .route("/piece/{piece}", get(gateway::piece::<B>))
+        .layer(cors(None));
+    let own = Router::new()
         .route("/p2p", get(p2p_info::<B>))
         .route("/status", get(status::<B>))
         .route("/metrics", get(metrics::<B>))
         .route("/requests", get(list_requests::<B>))
         .route("/requests/{id}", get(get_request::<B>))
         .route("/jobs/{*key}", get(get_job::<B>))
-        .route("/ipfs/{*path}", get(gateway::ipfs::<B>))
-        .route("/piece/{piece}", get(gateway::piece::<B>))
-        .route("/uploads", axum::routing::post(upload::create::<B>))
-        .route("/uploads/{id}", axum::routing::head(upload::offset::<B>).patch(upload::append::<B>))
+        .route("/uploads", post(upload::create::<B>))
+        .route("/uploads/presign", post(auth::presign::<B>))
+        .route(
+            "/uploads/{id}",
+            axum::routing::head(upload::offset::<B>)
+                .patch(upload::append::<B>)
+                .delete(upload::terminate::<B>),
+        )
+        .route("/auth/nonce", post(auth::nonce::<B>))
+        .route("/auth/siwe", post(auth::siwe::<B>))
         .route("/pins", get(pins::list::<B>).post(pins::add::<B>))
         .route(
             "/pins/{requestid}",
             get(pins::get::<B>).post(pins::replace::<B>).delete(pins::remove::<B>),
         )
-        .layer(CorsLayer::permissive())
+        .layer(cors(Some(&policy.cors_origins)))
+        .layer(middleware::from_fn_with_state(policy.max_upload, tus_discovery));
+    public
+        .merge(own)
         .with_state(state)
+        .layer(middleware::from_fn_with_state(policy.body_timeout, body_timeout))
+        .layer(middleware::from_fn_with_state(Arc::clone(&policy.requests), in_flight))
 }
 
-async fn metrics<B: Blockstore>(State(st): State<Arc<ApiState<B>>>) -> Result<Response, ApiError> {
+/// Answers tus discovery (`OPTIONS /uploads…` that is not a CORS preflight) before the CORS
+/// layer, which takes every `OPTIONS` for a preflight.
+async fn tus_discovery(State(max_upload): State<u64>, request: Request, next: Next) -> Response {
+    let discovery = request.method() == Method::OPTIONS
+        && request.uri().path().starts_with("/uploads")
+        && !request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if discovery { upload::discovery(max_upload) } else { next.run(request).await }
+}
+
+/// Cuts a request body that pauses longer than the timeout (the handler sees an error and keeps
+/// what arrived).
+async fn body_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    let request = request.map(|body| Body::new(tower_http::timeout::TimeoutBody::new(limit, body)));
+    next.run(request).await
+}
+
+/// Caps the requests in flight: beyond the cap the answer is 503 at once. The slot is held
+/// until the response's body has been sent.
+async fn in_flight(State(slots): State<Arc<Semaphore>>, request: Request, next: Next) -> Response {
+    let Ok(permit) = slots.try_acquire_owned() else {
+        return ApiError::Busy.into_response();
+    };
+    let response = next.run(request).await;
+    hold(response, permit)
+}
+
+/// `response` with `permit` kept until its body is dropped.
+pub(crate) fn hold(response: Response, permit: OwnedSemaphorePermit) -> Response {
+    use http_body_util::BodyExt;
+    response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            let _held = &permit;
+            frame
+        }))
+    })
+}
+
+async fn metrics<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     use std::fmt::Write;
+    authorize(&st, &headers)?;
     let counts = st.store.state_counts().await?;
     let w = *st.watch.borrow();
     let mut out = String::new();
@@ -193,6 +486,22 @@ async fn metrics<B: Blockstore>(State(st): State<Arc<ApiState<B>>>) -> Result<Re
     let _ = writeln!(out, "# TYPE estuary_rpc_failovers_total counter");
     let _ = writeln!(out, "estuary_rpc_failovers_total {}", w.rpc_failovers);
     data_metrics(&st, &mut out).await?;
+    let p = &st.policy;
+    let _ = writeln!(out, "# HELP estuary_http_requests_in_flight Requests being served.");
+    let _ = writeln!(out, "# TYPE estuary_http_requests_in_flight gauge");
+    let used = |s: &Semaphore, max: usize| max.saturating_sub(s.available_permits());
+    let (max_requests, max_gateway) = p.request_limits;
+    let _ = writeln!(out, "estuary_http_requests_in_flight {}", used(&p.requests, max_requests));
+    let _ = writeln!(
+        out,
+        "# HELP estuary_gateway_requests_in_flight Gateway and /piece requests being served."
+    );
+    let _ = writeln!(out, "# TYPE estuary_gateway_requests_in_flight gauge");
+    let _ = writeln!(
+        out,
+        "estuary_gateway_requests_in_flight {}",
+        used(&p.gateway_requests, max_gateway)
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
@@ -297,7 +606,9 @@ struct StatusBody {
 
 async fn status<B: Blockstore>(
     State(st): State<Arc<ApiState<B>>>,
+    headers: HeaderMap,
 ) -> Result<Json<StatusBody>, ApiError> {
+    authorize(&st, &headers)?;
     // The watch state first: the watcher moves its cursor only after the range is stored, so the
     // count read next includes every request up to the cursor shown.
     let watch = *st.watch.borrow();
@@ -309,10 +620,52 @@ async fn status<B: Blockstore>(
     Ok(Json(StatusBody { chain_id, contract, watch, requests, paused: st.faults.paused() }))
 }
 
+/// A job as shown over HTTP: its public reason code and reason, and its error's detail only
+/// for the operator.
+#[derive(Debug, Serialize)]
+pub struct JobView {
+    #[serde(flatten)]
+    job: Job,
+    /// Why it failed or is being retried, as a code (`not_found`, `too_large`, …,
+    /// `quarantined`, `retrying`, `cancelled`).
+    reason_code: Option<&'static str>,
+    /// The code in a short sentence.
+    reason: Option<&'static str>,
+}
+
+/// `job` as `operator` may see it (the error's detail hidden from anyone else).
+pub fn job_view(mut job: Job, operator: bool) -> JobView {
+    let (reason_code, reason) =
+        public_reason(&job).map_or((None, None), |(c, r)| (Some(c), Some(r)));
+    if !operator {
+        job.error = None;
+    }
+    JobView { job, reason_code, reason }
+}
+
+/// A job's reason code and public reason: from its failure code, or its state.
+pub fn public_reason(job: &Job) -> Option<(&'static str, &'static str)> {
+    if let Some(code) = job.failure {
+        return Some((code.as_str(), code.public_reason()));
+    }
+    match job.status {
+        JobState::Quarantined => Some((
+            "quarantined",
+            "it failed too often to be retried by itself; an operator can requeue it",
+        )),
+        JobState::Cancelled => Some(("cancelled", "cancelled by its requester")),
+        s if s.stage().is_some() && job.error.is_some() => {
+            Some(("retrying", "the last attempt failed; it will be tried again"))
+        }
+        _ => None,
+    }
+}
+
 async fn get_request<B: Blockstore>(
     State(st): State<Arc<ApiState<B>>>,
     Path(id): Path<String>,
-) -> Result<Json<Job>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Json<JobView>, ApiError> {
     let parsed = U256::from_str_radix(&id, 10)
         .ok()
         .filter(|_| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
@@ -320,20 +673,27 @@ async fn get_request<B: Blockstore>(
             ApiError::BadRequest(format!("request id must be a decimal number, got {id:?}"))
         })?;
     let key = JobKey { source: st.source.clone(), id: crate::domain::JobId::request(parsed) };
+    let operator = authorize(&st, &headers).is_ok();
     st.store
         .job(&key)
         .await?
-        .map(Json)
+        .map(|job| Json(job_view(job, operator)))
         .ok_or_else(|| ApiError::NotFound(format!("no request {parsed} seen yet")))
 }
 
 async fn get_job<B: Blockstore>(
     State(st): State<Arc<ApiState<B>>>,
     Path(key): Path<String>,
-) -> Result<Json<Job>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Json<JobView>, ApiError> {
+    authorize(&st, &headers)?;
     let key: JobKey =
         key.parse().map_err(|e: crate::domain::job::BadKey| ApiError::BadRequest(e.to_string()))?;
-    st.store.job(&key).await?.map(Json).ok_or_else(|| ApiError::NotFound(format!("no job {key}")))
+    st.store
+        .job(&key)
+        .await?
+        .map(|job| Json(job_view(job, true)))
+        .ok_or_else(|| ApiError::NotFound(format!("no job {key}")))
 }
 
 #[derive(Deserialize)]
@@ -344,7 +704,7 @@ struct ListQuery {
 
 #[derive(Serialize)]
 struct ListBody {
-    results: Vec<Job>,
+    results: Vec<JobView>,
     /// Pass as `after` to get the next page; `null` when this page was the last.
     next: Option<u64>,
 }
@@ -363,7 +723,7 @@ async fn list_requests<B: Blockstore>(
     let limit = u32::try_from(limit).expect("at most 1000");
     let page = st.store.list(&st.source, after, limit).await?;
     let next = (page.len() == limit as usize).then(|| page.last().map(|(seq, _)| *seq)).flatten();
-    Ok(Json(ListBody { results: page.into_iter().map(|(_, r)| r).collect(), next }))
+    Ok(Json(ListBody { results: page.into_iter().map(|(_, r)| job_view(r, true)).collect(), next }))
 }
 
 fn parse_param(v: Option<&str>, name: &str, default: u64, max: u64) -> Result<u64, ApiError> {
@@ -375,19 +735,29 @@ fn parse_param(v: Option<&str>, name: &str, default: u64, max: u64) -> Result<u6
     }
 }
 
-fn authorize<B>(st: &ApiState<B>, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = st.api_token.as_deref() else {
-        return Err(ApiError::Unauthorized);
-    };
-    let given = headers
+/// The bearer token in `headers`, if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
-    // Constant-time compare: the token is a secret.
-    let equal = given.len() == expected.len()
-        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if equal { Ok(()) } else { Err(ApiError::Unauthorized) }
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether `given` is the operator's token (compared in constant time: it is a secret).
+pub(crate) fn is_operator_token<B>(st: &ApiState<B>, given: &str) -> bool {
+    let Some(expected) = st.api_token.as_deref() else { return false };
+    given.len() == expected.len()
+        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Refuses anyone but the operator.
+fn authorize<B>(st: &ApiState<B>, headers: &HeaderMap) -> Result<(), ApiError> {
+    match bearer(headers) {
+        Some(given) if is_operator_token(st, given) => Ok(()),
+        _ => Err(ApiError::Unauthorized),
+    }
 }
 
 #[cfg(test)]
@@ -433,6 +803,7 @@ mod tests {
             p2p: None,
             gateway_limits: GatewayLimits::default(),
             faults: crate::pipeline::Faults::new(),
+            policy: ApiPolicy::default(),
         };
         (router(Arc::new(state)), dir)
     }
@@ -499,7 +870,13 @@ mod tests {
     #[tokio::test]
     async fn status_reports_counts() {
         let (app, _dir) = app().await;
-        let (status, body) = call(&app, "/status", None).await;
+        for operator_only in ["/status", "/metrics", "/jobs/api/x/1", "/requests"] {
+            let mut req = axum::http::Request::get(operator_only);
+            req = req.header("authorization", "Bearer wrong");
+            let res = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{operator_only}");
+        }
+        let (status, body) = call(&app, "/status", Some("secret")).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["requests"], 1);
         assert_eq!(body["chain_id"], 31337);

@@ -4,7 +4,10 @@
 //! (read or write scope; its name is the account that owns the pins) or the operator's API token
 //! (account `default`, write scope). A pin's `status` follows its job: queued → pinning (being
 //! fetched) → pinned (the whole DAG is held, then packed for deals) or failed (`info.status_details`
-//! says why). Failures answer with the spec's `Failure` object.
+//! gives the reason code's public sentence, and `info.reason_code` the code; the operator's token
+//! also sees the detail: which source failed how). An account has at most its quota of pins
+//! (`--quota-pins`; beyond, 403 `QUOTA_EXCEEDED`). Failures answer with the spec's `Failure`
+//! object.
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use super::ApiState;
 use crate::{
     blockstore::Blockstore,
     domain::{
-        now_ms,
+        JobState, now_ms,
         pinning::{
             Caller, Invalid, Pin, PinRecord, PinState, RawPinQuery, Scope, format_time,
             new_requestid, secret_digest,
@@ -48,6 +51,9 @@ pub enum PinApiError {
     /// No such pin for this account.
     #[error("no pin with requestid {0:?}")]
     NotFound(String),
+    /// The account has as many pins as it may.
+    #[error(transparent)]
+    Quota(#[from] crate::domain::upload::QuotaExceeded),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -71,6 +77,7 @@ impl IntoResponse for PinApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "INSUFFICIENT_SCOPE"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Self::Quota(_) => (StatusCode::FORBIDDEN, "QUOTA_EXCEEDED"),
             Self::Store(e) => {
                 error!(error = %e, "store error while serving the pinning API");
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_SERVER_ERROR")
@@ -109,16 +116,34 @@ pub struct PinResults {
     results: Vec<PinStatus>,
 }
 
-fn to_status(record: PinRecord, delegates: &[String]) -> PinStatus {
+/// A pin as `GET /pins` shows it; the error's detail (which source failed how) only to the
+/// operator.
+fn to_status(record: PinRecord, delegates: &[String], operator: bool) -> PinStatus {
     let state = PinState::of(record.status);
     let mut info = std::collections::BTreeMap::new();
-    let details = match (state, record.error) {
-        (PinState::Failed, Some(e)) => e,
-        (PinState::Failed, None) => "failed".to_owned(),
-        (_, Some(e)) => format!("{}; last attempt failed: {e}", record.status.as_str()),
-        (_, None) => record.status.as_str().to_owned(),
+    let reason = match (record.failure, record.status) {
+        (Some(code), _) => Some((code.as_str(), code.public_reason())),
+        (None, JobState::Quarantined) => {
+            Some(("quarantined", "it failed too often to be retried by itself"))
+        }
+        (None, JobState::Cancelled) => Some(("cancelled", "the pin was deleted")),
+        (None, s) if s.stage().is_some() && record.error.is_some() => {
+            Some(("retrying", "the last attempt failed; it will be tried again"))
+        }
+        _ => None,
+    };
+    let details = match (operator, state, record.error, reason) {
+        (true, PinState::Failed, Some(e), _) => e,
+        (true, _, Some(e), _) => format!("{}; last attempt failed: {e}", record.status.as_str()),
+        (_, PinState::Failed, _, Some((_, why))) => why.to_owned(),
+        (_, _, _, Some((_, why))) => format!("{}; {why}", record.status.as_str()),
+        (_, PinState::Failed, _, None) => "failed".to_owned(),
+        (_, _, _, None) => record.status.as_str().to_owned(),
     };
     info.insert("status_details", details);
+    if let Some((code, _)) = reason {
+        info.insert("reason_code", code.to_owned());
+    }
     if let Some(bytes) = record.dag_bytes {
         info.insert("dag_size", bytes.to_string());
     }
@@ -135,12 +160,12 @@ fn to_status(record: PinRecord, delegates: &[String]) -> PinStatus {
     }
 }
 
-/// Who holds the bearer token in `headers`.
+/// Who holds the bearer token in `headers`, and whether it is the operator.
 async fn caller<B>(
     st: &ApiState<B>,
     headers: &HeaderMap,
     needs: Scope,
-) -> Result<Caller, PinApiError> {
+) -> Result<(Caller, bool), PinApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -148,17 +173,16 @@ async fn caller<B>(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(PinApiError::Unauthorized)?;
-    let digest = secret_digest(token);
-    let caller = match &st.api_token {
-        Some(operator) if secret_digest(operator) == digest => {
-            Caller { account: DEFAULT_ACCOUNT.to_owned(), scope: Scope::Write }
-        }
-        _ => st.store.caller(&digest).await?.ok_or(PinApiError::Unauthorized)?,
+    let operator = super::is_operator_token(st, token);
+    let caller = if operator {
+        Caller { account: DEFAULT_ACCOUNT.to_owned(), scope: Scope::Write }
+    } else {
+        st.store.caller(&secret_digest(token)).await?.ok_or(PinApiError::Unauthorized)?
     };
     if needs == Scope::Write && caller.scope != Scope::Write {
         return Err(PinApiError::Forbidden);
     }
-    Ok(caller)
+    Ok((caller, operator))
 }
 
 fn body(payload: Result<Json<Pin>, JsonRejection>) -> Result<Pin, PinApiError> {
@@ -173,11 +197,11 @@ pub async fn list<B: Blockstore>(
     headers: HeaderMap,
     query: Result<Query<RawPinQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PinResults>, PinApiError> {
-    let who = caller(&st, &headers, Scope::Read).await?;
+    let (who, operator) = caller(&st, &headers, Scope::Read).await?;
     let Query(raw) = query.map_err(|e| Invalid(format!("bad query: {e}")))?;
     let query = raw.check()?;
     let (count, records) = st.store.pins(&who.account, &query).await?;
-    let results = records.into_iter().map(|r| to_status(r, &st.delegates)).collect();
+    let results = records.into_iter().map(|r| to_status(r, &st.delegates, operator)).collect();
     Ok(Json(PinResults { count, results }))
 }
 
@@ -187,10 +211,14 @@ pub async fn add<B: Blockstore>(
     headers: HeaderMap,
     payload: Result<Json<Pin>, JsonRejection>,
 ) -> Result<(StatusCode, Json<PinStatus>), PinApiError> {
-    let who = caller(&st, &headers, Scope::Write).await?;
+    let (who, operator) = caller(&st, &headers, Scope::Write).await?;
     let pin = body(payload)?.check()?;
-    let record = st.store.create_pin(&who.account, &new_requestid(), &pin, now_ms()).await?;
-    Ok((StatusCode::ACCEPTED, Json(to_status(record, &st.delegates))))
+    let quota = st.store.quota(&who.account, st.policy.default_quota(&who.account)).await?;
+    let record = st
+        .store
+        .create_pin_within(&who.account, &new_requestid(), &pin, now_ms(), &quota)
+        .await??;
+    Ok((StatusCode::ACCEPTED, Json(to_status(record, &st.delegates, operator))))
 }
 
 /// `GET /pins/{requestid}`.
@@ -199,10 +227,10 @@ pub async fn get<B: Blockstore>(
     headers: HeaderMap,
     Path(requestid): Path<String>,
 ) -> Result<Json<PinStatus>, PinApiError> {
-    let who = caller(&st, &headers, Scope::Read).await?;
+    let (who, operator) = caller(&st, &headers, Scope::Read).await?;
     let record =
         st.store.pin(&who.account, &requestid).await?.ok_or(PinApiError::NotFound(requestid))?;
-    Ok(Json(to_status(record, &st.delegates)))
+    Ok(Json(to_status(record, &st.delegates, operator)))
 }
 
 /// `POST /pins/{requestid}`: replaces the pin with a new one (new requestid).
@@ -212,14 +240,14 @@ pub async fn replace<B: Blockstore>(
     Path(requestid): Path<String>,
     payload: Result<Json<Pin>, JsonRejection>,
 ) -> Result<(StatusCode, Json<PinStatus>), PinApiError> {
-    let who = caller(&st, &headers, Scope::Write).await?;
+    let (who, operator) = caller(&st, &headers, Scope::Write).await?;
     let pin = body(payload)?.check()?;
     let record = st
         .store
         .replace_pin(&who.account, &requestid, &new_requestid(), &pin, now_ms())
         .await?
         .ok_or(PinApiError::NotFound(requestid))?;
-    Ok((StatusCode::ACCEPTED, Json(to_status(record, &st.delegates))))
+    Ok((StatusCode::ACCEPTED, Json(to_status(record, &st.delegates, operator))))
 }
 
 /// `DELETE /pins/{requestid}`.
@@ -228,7 +256,7 @@ pub async fn remove<B: Blockstore>(
     headers: HeaderMap,
     Path(requestid): Path<String>,
 ) -> Result<StatusCode, PinApiError> {
-    let who = caller(&st, &headers, Scope::Write).await?;
+    let (who, _) = caller(&st, &headers, Scope::Write).await?;
     if st.store.delete_pin(&who.account, &requestid, now_ms()).await? {
         Ok(StatusCode::ACCEPTED)
     } else {

@@ -32,6 +32,7 @@ use cid::Cid;
 use estuary_dag::{BlockError, BlockSource, car::verify};
 
 pub mod s3;
+pub mod space;
 
 /// A blockstore failure.
 #[derive(Debug, thiserror::Error)]

@@ -12,15 +12,19 @@
 //! - [`job`]: sources, ids and keys, and how they are written down;
 //! - [`state`]: job states and the machine;
 //! - [`request`]: requests as read from the chain and jobs as shown to people;
-//! - [`pinning`]: the IPFS Pinning Service API's objects, checked.
+//! - [`pinning`]: the IPFS Pinning Service API's objects, checked;
+//! - [`upload`]: tus requests parsed and checked, and per-account quotas;
+//! - [`auth`]: Sign-In with Ethereum and the signature tying an upload to a request.
 //!
 //! Tests: unit and property tests in each module (`outcomes_never_move_backwards`,
 //! `random_command_sequences_follow_the_graph`).
 
+pub mod auth;
 pub mod job;
 pub mod pinning;
 pub mod request;
 pub mod state;
+pub mod upload;
 
 pub use job::{JobId, JobKey, JobSource};
 pub use state::{Change, FailureCode, Input, JobState, JobStatus, Outcome, Policy};

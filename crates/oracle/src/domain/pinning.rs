@@ -113,6 +113,8 @@ pub enum Scope {
     Read,
     /// Also create, replace and delete them.
     Write,
+    /// Create uploads only (a session made by Sign-In with Ethereum).
+    Upload,
 }
 
 impl Scope {
@@ -121,6 +123,7 @@ impl Scope {
         match self {
             Self::Read => "read",
             Self::Write => "write",
+            Self::Upload => "upload",
         }
     }
 
@@ -129,6 +132,7 @@ impl Scope {
         match s {
             "read" => Some(Self::Read),
             "write" => Some(Self::Write),
+            "upload" => Some(Self::Upload),
             _ => None,
         }
     }
@@ -230,8 +234,10 @@ pub struct PinRecord {
     pub created_ms: u64,
     /// Its job's state.
     pub status: JobState,
-    /// Why it failed, or the last retryable failure.
+    /// Why it failed, or the last retryable failure (detail for the operator).
     pub error: Option<String>,
+    /// The code of a permanent failure.
+    pub failure: Option<super::FailureCode>,
     /// Bytes of the pinned DAG.
     pub dag_bytes: Option<u64>,
     /// Piece CID of its packed CAR.

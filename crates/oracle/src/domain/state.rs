@@ -218,6 +218,21 @@ impl FailureCode {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
+
+    /// What the code means, in a short sentence anyone may read: no source's address, peer id
+    /// or error text (those are for the operator and the logs).
+    pub fn public_reason(self) -> &'static str {
+        match self {
+            Self::Unspecified => "the request could not be served",
+            Self::NotFound => "no origin or peer served the content",
+            Self::TooLarge => "the content is larger than this oracle accepts",
+            Self::Timeout => "fetching the content did not finish in time",
+            Self::InvalidContent => "the content does not match its CID or does not decode",
+            Self::Unsupported => "the CID's codec or hash function is not supported",
+            Self::Refused => "the content was refused by the operator's policy",
+            Self::Internal => "this oracle failed; an operator can retry it",
+        }
+    }
 }
 
 impl std::fmt::Display for FailureCode {

@@ -58,6 +58,9 @@ pub struct WorkerConfig {
     pub per_requester: u32,
     /// How often a probe checks a failing blockstore while the workers are paused.
     pub probe_every: Duration,
+    /// Free bytes the data directory keeps: below, a fetch does not start (a fault, retried
+    /// after a backoff, costing the job no attempt).
+    pub min_free_bytes: u64,
 }
 
 impl WorkerConfig {
@@ -72,6 +75,7 @@ impl WorkerConfig {
             packed_dir,
             per_requester: default_per_requester(workers),
             probe_every: Duration::from_secs(5),
+            min_free_bytes: 0,
         }
     }
 }
@@ -295,6 +299,9 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
     async fn run_stage(&self, stage: Stage, job: &Claimed) -> Input {
         let is_api = matches!(job.key.source, JobSource::PinningApi { .. });
         let outcome = match stage {
+            Stage::Fetch if !self.room_to_fetch() => Outcome::Interrupted {
+                reason: "the data directory is below its free-space floor".into(),
+            },
             Stage::Fetch => {
                 let fetch = FetchJob {
                     cid: &job.cid,
@@ -342,6 +349,19 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
             }
         };
         Input::Finished(outcome)
+    }
+
+    /// Whether the data directory has room for a fetch (above `min_free_bytes`); a filesystem
+    /// that cannot be asked does not stop the fetch (a full disk still shows as a write error).
+    fn room_to_fetch(&self) -> bool {
+        let dir = &self.config.packed_dir;
+        match crate::blockstore::space::above_floor(dir, self.config.min_free_bytes, 0) {
+            Ok(room) => room,
+            Err(e) => {
+                warn!(error = %e, "cannot read the free space of the data directory");
+                true
+            }
+        }
     }
 
     async fn report(&self, job: &Claimed) -> Outcome {

@@ -20,6 +20,8 @@
 //! - `ledger`: report transactions ([`estuary_chain::TxLedger`]);
 //! - `gc`: garbage collection's lock (holds and a lease, across processes), its totals, and
 //!   the live jobs it marks from.
+//! - `uploads`: uploads and their owners, pre-signed upload URLs, sign-in nonces and
+//!   sessions, per-account quotas.
 //!
 //! Tests: `tests/it/stores.rs` runs one suite against both databases.
 
@@ -38,12 +40,16 @@ mod ledger;
 mod pins;
 mod requests;
 mod snapshot;
+mod uploads;
 
 pub use gc::{Freed, GcTotals, LIVE, LiveJob};
 pub use jobs::Claimed;
 pub use pins::TokenInfo;
 pub use requests::RequestLogs;
 pub use snapshot::{Summary, summarize_sqlite};
+pub use uploads::{
+    GrantRecord, NewUpload, RequestForUpload, UploadRecord, UploadRefused, UploadState,
+};
 
 /// A database failure. Retrying is safe: nothing is half-written.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +66,8 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Where the database is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the database is. `Debug` and `Display` never show a PostgreSQL URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     /// An SQLite file (created if missing).
     Sqlite(std::path::PathBuf),
@@ -78,6 +84,12 @@ impl FromStr for DatabaseUrl {
         } else {
             Self::Sqlite(s.strip_prefix("sqlite://").unwrap_or(s).into())
         })
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({self})")
     }
 }
 

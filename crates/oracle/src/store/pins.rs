@@ -41,6 +41,10 @@ fn row_to_pin(row: &AnyRow) -> Result<PinRecord, StoreError> {
         created_ms: get_u64(row, "created_ms")?,
         status: JobState::parse(&state).ok_or_else(|| corrupt("state"))?,
         error: row.try_get("error")?,
+        failure: row
+            .try_get::<Option<String>, _>("failure")?
+            .map(|f| crate::domain::FailureCode::parse(&f).ok_or_else(|| corrupt("failure")))
+            .transpose()?,
         dag_bytes: super::opt_u64(row, "dag_bytes")?,
         piece_cid: row.try_get("piece_cid")?,
     })
@@ -148,7 +152,7 @@ fn pin_key(owner: &str, requestid: &str) -> Result<JobKey, StoreError> {
 }
 
 impl Store {
-    async fn insert_pin(
+    pub(super) async fn insert_pin(
         &self,
         tx: &mut sqlx::AnyConnection,
         owner: &str,
@@ -263,7 +267,7 @@ impl Store {
     pub async fn pin(&self, owner: &str, requestid: &str) -> Result<Option<PinRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT p.requestid, p.owner, p.cid, p.name, p.origins, p.meta, p.created_ms,
-                    r.state, r.error, r.dag_bytes, r.piece_cid {FROM}
+                    r.state, r.error, r.failure, r.dag_bytes, r.piece_cid {FROM}
              WHERE p.owner = $1 AND p.requestid = $2"
         ))
         .bind(owner)
@@ -286,7 +290,7 @@ impl Store {
         let mut list = Built::default();
         list.push(&format!(
             "SELECT p.requestid, p.owner, p.cid, p.name, p.origins, p.meta, p.created_ms,
-                    r.state, r.error, r.dag_bytes, r.piece_cid {FROM}"
+                    r.state, r.error, r.failure, r.dag_bytes, r.piece_cid {FROM}"
         ));
         push_filters(&mut list, self.dialect, owner, query);
         list.push(" ORDER BY p.created_ms DESC LIMIT ").bind(Arg::Int(i64::from(query.limit)));

@@ -151,12 +151,21 @@ async fn bench_gateway_car_throughput() {
     let client = reqwest::Client::new();
     let created = client
         .post(format!("{}/uploads", oracle.url))
+        .bearer_auth(&oracle.token)
         .header("upload-length", car.len())
         .send()
         .await
         .unwrap();
     let url = format!("{}{}", oracle.url, created.headers()["location"].to_str().unwrap());
-    let r = client.patch(&url).header("upload-offset", 0).body(car.clone()).send().await.unwrap();
+    let r = client
+        .patch(&url)
+        .bearer_auth(&oracle.token)
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", 0)
+        .body(car.clone())
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success());
     let mut best = 0f64;
     for _ in 0..3 {

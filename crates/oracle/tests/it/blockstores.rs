@@ -169,6 +169,7 @@ async fn suite<B: Blockstore>(
         p2p: None,
         gateway_limits: Default::default(),
         faults: Default::default(),
+        policy: estuary_oracle::api::ApiPolicy::default(),
     })))
     .await;
     let served = reqwest::get(format!("{base}/ipfs/{root}?format=car")).await.unwrap();

@@ -434,6 +434,7 @@ async fn api<B: Blockstore>(
         p2p: None,
         gateway_limits: Default::default(),
         faults,
+        policy: estuary_oracle::api::ApiPolicy::default(),
     };
     serve(router(Arc::new(state))).await.0
 }

@@ -12,10 +12,12 @@ macro_rules! mined {
     };
 }
 
+mod api_fuzz;
 mod bench_oracle;
 mod blockstores;
 mod child;
 mod data_path;
+mod hardening_api;
 mod oracle_backup;
 mod oracle_pinning;
 mod oracle_postgres;

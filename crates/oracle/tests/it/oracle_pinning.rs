@@ -156,8 +156,7 @@ async fn a_request_is_fetched_packed_and_reported_with_the_piece_estuary_add_com
         b.iter().map(|b| b.cid).collect::<std::collections::BTreeSet<_>>()
     };
     assert_eq!(set(&served_blocks), set(&car_blocks));
-    let metrics =
-        reqwest::get(format!("{}/metrics", oracle.url)).await.unwrap().text().await.unwrap();
+    let metrics = oracle.metrics().await;
     assert!(metrics.contains("estuary_requests{status=\"reported\"} 1"), "{metrics}");
     assert!(metrics.contains("estuary_requests{status=\"quarantined\"} 1"), "{metrics}");
     oracle.kill().await;

@@ -199,8 +199,7 @@ async fn no_event_is_missed_through_lagging_and_flaky_endpoints() {
         .await;
     assert_eq!(status["reorgs"], 0, "a lagging endpoint is not a reorg: {status}");
     let stored = snapshot(&oracle).await;
-    let metrics =
-        reqwest::get(format!("{}/metrics", oracle.url)).await.unwrap().text().await.unwrap();
+    let metrics = oracle.metrics().await;
     assert!(metrics.contains("estuary_reorgs_total 0\n"), "{metrics}");
     assert!(!metrics.contains("estuary_rpc_failovers_total 0\n"), "{metrics}");
     oracle.kill().await;

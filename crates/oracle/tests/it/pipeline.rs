@@ -209,11 +209,12 @@ async fn oracle_api() -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
         uploads_dir: dir.path().join("data/uploads"),
         source: JobSource::Contract { chain: 1, address: Address::ZERO },
         watch,
-        api_token: None,
+        api_token: Some("op".into()),
         delegates: vec!["/ip4/127.0.0.1/tcp/1/http".into()],
         p2p: None,
         gateway_limits: Default::default(),
         faults: Default::default(),
+        policy: estuary_oracle::api::ApiPolicy::default(),
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }
@@ -221,7 +222,8 @@ async fn oracle_api() -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
 /// `POST /uploads` for `len` bytes; returns the upload's URL.
 async fn create_upload(client: &reqwest::Client, base: &str, len: usize) -> String {
     let created =
-        client.post(format!("{base}/uploads")).header("upload-length", len).send().await.unwrap();
+        client.post(format!("{base}/uploads")).bearer_auth("op").header("upload-length", len);
+    let created = created.send().await.unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     format!("{base}{}", created.headers()[header::LOCATION].to_str().unwrap())
 }
@@ -238,6 +240,8 @@ async fn a_car_uploaded_in_pieces_is_verified_imported_and_served() {
     let half = bytes.len() / 2;
     let r = client
         .patch(&url)
+        .bearer_auth("op")
+        .header("content-type", "application/offset+octet-stream")
         .header("upload-offset", 0)
         .body(bytes[..half].to_vec())
         .send()
@@ -247,6 +251,8 @@ async fn a_car_uploaded_in_pieces_is_verified_imported_and_served() {
     // A client that lost track re-sends from 0: refused with the server's offset.
     let r = client
         .patch(&url)
+        .bearer_auth("op")
+        .header("content-type", "application/offset+octet-stream")
         .header("upload-offset", 0)
         .body(bytes[..10].to_vec())
         .send()
@@ -254,16 +260,18 @@ async fn a_car_uploaded_in_pieces_is_verified_imported_and_served() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert_eq!(r.headers()["upload-offset"].to_str().unwrap(), half.to_string());
-    let r = client.head(&url).send().await.unwrap();
+    let r = client.head(&url).bearer_auth("op").send().await.unwrap();
     assert_eq!(r.headers()["upload-offset"].to_str().unwrap(), half.to_string());
     let r = client
         .patch(&url)
+        .bearer_auth("op")
+        .header("content-type", "application/offset+octet-stream")
         .header("upload-offset", half)
         .body(bytes[half..].to_vec())
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(r.headers()["upload-root"].to_str().unwrap(), root.to_string());
     assert!(blocks_store.has(&root).unwrap());
 
@@ -313,6 +321,8 @@ async fn concurrent_patches_to_one_upload_are_refused() {
         async move {
             client
                 .patch(&url)
+                .bearer_auth("op")
+                .header("content-type", "application/offset+octet-stream")
                 .header("upload-offset", 0)
                 .body(reqwest::Body::wrap_stream(slow))
                 .send()
@@ -324,6 +334,8 @@ async fn concurrent_patches_to_one_upload_are_refused() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = client
         .patch(&url)
+        .bearer_auth("op")
+        .header("content-type", "application/offset+octet-stream")
         .header("upload-offset", 0)
         .body(bytes[..10].to_vec())
         .send()
@@ -331,7 +343,7 @@ async fn concurrent_patches_to_one_upload_are_refused() {
         .unwrap();
     assert_eq!(second.status(), StatusCode::CONFLICT);
     assert_eq!(first.await.unwrap(), StatusCode::NO_CONTENT);
-    let head = client.head(&url).send().await.unwrap();
+    let head = client.head(&url).bearer_auth("op").send().await.unwrap();
     assert_eq!(head.headers()["upload-offset"].to_str().unwrap(), "100");
 }
 
@@ -343,11 +355,22 @@ async fn a_bad_upload_is_refused_and_removed() {
     let bytes = car(root, &blocks);
     let client = reqwest::Client::new();
     let url = create_upload(&client, &base, bytes.len()).await;
-    let r = client.patch(&url).header("upload-offset", 0).body(bytes).send().await.unwrap();
+    let r = client
+        .patch(&url)
+        .bearer_auth("op")
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-offset", 0)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(client.head(&url).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        client.head(&url).bearer_auth("op").send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
     assert!(!blocks_store.has(&blocks[1].cid).unwrap());
-    let r = client.post(format!("{base}/uploads")).send().await.unwrap();
+    let r = client.post(format!("{base}/uploads")).bearer_auth("op").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
@@ -668,6 +691,7 @@ async fn oracle_api_within(
         p2p: None,
         gateway_limits: limits,
         faults: Default::default(),
+        policy: estuary_oracle::api::ApiPolicy::default(),
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }

@@ -369,6 +369,67 @@ async fn gc_and_its_holds_exclude_each_other(store: &Store) {
     assert!(!store.gc_renew("gc-3", 11_002, 1_000).await.unwrap());
 }
 
+async fn uploads_owned_within_quotas(s: &Store) {
+    use estuary_oracle::{
+        domain::upload::{Quota, QuotaExceeded},
+        store::{NewUpload, UploadRefused, UploadState},
+    };
+    let quota = Quota { max_bytes: 1000, max_uploads: 2, max_pins: 1 };
+    let new = |id: &'static str, length: u64, grant: Option<&'static str>| NewUpload {
+        id,
+        account: "alice",
+        length,
+        metadata: Some("filename YQ=="),
+        request_key: None,
+        grant_sha256: grant,
+        now_ms: 10,
+        expires_ms: 100,
+    };
+    let a = s.create_upload(&new("a", 600, None), &quota).await.unwrap().unwrap();
+    assert_eq!((a.account.as_str(), a.state, a.length), ("alice", UploadState::Open, 600));
+    assert_eq!(
+        s.create_upload(&new("b", 401, None), &quota).await.unwrap(),
+        Err(UploadRefused::Quota(QuotaExceeded::Bytes { would: 1001, max: 1000 }))
+    );
+    assert!(s.upload("b").await.unwrap().is_none(), "a refused upload leaves no record");
+    // A pre-signed URL makes one upload.
+    s.add_grant("g", "alice", 300, 10, 50).await.unwrap();
+    assert_eq!(s.grant("g", 49).await.unwrap().unwrap().max_bytes, 300);
+    assert!(s.grant("g", 50).await.unwrap().is_none(), "expired");
+    s.create_upload(&new("c", 100, Some("g")), &quota).await.unwrap().unwrap();
+    assert_eq!(s.grant("g", 20).await.unwrap().unwrap().upload_id.as_deref(), Some("c"));
+    assert_eq!(
+        s.create_upload(&new("d", 100, Some("g")), &quota).await.unwrap(),
+        Err(UploadRefused::GrantUsed)
+    );
+    // Finished uploads count their bytes, not as in flight; expired open ones are listed.
+    assert!(s.finish_upload("a", "bafy", 3, 20).await.unwrap());
+    assert!(!s.finish_upload("a", "bafy", 3, 20).await.unwrap());
+    let usage = s.usage("alice").await.unwrap();
+    assert_eq!((usage.bytes, usage.uploads), (700, 1));
+    assert_eq!(s.expired_uploads(100, 10).await.unwrap(), vec!["c".to_owned()]);
+    assert!(s.delete_upload("c").await.unwrap());
+    // Quotas of one account.
+    let defaults = Quota { max_bytes: 9, max_uploads: 9, max_pins: 9 };
+    assert_eq!(s.quota("alice", defaults).await.unwrap(), defaults);
+    s.set_quota("alice", Some(5), None, Some(1)).await.unwrap();
+    assert_eq!(
+        s.quota("alice", defaults).await.unwrap(),
+        Quota { max_bytes: 5, max_uploads: 9, max_pins: 1 }
+    );
+    // Nonces are used once; sessions end.
+    assert!(s.add_nonce("n1", 0, 100, 2).await.unwrap());
+    assert!(s.add_nonce("n2", 0, 100, 2).await.unwrap());
+    assert!(!s.add_nonce("n3", 0, 100, 2).await.unwrap(), "no more than the cap");
+    assert!(s.take_nonce("n1", 50).await.unwrap());
+    assert!(!s.take_nonce("n1", 50).await.unwrap());
+    assert!(!s.take_nonce("n2", 100).await.unwrap(), "expired");
+    s.add_session("sd", "0xabc", Scope::Upload, 0, 100).await.unwrap();
+    assert_eq!(s.session("sd", 99).await.unwrap().unwrap().scope, Scope::Upload);
+    assert!(s.session("sd", 100).await.unwrap().is_none());
+    assert!(s.purge_expired_auth(1000).await.unwrap() >= 2);
+}
+
 async fn whole_suite(fresh: impl AsyncFn() -> Store) {
     claims_are_fair_between_requesters(&fresh().await).await;
     gc_and_its_holds_exclude_each_other(&fresh().await).await;
@@ -378,6 +439,7 @@ async fn whole_suite(fresh: impl AsyncFn() -> Store) {
     pins_deleted_and_replaced(&fresh().await).await;
     tokens_kept_as_digests(&fresh().await).await;
     report_transactions_kept_until_settled(&fresh().await).await;
+    uploads_owned_within_quotas(&fresh().await).await;
 }
 
 #[tokio::test]

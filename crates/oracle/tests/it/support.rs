@@ -174,6 +174,17 @@ impl OracleProcess {
         res.json().await.ok()
     }
 
+    /// `/metrics`, as the operator reads it.
+    pub async fn metrics(&self) -> String {
+        let response = reqwest::Client::new()
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        response.text().await.unwrap()
+    }
+
     /// Polls `path` until `ok` holds (30 s at most).
     pub async fn wait_for(&self, ok: impl Fn(&Value) -> bool, path: &str) -> Value {
         self.wait_for_within(ok, path, Duration::from_secs(30)).await
