@@ -56,6 +56,5 @@ CREATE TABLE account_quotas (
     max_pins     INTEGER
 );
 
--- The request's size hint (`PinRequestOptions.sizeHint`; NULL when none was given): an upload
--- tied to the request may be at most this large.
-ALTER TABLE jobs ADD COLUMN size_hint INTEGER;
+-- The request's size hint (`PinRequestOptions.sizeHint`) is `jobs.size_hint`, added by the
+-- data-hardening migration: an upload tied to the request may be at most this large.

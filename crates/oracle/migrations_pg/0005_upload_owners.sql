@@ -1,4 +1,4 @@
--- The same as the SQLite migration 0006 (hardening issue): every upload has an owner account, a length, an
+-- The same as the SQLite migration 0007 (hardening issue): every upload has an owner account, a length, an
 -- expiry and, when finished, the root it imported. Pre-signed upload URLs, Sign-In with Ethereum
 -- nonces and sessions, and per-account quota overrides live beside them.
 
@@ -56,6 +56,5 @@ CREATE TABLE account_quotas (
     max_pins     BIGINT
 );
 
--- The request's size hint (`PinRequestOptions.sizeHint`; NULL when none was given): an upload
--- tied to the request may be at most this large.
-ALTER TABLE jobs ADD COLUMN size_hint BIGINT;
+-- The request's size hint (`PinRequestOptions.sizeHint`) is `jobs.size_hint`, added by the
+-- data-hardening migration: an upload tied to the request may be at most this large.

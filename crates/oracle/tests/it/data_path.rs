@@ -414,6 +414,9 @@ impl Blockstore for Failing {
     }
 }
 
+/// The token of the API served by [`api`].
+const OPERATOR_TOKEN: &str = "operator-token";
+
 async fn api<B: Blockstore>(
     store: &Store,
     blocks: Arc<B>,
@@ -429,7 +432,7 @@ async fn api<B: Blockstore>(
         uploads_dir: dir.join("uploads"),
         source: JobSource::Contract { chain: 1, address: Address::ZERO },
         watch,
-        api_token: None,
+        api_token: Some(OPERATOR_TOKEN.to_owned()),
         delegates: vec![],
         p2p: None,
         gateway_limits: Default::default(),
@@ -498,7 +501,16 @@ async fn a_failing_blockstore_pauses_the_workers_instead_of_quarantining_the_bac
         (health["status"].as_str(), health["reason"].as_str()),
         (Some("paused"), Some("storage_unavailable"))
     );
-    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    // `/metrics` is the operator's.
+    let metrics = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("estuary_workers_paused 1"), "{metrics}");
     // The store comes back: the probe resumes the workers and everything gets pinned.
     blocks.mode.store(WORKING, Ordering::SeqCst);
