@@ -56,7 +56,8 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database file at `path` and brings its schema up to date.
     pub async fn open(path: &std::path::Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+        let options = SqliteConnectOptions::new()
+            .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -66,7 +67,7 @@ impl Store {
         Ok(Self { pool })
     }
 
-    /// Opens an existing database read-only-ish for the operator's commands: refuses a path
+    /// Opens an existing database for the operator's commands: refuses a path
     /// that does not exist rather than creating an empty database there.
     pub async fn open_existing(path: &std::path::Path) -> Result<Self, StoreError> {
         if !path.exists() {

@@ -114,8 +114,10 @@ fn run_child(spec: &Value, one_core: bool) -> Value {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let line =
-        text.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no result: {text}"));
+    let line = text
+        .lines()
+        .find_map(|l| l.find("{\"").map(|i| &l[i..]))
+        .unwrap_or_else(|| panic!("no result: {text}"));
     serde_json::from_str(line).unwrap()
 }
 
