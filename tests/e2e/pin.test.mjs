@@ -459,10 +459,16 @@ describe('dapp on the local stack', () => {
   test('SIGTERM stops everything the stack started', async () => {
     const { info } = stack;
     assert.ok(await portOpen(info.rpc_url));
+    // dev.json names the three simulated SPs' agents, each up for its miner.
+    assert.deepEqual(info.sps.map((sp) => sp.miner), ['f01000', 'f01001', 'f01002']);
+    for (const sp of info.sps) {
+      const health = await (await fetch(`${sp.url}/health`)).json();
+      assert.equal(health.miner, sp.miner);
+    }
     const exit = await stack.stop();
     assert.ok(exit, `estuary dev did not exit:\n${stack.log()}`);
     assert.equal(exit.code, 0, stack.log());
-    for (const url of [info.rpc_url, info.oracle_url, info.dapp_url]) {
+    for (const url of [info.rpc_url, info.oracle_url, info.dapp_url, ...info.sps.map((sp) => sp.url)]) {
       assert.equal(await portOpen(url), false, `${url} still answers`);
     }
     assert.equal(existsSync(stack.devJson), false, 'dev.json is removed');

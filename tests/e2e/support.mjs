@@ -34,7 +34,7 @@ export async function startStack() {
   const child = spawn(
     bin,
     ['dev', '--state-dir', stateDir, '--anvil-port', '0', '--oracle-port', '0', '--dapp-port', '0',
-      '--www-dist', join(root, 'www/dist')],
+      '--sp-port', '0', '--www-dist', join(root, 'www/dist')],
     { stdio: ['ignore', out, out], detached: true, env: { ...process.env, ESTUARY_LOG: process.env.ESTUARY_LOG ?? 'info' } },
   );
   let exited = null;

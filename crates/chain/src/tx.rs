@@ -352,7 +352,10 @@ impl TxManager {
             .with_from(self.sender)
             .with_gas_limit(gas.saturating_add(gas / 5));
         let result = self.send_request(request, keys).await;
-        if result.is_ok() {
+        // Mined (and confirmed), whether it succeeded or reverted: nothing is pending for these
+        // keys any more. A reverted transaction kept in the ledger would be adopted again by
+        // every later send for the same keys, which could then never succeed.
+        if matches!(result, Ok(_) | Err(TxError::Reverted { .. })) {
             self.ledger.settle(keys).await.map_err(TxError::Ledger)?;
         }
         result

@@ -1,4 +1,5 @@
-//! `estuary oracle run --config FILE`: settings from a TOML file.
+//! `estuary oracle run --config FILE` and `estuary sp run --config FILE`: settings from a TOML
+//! file.
 //!
 //! The file's keys are the long flag names (`rpc-url = "…"`, `workers = 8`,
 //! `gateway = ["http://…", "http://…"]`; `rpc_url` works too). Precedence, highest first:
@@ -13,13 +14,22 @@ use anyhow::{Context, Result, bail};
 /// The environment variable naming the file when `--config` is not given.
 pub const CONFIG_ENV: &str = "ESTUARY_CONFIG";
 
-/// The config file `args` (the whole command line) or the environment name for `oracle run`.
+/// The `run` command (`oracle` or `sp`) whose settings a config file may give.
+fn run_command(args: &[&str]) -> Option<&'static str> {
+    if args.windows(2).any(|w| w == ["oracle", "run"]) {
+        Some("oracle")
+    } else if args.windows(2).any(|w| w == ["sp", "run"]) {
+        Some("sp")
+    } else {
+        None
+    }
+}
+
+/// The config file `args` (the whole command line) or the environment name for `oracle run`
+/// or `sp run`.
 pub fn config_path(args: &[OsString]) -> Option<PathBuf> {
     let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
-    let is_run = args.windows(2).any(|w| w == ["oracle", "run"]);
-    if !is_run {
-        return None;
-    }
+    run_command(&args)?;
     for (i, arg) in args.iter().enumerate() {
         if let Some(path) = arg.strip_prefix("--config=") {
             return Some(path.into());
@@ -82,15 +92,18 @@ pub fn apply(mut run: clap::Command, text: &str, origin: &str) -> Result<clap::C
     Ok(run)
 }
 
-/// The `estuary` command with `oracle run`'s defaults taken from its config file, if any.
+/// The `estuary` command with `oracle run`'s or `sp run`'s defaults taken from its config
+/// file, if any.
 pub fn command_with_config(cli: clap::Command, args: &[OsString]) -> Result<clap::Command> {
     let Some(path) = config_path(args) else { return Ok(cli) };
+    let words: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    let parent = run_command(&words).expect("config_path found a run command");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     let origin = path.display().to_string();
     let mut failure = None;
-    let cli = cli.mut_subcommand("oracle", |oracle| {
-        oracle.mut_subcommand("run", |run| match apply(run.clone(), &text, &origin) {
+    let cli = cli.mut_subcommand(parent, |parent| {
+        parent.mut_subcommand("run", |run| match apply(run.clone(), &text, &origin) {
             Ok(run) => run,
             Err(e) => {
                 failure = Some(e);
@@ -167,5 +180,9 @@ mod tests {
             Some("d.toml".into())
         );
         assert_eq!(config_path(&args(&["estuary", "add", "--config", "x"])), None);
+        assert_eq!(
+            config_path(&args(&["estuary", "sp", "run", "--config", "sp.toml"])),
+            Some("sp.toml".into())
+        );
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! estuary dev ──┬─ anvil (child, 127.0.0.1, one block a second)
-//!               ├─ contracts deployed with anvil's first account
+//!               ├─ contracts deployed with anvil's first account (and the simulated market,
+//!               │  with miners f01000–f01002 controlled by anvil's accounts 1–3)
 //!               ├─ estuary oracle run (child process, SQLite in the state dir)
+//!               ├─ estuary sp run × 3 (child processes, one per simulated miner, simulated
+//!               │  sealer, SQLite and pieces in the state dir)
 //!               └─ dapp: www/dist served here, with /estuary.json telling it where things are
 //! ```
 //!
@@ -53,6 +56,21 @@ pub struct DevOptions {
     /// Seconds between blocks.
     #[arg(long, default_value_t = 1)]
     pub block_time: u64,
+    /// The first SP agent's port; the others follow (0: any free ports).
+    #[arg(long, default_value_t = 3100)]
+    pub sp_port: u16,
+}
+
+/// The simulated miners the deploy script registers, and the anvil accounts controlling them.
+pub const SIMULATED_MINERS: [(u64, usize); 3] = [(1000, 1), (1001, 2), (1002, 3)];
+
+/// An SP agent of the stack, as `dev.json` names it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpInfo {
+    /// The miner (`f0…`).
+    pub miner: String,
+    /// The agent's HTTP server (status, metrics, retrievals).
+    pub url: String,
 }
 
 /// What `dev.json` holds.
@@ -74,6 +92,8 @@ pub struct DevInfo {
     pub api_token: String,
     /// Funded dev accounts (anvil's), for wallets and scripts.
     pub accounts: Vec<String>,
+    /// The SP agents, one per simulated miner.
+    pub sps: Vec<SpInfo>,
 }
 
 /// The part of [`DevInfo`] the page needs: everything but the operator token.
@@ -108,10 +128,17 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         );
     }
 
-    // A new chain each time, so the oracle's database starts empty too.
+    // A new chain each time, so the oracle's and the agents' databases start empty too.
     let database = state_dir.join("oracle.sqlite");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+    let mut stale = vec![database.clone()];
+    stale.extend(SIMULATED_MINERS.iter().map(|(m, _)| state_dir.join(format!("sp-f0{m}.sqlite"))));
+    for db in &stale {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+    }
+    for (m, _) in SIMULATED_MINERS {
+        let _ = std::fs::remove_dir_all(state_dir.join(format!("sp-f0{m}-data")));
     }
 
     let anvil = devnet::start_anvil(Some(port(opts.anvil_port)?), Some(opts.block_time))?;
@@ -168,6 +195,42 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .context("starting the oracle")?;
     wait_healthy(&format!("{oracle_url}/health"), &mut oracle).await?;
 
+    // One SP agent per simulated miner, from the miner's controlling account.
+    let mut sps = Vec::new();
+    let mut sp_children = Vec::new();
+    for (i, (miner, account)) in SIMULATED_MINERS.into_iter().enumerate() {
+        let port = if opts.sp_port == 0 { devnet::free_port()? } else { opts.sp_port + i as u16 };
+        let key: PrivateKeySigner =
+            anvil.keys().get(account).cloned().context("anvil has too few accounts")?.into();
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["sp", "run", "--rpc-url", &rpc_url])
+            .args(["--chain-id", &chain_id.to_string()])
+            .args(["--miner", &format!("f0{miner}")])
+            .args(["--perpetual-address", &deployment.contracts["PerpetualStorage"].to_string()])
+            .args(["--deal-client-address", &deployment.contracts["DealClient"].to_string()])
+            .args(["--start-block", &deployment.block.to_string()])
+            .args(["--confirmations", "1"])
+            .arg("--db")
+            .arg(state_dir.join(format!("sp-f0{miner}.sqlite")))
+            .arg("--data-dir")
+            .arg(state_dir.join(format!("sp-f0{miner}-data")))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--sealer", "sim"])
+            // The local stack's origins (the oracle, the dapp's uploads) are on loopback.
+            .arg("--allow-private-origins")
+            .args(["--epoch-ms", &(opts.block_time.max(1) * 1000).to_string()])
+            .args(["--seal-epochs", "10", "--collect-interval-epochs", "60"])
+            .env("ESTUARY_SP_KEY", hex::encode(key.to_bytes()))
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting an SP agent")?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_healthy(&format!("{url}/health"), &mut child).await?;
+        sps.push(SpInfo { miner: format!("f0{miner}"), url });
+        sp_children.push(child);
+    }
+
     let contracts: serde_json::Map<String, serde_json::Value> = deployment
         .contracts
         .iter()
@@ -192,17 +255,27 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         dapp_url,
         api_token,
         accounts: anvil.addresses().iter().map(ToString::to_string).collect(),
+        sps,
     };
     write_atomically(&dev_json, &serde_json::to_vec_pretty(&info)?)?;
     announce(&info, &dev_json);
 
+    let sp_exit = async {
+        let waits = sp_children.iter_mut().map(|c| Box::pin(c.wait()));
+        let (status, i, _) = futures_util::future::select_all(waits).await;
+        (i, status)
+    };
     let outcome = tokio::select! {
         _ = sigint.recv() => Ok(()),
         _ = sigterm.recv() => Ok(()),
         status = oracle.wait() => Err(anyhow::anyhow!("the oracle exited ({status:?})")),
+        (i, status) = sp_exit => Err(anyhow::anyhow!("the SP agent for {} exited ({status:?})", info.sps[i].miner)),
         served = dapp_task => Err(anyhow::anyhow!("the dapp server stopped: {served:?}")),
     };
     info!("stopping the stack");
+    for child in &mut sp_children {
+        stop_child(child).await;
+    }
     stop_child(&mut oracle).await;
     drop(anvil); // kills anvil
     let _ = std::fs::remove_file(&dev_json);
@@ -227,6 +300,9 @@ fn announce(info: &DevInfo, dev_json: &Path) {
     for (name, address) in &info.contracts {
         println!("  {name:<14} {}", address.as_str().unwrap_or_default());
     }
+    for sp in &info.sps {
+        println!("  SP agent {}  {}", sp.miner, sp.url);
+    }
     println!("  written to     {}", dev_json.display());
     println!("Ctrl-C stops everything.");
 }
@@ -235,14 +311,14 @@ async fn wait_healthy(url: &str, child: &mut Child) -> Result<()> {
     let client = reqwest::Client::new();
     for _ in 0..300 {
         if let Some(status) = child.try_wait()? {
-            bail!("the oracle exited during start-up ({status})");
+            bail!("a child of the stack exited during start-up ({status}): {url}");
         }
         if client.get(url).send().await.is_ok_and(|r| r.status().is_success()) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("the oracle did not answer {url} within 30 s")
+    bail!("{url} did not answer within 30 s")
 }
 
 /// SIGTERM, then SIGKILL if it has not exited within 5 s.

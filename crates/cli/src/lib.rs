@@ -5,6 +5,7 @@
 //! - [`car_cmd`]: `estuary car verify | ls` and `estuary cat`, reading CAR files.
 //! - [`config_file`]: `estuary oracle run --config FILE`, settings from TOML.
 //! - [`piece_cmd`]: `estuary piece`, a file's piece commitment.
+//! - [`sp_cmd`]: `estuary sp run | status | work | claims | deals`, the SP agent.
 //! - [`devnet`]: find the Foundry tools, start anvil, deploy the contracts (`estuary_chain`'s).
 //! - [`dev`]: `estuary dev`, the whole stack (chain, contracts, oracle, dapp) as one process tree.
 
@@ -15,3 +16,4 @@ pub mod config_file;
 pub mod dev;
 pub use estuary_chain::devnet;
 pub mod piece_cmd;
+pub mod sp_cmd;

@@ -7,7 +7,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use estuary_cli::{
     add, aggregate_cmd, car_cmd, config_file,
     dev::{self, DevOptions},
-    piece_cmd,
+    piece_cmd, sp_cmd,
 };
 use estuary_oracle::{
     Oracle, OracleConfig,
@@ -31,6 +31,9 @@ enum Command {
     /// Operate the oracle.
     #[command(subcommand)]
     Oracle(OracleCommand),
+    /// Run a storage provider's agent, or read its state.
+    #[command(subcommand)]
+    Sp(sp_cmd::SpCommand),
     /// Run the whole stack locally: chain, contracts, oracle and dapp.
     Dev(DevOptions),
     /// Import a file or directory as UnixFS; print its root CID (and write a CAR).
@@ -281,6 +284,8 @@ async fn run() -> Result<()> {
             | OracleCommand::Restore { .. }),
         ) => data_command(cmd).await,
         Command::Oracle(cmd) => oracle_admin(cmd).await,
+        Command::Sp(sp_cmd::SpCommand::Run(args)) => run_sp(args).await,
+        Command::Sp(cmd) => print_lines(sp_cmd::run(cmd).await?),
         Command::Dev(opts) => dev::run(opts).await,
         Command::Add(args) => {
             let summary =
@@ -588,6 +593,17 @@ async fn data_command_on<B: estuary_oracle::blockstore::Blockstore>(
         }
         _ => unreachable!("only the data commands come here"),
     }
+}
+
+async fn run_sp(args: sp_cmd::RunArgs) -> Result<()> {
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let agent = estuary_sp::Agent::start(args.sp).await?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = sigterm.recv() => {}
+    }
+    agent.stop().await;
+    Ok(())
 }
 
 async fn run_oracle(args: RunArgs) -> Result<()> {

@@ -12,6 +12,7 @@ macro_rules! mined {
 
 mod car_cli;
 mod cli_oracle;
+mod cli_sp;
 mod contracts_local;
 mod interop_piece;
 mod interop_unixfs;

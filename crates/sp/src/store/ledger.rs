@@ -1,0 +1,75 @@
+//! The agent's transactions ([`estuary_chain::TxLedger`]): every one sent and not yet settled,
+//! with its nonce and what it does (`claim/…`, `deal/…`, `publish/…`), so that a restart waits
+//! for a transaction already sent instead of sending another.
+
+use alloy::primitives::B256;
+use estuary_chain::TxLedger;
+use sqlx::Row;
+
+use super::{Store, StoreError, get_u64, int, parsed};
+
+fn nonce_and_hash(r: &sqlx::sqlite::SqliteRow) -> Result<(u64, B256), StoreError> {
+    let h: String = r.try_get("tx_hash")?;
+    Ok((get_u64(r, "nonce")?, parsed(&h, "tx hash")?))
+}
+
+impl TxLedger for Store {
+    type Error = StoreError;
+
+    async fn last_unsettled(&self, sender: &str) -> Result<Option<(u64, B256)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT nonce, tx_hash FROM txs WHERE sender = $1 ORDER BY nonce DESC, sent_ms DESC LIMIT 1",
+        )
+        .bind(sender)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(nonce_and_hash).transpose()
+    }
+
+    async fn record_sent(
+        &self,
+        sender: &str,
+        nonce: u64,
+        tx: B256,
+        keys: &[String],
+    ) -> Result<(), StoreError> {
+        let mut db = self.pool.begin().await?;
+        for key in keys {
+            sqlx::query(
+                "INSERT INTO txs (tx_key, tx_hash, sender, nonce, sent_ms) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(key.as_str())
+            .bind(format!("{tx:#x}"))
+            .bind(sender)
+            .bind(int(nonce)?)
+            .bind(int(crate::domain::now_ms())?)
+            .execute(&mut *db)
+            .await?;
+        }
+        db.commit().await?;
+        Ok(())
+    }
+
+    async fn sent_for(&self, key: &str) -> Result<Vec<(u64, B256)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT nonce, tx_hash FROM txs WHERE tx_key = $1 ORDER BY sent_ms, tx_hash",
+        )
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(nonce_and_hash).collect()
+    }
+
+    async fn settle(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut db = self.pool.begin().await?;
+        for key in keys {
+            sqlx::query("DELETE FROM txs WHERE tx_key = $1")
+                .bind(key.as_str())
+                .execute(&mut *db)
+                .await?;
+        }
+        db.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,606 @@
+//! A chain with the contracts, HTTP origins that misbehave on demand, CARs, agent processes,
+//! and the client's side (orders and proposals), which the oracle will play later.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use alloy::{
+    network::EthereumWallet,
+    node_bindings::AnvilInstance,
+    primitives::{Address, B256, Bytes, U256},
+    providers::{DynProvider, Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use axum::{
+    Router,
+    body::Body,
+    extract::{Path as UrlPath, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use cid::Cid;
+use estuary_chain::devnet::{self, Deployment};
+use estuary_contracts::{DealClient, PerpetualStorage};
+use estuary_dag::{
+    Block,
+    car::{encode_section, header_v1},
+};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+/// Seconds per block of the test chains.
+pub const BLOCK_TIME: f64 = 0.25;
+
+pub struct Chain {
+    pub anvil: AnvilInstance,
+    pub deployment: Deployment,
+    /// Seconds per block.
+    pub block_time: f64,
+    miner: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        self.miner.abort();
+    }
+}
+
+impl Chain {
+    /// anvil with the contracts and the simulated network (miners f01000–f01002, controlled
+    /// by accounts 1–3) deployed, then a block every [`BLOCK_TIME`] (and one per
+    /// transaction).
+    pub async fn start() -> Chain {
+        Self::start_with(BLOCK_TIME).await
+    }
+
+    /// [`start`](Self::start) with another block time.
+    pub async fn start_with(block_time: f64) -> Chain {
+        // The deploy script runs on a chain that mines per transaction (its `anvil_setCode`
+        // calls and its simulation of the broadcast can race interval mining); blocks are then
+        // mined on a timer, by `evm_mine`.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let anvil = devnet::start_anvil(None, None).expect("anvil");
+            let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
+            let operator = *anvil.addresses().last().expect("accounts");
+            match devnet::deploy(&anvil.endpoint(), &signer, operator).await {
+                Ok(deployment) => {
+                    let reader = ProviderBuilder::new().connect_http(anvil.endpoint_url()).erased();
+                    let miner = tokio::spawn(async move {
+                        let mut tick = tokio::time::interval(Duration::from_secs_f64(block_time));
+                        loop {
+                            tick.tick().await;
+                            let _ = reader.raw_request::<_, String>("evm_mine".into(), ()).await;
+                        }
+                    });
+                    return Chain { anvil, deployment, block_time, miner };
+                }
+                Err(e) if attempts < 2 => eprintln!("deployment failed, retrying: {e:#}"),
+                Err(e) => panic!("deploy: {e:#}"),
+            }
+        }
+    }
+
+    pub fn signer(&self, index: usize) -> PrivateKeySigner {
+        self.anvil.keys()[index].clone().into()
+    }
+
+    pub fn key_hex(&self, index: usize) -> String {
+        alloy::hex::encode(self.signer(index).to_bytes())
+    }
+
+    pub fn address(&self, index: usize) -> Address {
+        self.anvil.addresses()[index]
+    }
+
+    /// A provider sending from account `index`.
+    pub fn as_account(&self, index: usize) -> DynProvider {
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::from(self.signer(index)))
+            .connect_http(self.anvil.endpoint_url())
+            .erased()
+    }
+
+    /// The operator (anvil's last account), which may make `DealClient` proposals.
+    pub fn operator(&self) -> DynProvider {
+        self.as_account(self.anvil.addresses().len() - 1)
+    }
+
+    pub fn reader(&self) -> DynProvider {
+        ProviderBuilder::new().connect_http(self.anvil.endpoint_url()).erased()
+    }
+
+    pub fn perpetual(&self) -> Address {
+        self.deployment.contracts["PerpetualStorage"]
+    }
+
+    pub fn deal_client(&self) -> Address {
+        self.deployment.contracts["DealClient"]
+    }
+
+    pub async fn head(&self) -> u64 {
+        self.reader().get_block_number().await.unwrap()
+    }
+
+    /// Mines `n` blocks at once.
+    pub async fn mine(&self, n: u64) {
+        self.reader().raw_request::<_, ()>("anvil_mine".into(), (n,)).await.unwrap();
+    }
+
+    /// Waits for the head to pass `block`.
+    pub async fn wait_block(&self, block: u64) {
+        while self.head().await <= block {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A client (account `index`) orders `replicas` replicas of `car`, downloadable from
+    /// `origins`. Returns the order id.
+    pub async fn create_order(
+        &self,
+        index: usize,
+        car: &Car,
+        replicas: u16,
+        origins: Vec<String>,
+    ) -> u64 {
+        let client = self.as_account(index);
+        let ps = PerpetualStorage::new(self.perpetual(), &client);
+        let bounty = U256::from(10u64).pow(U256::from(17u64));
+        let params = PerpetualStorage::OrderParams {
+            pieceCid: Bytes::from(car.piece_v1.clone()),
+            payloadCid: Bytes::from(car.root.to_bytes()),
+            paddedSize: car.padded,
+            carSize: car.bytes.len() as u64,
+            replicas,
+            bounty: bounty.to(),
+            term: 3600,
+            verified: false,
+            origins,
+        };
+        let receipt =
+            mined!(ps.createOrder(params).value(bounty * U256::from(replicas) * U256::from(2u64)));
+        let created =
+            receipt.decoded_log::<PerpetualStorage::OrderCreated>().expect("OrderCreated");
+        created.data.orderId.to()
+    }
+
+    /// The operator proposes a deal of `car` to `provider` (0: any), downloadable at
+    /// `location`, starting `delay` blocks from now. Returns the proposal id.
+    pub async fn propose(&self, car: &Car, provider: u64, location: String, delay: i64) -> B256 {
+        let operator = self.operator();
+        let dc = DealClient::new(self.deal_client(), &operator);
+        let policy = dc.dealPolicy().call().await.unwrap();
+        let start = self.head().await as i64 + delay;
+        let request = DealClient::DealRequest {
+            pieceCid: Bytes::from(car.piece_v1.clone()),
+            pieceSize: car.padded,
+            verifiedDeal: false,
+            label: car.root.to_string(),
+            startEpoch: start,
+            endEpoch: start + 400,
+            storagePricePerEpoch: U256::ZERO,
+            providerCollateral: U256::from(car.padded) * policy.minProviderCollateralPerByte,
+            clientCollateral: U256::ZERO,
+            provider,
+            replicas: 1,
+            locationRef: location,
+            carSize: car.bytes.len() as u64,
+            skipIpniAnnounce: false,
+            removeUnsealedCopy: false,
+        };
+        let receipt = mined!(dc.makeDealProposal(request));
+        receipt.decoded_log::<DealClient::DealProposalCreate>().expect("DealProposalCreate").data.id
+    }
+
+    /// This miner's slot of an order.
+    pub async fn slot(&self, order: u64, miner: u64) -> PerpetualStorage::SlotView {
+        PerpetualStorage::new(self.perpetual(), self.reader())
+            .getSlot(U256::from(order), miner)
+            .call()
+            .await
+            .unwrap()
+    }
+}
+
+/// A CAR of raw blocks, its piece, and its names.
+#[derive(Debug, Clone)]
+pub struct Car {
+    pub bytes: Vec<u8>,
+    pub root: Cid,
+    pub blocks: Vec<Block>,
+    /// Binary v1 piece CID.
+    pub piece_v1: Vec<u8>,
+    pub padded: u64,
+    /// The v2 piece CID (text).
+    pub v2: String,
+}
+
+/// Deterministic bytes that do not repeat (xorshift64).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A CAR of about `size` bytes of raw blocks (up to 256 KiB each), the first block its root.
+pub fn car(size: usize, seed: u64) -> Car {
+    let data = noise(size, seed);
+    let blocks: Vec<Block> =
+        data.chunks(256 * 1024).map(|c| Block::new(cid::Version::V1, 0x55, c.to_vec())).collect();
+    let root = blocks[0].cid;
+    let mut bytes = header_v1(&[root]);
+    for b in &blocks {
+        encode_section(b, &mut bytes);
+    }
+    let info = estuary_piece::commp::commp(&bytes).unwrap();
+    let v1 = estuary_piece::PieceCid::v1(&info);
+    Car {
+        piece_v1: v1.to_cid().to_bytes(),
+        padded: info.padded_size,
+        v2: estuary_piece::PieceCid::v2(&info).to_string(),
+        bytes,
+        root,
+        blocks,
+    }
+}
+
+/// How an origin serves a CAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// The bytes, with ranges.
+    Good,
+    /// At most this many bytes a second, in 16 KiB chunks, with ranges.
+    Throttle(u64),
+    /// Other bytes of the same length.
+    WrongBytes,
+    /// The CAR without its last 100 bytes, and a length that says so.
+    Short,
+    /// 200 bytes every 200 ms.
+    Drip,
+    /// Bytes without end, and no length.
+    Endless,
+    /// The first response stops after this many bytes (the connection drops); then good.
+    DropOnceAt(u64),
+}
+
+#[derive(Clone)]
+struct Entry {
+    bytes: Arc<Vec<u8>>,
+    mode: Serve,
+    served: Arc<AtomicU64>,
+    dropped: Arc<AtomicBool>,
+}
+
+/// An HTTP origin serving CARs at `/car/{name}`, counting the bytes it hands out.
+#[derive(Clone)]
+pub struct Origin {
+    pub base: String,
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let entries: Arc<Mutex<HashMap<String, Entry>>> = Arc::default();
+        let app = Router::new().route("/car/{name}", get(serve)).with_state(Arc::clone(&entries));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Origin { base, entries }
+    }
+
+    /// Serves `bytes` as `name`; returns its URL.
+    pub fn add(&self, name: &str, bytes: &[u8], mode: Serve) -> String {
+        self.entries.lock().unwrap().insert(
+            name.to_owned(),
+            Entry {
+                bytes: Arc::new(bytes.to_vec()),
+                mode,
+                served: Arc::default(),
+                dropped: Arc::default(),
+            },
+        );
+        format!("{}/car/{name}", self.base)
+    }
+
+    /// Bytes handed out for `name` so far.
+    pub fn served(&self, name: &str) -> u64 {
+        self.entries.lock().unwrap()[name].served.load(Ordering::Relaxed)
+    }
+}
+
+fn range_start(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(header::RANGE)?.to_str().ok()?;
+    v.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()
+}
+
+async fn serve(
+    State(entries): State<Arc<Mutex<HashMap<String, Entry>>>>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(e) = entries.lock().unwrap().get(&name).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let len = e.bytes.len() as u64;
+    let start = range_start(&headers).unwrap_or(0);
+    if start > len {
+        return (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{len}"))],
+        )
+            .into_response();
+    }
+    let (data, declared): (Vec<u8>, Option<u64>) = match e.mode {
+        Serve::WrongBytes => {
+            (e.bytes[start as usize..].iter().map(|b| b ^ 0x5a).collect(), Some(len - start))
+        }
+        Serve::Short => {
+            (e.bytes[start as usize..(len as usize - 100)].to_vec(), Some(len - 100 - start))
+        }
+        Serve::Endless => (Vec::new(), None),
+        _ => (e.bytes[start as usize..].to_vec(), Some(len - start)),
+    };
+    let served = Arc::clone(&e.served);
+    let mode = e.mode;
+    let drop_at = match mode {
+        Serve::DropOnceAt(n) if !e.dropped.swap(true, Ordering::SeqCst) => Some(n),
+        _ => None,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    tokio::spawn(async move {
+        let chunk = match mode {
+            Serve::Throttle(_) => 16 * 1024,
+            Serve::Drip => 200,
+            _ => 64 * 1024,
+        };
+        let mut sent = 0u64;
+        let started = tokio::time::Instant::now();
+        loop {
+            let piece: Vec<u8> = if mode == Serve::Endless {
+                vec![7u8; chunk]
+            } else {
+                let from = sent as usize;
+                if from >= data.len() {
+                    return;
+                }
+                data[from..(from + chunk).min(data.len())].to_vec()
+            };
+            if let Some(at) = drop_at
+                && sent + piece.len() as u64 > at
+            {
+                let _ = tx.send(Err(std::io::Error::other("dropped"))).await;
+                return;
+            }
+            match mode {
+                Serve::Throttle(rate) => {
+                    let due =
+                        Duration::from_secs_f64((sent + piece.len() as u64) as f64 / rate as f64);
+                    tokio::time::sleep_until(started + due).await;
+                }
+                Serve::Drip => tokio::time::sleep(Duration::from_millis(200)).await,
+                _ => {}
+            }
+            let n = piece.len() as u64;
+            if tx.send(Ok(piece)).await.is_err() {
+                return;
+            }
+            served.fetch_add(n, Ordering::Relaxed);
+            sent += n;
+        }
+    });
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let mut response = if start > 0 {
+        let mut r = (StatusCode::PARTIAL_CONTENT, body).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{len}", len - 1).parse().unwrap(),
+        );
+        r
+    } else {
+        body.into_response()
+    };
+    if let Some(n) = declared {
+        response.headers_mut().insert(header::CONTENT_LENGTH, n.into());
+    }
+    response
+}
+
+/// The variable that makes the test binary an agent process (see `child`).
+pub const CHILD_ARGS: &str = "ESTUARY_TEST_SP";
+
+/// An agent process.
+pub struct AgentProcess {
+    pub child: Child,
+    pub url: String,
+    pub miner: u64,
+    pub db: PathBuf,
+}
+
+/// The usual arguments of a test agent for miner `1000 + index` (key: anvil account
+/// `index + 1`), with its state in `dir`.
+pub fn agent_args(chain: &Chain, index: usize, dir: &Path, port: u16) -> Vec<String> {
+    let ms = ((chain.block_time * 1000.0) as u64).to_string();
+    [
+        "--rpc-url",
+        &chain.anvil.endpoint(),
+        "--miner",
+        &format!("f0{}", 1000 + index),
+        "--start-block",
+        &chain.deployment.block.to_string(),
+        "--confirmations",
+        "0",
+        "--poll-interval-ms",
+        "100",
+        "--perpetual-address",
+        &chain.perpetual().to_string(),
+        "--deal-client-address",
+        &chain.deal_client().to_string(),
+        "--db",
+        &dir.join("sp.sqlite").display().to_string(),
+        "--data-dir",
+        &dir.join("data").display().to_string(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--sealer",
+        "sim",
+        "--allow-private-origins",
+        "--epoch-ms",
+        &ms,
+        "--tick-ms",
+        "100",
+        "--collect-interval-epochs",
+        "8",
+        "--seal-epochs",
+        "8",
+        "--fetch-rate",
+        "4MB",
+        "--sim-activate-after",
+        "2",
+        "--tx-bump-secs",
+        "10",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+impl AgentProcess {
+    /// Starts an agent for miner `1000 + index` with the usual arguments and `extra`.
+    pub async fn start(chain: &Chain, index: usize, dir: &Path, extra: &[String]) -> AgentProcess {
+        let port = devnet::free_port().unwrap();
+        let mut args = agent_args(chain, index, dir, port);
+        args.extend(extra.iter().cloned());
+        Self::start_args(args, &chain.key_hex(index + 1), 1000 + index as u64, dir, port, &[]).await
+    }
+
+    /// Starts an agent with exactly `args` and its key, plus environment `env`.
+    pub async fn start_args(
+        args: Vec<String>,
+        key: &str,
+        miner: u64,
+        dir: &Path,
+        port: u16,
+        env: &[(String, String)],
+    ) -> AgentProcess {
+        std::fs::create_dir_all(dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
+            .unwrap();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["child::sp_process_entry", "--exact", "--nocapture", "--test-threads", "1"])
+            .env(CHILD_ARGS, serde_json::to_string(&args).unwrap())
+            .env("ESTUARY_SP_KEY", key)
+            .env("ESTUARY_LOG", std::env::var("ESTUARY_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+                panic!("agent exited at start ({status}):\n{}", tail(&log, 30));
+            }
+            if client
+                .get(format!("{url}/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return AgentProcess { child, url, miner, db: dir.join("sp.sqlite") };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("agent did not start");
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        reqwest::get(format!("{}{path}", self.url)).await.unwrap().json().await.unwrap()
+    }
+
+    /// Waits until `pred` holds for `GET path` (at most `secs`).
+    pub async fn wait_for(
+        &self,
+        path: &str,
+        secs: u64,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        let mut last = Value::Null;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(r) = reqwest::get(format!("{}{path}", self.url)).await
+                && let Ok(v) = r.json::<Value>().await
+            {
+                if pred(&v) {
+                    return v;
+                }
+                last = v;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let log = std::fs::read_to_string(self.db.with_file_name("agent.log")).unwrap_or_default();
+        panic!(
+            "f0{}: timed out waiting for {what}; last {path}: {last:#}\nlog:\n{}",
+            self.miner,
+            tail(&log, 40)
+        );
+    }
+
+    /// The agent's work (every state).
+    pub async fn works(&self) -> Vec<Value> {
+        self.get("/work?limit=1000").await.as_array().unwrap().clone()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    /// SIGTERM, and wait for it to exit.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The work of `kind` for `reference` in an agent's `/work` list.
+pub fn work_for<'a>(works: &'a [Value], kind: &str, reference: &str) -> Vec<&'a Value> {
+    works.iter().filter(|w| w["kind"] == kind && w["reference"] == reference).collect()
+}
