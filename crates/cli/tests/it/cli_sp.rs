@@ -37,7 +37,13 @@ async fn the_operator_reads_work_claims_deals_and_skips() {
     let deal_client = Address::repeat_byte(2);
     let proposal = B256::repeat_byte(9);
     let events = [
-        LeadEvent { kind: WorkKind::Slot, contract: perpetual, reference: "7".into(), block: 5, settled: None },
+        LeadEvent {
+            kind: WorkKind::Slot,
+            contract: perpetual,
+            reference: "7".into(),
+            block: 5,
+            settled: None,
+        },
         LeadEvent {
             kind: WorkKind::Proposal,
             contract: deal_client,
@@ -77,7 +83,10 @@ async fn the_operator_reads_work_claims_deals_and_skips() {
     assert!(out.contains(&format!("{proposal:#x}\tthe proposal names miner f01001")), "{out}");
     let (ok, out, _) = sp(&db, &["work", "--state", "activating"]);
     assert!(ok);
-    assert!(out.starts_with(&format!("{id}\tslot\tactivating\t{perpetual:#x}\t7\tbaga6ea4seaq\t42")), "{out}");
+    assert!(
+        out.starts_with(&format!("{id}\tslot\tactivating\t{perpetual:#x}\t7\tbaga6ea4seaq\t42")),
+        "{out}"
+    );
     let (ok, out, _) = sp(&db, &["work", "--json"]);
     assert!(ok);
     let w: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
