@@ -244,6 +244,21 @@ pub struct P2pConfig {
     /// `/ip4/0.0.0.0/tcp/4002/ws` (for browser nodes). None: it only dials out to origins.
     #[arg(long = "p2p-listen", env = "ESTUARY_P2P_LISTEN", value_delimiter = ',')]
     pub p2p_listen: Vec<String>,
+    /// Inbound libp2p connections kept at once (4 at most per peer, 64 in their handshake).
+    #[arg(
+        long = "p2p-max-connections",
+        env = "ESTUARY_P2P_MAX_CONNECTIONS",
+        default_value_t = 512
+    )]
+    pub p2p_max_connections: u32,
+    /// Block bytes served to one peer per second over Bitswap, on average (a burst of four
+    /// seconds' worth first). Past it the peer is answered "don't have" until its budget refills.
+    #[arg(
+        long = "p2p-peer-bytes-per-second",
+        env = "ESTUARY_P2P_PEER_BYTES_PER_SECOND",
+        default_value_t = 32 << 20
+    )]
+    pub p2p_peer_bytes_per_second: u64,
 }
 
 /// A secret setting: shown as `[redacted]` by `Debug` (so never in a log or a panic message)

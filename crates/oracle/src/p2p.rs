@@ -14,7 +14,7 @@ use std::{
 };
 
 use cid::Cid;
-use estuary_p2p::{Bitswap, BlockFuture, BlockSource, NodeBehaviour};
+use estuary_p2p::{Bitswap, BlockFuture, BlockSource, Limits, NodeBehaviour};
 use futures::StreamExt;
 use libp2p::{
     Multiaddr, PeerId, Swarm,
@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::blockstore::Blockstore;
+use crate::{blockstore::Blockstore, config::P2pConfig};
 
 /// Why the libp2p node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -161,14 +161,24 @@ fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl P2p {
-    /// Starts the node with the key in `key_path`, listening on `listen` (none: it only dials
-    /// out), serving blocks from `blocks`, until `shutdown`.
+    /// Starts the node with the key in `key_path`, listening on `config.p2p_listen` (none: it
+    /// only dials out), serving blocks from `blocks` within the configured limits, until
+    /// `shutdown`.
     pub async fn start<B: Blockstore>(
         key_path: &Path,
-        listen: &[String],
+        config: &P2pConfig,
         blocks: Arc<B>,
         shutdown: CancellationToken,
     ) -> Result<Self, P2pError> {
+        let listen = &config.p2p_listen;
+        let connection_limits = estuary_p2p::default_connection_limits()
+            .with_max_established_incoming(Some(config.p2p_max_connections));
+        let per_second = config.p2p_peer_bytes_per_second as f64;
+        let limits = Limits {
+            peer_bytes_per_second: per_second,
+            peer_burst: per_second * 4.0,
+            ..Limits::default()
+        };
         let key = load_key(key_path)?;
         let transport = |e: &dyn std::fmt::Display| P2pError::Transport(e.to_string());
         let mut swarm: Swarm<NodeBehaviour> = libp2p::SwarmBuilder::with_existing_identity(key)
@@ -181,7 +191,11 @@ impl P2p {
             .await
             .map_err(|e| transport(&e))?
             .with_behaviour(|key| {
-                NodeBehaviour::new(key, &format!("estuary/{}", env!("CARGO_PKG_VERSION")))
+                NodeBehaviour::with_connection_limits(
+                    key,
+                    &format!("estuary/{}", env!("CARGO_PKG_VERSION")),
+                    connection_limits,
+                )
             })
             .map_err(|e| transport(&e))?
             // Browser nodes stay connected while their uploads may be fetched.
@@ -213,7 +227,7 @@ impl P2p {
                 _ => {}
             }
         }
-        let bitswap = Bitswap::new(swarm.behaviour().stream.new_control());
+        let bitswap = Bitswap::with_limits(swarm.behaviour().stream.new_control(), limits);
         let serve =
             bitswap.serve(StoreSource(blocks)).map_err(|e| P2pError::Transport(e.to_string()))?;
         let serve_shutdown = shutdown.clone();

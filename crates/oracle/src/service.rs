@@ -164,7 +164,7 @@ impl Oracle {
         let mut faults = crate::pipeline::Faults::new();
         let p2p = P2p::start(
             &data_dir.join("p2p.key"),
-            &config.p2p.p2p_listen,
+            &config.p2p,
             Arc::clone(&blocks),
             shutdown.clone(),
         )

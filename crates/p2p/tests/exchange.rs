@@ -4,11 +4,12 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use cid::{Cid, Version};
+use estuary_dag::bitswap::{Message, WantEntry, frame_length};
 use estuary_dag::{
     block::sha256_cid,
     walk::{WalkError, WalkLimits},
 };
-use estuary_p2p::{Bitswap, BitswapError, BlockFuture, BlockSource};
+use estuary_p2p::{Bitswap, BitswapError, BlockFuture, BlockSource, Limits, PROTOCOLS};
 use futures::StreamExt;
 use libp2p::{Multiaddr, PeerId, Swarm, noise, swarm::SwarmEvent, tcp, yamux};
 
@@ -35,6 +36,11 @@ fn swarm() -> Swarm<libp2p_stream::Behaviour> {
 
 /// A node serving `blocks`, its address, and its Bitswap.
 async fn node(blocks: Blocks) -> (PeerId, Multiaddr, Bitswap) {
+    node_with(blocks, Limits::default()).await
+}
+
+/// A node serving `blocks` within `limits`, its address, and its Bitswap.
+async fn node_with(blocks: Blocks, limits: Limits) -> (PeerId, Multiaddr, Bitswap) {
     let mut swarm = swarm();
     swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
     let addr = loop {
@@ -42,7 +48,7 @@ async fn node(blocks: Blocks) -> (PeerId, Multiaddr, Bitswap) {
             break address;
         }
     };
-    let bitswap = Bitswap::new(swarm.behaviour().new_control());
+    let bitswap = Bitswap::with_limits(swarm.behaviour().new_control(), limits);
     tokio::spawn(bitswap.serve(blocks).unwrap());
     let peer = *swarm.local_peer_id();
     tokio::spawn(async move {
@@ -258,4 +264,292 @@ async fn hostile_dags_cost_their_distinct_blocks_over_bitswap() {
         assert_eq!(got, held.len());
         assert_eq!(serving.stats().blocks_sent, held.len() as u64, "each block asked for once");
     }
+}
+
+// --- What one peer may cost a node: streams, wants, bytes served, unsolicited bytes, connections.
+
+/// A peer that speaks raw Bitswap frames: its control (to open streams to the server) and the
+/// streams the server answers on.
+async fn raw_peer(addr: Multiaddr) -> (libp2p_stream::Control, libp2p_stream::IncomingStreams) {
+    let mut swarm = swarm();
+    swarm.dial(addr).unwrap();
+    let mut control = swarm.behaviour().new_control();
+    let replies = control.accept(PROTOCOLS[0].clone()).unwrap();
+    loop {
+        if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
+            break;
+        }
+    }
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    (control, replies)
+}
+
+/// Writes `msg`; a stream the server closed fails.
+async fn send_frame(stream: &mut libp2p::Stream, msg: &Message) -> std::io::Result<()> {
+    use futures::AsyncWriteExt;
+    let frame = msg.encode_framed();
+    assert!(frame.len() <= estuary_dag::bitswap::MAX_MESSAGE + 8, "frame of {}", frame.len());
+    stream.write_all(&frame).await?;
+    stream.flush().await
+}
+
+/// Reads messages from `stream` until `enough` says so.
+async fn read_until(stream: &mut libp2p::Stream, mut enough: impl FnMut(&Message) -> bool) {
+    use futures::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        while let Some((len, prefix)) = frame_length(&buf).unwrap() {
+            if buf.len() < prefix + len {
+                break;
+            }
+            let msg = Message::decode(&buf[prefix..prefix + len]).unwrap();
+            buf.drain(..prefix + len);
+            if enough(&msg) {
+                return;
+            }
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the server closed its answers");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Waits (up to 30 s) until the node's counters satisfy `ok`.
+async fn stats_reach(node: &Bitswap, ok: impl Fn(&estuary_p2p::Stats) -> bool) {
+    for _ in 0..300 {
+        if ok(&node.stats()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("counters never got there: {:?}", node.stats());
+}
+
+fn raw_blocks(n: usize, size: usize, seed: u8) -> Vec<(Cid, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let mut data = vec![seed; size];
+            data[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            (sha256_cid(Version::V1, 0x55, &data), data)
+        })
+        .collect()
+}
+
+/// A want list of 50,000 entries in one 4 MiB message: the first 1,024 wants are answered (as
+/// boxo's server keeps 1,024 per peer), the rest ignored and counted, and the node still serves
+/// an honest peer.
+#[tokio::test]
+async fn a_huge_want_list_is_answered_up_to_the_limit() {
+    let held = raw_blocks(2000, 100, 1);
+    let (server, addr, serving) = node(Blocks(Arc::new(held.iter().cloned().collect()))).await;
+    let (mut control, mut replies) = raw_peer(addr.clone()).await;
+    let mut wants: Vec<WantEntry> = held
+        .iter()
+        .map(|(cid, _)| WantEntry { send_dont_have: false, ..WantEntry::block(*cid) })
+        .collect();
+    wants.extend((0..48_000u32).map(|i| WantEntry {
+        send_dont_have: false,
+        ..WantEntry::block(sha256_cid(Version::V1, 0x55, &i.to_le_bytes()))
+    }));
+    let mut out = control.open_stream(server, PROTOCOLS[0].clone()).await.unwrap();
+    send_frame(&mut out, &Message { wants, ..Message::default() }).await.unwrap();
+
+    let (_, mut answers) = replies.next().await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        read_until(&mut answers, |msg| {
+            got.extend(msg.blocks().map(|(cid, _)| cid));
+            got.len() >= 1024
+        }),
+    )
+    .await
+    .unwrap();
+    stats_reach(&serving, |s| s.blocks_sent == 1024).await;
+    let stats = serving.stats();
+    assert_eq!(stats.wants_ignored, 50_000 - 1024);
+    let first: Vec<Cid> = held[..1024].iter().map(|(cid, _)| *cid).collect();
+    assert_eq!(got, first, "the first 1,024 wants, in order");
+
+    let honest = connected_client(addr).await;
+    let (cid, data) = &held[1500];
+    let block = tokio::time::timeout(Duration::from_secs(10), honest.get(server, *cid)).await;
+    assert_eq!(&block.unwrap().unwrap(), data);
+}
+
+/// A peer may keep 8 Bitswap streams open at once (here); the 9th and later are closed at once
+/// and counted. Another peer is served meanwhile, and once the streams close the peer is served
+/// again. Streams that stay silent are closed after the idle limit.
+#[tokio::test]
+async fn streams_past_a_peers_limit_are_closed() {
+    let held = raw_blocks(4, 100, 2);
+    let limits =
+        Limits { streams_per_peer: 8, stream_idle: Duration::from_secs(2), ..Limits::default() };
+    let (server, addr, serving) =
+        node_with(Blocks(Arc::new(held.iter().cloned().collect())), limits).await;
+    let (mut control, mut replies) = raw_peer(addr.clone()).await;
+    let nothing = Message {
+        wants: vec![WantEntry {
+            send_dont_have: false,
+            ..WantEntry::block(sha256_cid(Version::V1, 0x55, b"nobody"))
+        }],
+        ..Message::default()
+    };
+    let mut open = Vec::new();
+    for _ in 0..12 {
+        let mut stream = control.open_stream(server, PROTOCOLS[0].clone()).await.unwrap();
+        // The server may close a stream over the limit before the write.
+        let _ = send_frame(&mut stream, &nothing).await;
+        open.push(stream);
+    }
+    stats_reach(&serving, |s| s.streams_refused == 4).await;
+
+    let honest = connected_client(addr).await;
+    let got = tokio::time::timeout(Duration::from_secs(10), honest.get(server, held[0].0)).await;
+    assert_eq!(got.unwrap().unwrap(), held[0].1);
+
+    // Closed streams give their places back (as the server notices them end).
+    drop(open);
+    let before = serving.stats().blocks_sent;
+    let ask = Message { wants: vec![WantEntry::block(held[1].0)], ..Message::default() };
+    let mut asked = Vec::new();
+    for _ in 0..50 {
+        let mut stream = control.open_stream(server, PROTOCOLS[0].clone()).await.unwrap();
+        let _ = send_frame(&mut stream, &ask).await;
+        asked.push(stream);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if serving.stats().blocks_sent > before {
+            break;
+        }
+    }
+    let (_, mut answers) =
+        tokio::time::timeout(Duration::from_secs(10), replies.next()).await.unwrap().unwrap();
+    let mut block = None;
+    read_until(&mut answers, |msg| {
+        block = msg.blocks().next().map(|(_, data)| data.to_vec());
+        block.is_some()
+    })
+    .await;
+    assert_eq!(block.unwrap(), held[1].1);
+
+    // The streams that asked, then stayed silent, are closed after the idle limit.
+    let asked = asked.len() as u64;
+    stats_reach(&serving, |s| s.streams_idle >= asked.min(8)).await;
+}
+
+/// A peer that has been served its byte budget has its next blocks held back until the budget
+/// allows them, or answered "don't have" when that would take too long; another peer has its own
+/// budget.
+#[tokio::test]
+async fn a_peer_is_served_no_faster_than_its_byte_budget() {
+    let held = raw_blocks(3, 1 << 20, 3);
+    let store = Blocks(Arc::new(held.iter().cloned().collect()));
+    for (rate, delayed, throttled) in [(f64::from(1u32 << 20), 1, 0), (1.0, 0, 1)] {
+        let limits = Limits {
+            peer_bytes_per_second: rate,
+            peer_burst: f64::from(2u32 << 20),
+            ..Limits::default()
+        };
+        let (server, addr, serving) = node_with(store.clone(), limits).await;
+        let greedy = connected_client(addr.clone()).await;
+        for (cid, data) in &held[..2] {
+            let got = tokio::time::timeout(Duration::from_secs(10), greedy.get(server, *cid)).await;
+            assert_eq!(&got.unwrap().unwrap(), data);
+        }
+        // 1 MiB over a 2 MiB budget: a second's wait at 1 MiB/s, twelve days at 1 B/s.
+        let third = held[2].0;
+        let got = tokio::time::timeout(Duration::from_secs(20), greedy.get(server, third)).await;
+        if throttled == 0 {
+            assert_eq!(got.unwrap().unwrap(), held[2].1);
+        } else {
+            assert_eq!(got.unwrap(), Err(BitswapError::DontHave { peer: server, cid: third }));
+        }
+        let stats = serving.stats();
+        assert_eq!((stats.blocks_delayed, stats.blocks_throttled), (delayed, throttled));
+
+        let other = connected_client(addr).await;
+        let got = tokio::time::timeout(Duration::from_secs(10), other.get(server, third)).await;
+        assert_eq!(got.unwrap().unwrap(), held[2].1);
+    }
+}
+
+/// A peer that pushes blocks nobody asked for has its stream dropped past its allowance
+/// (a burst of 10 MiB by default).
+#[tokio::test]
+async fn a_peer_flooding_unsolicited_blocks_is_cut_off() {
+    let (server, addr, serving) = node(Blocks::default()).await;
+    let (mut control, _replies) = raw_peer(addr).await;
+    let mut stream = control.open_stream(server, PROTOCOLS[0].clone()).await.unwrap();
+    let junk = raw_blocks(15, 1 << 20, 4);
+    for chunk in junk.chunks(3) {
+        let mut msg = Message::default();
+        for (cid, data) in chunk {
+            msg.push_block(cid, data.clone());
+        }
+        use futures::AsyncWriteExt;
+        if stream.write_all(&msg.encode_framed()).await.is_err() {
+            break;
+        }
+        let _ = stream.flush().await;
+    }
+    stats_reach(&serving, |s| s.streams_flooding == 1).await;
+    let stats = serving.stats();
+    assert!(stats.unsolicited_bytes >= 10 << 20, "{stats:?}");
+    assert!(stats.unsolicited_bytes < 15 << 20, "{stats:?}");
+}
+
+/// Connections past the node's inbound limit are refused by the swarm itself.
+#[tokio::test]
+async fn inbound_connections_past_the_limit_are_refused() {
+    let limits = estuary_p2p::default_connection_limits().with_max_established_incoming(Some(2));
+    let mut server = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .unwrap()
+        .with_behaviour(|key| {
+            estuary_p2p::NodeBehaviour::with_connection_limits(key, "estuary/test", limits)
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    server.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+            break address;
+        }
+    };
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = swarm();
+        client.dial(addr.clone()).unwrap();
+        clients.push(client);
+    }
+    let mut drive = futures::stream::select_all(clients.iter_mut().map(|c| c.map(|_| ())));
+    let (mut established, mut refused) = (0, 0);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while established + refused < 3 {
+            tokio::select! {
+                event = server.select_next_some() => match event {
+                    SwarmEvent::ConnectionEstablished { .. } => established += 1,
+                    SwarmEvent::IncomingConnectionError { error, .. } => {
+                        assert!(
+                            matches!(error, libp2p::swarm::ListenError::Denied { .. }),
+                            "{error}"
+                        );
+                        refused += 1;
+                    }
+                    _ => {}
+                },
+                _ = drive.next() => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((established, refused), (2, 1));
 }

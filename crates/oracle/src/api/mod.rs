@@ -502,7 +502,68 @@ async fn metrics<B: Blockstore>(
         "estuary_gateway_requests_in_flight {}",
         used(&p.gateway_requests, max_gateway)
     );
+    if let Some(p2p) = &st.p2p {
+        p2p_metrics(&p2p.bitswap().stats(), &mut out);
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// Bitswap's counters, the limits' among them.
+fn p2p_metrics(stats: &estuary_p2p::Stats, out: &mut String) {
+    use std::fmt::Write;
+    let counters: [(&str, &str, u64); 10] = [
+        ("estuary_bitswap_blocks_sent_total", "Blocks served to peers.", stats.blocks_sent),
+        (
+            "estuary_bitswap_blocks_received_total",
+            "Wanted blocks received from peers.",
+            stats.blocks_received,
+        ),
+        (
+            "estuary_bitswap_bad_messages_total",
+            "Messages that failed to decode (stream dropped).",
+            stats.bad_messages,
+        ),
+        (
+            "estuary_bitswap_streams_refused_total",
+            "Inbound streams closed at once: a peer's or the node's stream limit.",
+            stats.streams_refused,
+        ),
+        (
+            "estuary_bitswap_streams_flooding_total",
+            "Streams dropped for sending too many unsolicited blocks.",
+            stats.streams_flooding,
+        ),
+        (
+            "estuary_bitswap_streams_idle_total",
+            "Streams closed after a minute of silence.",
+            stats.streams_idle,
+        ),
+        (
+            "estuary_bitswap_wants_ignored_total",
+            "Wants ignored past the per-message limit.",
+            stats.wants_ignored,
+        ),
+        (
+            "estuary_bitswap_blocks_delayed_total",
+            "Blocks held back, then sent, for a peer over its byte budget.",
+            stats.blocks_delayed,
+        ),
+        (
+            "estuary_bitswap_blocks_throttled_total",
+            "Blocks answered \"don't have\": the peer's byte budget would not allow them soon.",
+            stats.blocks_throttled,
+        ),
+        (
+            "estuary_bitswap_unsolicited_bytes_total",
+            "Bytes of blocks received that nobody wanted.",
+            stats.unsolicited_bytes,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {value}");
+    }
 }
 
 /// The oracle's libp2p identity: `{ "peer_id", "addrs": [multiaddr…/p2p/…], "peers" }`.
@@ -518,6 +579,15 @@ async fn p2p_info<B: Blockstore>(
         "peers": p2p.peers(),
         "blocks_sent": stats.blocks_sent,
         "blocks_received": stats.blocks_received,
+        "limits": {
+            "streams_refused": stats.streams_refused,
+            "streams_flooding": stats.streams_flooding,
+            "streams_idle": stats.streams_idle,
+            "wants_ignored": stats.wants_ignored,
+            "blocks_delayed": stats.blocks_delayed,
+            "blocks_throttled": stats.blocks_throttled,
+            "unsolicited_bytes": stats.unsolicited_bytes,
+        },
     })))
 }
 

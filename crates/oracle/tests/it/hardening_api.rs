@@ -91,6 +91,15 @@ impl Api {
     /// The API over a fresh store, served with `limits`, under `policy`; the operator's token is
     /// `op`, and accounts `alice` (write) and `reader` (read) have tokens of their names.
     async fn start(policy: ApiPolicy, limits: ServerLimits) -> Api {
+        Self::start_with_p2p(policy, limits, None).await
+    }
+
+    /// [`start`](Self::start), with the libp2p node `p2p` behind `/p2p` and `/metrics`.
+    async fn start_with_p2p(
+        policy: ApiPolicy,
+        limits: ServerLimits,
+        p2p: Option<estuary_oracle::p2p::P2p>,
+    ) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&DatabaseUrl::Sqlite(dir.path().join("db"))).await.unwrap();
         for (name, scope) in
@@ -110,7 +119,7 @@ impl Api {
             watch,
             api_token: Some("op".into()),
             delegates: vec![],
-            p2p: None,
+            p2p,
             policy,
             gateway_limits: Default::default(),
             faults: Default::default(),
@@ -883,4 +892,80 @@ async fn an_upload_tied_to_a_request_is_its_requesters_up_to_its_size_hint_and_i
     assert!(!api.state.blocks.has(&other_root).unwrap());
     assert!(!api.state.blocks.has(&other_blocks[0].cid).unwrap());
     assert!(api.state.blocks.has(&blocks[0].cid).unwrap());
+}
+
+/// The oracle's libp2p node takes no more inbound connections than `--p2p-max-connections`
+/// (finding 6: no connection limits), and `/metrics` and `/p2p` show what Bitswap's limits
+/// (streams, wants, bytes per peer, unsolicited blocks) turned away. The limits themselves are
+/// tested in `estuary-p2p`'s `exchange` tests.
+#[tokio::test]
+async fn libp2p_connections_past_the_limit_are_refused_and_the_limits_are_visible() {
+    use futures::StreamExt;
+    use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = Arc::new(FsBlockstore::open(dir.path().join("blocks")).unwrap());
+    let config = estuary_oracle::config::P2pConfig {
+        p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        p2p_max_connections: 1,
+        p2p_peer_bytes_per_second: 1 << 20,
+    };
+    let stop = CancellationToken::new();
+    let p2p = estuary_oracle::p2p::P2p::start(&dir.path().join("p2p.key"), &config, blocks, stop)
+        .await
+        .unwrap();
+    let addr = p2p.addrs()[0].clone();
+    let (events, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+    for client in 0..2 {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        swarm.dial(addr.clone()).unwrap();
+        let events = events.clone();
+        tokio::spawn(async move {
+            loop {
+                let outcome = match swarm.select_next_some().await {
+                    SwarmEvent::ConnectionEstablished { .. } => "up",
+                    SwarmEvent::ConnectionClosed { .. }
+                    | SwarmEvent::OutgoingConnectionError { .. } => "refused",
+                    _ => continue,
+                };
+                if events.send((client, outcome)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let mut refused = 0;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while refused == 0 {
+            if let Some((_, "refused")) = outcomes.recv().await {
+                refused += 1;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(p2p.peers(), 1, "one connection kept, one refused");
+
+    let api = Api::start_with_p2p(policy(), ServerLimits::default(), Some(p2p)).await;
+    let metrics =
+        api.client.get(format!("{}/metrics", api.base)).bearer_auth("op").send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for name in [
+        "estuary_bitswap_streams_refused_total 0",
+        "estuary_bitswap_wants_ignored_total 0",
+        "estuary_bitswap_blocks_throttled_total 0",
+        "estuary_bitswap_unsolicited_bytes_total 0",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    let info: serde_json::Value =
+        api.client.get(format!("{}/p2p", api.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["peers"], 1);
+    assert_eq!(info["limits"]["streams_refused"], 0);
 }
