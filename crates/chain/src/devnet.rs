@@ -96,6 +96,24 @@ pub fn start_anvil(
     })
 }
 
+/// Switches `rpc_url`'s anvil from mining on every transaction to mining a block every `secs`
+/// seconds (`evm_setIntervalMining`).
+///
+/// Deploy on an automining chain, then switch: the deploy script gives the simulated actors
+/// their code with `anvil_setCode`, and anvil's interval miner can drop such a write when it
+/// lands while a block is being mined (seen as `forge script` finding no code at `0xff…05`, or
+/// its on-chain simulation of `registerMiner` reverting, in about one stack start in five under
+/// load).
+pub async fn set_interval_mining(rpc_url: &str, secs: u64) -> Result<(), DevnetError> {
+    let url = rpc_url.parse().map_err(|_| DevnetError::Rpc(format!("bad RPC URL {rpc_url}")))?;
+    let provider = ProviderBuilder::new().connect_http(url);
+    provider
+        .raw_request::<_, serde_json::Value>("evm_setIntervalMining".into(), (secs,))
+        .await
+        .map_err(|e| DevnetError::Rpc(format!("evm_setIntervalMining: {e}")))?;
+    Ok(())
+}
+
 /// How long [`deploy`] lets the Foundry deploy script run.
 pub const DEPLOY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(180);
 

@@ -141,7 +141,9 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         let _ = std::fs::remove_dir_all(state_dir.join(format!("sp-f0{m}-data")));
     }
 
-    let anvil = devnet::start_anvil(Some(port(opts.anvil_port)?), Some(opts.block_time))?;
+    // Mining on every transaction while the deploy script runs, then every `block_time` seconds
+    // (see `devnet::set_interval_mining`).
+    let anvil = devnet::start_anvil(Some(port(opts.anvil_port)?), None)?;
     let rpc_url = format!("http://127.0.0.1:{}", anvil.port());
     let chain_id = anvil.chain_id();
     let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
@@ -150,6 +152,7 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     let operator_key: PrivateKeySigner =
         anvil.keys().last().cloned().context("anvil has no keys")?.into();
     let deployment = devnet::deploy(&rpc_url, &signer, operator).await?;
+    devnet::set_interval_mining(&rpc_url, opts.block_time.max(1)).await?;
     info!(pinning = %deployment.pinning, block = deployment.block, "contracts deployed");
 
     let api_token = hex::encode(rand::random::<[u8; 32]>());
