@@ -510,7 +510,6 @@ async fn metrics<B: Blockstore>(
 
 /// Bitswap's counters, the limits' among them.
 fn p2p_metrics(stats: &estuary_p2p::Stats, out: &mut String) {
-    use std::fmt::Write;
     let counters: [(&str, &str, u64); 10] = [
         ("estuary_bitswap_blocks_sent_total", "Blocks served to peers.", stats.blocks_sent),
         (
@@ -559,11 +558,8 @@ fn p2p_metrics(stats: &estuary_p2p::Stats, out: &mut String) {
             stats.unsolicited_bytes,
         ),
     ];
-    for (name, help, value) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {value}");
-    }
+    let counters = counters.map(|(name, help, value)| (name, "counter", help, value));
+    write_metrics(out, &counters);
 }
 
 /// The oracle's libp2p identity: `{ "peer_id", "addrs": [multiaddr…/p2p/…], "peers" }`.
@@ -593,7 +589,6 @@ async fn p2p_info<B: Blockstore>(
 
 /// The metrics of the data path: the workers' pause, storage faults, garbage collection.
 async fn data_metrics<B>(st: &ApiState<B>, out: &mut String) -> Result<(), ApiError> {
-    use std::fmt::Write;
     let gc = st.store.gc_totals(crate::domain::now_ms()).await?;
     let paused = u8::from(st.faults.paused().is_some());
     let metrics: [(&str, &str, &str, u64); 8] = [
@@ -641,12 +636,18 @@ async fn data_metrics<B>(st: &ApiState<B>, out: &mut String) -> Result<(), ApiEr
             gc.last_finished_ms.unwrap_or(0) / 1000,
         ),
     ];
+    write_metrics(out, &metrics);
+    Ok(())
+}
+
+/// Writes each `(name, type, help, value)` in Prometheus' text format.
+fn write_metrics(out: &mut String, metrics: &[(&str, &str, &str, u64)]) {
+    use std::fmt::Write;
     for (name, kind, help, value) in metrics {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {value}");
     }
-    Ok(())
 }
 
 /// Liveness, and whether the workers run: `{"status": "ok"}`, or `{"status": "paused",
