@@ -214,3 +214,85 @@ pub async fn deploy(
     }
     Ok(Deployment { pinning: out.pinning, contracts, block: out.start_block })
 }
+
+/// anvil with Estuary's contracts deployed (and the simulated network, miners f01000–f01002
+/// controlled by accounts 1–3): the chain every test that needs one starts. The deployment runs
+/// while anvil mines one block per transaction (see [`set_interval_mining`]); with a block time,
+/// blocks then also come on a timer (`evm_mine`, so sub-second times work). Dropping it stops
+/// anvil.
+#[derive(Debug)]
+pub struct LocalChain {
+    /// The anvil process.
+    pub anvil: AnvilInstance,
+    /// What the deploy script put on it.
+    pub deployment: Deployment,
+    miner: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for LocalChain {
+    fn drop(&mut self) {
+        if let Some(miner) = &self.miner {
+            miner.abort();
+        }
+    }
+}
+
+impl LocalChain {
+    /// Starts anvil and deploys; then, with `block_time`, mines a block every `block_time` too.
+    /// A deployment that fails (forge's receipt wait has been seen to hang; [`deploy`] stops
+    /// it) is tried once more on a fresh chain, so a test fails for what it tests.
+    pub async fn start(block_time: Option<std::time::Duration>) -> Result<Self, DevnetError> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let anvil = start_anvil(None, None)?;
+            let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
+            let operator = *anvil.addresses().last().ok_or_else(|| DevnetError::Anvil {
+                path: foundry_tool("anvil").display().to_string(),
+                reason: "no accounts".into(),
+            })?;
+            match deploy(&anvil.endpoint(), &signer, operator).await {
+                Ok(deployment) => {
+                    let miner = block_time.map(|every| {
+                        let reader =
+                            ProviderBuilder::new().connect_http(anvil.endpoint_url()).erased();
+                        tokio::spawn(async move {
+                            let mut tick = tokio::time::interval(every);
+                            loop {
+                                tick.tick().await;
+                                let _ = reader
+                                    .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+                                    .await;
+                            }
+                        })
+                    });
+                    return Ok(Self { anvil, deployment, miner });
+                }
+                Err(e) if attempts < 2 => {
+                    tracing::warn!(error = %e, "deployment failed; once more on a fresh chain");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Account `index`'s key (anvil's well-known dev keys).
+    pub fn signer(&self, index: usize) -> PrivateKeySigner {
+        self.anvil.keys()[index].clone().into()
+    }
+
+    /// Account `index`'s key, hex without `0x`.
+    pub fn key_hex(&self, index: usize) -> String {
+        alloy::hex::encode(self.signer(index).to_bytes())
+    }
+
+    /// Account `index`'s address.
+    pub fn address(&self, index: usize) -> Address {
+        self.anvil.addresses()[index]
+    }
+
+    /// The contracts' operator key (anvil's last account), hex without `0x`.
+    pub fn operator_key(&self) -> String {
+        self.key_hex(self.anvil.keys().len() - 1)
+    }
+}

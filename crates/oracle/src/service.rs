@@ -148,20 +148,14 @@ impl Oracle {
             .map_err(|source| OracleError::Listen { addr: listen, source })?;
         let local_addr =
             listener.local_addr().map_err(|source| OracleError::Listen { addr: listen, source })?;
-
         let api_token = crate::config::Secret::resolve(
             config.api.api_token.as_ref(),
             config.api.api_token_file.as_deref(),
-        )?;
-        let operator_key = crate::config::Secret::resolve(
-            config.worker.operator_key.as_ref(),
-            config.worker.operator_key_file.as_deref(),
         )?;
         let data_dir = &config.store.data_dir;
         let packed_dir = data_dir.join("packed");
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
-        let mut faults = crate::pipeline::Faults::new();
         let p2p = P2p::start(
             &data_dir.join("p2p.key"),
             &config.p2p,
@@ -169,117 +163,19 @@ impl Oracle {
             shutdown.clone(),
         )
         .await?;
-        if let Some(key) = &operator_key {
-            let key: PrivateKeySigner = key
-                .expose()
-                .trim_start_matches("0x")
-                .parse()
-                .map_err(|_| OracleError::OperatorKey)?;
-            let tx = estuary_chain::TxManager::new(
-                &config.chain.endpoints(),
-                chain_id,
-                key,
-                config.tx_policy(),
-                Arc::new(store.clone()),
-            )?;
-            let targets = ReportTargets {
-                chain: chain_id,
-                pinning: config.contracts.pinning,
-                oracle: config.contracts.oracle,
-            };
-            let fetcher = Fetcher::with_policy(
-                config.fetch.gateways.clone(),
-                config.fetch.limits(),
-                config.fetch.net_policy(),
-            )
-            .with_p2p(p2p.clone())
-            .with_gc_gate(GcGate::new(store.clone(), config.worker.lease()));
-            let pipeline = Pipeline::new(
-                store.clone(),
-                Arc::clone(&blocks),
-                fetcher,
-                Arc::new(ChainReporter::new(tx, targets)),
-                WorkerConfig {
-                    workers: config.worker.workers,
-                    lease: config.worker.lease(),
-                    policy: Policy {
-                        max_attempts: config.worker.max_attempts,
-                        ..Policy::default()
-                    },
-                    idle: Duration::from_millis(200),
-                    packed_dir: packed_dir.clone(),
-                    per_requester: config.worker.per_requester(),
-                    probe_every: Duration::from_secs(5),
-                    min_free_bytes: config.uploads.min_free_bytes,
-                },
-            );
-            faults = pipeline.faults();
-            tasks.push(tokio::spawn(pipeline.run(shutdown.clone())));
-        } else {
-            warn!("no operator key: requests are recorded but not pinned");
-        }
-        let (state_tx, state_rx) = watch::channel(WatchState::default());
-        let watch_contract = |address: alloy::primitives::Address, kind: ContractKind, state| {
-            let source = JobSource::Contract { chain: chain_id, address };
-            let spec = WatchSpec {
-                stream: format!("{chain_id}:{address:#x}"),
-                addresses: vec![address],
-                topics: kind.topics(),
-                start_block: config.contracts.start_block,
-            };
-            let logs = Arc::new(RequestLogs::new(store.clone(), source, kind));
-            Watcher::new(providers.clone(), logs, spec, config.chain.clone(), state)
+        let faults = match start_pipeline(&config, chain_id, &store, &blocks, &p2p, &shutdown)? {
+            Some((task, faults)) => {
+                tasks.push(task);
+                faults
+            }
+            None => {
+                warn!("no operator key: requests are recorded but not pinned");
+                crate::pipeline::Faults::new()
+            }
         };
-        let watcher = watch_contract(config.contracts.pinning, ContractKind::Pinning, state_tx);
-        tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
-        if let Some(oracle) = config.contracts.oracle {
-            let jobs = watch_contract(
-                oracle,
-                ContractKind::OracleJobs,
-                watch::channel(WatchState::default()).0,
-            );
-            tasks.push(tokio::spawn(jobs.run(shutdown.clone())));
-        }
-
-        // Garbage collection and reconciliation, each after its interval and then every interval.
-        let walk_limits = config.fetch.limits().walk();
-        if config.maintenance.gc_interval_secs > 0 {
-            let collector = Arc::new(Collector::new(
-                store.clone(),
-                Arc::clone(&blocks),
-                packed_dir.clone(),
-                config.maintenance.gc_policy(),
-                walk_limits,
-            ));
-            let every = Duration::from_secs(config.maintenance.gc_interval_secs);
-            tasks.push(tokio::spawn(periodically(every, shutdown.clone(), move || {
-                let collector = Arc::clone(&collector);
-                async move {
-                    match collector.run().await {
-                        Ok(_) | Err(GcError::Busy) => {}
-                        Err(e) => warn!(error = %e, "scheduled garbage collection failed"),
-                    }
-                }
-            })));
-        }
-        if config.maintenance.reconcile_interval_secs > 0 {
-            let (store, blocks) = (store.clone(), Arc::clone(&blocks));
-            let every = Duration::from_secs(config.maintenance.reconcile_interval_secs);
-            tasks.push(tokio::spawn(periodically(every, shutdown.clone(), move || {
-                let (store, blocks) = (store.clone(), Arc::clone(&blocks));
-                async move {
-                    match reconcile::reconcile_within(&store, &blocks, walk_limits).await {
-                        Ok(done) => info!(
-                            checked = done.checked,
-                            requeued = done.requeued.len(),
-                            faults = done.faults.len(),
-                            "scheduled reconciliation done"
-                        ),
-                        Err(e) => warn!(error = %e, "scheduled reconciliation failed"),
-                    }
-                }
-            })));
-        }
+        let (state_tx, state_rx) = watch::channel(WatchState::default());
+        tasks.extend(start_watchers(&config, &providers, chain_id, &store, state_tx, &shutdown));
+        tasks.extend(start_maintenance(&config, &store, &blocks, &packed_dir, &shutdown));
         let api_state = Arc::new(ApiState {
             store,
             blocks,
@@ -323,6 +219,148 @@ impl Oracle {
             let _ = task.await;
         }
     }
+}
+
+/// The workers (fetch, pack, report), when there is an operator key to report with: their task
+/// and the switch of their storage-fault pause. `None`: no operator key.
+fn start_pipeline<B: Blockstore>(
+    config: &OracleConfig,
+    chain_id: u64,
+    store: &Store,
+    blocks: &Arc<B>,
+    p2p: &P2p,
+    shutdown: &CancellationToken,
+) -> Result<Option<(JoinHandle<()>, crate::pipeline::Faults)>, OracleError> {
+    let operator_key = crate::config::Secret::resolve(
+        config.worker.operator_key.as_ref(),
+        config.worker.operator_key_file.as_deref(),
+    )?;
+    let Some(key) = operator_key else { return Ok(None) };
+    let key: PrivateKeySigner =
+        key.expose().trim_start_matches("0x").parse().map_err(|_| OracleError::OperatorKey)?;
+    let tx = estuary_chain::TxManager::new(
+        &config.chain.endpoints(),
+        chain_id,
+        key,
+        config.tx_policy(),
+        Arc::new(store.clone()),
+    )?;
+    let targets = ReportTargets {
+        chain: chain_id,
+        pinning: config.contracts.pinning,
+        oracle: config.contracts.oracle,
+    };
+    let fetcher = Fetcher::with_policy(
+        config.fetch.gateways.clone(),
+        config.fetch.limits(),
+        config.fetch.net_policy(),
+    )
+    .with_p2p(p2p.clone())
+    .with_gc_gate(GcGate::new(store.clone(), config.worker.lease()));
+    let pipeline = Pipeline::new(
+        store.clone(),
+        Arc::clone(blocks),
+        fetcher,
+        Arc::new(ChainReporter::new(tx, targets)),
+        WorkerConfig {
+            workers: config.worker.workers,
+            lease: config.worker.lease(),
+            policy: Policy { max_attempts: config.worker.max_attempts, ..Policy::default() },
+            idle: Duration::from_millis(200),
+            packed_dir: config.store.data_dir.join("packed"),
+            per_requester: config.worker.per_requester(),
+            probe_every: Duration::from_secs(5),
+            min_free_bytes: config.uploads.min_free_bytes,
+        },
+    );
+    let faults = pipeline.faults();
+    Ok(Some((tokio::spawn(pipeline.run(shutdown.clone())), faults)))
+}
+
+/// A watcher per followed contract (`EstuaryPinning`, and `EstuaryOracle` if configured), storing
+/// requests through [`RequestLogs`]; the first reports its progress on `state`.
+fn start_watchers(
+    config: &OracleConfig,
+    providers: &[(String, DynProvider)],
+    chain_id: u64,
+    store: &Store,
+    state: watch::Sender<WatchState>,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let watch_contract = |address: alloy::primitives::Address, kind: ContractKind, state| {
+        let source = JobSource::Contract { chain: chain_id, address };
+        let spec = WatchSpec {
+            stream: format!("{chain_id}:{address:#x}"),
+            addresses: vec![address],
+            topics: kind.topics(),
+            start_block: config.contracts.start_block,
+        };
+        let logs = Arc::new(RequestLogs::new(store.clone(), source, kind));
+        Watcher::new(providers.to_vec(), logs, spec, config.chain.clone(), state)
+    };
+    let mut tasks = Vec::new();
+    let watcher = watch_contract(config.contracts.pinning, ContractKind::Pinning, state);
+    tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
+    if let Some(oracle) = config.contracts.oracle {
+        let jobs = watch_contract(
+            oracle,
+            ContractKind::OracleJobs,
+            watch::channel(WatchState::default()).0,
+        );
+        tasks.push(tokio::spawn(jobs.run(shutdown.clone())));
+    }
+    tasks
+}
+
+/// Garbage collection and reconciliation, each after its interval and then every interval (an
+/// interval of 0 turns it off).
+fn start_maintenance<B: Blockstore>(
+    config: &OracleConfig,
+    store: &Store,
+    blocks: &Arc<B>,
+    packed_dir: &std::path::Path,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let walk_limits = config.fetch.limits().walk();
+    if config.maintenance.gc_interval_secs > 0 {
+        let collector = Arc::new(Collector::new(
+            store.clone(),
+            Arc::clone(blocks),
+            packed_dir.to_owned(),
+            config.maintenance.gc_policy(),
+            walk_limits,
+        ));
+        let every = Duration::from_secs(config.maintenance.gc_interval_secs);
+        tasks.push(tokio::spawn(periodically(every, shutdown.clone(), move || {
+            let collector = Arc::clone(&collector);
+            async move {
+                match collector.run().await {
+                    Ok(_) | Err(GcError::Busy) => {}
+                    Err(e) => warn!(error = %e, "scheduled garbage collection failed"),
+                }
+            }
+        })));
+    }
+    if config.maintenance.reconcile_interval_secs > 0 {
+        let (store, blocks) = (store.clone(), Arc::clone(blocks));
+        let every = Duration::from_secs(config.maintenance.reconcile_interval_secs);
+        tasks.push(tokio::spawn(periodically(every, shutdown.clone(), move || {
+            let (store, blocks) = (store.clone(), Arc::clone(&blocks));
+            async move {
+                match reconcile::reconcile_within(&store, &blocks, walk_limits).await {
+                    Ok(done) => info!(
+                        checked = done.checked,
+                        requeued = done.requeued.len(),
+                        faults = done.faults.len(),
+                        "scheduled reconciliation done"
+                    ),
+                    Err(e) => warn!(error = %e, "scheduled reconciliation failed"),
+                }
+            }
+        })));
+    }
+    tasks
 }
 
 /// Runs `job` every `every` (the first time after one interval) until `shutdown`.

@@ -1,38 +1,22 @@
 //! A chain with the contracts, an oracle process, and ways to poke them.
 
-use alloy::{node_bindings::AnvilInstance, primitives::Address, signers::local::PrivateKeySigner};
-use estuary_cli::devnet::{self, Deployment};
+use estuary_cli::devnet::LocalChain;
 
-pub struct Chain {
-    pub anvil: AnvilInstance,
-    pub deployment: Deployment,
+/// The shared local chain ([`LocalChain`]: anvil mining a block per transaction, the contracts
+/// deployed).
+pub struct Chain(LocalChain);
+
+impl std::ops::Deref for Chain {
+    type Target = LocalChain;
+    fn deref(&self) -> &LocalChain {
+        &self.0
+    }
 }
 
 impl Chain {
     /// anvil mining a block per transaction, with the contracts deployed.
     pub async fn start() -> Chain {
-        // A deployment that fails (forge's receipt wait has been seen to hang; `deploy` stops it)
-        // is tried once more on a fresh chain, so that a test fails for what it tests.
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let anvil = devnet::start_anvil(None, None).expect("anvil");
-            let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
-            let operator = *anvil.addresses().last().expect("accounts");
-            match devnet::deploy(&anvil.endpoint(), &signer, operator).await {
-                Ok(deployment) => return Chain { anvil, deployment },
-                Err(e) if attempts < 2 => eprintln!("deployment failed, retrying: {e:#}"),
-                Err(e) => panic!("deploy: {e:#}"),
-            }
-        }
-    }
-
-    pub fn signer(&self, index: usize) -> PrivateKeySigner {
-        self.anvil.keys()[index].clone().into()
-    }
-
-    pub fn address(&self, index: usize) -> Address {
-        self.anvil.addresses()[index]
+        Chain(LocalChain::start(None).await.expect("a local chain"))
     }
 }
 

@@ -4,42 +4,29 @@ use std::{path::Path, process::Stdio, time::Duration};
 
 use alloy::{
     network::EthereumWallet,
-    node_bindings::AnvilInstance,
     primitives::{Address, Bytes},
     providers::ProviderBuilder,
-    signers::local::PrivateKeySigner,
 };
-use estuary_chain::devnet::{self, Deployment};
+use estuary_chain::devnet::{self, LocalChain};
 use estuary_contracts::EstuaryPinning;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-pub struct Chain {
-    pub anvil: AnvilInstance,
-    pub deployment: Deployment,
+/// The shared local chain ([`LocalChain`]: anvil mining a block per transaction, the contracts
+/// deployed), with what these tests do on it.
+pub struct Chain(LocalChain);
+
+impl std::ops::Deref for Chain {
+    type Target = LocalChain;
+    fn deref(&self) -> &LocalChain {
+        &self.0
+    }
 }
 
 impl Chain {
     /// anvil mining a block per transaction, with the contracts deployed.
     pub async fn start() -> Chain {
-        // A deployment that fails (forge's receipt wait has been seen to hang; `deploy` stops it)
-        // is tried once more on a fresh chain, so that a test fails for what it tests.
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let anvil = devnet::start_anvil(None, None).expect("anvil");
-            let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
-            let operator = *anvil.addresses().last().expect("accounts");
-            match devnet::deploy(&anvil.endpoint(), &signer, operator).await {
-                Ok(deployment) => return Chain { anvil, deployment },
-                Err(e) if attempts < 2 => eprintln!("deployment failed, retrying: {e:#}"),
-                Err(e) => panic!("deploy: {e:#}"),
-            }
-        }
-    }
-
-    pub fn signer(&self, index: usize) -> PrivateKeySigner {
-        self.anvil.keys()[index].clone().into()
+        Chain(LocalChain::start(None).await.expect("a local chain"))
     }
 
     /// Sends `pinToEstuary(cid)` from account `index`, paying the contract's fee; returns the
@@ -67,16 +54,6 @@ impl Chain {
             .decoded_log::<EstuaryPinning::PinRequested>()
             .unwrap_or_else(|| panic!("no PinRequested in {receipt:?}"));
         log.data.requestId.try_into().unwrap()
-    }
-
-    pub fn address(&self, index: usize) -> Address {
-        self.anvil.addresses()[index]
-    }
-
-    /// The operator's key (anvil's last account), hex.
-    pub fn operator_key(&self) -> String {
-        let key: PrivateKeySigner = self.anvil.keys().last().unwrap().clone().into();
-        alloy::hex::encode(key.to_bytes())
     }
 }
 

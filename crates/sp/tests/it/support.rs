@@ -14,10 +14,8 @@ use std::{
 
 use alloy::{
     network::EthereumWallet,
-    node_bindings::AnvilInstance,
     primitives::{Address, B256, Bytes, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
-    signers::local::PrivateKeySigner,
 };
 use axum::{
     Router,
@@ -28,7 +26,7 @@ use axum::{
     routing::get,
 };
 use cid::Cid;
-use estuary_chain::devnet::{self, Deployment};
+use estuary_chain::devnet::{self, LocalChain};
 use estuary_contracts::{DealClient, PerpetualStorage};
 use estuary_dag::{
     Block,
@@ -40,67 +38,33 @@ use tokio::process::{Child, Command};
 /// Seconds per block of the test chains.
 pub const BLOCK_TIME: f64 = 0.25;
 
+/// The shared local chain ([`LocalChain`]: the contracts and the simulated network, miners
+/// f01000–f01002 controlled by accounts 1–3), mining a block every `block_time` (and one per
+/// transaction), with the client's side of these tests.
 pub struct Chain {
-    pub anvil: AnvilInstance,
-    pub deployment: Deployment,
+    local: LocalChain,
     /// Seconds per block.
     pub block_time: f64,
-    miner: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Chain {
-    fn drop(&mut self) {
-        self.miner.abort();
+impl std::ops::Deref for Chain {
+    type Target = LocalChain;
+    fn deref(&self) -> &LocalChain {
+        &self.local
     }
 }
 
 impl Chain {
-    /// anvil with the contracts and the simulated network (miners f01000–f01002, controlled
-    /// by accounts 1–3) deployed, then a block every [`BLOCK_TIME`] (and one per
-    /// transaction).
+    /// The chain with a block every [`BLOCK_TIME`].
     pub async fn start() -> Chain {
         Self::start_with(BLOCK_TIME).await
     }
 
     /// [`start`](Self::start) with another block time.
     pub async fn start_with(block_time: f64) -> Chain {
-        // The deploy script runs on a chain that mines per transaction (its `anvil_setCode`
-        // calls and its simulation of the broadcast can race interval mining); blocks are then
-        // mined on a timer, by `evm_mine`.
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let anvil = devnet::start_anvil(None, None).expect("anvil");
-            let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
-            let operator = *anvil.addresses().last().expect("accounts");
-            match devnet::deploy(&anvil.endpoint(), &signer, operator).await {
-                Ok(deployment) => {
-                    let reader = ProviderBuilder::new().connect_http(anvil.endpoint_url()).erased();
-                    let miner = tokio::spawn(async move {
-                        let mut tick = tokio::time::interval(Duration::from_secs_f64(block_time));
-                        loop {
-                            tick.tick().await;
-                            let _ = reader.raw_request::<_, String>("evm_mine".into(), ()).await;
-                        }
-                    });
-                    return Chain { anvil, deployment, block_time, miner };
-                }
-                Err(e) if attempts < 2 => eprintln!("deployment failed, retrying: {e:#}"),
-                Err(e) => panic!("deploy: {e:#}"),
-            }
-        }
-    }
-
-    pub fn signer(&self, index: usize) -> PrivateKeySigner {
-        self.anvil.keys()[index].clone().into()
-    }
-
-    pub fn key_hex(&self, index: usize) -> String {
-        alloy::hex::encode(self.signer(index).to_bytes())
-    }
-
-    pub fn address(&self, index: usize) -> Address {
-        self.anvil.addresses()[index]
+        let every = Duration::from_secs_f64(block_time);
+        let local = LocalChain::start(Some(every)).await.expect("a local chain");
+        Chain { local, block_time }
     }
 
     /// A provider sending from account `index`.
