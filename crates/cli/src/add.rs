@@ -376,11 +376,15 @@ fn import_car(
     Ok(summary(&root, stats, Some((finished.car_bytes, piece))))
 }
 
-/// Writes a finished CAR's first bytes (the real header) over the provisional ones.
+/// Writes a finished CAR's first bytes (the real header) over the provisional ones, and syncs a
+/// regular file (a device such as `/dev/null`, used to measure the import alone, cannot be synced:
+/// `fsync` gives `EINVAL`).
 fn patch(file: &mut File, finished: &Finished) -> Result<()> {
     file.seek(SeekFrom::Start(0))?;
     file.write_all(&finished.head)?;
-    file.sync_all()?;
+    if file.metadata()?.file_type().is_file() {
+        file.sync_all().context("syncing the CAR")?;
+    }
     Ok(())
 }
 
@@ -393,7 +397,13 @@ fn import_dfs(
     progress: &ProgressBar,
 ) -> Result<AddSummary> {
     let order = plan.order.clone();
-    let spool_path = path.with_extension("car.spool");
+    // Beside the CAR, or in the temporary directory when the CAR goes to a device (`/dev/null`).
+    let spool_path = match std::fs::metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            std::env::temp_dir().join(format!("estuary-{}.car.spool", std::process::id()))
+        }
+        _ => path.with_extension("car.spool"),
+    };
     let mut spool = BufWriter::with_capacity(1 << 20, create(&spool_path)?);
     let mut index: HashMap<cid::Cid, (u64, usize)> = HashMap::new();
     let mut pos = 0u64;
