@@ -215,6 +215,10 @@ pub async fn deploy(
     Ok(Deployment { pinning: out.pinning, contracts, block: out.start_block })
 }
 
+/// How long [`LocalChain::start`] gives one deployment (a deployment takes seconds; forge's
+/// receipt wait has been seen to hang).
+pub const TEST_DEPLOY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// anvil with Estuary's contracts deployed (and the simulated network, miners f01000–f01002
 /// controlled by accounts 1–3): the chain every test that needs one starts. The deployment runs
 /// while anvil mines one block per transaction (see [`set_interval_mining`]); with a block time,
@@ -239,8 +243,9 @@ impl Drop for LocalChain {
 
 impl LocalChain {
     /// Starts anvil and deploys; then, with `block_time`, mines a block every `block_time` too.
-    /// A deployment that fails (forge's receipt wait has been seen to hang; [`deploy`] stops
-    /// it) is tried once more on a fresh chain, so a test fails for what it tests.
+    /// A deployment that fails or takes longer than [`TEST_DEPLOY_TIMEOUT`] (forge's receipt
+    /// wait has been seen to hang) is tried again on a fresh chain, up to three times, so a
+    /// test fails for what it tests.
     pub async fn start(block_time: Option<std::time::Duration>) -> Result<Self, DevnetError> {
         let mut attempts = 0;
         loop {
@@ -251,7 +256,19 @@ impl LocalChain {
                 path: foundry_tool("anvil").display().to_string(),
                 reason: "no accounts".into(),
             })?;
-            match deploy(&anvil.endpoint(), &signer, operator).await {
+            // A test's chain gets less time than `DEPLOY_TIMEOUT`: a hung forge is stopped
+            // (dropping the future kills it) and the deployment tried again on a fresh chain.
+            let attempt = tokio::time::timeout(
+                TEST_DEPLOY_TIMEOUT,
+                deploy(&anvil.endpoint(), &signer, operator),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(DevnetError::Deploy(format!(
+                    "did not finish within {TEST_DEPLOY_TIMEOUT:?} and was stopped"
+                )))
+            });
+            match attempt {
                 Ok(deployment) => {
                     let miner = block_time.map(|every| {
                         let reader =
@@ -268,7 +285,7 @@ impl LocalChain {
                     });
                     return Ok(Self { anvil, deployment, miner });
                 }
-                Err(e) if attempts < 2 => {
+                Err(e) if attempts < 3 => {
                     tracing::warn!(error = %e, "deployment failed; once more on a fresh chain");
                 }
                 Err(e) => return Err(e),

@@ -176,6 +176,10 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .args(["--oracle-address", &deployment.contracts["EstuaryOracle"].to_string()])
         .args(["--start-block", &deployment.block.to_string()])
         .args(["--confirmations", "1"])
+        // Every reported piece gets a perpetual-storage order of three replicas, which the
+        // three simulated SPs below take; a term of an hour (the local contract's shortest).
+        .args(["--perpetual-address", &deployment.contracts["PerpetualStorage"].to_string()])
+        .args(["--public-url", &oracle_url, "--deal-term-epochs", "3600"])
         .arg("--db")
         .arg(&database)
         .arg("--data-dir")

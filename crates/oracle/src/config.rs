@@ -237,6 +237,53 @@ pub struct ReportConfig {
     pub tx_confirmations: u64,
 }
 
+/// Deals: orders that keep reported pieces on Filecoin.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct DealsConfig {
+    /// Address of a PerpetualStorage contract: every piece the oracle packs and reports gets an
+    /// order there, funded from the operator's account (none: no deals are made).
+    #[arg(long = "perpetual-address", env = "ESTUARY_PERPETUAL_ADDRESS")]
+    pub perpetual: Option<Address>,
+    /// The oracle's URL as storage providers reach it: orders name
+    /// `{public-url}/piece/{pieceCid}` as where to download (default: the listen address).
+    #[arg(long, env = "ESTUARY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Replicas per piece (at different providers).
+    #[arg(
+        long,
+        env = "ESTUARY_DEAL_REPLICAS",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u16).range(1..=10)
+    )]
+    pub deal_replicas: u16,
+    /// Bounty per replica and term, in attoFIL (what a provider is paid over one term).
+    #[arg(long, env = "ESTUARY_DEAL_BOUNTY", default_value_t = 10_000_000_000_000_000)]
+    pub deal_bounty: u128,
+    /// A replica's term, in epochs (the market's shortest deal is 518,400: 180 days).
+    #[arg(long, env = "ESTUARY_DEAL_TERM_EPOCHS", default_value_t = 518_400)]
+    pub deal_term_epochs: u64,
+    /// Terms funded when the order is made, from the operator: every replica at the highest
+    /// bounty a claim can lock (twice the bounty with the contract's `MAX_RISE_BPS`).
+    #[arg(long, env = "ESTUARY_DEAL_FUNDED_TERMS", default_value_t = 1)]
+    pub deal_funded_terms: u64,
+    /// Ask for verified (Fil+) deals.
+    #[arg(long, env = "ESTUARY_DEAL_VERIFIED")]
+    pub deal_verified: bool,
+}
+
+impl DealsConfig {
+    /// The terms of each order.
+    pub fn terms(&self) -> crate::domain::deal::OrderTerms {
+        crate::domain::deal::OrderTerms {
+            replicas: self.deal_replicas,
+            bounty: self.deal_bounty,
+            term: self.deal_term_epochs,
+            funded_terms: self.deal_funded_terms,
+            verified: self.deal_verified,
+        }
+    }
+}
+
 /// The libp2p node.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct P2pConfig {
@@ -500,6 +547,9 @@ pub struct OracleConfig {
     /// The HTTP server's limits and CORS.
     #[command(flatten)]
     pub http: HttpConfig,
+    /// Deals.
+    #[command(flatten)]
+    pub deals: DealsConfig,
 }
 
 #[derive(Parser)]

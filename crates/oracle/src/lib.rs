@@ -22,6 +22,8 @@
 //! - [`blockstore`]: where blocks live (a directory, or S3), with faults kept apart from
 //!   missing blocks;
 //! - [`pipeline`]: the workers and their stages, packing, and reports on chain;
+//! - [`deals`]: orders that keep reported pieces on Filecoin (the perpetual-storage backend) and
+//!   the watcher's store of their events;
 //! - [`commands`]: operators' and requesters' commands, through the machine;
 //! - [`reconcile`]: the check that every pinned DAG is still whole;
 //! - [`gc`]: garbage collection — only what a live pin needs is kept — and the gate that keeps
@@ -41,6 +43,7 @@ pub mod backup;
 pub mod blockstore;
 pub mod commands;
 pub mod config;
+pub mod deals;
 pub mod domain;
 pub mod fetch;
 pub mod gc;

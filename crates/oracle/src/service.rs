@@ -163,8 +163,11 @@ impl Oracle {
             shutdown.clone(),
         )
         .await?;
-        let faults = match start_pipeline(&config, chain_id, &store, &blocks, &p2p, &shutdown)? {
-            Some((task, faults)) => {
+        let operator = operator_tx(&config, chain_id, &store)?;
+        let faults = match &operator {
+            Some(tx) => {
+                let (task, faults) =
+                    start_pipeline(&config, chain_id, tx, &store, &blocks, &p2p, &shutdown);
                 tasks.push(task);
                 faults
             }
@@ -175,6 +178,14 @@ impl Oracle {
         };
         let (state_tx, state_rx) = watch::channel(WatchState::default());
         tasks.extend(start_watchers(&config, &providers, chain_id, &store, state_tx, &shutdown));
+        if let Some(contract) = config.deals.perpetual {
+            match &operator {
+                Some(tx) => tasks.extend(start_deals(
+                    &config, &providers, chain_id, contract, tx, &store, local_addr, &shutdown,
+                )),
+                None => warn!("no operator key: no orders are made for deals"),
+            }
+        }
         tasks.extend(start_maintenance(&config, &store, &blocks, &packed_dir, &shutdown));
         let api_state = Arc::new(ApiState {
             store,
@@ -221,16 +232,13 @@ impl Oracle {
     }
 }
 
-/// The workers (fetch, pack, report), when there is an operator key to report with: their task
-/// and the switch of their storage-fault pause. `None`: no operator key.
-fn start_pipeline<B: Blockstore>(
+/// The operator's transaction manager (one per account: reports and orders share its nonces),
+/// if an operator key is configured.
+fn operator_tx(
     config: &OracleConfig,
     chain_id: u64,
     store: &Store,
-    blocks: &Arc<B>,
-    p2p: &P2p,
-    shutdown: &CancellationToken,
-) -> Result<Option<(JoinHandle<()>, crate::pipeline::Faults)>, OracleError> {
+) -> Result<Option<estuary_chain::TxManager>, OracleError> {
     let operator_key = crate::config::Secret::resolve(
         config.worker.operator_key.as_ref(),
         config.worker.operator_key_file.as_deref(),
@@ -238,13 +246,27 @@ fn start_pipeline<B: Blockstore>(
     let Some(key) = operator_key else { return Ok(None) };
     let key: PrivateKeySigner =
         key.expose().trim_start_matches("0x").parse().map_err(|_| OracleError::OperatorKey)?;
-    let tx = estuary_chain::TxManager::new(
+    Ok(Some(estuary_chain::TxManager::new(
         &config.chain.endpoints(),
         chain_id,
         key,
         config.tx_policy(),
         Arc::new(store.clone()),
-    )?;
+    )?))
+}
+
+/// The workers (fetch, pack, report), reporting with `tx`: their task and the switch of their
+/// storage-fault pause.
+fn start_pipeline<B: Blockstore>(
+    config: &OracleConfig,
+    chain_id: u64,
+    tx: &estuary_chain::TxManager,
+    store: &Store,
+    blocks: &Arc<B>,
+    p2p: &P2p,
+    shutdown: &CancellationToken,
+) -> (JoinHandle<()>, crate::pipeline::Faults) {
+    let tx = tx.clone();
     let targets = ReportTargets {
         chain: chain_id,
         pinning: config.contracts.pinning,
@@ -274,7 +296,50 @@ fn start_pipeline<B: Blockstore>(
         },
     );
     let faults = pipeline.faults();
-    Ok(Some((tokio::spawn(pipeline.run(shutdown.clone())), faults)))
+    (tokio::spawn(pipeline.run(shutdown.clone())), faults)
+}
+
+/// The deal watcher of the `PerpetualStorage` contract at `contract` (its events about the
+/// operator's orders) and the maker of orders, sending with `tx`.
+#[allow(clippy::too_many_arguments)]
+fn start_deals(
+    config: &OracleConfig,
+    providers: &[(String, DynProvider)],
+    chain_id: u64,
+    contract: alloy::primitives::Address,
+    tx: &estuary_chain::TxManager,
+    store: &Store,
+    local_addr: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let (state_tx, state_rx) = watch::channel(WatchState::default());
+    let spec = WatchSpec {
+        stream: format!("deals:{chain_id}:{contract:#x}"),
+        addresses: vec![contract],
+        topics: crate::deals::events::topics(),
+        start_block: config.contracts.start_block,
+    };
+    let logs = Arc::new(crate::store::DealLogs::new(store.clone(), contract, tx.sender()));
+    let watcher = Watcher::new(providers.to_vec(), logs, spec, config.chain.clone(), state_tx);
+    let public_url = config.deals.public_url.clone().unwrap_or_else(|| {
+        if local_addr.ip().is_unspecified() {
+            warn!(
+                %local_addr,
+                "no --public-url: orders name the listen address, which storage providers cannot reach"
+            );
+        }
+        format!("http://{local_addr}")
+    });
+    info!(%contract, %public_url, replicas = config.deals.deal_replicas, "making perpetual-storage orders");
+    let maker = crate::deals::perpetual::PerpetualMaker::new(
+        store.clone(),
+        tx.clone(),
+        contract,
+        config.deals.terms(),
+        &public_url,
+        state_rx,
+    );
+    vec![tokio::spawn(watcher.run(shutdown.clone())), tokio::spawn(maker.run(shutdown.clone()))]
 }
 
 /// A watcher per followed contract (`EstuaryPinning`, and `EstuaryOracle` if configured), storing

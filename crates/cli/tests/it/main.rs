@@ -14,6 +14,7 @@ mod car_cli;
 mod cli_oracle;
 mod cli_sp;
 mod contracts_local;
+mod dev_deals;
 mod interop_piece;
 mod interop_unixfs;
 mod support;

@@ -392,6 +392,7 @@ pub fn router<B: Blockstore>(state: Arc<ApiState<B>>) -> Router {
         .route("/requests", get(list_requests::<B>))
         .route("/requests/{id}", get(get_request::<B>))
         .route("/jobs/{*key}", get(get_job::<B>))
+        .route("/deals", get(list_deals::<B>))
         .route("/uploads", post(upload::create::<B>))
         .route("/uploads/presign", post(auth::presign::<B>))
         .route(
@@ -702,6 +703,62 @@ pub struct JobView {
     reason_code: Option<&'static str>,
     /// The code in a short sentence.
     reason: Option<&'static str>,
+    /// Each replica of the pin's piece on Filecoin (only on a single request's page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deals: Option<Vec<DealView>>,
+}
+
+/// One replica of a piece, as `/requests/{id}` and `/deals` show it.
+#[derive(Debug, Serialize)]
+pub struct DealView {
+    /// The market's deal id, once published.
+    deal_id: Option<u64>,
+    /// The provider (`f0…`).
+    provider: String,
+    /// `claimed`, `published`, `active` or `reopened`.
+    state: crate::domain::deal::ReplicaState,
+    /// First epoch of the active term.
+    start_epoch: Option<u64>,
+    /// Last epoch of the active term.
+    end_epoch: Option<u64>,
+    /// The piece (the pin's CAR).
+    piece_cid: String,
+    /// The aggregate the piece is inside (none yet: each piece is its own deal).
+    aggregate_piece_cid: Option<String>,
+    /// How the deal was made (`perpetual`).
+    backend: crate::domain::deal::Backend,
+    /// The order at the storage contract.
+    order_id: Option<u64>,
+}
+
+/// The replicas of `orders`, flattened.
+fn deal_views(orders: &[crate::store::OrderWithReplicas]) -> Vec<DealView> {
+    orders
+        .iter()
+        .flat_map(|o| {
+            o.replicas.iter().map(|r| DealView {
+                deal_id: r.deal_id,
+                provider: format!("f0{}", r.provider),
+                state: r.state,
+                start_epoch: r.start_epoch,
+                end_epoch: r.end_epoch,
+                piece_cid: o.order.piece_cid.clone(),
+                aggregate_piece_cid: None,
+                backend: o.order.backend,
+                order_id: o.order.order_id,
+            })
+        })
+        .collect()
+}
+
+/// `view` with the deals of its piece.
+async fn with_deals<B>(st: &ApiState<B>, mut view: JobView) -> Result<JobView, ApiError> {
+    let orders = match &view.job.piece_cid {
+        Some(piece) => st.store.deals(Some(piece), 10, 0).await?,
+        None => Vec::new(),
+    };
+    view.deals = Some(deal_views(&orders));
+    Ok(view)
 }
 
 /// `job` as `operator` may see it (the error's detail hidden from anyone else).
@@ -711,7 +768,7 @@ pub fn job_view(mut job: Job, operator: bool) -> JobView {
     if !operator {
         job.error = None;
     }
-    JobView { job, reason_code, reason }
+    JobView { job, reason_code, reason, deals: None }
 }
 
 /// A job's reason code and public reason: from its failure code, or its state.
@@ -745,11 +802,12 @@ async fn get_request<B: Blockstore>(
         })?;
     let key = JobKey { source: st.source.clone(), id: crate::domain::JobId::request(parsed) };
     let operator = authorize(&st, &headers).is_ok();
-    st.store
+    let job = st
+        .store
         .job(&key)
         .await?
-        .map(|job| Json(job_view(job, operator)))
-        .ok_or_else(|| ApiError::NotFound(format!("no request {parsed} seen yet")))
+        .ok_or_else(|| ApiError::NotFound(format!("no request {parsed} seen yet")))?;
+    Ok(Json(with_deals(&st, job_view(job, operator)).await?))
 }
 
 async fn get_job<B: Blockstore>(
@@ -760,11 +818,38 @@ async fn get_job<B: Blockstore>(
     authorize(&st, &headers)?;
     let key: JobKey =
         key.parse().map_err(|e: crate::domain::job::BadKey| ApiError::BadRequest(e.to_string()))?;
-    st.store
-        .job(&key)
-        .await?
-        .map(|job| Json(job_view(job, true)))
-        .ok_or_else(|| ApiError::NotFound(format!("no job {key}")))
+    let job =
+        st.store.job(&key).await?.ok_or_else(|| ApiError::NotFound(format!("no job {key}")))?;
+    Ok(Json(with_deals(&st, job_view(job, true)).await?))
+}
+
+#[derive(Deserialize)]
+struct DealsQuery {
+    piece: Option<String>,
+    offset: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DealsBody {
+    results: Vec<crate::store::OrderWithReplicas>,
+}
+
+/// `GET /deals`: the orders for pieces, newest first, each with its replicas (public: all of it
+/// is on chain). `piece` filters by piece CID; `limit` up to 1,000; `offset` pages.
+async fn list_deals<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
+    Query(q): Query<DealsQuery>,
+) -> Result<Json<DealsBody>, ApiError> {
+    let limit = parse_param(q.limit.as_deref(), "limit", 100, 1000)?.max(1);
+    let offset = parse_param(q.offset.as_deref(), "offset", 0, 1_000_000)?;
+    if let Some(piece) = &q.piece
+        && piece.parse::<estuary_piece::PieceCid>().is_err()
+    {
+        return Err(ApiError::BadRequest(format!("piece must be a piece CID, got {piece:?}")));
+    }
+    let results = st.store.deals(q.piece.as_deref(), limit, offset).await?;
+    Ok(Json(DealsBody { results }))
 }
 
 #[derive(Deserialize)]

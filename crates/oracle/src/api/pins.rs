@@ -230,7 +230,40 @@ pub async fn get<B: Blockstore>(
     let (who, operator) = caller(&st, &headers, Scope::Read).await?;
     let record =
         st.store.pin(&who.account, &requestid).await?.ok_or(PinApiError::NotFound(requestid))?;
-    Ok(Json(to_status(record, &st.delegates, operator)))
+    let orders = match &record.piece_cid {
+        Some(piece) => st.store.deals(Some(piece), 10, 0).await?,
+        None => Vec::new(),
+    };
+    let mut status = to_status(record, &st.delegates, operator);
+    if let Some((active, summary)) = deals_info(&orders) {
+        status.info.insert("deals_active", active);
+        status.info.insert("deals", summary);
+    }
+    Ok(Json(status))
+}
+
+/// The pin's replicas in `info` (whose values the specification makes strings of at most 255
+/// characters): `deals_active` as `active/target`, and `deals` as `f01000 active #3, …`
+/// (provider, state, deal id), cut at 255 characters.
+fn deals_info(orders: &[crate::store::OrderWithReplicas]) -> Option<(String, String)> {
+    let order = orders.first()?;
+    let active = format!("{}/{}", order.replicas_active, order.order.replicas_target);
+    let mut summary = String::new();
+    for r in &order.replicas {
+        let state = serde_json::to_value(r.state).ok();
+        let state = state.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+        let item = match r.deal_id {
+            Some(id) => format!("f0{} {state} #{id}", r.provider),
+            None => format!("f0{} {state}", r.provider),
+        };
+        let sep = if summary.is_empty() { "" } else { ", " };
+        if summary.len() + sep.len() + item.len() > 255 {
+            break;
+        }
+        summary.push_str(sep);
+        summary.push_str(&item);
+    }
+    Some((active, summary))
 }
 
 /// `POST /pins/{requestid}`: replaces the pin with a new one (new requestid).

@@ -14,12 +14,15 @@
 //! - [`request`]: requests as read from the chain and jobs as shown to people;
 //! - [`pinning`]: the IPFS Pinning Service API's objects, checked;
 //! - [`upload`]: tus requests parsed and checked, and per-account quotas;
-//! - [`auth`]: Sign-In with Ethereum and the signature tying an upload to a request.
+//! - [`auth`]: Sign-In with Ethereum and the signature tying an upload to a request;
+//! - [`deal`]: orders for pieces, their pre-flight checks, and replicas folded from the storage
+//!   contract's events.
 //!
 //! Tests: unit and property tests in each module (`outcomes_never_move_backwards`,
 //! `random_command_sequences_follow_the_graph`).
 
 pub mod auth;
+pub mod deal;
 pub mod job;
 pub mod pinning;
 pub mod request;

@@ -137,7 +137,9 @@ impl RootSet for LiveJobs {
                 Some(Root {
                     cid,
                     stage: fetching.then(|| stage_of(&job.key)),
-                    piece: job.piece_cid.map(|p| (p, Retention::Policy)),
+                    piece: job.piece_cid.map(|p| {
+                        (p, if job.dealing { Retention::Always } else { Retention::Policy })
+                    }),
                 })
             });
             Ok(RootPage { roots: roots.collect(), next })

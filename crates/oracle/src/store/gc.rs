@@ -62,6 +62,9 @@ pub struct LiveJob {
     pub state: JobState,
     /// Its packed CAR's piece CID, once packed.
     pub piece_cid: Option<String>,
+    /// Whether an order for its piece is being sent or open: storage providers download the
+    /// CAR from the oracle while the order lives, so it is kept whatever the retention says.
+    pub dealing: bool,
     /// Its position (for paging).
     pub seq: u64,
 }
@@ -224,9 +227,15 @@ impl Store {
     /// Up to `limit` jobs in a [`LIVE`] state after position `after`, in order.
     pub async fn live_jobs(&self, after: u64, limit: u32) -> Result<Vec<LiveJob>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT source, job_id, cid_bytes, state, piece_cid, seq FROM jobs
-             WHERE state IN {} AND seq > $1 ORDER BY seq LIMIT $2",
-            state_list(LIVE)
+            "SELECT source, job_id, cid_bytes, state, piece_cid, seq,
+                    CAST(CASE WHEN EXISTS (SELECT 1 FROM deal_orders o
+                                           WHERE o.piece_cid = jobs.piece_cid
+                                             AND o.state IN ('{sending}', '{open}'))
+                         THEN 1 ELSE 0 END AS BIGINT) AS dealing
+             FROM jobs WHERE state IN {live} AND seq > $1 ORDER BY seq LIMIT $2",
+            live = state_list(LIVE),
+            sending = crate::domain::deal::OrderState::Sending.as_str(),
+            open = crate::domain::deal::OrderState::Open.as_str(),
         ))
         .bind(int(after)?)
         .bind(i64::from(limit))
@@ -241,6 +250,7 @@ impl Store {
                     state: JobState::parse(&state)
                         .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?,
                     piece_cid: row.try_get("piece_cid")?,
+                    dealing: get_u64(row, "dealing")? == 1,
                     seq: get_u64(row, "seq")?,
                 })
             })

@@ -17,6 +17,8 @@
 //! - `jobs`: claiming with leases, transitions, listing;
 //! - `requests`: requests from the chain (the watcher's [`estuary_chain::LogStore`] for them);
 //! - `pins`: the Pinning Service API's pins and tokens;
+//! - `deals`: orders for pieces and the storage contract's events about them (the deal
+//!   watcher's [`estuary_chain::LogStore`]);
 //! - `ledger`: report transactions ([`estuary_chain::TxLedger`]);
 //! - `gc`: garbage collection's lock (holds and a lease, across processes), its totals, and
 //!   the live jobs it marks from.
@@ -34,6 +36,7 @@ use sqlx::{
 
 use crate::domain::JobState;
 
+mod deals;
 mod gc;
 mod jobs;
 mod ledger;
@@ -42,6 +45,7 @@ mod requests;
 mod snapshot;
 mod uploads;
 
+pub use deals::{DealLogs, OrderRecord, OrderWithReplicas, PieceToOrder};
 pub use gc::{Freed, GcTotals, LIVE, LiveJob};
 pub use jobs::Claimed;
 pub use pins::TokenInfo;

@@ -107,30 +107,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
-            "INSERT INTO cursors (source, block_number, block_hash) VALUES ($1, $2, $3)
-             ON CONFLICT (source) DO UPDATE SET block_number = excluded.block_number,
-                                                block_hash = excluded.block_hash",
-        )
-        .bind(stream)
-        .bind(int(cursor.block_number)?)
-        .bind(format!("{:#x}", cursor.block_hash))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO checkpoints (stream, block_number, block_hash) VALUES ($1, $2, $3)
-             ON CONFLICT (stream, block_number) DO UPDATE SET block_hash = excluded.block_hash",
-        )
-        .bind(stream)
-        .bind(int(cursor.block_number)?)
-        .bind(format!("{:#x}", cursor.block_hash))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM checkpoints WHERE stream = $1 AND block_number < $2")
-            .bind(stream)
-            .bind(int(cursor.block_number.saturating_sub(CHECKPOINT_SPAN))?)
-            .execute(&mut *tx)
-            .await?;
+        move_cursor(&mut tx, stream, cursor).await?;
         tx.commit().await?;
         Ok(inserted)
     }
@@ -175,34 +152,80 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        sqlx::query("DELETE FROM checkpoints WHERE stream = $1 AND block_number > $2")
-            .bind(stream)
-            .bind(int(above)?)
-            .execute(&mut *tx)
-            .await?;
-        match cursor {
-            Some(c) => {
-                sqlx::query(
-                    "INSERT INTO cursors (source, block_number, block_hash) VALUES ($1, $2, $3)
-                     ON CONFLICT (source) DO UPDATE SET block_number = excluded.block_number,
-                                                        block_hash = excluded.block_hash",
-                )
-                .bind(stream)
-                .bind(int(c.block_number)?)
-                .bind(format!("{:#x}", c.block_hash))
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM cursors WHERE source = $1")
-                    .bind(stream)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        rewind_cursor(&mut tx, stream, above, cursor).await?;
         tx.commit().await?;
         Ok(deleted)
     }
+}
+
+/// Moves `stream`'s cursor to `cursor` and keeps it as a checkpoint (forgetting checkpoints
+/// too old for any reorg the watcher looks for), in the caller's transaction.
+pub(crate) async fn move_cursor(
+    db: &mut sqlx::AnyConnection,
+    stream: &str,
+    cursor: Cursor,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO cursors (source, block_number, block_hash) VALUES ($1, $2, $3)
+         ON CONFLICT (source) DO UPDATE SET block_number = excluded.block_number,
+                                            block_hash = excluded.block_hash",
+    )
+    .bind(stream)
+    .bind(int(cursor.block_number)?)
+    .bind(format!("{:#x}", cursor.block_hash))
+    .execute(&mut *db)
+    .await?;
+    sqlx::query(
+        "INSERT INTO checkpoints (stream, block_number, block_hash) VALUES ($1, $2, $3)
+         ON CONFLICT (stream, block_number) DO UPDATE SET block_hash = excluded.block_hash",
+    )
+    .bind(stream)
+    .bind(int(cursor.block_number)?)
+    .bind(format!("{:#x}", cursor.block_hash))
+    .execute(&mut *db)
+    .await?;
+    sqlx::query("DELETE FROM checkpoints WHERE stream = $1 AND block_number < $2")
+        .bind(stream)
+        .bind(int(cursor.block_number.saturating_sub(CHECKPOINT_SPAN))?)
+        .execute(&mut *db)
+        .await?;
+    Ok(())
+}
+
+/// Forgets `stream`'s checkpoints above block `above` and moves its cursor back to `cursor`
+/// (`None`: to before the start), in the caller's transaction.
+pub(crate) async fn rewind_cursor(
+    db: &mut sqlx::AnyConnection,
+    stream: &str,
+    above: u64,
+    cursor: Option<Cursor>,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM checkpoints WHERE stream = $1 AND block_number > $2")
+        .bind(stream)
+        .bind(int(above)?)
+        .execute(&mut *db)
+        .await?;
+    match cursor {
+        Some(c) => {
+            sqlx::query(
+                "INSERT INTO cursors (source, block_number, block_hash) VALUES ($1, $2, $3)
+                 ON CONFLICT (source) DO UPDATE SET block_number = excluded.block_number,
+                                                    block_hash = excluded.block_hash",
+            )
+            .bind(stream)
+            .bind(int(c.block_number)?)
+            .bind(format!("{:#x}", c.block_hash))
+            .execute(&mut *db)
+            .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM cursors WHERE source = $1")
+                .bind(stream)
+                .execute(&mut *db)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The watcher's store for one contract's requests: logs decoded into jobs of `source`.

@@ -19,6 +19,7 @@ mod child;
 mod data_path;
 mod hardening_api;
 mod oracle_backup;
+mod oracle_deals;
 mod oracle_pinning;
 mod oracle_postgres;
 mod oracle_reorg;

@@ -430,6 +430,146 @@ async fn uploads_owned_within_quotas(s: &Store) {
     assert!(s.purge_expired_auth(1000).await.unwrap() >= 2);
 }
 
+/// `key` moved from queued to reported with `piece`.
+async fn reported_with(store: &Store, key: &JobKey, piece: &str) {
+    let mut status = JobStatus { state: JobState::Queued, attempts: 0 };
+    for input in [
+        Input::Start,
+        Input::Finished(Outcome::Fetched { blocks: 1, bytes: 30 }),
+        Input::Start,
+        Input::Finished(Outcome::Packed {
+            piece_cid: piece.into(),
+            padded_size: 128,
+            car_size: 100,
+        }),
+        Input::Start,
+        Input::Finished(Outcome::Reported { tx: None }),
+    ] {
+        let (stored, next) = step(store, key, &status, input, 3_000).await;
+        assert!(stored, "{key} from {status:?}");
+        status = next;
+    }
+    assert_eq!(status.state, JobState::Reported);
+}
+
+async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
+    use estuary_oracle::{
+        domain::deal::{Backend, DealLog, DealLogKind, OrderState, ReplicaState, SlotEventKind},
+        store::OrderRecord,
+    };
+    let contract = Address::repeat_byte(0x33);
+    let operator = Address::repeat_byte(0x44);
+    let stream = "deals:31337:0x3333333333333333333333333333333333333333";
+    // Two pins of the same piece, one still queued: one piece to order.
+    ingest(s, &[event(1, 5, 0), event(2, 5, 1), event(3, 5, 2)], cursor(5)).await;
+    let piece = "bafkzcibcaaces3nobte6ezpp4wqan2age2s5yxcatzotcvobhgcmv5wi2xh5mbi";
+    reported_with(s, &key(1), piece).await;
+    reported_with(s, &key(2), piece).await;
+    let pieces = s.pieces_to_order(contract, 10).await.unwrap();
+    assert_eq!(pieces.len(), 1);
+    assert_eq!((pieces[0].padded_size, pieces[0].car_size), (128, 100));
+    let order = OrderRecord {
+        backend: Backend::Perpetual,
+        contract,
+        piece_cid: piece.into(),
+        piece_v1: vec![1, 2, 3],
+        payload_cid: pieces[0].payload_cid.clone(),
+        padded_size: 128,
+        car_size: 100,
+        replicas_target: 3,
+        state: OrderState::Sending,
+        order_id: None,
+        tx_hash: None,
+        error: None,
+        sent_block: 6,
+        created_ms: 0,
+        updated_ms: 0,
+    };
+    assert!(s.record_order(&order, 4_000).await.unwrap());
+    assert!(!s.record_order(&order, 4_001).await.unwrap(), "one order per piece");
+    assert!(s.pieces_to_order(contract, 10).await.unwrap().is_empty());
+    // While the order lives, garbage collection keeps the piece's CAR (SPs download it).
+    let live = s.live_jobs(0, 10).await.unwrap();
+    let dealing: Vec<bool> = live.iter().map(|j| j.dealing).collect();
+    assert_eq!(dealing, [true, true, false], "the two pins of the piece; the queued one has none");
+    // A pre-flight refusal that may pass later keeps it sending, with why.
+    s.order_refused(contract, piece, "pre-flight: balance", false, 4_002).await.unwrap();
+    let sending = s.orders_in(contract, OrderState::Sending).await.unwrap();
+    assert_eq!(sending[0].error.as_deref(), Some("pre-flight: balance"));
+
+    // The watcher reads: another client's order (not ours, nor its slots), then ours, its
+    // claims, a publication and an activation, and an event that does not follow (ignored).
+    let log = |block, index, order_id, kind| DealLog {
+        block_number: block,
+        log_index: index,
+        order_id,
+        kind,
+    };
+    let slot = |provider, kind| DealLogKind::Slot { provider, kind };
+    let logs = [
+        log(
+            7,
+            0,
+            1,
+            DealLogKind::Created { client: Address::repeat_byte(9), piece_v1: vec![1, 2, 3] },
+        ),
+        log(7, 1, 1, slot(1000, SlotEventKind::Claimed)),
+        log(8, 0, 2, DealLogKind::Created { client: operator, piece_v1: vec![1, 2, 3] }),
+        log(9, 0, 2, slot(1000, SlotEventKind::Claimed)),
+        log(9, 1, 2, slot(1001, SlotEventKind::Claimed)),
+        log(10, 0, 2, slot(1000, SlotEventKind::Published { deal_id: 5 })),
+        log(
+            11,
+            0,
+            2,
+            slot(1000, SlotEventKind::Activated { deal_id: 5, start_epoch: 12, end_epoch: 3612 }),
+        ),
+        log(
+            11,
+            1,
+            2,
+            slot(1002, SlotEventKind::Activated { deal_id: 6, start_epoch: 12, end_epoch: 3612 }),
+        ),
+    ];
+    let stored =
+        s.ingest_deal_events(stream, contract, operator, &logs, cursor(11), 5_000).await.unwrap();
+    assert_eq!(stored, 6, "the stranger's two events are not kept");
+    assert_eq!(s.cursor(stream).await.unwrap(), Some(cursor(11)));
+    assert!(s.orders_in(contract, OrderState::Sending).await.unwrap().is_empty());
+    let deals = s.deals(None, 10, 0).await.unwrap();
+    assert_eq!(deals.len(), 1);
+    assert_eq!((deals[0].order.order_id, deals[0].order.state), (Some(2), OrderState::Open));
+    assert_eq!(deals[0].replicas_active, 1);
+    let states: Vec<_> = deals[0].replicas.iter().map(|r| (r.provider, r.state)).collect();
+    assert_eq!(states, [(1000, ReplicaState::Active), (1001, ReplicaState::Claimed)]);
+    assert_eq!(s.deals(Some(piece), 10, 0).await.unwrap().len(), 1);
+    assert!(s.deals(Some("bafkzcibother"), 10, 0).await.unwrap().is_empty());
+    assert_eq!(s.created_order(contract, &[1, 2, 3], 6).await.unwrap(), Some(2));
+
+    // A receipt seen later does not change the id the watcher bound.
+    s.order_created(contract, piece, 99, None, 5_001).await.unwrap();
+    assert_eq!(s.deals(None, 10, 0).await.unwrap()[0].order.order_id, Some(2));
+
+    // A reorg above block 7 forgets our order's events: it waits for its id again.
+    let forgotten = s.rewind_deal_events(stream, contract, 7, Some(cursor(7))).await.unwrap();
+    assert_eq!(forgotten, 6);
+    let waiting = s.orders_in(contract, OrderState::Sending).await.unwrap();
+    assert_eq!((waiting.len(), waiting[0].order_id), (1, None));
+    assert_eq!(s.created_order(contract, &[1, 2, 3], 6).await.unwrap(), None);
+    assert_eq!(s.cursor(stream).await.unwrap(), Some(cursor(7)));
+    // Mined again after the reorg, with its receipt: bound and kept through the next reorg.
+    s.order_created(contract, piece, 3, Some("0xabc"), 6_000).await.unwrap();
+    s.rewind_deal_events(stream, contract, 6, Some(cursor(6))).await.unwrap();
+    let deals = s.deals(None, 10, 0).await.unwrap();
+    assert_eq!(
+        (deals[0].order.order_id, deals[0].order.tx_hash.as_deref()),
+        (Some(3), Some("0xabc"))
+    );
+    // A refusal after the order is bound changes nothing.
+    s.order_refused(contract, piece, "late", true, 6_001).await.unwrap();
+    assert_eq!(s.deals(None, 10, 0).await.unwrap()[0].order.state, OrderState::Open);
+}
+
 async fn whole_suite(fresh: impl AsyncFn() -> Store) {
     claims_are_fair_between_requesters(&fresh().await).await;
     gc_and_its_holds_exclude_each_other(&fresh().await).await;
@@ -440,6 +580,7 @@ async fn whole_suite(fresh: impl AsyncFn() -> Store) {
     tokens_kept_as_digests(&fresh().await).await;
     report_transactions_kept_until_settled(&fresh().await).await;
     uploads_owned_within_quotas(&fresh().await).await;
+    deal_orders_bound_once_and_reorgs_undone(&fresh().await).await;
 }
 
 #[tokio::test]

@@ -1,0 +1,217 @@
+//! The local stack as `scripts/run` starts it (`estuary dev`: anvil with the contracts, the
+//! oracle, three SP agents), used the way a person does: a file added with `estuary add --car`,
+//! uploaded (tus) and pinned through the Pinning Service API ends with three active replicas at
+//! three different SPs — the oracle made the `PerpetualStorage` order itself, the agents claimed,
+//! fetched the CAR from the oracle's `/piece/{pieceCid}`, verified it, published and activated
+//! their deals — and the chain, `/deals`, `/pins/{id}` and the oracle's piece agree.
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use alloy::{
+    primitives::{Address, U256},
+    providers::ProviderBuilder,
+};
+use estuary_contracts::PerpetualStorage;
+use estuary_piece::PieceCid;
+use nix::{sys::signal, unistd::Pid};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::support::noise;
+
+/// `estuary dev`, stopped with SIGTERM (so it stops its own children) when dropped.
+struct Dev {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = signal::kill(Pid::from_raw(pid as i32), signal::Signal::SIGTERM);
+            for _ in 0..100 {
+                if self.child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl Dev {
+    async fn start(dir: &Path) -> (Dev, Value) {
+        let dist = dir.join("dist");
+        std::fs::create_dir_all(&dist).unwrap();
+        std::fs::write(dist.join("index.html"), "<!doctype html><title>test</title>").unwrap();
+        let state = dir.join("state");
+        let log = dir.join("dev.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_estuary"))
+            .args(["dev", "--anvil-port", "0", "--oracle-port", "0", "--dapp-port", "0"])
+            .args(["--sp-port", "0", "--block-time", "1"])
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--www-dist")
+            .arg(&dist)
+            .env("ESTUARY_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        for _ in 0..1200 {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("estuary dev exited ({status}):\n{}", tail(&log));
+            }
+            if let Ok(text) = std::fs::read_to_string(state.join("dev.json"))
+                && let Ok(info) = serde_json::from_str::<Value>(&text)
+            {
+                return (Dev { child, log }, info);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("estuary dev did not start:\n{}", tail(&log));
+    }
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Uploads `car` through tus with `token`; returns the root the oracle imported.
+async fn upload(client: &reqwest::Client, oracle: &str, token: &str, car: &[u8]) -> String {
+    let created = client
+        .post(format!("{oracle}/uploads"))
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", car.len())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let done = client
+        .patch(format!("{oracle}{location}"))
+        .bearer_auth(token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", 0)
+        .header("content-type", "application/offset+octet-stream")
+        .body(car.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 204);
+    done.headers()["upload-root"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, info) = Dev::start(dir.path()).await;
+    let oracle = info["oracle_url"].as_str().unwrap().to_owned();
+    let token = info["api_token"].as_str().unwrap().to_owned();
+
+    // A person's file, its CAR and piece computed by the CLI.
+    let file = dir.path().join("photo.bin");
+    std::fs::write(&file, noise(700_000, 17)).unwrap();
+    let car_path = dir.path().join("photo.car");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .args(["add", file.to_str().unwrap(), "--json", "--car", car_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (root, piece) = (added["root"].as_str().unwrap(), added["piece_cid"].as_str().unwrap());
+
+    let client = reqwest::Client::new();
+    assert_eq!(upload(&client, &oracle, &token, &std::fs::read(&car_path).unwrap()).await, root);
+    let pin: Value = client
+        .post(format!("{oracle}/pins"))
+        .bearer_auth(&token)
+        .json(&json!({ "cid": root, "name": "photo" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let requestid = pin["requestid"].as_str().unwrap();
+
+    // Three active replicas, at three SPs, within three minutes.
+    let mut order = Value::Null;
+    for _ in 0..360 {
+        let deals: Value =
+            client.get(format!("{oracle}/deals")).send().await.unwrap().json().await.unwrap();
+        if let Some(first) = deals["results"].as_array().and_then(|r| r.first())
+            && first["replicas_active"] == 3
+        {
+            order = first.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(!order.is_null(), "no order with three active replicas:\n{}", tail(&dev.log));
+    assert_eq!(order["piece_cid"], piece, "the order is for the piece the client computed");
+    assert_eq!(order["payload_cid"], root);
+    assert_eq!(
+        (order["state"].as_str(), order["backend"].as_str()),
+        (Some("open"), Some("perpetual"))
+    );
+    let mut providers: Vec<u64> = order["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "active")
+        .map(|r| {
+            assert!(r["deal_id"].is_u64() && r["end_epoch"].as_u64() > r["start_epoch"].as_u64());
+            r["provider"].as_u64().unwrap()
+        })
+        .collect();
+    providers.sort_unstable();
+    assert_eq!(providers, [1000, 1001, 1002], "three different SPs");
+
+    // The chain agrees: the order is the operator's, for the client's piece, with three holders.
+    let reader =
+        ProviderBuilder::new().connect_http(info["rpc_url"].as_str().unwrap().parse().unwrap());
+    let perpetual: Address =
+        info["contracts"]["PerpetualStorage"].as_str().unwrap().parse().unwrap();
+    let view = PerpetualStorage::new(perpetual, &reader)
+        .getOrder(U256::from(order["order_id"].as_u64().unwrap()))
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(view.active, 3);
+    let mut holders = view.holders.clone();
+    holders.sort_unstable();
+    assert_eq!(holders, [1000, 1001, 1002]);
+    let v1 = piece.parse::<PieceCid>().unwrap().to_v1().to_cid().to_bytes();
+    assert_eq!(view.pieceCid.to_vec(), v1);
+    let operator: Address =
+        info["accounts"].as_array().unwrap().last().unwrap().as_str().unwrap().parse().unwrap();
+    assert_eq!(view.client, operator, "the oracle's operator made and funded the order");
+
+    // The pin shows its replicas (Pinning Service API `info`, strings) and its request's page.
+    let status: Value = client
+        .get(format!("{oracle}/pins/{requestid}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["status"], "pinned");
+    assert_eq!(status["info"]["deals_active"], "3/3");
+    assert!(status["info"]["deals"].as_str().unwrap().contains("f01001 active #"));
+    // What the SPs downloaded is served by the oracle under the order's origin.
+    let served = client.get(format!("{oracle}/piece/{piece}")).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.bytes().await.unwrap().to_vec(), std::fs::read(&car_path).unwrap());
+    // A bad filter is refused.
+    let bad = client.get(format!("{oracle}/deals?piece=not-a-piece")).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    drop(dev);
+}

@@ -1,0 +1,40 @@
+-- The same as the SQLite migration 0008 (deal-engine issue): one order per piece the oracle
+-- packed and reported, and the contract's events about the orders this oracle made. Replica
+-- states are folded from the events (domain::deal::fold); the events themselves are kept so that
+-- a reorg forgets exactly what it undid, as for requests.
+CREATE TABLE deal_orders (
+    backend       TEXT    NOT NULL,      -- 'perpetual'
+    contract      TEXT    NOT NULL,      -- 0x address, lower case
+    piece_cid     TEXT    NOT NULL,      -- v2 text, as jobs.piece_cid
+    piece_v1      TEXT    NOT NULL,      -- the v1 CID's bytes in hex, as the contract's events carry it
+    payload_cid   TEXT    NOT NULL,      -- the root of the pin it was made for
+    padded_size   BIGINT NOT NULL,
+    car_size      BIGINT NOT NULL,
+    replicas      BIGINT NOT NULL,      -- the target
+    state         TEXT    NOT NULL,      -- sending | open | failed
+    order_id      BIGINT,               -- the contract's order id, once known
+    tx_hash       TEXT,
+    error         TEXT,                  -- the last pre-flight refusal or failed send
+    sent_block    BIGINT NOT NULL,      -- the chain's head before the first send
+    created_ms    BIGINT NOT NULL,
+    updated_ms    BIGINT NOT NULL,
+    PRIMARY KEY (contract, piece_cid)
+);
+CREATE INDEX deal_orders_state ON deal_orders (state);
+CREATE INDEX deal_orders_id ON deal_orders (contract, order_id);
+
+CREATE TABLE deal_events (
+    stream        TEXT    NOT NULL,      -- the watcher's stream (its cursor's key)
+    block_number  BIGINT NOT NULL,
+    log_index     BIGINT NOT NULL,
+    contract      TEXT    NOT NULL,
+    order_id      BIGINT NOT NULL,
+    kind          TEXT    NOT NULL,      -- created | claimed | published | activated | reopened | cancelled
+    provider      BIGINT,               -- miner actor id (slot events)
+    deal_id       BIGINT,
+    start_epoch   BIGINT,
+    end_epoch     BIGINT,
+    piece_v1      TEXT,                  -- created: the piece, hex
+    PRIMARY KEY (stream, block_number, log_index)
+);
+CREATE INDEX deal_events_order ON deal_events (contract, order_id);

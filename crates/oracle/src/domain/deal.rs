@@ -1,0 +1,551 @@
+//! Deals, pure: what an order for a piece is, the replicas an order has, and the one fold that
+//! turns the storage contract's events into replica states.
+//!
+//! ```text
+//!   a pin reported ──► order `sending` ──createOrder mined──► `open` (order id known)
+//!                        │  pre-flight refused, or the contract refused: `failed` (with why)
+//!
+//!   per slot (order, provider), from `PerpetualStorage`'s events, in chain order:
+//!
+//!        SlotClaimed       SlotDealPublished      SlotActivated
+//!   ──► claimed ─────────► published ───────────► active
+//!         │                   │                     │
+//!         └──── SlotReopened (lapsed claim, unproven or ended deal) ──► reopened ──► claimed …
+//! ```
+//!
+//! Events come from the chain and are not trusted to arrive in an order that makes sense (a
+//! reorg, a contract of another version): an event that does not follow from the slot's state
+//! is refused by [`step`] and left out of the fold, never guessed at. A replica counts toward
+//! its order's target only while `active`. Which contract and event each input comes from:
+//! `contracts/src/PerpetualStorage.sol` (`createOrder`, `claim`, `notifyDeal` → `publish`,
+//! `activate`, `reopen`) in this repository.
+
+use serde::Serialize;
+
+/// Which backend made an order. (The contract-deal backend through `DealClient` is next.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// A `PerpetualStorage` order: SPs claim its replica slots and are paid per epoch active.
+    Perpetual,
+}
+
+impl Backend {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Perpetual => "perpetual",
+        }
+    }
+
+    /// The backend a stored name names.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s == "perpetual").then_some(Self::Perpetual)
+    }
+}
+
+/// Where an order for a piece is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Recorded; its transaction is being sent (or waits for a pre-flight check to pass).
+    Sending,
+    /// On chain: SPs may claim its slots.
+    Open,
+    /// The contract refused it; the error says why. Not retried by itself.
+    Failed,
+}
+
+impl OrderState {
+    /// Every state.
+    pub const ALL: [Self; 3] = [Self::Sending, Self::Open, Self::Failed];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sending => "sending",
+            Self::Open => "open",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The state a stored name names.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// What a slot event says happened (one `PerpetualStorage` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SlotEventKind {
+    /// `SlotClaimed`: the provider claimed the slot with its bond.
+    Claimed,
+    /// `SlotDealPublished`: the market published the slot's deal.
+    Published {
+        /// The market's deal id.
+        deal_id: u64,
+    },
+    /// `SlotActivated`: the deal is active; the bounty streams from `start` to `end`.
+    Activated {
+        /// The market's deal id.
+        deal_id: u64,
+        /// First epoch paid.
+        start_epoch: u64,
+        /// Last epoch paid (the replica's term ends here).
+        end_epoch: u64,
+    },
+    /// `SlotReopened`: the claim lapsed, or the deal was never proven or ended; open again.
+    Reopened,
+}
+
+impl SlotEventKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Published { .. } => "published",
+            Self::Activated { .. } => "activated",
+            Self::Reopened => "reopened",
+        }
+    }
+}
+
+/// One slot event of an order, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlotEvent {
+    /// The provider's miner actor id (`f0…`).
+    pub provider: u64,
+    /// Block it was in (events are folded in (block, log index) order).
+    pub block_number: u64,
+    /// What happened.
+    pub kind: SlotEventKind,
+}
+
+/// Where a replica (a slot of an order, held by one provider) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaState {
+    /// Claimed; the provider is fetching and sealing.
+    Claimed,
+    /// The deal is published on the market.
+    Published,
+    /// The deal is active and paid: the replica counts.
+    Active,
+    /// The slot opened again (the claim lapsed or the deal ended); another claim may follow.
+    Reopened,
+}
+
+/// A replica, as the events leave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Replica {
+    /// The provider's miner actor id.
+    pub provider: u64,
+    /// Where it is.
+    pub state: ReplicaState,
+    /// The market's deal id, once published.
+    pub deal_id: Option<u64>,
+    /// First epoch of the active term.
+    pub start_epoch: Option<u64>,
+    /// Last epoch of the active term.
+    pub end_epoch: Option<u64>,
+    /// Block of the event that set this state.
+    pub since_block: u64,
+}
+
+/// An event that does not follow from the slot's state (left out of the fold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{event} does not follow {from:?}")]
+pub struct Unexpected {
+    /// The slot's state before (None: never claimed).
+    pub from: Option<ReplicaState>,
+    /// The event's name.
+    pub event: &'static str,
+}
+
+/// The replica after `event`, from `current` (None: the slot was never claimed by this
+/// provider). A claim follows nothing or a reopening; a publication follows a claim; an
+/// activation follows a claim or a publication (one transaction may carry both); a reopening
+/// follows any held state.
+pub fn step(current: Option<&Replica>, event: &SlotEvent) -> Result<Replica, Unexpected> {
+    use ReplicaState as S;
+    use SlotEventKind as E;
+    let from = current.map(|r| r.state);
+    let unexpected = Unexpected { from, event: event.kind.as_str() };
+    let base = Replica {
+        provider: event.provider,
+        state: S::Claimed,
+        deal_id: None,
+        start_epoch: None,
+        end_epoch: None,
+        since_block: event.block_number,
+    };
+    match (from, event.kind) {
+        (None | Some(S::Reopened), E::Claimed) => Ok(base),
+        (Some(S::Claimed), E::Published { deal_id }) => {
+            Ok(Replica { state: S::Published, deal_id: Some(deal_id), ..base })
+        }
+        (Some(S::Claimed | S::Published), E::Activated { deal_id, start_epoch, end_epoch }) => {
+            Ok(Replica {
+                state: S::Active,
+                deal_id: Some(deal_id),
+                start_epoch: Some(start_epoch),
+                end_epoch: Some(end_epoch),
+                ..base
+            })
+        }
+        (Some(S::Claimed | S::Published | S::Active), E::Reopened) => {
+            // The last deal stays named: it is what ended.
+            let last = current.copied().unwrap_or(base);
+            Ok(Replica { state: S::Reopened, since_block: event.block_number, ..last })
+        }
+        _ => Err(unexpected),
+    }
+}
+
+/// Every provider's replica after `events` (in chain order), by provider; events that do not
+/// follow are skipped (and counted in the second value).
+pub fn fold(events: &[SlotEvent]) -> (Vec<Replica>, usize) {
+    let mut replicas: Vec<Replica> = Vec::new();
+    let mut skipped = 0;
+    for event in events {
+        let at = replicas.iter().position(|r| r.provider == event.provider);
+        match step(at.map(|i| &replicas[i]), event) {
+            Ok(next) => match at {
+                Some(i) => replicas[i] = next,
+                None => replicas.push(next),
+            },
+            Err(_) => skipped += 1,
+        }
+    }
+    replicas.sort_by_key(|r| r.provider);
+    (replicas, skipped)
+}
+
+/// One `PerpetualStorage` event about an order, decoded (by the chain adapter) from a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DealLog {
+    /// Block it was in.
+    pub block_number: u64,
+    /// Its index in the block.
+    pub log_index: u64,
+    /// The order it is about.
+    pub order_id: u64,
+    /// What it says.
+    pub kind: DealLogKind,
+}
+
+/// What a [`DealLog`] says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DealLogKind {
+    /// `OrderCreated`: by `client`, for the piece whose v1 CID is `piece_v1`.
+    Created {
+        /// The order's client (the oracle's operator for its own orders).
+        client: alloy::primitives::Address,
+        /// The piece's v1 CID, as bytes.
+        piece_v1: Vec<u8>,
+    },
+    /// A slot event.
+    Slot {
+        /// The provider's miner actor id.
+        provider: u64,
+        /// What happened to its slot.
+        kind: SlotEventKind,
+    },
+    /// `OrderCancelled`.
+    Cancelled,
+}
+
+impl DealLogKind {
+    /// The stored name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "created",
+            Self::Slot { kind, .. } => kind.as_str(),
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What an order for a piece asks of the contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderTerms {
+    /// Replicas wanted.
+    pub replicas: u16,
+    /// Bounty per replica for one term, in attoFIL.
+    pub bounty: u128,
+    /// A replica's term, in epochs.
+    pub term: u64,
+    /// Terms paid for up front (the order's first funding: `bounty × replicas × terms`).
+    pub funded_terms: u64,
+    /// Fil+ (verified) deals.
+    pub verified: bool,
+}
+
+/// The piece an order is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPiece {
+    /// Padded piece size (a power of two).
+    pub padded_size: u64,
+    /// The CAR's size: what SPs download.
+    pub car_size: u64,
+}
+
+/// The contract's own limits, read from it once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContractLimits {
+    /// Shortest term (`minTerm`).
+    pub min_term: u64,
+    /// Longest term (`maxTerm`).
+    pub max_term: u64,
+    /// Most replicas (`MAX_REPLICAS`).
+    pub max_replicas: u16,
+    /// How far an open slot's bounty can rise, in basis points (`MAX_RISE_BPS`): a claim locks
+    /// the bounty of its block (`currentBounty`), so a term's funding covers the risen bounty.
+    pub max_rise_bps: u64,
+}
+
+/// Why an order is not sent (a pre-flight check failed: nothing goes on chain, no gas is paid).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Preflight {
+    /// The piece's sizes are not ones the contract (and the market) take.
+    #[error("piece of {car_size} bytes does not fit a padded size of {padded_size}")]
+    BadSize {
+        /// The padded size.
+        padded_size: u64,
+        /// The CAR's size.
+        car_size: u64,
+    },
+    /// The term is outside the contract's bounds.
+    #[error("term of {term} epochs is outside the contract's {min}..={max}")]
+    BadTerm {
+        /// The term asked.
+        term: u64,
+        /// The contract's shortest.
+        min: u64,
+        /// The contract's longest.
+        max: u64,
+    },
+    /// Zero replicas, or more than the contract takes.
+    #[error("{replicas} replicas: the contract takes 1..={max}")]
+    BadReplicas {
+        /// Replicas asked.
+        replicas: u16,
+        /// The contract's most.
+        max: u16,
+    },
+    /// A bounty of zero, or funding past the contract's 96-bit balance.
+    #[error("bounty {bounty} × {replicas} replicas × {terms} terms is not a fundable amount")]
+    BadFunding {
+        /// Per replica and term.
+        bounty: u128,
+        /// Replicas.
+        replicas: u16,
+        /// Terms funded.
+        terms: u64,
+    },
+    /// The operator's account cannot pay the funding and the gas.
+    #[error("the operator's balance {balance} is below the {needed} attoFIL this order needs")]
+    Balance {
+        /// What the account holds.
+        balance: u128,
+        /// Funding plus the gas allowance.
+        needed: u128,
+    },
+}
+
+impl Preflight {
+    /// Whether waiting can fix it (the operator tops up its account); the others need a new
+    /// configuration.
+    pub fn may_pass_later(&self) -> bool {
+        matches!(self, Self::Balance { .. })
+    }
+}
+
+/// The checks before an order goes on chain, and the value it is sent with: every rule of
+/// `PerpetualStorage.createOrder` that can be checked off chain (`isPaddedSize`, the CAR within
+/// 127/128 of the padded size, replicas, bounty, term, the 96-bit balance), and the operator's
+/// balance against the funding plus `gas_allowance`. The funding is `terms` terms of every
+/// replica at the highest bounty a claim can lock (`bounty × (1 + MAX_RISE_BPS / 10,000)`): with
+/// less, the last slots of an order unclaimed for a while are refused as underfunded.
+pub fn preflight(
+    piece: &OrderPiece,
+    terms: &OrderTerms,
+    limits: &ContractLimits,
+    balance: u128,
+    gas_allowance: u128,
+) -> Result<u128, Preflight> {
+    let OrderPiece { padded_size, car_size } = *piece;
+    if !padded_size.is_power_of_two()
+        || padded_size < 128
+        || car_size == 0
+        || u128::from(car_size) * 128 > u128::from(padded_size) * 127
+    {
+        return Err(Preflight::BadSize { padded_size, car_size });
+    }
+    if terms.term < limits.min_term || terms.term > limits.max_term {
+        return Err(Preflight::BadTerm {
+            term: terms.term,
+            min: limits.min_term,
+            max: limits.max_term,
+        });
+    }
+    if terms.replicas == 0 || terms.replicas > limits.max_replicas {
+        return Err(Preflight::BadReplicas { replicas: terms.replicas, max: limits.max_replicas });
+    }
+    let funding = terms
+        .bounty
+        .checked_mul(10_000 + u128::from(limits.max_rise_bps))
+        .map(|v| v.div_ceil(10_000))
+        .and_then(|v| v.checked_mul(u128::from(terms.replicas)))
+        .and_then(|v| v.checked_mul(u128::from(terms.funded_terms)))
+        .filter(|v| terms.bounty > 0 && terms.bounty < 1 << 96 && *v < 1 << 96);
+    let Some(funding) = funding else {
+        return Err(Preflight::BadFunding {
+            bounty: terms.bounty,
+            replicas: terms.replicas,
+            terms: terms.funded_terms,
+        });
+    };
+    let needed = funding.saturating_add(gas_allowance);
+    if balance < needed {
+        return Err(Preflight::Balance { balance, needed });
+    }
+    Ok(funding)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn ev(provider: u64, block_number: u64, kind: SlotEventKind) -> SlotEvent {
+        SlotEvent { provider, block_number, kind }
+    }
+
+    #[test]
+    fn a_slot_goes_claimed_published_active_and_reopens() {
+        use SlotEventKind as E;
+        let events = [
+            ev(1000, 1, E::Claimed),
+            ev(1001, 1, E::Claimed),
+            ev(1000, 2, E::Published { deal_id: 7 }),
+            ev(1000, 3, E::Activated { deal_id: 7, start_epoch: 10, end_epoch: 3610 }),
+            ev(1001, 9, E::Reopened),
+            ev(1002, 9, E::Claimed),
+        ];
+        let (replicas, skipped) = fold(&events);
+        assert_eq!(skipped, 0);
+        assert_eq!(replicas.len(), 3);
+        assert_eq!(replicas[0].state, ReplicaState::Active);
+        assert_eq!(
+            (replicas[0].deal_id, replicas[0].start_epoch, replicas[0].end_epoch),
+            (Some(7), Some(10), Some(3610))
+        );
+        assert_eq!(replicas[1].state, ReplicaState::Reopened);
+        assert_eq!(replicas[2].state, ReplicaState::Claimed);
+    }
+
+    #[test]
+    fn events_out_of_order_are_refused_not_guessed() {
+        use SlotEventKind as E;
+        let never_claimed = ev(1000, 1, E::Published { deal_id: 1 });
+        assert_eq!(step(None, &never_claimed), Err(Unexpected { from: None, event: "published" }));
+        let claimed = step(None, &ev(1000, 1, E::Claimed)).unwrap();
+        assert!(step(Some(&claimed), &ev(1000, 2, E::Claimed)).is_err(), "claimed twice");
+        let (replicas, skipped) =
+            fold(&[ev(1000, 1, E::Reopened), ev(1000, 2, E::Claimed), ev(1000, 3, E::Claimed)]);
+        assert_eq!((replicas[0].state, skipped), (ReplicaState::Claimed, 2));
+    }
+
+    fn limits() -> ContractLimits {
+        ContractLimits {
+            min_term: 3600,
+            max_term: 1_000_000,
+            max_replicas: 32,
+            max_rise_bps: 10_000,
+        }
+    }
+
+    fn terms() -> OrderTerms {
+        OrderTerms { replicas: 3, bounty: 10, term: 3600, funded_terms: 2, verified: false }
+    }
+
+    #[test]
+    fn preflight_gives_the_value_or_says_why() {
+        let piece = OrderPiece { padded_size: 1024, car_size: 1016 };
+        // 3 replicas × 2 terms at the bounty risen to twice its 10.
+        assert_eq!(preflight(&piece, &terms(), &limits(), 200, 5), Ok(120));
+        assert_eq!(
+            preflight(&piece, &terms(), &limits(), 124, 5),
+            Err(Preflight::Balance { balance: 124, needed: 125 })
+        );
+        assert!(preflight(&piece, &terms(), &limits(), 124, 5).unwrap_err().may_pass_later());
+        let big = OrderPiece { padded_size: 1024, car_size: 1017 };
+        assert!(matches!(
+            preflight(&big, &terms(), &limits(), 200, 0),
+            Err(Preflight::BadSize { .. })
+        ));
+        let odd = OrderPiece { padded_size: 1000, car_size: 10 };
+        assert!(matches!(
+            preflight(&odd, &terms(), &limits(), 100, 0),
+            Err(Preflight::BadSize { .. })
+        ));
+        let short = OrderTerms { term: 10, ..terms() };
+        assert!(matches!(
+            preflight(&piece, &short, &limits(), 100, 0),
+            Err(Preflight::BadTerm { .. })
+        ));
+        let none = OrderTerms { replicas: 0, ..terms() };
+        assert!(matches!(
+            preflight(&piece, &none, &limits(), 100, 0),
+            Err(Preflight::BadReplicas { .. })
+        ));
+        let huge = OrderTerms { bounty: 1 << 95, ..terms() };
+        assert!(matches!(
+            preflight(&piece, &huge, &limits(), u128::MAX, 0),
+            Err(Preflight::BadFunding { .. })
+        ));
+    }
+
+    fn kind() -> impl Strategy<Value = SlotEventKind> {
+        prop_oneof![
+            Just(SlotEventKind::Claimed),
+            (0u64..5).prop_map(|deal_id| SlotEventKind::Published { deal_id }),
+            (0u64..5).prop_map(|deal_id| SlotEventKind::Activated {
+                deal_id,
+                start_epoch: 1,
+                end_epoch: 2
+            }),
+            Just(SlotEventKind::Reopened),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the chain says, in whatever order: one replica per provider, and an active
+        /// replica always names its deal and its term.
+        #[test]
+        fn any_event_sequence_folds_to_one_consistent_replica_per_provider(
+            events in proptest::collection::vec((1000u64..1004, kind()), 0..60)
+        ) {
+            let events: Vec<SlotEvent> = events
+                .into_iter()
+                .enumerate()
+                .map(|(i, (provider, kind))| ev(provider, i as u64, kind))
+                .collect();
+            let (replicas, skipped) = fold(&events);
+            prop_assert!(skipped <= events.len());
+            let mut providers: Vec<u64> = replicas.iter().map(|r| r.provider).collect();
+            providers.dedup();
+            prop_assert_eq!(providers.len(), replicas.len());
+            for r in &replicas {
+                if r.state == ReplicaState::Active {
+                    prop_assert!(r.deal_id.is_some() && r.end_epoch.is_some());
+                }
+                if r.state == ReplicaState::Published {
+                    prop_assert!(r.deal_id.is_some());
+                }
+            }
+        }
+    }
+}

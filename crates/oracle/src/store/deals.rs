@@ -1,0 +1,530 @@
+//! Deals: the orders the oracle makes for its pieces, and the storage contract's events about
+//! them (the deal watcher's [`LogStore`], [`DealLogs`]).
+//!
+//! An order is recorded (`sending`) before its transaction is sent, and bound to the contract's
+//! order id either from the transaction's receipt or, if the oracle stopped in between, from the
+//! `OrderCreated` event the watcher reads: by its client (the operator) and its piece. Replica
+//! states are never stored, only the events, and folded by [`crate::domain::deal::fold`].
+
+use alloy::{primitives::Address, rpc::types::Log};
+use estuary_chain::{Cursor, LogStore};
+use serde::Serialize;
+use sqlx::{Row, any::AnyRow};
+
+use super::{
+    Store, StoreError, get_u64, int, need, opt_u64,
+    requests::{move_cursor, rewind_cursor},
+};
+use crate::domain::deal::{
+    Backend, DealLog, DealLogKind, OrderState, Replica, SlotEvent, SlotEventKind, fold,
+};
+
+/// A piece ready for an order: packed and reported, with no order at the contract yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PieceToOrder {
+    /// v2 piece CID (text).
+    pub piece_cid: String,
+    /// The pin's root CID (text).
+    pub payload_cid: String,
+    /// Padded piece size.
+    pub padded_size: u64,
+    /// The CAR's size.
+    pub car_size: u64,
+}
+
+/// An order, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderRecord {
+    /// The backend that made it.
+    pub backend: Backend,
+    /// The contract it is at.
+    pub contract: Address,
+    /// v2 piece CID.
+    pub piece_cid: String,
+    /// The piece's v1 CID, as bytes (hex in JSON).
+    #[serde(serialize_with = "hex_bytes")]
+    pub piece_v1: Vec<u8>,
+    /// The pin's root CID.
+    pub payload_cid: String,
+    /// Padded piece size.
+    pub padded_size: u64,
+    /// The CAR's size.
+    pub car_size: u64,
+    /// Replicas wanted.
+    pub replicas_target: u16,
+    /// Where it is.
+    pub state: OrderState,
+    /// The contract's order id, once known.
+    pub order_id: Option<u64>,
+    /// The transaction that created it, when this oracle saw its receipt.
+    pub tx_hash: Option<String>,
+    /// The last pre-flight refusal or failed send.
+    pub error: Option<String>,
+    /// The chain's head before it was first sent.
+    pub sent_block: u64,
+    /// When it was recorded (unix ms).
+    pub created_ms: u64,
+    /// When it last changed (unix ms).
+    pub updated_ms: u64,
+}
+
+fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("0x{}", alloy::hex::encode(bytes)))
+}
+
+/// An order with its replicas (folded from its events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderWithReplicas {
+    /// The order.
+    #[serde(flatten)]
+    pub order: OrderRecord,
+    /// Replicas that are active (count toward the target).
+    pub replicas_active: usize,
+    /// Whether the order was cancelled on chain.
+    pub cancelled: bool,
+    /// Every provider's replica.
+    pub replicas: Vec<Replica>,
+}
+
+fn address(text: &str) -> Result<Address, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt(format!("address {text:?}")))
+}
+
+fn order_from_row(row: &AnyRow) -> Result<OrderRecord, StoreError> {
+    let backend: String = row.try_get("backend")?;
+    let state: String = row.try_get("state")?;
+    let contract: String = row.try_get("contract")?;
+    let piece_v1: String = row.try_get("piece_v1")?;
+    Ok(OrderRecord {
+        backend: Backend::parse(&backend)
+            .ok_or_else(|| StoreError::Corrupt(format!("backend {backend:?}")))?,
+        contract: address(&contract)?,
+        piece_cid: row.try_get("piece_cid")?,
+        piece_v1: alloy::hex::decode(&piece_v1)
+            .map_err(|_| StoreError::Corrupt(format!("piece_v1 {piece_v1:?}")))?,
+        payload_cid: row.try_get("payload_cid")?,
+        padded_size: get_u64(row, "padded_size")?,
+        car_size: get_u64(row, "car_size")?,
+        replicas_target: u16::try_from(get_u64(row, "replicas")?)
+            .map_err(|_| StoreError::Corrupt("replicas".into()))?,
+        state: OrderState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("order state {state:?}")))?,
+        order_id: opt_u64(row, "order_id")?,
+        tx_hash: row.try_get("tx_hash")?,
+        error: row.try_get("error")?,
+        sent_block: get_u64(row, "sent_block")?,
+        created_ms: get_u64(row, "created_ms")?,
+        updated_ms: get_u64(row, "updated_ms")?,
+    })
+}
+
+fn slot_event_from_row(row: &AnyRow) -> Result<Option<SlotEvent>, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let deal = || need(opt_u64(row, "deal_id")?, "deal_id");
+    let kind = match kind.as_str() {
+        "claimed" => SlotEventKind::Claimed,
+        "published" => SlotEventKind::Published { deal_id: deal()? },
+        "activated" => SlotEventKind::Activated {
+            deal_id: deal()?,
+            start_epoch: get_u64(row, "start_epoch")?,
+            end_epoch: get_u64(row, "end_epoch")?,
+        },
+        "reopened" => SlotEventKind::Reopened,
+        _ => return Ok(None),
+    };
+    Ok(Some(SlotEvent {
+        provider: get_u64(row, "provider")?,
+        block_number: get_u64(row, "block_number")?,
+        kind,
+    }))
+}
+
+fn lower(contract: Address) -> String {
+    format!("{contract:#x}")
+}
+
+const ORDER_COLUMNS: &str = "backend, contract, piece_cid, piece_v1, payload_cid, padded_size, \
+    car_size, replicas, state, order_id, tx_hash, error, sent_block, created_ms, updated_ms";
+
+impl Store {
+    /// Pieces of reported pins with no order at `contract` yet, oldest pin first, up to `limit`
+    /// (one row per piece, whichever pins share it).
+    pub async fn pieces_to_order(
+        &self,
+        contract: Address,
+        limit: u64,
+    ) -> Result<Vec<PieceToOrder>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT j.piece_cid, MIN(j.cid) AS cid, MIN(j.padded_size) AS padded_size,
+                    MIN(j.car_size) AS car_size, MIN(j.seq) AS first
+             FROM jobs j
+             WHERE j.state = 'reported' AND j.piece_cid IS NOT NULL AND j.cid IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM deal_orders o
+                               WHERE o.contract = $1 AND o.piece_cid = j.piece_cid)
+             GROUP BY j.piece_cid ORDER BY first LIMIT $2",
+        )
+        .bind(lower(contract))
+        .bind(int(limit)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PieceToOrder {
+                    piece_cid: r.try_get("piece_cid")?,
+                    payload_cid: r.try_get("cid")?,
+                    padded_size: get_u64(r, "padded_size")?,
+                    car_size: get_u64(r, "car_size")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records an order about to be sent (`sending`); nothing if the piece has one at that
+    /// contract already. Returns whether it is new.
+    pub async fn record_order(&self, order: &OrderRecord, now_ms: u64) -> Result<bool, StoreError> {
+        let done = sqlx::query(&format!(
+            "INSERT INTO deal_orders ({ORDER_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, $11, $11)
+             ON CONFLICT DO NOTHING"
+        ))
+        .bind(order.backend.as_str())
+        .bind(lower(order.contract))
+        .bind(order.piece_cid.as_str())
+        .bind(alloy::hex::encode(&order.piece_v1))
+        .bind(order.payload_cid.as_str())
+        .bind(int(order.padded_size)?)
+        .bind(int(order.car_size)?)
+        .bind(i64::from(order.replicas_target))
+        .bind(OrderState::Sending.as_str())
+        .bind(int(order.sent_block)?)
+        .bind(int(now_ms)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Orders at `contract` in `state`, oldest first.
+    pub async fn orders_in(
+        &self,
+        contract: Address,
+        state: OrderState,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM deal_orders WHERE contract = $1 AND state = $2
+             ORDER BY created_ms, piece_cid"
+        ))
+        .bind(lower(contract))
+        .bind(state.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(order_from_row).collect()
+    }
+
+    /// The order's transaction was mined and created order `order_id`: it is `open`. An order
+    /// already bound (by the watcher) keeps its id.
+    pub async fn order_created(
+        &self,
+        contract: Address,
+        piece_cid: &str,
+        order_id: u64,
+        tx_hash: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deal_orders SET state = $1, order_id = COALESCE(order_id, $2),
+                    tx_hash = COALESCE($3, tx_hash), error = NULL, updated_ms = $4
+             WHERE contract = $5 AND piece_cid = $6",
+        )
+        .bind(OrderState::Open.as_str())
+        .bind(int(order_id)?)
+        .bind(tx_hash)
+        .bind(int(now_ms)?)
+        .bind(lower(contract))
+        .bind(piece_cid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Notes why the order is not sent yet (`failed`: never by itself; otherwise still
+    /// `sending`).
+    pub async fn order_refused(
+        &self,
+        contract: Address,
+        piece_cid: &str,
+        error: &str,
+        failed: bool,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let state = if failed { OrderState::Failed } else { OrderState::Sending };
+        sqlx::query(
+            "UPDATE deal_orders SET state = $1, error = $2, updated_ms = $3
+             WHERE contract = $4 AND piece_cid = $5 AND order_id IS NULL",
+        )
+        .bind(state.as_str())
+        .bind(error)
+        .bind(int(now_ms)?)
+        .bind(lower(contract))
+        .bind(piece_cid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The id of an order `operator` created at `contract` for `piece_v1` from block `from` on,
+    /// as the watcher read it (the first, if several).
+    pub async fn created_order(
+        &self,
+        contract: Address,
+        piece_v1: &[u8],
+        from: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(order_id) AS order_id FROM deal_events
+             WHERE contract = $1 AND kind = 'created' AND piece_v1 = $2 AND block_number >= $3",
+        )
+        .bind(lower(contract))
+        .bind(alloy::hex::encode(piece_v1))
+        .bind(int(from)?)
+        .fetch_one(&self.pool)
+        .await?;
+        opt_u64(&row, "order_id")
+    }
+
+    /// Stores `logs` of `contract` (decoded, in chain order) that are about the orders
+    /// `operator` created, binds orders waiting for their id, and moves `stream`'s cursor —
+    /// atomically. Returns how many events were new.
+    pub async fn ingest_deal_events(
+        &self,
+        stream: &str,
+        contract: Address,
+        operator: Address,
+        logs: &[DealLog],
+        cursor: Cursor,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // A write first: the transaction takes SQLite's write lock at once (see requests).
+        move_cursor(&mut tx, stream, cursor).await?;
+        let mut inserted = 0;
+        for log in logs {
+            let ours = match &log.kind {
+                DealLogKind::Created { client, .. } => *client == operator,
+                _ => sqlx::query(
+                    "SELECT 1 AS one FROM deal_events
+                     WHERE contract = $1 AND order_id = $2 AND kind = 'created' LIMIT 1",
+                )
+                .bind(lower(contract))
+                .bind(int(log.order_id)?)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some(),
+            };
+            if !ours {
+                continue;
+            }
+            let (provider, deal_id, start, end) = match &log.kind {
+                DealLogKind::Slot { provider, kind } => match *kind {
+                    SlotEventKind::Published { deal_id } => {
+                        (Some(*provider), Some(deal_id), None, None)
+                    }
+                    SlotEventKind::Activated { deal_id, start_epoch, end_epoch } => {
+                        (Some(*provider), Some(deal_id), Some(start_epoch), Some(end_epoch))
+                    }
+                    SlotEventKind::Claimed | SlotEventKind::Reopened => {
+                        (Some(*provider), None, None, None)
+                    }
+                },
+                DealLogKind::Created { .. } | DealLogKind::Cancelled => (None, None, None, None),
+            };
+            let piece = match &log.kind {
+                DealLogKind::Created { piece_v1, .. } => Some(alloy::hex::encode(piece_v1)),
+                _ => None,
+            };
+            let done = sqlx::query(
+                "INSERT INTO deal_events (stream, block_number, log_index, contract, order_id, kind,
+                   provider, deal_id, start_epoch, end_epoch, piece_v1)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+            )
+            .bind(stream)
+            .bind(int(log.block_number)?)
+            .bind(int(log.log_index)?)
+            .bind(lower(contract))
+            .bind(int(log.order_id)?)
+            .bind(log.kind.as_str())
+            .bind(provider.map(int).transpose()?)
+            .bind(deal_id.map(int).transpose()?)
+            .bind(start.map(int).transpose()?)
+            .bind(end.map(int).transpose()?)
+            .bind(piece.as_deref())
+            .execute(&mut *tx)
+            .await?;
+            inserted += done.rows_affected();
+            if let (DealLogKind::Created { .. }, Some(piece)) = (&log.kind, &piece) {
+                // An order the oracle sent but did not see the receipt of (it stopped): bound here.
+                sqlx::query(
+                    "UPDATE deal_orders SET order_id = $1, state = $2, error = NULL, updated_ms = $3
+                     WHERE contract = $4 AND piece_v1 = $5 AND order_id IS NULL
+                       AND sent_block <= $6",
+                )
+                .bind(int(log.order_id)?)
+                .bind(OrderState::Open.as_str())
+                .bind(int(now_ms)?)
+                .bind(lower(contract))
+                .bind(piece.as_str())
+                .bind(int(log.block_number)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    /// Undoes a reorg for the deal stream: forgets its events from blocks above `above` (an
+    /// order bound by a forgotten event waits for its id again) and moves the cursor back.
+    pub async fn rewind_deal_events(
+        &self,
+        stream: &str,
+        contract: Address,
+        above: u64,
+        cursor: Option<Cursor>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let forgotten =
+            sqlx::query("DELETE FROM deal_events WHERE stream = $1 AND block_number > $2")
+                .bind(stream)
+                .bind(int(above)?)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        sqlx::query(
+            "UPDATE deal_orders SET order_id = NULL, state = $1
+             WHERE contract = $2 AND order_id IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM deal_events e WHERE e.contract = deal_orders.contract
+                 AND e.order_id = deal_orders.order_id AND e.kind = 'created')
+               AND tx_hash IS NULL",
+        )
+        .bind(OrderState::Sending.as_str())
+        .bind(lower(contract))
+        .execute(&mut *tx)
+        .await?;
+        rewind_cursor(&mut tx, stream, above, cursor).await?;
+        tx.commit().await?;
+        Ok(forgotten)
+    }
+
+    /// Orders with their replicas, newest first (`piece`: only the orders of that piece).
+    pub async fn deals(
+        &self,
+        piece: Option<&str>,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Vec<OrderWithReplicas>, StoreError> {
+        let filter = if piece.is_some() { "piece_cid = $3" } else { "$3 = ''" };
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM deal_orders WHERE {filter}
+             ORDER BY created_ms DESC, piece_cid LIMIT $1 OFFSET $2"
+        ))
+        .bind(int(limit)?)
+        .bind(int(offset)?)
+        .bind(piece.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let order = order_from_row(row)?;
+            let (events, cancelled) = match order.order_id {
+                Some(id) => self.slot_events(order.contract, id).await?,
+                None => (Vec::new(), false),
+            };
+            let (replicas, _) = fold(&events);
+            let replicas_active = replicas
+                .iter()
+                .filter(|r| r.state == crate::domain::deal::ReplicaState::Active)
+                .count();
+            out.push(OrderWithReplicas { order, replicas_active, cancelled, replicas });
+        }
+        Ok(out)
+    }
+
+    /// An order's slot events in chain order, and whether it was cancelled.
+    async fn slot_events(
+        &self,
+        contract: Address,
+        order_id: u64,
+    ) -> Result<(Vec<SlotEvent>, bool), StoreError> {
+        let rows = sqlx::query(
+            "SELECT kind, provider, deal_id, start_epoch, end_epoch, block_number FROM deal_events
+             WHERE contract = $1 AND order_id = $2 ORDER BY block_number, log_index",
+        )
+        .bind(lower(contract))
+        .bind(int(order_id)?)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = Vec::new();
+        let mut cancelled = false;
+        for row in &rows {
+            let kind: String = row.try_get("kind")?;
+            cancelled |= kind == "cancelled";
+            events.extend(slot_event_from_row(row)?);
+        }
+        Ok((events, cancelled))
+    }
+}
+
+/// The deal watcher's store for one `PerpetualStorage` contract: its events about the orders
+/// `operator` created.
+#[derive(Debug, Clone)]
+pub struct DealLogs {
+    store: Store,
+    contract: Address,
+    operator: Address,
+}
+
+impl DealLogs {
+    /// Events of `contract` about `operator`'s orders, kept in `store`.
+    pub fn new(store: Store, contract: Address, operator: Address) -> Self {
+        Self { store, contract, operator }
+    }
+}
+
+impl LogStore for DealLogs {
+    type Error = StoreError;
+
+    async fn cursor(&self, stream: &str) -> Result<Option<Cursor>, StoreError> {
+        self.store.cursor(stream).await
+    }
+
+    async fn ingest(
+        &self,
+        stream: &str,
+        logs: Vec<Log>,
+        cursor: Cursor,
+    ) -> Result<u64, StoreError> {
+        let decoded = crate::deals::events::decode(self.contract, &logs);
+        self.store
+            .ingest_deal_events(
+                stream,
+                self.contract,
+                self.operator,
+                &decoded,
+                cursor,
+                crate::domain::now_ms(),
+            )
+            .await
+    }
+
+    async fn checkpoints(&self, stream: &str, from: u64) -> Result<Vec<Cursor>, StoreError> {
+        self.store.checkpoints(stream, from).await
+    }
+
+    async fn rewind(
+        &self,
+        stream: &str,
+        above: u64,
+        cursor: Option<Cursor>,
+    ) -> Result<u64, StoreError> {
+        self.store.rewind_deal_events(stream, self.contract, above, cursor).await
+    }
+}
