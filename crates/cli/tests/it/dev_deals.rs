@@ -210,6 +210,17 @@ async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stac
     let served = client.get(format!("{oracle}/piece/{piece}")).send().await.unwrap();
     assert_eq!(served.status(), 200);
     assert_eq!(served.bytes().await.unwrap().to_vec(), std::fs::read(&car_path).unwrap());
+    // Operators see the orders in the metrics.
+    let metrics = client
+        .get(format!("{oracle}/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("estuary_deal_orders{state=\"open\"} 1"), "{metrics}");
     // A bad filter is refused.
     let bad = client.get(format!("{oracle}/deals?piece=not-a-piece")).send().await.unwrap();
     assert_eq!(bad.status(), 400);

@@ -487,6 +487,11 @@ async fn metrics<B: Blockstore>(
     let _ = writeln!(out, "# TYPE estuary_rpc_failovers_total counter");
     let _ = writeln!(out, "estuary_rpc_failovers_total {}", w.rpc_failovers);
     data_metrics(&st, &mut out).await?;
+    let _ = writeln!(out, "# HELP estuary_deal_orders Storage orders for pieces, by state.");
+    let _ = writeln!(out, "# TYPE estuary_deal_orders gauge");
+    for (state, n) in st.store.order_counts().await? {
+        let _ = writeln!(out, "estuary_deal_orders{{state=\"{}\"}} {n}", state.as_str());
+    }
     let p = &st.policy;
     let _ = writeln!(out, "# HELP estuary_http_requests_in_flight Requests being served.");
     let _ = writeln!(out, "# TYPE estuary_http_requests_in_flight gauge");

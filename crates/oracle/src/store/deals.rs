@@ -448,6 +448,23 @@ impl Store {
         Ok(out)
     }
 
+    /// How many orders are in each state (every state, zeros included).
+    pub async fn order_counts(&self) -> Result<Vec<(OrderState, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM deal_orders GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts: Vec<(OrderState, u64)> = OrderState::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in &rows {
+            let state: String = row.try_get("state")?;
+            let state = OrderState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("order state {state:?}")))?;
+            if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
+                slot.1 = get_u64(row, "n")?;
+            }
+        }
+        Ok(counts)
+    }
+
     /// An order's slot events in chain order, and whether it was cancelled.
     async fn slot_events(
         &self,

@@ -492,6 +492,8 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     let live = s.live_jobs(0, 10).await.unwrap();
     let dealing: Vec<bool> = live.iter().map(|j| j.dealing).collect();
     assert_eq!(dealing, [true, true, false], "the two pins of the piece; the queued one has none");
+    let counts = s.order_counts().await.unwrap();
+    assert!(counts.contains(&(OrderState::Sending, 1)) && counts.contains(&(OrderState::Open, 0)));
     // A pre-flight refusal that may pass later keeps it sending, with why.
     s.order_refused(contract, piece, "pre-flight: balance", false, 4_002).await.unwrap();
     let sending = s.orders_in(contract, OrderState::Sending).await.unwrap();
