@@ -117,6 +117,22 @@ enum OracleCommand {
     },
     /// Failed and quarantined jobs with their keys and reasons.
     Quarantined(DbArgs),
+    /// Storage orders for pieces, newest first, with their replicas (reads the database): one
+    /// line per order — piece, state, order id, active/target, each replica as
+    /// `f0PROVIDER:STATE[#DEAL]`, and the last error.
+    Deals {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only the orders of this piece CID.
+        #[arg(long)]
+        piece: Option<String>,
+        /// At most this many orders.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// JSON (as `GET /deals` gives it) instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Put a failed or quarantined job back in the queue (a running oracle picks it up).
     Requeue {
         #[command(flatten)]
@@ -422,6 +438,39 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
             let key = job_key(&store, &key).await?;
             let job = store.job(&key).await?.with_context(|| format!("no job {key}"))?;
             print_lines([serde_json::to_string_pretty(&job)?])
+        }
+        OracleCommand::Deals { db, piece, limit, json } => {
+            let store = open_store(&db.db, false).await?;
+            let orders = store.deals(piece.as_deref(), limit, 0).await?;
+            if json {
+                return print_lines([serde_json::to_string_pretty(&orders)?]);
+            }
+            print_lines(orders.into_iter().map(|o| {
+                let replicas: Vec<String> = o
+                    .replicas
+                    .iter()
+                    .map(|r| {
+                        let state = serde_json::to_value(r.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        match r.deal_id {
+                            Some(id) => format!("f0{}:{state}#{id}", r.provider),
+                            None => format!("f0{}:{state}", r.provider),
+                        }
+                    })
+                    .collect();
+                format!(
+                    "{}\t{}\t{}\t{}/{}\t{}\t{}",
+                    o.order.piece_cid,
+                    o.order.state.as_str(),
+                    o.order.order_id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
+                    o.replicas_active,
+                    o.order.replicas_target,
+                    if replicas.is_empty() { "-".to_owned() } else { replicas.join(",") },
+                    o.order.error.unwrap_or_default()
+                )
+            }))
         }
         OracleCommand::Quarantined(db) => {
             let store = open_store(&db.db, false).await?;

@@ -221,6 +221,16 @@ async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stac
         .await
         .unwrap();
     assert!(metrics.contains("estuary_deal_orders{state=\"open\"} 1"), "{metrics}");
+    // And `estuary oracle deals` on the oracle's database (SQLite, read while it runs).
+    let db = dir.path().join("state/oracle.sqlite");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .args(["oracle", "deals", "--db", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.starts_with(&format!("{piece}\topen\t")), "{line}");
+    assert!(line.contains("\t3/3\t") && line.contains("f01002:active#"), "{line}");
     // A bad filter is refused.
     let bad = client.get(format!("{oracle}/deals?piece=not-a-piece")).send().await.unwrap();
     assert_eq!(bad.status(), 400);
