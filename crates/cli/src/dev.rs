@@ -180,6 +180,8 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         // three simulated SPs below take; a term of an hour (the local contract's shortest).
         .args(["--perpetual-address", &deployment.contracts["PerpetualStorage"].to_string()])
         .args(["--public-url", &oracle_url, "--deal-term-epochs", "3600"])
+        // 1,000 FIL in all (about 16,000 orders at the default bounty; the operator has 10,000).
+        .args(["--deal-budget", "1000000000000000000000"])
         .arg("--db")
         .arg(&database)
         .arg("--data-dir")

@@ -16,6 +16,7 @@ CREATE TABLE deal_orders (
     tx_hash       TEXT,
     error         TEXT,                  -- the last pre-flight refusal or failed send
     sent_block    INTEGER NOT NULL,      -- the chain's head before the first send
+    funding       TEXT,                  -- attoFIL sent with the order (decimal), set before it is sent
     created_ms    INTEGER NOT NULL,
     updated_ms    INTEGER NOT NULL,
     PRIMARY KEY (contract, piece_cid)

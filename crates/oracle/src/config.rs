@@ -269,6 +269,11 @@ pub struct DealsConfig {
     /// Ask for verified (Fil+) deals.
     #[arg(long, env = "ESTUARY_DEAL_VERIFIED")]
     pub deal_verified: bool,
+    /// Most attoFIL the oracle commits to orders in all (their funding, summed over the orders
+    /// being sent or open). Past it, new orders wait (with the reason in `/deals`) until it is
+    /// raised. None: no limit, which lets anyone who pins make the operator fund an order.
+    #[arg(long, env = "ESTUARY_DEAL_BUDGET")]
+    pub deal_budget: Option<u128>,
 }
 
 impl DealsConfig {

@@ -338,7 +338,11 @@ fn start_deals(
         config.deals.terms(),
         &public_url,
         state_rx,
-    );
+    )
+    .with_budget(config.deals.deal_budget);
+    if config.deals.deal_budget.is_none() {
+        warn!("no --deal-budget: every reported piece is funded from the operator's account");
+    }
     vec![tokio::spawn(watcher.run(shutdown.clone())), tokio::spawn(maker.run(shutdown.clone()))]
 }
 

@@ -63,6 +63,7 @@ pub struct PerpetualMaker {
     tx: TxManager,
     contract: Address,
     terms: OrderTerms,
+    budget: Option<u128>,
     public_url: String,
     watcher: watch::Receiver<WatchState>,
     every: Duration,
@@ -80,7 +81,15 @@ impl PerpetualMaker {
         watcher: watch::Receiver<WatchState>,
     ) -> Self {
         let public_url = public_url.trim_end_matches('/').to_owned();
-        Self { store, tx, contract, terms, public_url, watcher, every: Duration::from_secs(1) }
+        let every = Duration::from_secs(1);
+        Self { store, tx, contract, terms, budget: None, public_url, watcher, every }
+    }
+
+    /// At most `budget` attoFIL committed to orders in all (`None`: no limit).
+    #[must_use]
+    pub fn with_budget(mut self, budget: Option<u128>) -> Self {
+        self.budget = budget;
+        self
     }
 
     fn read(what: &'static str) -> impl FnOnce(alloy::contract::Error) -> MakerError {
@@ -250,6 +259,19 @@ impl PerpetualMaker {
                 return Ok(());
             }
         };
+        if let Some(budget) = self.budget {
+            let committed = self.store.committed_funding(self.contract).await?;
+            if committed.saturating_add(value) > budget {
+                let error = format!(
+                    "deal budget: {committed} of {budget} attoFIL committed; this order needs {value}"
+                );
+                warn!(piece = %order.piece_cid, reason = %error, "order not sent");
+                self.store
+                    .order_refused(self.contract, &order.piece_cid, &error, false, now_ms())
+                    .await?;
+                return Ok(());
+            }
+        }
         let payload = match order.payload_cid.parse::<cid::Cid>() {
             Ok(cid) => cid.to_bytes(),
             Err(e) => {
@@ -275,6 +297,7 @@ impl PerpetualMaker {
         let call = ps.createOrder(params).value(U256::from(value));
         let key = format!("order/{:#x}/{}", self.contract, order.piece_cid);
         let head = self.head().await?;
+        self.store.order_funding(self.contract, &order.piece_cid, value).await?;
         match self.tx.send(call, &[key]).await {
             Ok(receipt) => {
                 let created = receipt

@@ -271,6 +271,44 @@ impl Store {
         Ok(())
     }
 
+    /// Notes the value `funding` (attoFIL) an order is about to be sent with; it counts toward
+    /// the deal budget from now on, unless the order fails.
+    pub async fn order_funding(
+        &self,
+        contract: Address,
+        piece_cid: &str,
+        funding: u128,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE deal_orders SET funding = $1 WHERE contract = $2 AND piece_cid = $3")
+            .bind(funding.to_string())
+            .bind(lower(contract))
+            .bind(piece_cid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// What the orders at `contract` that are sending or open were (or are about to be) funded
+    /// with, in attoFIL: what the deal budget has committed.
+    pub async fn committed_funding(&self, contract: Address) -> Result<u128, StoreError> {
+        let rows = sqlx::query(
+            "SELECT funding FROM deal_orders
+             WHERE contract = $1 AND state != $2 AND funding IS NOT NULL",
+        )
+        .bind(lower(contract))
+        .bind(OrderState::Failed.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut total: u128 = 0;
+        for row in &rows {
+            let text: String = row.try_get("funding")?;
+            let v: u128 =
+                text.parse().map_err(|_| StoreError::Corrupt(format!("funding {text:?}")))?;
+            total = total.saturating_add(v);
+        }
+        Ok(total)
+    }
+
     /// The id of an order `operator` created at `contract` for `piece_v1` from block `from` on,
     /// as the watcher read it (the first, if several).
     pub async fn created_order(

@@ -18,8 +18,17 @@ use crate::{
 };
 
 async fn oracle(chain: &Chain, dir: &std::path::Path, gateway: &str) -> OracleProcess {
+    oracle_with(chain, dir, gateway, &[]).await
+}
+
+async fn oracle_with(
+    chain: &Chain,
+    dir: &std::path::Path,
+    gateway: &str,
+    extra: &[&str],
+) -> OracleProcess {
     let perpetual = chain.deployment.contracts["PerpetualStorage"].to_string();
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "--gateway",
         gateway,
         "--data-dir",
@@ -34,6 +43,7 @@ async fn oracle(chain: &Chain, dir: &std::path::Path, gateway: &str) -> OraclePr
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
     OracleProcess::start_with(chain, &dir.join("oracle.sqlite"), &args).await
 }
 
@@ -136,5 +146,59 @@ async fn crash_test_one_order_per_piece_through_sigkills() {
         assert!(orders.iter().any(|o| o["piece_cid"] == piece.as_str()), "{piece} ordered");
     }
     eprintln!("order crash test: {pins} pins, {kills} SIGKILLs, {} orders on chain", logs.len());
+    oracle.kill().await;
+}
+
+/// Past its deal budget the oracle sends no more orders: the next one waits, saying why, and
+/// nothing of it goes on chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_deal_budget_orders_wait_and_say_why() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    // One order: the default bounty (0.01 FIL) risen to twice, × 3 replicas × 1 term.
+    let one = 10_000_000_000_000_000u128 * 2 * 3;
+    let budget = (one * 2).to_string();
+    let oracle = oracle_with(&chain, dir.path(), &url, &["--deal-budget", &budget]).await;
+    for i in 0..3 {
+        let (root, _, car) =
+            add(dir.path(), &format!("b{i}"), &noise(2000 + i * 11, 70 + i as u64));
+        cars.lock().unwrap().insert(root.clone(), car);
+        chain.pin(1, &cid_bytes(&root)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let waiting = loop {
+        let all = oracle
+            .get("/deals")
+            .await
+            .and_then(|v| v["results"].as_array().cloned())
+            .unwrap_or_default();
+        let open = all.iter().filter(|o| o["state"] == "open").count();
+        let waiting: Vec<Value> = all
+            .into_iter()
+            .filter(|o| {
+                o["state"] == "sending"
+                    && o["error"].as_str().is_some_and(|e| e.contains("deal budget"))
+            })
+            .collect();
+        if open == 2 && waiting.len() == 1 {
+            break waiting;
+        }
+        assert!(std::time::Instant::now() < deadline, "two open orders and one waiting");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(waiting[0]["order_id"].is_null());
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let logs = reader
+        .get_logs(
+            &Filter::new()
+                .address(chain.deployment.contracts["PerpetualStorage"])
+                .event_signature(PerpetualStorage::OrderCreated::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 2, "nothing past the budget went on chain");
     oracle.kill().await;
 }

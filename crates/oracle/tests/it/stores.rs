@@ -494,6 +494,10 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     assert_eq!(dealing, [true, true, false], "the two pins of the piece; the queued one has none");
     let counts = s.order_counts().await.unwrap();
     assert!(counts.contains(&(OrderState::Sending, 1)) && counts.contains(&(OrderState::Open, 0)));
+    // The value it is sent with counts toward the deal budget (until it fails).
+    assert_eq!(s.committed_funding(contract).await.unwrap(), 0);
+    s.order_funding(contract, piece, u128::from(u64::MAX) * 3).await.unwrap();
+    assert_eq!(s.committed_funding(contract).await.unwrap(), u128::from(u64::MAX) * 3);
     // A pre-flight refusal that may pass later keeps it sending, with why.
     s.order_refused(contract, piece, "pre-flight: balance", false, 4_002).await.unwrap();
     let sending = s.orders_in(contract, OrderState::Sending).await.unwrap();
