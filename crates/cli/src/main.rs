@@ -450,10 +450,7 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                     .replicas
                     .iter()
                     .map(|r| {
-                        let state = serde_json::to_value(r.state)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default();
+                        let state = r.state.as_str();
                         match r.deal_id {
                             Some(id) => format!("f0{}:{state}#{id}", r.provider),
                             None => format!("f0{}:{state}", r.provider),

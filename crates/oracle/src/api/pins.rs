@@ -250,8 +250,7 @@ fn deals_info(orders: &[crate::store::OrderWithReplicas]) -> Option<(String, Str
     let active = format!("{}/{}", order.replicas_active, order.order.replicas_target);
     let mut summary = String::new();
     for r in &order.replicas {
-        let state = serde_json::to_value(r.state).ok();
-        let state = state.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+        let state = r.state.as_str();
         let item = match r.deal_id {
             Some(id) => format!("f0{} {state} #{id}", r.provider),
             None => format!("f0{} {state}", r.provider),

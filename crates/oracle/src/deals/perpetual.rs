@@ -181,6 +181,11 @@ impl PerpetualMaker {
                 self.store.record_order(&order, now_ms()).await?;
             }
         }
+        // What the budget has committed, read once a round and kept up to date as orders go.
+        let mut committed = match self.budget {
+            Some(_) => Some(self.store.committed_funding(self.contract).await?),
+            None => None,
+        };
         for order in self.store.orders_in(self.contract, OrderState::Sending).await? {
             if let Some(&until) = held.get(&order.piece_cid) {
                 let read = self.watcher.borrow().cursor.unwrap_or(0);
@@ -199,7 +204,7 @@ impl PerpetualMaker {
                     continue;
                 }
             }
-            self.send(&order, limits, held).await?;
+            self.send(&order, limits, held, committed.as_mut()).await?;
         }
         Ok(())
     }
@@ -219,6 +224,7 @@ impl PerpetualMaker {
             order_id: None,
             tx_hash: None,
             error: None,
+            funding: None,
             sent_block: head,
             created_ms: 0,
             updated_ms: 0,
@@ -230,6 +236,7 @@ impl PerpetualMaker {
         order: &OrderRecord,
         limits: &ContractLimits,
         held: &mut HashMap<String, u64>,
+        committed: Option<&mut u128>,
     ) -> Result<(), MakerError> {
         let provider = self.tx.provider();
         let balance = provider.get_balance(self.tx.sender()).await.map_err(|e| {
@@ -259,11 +266,12 @@ impl PerpetualMaker {
                 return Ok(());
             }
         };
-        if let Some(budget) = self.budget {
-            let committed = self.store.committed_funding(self.contract).await?;
-            if committed.saturating_add(value) > budget {
+        if let (Some(budget), Some(committed)) = (self.budget, committed) {
+            // An order sent before (and sent again now) is counted already.
+            let others = committed.saturating_sub(order.funding.unwrap_or(0));
+            if others.saturating_add(value) > budget {
                 let error = format!(
-                    "deal budget: {committed} of {budget} attoFIL committed; this order needs {value}"
+                    "deal budget: {others} of {budget} attoFIL committed; this order needs {value}"
                 );
                 warn!(piece = %order.piece_cid, reason = %error, "order not sent");
                 self.store
@@ -271,6 +279,7 @@ impl PerpetualMaker {
                     .await?;
                 return Ok(());
             }
+            *committed = others.saturating_add(value);
         }
         let payload = match order.payload_cid.parse::<cid::Cid>() {
             Ok(cid) => cid.to_bytes(),

@@ -135,6 +135,18 @@ pub enum ReplicaState {
     Reopened,
 }
 
+impl ReplicaState {
+    /// The name shown (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Published => "published",
+            Self::Active => "active",
+            Self::Reopened => "reopened",
+        }
+    }
+}
+
 /// A replica, as the events leave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Replica {

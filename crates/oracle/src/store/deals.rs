@@ -6,6 +6,8 @@
 //! `OrderCreated` event the watcher reads: by its client (the operator) and its piece. Replica
 //! states are never stored, only the events, and folded by [`crate::domain::deal::fold`].
 
+use std::collections::HashMap;
+
 use alloy::{primitives::Address, rpc::types::Log};
 use estuary_chain::{Cursor, LogStore};
 use serde::Serialize;
@@ -60,6 +62,9 @@ pub struct OrderRecord {
     pub tx_hash: Option<String>,
     /// The last pre-flight refusal or failed send.
     pub error: Option<String>,
+    /// What it was (or is about to be) sent with, in attoFIL (not shown: the budget's part).
+    #[serde(skip)]
+    pub funding: Option<u128>,
     /// The chain's head before it was first sent.
     pub sent_block: u64,
     /// When it was recorded (unix ms).
@@ -112,6 +117,10 @@ fn order_from_row(row: &AnyRow) -> Result<OrderRecord, StoreError> {
         order_id: opt_u64(row, "order_id")?,
         tx_hash: row.try_get("tx_hash")?,
         error: row.try_get("error")?,
+        funding: row
+            .try_get::<Option<String>, _>("funding")?
+            .map(|t| t.parse().map_err(|_| StoreError::Corrupt(format!("funding {t:?}"))))
+            .transpose()?,
         sent_block: get_u64(row, "sent_block")?,
         created_ms: get_u64(row, "created_ms")?,
         updated_ms: get_u64(row, "updated_ms")?,
@@ -144,7 +153,8 @@ fn lower(contract: Address) -> String {
 }
 
 const ORDER_COLUMNS: &str = "backend, contract, piece_cid, piece_v1, payload_cid, padded_size, \
-    car_size, replicas, state, order_id, tx_hash, error, sent_block, created_ms, updated_ms";
+    car_size, replicas, state, order_id, tx_hash, error, funding, sent_block, created_ms, \
+    updated_ms";
 
 impl Store {
     /// Pieces of reported pins with no order at `contract` yet, oldest pin first, up to `limit`
@@ -184,7 +194,7 @@ impl Store {
     pub async fn record_order(&self, order: &OrderRecord, now_ms: u64) -> Result<bool, StoreError> {
         let done = sqlx::query(&format!(
             "INSERT INTO deal_orders ({ORDER_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, $11, $11)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, NULL, $10, $11, $11)
              ON CONFLICT DO NOTHING"
         ))
         .bind(order.backend.as_str())
@@ -469,21 +479,21 @@ impl Store {
         .bind(piece.unwrap_or(""))
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let order = order_from_row(row)?;
-            let (events, cancelled) = match order.order_id {
-                Some(id) => self.slot_events(order.contract, id).await?,
-                None => (Vec::new(), false),
-            };
-            let (replicas, _) = fold(&events);
-            let replicas_active = replicas
-                .iter()
-                .filter(|r| r.state == crate::domain::deal::ReplicaState::Active)
-                .count();
-            out.push(OrderWithReplicas { order, replicas_active, cancelled, replicas });
-        }
-        Ok(out)
+        let orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut events = self.slot_events(&orders).await?;
+        Ok(orders
+            .into_iter()
+            .map(|order| {
+                let key = order.order_id.map(|id| (lower(order.contract), id));
+                let (events, cancelled) = key.and_then(|k| events.remove(&k)).unwrap_or_default();
+                let (replicas, _) = fold(&events);
+                let replicas_active = replicas
+                    .iter()
+                    .filter(|r| r.state == crate::domain::deal::ReplicaState::Active)
+                    .count();
+                OrderWithReplicas { order, replicas_active, cancelled, replicas }
+            })
+            .collect())
     }
 
     /// How many orders are in each state (every state, zeros included).
@@ -503,28 +513,36 @@ impl Store {
         Ok(counts)
     }
 
-    /// An order's slot events in chain order, and whether it was cancelled.
+    /// The slot events of `orders` in chain order, and whether each was cancelled, by
+    /// (contract, order id): one query for the page.
     async fn slot_events(
         &self,
-        contract: Address,
-        order_id: u64,
-    ) -> Result<(Vec<SlotEvent>, bool), StoreError> {
-        let rows = sqlx::query(
-            "SELECT kind, provider, deal_id, start_epoch, end_epoch, block_number FROM deal_events
-             WHERE contract = $1 AND order_id = $2 ORDER BY block_number, log_index",
-        )
-        .bind(lower(contract))
-        .bind(int(order_id)?)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut events = Vec::new();
-        let mut cancelled = false;
-        for row in &rows {
-            let kind: String = row.try_get("kind")?;
-            cancelled |= kind == "cancelled";
-            events.extend(slot_event_from_row(row)?);
+        orders: &[OrderRecord],
+    ) -> Result<HashMap<(String, u64), (Vec<SlotEvent>, bool)>, StoreError> {
+        let ids: Vec<u64> = orders.iter().filter_map(|o| o.order_id).collect();
+        let mut out: HashMap<(String, u64), (Vec<SlotEvent>, bool)> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
         }
-        Ok((events, cancelled))
+        let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT contract, order_id, kind, provider, deal_id, start_epoch, end_epoch,
+                    block_number FROM deal_events WHERE order_id IN ({})
+             ORDER BY block_number, log_index",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in &ids {
+            query = query.bind(int(*id)?);
+        }
+        for row in &query.fetch_all(&self.pool).await? {
+            let contract: String = row.try_get("contract")?;
+            let entry = out.entry((contract, get_u64(row, "order_id")?)).or_default();
+            let kind: String = row.try_get("kind")?;
+            entry.1 |= kind == "cancelled";
+            entry.0.extend(slot_event_from_row(row)?);
+        }
+        Ok(out)
     }
 }
 

@@ -165,16 +165,7 @@ pub(crate) async fn move_cursor(
     stream: &str,
     cursor: Cursor,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO cursors (source, block_number, block_hash) VALUES ($1, $2, $3)
-         ON CONFLICT (source) DO UPDATE SET block_number = excluded.block_number,
-                                            block_hash = excluded.block_hash",
-    )
-    .bind(stream)
-    .bind(int(cursor.block_number)?)
-    .bind(format!("{:#x}", cursor.block_hash))
-    .execute(&mut *db)
-    .await?;
+    upsert_cursor(db, stream, cursor).await?;
     sqlx::query(
         "INSERT INTO checkpoints (stream, block_number, block_hash) VALUES ($1, $2, $3)
          ON CONFLICT (stream, block_number) DO UPDATE SET block_hash = excluded.block_hash",
@@ -206,18 +197,7 @@ pub(crate) async fn rewind_cursor(
         .execute(&mut *db)
         .await?;
     match cursor {
-        Some(c) => {
-            sqlx::query(
-                "INSERT INTO cursors (source, block_number, block_hash) VALUES ($1, $2, $3)
-                 ON CONFLICT (source) DO UPDATE SET block_number = excluded.block_number,
-                                                    block_hash = excluded.block_hash",
-            )
-            .bind(stream)
-            .bind(int(c.block_number)?)
-            .bind(format!("{:#x}", c.block_hash))
-            .execute(&mut *db)
-            .await?;
-        }
+        Some(c) => upsert_cursor(db, stream, c).await?,
         None => {
             sqlx::query("DELETE FROM cursors WHERE source = $1")
                 .bind(stream)
@@ -225,6 +205,25 @@ pub(crate) async fn rewind_cursor(
                 .await?;
         }
     }
+    Ok(())
+}
+
+/// Sets `stream`'s cursor to `cursor`.
+async fn upsert_cursor(
+    db: &mut sqlx::AnyConnection,
+    stream: &str,
+    cursor: Cursor,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO cursors (source, block_number, block_hash) VALUES ($1, $2, $3)
+         ON CONFLICT (source) DO UPDATE SET block_number = excluded.block_number,
+                                            block_hash = excluded.block_hash",
+    )
+    .bind(stream)
+    .bind(int(cursor.block_number)?)
+    .bind(format!("{:#x}", cursor.block_hash))
+    .execute(&mut *db)
+    .await?;
     Ok(())
 }
 

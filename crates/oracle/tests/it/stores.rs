@@ -481,6 +481,7 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
         order_id: None,
         tx_hash: None,
         error: None,
+        funding: None,
         sent_block: 6,
         created_ms: 0,
         updated_ms: 0,
