@@ -182,6 +182,12 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .args(["--public-url", &oracle_url, "--deal-term-epochs", "3600"])
         // 1,000 FIL in all (about 16,000 orders at the default bounty; the operator has 10,000).
         .args(["--deal-budget", "1000000000000000000000"])
+        // The keeper reads the market through DealStateView every 2 s and reopens lapsed
+        // claims and ended replicas.
+        .args(["--deal-state-view-address", &deployment.contracts["DealStateView"].to_string()])
+        .args(["--deal-check-secs", "2"])
+        // The dev term is 3,600 epochs: a deal shows as expiring in its last 600, not all along.
+        .args(["--deal-expiring-epochs", "600"])
         .arg("--db")
         .arg(&database)
         .arg("--data-dir")

@@ -133,6 +133,16 @@ enum OracleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Storage providers the orders have seen, best score first (reads the database): one
+    /// line per provider — `f0…`, score, success rate, active, in flight, claims, lapsed,
+    /// ended early, slashed, mean epochs to publish and to activate, last failure's block.
+    Providers {
+        #[command(flatten)]
+        db: DbArgs,
+        /// JSON (as `GET /providers` gives each) instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Put a failed or quarantined job back in the queue (a running oracle picks it up).
     Requeue {
         #[command(flatten)]
@@ -450,7 +460,7 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                     .replicas
                     .iter()
                     .map(|r| {
-                        let state = r.state.as_str();
+                        let state = r.shown_state();
                         match r.deal_id {
                             Some(id) => format!("f0{}:{state}#{id}", r.provider),
                             None => format!("f0{}:{state}", r.provider),
@@ -466,6 +476,33 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                     o.order.replicas_target,
                     if replicas.is_empty() { "-".to_owned() } else { replicas.join(",") },
                     o.order.error.unwrap_or_default()
+                )
+            }))
+        }
+        OracleCommand::Providers { db, json } => {
+            let store = open_store(&db.db, false).await?;
+            let rules = estuary_oracle::domain::provider::ScoreRules::default();
+            let mut providers = store.providers(None, &rules).await?;
+            providers.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.provider.cmp(&b.provider)));
+            if json {
+                return print_lines([serde_json::to_string_pretty(&providers)?]);
+            }
+            let epochs = |e: Option<f64>| e.map_or_else(|| "-".to_owned(), |e| format!("{e:.0}"));
+            print_lines(providers.into_iter().map(|p| {
+                format!(
+                    "f0{}\t{:.3}\t{:.3}\tactive {}\tin-flight {}\tclaims {}\tlapsed {}\tended-early {}\tslashed {}\tpublish {}\tactivate {}\tlast-failure {}",
+                    p.provider,
+                    p.score,
+                    p.success_rate,
+                    p.deals_active,
+                    p.in_flight,
+                    p.claims,
+                    p.lapsed,
+                    p.ended_early,
+                    p.slashed,
+                    epochs(p.publish_epochs),
+                    epochs(p.activate_epochs),
+                    p.last_failure.map_or_else(|| "-".to_owned(), |b| b.to_string()),
                 )
             }))
         }

@@ -274,6 +274,26 @@ pub struct DealsConfig {
     /// raised. None: no limit, which lets anyone who pins make the operator fund an order.
     #[arg(long, env = "ESTUARY_DEAL_BUDGET")]
     pub deal_budget: Option<u128>,
+    /// Address of a DealStateView contract: the keeper reads what the storage market says of
+    /// the orders' deals through it, 200 deals per `eth_call` (none: only the storage
+    /// contract's events are followed, and a deal gone from the market is not seen until its
+    /// provider or someone else reopens its slot).
+    #[arg(long = "deal-state-view-address", env = "ESTUARY_DEAL_STATE_VIEW_ADDRESS")]
+    pub deal_state_view: Option<Address>,
+    /// Seconds between the keeper's rounds (market reads, reopening lapsed claims and ended
+    /// replicas).
+    #[arg(long, env = "ESTUARY_DEAL_CHECK_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub deal_check_secs: u64,
+    /// An active deal ending within this many epochs shows as `expiring` (21 days).
+    #[arg(long, env = "ESTUARY_DEAL_EXPIRING_EPOCHS", default_value_t = 60_480)]
+    pub deal_expiring_epochs: u64,
+    /// The keeper collects each active replica's accrued bounty for its provider every this
+    /// many epochs (none: left to the providers, whose agent collects on its own schedule; each
+    /// collection costs the operator gas).
+    #[arg(long, env = "ESTUARY_DEAL_COLLECT_EPOCHS",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub deal_collect_epochs: Option<u64>,
 }
 
 impl DealsConfig {

@@ -343,7 +343,27 @@ fn start_deals(
     if config.deals.deal_budget.is_none() {
         warn!("no --deal-budget: every reported piece is funded from the operator's account");
     }
-    vec![tokio::spawn(watcher.run(shutdown.clone())), tokio::spawn(maker.run(shutdown.clone()))]
+    let keeper = crate::deals::keeper::Keeper::new(
+        store.clone(),
+        tx.clone(),
+        contract,
+        crate::deals::keeper::KeeperConfig {
+            view: config.deals.deal_state_view,
+            every: std::time::Duration::from_secs(config.deals.deal_check_secs),
+            expiring_epochs: config.deals.deal_expiring_epochs,
+            collect_every: config.deals.deal_collect_epochs,
+        },
+    );
+    if config.deals.deal_state_view.is_none() {
+        warn!(
+            "no --deal-state-view-address: the market is not read; deals gone from it are not seen"
+        );
+    }
+    vec![
+        tokio::spawn(watcher.run(shutdown.clone())),
+        tokio::spawn(maker.run(shutdown.clone())),
+        tokio::spawn(keeper.run(shutdown.clone())),
+    ]
 }
 
 /// A watcher per followed contract (`EstuaryPinning`, and `EstuaryOracle` if configured), storing

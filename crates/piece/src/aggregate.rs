@@ -160,6 +160,10 @@ pub struct Aggregate {
     /// Index entries available.
     pub limit: u64,
     placed: Vec<Placed>,
+    /// Per level, sorted by index: the nodes above placed items (whose subtree holds placed
+    /// items but is not one), hashed once by `build`. Without them every proof re-hashed its
+    /// siblings' subtrees, which hold half the aggregate at the top: N proofs cost O(N²).
+    inner: Vec<Vec<(u64, Node)>>,
 }
 
 impl Aggregate {
@@ -210,23 +214,54 @@ impl Aggregate {
         }
         placed.sort_by_key(|p| p.leaves().0);
         let height = (deal_size / 32).trailing_zeros();
-        let mut agg = Self { deal_size, height, root: [0; 32], segments, limit, placed };
-        agg.root = agg.node_at(height, 0);
+        let mut agg =
+            Self { deal_size, height, root: [0; 32], segments, limit, placed, inner: Vec::new() };
+        let mut inner = vec![Vec::new(); height as usize + 1];
+        agg.root = agg.hash_inner(height, 0, &mut inner);
+        agg.inner = inner;
         Ok(agg)
     }
 
-    /// The node at (level, index) of the sparse tree.
-    fn node_at(&self, level: u32, index: u64) -> Node {
+    /// The placed item or the empty subtree at (level, index); `None` for a node above placed
+    /// items.
+    fn placed_or_zero(&self, level: u32, index: u64) -> Option<Node> {
         let (start, end) = (index << level, (index + 1) << level);
         // The placed items overlapping [start, end), by leaf range (they never overlap).
         let first = self.placed.partition_point(|p| p.leaves().1 <= start);
-        let Some(item) = self.placed.get(first).filter(|p| p.leaves().0 < end) else {
-            return zero_roots()[level as usize];
-        };
-        if item.level == level && item.index == index {
-            return item.node;
+        match self.placed.get(first).filter(|p| p.leaves().0 < end) {
+            None => Some(zero_roots()[level as usize]),
+            Some(item) if item.level == level && item.index == index => Some(item.node),
+            Some(_) => None,
         }
-        node(&self.node_at(level - 1, 2 * index), &self.node_at(level - 1, 2 * index + 1))
+    }
+
+    /// The node at (level, index), recording every node above placed items in `inner`. Placed
+    /// items are aligned and disjoint, so the descent stops at each one exactly and never enters
+    /// one. Children are hashed before their parent and left before right, so each level's
+    /// nodes arrive in index order.
+    fn hash_inner(&self, level: u32, index: u64, inner: &mut [Vec<(u64, Node)>]) -> Node {
+        if let Some(n) = self.placed_or_zero(level, index) {
+            return n;
+        }
+        let left = self.hash_inner(level - 1, 2 * index, inner);
+        let right = self.hash_inner(level - 1, 2 * index + 1, inner);
+        let n = node(&left, &right);
+        let nodes = &mut inner[level as usize];
+        debug_assert!(nodes.last().is_none_or(|&(i, _)| i < index));
+        nodes.push((index, n));
+        n
+    }
+
+    /// The node at (level, index) of the sparse tree, at or above a placed item or in an empty
+    /// subtree (what a proof names: never inside a piece).
+    fn node_at(&self, level: u32, index: u64) -> Node {
+        let nodes = &self.inner[level as usize];
+        match nodes.binary_search_by_key(&index, |&(i, _)| i) {
+            Ok(at) => nodes[at].1,
+            Err(_) => self.placed_or_zero(level, index).expect(
+                "build hashed every node above a placed item, and a proof names no node inside one",
+            ),
+        }
     }
 
     fn proof_for(&self, mut level: u32, mut index: u64) -> MerkleProof {
@@ -349,6 +384,55 @@ mod tests {
                 node[flip % 32] ^= 1 << bit;
                 proptest::prop_assert!(verify(&bad, commp, *height, &agg.root, agg.height).is_err());
             }
+        }
+    }
+
+    /// Every proof, node by node, against the whole tree hashed a level at a time.
+    #[test]
+    fn proofs_match_the_whole_tree() {
+        let deal_size = 4u64 << 20;
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pieces: Vec<(Node, u8)> = (0..30)
+            .map(|_| {
+                let mut n = [0u8; 32];
+                n.iter_mut().for_each(|b| *b = next() as u8);
+                n[31] &= 0x3f;
+                (n, 2 + (next() % 11) as u8)
+            })
+            .collect();
+        let agg = Aggregate::build(&pieces, deal_size).unwrap();
+        // levels[l][i]: the node at (l, i), each piece's commP put in place at its own level.
+        let index_start = (index_area_start(deal_size) / 32) as usize;
+        let mut layer = vec![[0u8; 32]; (deal_size / 32) as usize];
+        for (n, s) in agg.segments.iter().enumerate() {
+            let e = s.entry();
+            layer[index_start + 2 * n].copy_from_slice(&e[..32]);
+            layer[index_start + 2 * n + 1].copy_from_slice(&e[32..]);
+        }
+        let mut levels = vec![];
+        for level in 0..=agg.height {
+            for s in agg.segments.iter().filter(|s| s.level() == level) {
+                layer[(s.offset / s.size) as usize] = s.commp;
+            }
+            let up = layer.chunks_exact(2).map(|p| node(&p[0], &p[1])).collect();
+            levels.push(std::mem::replace(&mut layer, up));
+        }
+        assert_eq!(agg.root, levels[agg.height as usize][0]);
+        let check = |level: u32, p: &MerkleProof| {
+            for (k, sibling) in p.path.iter().enumerate() {
+                assert_eq!(sibling, &levels[level as usize + k][((p.index >> k) ^ 1) as usize]);
+            }
+        };
+        for n in 0..pieces.len() {
+            let proof = agg.proof(n).unwrap();
+            check(agg.segments[n].level(), &proof.subtree);
+            check(1, &proof.index);
         }
     }
 

@@ -393,6 +393,7 @@ pub fn router<B: Blockstore>(state: Arc<ApiState<B>>) -> Router {
         .route("/requests/{id}", get(get_request::<B>))
         .route("/jobs/{*key}", get(get_job::<B>))
         .route("/deals", get(list_deals::<B>))
+        .route("/providers", get(list_providers::<B>))
         .route("/uploads", post(upload::create::<B>))
         .route("/uploads/presign", post(auth::presign::<B>))
         .route(
@@ -492,6 +493,7 @@ async fn metrics<B: Blockstore>(
     for (state, n) in st.store.order_counts().await? {
         let _ = writeln!(out, "estuary_deal_orders{{state=\"{}\"}} {n}", state.as_str());
     }
+    deal_metrics(&st, w.head, &mut out).await?;
     let p = &st.policy;
     let _ = writeln!(out, "# HELP estuary_http_requests_in_flight Requests being served.");
     let _ = writeln!(out, "# TYPE estuary_http_requests_in_flight gauge");
@@ -512,6 +514,66 @@ async fn metrics<B: Blockstore>(
         p2p_metrics(&p2p.bitswap().stats(), &mut out);
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// Replicas by state and provider, and each provider's figures (from the same events and
+/// market reads as `/providers`).
+async fn deal_metrics<B: Blockstore>(
+    st: &ApiState<B>,
+    head: Option<u64>,
+    out: &mut String,
+) -> Result<(), ApiError> {
+    use std::{collections::BTreeMap, fmt::Write};
+    let mut by_state: BTreeMap<(&'static str, u64), u64> = BTreeMap::new();
+    for history in st.store.order_histories().await? {
+        for r in &history.replicas {
+            *by_state.entry((r.shown_state(), r.provider)).or_default() += 1;
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP estuary_deals Replicas of the oracle's orders, by state and provider."
+    );
+    let _ = writeln!(out, "# TYPE estuary_deals gauge");
+    for ((state, provider), n) in by_state {
+        let _ = writeln!(out, "estuary_deals{{state=\"{state}\",provider=\"f0{provider}\"}} {n}");
+    }
+    let rules = crate::domain::provider::ScoreRules::default();
+    let providers = st.store.providers(head, &rules).await?;
+    type Figure = fn(&crate::domain::provider::ProviderStats) -> Option<f64>;
+    let gauges: [(&str, &str, Figure); 5] = [
+        ("estuary_provider_score", "The provider's score (0-1).", |p| Some(p.score)),
+        (
+            "estuary_provider_success_ratio",
+            "Activations over activations and failures, decayed by age.",
+            |p| Some(p.success_rate),
+        ),
+        (
+            "estuary_provider_publish_epochs",
+            "Mean epochs from a claim to its deal's publication.",
+            |p| p.publish_epochs,
+        ),
+        (
+            "estuary_provider_activate_epochs",
+            "Mean epochs from a claim to its replica's activation.",
+            |p| p.activate_epochs,
+        ),
+        (
+            "estuary_provider_in_flight_bytes",
+            "Padded bytes claimed or published, not yet active.",
+            |p| Some(p.in_flight_bytes as f64),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for p in &providers {
+            if let Some(v) = value(p) {
+                let _ = writeln!(out, "{name}{{provider=\"f0{}\"}} {v}", p.provider);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Bitswap's counters, the limits' among them.
@@ -720,8 +782,12 @@ pub struct DealView {
     deal_id: Option<u64>,
     /// The provider (`f0…`).
     provider: String,
-    /// `claimed`, `published`, `active` or `reopened`.
-    state: crate::domain::deal::ReplicaState,
+    /// `claimed` (proposed), `published`, `active`, `expiring`, `expired`, `slashed`,
+    /// `failed`, `not_found`, `mismatch` (the market's deal is not this slot's piece or
+    /// provider) or `reopened`: the contract's state, refined by the market's last answer.
+    state: &'static str,
+    /// The market's last answer was at this epoch (none: not read).
+    market_epoch: Option<u64>,
     /// First epoch of the active term.
     start_epoch: Option<u64>,
     /// Last epoch of the active term.
@@ -744,7 +810,8 @@ fn deal_views(orders: &[crate::store::OrderWithReplicas]) -> Vec<DealView> {
             o.replicas.iter().map(|r| DealView {
                 deal_id: r.deal_id,
                 provider: format!("f0{}", r.provider),
-                state: r.state,
+                state: r.shown_state(),
+                market_epoch: r.market.map(|m| m.epoch),
                 start_epoch: r.start_epoch,
                 end_epoch: r.end_epoch,
                 piece_cid: o.order.piece_cid.clone(),
@@ -855,6 +922,45 @@ async fn list_deals<B: Blockstore>(
     }
     let results = st.store.deals(q.piece.as_deref(), limit, offset).await?;
     Ok(Json(DealsBody { results }))
+}
+
+/// One provider in `GET /providers`.
+#[derive(Serialize)]
+struct ProviderView {
+    /// `f0…`.
+    address: String,
+    #[serde(flatten)]
+    stats: crate::domain::provider::ProviderStats,
+}
+
+#[derive(Serialize)]
+struct ProvidersBody {
+    /// The epoch the scores are computed at.
+    head: u64,
+    /// Best score first.
+    results: Vec<ProviderView>,
+}
+
+/// `GET /providers`: every storage provider the oracle's orders have seen, best score first,
+/// with what it did (claims, publications, activations, lapsed claims, replicas ended early,
+/// slashed deals), what it holds now (active, in flight, bytes), its times in epochs and its
+/// score (`domain::provider`).
+async fn list_providers<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
+) -> Result<Json<ProvidersBody>, ApiError> {
+    let seen = st.watch.borrow().head;
+    let head = match seen {
+        Some(head) => head,
+        None => st.store.latest_deal_block().await?,
+    };
+    let rules = crate::domain::provider::ScoreRules::default();
+    let mut stats = st.store.providers(Some(head), &rules).await?;
+    stats.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.provider.cmp(&b.provider)));
+    let results = stats
+        .into_iter()
+        .map(|stats| ProviderView { address: format!("f0{}", stats.provider), stats })
+        .collect();
+    Ok(Json(ProvidersBody { head, results }))
 }
 
 #[derive(Deserialize)]

@@ -250,7 +250,7 @@ fn deals_info(orders: &[crate::store::OrderWithReplicas]) -> Option<(String, Str
     let active = format!("{}/{}", order.replicas_active, order.order.replicas_target);
     let mut summary = String::new();
     for r in &order.replicas {
-        let state = r.state.as_str();
+        let state = r.shown_state();
         let item = match r.deal_id {
             Some(id) => format!("f0{} {state} #{id}", r.provider),
             None => format!("f0{} {state}", r.provider),

@@ -3,10 +3,11 @@
 //! | event | [`DealLogKind`] |
 //! |---|---|
 //! | `OrderCreated(orderId, client, pieceCid, …)` | `Created { client, piece_v1 }` |
-//! | `SlotClaimed(orderId, provider, …)` | `Slot { provider, Claimed }` |
+//! | `SlotClaimed(orderId, provider, …, deadline, …)` | `Slot { provider, Claimed { deadline } }` |
 //! | `SlotDealPublished(orderId, provider, dealId)` | `Slot { provider, Published }` |
 //! | `SlotActivated(orderId, provider, dealId, start, payEnd)` | `Slot { provider, Activated }` |
 //! | `SlotReopened(orderId, provider, …)` | `Slot { provider, Reopened }` |
+//! | `BountyPaid(orderId, provider, amount, until)` | `Slot { provider, Paid { until } }` |
 //! | `OrderCancelled(orderId, refund)` | `Cancelled` |
 //!
 //! A log of another contract, of another event, without its block or index, or whose data does
@@ -29,6 +30,7 @@ pub fn topics() -> Vec<B256> {
         PS::SlotDealPublished::SIGNATURE_HASH,
         PS::SlotActivated::SIGNATURE_HASH,
         PS::SlotReopened::SIGNATURE_HASH,
+        PS::BountyPaid::SIGNATURE_HASH,
         PS::OrderCancelled::SIGNATURE_HASH,
     ]
 }
@@ -58,7 +60,7 @@ fn decode_one(log: &Log) -> Option<(alloy::primitives::U256, DealLogKind)> {
         }
         PS::SlotClaimed::SIGNATURE_HASH => {
             let e = log.log_decode::<PS::SlotClaimed>().ok()?.inner.data;
-            (e.orderId, slot(e.provider, SlotEventKind::Claimed))
+            (e.orderId, slot(e.provider, SlotEventKind::Claimed { deadline: Some(e.deadline) }))
         }
         PS::SlotDealPublished::SIGNATURE_HASH => {
             let e = log.log_decode::<PS::SlotDealPublished>().ok()?.inner.data;
@@ -76,6 +78,10 @@ fn decode_one(log: &Log) -> Option<(alloy::primitives::U256, DealLogKind)> {
         PS::SlotReopened::SIGNATURE_HASH => {
             let e = log.log_decode::<PS::SlotReopened>().ok()?.inner.data;
             (e.orderId, slot(e.provider, SlotEventKind::Reopened))
+        }
+        PS::BountyPaid::SIGNATURE_HASH => {
+            let e = log.log_decode::<PS::BountyPaid>().ok()?.inner.data;
+            (e.orderId, slot(e.provider, SlotEventKind::Paid { until: e.until }))
         }
         PS::OrderCancelled::SIGNATURE_HASH => {
             let e = log.log_decode::<PS::OrderCancelled>().ok()?.inner.data;

@@ -22,6 +22,8 @@
 
 use serde::Serialize;
 
+use super::market::{MarketState, MarketView};
+
 /// Which backend made an order. (The contract-deal backend through `DealClient` is next.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,7 +81,11 @@ impl OrderState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SlotEventKind {
     /// `SlotClaimed`: the provider claimed the slot with its bond.
-    Claimed,
+    Claimed {
+        /// The last epoch its deal may be proven by (`SlotClaimed.deadline`; `None` in events
+        /// stored before it was kept: then the claim's block plus the contract's `claimWindow`).
+        deadline: Option<u64>,
+    },
     /// `SlotDealPublished`: the market published the slot's deal.
     Published {
         /// The market's deal id.
@@ -96,16 +102,23 @@ pub enum SlotEventKind {
     },
     /// `SlotReopened`: the claim lapsed, or the deal was never proven or ended; open again.
     Reopened,
+    /// `BountyPaid`: the replica's bounty is paid up to `until` (by `collect`, or by `reopen`
+    /// just before the slot reopens).
+    Paid {
+        /// The last epoch paid for.
+        until: u64,
+    },
 }
 
 impl SlotEventKind {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Claimed => "claimed",
+            Self::Claimed { .. } => "claimed",
             Self::Published { .. } => "published",
             Self::Activated { .. } => "activated",
             Self::Reopened => "reopened",
+            Self::Paid { .. } => "paid",
         }
     }
 }
@@ -162,6 +175,47 @@ pub struct Replica {
     pub end_epoch: Option<u64>,
     /// Block of the event that set this state.
     pub since_block: u64,
+    /// While claimed or published: the last epoch the deal may be proven by (past it, anyone
+    /// may reopen the slot).
+    pub deadline: Option<u64>,
+    /// While active: the last epoch its bounty was paid up to (by a collection).
+    pub paid_until: Option<u64>,
+    /// What the storage market said of the deal at the last read (the keeper's), if read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub market: Option<MarketView>,
+}
+
+impl Replica {
+    /// Its state as shown to people: the contract's (claimed, published, active, reopened),
+    /// refined by the market's last answer once the deal is published (expiring, expired,
+    /// slashed, failed, not_found, mismatch). An unknown answer leaves the contract's.
+    pub fn shown_state(&self) -> &'static str {
+        match (self.state, self.market) {
+            (ReplicaState::Published | ReplicaState::Active, Some(m))
+                if m.state != MarketState::Unknown =>
+            {
+                m.state.as_str()
+            }
+            _ => self.state.as_str(),
+        }
+    }
+
+    /// Whether the replica counts toward its order's target: active by the contract's events,
+    /// and not refuted by the market (gone, never published, or another piece or provider).
+    /// A market read that failed or answered an unknown code refutes nothing.
+    pub fn counts(&self) -> bool {
+        self.state == ReplicaState::Active
+            && self.market.is_none_or(|m| {
+                !matches!(
+                    m.state,
+                    MarketState::Expired
+                        | MarketState::Slashed
+                        | MarketState::Failed
+                        | MarketState::NotFound
+                        | MarketState::Mismatch
+                )
+            })
+    }
 }
 
 /// An event that does not follow from the slot's state (left out of the fold).
@@ -190,11 +244,15 @@ pub fn step(current: Option<&Replica>, event: &SlotEvent) -> Result<Replica, Une
         start_epoch: None,
         end_epoch: None,
         since_block: event.block_number,
+        deadline: None,
+        paid_until: None,
+        market: None,
     };
     match (from, event.kind) {
-        (None | Some(S::Reopened), E::Claimed) => Ok(base),
+        (None | Some(S::Reopened), E::Claimed { deadline }) => Ok(Replica { deadline, ..base }),
         (Some(S::Claimed), E::Published { deal_id }) => {
-            Ok(Replica { state: S::Published, deal_id: Some(deal_id), ..base })
+            let deadline = current.and_then(|r| r.deadline);
+            Ok(Replica { state: S::Published, deal_id: Some(deal_id), deadline, ..base })
         }
         (Some(S::Claimed | S::Published), E::Activated { deal_id, start_epoch, end_epoch }) => {
             Ok(Replica {
@@ -205,10 +263,19 @@ pub fn step(current: Option<&Replica>, event: &SlotEvent) -> Result<Replica, Une
                 ..base
             })
         }
+        (Some(S::Active), E::Paid { until }) => {
+            let last = current.copied().unwrap_or(base);
+            Ok(Replica { paid_until: Some(until), ..last })
+        }
         (Some(S::Claimed | S::Published | S::Active), E::Reopened) => {
             // The last deal stays named: it is what ended.
             let last = current.copied().unwrap_or(base);
-            Ok(Replica { state: S::Reopened, since_block: event.block_number, ..last })
+            Ok(Replica {
+                state: S::Reopened,
+                since_block: event.block_number,
+                deadline: None,
+                ..last
+            })
         }
         _ => Err(unexpected),
     }
@@ -439,12 +506,12 @@ mod tests {
     fn a_slot_goes_claimed_published_active_and_reopens() {
         use SlotEventKind as E;
         let events = [
-            ev(1000, 1, E::Claimed),
-            ev(1001, 1, E::Claimed),
+            ev(1000, 1, E::Claimed { deadline: None }),
+            ev(1001, 1, E::Claimed { deadline: None }),
             ev(1000, 2, E::Published { deal_id: 7 }),
             ev(1000, 3, E::Activated { deal_id: 7, start_epoch: 10, end_epoch: 3610 }),
             ev(1001, 9, E::Reopened),
-            ev(1002, 9, E::Claimed),
+            ev(1002, 9, E::Claimed { deadline: None }),
         ];
         let (replicas, skipped) = fold(&events);
         assert_eq!(skipped, 0);
@@ -463,10 +530,16 @@ mod tests {
         use SlotEventKind as E;
         let never_claimed = ev(1000, 1, E::Published { deal_id: 1 });
         assert_eq!(step(None, &never_claimed), Err(Unexpected { from: None, event: "published" }));
-        let claimed = step(None, &ev(1000, 1, E::Claimed)).unwrap();
-        assert!(step(Some(&claimed), &ev(1000, 2, E::Claimed)).is_err(), "claimed twice");
-        let (replicas, skipped) =
-            fold(&[ev(1000, 1, E::Reopened), ev(1000, 2, E::Claimed), ev(1000, 3, E::Claimed)]);
+        let claimed = step(None, &ev(1000, 1, E::Claimed { deadline: None })).unwrap();
+        assert!(
+            step(Some(&claimed), &ev(1000, 2, E::Claimed { deadline: None })).is_err(),
+            "claimed twice"
+        );
+        let (replicas, skipped) = fold(&[
+            ev(1000, 1, E::Reopened),
+            ev(1000, 2, E::Claimed { deadline: None }),
+            ev(1000, 3, E::Claimed { deadline: None }),
+        ]);
         assert_eq!((replicas[0].state, skipped), (ReplicaState::Claimed, 2));
     }
 
@@ -522,7 +595,7 @@ mod tests {
 
     fn kind() -> impl Strategy<Value = SlotEventKind> {
         prop_oneof![
-            Just(SlotEventKind::Claimed),
+            (0u64..9).prop_map(|d| SlotEventKind::Claimed { deadline: Some(d) }),
             (0u64..5).prop_map(|deal_id| SlotEventKind::Published { deal_id }),
             (0u64..5).prop_map(|deal_id| SlotEventKind::Activated {
                 deal_id,
@@ -530,6 +603,7 @@ mod tests {
                 end_epoch: 2
             }),
             Just(SlotEventKind::Reopened),
+            (0u64..9).prop_map(|until| SlotEventKind::Paid { until }),
         ]
     }
 

@@ -16,7 +16,10 @@
 //! - [`upload`]: tus requests parsed and checked, and per-account quotas;
 //! - [`auth`]: Sign-In with Ethereum and the signature tying an upload to a request;
 //! - [`deal`]: orders for pieces, their pre-flight checks, and replicas folded from the storage
-//!   contract's events.
+//!   contract's events;
+//! - [`market`]: what the storage market says of a replica's deal, and what the keeper
+//!   (reopen, collect) does about it;
+//! - [`provider`]: what the oracle knows of each storage provider, and its score.
 //!
 //! Tests: unit and property tests in each module (`outcomes_never_move_backwards`,
 //! `random_command_sequences_follow_the_graph`).
@@ -24,7 +27,9 @@
 pub mod auth;
 pub mod deal;
 pub mod job;
+pub mod market;
 pub mod pinning;
+pub mod provider;
 pub mod request;
 pub mod state;
 pub mod upload;

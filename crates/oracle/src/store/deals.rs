@@ -17,8 +17,10 @@ use super::{
     Store, StoreError, get_u64, int, need, opt_u64,
     requests::{move_cursor, rewind_cursor},
 };
-use crate::domain::deal::{
-    Backend, DealLog, DealLogKind, OrderState, Replica, SlotEvent, SlotEventKind, fold,
+use crate::domain::{
+    deal::{Backend, DealLog, DealLogKind, OrderState, Replica, SlotEvent, SlotEventKind, fold},
+    market::{MarketState, MarketView},
+    provider::{OrderHistory, ProviderStats, ScoreRules, stats as provider_stats},
 };
 
 /// A piece ready for an order: packed and reported, with no order at the contract yet.
@@ -131,7 +133,7 @@ fn slot_event_from_row(row: &AnyRow) -> Result<Option<SlotEvent>, StoreError> {
     let kind: String = row.try_get("kind")?;
     let deal = || need(opt_u64(row, "deal_id")?, "deal_id");
     let kind = match kind.as_str() {
-        "claimed" => SlotEventKind::Claimed,
+        "claimed" => SlotEventKind::Claimed { deadline: opt_u64(row, "deadline")? },
         "published" => SlotEventKind::Published { deal_id: deal()? },
         "activated" => SlotEventKind::Activated {
             deal_id: deal()?,
@@ -139,6 +141,7 @@ fn slot_event_from_row(row: &AnyRow) -> Result<Option<SlotEvent>, StoreError> {
             end_epoch: get_u64(row, "end_epoch")?,
         },
         "reopened" => SlotEventKind::Reopened,
+        "paid" => SlotEventKind::Paid { until: get_u64(row, "end_epoch")? },
         _ => return Ok(None),
     };
     Ok(Some(SlotEvent {
@@ -371,19 +374,25 @@ impl Store {
             if !ours {
                 continue;
             }
-            let (provider, deal_id, start, end) = match &log.kind {
+            let (provider, deal_id, start, end, deadline) = match &log.kind {
                 DealLogKind::Slot { provider, kind } => match *kind {
                     SlotEventKind::Published { deal_id } => {
-                        (Some(*provider), Some(deal_id), None, None)
+                        (Some(*provider), Some(deal_id), None, None, None)
                     }
                     SlotEventKind::Activated { deal_id, start_epoch, end_epoch } => {
-                        (Some(*provider), Some(deal_id), Some(start_epoch), Some(end_epoch))
+                        (Some(*provider), Some(deal_id), Some(start_epoch), Some(end_epoch), None)
                     }
-                    SlotEventKind::Claimed | SlotEventKind::Reopened => {
-                        (Some(*provider), None, None, None)
+                    SlotEventKind::Claimed { deadline } => {
+                        (Some(*provider), None, None, None, deadline)
+                    }
+                    SlotEventKind::Reopened => (Some(*provider), None, None, None, None),
+                    SlotEventKind::Paid { until } => {
+                        (Some(*provider), None, None, Some(until), None)
                     }
                 },
-                DealLogKind::Created { .. } | DealLogKind::Cancelled => (None, None, None, None),
+                DealLogKind::Created { .. } | DealLogKind::Cancelled => {
+                    (None, None, None, None, None)
+                }
             };
             let piece = match &log.kind {
                 DealLogKind::Created { piece_v1, .. } => Some(alloy::hex::encode(piece_v1)),
@@ -391,8 +400,9 @@ impl Store {
             };
             let done = sqlx::query(
                 "INSERT INTO deal_events (stream, block_number, log_index, contract, order_id, kind,
-                   provider, deal_id, start_epoch, end_epoch, piece_v1)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                   provider, deal_id, start_epoch, end_epoch, piece_v1, deadline)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT DO NOTHING",
             )
             .bind(stream)
             .bind(int(log.block_number)?)
@@ -405,6 +415,7 @@ impl Store {
             .bind(start.map(int).transpose()?)
             .bind(end.map(int).transpose()?)
             .bind(piece.as_deref())
+            .bind(deadline.map(int).transpose()?)
             .execute(&mut *tx)
             .await?;
             inserted += done.rows_affected();
@@ -480,20 +491,188 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
+        self.with_replicas(orders).await
+    }
+
+    /// Every open order at `contract` with its replicas (the keeper's round).
+    pub async fn open_orders(
+        &self,
+        contract: Address,
+    ) -> Result<Vec<OrderWithReplicas>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM deal_orders WHERE contract = $1 AND state = $2
+               AND order_id IS NOT NULL ORDER BY order_id"
+        ))
+        .bind(lower(contract))
+        .bind(OrderState::Open.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
+        self.with_replicas(orders).await
+    }
+
+    /// Every order with an id, with its slot events and replicas: what the providers' stats
+    /// are computed from.
+    pub async fn order_histories(&self) -> Result<Vec<OrderHistory>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM deal_orders WHERE order_id IS NOT NULL"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(self
+            .folded(orders)
+            .await?
+            .into_iter()
+            .map(|f| OrderHistory {
+                events: f.events,
+                replicas: f.replicas,
+                padded_size: f.order.padded_size,
+            })
+            .collect())
+    }
+
+    /// The last block any event of the oracle's orders or market read is from (what
+    /// `providers` takes for now when no head is given).
+    pub async fn latest_deal_block(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT MAX(n) AS n FROM (
+               SELECT MAX(block_number) AS n FROM deal_events
+               UNION ALL SELECT MAX(epoch) AS n FROM deal_market) AS latest",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(opt_u64(&row, "n")?.unwrap_or(0))
+    }
+
+    /// Every provider the oracle's orders have seen, scored at `head` (default: the latest
+    /// block the store knows of).
+    pub async fn providers(
+        &self,
+        head: Option<u64>,
+        rules: &ScoreRules,
+    ) -> Result<Vec<ProviderStats>, StoreError> {
+        let histories = self.order_histories().await?;
+        let head = match head {
+            Some(head) => head,
+            None => self.latest_deal_block().await?,
+        };
+        Ok(provider_stats(&histories, head, rules))
+    }
+
+    async fn with_replicas(
+        &self,
+        orders: Vec<OrderRecord>,
+    ) -> Result<Vec<OrderWithReplicas>, StoreError> {
+        Ok(self
+            .folded(orders)
+            .await?
+            .into_iter()
+            .map(|f| {
+                let replicas_active = f.replicas.iter().filter(|r| r.counts()).count();
+                OrderWithReplicas {
+                    order: f.order,
+                    replicas_active,
+                    cancelled: f.cancelled,
+                    replicas: f.replicas,
+                }
+            })
+            .collect())
+    }
+
+    /// Each order with its slot events and the replicas folded from them, market views attached.
+    async fn folded(&self, orders: Vec<OrderRecord>) -> Result<Vec<Folded>, StoreError> {
         let mut events = self.slot_events(&orders).await?;
+        let markets = self.market_views_of(&events).await?;
         Ok(orders
             .into_iter()
             .map(|order| {
                 let key = order.order_id.map(|id| (lower(order.contract), id));
                 let (events, cancelled) = key.and_then(|k| events.remove(&k)).unwrap_or_default();
-                let (replicas, _) = fold(&events);
-                let replicas_active = replicas
-                    .iter()
-                    .filter(|r| r.state == crate::domain::deal::ReplicaState::Active)
-                    .count();
-                OrderWithReplicas { order, replicas_active, cancelled, replicas }
+                let (mut replicas, _) = fold(&events);
+                attach(&mut replicas, &markets);
+                Folded { order, events, cancelled, replicas }
             })
             .collect())
+    }
+
+    /// The market views of the deals named in `events`.
+    async fn market_views_of(
+        &self,
+        events: &HashMap<(String, u64), (Vec<SlotEvent>, bool)>,
+    ) -> Result<HashMap<u64, MarketView>, StoreError> {
+        let mut ids: Vec<u64> = events
+            .values()
+            .flat_map(|(e, _)| e.iter())
+            .filter_map(|e| match e.kind {
+                SlotEventKind::Published { deal_id } | SlotEventKind::Activated { deal_id, .. } => {
+                    Some(deal_id)
+                }
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.market_views(&ids).await
+    }
+
+    /// The last market view of each of `deal_ids` that has one.
+    pub async fn market_views(
+        &self,
+        deal_ids: &[u64],
+    ) -> Result<HashMap<u64, MarketView>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in deal_ids.chunks(500) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT deal_id, state, epoch, start_epoch, end_epoch FROM deal_market
+                 WHERE deal_id IN ({})",
+                list.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(int(*id)?);
+            }
+            for row in &query.fetch_all(&self.pool).await? {
+                let state: String = row.try_get("state")?;
+                let view = MarketView {
+                    state: MarketState::parse(&state)
+                        .ok_or_else(|| StoreError::Corrupt(format!("market state {state:?}")))?,
+                    epoch: get_u64(row, "epoch")?,
+                    start_epoch: opt_u64(row, "start_epoch")?,
+                    end_epoch: opt_u64(row, "end_epoch")?,
+                };
+                out.insert(get_u64(row, "deal_id")?, view);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps the market's latest answers (by deal id), in one transaction.
+    pub async fn record_market(
+        &self,
+        views: &[(u64, MarketView)],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (deal_id, view) in views {
+            sqlx::query(
+                "INSERT INTO deal_market (deal_id, state, epoch, start_epoch, end_epoch, checked_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (deal_id) DO UPDATE SET state = $2, epoch = $3, start_epoch = $4,
+                   end_epoch = $5, checked_ms = $6",
+            )
+            .bind(int(*deal_id)?)
+            .bind(view.state.as_str())
+            .bind(int(view.epoch)?)
+            .bind(view.start_epoch.map(int).transpose()?)
+            .bind(view.end_epoch.map(int).transpose()?)
+            .bind(int(now_ms)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// How many orders are in each state (every state, zeros included).
@@ -527,7 +706,7 @@ impl Store {
         let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT contract, order_id, kind, provider, deal_id, start_epoch, end_epoch,
-                    block_number FROM deal_events WHERE order_id IN ({})
+                    block_number, deadline FROM deal_events WHERE order_id IN ({})
              ORDER BY block_number, log_index",
             list.join(", ")
         );
@@ -543,6 +722,13 @@ impl Store {
             entry.0.extend(slot_event_from_row(row)?);
         }
         Ok(out)
+    }
+}
+
+/// Puts each replica's market view (of its current deal) on it.
+fn attach(replicas: &mut [Replica], markets: &HashMap<u64, MarketView>) {
+    for r in replicas {
+        r.market = r.deal_id.and_then(|id| markets.get(&id).copied());
     }
 }
 
@@ -600,4 +786,12 @@ impl LogStore for DealLogs {
     ) -> Result<u64, StoreError> {
         self.store.rewind_deal_events(stream, self.contract, above, cursor).await
     }
+}
+
+/// An order, its slot events, whether it was cancelled, and its replicas.
+struct Folded {
+    order: OrderRecord,
+    events: Vec<SlotEvent>,
+    cancelled: bool,
+    replicas: Vec<Replica>,
 }

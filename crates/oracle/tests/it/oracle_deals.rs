@@ -202,3 +202,296 @@ async fn past_the_deal_budget_orders_wait_and_say_why() {
     assert_eq!(logs.len(), 2, "nothing past the budget went on chain");
     oracle.kill().await;
 }
+
+/// The replica of `provider` in the order shown by `/deals` for `piece`.
+async fn replica(oracle: &OracleProcess, piece: &str, provider: u64) -> Option<Value> {
+    let body = oracle.get(&format!("/deals?piece={piece}")).await?;
+    body["results"][0]["replicas"].as_array()?.iter().find(|r| r["provider"] == provider).cloned()
+}
+
+/// Storage providers acting through the contracts, as the SP agent does: miners f01000,
+/// f01001 and f01002 are controlled by accounts 1, 2 and 3.
+struct Sps<'a> {
+    chain: &'a Chain,
+    order: alloy::primitives::U256,
+}
+
+impl Sps<'_> {
+    fn wallet(&self, miner: u64) -> impl Provider + use<> {
+        let account = usize::try_from(miner - 999).unwrap();
+        ProviderBuilder::new()
+            .wallet(alloy::network::EthereumWallet::from(self.chain.signer(account)))
+            .connect_http(self.chain.anvil.endpoint_url())
+    }
+
+    fn perpetual(&self) -> alloy::primitives::Address {
+        self.chain.deployment.contracts["PerpetualStorage"]
+    }
+
+    /// `miner` claims a slot of the order; returns its proposal id.
+    async fn claim(&self, miner: u64) -> alloy::primitives::B256 {
+        use alloy::primitives::U256;
+        use estuary_contracts::{MARKET_ACTOR, MarketSimulator};
+        let sp = self.wallet(miner);
+        let ps = PerpetualStorage::new(self.perpetual(), &sp);
+        let market = MarketSimulator::new(MARKET_ACTOR, &sp);
+        let collateral = market.minProviderCollateral(1 << 20).call().await.unwrap();
+        let bond = U256::from(ps.bondFor(self.order).call().await.unwrap()) * U256::from(2u64);
+        let receipt = mined!(ps.claim(self.order, miner, collateral).value(bond));
+        assert!(receipt.status(), "f0{miner} claims");
+        receipt.decoded_log::<PerpetualStorage::SlotClaimed>().unwrap().data.proposalId
+    }
+
+    /// `miner` claims, publishes its deal in `sector` and proves it: the replica is active.
+    async fn deliver(&self, miner: u64, sector: u64) {
+        use estuary_contracts::{
+            MARKET_ACTOR, MarketSimulator, MinerActorSimulator, masked_id_address,
+        };
+        let proposal_id = self.claim(miner).await;
+        let sp = self.wallet(miner);
+        let ps = PerpetualStorage::new(self.perpetual(), &sp);
+        let market = MarketSimulator::new(MARKET_ACTOR, &sp);
+        let proposal = ps.getDealProposal(proposal_id).call().await.unwrap();
+        let receipt =
+            mined!(market.publishStorageDeals(vec![MarketSimulator::ClientDealProposal {
+                proposal,
+                clientSignature: alloy::primitives::Bytes::from_static(&[0xde, 0xad]),
+            }]));
+        let deal = receipt.decoded_log::<MarketSimulator::DealPublished>().unwrap().data.id;
+        let actor = MinerActorSimulator::new(masked_id_address(miner), &sp);
+        mined!(actor.activateDeals(sector, i64::MAX, vec![deal]));
+        assert!(mined!(ps.publish(self.order, miner)).status(), "f0{miner} publishes");
+    }
+
+    /// `miner`'s `sector` is terminated: the market drops its deals before their end.
+    async fn terminate(&self, miner: u64, sector: u64) {
+        use estuary_contracts::{MinerActorSimulator, masked_id_address};
+        let sp = self.wallet(miner);
+        let actor = MinerActorSimulator::new(masked_id_address(miner), &sp);
+        mined!(actor.terminateSectors(vec![sector]));
+    }
+}
+
+/// An oracle with deals and the keeper (`extra` added), one pinned piece and its order: the
+/// oracle, the piece CID and the order id.
+async fn one_order(
+    chain: &Chain,
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (OracleProcess, String, alloy::primitives::U256) {
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let oracle = oracle_with(chain, dir, &url, extra).await;
+    let (root, piece, car) = add(dir, "k", &noise(5000, 5));
+    cars.lock().unwrap().insert(root.clone(), car);
+    chain.pin(4, &cid_bytes(&root)).await;
+    let orders = oracle
+        .wait_for_within(
+            |v| v["results"][0]["order_id"].is_u64(),
+            "/deals",
+            Duration::from_secs(60),
+        )
+        .await;
+    let order = alloy::primitives::U256::from(orders["results"][0]["order_id"].as_u64().unwrap());
+    (oracle, piece, order)
+}
+
+/// Polls the replica of `provider` until `ok` holds (30 s at most).
+async fn wait_replica(
+    oracle: &OracleProcess,
+    piece: &str,
+    provider: u64,
+    ok: impl Fn(&Value) -> bool,
+    what: &str,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = replica(oracle, piece, provider).await;
+        if let Some(r) = r.as_ref().filter(|r| ok(r)) {
+            return r.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn reopenings(chain: &Chain) -> Vec<PerpetualStorage::SlotReopened> {
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let logs = reader
+        .get_logs(
+            &Filter::new()
+                .address(chain.deployment.contracts["PerpetualStorage"])
+                .event_signature(PerpetualStorage::SlotReopened::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    logs.iter()
+        .map(|l| l.log_decode::<PerpetualStorage::SlotReopened>().unwrap().inner.data)
+        .collect()
+}
+
+/// The keeper, as storage providers meet it on the local chain: an SP that claims and never
+/// publishes has its claim reopened once its deadline passes, and another SP takes the slot;
+/// an SP whose deal the market terminates (slashed) is seen through `DealStateView`, stops
+/// counting, and its slot is reopened too. `/providers`, `/metrics` and the API show all of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_keeper_reopens_a_lapsed_claim_and_a_slashed_replica_and_scores_the_providers() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let view = chain.deployment.contracts["DealStateView"].to_string();
+    let extra = [
+        "--deal-state-view-address",
+        &view,
+        "--deal-check-secs",
+        "1",
+        "--deal-replicas",
+        "2",
+        "--deal-expiring-epochs",
+        "100",
+    ];
+    let (oracle, piece, order) = one_order(&chain, dir.path(), &extra).await;
+    let sps = Sps { chain: &chain, order };
+    // f01000 claims and is never heard of again; f01001 delivers.
+    sps.claim(1000).await;
+    sps.deliver(1001, 7).await;
+    // The market is read: the replica is active, and so is its deal.
+    let active = |r: &Value| r["state"] == "active" && r["market"]["state"] == "active";
+    wait_replica(&oracle, &piece, 1001, active, "the market never read").await;
+    let lapsed = replica(&oracle, &piece, 1000).await.unwrap();
+    assert_eq!(lapsed["state"], "claimed");
+    let claim_deadline = lapsed["deadline"].as_u64().expect("the claim's deadline");
+
+    // Past f01000's deadline, the keeper reopens its claim (its bond pays the keeper's tip).
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let head = reader.get_block_number().await.unwrap();
+    let blocks = alloy::primitives::U256::from(claim_deadline.saturating_sub(head) + 1);
+    let _: Value = reader.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
+    let reopened = |r: &Value| r["state"] == "reopened";
+    wait_replica(&oracle, &piece, 1000, reopened, "the lapsed claim was never reopened").await;
+    let events = reopenings(&chain).await;
+    assert_eq!(events.len(), 1, "reopened once");
+    let operator = *chain.anvil.addresses().last().unwrap();
+    let e = &events[0];
+    assert_eq!((e.provider, e.keeper, e.bondForfeited), (1000, operator, true));
+    // The slot went elsewhere: f01002 takes it.
+    sps.claim(1002).await;
+
+    // f01001's sector is terminated: the market drops the deal before its end. The keeper sees
+    // it gone, the replica stops counting, and its slot is reopened.
+    sps.terminate(1001, 7).await;
+    let slashed =
+        wait_replica(&oracle, &piece, 1001, reopened, "the slashed replica was never reopened")
+            .await;
+    assert_eq!(slashed["market"]["state"], "slashed", "{slashed}");
+    let order_view = oracle.get(&format!("/deals?piece={piece}")).await.unwrap();
+    assert_eq!(order_view["results"][0]["replicas_active"], 0);
+    assert_eq!(reopenings(&chain).await.len(), 2);
+
+    // The providers, scored: the one that never failed first.
+    let providers = oracle.get("/providers").await.unwrap();
+    let by = |id: u64| {
+        providers["results"].as_array().unwrap().iter().find(|p| p["provider"] == id).cloned()
+    };
+    let (p0, p1, p2) = (by(1000).unwrap(), by(1001).unwrap(), by(1002).unwrap());
+    assert_eq!((p0["lapsed"].as_u64(), p0["address"].as_str()), (Some(1), Some("f01000")));
+    assert_eq!((p1["activated"].as_u64(), p1["ended_early"].as_u64()), (Some(1), Some(1)));
+    assert_eq!((p1["slashed"].as_u64(), p2["in_flight"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(providers["results"][0]["provider"], 1002, "{providers}");
+    assert!(p2["score"].as_f64() > p0["score"].as_f64());
+    let metrics = oracle.metrics().await;
+    assert!(metrics.contains("estuary_provider_score{provider=\"f01002\"} 0.5"), "{metrics}");
+    assert!(metrics.contains("estuary_deals{state=\"claimed\",provider=\"f01002\"} 1"));
+    oracle.kill().await;
+}
+
+/// A market read that fails is retried and never taken for a deal that is gone: with reads
+/// that always fail (the view's address names a contract that is not one), a replica whose
+/// deal the market did drop stays active and is not reopened — while a lapsed claim still is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_market_read_that_fails_is_never_taken_for_a_deal_gone() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_view = chain.deployment.pinning.to_string();
+    let extra = [
+        "--deal-state-view-address",
+        &not_a_view,
+        "--deal-check-secs",
+        "1",
+        "--deal-replicas",
+        "2",
+    ];
+    let (oracle, piece, order) = one_order(&chain, dir.path(), &extra).await;
+    let sps = Sps { chain: &chain, order };
+    sps.deliver(1001, 3).await;
+    sps.claim(1000).await;
+    let active = |r: &Value| r["state"] == "active";
+    wait_replica(&oracle, &piece, 1001, active, "never active").await;
+    sps.terminate(1001, 3).await;
+    let lapsed = replica(&oracle, &piece, 1000).await.unwrap();
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let head = reader.get_block_number().await.unwrap();
+    let blocks = lapsed["deadline"].as_u64().unwrap().saturating_sub(head) + 1;
+    let blocks = alloy::primitives::U256::from(blocks);
+    let _: Value = reader.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
+    let reopened = |r: &Value| r["state"] == "reopened";
+    wait_replica(&oracle, &piece, 1000, reopened, "the lapsed claim was never reopened").await;
+    // Rounds after that one: still active, unread, counted, and its slot not reopened.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kept = replica(&oracle, &piece, 1001).await.unwrap();
+    assert_eq!((kept["state"].as_str(), kept.get("market")), (Some("active"), None), "{kept}");
+    let order_view = oracle.get(&format!("/deals?piece={piece}")).await.unwrap();
+    assert_eq!(order_view["results"][0]["replicas_active"], 1);
+    let events = reopenings(&chain).await;
+    assert_eq!(events.iter().map(|e| e.provider).collect::<Vec<_>>(), [1000]);
+    oracle.kill().await;
+}
+
+/// The market tracker's reads: deals checked per second through `DealStateView.getDeals` (200
+/// per `eth_call`, four calls in flight: `deals::market::read`, what the keeper runs each
+/// round), beside one `getDeal` call per deal, on the local chain. Each id is a real active
+/// deal (three, asked about again and again: every answer runs all five market queries).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark"]
+async fn bench_market_tracker_deals_checked_per_second() {
+    use estuary_contracts::DealStateView;
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (oracle, piece, order) = one_order(&chain, dir.path(), &[]).await;
+    let sps = Sps { chain: &chain, order };
+    for (miner, sector) in [(1000, 1), (1001, 2), (1002, 3)] {
+        sps.deliver(miner, sector).await;
+    }
+    let mut deals = Vec::new();
+    for miner in [1000, 1001, 1002] {
+        let r = wait_replica(&oracle, &piece, miner, |r| r["state"] == "active", "active").await;
+        deals.push(r["deal_id"].as_u64().unwrap());
+    }
+    oracle.kill().await;
+    let view = chain.deployment.contracts["DealStateView"];
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url()).erased();
+    for n in [1_000usize, 10_000] {
+        let ids: Vec<u64> = (0..n).map(|i| deals[i % deals.len()]).collect();
+        let started = std::time::Instant::now();
+        let reads = estuary_oracle::deals::market::read(&reader, view, &ids).await.unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        assert!(
+            reads.iter().all(|r| r.status == estuary_oracle::domain::market::MarketStatus::Active)
+        );
+        eprintln!(
+            "BENCH market: {n} deals in batches of 200 in {secs:.3} s = {:.0} deals/s",
+            n as f64 / secs
+        );
+    }
+    let single = DealStateView::new(view, &reader);
+    let n = 300;
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        single.getDeal(deals[i % deals.len()]).call().await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "BENCH market: {n} deals one call each in {secs:.3} s = {:.0} deals/s",
+        n as f64 / secs
+    );
+}

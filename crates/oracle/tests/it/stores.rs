@@ -520,10 +520,10 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
             1,
             DealLogKind::Created { client: Address::repeat_byte(9), piece_v1: vec![1, 2, 3] },
         ),
-        log(7, 1, 1, slot(1000, SlotEventKind::Claimed)),
+        log(7, 1, 1, slot(1000, SlotEventKind::Claimed { deadline: Some(130) })),
         log(8, 0, 2, DealLogKind::Created { client: operator, piece_v1: vec![1, 2, 3] }),
-        log(9, 0, 2, slot(1000, SlotEventKind::Claimed)),
-        log(9, 1, 2, slot(1001, SlotEventKind::Claimed)),
+        log(9, 0, 2, slot(1000, SlotEventKind::Claimed { deadline: Some(130) })),
+        log(9, 1, 2, slot(1001, SlotEventKind::Claimed { deadline: Some(130) })),
         log(10, 0, 2, slot(1000, SlotEventKind::Published { deal_id: 5 })),
         log(
             11,
@@ -552,6 +552,25 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     assert_eq!(s.deals(Some(piece), 10, 0).await.unwrap().len(), 1);
     assert!(s.deals(Some("bafkzcibother"), 10, 0).await.unwrap().is_empty());
     assert_eq!(s.created_order(contract, &[1, 2, 3], 6).await.unwrap(), Some(2));
+    // The claim's deadline is kept (the keeper reopens lapsed claims), and so is a payment.
+    assert_eq!(deals[0].replicas[1].deadline, Some(130));
+    let paid = [log(12, 0, 2, slot(1000, SlotEventKind::Paid { until: 40 }))];
+    s.ingest_deal_events(stream, contract, operator, &paid, cursor(12), 5_000).await.unwrap();
+    assert_eq!(s.deals(None, 10, 0).await.unwrap()[0].replicas[0].paid_until, Some(40));
+    // What the market says is kept per deal and put on the replicas: a slashed deal no
+    // longer counts. The keeper sees the open order, the scores see its history.
+    use estuary_oracle::domain::market::{MarketState, MarketView};
+    let view = |state| MarketView { state, epoch: 50, start_epoch: Some(12), end_epoch: Some(99) };
+    s.record_market(&[(5, view(MarketState::Active))], 5_001).await.unwrap();
+    s.record_market(&[(5, view(MarketState::Slashed))], 5_002).await.unwrap();
+    let open = s.open_orders(contract).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].replicas[0].market, Some(view(MarketState::Slashed)));
+    assert_eq!(open[0].replicas_active, 0);
+    assert!(s.open_orders(Address::repeat_byte(1)).await.unwrap().is_empty());
+    let histories = s.order_histories().await.unwrap();
+    assert_eq!((histories.len(), histories[0].events.len()), (1, 6));
+    s.record_market(&[(5, view(MarketState::Active))], 5_003).await.unwrap();
 
     // A receipt seen later does not change the id the watcher bound.
     s.order_created(contract, piece, 99, None, 5_001).await.unwrap();
@@ -559,7 +578,7 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
 
     // A reorg above block 7 forgets our order's events: it waits for its id again.
     let forgotten = s.rewind_deal_events(stream, contract, 7, Some(cursor(7))).await.unwrap();
-    assert_eq!(forgotten, 6);
+    assert_eq!(forgotten, 7);
     let waiting = s.orders_in(contract, OrderState::Sending).await.unwrap();
     assert_eq!((waiting.len(), waiting[0].order_id), (1, None));
     assert_eq!(s.created_order(contract, &[1, 2, 3], 6).await.unwrap(), None);

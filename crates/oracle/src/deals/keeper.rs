@@ -1,0 +1,207 @@
+//! The keeper: each round it reads what the storage market says of the deals of the oracle's
+//! open orders (through `DealStateView`, batched), stores it, and sends the transactions that
+//! keep the orders' slots moving:
+//!
+//! ```text
+//!   store: open orders + replicas ──► market::read(deal ids) ──► classify ──► store (deal_market)
+//!        └─► domain::market::keep(replicas, head) ──► TxManager::send(reopen | collect, key)
+//! ```
+//!
+//! - a claim not proven by its deadline (an SP that never publishes) is reopened, so another SP
+//!   can claim the slot (the contract refuses the same provider twice for an order while it
+//!   holds a slot, and pays the keeper's tip from the lapsed bond);
+//! - an active replica whose term is over, or whose deal the market says is gone, is reopened;
+//! - with `--deal-collect-epochs`, an active replica's accrued bounty is collected for its SP
+//!   once that many epochs have passed since it was last paid (`BountyPaid`, whoever called).
+//!
+//! Each transaction has a ledger key naming the slot's claim (and, for a collection, the epoch
+//! last paid): a pending one is adopted after a restart, not sent again. The contract checks every reopening itself, so a
+//! keeper that acts on a stale view costs an `eth_estimateGas`, not gas: the refusal is logged
+//! and the task tried again after `RETRY`.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    primitives::{Address, U256},
+    providers::Provider,
+};
+use estuary_chain::{TxError, TxManager};
+use estuary_contracts::{PerpetualStorage, perpetual::PerpetualStorage::PerpetualStorageErrors};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    domain::{
+        deal::ReplicaState,
+        market::{Expected, KeeperAction, KeeperRules, KeeperTask, MarketView, classify, keep},
+        now_ms,
+    },
+    store::{OrderWithReplicas, Store},
+};
+
+/// A task the contract refused is asked again after this long.
+const RETRY: Duration = Duration::from_secs(60);
+
+/// The keeper's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct KeeperConfig {
+    /// The `DealStateView` the market is read through (none: no market reads).
+    pub view: Option<Address>,
+    /// Between rounds.
+    pub every: Duration,
+    /// An active deal ending within this many epochs shows as expiring.
+    pub expiring_epochs: u64,
+    /// Collect every this many epochs of a replica's term (none: never).
+    pub collect_every: Option<u64>,
+}
+
+/// Reads the market and keeps the slots of the orders at one `PerpetualStorage` contract.
+#[derive(Debug)]
+pub struct Keeper {
+    store: Store,
+    tx: TxManager,
+    contract: Address,
+    config: KeeperConfig,
+    tried: HashMap<String, Instant>,
+}
+
+impl Keeper {
+    /// A keeper of `contract`'s orders made by this oracle, sending with `tx`.
+    pub fn new(store: Store, tx: TxManager, contract: Address, config: KeeperConfig) -> Self {
+        Self { store, tx, contract, config, tried: HashMap::new() }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut claim_window = None;
+        loop {
+            if claim_window.is_none() {
+                let ps = PerpetualStorage::new(self.contract, self.tx.provider());
+                claim_window = ps
+                    .claimWindow()
+                    .call()
+                    .await
+                    .inspect_err(|e| warn!(error = %e, "keeper: the contract's claim window"))
+                    .ok();
+            }
+            if let Some(claim_window) = claim_window {
+                let rules = KeeperRules { claim_window, collect_every: self.config.collect_every };
+                if let Err(e) = self.round(&rules).await {
+                    warn!(error = %e, "keeper round failed; retried");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.config.every) => {}
+            }
+        }
+    }
+
+    /// One round: the market read and stored, then the transactions due.
+    pub async fn round(&mut self, rules: &KeeperRules) -> Result<(), String> {
+        let head = self.tx.provider().get_block_number().await.map_err(|e| e.to_string())?;
+        let mut orders = self.store.open_orders(self.contract).await.map_err(|e| e.to_string())?;
+        if let Some(view) = self.config.view
+            && let Err(e) = self.track(view, &mut orders).await
+        {
+            // The last answers stored stand; lapsed claims and finished terms are still kept.
+            warn!(error = %e, "keeper: the market read failed; retried next round");
+        }
+        let contract = format!("{:#x}", self.contract);
+        let tasks: Vec<KeeperTask> = orders
+            .iter()
+            .filter(|o| !o.cancelled)
+            .filter_map(|o| Some((o.order.order_id?, o)))
+            .flat_map(|(id, o)| keep(&contract, id, &o.replicas, head, rules))
+            .collect();
+        self.tried.retain(|_, at| at.elapsed() < RETRY);
+        for task in tasks {
+            if self.tried.contains_key(&task.key) {
+                continue;
+            }
+            self.send(&task).await;
+        }
+        Ok(())
+    }
+
+    /// Reads the market for the deals of `orders`' published and active replicas, keeps the
+    /// answers, and puts them on the replicas. A failed read changes nothing.
+    async fn track(&self, view: Address, orders: &mut [OrderWithReplicas]) -> Result<(), String> {
+        let mut ids: Vec<u64> = orders
+            .iter()
+            .flat_map(|o| o.replicas.iter())
+            .filter(|r| matches!(r.state, ReplicaState::Published | ReplicaState::Active))
+            .filter_map(|r| r.deal_id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let reads = super::market::read(self.tx.provider(), view, &ids)
+            .await
+            .map_err(|e| format!("reading the market (retried): {e}"))?;
+        let reads: HashMap<u64, _> = reads.into_iter().map(|r| (r.deal_id, r)).collect();
+        let mut views: Vec<(u64, MarketView)> = Vec::new();
+        for order in orders.iter_mut() {
+            let piece = &order.order.piece_v1;
+            let Some(commp) =
+                piece.len().checked_sub(32).and_then(|at| piece[at..].try_into().ok())
+            else {
+                continue;
+            };
+            for r in &mut order.replicas {
+                if !matches!(r.state, ReplicaState::Published | ReplicaState::Active) {
+                    continue;
+                }
+                let Some(read) = r.deal_id.and_then(|id| reads.get(&id)) else { continue };
+                let expected =
+                    Expected { provider: r.provider, commp, padded_size: order.order.padded_size };
+                let next =
+                    classify(read, &expected, r.market.as_ref(), self.config.expiring_epochs);
+                if r.market.map(|m| m.state) != Some(next.state) {
+                    debug!(deal = read.deal_id, state = next.state.as_str(), "market");
+                }
+                r.market = Some(next);
+                views.push((read.deal_id, next));
+            }
+        }
+        self.store.record_market(&views, now_ms()).await.map_err(|e| e.to_string())
+    }
+
+    async fn send(&mut self, task: &KeeperTask) {
+        let ps = PerpetualStorage::new(self.contract, self.tx.provider());
+        let (order, provider) = (U256::from(task.order_id), task.provider);
+        let what = match task.action {
+            KeeperAction::Reopen(why) => why.as_str(),
+            KeeperAction::Collect { .. } => "collect",
+        };
+        let keys = [task.key.clone()];
+        let sent = match task.action {
+            KeeperAction::Reopen(_) => self.tx.send(ps.reopen(order, provider), &keys).await,
+            KeeperAction::Collect { .. } => self.tx.send(ps.collect(order, provider), &keys).await,
+        };
+        match sent {
+            Ok(receipt) => {
+                let tx = format!("{:#x}", receipt.transaction_hash);
+                info!(order = task.order_id, provider, %what, %tx, "keeper");
+                // Not asked again before the watcher has read its event.
+                self.tried.insert(task.key.clone(), Instant::now());
+            }
+            Err(TxError::WouldRevert { source }) => {
+                let why = source
+                    .as_decoded_interface_error::<PerpetualStorageErrors>()
+                    .map_or_else(|| source.to_string(), |e| format!("{e:?}"));
+                info!(order = task.order_id, provider, %what, reason = %why, "keeper: refused; asked again later");
+                self.tried.insert(task.key.clone(), Instant::now());
+            }
+            Err(e) => {
+                warn!(order = task.order_id, provider, %what, error = %e, "keeper: not sent; retried");
+                self.tried.insert(task.key.clone(), Instant::now());
+            }
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! What the storage market says of a replica's deal, and what the keeper does about it. Pure:
+//! the market is read by `deals::market` (through `DealStateView`, many deals per `eth_call`),
+//! the keeper's transactions are sent by `deals::keeper`.
+//!
+//! ```text
+//!   DealStateView.getDeals(ids) ──► MarketRead ──classify(expected piece, provider, last view)──► MarketView
+//!
+//!   per replica (folded from the contract's events) + its MarketView + the head:
+//!     claimed | published, past its deadline             ──► reopen (the claim lapsed)
+//!     active, its paid term over                          ──► reopen (the term is complete)
+//!     active, the market says gone / never published      ──► reopen (the deal is gone)
+//!     active, `collect_every` epochs since last paid      ──► collect (pays the SP what accrued)
+//! ```
+//!
+//! Sources followed, per behaviour:
+//! - the market's answers: builtin-actors v18 `actors/market/src/lib.rs`
+//!   (`get_deal_activation`: exit 17 `USR_NOT_FOUND` for a deal never published, 32
+//!   `EX_DEAL_EXPIRED` for one ended, terminated or timed out; `get_deal_sector`: 33
+//!   `EX_DEAL_NOT_ACTIVATED` before activation), as `contracts/src/DealStateView.sol` maps them;
+//! - when a slot may be reopened and what a reopening checks on chain:
+//!   `contracts/src/PerpetualStorage.sol` (`reopen`, `observe`, `collect`).
+//!
+//! The contract checks every reopening itself (`PerpetualStorageSlotStillLive` otherwise): the
+//! keeper only decides when asking is worth a transaction. A market read that failed is not a
+//! [`MarketRead`] at all, and an exit code the view does not know is [`MarketState::Unknown`]:
+//! neither is ever taken for a deal that is gone.
+
+use serde::Serialize;
+
+use super::deal::{Replica, ReplicaState};
+
+/// The market's answer for one deal (`DealStateView.Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarketStatus {
+    /// Published, not yet activated.
+    Published,
+    /// Activated and in the market's state.
+    Active,
+    /// Never published (17).
+    NotFound,
+    /// Gone from the market: ended, terminated or timed out (32).
+    Gone,
+    /// Another exit code.
+    Unknown,
+}
+
+/// One deal as the market reported it, at `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketRead {
+    /// The deal.
+    pub deal_id: u64,
+    /// What the market said.
+    pub status: MarketStatus,
+    /// The exit code that decided it (0, 33, 17, 32 or another).
+    pub exit_code: i64,
+    /// Published or active: the provider's actor id.
+    pub provider: u64,
+    /// Published or active: the deal's piece commitment.
+    pub commp: [u8; 32],
+    /// Published or active: the deal's padded piece size.
+    pub padded_size: u64,
+    /// Published or active: the deal's start epoch.
+    pub start_epoch: i64,
+    /// Published or active: the deal's end epoch (start + duration).
+    pub end_epoch: i64,
+    /// The epoch the answer holds at.
+    pub epoch: u64,
+}
+
+/// A replica's deal as the oracle shows it, from the market's last answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarketState {
+    /// Published, not yet active.
+    Published,
+    /// Active, with more than the expiring window left.
+    Active,
+    /// Active, ending within the expiring window.
+    Expiring,
+    /// Gone after its end epoch: it ran its course.
+    Expired,
+    /// Gone before its end after it was seen active: terminated (its provider slashed).
+    Slashed,
+    /// Gone without having been seen active: it timed out before activation.
+    Failed,
+    /// The market never published it.
+    NotFound,
+    /// Published or active, but for another piece, size or provider than the order's slot:
+    /// not counted.
+    Mismatch,
+    /// The market answered an exit code the view does not know: nothing is concluded.
+    Unknown,
+}
+
+impl MarketState {
+    /// Every state.
+    pub const ALL: [Self; 9] = [
+        Self::Published,
+        Self::Active,
+        Self::Expiring,
+        Self::Expired,
+        Self::Slashed,
+        Self::Failed,
+        Self::NotFound,
+        Self::Mismatch,
+        Self::Unknown,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Published => "published",
+            Self::Active => "active",
+            Self::Expiring => "expiring",
+            Self::Expired => "expired",
+            Self::Slashed => "slashed",
+            Self::Failed => "failed",
+            Self::NotFound => "not_found",
+            Self::Mismatch => "mismatch",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The state a stored name names.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Whether the deal is no longer in the market (the slot may be reopened).
+    pub fn gone(self) -> bool {
+        matches!(self, Self::Expired | Self::Slashed | Self::Failed | Self::NotFound)
+    }
+}
+
+/// What the oracle keeps of a deal's last market read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MarketView {
+    /// The deal's state.
+    pub state: MarketState,
+    /// The epoch of the read.
+    pub epoch: u64,
+    /// The deal's start epoch, when the market has given it (kept after it is gone).
+    pub start_epoch: Option<u64>,
+    /// The deal's end epoch, when the market has given it (kept after it is gone).
+    pub end_epoch: Option<u64>,
+}
+
+/// What a slot's deal must be to count: the order's piece at the slot's provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    /// The slot's provider.
+    pub provider: u64,
+    /// The order's piece commitment.
+    pub commp: [u8; 32],
+    /// The order's padded size.
+    pub padded_size: u64,
+}
+
+/// The view of `read`, for a slot that expects `expected`, after the `previous` view (which
+/// keeps the deal's term once it is gone). `expiring` is the window, in epochs, before a
+/// deal's end in which an active deal shows as expiring.
+pub fn classify(
+    read: &MarketRead,
+    expected: &Expected,
+    previous: Option<&MarketView>,
+    expiring: u64,
+) -> MarketView {
+    let epoch = read.epoch;
+    let term = |v: i64| u64::try_from(v).ok();
+    let known = |state| MarketView {
+        state,
+        epoch,
+        start_epoch: previous.and_then(|p| p.start_epoch),
+        end_epoch: previous.and_then(|p| p.end_epoch),
+    };
+    match read.status {
+        MarketStatus::Published | MarketStatus::Active => {
+            let view = MarketView {
+                state: MarketState::Published,
+                epoch,
+                start_epoch: term(read.start_epoch),
+                end_epoch: term(read.end_epoch),
+            };
+            if read.provider != expected.provider
+                || read.commp != expected.commp
+                || read.padded_size != expected.padded_size
+            {
+                return MarketView { state: MarketState::Mismatch, ..view };
+            }
+            if read.status == MarketStatus::Published {
+                return view;
+            }
+            let ending = view.end_epoch.is_some_and(|end| end.saturating_sub(epoch) <= expiring);
+            let state = if ending { MarketState::Expiring } else { MarketState::Active };
+            MarketView { state, ..view }
+        }
+        MarketStatus::Gone => {
+            let view = known(MarketState::Failed);
+            let was_active = previous.is_some_and(|p| {
+                matches!(
+                    p.state,
+                    MarketState::Active
+                        | MarketState::Expiring
+                        | MarketState::Slashed
+                        | MarketState::Expired
+                )
+            });
+            let state = match view.end_epoch {
+                Some(end) if epoch >= end => MarketState::Expired,
+                _ if was_active => MarketState::Slashed,
+                _ => MarketState::Failed,
+            };
+            MarketView { state, ..view }
+        }
+        MarketStatus::NotFound => known(MarketState::NotFound),
+        MarketStatus::Unknown => known(MarketState::Unknown),
+    }
+}
+
+/// Why the keeper reopens a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReopenWhy {
+    /// Claimed (or published) and not proven by its deadline.
+    ClaimLapsed,
+    /// Active, and its paid term is over.
+    TermComplete,
+    /// Active by the contract, but the market says the deal is gone.
+    DealGone,
+}
+
+impl ReopenWhy {
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClaimLapsed => "claim_lapsed",
+            Self::TermComplete => "term_complete",
+            Self::DealGone => "deal_gone",
+        }
+    }
+}
+
+/// What the keeper does about a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeeperAction {
+    /// `PerpetualStorage.reopen(order, provider)`.
+    Reopen(ReopenWhy),
+    /// `PerpetualStorage.collect(order, provider)`: the bounty accrued since `from`.
+    Collect {
+        /// The epoch the replica was last paid up to (its start, if never): one collection
+        /// per payment seen.
+        from: u64,
+    },
+}
+
+/// One thing to do, on one slot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeeperTask {
+    /// The order.
+    pub order_id: u64,
+    /// The slot's provider.
+    pub provider: u64,
+    /// What to do.
+    pub action: KeeperAction,
+    /// The ledger key: one transaction per key, ever (through restarts).
+    pub key: String,
+}
+
+/// The keeper's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeeperRules {
+    /// The contract's `claimWindow` (for claims stored without their deadline).
+    pub claim_window: u64,
+    /// Collect an active replica's accrued bounty every this many epochs of its term (`None`:
+    /// the oracle leaves collecting to the SPs, whose agent collects on its own schedule).
+    pub collect_every: Option<u64>,
+}
+
+/// What to do about the replicas of order `order_id` at `contract` (the ledger keys' prefix),
+/// at `head`.
+pub fn keep(
+    contract: &str,
+    order_id: u64,
+    replicas: &[Replica],
+    head: u64,
+    rules: &KeeperRules,
+) -> Vec<KeeperTask> {
+    let mut tasks = Vec::new();
+    for r in replicas {
+        let slot = format!("{contract}/{order_id}/{}/{}", r.provider, r.since_block);
+        let task = |action: KeeperAction| KeeperTask {
+            order_id,
+            provider: r.provider,
+            action,
+            key: match action {
+                KeeperAction::Reopen(_) => format!("reopen/{slot}"),
+                KeeperAction::Collect { from } => format!("collect/{slot}/{from}"),
+            },
+        };
+        match r.state {
+            ReplicaState::Claimed | ReplicaState::Published => {
+                let deadline =
+                    r.deadline.unwrap_or_else(|| r.since_block.saturating_add(rules.claim_window));
+                if head > deadline {
+                    tasks.push(task(KeeperAction::Reopen(ReopenWhy::ClaimLapsed)));
+                }
+            }
+            ReplicaState::Active => {
+                let why = if r.end_epoch.is_some_and(|end| head >= end) {
+                    Some(ReopenWhy::TermComplete)
+                } else if r.market.is_some_and(|m| m.state.gone()) {
+                    Some(ReopenWhy::DealGone)
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    tasks.push(task(KeeperAction::Reopen(why)));
+                } else if let (Some(every), Some(start)) = (rules.collect_every, r.start_epoch) {
+                    let from = r.paid_until.map_or(start, |paid| paid.max(start));
+                    if every > 0 && head.saturating_sub(from) >= every {
+                        tasks.push(task(KeeperAction::Collect { from }));
+                    }
+                }
+            }
+            ReplicaState::Reopened => {}
+        }
+    }
+    tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn read(status: MarketStatus, epoch: u64) -> MarketRead {
+        MarketRead {
+            deal_id: 7,
+            status,
+            exit_code: 0,
+            provider: 1000,
+            commp: [1; 32],
+            padded_size: 1024,
+            start_epoch: 100,
+            end_epoch: 1000,
+            epoch,
+        }
+    }
+
+    const EXPECTED: Expected = Expected { provider: 1000, commp: [1; 32], padded_size: 1024 };
+
+    #[test]
+    fn the_market_answer_becomes_a_state_with_its_history() {
+        let published = classify(&read(MarketStatus::Published, 50), &EXPECTED, None, 100);
+        assert_eq!(published.state, MarketState::Published);
+        let active = classify(&read(MarketStatus::Active, 200), &EXPECTED, Some(&published), 100);
+        assert_eq!((active.state, active.end_epoch), (MarketState::Active, Some(1000)));
+        let expiring = classify(&read(MarketStatus::Active, 900), &EXPECTED, Some(&active), 100);
+        assert_eq!(expiring.state, MarketState::Expiring);
+        // Gone: before its end after being active is a termination; after its end, expiry;
+        // never active, a time-out. The term is kept from the last answer that had it.
+        let gone = read(MarketStatus::Gone, 500);
+        let slashed = classify(&gone, &EXPECTED, Some(&active), 100);
+        assert_eq!((slashed.state, slashed.end_epoch), (MarketState::Slashed, Some(1000)));
+        let late = read(MarketStatus::Gone, 1000);
+        assert_eq!(classify(&late, &EXPECTED, Some(&expiring), 100).state, MarketState::Expired);
+        assert_eq!(classify(&gone, &EXPECTED, Some(&published), 100).state, MarketState::Failed);
+        assert_eq!(classify(&gone, &EXPECTED, None, 100).state, MarketState::Failed);
+        // An unknown code concludes nothing; a slot's deal for another piece, size or provider
+        // is a mismatch.
+        let unknown = classify(&read(MarketStatus::Unknown, 500), &EXPECTED, Some(&active), 100);
+        assert_eq!((unknown.state, unknown.end_epoch), (MarketState::Unknown, Some(1000)));
+        for wrong in [
+            Expected { provider: 1001, ..EXPECTED },
+            Expected { commp: [2; 32], ..EXPECTED },
+            Expected { padded_size: 2048, ..EXPECTED },
+        ] {
+            let view = classify(&read(MarketStatus::Active, 200), &wrong, None, 100);
+            assert_eq!(view.state, MarketState::Mismatch);
+        }
+    }
+
+    fn replica(state: ReplicaState) -> Replica {
+        Replica {
+            provider: 1000,
+            state,
+            deal_id: Some(7),
+            start_epoch: Some(100),
+            end_epoch: Some(1000),
+            since_block: 40,
+            deadline: Some(160),
+            paid_until: None,
+            market: None,
+        }
+    }
+
+    const RULES: KeeperRules = KeeperRules { claim_window: 120, collect_every: None };
+
+    #[test]
+    fn lapsed_claims_finished_terms_and_gone_deals_are_reopened_once_each() {
+        let claimed = replica(ReplicaState::Claimed);
+        assert!(keep("0xc", 1, &[claimed], 160, &RULES).is_empty(), "at its deadline still live");
+        let tasks = keep("0xc", 1, &[claimed], 161, &RULES);
+        assert_eq!(tasks[0].action, KeeperAction::Reopen(ReopenWhy::ClaimLapsed));
+        assert_eq!(tasks[0].key, "reopen/0xc/1/1000/40");
+        // A claim stored without its deadline: its block plus the claim window.
+        let old = Replica { deadline: None, ..claimed };
+        assert!(keep("0xc", 1, &[old], 160, &RULES).is_empty());
+        assert_eq!(keep("0xc", 1, &[old], 161, &RULES).len(), 1);
+
+        let active = replica(ReplicaState::Active);
+        assert!(keep("0xc", 1, &[active], 999, &RULES).is_empty());
+        let done = keep("0xc", 1, &[active], 1000, &RULES);
+        assert_eq!(done[0].action, KeeperAction::Reopen(ReopenWhy::TermComplete));
+        let view = |state| MarketView { state, epoch: 500, start_epoch: None, end_epoch: None };
+        for state in MarketState::ALL {
+            let r = Replica { market: Some(view(state)), ..active };
+            let tasks = keep("0xc", 1, &[r], 500, &RULES);
+            assert_eq!(tasks.len(), usize::from(state.gone()), "{state:?}");
+            assert_eq!(r.counts(), !state.gone() && state != MarketState::Mismatch);
+        }
+        assert!(keep("0xc", 1, &[replica(ReplicaState::Reopened)], 5000, &RULES).is_empty());
+    }
+
+    #[test]
+    fn a_collection_is_due_every_so_many_epochs_since_the_last_payment() {
+        let rules = KeeperRules { collect_every: Some(300), ..RULES };
+        let active = replica(ReplicaState::Active);
+        assert!(keep("0xc", 1, &[active], 399, &RULES).is_empty(), "off by default");
+        assert!(keep("0xc", 1, &[active], 399, &rules).is_empty());
+        let first = keep("0xc", 1, &[active], 400, &rules);
+        assert_eq!(first[0].action, KeeperAction::Collect { from: 100 });
+        assert_eq!(first[0].key, "collect/0xc/1/1000/40/100");
+        // The provider collected itself at 450: the next is due 300 epochs after.
+        let paid = Replica { paid_until: Some(450), ..active };
+        assert!(keep("0xc", 1, &[paid], 749, &rules).is_empty());
+        let second = keep("0xc", 1, &[paid], 750, &rules);
+        assert_eq!(second[0].action, KeeperAction::Collect { from: 450 });
+    }
+
+    fn status() -> impl Strategy<Value = MarketStatus> {
+        prop_oneof![
+            Just(MarketStatus::Published),
+            Just(MarketStatus::Active),
+            Just(MarketStatus::NotFound),
+            Just(MarketStatus::Gone),
+            Just(MarketStatus::Unknown),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the market answers, in whatever order: an unknown answer never makes a
+        /// replica gone, and only a read of the slot's own piece and provider is active.
+        #[test]
+        fn no_answer_sequence_takes_an_unknown_for_gone(
+            answers in proptest::collection::vec((status(), 0u64..2000, any::<bool>()), 1..20)
+        ) {
+            let mut view: Option<MarketView> = None;
+            for (status, epoch, ours) in answers {
+                let mut r = read(status, epoch);
+                if !ours {
+                    r.provider = 1001;
+                }
+                let next = classify(&r, &EXPECTED, view.as_ref(), 100);
+                if status == MarketStatus::Unknown {
+                    prop_assert!(!next.state.gone());
+                }
+                if matches!(next.state, MarketState::Active | MarketState::Expiring) {
+                    prop_assert!(ours);
+                }
+                view = Some(next);
+            }
+        }
+    }
+}
