@@ -294,9 +294,36 @@ pub struct DealsConfig {
     #[arg(long, env = "ESTUARY_DEAL_COLLECT_EPOCHS",
         value_parser = clap::value_parser!(u64).range(1..))]
     pub deal_collect_epochs: Option<u64>,
+    /// Group packed pins into FRC-0058 aggregates of at most this many padded bytes (a power of
+    /// two from 4096: 34359738368 = 32 GiB on mainnet), one order per aggregate; a pin larger
+    /// than half of it is ordered on its own (none: every pin is its own order).
+    #[arg(long, env = "ESTUARY_BUCKET_SIZE", value_parser = parse_bucket_size)]
+    pub bucket_size: Option<u64>,
+    /// A bucket closes once its oldest pin has waited this many seconds (48 h), full or not.
+    #[arg(long, env = "ESTUARY_BUCKET_MAX_AGE_SECS", default_value_t = 172_800,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub bucket_max_age_secs: u64,
+}
+
+fn parse_bucket_size(s: &str) -> Result<u64, String> {
+    let size: u64 = s.parse().map_err(|e| format!("{e}"))?;
+    let min = crate::domain::bucket::MIN_DEAL_SIZE;
+    if size.is_power_of_two() && (min..=64 << 30).contains(&size) {
+        Ok(size)
+    } else {
+        Err(format!("{size} is not a power of two from {min} to 64 GiB"))
+    }
 }
 
 impl DealsConfig {
+    /// When buckets close, if pins are bucketed.
+    pub fn buckets(&self) -> Option<crate::domain::bucket::BucketRules> {
+        self.bucket_size.map(|deal_size| crate::domain::bucket::BucketRules {
+            deal_size,
+            max_age_ms: self.bucket_max_age_secs.saturating_mul(1000),
+        })
+    }
+
     /// The terms of each order.
     pub fn terms(&self) -> crate::domain::deal::OrderTerms {
         crate::domain::deal::OrderTerms {

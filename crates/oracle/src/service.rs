@@ -206,6 +206,7 @@ impl Oracle {
             gateway_limits: config.walks.gateway_limits(),
             faults,
             policy: config.api_policy(),
+            bucket_size: config.deals.bucket_size,
         });
         tasks.push(tokio::spawn(api::upload::janitor(
             Arc::clone(&api_state),
@@ -339,7 +340,8 @@ fn start_deals(
         &public_url,
         state_rx,
     )
-    .with_budget(config.deals.deal_budget);
+    .with_budget(config.deals.deal_budget)
+    .with_buckets(config.deals.buckets().map(|rules| rules.largest_piece()));
     if config.deals.deal_budget.is_none() {
         warn!("no --deal-budget: every reported piece is funded from the operator's account");
     }
@@ -359,11 +361,21 @@ fn start_deals(
             "no --deal-state-view-address: the market is not read; deals gone from it are not seen"
         );
     }
-    vec![
+    let mut tasks = vec![
         tokio::spawn(watcher.run(shutdown.clone())),
         tokio::spawn(maker.run(shutdown.clone())),
         tokio::spawn(keeper.run(shutdown.clone())),
-    ]
+    ];
+    if let Some(rules) = config.deals.buckets() {
+        info!(
+            deal_size = rules.deal_size,
+            max_age_ms = rules.max_age_ms,
+            "bucketing pins into aggregates"
+        );
+        let bucketer = crate::deals::buckets::Bucketer::new(store.clone(), rules);
+        tasks.push(tokio::spawn(bucketer.run(shutdown.clone())));
+    }
+    tasks
 }
 
 /// A watcher per followed contract (`EstuaryPinning`, and `EstuaryOracle` if configured), storing

@@ -9,10 +9,19 @@
 //! - zeros everywhere else.
 //!
 //! The aggregate is a piece too: its piece CID v2 has padding 0 and the deal's height.
+//!
+//! Its payload, the bytes an SP downloads and fr32-pads into the deal, is the layout above in
+//! unpadded units (offsets × 127/128): each piece's payload at its offset followed by zeros to
+//! its size, the index fr32-unpadded at the index area, zeros elsewhere, `deal_size × 127/128`
+//! bytes in all (`AggregateObjectReader` and `IndexReader` of filecoin-project/go-data-segment,
+//! `datasegment/creation.go`).
 
 use sha2::{Digest, Sha256};
 
-use crate::commp::{MAX_LEVELS, Node, node, zero_roots};
+use crate::{
+    commp::{MAX_LEVELS, Node, node, zero_roots},
+    fr32::{QUAD, QUAD_PAYLOAD, unpad_quad},
+};
 
 /// Bytes per index entry.
 pub const ENTRY_SIZE: u64 = 64;
@@ -132,6 +141,33 @@ pub fn index_area_start(deal_size: u64) -> u64 {
     deal_size - max_index_entries(deal_size) * ENTRY_SIZE
 }
 
+/// Where the next piece of `size` padded bytes goes when the pieces so far end at `end`:
+/// aligned up to its own size (`ComputeDealPlacement` in go-data-segment). Returns its offset.
+pub fn next_offset(end: u64, size: u64) -> u64 {
+    end.div_ceil(size).saturating_mul(size)
+}
+
+/// The unpadded position of padded offset `padded` (a multiple of 128).
+pub fn unpadded(padded: u64) -> u64 {
+    padded / 128 * 127
+}
+
+/// The index of `segments` as it is in an aggregate's payload: the entries, fr32-unpadded 128
+/// bytes at a time (the last quad zero-filled); the rest of the index area is zeros.
+/// `IndexReader` in go-data-segment.
+pub fn index_payload(segments: &[Segment]) -> Vec<u8> {
+    let mut padded: Vec<u8> = segments.iter().flat_map(Segment::entry).collect();
+    padded.resize(padded.len().div_ceil(QUAD) * QUAD, 0);
+    let mut out = vec![0u8; padded.len() / QUAD * QUAD_PAYLOAD];
+    for (quad, payload) in padded.chunks_exact(QUAD).zip(out.chunks_exact_mut(QUAD_PAYLOAD)) {
+        let (Ok(quad), Ok(payload)) = (quad.try_into(), payload.try_into()) else {
+            unreachable!("chunks_exact gives whole quads");
+        };
+        unpad_quad(quad, payload);
+    }
+    out
+}
+
 /// An item placed in the sparse tree: a node at (level, index).
 #[derive(Debug, Clone, Copy)]
 struct Placed {
@@ -184,7 +220,7 @@ impl Aggregate {
                 return Err(AggregateError::PieceHeight(height));
             }
             let size_nodes = 1u64 << height;
-            let slot = end_nodes.div_ceil(size_nodes);
+            let slot = next_offset(end_nodes, size_nodes) / size_nodes;
             end_nodes = (slot + 1) * size_nodes;
             let end = end_nodes * 32;
             if end.saturating_add(limit * ENTRY_SIZE) > deal_size {
@@ -275,6 +311,26 @@ impl Aggregate {
         MerkleProof { index: start, path }
     }
 
+    /// Payload bytes (unpadded) of the whole aggregate.
+    pub fn payload_size(&self) -> u64 {
+        unpadded(self.deal_size)
+    }
+
+    /// Where the `n`th piece's payload starts in the aggregate's payload.
+    pub fn payload_offset(&self, n: usize) -> Option<u64> {
+        self.segments.get(n).map(|s| unpadded(s.offset))
+    }
+
+    /// Where the index starts in the aggregate's payload.
+    pub fn index_payload_offset(&self) -> u64 {
+        unpadded(index_area_start(self.deal_size))
+    }
+
+    /// The index as it is in the payload (see [`index_payload`]).
+    pub fn index_payload(&self) -> Vec<u8> {
+        index_payload(&self.segments)
+    }
+
     /// The inclusion proof of the `n`th piece.
     pub fn proof(&self, n: usize) -> Option<InclusionProof> {
         let s = self.segments.get(n)?;
@@ -328,6 +384,38 @@ mod tests {
         let data: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect();
         let info = commp(&data).unwrap();
         (info.commp, info.height())
+    }
+
+    /// The payload laid out as `payload_offset`, `index_payload_offset` and `index_payload` say
+    /// has the aggregate's commP (what an SP computes over the download).
+    #[test]
+    fn the_payload_laid_out_has_the_aggregates_commp() {
+        let datas: Vec<Vec<u8>> = [(3u8, 1000usize), (5, 200), (7, 5000), (11, 65), (13, 127)]
+            .iter()
+            .map(|&(seed, len)| (0..len).map(|i| (i as u8).wrapping_mul(seed) | 1).collect())
+            .collect();
+        let pieces: Vec<(Node, u8)> = datas
+            .iter()
+            .map(|d| {
+                let info = commp(d).unwrap();
+                (info.commp, info.height())
+            })
+            .collect();
+        for deal_size in [1u64 << 20, 1 << 21] {
+            let agg = Aggregate::build(&pieces, deal_size).unwrap();
+            let mut payload = vec![0u8; agg.payload_size() as usize];
+            for (n, d) in datas.iter().enumerate() {
+                let at = agg.payload_offset(n).unwrap() as usize;
+                payload[at..at + d.len()].copy_from_slice(d);
+            }
+            let index = agg.index_payload();
+            assert_eq!(index.len(), 5usize.div_ceil(2) * 127);
+            let at = agg.index_payload_offset() as usize;
+            payload[at..at + index.len()].copy_from_slice(&index);
+            let info = commp(&payload).unwrap();
+            assert_eq!(info.padded_size, deal_size);
+            assert_eq!(info.commp, agg.root, "deal size {deal_size}");
+        }
     }
 
     #[test]

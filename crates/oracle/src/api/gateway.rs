@@ -364,7 +364,8 @@ fn is_limit(e: &TraversalError) -> bool {
     }
 }
 
-/// `GET`/`HEAD /piece/{pieceCid}`: the packed CAR, with range requests.
+/// `GET`/`HEAD /piece/{pieceCid}`: the packed CAR, or a closed bucket's aggregate assembled
+/// from its CARs, with range requests.
 pub(super) async fn piece<B: Blockstore>(
     State(st): State<Arc<ApiState<B>>>,
     Path(piece): Path<String>,
@@ -382,7 +383,11 @@ pub(super) async fn piece<B: Blockstore>(
     }
     let path = st.packed_dir.join(format!("{parsed}.car"));
     if !path.exists() {
-        return Err(ApiError::NotFound(format!("piece {parsed} is not here")));
+        let range = request.headers().get(header::RANGE).cloned();
+        return match super::aggregate::serve(&st.store, &st.packed_dir, &parsed, range).await? {
+            Some(response) => Ok(hold(response, slot)),
+            None => Err(ApiError::NotFound(format!("piece {parsed} is not here"))),
+        };
     }
     let served = ServeFile::new(&path)
         .oneshot(request)

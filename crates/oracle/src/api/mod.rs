@@ -62,6 +62,7 @@ use crate::{
 };
 use estuary_chain::WatchState;
 
+mod aggregate;
 pub mod auth;
 mod gateway;
 pub mod pins;
@@ -98,6 +99,8 @@ pub struct ApiState<B> {
     pub faults: crate::pipeline::Faults,
     /// Uploads, sign-in, quotas and request limits.
     pub policy: ApiPolicy,
+    /// The largest aggregate, if pins are bucketed (`--bucket-size`).
+    pub bucket_size: Option<u64>,
 }
 
 /// The API's rules: who may upload how much, for how long, and how many requests run at once.
@@ -394,6 +397,7 @@ pub fn router<B: Blockstore>(state: Arc<ApiState<B>>) -> Router {
         .route("/jobs/{*key}", get(get_job::<B>))
         .route("/deals", get(list_deals::<B>))
         .route("/providers", get(list_providers::<B>))
+        .route("/buckets", get(list_buckets::<B>))
         .route("/uploads", post(upload::create::<B>))
         .route("/uploads/presign", post(auth::presign::<B>))
         .route(
@@ -794,7 +798,7 @@ pub struct DealView {
     end_epoch: Option<u64>,
     /// The piece (the pin's CAR).
     piece_cid: String,
-    /// The aggregate the piece is inside (none yet: each piece is its own deal).
+    /// The aggregate the piece is inside (none when the piece is its own deal).
     aggregate_piece_cid: Option<String>,
     /// How the deal was made (`perpetual`).
     backend: crate::domain::deal::Backend,
@@ -802,8 +806,13 @@ pub struct DealView {
     order_id: Option<u64>,
 }
 
-/// The replicas of `orders`, flattened.
-fn deal_views(orders: &[crate::store::OrderWithReplicas]) -> Vec<DealView> {
+/// The replicas of `orders`, flattened: for pin piece `piece` (when given) held inside
+/// `aggregate` where an order is the aggregate's.
+fn deal_views(
+    orders: &[crate::store::OrderWithReplicas],
+    piece: Option<&str>,
+    aggregate: Option<&str>,
+) -> Vec<DealView> {
     orders
         .iter()
         .flat_map(|o| {
@@ -814,8 +823,10 @@ fn deal_views(orders: &[crate::store::OrderWithReplicas]) -> Vec<DealView> {
                 market_epoch: r.market.map(|m| m.epoch),
                 start_epoch: r.start_epoch,
                 end_epoch: r.end_epoch,
-                piece_cid: o.order.piece_cid.clone(),
-                aggregate_piece_cid: None,
+                piece_cid: piece.unwrap_or(&o.order.piece_cid).to_owned(),
+                aggregate_piece_cid: aggregate
+                    .filter(|a| *a == o.order.piece_cid)
+                    .map(str::to_owned),
                 backend: o.order.backend,
                 order_id: o.order.order_id,
             })
@@ -825,11 +836,11 @@ fn deal_views(orders: &[crate::store::OrderWithReplicas]) -> Vec<DealView> {
 
 /// `view` with the deals of its piece.
 async fn with_deals<B>(st: &ApiState<B>, mut view: JobView) -> Result<JobView, ApiError> {
-    let orders = match &view.job.piece_cid {
-        Some(piece) => st.store.deals(Some(piece), 10, 0).await?,
-        None => Vec::new(),
+    let (orders, aggregate) = match &view.job.piece_cid {
+        Some(piece) => st.store.pin_deals(piece).await?,
+        None => (Vec::new(), None),
     };
-    view.deals = Some(deal_views(&orders));
+    view.deals = Some(deal_views(&orders, view.job.piece_cid.as_deref(), aggregate.as_deref()));
     Ok(view)
 }
 
@@ -922,6 +933,59 @@ async fn list_deals<B: Blockstore>(
     }
     let results = st.store.deals(q.piece.as_deref(), limit, offset).await?;
     Ok(Json(DealsBody { results }))
+}
+
+#[derive(Deserialize)]
+struct BucketsQuery {
+    offset: Option<String>,
+    limit: Option<String>,
+    /// A bucket's id: that bucket with its pieces.
+    id: Option<String>,
+}
+
+/// A bucket in `GET /buckets`.
+#[derive(Serialize)]
+struct BucketView {
+    #[serde(flatten)]
+    bucket: crate::store::BucketRecord,
+    /// Padded bytes of pieces over the deal size (open buckets: over `--bucket-size`).
+    fill: Option<f64>,
+    /// The pieces, in their order in the aggregate (when one bucket is asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pieces: Option<Vec<crate::store::BucketPiece>>,
+}
+
+#[derive(Serialize)]
+struct BucketsBody {
+    results: Vec<BucketView>,
+}
+
+/// `GET /buckets`: the buckets pins are grouped in, newest first (public: the aggregates and
+/// their orders are on chain): state, pieces, where they end, why and when it closed, the
+/// aggregate's piece CID and deal size, and its order. `id` gives one bucket with its pieces;
+/// `limit` up to 1,000; `offset` pages.
+async fn list_buckets<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
+    Query(q): Query<BucketsQuery>,
+) -> Result<Json<BucketsBody>, ApiError> {
+    let limit = parse_param(q.limit.as_deref(), "limit", 100, 1000)?.max(1);
+    let offset = parse_param(q.offset.as_deref(), "offset", 0, 1_000_000)?;
+    let id = q.id.as_deref().map(|id| parse_param(Some(id), "id", 0, u64::MAX)).transpose()?;
+    let buckets = match id {
+        Some(id) => st.store.bucket(id).await?.into_iter().collect(),
+        None => st.store.buckets(limit, offset).await?,
+    };
+    let mut results = Vec::with_capacity(buckets.len());
+    for bucket in buckets {
+        let size = bucket.deal_size.or(st.bucket_size);
+        let fill = size.map(|s| bucket.end_bytes as f64 / s as f64);
+        let pieces = match id {
+            Some(_) => Some(st.store.bucket_pieces(bucket.id).await?),
+            None => None,
+        };
+        results.push(BucketView { bucket, fill, pieces });
+    }
+    Ok(Json(BucketsBody { results }))
 }
 
 /// One provider in `GET /providers`.
@@ -1071,6 +1135,7 @@ mod tests {
             gateway_limits: GatewayLimits::default(),
             faults: crate::pipeline::Faults::new(),
             policy: ApiPolicy::default(),
+            bucket_size: None,
         };
         (router(Arc::new(state)), dir)
     }

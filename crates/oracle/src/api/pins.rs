@@ -231,7 +231,7 @@ pub async fn get<B: Blockstore>(
     let record =
         st.store.pin(&who.account, &requestid).await?.ok_or(PinApiError::NotFound(requestid))?;
     let orders = match &record.piece_cid {
-        Some(piece) => st.store.deals(Some(piece), 10, 0).await?,
+        Some(piece) => st.store.pin_deals(piece).await?.0,
         None => Vec::new(),
     };
     let mut status = to_status(record, &st.delegates, operator);

@@ -1,14 +1,19 @@
 //! Deals: keeping what the oracle pinned on Filecoin.
 //!
 //! ```text
-//!   store (pieces reported) ──► perpetual::PerpetualMaker ──► PerpetualStorage.createOrder
+//!   store (pieces reported) ──► buckets::Bucketer (with --bucket-size: aggregates of many pins)
+//!                  │                    │ closed buckets' aggregates
+//!                  └────────────────────┴──► perpetual::PerpetualMaker ──► PerpetualStorage.createOrder
 //!                                       ▲                              │ SPs claim, publish,
 //!                                       │ order ids, replica states    │ activate (SP agents)
 //!   estuary_chain::Watcher ──► store::DealLogs ◄── events::decode ◄────┘
 //! ```
 //!
-//! - [`perpetual`]: the perpetual-storage backend — one order per piece, pre-flight checked,
-//!   sent exactly once through restarts;
+//! - [`buckets`]: packed pins placed in buckets, closed by size or age into FRC-0058
+//!   aggregates (served at `/piece/{aggregate}` from the pins' CARs, without a copy);
+//! - [`perpetual`]: the perpetual-storage backend — one order per aggregate (or per piece when
+//!   pins are not bucketed, or too large for a bucket), pre-flight checked, sent exactly once
+//!   through restarts;
 //! - [`events`]: the storage contract's events about orders, decoded;
 //! - [`market`]: what the storage market says of many deals, through `DealStateView`;
 //! - [`keeper`]: each round, the market read for the orders' deals, and the lapsed claims and
@@ -16,10 +21,12 @@
 //!
 //! What each replica's state is comes from [`crate::domain::deal`] (a pure fold of the events);
 //! `GET /deals` and `/requests/{id}` show it; `GET /providers` scores each SP from the same
-//! events ([`crate::domain::provider`]). Buckets (aggregates of many pins), the contract-deal
-//! backend through `DealClient`, SP choice by score, and proofs of inclusion reported on chain are
-//! the deal-engine issue's next parts and are not here yet.
+//! events ([`crate::domain::provider`]); `GET /buckets` lists the buckets. Dedicated buckets,
+//! pins split across pieces, the contract-deal backend through `DealClient`, SP choice by score,
+//! and proofs of inclusion reported on chain are the deal-engine issue's next parts and are not
+//! here yet.
 
+pub mod buckets;
 pub mod events;
 pub mod keeper;
 pub mod market;

@@ -1,5 +1,8 @@
 //! The perpetual-storage backend: one `PerpetualStorage` order per piece the oracle packed and
-//! reported, funded by the operator, downloadable from the oracle's `/piece/{pieceCid}`.
+//! reported (with buckets: per closed bucket's aggregate, and per piece too large for a
+//! bucket), funded by the operator, downloadable from the oracle's `/piece/{pieceCid}`. An
+//! aggregate's deal label (`payloadCid`) is its first pin's root: an SP that indexes FRC-0058
+//! aggregates (as Boost does) serves every pin in it by CID.
 //!
 //! ```text
 //!   store: pieces of reported pins with no order ──► record `sending` (head noted)
@@ -64,6 +67,7 @@ pub struct PerpetualMaker {
     contract: Address,
     terms: OrderTerms,
     budget: Option<u128>,
+    bucketed: Option<u64>,
     public_url: String,
     watcher: watch::Receiver<WatchState>,
     every: Duration,
@@ -82,7 +86,25 @@ impl PerpetualMaker {
     ) -> Self {
         let public_url = public_url.trim_end_matches('/').to_owned();
         let every = Duration::from_secs(1);
-        Self { store, tx, contract, terms, budget: None, public_url, watcher, every }
+        Self {
+            store,
+            tx,
+            contract,
+            terms,
+            budget: None,
+            bucketed: None,
+            public_url,
+            watcher,
+            every,
+        }
+    }
+
+    /// Pins are bucketed, and a bucket takes pieces up to `largest` padded bytes: order only
+    /// larger pieces, and the closed buckets' aggregates.
+    #[must_use]
+    pub fn with_buckets(mut self, largest: Option<u64>) -> Self {
+        self.bucketed = largest;
+        self
     }
 
     /// At most `budget` attoFIL committed to orders in all (`None`: no limit).
@@ -170,7 +192,7 @@ impl PerpetualMaker {
         limits: &ContractLimits,
         held: &mut HashMap<String, u64>,
     ) -> Result<(), MakerError> {
-        let pieces = self.store.pieces_to_order(self.contract, BATCH).await?;
+        let pieces = self.store.pieces_to_order(self.contract, BATCH, self.bucketed).await?;
         if !pieces.is_empty() {
             let head = self.head().await?;
             for piece in pieces {

@@ -15,6 +15,7 @@
 //! - [`pinning`]: the IPFS Pinning Service API's objects, checked;
 //! - [`upload`]: tus requests parsed and checked, and per-account quotas;
 //! - [`auth`]: Sign-In with Ethereum and the signature tying an upload to a request;
+//! - [`bucket`]: pins grouped into deal-sized FRC-0058 aggregates, and when buckets close;
 //! - [`deal`]: orders for pieces, their pre-flight checks, and replicas folded from the storage
 //!   contract's events;
 //! - [`market`]: what the storage market says of a replica's deal, and what the keeper
@@ -25,6 +26,7 @@
 //! `random_command_sequences_follow_the_graph`).
 
 pub mod auth;
+pub mod bucket;
 pub mod deal;
 pub mod job;
 pub mod market;

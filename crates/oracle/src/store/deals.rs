@@ -151,6 +151,16 @@ fn slot_event_from_row(row: &AnyRow) -> Result<Option<SlotEvent>, StoreError> {
     }))
 }
 
+/// A piece to order (or to bucket) from its row: `piece_cid`, `cid`, `padded_size`, `car_size`.
+pub(super) fn piece_to_order(r: &AnyRow) -> Result<PieceToOrder, StoreError> {
+    Ok(PieceToOrder {
+        piece_cid: r.try_get("piece_cid")?,
+        payload_cid: r.try_get("cid")?,
+        padded_size: get_u64(r, "padded_size")?,
+        car_size: get_u64(r, "car_size")?,
+    })
+}
+
 fn lower(contract: Address) -> String {
     format!("{contract:#x}")
 }
@@ -162,34 +172,37 @@ const ORDER_COLUMNS: &str = "backend, contract, piece_cid, piece_v1, payload_cid
 impl Store {
     /// Pieces of reported pins with no order at `contract` yet, oldest pin first, up to `limit`
     /// (one row per piece, whichever pins share it).
+    ///
+    /// With buckets (`bucketed`: the largest piece a bucket takes), only the pieces larger than
+    /// that, then the closed buckets' aggregates; a piece in a bucket never gets its own order.
     pub async fn pieces_to_order(
         &self,
         contract: Address,
         limit: u64,
+        bucketed: Option<u64>,
     ) -> Result<Vec<PieceToOrder>, StoreError> {
         let rows = sqlx::query(
             "SELECT j.piece_cid, MIN(j.cid) AS cid, MIN(j.padded_size) AS padded_size,
                     MIN(j.car_size) AS car_size, MIN(j.seq) AS first
              FROM jobs j
              WHERE j.state = 'reported' AND j.piece_cid IS NOT NULL AND j.cid IS NOT NULL
+               AND j.padded_size > $3
                AND NOT EXISTS (SELECT 1 FROM deal_orders o
                                WHERE o.contract = $1 AND o.piece_cid = j.piece_cid)
+               AND NOT EXISTS (SELECT 1 FROM bucket_pieces p WHERE p.piece_cid = j.piece_cid)
              GROUP BY j.piece_cid ORDER BY first LIMIT $2",
         )
         .bind(lower(contract))
         .bind(int(limit)?)
+        .bind(bucketed.map_or(Ok(-1), int)?)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(PieceToOrder {
-                    piece_cid: r.try_get("piece_cid")?,
-                    payload_cid: r.try_get("cid")?,
-                    padded_size: get_u64(r, "padded_size")?,
-                    car_size: get_u64(r, "car_size")?,
-                })
-            })
-            .collect()
+        let mut pieces = rows.iter().map(piece_to_order).collect::<Result<Vec<_>, _>>()?;
+        if bucketed.is_some() {
+            let room = limit.saturating_sub(pieces.len() as u64);
+            pieces.extend(self.buckets_to_order(&lower(contract), room).await?);
+        }
+        Ok(pieces)
     }
 
     /// Records an order about to be sent (`sending`); nothing if the piece has one at that

@@ -17,6 +17,7 @@
 //! - `jobs`: claiming with leases, transitions, listing;
 //! - `requests`: requests from the chain (the watcher's [`estuary_chain::LogStore`] for them);
 //! - `pins`: the Pinning Service API's pins and tokens;
+//! - `buckets`: which pieces are grouped into which aggregate;
 //! - `deals`: orders for pieces and the storage contract's events about them (the deal
 //!   watcher's [`estuary_chain::LogStore`]);
 //! - `ledger`: report transactions ([`estuary_chain::TxLedger`]);
@@ -36,6 +37,7 @@ use sqlx::{
 
 use crate::domain::JobState;
 
+mod buckets;
 mod deals;
 mod gc;
 mod jobs;
@@ -45,6 +47,7 @@ mod requests;
 mod snapshot;
 mod uploads;
 
+pub use buckets::{BucketPiece, BucketRecord};
 pub use deals::{DealLogs, OrderRecord, OrderWithReplicas, PieceToOrder};
 pub use gc::{Freed, GcTotals, LIVE, LiveJob};
 pub use jobs::Claimed;

@@ -170,6 +170,7 @@ async fn suite<B: Blockstore>(
         gateway_limits: Default::default(),
         faults: Default::default(),
         policy: estuary_oracle::api::ApiPolicy::default(),
+        bucket_size: None,
     })))
     .await;
     let served = reqwest::get(format!("{base}/ipfs/{root}?format=car")).await.unwrap();

@@ -438,6 +438,7 @@ async fn api<B: Blockstore>(
         gateway_limits: Default::default(),
         faults,
         policy: estuary_oracle::api::ApiPolicy::default(),
+        bucket_size: None,
     };
     serve(router(Arc::new(state))).await.0
 }

@@ -121,6 +121,7 @@ impl Api {
             delegates: vec![],
             p2p,
             policy,
+            bucket_size: None,
             gateway_limits: Default::default(),
             faults: Default::default(),
         });
@@ -338,6 +339,7 @@ async fn below_the_free_space_floor_uploads_get_507() {
         delegates: vec![],
         p2p: None,
         policy: ApiPolicy { min_free_bytes: 1 << 62, ..policy() },
+        bucket_size: None,
         gateway_limits: Default::default(),
         faults: Default::default(),
     });

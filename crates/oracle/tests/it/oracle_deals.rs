@@ -495,3 +495,99 @@ async fn bench_market_tracker_deals_checked_per_second() {
         n as f64 / secs
     );
 }
+
+/// Buckets, as an SP meets them: three pins requested together are placed in one bucket,
+/// closed by age into one FRC-0058 aggregate in the smallest deal that holds them, and ordered
+/// once. `/piece/{aggregate}` assembles the aggregate from the pins' CARs: its commP is the
+/// aggregate's piece CID (what the SP checks), each CAR is at the offset its index entry names,
+/// a resumed download (`Range`) gets the rest, and each pin's inclusion proof verifies. Once an
+/// SP's deal is active, each pin's request shows it, inside the aggregate.
+#[tokio::test(flavor = "multi_thread")]
+async fn pins_share_one_aggregate_order_served_from_their_cars() {
+    use estuary_piece::{
+        PieceCid,
+        aggregate::{Aggregate, unpadded, verify},
+        commp::commp,
+    };
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let mut pins = Vec::new();
+    for i in 0..3u64 {
+        let (root, piece, car) =
+            add(dir.path(), &format!("p{i}"), &noise(3000 + i as usize * 4000, 40 + i));
+        cars.lock().unwrap().insert(root.clone(), car.clone());
+        chain.pin(1, &cid_bytes(&root)).await;
+        pins.push((piece, car));
+    }
+    // Started after the requests: it reads all three at once, so one bucket takes them.
+    let extra = ["--bucket-size", "1048576", "--bucket-max-age-secs", "3"];
+    let oracle = oracle_with(&chain, dir.path(), &url, &extra).await;
+    let orders = oracle
+        .wait_for_within(
+            |v| v["results"][0]["order_id"].is_u64(),
+            "/deals",
+            Duration::from_secs(90),
+        )
+        .await;
+    let orders = orders["results"].as_array().unwrap();
+    assert_eq!(orders.len(), 1, "one order for the three pins: {orders:?}");
+    let aggregate = orders[0]["piece_cid"].as_str().unwrap().to_owned();
+    let buckets = oracle.get("/buckets").await.unwrap();
+    let bucket = &buckets["results"][0];
+    assert_eq!(buckets["results"].as_array().unwrap().len(), 1, "{buckets}");
+    assert_eq!((bucket["state"].as_str(), bucket["why"].as_str()), (Some("closed"), Some("age")));
+    assert_eq!(bucket["piece_cid"], aggregate.as_str());
+    assert_eq!(bucket["order_state"], "open");
+    let deal_size = bucket["deal_size"].as_u64().unwrap();
+    assert_eq!(orders[0]["padded_size"], deal_size);
+    assert!(deal_size < 1 << 20, "the smallest deal that holds them: {deal_size}");
+    let one = oracle.get(&format!("/buckets?id={}", bucket["id"])).await.unwrap();
+    let placed = one["results"][0]["pieces"].as_array().unwrap().clone();
+    assert_eq!(placed.len(), 3);
+
+    // The aggregate as an SP downloads it.
+    let client = reqwest::Client::new();
+    let piece_url = format!("{}/piece/{aggregate}", oracle.url);
+    let res = client.get(&piece_url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let bytes = res.bytes().await.unwrap().to_vec();
+    assert_eq!(bytes.len() as u64, unpadded(deal_size));
+    let info = commp(&bytes).unwrap();
+    assert_eq!(PieceCid::v2(&info).to_string(), aggregate, "the download's commP is the aggregate");
+    let mut nodes = Vec::new();
+    for p in &placed {
+        let (piece, car) = pins.iter().find(|(piece, _)| p["piece_cid"] == piece.as_str()).unwrap();
+        let at = unpadded(p["offset"].as_u64().unwrap()) as usize;
+        assert_eq!(&bytes[at..at + car.len()], car.as_slice(), "{piece} at its offset");
+        let cid: PieceCid = piece.parse().unwrap();
+        let height = (p["padded_size"].as_u64().unwrap() / 32).trailing_zeros() as u8;
+        nodes.push((*cid.commp(), height));
+    }
+    let agg = Aggregate::build(&nodes, deal_size).unwrap();
+    for (n, &(commp, height)) in nodes.iter().enumerate() {
+        verify(&agg.proof(n).unwrap(), &commp, height, &info.commp, agg.height).unwrap();
+    }
+    // A resumed download gets the rest; a range past the end gets 416.
+    let res = client.get(&piece_url).header("range", "bytes=1000-").send().await.unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.bytes().await.unwrap().to_vec(), bytes[1000..]);
+    let past = format!("bytes={}-", bytes.len());
+    let res = client.get(&piece_url).header("range", past).send().await.unwrap();
+    assert_eq!(res.status(), 416);
+
+    // An SP takes the order; every pin's request shows the deal, inside the aggregate.
+    let order = alloy::primitives::U256::from(orders[0]["order_id"].as_u64().unwrap());
+    Sps { chain: &chain, order }.deliver(1000, 1).await;
+    wait_replica(&oracle, &aggregate, 1000, |r| r["state"] == "active", "f01000 active").await;
+    let requests = oracle.get("/requests").await.unwrap();
+    for r in requests["results"].as_array().unwrap() {
+        let page = oracle.get(&format!("/requests/{}", r["id"].as_str().unwrap())).await.unwrap();
+        let deal = &page["deals"][0];
+        assert_eq!(deal["aggregate_piece_cid"], aggregate.as_str(), "{page}");
+        assert_eq!(deal["piece_cid"], page["piece_cid"]);
+        assert_eq!(deal["state"], "active");
+    }
+    oracle.kill().await;
+}

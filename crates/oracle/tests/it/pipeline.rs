@@ -215,6 +215,7 @@ async fn oracle_api() -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
         gateway_limits: Default::default(),
         faults: Default::default(),
         policy: estuary_oracle::api::ApiPolicy::default(),
+        bucket_size: None,
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }
@@ -692,6 +693,7 @@ async fn oracle_api_within(
         gateway_limits: limits,
         faults: Default::default(),
         policy: estuary_oracle::api::ApiPolicy::default(),
+        bucket_size: None,
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }

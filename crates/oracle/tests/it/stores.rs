@@ -452,6 +452,57 @@ async fn reported_with(store: &Store, key: &JobKey, piece: &str) {
     assert_eq!(status.state, JobState::Reported);
 }
 
+/// Pieces go into a bucket once each, a stale writer changes nothing, a bucket's pieces never
+/// get orders of their own, and a closed bucket is ordered as its aggregate.
+async fn buckets_take_each_piece_once(s: &Store) {
+    use estuary_oracle::domain::bucket::OpenBucket;
+    let contract = Address::repeat_byte(0x33);
+    ingest(s, &[event(1, 5, 0), event(2, 5, 1), event(3, 5, 2)], cursor(5)).await;
+    let (a, b) = ("bafkzcibcaaces3a", "bafkzcibcaaces3b");
+    reported_with(s, &key(1), a).await;
+    reported_with(s, &key(2), b).await;
+    let pieces = s.pieces_to_bucket(512, 10).await.unwrap();
+    assert_eq!(pieces.iter().map(|p| p.piece_cid.as_str()).collect::<Vec<_>>(), [a, b]);
+    assert!(s.pieces_to_bucket(64, 10).await.unwrap().is_empty(), "larger than a bucket takes");
+    assert_eq!(s.add_to_bucket(None, &pieces[0], 0, 128, 1_000).await.unwrap(), Some(1));
+    let open = s.open_bucket().await.unwrap().unwrap();
+    assert_eq!(open, OpenBucket { id: 1, end: 128, pieces: 1, created_ms: 1_000 });
+    let stale = OpenBucket { end: 0, pieces: 0, ..open };
+    assert_eq!(s.add_to_bucket(Some(&stale), &pieces[1], 0, 128, 1_001).await.unwrap(), None);
+    assert_eq!(
+        s.add_to_bucket(Some(&open), &pieces[0], 128, 256, 1_001).await.unwrap(),
+        None,
+        "a piece is in one bucket"
+    );
+    assert_eq!(s.open_bucket().await.unwrap(), Some(open), "nothing half-written");
+    assert_eq!(s.add_to_bucket(Some(&open), &pieces[1], 128, 256, 1_002).await.unwrap(), Some(1));
+    assert!(s.pieces_to_bucket(512, 10).await.unwrap().is_empty());
+    assert!(s.pieces_to_order(contract, 10, Some(512)).await.unwrap().is_empty(), "still open");
+    assert!(s.pieces_to_order(contract, 10, None).await.unwrap().is_empty(), "never alone");
+    let live = s.live_jobs(0, 10).await.unwrap();
+    let dealing: Vec<bool> = live.iter().map(|j| j.dealing).collect();
+    assert_eq!(dealing, [true, true, false], "a bucket's CARs are kept");
+    let agg = "bafkzcibcaaggregate";
+    assert!(s.close_bucket(1, "age", 4096, agg, 2_000).await.unwrap());
+    assert!(!s.close_bucket(1, "full", 8192, "other", 2_001).await.unwrap(), "closed once");
+    assert_eq!(s.open_bucket().await.unwrap(), None);
+    let to_order = s.pieces_to_order(contract, 10, Some(512)).await.unwrap();
+    assert_eq!(to_order.len(), 1);
+    let o = &to_order[0];
+    assert_eq!((o.piece_cid.as_str(), o.padded_size, o.car_size), (agg, 4096, 4064));
+    assert_eq!(o.payload_cid, pieces[0].payload_cid, "labelled with its first pin");
+    let (bucket, inside) = s.bucket_of_aggregate(agg).await.unwrap().unwrap();
+    assert_eq!(
+        (bucket.why.as_deref(), bucket.deal_size, bucket.pieces),
+        (Some("age"), Some(4096), 2)
+    );
+    let offsets: Vec<_> = inside.iter().map(|p| (p.piece_cid.as_str(), p.offset)).collect();
+    assert_eq!(offsets, [(a, 0), (b, 128)]);
+    assert_eq!(s.bucket_of_piece(b).await.unwrap().unwrap().piece_cid.as_deref(), Some(agg));
+    assert_eq!(s.buckets(10, 0).await.unwrap().len(), 1);
+    assert!(s.bucket_of_aggregate(a).await.unwrap().is_none());
+}
+
 async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     use estuary_oracle::{
         domain::deal::{Backend, DealLog, DealLogKind, OrderState, ReplicaState, SlotEventKind},
@@ -465,7 +516,7 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     let piece = "bafkzcibcaaces3nobte6ezpp4wqan2age2s5yxcatzotcvobhgcmv5wi2xh5mbi";
     reported_with(s, &key(1), piece).await;
     reported_with(s, &key(2), piece).await;
-    let pieces = s.pieces_to_order(contract, 10).await.unwrap();
+    let pieces = s.pieces_to_order(contract, 10, None).await.unwrap();
     assert_eq!(pieces.len(), 1);
     assert_eq!((pieces[0].padded_size, pieces[0].car_size), (128, 100));
     let order = OrderRecord {
@@ -488,7 +539,7 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     };
     assert!(s.record_order(&order, 4_000).await.unwrap());
     assert!(!s.record_order(&order, 4_001).await.unwrap(), "one order per piece");
-    assert!(s.pieces_to_order(contract, 10).await.unwrap().is_empty());
+    assert!(s.pieces_to_order(contract, 10, None).await.unwrap().is_empty());
     // While the order lives, garbage collection keeps the piece's CAR (SPs download it).
     let live = s.live_jobs(0, 10).await.unwrap();
     let dealing: Vec<bool> = live.iter().map(|j| j.dealing).collect();
@@ -607,6 +658,7 @@ async fn whole_suite(fresh: impl AsyncFn() -> Store) {
     report_transactions_kept_until_settled(&fresh().await).await;
     uploads_owned_within_quotas(&fresh().await).await;
     deal_orders_bound_once_and_reorgs_undone(&fresh().await).await;
+    buckets_take_each_piece_once(&fresh().await).await;
 }
 
 #[tokio::test]

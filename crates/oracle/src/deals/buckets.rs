@@ -1,0 +1,148 @@
+//! The bucketer: places each packed, reported piece in the open bucket and closes buckets
+//! that are full or old enough into an FRC-0058 aggregate, which the maker then orders like
+//! any piece (rules: [`crate::domain::bucket`]).
+//!
+//! ```text
+//!   store: reported pieces in no bucket ──► place ──► add_to_bucket (compare-and-set on its end)
+//!   open bucket full or due ──► its pieces ──► Aggregate::build(deal_size_for) ──► close_bucket
+//!   (aggregate piece CID, deal size) ──► the maker's buckets_to_order
+//! ```
+//!
+//! Every step is one write that either happens or not, so a crash anywhere leaves a bucket
+//! open (closed again next round) or closed (ordered by the maker); a piece is never in two
+//! buckets (`bucket_pieces` is keyed by piece).
+
+use std::time::Duration;
+
+use estuary_piece::{
+    PieceCid,
+    aggregate::{Aggregate, unpadded},
+    commp::PieceInfo,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    domain::{
+        bucket::{BucketRules, CloseWhy, OpenBucket, Placement, deal_size_for, due, place},
+        now_ms,
+    },
+    store::{Store, StoreError},
+};
+
+/// Pieces placed per round.
+const BATCH: u64 = 256;
+
+/// Why a round stopped (retried next round).
+#[derive(Debug, thiserror::Error)]
+pub enum BucketError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored bucket cannot be aggregated (a corrupt row).
+    #[error("bucket {id} cannot be aggregated: {reason}")]
+    Aggregate {
+        /// The bucket.
+        id: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Groups pieces into buckets.
+#[derive(Debug)]
+pub struct Bucketer {
+    store: Store,
+    rules: BucketRules,
+    every: Duration,
+}
+
+impl Bucketer {
+    /// Buckets on `rules`.
+    pub fn new(store: Store, rules: BucketRules) -> Self {
+        Self { store, rules, every: Duration::from_secs(1) }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            if let Err(e) = self.round(now_ms()).await {
+                warn!(error = %e, "bucketer round failed; retried");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.every) => {}
+            }
+        }
+    }
+
+    /// Closes the open bucket if it is due, and places new pieces.
+    pub async fn round(&self, now: u64) -> Result<(), BucketError> {
+        let mut open = self.store.open_bucket().await?;
+        if let Some(bucket) = open
+            && let Some(why) = due(&bucket, now, &self.rules)
+        {
+            self.close(&bucket, why, now).await?;
+            open = None;
+        }
+        for piece in self.store.pieces_to_bucket(self.rules.largest_piece(), BATCH).await? {
+            let mut placement = place(open.as_ref(), piece.padded_size, &self.rules);
+            if placement == Placement::Full
+                && let Some(bucket) = open.take()
+            {
+                self.close(&bucket, CloseWhy::Full, now).await?;
+                placement = place(None, piece.padded_size, &self.rules);
+            }
+            let Placement::Into { offset, end } = placement else {
+                // Only pieces a bucket can take are read; a new bucket takes any of them.
+                warn!(piece = %piece.piece_cid, size = piece.padded_size, "no bucket takes it");
+                continue;
+            };
+            let Some(id) =
+                self.store.add_to_bucket(open.as_ref(), &piece, offset, end, now).await?
+            else {
+                // Another writer moved the bucket: read it again next round.
+                return Ok(());
+            };
+            open = Some(match open {
+                Some(b) => OpenBucket { end, pieces: b.pieces + 1, ..b },
+                None => OpenBucket { id, end, pieces: 1, created_ms: now },
+            });
+        }
+        Ok(())
+    }
+
+    /// Aggregates bucket `bucket`'s pieces into the smallest deal that holds them and closes it.
+    async fn close(&self, bucket: &OpenBucket, why: CloseWhy, now: u64) -> Result<(), BucketError> {
+        let id = bucket.id;
+        let corrupt = |reason: String| BucketError::Aggregate { id, reason };
+        let pieces = self.store.bucket_pieces(id).await?;
+        let deal_size = deal_size_for(bucket.end, pieces.len() as u64, self.rules.deal_size)
+            .ok_or_else(|| corrupt(format!("its pieces end at {}", bucket.end)))?;
+        let mut nodes = Vec::with_capacity(pieces.len());
+        for p in &pieces {
+            let cid: PieceCid = p.piece_cid.parse().map_err(|e| corrupt(format!("{e}")))?;
+            let height = (p.padded_size / 32).trailing_zeros();
+            nodes.push((*cid.commp(), u8::try_from(height).unwrap_or(u8::MAX)));
+        }
+        let aggregate = Aggregate::build(&nodes, deal_size).map_err(|e| corrupt(format!("{e}")))?;
+        if let Some((p, s)) =
+            pieces.iter().zip(&aggregate.segments).find(|(p, s)| p.offset != s.offset)
+        {
+            return Err(corrupt(format!(
+                "{} placed at {}, not {}",
+                p.piece_cid, p.offset, s.offset
+            )));
+        }
+        let info = PieceInfo {
+            commp: aggregate.root,
+            padded_size: deal_size,
+            payload_size: unpadded(deal_size),
+        };
+        let piece_cid = PieceCid::v2(&info).to_string();
+        if self.store.close_bucket(id, why.as_str(), deal_size, &piece_cid, now).await? {
+            info!(bucket = id, pieces = pieces.len(), deal_size, why = why.as_str(), aggregate = %piece_cid, "bucket closed");
+        }
+        Ok(())
+    }
+}
