@@ -143,6 +143,23 @@ enum OracleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Buckets of pins, newest first (reads the database): one line per bucket — id, state,
+    /// pieces, padded bytes used, why it closed, the aggregate's deal size and piece CID, its
+    /// order's state and id; with `--id`, that bucket's pieces (piece, offset, padded size, CAR
+    /// size, root).
+    Buckets {
+        #[command(flatten)]
+        db: DbArgs,
+        /// One bucket, with its pieces.
+        #[arg(long)]
+        id: Option<u64>,
+        /// At most this many buckets.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// JSON (as `GET /buckets` gives each) instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Put a failed or quarantined job back in the queue (a running oracle picks it up).
     Requeue {
         #[command(flatten)]
@@ -503,6 +520,43 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                     epochs(p.publish_epochs),
                     epochs(p.activate_epochs),
                     p.last_failure.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+                )
+            }))
+        }
+        OracleCommand::Buckets { db, id: Some(id), json, .. } => {
+            let store = open_store(&db.db, false).await?;
+            let bucket = store.bucket(id).await?.with_context(|| format!("no bucket {id}"))?;
+            let pieces = store.bucket_pieces(id).await?;
+            if json {
+                let both = serde_json::json!({ "bucket": bucket, "pieces": pieces });
+                return print_lines([serde_json::to_string_pretty(&both)?]);
+            }
+            print_lines(pieces.into_iter().map(|p| {
+                format!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    p.piece_cid, p.offset, p.padded_size, p.car_size, p.payload_cid
+                )
+            }))
+        }
+        OracleCommand::Buckets { db, id: None, limit, json } => {
+            let store = open_store(&db.db, false).await?;
+            let buckets = store.buckets(limit, 0).await?;
+            if json {
+                return print_lines([serde_json::to_string_pretty(&buckets)?]);
+            }
+            let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+            print_lines(buckets.into_iter().map(|b| {
+                format!(
+                    "{}\t{}\t{} pieces\t{} B\t{}\t{}\t{}\t{}\t{}",
+                    b.id,
+                    b.state,
+                    b.pieces,
+                    b.end_bytes,
+                    or_dash(b.why),
+                    or_dash(b.deal_size.map(|s| s.to_string())),
+                    or_dash(b.piece_cid),
+                    or_dash(b.order_state),
+                    or_dash(b.order_id.map(|id| id.to_string())),
                 )
             }))
         }

@@ -154,8 +154,23 @@ async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stac
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(!order.is_null(), "no order with three active replicas:\n{}", tail(&dev.log));
-    assert_eq!(order["piece_cid"], piece, "the order is for the piece the client computed");
-    assert_eq!(order["payload_cid"], root);
+    // The pin's piece is in a bucket, whose aggregate is the order's piece; the piece the
+    // client computed is the sub-piece inside it.
+    let aggregate = order["piece_cid"].as_str().unwrap().to_owned();
+    let buckets: Value =
+        client.get(format!("{oracle}/buckets")).send().await.unwrap().json().await.unwrap();
+    let bucket = buckets["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["piece_cid"] == aggregate.as_str())
+        .unwrap_or_else(|| panic!("no bucket for {aggregate}: {buckets}"));
+    let id = bucket["id"].as_u64().unwrap();
+    let one: Value =
+        client.get(format!("{oracle}/buckets?id={id}")).send().await.unwrap().json().await.unwrap();
+    let inside = one["results"][0]["pieces"].as_array().unwrap();
+    assert!(inside.iter().any(|p| p["piece_cid"] == piece), "the client's piece is inside: {one}");
+    assert_eq!(order["payload_cid"], inside[0]["payload_cid"], "labelled with its first pin");
     assert_eq!(
         (order["state"].as_str(), order["backend"].as_str()),
         (Some("open"), Some("perpetual"))
@@ -173,7 +188,7 @@ async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stac
     providers.sort_unstable();
     assert_eq!(providers, [1000, 1001, 1002], "three different SPs");
 
-    // The chain agrees: the order is the operator's, for the client's piece, with three holders.
+    // The chain agrees: the order is the operator's, for the aggregate, with three holders.
     let reader =
         ProviderBuilder::new().connect_http(info["rpc_url"].as_str().unwrap().parse().unwrap());
     let perpetual: Address =
@@ -187,7 +202,7 @@ async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stac
     let mut holders = view.holders.clone();
     holders.sort_unstable();
     assert_eq!(holders, [1000, 1001, 1002]);
-    let v1 = piece.parse::<PieceCid>().unwrap().to_v1().to_cid().to_bytes();
+    let v1 = aggregate.parse::<PieceCid>().unwrap().to_v1().to_cid().to_bytes();
     assert_eq!(view.pieceCid.to_vec(), v1);
     let operator: Address =
         info["accounts"].as_array().unwrap().last().unwrap().as_str().unwrap().parse().unwrap();
@@ -206,6 +221,12 @@ async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stac
     assert_eq!(status["status"], "pinned");
     assert_eq!(status["info"]["deals_active"], "3/3");
     assert!(status["info"]["deals"].as_str().unwrap().contains("f01001 active #"));
+    // The aggregate the SPs downloaded is assembled by the oracle from the pins' CARs.
+    let served = client.get(format!("{oracle}/piece/{aggregate}")).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    let bytes = served.bytes().await.unwrap();
+    let info = estuary_piece::commp::commp(&bytes).unwrap();
+    assert_eq!(PieceCid::v2(&info).to_string(), aggregate);
     // What the SPs downloaded is served by the oracle under the order's origin.
     let served = client.get(format!("{oracle}/piece/{piece}")).send().await.unwrap();
     assert_eq!(served.status(), 200);
@@ -229,7 +250,7 @@ async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stac
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line = String::from_utf8(out.stdout).unwrap();
-    assert!(line.starts_with(&format!("{piece}\topen\t")), "{line}");
+    assert!(line.starts_with(&format!("{aggregate}\topen\t")), "{line}");
     assert!(line.contains("\t3/3\t") && line.contains("f01002:active#"), "{line}");
     // A bad filter is refused.
     let bad = client.get(format!("{oracle}/deals?piece=not-a-piece")).send().await.unwrap();
