@@ -13,6 +13,10 @@ CREATE TABLE buckets (
     piece_cid     TEXT                   -- the aggregate's v2 piece CID, at close
 );
 CREATE INDEX buckets_state ON buckets (state);
+-- One open bucket at a time, whatever number of oracle processes share the database.
+CREATE UNIQUE INDEX buckets_one_open ON buckets (state) WHERE state = 'open';
+-- Orders are looked up by piece alone (a bucket's aggregate, GC's roots).
+CREATE INDEX deal_orders_piece ON deal_orders (piece_cid);
 CREATE UNIQUE INDEX buckets_piece ON buckets (piece_cid);
 
 CREATE TABLE bucket_pieces (

@@ -372,8 +372,18 @@ fn start_deals(
             max_age_ms = rules.max_age_ms,
             "bucketing pins into aggregates"
         );
-        let bucketer = crate::deals::buckets::Bucketer::new(store.clone(), rules);
+        let packed = config.store.data_dir.join("packed");
+        let bucketer = crate::deals::buckets::Bucketer::new(store.clone(), rules, packed);
         tasks.push(tokio::spawn(bucketer.run(shutdown.clone())));
+        let pinning = config.contracts.pinning;
+        let reporter = crate::deals::proofs::DealReporter::new(
+            store.clone(),
+            tx.clone(),
+            pinning,
+            JobSource::Contract { chain: chain_id, address: pinning },
+            std::time::Duration::from_secs(config.deals.deal_check_secs),
+        );
+        tasks.push(tokio::spawn(reporter.run(shutdown.clone())));
     }
     tasks
 }

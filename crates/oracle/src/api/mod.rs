@@ -962,15 +962,17 @@ struct BucketsBody {
 
 /// `GET /buckets`: the buckets pins are grouped in, newest first (public: the aggregates and
 /// their orders are on chain): state, pieces, where they end, why and when it closed, the
-/// aggregate's piece CID and deal size, and its order. `id` gives one bucket with its pieces;
-/// `limit` up to 1,000; `offset` pages.
+/// aggregate's piece CID and deal size, and its order. `id` gives one bucket with a page of its
+/// pieces (each with its offset, sizes and piece CID); `limit` up to 1,000; `offset` pages (the
+/// buckets, or that bucket's pieces).
 async fn list_buckets<B: Blockstore>(
     State(st): State<Arc<ApiState<B>>>,
     Query(q): Query<BucketsQuery>,
 ) -> Result<Json<BucketsBody>, ApiError> {
     let limit = parse_param(q.limit.as_deref(), "limit", 100, 1000)?.max(1);
     let offset = parse_param(q.offset.as_deref(), "offset", 0, 1_000_000)?;
-    let id = q.id.as_deref().map(|id| parse_param(Some(id), "id", 0, u64::MAX)).transpose()?;
+    let id =
+        q.id.as_deref().map(|id| parse_param(Some(id), "id", 0, i64::MAX as u64)).transpose()?;
     let buckets = match id {
         Some(id) => st.store.bucket(id).await?.into_iter().collect(),
         None => st.store.buckets(limit, offset).await?,
@@ -980,7 +982,7 @@ async fn list_buckets<B: Blockstore>(
         let size = bucket.deal_size.or(st.bucket_size);
         let fill = size.map(|s| bucket.end_bytes as f64 / s as f64);
         let pieces = match id {
-            Some(_) => Some(st.store.bucket_pieces(bucket.id).await?),
+            Some(_) => Some(st.store.bucket_pieces_page(bucket.id, limit, offset).await?),
             None => None,
         };
         results.push(BucketView { bucket, fill, pieces });

@@ -12,7 +12,7 @@
 //! open (closed again next round) or closed (ordered by the maker); a piece is never in two
 //! buckets (`bucket_pieces` is keyed by piece).
 
-use std::time::Duration;
+use std::{collections::HashSet, path::PathBuf, time::Duration};
 
 use estuary_piece::{
     PieceCid,
@@ -29,6 +29,9 @@ use crate::{
     },
     store::{Store, StoreError},
 };
+
+/// The largest deal (64 GiB sectors).
+const MAX_DEAL_SIZE: u64 = 64 << 30;
 
 /// Pieces placed per round.
 const BATCH: u64 = 256;
@@ -54,19 +57,21 @@ pub enum BucketError {
 pub struct Bucketer {
     store: Store,
     rules: BucketRules,
+    packed_dir: PathBuf,
     every: Duration,
 }
 
 impl Bucketer {
-    /// Buckets on `rules`.
-    pub fn new(store: Store, rules: BucketRules) -> Self {
-        Self { store, rules, every: Duration::from_secs(1) }
+    /// Buckets on `rules` the pieces whose CARs are in `packed_dir`.
+    pub fn new(store: Store, rules: BucketRules, packed_dir: PathBuf) -> Self {
+        Self { store, rules, packed_dir, every: Duration::from_secs(1) }
     }
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut missing = HashSet::new();
         loop {
-            if let Err(e) = self.round(now_ms()).await {
+            if let Err(e) = self.round(now_ms(), &mut missing).await {
                 warn!(error = %e, "bucketer round failed; retried");
             }
             tokio::select! {
@@ -77,7 +82,9 @@ impl Bucketer {
     }
 
     /// Closes the open bucket if it is due, and places new pieces.
-    pub async fn round(&self, now: u64) -> Result<(), BucketError> {
+    /// `missing`: pieces whose CAR is not here (garbage-collected after their retention before
+    /// bucketing was turned on), skipped and remembered so that they never hold the others back.
+    pub async fn round(&self, now: u64, missing: &mut HashSet<String>) -> Result<(), BucketError> {
         let mut open = self.store.open_bucket().await?;
         if let Some(bucket) = open
             && let Some(why) = due(&bucket, now, &self.rules)
@@ -85,7 +92,17 @@ impl Bucketer {
             self.close(&bucket, why, now).await?;
             open = None;
         }
-        for piece in self.store.pieces_to_bucket(self.rules.largest_piece(), BATCH).await? {
+        let limit = BATCH.saturating_add(missing.len() as u64);
+        for piece in self.store.pieces_to_bucket(self.rules.largest_piece(), limit).await? {
+            if missing.contains(&piece.piece_cid) {
+                continue;
+            }
+            let car = self.packed_dir.join(format!("{}.car", piece.piece_cid));
+            if !tokio::fs::metadata(&car).await.is_ok_and(|m| m.len() == piece.car_size) {
+                warn!(piece = %piece.piece_cid, "its CAR is not here at its size: not bucketed");
+                missing.insert(piece.piece_cid);
+                continue;
+            }
             let mut placement = place(open.as_ref(), piece.padded_size, &self.rules);
             if placement == Placement::Full
                 && let Some(bucket) = open.take()
@@ -117,7 +134,13 @@ impl Bucketer {
         let id = bucket.id;
         let corrupt = |reason: String| BucketError::Aggregate { id, reason };
         let pieces = self.store.bucket_pieces(id).await?;
-        let deal_size = deal_size_for(bucket.end, pieces.len() as u64, self.rules.deal_size)
+        if pieces.len() as u64 != bucket.pieces {
+            // Another writer added a piece since the bucket was read: read it again next round.
+            return Ok(());
+        }
+        // Up to the largest deal there is, not `--bucket-size`: a bucket placed under a larger
+        // size before a restart still closes.
+        let deal_size = deal_size_for(bucket.end, bucket.pieces, MAX_DEAL_SIZE)
             .ok_or_else(|| corrupt(format!("its pieces end at {}", bucket.end)))?;
         let mut nodes = Vec::with_capacity(pieces.len());
         for p in &pieces {
@@ -140,7 +163,7 @@ impl Bucketer {
             payload_size: unpadded(deal_size),
         };
         let piece_cid = PieceCid::v2(&info).to_string();
-        if self.store.close_bucket(id, why.as_str(), deal_size, &piece_cid, now).await? {
+        if self.store.close_bucket(bucket, why.as_str(), deal_size, &piece_cid, now).await? {
             info!(bucket = id, pieces = pieces.len(), deal_size, why = why.as_str(), aggregate = %piece_cid, "bucket closed");
         }
         Ok(())

@@ -16,6 +16,8 @@
 //!   through restarts;
 //! - [`events`]: the storage contract's events about orders, decoded;
 //! - [`market`]: what the storage market says of many deals, through `DealStateView`;
+//! - [`proofs`]: each deal holding a bucket's aggregate reported to `EstuaryPinning`
+//!   (`reportDeal`) with every pin's FRC-0058 inclusion proof, checked on chain by `PoDSI`;
 //! - [`keeper`]: each round, the market read for the orders' deals, and the lapsed claims and
 //!   ended replicas reopened (and bounties collected, if asked).
 //!
@@ -23,11 +25,12 @@
 //! `GET /deals` and `/requests/{id}` show it; `GET /providers` scores each SP from the same
 //! events ([`crate::domain::provider`]); `GET /buckets` lists the buckets. Dedicated buckets,
 //! pins split across pieces, the contract-deal backend through `DealClient`, SP choice by score,
-//! and proofs of inclusion reported on chain are the deal-engine issue's next parts and are not
-//! here yet.
+//! and `EstuaryOracle` store jobs fulfilled with deals are the deal-engine issue's next parts
+//! and are not here yet.
 
 pub mod buckets;
 pub mod events;
 pub mod keeper;
 pub mod market;
 pub mod perpetual;
+pub mod proofs;

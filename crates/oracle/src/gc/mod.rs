@@ -147,6 +147,36 @@ impl RootSet for LiveJobs {
     }
 }
 
+/// The pieces of buckets whose aggregate SPs may still download (open, closed and not yet
+/// ordered, or ordered and the order sending or open): their CARs are kept whatever happened to
+/// the pins (deleted, cancelled), since `/piece/{aggregate}` is assembled from them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BucketPieces;
+
+impl RootSet for BucketPieces {
+    fn name(&self) -> &'static str {
+        "bucket pieces"
+    }
+
+    fn page<'a>(
+        &'a self,
+        store: &'a Store,
+        cursor: u64,
+    ) -> BoxFuture<'a, Result<RootPage, StoreError>> {
+        Box::pin(async move {
+            let (pieces, next) = store.bucket_roots(cursor, u64::from(PAGE)).await?;
+            let roots = pieces.into_iter().filter_map(|(piece, payload)| {
+                Some(Root {
+                    cid: payload.parse().ok()?,
+                    stage: None,
+                    piece: Some((piece, Retention::Always)),
+                })
+            });
+            Ok(RootPage { roots: roots.collect(), next })
+        })
+    }
+}
+
 /// Why a collection stopped. Nothing is deleted unless the mark was complete.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -229,7 +259,7 @@ impl<B: Blockstore> Collector<B> {
             store,
             blocks,
             packed_dir,
-            roots: vec![Box::new(LiveJobs)],
+            roots: vec![Box::new(LiveJobs), Box::new(BucketPieces)],
             policy,
             limits,
             lease: Duration::from_secs(600),

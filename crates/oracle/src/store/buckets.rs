@@ -5,11 +5,12 @@
 use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
 
+use super::jobs::key_of;
 use super::{
     OrderWithReplicas, PieceToOrder, Store, StoreError, deals::piece_to_order, get_u64, int,
     opt_u64,
 };
-use crate::domain::{JobState, bucket::OpenBucket};
+use crate::domain::{JobKey, JobSource, JobState, bucket::OpenBucket, deal::OrderState};
 
 /// A bucket, as stored, with its aggregate's order where there is one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -43,7 +44,9 @@ pub struct BucketRecord {
 pub struct BucketPiece {
     /// Its v2 piece CID.
     pub piece_cid: String,
-    /// The pin's root.
+    /// The pin's root (not shown by the public `GET /buckets`: a pin made through the Pinning
+    /// Service API is its account's business).
+    #[serde(skip)]
     pub payload_cid: String,
     /// Its padded size.
     pub padded_size: u64,
@@ -52,6 +55,10 @@ pub struct BucketPiece {
     /// Its offset in the deal, padded bytes.
     pub offset: u64,
 }
+
+/// Positions in a bucket: at most 2^19 index entries (a 64 GiB deal), so `bucket × 2^24 + seq`
+/// orders every bucket piece.
+const SEQ_SPAN: u64 = 1 << 24;
 
 const BUCKET_COLUMNS: &str = "b.id, b.state, b.end_bytes, b.pieces, b.created_ms, b.closed_ms,
     b.why, b.deal_size, b.piece_cid,
@@ -202,11 +209,12 @@ impl Store {
         Ok(Some(id))
     }
 
-    /// Closes open bucket `id` as an aggregate of `deal_size` with piece CID `piece_cid`.
-    /// Returns whether it was open.
+    /// Closes open bucket `bucket` as an aggregate of `deal_size` with piece CID `piece_cid`,
+    /// if it still holds what the aggregate was built from (its pieces and end: another writer
+    /// may have added one since). Returns whether it was closed.
     pub async fn close_bucket(
         &self,
-        id: u64,
+        bucket: &OpenBucket,
         why: &str,
         deal_size: u64,
         piece_cid: &str,
@@ -215,13 +223,15 @@ impl Store {
         let done = sqlx::query(
             "UPDATE buckets SET state = 'closed', why = $1, deal_size = $2, piece_cid = $3,
                                 closed_ms = $4
-             WHERE id = $5 AND state = 'open'",
+             WHERE id = $5 AND state = 'open' AND pieces = $6 AND end_bytes = $7",
         )
         .bind(why)
         .bind(int(deal_size)?)
         .bind(piece_cid)
         .bind(int(now_ms)?)
-        .bind(int(id)?)
+        .bind(int(bucket.id)?)
+        .bind(int(bucket.pieces)?)
+        .bind(int(bucket.end)?)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -235,6 +245,25 @@ impl Store {
              FROM bucket_pieces WHERE bucket_id = $1 ORDER BY seq",
         )
         .bind(int(id)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(piece_from_row).collect()
+    }
+
+    /// A page of bucket `id`'s pieces, in their order in the aggregate.
+    pub async fn bucket_pieces_page(
+        &self,
+        id: u64,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Vec<BucketPiece>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT piece_cid, payload_cid, padded_size, car_size, offset_bytes
+             FROM bucket_pieces WHERE bucket_id = $1 ORDER BY seq LIMIT $2 OFFSET $3",
+        )
+        .bind(int(id)?)
+        .bind(int(limit)?)
+        .bind(int(offset)?)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(piece_from_row).collect()
@@ -341,4 +370,119 @@ impl Store {
             })
             .collect()
     }
+
+    /// The pin requests of `source` whose pieces are in bucket `id` and are reported: key,
+    /// CID bytes, piece CID (v2), padded size.
+    pub async fn bucket_requests(
+        &self,
+        id: u64,
+        source: &JobSource,
+    ) -> Result<Vec<BucketRequest>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT j.source, j.job_id, j.cid_bytes, j.piece_cid, j.padded_size
+             FROM jobs j JOIN bucket_pieces p ON p.piece_cid = j.piece_cid
+             WHERE p.bucket_id = $1 AND j.source = $2 AND j.state = '{reported}'
+             ORDER BY j.seq",
+            reported = JobState::Reported.as_str(),
+        ))
+        .bind(int(id)?)
+        .bind(source.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BucketRequest {
+                    key: key_of(r)?,
+                    cid: r.try_get("cid_bytes")?,
+                    piece_cid: r.try_get("piece_cid")?,
+                    padded_size: get_u64(r, "padded_size")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A page of the pieces whose CARs a bucket still needs (its aggregate may still be
+    /// downloaded: the bucket is open, or closed with no order, or its order is sending or
+    /// open), after `cursor`: (piece CID, root CID) and the next page's cursor.
+    pub async fn bucket_roots(
+        &self,
+        cursor: u64,
+        limit: u64,
+    ) -> Result<(Vec<(String, String)>, Option<u64>), StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT p.piece_cid, p.payload_cid, p.bucket_id * {SEQ_SPAN} + p.seq AS at
+             FROM bucket_pieces p JOIN buckets b ON b.id = p.bucket_id
+             WHERE p.bucket_id * {SEQ_SPAN} + p.seq > $1
+               AND (b.piece_cid IS NULL
+                    OR NOT EXISTS (SELECT 1 FROM deal_orders o WHERE o.piece_cid = b.piece_cid)
+                    OR EXISTS (SELECT 1 FROM deal_orders o WHERE o.piece_cid = b.piece_cid
+                                 AND o.state IN ('{sending}', '{open}')))
+             ORDER BY p.bucket_id, p.seq LIMIT $2",
+            sending = OrderState::Sending.as_str(),
+            open = OrderState::Open.as_str(),
+        ))
+        .bind(int(cursor)?)
+        .bind(int(limit)?)
+        .fetch_all(&self.pool)
+        .await?;
+        let next = if rows.len() as u64 == limit {
+            rows.last().map(|r| get_u64(r, "at")).transpose()?
+        } else {
+            None
+        };
+        let pieces = rows
+            .iter()
+            .map(|r| Ok((r.try_get("piece_cid")?, r.try_get("payload_cid")?)))
+            .collect::<Result<_, StoreError>>()?;
+        Ok((pieces, next))
+    }
+
+    /// The deals already reported to `contract`.
+    pub async fn reported_deals(&self, contract: &str) -> Result<Vec<u64>, StoreError> {
+        let rows = sqlx::query("SELECT deal_id FROM deal_reports WHERE contract = $1")
+            .bind(contract)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| get_u64(r, "deal_id")).collect()
+    }
+
+    /// Records deal `deal_id` as reported to `contract` with `pins` pins proven.
+    pub async fn deal_reported(
+        &self,
+        contract: &str,
+        deal: (u64, u64),
+        bucket_id: u64,
+        pins: u64,
+        tx_hash: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO deal_reports (contract, deal_id, provider, bucket_id, pins, tx_hash,
+                                       reported_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(contract)
+        .bind(int(deal.0)?)
+        .bind(int(deal.1)?)
+        .bind(int(bucket_id)?)
+        .bind(int(pins)?)
+        .bind(tx_hash)
+        .bind(int(now_ms)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A pin request in a bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketRequest {
+    /// Its job's key (the request id is its id).
+    pub key: JobKey,
+    /// Its CID, binary.
+    pub cid: Vec<u8>,
+    /// Its piece (v2).
+    pub piece_cid: String,
+    /// Its padded size.
+    pub padded_size: u64,
 }

@@ -198,10 +198,10 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut pieces = rows.iter().map(piece_to_order).collect::<Result<Vec<_>, _>>()?;
-        if bucketed.is_some() {
-            let room = limit.saturating_sub(pieces.len() as u64);
-            pieces.extend(self.buckets_to_order(&lower(contract), room).await?);
-        }
+        // Closed buckets are ordered even once bucketing is turned off: their pieces have no
+        // orders of their own.
+        let room = limit.saturating_sub(pieces.len() as u64);
+        pieces.extend(self.buckets_to_order(&lower(contract), room).await?);
         Ok(pieces)
     }
 

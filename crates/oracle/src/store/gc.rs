@@ -63,7 +63,7 @@ pub struct LiveJob {
     /// Its packed CAR's piece CID, once packed.
     pub piece_cid: Option<String>,
     /// Whether an order for its piece is being sent or open, or its piece is in a bucket whose
-    /// aggregate's order has not failed: storage providers download the CAR (or the aggregate
+    /// aggregate has no order yet or an order being sent or open: storage providers download the CAR (or the aggregate
     /// assembled from it) from the oracle while the order lives, so it is kept whatever the
     /// retention says.
     pub dealing: bool,
@@ -236,16 +236,17 @@ impl Store {
                               OR EXISTS (SELECT 1 FROM bucket_pieces p
                                            JOIN buckets b ON b.id = p.bucket_id
                                            WHERE p.piece_cid = jobs.piece_cid
-                                             AND NOT EXISTS (
-                                               SELECT 1 FROM deal_orders o
-                                               WHERE o.piece_cid = b.piece_cid
-                                                 AND o.state = '{failed}'))
+                                             AND (b.piece_cid IS NULL
+                                               OR NOT EXISTS (SELECT 1 FROM deal_orders o
+                                                 WHERE o.piece_cid = b.piece_cid)
+                                               OR EXISTS (SELECT 1 FROM deal_orders o
+                                                 WHERE o.piece_cid = b.piece_cid
+                                                   AND o.state IN ('{sending}', '{open}'))))
                          THEN 1 ELSE 0 END AS BIGINT) AS dealing
              FROM jobs WHERE state IN {live} AND seq > $1 ORDER BY seq LIMIT $2",
             live = state_list(LIVE),
             sending = crate::domain::deal::OrderState::Sending.as_str(),
             open = crate::domain::deal::OrderState::Open.as_str(),
-            failed = crate::domain::deal::OrderState::Failed.as_str(),
         ))
         .bind(int(after)?)
         .bind(i64::from(limit))

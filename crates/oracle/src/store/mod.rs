@@ -47,7 +47,7 @@ mod requests;
 mod snapshot;
 mod uploads;
 
-pub use buckets::{BucketPiece, BucketRecord};
+pub use buckets::{BucketPiece, BucketRecord, BucketRequest};
 pub use deals::{DealLogs, OrderRecord, OrderWithReplicas, PieceToOrder};
 pub use gc::{Freed, GcTotals, LIVE, LiveJob};
 pub use jobs::Claimed;

@@ -13,6 +13,7 @@ macro_rules! mined {
 }
 
 mod api_fuzz;
+mod bench_aggregate;
 mod bench_oracle;
 mod blockstores;
 mod child;

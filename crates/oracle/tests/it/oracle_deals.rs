@@ -9,17 +9,13 @@ use alloy::{
     rpc::types::Filter,
     sol_types::SolEvent,
 };
-use estuary_contracts::PerpetualStorage;
+use estuary_contracts::{EstuaryPinning, PerpetualStorage};
 use serde_json::Value;
 
 use crate::{
     oracle_pinning::{Cars, add, cid_bytes, gateway},
     support::{Chain, OracleProcess, noise},
 };
-
-async fn oracle(chain: &Chain, dir: &std::path::Path, gateway: &str) -> OracleProcess {
-    oracle_with(chain, dir, gateway, &[]).await
-}
 
 async fn oracle_with(
     chain: &Chain,
@@ -59,6 +55,36 @@ async fn bound(oracle: &OracleProcess) -> Vec<Value> {
         .collect()
 }
 
+/// Requests `roots` in `kills` batches while the oracle (with `extra`) is SIGKILLed after each,
+/// at a random point 0.1–1 s later; returns the oracle running after the last kill.
+async fn pin_through_kills(
+    chain: &Chain,
+    dir: &std::path::Path,
+    url: &str,
+    roots: &[String],
+    kills: usize,
+    extra: &[&str],
+) -> OracleProcess {
+    let pins = roots.len();
+    let mut oracle = oracle_with(chain, dir, url, extra).await;
+    let mut sent = 0;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    for kill in 0..kills {
+        let batch = (pins - sent).div_ceil(kills - kill).min(pins - sent);
+        for root in &roots[sent..sent + batch] {
+            chain.pin(1 + sent % 3, &cid_bytes(root)).await;
+            sent += 1;
+        }
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(100 + seed % 900)).await;
+        oracle.kill().await;
+        oracle = oracle_with(chain, dir, url, extra).await;
+    }
+    oracle
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_test_one_order_per_piece_through_sigkills() {
     let pins: usize =
@@ -78,22 +104,7 @@ async fn crash_test_one_order_per_piece_through_sigkills() {
         roots.push(root);
         pieces.push(piece);
     }
-    let mut oracle = oracle(&chain, dir.path(), &url).await;
-    let mut sent = 0;
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    for kill in 0..kills {
-        let batch = (pins - sent).div_ceil(kills - kill).min(pins - sent);
-        for root in &roots[sent..sent + batch] {
-            chain.pin(1 + sent % 3, &cid_bytes(root)).await;
-            sent += 1;
-        }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        tokio::time::sleep(Duration::from_millis(100 + seed % 900)).await;
-        oracle.kill().await;
-        oracle = self::oracle(&chain, dir.path(), &url).await;
-    }
+    let oracle = pin_through_kills(&chain, dir.path(), &url, &roots, kills, &[]).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     while bound(&oracle).await.len() < pins {
         assert!(std::time::Instant::now() < deadline, "not every piece got its order");
@@ -358,7 +369,8 @@ async fn the_keeper_reopens_a_lapsed_claim_and_a_slashed_replica_and_scores_the_
     // The market is read: the replica is active, and so is its deal.
     let active = |r: &Value| r["state"] == "active" && r["market"]["state"] == "active";
     wait_replica(&oracle, &piece, 1001, active, "the market never read").await;
-    let lapsed = replica(&oracle, &piece, 1000).await.unwrap();
+    let claimed = |r: &Value| r["state"] == "claimed";
+    let lapsed = wait_replica(&oracle, &piece, 1000, claimed, "the claim never seen").await;
     assert_eq!(lapsed["state"], "claimed");
     let claim_deadline = lapsed["deadline"].as_u64().expect("the claim's deadline");
 
@@ -428,7 +440,8 @@ async fn a_market_read_that_fails_is_never_taken_for_a_deal_gone() {
     let active = |r: &Value| r["state"] == "active";
     wait_replica(&oracle, &piece, 1001, active, "never active").await;
     sps.terminate(1001, 3).await;
-    let lapsed = replica(&oracle, &piece, 1000).await.unwrap();
+    let claimed = |r: &Value| r["state"] == "claimed";
+    let lapsed = wait_replica(&oracle, &piece, 1000, claimed, "the claim never seen").await;
     let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
     let head = reader.get_block_number().await.unwrap();
     let blocks = lapsed["deadline"].as_u64().unwrap().saturating_sub(head) + 1;
@@ -522,7 +535,8 @@ async fn pins_share_one_aggregate_order_served_from_their_cars() {
         pins.push((piece, car));
     }
     // Started after the requests: it reads all three at once, so one bucket takes them.
-    let extra = ["--bucket-size", "1048576", "--bucket-max-age-secs", "3"];
+    let extra =
+        ["--bucket-size", "1048576", "--bucket-max-age-secs", "3", "--deal-check-secs", "1"];
     let oracle = oracle_with(&chain, dir.path(), &url, &extra).await;
     let orders = oracle
         .wait_for_within(
@@ -589,5 +603,159 @@ async fn pins_share_one_aggregate_order_served_from_their_cars() {
         assert_eq!(deal["piece_cid"], page["piece_cid"]);
         assert_eq!(deal["state"], "active");
     }
+    // The deal is reported to EstuaryPinning with each pin's inclusion proof, which the
+    // contract verified on chain (PoDSI) against the deal's piece as the market gives it.
+    let deal_id = replica(&oracle, &aggregate, 1000).await.unwrap()["deal_id"].as_u64().unwrap();
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let proven = |logs: Vec<alloy::rpc::types::Log>| -> Vec<(u64, u64)> {
+        logs.iter()
+            .map(|l| {
+                let e = l.log_decode::<EstuaryPinning::DealProven>().unwrap().inner.data;
+                (u64::try_from(e.requestId).unwrap(), e.dealId)
+            })
+            .collect()
+    };
+    let filter = Filter::new()
+        .address(chain.deployment.contracts["EstuaryPinning"])
+        .event_signature(EstuaryPinning::DealProven::SIGNATURE_HASH)
+        .from_block(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut events = proven(reader.get_logs(&filter).await.unwrap());
+    while events.len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "three pins proven: {events:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        events = proven(reader.get_logs(&filter).await.unwrap());
+    }
+    events.sort_unstable();
+    let ids: Vec<u64> = requests["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let mut want: Vec<(u64, u64)> = ids.into_iter().map(|id| (id, deal_id)).collect();
+    want.sort_unstable();
+    assert_eq!(events, want, "each pin proven once in the deal");
+    oracle.kill().await;
+}
+
+/// Buckets through crashes: the real process, SIGKILLed at random points while pins are
+/// fetched, reported, bucketed, aggregated and ordered, ends with every pin's piece in exactly
+/// one bucket, every bucket closed with exactly one order on chain (funded once), each
+/// aggregate served with its own commP; and once an SP holds each aggregate, every pin is
+/// proven in its deal on chain exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_test_buckets_each_pin_in_one_aggregate_ordered_once_through_sigkills() {
+    let pins: usize =
+        std::env::var("ESTUARY_CRASH_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let kills: usize =
+        std::env::var("ESTUARY_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let mut roots = Vec::new();
+    let mut pieces = Vec::new();
+    for i in 0..pins {
+        let (root, piece, car) =
+            add(dir.path(), &format!("g{i}"), &noise(2000 + i * 97, 3000 + i as u64));
+        cars.lock().unwrap().insert(root.clone(), car);
+        roots.push(root);
+        pieces.push(piece);
+    }
+    // 64 KiB buckets hold a handful of these pins: some close full, the rest by age.
+    let extra = ["--bucket-size", "65536", "--bucket-max-age-secs", "1", "--deal-check-secs", "1"];
+    let oracle = pin_through_kills(&chain, dir.path(), &url, &roots, kills, &extra).await;
+
+    // Every piece in a closed bucket whose order is bound.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let buckets = loop {
+        let all = oracle
+            .get("/buckets?limit=1000")
+            .await
+            .and_then(|v| v["results"].as_array().cloned())
+            .unwrap_or_default();
+        let done = all.iter().all(|b| b["state"] == "closed" && b["order_id"].is_u64());
+        let held: u64 = all.iter().map(|b| b["pieces"].as_u64().unwrap()).sum();
+        if done && held as usize == pins {
+            break all;
+        }
+        assert!(std::time::Instant::now() < deadline, "not every pin bucketed and ordered");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let client = reqwest::Client::new();
+    for b in &buckets {
+        let id = b["id"].as_u64().unwrap();
+        let one = oracle.get(&format!("/buckets?id={id}")).await.unwrap();
+        for p in one["results"][0]["pieces"].as_array().unwrap() {
+            let piece = p["piece_cid"].as_str().unwrap().to_owned();
+            assert!(seen.insert(piece.clone(), id).is_none(), "{piece} in two buckets");
+        }
+        let aggregate = b["piece_cid"].as_str().unwrap();
+        let bytes = client
+            .get(format!("{}/piece/{aggregate}", oracle.url))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let info = estuary_piece::commp::commp(&bytes).unwrap();
+        assert_eq!(estuary_piece::PieceCid::v2(&info).to_string(), aggregate, "bucket {id}");
+    }
+    for piece in &pieces {
+        assert!(seen.contains_key(piece), "{piece} bucketed");
+    }
+
+    // On chain: one order per aggregate, none for a pin's own piece, each funded once.
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let perpetual = chain.deployment.contracts["PerpetualStorage"];
+    let events = |sig| Filter::new().address(perpetual).event_signature(sig).from_block(0);
+    let created = reader.get_logs(&events(PerpetualStorage::OrderCreated::SIGNATURE_HASH)).await;
+    let mut per_piece: HashMap<Vec<u8>, usize> = HashMap::new();
+    for log in &created.unwrap() {
+        let c = log.log_decode::<PerpetualStorage::OrderCreated>().unwrap().inner.data;
+        *per_piece.entry(c.pieceCid.to_vec()).or_default() += 1;
+    }
+    assert_eq!(per_piece.len(), buckets.len(), "an order per bucket and no other");
+    assert!(per_piece.values().all(|n| *n == 1), "0 duplicate orders: {per_piece:?}");
+    for b in &buckets {
+        let v1: estuary_piece::PieceCid = b["piece_cid"].as_str().unwrap().parse().unwrap();
+        assert!(per_piece.contains_key(&v1.to_v1().to_cid().to_bytes()), "{b}");
+    }
+    let funded = reader.get_logs(&events(PerpetualStorage::OrderFunded::SIGNATURE_HASH)).await;
+    assert_eq!(funded.unwrap().len(), buckets.len(), "each order funded once");
+
+    // An SP takes every order; every pin is then proven in its aggregate's deal, once.
+    for (sector, b) in buckets.iter().enumerate() {
+        let order = alloy::primitives::U256::from(b["order_id"].as_u64().unwrap());
+        Sps { chain: &chain, order }.deliver(1000, 100 + sector as u64).await;
+    }
+    let filter = Filter::new()
+        .address(chain.deployment.contracts["EstuaryPinning"])
+        .event_signature(EstuaryPinning::DealProven::SIGNATURE_HASH)
+        .from_block(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let proven = loop {
+        let logs = reader.get_logs(&filter).await.unwrap();
+        if logs.len() >= pins {
+            break logs;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} of {pins} pins proven", logs.len());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let mut requests: Vec<_> = proven
+        .iter()
+        .map(|l| l.log_decode::<EstuaryPinning::DealProven>().unwrap().inner.data.requestId)
+        .collect();
+    requests.sort_unstable();
+    requests.dedup();
+    assert_eq!((requests.len(), proven.len()), (pins, pins), "each pin proven once");
+    eprintln!(
+        "bucket crash test: {pins} pins, {kills} SIGKILLs, {} buckets, {} orders",
+        buckets.len(),
+        per_piece.len()
+    );
     oracle.kill().await;
 }

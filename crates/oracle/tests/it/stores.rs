@@ -483,8 +483,14 @@ async fn buckets_take_each_piece_once(s: &Store) {
     let dealing: Vec<bool> = live.iter().map(|j| j.dealing).collect();
     assert_eq!(dealing, [true, true, false], "a bucket's CARs are kept");
     let agg = "bafkzcibcaaggregate";
-    assert!(s.close_bucket(1, "age", 4096, agg, 2_000).await.unwrap());
-    assert!(!s.close_bucket(1, "full", 8192, "other", 2_001).await.unwrap(), "closed once");
+    let full = OpenBucket { id: 1, end: 256, pieces: 2, created_ms: 1_000 };
+    assert!(!s.close_bucket(&open, "age", 4096, agg, 2_000).await.unwrap(), "a piece came since");
+    // The bucket's CARs are roots of garbage collection whatever happens to the pins.
+    let (roots, next) = s.bucket_roots(0, 10).await.unwrap();
+    assert_eq!((roots.len(), next), (2, None));
+    assert!(s.close_bucket(&full, "age", 4096, agg, 2_000).await.unwrap());
+    assert!(!s.close_bucket(&full, "full", 8192, "other", 2_001).await.unwrap(), "closed once");
+    assert_eq!(s.bucket_roots(0, 1).await.unwrap().0.len(), 1, "closed, not yet ordered");
     assert_eq!(s.open_bucket().await.unwrap(), None);
     let to_order = s.pieces_to_order(contract, 10, Some(512)).await.unwrap();
     assert_eq!(to_order.len(), 1);
@@ -501,6 +507,14 @@ async fn buckets_take_each_piece_once(s: &Store) {
     assert_eq!(s.bucket_of_piece(b).await.unwrap().unwrap().piece_cid.as_deref(), Some(agg));
     assert_eq!(s.buckets(10, 0).await.unwrap().len(), 1);
     assert!(s.bucket_of_aggregate(a).await.unwrap().is_none());
+    // The pin requests inside, for deal reports, and each deal reported once.
+    let inside = s.bucket_requests(1, &key(1).source).await.unwrap();
+    let keys: Vec<_> = inside.iter().map(|r| (r.key.clone(), r.piece_cid.as_str())).collect();
+    assert_eq!(keys, [(key(1), a), (key(2), b)]);
+    s.deal_reported("0xp", (7, 1000), 1, 2, Some("0xt"), 3_000).await.unwrap();
+    s.deal_reported("0xp", (7, 1000), 1, 2, None, 3_001).await.unwrap();
+    assert_eq!(s.reported_deals("0xp").await.unwrap(), [7]);
+    assert!(s.reported_deals("0xq").await.unwrap().is_empty());
 }
 
 async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {

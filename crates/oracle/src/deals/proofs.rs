@@ -1,0 +1,214 @@
+//! Deal reports: once a bucket's aggregate is in a deal (published or active), every pin request
+//! of `EstuaryPinning` inside it is reported to the contract with its FRC-0058 inclusion proof
+//! (`reportDeal`), which the contract checks on chain against the deal's piece as the market
+//! gives it (`PoDSI`). A client, or any contract, can then see its pin in a Filecoin deal without
+//! trusting the oracle.
+//!
+//! ```text
+//!   closed buckets with an open order ──► replicas with a deal id, published or active
+//!   ──► not yet in deal_reports ──► Aggregate::build (the bucket's pieces) ──► proofs
+//!   ──► reportDeal(deal, provider, aggregate, pins) in batches (TxManager, key per batch)
+//!   ──► deal_reports
+//! ```
+//!
+//! The contract skips a pin already recorded for the deal, so a report sent again after a
+//! crash costs gas only, never a wrong record. A report the contract refuses (the deal not in
+//! the market yet, another piece in it) is tried again a minute later.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use alloy::primitives::{Address, B256, FixedBytes};
+use estuary_chain::TxManager;
+use estuary_contracts::pinning::{EstuaryPinning, PoDSI};
+use estuary_piece::{
+    PieceCid,
+    aggregate::{Aggregate, MerkleProof},
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    domain::{JobSource, deal::ReplicaState, now_ms},
+    pipeline::report::cid_hash,
+    store::{BucketPiece, Store, StoreError},
+};
+
+/// Pins per `reportDeal` transaction (each proof costs up to ~33k gas).
+const PINS_PER_REPORT: usize = 64;
+/// A refused report is tried again after this long.
+const RETRY: Duration = Duration::from_secs(60);
+
+/// Why a round stopped (retried next round).
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored bucket cannot be aggregated (a corrupt row).
+    #[error("bucket {id} cannot be aggregated: {reason}")]
+    Aggregate {
+        /// The bucket.
+        id: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Reports deals holding bucketed pins to `EstuaryPinning`.
+#[derive(Debug)]
+pub struct DealReporter {
+    store: Store,
+    tx: TxManager,
+    pinning: Address,
+    source: JobSource,
+    every: Duration,
+}
+
+impl DealReporter {
+    /// Reports to `pinning` (whose requests are jobs of `source`), sending with `tx`.
+    pub fn new(
+        store: Store,
+        tx: TxManager,
+        pinning: Address,
+        source: JobSource,
+        every: Duration,
+    ) -> Self {
+        Self { store, tx, pinning, source, every }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut refused: HashMap<u64, Instant> = HashMap::new();
+        loop {
+            if let Err(e) = self.round(&mut refused).await {
+                warn!(error = %e, "deal reporter round failed; retried");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.every) => {}
+            }
+        }
+    }
+
+    async fn round(&self, refused: &mut HashMap<u64, Instant>) -> Result<(), ProofError> {
+        let contract = format!("{:#x}", self.pinning);
+        let done: HashSet<u64> = self.store.reported_deals(&contract).await?.into_iter().collect();
+        refused.retain(|_, at| at.elapsed() < RETRY);
+        for bucket in self.store.buckets(1000, 0).await? {
+            let (Some(aggregate), Some(deal_size)) = (&bucket.piece_cid, bucket.deal_size) else {
+                continue;
+            };
+            let deals: Vec<(u64, u64)> = self
+                .store
+                .deals(Some(aggregate), 10, 0)
+                .await?
+                .iter()
+                .flat_map(|o| o.replicas.iter())
+                .filter(|r| matches!(r.state, ReplicaState::Published | ReplicaState::Active))
+                .filter_map(|r| r.deal_id.map(|d| (d, r.provider)))
+                .filter(|(d, _)| !done.contains(d) && !refused.contains_key(d))
+                .collect();
+            if deals.is_empty() {
+                continue;
+            }
+            let pieces = self.store.bucket_pieces(bucket.id).await?;
+            let agg = build(bucket.id, &pieces, deal_size)?;
+            let requests = self.store.bucket_requests(bucket.id, &self.source).await?;
+            let mut pins = Vec::with_capacity(requests.len());
+            for r in &requests {
+                let Some(n) = pieces.iter().position(|p| p.piece_cid == r.piece_cid) else {
+                    continue;
+                };
+                let (Some(id), Some(proof)) = (r.key.id.as_request(), agg.proof(n)) else {
+                    continue;
+                };
+                pins.push(EstuaryPinning::PinInclusion {
+                    requestId: id,
+                    cidHash: cid_hash(&r.cid),
+                    commP: FixedBytes(agg.segments[n].commp),
+                    paddedSize: r.padded_size,
+                    proof: PoDSI::InclusionProof {
+                        proofSubtree: proof_data(&proof.subtree),
+                        proofIndex: proof_data(&proof.index),
+                    },
+                });
+            }
+            for (deal, provider) in deals {
+                match self.report(deal, provider, &agg, &pins).await {
+                    Ok(tx) => {
+                        info!(
+                            deal,
+                            provider,
+                            bucket = bucket.id,
+                            pins = pins.len(),
+                            "deal reported with proofs"
+                        );
+                        let count = pins.len() as u64;
+                        let tx = tx.map(|t| format!("{t:#x}"));
+                        self.store
+                            .deal_reported(
+                                &contract,
+                                (deal, provider),
+                                bucket.id,
+                                count,
+                                tx.as_deref(),
+                                now_ms(),
+                            )
+                            .await?;
+                    }
+                    Err(e) => {
+                        warn!(deal, provider, error = %e, "deal report refused; tried again later");
+                        refused.insert(deal, Instant::now());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the report of `deal` in batches; the last transaction's hash.
+    async fn report(
+        &self,
+        deal: u64,
+        provider: u64,
+        agg: &Aggregate,
+        pins: &[EstuaryPinning::PinInclusion],
+    ) -> Result<Option<B256>, estuary_chain::TxError> {
+        let pinning = EstuaryPinning::new(self.pinning, self.tx.provider());
+        let mut last = None;
+        for (k, batch) in pins.chunks(PINS_PER_REPORT).enumerate() {
+            let report = EstuaryPinning::DealReport {
+                dealId: deal,
+                provider,
+                aggregateCommP: FixedBytes(agg.root),
+                aggregateSize: agg.deal_size,
+                pins: batch.to_vec(),
+            };
+            let key = format!("dealreport/{:#x}/{deal}/{k}", self.pinning);
+            let receipt = self.tx.send(pinning.reportDeal(report), &[key]).await?;
+            last = Some(receipt.transaction_hash);
+        }
+        Ok(last)
+    }
+}
+
+fn build(id: u64, pieces: &[BucketPiece], deal_size: u64) -> Result<Aggregate, ProofError> {
+    let corrupt = |reason: String| ProofError::Aggregate { id, reason };
+    let mut nodes = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        let cid: PieceCid = p.piece_cid.parse().map_err(|e| corrupt(format!("{e}")))?;
+        let height = u8::try_from((p.padded_size / 32).trailing_zeros()).unwrap_or(u8::MAX);
+        nodes.push((*cid.commp(), height));
+    }
+    Aggregate::build(&nodes, deal_size).map_err(|e| corrupt(format!("{e}")))
+}
+
+fn proof_data(proof: &MerkleProof) -> PoDSI::ProofData {
+    PoDSI::ProofData {
+        index: proof.index,
+        path: proof.path.iter().map(|n| B256::from(*n)).collect(),
+    }
+}
