@@ -207,6 +207,7 @@ impl Oracle {
             faults,
             policy: config.api_policy(),
             bucket_size: config.deals.bucket_size,
+            aggregates: Default::default(),
         });
         tasks.push(tokio::spawn(api::upload::janitor(
             Arc::clone(&api_state),
@@ -373,7 +374,8 @@ fn start_deals(
             "bucketing pins into aggregates"
         );
         let packed = config.store.data_dir.join("packed");
-        let bucketer = crate::deals::buckets::Bucketer::new(store.clone(), rules, packed);
+        let gate = GcGate::new(store.clone(), config.worker.lease());
+        let bucketer = crate::deals::buckets::Bucketer::new(store.clone(), rules, packed, gate);
         tasks.push(tokio::spawn(bucketer.run(shutdown.clone())));
         let pinning = config.contracts.pinning;
         let reporter = crate::deals::proofs::DealReporter::new(

@@ -4,7 +4,7 @@
 //! produced, not read. The layout is [`crate::domain::bucket::Layout`]; the bytes' commP is the
 //! aggregate's piece CID (`the_payload_laid_out_has_the_aggregates_commp` in `crates/piece`).
 
-use std::{io::SeekFrom, path::PathBuf};
+use std::{io::SeekFrom, path::PathBuf, sync::Arc};
 
 use axum::body::Bytes;
 use axum::{
@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::ApiError;
 use crate::{
     domain::bucket::{Layout, Part},
-    store::{BucketPiece, Store},
+    store::Store,
 };
 
 /// Bytes read from a CAR, or zeros produced, per chunk of the body.
@@ -29,13 +29,66 @@ const CHUNK: u64 = 256 << 10;
 
 static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
 
-/// The aggregate `piece` (the bytes of the request's `Range`, if any) as a response, or `None` if it is no closed bucket's here.
-pub(super) async fn serve(
+/// Aggregates assembled recently: a closed bucket never changes, so its layout, index and CAR
+/// paths are built once, not per request — an anonymous client asking for one byte of a
+/// 100,000-piece aggregate again and again costs a lookup here, not 100,000 rows and stats.
+/// Bounded ([`CACHED`] aggregates, least recently used out).
+#[derive(Debug, Default)]
+pub struct AggregateCache {
+    /// Most recently used last.
+    entries: std::sync::Mutex<Vec<(PieceCid, Arc<Assembled>)>>,
+}
+
+/// Aggregates kept assembled (each holds its pieces' paths and its index: about 200 bytes per
+/// piece).
+const CACHED: usize = 16;
+
+/// What serving an aggregate needs, read once.
+#[derive(Debug)]
+struct Assembled {
+    layout: Layout,
+    index: Bytes,
+    /// Each piece's CAR and its size.
+    cars: Vec<(PathBuf, u64)>,
+}
+
+impl AggregateCache {
+    fn get(&self, piece: &PieceCid) -> Option<Arc<Assembled>> {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = entries.iter().position(|(p, _)| p == piece)?;
+        let entry = entries.remove(at);
+        let found = Arc::clone(&entry.1);
+        entries.push(entry);
+        Some(found)
+    }
+
+    fn put(&self, piece: PieceCid, assembled: Arc<Assembled>) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.retain(|(p, _)| *p != piece);
+        if entries.len() >= CACHED {
+            entries.remove(0);
+        }
+        entries.push((piece, assembled));
+    }
+
+    /// How many aggregates are held (for tests).
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The aggregate `piece`, read from the store and laid out; `None` if it is no closed bucket's
+/// here.
+async fn assemble(
     store: &Store,
     packed_dir: &std::path::Path,
     piece: &PieceCid,
-    range: Option<HeaderValue>,
-) -> Result<Option<Response>, ApiError> {
+) -> Result<Option<Assembled>, ApiError> {
     let Some((bucket, pieces)) = store.bucket_of_aggregate(&piece.to_string()).await? else {
         return Ok(None);
     };
@@ -49,8 +102,34 @@ pub(super) async fn serve(
     let index = Bytes::from(index_payload(&segments));
     let spans: Vec<_> = pieces.iter().map(|p| (p.offset, p.padded_size, p.car_size)).collect();
     let layout = Layout::new(&spans, index.len() as u64, deal_size).ok_or_else(corrupt)?;
-    let paths = cars(packed_dir, &pieces).await?;
-    let total = layout.total();
+    let cars = pieces
+        .iter()
+        .map(|p| (packed_dir.join(format!("{}.car", p.piece_cid)), p.car_size))
+        .collect();
+    Ok(Some(Assembled { layout, index, cars }))
+}
+
+/// The aggregate `piece` (the bytes of the request's `Range`, if any) as a response, or `None`
+/// if it is no closed bucket's here.
+pub(super) async fn serve(
+    store: &Store,
+    cache: &AggregateCache,
+    packed_dir: &std::path::Path,
+    piece: &PieceCid,
+    range: Option<HeaderValue>,
+) -> Result<Option<Response>, ApiError> {
+    let assembled = match cache.get(piece) {
+        Some(assembled) => assembled,
+        None => {
+            let Some(assembled) = assemble(store, packed_dir, piece).await? else {
+                return Ok(None);
+            };
+            let assembled = Arc::new(assembled);
+            cache.put(*piece, Arc::clone(&assembled));
+            assembled
+        }
+    };
+    let total = assembled.layout.total();
     let range = range.and_then(|v| parse_range(&v, total));
     let (status, start, end) = match range {
         Some(Ok((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
@@ -62,9 +141,10 @@ pub(super) async fn serve(
         }
         None => (StatusCode::OK, 0, total),
     };
-    let parts = layout.parts(start, end);
+    let parts = assembled.layout.parts(start, end);
+    check_cars(&assembled.cars, &parts).await?;
     let body = Body::from_stream(futures::stream::unfold(
-        Reader { parts: parts.into_iter(), paths, index, current: None },
+        Reader { parts: parts.into_iter(), assembled, current: None },
         Reader::next,
     ));
     let mut response = Response::new(body);
@@ -86,22 +166,26 @@ fn insert(response: &mut Response, name: header::HeaderName, value: &str) {
     }
 }
 
-/// Each piece's CAR, checked to be here at its size before anything is sent.
-async fn cars(dir: &std::path::Path, pieces: &[BucketPiece]) -> Result<Vec<PathBuf>, ApiError> {
-    let mut paths = Vec::with_capacity(pieces.len());
-    for p in pieces {
-        let path = dir.join(format!("{}.car", p.piece_cid));
-        match tokio::fs::metadata(&path).await {
-            Ok(meta) if meta.len() == p.car_size => paths.push(path),
+/// The CARs the range reads, checked to be here at their size before anything is sent (a
+/// range costs a stat per CAR it reads, not per CAR of the aggregate).
+async fn check_cars(cars: &[(PathBuf, u64)], parts: &[Part]) -> Result<(), ApiError> {
+    for part in parts {
+        let Part::Car { n, .. } = *part else { continue };
+        let Some((path, size)) = cars.get(n) else {
+            return Err(ApiError::NotFound("this aggregate cannot be assembled here".into()));
+        };
+        match tokio::fs::metadata(path).await {
+            Ok(meta) if meta.len() == *size => {}
             _ => {
+                let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
                 return Err(ApiError::NotFound(format!(
                     "piece {} of this aggregate is not here at its size",
-                    p.piece_cid
+                    name.unwrap_or_default()
                 )));
             }
         }
     }
-    Ok(paths)
+    Ok(())
 }
 
 /// A single range `bytes=a-b` or `bytes=a-` of `total` bytes as `[start, end)`: `None` to
@@ -124,8 +208,7 @@ fn parse_range(value: &HeaderValue, total: u64) -> Option<Result<(u64, u64), ()>
 /// The body, part after part; a CAR is opened when its first part comes.
 struct Reader {
     parts: std::vec::IntoIter<Part>,
-    paths: Vec<PathBuf>,
-    index: Bytes,
+    assembled: Arc<Assembled>,
     /// The part being read: what is left of it, and its open CAR.
     current: Option<(Part, Option<tokio::fs::File>)>,
 }
@@ -145,8 +228,9 @@ impl Reader {
                     Ok(Bytes::from_static(&ZEROS[..n as usize]))
                 }
                 Part::Index { from, len } => {
+                    let index = &self.assembled.index;
                     let (a, b) = (from as usize, (from + len) as usize);
-                    Ok(self.index.slice(a.min(self.index.len())..b.min(self.index.len())))
+                    Ok(index.slice(a.min(index.len())..b.min(index.len())))
                 }
                 Part::Car { n, from, len } => match self.read(n, from, len, file).await {
                     Ok((bytes, file)) => {
@@ -176,7 +260,9 @@ impl Reader {
         let mut file = match file {
             Some(file) => file,
             None => {
-                let mut file = tokio::fs::File::open(&self.paths[n]).await?;
+                let path = self.assembled.cars.get(n).map(|(path, _)| path);
+                let path = path.ok_or_else(|| std::io::Error::other("no such CAR"))?;
+                let mut file = tokio::fs::File::open(path).await?;
                 file.seek(SeekFrom::Start(from)).await?;
                 file
             }
@@ -189,6 +275,8 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
+    use estuary_piece::commp::PieceInfo;
+
     use super::*;
 
     #[test]
@@ -203,5 +291,28 @@ mod tests {
         assert_eq!(parse_range(&h("items=0-1"), 1000), None);
         assert_eq!(parse_range(&h("bytes=9-3"), 1000), None);
         assert_eq!(parse_range(&h("bytes=0-18446744073709551615"), 1000), None);
+    }
+
+    #[test]
+    fn the_cache_keeps_the_most_recently_used_aggregates() {
+        let cache = AggregateCache::default();
+        let assembled = || {
+            let layout = Layout::new(&[(0, 512, 300)], 64, 2048).unwrap();
+            Arc::new(Assembled { layout, index: Bytes::new(), cars: Vec::new() })
+        };
+        let piece = |n: u8| {
+            let info = PieceInfo { commp: [n; 32], padded_size: 2048, payload_size: 2032 };
+            PieceCid::v2(&info)
+        };
+        for n in 0..CACHED as u8 {
+            cache.put(piece(n), assembled());
+        }
+        assert!(cache.get(&piece(0)).is_some(), "0 is used again: the most recent");
+        cache.put(piece(200), assembled());
+        assert_eq!(cache.len(), CACHED);
+        assert!(cache.get(&piece(1)).is_none(), "the least recently used went");
+        assert!(cache.get(&piece(0)).is_some());
+        cache.put(piece(200), assembled());
+        assert_eq!(cache.len(), CACHED, "put again, held once");
     }
 }

@@ -384,7 +384,15 @@ pub(super) async fn piece<B: Blockstore>(
     let path = st.packed_dir.join(format!("{parsed}.car"));
     if !path.exists() {
         let range = request.headers().get(header::RANGE).cloned();
-        return match super::aggregate::serve(&st.store, &st.packed_dir, &parsed, range).await? {
+        return match super::aggregate::serve(
+            &st.store,
+            &st.aggregates,
+            &st.packed_dir,
+            &parsed,
+            range,
+        )
+        .await?
+        {
             Some(response) => Ok(hold(response, slot)),
             None => Err(ApiError::NotFound(format!("piece {parsed} is not here"))),
         };

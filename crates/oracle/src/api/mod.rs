@@ -69,6 +69,7 @@ pub mod pins;
 pub mod serve;
 pub mod upload;
 
+pub use aggregate::AggregateCache;
 pub use gateway::GatewayLimits;
 
 /// What the handlers share.
@@ -101,6 +102,8 @@ pub struct ApiState<B> {
     pub policy: ApiPolicy,
     /// The largest aggregate, if pins are bucketed (`--bucket-size`).
     pub bucket_size: Option<u64>,
+    /// Aggregates `/piece/{aggregate}` served recently, assembled.
+    pub aggregates: AggregateCache,
 }
 
 /// The API's rules: who may upload how much, for how long, and how many requests run at once.
@@ -1138,6 +1141,7 @@ mod tests {
             faults: crate::pipeline::Faults::new(),
             policy: ApiPolicy::default(),
             bucket_size: None,
+            aggregates: Default::default(),
         };
         (router(Arc::new(state)), dir)
     }

@@ -11,6 +11,12 @@
 //! Every step is one write that either happens or not, so a crash anywhere leaves a bucket
 //! open (closed again next round) or closed (ordered by the maker); a piece is never in two
 //! buckets (`bucket_pieces` is keyed by piece).
+//!
+//! Pieces are placed under a hold against garbage collection ([`GcGate`]): a piece's CAR is
+//! checked and the piece added to its bucket while no collection runs, so the next collection
+//! reads it among the bucket roots ([`crate::gc::BucketPieces`]) and keeps its CAR. Without the
+//! hold, a collection that read its roots just before the piece was added could delete the CAR
+//! of a piece its aggregate is assembled from.
 
 use std::{collections::HashSet, path::PathBuf, time::Duration};
 
@@ -27,6 +33,7 @@ use crate::{
         bucket::{BucketRules, CloseWhy, OpenBucket, Placement, deal_size_for, due, place},
         now_ms,
     },
+    gc::GcGate,
     store::{Store, StoreError},
 };
 
@@ -58,13 +65,15 @@ pub struct Bucketer {
     store: Store,
     rules: BucketRules,
     packed_dir: PathBuf,
+    gate: GcGate,
     every: Duration,
 }
 
 impl Bucketer {
-    /// Buckets on `rules` the pieces whose CARs are in `packed_dir`.
-    pub fn new(store: Store, rules: BucketRules, packed_dir: PathBuf) -> Self {
-        Self { store, rules, packed_dir, every: Duration::from_secs(1) }
+    /// Buckets on `rules` the pieces whose CARs are in `packed_dir`, holding collection off
+    /// through `gate` while it places them.
+    pub fn new(store: Store, rules: BucketRules, packed_dir: PathBuf, gate: GcGate) -> Self {
+        Self { store, rules, packed_dir, gate, every: Duration::from_secs(1) }
     }
 
     /// Runs until `shutdown`.
@@ -93,7 +102,26 @@ impl Bucketer {
             open = None;
         }
         let limit = BATCH.saturating_add(missing.len() as u64);
-        for piece in self.store.pieces_to_bucket(self.rules.largest_piece(), limit).await? {
+        let pieces = self.store.pieces_to_bucket(self.rules.largest_piece(), limit).await?;
+        if pieces.iter().all(|p| missing.contains(&p.piece_cid)) {
+            return Ok(());
+        }
+        let hold = self.gate.hold("bucketer").await?;
+        let placed = self.place(pieces, open, now, missing).await;
+        hold.release().await?;
+        placed
+    }
+
+    /// Places `pieces` (read before the hold; their CARs checked under it) in `open` and the
+    /// buckets after it.
+    async fn place(
+        &self,
+        pieces: Vec<crate::store::PieceToOrder>,
+        mut open: Option<OpenBucket>,
+        now: u64,
+        missing: &mut HashSet<String>,
+    ) -> Result<(), BucketError> {
+        for piece in pieces {
             if missing.contains(&piece.piece_cid) {
                 continue;
             }

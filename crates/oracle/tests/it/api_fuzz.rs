@@ -297,6 +297,7 @@ fn ten_thousand_random_requests_get_documented_answers_in_bounded_memory() {
             p2p: None,
             policy: ApiPolicy { siwe_domains: vec!["x".into()], ..ApiPolicy::default() },
             bucket_size: None,
+            aggregates: Default::default(),
             gateway_limits: Default::default(),
             faults: Default::default(),
         };

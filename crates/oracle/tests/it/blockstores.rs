@@ -171,6 +171,7 @@ async fn suite<B: Blockstore>(
         faults: Default::default(),
         policy: estuary_oracle::api::ApiPolicy::default(),
         bucket_size: None,
+        aggregates: Default::default(),
     })))
     .await;
     let served = reqwest::get(format!("{base}/ipfs/{root}?format=car")).await.unwrap();

@@ -439,6 +439,7 @@ async fn api<B: Blockstore>(
         faults,
         policy: estuary_oracle::api::ApiPolicy::default(),
         bucket_size: None,
+        aggregates: Default::default(),
     };
     serve(router(Arc::new(state))).await.0
 }

@@ -122,6 +122,7 @@ impl Api {
             p2p,
             policy,
             bucket_size: None,
+            aggregates: Default::default(),
             gateway_limits: Default::default(),
             faults: Default::default(),
         });
@@ -340,6 +341,7 @@ async fn below_the_free_space_floor_uploads_get_507() {
         p2p: None,
         policy: ApiPolicy { min_free_bytes: 1 << 62, ..policy() },
         bucket_size: None,
+        aggregates: Default::default(),
         gateway_limits: Default::default(),
         faults: Default::default(),
     });

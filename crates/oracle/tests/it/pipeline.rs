@@ -216,6 +216,7 @@ async fn oracle_api() -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
         faults: Default::default(),
         policy: estuary_oracle::api::ApiPolicy::default(),
         bucket_size: None,
+        aggregates: Default::default(),
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }
@@ -694,6 +695,7 @@ async fn oracle_api_within(
         faults: Default::default(),
         policy: estuary_oracle::api::ApiPolicy::default(),
         bucket_size: None,
+        aggregates: Default::default(),
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }
