@@ -188,6 +188,8 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .args(["--deal-check-secs", "2"])
         // The dev term is 3,600 epochs: a deal shows as expiring in its last 600, not all along.
         .args(["--deal-expiring-epochs", "600"])
+        // The DataDAO's accepted CIDs are funded as orders of their own (fundOrder).
+        .args(["--datadao-address", &deployment.contracts["DataDAO"].to_string()])
         // Pins share 8 MiB aggregates; a bucket closes 5 s after its first pin.
         .args(["--bucket-size", "8388608", "--bucket-max-age-secs", "5"])
         .arg("--db")

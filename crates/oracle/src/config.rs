@@ -280,6 +280,12 @@ pub struct DealsConfig {
     /// provider or someone else reopens its slot).
     #[arg(long = "deal-state-view-address", env = "ESTUARY_DEAL_STATE_VIEW_ADDRESS")]
     pub deal_state_view: Option<Address>,
+    /// Address of a DataDAO this oracle is an operator of: each CID its members accept is
+    /// pinned (its request), then funded as a PerpetualStorage order on the DAO's own terms
+    /// and budget (`fundOrder`), and tracked like the operator's orders. The DAO's pins are
+    /// never bucketed or ordered with the operator's money. Needs --perpetual-address.
+    #[arg(long = "datadao-address", env = "ESTUARY_DATADAO_ADDRESS")]
+    pub datadao: Option<Address>,
     /// Seconds between the keeper's rounds (market reads, reopening lapsed claims and ended
     /// replicas).
     #[arg(long, env = "ESTUARY_DEAL_CHECK_SECS", default_value_t = 30,

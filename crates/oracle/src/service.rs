@@ -164,6 +164,10 @@ impl Oracle {
         )
         .await?;
         let operator = operator_tx(&config, chain_id, &store)?;
+        if let Some(dao) = config.deals.datadao {
+            // Before anything is bucketed or ordered: the DAO's pins are its own to fund.
+            store.register_dao(dao).await?;
+        }
         let faults = match &operator {
             Some(tx) => {
                 let (task, faults) =
@@ -321,7 +325,11 @@ fn start_deals(
         topics: crate::deals::events::topics(),
         start_block: config.contracts.start_block,
     };
-    let logs = Arc::new(crate::store::DealLogs::new(store.clone(), contract, tx.sender()));
+    let mut logs = crate::store::DealLogs::new(store.clone(), contract, tx.sender());
+    if let Some(dao) = config.deals.datadao {
+        logs = logs.with_dao(dao);
+    }
+    let logs = Arc::new(logs);
     let watcher = Watcher::new(providers.to_vec(), logs, spec, config.chain.clone(), state_tx);
     let public_url = config.deals.public_url.clone().unwrap_or_else(|| {
         if local_addr.ip().is_unspecified() {
@@ -367,6 +375,20 @@ fn start_deals(
         tokio::spawn(maker.run(shutdown.clone())),
         tokio::spawn(keeper.run(shutdown.clone())),
     ];
+    if let Some(dao) = config.deals.datadao {
+        info!(%dao, "funding the DataDAO's accepted CIDs (fundOrder)");
+        let pinning = config.contracts.pinning;
+        let funder = crate::deals::datadao::DaoFunder::new(
+            store.clone(),
+            tx.clone(),
+            dao,
+            contract,
+            JobSource::Contract { chain: chain_id, address: pinning },
+            &public_url,
+            std::time::Duration::from_secs(config.deals.deal_check_secs),
+        );
+        tasks.push(tokio::spawn(funder.run(shutdown.clone())));
+    }
     if let Some(rules) = config.deals.buckets() {
         info!(
             deal_size = rules.deal_size,

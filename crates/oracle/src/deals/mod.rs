@@ -29,6 +29,7 @@
 //! and are not here yet.
 
 pub mod buckets;
+pub mod datadao;
 pub mod events;
 pub mod keeper;
 pub mod market;

@@ -30,6 +30,10 @@ use super::market::{MarketState, MarketView};
 pub enum Backend {
     /// A `PerpetualStorage` order: SPs claim its replica slots and are paid per epoch active.
     Perpetual,
+    /// A `PerpetualStorage` order a DataDAO funded (`fundOrder`, called by this oracle as the
+    /// DAO's operator): the DAO is its client and pays for it.
+    #[serde(rename = "datadao")]
+    DataDao,
 }
 
 impl Backend {
@@ -37,12 +41,13 @@ impl Backend {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Perpetual => "perpetual",
+            Self::DataDao => "datadao",
         }
     }
 
     /// The backend a stored name names.
     pub fn parse(s: &str) -> Option<Self> {
-        (s == "perpetual").then_some(Self::Perpetual)
+        [Self::Perpetual, Self::DataDao].into_iter().find(|b| b.as_str() == s)
     }
 }
 

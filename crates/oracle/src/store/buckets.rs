@@ -107,6 +107,7 @@ impl Store {
                AND j.padded_size <= $1
                AND NOT EXISTS (SELECT 1 FROM bucket_pieces p WHERE p.piece_cid = j.piece_cid)
                AND NOT EXISTS (SELECT 1 FROM deal_orders o WHERE o.piece_cid = j.piece_cid)
+               AND NOT EXISTS (SELECT 1 FROM dao_requesters d WHERE d.requester = j.requester)
              GROUP BY j.piece_cid ORDER BY first LIMIT $2",
             reported = JobState::Reported.as_str(),
         ))

@@ -190,6 +190,7 @@ impl Store {
                AND NOT EXISTS (SELECT 1 FROM deal_orders o
                                WHERE o.contract = $1 AND o.piece_cid = j.piece_cid)
                AND NOT EXISTS (SELECT 1 FROM bucket_pieces p WHERE p.piece_cid = j.piece_cid)
+               AND NOT EXISTS (SELECT 1 FROM dao_requesters d WHERE d.requester = j.requester)
              GROUP BY j.piece_cid ORDER BY first LIMIT $2",
         )
         .bind(lower(contract))
@@ -229,7 +230,8 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Orders at `contract` in `state`, oldest first.
+    /// The operator's own orders (`perpetual`: not a DataDAO's) at `contract` in `state`, oldest
+    /// first.
     pub async fn orders_in(
         &self,
         contract: Address,
@@ -237,10 +239,12 @@ impl Store {
     ) -> Result<Vec<OrderRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM deal_orders WHERE contract = $1 AND state = $2
+               AND backend = $3
              ORDER BY created_ms, piece_cid"
         ))
         .bind(lower(contract))
         .bind(state.as_str())
+        .bind(Backend::Perpetual.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(order_from_row).collect()
@@ -355,14 +359,15 @@ impl Store {
         opt_u64(&row, "order_id")
     }
 
-    /// Stores `logs` of `contract` (decoded, in chain order) that are about the orders
-    /// `operator` created, binds orders waiting for their id, and moves `stream`'s cursor —
-    /// atomically. Returns how many events were new.
+    /// Stores `logs` of `contract` (decoded, in chain order) that are about the orders one of
+    /// `clients` created — the operator first, then the DataDAOs it funds orders for — binds
+    /// the operator's orders waiting for their id, and moves `stream`'s cursor — atomically.
+    /// Returns how many events were new.
     pub async fn ingest_deal_events(
         &self,
         stream: &str,
         contract: Address,
-        operator: Address,
+        clients: &[Address],
         logs: &[DealLog],
         cursor: Cursor,
         now_ms: u64,
@@ -373,7 +378,7 @@ impl Store {
         let mut inserted = 0;
         for log in logs {
             let ours = match &log.kind {
-                DealLogKind::Created { client, .. } => *client == operator,
+                DealLogKind::Created { client, .. } => clients.contains(client),
                 _ => sqlx::query(
                     "SELECT 1 AS one FROM deal_events
                      WHERE contract = $1 AND order_id = $2 AND kind = 'created' LIMIT 1",
@@ -432,7 +437,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             inserted += done.rows_affected();
-            if let (DealLogKind::Created { .. }, Some(piece)) = (&log.kind, &piece) {
+            if let (DealLogKind::Created { client, .. }, Some(piece)) = (&log.kind, &piece)
+                && clients.first() == Some(client)
+            {
                 // An order the oracle sent but did not see the receipt of (it stopped): bound here.
                 sqlx::query(
                     "UPDATE deal_orders SET order_id = $1, state = $2, error = NULL, updated_ms = $3
@@ -751,13 +758,21 @@ fn attach(replicas: &mut [Replica], markets: &HashMap<u64, MarketView>) {
 pub struct DealLogs {
     store: Store,
     contract: Address,
-    operator: Address,
+    /// The operator, then the DataDAOs whose orders it funds.
+    clients: Vec<Address>,
 }
 
 impl DealLogs {
     /// Events of `contract` about `operator`'s orders, kept in `store`.
     pub fn new(store: Store, contract: Address, operator: Address) -> Self {
-        Self { store, contract, operator }
+        Self { store, contract, clients: vec![operator] }
+    }
+
+    /// Also the orders `dao` is the client of (those its `fundOrder` made).
+    #[must_use]
+    pub fn with_dao(mut self, dao: Address) -> Self {
+        self.clients.push(dao);
+        self
     }
 }
 
@@ -779,7 +794,7 @@ impl LogStore for DealLogs {
             .ingest_deal_events(
                 stream,
                 self.contract,
-                self.operator,
+                &self.clients,
                 &decoded,
                 cursor,
                 crate::domain::now_ms(),

@@ -38,6 +38,7 @@ use sqlx::{
 use crate::domain::JobState;
 
 mod buckets;
+mod datadao;
 mod deals;
 mod gc;
 mod jobs;
@@ -48,6 +49,7 @@ mod snapshot;
 mod uploads;
 
 pub use buckets::{BucketPiece, BucketRecord, BucketRequest};
+pub use datadao::{DaoFunding, FundingState};
 pub use deals::{DealLogs, OrderRecord, OrderWithReplicas, PieceToOrder};
 pub use gc::{Freed, GcTotals, LIVE, LiveJob};
 pub use jobs::Claimed;

@@ -759,3 +759,101 @@ async fn crash_test_buckets_each_pin_in_one_aggregate_ordered_once_through_sigki
     );
     oracle.kill().await;
 }
+
+/// A CID the DataDAO's members accept is pinned, then funded by the oracle as the DAO's own
+/// order — `fundOrder` on the DAO's terms and budget, the DAO its client — with no manual step:
+/// its slot is claimed, published and activated like any order's, `/deals` shows it, and the
+/// operator funds nothing for that pin (no order of its own, no bucket).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_datadao_accepted_cid_becomes_a_funded_order_whose_slots_are_taken() {
+    use alloy::{network::TransactionBuilder, primitives::U256, rpc::types::TransactionRequest};
+    use estuary_contracts::DataDAO;
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let dao_address = chain.deployment.contracts["DataDAO"];
+    let dao_arg = dao_address.to_string();
+    let extra = [
+        "--datadao-address",
+        &dao_arg,
+        "--deal-check-secs",
+        "1",
+        "--bucket-size",
+        "1048576",
+        "--bucket-max-age-secs",
+        "1",
+    ];
+    let oracle = oracle_with(&chain, dir.path(), &url, &extra).await;
+    let wallet = |i: usize| {
+        ProviderBuilder::new()
+            .wallet(alloy::network::EthereumWallet::from(chain.signer(i)))
+            .connect_http(chain.anvil.endpoint_url())
+    };
+    // The DAO: three members and a treasury (its owner is the deployer, account 0).
+    let owner = wallet(0);
+    let dao = DataDAO::new(dao_address, &owner);
+    for member in [5, 6, 7] {
+        assert!(mined!(dao.setMember(chain.signer(member).address(), true)).status());
+    }
+    let fund = TransactionRequest::default()
+        .with_to(dao_address)
+        .with_value(U256::from(3_000_000_000_000_000_000u128));
+    owner.send_transaction(fund).await.unwrap().get_receipt().await.unwrap();
+    // Member 5 proposes a CID, member 6 votes for it; after the vote, anyone executes it.
+    let (root, piece, car) = add(dir.path(), "dao", &noise(5000, 9));
+    cars.lock().unwrap().insert(root.clone(), car);
+    let proposer = wallet(5);
+    let cid = alloy::primitives::Bytes::from(cid_bytes(&root));
+    assert!(mined!(DataDAO::new(dao_address, &proposer).createCIDProposal(cid, 5000)).status());
+    let voter = wallet(6);
+    assert!(
+        mined!(DataDAO::new(dao_address, &voter).voteCIDProposal(U256::from(1), true)).status()
+    );
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let _: Value = reader.raw_request("evm_increaseTime".into(), (301,)).await.unwrap();
+    let _: Value = reader.raw_request("evm_mine".into(), ()).await.unwrap();
+    let executor = wallet(7);
+    assert!(mined!(DataDAO::new(dao_address, &executor).execute(U256::from(1))).status());
+
+    // The oracle pins it and funds the DAO's order.
+    let orders = oracle
+        .wait_for_within(
+            |v| v["results"][0]["order_id"].is_u64(),
+            "/deals",
+            Duration::from_secs(60),
+        )
+        .await;
+    let order = &orders["results"][0];
+    assert_eq!(
+        (order["backend"].as_str(), order["piece_cid"].as_str()),
+        (Some("datadao"), Some(piece.as_str()))
+    );
+    let order_id = order["order_id"].as_u64().unwrap();
+    let on_chain = DataDAO::new(dao_address, &reader);
+    let proposal = on_chain.getProposal(U256::from(1)).call().await.unwrap();
+    assert_eq!(proposal.state, 4, "funded");
+    assert_eq!(on_chain.orderOf(U256::from(1)).call().await.unwrap(), U256::from(order_id));
+    let perpetual = chain.deployment.contracts["PerpetualStorage"];
+    let storage = PerpetualStorage::new(perpetual, &reader);
+    let view = storage.getOrder(U256::from(order_id)).call().await.unwrap();
+    assert_eq!(view.client, dao_address, "the DAO is the order's client");
+    assert_eq!(view.replicas, 3, "the DAO's terms");
+
+    // An SP takes a slot: the replica is tracked like the operator's.
+    let sps = Sps { chain: &chain, order: U256::from(order_id) };
+    sps.deliver(1000, 1).await;
+    wait_replica(&oracle, &piece, 1000, |r| r["state"] == "active", "f01000 active").await;
+    // The operator funded nothing for it: one order (the DAO's), no bucket.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(bound(&oracle).await.len(), 1);
+    let buckets = oracle.get("/buckets").await.unwrap();
+    assert_eq!(buckets["results"].as_array().map(Vec::len), Some(0), "{buckets}");
+    let created = PerpetualStorage::OrderCreated::SIGNATURE_HASH;
+    let logs = reader
+        .get_logs(&Filter::new().address(perpetual).event_signature(created).from_block(0))
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 1, "one order on chain: the DAO's");
+    oracle.kill().await;
+}

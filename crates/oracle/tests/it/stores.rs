@@ -603,8 +603,10 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
             slot(1002, SlotEventKind::Activated { deal_id: 6, start_epoch: 12, end_epoch: 3612 }),
         ),
     ];
-    let stored =
-        s.ingest_deal_events(stream, contract, operator, &logs, cursor(11), 5_000).await.unwrap();
+    let stored = s
+        .ingest_deal_events(stream, contract, &[operator], &logs, cursor(11), 5_000)
+        .await
+        .unwrap();
     assert_eq!(stored, 6, "the stranger's two events are not kept");
     assert_eq!(s.cursor(stream).await.unwrap(), Some(cursor(11)));
     assert!(s.orders_in(contract, OrderState::Sending).await.unwrap().is_empty());
@@ -620,7 +622,7 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     // The claim's deadline is kept (the keeper reopens lapsed claims), and so is a payment.
     assert_eq!(deals[0].replicas[1].deadline, Some(130));
     let paid = [log(12, 0, 2, slot(1000, SlotEventKind::Paid { until: 40 }))];
-    s.ingest_deal_events(stream, contract, operator, &paid, cursor(12), 5_000).await.unwrap();
+    s.ingest_deal_events(stream, contract, &[operator], &paid, cursor(12), 5_000).await.unwrap();
     assert_eq!(s.deals(None, 10, 0).await.unwrap()[0].replicas[0].paid_until, Some(40));
     // What the market says is kept per deal and put on the replicas: a slashed deal no
     // longer counts. The keeper sees the open order, the scores see its history.

@@ -1,0 +1,197 @@
+//! DataDAO funding: the accepted proposals of the DataDAOs this oracle operates, and the orders
+//! their `fundOrder` made (`deals::datadao`). The pins a DAO requests are its own to fund: the
+//! DAO's address is registered as a requester whose pieces are never bucketed or ordered with
+//! the operator's money ([`Store::pieces_to_bucket`], [`Store::pieces_to_order`]).
+
+use alloy::primitives::Address;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Store, StoreError, deals::PieceToOrder, get_u64, int, opt_u64};
+use crate::domain::{
+    JobSource, JobState,
+    deal::{Backend, OrderState},
+};
+
+/// Where a DAO proposal's funding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FundingState {
+    /// Accepted; `fundOrder` not called yet (the pin not reported, or a refusal retried).
+    Waiting,
+    /// The order exists.
+    Funded,
+    /// Not funded by its `fundBy`: the DAO releases its budget and cancels the pin.
+    Expired,
+}
+
+impl FundingState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Funded => "funded",
+            Self::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Self::Waiting, Self::Funded, Self::Expired].into_iter().find(|f| f.as_str() == s)
+    }
+}
+
+/// An accepted proposal of a DataDAO, as the funder sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaoFunding {
+    /// The DAO (0x, lower case).
+    pub dao: String,
+    /// The proposal.
+    pub proposal_id: u64,
+    /// Its `EstuaryPinning` request (decimal).
+    pub request_id: String,
+    /// `fundOrder`'s last second (unix).
+    pub fund_by: u64,
+    /// Where it is.
+    pub state: FundingState,
+    /// The pin's piece (v2), once reported.
+    pub piece_cid: Option<String>,
+    /// The order, once funded.
+    pub order_id: Option<u64>,
+    /// The `fundOrder` transaction, when this oracle sent it.
+    pub tx_hash: Option<String>,
+    /// Why it waits.
+    pub error: Option<String>,
+    /// When it last changed (unix ms).
+    pub updated_ms: u64,
+}
+
+impl Store {
+    /// Registers `dao` as a requester whose pins it funds itself (idempotent).
+    pub async fn register_dao(&self, dao: Address) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO dao_requesters (requester) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(dao.to_checksum(None))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records what the funder knows of a proposal (inserted, or every field replaced).
+    pub async fn put_dao_funding(&self, f: &DaoFunding) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO dao_fundings (dao, proposal_id, request_id, fund_by, state, piece_cid,
+               order_id, tx_hash, error, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (dao, proposal_id) DO UPDATE SET request_id = excluded.request_id,
+               fund_by = excluded.fund_by, state = excluded.state,
+               piece_cid = COALESCE(excluded.piece_cid, dao_fundings.piece_cid),
+               order_id = COALESCE(excluded.order_id, dao_fundings.order_id),
+               tx_hash = COALESCE(excluded.tx_hash, dao_fundings.tx_hash),
+               error = excluded.error, updated_ms = excluded.updated_ms",
+        )
+        .bind(&f.dao)
+        .bind(int(f.proposal_id)?)
+        .bind(&f.request_id)
+        .bind(int(f.fund_by)?)
+        .bind(f.state.as_str())
+        .bind(f.piece_cid.as_deref())
+        .bind(f.order_id.map(int).transpose()?)
+        .bind(f.tx_hash.as_deref())
+        .bind(f.error.as_deref())
+        .bind(int(f.updated_ms)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The proposals of `dao` the funder has seen accepted, newest first (up to `limit`).
+    pub async fn dao_fundings(&self, dao: &str, limit: u64) -> Result<Vec<DaoFunding>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT dao, proposal_id, request_id, fund_by, state, piece_cid, order_id, tx_hash,
+                    error, updated_ms
+             FROM dao_fundings WHERE dao = $1 ORDER BY proposal_id DESC LIMIT $2",
+        )
+        .bind(dao)
+        .bind(int(limit)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(DaoFunding {
+                    dao: r.try_get("dao")?,
+                    proposal_id: get_u64(r, "proposal_id")?,
+                    request_id: r.try_get("request_id")?,
+                    fund_by: get_u64(r, "fund_by")?,
+                    state: FundingState::parse(&state).ok_or_else(|| {
+                        StoreError::Corrupt(format!("unknown funding state {state:?}"))
+                    })?,
+                    piece_cid: r.try_get("piece_cid")?,
+                    order_id: opt_u64(r, "order_id")?,
+                    tx_hash: r.try_get("tx_hash")?,
+                    error: r.try_get("error")?,
+                    updated_ms: get_u64(r, "updated_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The piece of request `request_id` of `source`, if it is reported.
+    pub async fn reported_piece(
+        &self,
+        source: &JobSource,
+        request_id: &str,
+    ) -> Result<Option<PieceToOrder>, StoreError> {
+        let row = sqlx::query(
+            "SELECT piece_cid, cid, padded_size, car_size FROM jobs
+             WHERE source = $1 AND job_id = $2 AND state = $3 AND piece_cid IS NOT NULL
+               AND cid IS NOT NULL",
+        )
+        .bind(source.to_string())
+        .bind(request_id)
+        .bind(JobState::Reported.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(super::deals::piece_to_order).transpose()
+    }
+
+    /// Records the order a DAO's `fundOrder` created at `contract` (open, bound to `order_id`),
+    /// so that `/deals`, the keeper and the collection see it like the operator's. Nothing if
+    /// the piece has an order there already (another pin of the same piece was ordered by the
+    /// operator). Returns whether it is new.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_dao_order(
+        &self,
+        contract: Address,
+        piece: &PieceToOrder,
+        piece_v1: &[u8],
+        replicas: u16,
+        order_id: u64,
+        tx_hash: Option<&str>,
+        sent_block: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO deal_orders (backend, contract, piece_cid, piece_v1, payload_cid,
+               padded_size, car_size, replicas, state, order_id, tx_hash, error, sent_block,
+               funding, created_ms, updated_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, NULL, $13, $13)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(Backend::DataDao.as_str())
+        .bind(format!("{contract:#x}"))
+        .bind(piece.piece_cid.as_str())
+        .bind(alloy::hex::encode(piece_v1))
+        .bind(piece.payload_cid.as_str())
+        .bind(int(piece.padded_size)?)
+        .bind(int(piece.car_size)?)
+        .bind(i64::from(replicas))
+        .bind(OrderState::Open.as_str())
+        .bind(int(order_id)?)
+        .bind(tx_hash)
+        .bind(int(sent_block)?)
+        .bind(int(now_ms)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
