@@ -401,6 +401,7 @@ pub fn router<B: Blockstore>(state: Arc<ApiState<B>>) -> Router {
         .route("/deals", get(list_deals::<B>))
         .route("/providers", get(list_providers::<B>))
         .route("/buckets", get(list_buckets::<B>))
+        .route("/datadao", get(list_dao_fundings::<B>))
         .route("/uploads", post(upload::create::<B>))
         .route("/uploads/presign", post(auth::presign::<B>))
         .route(
@@ -991,6 +992,30 @@ async fn list_buckets<B: Blockstore>(
         results.push(BucketView { bucket, fill, pieces });
     }
     Ok(Json(BucketsBody { results }))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    offset: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DaoFundingsBody {
+    results: Vec<crate::store::DaoFunding>,
+}
+
+/// `GET /datadao`: the DataDAO proposals the oracle has seen accepted and funds
+/// (`--datadao-address`), most recently changed first (public: all of it is on chain): the
+/// proposal, its pin request, `fund_by`, `waiting` (and why: the pin not reported yet, a
+/// refusal), `funded` (the order, the transaction) or `expired`. `limit` up to 1,000, `offset`.
+async fn list_dao_fundings<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<DaoFundingsBody>, ApiError> {
+    let limit = parse_param(q.limit.as_deref(), "limit", 100, 1000)?.max(1);
+    let offset = parse_param(q.offset.as_deref(), "offset", 0, 1_000_000)?;
+    Ok(Json(DaoFundingsBody { results: st.store.dao_fundings(limit, offset).await? }))
 }
 
 /// One provider in `GET /providers`.

@@ -103,15 +103,21 @@ impl Store {
         Ok(())
     }
 
-    /// The proposals of `dao` the funder has seen accepted, newest first (up to `limit`).
-    pub async fn dao_fundings(&self, dao: &str, limit: u64) -> Result<Vec<DaoFunding>, StoreError> {
+    /// A page of the proposals the funder has seen accepted, newest first (`limit` from
+    /// `offset`).
+    pub async fn dao_fundings(
+        &self,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Vec<DaoFunding>, StoreError> {
         let rows = sqlx::query(
             "SELECT dao, proposal_id, request_id, fund_by, state, piece_cid, order_id, tx_hash,
                     error, updated_ms
-             FROM dao_fundings WHERE dao = $1 ORDER BY proposal_id DESC LIMIT $2",
+             FROM dao_fundings ORDER BY updated_ms DESC, dao, proposal_id DESC
+             LIMIT $1 OFFSET $2",
         )
-        .bind(dao)
         .bind(int(limit)?)
+        .bind(int(offset)?)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -839,6 +839,13 @@ async fn a_datadao_accepted_cid_becomes_a_funded_order_whose_slots_are_taken() {
     let view = storage.getOrder(U256::from(order_id)).call().await.unwrap();
     assert_eq!(view.client, dao_address, "the DAO is the order's client");
     assert_eq!(view.replicas, 3, "the DAO's terms");
+    let fundings = oracle.get("/datadao").await.unwrap();
+    let funding = &fundings["results"][0];
+    assert_eq!(
+        (funding["state"].as_str(), funding["order_id"].as_u64()),
+        (Some("funded"), Some(order_id))
+    );
+    assert_eq!(funding["piece_cid"], piece.as_str());
 
     // An SP takes a slot: the replica is tracked like the operator's.
     let sps = Sps { chain: &chain, order: U256::from(order_id) };

@@ -517,6 +517,69 @@ async fn buckets_take_each_piece_once(s: &Store) {
     assert!(s.reported_deals("0xq").await.unwrap().is_empty());
 }
 
+/// A DataDAO's pins are its own to fund: never bucketed nor ordered by the operator; its
+/// proposals' funding kept (inserted, then updated without losing what was known), and its
+/// order recorded once, open and bound.
+async fn dao_pins_are_the_daos_to_fund(s: &Store) {
+    use estuary_oracle::{
+        domain::deal::OrderState,
+        store::{DaoFunding, FundingState},
+    };
+    let contract = Address::repeat_byte(0x33);
+    ingest(s, &[event(1, 5, 0)], cursor(5)).await;
+    let piece = "bafkzcibcaaces3a";
+    reported_with(s, &key(1), piece).await;
+    assert_eq!(s.pieces_to_bucket(512, 10).await.unwrap().len(), 1);
+    s.register_dao(Address::repeat_byte(0x22)).await.unwrap();
+    s.register_dao(Address::repeat_byte(0x22)).await.unwrap();
+    assert!(s.pieces_to_bucket(512, 10).await.unwrap().is_empty(), "the DAO's pin");
+    assert!(s.pieces_to_order(contract, 10, None).await.unwrap().is_empty());
+    let found = s.reported_piece(&key(1).source, "1").await.unwrap().unwrap();
+    assert_eq!((found.piece_cid.as_str(), found.car_size), (piece, 100));
+    assert!(s.reported_piece(&key(1).source, "2").await.unwrap().is_none());
+    let waiting = DaoFunding {
+        dao: "0xdao".into(),
+        proposal_id: 1,
+        request_id: "1".into(),
+        fund_by: 99,
+        state: FundingState::Waiting,
+        piece_cid: None,
+        order_id: None,
+        tx_hash: None,
+        error: Some("waiting for its pin to be reported".into()),
+        updated_ms: 1_000,
+    };
+    s.put_dao_funding(&waiting).await.unwrap();
+    let funded = DaoFunding {
+        state: FundingState::Funded,
+        piece_cid: Some(piece.into()),
+        order_id: Some(7),
+        tx_hash: Some("0xt".into()),
+        error: None,
+        updated_ms: 2_000,
+        ..waiting.clone()
+    };
+    s.put_dao_funding(&funded).await.unwrap();
+    let again = DaoFunding { tx_hash: None, order_id: None, updated_ms: 3_000, ..funded.clone() };
+    s.put_dao_funding(&again).await.unwrap();
+    let kept = s.dao_fundings(10, 0).await.unwrap();
+    assert_eq!(kept, [DaoFunding { updated_ms: 3_000, ..funded }], "what was known is kept");
+    assert!(s.dao_fundings(10, 1).await.unwrap().is_empty());
+    let v1 = [1u8, 2, 3];
+    let new = s.record_dao_order(contract, &found, &v1, 3, 7, Some("0xt"), 5, 4_000).await.unwrap();
+    assert!(new);
+    assert!(!s.record_dao_order(contract, &found, &v1, 3, 7, None, 5, 4_001).await.unwrap());
+    let orders = s.deals(None, 10, 0).await.unwrap();
+    assert_eq!(orders.len(), 1);
+    let order = &orders[0].order;
+    assert_eq!(
+        (order.backend.as_str(), order.state, order.order_id),
+        ("datadao", OrderState::Open, Some(7))
+    );
+    assert!(s.orders_in(contract, OrderState::Open).await.unwrap().is_empty(), "not the maker's");
+    assert!(s.live_jobs(0, 10).await.unwrap()[0].dealing, "its CAR is kept for the providers");
+}
+
 async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     use estuary_oracle::{
         domain::deal::{Backend, DealLog, DealLogKind, OrderState, ReplicaState, SlotEventKind},
@@ -675,6 +738,7 @@ async fn whole_suite(fresh: impl AsyncFn() -> Store) {
     uploads_owned_within_quotas(&fresh().await).await;
     deal_orders_bound_once_and_reorgs_undone(&fresh().await).await;
     buckets_take_each_piece_once(&fresh().await).await;
+    dao_pins_are_the_daos_to_fund(&fresh().await).await;
 }
 
 #[tokio::test]
