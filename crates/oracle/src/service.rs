@@ -408,6 +408,17 @@ fn start_deals(
             std::time::Duration::from_secs(config.deals.deal_check_secs),
         );
         tasks.push(tokio::spawn(reporter.run(shutdown.clone())));
+        if let Some(oracle) = config.contracts.oracle {
+            let fulfiller = crate::deals::store_jobs::StoreFulfiller::new(
+                store.clone(),
+                tx.clone(),
+                oracle,
+                JobSource::Contract { chain: chain_id, address: oracle },
+                rules.largest_piece(),
+                std::time::Duration::from_secs(config.deals.deal_check_secs),
+            );
+            tasks.push(tokio::spawn(fulfiller.run(shutdown.clone())));
+        }
     }
     tasks
 }
@@ -422,6 +433,13 @@ fn start_watchers(
     state: watch::Sender<WatchState>,
     shutdown: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
+    // Store jobs are served when the oracle makes deals in buckets (each pin's inclusion proof
+    // is what a store job's result carries).
+    let store_offer = (config.deals.perpetual.is_some() && config.deals.buckets().is_some())
+        .then_some(crate::domain::request::StoreOffer {
+            replicas: config.deals.deal_replicas,
+            verified: config.deals.deal_verified,
+        });
     let watch_contract = |address: alloy::primitives::Address, kind: ContractKind, state| {
         let source = JobSource::Contract { chain: chain_id, address };
         let spec = WatchSpec {
@@ -430,8 +448,8 @@ fn start_watchers(
             topics: kind.topics(),
             start_block: config.contracts.start_block,
         };
-        let logs = Arc::new(RequestLogs::new(store.clone(), source, kind));
-        Watcher::new(providers.to_vec(), logs, spec, config.chain.clone(), state)
+        let logs = RequestLogs::new(store.clone(), source, kind).with_store_offer(store_offer);
+        Watcher::new(providers.to_vec(), Arc::new(logs), spec, config.chain.clone(), state)
     };
     let mut tasks = Vec::new();
     let watcher = watch_contract(config.contracts.pinning, ContractKind::Pinning, state);

@@ -1146,6 +1146,7 @@ mod tests {
             origins: Vec::new(),
             size_hint: None,
             refused: None,
+            store: None,
         };
         let cursor = Cursor { block_number: 3, block_hash: B256::repeat_byte(3) };
         store.ingest_requests("s", &source, &[event], &[], cursor, 1).await.unwrap();

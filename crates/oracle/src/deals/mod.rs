@@ -35,3 +35,4 @@ pub mod keeper;
 pub mod market;
 pub mod perpetual;
 pub mod proofs;
+pub mod store_jobs;

@@ -195,7 +195,11 @@ impl DealReporter {
     }
 }
 
-fn build(id: u64, pieces: &[BucketPiece], deal_size: u64) -> Result<Aggregate, ProofError> {
+pub(crate) fn build(
+    id: u64,
+    pieces: &[BucketPiece],
+    deal_size: u64,
+) -> Result<Aggregate, ProofError> {
     let corrupt = |reason: String| ProofError::Aggregate { id, reason };
     let mut nodes = Vec::with_capacity(pieces.len());
     for p in pieces {

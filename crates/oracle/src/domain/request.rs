@@ -20,7 +20,7 @@ use super::{FailureCode, JobKey, JobState};
 pub enum ContractKind {
     /// `EstuaryPinning`: `PinRequested`, `PinRequestOptions`, `PinCancelled`.
     Pinning,
-    /// `EstuaryOracle`: `JobRequested` (pin jobs served; store jobs refused for now).
+    /// `EstuaryOracle`: `JobRequested` (pin jobs; store jobs when this oracle makes deals).
     OracleJobs,
 }
 
@@ -38,9 +38,64 @@ impl ContractKind {
     }
 }
 
-/// The failure a store job gets: deals are not made by this oracle yet.
+/// The failure a store job gets from an oracle that makes no deals in buckets.
 pub const STORE_JOBS_REFUSED: &str =
-    "store jobs (Filecoin deals) are not served by this oracle yet; request a pin job";
+    "store jobs (Filecoin deals) are not served by this oracle; request a pin job";
+
+/// What a store job asks for (`EstuaryOracle`'s `params`: `abi.encode(uint16 replicas, bool
+/// verified)`, which the contract checked: 1 to `MAX_REPLICAS` replicas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreAsk {
+    /// Active deals at different providers before the job is fulfilled.
+    pub replicas: u16,
+    /// Whether they must be verified (Fil+) deals.
+    pub verified: bool,
+}
+
+impl StoreAsk {
+    /// The ask `params` encode, if they are what the contract accepts.
+    pub fn decode(params: &[u8]) -> Option<Self> {
+        if params.len() != 64 {
+            return None;
+        }
+        let replicas = U256::from_be_slice(&params[..32]);
+        let verified = U256::from_be_slice(&params[32..]);
+        let replicas = u16::try_from(replicas).ok().filter(|r| (1..=10).contains(r))?;
+        let verified = match u8::try_from(verified).ok()? {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        Some(Self { replicas, verified })
+    }
+}
+
+/// What this oracle's deals give a store job: its orders' replicas and whether they are
+/// verified (deals are made only for pieces in buckets, where each pin has an inclusion proof).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOffer {
+    /// Replicas per order.
+    pub replicas: u16,
+    /// Whether its deals are verified.
+    pub verified: bool,
+}
+
+impl StoreOffer {
+    /// Why `ask` is refused at once (`None`: served). With no offer, every store job is.
+    pub fn refusal(offer: Option<Self>, ask: StoreAsk) -> Option<String> {
+        let Some(offer) = offer else { return Some(STORE_JOBS_REFUSED.to_owned()) };
+        if ask.replicas > offer.replicas {
+            return Some(format!(
+                "this oracle keeps {} replicas; the job asks for {}",
+                offer.replicas, ask.replicas
+            ));
+        }
+        if ask.verified && !offer.verified {
+            return Some("this oracle makes unverified deals; the job asks for verified".into());
+        }
+        None
+    }
+}
 
 /// Most origins kept per request, and longest origin: the same bounds as the pinning API's.
 const MAX_ORIGINS: usize = 20;
@@ -60,6 +115,7 @@ pub fn decode_logs(kind: ContractKind, logs: &[Log]) -> (Vec<RequestEvent>, Vec<
             continue;
         };
         let event = |request_id, requester, cid, refused| RequestEvent {
+            store: None,
             request_id,
             requester,
             cid,
@@ -93,10 +149,14 @@ pub fn decode_logs(kind: ContractKind, logs: &[Log]) -> (Vec<RequestEvent>, Vec<
                 match log.log_decode::<JobRequested>() {
                     Ok(d) => {
                         let job = d.inner.data;
-                        // Store jobs (pin and keep in Filecoin deals) are answered at once, with
-                        // a failed fulfilment saying why, so the consumer is not left waiting.
-                        let refused = (job.kind != 0).then(|| STORE_JOBS_REFUSED.to_owned());
-                        events.push(event(job.jobId, job.consumer, job.cid, refused));
+                        // A store job's ask; whether it is served is the oracle's policy
+                        // (`StoreOffer`, applied where the requests are stored).
+                        let ask = (job.kind != 0).then(|| StoreAsk::decode(&job.params));
+                        let refused = matches!(ask, Some(None))
+                            .then(|| "a store job's params are not (uint16, bool)".to_owned());
+                        let mut ev = event(job.jobId, job.consumer, job.cid, refused);
+                        ev.store = ask.flatten();
+                        events.push(ev);
                     }
                     Err(e) => {
                         warn!(%tx_hash, log_index, error = %e, "undecodable JobRequested log skipped");
@@ -157,6 +217,8 @@ pub struct RequestEvent {
     /// Why this oracle refuses the request outright (it is reported failed, with the reason,
     /// without fetching anything).
     pub refused: Option<String>,
+    /// An `EstuaryOracle` store job's ask (`None`: a pin).
+    pub store: Option<StoreAsk>,
 }
 
 /// How a new job starts, given its CID bytes (untrusted, even from our own contract).

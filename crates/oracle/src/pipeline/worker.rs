@@ -341,6 +341,9 @@ impl<B: Blockstore, R: Reporter> Pipeline<B, R> {
             }
             // A pin made through the Pinning Service API has no one on chain to tell.
             Stage::Report | Stage::ReportFailure if is_api => Outcome::Reported { tx: None },
+            // A store job is fulfilled once its deals are active (`deals::store_jobs`), not
+            // when it is pinned: its pin is done here, and its piece goes into a bucket.
+            Stage::Report if job.store => Outcome::Reported { tx: None },
             Stage::Report => self.report(job).await,
             Stage::ReportFailure => {
                 let code = job.failure.unwrap_or(FailureCode::Unspecified);

@@ -30,6 +30,9 @@ pub struct Claimed {
     pub origins: Vec<String>,
     /// The DAG's size as its requester stated it, if they did.
     pub size_hint: Option<u64>,
+    /// An `EstuaryOracle` store job: its pin is not reported on its own (the job is fulfilled
+    /// with deals, by `deals::store_jobs`).
+    pub store: bool,
 }
 
 pub(crate) const JOB_COLUMNS: &str = "source, job_id, requester, cid_bytes, cid, block_number, \
@@ -109,6 +112,7 @@ fn row_to_claimed(row: &AnyRow) -> Result<Claimed, StoreError> {
         failure: failure_of(row)?,
         origins: origins_of(row)?,
         size_hint: opt_u64(row, "size_hint")?,
+        store: opt_u64(row, "store_replicas")?.is_some(),
     })
 }
 
@@ -142,7 +146,7 @@ impl Store {
                                              GROUP BY requester HAVING COUNT(*) >= $3)
                      ORDER BY seq LIMIT 1 {lock})
                  RETURNING source, job_id, cid_bytes, state, attempts, piece_cid, padded_size,
-                           error, failure, origins, size_hint",
+                           error, failure, origins, size_hint, store_replicas",
                 active = state_list(JobState::active()),
                 lock = self.dialect.skip_locked,
             ))

@@ -45,6 +45,7 @@ mod jobs;
 mod ledger;
 mod pins;
 mod requests;
+mod results;
 mod snapshot;
 mod uploads;
 
@@ -55,6 +56,7 @@ pub use gc::{Freed, GcTotals, LIVE, LiveJob};
 pub use jobs::Claimed;
 pub use pins::TokenInfo;
 pub use requests::RequestLogs;
+pub use results::StoreJob;
 pub use snapshot::{Summary, summarize_sqlite};
 pub use uploads::{
     GrantRecord, NewUpload, RequestForUpload, UploadRecord, UploadRefused, UploadState,

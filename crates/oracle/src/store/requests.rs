@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::{Store, StoreError, get_u64, int};
 use crate::domain::{
     JobKey, JobSource, JobStatus,
-    request::{ContractKind, RequestEvent, decode_logs, first_state},
+    request::{ContractKind, RequestEvent, StoreOffer, decode_logs, first_state},
     state::{Input, Policy, apply},
 };
 
@@ -53,8 +53,9 @@ impl Store {
             let done = sqlx::query(&format!(
                 "INSERT INTO jobs (source, job_id, requester, cid_bytes, cid, block_number,
                    block_hash, tx_hash, log_index, state, error, origins, seq, updated_at,
-                   size_hint)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, {next_seq}, $13, $14)
+                   size_hint, store_replicas, store_verified)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, {next_seq}, $13, $14,
+                   $15, $16)
                  ON CONFLICT DO NOTHING",
                 next_seq = self.dialect.next_seq
             ))
@@ -72,6 +73,8 @@ impl Store {
             .bind((!ev.origins.is_empty()).then(|| serde_json::json!(ev.origins).to_string()))
             .bind(int(now_ms)?)
             .bind(ev.size_hint.map(int).transpose()?)
+            .bind(ev.store.map(|a| i64::from(a.replicas)))
+            .bind(ev.store.map(|a| i64::from(a.verified)))
             .execute(&mut *tx)
             .await?;
             inserted += done.rows_affected();
@@ -233,12 +236,21 @@ pub struct RequestLogs {
     store: Store,
     source: JobSource,
     kind: ContractKind,
+    offer: Option<StoreOffer>,
 }
 
 impl RequestLogs {
-    /// Requests of `kind` made to the contract `source` names, kept in `store`.
+    /// Requests of `kind` made to the contract `source` names, kept in `store`; store jobs
+    /// refused.
     pub fn new(store: Store, source: JobSource, kind: ContractKind) -> Self {
-        Self { store, source, kind }
+        Self { store, source, kind, offer: None }
+    }
+
+    /// Store jobs served on `offer`'s terms (those asking more are refused at once).
+    #[must_use]
+    pub fn with_store_offer(mut self, offer: Option<StoreOffer>) -> Self {
+        self.offer = offer;
+        self
     }
 }
 
@@ -255,7 +267,12 @@ impl LogStore for RequestLogs {
         logs: Vec<Log>,
         cursor: Cursor,
     ) -> Result<u64, StoreError> {
-        let (events, cancelled) = decode_logs(self.kind, &logs);
+        let (mut events, cancelled) = decode_logs(self.kind, &logs);
+        for event in &mut events {
+            if let (Some(ask), None) = (event.store, &event.refused) {
+                event.refused = StoreOffer::refusal(self.offer, ask);
+            }
+        }
         self.store
             .ingest_requests(
                 stream,

@@ -692,6 +692,7 @@ async fn ingest(store: &Store, id: u64, requester: Address, size_hint: Option<u6
         origins: Vec::new(),
         size_hint,
         refused: None,
+        store: None,
     };
     let cursor = Cursor { block_number: id, block_hash: B256::repeat_byte(3) };
     store.ingest_requests("s", &source(), &[event], &[], cursor, 1).await.unwrap();

@@ -864,3 +864,108 @@ async fn a_datadao_accepted_cid_becomes_a_funded_order_whose_slots_are_taken() {
     assert_eq!(logs.len(), 1, "one order on chain: the DAO's");
     oracle.kill().await;
 }
+
+/// An `EstuaryOracle` store job is pinned, bucketed and fulfilled once its bucket's aggregate has
+/// as many active deals as it asked for — not before: the result carries each deal with the
+/// proof that the job's piece is inside it, which `fulfill` checks against the market and
+/// `PoDSI` on chain before the callback. A job asking for more replicas than the oracle's orders
+/// keep is refused at once, with why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_job_is_fulfilled_with_its_deals_and_their_proofs_checked_on_chain() {
+    use alloy::{primitives::U256, sol_types::SolValue};
+    use estuary_contracts::{EstuaryOracle, oracle::EstuaryResults};
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let oracle_address = chain.deployment.contracts["EstuaryOracle"];
+    let address = oracle_address.to_string();
+    let extra = [
+        "--oracle-address",
+        &address,
+        "--deal-replicas",
+        "2",
+        "--deal-check-secs",
+        "1",
+        "--bucket-size",
+        "1048576",
+        "--bucket-max-age-secs",
+        "1",
+    ];
+    let oracle = oracle_with(&chain, dir.path(), &url, &extra).await;
+    let (root, piece, car) = add(dir.path(), "stored", &noise(5000, 11));
+    cars.lock().unwrap().insert(root.clone(), car);
+    let consumer = ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(chain.signer(5)))
+        .connect_http(chain.anvil.endpoint_url());
+    let contract = EstuaryOracle::new(oracle_address, &consumer);
+    for replicas in [2u64, 3] {
+        let params = (U256::from(replicas), U256::ZERO).abi_encode_params();
+        let price = contract.quote(1, 100_000).call().await.unwrap();
+        let call = contract.requestJob(1, cid_bytes(&root).into(), params.into(), 100_000);
+        assert!(mined!(call.value(price)).status());
+    }
+    let fulfilled = async |id: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while contract.jobs(U256::from(id)).call().await.unwrap().state != 2 {
+            assert!(std::time::Instant::now() < deadline, "job {id} was never answered");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let logs = consumer
+            .get_logs(
+                &Filter::new()
+                    .address(oracle_address)
+                    .event_signature(EstuaryOracle::JobFulfilled::SIGNATURE_HASH)
+                    .topic1(U256::from(id))
+                    .from_block(0),
+            )
+            .await
+            .unwrap();
+        assert_eq!(logs.len(), 1, "job {id} answered once");
+        let ok = logs[0].log_decode::<EstuaryOracle::JobFulfilled>().unwrap().inner.data.ok;
+        let hash = logs[0].transaction_hash.unwrap();
+        let tx = consumer.get_transaction_by_hash(hash).await.unwrap().unwrap();
+        let call = <EstuaryOracle::fulfillCall as alloy::sol_types::SolCall>::abi_decode(
+            alloy::consensus::Transaction::input(&tx),
+        )
+        .unwrap();
+        (ok, call.result)
+    };
+    // Three replicas asked, two kept: refused at once.
+    let (ok, result) = fulfilled(2).await;
+    let reason = String::abi_decode(&result).unwrap();
+    assert!(!ok && reason.contains("keeps 2 replicas"), "{reason}");
+
+    // Its piece goes into a bucket; the aggregate gets its order.
+    let orders = oracle
+        .wait_for_within(
+            |v| v["results"][0]["order_id"].is_u64(),
+            "/deals",
+            Duration::from_secs(60),
+        )
+        .await;
+    let aggregate = orders["results"][0]["piece_cid"].as_str().unwrap().to_owned();
+    assert_ne!(aggregate, piece, "ordered as an aggregate");
+    let order = U256::from(orders["results"][0]["order_id"].as_u64().unwrap());
+    let sps = Sps { chain: &chain, order };
+    sps.deliver(1000, 1).await;
+    wait_replica(&oracle, &aggregate, 1000, |r| r["state"] == "active", "f01000 active").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(contract.jobs(U256::from(1)).call().await.unwrap().state, 1, "one deal of two");
+    sps.deliver(1001, 2).await;
+
+    let (ok, result) = fulfilled(1).await;
+    assert!(ok);
+    let stored = EstuaryResults::StoreResult::abi_decode(&result).unwrap();
+    let parsed: estuary_piece::PieceCid = piece.parse().unwrap();
+    assert_eq!(stored.commP.0, *parsed.commp(), "the job's own piece");
+    assert_eq!(Some(stored.paddedSize), parsed.padded_size());
+    let mut providers: Vec<u64> = stored.deals.iter().map(|d| d.provider).collect();
+    providers.sort_unstable();
+    assert_eq!(providers, [1000, 1001]);
+    // What fulfil checked, asked again: each deal holds the piece now.
+    let view = EstuaryOracle::new(oracle_address, &consumer);
+    let decoded = view.decodeStoreResult(result.clone()).call().await.unwrap();
+    assert_eq!(decoded.deals.len(), 2);
+    oracle.kill().await;
+}

@@ -43,6 +43,7 @@ fn event(id: u64, block: u64, log_index: u64) -> RequestEvent {
         origins: Vec::new(),
         size_hint: None,
         refused: None,
+        store: None,
     }
 }
 

@@ -1,0 +1,252 @@
+//! `EstuaryOracle` store jobs fulfilled with deals: a store job is pinned and packed like a pin
+//! job, its piece goes into a bucket like any pin's, and once enough deals holding the bucket's
+//! aggregate are active, the job is fulfilled with `EstuaryResults.StoreResult` — its piece,
+//! and per deal the deal id, its provider and the FRC-0058 proof that the piece is inside the
+//! deal's piece. `EstuaryOracle.fulfill` checks every deal against the market and the proof on
+//! chain before the consumer's callback, so a consumer only ever receives deals that hold.
+//!
+//! ```text
+//!   store jobs reported (pinned, packed), no result yet
+//!     ──► piece larger than an aggregate takes ──► fulfill(false, why)
+//!     ──► bucket closed, aggregate in deals ──► active replicas at different providers
+//!         ≥ the replicas asked ──► Aggregate::build ──► proof of the piece
+//!         ──► fulfill(true, StoreResult) (TxManager, key fulfill/<oracle>/<id>) ──► store_results
+//! ```
+//!
+//! What a job may ask is settled when it is read ([`crate::domain::request::StoreOffer`]): at
+//! most the replicas this oracle's orders keep, verified only if its deals are. The contract
+//! fulfils a job once, so a result sent again after a crash is refused, never doubled.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    primitives::{Address, B256, FixedBytes},
+    sol_types::SolValue,
+};
+use estuary_chain::{TxError, TxManager};
+use estuary_contracts::{
+    EstuaryOracle,
+    oracle::{EstuaryOracle::EstuaryOracleErrors, EstuaryResults, PoDSI},
+};
+use estuary_piece::aggregate::MerkleProof;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{
+    deals::proofs::{ProofError, build},
+    domain::{JobSource, deal::ReplicaState, now_ms},
+    store::{Store, StoreError, StoreJob},
+};
+
+/// Jobs looked at per round.
+const BATCH: u64 = 500;
+/// A refused fulfilment is tried again after this long.
+const RETRY: Duration = Duration::from_secs(60);
+
+/// Why a round stopped (retried next round).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreJobError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bucket cannot be aggregated.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+}
+
+/// Fulfils `EstuaryOracle` store jobs with their deals.
+#[derive(Debug)]
+pub struct StoreFulfiller {
+    store: Store,
+    tx: TxManager,
+    oracle: Address,
+    source: JobSource,
+    /// The largest piece a bucket takes.
+    largest: u64,
+    every: Duration,
+}
+
+impl StoreFulfiller {
+    /// Fulfils the store jobs of `oracle` (jobs of `source`) whose pieces are bucketed (at most
+    /// `largest` padded bytes), sending with `tx`.
+    pub fn new(
+        store: Store,
+        tx: TxManager,
+        oracle: Address,
+        source: JobSource,
+        largest: u64,
+        every: Duration,
+    ) -> Self {
+        Self { store, tx, oracle, source, largest, every }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut refused: HashMap<String, Instant> = HashMap::new();
+        loop {
+            if let Err(e) = self.round(&mut refused).await {
+                warn!(error = %e, "store-job round failed; retried");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.every) => {}
+            }
+        }
+    }
+
+    async fn round(&self, refused: &mut HashMap<String, Instant>) -> Result<(), StoreJobError> {
+        refused.retain(|_, at| at.elapsed() < RETRY);
+        for job in self.store.store_jobs_waiting(&self.source, BATCH).await? {
+            let id = job.key.id.as_str().to_owned();
+            if refused.contains_key(&id) {
+                continue;
+            }
+            let Some(job_id) = job.key.id.as_request() else { continue };
+            if job.padded_size > self.largest {
+                let why = format!(
+                    "its piece ({} padded bytes) is larger than an aggregate takes ({}): store \
+                     jobs are kept in aggregates, where each has an inclusion proof",
+                    job.padded_size, self.largest
+                );
+                self.fail(&job, job_id, &why, refused).await?;
+                continue;
+            }
+            let Some(result) = self.result(&job).await? else { continue };
+            let deals = result
+                .deals
+                .iter()
+                .map(|d| format!("f0{}#{}", d.provider, d.dealId))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let oracle = EstuaryOracle::new(self.oracle, self.tx.provider());
+            let call = oracle.fulfill(job_id, true, result.abi_encode().into());
+            let key = format!("fulfill/{:#x}/{job_id}", self.oracle);
+            match self.tx.send(call, &[key]).await {
+                Ok(receipt) => {
+                    let tx = format!("{:#x}", receipt.transaction_hash);
+                    info!(job = %id, %deals, %tx, "store job fulfilled with its deals");
+                    self.store
+                        .store_result_sent(&job.key, true, &deals, Some(&tx), now_ms())
+                        .await?;
+                }
+                Err(e) => self.refused(&job, &e, refused).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The job's result, if enough deals holding its piece are active.
+    async fn result(
+        &self,
+        job: &StoreJob,
+    ) -> Result<Option<EstuaryResults::StoreResult>, StoreJobError> {
+        let Some(bucket) = self.store.bucket_of_piece(&job.piece_cid).await? else {
+            return Ok(None);
+        };
+        let (Some(aggregate), Some(deal_size)) = (&bucket.piece_cid, bucket.deal_size) else {
+            return Ok(None);
+        };
+        let mut providers = HashSet::new();
+        let active: Vec<(u64, u64)> = self
+            .store
+            .deals(Some(aggregate), 10, 0)
+            .await?
+            .iter()
+            .flat_map(|o| o.replicas.iter())
+            .filter(|r| r.state == ReplicaState::Active)
+            .filter_map(|r| r.deal_id.map(|d| (d, r.provider)))
+            .filter(|(_, p)| providers.insert(*p))
+            .take(usize::from(job.replicas))
+            .collect();
+        if active.len() < usize::from(job.replicas) {
+            return Ok(None);
+        }
+        let pieces = self.store.bucket_pieces(bucket.id).await?;
+        let Some(n) = pieces.iter().position(|p| p.piece_cid == job.piece_cid) else {
+            return Ok(None);
+        };
+        let agg = build(bucket.id, &pieces, deal_size)?;
+        let Some(proof) = agg.proof(n) else { return Ok(None) };
+        let proof = PoDSI::InclusionProof {
+            proofSubtree: proof_data(&proof.subtree),
+            proofIndex: proof_data(&proof.index),
+        };
+        Ok(Some(EstuaryResults::StoreResult {
+            commP: FixedBytes(agg.segments[n].commp),
+            paddedSize: job.padded_size,
+            deals: active
+                .into_iter()
+                .map(|(deal, provider)| EstuaryResults::StoredDeal {
+                    dealId: deal,
+                    provider,
+                    proof: proof.clone(),
+                })
+                .collect(),
+        }))
+    }
+
+    /// Fulfils the job with a failure saying `why`.
+    async fn fail(
+        &self,
+        job: &StoreJob,
+        job_id: alloy::primitives::U256,
+        why: &str,
+        refused: &mut HashMap<String, Instant>,
+    ) -> Result<(), StoreJobError> {
+        let oracle = EstuaryOracle::new(self.oracle, self.tx.provider());
+        let call = oracle.fulfill(job_id, false, why.to_owned().abi_encode().into());
+        let key = format!("fulfill/{:#x}/{job_id}", self.oracle);
+        match self.tx.send(call, &[key]).await {
+            Ok(receipt) => {
+                let tx = format!("{:#x}", receipt.transaction_hash);
+                warn!(job = %job.key.id.as_str(), reason = why, "store job failed");
+                self.store.store_result_sent(&job.key, false, why, Some(&tx), now_ms()).await?;
+            }
+            Err(e) => self.refused(job, &e, refused).await?,
+        }
+        Ok(())
+    }
+
+    /// A fulfilment not sent: settled if the contract says the job is no longer open
+    /// (cancelled by its consumer, fulfilled before a restart), else tried again later.
+    async fn refused(
+        &self,
+        job: &StoreJob,
+        e: &TxError,
+        refused: &mut HashMap<String, Instant>,
+    ) -> Result<(), StoreJobError> {
+        let decoded = match e {
+            TxError::WouldRevert { source } => {
+                source.as_decoded_interface_error::<EstuaryOracleErrors>()
+            }
+            _ => None,
+        };
+        let id = job.key.id.as_str().to_owned();
+        match &decoded {
+            Some(
+                EstuaryOracleErrors::EstuaryOracleAlreadyFulfilled(_)
+                | EstuaryOracleErrors::EstuaryOracleUnknownJob(_),
+            ) => {
+                let why = format!("not open on chain: {decoded:?}");
+                warn!(job = %id, reason = %why, "store job settled");
+                self.store.store_result_sent(&job.key, false, &why, None, now_ms()).await?;
+            }
+            _ => {
+                let why = decoded.map_or_else(|| e.to_string(), |d| format!("{d:?}"));
+                warn!(job = %id, error = %why, "store job not fulfilled; tried again later");
+                refused.insert(id, Instant::now());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn proof_data(proof: &MerkleProof) -> PoDSI::ProofData {
+    PoDSI::ProofData {
+        index: proof.index,
+        path: proof.path.iter().map(|n| B256::from(*n)).collect(),
+    }
+}
