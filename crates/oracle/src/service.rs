@@ -164,8 +164,11 @@ impl Oracle {
         )
         .await?;
         let operator = operator_tx(&config, chain_id, &store)?;
-        if let Some(dao) = config.deals.datadao {
-            // Before anything is bucketed or ordered: the DAO's pins are its own to fund.
+        if let (Some(dao), Some(_), Some(_)) =
+            (config.deals.datadao, config.deals.perpetual, &operator)
+        {
+            // Before anything is bucketed or ordered: the DAO's pins are its own to fund (only
+            // where its funder runs: otherwise they would be neither funded nor ordered).
             store.register_dao(dao).await?;
         }
         let faults = match &operator {

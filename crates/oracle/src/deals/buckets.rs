@@ -66,6 +66,8 @@ pub struct Bucketer {
     rules: BucketRules,
     packed_dir: PathBuf,
     gate: GcGate,
+    /// Its name in the gate (one per process: oracles may share a database).
+    holder: String,
     every: Duration,
 }
 
@@ -73,7 +75,8 @@ impl Bucketer {
     /// Buckets on `rules` the pieces whose CARs are in `packed_dir`, holding collection off
     /// through `gate` while it places them.
     pub fn new(store: Store, rules: BucketRules, packed_dir: PathBuf, gate: GcGate) -> Self {
-        Self { store, rules, packed_dir, gate, every: Duration::from_secs(1) }
+        let holder = format!("bucketer-{}", hex::encode(rand::random::<[u8; 8]>()));
+        Self { store, rules, packed_dir, gate, holder, every: Duration::from_secs(1) }
     }
 
     /// Runs until `shutdown`.
@@ -106,7 +109,11 @@ impl Bucketer {
         if pieces.iter().all(|p| missing.contains(&p.piece_cid)) {
             return Ok(());
         }
-        let hold = self.gate.hold("bucketer").await?;
+        // A collection running: the pieces wait for the next round (closing due buckets does
+        // not wait for the collection).
+        let Some(hold) = self.gate.try_hold(&self.holder).await? else {
+            return Ok(());
+        };
         let placed = self.place(pieces, open, now, missing).await;
         hold.release().await?;
         placed

@@ -24,7 +24,7 @@ use alloy::{
     providers::Provider,
 };
 use estuary_chain::{TxError, TxManager};
-use estuary_contracts::{DataDAO, data_dao::DataDAO::DataDAOErrors};
+use estuary_contracts::{DataDAO, PerpetualStorage, data_dao::DataDAO::DataDAOErrors};
 use estuary_piece::PieceCid;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -40,6 +40,12 @@ mod state {
     pub const ACCEPTED: u8 = 2;
     pub const FUNDED: u8 = 4;
 }
+
+/// Proposals read per round at most.
+const READS: u64 = 256;
+/// `fundOrder` is not sent this close to a proposal's `fundBy` (seconds): it would be mined
+/// after it and refused.
+const FUND_MARGIN_SECS: u64 = 60;
 
 /// Why a round stopped (retried next round).
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +85,10 @@ pub struct DaoFunder {
 struct Progress {
     /// Proposals below this are settled.
     first: u64,
+    /// Where the next round starts reading.
+    next: u64,
+    /// Whether the proposals funded before a restart were read from the database.
+    loaded: bool,
     /// Proposals funded and bound.
     bound: std::collections::HashSet<u64>,
     /// What was stored last for each proposal, so that an unchanged state is not written again.
@@ -103,7 +113,7 @@ impl DaoFunder {
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut progress = Progress { first: 1, ..Progress::default() };
+        let mut progress = Progress { first: 1, next: 1, ..Progress::default() };
         loop {
             if let Err(e) = self.round(&mut progress).await {
                 warn!(dao = %self.dao, error = %e, "DataDAO funder round failed; retried");
@@ -116,6 +126,11 @@ impl DaoFunder {
     }
 
     async fn round(&self, progress: &mut Progress) -> Result<(), FundError> {
+        if !progress.loaded {
+            let dao = format!("{:#x}", self.dao);
+            progress.bound.extend(self.store.dao_funded(&dao).await?);
+            progress.loaded = true;
+        }
         let provider = self.tx.provider();
         let dao = DataDAO::new(self.dao, provider.clone());
         let count = dao.proposalCount().call().await.map_err(read("proposalCount"))?;
@@ -125,35 +140,66 @@ impl DaoFunder {
             .await
             .map_err(|e| FundError::Read { what: "the head", reason: e.to_string() })?
             .map_or(0, |b| b.header.timestamp);
-        let mut settled_below = true;
-        for id in progress.first..=count {
-            let p = dao.getProposal(U256::from(id)).call().await.map_err(read("getProposal"))?;
-            let settled = match p.state {
-                state::ACCEPTED => {
-                    self.accepted(id, p.fundBy, now, progress).await?;
-                    false
-                }
-                state::FUNDED => self.funded(id, progress).await?,
-                state::OPEN => false,
-                // Rejected, expired: nothing to do, ever.
-                _ => {
-                    if progress.stored.get(&id).is_some_and(|(s, _)| *s == FundingState::Waiting) {
-                        let request = dao.pinRequestOf(U256::from(id)).call().await;
-                        let request = request.map_err(read("pinRequestOf"))?.to_string();
-                        let why = "not funded by its fundBy: the DAO released its budget";
-                        self.put(id, &request, p.fundBy, FundingState::Expired, why, progress)
-                            .await?;
+        // At most READS proposals a round, resuming where the last round stopped: proposals
+        // never executed (any member may make many) cost a bounded read each round, not one
+        // each per round.
+        if progress.next < progress.first || progress.next > count {
+            progress.next = progress.first;
+        }
+        let mut prefix = progress.next == progress.first;
+        let mut id = progress.next;
+        let mut reads = 0;
+        while id <= count && reads < READS {
+            let settled = if progress.bound.contains(&id) {
+                true
+            } else {
+                reads += 1;
+                match self.proposal(id, now, progress).await {
+                    Ok(settled) => settled,
+                    Err(e) => {
+                        warn!(dao = %self.dao, proposal = id, error = %e, "DataDAO proposal not read; retried");
+                        false
                     }
-                    true
                 }
             };
-            if settled && settled_below {
+            if settled && prefix {
                 progress.first = id + 1;
             } else {
-                settled_below = false;
+                prefix = false;
             }
+            id += 1;
         }
+        progress.next = if id > count { progress.first } else { id };
         Ok(())
+    }
+
+    /// Proposal `id` read and acted on; whether it is settled (nothing more to do, ever).
+    async fn proposal(
+        &self,
+        id: u64,
+        now: u64,
+        progress: &mut Progress,
+    ) -> Result<bool, FundError> {
+        let dao = DataDAO::new(self.dao, self.tx.provider());
+        let p = dao.getProposal(U256::from(id)).call().await.map_err(read("getProposal"))?;
+        Ok(match p.state {
+            state::ACCEPTED => {
+                self.accepted(id, p.fundBy, now, progress).await?;
+                false
+            }
+            state::FUNDED => self.funded(id, p.fundBy, progress).await?,
+            state::OPEN => false,
+            // Rejected, expired: nothing to do, ever.
+            _ => {
+                if progress.stored.get(&id).is_some_and(|(s, _)| *s == FundingState::Waiting) {
+                    let request = dao.pinRequestOf(U256::from(id)).call().await;
+                    let request = request.map_err(read("pinRequestOf"))?.to_string();
+                    let why = "not funded by its fundBy: the DAO released its budget";
+                    self.put(id, &request, p.fundBy, FundingState::Expired, why, progress).await?;
+                }
+                true
+            }
+        })
     }
 
     /// An accepted proposal: funded if its pin is reported here and its window is open.
@@ -169,8 +215,19 @@ impl DaoFunder {
             dao.pinRequestOf(U256::from(id)).call().await.map_err(read("pinRequestOf"))?;
         let request = request.to_string();
         if now > fund_by {
-            let why = "not funded by its fundBy: anyone may expire it";
-            return self.put(id, &request, fund_by, FundingState::Expired, why, progress).await;
+            // Expired on chain (anyone may): the DAO's budget is released and the pin
+            // request cancelled, which unpins it here.
+            let key = format!("expire/{:#x}/{id}", self.dao);
+            let why = match self.tx.send(dao.expireProposal(U256::from(id)), &[key]).await {
+                Ok(_) => "not funded by its fundBy: expired, the DAO's budget released".to_owned(),
+                Err(e) => format!("past its fundBy; expiring it: {e}"),
+            };
+            return self.put(id, &request, fund_by, FundingState::Expired, &why, progress).await;
+        }
+        if now.saturating_add(FUND_MARGIN_SECS) > fund_by {
+            // A transaction sent now would be mined past fundBy and refused.
+            let why = "too close to its fundBy to be funded";
+            return self.put(id, &request, fund_by, FundingState::Waiting, why, progress).await;
         }
         let Some(piece) = self.store.reported_piece(&self.pinning, &request).await? else {
             let why = "waiting for its pin to be reported";
@@ -215,16 +272,17 @@ impl DaoFunder {
     }
 
     /// A funded proposal: its order recorded, once. Whether it is settled.
-    async fn funded(&self, id: u64, progress: &mut Progress) -> Result<bool, FundError> {
-        if progress.bound.contains(&id) {
-            return Ok(true);
-        }
+    async fn funded(
+        &self,
+        id: u64,
+        fund_by: u64,
+        progress: &mut Progress,
+    ) -> Result<bool, FundError> {
         let dao = DataDAO::new(self.dao, self.tx.provider());
         let order = dao.orderOf(U256::from(id)).call().await.map_err(read("orderOf"))?;
         let request =
             dao.pinRequestOf(U256::from(id)).call().await.map_err(read("pinRequestOf"))?;
         let request = request.to_string();
-        let p = dao.getProposal(U256::from(id)).call().await.map_err(read("getProposal"))?;
         let (Ok(order), Some(piece)) =
             (u64::try_from(order), self.store.reported_piece(&self.pinning, &request).await?)
         else {
@@ -232,7 +290,7 @@ impl DaoFunder {
             progress.bound.insert(id);
             return Ok(true);
         };
-        self.bind(id, &request, p.fundBy, &piece, order, None, progress).await?;
+        self.bind(id, &request, fund_by, &piece, order, None, progress).await?;
         Ok(true)
     }
 
@@ -250,15 +308,15 @@ impl DaoFunder {
     ) -> Result<(), FundError> {
         let cid: Option<PieceCid> = piece.piece_cid.parse().ok();
         let piece_v1 = cid.map(|c| c.to_v1().to_cid().to_bytes()).unwrap_or_default();
-        let dao = DataDAO::new(self.dao, self.tx.provider());
-        let terms = dao.orderTerms().call().await.map_err(read("orderTerms"))?;
+        let storage = PerpetualStorage::new(self.perpetual, self.tx.provider());
+        let view = storage.getOrder(U256::from(order)).call().await.map_err(read("getOrder"))?;
         let head = self.tx.provider().get_block_number().await.unwrap_or(0);
         self.store
             .record_dao_order(
                 self.perpetual,
                 piece,
                 &piece_v1,
-                terms.replicas,
+                view.replicas,
                 order,
                 tx,
                 head,

@@ -43,9 +43,19 @@ impl GcGate {
     /// Waits until no collection runs, then holds collection off as `holder` (a name unique to
     /// the writer: its staging area's, say).
     pub async fn hold(&self, holder: &str) -> Result<Hold, StoreError> {
-        let lease = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
-        while !self.store.gc_hold(holder, now_ms(), lease).await? {
+        loop {
+            if let Some(hold) = self.try_hold(holder).await? {
+                return Ok(hold);
+            }
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Holds collection off as `holder` if no collection runs now (`None`: one does).
+    pub async fn try_hold(&self, holder: &str) -> Result<Option<Hold>, StoreError> {
+        let lease = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        if !self.store.gc_hold(holder, now_ms(), lease).await? {
+            return Ok(None);
         }
         let (store, name) = (self.store.clone(), holder.to_owned());
         let every = (self.lease / 3).max(Duration::from_millis(10));
@@ -59,7 +69,7 @@ impl GcGate {
                 }
             }
         });
-        Ok(Hold { store: self.store.clone(), holder: holder.to_owned(), renew })
+        Ok(Some(Hold { store: self.store.clone(), holder: holder.to_owned(), renew }))
     }
 }
 

@@ -141,6 +141,17 @@ impl Store {
             .collect()
     }
 
+    /// The proposals of `dao` (0x, lower case) recorded funded.
+    pub async fn dao_funded(&self, dao: &str) -> Result<Vec<u64>, StoreError> {
+        let rows =
+            sqlx::query("SELECT proposal_id FROM dao_fundings WHERE dao = $1 AND state = $2")
+                .bind(dao)
+                .bind(FundingState::Funded.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| get_u64(r, "proposal_id")).collect()
+    }
+
     /// The piece of request `request_id` of `source`, if it is reported.
     pub async fn reported_piece(
         &self,

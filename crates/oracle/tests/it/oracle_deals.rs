@@ -862,6 +862,35 @@ async fn a_datadao_accepted_cid_becomes_a_funded_order_whose_slots_are_taken() {
         .await
         .unwrap();
     assert_eq!(logs.len(), 1, "one order on chain: the DAO's");
+
+    // A CID accepted whose pin never comes (no gateway has it) is expired by the oracle once
+    // its funding window closes: the DAO's budget is released and the pin request cancelled.
+    let missing =
+        alloy::primitives::Bytes::from(cid_bytes(&add(dir.path(), "gone", &noise(900, 3)).0));
+    let proposing = DataDAO::new(dao_address, &proposer);
+    assert!(mined!(proposing.createCIDProposal(missing, 900)).status());
+    assert!(
+        mined!(DataDAO::new(dao_address, &voter).voteCIDProposal(U256::from(2), true)).status()
+    );
+    let _: Value = reader.raw_request("evm_increaseTime".into(), (301,)).await.unwrap();
+    let _: Value = reader.raw_request("evm_mine".into(), ()).await.unwrap();
+    assert!(mined!(DataDAO::new(dao_address, &executor).execute(U256::from(2))).status());
+    let reserved = on_chain.reserved().call().await.unwrap();
+    assert!(reserved > U256::ZERO, "its budget is reserved");
+    let _: Value = reader.raw_request("evm_increaseTime".into(), (3601,)).await.unwrap();
+    let _: Value = reader.raw_request("evm_mine".into(), ()).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while on_chain.getProposal(U256::from(2)).call().await.unwrap().state != 5 {
+        assert!(std::time::Instant::now() < deadline, "proposal 2 was never expired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(on_chain.reserved().call().await.unwrap(), U256::ZERO, "its budget released");
+    let request = on_chain.pinRequestOf(U256::from(2)).call().await.unwrap();
+    let pinning = EstuaryPinning::new(chain.deployment.pinning, &reader);
+    assert!(pinning.getRequest(request).call().await.unwrap().cancelled, "its pin cancelled");
+    let fundings = oracle.get("/datadao").await.unwrap();
+    let expired = fundings["results"].as_array().unwrap().iter().find(|f| f["proposal_id"] == 2);
+    assert_eq!(expired.map(|f| f["state"].clone()), Some(Value::from("expired")), "{fundings}");
     oracle.kill().await;
 }
 
