@@ -46,6 +46,7 @@ fn event(id: u64, cid: &[u8]) -> RequestEvent {
         origins: Vec::new(),
         size_hint: None,
         refused: None,
+        store: None,
     }
 }
 
