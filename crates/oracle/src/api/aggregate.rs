@@ -32,7 +32,7 @@ static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
 /// Aggregates assembled recently: a closed bucket never changes, so its layout, index and CAR
 /// paths are built once, not per request — an anonymous client asking for one byte of a
 /// 100,000-piece aggregate again and again costs a lookup here, not 100,000 rows and stats.
-/// Bounded ([`CACHED`] aggregates, least recently used out).
+/// Bounded (16 aggregates, the least recently used out).
 #[derive(Debug, Default)]
 pub struct AggregateCache {
     /// Most recently used last.

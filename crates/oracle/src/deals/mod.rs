@@ -18,15 +18,18 @@
 //! - [`market`]: what the storage market says of many deals, through `DealStateView`;
 //! - [`proofs`]: each deal holding a bucket's aggregate reported to `EstuaryPinning`
 //!   (`reportDeal`) with every pin's FRC-0058 inclusion proof, checked on chain by `PoDSI`;
+//! - [`datadao`]: a DataDAO's accepted CIDs funded as its own orders (`fundOrder`), or expired
+//!   on chain when their window closed;
+//! - [`store_jobs`]: `EstuaryOracle` store jobs fulfilled with their deals and proofs;
 //! - [`keeper`]: each round, the market read for the orders' deals, and the lapsed claims and
 //!   ended replicas reopened (and bounties collected, if asked).
 //!
 //! What each replica's state is comes from [`crate::domain::deal`] (a pure fold of the events);
 //! `GET /deals` and `/requests/{id}` show it; `GET /providers` scores each SP from the same
-//! events ([`crate::domain::provider`]); `GET /buckets` lists the buckets. Dedicated buckets,
-//! pins split across pieces, the contract-deal backend through `DealClient`, SP choice by score,
-//! and `EstuaryOracle` store jobs fulfilled with deals are the deal-engine issue's next parts
-//! and are not here yet.
+//! events ([`crate::domain::provider`]); `GET /buckets` lists the buckets and `GET /datadao` the
+//! DAO's fundings. Dedicated buckets, pins split across pieces, the contract-deal backend
+//! through `DealClient` and SP choice by score are the deal-engine issue's next parts and are
+//! not here yet.
 
 pub mod buckets;
 pub mod datadao;
