@@ -145,7 +145,8 @@ enum OracleCommand {
     },
     /// Buckets of pins, newest first (reads the database): one line per bucket — id, state,
     /// pieces, padded bytes used, why it closed, the aggregate's deal size and piece CID, its
-    /// order's state and id; with `--id`, that bucket's pieces (piece, offset, padded size, CAR
+    /// order's state and id, and whose it is (`shared`, `requester:…`, `pin:…`); with `--id`,
+    /// that bucket's pieces (piece, offset, padded size, CAR
     /// size, root).
     Buckets {
         #[command(flatten)]
@@ -547,7 +548,7 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
             let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
             print_lines(buckets.into_iter().map(|b| {
                 format!(
-                    "{}\t{}\t{} pieces\t{} B\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{} pieces\t{} B\t{}\t{}\t{}\t{}\t{}\t{}",
                     b.id,
                     b.state,
                     b.pieces,
@@ -557,6 +558,7 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                     or_dash(b.piece_cid),
                     or_dash(b.order_state),
                     or_dash(b.order_id.map(|id| id.to_string())),
+                    b.group.as_deref().unwrap_or("shared"),
                 )
             }))
         }

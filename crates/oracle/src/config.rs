@@ -286,6 +286,16 @@ pub struct DealsConfig {
     /// never bucketed or ordered with the operator's money. Needs --perpetual-address.
     #[arg(long = "datadao-address", env = "ESTUARY_DATADAO_ADDRESS")]
     pub datadao: Option<Address>,
+    /// Requesters whose pins go into buckets of their own instead of the shared one
+    /// (comma-separated): a contract or wallet (0x address) making on-chain requests, or an
+    /// account of the pinning API. A single pin asks for its own bucket with the `meta` entry
+    /// `"estuary.bucket": "own"`.
+    #[arg(
+        long = "dedicated-bucket-for",
+        env = "ESTUARY_DEDICATED_BUCKET_FOR",
+        value_delimiter = ','
+    )]
+    pub dedicated_buckets: Vec<String>,
     /// Seconds between the keeper's rounds (market reads, reopening lapsed claims and ended
     /// replicas).
     #[arg(long, env = "ESTUARY_DEAL_CHECK_SECS", default_value_t = 30,

@@ -164,6 +164,17 @@ impl Oracle {
         )
         .await?;
         let operator = operator_tx(&config, chain_id, &store)?;
+        // As `jobs.requester` has them: addresses checksummed, account names as they are.
+        let dedicated: Vec<String> = config
+            .deals
+            .dedicated_buckets
+            .iter()
+            .map(|r| {
+                r.parse::<alloy::primitives::Address>()
+                    .map_or_else(|_| r.trim().to_owned(), |a| a.to_checksum(None))
+            })
+            .collect();
+        store.set_dedicated_requesters(&dedicated).await?;
         if let (Some(dao), Some(_), Some(_)) =
             (config.deals.datadao, config.deals.perpetual, &operator)
         {

@@ -18,7 +18,11 @@
 //! hold, a collection that read its roots just before the piece was added could delete the CAR
 //! of a piece its aggregate is assembled from.
 
-use std::{collections::HashSet, path::PathBuf, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    time::Duration,
+};
 
 use estuary_piece::{
     PieceCid,
@@ -93,20 +97,23 @@ impl Bucketer {
         }
     }
 
-    /// Closes the open bucket if it is due, and places new pieces.
+    /// Closes the open buckets that are due, and places new pieces, each in its group's bucket
+    /// (the shared one, or a dedicated one).
     /// `missing`: pieces whose CAR is not here (garbage-collected after their retention before
     /// bucketing was turned on), skipped and remembered so that they never hold the others back.
     pub async fn round(&self, now: u64, missing: &mut HashSet<String>) -> Result<(), BucketError> {
-        let mut open = self.store.open_bucket().await?;
-        if let Some(bucket) = open
-            && let Some(why) = due(&bucket, now, &self.rules)
-        {
-            self.close(&bucket, why, now).await?;
-            open = None;
+        let mut open: HashMap<Option<String>, OpenBucket> = HashMap::new();
+        for (group, bucket) in self.store.open_buckets().await? {
+            match due(&bucket, group.as_deref(), now, &self.rules) {
+                Some(why) => self.close(&bucket, why, now).await?,
+                None => {
+                    open.insert(group, bucket);
+                }
+            }
         }
         let limit = BATCH.saturating_add(missing.len() as u64);
         let pieces = self.store.pieces_to_bucket(self.rules.largest_piece(), limit).await?;
-        if pieces.iter().all(|p| missing.contains(&p.piece_cid)) {
+        if pieces.iter().all(|(p, _)| missing.contains(&p.piece_cid)) {
             return Ok(());
         }
         // A collection running: the pieces wait for the next round (closing due buckets does
@@ -119,16 +126,16 @@ impl Bucketer {
         placed
     }
 
-    /// Places `pieces` (read before the hold; their CARs checked under it) in `open` and the
-    /// buckets after it.
+    /// Places `pieces` (read before the hold; their CARs checked under it) in their groups'
+    /// `open` buckets and the buckets after them.
     async fn place(
         &self,
-        pieces: Vec<crate::store::PieceToOrder>,
-        mut open: Option<OpenBucket>,
+        pieces: Vec<(crate::store::PieceToOrder, Option<String>)>,
+        mut open: HashMap<Option<String>, OpenBucket>,
         now: u64,
         missing: &mut HashSet<String>,
     ) -> Result<(), BucketError> {
-        for piece in pieces {
+        for (piece, group) in pieces {
             if missing.contains(&piece.piece_cid) {
                 continue;
             }
@@ -138,9 +145,10 @@ impl Bucketer {
                 missing.insert(piece.piece_cid);
                 continue;
             }
-            let mut placement = place(open.as_ref(), piece.padded_size, &self.rules);
+            let mut current = open.remove(&group);
+            let mut placement = place(current.as_ref(), piece.padded_size, &self.rules);
             if placement == Placement::Full
-                && let Some(bucket) = open.take()
+                && let Some(bucket) = current.take()
             {
                 self.close(&bucket, CloseWhy::Full, now).await?;
                 placement = place(None, piece.padded_size, &self.rules);
@@ -150,16 +158,24 @@ impl Bucketer {
                 warn!(piece = %piece.piece_cid, size = piece.padded_size, "no bucket takes it");
                 continue;
             };
-            let Some(id) =
-                self.store.add_to_bucket(open.as_ref(), &piece, offset, end, now).await?
+            let Some(id) = self
+                .store
+                .add_to_bucket(current.as_ref(), group.as_deref(), &piece, offset, end, now)
+                .await?
             else {
                 // Another writer moved the bucket: read it again next round.
                 return Ok(());
             };
-            open = Some(match open {
+            let bucket = match current {
                 Some(b) => OpenBucket { end, pieces: b.pieces + 1, ..b },
                 None => OpenBucket { id, end, pieces: 1, created_ms: now },
-            });
+            };
+            if let Some(why) = due(&bucket, group.as_deref(), now, &self.rules) {
+                // A pin's own bucket closes with its pin.
+                self.close(&bucket, why, now).await?;
+            } else {
+                open.insert(group, bucket);
+            }
         }
         Ok(())
     }

@@ -27,9 +27,8 @@
 //! What each replica's state is comes from [`crate::domain::deal`] (a pure fold of the events);
 //! `GET /deals` and `/requests/{id}` show it; `GET /providers` scores each SP from the same
 //! events ([`crate::domain::provider`]); `GET /buckets` lists the buckets and `GET /datadao` the
-//! DAO's fundings. Dedicated buckets, pins split across pieces, the contract-deal backend
-//! through `DealClient` and SP choice by score are the deal-engine issue's next parts and are
-//! not here yet.
+//! DAO's fundings. Pins split across pieces, the contract-deal backend through `DealClient` and
+//! SP choice by score are the deal-engine issue's next parts and are not here yet.
 
 pub mod buckets;
 pub mod datadao;

@@ -7,6 +7,9 @@
 //!                                               └─► Alone             (as large as half a deal:
 //!                                                                       its own order)
 //!   open bucket ──► due(now) ──► Age (its oldest pin waited `max_age`) ──► close
+//!                            └─► Own (a pin's own bucket, as soon as its pin is in) ──► close
+//!   (one open bucket per group: the shared one, each dedicated account's or contract's, each
+//!   pin that asked for its own)
 //!   close ──► deal_size_for(end, pieces): the smallest deal that holds it ──► aggregate, order
 //! ```
 //!
@@ -78,6 +81,8 @@ pub enum CloseWhy {
     Full,
     /// Its oldest pin waited the maximum age.
     Age,
+    /// A pin's own bucket: closed as soon as its pin is in it.
+    Own,
 }
 
 impl CloseWhy {
@@ -86,6 +91,7 @@ impl CloseWhy {
         match self {
             Self::Full => "full",
             Self::Age => "age",
+            Self::Own => "own",
         }
     }
 }
@@ -111,10 +117,24 @@ pub fn place(open: Option<&OpenBucket>, size: u64, rules: &BucketRules) -> Place
     }
 }
 
-/// Whether the open bucket is due to close at `now_ms`.
-pub fn due(open: &OpenBucket, now_ms: u64, rules: &BucketRules) -> Option<CloseWhy> {
-    (open.pieces > 0 && now_ms.saturating_sub(open.created_ms) >= rules.max_age_ms)
-        .then_some(CloseWhy::Age)
+/// The group of a pin's own bucket starts with this (then its job's key).
+pub const OWN_GROUP: &str = "pin:";
+
+/// Whether open bucket `open` of `group` is due to close at `now_ms`: a pin's own bucket as
+/// soon as it holds its pin, any other once its oldest pin waited the maximum age.
+pub fn due(
+    open: &OpenBucket,
+    group: Option<&str>,
+    now_ms: u64,
+    rules: &BucketRules,
+) -> Option<CloseWhy> {
+    if open.pieces == 0 {
+        return None;
+    }
+    if group.is_some_and(|g| g.starts_with(OWN_GROUP)) {
+        return Some(CloseWhy::Own);
+    }
+    (now_ms.saturating_sub(open.created_ms) >= rules.max_age_ms).then_some(CloseWhy::Age)
 }
 
 /// The smallest deal that holds `pieces` pieces ending at `end` with their index, up to
@@ -260,9 +280,14 @@ mod tests {
     #[test]
     fn a_bucket_closes_by_age_and_shrinks_to_what_it_holds() {
         let open = OpenBucket { id: 1, end: 2048, pieces: 2, created_ms: 5000 };
-        assert_eq!(due(&open, 5999, &RULES), None);
-        assert_eq!(due(&open, 6000, &RULES), Some(CloseWhy::Age));
-        assert_eq!(due(&OpenBucket { pieces: 0, ..open }, 9999, &RULES), None);
+        assert_eq!(due(&open, None, 5999, &RULES), None);
+        assert_eq!(due(&open, None, 6000, &RULES), Some(CloseWhy::Age));
+        assert_eq!(due(&OpenBucket { pieces: 0, ..open }, None, 9999, &RULES), None);
+        let account = Some("requester:0xabc");
+        assert_eq!(due(&open, account, 5999, &RULES), None, "an account's: by age, size");
+        assert_eq!(due(&open, Some("pin:api/x/1"), 0, &RULES), Some(CloseWhy::Own));
+        let empty = OpenBucket { pieces: 0, ..open };
+        assert_eq!(due(&empty, Some("pin:api/x/1"), 0, &RULES), None);
         assert_eq!(deal_size_for(2048, 2, 1 << 20), Some(4096));
         assert_eq!(deal_size_for(4096, 2, 1 << 20), Some(8192));
         assert_eq!(deal_size_for(1 << 19, 1, 1 << 20), Some(1 << 20));

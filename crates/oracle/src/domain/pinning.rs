@@ -174,6 +174,17 @@ pub struct CheckedPin {
     pub cid_text: String,
 }
 
+/// The `meta` entry by which a pin asks for a bucket of its own (`"own"`): its piece is
+/// aggregated and dealt alone, not with other pins'.
+pub const BUCKET_META: &str = "estuary.bucket";
+
+impl CheckedPin {
+    /// Whether the pin asks for a bucket of its own (`meta` `estuary.bucket` is `own`).
+    pub fn own_bucket(&self) -> bool {
+        self.pin.meta.get(BUCKET_META).is_some_and(|v| v == "own")
+    }
+}
+
 /// Why a pin or a filter was refused (a 400 answer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -27,7 +27,10 @@ pub struct BucketRecord {
     pub created_ms: u64,
     /// When it closed.
     pub closed_ms: Option<u64>,
-    /// Why it closed: `full` or `age`.
+    /// Whose it is: `pin:<key>` (one pin's own), `requester:<who>` (an account's or a
+    /// contract's); none for the shared bucket.
+    pub group: Option<String>,
+    /// Why it closed: `full`, `age` or `own` (a pin's own bucket, closed with its pin).
     pub why: Option<String>,
     /// The aggregate's padded size.
     pub deal_size: Option<u64>,
@@ -61,7 +64,7 @@ pub struct BucketPiece {
 const SEQ_SPAN: u64 = 1 << 24;
 
 const BUCKET_COLUMNS: &str = "b.id, b.state, b.end_bytes, b.pieces, b.created_ms, b.closed_ms,
-    b.why, b.deal_size, b.piece_cid,
+    b.grp, b.why, b.deal_size, b.piece_cid,
     (SELECT MIN(o.state) FROM deal_orders o WHERE o.piece_cid = b.piece_cid) AS order_state,
     (SELECT MIN(o.order_id) FROM deal_orders o WHERE o.piece_cid = b.piece_cid) AS order_id";
 
@@ -73,11 +76,21 @@ fn bucket_from_row(row: &AnyRow) -> Result<BucketRecord, StoreError> {
         pieces: get_u64(row, "pieces")?,
         created_ms: get_u64(row, "created_ms")?,
         closed_ms: opt_u64(row, "closed_ms")?,
+        group: row.try_get("grp")?,
         why: row.try_get("why")?,
         deal_size: opt_u64(row, "deal_size")?,
         piece_cid: row.try_get("piece_cid")?,
         order_state: row.try_get("order_state")?,
         order_id: opt_u64(row, "order_id")?,
+    })
+}
+
+fn open_from_row(r: &AnyRow) -> Result<OpenBucket, StoreError> {
+    Ok(OpenBucket {
+        id: get_u64(r, "id")?,
+        end: get_u64(r, "end_bytes")?,
+        pieces: get_u64(r, "pieces")?,
+        created_ms: get_u64(r, "created_ms")?,
     })
 }
 
@@ -94,14 +107,22 @@ fn piece_from_row(row: &AnyRow) -> Result<BucketPiece, StoreError> {
 impl Store {
     /// Up to `limit` pieces of reported pins, at most `largest` padded bytes, in no bucket and
     /// with no order of their own, oldest first.
+    ///
+    /// Each with the group whose bucket it goes into: a pin's own (`pin:<key>`), its
+    /// requester's if dedicated buckets are theirs (`requester:<who>`), or none (the shared
+    /// bucket). A piece several pins share goes where any of them asks for a dedicated bucket.
     pub async fn pieces_to_bucket(
         &self,
         largest: u64,
         limit: u64,
-    ) -> Result<Vec<PieceToOrder>, StoreError> {
+    ) -> Result<Vec<(PieceToOrder, Option<String>)>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT j.piece_cid, MIN(j.cid) AS cid, MIN(j.padded_size) AS padded_size,
-                    MIN(j.car_size) AS car_size, MIN(j.seq) AS first
+                    MIN(j.car_size) AS car_size, MIN(j.seq) AS first,
+                    MIN(CASE WHEN j.bucket_group IS NOT NULL THEN j.bucket_group
+                             WHEN EXISTS (SELECT 1 FROM dedicated_requesters d
+                                          WHERE d.requester = j.requester)
+                               THEN 'requester:' || j.requester END) AS grp
              FROM jobs j
              WHERE j.state = '{reported}' AND j.piece_cid IS NOT NULL AND j.cid IS NOT NULL
                AND j.padded_size <= $1
@@ -115,34 +136,56 @@ impl Store {
         .bind(int(limit)?)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(piece_to_order).collect()
+        rows.iter().map(|r| Ok((piece_to_order(r)?, r.try_get("grp")?))).collect()
     }
 
-    /// The open bucket, if any.
+    /// Makes `requesters` (as `jobs.requester` has them) the ones whose pins go into buckets of
+    /// their own, and no others.
+    pub async fn set_dedicated_requesters(&self, requesters: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM dedicated_requesters").execute(&mut *tx).await?;
+        for r in requesters {
+            sqlx::query(
+                "INSERT INTO dedicated_requesters (requester) VALUES ($1) ON CONFLICT DO NOTHING",
+            )
+            .bind(r)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every open bucket, with its group (none: the shared bucket).
+    pub async fn open_buckets(&self) -> Result<Vec<(Option<String>, OpenBucket)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, end_bytes, pieces, created_ms, grp FROM buckets WHERE state = 'open'
+             ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("grp")?, open_from_row(r)?))).collect()
+    }
+
+    /// The shared open bucket, if any.
     pub async fn open_bucket(&self) -> Result<Option<OpenBucket>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, end_bytes, pieces, created_ms FROM buckets WHERE state = 'open'
-             ORDER BY id LIMIT 1",
+            "SELECT id, end_bytes, pieces, created_ms FROM buckets
+             WHERE state = 'open' AND grp IS NULL ORDER BY id LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(OpenBucket {
-                id: get_u64(&r, "id")?,
-                end: get_u64(&r, "end_bytes")?,
-                pieces: get_u64(&r, "pieces")?,
-                created_ms: get_u64(&r, "created_ms")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(open_from_row).transpose()
     }
 
-    /// Puts `piece` at `offset` into `open` (a new bucket when `None`), whose pieces then end
-    /// at `end`. Returns the bucket's id, or `None` if another writer changed the bucket (or
-    /// placed the piece) first: nothing is written then.
+    /// Puts `piece` at `offset` into `open` (a new bucket of `group` when `None`), whose
+    /// pieces then end at `end`. Returns the bucket's id, or `None` if another writer changed
+    /// the bucket (or placed the piece, or opened the group's bucket) first: nothing is written
+    /// then.
     pub async fn add_to_bucket(
         &self,
         open: Option<&OpenBucket>,
+        group: Option<&str>,
         piece: &PieceToOrder,
         offset: u64,
         end: u64,
@@ -172,12 +215,13 @@ impl Store {
                     sqlx::query("SELECT MAX(id) AS id FROM buckets").fetch_one(&mut *tx).await?;
                 let id = opt_u64(&row, "id")?.unwrap_or(0) + 1;
                 let made = sqlx::query(
-                    "INSERT INTO buckets (id, state, end_bytes, pieces, created_ms)
-                     VALUES ($1, 'open', $2, 1, $3) ON CONFLICT DO NOTHING",
+                    "INSERT INTO buckets (id, state, end_bytes, pieces, created_ms, grp)
+                     VALUES ($1, 'open', $2, 1, $3, $4) ON CONFLICT DO NOTHING",
                 )
                 .bind(int(id)?)
                 .bind(int(end)?)
                 .bind(int(now_ms)?)
+                .bind(group)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

@@ -186,8 +186,8 @@ impl Store {
         let key = pin_key(owner, requestid)?;
         sqlx::query(&format!(
             "INSERT INTO jobs (source, job_id, requester, cid_bytes, cid, state, seq, origins,
-                               updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, {next_seq}, $7, $8)",
+                               updated_at, bucket_group)
+             VALUES ($1, $2, $3, $4, $5, $6, {next_seq}, $7, $8, $9)",
             next_seq = self.dialect.next_seq
         ))
         .bind(key.source.to_string())
@@ -198,6 +198,7 @@ impl Store {
         .bind(JobState::Queued.as_str())
         .bind(origins)
         .bind(now)
+        .bind(pin.own_bucket().then(|| format!("{}{key}", crate::domain::bucket::OWN_GROUP)))
         .execute(&mut *tx)
         .await?;
         Ok(())

@@ -269,7 +269,8 @@ async fn bucket(store: &Store, packed: &Path) -> (String, Vec<(String, u64, u64)
             padded_size: PIECE,
             car_size: *car_size,
         };
-        let id = store.add_to_bucket(open.as_ref(), &piece, offset, offset + PIECE, now).await;
+        let id =
+            store.add_to_bucket(open.as_ref(), None, &piece, offset, offset + PIECE, now).await;
         let id = id.unwrap().expect("placed");
         open = Some(match open {
             Some(b) => OpenBucket { end: offset + PIECE, pieces: b.pieces + 1, ..b },

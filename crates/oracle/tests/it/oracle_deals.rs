@@ -998,3 +998,50 @@ async fn a_store_job_is_fulfilled_with_its_deals_and_their_proofs_checked_on_cha
     assert_eq!(decoded.deals.len(), 2);
     oracle.kill().await;
 }
+
+/// A requester named with `--dedicated-bucket-for` (here the contract or wallet of account 2)
+/// has its pins in a bucket of its own: two buckets close, each with its own aggregate and
+/// order, the shared one holding the other requester's two pins and the dedicated one its pin.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dedicated_requesters_pins_are_aggregated_and_ordered_apart() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let mut pieces = Vec::new();
+    for (i, account) in [1usize, 1, 2].into_iter().enumerate() {
+        let (root, piece, car) = add(dir.path(), &format!("d{i}"), &noise(3000, 70 + i as u64));
+        cars.lock().unwrap().insert(root.clone(), car);
+        chain.pin(account, &cid_bytes(&root)).await;
+        pieces.push(piece);
+    }
+    let dedicated = chain.signer(2).address().to_string();
+    let extra = [
+        "--dedicated-bucket-for",
+        &dedicated,
+        "--bucket-size",
+        "1048576",
+        "--bucket-max-age-secs",
+        "2",
+        "--deal-check-secs",
+        "1",
+    ];
+    let oracle = oracle_with(&chain, dir.path(), &url, &extra).await;
+    let two_orders = |v: &Value| {
+        v["results"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2 && r.iter().all(|o| o["order_id"].is_u64()))
+    };
+    oracle.wait_for_within(two_orders, "/deals", Duration::from_secs(60)).await;
+    let buckets = oracle.get("/buckets").await.unwrap();
+    let buckets = buckets["results"].as_array().unwrap();
+    assert_eq!(buckets.len(), 2, "{buckets:?}");
+    let group = format!("requester:{}", chain.signer(2).address().to_checksum(None));
+    let own = buckets.iter().find(|b| b["group"] == group.as_str()).expect("the dedicated bucket");
+    let shared = buckets.iter().find(|b| b["group"].is_null()).expect("the shared bucket");
+    assert_eq!((own["pieces"].as_u64(), shared["pieces"].as_u64()), (Some(1), Some(2)));
+    assert_ne!(own["piece_cid"], shared["piece_cid"], "two aggregates");
+    let inside = oracle.get(&format!("/buckets?id={}", own["id"])).await.unwrap();
+    assert_eq!(inside["results"][0]["pieces"][0]["piece_cid"], pieces[2].as_str());
+    oracle.kill().await;
+}

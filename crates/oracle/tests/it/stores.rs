@@ -462,21 +462,25 @@ async fn buckets_take_each_piece_once(s: &Store) {
     let (a, b) = ("bafkzcibcaaces3a", "bafkzcibcaaces3b");
     reported_with(s, &key(1), a).await;
     reported_with(s, &key(2), b).await;
-    let pieces = s.pieces_to_bucket(512, 10).await.unwrap();
+    let pieces: Vec<_> =
+        s.pieces_to_bucket(512, 10).await.unwrap().into_iter().map(|(p, _)| p).collect();
     assert_eq!(pieces.iter().map(|p| p.piece_cid.as_str()).collect::<Vec<_>>(), [a, b]);
     assert!(s.pieces_to_bucket(64, 10).await.unwrap().is_empty(), "larger than a bucket takes");
-    assert_eq!(s.add_to_bucket(None, &pieces[0], 0, 128, 1_000).await.unwrap(), Some(1));
+    assert_eq!(s.add_to_bucket(None, None, &pieces[0], 0, 128, 1_000).await.unwrap(), Some(1));
     let open = s.open_bucket().await.unwrap().unwrap();
     assert_eq!(open, OpenBucket { id: 1, end: 128, pieces: 1, created_ms: 1_000 });
     let stale = OpenBucket { end: 0, pieces: 0, ..open };
-    assert_eq!(s.add_to_bucket(Some(&stale), &pieces[1], 0, 128, 1_001).await.unwrap(), None);
+    assert_eq!(s.add_to_bucket(Some(&stale), None, &pieces[1], 0, 128, 1_001).await.unwrap(), None);
     assert_eq!(
-        s.add_to_bucket(Some(&open), &pieces[0], 128, 256, 1_001).await.unwrap(),
+        s.add_to_bucket(Some(&open), None, &pieces[0], 128, 256, 1_001).await.unwrap(),
         None,
         "a piece is in one bucket"
     );
     assert_eq!(s.open_bucket().await.unwrap(), Some(open), "nothing half-written");
-    assert_eq!(s.add_to_bucket(Some(&open), &pieces[1], 128, 256, 1_002).await.unwrap(), Some(1));
+    assert_eq!(
+        s.add_to_bucket(Some(&open), None, &pieces[1], 128, 256, 1_002).await.unwrap(),
+        Some(1)
+    );
     assert!(s.pieces_to_bucket(512, 10).await.unwrap().is_empty());
     assert!(s.pieces_to_order(contract, 10, Some(512)).await.unwrap().is_empty(), "still open");
     assert!(s.pieces_to_order(contract, 10, None).await.unwrap().is_empty(), "never alone");
@@ -579,6 +583,68 @@ async fn dao_pins_are_the_daos_to_fund(s: &Store) {
     );
     assert!(s.orders_in(contract, OrderState::Open).await.unwrap().is_empty(), "not the maker's");
     assert!(s.live_jobs(0, 10).await.unwrap()[0].dealing, "its CAR is kept for the providers");
+}
+
+/// Dedicated buckets: a requester named dedicated and a pin asking for its own bucket each get
+/// buckets apart from the shared one, one open bucket per group.
+async fn dedicated_buckets_keep_to_their_own(s: &Store) {
+    use estuary_oracle::domain::{JobId, bucket::OpenBucket};
+    let contract = RequestEvent { requester: Address::repeat_byte(0x44), ..event(2, 5, 1) };
+    ingest(s, &[event(1, 5, 0), contract], cursor(5)).await;
+    let (a, b, c) = ("bafkzcibcaaces3a", "bafkzcibcaaces3b", "bafkzcibcaaces3c");
+    reported_with(s, &key(1), a).await;
+    reported_with(s, &key(2), b).await;
+    s.create_pin("alice", &rid(1), &checked(A, None, &[("estuary.bucket", "own")]), 1_000)
+        .await
+        .unwrap();
+    let own = JobKey {
+        source: JobSource::PinningApi { account: "alice".into() },
+        id: JobId::pin(&rid(1)).unwrap(),
+    };
+    reported_with(s, &own, c).await;
+    let groups = async || -> Vec<(String, Option<String>)> {
+        let pieces = s.pieces_to_bucket(512, 10).await.unwrap();
+        pieces.into_iter().map(|(p, g)| (p.piece_cid, g)).collect()
+    };
+    let own_group = format!("pin:{own}");
+    assert_eq!(
+        groups().await,
+        [(a.into(), None), (b.into(), None), (c.into(), Some(own_group.clone()))]
+    );
+    let dedicated = Address::repeat_byte(0x44).to_checksum(None);
+    s.set_dedicated_requesters(std::slice::from_ref(&dedicated)).await.unwrap();
+    let account = format!("requester:{dedicated}");
+    let listed = groups().await;
+    assert_eq!(listed[1], (b.into(), Some(account.clone())));
+    s.set_dedicated_requesters(&[]).await.unwrap();
+    assert_eq!(groups().await[1], (b.into(), None), "no longer dedicated");
+    s.set_dedicated_requesters(std::slice::from_ref(&dedicated)).await.unwrap();
+    let pieces: Vec<_> = groups().await;
+    let to_order = |n: usize| {
+        let (piece, _) = &pieces[n];
+        estuary_oracle::store::PieceToOrder {
+            piece_cid: piece.clone(),
+            payload_cid: "bafy".into(),
+            padded_size: 128,
+            car_size: 100,
+        }
+    };
+    assert_eq!(s.add_to_bucket(None, None, &to_order(0), 0, 128, 1_000).await.unwrap(), Some(1));
+    let mine = Some(account.as_str());
+    assert_eq!(s.add_to_bucket(None, mine, &to_order(1), 0, 128, 1_000).await.unwrap(), Some(2));
+    let again = s.add_to_bucket(None, mine, &to_order(2), 0, 128, 1_000).await.unwrap();
+    assert_eq!(again, None, "one open bucket per group");
+    let own_bucket = Some(own_group.as_str());
+    assert_eq!(
+        s.add_to_bucket(None, own_bucket, &to_order(2), 0, 128, 1_000).await.unwrap(),
+        Some(3)
+    );
+    let open = s.open_buckets().await.unwrap();
+    let listed: Vec<_> = open.iter().map(|(g, b)| (g.clone(), b.id)).collect();
+    assert_eq!(listed, [(None, 1), (Some(account.clone()), 2), (Some(own_group.clone()), 3)]);
+    assert_eq!(s.open_bucket().await.unwrap().map(|b: OpenBucket| b.id), Some(1), "the shared one");
+    assert_eq!(s.bucket(2).await.unwrap().unwrap().group, Some(account));
+    assert!(s.pieces_to_bucket(512, 10).await.unwrap().is_empty());
 }
 
 async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
@@ -740,6 +806,7 @@ async fn whole_suite(fresh: impl AsyncFn() -> Store) {
     deal_orders_bound_once_and_reorgs_undone(&fresh().await).await;
     buckets_take_each_piece_once(&fresh().await).await;
     dao_pins_are_the_daos_to_fund(&fresh().await).await;
+    dedicated_buckets_keep_to_their_own(&fresh().await).await;
 }
 
 #[tokio::test]
