@@ -217,7 +217,12 @@ impl PerpetualMaker {
                 held.remove(&order.piece_cid);
                 if let Some(id) = self
                     .store
-                    .created_order(self.contract, &order.piece_v1, order.sent_block)
+                    .created_order(
+                        self.contract,
+                        self.tx.sender(),
+                        &order.piece_v1,
+                        order.sent_block,
+                    )
                     .await?
                 {
                     self.store

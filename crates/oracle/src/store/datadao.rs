@@ -172,9 +172,10 @@ impl Store {
     }
 
     /// Records the order a DAO's `fundOrder` created at `contract` (open, bound to `order_id`),
-    /// so that `/deals`, the keeper and the collection see it like the operator's. Nothing if
-    /// the piece has an order there already (another pin of the same piece was ordered by the
-    /// operator). Returns whether it is new.
+    /// so that `/deals`, the keeper and the collection see it like the operator's; a DAO order
+    /// recorded before under another id (a reorg replaced it) takes the new one. Nothing if the
+    /// piece has an order of the operator's there already (another pin of the same piece was
+    /// ordered by the operator). Returns whether it wrote.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_dao_order(
         &self,
@@ -192,7 +193,11 @@ impl Store {
                padded_size, car_size, replicas, state, order_id, tx_hash, error, sent_block,
                funding, created_ms, updated_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, NULL, $13, $13)
-             ON CONFLICT DO NOTHING",
+             ON CONFLICT (contract, piece_cid) DO UPDATE SET order_id = excluded.order_id,
+               state = excluded.state, updated_ms = excluded.updated_ms,
+               tx_hash = COALESCE(excluded.tx_hash, deal_orders.tx_hash)
+             WHERE deal_orders.backend = excluded.backend
+               AND deal_orders.order_id <> excluded.order_id",
         )
         .bind(Backend::DataDao.as_str())
         .bind(format!("{contract:#x}"))

@@ -344,16 +344,20 @@ impl Store {
     pub async fn created_order(
         &self,
         contract: Address,
+        operator: Address,
         piece_v1: &[u8],
         from: u64,
     ) -> Result<Option<u64>, StoreError> {
+        // Events stored before clients were recorded are all the operator's.
         let row = sqlx::query(
             "SELECT MIN(order_id) AS order_id FROM deal_events
-             WHERE contract = $1 AND kind = 'created' AND piece_v1 = $2 AND block_number >= $3",
+             WHERE contract = $1 AND kind = 'created' AND piece_v1 = $2 AND block_number >= $3
+               AND (client IS NULL OR client = $4)",
         )
         .bind(lower(contract))
         .bind(alloy::hex::encode(piece_v1))
         .bind(int(from)?)
+        .bind(lower(operator))
         .fetch_one(&self.pool)
         .await?;
         opt_u64(&row, "order_id")
@@ -418,8 +422,8 @@ impl Store {
             };
             let done = sqlx::query(
                 "INSERT INTO deal_events (stream, block_number, log_index, contract, order_id, kind,
-                   provider, deal_id, start_epoch, end_epoch, piece_v1, deadline)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   provider, deal_id, start_epoch, end_epoch, piece_v1, deadline, client)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT DO NOTHING",
             )
             .bind(stream)
@@ -434,6 +438,10 @@ impl Store {
             .bind(end.map(int).transpose()?)
             .bind(piece.as_deref())
             .bind(deadline.map(int).transpose()?)
+            .bind(match &log.kind {
+                DealLogKind::Created { client, .. } => Some(lower(*client)),
+                _ => None,
+            })
             .execute(&mut *tx)
             .await?;
             inserted += done.rows_affected();
@@ -482,10 +490,12 @@ impl Store {
              WHERE contract = $2 AND order_id IS NOT NULL AND NOT EXISTS (
                SELECT 1 FROM deal_events e WHERE e.contract = deal_orders.contract
                  AND e.order_id = deal_orders.order_id AND e.kind = 'created')
-               AND tx_hash IS NULL",
+               AND tx_hash IS NULL AND backend = $3",
         )
         .bind(OrderState::Sending.as_str())
         .bind(lower(contract))
+        // A DataDAO's order is bound from the DAO's own record (`orderOf`), not from events.
+        .bind(Backend::Perpetual.as_str())
         .execute(&mut *tx)
         .await?;
         rewind_cursor(&mut tx, stream, above, cursor).await?;

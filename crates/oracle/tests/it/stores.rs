@@ -574,12 +574,15 @@ async fn dao_pins_are_the_daos_to_fund(s: &Store) {
     let new = s.record_dao_order(contract, &found, &v1, 3, 7, Some("0xt"), 5, 4_000).await.unwrap();
     assert!(new);
     assert!(!s.record_dao_order(contract, &found, &v1, 3, 7, None, 5, 4_001).await.unwrap());
+    assert!(s.record_dao_order(contract, &found, &v1, 3, 8, None, 5, 4_002).await.unwrap());
+    assert!(!s.record_dao_order(contract, &found, &v1, 3, 8, None, 5, 4_003).await.unwrap());
     let orders = s.deals(None, 10, 0).await.unwrap();
     assert_eq!(orders.len(), 1);
     let order = &orders[0].order;
     assert_eq!(
-        (order.backend.as_str(), order.state, order.order_id),
-        ("datadao", OrderState::Open, Some(7))
+        (order.backend.as_str(), order.state, order.order_id, order.tx_hash.as_deref()),
+        ("datadao", OrderState::Open, Some(8), Some("0xt")),
+        "re-bound, its transaction kept"
     );
     assert!(s.orders_in(contract, OrderState::Open).await.unwrap().is_empty(), "not the maker's");
     assert!(s.live_jobs(0, 10).await.unwrap()[0].dealing, "its CAR is kept for the providers");
@@ -748,7 +751,10 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     assert_eq!(states, [(1000, ReplicaState::Active), (1001, ReplicaState::Claimed)]);
     assert_eq!(s.deals(Some(piece), 10, 0).await.unwrap().len(), 1);
     assert!(s.deals(Some("bafkzcibother"), 10, 0).await.unwrap().is_empty());
-    assert_eq!(s.created_order(contract, &[1, 2, 3], 6).await.unwrap(), Some(2));
+    assert_eq!(s.created_order(contract, operator, &[1, 2, 3], 6).await.unwrap(), Some(2));
+    let dao = Address::repeat_byte(0x77);
+    let theirs = s.created_order(contract, dao, &[1, 2, 3], 6).await.unwrap();
+    assert_eq!(theirs, None, "only an order the client created binds");
     // The claim's deadline is kept (the keeper reopens lapsed claims), and so is a payment.
     assert_eq!(deals[0].replicas[1].deadline, Some(130));
     let paid = [log(12, 0, 2, slot(1000, SlotEventKind::Paid { until: 40 }))];
@@ -778,7 +784,7 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     assert_eq!(forgotten, 7);
     let waiting = s.orders_in(contract, OrderState::Sending).await.unwrap();
     assert_eq!((waiting.len(), waiting[0].order_id), (1, None));
-    assert_eq!(s.created_order(contract, &[1, 2, 3], 6).await.unwrap(), None);
+    assert_eq!(s.created_order(contract, operator, &[1, 2, 3], 6).await.unwrap(), None);
     assert_eq!(s.cursor(stream).await.unwrap(), Some(cursor(7)));
     // Mined again after the reorg, with its receipt: bound and kept through the next reorg.
     s.order_created(contract, piece, 3, Some("0xabc"), 6_000).await.unwrap();
