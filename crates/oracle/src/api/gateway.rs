@@ -397,7 +397,10 @@ pub(super) async fn piece<B: Blockstore>(
             None => Err(ApiError::NotFound(format!("piece {parsed} is not here"))),
         };
     }
+    // 256 KiB reads, as `/piece/{aggregate}` does: ServeFile's 64 KiB default costs a fifth of
+    // the throughput on loopback (docs/benchmarks.md, "serving an aggregate").
     let served = ServeFile::new(&path)
+        .with_buf_chunk_size(256 << 10)
         .oneshot(request)
         .await
         .map_err(|e| ApiError::NotFound(e.to_string()))?;
