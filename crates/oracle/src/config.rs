@@ -288,8 +288,9 @@ pub struct DealsConfig {
     pub datadao: Option<Address>,
     /// Requesters whose pins go into buckets of their own instead of the shared one
     /// (comma-separated): a contract or wallet (0x address) making on-chain requests, or an
-    /// account of the pinning API. A single pin asks for its own bucket with the `meta` entry
-    /// `"estuary.bucket": "own"`.
+    /// account of the pinning API. Their pins may also ask for a bucket of their own each (the
+    /// pinning API's `meta` entry `"estuary.bucket": "own"`); anyone else's go into the shared
+    /// bucket whatever they ask, since a bucket is an order the operator pays for.
     #[arg(
         long = "dedicated-bucket-for",
         env = "ESTUARY_DEDICATED_BUCKET_FOR",

@@ -37,7 +37,11 @@ use tracing::{info, warn};
 
 use crate::{
     deals::proofs::{ProofError, build},
-    domain::{JobSource, deal::ReplicaState, now_ms},
+    domain::{
+        JobSource,
+        deal::{OrderState, ReplicaState},
+        now_ms,
+    },
     store::{Store, StoreError, StoreJob},
 };
 
@@ -55,6 +59,16 @@ pub enum StoreJobError {
     /// A bucket cannot be aggregated.
     #[error(transparent)]
     Proof(#[from] ProofError),
+}
+
+/// Where a store job's result is.
+enum Ready {
+    /// Not yet: its bucket is open, or its deals are not all active.
+    Wait,
+    /// Never: why.
+    Fail(String),
+    /// Its result.
+    Result(EstuaryResults::StoreResult),
 }
 
 /// Fulfils `EstuaryOracle` store jobs with their deals.
@@ -104,17 +118,36 @@ impl StoreFulfiller {
             if refused.contains_key(&id) {
                 continue;
             }
-            let Some(job_id) = job.key.id.as_request() else { continue };
+            // One job's failure (a corrupt bucket, a read) holds back no other.
+            if let Err(e) = self.job(&job, refused).await {
+                warn!(job = %id, error = %e, "store job not handled; tried again later");
+                refused.insert(id, Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    async fn job(
+        &self,
+        job: &StoreJob,
+        refused: &mut HashMap<String, Instant>,
+    ) -> Result<(), StoreJobError> {
+        let id = job.key.id.as_str().to_owned();
+        let Some(job_id) = job.key.id.as_request() else { return Ok(()) };
+        {
             if job.padded_size > self.largest {
                 let why = format!(
                     "its piece ({} padded bytes) is larger than an aggregate takes ({}): store \
                      jobs are kept in aggregates, where each has an inclusion proof",
                     job.padded_size, self.largest
                 );
-                self.fail(&job, job_id, &why, refused).await?;
-                continue;
+                return self.fail(job, job_id, &why, refused).await;
             }
-            let Some(result) = self.result(&job).await? else { continue };
+            let result = match self.result(job).await? {
+                Ready::Wait => return Ok(()),
+                Ready::Fail(why) => return self.fail(job, job_id, &why, refused).await,
+                Ready::Result(result) => result,
+            };
             let deals = result
                 .deals
                 .iter()
@@ -123,8 +156,7 @@ impl StoreFulfiller {
                 .join(", ");
             let oracle = EstuaryOracle::new(self.oracle, self.tx.provider());
             let call = oracle.fulfill(job_id, true, result.abi_encode().into());
-            let key = format!("fulfill/{:#x}/{job_id}", self.oracle);
-            match self.tx.send(call, &[key]).await {
+            match self.tx.send(call, &[self.key(job_id)]).await {
                 Ok(receipt) => {
                     let tx = format!("{:#x}", receipt.transaction_hash);
                     info!(job = %id, %deals, %tx, "store job fulfilled with its deals");
@@ -132,28 +164,43 @@ impl StoreFulfiller {
                         .store_result_sent(&job.key, true, &deals, Some(&tx), now_ms())
                         .await?;
                 }
-                Err(e) => self.refused(&job, &e, refused).await?,
+                Err(e) => self.refused(job, &e, refused).await?,
             }
         }
         Ok(())
     }
 
-    /// The job's result, if enough deals holding its piece are active.
-    async fn result(
-        &self,
-        job: &StoreJob,
-    ) -> Result<Option<EstuaryResults::StoreResult>, StoreJobError> {
+    /// The ledger key of job `id`'s result (not the pipeline reporter's `fulfill/…`: the two
+    /// never adopt each other's transaction).
+    fn key(&self, id: alloy::primitives::U256) -> String {
+        format!("storeresult/{:#x}/{id}", self.oracle)
+    }
+
+    /// The job's result, if enough deals holding its piece are active; why it cannot have
+    /// one, if it cannot.
+    async fn result(&self, job: &StoreJob) -> Result<Ready, StoreJobError> {
         let Some(bucket) = self.store.bucket_of_piece(&job.piece_cid).await? else {
-            return Ok(None);
+            // Not bucketed because its piece has an order of its own (another pin of the same
+            // content, ordered alone or by a DataDAO): no inclusion proof will ever come.
+            if !self.store.deals(Some(&job.piece_cid), 1, 0).await?.is_empty() {
+                return Ok(Ready::Fail(
+                    "its piece is in an order of its own, not in an aggregate: it has no \
+                     inclusion proof"
+                        .into(),
+                ));
+            }
+            return Ok(Ready::Wait);
         };
         let (Some(aggregate), Some(deal_size)) = (&bucket.piece_cid, bucket.deal_size) else {
-            return Ok(None);
+            return Ok(Ready::Wait);
         };
+        let orders = self.store.deals(Some(aggregate), 10, 0).await?;
+        if let Some(failed) = orders.iter().find(|o| o.order.state == OrderState::Failed) {
+            let why = failed.order.error.as_deref().unwrap_or("failed");
+            return Ok(Ready::Fail(format!("its aggregate's order failed: {why}")));
+        }
         let mut providers = HashSet::new();
-        let active: Vec<(u64, u64)> = self
-            .store
-            .deals(Some(aggregate), 10, 0)
-            .await?
+        let active: Vec<(u64, u64)> = orders
             .iter()
             .flat_map(|o| o.replicas.iter())
             .filter(|r| r.state == ReplicaState::Active)
@@ -162,19 +209,23 @@ impl StoreFulfiller {
             .take(usize::from(job.replicas))
             .collect();
         if active.len() < usize::from(job.replicas) {
-            return Ok(None);
+            return Ok(Ready::Wait);
         }
         let pieces = self.store.bucket_pieces(bucket.id).await?;
         let Some(n) = pieces.iter().position(|p| p.piece_cid == job.piece_cid) else {
-            return Ok(None);
+            return Ok(Ready::Wait);
         };
-        let agg = build(bucket.id, &pieces, deal_size)?;
-        let Some(proof) = agg.proof(n) else { return Ok(None) };
+        // Hashing the aggregate's tree is CPU work: off the async workers.
+        let (id, inside) = (bucket.id, pieces.clone());
+        let agg = tokio::task::spawn_blocking(move || build(id, &inside, deal_size))
+            .await
+            .map_err(|e| ProofError::Aggregate { id, reason: e.to_string() })??;
+        let Some(proof) = agg.proof(n) else { return Ok(Ready::Wait) };
         let proof = PoDSI::InclusionProof {
             proofSubtree: proof_data(&proof.subtree),
             proofIndex: proof_data(&proof.index),
         };
-        Ok(Some(EstuaryResults::StoreResult {
+        Ok(Ready::Result(EstuaryResults::StoreResult {
             commP: FixedBytes(agg.segments[n].commp),
             paddedSize: job.padded_size,
             deals: active
@@ -198,8 +249,7 @@ impl StoreFulfiller {
     ) -> Result<(), StoreJobError> {
         let oracle = EstuaryOracle::new(self.oracle, self.tx.provider());
         let call = oracle.fulfill(job_id, false, why.to_owned().abi_encode().into());
-        let key = format!("fulfill/{:#x}/{job_id}", self.oracle);
-        match self.tx.send(call, &[key]).await {
+        match self.tx.send(call, &[self.key(job_id)]).await {
             Ok(receipt) => {
                 let tx = format!("{:#x}", receipt.transaction_hash);
                 warn!(job = %job.key.id.as_str(), reason = why, "store job failed");

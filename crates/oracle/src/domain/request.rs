@@ -7,7 +7,7 @@ use alloy::{
 };
 use estuary_contracts::{
     PinRequested,
-    oracle::EstuaryOracle::JobRequested,
+    oracle::EstuaryOracle::{JobCancelled, JobRequested},
     pinning::EstuaryPinning::{PinCancelled, PinRequestOptions},
 };
 use serde::Serialize;
@@ -20,7 +20,8 @@ use super::{FailureCode, JobKey, JobState};
 pub enum ContractKind {
     /// `EstuaryPinning`: `PinRequested`, `PinRequestOptions`, `PinCancelled`.
     Pinning,
-    /// `EstuaryOracle`: `JobRequested` (pin jobs; store jobs when this oracle makes deals).
+    /// `EstuaryOracle`: `JobRequested` (pin jobs; store jobs when this oracle makes deals) and
+    /// `JobCancelled` (a consumer took its payment back: the job stops, as a cancelled pin).
     OracleJobs,
 }
 
@@ -33,7 +34,7 @@ impl ContractKind {
                 PinCancelled::SIGNATURE_HASH,
                 PinRequestOptions::SIGNATURE_HASH,
             ],
-            Self::OracleJobs => vec![JobRequested::SIGNATURE_HASH],
+            Self::OracleJobs => vec![JobRequested::SIGNATURE_HASH, JobCancelled::SIGNATURE_HASH],
         }
     }
 }
@@ -161,6 +162,13 @@ pub fn decode_logs(kind: ContractKind, logs: &[Log]) -> (Vec<RequestEvent>, Vec<
                     Err(e) => {
                         warn!(%tx_hash, log_index, error = %e, "undecodable JobRequested log skipped");
                     }
+                }
+            }
+            (ContractKind::OracleJobs, Some(&JobCancelled::SIGNATURE_HASH)) => {
+                // Refunded: nothing more is done for it (a store job is not bucketed, dealt or
+                // fulfilled), and its blocks go at the next collection.
+                if let Ok(d) = log.log_decode::<JobCancelled>() {
+                    cancelled.push(d.inner.data.jobId);
                 }
             }
             _ => {}

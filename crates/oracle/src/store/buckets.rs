@@ -28,7 +28,9 @@ pub struct BucketRecord {
     /// When it closed.
     pub closed_ms: Option<u64>,
     /// Whose it is: `pin:<key>` (one pin's own), `requester:<who>` (an account's or a
-    /// contract's); none for the shared bucket.
+    /// contract's); none for the shared bucket. Public views show only its kind
+    /// ([`group_kind`]): the group names an account.
+    #[serde(serialize_with = "group_kind")]
     pub group: Option<String>,
     /// Why it closed: `full`, `age` or `own` (a pin's own bucket, closed with its pin).
     pub why: Option<String>,
@@ -85,6 +87,16 @@ fn bucket_from_row(row: &AnyRow) -> Result<BucketRecord, StoreError> {
     })
 }
 
+/// A bucket's group as public views show it: `own` (a pin's own bucket), `dedicated` (a
+/// requester's), or null (the shared bucket); who it belongs to is not shown.
+pub fn group_kind<S: serde::Serializer>(group: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match group.as_deref() {
+        None => s.serialize_none(),
+        Some(g) if g.starts_with(crate::domain::bucket::OWN_GROUP) => s.serialize_str("own"),
+        Some(_) => s.serialize_str("dedicated"),
+    }
+}
+
 fn open_from_row(r: &AnyRow) -> Result<OpenBucket, StoreError> {
     Ok(OpenBucket {
         id: get_u64(r, "id")?,
@@ -108,9 +120,11 @@ impl Store {
     /// Up to `limit` pieces of reported pins, at most `largest` padded bytes, in no bucket and
     /// with no order of their own, oldest first.
     ///
-    /// Each with the group whose bucket it goes into: a pin's own (`pin:<key>`), its
-    /// requester's if dedicated buckets are theirs (`requester:<who>`), or none (the shared
-    /// bucket). A piece several pins share goes where any of them asks for a dedicated bucket.
+    /// Each with the group whose bucket it goes into. Only requesters the operator named
+    /// (`dedicated_requesters`) have buckets apart: a pin's own (`pin:<key>`, asked for by the
+    /// pin) or else their own (`requester:<who>`). Anyone else's pins, whatever they ask, go
+    /// into the shared bucket (none): a bucket of one's own is an order of one's own, which the
+    /// operator pays for. A piece several pins share goes where any of them asks.
     pub async fn pieces_to_bucket(
         &self,
         largest: u64,
@@ -119,10 +133,10 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT j.piece_cid, MIN(j.cid) AS cid, MIN(j.padded_size) AS padded_size,
                     MIN(j.car_size) AS car_size, MIN(j.seq) AS first,
-                    MIN(CASE WHEN j.bucket_group IS NOT NULL THEN j.bucket_group
-                             WHEN EXISTS (SELECT 1 FROM dedicated_requesters d
-                                          WHERE d.requester = j.requester)
-                               THEN 'requester:' || j.requester END) AS grp
+                    MIN(CASE WHEN NOT EXISTS (SELECT 1 FROM dedicated_requesters d
+                                              WHERE d.requester = j.requester) THEN NULL
+                             WHEN j.bucket_group IS NOT NULL THEN j.bucket_group
+                             ELSE 'requester:' || j.requester END) AS grp
              FROM jobs j
              WHERE j.state = '{reported}' AND j.piece_cid IS NOT NULL AND j.cid IS NOT NULL
                AND j.padded_size <= $1
@@ -206,6 +220,9 @@ impl Store {
                 .await?
                 .rows_affected();
                 if moved != 1 {
+                    // Rolled back now: a dropped transaction would hold SQLite's lock until
+                    // its connection is used again.
+                    tx.rollback().await?;
                     return Ok(None);
                 }
                 (b.id, b.pieces)
@@ -226,6 +243,9 @@ impl Store {
                 .await?
                 .rows_affected();
                 if made != 1 {
+                    // Rolled back now: a dropped transaction would hold SQLite's lock until
+                    // its connection is used again.
+                    tx.rollback().await?;
                     return Ok(None);
                 }
                 (id, 0)
@@ -248,6 +268,9 @@ impl Store {
         .await?
         .rows_affected();
         if added != 1 {
+            // Rolled back now: a dropped transaction would hold SQLite's lock until
+            // its connection is used again.
+            tx.rollback().await?;
             return Ok(None);
         }
         tx.commit().await?;

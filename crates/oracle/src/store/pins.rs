@@ -325,6 +325,7 @@ impl Store {
     ) -> Result<Option<PinRecord>, StoreError> {
         let mut tx = self.pool.begin().await?;
         if !Self::remove_pin(&mut tx, owner, old, now_ms).await? {
+            tx.rollback().await?;
             return Ok(None);
         }
         self.insert_pin(&mut tx, owner, new_requestid, pin, now_ms).await?;

@@ -996,6 +996,32 @@ async fn a_store_job_is_fulfilled_with_its_deals_and_their_proofs_checked_on_cha
     let view = EstuaryOracle::new(oracle_address, &consumer);
     let decoded = view.decodeStoreResult(result.clone()).call().await.unwrap();
     assert_eq!(decoded.deals.len(), 2);
+
+    // A store job its consumer cancels (refunded once the job timed out) is stopped here:
+    // nothing more is fetched, bucketed, dealt or fulfilled for it.
+    let never = add(dir.path(), "never", &noise(700, 5)).0;
+    let params = (U256::from(1), U256::ZERO).abi_encode_params();
+    let price = contract.quote(1, 100_000).call().await.unwrap();
+    let call = contract.requestJob(1, cid_bytes(&never).into(), params.into(), 100_000);
+    assert!(mined!(call.value(price)).status());
+    let _: Value = consumer.raw_request("evm_increaseTime".into(), (3601,)).await.unwrap();
+    let _: Value = consumer.raw_request("evm_mine".into(), ()).await.unwrap();
+    let refund_to = chain.signer(5).address();
+    assert!(mined!(contract.cancelJob(U256::from(3), refund_to)).status());
+    let db = estuary_oracle::store::DatabaseUrl::Sqlite(dir.path().join("oracle.sqlite"));
+    let store = estuary_oracle::store::Store::open(&db).await.unwrap();
+    let chain_id = consumer.get_chain_id().await.unwrap();
+    let key: estuary_oracle::domain::JobKey =
+        format!("contract/{chain_id}/{oracle_address:#x}/3").parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = store.job(&key).await.unwrap();
+        if job.as_ref().is_some_and(|j| j.status == estuary_oracle::domain::JobState::Cancelled) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "job 3 never stopped: {job:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     oracle.kill().await;
 }
 
@@ -1036,8 +1062,7 @@ async fn a_dedicated_requesters_pins_are_aggregated_and_ordered_apart() {
     let buckets = oracle.get("/buckets").await.unwrap();
     let buckets = buckets["results"].as_array().unwrap();
     assert_eq!(buckets.len(), 2, "{buckets:?}");
-    let group = format!("requester:{}", chain.signer(2).address().to_checksum(None));
-    let own = buckets.iter().find(|b| b["group"] == group.as_str()).expect("the dedicated bucket");
+    let own = buckets.iter().find(|b| b["group"] == "dedicated").expect("the dedicated bucket");
     let shared = buckets.iter().find(|b| b["group"].is_null()).expect("the shared bucket");
     assert_eq!((own["pieces"].as_u64(), shared["pieces"].as_u64()), (Some(1), Some(2)));
     assert_ne!(own["piece_cid"], shared["piece_cid"], "two aggregates");

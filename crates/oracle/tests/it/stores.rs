@@ -610,18 +610,19 @@ async fn dedicated_buckets_keep_to_their_own(s: &Store) {
         pieces.into_iter().map(|(p, g)| (p.piece_cid, g)).collect()
     };
     let own_group = format!("pin:{own}");
-    assert_eq!(
-        groups().await,
-        [(a.into(), None), (b.into(), None), (c.into(), Some(own_group.clone()))]
-    );
+    let shared: Vec<(String, Option<String>)> =
+        vec![(a.into(), None), (b.into(), None), (c.into(), None)];
+    assert_eq!(groups().await, shared, "only requesters the operator named have their own");
     let dedicated = Address::repeat_byte(0x44).to_checksum(None);
-    s.set_dedicated_requesters(std::slice::from_ref(&dedicated)).await.unwrap();
+    let named = [dedicated.clone(), "alice".to_owned()];
+    s.set_dedicated_requesters(&named).await.unwrap();
     let account = format!("requester:{dedicated}");
     let listed = groups().await;
     assert_eq!(listed[1], (b.into(), Some(account.clone())));
+    assert_eq!(listed[2], (c.into(), Some(own_group.clone())), "the pin asked for its own");
     s.set_dedicated_requesters(&[]).await.unwrap();
-    assert_eq!(groups().await[1], (b.into(), None), "no longer dedicated");
-    s.set_dedicated_requesters(std::slice::from_ref(&dedicated)).await.unwrap();
+    assert_eq!(groups().await, shared, "no longer dedicated");
+    s.set_dedicated_requesters(&named).await.unwrap();
     let pieces: Vec<_> = groups().await;
     let to_order = |n: usize| {
         let (piece, _) = &pieces[n];
