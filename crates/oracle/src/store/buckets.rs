@@ -29,7 +29,7 @@ pub struct BucketRecord {
     pub closed_ms: Option<u64>,
     /// Whose it is: `pin:<key>` (one pin's own), `requester:<who>` (an account's or a
     /// contract's); none for the shared bucket. Public views show only its kind
-    /// ([`group_kind`]): the group names an account.
+    /// (`own`, `dedicated`): the group names an account.
     #[serde(serialize_with = "group_kind")]
     pub group: Option<String>,
     /// Why it closed: `full`, `age` or `own` (a pin's own bucket, closed with its pin).
