@@ -502,6 +502,7 @@ async fn metrics<B: Blockstore>(
         let _ = writeln!(out, "estuary_deal_orders{{state=\"{}\"}} {n}", state.as_str());
     }
     deal_metrics(&st, w.head, &mut out).await?;
+    engine_metrics(&st.store.deal_engine_counts().await?, &mut out);
     let p = &st.policy;
     let _ = writeln!(out, "# HELP estuary_http_requests_in_flight Requests being served.");
     let _ = writeln!(out, "# TYPE estuary_http_requests_in_flight gauge");
@@ -522,6 +523,38 @@ async fn metrics<B: Blockstore>(
         p2p_metrics(&p2p.bitswap().stats(), &mut out);
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// Buckets, deal reports, DataDAO fundings and store jobs.
+fn engine_metrics(c: &crate::store::DealEngineCounts, out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP estuary_buckets Buckets of pins, by state and kind.");
+    let _ = writeln!(out, "# TYPE estuary_buckets gauge");
+    for (state, kind, n, _) in &c.buckets {
+        let _ = writeln!(out, "estuary_buckets{{state=\"{state}\",kind=\"{kind}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP estuary_bucket_bytes Padded bytes placed in buckets.");
+    let _ = writeln!(out, "# TYPE estuary_bucket_bytes gauge");
+    for (state, kind, _, bytes) in &c.buckets {
+        let _ = writeln!(out, "estuary_bucket_bytes{{state=\"{state}\",kind=\"{kind}\"}} {bytes}");
+    }
+    let _ = writeln!(out, "# HELP estuary_deals_reported Deals reported with inclusion proofs.");
+    let _ = writeln!(out, "# TYPE estuary_deals_reported gauge");
+    let _ = writeln!(out, "estuary_deals_reported {}", c.deals_reported.0);
+    let _ = writeln!(out, "# HELP estuary_pins_proven Pins proven inside reported deals.");
+    let _ = writeln!(out, "# TYPE estuary_pins_proven gauge");
+    let _ = writeln!(out, "estuary_pins_proven {}", c.deals_reported.1);
+    let _ =
+        writeln!(out, "# HELP estuary_dao_fundings DataDAO proposals funded, waiting, expired.");
+    let _ = writeln!(out, "# TYPE estuary_dao_fundings gauge");
+    for (state, n) in &c.dao_fundings {
+        let _ = writeln!(out, "estuary_dao_fundings{{state=\"{state}\"}} {n}");
+    }
+    let _ = writeln!(out, "# HELP estuary_store_jobs Store jobs by outcome.");
+    let _ = writeln!(out, "# TYPE estuary_store_jobs gauge");
+    let _ = writeln!(out, "estuary_store_jobs{{state=\"fulfilled\"}} {}", c.store_results.0);
+    let _ = writeln!(out, "estuary_store_jobs{{state=\"failed\"}} {}", c.store_results.1);
+    let _ = writeln!(out, "estuary_store_jobs{{state=\"waiting\"}} {}", c.store_waiting);
 }
 
 /// Replicas by state and provider, and each provider's figures (from the same events and

@@ -216,4 +216,75 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    /// The deal engine's counts for `/metrics`: buckets by state and kind, with their padded
+    /// bytes; deals reported with proofs and the pins proven; DataDAO proposals by state; store
+    /// jobs answered (with deals, with a failure) and waiting.
+    pub async fn deal_engine_counts(&self) -> Result<DealEngineCounts, StoreError> {
+        let mut counts = DealEngineCounts::default();
+        let rows = sqlx::query(
+            "SELECT state, CASE WHEN grp IS NULL THEN 'shared'
+                                WHEN grp LIKE 'pin:%' THEN 'own' ELSE 'dedicated' END AS kind,
+                    COUNT(*) AS n, CAST(SUM(end_bytes) AS BIGINT) AS bytes
+             FROM buckets GROUP BY state, kind ORDER BY state, kind",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            counts.buckets.push((
+                r.try_get("state")?,
+                r.try_get("kind")?,
+                get_u64(r, "n")?,
+                opt_u64(r, "bytes")?.unwrap_or(0),
+            ));
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, CAST(SUM(pins) AS BIGINT) AS pins FROM deal_reports",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        counts.deals_reported = (get_u64(&row, "n")?, opt_u64(&row, "pins")?.unwrap_or(0));
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM dao_fundings GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &rows {
+            counts.dao_fundings.push((r.try_get("state")?, get_u64(r, "n")?));
+        }
+        let rows = sqlx::query("SELECT ok, COUNT(*) AS n FROM store_results GROUP BY ok")
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &rows {
+            let n = get_u64(r, "n")?;
+            if get_u64(r, "ok")? == 1 {
+                counts.store_results.0 = n;
+            } else {
+                counts.store_results.1 = n;
+            }
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs j WHERE j.store_replicas IS NOT NULL AND j.state = $1
+               AND NOT EXISTS (SELECT 1 FROM store_results r
+                               WHERE r.source = j.source AND r.job_id = j.job_id)",
+        )
+        .bind(JobState::Reported.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        counts.store_waiting = get_u64(&row, "n")?;
+        Ok(counts)
+    }
+}
+
+/// What [`Store::deal_engine_counts`] gives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DealEngineCounts {
+    /// Buckets: (state, kind: `shared` | `dedicated` | `own`, how many, padded bytes placed).
+    pub buckets: Vec<(String, String, u64, u64)>,
+    /// Deals reported with inclusion proofs, and the pins proven in them.
+    pub deals_reported: (u64, u64),
+    /// DataDAO proposals by funding state.
+    pub dao_fundings: Vec<(String, u64)>,
+    /// Store jobs answered with deals, and with a failure.
+    pub store_results: (u64, u64),
+    /// Store jobs pinned and waiting for their deals.
+    pub store_waiting: u64,
 }

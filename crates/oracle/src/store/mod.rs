@@ -50,7 +50,7 @@ mod snapshot;
 mod uploads;
 
 pub use buckets::{BucketPiece, BucketRecord, BucketRequest};
-pub use datadao::{DaoFunding, FundingState};
+pub use datadao::{DaoFunding, DealEngineCounts, FundingState};
 pub use deals::{DealLogs, OrderRecord, OrderWithReplicas, PieceToOrder};
 pub use gc::{Freed, GcTotals, LIVE, LiveJob};
 pub use jobs::Claimed;

@@ -996,6 +996,11 @@ async fn a_store_job_is_fulfilled_with_its_deals_and_their_proofs_checked_on_cha
     let view = EstuaryOracle::new(oracle_address, &consumer);
     let decoded = view.decodeStoreResult(result.clone()).call().await.unwrap();
     assert_eq!(decoded.deals.len(), 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !oracle.metrics().await.contains("estuary_store_jobs{state=\"fulfilled\"} 1") {
+        assert!(std::time::Instant::now() < deadline, "{}", oracle.metrics().await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // A store job its consumer cancels (refunded once the job timed out) is stopped here:
     // nothing more is fetched, bucketed, dealt or fulfilled for it.

@@ -520,6 +520,9 @@ async fn buckets_take_each_piece_once(s: &Store) {
     s.deal_reported("0xp", (7, 1000), 1, 2, None, 3_001).await.unwrap();
     assert_eq!(s.reported_deals("0xp").await.unwrap(), [7]);
     assert!(s.reported_deals("0xq").await.unwrap().is_empty());
+    let counts = s.deal_engine_counts().await.unwrap();
+    let closed = ("closed".to_owned(), "shared".to_owned(), 1, 256);
+    assert_eq!((counts.buckets, counts.deals_reported), (vec![closed], (1, 2)));
 }
 
 /// A DataDAO's pins are its own to fund: never bucketed nor ordered by the operator; its
@@ -586,6 +589,9 @@ async fn dao_pins_are_the_daos_to_fund(s: &Store) {
     );
     assert!(s.orders_in(contract, OrderState::Open).await.unwrap().is_empty(), "not the maker's");
     assert!(s.live_jobs(0, 10).await.unwrap()[0].dealing, "its CAR is kept for the providers");
+    let counts = s.deal_engine_counts().await.unwrap();
+    assert_eq!(counts.dao_fundings, [("funded".to_owned(), 1)]);
+    assert_eq!((counts.store_results, counts.store_waiting), ((0, 0), 0));
 }
 
 /// Dedicated buckets: a requester named dedicated and a pin asking for its own bucket each get
