@@ -196,6 +196,16 @@ impl Oracle {
         };
         let (state_tx, state_rx) = watch::channel(WatchState::default());
         tasks.extend(start_watchers(&config, &providers, chain_id, &store, state_tx, &shutdown));
+        if config.deals.perpetual.is_none() || operator.is_none() {
+            let ignored = [
+                (config.deals.bucket_size.is_some(), "--bucket-size"),
+                (config.deals.datadao.is_some(), "--datadao-address"),
+                (!config.deals.dedicated_buckets.is_empty(), "--dedicated-bucket-for"),
+            ];
+            for (_, flag) in ignored.iter().filter(|(set, _)| *set) {
+                warn!(flag, "ignored: deals need --perpetual-address and an operator key");
+            }
+        }
         if let Some(contract) = config.deals.perpetual {
             match &operator {
                 Some(tx) => tasks.extend(start_deals(

@@ -31,13 +31,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    domain::{JobSource, deal::ReplicaState, now_ms},
+    domain::{
+        JobSource,
+        deal::{OrderState, ReplicaState},
+        now_ms,
+    },
     pipeline::report::cid_hash,
     store::{BucketPiece, Store, StoreError},
 };
 
 /// Pins per `reportDeal` transaction (each proof costs up to ~33k gas).
 const PINS_PER_REPORT: usize = 64;
+/// Buckets read per query.
+const BUCKET_PAGE: u64 = 1000;
 /// A refused report is tried again after this long.
 const RETRY: Duration = Duration::from_secs(60);
 
@@ -97,7 +103,21 @@ impl DealReporter {
         let contract = format!("{:#x}", self.pinning);
         let done: HashSet<u64> = self.store.reported_deals(&contract).await?.into_iter().collect();
         refused.retain(|_, at| at.elapsed() < RETRY);
-        for bucket in self.store.buckets(1000, 0).await? {
+        // Every bucket, a page at a time (not only the newest: a late or replacement deal of
+        // an old bucket is reported too); only those with an order can hold deals.
+        let mut buckets = Vec::new();
+        for page in 0.. {
+            let got = self.store.buckets(BUCKET_PAGE, page * BUCKET_PAGE).await?;
+            let last = (got.len() as u64) < BUCKET_PAGE;
+            buckets.extend(
+                got.into_iter()
+                    .filter(|b| b.order_state.as_deref() == Some(OrderState::Open.as_str())),
+            );
+            if last {
+                break;
+            }
+        }
+        for bucket in buckets {
             let (Some(aggregate), Some(deal_size)) = (&bucket.piece_cid, bucket.deal_size) else {
                 continue;
             };
