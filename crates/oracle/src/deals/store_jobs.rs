@@ -276,13 +276,17 @@ impl StoreFulfiller {
         };
         let id = job.key.id.as_str().to_owned();
         match &decoded {
-            Some(
-                EstuaryOracleErrors::EstuaryOracleAlreadyFulfilled(_)
-                | EstuaryOracleErrors::EstuaryOracleUnknownJob(_),
-            ) => {
-                let why = format!("not open on chain: {decoded:?}");
-                warn!(job = %id, reason = %why, "store job settled");
-                self.store.store_result_sent(&job.key, false, &why, None, now_ms()).await?;
+            Some(EstuaryOracleErrors::EstuaryOracleAlreadyFulfilled(_)) => {
+                // Answered before a restart (or cancelled by its consumer, which the watcher
+                // reads): kept as it is, since a result with deals may have been delivered.
+                let why = "answered on chain before (a restart)";
+                warn!(job = %id, reason = why, "store job settled");
+                self.store.store_result_sent(&job.key, true, why, None, now_ms()).await?;
+            }
+            Some(EstuaryOracleErrors::EstuaryOracleUnknownJob(_)) => {
+                let why = "no such job on chain";
+                warn!(job = %id, reason = why, "store job settled");
+                self.store.store_result_sent(&job.key, false, why, None, now_ms()).await?;
             }
             _ => {
                 let why = decoded.map_or_else(|| e.to_string(), |d| format!("{d:?}"));

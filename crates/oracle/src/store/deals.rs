@@ -191,6 +191,7 @@ impl Store {
                                WHERE o.contract = $1 AND o.piece_cid = j.piece_cid)
                AND NOT EXISTS (SELECT 1 FROM bucket_pieces p WHERE p.piece_cid = j.piece_cid)
                AND NOT EXISTS (SELECT 1 FROM dao_requesters d WHERE d.requester = j.requester)
+               AND j.store_replicas IS NULL
              GROUP BY j.piece_cid ORDER BY first LIMIT $2",
         )
         .bind(lower(contract))

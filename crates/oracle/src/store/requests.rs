@@ -81,34 +81,7 @@ impl Store {
         }
         for id in cancelled {
             let key = JobKey { source: source.clone(), id: crate::domain::JobId::request(*id) };
-            let row =
-                sqlx::query("SELECT state, attempts FROM jobs WHERE source = $1 AND job_id = $2")
-                    .bind(key.source.to_string())
-                    .bind(key.id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let Some(row) = row else { continue };
-            let state: String = row.try_get("state")?;
-            let status = JobStatus {
-                state: crate::domain::JobState::parse(&state)
-                    .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?,
-                attempts: u32::try_from(get_u64(&row, "attempts")?).unwrap_or(u32::MAX),
-            };
-            // Already cancelled: nothing to do.
-            let Ok(change) = apply(&status, &Input::Cancel, now_ms, &Policy::default()) else {
-                continue;
-            };
-            sqlx::query(
-                "UPDATE jobs SET state = $1, lease_until = 0, updated_at = $2
-                 WHERE source = $3 AND job_id = $4 AND state = $5",
-            )
-            .bind(change.state.as_str())
-            .bind(int(now_ms)?)
-            .bind(key.source.to_string())
-            .bind(key.id.as_str())
-            .bind(status.state.as_str())
-            .execute(&mut *tx)
-            .await?;
+            cancel_in(&mut tx, &key, now_ms).await?;
         }
         move_cursor(&mut tx, stream, cursor).await?;
         tx.commit().await?;
@@ -297,4 +270,41 @@ impl LogStore for RequestLogs {
     ) -> Result<u64, StoreError> {
         self.store.rewind(stream, &self.source, above, cursor).await
     }
+}
+
+/// Cancels job `key` through the state machine, in `tx` (nothing if there is no such job or it
+/// is cancelled already).
+pub(super) async fn cancel_in(
+    tx: &mut sqlx::AnyConnection,
+    key: &JobKey,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT state, attempts FROM jobs WHERE source = $1 AND job_id = $2")
+        .bind(key.source.to_string())
+        .bind(key.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else { return Ok(()) };
+    let state: String = row.try_get("state")?;
+    let status = JobStatus {
+        state: crate::domain::JobState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown state {state:?}")))?,
+        attempts: u32::try_from(get_u64(&row, "attempts")?).unwrap_or(u32::MAX),
+    };
+    // Already cancelled: nothing to do.
+    let Ok(change) = apply(&status, &Input::Cancel, now_ms, &Policy::default()) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "UPDATE jobs SET state = $1, lease_until = 0, updated_at = $2
+         WHERE source = $3 AND job_id = $4 AND state = $5",
+    )
+    .bind(change.state.as_str())
+    .bind(int(now_ms)?)
+    .bind(key.source.to_string())
+    .bind(key.id.as_str())
+    .bind(status.state.as_str())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

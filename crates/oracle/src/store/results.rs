@@ -55,7 +55,8 @@ impl Store {
     }
 
     /// Records the result sent for store job `key` (`deals`: the deals, or the failure's
-    /// reason); once.
+    /// reason); once. A job answered with a failure is not kept: it is cancelled (its content
+    /// unpinned unless another pin holds it), since its consumer was told it is not stored.
     pub async fn store_result_sent(
         &self,
         key: &JobKey,
@@ -64,6 +65,7 @@ impl Store {
         tx_hash: Option<&str>,
         now_ms: u64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO store_results (source, job_id, ok, deals, tx_hash, sent_ms)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -74,8 +76,12 @@ impl Store {
         .bind(deals)
         .bind(tx_hash)
         .bind(int(now_ms)?)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if !ok {
+            super::requests::cancel_in(&mut tx, key, now_ms).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

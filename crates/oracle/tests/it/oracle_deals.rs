@@ -1002,6 +1002,20 @@ async fn a_store_job_is_fulfilled_with_its_deals_and_their_proofs_checked_on_cha
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // A store job too large for an aggregate is answered with why, not kept, never ordered.
+    let (large, large_piece, large_car) = add(dir.path(), "large", &noise(700_000, 13));
+    cars.lock().unwrap().insert(large.clone(), large_car);
+    let params = (U256::from(1), U256::ZERO).abi_encode_params();
+    let price = contract.quote(1, 100_000).call().await.unwrap();
+    let call = contract.requestJob(1, cid_bytes(&large).into(), params.into(), 100_000);
+    assert!(mined!(call.value(price)).status());
+    let (ok, result) = fulfilled(3).await;
+    let reason = String::abi_decode(&result).unwrap();
+    assert!(!ok && reason.contains("larger than an aggregate takes"), "{reason}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let orders = oracle.get(&format!("/deals?piece={large_piece}")).await.unwrap();
+    assert_eq!(orders["results"].as_array().map(Vec::len), Some(0), "{orders}");
+
     // A store job its consumer cancels (refunded once the job timed out) is stopped here:
     // nothing more is fetched, bucketed, dealt or fulfilled for it.
     let never = add(dir.path(), "never", &noise(700, 5)).0;
@@ -1012,21 +1026,29 @@ async fn a_store_job_is_fulfilled_with_its_deals_and_their_proofs_checked_on_cha
     let _: Value = consumer.raw_request("evm_increaseTime".into(), (3601,)).await.unwrap();
     let _: Value = consumer.raw_request("evm_mine".into(), ()).await.unwrap();
     let refund_to = chain.signer(5).address();
-    assert!(mined!(contract.cancelJob(U256::from(3), refund_to)).status());
+    assert!(mined!(contract.cancelJob(U256::from(4), refund_to)).status());
     let db = estuary_oracle::store::DatabaseUrl::Sqlite(dir.path().join("oracle.sqlite"));
     let store = estuary_oracle::store::Store::open(&db).await.unwrap();
     let chain_id = consumer.get_chain_id().await.unwrap();
     let key: estuary_oracle::domain::JobKey =
-        format!("contract/{chain_id}/{oracle_address:#x}/3").parse().unwrap();
+        format!("contract/{chain_id}/{oracle_address:#x}/4").parse().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let job = store.job(&key).await.unwrap();
         if job.as_ref().is_some_and(|j| j.status == estuary_oracle::domain::JobState::Cancelled) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "job 3 never stopped: {job:?}");
+        assert!(std::time::Instant::now() < deadline, "job 4 never stopped: {job:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let key: estuary_oracle::domain::JobKey =
+        format!("contract/{chain_id}/{oracle_address:#x}/3").parse().unwrap();
+    let job = store.job(&key).await.unwrap().unwrap();
+    assert_eq!(
+        job.status,
+        estuary_oracle::domain::JobState::Cancelled,
+        "the failed job is not kept"
+    );
     oracle.kill().await;
 }
 
