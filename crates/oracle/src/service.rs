@@ -440,7 +440,8 @@ fn start_deals(
                 JobSource::Contract { chain: chain_id, address: oracle },
                 rules.largest_piece(),
                 std::time::Duration::from_secs(config.deals.deal_check_secs),
-            );
+            )
+            .with_max_age(config.deals.bucket_max_age_secs);
             tasks.push(tokio::spawn(fulfiller.run(shutdown.clone())));
         }
     }

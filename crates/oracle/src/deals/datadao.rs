@@ -24,7 +24,9 @@ use alloy::{
     providers::Provider,
 };
 use estuary_chain::{TxError, TxManager};
-use estuary_contracts::{DataDAO, PerpetualStorage, data_dao::DataDAO::DataDAOErrors};
+use estuary_contracts::{
+    DataDAO, EstuaryPinning, PerpetualStorage, data_dao::DataDAO::DataDAOErrors,
+};
 use estuary_piece::PieceCid;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -233,6 +235,24 @@ impl DaoFunder {
             let why = "waiting for its pin to be reported";
             return self.put(id, &request, fund_by, FundingState::Waiting, why, progress).await;
         };
+        // `fundOrder` takes the piece the pin was reported with on chain, and our CAR's size
+        // and URL: with several operators, another's report may have won with another piece,
+        // which our CAR would not match. Then the order is not ours to fund.
+        if let (Some(address), Ok(cid)) =
+            (self.pinning.contract().map(|(_, a)| a), piece.piece_cid.parse::<PieceCid>())
+        {
+            let pinning = EstuaryPinning::new(address, self.tx.provider());
+            let reported = pinning
+                .getRequest(U256::from_str_radix(&request, 10).unwrap_or_default())
+                .call()
+                .await
+                .map_err(read("getRequest"))?;
+            if reported.commP.0 != *cid.commp() || Some(reported.paddedSize) != cid.padded_size() {
+                let why = "its pin was reported on chain with another piece than this oracle's \
+                           (another operator's report): not funded from here";
+                return self.put(id, &request, fund_by, FundingState::Waiting, why, progress).await;
+            }
+        }
         let origin = format!("{}/piece/{}", self.public_url, piece.piece_cid);
         let call = dao.fundOrder(U256::from(id), piece.car_size, vec![origin]);
         let key = format!("fund/{:#x}/{id}", self.dao);

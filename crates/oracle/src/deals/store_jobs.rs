@@ -80,6 +80,8 @@ pub struct StoreFulfiller {
     source: JobSource,
     /// The largest piece a bucket takes.
     largest: u64,
+    /// The buckets' maximum age, seconds (checked against the contract's `jobTimeout`).
+    max_age_secs: u64,
     every: Duration,
 }
 
@@ -94,11 +96,30 @@ impl StoreFulfiller {
         largest: u64,
         every: Duration,
     ) -> Self {
-        Self { store, tx, oracle, source, largest, every }
+        Self { store, tx, oracle, source, largest, max_age_secs: 0, every }
+    }
+
+    /// Buckets close after `secs` at most: warned about if a consumer's timeout is not well
+    /// above it.
+    #[must_use]
+    pub fn with_max_age(mut self, secs: u64) -> Self {
+        self.max_age_secs = secs;
+        self
     }
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        let contract = EstuaryOracle::new(self.oracle, self.tx.provider());
+        if let Ok(timeout) = contract.jobTimeout().call().await
+            && self.max_age_secs.saturating_mul(2) >= timeout
+        {
+            warn!(
+                job_timeout = timeout,
+                bucket_max_age = self.max_age_secs,
+                "a store job's consumer may cancel it before its bucket is dealt: keep \
+                 --bucket-max-age-secs well under the contract's jobTimeout"
+            );
+        }
         let mut refused: HashMap<String, Instant> = HashMap::new();
         loop {
             if let Err(e) = self.round(&mut refused).await {
