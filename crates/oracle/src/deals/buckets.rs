@@ -38,7 +38,7 @@ use crate::{
         now_ms,
     },
     gc::GcGate,
-    store::{Store, StoreError},
+    store::{BucketPiece, Store, StoreError},
 };
 
 /// The largest deal (64 GiB sectors).
@@ -193,13 +193,7 @@ impl Bucketer {
         // size before a restart still closes.
         let deal_size = deal_size_for(bucket.end, bucket.pieces, MAX_DEAL_SIZE)
             .ok_or_else(|| corrupt(format!("its pieces end at {}", bucket.end)))?;
-        let mut nodes = Vec::with_capacity(pieces.len());
-        for p in &pieces {
-            let cid: PieceCid = p.piece_cid.parse().map_err(|e| corrupt(format!("{e}")))?;
-            let height = (p.padded_size / 32).trailing_zeros();
-            nodes.push((*cid.commp(), u8::try_from(height).unwrap_or(u8::MAX)));
-        }
-        let aggregate = Aggregate::build(&nodes, deal_size).map_err(|e| corrupt(format!("{e}")))?;
+        let aggregate = aggregate_of(id, &pieces, deal_size)?;
         if let Some((p, s)) =
             pieces.iter().zip(&aggregate.segments).find(|(p, s)| p.offset != s.offset)
         {
@@ -219,4 +213,21 @@ impl Bucketer {
         }
         Ok(())
     }
+}
+
+/// The FRC-0058 aggregate of bucket `id`'s `pieces` in a deal of `deal_size` (what closing it
+/// built, and what its pins' inclusion proofs come from).
+pub(crate) fn aggregate_of(
+    id: u64,
+    pieces: &[BucketPiece],
+    deal_size: u64,
+) -> Result<Aggregate, BucketError> {
+    let corrupt = |reason: String| BucketError::Aggregate { id, reason };
+    let mut nodes = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        let cid: PieceCid = p.piece_cid.parse().map_err(|e| corrupt(format!("{e}")))?;
+        let height = u8::try_from((p.padded_size / 32).trailing_zeros()).unwrap_or(u8::MAX);
+        nodes.push((*cid.commp(), height));
+    }
+    Aggregate::build(&nodes, deal_size).map_err(|e| corrupt(format!("{e}")))
 }

@@ -194,8 +194,7 @@ impl DaoFunder {
             // Rejected, expired: nothing to do, ever.
             _ => {
                 if progress.stored.get(&id).is_some_and(|(s, _)| *s == FundingState::Waiting) {
-                    let request = dao.pinRequestOf(U256::from(id)).call().await;
-                    let request = request.map_err(read("pinRequestOf"))?.to_string();
+                    let request = self.request_of(id).await?;
                     let why = "not funded by its fundBy: the DAO released its budget";
                     self.put(id, &request, p.fundBy, FundingState::Expired, why, progress).await?;
                 }
@@ -213,9 +212,7 @@ impl DaoFunder {
         progress: &mut Progress,
     ) -> Result<(), FundError> {
         let dao = DataDAO::new(self.dao, self.tx.provider());
-        let request =
-            dao.pinRequestOf(U256::from(id)).call().await.map_err(read("pinRequestOf"))?;
-        let request = request.to_string();
+        let request = self.request_of(id).await?;
         if now > fund_by {
             // Expired on chain (anyone may): the DAO's budget is released and the pin
             // request cancelled, which unpins it here.
@@ -300,9 +297,7 @@ impl DaoFunder {
     ) -> Result<bool, FundError> {
         let dao = DataDAO::new(self.dao, self.tx.provider());
         let order = dao.orderOf(U256::from(id)).call().await.map_err(read("orderOf"))?;
-        let request =
-            dao.pinRequestOf(U256::from(id)).call().await.map_err(read("pinRequestOf"))?;
-        let request = request.to_string();
+        let request = self.request_of(id).await?;
         let (Ok(order), Some(piece)) =
             (u64::try_from(order), self.store.reported_piece(&self.pinning, &request).await?)
         else {
@@ -345,21 +340,45 @@ impl DaoFunder {
             .await?;
         self.store
             .put_dao_funding(&DaoFunding {
-                dao: format!("{:#x}", self.dao),
-                proposal_id: id,
-                request_id: request.to_owned(),
-                fund_by,
-                state: FundingState::Funded,
                 piece_cid: Some(piece.piece_cid.clone()),
                 order_id: Some(order),
                 tx_hash: tx.map(str::to_owned),
-                error: None,
-                updated_ms: now_ms(),
+                ..self.funding(id, request, fund_by, FundingState::Funded, None)
             })
             .await?;
         progress.stored.insert(id, (FundingState::Funded, None));
         progress.bound.insert(id);
         Ok(())
+    }
+
+    /// The pin request DAO proposal `id` made.
+    async fn request_of(&self, id: u64) -> Result<String, FundError> {
+        let dao = DataDAO::new(self.dao, self.tx.provider());
+        let request = dao.pinRequestOf(U256::from(id)).call().await;
+        Ok(request.map_err(read("pinRequestOf"))?.to_string())
+    }
+
+    /// Proposal `id`'s funding row as of now, with neither piece, order nor transaction.
+    fn funding(
+        &self,
+        id: u64,
+        request: &str,
+        fund_by: u64,
+        state: FundingState,
+        why: Option<&str>,
+    ) -> DaoFunding {
+        DaoFunding {
+            dao: format!("{:#x}", self.dao),
+            proposal_id: id,
+            request_id: request.to_owned(),
+            fund_by,
+            state,
+            piece_cid: None,
+            order_id: None,
+            tx_hash: None,
+            error: why.map(str::to_owned),
+            updated_ms: now_ms(),
+        }
     }
 
     /// Stores proposal `id`'s state and why, if either changed.
@@ -376,20 +395,7 @@ impl DaoFunder {
         if progress.stored.get(&id) == Some(&now) {
             return Ok(());
         }
-        self.store
-            .put_dao_funding(&DaoFunding {
-                dao: format!("{:#x}", self.dao),
-                proposal_id: id,
-                request_id: request.to_owned(),
-                fund_by,
-                state,
-                piece_cid: None,
-                order_id: None,
-                tx_hash: None,
-                error: Some(why.to_owned()),
-                updated_ms: now_ms(),
-            })
-            .await?;
+        self.store.put_dao_funding(&self.funding(id, request, fund_by, state, Some(why))).await?;
         progress.stored.insert(id, now);
         Ok(())
     }

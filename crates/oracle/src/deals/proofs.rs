@@ -23,21 +23,19 @@ use std::{
 use alloy::primitives::{Address, B256, FixedBytes};
 use estuary_chain::TxManager;
 use estuary_contracts::pinning::{EstuaryPinning, PoDSI};
-use estuary_piece::{
-    PieceCid,
-    aggregate::{Aggregate, MerkleProof},
-};
+use estuary_piece::aggregate::{Aggregate, MerkleProof};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
+    deals::buckets::{BucketError, aggregate_of},
     domain::{
         JobSource,
         deal::{OrderState, ReplicaState},
         now_ms,
     },
     pipeline::report::cid_hash,
-    store::{BucketPiece, Store, StoreError},
+    store::{Store, StoreError},
 };
 
 /// Pins per `reportDeal` transaction (each proof costs up to ~33k gas).
@@ -54,13 +52,8 @@ pub enum ProofError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A stored bucket cannot be aggregated (a corrupt row).
-    #[error("bucket {id} cannot be aggregated: {reason}")]
-    Aggregate {
-        /// The bucket.
-        id: u64,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Bucket(#[from] BucketError),
 }
 
 /// Reports deals holding bucketed pins to `EstuaryPinning`.
@@ -135,7 +128,7 @@ impl DealReporter {
                 continue;
             }
             let pieces = self.store.bucket_pieces(bucket.id).await?;
-            let agg = build(bucket.id, &pieces, deal_size)?;
+            let agg = aggregate_of(bucket.id, &pieces, deal_size)?;
             let requests = self.store.bucket_requests(bucket.id, &self.source).await?;
             let mut pins = Vec::with_capacity(requests.len());
             for r in &requests {
@@ -213,21 +206,6 @@ impl DealReporter {
         }
         Ok(last)
     }
-}
-
-pub(crate) fn build(
-    id: u64,
-    pieces: &[BucketPiece],
-    deal_size: u64,
-) -> Result<Aggregate, ProofError> {
-    let corrupt = |reason: String| ProofError::Aggregate { id, reason };
-    let mut nodes = Vec::with_capacity(pieces.len());
-    for p in pieces {
-        let cid: PieceCid = p.piece_cid.parse().map_err(|e| corrupt(format!("{e}")))?;
-        let height = u8::try_from((p.padded_size / 32).trailing_zeros()).unwrap_or(u8::MAX);
-        nodes.push((*cid.commp(), height));
-    }
-    Aggregate::build(&nodes, deal_size).map_err(|e| corrupt(format!("{e}")))
 }
 
 fn proof_data(proof: &MerkleProof) -> PoDSI::ProofData {

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    deals::proofs::{ProofError, build},
+    deals::buckets::{BucketError, aggregate_of},
     domain::{
         JobSource,
         deal::{OrderState, ReplicaState},
@@ -58,7 +58,7 @@ pub enum StoreJobError {
     Store(#[from] StoreError),
     /// A bucket cannot be aggregated.
     #[error(transparent)]
-    Proof(#[from] ProofError),
+    Bucket(#[from] BucketError),
 }
 
 /// Where a store job's result is.
@@ -238,9 +238,9 @@ impl StoreFulfiller {
         };
         // Hashing the aggregate's tree is CPU work: off the async workers.
         let (id, inside) = (bucket.id, pieces.clone());
-        let agg = tokio::task::spawn_blocking(move || build(id, &inside, deal_size))
+        let agg = tokio::task::spawn_blocking(move || aggregate_of(id, &inside, deal_size))
             .await
-            .map_err(|e| ProofError::Aggregate { id, reason: e.to_string() })??;
+            .map_err(|e| BucketError::Aggregate { id, reason: e.to_string() })??;
         let Some(proof) = agg.proof(n) else { return Ok(Ready::Wait) };
         let proof = PoDSI::InclusionProof {
             proofSubtree: proof_data(&proof.subtree),

@@ -6,7 +6,6 @@ use super::{Dialect, Store, StoreError, get_u64, int, need};
 use crate::domain::{
     JobId, JobKey, JobSource, JobState,
     pinning::{Caller, CheckedPin, Pin, PinQuery, PinRecord, Scope, TextMatch},
-    state::{Input, Policy, apply},
 };
 
 /// A token as listed to its operator (never the secret).
@@ -220,32 +219,7 @@ impl Store {
         if gone.rows_affected() == 0 {
             return Ok(false);
         }
-        let key = pin_key(owner, requestid)?;
-        let row = sqlx::query("SELECT state, attempts FROM jobs WHERE source = $1 AND job_id = $2")
-            .bind(key.source.to_string())
-            .bind(key.id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else { return Ok(true) };
-        let state: String = row.try_get("state")?;
-        let status = crate::domain::JobStatus {
-            state: JobState::parse(&state)
-                .ok_or_else(|| StoreError::Corrupt(format!("state {state:?}")))?,
-            attempts: u32::try_from(get_u64(&row, "attempts")?).unwrap_or(u32::MAX),
-        };
-        if let Ok(change) = apply(&status, &Input::Cancel, now_ms, &Policy::default()) {
-            sqlx::query(
-                "UPDATE jobs SET state = $1, lease_until = 0, updated_at = $2
-                 WHERE source = $3 AND job_id = $4 AND state = $5",
-            )
-            .bind(change.state.as_str())
-            .bind(int(now_ms)?)
-            .bind(key.source.to_string())
-            .bind(key.id.as_str())
-            .bind(status.state.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
+        super::requests::cancel_in(tx, &pin_key(owner, requestid)?, now_ms).await?;
         Ok(true)
     }
 

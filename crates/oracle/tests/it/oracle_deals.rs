@@ -229,10 +229,7 @@ struct Sps<'a> {
 
 impl Sps<'_> {
     fn wallet(&self, miner: u64) -> impl Provider + use<> {
-        let account = usize::try_from(miner - 999).unwrap();
-        ProviderBuilder::new()
-            .wallet(alloy::network::EthereumWallet::from(self.chain.signer(account)))
-            .connect_http(self.chain.anvil.endpoint_url())
+        self.chain.wallet(usize::try_from(miner - 999).unwrap())
     }
 
     fn perpetual(&self) -> alloy::primitives::Address {
@@ -785,11 +782,7 @@ async fn a_datadao_accepted_cid_becomes_a_funded_order_whose_slots_are_taken() {
         "1",
     ];
     let oracle = oracle_with(&chain, dir.path(), &url, &extra).await;
-    let wallet = |i: usize| {
-        ProviderBuilder::new()
-            .wallet(alloy::network::EthereumWallet::from(chain.signer(i)))
-            .connect_http(chain.anvil.endpoint_url())
-    };
+    let wallet = |i: usize| chain.wallet(i);
     // The DAO: three members and a treasury (its owner is the deployer, account 0).
     let owner = wallet(0);
     let dao = DataDAO::new(dao_address, &owner);
@@ -811,8 +804,7 @@ async fn a_datadao_accepted_cid_becomes_a_funded_order_whose_slots_are_taken() {
         mined!(DataDAO::new(dao_address, &voter).voteCIDProposal(U256::from(1), true)).status()
     );
     let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let _: Value = reader.raw_request("evm_increaseTime".into(), (301,)).await.unwrap();
-    let _: Value = reader.raw_request("evm_mine".into(), ()).await.unwrap();
+    chain.travel(301).await;
     let executor = wallet(7);
     assert!(mined!(DataDAO::new(dao_address, &executor).execute(U256::from(1))).status());
 
@@ -872,13 +864,11 @@ async fn a_datadao_accepted_cid_becomes_a_funded_order_whose_slots_are_taken() {
     assert!(
         mined!(DataDAO::new(dao_address, &voter).voteCIDProposal(U256::from(2), true)).status()
     );
-    let _: Value = reader.raw_request("evm_increaseTime".into(), (301,)).await.unwrap();
-    let _: Value = reader.raw_request("evm_mine".into(), ()).await.unwrap();
+    chain.travel(301).await;
     assert!(mined!(DataDAO::new(dao_address, &executor).execute(U256::from(2))).status());
     let reserved = on_chain.reserved().call().await.unwrap();
     assert!(reserved > U256::ZERO, "its budget is reserved");
-    let _: Value = reader.raw_request("evm_increaseTime".into(), (3601,)).await.unwrap();
-    let _: Value = reader.raw_request("evm_mine".into(), ()).await.unwrap();
+    chain.travel(3601).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while on_chain.getProposal(U256::from(2)).call().await.unwrap().state != 5 {
         assert!(std::time::Instant::now() < deadline, "proposal 2 was never expired");
@@ -924,9 +914,7 @@ async fn a_store_job_is_fulfilled_with_its_deals_and_their_proofs_checked_on_cha
     let oracle = oracle_with(&chain, dir.path(), &url, &extra).await;
     let (root, piece, car) = add(dir.path(), "stored", &noise(5000, 11));
     cars.lock().unwrap().insert(root.clone(), car);
-    let consumer = ProviderBuilder::new()
-        .wallet(alloy::network::EthereumWallet::from(chain.signer(5)))
-        .connect_http(chain.anvil.endpoint_url());
+    let consumer = chain.wallet(5);
     let contract = EstuaryOracle::new(oracle_address, &consumer);
     for replicas in [2u64, 3] {
         let params = (U256::from(replicas), U256::ZERO).abi_encode_params();
@@ -1023,8 +1011,7 @@ async fn a_store_job_is_fulfilled_with_its_deals_and_their_proofs_checked_on_cha
     let price = contract.quote(1, 100_000).call().await.unwrap();
     let call = contract.requestJob(1, cid_bytes(&never).into(), params.into(), 100_000);
     assert!(mined!(call.value(price)).status());
-    let _: Value = consumer.raw_request("evm_increaseTime".into(), (3601,)).await.unwrap();
-    let _: Value = consumer.raw_request("evm_mine".into(), ()).await.unwrap();
+    chain.travel(3601).await;
     let refund_to = chain.signer(5).address();
     assert!(mined!(contract.cancelJob(U256::from(4), refund_to)).status());
     let db = estuary_oracle::store::DatabaseUrl::Sqlite(dir.path().join("oracle.sqlite"));

@@ -29,12 +29,25 @@ impl Chain {
         Chain(LocalChain::start(None).await.expect("a local chain"))
     }
 
+    /// A provider sending from account `index`.
+    pub fn wallet(&self, index: usize) -> impl alloy::providers::Provider + use<> {
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::from(self.signer(index)))
+            .connect_http(self.anvil.endpoint_url())
+    }
+
+    /// Moves the chain's clock `secs` seconds on and mines a block at the new time.
+    pub async fn travel(&self, secs: u64) {
+        use alloy::providers::Provider;
+        let reader = ProviderBuilder::new().connect_http(self.anvil.endpoint_url());
+        let _: Value = reader.raw_request("evm_increaseTime".into(), (secs,)).await.unwrap();
+        let _: Value = reader.raw_request("evm_mine".into(), ()).await.unwrap();
+    }
+
     /// Sends `pinToEstuary(cid)` from account `index`, paying the contract's fee; returns the
     /// request id.
     pub async fn pin(&self, index: usize, cid: &[u8]) -> u64 {
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(self.signer(index)))
-            .connect_http(self.anvil.endpoint_url());
+        let provider = self.wallet(index);
         let pinning = EstuaryPinning::new(self.deployment.pinning, provider);
         let fee = pinning.fee().call().await.expect("fee");
         assert!(fee > 0, "the local profile charges a pin fee");
