@@ -91,10 +91,15 @@ struct Progress {
     next: u64,
     /// Whether the proposals funded before a restart were read from the database.
     loaded: bool,
-    /// Proposals funded and bound.
-    bound: std::collections::HashSet<u64>,
-    /// What was stored last for each proposal, so that an unchanged state is not written again.
+    /// What was stored last for each proposal, so that an unchanged state is not written again
+    /// (`Funded`: bound, nothing more to do).
     stored: HashMap<u64, (FundingState, Option<String>)>,
+}
+
+impl Progress {
+    fn is_funded(&self, id: u64) -> bool {
+        self.stored.get(&id).is_some_and(|(s, _)| *s == FundingState::Funded)
+    }
 }
 
 impl DaoFunder {
@@ -130,7 +135,9 @@ impl DaoFunder {
     async fn round(&self, progress: &mut Progress) -> Result<(), FundError> {
         if !progress.loaded {
             let dao = format!("{:#x}", self.dao);
-            progress.bound.extend(self.store.dao_funded(&dao).await?);
+            for id in self.store.dao_funded(&dao).await? {
+                progress.stored.insert(id, (FundingState::Funded, None));
+            }
             progress.loaded = true;
         }
         let provider = self.tx.provider();
@@ -152,7 +159,7 @@ impl DaoFunder {
         let mut id = progress.next;
         let mut reads = 0;
         while id <= count && reads < READS {
-            let settled = if progress.bound.contains(&id) {
+            let settled = if progress.is_funded(id) {
                 true
             } else {
                 reads += 1;
@@ -302,7 +309,7 @@ impl DaoFunder {
             (u64::try_from(order), self.store.reported_piece(&self.pinning, &request).await?)
         else {
             // Funded by another operator for a pin this oracle does not hold.
-            progress.bound.insert(id);
+            progress.stored.insert(id, (FundingState::Funded, None));
             return Ok(true);
         };
         self.bind(id, &request, fund_by, &piece, order, None, progress).await?;
@@ -347,7 +354,6 @@ impl DaoFunder {
             })
             .await?;
         progress.stored.insert(id, (FundingState::Funded, None));
-        progress.bound.insert(id);
         Ok(())
     }
 
