@@ -248,6 +248,34 @@ pub struct DealsConfig {
     /// `{public-url}/piece/{pieceCid}` as where to download (default: the listen address).
     #[arg(long, env = "ESTUARY_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Address of a DealClient contract this oracle's operator key is an operator of: every
+    /// piece the oracle packs and reports (with buckets: every closed bucket's aggregate) gets
+    /// contract deals there instead of a PerpetualStorage order, one proposal per replica, each
+    /// naming a provider chosen among the `--provider` ones by policy and score. The deals are
+    /// paid from the contract's market escrow (its owner adds it with `addMarketBalance`).
+    #[arg(long = "deal-client-address", env = "ESTUARY_DEAL_CLIENT_ADDRESS")]
+    pub deal_client: Option<Address>,
+    /// A storage provider contract deals may go to, with its policy (repeat, or `;` between
+    /// them in the variable): `f01000` or
+    /// `f01000:price=0,verified=any,min-size=1MiB,max-size=32GiB,max-in-flight=1TiB,org=acme,region=eu`
+    /// (price: attoFIL per GiB per epoch it asks; verified: any, true or false).
+    #[arg(long = "provider", env = "ESTUARY_PROVIDERS", value_delimiter = ';')]
+    pub providers: Vec<crate::domain::placement::ProviderPolicy>,
+    /// Most the operator pays a provider for a contract deal, in attoFIL per GiB per epoch;
+    /// providers asking more are not chosen.
+    #[arg(long, env = "ESTUARY_DEAL_MAX_PRICE", default_value_t = 0)]
+    pub deal_max_price: u128,
+    /// Epochs from a contract deal's proposal to its start: the provider's time to fetch, seal
+    /// and prove it (a proposal not published by then is withdrawn and goes elsewhere).
+    #[arg(long, env = "ESTUARY_DEAL_START_EPOCHS", default_value_t = 2880,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub deal_start_epochs: u64,
+    /// Most replicas of one piece at providers of one organisation (`org=` in `--provider`).
+    #[arg(long, env = "ESTUARY_PROVIDERS_PER_ORG")]
+    pub providers_per_org: Option<u16>,
+    /// Most replicas of one piece at providers of one region (`region=` in `--provider`).
+    #[arg(long, env = "ESTUARY_PROVIDERS_PER_REGION")]
+    pub providers_per_region: Option<u16>,
     /// Replicas per piece (at different providers).
     #[arg(
         long,
@@ -339,6 +367,16 @@ impl DealsConfig {
             deal_size,
             max_age_ms: self.bucket_max_age_secs.saturating_mul(1000),
         })
+    }
+
+    /// The operator's rules for choosing providers.
+    pub fn placement(&self) -> crate::domain::placement::PlacementRules {
+        crate::domain::placement::PlacementRules {
+            max_price: self.deal_max_price,
+            verified: self.deal_verified,
+            per_org: self.providers_per_org,
+            per_region: self.providers_per_region,
+        }
     }
 
     /// The terms of each order.

@@ -69,6 +69,9 @@ pub enum OracleError {
     /// A secret's file could not be read.
     #[error(transparent)]
     Secret(#[from] crate::config::SecretError),
+    /// Settings that do not go together.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// A running oracle.
@@ -196,21 +199,25 @@ impl Oracle {
         };
         let (state_tx, state_rx) = watch::channel(WatchState::default());
         tasks.extend(start_watchers(&config, &providers, chain_id, &store, state_tx, &shutdown));
-        if config.deals.perpetual.is_none() || operator.is_none() {
+        let dealing = config.deals.perpetual.is_some() || config.deals.deal_client.is_some();
+        if !dealing || operator.is_none() {
             let ignored = [
                 (config.deals.bucket_size.is_some(), "--bucket-size"),
                 (config.deals.datadao.is_some(), "--datadao-address"),
                 (!config.deals.dedicated_buckets.is_empty(), "--dedicated-bucket-for"),
             ];
             for (_, flag) in ignored.iter().filter(|(set, _)| *set) {
-                warn!(flag, "ignored: deals need --perpetual-address and an operator key");
+                warn!(
+                    flag,
+                    "ignored: deals need --perpetual-address or --deal-client-address, and an operator key"
+                );
             }
         }
-        if let Some(contract) = config.deals.perpetual {
+        if dealing {
             match &operator {
                 Some(tx) => tasks.extend(start_deals(
-                    &config, &providers, chain_id, contract, tx, &store, local_addr, &shutdown,
-                )),
+                    &config, &providers, chain_id, tx, &store, local_addr, &shutdown,
+                )?),
                 None => warn!("no operator key: no orders are made for deals"),
             }
         }
@@ -329,89 +336,148 @@ fn start_pipeline<B: Blockstore>(
     (tokio::spawn(pipeline.run(shutdown.clone())), faults)
 }
 
-/// The deal watcher of the `PerpetualStorage` contract at `contract` (its events about the
-/// operator's orders) and the maker of orders, sending with `tx`.
-#[allow(clippy::too_many_arguments)]
+/// The deal engine, sending with `tx`: with `--perpetual-address`, its watcher (events about
+/// the operator's and the DataDAO's orders), the keeper and the DataDAO's funder; the pieces'
+/// deals through the `DealClient` scheduler if `--deal-client-address` is given, else as
+/// `PerpetualStorage` orders; and with buckets, the bucketer, the deal reporter and the store-job
+/// fulfiller.
 fn start_deals(
     config: &OracleConfig,
     providers: &[(String, DynProvider)],
     chain_id: u64,
-    contract: alloy::primitives::Address,
     tx: &estuary_chain::TxManager,
     store: &Store,
     local_addr: SocketAddr,
     shutdown: &CancellationToken,
-) -> Vec<JoinHandle<()>> {
-    let (state_tx, state_rx) = watch::channel(WatchState::default());
-    let spec = WatchSpec {
-        stream: format!("deals:{chain_id}:{contract:#x}"),
-        addresses: vec![contract],
-        topics: crate::deals::events::topics(),
-        start_block: config.contracts.start_block,
-    };
-    let mut logs = crate::store::DealLogs::new(store.clone(), contract, tx.sender());
-    if let Some(dao) = config.deals.datadao {
-        logs = logs.with_dao(dao);
-    }
-    let logs = Arc::new(logs);
-    let watcher = Watcher::new(providers.to_vec(), logs, spec, config.chain.clone(), state_tx);
+) -> Result<Vec<JoinHandle<()>>, OracleError> {
     let public_url = config.deals.public_url.clone().unwrap_or_else(|| {
         if local_addr.ip().is_unspecified() {
             warn!(
                 %local_addr,
-                "no --public-url: orders name the listen address, which storage providers cannot reach"
+                "no --public-url: deals name the listen address, which storage providers cannot reach"
             );
         }
         format!("http://{local_addr}")
     });
-    info!(%contract, %public_url, replicas = config.deals.deal_replicas, "making perpetual-storage orders");
-    let maker = crate::deals::perpetual::PerpetualMaker::new(
-        store.clone(),
-        tx.clone(),
-        contract,
-        config.deals.terms(),
-        &public_url,
-        state_rx,
-    )
-    .with_budget(config.deals.deal_budget)
-    .with_buckets(config.deals.buckets().map(|rules| rules.largest_piece()));
-    if config.deals.deal_budget.is_none() {
-        warn!("no --deal-budget: every reported piece is funded from the operator's account");
-    }
-    let keeper = crate::deals::keeper::Keeper::new(
-        store.clone(),
-        tx.clone(),
-        contract,
-        crate::deals::keeper::KeeperConfig {
-            view: config.deals.deal_state_view,
-            every: std::time::Duration::from_secs(config.deals.deal_check_secs),
-            expiring_epochs: config.deals.deal_expiring_epochs,
-            collect_every: config.deals.deal_collect_epochs,
-        },
-    );
     if config.deals.deal_state_view.is_none() {
         warn!(
             "no --deal-state-view-address: the market is not read; deals gone from it are not seen"
         );
     }
-    let mut tasks = vec![
-        tokio::spawn(watcher.run(shutdown.clone())),
-        tokio::spawn(maker.run(shutdown.clone())),
-        tokio::spawn(keeper.run(shutdown.clone())),
-    ];
-    if let Some(dao) = config.deals.datadao {
-        info!(%dao, "funding the DataDAO's accepted CIDs (fundOrder)");
-        let pinning = config.contracts.pinning;
-        let funder = crate::deals::datadao::DaoFunder::new(
+    let largest = config.deals.buckets().map(|rules| rules.largest_piece());
+    let every = std::time::Duration::from_secs(config.deals.deal_check_secs);
+    let mut tasks = Vec::new();
+    if let Some(contract) = config.deals.perpetual {
+        let (state_tx, state_rx) = watch::channel(WatchState::default());
+        let spec = WatchSpec {
+            stream: format!("deals:{chain_id}:{contract:#x}"),
+            addresses: vec![contract],
+            topics: crate::deals::events::topics(),
+            start_block: config.contracts.start_block,
+        };
+        let mut logs = crate::store::DealLogs::new(store.clone(), contract, tx.sender());
+        if let Some(dao) = config.deals.datadao {
+            logs = logs.with_dao(dao);
+        }
+        let watcher =
+            Watcher::new(providers.to_vec(), Arc::new(logs), spec, config.chain.clone(), state_tx);
+        tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
+        if config.deals.deal_client.is_none() {
+            info!(%contract, %public_url, replicas = config.deals.deal_replicas, "making perpetual-storage orders");
+            let maker = crate::deals::perpetual::PerpetualMaker::new(
+                store.clone(),
+                tx.clone(),
+                contract,
+                config.deals.terms(),
+                &public_url,
+                state_rx,
+            )
+            .with_budget(config.deals.deal_budget)
+            .with_buckets(largest);
+            if config.deals.deal_budget.is_none() {
+                warn!(
+                    "no --deal-budget: every reported piece is funded from the operator's account"
+                );
+            }
+            tasks.push(tokio::spawn(maker.run(shutdown.clone())));
+        }
+        let keeper = crate::deals::keeper::Keeper::new(
             store.clone(),
             tx.clone(),
-            dao,
             contract,
-            JobSource::Contract { chain: chain_id, address: pinning },
-            &public_url,
-            std::time::Duration::from_secs(config.deals.deal_check_secs),
+            crate::deals::keeper::KeeperConfig {
+                view: config.deals.deal_state_view,
+                every,
+                expiring_epochs: config.deals.deal_expiring_epochs,
+                collect_every: config.deals.deal_collect_epochs,
+            },
         );
-        tasks.push(tokio::spawn(funder.run(shutdown.clone())));
+        tasks.push(tokio::spawn(keeper.run(shutdown.clone())));
+        if let Some(dao) = config.deals.datadao {
+            info!(%dao, "funding the DataDAO's accepted CIDs (fundOrder)");
+            let pinning = config.contracts.pinning;
+            let funder = crate::deals::datadao::DaoFunder::new(
+                store.clone(),
+                tx.clone(),
+                dao,
+                contract,
+                JobSource::Contract { chain: chain_id, address: pinning },
+                &public_url,
+                every,
+            );
+            tasks.push(tokio::spawn(funder.run(shutdown.clone())));
+        }
+    }
+    if let Some(client) = config.deals.deal_client {
+        if config.deals.providers.is_empty() {
+            return Err(OracleError::Config(
+                "--deal-client-address needs at least one --provider to propose deals to".into(),
+            ));
+        }
+        if config.deals.deal_budget.is_some() {
+            warn!(
+                "--deal-budget is ignored by contract deals: the DealClient's escrow bounds them"
+            );
+        }
+        let (state_tx, state_rx) = watch::channel(WatchState::default());
+        let spec = WatchSpec {
+            stream: format!("proposals:{chain_id}:{client:#x}"),
+            addresses: vec![client],
+            topics: crate::deals::events::proposal_topics(),
+            start_block: config.contracts.start_block,
+        };
+        let logs = Arc::new(crate::store::ProposalLogs::new(store.clone(), client));
+        let watcher = Watcher::new(providers.to_vec(), logs, spec, config.chain.clone(), state_tx);
+        tasks.push(tokio::spawn(watcher.run(shutdown.clone())));
+        info!(
+            %client,
+            %public_url,
+            replicas = config.deals.deal_replicas,
+            providers = config.deals.providers.len(),
+            "making contract deals at chosen providers"
+        );
+        let scheduler = crate::deals::contract::Scheduler::new(
+            store.clone(),
+            crate::deals::contract::ContractBackend::new(tx.clone(), client),
+            tx.provider().clone(),
+            crate::deals::contract::SchedulerConfig {
+                providers: config.deals.providers.clone(),
+                rules: config.deals.placement(),
+                ask: crate::domain::placement::DealAsk {
+                    duration: config.deals.deal_term_epochs,
+                    start_delay: config.deals.deal_start_epochs,
+                },
+                replicas: config.deals.deal_replicas,
+                bucketed: largest,
+                public_url,
+                view: config.deals.deal_state_view,
+                expiring_epochs: config.deals.deal_expiring_epochs,
+                scores: crate::domain::provider::ScoreRules::default(),
+                every: std::time::Duration::from_secs(1),
+            },
+            state_rx,
+        );
+        tasks.push(tokio::spawn(scheduler.run(shutdown.clone())));
     }
     if let Some(rules) = config.deals.buckets() {
         info!(
@@ -429,7 +495,7 @@ fn start_deals(
             tx.clone(),
             pinning,
             JobSource::Contract { chain: chain_id, address: pinning },
-            std::time::Duration::from_secs(config.deals.deal_check_secs),
+            every,
         );
         tasks.push(tokio::spawn(reporter.run(shutdown.clone())));
         if let Some(oracle) = config.contracts.oracle {
@@ -439,13 +505,13 @@ fn start_deals(
                 oracle,
                 JobSource::Contract { chain: chain_id, address: oracle },
                 rules.largest_piece(),
-                std::time::Duration::from_secs(config.deals.deal_check_secs),
+                every,
             )
             .with_max_age(config.deals.bucket_max_age_secs);
             tasks.push(tokio::spawn(fulfiller.run(shutdown.clone())));
         }
     }
-    tasks
+    Ok(tasks)
 }
 
 /// A watcher per followed contract (`EstuaryPinning`, and `EstuaryOracle` if configured), storing
@@ -460,11 +526,12 @@ fn start_watchers(
 ) -> Vec<JoinHandle<()>> {
     // Store jobs are served when the oracle makes deals in buckets (each pin's inclusion proof
     // is what a store job's result carries).
-    let store_offer = (config.deals.perpetual.is_some() && config.deals.buckets().is_some())
-        .then_some(crate::domain::request::StoreOffer {
-            replicas: config.deals.deal_replicas,
-            verified: config.deals.deal_verified,
-        });
+    let store_offer = ((config.deals.perpetual.is_some() || config.deals.deal_client.is_some())
+        && config.deals.buckets().is_some())
+    .then_some(crate::domain::request::StoreOffer {
+        replicas: config.deals.deal_replicas,
+        verified: config.deals.deal_verified,
+    });
     let watch_contract = |address: alloy::primitives::Address, kind: ContractKind, state| {
         let source = JobSource::Contract { chain: chain_id, address };
         let spec = WatchSpec {

@@ -837,9 +837,10 @@ pub struct DealView {
     piece_cid: String,
     /// The aggregate the piece is inside (none when the piece is its own deal).
     aggregate_piece_cid: Option<String>,
-    /// How the deal was made (`perpetual`).
+    /// How the deal was made (`perpetual`, `datadao` or `contract`).
     backend: crate::domain::deal::Backend,
-    /// The order at the storage contract.
+    /// The order at the storage contract (for contract deals, the oracle's number of the
+    /// piece's order at the `DealClient`).
     order_id: Option<u64>,
 }
 
@@ -952,11 +953,24 @@ struct DealsQuery {
 
 #[derive(Serialize)]
 struct DealsBody {
-    results: Vec<crate::store::OrderWithReplicas>,
+    results: Vec<OrderView>,
 }
 
-/// `GET /deals`: the orders for pieces, newest first, each with its replicas (public: all of it
-/// is on chain). `piece` filters by piece CID; `limit` up to 1,000; `offset` pages.
+/// An order in `GET /deals`.
+#[derive(Serialize)]
+struct OrderView {
+    #[serde(flatten)]
+    order: crate::store::OrderWithReplicas,
+    /// A contract order's proposals, one per provider asked and attempt: each with its
+    /// provider, terms, state (`sending`, `offered`, `lapsed`, `failed`), proposal id and why
+    /// it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proposals: Option<Vec<crate::store::ProposalRecord>>,
+}
+
+/// `GET /deals`: the orders for pieces, newest first, each with its replicas (and, for contract
+/// deals, the proposals made; public: all of it is on chain). `piece` filters by piece CID;
+/// `limit` up to 1,000; `offset` pages.
 async fn list_deals<B: Blockstore>(
     State(st): State<Arc<ApiState<B>>>,
     Query(q): Query<DealsQuery>,
@@ -968,7 +982,16 @@ async fn list_deals<B: Blockstore>(
     {
         return Err(ApiError::BadRequest(format!("piece must be a piece CID, got {piece:?}")));
     }
-    let results = st.store.deals(q.piece.as_deref(), limit, offset).await?;
+    let mut results = Vec::new();
+    for order in st.store.deals(q.piece.as_deref(), limit, offset).await? {
+        let proposals = match (order.order.backend, order.order.order_id) {
+            (crate::domain::deal::Backend::Contract, Some(id)) => {
+                Some(st.store.proposals_of(order.order.contract, id).await?)
+            }
+            _ => None,
+        };
+        results.push(OrderView { order, proposals });
+    }
     Ok(Json(DealsBody { results }))
 }
 

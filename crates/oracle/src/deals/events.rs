@@ -10,6 +10,16 @@
 //! | `BountyPaid(orderId, provider, amount, until)` | `Slot { provider, Paid { until } }` |
 //! | `OrderCancelled(orderId, refund)` | `Cancelled` |
 //!
+//!
+//! And `DealClient`'s events about proposals ([`decode_proposals`]):
+//!
+//! | event | [`ProposalLogKind`] |
+//! |---|---|
+//! | `DealProposalOffered(id, provider, pieceCid, pieceSize, startEpoch, …)` | `Offered { provider, piece_v1, start_epoch }` |
+//! | `DealPublished(id, dealId, provider)` | `Published { provider, deal_id }` |
+//! | `DealActivated(id, provider, dealId, sector)` | `Activated { provider, deal_id }` |
+//! | `DealProposalCancelled(id)` | `Cancelled` |
+//!
 //! A log of another contract, of another event, without its block or index, or whose data does
 //! not decode is left out (logs come from an RPC endpoint and are not trusted).
 
@@ -18,9 +28,9 @@ use alloy::{
     rpc::types::Log,
     sol_types::SolEvent,
 };
-use estuary_contracts::PerpetualStorage as PS;
+use estuary_contracts::{DealClient as DC, PerpetualStorage as PS};
 
-use crate::domain::deal::{DealLog, DealLogKind, SlotEventKind};
+use crate::domain::deal::{DealLog, DealLogKind, ProposalLog, ProposalLogKind, SlotEventKind};
 
 /// The events followed (topic 0).
 pub fn topics() -> Vec<B256> {
@@ -49,6 +59,55 @@ pub fn decode(contract: Address, logs: &[Log]) -> Vec<DealLog> {
             Some(DealLog { block_number, log_index, order_id: order_id(order)?, kind })
         })
         .collect()
+}
+
+/// The `DealClient` events followed (topic 0).
+pub fn proposal_topics() -> Vec<B256> {
+    vec![
+        DC::DealProposalOffered::SIGNATURE_HASH,
+        DC::DealPublished::SIGNATURE_HASH,
+        DC::DealActivated::SIGNATURE_HASH,
+        DC::DealProposalCancelled::SIGNATURE_HASH,
+    ]
+}
+
+/// The proposal events among `logs` of the `DealClient` at `client`, in the order given.
+pub fn decode_proposals(client: Address, logs: &[Log]) -> Vec<ProposalLog> {
+    logs.iter()
+        .filter(|log| log.address() == client)
+        .filter_map(|log| {
+            let (block_number, log_index) = (log.block_number?, log.log_index?);
+            let (id, kind) = decode_proposal(log)?;
+            Some(ProposalLog { block_number, log_index, id: id.0, kind })
+        })
+        .collect()
+}
+
+fn decode_proposal(log: &Log) -> Option<(B256, ProposalLogKind)> {
+    Some(match *log.topic0()? {
+        DC::DealProposalOffered::SIGNATURE_HASH => {
+            let e = log.log_decode::<DC::DealProposalOffered>().ok()?.inner.data;
+            let kind = ProposalLogKind::Offered {
+                provider: e.provider,
+                piece_v1: e.pieceCid.to_vec(),
+                start_epoch: u64::try_from(e.startEpoch).ok()?,
+            };
+            (e.id, kind)
+        }
+        DC::DealPublished::SIGNATURE_HASH => {
+            let e = log.log_decode::<DC::DealPublished>().ok()?.inner.data;
+            (e.id, ProposalLogKind::Published { provider: e.provider, deal_id: e.dealId })
+        }
+        DC::DealActivated::SIGNATURE_HASH => {
+            let e = log.log_decode::<DC::DealActivated>().ok()?.inner.data;
+            (e.id, ProposalLogKind::Activated { provider: e.provider, deal_id: e.dealId })
+        }
+        DC::DealProposalCancelled::SIGNATURE_HASH => {
+            let e = log.log_decode::<DC::DealProposalCancelled>().ok()?.inner.data;
+            (e.id, ProposalLogKind::Cancelled)
+        }
+        _ => return None,
+    })
 }
 
 fn decode_one(log: &Log) -> Option<(alloy::primitives::U256, DealLogKind)> {
@@ -107,6 +166,56 @@ mod tests {
             log_index: Some(0),
             ..Log::default()
         }
+    }
+
+    #[test]
+    fn proposal_events_decode_and_strangers_are_left_out() {
+        let client = Address::repeat_byte(9);
+        let id = B256::repeat_byte(3);
+        let offered = DC::DealProposalOffered {
+            id,
+            provider: 1000,
+            pieceCid: Bytes::from(vec![1, 2]),
+            pieceSize: 2048,
+            startEpoch: 50,
+            endEpoch: 90,
+            replicas: 1,
+        };
+        let before_genesis = DC::DealProposalOffered { startEpoch: -1, ..offered.clone() };
+        let published = DC::DealPublished { id, dealId: 4, provider: 1000 };
+        let activated = DC::DealActivated { id, provider: 1000, dealId: 4, sector: 2 };
+        let cancelled = DC::DealProposalCancelled { id };
+        let logs = [
+            log(client, offered.encode_log_data(), Some(1)),
+            log(client, before_genesis.encode_log_data(), Some(1)),
+            log(Address::repeat_byte(1), published.encode_log_data(), Some(2)),
+            log(client, published.encode_log_data(), Some(2)),
+            log(client, activated.encode_log_data(), None),
+            log(client, activated.encode_log_data(), Some(3)),
+            log(client, cancelled.encode_log_data(), Some(4)),
+        ];
+        let kinds: Vec<ProposalLogKind> =
+            decode_proposals(client, &logs).into_iter().map(|l| l.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                ProposalLogKind::Offered { provider: 1000, piece_v1: vec![1, 2], start_epoch: 50 },
+                ProposalLogKind::Published { provider: 1000, deal_id: 4 },
+                ProposalLogKind::Activated { provider: 1000, deal_id: 4 },
+                ProposalLogKind::Cancelled,
+            ]
+        );
+        // As replica events: the deadline is the start; a withdrawal after publication is none.
+        assert_eq!(
+            kinds[0].slot(50, 90, false),
+            Some(SlotEventKind::Claimed { deadline: Some(50) })
+        );
+        assert_eq!(
+            kinds[2].slot(50, 90, true),
+            Some(SlotEventKind::Activated { deal_id: 4, start_epoch: 50, end_epoch: 90 })
+        );
+        assert_eq!(kinds[3].slot(50, 90, true), None);
+        assert_eq!(kinds[3].slot(50, 90, false), Some(SlotEventKind::Reopened));
     }
 
     #[test]

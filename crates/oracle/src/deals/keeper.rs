@@ -105,7 +105,14 @@ impl Keeper {
         let head = self.tx.provider().get_block_number().await.map_err(|e| e.to_string())?;
         let mut orders = self.store.open_orders(self.contract).await.map_err(|e| e.to_string())?;
         if let Some(view) = self.config.view
-            && let Err(e) = self.track(view, &mut orders).await
+            && let Err(e) = track(
+                &self.store,
+                self.tx.provider(),
+                view,
+                &mut orders,
+                self.config.expiring_epochs,
+            )
+            .await
         {
             // The last answers stored stand; lapsed claims and finished terms are still kept.
             warn!(error = %e, "keeper: the market read failed; retried next round");
@@ -125,51 +132,6 @@ impl Keeper {
             self.send(&task).await;
         }
         Ok(())
-    }
-
-    /// Reads the market for the deals of `orders`' published and active replicas, keeps the
-    /// answers, and puts them on the replicas. A failed read changes nothing.
-    async fn track(&self, view: Address, orders: &mut [OrderWithReplicas]) -> Result<(), String> {
-        let mut ids: Vec<u64> = orders
-            .iter()
-            .flat_map(|o| o.replicas.iter())
-            .filter(|r| matches!(r.state, ReplicaState::Published | ReplicaState::Active))
-            .filter_map(|r| r.deal_id)
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let reads = super::market::read(self.tx.provider(), view, &ids)
-            .await
-            .map_err(|e| format!("reading the market (retried): {e}"))?;
-        let reads: HashMap<u64, _> = reads.into_iter().map(|r| (r.deal_id, r)).collect();
-        let mut views: Vec<(u64, MarketView)> = Vec::new();
-        for order in orders.iter_mut() {
-            let piece = &order.order.piece_v1;
-            let Some(commp) =
-                piece.len().checked_sub(32).and_then(|at| piece[at..].try_into().ok())
-            else {
-                continue;
-            };
-            for r in &mut order.replicas {
-                if !matches!(r.state, ReplicaState::Published | ReplicaState::Active) {
-                    continue;
-                }
-                let Some(read) = r.deal_id.and_then(|id| reads.get(&id)) else { continue };
-                let expected =
-                    Expected { provider: r.provider, commp, padded_size: order.order.padded_size };
-                let next =
-                    classify(read, &expected, r.market.as_ref(), self.config.expiring_epochs);
-                if r.market.map(|m| m.state) != Some(next.state) {
-                    debug!(deal = read.deal_id, state = next.state.as_str(), "market");
-                }
-                r.market = Some(next);
-                views.push((read.deal_id, next));
-            }
-        }
-        self.store.record_market(&views, now_ms()).await.map_err(|e| e.to_string())
     }
 
     async fn send(&mut self, task: &KeeperTask) {
@@ -204,4 +166,54 @@ impl Keeper {
             }
         }
     }
+}
+
+/// Reads the market for the deals of `orders`' published and active replicas, keeps the
+/// answers, and puts them on the replicas. A failed read changes nothing. (The keeper's, and
+/// the contract-deal scheduler's.)
+pub(crate) async fn track<P: Provider + Clone + 'static>(
+    store: &Store,
+    provider: &P,
+    view: Address,
+    orders: &mut [OrderWithReplicas],
+    expiring_epochs: u64,
+) -> Result<(), String> {
+    let mut ids: Vec<u64> = orders
+        .iter()
+        .flat_map(|o| o.replicas.iter())
+        .filter(|r| matches!(r.state, ReplicaState::Published | ReplicaState::Active))
+        .filter_map(|r| r.deal_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let reads = super::market::read(provider, view, &ids)
+        .await
+        .map_err(|e| format!("reading the market (retried): {e}"))?;
+    let reads: HashMap<u64, _> = reads.into_iter().map(|r| (r.deal_id, r)).collect();
+    let mut views: Vec<(u64, MarketView)> = Vec::new();
+    for order in orders.iter_mut() {
+        let piece = &order.order.piece_v1;
+        let Some(commp) = piece.len().checked_sub(32).and_then(|at| piece[at..].try_into().ok())
+        else {
+            continue;
+        };
+        for r in &mut order.replicas {
+            if !matches!(r.state, ReplicaState::Published | ReplicaState::Active) {
+                continue;
+            }
+            let Some(read) = r.deal_id.and_then(|id| reads.get(&id)) else { continue };
+            let expected =
+                Expected { provider: r.provider, commp, padded_size: order.order.padded_size };
+            let next = classify(read, &expected, r.market.as_ref(), expiring_epochs);
+            if r.market.map(|m| m.state) != Some(next.state) {
+                debug!(deal = read.deal_id, state = next.state.as_str(), "market");
+            }
+            r.market = Some(next);
+            views.push((read.deal_id, next));
+        }
+    }
+    store.record_market(&views, now_ms()).await.map_err(|e| e.to_string())
 }

@@ -31,6 +31,7 @@
 //! SP choice by score are the deal-engine issue's next parts and are not here yet.
 
 pub mod buckets;
+pub mod contract;
 pub mod datadao;
 pub mod events;
 pub mod keeper;

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::market::{MarketState, MarketView};
 
-/// Which backend made an order. (The contract-deal backend through `DealClient` is next.)
+/// Which backend made an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
@@ -34,6 +34,9 @@ pub enum Backend {
     /// DAO's operator): the DAO is its client and pays for it.
     #[serde(rename = "datadao")]
     DataDao,
+    /// Contract deals through a `DealClient` (FRC-0068, Boost's and Curio's contract-deal
+    /// flows): one proposal per replica, each naming the provider the oracle chose.
+    Contract,
 }
 
 impl Backend {
@@ -42,12 +45,13 @@ impl Backend {
         match self {
             Self::Perpetual => "perpetual",
             Self::DataDao => "datadao",
+            Self::Contract => "contract",
         }
     }
 
     /// The backend a stored name names.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Perpetual, Self::DataDao].into_iter().find(|b| b.as_str() == s)
+        [Self::Perpetual, Self::DataDao, Self::Contract].into_iter().find(|b| b.as_str() == s)
     }
 }
 
@@ -346,6 +350,80 @@ impl DealLogKind {
             Self::Created { .. } => "created",
             Self::Slot { kind, .. } => kind.as_str(),
             Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One `DealClient` event about a proposal, decoded (by the chain adapter) from a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProposalLog {
+    /// Block it was in.
+    pub block_number: u64,
+    /// Its index in the block.
+    pub log_index: u64,
+    /// The proposal it is about.
+    pub id: [u8; 32],
+    /// What it says.
+    pub kind: ProposalLogKind,
+}
+
+/// What a [`ProposalLog`] says. As a replica of the piece's order, a proposal folds like a
+/// `PerpetualStorage` slot (see [`ProposalLogKind::slot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposalLogKind {
+    /// `DealProposalOffered`: made, naming `provider` (0: any), for this piece and start.
+    Offered {
+        /// The provider named.
+        provider: u64,
+        /// The piece's v1 CID, as bytes.
+        piece_v1: Vec<u8>,
+        /// The deal's start epoch (it must be published and proven by then).
+        start_epoch: u64,
+    },
+    /// `DealPublished`: the market published `deal_id` for it (`MarketNotifyDeal`).
+    Published {
+        /// The provider.
+        provider: u64,
+        /// The market's deal id.
+        deal_id: u64,
+    },
+    /// `DealActivated`: the provider's sector holding it is proven.
+    Activated {
+        /// The provider.
+        provider: u64,
+        /// The market's deal id.
+        deal_id: u64,
+    },
+    /// `DealProposalCancelled`: withdrawn; no deal can be made for it any more.
+    Cancelled,
+}
+
+impl ProposalLogKind {
+    /// The slot event it stands for, for a proposal of `provider` with a term of
+    /// `start..=end`: offered = claimed (the deadline is the start epoch), published,
+    /// activated (the proposal's term), and withdrawn before publication = reopened
+    /// (`published`: whether it was published, when a withdrawal changes nothing).
+    pub fn slot(&self, start: u64, end: u64, published: bool) -> Option<SlotEventKind> {
+        Some(match *self {
+            Self::Offered { start_epoch, .. } => {
+                SlotEventKind::Claimed { deadline: Some(start_epoch) }
+            }
+            Self::Published { deal_id, .. } => SlotEventKind::Published { deal_id },
+            Self::Activated { deal_id, .. } => {
+                SlotEventKind::Activated { deal_id, start_epoch: start, end_epoch: end }
+            }
+            Self::Cancelled if published => return None,
+            Self::Cancelled => SlotEventKind::Reopened,
+        })
+    }
+
+    /// The provider the event names, if it names one.
+    pub fn provider(&self) -> Option<u64> {
+        match *self {
+            Self::Offered { provider, .. }
+            | Self::Published { provider, .. }
+            | Self::Activated { provider, .. } => Some(provider),
+            Self::Cancelled => None,
         }
     }
 }

@@ -20,7 +20,9 @@
 //!   contract's events;
 //! - [`market`]: what the storage market says of a replica's deal, and what the keeper
 //!   (reopen, collect) does about it;
-//! - [`provider`]: what the oracle knows of each storage provider, and its score.
+//! - [`provider`]: what the oracle knows of each storage provider, and its score;
+//! - [`placement`]: the providers the operator deals with, which of them get a piece's
+//!   replicas (by policy and score), and a proposal's terms checked before it is sent.
 //!
 //! Tests: unit and property tests in each module (`outcomes_never_move_backwards`,
 //! `random_command_sequences_follow_the_graph`).
@@ -31,6 +33,7 @@ pub mod deal;
 pub mod job;
 pub mod market;
 pub mod pinning;
+pub mod placement;
 pub mod provider;
 pub mod request;
 pub mod state;

@@ -17,6 +17,7 @@ mod bench_aggregate;
 mod bench_oracle;
 mod blockstores;
 mod child;
+mod contract_deals;
 mod data_path;
 mod hardening_api;
 mod oracle_backup;

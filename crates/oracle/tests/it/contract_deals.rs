@@ -1,0 +1,298 @@
+//! Contract deals through `DealClient` at providers the oracle chooses, as storage providers
+//! meet them on the local chain: the real oracle process proposes each replica to a provider
+//! its `--provider` policies allow, best score first; providers take a proposal in Boost's flow
+//! (`getDealProposal`, `publishStorageDeals` from the miner's control address, the market's
+//! `MarketNotifyDeal` to the contract) and prove it as a DDO-aware provider does
+//! (`proveCommitSectors3` notifying the market and the client). A provider that never
+//! publishes sees its proposal withdrawn past the deal's start and the replica go elsewhere.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy::{
+    primitives::{B256, Bytes, U256},
+    providers::{Provider, ProviderBuilder},
+    rpc::types::Filter,
+    sol_types::SolEvent,
+};
+use estuary_contracts::{
+    DealClient, MARKET_ACTOR, MarketSimulator, MinerActorSimulator, masked_id_address,
+};
+use serde_json::Value;
+
+use crate::{
+    oracle_pinning::{Cars, add, cid_bytes, gateway},
+    support::{Chain, OracleProcess, noise},
+};
+
+/// A CBOR unsigned integer (a market deal id, as a notification's payload).
+fn cbor_uint(n: u64) -> Vec<u8> {
+    match n {
+        0..=23 => vec![u8::try_from(n).unwrap()],
+        24..=0xff => vec![0x18, u8::try_from(n).unwrap()],
+        0x100..=0xffff => [vec![0x19], u16::try_from(n).unwrap().to_be_bytes().to_vec()].concat(),
+        0x1_0000..=0xffff_ffff => {
+            [vec![0x1a], u32::try_from(n).unwrap().to_be_bytes().to_vec()].concat()
+        }
+        _ => [vec![0x1b], n.to_be_bytes().to_vec()].concat(),
+    }
+}
+
+/// `miner` (controlled by account `miner - 999`) takes proposal `id` in Boost's flow and proves
+/// it in `sector`.
+async fn deliver(chain: &Chain, id: B256, miner: u64, sector: u64) {
+    let sp = chain.wallet(usize::try_from(miner - 999).unwrap());
+    let client = chain.deployment.contracts["DealClient"];
+    let dc = DealClient::new(client, &sp);
+    let proposal = dc.getDealProposal(id).call().await.unwrap();
+    let request = dc.getProposal(id).call().await.unwrap().request;
+    let market = MarketSimulator::new(MARKET_ACTOR, &sp);
+    let receipt = mined!(market.publishStorageDeals(vec![MarketSimulator::ClientDealProposal {
+        proposal,
+        clientSignature: Bytes::from_static(&[0xde, 0xad]),
+    }]));
+    let deal = receipt
+        .decoded_log::<MarketSimulator::DealPublished>()
+        .unwrap_or_else(|| panic!("f0{miner} publishes: {receipt:?}"))
+        .data
+        .id;
+    let payload = Bytes::from(cbor_uint(deal));
+    let mut to_client = vec![0x04, 0x0a];
+    to_client.extend_from_slice(client.as_slice());
+    let activation = MinerActorSimulator::SectorActivation {
+        sector,
+        expiration: request.endEpoch,
+        pieces: vec![MinerActorSimulator::PieceActivation {
+            pieceCid: request.pieceCid,
+            size: request.pieceSize,
+            notify: vec![
+                MinerActorSimulator::Notification {
+                    addr: Bytes::from_static(&[0x00, 0x05]),
+                    payload: payload.clone(),
+                },
+                MinerActorSimulator::Notification { addr: Bytes::from(to_client), payload },
+            ],
+        }],
+    };
+    let actor = MinerActorSimulator::new(masked_id_address(miner), &sp);
+    assert!(mined!(actor.proveCommitSectors3(vec![activation], true)).status(), "f0{miner} proves");
+}
+
+async fn logs<E: SolEvent>(chain: &Chain) -> Vec<E> {
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let found = reader
+        .get_logs(
+            &Filter::new()
+                .address(chain.deployment.contracts["DealClient"])
+                .event_signature(E::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    found.iter().map(|l| l.log_decode::<E>().unwrap().inner.data).collect()
+}
+
+/// The one contract order's view in `/deals`, once `ok` holds (60 s at most).
+async fn order_when(oracle: &OracleProcess, ok: impl Fn(&Value) -> bool, what: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = oracle.get("/deals").await;
+        let order = body.as_ref().map(|b| b["results"][0].clone());
+        if let Some(order) = order.as_ref().filter(|o| ok(o)) {
+            return order.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {order:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn proposals(order: &Value) -> Vec<Value> {
+    order["proposals"].as_array().cloned().unwrap_or_default()
+}
+
+/// The latest proposal to `provider` in `order`.
+fn proposal_to(order: &Value, provider: u64) -> Option<Value> {
+    proposals(order).into_iter().rev().find(|p| p["provider"] == provider)
+}
+
+fn replica_of(order: &Value, provider: u64) -> Option<Value> {
+    order["replicas"].as_array()?.iter().find(|r| r["provider"] == provider).cloned()
+}
+
+/// The whole contract-deal path with its failure cases: no escrow (the proposal waits and
+/// says why, no gas), escrow added (two proposals, to the best two providers the policies
+/// allow: never the one asking more than the operator pays), a SIGKILL and restart (no
+/// proposal made twice), one provider delivering, the other never publishing (withdrawn past
+/// the start, the replica proposed to the third), and the end: two active replicas at two
+/// providers, checked on chain and scored in `/providers`.
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewhere() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let client = chain.deployment.contracts["DealClient"];
+    let args: Vec<String> = [
+        "--gateway",
+        &url,
+        "--data-dir",
+        &dir.path().join("data").display().to_string(),
+        "--operator-key",
+        &chain.operator_key(),
+        "--deal-client-address",
+        &client.to_string(),
+        "--deal-state-view-address",
+        &chain.deployment.contracts["DealStateView"].to_string(),
+        "--deal-check-secs",
+        "1",
+        "--deal-replicas",
+        "2",
+        "--deal-term-epochs",
+        "3600",
+        "--deal-start-epochs",
+        "40",
+        "--deal-expiring-epochs",
+        "100",
+        "--deal-max-price",
+        "10",
+        // f01003 asks more than the operator pays: never proposed to.
+        "--provider",
+        "f01003:price=11",
+        "--provider",
+        "f01000:price=1",
+        "--provider",
+        "f01001:price=1",
+        "--provider",
+        "f01002:price=1,max-size=1MiB",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let db = dir.path().join("oracle.sqlite");
+    let oracle = OracleProcess::start_with(&chain, &db, &args).await;
+    let (root, piece, car) = add(dir.path(), "c", &noise(5000, 11));
+    cars.lock().unwrap().insert(root.clone(), car);
+    chain.pin(4, &cid_bytes(&root)).await;
+
+    // No escrow yet: the proposals wait, and the order says why (nothing was sent).
+    let waiting = order_when(
+        &oracle,
+        |o| o["error"].as_str().is_some_and(|e| e.contains("escrow")),
+        "the order never said it waits for escrow",
+    )
+    .await;
+    assert_eq!(
+        (waiting["backend"].as_str(), waiting["piece_cid"].as_str()),
+        (Some("contract"), Some(piece.as_str()))
+    );
+    assert!(logs::<DealClient::DealProposalOffered>(&chain).await.is_empty());
+
+    // The owner escrows FIL in the market for the contract.
+    let owner = chain.wallet(0);
+    let escrow = U256::from(10u64).pow(U256::from(15u64));
+    let funded = owner
+        .send_transaction(alloy::rpc::types::TransactionRequest::default().to(client).value(escrow))
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(funded.status());
+    assert!(mined!(DealClient::new(client, &owner).addMarketBalance(escrow)).status());
+
+    // Two proposals, to f01000 and f01001 (all unscored: the lower ids first).
+    let offered = |o: &Value, p: u64| proposal_to(o, p).is_some_and(|x| x["state"] == "offered");
+    let order = order_when(
+        &oracle,
+        |o| offered(o, 1000) && offered(o, 1001),
+        "two proposals never offered",
+    )
+    .await;
+    assert!(proposal_to(&order, 1003).is_none() && proposal_to(&order, 1002).is_none());
+    assert_eq!(order["error"], Value::Null, "nothing wrong any more: {order}");
+
+    // A SIGKILL and a restart: nothing is proposed again.
+    oracle.kill().await;
+    let oracle = OracleProcess::start_with(&chain, &db, &args).await;
+    let order = order_when(
+        &oracle,
+        |o| replica_of(o, 1000).is_some() && replica_of(o, 1001).is_some(),
+        "the offers were never seen by the watcher",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(logs::<DealClient::DealProposalOffered>(&chain).await.len(), 2, "no proposal twice");
+    let claimed = replica_of(&order, 1000).unwrap();
+    assert_eq!(claimed["state"], "claimed", "{claimed}");
+    let start = proposal_to(&order, 1000).unwrap()["start_epoch"].as_u64().unwrap();
+    assert_eq!(claimed["deadline"].as_u64(), Some(start), "due by the deal's start");
+
+    // f01001 delivers; the market says its deal is active.
+    let id = |o: &Value, p: u64| -> B256 {
+        proposal_to(o, p).unwrap()["proposal_id"].as_str().unwrap().parse().unwrap()
+    };
+    deliver(&chain, id(&order, 1001), 1001, 7).await;
+    order_when(
+        &oracle,
+        |o| {
+            replica_of(o, 1001)
+                .is_some_and(|r| r["state"] == "active" && r["market"]["state"] == "active")
+        },
+        "f01001's replica never active",
+    )
+    .await;
+
+    // f01000 never publishes: past the start, its proposal is withdrawn and the replica goes to
+    // f01002 (f01003 still asks too much).
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let head = reader.get_block_number().await.unwrap();
+    let blocks = U256::from(start.saturating_sub(head) + 1);
+    let _: Value = reader.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
+    let order = order_when(
+        &oracle,
+        |o| {
+            proposal_to(o, 1000).is_some_and(|p| p["state"] == "lapsed")
+                && offered(o, 1002)
+                && replica_of(o, 1000).is_some_and(|r| r["state"] == "reopened")
+        },
+        "the lapsed proposal never went elsewhere",
+    )
+    .await;
+    let cancelled = logs::<DealClient::DealProposalCancelled>(&chain).await;
+    assert_eq!(cancelled.iter().map(|c| c.id).collect::<Vec<_>>(), [id(&order, 1000)]);
+    deliver(&chain, id(&order, 1002), 1002, 8).await;
+    let order =
+        order_when(&oracle, |o| o["replicas_active"] == 2, "never two active replicas").await;
+    let mut active: Vec<u64> = order["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "active")
+        .map(|r| r["provider"].as_u64().unwrap())
+        .collect();
+    active.sort_unstable();
+    assert_eq!(active, [1001, 1002], "{order}");
+    assert_eq!(logs::<DealClient::DealProposalOffered>(&chain).await.len(), 3);
+    let named: Vec<u64> =
+        logs::<DealClient::DealProposalOffered>(&chain).await.iter().map(|o| o.provider).collect();
+    assert_eq!(named, [1000, 1001, 1002]);
+
+    // The chain agrees: each delivered proposal holds its provider's deal, activated.
+    let dc = DealClient::new(client, &reader);
+    for provider in [1001, 1002] {
+        let view = dc.getProposal(id(&order, provider)).call().await.unwrap();
+        assert_eq!(view.deals.len(), 1);
+        assert_eq!(view.deals[0].provider, provider);
+        assert!(view.deals[0].activated >= 0);
+        assert_eq!(view.proposer, *chain.anvil.addresses().last().unwrap());
+    }
+    // The providers, scored: f01000's lapse is remembered.
+    let providers = oracle.get("/providers").await.unwrap();
+    let by = |p: u64| {
+        providers["results"].as_array().unwrap().iter().find(|x| x["provider"] == p).cloned()
+    };
+    assert_eq!(by(1000).unwrap()["lapsed"], 1, "{providers}");
+    assert_eq!(by(1001).unwrap()["activated"], 1);
+    assert!(by(1001).unwrap()["score"].as_f64() > by(1000).unwrap()["score"].as_f64());
+    assert!(by(1003).is_none());
+    oracle.kill().await;
+}
