@@ -59,6 +59,47 @@ pub struct DevOptions {
     /// The first SP agent's port; the others follow (0: any free ports).
     #[arg(long, default_value_t = 3100)]
     pub sp_port: u16,
+    /// How pieces get deals: `perpetual` (a PerpetualStorage order per aggregate, whose slots
+    /// the SPs claim) or `contract` (a DealClient proposal per replica, each naming the SP the
+    /// oracle chose by policy and score; the deployer escrows 10 FIL in the market for it).
+    #[arg(long, value_enum, default_value_t = DealMode::Perpetual)]
+    pub deals: DealMode,
+}
+
+/// How the local stack's pieces get deals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DealMode {
+    /// PerpetualStorage orders.
+    Perpetual,
+    /// DealClient contract deals at providers the oracle chooses.
+    Contract,
+}
+
+/// The deployer (the `DealClient`'s owner) sends the contract 10 FIL and escrows it in the
+/// market (`addMarketBalance`), which pays its deals.
+async fn fund_deal_client(
+    rpc_url: &str,
+    owner: &PrivateKeySigner,
+    client: alloy::primitives::Address,
+) -> anyhow::Result<()> {
+    use alloy::{network::TransactionBuilder, providers::Provider};
+    let provider = alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(owner.clone()))
+        .connect_http(rpc_url.parse()?);
+    let amount = alloy::primitives::U256::from(10u64)
+        * alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(18u64));
+    let sent = provider
+        .send_transaction(
+            alloy::rpc::types::TransactionRequest::default().with_to(client).with_value(amount),
+        )
+        .await?
+        .get_receipt()
+        .await?;
+    anyhow::ensure!(sent.status(), "sending FIL to the DealClient failed");
+    let dc = estuary_contracts::DealClient::new(client, &provider);
+    let escrowed = dc.addMarketBalance(amount).send().await?.get_receipt().await?;
+    anyhow::ensure!(escrowed.status(), "addMarketBalance failed");
+    Ok(())
 }
 
 /// The simulated miners the deploy script registers, and the anvil accounts controlling them.
@@ -169,6 +210,17 @@ pub async fn run(opts: DevOptions) -> Result<()> {
             .await
             .context("binding the dapp's port")?;
     let dapp_url = format!("http://{}", listener.local_addr()?);
+    let mut deal_args: Vec<String> = Vec::new();
+    if opts.deals == DealMode::Contract {
+        let client = deployment.contracts["DealClient"];
+        fund_deal_client(&rpc_url, &signer, client).await?;
+        deal_args.extend(["--deal-client-address".into(), client.to_string()]);
+        // A minute from proposal to start: the SP agents fetch, seal (10 epochs) and prove.
+        deal_args.extend(["--deal-start-epochs".into(), "60".into()]);
+        for (miner, _) in SIMULATED_MINERS {
+            deal_args.extend(["--provider".into(), format!("f0{miner}:price=0")]);
+        }
+    }
     let mut oracle = Command::new(std::env::current_exe()?)
         .args(["oracle", "run", "--rpc-url", &rpc_url])
         .args(["--chain-id", &chain_id.to_string()])
@@ -192,6 +244,7 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .args(["--datadao-address", &deployment.contracts["DataDAO"].to_string()])
         // Pins share 8 MiB aggregates; a bucket closes 5 s after its first pin.
         .args(["--bucket-size", "8388608", "--bucket-max-age-secs", "5"])
+        .args(&deal_args)
         .arg("--db")
         .arg(&database)
         .arg("--data-dir")

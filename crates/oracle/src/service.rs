@@ -473,7 +473,7 @@ fn start_deals(
                 view: config.deals.deal_state_view,
                 expiring_epochs: config.deals.deal_expiring_epochs,
                 scores: crate::domain::provider::ScoreRules::default(),
-                every: std::time::Duration::from_secs(1),
+                every,
             },
             state_rx,
         );

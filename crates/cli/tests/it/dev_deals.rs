@@ -40,7 +40,7 @@ impl Drop for Dev {
 }
 
 impl Dev {
-    async fn start(dir: &Path) -> (Dev, Value) {
+    async fn start(dir: &Path, extra: &[&str]) -> (Dev, Value) {
         let dist = dir.join("dist");
         std::fs::create_dir_all(&dist).unwrap();
         std::fs::write(dist.join("index.html"), "<!doctype html><title>test</title>").unwrap();
@@ -49,6 +49,7 @@ impl Dev {
         let mut child = Command::new(env!("CARGO_BIN_EXE_estuary"))
             .args(["dev", "--anvil-port", "0", "--oracle-port", "0", "--dapp-port", "0"])
             .args(["--sp-port", "0", "--block-time", "1"])
+            .args(extra)
             .arg("--state-dir")
             .arg(&state)
             .arg("--www-dist")
@@ -107,17 +108,29 @@ async fn upload(client: &reqwest::Client, oracle: &str, token: &str, car: &[u8])
     done.headers()["upload-root"].to_str().unwrap().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stack() {
-    let dir = tempfile::tempdir().unwrap();
-    let (dev, info) = Dev::start(dir.path()).await;
+/// What [`three_replicas`] leaves: the stack, its `dev.json`, the CAR's path, the pin's root,
+/// piece and request id, and the order with three active replicas.
+struct Placed {
+    dev: Dev,
+    info: Value,
+    car_path: std::path::PathBuf,
+    root: String,
+    piece: String,
+    requestid: String,
+    order: Value,
+}
+
+/// `estuary dev` with `extra`; a person's file added with the CLI, uploaded and pinned; waits
+/// (three minutes at most) for its order to have three active replicas.
+async fn three_replicas(dir: &Path, extra: &[&str]) -> Placed {
+    let (dev, info) = Dev::start(dir, extra).await;
     let oracle = info["oracle_url"].as_str().unwrap().to_owned();
     let token = info["api_token"].as_str().unwrap().to_owned();
 
     // A person's file, its CAR and piece computed by the CLI.
-    let file = dir.path().join("photo.bin");
+    let file = dir.join("photo.bin");
     std::fs::write(&file, noise(700_000, 17)).unwrap();
-    let car_path = dir.path().join("photo.car");
+    let car_path = dir.join("photo.car");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_estuary"))
         .args(["add", file.to_str().unwrap(), "--json", "--car", car_path.to_str().unwrap()])
         .output()
@@ -138,7 +151,7 @@ async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stac
         .json()
         .await
         .unwrap();
-    let requestid = pin["requestid"].as_str().unwrap();
+    let requestid = pin["requestid"].as_str().unwrap().to_owned();
 
     // Three active replicas, at three SPs, within three minutes.
     let mut order = Value::Null;
@@ -154,6 +167,18 @@ async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stac
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(!order.is_null(), "no order with three active replicas:\n{}", tail(&dev.log));
+    Placed { dev, info, car_path, root: root.to_owned(), piece: piece.to_owned(), requestid, order }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let Placed { dev, info, car_path, root, piece, requestid, order } =
+        three_replicas(dir.path(), &[]).await;
+    let (root, piece, requestid) = (root.as_str(), piece.as_str(), requestid.as_str());
+    let oracle = info["oracle_url"].as_str().unwrap().to_owned();
+    let token = info["api_token"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
     // The pin's piece is in a bucket, whose aggregate is the order's piece; the piece the
     // client computed is the sub-piece inside it.
     let aggregate = order["piece_cid"].as_str().unwrap().to_owned();
@@ -255,5 +280,62 @@ async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stac
     // A bad filter is refused.
     let bad = client.get(format!("{oracle}/deals?piece=not-a-piece")).send().await.unwrap();
     assert_eq!(bad.status(), 400);
+    drop(dev);
+}
+
+/// The same stack with contract deals (`estuary dev --deals contract`): the oracle proposes each
+/// replica through `DealClient` to an SP it chose, and the SP agents take the proposals naming
+/// their miner in Boost's flow — the proposal read from the contract, the CAR fetched from the
+/// oracle's `/piece/{pieceCid}` and checked, `publishStorageDeals` authenticated by the
+/// contract and recorded through `MarketNotifyDeal`, the sector proven with the client
+/// notified. Three active replicas at three SPs, each on chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn contract_deals_on_the_local_stack_reach_three_chosen_sps() {
+    use estuary_contracts::DealClient;
+    let dir = tempfile::tempdir().unwrap();
+    let Placed { dev, info, requestid, order, .. } =
+        three_replicas(dir.path(), &["--deals", "contract"]).await;
+    assert_eq!(
+        (order["backend"].as_str(), order["state"].as_str()),
+        (Some("contract"), Some("open"))
+    );
+    let proposals = order["proposals"].as_array().unwrap();
+    let mut named: Vec<u64> = proposals
+        .iter()
+        .filter(|p| p["state"] == "offered")
+        .map(|p| p["provider"].as_u64().unwrap())
+        .collect();
+    named.sort_unstable();
+    assert_eq!(named, [1000, 1001, 1002], "one proposal per SP: {order}");
+
+    // The chain agrees: each proposal holds its named SP's deal, proven, proposed by the operator.
+    let reader =
+        ProviderBuilder::new().connect_http(info["rpc_url"].as_str().unwrap().parse().unwrap());
+    let client: Address = info["contracts"]["DealClient"].as_str().unwrap().parse().unwrap();
+    let operator: Address =
+        info["accounts"].as_array().unwrap().last().unwrap().as_str().unwrap().parse().unwrap();
+    let dc = DealClient::new(client, &reader);
+    for p in proposals {
+        let id: alloy::primitives::B256 = p["proposal_id"].as_str().unwrap().parse().unwrap();
+        let view = dc.getProposal(id).call().await.unwrap();
+        assert_eq!(view.proposer, operator);
+        assert_eq!(view.deals.len(), 1, "{p}");
+        assert_eq!(view.deals[0].provider, p["provider"].as_u64().unwrap());
+        assert!(view.deals[0].activated >= 0);
+    }
+
+    // The pin (an API pin: its proofs are for on-chain requests) shows its three replicas.
+    let oracle = info["oracle_url"].as_str().unwrap();
+    let token = info["api_token"].as_str().unwrap();
+    let status: Value = reqwest::Client::new()
+        .get(format!("{oracle}/pins/{requestid}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["info"]["deals_active"], "3/3", "{status}");
     drop(dev);
 }

@@ -36,7 +36,7 @@
 //! `contracts/src/DealClient.sol` in this repository.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     future::Future,
     time::{Duration, Instant},
 };
@@ -70,6 +70,8 @@ use crate::{
 const BATCH: u64 = 16;
 /// A withdrawal the contract refused is tried again after this long.
 const RETRY: Duration = Duration::from_secs(60);
+/// A provider that failed a piece this many times is not asked for it again.
+const MAX_FAILURES: u32 = 3;
 
 /// A deal proposed to one named provider.
 #[derive(Debug, Clone)]
@@ -171,7 +173,9 @@ impl ContractBackend {
             }
             Some(DealClientErrors::DealClientNotCancellable(_)) => BackendError::Withdrawn,
             Some(other) => BackendError::Refused(format!("{other:?}")),
-            None => BackendError::Refused(source.to_string()),
+            // Not the contract's answer (an estimate that failed for another reason: an
+            // endpoint's error, a rate limit): tried again.
+            None => BackendError::Failed { error: source.to_string(), maybe_sent: false },
         }
     }
 
@@ -298,45 +302,53 @@ pub enum SchedulerError {
 enum Standing {
     /// Being sent, offered, published or active, and not refuted: it counts (or will).
     Live,
-    /// Offered, and its start passed unpublished: to withdraw.
+    /// Offered, and the watcher has read past its start without seeing it published: to
+    /// withdraw.
     Lapsing,
-    /// The provider failed it (lapsed, or its deal gone before its end).
+    /// The provider failed it (lapsed, published but not proven by its start, or its deal gone
+    /// before its end).
     ProviderFailed,
     /// Over, through no fault of the provider (refused, or its term complete).
     Over,
 }
 
-fn standing(p: &ProposalRecord, replica: Option<&Replica>, head: u64) -> Standing {
+/// How a proposal stands, from its own replica (its events folded alone) and `read`, the
+/// block the proposal watcher has read up to. The market publishes a deal only up to its start
+/// epoch and drops one not activated by then (builtin-actors v18 `actors/market/src/lib.rs`:
+/// `publish_storage_deals` refuses `start_epoch < curr_epoch`; cron's `process_deal_init_timed_out`
+/// removes an unactivated deal past its start), so once the watcher has read past the start, a
+/// replica still offered or only published has failed. Judged on what the watcher has read,
+/// never the head: an event not yet read is not taken for one that never came.
+fn standing(p: &ProposalRecord, replica: Option<&Replica>, read: u64) -> Standing {
+    let past_start = read > p.start_epoch;
     match p.state {
         ProposalState::Sending => Standing::Live,
         ProposalState::Lapsed => Standing::ProviderFailed,
         ProposalState::Failed => Standing::Over,
-        ProposalState::Offered => match replica {
-            None => Standing::Live,
-            Some(r) => match r.state {
-                ReplicaState::Claimed if head > p.start_epoch => Standing::Lapsing,
-                ReplicaState::Claimed => Standing::Live,
-                ReplicaState::Reopened => Standing::ProviderFailed,
-                ReplicaState::Published | ReplicaState::Active => {
-                    let gone = r.market.map(|m| m.state).is_some_and(|s| {
-                        matches!(
-                            s,
-                            MarketState::Expired
-                                | MarketState::Slashed
-                                | MarketState::Failed
-                                | MarketState::NotFound
-                                | MarketState::Mismatch
-                        )
-                    });
-                    if !gone {
-                        Standing::Live
-                    } else if head >= p.end_epoch {
-                        Standing::Over
-                    } else {
-                        Standing::ProviderFailed
-                    }
+        ProposalState::Offered => match replica.map(|r| r.state) {
+            None | Some(ReplicaState::Claimed) if past_start => Standing::Lapsing,
+            None | Some(ReplicaState::Claimed) => Standing::Live,
+            Some(ReplicaState::Reopened) => Standing::ProviderFailed,
+            Some(ReplicaState::Published) if past_start => Standing::ProviderFailed,
+            Some(ReplicaState::Published | ReplicaState::Active) => {
+                let gone = replica.and_then(|r| r.market).map(|m| m.state).is_some_and(|s| {
+                    matches!(
+                        s,
+                        MarketState::Expired
+                            | MarketState::Slashed
+                            | MarketState::Failed
+                            | MarketState::NotFound
+                            | MarketState::Mismatch
+                    )
+                });
+                if !gone {
+                    Standing::Live
+                } else if read >= p.end_epoch {
+                    Standing::Over
+                } else {
+                    Standing::ProviderFailed
                 }
-            },
+            }
         },
     }
 }
@@ -371,21 +383,19 @@ impl<B: DealBackend> Scheduler<B> {
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut policy = None;
         // Proposals left `sending` by an earlier process (or whose send may have gone through):
         // held until the watcher has read past this head (their offer binds them first).
         let mut held: HashMap<(u64, u64, u64), u64> = HashMap::new();
         let mut first = true;
         let mut tried: HashMap<B256, Instant> = HashMap::new();
         loop {
-            if policy.is_none() {
-                policy = self
-                    .backend
-                    .policy()
-                    .await
-                    .inspect_err(|e| warn!(error = %e, "deal scheduler: the backend's policy"))
-                    .ok();
-            }
+            // Read every round: the owner may change it (a proposal is planned on today's).
+            let policy = self
+                .backend
+                .policy()
+                .await
+                .inspect_err(|e| warn!(error = %e, "deal scheduler: the backend's policy"))
+                .ok();
             if first {
                 match (self.head().await, self.store.proposals(self.backend.client()).await) {
                     (Ok(head), Ok(proposals)) => {
@@ -444,6 +454,7 @@ impl<B: DealBackend> Scheduler<B> {
             warn!(error = %e, "deal scheduler: the market read failed; retried next round");
         }
         let proposals = self.store.proposals(client).await?;
+        let replicas = self.store.proposal_replicas(client).await?;
         let scores: HashMap<u64, f64> = self
             .store
             .providers(Some(head), &self.config.scores)
@@ -451,41 +462,37 @@ impl<B: DealBackend> Scheduler<B> {
             .into_iter()
             .map(|p| (p.provider, p.score))
             .collect();
-        let mut by_order: HashMap<u64, Vec<&ProposalRecord>> = HashMap::new();
-        for p in &proposals {
-            by_order.entry(p.order_id).or_default().push(p);
-        }
+        let read = self.watcher.borrow().cursor.unwrap_or(0);
+        let mut by_order: HashMap<u64, Vec<(&ProposalRecord, Standing)>> = HashMap::new();
         // Padded bytes proposed to each provider and not yet active, over every order.
         let mut in_flight: HashMap<u64, u64> = HashMap::new();
-        let mut standings: HashMap<(u64, u64, u64), Standing> = HashMap::new();
-        for order in &orders {
-            let Some(id) = order.order.order_id else { continue };
-            for p in by_order.get(&id).into_iter().flatten() {
-                let replica = order.replicas.iter().find(|r| r.provider == p.provider);
-                let s = standing(p, replica, head);
-                standings.insert((p.order_id, p.provider, p.attempt), s);
-                if s == Standing::Live && replica.is_none_or(|r| r.state != ReplicaState::Active) {
-                    *in_flight.entry(p.provider).or_default() += order.order.padded_size;
-                }
+        let sizes: HashMap<u64, u64> =
+            orders.iter().filter_map(|o| Some((o.order.order_id?, o.order.padded_size))).collect();
+        for p in &proposals {
+            let replica = p.proposal_id.as_ref().and_then(|id| replicas.get(id));
+            let s = standing(p, replica, read);
+            if s == Standing::Live && replica.is_none_or(|r| r.state != ReplicaState::Active) {
+                *in_flight.entry(p.provider).or_default() +=
+                    sizes.get(&p.order_id).copied().unwrap_or(0);
             }
+            by_order.entry(p.order_id).or_default().push((p, s));
         }
         tried.retain(|_, at| at.elapsed() < RETRY);
-        let read = self.watcher.borrow().cursor.unwrap_or(0);
         for order in &orders {
             let Some(order_id) = order.order.order_id else { continue };
-            let mine: Vec<&ProposalRecord> = by_order.remove(&order_id).unwrap_or_default();
-            // The latest attempt at each provider stands for it.
-            let mut latest: HashMap<u64, &ProposalRecord> = HashMap::new();
-            for p in &mine {
-                latest.insert(p.provider, p);
-            }
+            let mine = by_order.remove(&order_id).unwrap_or_default();
+            // Every attempt that is not over, not only each provider's latest: a provider with
+            // a live attempt, or one being withdrawn, is not asked again.
             let mut live: Vec<u64> = Vec::new();
-            let mut failed: HashSet<u64> = HashSet::new();
-            for p in latest.values() {
-                let key = (p.order_id, p.provider, p.attempt);
-                match standings.get(&key).copied().unwrap_or(Standing::Live) {
+            let mut busy: Vec<u64> = Vec::new();
+            let mut failures: HashMap<u64, u32> = HashMap::new();
+            for (p, s) in &mine {
+                match s {
                     Standing::Live => {
-                        live.push(p.provider);
+                        if !live.contains(&p.provider) {
+                            live.push(p.provider);
+                        }
+                        let key = (p.order_id, p.provider, p.attempt);
                         if p.state == ProposalState::Sending {
                             if held.get(&key).is_some_and(|until| read < *until) {
                                 continue;
@@ -495,12 +502,11 @@ impl<B: DealBackend> Scheduler<B> {
                         }
                     }
                     Standing::Lapsing => {
-                        failed.insert(p.provider);
+                        busy.push(p.provider);
+                        *failures.entry(p.provider).or_default() += 1;
                         self.withdraw(p, tried).await?;
                     }
-                    Standing::ProviderFailed => {
-                        failed.insert(p.provider);
-                    }
+                    Standing::ProviderFailed => *failures.entry(p.provider).or_default() += 1,
                     Standing::Over => {}
                 }
             }
@@ -508,11 +514,18 @@ impl<B: DealBackend> Scheduler<B> {
             if wanted == 0 {
                 continue;
             }
-            let failed: Vec<u64> = failed.into_iter().collect();
+            let failed: Vec<u64> = failures.keys().copied().collect();
+            let exhausted: Vec<u64> = failures
+                .iter()
+                .filter(|(_, n)| **n >= MAX_FAILURES)
+                .map(|(p, _)| *p)
+                .chain(busy)
+                .collect();
             let now = Situation {
                 padded_size: order.order.padded_size,
                 held: &live,
                 failed: &failed,
+                excluded: &exhausted,
                 scores: &scores,
                 in_flight: &in_flight,
             };
@@ -544,24 +557,20 @@ impl<B: DealBackend> Scheduler<B> {
                 ) {
                     Ok(terms) => terms,
                     Err(refused) => {
+                        // Settings the contract's policy refuses (or a policy changed): said on
+                        // the order and planned again next round, when the policy is read anew.
                         let why = format!("pre-flight: {refused}");
                         warn!(piece = %order.order.piece_cid, provider, reason = %why, "no proposal");
                         self.store
-                            .contract_order_note(
-                                client,
-                                order_id,
-                                Some(&why),
-                                !refused.may_pass_later(),
-                                now_ms(),
-                            )
+                            .contract_order_note(client, order_id, Some(&why), false, now_ms())
                             .await?;
                         break;
                     }
                 };
                 let attempt = mine
                     .iter()
-                    .filter(|p| p.provider == provider)
-                    .map(|p| p.attempt + 1)
+                    .filter(|(p, _)| p.provider == provider)
+                    .map(|(p, _)| p.attempt + 1)
                     .max()
                     .unwrap_or(0);
                 let record = ProposalRecord {
@@ -634,9 +643,14 @@ impl<B: DealBackend> Scheduler<B> {
                 self.store.proposal_offered(p, &format!("{id:#x}"), None, now_ms()).await?;
             }
             Err(e @ (BackendError::Late(_) | BackendError::Withdrawn)) => {
-                // Never on chain, and now it cannot be: a new attempt follows next round.
+                // It cannot be sent any more: a new attempt follows next round. (Had an earlier
+                // send been mined after all, the watcher binds it from its offer.)
                 let why = e.to_string();
+                warn!(%piece, provider = p.provider, reason = %why, "proposal not sent");
                 self.store.proposal_moved(p, ProposalState::Failed, Some(&why), now_ms()).await?;
+                self.store
+                    .contract_order_note(client, p.order_id, Some(&why), false, now_ms())
+                    .await?;
             }
             Err(BackendError::Preflight(refused)) => {
                 let why = format!("pre-flight: {refused}");
@@ -743,11 +757,19 @@ mod tests {
     fn a_proposal_stands_as_its_replica_and_the_market_say() {
         use ReplicaState as R;
         let offered = proposal(ProposalState::Offered);
-        let at = |r: Option<Replica>, head| standing(&offered, r.as_ref(), head);
-        assert_eq!(at(None, 500), Standing::Live, "the watcher has not seen it yet");
+        // The start is epoch 100: judged on what the watcher has read.
+        let at = |r: Option<Replica>, read| standing(&offered, r.as_ref(), read);
+        assert_eq!(at(None, 50), Standing::Live, "the watcher has not seen it yet");
+        assert_eq!(at(None, 101), Standing::Lapsing, "read past its start, never seen offered");
         assert_eq!(at(Some(replica(R::Claimed, None)), 100), Standing::Live);
         assert_eq!(at(Some(replica(R::Claimed, None)), 101), Standing::Lapsing);
-        assert_eq!(at(Some(replica(R::Published, None)), 500), Standing::Live);
+        assert_eq!(at(Some(replica(R::Published, None)), 100), Standing::Live);
+        assert_eq!(
+            at(Some(replica(R::Published, None)), 101),
+            Standing::ProviderFailed,
+            "published, never proven by its start: the market drops it"
+        );
+        assert_eq!(at(Some(replica(R::Active, None)), 500), Standing::Live);
         let slashed = replica(R::Active, Some(MarketState::Slashed));
         assert_eq!(at(Some(slashed), 500), Standing::ProviderFailed);
         assert_eq!(at(Some(slashed), 1000), Standing::Over, "its term is complete");

@@ -17,7 +17,7 @@
 //! |---|---|
 //! | `DealProposalOffered(id, provider, pieceCid, pieceSize, startEpoch, …)` | `Offered { provider, piece_v1, start_epoch }` |
 //! | `DealPublished(id, dealId, provider)` | `Published { provider, deal_id }` |
-//! | `DealActivated(id, provider, dealId, sector)` | `Activated { provider, deal_id }` |
+//! | `DealActivated(id, provider, dealId, sector)` | `Activated { provider, deal_id }` (not for `NO_DEAL`: a deal made without the market) |
 //! | `DealProposalCancelled(id)` | `Cancelled` |
 //!
 //! A log of another contract, of another event, without its block or index, or whose data does
@@ -83,6 +83,12 @@ pub fn decode_proposals(client: Address, logs: &[Log]) -> Vec<ProposalLog> {
         .collect()
 }
 
+/// A market deal id as stored (the database's integers are signed 64-bit): `DealClient`'s
+/// `NO_DEAL` (`u64::MAX`) and anything past `i64::MAX` are none.
+fn market_id(id: u64) -> Option<u64> {
+    (i64::try_from(id).is_ok()).then_some(id)
+}
+
 fn decode_proposal(log: &Log) -> Option<(B256, ProposalLogKind)> {
     Some(match *log.topic0()? {
         DC::DealProposalOffered::SIGNATURE_HASH => {
@@ -96,11 +102,19 @@ fn decode_proposal(log: &Log) -> Option<(B256, ProposalLogKind)> {
         }
         DC::DealPublished::SIGNATURE_HASH => {
             let e = log.log_decode::<DC::DealPublished>().ok()?.inner.data;
-            (e.id, ProposalLogKind::Published { provider: e.provider, deal_id: e.dealId })
+            (
+                e.id,
+                ProposalLogKind::Published { provider: e.provider, deal_id: market_id(e.dealId)? },
+            )
         }
         DC::DealActivated::SIGNATURE_HASH => {
+            // A deal made without the market (Curio DDO) names `NO_DEAL`: not a market deal
+            // this oracle can read or prove; left out.
             let e = log.log_decode::<DC::DealActivated>().ok()?.inner.data;
-            (e.id, ProposalLogKind::Activated { provider: e.provider, deal_id: e.dealId })
+            (
+                e.id,
+                ProposalLogKind::Activated { provider: e.provider, deal_id: market_id(e.dealId)? },
+            )
         }
         DC::DealProposalCancelled::SIGNATURE_HASH => {
             let e = log.log_decode::<DC::DealProposalCancelled>().ok()?.inner.data;
@@ -185,7 +199,9 @@ mod tests {
         let published = DC::DealPublished { id, dealId: 4, provider: 1000 };
         let activated = DC::DealActivated { id, provider: 1000, dealId: 4, sector: 2 };
         let cancelled = DC::DealProposalCancelled { id };
+        let ddo = DC::DealActivated { id, provider: 1000, dealId: u64::MAX, sector: 2 };
         let logs = [
+            log(client, ddo.encode_log_data(), Some(1)),
             log(client, offered.encode_log_data(), Some(1)),
             log(client, before_genesis.encode_log_data(), Some(1)),
             log(Address::repeat_byte(1), published.encode_log_data(), Some(2)),

@@ -205,6 +205,9 @@ pub struct Situation<'a> {
     pub held: &'a [u64],
     /// Providers that failed it before.
     pub failed: &'a [u64],
+    /// Providers not to ask for it at all (failed it too often, or a proposal of theirs is
+    /// being withdrawn).
+    pub excluded: &'a [u64],
     /// Score of each provider seen (the others score ½).
     pub scores: &'a HashMap<u64, f64>,
     /// Padded bytes in flight at each provider (proposed, not yet active).
@@ -227,6 +230,8 @@ pub fn choose(
     for p in policies {
         let skip = if now.held.contains(&p.provider) {
             Some(Skip::Holds)
+        } else if now.excluded.contains(&p.provider) {
+            Some(Skip::FailedBefore)
         } else if p.price > rules.max_price {
             Some(Skip::Price)
         } else if p.verified.is_some_and(|v| v != rules.verified) {
@@ -401,6 +406,9 @@ impl ProposalPreflight {
     }
 }
 
+/// Epochs allowed between the head a proposal is planned at and the block it lands in.
+pub const INCLUSION_SLACK: u64 = 5;
+
 /// The market's bound on any amount (`TOTAL_FILECOIN`: 2 × 10⁹ FIL).
 pub const TOTAL_FILECOIN: u128 = 2_000_000_000 * 10u128.pow(18);
 
@@ -420,11 +428,10 @@ pub fn proposal_terms(
     if car_size == 0 || u128::from(car_size) * 128 > u128::from(padded_size) * 127 {
         return Err(ProposalPreflight::BadSize { padded_size, car_size });
     }
-    if ask.start_delay < client.min_start_delay {
-        return Err(ProposalPreflight::Start {
-            delay: ask.start_delay,
-            min: client.min_start_delay,
-        });
+    // The contract counts from the block the proposal lands in, a few after the head read.
+    let min_delay = client.min_start_delay.saturating_add(INCLUSION_SLACK);
+    if ask.start_delay < min_delay {
+        return Err(ProposalPreflight::Start { delay: ask.start_delay, min: min_delay });
     }
     if ask.duration < client.min_duration || ask.duration > client.max_duration {
         return Err(ProposalPreflight::Duration {
@@ -509,7 +516,7 @@ mod tests {
         scores: &'a HashMap<u64, f64>,
         in_flight: &'a HashMap<u64, u64>,
     ) -> Situation<'a> {
-        Situation { padded_size: 1 << 20, held, failed, scores, in_flight }
+        Situation { padded_size: 1 << 20, held, failed, excluded: &[], scores, in_flight }
     }
 
     #[test]
@@ -591,7 +598,10 @@ mod tests {
         let e = |ask, car| proposal_terms(1 << 20, car, &p, &client(), &ask, 50).unwrap_err();
         assert!(matches!(e(ask, 0), ProposalPreflight::BadSize { .. }));
         assert!(matches!(e(ask, (1 << 20) * 127 / 128 + 1), ProposalPreflight::BadSize { .. }));
-        assert!(matches!(e(DealAsk { start_delay: 9, ..ask }, 1), ProposalPreflight::Start { .. }));
+        assert!(matches!(
+            e(DealAsk { start_delay: 14, ..ask }, 1),
+            ProposalPreflight::Start { .. }
+        ));
         assert!(matches!(
             e(DealAsk { duration: 299, ..ask }, 1),
             ProposalPreflight::Duration { .. }

@@ -419,7 +419,8 @@ impl Store {
              FROM buckets b
              WHERE b.state = 'closed' AND b.piece_cid IS NOT NULL
                AND NOT EXISTS (SELECT 1 FROM deal_orders o
-                               WHERE o.contract = $1 AND o.piece_cid = b.piece_cid)
+                               WHERE o.piece_cid = b.piece_cid
+                                 AND (o.contract = $1 OR o.state != 'failed'))
              ORDER BY b.id LIMIT $2",
         )
         .bind(contract)

@@ -129,7 +129,7 @@ fn order_from_row(row: &AnyRow) -> Result<OrderRecord, StoreError> {
     })
 }
 
-fn slot_event_from_row(row: &AnyRow) -> Result<Option<SlotEvent>, StoreError> {
+pub(super) fn slot_event_from_row(row: &AnyRow) -> Result<Option<SlotEvent>, StoreError> {
     let kind: String = row.try_get("kind")?;
     let deal = || need(opt_u64(row, "deal_id")?, "deal_id");
     let kind = match kind.as_str() {
@@ -170,8 +170,9 @@ const ORDER_COLUMNS: &str = "backend, contract, piece_cid, piece_v1, payload_cid
     updated_ms";
 
 impl Store {
-    /// Pieces of reported pins with no order at `contract` yet, oldest pin first, up to `limit`
-    /// (one row per piece, whichever pins share it).
+    /// Pieces of reported pins with no order at `contract` yet, and none live at another (a
+    /// backend switched keeps the orders made), oldest pin first, up to `limit` (one row per
+    /// piece, whichever pins share it).
     ///
     /// With buckets (`bucketed`: the largest piece a bucket takes), only the pieces larger than
     /// that, then the closed buckets' aggregates; a piece in a bucket never gets its own order.
@@ -188,7 +189,8 @@ impl Store {
              WHERE j.state = 'reported' AND j.piece_cid IS NOT NULL AND j.cid IS NOT NULL
                AND j.padded_size > $3
                AND NOT EXISTS (SELECT 1 FROM deal_orders o
-                               WHERE o.contract = $1 AND o.piece_cid = j.piece_cid)
+                               WHERE o.piece_cid = j.piece_cid
+                                 AND (o.contract = $1 OR o.state != 'failed'))
                AND NOT EXISTS (SELECT 1 FROM bucket_pieces p WHERE p.piece_cid = j.piece_cid)
                AND NOT EXISTS (SELECT 1 FROM dao_requesters d WHERE d.requester = j.requester)
                AND j.store_replicas IS NULL
@@ -729,28 +731,31 @@ impl Store {
         &self,
         orders: &[OrderRecord],
     ) -> Result<HashMap<(String, u64), (Vec<SlotEvent>, bool)>, StoreError> {
-        let ids: Vec<u64> = orders.iter().filter_map(|o| o.order_id).collect();
+        let mut ids: Vec<u64> = orders.iter().filter_map(|o| o.order_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
         let mut out: HashMap<(String, u64), (Vec<SlotEvent>, bool)> = HashMap::new();
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT contract, order_id, kind, provider, deal_id, start_epoch, end_epoch,
-                    block_number, deadline FROM deal_events WHERE order_id IN ({})
-             ORDER BY block_number, log_index",
-            list.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for id in &ids {
-            query = query.bind(int(*id)?);
-        }
-        for row in &query.fetch_all(&self.pool).await? {
-            let contract: String = row.try_get("contract")?;
-            let entry = out.entry((contract, get_u64(row, "order_id")?)).or_default();
-            let kind: String = row.try_get("kind")?;
-            entry.1 |= kind == "cancelled";
-            entry.0.extend(slot_event_from_row(row)?);
+        // In chunks: a statement takes at most 32,766 (SQLite) or 65,535 (PostgreSQL) values.
+        // Each order's events are all in its chunk, so their order holds.
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT contract, order_id, kind, provider, deal_id, start_epoch, end_epoch,
+                        block_number, deadline FROM deal_events WHERE order_id IN ({})
+                 ORDER BY block_number, log_index",
+                list.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(int(*id)?);
+            }
+            for row in &query.fetch_all(&self.pool).await? {
+                let contract: String = row.try_get("contract")?;
+                let entry = out.entry((contract, get_u64(row, "order_id")?)).or_default();
+                let kind: String = row.try_get("kind")?;
+                entry.1 |= kind == "cancelled";
+                entry.0.extend(slot_event_from_row(row)?);
+            }
         }
         Ok(out)
     }

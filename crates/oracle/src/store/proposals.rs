@@ -8,16 +8,22 @@
 //! Its replica states are `deal_events` rows of the order, folded as `PerpetualStorage` slots are
 //! ([`crate::domain::deal::ProposalLogKind::slot`]).
 
+use std::collections::HashMap;
+
 use alloy::{primitives::Address, rpc::types::Log};
 use estuary_chain::{Cursor, LogStore};
 use serde::Serialize;
 use sqlx::{Row, any::AnyRow};
 
 use super::{
-    PieceToOrder, Store, StoreError, get_u64, int,
+    PieceToOrder, Store, StoreError,
+    deals::slot_event_from_row,
+    get_u64, int,
     requests::{move_cursor, rewind_cursor},
 };
-use crate::domain::deal::{Backend, OrderState, ProposalLog, ProposalLogKind};
+use crate::domain::deal::{
+    Backend, OrderState, ProposalLog, ProposalLogKind, Replica, SlotEvent, SlotEventKind, fold,
+};
 
 /// Where a proposal is, as the oracle keeps it (its replica's state is folded from events).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -312,7 +318,7 @@ impl Store {
                     "UPDATE deal_proposals SET proposal_id = $1, state = $2, error = NULL,
                        updated_ms = $3
                      WHERE client = $4 AND piece_v1 = $5 AND provider = $6 AND start_epoch = $7
-                       AND proposal_id IS NULL AND state = $8 AND sent_block <= $9",
+                       AND proposal_id IS NULL AND state IN ($8, $10) AND sent_block <= $9",
                 )
                 .bind(id.as_str())
                 .bind(ProposalState::Offered.as_str())
@@ -323,6 +329,8 @@ impl Store {
                 .bind(int(*start_epoch)?)
                 .bind(ProposalState::Sending.as_str())
                 .bind(int(log.block_number)?)
+                // A send given up as too late may have been mined after all.
+                .bind(ProposalState::Failed.as_str())
                 .execute(&mut *tx)
                 .await?;
             }
@@ -343,10 +351,12 @@ impl Store {
             if log.kind.provider().is_some_and(|p| p != provider) {
                 continue;
             }
+            // A withdrawal once the deal is made changes nothing (anyone may withdraw past the
+            // start; no deal can follow, and the one made stands).
             let published = matches!(log.kind, ProposalLogKind::Cancelled)
                 && sqlx::query(
-                    "SELECT 1 AS one FROM deal_events
-                     WHERE contract = $1 AND proposal = $2 AND kind = 'published' LIMIT 1",
+                    "SELECT 1 AS one FROM deal_events WHERE contract = $1 AND proposal = $2
+                       AND kind IN ('published', 'activated') LIMIT 1",
                 )
                 .bind(lower(client))
                 .bind(id.as_str())
@@ -369,7 +379,7 @@ impl Store {
                 } => (Some(deal_id), Some(start_epoch), Some(end_epoch), None),
                 _ => (None, None, None, None),
             };
-            if matches!(log.kind, ProposalLogKind::Cancelled) {
+            if matches!(log.kind, ProposalLogKind::Cancelled) && !published {
                 // Withdrawn by whoever (the oracle, or anyone once its start has passed).
                 sqlx::query(
                     "UPDATE deal_proposals SET state = $1, updated_ms = $2
@@ -438,9 +448,70 @@ impl Store {
         .bind(ProposalState::Offered.as_str())
         .execute(&mut *tx)
         .await?;
+        // A withdrawal the reorg undid: offered again (the scheduler withdraws it again if it
+        // is still past its start unpublished).
+        sqlx::query(
+            "UPDATE deal_proposals SET state = $1
+             WHERE client = $2 AND state = $3 AND proposal_id IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM deal_events e WHERE e.contract = deal_proposals.client
+                 AND e.proposal = deal_proposals.proposal_id AND e.kind = 'reopened')",
+        )
+        .bind(ProposalState::Offered.as_str())
+        .bind(lower(client))
+        .bind(ProposalState::Lapsed.as_str())
+        .execute(&mut *tx)
+        .await?;
         rewind_cursor(&mut tx, stream, above, cursor).await?;
         tx.commit().await?;
         Ok(forgotten)
+    }
+
+    /// Each proposal's own replica at `client` (its events folded alone, with the market's last
+    /// word on its deal), by proposal id: attempts at one provider are never mixed.
+    pub async fn proposal_replicas(
+        &self,
+        client: Address,
+    ) -> Result<HashMap<String, Replica>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.proposal, e.kind, e.provider, e.deal_id, e.start_epoch, e.end_epoch,
+                    e.block_number, e.deadline
+             FROM deal_events e JOIN deal_proposals p
+               ON p.client = e.contract AND p.proposal_id = e.proposal
+             WHERE e.contract = $1 AND p.state IN ($2, $3)
+             ORDER BY e.block_number, e.log_index",
+        )
+        .bind(lower(client))
+        .bind(ProposalState::Offered.as_str())
+        .bind(ProposalState::Lapsed.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events: HashMap<String, Vec<SlotEvent>> = HashMap::new();
+        for row in &rows {
+            if let Some(event) = slot_event_from_row(row)? {
+                events.entry(row.try_get("proposal")?).or_default().push(event);
+            }
+        }
+        let mut ids: Vec<u64> = events
+            .values()
+            .flatten()
+            .filter_map(|e| match e.kind {
+                SlotEventKind::Published { deal_id } | SlotEventKind::Activated { deal_id, .. } => {
+                    Some(deal_id)
+                }
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let markets = self.market_views(&ids).await?;
+        Ok(events
+            .into_iter()
+            .filter_map(|(id, events)| {
+                let mut replica = fold(&events).0.into_iter().next()?;
+                replica.market = replica.deal_id.and_then(|d| markets.get(&d).copied());
+                Some((id, replica))
+            })
+            .collect())
     }
 }
 

@@ -15,7 +15,8 @@ use alloy::{
     sol_types::SolEvent,
 };
 use estuary_contracts::{
-    DealClient, MARKET_ACTOR, MarketSimulator, MinerActorSimulator, masked_id_address,
+    DealClient, EstuaryPinning, MARKET_ACTOR, MarketSimulator, MinerActorSimulator,
+    masked_id_address,
 };
 use serde_json::Value;
 
@@ -78,14 +79,17 @@ async fn deliver(chain: &Chain, id: B256, miner: u64, sector: u64) {
 }
 
 async fn logs<E: SolEvent>(chain: &Chain) -> Vec<E> {
+    logs_of(chain, chain.deployment.contracts["DealClient"]).await
+}
+
+async fn pinning_logs<E: SolEvent>(chain: &Chain) -> Vec<E> {
+    logs_of(chain, chain.deployment.pinning).await
+}
+
+async fn logs_of<E: SolEvent>(chain: &Chain, address: alloy::primitives::Address) -> Vec<E> {
     let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
     let found = reader
-        .get_logs(
-            &Filter::new()
-                .address(chain.deployment.contracts["DealClient"])
-                .event_signature(E::SIGNATURE_HASH)
-                .from_block(0),
-        )
+        .get_logs(&Filter::new().address(address).event_signature(E::SIGNATURE_HASH).from_block(0))
         .await
         .unwrap();
     found.iter().map(|l| l.log_decode::<E>().unwrap().inner.data).collect()
@@ -152,6 +156,11 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
         "40",
         "--deal-expiring-epochs",
         "100",
+        // Pins share aggregates: the order is the bucket's, and each deal's proof is reported.
+        "--bucket-size",
+        "1048576",
+        "--bucket-max-age-secs",
+        "1",
         "--deal-max-price",
         "10",
         // f01003 asks more than the operator pays: never proposed to.
@@ -180,10 +189,13 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
         "the order never said it waits for escrow",
     )
     .await;
-    assert_eq!(
-        (waiting["backend"].as_str(), waiting["piece_cid"].as_str()),
-        (Some("contract"), Some(piece.as_str()))
-    );
+    assert_eq!(waiting["backend"].as_str(), Some("contract"));
+    // The order is the bucket's aggregate, with the pin's piece inside.
+    let buckets = oracle.get("/buckets").await.unwrap();
+    assert_eq!(buckets["results"][0]["piece_cid"], waiting["piece_cid"], "{buckets}");
+    let id = buckets["results"][0]["id"].as_u64().unwrap();
+    let one = oracle.get(&format!("/buckets?id={id}")).await.unwrap();
+    assert_eq!(one["results"][0]["pieces"][0]["piece_cid"], piece.as_str());
     assert!(logs::<DealClient::DealProposalOffered>(&chain).await.is_empty());
 
     // The owner escrows FIL in the market for the contract.
@@ -274,7 +286,10 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
     assert_eq!(logs::<DealClient::DealProposalOffered>(&chain).await.len(), 3);
     let named: Vec<u64> =
         logs::<DealClient::DealProposalOffered>(&chain).await.iter().map(|o| o.provider).collect();
-    assert_eq!(named, [1000, 1001, 1002]);
+    // The first two were proposed together (in either order), the third after the lapse.
+    let (mut first, last) = (named[..2].to_vec(), named[2]);
+    first.sort_unstable();
+    assert_eq!((first.as_slice(), last), ([1000, 1001].as_slice(), 1002));
 
     // The chain agrees: each delivered proposal holds its provider's deal, activated.
     let dc = DealClient::new(client, &reader);
@@ -285,6 +300,19 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
         assert!(view.deals[0].activated >= 0);
         assert_eq!(view.proposer, *chain.anvil.addresses().last().unwrap());
     }
+    // Each deal holds the pin, proven on chain against the deal's piece (reportDeal, PoDSI).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let proven = loop {
+        let proven = pinning_logs::<EstuaryPinning::DealProven>(&chain).await;
+        if proven.len() >= 2 || std::time::Instant::now() > deadline {
+            break proven;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut proven: Vec<u64> = proven.iter().map(|p| p.provider).collect();
+    proven.sort_unstable();
+    assert_eq!(proven, [1001, 1002], "one proof per active deal");
+
     // The providers, scored: f01000's lapse is remembered.
     let providers = oracle.get("/providers").await.unwrap();
     let by = |p: u64| {
