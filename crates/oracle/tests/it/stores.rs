@@ -806,6 +806,127 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     assert_eq!(s.deals(None, 10, 0).await.unwrap()[0].order.state, OrderState::Open);
 }
 
+async fn contract_proposals_bound_folded_and_rewound(s: &Store) {
+    use estuary_oracle::{
+        domain::deal::{Backend, OrderState, ProposalLog, ProposalLogKind, ReplicaState},
+        store::{ProposalRecord, ProposalState},
+    };
+    let client = Address::repeat_byte(0x55);
+    let stream = "proposals:31337:0x5555555555555555555555555555555555555555";
+    ingest(s, &[event(1, 5, 0), event(2, 5, 1)], cursor(5)).await;
+    let (a, b) = (
+        "bafkzcibcaaces3nobte6ezpp4wqan2age2s5yxcatzotcvobhgcmv5wi2xh5mbi",
+        "bafkzcibcaacesgfh3q5srm63xxsjqrd7lw7z7yxyjrhdjpc5v3kbcuqp2wd6zba",
+    );
+    reported_with(s, &key(1), a).await;
+    reported_with(s, &key(2), b).await;
+    // Each piece gets a contract order with the next id; a piece is ordered once.
+    let pieces = s.pieces_to_order(client, 10, None).await.unwrap();
+    assert_eq!(pieces.len(), 2);
+    for p in &pieces {
+        assert!(s.record_contract_order(client, p, &[7, 7], 2, 6, 1_000).await.unwrap());
+        assert!(!s.record_contract_order(client, p, &[7, 7], 2, 6, 1_001).await.unwrap());
+    }
+    assert!(s.pieces_to_order(client, 10, None).await.unwrap().is_empty());
+    // Neither is ordered again at another contract while these live.
+    assert!(s.pieces_to_order(Address::repeat_byte(0x66), 10, None).await.unwrap().is_empty());
+    let open = s.open_orders(client).await.unwrap();
+    let ids: Vec<Option<u64>> = open.iter().map(|o| o.order.order_id).collect();
+    assert_eq!(ids, [Some(1), Some(2)]);
+    assert_eq!((open[0].order.backend, open[0].order.state), (Backend::Contract, OrderState::Open));
+    // A note says why an order is short, and clears.
+    s.contract_order_note(client, 1, Some("pre-flight: escrow"), false, 1_002).await.unwrap();
+    assert_eq!(
+        s.open_orders(client).await.unwrap()[0].order.error.as_deref(),
+        Some("pre-flight: escrow")
+    );
+    s.contract_order_note(client, 1, None, false, 1_003).await.unwrap();
+    assert_eq!(s.open_orders(client).await.unwrap()[0].order.error, None);
+
+    // Two proposals of order 1: one bound from its receipt, one left sending (the process
+    // stopped) and bound from its offer; a stranger's offer is not kept.
+    let proposal = |provider, attempt| ProposalRecord {
+        client,
+        order_id: 1,
+        provider,
+        attempt,
+        piece_v1: "0707".into(),
+        state: ProposalState::Sending,
+        proposal_id: None,
+        start_epoch: 40,
+        end_epoch: 400,
+        price: "1".into(),
+        collateral: "2".into(),
+        sent_block: 6,
+        tx_hash: None,
+        error: None,
+    };
+    let (p0, p1) = (proposal(1000, 0), proposal(1001, 0));
+    assert!(s.record_proposal(&p0, 2_000).await.unwrap());
+    assert!(!s.record_proposal(&p0, 2_001).await.unwrap(), "one row per attempt");
+    assert!(s.record_proposal(&p1, 2_000).await.unwrap());
+    let id = |n: u8| B256::repeat_byte(n);
+    s.proposal_offered(&p0, &format!("{:#x}", id(1)), Some("0xt"), 2_002).await.unwrap();
+    let log = |block, index, n, kind| ProposalLog {
+        block_number: block,
+        log_index: index,
+        id: id(n).0,
+        kind,
+    };
+    let offered =
+        |provider| ProposalLogKind::Offered { provider, piece_v1: vec![7, 7], start_epoch: 40 };
+    let logs = [
+        log(7, 0, 1, offered(1000)),
+        log(7, 1, 2, offered(1001)),
+        log(7, 2, 9, offered(1002)),
+        log(8, 0, 1, ProposalLogKind::Published { provider: 1000, deal_id: 5 }),
+        // Another provider's deal is not this proposal's.
+        log(8, 1, 2, ProposalLogKind::Published { provider: 1003, deal_id: 6 }),
+        log(9, 0, 1, ProposalLogKind::Activated { provider: 1000, deal_id: 5 }),
+        // Withdrawn after its deal was made: nothing changes.
+        log(10, 0, 1, ProposalLogKind::Cancelled),
+    ];
+    let stored = s.ingest_proposal_events(stream, client, &logs, cursor(10), 3_000).await.unwrap();
+    assert_eq!(stored, 4, "offers of ours, the publication and the activation");
+    let rows = s.proposals(client).await.unwrap();
+    assert_eq!(rows.iter().map(|p| p.state).collect::<Vec<_>>(), [ProposalState::Offered; 2]);
+    assert_eq!(rows[1].proposal_id, Some(format!("{:#x}", id(2))), "bound from its offer");
+    let replicas = s.proposal_replicas(client).await.unwrap();
+    let r = |n: u8| replicas[&format!("{:#x}", id(n))];
+    assert_eq!(
+        (r(1).state, r(1).deal_id, r(1).end_epoch),
+        (ReplicaState::Active, Some(5), Some(400))
+    );
+    assert_eq!((r(2).state, r(2).deadline), (ReplicaState::Claimed, Some(40)));
+    // The order shows them as replicas, and the scores count them.
+    let deals = s.deals(Some(a), 10, 0).await.unwrap();
+    assert_eq!((deals[0].replicas_active, deals[0].replicas.len()), (1, 2));
+    assert_eq!(s.order_histories().await.unwrap().len(), 2);
+
+    // f01001's proposal is withdrawn unpublished: lapsed, its replica reopened.
+    let cancel = [log(11, 0, 2, ProposalLogKind::Cancelled)];
+    s.ingest_proposal_events(stream, client, &cancel, cursor(11), 3_001).await.unwrap();
+    assert_eq!(s.proposals(client).await.unwrap()[1].state, ProposalState::Lapsed);
+    assert_eq!(
+        s.proposal_replicas(client).await.unwrap()[&format!("{:#x}", id(2))].state,
+        ReplicaState::Reopened
+    );
+    // A reorg undoes the withdrawal: offered again.
+    s.rewind_proposal_events(stream, client, 10, Some(cursor(10))).await.unwrap();
+    assert_eq!(s.proposals(client).await.unwrap()[1].state, ProposalState::Offered);
+    // A deeper one undoes the offer the watcher bound; the receipt's binding stays.
+    s.rewind_proposal_events(stream, client, 6, Some(cursor(6))).await.unwrap();
+    let rows = s.proposals(client).await.unwrap();
+    assert_eq!((rows[0].state, rows[1].state), (ProposalState::Offered, ProposalState::Sending));
+    assert_eq!(rows[1].proposal_id, None);
+    assert!(s.proposal_replicas(client).await.unwrap().is_empty());
+    assert_eq!(s.cursor(stream).await.unwrap(), Some(cursor(6)));
+    // A send given up as too late is bound if its offer shows up after all.
+    s.proposal_moved(&rows[1], ProposalState::Failed, Some("too late"), 4_000).await.unwrap();
+    s.ingest_proposal_events(stream, client, &logs[1..2], cursor(7), 4_001).await.unwrap();
+    assert_eq!(s.proposals(client).await.unwrap()[1].state, ProposalState::Offered);
+}
+
 async fn whole_suite(fresh: impl AsyncFn() -> Store) {
     claims_are_fair_between_requesters(&fresh().await).await;
     gc_and_its_holds_exclude_each_other(&fresh().await).await;
@@ -820,6 +941,7 @@ async fn whole_suite(fresh: impl AsyncFn() -> Store) {
     buckets_take_each_piece_once(&fresh().await).await;
     dao_pins_are_the_daos_to_fund(&fresh().await).await;
     dedicated_buckets_keep_to_their_own(&fresh().await).await;
+    contract_proposals_bound_folded_and_rewound(&fresh().await).await;
 }
 
 #[tokio::test]
