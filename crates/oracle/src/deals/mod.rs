@@ -3,6 +3,9 @@
 //! ```text
 //!   store (pieces reported) ──► buckets::Bucketer (with --bucket-size: aggregates of many pins)
 //!                  │                    │ closed buckets' aggregates
+//!                  ├────────────────────┼──► contract::Scheduler ──► DealClient.makeDealProposal
+//!                  │                    │      (with --deal-client-address; per replica, to a
+//!                  │                    │       provider chosen by policy and score)
 //!                  └────────────────────┴──► perpetual::PerpetualMaker ──► PerpetualStorage.createOrder
 //!                                       ▲                              │ SPs claim, publish,
 //!                                       │ order ids, replica states    │ activate (SP agents)
@@ -11,6 +14,9 @@
 //!
 //! - [`buckets`]: packed pins placed in buckets, closed by size or age into FRC-0058
 //!   aggregates (served at `/piece/{aggregate}` from the pins' CARs, without a copy);
+//! - [`contract`]: contract deals at providers the oracle chooses — a scheduler over a
+//!   [`contract::DealBackend`] (the first: `DealClient` proposals naming each replica's
+//!   provider, picked by policy and score in [`crate::domain::placement`]);
 //! - [`perpetual`]: the perpetual-storage backend — one order per aggregate (or per piece when
 //!   pins are not bucketed, or too large for a bucket), pre-flight checked, sent exactly once
 //!   through restarts;
@@ -27,8 +33,8 @@
 //! What each replica's state is comes from [`crate::domain::deal`] (a pure fold of the events);
 //! `GET /deals` and `/requests/{id}` show it; `GET /providers` scores each SP from the same
 //! events ([`crate::domain::provider`]); `GET /buckets` lists the buckets and `GET /datadao` the
-//! DAO's fundings. Pins split across pieces, the contract-deal backend through `DealClient` and
-//! SP choice by score are the deal-engine issue's next parts and are not here yet.
+//! DAO's fundings. Pins split across pieces are the deal-engine issue's next part and are not
+//! here yet.
 
 pub mod buckets;
 pub mod contract;

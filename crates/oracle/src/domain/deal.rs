@@ -18,7 +18,10 @@
 //! is refused by [`step`] and left out of the fold, never guessed at. A replica counts toward
 //! its order's target only while `active`. Which contract and event each input comes from:
 //! `contracts/src/PerpetualStorage.sol` (`createOrder`, `claim`, `notifyDeal` → `publish`,
-//! `activate`, `reopen`) in this repository.
+//! `activate`, `reopen`) in this repository. A contract deal's proposal folds the same way
+//! ([`ProposalLogKind::slot`], from `contracts/src/DealClient.sol`): `DealProposalOffered` is a
+//! claim due by the deal's start, `DealPublished` a publication, `DealActivated` an activation,
+//! and `DealProposalCancelled` before any deal a reopening.
 
 use serde::Serialize;
 
