@@ -487,6 +487,9 @@ fn start_deals(
         );
         let packed = config.store.data_dir.join("packed");
         let gate = GcGate::new(store.clone(), config.worker.lease());
+        let splitter =
+            crate::deals::splits::Splitter::new(store.clone(), packed.clone(), rules.deal_size);
+        tasks.push(tokio::spawn(splitter.run(shutdown.clone())));
         let bucketer = crate::deals::buckets::Bucketer::new(store.clone(), rules, packed, gate);
         tasks.push(tokio::spawn(bucketer.run(shutdown.clone())));
         let pinning = config.contracts.pinning;

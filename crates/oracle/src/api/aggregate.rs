@@ -1,3 +1,6 @@
+//! `GET /piece/{part}` of a pin split across pieces: its span of the pin's packed CAR
+//! ([`serve_span`]).
+//!
 //! `GET /piece/{aggregate}`: a closed bucket's FRC-0058 aggregate, assembled on the fly from
 //! its pins' packed CARs (no second copy on disk), with single byte ranges (`bytes=a-b`,
 //! `bytes=a-`: what an SP resumes a download with). Zeros between the CARs, and the index, are
@@ -158,6 +161,50 @@ pub(super) async fn serve(
         insert(&mut response, header::CONTENT_RANGE, &format!("bytes {start}-{last}/{total}"));
     }
     Ok(Some(response))
+}
+
+/// Part `piece` of a split pin: `length` bytes of the CAR at `path` (of `car_size` bytes) from
+/// `offset` (the bytes of the request's `Range`, if any), read as it is sent.
+pub(super) async fn serve_span(
+    piece: &PieceCid,
+    path: &std::path::Path,
+    car_size: u64,
+    offset: u64,
+    length: u64,
+    range: Option<HeaderValue>,
+) -> Result<Response, ApiError> {
+    let gone = || ApiError::NotFound(format!("piece {piece} is not here at its size"));
+    match tokio::fs::metadata(path).await {
+        Ok(meta) if meta.len() == car_size && offset.saturating_add(length) <= car_size => {}
+        _ => return Err(gone()),
+    }
+    let (status, start, end) = match range.and_then(|v| parse_range(&v, length)) {
+        Some(Ok((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
+        Some(Err(())) => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            insert(&mut response, header::CONTENT_RANGE, &format!("bytes */{length}"));
+            return Ok(response);
+        }
+        None => (StatusCode::OK, 0, length),
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(|_| gone())?;
+    file.seek(SeekFrom::Start(offset + start)).await.map_err(|_| gone())?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+        file.take(end - start),
+        CHUNK as usize,
+    ));
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    insert(&mut response, header::CONTENT_LENGTH, &(end - start).to_string());
+    insert(&mut response, header::ACCEPT_RANGES, "bytes");
+    insert(&mut response, header::CONTENT_TYPE, "application/octet-stream");
+    insert(&mut response, header::ETAG, &format!("\"{piece}\""));
+    if status == StatusCode::PARTIAL_CONTENT {
+        let last = end.saturating_sub(1);
+        insert(&mut response, header::CONTENT_RANGE, &format!("bytes {start}-{last}/{length}"));
+    }
+    Ok(response)
 }
 
 fn insert(response: &mut Response, name: header::HeaderName, value: &str) {

@@ -364,8 +364,13 @@ fn is_limit(e: &TraversalError) -> bool {
     }
 }
 
-/// `GET`/`HEAD /piece/{pieceCid}`: the packed CAR, or a closed bucket's aggregate assembled
-/// from its CARs, with range requests.
+fn range_of(request: &Request) -> Option<axum::http::HeaderValue> {
+    request.headers().get(header::RANGE).cloned()
+}
+
+/// `GET`/`HEAD /piece/{pieceCid}`: the packed CAR, a closed bucket's aggregate assembled from its
+/// CARs, or a part of a pin split across pieces (its span of the pin's CAR), with range
+/// requests.
 pub(super) async fn piece<B: Blockstore>(
     State(st): State<Arc<ApiState<B>>>,
     Path(piece): Path<String>,
@@ -394,7 +399,23 @@ pub(super) async fn piece<B: Blockstore>(
         .await?
         {
             Some(response) => Ok(hold(response, slot)),
-            None => Err(ApiError::NotFound(format!("piece {parsed} is not here"))),
+            None => match st.store.part_source(&parsed.to_string()).await? {
+                // A part of a pin split across pieces: its span of the pin's CAR.
+                Some(source) => {
+                    let path = st.packed_dir.join(format!("{}.car", source.parent));
+                    let response = super::aggregate::serve_span(
+                        &parsed,
+                        &path,
+                        source.car_size,
+                        source.offset,
+                        source.length,
+                        range_of(&request),
+                    )
+                    .await?;
+                    Ok(hold(response, slot))
+                }
+                None => Err(ApiError::NotFound(format!("piece {parsed} is not here"))),
+            },
         };
     }
     // 256 KiB reads, as `/piece/{aggregate}` does: ServeFile's 64 KiB default costs a fifth of

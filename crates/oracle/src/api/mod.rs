@@ -814,6 +814,10 @@ pub struct JobView {
     /// Each replica of the pin's piece on Filecoin (only on a single request's page).
     #[serde(skip_serializing_if = "Option::is_none")]
     deals: Option<Vec<DealView>>,
+    /// A pin larger than a deal: the pieces its CAR was split into, in order (each with its
+    /// offset and length in the CAR), each dealt on its own (only on a single request's page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pieces: Option<Vec<crate::store::SplitPart>>,
 }
 
 /// One replica of a piece, as `/requests/{id}` and `/deals` show it.
@@ -837,6 +841,9 @@ pub struct DealView {
     piece_cid: String,
     /// The aggregate the piece is inside (none when the piece is its own deal).
     aggregate_piece_cid: Option<String>,
+    /// The deal's own piece: the pin's, its aggregate's, or a part's of a pin split across
+    /// pieces.
+    deal_piece_cid: String,
     /// How the deal was made (`perpetual`, `datadao` or `contract`).
     backend: crate::domain::deal::Backend,
     /// The order at the storage contract (for contract deals, the oracle's number of the
@@ -865,6 +872,7 @@ fn deal_views(
                 aggregate_piece_cid: aggregate
                     .filter(|a| *a == o.order.piece_cid)
                     .map(str::to_owned),
+                deal_piece_cid: o.order.piece_cid.clone(),
                 backend: o.order.backend,
                 order_id: o.order.order_id,
             })
@@ -879,6 +887,10 @@ async fn with_deals<B>(st: &ApiState<B>, mut view: JobView) -> Result<JobView, A
         None => (Vec::new(), None),
     };
     view.deals = Some(deal_views(&orders, view.job.piece_cid.as_deref(), aggregate.as_deref()));
+    if let Some(piece) = &view.job.piece_cid {
+        let parts = st.store.split_of(piece).await?;
+        view.pieces = (!parts.is_empty()).then_some(parts);
+    }
     Ok(view)
 }
 
@@ -889,7 +901,7 @@ pub fn job_view(mut job: Job, operator: bool) -> JobView {
     if !operator {
         job.error = None;
     }
-    JobView { job, reason_code, reason, deals: None }
+    JobView { job, reason_code, reason, deals: None, pieces: None }
 }
 
 /// A job's reason code and public reason: from its failure code, or its state.

@@ -33,8 +33,8 @@
 //! What each replica's state is comes from [`crate::domain::deal`] (a pure fold of the events);
 //! `GET /deals` and `/requests/{id}` show it; `GET /providers` scores each SP from the same
 //! events ([`crate::domain::provider`]); `GET /buckets` lists the buckets and `GET /datadao` the
-//! DAO's fundings. Pins split across pieces are the deal-engine issue's next part and are not
-//! here yet.
+//! DAO's fundings. [`splits`]: a pin larger than a deal is split into parts, each a piece
+//! ordered on its own.
 
 pub mod buckets;
 pub mod contract;
@@ -44,4 +44,5 @@ pub mod keeper;
 pub mod market;
 pub mod perpetual;
 pub mod proofs;
+pub mod splits;
 pub mod store_jobs;

@@ -44,6 +44,23 @@ impl BucketRules {
     }
 }
 
+/// How a CAR too large for one deal of `deal_size` padded bytes is split: consecutive spans
+/// `(offset, length)` of at most `deal_size × 127/128` bytes (the most a piece of that size
+/// holds, Fr32), the last one shorter. Empty for a CAR that fits one deal (or a deal size under
+/// 128 bytes).
+pub fn split_spans(car_size: u64, deal_size: u64) -> Vec<(u64, u64)> {
+    let span = deal_size / 128 * 127;
+    if span == 0 || car_size <= span {
+        return Vec::new();
+    }
+    (0..car_size.div_ceil(span))
+        .map(|k| {
+            let offset = k * span;
+            (offset, span.min(car_size - offset))
+        })
+        .collect()
+}
+
 /// The open bucket, as placement needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenBucket {
@@ -374,6 +391,31 @@ mod tests {
             if deal > MIN_DEAL_SIZE {
                 prop_assert!(Aggregate::build(&pieces, deal / 2).is_err(), "the smallest deal");
             }
+        }
+    }
+
+    #[test]
+    fn a_car_larger_than_a_deal_is_split_into_spans_each_within_it() {
+        assert!(split_spans(1000, 4096).is_empty(), "fits one deal");
+        assert!(split_spans(4064, 4096).is_empty(), "exactly a full deal");
+        assert_eq!(split_spans(4065, 4096), [(0, 4064), (4064, 1)]);
+        assert_eq!(split_spans(10_000, 4096), [(0, 4064), (4064, 4064), (8128, 1872)]);
+        assert!(split_spans(10, 64).is_empty(), "no deal that small");
+    }
+
+    proptest::proptest! {
+        /// The spans tile the CAR in order, and each fits a piece of the deal size.
+        #[test]
+        fn spans_tile_the_car(car in 0u64..10_000_000, shift in 7u32..24) {
+            let deal = 1u64 << shift;
+            let spans = split_spans(car, deal);
+            let mut at = 0;
+            for (offset, len) in &spans {
+                proptest::prop_assert_eq!(*offset, at);
+                proptest::prop_assert!(*len > 0 && *len <= deal / 128 * 127);
+                at += len;
+            }
+            proptest::prop_assert!(spans.is_empty() || at == car);
         }
     }
 }

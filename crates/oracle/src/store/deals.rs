@@ -174,8 +174,10 @@ impl Store {
     /// backend switched keeps the orders made), oldest pin first, up to `limit` (one row per
     /// piece, whichever pins share it).
     ///
-    /// With buckets (`bucketed`: the largest piece a bucket takes), only the pieces larger than
-    /// that, then the closed buckets' aggregates; a piece in a bucket never gets its own order.
+    /// With buckets (`bucketed`: the largest piece a bucket takes, half a deal), only the pieces
+    /// larger than that and no larger than a deal, then the closed buckets' aggregates, then
+    /// the parts of pins split because they were larger than a deal; a piece in a bucket, or
+    /// split, never gets its own order.
     pub async fn pieces_to_order(
         &self,
         contract: Address,
@@ -187,7 +189,8 @@ impl Store {
                     MIN(j.car_size) AS car_size, MIN(j.seq) AS first
              FROM jobs j
              WHERE j.state = 'reported' AND j.piece_cid IS NOT NULL AND j.cid IS NOT NULL
-               AND j.padded_size > $3
+               AND j.padded_size > $3 AND ($4 < 0 OR j.padded_size <= $4)
+               AND NOT EXISTS (SELECT 1 FROM piece_splits s WHERE s.piece_cid = j.piece_cid)
                AND NOT EXISTS (SELECT 1 FROM deal_orders o
                                WHERE o.piece_cid = j.piece_cid
                                  AND (o.contract = $1 OR o.state != 'failed'))
@@ -199,6 +202,8 @@ impl Store {
         .bind(lower(contract))
         .bind(int(limit)?)
         .bind(bucketed.map_or(Ok(-1), int)?)
+        // With buckets, a piece larger than a deal is split first (its parts are ordered).
+        .bind(bucketed.map_or(Ok(-1), |largest| int(largest.saturating_mul(2)))?)
         .fetch_all(&self.pool)
         .await?;
         let mut pieces = rows.iter().map(piece_to_order).collect::<Result<Vec<_>, _>>()?;
@@ -206,6 +211,8 @@ impl Store {
         // orders of their own.
         let room = limit.saturating_sub(pieces.len() as u64);
         pieces.extend(self.buckets_to_order(&lower(contract), room).await?);
+        let room = limit.saturating_sub(pieces.len() as u64);
+        pieces.extend(self.parts_to_order(&lower(contract), room).await?);
         Ok(pieces)
     }
 

@@ -242,6 +242,13 @@ impl Store {
                                                OR EXISTS (SELECT 1 FROM deal_orders o
                                                  WHERE o.piece_cid = b.piece_cid
                                                    AND o.state IN ('{sending}', '{open}'))))
+                              OR EXISTS (SELECT 1 FROM piece_splits s
+                                           WHERE s.piece_cid = jobs.piece_cid
+                                             AND (NOT EXISTS (SELECT 1 FROM deal_orders o
+                                                   WHERE o.piece_cid = s.part_cid)
+                                               OR EXISTS (SELECT 1 FROM deal_orders o
+                                                   WHERE o.piece_cid = s.part_cid
+                                                     AND o.state IN ('{sending}', '{open}'))))
                          THEN 1 ELSE 0 END AS BIGINT) AS dealing
              FROM jobs WHERE state IN {live} AND seq > $1 ORDER BY seq LIMIT $2",
             live = state_list(LIVE),

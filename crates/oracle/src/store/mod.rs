@@ -48,6 +48,7 @@ mod proposals;
 mod requests;
 mod results;
 mod snapshot;
+mod splits;
 mod uploads;
 
 pub use buckets::{BucketPiece, BucketRecord, BucketRequest};
@@ -60,6 +61,7 @@ pub use proposals::{ProposalLogs, ProposalRecord, ProposalState};
 pub use requests::RequestLogs;
 pub use results::StoreJob;
 pub use snapshot::{Summary, summarize_sqlite};
+pub use splits::{PartSource, SplitPart};
 pub use uploads::{
     GrantRecord, NewUpload, RequestForUpload, UploadRecord, UploadRefused, UploadState,
 };

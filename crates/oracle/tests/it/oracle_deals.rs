@@ -1084,3 +1084,100 @@ async fn a_dedicated_requesters_pins_are_aggregated_and_ordered_apart() {
     assert_eq!(inside["results"][0]["pieces"][0]["piece_cid"], pieces[2].as_str());
     oracle.kill().await;
 }
+
+/// A pin larger than a deal is split: its CAR into consecutive spans, each a piece within the
+/// deal size, each ordered on its own (never the whole). `/requests/{id}` lists the parts; each
+/// part downloaded from `/piece/{part}` (as an SP does) has its piece's commP, the parts in
+/// order give back the CAR byte for byte, and a range read across the boundary of two parts
+/// (the end of one, the start of the next) is the CAR's bytes there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pin_larger_than_a_deal_is_split_into_pieces_read_back_byte_for_byte() {
+    use estuary_piece::{PieceCid, commp::commp};
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let (root, piece, car) = add(dir.path(), "big", &noise(200_000, 9));
+    cars.lock().unwrap().insert(root.clone(), car.clone());
+    let extra = ["--bucket-size", "65536", "--bucket-max-age-secs", "1", "--deal-check-secs", "1"];
+    let oracle = oracle_with(&chain, dir.path(), &url, &extra).await;
+    let id = chain.pin(1, &cid_bytes(&root)).await;
+    let request = oracle
+        .wait_for_within(
+            |v| v["pieces"].as_array().is_some_and(|p| p.len() > 1),
+            &format!("/requests/{id}"),
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(request["piece_cid"], piece.as_str());
+    let parts = request["pieces"].as_array().unwrap().clone();
+    assert_eq!(parts.len(), car.len().div_ceil(65_024), "spans of 64 KiB × 127/128: {parts:?}");
+
+    // Each part, downloaded as an SP does, is its span of the CAR and has its piece's commP.
+    let http = reqwest::Client::new();
+    let get = |part: &str, range: Option<String>| {
+        let mut req = http.get(format!("{}/piece/{part}", oracle.url));
+        if let Some(range) = range {
+            req = req.header("range", range);
+        }
+        async move {
+            let response = req.send().await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            response.bytes().await.unwrap().to_vec()
+        }
+    };
+    let mut whole = Vec::new();
+    let mut at = 0u64;
+    for part in &parts {
+        let (offset, length) = (part["offset"].as_u64().unwrap(), part["length"].as_u64().unwrap());
+        assert_eq!(offset, at, "the parts tile the CAR");
+        at += length;
+        let cid = part["piece_cid"].as_str().unwrap();
+        let bytes = get(cid, None).await;
+        assert_eq!(bytes.len() as u64, length);
+        let info = commp(&bytes).unwrap();
+        assert_eq!(PieceCid::v2(&info).to_string(), cid, "the part's commP");
+        assert!(info.padded_size <= 65_536 && part["padded_size"] == info.padded_size);
+        whole.extend_from_slice(&bytes);
+    }
+    assert_eq!(whole, car, "the parts in order are the CAR");
+    // A range across the boundary of the first two parts: the end of one, the start of the next.
+    let first = parts[0]["length"].as_u64().unwrap();
+    let tail =
+        get(parts[0]["piece_cid"].as_str().unwrap(), Some(format!("bytes={}-", first - 100))).await;
+    let head = get(parts[1]["piece_cid"].as_str().unwrap(), Some("bytes=0-99".into())).await;
+    let across = [tail, head].concat();
+    let first = usize::try_from(first).unwrap();
+    assert_eq!(across, car[first - 100..first + 100]);
+
+    // Each part gets its own order; the whole never does.
+    let deals = oracle
+        .wait_for_within(
+            |v| {
+                v["results"].as_array().is_some_and(|r| {
+                    r.len() == parts.len() && r.iter().all(|o| o["order_id"].is_u64())
+                })
+            },
+            "/deals",
+            Duration::from_secs(60),
+        )
+        .await;
+    let mut ordered: Vec<String> = deals["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["piece_cid"].as_str().unwrap().to_owned())
+        .collect();
+    ordered.sort_unstable();
+    let mut expected: Vec<String> =
+        parts.iter().map(|p| p["piece_cid"].as_str().unwrap().to_owned()).collect();
+    expected.sort_unstable();
+    assert_eq!(ordered, expected);
+    assert!(
+        oracle.get(&format!("/deals?piece={piece}")).await.unwrap()["results"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    oracle.kill().await;
+}
