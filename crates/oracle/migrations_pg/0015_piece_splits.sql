@@ -9,6 +9,8 @@ CREATE TABLE piece_splits (
     length        BIGINT  NOT NULL,      -- its bytes
     part_cid      TEXT    NOT NULL,      -- the span's piece, v2
     padded_size   BIGINT  NOT NULL,
+    payload_cid   TEXT    NOT NULL,      -- the pin's root (kept: GC keeps the CAR and its DAG
+                                         -- while a part's order lives, pinned or not)
     PRIMARY KEY (piece_cid, seq)
 );
 CREATE INDEX piece_splits_part ON piece_splits (part_cid);

@@ -434,6 +434,15 @@ fn start_deals(
                 "--deal-client-address needs at least one --provider to propose deals to".into(),
             ));
         }
+        if config.deals.deal_state_view.is_none() {
+            // The market tells a contract deal's client nothing after publication: whether
+            // the deal is active, and stays so, is read from the market.
+            return Err(OracleError::Config(
+                "--deal-client-address needs --deal-state-view-address (a contract deal's \
+                 activation is read from the market)"
+                    .into(),
+            ));
+        }
         if config.deals.deal_budget.is_some() {
             warn!(
                 "--deal-budget is ignored by contract deals: the DealClient's escrow bounds them"
@@ -487,8 +496,13 @@ fn start_deals(
         );
         let packed = config.store.data_dir.join("packed");
         let gate = GcGate::new(store.clone(), config.worker.lease());
-        let splitter =
-            crate::deals::splits::Splitter::new(store.clone(), packed.clone(), rules.deal_size);
+        let splitter = crate::deals::splits::Splitter::new(
+            store.clone(),
+            packed.clone(),
+            rules.deal_size,
+            GcGate::new(store.clone(), config.worker.lease()),
+            every,
+        );
         tasks.push(tokio::spawn(splitter.run(shutdown.clone())));
         let bucketer = crate::deals::buckets::Bucketer::new(store.clone(), rules, packed, gate);
         tasks.push(tokio::spawn(bucketer.run(shutdown.clone())));

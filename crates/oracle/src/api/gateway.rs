@@ -399,11 +399,12 @@ pub(super) async fn piece<B: Blockstore>(
         .await?
         {
             Some(response) => Ok(hold(response, slot)),
-            None => match st.store.part_source(&parsed.to_string()).await? {
-                // A part of a pin split across pieces: its span of the pin's CAR.
-                Some(source) => {
+            None => {
+                // A part of a pin split across pieces: its span of the first of the pins' CARs
+                // holding it that is here at its size.
+                for source in st.store.part_sources(&parsed.to_string()).await? {
                     let path = st.packed_dir.join(format!("{}.car", source.parent));
-                    let response = super::aggregate::serve_span(
+                    if let Ok(response) = super::aggregate::serve_span(
                         &parsed,
                         &path,
                         source.car_size,
@@ -411,11 +412,13 @@ pub(super) async fn piece<B: Blockstore>(
                         source.length,
                         range_of(&request),
                     )
-                    .await?;
-                    Ok(hold(response, slot))
+                    .await
+                    {
+                        return Ok(hold(response, slot));
+                    }
                 }
-                None => Err(ApiError::NotFound(format!("piece {parsed} is not here"))),
-            },
+                Err(ApiError::NotFound(format!("piece {parsed} is not here")))
+            }
         };
     }
     // 256 KiB reads, as `/piece/{aggregate}` does: ServeFile's 64 KiB default costs a fifth of

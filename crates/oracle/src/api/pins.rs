@@ -243,13 +243,17 @@ pub async fn get<B: Blockstore>(
 }
 
 /// The pin's replicas in `info` (whose values the specification makes strings of at most 255
-/// characters): `deals_active` as `active/target`, and `deals` as `f01000 active #3, …`
-/// (provider, state, deal id), cut at 255 characters.
+/// characters): `deals_active` as `active/target` of its order that has the fewest active
+/// (for a pin split across pieces, its least kept part; an order that failed counts only when
+/// no other is left), and `deals` as `f01000 active #3, …` (provider, state, deal id) over its
+/// orders, cut at 255 characters.
 fn deals_info(orders: &[crate::store::OrderWithReplicas]) -> Option<(String, String)> {
-    let order = orders.first()?;
-    let active = format!("{}/{}", order.replicas_active, order.order.replicas_target);
+    use crate::domain::deal::OrderState;
+    let live: Vec<_> = orders.iter().filter(|o| o.order.state != OrderState::Failed).collect();
+    let weakest = live.iter().min_by_key(|o| o.replicas_active).copied().or(orders.first())?;
+    let active = format!("{}/{}", weakest.replicas_active, weakest.order.replicas_target);
     let mut summary = String::new();
-    for r in &order.replicas {
+    for r in live.iter().flat_map(|o| o.replicas.iter()) {
         let state = r.shown_state();
         let item = match r.deal_id {
             Some(id) => format!("f0{} {state} #{id}", r.provider),

@@ -312,13 +312,14 @@ enum Standing {
     Over,
 }
 
-/// How a proposal stands, from its own replica (its events folded alone) and `read`, the
-/// block the proposal watcher has read up to. The market publishes a deal only up to its start
-/// epoch and drops one not activated by then (builtin-actors v18 `actors/market/src/lib.rs`:
-/// `publish_storage_deals` refuses `start_epoch < curr_epoch`; cron's `process_deal_init_timed_out`
-/// removes an unactivated deal past its start), so once the watcher has read past the start, a
-/// replica still offered or only published has failed. Judged on what the watcher has read,
-/// never the head: an event not yet read is not taken for one that never came.
+/// How a proposal stands, from its own replica (its events folded alone, the market's word on
+/// its deal attached) and `read`, the block the proposal watcher has read up to. The market
+/// publishes a deal only up to its start epoch (builtin-actors v18 `actors/market/src/lib.rs`:
+/// `publish_storage_deals` refuses `start_epoch < curr_epoch`), so once the watcher has read
+/// past the start, a proposal still only offered has lapsed. Judged on what the watcher has
+/// read, never the head: an event not yet read is not taken for one that never came. A deal not
+/// activated by its start is dropped by the market (cron's `process_deal_init_timed_out`),
+/// which its read then says (`expired`): a published replica fails on the market's word only.
 fn standing(p: &ProposalRecord, replica: Option<&Replica>, read: u64) -> Standing {
     let past_start = read > p.start_epoch;
     match p.state {
@@ -329,7 +330,9 @@ fn standing(p: &ProposalRecord, replica: Option<&Replica>, read: u64) -> Standin
             None | Some(ReplicaState::Claimed) if past_start => Standing::Lapsing,
             None | Some(ReplicaState::Claimed) => Standing::Live,
             Some(ReplicaState::Reopened) => Standing::ProviderFailed,
-            Some(ReplicaState::Published) if past_start => Standing::ProviderFailed,
+            // Published: whether it was proven by its start is the market's to say (a deal not
+            // activated by then is dropped, and reads `expired`); a read that fails or has not
+            // come yet concludes nothing.
             Some(ReplicaState::Published | ReplicaState::Active) => {
                 let gone = replica.and_then(|r| r.market).map(|m| m.state).is_some_and(|s| {
                     matches!(
@@ -764,10 +767,11 @@ mod tests {
         assert_eq!(at(Some(replica(R::Claimed, None)), 100), Standing::Live);
         assert_eq!(at(Some(replica(R::Claimed, None)), 101), Standing::Lapsing);
         assert_eq!(at(Some(replica(R::Published, None)), 100), Standing::Live);
+        assert_eq!(at(Some(replica(R::Published, None)), 101), Standing::Live, "no read yet");
         assert_eq!(
-            at(Some(replica(R::Published, None)), 101),
+            at(Some(replica(R::Published, Some(MarketState::Expired))), 101),
             Standing::ProviderFailed,
-            "published, never proven by its start: the market drops it"
+            "published, never proven by its start: the market dropped it"
         );
         assert_eq!(at(Some(replica(R::Active, None)), 500), Standing::Live);
         let slashed = replica(R::Active, Some(MarketState::Slashed));

@@ -14,7 +14,12 @@
 //! A CAR not on disk, or not at its recorded size, is left for the next round (with a warning);
 //! nothing is recorded for it.
 
-use std::{io::Read, path::PathBuf, time::Duration};
+use std::{
+    collections::HashMap,
+    io::Read,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use estuary_piece::{CommP, PieceCid};
 use tokio_util::sync::CancellationToken;
@@ -22,11 +27,14 @@ use tracing::{info, warn};
 
 use crate::{
     domain::bucket::split_spans,
-    store::{SplitPart, Store, StoreError},
+    gc::GcGate,
+    store::{SplitPart, Store, StoreError, ToSplit},
 };
 
 /// Pieces split per round.
 const BATCH: u64 = 4;
+/// A piece whose CAR could not be read is tried again after this long.
+const MISSING_RETRY: Duration = Duration::from_secs(600);
 
 /// Why a piece was not split (tried again next round).
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +58,8 @@ pub struct Splitter {
     store: Store,
     packed: PathBuf,
     deal_size: u64,
+    gate: GcGate,
+    holder: String,
     every: Duration,
 }
 
@@ -89,15 +99,24 @@ pub fn split_file(
 }
 
 impl Splitter {
-    /// Splits the pieces larger than `deal_size` whose CARs are in `packed`.
-    pub fn new(store: Store, packed: PathBuf, deal_size: u64) -> Self {
-        Self { store, packed, deal_size, every: Duration::from_secs(1) }
+    /// Splits the pieces larger than `deal_size` whose CARs are in `packed`, every `every`,
+    /// holding collections off through `gate` while it reads.
+    pub fn new(
+        store: Store,
+        packed: PathBuf,
+        deal_size: u64,
+        gate: GcGate,
+        every: Duration,
+    ) -> Self {
+        let holder = format!("splitter-{}", std::process::id());
+        Self { store, packed, deal_size, gate, holder, every }
     }
 
     /// Runs until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut missing = HashMap::new();
         loop {
-            if let Err(e) = self.round().await {
+            if let Err(e) = self.round(&mut missing).await {
                 warn!(error = %e, "splitter round failed; retried");
             }
             tokio::select! {
@@ -107,21 +126,49 @@ impl Splitter {
         }
     }
 
-    async fn round(&self) -> Result<(), SplitError> {
-        for (piece, car_size) in self.store.pieces_to_split(self.deal_size, BATCH).await? {
-            let path = self.packed.join(format!("{piece}.car"));
-            let deal_size = self.deal_size;
+    /// One round: up to [`BATCH`] pieces split, each read under a hold against garbage
+    /// collection (so its CAR is not deleted while it is read; recorded, the split keeps it).
+    /// A piece whose CAR cannot be read is left alone for [`MISSING_RETRY`], so that it holds
+    /// back no other.
+    async fn round(&self, missing: &mut HashMap<String, Instant>) -> Result<(), SplitError> {
+        missing.retain(|_, at| at.elapsed() < MISSING_RETRY);
+        let limit = BATCH.saturating_add(missing.len() as u64);
+        let pieces: Vec<ToSplit> = self
+            .store
+            .pieces_to_split(self.deal_size, limit)
+            .await?
+            .into_iter()
+            .filter(|p| !missing.contains_key(&p.piece_cid))
+            .take(usize::try_from(BATCH).unwrap_or(usize::MAX))
+            .collect();
+        for piece in pieces {
+            let Some(hold) = self.gate.try_hold(&self.holder).await? else {
+                // A collection runs: next round.
+                return Ok(());
+            };
+            let path = self.packed.join(format!("{}.car", piece.piece_cid));
+            let (car_size, deal_size) = (piece.car_size, self.deal_size);
             let parts =
                 tokio::task::spawn_blocking(move || split_file(&path, car_size, deal_size)).await;
-            match parts {
-                Ok(Ok(parts)) => {
-                    if self.store.record_split(&piece, &parts).await? {
-                        info!(%piece, parts = parts.len(), "pin split across pieces");
+            let recorded = match parts {
+                Ok(Ok(parts)) => self.store.record_split(&piece, &parts).await.map(|done| {
+                    if done {
+                        info!(piece = %piece.piece_cid, parts = parts.len(), "pin split across pieces");
                     }
+                }),
+                Ok(Err(e)) => {
+                    warn!(piece = %piece.piece_cid, error = %e, "not split; tried again later");
+                    missing.insert(piece.piece_cid.clone(), Instant::now());
+                    Ok(())
                 }
-                Ok(Err(e)) => warn!(%piece, error = %e, "not split; tried again"),
-                Err(e) => warn!(%piece, error = %e, "the split's thread failed; tried again"),
-            }
+                Err(e) => {
+                    warn!(piece = %piece.piece_cid, error = %e, "the split's thread failed");
+                    missing.insert(piece.piece_cid.clone(), Instant::now());
+                    Ok(())
+                }
+            };
+            hold.release().await?;
+            recorded?;
         }
         Ok(())
     }

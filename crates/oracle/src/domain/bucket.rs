@@ -44,19 +44,27 @@ impl BucketRules {
     }
 }
 
-/// How a CAR too large for one deal of `deal_size` padded bytes is split: consecutive spans
-/// `(offset, length)` of at most `deal_size × 127/128` bytes (the most a piece of that size
-/// holds, Fr32), the last one shorter. Empty for a CAR that fits one deal (or a deal size under
-/// 128 bytes).
+/// How a CAR too large for one deal of `deal_size` padded bytes is split: the fewest
+/// consecutive spans `(offset, length)` of at most `deal_size × 127/128` bytes (the most a piece
+/// of that size holds, Fr32), of equal lengths but for one byte. Balanced, so that no part is a
+/// sliver (a CAR one byte over a deal gives two halves, not a deal and one byte: SPs refuse
+/// tiny pieces, and each part would be a deal of its own): every part is at least half a span, so
+/// its padded size is the deal's or half of it. Empty for a CAR that fits one deal (or a deal
+/// size under 128 bytes).
 pub fn split_spans(car_size: u64, deal_size: u64) -> Vec<(u64, u64)> {
     let span = deal_size / 128 * 127;
     if span == 0 || car_size <= span {
         return Vec::new();
     }
-    (0..car_size.div_ceil(span))
+    let parts = car_size.div_ceil(span);
+    let (base, longer) = (car_size / parts, car_size % parts);
+    let mut offset = 0;
+    (0..parts)
         .map(|k| {
-            let offset = k * span;
-            (offset, span.min(car_size - offset))
+            let length = base + u64::from(k < longer);
+            let at = offset;
+            offset += length;
+            (at, length)
         })
         .collect()
 }
@@ -398,8 +406,9 @@ mod tests {
     fn a_car_larger_than_a_deal_is_split_into_spans_each_within_it() {
         assert!(split_spans(1000, 4096).is_empty(), "fits one deal");
         assert!(split_spans(4064, 4096).is_empty(), "exactly a full deal");
-        assert_eq!(split_spans(4065, 4096), [(0, 4064), (4064, 1)]);
-        assert_eq!(split_spans(10_000, 4096), [(0, 4064), (4064, 4064), (8128, 1872)]);
+        assert_eq!(split_spans(4065, 4096), [(0, 2033), (2033, 2032)], "halves, no sliver");
+        assert_eq!(split_spans(10_000, 4096), [(0, 3334), (3334, 3333), (6667, 3333)]);
+        assert_eq!(split_spans(8128, 4096), [(0, 4064), (4064, 4064)], "two full deals");
         assert!(split_spans(10, 64).is_empty(), "no deal that small");
     }
 
@@ -409,13 +418,15 @@ mod tests {
         fn spans_tile_the_car(car in 0u64..10_000_000, shift in 7u32..24) {
             let deal = 1u64 << shift;
             let spans = split_spans(car, deal);
+            let span = deal / 128 * 127;
             let mut at = 0;
             for (offset, len) in &spans {
                 proptest::prop_assert_eq!(*offset, at);
-                proptest::prop_assert!(*len > 0 && *len <= deal / 128 * 127);
+                proptest::prop_assert!(*len * 2 >= span && *len <= span, "{} of {}", len, span);
                 at += len;
             }
             proptest::prop_assert!(spans.is_empty() || at == car);
+            proptest::prop_assert_eq!(spans.len() as u64, if car <= span { 0 } else { car.div_ceil(span) });
         }
     }
 }

@@ -312,6 +312,31 @@ pub fn fold(events: &[SlotEvent]) -> (Vec<Replica>, usize) {
     (replicas, skipped)
 }
 
+/// A contract deal's activation as the market reports it. The market does not tell a deal's
+/// client when the deal's sector is proven: in builtin-actors v18 a miner's
+/// `ProveCommitSectors3` notifies the data's consumers it names (for a market deal, the
+/// market, `f05`), and the market's `SectorContentChanged` handler notifies no one further;
+/// only a provider that also names the client (a DDO-aware one, as the simulated sealer does)
+/// gives `DealClient` its `DealActivated`. So for a contract deal published and not yet seen
+/// activated, the market's word that it is active (or expiring) is taken as its activation, at
+/// the epoch of that read, with the term the market gives. `None` for anything else.
+pub fn activated_by_market(replica: &Replica) -> Option<SlotEvent> {
+    let market = replica.market?;
+    let live = matches!(market.state, MarketState::Active | MarketState::Expiring);
+    if replica.state != ReplicaState::Published || !live {
+        return None;
+    }
+    Some(SlotEvent {
+        provider: replica.provider,
+        block_number: market.epoch.max(replica.since_block),
+        kind: SlotEventKind::Activated {
+            deal_id: replica.deal_id?,
+            start_epoch: market.start_epoch?,
+            end_epoch: market.end_epoch?,
+        },
+    })
+}
+
 /// One `PerpetualStorage` event about an order, decoded (by the chain adapter) from a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DealLog {

@@ -177,6 +177,44 @@ impl RootSet for BucketPieces {
     }
 }
 
+/// Pins split across pieces whose parts SPs may still download (a part not yet ordered, or
+/// ordered and the order sending or open): their CARs and DAGs are kept whatever happened to
+/// the pins, since `/piece/{part}` is read from the CAR.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SplitPieces;
+
+impl RootSet for SplitPieces {
+    fn name(&self) -> &'static str {
+        "split pieces"
+    }
+
+    fn page<'a>(
+        &'a self,
+        store: &'a Store,
+        cursor: u64,
+    ) -> BoxFuture<'a, Result<RootPage, StoreError>> {
+        Box::pin(async move {
+            // The store pages by piece CID; the cursor here counts pages (0: the first).
+            let mut after = String::new();
+            for _ in 0..cursor {
+                match store.split_roots(&after, u64::from(PAGE)).await?.1 {
+                    Some(next) => after = next,
+                    None => return Ok(RootPage { roots: Vec::new(), next: None }),
+                }
+            }
+            let (pieces, next) = store.split_roots(&after, u64::from(PAGE)).await?;
+            let roots = pieces.into_iter().filter_map(|(piece, payload)| {
+                Some(Root {
+                    cid: payload.parse().ok()?,
+                    stage: None,
+                    piece: Some((piece, Retention::Always)),
+                })
+            });
+            Ok(RootPage { roots: roots.collect(), next: next.map(|_| cursor + 1) })
+        })
+    }
+}
+
 /// Why a collection stopped. Nothing is deleted unless the mark was complete.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -259,7 +297,7 @@ impl<B: Blockstore> Collector<B> {
             store,
             blocks,
             packed_dir,
-            roots: vec![Box::new(LiveJobs), Box::new(BucketPieces)],
+            roots: vec![Box::new(LiveJobs), Box::new(BucketPieces), Box::new(SplitPieces)],
             policy,
             limits,
             lease: Duration::from_secs(600),

@@ -376,10 +376,8 @@ impl Store {
         piece_cid: &str,
     ) -> Result<(Vec<OrderWithReplicas>, Option<String>), StoreError> {
         let mut orders = self.deals(Some(piece_cid), 10, 0).await?;
-        // A pin split across pieces: each part's orders.
-        for part in self.split_of(piece_cid).await? {
-            orders.extend(self.deals(Some(&part.piece_cid), 10, 0).await?);
-        }
+        // A pin split across pieces: its parts' orders (the first 256).
+        orders.extend(self.split_deals(piece_cid, 256).await?);
         let aggregate = self.bucket_of_piece(piece_cid).await?.and_then(|b| b.piece_cid);
         if let Some(aggregate) = &aggregate {
             orders.extend(self.deals(Some(aggregate), 10, 0).await?);

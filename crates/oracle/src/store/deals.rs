@@ -18,7 +18,10 @@ use super::{
     requests::{move_cursor, rewind_cursor},
 };
 use crate::domain::{
-    deal::{Backend, DealLog, DealLogKind, OrderState, Replica, SlotEvent, SlotEventKind, fold},
+    deal::{
+        Backend, DealLog, DealLogKind, OrderState, Replica, SlotEvent, SlotEventKind,
+        activated_by_market, fold,
+    },
     market::{MarketState, MarketView},
     provider::{OrderHistory, ProviderStats, ScoreRules, stats as provider_stats},
 };
@@ -534,6 +537,26 @@ impl Store {
         self.with_replicas(orders).await
     }
 
+    /// The orders of a split pin's parts (`piece` the whole CAR's), oldest first, at most
+    /// `limit`, with their replicas: one query, however many parts.
+    pub async fn split_deals(
+        &self,
+        piece: &str,
+        limit: u64,
+    ) -> Result<Vec<OrderWithReplicas>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM deal_orders
+             WHERE piece_cid IN (SELECT part_cid FROM piece_splits WHERE piece_cid = $1)
+             ORDER BY created_ms, piece_cid LIMIT $2"
+        ))
+        .bind(piece)
+        .bind(int(limit)?)
+        .fetch_all(&self.pool)
+        .await?;
+        let orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
+        self.with_replicas(orders).await
+    }
+
     /// Every open order at `contract` with its replicas (the keeper's round).
     pub async fn open_orders(
         &self,
@@ -628,9 +651,21 @@ impl Store {
             .into_iter()
             .map(|order| {
                 let key = order.order_id.map(|id| (lower(order.contract), id));
-                let (events, cancelled) = key.and_then(|k| events.remove(&k)).unwrap_or_default();
+                let (mut events, cancelled) =
+                    key.and_then(|k| events.remove(&k)).unwrap_or_default();
                 let (mut replicas, _) = fold(&events);
                 attach(&mut replicas, &markets);
+                if order.backend == Backend::Contract {
+                    // The market's word stands for the activation no client is told of.
+                    let seen: Vec<SlotEvent> =
+                        replicas.iter().filter_map(activated_by_market).collect();
+                    if !seen.is_empty() {
+                        events.extend(seen);
+                        events.sort_by_key(|e| e.block_number);
+                        replicas = fold(&events).0;
+                        attach(&mut replicas, &markets);
+                    }
+                }
                 Folded { order, events, cancelled, replicas }
             })
             .collect())

@@ -61,7 +61,7 @@ pub use proposals::{ProposalLogs, ProposalRecord, ProposalState};
 pub use requests::RequestLogs;
 pub use results::StoreJob;
 pub use snapshot::{Summary, summarize_sqlite};
-pub use splits::{PartSource, SplitPart};
+pub use splits::{PartSource, SplitPart, ToSplit};
 pub use uploads::{
     GrantRecord, NewUpload, RequestForUpload, UploadRecord, UploadRefused, UploadState,
 };

@@ -22,7 +22,8 @@ use super::{
     requests::{move_cursor, rewind_cursor},
 };
 use crate::domain::deal::{
-    Backend, OrderState, ProposalLog, ProposalLogKind, Replica, SlotEvent, SlotEventKind, fold,
+    Backend, OrderState, ProposalLog, ProposalLogKind, Replica, SlotEvent, SlotEventKind,
+    activated_by_market, fold,
 };
 
 /// Where a proposal is, as the oracle keeps it (its replica's state is folded from events).
@@ -506,9 +507,15 @@ impl Store {
         let markets = self.market_views(&ids).await?;
         Ok(events
             .into_iter()
-            .filter_map(|(id, events)| {
+            .filter_map(|(id, mut events)| {
                 let mut replica = fold(&events).0.into_iter().next()?;
                 replica.market = replica.deal_id.and_then(|d| markets.get(&d).copied());
+                if let Some(activated) = activated_by_market(&replica) {
+                    events.push(activated);
+                    let market = replica.market;
+                    replica = fold(&events).0.into_iter().next()?;
+                    replica.market = market;
+                }
                 Some((id, replica))
             })
             .collect())

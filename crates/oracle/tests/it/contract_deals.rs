@@ -39,8 +39,9 @@ fn cbor_uint(n: u64) -> Vec<u8> {
 }
 
 /// `miner` (controlled by account `miner - 999`) takes proposal `id` in Boost's flow and proves
-/// it in `sector`.
-async fn deliver(chain: &Chain, id: B256, miner: u64, sector: u64) {
+/// it in `sector`, notifying the market and, if `notify_client`, the client contract too (as a
+/// DDO-aware provider does; a Boost market deal notifies the market only).
+async fn deliver(chain: &Chain, id: B256, miner: u64, sector: u64, notify_client: bool) {
     let sp = chain.wallet(usize::try_from(miner - 999).unwrap());
     let client = chain.deployment.contracts["DealClient"];
     let dc = DealClient::new(client, &sp);
@@ -65,13 +66,16 @@ async fn deliver(chain: &Chain, id: B256, miner: u64, sector: u64) {
         pieces: vec![MinerActorSimulator::PieceActivation {
             pieceCid: request.pieceCid,
             size: request.pieceSize,
-            notify: vec![
+            notify: [
                 MinerActorSimulator::Notification {
                     addr: Bytes::from_static(&[0x00, 0x05]),
                     payload: payload.clone(),
                 },
                 MinerActorSimulator::Notification { addr: Bytes::from(to_client), payload },
-            ],
+            ]
+            .into_iter()
+            .take(if notify_client { 2 } else { 1 })
+            .collect(),
         }],
     };
     let actor = MinerActorSimulator::new(masked_id_address(miner), &sp);
@@ -242,7 +246,7 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
     let id = |o: &Value, p: u64| -> B256 {
         proposal_to(o, p).unwrap()["proposal_id"].as_str().unwrap().parse().unwrap()
     };
-    deliver(&chain, id(&order, 1001), 1001, 7).await;
+    deliver(&chain, id(&order, 1001), 1001, 7, true).await;
     order_when(
         &oracle,
         |o| {
@@ -271,7 +275,9 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
     .await;
     let cancelled = logs::<DealClient::DealProposalCancelled>(&chain).await;
     assert_eq!(cancelled.iter().map(|c| c.id).collect::<Vec<_>>(), [id(&order, 1000)]);
-    deliver(&chain, id(&order, 1002), 1002, 8).await;
+    // f01002 proves as a Boost market deal does: only the market is told; its activation is
+    // the market's word, read through DealStateView.
+    deliver(&chain, id(&order, 1002), 1002, 8, false).await;
     let order =
         order_when(&oracle, |o| o["replicas_active"] == 2, "never two active replicas").await;
     let mut active: Vec<u64> = order["replicas"]
@@ -293,13 +299,18 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
 
     // The chain agrees: each delivered proposal holds its provider's deal, activated.
     let dc = DealClient::new(client, &reader);
-    for provider in [1001, 1002] {
+    for (provider, notified) in [(1001, true), (1002, false)] {
         let view = dc.getProposal(id(&order, provider)).call().await.unwrap();
         assert_eq!(view.deals.len(), 1);
         assert_eq!(view.deals[0].provider, provider);
-        assert!(view.deals[0].activated >= 0);
+        assert_eq!(view.deals[0].activated >= 0, notified, "the client knows only if told");
         assert_eq!(view.proposer, *chain.anvil.addresses().last().unwrap());
     }
+    let r = replica_of(&order, 1002).unwrap();
+    assert_eq!(
+        (r["state"].as_str(), r["market"]["state"].as_str()),
+        (Some("active"), Some("active"))
+    );
     // Each deal holds the pin, proven on chain against the deal's piece (reportDeal, PoDSI).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let proven = loop {

@@ -927,6 +927,61 @@ async fn contract_proposals_bound_folded_and_rewound(s: &Store) {
     assert_eq!(s.proposals(client).await.unwrap()[1].state, ProposalState::Offered);
 }
 
+async fn split_pieces_recorded_whole_ordered_and_kept(s: &Store) {
+    use estuary_oracle::store::{SplitPart, ToSplit};
+    ingest(s, &[event(1, 5, 0), event(2, 5, 1)], cursor(5)).await;
+    let big = "bafkzcibcaaces3nobte6ezpp4wqan2age2s5yxcatzotcvobhgcmv5wi2xh5mbi";
+    reported_with(s, &key(1), big).await;
+    // Padded 128 (reported_with's): larger than a 64-byte "deal", so it is to split.
+    let to_split = s.pieces_to_split(64, 10).await.unwrap();
+    assert_eq!(to_split.len(), 1);
+    assert_eq!((to_split[0].piece_cid.as_str(), to_split[0].car_size), (big, 100));
+    assert!(s.pieces_to_split(128, 10).await.unwrap().is_empty(), "fits a deal of its size");
+    let part = |seq: u64, cid: &str| SplitPart {
+        seq,
+        offset: seq * 50,
+        length: 50,
+        piece_cid: cid.into(),
+        padded_size: 64,
+    };
+    let parts = [part(0, "bafkzcibpart0"), part(1, "bafkzcibpart1")];
+    assert!(s.record_split(&to_split[0], &parts).await.unwrap());
+    // Recorded once, all or nothing: a second split (another size) mixes nothing in.
+    let other = [part(0, "bafkzcibother0"), part(1, "bafkzcibother1"), part(2, "bafkzcibother2")];
+    assert!(!s.record_split(&to_split[0], &other).await.unwrap());
+    let stored = s.split_of(big).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|p| p.piece_cid.as_str()).collect::<Vec<_>>(),
+        ["bafkzcibpart0", "bafkzcibpart1"]
+    );
+    assert!(s.pieces_to_split(64, 10).await.unwrap().is_empty());
+    // The parts are ordered, never the whole; read from the pin's CAR.
+    let contract = Address::repeat_byte(0x33);
+    let pieces = s.pieces_to_order(contract, 10, Some(32)).await.unwrap();
+    let names: Vec<&str> = pieces.iter().map(|p| p.piece_cid.as_str()).collect();
+    assert_eq!(names, ["bafkzcibpart0", "bafkzcibpart1"]);
+    assert_eq!((pieces[0].car_size, pieces[0].padded_size), (50, 64));
+    let sources = s.part_sources("bafkzcibpart1").await.unwrap();
+    assert_eq!((sources.len(), sources[0].offset, sources[0].car_size), (1, 50, 100));
+    assert_eq!(sources[0].parent, big);
+    // Kept by GC while a part is not ordered or its order lives.
+    let (roots, next) = s.split_roots("", 10).await.unwrap();
+    assert_eq!((roots.len(), next), (1, None));
+    assert_eq!(roots[0].0, big);
+    // The parts' orders are the pin's deals.
+    let client = Address::repeat_byte(0x55);
+    for p in &pieces {
+        s.record_contract_order(client, p, &[1], 1, 6, 1_000).await.unwrap();
+    }
+    assert_eq!(s.split_deals(big, 10).await.unwrap().len(), 2);
+    assert_eq!(s.pin_deals(big).await.unwrap().0.len(), 2);
+    // Another pin larger than a deal waits for its split.
+    let job = key(2);
+    reported_with(s, &job, "bafkzcibcaacesgfh3q5srm63xxsjqrd7lw7z7yxyjrhdjpc5v3kbcuqp2wd6zba")
+        .await;
+    assert_eq!(s.pieces_to_split(64, 10).await.unwrap().len(), 1, "an ordinary pin is");
+}
+
 async fn whole_suite(fresh: impl AsyncFn() -> Store) {
     claims_are_fair_between_requesters(&fresh().await).await;
     gc_and_its_holds_exclude_each_other(&fresh().await).await;
@@ -942,6 +997,7 @@ async fn whole_suite(fresh: impl AsyncFn() -> Store) {
     dao_pins_are_the_daos_to_fund(&fresh().await).await;
     dedicated_buckets_keep_to_their_own(&fresh().await).await;
     contract_proposals_bound_folded_and_rewound(&fresh().await).await;
+    split_pieces_recorded_whole_ordered_and_kept(&fresh().await).await;
 }
 
 #[tokio::test]
