@@ -928,7 +928,7 @@ async fn contract_proposals_bound_folded_and_rewound(s: &Store) {
 }
 
 async fn split_pieces_recorded_whole_ordered_and_kept(s: &Store) {
-    use estuary_oracle::store::{SplitPart, ToSplit};
+    use estuary_oracle::store::SplitPart;
     ingest(s, &[event(1, 5, 0), event(2, 5, 1)], cursor(5)).await;
     let big = "bafkzcibcaaces3nobte6ezpp4wqan2age2s5yxcatzotcvobhgcmv5wi2xh5mbi";
     reported_with(s, &key(1), big).await;
