@@ -335,3 +335,80 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
     assert!(by(1003).is_none());
     oracle.kill().await;
 }
+
+/// The oracle SIGKILLed at random points while it proposes contract deals for many pins: every
+/// piece ends with its two proposals, to two different providers, each made exactly once on
+/// chain (no proposal twice for a piece and provider), whatever the kills interrupted.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_test_each_replica_proposed_once_through_sigkills() {
+    use std::collections::HashMap;
+    let pins: usize =
+        std::env::var("ESTUARY_CRASH_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(24);
+    let kills: usize =
+        std::env::var("ESTUARY_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let mut roots = Vec::new();
+    for i in 0..pins {
+        let (root, _, car) =
+            add(dir.path(), &format!("k{i}"), &noise(2500 + i * 61, 700 + i as u64));
+        cars.lock().unwrap().insert(root.clone(), car);
+        roots.push(root);
+    }
+    let client = chain.deployment.contracts["DealClient"].to_string();
+    let view = chain.deployment.contracts["DealStateView"].to_string();
+    let extra = [
+        "--deal-client-address",
+        &client,
+        "--deal-state-view-address",
+        &view,
+        "--deal-check-secs",
+        "1",
+        "--deal-replicas",
+        "2",
+        "--deal-start-epochs",
+        "100000",
+        "--provider",
+        "f01000",
+        "--provider",
+        "f01001",
+        "--provider",
+        "f01002",
+    ];
+    let oracle =
+        crate::oracle_deals::pin_through_kills(&chain, dir.path(), &url, &roots, kills, &extra)
+            .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let orders = loop {
+        let orders = oracle
+            .get("/deals?limit=1000")
+            .await
+            .and_then(|v| v["results"].as_array().cloned())
+            .unwrap_or_default();
+        let offered =
+            |o: &Value| proposals(o).iter().filter(|p| p["state"] == "offered").count() == 2;
+        if orders.len() == pins && orders.iter().all(offered) {
+            break orders;
+        }
+        assert!(std::time::Instant::now() < deadline, "not every piece got its two proposals");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for o in &orders {
+        let mut named: Vec<u64> =
+            proposals(o).iter().map(|p| p["provider"].as_u64().unwrap()).collect();
+        named.sort_unstable();
+        named.dedup();
+        assert_eq!(named.len(), 2, "two providers, each asked once: {o}");
+    }
+    // On chain: one offer per piece and provider, two per piece.
+    let mut per: HashMap<(Vec<u8>, u64), usize> = HashMap::new();
+    for offer in logs::<DealClient::DealProposalOffered>(&chain).await {
+        *per.entry((offer.pieceCid.to_vec(), offer.provider)).or_default() += 1;
+    }
+    let twice: Vec<_> = per.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "proposed twice: {twice:?}");
+    assert_eq!(per.len(), pins * 2);
+    oracle.kill().await;
+}

@@ -57,7 +57,7 @@ async fn bound(oracle: &OracleProcess) -> Vec<Value> {
 
 /// Requests `roots` in `kills` batches while the oracle (with `extra`) is SIGKILLed after each,
 /// at a random point 0.1–1 s later; returns the oracle running after the last kill.
-async fn pin_through_kills(
+pub(crate) async fn pin_through_kills(
     chain: &Chain,
     dir: &std::path::Path,
     url: &str,
