@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Piece } from '@web3-storage/data-segment';
+import { id as id_, toBeHex, zeroPadValue } from 'ethers';
 import { ensureOutputDir, injectWallet, launchBrowser, root, rpc, startStack, tempDir } from './support.mjs';
 
 const estuaryBin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
@@ -14,6 +15,20 @@ const estuaryBin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary')
 const CID = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy';
 // requestCount() selector
 const REQUEST_COUNT = '0x5badbe4c';
+
+/** Waits (150 s at most) for request `id` at the oracle `oracle` to have three active deals at
+ *  three SPs; returns them. */
+async function activeDeals(oracle, id) {
+  let deals = [];
+  const started = Date.now();
+  while (Date.now() - started < 150_000) {
+    const r = await (await fetch(`${oracle}/requests/${id}`)).json();
+    deals = (r.deals ?? []).filter((d) => d.state === 'active');
+    if (new Set(deals.map((d) => d.provider)).size >= 3) return deals;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  assert.fail(`no three active deals at three SPs: ${JSON.stringify(deals)}`);
+}
 
 async function expectEventually(check, message, ms = 60_000) {
   const started = Date.now();
@@ -139,6 +154,27 @@ describe('dapp on the local stack', () => {
     assert.equal(request.cid, added.root);
     assert.equal(request.piece_cid, added.piece_cid, "the oracle's piece is estuary add's");
     assert.equal(request.contract, stack.info.contracts.EstuaryPinning.toLowerCase());
+
+    // On Filecoin: the pin's bucket's aggregate gets three active deals at three SPs, and the
+    // pin's inclusion in each is proven on chain (reportDeal, checked by PoDSI: one DealProven
+    // per deal, for this request).
+    const deals = await activeDeals(stack.info.oracle_url, id);
+    for (const d of deals) {
+      assert.equal(d.piece_cid, added.piece_cid);
+      assert.match(d.aggregate_piece_cid ?? '', /^bafkzcib/, "inside its bucket's aggregate");
+    }
+    const topic = id_('DealProven(uint256,uint64,uint64,uint64)');
+    const requestTopic = zeroPadValue(toBeHex(BigInt(id)), 32);
+    let proven = [];
+    const started = Date.now();
+    while (Date.now() - started < 120_000) {
+      proven = await rpc(stack.info.rpc_url, 'eth_getLogs', [
+        { address: stack.info.contracts.EstuaryPinning, topics: [topic, requestTopic], fromBlock: '0x0' },
+      ]);
+      if (proven.length >= 3) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+    assert.equal(proven.length, 3, 'the pin proven inside each of its three deals');
     assert.deepEqual(errors, []);
   });
 
@@ -195,6 +231,14 @@ describe('dapp on the local stack', () => {
     assert.equal(request.cid, native.root);
     // One canonical block order: the piece the page computed (estuary add's) is the one reported.
     assert.equal(request.piece_cid, native.piece_cid, "the oracle's piece is the page's");
+
+    // On Filecoin: three active deals at three SPs (the stack's SP agents take the order's slots,
+    // fetch, seal and prove). Larger than half a bucket, the pin is its deals' own piece.
+    const deals = await activeDeals(stack.info.oracle_url, id);
+    for (const d of deals) {
+      assert.equal(d.piece_cid, native.piece_cid, 'the pin is the piece the page computed');
+      assert.equal(d.deal_piece_cid, d.aggregate_piece_cid ?? native.piece_cid);
+    }
     assert.deepEqual(errors, []);
   });
 
