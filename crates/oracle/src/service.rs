@@ -213,6 +213,12 @@ impl Oracle {
                 );
             }
         }
+        if config.deals.datadao.is_some() && config.deals.perpetual.is_none() && dealing {
+            warn!(
+                flag = "--datadao-address",
+                "ignored: the DataDAO's orders are PerpetualStorage orders (--perpetual-address)"
+            );
+        }
         if dealing {
             match &operator {
                 Some(tx) => tasks.extend(start_deals(
