@@ -217,6 +217,8 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         deal_args.extend(["--deal-client-address".into(), client.to_string()]);
         // A minute from proposal to start: the SP agents fetch, seal (10 epochs) and prove.
         deal_args.extend(["--deal-start-epochs".into(), "60".into()]);
+        // The dev term is 3,600 epochs: a deal is renewed in its last 600.
+        deal_args.extend(["--deal-renew-epochs".into(), "600".into()]);
         for (miner, _) in SIMULATED_MINERS {
             deal_args.extend(["--provider".into(), format!("f0{miner}:price=0")]);
         }

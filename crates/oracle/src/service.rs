@@ -454,6 +454,24 @@ fn start_deals(
                 "--deal-budget is ignored by contract deals: the DealClient's escrow bounds them"
             );
         }
+        // A window as long as the term would renew every deal as soon as it is active, and
+        // its renewal too: at most half the term.
+        let renew_epochs = config.deals.deal_renew_epochs.min(config.deals.deal_term_epochs / 2);
+        if renew_epochs < config.deals.deal_renew_epochs {
+            warn!(
+                renew = renew_epochs,
+                term = config.deals.deal_term_epochs,
+                "--deal-renew-epochs cut to half of --deal-term-epochs"
+            );
+        }
+        if renew_epochs <= config.deals.deal_start_epochs {
+            warn!(
+                renew = renew_epochs,
+                start = config.deals.deal_start_epochs,
+                "--deal-renew-epochs is not above --deal-start-epochs: a renewal starts after \
+                 the deal it replaces ends"
+            );
+        }
         let (state_tx, state_rx) = watch::channel(WatchState::default());
         let spec = WatchSpec {
             stream: format!("proposals:{chain_id}:{client:#x}"),
@@ -487,6 +505,7 @@ fn start_deals(
                 public_url,
                 view: config.deals.deal_state_view,
                 expiring_epochs: config.deals.deal_expiring_epochs,
+                renew_epochs,
                 scores: crate::domain::provider::ScoreRules::default(),
                 every,
             },

@@ -280,6 +280,9 @@ pub struct SchedulerConfig {
     pub view: Option<Address>,
     /// An active deal ending within this many epochs shows as expiring.
     pub expiring_epochs: u64,
+    /// An active replica ending within this many epochs is renewed: a new proposal is made
+    /// ahead of its end (it must exceed the start delay for the two to overlap).
+    pub renew_epochs: u64,
     /// How scores are computed.
     pub scores: ScoreRules,
     /// Between rounds.
@@ -310,6 +313,9 @@ enum Standing {
     ProviderFailed,
     /// Over, through no fault of the provider (refused, or its term complete).
     Over,
+    /// Active, and ending within the renewal window: still held, no longer counted, so that
+    /// its renewal is proposed ahead of its end (to its provider again if it scores best).
+    Renewing,
 }
 
 /// How a proposal stands, from its own replica (its events folded alone, the market's word on
@@ -320,7 +326,7 @@ enum Standing {
 /// read, never the head: an event not yet read is not taken for one that never came. A deal not
 /// activated by its start is dropped by the market (cron's `process_deal_init_timed_out`),
 /// which its read then says (`expired`): a published replica fails on the market's word only.
-fn standing(p: &ProposalRecord, replica: Option<&Replica>, read: u64) -> Standing {
+fn standing(p: &ProposalRecord, replica: Option<&Replica>, read: u64, renew: u64) -> Standing {
     let past_start = read > p.start_epoch;
     match p.state {
         ProposalState::Sending => Standing::Live,
@@ -344,7 +350,11 @@ fn standing(p: &ProposalRecord, replica: Option<&Replica>, read: u64) -> Standin
                             | MarketState::Mismatch
                     )
                 });
-                if !gone {
+                let ending = replica.and_then(|r| r.end_epoch).unwrap_or(p.end_epoch);
+                let active = replica.is_some_and(|r| r.state == ReplicaState::Active);
+                if !gone && active && ending <= read.saturating_add(renew) {
+                    Standing::Renewing
+                } else if !gone {
                     Standing::Live
                 } else if read >= p.end_epoch {
                     Standing::Over
@@ -473,7 +483,7 @@ impl<B: DealBackend> Scheduler<B> {
             orders.iter().filter_map(|o| Some((o.order.order_id?, o.order.padded_size))).collect();
         for p in &proposals {
             let replica = p.proposal_id.as_ref().and_then(|id| replicas.get(id));
-            let s = standing(p, replica, read);
+            let s = standing(p, replica, read, self.config.renew_epochs);
             if s == Standing::Live && replica.is_none_or(|r| r.state != ReplicaState::Active) {
                 *in_flight.entry(p.provider).or_default() +=
                     sizes.get(&p.order_id).copied().unwrap_or(0);
@@ -510,7 +520,7 @@ impl<B: DealBackend> Scheduler<B> {
                         self.withdraw(p, tried).await?;
                     }
                     Standing::ProviderFailed => *failures.entry(p.provider).or_default() += 1,
-                    Standing::Over => {}
+                    Standing::Over | Standing::Renewing => {}
                 }
             }
             let wanted = usize::from(order.order.replicas_target).saturating_sub(live.len());
@@ -761,7 +771,7 @@ mod tests {
         use ReplicaState as R;
         let offered = proposal(ProposalState::Offered);
         // The start is epoch 100: judged on what the watcher has read.
-        let at = |r: Option<Replica>, read| standing(&offered, r.as_ref(), read);
+        let at = |r: Option<Replica>, read| standing(&offered, r.as_ref(), read, 100);
         assert_eq!(at(None, 50), Standing::Live, "the watcher has not seen it yet");
         assert_eq!(at(None, 101), Standing::Lapsing, "read past its start, never seen offered");
         assert_eq!(at(Some(replica(R::Claimed, None)), 100), Standing::Live);
@@ -774,13 +784,18 @@ mod tests {
             "published, never proven by its start: the market dropped it"
         );
         assert_eq!(at(Some(replica(R::Active, None)), 500), Standing::Live);
+        // Ending (epoch 1000) within the renewal window of 100: renewed ahead of its end.
+        assert_eq!(at(Some(replica(R::Active, None)), 899), Standing::Live);
+        assert_eq!(at(Some(replica(R::Active, None)), 900), Standing::Renewing);
+        let expiring = replica(R::Active, Some(MarketState::Expiring));
+        assert_eq!(at(Some(expiring), 950), Standing::Renewing);
         let slashed = replica(R::Active, Some(MarketState::Slashed));
         assert_eq!(at(Some(slashed), 500), Standing::ProviderFailed);
         assert_eq!(at(Some(slashed), 1000), Standing::Over, "its term is complete");
         let unknown = replica(R::Active, Some(MarketState::Unknown));
         assert_eq!(at(Some(unknown), 500), Standing::Live, "an unknown answer refutes nothing");
         assert_eq!(at(Some(replica(R::Reopened, None)), 500), Standing::ProviderFailed);
-        let s = |state| standing(&proposal(state), None, 500);
+        let s = |state| standing(&proposal(state), None, 500, 100);
         assert_eq!(s(ProposalState::Sending), Standing::Live);
         assert_eq!(s(ProposalState::Lapsed), Standing::ProviderFailed);
         assert_eq!(s(ProposalState::Failed), Standing::Over);

@@ -587,10 +587,13 @@ impl Store {
             .folded(orders)
             .await?
             .into_iter()
-            .map(|f| OrderHistory {
-                events: f.events,
-                replicas: f.replicas,
-                padded_size: f.order.padded_size,
+            .flat_map(|f| {
+                let padded_size = f.order.padded_size;
+                f.histories.into_iter().map(move |(events, replicas)| OrderHistory {
+                    events,
+                    replicas,
+                    padded_size,
+                })
             })
             .collect())
     }
@@ -651,22 +654,42 @@ impl Store {
             .into_iter()
             .map(|order| {
                 let key = order.order_id.map(|id| (lower(order.contract), id));
-                let (mut events, cancelled) =
-                    key.and_then(|k| events.remove(&k)).unwrap_or_default();
-                let (mut replicas, _) = fold(&events);
-                attach(&mut replicas, &markets);
-                if order.backend == Backend::Contract {
-                    // The market's word stands for the activation no client is told of.
+                let (tagged, cancelled) = key.and_then(|k| events.remove(&k)).unwrap_or_default();
+                if order.backend != Backend::Contract {
+                    let events: Vec<SlotEvent> = tagged.into_iter().map(|(_, e)| e).collect();
+                    let (mut replicas, _) = fold(&events);
+                    attach(&mut replicas, &markets);
+                    let histories = vec![(events, replicas.clone())];
+                    return Folded { order, histories, cancelled, replicas };
+                }
+                // A contract order: each proposal is its own replica (a renewal at the same
+                // provider is a second one), and the market's word stands for the activation
+                // no client is told of.
+                let mut groups: Vec<(Option<String>, Vec<SlotEvent>)> = Vec::new();
+                for (proposal, event) in tagged {
+                    match groups.iter_mut().find(|(p, _)| *p == proposal) {
+                        Some((_, events)) => events.push(event),
+                        None => groups.push((proposal, vec![event])),
+                    }
+                }
+                let mut histories = Vec::with_capacity(groups.len());
+                let mut replicas = Vec::new();
+                for (_, mut events) in groups {
+                    let (mut folded, _) = fold(&events);
+                    attach(&mut folded, &markets);
                     let seen: Vec<SlotEvent> =
-                        replicas.iter().filter_map(activated_by_market).collect();
+                        folded.iter().filter_map(activated_by_market).collect();
                     if !seen.is_empty() {
                         events.extend(seen);
                         events.sort_by_key(|e| e.block_number);
-                        replicas = fold(&events).0;
-                        attach(&mut replicas, &markets);
+                        folded = fold(&events).0;
+                        attach(&mut folded, &markets);
                     }
+                    replicas.extend(folded.iter().copied());
+                    histories.push((events, folded));
                 }
-                Folded { order, events, cancelled, replicas }
+                replicas.sort_by_key(|r| (r.provider, r.since_block));
+                Folded { order, histories, cancelled, replicas }
             })
             .collect())
     }
@@ -674,11 +697,11 @@ impl Store {
     /// The market views of the deals named in `events`.
     async fn market_views_of(
         &self,
-        events: &HashMap<(String, u64), (Vec<SlotEvent>, bool)>,
+        events: &HashMap<(String, u64), (Vec<Tagged>, bool)>,
     ) -> Result<HashMap<u64, MarketView>, StoreError> {
         let mut ids: Vec<u64> = events
             .values()
-            .flat_map(|(e, _)| e.iter())
+            .flat_map(|(e, _)| e.iter().map(|(_, e)| e))
             .filter_map(|e| match e.kind {
                 SlotEventKind::Published { deal_id } | SlotEventKind::Activated { deal_id, .. } => {
                     Some(deal_id)
@@ -772,18 +795,18 @@ impl Store {
     async fn slot_events(
         &self,
         orders: &[OrderRecord],
-    ) -> Result<HashMap<(String, u64), (Vec<SlotEvent>, bool)>, StoreError> {
+    ) -> Result<HashMap<(String, u64), (Vec<Tagged>, bool)>, StoreError> {
         let mut ids: Vec<u64> = orders.iter().filter_map(|o| o.order_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut out: HashMap<(String, u64), (Vec<SlotEvent>, bool)> = HashMap::new();
+        let mut out: HashMap<(String, u64), (Vec<Tagged>, bool)> = HashMap::new();
         // In chunks: a statement takes at most 32,766 (SQLite) or 65,535 (PostgreSQL) values.
         // Each order's events are all in its chunk, so their order holds.
         for chunk in ids.chunks(500) {
             let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT contract, order_id, kind, provider, deal_id, start_epoch, end_epoch,
-                        block_number, deadline FROM deal_events WHERE order_id IN ({})
+                        block_number, deadline, proposal FROM deal_events WHERE order_id IN ({})
                  ORDER BY block_number, log_index",
                 list.join(", ")
             );
@@ -796,7 +819,8 @@ impl Store {
                 let entry = out.entry((contract, get_u64(row, "order_id")?)).or_default();
                 let kind: String = row.try_get("kind")?;
                 entry.1 |= kind == "cancelled";
-                entry.0.extend(slot_event_from_row(row)?);
+                let proposal: Option<String> = row.try_get("proposal")?;
+                entry.0.extend(slot_event_from_row(row)?.map(|e| (proposal, e)));
             }
         }
         Ok(out)
@@ -874,10 +898,15 @@ impl LogStore for DealLogs {
     }
 }
 
-/// An order, its slot events, whether it was cancelled, and its replicas.
+/// An order, its histories (its slot events with the replicas they fold to: one for a
+/// perpetual order, one per proposal for a contract order), whether it was cancelled, and its
+/// replicas.
 struct Folded {
     order: OrderRecord,
-    events: Vec<SlotEvent>,
+    histories: Vec<(Vec<SlotEvent>, Vec<Replica>)>,
     cancelled: bool,
     replicas: Vec<Replica>,
 }
+
+/// A slot event with the contract-deal proposal it is about (none for a perpetual slot's).
+type Tagged = (Option<String>, SlotEvent);

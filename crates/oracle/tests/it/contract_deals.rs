@@ -412,3 +412,90 @@ async fn crash_test_each_replica_proposed_once_through_sigkills() {
     assert_eq!(per.len(), pins * 2);
     oracle.kill().await;
 }
+
+/// Renewal ahead of a term's end: a replica whose deal ends within `--deal-renew-epochs` no
+/// longer counts, and its renewal is proposed before it ends — to the same provider, which now
+/// scores best — so the old and the new deal overlap; both are listed, each its own replica.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ending_deal_is_renewed_ahead_of_its_end_at_its_provider() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let args: Vec<String> = [
+        "--gateway",
+        &url,
+        "--data-dir",
+        &dir.path().join("data").display().to_string(),
+        "--operator-key",
+        &chain.operator_key(),
+        "--deal-client-address",
+        &chain.deployment.contracts["DealClient"].to_string(),
+        "--deal-state-view-address",
+        &chain.deployment.contracts["DealStateView"].to_string(),
+        "--deal-check-secs",
+        "1",
+        "--deal-replicas",
+        "1",
+        "--deal-term-epochs",
+        "400",
+        "--deal-renew-epochs",
+        "200",
+        "--deal-start-epochs",
+        "20",
+        "--deal-expiring-epochs",
+        "50",
+        "--provider",
+        "f01000",
+        "--provider",
+        "f01001",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let oracle = OracleProcess::start_with(&chain, &dir.path().join("oracle.sqlite"), &args).await;
+    let (root, _, car) = add(dir.path(), "r", &noise(4000, 21));
+    cars.lock().unwrap().insert(root.clone(), car);
+    chain.pin(4, &cid_bytes(&root)).await;
+    let offered = |o: &Value| proposal_to(o, 1000).is_some_and(|p| p["state"] == "offered");
+    let order = order_when(&oracle, offered, "never proposed").await;
+    let first = proposal_to(&order, 1000).unwrap();
+    let id0: B256 = first["proposal_id"].as_str().unwrap().parse().unwrap();
+    deliver(&chain, id0, 1000, 7, true).await;
+    order_when(&oracle, |o| o["replicas_active"] == 1, "never active").await;
+
+    // Into the renewal window: 200 epochs before the deal's end.
+    let end = first["end_epoch"].as_u64().unwrap();
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let head = reader.get_block_number().await.unwrap();
+    let blocks = U256::from((end - 200).saturating_sub(head) + 1);
+    let _: Value = reader.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
+    let renewed = order_when(
+        &oracle,
+        |o| proposals(o).iter().any(|p| p["attempt"] == 1 && p["state"] == "offered"),
+        "never renewed",
+    )
+    .await;
+    let renewal = proposals(&renewed).into_iter().find(|p| p["attempt"] == 1).unwrap();
+    assert_eq!(renewal["provider"], 1000, "to the provider that scores best: {renewed}");
+    assert!(renewal["start_epoch"].as_u64().unwrap() < end, "it overlaps the ending deal");
+    assert!(proposal_to(&renewed, 1001).is_none());
+    let id1: B256 = renewal["proposal_id"].as_str().unwrap().parse().unwrap();
+    deliver(&chain, id1, 1000, 8, true).await;
+    let both = order_when(
+        &oracle,
+        |o| {
+            o["replicas"].as_array().is_some_and(|r| {
+                r.iter().filter(|x| x["provider"] == 1000 && x["state"] == "active").count() == 2
+            })
+        },
+        "the renewal never active beside the ending deal",
+    )
+    .await;
+    assert_eq!(both["replicas_active"], 2, "both count until the first ends: {both}");
+    let providers = oracle.get("/providers").await.unwrap();
+    let p0 =
+        providers["results"].as_array().unwrap().iter().find(|p| p["provider"] == 1000).cloned();
+    assert_eq!(p0.unwrap()["activated"], 2, "{providers}");
+    oracle.kill().await;
+}
