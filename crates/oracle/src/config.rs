@@ -271,9 +271,9 @@ pub struct DealsConfig {
         value_parser = clap::value_parser!(u64).range(1..))]
     pub deal_start_epochs: u64,
     /// Contract deals: a replica whose deal ends within this many epochs (21 days) counts as
-    /// missing, and its renewal is proposed ahead of its end, to its provider again if it
-    /// still scores best, else elsewhere (keep it above --deal-start-epochs, so that the two
-    /// overlap; at most half of --deal-term-epochs is used).
+    /// missing, and its renewal is proposed ahead of its end, to the same provider first
+    /// unless it failed the piece, else elsewhere (keep it above --deal-start-epochs, so that
+    /// the two overlap; at most half of --deal-term-epochs is used).
     #[arg(long, env = "ESTUARY_DEAL_RENEW_EPOCHS", default_value_t = 60_480)]
     pub deal_renew_epochs: u64,
     /// Most replicas of one piece at providers of one organisation (`org=` in `--provider`).

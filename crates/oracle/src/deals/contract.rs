@@ -314,7 +314,8 @@ enum Standing {
     /// Over, through no fault of the provider (refused, or its term complete).
     Over,
     /// Active, and ending within the renewal window: still held, no longer counted, so that
-    /// its renewal is proposed ahead of its end (to its provider again if it scores best).
+    /// its renewal is proposed ahead of its end (to the same provider first, unless it failed
+    /// the piece).
     Renewing,
 }
 
@@ -352,11 +353,14 @@ fn standing(p: &ProposalRecord, replica: Option<&Replica>, read: u64, renew: u64
                 });
                 let ending = replica.and_then(|r| r.end_epoch).unwrap_or(p.end_epoch);
                 let active = replica.is_some_and(|r| r.state == ReplicaState::Active);
+                // Gone at or past its end by the market's own clock: its term is complete (the
+                // watcher may lag the market's read).
+                let complete = replica.and_then(|r| r.market).is_some_and(|m| m.epoch >= ending);
                 if !gone && active && ending <= read.saturating_add(renew) {
                     Standing::Renewing
                 } else if !gone {
                     Standing::Live
-                } else if read >= p.end_epoch {
+                } else if complete || read >= p.end_epoch {
                     Standing::Over
                 } else {
                     Standing::ProviderFailed
@@ -498,6 +502,7 @@ impl<B: DealBackend> Scheduler<B> {
             // a live attempt, or one being withdrawn, is not asked again.
             let mut live: Vec<u64> = Vec::new();
             let mut busy: Vec<u64> = Vec::new();
+            let mut renewing: Vec<u64> = Vec::new();
             let mut failures: HashMap<u64, u32> = HashMap::new();
             for (p, s) in &mine {
                 match s {
@@ -520,7 +525,8 @@ impl<B: DealBackend> Scheduler<B> {
                         self.withdraw(p, tried).await?;
                     }
                     Standing::ProviderFailed => *failures.entry(p.provider).or_default() += 1,
-                    Standing::Over | Standing::Renewing => {}
+                    Standing::Renewing => renewing.push(p.provider),
+                    Standing::Over => {}
                 }
             }
             let wanted = usize::from(order.order.replicas_target).saturating_sub(live.len());
@@ -539,6 +545,8 @@ impl<B: DealBackend> Scheduler<B> {
                 held: &live,
                 failed: &failed,
                 excluded: &exhausted,
+                // The provider of an ending deal renews it first, unless it failed the piece.
+                preferred: &renewing,
                 scores: &scores,
                 in_flight: &in_flight,
             };

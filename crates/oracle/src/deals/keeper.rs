@@ -178,10 +178,22 @@ pub(crate) async fn track<P: Provider + Clone + 'static>(
     orders: &mut [OrderWithReplicas],
     expiring_epochs: u64,
 ) -> Result<(), String> {
+    // A deal the market already called gone (expired, slashed) is not read again: those
+    // answers are final (a contract deal's replica stays `active` in its events after its end).
+    let settled = |r: &crate::domain::deal::Replica| {
+        r.market.is_some_and(|m| {
+            matches!(
+                m.state,
+                crate::domain::market::MarketState::Expired
+                    | crate::domain::market::MarketState::Slashed
+            )
+        })
+    };
     let mut ids: Vec<u64> = orders
         .iter()
         .flat_map(|o| o.replicas.iter())
         .filter(|r| matches!(r.state, ReplicaState::Published | ReplicaState::Active))
+        .filter(|r| !settled(r))
         .filter_map(|r| r.deal_id)
         .collect();
     ids.sort_unstable();

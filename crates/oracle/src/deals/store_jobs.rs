@@ -18,7 +18,7 @@
 //! fulfils a job once, so a result sent again after a crash is refused, never doubled.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     time::{Duration, Instant},
 };
 
@@ -37,11 +37,7 @@ use tracing::{info, warn};
 
 use crate::{
     deals::buckets::{BucketError, aggregate_of},
-    domain::{
-        JobSource,
-        deal::{OrderState, ReplicaState},
-        now_ms,
-    },
+    domain::{JobSource, deal::OrderState, now_ms},
     store::{Store, StoreError, StoreJob},
 };
 
@@ -220,15 +216,18 @@ impl StoreFulfiller {
             let why = failed.order.error.as_deref().unwrap_or("failed");
             return Ok(Ready::Fail(format!("its aggregate's order failed: {why}")));
         }
-        let mut providers = HashSet::new();
-        let active: Vec<(u64, u64)> = orders
-            .iter()
-            .flat_map(|o| o.replicas.iter())
-            .filter(|r| r.state == ReplicaState::Active)
-            .filter_map(|r| r.deal_id.map(|d| (d, r.provider)))
-            .filter(|(_, p)| providers.insert(*p))
-            .take(usize::from(job.replicas))
-            .collect();
+        // One deal per provider, its latest counting one (a renewal beside an ending deal).
+        let mut latest: HashMap<u64, (u64, u64)> = HashMap::new();
+        for r in orders.iter().flat_map(|o| o.replicas.iter()).filter(|r| r.counts()) {
+            let (Some(deal), end) = (r.deal_id, r.end_epoch.unwrap_or(0)) else { continue };
+            if latest.get(&r.provider).is_none_or(|(_, e)| end > *e) {
+                latest.insert(r.provider, (deal, end));
+            }
+        }
+        let mut active: Vec<(u64, u64)> =
+            latest.into_iter().map(|(provider, (deal, _))| (deal, provider)).collect();
+        active.sort_unstable_by_key(|(_, p)| *p);
+        active.truncate(usize::from(job.replicas));
         if active.len() < usize::from(job.replicas) {
             return Ok(Ready::Wait);
         }

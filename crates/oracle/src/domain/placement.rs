@@ -208,6 +208,9 @@ pub struct Situation<'a> {
     /// Providers not to ask for it at all (failed it too often, or a proposal of theirs is
     /// being withdrawn).
     pub excluded: &'a [u64],
+    /// Providers asked first whatever their score, unless they failed it (the provider of a
+    /// deal being renewed).
+    pub preferred: &'a [u64],
     /// Score of each provider seen (the others score ½).
     pub scores: &'a HashMap<u64, f64>,
     /// Padded bytes in flight at each provider (proposed, not yet active).
@@ -251,10 +254,12 @@ pub fn choose(
             None => eligible.push((p, now.failed.contains(&p.provider))),
         }
     }
-    // Best first: never failed this piece, then score, then the lower id.
+    // Best first: never failed this piece, then preferred, then score, then the lower id.
     let score = |p: u64| now.scores.get(&p).copied().unwrap_or(0.5);
+    let preferred = |p: u64| now.preferred.contains(&p);
     eligible.sort_by(|(a, fa), (b, fb)| {
         fa.cmp(fb)
+            .then_with(|| preferred(b.provider).cmp(&preferred(a.provider)))
             .then_with(|| score(b.provider).total_cmp(&score(a.provider)))
             .then_with(|| a.provider.cmp(&b.provider))
     });
@@ -516,7 +521,15 @@ mod tests {
         scores: &'a HashMap<u64, f64>,
         in_flight: &'a HashMap<u64, u64>,
     ) -> Situation<'a> {
-        Situation { padded_size: 1 << 20, held, failed, excluded: &[], scores, in_flight }
+        Situation {
+            padded_size: 1 << 20,
+            held,
+            failed,
+            excluded: &[],
+            preferred: &[],
+            scores,
+            in_flight,
+        }
     }
 
     #[test]
@@ -546,6 +559,19 @@ mod tests {
                 (1006, Skip::Holds)
             ]
         );
+    }
+
+    #[test]
+    fn the_provider_of_an_ending_deal_renews_it_first_whatever_the_scores() {
+        let policies = [policy("f01000"), policy("f01001")];
+        let (scores, flight) = (HashMap::from([(1001, 0.9), (1000, 0.1)]), HashMap::new());
+        let rules = PlacementRules::default();
+        let mut now = situation(&[], &[], &scores, &flight);
+        now.preferred = &[1000];
+        assert_eq!(choose(&policies, &rules, &now, 1).chosen, [1000]);
+        // Unless it failed the piece.
+        now.failed = &[1000];
+        assert_eq!(choose(&policies, &rules, &now, 1).chosen, [1001]);
     }
 
     #[test]

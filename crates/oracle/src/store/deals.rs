@@ -635,7 +635,12 @@ impl Store {
             .await?
             .into_iter()
             .map(|f| {
-                let replicas_active = f.replicas.iter().filter(|r| r.counts()).count();
+                // Providers holding it: a renewal beside its ending deal is one provider.
+                let mut holders: Vec<u64> =
+                    f.replicas.iter().filter(|r| r.counts()).map(|r| r.provider).collect();
+                holders.sort_unstable();
+                holders.dedup();
+                let replicas_active = holders.len();
                 OrderWithReplicas {
                     order: f.order,
                     replicas_active,

@@ -414,8 +414,9 @@ async fn crash_test_each_replica_proposed_once_through_sigkills() {
 }
 
 /// Renewal ahead of a term's end: a replica whose deal ends within `--deal-renew-epochs` no
-/// longer counts, and its renewal is proposed before it ends — to the same provider, which now
-/// scores best — so the old and the new deal overlap; both are listed, each its own replica.
+/// longer counts, and its renewal is proposed before it ends — to the same provider, which
+/// renews first unless it failed the piece — so the old and the new deal overlap; both are
+/// listed, each its own replica.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ending_deal_is_renewed_ahead_of_its_end_at_its_provider() {
     let chain = Chain::start().await;
@@ -477,7 +478,7 @@ async fn an_ending_deal_is_renewed_ahead_of_its_end_at_its_provider() {
     )
     .await;
     let renewal = proposals(&renewed).into_iter().find(|p| p["attempt"] == 1).unwrap();
-    assert_eq!(renewal["provider"], 1000, "to the provider that scores best: {renewed}");
+    assert_eq!(renewal["provider"], 1000, "to the provider of the ending deal: {renewed}");
     assert!(renewal["start_epoch"].as_u64().unwrap() < end, "it overlaps the ending deal");
     assert!(proposal_to(&renewed, 1001).is_none());
     let id1: B256 = renewal["proposal_id"].as_str().unwrap().parse().unwrap();
@@ -492,7 +493,7 @@ async fn an_ending_deal_is_renewed_ahead_of_its_end_at_its_provider() {
         "the renewal never active beside the ending deal",
     )
     .await;
-    assert_eq!(both["replicas_active"], 2, "both count until the first ends: {both}");
+    assert_eq!(both["replicas_active"], 1, "one provider holds it, twice: {both}");
     let providers = oracle.get("/providers").await.unwrap();
     let p0 =
         providers["results"].as_array().unwrap().iter().find(|p| p["provider"] == 1000).cloned();
