@@ -555,6 +555,18 @@ fn engine_metrics(c: &crate::store::DealEngineCounts, out: &mut String) {
     let _ = writeln!(out, "estuary_store_jobs{{state=\"fulfilled\"}} {}", c.store_results.0);
     let _ = writeln!(out, "estuary_store_jobs{{state=\"failed\"}} {}", c.store_results.1);
     let _ = writeln!(out, "estuary_store_jobs{{state=\"waiting\"}} {}", c.store_waiting);
+    let _ = writeln!(out, "# HELP estuary_deal_proposals Contract-deal proposals by state.");
+    let _ = writeln!(out, "# TYPE estuary_deal_proposals gauge");
+    for (state, n) in &c.proposals {
+        let _ = writeln!(out, "estuary_deal_proposals{{state=\"{state}\"}} {n}");
+    }
+    let _ =
+        writeln!(out, "# HELP estuary_split_pins Pins split across pieces (larger than a deal).");
+    let _ = writeln!(out, "# TYPE estuary_split_pins gauge");
+    let _ = writeln!(out, "estuary_split_pins {}", c.splits.0);
+    let _ = writeln!(out, "# HELP estuary_split_parts The pieces split pins were split into.");
+    let _ = writeln!(out, "# TYPE estuary_split_parts gauge");
+    let _ = writeln!(out, "estuary_split_parts {}", c.splits.1);
 }
 
 /// Replicas by state and provider, and each provider's figures (from the same events and

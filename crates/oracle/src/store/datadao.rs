@@ -270,6 +270,18 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         counts.store_waiting = get_u64(&row, "n")?;
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM deal_proposals GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &rows {
+            counts.proposals.push((r.try_get("state")?, get_u64(r, "n")?));
+        }
+        let row = sqlx::query(
+            "SELECT COUNT(DISTINCT piece_cid) AS pins, COUNT(*) AS parts FROM piece_splits",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        counts.splits = (get_u64(&row, "pins")?, get_u64(&row, "parts")?);
         Ok(counts)
     }
 }
@@ -287,4 +299,8 @@ pub struct DealEngineCounts {
     pub store_results: (u64, u64),
     /// Store jobs pinned and waiting for their deals.
     pub store_waiting: u64,
+    /// Contract-deal proposals by state (`sending`, `offered`, `lapsed`, `failed`).
+    pub proposals: Vec<(String, u64)>,
+    /// Pins split across pieces, and their parts.
+    pub splits: (u64, u64),
 }

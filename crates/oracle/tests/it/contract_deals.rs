@@ -333,6 +333,10 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
     assert_eq!(by(1001).unwrap()["activated"], 1);
     assert!(by(1001).unwrap()["score"].as_f64() > by(1000).unwrap()["score"].as_f64());
     assert!(by(1003).is_none());
+    // Operators see the proposals in the metrics.
+    let metrics = oracle.metrics().await;
+    assert!(metrics.contains("estuary_deal_proposals{state=\"offered\"} 2"), "{metrics}");
+    assert!(metrics.contains("estuary_deal_proposals{state=\"lapsed\"} 1"), "{metrics}");
     oracle.kill().await;
 }
 

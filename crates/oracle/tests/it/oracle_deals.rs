@@ -1173,6 +1173,9 @@ async fn a_pin_larger_than_a_deal_is_split_into_pieces_read_back_byte_for_byte()
         parts.iter().map(|p| p["piece_cid"].as_str().unwrap().to_owned()).collect();
     expected.sort_unstable();
     assert_eq!(ordered, expected);
+    let metrics = oracle.metrics().await;
+    assert!(metrics.contains("estuary_split_pins 1"), "{metrics}");
+    assert!(metrics.contains(&format!("estuary_split_parts {}", parts.len())), "{metrics}");
     assert!(
         oracle.get(&format!("/deals?piece={piece}")).await.unwrap()["results"]
             .as_array()
