@@ -55,7 +55,6 @@ use tracing::{info, warn};
 use crate::{
     domain::{
         deal::{Backend, Replica, ReplicaState},
-        market::MarketState,
         now_ms,
         placement::{
             ClientPolicy, DealAsk, DealTerms, PlacementRules, ProposalPreflight, ProviderPolicy,
@@ -341,16 +340,7 @@ fn standing(p: &ProposalRecord, replica: Option<&Replica>, read: u64, renew: u64
             // activated by then is dropped, and reads `expired`); a read that fails or has not
             // come yet concludes nothing.
             Some(ReplicaState::Published | ReplicaState::Active) => {
-                let gone = replica.and_then(|r| r.market).map(|m| m.state).is_some_and(|s| {
-                    matches!(
-                        s,
-                        MarketState::Expired
-                            | MarketState::Slashed
-                            | MarketState::Failed
-                            | MarketState::NotFound
-                            | MarketState::Mismatch
-                    )
-                });
+                let gone = replica.is_some_and(Replica::gone);
                 let ending = replica.and_then(|r| r.end_epoch).unwrap_or(p.end_epoch);
                 let active = replica.is_some_and(|r| r.state == ReplicaState::Active);
                 // Gone at or past its end by the market's own clock: its term is complete (the
@@ -734,7 +724,7 @@ impl<B: DealBackend> Scheduler<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::market::MarketView;
+    use crate::domain::market::{MarketState, MarketView};
 
     fn proposal(state: ProposalState) -> ProposalRecord {
         ProposalRecord {

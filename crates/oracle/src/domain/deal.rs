@@ -216,17 +216,23 @@ impl Replica {
     /// and not refuted by the market (gone, never published, or another piece or provider).
     /// A market read that failed or answered an unknown code refutes nothing.
     pub fn counts(&self) -> bool {
-        self.state == ReplicaState::Active
-            && self.market.is_none_or(|m| {
-                !matches!(
-                    m.state,
-                    MarketState::Expired
-                        | MarketState::Slashed
-                        | MarketState::Failed
-                        | MarketState::NotFound
-                        | MarketState::Mismatch
-                )
-            })
+        self.state == ReplicaState::Active && !self.gone()
+    }
+
+    /// Whether the market's last answer refutes the deal: gone (expired, slashed, failed),
+    /// never published, or another piece or provider. A market read that failed, or answered
+    /// an unknown code, refutes nothing.
+    pub fn gone(&self) -> bool {
+        self.market.is_some_and(|m| {
+            matches!(
+                m.state,
+                MarketState::Expired
+                    | MarketState::Slashed
+                    | MarketState::Failed
+                    | MarketState::NotFound
+                    | MarketState::Mismatch
+            )
+        })
     }
 }
 

@@ -225,10 +225,6 @@ pub fn choose(
     wanted: usize,
 ) -> Choice {
     let mut choice = Choice::default();
-    let policy_of = |p: u64| policies.iter().find(|x| x.provider == p);
-    let count = |tag: &dyn Fn(&ProviderPolicy) -> Option<&String>, value: &String| {
-        now.held.iter().filter_map(|p| policy_of(*p)).filter(|p| tag(p) == Some(value)).count()
-    };
     let mut eligible: Vec<(&ProviderPolicy, bool)> = Vec::new();
     for p in policies {
         let skip = if now.held.contains(&p.provider) {
@@ -263,18 +259,23 @@ pub fn choose(
             .then_with(|| score(b.provider).total_cmp(&score(a.provider)))
             .then_with(|| a.provider.cmp(&b.provider))
     });
+    // Replicas per organisation and region: those held, then those chosen here.
     let mut orgs: HashMap<&String, usize> = HashMap::new();
     let mut regions: HashMap<&String, usize> = HashMap::new();
+    let policy_of = |p: &u64| policies.iter().find(|x| x.provider == *p);
+    for held in now.held.iter().filter_map(policy_of) {
+        if let Some(org) = held.org.as_ref() {
+            *orgs.entry(org).or_default() += 1;
+        }
+        if let Some(region) = held.region.as_ref() {
+            *regions.entry(region).or_default() += 1;
+        }
+    }
+    let full = |cap: Option<u16>, tag: Option<&String>, taken: &HashMap<&String, usize>| {
+        matches!((cap, tag), (Some(cap), Some(tag))
+            if taken.get(tag).copied().unwrap_or(0) >= usize::from(cap))
+    };
     for (p, failed) in eligible {
-        let over =
-            |cap: Option<u16>, tag: Option<&String>, taken: &HashMap<&String, usize>, f| match (
-                cap, tag,
-            ) {
-                (Some(cap), Some(tag)) => {
-                    count(f, tag) + taken.get(tag).copied().unwrap_or(0) >= usize::from(cap)
-                }
-                _ => false,
-            };
         if choice.chosen.len() >= wanted {
             break;
         }
@@ -283,13 +284,11 @@ pub fn choose(
             choice.skipped.push((p.provider, Skip::FailedBefore));
             continue;
         }
-        if over(rules.per_org, p.org.as_ref(), &orgs, &|x: &ProviderPolicy| x.org.as_ref()) {
+        if full(rules.per_org, p.org.as_ref(), &orgs) {
             choice.skipped.push((p.provider, Skip::Org));
             continue;
         }
-        if over(rules.per_region, p.region.as_ref(), &regions, &|x: &ProviderPolicy| {
-            x.region.as_ref()
-        }) {
+        if full(rules.per_region, p.region.as_ref(), &regions) {
             choice.skipped.push((p.provider, Skip::Region));
             continue;
         }

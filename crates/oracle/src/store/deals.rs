@@ -491,13 +491,7 @@ impl Store {
         cursor: Option<Cursor>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let forgotten =
-            sqlx::query("DELETE FROM deal_events WHERE stream = $1 AND block_number > $2")
-                .bind(stream)
-                .bind(int(above)?)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let forgotten = forget_events(&mut tx, stream, above).await?;
         sqlx::query(
             "UPDATE deal_orders SET order_id = NULL, state = $1
              WHERE contract = $2 AND order_id IS NOT NULL AND NOT EXISTS (
@@ -680,16 +674,7 @@ impl Store {
                 let mut histories = Vec::with_capacity(groups.len());
                 let mut replicas = Vec::new();
                 for (_, mut events) in groups {
-                    let (mut folded, _) = fold(&events);
-                    attach(&mut folded, &markets);
-                    let seen: Vec<SlotEvent> =
-                        folded.iter().filter_map(activated_by_market).collect();
-                    if !seen.is_empty() {
-                        events.extend(seen);
-                        events.sort_by_key(|e| e.block_number);
-                        folded = fold(&events).0;
-                        attach(&mut folded, &markets);
-                    }
+                    let folded = fold_contract(&mut events, &markets);
                     replicas.extend(folded.iter().copied());
                     histories.push((events, folded));
                 }
@@ -704,18 +689,7 @@ impl Store {
         &self,
         events: &HashMap<(String, u64), (Vec<Tagged>, bool)>,
     ) -> Result<HashMap<u64, MarketView>, StoreError> {
-        let mut ids: Vec<u64> = events
-            .values()
-            .flat_map(|(e, _)| e.iter().map(|(_, e)| e))
-            .filter_map(|e| match e.kind {
-                SlotEventKind::Published { deal_id } | SlotEventKind::Activated { deal_id, .. } => {
-                    Some(deal_id)
-                }
-                _ => None,
-            })
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = deal_ids(events.values().flat_map(|(e, _)| e.iter().map(|(_, e)| e)));
         self.market_views(&ids).await
     }
 
@@ -830,6 +804,54 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The market deal ids `events` name (published or activated), sorted, once each.
+pub(super) fn deal_ids<'a>(events: impl Iterator<Item = &'a SlotEvent>) -> Vec<u64> {
+    let mut ids: Vec<u64> = events
+        .filter_map(|e| match e.kind {
+            SlotEventKind::Published { deal_id } | SlotEventKind::Activated { deal_id, .. } => {
+                Some(deal_id)
+            }
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// A contract deal's events (one proposal's, or one order's) folded with the market's views,
+/// the market's word standing for the activation no client is told of (appended to `events`,
+/// so that the scores count it).
+pub(super) fn fold_contract(
+    events: &mut Vec<SlotEvent>,
+    markets: &HashMap<u64, MarketView>,
+) -> Vec<Replica> {
+    let (mut replicas, _) = fold(events);
+    attach(&mut replicas, markets);
+    let seen: Vec<SlotEvent> = replicas.iter().filter_map(activated_by_market).collect();
+    if !seen.is_empty() {
+        events.extend(seen);
+        events.sort_by_key(|e| e.block_number);
+        replicas = fold(events).0;
+        attach(&mut replicas, markets);
+    }
+    replicas
+}
+
+/// Forgets a watcher stream's events from blocks above `above` (a reorg); how many.
+pub(super) async fn forget_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    stream: &str,
+    above: u64,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query("DELETE FROM deal_events WHERE stream = $1 AND block_number > $2")
+        .bind(stream)
+        .bind(int(above)?)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
 }
 
 /// Puts each replica's market view (of its current deal) on it.

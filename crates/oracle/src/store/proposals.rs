@@ -17,14 +17,11 @@ use sqlx::{Row, any::AnyRow};
 
 use super::{
     PieceToOrder, Store, StoreError,
-    deals::slot_event_from_row,
+    deals::{deal_ids, fold_contract, forget_events, slot_event_from_row},
     get_u64, int,
     requests::{move_cursor, rewind_cursor},
 };
-use crate::domain::deal::{
-    Backend, OrderState, ProposalLog, ProposalLogKind, Replica, SlotEvent, SlotEventKind,
-    activated_by_market, fold,
-};
+use crate::domain::deal::{Backend, OrderState, ProposalLog, ProposalLogKind, Replica, SlotEvent};
 
 /// Where a proposal is, as the oracle keeps it (its replica's state is folded from events).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -431,13 +428,7 @@ impl Store {
         cursor: Option<Cursor>,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let forgotten =
-            sqlx::query("DELETE FROM deal_events WHERE stream = $1 AND block_number > $2")
-                .bind(stream)
-                .bind(int(above)?)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let forgotten = forget_events(&mut tx, stream, above).await?;
         sqlx::query(
             "UPDATE deal_proposals SET proposal_id = NULL, state = $1
              WHERE client = $2 AND state = $3 AND tx_hash IS NULL AND NOT EXISTS (
@@ -492,30 +483,11 @@ impl Store {
                 events.entry(row.try_get("proposal")?).or_default().push(event);
             }
         }
-        let mut ids: Vec<u64> = events
-            .values()
-            .flatten()
-            .filter_map(|e| match e.kind {
-                SlotEventKind::Published { deal_id } | SlotEventKind::Activated { deal_id, .. } => {
-                    Some(deal_id)
-                }
-                _ => None,
-            })
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let markets = self.market_views(&ids).await?;
+        let markets = self.market_views(&deal_ids(events.values().flatten())).await?;
         Ok(events
             .into_iter()
             .filter_map(|(id, mut events)| {
-                let mut replica = fold(&events).0.into_iter().next()?;
-                replica.market = replica.deal_id.and_then(|d| markets.get(&d).copied());
-                if let Some(activated) = activated_by_market(&replica) {
-                    events.push(activated);
-                    let market = replica.market;
-                    replica = fold(&events).0.into_iter().next()?;
-                    replica.market = market;
-                }
+                let replica = fold_contract(&mut events, &markets).into_iter().next()?;
                 Some((id, replica))
             })
             .collect())
