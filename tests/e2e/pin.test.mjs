@@ -159,6 +159,9 @@ describe('dapp on the local stack', () => {
     // pin's inclusion in each is proven on chain (reportDeal, checked by PoDSI: one DealProven
     // per deal, for this request).
     const deals = await activeDeals(stack.info.oracle_url, id);
+    // The page shows them: "is my file on Filecoin yet?" answered where it was pinned.
+    await page.locator('[data-testid="request-deals"] li[data-state="active"]').nth(2).waitFor({ timeout: 60_000 });
+    assert.match(await page.getByTestId('request-deals-summary').textContent(), /^3 active replicas on Filecoin$/);
     for (const d of deals) {
       assert.equal(d.piece_cid, added.piece_cid);
       assert.match(d.aggregate_piece_cid ?? '', /^bafkzcib/, "inside its bucket's aggregate");

@@ -5,6 +5,7 @@ import {
   InvalidCidError,
   Wallet,
   loadConfig,
+  followDeals,
   followRequest,
   requestStatus,
   type AddEntry,
@@ -47,6 +48,9 @@ const ui = {
   requestTx: el('request-tx'),
   requestStatus: el('request-status'),
   requestTimeline: el<HTMLOListElement>('request-timeline'),
+  requestDealsTitle: el('request-deals-title'),
+  requestDealsSummary: el('request-deals-summary'),
+  requestDeals: el<HTMLUListElement>('request-deals'),
   pieceFile: el<HTMLInputElement>('piece-file'),
   pieceProgress: el<HTMLProgressElement>('piece-progress'),
   pieceResult: el('piece-result'),
@@ -196,6 +200,36 @@ async function pin(): Promise<void> {
       : `The oracle could not pin request #${final.id} (${final.status}): ${final.reason ?? 'unknown reason'}`,
     final.status === 'reported' ? 'info' : 'error',
   );
+  if (final.status === 'reported') void showDeals(config.oracle_url, receipt.requestId);
+}
+
+/** Where the pin is on Filecoin: its replicas, followed until three are active. */
+async function showDeals(oracleUrl: string, id: bigint) {
+  ui.requestDealsTitle.hidden = false;
+  ui.requestDealsSummary.hidden = false;
+  ui.requestDealsSummary.textContent = 'Waiting for storage providers to take the deals…';
+  try {
+    await followDeals(oracleUrl, id, (deals) => {
+      const active = new Set(deals.filter((d) => d.state === 'active').map((d) => d.provider));
+      ui.requestDealsSummary.textContent =
+        deals.length === 0
+          ? 'Waiting for storage providers to take the deals…'
+          : `${active.size} active replica${active.size === 1 ? '' : 's'} on Filecoin`;
+      ui.requestDeals.replaceChildren(
+        ...deals.map((d) => {
+          const li = document.createElement('li');
+          li.dataset.provider = d.provider;
+          li.dataset.state = d.state;
+          const deal = d.deal_id === null ? '' : ` · deal #${d.deal_id}`;
+          const until = d.end_epoch === null ? '' : ` · until epoch ${d.end_epoch}`;
+          li.textContent = `${d.provider} · ${d.state}${deal}${until}`;
+          return li;
+        }),
+      );
+    });
+  } catch (e) {
+    ui.requestDealsSummary.textContent = `The deals could not be read: ${e instanceof Error ? e.message : String(e)}`;
+  }
 }
 
 /** The steps a pin request goes through, with the oracle's state that marks each one. */

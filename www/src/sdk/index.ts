@@ -30,9 +30,11 @@ export {
 export { Wallet, explain, type PinOptions, type PinReceipt, type PinRecord } from './chain';
 export {
   FINAL_STATES,
+  followDeals,
   followRequest,
   requestStatus,
   waitForRequest,
+  type DealStatus,
   type PinRequestStatus,
   type RequestState,
 } from './oracle';

@@ -31,6 +31,61 @@ export interface PinRequestStatus {
   car_size: number | null;
   /** The transaction that reported the pin on chain. */
   report_tx: string | null;
+  /** Each replica of the pin on Filecoin (on a single request's status). */
+  deals?: DealStatus[];
+  /** A pin larger than a deal: the pieces its CAR was split into, in order. */
+  pieces?: { seq: number; offset: number; length: number; piece_cid: string; padded_size: number }[];
+}
+
+/** One replica of a pin on Filecoin, as the oracle tracks it. */
+export interface DealStatus {
+  /** The market's deal id, once published. */
+  deal_id: number | null;
+  /** The storage provider (`f0…`). */
+  provider: string;
+  /**
+   * `claimed` (proposed), `published`, `active`, `expiring`, `expired`, `slashed`, `failed`,
+   * `not_found`, `mismatch` or `reopened`.
+   */
+  state: string;
+  /** First and last epoch of the deal's term, once active. */
+  start_epoch: number | null;
+  end_epoch: number | null;
+  /** The pin's piece. */
+  piece_cid: string;
+  /** The bucket's aggregate the pin is inside (none when the pin is its deal's own piece). */
+  aggregate_piece_cid: string | null;
+  /** The deal's own piece (the pin's, its aggregate's, or a part's of a split pin). */
+  deal_piece_cid: string;
+  /** How the deal was made: `perpetual`, `datadao` or `contract`. */
+  backend: string;
+}
+
+/**
+ * Follows the Filecoin deals of request `id` (every `intervalMs`) until `replicas` of them are
+ * active at different providers, or `signal` aborts; calls `onUpdate` whenever they change.
+ * Resolves with the last deals seen.
+ */
+export async function followDeals(
+  oracleUrl: string,
+  id: bigint,
+  onUpdate: (deals: DealStatus[]) => void,
+  { replicas = 3, signal, intervalMs = 2000 }: { replicas?: number; signal?: AbortSignal; intervalMs?: number } = {},
+): Promise<DealStatus[]> {
+  let last = '';
+  for (;;) {
+    signal?.throwIfAborted();
+    const status = await requestStatus(oracleUrl, id);
+    const deals = status?.deals ?? [];
+    const key = JSON.stringify(deals);
+    if (key !== last) {
+      last = key;
+      onUpdate(deals);
+    }
+    const active = new Set(deals.filter((d) => d.state === 'active').map((d) => d.provider));
+    if (active.size >= replicas) return deals;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
 }
 
 /** A request's lifecycle states. */
