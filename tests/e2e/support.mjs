@@ -40,11 +40,12 @@ export async function startStack() {
   let exited = null;
   child.on('exit', (code, signal) => (exited = { code, signal }));
   const devJson = join(stateDir, 'dev.json');
-  for (let i = 0; i < 600 && !existsSync(devJson); i++) {
+  // Up to three deployments of a minute each (`estuary dev` makes a hung one again).
+  for (let i = 0; i < 2400 && !existsSync(devJson); i++) {
     if (exited) throw new Error(`estuary dev exited early (${JSON.stringify(exited)}):\n${readFileSync(log, 'utf8')}`);
     await sleep(100);
   }
-  if (!existsSync(devJson)) throw new Error(`estuary dev did not come up in 60 s:\n${readFileSync(log, 'utf8')}`);
+  if (!existsSync(devJson)) throw new Error(`estuary dev did not come up in 240 s:\n${readFileSync(log, 'utf8')}`);
   const info = JSON.parse(readFileSync(devJson, 'utf8'));
   return {
     info,

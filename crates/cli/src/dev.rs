@@ -184,15 +184,40 @@ pub async fn run(opts: DevOptions) -> Result<()> {
 
     // Mining on every transaction while the deploy script runs, then every `block_time` seconds
     // (see `devnet::set_interval_mining`).
-    let anvil = devnet::start_anvil(Some(port(opts.anvil_port)?), None)?;
+    // `forge script` now and then waits for receipts forever (see `devnet::deploy`): a
+    // deployment that has not ended in `TEST_DEPLOY_TIMEOUT` is stopped and made again on a
+    // fresh anvil, up to three times, instead of holding the stack for `DEPLOY_TIMEOUT`.
+    let anvil_port = port(opts.anvil_port)?;
+    let mut attempt = 0;
+    let (anvil, deployment) = loop {
+        attempt += 1;
+        let anvil = devnet::start_anvil(Some(anvil_port), None)?;
+        let rpc_url = format!("http://127.0.0.1:{}", anvil.port());
+        let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
+        // The oracle's account: anvil's last one, apart from the accounts users get.
+        let operator = anvil.addresses().last().copied().context("anvil has no accounts")?;
+        let deployed = tokio::time::timeout(
+            devnet::TEST_DEPLOY_TIMEOUT,
+            devnet::deploy(&rpc_url, &signer, operator),
+        )
+        .await;
+        match deployed {
+            Ok(Ok(deployment)) => break (anvil, deployment),
+            Ok(Err(e)) if attempt >= 3 => return Err(e.into()),
+            Err(_) if attempt >= 3 => bail!(
+                "the deployment did not finish within {:?}, three times",
+                devnet::TEST_DEPLOY_TIMEOUT
+            ),
+            Ok(Err(e)) => warn!(error = %e, "deployment failed; once more on a fresh chain"),
+            Err(_) => warn!("the deployment hung; once more on a fresh chain"),
+        }
+        drop(anvil); // kills it; the port is taken again by the next one
+    };
     let rpc_url = format!("http://127.0.0.1:{}", anvil.port());
     let chain_id = anvil.chain_id();
     let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
-    // The oracle's account: anvil's last one, apart from the accounts users get.
-    let operator = anvil.addresses().last().copied().context("anvil has no accounts")?;
     let operator_key: PrivateKeySigner =
         anvil.keys().last().cloned().context("anvil has no keys")?.into();
-    let deployment = devnet::deploy(&rpc_url, &signer, operator).await?;
     devnet::set_interval_mining(&rpc_url, opts.block_time.max(1)).await?;
     info!(pinning = %deployment.pinning, block = deployment.block, "contracts deployed");
 
