@@ -222,7 +222,14 @@ async function showDeals(oracleUrl: string, id: bigint) {
           li.dataset.state = d.state;
           const deal = d.deal_id === null ? '' : ` · deal #${d.deal_id}`;
           const until = d.end_epoch === null ? '' : ` · until epoch ${d.end_epoch}`;
-          li.textContent = `${d.provider} · ${d.state}${deal}${until}`;
+          const at = d.last_probe ? new Date(d.last_probe).toLocaleTimeString() : '';
+          const probe =
+            d.last_probe_ok === true
+              ? ` · read back and checked at ${at}`
+              : d.last_probe_ok === false
+                ? ` · its last read back failed (${at})`
+                : '';
+          li.textContent = `${d.provider} · ${d.state}${deal}${until}${probe}`;
           return li;
         }),
       );

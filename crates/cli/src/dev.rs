@@ -235,6 +235,10 @@ pub async fn run(opts: DevOptions) -> Result<()> {
             .await
             .context("binding the dapp's port")?;
     let dapp_url = format!("http://{}", listener.local_addr()?);
+    // The SP agents' ports, known before the oracle starts: it probes them.
+    let sp_ports = (0..SIMULATED_MINERS.len())
+        .map(|i| if opts.sp_port == 0 { devnet::free_port() } else { Ok(opts.sp_port + i as u16) })
+        .collect::<Result<Vec<u16>, _>>()?;
     let mut deal_args: Vec<String> = Vec::new();
     if opts.deals == DealMode::Contract {
         let client = deployment.contracts["DealClient"];
@@ -244,9 +248,13 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         deal_args.extend(["--deal-start-epochs".into(), "60".into()]);
         // The dev term is 3,600 epochs: a deal is renewed in its last 600.
         deal_args.extend(["--deal-renew-epochs".into(), "600".into()]);
-        for (miner, _) in SIMULATED_MINERS {
-            deal_args.extend(["--provider".into(), format!("f0{miner}:price=0")]);
+        // Each replica is read back from its SP about every 30 s (a span of its piece and,
+        // for a CAR, its root block, each checked); three failures in a row and it is replaced.
+        for ((miner, _), port) in SIMULATED_MINERS.into_iter().zip(&sp_ports) {
+            let policy = format!("f0{miner}:price=0,url=http://127.0.0.1:{port}");
+            deal_args.extend(["--provider".into(), policy]);
         }
+        deal_args.extend(["--probe-every-secs".into(), "30".into()]);
     }
     let mut oracle = Command::new(std::env::current_exe()?)
         .args(["oracle", "run", "--rpc-url", &rpc_url])
@@ -298,7 +306,7 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     let mut sps = Vec::new();
     let mut sp_children = Vec::new();
     for (i, (miner, account)) in SIMULATED_MINERS.into_iter().enumerate() {
-        let port = if opts.sp_port == 0 { devnet::free_port()? } else { opts.sp_port + i as u16 };
+        let port = sp_ports[i];
         let key: PrivateKeySigner =
             anvil.keys().get(account).cloned().context("anvil has too few accounts")?.into();
         let mut child = Command::new(std::env::current_exe()?)

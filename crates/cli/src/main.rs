@@ -135,13 +135,28 @@ enum OracleCommand {
     },
     /// Storage providers the orders have seen, best score first (reads the database): one
     /// line per provider — `f0…`, score, success rate, active, in flight, claims, lapsed,
-    /// ended early, slashed, mean epochs to publish and to activate, last failure's block.
+    /// ended early, slashed, mean epochs to publish and to activate, last failure's block,
+    /// probes verified and failed, replicas lost, and `suspended` if it is.
     Providers {
         #[command(flatten)]
         db: DbArgs,
         /// JSON (as `GET /providers` gives each) instead of lines.
         #[arg(long)]
         json: bool,
+    },
+    /// Suspend a storage provider (no new deals go to it; its deals are kept and probed) or
+    /// resume it (writes the database; a running oracle follows at its next round).
+    Provider {
+        #[command(flatten)]
+        db: DbArgs,
+        /// `suspend` or `resume`.
+        #[arg(value_parser = ["suspend", "resume"])]
+        action: String,
+        /// The miner: `f0…`.
+        provider: String,
+        /// Why (kept with it, shown in `estuary oracle providers --json`).
+        #[arg(long)]
+        note: Option<String>,
     },
     /// Buckets of pins, newest first (reads the database): one line per bucket — id, state,
     /// pieces, padded bytes used, why it closed, the aggregate's deal size and piece CID, its
@@ -508,7 +523,7 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
             let epochs = |e: Option<f64>| e.map_or_else(|| "-".to_owned(), |e| format!("{e:.0}"));
             print_lines(providers.into_iter().map(|p| {
                 format!(
-                    "f0{}\t{:.3}\t{:.3}\tactive {}\tin-flight {}\tclaims {}\tlapsed {}\tended-early {}\tslashed {}\tpublish {}\tactivate {}\tlast-failure {}",
+                    "f0{}\t{:.3}\t{:.3}\tactive {}\tin-flight {}\tclaims {}\tlapsed {}\tended-early {}\tslashed {}\tpublish {}\tactivate {}\tlast-failure {}\tprobes {}/{}\tlost {}{}",
                     p.provider,
                     p.score,
                     p.success_rate,
@@ -521,8 +536,23 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                     epochs(p.publish_epochs),
                     epochs(p.activate_epochs),
                     p.last_failure.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+                    p.probes_ok,
+                    p.probes_ok + p.probes_failed,
+                    p.replicas_lost,
+                    if p.suspended { "\tsuspended" } else { "" },
                 )
             }))
+        }
+        OracleCommand::Provider { db, action, provider, note } => {
+            let id = provider
+                .strip_prefix("f0")
+                .or_else(|| provider.strip_prefix("t0"))
+                .and_then(|id| id.parse::<u64>().ok())
+                .with_context(|| format!("{provider:?} is not a miner id (f0…)"))?;
+            let store = open_store(&db.db, false).await?;
+            let suspend = action == "suspend";
+            store.set_suspended(id, suspend, note.as_deref(), now_ms()).await?;
+            print_lines([format!("f0{id}\t{}", if suspend { "suspended" } else { "resumed" })])
         }
         OracleCommand::Buckets { db, id: Some(id), json, .. } => {
             let store = open_store(&db.db, false).await?;

@@ -345,6 +345,29 @@ pub struct DealsConfig {
     #[arg(long, env = "ESTUARY_DEAL_COLLECT_EPOCHS",
         value_parser = clap::value_parser!(u64).range(1..))]
     pub deal_collect_epochs: Option<u64>,
+    /// Each active replica at a provider with `url=` in its `--provider` policy is read back
+    /// about this often (±25 %): a span of its piece, checked against the piece's commitment,
+    /// and for a single CAR its root block, checked against its CID.
+    #[arg(long, env = "ESTUARY_PROBE_EVERY_SECS", default_value_t = 21_600,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub probe_every_secs: u64,
+    /// A replica whose last this-many probes all failed is lost: it no longer counts, and it
+    /// is replaced at another provider (contract deals).
+    #[arg(long, env = "ESTUARY_PROBE_LOST_AFTER", default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub probe_lost_after: u32,
+    /// Most probes a minute, in all.
+    #[arg(long, env = "ESTUARY_PROBES_PER_MINUTE", default_value_t = 60,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub probes_per_minute: u32,
+    /// Most probes a minute of one provider.
+    #[arg(long, env = "ESTUARY_PROBES_PER_PROVIDER_PER_MINUTE", default_value_t = 6,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub probes_per_provider_per_minute: u32,
+    /// A probe's read that has not ended in this many seconds fails.
+    #[arg(long, env = "ESTUARY_PROBE_TIMEOUT_SECS", default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub probe_timeout_secs: u64,
     /// Group packed pins into FRC-0058 aggregates of at most this many padded bytes (a power of
     /// two from 4096: 34359738368 = 32 GiB on mainnet), one order per aggregate; a pin larger
     /// than half of it is ordered on its own (none: every pin is its own order).
@@ -372,6 +395,24 @@ impl DealsConfig {
         self.bucket_size.map(|deal_size| crate::domain::bucket::BucketRules {
             deal_size,
             max_age_ms: self.bucket_max_age_secs.saturating_mul(1000),
+        })
+    }
+
+    /// The prober's settings, if any provider has a `url=` to probe at.
+    pub fn prober(&self) -> Option<crate::deals::probes::ProberConfig> {
+        let urls: std::collections::HashMap<u64, String> =
+            self.providers.iter().filter_map(|p| Some((p.provider, p.url.clone()?))).collect();
+        let every = std::time::Duration::from_secs(self.probe_every_secs);
+        (!urls.is_empty()).then(|| crate::deals::probes::ProberConfig {
+            urls,
+            every,
+            lost_after: self.probe_lost_after,
+            per_minute: self.probes_per_minute,
+            per_provider_per_minute: self.probes_per_provider_per_minute,
+            timeout: std::time::Duration::from_secs(self.probe_timeout_secs),
+            // A round a quarter of the interval, at most every 10 s.
+            tick: (every / 4)
+                .clamp(std::time::Duration::from_millis(250), std::time::Duration::from_secs(10)),
         })
     }
 

@@ -373,6 +373,16 @@ fn start_deals(
     let largest = config.deals.buckets().map(|rules| rules.largest_piece());
     let every = std::time::Duration::from_secs(config.deals.deal_check_secs);
     let mut tasks = Vec::new();
+    if let Some(probes) = config.deals.prober() {
+        let prober = crate::deals::probes::Prober::new(
+            store.clone(),
+            tx.provider().clone(),
+            config.store.data_dir.join("packed"),
+            probes,
+        )
+        .map_err(|e| OracleError::Config(format!("the prober's HTTP client: {e}")))?;
+        tasks.push(tokio::spawn(prober.run(shutdown.clone())));
+    }
     if let Some(contract) = config.deals.perpetual {
         let (state_tx, state_rx) = watch::channel(WatchState::default());
         let spec = WatchSpec {

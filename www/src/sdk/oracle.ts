@@ -45,7 +45,8 @@ export interface DealStatus {
   provider: string;
   /**
    * `claimed` (proposed), `published`, `active`, `expiring`, `expired`, `slashed`, `failed`,
-   * `not_found`, `mismatch` or `reopened`.
+   * `not_found`, `mismatch`, `reopened`, or `lost` (active, but its provider's last reads of
+   * it failed: being replaced elsewhere).
    */
   state: string;
   /** First and last epoch of the deal's term, once active. */
@@ -59,6 +60,14 @@ export interface DealStatus {
   deal_piece_cid: string;
   /** How the deal was made: `perpetual`, `datadao` or `contract`. */
   backend: string;
+  /**
+   * When the oracle last read the replica back from its provider (ms since 1970), if it has:
+   * a span of the piece checked against the piece's commitment (and, for a single CAR, its
+   * root block against its CID).
+   */
+  last_probe?: number | null;
+  /** Whether that read gave the piece's bytes. */
+  last_probe_ok?: boolean | null;
 }
 
 /**

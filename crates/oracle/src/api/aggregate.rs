@@ -207,6 +207,49 @@ pub(super) async fn serve_span(
     Ok(response)
 }
 
+/// A piece's bytes as this oracle holds them, streamed, with their length.
+pub type PieceBytes = (u64, futures::stream::BoxStream<'static, std::io::Result<Bytes>>);
+
+/// The bytes of `piece` as the oracle holds it, in full — a packed CAR, a closed bucket's
+/// aggregate or a split pin's part: what `/piece/{piece}` serves; `None` if it is not here.
+/// What the prober makes a piece's levels from ([`crate::deals::probes`]).
+pub async fn piece_bytes(
+    store: &Store,
+    packed_dir: &std::path::Path,
+    piece: &PieceCid,
+) -> Result<Option<PieceBytes>, ApiError> {
+    use futures::StreamExt;
+    let path = packed_dir.join(format!("{piece}.car"));
+    if let Ok(file) = tokio::fs::File::open(&path).await {
+        let len = file.metadata().await.map_err(|e| ApiError::NotFound(e.to_string()))?.len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, CHUNK as usize);
+        return Ok(Some((len, stream.boxed())));
+    }
+    if let Some(assembled) = assemble(store, packed_dir, piece).await? {
+        let total = assembled.layout.total();
+        let parts = assembled.layout.parts(0, total);
+        check_cars(&assembled.cars, &parts).await?;
+        let assembled = Arc::new(assembled);
+        let reader = Reader { parts: parts.into_iter(), assembled, current: None };
+        return Ok(Some((total, futures::stream::unfold(reader, Reader::next).boxed())));
+    }
+    for source in store.part_sources(&piece.to_string()).await? {
+        let path = packed_dir.join(format!("{}.car", source.parent));
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.len() == source.car_size => {}
+            _ => continue,
+        }
+        let Ok(mut file) = tokio::fs::File::open(&path).await else { continue };
+        if file.seek(SeekFrom::Start(source.offset)).await.is_err() {
+            continue;
+        }
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file.take(source.length), CHUNK as usize);
+        return Ok(Some((source.length, stream.boxed())));
+    }
+    Ok(None)
+}
+
 fn insert(response: &mut Response, name: header::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         response.headers_mut().insert(name, v);

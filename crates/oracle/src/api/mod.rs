@@ -69,7 +69,7 @@ pub mod pins;
 pub mod serve;
 pub mod upload;
 
-pub use aggregate::AggregateCache;
+pub use aggregate::{AggregateCache, PieceBytes, piece_bytes};
 pub use gateway::GatewayLimits;
 
 /// What the handlers share.
@@ -626,6 +626,34 @@ async fn deal_metrics<B: Blockstore>(
             }
         }
     }
+    let _ = writeln!(
+        out,
+        "# HELP estuary_probes_total Retrieval probes of the provider's replicas, by result \
+         (ok: the bytes read were the piece's)."
+    );
+    let _ = writeln!(out, "# TYPE estuary_probes_total counter");
+    for p in providers.iter().filter(|p| p.probes_ok + p.probes_failed > 0) {
+        for (result, n) in [("ok", p.probes_ok), ("failed", p.probes_failed)] {
+            let _ = writeln!(
+                out,
+                "estuary_probes_total{{provider=\"f0{}\",result=\"{result}\"}} {n}",
+                p.provider
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP estuary_replicas_lost_total Replicas found lost by probes (each is replaced \
+         elsewhere), by provider."
+    );
+    let _ = writeln!(out, "# TYPE estuary_replicas_lost_total counter");
+    for p in providers.iter().filter(|p| p.replicas_lost > 0) {
+        let _ = writeln!(
+            out,
+            "estuary_replicas_lost_total{{provider=\"f0{}\"}} {}",
+            p.provider, p.replicas_lost
+        );
+    }
     Ok(())
 }
 
@@ -861,6 +889,10 @@ pub struct DealView {
     /// The order at the storage contract (for contract deals, the oracle's number of the
     /// piece's order at the `DealClient`).
     order_id: Option<u64>,
+    /// When its provider was last asked for it (ms since the epoch), if it was probed.
+    last_probe: Option<u64>,
+    /// Whether that read was the piece's bytes.
+    last_probe_ok: Option<bool>,
 }
 
 /// The replicas of `orders`, flattened: for pin piece `piece` (when given) held inside
@@ -887,6 +919,8 @@ fn deal_views(
                 deal_piece_cid: o.order.piece_cid.clone(),
                 backend: o.order.backend,
                 order_id: o.order.order_id,
+                last_probe: r.probe.map(|p| p.last_probe),
+                last_probe_ok: r.probe.map(|p| p.last_probe_ok),
             })
         })
         .collect()

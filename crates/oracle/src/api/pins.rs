@@ -255,9 +255,14 @@ fn deals_info(orders: &[crate::store::OrderWithReplicas]) -> Option<(String, Str
     let mut summary = String::new();
     for r in live.iter().flat_map(|o| o.replicas.iter()) {
         let state = r.shown_state();
+        let probed = match r.probe {
+            Some(p) if p.last_probe_ok => " (probe ok)",
+            Some(_) => " (probe failed)",
+            None => "",
+        };
         let item = match r.deal_id {
-            Some(id) => format!("f0{} {state} #{id}", r.provider),
-            None => format!("f0{} {state}", r.provider),
+            Some(id) => format!("f0{} {state} #{id}{probed}", r.provider),
+            None => format!("f0{} {state}{probed}", r.provider),
         };
         let sep = if summary.is_empty() { "" } else { ", " };
         if summary.len() + sep.len() + item.len() > 255 {

@@ -341,14 +341,16 @@ fn standing(p: &ProposalRecord, replica: Option<&Replica>, read: u64, renew: u64
             // come yet concludes nothing.
             Some(ReplicaState::Published | ReplicaState::Active) => {
                 let gone = replica.is_some_and(Replica::gone);
+                // Its provider no longer serves it (its last probes failed): replaced.
+                let lost = replica.is_some_and(Replica::lost);
                 let ending = replica.and_then(|r| r.end_epoch).unwrap_or(p.end_epoch);
                 let active = replica.is_some_and(|r| r.state == ReplicaState::Active);
                 // Gone at or past its end by the market's own clock: its term is complete (the
                 // watcher may lag the market's read).
                 let complete = replica.and_then(|r| r.market).is_some_and(|m| m.epoch >= ending);
-                if !gone && active && ending <= read.saturating_add(renew) {
+                if !gone && !lost && active && ending <= read.saturating_add(renew) {
                     Standing::Renewing
-                } else if !gone {
+                } else if !gone && !lost {
                     Standing::Live
                 } else if complete || read >= p.end_epoch {
                     Standing::Over
@@ -469,6 +471,7 @@ impl<B: DealBackend> Scheduler<B> {
             .into_iter()
             .map(|p| (p.provider, p.score))
             .collect();
+        let suspended = self.store.suspended_providers().await?;
         let read = self.watcher.borrow().cursor.unwrap_or(0);
         let mut by_order: HashMap<u64, Vec<(&ProposalRecord, Standing)>> = HashMap::new();
         // Padded bytes proposed to each provider and not yet active, over every order.
@@ -514,7 +517,14 @@ impl<B: DealBackend> Scheduler<B> {
                         *failures.entry(p.provider).or_default() += 1;
                         self.withdraw(p, tried).await?;
                     }
-                    Standing::ProviderFailed => *failures.entry(p.provider).or_default() += 1,
+                    Standing::ProviderFailed => {
+                        *failures.entry(p.provider).or_default() += 1;
+                        // A replica it holds and does not serve: never asked for it again.
+                        let replica = p.proposal_id.as_ref().and_then(|id| replicas.get(id));
+                        if replica.is_some_and(Replica::lost) {
+                            busy.push(p.provider);
+                        }
+                    }
                     Standing::Renewing => renewing.push(p.provider),
                     Standing::Over => {}
                 }
@@ -537,6 +547,7 @@ impl<B: DealBackend> Scheduler<B> {
                 excluded: &exhausted,
                 // The provider of an ending deal renews it first, unless it failed the piece.
                 preferred: &renewing,
+                suspended: &suspended,
                 scores: &scores,
                 in_flight: &in_flight,
             };
@@ -761,6 +772,7 @@ mod tests {
                 start_epoch: None,
                 end_epoch: None,
             }),
+            probe: None,
         }
     }
 
@@ -793,6 +805,12 @@ mod tests {
         let unknown = replica(R::Active, Some(MarketState::Unknown));
         assert_eq!(at(Some(unknown), 500), Standing::Live, "an unknown answer refutes nothing");
         assert_eq!(at(Some(replica(R::Reopened, None)), 500), Standing::ProviderFailed);
+        // Its last probes failed: lost, replaced; at its term's end, over all the same.
+        let mut lost = replica(R::Active, None);
+        lost.probe = Some(crate::domain::probe::after(None, false, 1, 1));
+        assert_eq!(at(Some(lost), 500), Standing::ProviderFailed);
+        assert_eq!(at(Some(lost), 950), Standing::ProviderFailed, "not renewed there");
+        assert_eq!(standing(&offered, Some(&lost), 1000, 100), Standing::Over);
         let s = |state| standing(&proposal(state), None, 500, 100);
         assert_eq!(s(ProposalState::Sending), Standing::Live);
         assert_eq!(s(ProposalState::Lapsed), Standing::ProviderFailed);

@@ -43,6 +43,7 @@ pub mod events;
 pub mod keeper;
 pub mod market;
 pub mod perpetual;
+pub mod probes;
 pub mod proofs;
 pub mod splits;
 pub mod store_jobs;

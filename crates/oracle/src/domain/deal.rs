@@ -25,7 +25,10 @@
 
 use serde::Serialize;
 
-use super::market::{MarketState, MarketView};
+use super::{
+    market::{MarketState, MarketView},
+    probe::ProbeView,
+};
 
 /// Which backend made an order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -195,13 +198,20 @@ pub struct Replica {
     /// What the storage market said of the deal at the last read (the keeper's), if read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub market: Option<MarketView>,
+    /// What its retrieval probes say (`last_probe`, `last_probe_ok`, …), if probed.
+    #[serde(flatten)]
+    pub probe: Option<ProbeView>,
 }
 
 impl Replica {
     /// Its state as shown to people: the contract's (claimed, published, active, reopened),
     /// refined by the market's last answer once the deal is published (expiring, expired,
-    /// slashed, failed, not_found, mismatch). An unknown answer leaves the contract's.
+    /// slashed, failed, not_found, mismatch). An unknown answer leaves the contract's. An active
+    /// replica its probes found lost shows as `lost`.
     pub fn shown_state(&self) -> &'static str {
+        if self.lost() && self.state == ReplicaState::Active && !self.gone() {
+            return "lost";
+        }
         match (self.state, self.market) {
             (ReplicaState::Published | ReplicaState::Active, Some(m))
                 if m.state != MarketState::Unknown =>
@@ -216,7 +226,13 @@ impl Replica {
     /// and not refuted by the market (gone, never published, or another piece or provider).
     /// A market read that failed or answered an unknown code refutes nothing.
     pub fn counts(&self) -> bool {
-        self.state == ReplicaState::Active && !self.gone()
+        self.state == ReplicaState::Active && !self.gone() && !self.lost()
+    }
+
+    /// Whether its provider has shown it does not serve it: its last probes all failed
+    /// ([`crate::domain::probe`]). A lost replica is replaced elsewhere.
+    pub fn lost(&self) -> bool {
+        self.probe.is_some_and(|p| p.lost())
     }
 
     /// Whether the market's last answer refutes the deal: gone (expired, slashed, failed),
@@ -265,6 +281,7 @@ pub fn step(current: Option<&Replica>, event: &SlotEvent) -> Result<Replica, Une
         deadline: None,
         paid_until: None,
         market: None,
+        probe: None,
     };
     match (from, event.kind) {
         (None | Some(S::Reopened), E::Claimed { deadline }) => Ok(Replica { deadline, ..base }),

@@ -392,6 +392,7 @@ mod tests {
             deadline: Some(160),
             paid_until: None,
             market: None,
+            probe: None,
         }
     }
 

@@ -34,6 +34,7 @@ pub mod job;
 pub mod market;
 pub mod pinning;
 pub mod placement;
+pub mod probe;
 pub mod provider;
 pub mod request;
 pub mod state;

@@ -47,6 +47,9 @@ pub struct ProviderPolicy {
     pub org: Option<String>,
     /// Its region.
     pub region: Option<String>,
+    /// Where it serves retrievals (`/piece/{cid}` and the trustless gateway), for the
+    /// oracle's probes (none: not probed).
+    pub url: Option<String>,
 }
 
 /// Why a policy text is not one.
@@ -57,7 +60,7 @@ pub enum PolicyError {
     Miner(String),
     /// A setting this parser does not know.
     #[error(
-        "unknown setting {0:?} (price, verified, min-size, max-size, max-in-flight, org, region)"
+        "unknown setting {0:?} (price, verified, min-size, max-size, max-in-flight, org, region, url)"
     )]
     Unknown(String),
     /// A setting's value is not one.
@@ -93,7 +96,7 @@ fn size(key: &str, value: &str) -> Result<u64, PolicyError> {
 impl std::str::FromStr for ProviderPolicy {
     type Err = PolicyError;
 
-    /// `f01000` or `f01000:price=0,verified=any,min-size=1MiB,max-size=32GiB,max-in-flight=1TiB,org=acme,region=eu`.
+    /// `f01000` or `f01000:price=0,verified=any,min-size=1MiB,max-size=32GiB,max-in-flight=1TiB,org=acme,region=eu,url=https://sp.example`.
     /// Defaults: price 0, both kinds of deal, any size up to 64 GiB, no in-flight cap, no
     /// organisation or region.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -113,6 +116,7 @@ impl std::str::FromStr for ProviderPolicy {
             max_in_flight: None,
             org: None,
             region: None,
+            url: None,
         };
         for setting in settings.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (key, value) = setting.split_once('=').unwrap_or((setting, ""));
@@ -138,6 +142,17 @@ impl std::str::FromStr for ProviderPolicy {
                 }
                 "org" => policy.org = Some(value.to_owned()),
                 "region" => policy.region = Some(value.to_owned()),
+                "url" => {
+                    let ok = (value.starts_with("http://") || value.starts_with("https://"))
+                        && value.len() <= 256
+                        && value.parse::<http::Uri>().is_ok_and(|u| {
+                            u.host().is_some_and(|h| !h.is_empty()) && u.query().is_none()
+                        });
+                    if !ok {
+                        return Err(bad("an http(s) URL"));
+                    }
+                    policy.url = Some(value.trim_end_matches('/').to_owned());
+                }
                 _ => return Err(PolicyError::Unknown(key.to_owned())),
             }
         }
@@ -185,6 +200,8 @@ pub enum Skip {
     Org,
     /// Its region holds as many replicas as allowed.
     Region,
+    /// The operator suspended it.
+    Suspended,
 }
 
 /// What [`choose`] decided.
@@ -211,6 +228,8 @@ pub struct Situation<'a> {
     /// Providers asked first whatever their score, unless they failed it (the provider of a
     /// deal being renewed).
     pub preferred: &'a [u64],
+    /// Providers the operator suspended: never asked.
+    pub suspended: &'a [u64],
     /// Score of each provider seen (the others score ½).
     pub scores: &'a HashMap<u64, f64>,
     /// Padded bytes in flight at each provider (proposed, not yet active).
@@ -229,6 +248,8 @@ pub fn choose(
     for p in policies {
         let skip = if now.held.contains(&p.provider) {
             Some(Skip::Holds)
+        } else if now.suspended.contains(&p.provider) {
+            Some(Skip::Suspended)
         } else if now.excluded.contains(&p.provider) {
             Some(Skip::FailedBefore)
         } else if p.price > rules.max_price {
@@ -499,6 +520,8 @@ mod tests {
             (p.max_in_flight, p.org.as_deref(), p.region.as_deref()),
             (Some(1 << 40), Some("acme"), Some("eu"))
         );
+        let p = policy("f01002:price=1,url=http://127.0.0.1:3100/");
+        assert_eq!(p.url.as_deref(), Some("http://127.0.0.1:3100"));
         for bad in [
             "1000",
             "f0x",
@@ -509,6 +532,9 @@ mod tests {
             "f01000:min-size=2GiB,max-size=1GiB",
             "f01000:org=",
             "f01000:max-size=99999999999999GiB",
+            "f01000:url=ftp://sp.example",
+            "f01000:url=http://",
+            "f01000:url=",
         ] {
             assert!(bad.parse::<ProviderPolicy>().is_err(), "{bad}");
         }
@@ -526,6 +552,7 @@ mod tests {
             failed,
             excluded: &[],
             preferred: &[],
+            suspended: &[],
             scores,
             in_flight,
         }

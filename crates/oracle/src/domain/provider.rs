@@ -16,7 +16,11 @@
 //!   that proves its deals at once keeps its success rate; one that needs the whole window
 //!   loses a quarter.
 //!
-//! The next issue (keeping it on Filecoin) adds retrieval probes to the score.
+//! - **Probes** ([`crate::domain::probe`], each replica's last ones kept): a verified read
+//!   adds ¼ of a success, a failed one a whole failure, decayed like the rest, so that an SP
+//!   that stops serving sinks within a few probes while one that serves is not lifted above
+//!   what its deals show; and the mean latency of the verified reads takes up to a fifth off
+//!   (`1 − ⅕ · min(1, latency / 10 s)`).
 
 use std::collections::BTreeMap;
 
@@ -43,6 +47,54 @@ impl Default for ScoreRules {
         Self { half_life: 20_160, claim_window: 5_760 }
     }
 }
+
+/// A probe, as a score reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeSample {
+    /// Whose replica was read.
+    pub provider: u64,
+    /// The chain's head at the probe.
+    pub block: u64,
+    /// Whether the read verified.
+    pub ok: bool,
+    /// How long it took.
+    pub latency_ms: u64,
+}
+
+/// A provider's probes, summed over its replicas (kept for good, unlike the samples).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProbeTotals {
+    /// Probes that read verified bytes.
+    pub ok: u64,
+    /// Probes that did not.
+    pub failed: u64,
+    /// Replicas found lost.
+    pub lost: u64,
+}
+
+/// What the probes add to the providers' stats.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeInputs<'a> {
+    /// The probes kept.
+    pub samples: &'a [ProbeSample],
+    /// Each provider's totals.
+    pub totals: &'a BTreeMap<u64, ProbeTotals>,
+    /// The providers the operator suspended.
+    pub suspended: &'a [u64],
+}
+
+impl ProbeInputs<'static> {
+    /// No probes, nobody suspended.
+    pub fn none() -> Self {
+        static NO_TOTALS: BTreeMap<u64, ProbeTotals> = BTreeMap::new();
+        Self { samples: &[], totals: &NO_TOTALS, suspended: &[] }
+    }
+}
+
+/// A verified probe weighs this much of a deal's success.
+const PROBE_OK_WEIGHT: f64 = 0.25;
+/// Latency at which a provider loses the most a slow reader loses.
+const SLOW_PROBE_MS: f64 = 10_000.0;
 
 /// One provider, as the oracle's orders saw it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -75,8 +127,18 @@ pub struct ProviderStats {
     pub publish_epochs: Option<f64>,
     /// Mean epochs from claim to activation.
     pub activate_epochs: Option<f64>,
-    /// Block of the most recent failure.
+    /// Block of the most recent failure (a lapse, an early end, a slashing or a failed probe).
     pub last_failure: Option<u64>,
+    /// Probes that read verified bytes from it.
+    pub probes_ok: u64,
+    /// Probes that did not.
+    pub probes_failed: u64,
+    /// Its replicas found lost by probes.
+    pub replicas_lost: u64,
+    /// Mean latency of its recent verified probes.
+    pub probe_latency_ms: Option<f64>,
+    /// Suspended by the operator: not chosen for new deals.
+    pub suspended: bool,
     /// Activations over activations and failures, failures and successes decayed by age.
     pub success_rate: f64,
     /// The score (0–1): success × speed.
@@ -111,6 +173,9 @@ struct Tally {
     activate_sum: u64,
     successes: Vec<u64>,
     failures: Vec<u64>,
+    probes_ok: Vec<u64>,
+    probes_failed: Vec<u64>,
+    latency_sum: u64,
 }
 
 fn weigh(blocks: &[u64], head: u64, half_life: u64) -> f64 {
@@ -118,9 +183,27 @@ fn weigh(blocks: &[u64], head: u64, half_life: u64) -> f64 {
     blocks.iter().map(|b| (-(head.saturating_sub(*b) as f64) / half_life).exp2()).sum()
 }
 
-/// Every provider that appears in `orders`, by actor id, at `head`.
-pub fn stats(orders: &[OrderHistory], head: u64, rules: &ScoreRules) -> Vec<ProviderStats> {
+/// Every provider that appears in `orders` or was probed, by actor id, at `head`.
+pub fn stats(
+    orders: &[OrderHistory],
+    probes: &ProbeInputs<'_>,
+    head: u64,
+    rules: &ScoreRules,
+) -> Vec<ProviderStats> {
     let mut tallies: BTreeMap<u64, Tally> = BTreeMap::new();
+    // A provider suspended before any order saw it is listed too.
+    for p in probes.suspended {
+        tallies.entry(*p).or_default();
+    }
+    for p in probes.samples {
+        let t = tallies.entry(p.provider).or_default();
+        if p.ok {
+            t.probes_ok.push(p.block);
+            t.latency_sum = t.latency_sum.saturating_add(p.latency_ms);
+        } else {
+            t.probes_failed.push(p.block);
+        }
+    }
     for order in orders {
         let mut slots: BTreeMap<u64, (Replica, u64)> = BTreeMap::new();
         for event in &order.events {
@@ -189,9 +272,14 @@ pub fn stats(orders: &[OrderHistory], head: u64, rules: &ScoreRules) -> Vec<Prov
         .into_iter()
         .map(|(provider, t)| {
             let mean = |sum: u64, n: u64| (n > 0).then(|| sum as f64 / n as f64);
-            let s = weigh(&t.successes, head, rules.half_life);
-            let f = weigh(&t.failures, head, rules.half_life);
+            let s = weigh(&t.successes, head, rules.half_life)
+                + PROBE_OK_WEIGHT * weigh(&t.probes_ok, head, rules.half_life);
+            let f = weigh(&t.failures, head, rules.half_life)
+                + weigh(&t.probes_failed, head, rules.half_life);
             let success_rate = (s + 1.0) / (s + f + 2.0);
+            let probe_latency_ms = mean(t.latency_sum, t.probes_ok.len() as u64);
+            let sluggish = probe_latency_ms.map_or(0.0, |ms| (ms / SLOW_PROBE_MS).min(1.0));
+            let totals = probes.totals.get(&provider).copied().unwrap_or_default();
             let activate_epochs = mean(t.activate_sum, t.activated);
             let slow =
                 activate_epochs.map_or(0.0, |e| (e / rules.claim_window.max(1) as f64).min(1.0));
@@ -210,9 +298,14 @@ pub fn stats(orders: &[OrderHistory], head: u64, rules: &ScoreRules) -> Vec<Prov
                 active_bytes: t.active_bytes,
                 publish_epochs: mean(t.publish_sum, t.published),
                 activate_epochs,
-                last_failure: t.failures.iter().copied().max(),
+                last_failure: t.failures.iter().chain(&t.probes_failed).copied().max(),
+                probes_ok: totals.ok,
+                probes_failed: totals.failed,
+                replicas_lost: totals.lost,
+                probe_latency_ms,
+                suspended: probes.suspended.contains(&provider),
                 success_rate,
-                score: success_rate * (1.0 - 0.25 * slow),
+                score: success_rate * (1.0 - 0.25 * slow) * (1.0 - 0.2 * sluggish),
             }
         })
         .collect()
@@ -248,7 +341,7 @@ mod tests {
             ev(1001, 200, E::Reopened),
             ev(1002, 210, claimed),
         ]);
-        let all = stats(std::slice::from_ref(&good), 300, &RULES);
+        let all = stats(std::slice::from_ref(&good), &ProbeInputs::none(), 300, &RULES);
         let (a, b, c) = (&all[0], &all[1], &all[2]);
         assert_eq!((a.claims, a.published, a.activated, a.deals_active), (1, 1, 1, 1));
         assert_eq!((a.publish_epochs, a.activate_epochs), (Some(10.0), Some(20.0)));
@@ -257,7 +350,7 @@ mod tests {
         assert!(a.score > c.score && c.score > b.score, "{a:?} {b:?} {c:?}");
         assert!((c.score - 0.5).abs() < 1e-9, "a provider never seen scores ½");
         // The same lapse, long ago, weighs less.
-        let later = stats(&[good], 20_000, &RULES);
+        let later = stats(&[good], &ProbeInputs::none(), 20_000, &RULES);
         assert!(later[1].score > b.score);
         // A term completed is no failure; a replica reopened before its end is.
         let ended = history(vec![
@@ -268,9 +361,48 @@ mod tests {
             ev(1001, 30, E::Activated { deal_id: 2, start_epoch: 30, end_epoch: 130 }),
             ev(1001, 60, E::Reopened),
         ]);
-        let s = stats(&[ended], 200, &RULES);
+        let s = stats(&[ended], &ProbeInputs::none(), 200, &RULES);
         assert_eq!((s[0].completed, s[0].ended_early, s[0].last_failure), (1, 0, None));
         assert_eq!((s[1].completed, s[1].ended_early, s[1].last_failure), (0, 1, Some(60)));
+    }
+
+    #[test]
+    fn failed_probes_sink_a_provider_and_verified_ones_lift_it_a_little() {
+        use SlotEventKind as E;
+        let claimed = E::Claimed { deadline: None };
+        // Two providers with the same deal history.
+        let both = history(vec![
+            ev(1000, 10, claimed),
+            ev(1000, 30, E::Activated { deal_id: 1, start_epoch: 30, end_epoch: 130 }),
+            ev(1001, 10, claimed),
+            ev(1001, 30, E::Activated { deal_id: 2, start_epoch: 30, end_epoch: 130 }),
+        ]);
+        let even = stats(std::slice::from_ref(&both), &ProbeInputs::none(), 100, &RULES);
+        assert!((even[0].score - even[1].score).abs() < 1e-12);
+        let sample = |provider, block, ok| ProbeSample { provider, block, ok, latency_ms: 50 };
+        let samples = [
+            sample(1000, 60, true),
+            sample(1000, 70, true),
+            sample(1001, 60, false),
+            sample(1001, 70, false),
+        ];
+        let totals = BTreeMap::from([(1001, ProbeTotals { ok: 0, failed: 2, lost: 1 })]);
+        let probes = ProbeInputs { samples: &samples, totals: &totals, suspended: &[1001] };
+        let s = stats(std::slice::from_ref(&both), &probes, 100, &RULES);
+        assert!(s[0].score > even[0].score, "verified reads lift it");
+        assert!(s[1].score < even[1].score * 0.7, "two failed reads sink it: {:?}", s[1]);
+        assert_eq!((s[1].probes_failed, s[1].replicas_lost, s[1].suspended), (2, 1, true));
+        assert_eq!((s[1].last_failure, s[0].probe_latency_ms), (Some(70), Some(50.0)));
+        // Slow reads cost up to a fifth.
+        let slow = [ProbeSample { latency_ms: 60_000, ..samples[0] }];
+        let probes = ProbeInputs { samples: &slow, ..ProbeInputs::none() };
+        let fast = [samples[0]];
+        let quick = ProbeInputs { samples: &fast, ..ProbeInputs::none() };
+        let (a, b) = (
+            stats(std::slice::from_ref(&both), &probes, 100, &RULES),
+            stats(std::slice::from_ref(&both), &quick, 100, &RULES),
+        );
+        assert!((a[0].score / b[0].score - 0.8).abs() < 0.01, "{} {}", a[0].score, b[0].score);
     }
 
     fn kind() -> impl Strategy<Value = SlotEventKind> {
@@ -298,7 +430,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, (provider, kind))| ev(provider, i as u64 * 7, kind))
                 .collect();
-            for p in stats(&[history(events)], head, &RULES) {
+            for p in stats(&[history(events)], &ProbeInputs::none(), head, &RULES) {
                 prop_assert!((0.0..=1.0).contains(&p.score));
                 prop_assert!(p.score <= p.success_rate);
                 prop_assert!(p.published <= p.claims && p.activated <= p.claims);

@@ -19,11 +19,12 @@ use super::{
 };
 use crate::domain::{
     deal::{
-        Backend, DealLog, DealLogKind, OrderState, Replica, SlotEvent, SlotEventKind,
+        Backend, DealLog, DealLogKind, OrderState, Replica, ReplicaState, SlotEvent, SlotEventKind,
         activated_by_market, fold,
     },
     market::{MarketState, MarketView},
-    provider::{OrderHistory, ProviderStats, ScoreRules, stats as provider_stats},
+    probe::ProbeView,
+    provider::{OrderHistory, ProbeInputs, ProviderStats, ScoreRules, stats as provider_stats},
 };
 
 /// A piece ready for an order: packed and reported, with no order at the contract yet.
@@ -37,6 +38,24 @@ pub struct PieceToOrder {
     pub padded_size: u64,
     /// The CAR's size.
     pub car_size: u64,
+}
+
+/// A replica to probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTarget {
+    /// Its deal.
+    pub deal_id: u64,
+    /// Its provider.
+    pub provider: u64,
+    /// The order's piece (v2).
+    pub piece_cid: String,
+    /// The order's payload root.
+    pub payload_cid: String,
+    /// Whether the piece is one CAR (not an aggregate or a split pin's part): its root block
+    /// can be asked of the provider's gateway.
+    pub plain_car: bool,
+    /// Its probes so far.
+    pub probe: Option<ProbeView>,
 }
 
 /// An order, as stored.
@@ -605,8 +624,8 @@ impl Store {
         Ok(opt_u64(&row, "n")?.unwrap_or(0))
     }
 
-    /// Every provider the oracle's orders have seen, scored at `head` (default: the latest
-    /// block the store knows of).
+    /// Every provider the oracle's orders have seen or probed, scored at `head` (default: the
+    /// latest block the store knows of), with the operator's suspensions.
     pub async fn providers(
         &self,
         head: Option<u64>,
@@ -617,7 +636,11 @@ impl Store {
             Some(head) => head,
             None => self.latest_deal_block().await?,
         };
-        Ok(provider_stats(&histories, head, rules))
+        let samples = self.probe_samples().await?;
+        let totals = self.probe_totals().await?;
+        let suspended = self.suspended_providers().await?;
+        let probes = ProbeInputs { samples: &samples, totals: &totals, suspended: &suspended };
+        Ok(provider_stats(&histories, &probes, head, rules))
     }
 
     async fn with_replicas(
@@ -645,11 +668,15 @@ impl Store {
             .collect())
     }
 
-    /// Each order with its slot events and the replicas folded from them, market views attached.
+    /// Each order with its slot events and the replicas folded from them, market views and
+    /// probe views attached.
     async fn folded(&self, orders: Vec<OrderRecord>) -> Result<Vec<Folded>, StoreError> {
         let mut events = self.slot_events(&orders).await?;
         let markets = self.market_views_of(&events).await?;
-        Ok(orders
+        let probes = self
+            .probe_views(&deal_ids(events.values().flat_map(|(e, _)| e.iter().map(|(_, e)| e))))
+            .await?;
+        let mut folded: Vec<Folded> = orders
             .into_iter()
             .map(|order| {
                 let key = order.order_id.map(|id| (lower(order.contract), id));
@@ -681,7 +708,57 @@ impl Store {
                 replicas.sort_by_key(|r| (r.provider, r.since_block));
                 Folded { order, histories, cancelled, replicas }
             })
-            .collect())
+            .collect();
+        for f in &mut folded {
+            let in_histories = f.histories.iter_mut().flat_map(|(_, r)| r.iter_mut());
+            for r in f.replicas.iter_mut().chain(in_histories) {
+                r.probe = r.deal_id.and_then(|id| probes.get(&id).copied());
+            }
+        }
+        Ok(folded)
+    }
+
+    /// The replicas to probe: active with a deal, not refuted by the market, of every open
+    /// order (lost ones too: the prober leaves them).
+    pub async fn probe_targets(&self) -> Result<Vec<ProbeTarget>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM deal_orders WHERE state = $1 AND order_id IS NOT NULL"
+        ))
+        .bind(OrderState::Open.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
+        // Aggregates and split pins' parts: their payload is no CAR an SP lists blocks of.
+        let not_cars: std::collections::HashSet<String> = sqlx::query(
+            "SELECT o.piece_cid FROM deal_orders o WHERE o.state = $1 AND (
+               EXISTS (SELECT 1 FROM buckets b WHERE b.piece_cid = o.piece_cid)
+               OR EXISTS (SELECT 1 FROM piece_splits s WHERE s.part_cid = o.piece_cid))",
+        )
+        .bind(OrderState::Open.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get("piece_cid"))
+        .collect::<Result<_, _>>()?;
+        let mut targets = Vec::new();
+        for f in self.folded(orders).await? {
+            let plain_car = !not_cars.contains(&f.order.piece_cid);
+            for r in &f.replicas {
+                let Some(deal_id) = r.deal_id else { continue };
+                if r.state != ReplicaState::Active || r.gone() {
+                    continue;
+                }
+                targets.push(ProbeTarget {
+                    deal_id,
+                    provider: r.provider,
+                    piece_cid: f.order.piece_cid.clone(),
+                    payload_cid: f.order.payload_cid.clone(),
+                    plain_car,
+                    probe: r.probe,
+                });
+            }
+        }
+        Ok(targets)
     }
 
     /// The market views of the deals named in `events`.

@@ -483,11 +483,14 @@ impl Store {
                 events.entry(row.try_get("proposal")?).or_default().push(event);
             }
         }
-        let markets = self.market_views(&deal_ids(events.values().flatten())).await?;
+        let ids = deal_ids(events.values().flatten());
+        let markets = self.market_views(&ids).await?;
+        let probes = self.probe_views(&ids).await?;
         Ok(events
             .into_iter()
             .filter_map(|(id, mut events)| {
-                let replica = fold_contract(&mut events, &markets).into_iter().next()?;
+                let mut replica = fold_contract(&mut events, &markets).into_iter().next()?;
+                replica.probe = replica.deal_id.and_then(|d| probes.get(&d).copied());
                 Some((id, replica))
             })
             .collect())

@@ -29,6 +29,7 @@ mod oracle_restart;
 mod oracle_rpc_faults;
 mod pipeline;
 mod postgres;
+mod probes;
 mod report_tx;
 mod stores;
 mod support;

@@ -982,7 +982,63 @@ async fn split_pieces_recorded_whole_ordered_and_kept(s: &Store) {
     assert_eq!(s.pieces_to_split(64, 10).await.unwrap().len(), 1, "an ordinary pin is");
 }
 
+async fn probes_kept_pruned_totalled_and_suspensions(s: &Store) {
+    use estuary_oracle::{domain::probe::LevelsBuilder, store::ProbeRecord};
+    // A piece's levels round-trip, the first kept.
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let info = estuary_piece::commp::commp(&data).unwrap();
+    let mut b = LevelsBuilder::new(info.padded_size).unwrap();
+    b.update(&data).unwrap();
+    let levels = b.finish(&info.commp).unwrap();
+    assert_eq!(s.piece_levels("p").await.unwrap(), None);
+    s.put_piece_levels("p", &levels).await.unwrap();
+    s.put_piece_levels("p", &levels).await.unwrap();
+    assert_eq!(s.piece_levels("p").await.unwrap(), Some(levels));
+    // Probes: lost after two failures in a row; 40 kept as 32; totals over all.
+    let probe = |deal_id, provider, at_ms, ok| ProbeRecord {
+        deal_id,
+        provider,
+        piece_cid: "p".into(),
+        block: at_ms,
+        at_ms,
+        ok,
+        latency_ms: 7,
+        bytes: 100,
+        error: (!ok).then(|| "wrong bytes".to_owned()),
+    };
+    for t in 1..=40 {
+        s.record_probe(&probe(5, 1000, t, true), 2).await.unwrap();
+    }
+    let v = s.record_probe(&probe(6, 1001, 1, false), 2).await.unwrap();
+    assert!(!v.lost());
+    let v = s.record_probe(&probe(6, 1001, 2, false), 2).await.unwrap();
+    assert_eq!((v.failures_in_a_row, v.lost_at), (2, Some(2)));
+    let views = s.probe_views(&[5, 6, 7]).await.unwrap();
+    assert_eq!(views.len(), 2);
+    assert_eq!((views[&5].probes_ok, views[&5].last_probe), (40, 40));
+    assert!(views[&6].lost());
+    let samples = s.probe_samples().await.unwrap();
+    assert_eq!(samples.iter().filter(|p| p.provider == 1000).count(), 32, "the last 32 kept");
+    assert!(samples.iter().filter(|p| p.provider == 1000).all(|p| p.block > 8));
+    let totals = s.probe_totals().await.unwrap();
+    assert_eq!((totals[&1000].ok, totals[&1000].failed, totals[&1000].lost), (40, 0, 0));
+    assert_eq!((totals[&1001].ok, totals[&1001].failed, totals[&1001].lost), (0, 2, 1));
+    // Suspensions: set, listed, lifted.
+    s.set_suspended(1002, true, Some("maintenance"), 10).await.unwrap();
+    assert_eq!(s.suspended_providers().await.unwrap(), [1002]);
+    let rules = estuary_oracle::domain::provider::ScoreRules::default();
+    let listed = s.providers(Some(100), &rules).await.unwrap();
+    let p = listed.iter().find(|p| p.provider == 1002).expect("a suspended provider is listed");
+    assert!(p.suspended);
+    let p = listed.iter().find(|p| p.provider == 1001).expect("a probed provider is listed");
+    assert_eq!((p.probes_failed, p.replicas_lost, p.last_failure), (2, 1, Some(2)));
+    s.set_suspended(1002, false, None, 11).await.unwrap();
+    assert!(s.suspended_providers().await.unwrap().is_empty());
+    assert_eq!(s.provider_overrides().await.unwrap()[0].updated_ms, 11);
+}
+
 async fn whole_suite(fresh: impl AsyncFn() -> Store) {
+    probes_kept_pruned_totalled_and_suspensions(&fresh().await).await;
     claims_are_fair_between_requesters(&fresh().await).await;
     gc_and_its_holds_exclude_each_other(&fresh().await).await;
     requests_and_cursors(&fresh().await).await;

@@ -248,3 +248,94 @@ pub async fn reports(
     }
     (per_request, per_sender)
 }
+
+impl Chain {
+    /// anvil with the contracts, then a block every `every` (the SP agents count epochs).
+    pub async fn start_mining(every: Duration) -> Chain {
+        Chain(LocalChain::start(Some(every)).await.expect("a local chain"))
+    }
+}
+
+/// The variable that makes the test binary an SP agent process (see `child`).
+pub const SP_CHILD_ARGS: &str = "ESTUARY_TEST_SP";
+
+/// An SP agent (`estuary-sp`, simulated sealer) for miner `1000 + index`, controlled by anvil
+/// account `index + 1`, as `estuary dev` runs it: this test binary run again.
+pub struct SpProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+impl SpProcess {
+    pub async fn start(chain: &Chain, index: usize, dir: &Path) -> SpProcess {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = devnet::free_port().unwrap();
+        let args: Vec<String> = [
+            "--rpc-url",
+            &chain.anvil.endpoint(),
+            "--miner",
+            &format!("f0{}", 1000 + index),
+            "--start-block",
+            &chain.deployment.block.to_string(),
+            "--confirmations",
+            "0",
+            "--poll-interval-ms",
+            "100",
+            "--perpetual-address",
+            &chain.deployment.contracts["PerpetualStorage"].to_string(),
+            "--deal-client-address",
+            &chain.deployment.contracts["DealClient"].to_string(),
+            "--db",
+            &dir.join("sp.sqlite").display().to_string(),
+            "--data-dir",
+            &dir.join("data").display().to_string(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--sealer",
+            "sim",
+            "--allow-private-origins",
+            "--epoch-ms",
+            "250",
+            "--tick-ms",
+            "100",
+            "--seal-epochs",
+            "8",
+            "--sim-activate-after",
+            "2",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child::sp_process_entry", "--nocapture", "--test-threads", "1"])
+            .env(SP_CHILD_ARGS, serde_json::to_string(&args).unwrap())
+            .env("ESTUARY_SP_KEY", chain.key_hex(index + 1))
+            .env("ESTUARY_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn an SP agent");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
+                panic!("the SP agent exited during start-up ({status}):\n{log}");
+            }
+            let up = http.get(format!("{url}/health")).send().await;
+            if up.is_ok_and(|r| r.status().is_success()) {
+                return SpProcess { child, url };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the SP agent did not answer /health within 30 s")
+    }
+
+    /// SIGKILL: the provider is gone.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}

@@ -1,0 +1,230 @@
+//! Retrieval probes against real SP agents (the `estuary-sp` crate, as `estuary dev` runs them:
+//! simulated sealer, the same contracts): contract deals at two of three providers, each replica
+//! read back from its provider and checked; a provider stopped for good loses its replica after
+//! two failed probes and the replica is made again at the third; a provider that keeps its
+//! deal but answers wrong bytes (a proxy in front of its agent flips one byte of each answer,
+//! keeping the `206`) fails its probes on the bytes alone and loses its replica; the scores
+//! follow, and a restart keeps them.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use alloy::primitives::U256;
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::StatusCode,
+    response::Response,
+};
+use estuary_contracts::DealClient;
+use serde_json::Value;
+
+use crate::{
+    oracle_pinning::{Cars, add, cid_bytes, gateway},
+    support::{Chain, OracleProcess, SpProcess, noise},
+};
+
+/// A proxy to an SP agent that, once `tamper` is set, flips a byte of every body it passes on
+/// (status and headers kept).
+async fn tampering_proxy(upstream: String, tamper: Arc<AtomicBool>) -> String {
+    async fn pass(
+        State((upstream, tamper, http)): State<(String, Arc<AtomicBool>, reqwest::Client)>,
+        request: Request,
+    ) -> Response {
+        let url = format!("{upstream}{}", request.uri());
+        let mut out = http.get(url);
+        for (name, value) in request.headers() {
+            if name == "range" || name == "accept" {
+                out = out.header(name.as_str(), value.as_bytes());
+            }
+        }
+        let Ok(answer) = out.send().await else {
+            return Response::builder().status(502).body(Body::empty()).unwrap();
+        };
+        let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+        let mut response = Response::builder().status(status);
+        for (name, value) in answer.headers() {
+            response = response.header(name.as_str(), value.as_bytes());
+        }
+        let mut body = answer.bytes().await.unwrap_or_default().to_vec();
+        if tamper.load(Ordering::SeqCst) && !body.is_empty() {
+            let at = body.len() / 2;
+            body[at] ^= 0x01;
+        }
+        response.body(Body::from(body)).unwrap()
+    }
+    let app = Router::new().fallback(pass).with_state((upstream, tamper, reqwest::Client::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// The one order's JSON in `/deals`, once `ok` holds (`secs` at most).
+async fn order_when(
+    oracle: &OracleProcess,
+    secs: u64,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deals = oracle
+        .wait_for_within(
+            |d| d["results"].as_array().and_then(|r| r.first()).is_some_and(&ok),
+            "/deals",
+            Duration::from_secs(secs),
+        )
+        .await;
+    let order = deals["results"][0].clone();
+    assert!(ok(&order), "{what}");
+    order
+}
+
+/// The replicas of `order` at `provider`.
+fn at(order: &Value, provider: u64) -> Vec<Value> {
+    order["replicas"]
+        .as_array()
+        .map(|r| r.iter().filter(|r| r["provider"] == provider).cloned().collect())
+        .unwrap_or_default()
+}
+
+fn probed_ok(order: &Value, provider: u64) -> bool {
+    at(order, provider).iter().any(|r| r["state"] == "active" && r["last_probe_ok"] == true)
+}
+
+fn lost(order: &Value, provider: u64) -> bool {
+    at(order, provider).iter().any(|r| r["lost_at"].is_u64())
+}
+
+async fn providers(oracle: &OracleProcess) -> Vec<Value> {
+    oracle.get("/providers").await.unwrap()["results"].as_array().unwrap().clone()
+}
+
+fn of(providers: &[Value], provider: u64) -> Value {
+    providers.iter().find(|p| p["provider"] == provider).cloned().unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas_move() {
+    let chain = Chain::start_mining(Duration::from_millis(250)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sps = Vec::new();
+    for i in 0..3 {
+        sps.push(Some(SpProcess::start(&chain, i, &dir.path().join(format!("sp{i}"))).await));
+    }
+    let tamper = Arc::new(AtomicBool::new(false));
+    let f01001 = tampering_proxy(sps[1].as_ref().unwrap().url.clone(), Arc::clone(&tamper)).await;
+    let urls = [sps[0].as_ref().unwrap().url.clone(), f01001, sps[2].as_ref().unwrap().url.clone()];
+
+    let cars: Cars = Arc::default();
+    let origin = gateway(Arc::clone(&cars)).await;
+    let client = chain.deployment.contracts["DealClient"];
+    let mut args: Vec<String> = [
+        "--gateway",
+        &origin,
+        "--operator-key",
+        &chain.operator_key(),
+        "--deal-client-address",
+        &client.to_string(),
+        "--deal-state-view-address",
+        &chain.deployment.contracts["DealStateView"].to_string(),
+        "--deal-check-secs",
+        "1",
+        "--deal-replicas",
+        "2",
+        "--deal-term-epochs",
+        "3600",
+        // A minute of blocks to fetch, seal and publish.
+        "--deal-start-epochs",
+        "240",
+        "--deal-expiring-epochs",
+        "100",
+        "--probe-every-secs",
+        "1",
+        "--probe-lost-after",
+        "2",
+        "--probe-timeout-secs",
+        "10",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for (i, url) in urls.iter().enumerate() {
+        args.extend(["--provider".into(), format!("f0{}:price=0,url={url}", 1000 + i)]);
+    }
+    let db = dir.path().join("oracle.sqlite");
+    let oracle = OracleProcess::start_with(&chain, &db, &args).await;
+
+    // The owner escrows FIL in the market for the contract.
+    let owner = chain.wallet(0);
+    let escrow = U256::from(10u64).pow(U256::from(17u64));
+    let sent = alloy::rpc::types::TransactionRequest::default().to(client).value(escrow);
+    use alloy::providers::Provider;
+    assert!(owner.send_transaction(sent).await.unwrap().get_receipt().await.unwrap().status());
+    assert!(mined!(DealClient::new(client, &owner).addMarketBalance(escrow)).status());
+
+    // A pin: one CAR, its own piece, two replicas (f01000 and f01001: unscored, lower ids first).
+    let (root, _piece, car) = add(dir.path(), "p", &noise(300_000, 5));
+    cars.lock().unwrap().insert(root.clone(), car);
+    chain.pin(4, &cid_bytes(&root)).await;
+    let order = order_when(&oracle, 240, "two replicas active and read back", |o| {
+        probed_ok(o, 1000) && probed_ok(o, 1001) && o["replicas_active"] == 2
+    })
+    .await;
+    assert!(at(&order, 1002).is_empty(), "{order:#}");
+
+    // f01000 stops for good: lost after two failed probes, made again at f01002.
+    sps[0].take().unwrap().kill().await;
+    let order = order_when(&oracle, 240, "f01000's replica lost and replaced at f01002", |o| {
+        lost(o, 1000) && probed_ok(o, 1002) && o["replicas_active"] == 2
+    })
+    .await;
+    let gone = &at(&order, 1000)[0];
+    assert_eq!(gone["last_probe_ok"], false, "{gone}");
+    assert!(gone["failures_in_a_row"].as_u64() >= Some(2), "{gone}");
+    let all = providers(&oracle).await;
+    let (a, b, c) = (of(&all, 1000), of(&all, 1001), of(&all, 1002));
+    assert!(a["probes_failed"].as_u64().unwrap() >= 2, "{a}");
+    assert_eq!(a["replicas_lost"], 1, "{a}");
+    assert!(a["score"].as_f64() < b["score"].as_f64(), "{a} {b}");
+    assert!(a["score"].as_f64() < c["score"].as_f64(), "{a} {c}");
+    assert!(b["probes_ok"].as_u64().unwrap() >= 1, "{b}");
+
+    // f01001 keeps its deal but answers wrong bytes, with the right status: lost all the same.
+    tamper.store(true, Ordering::SeqCst);
+    let order =
+        order_when(&oracle, 120, "f01001's replica lost on its bytes", |o| lost(o, 1001)).await;
+    assert_eq!(order["replicas_active"], 1, "one provider left that serves it: {order:#}");
+    // Nobody is asked again who lost it.
+    let proposals = order["proposals"].as_array().unwrap();
+    for p in [1000, 1001] {
+        let n = proposals.iter().filter(|x| x["provider"] == p).count();
+        assert_eq!(n, 1, "f0{p} asked once: {order:#}");
+    }
+    let all = providers(&oracle).await;
+    let (b, c) = (of(&all, 1001), of(&all, 1002));
+    assert_eq!(b["replicas_lost"], 1, "{b}");
+    assert!(b["score"].as_f64() < c["score"].as_f64(), "{b} {c}");
+    let metrics = oracle.metrics().await;
+    assert!(metrics.contains("estuary_replicas_lost_total{provider=\"f01000\"} 1"), "{metrics}");
+    assert!(metrics.contains("estuary_probes_total{provider=\"f01002\",result=\"ok\"}"));
+
+    // A restart keeps the probes, the losses and the scores.
+    let before = providers(&oracle).await;
+    oracle.kill().await;
+    let oracle = OracleProcess::start_with(&chain, &db, &args).await;
+    let after = providers(&oracle).await;
+    for p in [1000, 1001] {
+        let (x, y) = (of(&before, p), of(&after, p));
+        assert_eq!(x["replicas_lost"], y["replicas_lost"], "{x} {y}");
+        assert!(y["probes_failed"].as_u64() >= x["probes_failed"].as_u64(), "{x} {y}");
+    }
+    let order = order_when(&oracle, 30, "still lost", |o| lost(o, 1000)).await;
+    assert!(lost(&order, 1001), "{order:#}");
+    drop(sps);
+}
