@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Piece } from '@web3-storage/data-segment';
 import { id as id_, toBeHex, zeroPadValue } from 'ethers';
 import { ensureOutputDir, injectWallet, launchBrowser, root, rpc, startStack, tempDir } from './support.mjs';
@@ -162,6 +163,19 @@ describe('dapp on the local stack', () => {
     // The page shows them: "is my file on Filecoin yet?" answered where it was pinned.
     await page.locator('[data-testid="request-deals"] li[data-state="active"]').nth(2).waitFor({ timeout: 60_000 });
     assert.match(await page.getByTestId('request-deals-summary').textContent(), /^3 active replicas on Filecoin$/);
+    // The providers' card lists the three SPs holding them, each with an active replica (the
+    // card is read when asked: refreshed until the oracle's scores have caught up).
+    const activeIn = async (p) =>
+      Number(await page.locator(`[data-testid="providers"] tr[data-provider="${p}"] td`).nth(2).textContent({ timeout: 1000 }).catch(() => '0'));
+    let shown = [];
+    for (let i = 0; i < 30; i++) {
+      await page.getByTestId('providers-refresh').click();
+      await page.waitForFunction(() => !document.querySelector('[data-testid="providers-refresh"]').disabled);
+      shown = await Promise.all(deals.map((d) => activeIn(d.provider)));
+      if (shown.every((n) => n >= 1)) break;
+      await sleep(500);
+    }
+    assert.ok(shown.every((n) => n >= 1), `each provider shows its active replica: ${shown}`);
     for (const d of deals) {
       assert.equal(d.piece_cid, added.piece_cid);
       assert.match(d.aggregate_piece_cid ?? '', /^bafkzcib/, "inside its bucket's aggregate");

@@ -6,6 +6,7 @@ import {
   Wallet,
   loadConfig,
   followDeals,
+  listProviders,
   followRequest,
   requestStatus,
   type AddEntry,
@@ -51,6 +52,9 @@ const ui = {
   requestDealsTitle: el('request-deals-title'),
   requestDealsSummary: el('request-deals-summary'),
   requestDeals: el<HTMLUListElement>('request-deals'),
+  providersSummary: el('providers-summary'),
+  providersRefresh: el<HTMLButtonElement>('providers-refresh'),
+  providersBody: el<HTMLTableElement>('providers').tBodies[0]!,
   pieceFile: el<HTMLInputElement>('piece-file'),
   pieceProgress: el<HTMLProgressElement>('piece-progress'),
   pieceResult: el('piece-result'),
@@ -616,6 +620,46 @@ ui.form.addEventListener('submit', (event) => {
   void guarded(pin);
 });
 ui.connect.addEventListener('click', () => void guarded(connect));
+ui.providersRefresh.addEventListener('click', () => void showProviders());
+
+/** The storage providers the oracle deals with: score, what they hold, and their read-backs. */
+async function showProviders(): Promise<void> {
+  if (!config) return;
+  ui.providersRefresh.disabled = true;
+  try {
+    const providers = await listProviders(config.oracle_url);
+    ui.providersSummary.textContent =
+      providers.length === 0
+        ? 'The oracle has not dealt with a storage provider yet.'
+        : `${providers.length} storage provider${providers.length === 1 ? '' : 's'}, best score first.`;
+    ui.providersBody.replaceChildren(
+      ...providers.map((p) => {
+        const tr = document.createElement('tr');
+        tr.dataset.provider = p.address;
+        const probes = p.probes_ok + p.probes_failed;
+        const status = p.suspended ? 'suspended' : p.replicas_lost > 0 ? 'lost replicas' : 'ok';
+        for (const text of [
+          p.address,
+          p.score.toFixed(3),
+          String(p.deals_active),
+          String(p.in_flight),
+          probes === 0 ? '–' : `${p.probes_ok} of ${probes}`,
+          String(p.replicas_lost),
+          status,
+        ]) {
+          const td = document.createElement('td');
+          td.textContent = text;
+          tr.append(td);
+        }
+        return tr;
+      }),
+    );
+  } catch (e) {
+    ui.providersSummary.textContent = `The providers could not be read: ${e instanceof Error ? e.message : String(e)}`;
+  } finally {
+    ui.providersRefresh.disabled = false;
+  }
+}
 
 async function main(): Promise<void> {
   refresh();
@@ -639,6 +683,7 @@ async function main(): Promise<void> {
   void validate();
   void showCars();
   void startServing();
+  void showProviders();
 }
 
 void main();

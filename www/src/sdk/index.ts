@@ -31,10 +31,12 @@ export { Wallet, explain, type PinOptions, type PinReceipt, type PinRecord } fro
 export {
   FINAL_STATES,
   followDeals,
+  listProviders,
   followRequest,
   requestStatus,
   waitForRequest,
   type DealStatus,
+  type ProviderStatus,
   type PinRequestStatus,
   type RequestState,
 } from './oracle';

@@ -70,6 +70,45 @@ export interface DealStatus {
   last_probe_ok?: boolean | null;
 }
 
+/** A storage provider as the oracle scores it (`GET /providers`). */
+export interface ProviderStatus {
+  /** `f0…`. */
+  address: string;
+  /** The miner actor id. */
+  provider: number;
+  /** 0–1: deal success (recent failures weigh most), speed, and retrieval probes. */
+  score: number;
+  /** Replicas active now. */
+  deals_active: number;
+  /** Replicas proposed or published, not yet active. */
+  in_flight: number;
+  /** Reads of its replicas that gave the piece's bytes. */
+  probes_ok: number;
+  /** Reads that did not. */
+  probes_failed: number;
+  /** Its replicas found lost (and replaced elsewhere). */
+  replicas_lost: number;
+  /** Mean latency of its recent verified reads. */
+  probe_latency_ms: number | null;
+  /** Block of its last failure. */
+  last_failure: number | null;
+  /** Suspended by the operator: no new deals. */
+  suspended: boolean;
+}
+
+/** The storage providers the oracle has seen, best score first. */
+export async function listProviders(oracleUrl: string): Promise<ProviderStatus[]> {
+  let res: Response;
+  try {
+    res = await fetch(`${oracleUrl}/providers`);
+  } catch (e) {
+    throw new OracleError(`The oracle at ${oracleUrl} cannot be reached.`, { cause: e });
+  }
+  if (!res.ok) throw new OracleError(`The oracle answered HTTP ${res.status}.`);
+  const body = (await res.json()) as { results?: ProviderStatus[] };
+  return body.results ?? [];
+}
+
 /**
  * Follows the Filecoin deals of request `id` (every `intervalMs`) until `replicas` of them are
  * active at different providers, or `signal` aborts; calls `onUpdate` whenever they change.

@@ -246,7 +246,14 @@ impl PieceLevels {
         padded_size: u64,
         nodes: &[u8],
     ) -> Option<Self> {
-        if !nodes.len().is_multiple_of(32) {
+        // What a builder for this padded size would have made, or nothing (an edited row).
+        let nodes_at_level = padded_size.checked_shr(level.checked_add(5)?)?;
+        let whole = nodes.len().is_multiple_of(32) && !nodes.is_empty();
+        if level_for(padded_size).ok()? != level
+            || !whole
+            || nodes.len() as u64 / 32 > nodes_at_level.max(1)
+            || payload_size > padded_size / 128 * 127
+        {
             return None;
         }
         let nodes = nodes.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect();
@@ -394,6 +401,25 @@ mod tests {
         assert_eq!(b.finish(&info.commp), Err(ProbeError::NotThePiece));
         let mut b = LevelsBuilder::new(1024).unwrap();
         assert!(matches!(b.update(&[0; 1017]), Err(ProbeError::Size { .. })));
+    }
+
+    #[test]
+    fn levels_read_back_from_the_store_are_checked() {
+        let l = levels(&payload(600_000, 2));
+        let bytes = l.nodes_bytes();
+        let back = PieceLevels::from_parts(l.level, l.payload_size, l.padded_size, &bytes);
+        assert_eq!(back.as_ref(), Some(&l));
+        for (level, payload, padded, nodes) in [
+            (u32::MAX, l.payload_size, l.padded_size, &bytes[..]),
+            (l.level + 1, l.payload_size, l.padded_size, &bytes[..]),
+            (l.level, l.payload_size, 1000, &bytes[..]),
+            (l.level, u64::MAX, l.padded_size, &bytes[..]),
+            (l.level, l.payload_size, l.padded_size, &bytes[..31]),
+            (l.level, l.payload_size, l.padded_size, &[]),
+            (l.level, l.payload_size, l.padded_size, &[0; 32 * 64]),
+        ] {
+            assert_eq!(PieceLevels::from_parts(level, payload, padded, nodes), None);
+        }
     }
 
     #[test]
