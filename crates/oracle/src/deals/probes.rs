@@ -42,6 +42,10 @@ use crate::{
 
 /// Largest block a gateway probe reads (the largest block Bitswap carries).
 const MAX_BLOCK: u64 = 2 << 20;
+/// Probes made at once.
+const AT_ONCE: usize = 8;
+/// Most time to connect to a provider (within the read's deadline).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of the hot copy hashed at a time when a piece's levels are made.
 const HASH_BATCH: usize = 8 << 20;
 
@@ -100,7 +104,7 @@ impl Prober {
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.timeout)
+            .connect_timeout(config.timeout.min(CONNECT_TIMEOUT))
             .timeout(config.timeout)
             .build()?;
         Ok(Self { store, chain, packed_dir, http, config, recent: VecDeque::new() })
@@ -137,6 +141,7 @@ impl Prober {
             .filter(|(at, _)| *at <= now)
             .collect();
         due.sort_by_key(|(at, t)| (*at, t.deal_id));
+        let mut chosen = Vec::new();
         for (_, target) in due {
             let minute_ago = Instant::now().checked_sub(Duration::from_secs(60));
             while self.recent.front().is_some_and(|(at, _)| minute_ago.is_some_and(|m| *at < m)) {
@@ -150,9 +155,17 @@ impl Prober {
                 continue;
             }
             self.recent.push_back((Instant::now(), target.provider));
-            self.probe(&target, head).await.map_err(|e| e.to_string())?;
+            chosen.push(target);
         }
-        Ok(())
+        // A few at once: a provider that answers slowly (or never, until the deadline) holds
+        // one of them, not the whole round.
+        let this = &*self;
+        let outcomes: Vec<Result<(), StoreError>> = futures::stream::iter(chosen)
+            .map(|target| async move { this.probe(&target, head).await })
+            .buffer_unordered(AT_ONCE)
+            .collect()
+            .await;
+        outcomes.into_iter().collect::<Result<(), _>>().map_err(|e| e.to_string())
     }
 
     /// Probes `target` and records the outcome (nothing if the oracle cannot check it).
