@@ -643,14 +643,14 @@ async fn deal_metrics<B: Blockstore>(
     }
     let _ = writeln!(
         out,
-        "# HELP estuary_replicas_lost_total Replicas found lost by probes (each is replaced \
-         elsewhere), by provider."
+        "# HELP estuary_replicas_lost Replicas lost now by their probes (each is replaced \
+         elsewhere; a probe that verifies again finds it), by provider."
     );
-    let _ = writeln!(out, "# TYPE estuary_replicas_lost_total counter");
+    let _ = writeln!(out, "# TYPE estuary_replicas_lost gauge");
     for p in providers.iter().filter(|p| p.replicas_lost > 0) {
         let _ = writeln!(
             out,
-            "estuary_replicas_lost_total{{provider=\"f0{}\"}} {}",
+            "estuary_replicas_lost{{provider=\"f0{}\"}} {}",
             p.provider, p.replicas_lost
         );
     }

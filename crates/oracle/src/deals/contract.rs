@@ -362,6 +362,23 @@ fn standing(p: &ProposalRecord, replica: Option<&Replica>, read: u64, renew: u64
     }
 }
 
+/// The providers of an order's attempts whose replica its probes found lost: never asked for
+/// the piece again while the order lives, whatever the attempt's standing now (its term may be
+/// over), unless a later probe finds the replica again.
+fn lost_providers<'a>(
+    mine: &[(&ProposalRecord, Standing)],
+    replica_of: impl Fn(&ProposalRecord) -> Option<&'a Replica>,
+) -> Vec<u64> {
+    let mut lost: Vec<u64> = mine
+        .iter()
+        .filter(|(p, _)| replica_of(p).is_some_and(Replica::lost))
+        .map(|(p, _)| p.provider)
+        .collect();
+    lost.sort_unstable();
+    lost.dedup();
+    lost
+}
+
 /// Chooses providers for every piece's replicas and keeps its backend's proposals moving.
 #[derive(Debug)]
 pub struct Scheduler<B> {
@@ -497,6 +514,9 @@ impl<B: DealBackend> Scheduler<B> {
             let mut busy: Vec<u64> = Vec::new();
             let mut renewing: Vec<u64> = Vec::new();
             let mut failures: HashMap<u64, u32> = HashMap::new();
+            busy.extend(lost_providers(&mine, |p| {
+                p.proposal_id.as_ref().and_then(|id| replicas.get(id))
+            }));
             for (p, s) in &mine {
                 match s {
                     Standing::Live => {
@@ -519,11 +539,6 @@ impl<B: DealBackend> Scheduler<B> {
                     }
                     Standing::ProviderFailed => {
                         *failures.entry(p.provider).or_default() += 1;
-                        // A replica it holds and does not serve: never asked for it again.
-                        let replica = p.proposal_id.as_ref().and_then(|id| replicas.get(id));
-                        if replica.is_some_and(Replica::lost) {
-                            busy.push(p.provider);
-                        }
                     }
                     Standing::Renewing => renewing.push(p.provider),
                     Standing::Over => {}
@@ -811,6 +826,17 @@ mod tests {
         assert_eq!(at(Some(lost), 500), Standing::ProviderFailed);
         assert_eq!(at(Some(lost), 950), Standing::ProviderFailed, "not renewed there");
         assert_eq!(standing(&offered, Some(&lost), 1000, 100), Standing::Over);
+        // Its provider is not asked again for the piece, also once that deal is over.
+        let mut other = proposal(ProposalState::Offered);
+        other.provider += 1;
+        let mine = [(&offered, Standing::Over), (&other, Standing::Live)];
+        let kept = replica(R::Active, None);
+        let of =
+            |p: &ProposalRecord| Some(if p.provider == offered.provider { &lost } else { &kept });
+        assert_eq!(lost_providers(&mine, of), [offered.provider]);
+        lost.probe = Some(crate::domain::probe::after(lost.probe.as_ref(), true, 2, 1));
+        let of = |_: &ProposalRecord| Some(&lost);
+        assert!(lost_providers(&mine, of).is_empty(), "found again by a probe that verifies");
         let s = |state| standing(&proposal(state), None, 500, 100);
         assert_eq!(s(ProposalState::Sending), Standing::Live);
         assert_eq!(s(ProposalState::Lapsed), Standing::ProviderFailed);

@@ -6,7 +6,7 @@
 //!   the hot copy, once ──► PieceLevels (one level of the piece tree: ≤ 4,096 nodes, 128 KiB)
 //!   a probe: a random node i ──► GET /piece/{cid} bytes=span(i) ──► check: Fr32, hash up to
 //!            the level ──► equal to node i?      + GET /ipfs/{root}?format=raw ──► its CID?
-//!   outcome ──► after(view, ok, N) ──► failures in a row, totals, lost (sticky) at N
+//!   outcome ──► after(view, ok, N) ──► failures in a row, totals, lost at N (until a success)
 //! ```
 //!
 //! - **The tree.** A piece's commitment is the root of a binary SHA-256 (truncated) tree over
@@ -20,8 +20,9 @@
 //! - **Checked, not trusted.** The nodes are computed from the oracle's own copy and checked
 //!   against the piece's commitment before they are kept (they hash up to it), so a probe is
 //!   checked against the commitment the deal was made for, also after the copy is dropped.
-//! - **Lost.** A replica whose last `N` probes all failed is lost (and stays lost: its
-//!   provider has shown it does not serve the piece); the scheduler replaces it elsewhere.
+//! - **Lost.** A replica whose last `N` probes all failed is lost: the scheduler replaces it
+//!   elsewhere and asks its provider for the piece no more. It is still probed, less often;
+//!   a probe that verifies finds it again (it counts again, beside its replacement).
 
 use estuary_piece::commp::{self, Node, RUN_PAYLOAD, node, run_roots, zero_roots};
 use serde::Serialize;
@@ -247,13 +248,16 @@ impl PieceLevels {
         nodes: &[u8],
     ) -> Option<Self> {
         // What a builder for this padded size would have made, or nothing (an edited row).
-        let nodes_at_level = padded_size.checked_shr(level.checked_add(5)?)?;
-        let whole = nodes.len().is_multiple_of(32) && !nodes.is_empty();
         if level_for(padded_size).ok()? != level
-            || !whole
-            || nodes.len() as u64 / 32 > nodes_at_level.max(1)
+            || !nodes.len().is_multiple_of(32)
             || payload_size > padded_size / 128 * 127
         {
+            return None;
+        }
+        // One node per span of the payload, the last one short (one for an empty payload):
+        // so every node's span starts inside the payload.
+        let want = payload_size.div_ceil(span_of(level)).max(1);
+        if nodes.len() as u64 / 32 != want {
             return None;
         }
         let nodes = nodes.chunks_exact(32).map(|c| c.try_into().unwrap_or([0; 32])).collect();
@@ -286,7 +290,7 @@ impl ProbeView {
 }
 
 /// The replica's view after a probe at `at_ms` that verified (`ok`) or not; lost once
-/// `lost_after` probes in a row failed, and lost for good.
+/// `lost_after` probes in a row failed, found again by a probe that verifies.
 pub fn after(prev: Option<&ProbeView>, ok: bool, at_ms: u64, lost_after: u32) -> ProbeView {
     let mut v = prev.copied().unwrap_or(ProbeView {
         last_probe: 0,
@@ -301,6 +305,8 @@ pub fn after(prev: Option<&ProbeView>, ok: bool, at_ms: u64, lost_after: u32) ->
     if ok {
         v.probes_ok += 1;
         v.failures_in_a_row = 0;
+        // It serves the piece again: found (a lost replica is still probed, less often).
+        v.lost_at = None;
     } else {
         v.probes_failed += 1;
         v.failures_in_a_row = v.failures_in_a_row.saturating_add(1);
@@ -417,13 +423,16 @@ mod tests {
             (l.level, l.payload_size, l.padded_size, &bytes[..31]),
             (l.level, l.payload_size, l.padded_size, &[]),
             (l.level, l.payload_size, l.padded_size, &[0; 32 * 64]),
+            // Fewer nodes than the payload has spans, or a payload that ends before the last.
+            (l.level, l.payload_size, l.padded_size, &bytes[..bytes.len() - 32]),
+            (l.level, l.payload_size - span_of(l.level) - 1, l.padded_size, &bytes[..]),
         ] {
             assert_eq!(PieceLevels::from_parts(level, payload, padded, nodes), None);
         }
     }
 
     #[test]
-    fn lost_after_n_failures_in_a_row_and_for_good() {
+    fn lost_after_n_failures_in_a_row_until_a_success() {
         let mut v = after(None, false, 1, 3);
         v = after(Some(&v), false, 2, 3);
         assert_eq!((v.failures_in_a_row, v.lost_at), (2, None));
@@ -433,8 +442,11 @@ mod tests {
             v = after(Some(&v), false, t, 3);
         }
         assert_eq!(v.lost_at, Some(6));
-        v = after(Some(&v), true, 7, 3);
-        assert!(v.lost() && v.last_probe_ok, "lost stays lost");
+        v = after(Some(&v), false, 7, 3);
+        assert_eq!(v.lost_at, Some(6), "lost when first found");
+        v = after(Some(&v), true, 8, 3);
+        assert!(!v.lost() && v.last_probe_ok, "a probe that verifies finds it again");
+        assert_eq!((v.failures_in_a_row, v.probes_ok, v.probes_failed), (0, 2, 6));
     }
 
     #[test]
@@ -461,6 +473,32 @@ mod tests {
             let at = flip % read.len();
             read[at] ^= 1 << (flip % 8);
             prop_assert!(l.check(i, &read).is_err());
+            let back = PieceLevels::from_parts(l.level, l.payload_size, l.padded_size, &l.nodes_bytes());
+            prop_assert_eq!(back, Some(l));
+        }
+
+        /// Whatever a row holds, levels read back give spans inside the payload, never a panic.
+        #[test]
+        fn stored_levels_give_spans_inside_the_payload(
+            shift in 7u32..37,
+            level_off in -1i32..2,
+            n in 1u64..80,
+            extra in 0u64..3,
+            stored_off in -1i64..2,
+        ) {
+            let stored = usize::try_from(n as i64 + stored_off).unwrap_or(0);
+            let padded = 1u64 << shift;
+            let level = level_for(padded).unwrap().saturating_add_signed(level_off);
+            let span = span_of(level);
+            // Around each boundary: just under, at and just past whole spans.
+            let payload = (n - 1) * span + [1, span, span + 1][extra as usize];
+            if let Some(l) = PieceLevels::from_parts(level, payload, padded, &vec![0; stored * 32]) {
+                for i in 0..l.nodes.len() as u64 {
+                    let (a, b) = l.span(i).unwrap();
+                    prop_assert!(a <= b && b <= l.payload_size);
+                    prop_assert!(a < b || l.payload_size == 0);
+                }
+            }
         }
     }
 }

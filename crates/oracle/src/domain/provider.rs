@@ -48,6 +48,14 @@ impl Default for ScoreRules {
     }
 }
 
+impl ScoreRules {
+    /// Epochs past which an event weighs under 2^-10 of a new one (ten half-lives): what a
+    /// score may leave unread.
+    pub fn horizon(&self) -> u64 {
+        self.half_life.max(1).saturating_mul(10)
+    }
+}
+
 /// A probe, as a score reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProbeSample {

@@ -636,7 +636,8 @@ impl Store {
             Some(head) => head,
             None => self.latest_deal_block().await?,
         };
-        let samples = self.probe_samples().await?;
+        // Older probes weigh under 2^-10 of a new one: not read.
+        let samples = self.probe_samples(head.saturating_sub(rules.horizon())).await?;
         let totals = self.probe_totals().await?;
         let suspended = self.suspended_providers().await?;
         let probes = ProbeInputs { samples: &samples, totals: &totals, suspended: &suspended };

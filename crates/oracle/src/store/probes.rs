@@ -1,10 +1,12 @@
 //! Retrieval probes and what is kept for them (migrations 0018 / pg 0016):
-//! - `piece_levels`: one level of each probed piece's tree ([`PieceLevels`], at most 128 KiB a
-//!   piece), made once from the hot copy and kept after it is dropped;
+//! - `piece_levels`: one level of each ordered piece's tree ([`PieceLevels`], at most 128 KiB
+//!   a piece), made once from the hot copy and kept after it is dropped, deleted once no order
+//!   of the piece may hold deals;
 //! - `replica_probes`: one row per probed replica (its deal id): the last probe, failures in a
 //!   row, totals, and when it was found lost;
 //! - `probes`: each replica's last [`KEPT`] probes (block, result, latency, bytes, error), what
-//!   a provider's score is computed from; older ones are deleted as new ones come;
+//!   a provider's score is computed from; older ones are deleted as new ones come, and all
+//!   once they weigh next to nothing;
 //! - `provider_overrides`: providers the operator suspended.
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,6 +16,7 @@ use sqlx::Row;
 
 use super::{Store, StoreError, get_u64, int, opt_u64};
 use crate::domain::{
+    deal::OrderState,
     probe::{PieceLevels, ProbeView, after},
     provider::{ProbeSample, ProbeTotals},
 };
@@ -34,8 +37,11 @@ pub struct ProbeRecord {
     pub block: u64,
     /// When (ms since the epoch).
     pub at_ms: u64,
-    /// Whether the bytes read were the piece's and the block its CID's.
+    /// Whether the span read was the piece's (what the replica's view counts).
     pub ok: bool,
+    /// Whether the root block read was its CID's, or none was read (a provider need not serve
+    /// the gateway: a failed block read weighs in its score, not the replica's standing).
+    pub block_ok: bool,
     /// From the request to the last byte checked.
     pub latency_ms: u64,
     /// Bytes read.
@@ -145,7 +151,23 @@ impl Store {
         probe: &ProbeRecord,
         lost_after: u32,
     ) -> Result<ProbeView, StoreError> {
+        // Written first, so that on SQLite the transaction holds the write lock before it
+        // reads (a read first could not be upgraded if another writer came between).
         let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO probes (deal_id, at_ms, provider, block_number, ok, latency_ms, bytes,
+               error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(int(probe.deal_id)?)
+        .bind(int(probe.at_ms)?)
+        .bind(int(probe.provider)?)
+        .bind(int(probe.block)?)
+        .bind(i64::from(probe.ok && probe.block_ok))
+        .bind(int(probe.latency_ms)?)
+        .bind(int(probe.bytes)?)
+        .bind(probe.error.as_deref())
+        .execute(&mut *tx)
+        .await?;
         let prev = sqlx::query(
             "SELECT last_probe_ms, last_ok, failures_in_a_row, probes_ok, probes_failed,
                     lost_at_ms
@@ -179,20 +201,6 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO probes (deal_id, at_ms, provider, block_number, ok, latency_ms, bytes,
-               error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-        )
-        .bind(int(probe.deal_id)?)
-        .bind(int(probe.at_ms)?)
-        .bind(int(probe.provider)?)
-        .bind(int(probe.block)?)
-        .bind(i64::from(probe.ok))
-        .bind(int(probe.latency_ms)?)
-        .bind(int(probe.bytes)?)
-        .bind(probe.error.as_deref())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
             "DELETE FROM probes WHERE deal_id = $1 AND at_ms < (
                SELECT MIN(at_ms) FROM (SELECT at_ms FROM probes WHERE deal_id = $1
                                        ORDER BY at_ms DESC LIMIT $2) AS recent)",
@@ -205,11 +213,15 @@ impl Store {
         Ok(view)
     }
 
-    /// The probes kept (each replica's last [`KEPT`]), what scores are computed from.
-    pub async fn probe_samples(&self) -> Result<Vec<ProbeSample>, StoreError> {
-        let rows = sqlx::query("SELECT provider, block_number, ok, latency_ms FROM probes")
-            .fetch_all(&self.pool)
-            .await?;
+    /// The probes kept (each replica's last [`KEPT`]) made at or after block `since`, what
+    /// scores are computed from.
+    pub async fn probe_samples(&self, since: u64) -> Result<Vec<ProbeSample>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT provider, block_number, ok, latency_ms FROM probes WHERE block_number >= $1",
+        )
+        .bind(int(since)?)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(ProbeSample {
@@ -220,6 +232,46 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Up to `limit` pieces of orders that may still hold deals (sending or open) whose levels
+    /// are not made yet, the oldest order first.
+    pub async fn pieces_without_levels(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT o.piece_cid, MIN(o.created_ms) AS since FROM deal_orders o
+             WHERE o.state IN ($1, $2)
+               AND NOT EXISTS (SELECT 1 FROM piece_levels l WHERE l.piece_cid = o.piece_cid)
+             GROUP BY o.piece_cid ORDER BY since, o.piece_cid LIMIT $3",
+        )
+        .bind(OrderState::Sending.as_str())
+        .bind(OrderState::Open.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("piece_cid")?)).collect()
+    }
+
+    /// Deletes what probes no longer need: probes made before block `before` (they weigh next
+    /// to nothing in a score) and the levels of pieces no order may hold deals of. A replica's
+    /// row (one a deal: its totals, and whether it was lost) is kept, like its deal's events.
+    /// Returns the rows deleted.
+    pub async fn prune_probes(&self, before: u64) -> Result<u64, StoreError> {
+        let probes = sqlx::query("DELETE FROM probes WHERE block_number < $1")
+            .bind(int(before)?)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let levels = sqlx::query(
+            "DELETE FROM piece_levels WHERE NOT EXISTS (
+               SELECT 1 FROM deal_orders o
+               WHERE o.piece_cid = piece_levels.piece_cid AND o.state IN ($1, $2))",
+        )
+        .bind(OrderState::Sending.as_str())
+        .bind(OrderState::Open.as_str())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(probes + levels)
     }
 
     /// Each probed provider's totals.

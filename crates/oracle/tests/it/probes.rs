@@ -4,7 +4,8 @@
 //! two failed probes and the replica is made again at the third; a provider that keeps its
 //! deal but answers wrong bytes (a proxy in front of its agent flips one byte of each answer,
 //! keeping the `206`) fails its probes on the bytes alone and loses its replica; the scores
-//! follow, and a restart keeps them.
+//! follow, and a restart keeps them; once the proxy passes the bytes unchanged, its replica is
+//! found again.
 
 use std::{
     sync::{
@@ -211,7 +212,7 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     assert_eq!(b["replicas_lost"], 1, "{b}");
     assert!(b["score"].as_f64() < c["score"].as_f64(), "{b} {c}");
     let metrics = oracle.metrics().await;
-    assert!(metrics.contains("estuary_replicas_lost_total{provider=\"f01000\"} 1"), "{metrics}");
+    assert!(metrics.contains("estuary_replicas_lost{provider=\"f01000\"} 1"), "{metrics}");
     assert!(metrics.contains("estuary_probes_total{provider=\"f01002\",result=\"ok\"}"));
 
     // A restart keeps the probes, the losses and the scores.
@@ -226,5 +227,17 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     }
     let order = order_when(&oracle, 30, "still lost", |o| lost(o, 1000)).await;
     assert!(lost(&order, 1001), "{order:#}");
+
+    // f01001 serves the right bytes again: its replica, still probed (less often), is found
+    // and counts again beside its replacement; nobody is asked for another.
+    tamper.store(false, Ordering::SeqCst);
+    let order = order_when(&oracle, 60, "f01001's replica found again", |o| {
+        !lost(o, 1001) && probed_ok(o, 1001) && o["replicas_active"] == 2
+    })
+    .await;
+    assert!(lost(&order, 1000), "a stopped provider stays lost: {order:#}");
+    assert_eq!(order["proposals"].as_array().unwrap().len(), 3, "{order:#}");
+    let all = providers(&oracle).await;
+    assert_eq!(of(&all, 1001)["replicas_lost"], 0);
     drop(sps);
 }

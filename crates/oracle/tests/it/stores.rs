@@ -993,7 +993,7 @@ async fn probes_kept_pruned_totalled_and_suspensions(s: &Store) {
     assert_eq!(s.piece_levels("p").await.unwrap(), None);
     s.put_piece_levels("p", &levels).await.unwrap();
     s.put_piece_levels("p", &levels).await.unwrap();
-    assert_eq!(s.piece_levels("p").await.unwrap(), Some(levels));
+    assert_eq!(s.piece_levels("p").await.unwrap(), Some(levels.clone()));
     // Probes: lost after two failures in a row; 40 kept as 32; totals over all.
     let probe = |deal_id, provider, at_ms, ok| ProbeRecord {
         deal_id,
@@ -1002,6 +1002,7 @@ async fn probes_kept_pruned_totalled_and_suspensions(s: &Store) {
         block: at_ms,
         at_ms,
         ok,
+        block_ok: true,
         latency_ms: 7,
         bytes: 100,
         error: (!ok).then(|| "wrong bytes".to_owned()),
@@ -1017,12 +1018,24 @@ async fn probes_kept_pruned_totalled_and_suspensions(s: &Store) {
     assert_eq!(views.len(), 2);
     assert_eq!((views[&5].probes_ok, views[&5].last_probe), (40, 40));
     assert!(views[&6].lost());
-    let samples = s.probe_samples().await.unwrap();
+    let samples = s.probe_samples(0).await.unwrap();
     assert_eq!(samples.iter().filter(|p| p.provider == 1000).count(), 32, "the last 32 kept");
     assert!(samples.iter().filter(|p| p.provider == 1000).all(|p| p.block > 8));
+    assert_eq!(s.probe_samples(31).await.unwrap().len(), 10, "only those since block 31");
     let totals = s.probe_totals().await.unwrap();
     assert_eq!((totals[&1000].ok, totals[&1000].failed, totals[&1000].lost), (40, 0, 0));
     assert_eq!((totals[&1001].ok, totals[&1001].failed, totals[&1001].lost), (0, 2, 1));
+    // A root block that does not check weighs in the score, not in the replica's standing.
+    let v = s.record_probe(&ProbeRecord { block_ok: false, ..probe(5, 1000, 41, true) }, 2).await;
+    assert!(v.unwrap().last_probe_ok);
+    let last = s.probe_samples(41).await.unwrap();
+    assert_eq!(last.iter().map(|p| p.ok).collect::<Vec<_>>(), [false]);
+    // A lost replica whose probe verifies again is found, and is no longer counted lost.
+    let v = s.record_probe(&probe(6, 1001, 3, true), 2).await.unwrap();
+    assert!(!v.lost());
+    assert_eq!(s.probe_totals().await.unwrap()[&1001].lost, 0);
+    s.record_probe(&probe(6, 1001, 4, false), 2).await.unwrap();
+    s.record_probe(&probe(6, 1001, 5, false), 2).await.unwrap();
     // Suspensions: set, listed, lifted.
     s.set_suspended(1002, true, Some("maintenance"), 10).await.unwrap();
     assert_eq!(s.suspended_providers().await.unwrap(), [1002]);
@@ -1031,10 +1044,45 @@ async fn probes_kept_pruned_totalled_and_suspensions(s: &Store) {
     let p = listed.iter().find(|p| p.provider == 1002).expect("a suspended provider is listed");
     assert!(p.suspended);
     let p = listed.iter().find(|p| p.provider == 1001).expect("a probed provider is listed");
-    assert_eq!((p.probes_failed, p.replicas_lost, p.last_failure), (2, 1, Some(2)));
+    assert_eq!((p.probes_failed, p.replicas_lost, p.last_failure), (4, 1, Some(5)));
     s.set_suspended(1002, false, None, 11).await.unwrap();
     assert!(s.suspended_providers().await.unwrap().is_empty());
     assert_eq!(s.provider_overrides().await.unwrap()[0].updated_ms, 11);
+    // Levels are made for the pieces of orders that may hold deals, and dropped with them.
+    {
+        use estuary_oracle::{
+            domain::deal::{Backend, OrderState},
+            store::OrderRecord,
+        };
+        let order = |piece: &str, state| OrderRecord {
+            backend: Backend::Perpetual,
+            contract: Address::repeat_byte(0x33),
+            piece_cid: piece.into(),
+            piece_v1: vec![1],
+            payload_cid: "bafy".into(),
+            padded_size: 128,
+            car_size: 100,
+            replicas_target: 3,
+            state,
+            order_id: None,
+            tx_hash: None,
+            error: None,
+            funding: None,
+            sent_block: 6,
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        assert!(s.record_order(&order("q", OrderState::Sending), 1).await.unwrap());
+        assert_eq!(s.pieces_without_levels(10).await.unwrap(), ["q"]);
+        s.put_piece_levels("q", &levels).await.unwrap();
+        assert!(s.pieces_without_levels(10).await.unwrap().is_empty());
+        // "p" has no order: its levels go; probes before block 40 go; "q"'s levels stay.
+        assert_eq!(s.prune_probes(40).await.unwrap(), 1 + 30 + 5);
+        assert_eq!(s.piece_levels("p").await.unwrap(), None);
+        assert!(s.piece_levels("q").await.unwrap().is_some());
+        assert_eq!(s.probe_samples(0).await.unwrap().len(), 2);
+        assert!(s.probe_views(&[6]).await.unwrap()[&6].lost(), "replica rows are kept");
+    }
 }
 
 async fn whole_suite(fresh: impl AsyncFn() -> Store) {
