@@ -349,7 +349,7 @@ pub struct DealsConfig {
     /// about this often (±25 %): a span of its piece, checked against the piece's commitment,
     /// and for a single CAR its root block, checked against its CID.
     #[arg(long, env = "ESTUARY_PROBE_EVERY_SECS", default_value_t = 21_600,
-        value_parser = clap::value_parser!(u64).range(1..))]
+        value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub probe_every_secs: u64,
     /// A replica whose last this-many probes all failed is lost: it no longer counts, and it
     /// is replaced at another provider (contract deals).
@@ -398,8 +398,9 @@ impl DealsConfig {
         })
     }
 
-    /// The prober's settings, if any provider has a `url=` to probe at.
-    pub fn prober(&self) -> Option<crate::deals::probes::ProberConfig> {
+    /// The prober's settings, if any provider has a `url=` to probe at; `rpc` are the chain's
+    /// endpoints (whether they are off this host tells whether the network is up).
+    pub fn prober(&self, rpc: &[String]) -> Option<crate::deals::probes::ProberConfig> {
         let urls: std::collections::HashMap<u64, String> =
             self.providers.iter().filter_map(|p| Some((p.provider, p.url.clone()?))).collect();
         let every = std::time::Duration::from_secs(self.probe_every_secs);
@@ -413,6 +414,7 @@ impl DealsConfig {
             // A round a quarter of the interval, at most every 10 s.
             tick: (every / 4)
                 .clamp(std::time::Duration::from_millis(250), std::time::Duration::from_secs(10)),
+            rpc_remote: crate::deals::probes::all_remote(rpc),
         })
     }
 

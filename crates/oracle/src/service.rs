@@ -228,6 +228,14 @@ impl Oracle {
             }
         }
         tasks.extend(start_maintenance(&config, &store, &blocks, &packed_dir, &shutdown));
+        let cold = match config.deals.prober(&config.chain.endpoints()) {
+            Some(p) => Some(Arc::new(
+                crate::deals::cold::ColdReads::new(store.clone(), p.urls, p.timeout).map_err(
+                    |e| OracleError::Config(format!("the cold reads' HTTP client: {e}")),
+                )?,
+            )),
+            None => None,
+        };
         let api_state = Arc::new(ApiState {
             store,
             blocks,
@@ -249,6 +257,7 @@ impl Oracle {
             policy: config.api_policy(),
             bucket_size: config.deals.bucket_size,
             aggregates: Default::default(),
+            cold,
         });
         tasks.push(tokio::spawn(api::upload::janitor(
             Arc::clone(&api_state),
@@ -373,14 +382,17 @@ fn start_deals(
     let largest = config.deals.buckets().map(|rules| rules.largest_piece());
     let every = std::time::Duration::from_secs(config.deals.deal_check_secs);
     let mut tasks = Vec::new();
-    if let Some(probes) = config.deals.prober() {
-        let prober = crate::deals::probes::Prober::new(
+    if let Some(probes) = config.deals.prober(&config.chain.endpoints()) {
+        let levels = crate::deals::probes::LevelsMaker::new(
             store.clone(),
-            tx.provider().clone(),
             config.store.data_dir.join("packed"),
-            probes,
-        )
-        .map_err(|e| OracleError::Config(format!("the prober's HTTP client: {e}")))?;
+            probes.every,
+            probes.tick,
+        );
+        tasks.push(tokio::spawn(levels.run(shutdown.clone())));
+        let prober =
+            crate::deals::probes::Prober::new(store.clone(), tx.provider().clone(), probes)
+                .map_err(|e| OracleError::Config(format!("the prober's HTTP client: {e}")))?;
         tasks.push(tokio::spawn(prober.run(shutdown.clone())));
     }
     if let Some(contract) = config.deals.perpetual {

@@ -137,10 +137,7 @@ pub(super) async fn serve(
     let (status, start, end) = match range {
         Some(Ok((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
         Some(Err(())) => {
-            let mut response = Response::new(Body::empty());
-            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            insert(&mut response, header::CONTENT_RANGE, &format!("bytes */{total}"));
-            return Ok(Some(response));
+            return Ok(Some(unsatisfiable(total)));
         }
         None => (StatusCode::OK, 0, total),
     };
@@ -150,16 +147,44 @@ pub(super) async fn serve(
         Reader { parts: parts.into_iter(), assembled, current: None },
         Reader::next,
     ));
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    insert(&mut response, header::CONTENT_LENGTH, &(end - start).to_string());
-    insert(&mut response, header::ACCEPT_RANGES, "bytes");
-    insert(&mut response, header::CONTENT_TYPE, "application/octet-stream");
-    insert(&mut response, header::ETAG, &format!("\"{piece}\""));
-    if status == StatusCode::PARTIAL_CONTENT {
-        let last = end.saturating_sub(1);
-        insert(&mut response, header::CONTENT_RANGE, &format!("bytes {start}-{last}/{total}"));
-    }
+    let response = ranged(body, piece, status, (start, end), total);
+    Ok(Some(response))
+}
+
+/// `piece`, not here, read from the providers that hold it (the bytes of the request's
+/// `Range`, if any), each span checked against the piece's commitment; `None` if it cannot be.
+pub(super) async fn serve_cold(
+    cold: &Arc<crate::deals::cold::ColdReads>,
+    piece: &PieceCid,
+    range: Option<HeaderValue>,
+) -> Result<Option<Response>, ApiError> {
+    use crate::deals::cold::ColdError;
+    let mut asked = None;
+    let read = cold.read(piece, |total| {
+        let parsed = range.as_ref().and_then(|v| parse_range(v, total));
+        asked = Some((total, parsed));
+        match parsed {
+            Some(Ok(range)) => Some(range),
+            Some(Err(())) => None,
+            None => Some((0, total)),
+        }
+    });
+    let read = match read.await {
+        Ok(read) => read,
+        Err(ColdError::Store(e)) => return Err(e.into()),
+        Err(e @ ColdError::Unserved { .. }) => return Err(ApiError::Upstream(e.to_string())),
+    };
+    let Some(read) = read else {
+        if let Some((total, Some(Err(())))) = asked {
+            return Ok(Some(unsatisfiable(total)));
+        }
+        return Ok(None);
+    };
+    let (status, start, end) = match asked {
+        Some((_, Some(Ok((start, end))))) => (StatusCode::PARTIAL_CONTENT, start, end),
+        _ => (StatusCode::OK, 0, read.total),
+    };
+    let response = ranged(Body::from_stream(read.body), piece, status, (start, end), read.total);
     Ok(Some(response))
 }
 
@@ -181,10 +206,7 @@ pub(super) async fn serve_span(
     let (status, start, end) = match range.and_then(|v| parse_range(&v, length)) {
         Some(Ok((start, end))) => (StatusCode::PARTIAL_CONTENT, start, end),
         Some(Err(())) => {
-            let mut response = Response::new(Body::empty());
-            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-            insert(&mut response, header::CONTENT_RANGE, &format!("bytes */{length}"));
-            return Ok(response);
+            return Ok(unsatisfiable(length));
         }
         None => (StatusCode::OK, 0, length),
     };
@@ -194,16 +216,7 @@ pub(super) async fn serve_span(
         file.take(end - start),
         CHUNK as usize,
     ));
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    insert(&mut response, header::CONTENT_LENGTH, &(end - start).to_string());
-    insert(&mut response, header::ACCEPT_RANGES, "bytes");
-    insert(&mut response, header::CONTENT_TYPE, "application/octet-stream");
-    insert(&mut response, header::ETAG, &format!("\"{piece}\""));
-    if status == StatusCode::PARTIAL_CONTENT {
-        let last = end.saturating_sub(1);
-        insert(&mut response, header::CONTENT_RANGE, &format!("bytes {start}-{last}/{length}"));
-    }
+    let response = ranged(body, piece, status, (start, end), length);
     Ok(response)
 }
 
@@ -250,6 +263,35 @@ pub async fn piece_bytes(
     Ok(None)
 }
 
+/// A `416` for a range past the end of `total` bytes.
+fn unsatisfiable(total: u64) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+    insert(&mut response, header::CONTENT_RANGE, &format!("bytes */{total}"));
+    response
+}
+
+/// A piece's bytes `[start, end)` of `total` as a `200` or `206` answer, with its headers.
+fn ranged(
+    body: Body,
+    piece: &PieceCid,
+    status: StatusCode,
+    (start, end): (u64, u64),
+    total: u64,
+) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    insert(&mut response, header::CONTENT_LENGTH, &(end - start).to_string());
+    insert(&mut response, header::ACCEPT_RANGES, "bytes");
+    insert(&mut response, header::CONTENT_TYPE, "application/octet-stream");
+    insert(&mut response, header::ETAG, &format!("\"{piece}\""));
+    if status == StatusCode::PARTIAL_CONTENT {
+        let last = end.saturating_sub(1);
+        insert(&mut response, header::CONTENT_RANGE, &format!("bytes {start}-{last}/{total}"));
+    }
+    response
+}
+
 fn insert(response: &mut Response, name: header::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         response.headers_mut().insert(name, v);
@@ -281,7 +323,7 @@ async fn check_cars(cars: &[(PathBuf, u64)], parts: &[Part]) -> Result<(), ApiEr
 /// A single range `bytes=a-b` or `bytes=a-` of `total` bytes as `[start, end)`: `None` to
 /// serve the whole (any other form, which a server may ignore), `Err` if it starts past the
 /// end.
-fn parse_range(value: &HeaderValue, total: u64) -> Option<Result<(u64, u64), ()>> {
+pub(super) fn parse_range(value: &HeaderValue, total: u64) -> Option<Result<(u64, u64), ()>> {
     let spec = value.to_str().ok()?.trim().strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
     let start: u64 = a.trim().parse().ok()?;

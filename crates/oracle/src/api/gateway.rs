@@ -370,7 +370,7 @@ fn range_of(request: &Request) -> Option<axum::http::HeaderValue> {
 
 /// `GET`/`HEAD /piece/{pieceCid}`: the packed CAR, a closed bucket's aggregate assembled from its
 /// CARs, or a part of a pin split across pieces (its span of the pin's CAR), with range
-/// requests.
+/// requests; a piece not here is read from the providers holding it (`deals::cold`).
 pub(super) async fn piece<B: Blockstore>(
     State(st): State<Arc<ApiState<B>>>,
     Path(piece): Path<String>,
@@ -416,6 +416,13 @@ pub(super) async fn piece<B: Blockstore>(
                     {
                         return Ok(hold(response, slot));
                     }
+                }
+                // Not here: read from the providers that hold it, each span checked.
+                if let Some(cold) = &st.cold
+                    && let Some(response) =
+                        super::aggregate::serve_cold(cold, &parsed, range_of(&request)).await?
+                {
+                    return Ok(hold(response, slot));
                 }
                 Err(ApiError::NotFound(format!("piece {parsed} is not here")))
             }

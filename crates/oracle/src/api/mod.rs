@@ -104,6 +104,8 @@ pub struct ApiState<B> {
     pub bucket_size: Option<u64>,
     /// Aggregates `/piece/{aggregate}` served recently, assembled.
     pub aggregates: AggregateCache,
+    /// Pieces not here read from the providers that hold them (providers with `url=`).
+    pub cold: Option<Arc<crate::deals::cold::ColdReads>>,
 }
 
 /// The API's rules: who may upload how much, for how long, and how many requests run at once.
@@ -236,6 +238,9 @@ pub enum ApiError {
     /// The disk failed while receiving (500, or 507 when it is full).
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
+    /// No provider served what was asked as its commitment says (502).
+    #[error("{0}")]
+    Upstream(String),
 }
 
 #[derive(Serialize)]
@@ -299,6 +304,7 @@ impl ApiError {
                 error!(error = %e, "storage error while serving a request");
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error".to_owned())
             }
+            Self::Upstream(m) => (StatusCode::BAD_GATEWAY, "UPSTREAM", m.clone()),
         }
     }
 }
@@ -647,6 +653,27 @@ async fn deal_metrics<B: Blockstore>(
          elsewhere; a probe that verifies again finds it), by provider."
     );
     let _ = writeln!(out, "# TYPE estuary_replicas_lost gauge");
+    if let Some(cold) = &st.cold {
+        let stats = cold.stats();
+        for (name, help, of) in [
+            (
+                "estuary_cold_bytes_total",
+                "Bytes of pieces not here read from the provider, each span checked.",
+                &stats.bytes,
+            ),
+            (
+                "estuary_cold_spans_refused_total",
+                "Spans of cold reads the provider did not serve as the commitment says.",
+                &stats.refused,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (provider, n) in of {
+                let _ = writeln!(out, "{name}{{provider=\"f0{provider}\"}} {n}");
+            }
+        }
+    }
     for p in providers.iter().filter(|p| p.replicas_lost > 0) {
         let _ = writeln!(
             out,
@@ -1282,6 +1309,7 @@ mod tests {
             policy: ApiPolicy::default(),
             bucket_size: None,
             aggregates: Default::default(),
+            cold: None,
         };
         (router(Arc::new(state)), dir)
     }

@@ -37,6 +37,7 @@
 //! ordered on its own.
 
 pub mod buckets;
+pub mod cold;
 pub mod contract;
 pub mod datadao;
 pub mod events;

@@ -2,17 +2,20 @@
 //! bytes that check count.
 //!
 //! ```text
-//!   each round:
-//!   1. levels of up to 2 ordered pieces that have none (made from the hot copy while the order
-//!      keeps it, checked against the commitment; a piece that cannot be made waits `every`)
-//!   2. open orders' replicas (active, with a deal) ──► due (every ±25 %; a lost one 4× less
-//!      often) ──► with levels ──► caps (per minute: in all, per provider) ──► 8 at once:
+//!   LevelsMaker (its own task): ordered pieces without levels ──► made from the hot copy
+//!     (kept while the order may hold deals), checked against the commitment ──► piece_levels;
+//!     one that cannot be made waits, doubling (piece_level_attempts)
+//!   Prober, each step:
+//!   1. probes that ended: some unreachable and nothing answered (no probe, not the chain's
+//!      remote endpoint, none of 3 other providers)? the oracle's own network, presumably: not
+//!      counted for a day at most (the replica waits `every`) ──► otherwise store::record_probe,
+//!      one after the other ──► lost after N span failures in a row, found again after N
+//!      verified ──► the scheduler replaces a lost replica elsewhere
+//!   2. open orders' replicas (active, with a deal, with levels) ──► due (every ±25 %; a lost
+//!      one 4× less often) ──► caps (per minute: in all, per provider) ──► slots (8 in all, 2
+//!      per provider, across steps):
 //!      ├─ GET {provider}/piece/{pieceCid}  Range: one node's span ──► hashed up to the node
 //!      └─ a plain CAR's piece: GET {provider}/ipfs/{root}?format=raw ──► hashed to its CID
-//!   3. none answered, some unreachable? ask up to 3 other providers: nobody answers either ──►
-//!      the oracle's own network, presumably: not counted (for a day at most)
-//!   4. store::record_probe, one after the other ──► lost after N span failures in a row, found
-//!      again by a span that verifies ──► the scheduler replaces a lost replica elsewhere
 //!   hourly: probes that weigh next to nothing, and levels of pieces no longer ordered, deleted
 //! ```
 //!
@@ -25,11 +28,13 @@
 //! - Probes of an aggregate or a split pin's part read its piece only (an SP lists the blocks
 //!   of a CAR, not of an aggregate), so a plain CAR's probe reads both. Only the span decides
 //!   whether a replica is served (a provider need not run the trustless gateway); a root block
-//!   that does not check weighs in the provider's score.
-//! - **Whose fault.** A provider that cannot be reached fails its probe, unless no probe of the
-//!   round reached anyone and no other provider answers either: then the fault is presumed the
-//!   oracle's own network, and nothing is counted — for [`OFFLINE_MAX`] at most, after which
-//!   failures count again (every provider gone at once looks the same from here).
+//!   answered with the wrong bytes fails the sample the score reads, one not served is noted.
+//! - **Whose fault.** A provider that gives no whole answer (no connection, a deadline, a body
+//!   cut off) fails its probe only if something shows the oracle's network up: another probe
+//!   answered, the chain's endpoint is off this host, or another provider answers when asked.
+//!   Otherwise the fault is presumed the oracle's own and nothing is counted — for
+//!   [`OFFLINE_MAX`] at most, after which failures count again (every provider gone at once
+//!   looks the same from here).
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -41,6 +46,7 @@ use alloy::providers::{DynProvider, Provider};
 use estuary_piece::PieceCid;
 use futures::StreamExt;
 use rand::{Rng, seq::SliceRandom};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -55,17 +61,19 @@ use crate::{
 
 /// Largest block a gateway probe reads (the largest block Bitswap carries).
 const MAX_BLOCK: u64 = 2 << 20;
-/// Probes made at once.
+/// Probes in flight at once, in all.
 const AT_ONCE: usize = 8;
+/// Probes in flight at once of one provider (a slow one holds no more of the slots).
+const AT_ONCE_PER_PROVIDER: usize = 2;
 /// Most time to connect to a provider (within the read's deadline).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of the hot copy hashed at a time when a piece's levels are made.
 const HASH_BATCH: usize = 8 << 20;
-/// Pieces whose levels are made in one round (each reads its whole hot copy).
-const PREPARE_PER_ROUND: usize = 2;
+/// Pieces whose levels are made in one pass of the levels task.
+const PREPARE_PER_PASS: u32 = 4;
 /// A lost replica is probed this many times less often.
 const LOST_SLOWER: u64 = 4;
-/// Other providers asked, when no probe of a round reached anyone, whether anyone answers.
+/// Other providers asked, when no probe reached anyone, whether anyone answers.
 const CANARIES: usize = 3;
 /// How long failures to reach anyone are presumed the oracle's own (then they count).
 pub const OFFLINE_MAX: Duration = Duration::from_secs(86_400);
@@ -79,7 +87,8 @@ pub struct ProberConfig {
     pub urls: HashMap<u64, String>,
     /// Each replica is probed about this often (±25 %).
     pub every: Duration,
-    /// Probes in a row that must fail for a replica to be lost.
+    /// Probes in a row that must fail for a replica to be lost (and verify for it to be found
+    /// again).
     pub lost_after: u32,
     /// Most probes a minute, in all.
     pub per_minute: u32,
@@ -87,17 +96,64 @@ pub struct ProberConfig {
     pub per_provider_per_minute: u32,
     /// Each read's deadline.
     pub timeout: Duration,
-    /// Between rounds.
+    /// Between steps.
     pub tick: Duration,
+    /// Whether the chain's RPC endpoint is off this host: reaching it shows the oracle's
+    /// network is up, whatever the providers do.
+    pub rpc_remote: bool,
 }
 
-/// Why a read failed (the replica's failure), or could not be checked (nobody's).
+/// Whether every one of `urls` is off this host and its network (neither loopback, private,
+/// link-local nor unspecified): what answering through them shows of the oracle's network.
+pub fn all_remote(urls: &[String]) -> bool {
+    let remote = |url: &String| {
+        let Ok(url) = reqwest::Url::parse(url) else { return false };
+        let Some(host) = url.host_str() else { return false };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+            return !(ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || ip.is_unspecified());
+        }
+        if let Ok(ip) = host.parse::<std::net::Ipv6Addr>() {
+            let first = ip.segments()[0];
+            return !(ip.is_loopback()
+                || ip.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80);
+        }
+        let name = host.trim_end_matches('.').to_ascii_lowercase();
+        name != "localhost" && !name.ends_with(".localhost") && name.contains('.')
+    };
+    !urls.is_empty() && urls.iter().all(remote)
+}
+
+/// `now + d`, or far ahead if that overflows.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).or_else(|| now.checked_add(Duration::from_secs(1 << 40))).unwrap_or(now)
+}
+
+/// An HTTP client for providers: no redirects, a connect deadline within `timeout`, and
+/// `timeout` for a whole read.
+pub(crate) fn provider_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout.min(CONNECT_TIMEOUT))
+        .timeout(timeout)
+        .build()
+}
+
+/// Why a read failed (the provider's failure, or no answer at all), or could not be checked
+/// (nobody's).
 #[derive(Debug, thiserror::Error)]
-enum ProbeFailure {
-    /// The provider could not be reached (no answer at all: it, or the oracle's network).
+pub(crate) enum ProbeFailure {
+    /// No whole answer came: the provider, or the oracle's own network (a connection that
+    /// failed, a deadline, a body cut off).
     #[error("unreachable: {0}")]
     Unreachable(String),
-    /// The provider answered, not as asked.
+    /// The provider answered, not as asked (a status, a length, the wrong bytes).
     #[error("{0}")]
     Provider(String),
     /// The oracle cannot check this read: not the provider's fault.
@@ -105,37 +161,104 @@ enum ProbeFailure {
     Unchecked(String),
 }
 
+impl ProbeFailure {
+    /// The same failure, saying what was read.
+    fn context(self, what: &str) -> Self {
+        match self {
+            Self::Unreachable(why) => Self::Unreachable(format!("{what}: {why}")),
+            Self::Provider(why) => Self::Provider(format!("{what}: {why}")),
+            Self::Unchecked(why) => Self::Unchecked(format!("{what}: {why}")),
+        }
+    }
+}
+
+/// `GET url` (with `range`, which must then be answered `206`), at most `max` bytes of body
+/// (more is the provider's failure); the body, and how long it took to come.
+pub(crate) async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    range: Option<&str>,
+    max: u64,
+    accept: &str,
+) -> Result<(Vec<u8>, Duration), ProbeFailure> {
+    let started = Instant::now();
+    let mut request = http.get(url).header(reqwest::header::ACCEPT, accept);
+    if let Some(range) = range {
+        request = request.header(reqwest::header::RANGE, range);
+    }
+    let response = request.send().await.map_err(|e| ProbeFailure::Unreachable(e.to_string()))?;
+    let status = response.status();
+    let ok = if range.is_some() { status.as_u16() == 206 } else { status.is_success() };
+    if !ok {
+        return Err(ProbeFailure::Provider(format!("answered {status}")));
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ProbeFailure::Unreachable(format!("cut off: {e}")))?;
+        if body.len() as u64 + chunk.len() as u64 > max {
+            let why = format!("answered more than the {max} bytes asked for");
+            return Err(ProbeFailure::Provider(why));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, started.elapsed()))
+}
+
+/// Span `index` of `piece` (its levels `levels`) read from the provider at `url` and checked
+/// (hashed up to its node, off the runtime's threads); the bytes, and how long they took to
+/// come.
+pub(crate) async fn read_span(
+    http: &reqwest::Client,
+    url: &str,
+    piece: &str,
+    levels: &Arc<PieceLevels>,
+    index: u64,
+) -> Result<(Vec<u8>, Duration), ProbeFailure> {
+    let (start, end) = levels.span(index).map_err(|e| ProbeFailure::Unchecked(e.to_string()))?;
+    let range = format!("bytes={start}-{}", end.saturating_sub(1));
+    let url = format!("{}/piece/{piece}", url.trim_end_matches('/'));
+    let (span, took) = fetch(http, &url, Some(&range), end - start, "application/octet-stream")
+        .await
+        .map_err(|e| e.context("piece"))?;
+    let of = Arc::clone(levels);
+    match tokio::task::spawn_blocking(move || of.check(index, &span).map(|()| span)).await {
+        Ok(Ok(span)) => Ok((span, took)),
+        Ok(Err(e)) => Err(ProbeFailure::Provider(format!("piece {range}: {e}"))),
+        Err(e) => Err(ProbeFailure::Unchecked(format!("hashing: {e}"))),
+    }
+}
+
 /// What one probe found, before it is recorded.
 #[derive(Debug)]
 struct Probed {
-    /// The piece, for a probe that could not be checked (it waits).
-    unchecked: Option<String>,
+    /// The replica's deal.
+    deal_id: u64,
+    /// Its provider.
+    provider: u64,
     /// The outcome, if checked.
     record: Option<ProbeRecord>,
-    /// Whether the provider could not be reached at all.
+    /// Whether no whole answer came from the provider.
     unreachable: bool,
 }
 
-/// Whether a round's unreachable providers failed their probes: `answered`, whether any probe
-/// of the round got an answer; `others`, whether another provider answered when asked (`None`:
-/// nobody else to ask); `offline_since`, since when nobody has answered. Returns whether they
-/// count, and the new `offline_since`.
+/// Whether unreachable providers failed their probes: `answered`, whether anything showed the
+/// oracle's network up (a probe answered, or the chain's remote endpoint did); `others`,
+/// whether another provider answered when asked (`None`: nobody else to ask);
+/// `offline_since`, since when nothing has. Returns whether they count, and the new
+/// `offline_since`. Nothing shows the network up: presumed the oracle's own fault, for
+/// [`OFFLINE_MAX`] at most.
 pub fn unreachable_counts(
     answered: bool,
     others: Option<bool>,
     offline_since: Option<Instant>,
     now: Instant,
 ) -> (bool, Option<Instant>) {
-    match (answered, others) {
-        // Someone answered: the oracle is online, and whoever did not answer failed.
-        (true, _) | (false, Some(true)) => (true, None),
-        // Nobody else to ask: the provider's failure, for all the oracle can tell.
-        (false, None) => (true, offline_since),
-        (false, Some(false)) => {
-            let since = offline_since.unwrap_or(now);
-            (now.saturating_duration_since(since) >= OFFLINE_MAX, Some(since))
-        }
+    if answered || others == Some(true) {
+        return (true, None);
     }
+    let since = offline_since.unwrap_or(now);
+    (now.saturating_duration_since(since) >= OFFLINE_MAX, Some(since))
 }
 
 /// Probes the replicas of the oracle's orders at their providers.
@@ -143,53 +266,55 @@ pub fn unreachable_counts(
 pub struct Prober {
     store: Store,
     chain: DynProvider,
-    packed_dir: std::path::PathBuf,
     http: reqwest::Client,
     config: ProberConfig,
-    /// Probes of the last minute: when, and whose.
+    /// Probes started in the last minute: when, and whose.
     recent: VecDeque<(Instant, u64)>,
-    /// Pieces whose levels could not be made or read, and until when they wait.
+    /// Pieces whose kept levels are unreadable, and until when they wait.
     unchecked: HashMap<String, Instant>,
-    /// Since when no probe and no other provider has answered (the oracle offline?).
+    /// Replicas whose last probe was not counted (the oracle presumed offline), and until
+    /// when they wait.
+    deferred: HashMap<u64, Instant>,
+    /// Since when nothing has shown the oracle's network up.
     offline_since: Option<Instant>,
     /// When probes were last pruned.
     pruned: Option<Instant>,
+    /// Probes under way.
+    in_flight: JoinSet<Probed>,
+    /// Their deals and providers.
+    flying: HashMap<u64, u64>,
 }
 
 impl Prober {
-    /// A prober reading the chain's head from `chain` and the hot copies in `packed_dir`.
+    /// A prober reading the chain's head from `chain`.
     pub fn new(
         store: Store,
         chain: DynProvider,
-        packed_dir: std::path::PathBuf,
         config: ProberConfig,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.timeout.min(CONNECT_TIMEOUT))
-            .timeout(config.timeout)
-            .build()?;
         Ok(Self {
             store,
             chain,
-            packed_dir,
-            http,
+            http: provider_client(config.timeout)?,
             config,
             recent: VecDeque::new(),
             unchecked: HashMap::new(),
+            deferred: HashMap::new(),
             offline_since: None,
             pruned: None,
+            in_flight: JoinSet::new(),
+            flying: HashMap::new(),
         })
     }
 
-    /// Runs until `shutdown` (a round under way is dropped: each probe is recorded on its own).
+    /// Runs until `shutdown` (probes under way are dropped: each is recorded on its own).
     pub async fn run(mut self, shutdown: CancellationToken) {
         info!(providers = self.config.urls.len(), every = ?self.config.every, "probing replicas");
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                result = self.round() => if let Err(e) = result {
-                    warn!(error = %e, "probe round failed; retried");
+                result = self.step() => if let Err(e) = result {
+                    warn!(error = %e, "probe step failed; retried");
                 },
             }
             tokio::select! {
@@ -199,61 +324,84 @@ impl Prober {
         }
     }
 
-    /// One round: levels made for new pieces, then the replicas due, within the caps, probed a
-    /// few at once, and their outcomes recorded.
-    pub async fn round(&mut self) -> Result<(), String> {
+    /// One step: the probes that ended recorded, then the replicas due started, within the
+    /// caps and the slots. Probes run across steps: a slow provider holds its own slots only.
+    pub async fn step(&mut self) -> Result<(), String> {
         let head = self.chain.get_block_number().await.map_err(|e| e.to_string())?;
+        let mut ended = Vec::new();
+        while let Some(done) = self.in_flight.try_join_next() {
+            match done {
+                Ok(probed) => {
+                    self.flying.remove(&probed.deal_id);
+                    ended.push(probed);
+                }
+                Err(e) => warn!(error = %e, "a probe task failed"),
+            }
+        }
+        if self.in_flight.is_empty() {
+            self.flying.clear();
+        }
+        self.settle(ended).await.map_err(|e| e.to_string())?;
         self.prune(head).await.map_err(|e| e.to_string())?;
         let wake = Instant::now();
         self.unchecked.retain(|_, until| *until > wake);
-        self.prepare().await.map_err(|e| e.to_string())?;
-        let chosen = self.choose().await.map_err(|e| e.to_string())?;
-        // A few at once: a provider that answers slowly (or never, until the deadline) holds
-        // one of them, not the whole round.
-        let this = &*self;
-        let outcomes: Vec<Probed> = futures::stream::iter(chosen)
-            .map(|(target, levels)| async move { this.probe(target, levels, head).await })
-            .buffer_unordered(AT_ONCE)
-            .collect()
-            .await;
-        let unreachable: HashSet<u64> = outcomes
-            .iter()
-            .filter(|o| o.unreachable)
-            .filter_map(|o| o.record.as_ref().map(|r| r.provider))
-            .collect();
+        self.deferred.retain(|_, until| *until > wake);
+        for (target, levels) in self.choose().await.map_err(|e| e.to_string())? {
+            let Some(url) = self.config.urls.get(&target.provider).cloned() else { continue };
+            self.flying.insert(target.deal_id, target.provider);
+            let http = self.http.clone();
+            self.in_flight.spawn(probe(http, url, target, levels, head));
+        }
+        Ok(())
+    }
+
+    /// Every probe under way ends and is recorded (for tests and shutdown).
+    pub async fn drain(&mut self) -> Result<(), String> {
+        let mut ended = Vec::new();
+        while let Some(done) = self.in_flight.join_next().await {
+            if let Ok(probed) = done {
+                ended.push(probed);
+            }
+        }
+        self.flying.clear();
+        self.settle(ended).await.map_err(|e| e.to_string())
+    }
+
+    /// Records what ended: unreachable providers only if something showed the oracle's
+    /// network up; otherwise their replicas wait `every` unrecorded.
+    async fn settle(&mut self, ended: Vec<Probed>) -> Result<(), StoreError> {
+        if ended.is_empty() {
+            return Ok(());
+        }
+        let unreachable: HashSet<u64> =
+            ended.iter().filter(|o| o.unreachable).map(|o| o.provider).collect();
+        let answered =
+            self.config.rpc_remote || ended.iter().any(|o| o.record.is_some() && !o.unreachable);
         let mut count = true;
         if !unreachable.is_empty() {
-            let answered = outcomes.iter().any(|o| o.record.is_some() && !o.unreachable);
-            let others =
-                if answered { Some(true) } else { self.anyone_answers(&unreachable).await };
+            let others = if answered { None } else { self.anyone_answers(&unreachable).await };
             let (counts, since) =
                 unreachable_counts(answered, others, self.offline_since, Instant::now());
-            if since.is_some() {
+            if !counts || since.is_some() {
                 warn!(
                     providers = ?unreachable,
                     offline_secs = since.map_or(0, |s| s.elapsed().as_secs()),
                     counted = counts,
-                    "probe: nobody answered, nor did other providers: the oracle's own network?"
+                    "probe: nothing answered, nor did other providers: the oracle's own network?"
                 );
             }
             (count, self.offline_since) = (counts, since);
-        } else if outcomes.iter().any(|o| o.record.is_some()) {
+        } else if answered {
             self.offline_since = None;
         }
-        let until = Instant::now() + self.config.every;
-        for o in outcomes {
-            if let Some(piece) = o.unchecked {
-                self.unchecked.insert(piece, until);
-            }
+        let until = later(self.config.every);
+        for o in ended {
             let Some(record) = o.record else { continue };
             if o.unreachable && !count {
+                self.deferred.insert(o.deal_id, until);
                 continue;
             }
-            let view: ProbeView = self
-                .store
-                .record_probe(&record, self.config.lost_after)
-                .await
-                .map_err(|e| e.to_string())?;
+            let view: ProbeView = self.store.record_probe(&record, self.config.lost_after).await?;
             match &record.error {
                 None => info!(
                     provider = record.provider,
@@ -275,8 +423,8 @@ impl Prober {
         Ok(())
     }
 
-    /// Deletes, at most hourly, probes that weigh next to nothing and levels of pieces no
-    /// longer ordered.
+    /// Deletes, at most hourly, probes that weigh next to nothing, and the levels (and
+    /// attempts at them) of pieces no longer ordered.
     async fn prune(&mut self, head: u64) -> Result<(), StoreError> {
         if self.pruned.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
             return Ok(());
@@ -290,37 +438,13 @@ impl Prober {
         Ok(())
     }
 
-    /// Makes the levels of up to [`PREPARE_PER_ROUND`] ordered pieces that have none, while
-    /// their hot copy is kept for their order; one that cannot be made waits `every`.
-    async fn prepare(&mut self) -> Result<(), StoreError> {
-        let waiting = u32::try_from(self.unchecked.len()).unwrap_or(u32::MAX);
-        let limit = waiting.saturating_add(PREPARE_PER_ROUND as u32).min(10_000);
-        let pieces: Vec<String> = self
-            .store
-            .pieces_without_levels(limit)
-            .await?
-            .into_iter()
-            .filter(|p| !self.unchecked.contains_key(p))
-            .take(PREPARE_PER_ROUND)
-            .collect();
-        for piece in pieces {
-            match self.make_levels(&piece).await {
-                Ok(levels) => {
-                    self.store.put_piece_levels(&piece, &levels).await?;
-                    info!(%piece, level = levels.level, nodes = levels.nodes.len(), "probe levels made");
-                }
-                Err(MakeError::Store(e)) => return Err(e),
-                Err(MakeError::Unchecked(why)) => {
-                    warn!(%piece, %why, "probe levels: not made now; tried again later");
-                    self.unchecked.insert(piece, Instant::now() + self.config.every);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The replicas due, with their pieces' levels, within the caps.
+    /// The replicas due and not under way, with their pieces' levels, within the caps and the
+    /// free slots.
     async fn choose(&mut self) -> Result<Vec<(ProbeTarget, Arc<PieceLevels>)>, StoreError> {
+        let free = AT_ONCE.saturating_sub(self.in_flight.len());
+        if free == 0 {
+            return Ok(Vec::new());
+        }
         let now = now_ms();
         let every = u64::try_from(self.config.every.as_millis()).unwrap_or(u64::MAX);
         let mut due: Vec<(u64, ProbeTarget)> = self
@@ -329,6 +453,8 @@ impl Prober {
             .await?
             .into_iter()
             .filter(|t| self.config.urls.contains_key(&t.provider))
+            .filter(|t| !self.flying.contains_key(&t.deal_id))
+            .filter(|t| !self.deferred.contains_key(&t.deal_id))
             .filter(|t| !self.unchecked.contains_key(&t.piece_cid))
             .map(|t| {
                 // A lost replica is still asked for, less often: it may be found again.
@@ -343,8 +469,11 @@ impl Prober {
             .collect();
         due.sort_by_key(|(at, t)| (*at, t.deal_id));
         let mut levels: HashMap<String, Option<Arc<PieceLevels>>> = HashMap::new();
-        let mut chosen = Vec::new();
+        let mut chosen: Vec<(ProbeTarget, Arc<PieceLevels>)> = Vec::new();
         for (_, target) in due {
+            if chosen.len() >= free {
+                break;
+            }
             let minute_ago = Instant::now().checked_sub(Duration::from_secs(60));
             while self.recent.front().is_some_and(|(at, _)| minute_ago.is_some_and(|m| *at < m)) {
                 self.recent.pop_front();
@@ -353,7 +482,11 @@ impl Prober {
                 break;
             }
             let of_provider = self.recent.iter().filter(|(_, p)| *p == target.provider).count();
-            if of_provider >= self.config.per_provider_per_minute as usize {
+            let flying = self.flying.values().filter(|p| **p == target.provider).count()
+                + chosen.iter().filter(|(t, _)| t.provider == target.provider).count();
+            if of_provider >= self.config.per_provider_per_minute as usize
+                || flying >= AT_ONCE_PER_PROVIDER
+            {
                 continue;
             }
             if !levels.contains_key(&target.piece_cid) {
@@ -361,18 +494,18 @@ impl Prober {
                     Ok(kept) => kept.map(Arc::new),
                     Err(StoreError::Corrupt(why)) => {
                         warn!(piece = %target.piece_cid, %why, "probe levels unreadable; waiting");
-                        let until = Instant::now() + self.config.every;
-                        self.unchecked.insert(target.piece_cid.clone(), until);
+                        self.unchecked.insert(target.piece_cid.clone(), later(self.config.every));
                         None
                     }
                     Err(e) => return Err(e),
                 };
                 levels.insert(target.piece_cid.clone(), kept);
             }
-            // None yet: made by a later round's preparation, not counted against the caps.
+            // None yet: made by the levels task, not counted against the caps.
             let Some(Some(of_piece)) = levels.get(&target.piece_cid) else { continue };
             self.recent.push_back((Instant::now(), target.provider));
-            chosen.push((target, Arc::clone(of_piece)));
+            let of_piece = Arc::clone(of_piece);
+            chosen.push((target, of_piece));
         }
         Ok(chosen)
     }
@@ -398,159 +531,147 @@ impl Prober {
         });
         Some(futures::future::join_all(asks).await.into_iter().any(|answered| answered))
     }
+}
 
-    /// Probes `target` against its piece's `levels`.
-    async fn probe(&self, target: ProbeTarget, levels: Arc<PieceLevels>, head: u64) -> Probed {
-        let Some(url) = self.config.urls.get(&target.provider) else {
-            return Probed { unchecked: None, record: None, unreachable: false };
-        };
-        let url = url.trim_end_matches('/');
-        // From the request on: the levels are made and read before.
-        let started = Instant::now();
-        let (span, block, bytes) = self.read_back(url, &target, &levels).await;
-        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (ok, unreachable, mut error) = match span {
-            Ok(()) => (true, false, None),
-            Err(ProbeFailure::Unchecked(why)) => {
-                warn!(piece = %target.piece_cid, %why, "probe: the oracle cannot check this read");
-                return Probed {
-                    unchecked: Some(target.piece_cid),
-                    record: None,
-                    unreachable: false,
-                };
-            }
-            Err(e @ ProbeFailure::Unreachable(_)) => (false, true, Some(e.to_string())),
-            Err(e @ ProbeFailure::Provider(_)) => (false, false, Some(e.to_string())),
-        };
-        if let Some(why) = &block {
-            error = Some(error.map_or_else(|| why.clone(), |e| format!("{e}; {why}")));
+/// Probes `target` at `url` against its piece's `levels`: a random span, and a plain CAR's
+/// root block once the span checked. Only the span decides the replica's standing; a block
+/// answered with the wrong bytes fails the sample the score reads; a block not served (the
+/// gateway is optional) is only noted.
+async fn probe(
+    http: reqwest::Client,
+    url: String,
+    target: ProbeTarget,
+    levels: Arc<PieceLevels>,
+    head: u64,
+) -> Probed {
+    let index = rand::rng().random_range(0..levels.nodes.len().max(1) as u64);
+    let span = read_span(&http, &url, &target.piece_cid, &levels, index).await;
+    let (ok, unreachable, mut error, mut bytes, took) = match span {
+        Ok((span, took)) => (true, false, None, span.len() as u64, took),
+        Err(ProbeFailure::Unchecked(why)) => {
+            warn!(piece = %target.piece_cid, %why, "probe: the oracle cannot check this read");
+            return Probed {
+                deal_id: target.deal_id,
+                provider: target.provider,
+                record: None,
+                unreachable: false,
+            };
         }
-        let record = ProbeRecord {
-            deal_id: target.deal_id,
-            provider: target.provider,
-            piece_cid: target.piece_cid,
-            block: head,
-            at_ms: now_ms(),
-            ok,
-            block_ok: block.is_none(),
-            latency_ms,
-            bytes,
-            error,
-        };
-        Probed { unchecked: None, record: Some(record), unreachable }
+        Err(e @ ProbeFailure::Unreachable(_)) => {
+            (false, true, Some(e.to_string()), 0, Duration::ZERO)
+        }
+        Err(e @ ProbeFailure::Provider(_)) => {
+            (false, false, Some(e.to_string()), 0, Duration::ZERO)
+        }
+    };
+    let mut block_ok = true;
+    if ok
+        && target.plain_car
+        && let Ok(cid) = target.payload_cid.parse::<cid::Cid>()
+    {
+        let at = format!("{}/ipfs/{cid}?format=raw", url.trim_end_matches('/'));
+        match fetch(&http, &at, None, MAX_BLOCK, "application/vnd.ipld.raw").await {
+            Ok((block, _)) => {
+                bytes += block.len() as u64;
+                if let Err(e) = estuary_dag::car::verify(&cid, &block) {
+                    block_ok = false;
+                    error = Some(format!("block {cid}: {e}"));
+                }
+            }
+            Err(e) => error = Some(format!("block (noted only): {}", e.context("block"))),
+        }
+    }
+    let record = ProbeRecord {
+        deal_id: target.deal_id,
+        provider: target.provider,
+        piece_cid: target.piece_cid,
+        block: head,
+        at_ms: now_ms(),
+        ok,
+        block_ok,
+        // From the request to the span's last byte: neither the hashing nor the block.
+        latency_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        bytes,
+        error,
+    };
+    Probed { deal_id: record.deal_id, provider: record.provider, record: Some(record), unreachable }
+}
+
+/// Makes the levels of ordered pieces that have none, from their hot copies (kept while their
+/// order may hold deals), apart from the probes: hashing a 32 GiB piece holds no probe up.
+#[derive(Debug)]
+pub struct LevelsMaker {
+    store: Store,
+    packed_dir: std::path::PathBuf,
+    /// A piece that could not be made waits this long, doubling with each attempt (a day at
+    /// most).
+    retry: Duration,
+    tick: Duration,
+}
+
+impl LevelsMaker {
+    /// Makes levels from the hot copies in `packed_dir`, every `tick`.
+    pub fn new(
+        store: Store,
+        packed_dir: std::path::PathBuf,
+        retry: Duration,
+        tick: Duration,
+    ) -> Self {
+        Self { store, packed_dir, retry, tick }
     }
 
-    /// Reads a span of the piece and, for a plain CAR whose span checked, its root block;
-    /// returns the span's outcome, the block's failure if it failed, and the bytes read.
-    async fn read_back(
-        &self,
-        url: &str,
-        t: &ProbeTarget,
-        levels: &Arc<PieceLevels>,
-    ) -> (Result<(), ProbeFailure>, Option<String>, u64) {
-        let index = rand::rng().random_range(0..levels.nodes.len().max(1) as u64);
-        let Ok((start, end)) = levels.span(index) else {
-            return (Err(ProbeFailure::Unchecked("no span".into())), None, 0);
-        };
-        let range = format!("bytes={start}-{}", end.saturating_sub(1));
-        let read = self
-            .get(
-                &format!("{url}/piece/{}", t.piece_cid),
-                Some(&range),
-                end - start,
-                "application/octet-stream",
-            )
-            .await;
-        let span = match read {
-            Ok(bytes) => bytes,
-            Err(e) => return (Err(e.context("piece")), None, 0),
-        };
-        let mut read_bytes = span.len() as u64;
-        // Hashing up to 16 MiB: off the runtime's threads.
-        let of = Arc::clone(levels);
-        let checked = tokio::task::spawn_blocking(move || of.check(index, &span)).await;
-        match checked {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let why = format!("piece {range}: {e}");
-                return (Err(ProbeFailure::Provider(why)), None, read_bytes);
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                result = self.pass() => match result {
+                    Ok(0) => {}
+                    Ok(made) => info!(made, "probe levels made"),
+                    Err(e) => warn!(error = %e, "probe levels: a pass failed; retried"),
+                },
             }
-            Err(e) => {
-                let why = format!("hashing: {e}");
-                return (Err(ProbeFailure::Unchecked(why)), None, read_bytes);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.tick) => {}
             }
         }
-        if !t.plain_car {
-            return (Ok(()), None, read_bytes);
-        }
-        let Ok(cid) = t.payload_cid.parse::<cid::Cid>() else {
-            return (Ok(()), None, read_bytes);
-        };
-        let block = self
-            .get(
-                &format!("{url}/ipfs/{cid}?format=raw"),
-                None,
-                MAX_BLOCK,
-                "application/vnd.ipld.raw",
-            )
-            .await;
-        let failed = match block {
-            Ok(bytes) => {
-                read_bytes += bytes.len() as u64;
-                estuary_dag::car::verify(&cid, &bytes).err().map(|e| format!("block {cid}: {e}"))
-            }
-            Err(e) => Some(e.context("block").to_string()),
-        };
-        (Ok(()), failed, read_bytes)
     }
 
-    /// `GET url` with a deadline, at most `max` bytes of body (more is an error).
-    async fn get(
-        &self,
-        url: &str,
-        range: Option<&str>,
-        max: u64,
-        accept: &str,
-    ) -> Result<Vec<u8>, ProbeFailure> {
-        let mut request = self.http.get(url).header(reqwest::header::ACCEPT, accept);
-        if let Some(range) = range {
-            request = request.header(reqwest::header::RANGE, range);
-        }
-        let response =
-            request.send().await.map_err(|e| ProbeFailure::Unreachable(e.to_string()))?;
-        let status = response.status();
-        let ok = if range.is_some() { status.as_u16() == 206 } else { status.is_success() };
-        if !ok {
-            return Err(ProbeFailure::Provider(format!("answered {status}")));
-        }
-        let mut body = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ProbeFailure::Provider(format!("cut off: {e}")))?;
-            if body.len() as u64 + chunk.len() as u64 > max {
-                let why = format!("answered more than the {max} bytes asked for");
-                return Err(ProbeFailure::Provider(why));
+    /// One pass: up to four pieces due; returns how many were made.
+    pub async fn pass(&self) -> Result<u32, StoreError> {
+        let mut made = 0;
+        for piece in self.store.pieces_without_levels(now_ms(), PREPARE_PER_PASS).await? {
+            match self.make(&piece).await {
+                Ok(levels) => {
+                    self.store.put_piece_levels(&piece, &levels).await?;
+                    made += 1;
+                }
+                Err(why) => {
+                    let attempts = self.store.level_attempt(&piece, now_ms(), &why, |n| {
+                        let ms = u64::try_from(self.retry.as_millis()).unwrap_or(u64::MAX);
+                        ms.saturating_mul(1 << n.min(20)).min(86_400_000)
+                    });
+                    let attempts = attempts.await?;
+                    warn!(%piece, %why, attempts, "probe levels: not made; tried again later");
+                }
             }
-            body.extend_from_slice(&chunk);
         }
-        Ok(body)
+        Ok(made)
     }
 
-    /// Makes a piece's levels from its hot copy, checked against its commitment.
-    async fn make_levels(&self, piece_cid: &str) -> Result<PieceLevels, MakeError> {
-        let piece: PieceCid =
-            piece_cid.parse().map_err(|e| MakeError::Unchecked(format!("not a piece CID: {e}")))?;
-        let padded = piece
-            .padded_size()
-            .ok_or_else(|| MakeError::Unchecked("a v1 piece CID has no size".into()))?;
+    /// A piece's levels from its hot copy, checked against its commitment.
+    async fn make(&self, piece_cid: &str) -> Result<PieceLevels, String> {
+        let piece: PieceCid = piece_cid.parse().map_err(|e| format!("not a piece CID: {e}"))?;
+        let padded = piece.padded_size().ok_or("a v1 piece CID has no size")?;
         let Some((_, mut stream)) = crate::api::piece_bytes(&self.store, &self.packed_dir, &piece)
             .await
-            .map_err(|e| MakeError::Unchecked(format!("the hot copy: {e}")))?
+            .map_err(|e| format!("the hot copy: {e}"))?
         else {
-            return Err(MakeError::Unchecked("no hot copy".into()));
+            return Err("no hot copy".into());
         };
-        let unchecked = |e: ProbeError| MakeError::Unchecked(e.to_string());
-        let hashing = |e: tokio::task::JoinError| MakeError::Unchecked(format!("hashing: {e}"));
+        let unchecked = |e: ProbeError| e.to_string();
+        let hashing = |e: tokio::task::JoinError| format!("hashing: {e}");
         let mut builder = LevelsBuilder::new(padded).map_err(unchecked)?;
         // Read in batches of 8 MiB, each hashed off the runtime's threads.
         let mut batch = Vec::with_capacity(HASH_BATCH);
@@ -558,9 +679,7 @@ impl Prober {
         while !done {
             match stream.next().await {
                 Some(chunk) => {
-                    let chunk =
-                        chunk.map_err(|e| MakeError::Unchecked(format!("the hot copy: {e}")))?;
-                    batch.extend_from_slice(&chunk);
+                    batch.extend_from_slice(&chunk.map_err(|e| format!("the hot copy: {e}"))?);
                 }
                 None => done = true,
             }
@@ -581,45 +700,50 @@ impl Prober {
     }
 }
 
-/// Why a piece's levels were not made.
-#[derive(Debug, thiserror::Error)]
-enum MakeError {
-    /// Not from here, now (no hot copy, or it is not the piece): tried again later.
-    #[error("{0}")]
-    Unchecked(String),
-    /// The database failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl ProbeFailure {
-    /// The same failure, saying what was read.
-    fn context(self, what: &str) -> Self {
-        match self {
-            Self::Unreachable(why) => Self::Unreachable(format!("{what}: {why}")),
-            Self::Provider(why) => Self::Provider(format!("{what}: {why}")),
-            Self::Unchecked(why) => Self::Unchecked(format!("{what}: {why}")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn unreachable_providers_count_unless_nobody_answers_for_less_than_a_day() {
+    fn unreachable_providers_count_unless_nothing_answers_for_less_than_a_day() {
         let t0 = Instant::now();
-        // Someone answered in the round, or when asked: counted, and online.
+        // Something answered (a probe, the chain's remote endpoint, another provider):
+        // counted, and online.
         assert_eq!(unreachable_counts(true, None, Some(t0), t0), (true, None));
         assert_eq!(unreachable_counts(false, Some(true), Some(t0), t0), (true, None));
-        // Nobody else to ask: counted (the oracle cannot tell).
-        assert_eq!(unreachable_counts(false, None, None, t0), (true, None));
-        // Nobody answers: presumed offline, not counted, until a day has passed.
+        // Nothing answers, or nobody else to ask: presumed offline, not counted, for a day.
+        assert_eq!(unreachable_counts(false, None, None, t0), (false, Some(t0)));
         assert_eq!(unreachable_counts(false, Some(false), None, t0), (false, Some(t0)));
         let later = t0 + OFFLINE_MAX - Duration::from_secs(1);
         assert_eq!(unreachable_counts(false, Some(false), Some(t0), later), (false, Some(t0)));
         let day = t0 + OFFLINE_MAX;
-        assert_eq!(unreachable_counts(false, Some(false), Some(t0), day), (true, Some(t0)));
+        assert_eq!(unreachable_counts(false, None, Some(t0), day), (true, Some(t0)));
+    }
+
+    #[test]
+    fn only_endpoints_off_this_host_and_network_show_it_up() {
+        let all =
+            |urls: &[&str]| all_remote(&urls.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>());
+        assert!(all(&["https://api.node.glif.io/rpc/v1"]));
+        assert!(all(&["https://api.node.glif.io/rpc/v1", "http://8.8.8.8:1234"]));
+        for local in [
+            "http://127.0.0.1:8545",
+            "http://localhost:1234/rpc/v1",
+            "http://lotus:1234",
+            "http://10.0.0.5:1234",
+            "http://192.168.1.2:1234",
+            "http://[::1]:1234",
+            "http://[fd00::1]:1234",
+            "not a url",
+        ] {
+            assert!(!all(&["https://api.node.glif.io/rpc/v1", local]), "{local}");
+        }
+        assert!(!all(&[]));
+    }
+
+    #[test]
+    fn deadlines_far_ahead_do_not_overflow() {
+        assert!(later(Duration::MAX) > Instant::now());
+        assert!(later(Duration::from_secs(u64::MAX / 2)) > Instant::now());
     }
 }

@@ -720,14 +720,25 @@ impl Store {
     }
 
     /// The replicas to probe: active with a deal, not refuted by the market, of every open
-    /// order (lost ones too: the prober leaves them).
+    /// order (lost ones too: the prober probes them less often).
     pub async fn probe_targets(&self) -> Result<Vec<ProbeTarget>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ORDER_COLUMNS} FROM deal_orders WHERE state = $1 AND order_id IS NOT NULL"
-        ))
-        .bind(OrderState::Open.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        self.probe_targets_of(None).await
+    }
+
+    /// [`Self::probe_targets`], of the orders of `piece` only if given.
+    pub async fn probe_targets_of(
+        &self,
+        piece: Option<&str>,
+    ) -> Result<Vec<ProbeTarget>, StoreError> {
+        let of_piece = if piece.is_some() { " AND piece_cid = $2" } else { "" };
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM deal_orders WHERE state = $1 AND order_id IS NOT NULL{of_piece}"
+        );
+        let mut query = sqlx::query(&sql).bind(OrderState::Open.as_str());
+        if let Some(piece) = piece {
+            query = query.bind(piece);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         let orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
         // Aggregates and split pins' parts: their payload is no CAR an SP lists blocks of.
         let not_cars: std::collections::HashSet<String> = sqlx::query(

@@ -68,6 +68,7 @@ fn view_from_row(row: &sqlx::any::AnyRow) -> Result<ProbeView, StoreError> {
         last_probe: get_u64(row, "last_probe_ms")?,
         last_probe_ok: get_u64(row, "last_ok")? != 0,
         failures_in_a_row: u32::try_from(get_u64(row, "failures_in_a_row")?).unwrap_or(u32::MAX),
+        oks_in_a_row: u32::try_from(get_u64(row, "oks_in_a_row")?).unwrap_or(u32::MAX),
         probes_ok: get_u64(row, "probes_ok")?,
         probes_failed: get_u64(row, "probes_failed")?,
         lost_at: opt_u64(row, "lost_at_ms")?,
@@ -99,12 +100,16 @@ impl Store {
         .ok_or_else(|| StoreError::Corrupt(format!("piece_levels of {piece}: not whole nodes")))
     }
 
-    /// Keeps `levels` of `piece` (the first made stands).
+    /// Keeps `levels` of `piece` (the first made stands); failed attempts at it are forgotten.
     pub async fn put_piece_levels(
         &self,
         piece: &str,
         levels: &PieceLevels,
     ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM piece_level_attempts WHERE piece_cid = $1")
+            .bind(piece)
+            .execute(&self.pool)
+            .await?;
         sqlx::query(
             "INSERT INTO piece_levels (piece_cid, level, payload_size, padded_size, nodes)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -128,8 +133,8 @@ impl Store {
         for chunk in deal_ids.chunks(500) {
             let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
-                "SELECT deal_id, last_probe_ms, last_ok, failures_in_a_row, probes_ok,
-                        probes_failed, lost_at_ms
+                "SELECT deal_id, last_probe_ms, last_ok, failures_in_a_row, oks_in_a_row,
+                        probes_ok, probes_failed, lost_at_ms
                  FROM replica_probes WHERE deal_id IN ({})",
                 list.join(", ")
             );
@@ -169,8 +174,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let prev = sqlx::query(
-            "SELECT last_probe_ms, last_ok, failures_in_a_row, probes_ok, probes_failed,
-                    lost_at_ms
+            "SELECT last_probe_ms, last_ok, failures_in_a_row, oks_in_a_row, probes_ok,
+                    probes_failed, lost_at_ms
              FROM replica_probes WHERE deal_id = $1",
         )
         .bind(int(probe.deal_id)?)
@@ -182,11 +187,12 @@ impl Store {
         let lost_at = view.lost_at.map(int).transpose()?;
         sqlx::query(
             "INSERT INTO replica_probes (deal_id, provider, piece_cid, last_probe_ms, last_ok,
-               failures_in_a_row, probes_ok, probes_failed, lost_at_ms, last_error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+               failures_in_a_row, probes_ok, probes_failed, lost_at_ms, last_error,
+               oks_in_a_row)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (deal_id) DO UPDATE SET last_probe_ms = $4, last_ok = $5,
                failures_in_a_row = $6, probes_ok = $7, probes_failed = $8, lost_at_ms = $9,
-               last_error = $10",
+               last_error = $10, oks_in_a_row = $11",
         )
         .bind(int(probe.deal_id)?)
         .bind(int(probe.provider)?)
@@ -198,6 +204,7 @@ impl Store {
         .bind(int(view.probes_failed)?)
         .bind(lost_at)
         .bind(probe.error.as_deref())
+        .bind(i64::from(view.oks_in_a_row))
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -235,43 +242,90 @@ impl Store {
     }
 
     /// Up to `limit` pieces of orders that may still hold deals (sending or open) whose levels
-    /// are not made yet, the oldest order first.
-    pub async fn pieces_without_levels(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+    /// are not made yet and not waiting after a failed attempt at `now_ms`, the oldest order
+    /// first.
+    pub async fn pieces_without_levels(
+        &self,
+        now_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT o.piece_cid, MIN(o.created_ms) AS since FROM deal_orders o
              WHERE o.state IN ($1, $2)
                AND NOT EXISTS (SELECT 1 FROM piece_levels l WHERE l.piece_cid = o.piece_cid)
+               AND NOT EXISTS (SELECT 1 FROM piece_level_attempts a
+                               WHERE a.piece_cid = o.piece_cid AND a.next_try_ms > $4)
              GROUP BY o.piece_cid ORDER BY since, o.piece_cid LIMIT $3",
         )
         .bind(OrderState::Sending.as_str())
         .bind(OrderState::Open.as_str())
         .bind(i64::from(limit))
+        .bind(int(now_ms)?)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(r.try_get("piece_cid")?)).collect()
     }
 
+    /// Records a failed attempt at `piece`'s levels at `now_ms`: it waits `backoff(attempts
+    /// before)` ms. Returns the attempts so far.
+    pub async fn level_attempt(
+        &self,
+        piece: &str,
+        now_ms: u64,
+        why: &str,
+        backoff: impl Fn(u32) -> u64,
+    ) -> Result<u32, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Written first (the write lock before the read, on SQLite).
+        sqlx::query(
+            "INSERT INTO piece_level_attempts (piece_cid, attempts, next_try_ms, error)
+             VALUES ($1, 0, 0, $2) ON CONFLICT (piece_cid) DO UPDATE SET error = $2",
+        )
+        .bind(piece)
+        .bind(why)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT attempts FROM piece_level_attempts WHERE piece_cid = $1")
+            .bind(piece)
+            .fetch_one(&mut *tx)
+            .await?;
+        let before = u32::try_from(get_u64(&row, "attempts")?).unwrap_or(u32::MAX);
+        sqlx::query(
+            "UPDATE piece_level_attempts SET attempts = $2, next_try_ms = $3 WHERE piece_cid = $1",
+        )
+        .bind(piece)
+        .bind(i64::from(before.saturating_add(1)))
+        .bind(int(now_ms.saturating_add(backoff(before)).min(i64::MAX as u64))?)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(before.saturating_add(1))
+    }
+
     /// Deletes what probes no longer need: probes made before block `before` (they weigh next
-    /// to nothing in a score) and the levels of pieces no order may hold deals of. A replica's
-    /// row (one a deal: its totals, and whether it was lost) is kept, like its deal's events.
-    /// Returns the rows deleted.
+    /// to nothing in a score) and the levels (and attempts at them) of pieces no order may
+    /// hold deals of. A replica's row (one a deal: its totals, and whether it was lost) is
+    /// kept, like its deal's events. Returns the rows deleted.
     pub async fn prune_probes(&self, before: u64) -> Result<u64, StoreError> {
         let probes = sqlx::query("DELETE FROM probes WHERE block_number < $1")
             .bind(int(before)?)
             .execute(&self.pool)
             .await?
             .rows_affected();
-        let levels = sqlx::query(
-            "DELETE FROM piece_levels WHERE NOT EXISTS (
-               SELECT 1 FROM deal_orders o
-               WHERE o.piece_cid = piece_levels.piece_cid AND o.state IN ($1, $2))",
-        )
-        .bind(OrderState::Sending.as_str())
-        .bind(OrderState::Open.as_str())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(probes + levels)
+        let mut unordered = 0;
+        for table in ["piece_levels", "piece_level_attempts"] {
+            unordered += sqlx::query(&format!(
+                "DELETE FROM {table} WHERE NOT EXISTS (
+                   SELECT 1 FROM deal_orders o
+                   WHERE o.piece_cid = {table}.piece_cid AND o.state IN ($1, $2))"
+            ))
+            .bind(OrderState::Sending.as_str())
+            .bind(OrderState::Open.as_str())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(probes + unordered)
     }
 
     /// Each probed provider's totals.

@@ -298,6 +298,7 @@ fn ten_thousand_random_requests_get_documented_answers_in_bounded_memory() {
             policy: ApiPolicy { siwe_domains: vec!["x".into()], ..ApiPolicy::default() },
             bucket_size: None,
             aggregates: Default::default(),
+            cold: None,
             gateway_limits: Default::default(),
             faults: Default::default(),
         };

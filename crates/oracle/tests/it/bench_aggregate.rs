@@ -203,6 +203,7 @@ async fn api(
         policy: ApiPolicy::default(),
         bucket_size: Some(DEAL),
         aggregates: Default::default(),
+        cold: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

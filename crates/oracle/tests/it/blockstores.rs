@@ -172,6 +172,7 @@ async fn suite<B: Blockstore>(
         policy: estuary_oracle::api::ApiPolicy::default(),
         bucket_size: None,
         aggregates: Default::default(),
+        cold: None,
     })))
     .await;
     let served = reqwest::get(format!("{base}/ipfs/{root}?format=car")).await.unwrap();

@@ -440,6 +440,7 @@ async fn api<B: Blockstore>(
         policy: estuary_oracle::api::ApiPolicy::default(),
         bucket_size: None,
         aggregates: Default::default(),
+        cold: None,
     };
     serve(router(Arc::new(state))).await.0
 }

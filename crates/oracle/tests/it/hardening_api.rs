@@ -123,6 +123,7 @@ impl Api {
             policy,
             bucket_size: None,
             aggregates: Default::default(),
+            cold: None,
             gateway_limits: Default::default(),
             faults: Default::default(),
         });
@@ -342,6 +343,7 @@ async fn below_the_free_space_floor_uploads_get_507() {
         policy: ApiPolicy { min_free_bytes: 1 << 62, ..policy() },
         bucket_size: None,
         aggregates: Default::default(),
+        cold: None,
         gateway_limits: Default::default(),
         faults: Default::default(),
     });

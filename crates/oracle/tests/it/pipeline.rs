@@ -217,6 +217,7 @@ async fn oracle_api() -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
         policy: estuary_oracle::api::ApiPolicy::default(),
         bucket_size: None,
         aggregates: Default::default(),
+        cold: None,
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }
@@ -696,6 +697,7 @@ async fn oracle_api_within(
         policy: estuary_oracle::api::ApiPolicy::default(),
         bucket_size: None,
         aggregates: Default::default(),
+        cold: None,
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }

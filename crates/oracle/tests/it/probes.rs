@@ -5,7 +5,8 @@
 //! deal but answers wrong bytes (a proxy in front of its agent flips one byte of each answer,
 //! keeping the `206`) fails its probes on the bytes alone and loses its replica; the scores
 //! follow, and a restart keeps them; once the proxy passes the bytes unchanged, its replica is
-//! found again.
+//! found again. With the oracle's copy deleted, `/piece` is read from the providers, a
+//! tampered span refused and read from the next; with none left that serves it, `502`.
 
 use std::{
     sync::{
@@ -239,5 +240,42 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     assert_eq!(order["proposals"].as_array().unwrap().len(), 3, "{order:#}");
     let all = providers(&oracle).await;
     assert_eq!(of(&all, 1001)["replicas_lost"], 0);
+
+    // The oracle's copy dropped: /piece is read from the providers, each span checked.
+    let piece = order["piece_cid"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let read = |range: Option<&'static str>| {
+        let mut request = http.get(format!("{}/piece/{piece}", oracle.url));
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.bytes().await.unwrap())
+        }
+    };
+    let (status, hot) = read(None).await;
+    assert_eq!(status, 200);
+    let packed = dir.path().join("oracle-data/packed").join(format!("{piece}.car"));
+    std::fs::remove_file(&packed).unwrap();
+    let (status, cold) = read(None).await;
+    assert_eq!((status, cold.len()), (200, hot.len()));
+    assert!(cold == hot, "the same bytes, read from the providers");
+    let (status, part) = read(Some("bytes=1000-299999")).await;
+    assert_eq!(status, 206);
+    assert!(part == hot[1000..300_000], "a range, across spans");
+    let (status, _) = read(Some("bytes=99999999-")).await;
+    assert_eq!(status, 416);
+    // f01001 answers wrong bytes again: its spans are refused, and f01002's served.
+    tamper.store(true, Ordering::SeqCst);
+    let (status, cold) = read(None).await;
+    assert!(status == 200 && cold == hot, "{status}");
+    // f01002 stops too: nobody serves the piece as its commitment says; never wrong bytes.
+    sps[2].take().unwrap().kill().await;
+    let (status, _) = read(None).await;
+    assert_eq!(status, 502);
+    let metrics = oracle.metrics().await;
+    assert!(metrics.contains("estuary_cold_bytes_total{provider=\"f01002\"}"), "{metrics}");
+    assert!(metrics.contains("estuary_cold_spans_refused_total{provider=\"f01001\"}"), "{metrics}");
     drop(sps);
 }

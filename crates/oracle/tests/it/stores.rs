@@ -1030,12 +1030,14 @@ async fn probes_kept_pruned_totalled_and_suspensions(s: &Store) {
     assert!(v.unwrap().last_probe_ok);
     let last = s.probe_samples(41).await.unwrap();
     assert_eq!(last.iter().map(|p| p.ok).collect::<Vec<_>>(), [false]);
-    // A lost replica whose probe verifies again is found, and is no longer counted lost.
+    // A lost replica is found again after as many verified probes in a row as lost it.
     let v = s.record_probe(&probe(6, 1001, 3, true), 2).await.unwrap();
+    assert!(v.lost() && v.oks_in_a_row == 1);
+    let v = s.record_probe(&probe(6, 1001, 4, true), 2).await.unwrap();
     assert!(!v.lost());
     assert_eq!(s.probe_totals().await.unwrap()[&1001].lost, 0);
-    s.record_probe(&probe(6, 1001, 4, false), 2).await.unwrap();
     s.record_probe(&probe(6, 1001, 5, false), 2).await.unwrap();
+    s.record_probe(&probe(6, 1001, 6, false), 2).await.unwrap();
     // Suspensions: set, listed, lifted.
     s.set_suspended(1002, true, Some("maintenance"), 10).await.unwrap();
     assert_eq!(s.suspended_providers().await.unwrap(), [1002]);
@@ -1044,7 +1046,7 @@ async fn probes_kept_pruned_totalled_and_suspensions(s: &Store) {
     let p = listed.iter().find(|p| p.provider == 1002).expect("a suspended provider is listed");
     assert!(p.suspended);
     let p = listed.iter().find(|p| p.provider == 1001).expect("a probed provider is listed");
-    assert_eq!((p.probes_failed, p.replicas_lost, p.last_failure), (4, 1, Some(5)));
+    assert_eq!((p.probes_failed, p.replicas_lost, p.last_failure), (4, 1, Some(6)));
     s.set_suspended(1002, false, None, 11).await.unwrap();
     assert!(s.suspended_providers().await.unwrap().is_empty());
     assert_eq!(s.provider_overrides().await.unwrap()[0].updated_ms, 11);
@@ -1072,12 +1074,30 @@ async fn probes_kept_pruned_totalled_and_suspensions(s: &Store) {
             created_ms: 0,
             updated_ms: 0,
         };
+        let (r, mut f) = (order("r", OrderState::Sending), order("f", OrderState::Sending));
+        f.contract = Address::repeat_byte(0x34);
         assert!(s.record_order(&order("q", OrderState::Sending), 1).await.unwrap());
-        assert_eq!(s.pieces_without_levels(10).await.unwrap(), ["q"]);
+        assert!(s.record_order(&r, 2).await.unwrap());
+        assert!(s.record_order(&f, 3).await.unwrap());
+        s.order_refused(f.contract, "f", "never to be sent", true, 4).await.unwrap();
+        // The oldest order first, within the limit; a failed order's piece gets none.
+        assert_eq!(s.pieces_without_levels(100, 10).await.unwrap(), ["q", "r"]);
+        assert_eq!(s.pieces_without_levels(100, 1).await.unwrap(), ["q"]);
+        // A piece that could not be made waits, backing off; made, its attempts are forgotten.
+        let backoff = |n: u32| 1000u64 << n;
+        assert_eq!(s.level_attempt("q", 100, "no hot copy", backoff).await.unwrap(), 1);
+        assert_eq!(s.pieces_without_levels(100, 10).await.unwrap(), ["r"]);
+        assert_eq!(s.pieces_without_levels(1100, 10).await.unwrap(), ["q", "r"]);
+        assert_eq!(s.level_attempt("q", 1100, "no hot copy", backoff).await.unwrap(), 2);
+        assert_eq!(s.pieces_without_levels(3099, 10).await.unwrap(), ["r"], "2 s after");
+        assert_eq!(s.pieces_without_levels(3100, 10).await.unwrap(), ["q", "r"]);
         s.put_piece_levels("q", &levels).await.unwrap();
-        assert!(s.pieces_without_levels(10).await.unwrap().is_empty());
-        // "p" has no order: its levels go; probes before block 40 go; "q"'s levels stay.
-        assert_eq!(s.prune_probes(40).await.unwrap(), 1 + 30 + 5);
+        assert_eq!(s.pieces_without_levels(3100, 10).await.unwrap(), ["r"]);
+        assert_eq!(s.level_attempt("r", 0, "no hot copy", backoff).await.unwrap(), 1);
+        // "p" has no order: its levels go; probes before block 40 go; "q"'s levels stay, and
+        // "r"'s attempts (its order lives).
+        assert_eq!(s.prune_probes(40).await.unwrap(), 1 + 30 + 6);
+        assert!(s.pieces_without_levels(0, 10).await.unwrap().is_empty(), "r waits");
         assert_eq!(s.piece_levels("p").await.unwrap(), None);
         assert!(s.piece_levels("q").await.unwrap().is_some());
         assert_eq!(s.probe_samples(0).await.unwrap().len(), 2);
