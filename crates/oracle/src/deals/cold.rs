@@ -168,15 +168,28 @@ impl ColdReads {
         if sources.is_empty() {
             return Ok(None);
         }
+        let Some((start, end)) = range(levels.payload_size) else { return Ok(None) };
+        self.read_from(name, Arc::new(levels), sources, (start, end)).await
+    }
+
+    /// Bytes `[start, end)` of the payload of `piece` (whose levels are `levels`) read from
+    /// `sources` in turn, each span checked; `None` for a range outside the payload. The first
+    /// span is read before this returns.
+    pub async fn read_from(
+        self: &Arc<Self>,
+        piece: String,
+        levels: Arc<PieceLevels>,
+        sources: Vec<Source>,
+        (start, end): (u64, u64),
+    ) -> Result<Option<ColdRead>, ColdError> {
         let total = levels.payload_size;
-        let Some((start, end)) = range(total) else { return Ok(None) };
-        if start >= end || end > total {
+        if start >= end || end > total || sources.is_empty() {
             return Ok(None);
         }
         let reading = Arc::new(Reading {
             reads: Arc::clone(self),
-            piece: name,
-            levels: Arc::new(levels),
+            piece,
+            levels,
             sources,
             preferred: AtomicUsize::new(0),
         });

@@ -49,7 +49,7 @@ const PIECES: u64 = 63;
 const RUNS: usize = 3;
 
 /// Random bytes, fast (xorshift64, eight bytes a step).
-fn random(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = vec![0u8; len];
     for word in out.chunks_mut(8) {
@@ -180,7 +180,7 @@ fn has_curl() -> bool {
 }
 
 /// The oracle's API over `packed_dir`, served by its own server on loopback.
-async fn api(
+pub(crate) async fn api(
     store: &Store,
     root: &Path,
     packed_dir: &Path,

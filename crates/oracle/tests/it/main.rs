@@ -14,6 +14,7 @@ macro_rules! mined {
 
 mod api_fuzz;
 mod bench_aggregate;
+mod bench_cold;
 mod bench_oracle;
 mod blockstores;
 mod child;
