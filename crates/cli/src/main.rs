@@ -724,6 +724,8 @@ async fn data_command_on<B: estuary_oracle::blockstore::Blockstore>(
                 grace: std::time::Duration::from_secs(grace_secs),
                 packed_retention: (packed_retention_secs > 0)
                     .then(|| std::time::Duration::from_secs(packed_retention_secs)),
+                // By hand, deals' copies are kept: the oracle drops them under its own rules.
+                cold: None,
             };
             let packed = config.data_dir.join("packed");
             let limits = FetchLimits::default().walk();

@@ -193,6 +193,7 @@ impl MaintenanceConfig {
             grace: Duration::from_secs(self.gc_grace_secs),
             packed_retention: (self.packed_retention_secs > 0)
                 .then(|| Duration::from_secs(self.packed_retention_secs)),
+            cold: None,
         }
     }
 }
@@ -368,6 +369,20 @@ pub struct DealsConfig {
     #[arg(long, env = "ESTUARY_PROBE_TIMEOUT_SECS", default_value_t = 60,
         value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub probe_timeout_secs: u64,
+    /// Drop the oracle's packed CAR of a piece ordered at least this many seconds ago once all
+    /// its replicas are active and `--cold-min-verified` of them were read back and verified
+    /// within two probe intervals (`url=` providers): `/piece` then reads it from them, each
+    /// span checked (none: the copy is kept while the order lives). Single CARs only, not
+    /// aggregates or split pins' parts.
+    #[arg(long, env = "ESTUARY_COLD_AFTER_SECS")]
+    pub cold_after_secs: Option<u64>,
+    /// Replicas verified by a recent probe a piece's copy needs to be dropped.
+    #[arg(long, env = "ESTUARY_COLD_MIN_VERIFIED", default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub cold_min_verified: u32,
+    /// Only CARs of at least this many bytes are dropped.
+    #[arg(long, env = "ESTUARY_COLD_MIN_SIZE", default_value_t = 0)]
+    pub cold_min_size: u64,
     /// Group packed pins into FRC-0058 aggregates of at most this many padded bytes (a power of
     /// two from 4096: 34359738368 = 32 GiB on mainnet), one order per aggregate; a pin larger
     /// than half of it is ordered on its own (none: every pin is its own order).
@@ -415,6 +430,18 @@ impl DealsConfig {
             tick: (every / 4)
                 .clamp(std::time::Duration::from_millis(250), std::time::Duration::from_secs(10)),
             rpc_remote: crate::deals::probes::all_remote(rpc),
+        })
+    }
+
+    /// When deals' copies here may go, if asked for (`--cold-after-secs`) and probes can
+    /// verify their replicas (a provider with `url=`).
+    pub fn cold(&self) -> Option<crate::domain::probe::ColdRules> {
+        let after = self.cold_after_secs?;
+        self.providers.iter().any(|p| p.url.is_some()).then(|| crate::domain::probe::ColdRules {
+            after_ms: after.saturating_mul(1000),
+            min_verified: self.cold_min_verified,
+            verified_within_ms: self.probe_every_secs.saturating_mul(2000),
+            min_size: self.cold_min_size,
         })
     }
 

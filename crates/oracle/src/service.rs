@@ -637,7 +637,7 @@ fn start_maintenance<B: Blockstore>(
             store.clone(),
             Arc::clone(blocks),
             packed_dir.to_owned(),
-            config.maintenance.gc_policy(),
+            crate::gc::GcPolicy { cold: config.deals.cold(), ..config.maintenance.gc_policy() },
             walk_limits,
         ));
         let every = Duration::from_secs(config.maintenance.gc_interval_secs);

@@ -272,6 +272,20 @@ impl PieceLevels {
     }
 }
 
+/// When the oracle's own copy of a deal's piece (its packed CAR) may go: the piece is then read
+/// from its providers ([`crate::deals::cold`]), each span checked against its levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColdRules {
+    /// The order was made at least this long ago (ms).
+    pub after_ms: u64,
+    /// At least this many of its providers' replicas were read back and verified...
+    pub min_verified: u32,
+    /// ...within this long (ms).
+    pub verified_within_ms: u64,
+    /// CARs of at least this many bytes (smaller ones cost little to keep).
+    pub min_size: u64,
+}
+
 /// What a replica's probes say, as kept (one row per replica).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ProbeView {

@@ -6,7 +6,8 @@
 //!           walked through the store — and through its staging area, for a fetch under way —
 //!           missing blocks skipped, any storage fault aborting the collection
 //!    sweep: blocks not marked and last written before now − grace
-//!           packed CARs no root claims (after the grace), or past their retention
+//!           packed CARs no root claims (after the grace), or past their retention, or of
+//!           pieces now read from their providers (`GcPolicy::cold`)
 //!           staging areas no live job owns, idle for a while
 //!  gc_finish: totals (runs, blocks and bytes freed) kept for /metrics
 //! ```
@@ -59,6 +60,9 @@ pub struct GcPolicy {
     /// A live pin's packed CAR is kept this long after it was written (`None`: while the pin
     /// lives). A deal's CAR is kept while the deal needs it, whatever this says.
     pub packed_retention: Option<Duration>,
+    /// When a deal's CAR may go all the same: its piece held and verified at enough providers,
+    /// read from them from then on (none: kept while the order lives).
+    pub cold: Option<crate::domain::probe::ColdRules>,
 }
 
 impl Default for GcPolicy {
@@ -66,6 +70,7 @@ impl Default for GcPolicy {
         Self {
             grace: Duration::from_secs(86_400),
             packed_retention: Some(Duration::from_secs(7 * 86_400)),
+            cold: None,
         }
     }
 }
@@ -435,10 +440,15 @@ impl<B: Blockstore> Collector<B> {
         }
 
         // Packed CARs.
+        // Deals' CARs whose pieces are now read from their providers.
+        let cold: HashSet<String> = match &self.policy.cold {
+            Some(rules) => self.store.cold_pieces(now_ms(), rules).await?.into_iter().collect(),
+            None => HashSet::new(),
+        };
         let (dir, retention) = (self.packed_dir.clone(), self.policy.packed_retention);
         let idle = SystemTime::now().checked_sub(IDLE).unwrap_or(SystemTime::UNIX_EPOCH);
         let (cars, car_bytes) = tokio::task::spawn_blocking(move || {
-            sweep_packed(&dir, &pieces, retention, cutoff, idle)
+            sweep_packed(&dir, &pieces, &cold, retention, cutoff, idle)
         })
         .await
         .expect("sweeping packed CARs does not panic")?;
@@ -514,12 +524,13 @@ fn mark<B: Blockstore + ?Sized>(
 }
 
 /// Deletes the packed CARs (`<piece>.car`) no piece in `claimed` keeps — once written before
-/// `grace` — and the claimed ones under [`Retention::Policy`] older than `retention`, and
-/// other files (a pack's temporary file) unwritten since `idle`. Returns how many files and
-/// bytes went.
+/// `grace` — the claimed ones under [`Retention::Policy`] older than `retention`, those of
+/// `cold` pieces (read from their providers now), and other files (a pack's temporary file)
+/// unwritten since `idle`. Returns how many files and bytes went.
 fn sweep_packed(
     dir: &Path,
     claimed: &[(String, Retention)],
+    cold: &HashSet<String>,
     retention: Option<Duration>,
     grace: SystemTime,
     idle: SystemTime,
@@ -552,11 +563,12 @@ fn sweep_packed(
         let modified = meta.modified()?;
         let piece =
             name.strip_suffix(".car").filter(|p| p.parse::<estuary_piece::PieceCid>().is_ok());
-        let delete = match piece.map(|piece| keep.get(piece)) {
-            Some(Some(Retention::Always)) => false,
-            Some(Some(Retention::Policy)) => expired.is_some_and(|at| modified < at),
+        let delete = match piece.map(|piece| (keep.get(piece), cold.contains(piece))) {
+            Some((_, true)) => true,
+            Some((Some(Retention::Always), false)) => false,
+            Some((Some(Retention::Policy), false)) => expired.is_some_and(|at| modified < at),
             // Nobody's.
-            Some(None) => modified < grace,
+            Some((None, false)) => modified < grace,
             // A temporary file: a pack under way, or one a crash left.
             None => modified < idle,
         };

@@ -773,6 +773,58 @@ impl Store {
         Ok(targets)
     }
 
+    /// The pieces whose copy here may go under `rules` at `now_ms`: single CARs (not an
+    /// aggregate, a bucket's piece or a split pin's) of open orders made `after_ms` ago or
+    /// more, of `min_size` bytes or more, whose levels are kept (so reads from providers can
+    /// be checked), with every replica the order asks for active and `min_verified` of them
+    /// verified by a probe within `verified_within_ms` (lost ones count for neither).
+    pub async fn cold_pieces(
+        &self,
+        now_ms: u64,
+        rules: &crate::domain::probe::ColdRules,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM deal_orders o
+             WHERE o.state = $1 AND o.order_id IS NOT NULL AND o.car_size >= $2
+               AND o.created_ms <= $3
+               AND EXISTS (SELECT 1 FROM piece_levels l WHERE l.piece_cid = o.piece_cid)
+               AND NOT EXISTS (SELECT 1 FROM buckets b WHERE b.piece_cid = o.piece_cid)
+               AND NOT EXISTS (SELECT 1 FROM bucket_pieces p WHERE p.piece_cid = o.piece_cid)
+               AND NOT EXISTS (SELECT 1 FROM piece_splits s
+                               WHERE s.piece_cid = o.piece_cid OR s.part_cid = o.piece_cid)"
+        ))
+        .bind(OrderState::Open.as_str())
+        .bind(int(rules.min_size)?)
+        .bind(int(now_ms.saturating_sub(rules.after_ms))?)
+        .fetch_all(&self.pool)
+        .await?;
+        let orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
+        let mut cold = Vec::new();
+        for f in self.folded(orders).await? {
+            let mut active: Vec<u64> = Vec::new();
+            let mut verified: Vec<u64> = Vec::new();
+            for r in f.replicas.iter().filter(|r| r.counts()) {
+                active.push(r.provider);
+                if r.probe.is_some_and(|p| {
+                    p.last_probe_ok
+                        && now_ms.saturating_sub(p.last_probe) <= rules.verified_within_ms
+                }) {
+                    verified.push(r.provider);
+                }
+            }
+            for list in [&mut active, &mut verified] {
+                list.sort_unstable();
+                list.dedup();
+            }
+            if active.len() >= usize::from(f.order.replicas_target)
+                && verified.len() >= rules.min_verified as usize
+            {
+                cold.push(f.order.piece_cid.clone());
+            }
+        }
+        Ok(cold)
+    }
+
     /// The market views of the deals named in `events`.
     async fn market_views_of(
         &self,

@@ -318,7 +318,7 @@ async fn gc_raced_against_new_pins_of_shared_blocks_frees_only_what_the_unpinned
         store.clone(),
         Arc::clone(&blocks),
         dir.path().join("packed"),
-        GcPolicy { grace: Duration::ZERO, packed_retention: None },
+        GcPolicy { grace: Duration::ZERO, packed_retention: None, cold: None },
         FetchLimits::default().walk(),
     );
     let report = collector.run().await.unwrap();

@@ -5,8 +5,10 @@
 //! deal but answers wrong bytes (a proxy in front of its agent flips one byte of each answer,
 //! keeping the `206`) fails its probes on the bytes alone and loses its replica; the scores
 //! follow, and a restart keeps them; once the proxy passes the bytes unchanged, its replica is
-//! found again. With the oracle's copy deleted, `/piece` is read from the providers, a
-//! tampered span refused and read from the next; with none left that serves it, `502`.
+//! found again. The oracle drops its copy once both first replicas are verified
+//! (`--cold-after-secs`): `/piece` is read from the providers from then on (by f01002 too,
+//! when it takes the lost replica), a tampered span refused and read from the next; with
+//! none left that serves it, `502`.
 
 use std::{
     sync::{
@@ -152,6 +154,13 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
         "2",
         "--probe-timeout-secs",
         "10",
+        // The copy here goes once both replicas are verified; collections every 2 s.
+        "--cold-after-secs",
+        "0",
+        "--cold-min-verified",
+        "2",
+        "--gc-interval-secs",
+        "2",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -180,7 +189,19 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     .await;
     assert!(at(&order, 1002).is_empty(), "{order:#}");
 
-    // f01000 stops for good: lost after two failed probes, made again at f01002.
+    // Both verified: the oracle drops its copy (the piece is read from the providers now).
+    let piece = order["piece_cid"].as_str().unwrap().to_owned();
+    let packed = dir.path().join("oracle-data/packed").join(format!("{piece}.car"));
+    for _ in 0..300 {
+        if !packed.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!packed.exists(), "the copy dropped");
+
+    // f01000 stops for good: lost after two failed probes, made again at f01002 (which
+    // fetches the piece from the oracle: read from f01001, each span checked).
     sps[0].take().unwrap().kill().await;
     let order = order_when(&oracle, 240, "f01000's replica lost and replaced at f01002", |o| {
         lost(o, 1000) && probed_ok(o, 1002) && o["replicas_active"] == 2
@@ -241,8 +262,7 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     let all = providers(&oracle).await;
     assert_eq!(of(&all, 1001)["replicas_lost"], 0);
 
-    // The oracle's copy dropped: /piece is read from the providers, each span checked.
-    let piece = order["piece_cid"].as_str().unwrap().to_owned();
+    // The oracle's copy is gone: /piece is read from the providers, each span checked.
     let http = reqwest::Client::new();
     let read = |range: Option<&'static str>| {
         let mut request = http.get(format!("{}/piece/{piece}", oracle.url));
@@ -254,13 +274,13 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
             (response.status().as_u16(), response.bytes().await.unwrap())
         }
     };
+    assert!(!packed.exists());
     let (status, hot) = read(None).await;
     assert_eq!(status, 200);
-    let packed = dir.path().join("oracle-data/packed").join(format!("{piece}.car"));
-    std::fs::remove_file(&packed).unwrap();
-    let (status, cold) = read(None).await;
-    assert_eq!((status, cold.len()), (200, hot.len()));
-    assert!(cold == hot, "the same bytes, read from the providers");
+    let mut c = estuary_piece::CommP::new();
+    c.update(&hot);
+    let info = c.finish().unwrap();
+    assert_eq!(estuary_piece::PieceCid::v2(&info).to_string(), piece, "the piece's bytes");
     let (status, part) = read(Some("bytes=1000-299999")).await;
     assert_eq!(status, 206);
     assert!(part == hot[1000..300_000], "a range, across spans");
