@@ -370,16 +370,21 @@ pub struct DealsConfig {
         value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub probe_timeout_secs: u64,
     /// Drop the oracle's packed CAR of a piece ordered at least this many seconds ago once all
-    /// its replicas are active and `--cold-min-verified` of them were read back and verified
-    /// within two probe intervals (`url=` providers): `/piece` then reads it from them, each
-    /// span checked (none: the copy is kept while the order lives). Single CARs only, not
-    /// aggregates or split pins' parts.
+    /// its replicas are active, `--cold-min-verified` of them verified by their last
+    /// `--probe-lost-after` probes within two probe intervals (`url=` providers), and the
+    /// piece read back whole from them, every span checked: `/piece` then reads it from them
+    /// (none: the copy is kept while the order lives). Single CARs only, not aggregates or
+    /// split pins' parts.
     #[arg(long, env = "ESTUARY_COLD_AFTER_SECS")]
     pub cold_after_secs: Option<u64>,
     /// Replicas verified by a recent probe a piece's copy needs to be dropped.
     #[arg(long, env = "ESTUARY_COLD_MIN_VERIFIED", default_value_t = 2,
-        value_parser = clap::value_parser!(u32).range(1..))]
+        value_parser = clap::value_parser!(u32).range(2..))]
     pub cold_min_verified: u32,
+    /// Spans of pieces read from providers are kept in memory (64 MiB at most) this many
+    /// seconds, so a piece or range asked for again is not read from a provider again.
+    #[arg(long, env = "ESTUARY_COLD_CACHE_SECS", default_value_t = 600)]
+    pub cold_cache_secs: u64,
     /// Only CARs of at least this many bytes are dropped.
     #[arg(long, env = "ESTUARY_COLD_MIN_SIZE", default_value_t = 0)]
     pub cold_min_size: u64,
@@ -440,6 +445,7 @@ impl DealsConfig {
         self.providers.iter().any(|p| p.url.is_some()).then(|| crate::domain::probe::ColdRules {
             after_ms: after.saturating_mul(1000),
             min_verified: self.cold_min_verified,
+            min_oks: self.probe_lost_after,
             verified_within_ms: self.probe_every_secs.saturating_mul(2000),
             min_size: self.cold_min_size,
         })

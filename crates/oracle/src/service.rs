@@ -230,12 +230,28 @@ impl Oracle {
         tasks.extend(start_maintenance(&config, &store, &blocks, &packed_dir, &shutdown));
         let cold = match config.deals.prober(&config.chain.endpoints()) {
             Some(p) => Some(Arc::new(
-                crate::deals::cold::ColdReads::new(store.clone(), p.urls, p.timeout).map_err(
-                    |e| OracleError::Config(format!("the cold reads' HTTP client: {e}")),
-                )?,
+                crate::deals::cold::ColdReads::new(
+                    store.clone(),
+                    p.urls,
+                    p.timeout,
+                    Duration::from_secs(config.deals.cold_cache_secs),
+                )
+                .map_err(|e| OracleError::Config(format!("the cold reads' HTTP client: {e}")))?,
             )),
             None => None,
         };
+        if let (Some(reads), Some(rules), Some(probes)) =
+            (&cold, config.deals.cold(), config.deals.prober(&config.chain.endpoints()))
+        {
+            let read_backs = crate::deals::cold::ReadBacks::new(
+                store.clone(),
+                Arc::clone(reads),
+                rules,
+                packed_dir.clone(),
+                probes.tick,
+            );
+            tasks.push(tokio::spawn(read_backs.run(shutdown.clone())));
+        }
         let api_state = Arc::new(ApiState {
             store,
             blocks,

@@ -172,6 +172,7 @@ pub(super) async fn serve_cold(
     let read = match read.await {
         Ok(read) => read,
         Err(ColdError::Store(e)) => return Err(e.into()),
+        Err(ColdError::Busy) => return Err(ApiError::Busy),
         Err(e @ ColdError::Unserved { .. }) => return Err(ApiError::Upstream(e.to_string())),
     };
     let Some(read) = read else {
@@ -326,6 +327,15 @@ async fn check_cars(cars: &[(PathBuf, u64)], parts: &[Part]) -> Result<(), ApiEr
 pub(super) fn parse_range(value: &HeaderValue, total: u64) -> Option<Result<(u64, u64), ()>> {
     let spec = value.to_str().ok()?.trim().strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
+    if a.trim().is_empty() {
+        // The last `n` bytes (RFC 9110 §14.1.2).
+        let n: u64 = b.trim().parse().ok()?;
+        return Some(if n == 0 || total == 0 {
+            Err(())
+        } else {
+            Ok((total.saturating_sub(n), total))
+        });
+    }
     let start: u64 = a.trim().parse().ok()?;
     let end = match b.trim() {
         "" => total,
@@ -412,13 +422,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranges_an_sp_resumes_with_and_the_rest_ignored() {
+    fn ranges_an_sp_resumes_with_suffixes_and_the_rest_ignored() {
         let h = |s: &str| HeaderValue::from_str(s).unwrap();
         assert_eq!(parse_range(&h("bytes=100-"), 1000), Some(Ok((100, 1000))));
         assert_eq!(parse_range(&h("bytes=0-99"), 1000), Some(Ok((0, 100))));
         assert_eq!(parse_range(&h("bytes=900-5000"), 1000), Some(Ok((900, 1000))));
         assert_eq!(parse_range(&h("bytes=1000-"), 1000), Some(Err(())));
-        assert_eq!(parse_range(&h("bytes=-100"), 1000), None, "suffix ranges: the whole");
+        assert_eq!(parse_range(&h("bytes=-100"), 1000), Some(Ok((900, 1000))), "the last 100");
+        assert_eq!(parse_range(&h("bytes=-5000"), 1000), Some(Ok((0, 1000))), "all of it");
+        assert_eq!(parse_range(&h("bytes=-0"), 1000), Some(Err(())));
+        assert_eq!(parse_range(&h("bytes=-5"), 0), Some(Err(())));
         assert_eq!(parse_range(&h("bytes=0-1,5-9"), 1000), None, "several: the whole");
         assert_eq!(parse_range(&h("items=0-1"), 1000), None);
         assert_eq!(parse_range(&h("bytes=9-3"), 1000), None);

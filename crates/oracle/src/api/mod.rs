@@ -673,6 +673,10 @@ async fn deal_metrics<B: Blockstore>(
                 let _ = writeln!(out, "{name}{{provider=\"f0{provider}\"}} {n}");
             }
         }
+        let name = "estuary_cold_spans_cached_total";
+        let _ = writeln!(out, "# HELP {name} Spans of cold reads served from memory.");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", stats.cached);
     }
     for p in providers.iter().filter(|p| p.replicas_lost > 0) {
         let _ = writeln!(

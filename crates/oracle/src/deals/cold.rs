@@ -14,32 +14,47 @@
 //! - What is served is what the piece's commitment says, whoever served it: a span that does
 //!   not hash to its node is refused and read from the next provider
 //!   (`estuary_cold_spans_refused_total{provider}`).
-//! - Work per request is bounded: one span (at most 16 MiB, [`crate::domain::probe::MAX_SPAN`])
-//!   per read in flight, two in flight, each read capped at its span's bytes and deadlined; the
-//!   gateway's request slots bound the requests.
+//! - Work is bounded: four cold reads at once (more answer busy), each with two spans in
+//!   flight (at most 16 MiB each, [`crate::domain::probe::MAX_SPAN`]), each read capped at its
+//!   span's bytes and deadlined. Verified spans are kept in memory (64 MiB, the least recently
+//!   used going first, each `--cold-cache-secs`), so a range asked for again, or a small range
+//!   of a large span, does not make the oracle read the span from a provider again.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
+    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::body::Bytes;
 use estuary_piece::PieceCid;
 use futures::{StreamExt, stream::BoxStream};
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 use tracing::warn;
 
 use super::probes::{ProbeFailure, provider_client, read_span};
 use crate::{
-    domain::probe::PieceLevels,
+    domain::{
+        now_ms,
+        probe::{ColdRules, PieceLevels},
+    },
     store::{Store, StoreError},
 };
 
 /// Spans read ahead of the one being sent.
 const IN_FLIGHT: usize = 2;
+/// Bytes of a span sent at a time.
+const FRAME: usize = 256 << 10;
+/// Cold reads at once (each holds up to [`IN_FLIGHT`] spans); more are refused as busy.
+const READS_AT_ONCE: usize = 4;
+/// Verified spans kept in memory, in bytes: a span asked for again (another range of it, the
+/// same piece read again) is not read from a provider again.
+const CACHE_BYTES: usize = 64 << 20;
 
 /// A provider a piece can be read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +68,9 @@ pub struct Source {
 /// Why a cold read cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum ColdError {
-    /// No provider served the span as the commitment says.
-    #[error("no provider served span {index} of piece {piece} as its commitment says: {why}")]
+    /// No provider served the span as the commitment says (each one's failure is logged, not
+    /// told: it may name a provider's private address).
+    #[error("no provider served span {index} of piece {piece} as its commitment says")]
     Unserved {
         /// The piece.
         piece: String,
@@ -63,6 +79,9 @@ pub enum ColdError {
         /// Each provider's failure.
         why: String,
     },
+    /// As many cold reads as the oracle makes at once are under way.
+    #[error("too many reads from providers at once; try again shortly")]
+    Busy,
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -75,6 +94,8 @@ pub struct ColdStats {
     pub bytes: BTreeMap<u64, u64>,
     /// Spans each provider answered that did not check, or did not answer.
     pub refused: BTreeMap<u64, u64>,
+    /// Spans served from the cache.
+    pub cached: u64,
 }
 
 /// A cold read under way: the payload's length, and the bytes of the range asked for.
@@ -98,6 +119,57 @@ pub struct ColdReads {
     http: reqwest::Client,
     urls: HashMap<u64, String>,
     stats: Mutex<ColdStats>,
+    reads: Arc<Semaphore>,
+    cache: SpanCache,
+}
+
+/// A cached span: its piece and index, when it was read, its bytes.
+type Cached = ((String, u64), Instant, Bytes);
+
+/// Verified spans, the most recently used last, within [`CACHE_BYTES`], each kept `ttl`.
+#[derive(Debug)]
+struct SpanCache {
+    entries: Mutex<(VecDeque<Cached>, usize)>,
+    ttl: Duration,
+}
+
+impl SpanCache {
+    fn new(ttl: Duration) -> Self {
+        Self { entries: Mutex::default(), ttl }
+    }
+
+    fn get(&self, piece: &str, index: u64) -> Option<Bytes> {
+        let mut guard = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (entries, total) = &mut *guard;
+        let at = entries.iter().position(|((p, i), _, _)| p == piece && *i == index)?;
+        let entry = entries.remove(at)?;
+        if entry.1.elapsed() >= self.ttl {
+            *total -= entry.2.len();
+            return None;
+        }
+        let bytes = entry.2.clone();
+        entries.push_back(entry);
+        Some(bytes)
+    }
+
+    fn put(&self, piece: &str, index: u64, bytes: Bytes) {
+        if bytes.len() > CACHE_BYTES || self.ttl.is_zero() {
+            return;
+        }
+        let mut guard = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (entries, total) = &mut *guard;
+        if let Some(at) = entries.iter().position(|((p, i), _, _)| p == piece && *i == index)
+            && let Some(old) = entries.remove(at)
+        {
+            *total -= old.2.len();
+        }
+        while *total + bytes.len() > CACHE_BYTES {
+            let Some((_, _, old)) = entries.pop_front() else { break };
+            *total -= old.len();
+        }
+        *total += bytes.len();
+        entries.push_back(((piece.to_owned(), index), Instant::now(), bytes));
+    }
 }
 
 /// One read's shared state: the piece, its levels, its sources and the one that served last.
@@ -111,19 +183,32 @@ struct Reading {
 }
 
 impl ColdReads {
-    /// Cold reads from the providers in `urls` (their `url=`), each read within `timeout`.
+    /// Cold reads from the providers in `urls` (their `url=`), each read within `timeout`,
+    /// verified spans kept in memory for `cache_ttl` (zero: none kept).
     pub fn new(
         store: Store,
         urls: HashMap<u64, String>,
         timeout: Duration,
+        cache_ttl: Duration,
     ) -> Result<Self, reqwest::Error> {
-        Ok(Self { store, http: provider_client(timeout)?, urls, stats: Mutex::default() })
+        Ok(Self {
+            store,
+            http: provider_client(timeout)?,
+            urls,
+            stats: Mutex::default(),
+            reads: Arc::new(Semaphore::new(READS_AT_ONCE)),
+            cache: SpanCache::new(cache_ttl),
+        })
     }
 
     /// What cold reads have done so far.
     pub fn stats(&self) -> ColdStats {
         let stats = self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        ColdStats { bytes: stats.bytes.clone(), refused: stats.refused.clone() }
+        ColdStats {
+            bytes: stats.bytes.clone(),
+            refused: stats.refused.clone(),
+            cached: stats.cached,
+        }
     }
 
     /// The providers `piece` can be read from: its active replicas at a provider with a
@@ -164,6 +249,11 @@ impl ColdReads {
     ) -> Result<Option<ColdRead>, ColdError> {
         let name = piece.to_string();
         let Some(levels) = self.store.piece_levels(&name).await? else { return Ok(None) };
+        // Checked against the piece itself: a row that is not this piece's checks nothing.
+        if !levels.is_of(piece) {
+            warn!(piece = %name, "cold read: the kept levels are not this piece's; not served");
+            return Ok(None);
+        }
         let sources = self.sources(&name).await?;
         if sources.is_empty() {
             return Ok(None);
@@ -186,6 +276,8 @@ impl ColdReads {
         if start >= end || end > total || sources.is_empty() {
             return Ok(None);
         }
+        // Held until the body is dropped: sent, or the client gone.
+        let permit = Arc::clone(&self.reads).try_acquire_owned().map_err(|_| ColdError::Busy)?;
         let reading = Arc::new(Reading {
             reads: Arc::clone(self),
             piece,
@@ -195,14 +287,41 @@ impl ColdReads {
         });
         let (first, last) = (reading.levels.index_of(start), reading.levels.index_of(end - 1));
         let head = Arc::clone(&reading).span(first, start, end).await?;
+        // Each span read by a task of its own, so reads ahead go on while a slow client drains
+        // the span before; dropped with the body (the client gone), they stop.
         let rest = futures::stream::iter(first + 1..=last)
             .map(move |index| {
                 let reading = Arc::clone(&reading);
-                async move { reading.span(index, start, end).await.map_err(std::io::Error::other) }
+                AbortOnDropHandle::new(tokio::spawn(reading.span(index, start, end)))
             })
-            .buffered(IN_FLIGHT);
-        let body = futures::stream::once(async move { Ok(head) }).chain(rest).boxed();
+            .buffered(IN_FLIGHT)
+            .map(|joined| match joined {
+                Ok(read) => read.map_err(std::io::Error::other),
+                Err(e) => Err(std::io::Error::other(e)),
+            });
+        let body = futures::stream::once(async move { Ok(head) })
+            .chain(rest)
+            // Sent in 256 KiB frames, not a span (up to 16 MiB) at once.
+            .flat_map(|read| {
+                let frames: Vec<std::io::Result<Bytes>> = match read {
+                    Ok(span) => (0..span.len())
+                        .step_by(FRAME)
+                        .map(|at| Ok(span.slice(at..(at + FRAME).min(span.len()))))
+                        .collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(frames)
+            })
+            .map(move |chunk| {
+                let _held = &permit;
+                chunk
+            })
+            .boxed();
         Ok(Some(ColdRead { total, body }))
+    }
+
+    fn cached(&self) {
+        self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner).cached += 1;
     }
 
     fn count(&self, provider: u64, bytes: Option<u64>) {
@@ -218,6 +337,16 @@ impl Reading {
     /// Span `index`, checked, trimmed to `[start, end)`: from the provider that served last,
     /// then the others in turn.
     async fn span(self: Arc<Self>, index: u64, start: u64, end: u64) -> Result<Bytes, ColdError> {
+        let (a, _) = self.levels.span(index).unwrap_or((0, 0));
+        let trim = |bytes: Bytes| {
+            let from = usize::try_from(start.saturating_sub(a)).unwrap_or(usize::MAX);
+            let to = usize::try_from(end.saturating_sub(a)).unwrap_or(usize::MAX);
+            bytes.slice(from.min(bytes.len())..to.min(bytes.len()))
+        };
+        if let Some(bytes) = self.reads.cache.get(&self.piece, index) {
+            self.reads.cached();
+            return Ok(trim(bytes));
+        }
         let first = self.preferred.load(Ordering::Relaxed);
         let mut why = Vec::new();
         for k in 0..self.sources.len() {
@@ -227,22 +356,133 @@ impl Reading {
                 Ok((bytes, _)) => {
                     self.reads.count(source.provider, Some(bytes.len() as u64));
                     self.preferred.store(at, Ordering::Relaxed);
-                    let (a, _) = self.levels.span(index).unwrap_or((0, 0));
-                    let from = usize::try_from(start.saturating_sub(a)).unwrap_or(usize::MAX);
-                    let to = usize::try_from(end.saturating_sub(a)).unwrap_or(usize::MAX);
                     let bytes = Bytes::from(bytes);
-                    return Ok(bytes.slice(from.min(bytes.len())..to.min(bytes.len())));
+                    self.reads.cache.put(&self.piece, index, bytes.clone());
+                    return Ok(trim(bytes));
                 }
                 Err(e) => {
                     if !matches!(e, ProbeFailure::Unchecked(_)) {
                         self.reads.count(source.provider, None);
                     }
-                    warn!(piece = %self.piece, index, provider = source.provider, error = %e,
-                          "cold read: span refused; the next provider");
+                    warn!(piece = %self.piece, index, provider = source.provider, url = %source.url,
+                          error = %e, "cold read: span refused; the next provider");
                     why.push(format!("f0{}: {e}", source.provider));
                 }
             }
         }
-        Err(ColdError::Unserved { piece: self.piece.clone(), index, why: why.join("; ") })
+        let why = why.join("; ");
+        warn!(piece = %self.piece, index, %why, "cold read: no provider served the span");
+        Err(ColdError::Unserved { piece: self.piece.clone(), index, why })
+    }
+}
+
+/// Reads each piece the drop policy would let go back from its providers, whole, before its
+/// copy here may go: every span checked against the piece's levels (checked against the piece
+/// CID). A piece that reads back is recorded (`cold_checks`); garbage collection drops only
+/// pieces read back within the policy's window.
+#[derive(Debug)]
+pub struct ReadBacks {
+    store: Store,
+    reads: Arc<ColdReads>,
+    rules: ColdRules,
+    packed_dir: PathBuf,
+    tick: Duration,
+}
+
+impl ReadBacks {
+    /// Read-backs of the pieces whose copy in `packed_dir` `rules` would let go, every `tick`.
+    pub fn new(
+        store: Store,
+        reads: Arc<ColdReads>,
+        rules: ColdRules,
+        packed_dir: PathBuf,
+        tick: Duration,
+    ) -> Self {
+        Self { store, reads, rules, packed_dir, tick }
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                result = self.pass() => if let Err(e) = result {
+                    warn!(error = %e, "read-back: a pass failed; retried");
+                },
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.tick) => {}
+            }
+        }
+    }
+
+    /// One pass: the first piece that needs a read-back is read back; returns it if it read
+    /// back whole.
+    pub async fn pass(&self) -> Result<Option<String>, ColdError> {
+        let now = now_ms();
+        let since = now.saturating_sub(self.rules.verified_within_ms);
+        for name in self.store.cold_pieces(now, &self.rules, false).await? {
+            if !self.packed_dir.join(format!("{name}.car")).exists()
+                || self.store.cold_checked_since(&name, since).await?
+            {
+                continue;
+            }
+            let Ok(piece) = name.parse::<PieceCid>() else { continue };
+            let Some(read) = self.reads.read(&piece, |total| Some((0, total))).await? else {
+                continue;
+            };
+            let mut body = read.body;
+            let mut bytes = 0u64;
+            while let Some(frame) = body.next().await {
+                match frame {
+                    Ok(frame) => bytes += frame.len() as u64,
+                    Err(e) => {
+                        warn!(piece = %name, error = %e, "read-back: cut off; the copy stays");
+                        return Ok(None);
+                    }
+                }
+            }
+            if bytes != read.total {
+                return Ok(None);
+            }
+            self.store.record_cold_check(&name, now_ms()).await?;
+            tracing::info!(piece = %name, bytes, "read-back: whole and checked; the copy may go");
+            return Ok(Some(name));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_span_cache_keeps_the_most_recently_used_within_its_bytes() {
+        let cache = SpanCache::new(Duration::from_secs(60));
+        let span = |n: u8| Bytes::from(vec![n; CACHE_BYTES / 4]);
+        for i in 0..4 {
+            cache.put("p", i, span(i as u8));
+        }
+        assert!(cache.get("p", 0).is_some(), "used again: the most recent now");
+        cache.put("p", 4, span(4));
+        assert!(cache.get("p", 1).is_none(), "the least recently used went");
+        assert_eq!(cache.get("p", 0).unwrap()[0], 0);
+        assert_eq!(cache.get("p", 4).unwrap()[0], 4);
+        assert!(cache.get("q", 4).is_none(), "by piece");
+        cache.put("p", 9, Bytes::from(vec![0; CACHE_BYTES + 1]));
+        assert!(cache.get("p", 9).is_none(), "larger than the cache: not kept");
+        let total = cache.entries.lock().unwrap().1;
+        assert!(total <= CACHE_BYTES);
+        // Past their time, spans are read again; a cache of no time keeps nothing.
+        let brief = SpanCache::new(Duration::from_millis(1));
+        brief.put("p", 0, span(0));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(brief.get("p", 0).is_none());
+        assert_eq!(brief.entries.lock().unwrap().1, 0);
+        let none = SpanCache::new(Duration::ZERO);
+        none.put("p", 0, span(0));
+        assert!(none.get("p", 0).is_none());
     }
 }

@@ -223,6 +223,16 @@ impl PieceLevels {
         Ok((start, (start + span).min(self.payload_size)))
     }
 
+    /// Whether these are `piece`'s levels: its padded size, and nodes that hash up to its
+    /// commitment (at most 4,095 hashes).
+    pub fn is_of(&self, piece: &estuary_piece::PieceCid) -> bool {
+        let Ok(h) = height(self.padded_size) else { return false };
+        piece.padded_size() == Some(self.padded_size)
+            && h >= self.level
+            && self.nodes.len() as u64 <= 1u64 << (h - self.level).min(63)
+            && fold(self.nodes.clone(), h - self.level, self.level) == *piece.commp()
+    }
+
     /// The node whose span holds payload byte `offset` (the last node for an offset past the
     /// payload).
     pub fn index_of(&self, offset: u64) -> u64 {
@@ -278,8 +288,11 @@ impl PieceLevels {
 pub struct ColdRules {
     /// The order was made at least this long ago (ms).
     pub after_ms: u64,
-    /// At least this many of its providers' replicas were read back and verified...
+    /// At least this many of its providers' replicas were read back and verified, each by its
+    /// last `min_oks` probes in a row...
     pub min_verified: u32,
+    /// ...(the probes in a row that find a lost replica again)...
+    pub min_oks: u32,
     /// ...within this long (ms).
     pub verified_within_ms: u64,
     /// CARs of at least this many bytes (smaller ones cost little to keep).
@@ -444,6 +457,14 @@ mod tests {
         let bytes = l.nodes_bytes();
         let back = PieceLevels::from_parts(l.level, l.payload_size, l.padded_size, &bytes);
         assert_eq!(back.as_ref(), Some(&l));
+        // Of its piece, and of no other.
+        let info = commp::commp(&payload(600_000, 2)).unwrap();
+        assert!(l.is_of(&estuary_piece::PieceCid::v2(&info)));
+        let other = commp::commp(&payload(600_000, 3)).unwrap();
+        assert!(!l.is_of(&estuary_piece::PieceCid::v2(&other)));
+        let mut edited = l.clone();
+        edited.nodes[1][0] ^= 1;
+        assert!(!edited.is_of(&estuary_piece::PieceCid::v2(&info)));
         for (level, payload, padded, nodes) in [
             (u32::MAX, l.payload_size, l.padded_size, &bytes[..]),
             (l.level + 1, l.payload_size, l.padded_size, &bytes[..]),

@@ -442,7 +442,9 @@ impl<B: Blockstore> Collector<B> {
         // Packed CARs.
         // Deals' CARs whose pieces are now read from their providers.
         let cold: HashSet<String> = match &self.policy.cold {
-            Some(rules) => self.store.cold_pieces(now_ms(), rules).await?.into_iter().collect(),
+            Some(rules) => {
+                self.store.cold_pieces(now_ms(), rules, true).await?.into_iter().collect()
+            }
             None => HashSet::new(),
         };
         let (dir, retention) = (self.packed_dir.clone(), self.policy.packed_retention);

@@ -741,17 +741,22 @@ impl Store {
         let rows = query.fetch_all(&self.pool).await?;
         let orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
         // Aggregates and split pins' parts: their payload is no CAR an SP lists blocks of.
-        let not_cars: std::collections::HashSet<String> = sqlx::query(
-            "SELECT o.piece_cid FROM deal_orders o WHERE o.state = $1 AND (
+        let of_piece = if piece.is_some() { " AND o.piece_cid = $2" } else { "" };
+        let sql = format!(
+            "SELECT o.piece_cid FROM deal_orders o WHERE o.state = $1{of_piece} AND (
                EXISTS (SELECT 1 FROM buckets b WHERE b.piece_cid = o.piece_cid)
-               OR EXISTS (SELECT 1 FROM piece_splits s WHERE s.part_cid = o.piece_cid))",
-        )
-        .bind(OrderState::Open.as_str())
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get("piece_cid"))
-        .collect::<Result<_, _>>()?;
+               OR EXISTS (SELECT 1 FROM piece_splits s WHERE s.part_cid = o.piece_cid))"
+        );
+        let mut query = sqlx::query(&sql).bind(OrderState::Open.as_str());
+        if let Some(piece) = piece {
+            query = query.bind(piece);
+        }
+        let not_cars: std::collections::HashSet<String> = query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get("piece_cid"))
+            .collect::<Result<_, _>>()?;
         let mut targets = Vec::new();
         for f in self.folded(orders).await? {
             let plain_car = !not_cars.contains(&f.order.piece_cid);
@@ -782,7 +787,15 @@ impl Store {
         &self,
         now_ms: u64,
         rules: &crate::domain::probe::ColdRules,
+        read_back: bool,
     ) -> Result<Vec<String>, StoreError> {
+        // Read back whole within the window too (`cold_checks`), if asked.
+        let checked = if read_back {
+            " AND EXISTS (SELECT 1 FROM cold_checks c
+                          WHERE c.piece_cid = o.piece_cid AND c.checked_ms >= $4)"
+        } else {
+            " AND $4 >= 0"
+        };
         let rows = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM deal_orders o
              WHERE o.state = $1 AND o.order_id IS NOT NULL AND o.car_size >= $2
@@ -791,11 +804,13 @@ impl Store {
                AND NOT EXISTS (SELECT 1 FROM buckets b WHERE b.piece_cid = o.piece_cid)
                AND NOT EXISTS (SELECT 1 FROM bucket_pieces p WHERE p.piece_cid = o.piece_cid)
                AND NOT EXISTS (SELECT 1 FROM piece_splits s
-                               WHERE s.piece_cid = o.piece_cid OR s.part_cid = o.piece_cid)"
+                               WHERE s.piece_cid = o.piece_cid OR s.part_cid = o.piece_cid)
+               {checked}"
         ))
         .bind(OrderState::Open.as_str())
         .bind(int(rules.min_size)?)
         .bind(int(now_ms.saturating_sub(rules.after_ms))?)
+        .bind(int(now_ms.saturating_sub(rules.verified_within_ms))?)
         .fetch_all(&self.pool)
         .await?;
         let orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
@@ -807,6 +822,7 @@ impl Store {
                 active.push(r.provider);
                 if r.probe.is_some_and(|p| {
                     p.last_probe_ok
+                        && p.oks_in_a_row >= rules.min_oks.max(1)
                         && now_ms.saturating_sub(p.last_probe) <= rules.verified_within_ms
                 }) {
                     verified.push(r.provider);

@@ -313,7 +313,7 @@ impl Store {
             .await?
             .rows_affected();
         let mut unordered = 0;
-        for table in ["piece_levels", "piece_level_attempts"] {
+        for table in ["piece_levels", "piece_level_attempts", "cold_checks"] {
             unordered += sqlx::query(&format!(
                 "DELETE FROM {table} WHERE NOT EXISTS (
                    SELECT 1 FROM deal_orders o
@@ -326,6 +326,31 @@ impl Store {
             .rows_affected();
         }
         Ok(probes + unordered)
+    }
+
+    /// Records that `piece` was read back whole from its providers at `at_ms`.
+    pub async fn record_cold_check(&self, piece: &str, at_ms: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO cold_checks (piece_cid, checked_ms) VALUES ($1, $2)
+             ON CONFLICT (piece_cid) DO UPDATE SET checked_ms = $2",
+        )
+        .bind(piece)
+        .bind(int(at_ms)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether `piece` was read back whole at `since_ms` or later.
+    pub async fn cold_checked_since(&self, piece: &str, since_ms: u64) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "SELECT 1 AS one FROM cold_checks WHERE piece_cid = $1 AND checked_ms >= $2",
+        )
+        .bind(piece)
+        .bind(int(since_ms)?)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
     }
 
     /// Each probed provider's totals.

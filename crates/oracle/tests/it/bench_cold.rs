@@ -134,8 +134,14 @@ async fn bench_cold_piece_reads_from_an_sp_beside_hot_ones() {
     let oracle = api(&store, dir.path(), &packed, &shutdown).await;
     let sp = sp(dir.path(), &car, &piece, v1, info.padded_size).await;
     let cold = Arc::new(
-        ColdReads::new(store.clone(), HashMap::from([(1000, sp.clone())]), Duration::from_secs(60))
-            .unwrap(),
+        // No cache: each run reads from the SP.
+        ColdReads::new(
+            store.clone(),
+            HashMap::from([(1000, sp.clone())]),
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
+        .unwrap(),
     );
     let sources = vec![Source { provider: 1000, url: sp.clone() }];
 

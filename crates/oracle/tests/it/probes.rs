@@ -161,6 +161,8 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
         "2",
         "--gc-interval-secs",
         "2",
+        "--cold-cache-secs",
+        "2",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -284,14 +286,21 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     let (status, part) = read(Some("bytes=1000-299999")).await;
     assert_eq!(status, 206);
     assert!(part == hot[1000..300_000], "a range, across spans");
+    let metrics = oracle.metrics().await;
+    assert!(!metrics.contains("estuary_cold_spans_cached_total 0"), "spans read again are kept");
+    let (status, tail) = read(Some("bytes=-1000")).await;
+    assert!(status == 206 && tail == hot[hot.len() - 1000..], "the last 1,000 bytes: {status}");
     let (status, _) = read(Some("bytes=99999999-")).await;
     assert_eq!(status, 416);
-    // f01001 answers wrong bytes again: its spans are refused, and f01002's served.
+    // f01001 answers wrong bytes again: its spans are refused, and f01002's served (once the
+    // spans kept in memory, 2 s here, have gone).
     tamper.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, cold) = read(None).await;
     assert!(status == 200 && cold == hot, "{status}");
     // f01002 stops too: nobody serves the piece as its commitment says; never wrong bytes.
     sps[2].take().unwrap().kill().await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, _) = read(None).await;
     assert_eq!(status, 502);
     let metrics = oracle.metrics().await;
