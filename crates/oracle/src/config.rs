@@ -371,7 +371,7 @@ pub struct DealsConfig {
     pub probe_timeout_secs: u64,
     /// Drop the oracle's packed CAR of a piece ordered at least this many seconds ago once all
     /// its replicas are active, `--cold-min-verified` of them verified by their last
-    /// `--probe-lost-after` probes within two probe intervals (`url=` providers), and the
+    /// `--probe-lost-after` probes within `--cold-verified-within-secs` (`url=` providers), and the
     /// piece read back whole from them, every span checked: `/piece` then reads it from them
     /// (none: the copy is kept while the order lives). Single CARs only, not aggregates or
     /// split pins' parts.
@@ -385,6 +385,12 @@ pub struct DealsConfig {
     /// seconds, so a piece or range asked for again is not read from a provider again.
     #[arg(long, env = "ESTUARY_COLD_CACHE_SECS", default_value_t = 600)]
     pub cold_cache_secs: u64,
+    /// How recent the probes and the read-back a dropped copy needs must be, in seconds (none:
+    /// two probe intervals). Probes are also bound by `--probes-per-provider-per-minute`, so a
+    /// provider with many replicas probes each less often than `--probe-every-secs`.
+    #[arg(long, env = "ESTUARY_COLD_VERIFIED_WITHIN_SECS",
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub cold_verified_within_secs: Option<u64>,
     /// Only CARs of at least this many bytes are dropped.
     #[arg(long, env = "ESTUARY_COLD_MIN_SIZE", default_value_t = 0)]
     pub cold_min_size: u64,
@@ -446,7 +452,10 @@ impl DealsConfig {
             after_ms: after.saturating_mul(1000),
             min_verified: self.cold_min_verified,
             min_oks: self.probe_lost_after,
-            verified_within_ms: self.probe_every_secs.saturating_mul(2000),
+            verified_within_ms: self
+                .cold_verified_within_secs
+                .unwrap_or(self.probe_every_secs.saturating_mul(2))
+                .saturating_mul(1000),
             min_size: self.cold_min_size,
         })
     }

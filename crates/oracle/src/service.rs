@@ -245,6 +245,7 @@ impl Oracle {
         {
             let read_backs = crate::deals::cold::ReadBacks::new(
                 store.clone(),
+                Arc::clone(&blocks),
                 Arc::clone(reads),
                 rules,
                 packed_dir.clone(),

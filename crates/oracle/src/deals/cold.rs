@@ -39,6 +39,7 @@ use tracing::warn;
 
 use super::probes::{ProbeFailure, provider_client, read_span};
 use crate::{
+    blockstore::Blockstore,
     domain::{
         now_ms,
         probe::{ColdRules, PieceLevels},
@@ -376,29 +377,35 @@ impl Reading {
     }
 }
 
-/// Reads each piece the drop policy would let go back from its providers, whole, before its
-/// copy here may go: every span checked against the piece's levels (checked against the piece
-/// CID). A piece that reads back is recorded (`cold_checks`); garbage collection drops only
-/// pieces read back within the policy's window.
+/// Keeps the drop policy safe both ways:
+/// - **before a copy goes**, the piece is read back whole from its providers, every span checked
+///   against its levels (checked against the piece CID); a piece that reads back is recorded
+///   (`cold_checks`), and garbage collection drops only pieces read back within the window;
+/// - **once a dropped piece's replicas no longer meet the rules** (a provider stopped serving,
+///   a replica lost or ended), its copy is packed again from the pin's blocks, which the oracle
+///   keeps, and checked to be the same piece.
 #[derive(Debug)]
-pub struct ReadBacks {
+pub struct ReadBacks<B> {
     store: Store,
+    blocks: Arc<B>,
     reads: Arc<ColdReads>,
     rules: ColdRules,
     packed_dir: PathBuf,
     tick: Duration,
 }
 
-impl ReadBacks {
-    /// Read-backs of the pieces whose copy in `packed_dir` `rules` would let go, every `tick`.
+impl<B: Blockstore> ReadBacks<B> {
+    /// Read-backs of the pieces whose copy in `packed_dir` `rules` would let go, and copies
+    /// packed again from `blocks`, every `tick`.
     pub fn new(
         store: Store,
+        blocks: Arc<B>,
         reads: Arc<ColdReads>,
         rules: ColdRules,
         packed_dir: PathBuf,
         tick: Duration,
     ) -> Self {
-        Self { store, reads, rules, packed_dir, tick }
+        Self { store, blocks, reads, rules, packed_dir, tick }
     }
 
     /// Runs until `shutdown`.
@@ -412,9 +419,48 @@ impl ReadBacks {
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
+                result = self.restore() => if let Err(e) = result {
+                    warn!(error = %e, "restore: a pass failed; retried");
+                },
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(self.tick) => {}
             }
         }
+    }
+
+    /// Packs again the copy of the first pinned single-CAR piece whose copy is gone and whose
+    /// replicas no longer meet the rules; returns it if it was.
+    pub async fn restore(&self) -> Result<Option<String>, ColdError> {
+        let now = now_ms();
+        let held: std::collections::HashSet<String> =
+            self.store.cold_pieces(now, &self.rules, false).await?.into_iter().collect();
+        for (name, root) in self.store.pinned_single_cars().await? {
+            if held.contains(&name) || self.packed_dir.join(format!("{name}.car")).exists() {
+                continue;
+            }
+            let (blocks, dir) = (Arc::clone(&self.blocks), self.packed_dir.clone());
+            let packed = tokio::task::spawn_blocking(move || {
+                crate::pipeline::pack::pack(&*blocks, &root, &dir)
+            })
+            .await;
+            match packed {
+                Ok(Ok(packed)) if packed.piece_cid == name => {
+                    tracing::info!(piece = %name, "restore: copy packed again from the pin's blocks");
+                    return Ok(Some(name));
+                }
+                Ok(Ok(packed)) => {
+                    warn!(piece = %name, packed = %packed.piece_cid,
+                          "restore: the blocks pack to another piece; left for collection");
+                }
+                Ok(Err(e)) => warn!(piece = %name, error = %e, "restore: not packed"),
+                Err(e) => warn!(piece = %name, error = %e, "restore: packing failed"),
+            }
+            // One a pass, whatever came of it.
+            return Ok(None);
+        }
+        Ok(None)
     }
 
     /// One pass: the first piece that needs a read-back is read back; returns it if it read

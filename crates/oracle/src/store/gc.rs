@@ -226,6 +226,35 @@ impl Store {
         })
     }
 
+    /// Each single-CAR piece of an open order (not an aggregate, a bucket's piece or a split
+    /// pin's) with a live pin, and that pin's root: what the oracle packs again if its copy was
+    /// dropped and its replicas no longer hold it (`deals::cold::ReadBacks`).
+    pub async fn pinned_single_cars(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT o.piece_cid, j.cid_bytes FROM deal_orders o
+             JOIN jobs j ON j.piece_cid = o.piece_cid
+             WHERE o.state = '{open}' AND o.order_id IS NOT NULL AND j.state IN {live}
+               AND NOT EXISTS (SELECT 1 FROM buckets b WHERE b.piece_cid = o.piece_cid)
+               AND NOT EXISTS (SELECT 1 FROM bucket_pieces p WHERE p.piece_cid = o.piece_cid)
+               AND NOT EXISTS (SELECT 1 FROM piece_splits s
+                               WHERE s.piece_cid = o.piece_cid OR s.part_cid = o.piece_cid)
+             ORDER BY o.piece_cid",
+            open = crate::domain::deal::OrderState::Open.as_str(),
+            live = state_list(LIVE),
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+        for r in &rows {
+            let piece: String = r.try_get("piece_cid")?;
+            // Pins of one piece share its root: the first is enough.
+            if out.last().is_none_or(|(p, _)| *p != piece) {
+                out.push((piece, r.try_get("cid_bytes")?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` jobs in a [`LIVE`] state after position `after`, in order.
     pub async fn live_jobs(&self, after: u64, limit: u32) -> Result<Vec<LiveJob>, StoreError> {
         let rows = sqlx::query(&format!(

@@ -26,7 +26,13 @@ use axum::{
     http::StatusCode,
     response::Response,
 };
+use std::collections::HashMap;
+
 use estuary_contracts::DealClient;
+use estuary_oracle::{
+    deals::cold::{ColdError, ColdReads, Source},
+    store::{DatabaseUrl, Store},
+};
 use serde_json::Value;
 
 use crate::{
@@ -68,6 +74,17 @@ async fn tampering_proxy(upstream: String, tamper: Arc<AtomicBool>) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
+}
+
+/// Waits until `ok` holds (`secs` at most).
+async fn until(what: &str, secs: u64, ok: impl Fn() -> bool) {
+    for _ in 0..secs * 10 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok(), "{what}: not within {secs} s");
 }
 
 /// The one order's JSON in `/deals`, once `ok` holds (`secs` at most).
@@ -163,6 +180,9 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
         "2",
         "--cold-cache-secs",
         "2",
+        // Probes of one provider come about every 10 s here (6 a minute at most).
+        "--cold-verified-within-secs",
+        "30",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -194,17 +214,14 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     // Both verified: the oracle drops its copy (the piece is read from the providers now).
     let piece = order["piece_cid"].as_str().unwrap().to_owned();
     let packed = dir.path().join("oracle-data/packed").join(format!("{piece}.car"));
-    for _ in 0..300 {
-        if !packed.exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!packed.exists(), "the copy dropped");
+    until("the copy dropped", 30, || !packed.exists()).await;
 
     // f01000 stops for good: lost after two failed probes, made again at f01002 (which
     // fetches the piece from the oracle: read from f01001, each span checked).
     sps[0].take().unwrap().kill().await;
+    // Its probes fail: fewer verified replicas than the drop asks, so the oracle packs its
+    // copy again from the pin's blocks.
+    until("the copy packed again", 60, || packed.exists()).await;
     let order = order_when(&oracle, 240, "f01000's replica lost and replaced at f01002", |o| {
         lost(o, 1000) && probed_ok(o, 1002) && o["replicas_active"] == 2
     })
@@ -264,7 +281,9 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     let all = providers(&oracle).await;
     assert_eq!(of(&all, 1001)["replicas_lost"], 0);
 
-    // The oracle's copy is gone: /piece is read from the providers, each span checked.
+    // Both replicas verified again: the copy goes again, and /piece is read from the
+    // providers, each span checked.
+    until("the copy dropped again", 60, || !packed.exists()).await;
     let http = reqwest::Client::new();
     let read = |range: Option<&'static str>| {
         let mut request = http.get(format!("{}/piece/{piece}", oracle.url));
@@ -276,7 +295,6 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
             (response.status().as_u16(), response.bytes().await.unwrap())
         }
     };
-    assert!(!packed.exists());
     let (status, hot) = read(None).await;
     assert_eq!(status, 200);
     let mut c = estuary_piece::CommP::new();
@@ -292,19 +310,31 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     assert!(status == 206 && tail == hot[hot.len() - 1000..], "the last 1,000 bytes: {status}");
     let (status, _) = read(Some("bytes=99999999-")).await;
     assert_eq!(status, 416);
-    // f01001 answers wrong bytes again: its spans are refused, and f01002's served (once the
-    // spans kept in memory, 2 s here, have gone).
+    let metrics = oracle.metrics().await;
+    assert!(metrics.contains("estuary_cold_bytes_total{provider=\"f0100"), "{metrics}");
+    // f01001 answers wrong bytes again: the right bytes all the same (read from f01002 once
+    // the spans kept in memory, 2 s here, have gone, or from the copy packed again).
     tamper.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, cold) = read(None).await;
-    assert!(status == 200 && cold == hot, "{status}");
-    // f01002 stops too: nobody serves the piece as its commitment says; never wrong bytes.
+    let (status, again) = read(None).await;
+    assert!(status == 200 && again == hot, "{status}");
+    // One verified replica left: the copy is packed again.
+    until("the copy packed again", 60, || packed.exists()).await;
+    let (status, again) = read(None).await;
+    assert!(status == 200 && again == hot, "{status}");
+    // f01002 stops too: a cold read from f01001 (wrong bytes) and f01002 (gone) fails, never
+    // wrong bytes (made here, on the oracle's database: its own copy is back).
     sps[2].take().unwrap().kill().await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, _) = read(None).await;
-    assert_eq!(status, 502);
-    let metrics = oracle.metrics().await;
-    assert!(metrics.contains("estuary_cold_bytes_total{provider=\"f01002\"}"), "{metrics}");
-    assert!(metrics.contains("estuary_cold_spans_refused_total{provider=\"f01001\"}"), "{metrics}");
+    let store = Store::open(&DatabaseUrl::Sqlite(db.clone())).await.unwrap();
+    let levels = Arc::new(store.piece_levels(&piece).await.unwrap().unwrap());
+    let reads = Arc::new(
+        ColdReads::new(store, HashMap::new(), Duration::from_secs(10), Duration::ZERO).unwrap(),
+    );
+    let sources = [1, 2].map(|i| Source { provider: 1000 + i as u64, url: urls[i].clone() });
+    let read =
+        reads.read_from(piece.clone(), levels, sources.to_vec(), (0, hot.len() as u64)).await;
+    assert!(matches!(read, Err(ColdError::Unserved { .. })), "{read:?}");
+    let refused = reads.stats().refused;
+    assert_eq!((refused.get(&1001), refused.get(&1002)), (Some(&1), Some(&1)), "{refused:?}");
     drop(sps);
 }
