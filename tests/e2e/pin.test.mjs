@@ -121,7 +121,9 @@ describe('dapp on the local stack', () => {
       assert.ok(r.ok, `upload answered ${r.status}`);
     }
 
-    const account = stack.info.accounts[1];
+    // Not anvil's accounts 1-3: they control the stack's SP agents, which send their own
+    // transactions (claims, publications) at any time.
+    const account = stack.info.accounts[7];
     const { page, errors } = await openPage({ account });
     await page.getByTestId('cid-input').fill(added.root);
     await assert.doesNotReject(page.getByTestId('cid-info').filter({ hasText: 'CIDv1 · dag-pb' }).waitFor());
@@ -466,7 +468,9 @@ describe('dapp on the local stack', () => {
   });
 
   test('a malformed CID is refused in the page and no transaction is sent', async () => {
-    const account = stack.info.accounts[2];
+    // An account no SP agent sends from (anvil's 1-3 do), so its nonce moves only if the page
+    // sends.
+    const account = stack.info.accounts[8];
     const { page } = await openPage({ account });
     const before = await requestCount();
     const nonce = await rpc(stack.info.rpc_url, 'eth_getTransactionCount', [account, 'latest']);
