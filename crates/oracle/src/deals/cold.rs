@@ -413,14 +413,8 @@ impl<B: Blockstore> ReadBacks<B> {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                result = self.pass() => if let Err(e) = result {
-                    warn!(error = %e, "read-back: a pass failed; retried");
-                },
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                result = self.restore() => if let Err(e) = result {
-                    warn!(error = %e, "restore: a pass failed; retried");
+                result = self.step() => if let Err(e) = result {
+                    warn!(error = %e, "read-back: a step failed; retried");
                 },
             }
             tokio::select! {
@@ -430,12 +424,18 @@ impl<B: Blockstore> ReadBacks<B> {
         }
     }
 
+    /// One step: the pieces whose replicas meet the rules (read once), then a read-back and a
+    /// restore.
+    pub async fn step(&self) -> Result<(), ColdError> {
+        let held = self.store.cold_pieces(now_ms(), &self.rules, false).await?;
+        self.pass(&held).await?;
+        self.restore(&held).await?;
+        Ok(())
+    }
+
     /// Packs again the copy of the first pinned single-CAR piece whose copy is gone and whose
-    /// replicas no longer meet the rules; returns it if it was.
-    pub async fn restore(&self) -> Result<Option<String>, ColdError> {
-        let now = now_ms();
-        let held: std::collections::HashSet<String> =
-            self.store.cold_pieces(now, &self.rules, false).await?.into_iter().collect();
+    /// replicas no longer meet the rules (are not in `held`); returns it if it was.
+    pub async fn restore(&self, held: &[String]) -> Result<Option<String>, ColdError> {
         for (name, root) in self.store.pinned_single_cars().await? {
             if held.contains(&name) || self.packed_dir.join(format!("{name}.car")).exists() {
                 continue;
@@ -465,12 +465,12 @@ impl<B: Blockstore> ReadBacks<B> {
 
     /// One pass: the first piece that needs a read-back is read back; returns it if it read
     /// back whole.
-    pub async fn pass(&self) -> Result<Option<String>, ColdError> {
+    pub async fn pass(&self, held: &[String]) -> Result<Option<String>, ColdError> {
         let now = now_ms();
         let since = now.saturating_sub(self.rules.verified_within_ms);
-        for name in self.store.cold_pieces(now, &self.rules, false).await? {
+        for name in held {
             if !self.packed_dir.join(format!("{name}.car")).exists()
-                || self.store.cold_checked_since(&name, since).await?
+                || self.store.cold_checked_since(name, since).await?
             {
                 continue;
             }
@@ -492,9 +492,9 @@ impl<B: Blockstore> ReadBacks<B> {
             if bytes != read.total {
                 return Ok(None);
             }
-            self.store.record_cold_check(&name, now_ms()).await?;
+            self.store.record_cold_check(name, now_ms()).await?;
             tracing::info!(piece = %name, bytes, "read-back: whole and checked; the copy may go");
-            return Ok(Some(name));
+            return Ok(Some(name.clone()));
         }
         Ok(None)
     }
