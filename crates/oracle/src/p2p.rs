@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::{blockstore::Blockstore, config::P2pConfig};
+use crate::{blockstore::Blockstore, config::P2pConfig, deals::cold::ColdReads};
 
 /// Why the libp2p node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +76,9 @@ impl std::fmt::Debug for P2p {
     }
 }
 
-/// Serves blocks from the oracle's blockstore (reads run on the blocking pool).
-struct StoreSource<B>(Arc<B>);
+/// Serves blocks from the oracle's blockstore (reads run on the blocking pool), and a block of a
+/// pin whose blocks went, its piece held by providers, from them (each checked).
+struct StoreSource<B>(Arc<B>, Option<Arc<ColdReads>>);
 
 impl<B: Blockstore> BlockSource for StoreSource<B> {
     fn block(&self, cid: &Cid) -> BlockFuture<'_> {
@@ -89,10 +90,17 @@ impl<B: Blockstore> BlockSource for StoreSource<B> {
                 .expect("a block read does not panic");
             // Bitswap has no way to say "failed": a storage failure is answered as not held,
             // and logged, so the peer tries elsewhere.
-            read.unwrap_or_else(|e| {
+            let held = read.unwrap_or_else(|e| {
                 warn!(%cid, error = %e, "cannot read a block to serve");
                 None
-            })
+            });
+            match (held, &self.1) {
+                (None, Some(cold)) => cold.block(&cid).await.unwrap_or_else(|e| {
+                    warn!(%cid, error = %e, "cannot read a block from providers to serve");
+                    None
+                }),
+                (held, _) => held,
+            }
         })
     }
 }
@@ -163,11 +171,12 @@ fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl P2p {
     /// Starts the node with the key in `key_path`, listening on `config.p2p_listen` (none: it
     /// only dials out), serving blocks from `blocks` within the configured limits, until
-    /// `shutdown`.
+    /// `shutdown`; blocks of pins whose pieces are read from providers are read by `cold`.
     pub async fn start<B: Blockstore>(
         key_path: &Path,
         config: &P2pConfig,
         blocks: Arc<B>,
+        cold: Option<Arc<ColdReads>>,
         shutdown: CancellationToken,
     ) -> Result<Self, P2pError> {
         let listen = &config.p2p_listen;
@@ -228,8 +237,9 @@ impl P2p {
             }
         }
         let bitswap = Bitswap::with_limits(swarm.behaviour().stream.new_control(), limits);
-        let serve =
-            bitswap.serve(StoreSource(blocks)).map_err(|e| P2pError::Transport(e.to_string()))?;
+        let serve = bitswap
+            .serve(StoreSource(blocks, cold))
+            .map_err(|e| P2pError::Transport(e.to_string()))?;
         let serve_shutdown = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {

@@ -3,6 +3,9 @@
 //! corrupt block aside when it reads it), so the workers fetch them again. Reports already on
 //! chain stay; the contract refuses a second one and the oracle counts that as done.
 //!
+//! A pin whose blocks garbage collection let go, its piece read from the providers that hold
+//! it (`cold_blocks`), is not walked.
+//!
 //! A storage failure (a disk error, an S3 outage) is not damage: the DAG is left alone and the
 //! failure counted, so an outage never requeues every pin.
 //!
@@ -54,7 +57,12 @@ pub async fn reconcile_within<B: Blockstore>(
     limits: WalkLimits,
 ) -> Result<Reconciled, StoreError> {
     let mut out = Reconciled::default();
+    // Pins whose blocks went once their pieces were held by providers: not damaged.
+    let cold = store.cold_block_pieces().await?;
     for job in store.in_states(&PINNED, u32::MAX).await? {
+        if job.piece_cid.as_ref().is_some_and(|p| cold.contains(p)) {
+            continue;
+        }
         let Some(text) = job.cid.as_deref() else { continue };
         let Ok(root) = Cid::try_from(text) else { continue };
         let blocks = Arc::clone(blocks);

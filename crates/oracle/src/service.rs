@@ -159,10 +159,23 @@ impl Oracle {
         let packed_dir = data_dir.join("packed");
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
+        let cold = match config.deals.prober(&config.chain.endpoints()) {
+            Some(p) => Some(Arc::new(
+                crate::deals::cold::ColdReads::new(
+                    store.clone(),
+                    p.urls,
+                    p.timeout,
+                    Duration::from_secs(config.deals.cold_cache_secs),
+                )
+                .map_err(|e| OracleError::Config(format!("the cold reads' HTTP client: {e}")))?,
+            )),
+            None => None,
+        };
         let p2p = P2p::start(
             &data_dir.join("p2p.key"),
             &config.p2p,
             Arc::clone(&blocks),
+            cold.clone(),
             shutdown.clone(),
         )
         .await?;
@@ -228,18 +241,6 @@ impl Oracle {
             }
         }
         tasks.extend(start_maintenance(&config, &store, &blocks, &packed_dir, &shutdown));
-        let cold = match config.deals.prober(&config.chain.endpoints()) {
-            Some(p) => Some(Arc::new(
-                crate::deals::cold::ColdReads::new(
-                    store.clone(),
-                    p.urls,
-                    p.timeout,
-                    Duration::from_secs(config.deals.cold_cache_secs),
-                )
-                .map_err(|e| OracleError::Config(format!("the cold reads' HTTP client: {e}")))?,
-            )),
-            None => None,
-        };
         if let (Some(reads), Some(rules), Some(probes)) =
             (&cold, config.deals.cold(), config.deals.prober(&config.chain.endpoints()))
         {

@@ -173,7 +173,9 @@ pub(super) async fn serve_cold(
         Ok(read) => read,
         Err(ColdError::Store(e)) => return Err(e.into()),
         Err(ColdError::Busy) => return Err(ApiError::Busy),
-        Err(e @ ColdError::Unserved { .. }) => return Err(ApiError::Upstream(e.to_string())),
+        Err(e @ (ColdError::Unserved { .. } | ColdError::Cut(_) | ColdError::Local(_))) => {
+            return Err(ApiError::Upstream(e.to_string()));
+        }
     };
     let Some(read) = read else {
         if let Some((total, Some(Err(())))) = asked {

@@ -9,6 +9,11 @@
 //! once. Responses carry an `ETag` (a matching `If-None-Match` gets 304) and are immutable. A
 //! request for any other format gets 406, a bad parameter 400, a CID or path not held here 404.
 //!
+//! A block of a pin whose blocks went, its piece held by storage providers, is read from them:
+//! its place in the piece (recorded before the blocks went), the spans around it checked
+//! against the piece's commitment, the block against its CID (`deals::cold`). When no provider
+//! serves it: 502; when as many reads from providers as the oracle makes are under way: 503.
+//!
 //! Every CAR is walked within the request's [`GatewayLimits`]: block visits (a byte range's node
 //! loads included, each repeat of a subtree counted), bytes read from the store, and time. A
 //! walk over budget ends the body early with an error, so the client sees a truncated CAR; the
@@ -35,7 +40,7 @@ use axum::{
 };
 use cid::Cid;
 use estuary_dag::{
-    Block, BlockError,
+    Block, BlockError, BlockSource,
     car::{encode_section, header_v1},
     export::ExportError,
     traversal::{DagScope, EntityBytes, ResolvedPath, TraversalError, resolve_path, select_blocks},
@@ -47,7 +52,10 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::{ApiError, ApiState, hold};
-use crate::blockstore::{Blockstore, BlockstoreError, Source};
+use crate::{
+    blockstore::{Blockstore, BlockstoreError},
+    deals::cold::{ColdError, ColdReads, ColdSource},
+};
 
 /// Budgets of one gateway request's walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +96,7 @@ struct OverBudget;
 /// The store as a block source that counts the bytes read and the time, and fails with
 /// [`OverBudget`] once either runs out.
 struct Budgeted<'a, B: ?Sized> {
-    source: Source<'a, B>,
+    source: ColdSource<'a, B>,
     read: u64,
     max_bytes: u64,
     deadline: Instant,
@@ -148,11 +156,25 @@ fn path_error(e: ExportError) -> ApiError {
         ExportError::NotUnixFs { .. } => ApiError::BadRequest(format!(
             "paths are followed through UnixFS (dag-pb) directories only: {e}"
         )),
-        // The store failed: the content may well be here.
-        ExportError::Block(BlockError::Io { source, .. }) => {
-            ApiError::Blockstore(BlockstoreError::Io(std::io::Error::other(source)))
-        }
+        ExportError::Block(BlockError::Io { source, .. }) => read_fault(source),
         other => ApiError::NotFound(other.to_string()),
+    }
+}
+
+/// A block read that failed: from providers (busy, or none served it), or the store (the
+/// content may well be here).
+fn read_fault(source: Box<dyn std::error::Error + Send + Sync>) -> ApiError {
+    match source.downcast::<ColdError>() {
+        Ok(cold) => match *cold {
+            ColdError::Busy => ApiError::Busy,
+            // Each provider's failure is logged, not told: it may name a private address.
+            _ => ApiError::Upstream(
+                "this content is read from the storage providers holding it, and none served it; \
+                 try again later"
+                    .into(),
+            ),
+        },
+        Err(source) => ApiError::Blockstore(BlockstoreError::Io(std::io::Error::other(source))),
     }
 }
 
@@ -191,20 +213,26 @@ pub(super) async fn ipfs<B: Blockstore>(
         Some(r) => Some(r.parse::<EntityBytes>().map_err(ApiError::BadRequest)?),
     };
     // The path is resolved before any byte is sent, so a missing entry is a 404.
-    let blocks = Arc::clone(&st.blocks);
+    let (blocks, cold) = (Arc::clone(&st.blocks), st.cold.clone());
     let resolve_path_text = rest.clone();
     let resolved = tokio::task::spawn_blocking(move || {
-        resolve_path(cid, &resolve_path_text, Source(&*blocks)).map_err(Box::new)
+        resolve_path(cid, &resolve_path_text, ColdSource::new(&*blocks, cold.as_ref()))
+            .map_err(Box::new)
     })
     .await
     .expect("resolving a path does not panic")
     .map_err(|e| path_error(*e))?;
-    let blocks = Arc::clone(&st.blocks);
+    let (blocks, cold) = (Arc::clone(&st.blocks), st.cold.clone());
     let terminal = resolved.terminal;
-    let terminal_block = tokio::task::spawn_blocking(move || blocks.get(&terminal))
-        .await
-        .expect("a block read does not panic")?
-        .ok_or_else(|| ApiError::NotFound(format!("{terminal} is not pinned here")))?;
+    let terminal_block = tokio::task::spawn_blocking(move || {
+        ColdSource::new(&*blocks, cold.as_ref()).block(&terminal)
+    })
+    .await
+    .expect("a block read does not panic")
+    .map_err(|e| match e {
+        BlockError::Io { source, .. } => read_fault(source),
+        _ => ApiError::NotFound(format!("{terminal} is not pinned here")),
+    })?;
     let head = method == Method::HEAD;
     let ipfs_path =
         if rest.is_empty() { format!("/ipfs/{cid}") } else { format!("/ipfs/{cid}/{rest}") };
@@ -238,6 +266,7 @@ pub(super) async fn ipfs<B: Blockstore>(
                 // The walk holds the slot until it ends.
                 let body = car_stream(
                     Arc::clone(&st.blocks),
+                    st.cold.clone(),
                     cid,
                     resolved,
                     scope,
@@ -292,8 +321,10 @@ fn set(response: &mut Response, name: header::HeaderName, value: &str) {
 /// The CAR of the selected blocks, produced by a blocking walk as the client reads it (bounded
 /// buffer), within `limits`. The walk stops at the next block once the client has gone, and
 /// holds `slot` until it ends.
+#[allow(clippy::too_many_arguments)]
 fn car_stream<B: Blockstore>(
     blocks: Arc<B>,
+    cold: Option<Arc<ColdReads>>,
     root: Cid,
     resolved: ResolvedPath,
     scope: DagScope,
@@ -309,7 +340,7 @@ fn car_stream<B: Blockstore>(
         }
         let over = AtomicBool::new(false);
         let source = Budgeted {
-            source: Source(&*blocks),
+            source: ColdSource::new(&*blocks, cold.as_ref()),
             read: 0,
             max_bytes: limits.max_bytes,
             deadline: Instant::now() + limits.max_time,

@@ -673,10 +673,22 @@ async fn deal_metrics<B: Blockstore>(
                 let _ = writeln!(out, "{name}{{provider=\"f0{provider}\"}} {n}");
             }
         }
-        let name = "estuary_cold_spans_cached_total";
-        let _ = writeln!(out, "# HELP {name} Spans of cold reads served from memory.");
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {}", stats.cached);
+        for (name, help, n) in [
+            (
+                "estuary_cold_spans_cached_total",
+                "Spans of cold reads served from memory.",
+                stats.cached,
+            ),
+            (
+                "estuary_cold_blocks_total",
+                "Blocks read from providers for the gateway and Bitswap, each checked.",
+                stats.blocks,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {n}");
+        }
     }
     for p in providers.iter().filter(|p| p.replicas_lost > 0) {
         let _ = writeln!(

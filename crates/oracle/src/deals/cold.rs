@@ -9,7 +9,15 @@
 //!       GET {provider}/piece/{pieceCid} Range: span ──► hashed up to its node ──► equal?
 //!         yes: served (trimmed to the range)   no, or no answer: the next provider
 //!     the first span is read before the answer's head: nobody can serve it ──► 502
+//!
+//!   GET /ipfs/{cid}…, a Bitswap want  ── block not here ──► ColdReads::block
+//!     its places in pieces whose pins' blocks went (piece_blocks ⋈ cold_blocks)
+//!     ──► ColdReads::read of [place, place + length) ──► hashes to the CID? ──► served
 //! ```
+//!
+//! - Where each block lies in a piece is recorded when the piece is read back before its copy
+//!   goes ([`ReadBacks::pass`]); the collection then lets the pin's blocks go too, and
+//!   [`ReadBacks::restore`] brings copy and blocks back from the providers once they falter.
 //!
 //! - What is served is what the piece's commitment says, whoever served it: a span that does
 //!   not hash to its node is refused and read from the next provider
@@ -31,6 +39,7 @@ use std::{
 };
 
 use axum::body::Bytes;
+use cid::Cid;
 use estuary_piece::PieceCid;
 use futures::{StreamExt, stream::BoxStream};
 use tokio::sync::Semaphore;
@@ -53,6 +62,10 @@ const IN_FLIGHT: usize = 2;
 const FRAME: usize = 256 << 10;
 /// Cold reads at once (each holds up to [`IN_FLIGHT`] spans); more are refused as busy.
 const READS_AT_ONCE: usize = 4;
+/// Pieces a block read from providers tries, at most.
+const PLACES: u32 = 4;
+/// The largest block read from providers (the fetch's own limit is smaller).
+const MAX_BLOCK: u64 = 4 << 20;
 /// Verified spans kept in memory, in bytes: a span asked for again (another range of it, the
 /// same piece read again) is not read from a provider again.
 const CACHE_BYTES: usize = 64 << 20;
@@ -80,6 +93,12 @@ pub enum ColdError {
         /// Each provider's failure.
         why: String,
     },
+    /// A read was cut off.
+    #[error("a read from providers was cut off: {0}")]
+    Cut(String),
+    /// Writing the copy here failed.
+    #[error("writing the copy here: {0}")]
+    Local(std::io::Error),
     /// As many cold reads as the oracle makes at once are under way.
     #[error("too many reads from providers at once; try again shortly")]
     Busy,
@@ -97,6 +116,8 @@ pub struct ColdStats {
     pub refused: BTreeMap<u64, u64>,
     /// Spans served from the cache.
     pub cached: u64,
+    /// Blocks read from providers for the gateway and Bitswap, each checked against its CID.
+    pub blocks: u64,
 }
 
 /// A cold read under way: the payload's length, and the bytes of the range asked for.
@@ -209,6 +230,56 @@ impl ColdReads {
             bytes: stats.bytes.clone(),
             refused: stats.refused.clone(),
             cached: stats.cached,
+            blocks: stats.blocks,
+        }
+    }
+
+    /// The block `cid` of a pin whose blocks are no longer kept here, read from the providers
+    /// of a piece holding it (its place in the piece recorded when the piece was read back)
+    /// and checked against the CID; `None` if no such piece holds it.
+    pub async fn block(self: &Arc<Self>, cid: &Cid) -> Result<Option<Vec<u8>>, ColdError> {
+        let places = self.store.cold_block_places(&cid.to_bytes(), PLACES).await?;
+        let mut last = None;
+        for place in places {
+            if place.len > MAX_BLOCK {
+                continue;
+            }
+            let Ok(piece) = place.piece.parse::<PieceCid>() else { continue };
+            let end = place.at.saturating_add(place.len);
+            let read =
+                match self.read(&piece, |total| (end <= total).then_some((place.at, end))).await {
+                    Ok(Some(read)) => read,
+                    Ok(None) => continue,
+                    Err(e @ ColdError::Busy) => return Err(e),
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                };
+            let mut data = Vec::with_capacity(usize::try_from(place.len).unwrap_or(0));
+            let mut body = read.body;
+            while let Some(frame) = body.next().await {
+                match frame {
+                    Ok(frame) => data.extend_from_slice(&frame),
+                    Err(e) => {
+                        last = Some(ColdError::Cut(e.to_string()));
+                        break;
+                    }
+                }
+            }
+            // The spans are checked against the piece; the block against its CID all the same
+            // (a place recorded wrong would serve another block's bytes).
+            if data.len() as u64 == place.len && estuary_dag::car::verify(cid, &data).is_ok() {
+                self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner).blocks += 1;
+                return Ok(Some(data));
+            }
+            if last.is_none() {
+                warn!(%cid, piece = %place.piece, "cold block: its place holds other bytes");
+            }
+        }
+        match last {
+            Some(e) => Err(e),
+            None => Ok(None),
         }
     }
 
@@ -377,13 +448,53 @@ impl Reading {
     }
 }
 
+/// The blockstore as a block source for blocking walks (the gateway's), reading a block not
+/// kept here from the providers of a piece holding it ([`ColdReads::block`]). Used on the
+/// blocking pool only: a read from providers blocks the thread until it ends.
+pub struct ColdSource<'a, B: ?Sized> {
+    blocks: &'a B,
+    cold: Option<(&'a Arc<ColdReads>, tokio::runtime::Handle)>,
+}
+
+impl<'a, B: Blockstore + ?Sized> ColdSource<'a, B> {
+    /// `blocks`, and what is not there read from providers by `cold` (`None`: nothing is).
+    /// Must be made within the runtime (on its blocking pool).
+    pub fn new(blocks: &'a B, cold: Option<&'a Arc<ColdReads>>) -> Self {
+        let cold = cold.and_then(|c| Some((c, tokio::runtime::Handle::try_current().ok()?)));
+        Self { blocks, cold }
+    }
+}
+
+impl<B: Blockstore + ?Sized> estuary_dag::BlockSource for ColdSource<'_, B> {
+    type Bytes = Vec<u8>;
+
+    fn block(&mut self, cid: &Cid) -> Result<Vec<u8>, estuary_dag::BlockError> {
+        use estuary_dag::BlockError;
+        match self.blocks.get(cid) {
+            Ok(Some(data)) => Ok(data),
+            Ok(None) => match &self.cold {
+                Some((cold, handle)) => match handle.block_on(cold.block(cid)) {
+                    Ok(Some(data)) => Ok(data),
+                    Ok(None) => Err(BlockError::Missing(*cid)),
+                    Err(e) => Err(BlockError::Io { cid: *cid, source: Box::new(e) }),
+                },
+                None => Err(BlockError::Missing(*cid)),
+            },
+            Err(e) => Err(BlockError::Io { cid: *cid, source: Box::new(e) }),
+        }
+    }
+}
+
 /// Keeps the drop policy safe both ways:
 /// - **before a copy goes**, the piece is read back whole from its providers, every span checked
 ///   against its levels (checked against the piece CID); a piece that reads back is recorded
-///   (`cold_checks`), and garbage collection drops only pieces read back within the window;
+///   (`cold_checks`) with where each of its blocks lies (`piece_blocks`), and garbage
+///   collection drops only pieces read back within the window (their CARs, and their pins'
+///   blocks);
 /// - **once a dropped piece's replicas no longer meet the rules** (a provider stopped serving,
-///   a replica lost or ended), its copy is packed again from the pin's blocks, which the oracle
-///   keeps, and checked to be the same piece.
+///   a replica lost or ended), its copy is packed again from the pin's blocks, checked to be
+///   the same piece, or, once the blocks went too, read back whole from the providers still
+///   serving it, its blocks put back first.
 #[derive(Debug)]
 pub struct ReadBacks<B> {
     store: Store,
@@ -434,11 +545,17 @@ impl<B: Blockstore> ReadBacks<B> {
     }
 
     /// Packs again the copy of the first pinned single-CAR piece whose copy is gone and whose
-    /// replicas no longer meet the rules (are not in `held`); returns it if it was.
+    /// replicas no longer meet the rules (are not in `held`): from the pin's blocks, or, once
+    /// they are gone too, from the piece's providers (blocks and all). Returns it if it was.
     pub async fn restore(&self, held: &[String]) -> Result<Option<String>, ColdError> {
+        let cold_blocks = self.store.cold_block_pieces().await?;
         for (name, root) in self.store.pinned_single_cars().await? {
             if held.contains(&name) || self.packed_dir.join(format!("{name}.car")).exists() {
                 continue;
+            }
+            if cold_blocks.contains(&name) {
+                // One a pass, whatever came of it.
+                return self.restore_from_providers(&name).await;
             }
             let (blocks, dir) = (Arc::clone(&self.blocks), self.packed_dir.clone());
             let packed = tokio::task::spawn_blocking(move || {
@@ -463,6 +580,67 @@ impl<B: Blockstore> ReadBacks<B> {
         Ok(None)
     }
 
+    /// Reads `name` whole from its providers (every span checked), puts its blocks back in
+    /// the store (each checked against its CID), then its copy; returns it if it was.
+    async fn restore_from_providers(&self, name: &str) -> Result<Option<String>, ColdError> {
+        let Ok(piece) = name.parse::<PieceCid>() else { return Ok(None) };
+        let Some(read) = self.reads.read(&piece, |total| Some((0, total))).await? else {
+            warn!(piece = %name, "restore: no provider to read the piece from; the blocks stay gone");
+            return Ok(None);
+        };
+        let tmp = tempfile::NamedTempFile::new_in(&self.packed_dir).map_err(io)?;
+        let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io)?);
+        let mut body = read.body;
+        let mut bytes = 0u64;
+        while let Some(frame) = body.next().await {
+            match frame {
+                Ok(frame) => {
+                    tokio::io::AsyncWriteExt::write_all(&mut out, &frame).await.map_err(io)?;
+                    bytes += frame.len() as u64;
+                }
+                Err(e) => {
+                    warn!(piece = %name, error = %e, "restore: the read was cut off; tried again");
+                    return Ok(None);
+                }
+            }
+        }
+        tokio::io::AsyncWriteExt::flush(&mut out).await.map_err(io)?;
+        if bytes != read.total {
+            return Ok(None);
+        }
+        // Blocks put back and the mark lifted with collection held off: a collection that
+        // found the piece cold does not sweep blocks put back meanwhile.
+        let hold = crate::gc::GcGate::new(self.store.clone(), Duration::from_secs(60))
+            .hold(&format!("restore-{name}"))
+            .await?;
+        let blocks = Arc::clone(&self.blocks);
+        let imported = tokio::task::spawn_blocking(move || {
+            let mut n = 0u64;
+            each_block(tmp.path(), |cid, data, _| {
+                blocks.put(cid, data).map_err(|e| std::io::Error::other(e.to_string()))?;
+                n += 1;
+                Ok(())
+            })?;
+            Ok::<_, std::io::Error>((tmp, n))
+        })
+        .await
+        .map_err(io)?;
+        let (tmp, n) = match imported {
+            Ok(done) => done,
+            Err(e) => {
+                warn!(piece = %name, error = %e, "restore: the piece's blocks not put back");
+                return Ok(None);
+            }
+        };
+        // Blocks first, then the mark, then the copy: a crash in between packs it again from
+        // the blocks.
+        self.store.mark_blocks_hot(name).await?;
+        tmp.persist(self.packed_dir.join(format!("{name}.car"))).map_err(|e| io(e.error))?;
+        hold.release().await?;
+        tracing::info!(piece = %name, blocks = n, bytes, "restore: copy and blocks read back from the providers");
+        Ok(Some(name.to_owned()))
+    }
+
     /// One pass: the first piece that needs a read-back is read back; returns it if it read
     /// back whole.
     pub async fn pass(&self, held: &[String]) -> Result<Option<String>, ColdError> {
@@ -470,7 +648,8 @@ impl<B: Blockstore> ReadBacks<B> {
         let since = now.saturating_sub(self.rules.verified_within_ms);
         for name in held {
             if !self.packed_dir.join(format!("{name}.car")).exists()
-                || self.store.cold_checked_since(name, since).await?
+                || (self.store.cold_checked_since(name, since).await?
+                    && self.store.piece_blocks_kept(name).await?)
             {
                 continue;
             }
@@ -492,11 +671,63 @@ impl<B: Blockstore> ReadBacks<B> {
             if bytes != read.total {
                 return Ok(None);
             }
+            // Where each block lies in the piece, so the pin's blocks can go too.
+            let path = self.packed_dir.join(format!("{name}.car"));
+            let places = tokio::task::spawn_blocking(move || {
+                let mut places = Vec::new();
+                each_block(&path, |cid, data, at| {
+                    places.push((cid.to_bytes(), at, data.len() as u64));
+                    Ok(())
+                })
+                .map(|()| places)
+            })
+            .await;
+            match places {
+                Ok(Ok(places)) => self.store.put_piece_blocks(name, &places).await?,
+                Ok(Err(e)) => {
+                    warn!(piece = %name, error = %e, "read-back: the copy's blocks not read; it stays");
+                    return Ok(None);
+                }
+                Err(e) => {
+                    warn!(piece = %name, error = %e, "read-back: reading the copy's blocks failed");
+                    return Ok(None);
+                }
+            }
             self.store.record_cold_check(name, now_ms()).await?;
             tracing::info!(piece = %name, bytes, "read-back: whole and checked; the copy may go");
             return Ok(Some(name.clone()));
         }
         Ok(None)
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> ColdError {
+    ColdError::Local(std::io::Error::other(e.to_string()))
+}
+
+/// Calls `each` with every block of the CAR at `path` (checked against its CID), and the first
+/// byte of its data in the file.
+fn each_block(
+    path: &std::path::Path,
+    mut each: impl FnMut(&Cid, &[u8], u64) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use estuary_dag::car::{CarDecoder, CarItem, CarLimits};
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut decoder = CarDecoder::new(CarLimits::default());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        while let Some(item) = decoder.next_item().map_err(std::io::Error::other)? {
+            if let CarItem::Block(block) = item {
+                let at = decoder.offset() - block.data.len() as u64;
+                each(&block.cid, &block.data, at)?;
+            }
+        }
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return decoder.finish().map_err(std::io::Error::other);
+        }
+        decoder.push(&buf[..n]);
     }
 }
 

@@ -5,9 +5,11 @@
 //!    mark:  every root of every RootSet (live jobs today; buckets and deals add theirs),
 //!           walked through the store — and through its staging area, for a fetch under way —
 //!           missing blocks skipped, any storage fault aborting the collection
+//!           — but not the DAGs of pins whose pieces are now read from their providers
+//!           (`GcPolicy::cold`; recorded in `cold_blocks` before anything goes)
 //!    sweep: blocks not marked and last written before now − grace
 //!           packed CARs no root claims (after the grace), or past their retention, or of
-//!           pieces now read from their providers (`GcPolicy::cold`)
+//!           pieces now read from their providers
 //!           staging areas no live job owns, idle for a while
 //!  gc_finish: totals (runs, blocks and bytes freed) kept for /metrics
 //! ```
@@ -60,8 +62,9 @@ pub struct GcPolicy {
     /// A live pin's packed CAR is kept this long after it was written (`None`: while the pin
     /// lives). A deal's CAR is kept while the deal needs it, whatever this says.
     pub packed_retention: Option<Duration>,
-    /// When a deal's CAR may go all the same: its piece held and verified at enough providers,
-    /// read from them from then on (none: kept while the order lives).
+    /// When a deal's CAR, and its pin's blocks, may go all the same: its piece held and
+    /// verified at enough providers, read from them from then on (none: kept while the order
+    /// lives).
     pub cold: Option<crate::domain::probe::ColdRules>,
 }
 
@@ -370,12 +373,21 @@ impl<B: Blockstore> Collector<B> {
             max_queued: self.limits.max_queued.max(1 << 22),
             ..self.limits
         });
+        // Deals' pieces now read from their providers: their CARs go, and their pins' DAGs are
+        // not walked (their blocks go too, unless another root reaches them).
+        let cold: HashSet<String> = match &self.policy.cold {
+            Some(rules) => {
+                self.store.cold_pieces(now_ms(), rules, true).await?.into_iter().collect()
+            }
+            None => HashSet::new(),
+        };
+        let mut gone_cold: Vec<String> = Vec::new();
         let mut pieces: Vec<(String, Retention)> = Vec::new();
         let mut stages: HashSet<String> = HashSet::new();
         for set in &self.roots {
             let mut cursor = 0;
             loop {
-                let page = set.page(&self.store, cursor).await?;
+                let mut page = set.page(&self.store, cursor).await?;
                 report.roots += page.roots.len() as u64;
                 for root in &page.roots {
                     if let Some(piece) = &root.piece {
@@ -385,6 +397,13 @@ impl<B: Blockstore> Collector<B> {
                         stages.insert(stage.clone());
                     }
                 }
+                page.roots.retain(|root| match &root.piece {
+                    Some((piece, _)) if root.stage.is_none() && cold.contains(piece) => {
+                        gone_cold.push(piece.clone());
+                        false
+                    }
+                    _ => true,
+                });
                 let blocks = Arc::clone(&self.blocks);
                 walker = tokio::task::spawn_blocking(move || mark(walker, &page.roots, &*blocks))
                     .await
@@ -398,6 +417,11 @@ impl<B: Blockstore> Collector<B> {
             tracing::debug!(set = set.name(), "roots marked");
         }
         report.marked = walker.stats().blocks;
+        // Recorded before any block goes: the reconciler leaves these pins alone, reads come
+        // from the providers, and a restore brings the blocks back.
+        gone_cold.sort_unstable();
+        gone_cold.dedup();
+        self.store.mark_blocks_cold(&gone_cold, now_ms()).await?;
 
         // Sweep the blocks.
         let blocks = Arc::clone(&self.blocks);
@@ -439,14 +463,7 @@ impl<B: Blockstore> Collector<B> {
             self.renew().await?;
         }
 
-        // Packed CARs.
-        // Deals' CARs whose pieces are now read from their providers.
-        let cold: HashSet<String> = match &self.policy.cold {
-            Some(rules) => {
-                self.store.cold_pieces(now_ms(), rules, true).await?.into_iter().collect()
-            }
-            None => HashSet::new(),
-        };
+        // Packed CARs (deals' CARs whose pieces are now read from their providers too).
         let (dir, retention) = (self.packed_dir.clone(), self.policy.packed_retention);
         let idle = SystemTime::now().checked_sub(IDLE).unwrap_or(SystemTime::UNIX_EPOCH);
         let (cars, car_bytes) = tokio::task::spawn_blocking(move || {

@@ -789,10 +789,12 @@ impl Store {
         rules: &crate::domain::probe::ColdRules,
         read_back: bool,
     ) -> Result<Vec<String>, StoreError> {
-        // Read back whole within the window too (`cold_checks`), if asked.
+        // Read back whole within the window too (`cold_checks`), and its blocks' places
+        // recorded (`piece_blocks`), if asked.
         let checked = if read_back {
             " AND EXISTS (SELECT 1 FROM cold_checks c
-                          WHERE c.piece_cid = o.piece_cid AND c.checked_ms >= $4)"
+                          WHERE c.piece_cid = o.piece_cid AND c.checked_ms >= $4)
+              AND EXISTS (SELECT 1 FROM piece_blocks pb WHERE pb.piece_cid = o.piece_cid)"
         } else {
             " AND $4 >= 0"
         };

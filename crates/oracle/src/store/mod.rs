@@ -38,6 +38,7 @@ use sqlx::{
 use crate::domain::JobState;
 
 mod buckets;
+mod cold;
 mod datadao;
 mod deals;
 mod gc;
@@ -53,6 +54,7 @@ mod splits;
 mod uploads;
 
 pub use buckets::{BucketPiece, BucketRecord, BucketRequest};
+pub use cold::BlockPlace;
 pub use datadao::{DaoFunding, DealEngineCounts, FundingState};
 pub use deals::{DealLogs, OrderRecord, OrderWithReplicas, PieceToOrder, ProbeTarget};
 pub use gc::{Freed, GcTotals, LIVE, LiveJob};

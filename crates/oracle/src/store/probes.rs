@@ -314,10 +314,12 @@ impl Store {
             .rows_affected();
         let mut unordered = 0;
         for table in ["piece_levels", "piece_level_attempts", "cold_checks"] {
+            // A piece whose blocks are gone keeps its levels: it is read from its providers.
             unordered += sqlx::query(&format!(
                 "DELETE FROM {table} WHERE NOT EXISTS (
                    SELECT 1 FROM deal_orders o
-                   WHERE o.piece_cid = {table}.piece_cid AND o.state IN ($1, $2))"
+                   WHERE o.piece_cid = {table}.piece_cid AND o.state IN ($1, $2))
+                 AND NOT EXISTS (SELECT 1 FROM cold_blocks c WHERE c.piece_cid = {table}.piece_cid)"
             ))
             .bind(OrderState::Sending.as_str())
             .bind(OrderState::Open.as_str())
@@ -325,7 +327,7 @@ impl Store {
             .await?
             .rows_affected();
         }
-        Ok(probes + unordered)
+        Ok(probes + unordered + self.prune_cold().await?)
     }
 
     /// Records that `piece` was read back whole from its providers at `at_ms`.

@@ -917,9 +917,10 @@ async fn libp2p_connections_past_the_limit_are_refused_and_the_limits_are_visibl
         p2p_peer_bytes_per_second: 1 << 20,
     };
     let stop = CancellationToken::new();
-    let p2p = estuary_oracle::p2p::P2p::start(&dir.path().join("p2p.key"), &config, blocks, stop)
-        .await
-        .unwrap();
+    let p2p =
+        estuary_oracle::p2p::P2p::start(&dir.path().join("p2p.key"), &config, blocks, None, stop)
+            .await
+            .unwrap();
     let addr = p2p.addrs()[0].clone();
     let (events, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
     for client in 0..2 {

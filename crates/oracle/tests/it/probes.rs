@@ -8,7 +8,8 @@
 //! found again. The oracle drops its copy once both first replicas are verified
 //! (`--cold-after-secs`): `/piece` is read from the providers from then on (by f01002 too,
 //! when it takes the lost replica), a tampered span refused and read from the next; with
-//! none left that serves it, `502`.
+//! none left that serves it, `502`. The pin's blocks go with the copy: the gateway serves the
+//! DAG from the providers, and the copy packed again brings the blocks back.
 
 use std::{
     sync::{
@@ -30,10 +31,14 @@ use std::collections::HashMap;
 
 use estuary_contracts::DealClient;
 use estuary_oracle::{
+    blockstore::FsBlockstore,
+    config::P2pConfig,
     deals::cold::{ColdError, ColdReads, Source},
+    p2p::P2p,
     store::{DatabaseUrl, Store},
 };
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     oracle_pinning::{Cars, add, cid_bytes, gateway},
@@ -74,6 +79,55 @@ async fn tampering_proxy(upstream: String, tamper: Arc<AtomicBool>) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
+}
+
+/// A CAR's blocks (CID bytes and data), each once, sorted.
+fn blocks_of(car: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let (_, blocks) = estuary_dag::car::read_car(car, Default::default()).unwrap();
+    let mut out: Vec<_> = blocks.into_iter().map(|b| (b.cid.to_bytes(), b.data)).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The blocks of `root`'s DAG as the oracle's gateway serves them.
+async fn dag_from_gateway(oracle: &OracleProcess, root: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let url = format!("{}/ipfs/{root}?format=car", oracle.url);
+    let response = reqwest::Client::new().get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    blocks_of(&response.bytes().await.unwrap())
+}
+
+/// Each of `dag`'s blocks as the oracle's Bitswap serves them, to a node of our own.
+async fn dag_from_bitswap(oracle: &OracleProcess, dag: &[(Vec<u8>, Vec<u8>)]) {
+    let info = oracle.get("/p2p").await.unwrap();
+    let peer: libp2p::PeerId = info["peer_id"].as_str().unwrap().parse().unwrap();
+    let addrs = info["addrs"].as_array().unwrap().iter();
+    let addrs = addrs.map(|a| a.as_str().unwrap().parse().unwrap()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = Arc::new(FsBlockstore::open(dir.path().join("blocks")).unwrap());
+    let config = P2pConfig {
+        p2p_listen: Vec::new(),
+        p2p_max_connections: 4,
+        p2p_peer_bytes_per_second: 1 << 30,
+    };
+    let stop = CancellationToken::new();
+    let node =
+        P2p::start(&dir.path().join("p2p.key"), &config, blocks, None, stop.clone()).await.unwrap();
+    node.connect(peer, addrs).await.unwrap();
+    for (cid, data) in dag {
+        let cid = cid::Cid::try_from(cid.as_slice()).unwrap();
+        let got = node.bitswap().get(peer, cid).await.unwrap();
+        assert!(got == *data, "{cid} over Bitswap");
+    }
+    stop.cancel();
+}
+
+/// Blocks the oracle read from providers (`estuary_cold_blocks_total`).
+async fn cold_blocks(oracle: &OracleProcess) -> u64 {
+    let metrics = oracle.metrics().await;
+    let line = metrics.lines().find(|l| l.starts_with("estuary_cold_blocks_total "));
+    line.and_then(|l| l.split(' ').nth(1)?.parse().ok()).unwrap_or(0)
 }
 
 /// Waits until `ok` holds (`secs` at most).
@@ -178,6 +232,11 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
         "2",
         "--gc-interval-secs",
         "2",
+        "--p2p-listen",
+        "/ip4/127.0.0.1/tcp/0",
+        // The pin's blocks go as soon as its copy does.
+        "--gc-grace-secs",
+        "1",
         "--cold-cache-secs",
         "2",
         // Probes of one provider come about every 10 s here (6 a minute at most).
@@ -203,6 +262,7 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
 
     // A pin: one CAR, its own piece, two replicas (f01000 and f01001: unscored, lower ids first).
     let (root, _piece, car) = add(dir.path(), "p", &noise(300_000, 5));
+    let dag = blocks_of(&car);
     cars.lock().unwrap().insert(root.clone(), car);
     chain.pin(4, &cid_bytes(&root)).await;
     let order = order_when(&oracle, 240, "two replicas active and read back", |o| {
@@ -215,13 +275,23 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     let piece = order["piece_cid"].as_str().unwrap().to_owned();
     let packed = dir.path().join("oracle-data/packed").join(format!("{piece}.car"));
     until("the copy dropped", 30, || !packed.exists()).await;
+    // The pin's blocks went with it: the gateway reads them from the providers, each checked.
+    assert!(dag_from_gateway(&oracle, &root).await == dag, "the DAG, from the providers");
+    assert!(cold_blocks(&oracle).await >= dag.len() as u64);
+    // Bitswap too.
+    let read = cold_blocks(&oracle).await;
+    dag_from_bitswap(&oracle, &dag).await;
+    assert!(cold_blocks(&oracle).await >= read + dag.len() as u64);
 
     // f01000 stops for good: lost after two failed probes, made again at f01002 (which
     // fetches the piece from the oracle: read from f01001, each span checked).
     sps[0].take().unwrap().kill().await;
-    // Its probes fail: fewer verified replicas than the drop asks, so the oracle packs its
-    // copy again from the pin's blocks.
+    // Its probes fail: fewer verified replicas than the drop asks, so the oracle reads its
+    // copy back from f01001, and the pin's blocks with it.
     until("the copy packed again", 60, || packed.exists()).await;
+    let read = cold_blocks(&oracle).await;
+    assert!(dag_from_gateway(&oracle, &root).await == dag, "the DAG, here again");
+    assert_eq!(cold_blocks(&oracle).await, read, "no block read from providers");
     let order = order_when(&oracle, 240, "f01000's replica lost and replaced at f01002", |o| {
         lost(o, 1000) && probed_ok(o, 1002) && o["replicas_active"] == 2
     })
@@ -284,6 +354,8 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     // Both replicas verified again: the copy goes again, and /piece is read from the
     // providers, each span checked.
     until("the copy dropped again", 60, || !packed.exists()).await;
+    assert!(dag_from_gateway(&oracle, &root).await == dag, "the DAG, from the providers again");
+    assert!(cold_blocks(&oracle).await >= dag.len() as u64);
     let http = reqwest::Client::new();
     let read = |range: Option<&'static str>| {
         let mut request = http.get(format!("{}/piece/{piece}", oracle.url));

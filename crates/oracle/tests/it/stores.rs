@@ -1105,7 +1105,53 @@ async fn probes_kept_pruned_totalled_and_suspensions(s: &Store) {
     }
 }
 
+/// Where a piece's blocks lie is recorded and replaced whole; a block's places are found only
+/// in pieces whose blocks went; a piece with a live pin keeps its places and its mark, and a
+/// piece whose blocks went keeps its levels with no order left.
+async fn cold_blocks_placed_marked_and_pruned(s: &Store) {
+    use estuary_oracle::{domain::probe::LevelsBuilder, store::BlockPlace};
+    ingest(s, &[event(1, 5, 0)], cursor(5)).await;
+    let (p, q) = ("bafkzcibcaaces3p", "bafkzcibcaaces3q");
+    reported_with(s, &key(1), p).await;
+    let (a, b, c) = (vec![1u8, 2, 3], vec![4u8, 5], vec![6u8]);
+    s.put_piece_blocks(p, &[(a.clone(), 10, 100), (c.clone(), 999, 1)]).await.unwrap();
+    s.put_piece_blocks(p, &[(a.clone(), 10, 100), (b.clone(), 200, 50)]).await.unwrap();
+    s.put_piece_blocks(q, &[(a.clone(), 7, 100)]).await.unwrap();
+    // 1,200 places: written in batches.
+    let many: Vec<_> = (0..1200u32).map(|i| (i.to_be_bytes().to_vec(), u64::from(i), 1)).collect();
+    s.put_piece_blocks("bafkzcibcaaces3r", &many).await.unwrap();
+    assert!(s.piece_blocks_kept(p).await.unwrap());
+    assert!(!s.piece_blocks_kept("bafkzcibcaaces3s").await.unwrap());
+    assert!(s.cold_block_places(&a, 4).await.unwrap().is_empty(), "no piece went cold");
+    s.mark_blocks_cold(&[p.to_owned()], 5).await.unwrap();
+    s.mark_blocks_cold(&[p.to_owned()], 6).await.unwrap();
+    assert_eq!(
+        s.cold_block_places(&a, 4).await.unwrap(),
+        [BlockPlace { piece: p.into(), at: 10, len: 100 }]
+    );
+    assert!(s.cold_block_places(&c, 4).await.unwrap().is_empty(), "replaced");
+    assert_eq!(s.cold_block_places(&b, 4).await.unwrap()[0].at, 200);
+    assert_eq!(s.cold_block_pieces().await.unwrap().into_iter().collect::<Vec<_>>(), [p]);
+    // Its levels, with no order: kept while its blocks are gone.
+    let data = vec![7u8; 1000];
+    let info = estuary_piece::commp::commp(&data).unwrap();
+    let mut builder = LevelsBuilder::new(info.padded_size).unwrap();
+    builder.update(&data).unwrap();
+    s.put_piece_levels(p, &builder.finish(&info.commp).unwrap()).await.unwrap();
+    // q and r: no order, not cold: their places go.
+    assert_eq!(s.prune_probes(0).await.unwrap(), 1 + 1200);
+    assert!(s.piece_levels(p).await.unwrap().is_some());
+    assert!(s.piece_blocks_kept(p).await.unwrap());
+    assert!(!s.piece_blocks_kept(q).await.unwrap());
+    // Back here: the mark goes, and then the places and levels.
+    s.mark_blocks_hot(p).await.unwrap();
+    assert!(s.cold_block_places(&a, 4).await.unwrap().is_empty());
+    assert_eq!(s.prune_probes(0).await.unwrap(), 1 + 2);
+    assert!(!s.piece_blocks_kept(p).await.unwrap());
+}
+
 async fn whole_suite(fresh: impl AsyncFn() -> Store) {
+    cold_blocks_placed_marked_and_pruned(&fresh().await).await;
     probes_kept_pruned_totalled_and_suspensions(&fresh().await).await;
     claims_are_fair_between_requesters(&fresh().await).await;
     gc_and_its_holds_exclude_each_other(&fresh().await).await;
