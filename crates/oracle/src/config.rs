@@ -374,7 +374,7 @@ pub struct DealsConfig {
     /// `--probe-lost-after` probes within `--cold-verified-within-secs` (`url=` providers), and the
     /// piece read back whole from them, every span checked: `/piece` then reads it from them
     /// (none: the copy is kept while the order lives). Single CARs only, not aggregates or
-    /// split pins' parts.
+    /// split pins' parts. The pin's blocks stay unless `--cold-drop-blocks`.
     #[arg(long, env = "ESTUARY_COLD_AFTER_SECS")]
     pub cold_after_secs: Option<u64>,
     /// Replicas verified by a recent probe a piece's copy needs to be dropped.
@@ -394,6 +394,11 @@ pub struct DealsConfig {
     /// Only CARs of at least this many bytes are dropped.
     #[arg(long, env = "ESTUARY_COLD_MIN_SIZE", default_value_t = 0)]
     pub cold_min_size: u64,
+    /// With `--cold-after-secs`, drop the pin's blocks with its CAR (unless another live pin
+    /// needs them): the gateway and Bitswap then read them from the providers, each checked,
+    /// and they come back with the copy when the replicas falter. Without it, the blocks stay.
+    #[arg(long, env = "ESTUARY_COLD_DROP_BLOCKS")]
+    pub cold_drop_blocks: bool,
     /// Group packed pins into FRC-0058 aggregates of at most this many padded bytes (a power of
     /// two from 4096: 34359738368 = 32 GiB on mainnet), one order per aggregate; a pin larger
     /// than half of it is ordered on its own (none: every pin is its own order).
@@ -457,6 +462,7 @@ impl DealsConfig {
                 .unwrap_or(self.probe_every_secs.saturating_mul(2))
                 .saturating_mul(1000),
             min_size: self.cold_min_size,
+            drop_blocks: self.cold_drop_blocks,
         })
     }
 

@@ -96,11 +96,31 @@ impl<B: Blockstore> BlockSource for StoreSource<B> {
             });
             match (held, &self.1) {
                 (None, Some(cold)) => cold.block(&cid).await.unwrap_or_else(|e| {
-                    warn!(%cid, error = %e, "cannot read a block from providers to serve");
+                    tracing::debug!(%cid, error = %e, "cannot read a block from providers to serve");
                     None
                 }),
                 (held, _) => held,
             }
+        })
+    }
+
+    /// Held here, or of a pin whose piece providers hold: answered without reading it.
+    fn has(&self, cid: &Cid) -> BlockFuture<'_> {
+        let store = Arc::clone(&self.0);
+        let cid = *cid;
+        Box::pin(async move {
+            let here = tokio::task::spawn_blocking(move || store.has(&cid))
+                .await
+                .expect("a block lookup does not panic")
+                .unwrap_or_else(|e| {
+                    warn!(%cid, error = %e, "cannot look a block up to answer a want");
+                    false
+                });
+            let cold = match (&self.1, here) {
+                (Some(cold), false) => cold.holds(&cid).await.unwrap_or(false),
+                _ => false,
+            };
+            (here || cold).then(Vec::new)
         })
     }
 }

@@ -4,7 +4,7 @@
 //! chain stay; the contract refuses a second one and the oracle counts that as done.
 //!
 //! A pin whose blocks garbage collection let go, its piece read from the providers that hold
-//! it (`cold_blocks`), is not walked.
+//! it (`block_pieces.cold_ms`), is not walked, nor requeued if it went cold during its walk.
 //!
 //! A storage failure (a disk error, an S3 outage) is not damage: the DAG is left alone and the
 //! failure counted, so an outage never requeues every pin.
@@ -81,6 +81,12 @@ pub async fn reconcile_within<B: Blockstore>(
             }
             Err(e) => e.to_string(),
         };
+        // Gone cold meanwhile (a collection let its blocks go during the walk): not damage.
+        if let Some(piece) = &job.piece_cid
+            && store.blocks_cold(piece).await?
+        {
+            continue;
+        }
         let damaged = Input::Damaged { reason: problem.clone() };
         match commands::run(store, &key, &damaged, &Policy::default()).await {
             Ok(_) => out.requeued.push((key, problem)),

@@ -191,6 +191,13 @@ pub type BlockFuture<'a> = futures::future::LocalBoxFuture<'a, Option<Vec<u8>>>;
 pub trait BlockSource: 'static {
     /// The block `cid`, if held. Errors count as not held.
     fn block(&self, cid: &Cid) -> BlockFuture<'_>;
+
+    /// `Some` if the block `cid` is held (a want-have's answer): a source that can tell
+    /// without reading the block (one whose blocks are costly to read) answers an empty `Vec`.
+    /// By default, the block itself.
+    fn has(&self, cid: &Cid) -> BlockFuture<'_> {
+        self.block(cid)
+    }
 }
 
 type Reply = Result<Vec<u8>, BitswapError>;
@@ -576,7 +583,12 @@ impl Bitswap {
             debug!(%peer, ignored, "want list over the limit; the rest ignored");
         }
         for want in wants.into_iter().take(self.limits.wants_per_message) {
-            let found = match source.block(&want.cid).await {
+            let read = if want.want_type == WantType::Have {
+                source.has(&want.cid).await
+            } else {
+                source.block(&want.cid).await
+            };
+            let found = match read {
                 Some(data) if want.want_type == WantType::Block => {
                     match self.reserve(peer, data.len()) {
                         Some(Duration::ZERO) => Some(data),

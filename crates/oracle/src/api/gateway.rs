@@ -12,7 +12,10 @@
 //! A block of a pin whose blocks went, its piece held by storage providers, is read from them:
 //! its place in the piece (recorded before the blocks went), the spans around it checked
 //! against the piece's commitment, the block against its CID (`deals::cold`). When no provider
-//! serves it: 502; when as many reads from providers as the oracle makes are under way: 503.
+//! serves a raw block or a path's block: 502; when as many reads from providers as the oracle
+//! makes are under way: 503. Within a CAR's walk (the status already sent), either ends the
+//! body early, as a walk over budget does. `HEAD` and a matching `If-None-Match` read nothing
+//! from providers.
 //!
 //! Every CAR is walked within the request's [`GatewayLimits`]: block visits (a byte range's node
 //! loads included, each repeat of a subtree counted), bytes read from the store, and time. A
@@ -222,17 +225,21 @@ pub(super) async fn ipfs<B: Blockstore>(
     .await
     .expect("resolving a path does not panic")
     .map_err(|e| path_error(*e))?;
-    let (blocks, cold) = (Arc::clone(&st.blocks), st.cold.clone());
+    // Here, or of a pin whose piece providers hold (read from them only when its bytes are
+    // sent): a 404 before anything else.
     let terminal = resolved.terminal;
-    let terminal_block = tokio::task::spawn_blocking(move || {
-        ColdSource::new(&*blocks, cold.as_ref()).block(&terminal)
-    })
-    .await
-    .expect("a block read does not panic")
-    .map_err(|e| match e {
-        BlockError::Io { source, .. } => read_fault(source),
-        _ => ApiError::NotFound(format!("{terminal} is not pinned here")),
-    })?;
+    let blocks = Arc::clone(&st.blocks);
+    let here = tokio::task::spawn_blocking(move || blocks.has(&terminal))
+        .await
+        .expect("a block lookup does not panic")?;
+    let held = here
+        || match &st.cold {
+            Some(cold) => cold.holds(&terminal).await?,
+            None => false,
+        };
+    if !held {
+        return Err(ApiError::NotFound(format!("{terminal} is not pinned here")));
+    }
     let head = method == Method::HEAD;
     let ipfs_path =
         if rest.is_empty() { format!("/ipfs/{cid}") } else { format!("/ipfs/{cid}/{rest}") };
@@ -242,7 +249,8 @@ pub(super) async fn ipfs<B: Blockstore>(
             if not_modified(&headers, &etag) {
                 return Ok(not_modified_response(&etag));
             }
-            let body = if head { Body::empty() } else { Body::from(terminal_block) };
+            let body =
+                if head { Body::empty() } else { Body::from(read_block(&st, terminal).await?) };
             immutable(body, RAW, &etag)
         }
         Format::Car => {
@@ -260,7 +268,8 @@ pub(super) async fn ipfs<B: Blockstore>(
                 Body::empty()
             } else if scope == DagScope::Block && resolved.path_blocks.is_empty() {
                 let mut out = header_v1(&[cid]);
-                encode_section(&Block { cid, data: terminal_block }, &mut out);
+                let data = read_block(&st, terminal).await?;
+                encode_section(&Block { cid, data }, &mut out);
                 Body::from(out)
             } else {
                 // The walk holds the slot until it ends.
@@ -287,6 +296,18 @@ pub(super) async fn ipfs<B: Blockstore>(
     };
     set(&mut response, header::HeaderName::from_static("x-ipfs-path"), &ipfs_path);
     Ok(hold(response, slot))
+}
+
+/// The block `cid`: from the store, or from the providers of a piece holding it.
+async fn read_block<B: Blockstore>(st: &ApiState<B>, cid: Cid) -> Result<Vec<u8>, ApiError> {
+    let (blocks, cold) = (Arc::clone(&st.blocks), st.cold.clone());
+    tokio::task::spawn_blocking(move || ColdSource::new(&*blocks, cold.as_ref()).block(&cid))
+        .await
+        .expect("a block read does not panic")
+        .map_err(|e| match e {
+            BlockError::Io { source, .. } => read_fault(source),
+            _ => ApiError::NotFound(format!("{cid} is not pinned here")),
+        })
 }
 
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
@@ -369,6 +390,8 @@ fn car_stream<B: Blockstore>(
                 let over_budget = over.load(Ordering::Relaxed) || is_limit(&e);
                 if over_budget {
                     tracing::info!(%root, error = %e, "a gateway walk ran out of its budget");
+                } else if from_providers(&e) {
+                    tracing::warn!(%root, error = %e, "a gateway walk's read from providers failed");
                 } else if e.is_fault() {
                     tracing::error!(error = %e, "the blockstore failed while a CAR was served");
                 }
@@ -384,6 +407,18 @@ fn car_stream<B: Blockstore>(
             |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
         );
     Body::from_stream(stream)
+}
+
+/// Whether a walk stopped on a read from providers (busy, or none served the block).
+fn from_providers(e: &TraversalError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<ColdError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Whether a walk stopped at one of its limits.

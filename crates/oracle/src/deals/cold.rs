@@ -11,7 +11,7 @@
 //!     the first span is read before the answer's head: nobody can serve it ──► 502
 //!
 //!   GET /ipfs/{cid}…, a Bitswap want  ── block not here ──► ColdReads::block
-//!     its places in pieces whose pins' blocks went (piece_blocks ⋈ cold_blocks)
+//!     its places in pieces whose pins' blocks went (piece_blocks, block_pieces.cold_ms)
 //!     ──► ColdReads::read of [place, place + length) ──► hashes to the CID? ──► served
 //! ```
 //!
@@ -42,7 +42,7 @@ use axum::body::Bytes;
 use cid::Cid;
 use estuary_piece::PieceCid;
 use futures::{StreamExt, stream::BoxStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 use tracing::warn;
 
@@ -62,6 +62,10 @@ const IN_FLIGHT: usize = 2;
 const FRAME: usize = 256 << 10;
 /// Cold reads at once (each holds up to [`IN_FLIGHT`] spans); more are refused as busy.
 const READS_AT_ONCE: usize = 4;
+/// How long a piece's levels and sources are kept in memory (a CAR walk reads many blocks of
+/// one piece), and how many pieces at most.
+const PIECE_TTL: Duration = Duration::from_secs(10);
+const PIECES: usize = 64;
 /// Pieces a block read from providers tries, at most.
 const PLACES: u32 = 4;
 /// The largest block read from providers (the fetch's own limit is smaller).
@@ -134,6 +138,9 @@ impl std::fmt::Debug for ColdRead {
     }
 }
 
+/// A piece's levels and sources, when they were read.
+type PieceEntry = (Instant, Arc<PieceLevels>, Vec<Source>);
+
 /// Reads pieces the oracle no longer holds from the providers that do.
 #[derive(Debug)]
 pub struct ColdReads {
@@ -142,7 +149,9 @@ pub struct ColdReads {
     urls: HashMap<u64, String>,
     stats: Mutex<ColdStats>,
     reads: Arc<Semaphore>,
+    keeping: Arc<Semaphore>,
     cache: SpanCache,
+    pieces: Mutex<HashMap<String, PieceEntry>>,
 }
 
 /// A cached span: its piece and index, when it was read, its bytes.
@@ -219,7 +228,9 @@ impl ColdReads {
             urls,
             stats: Mutex::default(),
             reads: Arc::new(Semaphore::new(READS_AT_ONCE)),
+            keeping: Arc::new(Semaphore::new(1)),
             cache: SpanCache::new(cache_ttl),
+            pieces: Mutex::default(),
         })
     }
 
@@ -241,6 +252,13 @@ impl ColdReads {
         let places = self.store.cold_block_places(&cid.to_bytes(), PLACES).await?;
         let mut last = None;
         for place in places {
+            if place.len == 0 {
+                // Nothing to read: the empty block, if that is what the CID says.
+                if estuary_dag::car::verify(cid, &[]).is_ok() {
+                    return Ok(Some(Vec::new()));
+                }
+                continue;
+            }
             if place.len > MAX_BLOCK {
                 continue;
             }
@@ -283,6 +301,12 @@ impl ColdReads {
         }
     }
 
+    /// Whether the block `cid` is of a pin whose blocks went, its piece held by providers
+    /// (what Bitswap's want-have is answered from, without reading it).
+    pub async fn holds(&self, cid: &Cid) -> Result<bool, StoreError> {
+        Ok(!self.store.cold_block_places(&cid.to_bytes(), 1).await?.is_empty())
+    }
+
     /// The providers `piece` can be read from: its active replicas at a provider with a
     /// `url=`, the last verified first and the lost last (every span is checked, so asking
     /// one more costs time only).
@@ -319,7 +343,44 @@ impl ColdReads {
         piece: &PieceCid,
         range: impl FnOnce(u64) -> Option<(u64, u64)>,
     ) -> Result<Option<ColdRead>, ColdError> {
+        let permit = Arc::clone(&self.reads).try_acquire_owned().map_err(|_| ColdError::Busy)?;
+        self.read_held(piece, range, permit).await
+    }
+
+    /// All of `piece`, as [`Self::read`] reads it, for keeping its copy (a read-back, a
+    /// restore): with a slot of its own, waited for, so reads for clients never crowd it out.
+    pub async fn read_to_keep(
+        self: &Arc<Self>,
+        piece: &PieceCid,
+    ) -> Result<Option<ColdRead>, ColdError> {
+        let permit =
+            Arc::clone(&self.keeping).acquire_owned().await.map_err(|_| ColdError::Busy)?;
+        self.read_held(piece, |total| Some((0, total)), permit).await
+    }
+
+    async fn read_held(
+        self: &Arc<Self>,
+        piece: &PieceCid,
+        range: impl FnOnce(u64) -> Option<(u64, u64)>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Option<ColdRead>, ColdError> {
+        let Some((levels, sources)) = self.piece(piece).await? else { return Ok(None) };
+        let Some(range) = range(levels.payload_size) else { return Ok(None) };
+        self.read_spans(piece.to_string(), levels, sources, range, permit).await
+    }
+
+    /// `piece`'s levels (checked against it) and its sources, kept [`PIECE_TTL`]; `None` if
+    /// either is missing.
+    async fn piece(
+        &self,
+        piece: &PieceCid,
+    ) -> Result<Option<(Arc<PieceLevels>, Vec<Source>)>, StoreError> {
         let name = piece.to_string();
+        if let Some((at, levels, sources)) = lock(&self.pieces).get(&name)
+            && at.elapsed() < PIECE_TTL
+        {
+            return Ok(Some((Arc::clone(levels), sources.clone())));
+        }
         let Some(levels) = self.store.piece_levels(&name).await? else { return Ok(None) };
         // Checked against the piece itself: a row that is not this piece's checks nothing.
         if !levels.is_of(piece) {
@@ -330,8 +391,16 @@ impl ColdReads {
         if sources.is_empty() {
             return Ok(None);
         }
-        let Some((start, end)) = range(levels.payload_size) else { return Ok(None) };
-        self.read_from(name, Arc::new(levels), sources, (start, end)).await
+        let levels = Arc::new(levels);
+        let mut pieces = lock(&self.pieces);
+        if pieces.len() >= PIECES {
+            pieces.retain(|_, (at, _, _)| at.elapsed() < PIECE_TTL);
+            if pieces.len() >= PIECES {
+                pieces.clear();
+            }
+        }
+        pieces.insert(name, (Instant::now(), Arc::clone(&levels), sources.clone()));
+        Ok(Some((levels, sources)))
     }
 
     /// Bytes `[start, end)` of the payload of `piece` (whose levels are `levels`) read from
@@ -342,14 +411,26 @@ impl ColdReads {
         piece: String,
         levels: Arc<PieceLevels>,
         sources: Vec<Source>,
+        range: (u64, u64),
+    ) -> Result<Option<ColdRead>, ColdError> {
+        let permit = Arc::clone(&self.reads).try_acquire_owned().map_err(|_| ColdError::Busy)?;
+        self.read_spans(piece, levels, sources, range, permit).await
+    }
+
+    /// [`Self::read_from`], under `permit` (held until the body is dropped: sent, or the
+    /// client gone).
+    async fn read_spans(
+        self: &Arc<Self>,
+        piece: String,
+        levels: Arc<PieceLevels>,
+        sources: Vec<Source>,
         (start, end): (u64, u64),
+        permit: OwnedSemaphorePermit,
     ) -> Result<Option<ColdRead>, ColdError> {
         let total = levels.payload_size;
         if start >= end || end > total || sources.is_empty() {
             return Ok(None);
         }
-        // Held until the body is dropped: sent, or the client gone.
-        let permit = Arc::clone(&self.reads).try_acquire_owned().map_err(|_| ColdError::Busy)?;
         let reading = Arc::new(Reading {
             reads: Arc::clone(self),
             piece,
@@ -488,13 +569,17 @@ impl<B: Blockstore + ?Sized> estuary_dag::BlockSource for ColdSource<'_, B> {
 /// Keeps the drop policy safe both ways:
 /// - **before a copy goes**, the piece is read back whole from its providers, every span checked
 ///   against its levels (checked against the piece CID); a piece that reads back is recorded
-///   (`cold_checks`) with where each of its blocks lies (`piece_blocks`), and garbage
-///   collection drops only pieces read back within the window (their CARs, and their pins'
-///   blocks);
+///   (`cold_checks`), with where each of its blocks lies (`piece_blocks`) if its pins' blocks
+///   may go too (`--cold-drop-blocks`), and garbage collection drops only pieces read back
+///   within the window (their CARs, and their pins' blocks if asked);
 /// - **once a dropped piece's replicas no longer meet the rules** (a provider stopped serving,
 ///   a replica lost or ended), its copy is packed again from the pin's blocks, checked to be
 ///   the same piece, or, once the blocks went too, read back whole from the providers still
-///   serving it, its blocks put back first.
+///   serving it, its blocks put back first. A piece that cannot be brought back waits,
+///   doubling up to an hour, and the others go first meanwhile.
+///
+/// Its reads from providers have a slot of their own ([`ColdReads::read_to_keep`]): reads for
+/// clients never hold them off.
 #[derive(Debug)]
 pub struct ReadBacks<B> {
     store: Store,
@@ -502,12 +587,23 @@ pub struct ReadBacks<B> {
     reads: Arc<ColdReads>,
     rules: ColdRules,
     packed_dir: PathBuf,
+    restoring: PathBuf,
     tick: Duration,
+    waiting: Mutex<HashMap<String, (Instant, u32)>>,
 }
+
+/// Blocks of one piece whose places are recorded at most (a 32 GiB piece of 16 KiB blocks);
+/// the blocks of a piece with more are kept here.
+const MAX_PLACES: u64 = 1 << 21;
+/// Places sent to the database at a time.
+const PLACE_BATCH: usize = 4096;
+/// The longest a piece that could not be brought back waits for its next attempt.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 impl<B: Blockstore> ReadBacks<B> {
     /// Read-backs of the pieces whose copy in `packed_dir` `rules` would let go, and copies
-    /// packed again from `blocks`, every `tick`.
+    /// packed again from `blocks` (or read back from providers into a directory beside
+    /// `packed_dir`, `restoring`), every `tick`.
     pub fn new(
         store: Store,
         blocks: Arc<B>,
@@ -516,7 +612,8 @@ impl<B: Blockstore> ReadBacks<B> {
         packed_dir: PathBuf,
         tick: Duration,
     ) -> Self {
-        Self { store, blocks, reads, rules, packed_dir, tick }
+        let restoring = packed_dir.with_file_name("restoring");
+        Self { store, blocks, reads, rules, packed_dir, restoring, tick, waiting: Mutex::default() }
     }
 
     /// Runs until `shutdown`.
@@ -536,79 +633,100 @@ impl<B: Blockstore> ReadBacks<B> {
     }
 
     /// One step: the pieces whose replicas meet the rules (read once), then a read-back and a
-    /// restore.
+    /// restore (the restore whatever came of the read-back).
     pub async fn step(&self) -> Result<(), ColdError> {
         let held = self.store.cold_pieces(now_ms(), &self.rules, false).await?;
-        self.pass(&held).await?;
-        self.restore(&held).await?;
+        let passed = self.pass(&held).await;
+        let restored = self.restore(&held).await;
+        passed?;
+        restored?;
         Ok(())
     }
 
-    /// Packs again the copy of the first pinned single-CAR piece whose copy is gone and whose
-    /// replicas no longer meet the rules (are not in `held`): from the pin's blocks, or, once
-    /// they are gone too, from the piece's providers (blocks and all). Returns it if it was.
+    /// Brings back the copy of the first pinned single-CAR piece whose copy is gone and whose
+    /// replicas no longer meet the rules (are not in `held`), and that is not waiting after a
+    /// failed attempt: from the pin's blocks, or, once they are gone too, from the piece's
+    /// providers (blocks and all). One attempt a step; returns the piece if it came back.
     pub async fn restore(&self, held: &[String]) -> Result<Option<String>, ColdError> {
         let cold_blocks = self.store.cold_block_pieces().await?;
         for (name, root) in self.store.pinned_single_cars().await? {
-            if held.contains(&name) || self.packed_dir.join(format!("{name}.car")).exists() {
+            if held.contains(&name)
+                || self.packed_dir.join(format!("{name}.car")).exists()
+                || lock(&self.waiting).get(&name).is_some_and(|(at, _)| Instant::now() < *at)
+            {
                 continue;
             }
-            if cold_blocks.contains(&name) {
-                // One a pass, whatever came of it.
-                return self.restore_from_providers(&name).await;
-            }
-            let (blocks, dir) = (Arc::clone(&self.blocks), self.packed_dir.clone());
-            let packed = tokio::task::spawn_blocking(move || {
-                crate::pipeline::pack::pack(&*blocks, &root, &dir)
-            })
-            .await;
-            match packed {
-                Ok(Ok(packed)) if packed.piece_cid == name => {
-                    tracing::info!(piece = %name, "restore: copy packed again from the pin's blocks");
-                    return Ok(Some(name));
+            let done = if cold_blocks.contains(&name) {
+                self.restore_from_providers(&name).await
+            } else {
+                self.pack_again(&name, root).await
+            };
+            let mut waiting = lock(&self.waiting);
+            return match done {
+                Ok(true) => {
+                    waiting.remove(&name);
+                    Ok(Some(name))
                 }
-                Ok(Ok(packed)) => {
-                    warn!(piece = %name, packed = %packed.piece_cid,
-                          "restore: the blocks pack to another piece; left for collection");
+                Ok(false) | Err(_) => {
+                    if let Err(e) = &done {
+                        warn!(piece = %name, error = %e, "restore: failed; tried again later");
+                    }
+                    let failures = waiting.get(&name).map_or(0, |(_, n)| *n).saturating_add(1);
+                    let wait = self.tick.saturating_mul(1 << failures.min(16)).min(MAX_WAIT);
+                    waiting.insert(name, (Instant::now() + wait, failures));
+                    Ok(None)
                 }
-                Ok(Err(e)) => warn!(piece = %name, error = %e, "restore: not packed"),
-                Err(e) => warn!(piece = %name, error = %e, "restore: packing failed"),
-            }
-            // One a pass, whatever came of it.
-            return Ok(None);
+            };
         }
         Ok(None)
     }
 
-    /// Reads `name` whole from its providers (every span checked), puts its blocks back in
-    /// the store (each checked against its CID), then its copy; returns it if it was.
-    async fn restore_from_providers(&self, name: &str) -> Result<Option<String>, ColdError> {
-        let Ok(piece) = name.parse::<PieceCid>() else { return Ok(None) };
-        let Some(read) = self.reads.read(&piece, |total| Some((0, total))).await? else {
+    /// Packs `name`'s copy again from the blocks of its pin (`root`); whether it did.
+    async fn pack_again(&self, name: &str, root: Vec<u8>) -> Result<bool, ColdError> {
+        let (blocks, dir) = (Arc::clone(&self.blocks), self.packed_dir.clone());
+        let packed =
+            tokio::task::spawn_blocking(move || crate::pipeline::pack::pack(&*blocks, &root, &dir))
+                .await;
+        match packed {
+            Ok(Ok(packed)) if packed.piece_cid == name => {
+                tracing::info!(piece = %name, "restore: copy packed again from the pin's blocks");
+                return Ok(true);
+            }
+            Ok(Ok(packed)) => {
+                warn!(piece = %name, packed = %packed.piece_cid,
+                      "restore: the blocks pack to another piece; left for collection");
+            }
+            Ok(Err(e)) => warn!(piece = %name, error = %e, "restore: not packed"),
+            Err(e) => warn!(piece = %name, error = %e, "restore: packing failed"),
+        }
+        Ok(false)
+    }
+
+    /// Reads `name` whole from its providers (every span checked) into `restoring`, puts its
+    /// blocks back in the store (each checked against its CID), then its copy; whether it did.
+    async fn restore_from_providers(&self, name: &str) -> Result<bool, ColdError> {
+        let Ok(piece) = name.parse::<PieceCid>() else { return Ok(false) };
+        let Some(read) = self.reads.read_to_keep(&piece).await? else {
             warn!(piece = %name, "restore: no provider to read the piece from; the blocks stay gone");
-            return Ok(None);
+            return Ok(false);
         };
-        let tmp = tempfile::NamedTempFile::new_in(&self.packed_dir).map_err(io)?;
+        // What an attempt a crash cut short left (one restore at a time here).
+        let _ = std::fs::remove_dir_all(&self.restoring);
+        std::fs::create_dir_all(&self.restoring).map_err(io)?;
+        let tmp = tempfile::NamedTempFile::new_in(&self.restoring).map_err(io)?;
         let mut out = tokio::fs::File::from_std(tmp.reopen().map_err(io)?);
         let mut body = read.body;
         let mut bytes = 0u64;
         while let Some(frame) = body.next().await {
-            match frame {
-                Ok(frame) => {
-                    tokio::io::AsyncWriteExt::write_all(&mut out, &frame).await.map_err(io)?;
-                    bytes += frame.len() as u64;
-                }
-                Err(e) => {
-                    warn!(piece = %name, error = %e, "restore: the read was cut off; tried again");
-                    return Ok(None);
-                }
-            }
+            let frame = frame.map_err(|e| ColdError::Cut(e.to_string()))?;
+            tokio::io::AsyncWriteExt::write_all(&mut out, &frame).await.map_err(io)?;
+            bytes += frame.len() as u64;
         }
         tokio::io::AsyncWriteExt::flush(&mut out).await.map_err(io)?;
         if bytes != read.total {
-            return Ok(None);
+            return Ok(false);
         }
-        // Blocks put back and the mark lifted with collection held off: a collection that
+        // The blocks put back and the mark lifted with collection held off: a collection that
         // found the piece cold does not sweep blocks put back meanwhile.
         let hold = crate::gc::GcGate::new(self.store.clone(), Duration::from_secs(60))
             .hold(&format!("restore-{name}"))
@@ -625,20 +743,14 @@ impl<B: Blockstore> ReadBacks<B> {
         })
         .await
         .map_err(io)?;
-        let (tmp, n) = match imported {
-            Ok(done) => done,
-            Err(e) => {
-                warn!(piece = %name, error = %e, "restore: the piece's blocks not put back");
-                return Ok(None);
-            }
-        };
+        let (tmp, n) = imported.map_err(io)?;
         // Blocks first, then the mark, then the copy: a crash in between packs it again from
         // the blocks.
         self.store.mark_blocks_hot(name).await?;
         tmp.persist(self.packed_dir.join(format!("{name}.car"))).map_err(|e| io(e.error))?;
         hold.release().await?;
         tracing::info!(piece = %name, blocks = n, bytes, "restore: copy and blocks read back from the providers");
-        Ok(Some(name.to_owned()))
+        Ok(true)
     }
 
     /// One pass: the first piece that needs a read-back is read back; returns it if it read
@@ -649,14 +761,12 @@ impl<B: Blockstore> ReadBacks<B> {
         for name in held {
             if !self.packed_dir.join(format!("{name}.car")).exists()
                 || (self.store.cold_checked_since(name, since).await?
-                    && self.store.piece_blocks_kept(name).await?)
+                    && (!self.rules.drop_blocks || self.store.piece_blocks_kept(name).await?))
             {
                 continue;
             }
             let Ok(piece) = name.parse::<PieceCid>() else { continue };
-            let Some(read) = self.reads.read(&piece, |total| Some((0, total))).await? else {
-                continue;
-            };
+            let Some(read) = self.reads.read_to_keep(&piece).await? else { continue };
             let mut body = read.body;
             let mut bytes = 0u64;
             while let Some(frame) = body.next().await {
@@ -672,26 +782,11 @@ impl<B: Blockstore> ReadBacks<B> {
                 return Ok(None);
             }
             // Where each block lies in the piece, so the pin's blocks can go too.
-            let path = self.packed_dir.join(format!("{name}.car"));
-            let places = tokio::task::spawn_blocking(move || {
-                let mut places = Vec::new();
-                each_block(&path, |cid, data, at| {
-                    places.push((cid.to_bytes(), at, data.len() as u64));
-                    Ok(())
-                })
-                .map(|()| places)
-            })
-            .await;
-            match places {
-                Ok(Ok(places)) => self.store.put_piece_blocks(name, &places).await?,
-                Ok(Err(e)) => {
-                    warn!(piece = %name, error = %e, "read-back: the copy's blocks not read; it stays");
-                    return Ok(None);
-                }
-                Err(e) => {
-                    warn!(piece = %name, error = %e, "read-back: reading the copy's blocks failed");
-                    return Ok(None);
-                }
+            if self.rules.drop_blocks
+                && let Err(e) = self.place_blocks(name).await
+            {
+                warn!(piece = %name, error = %e, "read-back: the blocks' places not recorded; the copy stays");
+                return Ok(None);
             }
             self.store.record_cold_check(name, now_ms()).await?;
             tracing::info!(piece = %name, bytes, "read-back: whole and checked; the copy may go");
@@ -699,6 +794,44 @@ impl<B: Blockstore> ReadBacks<B> {
         }
         Ok(None)
     }
+
+    /// Records where each block of `name` lies in its copy here, a batch at a time (once a
+    /// piece: its CAR is fixed by its CID); the number of blocks.
+    async fn place_blocks(&self, name: &str) -> Result<u64, ColdError> {
+        let Some(id) = self.store.start_piece_blocks(name).await? else { return Ok(0) };
+        let path = self.packed_dir.join(format!("{name}.car"));
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(Vec<u8>, u64, u64)>>(2);
+        let reader = tokio::task::spawn_blocking(move || {
+            let stopped = || std::io::Error::other("the database writer stopped");
+            let mut batch = Vec::with_capacity(PLACE_BATCH);
+            let mut n = 0u64;
+            each_block(&path, |cid, data, at| {
+                n += 1;
+                if n > MAX_PLACES {
+                    return Err(std::io::Error::other(format!("more than {MAX_PLACES} blocks")));
+                }
+                batch.push((cid.to_bytes(), at, data.len() as u64));
+                if batch.len() == PLACE_BATCH {
+                    tx.blocking_send(std::mem::take(&mut batch)).map_err(|_| stopped())?;
+                }
+                Ok(())
+            })?;
+            if !batch.is_empty() {
+                tx.blocking_send(batch).map_err(|_| stopped())?;
+            }
+            Ok::<_, std::io::Error>(n)
+        });
+        while let Some(batch) = rx.recv().await {
+            self.store.add_piece_blocks(id, &batch).await?;
+        }
+        let n = reader.await.map_err(io)?.map_err(io)?;
+        self.store.finish_piece_blocks(id, n).await?;
+        Ok(n)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn io(e: impl std::fmt::Display) -> ColdError {

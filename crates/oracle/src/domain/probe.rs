@@ -297,6 +297,8 @@ pub struct ColdRules {
     pub verified_within_ms: u64,
     /// CARs of at least this many bytes (smaller ones cost little to keep).
     pub min_size: u64,
+    /// The pins' blocks go too (read from the providers by the gateway and Bitswap).
+    pub drop_blocks: bool,
 }
 
 /// What a replica's probes say, as kept (one row per replica).

@@ -5,8 +5,9 @@
 //!    mark:  every root of every RootSet (live jobs today; buckets and deals add theirs),
 //!           walked through the store — and through its staging area, for a fetch under way —
 //!           missing blocks skipped, any storage fault aborting the collection
-//!           — but not the DAGs of pins whose pieces are now read from their providers
-//!           (`GcPolicy::cold`; recorded in `cold_blocks` before anything goes)
+//!           — but not the DAGs of pins whose pieces are now read from their providers,
+//!           with `--cold-drop-blocks` (`GcPolicy::cold`; `block_pieces.cold_ms` recorded
+//!           before anything goes)
 //!    sweep: blocks not marked and last written before now − grace
 //!           packed CARs no root claims (after the grace), or past their retention, or of
 //!           pieces now read from their providers
@@ -373,14 +374,15 @@ impl<B: Blockstore> Collector<B> {
             max_queued: self.limits.max_queued.max(1 << 22),
             ..self.limits
         });
-        // Deals' pieces now read from their providers: their CARs go, and their pins' DAGs are
-        // not walked (their blocks go too, unless another root reaches them).
+        // Deals' pieces now read from their providers: their CARs go, and, if asked, their
+        // pins' DAGs are not walked (their blocks go too, unless another root reaches them).
         let cold: HashSet<String> = match &self.policy.cold {
             Some(rules) => {
                 self.store.cold_pieces(now_ms(), rules, true).await?.into_iter().collect()
             }
             None => HashSet::new(),
         };
+        let drop_blocks = self.policy.cold.is_some_and(|rules| rules.drop_blocks);
         let mut gone_cold: Vec<String> = Vec::new();
         let mut pieces: Vec<(String, Retention)> = Vec::new();
         let mut stages: HashSet<String> = HashSet::new();
@@ -398,7 +400,9 @@ impl<B: Blockstore> Collector<B> {
                     }
                 }
                 page.roots.retain(|root| match &root.piece {
-                    Some((piece, _)) if root.stage.is_none() && cold.contains(piece) => {
+                    Some((piece, _))
+                        if drop_blocks && root.stage.is_none() && cold.contains(piece) =>
+                    {
                         gone_cold.push(piece.clone());
                         false
                     }

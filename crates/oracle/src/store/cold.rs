@@ -1,8 +1,11 @@
 //! What lets a pin's blocks go once its piece is held by providers (migrations 0021 / pg 0019):
-//! - `piece_blocks`: where each block of a piece lies in its payload (its CAR), recorded when
-//!   the piece is read back before its copy goes; the gateway and Bitswap read a block from
-//!   the piece's providers by it;
-//! - `cold_blocks`: the pieces whose pins' blocks garbage collection no longer keeps here.
+//! - `block_pieces`: one row per piece whose blocks' places are recorded, with how many once
+//!   all are, and since when its pins' blocks are no longer kept here (`cold_ms`);
+//! - `piece_blocks`: where each block lies in its piece's payload (its CAR); the gateway and
+//!   Bitswap read a block from the piece's providers by it.
+//!
+//! A piece's CAR is fixed by its piece CID, so its places are written once: in batches, then
+//! counted, and only a counted piece's blocks may go.
 
 use std::collections::HashSet;
 
@@ -21,61 +24,98 @@ pub struct BlockPlace {
     pub len: u64,
 }
 
-/// Rows written at a time by [`Store::put_piece_blocks`].
-const BATCH: usize = 500;
+/// Rows written at a time by [`Store::add_piece_blocks`] (4 parameters each).
+const BATCH: usize = 1000;
 
 impl Store {
-    /// Records where each of `blocks` (CID bytes, first byte of its data, its length) lies in
-    /// `piece`'s payload, in place of what was recorded for it before.
-    pub async fn put_piece_blocks(
+    /// Starts recording where `piece`'s blocks lie: its id for [`Self::add_piece_blocks`],
+    /// what an unfinished attempt wrote forgotten; `None` if they are all recorded already.
+    pub async fn start_piece_blocks(&self, piece: &str) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT id, blocks FROM block_pieces WHERE piece_cid = $1")
+            .bind(piece)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let id = match row {
+            Some(row) if get_u64(&row, "blocks")? > 0 => return Ok(None),
+            Some(row) => {
+                let id = get_u64(&row, "id")?;
+                sqlx::query("DELETE FROM piece_blocks WHERE piece_id = $1")
+                    .bind(int(id)?)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+            None => {
+                let row = sqlx::query(
+                    "INSERT INTO block_pieces (piece_cid, blocks) VALUES ($1, 0) RETURNING id",
+                )
+                .bind(piece)
+                .fetch_one(&mut *tx)
+                .await?;
+                get_u64(&row, "id")?
+            }
+        };
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    /// Records where `blocks` (CID bytes, first byte of its data, its length) lie in the piece
+    /// `id` ([`Self::start_piece_blocks`]).
+    pub async fn add_piece_blocks(
         &self,
-        piece: &str,
+        id: u64,
         blocks: &[(Vec<u8>, u64, u64)],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM piece_blocks WHERE piece_cid = $1")
-            .bind(piece)
-            .execute(&mut *tx)
-            .await?;
         for batch in blocks.chunks(BATCH) {
             let values: Vec<String> = (0..batch.len())
                 .map(|i| format!("(${}, $1, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
                 .collect();
             let sql = format!(
-                "INSERT INTO piece_blocks (cid_bytes, piece_cid, data_at, data_len) VALUES {}
-                 ON CONFLICT (cid_bytes, piece_cid) DO NOTHING",
+                "INSERT INTO piece_blocks (cid_bytes, piece_id, data_at, data_len) VALUES {}
+                 ON CONFLICT (cid_bytes, piece_id) DO NOTHING",
                 values.join(", ")
             );
-            let mut query = sqlx::query(&sql).bind(piece);
+            let mut query = sqlx::query(&sql).bind(int(id)?);
             for (cid, at, len) in batch {
                 query = query.bind(cid.clone()).bind(int(*at)?).bind(int(*len)?);
             }
-            query.execute(&mut *tx).await?;
+            query.execute(&self.pool).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
-    /// Whether where `piece`'s blocks lie is recorded.
+    /// Records that all `blocks` places of the piece `id` are written.
+    pub async fn finish_piece_blocks(&self, id: u64, blocks: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE block_pieces SET blocks = $2 WHERE id = $1")
+            .bind(int(id)?)
+            .bind(int(blocks.max(1))?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether where all of `piece`'s blocks lie is recorded.
     pub async fn piece_blocks_kept(&self, piece: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("SELECT 1 AS one FROM piece_blocks WHERE piece_cid = $1 LIMIT 1")
+        Ok(sqlx::query("SELECT 1 AS one FROM block_pieces WHERE piece_cid = $1 AND blocks > 0")
             .bind(piece)
             .fetch_optional(&self.pool)
             .await?
             .is_some())
     }
 
-    /// Up to `limit` places of the block `cid` (its bytes) in pieces whose blocks are no
-    /// longer kept here.
+    /// Up to `limit` places of the block `cid` (its bytes) in pieces whose pins' blocks are no
+    /// longer kept here, the most recently dropped first.
     pub async fn cold_block_places(
         &self,
         cid: &[u8],
         limit: u32,
     ) -> Result<Vec<BlockPlace>, StoreError> {
         let rows = sqlx::query(
-            "SELECT b.piece_cid, b.data_at, b.data_len FROM piece_blocks b
-             JOIN cold_blocks c ON c.piece_cid = b.piece_cid
-             WHERE b.cid_bytes = $1 ORDER BY c.dropped_ms DESC, b.piece_cid LIMIT $2",
+            "SELECT p.piece_cid, b.data_at, b.data_len FROM piece_blocks b
+             JOIN block_pieces p ON p.id = b.piece_id
+             WHERE b.cid_bytes = $1 AND p.cold_ms IS NOT NULL
+             ORDER BY p.cold_ms DESC, p.piece_cid LIMIT $2",
         )
         .bind(cid.to_vec())
         .bind(i64::from(limit))
@@ -92,12 +132,13 @@ impl Store {
             .collect()
     }
 
-    /// Records that the blocks of `pieces`' pins are no longer kept here (before they go).
+    /// Records that the blocks of `pieces`' pins are no longer kept here (before they go);
+    /// pieces whose places are not all recorded are left out.
     pub async fn mark_blocks_cold(&self, pieces: &[String], now_ms: u64) -> Result<(), StoreError> {
         for piece in pieces {
             sqlx::query(
-                "INSERT INTO cold_blocks (piece_cid, dropped_ms) VALUES ($1, $2)
-                 ON CONFLICT (piece_cid) DO NOTHING",
+                "UPDATE block_pieces SET cold_ms = $2
+                 WHERE piece_cid = $1 AND blocks > 0 AND cold_ms IS NULL",
             )
             .bind(piece)
             .bind(int(now_ms)?)
@@ -109,7 +150,7 @@ impl Store {
 
     /// Records that the blocks of `piece`'s pins are kept here again.
     pub async fn mark_blocks_hot(&self, piece: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM cold_blocks WHERE piece_cid = $1")
+        sqlx::query("UPDATE block_pieces SET cold_ms = NULL WHERE piece_cid = $1")
             .bind(piece)
             .execute(&self.pool)
             .await?;
@@ -118,32 +159,45 @@ impl Store {
 
     /// The pieces whose pins' blocks are no longer kept here.
     pub async fn cold_block_pieces(&self) -> Result<HashSet<String>, StoreError> {
-        let rows = sqlx::query("SELECT piece_cid FROM cold_blocks").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT piece_cid FROM block_pieces WHERE cold_ms IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| Ok(r.try_get("piece_cid")?)).collect()
     }
 
-    /// Deletes the block places of pieces no order may hold deals of and whose blocks are kept,
-    /// and the cold marks of pieces no live pin has. Returns the rows deleted.
-    pub async fn prune_cold(&self) -> Result<u64, StoreError> {
-        let places = sqlx::query(
-            "DELETE FROM piece_blocks WHERE NOT EXISTS (
-               SELECT 1 FROM deal_orders o
-               WHERE o.piece_cid = piece_blocks.piece_cid AND o.state IN ($1, $2))
-             AND NOT EXISTS (SELECT 1 FROM cold_blocks c WHERE c.piece_cid = piece_blocks.piece_cid)",
+    /// Whether `piece`'s pins' blocks are no longer kept here.
+    pub async fn blocks_cold(&self, piece: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "SELECT 1 AS one FROM block_pieces WHERE piece_cid = $1 AND cold_ms IS NOT NULL",
         )
-        .bind(crate::domain::deal::OrderState::Sending.as_str())
-        .bind(crate::domain::deal::OrderState::Open.as_str())
-        .execute(&self.pool)
+        .bind(piece)
+        .fetch_optional(&self.pool)
         .await?
-        .rows_affected();
-        let marks = sqlx::query(&format!(
-            "DELETE FROM cold_blocks WHERE NOT EXISTS (
-               SELECT 1 FROM jobs j WHERE j.piece_cid = cold_blocks.piece_cid AND j.state IN {})",
+        .is_some())
+    }
+
+    /// Forgets the places (and the cold mark) of pieces no live pin has. Returns the rows
+    /// deleted.
+    pub async fn prune_cold(&self) -> Result<u64, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT id FROM block_pieces p WHERE NOT EXISTS (
+               SELECT 1 FROM jobs j WHERE j.piece_cid = p.piece_cid AND j.state IN {})",
             state_list(LIVE)
         ))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(places + marks)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut deleted = 0;
+        for row in &rows {
+            let id = int(get_u64(row, "id")?)?;
+            let mut tx = self.pool.begin().await?;
+            for sql in [
+                "DELETE FROM piece_blocks WHERE piece_id = $1",
+                "DELETE FROM block_pieces WHERE id = $1",
+            ] {
+                deleted += sqlx::query(sql).bind(id).execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+        }
+        Ok(deleted)
     }
 }

@@ -789,14 +789,20 @@ impl Store {
         rules: &crate::domain::probe::ColdRules,
         read_back: bool,
     ) -> Result<Vec<String>, StoreError> {
-        // Read back whole within the window too (`cold_checks`), and its blocks' places
-        // recorded (`piece_blocks`), if asked.
-        let checked = if read_back {
-            " AND EXISTS (SELECT 1 FROM cold_checks c
-                          WHERE c.piece_cid = o.piece_cid AND c.checked_ms >= $4)
-              AND EXISTS (SELECT 1 FROM piece_blocks pb WHERE pb.piece_cid = o.piece_cid)"
-        } else {
-            " AND $4 >= 0"
+        // Read back whole within the window too (`cold_checks`), and, if its pins' blocks go
+        // too, their places all recorded (`block_pieces`), if asked.
+        let checked = match (read_back, rules.drop_blocks) {
+            (true, false) => {
+                " AND EXISTS (SELECT 1 FROM cold_checks c
+                              WHERE c.piece_cid = o.piece_cid AND c.checked_ms >= $4)"
+            }
+            (true, true) => {
+                " AND EXISTS (SELECT 1 FROM cold_checks c
+                              WHERE c.piece_cid = o.piece_cid AND c.checked_ms >= $4)
+                  AND EXISTS (SELECT 1 FROM block_pieces bp
+                              WHERE bp.piece_cid = o.piece_cid AND bp.blocks > 0)"
+            }
+            (false, _) => " AND $4 >= 0",
         };
         let rows = sqlx::query(&format!(
             "SELECT {ORDER_COLUMNS} FROM deal_orders o

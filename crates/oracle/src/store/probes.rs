@@ -319,7 +319,8 @@ impl Store {
                 "DELETE FROM {table} WHERE NOT EXISTS (
                    SELECT 1 FROM deal_orders o
                    WHERE o.piece_cid = {table}.piece_cid AND o.state IN ($1, $2))
-                 AND NOT EXISTS (SELECT 1 FROM cold_blocks c WHERE c.piece_cid = {table}.piece_cid)"
+                 AND NOT EXISTS (SELECT 1 FROM block_pieces c
+                                 WHERE c.piece_cid = {table}.piece_cid AND c.cold_ms IS NOT NULL)"
             ))
             .bind(OrderState::Sending.as_str())
             .bind(OrderState::Open.as_str())

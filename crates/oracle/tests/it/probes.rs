@@ -234,7 +234,8 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
         "2",
         "--p2p-listen",
         "/ip4/127.0.0.1/tcp/0",
-        // The pin's blocks go as soon as its copy does.
+        // The pin's blocks go with its copy, as soon as it does.
+        "--cold-drop-blocks",
         "--gc-grace-secs",
         "1",
         "--cold-cache-secs",
@@ -409,4 +410,39 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     let refused = reads.stats().refused;
     assert_eq!((refused.get(&1001), refused.get(&1002)), (Some(&1), Some(&1)), "{refused:?}");
     drop(sps);
+}
+
+/// A block of a pin whose blocks went is read by its place in a piece; an empty block (an
+/// empty file's raw leaf) has no bytes to read and is served as what its CID says, and a
+/// place that names no readable piece (no levels, no provider) is not served.
+#[tokio::test]
+async fn cold_blocks_known_by_place_and_the_empty_block_without_a_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&DatabaseUrl::Sqlite(dir.path().join("o.sqlite"))).await.unwrap();
+    let empty = estuary_dag::Block::new(cid::Version::V1, estuary_dag::block::RAW, Vec::new()).cid;
+    let other =
+        estuary_dag::Block::new(cid::Version::V1, estuary_dag::block::RAW, b"elsewhere".to_vec())
+            .cid;
+    let piece = "bafkzcibcaapao7wbz5nicijjjyxi2ijhhy7zltuyzyqiqi2ncdrvr4fvhpi6lxy";
+    let id = store.start_piece_blocks(piece).await.unwrap().unwrap();
+    store
+        .add_piece_blocks(id, &[(empty.to_bytes(), 40, 0), (other.to_bytes(), 40, 9)])
+        .await
+        .unwrap();
+    store.finish_piece_blocks(id, 2).await.unwrap();
+    let reads = Arc::new(
+        ColdReads::new(store.clone(), HashMap::new(), Duration::from_secs(1), Duration::ZERO)
+            .unwrap(),
+    );
+    assert!(!reads.holds(&empty).await.unwrap(), "its blocks are still here");
+    assert_eq!(reads.block(&empty).await.unwrap(), None);
+    store.mark_blocks_cold(&[piece.to_owned()], 1).await.unwrap();
+    assert!(reads.holds(&empty).await.unwrap() && reads.holds(&other).await.unwrap());
+    assert_eq!(reads.block(&empty).await.unwrap(), Some(Vec::new()));
+    assert_eq!(reads.block(&other).await.unwrap(), None, "no levels, no provider: not served");
+    let stranger =
+        estuary_dag::Block::new(cid::Version::V1, estuary_dag::block::RAW, b"stranger".to_vec())
+            .cid;
+    assert!(!reads.holds(&stranger).await.unwrap());
+    assert_eq!(reads.stats().blocks, 0, "nothing read from a provider");
 }

@@ -1105,31 +1105,45 @@ async fn probes_kept_pruned_totalled_and_suspensions(s: &Store) {
     }
 }
 
-/// Where a piece's blocks lie is recorded and replaced whole; a block's places are found only
-/// in pieces whose blocks went; a piece with a live pin keeps its places and its mark, and a
-/// piece whose blocks went keeps its levels with no order left.
+/// Where a piece's blocks lie is recorded once, in batches, and counts only once finished (an
+/// unfinished attempt is forgotten); a block's places are found only in pieces whose blocks
+/// went; a piece with a live pin keeps its places and its mark, and a piece whose blocks went
+/// keeps its levels with no order left.
 async fn cold_blocks_placed_marked_and_pruned(s: &Store) {
     use estuary_oracle::{domain::probe::LevelsBuilder, store::BlockPlace};
     ingest(s, &[event(1, 5, 0)], cursor(5)).await;
     let (p, q) = ("bafkzcibcaaces3p", "bafkzcibcaaces3q");
     reported_with(s, &key(1), p).await;
     let (a, b, c) = (vec![1u8, 2, 3], vec![4u8, 5], vec![6u8]);
-    s.put_piece_blocks(p, &[(a.clone(), 10, 100), (c.clone(), 999, 1)]).await.unwrap();
-    s.put_piece_blocks(p, &[(a.clone(), 10, 100), (b.clone(), 200, 50)]).await.unwrap();
-    s.put_piece_blocks(q, &[(a.clone(), 7, 100)]).await.unwrap();
-    // 1,200 places: written in batches.
-    let many: Vec<_> = (0..1200u32).map(|i| (i.to_be_bytes().to_vec(), u64::from(i), 1)).collect();
-    s.put_piece_blocks("bafkzcibcaaces3r", &many).await.unwrap();
+    // An attempt cut short, then one that finishes: only the second's places are kept.
+    let id = s.start_piece_blocks(p).await.unwrap().unwrap();
+    s.add_piece_blocks(id, &[(c.clone(), 999, 1)]).await.unwrap();
+    assert!(!s.piece_blocks_kept(p).await.unwrap(), "not finished");
+    s.mark_blocks_cold(&[p.to_owned()], 4).await.unwrap();
+    assert!(s.cold_block_pieces().await.unwrap().is_empty(), "unfinished: never cold");
+    let id = s.start_piece_blocks(p).await.unwrap().unwrap();
+    s.add_piece_blocks(id, &[(a.clone(), 10, 100), (b.clone(), 200, 50)]).await.unwrap();
+    s.finish_piece_blocks(id, 2).await.unwrap();
+    assert_eq!(s.start_piece_blocks(p).await.unwrap(), None, "recorded once");
+    let q_id = s.start_piece_blocks(q).await.unwrap().unwrap();
+    s.add_piece_blocks(q_id, &[(a.clone(), 7, 100)]).await.unwrap();
+    s.finish_piece_blocks(q_id, 1).await.unwrap();
+    // 2,500 places: written in batches.
+    let r = s.start_piece_blocks("bafkzcibcaaces3r").await.unwrap().unwrap();
+    let many: Vec<_> = (0..2500u32).map(|i| (i.to_be_bytes().to_vec(), u64::from(i), 1)).collect();
+    s.add_piece_blocks(r, &many).await.unwrap();
+    s.finish_piece_blocks(r, 2500).await.unwrap();
     assert!(s.piece_blocks_kept(p).await.unwrap());
     assert!(!s.piece_blocks_kept("bafkzcibcaaces3s").await.unwrap());
     assert!(s.cold_block_places(&a, 4).await.unwrap().is_empty(), "no piece went cold");
     s.mark_blocks_cold(&[p.to_owned()], 5).await.unwrap();
     s.mark_blocks_cold(&[p.to_owned()], 6).await.unwrap();
+    assert!(s.blocks_cold(p).await.unwrap() && !s.blocks_cold(q).await.unwrap());
     assert_eq!(
         s.cold_block_places(&a, 4).await.unwrap(),
         [BlockPlace { piece: p.into(), at: 10, len: 100 }]
     );
-    assert!(s.cold_block_places(&c, 4).await.unwrap().is_empty(), "replaced");
+    assert!(s.cold_block_places(&c, 4).await.unwrap().is_empty(), "the cut attempt's");
     assert_eq!(s.cold_block_places(&b, 4).await.unwrap()[0].at, 200);
     assert_eq!(s.cold_block_pieces().await.unwrap().into_iter().collect::<Vec<_>>(), [p]);
     // Its levels, with no order: kept while its blocks are gone.
@@ -1138,16 +1152,17 @@ async fn cold_blocks_placed_marked_and_pruned(s: &Store) {
     let mut builder = LevelsBuilder::new(info.padded_size).unwrap();
     builder.update(&data).unwrap();
     s.put_piece_levels(p, &builder.finish(&info.commp).unwrap()).await.unwrap();
-    // q and r: no order, not cold: their places go.
-    assert_eq!(s.prune_probes(0).await.unwrap(), 1 + 1200);
+    // q and r: no live pin: their places go (with their rows).
+    assert_eq!(s.prune_probes(0).await.unwrap(), (1 + 1) + (2500 + 1));
     assert!(s.piece_levels(p).await.unwrap().is_some());
     assert!(s.piece_blocks_kept(p).await.unwrap());
     assert!(!s.piece_blocks_kept(q).await.unwrap());
-    // Back here: the mark goes, and then the places and levels.
+    // Back here: the mark goes, then, with no order, its levels.
     s.mark_blocks_hot(p).await.unwrap();
     assert!(s.cold_block_places(&a, 4).await.unwrap().is_empty());
-    assert_eq!(s.prune_probes(0).await.unwrap(), 1 + 2);
-    assert!(!s.piece_blocks_kept(p).await.unwrap());
+    assert!(s.cold_block_pieces().await.unwrap().is_empty());
+    assert_eq!(s.prune_probes(0).await.unwrap(), 1);
+    assert!(s.piece_blocks_kept(p).await.unwrap(), "kept while its pin lives");
 }
 
 async fn whole_suite(fresh: impl AsyncFn() -> Store) {
