@@ -144,6 +144,23 @@ enum OracleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Orders short of their replicas (a replica lost, slashed, ended or ending no longer
+    /// counts), as `estuary oracle deals` lists them (reads the database); with `--now`, the
+    /// running oracle's deal rounds repair them at once rather than at their next tick
+    /// (`--deal-check-secs`), through `POST /deals/repair`.
+    Repair {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Ask the running oracle to run its deal rounds now.
+        #[arg(long)]
+        now: bool,
+        /// The running oracle's API.
+        #[arg(long, env = "ESTUARY_ORACLE_URL", default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// The operator's API token (`--api-token` of `estuary oracle run`).
+        #[arg(long, env = "ESTUARY_API_TOKEN", hide_env_values = true)]
+        api_token: Option<String>,
+    },
     /// Suspend a storage provider (no new deals go to it; its deals are kept and probed) or
     /// resume it (writes the database; a running oracle follows at its next round).
     Provider {
@@ -511,6 +528,46 @@ async fn oracle_admin(cmd: OracleCommand) -> Result<()> {
                     o.order.error.unwrap_or_default()
                 )
             }))
+        }
+        OracleCommand::Repair { db, now, url, api_token } => {
+            let store = open_store(&db.db, false).await?;
+            let short = store.orders_short().await?;
+            let mut lines: Vec<String> = short
+                .iter()
+                .map(|o| {
+                    let missing = usize::from(o.order.replicas_target) - o.replicas_active;
+                    format!(
+                        "{}\t{}\t{}/{}\tmissing {missing}",
+                        o.order.piece_cid,
+                        o.order.order_id.map_or_else(|| "-".to_owned(), |id| id.to_string()),
+                        o.replicas_active,
+                        o.order.replicas_target,
+                    )
+                })
+                .collect();
+            if now {
+                let token = api_token.context("--now needs the operator's --api-token")?;
+                let endpoint = format!("{}/deals/repair", url.trim_end_matches('/'));
+                let response = reqwest::Client::new()
+                    .post(&endpoint)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .with_context(|| format!("asking {endpoint}"))?;
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.unwrap_or_default();
+                if !status.is_success() {
+                    anyhow::bail!("{endpoint} answered {status}: {body}");
+                }
+                let woken = body["woken"].as_u64().unwrap_or(0);
+                if woken == 0 {
+                    anyhow::bail!("the oracle at {url} makes no deals: nothing to run");
+                }
+                lines.push(format!("asked: {woken} deal round(s) run now"));
+            } else if short.is_empty() {
+                lines.push("no order is short of its replicas".into());
+            }
+            print_lines(lines)
         }
         OracleCommand::Providers { db, json } => {
             let store = open_store(&db.db, false).await?;

@@ -232,10 +232,11 @@ impl Oracle {
                 "ignored: the DataDAO's orders are PerpetualStorage orders (--perpetual-address)"
             );
         }
+        let wake = crate::deals::Wake::default();
         if dealing {
             match &operator {
                 Some(tx) => tasks.extend(start_deals(
-                    &config, &providers, chain_id, tx, &store, local_addr, &shutdown,
+                    &config, &providers, chain_id, tx, &store, local_addr, &wake, &shutdown,
                 )?),
                 None => warn!("no operator key: no orders are made for deals"),
             }
@@ -276,6 +277,7 @@ impl Oracle {
             bucket_size: config.deals.bucket_size,
             aggregates: Default::default(),
             cold,
+            wake,
         });
         tasks.push(tokio::spawn(api::upload::janitor(
             Arc::clone(&api_state),
@@ -374,6 +376,7 @@ fn start_pipeline<B: Blockstore>(
 /// deals through the `DealClient` scheduler if `--deal-client-address` is given, else as
 /// `PerpetualStorage` orders; and with buckets, the bucketer, the deal reporter and the store-job
 /// fulfiller.
+#[allow(clippy::too_many_arguments)]
 fn start_deals(
     config: &OracleConfig,
     providers: &[(String, DynProvider)],
@@ -381,6 +384,7 @@ fn start_deals(
     tx: &estuary_chain::TxManager,
     store: &Store,
     local_addr: SocketAddr,
+    wake: &crate::deals::Wake,
     shutdown: &CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, OracleError> {
     let public_url = config.deals.public_url.clone().unwrap_or_else(|| {
@@ -457,7 +461,8 @@ fn start_deals(
                 expiring_epochs: config.deals.deal_expiring_epochs,
                 collect_every: config.deals.deal_collect_epochs,
             },
-        );
+        )
+        .with_wake(wake);
         tasks.push(tokio::spawn(keeper.run(shutdown.clone())));
         if let Some(dao) = config.deals.datadao {
             info!(%dao, "funding the DataDAO's accepted CIDs (fundOrder)");
@@ -550,7 +555,8 @@ fn start_deals(
                 every,
             },
             state_rx,
-        );
+        )
+        .with_wake(wake);
         tasks.push(tokio::spawn(scheduler.run(shutdown.clone())));
     }
     if let Some(rules) = config.deals.buckets() {

@@ -280,6 +280,30 @@ async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stac
     // A bad filter is refused.
     let bad = client.get(format!("{oracle}/deals?piece=not-a-piece")).send().await.unwrap();
     assert_eq!(bad.status(), 400);
+    // `estuary oracle repair`: nothing short; `--now` runs the deal rounds at once (the
+    // operator's token only).
+    let repair = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_estuary"))
+            .args(["oracle", "repair", "--db", db.to_str().unwrap()])
+            .args(extra)
+            .env_remove("ESTUARY_API_TOKEN")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), out.stderr)
+    };
+    let (ok, lines, _) = repair(&[]);
+    assert!(ok && lines.contains("no order is short of its replicas"), "{lines}");
+    let (ok, lines, err) = repair(&["--now", "--url", &oracle, "--api-token", &token]);
+    assert!(ok, "{}", String::from_utf8_lossy(&err));
+    assert!(lines.contains("deal round(s) run now"), "{lines}");
+    let (ok, _, err) = repair(&["--now", "--url", &oracle, "--api-token", "wrong"]);
+    assert!(
+        !ok && String::from_utf8_lossy(&err).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    let anonymous = client.post(format!("{oracle}/deals/repair")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
     drop(dev);
 }
 

@@ -106,6 +106,8 @@ pub struct ApiState<B> {
     pub aggregates: AggregateCache,
     /// Pieces not here read from the providers that hold them (providers with `url=`).
     pub cold: Option<Arc<crate::deals::cold::ColdReads>>,
+    /// Wakes the deal rounds (`POST /deals/repair`).
+    pub wake: crate::deals::Wake,
 }
 
 /// The API's rules: who may upload how much, for how long, and how many requests run at once.
@@ -405,6 +407,7 @@ pub fn router<B: Blockstore>(state: Arc<ApiState<B>>) -> Router {
         .route("/requests/{id}", get(get_request::<B>))
         .route("/jobs/{*key}", get(get_job::<B>))
         .route("/deals", get(list_deals::<B>))
+        .route("/deals/repair", post(repair_now::<B>))
         .route("/providers", get(list_providers::<B>))
         .route("/buckets", get(list_buckets::<B>))
         .route("/datadao", get(list_dao_fundings::<B>))
@@ -1192,6 +1195,21 @@ struct ProvidersBody {
     results: Vec<ProviderView>,
 }
 
+/// `POST /deals/repair` (the operator's token): the deal rounds (the contract deal scheduler,
+/// the perpetual keeper) run now rather than at their next tick, replacing lost and ending
+/// replicas (`estuary oracle repair --now`). `202` with `woken`, the rounds that listen (none
+/// when the oracle makes no deals), and the orders short of their replicas now.
+async fn repair_now<B: Blockstore>(
+    State(st): State<Arc<ApiState<B>>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&st, &headers)?;
+    let woken = st.wake.wake();
+    let short = st.store.orders_short().await?;
+    let body = serde_json::json!({ "woken": woken, "orders_short": short.len() });
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
 /// `GET /providers`: every storage provider the oracle's orders have seen, best score first,
 /// with what it did (claims, publications, activations, lapsed claims, replicas ended early,
 /// slashed deals), what it holds now (active, in flight, bytes), its times in epochs and its
@@ -1325,6 +1343,7 @@ mod tests {
             policy: ApiPolicy::default(),
             bucket_size: None,
             aggregates: Default::default(),
+            wake: Default::default(),
             cold: None,
         };
         (router(Arc::new(state)), dir)

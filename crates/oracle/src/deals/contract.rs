@@ -387,6 +387,7 @@ pub struct Scheduler<B> {
     chain: DynProvider,
     config: SchedulerConfig,
     watcher: watch::Receiver<WatchState>,
+    wake: Option<watch::Receiver<u64>>,
 }
 
 impl<B: DealBackend> Scheduler<B> {
@@ -400,7 +401,7 @@ impl<B: DealBackend> Scheduler<B> {
         watcher: watch::Receiver<WatchState>,
     ) -> Self {
         config.public_url = config.public_url.trim_end_matches('/').to_owned();
-        Self { store, backend, chain, config, watcher }
+        Self { store, backend, chain, config, watcher, wake: None }
     }
 
     async fn head(&self) -> Result<u64, SchedulerError> {
@@ -408,7 +409,7 @@ impl<B: DealBackend> Scheduler<B> {
     }
 
     /// Runs until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         // Proposals left `sending` by an earlier process (or whose send may have gone through):
         // held until the watcher has read past this head (their offer binds them first).
         let mut held: HashMap<(u64, u64, u64), u64> = HashMap::new();
@@ -439,11 +440,17 @@ impl<B: DealBackend> Scheduler<B> {
             {
                 warn!(error = %e, "deal scheduler round failed; retried");
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(self.config.every) => {}
+            if !super::tick(self.config.every, &mut self.wake, &shutdown).await {
+                return;
             }
         }
+    }
+
+    /// Runs a round as soon as `wake` is woken, too (`estuary oracle repair --now`).
+    #[must_use]
+    pub fn with_wake(mut self, wake: &super::Wake) -> Self {
+        self.wake = Some(wake.subscribe());
+        self
     }
 
     /// One round: new pieces become orders; each order's proposals are sent, withdrawn when

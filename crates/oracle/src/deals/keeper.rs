@@ -66,12 +66,13 @@ pub struct Keeper {
     contract: Address,
     config: KeeperConfig,
     tried: HashMap<String, Instant>,
+    wake: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl Keeper {
     /// A keeper of `contract`'s orders made by this oracle, sending with `tx`.
     pub fn new(store: Store, tx: TxManager, contract: Address, config: KeeperConfig) -> Self {
-        Self { store, tx, contract, config, tried: HashMap::new() }
+        Self { store, tx, contract, config, tried: HashMap::new(), wake: None }
     }
 
     /// Runs until `shutdown`.
@@ -93,11 +94,17 @@ impl Keeper {
                     warn!(error = %e, "keeper round failed; retried");
                 }
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(self.config.every) => {}
+            if !super::tick(self.config.every, &mut self.wake, &shutdown).await {
+                return;
             }
         }
+    }
+
+    /// Runs a round as soon as `wake` is woken, too (`estuary oracle repair --now`).
+    #[must_use]
+    pub fn with_wake(mut self, wake: &super::Wake) -> Self {
+        self.wake = Some(wake.subscribe());
+        self
     }
 
     /// One round: the market read and stored, then the transactions due.

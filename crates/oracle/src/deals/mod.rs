@@ -48,3 +48,79 @@ pub mod probes;
 pub mod proofs;
 pub mod splits;
 pub mod store_jobs;
+
+/// Wakes the deal rounds (the contract deal scheduler, the perpetual keeper) before their next
+/// tick: `estuary oracle repair --now`, through `POST /deals/repair`. Each round that runs
+/// listens; a wake while it works is seen when it next waits.
+#[derive(Debug, Clone)]
+pub struct Wake(std::sync::Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for Wake {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::watch::channel(0).0))
+    }
+}
+
+impl Wake {
+    /// Wakes every round listening; how many there are.
+    pub fn wake(&self) -> usize {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+        self.0.receiver_count()
+    }
+
+    /// What a round waits on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+/// Waits `every`, or until `wake` (if any) is woken; `false` once `shutdown`.
+pub(crate) async fn tick(
+    every: std::time::Duration,
+    wake: &mut Option<tokio::sync::watch::Receiver<u64>>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let woken = async {
+        if let Some(rx) = wake
+            && rx.changed().await.is_ok()
+        {
+            return;
+        }
+        // No waker (or it is gone): only the tick.
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = shutdown.cancelled() => false,
+        () = tokio::time::sleep(every) => true,
+        () = woken => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::{Wake, tick};
+
+    #[tokio::test]
+    async fn a_round_waits_its_tick_unless_woken_and_a_wake_while_it_works_is_kept() {
+        let (wake, shutdown) = (Wake::default(), CancellationToken::new());
+        assert_eq!(wake.wake(), 0, "nobody listens yet");
+        let mut rx = Some(wake.subscribe());
+        let hour = Duration::from_secs(3600);
+        // Woken while working (not waiting): the next wait returns at once.
+        assert_eq!(wake.wake(), 1);
+        let woke = tokio::time::timeout(Duration::from_secs(5), tick(hour, &mut rx, &shutdown));
+        assert_eq!(woke.await, Ok(true));
+        // Not woken: it waits.
+        let waits = tokio::time::timeout(Duration::from_millis(50), tick(hour, &mut rx, &shutdown));
+        assert!(waits.await.is_err());
+        // Without a waker, the tick alone.
+        let mut none = None;
+        assert!(tick(Duration::from_millis(1), &mut none, &shutdown).await);
+        shutdown.cancel();
+        assert!(!tick(hour, &mut rx, &shutdown).await, "shut down");
+    }
+}

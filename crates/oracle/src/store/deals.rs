@@ -587,6 +587,24 @@ impl Store {
         self.with_replicas(orders).await
     }
 
+    /// Every open order, at any contract, with fewer active replicas than it asks for (a lost,
+    /// ended or ending replica no longer counts), with its replicas: what a repair is for.
+    pub async fn orders_short(&self) -> Result<Vec<OrderWithReplicas>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ORDER_COLUMNS} FROM deal_orders WHERE state = $1 AND order_id IS NOT NULL
+             ORDER BY created_ms, piece_cid"
+        ))
+        .bind(OrderState::Open.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let orders = rows.iter().map(order_from_row).collect::<Result<Vec<_>, _>>()?;
+        let all = self.with_replicas(orders).await?;
+        Ok(all
+            .into_iter()
+            .filter(|o| !o.cancelled && o.replicas_active < usize::from(o.order.replicas_target))
+            .collect())
+    }
+
     /// Every order with an id, with its slot events and replicas: what the providers' stats
     /// are computed from.
     pub async fn order_histories(&self) -> Result<Vec<OrderHistory>, StoreError> {

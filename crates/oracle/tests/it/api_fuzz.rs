@@ -299,6 +299,7 @@ fn ten_thousand_random_requests_get_documented_answers_in_bounded_memory() {
             bucket_size: None,
             aggregates: Default::default(),
             cold: None,
+            wake: Default::default(),
             gateway_limits: Default::default(),
             faults: Default::default(),
         };

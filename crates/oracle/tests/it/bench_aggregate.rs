@@ -186,6 +186,17 @@ pub(crate) async fn api(
     packed_dir: &Path,
     shutdown: &CancellationToken,
 ) -> String {
+    api_with(store, root, packed_dir, shutdown, None).await
+}
+
+/// [`api`], reading what is not here from providers with `cold`.
+pub(crate) async fn api_with(
+    store: &Store,
+    root: &Path,
+    packed_dir: &Path,
+    shutdown: &CancellationToken,
+    cold: Option<Arc<estuary_oracle::deals::cold::ColdReads>>,
+) -> String {
     let (tx, watch) = tokio::sync::watch::channel(estuary_chain::WatchState::default());
     std::mem::forget(tx);
     let state = ApiState {
@@ -203,7 +214,8 @@ pub(crate) async fn api(
         policy: ApiPolicy::default(),
         bucket_size: Some(DEAL),
         aggregates: Default::default(),
-        cold: None,
+        cold,
+        wake: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

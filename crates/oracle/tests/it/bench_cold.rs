@@ -1,6 +1,6 @@
-//! Cold reads of `/piece` (issue 18), ignored by the test command. Run with `cargo nextest run
-//! -p estuary-oracle --test it --cargo-profile bench-cli --run-ignored only -E
-//! 'test(/bench_cold/)' --no-capture`; the figures are in docs/benchmarks.md.
+//! Cold reads of `/piece` and the gateway (issue 18), ignored by the test command. Run with
+//! `cargo nextest run -p estuary-oracle --test it --cargo-profile bench-cli --run-ignored only
+//! -E 'test(/bench_cold/)' --no-capture`; the figures are in docs/benchmarks.md.
 //!
 //! A 100 MiB piece payload (random bytes: neither side parses CARs to serve `/piece`) is held
 //! by an SP agent's retrieval server (`estuary_sp::api::router`, as `estuary sp` serves it,
@@ -30,7 +30,7 @@ use estuary_piece::{CommP, PieceCid};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench_aggregate::{api, random};
+use crate::bench_aggregate::{api, api_with, random};
 
 /// Payload bytes: 100 MiB (a 128 MiB piece).
 const SIZE: usize = 100 << 20;
@@ -44,6 +44,7 @@ async fn sp(
     piece: &PieceCid,
     v1: String,
     padded: u64,
+    car_size: usize,
 ) -> String {
     use estuary_sp::{
         agent::Stats,
@@ -57,7 +58,7 @@ async fn sp(
             name: piece.to_string(),
             piece_v1: v1,
             piece_v2: Some(piece.to_string()),
-            car_size: SIZE as u64,
+            car_size: car_size as u64,
             padded_size: padded,
             path: path.display().to_string(),
             indexed: 2,
@@ -132,7 +133,7 @@ async fn bench_cold_piece_reads_from_an_sp_beside_hot_ones() {
     let store = Store::open(&DatabaseUrl::Sqlite(dir.path().join("oracle.sqlite"))).await.unwrap();
     let shutdown = CancellationToken::new();
     let oracle = api(&store, dir.path(), &packed, &shutdown).await;
-    let sp = sp(dir.path(), &car, &piece, v1, info.padded_size).await;
+    let sp = sp(dir.path(), &car, &piece, v1, info.padded_size, SIZE).await;
     let cold = Arc::new(
         // No cache: each run reads from the SP.
         ColdReads::new(
@@ -184,5 +185,144 @@ async fn bench_cold_piece_reads_from_an_sp_beside_hot_ones() {
         mbps(SIZE as u64, cold_best)
     );
     println!("  SP /piece directly, unchecked           {:>7.1} MB/s", mbps(SIZE as u64, direct));
+    shutdown.cancel();
+}
+
+/// A 100 MiB file as `estuary add` makes it (UnixFS, 256 KiB chunks: about 400 blocks), its
+/// CAR held by an SP agent, and two oracles' gateways:
+/// - **hot**: the pin's blocks in the oracle's store;
+/// - **cold**: none of them here, the piece's blocks placed (`piece_blocks`, as the read-back
+///   records them) and the piece marked cold, f01000 holding it (an order with its replica
+///   active): each block read from the SP by its place, the spans around it checked against
+///   the commitment, the block against its CID. Verified spans are kept 2 s (the oracle keeps
+///   them `--cold-cache-secs`, 600 by default): each run starts cold, and a span two blocks
+///   share is read once.
+///
+/// Both serve `GET /ipfs/{root}?format=car`; the first download of each is checked, untimed:
+/// the same CAR, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by hand (see the module's docs)"]
+async fn bench_cold_gateway_reads_from_an_sp_beside_hot_ones() {
+    use alloy::primitives::{Address, B256};
+    use estuary_chain::Cursor;
+    use estuary_oracle::{
+        blockstore::{Blockstore, FsBlockstore},
+        domain::deal::{Backend, DealLog, DealLogKind, OrderState, SlotEventKind},
+        store::OrderRecord,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (root, piece, car) = crate::oracle_pinning::add(dir.path(), "f", &random(SIZE, 9));
+    let piece: PieceCid = piece.parse().unwrap();
+    let padded = piece.padded_size().unwrap();
+    let mut b = LevelsBuilder::new(padded).unwrap();
+    b.update(&car).unwrap();
+    let levels = {
+        let mut c = CommP::new();
+        c.update(&car);
+        b.finish(&c.finish().unwrap().commp).unwrap()
+    };
+    let (_, blocks) = estuary_dag::car::read_car(&car, Default::default()).unwrap();
+    // Where each block's data lies in the CAR.
+    let mut places = Vec::new();
+    let mut decoder = estuary_dag::car::CarDecoder::new(Default::default());
+    decoder.push(&car);
+    while let Some(item) = decoder.next_item().unwrap() {
+        if let estuary_dag::car::CarItem::Block(block) = item {
+            let at = decoder.offset() - block.data.len() as u64;
+            places.push((block.cid.to_bytes(), at, block.data.len() as u64));
+        }
+    }
+    let car_path = dir.path().join("piece.car");
+    std::fs::write(&car_path, &car).unwrap();
+    let car_size = car.len();
+    drop(car);
+
+    // The hot oracle: the pin's blocks in its store.
+    let hot_dir = dir.path().join("hot");
+    let hot_blocks = FsBlockstore::open(hot_dir.join("blocks")).unwrap();
+    for block in &blocks {
+        hot_blocks.put(&block.cid, &block.data).unwrap();
+    }
+    drop(blocks);
+    let shutdown = CancellationToken::new();
+    let hot_store = Store::open(&DatabaseUrl::Sqlite(hot_dir.join("o.sqlite"))).await.unwrap();
+    let hot = api(&hot_store, &hot_dir, &hot_dir.join("packed"), &shutdown).await;
+
+    // The cold oracle: no blocks, the piece at f01000.
+    let cold_dir = dir.path().join("cold");
+    std::fs::create_dir_all(&cold_dir).unwrap();
+    let store = Store::open(&DatabaseUrl::Sqlite(cold_dir.join("o.sqlite"))).await.unwrap();
+    let name = piece.to_string();
+    store.put_piece_levels(&name, &levels).await.unwrap();
+    let id = store.start_piece_blocks(&name).await.unwrap().unwrap();
+    store.add_piece_blocks(id, &places).await.unwrap();
+    store.finish_piece_blocks(id, places.len() as u64).await.unwrap();
+    store.mark_blocks_cold(std::slice::from_ref(&name), 1).await.unwrap();
+    let (contract, operator) = (Address::repeat_byte(0x33), Address::repeat_byte(0x44));
+    let piece_v1 = piece.to_v1().to_cid().to_bytes();
+    let order = OrderRecord {
+        backend: Backend::Perpetual,
+        contract,
+        piece_cid: name.clone(),
+        piece_v1: piece_v1.clone(),
+        payload_cid: root.clone(),
+        padded_size: padded,
+        car_size: car_size as u64,
+        replicas_target: 1,
+        state: OrderState::Sending,
+        order_id: None,
+        tx_hash: None,
+        error: None,
+        funding: None,
+        sent_block: 1,
+        created_ms: 0,
+        updated_ms: 0,
+    };
+    assert!(store.record_order(&order, 1).await.unwrap());
+    let log = |block, order_id, kind| DealLog { block_number: block, log_index: 0, order_id, kind };
+    let slot = |kind| DealLogKind::Slot { provider: 1000, kind };
+    let logs = [
+        log(2, 1, DealLogKind::Created { client: operator, piece_v1 }),
+        log(3, 1, slot(SlotEventKind::Claimed { deadline: Some(1000) })),
+        log(
+            4,
+            1,
+            slot(SlotEventKind::Activated { deal_id: 1, start_epoch: 5, end_epoch: 100_000 }),
+        ),
+    ];
+    let at = Cursor { block_number: 4, block_hash: B256::repeat_byte(4) };
+    store.ingest_deal_events("deals:bench", contract, &[operator], &logs, at, 1).await.unwrap();
+    let sp =
+        sp(dir.path(), &car_path, &piece, piece.to_v1().to_cid().to_string(), padded, car_size)
+            .await;
+    let reads = Arc::new(
+        ColdReads::new(
+            store.clone(),
+            HashMap::from([(1000, sp.clone())]),
+            Duration::from_secs(60),
+            Duration::from_secs(2),
+        )
+        .unwrap(),
+    );
+    assert_eq!(reads.sources(&name).await.unwrap().len(), 1, "f01000 holds it");
+    let cold = api_with(&store, &cold_dir, &cold_dir.join("packed"), &shutdown, Some(reads)).await;
+
+    let path = format!("/ipfs/{root}?format=car");
+    let (mut hot_best, mut cold_best, mut bytes) = (Duration::MAX, Duration::MAX, 0);
+    for run in 0..RUNS {
+        let (a, took) = download(&format!("{hot}{path}")).await;
+        hot_best = hot_best.min(took);
+        // Past the verified spans' time: each run reads from the SP.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let (b, took) = download(&format!("{cold}{path}")).await;
+        cold_best = cold_best.min(took);
+        if run == 0 {
+            assert!(a == b, "the same CAR, hot and cold");
+            bytes = a.len() as u64;
+        }
+    }
+    println!("a {SIZE} B file, its CAR {bytes} B through the gateway, best of {RUNS}:");
+    println!("  hot  (the pin's blocks here)            {:>7.1} MB/s", mbps(bytes, hot_best));
+    println!("  cold (each block from the SP, checked)  {:>7.1} MB/s", mbps(bytes, cold_best));
     shutdown.cancel();
 }

@@ -173,6 +173,7 @@ async fn suite<B: Blockstore>(
         bucket_size: None,
         aggregates: Default::default(),
         cold: None,
+        wake: Default::default(),
     })))
     .await;
     let served = reqwest::get(format!("{base}/ipfs/{root}?format=car")).await.unwrap();

@@ -504,3 +504,134 @@ async fn an_ending_deal_is_renewed_ahead_of_its_end_at_its_provider() {
     assert_eq!(p0.unwrap()["activated"], 2, "{providers}");
     oracle.kill().await;
 }
+
+/// The oracle SIGKILLed at random points while it repairs contract deals: each piece's replica
+/// at f01000, whose sector the market terminated, is replaced by one proposal to f01002, made
+/// exactly once on chain whatever the kills interrupted; the lost replica counts no more, and
+/// nobody is asked twice for a piece.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_test_each_repair_made_once_through_sigkills() {
+    use std::collections::HashMap;
+    let pins: usize =
+        std::env::var("ESTUARY_CRASH_REPAIRS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let kills: usize =
+        std::env::var("ESTUARY_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let mut roots = Vec::new();
+    for i in 0..pins {
+        let (root, _, car) =
+            add(dir.path(), &format!("r{i}"), &noise(2700 + i * 67, 800 + i as u64));
+        cars.lock().unwrap().insert(root.clone(), car);
+        roots.push(root);
+    }
+    let client = chain.deployment.contracts["DealClient"].to_string();
+    let view = chain.deployment.contracts["DealStateView"].to_string();
+    let extra = [
+        "--deal-client-address",
+        &client,
+        "--deal-state-view-address",
+        &view,
+        "--deal-check-secs",
+        "1",
+        "--deal-replicas",
+        "2",
+        // Far enough for every delivery (each transaction is a block here).
+        "--deal-start-epochs",
+        "5000",
+        "--provider",
+        "f01000",
+        "--provider",
+        "f01001",
+        "--provider",
+        "f01002",
+    ];
+    let restart = || crate::oracle_deals::oracle_with(&chain, dir.path(), &url, &extra);
+    let mut oracle = restart().await;
+    for (i, root) in roots.iter().enumerate() {
+        chain.pin(1 + i % 3, &cid_bytes(root)).await;
+    }
+    // Each piece's two proposals, delivered: published and proven, both replicas active.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let first = loop {
+        let now = orders_of(&oracle).await;
+        let offered = |o: &Value| proposals(o).iter().filter(|p| p["state"] == "offered").count();
+        if now.len() == pins && now.iter().all(|o| offered(o) == 2) {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "not every piece got its two proposals");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let mut sectors: HashMap<u64, Vec<u64>> = HashMap::new();
+    for o in &first {
+        for p in proposals(o) {
+            let provider = p["provider"].as_u64().unwrap();
+            let id: B256 = p["proposal_id"].as_str().unwrap().parse().unwrap();
+            let held = sectors.entry(provider).or_default();
+            held.push(held.len() as u64 + 1);
+            deliver(&chain, id, provider, *held.last().unwrap(), true).await;
+        }
+    }
+    let at_f01000: Vec<String> = first
+        .iter()
+        .filter(|o| proposal_to(o, 1000).is_some())
+        .map(|o| o["piece_cid"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!at_f01000.is_empty(), "f01000 holds replicas: {first:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !orders_of(&oracle).await.iter().all(|o| o["replicas_active"] == 2) {
+        assert!(std::time::Instant::now() < deadline, "not every replica became active");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // f01000's sectors are terminated: the market drops its deals. The oracle repairs each
+    // piece while it is killed again and again.
+    let actor = MinerActorSimulator::new(masked_id_address(1000), chain.wallet(1));
+    assert!(mined!(actor.terminateSectors(sectors[&1000].clone())).status());
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for _ in 0..kills {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(100 + seed % 900)).await;
+        oracle.kill().await;
+        oracle = restart().await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let repaired = loop {
+        let now = orders_of(&oracle).await;
+        let done = |o: &&Value| proposal_to(o, 1002).is_some_and(|p| p["state"] == "offered");
+        if now.iter().filter(done).count() == at_f01000.len() {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "not every lost replica was replaced");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for o in repaired.iter().filter(|o| at_f01000.iter().any(|p| o["piece_cid"] == *p)) {
+        assert_eq!(o["replicas_active"], 1, "the lost replica counts no more: {o}");
+        let mut named: Vec<u64> =
+            proposals(o).iter().map(|p| p["provider"].as_u64().unwrap()).collect();
+        named.sort_unstable();
+        assert_eq!(named, [1000, 1001, 1002], "each provider asked once: {o}");
+    }
+    // On chain: one offer per piece and provider.
+    let mut per: HashMap<(Vec<u8>, u64), usize> = HashMap::new();
+    for offer in logs::<DealClient::DealProposalOffered>(&chain).await {
+        *per.entry((offer.pieceCid.to_vec(), offer.provider)).or_default() += 1;
+    }
+    let twice: Vec<_> = per.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "proposed twice: {twice:?}");
+    assert_eq!(per.len(), pins * 2 + at_f01000.len());
+    oracle.kill().await;
+}
+
+/// Every order `/deals` lists (none if it does not answer).
+async fn orders_of(oracle: &OracleProcess) -> Vec<Value> {
+    oracle
+        .get("/deals?limit=1000")
+        .await
+        .and_then(|v| v["results"].as_array().cloned())
+        .unwrap_or_default()
+}

@@ -441,6 +441,7 @@ async fn api<B: Blockstore>(
         bucket_size: None,
         aggregates: Default::default(),
         cold: None,
+        wake: Default::default(),
     };
     serve(router(Arc::new(state))).await.0
 }

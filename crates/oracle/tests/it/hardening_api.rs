@@ -124,6 +124,7 @@ impl Api {
             bucket_size: None,
             aggregates: Default::default(),
             cold: None,
+            wake: Default::default(),
             gateway_limits: Default::default(),
             faults: Default::default(),
         });
@@ -344,6 +345,7 @@ async fn below_the_free_space_floor_uploads_get_507() {
         bucket_size: None,
         aggregates: Default::default(),
         cold: None,
+        wake: Default::default(),
         gateway_limits: Default::default(),
         faults: Default::default(),
     });

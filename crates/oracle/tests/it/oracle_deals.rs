@@ -17,7 +17,7 @@ use crate::{
     support::{Chain, OracleProcess, noise},
 };
 
-async fn oracle_with(
+pub(crate) async fn oracle_with(
     chain: &Chain,
     dir: &std::path::Path,
     gateway: &str,

@@ -218,6 +218,7 @@ async fn oracle_api() -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
         bucket_size: None,
         aggregates: Default::default(),
         cold: None,
+        wake: Default::default(),
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }
@@ -698,6 +699,7 @@ async fn oracle_api_within(
         bucket_size: None,
         aggregates: Default::default(),
         cold: None,
+        wake: Default::default(),
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }
