@@ -183,6 +183,9 @@ contract PerpetualStorage is ReentrancyGuard {
     /// @notice The order a claim's deal offer belongs to, by (provider, start epoch): what the
     ///         market's callbacks are matched with.
     mapping(bytes32 key => uint256 orderId) public offerOrder;
+    /// @notice Providers the order's client found had lost their replica (`markLost`): they may
+    ///         not claim a slot of that order again.
+    mapping(uint256 orderId => mapping(uint64 provider => bool)) public excluded;
     /// @notice Refunds, returned excess bonds and keeper tips waiting for `withdraw`.
     mapping(address account => uint256) public withdrawable;
     /// @notice Payments to a miner whose send failed, waiting for `payMiner`.
@@ -236,6 +239,9 @@ contract PerpetualStorage is ReentrancyGuard {
         uint256 indexed orderId, uint64 indexed provider, address keeper, uint256 tip, bool bondForfeited
     );
     event Withdrawn(address indexed account, uint256 amount);
+    /// @notice The order's client found the provider no longer serves its replica (its
+    ///         retrieval probes failed): its slot reopens and it may not claim this order again.
+    event SlotLost(uint256 indexed orderId, uint64 indexed provider, address client);
 
     error PerpetualStorageBadPieceCid();
     error PerpetualStorageBadPayloadCid(CidLib.CidError reason);
@@ -266,6 +272,8 @@ contract PerpetualStorage is ReentrancyGuard {
     error PerpetualStorageSlotStillLive(uint256 orderId, uint64 provider);
     error PerpetualStorageNothingToWithdraw();
     error PerpetualStorageTransferFailed();
+    /// @notice The order's client marked this provider's replica lost (`markLost`).
+    error PerpetualStorageProviderExcluded(uint256 orderId, uint64 provider);
     /// @notice A market callback from someone else than the market actor.
     error PerpetualStorageNotMarket(address caller);
     /// @notice A method this contract does not handle.
@@ -441,6 +449,7 @@ contract PerpetualStorage is ReentrancyGuard {
         Order storage o = openOrder(orderId);
         if (o.flags & SUSPENDED != 0 || o.inUse >= o.replicas) revert PerpetualStorageNoOpenSlot(orderId);
         if (provider == 0) revert PerpetualStorageBadProvider();
+        if (excluded[orderId][provider]) revert PerpetualStorageProviderExcluded(orderId, provider);
         if (providerCollateral > MAX_COLLATERAL) revert PerpetualStorageBadCollateral(providerCollateral);
         Slot storage s = slots[orderId][provider];
         if (s.state != SlotState.Open) revert PerpetualStorageAlreadyHolds(orderId, provider);
@@ -562,6 +571,36 @@ contract PerpetualStorage is ReentrancyGuard {
         credit(o, returned);
         withdrawable[msg.sender] += tip;
         emit SlotReopened(orderId, provider, msg.sender, tip, forfeited);
+        payMinerNow(provider, due);
+    }
+
+    /// @notice The order's client marks an active replica lost: its provider keeps its deal
+    ///         but no longer serves the data (the client's retrieval probes, checked against
+    ///         the piece's commitment, failed). The miner is paid what it earned up to now (up
+    ///         to the last epoch its deal was seen live, if it is gone), the rest of its bounty
+    ///         returns to the order, the slot reopens for another provider, and this one may not
+    ///         claim a slot of the order again. No tip: the client acts for itself.
+    // The market query before the writes is read-only, and the function is nonReentrant.
+    // slither-disable-next-line reentrancy-no-eth,reentrancy-benign,reentrancy-events
+    function markLost(uint256 orderId, uint64 provider) external nonReentrant {
+        Order storage o = existing(orderId);
+        if (msg.sender != o.client) revert PerpetualStorageNotClient(orderId, msg.sender);
+        Slot storage s = slots[orderId][provider];
+        if (s.state != SlotState.Active) revert PerpetualStorageNotClaimed(orderId, provider);
+        bool wasFull = o.active == o.replicas;
+        (, uint64 until) = observe(s, o.term);
+        uint96 due = settle(orderId, provider, s, o.term, until);
+        uint256 returned = s.bounty - s.paid;
+        o.active -= 1;
+        removeHolder(orderId, o, provider);
+        delete slots[orderId][provider];
+        o.inUse -= 1;
+        excluded[orderId][provider] = true;
+        // The order had every replica active and lacks one from now: the rise starts.
+        if (wasFull && o.active < o.replicas) o.openSince = uint64(block.number);
+        credit(o, returned);
+        emit SlotLost(orderId, provider, msg.sender);
+        emit SlotReopened(orderId, provider, msg.sender, 0, false);
         payMinerNow(provider, due);
     }
 

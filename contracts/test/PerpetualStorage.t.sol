@@ -606,6 +606,113 @@ contract PerpetualStorageTest is FilecoinTest {
         ps.reopen(id, MINER);
     }
 
+    // ------------------------------------------------------------------ lost replicas
+
+    /// The client marks a replica lost (its probes failed): the miner is paid what it earned up
+    /// to now, the rest of its bounty returns to the order with no tip, the slot reopens and
+    /// the rise starts; the provider may not claim the order again, another may.
+    function test_MarkLost_ReopensPaysWhatWasEarnedAndExcludes() public {
+        uint256 id = order(5 ether);
+        replica(id, MINER, SP);
+        replica(id, MINER2, SP2);
+        uint256 start = block.number;
+        vm.roll(start + TERM / 4);
+        vm.expectEmit(address(ps));
+        emit PerpetualStorage.SlotLost(id, MINER, CLIENT);
+        vm.expectEmit(address(ps));
+        emit PerpetualStorage.SlotReopened(id, MINER, CLIENT, 0, false);
+        vm.prank(CLIENT);
+        ps.markLost(id, MINER);
+        assertEq(masked(MINER).balance, BOND + BOUNTY / 4, "its bond at publish, a quarter now");
+        PerpetualStorage.OrderView memory o = ps.getOrder(id);
+        assertEq(o.balance, 3 ether + BOUNTY * 3 / 4);
+        assertEq(o.inUse, 1);
+        assertEq(o.active, 1);
+        assertEq(o.openSince, block.number, "the order lacks a replica: the rise starts");
+        assertEq(o.holders.length, 1);
+        assertEq(o.holders[0], MINER2);
+        assertTrue(ps.excluded(id, MINER));
+        assertFalse(ps.excluded(id, MINER2));
+        assertTrue(ps.getSlot(id, MINER).state == PerpetualStorage.SlotState.Open);
+        uint96 bond = ps.bondFor(id);
+        vm.prank(SP);
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpetualStorage.PerpetualStorageProviderExcluded.selector, id, MINER)
+        );
+        ps.claim{value: bond}(id, MINER, collateral);
+        // Another provider takes the slot.
+        address sp3 = address(0x5D);
+        createMiner(1003, sp3);
+        vm.deal(sp3, 10 ether);
+        replica(id, 1003, sp3);
+        assertEq(ps.getOrder(id).active, 2);
+        assertTrue(ps.excluded(id, MINER), "for the order's life");
+    }
+
+    function test_RevertWhen_MarkLostNotClientOrNotActive() public {
+        uint256 id = order(5 ether);
+        bytes32 proposalId = claimAs(SP, id, MINER);
+        vm.prank(CLIENT);
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpetualStorage.PerpetualStorageNotClaimed.selector, id, MINER)
+        );
+        ps.markLost(id, MINER);
+        uint64 dealId = publishOffer(proposalId, SP);
+        assertTrue(activateDeal(MINER, SP, dealId, dealId));
+        ps.publish(id, MINER);
+        for (uint256 k; k < 3; ++k) {
+            address who = [ATTACKER, SP, KEEPER][k];
+            vm.prank(who);
+            vm.expectRevert(
+                abi.encodeWithSelector(PerpetualStorage.PerpetualStorageNotClient.selector, id, who)
+            );
+            ps.markLost(id, MINER);
+        }
+        vm.expectRevert(abi.encodeWithSelector(PerpetualStorage.PerpetualStorageNoOrder.selector, id + 1));
+        ps.markLost(id + 1, MINER);
+        vm.prank(CLIENT);
+        ps.markLost(id, MINER);
+        vm.prank(CLIENT);
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpetualStorage.PerpetualStorageNotClaimed.selector, id, MINER)
+        );
+        ps.markLost(id, MINER);
+    }
+
+    /// Whenever the client marks a replica lost, its miner is paid exactly the epochs its deal
+    /// was seen live (up to the term), and the rest of the bounty returns to the order.
+    function testFuzz_MarkLostPaysOnlyWhatWasEarned(uint32 collectAt, uint32 terminateAt, uint32 lostAt)
+        public
+    {
+        uint256 id = order(5 ether);
+        uint64 dealId = replica(id, MINER, SP);
+        uint256 start = block.number;
+        uint256 t1 = start + bound(collectAt, 0, 3 * TERM);
+        uint256 t2 = t1 + bound(terminateAt, 1, 3 * TERM);
+        uint256 t3 = t2 + bound(lostAt, 0, 3 * TERM);
+        vm.roll(t1);
+        ps.collect(id, MINER);
+        vm.roll(t2);
+        bool terminated = t2 < start + TERM;
+        if (terminated) terminateSector(MINER, SP, dealId);
+        vm.roll(t3);
+        uint256 balanceBefore = ps.getOrder(id).balance;
+        vm.prank(CLIENT);
+        ps.markLost(id, MINER);
+        uint256 paid = masked(MINER).balance - BOND;
+        uint256 returned = ps.getOrder(id).balance - balanceBefore;
+        assertEq(paid + returned, BOUNTY);
+        uint256 seen = terminated ? t1 : (t3 < start + TERM ? t3 : start + TERM);
+        uint256 expected = seen - start >= TERM ? BOUNTY : BOUNTY * (seen - start) / TERM;
+        assertEq(paid, expected);
+        assertTrue(ps.excluded(id, MINER));
+    }
+
+    /// Concrete twin: collect at a quarter, lost at a half with the deal live.
+    function test_MarkLostPaysOnlyWhatWasEarned_Concrete() public {
+        testFuzz_MarkLostPaysOnlyWhatWasEarned(250, 2000, 0);
+    }
+
     /// A payment to a miner that fails (no actor answers) waits in `minerOwed`; `payMiner`
     /// retries it.
     function test_MinerPayment_DeferredThenRetried() public {

@@ -39,6 +39,8 @@ contract PerpetualStorageHandler is CommonBase, StdCheats, StdUtils {
     /// Replicas started (`publish` succeeded), terminated deals: how deep the runs went.
     uint256 public started;
     uint256 public terminations;
+    /// Replicas the clients marked lost.
+    uint256 public lost;
     /// Deals bound to slots, and how many times each was.
     mapping(uint64 dealId => uint256) public bindings;
     uint64[] public boundDeals;
@@ -225,6 +227,19 @@ contract PerpetualStorageHandler is CommonBase, StdCheats, StdUtils {
         countEvents(vm.getRecordedLogs());
     }
 
+    /// The order's client marks a slot's replica lost (as its probes would).
+    function markLost(uint256 seed) external {
+        (bool ok, uint256 id, uint256 m) = pick(seed);
+        if (!ok) return;
+        currentDeal = ps.getSlot(id, miners[m]).dealId;
+        vm.recordLogs();
+        vm.prank(ps.getOrder(id).client);
+        try ps.markLost(id, miners[m]) {
+            lost += 1;
+        } catch {}
+        countEvents(vm.getRecordedLogs());
+    }
+
     function cancel(uint256 seed) external {
         uint256 id = orderId(seed);
         if (id == 0) return;
@@ -374,6 +389,7 @@ contract PerpetualStorageInvariantTest is FilecoinTest {
                 PerpetualStorage.SlotView memory s = ps.getSlot(id, o.holders[k]);
                 assertTrue(s.state != PerpetualStorage.SlotState.Open);
                 assertLe(s.paid, s.bounty);
+                assertFalse(ps.excluded(id, o.holders[k]), "a provider marked lost holds no slot");
             }
         }
     }

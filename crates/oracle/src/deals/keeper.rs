@@ -146,11 +146,13 @@ impl Keeper {
         let (order, provider) = (U256::from(task.order_id), task.provider);
         let what = match task.action {
             KeeperAction::Reopen(why) => why.as_str(),
+            KeeperAction::MarkLost => "lost",
             KeeperAction::Collect { .. } => "collect",
         };
         let keys = [task.key.clone()];
         let sent = match task.action {
             KeeperAction::Reopen(_) => self.tx.send(ps.reopen(order, provider), &keys).await,
+            KeeperAction::MarkLost => self.tx.send(ps.markLost(order, provider), &keys).await,
             KeeperAction::Collect { .. } => self.tx.send(ps.collect(order, provider), &keys).await,
         };
         match sent {

@@ -245,6 +245,10 @@ impl ReopenWhy {
 pub enum KeeperAction {
     /// `PerpetualStorage.reopen(order, provider)`.
     Reopen(ReopenWhy),
+    /// `PerpetualStorage.markLost(order, provider)`: its retrieval probes found the replica
+    /// lost (the order's client only): the slot reopens for another provider, and this one may
+    /// not claim the order again.
+    MarkLost,
     /// `PerpetualStorage.collect(order, provider)`: the bounty accrued since `from`.
     Collect {
         /// The epoch the replica was last paid up to (its start, if never): one collection
@@ -294,6 +298,7 @@ pub fn keep(
             action,
             key: match action {
                 KeeperAction::Reopen(_) => format!("reopen/{slot}"),
+                KeeperAction::MarkLost => format!("lost/{slot}"),
                 KeeperAction::Collect { from } => format!("collect/{slot}/{from}"),
             },
         };
@@ -315,6 +320,8 @@ pub fn keep(
                 };
                 if let Some(why) = why {
                     tasks.push(task(KeeperAction::Reopen(why)));
+                } else if r.lost() {
+                    tasks.push(task(KeeperAction::MarkLost));
                 } else if let (Some(every), Some(start)) = (rules.collect_every, r.start_epoch) {
                     let from = r.paid_until.map_or(start, |paid| paid.max(start));
                     if every > 0 && head.saturating_sub(from) >= every {
@@ -422,6 +429,33 @@ mod tests {
             assert_eq!(r.counts(), !state.gone() && state != MarketState::Mismatch);
         }
         assert!(keep("0xc", 1, &[replica(ReplicaState::Reopened)], 5000, &RULES).is_empty());
+    }
+
+    #[test]
+    fn a_replica_its_probes_found_lost_is_marked_lost_once_unless_it_is_over() {
+        let probe = |lost: bool| crate::domain::probe::ProbeView {
+            last_probe: 1,
+            last_probe_ok: !lost,
+            failures_in_a_row: if lost { 3 } else { 0 },
+            oks_in_a_row: u32::from(!lost),
+            probes_ok: 1,
+            probes_failed: 3,
+            lost_at: lost.then_some(1),
+        };
+        let active = replica(ReplicaState::Active);
+        let lost = Replica { probe: Some(probe(true)), ..active };
+        let tasks = keep("0xc", 1, &[lost], 500, &RULES);
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].action, KeeperAction::MarkLost);
+        assert_eq!(tasks[0].key, "lost/0xc/1/1000/40");
+        let found = Replica { probe: Some(probe(false)), ..active };
+        assert!(keep("0xc", 1, &[found], 500, &RULES).is_empty(), "verified: kept");
+        // Over anyway: reopened (by anyone, for a tip), not marked lost.
+        let done = keep("0xc", 1, &[lost], 1000, &RULES);
+        assert_eq!(done[0].action, KeeperAction::Reopen(ReopenWhy::TermComplete));
+        // A claim is not a replica yet: its probes mean nothing.
+        let claimed = Replica { probe: Some(probe(true)), ..replica(ReplicaState::Claimed) };
+        assert!(keep("0xc", 1, &[claimed], 150, &RULES).is_empty());
     }
 
     #[test]

@@ -446,3 +446,100 @@ async fn cold_blocks_known_by_place_and_the_empty_block_without_a_read() {
     assert!(!reads.holds(&stranger).await.unwrap());
     assert_eq!(reads.stats().blocks, 0, "nothing read from a provider");
 }
+
+/// A `PerpetualStorage` replica whose provider stops serving it (its agent stopped for good):
+/// its probes fail, and the oracle, the order's client, marks it lost on chain (`markLost`:
+/// the provider paid what it earned and excluded from the order); the slot reopens, the third
+/// SP agent claims it, and two replicas are active again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_another_sp() {
+    use alloy::{providers::Provider, rpc::types::Filter, sol_types::SolEvent};
+    use estuary_contracts::PerpetualStorage;
+    let chain = Chain::start_mining(Duration::from_millis(250)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sps = Vec::new();
+    for i in 0..3 {
+        sps.push(Some(SpProcess::start(&chain, i, &dir.path().join(format!("sp{i}"))).await));
+    }
+    let cars: Cars = Arc::default();
+    let origin = gateway(Arc::clone(&cars)).await;
+    let perpetual = chain.deployment.contracts["PerpetualStorage"];
+    let mut args: Vec<String> = [
+        "--gateway",
+        &origin,
+        "--operator-key",
+        &chain.operator_key(),
+        "--perpetual-address",
+        &perpetual.to_string(),
+        "--deal-state-view-address",
+        &chain.deployment.contracts["DealStateView"].to_string(),
+        "--deal-term-epochs",
+        "3600",
+        "--deal-replicas",
+        "2",
+        "--deal-check-secs",
+        "1",
+        "--deal-expiring-epochs",
+        "100",
+        "--probe-every-secs",
+        "1",
+        "--probe-lost-after",
+        "2",
+        "--probe-timeout-secs",
+        "10",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for (i, sp) in sps.iter().enumerate() {
+        let url = &sp.as_ref().unwrap().url;
+        args.extend(["--provider".into(), format!("f0{}:price=0,url={url}", 1000 + i)]);
+    }
+    let oracle = OracleProcess::start_with(&chain, &dir.path().join("oracle.sqlite"), &args).await;
+    let (root, _piece, car) = add(dir.path(), "q", &noise(200_000, 9));
+    cars.lock().unwrap().insert(root.clone(), car);
+    chain.pin(4, &cid_bytes(&root)).await;
+
+    // Two SPs claim the order's two slots; both replicas active and read back.
+    let holders = |o: &Value| -> Vec<u64> { (1000..1003).filter(|p| probed_ok(o, *p)).collect() };
+    let order = order_when(&oracle, 240, "two replicas active and read back", |o| {
+        holders(o).len() == 2 && o["replicas_active"] == 2
+    })
+    .await;
+    let held = holders(&order);
+    let (gone, kept) = (held[0], held[1]);
+    let third = (1000..1003).find(|p| !held.contains(p)).unwrap();
+    let order_id = order["order_id"].as_u64().unwrap();
+
+    // The first holder's agent stops for good: lost after two failed probes, marked lost on
+    // chain, and its slot goes to the third SP.
+    sps[usize::try_from(gone - 1000).unwrap()].take().unwrap().kill().await;
+    let order = order_when(&oracle, 240, "marked lost and the slot taken again", |o| {
+        lost(o, gone) && probed_ok(o, third) && probed_ok(o, kept) && o["replicas_active"] == 2
+    })
+    .await;
+    assert!(at(&order, gone).iter().all(|r| r["state"] == "reopened"), "{order:#}");
+    let reader = alloy::providers::ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let logs = reader
+        .get_logs(
+            &Filter::new()
+                .address(perpetual)
+                .event_signature(PerpetualStorage::SlotLost::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    let marked: Vec<_> = logs
+        .iter()
+        .map(|l| PerpetualStorage::SlotLost::decode_log_data(l.data()).unwrap())
+        .collect();
+    assert_eq!(marked.len(), 1, "marked lost once: {marked:?}");
+    assert_eq!((marked[0].orderId, marked[0].provider), (U256::from(order_id), gone));
+    assert_eq!(marked[0].client, *chain.anvil.addresses().last().unwrap(), "by the oracle");
+    let ps = PerpetualStorage::new(perpetual, &reader);
+    assert!(ps.excluded(U256::from(order_id), gone).call().await.unwrap());
+    assert!(!ps.excluded(U256::from(order_id), third).call().await.unwrap());
+    let all = providers(&oracle).await;
+    assert_eq!(of(&all, gone)["replicas_lost"], 1, "{all:?}");
+    drop(sps);
+}

@@ -203,12 +203,15 @@ impl ChainClient {
             Err(e) => return Err(read("getOrder")(e)),
         };
         let slot = ps.getSlot(id, self.miner).call().await.map_err(read("getSlot"))?;
+        let excluded = ps.excluded(id, self.miner).call().await.map_err(read("excluded"))?;
         let bounty: U256 = ps.currentBounty(id).call().await.map_err(read("currentBounty"))?.to();
         let window = self.claim_window(contract).await?;
         let open = if view.cancelled {
             Err(Closed::Cancelled)
         } else if slot.state != slot_state::OPEN {
             Err(Closed::Held)
+        } else if excluded {
+            Err(Closed::Excluded)
         } else if view.suspended {
             Err(Closed::Suspended)
         } else if view.inUse >= view.replicas {

@@ -53,6 +53,9 @@ pub enum Closed {
     Underfunded,
     /// This miner already holds a slot of the order or a deal of the proposal.
     Held,
+    /// The order's client marked this miner's replica lost (`markLost`): it may not claim a
+    /// slot of the order again.
+    Excluded,
     /// The deal's start epoch is past: it can no longer be published.
     StartPassed,
     /// The order or proposal does not exist (a reorg removed it).
