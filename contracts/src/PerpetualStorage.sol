@@ -21,6 +21,9 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 ///         deal is active, `publish` starts streaming the slot's bounty to the miner over the
 ///         order's term and returns the bond; `collect` pays what has accrued. A slot whose claim
 ///         lapsed, whose deal ended or whose term is over can be `reopen`ed by anyone for a tip.
+///         The order's client may `markLost` an active replica whose provider stopped serving it
+///         (on its own word: its retrieval probes): the provider keeps what it earned and a
+///         bond's worth of the rest, and may not claim the order again.
 /// @dev Deals the provider made as its own client are not accepted, only deals offered here:
 ///      (1) the contract checks the exact terms when the market authenticates the deal, so
 ///      `publish` needs one market call, not five; (2) the market binds the deal to the slot when
@@ -241,7 +244,7 @@ contract PerpetualStorage is ReentrancyGuard {
     event Withdrawn(address indexed account, uint256 amount);
     /// @notice The order's client found the provider no longer serves its replica (its
     ///         retrieval probes failed): its slot reopens and it may not claim this order again.
-    event SlotLost(uint256 indexed orderId, uint64 indexed provider, address client);
+    event SlotLost(uint256 indexed orderId, uint64 indexed provider, address client, uint256 lossFee);
 
     error PerpetualStorageBadPieceCid();
     error PerpetualStorageBadPayloadCid(CidLib.CidError reason);
@@ -274,6 +277,8 @@ contract PerpetualStorage is ReentrancyGuard {
     error PerpetualStorageTransferFailed();
     /// @notice The order's client marked this provider's replica lost (`markLost`).
     error PerpetualStorageProviderExcluded(uint256 orderId, uint64 provider);
+    /// @notice The replica's term is over: it is reopened (`reopen`), not marked lost.
+    error PerpetualStorageTermOver(uint256 orderId, uint64 provider);
     /// @notice A market callback from someone else than the market actor.
     error PerpetualStorageNotMarket(address caller);
     /// @notice A method this contract does not handle.
@@ -563,12 +568,7 @@ contract PerpetualStorage is ReentrancyGuard {
         } else {
             revert PerpetualStorageNotClaimed(orderId, provider);
         }
-        removeHolder(orderId, o, provider);
-        delete slots[orderId][provider];
-        o.inUse -= 1;
-        // The order had every replica active and lacks one from now: the rise starts.
-        if (wasFull && o.active < o.replicas) o.openSince = uint64(block.number);
-        credit(o, returned);
+        vacate(orderId, o, provider, wasFull, returned);
         withdrawable[msg.sender] += tip;
         emit SlotReopened(orderId, provider, msg.sender, tip, forfeited);
         payMinerNow(provider, due);
@@ -576,32 +576,33 @@ contract PerpetualStorage is ReentrancyGuard {
 
     /// @notice The order's client marks an active replica lost: its provider keeps its deal
     ///         but no longer serves the data (the client's retrieval probes, checked against
-    ///         the piece's commitment, failed). The miner is paid what it earned up to now (up
-    ///         to the last epoch its deal was seen live, if it is gone), the rest of its bounty
-    ///         returns to the order, the slot reopens for another provider, and this one may not
-    ///         claim a slot of the order again. No tip: the client acts for itself.
+    ///         the piece's commitment, failed). The contract cannot check that: the mark is the
+    ///         client's word, so it costs the client. The miner is paid what it earned up to now
+    ///         (up to the last epoch its deal was seen live, if it is gone) and a loss fee of a
+    ///         bond's worth of the rest; what remains returns to the order; the slot reopens for
+    ///         another provider; and this one may not claim a slot of the order again. Not on a
+    ///         cancelled order (its committed bounties keep paying), nor once the term is over
+    ///         (`reopen`). No tip: the client acts for itself.
     // The market query before the writes is read-only, and the function is nonReentrant.
     // slither-disable-next-line reentrancy-no-eth,reentrancy-benign,reentrancy-events
     function markLost(uint256 orderId, uint64 provider) external nonReentrant {
-        Order storage o = existing(orderId);
+        Order storage o = openOrder(orderId);
         if (msg.sender != o.client) revert PerpetualStorageNotClient(orderId, msg.sender);
         Slot storage s = slots[orderId][provider];
         if (s.state != SlotState.Active) revert PerpetualStorageNotClaimed(orderId, provider);
+        if (block.number >= uint256(s.start) + o.term) revert PerpetualStorageTermOver(orderId, provider);
         bool wasFull = o.active == o.replicas;
         (, uint64 until) = observe(s, o.term);
         uint96 due = settle(orderId, provider, s, o.term, until);
-        uint256 returned = s.bounty - s.paid;
+        uint96 lossFee = bondOf(s.bounty);
+        if (lossFee > s.bounty - s.paid) lossFee = s.bounty - s.paid;
+        uint256 returned = s.bounty - s.paid - lossFee;
         o.active -= 1;
-        removeHolder(orderId, o, provider);
-        delete slots[orderId][provider];
-        o.inUse -= 1;
         excluded[orderId][provider] = true;
-        // The order had every replica active and lacks one from now: the rise starts.
-        if (wasFull && o.active < o.replicas) o.openSince = uint64(block.number);
-        credit(o, returned);
-        emit SlotLost(orderId, provider, msg.sender);
+        vacate(orderId, o, provider, wasFull, returned);
+        emit SlotLost(orderId, provider, msg.sender, lossFee);
         emit SlotReopened(orderId, provider, msg.sender, 0, false);
-        payMinerNow(provider, due);
+        payMinerNow(provider, due + lossFee);
     }
 
     /// @notice Retries the payments to a miner whose earlier send failed.
@@ -824,6 +825,19 @@ contract PerpetualStorage is ReentrancyGuard {
     }
 
     /// @dev Unlinks `provider` from the order's list of slots in use.
+    /// @dev Frees `provider`'s slot of the order (`wasFull`: every replica was active before)
+    ///      and returns `returned` to the order.
+    function vacate(uint256 orderId, Order storage o, uint64 provider, bool wasFull, uint256 returned)
+        internal
+    {
+        removeHolder(orderId, o, provider);
+        delete slots[orderId][provider];
+        o.inUse -= 1;
+        // The order had every replica active and lacks one from now: the rise starts.
+        if (wasFull && o.active < o.replicas) o.openSince = uint64(block.number);
+        credit(o, returned);
+    }
+
     function removeHolder(uint256 orderId, Order storage o, uint64 provider) internal {
         uint64 next = slots[orderId][provider].next;
         if (o.head == provider) {

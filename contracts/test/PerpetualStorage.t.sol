@@ -609,8 +609,9 @@ contract PerpetualStorageTest is FilecoinTest {
     // ------------------------------------------------------------------ lost replicas
 
     /// The client marks a replica lost (its probes failed): the miner is paid what it earned up
-    /// to now, the rest of its bounty returns to the order with no tip, the slot reopens and
-    /// the rise starts; the provider may not claim the order again, another may.
+    /// to now and a bond's worth of the rest, what remains returns to the order with no tip,
+    /// the slot reopens and the rise starts; the provider may not claim the order again,
+    /// another may.
     function test_MarkLost_ReopensPaysWhatWasEarnedAndExcludes() public {
         uint256 id = order(5 ether);
         replica(id, MINER, SP);
@@ -618,14 +619,14 @@ contract PerpetualStorageTest is FilecoinTest {
         uint256 start = block.number;
         vm.roll(start + TERM / 4);
         vm.expectEmit(address(ps));
-        emit PerpetualStorage.SlotLost(id, MINER, CLIENT);
+        emit PerpetualStorage.SlotLost(id, MINER, CLIENT, BOND);
         vm.expectEmit(address(ps));
         emit PerpetualStorage.SlotReopened(id, MINER, CLIENT, 0, false);
         vm.prank(CLIENT);
         ps.markLost(id, MINER);
-        assertEq(masked(MINER).balance, BOND + BOUNTY / 4, "its bond at publish, a quarter now");
+        assertEq(masked(MINER).balance, BOND + BOUNTY / 4 + BOND, "bond at publish, a quarter, the fee");
         PerpetualStorage.OrderView memory o = ps.getOrder(id);
-        assertEq(o.balance, 3 ether + BOUNTY * 3 / 4);
+        assertEq(o.balance, 3 ether + BOUNTY * 3 / 4 - BOND);
         assertEq(o.inUse, 1);
         assertEq(o.active, 1);
         assertEq(o.openSince, block.number, "the order lacks a replica: the rise starts");
@@ -677,19 +678,35 @@ contract PerpetualStorageTest is FilecoinTest {
             abi.encodeWithSelector(PerpetualStorage.PerpetualStorageNotClaimed.selector, id, MINER)
         );
         ps.markLost(id, MINER);
+        // Not once the term is over (reopened instead), nor on a cancelled order.
+        replica(id, MINER2, SP2);
+        vm.roll(block.number + TERM);
+        vm.prank(CLIENT);
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpetualStorage.PerpetualStorageTermOver.selector, id, MINER2)
+        );
+        ps.markLost(id, MINER2);
+        uint256 other = order(5 ether);
+        replica(other, MINER2, SP2);
+        vm.startPrank(CLIENT);
+        ps.cancel(other);
+        vm.expectRevert(abi.encodeWithSelector(PerpetualStorage.PerpetualStorageOrderClosed.selector, other));
+        ps.markLost(other, MINER2);
+        vm.stopPrank();
     }
 
-    /// Whenever the client marks a replica lost, its miner is paid exactly the epochs its deal
-    /// was seen live (up to the term), and the rest of the bounty returns to the order.
-    function testFuzz_MarkLostPaysOnlyWhatWasEarned(uint32 collectAt, uint32 terminateAt, uint32 lostAt)
+    /// Whenever the client marks a replica lost within its term, its miner is paid exactly the
+    /// epochs its deal was seen live and a bond's worth of the rest (all of it, if less), and
+    /// what remains returns to the order; past the term, the mark is refused.
+    function testFuzz_MarkLostPaysWhatWasEarnedAndTheFee(uint32 collectAt, uint32 terminateAt, uint32 lostAt)
         public
     {
         uint256 id = order(5 ether);
         uint64 dealId = replica(id, MINER, SP);
         uint256 start = block.number;
-        uint256 t1 = start + bound(collectAt, 0, 3 * TERM);
-        uint256 t2 = t1 + bound(terminateAt, 1, 3 * TERM);
-        uint256 t3 = t2 + bound(lostAt, 0, 3 * TERM);
+        uint256 t1 = start + bound(collectAt, 0, TERM / 2);
+        uint256 t2 = t1 + bound(terminateAt, 1, TERM / 2);
+        uint256 t3 = t2 + bound(lostAt, 0, TERM);
         vm.roll(t1);
         ps.collect(id, MINER);
         vm.roll(t2);
@@ -698,19 +715,26 @@ contract PerpetualStorageTest is FilecoinTest {
         vm.roll(t3);
         uint256 balanceBefore = ps.getOrder(id).balance;
         vm.prank(CLIENT);
+        if (t3 >= start + TERM) {
+            vm.expectRevert(
+                abi.encodeWithSelector(PerpetualStorage.PerpetualStorageTermOver.selector, id, MINER)
+            );
+            ps.markLost(id, MINER);
+            return;
+        }
         ps.markLost(id, MINER);
         uint256 paid = masked(MINER).balance - BOND;
         uint256 returned = ps.getOrder(id).balance - balanceBefore;
         assertEq(paid + returned, BOUNTY);
-        uint256 seen = terminated ? t1 : (t3 < start + TERM ? t3 : start + TERM);
-        uint256 expected = seen - start >= TERM ? BOUNTY : BOUNTY * (seen - start) / TERM;
-        assertEq(paid, expected);
+        uint256 earned = BOUNTY * ((terminated ? t1 : t3) - start) / TERM;
+        uint256 fee = BOUNTY - earned < BOND ? BOUNTY - earned : BOND;
+        assertEq(paid, earned + fee);
         assertTrue(ps.excluded(id, MINER));
     }
 
     /// Concrete twin: collect at a quarter, lost at a half with the deal live.
-    function test_MarkLostPaysOnlyWhatWasEarned_Concrete() public {
-        testFuzz_MarkLostPaysOnlyWhatWasEarned(250, 2000, 0);
+    function test_MarkLostPaysWhatWasEarnedAndTheFee_Concrete() public {
+        testFuzz_MarkLostPaysWhatWasEarnedAndTheFee(250, 250, 0);
     }
 
     /// A payment to a miner that fails (no actor answers) waits in `minerOwed`; `payMiner`

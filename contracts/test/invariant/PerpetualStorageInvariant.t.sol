@@ -39,8 +39,9 @@ contract PerpetualStorageHandler is CommonBase, StdCheats, StdUtils {
     /// Replicas started (`publish` succeeded), terminated deals: how deep the runs went.
     uint256 public started;
     uint256 public terminations;
-    /// Replicas the clients marked lost.
+    /// Replicas the clients marked lost, and the loss fees their miners kept.
     uint256 public lost;
+    uint256 public lossFees;
     /// Deals bound to slots, and how many times each was.
     mapping(uint64 dealId => uint256) public bindings;
     uint64[] public boundDeals;
@@ -273,6 +274,9 @@ contract PerpetualStorageHandler is CommonBase, StdCheats, StdUtils {
                 bountySettled += amount;
                 uint256 ended = terminatedAt[currentDeal];
                 if (ended != 0 && until > ended) overpaid += 1;
+            } else if (topic == PerpetualStorage.SlotLost.selector) {
+                (, uint256 fee) = abi.decode(logs[i].data, (address, uint256));
+                lossFees += fee;
             } else if (topic == PerpetualStorage.BondReturned.selector) {
                 bondsReturned += abi.decode(logs[i].data, (uint256));
             } else if (topic == PerpetualStorage.MinerPaid.selector) {
@@ -363,7 +367,8 @@ contract PerpetualStorageInvariantTest is FilecoinTest {
     /// Every bounty and bond paid out reaches a miner actor, or waits for it in `minerOwed`.
     function invariant_EveryPaymentReachesAMiner() public view {
         assertEq(
-            handler.bountySettled() + handler.bondsReturned(), handler.minerReceived() + handler.minersOwed()
+            handler.bountySettled() + handler.bondsReturned() + handler.lossFees(),
+            handler.minerReceived() + handler.minersOwed()
         );
         assertEq(handler.minerBalances(), handler.minerReceived());
     }

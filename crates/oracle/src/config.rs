@@ -391,6 +391,13 @@ pub struct DealsConfig {
     #[arg(long, env = "ESTUARY_COLD_VERIFIED_WITHIN_SECS",
         value_parser = clap::value_parser!(u64).range(1..))]
     pub cold_verified_within_secs: Option<u64>,
+    /// Mark lost on chain (`PerpetualStorage.markLost`) an active replica of the operator's
+    /// orders its probes have found lost for at least this many seconds, if its provider once
+    /// served it and its last probe is recent and failed: the provider is paid what it earned
+    /// and a loss fee, excluded from the order for good, and its slot reopens for another SP
+    /// (none: never; lost replicas are only not counted).
+    #[arg(long, env = "ESTUARY_MARK_LOST_AFTER_SECS")]
+    pub mark_lost_after_secs: Option<u64>,
     /// Only CARs of at least this many bytes are dropped.
     #[arg(long, env = "ESTUARY_COLD_MIN_SIZE", default_value_t = 0)]
     pub cold_min_size: u64,

@@ -460,6 +460,13 @@ fn start_deals(
                 every,
                 expiring_epochs: config.deals.deal_expiring_epochs,
                 collect_every: config.deals.deal_collect_epochs,
+                // A lost replica is probed a quarter as often (`probes::LOST_SLOWER`), ±25 %.
+                mark_lost: config.deals.mark_lost_after_secs.map(|secs| {
+                    crate::domain::market::MarkLostRules {
+                        after_ms: secs.saturating_mul(1000),
+                        recent_ms: config.deals.probe_every_secs.saturating_mul(10_000),
+                    }
+                }),
             },
         )
         .with_wake(wake);

@@ -4,23 +4,30 @@
 //!
 //! ```text
 //!   store: open orders + replicas ──► market::read(deal ids) ──► classify ──► store (deal_market)
-//!        └─► domain::market::keep(replicas, head) ──► TxManager::send(reopen | collect, key)
+//!        └─► domain::market::keep(replicas, head) ──► TxManager::send(reopen | markLost | collect, key)
 //! ```
 //!
 //! - a claim not proven by its deadline (an SP that never publishes) is reopened, so another SP
 //!   can claim the slot (the contract refuses the same provider twice for an order while it
 //!   holds a slot, and pays the keeper's tip from the lapsed bond);
 //! - an active replica whose term is over, or whose deal the market says is gone, is reopened;
+//! - with `--mark-lost-after-secs`, an active replica of the operator's orders its probes found
+//!   lost is marked lost (`markLost`: its provider excluded from the order for good, paid what
+//!   it earned and a loss fee) once it has been lost that long, its provider once served it and
+//!   its last probe is recent and failed ([`crate::domain::market::MarkLostRules`]); never for
+//!   most providers at once (more likely the oracle's fault), nor for a DataDAO's orders (the
+//!   DAO is their client);
 //! - with `--deal-collect-epochs`, an active replica's accrued bounty is collected for its SP
 //!   once that many epochs have passed since it was last paid (`BountyPaid`, whoever called).
 //!
 //! Each transaction has a ledger key naming the slot's claim (and, for a collection, the epoch
-//! last paid): a pending one is adopted after a restart, not sent again. The contract checks every reopening itself, so a
-//! keeper that acts on a stale view costs an `eth_estimateGas`, not gas: the refusal is logged
-//! and the task tried again after `RETRY`.
+//! last paid): a pending one is adopted after a restart, not sent again. The contract checks
+//! every reopening itself, so a keeper that acts on a stale view costs an `eth_estimateGas`, not
+//! gas: the refusal is logged and the task tried again after `RETRY`. A mark of loss is the
+//! exception: the contract takes the client's word, hence the rules above.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -35,8 +42,11 @@ use tracing::{debug, info, warn};
 
 use crate::{
     domain::{
-        deal::ReplicaState,
-        market::{Expected, KeeperAction, KeeperRules, KeeperTask, MarketView, classify, keep},
+        deal::{Backend, ReplicaState},
+        market::{
+            Expected, KeeperAction, KeeperRules, KeeperTask, MarkLostRules, MarketView, classify,
+            keep,
+        },
         now_ms,
     },
     store::{OrderWithReplicas, Store},
@@ -56,6 +66,9 @@ pub struct KeeperConfig {
     pub expiring_epochs: u64,
     /// Collect every this many epochs of a replica's term (none: never).
     pub collect_every: Option<u64>,
+    /// Mark lost on chain the replicas of the operator's orders its probes found lost (none:
+    /// never; `--mark-lost-after-secs`).
+    pub mark_lost: Option<MarkLostRules>,
 }
 
 /// Reads the market and keeps the slots of the orders at one `PerpetualStorage` contract.
@@ -89,7 +102,12 @@ impl Keeper {
                     .ok();
             }
             if let Some(claim_window) = claim_window {
-                let rules = KeeperRules { claim_window, collect_every: self.config.collect_every };
+                let rules = KeeperRules {
+                    claim_window,
+                    collect_every: self.config.collect_every,
+                    mark_lost: self.config.mark_lost,
+                    now_ms: crate::domain::now_ms(),
+                };
                 if let Err(e) = self.round(&rules).await {
                     warn!(error = %e, "keeper round failed; retried");
                 }
@@ -125,12 +143,38 @@ impl Keeper {
             warn!(error = %e, "keeper: the market read failed; retried next round");
         }
         let contract = format!("{:#x}", self.contract);
-        let tasks: Vec<KeeperTask> = orders
+        // A DataDAO's orders have the DAO as client: only it may mark their replicas lost.
+        let theirs = KeeperRules { mark_lost: None, ..*rules };
+        let mut tasks: Vec<KeeperTask> = orders
             .iter()
             .filter(|o| !o.cancelled)
             .filter_map(|o| Some((o.order.order_id?, o)))
-            .flat_map(|(id, o)| keep(&contract, id, &o.replicas, head, rules))
+            .flat_map(|(id, o)| {
+                let rules = if o.order.backend == Backend::DataDao { &theirs } else { rules };
+                keep(&contract, id, &o.replicas, head, rules)
+            })
             .collect();
+        // A mark is for good and on the oracle's word: when it would mark most providers at
+        // once, the fault is more likely the oracle's (its network, its `url=`) than theirs.
+        let marking: HashSet<u64> = tasks
+            .iter()
+            .filter(|t| t.action == KeeperAction::MarkLost)
+            .map(|t| t.provider)
+            .collect();
+        let holding: HashSet<u64> = orders
+            .iter()
+            .flat_map(|o| o.replicas.iter())
+            .filter(|r| r.state == ReplicaState::Active)
+            .map(|r| r.provider)
+            .collect();
+        if marking.len() >= 2 && marking.len() * 2 > holding.len() {
+            warn!(
+                marking = marking.len(),
+                holding = holding.len(),
+                "keeper: most providers look lost at once; nothing marked lost (check the oracle's network and url=)"
+            );
+            tasks.retain(|t| t.action != KeeperAction::MarkLost);
+        }
         self.tried.retain(|_, at| at.elapsed() < RETRY);
         for task in tasks {
             if self.tried.contains_key(&task.key) {

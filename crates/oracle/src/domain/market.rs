@@ -278,6 +278,35 @@ pub struct KeeperRules {
     /// Collect an active replica's accrued bounty every this many epochs of its term (`None`:
     /// the oracle leaves collecting to the SPs, whose agent collects on its own schedule).
     pub collect_every: Option<u64>,
+    /// When a replica its probes found lost is marked lost on chain (`None`: never, as for an
+    /// order whose client is not the operator).
+    pub mark_lost: Option<MarkLostRules>,
+    /// Now (ms since the epoch), against which the probes' times are read.
+    pub now_ms: u64,
+}
+
+/// When a replica found lost by its probes is marked lost on chain (`markLost`: its provider is
+/// excluded from the order for good, on the client's word alone): only if it has been lost a
+/// while, its provider once served it, and its last probe is recent and failed (an old
+/// `lost_at`, or one the provider has since recovered from, marks nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkLostRules {
+    /// Lost for at least this long (ms).
+    pub after_ms: u64,
+    /// The last probe within this long (ms).
+    pub recent_ms: u64,
+}
+
+impl MarkLostRules {
+    /// Whether `r` is to be marked lost at `now_ms`.
+    pub fn applies(&self, r: &Replica, now_ms: u64) -> bool {
+        r.probe.is_some_and(|p| {
+            p.lost_at.is_some_and(|at| now_ms.saturating_sub(at) >= self.after_ms)
+                && p.probes_ok > 0
+                && !p.last_probe_ok
+                && now_ms.saturating_sub(p.last_probe) <= self.recent_ms
+        })
+    }
 }
 
 /// What to do about the replicas of order `order_id` at `contract` (the ledger keys' prefix),
@@ -320,7 +349,7 @@ pub fn keep(
                 };
                 if let Some(why) = why {
                     tasks.push(task(KeeperAction::Reopen(why)));
-                } else if r.lost() {
+                } else if rules.mark_lost.is_some_and(|m| m.applies(r, rules.now_ms)) {
                     tasks.push(task(KeeperAction::MarkLost));
                 } else if let (Some(every), Some(start)) = (rules.collect_every, r.start_epoch) {
                     let from = r.paid_until.map_or(start, |paid| paid.max(start));
@@ -403,7 +432,8 @@ mod tests {
         }
     }
 
-    const RULES: KeeperRules = KeeperRules { claim_window: 120, collect_every: None };
+    const RULES: KeeperRules =
+        KeeperRules { claim_window: 120, collect_every: None, mark_lost: None, now_ms: 10_000 };
 
     #[test]
     fn lapsed_claims_finished_terms_and_gone_deals_are_reopened_once_each() {
@@ -434,28 +464,50 @@ mod tests {
     #[test]
     fn a_replica_its_probes_found_lost_is_marked_lost_once_unless_it_is_over() {
         let probe = |lost: bool| crate::domain::probe::ProbeView {
-            last_probe: 1,
+            last_probe: 9_000,
             last_probe_ok: !lost,
             failures_in_a_row: if lost { 3 } else { 0 },
             oks_in_a_row: u32::from(!lost),
             probes_ok: 1,
             probes_failed: 3,
-            lost_at: lost.then_some(1),
+            lost_at: lost.then_some(4_000),
         };
         let active = replica(ReplicaState::Active);
         let lost = Replica { probe: Some(probe(true)), ..active };
-        let tasks = keep("0xc", 1, &[lost], 500, &RULES);
+        assert!(keep("0xc", 1, &[lost], 500, &RULES).is_empty(), "not asked to: never");
+        let m = MarkLostRules { after_ms: 6_000, recent_ms: 2_000 };
+        let rules = KeeperRules { mark_lost: Some(m), ..RULES };
+        // Lost long enough, its last probe recent and failed, and it once served.
+        let tasks = keep("0xc", 1, &[lost], 500, &rules);
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].action, KeeperAction::MarkLost);
         assert_eq!(tasks[0].key, "lost/0xc/1/1000/40");
         let found = Replica { probe: Some(probe(false)), ..active };
-        assert!(keep("0xc", 1, &[found], 500, &RULES).is_empty(), "verified: kept");
+        assert!(keep("0xc", 1, &[found], 500, &rules).is_empty(), "verified: kept");
+        let with = |f: &dyn Fn(&mut crate::domain::probe::ProbeView)| {
+            let mut p = probe(true);
+            f(&mut p);
+            Replica { probe: Some(p), ..active }
+        };
+        for (r, why) in [
+            (with(&|p| p.lost_at = Some(4_001)), "lost for less than after_ms"),
+            (with(&|p| p.last_probe = 7_999), "its last probe too old (a stale lost_at)"),
+            (with(&|p| p.probes_ok = 0), "never served: a wrong url= rather than a lost copy"),
+            (with(&|p| p.last_probe_ok = true), "its last probe verified"),
+        ] {
+            assert!(keep("0xc", 1, &[r], 500, &rules).is_empty(), "{why}");
+        }
+        // Not yet markable: still collected when due.
+        let collecting = KeeperRules { collect_every: Some(300), ..rules };
+        let waiting = with(&|p| p.lost_at = Some(4_001));
+        let tasks = keep("0xc", 1, &[waiting], 400, &collecting);
+        assert_eq!(tasks[0].action, KeeperAction::Collect { from: 100 });
         // Over anyway: reopened (by anyone, for a tip), not marked lost.
-        let done = keep("0xc", 1, &[lost], 1000, &RULES);
+        let done = keep("0xc", 1, &[lost], 1000, &rules);
         assert_eq!(done[0].action, KeeperAction::Reopen(ReopenWhy::TermComplete));
         // A claim is not a replica yet: its probes mean nothing.
         let claimed = Replica { probe: Some(probe(true)), ..replica(ReplicaState::Claimed) };
-        assert!(keep("0xc", 1, &[claimed], 150, &RULES).is_empty());
+        assert!(keep("0xc", 1, &[claimed], 150, &rules).is_empty());
     }
 
     #[test]

@@ -487,6 +487,8 @@ async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_anot
         "2",
         "--probe-timeout-secs",
         "10",
+        "--mark-lost-after-secs",
+        "0",
     ]
     .iter()
     .map(|s| (*s).to_owned())
