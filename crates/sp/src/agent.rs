@@ -66,6 +66,9 @@ pub struct Stats {
     pub block_requests: AtomicU64,
     /// Retrieval requests refused for load.
     pub retrievals_shed: AtomicU64,
+    /// Active slots the order's client marked lost (`markLost`): their pay ended while their
+    /// deals stay live.
+    pub slots_marked_lost: AtomicU64,
 }
 
 /// What the loops share.
@@ -543,6 +546,16 @@ impl<S: Sealer> Ctx<S> {
                 let order = w.order().ok_or_else(|| StepError::Other("no order".into()))?;
                 let slot = self.chain.slot(w.contract, order).await?;
                 if slot.state != slot_state::ACTIVE {
+                    // Marked lost by the order's client: the slot's pay ended, its deal did not.
+                    if self.chain.excluded(w.contract, order).await? {
+                        self.stats.slots_marked_lost.fetch_add(1, Ordering::Relaxed);
+                        warn!(
+                            order,
+                            "the order's client marked this replica lost (its retrieval probes failed): its pay ended and this miner may not claim the order again; the deal stays live until its sector ends"
+                        );
+                        let reason = "marked lost by the order's client: its pay ended".into();
+                        return self.apply(w, Input::Ended { reason }).await;
+                    }
                     return self
                         .apply(w, Input::Ended { reason: "the slot was reopened".into() })
                         .await;

@@ -324,6 +324,13 @@ async fn metrics(State(st): State<Arc<ApiState>>) -> Result<Response, ApiError> 
     );
     single(
         &mut out,
+        "estuary_sp_slots_marked_lost_total",
+        "counter",
+        "Active slots the order's client marked lost (their pay ended; their deals stay live), since start.",
+        counter(&st.stats.slots_marked_lost),
+    );
+    single(
+        &mut out,
         "estuary_sp_downloaded_bytes",
         "gauge",
         "Bytes downloaded over the network for all work.",

@@ -447,10 +447,11 @@ async fn cold_blocks_known_by_place_and_the_empty_block_without_a_read() {
     assert_eq!(reads.stats().blocks, 0, "nothing read from a provider");
 }
 
-/// A `PerpetualStorage` replica whose provider stops serving it (its agent stopped for good):
-/// its probes fail, and the oracle, the order's client, marks it lost on chain (`markLost`:
-/// the provider paid what it earned and excluded from the order); the slot reopens, the third
-/// SP agent claims it, and two replicas are active again.
+/// A `PerpetualStorage` replica whose provider keeps its deal but serves wrong bytes (a proxy in
+/// front of its agent flips a byte of each answer): its probes fail, and the oracle, the order's
+/// client, marks it lost on chain (`markLost`: the provider paid what it earned and a loss fee,
+/// and excluded from the order); the slot reopens, the third SP agent claims it, and two
+/// replicas are active again. The marked provider's agent sees why its slot ended.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_another_sp() {
     use alloy::{providers::Provider, rpc::types::Filter, sol_types::SolEvent};
@@ -459,7 +460,17 @@ async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_anot
     let dir = tempfile::tempdir().unwrap();
     let mut sps = Vec::new();
     for i in 0..3 {
-        sps.push(Some(SpProcess::start(&chain, i, &dir.path().join(format!("sp{i}"))).await));
+        // An active slot's work looks at its slot every 8 epochs (2 s), not every day's.
+        let at = dir.path().join(format!("sp{i}"));
+        let extra = ["--collect-interval-epochs", "8"];
+        sps.push(Some(SpProcess::start_with(&chain, i, &at, &extra).await));
+    }
+    let mut tamper = Vec::new();
+    let mut urls = Vec::new();
+    for sp in &sps {
+        let flag = Arc::new(AtomicBool::new(false));
+        urls.push(tampering_proxy(sp.as_ref().unwrap().url.clone(), Arc::clone(&flag)).await);
+        tamper.push(flag);
     }
     let cars: Cars = Arc::default();
     let origin = gateway(Arc::clone(&cars)).await;
@@ -493,8 +504,7 @@ async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_anot
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    for (i, sp) in sps.iter().enumerate() {
-        let url = &sp.as_ref().unwrap().url;
+    for (i, url) in urls.iter().enumerate() {
         args.extend(["--provider".into(), format!("f0{}:price=0,url={url}", 1000 + i)]);
     }
     let oracle = OracleProcess::start_with(&chain, &dir.path().join("oracle.sqlite"), &args).await;
@@ -513,9 +523,10 @@ async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_anot
     let third = (1000..1003).find(|p| !held.contains(p)).unwrap();
     let order_id = order["order_id"].as_u64().unwrap();
 
-    // The first holder's agent stops for good: lost after two failed probes, marked lost on
-    // chain, and its slot goes to the third SP.
-    sps[usize::try_from(gone - 1000).unwrap()].take().unwrap().kill().await;
+    // The first holder answers wrong bytes from now on: lost after two failed probes, marked
+    // lost on chain, and its slot goes to the third SP.
+    let index = usize::try_from(gone - 1000).unwrap();
+    tamper[index].store(true, Ordering::SeqCst);
     let order = order_when(&oracle, 240, "marked lost and the slot taken again", |o| {
         lost(o, gone) && probed_ok(o, third) && probed_ok(o, kept) && o["replicas_active"] == 2
     })
@@ -543,5 +554,16 @@ async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_anot
     assert!(!ps.excluded(U256::from(order_id), third).call().await.unwrap());
     let all = providers(&oracle).await;
     assert_eq!(of(&all, gone)["replicas_lost"], 1, "{all:?}");
+    // The marked provider's agent ends its work saying why, and counts it.
+    let metrics = format!("{}/metrics", sps[index].as_ref().unwrap().url);
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        if seen.contains("estuary_sp_slots_marked_lost_total 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(seen.contains("estuary_sp_slots_marked_lost_total 1"), "{seen}");
     drop(sps);
 }

@@ -268,6 +268,11 @@ pub struct SpProcess {
 
 impl SpProcess {
     pub async fn start(chain: &Chain, index: usize, dir: &Path) -> SpProcess {
+        Self::start_with(chain, index, dir, &[]).await
+    }
+
+    /// [`Self::start`] with `extra` flags.
+    pub async fn start_with(chain: &Chain, index: usize, dir: &Path, extra: &[&str]) -> SpProcess {
         std::fs::create_dir_all(dir).unwrap();
         let port = devnet::free_port().unwrap();
         let args: Vec<String> = [
@@ -304,6 +309,7 @@ impl SpProcess {
             "2",
         ]
         .iter()
+        .chain(extra)
         .map(|s| (*s).to_owned())
         .collect();
         let log = std::fs::File::create(dir.join("agent.log")).unwrap();

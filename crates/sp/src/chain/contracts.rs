@@ -331,6 +331,16 @@ impl ChainClient {
             .map_err(read("getSlot"))
     }
 
+    /// Whether the order's client marked this miner's replica lost (`markLost`): it may not
+    /// claim the order again.
+    pub async fn excluded(&self, contract: Address, order: u64) -> Result<bool, ReadError> {
+        self.perpetual(contract)
+            .excluded(U256::from(order), self.miner)
+            .call()
+            .await
+            .map_err(read("excluded"))
+    }
+
     /// An order's replica term.
     pub async fn order_term(&self, contract: Address, order: u64) -> Result<u64, ReadError> {
         Ok(self
