@@ -590,6 +590,7 @@ pub struct ReadBacks<B> {
     restoring: PathBuf,
     tick: Duration,
     waiting: Mutex<HashMap<String, (Instant, u32)>>,
+    reading: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
 /// Blocks of one piece whose places are recorded at most (a 32 GiB piece of 16 KiB blocks);
@@ -613,7 +614,17 @@ impl<B: Blockstore> ReadBacks<B> {
         tick: Duration,
     ) -> Self {
         let restoring = packed_dir.with_file_name("restoring");
-        Self { store, blocks, reads, rules, packed_dir, restoring, tick, waiting: Mutex::default() }
+        Self {
+            store,
+            blocks,
+            reads,
+            rules,
+            packed_dir,
+            restoring,
+            tick,
+            waiting: Mutex::default(),
+            reading: Mutex::default(),
+        }
     }
 
     /// Runs until `shutdown`.
@@ -652,7 +663,7 @@ impl<B: Blockstore> ReadBacks<B> {
         for (name, root) in self.store.pinned_single_cars().await? {
             if held.contains(&name)
                 || self.packed_dir.join(format!("{name}.car")).exists()
-                || lock(&self.waiting).get(&name).is_some_and(|(at, _)| Instant::now() < *at)
+                || waits(&self.waiting, &name)
             {
                 continue;
             }
@@ -661,24 +672,32 @@ impl<B: Blockstore> ReadBacks<B> {
             } else {
                 self.pack_again(&name, root).await
             };
-            let mut waiting = lock(&self.waiting);
-            return match done {
-                Ok(true) => {
-                    waiting.remove(&name);
-                    Ok(Some(name))
-                }
-                Ok(false) | Err(_) => {
-                    if let Err(e) = &done {
-                        warn!(piece = %name, error = %e, "restore: failed; tried again later");
-                    }
-                    let failures = waiting.get(&name).map_or(0, |(_, n)| *n).saturating_add(1);
-                    let wait = self.tick.saturating_mul(1 << failures.min(16)).min(MAX_WAIT);
-                    waiting.insert(name, (Instant::now() + wait, failures));
-                    Ok(None)
-                }
-            };
+            return Ok(self.settle(&self.waiting, &name, &done, "restore").then_some(name));
         }
         Ok(None)
+    }
+
+    /// Records how an attempt at `name` went in `map`: done (`true`), or failed and waiting
+    /// (doubling from a tick, up to [`MAX_WAIT`]).
+    fn settle(
+        &self,
+        map: &Mutex<HashMap<String, (Instant, u32)>>,
+        name: &str,
+        done: &Result<bool, ColdError>,
+        what: &str,
+    ) -> bool {
+        let mut map = lock(map);
+        if let Ok(true) = done {
+            map.remove(name);
+            return true;
+        }
+        if let Err(e) = done {
+            warn!(piece = %name, error = %e, "{what}: failed; tried again later");
+        }
+        let failures = map.get(name).map_or(0, |(_, n)| *n).saturating_add(1);
+        let wait = self.tick.saturating_mul(1 << failures.min(16)).min(MAX_WAIT);
+        map.insert(name.to_owned(), (Instant::now() + wait, failures));
+        false
     }
 
     /// Packs `name`'s copy again from the blocks of its pin (`root`); whether it did.
@@ -753,46 +772,47 @@ impl<B: Blockstore> ReadBacks<B> {
         Ok(true)
     }
 
-    /// One pass: the first piece that needs a read-back is read back; returns it if it read
-    /// back whole.
+    /// One pass: the first piece that needs a read-back, and is not waiting after a failed
+    /// one, is read back; returns it if it read back whole. A piece that fails (no provider
+    /// serves it, a read cut off, more than 2 Mi blocks) waits, doubling from a tick
+    /// up to an hour, so it costs a whole-piece read an hour at most.
     pub async fn pass(&self, held: &[String]) -> Result<Option<String>, ColdError> {
         let now = now_ms();
         let since = now.saturating_sub(self.rules.verified_within_ms);
         for name in held {
             if !self.packed_dir.join(format!("{name}.car")).exists()
+                || waits(&self.reading, name)
                 || (self.store.cold_checked_since(name, since).await?
                     && (!self.rules.drop_blocks || self.store.piece_blocks_kept(name).await?))
             {
                 continue;
             }
-            let Ok(piece) = name.parse::<PieceCid>() else { continue };
-            let Some(read) = self.reads.read_to_keep(&piece).await? else { continue };
-            let mut body = read.body;
-            let mut bytes = 0u64;
-            while let Some(frame) = body.next().await {
-                match frame {
-                    Ok(frame) => bytes += frame.len() as u64,
-                    Err(e) => {
-                        warn!(piece = %name, error = %e, "read-back: cut off; the copy stays");
-                        return Ok(None);
-                    }
-                }
-            }
-            if bytes != read.total {
-                return Ok(None);
-            }
-            // Where each block lies in the piece, so the pin's blocks can go too.
-            if self.rules.drop_blocks
-                && let Err(e) = self.place_blocks(name).await
-            {
-                warn!(piece = %name, error = %e, "read-back: the blocks' places not recorded; the copy stays");
-                return Ok(None);
-            }
-            self.store.record_cold_check(name, now_ms()).await?;
-            tracing::info!(piece = %name, bytes, "read-back: whole and checked; the copy may go");
-            return Ok(Some(name.clone()));
+            let done = self.read_back(name).await;
+            return Ok(self.settle(&self.reading, name, &done, "read-back").then(|| name.clone()));
         }
         Ok(None)
+    }
+
+    /// Reads `name` back whole from its providers and, if asked, records where its blocks lie;
+    /// whether it did (and recorded the read-back).
+    async fn read_back(&self, name: &str) -> Result<bool, ColdError> {
+        let Ok(piece) = name.parse::<PieceCid>() else { return Ok(false) };
+        let Some(read) = self.reads.read_to_keep(&piece).await? else { return Ok(false) };
+        let mut body = read.body;
+        let mut bytes = 0u64;
+        while let Some(frame) = body.next().await {
+            bytes += frame.map_err(|e| ColdError::Cut(e.to_string()))?.len() as u64;
+        }
+        if bytes != read.total {
+            return Ok(false);
+        }
+        // Where each block lies in the piece, so the pin's blocks can go too.
+        if self.rules.drop_blocks {
+            self.place_blocks(name).await?;
+        }
+        self.store.record_cold_check(name, now_ms()).await?;
+        tracing::info!(piece = %name, bytes, "read-back: whole and checked; the copy may go");
+        Ok(true)
     }
 
     /// Records where each block of `name` lies in its copy here, a batch at a time (once a
@@ -828,6 +848,11 @@ impl<B: Blockstore> ReadBacks<B> {
         self.store.finish_piece_blocks(id, n).await?;
         Ok(n)
     }
+}
+
+/// Whether `name` waits after a failed attempt.
+fn waits(map: &Mutex<HashMap<String, (Instant, u32)>>, name: &str) -> bool {
+    lock(map).get(name).is_some_and(|(at, _)| Instant::now() < *at)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
