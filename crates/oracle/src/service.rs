@@ -159,11 +159,13 @@ impl Oracle {
         let packed_dir = data_dir.join("packed");
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
-        let cold = match config.deals.prober(&config.chain.endpoints()) {
+        // Cold reads and their read-backs: what the probes read from (providers with `url=`).
+        let probes = config.deals.prober(&config.chain.endpoints());
+        let cold = match &probes {
             Some(p) => Some(Arc::new(
                 crate::deals::cold::ColdReads::new(
                     store.clone(),
-                    p.urls,
+                    p.urls.clone(),
                     p.timeout,
                     Duration::from_secs(config.deals.cold_cache_secs),
                 )
@@ -242,9 +244,7 @@ impl Oracle {
             }
         }
         tasks.extend(start_maintenance(&config, &store, &blocks, &packed_dir, &shutdown));
-        if let (Some(reads), Some(rules), Some(probes)) =
-            (&cold, config.deals.cold(), config.deals.prober(&config.chain.endpoints()))
-        {
+        if let (Some(reads), Some(rules), Some(probes)) = (&cold, config.deals.cold(), &probes) {
             let read_backs = crate::deals::cold::ReadBacks::new(
                 store.clone(),
                 Arc::clone(&blocks),

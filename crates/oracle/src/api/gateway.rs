@@ -225,34 +225,13 @@ pub(super) async fn ipfs<B: Blockstore>(
     .await
     .expect("resolving a path does not panic")
     .map_err(|e| path_error(*e))?;
-    // Here, or of a pin whose piece providers hold (read from them only when its bytes are
-    // sent): a 404 before anything else.
     let terminal = resolved.terminal;
-    let blocks = Arc::clone(&st.blocks);
-    let here = tokio::task::spawn_blocking(move || blocks.has(&terminal))
-        .await
-        .expect("a block lookup does not panic")?;
-    let held = here
-        || match &st.cold {
-            Some(cold) => cold.holds(&terminal).await?,
-            None => false,
-        };
-    if !held {
-        return Err(ApiError::NotFound(format!("{terminal} is not pinned here")));
-    }
     let head = method == Method::HEAD;
     let ipfs_path =
         if rest.is_empty() { format!("/ipfs/{cid}") } else { format!("/ipfs/{cid}/{rest}") };
-    let mut response = match format {
-        Format::Raw => {
-            let etag = format!("\"{terminal}.raw\"");
-            if not_modified(&headers, &etag) {
-                return Ok(not_modified_response(&etag));
-            }
-            let body =
-                if head { Body::empty() } else { Body::from(read_block(&st, terminal).await?) };
-            immutable(body, RAW, &etag)
-        }
+    // A raw block, or a CAR of the one block, sends the terminal block itself.
+    let (etag, one_block) = match format {
+        Format::Raw => (format!("\"{terminal}.raw\""), true),
         Format::Car => {
             // One ETag per distinct CAR: root, path, scope and range.
             let key = format!("{ipfs_path}|{}|{:?}", scope.as_str(), query.entity_bytes);
@@ -260,15 +239,41 @@ pub(super) async fn ipfs<B: Blockstore>(
                 use sha2::Digest;
                 hex::encode(&sha2::Sha256::digest(key.as_bytes())[..16])
             };
-            let etag = format!("\"{terminal}.car.{digest}\"");
-            if not_modified(&headers, &etag) {
-                return Ok(not_modified_response(&etag));
-            }
+            let whole = scope == DagScope::Block && resolved.path_blocks.is_empty();
+            (format!("\"{terminal}.car.{digest}\""), whole)
+        }
+    };
+    let matched = not_modified(&headers, &etag);
+    // Held here, or of a pin whose piece providers hold, or a 404 before anything else: read
+    // once when its bytes are sent, only looked up otherwise (`HEAD`, `304`, a CAR walk, which
+    // reads it itself), so nothing is read from providers for an answer without it.
+    let data = if one_block && !head && !matched {
+        Some(read_block(&st, terminal).await?)
+    } else {
+        let blocks = Arc::clone(&st.blocks);
+        let here = tokio::task::spawn_blocking(move || blocks.has(&terminal))
+            .await
+            .expect("a block lookup does not panic")?;
+        let held = here
+            || match &st.cold {
+                Some(cold) => cold.holds(&terminal).await?,
+                None => false,
+            };
+        if !held {
+            return Err(ApiError::NotFound(format!("{terminal} is not pinned here")));
+        }
+        None
+    };
+    if matched {
+        return Ok(not_modified_response(&etag));
+    }
+    let mut response = match format {
+        Format::Raw => immutable(Body::from(data.unwrap_or_default()), RAW, &etag),
+        Format::Car => {
             let body = if head {
                 Body::empty()
-            } else if scope == DagScope::Block && resolved.path_blocks.is_empty() {
+            } else if let Some(data) = data {
                 let mut out = header_v1(&[cid]);
-                let data = read_block(&st, terminal).await?;
                 encode_section(&Block { cid, data }, &mut out);
                 Body::from(out)
             } else {

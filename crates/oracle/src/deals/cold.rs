@@ -551,17 +551,15 @@ impl<B: Blockstore + ?Sized> estuary_dag::BlockSource for ColdSource<'_, B> {
 
     fn block(&mut self, cid: &Cid) -> Result<Vec<u8>, estuary_dag::BlockError> {
         use estuary_dag::BlockError;
-        match self.blocks.get(cid) {
-            Ok(Some(data)) => Ok(data),
-            Ok(None) => match &self.cold {
-                Some((cold, handle)) => match handle.block_on(cold.block(cid)) {
+        match (crate::blockstore::Source(self.blocks).block(cid), &self.cold) {
+            (Err(BlockError::Missing(_)), Some((cold, handle))) => {
+                match handle.block_on(cold.block(cid)) {
                     Ok(Some(data)) => Ok(data),
                     Ok(None) => Err(BlockError::Missing(*cid)),
                     Err(e) => Err(BlockError::Io { cid: *cid, source: Box::new(e) }),
-                },
-                None => Err(BlockError::Missing(*cid)),
-            },
-            Err(e) => Err(BlockError::Io { cid: *cid, source: Box::new(e) }),
+                }
+            }
+            (read, _) => read,
         }
     }
 }
@@ -869,24 +867,17 @@ fn each_block(
     path: &std::path::Path,
     mut each: impl FnMut(&Cid, &[u8], u64) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    use estuary_dag::car::{CarDecoder, CarItem, CarLimits};
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut decoder = CarDecoder::new(CarLimits::default());
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        while let Some(item) = decoder.next_item().map_err(std::io::Error::other)? {
-            if let CarItem::Block(block) = item {
-                let at = decoder.offset() - block.data.len() as u64;
-                each(&block.cid, &block.data, at)?;
-            }
+    use estuary_dag::car::{CarItem, CarLimits, CarReader};
+    let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+    let mut reader = CarReader::new(file, CarLimits::default());
+    while let Some(item) = reader.next() {
+        if let CarItem::Block(block) = item.map_err(std::io::Error::other)? {
+            // The block's data ends where the reader stands.
+            let at = reader.offset() - block.data.len() as u64;
+            each(&block.cid, &block.data, at)?;
         }
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return decoder.finish().map_err(std::io::Error::other);
-        }
-        decoder.push(&buf[..n]);
     }
+    Ok(())
 }
 
 #[cfg(test)]
