@@ -118,6 +118,34 @@ contract DealStateView {
         }
     }
 
+    /// @notice What a deal proves of a client's piece, in one `eth_call`: the deal as `getDeal`
+    ///         reports it, and whether the FRC-0058 proof leads from the piece to the deal's
+    ///         piece as the market gives it (`PoDSI.verify`: go-data-segment's checks, in its
+    ///         order), with where the piece lies in it. What a client runs to see, without
+    ///         trusting the oracle that made the proof, that its own piece is inside an SP's deal.
+    /// @param dealId The deal.
+    /// @param proof The piece's inclusion proof (from the oracle's `GET /inclusion/{piece}`).
+    /// @param piece The client's piece: its commitment and padded size.
+    /// @return deal The deal's state, as `getDeal` gives it.
+    /// @return proven Whether the deal is in the market (published or active) and the proof
+    ///         leads from `piece` to the deal's piece.
+    /// @return failure Why the proof does not hold (`None` when it does, and when the deal is
+    ///         not in the market: then nothing was judged).
+    /// @return offset Where the piece starts in the deal's piece, padded bytes (0 unless proven).
+    function checkInclusion(
+        uint64 dealId,
+        PoDSI.InclusionProof calldata proof,
+        PoDSI.InclusionVerifierData calldata piece
+    ) external returns (DealState memory deal, bool proven, PoDSI.Failure failure, uint64 offset) {
+        deal = getDeal(dealId);
+        if (deal.status != Status.Published && deal.status != Status.Active) {
+            return (deal, false, PoDSI.Failure.None, 0);
+        }
+        failure = PoDSI.verify(proof, piece, PoDSI.InclusionAuxData(deal.commP, deal.pieceSize));
+        proven = failure == PoDSI.Failure.None;
+        if (proven) offset = PoDSI.offsetOf(proof, piece.sizePc);
+    }
+
     /// A query answered `code`: the deal as the market has it no longer (or never did).
     function gone(DealState memory s, int256 code) private pure returns (DealState memory) {
         DealState memory out;

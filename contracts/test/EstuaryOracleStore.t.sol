@@ -50,12 +50,7 @@ contract EstuaryOracleStoreTest is FilecoinTest, PoDSIFixture {
         consumer = new GoodConsumer(oracle);
         checker = new ResultChecker();
         loadFixture();
-        for (uint256 i; i < cases.length; ++i) {
-            if (bytes(cases[i].name)[0] == "e") {
-                piece = i + 2;
-                break;
-            }
-        }
+        piece = firstOf("e") + 2;
     }
 
     /// An active deal of `provider` for the aggregate holding `cases[piece]`.

@@ -37,12 +37,7 @@ contract EstuaryPinningDealsTest is FilecoinTest, PoDSIFixture {
         vm.prank(OWNER);
         pinning.setOperator(ORACLE, true);
         loadFixture();
-        for (uint256 i; i < cases.length; ++i) {
-            if (bytes(cases[i].name)[0] == "e") {
-                payloads = i;
-                break;
-            }
-        }
+        payloads = firstOf("e");
     }
 
     // ------------------------------------------------------------------ helpers

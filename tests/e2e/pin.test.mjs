@@ -17,6 +17,27 @@ const CID = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy';
 // requestCount() selector
 const REQUEST_COUNT = '0x5badbe4c';
 
+/**
+ * Clicks Verify on the page's request and waits for its answer: proven inside at least three
+ * deals, each step checked (the piece recorded on chain, the proof in the browser when the
+ * deals hold an aggregate — `holds` is `segment` — and each deal on chain).
+ */
+async function verifyInPage(page, holds) {
+  await page.locator('#verify-box:not([hidden])').waitFor({ timeout: 30_000 });
+  await page.getByTestId('verify').click();
+  const summary = page.getByTestId('verify-summary');
+  await page.locator('[data-testid="verify-summary"][data-proven]').waitFor({ timeout: 60_000 });
+  const text = await summary.textContent();
+  const proven = await summary.getAttribute('data-proven');
+  assert.ok(Number(proven) >= 3, `proven inside three deals: ${text}`);
+  assert.match(text, /^Proven: your piece is inside \d+ of \d+ Filecoin deals/);
+  const steps = await page.locator('[data-testid="verify-steps"] li').allTextContents();
+  assert.match(steps[0], /^✓ On chain, EstuaryPinning recorded piece /, steps.join('\n'));
+  if (holds === 'segment') assert.match(steps[1], /^✓ In this browser: the piece is inside aggregate bafkzcib/, steps.join('\n'));
+  const onChain = steps.filter((s) => /^✓ On chain, the storage market says deal #\d+ at f0\d+ \((active|published)\)/.test(s));
+  assert.ok(onChain.length >= 3, steps.join('\n'));
+}
+
 /** Waits (150 s at most) for request `id` at the oracle `oracle` to have three active deals at
  *  three SPs; returns them. */
 async function activeDeals(oracle, id) {
@@ -194,6 +215,9 @@ describe('dapp on the local stack', () => {
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
     assert.equal(proven.length, 3, 'the pin proven inside each of its three deals');
+    // Verify, as the person who pinned it: the proof checked in the page's WebAssembly and each
+    // deal on chain through DealStateView (the market's piece, PoDSI), trusting no oracle.
+    await verifyInPage(page, 'segment');
     assert.deepEqual(errors, []);
   });
 
@@ -258,6 +282,8 @@ describe('dapp on the local stack', () => {
       assert.equal(d.piece_cid, native.piece_cid, 'the pin is the piece the page computed');
       assert.equal(d.deal_piece_cid, d.aggregate_piece_cid ?? native.piece_cid);
     }
+    await verifyInPage(page, deals[0].aggregate_piece_cid ? 'segment' : 'piece');
+    await page.screenshot({ path: join(ensureOutputDir(), 'dapp-verified.png'), fullPage: true });
     assert.deepEqual(errors, []);
   });
 

@@ -4,12 +4,21 @@
 import {
   DownloadError,
   EstuaryNode,
+  InclusionError,
+  OracleError,
+  chainReader,
+  checkDealsOnChain,
+  pieceInclusion,
+  recordedOnChain,
   ServeError,
   Wallet,
   loadConfig,
   requestStatus,
   type AddProgress,
   type AddResult,
+  type DealCheck,
+  type Inclusion,
+  type PieceInclusion,
   type Downloaded,
   type ImportProfile,
   type PinRecord,
@@ -54,4 +63,27 @@ export async function addPinAndList(files: File[], eip1193: Parameters<typeof Wa
     if (e instanceof DownloadError || e instanceof ServeError) console.log(e.message);
   }
   return wallet.pins(config);
+}
+
+/** Is the pin's piece inside its deals? Checked here and on chain, trusting no oracle. */
+export async function verifyPin(node: EstuaryNode, requestId: bigint, piece: string): Promise<DealCheck[]> {
+  const config = await loadConfig();
+  let inclusion: PieceInclusion;
+  try {
+    inclusion = await pieceInclusion(config.oracle_url, piece);
+  } catch (e) {
+    if (e instanceof OracleError) console.log(e.status, e.code, e.url);
+    throw e;
+  }
+  const reader = chainReader(config);
+  console.log(await recordedOnChain(reader, config.contracts.EstuaryPinning, requestId, inclusion));
+  if (inclusion.aggregate) {
+    try {
+      const found: Inclusion = await node.verifyInclusion(inclusion);
+      console.log(found.offset, found.pieceSize, found.aggregateSize);
+    } catch (e) {
+      if (e instanceof InclusionError) console.log(e.message);
+    }
+  }
+  return checkDealsOnChain(reader, config.contracts.DealStateView ?? '', inclusion);
 }

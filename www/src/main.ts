@@ -5,8 +5,12 @@ import {
   InvalidCidError,
   Wallet,
   loadConfig,
+  chainReader,
+  checkDealsOnChain,
   followDeals,
   listProviders,
+  pieceInclusion,
+  recordedOnChain,
   followRequest,
   requestStatus,
   type AddEntry,
@@ -86,7 +90,14 @@ const ui = {
   pinsHint: el('pins-hint'),
   downloadMessage: el('download-message'),
   downloadLink: el<HTMLAnchorElement>('download-link'),
+  verifyBox: el('verify-box'),
+  verify: el<HTMLButtonElement>('verify'),
+  verifySummary: el('verify-summary'),
+  verifySteps: el<HTMLUListElement>('verify-steps'),
 };
+
+/** The pin whose deals are shown, to verify. */
+let verifying: { id: bigint; piece: string } | undefined;
 
 let node: EstuaryNode | undefined;
 let config: EstuaryConfig | undefined;
@@ -204,11 +215,15 @@ async function pin(): Promise<void> {
       : `The oracle could not pin request #${final.id} (${final.status}): ${final.reason ?? 'unknown reason'}`,
     final.status === 'reported' ? 'info' : 'error',
   );
-  if (final.status === 'reported') void showDeals(config.oracle_url, receipt.requestId);
+  if (final.status === 'reported') void showDeals(config.oracle_url, receipt.requestId, final.piece_cid);
 }
 
 /** Where the pin is on Filecoin: its replicas, followed until three are active. */
-async function showDeals(oracleUrl: string, id: bigint) {
+async function showDeals(oracleUrl: string, id: bigint, piece: string | null) {
+  verifying = piece ? { id, piece } : undefined;
+  ui.verifyBox.hidden = true;
+  ui.verifySummary.textContent = '';
+  ui.verifySteps.replaceChildren();
   ui.requestDealsTitle.hidden = false;
   ui.requestDealsSummary.hidden = false;
   ui.requestDealsSummary.textContent = 'Waiting for storage providers to take the deals…';
@@ -237,9 +252,89 @@ async function showDeals(oracleUrl: string, id: bigint) {
           return li;
         }),
       );
+      if (verifying && deals.some((d) => d.deal_id !== null)) ui.verifyBox.hidden = false;
     });
   } catch (e) {
     ui.requestDealsSummary.textContent = `The deals could not be read: ${e instanceof Error ? e.message : String(e)}`;
+  }
+}
+
+/** Sizes in words: 2 KiB, 8 MiB. */
+function bytes(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) {
+    n /= 1024;
+    u++;
+  }
+  return `${Number.isInteger(n) ? n : n.toFixed(1)} ${units[u]}`;
+}
+
+/**
+ * Verify: is the pin's piece inside its deals? Checked without trusting the oracle that gives
+ * the proof: the piece recorded on chain for the request, the FRC-0058 proof in WebAssembly
+ * here, and each deal on chain (the storage market's piece for it, and PoDSI's checks).
+ */
+async function verifyPin(): Promise<void> {
+  const pin = verifying;
+  if (!pin || !config || !node) return;
+  const { id, piece } = pin;
+  ui.verify.disabled = true;
+  ui.verifySummary.textContent = 'Checking…';
+  delete ui.verifySummary.dataset.proven;
+  ui.verifySteps.replaceChildren();
+  const step = (text: string, ok: boolean) => {
+    const li = document.createElement('li');
+    li.dataset.ok = String(ok);
+    li.textContent = `${ok ? '✓' : '✗'} ${text}`;
+    ui.verifySteps.append(li);
+  };
+  try {
+    const inclusion = await pieceInclusion(config.oracle_url, piece);
+    const reader = wallet?.provider ?? chainReader(config);
+    const recorded = await recordedOnChain(reader, config.contracts.EstuaryPinning, id, inclusion);
+    step(
+      recorded
+        ? `On chain, EstuaryPinning recorded piece ${piece} (${bytes(inclusion.size_pc)}) for request #${id}.`
+        : `EstuaryPinning recorded another piece for request #${id} than ${piece}.`,
+      recorded,
+    );
+    const agg = inclusion.aggregate;
+    if (agg) {
+      const local = await node.verifyInclusion(inclusion);
+      step(
+        `In this browser: the piece is inside aggregate ${agg.piece_cid} (${bytes(local.aggregateSize)}) at byte ${local.offset}, and the aggregate's index lists it (the FRC-0058 proof, checked in WebAssembly).`,
+        true,
+      );
+    } else {
+      step('The deals hold the piece itself, not an aggregate: there is no proof to check in the browser.', true);
+    }
+    const dealStateView = config.contracts.DealStateView;
+    if (!dealStateView) throw new EstuaryError('The stack names no DealStateView contract to check deals with.');
+    const checks = await checkDealsOnChain(reader, dealStateView, inclusion);
+    for (const c of checks) {
+      const what =
+        c.holds === 'segment'
+          ? `holds the aggregate, and PoDSI accepts the proof: the piece starts at byte ${c.offset} of the deal's data`
+          : 'holds the piece itself';
+      step(
+        c.proven
+          ? `On chain, the storage market says deal #${c.dealId} at ${c.provider} (${c.state}) ${what}.`
+          : `Deal #${c.dealId} at ${c.provider} (${c.state}) does not prove it: ${c.failure}.`,
+        c.proven,
+      );
+    }
+    const proven = checks.filter((c) => c.proven).length;
+    ui.verifySummary.dataset.proven = String(recorded ? proven : 0);
+    ui.verifySummary.textContent =
+      recorded && proven > 0
+        ? `Proven: your piece is inside ${proven} of ${checks.length} Filecoin deal${checks.length === 1 ? '' : 's'}, checked here and by the storage market on chain.`
+        : 'Not proven: see what failed below.';
+  } catch (e) {
+    ui.verifySummary.dataset.proven = 'error';
+    ui.verifySummary.textContent = `Could not verify: ${e instanceof Error ? e.message : String(e)}`;
+  } finally {
+    ui.verify.disabled = false;
   }
 }
 
@@ -544,6 +639,7 @@ async function entriesFromDrop(items: DataTransferItemList): Promise<{ entries: 
 }
 
 ui.cancelAdd.addEventListener('click', () => cancel?.abort());
+ui.verify.addEventListener('click', () => void verifyPin());
 
 ui.filesInput.addEventListener('change', () => {
   const entries = entriesFromInput(ui.filesInput, false);

@@ -9,6 +9,7 @@ import init, {
   VerifiedDownload,
   parseCid,
   pieceRunPayload,
+  verifyInclusion,
 } from './generated/node/estuary_node.js';
 import { type ImportProfile, addEntries, downloadVerified, listCars, removeCar, uploadCar } from './sdk/files';
 import { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob } from './sdk/piece';
@@ -83,6 +84,15 @@ const methods: { [M in Method]: Handler<M> } = {
   download: async ({ progress }, cid, gatewayUrl, from) => {
     const peer = from !== 'gateway' && p2p ? await p2p.catch(() => undefined) : undefined;
     return downloadVerified((c) => new VerifiedDownload(c), cid, gatewayUrl, { from, peer, onProgress: progress });
+  },
+  verifyInclusion: (_ctx, piece, aggregate, subtreeIndex, subtreePath, indexIndex, indexPath) => {
+    try {
+      return verifyInclusion(piece, aggregate, subtreeIndex, subtreePath, indexIndex, indexPath);
+    } catch (e) {
+      const error = new Error(errorOf(e).message);
+      error.name = 'InclusionError';
+      throw error;
+    }
   },
   memory: async () => {
     const js = (performance as Performance & { memory?: { usedJSHeapSize: number } }).memory?.usedJSHeapSize ?? 0;

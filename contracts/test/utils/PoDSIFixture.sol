@@ -59,6 +59,15 @@ abstract contract PoDSIFixture is Test {
         p.proofIndex = PoDSI.ProofData(c.indexIndex, c.indexPath);
     }
 
+    /// Index in `cases` of the first piece of the first aggregate whose name starts with
+    /// `initial` ("e": the "estuary payloads" aggregate, five real pieces in 8 MiB).
+    function firstOf(bytes1 initial) internal view returns (uint256) {
+        for (uint256 i; i < cases.length; ++i) {
+            if (bytes(cases[i].name)[0] == initial) return i;
+        }
+        revert("no such aggregate in the fixture");
+    }
+
     function dataOf(Case storage c) internal view returns (PoDSI.InclusionVerifierData memory) {
         return PoDSI.InclusionVerifierData(c.commPc, c.sizePc);
     }

@@ -45,6 +45,75 @@ pub fn parse_cid(text: &str) -> Result<Object, JsError> {
     Ok(cid_object(&info))
 }
 
+#[wasm_bindgen(typescript_custom_section)]
+const INCLUSION_TS: &str = r#"
+/** A piece found inside an aggregate by its FRC-0058 inclusion proof. */
+export interface Inclusion {
+  /** Where the piece starts in the aggregate, padded bytes. */
+  offset: number;
+  /** The piece's padded size. */
+  pieceSize: number;
+  /** The aggregate's padded size: the deal's. */
+  aggregateSize: number;
+}
+"#;
+
+/// Checks an FRC-0058 inclusion proof: that `piece` (a v2 piece CID) is a data segment of
+/// `aggregate` (v2) at the place the proof names, with its entry in the aggregate's index
+/// (`estuary_piece::aggregate::verify_pieces`, the checks of go-data-segment).
+///
+/// The proof is FRC-0058's pair of `ProofData`: for the subtree (piece → aggregate) and for the
+/// index entry, the node's index at its level and its path, the sibling nodes bottom up,
+/// concatenated (32 bytes each). Returns `{ offset, pieceSize, aggregateSize }`; throws an
+/// `Error` saying what does not hold.
+#[wasm_bindgen(js_name = verifyInclusion, unchecked_return_type = "Inclusion")]
+pub fn verify_inclusion(
+    piece: &str,
+    aggregate: &str,
+    subtree_index: f64,
+    subtree_path: &[u8],
+    index_index: f64,
+    index_path: &[u8],
+) -> Result<Object, JsError> {
+    let cid = |text: &str, what: &str| {
+        text.parse::<PieceCid>()
+            .map_err(|e| JsError::new(&format!("{what} is not a piece CID ({text:?}): {e}")))
+    };
+    let (piece, aggregate) = (cid(piece, "the piece")?, cid(aggregate, "the aggregate")?);
+    let proof = estuary_piece::aggregate::InclusionProof {
+        subtree: merkle_proof(subtree_index, subtree_path, "subtree")?,
+        index: merkle_proof(index_index, index_path, "index")?,
+    };
+    let segment =
+        estuary_piece::aggregate::verify_pieces(&proof, &piece, &aggregate).map_err(js_err)?;
+    let out = Object::new();
+    set(&out, "offset", &JsValue::from_f64(segment.offset as f64));
+    set(&out, "pieceSize", &JsValue::from_f64(segment.size as f64));
+    let size = aggregate.padded_size().unwrap_or_default();
+    set(&out, "aggregateSize", &JsValue::from_f64(size as f64));
+    Ok(out)
+}
+
+/// A Merkle proof from JavaScript: an index (an integer below 2^53) and 32-byte nodes.
+fn merkle_proof(
+    index: f64,
+    path: &[u8],
+    which: &str,
+) -> Result<estuary_piece::aggregate::MerkleProof, JsError> {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    if !(0.0..=MAX_SAFE).contains(&index) || index.fract() != 0.0 {
+        return Err(JsError::new(&format!("the {which} proof's index {index} is not an integer")));
+    }
+    if !path.len().is_multiple_of(32) || path.len() > 63 * 32 {
+        return Err(JsError::new(&format!(
+            "the {which} proof's path is {} bytes: at most 63 nodes of 32 bytes",
+            path.len()
+        )));
+    }
+    let path = path.chunks_exact(32).map(|n| n.try_into().unwrap_or([0; 32])).collect();
+    Ok(estuary_piece::aggregate::MerkleProof { index: index as u64, path })
+}
+
 fn cid_object(info: &CidInfo) -> Object {
     let multihash = Object::new();
     set(&multihash, "code", &JsValue::from_f64(info.hash_code as f64));

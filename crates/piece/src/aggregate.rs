@@ -19,6 +19,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::{
+    PieceCid,
     commp::{MAX_LEVELS, Node, node, zero_roots},
     fr32::{QUAD, QUAD_PAYLOAD, unpad_quad},
 };
@@ -375,6 +376,24 @@ pub fn verify(
     Ok(segment)
 }
 
+/// [`verify`] for pieces named by their v2 piece CIDs, which carry the commitments and the sizes:
+/// whether `piece` is a data segment of `aggregate` at the place `proof` names, with its index
+/// entry there too. What a client runs on the proof an aggregator gives it.
+pub fn verify_pieces(
+    proof: &InclusionProof,
+    piece: &PieceCid,
+    aggregate: &PieceCid,
+) -> Result<Segment, AggregateError> {
+    let height = |p: &PieceCid| p.padded_size().map(|s| (s / 32).trailing_zeros());
+    let (Some(piece_height), Some(aggregate_height)) = (height(piece), height(aggregate)) else {
+        return Err(AggregateError::BadProof(
+            "a v1 piece CID does not carry its piece's size: name both pieces by v2 piece CIDs",
+        ));
+    };
+    let piece_height = u8::try_from(piece_height).unwrap_or(u8::MAX);
+    verify(proof, piece.commp(), piece_height, aggregate.commp(), aggregate_height)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,6 +463,31 @@ mod tests {
             bad.index.index += 1;
             assert!(verify(&bad, commp, *height, &agg.root, agg.height).is_err());
             assert!(verify(&proof, &[9; 32], *height, &agg.root, agg.height).is_err());
+        }
+    }
+
+    /// By piece CIDs: the v2 CIDs carry what `verify` needs; a v1 CID, a piece swapped for
+    /// another or an aggregate of another size is refused.
+    #[test]
+    fn proofs_verify_by_piece_cids() {
+        let datas: Vec<Vec<u8>> = [(3u8, 1000usize), (5, 200)]
+            .iter()
+            .map(|&(seed, len)| (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect())
+            .collect();
+        let infos: Vec<_> = datas.iter().map(|d| commp(d).unwrap()).collect();
+        let pieces: Vec<(Node, u8)> = infos.iter().map(|i| (i.commp, i.height())).collect();
+        let agg = Aggregate::build(&pieces, 1 << 20).unwrap();
+        let aggregate = PieceCid::V2 { commp: agg.root, height: agg.height as u8, padding: 0 };
+        for (n, info) in infos.iter().enumerate() {
+            let proof = agg.proof(n).unwrap();
+            let piece = PieceCid::v2(info);
+            assert_eq!(verify_pieces(&proof, &piece, &aggregate).unwrap(), agg.segments[n]);
+            assert!(verify_pieces(&proof, &piece.to_v1(), &aggregate).is_err());
+            assert!(verify_pieces(&proof, &piece, &aggregate.to_v1()).is_err());
+            let other = PieceCid::v2(&infos[1 - n]);
+            assert!(verify_pieces(&proof, &other, &aggregate).is_err());
+            let bigger = PieceCid::V2 { commp: agg.root, height: agg.height as u8 + 1, padding: 0 };
+            assert!(verify_pieces(&proof, &piece, &bigger).is_err());
         }
     }
 

@@ -36,6 +36,23 @@ export class ContractError extends EstuaryError {
 /** The oracle's API failed or could not be reached. */
 export class OracleError extends EstuaryError {
   override name = 'OracleError';
+  /** The URL asked, when known. */
+  readonly url?: string;
+  /** The HTTP status, when the oracle answered. */
+  readonly status?: number;
+  /** The oracle's error code (`NOT_FOUND`, `BUSY`, …), when it gave one. */
+  readonly code?: string;
+  constructor(message: string, options?: { cause?: unknown; url?: string; status?: number; code?: string }) {
+    super(message, options);
+    this.url = options?.url;
+    this.status = options?.status;
+    this.code = options?.code;
+  }
+}
+
+/** An inclusion proof does not show the piece inside the aggregate; `message` says which check failed. */
+export class InclusionError extends EstuaryError {
+  override name = 'InclusionError';
 }
 
 /** The operation was cancelled through its `AbortSignal`. */

@@ -1,5 +1,5 @@
 export * from './errors';
-export type { CidInfo, MemoryUse, PieceInfo, PieceProgress } from './protocol';
+export type { CidInfo, Inclusion, MemoryUse, PieceInfo, PieceProgress } from './protocol';
 export {
   DownloadError,
   StorageError,
@@ -40,3 +40,15 @@ export {
   type PinRequestStatus,
   type RequestState,
 } from './oracle';
+export {
+  chainReader,
+  checkDealsOnChain,
+  dealStateViewInterface,
+  pieceInclusion,
+  recordedOnChain,
+  type AggregateInclusion,
+  type DealCheck,
+  type MarketState,
+  type PieceInclusion,
+  type ProofData,
+} from './inclusion';

@@ -1,5 +1,7 @@
 import type { UploadAuth } from './auth';
-import { CancelledError, InvalidCidError, NodeError } from './errors';
+import { concat, getBytes } from 'ethers';
+import { CancelledError, EstuaryError, InclusionError, InvalidCidError, NodeError } from './errors';
+import type { PieceInclusion, ProofData } from './inclusion';
 import {
   type AddProgress,
   DownloadError,
@@ -17,6 +19,7 @@ function errorFrom(error: { name: string; message: string }): Error {
   if (error.name === 'UploadError') return new UploadError(error.message);
   if (error.name === 'DownloadError') return new DownloadError(error.message);
   if (error.name === 'ServeError') return new ServeError(error.message);
+  if (error.name === 'InclusionError') return new InclusionError(error.message);
   return new NodeError(error.message);
 }
 import type {
@@ -24,6 +27,7 @@ import type {
   AddResult,
   CidInfo,
   Hello,
+  Inclusion,
   MemoryUse,
   Method,
   NodeMethods,
@@ -184,6 +188,31 @@ export class EstuaryNode {
    */
   memory(): Promise<MemoryUse> {
     return this.#call('memory');
+  }
+
+  /**
+   * Checks `inclusion`'s FRC-0058 proof here, in WebAssembly (`estuary-piece`, go-data-segment's
+   * checks): that its piece is a data segment of its aggregate at the offset the proof names,
+   * with its entry in the aggregate's index. Resolves with where it lies; rejects with an
+   * `InclusionError` saying which check failed, or an `EstuaryError` when the deals hold the
+   * piece itself (there is no proof to check: compare the deal's piece, as
+   * `checkDealsOnChain` does).
+   */
+  verifyInclusion(inclusion: PieceInclusion): Promise<Inclusion> {
+    const agg = inclusion.aggregate;
+    if (!agg) {
+      return Promise.reject(new EstuaryError(`The deals hold piece ${inclusion.piece_cid} itself: there is no proof to check.`));
+    }
+    const bytes = (p: ProofData) => getBytes(p.path.length === 0 ? '0x' : concat(p.path));
+    return this.#call(
+      'verifyInclusion',
+      inclusion.piece_cid,
+      agg.piece_cid,
+      agg.proof_subtree.index,
+      bytes(agg.proof_subtree),
+      agg.proof_index.index,
+      bytes(agg.proof_index),
+    );
   }
 
   /** The CARs kept in this browser (newest first), with their upload progress. */

@@ -1,11 +1,11 @@
 /** Messages between the page and the node's Web Worker. */
-import type { CidInfo, PieceInfo } from '../generated/node/estuary_node.js';
+import type { CidInfo, Inclusion, PieceInfo } from '../generated/node/estuary_node.js';
 import type { UploadAuth } from './auth';
 import type { AddEntry, AddResult, DownloadSource, Downloaded, ImportProfile, StoredCar } from './files';
 import type { MemoryUse, PieceProgress } from './piece';
 import type { ServeStatus } from './serve';
 
-export type { AddEntry, AddResult, CidInfo, MemoryUse, PieceInfo, PieceProgress, ServeStatus, StoredCar };
+export type { AddEntry, AddResult, CidInfo, Inclusion, MemoryUse, PieceInfo, PieceProgress, ServeStatus, StoredCar };
 
 /** The worker's methods: name → [arguments, result]. */
 export interface NodeMethods {
@@ -19,6 +19,10 @@ export interface NodeMethods {
   memory: [[], MemoryUse];
   serve: [[oracleUrl: string], ServeStatus];
   serveStatus: [[], ServeStatus | null];
+  verifyInclusion: [
+    [piece: string, aggregate: string, subtreeIndex: number, subtreePath: Uint8Array, indexIndex: number, indexPath: Uint8Array],
+    Inclusion,
+  ];
 }
 
 export type Method = keyof NodeMethods;

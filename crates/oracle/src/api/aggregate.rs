@@ -7,7 +7,7 @@
 //! produced, not read. The layout is [`crate::domain::bucket::Layout`]; the bytes' commP is the
 //! aggregate's piece CID (`the_payload_laid_out_has_the_aggregates_commp` in `crates/piece`).
 
-use std::{io::SeekFrom, path::PathBuf, sync::Arc};
+use std::{collections::HashMap, io::SeekFrom, path::PathBuf, sync::Arc};
 
 use axum::body::Bytes;
 use axum::{
@@ -17,7 +17,7 @@ use axum::{
 };
 use estuary_piece::{
     PieceCid,
-    aggregate::{Segment, index_payload},
+    aggregate::{Aggregate, Segment, index_payload},
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -35,11 +35,139 @@ static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
 /// Aggregates assembled recently: a closed bucket never changes, so its layout, index and CAR
 /// paths are built once, not per request — an anonymous client asking for one byte of a
 /// 100,000-piece aggregate again and again costs a lookup here, not 100,000 rows and stats.
-/// Bounded (16 aggregates, the least recently used out).
-#[derive(Debug, Default)]
+/// Bounded (16 aggregates, the least recently used out). Beside them, the trees inclusion
+/// proofs are cut from (`GET /inclusion/{piece}`, `Trees`).
+#[derive(Debug)]
 pub struct AggregateCache {
+    entries: Recent<PieceCid, Assembled>,
+    /// Closed buckets' aggregate trees.
+    pub(super) trees: Trees,
+}
+
+impl Default for AggregateCache {
+    fn default() -> Self {
+        Self { entries: Recent::new(CACHED, |_| 1), trees: Trees::default() }
+    }
+}
+
+/// Values used recently, the least recently used out once their total weight passes a limit (a
+/// value heavier than the limit is still kept, alone: it was just made, and is in use).
+#[derive(Debug)]
+struct Recent<K, V> {
     /// Most recently used last.
-    entries: std::sync::Mutex<Vec<(PieceCid, Arc<Assembled>)>>,
+    entries: std::sync::Mutex<Vec<(K, Arc<V>)>>,
+    limit: usize,
+    weight: fn(&V) -> usize,
+}
+
+impl<K: PartialEq, V> Recent<K, V> {
+    fn new(limit: usize, weight: fn(&V) -> usize) -> Self {
+        Self { entries: std::sync::Mutex::default(), limit, weight }
+    }
+
+    fn get(&self, key: &K) -> Option<Arc<V>> {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = entries.iter().position(|(k, _)| k == key)?;
+        let entry = entries.remove(at);
+        let found = Arc::clone(&entry.1);
+        entries.push(entry);
+        Some(found)
+    }
+
+    fn put(&self, key: K, value: Arc<V>) {
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.retain(|(k, _)| *k != key);
+        let mut held: usize = entries.iter().map(|(_, v)| (self.weight)(v)).sum();
+        while !entries.is_empty() && held + (self.weight)(&value) > self.limit {
+            held -= (self.weight)(&entries.remove(0).1);
+        }
+        entries.push((key, value));
+    }
+
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+}
+
+/// A closed bucket's FRC-0058 aggregate tree, and where each of its pieces is in it: what every
+/// inclusion proof of the bucket is cut from.
+#[derive(Debug)]
+pub(super) struct Tree {
+    /// The tree (its proofs cost a lookup per level: the nodes are hashed once, when built).
+    pub aggregate: Aggregate,
+    /// Each piece (v2 piece CID) and its place among the aggregate's segments.
+    pub places: HashMap<String, usize>,
+}
+
+/// Trees built recently, bounded by the pieces they hold (about 200 bytes of tree and place per
+/// piece: [`TREE_PIECES`] is near 200 MiB at most). A tree is built by one request at a time
+/// ([`Trees::build`]), off the async workers: a client cycling through many buckets costs at
+/// most one core, one bucket at a time, and each bucket's rows are read once while it is held.
+#[derive(Debug)]
+pub(super) struct Trees {
+    /// By bucket id, weighed by their pieces.
+    entries: Recent<u64, Tree>,
+    /// One build at a time.
+    build: tokio::sync::Semaphore,
+}
+
+/// Pieces held in [`Trees`], over all trees (a 64 GiB deal holds at most 2^19).
+const TREE_PIECES: usize = 1 << 20;
+
+impl Default for Trees {
+    fn default() -> Self {
+        Self::with_limit(TREE_PIECES)
+    }
+}
+
+impl Trees {
+    fn with_limit(pieces: usize) -> Self {
+        Self {
+            entries: Recent::new(pieces, |t: &Tree| t.places.len()),
+            build: tokio::sync::Semaphore::new(1),
+        }
+    }
+
+    fn get(&self, bucket: u64) -> Option<Arc<Tree>> {
+        self.entries.get(&bucket)
+    }
+
+    fn put(&self, bucket: u64, tree: Arc<Tree>) {
+        self.entries.put(bucket, tree);
+    }
+
+    /// Closed bucket `bucket`'s tree (`deal_size` its aggregate's size), built from its rows
+    /// unless held.
+    pub(super) async fn tree(
+        &self,
+        store: &Store,
+        bucket: u64,
+        deal_size: u64,
+    ) -> Result<Arc<Tree>, ApiError> {
+        if let Some(tree) = self.get(bucket) {
+            return Ok(tree);
+        }
+        let _one = self.build.acquire().await.map_err(|_| ApiError::Busy)?;
+        // Another request may have built it while this one waited.
+        if let Some(tree) = self.get(bucket) {
+            return Ok(tree);
+        }
+        let pieces = store.bucket_pieces(bucket).await?;
+        let tree = tokio::task::spawn_blocking(move || {
+            let aggregate = crate::deals::buckets::aggregate_of(bucket, &pieces, deal_size)?;
+            let places = pieces.into_iter().enumerate().map(|(n, p)| (p.piece_cid, n)).collect();
+            Ok::<_, crate::deals::buckets::BucketError>(Tree { aggregate, places })
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("building bucket {bucket}'s tree: {e}")))?
+        .map_err(|e| match e {
+            crate::deals::buckets::BucketError::Store(e) => ApiError::Store(e),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+        let tree = Arc::new(tree);
+        self.put(bucket, Arc::clone(&tree));
+        Ok(tree)
+    }
 }
 
 /// Aggregates kept assembled (each holds its pieces' paths and its index: about 200 bytes per
@@ -57,26 +185,16 @@ struct Assembled {
 
 impl AggregateCache {
     fn get(&self, piece: &PieceCid) -> Option<Arc<Assembled>> {
-        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let at = entries.iter().position(|(p, _)| p == piece)?;
-        let entry = entries.remove(at);
-        let found = Arc::clone(&entry.1);
-        entries.push(entry);
-        Some(found)
+        self.entries.get(piece)
     }
 
     fn put(&self, piece: PieceCid, assembled: Arc<Assembled>) {
-        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries.retain(|(p, _)| *p != piece);
-        if entries.len() >= CACHED {
-            entries.remove(0);
-        }
-        entries.push((piece, assembled));
+        self.entries.put(piece, assembled);
     }
 
     /// How many aggregates are held (for tests).
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        self.entries.len()
     }
 
     /// Whether none is.
@@ -438,6 +556,29 @@ mod tests {
         assert_eq!(parse_range(&h("items=0-1"), 1000), None);
         assert_eq!(parse_range(&h("bytes=9-3"), 1000), None);
         assert_eq!(parse_range(&h("bytes=0-18446744073709551615"), 1000), None);
+    }
+
+    /// Trees are kept by the pieces they hold: the least recently used go first, and one tree
+    /// larger than the limit is still kept alone (it was just built, and is being used).
+    #[test]
+    fn trees_are_kept_by_their_pieces() {
+        let trees = Trees::with_limit(5);
+        let tree = |pieces: usize| {
+            let nodes: Vec<_> = (0..pieces).map(|i| ([i as u8; 32], 2u8)).collect();
+            Arc::new(Tree {
+                aggregate: Aggregate::build(&nodes, 1 << 20).unwrap(),
+                places: (0..pieces).map(|i| (format!("p{i}"), i)).collect(),
+            })
+        };
+        trees.put(1, tree(2));
+        trees.put(2, tree(2));
+        assert!(trees.get(1).is_some(), "1 is now the most recently used");
+        trees.put(3, tree(2));
+        assert!(trees.get(2).is_none(), "2 made room: 2 + 2 + 2 > 5");
+        assert!(trees.get(1).is_some() && trees.get(3).is_some());
+        trees.put(4, tree(7));
+        assert!(trees.get(1).is_none() && trees.get(3).is_none());
+        assert_eq!(trees.get(4).unwrap().places.len(), 7);
     }
 
     #[test]

@@ -65,6 +65,7 @@ use estuary_chain::WatchState;
 mod aggregate;
 pub mod auth;
 mod gateway;
+mod inclusion;
 pub mod pins;
 pub mod serve;
 pub mod upload;
@@ -243,6 +244,9 @@ pub enum ApiError {
     /// No provider served what was asked as its commitment says (502).
     #[error("{0}")]
     Upstream(String),
+    /// Something here that should not fail did (500; the detail is logged, not sent).
+    #[error("{0}")]
+    Internal(String),
 }
 
 #[derive(Serialize)]
@@ -286,6 +290,10 @@ impl ApiError {
                 (StatusCode::INSUFFICIENT_STORAGE, "INSUFFICIENT_STORAGE", self.to_string())
             }
             Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "BUSY", self.to_string()),
+            Self::Internal(detail) => {
+                error!(error = %detail, "internal error while serving a request");
+                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error".to_owned())
+            }
             Self::Store(e) => {
                 error!(error = %e, "database error while serving a request");
                 (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error".to_owned())
@@ -398,6 +406,7 @@ pub fn router<B: Blockstore>(state: Arc<ApiState<B>>) -> Router {
         .route("/health", get(health::<B>))
         .route("/ipfs/{*path}", get(gateway::ipfs::<B>))
         .route("/piece/{piece}", get(gateway::piece::<B>))
+        .route("/inclusion/{piece}", get(inclusion::inclusion::<B>))
         .layer(cors(None));
     let own = Router::new()
         .route("/p2p", get(p2p_info::<B>))

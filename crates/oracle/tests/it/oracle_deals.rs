@@ -633,7 +633,109 @@ async fn pins_share_one_aggregate_order_served_from_their_cars() {
     let mut want: Vec<(u64, u64)> = ids.into_iter().map(|id| (id, deal_id)).collect();
     want.sort_unstable();
     assert_eq!(events, want, "each pin proven once in the deal");
+
+    // Each pin's inclusion as a client checks it, trusting no oracle: the proof `GET
+    // /inclusion/{piece}` gives verifies here against the aggregate's commitment (what the
+    // SP's download hashed to), and on chain against the deal's piece as the market gives it
+    // (DealStateView.checkInclusion, PoDSI), as the page's Verify asks it with eth_call.
+    inclusion_checked(&oracle, &chain, &pins, &aggregate, &info.commp, agg.height, deal_id).await;
     oracle.kill().await;
+}
+
+/// `GET /inclusion/{piece}` for each pin of `pins`: its proof verified here (against `root`, the
+/// aggregate `aggregate`'s commitment, of tree height `height`) and by `DealStateView` against
+/// deal `deal_id`; a node changed is refused by both; bad pieces get 400 and unknown ones 404.
+async fn inclusion_checked(
+    oracle: &OracleProcess,
+    chain: &Chain,
+    pins: &[(String, Vec<u8>)],
+    aggregate: &str,
+    root: &[u8; 32],
+    height: u32,
+    deal_id: u64,
+) {
+    use alloy::primitives::FixedBytes;
+    use estuary_contracts::deal_state_view::{DealStateView, PoDSI};
+    use estuary_piece::{
+        PieceCid,
+        aggregate::{InclusionProof, MerkleProof, verify},
+    };
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let view = DealStateView::new(chain.deployment.contracts["DealStateView"], &reader);
+    let nodes = |v: &Value| -> Vec<[u8; 32]> {
+        v["path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| alloy::hex::decode(n.as_str().unwrap()).unwrap().try_into().unwrap())
+            .collect()
+    };
+    let data = |p: &Value| PoDSI::ProofData {
+        index: p["index"].as_u64().unwrap(),
+        path: nodes(p).into_iter().map(FixedBytes::from).collect(),
+    };
+    for (piece, _) in pins {
+        let body = oracle.get(&format!("/inclusion/{piece}")).await.unwrap();
+        let agg = &body["aggregate"];
+        assert_eq!(agg["piece_cid"], aggregate, "{body}");
+        assert_eq!(body["piece_cid"], piece.as_str());
+        assert!(
+            body["deals"].as_array().unwrap().iter().any(|d| d["deal_id"] == deal_id),
+            "the deal is named: {body}"
+        );
+        let cid: PieceCid = piece.parse().unwrap();
+        let size_pc = cid.padded_size().unwrap();
+        assert_eq!(body["size_pc"], size_pc);
+        assert_eq!(body["comm_pc"], alloy::hex::encode_prefixed(cid.commp()));
+        assert_eq!(agg["comm_pa"], alloy::hex::encode_prefixed(root));
+        let proof = InclusionProof {
+            subtree: MerkleProof {
+                index: agg["proof_subtree"]["index"].as_u64().unwrap(),
+                path: nodes(&agg["proof_subtree"]),
+            },
+            index: MerkleProof {
+                index: agg["proof_index"]["index"].as_u64().unwrap(),
+                path: nodes(&agg["proof_index"]),
+            },
+        };
+        let piece_height = (size_pc / 32).trailing_zeros() as u8;
+        let segment = verify(&proof, cid.commp(), piece_height, root, height).unwrap();
+        assert_eq!(segment.offset, agg["offset"].as_u64().unwrap());
+
+        let mut on_chain = PoDSI::InclusionProof {
+            proofSubtree: data(&agg["proof_subtree"]),
+            proofIndex: data(&agg["proof_index"]),
+        };
+        let piece_data = PoDSI::InclusionVerifierData {
+            commPc: FixedBytes::from(*cid.commp()),
+            sizePc: size_pc,
+        };
+        let checked = view
+            .checkInclusion(deal_id, on_chain.clone(), piece_data.clone())
+            .call()
+            .await
+            .unwrap();
+        assert!(checked.proven, "PoDSI on chain: {checked:?}");
+        assert_eq!(checked.offset, segment.offset);
+        assert_eq!(checked.deal.provider, 1000);
+        // One node changed: refused here and on chain.
+        let mut bad = proof.clone();
+        bad.subtree.path[0][0] ^= 1;
+        assert!(verify(&bad, cid.commp(), piece_height, root, height).is_err());
+        on_chain.proofSubtree.path[0].0[0] ^= 1;
+        let refused = view.checkInclusion(deal_id, on_chain, piece_data).call().await.unwrap();
+        assert!(!refused.proven);
+        assert_ne!(refused.failure, 0, "a failure named (PoDSI.Failure, 0 is None)");
+    }
+    let client = reqwest::Client::new();
+    let unknown = PieceCid::v2(&estuary_piece::commp::commp(b"no such piece here").unwrap());
+    let v1 = aggregate.parse::<PieceCid>().unwrap().to_v1().to_string();
+    for (piece, status) in [("nonsense", 400), (v1.as_str(), 400), (&unknown.to_string(), 404)] {
+        let res = client.get(format!("{}/inclusion/{piece}", oracle.url)).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), status, "{piece}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"].is_string(), "{body}");
+    }
 }
 
 /// Buckets through crashes: the real process, SIGKILLed at random points while pins are
