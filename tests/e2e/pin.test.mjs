@@ -86,9 +86,9 @@ describe('dapp on the local stack', () => {
     stack?.kill();
   });
 
-  async function openPage({ account, reject = false } = {}) {
+  async function openPage({ account, reject = false, chainId = null } = {}) {
     const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
-    await injectWallet(context, { rpcUrl: stack.info.rpc_url, account, reject });
+    await injectWallet(context, { rpcUrl: stack.info.rpc_url, account, reject, chainId });
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(e));
@@ -510,6 +510,44 @@ describe('dapp on the local stack', () => {
     assert.ok(!calls.includes('eth_sendTransaction'), `wallet calls: ${calls}`);
     assert.equal(await requestCount(), before);
     assert.equal(await rpc(stack.info.rpc_url, 'eth_getTransactionCount', [account, 'latest']), nonce);
+  });
+
+  test('a wallet on another network is offered the switch, the chain added, and a switch away disconnects it', async () => {
+    const account = stack.info.accounts[4];
+    const { page, errors } = await openPage({ account, chainId: 314 });
+    const before = await requestCount();
+    // Pinning on the wrong network sends nothing: the page says so and offers the switch.
+    await page.getByTestId('cid-input').fill(CID);
+    await page.getByTestId('pin').click();
+    const network = page.getByTestId('wallet-network');
+    await network.filter({ hasText: 'Your wallet is on Filecoin (chain 314)' }).waitFor();
+    assert.match(await network.textContent(), /Estuary here runs on Estuary local chain \(chain 31337\)/);
+    let calls = await page.evaluate(() => window.__walletCalls);
+    assert.ok(!calls.includes('eth_sendTransaction') && !calls.includes('eth_estimateGas'), `wallet calls: ${calls}`);
+    // The wallet does not know the chain (4902): it is asked to add it, with the stack's RPC.
+    await page.getByTestId('switch-chain').filter({ hasText: 'Switch to Estuary local chain (chain 31337)' }).click();
+    await page.getByTestId('wallet-status').filter({ hasText: `Connected: ${account}` }).waitFor();
+    assert.ok(await network.isHidden());
+    const added = await page.evaluate(() => window.__addedChains);
+    assert.equal(added.length, 1);
+    assert.equal(added[0].chainId, '0x7a69');
+    assert.deepEqual(added[0].rpcUrls, [stack.info.rpc_url]);
+    calls = await page.evaluate(() => window.__walletCalls);
+    const switches = calls.filter((c) => c === 'wallet_switchEthereumChain').length;
+    assert.ok(calls.indexOf('wallet_addEthereumChain') > calls.indexOf('wallet_switchEthereumChain'), `${calls}`);
+    assert.equal(switches, 2, 'refused (4902), then after the add');
+    // Before the wallet opens, the page says what the transaction does and costs.
+    await page.getByTestId('pin').click();
+    await page.getByTestId('message').filter({ hasText: /^Sending pinToEstuary to 0x[0-9a-fA-F]{40}: a fee of [\d.]+ tFIL and at most \d+ gas, [\d.]+ tFIL in all at most/ }).waitFor();
+    await page.getByTestId('request-id').filter({ hasText: '#' }).waitFor({ timeout: 30_000 });
+    assert.equal(await requestCount(), before + 1n);
+    // The person switches the wallet to another network: the page disconnects and offers it back.
+    await page.evaluate(() => window.__setWalletChain(314159));
+    await network.filter({ hasText: 'Your wallet is on Filecoin Calibration (chain 314159)' }).waitFor();
+    assert.match(await page.getByTestId('wallet-status').textContent(), /Not connected: the wallet changed network/);
+    await page.evaluate(() => window.__setWalletChain(31337));
+    await page.getByTestId('wallet-status').filter({ hasText: `Connected: ${account}` }).waitFor();
+    assert.deepEqual(errors, []);
   });
 
   test('a transaction rejected in the wallet shows a clear message', async () => {

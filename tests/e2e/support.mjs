@@ -108,14 +108,25 @@ export async function launchPersistent(profileDir, options = {}) {
 /**
  * An injected EIP-1193 wallet backed by an anvil account: anvil signs for its own accounts, so
  * the wallet forwards every call to the node. `reject: true` makes it refuse transactions the
- * way a person clicking "Reject" does (EIP-1193 code 4001). Calls are recorded in
- * `window.__walletCalls`.
+ * way a person clicking "Reject" does (EIP-1193 code 4001). `chainId` starts it on another
+ * chain than the node's, knowing only that one: it then answers `wallet_switchEthereumChain` to
+ * an unknown chain with 4902, as MetaMask does, learns chains from `wallet_addEthereumChain`
+ * (kept in `window.__addedChains`), and emits `chainChanged`; `window.__setWalletChain(id)` is
+ * the person switching networks in the wallet. Calls are recorded in `window.__walletCalls`.
  */
-export async function injectWallet(context, { rpcUrl, account, reject = false }) {
+export async function injectWallet(context, { rpcUrl, account, reject = false, chainId = null }) {
   await context.addInitScript(
-    ({ rpcUrl, account, reject }) => {
+    ({ rpcUrl, account, reject, chainId }) => {
       let id = 0;
+      let chain = chainId;
+      const known = new Set(chainId === null ? [] : [chainId]);
+      const listeners = new Set();
       window.__walletCalls = [];
+      window.__addedChains = [];
+      window.__setWalletChain = (next) => {
+        chain = next;
+        for (const l of listeners) l('0x' + next.toString(16));
+      };
       window.ethereum = {
         isEstuaryTestWallet: true,
         async request({ method, params = [] }) {
@@ -123,6 +134,18 @@ export async function injectWallet(context, { rpcUrl, account, reject = false })
           if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [account];
           if (method === 'eth_sendTransaction' && reject) {
             throw Object.assign(new Error('User rejected the request.'), { code: 4001 });
+          }
+          if (chain !== null && method === 'eth_chainId') return '0x' + chain.toString(16);
+          if (chain !== null && method === 'wallet_switchEthereumChain') {
+            const next = Number(BigInt(params[0].chainId));
+            if (!known.has(next)) throw Object.assign(new Error('Unrecognized chain ID.'), { code: 4902 });
+            window.__setWalletChain(next);
+            return null;
+          }
+          if (chain !== null && method === 'wallet_addEthereumChain') {
+            window.__addedChains.push(params[0]);
+            known.add(Number(BigInt(params[0].chainId)));
+            return null;
           }
           const res = await fetch(rpcUrl, {
             method: 'POST',
@@ -133,11 +156,15 @@ export async function injectWallet(context, { rpcUrl, account, reject = false })
           if (body.error) throw Object.assign(new Error(body.error.message), body.error);
           return body.result;
         },
-        on() {},
-        removeListener() {},
+        on(event, listener) {
+          if (event === 'chainChanged') listeners.add(listener);
+        },
+        removeListener(event, listener) {
+          listeners.delete(listener);
+        },
       };
     },
-    { rpcUrl, account, reject },
+    { rpcUrl, account, reject, chainId },
   );
 }
 

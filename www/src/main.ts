@@ -4,7 +4,11 @@ import {
   EstuaryNode,
   InvalidCidError,
   Wallet,
+  WrongChainError,
+  chainName,
   loadConfig,
+  switchChain,
+  watchChain,
   chainReader,
   checkDealsOnChain,
   followDeals,
@@ -19,6 +23,7 @@ import {
   type DownloadSource,
   type EstuaryConfig,
   type ImportProfile,
+  type PinQuote,
   type RequestState,
   type ServeStatus,
   type Session,
@@ -40,7 +45,9 @@ const ui = {
   nodeStatus: el('node-status'),
   serveStatus: el('serve-status'),
   walletStatus: el('wallet-status'),
+  walletNetwork: el('wallet-network'),
   connect: el<HTMLButtonElement>('connect'),
+  switchChain: el<HTMLButtonElement>('switch-chain'),
   form: el<HTMLFormElement>('pin-form'),
   cid: el<HTMLInputElement>('cid'),
   cidInfo: el('cid-info'),
@@ -141,11 +148,45 @@ function refresh(): void {
 
 async function connect(): Promise<Wallet> {
   if (!config) throw new EstuaryError('The page has not loaded its configuration.');
-  wallet = await Wallet.connect(window.ethereum, config);
+  try {
+    wallet = await Wallet.connect(window.ethereum, config);
+  } catch (e) {
+    if (e instanceof WrongChainError) offerSwitch(e.current, e.expected);
+    throw e;
+  }
+  ui.walletNetwork.hidden = true;
+  ui.switchChain.hidden = true;
   ui.walletStatus.textContent = `Connected: ${wallet.address}`;
   ui.connect.textContent = 'Reconnect';
+  watchWallet();
   void showPins();
   return wallet;
+}
+
+/** A wallet on another chain: say so, and offer the switch (or to add the chain). */
+function offerSwitch(current: number, expected: number): void {
+  ui.walletNetwork.textContent = `Your wallet is on ${chainName(current)}; Estuary here runs on ${chainName(expected)}. Switch before pinning: nothing is sent until then.`;
+  ui.walletNetwork.hidden = false;
+  ui.switchChain.textContent = `Switch to ${chainName(expected)}`;
+  ui.switchChain.hidden = false;
+}
+
+let unwatch: (() => void) | undefined;
+
+/** Follows the wallet's network: a switch away disconnects the page until it comes back. */
+function watchWallet(): void {
+  if (unwatch || !window.ethereum || !config) return;
+  const expected = config.chain_id;
+  unwatch = watchChain(window.ethereum, (current) => {
+    if (current === expected) {
+      if (!wallet) void guarded(connect);
+      return;
+    }
+    wallet = undefined;
+    ui.walletStatus.textContent = 'Not connected: the wallet changed network.';
+    ui.connect.textContent = 'Connect wallet';
+    offerSwitch(current, expected);
+  });
 }
 
 /** Lists the connected account's pin requests (from the chain) with where each one is. */
@@ -186,12 +227,17 @@ async function pin(): Promise<void> {
     return;
   }
   const w = wallet ?? (await connect());
-  say('Confirm the transaction in your wallet…');
+  say('Estimating the transaction…');
+  // What it does and costs is shown before the wallet opens; then its state.
+  const hooks = {
+    onQuote: (q: PinQuote) => say(`Sending ${q.summary}. Confirm it in your wallet…`),
+    onSent: (hash: string) => say(`Sent ${hash}; waiting for it to be mined…`),
+  };
   // Content added here is fetched from this browser when the oracle does not have it uploaded.
   const fromHere = serving && added?.root === info.string && !uploaded;
   const receipt = fromHere
-    ? await w.pin(config, info.bytes, { origins: [`/p2p/${serving!.peerId}`] })
-    : await w.pin(config, info.bytes);
+    ? await w.pin(config, info.bytes, { origins: [`/p2p/${serving!.peerId}`] }, hooks)
+    : await w.pin(config, info.bytes, undefined, hooks);
   ui.request.hidden = false;
   ui.requestId.textContent = `#${receipt.requestId}`;
   ui.requestCid.textContent = info.string;
@@ -716,6 +762,13 @@ ui.form.addEventListener('submit', (event) => {
   void guarded(pin);
 });
 ui.connect.addEventListener('click', () => void guarded(connect));
+ui.switchChain.addEventListener('click', () =>
+  void guarded(async () => {
+    if (!config || !window.ethereum) return;
+    await switchChain(window.ethereum, config);
+    await connect();
+  }),
+);
 ui.providersRefresh.addEventListener('click', () => void showProviders());
 
 /** The storage providers the oracle deals with: score, what they hold, and their read-backs. */

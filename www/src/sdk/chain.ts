@@ -1,9 +1,19 @@
-import { BrowserProvider, Contract, Interface, getAddress, getBytes, isError, zeroPadValue, type Eip1193Provider } from 'ethers';
+import {
+  BrowserProvider,
+  Contract,
+  Interface,
+  formatEther,
+  getAddress,
+  getBytes,
+  isError,
+  zeroPadValue,
+  type Eip1193Provider,
+} from 'ethers';
 import { type Session, type UploadAuth, requestUploadMessage, signIn } from './auth';
 import { CID } from 'multiformats/cid';
 import artifact from '../../../contracts/artifacts/EstuaryPinning.json';
 import type { EstuaryConfig } from './config';
-import { ContractError, EstuaryError, WalletError } from './errors';
+import { ContractError, EstuaryError, WalletError, WrongChainError } from './errors';
 
 /** Gas added to a pin's estimate: one zero-to-non-zero storage write (EIP-2200: 20,000). */
 const PIN_GAS_MARGIN = 20_000n;
@@ -49,33 +59,69 @@ export class Wallet {
     readonly address: string,
   ) {}
 
-  /** Asks the wallet for an account and makes sure it is on `config.chain_id`. */
-  static async connect(eip1193: Eip1193Provider | undefined, config: EstuaryConfig): Promise<Wallet> {
+  /**
+   * Asks the wallet for an account on `config.chain_id`. A wallet on another chain gets a
+   * `WrongChainError` (with `current` and `expected`), so the page can offer the switch
+   * (`switchChain`) before any transaction; `{ switchChain: true }` asks the wallet at once.
+   */
+  static async connect(
+    eip1193: Eip1193Provider | undefined,
+    config: EstuaryConfig,
+    options: { switchChain?: boolean } = {},
+  ): Promise<Wallet> {
     if (!eip1193) throw new WalletError('No wallet found: install an Ethereum wallet extension.');
-    const provider = new BrowserProvider(eip1193);
-    provider.pollingInterval = 500;
     let accounts: string[];
     try {
-      accounts = (await provider.send('eth_requestAccounts', [])) as string[];
+      accounts = (await eip1193.request({ method: 'eth_requestAccounts' })) as string[];
     } catch (e) {
       throw new WalletError(`The wallet refused to connect: ${shortMessage(e)}`, { cause: e });
     }
     const address = accounts[0];
     if (!address) throw new WalletError('The wallet returned no account.');
-    const { chainId } = await provider.getNetwork();
-    if (chainId !== BigInt(config.chain_id)) {
-      try {
-        await provider.send('wallet_switchEthereumChain', [
-          { chainId: '0x' + config.chain_id.toString(16) },
-        ]);
-      } catch (e) {
-        throw new WalletError(
-          `The wallet is on chain ${chainId}; switch it to chain ${config.chain_id}.`,
-          { cause: e },
-        );
-      }
+    let current = await walletChain(eip1193);
+    if (current !== config.chain_id && options.switchChain) {
+      await switchChain(eip1193, config);
+      current = await walletChain(eip1193);
     }
-    return new Wallet(provider, address);
+    if (current !== config.chain_id) {
+      throw new WrongChainError(
+        `Your wallet is on ${chainName(current)}; Estuary here runs on ${chainName(config.chain_id)}.`,
+        current,
+        config.chain_id,
+      );
+    }
+    // Made once the wallet is on the right chain: ethers keeps the network it first sees.
+    const provider = new BrowserProvider(eip1193, config.chain_id);
+    provider.pollingInterval = 500;
+    return new Wallet(provider, getAddress(address));
+  }
+
+  /**
+   * What `pin` will send, and its most it can cost, before the wallet opens: the contract's fee
+   * plus the gas limit at the current maximum fee per gas.
+   */
+  async quotePin(config: EstuaryConfig, cid: Uint8Array, options?: PinOptions): Promise<PinQuote> {
+    const pinning = new Contract(config.contracts.EstuaryPinning, pinningInterface, await this.provider.getSigner(this.address));
+    try {
+      const fee = (await pinning.getFunction('fee')()) as bigint;
+      const { call, args } = pinCall(pinning, cid, options);
+      // The estimate plus the price of filling an empty storage slot: a report mined between the
+      // estimate and the pin can empty the contract's fee escrow, which the pin then fills again.
+      const gasLimit = (await call.estimateGas(...args, { value: fee })) + PIN_GAS_MARGIN;
+      const feeData = await this.provider.getFeeData();
+      const perGas = feeData.maxFeePerGas ?? feeData.gasPrice ?? 0n;
+      return {
+        contract: getAddress(config.contracts.EstuaryPinning),
+        action: options ? 'pinToEstuary(cid, {name, origins, sizeHint})' : 'pinToEstuary(cid)',
+        fee,
+        gasLimit,
+        maxFeePerGas: perGas,
+        maxCost: fee + gasLimit * perGas,
+        summary: `pinToEstuary to ${getAddress(config.contracts.EstuaryPinning)}: a fee of ${coin(fee, config.chain_id)} and at most ${gasLimit} gas, ${coin(fee + gasLimit * perGas, config.chain_id)} in all at most`,
+      };
+    } catch (e) {
+      throw explain(e);
+    }
   }
 
   /**
@@ -85,22 +131,21 @@ export class Wallet {
    * oracle fetches from first (`/p2p/<peer id>` of a browser node serving the content, or a
    * gateway's `/ip4/…/tcp/…/http`).
    */
-  async pin(config: EstuaryConfig, cid: Uint8Array, options?: PinOptions): Promise<PinReceipt> {
+  async pin(
+    config: EstuaryConfig,
+    cid: Uint8Array,
+    options?: PinOptions,
+    hooks: { onQuote?: (quote: PinQuote) => void; onSent?: (txHash: string) => void } = {},
+  ): Promise<PinReceipt> {
+    const quote = await this.quotePin(config, cid, options);
+    hooks.onQuote?.(quote);
     const signer = await this.provider.getSigner(this.address);
     const pinning = new Contract(config.contracts.EstuaryPinning, pinningInterface, signer);
     let receipt;
     try {
-      const fee = (await pinning.getFunction('fee')()) as bigint;
-      const call = options
-        ? pinning.getFunction('pinToEstuary(bytes,(string,string[],uint64))')
-        : pinning.getFunction('pinToEstuary(bytes)');
-      const args: unknown[] = options
-        ? [cid, { name: options.name ?? '', origins: options.origins ?? [], sizeHint: options.sizeHint ?? 0n }]
-        : [cid];
-      // The estimate plus the price of filling an empty storage slot: a report mined between the
-      // estimate and the pin can empty the contract's fee escrow, which the pin then fills again.
-      const gasLimit = (await call.estimateGas(...args, { value: fee })) + PIN_GAS_MARGIN;
-      const tx = await call(...args, { value: fee, gasLimit });
+      const { call, args } = pinCall(pinning, cid, options);
+      const tx = await call(...args, { value: quote.fee, gasLimit: quote.gasLimit });
+      hooks.onSent?.(tx.hash);
       receipt = await tx.wait();
     } catch (e) {
       throw explain(e);
@@ -185,6 +230,114 @@ export class Wallet {
     // Logs come oldest first, and request ids grow with time.
     return out.reverse();
   }
+}
+
+/** What `Wallet.pin` will send, and the most it can cost (wei), shown before the wallet opens. */
+export interface PinQuote {
+  /** The `EstuaryPinning` contract (checksummed). */
+  contract: string;
+  /** The call, in words. */
+  action: string;
+  /** The contract's fee, sent as value. */
+  fee: bigint;
+  /** The gas limit sent. */
+  gasLimit: bigint;
+  /** The highest price per gas the transaction may pay. */
+  maxFeePerGas: bigint;
+  /** `fee + gasLimit × maxFeePerGas`. */
+  maxCost: bigint;
+  /** All of it in a sentence (amounts in the chain's coin). */
+  summary: string;
+}
+
+/** The `pinToEstuary` overload and arguments for `cid` and `options`. */
+function pinCall(pinning: Contract, cid: Uint8Array, options?: PinOptions) {
+  const call = options
+    ? pinning.getFunction('pinToEstuary(bytes,(string,string[],uint64))')
+    : pinning.getFunction('pinToEstuary(bytes)');
+  const args: unknown[] = options
+    ? [cid, { name: options.name ?? '', origins: options.origins ?? [], sizeHint: options.sizeHint ?? 0n }]
+    : [cid];
+  return { call, args };
+}
+
+/** Chains Estuary knows by name, with their coin (for `wallet_addEthereumChain`). */
+const CHAINS: Record<number, { name: string; symbol: string }> = {
+  314: { name: 'Filecoin', symbol: 'FIL' },
+  314159: { name: 'Filecoin Calibration', symbol: 'tFIL' },
+  31337: { name: 'Estuary local chain', symbol: 'tFIL' },
+};
+
+/** An amount in the chain's coin. */
+function coin(wei: bigint, chainId: number): string {
+  return `${formatEther(wei)} ${CHAINS[chainId]?.symbol ?? 'FIL'}`;
+}
+
+/** A chain in words: its name when known, and its id. */
+export function chainName(id: number): string {
+  const known = CHAINS[id];
+  return known ? `${known.name} (chain ${id})` : `chain ${id}`;
+}
+
+/** The chain the wallet is on (`eth_chainId`). */
+export async function walletChain(eip1193: Eip1193Provider): Promise<number> {
+  try {
+    return Number(BigInt((await eip1193.request({ method: 'eth_chainId' })) as string));
+  } catch (e) {
+    throw new WalletError(`The wallet did not say which chain it is on: ${shortMessage(e)}`, { cause: e });
+  }
+}
+
+/**
+ * Asks the wallet to switch to the stack's chain (`wallet_switchEthereumChain`, EIP-3326); a
+ * wallet that does not know it (error 4902) is asked to add it first
+ * (`wallet_addEthereumChain`, EIP-3085, with the stack's RPC URL), then to switch.
+ */
+export async function switchChain(eip1193: Eip1193Provider, config: EstuaryConfig): Promise<void> {
+  const chainId = '0x' + config.chain_id.toString(16);
+  const ask = (method: string, params: unknown[]) => eip1193.request({ method, params });
+  try {
+    await ask('wallet_switchEthereumChain', [{ chainId }]);
+    return;
+  } catch (e) {
+    if (errorCode(e) !== 4902) {
+      throw new WalletError(`The wallet did not switch to ${chainName(config.chain_id)}: ${shortMessage(e)}`, { cause: e });
+    }
+  }
+  const known = CHAINS[config.chain_id];
+  try {
+    await ask('wallet_addEthereumChain', [
+      {
+        chainId,
+        chainName: known?.name ?? `Estuary chain ${config.chain_id}`,
+        nativeCurrency: { name: known?.symbol ?? 'FIL', symbol: known?.symbol ?? 'FIL', decimals: 18 },
+        rpcUrls: [config.rpc_url],
+      },
+    ]);
+    // EIP-3085 wallets may switch as they add; asking again is harmless.
+    await ask('wallet_switchEthereumChain', [{ chainId }]);
+  } catch (e) {
+    throw new WalletError(`The wallet did not add ${chainName(config.chain_id)}: ${shortMessage(e)}`, { cause: e });
+  }
+}
+
+/**
+ * Calls `onChange` with the wallet's chain whenever it changes (EIP-1193 `chainChanged`);
+ * returns what stops it. A wallet without events is never called back.
+ */
+export function watchChain(eip1193: Eip1193Provider, onChange: (chainId: number) => void): () => void {
+  const events = eip1193 as Eip1193Provider & {
+    on?: (event: string, listener: (chainId: string) => void) => void;
+    removeListener?: (event: string, listener: (chainId: string) => void) => void;
+  };
+  const listener = (chainId: string) => onChange(Number(BigInt(chainId)));
+  events.on?.('chainChanged', listener);
+  return () => events.removeListener?.('chainChanged', listener);
+}
+
+function errorCode(e: unknown): number | undefined {
+  if (e && typeof e === 'object' && 'code' in e && typeof e.code === 'number') return e.code;
+  return undefined;
 }
 
 /** A CID's bytes (hex, as ethers gives `bytes`) as text. */

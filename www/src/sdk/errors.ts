@@ -21,6 +21,21 @@ export class WalletError extends EstuaryError {
   override name = 'WalletError';
 }
 
+/** The wallet is on another chain than the stack's (`switchChain` offers the right one). */
+export class WrongChainError extends WalletError {
+  override name = 'WrongChainError';
+  constructor(
+    message: string,
+    /** The chain the wallet is on. */
+    readonly current: number,
+    /** The stack's chain. */
+    readonly expected: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
 /** The contract reverted the call; `reason` names its custom error. */
 export class ContractError extends EstuaryError {
   override name = 'ContractError';

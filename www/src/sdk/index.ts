@@ -27,7 +27,18 @@ export {
   type SiweFields,
   type UploadAuth,
 } from './auth';
-export { Wallet, explain, type PinOptions, type PinReceipt, type PinRecord } from './chain';
+export {
+  Wallet,
+  chainName,
+  explain,
+  switchChain,
+  walletChain,
+  watchChain,
+  type PinOptions,
+  type PinQuote,
+  type PinReceipt,
+  type PinRecord,
+} from './chain';
 export {
   FINAL_STATES,
   followDeals,
