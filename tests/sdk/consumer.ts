@@ -65,7 +65,7 @@ export async function addPinAndList(files: File[], eip1193: Parameters<typeof Wa
   return wallet.pins(config);
 }
 
-/** Is the pin's piece inside its deals? Checked here and on chain, trusting no oracle. */
+/** Is the pin's piece inside its deals? The oracle's proof, checked here and on chain. */
 export async function verifyPin(node: EstuaryNode, requestId: bigint, piece: string): Promise<DealCheck[]> {
   const config = await loadConfig();
   let inclusion: PieceInclusion;

@@ -46,6 +46,7 @@ const ui = {
   serveStatus: el('serve-status'),
   walletStatus: el('wallet-status'),
   walletNetwork: el('wallet-network'),
+  tx: el('tx'),
   connect: el<HTMLButtonElement>('connect'),
   switchChain: el<HTMLButtonElement>('switch-chain'),
   form: el<HTMLFormElement>('pin-form'),
@@ -103,8 +104,8 @@ const ui = {
   verifySteps: el<HTMLUListElement>('verify-steps'),
 };
 
-/** The pin whose deals are shown, to verify. */
-let verifying: { id: bigint; piece: string } | undefined;
+/** The pin whose deals are shown, to verify: its request, piece and CID. */
+let verifying: { id: bigint; piece: string; cid: string } | undefined;
 
 let node: EstuaryNode | undefined;
 let config: EstuaryConfig | undefined;
@@ -229,15 +230,26 @@ async function pin(): Promise<void> {
   const w = wallet ?? (await connect());
   say('Estimating the transaction…');
   // What it does and costs is shown before the wallet opens; then its state.
+  let what = '';
+  const tx = (state: string, text: string) => {
+    ui.tx.hidden = false;
+    ui.tx.dataset.state = state;
+    ui.tx.textContent = text;
+  };
   const hooks = {
-    onQuote: (q: PinQuote) => say(`Sending ${q.summary}. Confirm it in your wallet…`),
-    onSent: (hash: string) => say(`Sent ${hash}; waiting for it to be mined…`),
+    onQuote: (q: PinQuote) => {
+      what = `Sending ${q.summary}.`;
+      tx('quoted', what);
+      say('Confirm the transaction in your wallet…');
+    },
+    onSent: (hash: string) => tx('sent', `${what} Sent ${hash}; waiting for it to be mined…`),
   };
   // Content added here is fetched from this browser when the oracle does not have it uploaded.
   const fromHere = serving && added?.root === info.string && !uploaded;
   const receipt = fromHere
     ? await w.pin(config, info.bytes, { origins: [`/p2p/${serving!.peerId}`] }, hooks)
     : await w.pin(config, info.bytes, undefined, hooks);
+  tx('mined', `${what} Sent ${receipt.txHash}; mined in block ${receipt.block}: request #${receipt.requestId}.`);
   ui.request.hidden = false;
   ui.requestId.textContent = `#${receipt.requestId}`;
   ui.requestCid.textContent = info.string;
@@ -261,12 +273,16 @@ async function pin(): Promise<void> {
       : `The oracle could not pin request #${final.id} (${final.status}): ${final.reason ?? 'unknown reason'}`,
     final.status === 'reported' ? 'info' : 'error',
   );
-  if (final.status === 'reported') void showDeals(config.oracle_url, receipt.requestId, final.piece_cid);
+  if (final.status === 'reported') {
+    // A pin split across pieces has one proof per part: not offered here yet.
+    const whole = final.piece_cid && !final.pieces?.length ? { id: receipt.requestId, piece: final.piece_cid, cid: info.string } : undefined;
+    void showDeals(config.oracle_url, receipt.requestId, whole);
+  }
 }
 
 /** Where the pin is on Filecoin: its replicas, followed until three are active. */
-async function showDeals(oracleUrl: string, id: bigint, piece: string | null) {
-  verifying = piece ? { id, piece } : undefined;
+async function showDeals(oracleUrl: string, id: bigint, pin: typeof verifying) {
+  verifying = pin;
   ui.verifyBox.hidden = true;
   ui.verifySummary.textContent = '';
   ui.verifySteps.replaceChildren();
@@ -317,14 +333,15 @@ function bytes(n: number): string {
 }
 
 /**
- * Verify: is the pin's piece inside its deals? Checked without trusting the oracle that gives
- * the proof: the piece recorded on chain for the request, the FRC-0058 proof in WebAssembly
- * here, and each deal on chain (the storage market's piece for it, and PoDSI's checks).
+ * Verify: is the pin's piece inside its deals? The oracle gives the proof; what it proves is
+ * checked here and on chain: the piece this browser computed (when it added the content), the
+ * piece recorded on chain for the request, the FRC-0058 proof in WebAssembly, and each deal as
+ * the storage market gives it (its piece, its state, and PoDSI's checks).
  */
 async function verifyPin(): Promise<void> {
   const pin = verifying;
   if (!pin || !config || !node) return;
-  const { id, piece } = pin;
+  const { id, piece, cid } = pin;
   ui.verify.disabled = true;
   ui.verifySummary.textContent = 'Checking…';
   delete ui.verifySummary.dataset.proven;
@@ -337,11 +354,22 @@ async function verifyPin(): Promise<void> {
   };
   try {
     const inclusion = await pieceInclusion(config.oracle_url, piece);
+    if (inclusion.piece_cid !== piece) throw new EstuaryError(`The oracle answered for piece ${inclusion.piece_cid}, not ${piece}.`);
+    let computed = true;
+    if (added?.root === cid) {
+      computed = added.pieceCidV2 === piece;
+      step(
+        computed
+          ? 'This browser computed the same piece for the content it added.'
+          : `This browser computed piece ${added.pieceCidV2} for the content it added, not ${piece}.`,
+        computed,
+      );
+    }
     const reader = wallet?.provider ?? chainReader(config);
     const recorded = await recordedOnChain(reader, config.contracts.EstuaryPinning, id, inclusion);
     step(
       recorded
-        ? `On chain, EstuaryPinning recorded piece ${piece} (${bytes(inclusion.size_pc)}) for request #${id}.`
+        ? `On chain, EstuaryPinning recorded piece ${piece} (${bytes(inclusion.size_pc)}) for request #${id}, as the oracle reported it pinned.`
         : `EstuaryPinning recorded another piece for request #${id} than ${piece}.`,
       recorded,
     );
@@ -370,11 +398,16 @@ async function verifyPin(): Promise<void> {
         c.proven,
       );
     }
-    const proven = checks.filter((c) => c.proven).length;
-    ui.verifySummary.dataset.proven = String(recorded ? proven : 0);
+    const ok = recorded && computed;
+    const stored = ok ? checks.filter((c) => c.stored).length : 0;
+    const sealing = ok ? checks.filter((c) => c.proven && c.state === 'published').length : 0;
+    const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+    ui.verifySummary.dataset.proven = String(stored);
     ui.verifySummary.textContent =
-      recorded && proven > 0
-        ? `Proven: your piece is inside ${proven} of ${checks.length} Filecoin deal${checks.length === 1 ? '' : 's'}, checked here and by the storage market on chain.`
+      stored + sealing > 0
+        ? `Proven: your piece is inside ${plural(stored, 'active Filecoin deal')}` +
+          (sealing > 0 ? `, and ${plural(sealing, 'published deal')} not sealed yet` : '') +
+          ', checked here and by the storage market on chain.'
         : 'Not proven: see what failed below.';
   } catch (e) {
     ui.verifySummary.dataset.proven = 'error';

@@ -55,6 +55,10 @@ export interface Inclusion {
   pieceSize: number;
   /** The aggregate's padded size: the deal's. */
   aggregateSize: number;
+  /** The piece's commitment, as its CID gives it (`0x` hex): `commPc`. */
+  pieceCommP: string;
+  /** The aggregate's commitment (`0x` hex): `commPa`. */
+  aggregateCommP: string;
 }
 "#;
 
@@ -64,8 +68,9 @@ export interface Inclusion {
 ///
 /// The proof is FRC-0058's pair of `ProofData`: for the subtree (piece → aggregate) and for the
 /// index entry, the node's index at its level and its path, the sibling nodes bottom up,
-/// concatenated (32 bytes each). Returns `{ offset, pieceSize, aggregateSize }`; throws an
-/// `Error` saying what does not hold.
+/// concatenated (32 bytes each). Returns `{ offset, pieceSize, aggregateSize, pieceCommP,
+/// aggregateCommP }` (the commitments as the CIDs give them, to compare with what else names
+/// them); throws an `Error` saying what does not hold.
 #[wasm_bindgen(js_name = verifyInclusion, unchecked_return_type = "Inclusion")]
 pub fn verify_inclusion(
     piece: &str,
@@ -91,7 +96,18 @@ pub fn verify_inclusion(
     set(&out, "pieceSize", &JsValue::from_f64(segment.size as f64));
     let size = aggregate.padded_size().unwrap_or_default();
     set(&out, "aggregateSize", &JsValue::from_f64(size as f64));
+    set(&out, "pieceCommP", &JsValue::from_str(&hex(piece.commp())));
+    set(&out, "aggregateCommP", &JsValue::from_str(&hex(aggregate.commp())));
     Ok(out)
+}
+
+/// `0x` and lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::from("0x"), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// A Merkle proof from JavaScript: an index (an integer below 2^53) and 32-byte nodes.

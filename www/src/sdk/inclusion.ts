@@ -1,6 +1,6 @@
 /**
  * Is my piece really inside that SP's deal? The oracle gives a pin's FRC-0058 inclusion proof
- * (`GET /inclusion/{piece}`); this module checks it without trusting the oracle: in the browser
+ * (`GET /inclusion/{piece}`); this module checks what it proves rather than take its word: in the browser
  * (`EstuaryNode.verifyInclusion`, Rust compiled to WebAssembly) and on chain, where
  * `DealStateView.checkInclusion` asks the storage market actor for each deal's piece and runs
  * PoDSI's checks against it (one `eth_call` per deal, no wallet or gas needed).
@@ -70,8 +70,11 @@ export async function pieceInclusion(oracleUrl: string, pieceCid: string): Promi
   return (await res.json()) as PieceInclusion;
 }
 
-/** What the storage market actor says of a deal (`DealStateView.Status`). */
-export type MarketState = 'published' | 'active' | 'not_found' | 'expired' | 'unknown';
+/**
+ * What the storage market actor says of a deal (`DealStateView.Status`), and `ended`: active in
+ * the market's state, but past the end of its term (not yet settled by the market's cron).
+ */
+export type MarketState = 'published' | 'active' | 'ended' | 'not_found' | 'expired' | 'unknown';
 const MARKET_STATES: MarketState[] = ['published', 'active', 'not_found', 'expired', 'unknown'];
 
 /** Why PoDSI refuses a proof (`PoDSI.Failure`, go-data-segment's checks in order). */
@@ -97,6 +100,10 @@ export interface DealCheck {
   provider: string;
   /** The deal as the market reports it. */
   state: MarketState;
+  /** Whether the provider keeps the data now: the deal is active, within its term. */
+  stored: boolean;
+  /** The deal's piece commitment, as the market gives it (`0x` hex; zero when not in the market). */
+  dealCommP: string;
   /** How the deal holds the piece: inside its aggregate (`segment`) or as its own piece (`piece`). */
   holds: 'segment' | 'piece';
   /** Whether the deal is in the market and holds the piece, as PoDSI (or the deal's own piece) shows. */
@@ -112,13 +119,18 @@ interface DealStateResult {
   provider: bigint;
   commP: string;
   pieceSize: bigint;
+  start: bigint;
+  duration: bigint;
 }
 
 /**
  * Checks each deal of `inclusion` (each deal id once) on chain through `DealStateView` at
  * `dealStateView`, with `runner` (a wallet's provider, or a `JsonRpcProvider` on the chain's
  * RPC): a deal of the aggregate by `checkInclusion` (PoDSI against the market's piece for the
- * deal), a deal of the piece itself by comparing the market's piece with it.
+ * deal, which must be the aggregate `inclusion` names), a deal of the piece itself by comparing
+ * the market's piece with it. Which of the two a deal is comes from the oracle's answer: a
+ * wrong one only makes a deal fail its check. A proven deal keeps the data (`stored`) only
+ * while active and within its term, as the current block says.
  */
 export async function checkDealsOnChain(
   runner: ContractRunner,
@@ -126,6 +138,7 @@ export async function checkDealsOnChain(
   inclusion: PieceInclusion,
 ): Promise<DealCheck[]> {
   const view = new Contract(dealStateView, dealStateViewInterface, runner);
+  const epoch = await runner.provider?.getBlockNumber();
   const seen = new Set<number>();
   const checks: DealCheck[] = [];
   for (const deal of inclusion.deals) {
@@ -152,7 +165,10 @@ export async function checkDealsOnChain(
           bigint,
         ];
         [state, proven] = [out[0], out[1]];
-        if (proven) offset = Number(out[3]);
+        if (proven && state.commP.toLowerCase() !== agg.comm_pa.toLowerCase()) {
+          proven = false;
+          failure = 'the deal holds another aggregate than the one checked in the browser';
+        } else if (proven) offset = Number(out[3]);
         else if (Number(out[2]) !== 0) failure = FAILURES[Number(out[2])] ?? `PoDSI failure ${out[2]}`;
       } else {
         state = (await view.getFunction('getDeal').staticCall(deal.deal_id)) as unknown as DealStateResult;
@@ -166,7 +182,8 @@ export async function checkDealsOnChain(
         cause: e,
       });
     }
-    const market = MARKET_STATES[Number(state.status)] ?? 'unknown';
+    let market = MARKET_STATES[Number(state.status)] ?? 'unknown';
+    if (market === 'active' && epoch !== undefined && state.start + state.duration <= BigInt(epoch)) market = 'ended';
     if (!proven && failure === null) {
       failure = market === 'not_found' ? 'the market has no such deal' : market === 'expired' ? 'the deal has ended' : 'the market did not answer';
     }
@@ -174,6 +191,8 @@ export async function checkDealsOnChain(
       dealId: deal.deal_id,
       provider: state.provider > 0n ? `f0${state.provider}` : deal.provider,
       state: market,
+      stored: proven && market === 'active',
+      dealCommP: state.commP,
       holds,
       proven,
       failure,

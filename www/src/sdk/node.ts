@@ -193,18 +193,19 @@ export class EstuaryNode {
   /**
    * Checks `inclusion`'s FRC-0058 proof here, in WebAssembly (`estuary-piece`, go-data-segment's
    * checks): that its piece is a data segment of its aggregate at the offset the proof names,
-   * with its entry in the aggregate's index. Resolves with where it lies; rejects with an
-   * `InclusionError` saying which check failed, or an `EstuaryError` when the deals hold the
-   * piece itself (there is no proof to check: compare the deal's piece, as
-   * `checkDealsOnChain` does).
+   * with its entry in the aggregate's index, and that the commitments and sizes it names
+   * (`comm_pc`, `size_pc`, `comm_pa`, `size_pa`: what the on-chain checks use) are those of its
+   * piece CIDs. Resolves with where it lies; rejects with an `InclusionError` saying which check
+   * failed, or an `EstuaryError` when the deals hold the piece itself (there is no proof to
+   * check: compare the deal's piece, as `checkDealsOnChain` does).
    */
-  verifyInclusion(inclusion: PieceInclusion): Promise<Inclusion> {
+  async verifyInclusion(inclusion: PieceInclusion): Promise<Inclusion> {
     const agg = inclusion.aggregate;
     if (!agg) {
       return Promise.reject(new EstuaryError(`The deals hold piece ${inclusion.piece_cid} itself: there is no proof to check.`));
     }
     const bytes = (p: ProofData) => getBytes(p.path.length === 0 ? '0x' : concat(p.path));
-    return this.#call(
+    const found = await this.#call(
       'verifyInclusion',
       inclusion.piece_cid,
       agg.piece_cid,
@@ -213,6 +214,14 @@ export class EstuaryNode {
       agg.proof_index.index,
       bytes(agg.proof_index),
     );
+    const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+    if (!same(found.pieceCommP, inclusion.comm_pc) || found.pieceSize !== inclusion.size_pc) {
+      throw new InclusionError(`The commitment named for piece ${inclusion.piece_cid} is not its own.`);
+    }
+    if (!same(found.aggregateCommP, agg.comm_pa) || found.aggregateSize !== agg.size_pa) {
+      throw new InclusionError(`The commitment named for aggregate ${agg.piece_cid} is not its own.`);
+    }
+    return found;
   }
 
   /** The CARs kept in this browser (newest first), with their upload progress. */

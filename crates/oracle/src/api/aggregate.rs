@@ -46,23 +46,25 @@ pub struct AggregateCache {
 
 impl Default for AggregateCache {
     fn default() -> Self {
-        Self { entries: Recent::new(CACHED, |_| 1), trees: Trees::default() }
+        Self { entries: Recent::new(usize::MAX, CACHED, |_| 1), trees: Trees::default() }
     }
 }
 
-/// Values used recently, the least recently used out once their total weight passes a limit (a
-/// value heavier than the limit is still kept, alone: it was just made, and is in use).
+/// Values used recently, at most `count` of them, the least recently used out once their total
+/// weight passes a limit (a value heavier than the limit is still kept, alone: it was just made,
+/// and is in use). A few dozen entries at most: a lookup is a scan.
 #[derive(Debug)]
 struct Recent<K, V> {
     /// Most recently used last.
     entries: std::sync::Mutex<Vec<(K, Arc<V>)>>,
     limit: usize,
+    count: usize,
     weight: fn(&V) -> usize,
 }
 
 impl<K: PartialEq, V> Recent<K, V> {
-    fn new(limit: usize, weight: fn(&V) -> usize) -> Self {
-        Self { entries: std::sync::Mutex::default(), limit, weight }
+    fn new(limit: usize, count: usize, weight: fn(&V) -> usize) -> Self {
+        Self { entries: std::sync::Mutex::default(), limit, count: count.max(1), weight }
     }
 
     fn get(&self, key: &K) -> Option<Arc<V>> {
@@ -78,7 +80,9 @@ impl<K: PartialEq, V> Recent<K, V> {
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         entries.retain(|(k, _)| *k != key);
         let mut held: usize = entries.iter().map(|(_, v)| (self.weight)(v)).sum();
-        while !entries.is_empty() && held + (self.weight)(&value) > self.limit {
+        while !entries.is_empty()
+            && (held + (self.weight)(&value) > self.limit || entries.len() >= self.count)
+        {
             held -= (self.weight)(&entries.remove(0).1);
         }
         entries.push((key, value));
@@ -99,10 +103,11 @@ pub(super) struct Tree {
     pub places: HashMap<String, usize>,
 }
 
-/// Trees built recently, bounded by the pieces they hold (about 200 bytes of tree and place per
-/// piece: [`TREE_PIECES`] is near 200 MiB at most). A tree is built by one request at a time
-/// ([`Trees::build`]), off the async workers: a client cycling through many buckets costs at
-/// most one core, one bucket at a time, and each bucket's rows are read once while it is held.
+/// Trees built recently, bounded by their estimated size ([`TREE_BYTES`] in all, at most
+/// [`TREES`] of them). A tree is built by one request at a time, off the async workers; a
+/// request that finds another building is answered 503 at once (it holds no gateway slot while
+/// waiting), so a client cycling through more buckets than are held costs at most one core and
+/// one bucket's rows at a time, and its other requests are refused, not queued.
 #[derive(Debug)]
 pub(super) struct Trees {
     /// By bucket id, weighed by their pieces.
@@ -111,19 +116,29 @@ pub(super) struct Trees {
     build: tokio::sync::Semaphore,
 }
 
-/// Pieces held in [`Trees`], over all trees (a 64 GiB deal holds at most 2^19).
-const TREE_PIECES: usize = 1 << 20;
+/// Bytes of trees held, over all trees (their estimate: [`Tree::bytes`]).
+const TREE_BYTES: usize = 256 << 20;
+/// Trees held at most.
+const TREES: usize = 64;
+
+impl Tree {
+    /// Its size in memory, estimated: per piece, its placed item, segment, upper nodes, place and
+    /// piece CID (about 400 bytes); per tree, a vector per level (about 8 KiB).
+    fn bytes(&self) -> usize {
+        (8 << 10) + 400 * self.places.len()
+    }
+}
 
 impl Default for Trees {
     fn default() -> Self {
-        Self::with_limit(TREE_PIECES)
+        Self::with_limit(TREE_BYTES)
     }
 }
 
 impl Trees {
-    fn with_limit(pieces: usize) -> Self {
+    fn with_limit(bytes: usize) -> Self {
         Self {
-            entries: Recent::new(pieces, |t: &Tree| t.places.len()),
+            entries: Recent::new(bytes, TREES, Tree::bytes),
             build: tokio::sync::Semaphore::new(1),
         }
     }
@@ -136,18 +151,20 @@ impl Trees {
         self.entries.put(bucket, tree);
     }
 
-    /// Closed bucket `bucket`'s tree (`deal_size` its aggregate's size), built from its rows
-    /// unless held.
+    /// Closed bucket `bucket`'s tree (`aggregate` its aggregate, of `deal_size`), built from its
+    /// rows unless held; a tree whose root is not `aggregate`'s commitment (rows that no longer
+    /// give the aggregate recorded) is an error, and not kept.
     pub(super) async fn tree(
         &self,
         store: &Store,
         bucket: u64,
+        aggregate: &PieceCid,
         deal_size: u64,
     ) -> Result<Arc<Tree>, ApiError> {
         if let Some(tree) = self.get(bucket) {
             return Ok(tree);
         }
-        let _one = self.build.acquire().await.map_err(|_| ApiError::Busy)?;
+        let _one = self.build.try_acquire().map_err(|_| ApiError::Busy)?;
         // Another request may have built it while this one waited.
         if let Some(tree) = self.get(bucket) {
             return Ok(tree);
@@ -164,6 +181,11 @@ impl Trees {
             crate::deals::buckets::BucketError::Store(e) => ApiError::Store(e),
             other => ApiError::Internal(other.to_string()),
         })?;
+        if tree.aggregate.root != *aggregate.commp() || tree.aggregate.deal_size != deal_size {
+            return Err(ApiError::Internal(format!(
+                "bucket {bucket}'s pieces no longer give its aggregate {aggregate}"
+            )));
+        }
         let tree = Arc::new(tree);
         self.put(bucket, Arc::clone(&tree));
         Ok(tree)
@@ -558,15 +580,15 @@ mod tests {
         assert_eq!(parse_range(&h("bytes=0-18446744073709551615"), 1000), None);
     }
 
-    /// Trees are kept by the pieces they hold: the least recently used go first, and one tree
-    /// larger than the limit is still kept alone (it was just built, and is being used).
+    /// Trees are kept by their size: the least recently used go first, and one tree larger than
+    /// the limit is still kept alone (it was just built, and is being used).
     #[test]
-    fn trees_are_kept_by_their_pieces() {
-        let trees = Trees::with_limit(5);
+    fn trees_are_kept_by_their_size() {
+        let trees = Trees::with_limit((8 << 10) * 3 + 400 * 5);
         let tree = |pieces: usize| {
             let nodes: Vec<_> = (0..pieces).map(|i| ([i as u8; 32], 2u8)).collect();
             Arc::new(Tree {
-                aggregate: Aggregate::build(&nodes, 1 << 20).unwrap(),
+                aggregate: Aggregate::build(&nodes, 1 << 25).unwrap(),
                 places: (0..pieces).map(|i| (format!("p{i}"), i)).collect(),
             })
         };
@@ -574,11 +596,19 @@ mod tests {
         trees.put(2, tree(2));
         assert!(trees.get(1).is_some(), "1 is now the most recently used");
         trees.put(3, tree(2));
-        assert!(trees.get(2).is_none(), "2 made room: 2 + 2 + 2 > 5");
+        assert!(trees.get(2).is_none(), "2 made room: three trees of two pieces are too many");
         assert!(trees.get(1).is_some() && trees.get(3).is_some());
-        trees.put(4, tree(7));
+        trees.put(4, tree(40));
         assert!(trees.get(1).is_none() && trees.get(3).is_none());
-        assert_eq!(trees.get(4).unwrap().places.len(), 7);
+        assert_eq!(trees.get(4).unwrap().places.len(), 40);
+        // However small, at most TREES of them.
+        let many = Trees::with_limit(usize::MAX);
+        let one = tree(1);
+        for bucket in 0..=TREES as u64 {
+            many.put(bucket, Arc::clone(&one));
+        }
+        assert!(many.get(0).is_none());
+        assert!(many.get(1).is_some() && many.get(TREES as u64).is_some());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `GET /inclusion/{piece}`: what a client needs to see for itself that its piece is inside the
-//! Filecoin deals that hold it, without trusting this oracle.
+//! Filecoin deals that hold it, rather than take this oracle's word for it.
 //!
 //! A pin's piece (v2 piece CID) is either its deals' own piece, or a data segment of its
 //! bucket's FRC-0058 aggregate, which the deals hold. For the second, the answer carries the
@@ -11,7 +11,10 @@
 //!
 //! Public, as `/piece` is: the pieces, the aggregate and its deals are on chain already (and
 //! `GET /buckets?id=` lists a bucket's pieces). A request holds one of the gateway's slots; a
-//! bucket's tree is built once, one bucket at a time, and kept while used.
+//! bucket's tree is built from its rows by one request at a time (another is answered 503 at
+//! once), checked against the aggregate recorded, and kept while used (`Trees`: 256 MiB, 64
+//! trees at most). A pin split across pieces has no proof here: each part is its deals' own
+//! piece (`/inclusion/{part}`).
 
 use std::sync::Arc;
 
@@ -97,7 +100,10 @@ pub(super) async fn inclusion<B: Blockstore>(
     if let Some(b) = bucket {
         match (b.state.as_str(), &b.piece_cid, b.deal_size) {
             ("closed", Some(agg_cid), Some(deal_size)) => {
-                let tree = st.aggregates.trees.tree(&st.store, b.id, deal_size).await?;
+                let recorded = agg_cid
+                    .parse::<PieceCid>()
+                    .map_err(|e| ApiError::Internal(format!("bucket {}'s aggregate: {e}", b.id)))?;
+                let tree = st.aggregates.trees.tree(&st.store, b.id, &recorded, deal_size).await?;
                 let place = tree.places.get(&text).copied();
                 let proof = place.and_then(|n| Some((tree.aggregate.proof(n)?, n)));
                 let Some((proof, n)) = proof else {
@@ -106,12 +112,9 @@ pub(super) async fn inclusion<B: Blockstore>(
                         b.id
                     )));
                 };
-                let comm_pa = agg_cid
-                    .parse::<PieceCid>()
-                    .map_err(|e| ApiError::Internal(format!("bucket {}'s aggregate: {e}", b.id)))?;
                 aggregate = Some(AggregateInclusion {
                     piece_cid: agg_cid.clone(),
-                    comm_pa: alloy::hex::encode_prefixed(comm_pa.commp()),
+                    comm_pa: alloy::hex::encode_prefixed(tree.aggregate.root),
                     size_pa: deal_size,
                     offset: tree.aggregate.segments[n].offset,
                     proof_subtree: ProofView::from(&proof.subtree),
