@@ -195,8 +195,10 @@ describe('dapp on the local stack', () => {
     // The page shows them: "is my file on Filecoin yet?" answered where it was pinned.
     await page.locator('[data-testid="request-deals"] li[data-state="active"]').nth(2).waitFor({ timeout: 60_000 });
     assert.match(await page.getByTestId('request-deals-summary').textContent(), /^3 active replicas on Filecoin$/);
-    // The providers' card lists the three SPs holding them, each with an active replica (the
-    // card is read when asked: refreshed until the oracle's scores have caught up).
+    // The providers' page lists the three SPs holding them, each with an active replica (read
+    // when shown and when asked: refreshed until the oracle's scores have caught up).
+    await page.getByTestId('nav-providers').click();
+    assert.ok(await page.getByTestId('request-deals').isHidden(), 'one page at a time');
     const activeIn = async (p) =>
       Number(await page.locator(`[data-testid="providers"] tr[data-provider="${p}"] td`).nth(2).textContent({ timeout: 1000 }).catch(() => '0'));
     let shown = [];
@@ -208,6 +210,8 @@ describe('dapp on the local stack', () => {
       await sleep(500);
     }
     assert.ok(shown.every((n) => n >= 1), `each provider shows its active replica: ${shown}`);
+    await page.getByTestId('nav-files').click();
+    await page.getByTestId('request-deals').waitFor();
     for (const d of deals) {
       assert.equal(d.piece_cid, added.piece_cid);
       assert.match(d.aggregate_piece_cid ?? '', /^bafkzcib/, "inside its bucket's aggregate");
@@ -562,6 +566,57 @@ describe('dapp on the local stack', () => {
     assert.match(await page.getByTestId('wallet-status').textContent(), /Not connected: the wallet changed network/);
     await page.evaluate(() => window.__setWalletChain(31337));
     await page.getByTestId('wallet-status').filter({ hasText: `Connected: ${account}` }).waitFor();
+    assert.deepEqual(errors, []);
+  });
+
+  test('the operator dashboard charts the oracle\'s metrics over time; every page fits 360 px', async () => {
+    const { page, errors } = await openPage({ account: stack.info.accounts[3] });
+    await page.getByTestId('nav-operator').click();
+    assert.equal(new URL(page.url()).hash, '#/operator');
+    assert.equal(await page.getByTestId('nav-operator').getAttribute('aria-current'), 'page');
+    assert.match(await page.getByTestId('operator-status').textContent(), /API token/);
+    // A wrong token is refused and said so; the right one shows the charts.
+    await page.getByTestId('operator-token').fill('not-the-token');
+    await page.getByTestId('operator-show').click();
+    await page.getByTestId('operator-status').filter({ hasText: 'The oracle refused the token.' }).waitFor();
+    await page.getByTestId('operator-token').fill(stack.info.api_token);
+    await page.getByTestId('operator-show').click();
+    // The stack samples every 2 s, and the tests above have pinned and dealt (this one runs after
+    // them, in this file's order): charts with lines and points.
+    const chart = (key) => page.locator(`[data-testid="chart"][data-chart="${key}"]`);
+    for (const key of ['requests', 'rates', 'bytes', 'replicas', 'success', 'time']) {
+      await chart(key).waitFor({ timeout: 30_000 });
+    }
+    await page.waitForFunction(
+      () => [...document.querySelectorAll('[data-testid="chart"]')].every((f) => Number(f.dataset.points) >= 3),
+      null,
+      { timeout: 30_000 },
+    );
+    for (const key of ['requests', 'bytes', 'replicas', 'success', 'time']) {
+      assert.ok(Number(await chart(key).getAttribute('data-series')) >= 1, `${key} has a line`);
+      assert.equal(await chart(key).locator('canvas').count(), 1, `${key} is drawn`);
+    }
+    assert.ok(Number(await chart('success').getAttribute('data-series')) >= 3, 'one line per SP');
+    assert.match(await chart('requests').locator('.u-legend').textContent(), /reported/);
+    // Reloaded on its address, the page comes back with the token kept for this tab.
+    await page.reload();
+    await chart('requests').waitFor({ timeout: 30_000 });
+    await page.screenshot({ path: join(ensureOutputDir(), 'dapp-operator.png'), fullPage: true });
+    // Each page at 360 px: nothing wider than the screen.
+    await page.setViewportSize({ width: 360, height: 800 });
+    for (const nav of ['nav-files', 'nav-providers', 'nav-operator']) {
+      await page.getByTestId(nav).click();
+      await page.waitForTimeout(300);
+      const [scroll, client, wide] = await page.evaluate(() => [
+        document.documentElement.scrollWidth,
+        document.documentElement.clientWidth,
+        [...document.querySelectorAll('body *')]
+          .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+          .slice(0, 5)
+          .map((e) => `${e.tagName}#${e.id}.${e.className}`),
+      ]);
+      assert.ok(scroll <= client, `${nav}: ${scroll} px wide in a ${client} px window: ${wide}`);
+    }
     assert.deepEqual(errors, []);
   });
 

@@ -12,7 +12,6 @@ import {
   chainReader,
   checkDealsOnChain,
   followDeals,
-  listProviders,
   pieceInclusion,
   recordedOnChain,
   followRequest,
@@ -28,6 +27,10 @@ import {
   type ServeStatus,
   type Session,
 } from './sdk';
+
+import { OperatorPage } from './pages/operator';
+import { ProvidersPage } from './pages/providers';
+import { startRouter } from './router';
 
 declare global {
   interface Window {
@@ -64,9 +67,6 @@ const ui = {
   requestDealsTitle: el('request-deals-title'),
   requestDealsSummary: el('request-deals-summary'),
   requestDeals: el<HTMLUListElement>('request-deals'),
-  providersSummary: el('providers-summary'),
-  providersRefresh: el<HTMLButtonElement>('providers-refresh'),
-  providersBody: el<HTMLTableElement>('providers').tBodies[0]!,
   pieceFile: el<HTMLInputElement>('piece-file'),
   pieceProgress: el<HTMLProgressElement>('piece-progress'),
   pieceResult: el('piece-result'),
@@ -802,46 +802,6 @@ ui.switchChain.addEventListener('click', () =>
     await connect();
   }),
 );
-ui.providersRefresh.addEventListener('click', () => void showProviders());
-
-/** The storage providers the oracle deals with: score, what they hold, and their read-backs. */
-async function showProviders(): Promise<void> {
-  if (!config) return;
-  ui.providersRefresh.disabled = true;
-  try {
-    const providers = await listProviders(config.oracle_url);
-    ui.providersSummary.textContent =
-      providers.length === 0
-        ? 'The oracle has not dealt with a storage provider yet.'
-        : `${providers.length} storage provider${providers.length === 1 ? '' : 's'}, best score first.`;
-    ui.providersBody.replaceChildren(
-      ...providers.map((p) => {
-        const tr = document.createElement('tr');
-        tr.dataset.provider = p.address;
-        const probes = p.probes_ok + p.probes_failed;
-        const status = p.suspended ? 'suspended' : p.replicas_lost > 0 ? 'lost replicas' : 'ok';
-        for (const text of [
-          p.address,
-          p.score.toFixed(3),
-          String(p.deals_active),
-          String(p.in_flight),
-          probes === 0 ? '–' : `${p.probes_ok} of ${probes}`,
-          String(p.replicas_lost),
-          status,
-        ]) {
-          const td = document.createElement('td');
-          td.textContent = text;
-          tr.append(td);
-        }
-        return tr;
-      }),
-    );
-  } catch (e) {
-    ui.providersSummary.textContent = `The providers could not be read: ${e instanceof Error ? e.message : String(e)}`;
-  } finally {
-    ui.providersRefresh.disabled = false;
-  }
-}
 
 async function main(): Promise<void> {
   refresh();
@@ -865,7 +825,13 @@ async function main(): Promise<void> {
   void validate();
   void showCars();
   void startServing();
-  void showProviders();
+  const operator = config ? new OperatorPage(config) : undefined;
+  const providers = config ? new ProvidersPage(config) : undefined;
+  startRouter((entered, left) => {
+    if (left === 'operator') operator?.leave();
+    if (entered === 'operator') operator?.enter();
+    if (entered === 'providers') void providers?.show();
+  });
 }
 
 void main();

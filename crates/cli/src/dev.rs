@@ -279,6 +279,8 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         .args(["--datadao-address", &deployment.contracts["DataDAO"].to_string()])
         // Pins share 8 MiB aggregates; a bucket closes 5 s after its first pin.
         .args(["--bucket-size", "8388608", "--bucket-max-age-secs", "5"])
+        // The operator's dashboard charts the metrics sampled every 2 s (the last hour).
+        .args(["--metrics-history-secs", "2", "--metrics-history-points", "1800"])
         .args(&deal_args)
         .arg("--db")
         .arg(&database)

@@ -74,6 +74,13 @@ pub struct ApiConfig {
     /// Multiaddrs the pinning API returns as `delegates` (default: the API's own address).
     #[arg(long = "delegate", env = "ESTUARY_DELEGATES", value_delimiter = ',')]
     pub delegates: Vec<String>,
+    /// Seconds between the samples of the metrics kept for `GET /metrics/history` (the
+    /// operator's dashboard).
+    #[arg(long, env = "ESTUARY_METRICS_HISTORY_SECS", default_value_t = 60)]
+    pub metrics_history_secs: u64,
+    /// Samples kept (the last ones: 1,440 a minute apart is a day).
+    #[arg(long, env = "ESTUARY_METRICS_HISTORY_POINTS", default_value_t = 1440)]
+    pub metrics_history_points: usize,
 }
 
 /// Fetching DAGs.

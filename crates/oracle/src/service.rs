@@ -278,7 +278,12 @@ impl Oracle {
             aggregates: Default::default(),
             cold,
             wake,
+            history: Arc::new(api::history::MetricsHistory::new(
+                Duration::from_secs(config.api.metrics_history_secs),
+                config.api.metrics_history_points,
+            )),
         });
+        tasks.push(tokio::spawn(api::history::run(Arc::clone(&api_state), shutdown.clone())));
         tasks.push(tokio::spawn(api::upload::janitor(
             Arc::clone(&api_state),
             Duration::from_secs(60),

@@ -200,3 +200,40 @@ export async function followRequest(
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
+
+/** The oracle's metrics over time (`GET /metrics/history`). */
+export interface MetricsHistory {
+  /** Time between samples, ms. */
+  every_ms: number;
+  /** Each sample's time, unix ms, oldest first. */
+  times: number[];
+  /** Each series (`name{labels}`): its value at each time, null where the sample lacked it. */
+  series: Record<string, (number | null)[]>;
+}
+
+/**
+ * The series of the metrics `names` the oracle sampled (after `since`, unix ms), read with the
+ * operator's API `token`.
+ */
+export async function metricsHistory(
+  oracleUrl: string,
+  token: string,
+  names: string[],
+  since?: number,
+): Promise<MetricsHistory> {
+  const query = new URLSearchParams({ names: names.join(',') });
+  if (since !== undefined) query.set('since', String(since));
+  const url = `${oracleUrl}/metrics/history?${query}`;
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  } catch (e) {
+    throw new OracleError(`The oracle at ${oracleUrl} cannot be reached.`, { url, cause: e });
+  }
+  if (!res.ok) {
+    const body = (await res.json().catch(() => ({}))) as { error?: string; code?: string };
+    const message = res.status === 401 ? 'The oracle refused the token.' : (body.error ?? `The oracle answered HTTP ${res.status}.`);
+    throw new OracleError(message, { url, status: res.status, code: body.code });
+  }
+  return (await res.json()) as MetricsHistory;
+}

@@ -65,6 +65,7 @@ use estuary_chain::WatchState;
 mod aggregate;
 pub mod auth;
 mod gateway;
+pub mod history;
 mod inclusion;
 pub mod pins;
 pub mod serve;
@@ -109,6 +110,8 @@ pub struct ApiState<B> {
     pub cold: Option<Arc<crate::deals::cold::ColdReads>>,
     /// Wakes the deal rounds (`POST /deals/repair`).
     pub wake: crate::deals::Wake,
+    /// The metrics over time (`GET /metrics/history`), sampled by [`history::run`].
+    pub history: Arc<history::MetricsHistory>,
 }
 
 /// The API's rules: who may upload how much, for how long, and how many requests run at once.
@@ -412,6 +415,7 @@ pub fn router<B: Blockstore>(state: Arc<ApiState<B>>) -> Router {
         .route("/p2p", get(p2p_info::<B>))
         .route("/status", get(status::<B>))
         .route("/metrics", get(metrics::<B>))
+        .route("/metrics/history", get(history::history::<B>))
         .route("/requests", get(list_requests::<B>))
         .route("/requests/{id}", get(get_request::<B>))
         .route("/jobs/{*key}", get(get_job::<B>))
@@ -485,15 +489,26 @@ async fn metrics<B: Blockstore>(
     State(st): State<Arc<ApiState<B>>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    use std::fmt::Write;
     authorize(&st, &headers)?;
-    let counts = st.store.state_counts().await?;
+    let out = metrics_text(&st).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// The metrics, in Prometheus' text format.
+async fn metrics_text<B: Blockstore>(st: &ApiState<B>) -> Result<String, ApiError> {
+    use std::fmt::Write;
+    let totals = st.store.state_totals().await?;
     let w = *st.watch.borrow();
     let mut out = String::new();
     let _ = writeln!(out, "# HELP estuary_requests Jobs by lifecycle state.");
     let _ = writeln!(out, "# TYPE estuary_requests gauge");
-    for (state, n) in counts {
+    for (state, n, _) in &totals {
         let _ = writeln!(out, "estuary_requests{{status=\"{}\"}} {n}", state.as_str());
+    }
+    let _ = writeln!(out, "# HELP estuary_dag_bytes DAG bytes of the jobs, by lifecycle state.");
+    let _ = writeln!(out, "# TYPE estuary_dag_bytes gauge");
+    for (state, _, bytes) in &totals {
+        let _ = writeln!(out, "estuary_dag_bytes{{status=\"{}\"}} {bytes}", state.as_str());
     }
     let _ = writeln!(out, "# HELP estuary_watcher_cursor Last block fully ingested.");
     let _ = writeln!(out, "# TYPE estuary_watcher_cursor gauge");
@@ -513,13 +528,13 @@ async fn metrics<B: Blockstore>(
     );
     let _ = writeln!(out, "# TYPE estuary_rpc_failovers_total counter");
     let _ = writeln!(out, "estuary_rpc_failovers_total {}", w.rpc_failovers);
-    data_metrics(&st, &mut out).await?;
+    data_metrics(st, &mut out).await?;
     let _ = writeln!(out, "# HELP estuary_deal_orders Storage orders for pieces, by state.");
     let _ = writeln!(out, "# TYPE estuary_deal_orders gauge");
     for (state, n) in st.store.order_counts().await? {
         let _ = writeln!(out, "estuary_deal_orders{{state=\"{}\"}} {n}", state.as_str());
     }
-    deal_metrics(&st, w.head, &mut out).await?;
+    deal_metrics(st, w.head, &mut out).await?;
     engine_metrics(&st.store.deal_engine_counts().await?, &mut out);
     let p = &st.policy;
     let _ = writeln!(out, "# HELP estuary_http_requests_in_flight Requests being served.");
@@ -540,7 +555,7 @@ async fn metrics<B: Blockstore>(
     if let Some(p2p) = &st.p2p {
         p2p_metrics(&p2p.bitswap().stats(), &mut out);
     }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+    Ok(out)
 }
 
 /// Buckets, deal reports, DataDAO fundings and store jobs.
@@ -1353,6 +1368,7 @@ mod tests {
             bucket_size: None,
             aggregates: Default::default(),
             wake: Default::default(),
+            history: Default::default(),
             cold: None,
         };
         (router(Arc::new(state)), dir)
@@ -1396,6 +1412,28 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
             assert!(body["error"].as_str().unwrap().contains("decimal"));
         }
+    }
+
+    /// The metrics over time: the operator's, named metrics only, aligned on the samples.
+    #[tokio::test]
+    async fn metrics_history_is_the_operators() {
+        let (app, _dir) = app().await;
+        let path = "/metrics/history?names=estuary_requests";
+        assert_eq!(call(&app, path, None).await.0, StatusCode::UNAUTHORIZED);
+        let (status, body) = call(&app, path, Some("secret")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["times"].as_array().unwrap().len(), 0, "nothing sampled yet: {body}");
+        for bad in ["/metrics/history", "/metrics/history?names=", "/metrics/history?names=Bad{x}"]
+        {
+            assert_eq!(call(&app, bad, Some("secret")).await.0, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let many = vec!["a"; 33].join(",");
+        let (status, _) =
+            call(&app, &format!("/metrics/history?names={many}"), Some("secret")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) =
+            call(&app, "/metrics/history?names=a&since=yesterday", Some("secret")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 
     #[tokio::test]

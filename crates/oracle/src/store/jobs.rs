@@ -316,10 +316,18 @@ impl Store {
 
     /// How many jobs are in each state.
     pub async fn state_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok((state_of(r)?, get_u64(r, "n")?))).collect()
+        Ok(self.state_totals().await?.into_iter().map(|(s, n, _)| (s, n)).collect())
+    }
+
+    /// Jobs by state, with the DAG bytes of those fetched.
+    pub async fn state_totals(&self) -> Result<Vec<(JobState, u64, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n, CAST(COALESCE(SUM(dag_bytes), 0) AS BIGINT) AS bytes
+             FROM jobs GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((state_of(r)?, get_u64(r, "n")?, get_u64(r, "bytes")?))).collect()
     }
 
     /// Jobs in any of `states`, in the order stored (at most `limit`).

@@ -120,6 +120,7 @@ fn path(cids: Vec<String>) -> impl Strategy<Value = String> {
         "/p2p",
         "/status",
         "/metrics",
+        "/metrics/history",
         "/requests",
         "/requests/",
         "/jobs/",
@@ -304,6 +305,7 @@ fn ten_thousand_random_requests_get_documented_answers_in_bounded_memory() {
             aggregates: Default::default(),
             cold: None,
             wake: Default::default(),
+            history: Default::default(),
             gateway_limits: Default::default(),
             faults: Default::default(),
         };

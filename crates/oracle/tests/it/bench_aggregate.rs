@@ -216,6 +216,7 @@ pub(crate) async fn api_with(
         aggregates: Default::default(),
         cold,
         wake: Default::default(),
+        history: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -174,6 +174,7 @@ async fn suite<B: Blockstore>(
         aggregates: Default::default(),
         cold: None,
         wake: Default::default(),
+        history: Default::default(),
     })))
     .await;
     let served = reqwest::get(format!("{base}/ipfs/{root}?format=car")).await.unwrap();

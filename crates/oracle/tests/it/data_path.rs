@@ -442,6 +442,7 @@ async fn api<B: Blockstore>(
         aggregates: Default::default(),
         cold: None,
         wake: Default::default(),
+        history: Default::default(),
     };
     serve(router(Arc::new(state))).await.0
 }

@@ -125,6 +125,7 @@ impl Api {
             aggregates: Default::default(),
             cold: None,
             wake: Default::default(),
+            history: Default::default(),
             gateway_limits: Default::default(),
             faults: Default::default(),
         });
@@ -346,6 +347,7 @@ async fn below_the_free_space_floor_uploads_get_507() {
         aggregates: Default::default(),
         cold: None,
         wake: Default::default(),
+        history: Default::default(),
         gateway_limits: Default::default(),
         faults: Default::default(),
     });

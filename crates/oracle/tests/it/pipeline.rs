@@ -219,6 +219,7 @@ async fn oracle_api() -> (String, Arc<FsBlockstore>, tempfile::TempDir) {
         aggregates: Default::default(),
         cold: None,
         wake: Default::default(),
+        history: Default::default(),
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }
@@ -700,6 +701,7 @@ async fn oracle_api_within(
         aggregates: Default::default(),
         cold: None,
         wake: Default::default(),
+        history: Default::default(),
     };
     (serve(router(Arc::new(state))).await, blocks, dir)
 }
