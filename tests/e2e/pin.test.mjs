@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Piece } from '@web3-storage/data-segment';
-import { id as id_, toBeHex, zeroPadValue } from 'ethers';
+import { formatEther, id as id_, parseEther, toBeHex, zeroPadValue } from 'ethers';
 import { ensureOutputDir, injectWallet, launchBrowser, root, rpc, startStack, tempDir } from './support.mjs';
 
 const estuaryBin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
@@ -297,6 +297,64 @@ describe('dapp on the local stack', () => {
     }
     await verifyInPage(page, deals[0].aggregate_piece_cid ? 'segment' : 'piece', true);
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-verified.png'), fullPage: true });
+
+    // Perpetual storage of the folder, from the page: the order's form is filled from the add,
+    // says what it costs before the wallet opens, and the order is created, claimed and made
+    // active by the stack's SPs (downloading the CAR from the oracle), charted, funded,
+    // changed, suspended, cancelled, and its refund withdrawn.
+    await page.getByTestId('nav-perpetual').click();
+    assert.match(await page.getByTestId('order-piece').inputValue(), /^baga6ea4sea/);
+    assert.equal(await page.getByTestId('order-payload').inputValue(), native.root);
+    assert.equal(await page.getByTestId('order-origins').inputValue(), `${stack.info.oracle_url}/piece/${native.piece_cid}`);
+    await page.getByTestId('order-replicas').fill('2');
+    await page.getByTestId('order-bounty').fill('0.001');
+    await page.getByTestId('order-estimate').filter({ hasText: /^2 replicas × 0\.001 tFIL = 0\.002 tFIL a term of \d+ epochs/ }).waitFor();
+    assert.equal(await page.getByTestId('order-funding').inputValue(), '0.004', 'twice a term: the bounty may rise');
+    await page.getByTestId('order-create').click();
+    const ptx = page.locator('[data-testid="perpetual-tx"][data-state="mined"]');
+    await ptx.waitFor({ timeout: 30_000 });
+    assert.match(
+      await ptx.textContent(),
+      /^Create an order for 2 replicas of baga\w+, each paid 0\.001 tFIL a term of \d+ epochs: sends 0\.004 tFIL and at most \d+ gas to PerpetualStorage 0x[0-9a-fA-F]{40}, [\d.]+ tFIL in all at most\. Sent 0x[0-9a-f]{64}; mined in block \d+\.$/,
+    );
+    const order = page.locator('[data-testid="orders"] li').first();
+    await order.waitFor({ timeout: 30_000 });
+    const orderId = await order.getAttribute('data-order');
+    await page.locator(`[data-testid="orders"] li[data-order="${orderId}"][data-active="2"]`).waitFor({ timeout: 120_000 });
+    assert.match(await order.textContent(), /2 of 2 replicas active \(2 claimed\)/);
+    await page.locator(`[data-testid="order-chart"][data-order="${orderId}"][data-active="2"]`).waitFor({ timeout: 30_000 });
+    assert.ok(Number(await page.getByTestId('order-chart').getAttribute('data-points')) >= 2, 'claims, then activations');
+    assert.equal(await page.getByTestId('order-chart').locator('canvas').count(), 1);
+    await page.screenshot({ path: join(ensureOutputDir(), 'dapp-perpetual.png'), fullPage: true });
+    const mined = async (action) => {
+      await action();
+      await page.locator('[data-testid="perpetual-tx"][data-state="mined"]').waitFor({ timeout: 30_000 });
+    };
+    const balance = async () => parseEther((await order.textContent()).match(/balance ([\d.]+) tFIL/)[1]);
+    const before = await balance();
+    assert.ok(before < parseEther('0.002'), 'each claim locked its bounty, risen a little');
+    await mined(() => order.getByTestId('order-fund').click());
+    let after = before;
+    for (let i = 0; i < 60 && after === before; i++) {
+      await sleep(250);
+      after = await balance();
+    }
+    assert.equal(after, before + parseEther('0.002'), 'funded by a term');
+    await order.getByTestId('order-set-bounty').fill('0.002');
+    await mined(() => order.getByTestId('order-bounty-set').click());
+    await page.locator(`[data-testid="orders"] li[data-order="${orderId}"]`).filter({ hasText: 'bounty 0.002 tFIL a term' }).waitFor({ timeout: 15_000 });
+    // Fewer replicas than the slots in use is refused, in words.
+    await order.getByTestId('order-set-replicas').fill('1');
+    await order.getByTestId('order-replicas-set').click();
+    await page.getByTestId('perpetual-message').filter({ hasText: 'The contract refused: fewer replicas than the slots in use.' }).waitFor({ timeout: 15_000 });
+    await mined(() => order.getByTestId('order-suspend').click());
+    await page.locator(`[data-testid="orders"] li[data-order="${orderId}"][data-state="suspended"]`).waitFor({ timeout: 15_000 });
+    await mined(() => page.locator(`[data-testid="orders"] li[data-order="${orderId}"]`).getByTestId('order-cancel').click());
+    await page.locator(`[data-testid="orders"] li[data-order="${orderId}"][data-state="cancelled"]`).waitFor({ timeout: 15_000 });
+    const refund = formatEther(before + parseEther('0.002')).replace('.', '\.');
+    await page.getByTestId('withdraw').filter({ hasText: new RegExp(`^Withdraw ${refund} tFIL of refunds$`) }).waitFor({ timeout: 15_000 });
+    await mined(() => page.getByTestId('withdraw').click());
+    await page.locator('[data-testid="withdraw"][hidden]').waitFor({ state: 'attached', timeout: 15_000 });
     assert.deepEqual(errors, []);
   });
 
@@ -604,7 +662,7 @@ describe('dapp on the local stack', () => {
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-operator.png'), fullPage: true });
     // Each page at 360 px: nothing wider than the screen.
     await page.setViewportSize({ width: 360, height: 800 });
-    for (const nav of ['nav-files', 'nav-providers', 'nav-operator']) {
+    for (const nav of ['nav-files', 'nav-perpetual', 'nav-providers', 'nav-operator']) {
       await page.getByTestId(nav).click();
       await page.waitForTimeout(300);
       const [scroll, client, wide] = await page.evaluate(() => [

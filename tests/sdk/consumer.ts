@@ -6,6 +6,9 @@ import {
   EstuaryNode,
   InclusionError,
   OracleError,
+  Perpetual,
+  WrongChainError,
+  switchChain,
   chainReader,
   checkDealsOnChain,
   pieceInclusion,
@@ -19,6 +22,8 @@ import {
   type DealCheck,
   type Inclusion,
   type PieceInclusion,
+  type PerpetualOrder,
+  type TxQuote,
   type Downloaded,
   type ImportProfile,
   type PinRecord,
@@ -86,4 +91,38 @@ export async function verifyPin(node: EstuaryNode, requestId: bigint, piece: str
     }
   }
   return checkDealsOnChain(reader, config.contracts.DealStateView ?? '', inclusion);
+}
+
+/** A perpetual order for content added here, on the right chain, its cost shown first. */
+export async function keepForever(added: AddResult, eip1193: Parameters<typeof Wallet.connect>[0]): Promise<PerpetualOrder> {
+  const config = await loadConfig();
+  let wallet: Wallet;
+  try {
+    wallet = await Wallet.connect(eip1193, config);
+  } catch (e) {
+    if (!(e instanceof WrongChainError) || !eip1193) throw e;
+    console.log(`on ${e.current}, switching to ${e.expected}`);
+    await switchChain(eip1193, config);
+    wallet = await Wallet.connect(eip1193, config);
+  }
+  const perpetual = new Perpetual(config, wallet);
+  const { minTerm } = await perpetual.limits();
+  const { orderId } = await perpetual.createOrder(
+    {
+      pieceCid: added.pieceCidV1,
+      payloadCid: added.root,
+      paddedSize: added.paddedSize,
+      carSize: added.carSize,
+      replicas: 3,
+      bounty: 10n ** 16n,
+      term: minTerm,
+      origins: [`${config.oracle_url}/piece/${added.pieceCidV2}`],
+    },
+    6n * 10n ** 16n,
+    { onQuote: (q: TxQuote) => console.log(q.summary, q.maxCost), onSent: (hash: string) => console.log(hash) },
+  );
+  await perpetual.setReplicas(orderId, 4);
+  const { blocks, active } = await perpetual.history(config, orderId);
+  console.log(blocks.length, active.at(-1));
+  return perpetual.getOrder(orderId);
 }

@@ -28,7 +28,8 @@ import {
   type Session,
 } from './sdk';
 
-import { OperatorPage } from './pages/operator';
+import type { OperatorPage } from './pages/operator';
+import type { PerpetualPage } from './pages/perpetual';
 import { ProvidersPage } from './pages/providers';
 import { startRouter } from './router';
 
@@ -825,11 +826,25 @@ async function main(): Promise<void> {
   void validate();
   void showCars();
   void startServing();
-  const operator = config ? new OperatorPage(config) : undefined;
   const providers = config ? new ProvidersPage(config) : undefined;
+  // The pages with charts (uPlot) are loaded when first shown: the files page does not wait.
+  let operator: Promise<OperatorPage> | undefined;
+  let perpetual: Promise<PerpetualPage> | undefined;
+  const loaded = config;
   startRouter((entered, left) => {
-    if (left === 'operator') operator?.leave();
-    if (entered === 'operator') operator?.enter();
+    if (left === 'operator') void operator?.then((p) => p.leave());
+    if (left === 'perpetual') void perpetual?.then((p) => p.leave());
+    if (!loaded) return;
+    if (entered === 'operator') {
+      operator ??= import('./pages/operator').then((m) => new m.OperatorPage(loaded));
+      void operator.then((p) => p.enter());
+    }
+    if (entered === 'perpetual') {
+      perpetual ??= import('./pages/perpetual').then(
+        (m) => new m.PerpetualPage(loaded, async () => wallet ?? (await connect()), () => added),
+      );
+      void perpetual.then((p) => p.enter());
+    }
     if (entered === 'providers') void providers?.show();
   });
 }

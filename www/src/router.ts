@@ -1,14 +1,16 @@
 /**
- * Client-side routing: `#/` (files: add, pin, download), `#/providers` and `#/operator`. Each
+ * Client-side routing: `#/` (files: add, pin, download), `#/perpetual`, `#/providers` and
+ * `#/operator`. Each
  * page is a `[data-page]` element; the router shows the one the address names, marks its link
  * in the `nav` as the current page, and tells the page it was entered (to load what it shows)
  * and the one before it that it was left (to stop polling).
  */
-export type Route = 'files' | 'providers' | 'operator';
+export type Route = 'files' | 'perpetual' | 'providers' | 'operator';
 
 const ROUTES: Record<string, Route> = {
   '': 'files',
   '/': 'files',
+  '/perpetual': 'perpetual',
   '/providers': 'providers',
   '/operator': 'operator',
 };

@@ -8,6 +8,8 @@ import {
   isError,
   zeroPadValue,
   type Eip1193Provider,
+  type Log,
+  type Provider,
 } from 'ethers';
 import { type Session, type UploadAuth, requestUploadMessage, signIn } from './auth';
 import { CID } from 'multiformats/cid';
@@ -205,24 +207,17 @@ export class Wallet {
     const requester = zeroPadValue(this.address, 32);
     const out: PinRecord[] = [];
     try {
-      const latest = await this.provider.getBlockNumber();
-      for (let from = options.fromBlock ?? config.deploy_block ?? 0; from <= latest; from += LOG_RANGE) {
-        const logs = await this.provider.getLogs({
-          address: config.contracts.EstuaryPinning,
-          topics: [topic, null, requester],
-          fromBlock: from,
-          toBlock: Math.min(from + LOG_RANGE - 1, latest),
+      const from = options.fromBlock ?? config.deploy_block ?? 0;
+      const logs = await logsInRanges(this.provider, config.contracts.EstuaryPinning, [topic, null, requester], from);
+      for (const log of logs) {
+        const parsed = pinningInterface.parseLog(log);
+        if (!parsed) continue;
+        out.push({
+          requestId: parsed.args.requestId as bigint,
+          cid: cidText(parsed.args.cid as string),
+          block: log.blockNumber,
+          txHash: log.transactionHash,
         });
-        for (const log of logs) {
-          const parsed = pinningInterface.parseLog(log);
-          if (!parsed) continue;
-          out.push({
-            requestId: parsed.args.requestId as bigint,
-            cid: cidText(parsed.args.cid as string),
-            block: log.blockNumber,
-            txHash: log.transactionHash,
-          });
-        }
       }
     } catch (e) {
       throw explain(e);
@@ -340,8 +335,26 @@ function errorCode(e: unknown): number | undefined {
   return undefined;
 }
 
+/**
+ * The logs of `address` matching `topics`, from `fromBlock` to the latest block, oldest first,
+ * read in ranges the RPC accepts.
+ */
+export async function logsInRanges(
+  provider: Provider,
+  address: string,
+  topics: (string | string[] | null)[],
+  fromBlock: number,
+): Promise<Log[]> {
+  const out: Log[] = [];
+  const latest = await provider.getBlockNumber();
+  for (let from = fromBlock; from <= latest; from += LOG_RANGE) {
+    out.push(...(await provider.getLogs({ address, topics, fromBlock: from, toBlock: Math.min(from + LOG_RANGE - 1, latest) })));
+  }
+  return out;
+}
+
 /** A CID's bytes (hex, as ethers gives `bytes`) as text. */
-function cidText(hex: string): string {
+export function cidText(hex: string): string {
   try {
     return CID.decode(getBytes(hex)).toString();
   } catch {
@@ -359,7 +372,8 @@ export interface PinOptions {
   sizeHint?: bigint;
 }
 
-function shortMessage(e: unknown): string {
+/** An ethers error's short message, or any error's message. */
+export function shortMessage(e: unknown): string {
   if (e && typeof e === 'object' && 'shortMessage' in e) return String(e.shortMessage);
   return e instanceof Error ? e.message : String(e);
 }

@@ -65,3 +65,14 @@ export {
   type PieceInclusion,
   type ProofData,
 } from './inclusion';
+export {
+  Perpetual,
+  perpetualInterface,
+  type OrderParams,
+  type PerpetualLimits,
+  type PerpetualOrder,
+  type ReplicaHistory,
+  type TxDone,
+  type TxHooks,
+  type TxQuote,
+} from './perpetual';

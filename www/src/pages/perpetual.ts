@@ -1,0 +1,360 @@
+/**
+ * The perpetual storage page (`#/perpetual`): a client's `PerpetualStorage` orders. Create one
+ * for a piece (prefilled from the content this browser added last), with what it costs shown
+ * before the wallet opens; fund it, change its bounty or replicas, suspend, resume or cancel it,
+ * withdraw the refund; and see its replicas over time (uPlot). Followed every 3 s while shown.
+ */
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import { formatEther, parseEther } from 'ethers';
+import {
+  type AddResult,
+  type EstuaryConfig,
+  Perpetual,
+  type PerpetualOrder,
+  type TxDone,
+  type TxHooks,
+  type Wallet,
+} from '../sdk';
+
+const REFRESH_MS = 3000;
+
+function el<T extends HTMLElement>(id: string): T {
+  return document.getElementById(id) as T;
+}
+
+export class PerpetualPage {
+  #config: EstuaryConfig;
+  #wallet: () => Promise<Wallet>;
+  #added: () => AddResult | undefined;
+  #ui = {
+    form: el<HTMLFormElement>('order-form'),
+    piece: el<HTMLInputElement>('order-piece'),
+    payload: el<HTMLInputElement>('order-payload'),
+    padded: el<HTMLInputElement>('order-padded'),
+    car: el<HTMLInputElement>('order-car'),
+    replicas: el<HTMLInputElement>('order-replicas'),
+    term: el<HTMLInputElement>('order-term'),
+    bounty: el<HTMLInputElement>('order-bounty'),
+    funding: el<HTMLInputElement>('order-funding'),
+    origins: el<HTMLTextAreaElement>('order-origins'),
+    estimate: el('order-estimate'),
+    create: el<HTMLButtonElement>('order-create'),
+    message: el('perpetual-message'),
+    tx: el('perpetual-tx'),
+    hint: el('orders-hint'),
+    withdraw: el<HTMLButtonElement>('withdraw'),
+    orders: el<HTMLUListElement>('orders'),
+    chart: el('order-chart'),
+  };
+  #timer: number | undefined;
+  #busy = false;
+  #charted: bigint | undefined;
+  #plot: uPlot | undefined;
+  #prefilled: string | undefined;
+  /** The transaction under way, in words (its quote). */
+  #what = '';
+
+  constructor(config: EstuaryConfig, wallet: () => Promise<Wallet>, added: () => AddResult | undefined) {
+    this.#config = config;
+    this.#wallet = wallet;
+    this.#added = added;
+    const ui = this.#ui;
+    for (const input of [ui.replicas, ui.term, ui.bounty, ui.funding]) input.addEventListener('input', () => this.#estimate());
+    ui.replicas.addEventListener('input', () => this.#defaultFunding());
+    ui.bounty.addEventListener('input', () => this.#defaultFunding());
+    ui.form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      void this.#guard(() => this.#create());
+    });
+    ui.withdraw.addEventListener('click', () =>
+      void this.#guard(async () => {
+        const p = await this.#perpetual();
+        const done = await p.withdraw(this.#hooks());
+        this.#say('Your refunds were sent to your wallet.');
+        return done;
+      }),
+    );
+  }
+
+  /** Shown: prefill, read the orders, and follow them. */
+  async enter(): Promise<void> {
+    this.leave();
+    this.#prefill();
+    try {
+      const p = await this.#perpetual();
+      const limits = await p.limits();
+      if (!this.#ui.term.value) this.#ui.term.value = String(limits.minTerm);
+      this.#ui.term.min = String(limits.minTerm);
+      this.#ui.term.max = String(limits.maxTerm);
+      this.#ui.replicas.max = String(limits.maxReplicas);
+    } catch (e) {
+      this.#say(e instanceof Error ? e.message : String(e), 'error');
+      return;
+    }
+    this.#defaultFunding();
+    const tick = async () => {
+      if (!this.#busy) await this.#showOrders();
+      this.#timer = window.setTimeout(() => void tick(), REFRESH_MS);
+    };
+    void tick();
+  }
+
+  /** Hidden: stop following. */
+  leave(): void {
+    if (this.#timer !== undefined) window.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #prefill(): void {
+    const added = this.#added();
+    if (!added || this.#prefilled === added.car) return;
+    this.#prefilled = added.car;
+    const ui = this.#ui;
+    ui.piece.value = added.pieceCidV1;
+    ui.payload.value = added.root;
+    ui.padded.value = String(added.paddedSize);
+    ui.car.value = String(added.carSize);
+    // The oracle serves a pinned piece's CAR by its piece CID: providers download it there.
+    ui.origins.value = `${this.#config.oracle_url}/piece/${added.pieceCidV2}`;
+  }
+
+  #coin(wei: bigint): string {
+    return `${formatEther(wei)} ${this.#config.chain_id === 314 ? 'FIL' : 'tFIL'}`;
+  }
+
+  #defaultFunding(): void {
+    const bounty = this.#parse(this.#ui.bounty.value);
+    const replicas = Number(this.#ui.replicas.value);
+    // A claim locks the bounty as it has risen while the order lacked replicas: up to twice it.
+    if (bounty !== undefined && replicas > 0) this.#ui.funding.value = formatEther(2n * bounty * BigInt(replicas));
+    this.#estimate();
+  }
+
+  #parse(fil: string): bigint | undefined {
+    try {
+      return parseEther(fil.trim());
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** What the order will cost, in words, before anything is signed. */
+  #estimate(): void {
+    const ui = this.#ui;
+    const replicas = Number(ui.replicas.value);
+    const term = Number(ui.term.value);
+    const bounty = this.#parse(ui.bounty.value);
+    const funding = this.#parse(ui.funding.value);
+    if (!(replicas > 0) || !(term > 0) || bounty === undefined || funding === undefined) {
+      ui.estimate.textContent = 'Give the replicas, term, bounty and funding to see the cost.';
+      return;
+    }
+    const perTerm = bounty * BigInt(replicas);
+    const epochSecs = this.#config.chain_id === 31337 ? 1 : 30;
+    const hours = (term * epochSecs) / 3600;
+    const terms = perTerm > 0n ? Number((funding * 100n) / perTerm) / 100 : 0;
+    ui.estimate.textContent =
+      `${replicas} replicas × ${this.#coin(bounty)} = ${this.#coin(perTerm)} a term of ${term} epochs ` +
+      `(about ${hours < 48 ? `${hours.toFixed(1)} hours` : `${(hours / 24).toFixed(0)} days`}). ` +
+      `A claim locks the bounty risen by up to 100 % while the order lacks replicas, so a term costs ` +
+      `${this.#coin(perTerm)} to ${this.#coin(2n * perTerm)}. Funding ${this.#coin(funding)} now covers ` +
+      `${terms} term${terms === 1 ? '' : 's'} at the base bounty; gas is shown before your wallet opens.`;
+  }
+
+  async #perpetual(): Promise<Perpetual> {
+    return new Perpetual(this.#config, await this.#wallet());
+  }
+
+  #say(text: string, kind: 'info' | 'error' = 'info'): void {
+    this.#ui.message.textContent = text;
+    this.#ui.message.className = `message ${kind}`;
+  }
+
+  /** A transaction's hooks: what it does and costs before the wallet opens, then its state. */
+  #hooks(): TxHooks {
+    return {
+      onQuote: (q) => {
+        this.#what = `${q.summary}.`;
+        this.#showTx('quoted', this.#what);
+        this.#say('Confirm the transaction in your wallet…');
+      },
+      onSent: (hash) => this.#showTx('sent', `${this.#what} Sent ${hash}; waiting for it to be mined…`),
+    };
+  }
+
+  #showTx(state: string, text: string): void {
+    this.#ui.tx.hidden = false;
+    this.#ui.tx.dataset.state = state;
+    this.#ui.tx.textContent = text;
+  }
+
+  /** Runs one transaction at a time; shows it mined, or says why it failed. */
+  async #guard(work: () => Promise<TxDone | undefined>): Promise<void> {
+    if (this.#busy) return;
+    this.#busy = true;
+    this.#ui.create.disabled = true;
+    try {
+      const done = await work();
+      if (done) this.#showTx('mined', `${this.#what} Sent ${done.txHash}; mined in block ${done.block}.`);
+    } catch (e) {
+      this.#say(e instanceof Error ? e.message : String(e), 'error');
+    } finally {
+      this.#busy = false;
+      this.#ui.create.disabled = false;
+      await this.#showOrders();
+    }
+  }
+
+  async #create(): Promise<TxDone> {
+    const ui = this.#ui;
+    const bounty = this.#parse(ui.bounty.value);
+    const funding = this.#parse(ui.funding.value);
+    if (bounty === undefined || funding === undefined) throw new Error('The bounty and the funding are amounts of FIL, e.g. 0.01.');
+    const p = await this.#perpetual();
+    const done = await p.createOrder(
+      {
+        pieceCid: ui.piece.value.trim(),
+        payloadCid: ui.payload.value.trim(),
+        paddedSize: Number(ui.padded.value),
+        carSize: Number(ui.car.value),
+        replicas: Number(ui.replicas.value),
+        bounty,
+        term: Number(ui.term.value),
+        origins: ui.origins.value.split('\n').map((o) => o.trim()).filter(Boolean),
+      },
+      funding,
+      this.#hooks(),
+    );
+    this.#charted = done.orderId;
+    this.#say(`Order #${done.orderId} is on chain; storage providers can claim its slots.`);
+    return done;
+  }
+
+  async #showOrders(): Promise<void> {
+    const ui = this.#ui;
+    let p: Perpetual;
+    let orders: PerpetualOrder[];
+    try {
+      p = await this.#perpetual();
+      const ids = await p.ordersOf(this.#config);
+      orders = await Promise.all(ids.slice(0, 50).map((id) => p.getOrder(id)));
+      const refunds = await p.withdrawable();
+      ui.withdraw.hidden = refunds === 0n;
+      ui.withdraw.textContent = `Withdraw ${this.#coin(refunds)} of refunds`;
+    } catch (e) {
+      ui.hint.textContent = `Your orders could not be read: ${e instanceof Error ? e.message : String(e)}`;
+      return;
+    }
+    ui.hint.textContent = orders.length ? '' : 'No orders from this wallet yet.';
+    ui.orders.replaceChildren(...orders.map((o) => this.#row(p, o)));
+    const charted = this.#charted ?? orders[0]?.id;
+    if (charted !== undefined) await this.#chart(p, charted);
+  }
+
+  #row(p: Perpetual, o: PerpetualOrder): HTMLLIElement {
+    const li = document.createElement('li');
+    li.dataset.order = String(o.id);
+    li.dataset.active = String(o.active);
+    li.dataset.inUse = String(o.inUse);
+    const state = o.cancelled ? 'cancelled' : o.suspended ? 'suspended' : 'open';
+    li.dataset.state = state;
+    const text = document.createElement('span');
+    text.textContent =
+      `#${o.id} · ${o.pieceCid} · ${o.active} of ${o.replicas} replicas active (${o.inUse} claimed)` +
+      ` · balance ${this.#coin(o.balance)} · bounty ${this.#coin(o.bounty)} a term · ${state}` +
+      (o.holders.length ? ` · at ${o.holders.join(', ')}` : '');
+    li.append(text);
+    if (o.cancelled) return li;
+    const button = (label: string, testid: string, work: () => Promise<TxDone | undefined>) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.textContent = label;
+      b.dataset.testid = testid;
+      b.addEventListener('click', () => void this.#guard(work));
+      return b;
+    };
+    const replicas = document.createElement('input');
+    replicas.type = 'number';
+    replicas.min = '1';
+    replicas.max = '32';
+    replicas.value = String(o.replicas);
+    replicas.setAttribute('aria-label', `Replicas of order ${o.id}`);
+    replicas.dataset.testid = 'order-set-replicas';
+    const bounty = document.createElement('input');
+    bounty.value = formatEther(o.bounty);
+    bounty.setAttribute('aria-label', `Bounty of order ${o.id} (FIL a term)`);
+    bounty.dataset.testid = 'order-set-bounty';
+    const controls = document.createElement('div');
+    controls.className = 'order-controls';
+    controls.append(
+      button(`Fund a term (${this.#coin(o.bounty * BigInt(o.replicas))})`, 'order-fund', () => p.fund(o.id, o.bounty * BigInt(o.replicas), this.#hooks())),
+      replicas,
+      button('Set replicas', 'order-replicas-set', () => p.setReplicas(o.id, Number(replicas.value), this.#hooks())),
+      bounty,
+      button('Set bounty', 'order-bounty-set', async () => {
+        const wei = this.#parse(bounty.value);
+        if (wei === undefined) throw new Error('The bounty is an amount of FIL, e.g. 0.01.');
+        return p.setBounty(o.id, wei, this.#hooks());
+      }),
+      button(o.suspended ? 'Resume' : 'Suspend', 'order-suspend', () => p.setSuspended(o.id, !o.suspended, this.#hooks())),
+      button('Cancel and refund', 'order-cancel', () => p.cancel(o.id, this.#hooks())),
+      button('Chart', 'order-chart-show', async () => {
+        this.#charted = o.id;
+        return undefined;
+      }),
+    );
+    li.append(controls);
+    return li;
+  }
+
+  async #chart(p: Perpetual, id: bigint): Promise<void> {
+    const ui = this.#ui;
+    let h;
+    try {
+      h = await p.history(this.#config, id);
+    } catch (e) {
+      this.#plot?.destroy();
+      this.#plot = undefined;
+      delete ui.chart.dataset.drawn;
+      ui.chart.textContent = `The order's replicas could not be read: ${e instanceof Error ? e.message : String(e)}`;
+      return;
+    }
+    // Up to now: the last counts hold until the current block.
+    const now = await p.currentBlock();
+    const blocks = [...h.blocks, now];
+    const data: uPlot.AlignedData = [blocks, [...h.inUse, h.inUse.at(-1) ?? 0], [...h.active, h.active.at(-1) ?? 0]];
+    ui.chart.dataset.order = String(id);
+    ui.chart.dataset.points = String(h.blocks.length);
+    ui.chart.dataset.active = String(h.active.at(-1) ?? 0);
+    const width = Math.max(240, ui.chart.clientWidth - 8);
+    if (this.#plot && this.#charted === id && ui.chart.dataset.drawn === String(id)) {
+      this.#plot.setData(data);
+      return;
+    }
+    this.#plot?.destroy();
+    ui.chart.replaceChildren();
+    const caption = document.createElement('p');
+    caption.className = 'chart-title';
+    caption.textContent = `Order #${id}: replicas by block`;
+    ui.chart.append(caption);
+    const steps = uPlot.paths.stepped?.({ align: 1 });
+    this.#plot = new uPlot(
+      {
+        width,
+        height: 180,
+        scales: { x: { time: false } },
+        series: [
+          { label: 'block' },
+          { label: 'claimed', stroke: '#e8590c', width: 2, paths: steps },
+          { label: 'active', stroke: '#0b7285', width: 2, paths: steps },
+        ],
+        axes: [{ label: 'block' }, { label: 'replicas', size: 50 }],
+        legend: { live: false },
+      },
+      data,
+      ui.chart,
+    );
+    ui.chart.dataset.drawn = String(id);
+  }
+}

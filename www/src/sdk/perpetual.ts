@@ -1,0 +1,367 @@
+/**
+ * Perpetual storage (`PerpetualStorage`): an order keeps N replicas of a piece on Filecoin, each
+ * for a term, paying its bounty to the SP that holds it; SPs claim its slots themselves. This
+ * module creates and manages a client's orders with its wallet, says what each transaction
+ * will do and cost before the wallet opens, and reads orders and their replicas over time from
+ * the chain.
+ */
+import { Contract, Interface, formatEther, getAddress, toBeHex, zeroPadValue, type Log } from 'ethers';
+import { CID } from 'multiformats/cid';
+import artifact from '../../../contracts/artifacts/PerpetualStorage.json';
+import type { EstuaryConfig } from './config';
+import { ContractError, EstuaryError, WalletError } from './errors';
+import { type Wallet, cidText, logsInRanges, shortMessage } from './chain';
+
+export const perpetualInterface = new Interface(artifact.abi);
+
+/** What an order asks for. */
+export interface OrderParams {
+  /** The piece: its v1 piece CID (`baga…`). */
+  pieceCid: string;
+  /** The content's root CID. */
+  payloadCid: string;
+  /** The piece's padded size. */
+  paddedSize: number;
+  /** The CAR's size: what providers download. */
+  carSize: number;
+  /** Replicas to keep (1–32). */
+  replicas: number;
+  /** What each replica's SP is paid over one term, wei. */
+  bounty: bigint;
+  /** Epochs each replica lasts (the contract's `minTerm`–`maxTerm`). */
+  term: number;
+  /** Only verified (Fil+) deals. */
+  verified?: boolean;
+  /** Where providers download the CAR (`https://…`, at most 8). */
+  origins: string[];
+}
+
+/** An order as the contract keeps it. */
+export interface PerpetualOrder {
+  id: bigint;
+  client: string;
+  /** Replicas wanted. */
+  replicas: number;
+  /** Slots claimed or holding a replica. */
+  inUse: number;
+  /** Replicas active (sealed, their deals active). */
+  active: number;
+  verified: boolean;
+  suspended: boolean;
+  cancelled: boolean;
+  /** Funds not yet committed to a slot, wei. */
+  balance: bigint;
+  /** The bounty per replica term, wei. */
+  bounty: bigint;
+  paddedSize: number;
+  term: number;
+  carSize: number;
+  /** The piece (v1 piece CID text). */
+  pieceCid: string;
+  /** The content's root CID text. */
+  payloadCid: string;
+  origins: string[];
+  /** Providers holding or having claimed a slot (`f0…`). */
+  holders: string[];
+}
+
+/** What a transaction will do and its most it can cost, shown before the wallet opens. */
+export interface TxQuote {
+  /** What it does, in words. */
+  action: string;
+  /** Value sent, wei. */
+  value: bigint;
+  gasLimit: bigint;
+  /** `value + gasLimit × max fee per gas`. */
+  maxCost: bigint;
+  /** All of it in a sentence. */
+  summary: string;
+}
+
+/** Hooks a transaction calls: its quote before the wallet opens, its hash once sent. */
+export interface TxHooks {
+  onQuote?: (quote: TxQuote) => void;
+  onSent?: (txHash: string) => void;
+}
+
+/** A mined transaction. */
+export interface TxDone {
+  txHash: string;
+  block: number;
+}
+
+/** An order's replicas over time, from its events: at each block that changed them. */
+export interface ReplicaHistory {
+  blocks: number[];
+  /** Slots claimed or holding a replica. */
+  inUse: number[];
+  /** Replicas active. */
+  active: number[];
+}
+
+/** The contract's bounds on orders. */
+export interface PerpetualLimits {
+  minTerm: number;
+  maxTerm: number;
+  maxReplicas: number;
+  claimWindow: number;
+}
+
+const CUSTOM_ERRORS: Record<string, string> = {
+  PerpetualStorageBadPieceCid: 'the piece CID is not a v1 piece CID',
+  PerpetualStorageBadPayloadCid: 'the content CID is malformed',
+  PerpetualStorageBadSize: 'the CAR does not fit the padded size',
+  PerpetualStorageBadReplicas: 'the replicas must be from 1 to 32',
+  PerpetualStorageBadBounty: 'the bounty must be above zero',
+  PerpetualStorageBadTerm: 'the term is outside what the contract allows',
+  PerpetualStorageBadOrigins: 'the origins are empty, too long or too many',
+  PerpetualStorageNotClient: 'only the order’s client may do this',
+  PerpetualStorageOrderClosed: 'the order is cancelled',
+  PerpetualStorageNoOrder: 'there is no such order',
+  PerpetualStorageTargetBelowInUse: 'fewer replicas than the slots in use',
+  PerpetualStorageNothingToWithdraw: 'nothing to withdraw',
+};
+
+/** An ethers failure as an SDK error, naming the contract's custom error in words. */
+function explainPerpetual(e: unknown): EstuaryError {
+  if (e && typeof e === 'object' && 'code' in e && e.code === 'ACTION_REJECTED') {
+    return new WalletError('You rejected the transaction in your wallet.', { cause: e });
+  }
+  const data = e && typeof e === 'object' && 'data' in e && typeof e.data === 'string' ? e.data : undefined;
+  const decoded = data ? perpetualInterface.parseError(data) : null;
+  if (decoded) {
+    const words = CUSTOM_ERRORS[decoded.name] ?? decoded.name;
+    return new ContractError(`The contract refused: ${words}.`, decoded.name, { cause: e });
+  }
+  return new EstuaryError(`The transaction could not be sent: ${shortMessage(e)}`, { cause: e });
+}
+
+/** A client's perpetual storage orders, through its wallet. */
+export class Perpetual {
+  readonly address: string;
+  readonly #wallet: Wallet;
+  readonly #symbol: string;
+
+  /** `PerpetualStorage` of `config`, used through `wallet`. */
+  constructor(config: EstuaryConfig, wallet: Wallet) {
+    const address = config.contracts.PerpetualStorage;
+    if (!address) throw new EstuaryError('The stack names no PerpetualStorage contract.');
+    this.address = getAddress(address);
+    this.#wallet = wallet;
+    this.#symbol = config.chain_id === 314 ? 'FIL' : 'tFIL';
+  }
+
+  #reader(): Contract {
+    return new Contract(this.address, perpetualInterface, this.#wallet.provider);
+  }
+
+  async #writer(): Promise<Contract> {
+    return new Contract(this.address, perpetualInterface, await this.#wallet.provider.getSigner(this.#wallet.address));
+  }
+
+  #coin(wei: bigint): string {
+    return `${formatEther(wei)} ${this.#symbol}`;
+  }
+
+  /** The contract's bounds on orders. */
+  async limits(): Promise<PerpetualLimits> {
+    const c = this.#reader();
+    const [minTerm, maxTerm, maxReplicas, claimWindow] = await Promise.all([
+      c.getFunction('minTerm')(),
+      c.getFunction('maxTerm')(),
+      c.getFunction('MAX_REPLICAS')(),
+      c.getFunction('claimWindow')(),
+    ]);
+    return { minTerm: Number(minTerm), maxTerm: Number(maxTerm), maxReplicas: Number(maxReplicas), claimWindow: Number(claimWindow) };
+  }
+
+  /** Sends `method(args)` with `value`: quoted (estimate, fee data) first, then sent and mined. */
+  async #send(action: string, method: string, args: unknown[], value: bigint, hooks: TxHooks): Promise<TxDone & { logs: readonly Log[] }> {
+    const contract = await this.#writer();
+    const call = contract.getFunction(method);
+    try {
+      const gasLimit = ((await call.estimateGas(...args, { value })) * 12n) / 10n;
+      const fees = await this.#wallet.provider.getFeeData();
+      const perGas = fees.maxFeePerGas ?? fees.gasPrice ?? 0n;
+      const maxCost = value + gasLimit * perGas;
+      hooks.onQuote?.({
+        action,
+        value,
+        gasLimit,
+        maxCost,
+        summary: `${action}: sends ${this.#coin(value)} and at most ${gasLimit} gas to PerpetualStorage ${this.address}, ${this.#coin(maxCost)} in all at most`,
+      });
+      const tx = await call(...args, { value, gasLimit });
+      hooks.onSent?.(tx.hash);
+      const receipt = await tx.wait();
+      if (!receipt || receipt.status !== 1) throw new EstuaryError('The transaction failed.');
+      return { txHash: receipt.hash, block: receipt.blockNumber, logs: receipt.logs };
+    } catch (e) {
+      if (e instanceof EstuaryError) throw e;
+      throw explainPerpetual(e);
+    }
+  }
+
+  /**
+   * Creates an order, funding it with `funding` (wei; a term of every replica is
+   * `replicas × bounty`). Resolves with its id once mined.
+   */
+  async createOrder(p: OrderParams, funding: bigint, hooks: TxHooks = {}): Promise<TxDone & { orderId: bigint }> {
+    let piece: Uint8Array;
+    let payload: Uint8Array;
+    try {
+      piece = CID.parse(p.pieceCid).bytes;
+      payload = CID.parse(p.payloadCid).bytes;
+    } catch (e) {
+      throw new EstuaryError(`Not a CID: ${shortMessage(e)}`, { cause: e });
+    }
+    const params = {
+      pieceCid: piece,
+      payloadCid: payload,
+      paddedSize: p.paddedSize,
+      carSize: p.carSize,
+      replicas: p.replicas,
+      bounty: p.bounty,
+      term: p.term,
+      verified: p.verified ?? false,
+      origins: p.origins,
+    };
+    const action = `Create an order for ${p.replicas} replicas of ${p.pieceCid}, each paid ${this.#coin(p.bounty)} a term of ${p.term} epochs`;
+    const done = await this.#send(action, 'createOrder', [params], funding, hooks);
+    for (const log of done.logs) {
+      const parsed = (() => {
+        try {
+          return perpetualInterface.parseLog(log);
+        } catch {
+          return null;
+        }
+      })();
+      if (parsed?.name === 'OrderCreated') return { ...done, orderId: parsed.args.orderId as bigint };
+    }
+    throw new EstuaryError('The order was created but no OrderCreated event was found.');
+  }
+
+  /** Adds `amount` (wei) to order `id`'s funds. */
+  fund(id: bigint, amount: bigint, hooks: TxHooks = {}): Promise<TxDone> {
+    return this.#send(`Fund order #${id} with ${this.#coin(amount)}`, 'fund', [id], amount, hooks);
+  }
+
+  /** Sets the bounty of slots claimed from now on (wei per replica term). */
+  setBounty(id: bigint, bounty: bigint, hooks: TxHooks = {}): Promise<TxDone> {
+    return this.#send(`Set order #${id}'s bounty to ${this.#coin(bounty)} a term`, 'setBounty', [id, bounty], 0n, hooks);
+  }
+
+  /** Sets the replicas wanted (never below the slots in use). */
+  setReplicas(id: bigint, replicas: number, hooks: TxHooks = {}): Promise<TxDone> {
+    return this.#send(`Set order #${id} to ${replicas} replicas`, 'setReplicaTarget', [id, replicas], 0n, hooks);
+  }
+
+  /** Stops (or resumes) new claims; replicas made keep their terms. */
+  setSuspended(id: bigint, suspended: boolean, hooks: TxHooks = {}): Promise<TxDone> {
+    return this.#send(`${suspended ? 'Suspend' : 'Resume'} order #${id}`, 'setSuspended', [id, suspended], 0n, hooks);
+  }
+
+  /** Cancels the order: what no slot holds is refunded (to `withdraw`). */
+  cancel(id: bigint, hooks: TxHooks = {}): Promise<TxDone> {
+    return this.#send(`Cancel order #${id} and refund what no slot holds`, 'cancel', [id], 0n, hooks);
+  }
+
+  /** The chain's current block. */
+  currentBlock(): Promise<number> {
+    return this.#wallet.provider.getBlockNumber();
+  }
+
+  /** What this wallet may withdraw (refunds), wei. */
+  async withdrawable(): Promise<bigint> {
+    return (await this.#reader().getFunction('withdrawable')(this.#wallet.address)) as bigint;
+  }
+
+  /** Sends this wallet's refunds to it. */
+  withdraw(hooks: TxHooks = {}): Promise<TxDone> {
+    return this.#send('Withdraw your refunds', 'withdraw', [], 0n, hooks);
+  }
+
+  /** Order `id` as the contract keeps it. */
+  async getOrder(id: bigint): Promise<PerpetualOrder> {
+    const v = (await this.#reader().getFunction('getOrder')(id)) as {
+      client: string;
+      replicas: bigint;
+      inUse: bigint;
+      active: bigint;
+      verified: boolean;
+      suspended: boolean;
+      cancelled: boolean;
+      balance: bigint;
+      bounty: bigint;
+      paddedSize: bigint;
+      term: bigint;
+      carSize: bigint;
+      pieceCid: string;
+      payloadCid: string;
+      origins: string[];
+      holders: bigint[];
+    };
+    return {
+      id,
+      client: v.client,
+      replicas: Number(v.replicas),
+      inUse: Number(v.inUse),
+      active: Number(v.active),
+      verified: v.verified,
+      suspended: v.suspended,
+      cancelled: v.cancelled,
+      balance: v.balance,
+      bounty: v.bounty,
+      paddedSize: Number(v.paddedSize),
+      term: Number(v.term),
+      carSize: Number(v.carSize),
+      pieceCid: cidText(v.pieceCid),
+      payloadCid: cidText(v.payloadCid),
+      origins: [...v.origins],
+      holders: v.holders.map((h) => `f0${h}`),
+    };
+  }
+
+  /** The ids of the orders `client` (default: this wallet) created, newest first. */
+  async ordersOf(config: EstuaryConfig, client = this.#wallet.address): Promise<bigint[]> {
+    const topic = perpetualInterface.getEvent('OrderCreated')!.topicHash;
+    const logs = await this.#logs(config, [topic, null, zeroPadValue(client, 32)]);
+    return logs.map((l) => BigInt(l.topics[1]!)).reverse();
+  }
+
+  /** Order `id`'s replicas over time: slots in use and active after each block that changed them. */
+  async history(config: EstuaryConfig, id: bigint): Promise<ReplicaHistory> {
+    const names = ['SlotClaimed', 'SlotActivated', 'SlotReopened', 'SlotLost'];
+    const topics = names.map((n) => perpetualInterface.getEvent(n)!.topicHash);
+    const logs = await this.#logs(config, [topics, toBeHex(id, 32)]);
+    const out: ReplicaHistory = { blocks: [], inUse: [], active: [] };
+    const state = new Map<string, 'claimed' | 'active'>();
+    for (const log of logs) {
+      const parsed = perpetualInterface.parseLog(log);
+      if (!parsed) continue;
+      const provider = String(parsed.args.provider);
+      if (parsed.name === 'SlotClaimed') state.set(provider, 'claimed');
+      else if (parsed.name === 'SlotActivated') state.set(provider, 'active');
+      else state.delete(provider);
+      const values = [...state.values()];
+      const at = out.blocks.length - 1;
+      if (at >= 0 && out.blocks[at] === log.blockNumber) {
+        out.inUse[at] = values.length;
+        out.active[at] = values.filter((s) => s === 'active').length;
+      } else {
+        out.blocks.push(log.blockNumber);
+        out.inUse.push(values.length);
+        out.active.push(values.filter((s) => s === 'active').length);
+      }
+    }
+    return out;
+  }
+
+  async #logs(config: EstuaryConfig, topics: (string | string[] | null)[]): Promise<Log[]> {
+    try {
+      return await logsInRanges(this.#wallet.provider, this.address, topics, config.deploy_block ?? 0);
+    } catch (e) {
+      throw new EstuaryError(`The orders could not be read: ${shortMessage(e)}`, { cause: e });
+    }
+  }
+}
