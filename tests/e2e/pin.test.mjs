@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +15,7 @@ import { ensureOutputDir, injectWallet, launchBrowser, root, rpc, startStack, te
 const estuaryBin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
 
 const CID = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy';
+const require = createRequire(import.meta.url);
 // requestCount() selector
 const REQUEST_COUNT = '0x5badbe4c';
 
@@ -303,6 +305,8 @@ describe('dapp on the local stack', () => {
     // active by the stack's SPs (downloading the CAR from the oracle), charted, funded,
     // changed, suspended, cancelled, and its refund withdrawn.
     await page.getByTestId('nav-perpetual').click();
+    // The page loads when first shown, then fills the form from the add.
+    await page.waitForFunction(() => document.querySelector('[data-testid="order-piece"]').value !== '');
     assert.match(await page.getByTestId('order-piece').inputValue(), /^baga6ea4sea/);
     assert.equal(await page.getByTestId('order-payload').inputValue(), native.root);
     assert.equal(await page.getByTestId('order-origins').inputValue(), `${stack.info.oracle_url}/piece/${native.piece_cid}`);
@@ -675,6 +679,33 @@ describe('dapp on the local stack', () => {
       ]);
       assert.ok(scroll <= client, `${nav}: ${scroll} px wide in a ${client} px window: ${wide}`);
     }
+    assert.deepEqual(errors, []);
+  });
+
+  test('every page passes axe-core: no serious or critical accessibility violations', async () => {
+    const { page, errors } = await openPage({ account: stack.info.accounts[3] });
+    await page.getByTestId('connect').click();
+    await page.getByTestId('wallet-status').filter({ hasText: 'Connected' }).waitFor();
+    const found = [];
+    for (const [nav, ready] of [
+      ['nav-files', '[data-testid="node-status"][data-ready="true"]'],
+      ['nav-perpetual', '[data-testid="order-estimate"]'],
+      ['nav-providers', '[data-testid="providers-summary"]'],
+      ['nav-operator', '[data-testid="operator-status"]'],
+    ]) {
+      await page.getByTestId(nav).click();
+      await page.locator(ready).first().waitFor({ timeout: 30_000 });
+      await page.waitForTimeout(500);
+      await page.addScriptTag({ path: require.resolve('axe-core/axe.min.js') });
+      const violations = await page.evaluate(async () => {
+        const result = await window.axe.run(document, { resultTypes: ['violations'] });
+        return result.violations
+          .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+          .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+      });
+      found.push(...violations.map((v) => `${nav}: ${v}`));
+    }
+    assert.deepEqual(found, []);
     assert.deepEqual(errors, []);
   });
 

@@ -106,7 +106,7 @@ export async function keepForever(added: AddResult, eip1193: Parameters<typeof W
     wallet = await Wallet.connect(eip1193, config);
   }
   const perpetual = new Perpetual(config, wallet);
-  const { minTerm } = await perpetual.limits();
+  const { minTerm } = await Perpetual.limits(config, chainReader(config));
   const { orderId } = await perpetual.createOrder(
     {
       pieceCid: added.pieceCidV1,

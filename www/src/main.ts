@@ -153,7 +153,11 @@ async function connect(): Promise<Wallet> {
   try {
     wallet = await Wallet.connect(window.ethereum, config);
   } catch (e) {
-    if (e instanceof WrongChainError) offerSwitch(e.current, e.expected);
+    if (e instanceof WrongChainError) {
+      offerSwitch(e.current, e.expected);
+      // A switch made in the wallet itself connects too.
+      watchWallet();
+    }
     throw e;
   }
   ui.walletNetwork.hidden = true;
@@ -841,7 +845,7 @@ async function main(): Promise<void> {
     }
     if (entered === 'perpetual') {
       perpetual ??= import('./pages/perpetual').then(
-        (m) => new m.PerpetualPage(loaded, async () => wallet ?? (await connect()), () => added),
+        (m) => new m.PerpetualPage(loaded, () => wallet, connect, () => added),
       );
       void perpetual.then((p) => p.enter());
     }

@@ -78,7 +78,7 @@ pub struct ApiConfig {
     /// operator's dashboard).
     #[arg(long, env = "ESTUARY_METRICS_HISTORY_SECS", default_value_t = 60)]
     pub metrics_history_secs: u64,
-    /// Samples kept (the last ones: 1,440 a minute apart is a day).
+    /// Samples kept (the last ones: 1,440 a minute apart is a day; at most 10,080).
     #[arg(long, env = "ESTUARY_METRICS_HISTORY_POINTS", default_value_t = 1440)]
     pub metrics_history_points: usize,
 }

@@ -111,6 +111,8 @@ export class OperatorPage {
   #charts: HTMLElement;
   #plots = new Map<string, { plot: uPlot; lines: string; figure: HTMLElement }>();
   #timer: number | undefined;
+  /** Bumped by every enter and leave: a load of an earlier showing does not go on. */
+  #generation = 0;
 
   constructor(config: EstuaryConfig) {
     this.#config = config;
@@ -136,33 +138,36 @@ export class OperatorPage {
       this.#status.textContent = 'The oracle’s API token shows its metrics (estuary dev writes it to .estuary/dev.json).';
       return;
     }
+    const generation = this.#generation;
     const tick = async () => {
-      await this.#load();
-      this.#timer = window.setTimeout(() => void tick(), REFRESH_MS);
+      const ok = await this.#load().catch(() => false);
+      if (ok && generation === this.#generation) this.#timer = window.setTimeout(() => void tick(), REFRESH_MS);
     };
     void tick();
   }
 
   /** Hidden: stop following. */
   leave(): void {
+    this.#generation++;
     if (this.#timer !== undefined) window.clearTimeout(this.#timer);
     this.#timer = undefined;
   }
 
-  async #load(): Promise<void> {
+  /** Reads and draws the charts; false when the metrics could not be read (polling stops). */
+  async #load(): Promise<boolean> {
     let history: MetricsHistory;
     try {
       history = await metricsHistory(this.#config.oracle_url, this.#token.value.trim(), NAMES);
     } catch (e) {
       this.#status.textContent = `The metrics could not be read: ${e instanceof Error ? e.message : String(e)}`;
       this.#status.dataset.state = 'error';
-      this.leave();
-      return;
+      return false;
     }
     const every = Math.round(history.every_ms / 1000);
     this.#status.textContent = `${history.times.length} samples, one every ${every} s${history.times.length < 2 ? ': the charts fill as samples come' : ''}.`;
     this.#status.dataset.state = 'ok';
     for (const spec of CHARTS) this.#draw(spec, history);
+    return true;
   }
 
   #size(figure: HTMLElement): { width: number; height: number } {

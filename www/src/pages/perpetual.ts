@@ -2,7 +2,9 @@
  * The perpetual storage page (`#/perpetual`): a client's `PerpetualStorage` orders. Create one
  * for a piece (prefilled from the content this browser added last), with what it costs shown
  * before the wallet opens; fund it, change its bounty or replicas, suspend, resume or cancel it,
- * withdraw the refund; and see its replicas over time (uPlot). Followed every 3 s while shown.
+ * withdraw the refund; and see its replicas over time (uPlot). Followed every 3 s while shown,
+ * with the wallet already connected (following never asks the wallet to connect): the orders'
+ * events are read once, then only the blocks since.
  */
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
@@ -11,6 +13,7 @@ import {
   type AddResult,
   type EstuaryConfig,
   Perpetual,
+  chainReader,
   type PerpetualOrder,
   type TxDone,
   type TxHooks,
@@ -25,7 +28,8 @@ function el<T extends HTMLElement>(id: string): T {
 
 export class PerpetualPage {
   #config: EstuaryConfig;
-  #wallet: () => Promise<Wallet>;
+  #connected: () => Wallet | undefined;
+  #connect: () => Promise<Wallet>;
   #added: () => AddResult | undefined;
   #ui = {
     form: el<HTMLFormElement>('order-form'),
@@ -54,15 +58,35 @@ export class PerpetualPage {
   #prefilled: string | undefined;
   /** The transaction under way, in words (its quote). */
   #what = '';
+  /** Bumped by every enter and leave: a tick of an earlier showing does not go on. */
+  #generation = 0;
+  /** The orders read so far, for the wallet they were read for: ids with their blocks, and the
+   *  last block scanned. */
+  #seen: { address: string; orders: { id: bigint; block: number }[]; scanned: number } | undefined;
+  /** Whether the person typed the funding (then it is not reset to the default). */
+  #fundingEdited = false;
 
-  constructor(config: EstuaryConfig, wallet: () => Promise<Wallet>, added: () => AddResult | undefined) {
+  /**
+   * `connected` gives the wallet connected now (read with, never asked to connect); `connect`
+   * asks for one, for a transaction; `added` the content this browser added last.
+   */
+  constructor(
+    config: EstuaryConfig,
+    connected: () => Wallet | undefined,
+    connect: () => Promise<Wallet>,
+    added: () => AddResult | undefined,
+  ) {
     this.#config = config;
-    this.#wallet = wallet;
+    this.#connected = connected;
+    this.#connect = connect;
     this.#added = added;
     const ui = this.#ui;
     for (const input of [ui.replicas, ui.term, ui.bounty, ui.funding]) input.addEventListener('input', () => this.#estimate());
     ui.replicas.addEventListener('input', () => this.#defaultFunding());
     ui.bounty.addEventListener('input', () => this.#defaultFunding());
+    ui.funding.addEventListener('input', () => {
+      this.#fundingEdited = ui.funding.value.trim() !== '';
+    });
     ui.form.addEventListener('submit', (event) => {
       event.preventDefault();
       void this.#guard(() => this.#create());
@@ -80,10 +104,14 @@ export class PerpetualPage {
   /** Shown: prefill, read the orders, and follow them. */
   async enter(): Promise<void> {
     this.leave();
+    const generation = this.#generation;
     this.#prefill();
+    const wallet = this.#connected();
+    if (!wallet) {
+      this.#ui.hint.textContent = 'Connect your wallet to see your orders (the Files page, or Create order).';
+    }
     try {
-      const p = await this.#perpetual();
-      const limits = await p.limits();
+      const limits = await Perpetual.limits(this.#config, wallet?.provider ?? chainReader(this.#config));
       if (!this.#ui.term.value) this.#ui.term.value = String(limits.minTerm);
       this.#ui.term.min = String(limits.minTerm);
       this.#ui.term.max = String(limits.maxTerm);
@@ -94,14 +122,16 @@ export class PerpetualPage {
     }
     this.#defaultFunding();
     const tick = async () => {
-      if (!this.#busy) await this.#showOrders();
-      this.#timer = window.setTimeout(() => void tick(), REFRESH_MS);
+      if (generation !== this.#generation) return;
+      if (!this.#busy) await this.#showOrders().catch(() => undefined);
+      if (generation === this.#generation) this.#timer = window.setTimeout(() => void tick(), REFRESH_MS);
     };
     void tick();
   }
 
   /** Hidden: stop following. */
   leave(): void {
+    this.#generation++;
     if (this.#timer !== undefined) window.clearTimeout(this.#timer);
     this.#timer = undefined;
   }
@@ -124,6 +154,7 @@ export class PerpetualPage {
   }
 
   #defaultFunding(): void {
+    if (this.#fundingEdited) return this.#estimate();
     const bounty = this.#parse(this.#ui.bounty.value);
     const replicas = Number(this.#ui.replicas.value);
     // A claim locks the bounty as it has risen while the order lacked replicas: up to twice it.
@@ -162,8 +193,9 @@ export class PerpetualPage {
       `${terms} term${terms === 1 ? '' : 's'} at the base bounty; gas is shown before your wallet opens.`;
   }
 
+  /** For a transaction: asks the wallet to connect if it is not. */
   async #perpetual(): Promise<Perpetual> {
-    return new Perpetual(this.#config, await this.#wallet());
+    return new Perpetual(this.#config, this.#connected() ?? (await this.#connect()));
   }
 
   #say(text: string, kind: 'info' | 'error' = 'info'): void {
@@ -233,12 +265,21 @@ export class PerpetualPage {
 
   async #showOrders(): Promise<void> {
     const ui = this.#ui;
-    let p: Perpetual;
+    const wallet = this.#connected();
+    if (!wallet) return;
+    const p = new Perpetual(this.#config, wallet);
     let orders: PerpetualOrder[];
     try {
-      p = await this.#perpetual();
-      const ids = await p.ordersOf(this.#config);
-      orders = await Promise.all(ids.slice(0, 50).map((id) => p.getOrder(id)));
+      // The orders' creations: read once, then only the blocks since.
+      if (this.#seen?.address !== wallet.address) this.#seen = { address: wallet.address, orders: [], scanned: (this.#config.deploy_block ?? 0) - 1 };
+      const seen = this.#seen;
+      const latest = await p.currentBlock();
+      if (latest > seen.scanned) {
+        const found = await p.ordersOf(this.#config, wallet.address, seen.scanned + 1, latest);
+        seen.orders = [...found, ...seen.orders];
+        seen.scanned = latest;
+      }
+      orders = await Promise.all(seen.orders.slice(0, 50).map((o) => p.getOrder(o.id)));
       const refunds = await p.withdrawable();
       ui.withdraw.hidden = refunds === 0n;
       ui.withdraw.textContent = `Withdraw ${this.#coin(refunds)} of refunds`;
@@ -247,9 +288,12 @@ export class PerpetualPage {
       return;
     }
     ui.hint.textContent = orders.length ? '' : 'No orders from this wallet yet.';
-    ui.orders.replaceChildren(...orders.map((o) => this.#row(p, o)));
+    // Not while the person is typing in an order's fields: the rows would lose it.
+    const typing = document.activeElement instanceof HTMLInputElement && ui.orders.contains(document.activeElement);
+    if (!typing) ui.orders.replaceChildren(...orders.map((o) => this.#row(p, o)));
     const charted = this.#charted ?? orders[0]?.id;
-    if (charted !== undefined) await this.#chart(p, charted);
+    const from = this.#seen?.orders.find((o) => o.id === charted)?.block;
+    if (charted !== undefined) await this.#chart(p, charted, from);
   }
 
   #row(p: Perpetual, o: PerpetualOrder): HTMLLIElement {
@@ -308,11 +352,11 @@ export class PerpetualPage {
     return li;
   }
 
-  async #chart(p: Perpetual, id: bigint): Promise<void> {
+  async #chart(p: Perpetual, id: bigint, fromBlock?: number): Promise<void> {
     const ui = this.#ui;
     let h;
     try {
-      h = await p.history(this.#config, id);
+      h = await p.history(this.#config, id, fromBlock);
     } catch (e) {
       this.#plot?.destroy();
       this.#plot = undefined;
@@ -328,7 +372,7 @@ export class PerpetualPage {
     ui.chart.dataset.points = String(h.blocks.length);
     ui.chart.dataset.active = String(h.active.at(-1) ?? 0);
     const width = Math.max(240, ui.chart.clientWidth - 8);
-    if (this.#plot && this.#charted === id && ui.chart.dataset.drawn === String(id)) {
+    if (this.#plot && ui.chart.dataset.drawn === String(id)) {
       this.#plot.setData(data);
       return;
     }

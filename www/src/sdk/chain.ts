@@ -110,9 +110,9 @@ export class Wallet {
       // The estimate plus the price of filling an empty storage slot: a report mined between the
       // estimate and the pin can empty the contract's fee escrow, which the pin then fills again.
       const gasLimit = (await call.estimateGas(...args, { value: fee })) + PIN_GAS_MARGIN;
-      const feeData = await this.provider.getFeeData();
-      const perGas = feeData.maxFeePerGas ?? feeData.gasPrice ?? 0n;
+      const { perGas, fields } = await feeFields(this.provider, config.chain_id);
       return {
+        fees: fields,
         contract: getAddress(config.contracts.EstuaryPinning),
         action: options ? 'pinToEstuary(cid, {name, origins, sizeHint})' : 'pinToEstuary(cid)',
         fee,
@@ -146,7 +146,7 @@ export class Wallet {
     let receipt;
     try {
       const { call, args } = pinCall(pinning, cid, options);
-      const tx = await call(...args, { value: quote.fee, gasLimit: quote.gasLimit });
+      const tx = await call(...args, { value: quote.fee, gasLimit: quote.gasLimit, ...quote.fees });
       hooks.onSent?.(tx.hash);
       receipt = await tx.wait();
     } catch (e) {
@@ -243,6 +243,8 @@ export interface PinQuote {
   maxCost: bigint;
   /** All of it in a sentence (amounts in the chain's coin). */
   summary: string;
+  /** The fee fields and chain the transaction is sent with (what bounds its cost). */
+  fees: Awaited<ReturnType<typeof feeFields>>['fields'];
 }
 
 /** The `pinToEstuary` overload and arguments for `cid` and `options`. */
@@ -330,23 +332,58 @@ export function watchChain(eip1193: Eip1193Provider, onChange: (chainId: number)
   return () => events.removeListener?.('chainChanged', listener);
 }
 
+/** An EIP-1193 error's code, also where MetaMask mobile nests it (`data.originalError.code`). */
 function errorCode(e: unknown): number | undefined {
-  if (e && typeof e === 'object' && 'code' in e && typeof e.code === 'number') return e.code;
-  return undefined;
+  const at = (v: unknown, key: string): unknown => (v && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined);
+  for (const code of [at(e, 'code'), at(at(at(e, 'data'), 'originalError'), 'code')]) {
+    if (typeof code === 'number') return code;
+  }
+  return /unrecognized chain/i.test(shortMessage(e)) ? 4902 : undefined;
 }
 
 /**
- * The logs of `address` matching `topics`, from `fromBlock` to the latest block, oldest first,
- * read in ranges the RPC accepts.
+ * The fee fields a transaction is sent with, so that the most it costs is what its quote said:
+ * the current maximum fee per gas (and priority fee), or the gas price where the chain has no
+ * EIP-1559 fees; and the chain it is meant for.
+ */
+export async function feeFields(provider: Provider, chainId: number): Promise<{
+  perGas: bigint;
+  fields: { chainId: number; maxFeePerGas?: bigint; maxPriorityFeePerGas?: bigint; gasPrice?: bigint };
+}> {
+  const fees = await provider.getFeeData();
+  if (fees.maxFeePerGas !== null) {
+    return {
+      perGas: fees.maxFeePerGas,
+      fields: { chainId, maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas ?? 0n },
+    };
+  }
+  return { perGas: fees.gasPrice ?? 0n, fields: { chainId, gasPrice: fees.gasPrice ?? 0n } };
+}
+
+/** A revert's custom error, if its data names one of `iface`'s (`null` for no data or another). */
+export function revertOf(iface: Interface, e: unknown): ReturnType<Interface['parseError']> {
+  const data = e && typeof e === 'object' && 'data' in e && typeof e.data === 'string' ? e.data : '';
+  if (data.length < 10) return null;
+  try {
+    return iface.parseError(data);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The logs of `address` matching `topics`, from `fromBlock` to `toBlock` (default: the latest
+ * block), oldest first, read in ranges the RPC accepts.
  */
 export async function logsInRanges(
   provider: Provider,
   address: string,
   topics: (string | string[] | null)[],
   fromBlock: number,
+  toBlock?: number,
 ): Promise<Log[]> {
   const out: Log[] = [];
-  const latest = await provider.getBlockNumber();
+  const latest = toBlock ?? (await provider.getBlockNumber());
   for (let from = fromBlock; from <= latest; from += LOG_RANGE) {
     out.push(...(await provider.getLogs({ address, topics, fromBlock: from, toBlock: Math.min(from + LOG_RANGE - 1, latest) })));
   }
@@ -384,8 +421,7 @@ export function explain(e: unknown): EstuaryError {
     return new WalletError('You rejected the transaction in your wallet.', { cause: e });
   }
   if (isError(e, 'CALL_EXCEPTION')) {
-    const data = e.data ?? undefined;
-    const decoded = data ? pinningInterface.parseError(data) : null;
+    const decoded = revertOf(pinningInterface, e);
     if (decoded?.name === 'EstuaryPinningInvalidCid') {
       const reason = CID_ERRORS[Number(decoded.args[0])] ?? 'unknown reason';
       return new ContractError(`The contract refused the CID: ${reason}.`, decoded.name, { cause: e });

@@ -5,12 +5,22 @@
  * will do and cost before the wallet opens, and reads orders and their replicas over time from
  * the chain.
  */
-import { Contract, Interface, formatEther, getAddress, toBeHex, zeroPadValue, type Log } from 'ethers';
+import {
+  Contract,
+  Interface,
+  formatEther,
+  getAddress,
+  isError,
+  toBeHex,
+  zeroPadValue,
+  type ContractRunner,
+  type Log,
+} from 'ethers';
 import { CID } from 'multiformats/cid';
 import artifact from '../../../contracts/artifacts/PerpetualStorage.json';
 import type { EstuaryConfig } from './config';
 import { ContractError, EstuaryError, WalletError } from './errors';
-import { type Wallet, cidText, logsInRanges, shortMessage } from './chain';
+import { type Wallet, cidText, feeFields, logsInRanges, revertOf, shortMessage } from './chain';
 
 export const perpetualInterface = new Interface(artifact.abi);
 
@@ -124,14 +134,18 @@ const CUSTOM_ERRORS: Record<string, string> = {
 
 /** An ethers failure as an SDK error, naming the contract's custom error in words. */
 function explainPerpetual(e: unknown): EstuaryError {
-  if (e && typeof e === 'object' && 'code' in e && e.code === 'ACTION_REJECTED') {
+  if (isError(e, 'ACTION_REJECTED')) {
     return new WalletError('You rejected the transaction in your wallet.', { cause: e });
   }
-  const data = e && typeof e === 'object' && 'data' in e && typeof e.data === 'string' ? e.data : undefined;
-  const decoded = data ? perpetualInterface.parseError(data) : null;
+  const decoded = revertOf(perpetualInterface, e);
   if (decoded) {
     const words = CUSTOM_ERRORS[decoded.name] ?? decoded.name;
     return new ContractError(`The contract refused: ${words}.`, decoded.name, { cause: e });
+  }
+  if (isError(e, 'CALL_EXCEPTION')) {
+    // Mined and reverted (a receipt), or refused without a custom error.
+    const mined = e.receipt ? ` (mined in block ${e.receipt.blockNumber}: its gas is spent)` : '';
+    return new ContractError(`The contract reverted${mined}: ${shortMessage(e)}`, e.reason ?? 'unknown', { cause: e });
   }
   return new EstuaryError(`The transaction could not be sent: ${shortMessage(e)}`, { cause: e });
 }
@@ -141,6 +155,7 @@ export class Perpetual {
   readonly address: string;
   readonly #wallet: Wallet;
   readonly #symbol: string;
+  readonly #chainId: number;
 
   /** `PerpetualStorage` of `config`, used through `wallet`. */
   constructor(config: EstuaryConfig, wallet: Wallet) {
@@ -149,6 +164,7 @@ export class Perpetual {
     this.address = getAddress(address);
     this.#wallet = wallet;
     this.#symbol = config.chain_id === 314 ? 'FIL' : 'tFIL';
+    this.#chainId = config.chain_id;
   }
 
   #reader(): Contract {
@@ -163,9 +179,11 @@ export class Perpetual {
     return `${formatEther(wei)} ${this.#symbol}`;
   }
 
-  /** The contract's bounds on orders. */
-  async limits(): Promise<PerpetualLimits> {
-    const c = this.#reader();
+  /** The contract's bounds on orders, read with `runner` (a wallet's provider, or `chainReader`). */
+  static async limits(config: EstuaryConfig, runner: ContractRunner): Promise<PerpetualLimits> {
+    const address = config.contracts.PerpetualStorage;
+    if (!address) throw new EstuaryError('The stack names no PerpetualStorage contract.');
+    const c = new Contract(address, perpetualInterface, runner);
     const [minTerm, maxTerm, maxReplicas, claimWindow] = await Promise.all([
       c.getFunction('minTerm')(),
       c.getFunction('maxTerm')(),
@@ -181,8 +199,7 @@ export class Perpetual {
     const call = contract.getFunction(method);
     try {
       const gasLimit = ((await call.estimateGas(...args, { value })) * 12n) / 10n;
-      const fees = await this.#wallet.provider.getFeeData();
-      const perGas = fees.maxFeePerGas ?? fees.gasPrice ?? 0n;
+      const { perGas, fields } = await feeFields(this.#wallet.provider, this.#chainId);
       const maxCost = value + gasLimit * perGas;
       hooks.onQuote?.({
         action,
@@ -191,7 +208,7 @@ export class Perpetual {
         maxCost,
         summary: `${action}: sends ${this.#coin(value)} and at most ${gasLimit} gas to PerpetualStorage ${this.address}, ${this.#coin(maxCost)} in all at most`,
       });
-      const tx = await call(...args, { value, gasLimit });
+      const tx = await call(...args, { value, gasLimit, ...fields });
       hooks.onSent?.(tx.hash);
       const receipt = await tx.wait();
       if (!receipt || receipt.status !== 1) throw new EstuaryError('The transaction failed.');
@@ -322,18 +339,29 @@ export class Perpetual {
     };
   }
 
-  /** The ids of the orders `client` (default: this wallet) created, newest first. */
-  async ordersOf(config: EstuaryConfig, client = this.#wallet.address): Promise<bigint[]> {
+  /**
+   * The orders `client` (default: this wallet) created, with the block of each, newest first:
+   * from `fromBlock` (default: the deployment) to `toBlock` (default: the latest).
+   */
+  async ordersOf(
+    config: EstuaryConfig,
+    client = this.#wallet.address,
+    fromBlock = config.deploy_block ?? 0,
+    toBlock?: number,
+  ): Promise<{ id: bigint; block: number }[]> {
     const topic = perpetualInterface.getEvent('OrderCreated')!.topicHash;
-    const logs = await this.#logs(config, [topic, null, zeroPadValue(client, 32)]);
-    return logs.map((l) => BigInt(l.topics[1]!)).reverse();
+    const logs = await this.#logs([topic, null, zeroPadValue(client, 32)], fromBlock, toBlock);
+    return logs.map((l) => ({ id: BigInt(l.topics[1]!), block: l.blockNumber })).reverse();
   }
 
-  /** Order `id`'s replicas over time: slots in use and active after each block that changed them. */
-  async history(config: EstuaryConfig, id: bigint): Promise<ReplicaHistory> {
+  /**
+   * Order `id`'s replicas over time: slots in use and active after each block that changed
+   * them, from `fromBlock` (its creation's block, if known; default: the deployment).
+   */
+  async history(config: EstuaryConfig, id: bigint, fromBlock = config.deploy_block ?? 0): Promise<ReplicaHistory> {
     const names = ['SlotClaimed', 'SlotActivated', 'SlotReopened', 'SlotLost'];
     const topics = names.map((n) => perpetualInterface.getEvent(n)!.topicHash);
-    const logs = await this.#logs(config, [topics, toBeHex(id, 32)]);
+    const logs = await this.#logs([topics, toBeHex(id, 32)], fromBlock);
     const out: ReplicaHistory = { blocks: [], inUse: [], active: [] };
     const state = new Map<string, 'claimed' | 'active'>();
     for (const log of logs) {
@@ -357,9 +385,9 @@ export class Perpetual {
     return out;
   }
 
-  async #logs(config: EstuaryConfig, topics: (string | string[] | null)[]): Promise<Log[]> {
+  async #logs(topics: (string | string[] | null)[], fromBlock: number, toBlock?: number): Promise<Log[]> {
     try {
-      return await logsInRanges(this.#wallet.provider, this.address, topics, config.deploy_block ?? 0);
+      return await logsInRanges(this.#wallet.provider, this.address, topics, fromBlock, toBlock);
     } catch (e) {
       throw new EstuaryError(`The orders could not be read: ${shortMessage(e)}`, { cause: e });
     }

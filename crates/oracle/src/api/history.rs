@@ -5,7 +5,9 @@
 //! series of the metrics named, aligned on the samples' times.
 //!
 //! Bounded: at most [`MAX_SERIES`] series are followed (new ones past it are dropped, with a
-//! warning once), each sample holds at most one value per series, and the samples are a ring.
+//! warning once; a series is never forgotten while the process runs), each sample holds at most
+//! one value per series, and the samples are a ring of at most [`MAX_POINTS`]. A query copies
+//! its series under the lock (operator-only, and the dashboard asks every 5 s).
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -27,6 +29,9 @@ use crate::{blockstore::Blockstore, domain::now_ms};
 
 /// Series followed at most.
 pub const MAX_SERIES: usize = 4096;
+/// Samples kept at most (a week a minute apart): with every series, about 650 MiB at worst; the
+/// oracle's own metrics are a few hundred series.
+pub const MAX_POINTS: usize = 10_080;
 /// Metric names one query may ask for.
 const MAX_NAMES: usize = 32;
 
@@ -57,11 +62,12 @@ impl Default for MetricsHistory {
 }
 
 impl MetricsHistory {
-    /// Samples every `every` (at least a second), keeping the last `points` (at least 2).
+    /// Samples every `every` (at least a second), keeping the last `points` (2 to
+    /// [`MAX_POINTS`]).
     pub fn new(every: Duration, points: usize) -> Self {
         Self {
             every: every.max(Duration::from_secs(1)),
-            points: points.max(2),
+            points: points.clamp(2, MAX_POINTS),
             inner: Mutex::default(),
         }
     }
@@ -98,6 +104,7 @@ impl MetricsHistory {
         if inner.samples.len() >= self.points {
             inner.samples.pop_front();
         }
+        values.shrink_to_fit();
         inner.samples.push_back((at_ms, values));
     }
 
