@@ -231,7 +231,20 @@ describe('dapp on the local stack', () => {
     }
     assert.equal(proven.length, 3, 'the pin proven inside each of its three deals');
     // Verify, as the person who pinned it: the proof checked in the page's WebAssembly and each
-    // deal on chain through DealStateView (the market's piece, PoDSI), trusting no oracle.
+    // deal on chain through DealStateView (the market's piece, PoDSI).
+    await verifyInPage(page, 'segment');
+    // The pin has its own address: reloaded there, the page shows it again, reported, with its
+    // three active replicas, and Verify proves it again.
+    assert.equal(
+      await page.locator(`[data-testid="pins"] li[data-request="${id}"] a`).getAttribute('href'),
+      `#/pin/${id}`,
+    );
+    await page.goto(`${stack.info.dapp_url}/#/pin/${id}`);
+    await page.reload();
+    await page.locator('[data-testid="request-status"][data-status="reported"]').waitFor({ timeout: 30_000 });
+    assert.equal(await page.getByTestId('request-id').textContent(), `#${id}`);
+    assert.equal(await page.getByTestId('request-cid').textContent(), added.root);
+    await page.locator('[data-testid="request-deals"] li[data-state="active"]').nth(2).waitFor({ timeout: 30_000 });
     await verifyInPage(page, 'segment');
     assert.deepEqual(errors, []);
   });
@@ -636,7 +649,8 @@ describe('dapp on the local stack', () => {
     await page.getByTestId('nav-operator').click();
     assert.equal(new URL(page.url()).hash, '#/operator');
     assert.equal(await page.getByTestId('nav-operator').getAttribute('aria-current'), 'page');
-    assert.match(await page.getByTestId('operator-status').textContent(), /API token/);
+    // The page loads when first shown, then asks for the token.
+    await page.getByTestId('operator-status').filter({ hasText: 'API token' }).waitFor();
     // A wrong token is refused and said so; the right one shows the charts.
     await page.getByTestId('operator-token').fill('not-the-token');
     await page.getByTestId('operator-show').click();

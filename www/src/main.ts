@@ -23,6 +23,7 @@ import {
   type EstuaryConfig,
   type ImportProfile,
   type PinQuote,
+  type PinRequestStatus,
   type RequestState,
   type ServeStatus,
   type Session,
@@ -31,7 +32,7 @@ import {
 import type { OperatorPage } from './pages/operator';
 import type { PerpetualPage } from './pages/perpetual';
 import { ProvidersPage } from './pages/providers';
-import { startRouter } from './router';
+import { pinOfAddress, startRouter } from './router';
 
 declare global {
   interface Window {
@@ -212,7 +213,10 @@ async function showPins(): Promise<void> {
         li.dataset.request = String(p.requestId);
         li.dataset.state = state;
         const piece = states[i]?.piece_cid ? ` · piece ${states[i]!.piece_cid}` : '';
-        li.textContent = `#${p.requestId} · ${p.cid} · ${state}${piece} (block ${p.block})`;
+        const link = document.createElement('a');
+        link.href = `#/pin/${p.requestId}`;
+        link.textContent = `#${p.requestId}`;
+        li.append(link, ` · ${p.cid} · ${state}${piece} (block ${p.block})`);
         return li;
       }),
     );
@@ -255,22 +259,74 @@ async function pin(): Promise<void> {
     ? await w.pin(config, info.bytes, { origins: [`/p2p/${serving!.peerId}`] }, hooks)
     : await w.pin(config, info.bytes, undefined, hooks);
   tx('mined', `${what} Sent ${receipt.txHash}; mined in block ${receipt.block}: request #${receipt.requestId}.`);
-  ui.request.hidden = false;
-  ui.requestId.textContent = `#${receipt.requestId}`;
-  ui.requestCid.textContent = info.string;
-  ui.requestRequester.textContent = receipt.requester;
-  ui.requestTx.textContent = `${receipt.txHash} (block ${receipt.block})`;
+  const signal = showRequest(receipt.requestId, info.string, receipt.requester, `${receipt.txHash} (block ${receipt.block})`);
+  // The pin has its own address from now on (a reload, or a link, shows it again).
+  location.hash = `#/pin/${receipt.requestId}`;
   ui.requestStatus.textContent = 'on chain — waiting for the oracle';
   const timeline = new Timeline(ui.requestTimeline);
   timeline.reach('queued');
   say(`Request #${receipt.requestId} is on chain.`);
   void showPins();
-  const final = await followRequest(config.oracle_url, receipt.requestId, (status) => {
-    const detail = status.piece_cid ? ` — piece ${status.piece_cid}` : '';
-    ui.requestStatus.textContent = `${status.status}${detail}`;
-    ui.requestStatus.dataset.status = status.status;
-    timeline.reach(status.status, status.reason);
-  });
+  await followPin(config, receipt.requestId, info.string, timeline, signal);
+}
+
+/** The pin request the card shows, and what stops following it. */
+let shown: { id: bigint; follow: AbortController } | undefined;
+
+/** Shows request `id` on the card (stopping the one shown before); returns what stops following it. */
+function showRequest(id: bigint, cid: string, requester: string, tx: string): AbortSignal {
+  shown?.follow.abort();
+  shown = { id, follow: new AbortController() };
+  ui.request.hidden = false;
+  ui.requestId.textContent = `#${id}`;
+  ui.requestCid.textContent = cid;
+  ui.requestRequester.textContent = requester;
+  ui.requestTx.textContent = tx;
+  ui.requestDealsTitle.hidden = true;
+  ui.requestDealsSummary.hidden = true;
+  ui.requestDeals.replaceChildren();
+  ui.verifyBox.hidden = true;
+  return shown.follow.signal;
+}
+
+/** A pin's address (`#/pin/{id}`): its request on the card, as the oracle has it, followed. */
+async function openPin(id: bigint): Promise<void> {
+  if (!config || shown?.id === id) return;
+  let status: PinRequestStatus | null;
+  try {
+    status = await requestStatus(config.oracle_url, id);
+  } catch (e) {
+    say(e instanceof Error ? e.message : String(e), 'error');
+    return;
+  }
+  if (!status) {
+    say(`The oracle has not seen request #${id}.`, 'error');
+    return;
+  }
+  const cid = status.cid ?? status.cid_bytes;
+  const signal = showRequest(id, cid, status.requester, `${status.tx_hash} (block ${status.block})`);
+  const timeline = new Timeline(ui.requestTimeline);
+  // Its steps' times are not known here: shown without them.
+  timeline.reach(status.status, status.reason, '');
+  ui.requestStatus.dataset.status = status.status;
+  ui.requestStatus.textContent = `${status.status}${status.piece_cid ? ` — piece ${status.piece_cid}` : ''}`;
+  ui.request.scrollIntoView({ block: 'start' });
+  await followPin(config, id, cid, timeline, signal).catch(() => undefined);
+}
+
+/** Follows request `id` to its end on the card, then its deals (with Verify once there are some). */
+async function followPin(config: EstuaryConfig, id: bigint, cid: string, timeline: Timeline, signal: AbortSignal): Promise<void> {
+  const final = await followRequest(
+    config.oracle_url,
+    id,
+    (status) => {
+      const detail = status.piece_cid ? ` — piece ${status.piece_cid}` : '';
+      ui.requestStatus.textContent = `${status.status}${detail}`;
+      ui.requestStatus.dataset.status = status.status;
+      timeline.reach(status.status, status.reason);
+    },
+    { signal },
+  );
   void showPins();
   say(
     final.status === 'reported'
@@ -280,13 +336,13 @@ async function pin(): Promise<void> {
   );
   if (final.status === 'reported') {
     // A pin split across pieces has one proof per part: not offered here yet.
-    const whole = final.piece_cid && !final.pieces?.length ? { id: receipt.requestId, piece: final.piece_cid, cid: info.string } : undefined;
-    void showDeals(config.oracle_url, receipt.requestId, whole);
+    const whole = final.piece_cid && !final.pieces?.length ? { id, piece: final.piece_cid, cid } : undefined;
+    void showDeals(config.oracle_url, id, whole, signal);
   }
 }
 
 /** Where the pin is on Filecoin: its replicas, followed until three are active. */
-async function showDeals(oracleUrl: string, id: bigint, pin: typeof verifying) {
+async function showDeals(oracleUrl: string, id: bigint, pin: typeof verifying, signal?: AbortSignal) {
   verifying = pin;
   ui.verifyBox.hidden = true;
   ui.verifySummary.textContent = '';
@@ -296,6 +352,7 @@ async function showDeals(oracleUrl: string, id: bigint, pin: typeof verifying) {
   ui.requestDealsSummary.textContent = 'Waiting for storage providers to take the deals…';
   try {
     await followDeals(oracleUrl, id, (deals) => {
+      if (signal?.aborted) return;
       const active = new Set(deals.filter((d) => d.state === 'active').map((d) => d.provider));
       ui.requestDealsSummary.textContent =
         deals.length === 0
@@ -322,6 +379,7 @@ async function showDeals(oracleUrl: string, id: bigint, pin: typeof verifying) {
       if (verifying && deals.some((d) => d.deal_id !== null)) ui.verifyBox.hidden = false;
     });
   } catch (e) {
+    if (signal?.aborted) return;
     ui.requestDealsSummary.textContent = `The deals could not be read: ${e instanceof Error ? e.message : String(e)}`;
   }
 }
@@ -451,16 +509,16 @@ class Timeline {
     list.replaceChildren(...this.#items);
   }
 
-  reach(state: RequestState, error?: string | null): void {
+  /** Marks `state` reached now (at `time`; '' when not known, as for a pin opened later). */
+  reach(state: RequestState, error?: string | null, time = new Date().toLocaleTimeString()): void {
     const at = STEPS.findIndex((s) => s.state === state);
-    const time = new Date().toLocaleTimeString();
     if (at < 0) {
       // failing (retrying), failed, quarantined, cancelled: shown after the last step reached.
       const note = state === 'failing' ? 'retrying' : state;
       const li = this.list.querySelector<HTMLLIElement>('li[data-step="problem"]') ?? document.createElement('li');
       li.dataset.step = 'problem';
       li.dataset.state = state === 'failing' ? 'current' : 'failed';
-      li.textContent = `${note}${error ? `: ${error}` : ''} · ${time}`;
+      li.textContent = `${note}${error ? `: ${error}` : ''}${time ? ` · ${time}` : ''}`;
       this.list.append(li);
       return;
     }
@@ -469,7 +527,8 @@ class Timeline {
       if (i <= at && !this.#seen.has(i)) this.#seen.set(i, time);
       const done = i < at || (i === at && (state === 'reported' || i === 0));
       li.dataset.state = done ? 'done' : i === at ? 'current' : 'todo';
-      li.textContent = this.#seen.has(i) ? `${STEPS[i]!.label} · ${this.#seen.get(i)}` : STEPS[i]!.label;
+      const seen = this.#seen.get(i);
+      li.textContent = seen ? `${STEPS[i]!.label} · ${seen}` : STEPS[i]!.label;
     });
   }
 }
@@ -835,6 +894,13 @@ async function main(): Promise<void> {
   let operator: Promise<OperatorPage> | undefined;
   let perpetual: Promise<PerpetualPage> | undefined;
   const loaded = config;
+  // A pin's address shows it on the files page, now and whenever the address changes to one.
+  const pinned = () => {
+    const id = pinOfAddress();
+    if (id !== undefined) void openPin(id);
+  };
+  window.addEventListener('hashchange', pinned);
+  pinned();
   startRouter((entered, left) => {
     if (left === 'operator') void operator?.then((p) => p.leave());
     if (left === 'perpetual') void perpetual?.then((p) => p.leave());

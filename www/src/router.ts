@@ -1,6 +1,6 @@
 /**
- * Client-side routing: `#/` (files: add, pin, download), `#/perpetual`, `#/providers` and
- * `#/operator`. Each
+ * Client-side routing: `#/` (files: add, pin, download; `#/pin/{id}` shows pin request `id` on
+ * it), `#/perpetual`, `#/providers` and `#/operator`. Each
  * page is a `[data-page]` element; the router shows the one the address names, marks its link
  * in the `nav` as the current page, and tells the page it was entered (to load what it shows)
  * and the one before it that it was left (to stop polling).
@@ -15,9 +15,15 @@ const ROUTES: Record<string, Route> = {
   '/operator': 'operator',
 };
 
-/** The page the address names (`files` for any other). */
+/** The page the address names (`files` for any other; a pin's address, `#/pin/{id}`, is on it). */
 export function currentRoute(): Route {
   return ROUTES[location.hash.replace(/^#/, '')] ?? 'files';
+}
+
+/** The pin request the address names (`#/pin/{id}`), if it does. */
+export function pinOfAddress(): bigint | undefined {
+  const m = /^#\/pin\/(\d{1,78})$/.exec(location.hash);
+  return m ? BigInt(m[1]!) : undefined;
 }
 
 /** Shows the page the address names now and after every change of it. */

@@ -13,14 +13,15 @@ import {
 } from 'ethers';
 import { type Session, type UploadAuth, requestUploadMessage, signIn } from './auth';
 import { CID } from 'multiformats/cid';
-import artifact from '../../../contracts/artifacts/EstuaryPinning.json';
+// The ABI only: a named import lets the bundle leave the artifact's bytecode out.
+import { abi as pinningAbi } from '../../../contracts/artifacts/EstuaryPinning.json';
 import type { EstuaryConfig } from './config';
 import { ContractError, EstuaryError, WalletError, WrongChainError } from './errors';
 
 /** Gas added to a pin's estimate: one zero-to-non-zero storage write (EIP-2200: 20,000). */
 const PIN_GAS_MARGIN = 20_000n;
 
-export const pinningInterface = new Interface(artifact.abi);
+export const pinningInterface = new Interface(pinningAbi);
 
 /** Reasons of `EstuaryPinningInvalidCid`, by `CidLib.CidError` value. */
 const CID_ERRORS = [

@@ -6,13 +6,13 @@
  * PoDSI's checks against it (one `eth_call` per deal, no wallet or gas needed).
  */
 import { Contract, Interface, JsonRpcProvider, type ContractRunner } from 'ethers';
-import artifact from '../../../contracts/artifacts/DealStateView.json';
+import { abi as dealStateViewAbi } from '../../../contracts/artifacts/DealStateView.json';
 import { pinningInterface } from './chain';
 import type { EstuaryConfig } from './config';
 import { EstuaryError, OracleError } from './errors';
 import type { DealStatus } from './oracle';
 
-export const dealStateViewInterface = new Interface(artifact.abi);
+export const dealStateViewInterface = new Interface(dealStateViewAbi);
 
 /** A Merkle path as FRC-0058's `ProofData`: the node's index at its level, siblings bottom up (`0x` hex). */
 export interface ProofData {

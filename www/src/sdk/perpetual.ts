@@ -17,12 +17,12 @@ import {
   type Log,
 } from 'ethers';
 import { CID } from 'multiformats/cid';
-import artifact from '../../../contracts/artifacts/PerpetualStorage.json';
+import { abi as perpetualAbi } from '../../../contracts/artifacts/PerpetualStorage.json';
 import type { EstuaryConfig } from './config';
 import { ContractError, EstuaryError, WalletError } from './errors';
 import { type Wallet, cidText, feeFields, logsInRanges, revertOf, shortMessage } from './chain';
 
-export const perpetualInterface = new Interface(artifact.abi);
+export const perpetualInterface = new Interface(perpetualAbi);
 
 /** What an order asks for. */
 export interface OrderParams {
