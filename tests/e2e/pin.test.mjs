@@ -343,9 +343,18 @@ describe('dapp on the local stack', () => {
     assert.ok(Number(await page.getByTestId('order-chart').getAttribute('data-points')) >= 2, 'claims, then activations');
     assert.equal(await page.getByTestId('order-chart').locator('canvas').count(), 1);
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-perpetual.png'), fullPage: true });
+    // A transaction from the page, until it is mined (its own: the line changes).
     const mined = async (action) => {
+      const earlier = await page.getByTestId('perpetual-tx').textContent();
       await action();
-      await page.locator('[data-testid="perpetual-tx"][data-state="mined"]').waitFor({ timeout: 30_000 });
+      await page.waitForFunction(
+        (earlier) => {
+          const tx = document.querySelector('[data-testid="perpetual-tx"]');
+          return tx.dataset.state === 'mined' && tx.textContent !== earlier;
+        },
+        earlier,
+        { timeout: 30_000 },
+      );
     };
     const balance = async () => parseEther((await order.textContent()).match(/balance ([\d.]+) tFIL/)[1]);
     const before = await balance();
@@ -360,15 +369,31 @@ describe('dapp on the local stack', () => {
     await order.getByTestId('order-set-bounty').fill('0.002');
     await mined(() => order.getByTestId('order-bounty-set').click());
     await page.locator(`[data-testid="orders"] li[data-order="${orderId}"]`).filter({ hasText: 'bounty 0.002 tFIL a term' }).waitFor({ timeout: 15_000 });
+    // Four replicas wanted: the stack's third SP claims one, and the fourth slot stays open (three
+    // SPs), as the providers page shows from the chain.
+    await order.getByTestId('order-set-replicas').fill('4');
+    await mined(() => order.getByTestId('order-replicas-set').click());
+    await page.getByTestId('nav-providers').click();
+    const slot = page.locator(`[data-testid="slots"] tr[data-order="${orderId}"]`);
+    await page.getByTestId('slots-summary').filter({ hasNotText: 'What a storage provider can claim now' }).waitFor({ timeout: 15_000 });
+    assert.equal(await slot.count(), 1, await page.getByTestId('slots-summary').textContent());
+    const open = Number(await slot.locator('td').nth(3).textContent());
+    assert.ok(open >= 1 && open <= 2, `open slots: ${open}`);
+    assert.match(await slot.locator('td').nth(1).textContent(), /^baga6ea4sea/);
+    assert.match(await page.getByTestId('slots-summary').textContent(), /open slots? in \d+ orders?/);
+    await page.getByTestId('nav-perpetual').click();
+    await order.waitFor();
     // Fewer replicas than the slots in use is refused, in words.
     await order.getByTestId('order-set-replicas').fill('1');
     await order.getByTestId('order-replicas-set').click();
     await page.getByTestId('perpetual-message').filter({ hasText: 'The contract refused: fewer replicas than the slots in use.' }).waitFor({ timeout: 15_000 });
     await mined(() => order.getByTestId('order-suspend').click());
     await page.locator(`[data-testid="orders"] li[data-order="${orderId}"][data-state="suspended"]`).waitFor({ timeout: 15_000 });
+    // Suspended: no claim takes from the balance any more; what is left is the refund.
+    const left = await balance();
     await mined(() => page.locator(`[data-testid="orders"] li[data-order="${orderId}"]`).getByTestId('order-cancel').click());
     await page.locator(`[data-testid="orders"] li[data-order="${orderId}"][data-state="cancelled"]`).waitFor({ timeout: 15_000 });
-    const refund = formatEther(before + parseEther('0.002')).replace('.', '\.');
+    const refund = formatEther(left).replace('.', '\.');
     await page.getByTestId('withdraw').filter({ hasText: new RegExp(`^Withdraw ${refund} tFIL of refunds$`) }).waitFor({ timeout: 15_000 });
     await mined(() => page.getByTestId('withdraw').click());
     await page.locator('[data-testid="withdraw"][hidden]').waitFor({ state: 'attached', timeout: 15_000 });
@@ -641,6 +666,12 @@ describe('dapp on the local stack', () => {
     assert.match(await page.getByTestId('wallet-status').textContent(), /Not connected: the wallet changed network/);
     await page.evaluate(() => window.__setWalletChain(31337));
     await page.getByTestId('wallet-status').filter({ hasText: `Connected: ${account}` }).waitFor();
+    // Another account chosen in the wallet: the page follows it; none: it says disconnected.
+    const other = stack.info.accounts[9];
+    await page.evaluate((a) => window.__setWalletAccount(a), other);
+    await page.getByTestId('wallet-status').filter({ hasText: `Connected: ${other}` }).waitFor();
+    await page.evaluate(() => window.__setWalletAccount(null));
+    await page.getByTestId('wallet-status').filter({ hasText: 'Not connected: the wallet disconnected this site.' }).waitFor();
     assert.deepEqual(errors, []);
   });
 

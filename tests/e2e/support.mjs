@@ -112,7 +112,8 @@ export async function launchPersistent(profileDir, options = {}) {
  * chain than the node's, knowing only that one: it then answers `wallet_switchEthereumChain` to
  * an unknown chain with 4902, as MetaMask does, learns chains from `wallet_addEthereumChain`
  * (kept in `window.__addedChains`), and emits `chainChanged`; `window.__setWalletChain(id)` is
- * the person switching networks in the wallet. Calls are recorded in `window.__walletCalls`.
+ * the person switching networks in the wallet, `window.__setWalletAccount(address)` choosing
+ * another account (`null`: disconnecting the site). Calls are recorded in `window.__walletCalls`.
  */
 export async function injectWallet(context, { rpcUrl, account, reject = false, chainId = null }) {
   await context.addInitScript(
@@ -121,6 +122,13 @@ export async function injectWallet(context, { rpcUrl, account, reject = false, c
       let chain = chainId;
       const known = new Set(chainId === null ? [] : [chainId]);
       const listeners = new Set();
+      const accountListeners = new Set();
+      let current = account;
+      // The person choosing another account in the wallet.
+      window.__setWalletAccount = (next) => {
+        current = next;
+        for (const l of accountListeners) l(next ? [next] : []);
+      };
       window.__walletCalls = [];
       window.__addedChains = [];
       window.__setWalletChain = (next) => {
@@ -131,7 +139,7 @@ export async function injectWallet(context, { rpcUrl, account, reject = false, c
         isEstuaryTestWallet: true,
         async request({ method, params = [] }) {
           window.__walletCalls.push(method);
-          if (method === 'eth_requestAccounts' || method === 'eth_accounts') return [account];
+          if (method === 'eth_requestAccounts' || method === 'eth_accounts') return current ? [current] : [];
           if (method === 'eth_sendTransaction' && reject) {
             throw Object.assign(new Error('User rejected the request.'), { code: 4001 });
           }
@@ -158,9 +166,11 @@ export async function injectWallet(context, { rpcUrl, account, reject = false, c
         },
         on(event, listener) {
           if (event === 'chainChanged') listeners.add(listener);
+          if (event === 'accountsChanged') accountListeners.add(listener);
         },
         removeListener(event, listener) {
           listeners.delete(listener);
+          accountListeners.delete(listener);
         },
       };
     },

@@ -8,6 +8,7 @@ import {
   chainName,
   loadConfig,
   switchChain,
+  watchAccounts,
   watchChain,
   chainReader,
   checkDealsOnChain,
@@ -193,6 +194,19 @@ function watchWallet(): void {
     ui.walletStatus.textContent = 'Not connected: the wallet changed network.';
     ui.connect.textContent = 'Connect wallet';
     offerSwitch(current, expected);
+  });
+  // Another account chosen in the wallet: the page follows it; none left: disconnected.
+  watchAccounts(window.ethereum, (accounts) => {
+    if (!wallet) return;
+    if (accounts[0]?.toLowerCase() === wallet.address.toLowerCase()) return;
+    wallet = undefined;
+    if (accounts.length === 0) {
+      ui.walletStatus.textContent = 'Not connected: the wallet disconnected this site.';
+      ui.connect.textContent = 'Connect wallet';
+      ui.pins.replaceChildren();
+      return;
+    }
+    void guarded(connect);
   });
 }
 

@@ -334,6 +334,21 @@ export function watchChain(eip1193: Eip1193Provider, onChange: (chainId: number)
 }
 
 /** An EIP-1193 error's code, also where MetaMask mobile nests it (`data.originalError.code`). */
+/**
+ * Calls `onChange` with the wallet's accounts whenever they change (EIP-1193
+ * `accountsChanged`: another account chosen, or none when the site is disconnected); returns
+ * what stops it.
+ */
+export function watchAccounts(eip1193: Eip1193Provider, onChange: (accounts: string[]) => void): () => void {
+  const events = eip1193 as Eip1193Provider & {
+    on?: (event: string, listener: (accounts: string[]) => void) => void;
+    removeListener?: (event: string, listener: (accounts: string[]) => void) => void;
+  };
+  const listener = (accounts: string[]) => onChange(Array.isArray(accounts) ? accounts : []);
+  events.on?.('accountsChanged', listener);
+  return () => events.removeListener?.('accountsChanged', listener);
+}
+
 function errorCode(e: unknown): number | undefined {
   const at = (v: unknown, key: string): unknown => (v && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined);
   for (const code of [at(e, 'code'), at(at(at(e, 'data'), 'originalError'), 'code')]) {

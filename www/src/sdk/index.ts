@@ -33,6 +33,7 @@ export {
   explain,
   switchChain,
   walletChain,
+  watchAccounts,
   watchChain,
   type PinOptions,
   type PinQuote,
@@ -68,6 +69,7 @@ export {
 export {
   Perpetual,
   perpetualInterface,
+  type OpenSlots,
   type OrderParams,
   type PerpetualLimits,
   type PerpetualOrder,

@@ -150,6 +150,25 @@ function explainPerpetual(e: unknown): EstuaryError {
   return new EstuaryError(`The transaction could not be sent: ${shortMessage(e)}`, { cause: e });
 }
 
+/** An order with slots open: what a storage provider could claim now. */
+export interface OpenSlots {
+  id: bigint;
+  /** The piece (v1 piece CID text) and its padded size. */
+  pieceCid: string;
+  paddedSize: number;
+  /** What a provider downloads. */
+  carSize: number;
+  origins: string[];
+  term: number;
+  verified: boolean;
+  /** Slots open now (replicas wanted less slots in use). */
+  open: number;
+  /** The bounty a claim now locks (risen while replicas are missing), wei. */
+  bounty: bigint;
+  /** The bond a claim now puts up, wei. */
+  bond: bigint;
+}
+
 /** A client's perpetual storage orders, through its wallet. */
 export class Perpetual {
   readonly address: string;
@@ -177,6 +196,47 @@ export class Perpetual {
 
   #coin(wei: bigint): string {
     return `${formatEther(wei)} ${this.#symbol}`;
+  }
+
+  /**
+   * The orders with slots open now, among the `last` created (newest first), read with `runner`
+   * (no wallet needed): what storage providers could claim, at what bounty and bond.
+   */
+  static async openSlots(config: EstuaryConfig, runner: ContractRunner, last = 100): Promise<OpenSlots[]> {
+    const address = config.contracts.PerpetualStorage;
+    if (!address) throw new EstuaryError('The stack names no PerpetualStorage contract.');
+    const c = new Contract(address, perpetualInterface, runner);
+    const count = (await c.getFunction('orderCount')()) as bigint;
+    const out: OpenSlots[] = [];
+    for (let id = count; id > 0n && id > count - BigInt(last); id--) {
+      const o = (await c.getFunction('getOrder')(id)) as {
+        replicas: bigint;
+        inUse: bigint;
+        suspended: boolean;
+        cancelled: boolean;
+        verified: boolean;
+        paddedSize: bigint;
+        term: bigint;
+        carSize: bigint;
+        pieceCid: string;
+        origins: string[];
+      };
+      if (o.cancelled || o.suspended || o.inUse >= o.replicas) continue;
+      const [bounty, bond] = (await Promise.all([c.getFunction('currentBounty')(id), c.getFunction('bondFor')(id)])) as [bigint, bigint];
+      out.push({
+        id,
+        pieceCid: cidText(o.pieceCid),
+        paddedSize: Number(o.paddedSize),
+        carSize: Number(o.carSize),
+        origins: [...o.origins],
+        term: Number(o.term),
+        verified: o.verified,
+        open: Number(o.replicas - o.inUse),
+        bounty,
+        bond,
+      });
+    }
+    return out;
   }
 
   /** The contract's bounds on orders, read with `runner` (a wallet's provider, or `chainReader`). */
