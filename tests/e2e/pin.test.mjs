@@ -181,6 +181,17 @@ describe('dapp on the local stack', () => {
     const listed = page.locator(`[data-testid="pins"] li[data-request="${id}"][data-state="reported"]`);
     await listed.waitFor({ timeout: 30_000 });
     assert.match(await listed.textContent(), new RegExp(`#${id} · ${added.root} · reported · piece ${added.piece_cid}`));
+    // The list filters by any part of a row and by state.
+    await page.getByTestId('pins-search').fill(added.root.slice(-12));
+    assert.ok(await listed.isVisible());
+    await page.getByTestId('pins-search').fill('no such cid');
+    assert.ok(await listed.isHidden());
+    await page.getByTestId('pins-search').fill('');
+    await page.getByTestId('pins-state').selectOption('problem');
+    assert.ok(await listed.isHidden());
+    await page.getByTestId('pins-state').selectOption('reported');
+    assert.ok(await listed.isVisible());
+    await page.getByTestId('pins-state').selectOption('');
     const res = await fetch(`${stack.info.oracle_url}/requests/${id}`);
     assert.equal(res.status, 200);
     const request = await res.json();

@@ -98,6 +98,8 @@ const ui = {
   addProfile: el<HTMLSelectElement>('add-profile'),
   addStats: el('add-stats'),
   pins: el<HTMLUListElement>('pins'),
+  pinsSearch: el<HTMLInputElement>('pins-search'),
+  pinsState: el<HTMLSelectElement>('pins-state'),
   pinsHint: el('pins-hint'),
   downloadMessage: el('download-message'),
   downloadLink: el<HTMLAnchorElement>('download-link'),
@@ -210,6 +212,26 @@ function watchWallet(): void {
   });
 }
 
+/** Which states each filter keeps. */
+const PIN_FILTERS: Record<string, (state: string) => boolean> = {
+  progress: (s) => !['reported', 'failed', 'quarantined', 'cancelled'].includes(s),
+  reported: (s) => s === 'reported',
+  problem: (s) => ['failed', 'quarantined', 'cancelled'].includes(s),
+};
+
+/** Shows the pins the search (any part of the row: id, CID, piece) and the state filter keep. */
+function filterPins(): void {
+  const text = ui.pinsSearch.value.trim().toLowerCase();
+  const keep = PIN_FILTERS[ui.pinsState.value];
+  let shown = 0;
+  for (const li of ui.pins.querySelectorAll<HTMLLIElement>('li')) {
+    const ok = (!text || (li.textContent ?? '').toLowerCase().includes(text)) && (!keep || keep(li.dataset.state ?? ''));
+    li.hidden = !ok;
+    if (ok) shown++;
+  }
+  ui.pins.dataset.shown = String(shown);
+}
+
 /** Lists the connected account's pin requests (from the chain) with where each one is. */
 async function showPins(): Promise<void> {
   if (!wallet || !config) return;
@@ -234,6 +256,7 @@ async function showPins(): Promise<void> {
         return li;
       }),
     );
+    filterPins();
   } catch (e) {
     ui.pinsHint.textContent = `Could not list your pins: ${e instanceof Error ? e.message : String(e)}`;
   }
@@ -797,6 +820,8 @@ async function entriesFromDrop(items: DataTransferItemList): Promise<{ entries: 
 
 ui.cancelAdd.addEventListener('click', () => cancel?.abort());
 ui.verify.addEventListener('click', () => void verifyPin());
+ui.pinsSearch.addEventListener('input', filterPins);
+ui.pinsState.addEventListener('change', filterPins);
 
 ui.filesInput.addEventListener('change', () => {
   const entries = entriesFromInput(ui.filesInput, false);
