@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Piece } from '@web3-storage/data-segment';
-import { formatEther, id as id_, parseEther, toBeHex, zeroPadValue } from 'ethers';
+import { Interface, formatEther, id as id_, parseEther, toBeHex, zeroPadValue } from 'ethers';
 import { ensureOutputDir, injectWallet, launchBrowser, root, rpc, startStack, tempDir } from './support.mjs';
 
 const estuaryBin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
@@ -86,6 +86,8 @@ function portOpen(url) {
 describe('dapp on the local stack', () => {
   let stack;
   let browser;
+  /** Content the first test had pinned (the oracle holds its DAG): its root and CAR size. */
+  let pinned;
 
   before(async () => {
     stack = await startStack();
@@ -129,6 +131,7 @@ describe('dapp on the local stack', () => {
     const file = join(dir, 'data.bin');
     writeFileSync(file, Buffer.from(Array.from({ length: 2_500_000 }, (_, i) => (i * 7919) % 251)));
     const added = JSON.parse(execFileSync(estuaryBin, ['add', file, '--car', join(dir, 'data.car'), '--json']));
+    pinned = { cid: added.root, size: readFileSync(join(dir, 'data.car')).length };
     const car = readFileSync(join(dir, 'data.car'));
     // Uploads belong to someone: here the operator's account (its token, from dev.json).
     const tus = { 'tus-resumable': '1.0.0', authorization: `Bearer ${stack.info.api_token}` };
@@ -722,7 +725,7 @@ describe('dapp on the local stack', () => {
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-operator.png'), fullPage: true });
     // Each page at 360 px: nothing wider than the screen.
     await page.setViewportSize({ width: 360, height: 800 });
-    for (const nav of ['nav-files', 'nav-perpetual', 'nav-providers', 'nav-operator']) {
+    for (const nav of ['nav-files', 'nav-perpetual', 'nav-dao', 'nav-providers', 'nav-operator']) {
       await page.getByTestId(nav).click();
       await page.waitForTimeout(300);
       const [scroll, client, wide] = await page.evaluate(() => [
@@ -738,6 +741,66 @@ describe('dapp on the local stack', () => {
     assert.deepEqual(errors, []);
   });
 
+  test('a DataDAO proposal is made, voted and executed in the page, and its CID reaches a perpetual order', async () => {
+    assert.ok(pinned, 'runs after the first test, whose content the oracle holds');
+    const url = stack.info.rpc_url;
+    const [proposer, voter] = [stack.info.accounts[7], stack.info.accounts[8]];
+    const dao = stack.info.contracts.DataDAO;
+    const daoAbi = new Interface(['function setMember(address,bool)', 'function owner() view returns (address)']);
+    const [owner] = daoAbi.decodeFunctionResult('owner', await rpc(url, 'eth_call', [{ to: dao, data: daoAbi.encodeFunctionData('owner') }, 'latest']));
+    // The DAO's owner (the deployer) makes the two members; the treasury gets the pin fee and
+    // the order's budget.
+    const mined = async (hash) => {
+      for (let i = 0; i < 100; i++) {
+        const receipt = await rpc(url, 'eth_getTransactionReceipt', [hash]);
+        if (receipt) return assert.equal(receipt.status, '0x1', `transaction ${hash} from the DAO's owner ${owner}: ${JSON.stringify(receipt)}`);
+        await sleep(200);
+      }
+      assert.fail(`transaction ${hash} not mined`);
+    };
+    for (const member of [proposer, voter]) {
+      // A gas limit of its own: the estimate (the next block's) can fall short of a checkpoint
+      // written in a later one.
+      const call = { from: owner, to: dao, gas: toBeHex(300_000), data: daoAbi.encodeFunctionData('setMember', [member, true]) };
+      await rpc(url, 'eth_call', [call, 'latest']).catch((e) => assert.fail(`setMember: ${e.message} ${JSON.stringify(e.data ?? e)}`));
+      await mined(await rpc(url, 'eth_sendTransaction', [call]));
+    }
+    const treasury = { from: owner, to: dao, gas: toBeHex(100_000), value: toBeHex(parseEther('5')) };
+    await rpc(url, 'eth_call', [treasury, 'latest']).catch((e) => assert.fail(`treasury: ${e.message}`));
+    await mined(await rpc(url, 'eth_sendTransaction', [treasury]));
+
+    const { page, errors } = await openPage({ account: proposer });
+    await page.getByTestId('connect').click();
+    await page.waitForFunction((a) => document.querySelector('[data-testid="wallet-status"]').textContent.includes(a), proposer);
+    await page.getByTestId('nav-dao').click();
+    await page.locator('[data-testid="dao-member"][data-member="true"]').waitFor({ timeout: 30_000 });
+    await page.getByTestId('dao-cid').fill(pinned.cid);
+    await page.getByTestId('dao-size').fill(String(pinned.size));
+    await page.getByTestId('dao-propose').click();
+    await page.getByTestId('dao-message').filter({ hasText: /^Proposal #\d+ is on chain/ }).waitFor({ timeout: 30_000 });
+    const id = (await page.getByTestId('dao-message').textContent()).match(/#(\d+)/)[1];
+    const row = page.locator(`[data-testid="proposals"] li[data-proposal="${id}"]`);
+    await row.waitFor({ timeout: 15_000 });
+    assert.match(await row.textContent(), new RegExp(`#${id} · ${pinned.cid} · open · 0 for, 0 against, 1 needed · voting until`));
+    assert.equal(await row.getByTestId('dao-vote-for').count(), 0, 'no vote on one\'s own proposal');
+    // The other member votes, from the same page with the wallet's other account.
+    await page.evaluate((a) => window.__setWalletAccount(a), voter);
+    await page.waitForFunction((a) => document.querySelector('[data-testid="wallet-status"]').textContent.includes(a), voter);
+    await row.getByTestId('dao-vote-for').click({ timeout: 15_000 });
+    await page.locator(`[data-testid="proposals"] li[data-proposal="${id}"]`).filter({ hasText: '1 for, 0 against' }).waitFor({ timeout: 30_000 });
+    // Voting closes (the chain's clock moves past the deadline); anyone executes.
+    await rpc(url, 'evm_increaseTime', [301]);
+    await rpc(url, 'evm_mine', []);
+    await row.getByTestId('dao-execute').click({ timeout: 15_000 });
+    // Accepted: its CID is pinned, and once the oracle reports the pin it funds the DAO's order,
+    // which the stack's SPs take.
+    await page.locator(`[data-testid="proposals"] li[data-proposal="${id}"][data-state="accepted"], [data-testid="proposals"] li[data-proposal="${id}"][data-state="funded"]`).waitFor({ timeout: 30_000 });
+    await page.locator(`[data-testid="proposals"] li[data-proposal="${id}"][data-state="funded"]`).waitFor({ timeout: 120_000 });
+    assert.match(await row.textContent(), /· funded · 1 for, 0 against, 1 needed · order #\d+: \d of 3 replicas active$/);
+    await page.screenshot({ path: join(ensureOutputDir(), 'dapp-dao.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+  });
+
   test('every page passes axe-core: no serious or critical accessibility violations', async () => {
     const { page, errors } = await openPage({ account: stack.info.accounts[3] });
     await page.getByTestId('connect').click();
@@ -746,6 +809,7 @@ describe('dapp on the local stack', () => {
     for (const [nav, ready] of [
       ['nav-files', '[data-testid="node-status"][data-ready="true"]'],
       ['nav-perpetual', '[data-testid="order-estimate"]'],
+      ['nav-dao', '[data-testid="dao-member"]'],
       ['nav-providers', '[data-testid="providers-summary"]'],
       ['nav-operator', '[data-testid="operator-status"]'],
     ]) {

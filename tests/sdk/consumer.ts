@@ -6,6 +6,7 @@ import {
   EstuaryNode,
   InclusionError,
   OracleError,
+  DataDao,
   Perpetual,
   WrongChainError,
   switchChain,
@@ -22,6 +23,7 @@ import {
   type DealCheck,
   type Inclusion,
   type PieceInclusion,
+  type DaoProposal,
   type PerpetualOrder,
   type TxQuote,
   type Downloaded,
@@ -125,4 +127,15 @@ export async function keepForever(added: AddResult, eip1193: Parameters<typeof W
   const { blocks, active } = await perpetual.history(config, orderId);
   console.log(blocks.length, active.at(-1));
   return perpetual.getOrder(orderId);
+}
+
+/** A member proposes a CID to the DataDAO; the proposals, read without a wallet. */
+export async function proposeToDao(wallet: Wallet, cid: string, size: number): Promise<DaoProposal[]> {
+  const config = await loadConfig();
+  const dao = new DataDao(config, wallet);
+  if (await dao.isMember()) {
+    const { proposalId } = await dao.propose(cid, size, { onQuote: (q: TxQuote) => console.log(q.summary) });
+    console.log(await dao.hasVoted(proposalId));
+  }
+  return DataDao.proposals(config, chainReader(config));
 }

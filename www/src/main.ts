@@ -31,6 +31,7 @@ import {
 } from './sdk';
 
 import type { OperatorPage } from './pages/operator';
+import type { DataDaoPage } from './pages/datadao';
 import type { PerpetualPage } from './pages/perpetual';
 import { ProvidersPage } from './pages/providers';
 import { pinOfAddress, startRouter } from './router';
@@ -932,6 +933,7 @@ async function main(): Promise<void> {
   // The pages with charts (uPlot) are loaded when first shown: the files page does not wait.
   let operator: Promise<OperatorPage> | undefined;
   let perpetual: Promise<PerpetualPage> | undefined;
+  let dao: Promise<DataDaoPage> | undefined;
   const loaded = config;
   // A pin's address shows it on the files page, now and whenever the address changes to one.
   const pinned = () => {
@@ -943,6 +945,7 @@ async function main(): Promise<void> {
   startRouter((entered, left) => {
     if (left === 'operator') void operator?.then((p) => p.leave());
     if (left === 'perpetual') void perpetual?.then((p) => p.leave());
+    if (left === 'dao') void dao?.then((p) => p.leave());
     if (!loaded) return;
     if (entered === 'operator') {
       operator ??= import('./pages/operator').then((m) => new m.OperatorPage(loaded));
@@ -953,6 +956,10 @@ async function main(): Promise<void> {
         (m) => new m.PerpetualPage(loaded, () => wallet, connect, () => added),
       );
       void perpetual.then((p) => p.enter());
+    }
+    if (entered === 'dao') {
+      dao ??= import('./pages/datadao').then((m) => new m.DataDaoPage(loaded, () => wallet, connect, () => added));
+      void dao.then((p) => p.enter());
     }
     if (entered === 'providers') void providers?.show();
   });

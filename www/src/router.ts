@@ -1,16 +1,17 @@
 /**
  * Client-side routing: `#/` (files: add, pin, download; `#/pin/{id}` shows pin request `id` on
- * it), `#/perpetual`, `#/providers` and `#/operator`. Each
+ * it), `#/perpetual`, `#/dao`, `#/providers` and `#/operator`. Each
  * page is a `[data-page]` element; the router shows the one the address names, marks its link
  * in the `nav` as the current page, and tells the page it was entered (to load what it shows)
  * and the one before it that it was left (to stop polling).
  */
-export type Route = 'files' | 'perpetual' | 'providers' | 'operator';
+export type Route = 'files' | 'perpetual' | 'dao' | 'providers' | 'operator';
 
 const ROUTES: Record<string, Route> = {
   '': 'files',
   '/': 'files',
   '/perpetual': 'perpetual',
+  '/dao': 'dao',
   '/providers': 'providers',
   '/operator': 'operator',
 };

@@ -7,6 +7,7 @@
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { type EstuaryConfig, type MetricsHistory, metricsHistory } from '../sdk';
+import { Poller } from './shared';
 
 const TOKEN_KEY = 'estuary.operatorToken';
 const REFRESH_MS = 5000;
@@ -110,9 +111,7 @@ export class OperatorPage {
   #status: HTMLElement;
   #charts: HTMLElement;
   #plots = new Map<string, { plot: uPlot; lines: string; figure: HTMLElement }>();
-  #timer: number | undefined;
-  /** Bumped by every enter and leave: a load of an earlier showing does not go on. */
-  #generation = 0;
+  #poller = new Poller();
 
   constructor(config: EstuaryConfig) {
     this.#config = config;
@@ -138,19 +137,15 @@ export class OperatorPage {
       this.#status.textContent = 'The oracle’s API token shows its metrics (estuary dev writes it to .estuary/dev.json).';
       return;
     }
-    const generation = this.#generation;
-    const tick = async () => {
-      const ok = await this.#load().catch(() => false);
-      if (ok && generation === this.#generation) this.#timer = window.setTimeout(() => void tick(), REFRESH_MS);
-    };
-    void tick();
+    this.#poller.start(async () => {
+      // A read refused (a wrong token) stops following until the token is given again.
+      if (!(await this.#load())) this.#poller.stop();
+    }, REFRESH_MS);
   }
 
   /** Hidden: stop following. */
   leave(): void {
-    this.#generation++;
-    if (this.#timer !== undefined) window.clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#poller.stop();
   }
 
   /** Reads and draws the charts; false when the metrics could not be read (polling stops). */

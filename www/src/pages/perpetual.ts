@@ -16,15 +16,9 @@ import {
   chainReader,
   type PerpetualOrder,
   type TxDone,
-  type TxHooks,
   type Wallet,
 } from '../sdk';
-
-const REFRESH_MS = 3000;
-
-function el<T extends HTMLElement>(id: string): T {
-  return document.getElementById(id) as T;
-}
+import { Poller, REFRESH_MS, TxPanel, el } from './shared';
 
 export class PerpetualPage {
   #config: EstuaryConfig;
@@ -51,15 +45,11 @@ export class PerpetualPage {
     orders: el<HTMLUListElement>('orders'),
     chart: el('order-chart'),
   };
-  #timer: number | undefined;
-  #busy = false;
+  #poller = new Poller();
+  #tx: TxPanel;
   #charted: bigint | undefined;
   #plot: uPlot | undefined;
   #prefilled: string | undefined;
-  /** The transaction under way, in words (its quote). */
-  #what = '';
-  /** Bumped by every enter and leave: a tick of an earlier showing does not go on. */
-  #generation = 0;
   /** The orders read so far, for the wallet they were read for: ids with their blocks, and the
    *  last block scanned. */
   #seen: { address: string; orders: { id: bigint; block: number }[]; scanned: number } | undefined;
@@ -81,6 +71,7 @@ export class PerpetualPage {
     this.#connect = connect;
     this.#added = added;
     const ui = this.#ui;
+    this.#tx = new TxPanel(ui.message, ui.tx, [ui.create]);
     for (const input of [ui.replicas, ui.term, ui.bounty, ui.funding]) input.addEventListener('input', () => this.#estimate());
     ui.replicas.addEventListener('input', () => this.#defaultFunding());
     ui.bounty.addEventListener('input', () => this.#defaultFunding());
@@ -94,8 +85,8 @@ export class PerpetualPage {
     ui.withdraw.addEventListener('click', () =>
       void this.#guard(async () => {
         const p = await this.#perpetual();
-        const done = await p.withdraw(this.#hooks());
-        this.#say('Your refunds were sent to your wallet.');
+        const done = await p.withdraw(this.#tx.hooks());
+        this.#tx.say('Your refunds were sent to your wallet.');
         return done;
       }),
     );
@@ -104,7 +95,7 @@ export class PerpetualPage {
   /** Shown: prefill, read the orders, and follow them. */
   async enter(): Promise<void> {
     this.leave();
-    const generation = this.#generation;
+    const generation = this.#poller.generation;
     this.#prefill();
     const wallet = this.#connected();
     if (!wallet) {
@@ -117,23 +108,22 @@ export class PerpetualPage {
       this.#ui.term.max = String(limits.maxTerm);
       this.#ui.replicas.max = String(limits.maxReplicas);
     } catch (e) {
-      this.#say(e instanceof Error ? e.message : String(e), 'error');
+      this.#tx.say(e instanceof Error ? e.message : String(e), 'error');
       return;
     }
     this.#defaultFunding();
-    const tick = async () => {
-      if (generation !== this.#generation) return;
-      if (!this.#busy) await this.#showOrders().catch(() => undefined);
-      if (generation === this.#generation) this.#timer = window.setTimeout(() => void tick(), REFRESH_MS);
-    };
-    void tick();
+    this.#poller.start(
+      async () => {
+        if (!this.#tx.busy) await this.#showOrders();
+      },
+      REFRESH_MS,
+      generation,
+    );
   }
 
   /** Hidden: stop following. */
   leave(): void {
-    this.#generation++;
-    if (this.#timer !== undefined) window.clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#poller.stop();
   }
 
   #prefill(): void {
@@ -198,44 +188,9 @@ export class PerpetualPage {
     return new Perpetual(this.#config, this.#connected() ?? (await this.#connect()));
   }
 
-  #say(text: string, kind: 'info' | 'error' = 'info'): void {
-    this.#ui.message.textContent = text;
-    this.#ui.message.className = `message ${kind}`;
-  }
-
-  /** A transaction's hooks: what it does and costs before the wallet opens, then its state. */
-  #hooks(): TxHooks {
-    return {
-      onQuote: (q) => {
-        this.#what = `${q.summary}.`;
-        this.#showTx('quoted', this.#what);
-        this.#say('Confirm the transaction in your wallet…');
-      },
-      onSent: (hash) => this.#showTx('sent', `${this.#what} Sent ${hash}; waiting for it to be mined…`),
-    };
-  }
-
-  #showTx(state: string, text: string): void {
-    this.#ui.tx.hidden = false;
-    this.#ui.tx.dataset.state = state;
-    this.#ui.tx.textContent = text;
-  }
-
   /** Runs one transaction at a time; shows it mined, or says why it failed. */
-  async #guard(work: () => Promise<TxDone | undefined>): Promise<void> {
-    if (this.#busy) return;
-    this.#busy = true;
-    this.#ui.create.disabled = true;
-    try {
-      const done = await work();
-      if (done) this.#showTx('mined', `${this.#what} Sent ${done.txHash}; mined in block ${done.block}.`);
-    } catch (e) {
-      this.#say(e instanceof Error ? e.message : String(e), 'error');
-    } finally {
-      this.#busy = false;
-      this.#ui.create.disabled = false;
-      await this.#showOrders();
-    }
+  #guard(work: () => Promise<TxDone | undefined>): Promise<void> {
+    return this.#tx.run(work, () => this.#showOrders());
   }
 
   async #create(): Promise<TxDone> {
@@ -256,10 +211,10 @@ export class PerpetualPage {
         origins: ui.origins.value.split('\n').map((o) => o.trim()).filter(Boolean),
       },
       funding,
-      this.#hooks(),
+      this.#tx.hooks(),
     );
     this.#charted = done.orderId;
-    this.#say(`Order #${done.orderId} is on chain; storage providers can claim its slots.`);
+    this.#tx.say(`Order #${done.orderId} is on chain; storage providers can claim its slots.`);
     return done;
   }
 
@@ -310,14 +265,8 @@ export class PerpetualPage {
       (o.holders.length ? ` · at ${o.holders.join(', ')}` : '');
     li.append(text);
     if (o.cancelled) return li;
-    const button = (label: string, testid: string, work: () => Promise<TxDone | undefined>) => {
-      const b = document.createElement('button');
-      b.type = 'button';
-      b.textContent = label;
-      b.dataset.testid = testid;
-      b.addEventListener('click', () => void this.#guard(work));
-      return b;
-    };
+    const button = (label: string, testid: string, work: () => Promise<TxDone | undefined>) =>
+      this.#tx.button(label, testid, work, () => this.#showOrders());
     const replicas = document.createElement('input');
     replicas.type = 'number';
     replicas.min = '1';
@@ -332,17 +281,17 @@ export class PerpetualPage {
     const controls = document.createElement('div');
     controls.className = 'order-controls';
     controls.append(
-      button(`Fund a term (${this.#coin(o.bounty * BigInt(o.replicas))})`, 'order-fund', () => p.fund(o.id, o.bounty * BigInt(o.replicas), this.#hooks())),
+      button(`Fund a term (${this.#coin(o.bounty * BigInt(o.replicas))})`, 'order-fund', () => p.fund(o.id, o.bounty * BigInt(o.replicas), this.#tx.hooks())),
       replicas,
-      button('Set replicas', 'order-replicas-set', () => p.setReplicas(o.id, Number(replicas.value), this.#hooks())),
+      button('Set replicas', 'order-replicas-set', () => p.setReplicas(o.id, Number(replicas.value), this.#tx.hooks())),
       bounty,
       button('Set bounty', 'order-bounty-set', async () => {
         const wei = this.#parse(bounty.value);
         if (wei === undefined) throw new Error('The bounty is an amount of FIL, e.g. 0.01.');
-        return p.setBounty(o.id, wei, this.#hooks());
+        return p.setBounty(o.id, wei, this.#tx.hooks());
       }),
-      button(o.suspended ? 'Resume' : 'Suspend', 'order-suspend', () => p.setSuspended(o.id, !o.suspended, this.#hooks())),
-      button('Cancel and refund', 'order-cancel', () => p.cancel(o.id, this.#hooks())),
+      button(o.suspended ? 'Resume' : 'Suspend', 'order-suspend', () => p.setSuspended(o.id, !o.suspended, this.#tx.hooks())),
+      button('Cancel and refund', 'order-cancel', () => p.cancel(o.id, this.#tx.hooks())),
       button('Chart', 'order-chart-show', async () => {
         this.#charted = o.id;
         return undefined;

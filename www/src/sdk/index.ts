@@ -78,3 +78,5 @@ export {
   type TxHooks,
   type TxQuote,
 } from './perpetual';
+export { DataDao, dataDaoInterface, type DaoProposal, type ProposalState } from './datadao';
+export { coinOf, type TxTarget } from './tx';

@@ -19,8 +19,11 @@ import {
 import { CID } from 'multiformats/cid';
 import { abi as perpetualAbi } from '../../../contracts/artifacts/PerpetualStorage.json';
 import type { EstuaryConfig } from './config';
-import { ContractError, EstuaryError, WalletError } from './errors';
-import { type Wallet, cidText, feeFields, logsInRanges, revertOf, shortMessage } from './chain';
+import { EstuaryError } from './errors';
+import { type TxDone, type TxHooks, type TxTarget, eventIn, sendTx } from './tx';
+
+export type { TxDone, TxHooks, TxQuote } from './tx';
+import { type Wallet, cidText, logsInRanges, shortMessage } from './chain';
 
 export const perpetualInterface = new Interface(perpetualAbi);
 
@@ -75,30 +78,8 @@ export interface PerpetualOrder {
   holders: string[];
 }
 
-/** What a transaction will do and its most it can cost, shown before the wallet opens. */
-export interface TxQuote {
-  /** What it does, in words. */
-  action: string;
-  /** Value sent, wei. */
-  value: bigint;
-  gasLimit: bigint;
-  /** `value + gasLimit × max fee per gas`. */
-  maxCost: bigint;
-  /** All of it in a sentence. */
-  summary: string;
-}
 
-/** Hooks a transaction calls: its quote before the wallet opens, its hash once sent. */
-export interface TxHooks {
-  onQuote?: (quote: TxQuote) => void;
-  onSent?: (txHash: string) => void;
-}
 
-/** A mined transaction. */
-export interface TxDone {
-  txHash: string;
-  block: number;
-}
 
 /** An order's replicas over time, from its events: at each block that changed them. */
 export interface ReplicaHistory {
@@ -132,23 +113,6 @@ const CUSTOM_ERRORS: Record<string, string> = {
   PerpetualStorageNothingToWithdraw: 'nothing to withdraw',
 };
 
-/** An ethers failure as an SDK error, naming the contract's custom error in words. */
-function explainPerpetual(e: unknown): EstuaryError {
-  if (isError(e, 'ACTION_REJECTED')) {
-    return new WalletError('You rejected the transaction in your wallet.', { cause: e });
-  }
-  const decoded = revertOf(perpetualInterface, e);
-  if (decoded) {
-    const words = CUSTOM_ERRORS[decoded.name] ?? decoded.name;
-    return new ContractError(`The contract refused: ${words}.`, decoded.name, { cause: e });
-  }
-  if (isError(e, 'CALL_EXCEPTION')) {
-    // Mined and reverted (a receipt), or refused without a custom error.
-    const mined = e.receipt ? ` (mined in block ${e.receipt.blockNumber}: its gas is spent)` : '';
-    return new ContractError(`The contract reverted${mined}: ${shortMessage(e)}`, e.reason ?? 'unknown', { cause: e });
-  }
-  return new EstuaryError(`The transaction could not be sent: ${shortMessage(e)}`, { cause: e });
-}
 
 /** An order with slots open: what a storage provider could claim now. */
 export interface OpenSlots {
@@ -175,6 +139,8 @@ export class Perpetual {
   readonly #wallet: Wallet;
   readonly #symbol: string;
   readonly #chainId: number;
+  readonly #target: TxTarget;
+  readonly #config: EstuaryConfig;
 
   /** `PerpetualStorage` of `config`, used through `wallet`. */
   constructor(config: EstuaryConfig, wallet: Wallet) {
@@ -184,6 +150,8 @@ export class Perpetual {
     this.#wallet = wallet;
     this.#symbol = config.chain_id === 314 ? 'FIL' : 'tFIL';
     this.#chainId = config.chain_id;
+    this.#config = config;
+    this.#target = { address: this.address, name: 'PerpetualStorage', iface: perpetualInterface, errors: CUSTOM_ERRORS };
   }
 
   #reader(): Contract {
@@ -253,31 +221,11 @@ export class Perpetual {
     return { minTerm: Number(minTerm), maxTerm: Number(maxTerm), maxReplicas: Number(maxReplicas), claimWindow: Number(claimWindow) };
   }
 
-  /** Sends `method(args)` with `value`: quoted (estimate, fee data) first, then sent and mined. */
-  async #send(action: string, method: string, args: unknown[], value: bigint, hooks: TxHooks): Promise<TxDone & { logs: readonly Log[] }> {
-    const contract = await this.#writer();
-    const call = contract.getFunction(method);
-    try {
-      const gasLimit = ((await call.estimateGas(...args, { value })) * 12n) / 10n;
-      const { perGas, fields } = await feeFields(this.#wallet.provider, this.#chainId);
-      const maxCost = value + gasLimit * perGas;
-      hooks.onQuote?.({
-        action,
-        value,
-        gasLimit,
-        maxCost,
-        summary: `${action}: sends ${this.#coin(value)} and at most ${gasLimit} gas to PerpetualStorage ${this.address}, ${this.#coin(maxCost)} in all at most`,
-      });
-      const tx = await call(...args, { value, gasLimit, ...fields });
-      hooks.onSent?.(tx.hash);
-      const receipt = await tx.wait();
-      if (!receipt || receipt.status !== 1) throw new EstuaryError('The transaction failed.');
-      return { txHash: receipt.hash, block: receipt.blockNumber, logs: receipt.logs };
-    } catch (e) {
-      if (e instanceof EstuaryError) throw e;
-      throw explainPerpetual(e);
-    }
+  /** Sends `method(args)` with `value` (see `sendTx`). */
+  #send(action: string, method: string, args: unknown[], value: bigint, hooks: TxHooks): Promise<TxDone & { logs: readonly Log[] }> {
+    return sendTx(this.#wallet, this.#chainId, this.#target, action, method, args, value, hooks);
   }
+
 
   /**
    * Creates an order, funding it with `funding` (wei; a term of every replica is
@@ -305,17 +253,9 @@ export class Perpetual {
     };
     const action = `Create an order for ${p.replicas} replicas of ${p.pieceCid}, each paid ${this.#coin(p.bounty)} a term of ${p.term} epochs`;
     const done = await this.#send(action, 'createOrder', [params], funding, hooks);
-    for (const log of done.logs) {
-      const parsed = (() => {
-        try {
-          return perpetualInterface.parseLog(log);
-        } catch {
-          return null;
-        }
-      })();
-      if (parsed?.name === 'OrderCreated') return { ...done, orderId: parsed.args.orderId as bigint };
-    }
-    throw new EstuaryError('The order was created but no OrderCreated event was found.');
+    const created = eventIn(perpetualInterface, done.logs, 'OrderCreated');
+    if (!created) throw new EstuaryError('The order was created but no OrderCreated event was found.');
+    return { ...done, orderId: created.args.orderId as bigint };
   }
 
   /** Adds `amount` (wei) to order `id`'s funds. */
@@ -359,8 +299,15 @@ export class Perpetual {
   }
 
   /** Order `id` as the contract keeps it. */
-  async getOrder(id: bigint): Promise<PerpetualOrder> {
-    const v = (await this.#reader().getFunction('getOrder')(id)) as {
+  getOrder(id: bigint): Promise<PerpetualOrder> {
+    return Perpetual.readOrder(this.#config, this.#wallet.provider, id);
+  }
+
+  /** Order `id` as the contract keeps it, read with `runner` (no wallet needed). */
+  static async readOrder(config: EstuaryConfig, runner: ContractRunner, id: bigint): Promise<PerpetualOrder> {
+    const address = config.contracts.PerpetualStorage;
+    if (!address) throw new EstuaryError('The stack names no PerpetualStorage contract.');
+    const v = (await new Contract(address, perpetualInterface, runner).getFunction('getOrder')(id)) as {
       client: string;
       replicas: bigint;
       inUse: bigint;
