@@ -187,8 +187,11 @@ describe('dapp on the local stack', () => {
     // The list filters by any part of a row and by state.
     await page.getByTestId('pins-search').fill(added.root.slice(-12));
     assert.ok(await listed.isVisible());
+    await page.getByTestId('pins-search').fill(`#${id}`);
+    assert.ok(await listed.isVisible());
     await page.getByTestId('pins-search').fill('no such cid');
     assert.ok(await listed.isHidden());
+    assert.equal(await page.getByTestId('pins-hint').textContent(), 'No pin request matches the search.');
     await page.getByTestId('pins-search').fill('');
     await page.getByTestId('pins-state').selectOption('problem');
     assert.ok(await listed.isHidden());

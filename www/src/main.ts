@@ -215,9 +215,9 @@ function watchWallet(): void {
 
 /** Which states each filter keeps. */
 const PIN_FILTERS: Record<string, (state: string) => boolean> = {
-  progress: (s) => !['reported', 'failed', 'quarantined', 'cancelled'].includes(s),
+  progress: (s) => !['reported', 'failing', 'failed', 'quarantined', 'cancelled'].includes(s),
   reported: (s) => s === 'reported',
-  problem: (s) => ['failed', 'quarantined', 'cancelled'].includes(s),
+  problem: (s) => ['failing', 'failed', 'quarantined', 'cancelled'].includes(s),
 };
 
 /** Shows the pins the search (any part of the row: id, CID, piece) and the state filter keep. */
@@ -225,12 +225,16 @@ function filterPins(): void {
   const text = ui.pinsSearch.value.trim().toLowerCase();
   const keep = PIN_FILTERS[ui.pinsState.value];
   let shown = 0;
+  // `#12` names request 12 only (not 120).
+  const id = /^#\d+$/.test(text) ? text.slice(1) : undefined;
   for (const li of ui.pins.querySelectorAll<HTMLLIElement>('li')) {
-    const ok = (!text || (li.textContent ?? '').toLowerCase().includes(text)) && (!keep || keep(li.dataset.state ?? ''));
+    const found = id !== undefined ? li.dataset.request === id : (li.textContent ?? '').toLowerCase().includes(text);
+    const ok = (!text || found) && (!keep || keep(li.dataset.state ?? ''));
     li.hidden = !ok;
     if (ok) shown++;
   }
   ui.pins.dataset.shown = String(shown);
+  if (ui.pins.childElementCount > 0) ui.pinsHint.textContent = shown ? '' : 'No pin request matches the search.';
 }
 
 /** Lists the connected account's pin requests (from the chain) with where each one is. */

@@ -66,16 +66,29 @@ export class DataDaoPage {
     return this.#tx.run(work, () => this.#show());
   }
 
+  /** Proposals already read (those final are not read again). */
+  #known = new Map<bigint, DaoProposal>();
+
   async #show(): Promise<void> {
+    try {
+      await this.#read();
+    } catch (e) {
+      this.#ui.hint.textContent = `The proposals could not be read: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+
+  async #read(): Promise<void> {
     const ui = this.#ui;
     const wallet = this.#connected();
-    const reader = wallet?.provider ?? chainReader(this.#config);
+    // Reads go to the chain's RPC (batched), not through the wallet.
+    const reader = chainReader(this.#config);
     const dao = wallet ? new DataDao(this.#config, wallet) : undefined;
     const [proposals, member, block] = await Promise.all([
-      DataDao.proposals(this.#config, reader),
+      DataDao.proposals(this.#config, reader, 50, this.#known),
       dao?.isMember(),
       reader.getBlock('latest'),
     ]);
+    for (const p of proposals) this.#known.set(p.id, p);
     const now = block?.timestamp ?? Math.floor(Date.now() / 1000);
     ui.member.textContent = !wallet
       ? 'Connect your wallet to propose or vote; anyone may read and execute.'
@@ -83,24 +96,18 @@ export class DataDaoPage {
         ? `You are a member (${wallet.address}): you may propose CIDs and vote on others'.`
         : `${wallet.address} is not a member: members propose and vote; anyone may execute a closed vote.`;
     ui.member.dataset.member = String(Boolean(member));
-    ui.hint.textContent = proposals.length ? '' : 'No proposals yet.';
-    const voted = dao && member ? await Promise.all(proposals.map((p) => dao.hasVoted(p.id))) : proposals.map(() => false);
+    ui.hint.textContent = proposals.length ? 'The last 50 proposals, newest first.' : 'No proposals yet.';
+    // Votes as the contract allows them: membership as of each proposal's block.
+    const votable = dao ? await Promise.all(proposals.map((p) => dao.canVote(p, now))) : proposals.map(() => false);
     const orders = await Promise.all(
       proposals.map((p) => (p.orderId === null ? undefined : Perpetual.readOrder(this.#config, reader, p.orderId).catch(() => undefined))),
     );
     ui.proposals.replaceChildren(
-      ...proposals.map((p, i) => this.#row(p, now, Boolean(member), voted[i] ?? false, wallet, orders[i])),
+      ...proposals.map((p, i) => this.#row(p, now, votable[i] ?? false, orders[i])),
     );
   }
 
-  #row(
-    p: DaoProposal,
-    now: number,
-    member: boolean,
-    voted: boolean,
-    wallet: Wallet | undefined,
-    order: { active: number; replicas: number } | undefined,
-  ): HTMLLIElement {
+  #row(p: DaoProposal, now: number, votable: boolean, order: { active: number; replicas: number } | undefined): HTMLLIElement {
     const li = document.createElement('li');
     li.dataset.proposal = String(p.id);
     li.dataset.state = p.state;
@@ -115,7 +122,9 @@ export class DataDaoPage {
         : p.state === 'funded' && p.orderId !== null
           ? `order #${p.orderId}${order ? `: ${order.active} of ${order.replicas} replicas active` : ''}`
           : p.state === 'accepted'
-            ? `pinned as request #${p.pinRequest}; its order is funded once the pin is reported`
+            ? now > p.fundBy
+              ? `pinned as request #${p.pinRequest}; its order was not funded in time: to expire`
+              : `pinned as request #${p.pinRequest}; its order is funded once the pin is reported`
             : p.state;
     const text = document.createElement('span');
     text.textContent = `#${p.id} · ${p.cid} · ${p.state} · ${votes} · ${where}`;
@@ -124,17 +133,20 @@ export class DataDaoPage {
       this.#tx.button(label, testid, work, () => this.#show());
     const controls = document.createElement('div');
     controls.className = 'order-controls';
-    const mine = wallet && p.proposer.toLowerCase() === wallet.address.toLowerCase();
-    if (open && member && !voted && !mine && wallet) {
-      const dao = new DataDao(this.#config, wallet);
+    // Each transaction signs with the wallet connected when it is clicked.
+    const dao = async () => new DataDao(this.#config, this.#connected() ?? (await this.#connect()));
+    if (votable) {
       controls.append(
-        button('Vote for', 'dao-vote-for', () => dao.vote(p.id, true, this.#tx.hooks())),
-        button('Vote against', 'dao-vote-against', () => dao.vote(p.id, false, this.#tx.hooks())),
+        button('Vote for', 'dao-vote-for', async () => (await dao()).vote(p.id, true, this.#tx.hooks())),
+        button('Vote against', 'dao-vote-against', async () => (await dao()).vote(p.id, false, this.#tx.hooks())),
       );
+    }
+    if (p.state === 'accepted' && now > p.fundBy) {
+      controls.append(button('Expire', 'dao-expire', async () => (await dao()).expire(p.id, this.#tx.hooks())));
     }
     if (p.state === 'open' && !open) {
       controls.append(
-        button('Execute', 'dao-execute', async () => new DataDao(this.#config, this.#connected() ?? (await this.#connect())).execute(p.id, this.#tx.hooks())),
+        button('Execute', 'dao-execute', async () => (await dao()).execute(p.id, this.#tx.hooks())),
       );
     }
     if (controls.childElementCount) li.append(controls);

@@ -101,9 +101,10 @@ export class TxPanel {
     } catch (e) {
       this.say(e instanceof Error ? e.message : String(e), 'error');
     } finally {
+      // Still busy while refreshing: the poller skips its tick rather than run beside it.
+      await after().catch(() => undefined);
       this.busy = false;
       for (const b of this.disable) b.disabled = false;
-      await after().catch(() => undefined);
     }
   }
 }

@@ -16,6 +16,8 @@ export const dataDaoInterface = new Interface(dataDaoAbi);
 /** Where a proposal is (`DataDAO.State`). */
 export type ProposalState = 'open' | 'accepted' | 'rejected' | 'funded' | 'expired';
 const STATES: (ProposalState | 'none')[] = ['none', 'open', 'accepted', 'rejected', 'funded', 'expired'];
+/** States a proposal never leaves. */
+const FINAL: ProposalState[] = ['rejected', 'funded', 'expired'];
 
 /** A proposal as the contract keeps it. */
 export interface DaoProposal {
@@ -31,6 +33,8 @@ export interface DaoProposal {
   down: number;
   /** Votes that must be cast for it to pass. */
   quorum: number;
+  /** The block whose membership votes on it. */
+  snapshot: number;
   state: ProposalState;
   /** The budget reserved for its order, wei (once accepted). */
   budget: bigint;
@@ -54,6 +58,8 @@ const ERRORS: Record<string, string> = {
   DataDAOWrongState: 'the proposal is not in a state that allows this',
   DataDAOTreasuryTooSmall: 'the treasury cannot pay the pin and the order',
   DataDAOBadOrderTerms: 'the DAO has no order terms set',
+  DataDAOFundingClosed: 'the time to fund its order has passed',
+  DataDAOFundingOpen: 'its order may still be funded',
 };
 
 function target(config: EstuaryConfig): TxTarget {
@@ -74,14 +80,24 @@ export class DataDao {
     this.#target = target(config);
   }
 
-  /** The last `last` proposals, newest first, read with `runner` (no wallet needed). */
-  static async proposals(config: EstuaryConfig, runner: ContractRunner, last = 50): Promise<DaoProposal[]> {
+  /**
+   * The last `last` proposals, newest first, read with `runner` (no wallet needed). Those in
+   * `known` that can no longer change (rejected, funded, expired) are not read again.
+   */
+  static async proposals(
+    config: EstuaryConfig,
+    runner: ContractRunner,
+    last = 50,
+    known: ReadonlyMap<bigint, DaoProposal> = new Map(),
+  ): Promise<DaoProposal[]> {
     const c = new Contract(target(config).address, dataDaoInterface, runner);
     const count = (await c.getFunction('proposalCount')()) as bigint;
     const ids: bigint[] = [];
     for (let id = count; id > 0n && id > count - BigInt(last); id--) ids.push(id);
     return Promise.all(
       ids.map(async (id) => {
+        const had = known.get(id);
+        if (had && FINAL.includes(had.state)) return had;
         const [p, request, order] = (await Promise.all([
           c.getFunction('getProposal')(id),
           c.getFunction('pinRequestOf')(id),
@@ -93,6 +109,7 @@ export class DataDao {
             up: bigint;
             down: bigint;
             state: bigint;
+            snapshot: bigint;
             quorum: bigint;
             size: bigint;
             budget: bigint;
@@ -103,6 +120,7 @@ export class DataDao {
           bigint,
         ];
         const state = STATES[Number(p.state)];
+        if (state === undefined || state === 'none') throw new EstuaryError(`Proposal #${id} has a state this page does not know (${p.state}).`);
         return {
           id,
           proposer: p.proposer,
@@ -112,7 +130,8 @@ export class DataDao {
           up: Number(p.up),
           down: Number(p.down),
           quorum: Number(p.quorum),
-          state: state === 'none' || state === undefined ? 'open' : state,
+          snapshot: Number(p.snapshot),
+          state,
           budget: p.budget,
           fundBy: Number(p.fundBy),
           pinRequest: request === 0n ? null : request,
@@ -131,6 +150,21 @@ export class DataDao {
     return (await this.#reader().getFunction('isMember')(this.#wallet.address)) as boolean;
   }
 
+  /**
+   * Whether this wallet may vote on `p` now, as the contract decides: a member as of its block,
+   * not its proposer, not voted yet, voting open (`now`, the chain's time).
+   */
+  async canVote(p: DaoProposal, now: number): Promise<boolean> {
+    if (p.state !== 'open' || now >= p.deadline) return false;
+    if (p.proposer.toLowerCase() === this.#wallet.address.toLowerCase()) return false;
+    const c = this.#reader();
+    const [member, voted] = (await Promise.all([
+      c.getFunction('wasMember')(this.#wallet.address, p.snapshot),
+      c.getFunction('hasVoted')(p.id, this.#wallet.address),
+    ])) as [boolean, boolean];
+    return member && !voted;
+  }
+
   /** Whether this wallet has voted on proposal `id`. */
   async hasVoted(id: bigint): Promise<boolean> {
     return (await this.#reader().getFunction('hasVoted')(id, this.#wallet.address)) as boolean;
@@ -145,7 +179,7 @@ export class DataDao {
       throw new EstuaryError(`Not a CID: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
     const done = await sendTx(this.#wallet, this.#config.chain_id, this.#target, `Propose ${cid.trim()} (${size} bytes) to the DataDAO`, 'createCIDProposal', [bytes, size], 0n, hooks);
-    const event = eventIn(dataDaoInterface, done.logs, 'CIDProposed');
+    const event = eventIn(dataDaoInterface, done.logs, 'CIDProposed', this.#target.address);
     if (!event) throw new EstuaryError('The proposal was made but no CIDProposed event was found.');
     return { ...done, proposalId: event.args.id as bigint };
   }
@@ -153,6 +187,11 @@ export class DataDao {
   /** Votes on proposal `id` (members as of its block, once, never on one's own). */
   vote(id: bigint, up: boolean, hooks: TxHooks = {}): Promise<TxDone> {
     return sendTx(this.#wallet, this.#config.chain_id, this.#target, `Vote ${up ? 'for' : 'against'} proposal #${id}`, 'voteCIDProposal', [id, up], 0n, hooks);
+  }
+
+  /** Expires accepted proposal `id` whose order was not funded in time (anyone may): its budget returns. */
+  expire(id: bigint, hooks: TxHooks = {}): Promise<TxDone> {
+    return sendTx(this.#wallet, this.#config.chain_id, this.#target, `Expire proposal #${id}`, 'expireProposal', [id], 0n, hooks);
   }
 
   /** Closes proposal `id` after its vote: accepted (its CID pinned, its budget reserved) or rejected. */

@@ -253,7 +253,7 @@ export class Perpetual {
     };
     const action = `Create an order for ${p.replicas} replicas of ${p.pieceCid}, each paid ${this.#coin(p.bounty)} a term of ${p.term} epochs`;
     const done = await this.#send(action, 'createOrder', [params], funding, hooks);
-    const created = eventIn(perpetualInterface, done.logs, 'OrderCreated');
+    const created = eventIn(perpetualInterface, done.logs, 'OrderCreated', this.address);
     if (!created) throw new EstuaryError('The order was created but no OrderCreated event was found.');
     return { ...done, orderId: created.args.orderId as bigint };
   }

@@ -1,7 +1,8 @@
 /**
  * Sending a contract transaction from the wallet the way every page does: estimated and quoted
  * first (what it does, its value, its most gas and cost: `onQuote`, before the wallet opens),
- * sent with the quote's fee fields and the chain id (so the most it costs holds), its hash
+ * sent with the quote's fee fields and the chain id (the most it costs holds unless the wallet
+ * changes them, as a person may in it), its hash
  * reported once sent (`onSent`), then mined; a refusal said in words, naming the contract's
  * custom error.
  */
@@ -76,9 +77,9 @@ export async function sendTx(
   value: bigint,
   hooks: TxHooks,
 ): Promise<TxDone & { logs: readonly Log[] }> {
-  const contract = new Contract(target.address, target.iface, await wallet.provider.getSigner(wallet.address));
-  const call = contract.getFunction(method);
   try {
+    const contract = new Contract(target.address, target.iface, await wallet.provider.getSigner(wallet.address));
+    const call = contract.getFunction(method);
     const gasLimit = ((await call.estimateGas(...args, { value })) * 12n) / 10n;
     const { perGas, fields } = await feeFields(wallet.provider, chainId);
     const maxCost = value + gasLimit * perGas;
@@ -100,9 +101,10 @@ export async function sendTx(
   }
 }
 
-/** The first event `name` of `iface` among `logs`. */
-export function eventIn(iface: Interface, logs: readonly Log[], name: string) {
+/** The first event `name` of `iface` among `logs` (emitted by `address`, if given). */
+export function eventIn(iface: Interface, logs: readonly Log[], name: string, address?: string) {
   for (const log of logs) {
+    if (address && log.address.toLowerCase() !== address.toLowerCase()) continue;
     try {
       const parsed = iface.parseLog(log);
       if (parsed?.name === name) return parsed;
