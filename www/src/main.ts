@@ -34,6 +34,7 @@ import type { OperatorPage } from './pages/operator';
 import type { DataDaoPage } from './pages/datadao';
 import type { PerpetualPage } from './pages/perpetual';
 import { ProvidersPage } from './pages/providers';
+import { el } from './pages/shared';
 import { pinOfAddress, startRouter } from './router';
 
 declare global {
@@ -42,11 +43,6 @@ declare global {
   }
 }
 
-function el<T extends HTMLElement>(id: string): T {
-  const found = document.getElementById(id);
-  if (!found) throw new Error(`#${id} missing from the page`);
-  return found as T;
-}
 
 const ui = {
   nodeStatus: el('node-status'),
@@ -426,17 +422,6 @@ async function showDeals(oracleUrl: string, id: bigint, pin: typeof verifying, s
   }
 }
 
-/** Sizes in words: 2 KiB, 8 MiB. */
-function bytes(n: number): string {
-  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let u = 0;
-  while (n >= 1024 && u < units.length - 1) {
-    n /= 1024;
-    u++;
-  }
-  return `${Number.isInteger(n) ? n : n.toFixed(1)} ${units[u]}`;
-}
-
 /**
  * Verify: is the pin's piece inside its deals? The oracle gives the proof; what it proves is
  * checked here and on chain: the piece this browser computed (when it added the content), the
@@ -474,7 +459,7 @@ async function verifyPin(): Promise<void> {
     const recorded = await recordedOnChain(reader, config.contracts.EstuaryPinning, id, inclusion);
     step(
       recorded
-        ? `On chain, EstuaryPinning recorded piece ${piece} (${bytes(inclusion.size_pc)}) for request #${id}, as the oracle reported it pinned.`
+        ? `On chain, EstuaryPinning recorded piece ${piece} (${size(inclusion.size_pc)}) for request #${id}, as the oracle reported it pinned.`
         : `EstuaryPinning recorded another piece for request #${id} than ${piece}.`,
       recorded,
     );
@@ -482,7 +467,7 @@ async function verifyPin(): Promise<void> {
     if (agg) {
       const local = await node.verifyInclusion(inclusion);
       step(
-        `In this browser: the piece is inside aggregate ${agg.piece_cid} (${bytes(local.aggregateSize)}) at byte ${local.offset}, and the aggregate's index lists it (the FRC-0058 proof, checked in WebAssembly).`,
+        `In this browser: the piece is inside aggregate ${agg.piece_cid} (${size(local.aggregateSize)}) at byte ${local.offset}, and the aggregate's index lists it (the FRC-0058 proof, checked in WebAssembly).`,
         true,
       );
     } else {

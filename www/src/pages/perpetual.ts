@@ -14,6 +14,7 @@ import {
   type EstuaryConfig,
   Perpetual,
   chainReader,
+  coinOf,
   type PerpetualOrder,
   type TxDone,
   type Wallet,
@@ -140,7 +141,7 @@ export class PerpetualPage {
   }
 
   #coin(wei: bigint): string {
-    return `${formatEther(wei)} ${this.#config.chain_id === 314 ? 'FIL' : 'tFIL'}`;
+    return coinOf(wei, this.#config.chain_id);
   }
 
   #defaultFunding(): void {

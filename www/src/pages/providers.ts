@@ -4,8 +4,7 @@
  * orders' open slots, read from the chain: what an SP can claim now, at what bounty and bond.
  * Read when the page is shown and when asked.
  */
-import { formatEther } from 'ethers';
-import { type EstuaryConfig, Perpetual, chainReader, listProviders } from '../sdk';
+import { type EstuaryConfig, Perpetual, chainReader, coinOf, listProviders } from '../sdk';
 
 export class ProvidersPage {
   #config: EstuaryConfig;
@@ -66,7 +65,7 @@ export class ProvidersPage {
       this.#slotsSummary.textContent = orders.length
         ? `${open} open slot${open === 1 ? '' : 's'} in ${orders.length} order${orders.length === 1 ? '' : 's'}, newest first.`
         : 'No open slots among the last 100 orders.';
-      const coin = (wei: bigint) => `${formatEther(wei)} ${this.#config.chain_id === 314 ? 'FIL' : 'tFIL'}`;
+      const coin = (wei: bigint) => coinOf(wei, this.#config.chain_id);
       this.#slots.replaceChildren(
         ...orders.map((o) => {
           const tr = document.createElement('tr');

@@ -8,9 +8,11 @@ import type { TxDone, TxHooks } from '../sdk';
 /** How often the pages that follow the chain read it again. */
 export const REFRESH_MS = 3000;
 
-/** The page's element `id`. */
+/** The page's element `id` (an error if the page lacks it). */
 export function el<T extends HTMLElement>(id: string): T {
-  return document.getElementById(id) as T;
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`#${id} missing from the page`);
+  return found as T;
 }
 
 /** Runs `tick` every `ms` while started; `stop` ends it, also during a tick. */

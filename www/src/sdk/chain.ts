@@ -120,7 +120,7 @@ export class Wallet {
         gasLimit,
         maxFeePerGas: perGas,
         maxCost: fee + gasLimit * perGas,
-        summary: `pinToEstuary to ${getAddress(config.contracts.EstuaryPinning)}: a fee of ${coin(fee, config.chain_id)} and at most ${gasLimit} gas, ${coin(fee + gasLimit * perGas, config.chain_id)} in all at most`,
+        summary: `pinToEstuary to ${getAddress(config.contracts.EstuaryPinning)}: a fee of ${coinOf(fee, config.chain_id)} and at most ${gasLimit} gas, ${coinOf(fee + gasLimit * perGas, config.chain_id)} in all at most`,
       };
     } catch (e) {
       throw explain(e);
@@ -266,8 +266,8 @@ const CHAINS: Record<number, { name: string; symbol: string }> = {
   31337: { name: 'Estuary local chain', symbol: 'tFIL' },
 };
 
-/** An amount in the chain's coin. */
-function coin(wei: bigint, chainId: number): string {
+/** An amount in the chain's coin (`0.01 tFIL`). */
+export function coinOf(wei: bigint, chainId: number): string {
   return `${formatEther(wei)} ${CHAINS[chainId]?.symbol ?? 'FIL'}`;
 }
 

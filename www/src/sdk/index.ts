@@ -30,6 +30,7 @@ export {
 export {
   Wallet,
   chainName,
+  coinOf,
   explain,
   switchChain,
   walletChain,
@@ -79,4 +80,4 @@ export {
   type TxQuote,
 } from './perpetual';
 export { DataDao, dataDaoInterface, type DaoProposal, type ProposalState } from './datadao';
-export { coinOf, type TxTarget } from './tx';
+export { type TxTarget } from './tx';

@@ -8,7 +8,6 @@
 import {
   Contract,
   Interface,
-  formatEther,
   getAddress,
   isError,
   toBeHex,
@@ -23,7 +22,7 @@ import { EstuaryError } from './errors';
 import { type TxDone, type TxHooks, type TxTarget, eventIn, sendTx } from './tx';
 
 export type { TxDone, TxHooks, TxQuote } from './tx';
-import { type Wallet, cidText, logsInRanges, shortMessage } from './chain';
+import { type Wallet, cidText, coinOf, logsInRanges, shortMessage } from './chain';
 
 export const perpetualInterface = new Interface(perpetualAbi);
 
@@ -137,7 +136,6 @@ export interface OpenSlots {
 export class Perpetual {
   readonly address: string;
   readonly #wallet: Wallet;
-  readonly #symbol: string;
   readonly #chainId: number;
   readonly #target: TxTarget;
   readonly #config: EstuaryConfig;
@@ -148,7 +146,6 @@ export class Perpetual {
     if (!address) throw new EstuaryError('The stack names no PerpetualStorage contract.');
     this.address = getAddress(address);
     this.#wallet = wallet;
-    this.#symbol = config.chain_id === 314 ? 'FIL' : 'tFIL';
     this.#chainId = config.chain_id;
     this.#config = config;
     this.#target = { address: this.address, name: 'PerpetualStorage', iface: perpetualInterface, errors: CUSTOM_ERRORS };
@@ -163,7 +160,7 @@ export class Perpetual {
   }
 
   #coin(wei: bigint): string {
-    return `${formatEther(wei)} ${this.#symbol}`;
+    return coinOf(wei, this.#chainId);
   }
 
   /**

@@ -6,8 +6,8 @@
  * reported once sent (`onSent`), then mined; a refusal said in words, naming the contract's
  * custom error.
  */
-import { Contract, type Interface, type Log, formatEther, isError } from 'ethers';
-import { type Wallet, feeFields, revertOf, shortMessage } from './chain';
+import { Contract, type Interface, type Log, isError } from 'ethers';
+import { type Wallet, coinOf, feeFields, revertOf, shortMessage } from './chain';
 import { ContractError, EstuaryError, WalletError } from './errors';
 
 /** What a transaction will do and its most it can cost, shown before the wallet opens. */
@@ -41,11 +41,6 @@ export interface TxTarget {
   name: string;
   iface: Interface;
   errors: Record<string, string>;
-}
-
-/** An amount in the chain's coin. */
-export function coinOf(wei: bigint, chainId: number): string {
-  return `${formatEther(wei)} ${chainId === 314 ? 'FIL' : 'tFIL'}`;
 }
 
 /** An ethers failure as an SDK error, naming `target`'s custom error in words. */
