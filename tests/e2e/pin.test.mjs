@@ -594,17 +594,36 @@ describe('dapp on the local stack', () => {
     assert.deepEqual(errors, []);
   });
 
-  test('the SDK as shipped (www/dist/sdk) runs in a page with no bundler: add gives estuary add\'s root and piece', async () => {
+  test('the SDK as shipped (www/dist/sdk) runs in a page with no bundler, ethers from an import map, its wasm fetched once: add gives estuary add\'s root and piece', async (t) => {
     const dir = tempDir('estuary-e2e-sdk-');
     const text = 'imported from /sdk/estuary-sdk.js\n'.repeat(1000);
     writeFileSync(join(dir, 'note.txt'), text);
     const native = JSON.parse(
       execFileSync(estuaryBin, ['add', join(dir, 'note.txt'), '--profile', 'kubo-cidv1', '--car', join(dir, 'n.car'), '--json']),
     );
-    const { page, errors } = await openPage({ account: stack.info.accounts[9] });
+    // A dapp's own page: no bundler, ethers (a peer dependency of the SDK) mapped to its ESM build.
+    const context = await browser.newContext();
+    const base = stack.info.dapp_url;
+    await context.route(`${base}/example.html`, (route) =>
+      route.fulfill({
+        contentType: 'text/html',
+        body: '<!doctype html><html lang="en"><head><title>A dapp</title>' +
+          '<script type="importmap">{"imports":{"ethers":"/vendor/ethers.js"}}</script></head><body><p>A dapp</p></body></html>',
+      }));
+    await context.route(`${base}/vendor/ethers.js`, (route) =>
+      route.fulfill({ contentType: 'text/javascript', path: join(root, 'node_modules/ethers/dist/ethers.min.js') }));
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e));
+    const fetched = [];
+    page.on('response', (r) => fetched.push(r));
+    await page.goto(`${base}/example.html`);
     const added = await page.evaluate(async (text) => {
+      const t0 = performance.now();
       const sdk = await import('/sdk/estuary-sdk.js');
+      const t1 = performance.now();
       const node = await sdk.EstuaryNode.start();
+      const t2 = performance.now();
       const steps = [];
       const result = await node.add([{ path: '', file: new Blob([text]) }], {
         folder: false,
@@ -612,15 +631,37 @@ describe('dapp on the local stack', () => {
         onProgress: (p) => steps.push(p),
       });
       await node.removeCar(result.car);
+      // A second node on the page neither fetches nor compiles the wasm again.
+      const second = await sdk.EstuaryNode.start();
+      const cid = await second.parseCid(result.root);
+      second.terminate();
       node.terminate();
-      return { root: result.root, piece: result.pieceCidV2, profile: result.profile, last: steps.at(-1) };
+      return {
+        root: result.root, piece: result.pieceCidV2, profile: result.profile, last: steps.at(-1), parsed: cid.string,
+        wasm: sdk.NODE_WASM_URL, importMs: t1 - t0, startMs: t2 - t1,
+      };
     }, text);
+    t.diagnostic(`first load: the SDK (and ethers) imported in ${Math.round(added.importMs)} ms, ` +
+      `the node started (its wasm fetched and compiled once, its workers ready) in ${Math.round(added.startMs)} ms`);
     assert.equal(added.root, native.root);
+    assert.equal(added.parsed, native.root);
     assert.equal(added.piece, native.piece_cid);
     assert.equal(added.profile, 'kubo-cidv1');
     assert.equal(added.last.bytes, text.length);
     assert.ok(added.last.blocks >= 1 && added.last.stored > text.length, JSON.stringify(added.last));
+    // One copy of the wasm, fetched once for the page, its node worker and their piece workers;
+    // the SDK and its worker scripts are small (no wasm inside, no ethers inside).
+    assert.equal(added.wasm, `${base}/sdk/estuary_node_bg.wasm`);
+    const wasm = fetched.filter((r) => r.url().endsWith('.wasm'));
+    assert.deepEqual(wasm.map((r) => r.url()), [added.wasm]);
+    const scripts = fetched.filter((r) => r.url().startsWith(`${base}/sdk/`) && r.url().endsWith('.js'));
+    assert.ok(scripts.length >= 3, scripts.map((r) => r.url()).join(' '));
+    for (const r of scripts) {
+      const size = (await (await fetch(r.url())).arrayBuffer()).byteLength;
+      assert.ok(size < 200_000, `${r.url()}: ${size} bytes`);
+    }
     assert.deepEqual(errors, []);
+    await context.close();
   });
 
   test('a malformed CID is refused in the page and no transaction is sent', async () => {
@@ -830,6 +871,47 @@ describe('dapp on the local stack', () => {
     }
     assert.deepEqual(found, []);
     assert.deepEqual(errors, []);
+  });
+
+  test('each page, opened by its address, does not shift while it loads; its first paint is recorded', async (t) => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await injectWallet(context, { rpcUrl: stack.info.rpc_url, account: stack.info.accounts[3] });
+    // Layout shifts as Chromium reports them (the Layout Instability API), summed as CLS does:
+    // shifts right after an input do not count.
+    await context.addInitScript(() => {
+      window.__shift = 0;
+      new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) if (!entry.hadRecentInput) window.__shift += entry.value;
+      }).observe({ type: 'layout-shift', buffered: true });
+    });
+    const figures = [];
+    for (const [route, ready] of [
+      ['#/', '[data-testid="node-status"][data-ready="true"]'],
+      ['#/perpetual', '[data-testid="order-estimate"]'],
+      ['#/dao', '[data-testid="dao-member"]'],
+      ['#/providers', '[data-testid="providers-summary"]'],
+      ['#/operator', '[data-testid="operator-status"]'],
+    ]) {
+      const page = await context.newPage();
+      const errors = [];
+      page.on('pageerror', (e) => errors.push(e));
+      await page.goto(`${stack.info.dapp_url}/${route}`);
+      await page.locator(ready).first().waitFor({ timeout: 30_000 });
+      // Whatever loads after the page's first answers (the node, the chain's reads) has landed.
+      await page.waitForTimeout(1500);
+      const { shift, fcp } = await page.evaluate(() => ({
+        shift: window.__shift,
+        fcp: performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null,
+      }));
+      figures.push(`${route} first contentful paint ${fcp === null ? '?' : Math.round(fcp)} ms, layout shift ${shift.toFixed(4)}`);
+      // "Good" cumulative layout shift, as Core Web Vitals define it, is at most 0.1.
+      assert.ok(shift <= 0.1, `${route}: layout shift ${shift}`);
+      assert.ok(fcp !== null, `${route}: no first contentful paint`);
+      assert.deepEqual(errors, [], route);
+      await page.close();
+    }
+    for (const line of figures) t.diagnostic(line);
+    await context.close();
   });
 
   test('a transaction rejected in the wallet shows a clear message', async () => {

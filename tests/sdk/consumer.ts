@@ -4,6 +4,13 @@
 import {
   DownloadError,
   EstuaryNode,
+  HttpError,
+  NODE_WASM_URL,
+  Pin,
+  UploadError,
+  nodeWasm,
+  type DealStatus,
+  type WasmSource,
   InclusionError,
   OracleError,
   DataDao,
@@ -138,4 +145,28 @@ export async function proposeToDao(wallet: Wallet, cid: string, size: number): P
     console.log(await dao.hasVoted(proposalId));
   }
   return DataDao.proposals(config, chainReader(config));
+}
+
+/** A pin followed to Filecoin: its replicas, then each of its pieces checked against its deals. */
+export async function followPin(requestId: bigint): Promise<DealStatus[]> {
+  const config = await loadConfig();
+  // The wasm compiled once (here from the URL the SDK ships it at) and given to the node.
+  const wasm: WasmSource = await nodeWasm(NODE_WASM_URL);
+  const node = await EstuaryNode.start({ wasm });
+  const pin = new Pin(config.oracle_url, requestId);
+  const deals = await pin.followDeals((d: DealStatus[]) => console.log(d.map((x) => `${x.provider} ${x.state}`)), {
+    replicas: 3,
+  });
+  for (const inclusion of await pin.inclusion()) {
+    if (inclusion.aggregate) await node.verifyInclusion(inclusion);
+    console.log(await checkDealsOnChain(chainReader(config), config.contracts.DealStateView ?? '', inclusion));
+  }
+  try {
+    await node.upload('missing.car', config.oracle_url);
+  } catch (e) {
+    // Every HTTP failure says where and how: the URL, the status and the server's code.
+    if (e instanceof UploadError || e instanceof HttpError) console.log(e.url, e.status, e.code);
+  }
+  node.terminate();
+  return pin.deals();
 }

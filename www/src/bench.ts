@@ -5,8 +5,9 @@ import { Piece } from '@web3-storage/data-segment';
 import * as Fr32Hasher from 'fr32-sha2-256-trunc254-padded-binary-tree-multihash';
 import init, { CarImporter, PieceHasher, pieceRunPayload } from './generated/node/estuary_node.js';
 import { ParallelPieceHasher, PieceWorkerPool } from './sdk/piece';
-import { importChunks } from './sdk/files';
+import { importChunks } from './sdk/import';
 import { EstuaryNode } from './sdk/node';
+import { nodeWasm } from './sdk/wasm';
 import { CarWriter } from '@ipld/car/writer';
 import { CID } from 'multiformats/cid';
 import { importer } from 'ipfs-unixfs-importer';
@@ -58,7 +59,7 @@ async function time(name: string, run: () => Promise<string> | string): Promise<
 
 async function main(): Promise<void> {
   window.__bench = { results: [], done: false, size };
-  await init();
+  await init({ module_or_path: await nodeWasm() });
   const bytes = data();
   const chunk = 1 << 20;
   const results = window.__bench.results;
@@ -69,7 +70,7 @@ async function main(): Promise<void> {
       return h.finish().pieceCidV2;
     }),
   );
-  const pool = await PieceWorkerPool.start();
+  const pool = await PieceWorkerPool.start(await nodeWasm());
   results.push(
     await time(`estuary ParallelPieceHasher (wasm, ${pool.size} workers)`, async () => {
       const h = new ParallelPieceHasher(pool, { PieceHasher, pieceRunPayload });

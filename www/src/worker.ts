@@ -11,10 +11,14 @@ import init, {
   pieceRunPayload,
   verifyInclusion,
 } from './generated/node/estuary_node.js';
-import { type ImportProfile, addEntries, downloadVerified, listCars, removeCar, uploadCar } from './sdk/files';
+import { downloadVerified } from './sdk/download';
+import { type ImportProfile, addEntries } from './sdk/import';
+import { listCars, removeCar } from './sdk/storage';
+import { uploadCar } from './sdk/upload';
 import { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob } from './sdk/piece';
-import { BlockIndex, type CarSection, ServeError, type ServeStatus, loadKey, oracleP2pAddress, saveKey } from './sdk/serve';
-import type { Cancel, Hello, Method, NodeMethods, PieceProgress, Request, Response } from './sdk/protocol';
+import { BlockIndex, type CarSection, type ServeStatus, loadKey, oracleP2pAddress, saveKey } from './sdk/serve';
+import { type HttpFields, ServeError } from './sdk/errors';
+import type { Cancel, Hello, Method, NodeMethods, PieceProgress, Request, Response, Start, WireError } from './sdk/protocol';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
 
@@ -102,17 +106,20 @@ const methods: { [M in Method]: Handler<M> } = {
   },
 };
 
-function errorOf(e: unknown): { name: string; message: string } {
-  if (e instanceof Error) return { name: e.name, message: e.message };
-  return { name: 'Error', message: String(e) };
+function errorOf(e: unknown): WireError {
+  if (!(e instanceof Error)) return { name: 'Error', message: String(e) };
+  const { url, status, code } = e as HttpFields;
+  return { name: e.name, message: e.message, url, status, code };
 }
 
-async function start(): Promise<void> {
+/** Starts the node with the WebAssembly module the page compiled (`Start`, its first message). */
+async function start(module: WebAssembly.Module): Promise<void> {
   try {
-    wasm = await init();
+    wasm = await init({ module_or_path: module });
     // The piece workers start with the node, not on the first add: picking files takes the
-    // person longer than starting them, and the first add then runs at full speed.
-    pool = await PieceWorkerPool.start();
+    // person longer than starting them, and the first add then runs at full speed. They are
+    // given the same module: compiled once, by the page.
+    pool = await PieceWorkerPool.start(module);
   } catch (e) {
     scope.postMessage({ hello: 'failed', message: errorOf(e).message } satisfies Hello);
     return;
@@ -141,4 +148,7 @@ async function start(): Promise<void> {
   scope.postMessage({ hello: 'ready' } satisfies Hello);
 }
 
-void start();
+scope.onmessage = (event: MessageEvent<Start>) => {
+  scope.onmessage = null;
+  void start(event.data.wasm);
+};

@@ -1,3 +1,10 @@
+/**
+ * Every error the Estuary SDK throws, in one place. Each has a `name` to tell it by (kept across
+ * the node's worker boundary), a `message` in plain words, and its fields: `HttpError`s carry
+ * `url`, `status` and `code`, `ContractError` the `reason` (the contract's custom error),
+ * `WrongChainError` the chains.
+ */
+
 /** Base class of every error the Estuary SDK throws. */
 export class EstuaryError extends Error {
   override name = 'EstuaryError';
@@ -48,21 +55,53 @@ export class ContractError extends EstuaryError {
   }
 }
 
-/** The oracle's API failed or could not be reached. */
-export class OracleError extends EstuaryError {
-  override name = 'OracleError';
+/** Where an HTTP exchange failed: the URL asked, the status and the server's error code. */
+export interface HttpFields {
   /** The URL asked, when known. */
+  url?: string;
+  /** The HTTP status, when the server answered. */
+  status?: number;
+  /** The server's error code (`NOT_FOUND`, `BUSY`, `TOO_LARGE`, …), when it gave one. */
+  code?: string;
+}
+
+/** An SDK error about an HTTP exchange, with its `url`, `status` and `code` where known. */
+export class HttpError extends EstuaryError implements HttpFields {
+  override name = 'HttpError';
   readonly url?: string;
-  /** The HTTP status, when the oracle answered. */
   readonly status?: number;
-  /** The oracle's error code (`NOT_FOUND`, `BUSY`, …), when it gave one. */
   readonly code?: string;
-  constructor(message: string, options?: { cause?: unknown; url?: string; status?: number; code?: string }) {
+  constructor(message: string, options?: { cause?: unknown } & HttpFields) {
     super(message, options);
     this.url = options?.url;
     this.status = options?.status;
     this.code = options?.code;
   }
+}
+
+/** The oracle's API failed or could not be reached. */
+export class OracleError extends HttpError {
+  override name = 'OracleError';
+}
+
+/** The oracle refused or failed an upload (`status` and `code` say how, when it answered). */
+export class UploadError extends HttpError {
+  override name = 'UploadError';
+}
+
+/** A download failed verification or could not be fetched (`url`, `status` for a gateway's answer). */
+export class DownloadError extends HttpError {
+  override name = 'DownloadError';
+}
+
+/** The browser's storage is full or unavailable. */
+export class StorageError extends EstuaryError {
+  override name = 'StorageError';
+}
+
+/** The node could not connect to the oracle over libp2p or index the stored CARs. */
+export class ServeError extends EstuaryError {
+  override name = 'ServeError';
 }
 
 /** An inclusion proof does not show the piece inside the aggregate; `message` says which check failed. */

@@ -10,7 +10,7 @@ import { abi as dealStateViewAbi } from '../../../contracts/artifacts/DealStateV
 import { pinningInterface } from './chain';
 import type { EstuaryConfig } from './config';
 import { EstuaryError, OracleError } from './errors';
-import type { DealStatus } from './oracle';
+import type { DealStatus } from './deals';
 
 export const dealStateViewInterface = new Interface(dealStateViewAbi);
 

@@ -1,22 +1,13 @@
 export * from './errors';
 export type { CidInfo, Inclusion, MemoryUse, PieceInfo, PieceProgress } from './protocol';
-export {
-  DownloadError,
-  StorageError,
-  UploadError,
-  UPLOAD_CHUNK,
-  type AddEntry,
-  type AddProgress,
-  type AddResult,
-  type DownloadSource,
-  type Downloaded,
-  type ImportProfile,
-  type Progress,
-  type StoredCar,
-} from './files';
+export type { AddEntry, AddProgress, AddResult, ImportProfile, Progress } from './import';
+export { UPLOAD_CHUNK } from './upload';
+export type { DownloadSource, Downloaded } from './download';
+export type { StoredCar } from './storage';
 export { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob, type PieceWasm } from './piece';
 export { EstuaryNode } from './node';
-export { ServeError, type ServeStatus } from './serve';
+export { NODE_WASM_URL, nodeWasm, type WasmSource } from './wasm';
+export type { ServeStatus } from './serve';
 export { loadConfig, type EstuaryConfig } from './config';
 export {
   requestUploadMessage,
@@ -43,18 +34,15 @@ export {
 } from './chain';
 export {
   FINAL_STATES,
-  followDeals,
-  listProviders,
   metricsHistory,
   followRequest,
   requestStatus,
   waitForRequest,
-  type DealStatus,
   type MetricsHistory,
-  type ProviderStatus,
   type PinRequestStatus,
   type RequestState,
 } from './oracle';
+export { Pin, followDeals, listProviders, type DealStatus, type ProviderStatus } from './deals';
 export {
   chainReader,
   checkDealsOnChain,

@@ -1,26 +1,31 @@
 import type { UploadAuth } from './auth';
 import { concat, getBytes } from 'ethers';
-import { CancelledError, EstuaryError, InclusionError, InvalidCidError, NodeError } from './errors';
-import type { PieceInclusion, ProofData } from './inclusion';
+import type { DownloadSource, Downloaded } from './download';
 import {
-  type AddProgress,
+  CancelledError,
   DownloadError,
-  type DownloadSource,
-  type Downloaded,
-  type ImportProfile,
+  EstuaryError,
+  InclusionError,
+  InvalidCidError,
+  NodeError,
+  ServeError,
   StorageError,
   UploadError,
-} from './files';
-import { ServeError, type ServeStatus } from './serve';
+} from './errors';
+import type { AddProgress, ImportProfile } from './import';
+import type { PieceInclusion, ProofData } from './inclusion';
+import type { ServeStatus } from './serve';
+import { type WasmSource, nodeWasm } from './wasm';
 
-/** Rebuilds the SDK error the worker threw, by its name. */
-function errorFrom(error: { name: string; message: string }): Error {
-  if (error.name === 'StorageError') return new StorageError(error.message);
-  if (error.name === 'UploadError') return new UploadError(error.message);
-  if (error.name === 'DownloadError') return new DownloadError(error.message);
-  if (error.name === 'ServeError') return new ServeError(error.message);
-  if (error.name === 'InclusionError') return new InclusionError(error.message);
-  return new NodeError(error.message);
+/** Rebuilds the SDK error the worker threw, by its name, with its HTTP fields. */
+function errorFrom(error: WireError): Error {
+  const { message, url, status, code } = error;
+  if (error.name === 'StorageError') return new StorageError(message);
+  if (error.name === 'UploadError') return new UploadError(message, { url, status, code });
+  if (error.name === 'DownloadError') return new DownloadError(message, { url, status, code });
+  if (error.name === 'ServeError') return new ServeError(message);
+  if (error.name === 'InclusionError') return new InclusionError(message);
+  return new NodeError(message);
 }
 import type {
   AddEntry,
@@ -35,7 +40,9 @@ import type {
   PieceProgress,
   Request,
   Response,
+  Start,
   StoredCar,
+  WireError,
 } from './protocol';
 
 /**
@@ -71,9 +78,21 @@ export class EstuaryNode {
     };
   }
 
-  /** Starts the node's worker and waits until its WebAssembly is ready. */
-  static async start(): Promise<EstuaryNode> {
+  /**
+   * Starts the node's worker and waits until its WebAssembly is ready. `wasm`: where the node's
+   * WebAssembly is (default: the file shipped beside the SDK, `NODE_WASM_URL`) or the module
+   * itself. It is fetched and compiled once per page, in this thread, and the module is handed
+   * to the node's worker and its piece workers.
+   */
+  static async start(options: { wasm?: WasmSource } = {}): Promise<EstuaryNode> {
+    let module: WebAssembly.Module;
+    try {
+      module = await nodeWasm(options.wasm);
+    } catch (e) {
+      throw new NodeError(`the browser node failed to start: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
     const worker = new Worker(new URL('../worker.ts', import.meta.url), { type: 'module' });
+    worker.postMessage({ wasm: module } satisfies Start);
     await new Promise<void>((resolve, reject) => {
       worker.onmessage = (event: MessageEvent<Hello>) => {
         if (event.data.hello === 'ready') resolve();

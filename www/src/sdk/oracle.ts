@@ -1,3 +1,4 @@
+import type { DealStatus } from './deals';
 import { OracleError } from './errors';
 
 /** A pin request as the oracle reports it (`GET /requests/{id}`). */
@@ -35,105 +36,13 @@ export interface PinRequestStatus {
   deals?: DealStatus[];
   /** A pin larger than a deal: the pieces its CAR was split into, in order. */
   pieces?: { seq: number; offset: number; length: number; piece_cid: string; padded_size: number }[];
-}
-
-/** One replica of a pin on Filecoin, as the oracle tracks it. */
-export interface DealStatus {
-  /** The market's deal id, once published. */
-  deal_id: number | null;
-  /** The storage provider (`f0…`). */
-  provider: string;
+  /** The bucket its piece is in, once packed: `open` (filling) or `closed` (its aggregate dealt). */
+  bucket?: { id: number; state: 'open' | 'closed' };
   /**
-   * `claimed` (proposed), `published`, `active`, `expiring`, `expired`, `slashed`, `failed`,
-   * `not_found`, `mismatch`, `reopened`, or `lost` (active, but its provider's last reads of
-   * it failed: being replaced elsewhere).
+   * Its replicas against their target, once it has an order: of its least kept order (for a
+   * pin split across pieces, its least kept part).
    */
-  state: string;
-  /** First and last epoch of the deal's term, once active. */
-  start_epoch: number | null;
-  end_epoch: number | null;
-  /** The pin's piece. */
-  piece_cid: string;
-  /** The bucket's aggregate the pin is inside (none when the pin is its deal's own piece). */
-  aggregate_piece_cid: string | null;
-  /** The deal's own piece (the pin's, its aggregate's, or a part's of a split pin). */
-  deal_piece_cid: string;
-  /** How the deal was made: `perpetual`, `datadao` or `contract`. */
-  backend: string;
-  /**
-   * When the oracle last read the replica back from its provider (ms since 1970), if it has:
-   * a span of the piece checked against the piece's commitment (and, for a single CAR, its
-   * root block against its CID).
-   */
-  last_probe?: number | null;
-  /** Whether that read gave the piece's bytes. */
-  last_probe_ok?: boolean | null;
-}
-
-/** A storage provider as the oracle scores it (`GET /providers`). */
-export interface ProviderStatus {
-  /** `f0…`. */
-  address: string;
-  /** The miner actor id. */
-  provider: number;
-  /** 0–1: deal success (recent failures weigh most), speed, and retrieval probes. */
-  score: number;
-  /** Replicas active now. */
-  deals_active: number;
-  /** Replicas proposed or published, not yet active. */
-  in_flight: number;
-  /** Reads of its replicas that gave the piece's bytes. */
-  probes_ok: number;
-  /** Reads that did not. */
-  probes_failed: number;
-  /** Its replicas found lost (and replaced elsewhere). */
-  replicas_lost: number;
-  /** Mean latency of its recent verified reads. */
-  probe_latency_ms: number | null;
-  /** Block of its last failure. */
-  last_failure: number | null;
-  /** Suspended by the operator: no new deals. */
-  suspended: boolean;
-}
-
-/** The storage providers the oracle has seen, best score first. */
-export async function listProviders(oracleUrl: string): Promise<ProviderStatus[]> {
-  let res: Response;
-  try {
-    res = await fetch(`${oracleUrl}/providers`);
-  } catch (e) {
-    throw new OracleError(`The oracle at ${oracleUrl} cannot be reached.`, { cause: e });
-  }
-  if (!res.ok) throw new OracleError(`The oracle answered HTTP ${res.status}.`);
-  const body = (await res.json()) as { results?: ProviderStatus[] };
-  return body.results ?? [];
-}
-
-/**
- * Follows the Filecoin deals of request `id` (every `intervalMs`) until `replicas` of them are
- * active at different providers, or `signal` aborts; calls `onUpdate` whenever they change.
- * Resolves with the last deals seen.
- */
-export async function followDeals(
-  oracleUrl: string,
-  id: bigint,
-  onUpdate: (deals: DealStatus[]) => void,
-  { replicas = 3, signal, intervalMs = 2000 }: { replicas?: number; signal?: AbortSignal; intervalMs?: number } = {},
-): Promise<DealStatus[]> {
-  let last = '';
-  for (;;) {
-    signal?.throwIfAborted();
-    const status = await requestStatus(oracleUrl, id);
-    const deals = status?.deals ?? [];
-    const key = JSON.stringify(deals);
-    if (key !== last) {
-      last = key;
-      onUpdate(deals);
-    }
-    const active = new Set(deals.filter((d) => d.state === 'active').map((d) => d.provider));
-    if (active.size >= replicas) return deals;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
+  replicas?: { active: number; target: number };
 }
 
 /** A request's lifecycle states. */

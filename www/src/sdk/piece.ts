@@ -6,6 +6,7 @@
  */
 import type { PieceHasher, PieceInfo } from '../generated/node/estuary_node.js';
 import { NodeError } from './errors';
+import type { Start } from './protocol';
 
 /** A batch for a helper worker: whole runs of payload. */
 export interface PieceJob {
@@ -85,10 +86,15 @@ export class PieceWorkerPool {
     return uses.reduce((a, b) => ({ wasm: a.wasm + b.wasm, js: a.js + b.js }), { wasm: 0, js: 0 });
   }
 
-  /** Starts `size` helper workers (default: one per logical core) and waits until they are ready. */
-  static async start(size = navigator.hardwareConcurrency || 2): Promise<PieceWorkerPool> {
+  /**
+   * Starts `size` helper workers (default: one per logical core), each running `wasm` (the
+   * node's module, compiled once: `nodeWasm`), and waits until they are ready.
+   */
+  static async start(wasm: WebAssembly.Module, size = navigator.hardwareConcurrency || 2): Promise<PieceWorkerPool> {
     const workers = Array.from({ length: Math.max(1, size) }, () => {
-      return new Worker(new URL('../piece-worker.ts', import.meta.url), { type: 'module' });
+      const worker = new Worker(new URL('../piece-worker.ts', import.meta.url), { type: 'module' });
+      worker.postMessage({ wasm } satisfies Start);
+      return worker;
     });
     try {
       await Promise.all(

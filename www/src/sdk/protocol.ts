@@ -1,7 +1,10 @@
 /** Messages between the page and the node's Web Worker. */
 import type { CidInfo, Inclusion, PieceInfo } from '../generated/node/estuary_node.js';
 import type { UploadAuth } from './auth';
-import type { AddEntry, AddResult, DownloadSource, Downloaded, ImportProfile, StoredCar } from './files';
+import type { HttpFields } from './errors';
+import type { DownloadSource, Downloaded } from './download';
+import type { AddEntry, AddResult, ImportProfile } from './import';
+import type { StoredCar } from './storage';
 import type { MemoryUse, PieceProgress } from './piece';
 import type { ServeStatus } from './serve';
 
@@ -41,7 +44,18 @@ export interface Cancel {
 export type Response =
   | { id: number; progress: PieceProgress }
   | { id: number; ok: true; value: unknown }
-  | { id: number; ok: false; error: { name: string; message: string } };
+  | { id: number; ok: false; error: WireError };
 
 /** Sent once by the worker: `ready`, or why it could not start. */
 export type Hello = { hello: 'ready' } | { hello: 'failed'; message: string };
+
+/** An error as it crosses the worker boundary: its class by name, its message and its HTTP fields. */
+export interface WireError extends HttpFields {
+  name: string;
+  message: string;
+}
+
+/** The page's first message to a worker running the node's WebAssembly: the module, compiled once. */
+export interface Start {
+  wasm: WebAssembly.Module;
+}

@@ -1,7 +1,7 @@
 // Worker side of serving: the blocks of the CARs kept in this browser, found by CID, answered
 // over libp2p (the Rust node's Bitswap) to the oracle the node dials.
-import { EstuaryError } from './errors';
-import { carsDir } from './files';
+import { ServeError } from './errors';
+import { carsDir } from './storage';
 
 /** What `carSection` (wasm) reads at the start of a CAR section. */
 export interface CarSection {
@@ -29,11 +29,6 @@ export interface ServeStatus {
   /** Blocks indexed and served so far. */
   blocks: number;
   blocksSent: number;
-}
-
-/** The node could not connect to the oracle or index the stored CARs. */
-export class ServeError extends EstuaryError {
-  override name = 'ServeError';
 }
 
 interface Located {

@@ -6,7 +6,7 @@
 //! | `GET /p2p` | – | the libp2p node's peer id and addresses (browser nodes dial them) |
 //! | `GET /status` | operator | chain, contract, watcher progress, request count, the workers' pause |
 //! | `GET /metrics` | operator | Prometheus text: jobs by state, watcher cursor and head, reorgs, RPC failovers, workers paused, storage faults, GC runs and bytes freed, requests in flight |
-//! | `GET /requests/{id}` | – | one `EstuaryPinning` request: a reason code and a public reason; the operator also sees the error's detail |
+//! | `GET /requests/{id}` | – | one `EstuaryPinning` request: a reason code and a public reason (the operator also sees the error's detail), its replicas (`deals`), the bucket it is in (`bucket`), its replicas against their target (`replicas`), and the parts of a split pin (`pieces`) |
 //! | `GET /requests?after=&limit=` | operator | requests in the order stored |
 //! | `GET /jobs/{key}` | operator | any job by its key (`contract/…/…/id`, `api/<account>/<id>`) |
 //! | `GET`/`HEAD /ipfs/{cid}?format=raw\|car` | – | trustless gateway: a block, or the DAG as a CAR |
@@ -928,6 +928,45 @@ pub struct JobView {
     /// offset and length in the CAR), each dealt on its own (only on a single request's page).
     #[serde(skip_serializing_if = "Option::is_none")]
     pieces: Option<Vec<crate::store::SplitPart>>,
+    /// The bucket its piece is in, once packed into one (only on a single request's page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bucket: Option<BucketRef>,
+    /// Its replicas against their target, once it has an order (only on a single request's
+    /// page; see `ReplicaCount`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicas: Option<ReplicaCount>,
+}
+
+/// The bucket a pin's piece is in.
+#[derive(Debug, Serialize)]
+pub struct BucketRef {
+    /// Its id (`GET /buckets/{id}`).
+    id: u64,
+    /// `open` (still filling) or `closed` (its aggregate made and dealt).
+    state: String,
+}
+
+/// A pin's replicas against their target, from its order with the fewest active: for a pin
+/// split across pieces, its least kept part. A failed order counts only when no other is left.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ReplicaCount {
+    /// Replicas active now.
+    pub active: usize,
+    /// Replicas the order keeps.
+    pub target: u16,
+}
+
+impl ReplicaCount {
+    /// The count of `orders`' weakest order, if there is an order.
+    pub fn of(
+        orders: &[crate::store::OrderWithReplicas],
+    ) -> Option<(Self, Vec<&crate::store::OrderWithReplicas>)> {
+        use crate::domain::deal::OrderState;
+        let live: Vec<_> = orders.iter().filter(|o| o.order.state != OrderState::Failed).collect();
+        let weakest = live.iter().min_by_key(|o| o.replicas_active).copied().or(orders.first())?;
+        let count = Self { active: weakest.replicas_active, target: weakest.order.replicas_target };
+        Some((count, live))
+    }
 }
 
 /// One replica of a piece, as `/requests/{id}` and `/deals` show it.
@@ -998,11 +1037,14 @@ fn deal_views(
 
 /// `view` with the deals of its piece.
 async fn with_deals<B>(st: &ApiState<B>, mut view: JobView) -> Result<JobView, ApiError> {
-    let (orders, aggregate) = match &view.job.piece_cid {
+    let (orders, bucket) = match &view.job.piece_cid {
         Some(piece) => st.store.pin_deals(piece).await?,
         None => (Vec::new(), None),
     };
-    view.deals = Some(deal_views(&orders, view.job.piece_cid.as_deref(), aggregate.as_deref()));
+    let aggregate = bucket.as_ref().and_then(|b| b.piece_cid.as_deref());
+    view.deals = Some(deal_views(&orders, view.job.piece_cid.as_deref(), aggregate));
+    view.replicas = ReplicaCount::of(&orders).map(|(count, _)| count);
+    view.bucket = bucket.map(|b| BucketRef { id: b.id, state: b.state });
     if let Some(piece) = &view.job.piece_cid {
         let parts = st.store.split_of(piece).await?;
         view.pieces = (!parts.is_empty()).then_some(parts);
@@ -1017,7 +1059,7 @@ pub fn job_view(mut job: Job, operator: bool) -> JobView {
     if !operator {
         job.error = None;
     }
-    JobView { job, reason_code, reason, deals: None, pieces: None }
+    JobView { job, reason_code, reason, deals: None, pieces: None, bucket: None, replicas: None }
 }
 
 /// A job's reason code and public reason: from its failure code, or its state.

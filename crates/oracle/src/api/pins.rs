@@ -248,10 +248,8 @@ pub async fn get<B: Blockstore>(
 /// no other is left), and `deals` as `f01000 active #3, …` (provider, state, deal id) over its
 /// orders, cut at 255 characters.
 fn deals_info(orders: &[crate::store::OrderWithReplicas]) -> Option<(String, String)> {
-    use crate::domain::deal::OrderState;
-    let live: Vec<_> = orders.iter().filter(|o| o.order.state != OrderState::Failed).collect();
-    let weakest = live.iter().min_by_key(|o| o.replicas_active).copied().or(orders.first())?;
-    let active = format!("{}/{}", weakest.replicas_active, weakest.order.replicas_target);
+    let (count, live) = super::ReplicaCount::of(orders)?;
+    let active = format!("{}/{}", count.active, count.target);
     let mut summary = String::new();
     for r in live.iter().flat_map(|o| o.replicas.iter()) {
         let state = r.shown_state();

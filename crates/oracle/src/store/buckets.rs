@@ -369,20 +369,20 @@ impl Store {
         row.as_ref().map(bucket_from_row).transpose()
     }
 
-    /// The orders that hold pin piece `piece_cid`: its own, and its bucket's aggregate's (with
-    /// that aggregate's piece CID).
+    /// The orders that hold pin piece `piece_cid`: its own, and its bucket's aggregate's; with
+    /// the bucket it is in, if any (its aggregate's piece CID once closed).
     pub async fn pin_deals(
         &self,
         piece_cid: &str,
-    ) -> Result<(Vec<OrderWithReplicas>, Option<String>), StoreError> {
+    ) -> Result<(Vec<OrderWithReplicas>, Option<BucketRecord>), StoreError> {
         let mut orders = self.deals(Some(piece_cid), 10, 0).await?;
         // A pin split across pieces: its parts' orders (the first 256).
         orders.extend(self.split_deals(piece_cid, 256).await?);
-        let aggregate = self.bucket_of_piece(piece_cid).await?.and_then(|b| b.piece_cid);
-        if let Some(aggregate) = &aggregate {
+        let bucket = self.bucket_of_piece(piece_cid).await?;
+        if let Some(aggregate) = bucket.as_ref().and_then(|b| b.piece_cid.as_deref()) {
             orders.extend(self.deals(Some(aggregate), 10, 0).await?);
         }
-        Ok((orders, aggregate))
+        Ok((orders, bucket))
     }
 
     /// Bucket `id`.

@@ -599,6 +599,10 @@ async fn pins_share_one_aggregate_order_served_from_their_cars() {
         assert_eq!(deal["aggregate_piece_cid"], aggregate.as_str(), "{page}");
         assert_eq!(deal["piece_cid"], page["piece_cid"]);
         assert_eq!(deal["state"], "active");
+        // Where it stands, in a word for a list: its closed bucket, 1 of the order's replicas.
+        assert_eq!(page["bucket"], serde_json::json!({ "id": bucket["id"], "state": "closed" }));
+        let target = &orders[0]["replicas_target"];
+        assert_eq!(page["replicas"], serde_json::json!({ "active": 1, "target": target }), "{page}");
     }
     // The deal is reported to EstuaryPinning with each pin's inclusion proof, which the
     // contract verified on chain (PoDSI) against the deal's piece as the market gives it.
