@@ -16,7 +16,11 @@ export default defineConfig({
     emptyOutDir: true,
     lib: { entry: 'src/sdk/index.ts', formats: ['es'], fileName: 'estuary-sdk' },
     assetsInlineLimit: 0,
-    rolldownOptions: { external: ['ethers'] },
+    rolldownOptions: {
+      external: ['ethers'],
+      // Hashed by content, as the worker scripts are: a cached wasm never meets newer glue.
+      output: { assetFileNames: 'assets/[name]-[hash][extname]' },
+    },
   },
   worker: { format: 'es' },
 });

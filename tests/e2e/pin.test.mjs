@@ -180,24 +180,24 @@ describe('dapp on the local stack', () => {
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-pinned.png'), fullPage: true });
 
     const id = (await page.getByTestId('request-id').textContent()).replace('#', '');
-    // The account's pins, read from the chain's events, show the request and where it is.
-    const listed = page.locator(`[data-testid="pins"] li[data-request="${id}"][data-state="reported"]`);
+    // *Your files*: the account's pins, read from the chain's events, each with where it is.
+    const listed = page.locator(`[data-testid="files"] li[data-requests~="${id}"][data-status="reported"]`);
     await listed.waitFor({ timeout: 30_000 });
-    assert.match(await listed.textContent(), new RegExp(`#${id} · ${added.root} · reported · piece ${added.piece_cid}`));
+    assert.match(await listed.textContent(), new RegExp(`^${added.root} · (pinned, reported on chain|in bucket #\\d+, waiting for it to fill|deals .*)piece ${added.piece_cid} · #${id}$`));
     // The list filters by any part of a row and by state.
-    await page.getByTestId('pins-search').fill(added.root.slice(-12));
+    await page.getByTestId('files-search').fill(added.root.slice(-12));
     assert.ok(await listed.isVisible());
-    await page.getByTestId('pins-search').fill(`#${id}`);
+    await page.getByTestId('files-search').fill(`#${id}`);
     assert.ok(await listed.isVisible());
-    await page.getByTestId('pins-search').fill('no such cid');
+    await page.getByTestId('files-search').fill('no such cid');
     assert.ok(await listed.isHidden());
-    assert.equal(await page.getByTestId('pins-hint').textContent(), 'No pin request matches the search.');
-    await page.getByTestId('pins-search').fill('');
-    await page.getByTestId('pins-state').selectOption('problem');
+    assert.equal(await page.getByTestId('files-hint').textContent(), 'Nothing matches the search.');
+    await page.getByTestId('files-search').fill('');
+    await page.getByTestId('files-state').selectOption('problem');
     assert.ok(await listed.isHidden());
-    await page.getByTestId('pins-state').selectOption('reported');
+    await page.getByTestId('files-state').selectOption(await listed.getAttribute('data-group'));
     assert.ok(await listed.isVisible());
-    await page.getByTestId('pins-state').selectOption('');
+    await page.getByTestId('files-state').selectOption('');
     const res = await fetch(`${stack.info.oracle_url}/requests/${id}`);
     assert.equal(res.status, 200);
     const request = await res.json();
@@ -253,8 +253,8 @@ describe('dapp on the local stack', () => {
     // The pin has its own address: reloaded there, the page shows it again, reported, with its
     // three active replicas, and Verify proves it again.
     assert.equal(
-      await page.locator(`[data-testid="pins"] li[data-request="${id}"] a`).getAttribute('href'),
-      `#/pin/${id}`,
+      await page.locator(`[data-testid="files"] li[data-requests~="${id}"] a[href="#/pin/${id}"]`).textContent(),
+      `#${id}`,
     );
     await page.goto(`${stack.info.dapp_url}/#/pin/${id}`);
     await page.reload();
@@ -327,6 +327,14 @@ describe('dapp on the local stack', () => {
       assert.equal(d.piece_cid, native.piece_cid, 'the pin is the piece the page computed');
       assert.equal(d.deal_piece_cid, d.aggregate_piece_cid ?? native.piece_cid);
     }
+    // *Your files*: the folder's row (added here, uploaded, pinned) reaches 3 of 3 active.
+    const row = page.locator(`[data-testid="files"] li[data-root="${native.root}"]`);
+    await row.filter({ hasText: 'deals active 3 of 3' }).waitFor({ timeout: 30_000 });
+    assert.equal(await row.getAttribute('data-state'), 'active');
+    assert.match(await row.textContent(), new RegExp(`kept in this browser · piece ${native.piece_cid} · #${id}`));
+    await page.getByTestId('files-state').selectOption('filecoin');
+    assert.ok(await row.isVisible());
+    await page.getByTestId('files-state').selectOption('');
     await verifyInPage(page, deals[0].aggregate_piece_cid ? 'segment' : 'piece', true);
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-verified.png'), fullPage: true });
 
@@ -491,7 +499,7 @@ describe('dapp on the local stack', () => {
     await expectEventually(() => cut, 'the upload was never cut');
     await page.reload();
     await page.locator('[data-testid="node-status"][data-ready="true"]').waitFor({ timeout: 30_000 });
-    const paused = page.locator('[data-testid="cars"] li[data-state="paused"]').first();
+    const paused = page.locator('[data-testid="files"] li[data-state="paused"]').first();
     await paused.waitFor({ timeout: 30_000 });
     await paused.getByRole('button', { name: 'Resume upload' }).click();
     await page.getByTestId('add-message').filter({ hasText: 'Uploaded' }).waitFor({ timeout: 60_000 });
@@ -578,7 +586,8 @@ describe('dapp on the local stack', () => {
     for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
     writeFileSync(file, big);
     const { page, errors } = await openPage({ account: stack.info.accounts[9] });
-    const before = await page.locator('[data-testid="cars"] li').count();
+    await page.locator('[data-testid="files"][data-loaded]').waitFor({ state: 'attached' });
+    const before = await page.locator('[data-testid="files"] li[data-car]').count();
     await page.getByTestId('files-input').setInputFiles(file);
     await page.waitForFunction(() => {
       const bar = document.querySelector('[data-testid="add-progress"]');
@@ -589,8 +598,8 @@ describe('dapp on the local stack', () => {
     assert.equal(await page.getByTestId('add-result').isHidden(), true);
     await page.reload();
     await page.locator('[data-testid="node-status"][data-ready="true"]').waitFor({ timeout: 30_000 });
-    await new Promise((r) => setTimeout(r, 500));
-    assert.equal(await page.locator('[data-testid="cars"] li').count(), before, 'no CAR left behind');
+    await page.locator('[data-testid="files"][data-loaded]').waitFor({ state: 'attached' });
+    assert.equal(await page.locator('[data-testid="files"] li[data-car]').count(), before, 'no CAR left behind');
     assert.deepEqual(errors, []);
   });
 
@@ -651,7 +660,7 @@ describe('dapp on the local stack', () => {
     assert.ok(added.last.blocks >= 1 && added.last.stored > text.length, JSON.stringify(added.last));
     // One copy of the wasm, fetched once for the page, its node worker and their piece workers;
     // the SDK and its worker scripts are small (no wasm inside, no ethers inside).
-    assert.equal(added.wasm, `${base}/sdk/estuary_node_bg.wasm`);
+    assert.match(added.wasm, new RegExp(`^${base}/sdk/assets/estuary_node_bg-[\\w-]+\\.wasm$`));
     const wasm = fetched.filter((r) => r.url().endsWith('.wasm'));
     assert.deepEqual(wasm.map((r) => r.url()), [added.wasm]);
     const scripts = fetched.filter((r) => r.url().startsWith(`${base}/sdk/`) && r.url().endsWith('.js'));
@@ -912,6 +921,50 @@ describe('dapp on the local stack', () => {
     }
     for (const line of figures) t.diagnostic(line);
     await context.close();
+  });
+
+  test('a contract-deal proposal at the DealClient is on the providers page, with its terms, open', async () => {
+    const url = stack.info.rpc_url;
+    const client = stack.info.contracts.DealClient;
+    const abi = new Interface([
+      'function owner() view returns (address)',
+      'function makeDealProposal((bytes pieceCid, uint64 pieceSize, bool verifiedDeal, string label, int64 startEpoch, int64 endEpoch, uint256 storagePricePerEpoch, uint256 providerCollateral, uint256 clientCollateral, uint64 provider, uint16 replicas, string locationRef, uint64 carSize, bool skipIpniAnnounce, bool removeUnsealedCopy) r) returns (bytes32)',
+    ]);
+    const [owner] = abi.decodeFunctionResult('owner', await rpc(url, 'eth_call', [{ to: client, data: abi.encodeFunctionData('owner') }, 'latest']));
+    // The DealClient's owner (the deployer) proposes a deal for a piece, naming a provider none
+    // of the stack's SP agents is (f099999): none takes it, so it stays open.
+    const piece = Piece.fromPayload(new Uint8Array(5000).fill(7)).toInfo();
+    const head = Number(await rpc(url, 'eth_blockNumber', []));
+    const request = {
+      pieceCid: piece.link.bytes, pieceSize: piece.size, verifiedDeal: false, label: CID,
+      startEpoch: head + 1000, endEpoch: head + 1600, storagePricePerEpoch: 0n,
+      providerCollateral: piece.size * 100_000n, clientCollateral: 0n, provider: 99_999n, replicas: 1,
+      locationRef: 'http://127.0.0.1:9/never.car', carSize: 5000n, skipIpniAnnounce: false, removeUnsealedCopy: false,
+    };
+    const call = { from: owner, to: client, gas: toBeHex(1_000_000), data: abi.encodeFunctionData('makeDealProposal', [request]) };
+    await rpc(url, 'eth_call', [call, 'latest']).catch((e) => assert.fail(`makeDealProposal: ${e.message} ${JSON.stringify(e.data ?? e)}`));
+    const hash = await rpc(url, 'eth_sendTransaction', [call]);
+    for (let i = 0; ; i++) {
+      const receipt = await rpc(url, 'eth_getTransactionReceipt', [hash]);
+      if (receipt) {
+        assert.equal(receipt.status, '0x1', JSON.stringify(receipt));
+        break;
+      }
+      assert.ok(i < 100, `transaction ${hash} not mined`);
+      await sleep(200);
+    }
+
+    const { page, errors } = await openPage({ account: stack.info.accounts[6] });
+    await page.getByTestId('nav-providers').click();
+    const row = page.locator('[data-testid="deal-proposals"] tr[data-open="true"]').filter({ hasText: piece.link.toString() });
+    await row.waitFor({ timeout: 30_000 });
+    const cells = await row.locator('td').allTextContents();
+    assert.deepEqual(cells.slice(1), [
+      piece.link.toString(), '0.008 MiB', 'f099999', '0 of 1 published, 0 active', cells[5], `${head + 1000} to ${head + 1600}`, 'open',
+    ]);
+    assert.match(cells[5], /^0(\.0+)? /, 'free: no price an epoch');
+    assert.match(await page.getByTestId('deal-proposals-summary').textContent(), /^\d+ open proposals? of \d+, open ones first\.$/);
+    assert.deepEqual(errors, []);
   });
 
   test('a transaction rejected in the wallet shows a clear message', async () => {

@@ -33,8 +33,9 @@ import {
 import type { OperatorPage } from './pages/operator';
 import type { DataDaoPage } from './pages/datadao';
 import type { PerpetualPage } from './pages/perpetual';
+import { FilesList, type PinOfFile, fileRows } from './pages/files';
 import { ProvidersPage } from './pages/providers';
-import { el } from './pages/shared';
+import { Poller, el } from './pages/shared';
 import { pinOfAddress, startRouter } from './router';
 
 declare global {
@@ -88,16 +89,15 @@ const ui = {
   pinAdded: el<HTMLButtonElement>('pin-added'),
   cancelAdd: el<HTMLButtonElement>('cancel-add'),
   addMessage: el('add-message'),
-  cars: el('cars'),
   downloadForm: el<HTMLFormElement>('download-form'),
   downloadCid: el<HTMLInputElement>('download-cid'),
   downloadFrom: el<HTMLSelectElement>('download-from'),
   addProfile: el<HTMLSelectElement>('add-profile'),
   addStats: el('add-stats'),
-  pins: el<HTMLUListElement>('pins'),
-  pinsSearch: el<HTMLInputElement>('pins-search'),
-  pinsState: el<HTMLSelectElement>('pins-state'),
-  pinsHint: el('pins-hint'),
+  files: el<HTMLUListElement>('files'),
+  filesSearch: el<HTMLInputElement>('files-search'),
+  filesState: el<HTMLSelectElement>('files-state'),
+  filesHint: el('files-hint'),
   downloadMessage: el('download-message'),
   downloadLink: el<HTMLAnchorElement>('download-link'),
   verifyBox: el('verify-box'),
@@ -166,7 +166,7 @@ async function connect(): Promise<Wallet> {
   ui.walletStatus.textContent = `Connected: ${wallet.address}`;
   ui.connect.textContent = 'Reconnect';
   watchWallet();
-  void showPins();
+  void showFiles();
   return wallet;
 }
 
@@ -202,65 +202,59 @@ function watchWallet(): void {
     if (accounts.length === 0) {
       ui.walletStatus.textContent = 'Not connected: the wallet disconnected this site.';
       ui.connect.textContent = 'Connect wallet';
-      ui.pins.replaceChildren();
+      void showFiles();
       return;
     }
     void guarded(connect);
   });
 }
 
-/** Which states each filter keeps. */
-const PIN_FILTERS: Record<string, (state: string) => boolean> = {
-  progress: (s) => !['reported', 'failing', 'failed', 'quarantined', 'cancelled'].includes(s),
-  reported: (s) => s === 'reported',
-  problem: (s) => ['failing', 'failed', 'quarantined', 'cancelled'].includes(s),
-};
+/** *Your files*: this browser's CARs and this wallet's pins, one row per root. */
+const files = new FilesList(ui.files, ui.filesSearch, ui.filesState, ui.filesHint, {
+  select: (car) => {
+    added = car;
+    uploaded = car.uploaded;
+    ui.addRoot.textContent = car.root;
+    ui.addPiece.textContent = car.pieceCidV2;
+    ui.addSize.textContent = `${size(car.fileBytes)} in ${car.blocks} blocks; CAR ${size(car.carSize)}`;
+    ui.addLink.href = config ? `${config.oracle_url}/ipfs/${car.root}?format=car` : '#';
+    ui.addResult.hidden = false;
+    refreshAdd();
+    if (!car.uploaded) ui.upload.click();
+  },
+  remove: (car) => void node?.removeCar(car.car).then(showFiles),
+}, (bytes) => size(bytes));
 
-/** Shows the pins the search (any part of the row: id, CID, piece) and the state filter keep. */
-function filterPins(): void {
-  const text = ui.pinsSearch.value.trim().toLowerCase();
-  const keep = PIN_FILTERS[ui.pinsState.value];
-  let shown = 0;
-  // `#12` names request 12 only (not 120).
-  const id = /^#\d+$/.test(text) ? text.slice(1) : undefined;
-  for (const li of ui.pins.querySelectorAll<HTMLLIElement>('li')) {
-    const found = id !== undefined ? li.dataset.request === id : (li.textContent ?? '').toLowerCase().includes(text);
-    const ok = (!text || found) && (!keep || keep(li.dataset.state ?? ''));
-    li.hidden = !ok;
-    if (ok) shown++;
-  }
-  ui.pins.dataset.shown = String(shown);
-  if (ui.pins.childElementCount > 0) ui.pinsHint.textContent = shown ? '' : 'No pin request matches the search.';
-}
+/** How often *Your files* is read again while shown (its pins' deals move by themselves). */
+const FILES_REFRESH_MS = 5000;
 
-/** Lists the connected account's pin requests (from the chain) with where each one is. */
-async function showPins(): Promise<void> {
-  if (!wallet || !config) return;
-  const { oracle_url } = config;
-  try {
-    const pins = await wallet.pins(config);
-    const states = await Promise.all(
-      pins.map((p) => requestStatus(oracle_url, p.requestId).catch(() => null)),
-    );
-    ui.pinsHint.textContent = pins.length ? '' : 'No pin requests from this account yet.';
-    ui.pins.replaceChildren(
-      ...pins.map((p, i) => {
-        const state = states[i]?.status ?? 'on chain';
-        const li = document.createElement('li');
-        li.dataset.request = String(p.requestId);
-        li.dataset.state = state;
-        const piece = states[i]?.piece_cid ? ` · piece ${states[i]!.piece_cid}` : '';
-        const link = document.createElement('a');
-        link.href = `#/pin/${p.requestId}`;
-        link.textContent = `#${p.requestId}`;
-        li.append(link, ` · ${p.cid} · ${state}${piece} (block ${p.block})`);
-        return li;
-      }),
-    );
-    filterPins();
-  } catch (e) {
-    ui.pinsHint.textContent = `Could not list your pins: ${e instanceof Error ? e.message : String(e)}`;
+/** Bumped by every `showFiles`: an older one still reading does not overwrite a newer one. */
+let filesGeneration = 0;
+
+/**
+ * Lists this browser's CARs and the connected account's pin requests (from the chain), each
+ * with where it is through deals (the oracle's `/requests/{id}`).
+ */
+async function showFiles(): Promise<void> {
+  const generation = ++filesGeneration;
+  const cars = node ? await node.listCars().catch(() => []) : [];
+  let pins: PinOfFile[] = [];
+  let failed = '';
+  const w = wallet;
+  if (w && config) {
+    const { oracle_url } = config;
+    try {
+      const records = await w.pins(config);
+      const states = await Promise.all(records.map((p) => requestStatus(oracle_url, p.requestId).catch(() => null)));
+      pins = records.map((record, i) => ({ record, status: states[i] ?? null }));
+    } catch (e) {
+      failed = `Could not list your pins: ${e instanceof Error ? e.message : String(e)}`;
+    }
   }
+  if (generation !== filesGeneration) return;
+  const empty = w ? 'Nothing added in this browser or pinned by this account yet.' : 'Nothing added in this browser yet; connect your wallet to list the pins it made.';
+  files.render(fileRows(cars, pins), empty);
+  if (failed) ui.filesHint.textContent = failed;
 }
 
 async function pin(): Promise<void> {
@@ -304,7 +298,7 @@ async function pin(): Promise<void> {
   const timeline = new Timeline(ui.requestTimeline);
   timeline.reach('queued');
   say(`Request #${receipt.requestId} is on chain.`);
-  void showPins();
+  void showFiles();
   await followPin(config, receipt.requestId, info.string, timeline, signal);
 }
 
@@ -365,7 +359,7 @@ async function followPin(config: EstuaryConfig, id: bigint, cid: string, timelin
     },
     { signal },
   );
-  void showPins();
+  void showFiles();
   say(
     final.status === 'reported'
       ? `Request #${final.id} is pinned and reported on chain.`
@@ -678,7 +672,7 @@ async function addFiles(entries: AddEntry[], folder: boolean): Promise<void> {
     ui.addLink.href = config ? `${config.oracle_url}/ipfs/${added.root}?format=car` : '#';
     ui.addResult.hidden = false;
     sayAdd('Ready to upload.');
-    void showCars();
+    void showFiles();
   } catch (e) {
     sayAdd(e instanceof Error ? e.message : String(e), 'error');
   } finally {
@@ -686,47 +680,6 @@ async function addFiles(entries: AddEntry[], folder: boolean): Promise<void> {
     ui.addProgress.hidden = true;
     refreshAdd();
   }
-}
-
-async function showCars(): Promise<void> {
-  if (!node) return;
-  const cars = await node.listCars().catch(() => []);
-  ui.cars.replaceChildren(
-    ...cars.map((car) => {
-      const li = document.createElement('li');
-      li.dataset.car = car.car;
-      const state = car.uploaded
-        ? 'uploaded'
-        : car.uploadedBytes !== null
-          ? `upload paused at ${Math.floor((100 * car.uploadedBytes) / Math.max(car.carSize, 1))} %`
-          : 'not uploaded';
-      li.dataset.state = car.uploaded ? 'uploaded' : car.uploadedBytes !== null ? 'paused' : 'new';
-      const text = document.createElement('span');
-      text.textContent = `${car.root} · ${size(car.carSize)} · ${state}`;
-      li.append(text);
-      const pick = document.createElement('button');
-      pick.type = 'button';
-      pick.textContent = car.uploaded ? 'Select' : 'Resume upload';
-      pick.dataset.testid = 'car-select';
-      pick.addEventListener('click', () => {
-        added = car;
-        uploaded = car.uploaded;
-        ui.addRoot.textContent = car.root;
-        ui.addPiece.textContent = car.pieceCidV2;
-        ui.addSize.textContent = `${size(car.fileBytes)} in ${car.blocks} blocks; CAR ${size(car.carSize)}`;
-        ui.addLink.href = config ? `${config.oracle_url}/ipfs/${car.root}?format=car` : '#';
-        ui.addResult.hidden = false;
-        refreshAdd();
-        if (!car.uploaded) ui.upload.click();
-      });
-      const remove = document.createElement('button');
-      remove.type = 'button';
-      remove.textContent = 'Remove';
-      remove.addEventListener('click', () => void node?.removeCar(car.car).then(showCars));
-      li.append(pick, remove);
-      return li;
-    }),
-  );
 }
 
 /** Where a session from signing in is kept across reloads (it ends by itself). */
@@ -770,7 +723,7 @@ async function uploadAdded(): Promise<void> {
     sayAdd(`Uploaded: the oracle verified every block of ${done.root}.`);
   } finally {
     doneCancellable();
-    void showCars();
+    void showFiles();
     ui.addProgress.hidden = true;
     refreshAdd();
   }
@@ -810,8 +763,6 @@ async function entriesFromDrop(items: DataTransferItemList): Promise<{ entries: 
 
 ui.cancelAdd.addEventListener('click', () => cancel?.abort());
 ui.verify.addEventListener('click', () => void verifyPin());
-ui.pinsSearch.addEventListener('input', filterPins);
-ui.pinsState.addEventListener('change', filterPins);
 
 ui.filesInput.addEventListener('change', () => {
   const entries = entriesFromInput(ui.filesInput, false);
@@ -916,7 +867,6 @@ async function main(): Promise<void> {
   refresh();
   refreshAdd();
   void validate();
-  void showCars();
   void startServing();
   const providers = config ? new ProvidersPage(config) : undefined;
   // The pages with charts (uPlot) are loaded when first shown: the files page does not wait.
@@ -931,7 +881,11 @@ async function main(): Promise<void> {
   };
   window.addEventListener('hashchange', pinned);
   pinned();
+  // *Your files* follows its rows through deals while the files page is shown.
+  const filesPoller = new Poller();
   startRouter((entered, left) => {
+    if (left === 'files') filesPoller.stop();
+    if (entered === 'files') filesPoller.start(showFiles, FILES_REFRESH_MS);
     if (left === 'operator') void operator?.then((p) => p.leave());
     if (left === 'perpetual') void perpetual?.then((p) => p.leave());
     if (left === 'dao') void dao?.then((p) => p.leave());

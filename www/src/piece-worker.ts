@@ -15,8 +15,11 @@ function jsHeapUsed(): number {
 // The first message is the node's WebAssembly module, compiled once by the page.
 scope.onmessage = (start: MessageEvent<Start>) => {
   scope.onmessage = null;
+  scope.onmessageerror = null;
   init({ module_or_path: start.data.wasm }).then(serve, (e: unknown) => scope.postMessage({ ready: false, error: String(e) }));
 };
+
+scope.onmessageerror = () => scope.postMessage({ ready: false, error: "the node's WebAssembly module could not be received" });
 
 function serve(wasm: InitOutput): void {
   scope.onmessage = (event: MessageEvent<PieceJob | { memory: number }>) => {

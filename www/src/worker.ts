@@ -17,7 +17,7 @@ import { listCars, removeCar } from './sdk/storage';
 import { uploadCar } from './sdk/upload';
 import { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob } from './sdk/piece';
 import { BlockIndex, type CarSection, type ServeStatus, loadKey, oracleP2pAddress, saveKey } from './sdk/serve';
-import { type HttpFields, ServeError } from './sdk/errors';
+import { ServeError } from './sdk/errors';
 import type { Cancel, Hello, Method, NodeMethods, PieceProgress, Request, Response, Start, WireError } from './sdk/protocol';
 
 const scope = self as unknown as DedicatedWorkerGlobalScope;
@@ -106,10 +106,17 @@ const methods: { [M in Method]: Handler<M> } = {
   },
 };
 
+/** An error as it crosses to the page: its name, message and HTTP fields, nothing else. */
 function errorOf(e: unknown): WireError {
   if (!(e instanceof Error)) return { name: 'Error', message: String(e) };
-  const { url, status, code } = e as HttpFields;
-  return { name: e.name, message: e.message, url, status, code };
+  const { url, status, code } = e as { url?: unknown; status?: unknown; code?: unknown };
+  return {
+    name: String(e.name),
+    message: String(e.message),
+    url: typeof url === 'string' ? url : undefined,
+    status: typeof status === 'number' ? status : undefined,
+    code: typeof code === 'string' ? code : undefined,
+  };
 }
 
 /** Starts the node with the WebAssembly module the page compiled (`Start`, its first message). */
@@ -143,12 +150,22 @@ async function start(module: WebAssembly.Module): Promise<void> {
     } finally {
       running.delete(id);
     }
-    scope.postMessage(response);
+    try {
+      scope.postMessage(response);
+    } catch (e) {
+      // A value that cannot cross to the page: the call fails rather than never settling.
+      scope.postMessage({ id, ok: false, error: errorOf(e) } satisfies Response);
+    }
   };
   scope.postMessage({ hello: 'ready' } satisfies Hello);
 }
 
 scope.onmessage = (event: MessageEvent<Start>) => {
   scope.onmessage = null;
+  scope.onmessageerror = null;
   void start(event.data.wasm);
+};
+// The module could not be received (another agent cluster, say): say so rather than wait.
+scope.onmessageerror = () => {
+  scope.postMessage({ hello: 'failed', message: "the node's WebAssembly module could not be received" } satisfies Hello);
 };

@@ -136,8 +136,8 @@ export class Pin {
 
   /**
    * The pieces its deals hold, with their proofs (`/inclusion`): one for a pin packed whole, one
-   * per part for a pin split across pieces, in order. Empty until it is packed. Rejects with an
-   * `OracleError` while a piece is in no deal yet (404), as `pieceInclusion` does.
+   * per part for a pin split across pieces, in order. Empty before it is packed; once packed,
+   * rejects with an `OracleError` (404) while a piece is in no deal yet, as `pieceInclusion` does.
    */
   async inclusion(): Promise<PieceInclusion[]> {
     const status = await this.status();

@@ -67,5 +67,6 @@ export {
   type TxHooks,
   type TxQuote,
 } from './perpetual';
+export { DealProposals, dealClientInterface, type DealProposal } from './dealclient';
 export { DataDao, dataDaoInterface, type DaoProposal, type ProposalState } from './datadao';
 export { type TxTarget } from './tx';

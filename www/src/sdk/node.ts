@@ -93,14 +93,19 @@ export class EstuaryNode {
     }
     const worker = new Worker(new URL('../worker.ts', import.meta.url), { type: 'module' });
     worker.postMessage({ wasm: module } satisfies Start);
-    await new Promise<void>((resolve, reject) => {
-      worker.onmessage = (event: MessageEvent<Hello>) => {
-        if (event.data.hello === 'ready') resolve();
-        else reject(new NodeError(`the browser node failed to start: ${event.data.message}`));
-      };
-      worker.onerror = (event) =>
-        reject(new NodeError(`the browser node failed to start: ${event.message}`));
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        worker.onmessage = (event: MessageEvent<Hello>) => {
+          if (event.data.hello === 'ready') resolve();
+          else reject(new NodeError(`the browser node failed to start: ${event.data.message}`));
+        };
+        worker.onerror = (event) => reject(new NodeError(`the browser node failed to start: ${event.message}`));
+      });
+    } catch (e) {
+      // A node that did not start keeps nothing: its worker and memory go.
+      worker.terminate();
+      throw e;
+    }
     return new EstuaryNode(worker);
   }
 

@@ -10,6 +10,20 @@ import { carsDir, readJson, readState, tusHeaders, writeJson, writeState } from 
 /** Chunk size of upload requests: at most this much is sent again after a failure. */
 export const UPLOAD_CHUNK = 4 << 20;
 
+/**
+ * An upload URL as an error may show it: without its query (a pre-signed URL's secret) and
+ * without the upload's own id (whoever has it may append to the upload), since errors get logged.
+ */
+function shown(url: string): string {
+  try {
+    const u = new URL(url);
+    const path = u.pathname.replace(/\/uploads\/[^/]+$/, '/uploads/…');
+    return `${u.origin}${path}`;
+  } catch {
+    return '';
+  }
+}
+
 /** Why the oracle refused, from its JSON error body, with the status and code it gave. */
 async function refusal(response: Response, url: string): Promise<UploadError> {
   const body = (await response.json().catch(() => ({}))) as { error?: string; code?: string };
@@ -55,9 +69,9 @@ export async function uploadCar(
     }
     const endpoint = 'presignedUrl' in auth ? new URL(auth.presignedUrl, oracleUrl).toString() : `${oracleUrl}/uploads`;
     const created = await fetch(endpoint, { method: 'POST', headers, signal }).catch((e: unknown) => {
-      throw new UploadError(`The oracle at ${oracleUrl} cannot be reached.`, { cause: e, url: endpoint });
+      throw new UploadError(`The oracle at ${oracleUrl} cannot be reached.`, { cause: e, url: shown(endpoint) });
     });
-    if (created.status !== 201) throw await refusal(created, endpoint);
+    if (created.status !== 201) throw await refusal(created, shown(endpoint));
     state = { url: new URL(created.headers.get('location') ?? '', oracleUrl).toString(), size: file.size, token };
     await writeState(dir, name, state);
   }
@@ -96,6 +110,6 @@ export async function uploadCar(
       }
       continue;
     }
-    throw await refusal(response, state.url);
+    throw await refusal(response, shown(state.url));
   }
 }

@@ -7,8 +7,8 @@ import wasmUrl from '../generated/node/estuary_node_bg.wasm?url&no-inline';
 import { NodeError } from './errors';
 
 /**
- * Where the node's WebAssembly is, by default: the `.wasm` file shipped beside the SDK (in
- * `assets/`), found from the SDK's own URL.
+ * Where the node's WebAssembly is, by default: the `.wasm` file shipped with the SDK (in
+ * `assets/`, its name hashed by content), found from the SDK's own URL.
  */
 export const NODE_WASM_URL: string = new URL(wasmUrl, import.meta.url).href;
 
@@ -22,9 +22,14 @@ const compiled = new Map<string, Promise<WebAssembly.Module>>();
  * asked for and kept for the page's lifetime: starting a second node neither fetches nor
  * compiles again. A failed fetch is not kept, so a later call tries again.
  */
-export function nodeWasm(source: WasmSource = NODE_WASM_URL): Promise<WebAssembly.Module> {
-  if (source instanceof WebAssembly.Module) return Promise.resolve(source);
-  const url = new URL(source, globalThis.location?.href).href;
+export async function nodeWasm(source: WasmSource = NODE_WASM_URL): Promise<WebAssembly.Module> {
+  if (source instanceof WebAssembly.Module) return source;
+  let url: string;
+  try {
+    url = new URL(source, globalThis.location?.href).href;
+  } catch (e) {
+    throw new NodeError(`Not a URL for the node's WebAssembly: ${String(source)}`, { cause: e });
+  }
   let module = compiled.get(url);
   if (!module) {
     module = compile(url);

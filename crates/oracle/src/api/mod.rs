@@ -940,7 +940,7 @@ pub struct JobView {
 /// The bucket a pin's piece is in.
 #[derive(Debug, Serialize)]
 pub struct BucketRef {
-    /// Its id (`GET /buckets/{id}`).
+    /// Its id (`GET /buckets?id=`).
     id: u64,
     /// `open` (still filling) or `closed` (its aggregate made and dealt).
     state: String,

@@ -602,7 +602,11 @@ async fn pins_share_one_aggregate_order_served_from_their_cars() {
         // Where it stands, in a word for a list: its closed bucket, 1 of the order's replicas.
         assert_eq!(page["bucket"], serde_json::json!({ "id": bucket["id"], "state": "closed" }));
         let target = &orders[0]["replicas_target"];
-        assert_eq!(page["replicas"], serde_json::json!({ "active": 1, "target": target }), "{page}");
+        assert_eq!(
+            page["replicas"],
+            serde_json::json!({ "active": 1, "target": target }),
+            "{page}"
+        );
     }
     // The deal is reported to EstuaryPinning with each pin's inclusion proof, which the
     // contract verified on chain (PoDSI) against the deal's piece as the market gives it.
