@@ -344,6 +344,17 @@ contract DataDAO is Operated, ReentrancyGuard {
         perpetual.fund{value: amount}(funded(id));
     }
 
+    /// @notice Marks an active replica of a proposal's order lost, for the DAO (the order's
+    ///         client): the oracle's retrieval probes of it, checked against the piece's
+    ///         commitment, failed. `PerpetualStorage.markLost` pays the provider what it earned
+    ///         and a loss fee out of the order, reopens the slot, and excludes the provider from
+    ///         the order. The mark is the operator's word and costs the DAO's order a bond's
+    ///         worth: operators only.
+    /// @param provider The miner actor id whose replica is lost.
+    function markReplicaLost(uint256 id, uint64 provider) external onlyOperator nonReentrant {
+        perpetual.markLost(funded(id), provider);
+    }
+
     /// @notice Brings the DAO's refunds (cancelled orders, returned bounties) back to the
     ///         treasury. Anyone may call.
     function withdrawRefunds() external nonReentrant {

@@ -363,6 +363,54 @@ contract DataDAOTest is FilecoinTest {
         dao.cancelOrder(99);
     }
 
+    /// The oracle, as the DAO's operator, marks a lost replica of the DAO's order: the slot
+    /// reopens, its provider is excluded, the loss fee comes out of the order. No one else may,
+    /// nor for a proposal without an order.
+    function test_MarkReplicaLost_ForTheDaoByItsOperator() public {
+        useDevPolicy();
+        uint64 miner = 1001;
+        address sp = address(0x5B);
+        createMiner(miner, sp);
+        vm.deal(sp, 10 ether);
+        uint256 id = accepted();
+        vm.prank(ORACLE);
+        vm.expectRevert(
+            abi.encodeWithSelector(DataDAO.DataDAOWrongState.selector, id, DataDAO.State.Accepted)
+        );
+        dao.markReplicaLost(id, miner);
+        reportPinned(id, PIECE, PIECE_SIZE);
+        uint256 orderId = fund(id);
+        // The SP claims a slot, publishes its deal, and the replica is active.
+        uint96 bond = ps.bondFor(orderId);
+        uint256 collateral = market.minProviderCollateral(PIECE_SIZE);
+        vm.prank(sp);
+        (, bytes32 proposalId) = ps.claim{value: bond}(orderId, miner, collateral);
+        uint64 dealId = publishOne(sp, ps.getDealProposal(proposalId));
+        assertTrue(activateDeal(miner, sp, dealId, dealId));
+        ps.publish(orderId, miner);
+        assertEq(ps.getOrder(orderId).active, 1);
+        for (uint256 k; k < 3; ++k) {
+            address who = [A, OWNER, sp][k];
+            vm.prank(who);
+            vm.expectRevert(abi.encodeWithSelector(Operated.NotOperator.selector, who));
+            dao.markReplicaLost(id, miner);
+        }
+        vm.expectEmit(address(ps));
+        emit PerpetualStorage.SlotLost(orderId, miner, address(dao), bond);
+        vm.prank(ORACLE);
+        dao.markReplicaLost(id, miner);
+        PerpetualStorage.OrderView memory o = ps.getOrder(orderId);
+        assertEq(o.active, 0);
+        assertEq(o.inUse, 0);
+        assertTrue(ps.excluded(orderId, miner));
+        assertTrue(ps.getSlot(orderId, miner).state == PerpetualStorage.SlotState.Open);
+        vm.prank(ORACLE);
+        vm.expectRevert(
+            abi.encodeWithSelector(PerpetualStorage.PerpetualStorageNotClaimed.selector, orderId, miner)
+        );
+        dao.markReplicaLost(id, miner);
+    }
+
     // ------------------------------------------------------------------ fuzz
 
     /// Any vote pattern: accepted exactly when the votes reach the quorum and up-votes

@@ -1,7 +1,7 @@
 // Browser → contract → oracle, through the real stack that `estuary dev` starts.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect } from 'node:net';
@@ -47,6 +47,18 @@ async function verifyInPage(page, holds, addedHere = false) {
   assert.equal(steps.some((s) => /^✓ In this browser: the piece is inside aggregate bafkzcib/.test(s)), holds === 'segment', all);
   const onChain = steps.filter((s) => /^✓ On chain, the storage market says deal #\d+ at f0\d+ \(active\)/.test(s));
   assert.ok(onChain.length >= 3, all);
+}
+
+/** Uploads the content the page added, connects `account`, pins it from the page and waits for
+ *  it to be reported; returns the request's id. */
+async function uploadAndPinAdded(page, account) {
+  await page.getByTestId('upload').click();
+  await page.getByTestId('add-message').filter({ hasText: 'Uploaded' }).waitFor({ timeout: 60_000 });
+  await page.getByTestId('connect').click();
+  await page.getByTestId('wallet-status').filter({ hasText: account }).waitFor();
+  await page.getByTestId('pin-added').click();
+  await page.locator('[data-testid="request-status"][data-status="reported"]').waitFor({ timeout: 60_000 });
+  return (await page.getByTestId('request-id').textContent()).replace('#', '');
 }
 
 /** Waits (150 s at most) for request `id` at the oracle `oracle` to have three active deals at
@@ -214,6 +226,14 @@ describe('dapp on the local stack', () => {
     // The page shows them: "is my file on Filecoin yet?" answered where it was pinned.
     await page.locator('[data-testid="request-deals"] li[data-state="active"]').nth(2).waitFor({ timeout: 60_000 });
     assert.match(await page.getByTestId('request-deals-summary').textContent(), /^3 active replicas on Filecoin$/);
+    // Each replica's term with its dates, as the chain places its epochs.
+    const dated = /from \d{1,2} \w{3} \d{4}, \d{2}:\d{2} \(epoch \d+\) to \d{1,2} \w{3} \d{4}, \d{2}:\d{2} \(epoch \d+\)/;
+    let lines = [];
+    for (let i = 0; i < 60 && lines.filter((l) => dated.test(l)).length < 3; i++) {
+      if (i) await sleep(250);
+      lines = await page.locator('[data-testid="request-deals"] li[data-state="active"]').allTextContents();
+    }
+    assert.ok(lines.filter((l) => dated.test(l)).length >= 3, lines.join('\n'));
     // The providers' page lists the three SPs holding them, each with an active replica (read
     // when shown and when asked: refreshed until the oracle's scores have caught up).
     await page.getByTestId('nav-providers').click();
@@ -229,6 +249,11 @@ describe('dapp on the local stack', () => {
       await sleep(500);
     }
     assert.ok(shown.every((n) => n >= 1), `each provider shows its active replica: ${shown}`);
+    assert.match(
+      await page.locator(`[data-testid="providers"] tr[data-provider="${deals[0].provider}"] td`).nth(6).textContent(),
+      /^(none|block \d+)$/,
+      'its last failure',
+    );
     await page.getByTestId('nav-files').click();
     await page.getByTestId('request-deals').waitFor();
     for (const d of deals) {
@@ -307,14 +332,8 @@ describe('dapp on the local stack', () => {
     await page.getByTestId('folder-input').setInputFiles(folder);
     await page.getByTestId('add-root').filter({ hasText: native.root }).waitFor({ timeout: 60_000 });
 
-    await page.getByTestId('upload').click();
-    await page.getByTestId('add-message').filter({ hasText: 'Uploaded' }).waitFor({ timeout: 60_000 });
-    await page.getByTestId('connect').click();
-    await page.getByTestId('wallet-status').filter({ hasText: account }).waitFor();
-    await page.getByTestId('pin-added').click();
-    await page.locator('[data-testid="request-status"][data-status="reported"]').waitFor({ timeout: 60_000 });
+    const id = await uploadAndPinAdded(page, account);
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-added.png'), fullPage: true });
-    const id = (await page.getByTestId('request-id').textContent()).replace('#', '');
     const request = await (await fetch(`${stack.info.oracle_url}/requests/${id}`)).json();
     assert.equal(request.cid, native.root);
     // One canonical block order: the piece the page computed (estuary add's) is the one reported.
@@ -673,6 +692,48 @@ describe('dapp on the local stack', () => {
     await context.close();
   });
 
+  test('a file larger than a deal is split into pieces; Verify proves each part inside deals of its own', async () => {
+    const dir = tempDir('estuary-e2e-split-');
+    const file = join(dir, 'big.bin');
+    // 9 MB of noise: its CAR is larger than the stack's 8 MiB deals.
+    writeFileSync(file, randomBytes(9_000_000));
+    const account = stack.info.accounts[6];
+    const { page, errors } = await openPage({ account });
+    await page.getByTestId('files-input').setInputFiles(file);
+    await page.locator('[data-testid="add-result"]:not([hidden])').waitFor({ timeout: 60_000 });
+    const id = await uploadAndPinAdded(page, account);
+    // Each part gets three active deals at three SPs (its own orders).
+    let request;
+    const started = Date.now();
+    for (;;) {
+      request = await (await fetch(`${stack.info.oracle_url}/requests/${id}`)).json();
+      const parts = (request.pieces ?? []).map((p) => p.piece_cid);
+      const active = (part) => new Set(request.deals.filter((d) => d.deal_piece_cid === part && d.state === 'active').map((d) => d.provider)).size;
+      if (parts.length >= 2 && parts.every((part) => active(part) >= 3)) break;
+      assert.ok(Date.now() - started < 150_000, `each part in three active deals: ${JSON.stringify(request)}`);
+      await sleep(1000);
+    }
+    const parts = request.pieces.length;
+    // Verify, part by part.
+    await page.locator('#verify-box:not([hidden])').waitFor({ timeout: 30_000 });
+    await page.getByTestId('verify').click();
+    await page.locator('[data-testid="verify-summary"][data-proven]').waitFor({ timeout: 60_000 });
+    const summary = await page.getByTestId('verify-summary').textContent();
+    const steps = await page.locator('[data-testid="verify-steps"] li').allTextContents();
+    const all = `${summary}\n${steps.join('\n')}`;
+    assert.match(summary, new RegExp(`^Proven: each of the ${parts} parts of your pin is inside at least [3-9] active Filecoin deals`), all);
+    assert.ok(steps.includes('✓ This browser computed the same piece for the content it added.'), all);
+    assert.ok(steps.some((s) => s.startsWith(`✓ On chain, EstuaryPinning recorded piece ${request.piece_cid} (`)), all);
+    assert.ok(steps.includes(`✓ It is larger than a deal: it is kept as ${parts} pieces, its CAR's bytes in order, each in deals of its own.`), all);
+    for (const [i, part] of request.pieces.entries()) {
+      const proven = steps.filter((s) =>
+        s.startsWith(`✓ Part ${i + 1} of ${parts} (${part.piece_cid}): On chain, the storage market says deal #`) && s.includes('(active)'));
+      assert.ok(proven.length >= 3, `part ${i + 1}: ${all}`);
+    }
+    assert.ok(steps.every((s) => s.startsWith('✓')), all);
+    assert.deepEqual(errors, []);
+  });
+
   test('a malformed CID is refused in the page and no transaction is sent', async () => {
     // An account no SP agent sends from (anvil's 1-3 do), so its nonce moves only if the page
     // sends.
@@ -742,7 +803,7 @@ describe('dapp on the local stack', () => {
     assert.deepEqual(errors, []);
   });
 
-  test('the operator dashboard charts the oracle\'s metrics over time; every page fits 360 px', async () => {
+  test('the operator dashboard charts the oracle\'s metrics over time; every page fits 360 px and 1280 px', async () => {
     const { page, errors } = await openPage({ account: stack.info.accounts[3] });
     await page.getByTestId('nav-operator').click();
     assert.equal(new URL(page.url()).hash, '#/operator');
@@ -776,9 +837,9 @@ describe('dapp on the local stack', () => {
     await page.reload();
     await chart('requests').waitFor({ timeout: 30_000 });
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-operator.png'), fullPage: true });
-    // Each page at 360 px: nothing wider than the screen.
-    await page.setViewportSize({ width: 360, height: 800 });
-    for (const nav of ['nav-files', 'nav-perpetual', 'nav-dao', 'nav-providers', 'nav-operator']) {
+    // Each page at 360 px and at 1280 px: nothing wider than the screen.
+    for (const [width, nav] of [360, 1280].flatMap((w) => ['nav-files', 'nav-perpetual', 'nav-dao', 'nav-providers', 'nav-operator'].map((n) => [w, n]))) {
+      await page.setViewportSize({ width, height: 800 });
       await page.getByTestId(nav).click();
       await page.waitForTimeout(300);
       const [scroll, client, wide] = await page.evaluate(() => [
@@ -789,7 +850,7 @@ describe('dapp on the local stack', () => {
           .slice(0, 5)
           .map((e) => `${e.tagName}#${e.id}.${e.className}`),
       ]);
-      assert.ok(scroll <= client, `${nav}: ${scroll} px wide in a ${client} px window: ${wide}`);
+      assert.ok(scroll <= client, `${nav} at ${width} px: ${scroll} px wide in a ${client} px window: ${wide}`);
     }
     assert.deepEqual(errors, []);
   });
@@ -965,6 +1026,31 @@ describe('dapp on the local stack', () => {
     assert.match(cells[5], /^0(\.0+)? /, 'free: no price an epoch');
     assert.match(await page.getByTestId('deal-proposals-summary').textContent(), /^\d+ open proposals? of \d+, open ones first\.$/);
     assert.deepEqual(errors, []);
+  });
+
+  test('no wallet and blocked scripts never blank the page: each part says what is missing, the rest works', async () => {
+    // No wallet injected; an ad blocker's work: the node's WebAssembly and the chart library.
+    const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
+    await context.route(/\.wasm$/, (route) => route.abort('blockedbyclient'));
+    await context.route(/uPlot[^/]*\.js$/, (route) => route.abort('blockedbyclient'));
+    const page = await context.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e));
+    await page.goto(stack.info.dapp_url);
+    await page.getByTestId('node-status').filter({ hasText: 'failed to start' }).waitFor({ timeout: 30_000 });
+    assert.ok(await page.getByTestId('cid-input').isVisible(), 'the files page is there');
+    await page.getByTestId('connect').click();
+    await page.getByTestId('message').filter({ hasText: 'No wallet found: install an Ethereum wallet extension.' }).waitFor();
+    // The operator page's script cannot load: it says so; shown again, it is tried again.
+    await page.getByTestId('nav-operator').click();
+    await page.getByTestId('operator-status').filter({ hasText: 'This page could not load' }).waitFor({ timeout: 15_000 });
+    await page.getByTestId('nav-providers').click();
+    await page.getByTestId('providers-summary').filter({ hasNotText: 'once it has seen them' }).waitFor({ timeout: 15_000 });
+    assert.ok(await page.getByTestId('providers').isVisible());
+    await page.getByTestId('nav-files').click();
+    assert.ok(await page.getByTestId('files').isVisible() || (await page.getByTestId('files-hint').isVisible()));
+    assert.deepEqual(errors, []);
+    await context.close();
   });
 
   test('a transaction rejected in the wallet shows a clear message', async () => {

@@ -11,8 +11,10 @@ import {
   watchAccounts,
   watchChain,
   chainReader,
+  epochTimes,
   checkDealsOnChain,
   followDeals,
+  pieceCommitment,
   pieceInclusion,
   recordedOnChain,
   followRequest,
@@ -25,14 +27,12 @@ import {
   type ImportProfile,
   type PinQuote,
   type PinRequestStatus,
+  type DealStatus,
   type RequestState,
   type ServeStatus,
   type Session,
 } from './sdk';
 
-import type { OperatorPage } from './pages/operator';
-import type { DataDaoPage } from './pages/datadao';
-import type { PerpetualPage } from './pages/perpetual';
 import { FilesList, type PinOfFile, fileRows } from './pages/files';
 import { ProvidersPage } from './pages/providers';
 import { Poller, el } from './pages/shared';
@@ -367,13 +367,46 @@ async function followPin(config: EstuaryConfig, id: bigint, cid: string, timelin
     final.status === 'reported' ? 'info' : 'error',
   );
   if (final.status === 'reported') {
-    // A pin split across pieces has one proof per part: not offered here yet.
-    const whole = final.piece_cid && !final.pieces?.length ? { id, piece: final.piece_cid, cid } : undefined;
+    const whole = final.piece_cid ? { id, piece: final.piece_cid, cid } : undefined;
     void showDeals(config.oracle_url, id, whole, signal);
   }
 }
 
 /** Where the pin is on Filecoin: its replicas, followed until three are active. */
+/** Dates of the deal epochs shown, as the chain places them. */
+const dates = new Map<number, Date>();
+/** The replicas shown last. */
+let shownDeals: DealStatus[] = [];
+
+/** An epoch with its date when known: `7 Dec 2026, 05:02 (epoch 1234)`. */
+function term(epoch: number): string {
+  const date = dates.get(epoch);
+  return date ? `${date.toLocaleString('en-GB', { dateStyle: 'medium', timeStyle: 'short' })} (epoch ${epoch})` : `epoch ${epoch}`;
+}
+
+/** The pin's replicas, one a line: provider, state, deal, its term with dates, its last read. */
+function renderDeals(deals: DealStatus[]): void {
+  ui.requestDeals.replaceChildren(
+    ...deals.map((d) => {
+      const li = document.createElement('li');
+      li.dataset.provider = d.provider;
+      li.dataset.state = d.state;
+      const deal = d.deal_id === null ? '' : ` · deal #${d.deal_id}`;
+      const from = d.start_epoch === null ? '' : ` · from ${term(d.start_epoch)}`;
+      const until = d.end_epoch === null ? '' : `${from ? ' to' : ' · until'} ${term(d.end_epoch)}`;
+      const at = d.last_probe ? new Date(d.last_probe).toLocaleTimeString() : '';
+      const probe =
+        d.last_probe_ok === true
+          ? ` · read back and checked at ${at}`
+          : d.last_probe_ok === false
+            ? ` · its last read back failed (${at})`
+            : '';
+      li.textContent = `${d.provider} · ${d.state}${deal}${from}${until}${probe}`;
+      return li;
+    }),
+  );
+}
+
 async function showDeals(oracleUrl: string, id: bigint, pin: typeof verifying, signal?: AbortSignal) {
   verifying = pin;
   ui.verifyBox.hidden = true;
@@ -390,24 +423,19 @@ async function showDeals(oracleUrl: string, id: bigint, pin: typeof verifying, s
         deals.length === 0
           ? 'Waiting for storage providers to take the deals…'
           : `${active.size} active replica${active.size === 1 ? '' : 's'} on Filecoin`;
-      ui.requestDeals.replaceChildren(
-        ...deals.map((d) => {
-          const li = document.createElement('li');
-          li.dataset.provider = d.provider;
-          li.dataset.state = d.state;
-          const deal = d.deal_id === null ? '' : ` · deal #${d.deal_id}`;
-          const until = d.end_epoch === null ? '' : ` · until epoch ${d.end_epoch}`;
-          const at = d.last_probe ? new Date(d.last_probe).toLocaleTimeString() : '';
-          const probe =
-            d.last_probe_ok === true
-              ? ` · read back and checked at ${at}`
-              : d.last_probe_ok === false
-                ? ` · its last read back failed (${at})`
-                : '';
-          li.textContent = `${d.provider} · ${d.state}${deal}${until}${probe}`;
-          return li;
-        }),
-      );
+      shownDeals = deals;
+      renderDeals(deals);
+      // Their terms as dates once the chain places them (a past epoch is fixed: asked once).
+      const epochs = deals.flatMap((d) => [d.start_epoch, d.end_epoch]).filter((e): e is number => e !== null && !dates.has(e));
+      if (epochs.length && config) {
+        void epochTimes(wallet?.provider ?? chainReader(config), epochs)
+          .then((found) => {
+            if (signal?.aborted || found.size === 0) return;
+            for (const [epoch, date] of found) dates.set(epoch, date);
+            renderDeals(shownDeals);
+          })
+          .catch(() => undefined);
+      }
       if (verifying && deals.some((d) => d.deal_id !== null)) ui.verifyBox.hidden = false;
     });
   } catch (e) {
@@ -437,8 +465,14 @@ async function verifyPin(): Promise<void> {
     ui.verifySteps.append(li);
   };
   try {
-    const inclusion = await pieceInclusion(config.oracle_url, piece);
-    if (inclusion.piece_cid !== piece) throw new EstuaryError(`The oracle answered for piece ${inclusion.piece_cid}, not ${piece}.`);
+    // What the deals hold: the pin's piece, or each part of a pin split across pieces (known
+    // once its deals are ordered, after it is reported: asked now).
+    const status = await requestStatus(config.oracle_url, id);
+    const pieces = status?.pieces?.length ? status.pieces.map((p) => p.piece_cid) : [piece];
+    const inclusions = await Promise.all(pieces.map((p) => pieceInclusion(config!.oracle_url, p)));
+    inclusions.forEach((inclusion, i) => {
+      if (inclusion.piece_cid !== pieces[i]) throw new EstuaryError(`The oracle answered for piece ${inclusion.piece_cid}, not ${pieces[i]}.`);
+    });
     let computed = true;
     if (added?.root === cid) {
       computed = added.pieceCidV2 === piece;
@@ -450,46 +484,59 @@ async function verifyPin(): Promise<void> {
       );
     }
     const reader = wallet?.provider ?? chainReader(config);
-    const recorded = await recordedOnChain(reader, config.contracts.EstuaryPinning, id, inclusion);
+    const whole = pieceCommitment(piece);
+    const recorded = await recordedOnChain(reader, config.contracts.EstuaryPinning, id, whole);
     step(
       recorded
-        ? `On chain, EstuaryPinning recorded piece ${piece} (${size(inclusion.size_pc)}) for request #${id}, as the oracle reported it pinned.`
+        ? `On chain, EstuaryPinning recorded piece ${piece} (${size(whole.size_pc)}) for request #${id}, as the oracle reported it pinned.`
         : `EstuaryPinning recorded another piece for request #${id} than ${piece}.`,
       recorded,
     );
-    const agg = inclusion.aggregate;
-    if (agg) {
-      const local = await node.verifyInclusion(inclusion);
-      step(
-        `In this browser: the piece is inside aggregate ${agg.piece_cid} (${size(local.aggregateSize)}) at byte ${local.offset}, and the aggregate's index lists it (the FRC-0058 proof, checked in WebAssembly).`,
-        true,
-      );
-    } else {
-      step('The deals hold the piece itself, not an aggregate: there is no proof to check in the browser.', true);
+    const split = Boolean(status?.pieces?.length);
+    if (split) {
+      step(`It is larger than a deal: it is kept as ${pieces.length} pieces, its CAR's bytes in order, each in deals of its own.`, true);
     }
     const dealStateView = config.contracts.DealStateView;
     if (!dealStateView) throw new EstuaryError('The stack names no DealStateView contract to check deals with.');
-    const checks = await checkDealsOnChain(reader, dealStateView, inclusion);
-    for (const c of checks) {
-      const what =
-        c.holds === 'segment'
-          ? `holds the aggregate, and PoDSI accepts the proof: the piece starts at byte ${c.offset} of the deal's data`
-          : 'holds the piece itself';
-      step(
-        c.proven
-          ? `On chain, the storage market says deal #${c.dealId} at ${c.provider} (${c.state}) ${what}.`
-          : `Deal #${c.dealId} at ${c.provider} (${c.state}) does not prove it: ${c.failure}.`,
-        c.proven,
-      );
+    // Per piece: the deals that store it now, and those published but not sealed yet.
+    let stored = Infinity;
+    let sealing = Infinity;
+    for (const [i, inclusion] of inclusions.entries()) {
+      const part = split ? `Part ${i + 1} of ${pieces.length} (${inclusion.piece_cid}): ` : '';
+      const agg = inclusion.aggregate;
+      if (agg) {
+        const local = await node.verifyInclusion(inclusion);
+        step(
+          `${part}In this browser: the piece is inside aggregate ${agg.piece_cid} (${size(local.aggregateSize)}) at byte ${local.offset}, and the aggregate's index lists it (the FRC-0058 proof, checked in WebAssembly).`,
+          true,
+        );
+      } else {
+        step(`${part}The deals hold the piece itself, not an aggregate: there is no proof to check in the browser.`, true);
+      }
+      const checks = await checkDealsOnChain(reader, dealStateView, inclusion);
+      for (const c of checks) {
+        const what =
+          c.holds === 'segment'
+            ? `holds the aggregate, and PoDSI accepts the proof: the piece starts at byte ${c.offset} of the deal's data`
+            : 'holds the piece itself';
+        step(
+          c.proven
+            ? `${part}On chain, the storage market says deal #${c.dealId} at ${c.provider} (${c.state}) ${what}.`
+            : `${part}Deal #${c.dealId} at ${c.provider} (${c.state}) does not prove it: ${c.failure}.`,
+          c.proven,
+        );
+      }
+      stored = Math.min(stored, checks.filter((c) => c.stored).length);
+      sealing = Math.min(sealing, checks.filter((c) => c.proven && c.state === 'published').length);
     }
     const ok = recorded && computed;
-    const stored = ok ? checks.filter((c) => c.stored).length : 0;
-    const sealing = ok ? checks.filter((c) => c.proven && c.state === 'published').length : 0;
+    if (!ok) [stored, sealing] = [0, 0];
     const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+    const subject = split ? `each of the ${pieces.length} parts of your pin is` : 'your piece is';
     ui.verifySummary.dataset.proven = String(stored);
     ui.verifySummary.textContent =
       stored + sealing > 0
-        ? `Proven: your piece is inside ${plural(stored, 'active Filecoin deal')}` +
+        ? `Proven: ${subject} inside ${split ? 'at least ' : ''}${plural(stored, 'active Filecoin deal')}` +
           (sealing > 0 ? `, and ${plural(sealing, 'published deal')} not sealed yet` : '') +
           ', checked here and by the storage market on chain.'
         : 'Not proven: see what failed below.';
@@ -870,10 +917,30 @@ async function main(): Promise<void> {
   void startServing();
   const providers = config ? new ProvidersPage(config) : undefined;
   // The pages with charts (uPlot) are loaded when first shown: the files page does not wait.
-  let operator: Promise<OperatorPage> | undefined;
-  let perpetual: Promise<PerpetualPage> | undefined;
-  let dao: Promise<DataDaoPage> | undefined;
+  // A page whose script cannot load (an ad blocker, a lost connection) says so on itself and is
+  // tried again when next shown; the others go on.
   const loaded = config;
+  const lazy = <T>(load: () => Promise<T>, status: string) => {
+    let page: Promise<T> | undefined;
+    return (): Promise<T> =>
+      (page ??= load().catch((e: unknown) => {
+        page = undefined;
+        const where = el(status);
+        where.textContent = `This page could not load (${e instanceof Error ? e.message : String(e)}). Show it again to retry.`;
+        where.className = 'message error';
+        throw e;
+      }));
+  };
+  const operator = lazy(() => import('./pages/operator').then((m) => new m.OperatorPage(loaded!)), 'operator-status');
+  const perpetual = lazy(
+    () => import('./pages/perpetual').then((m) => new m.PerpetualPage(loaded!, () => wallet, connect, () => added)),
+    'perpetual-message',
+  );
+  const dao = lazy(
+    () => import('./pages/datadao').then((m) => new m.DataDaoPage(loaded!, () => wallet, connect, () => added)),
+    'dao-message',
+  );
+  const shownOnce = new Set<string>();
   // A pin's address shows it on the files page, now and whenever the address changes to one.
   const pinned = () => {
     const id = pinOfAddress();
@@ -886,23 +953,18 @@ async function main(): Promise<void> {
   startRouter((entered, left) => {
     if (left === 'files') filesPoller.stop();
     if (entered === 'files') filesPoller.start(showFiles, FILES_REFRESH_MS);
-    if (left === 'operator') void operator?.then((p) => p.leave());
-    if (left === 'perpetual') void perpetual?.then((p) => p.leave());
-    if (left === 'dao') void dao?.then((p) => p.leave());
+    const pages = { operator, perpetual, dao } as const;
+    if (left && left in pages && shownOnce.has(left)) {
+      void pages[left as keyof typeof pages]()
+        .then((p) => p.leave())
+        .catch(() => undefined);
+    }
     if (!loaded) return;
-    if (entered === 'operator') {
-      operator ??= import('./pages/operator').then((m) => new m.OperatorPage(loaded));
-      void operator.then((p) => p.enter());
-    }
-    if (entered === 'perpetual') {
-      perpetual ??= import('./pages/perpetual').then(
-        (m) => new m.PerpetualPage(loaded, () => wallet, connect, () => added),
-      );
-      void perpetual.then((p) => p.enter());
-    }
-    if (entered === 'dao') {
-      dao ??= import('./pages/datadao').then((m) => new m.DataDaoPage(loaded, () => wallet, connect, () => added));
-      void dao.then((p) => p.enter());
+    if (entered in pages) {
+      shownOnce.add(entered);
+      void pages[entered as keyof typeof pages]()
+        .then((p) => p.enter())
+        .catch(() => undefined);
     }
     if (entered === 'providers') void providers?.show();
   });

@@ -402,7 +402,8 @@ pub struct DealsConfig {
     /// orders its probes have found lost for at least this many seconds, if its provider once
     /// served it and its last probe is recent and failed: the provider is paid what it earned
     /// and a loss fee, excluded from the order for good, and its slot reopens for another SP
-    /// (none: never; lost replicas are only not counted).
+    /// (none: never; lost replicas are only not counted). The `--datadao-address` DAO's orders
+    /// too, through the DAO (`DataDAO.markReplicaLost`, as its operator).
     #[arg(long, env = "ESTUARY_MARK_LOST_AFTER_SECS")]
     pub mark_lost_after_secs: Option<u64>,
     /// Only CARs of at least this many bytes are dropped.

@@ -472,6 +472,7 @@ fn start_deals(
                         recent_ms: config.deals.probe_every_secs.saturating_mul(10_000),
                     }
                 }),
+                datadao: config.deals.datadao,
             },
         )
         .with_wake(wake);

@@ -1,9 +1,9 @@
 /**
  * The storage providers page (`#/providers`): the SPs the oracle deals with, best score first,
- * with what they hold and how their read-backs went (`GET /providers`), and the perpetual
- * orders' open slots, read from the chain: what an SP can claim now, at what bounty and bond;
- * and the DealClient's contract-deal proposals, open ones first. Read when the page is shown
- * and when asked.
+ * with what they hold, how their read-backs went and their last failure (`GET /providers`);
+ * the perpetual orders' open slots, read from the chain: what an SP can claim now, at what
+ * bounty and bond; and the DealClient's contract-deal proposals, open ones first. Read when the
+ * page is shown and when asked.
  */
 import { DealProposals, type EstuaryConfig, Perpetual, chainReader, coinOf, listProviders } from '../sdk';
 
@@ -56,6 +56,7 @@ export class ProvidersPage {
             String(p.in_flight),
             probes === 0 ? '–' : `${p.probes_ok} of ${probes}`,
             String(p.replicas_lost),
+            p.last_failure === null ? 'none' : `block ${p.last_failure}`,
             status,
           ]));
           return tr;

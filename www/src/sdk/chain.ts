@@ -448,3 +448,28 @@ export function explain(e: unknown): EstuaryError {
   }
   return new EstuaryError(`The transaction could not be sent: ${shortMessage(e)}`, { cause: e });
 }
+
+/**
+ * When chain epochs (block numbers) fall, as dates: a past epoch at its block's own time, a
+ * future one from the latest block's time and the chain's mean block time over the last
+ * `window` blocks (30 s on Filecoin, 1 s on the dev chain). Epochs it cannot place are left out.
+ */
+export async function epochTimes(reader: Provider, epochs: number[], window = 1000): Promise<Map<number, Date>> {
+  const out = new Map<number, Date>();
+  const latest = await reader.getBlock('latest');
+  if (!latest) return out;
+  const earlier = await reader.getBlock(Math.max(0, latest.number - window));
+  const span = earlier ? latest.number - earlier.number : 0;
+  const mean = earlier && span > 0 ? (latest.timestamp - earlier.timestamp) / span : 30;
+  await Promise.all(
+    [...new Set(epochs)].map(async (epoch) => {
+      if (epoch > latest.number) {
+        out.set(epoch, new Date((latest.timestamp + (epoch - latest.number) * mean) * 1000));
+        return;
+      }
+      const block = await reader.getBlock(epoch).catch(() => null);
+      if (block) out.set(epoch, new Date(block.timestamp * 1000));
+    }),
+  );
+  return out;
+}

@@ -9,6 +9,8 @@ import { Contract, Interface, JsonRpcProvider, type ContractRunner } from 'ether
 import { abi as dealStateViewAbi } from '../../../contracts/artifacts/DealStateView.json';
 import { pinningInterface } from './chain';
 import type { EstuaryConfig } from './config';
+import { CID } from 'multiformats/cid';
+import { varint } from 'multiformats';
 import { EstuaryError, OracleError } from './errors';
 import type { DealStatus } from './deals';
 
@@ -216,7 +218,7 @@ export async function recordedOnChain(
   runner: ContractRunner,
   pinning: string,
   requestId: bigint,
-  inclusion: PieceInclusion,
+  inclusion: Pick<PieceInclusion, 'comm_pc' | 'size_pc'>,
 ): Promise<boolean> {
   const contract = new Contract(pinning, pinningInterface, runner);
   const s = (await contract.getFunction('getRequest').staticCall(requestId)) as unknown as {
@@ -224,4 +226,30 @@ export async function recordedOnChain(
     paddedSize: bigint;
   };
   return s.commP.toLowerCase() === inclusion.comm_pc.toLowerCase() && Number(s.paddedSize) === inclusion.size_pc;
+}
+
+/** The multihash of a v2 piece CID (FRC-0069): fr32-sha2-256-trunc254-padded-binary-tree. */
+const PIECE_MULTIHASH = 0x1011;
+
+/**
+ * The commitment (`0x` hex) and padded size a v2 piece CID names (FRC-0069: its digest is the
+ * padding as a varint, the tree's height, then the 32-byte root; the padded size is 32 bytes ×
+ * 2^height), in the shape `recordedOnChain` compares. Throws `InclusionError`'s sibling
+ * `EstuaryError` for text that is not a v2 piece CID.
+ */
+export function pieceCommitment(pieceCidV2: string): Pick<PieceInclusion, 'comm_pc' | 'size_pc'> {
+  let cid: CID;
+  try {
+    cid = CID.parse(pieceCidV2);
+  } catch (e) {
+    throw new EstuaryError(`Not a CID: ${pieceCidV2}`, { cause: e });
+  }
+  const digest = cid.multihash.digest;
+  if (cid.multihash.code !== PIECE_MULTIHASH) throw new EstuaryError(`Not a v2 piece CID: ${pieceCidV2}`);
+  const [, padding] = varint.decode(digest);
+  const height = digest[padding];
+  const root = digest.subarray(padding + 1);
+  if (height === undefined || height > 58 || root.length !== 32) throw new EstuaryError(`Not a v2 piece CID: ${pieceCidV2}`);
+  const hex = Array.from(root, (b) => b.toString(16).padStart(2, '0')).join('');
+  return { comm_pc: `0x${hex}`, size_pc: 32 * 2 ** height };
 }

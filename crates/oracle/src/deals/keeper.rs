@@ -15,8 +15,10 @@
 //!   lost is marked lost (`markLost`: its provider excluded from the order for good, paid what
 //!   it earned and a loss fee) once it has been lost that long, its provider once served it and
 //!   its last probe is recent and failed ([`crate::domain::market::MarkLostRules`]); never for
-//!   most providers at once (more likely the oracle's fault), nor for a DataDAO's orders (the
-//!   DAO is their client);
+//!   most providers at once (more likely the oracle's fault). A DataDAO's orders have the DAO
+//!   as client: their replicas are marked through it (`DataDAO.markReplicaLost`, which the
+//!   oracle may send as the DAO's operator) when the keeper knows the DAO, and not at all
+//!   otherwise;
 //! - with `--deal-collect-epochs`, an active replica's accrued bounty is collected for its SP
 //!   once that many epochs have passed since it was last paid (`BountyPaid`, whoever called).
 //!
@@ -36,7 +38,9 @@ use alloy::{
     providers::Provider,
 };
 use estuary_chain::{TxError, TxManager};
-use estuary_contracts::{PerpetualStorage, perpetual::PerpetualStorage::PerpetualStorageErrors};
+use estuary_contracts::{
+    DataDAO, PerpetualStorage, perpetual::PerpetualStorage::PerpetualStorageErrors,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -69,6 +73,9 @@ pub struct KeeperConfig {
     /// Mark lost on chain the replicas of the operator's orders its probes found lost (none:
     /// never; `--mark-lost-after-secs`).
     pub mark_lost: Option<MarkLostRules>,
+    /// The DataDAO this oracle operates (`--datadao-address`): its orders' lost replicas are
+    /// marked through it, under the same rules.
+    pub datadao: Option<Address>,
 }
 
 /// Reads the market and keeps the slots of the orders at one `PerpetualStorage` contract.
@@ -143,14 +150,21 @@ impl Keeper {
             warn!(error = %e, "keeper: the market read failed; retried next round");
         }
         let contract = format!("{:#x}", self.contract);
-        // A DataDAO's orders have the DAO as client: only it may mark their replicas lost.
+        // A DataDAO's orders have the DAO as client: only it may mark their replicas lost, which
+        // it does for its operator (this oracle) when the keeper knows it.
         let theirs = KeeperRules { mark_lost: None, ..*rules };
+        let daos: HashSet<u64> = orders
+            .iter()
+            .filter(|o| o.order.backend == Backend::DataDao)
+            .filter_map(|o| o.order.order_id)
+            .collect();
         let mut tasks: Vec<KeeperTask> = orders
             .iter()
             .filter(|o| !o.cancelled)
             .filter_map(|o| Some((o.order.order_id?, o)))
             .flat_map(|(id, o)| {
-                let rules = if o.order.backend == Backend::DataDao { &theirs } else { rules };
+                let dao = o.order.backend == Backend::DataDao;
+                let rules = if dao && self.config.datadao.is_none() { &theirs } else { rules };
                 keep(&contract, id, &o.replicas, head, rules)
             })
             .collect();
@@ -180,12 +194,29 @@ impl Keeper {
             if self.tried.contains_key(&task.key) {
                 continue;
             }
-            self.send(&task).await;
+            self.send(&task, daos.contains(&task.order_id)).await;
         }
         Ok(())
     }
 
-    async fn send(&mut self, task: &KeeperTask) {
+    /// The DataDAO and its proposal whose order `task`'s is (a DataDAO's order is marked lost
+    /// through it), or none (said why).
+    async fn dao_proposal(&self, task: &KeeperTask) -> Option<(Address, u64)> {
+        let dao = self.config.datadao?;
+        match self.store.dao_proposal_of_order(&format!("{dao:#x}"), task.order_id).await {
+            Ok(Some(proposal)) => Some((dao, proposal)),
+            Ok(None) => {
+                warn!(order = task.order_id, %dao, "keeper: a DataDAO order no proposal of the DAO funded; not marked");
+                None
+            }
+            Err(e) => {
+                warn!(order = task.order_id, error = %e, "keeper: the DAO's proposal of an order; retried");
+                None
+            }
+        }
+    }
+
+    async fn send(&mut self, task: &KeeperTask, dao: bool) {
         let ps = PerpetualStorage::new(self.contract, self.tx.provider());
         let (order, provider) = (U256::from(task.order_id), task.provider);
         let what = match task.action {
@@ -196,6 +227,14 @@ impl Keeper {
         let keys = [task.key.clone()];
         let sent = match task.action {
             KeeperAction::Reopen(_) => self.tx.send(ps.reopen(order, provider), &keys).await,
+            KeeperAction::MarkLost if dao => {
+                let Some((dao, proposal)) = self.dao_proposal(task).await else {
+                    self.tried.insert(task.key.clone(), Instant::now());
+                    return;
+                };
+                let dao = DataDAO::new(dao, self.tx.provider());
+                self.tx.send(dao.markReplicaLost(U256::from(proposal), provider), &keys).await
+            }
             KeeperAction::MarkLost => self.tx.send(ps.markLost(order, provider), &keys).await,
             KeeperAction::Collect { .. } => self.tx.send(ps.collect(order, provider), &keys).await,
         };

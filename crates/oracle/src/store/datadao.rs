@@ -152,6 +152,23 @@ impl Store {
         rows.iter().map(|r| get_u64(r, "proposal_id")).collect()
     }
 
+    /// The proposal of `dao` (0x, lower case) whose funded order is `order_id`, if any.
+    pub async fn dao_proposal_of_order(
+        &self,
+        dao: &str,
+        order_id: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT proposal_id FROM dao_fundings WHERE dao = $1 AND order_id = $2 AND state = $3",
+        )
+        .bind(dao)
+        .bind(int(order_id)?)
+        .bind(FundingState::Funded.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| get_u64(r, "proposal_id")).transpose()
+    }
+
     /// The piece of request `request_id` of `source`, if it is reported.
     pub async fn reported_piece(
         &self,

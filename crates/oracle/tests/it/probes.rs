@@ -168,6 +168,36 @@ fn at(order: &Value, provider: u64) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Probes every second, a replica lost after two failed ones and marked lost at once: the
+/// oracle's arguments of the mark-lost tests.
+const MARK_LOST: &[&str] = &[
+    "--deal-check-secs",
+    "1",
+    "--deal-expiring-epochs",
+    "100",
+    "--probe-every-secs",
+    "1",
+    "--probe-lost-after",
+    "2",
+    "--probe-timeout-secs",
+    "10",
+    "--mark-lost-after-secs",
+    "0",
+];
+
+/// Every `SlotLost` event of `perpetual`, oldest first.
+async fn slots_lost(
+    reader: &impl alloy::providers::Provider,
+    perpetual: alloy::primitives::Address,
+) -> Vec<estuary_contracts::PerpetualStorage::SlotLost> {
+    use alloy::{rpc::types::Filter, sol_types::SolEvent};
+    use estuary_contracts::PerpetualStorage::SlotLost;
+    let filter =
+        Filter::new().address(perpetual).event_signature(SlotLost::SIGNATURE_HASH).from_block(0);
+    let logs = reader.get_logs(&filter).await.unwrap();
+    logs.iter().map(|l| SlotLost::decode_log_data(l.data()).unwrap()).collect()
+}
+
 fn probed_ok(order: &Value, provider: u64) -> bool {
     at(order, provider).iter().any(|r| r["state"] == "active" && r["last_probe_ok"] == true)
 }
@@ -454,7 +484,6 @@ async fn cold_blocks_known_by_place_and_the_empty_block_without_a_read() {
 /// replicas are active again. The marked provider's agent sees why its slot ended.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_another_sp() {
-    use alloy::{providers::Provider, rpc::types::Filter, sol_types::SolEvent};
     use estuary_contracts::PerpetualStorage;
     let chain = Chain::start_mining(Duration::from_millis(250)).await;
     let dir = tempfile::tempdir().unwrap();
@@ -488,20 +517,9 @@ async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_anot
         "3600",
         "--deal-replicas",
         "2",
-        "--deal-check-secs",
-        "1",
-        "--deal-expiring-epochs",
-        "100",
-        "--probe-every-secs",
-        "1",
-        "--probe-lost-after",
-        "2",
-        "--probe-timeout-secs",
-        "10",
-        "--mark-lost-after-secs",
-        "0",
     ]
     .iter()
+    .chain(MARK_LOST)
     .map(|s| (*s).to_owned())
     .collect();
     for (i, url) in urls.iter().enumerate() {
@@ -533,19 +551,7 @@ async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_anot
     .await;
     assert!(at(&order, gone).iter().all(|r| r["state"] == "reopened"), "{order:#}");
     let reader = alloy::providers::ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let logs = reader
-        .get_logs(
-            &Filter::new()
-                .address(perpetual)
-                .event_signature(PerpetualStorage::SlotLost::SIGNATURE_HASH)
-                .from_block(0),
-        )
-        .await
-        .unwrap();
-    let marked: Vec<_> = logs
-        .iter()
-        .map(|l| PerpetualStorage::SlotLost::decode_log_data(l.data()).unwrap())
-        .collect();
+    let marked = slots_lost(&reader, perpetual).await;
     assert_eq!(marked.len(), 1, "marked lost once: {marked:?}");
     assert_eq!((marked[0].orderId, marked[0].provider), (U256::from(order_id), gone));
     assert_eq!(marked[0].client, *chain.anvil.addresses().last().unwrap(), "by the oracle");
@@ -566,4 +572,96 @@ async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_anot
     }
     assert!(seen.contains("estuary_sp_slots_marked_lost_total 1"), "{seen}");
     drop(sps);
+}
+
+/// A DataDAO's replica whose provider serves wrong bytes is marked lost through the DAO (the
+/// order's client; the oracle is its operator): `DataDAO.markReplicaLost` calls
+/// `PerpetualStorage.markLost`, the provider is excluded from the DAO's order and its slot
+/// reopens.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_datadao_replica_found_lost_is_marked_lost_through_the_dao() {
+    use alloy::{network::TransactionBuilder, providers::Provider, rpc::types::TransactionRequest};
+    use estuary_contracts::{DataDAO, PerpetualStorage};
+    let chain = Chain::start_mining(Duration::from_millis(250)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--collect-interval-epochs", "8"];
+    let sp = SpProcess::start_with(&chain, 0, &dir.path().join("sp0"), &extra).await;
+    let tamper = Arc::new(AtomicBool::new(false));
+    let url = tampering_proxy(sp.url.clone(), Arc::clone(&tamper)).await;
+    let cars: Cars = Arc::default();
+    let origin = gateway(Arc::clone(&cars)).await;
+    let perpetual = chain.deployment.contracts["PerpetualStorage"];
+    let dao_address = chain.deployment.contracts["DataDAO"];
+    let args: Vec<String> = [
+        "--gateway",
+        &origin,
+        "--operator-key",
+        &chain.operator_key(),
+        "--perpetual-address",
+        &perpetual.to_string(),
+        "--datadao-address",
+        &dao_address.to_string(),
+        "--deal-state-view-address",
+        &chain.deployment.contracts["DealStateView"].to_string(),
+        "--provider",
+        &format!("f01000:price=0,url={url}"),
+    ]
+    .iter()
+    .chain(MARK_LOST)
+    .map(|s| (*s).to_owned())
+    .collect();
+    let oracle = OracleProcess::start_with(&chain, &dir.path().join("oracle.sqlite"), &args).await;
+
+    // The DAO (its owner the deployer, account 0): two members and a treasury; a CID proposed,
+    // voted and executed.
+    let owner = chain.wallet(0);
+    let dao = DataDAO::new(dao_address, &owner);
+    for member in [5, 6] {
+        assert!(mined!(dao.setMember(chain.signer(member).address(), true)).status());
+    }
+    let treasury = TransactionRequest::default()
+        .with_to(dao_address)
+        .with_value(U256::from(3_000_000_000_000_000_000u128));
+    owner.send_transaction(treasury).await.unwrap().get_receipt().await.unwrap();
+    let (root, piece, car) = add(dir.path(), "dao", &noise(200_000, 9));
+    cars.lock().unwrap().insert(root.clone(), car);
+    let cid = alloy::primitives::Bytes::from(cid_bytes(&root));
+    let proposer = chain.wallet(5);
+    assert!(mined!(DataDAO::new(dao_address, &proposer).createCIDProposal(cid, 200_000)).status());
+    let voter = chain.wallet(6);
+    assert!(
+        mined!(DataDAO::new(dao_address, &voter).voteCIDProposal(U256::from(1), true)).status()
+    );
+    chain.travel(301).await;
+    assert!(mined!(DataDAO::new(dao_address, &voter).execute(U256::from(1))).status());
+
+    // The oracle pins and funds it; the SP takes a slot; the replica is active and read back.
+    let order = order_when(&oracle, 240, "the DAO's replica active and read back", |o| {
+        o["backend"] == "datadao" && probed_ok(o, 1000)
+    })
+    .await;
+    assert_eq!(order["piece_cid"], piece.as_str());
+    let order_id = order["order_id"].as_u64().unwrap();
+
+    // It answers wrong bytes from now on: lost after two failed probes, and marked lost on
+    // chain through the DAO.
+    tamper.store(true, Ordering::SeqCst);
+    let reader = alloy::providers::ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let ps = PerpetualStorage::new(perpetual, &reader);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !ps.excluded(U256::from(order_id), 1000).call().await.unwrap() {
+        assert!(std::time::Instant::now() < deadline, "never marked lost");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let marked = slots_lost(&reader, perpetual).await;
+    assert_eq!(marked.len(), 1, "marked lost once: {marked:?}");
+    assert_eq!((marked[0].orderId, marked[0].provider), (U256::from(order_id), 1000));
+    assert_eq!(marked[0].client, dao_address, "through the DAO, the order's client");
+    // The oracle reads the slot's events: its replica shown lost, then reopened.
+    order_when(&oracle, 30, "the replica shown lost and reopened", |o| {
+        lost(o, 1000) && at(o, 1000).iter().all(|r| r["state"] == "reopened")
+    })
+    .await;
+    oracle.kill().await;
+    drop(sp);
 }
