@@ -14,6 +14,7 @@ import {
   epochTimes,
   checkDealsOnChain,
   followDeals,
+  carFile,
   pieceCommitment,
   pieceInclusion,
   recordedOnChain,
@@ -26,6 +27,7 @@ import {
   type EstuaryConfig,
   type ImportProfile,
   type PinQuote,
+  type PinRecord,
   type PinRequestStatus,
   type DealStatus,
   type RequestState,
@@ -231,27 +233,64 @@ const FILES_REFRESH_MS = 5000;
 /** Bumped by every `showFiles`: an older one still reading does not overwrite a newer one. */
 let filesGeneration = 0;
 
+/** The connected account's pin requests read so far, and the block to read on from. */
+let pinRecords: { address: string; records: PinRecord[]; next: number } | undefined;
+/** Each request's last status from the oracle, and when it was read (ms). */
+const pinStatuses = new Map<bigint, { status: PinRequestStatus | null; at: number }>();
+/** A settled request (final, or with every replica active) is asked again this often. */
+const SETTLED_MS = 60_000;
+/** Status requests in flight at once. */
+const STATUS_READS = 4;
+
+/** Whether `status` is not expected to move soon. */
+function settled(status: PinRequestStatus | null): boolean {
+  if (!status) return false;
+  if (['failed', 'quarantined', 'cancelled'].includes(status.status)) return true;
+  const r = status.replicas;
+  return r !== undefined && r.active >= r.target && !(status.deals ?? []).some((d) => d.state === 'expiring');
+}
+
 /**
- * Lists this browser's CARs and the connected account's pin requests (from the chain), each
- * with where it is through deals (the oracle's `/requests/{id}`).
+ * Lists this browser's CARs and the connected account's pin requests, each with where it is
+ * through deals (the oracle's `/requests/{id}`). The requests' events are read on from where the
+ * last read stopped; statuses are asked a few at a time, settled ones once a minute; a failed
+ * read keeps what was shown.
  */
 async function showFiles(): Promise<void> {
   const generation = ++filesGeneration;
   const cars = node ? await node.listCars().catch(() => []) : [];
-  let pins: PinOfFile[] = [];
   let failed = '';
   const w = wallet;
   if (w && config) {
     const { oracle_url } = config;
     try {
-      const records = await w.pins(config);
-      const states = await Promise.all(records.map((p) => requestStatus(oracle_url, p.requestId).catch(() => null)));
-      pins = records.map((record, i) => ({ record, status: states[i] ?? null }));
+      if (pinRecords?.address !== w.address) pinRecords = { address: w.address, records: [], next: config.deploy_block ?? 0 };
+      const mine = pinRecords;
+      const head = await w.provider.getBlockNumber();
+      const found = await w.pins(config, { fromBlock: mine.next });
+      const known = new Set(mine.records.map((r) => r.requestId));
+      mine.records.push(...found.filter((r) => !known.has(r.requestId)));
+      mine.next = Math.max(mine.next, head + 1);
+      const now = Date.now();
+      const due = mine.records.filter((r) => {
+        const last = pinStatuses.get(r.requestId);
+        return !last || now - last.at >= (settled(last.status) ? SETTLED_MS : 0);
+      });
+      for (let i = 0; i < due.length; i += STATUS_READS) {
+        await Promise.all(
+          due.slice(i, i + STATUS_READS).map(async (r) => {
+            const status = await requestStatus(oracle_url, r.requestId).catch(() => undefined);
+            if (status !== undefined) pinStatuses.set(r.requestId, { status, at: Date.now() });
+          }),
+        );
+      }
     } catch (e) {
-      failed = `Could not list your pins: ${e instanceof Error ? e.message : String(e)}`;
+      failed = `Could not read your pins again: ${e instanceof Error ? e.message : String(e)}`;
     }
   }
   if (generation !== filesGeneration) return;
+  const records = w && pinRecords?.address === w.address ? pinRecords.records : [];
+  const pins: PinOfFile[] = records.map((record) => ({ record, status: pinStatuses.get(record.requestId)?.status ?? null }));
   const empty = w ? 'Nothing added in this browser or pinned by this account yet.' : 'Nothing added in this browser yet; connect your wallet to list the pins it made.';
   files.render(fileRows(cars, pins), empty);
   if (failed) ui.filesHint.textContent = failed;
@@ -377,6 +416,9 @@ async function followPin(config: EstuaryConfig, id: bigint, cid: string, timelin
 const dates = new Map<number, Date>();
 /** The replicas shown last. */
 let shownDeals: DealStatus[] = [];
+/** Epochs placed for good (past ones), and those being asked. */
+const placed = new Set<number>();
+const asking = new Set<number>();
 
 /** An epoch with its date when known: `7 Dec 2026, 05:02 (epoch 1234)`. */
 function term(epoch: number): string {
@@ -426,15 +468,27 @@ async function showDeals(oracleUrl: string, id: bigint, pin: typeof verifying, s
       shownDeals = deals;
       renderDeals(deals);
       // Their terms as dates once the chain places them (a past epoch is fixed: asked once).
-      const epochs = deals.flatMap((d) => [d.start_epoch, d.end_epoch]).filter((e): e is number => e !== null && !dates.has(e));
+      // A past epoch's date is its block's (kept); a future one is estimated again each time.
+      const epochs = deals
+        .flatMap((d) => [d.start_epoch, d.end_epoch])
+        .filter((e): e is number => e !== null && !placed.has(e) && !asking.has(e));
       if (epochs.length && config) {
-        void epochTimes(wallet?.provider ?? chainReader(config), epochs)
-          .then((found) => {
-            if (signal?.aborted || found.size === 0) return;
-            for (const [epoch, date] of found) dates.set(epoch, date);
-            renderDeals(shownDeals);
+        for (const e of epochs) asking.add(e);
+        const reader = wallet?.provider ?? chainReader(config);
+        void Promise.all([reader.getBlockNumber(), epochTimes(reader, epochs)])
+          .then(([head, found]) => {
+            for (const [epoch, date] of found) {
+              dates.set(epoch, date);
+              if (epoch <= head) placed.add(epoch);
+            }
+            // An epoch with no block (a null round, a pruned node) is not asked again.
+            for (const e of epochs) if (e <= head && !found.has(e)) placed.add(e);
+            if (!signal?.aborted && found.size > 0) renderDeals(shownDeals);
           })
-          .catch(() => undefined);
+          .catch(() => undefined)
+          .finally(() => {
+            for (const e of epochs) asking.delete(e);
+          });
       }
       if (verifying && deals.some((d) => d.deal_id !== null)) ui.verifyBox.hidden = false;
     });
@@ -458,21 +512,31 @@ async function verifyPin(): Promise<void> {
   ui.verifySummary.textContent = 'Checking…';
   delete ui.verifySummary.dataset.proven;
   ui.verifySteps.replaceChildren();
-  const step = (text: string, ok: boolean) => {
+  // A check passed (✓) or failed (✗), or what is taken on the oracle's word (null: ℹ).
+  const step = (text: string, ok: boolean | null) => {
     const li = document.createElement('li');
     li.dataset.ok = String(ok);
-    li.textContent = `${ok ? '✓' : '✗'} ${text}`;
+    li.textContent = `${ok === null ? 'ℹ' : ok ? '✓' : '✗'} ${text}`;
     ui.verifySteps.append(li);
   };
   try {
     // What the deals hold: the pin's piece, or each part of a pin split across pieces (known
     // once its deals are ordered, after it is reported: asked now).
     const status = await requestStatus(config.oracle_url, id);
-    const pieces = status?.pieces?.length ? status.pieces.map((p) => p.piece_cid) : [piece];
-    const inclusions = await Promise.all(pieces.map((p) => pieceInclusion(config!.oracle_url, p)));
-    inclusions.forEach((inclusion, i) => {
-      if (inclusion.piece_cid !== pieces[i]) throw new EstuaryError(`The oracle answered for piece ${inclusion.piece_cid}, not ${pieces[i]}.`);
-    });
+    const parts = status?.pieces?.length ? [...status.pieces].sort((a, b) => a.seq - b.seq) : undefined;
+    const pieces = parts ? parts.map((p) => p.piece_cid) : [piece];
+    // Each piece's proof and deals; a part in no deal yet fails on its own line.
+    const inclusions = await Promise.all(
+      pieces.map((p) =>
+        pieceInclusion(config!.oracle_url, p).then(
+          (inclusion) => {
+            if (inclusion.piece_cid !== p) throw new EstuaryError(`The oracle answered for piece ${inclusion.piece_cid}, not ${p}.`);
+            return inclusion;
+          },
+          (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+        ),
+      ),
+    );
     let computed = true;
     if (added?.root === cid) {
       computed = added.pieceCidV2 === piece;
@@ -492,9 +556,35 @@ async function verifyPin(): Promise<void> {
         : `EstuaryPinning recorded another piece for request #${id} than ${piece}.`,
       recorded,
     );
-    const split = Boolean(status?.pieces?.length);
-    if (split) {
-      step(`It is larger than a deal: it is kept as ${pieces.length} pieces, its CAR's bytes in order, each in deals of its own.`, true);
+    const split = parts !== undefined;
+    // A split pin's parts: that they tile its CAR is checked here; that they are its bytes, by
+    // this browser when it has the CAR (each part's piece computed from its span), otherwise it
+    // is the oracle's word.
+    let partsHere = false;
+    if (parts) {
+      let at = 0;
+      for (const p of parts) at = p.offset === at ? at + p.length : NaN;
+      const tiled = at === status?.car_size;
+      step(
+        tiled
+          ? `It is larger than a deal: it is kept as ${parts.length} pieces, spans of its CAR's ${size(at)} in order, each in deals of its own.`
+          : `The parts the oracle names do not tile the pin's CAR (${size(status?.car_size ?? 0)}).`,
+        tiled,
+      );
+      if (tiled && added?.root === cid && computed) {
+        const car = await carFile(added.car);
+        const found = await Promise.all(parts.map((p) => node!.pieceOf(car.slice(p.offset, p.offset + p.length))));
+        partsHere = found.every((f, i) => f.pieceCidV2 === parts[i]!.piece_cid);
+        step(
+          partsHere
+            ? 'This browser computed each part\'s piece from the spans of the CAR it added: the same parts.'
+            : 'This browser computed other pieces for the spans of the CAR it added than the oracle names.',
+          partsHere,
+        );
+      } else if (tiled) {
+        step("That each part is the pin's bytes is the oracle's word here (this browser does not have the CAR).", null);
+      }
+      if (!tiled || (added?.root === cid && !partsHere)) computed = false;
     }
     const dealStateView = config.contracts.DealStateView;
     if (!dealStateView) throw new EstuaryError('The stack names no DealStateView contract to check deals with.');
@@ -502,7 +592,13 @@ async function verifyPin(): Promise<void> {
     let stored = Infinity;
     let sealing = Infinity;
     for (const [i, inclusion] of inclusions.entries()) {
-      const part = split ? `Part ${i + 1} of ${pieces.length} (${inclusion.piece_cid}): ` : '';
+      const part = split ? `Part ${i + 1} of ${pieces.length} (${pieces[i]}): ` : '';
+      if (inclusion instanceof Error) {
+        step(`${part}${inclusion.message}`, false);
+        stored = 0;
+        sealing = 0;
+        continue;
+      }
       const agg = inclusion.aggregate;
       if (agg) {
         const local = await node.verifyInclusion(inclusion);
@@ -532,7 +628,11 @@ async function verifyPin(): Promise<void> {
     const ok = recorded && computed;
     if (!ok) [stored, sealing] = [0, 0];
     const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-    const subject = split ? `each of the ${pieces.length} parts of your pin is` : 'your piece is';
+    const subject = !split
+      ? 'your piece is'
+      : partsHere
+        ? `each of the ${pieces.length} parts of your pin is`
+        : `each of the ${pieces.length} parts the oracle names for your pin is`;
     ui.verifySummary.dataset.proven = String(stored);
     ui.verifySummary.textContent =
       stored + sealing > 0
@@ -920,10 +1020,14 @@ async function main(): Promise<void> {
   // A page whose script cannot load (an ad blocker, a lost connection) says so on itself and is
   // tried again when next shown; the others go on.
   const loaded = config;
-  const lazy = <T>(load: () => Promise<T>, status: string) => {
+  const loadedPages = new Set<string>();
+  const lazy = <T>(name: string, load: () => Promise<T>, status: string) => {
     let page: Promise<T> | undefined;
     return (): Promise<T> =>
-      (page ??= load().catch((e: unknown) => {
+      (page ??= load().then((p) => {
+        loadedPages.add(name);
+        return p;
+      }).catch((e: unknown) => {
         page = undefined;
         const where = el(status);
         where.textContent = `This page could not load (${e instanceof Error ? e.message : String(e)}). Show it again to retry.`;
@@ -931,16 +1035,17 @@ async function main(): Promise<void> {
         throw e;
       }));
   };
-  const operator = lazy(() => import('./pages/operator').then((m) => new m.OperatorPage(loaded!)), 'operator-status');
+  const operator = lazy('operator', () => import('./pages/operator').then((m) => new m.OperatorPage(loaded!)), 'operator-status');
   const perpetual = lazy(
+    'perpetual',
     () => import('./pages/perpetual').then((m) => new m.PerpetualPage(loaded!, () => wallet, connect, () => added)),
     'perpetual-message',
   );
   const dao = lazy(
+    'dao',
     () => import('./pages/datadao').then((m) => new m.DataDaoPage(loaded!, () => wallet, connect, () => added)),
     'dao-message',
   );
-  const shownOnce = new Set<string>();
   // A pin's address shows it on the files page, now and whenever the address changes to one.
   const pinned = () => {
     const id = pinOfAddress();
@@ -952,16 +1057,17 @@ async function main(): Promise<void> {
   const filesPoller = new Poller();
   startRouter((entered, left) => {
     if (left === 'files') filesPoller.stop();
-    if (entered === 'files') filesPoller.start(showFiles, FILES_REFRESH_MS);
+    // Not while the tab is hidden.
+    if (entered === 'files') filesPoller.start(() => (document.hidden ? Promise.resolve() : showFiles()), FILES_REFRESH_MS);
     const pages = { operator, perpetual, dao } as const;
-    if (left && left in pages && shownOnce.has(left)) {
+    // Left: only a page that loaded is told (one that failed is not loaded again for it).
+    if (left && left in pages && loadedPages.has(left)) {
       void pages[left as keyof typeof pages]()
         .then((p) => p.leave())
         .catch(() => undefined);
     }
     if (!loaded) return;
     if (entered in pages) {
-      shownOnce.add(entered);
       void pages[entered as keyof typeof pages]()
         .then((p) => p.enter())
         .catch(() => undefined);

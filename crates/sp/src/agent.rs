@@ -556,9 +556,14 @@ impl<S: Sealer> Ctx<S> {
                         let reason = "marked lost by the order's client: its pay ended".into();
                         return self.apply(w, Input::Ended { reason }).await;
                     }
-                    return self
-                        .apply(w, Input::Ended { reason: "the slot was reopened".into() })
-                        .await;
+                    // A replica whose deal is gone was reopened by this agent, perhaps by a
+                    // transaction mined after its first try seemed to fail: the deal's end is
+                    // the reason, not the reopening.
+                    let reason = gone.map_or_else(
+                        || "the slot was reopened".to_owned(),
+                        |g| format!("{g}; the replica ends"),
+                    );
+                    return self.apply(w, Input::Ended { reason }).await;
                 }
                 let term_end = slot.payEnd;
                 let over = if head >= term_end {

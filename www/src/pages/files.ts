@@ -57,6 +57,8 @@ export function fileRows(cars: StoredCar[], pins: PinOfFile[]): FileRow[] {
 }
 
 const PROBLEMS = new Set(['failing', 'failed', 'quarantined', 'cancelled']);
+/** Deal states that end a replica for good (a `lost` or `reopened` one is being replaced). */
+const GONE = new Set(['expired', 'slashed', 'failed', 'not_found', 'mismatch']);
 const STEP_LABELS: Record<string, string> = {
   queued: 'on chain, queued at the oracle',
   fetching: 'being fetched by the oracle',
@@ -70,6 +72,17 @@ function count(deals: DealStatus[], ...states: string[]): number {
   return deals.filter((d) => states.includes(d.state)).length;
 }
 
+/**
+ * The replicas of the part with the fewest active (a split pin's parts each have their own
+ * deals), or all of them for a pin that is one piece.
+ */
+function weakestPart(deals: DealStatus[]): DealStatus[] {
+  const parts = new Map<string, DealStatus[]>();
+  for (const d of deals) parts.set(d.deal_piece_cid, [...(parts.get(d.deal_piece_cid) ?? []), d]);
+  if (parts.size <= 1) return deals;
+  return [...parts.values()].reduce((a, b) => (count(b, 'active', 'expiring') < count(a, 'active', 'expiring') ? b : a));
+}
+
 /** Where `row` stands: its newest pin's state through deals, or its CAR's upload. */
 export function stageOf(row: FileRow): Stage {
   const pin = row.pins[0];
@@ -80,10 +93,12 @@ export function stageOf(row: FileRow): Stage {
       const label = s.reason ? `${s.status}: ${s.reason}` : s.status;
       return { state: s.status, group: 'problem', label };
     }
-    const deals = s.deals ?? [];
     const replicas = s.replicas;
+    // A pin split across pieces stands where its least kept part stands.
+    const deals = weakestPart(s.deals ?? []);
     const active = replicas?.active ?? count(deals, 'active', 'expiring');
     const target = replicas?.target ?? deals.length;
+    if (replicas?.failed) return { state: 'failed', group: 'problem', label: 'its deal order failed' };
     if (count(deals, 'expiring') > 0) {
       return { state: 'expiring', group: 'filecoin', label: `deals active ${active} of ${target}, some expiring (being renewed)` };
     }
@@ -92,6 +107,12 @@ export function stageOf(row: FileRow): Stage {
     if (proposed > 0) {
       const published = count(deals, 'published');
       return { state: 'proposed', group: 'progress', label: `deals proposed ${proposed} of ${target} (${published} published)` };
+    }
+    const replacing = count(deals, 'lost', 'reopened');
+    if (replacing > 0) return { state: 'replacing', group: 'progress', label: `deals ended: being replaced at other storage providers` };
+    const gone = deals.filter((d) => GONE.has(d.state));
+    if (gone.length > 0) {
+      return { state: 'ended', group: 'problem', label: `deals ended (${[...new Set(gone.map((d) => d.state))].join(', ')})` };
     }
     if (replicas) return { state: 'ordered', group: 'progress', label: `deals ordered: waiting for ${target} storage providers` };
     if (s.bucket?.state === 'open') {
@@ -119,6 +140,8 @@ export interface CarActions {
 /** The list: rows rendered into `list`, kept by `search` and `state`, counted in `hint`. */
 export class FilesList {
   #rows = 0;
+  /** What the rows shown were made from: the same again is not drawn again (focus stays). */
+  #shown = '';
 
   constructor(
     private readonly list: HTMLUListElement,
@@ -134,6 +157,9 @@ export class FilesList {
 
   /** Shows `rows` (or says why there are none: `empty`). */
   render(rows: FileRow[], empty: string): void {
+    const drawn = JSON.stringify(rows, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+    if (drawn === this.#shown) return;
+    this.#shown = drawn;
     this.#rows = rows.length;
     this.list.replaceChildren(...rows.map((row) => this.#item(row)));
     this.list.dataset.loaded = 'true';

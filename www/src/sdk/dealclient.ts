@@ -72,9 +72,12 @@ export class DealProposals {
   readonly #reader: Provider;
   readonly #address: string;
   #next: number;
-  /** Ids, oldest first. */
+  /** Ids, oldest first, and the same as a set. */
   readonly #ids: string[] = [];
+  readonly #seen = new Set<string>();
   readonly #final = new Map<string, DealProposal>();
+  /** The read under way: a second caller waits for it rather than scan the same blocks. */
+  #reading: Promise<DealProposal[]> | undefined;
 
   constructor(config: EstuaryConfig, reader: Provider) {
     const address = config.contracts.DealClient;
@@ -86,22 +89,35 @@ export class DealProposals {
   }
 
   /** The newest `last` proposals (newest first), each as the contract has it now. */
-  async read(last = 100): Promise<DealProposal[]> {
+  read(last = 100): Promise<DealProposal[]> {
+    this.#reading ??= this.#read(last).finally(() => (this.#reading = undefined));
+    return this.#reading;
+  }
+
+  async #read(last: number): Promise<DealProposal[]> {
     const head = await this.#reader.getBlockNumber();
     if (head >= this.#next) {
       const topic = dealClientInterface.getEvent('DealProposalOffered')!.topicHash;
       const logs = await logsInRanges(this.#reader, this.#address, [topic], this.#next, head);
       for (const log of logs) {
         const id = log.topics[1];
-        if (id && !this.#ids.includes(id)) this.#ids.push(id);
+        if (id && !this.#seen.has(id)) {
+          this.#seen.add(id);
+          this.#ids.push(id);
+        }
       }
       this.#next = head + 1;
     }
     const ids = this.#ids.slice(-last).reverse();
-    return Promise.all(ids.map((id) => this.#final.get(id) ?? this.#read(id, head)));
+    // Eight `getProposal` calls at a time.
+    const out: DealProposal[] = [];
+    for (let i = 0; i < ids.length; i += 8) {
+      out.push(...(await Promise.all(ids.slice(i, i + 8).map((id) => this.#final.get(id) ?? this.#proposal(id, head)))));
+    }
+    return out;
   }
 
-  async #read(id: string, head: number): Promise<DealProposal> {
+  async #proposal(id: string, head: number): Promise<DealProposal> {
     const v = (await this.#contract.getFunction('getProposal')(id)) as ProposalView;
     const r = v.request;
     const replicas = Number(r.replicas);

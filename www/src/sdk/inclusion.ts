@@ -234,8 +234,8 @@ const PIECE_MULTIHASH = 0x1011;
 /**
  * The commitment (`0x` hex) and padded size a v2 piece CID names (FRC-0069: its digest is the
  * padding as a varint, the tree's height, then the 32-byte root; the padded size is 32 bytes ×
- * 2^height), in the shape `recordedOnChain` compares. Throws `InclusionError`'s sibling
- * `EstuaryError` for text that is not a v2 piece CID.
+ * 2^height), in the shape `recordedOnChain` compares. Throws `EstuaryError` for text that is
+ * not a v2 piece CID.
  */
 export function pieceCommitment(pieceCidV2: string): Pick<PieceInclusion, 'comm_pc' | 'size_pc'> {
   let cid: CID;
@@ -246,7 +246,12 @@ export function pieceCommitment(pieceCidV2: string): Pick<PieceInclusion, 'comm_
   }
   const digest = cid.multihash.digest;
   if (cid.multihash.code !== PIECE_MULTIHASH) throw new EstuaryError(`Not a v2 piece CID: ${pieceCidV2}`);
-  const [, padding] = varint.decode(digest);
+  let padding: number;
+  try {
+    [, padding] = varint.decode(digest);
+  } catch (e) {
+    throw new EstuaryError(`Not a v2 piece CID: ${pieceCidV2}`, { cause: e });
+  }
   const height = digest[padding];
   const root = digest.subarray(padding + 1);
   if (height === undefined || height > 58 || root.length !== 32) throw new EstuaryError(`Not a v2 piece CID: ${pieceCidV2}`);

@@ -3,7 +3,7 @@ export type { CidInfo, Inclusion, MemoryUse, PieceInfo, PieceProgress } from './
 export type { AddEntry, AddProgress, AddResult, ImportProfile, Progress } from './import';
 export { UPLOAD_CHUNK } from './upload';
 export type { DownloadSource, Downloaded } from './download';
-export type { StoredCar } from './storage';
+export { carFile, type StoredCar } from './storage';
 export { ParallelPieceHasher, PieceWorkerPool, pieceOfBlob, type PieceWasm } from './piece';
 export { EstuaryNode } from './node';
 export { NODE_WASM_URL, nodeWasm, type WasmSource } from './wasm';

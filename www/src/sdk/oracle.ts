@@ -40,9 +40,10 @@ export interface PinRequestStatus {
   bucket?: { id: number; state: 'open' | 'closed' };
   /**
    * Its replicas against their target, once it has an order: of its least kept order (for a
-   * pin split across pieces, its least kept part).
+   * pin split across pieces, its least kept part); `failed` when no order of it is live (the
+   * one counted failed).
    */
-  replicas?: { active: number; target: number };
+  replicas?: { active: number; target: number; failed: boolean };
 }
 
 /** A request's lifecycle states. */

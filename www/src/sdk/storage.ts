@@ -20,6 +20,16 @@ export interface SyncWriter {
   write(buffer: Uint8Array, options: { at: number }): number;
 }
 
+/** CAR `name` kept in this browser, as a file (in any thread). */
+export async function carFile(name: string): Promise<File> {
+  const dir = await carsDir();
+  try {
+    return await (await dir.getFileHandle(name)).getFile();
+  } catch (e) {
+    throw new StorageError(`There is no CAR named ${name} in this browser.`, { cause: e });
+  }
+}
+
 /** Appends to an OPFS file through its sync access handle, keeping the offset reached. */
 export function appender(out: SyncWriter): { write(bytes: Uint8Array): void; readonly offset: number } {
   let offset = 0;

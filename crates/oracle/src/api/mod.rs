@@ -954,6 +954,8 @@ pub struct ReplicaCount {
     pub active: usize,
     /// Replicas the order keeps.
     pub target: u16,
+    /// No order of the pin is live: the one counted failed.
+    pub failed: bool,
 }
 
 impl ReplicaCount {
@@ -964,7 +966,11 @@ impl ReplicaCount {
         use crate::domain::deal::OrderState;
         let live: Vec<_> = orders.iter().filter(|o| o.order.state != OrderState::Failed).collect();
         let weakest = live.iter().min_by_key(|o| o.replicas_active).copied().or(orders.first())?;
-        let count = Self { active: weakest.replicas_active, target: weakest.order.replicas_target };
+        let count = Self {
+            active: weakest.replicas_active,
+            target: weakest.order.replicas_target,
+            failed: weakest.order.state == OrderState::Failed,
+        };
         Some((count, live))
     }
 }
@@ -982,9 +988,9 @@ pub struct DealView {
     state: &'static str,
     /// The market's last answer was at this epoch (none: not read).
     market_epoch: Option<u64>,
-    /// First epoch of the active term.
+    /// First epoch of the active term (from the slot's events, else the market's last answer).
     start_epoch: Option<u64>,
-    /// Last epoch of the active term.
+    /// Last epoch of the active term (likewise).
     end_epoch: Option<u64>,
     /// The piece (the pin's CAR).
     piece_cid: String,
@@ -1019,8 +1025,10 @@ fn deal_views(
                 provider: format!("f0{}", r.provider),
                 state: r.shown_state(),
                 market_epoch: r.market.map(|m| m.epoch),
-                start_epoch: r.start_epoch,
-                end_epoch: r.end_epoch,
+                // The slot's events give the term once it is active; the market's last answer
+                // gives it as soon as the deal is read.
+                start_epoch: r.start_epoch.or(r.market.and_then(|m| m.start_epoch)),
+                end_epoch: r.end_epoch.or(r.market.and_then(|m| m.end_epoch)),
                 piece_cid: piece.unwrap_or(&o.order.piece_cid).to_owned(),
                 aggregate_piece_cid: aggregate
                     .filter(|a| *a == o.order.piece_cid)

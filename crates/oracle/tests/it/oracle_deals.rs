@@ -604,7 +604,7 @@ async fn pins_share_one_aggregate_order_served_from_their_cars() {
         let target = &orders[0]["replicas_target"];
         assert_eq!(
             page["replicas"],
-            serde_json::json!({ "active": 1, "target": target }),
+            serde_json::json!({ "active": 1, "target": target, "failed": false }),
             "{page}"
         );
     }

@@ -61,8 +61,9 @@ pub struct SimulatedSealer {
     faults: HashMap<String, Fault>,
     /// The block each deal was first seen published at (activation counts from there).
     seen: Mutex<HashMap<u64, u64>>,
-    /// Deals terminated by the `terminate` fault (it strikes once per piece).
-    terminated: Mutex<HashSet<String>>,
+    /// Pieces the `terminate` fault struck (once per piece), and the deals it terminated
+    /// (each answered `Gone` from then on, whatever the market says of it).
+    terminated: Mutex<(HashSet<String>, HashSet<u64>)>,
 }
 
 /// The CBOR unsigned integer `n` (major type 0).
@@ -195,6 +196,10 @@ impl Sealer for SimulatedSealer {
         deal: u64,
         active: bool,
     ) -> Result<SealProgress, SealError> {
+        const TERMINATED: &str = "sector terminated (simulated fault)";
+        if self.terminated.lock().expect("not poisoned").1.contains(&deal) {
+            return Ok(SealProgress::Gone(TERMINATED.into()));
+        }
         let d = self.chain.market_deal(deal).await.map_err(|e| SealError::Retry(e.to_string()))?;
         if d.removed {
             return Ok(SealProgress::Gone("the market removed the deal".into()));
@@ -202,7 +207,7 @@ impl Sealer for SimulatedSealer {
         if d.activated >= 0 {
             let strike = active
                 && self.fault(job) == Some(Fault::Terminate)
-                && self.terminated.lock().expect("not poisoned").insert(job.piece_v2.clone());
+                && self.terminated.lock().expect("not poisoned").0.insert(job.piece_v2.clone());
             if strike {
                 let miner = MinerActorSimulator::new(
                     masked_id_address(job.miner),
@@ -216,7 +221,8 @@ impl Sealer for SimulatedSealer {
                     )
                     .await
                     .map_err(|e| tx_error("terminating the sector", &e))?;
-                return Ok(SealProgress::Gone("sector terminated (simulated fault)".into()));
+                self.terminated.lock().expect("not poisoned").1.insert(deal);
+                return Ok(SealProgress::Gone(TERMINATED.into()));
             }
             return Ok(SealProgress::Active { sector: Some(d.sector) });
         }
