@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Piece } from '@web3-storage/data-segment';
 import { Interface, formatEther, id as id_, parseEther, toBeHex, zeroPadValue } from 'ethers';
-import { ensureOutputDir, injectWallet, launchBrowser, root, rpc, startStack, tempDir } from './support.mjs';
+import { ensureOutputDir, injectWallet, launchBrowser, root, rpc, startStack, tempDir, uploadAndPinAdded } from './support.mjs';
 
 const estuaryBin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
 
@@ -47,18 +47,6 @@ async function verifyInPage(page, holds, addedHere = false) {
   assert.equal(steps.some((s) => /^✓ In this browser: the piece is inside aggregate bafkzcib/.test(s)), holds === 'segment', all);
   const onChain = steps.filter((s) => /^✓ On chain, the storage market says deal #\d+ at f0\d+ \(active\)/.test(s));
   assert.ok(onChain.length >= 3, all);
-}
-
-/** Uploads the content the page added, connects `account`, pins it from the page and waits for
- *  it to be reported; returns the request's id. */
-async function uploadAndPinAdded(page, account) {
-  await page.getByTestId('upload').click();
-  await page.getByTestId('add-message').filter({ hasText: 'Uploaded' }).waitFor({ timeout: 60_000 });
-  await page.getByTestId('connect').click();
-  await page.getByTestId('wallet-status').filter({ hasText: account }).waitFor();
-  await page.getByTestId('pin-added').click();
-  await page.locator('[data-testid="request-status"][data-status="reported"]').waitFor({ timeout: 60_000 });
-  return (await page.getByTestId('request-id').textContent()).replace('#', '');
 }
 
 /** Waits (150 s at most) for request `id` at the oracle `oracle` to have three active deals at

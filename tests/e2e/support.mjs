@@ -25,8 +25,9 @@ export function tempDir(prefix) {
   return dir;
 }
 
-/** Starts the stack on free ports; resolves once dev.json is written. */
-export async function startStack() {
+/** Starts the stack on free ports (with `extra` arguments of `estuary dev`); resolves once
+ *  dev.json is written. */
+export async function startStack(extra = []) {
   const stateDir = tempDir('estuary-e2e-');
   const log = join(stateDir, 'dev.log');
   const out = openSync(log, 'a');
@@ -34,7 +35,7 @@ export async function startStack() {
   const child = spawn(
     bin,
     ['dev', '--state-dir', stateDir, '--anvil-port', '0', '--oracle-port', '0', '--dapp-port', '0',
-      '--sp-port', '0', '--www-dist', join(root, 'www/dist')],
+      '--sp-port', '0', '--www-dist', join(root, 'www/dist'), ...extra],
     { stdio: ['ignore', out, out], detached: true, env: { ...process.env, ESTUARY_LOG: process.env.ESTUARY_LOG ?? 'info' } },
   );
   let exited = null;
@@ -181,4 +182,16 @@ export async function injectWallet(context, { rpcUrl, account, reject = false, c
 export function ensureOutputDir() {
   mkdirSync(outputDir, { recursive: true });
   return outputDir;
+}
+
+/** Uploads the content the page added, connects `account`, pins it from the page and waits for
+ *  it to be reported; returns the request's id. */
+export async function uploadAndPinAdded(page, account) {
+  await page.getByTestId('upload').click();
+  await page.getByTestId('add-message').filter({ hasText: 'Uploaded' }).waitFor({ timeout: 60_000 });
+  await page.getByTestId('connect').click();
+  await page.getByTestId('wallet-status').filter({ hasText: account }).waitFor();
+  await page.getByTestId('pin-added').click();
+  await page.locator('[data-testid="request-status"][data-status="reported"]').waitFor({ timeout: 60_000 });
+  return (await page.getByTestId('request-id').textContent()).replace('#', '');
 }

@@ -72,7 +72,7 @@ export async function addPinAndList(files: File[], eip1193: Parameters<typeof Wa
   console.log(status?.status, status?.piece_cid);
   try {
     const got: Downloaded = await node.download(added.root, config.oracle_url, { from: 'peer' });
-    console.log(got.file.size, got.from, got.peerError);
+    console.log(got.file.size, got.from, got.peerError, got.fromProviders);
   } catch (e) {
     if (e instanceof DownloadError || e instanceof ServeError) console.log(e.message);
   }

@@ -958,14 +958,20 @@ async function download(): Promise<void> {
   ui.downloadMessage.className = 'message';
   ui.downloadMessage.textContent = 'Downloading…';
   try {
-    const { file, from, peerError } = await node.download(cid, config.oracle_url, {
+    const { file, from, peerError, fromProviders } = await node.download(cid, config.oracle_url, {
       from: ui.downloadFrom.value as DownloadSource,
       onProgress: ({ bytes }) => (ui.downloadMessage.textContent = `Verified ${size(bytes)}…`),
     });
     ui.downloadLink.href = URL.createObjectURL(file);
     ui.downloadLink.download = cid;
     ui.downloadLink.hidden = false;
-    const source = from === 'peer' ? 'from the oracle over libp2p' : "from the oracle's gateway";
+    const source =
+      from === 'peer'
+        ? 'from the oracle over libp2p'
+        : fromProviders
+          ? "from the oracle's gateway, which read it from the storage providers holding its deals (the oracle keeps no copy of it now)"
+          : "from the oracle's gateway";
+    ui.downloadMessage.dataset.from = fromProviders ? 'providers' : from;
     const fallback = peerError ? ` (the peer could not: ${peerError})` : '';
     ui.downloadMessage.textContent = `Verified: ${size(file.size)} ${source}${fallback}, every block checked.`;
   } catch (e) {

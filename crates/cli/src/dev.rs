@@ -64,6 +64,12 @@ pub struct DevOptions {
     /// oracle chose by policy and score; the deployer escrows 10 FIL in the market for it).
     #[arg(long, value_enum, default_value_t = DealMode::Perpetual)]
     pub deals: DealMode,
+    /// Let the oracle drop its copy of a pin ordered on its own this many seconds after its
+    /// replicas are all active and two of them read back (the pin's blocks too): the gateway,
+    /// `/piece` and Bitswap then read it from the SPs. Replicas are then read back every 2 s
+    /// rather than every 30 s (none: the oracle keeps its copies).
+    #[arg(long)]
+    pub cold_after_secs: Option<u64>,
 }
 
 /// How the local stack's pieces get deals.
@@ -248,13 +254,34 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         deal_args.extend(["--deal-start-epochs".into(), "60".into()]);
         // The dev term is 3,600 epochs: a deal is renewed in its last 600.
         deal_args.extend(["--deal-renew-epochs".into(), "600".into()]);
-        // Each replica is read back from its SP about every 30 s (a span of its piece and,
-        // for a CAR, its root block, each checked); three failures in a row and it is replaced.
-        for ((miner, _), port) in SIMULATED_MINERS.into_iter().zip(&sp_ports) {
-            let policy = format!("f0{miner}:price=0,url=http://127.0.0.1:{port}");
-            deal_args.extend(["--provider".into(), policy]);
+    }
+    // Each replica is read back from its SP about every 30 s (a span of its piece and, for a
+    // CAR, its root block, each checked); three failures in a row and it is replaced.
+    for ((miner, _), port) in SIMULATED_MINERS.into_iter().zip(&sp_ports) {
+        let policy = format!("f0{miner}:price=0,url=http://127.0.0.1:{port}");
+        deal_args.extend(["--provider".into(), policy]);
+    }
+    let probe_every = if opts.cold_after_secs.is_some() { "2" } else { "30" };
+    deal_args.extend(["--probe-every-secs".into(), probe_every.into()]);
+    if let Some(secs) = opts.cold_after_secs {
+        // The copy and the pin's blocks go as soon as the rules allow (collections every 2 s;
+        // blocks written 30 s before).
+        for arg in [
+            "--cold-after-secs",
+            &secs.to_string(),
+            "--cold-drop-blocks",
+            "--cold-verified-within-secs",
+            "120",
+            "--cold-cache-secs",
+            "2",
+            "--gc-interval-secs",
+            "2",
+            // An upload waits for its pin this long before a collection may take it.
+            "--gc-grace-secs",
+            "30",
+        ] {
+            deal_args.push(arg.to_owned());
         }
-        deal_args.extend(["--probe-every-secs".into(), "30".into()]);
     }
     let mut oracle = Command::new(std::env::current_exe()?)
         .args(["oracle", "run", "--rpc-url", &rpc_url])

@@ -17,6 +17,11 @@ export interface Downloaded {
   from: 'peer' | 'gateway';
   /** Why the peer could not give the file, when `auto` fell back to the gateway. */
   peerError?: string;
+  /**
+   * The gateway read the blocks from the storage providers holding the pin's deals (the oracle
+   * keeps no copy of it now: it is cold), as its `x-estuary-source: providers` said.
+   */
+  fromProviders?: boolean;
 }
 
 /** The Rust libp2p node's download, as `downloadVerified` uses it. */
@@ -55,6 +60,7 @@ export async function downloadVerified(
   const out = await handle.createSyncAccessHandle();
   let peerError: string | undefined;
   let got: Downloaded['from'] = 'gateway';
+  let fromProviders = false;
   try {
     if (from !== 'gateway' && peer?.connected) {
       out.truncate(0);
@@ -72,7 +78,7 @@ export async function downloadVerified(
     }
     if (got === 'gateway') {
       out.truncate(0);
-      await fromGateway(makeDownload(cid), cid, gatewayUrl, appender(out), options.onProgress);
+      fromProviders = await fromGateway(makeDownload(cid), cid, gatewayUrl, appender(out), options.onProgress);
     }
     out.flush();
     out.close();
@@ -88,17 +94,21 @@ export async function downloadVerified(
   }
   const done: Downloaded = { file: await handle.getFile(), from: got };
   if (peerError !== undefined) done.peerError = peerError;
+  if (fromProviders) done.fromProviders = true;
   return done;
 }
 
-/** Streams the gateway's CAR of `cid` through `download` into `file`. */
+/**
+ * Streams the gateway's CAR of `cid` through `download` into `file`; resolves with whether the
+ * gateway read it from the storage providers.
+ */
 async function fromGateway(
   download: VerifiedDownload,
   cid: string,
   gatewayUrl: string,
   file: ReturnType<typeof appender>,
   onProgress?: (p: Progress) => void,
-): Promise<void> {
+): Promise<boolean> {
   try {
     const url = `${gatewayUrl}/ipfs/${cid}?format=car&dag-scope=all`;
     const response = await fetch(url, {
@@ -118,6 +128,7 @@ async function fromGateway(
       onProgress?.({ bytes: file.offset, total: 0 });
     }
     file.write(download.finish());
+    return response.headers.get('x-estuary-source') === 'providers';
   } finally {
     download.free();
   }

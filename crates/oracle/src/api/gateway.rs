@@ -247,6 +247,8 @@ pub(super) async fn ipfs<B: Blockstore>(
     // Held here, or of a pin whose piece providers hold, or a 404 before anything else: read
     // once when its bytes are sent, only looked up otherwise (`HEAD`, `304`, a CAR walk, which
     // reads it itself), so nothing is read from providers for an answer without it.
+    // Whether its blocks are read from the providers (the pin is cold: its blocks are not here).
+    let mut cold = false;
     let data = if one_block && !head && !matched {
         Some(read_block(&st, terminal).await?)
     } else {
@@ -262,6 +264,7 @@ pub(super) async fn ipfs<B: Blockstore>(
         if !held {
             return Err(ApiError::NotFound(format!("{terminal} is not pinned here")));
         }
+        cold = !here;
         None
     };
     if matched {
@@ -294,12 +297,18 @@ pub(super) async fn ipfs<B: Blockstore>(
                     &etag,
                 );
                 set(&mut response, header::HeaderName::from_static("x-ipfs-path"), &ipfs_path);
+                if cold {
+                    set(&mut response, header::HeaderName::from_static(SOURCE), "providers");
+                }
                 return Ok(response);
             };
             immutable(body, "application/vnd.ipld.car; version=1; order=dfs; dups=n", &etag)
         }
     };
     set(&mut response, header::HeaderName::from_static("x-ipfs-path"), &ipfs_path);
+    if cold {
+        set(&mut response, header::HeaderName::from_static(SOURCE), "providers");
+    }
     Ok(hold(response, slot))
 }
 
@@ -337,6 +346,10 @@ fn immutable(body: Body, content_type: &str, etag: &str) -> Response {
     set(&mut response, header::HeaderName::from_static("x-content-type-options"), "nosniff");
     response
 }
+
+/// The response header a CAR walk of a cold pin carries, `providers`: its blocks are read from
+/// the storage providers holding its deals, each checked (the oracle keeps no copy of them).
+pub const SOURCE: &str = "x-estuary-source";
 
 fn set(response: &mut Response, name: header::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {

@@ -359,7 +359,7 @@ const ALLOWED_HEADERS: [&str; 11] = [
 ];
 
 /// Response headers a page may read (CORS): what tus clients and the gateway's readers need.
-const EXPOSED_HEADERS: [&str; 16] = [
+const EXPOSED_HEADERS: [&str; 17] = [
     "location",
     "upload-offset",
     "upload-length",
@@ -375,6 +375,7 @@ const EXPOSED_HEADERS: [&str; 16] = [
     "content-length",
     "accept-ranges",
     "x-ipfs-path",
+    "x-estuary-source",
     "retry-after",
 ];
 

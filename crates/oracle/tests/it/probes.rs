@@ -91,11 +91,17 @@ fn blocks_of(car: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// The blocks of `root`'s DAG as the oracle's gateway serves them.
-async fn dag_from_gateway(oracle: &OracleProcess, root: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// The DAG of `root` as the gateway serves it, and where the gateway says it read it from
+/// (`x-estuary-source`: `providers` for a cold pin).
+async fn dag_from_gateway(
+    oracle: &OracleProcess,
+    root: &str,
+) -> (Vec<(Vec<u8>, Vec<u8>)>, Option<String>) {
     let url = format!("{}/ipfs/{root}?format=car", oracle.url);
     let response = reqwest::Client::new().get(url).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    blocks_of(&response.bytes().await.unwrap())
+    let source = response.headers().get("x-estuary-source").map(|v| v.to_str().unwrap().to_owned());
+    (blocks_of(&response.bytes().await.unwrap()), source)
 }
 
 /// Each of `dag`'s blocks as the oracle's Bitswap serves them, to a node of our own.
@@ -307,7 +313,9 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     let packed = dir.path().join("oracle-data/packed").join(format!("{piece}.car"));
     until("the copy dropped", 30, || !packed.exists()).await;
     // The pin's blocks went with it: the gateway reads them from the providers, each checked.
-    assert!(dag_from_gateway(&oracle, &root).await == dag, "the DAG, from the providers");
+    let (got, source) = dag_from_gateway(&oracle, &root).await;
+    assert!(got == dag, "the DAG, from the providers");
+    assert_eq!(source.as_deref(), Some("providers"), "and the gateway says so");
     assert!(cold_blocks(&oracle).await >= dag.len() as u64);
     // Bitswap too.
     let read = cold_blocks(&oracle).await;
@@ -321,7 +329,9 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     // copy back from f01001, and the pin's blocks with it.
     until("the copy packed again", 60, || packed.exists()).await;
     let read = cold_blocks(&oracle).await;
-    assert!(dag_from_gateway(&oracle, &root).await == dag, "the DAG, here again");
+    let (got, source) = dag_from_gateway(&oracle, &root).await;
+    assert!(got == dag, "the DAG, here again");
+    assert_eq!(source, None, "read here");
     assert_eq!(cold_blocks(&oracle).await, read, "no block read from providers");
     let order = order_when(&oracle, 240, "f01000's replica lost and replaced at f01002", |o| {
         lost(o, 1000) && probed_ok(o, 1002) && o["replicas_active"] == 2
@@ -385,7 +395,9 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     // Both replicas verified again: the copy goes again, and /piece is read from the
     // providers, each span checked.
     until("the copy dropped again", 60, || !packed.exists()).await;
-    assert!(dag_from_gateway(&oracle, &root).await == dag, "the DAG, from the providers again");
+    let (got, source) = dag_from_gateway(&oracle, &root).await;
+    assert!(got == dag, "the DAG, from the providers again");
+    assert_eq!(source.as_deref(), Some("providers"));
     assert!(cold_blocks(&oracle).await >= dag.len() as u64);
     let http = reqwest::Client::new();
     let read = |range: Option<&'static str>| {
