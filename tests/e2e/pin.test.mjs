@@ -830,7 +830,14 @@ describe('dapp on the local stack', () => {
     await page.reload();
     await chart('requests').waitFor({ timeout: 30_000 });
     await page.screenshot({ path: join(ensureOutputDir(), 'dapp-operator.png'), fullPage: true });
-    // Each page at 360 px and at 1280 px: nothing wider than the screen.
+    // Each page at 360 px and at 1280 px: nothing wider than the screen, and nothing in the
+    // console's errors (the page loaded again with the console followed).
+    const consoleErrors = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    await page.reload();
+    await page.locator('[data-testid="node-status"][data-ready="true"]').waitFor({ timeout: 30_000 });
     for (const [width, nav] of [360, 1280].flatMap((w) => ['nav-files', 'nav-perpetual', 'nav-dao', 'nav-providers', 'nav-operator'].map((n) => [w, n]))) {
       await page.setViewportSize({ width, height: 800 });
       await page.getByTestId(nav).click();
@@ -845,6 +852,7 @@ describe('dapp on the local stack', () => {
       ]);
       assert.ok(scroll <= client, `${nav} at ${width} px: ${scroll} px wide in a ${client} px window: ${wide}`);
     }
+    assert.deepEqual(consoleErrors, []);
     assert.deepEqual(errors, []);
   });
 
@@ -1057,7 +1065,7 @@ describe('dapp on the local stack', () => {
     assert.equal(await requestCount(), before);
   });
 
-  test('the piece CID of a file, hashed in Web Workers, matches @web3-storage/data-segment', async () => {
+  test('the piece CID of a file, hashed in Web Workers, matches @web3-storage/data-segment, and the file never leaves the browser', async () => {
     const { page, errors } = await openPage({ account: stack.info.accounts[4] });
     // Three runs of the tree and a ragged tail, so the helper workers and the tail both count.
     const bytes = new Uint8Array(3 * 260_096 * 4 + 12_345);
@@ -1067,6 +1075,13 @@ describe('dapp on the local stack', () => {
       bytes[i] = x & 0xff;
     }
     const want = Piece.fromPayload(bytes);
+    // The file never leaves the browser: no request carries more than a small body meanwhile
+    // (the page's JSON-RPC reads and the like).
+    const sent = [];
+    page.on('request', (r) => {
+      const body = r.postDataBuffer()?.length ?? 0;
+      if (body > 4096) sent.push(`${r.method()} ${r.url()}: ${body} bytes`);
+    });
     await page.getByTestId('piece-file').setInputFiles({
       name: 'data.bin', mimeType: 'application/octet-stream', buffer: Buffer.from(bytes),
     });
@@ -1079,6 +1094,7 @@ describe('dapp on the local stack', () => {
     await page.getByTestId('piece-file').setInputFiles({ name: 'tiny.txt', mimeType: 'text/plain', buffer: tiny });
     const tinyWant = Piece.fromPayload(tiny).link.toString();
     await page.getByTestId('piece-v2').filter({ hasText: tinyWant }).waitFor();
+    assert.deepEqual(sent, []);
     assert.deepEqual(errors, []);
   });
 
