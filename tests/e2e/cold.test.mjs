@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { injectWallet, launchBrowser, startStack, tempDir, uploadAndPinAdded } from './support.mjs';
+import { launchBrowser, openPage, startStack, tempDir, uploadAndPinAdded } from './support.mjs';
 
 describe('a cold pin', () => {
   let stack;
@@ -26,13 +26,7 @@ describe('a cold pin', () => {
 
   test('dropped by the oracle once its replicas are read back, is downloaded in the page from the SPs, every block checked', async () => {
     const account = stack.info.accounts[5];
-    const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
-    await injectWallet(context, { rpcUrl: stack.info.rpc_url, account });
-    const page = await context.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e));
-    await page.goto(stack.info.dapp_url);
-    await page.locator('[data-testid="node-status"][data-ready="true"]').waitFor({ timeout: 30_000 });
+    const { page, errors } = await openPage(browser, stack, { account });
     // 5 MB: over half the stack's 8 MiB buckets, so the pin is its deals' own piece (an
     // aggregate's pieces keep their copy).
     const dir = tempDir('estuary-e2e-cold-');
@@ -76,6 +70,6 @@ describe('a cold pin', () => {
     });
     assert.equal(digest, createHash('sha256').update(bytes).digest('hex'), 'the same bytes');
     assert.deepEqual(errors, []);
-    await context.close();
+    await page.context().close();
   });
 });

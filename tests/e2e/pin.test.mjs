@@ -10,7 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Piece } from '@web3-storage/data-segment';
 import { Interface, formatEther, id as id_, parseEther, toBeHex, zeroPadValue } from 'ethers';
-import { ensureOutputDir, injectWallet, launchBrowser, root, rpc, startStack, tempDir, uploadAndPinAdded } from './support.mjs';
+import {
+  ensureOutputDir, injectWallet, launchBrowser, openPage as openDapp, root, rpc, startStack, tempDir, uploadAndPinAdded,
+} from './support.mjs';
 
 const estuaryBin = process.env.ESTUARY_BIN ?? join(root, 'target/debug/estuary');
 
@@ -18,6 +20,15 @@ const CID = 'bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy';
 const require = createRequire(import.meta.url);
 // requestCount() selector
 const REQUEST_COUNT = '0x5badbe4c';
+
+/** The dapp's pages: the link to each, its address, and what shows once it has loaded. */
+const PAGES = [
+  { nav: 'nav-files', route: '#/', ready: '[data-testid="node-status"][data-ready="true"]' },
+  { nav: 'nav-perpetual', route: '#/perpetual', ready: '[data-testid="order-estimate"]' },
+  { nav: 'nav-dao', route: '#/dao', ready: '[data-testid="dao-member"]' },
+  { nav: 'nav-providers', route: '#/providers', ready: '[data-testid="providers-summary"]' },
+  { nav: 'nav-operator', route: '#/operator', ready: '[data-testid="operator-status"]' },
+];
 
 /**
  * Clicks Verify on the page's request until its answer is: proven inside at least three active
@@ -99,16 +110,7 @@ describe('dapp on the local stack', () => {
     stack?.kill();
   });
 
-  async function openPage({ account, reject = false, chainId = null } = {}) {
-    const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
-    await injectWallet(context, { rpcUrl: stack.info.rpc_url, account, reject, chainId });
-    const page = await context.newPage();
-    const errors = [];
-    page.on('pageerror', (e) => errors.push(e));
-    await page.goto(stack.info.dapp_url);
-    await page.locator('[data-testid="node-status"][data-ready="true"]').waitFor({ timeout: 30_000 });
-    return { page, errors };
-  }
+  const openPage = (options) => openDapp(browser, stack, options);
 
   const requestCount = async () =>
     BigInt(await rpc(stack.info.rpc_url, 'eth_call', [
@@ -838,7 +840,7 @@ describe('dapp on the local stack', () => {
     });
     await page.reload();
     await page.locator('[data-testid="node-status"][data-ready="true"]').waitFor({ timeout: 30_000 });
-    for (const [width, nav] of [360, 1280].flatMap((w) => ['nav-files', 'nav-perpetual', 'nav-dao', 'nav-providers', 'nav-operator'].map((n) => [w, n]))) {
+    for (const [width, nav] of [360, 1280].flatMap((w) => PAGES.map((p) => [w, p.nav]))) {
       await page.setViewportSize({ width, height: 800 });
       await page.getByTestId(nav).click();
       await page.waitForTimeout(300);
@@ -921,13 +923,7 @@ describe('dapp on the local stack', () => {
     await page.getByTestId('connect').click();
     await page.getByTestId('wallet-status').filter({ hasText: 'Connected' }).waitFor();
     const found = [];
-    for (const [nav, ready] of [
-      ['nav-files', '[data-testid="node-status"][data-ready="true"]'],
-      ['nav-perpetual', '[data-testid="order-estimate"]'],
-      ['nav-dao', '[data-testid="dao-member"]'],
-      ['nav-providers', '[data-testid="providers-summary"]'],
-      ['nav-operator', '[data-testid="operator-status"]'],
-    ]) {
+    for (const { nav, ready } of PAGES) {
       await page.getByTestId(nav).click();
       await page.locator(ready).first().waitFor({ timeout: 30_000 });
       await page.waitForTimeout(500);
@@ -956,13 +952,7 @@ describe('dapp on the local stack', () => {
       }).observe({ type: 'layout-shift', buffered: true });
     });
     const figures = [];
-    for (const [route, ready] of [
-      ['#/', '[data-testid="node-status"][data-ready="true"]'],
-      ['#/perpetual', '[data-testid="order-estimate"]'],
-      ['#/dao', '[data-testid="dao-member"]'],
-      ['#/providers', '[data-testid="providers-summary"]'],
-      ['#/operator', '[data-testid="operator-status"]'],
-    ]) {
+    for (const { route, ready } of PAGES) {
       const page = await context.newPage();
       const errors = [];
       page.on('pageerror', (e) => errors.push(e));

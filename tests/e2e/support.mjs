@@ -195,3 +195,17 @@ export async function uploadAndPinAdded(page, account) {
   await page.locator('[data-testid="request-status"][data-status="reported"]').waitFor({ timeout: 60_000 });
   return (await page.getByTestId('request-id').textContent()).replace('#', '');
 }
+
+/** A page of the dapp on `stack` in a fresh context of `browser`, its wallet `account`
+ *  (refusing transactions when `reject`, on chain `chainId` when given), loaded with its node
+ *  ready; `errors` collects its uncaught errors. */
+export async function openPage(browser, stack, { account, reject = false, chainId = null } = {}) {
+  const context = await browser.newContext({ viewport: { width: 900, height: 900 } });
+  await injectWallet(context, { rpcUrl: stack.info.rpc_url, account, reject, chainId });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(stack.info.dapp_url);
+  await page.locator('[data-testid="node-status"][data-ready="true"]').waitFor({ timeout: 30_000 });
+  return { page, errors };
+}

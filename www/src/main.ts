@@ -216,16 +216,12 @@ const files = new FilesList(ui.files, ui.filesSearch, ui.filesState, ui.filesHin
   select: (car) => {
     added = car;
     uploaded = car.uploaded;
-    ui.addRoot.textContent = car.root;
-    ui.addPiece.textContent = car.pieceCidV2;
-    ui.addSize.textContent = `${size(car.fileBytes)} in ${car.blocks} blocks; CAR ${size(car.carSize)}`;
-    ui.addLink.href = config ? `${config.oracle_url}/ipfs/${car.root}?format=car` : '#';
-    ui.addResult.hidden = false;
+    showAdded(car);
     refreshAdd();
     if (!car.uploaded) ui.upload.click();
   },
   remove: (car) => void node?.removeCar(car.car).then(showFiles),
-}, (bytes) => size(bytes));
+}, size);
 
 /** How often *Your files* is read again while shown (its pins' deals move by themselves). */
 const FILES_REFRESH_MS = 5000;
@@ -411,7 +407,6 @@ async function followPin(config: EstuaryConfig, id: bigint, cid: string, timelin
   }
 }
 
-/** Where the pin is on Filecoin: its replicas, followed until three are active. */
 /** Dates of the deal epochs shown, as the chain places them. */
 const dates = new Map<number, Date>();
 /** The replicas shown last. */
@@ -449,6 +444,7 @@ function renderDeals(deals: DealStatus[]): void {
   );
 }
 
+/** Where the pin is on Filecoin: its replicas, followed until three are active. */
 async function showDeals(oracleUrl: string, id: bigint, pin: typeof verifying, signal?: AbortSignal) {
   verifying = pin;
   ui.verifyBox.hidden = true;
@@ -467,16 +463,16 @@ async function showDeals(oracleUrl: string, id: bigint, pin: typeof verifying, s
           : `${active.size} active replica${active.size === 1 ? '' : 's'} on Filecoin`;
       shownDeals = deals;
       renderDeals(deals);
-      // Their terms as dates once the chain places them (a past epoch is fixed: asked once).
-      // A past epoch's date is its block's (kept); a future one is estimated again each time.
+      // Their terms as dates once the chain places them: a past epoch's date is its block's
+      // (asked once); a future one is estimated again each time.
       const epochs = deals
         .flatMap((d) => [d.start_epoch, d.end_epoch])
         .filter((e): e is number => e !== null && !placed.has(e) && !asking.has(e));
       if (epochs.length && config) {
         for (const e of epochs) asking.add(e);
         const reader = wallet?.provider ?? chainReader(config);
-        void Promise.all([reader.getBlockNumber(), epochTimes(reader, epochs)])
-          .then(([head, found]) => {
+        void epochTimes(reader, epochs)
+          .then(({ head, dates: found }) => {
             for (const [epoch, date] of found) {
               dates.set(epoch, date);
               if (epoch <= head) placed.add(epoch);
@@ -795,6 +791,15 @@ function refreshAdd(): void {
   ui.pinAdded.disabled = busy || !added || !(uploaded || serving) || !config;
 }
 
+/** Shows `car` as the content added: its root, piece, sizes and gateway link. */
+function showAdded(car: AddResult): void {
+  ui.addRoot.textContent = car.root;
+  ui.addPiece.textContent = car.pieceCidV2;
+  ui.addSize.textContent = `${size(car.fileBytes)} in ${car.blocks} blocks; CAR ${size(car.carSize)}`;
+  ui.addLink.href = config ? `${config.oracle_url}/ipfs/${car.root}?format=car` : '#';
+  ui.addResult.hidden = false;
+}
+
 async function addFiles(entries: AddEntry[], folder: boolean): Promise<void> {
   if (!node || entries.length === 0) return;
   added = undefined;
@@ -813,11 +818,7 @@ async function addFiles(entries: AddEntry[], folder: boolean): Promise<void> {
         ui.addStats.textContent = `Read ${size(bytes)} of ${size(total)} · ${blocks} blocks · ${size(stored)} stored`;
       },
     });
-    ui.addRoot.textContent = added.root;
-    ui.addPiece.textContent = added.pieceCidV2;
-    ui.addSize.textContent = `${size(added.fileBytes)} in ${added.blocks} blocks; CAR ${size(added.carSize)}`;
-    ui.addLink.href = config ? `${config.oracle_url}/ipfs/${added.root}?format=car` : '#';
-    ui.addResult.hidden = false;
+    showAdded(added);
     sayAdd('Ready to upload.');
     void showFiles();
   } catch (e) {

@@ -255,32 +255,34 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         // The dev term is 3,600 epochs: a deal is renewed in its last 600.
         deal_args.extend(["--deal-renew-epochs".into(), "600".into()]);
     }
-    // Each replica is read back from its SP about every 30 s (a span of its piece and, for a
-    // CAR, its root block, each checked); three failures in a row and it is replaced.
+    // The SPs' agents are the oracle's providers: it reads each replica back from its SP (a
+    // span of its piece and, for a CAR, its root block, each checked); three failures in a row
+    // and it is replaced.
     for ((miner, _), port) in SIMULATED_MINERS.into_iter().zip(&sp_ports) {
         let policy = format!("f0{miner}:price=0,url=http://127.0.0.1:{port}");
         deal_args.extend(["--provider".into(), policy]);
     }
-    let probe_every = if opts.cold_after_secs.is_some() { "2" } else { "30" };
-    deal_args.extend(["--probe-every-secs".into(), probe_every.into()]);
-    if let Some(secs) = opts.cold_after_secs {
-        // The copy and the pin's blocks go as soon as the rules allow (collections every 2 s;
-        // blocks written 30 s before).
-        for arg in [
-            "--cold-after-secs",
-            &secs.to_string(),
-            "--cold-drop-blocks",
-            "--cold-verified-within-secs",
-            "120",
-            "--cold-cache-secs",
-            "2",
-            "--gc-interval-secs",
-            "2",
-            // An upload waits for its pin this long before a collection may take it.
-            "--gc-grace-secs",
-            "30",
-        ] {
-            deal_args.push(arg.to_owned());
+    match opts.cold_after_secs {
+        // About every 30 s.
+        None => deal_args.extend(["--probe-every-secs", "30"].map(String::from)),
+        // Every 2 s, and the copy and the pin's blocks go as soon as the rules allow
+        // (collections every 2 s; an upload waits 30 s for its pin before one may take it).
+        Some(secs) => {
+            deal_args.extend(["--probe-every-secs", "2", "--cold-drop-blocks"].map(String::from));
+            deal_args.extend(["--cold-after-secs".into(), secs.to_string()]);
+            deal_args.extend(
+                [
+                    "--cold-verified-within-secs",
+                    "120",
+                    "--cold-cache-secs",
+                    "2",
+                    "--gc-interval-secs",
+                    "2",
+                    "--gc-grace-secs",
+                    "30",
+                ]
+                .map(String::from),
+            );
         }
     }
     let mut oracle = Command::new(std::env::current_exe()?)

@@ -545,6 +545,7 @@ impl<S: Sealer> Ctx<S> {
             WorkKind::Slot => {
                 let order = w.order().ok_or_else(|| StepError::Other("no order".into()))?;
                 let slot = self.chain.slot(w.contract, order).await?;
+                let ended = gone.map(|g| format!("{g}; the replica ends"));
                 if slot.state != slot_state::ACTIVE {
                     // Marked lost by the order's client: the slot's pay ended, its deal did not.
                     if self.chain.excluded(w.contract, order).await? {
@@ -559,17 +560,14 @@ impl<S: Sealer> Ctx<S> {
                     // A replica whose deal is gone was reopened by this agent, perhaps by a
                     // transaction mined after its first try seemed to fail: the deal's end is
                     // the reason, not the reopening.
-                    let reason = gone.map_or_else(
-                        || "the slot was reopened".to_owned(),
-                        |g| format!("{g}; the replica ends"),
-                    );
+                    let reason = ended.unwrap_or_else(|| "the slot was reopened".to_owned());
                     return self.apply(w, Input::Ended { reason }).await;
                 }
                 let term_end = slot.payEnd;
                 let over = if head >= term_end {
                     Some("the replica's term is complete".to_owned())
                 } else {
-                    gone.map(|g| format!("{g}; the replica ends"))
+                    ended
                 };
                 if let Some(reason) = over {
                     let paid = match self

@@ -453,11 +453,16 @@ export function explain(e: unknown): EstuaryError {
  * When chain epochs (block numbers) fall, as dates: a past epoch at its block's own time, a
  * future one from the latest block's time and the chain's mean block time over the last
  * `window` blocks (30 s on Filecoin, 1 s on the dev chain). Epochs it cannot place are left out.
+ * `head` is the latest block it read (an epoch at or below it has its block's own date).
  */
-export async function epochTimes(reader: Provider, epochs: number[], window = 1000): Promise<Map<number, Date>> {
+export async function epochTimes(
+  reader: Provider,
+  epochs: number[],
+  window = 1000,
+): Promise<{ head: number; dates: Map<number, Date> }> {
   const out = new Map<number, Date>();
   const latest = await reader.getBlock('latest');
-  if (!latest) return out;
+  if (!latest) return { head: 0, dates: out };
   const earlier = await reader.getBlock(Math.max(0, latest.number - window));
   const span = earlier ? latest.number - earlier.number : 0;
   const mean = earlier && span > 0 ? (latest.timestamp - earlier.timestamp) / span : 30;
@@ -471,5 +476,5 @@ export async function epochTimes(reader: Provider, epochs: number[], window = 10
       if (block) out.set(epoch, new Date(block.timestamp * 1000));
     }),
   );
-  return out;
+  return { head: latest.number, dates: out };
 }

@@ -1,7 +1,7 @@
 // Worker side of serving: the blocks of the CARs kept in this browser, found by CID, answered
 // over libp2p (the Rust node's Bitswap) to the oracle the node dials.
 import { ServeError } from './errors';
-import { carsDir } from './storage';
+import { carFile } from './storage';
 
 /** What `carSection` (wasm) reads at the start of a CAR section. */
 export interface CarSection {
@@ -54,7 +54,7 @@ export class BlockIndex {
   /** Indexes one stored CAR (CARv1, as `add` writes it), reading only section headers. */
   async addCar(name: string): Promise<void> {
     if (this.#cars.has(name)) return;
-    const file = await (await (await carsDir()).getFileHandle(name)).getFile();
+    const file = await carFile(name);
     const head = async (at: number) => new Uint8Array(await file.slice(at, at + 128).arrayBuffer());
     const header = this.carSection(await head(0), false);
     let at = header.varint + header.length;

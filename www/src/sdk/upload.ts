@@ -3,9 +3,9 @@
  * connection or a reload — run inside the node's Web Worker.
  */
 import { type UploadAuth, base64 } from './auth';
-import { StorageError, UploadError } from './errors';
+import { UploadError } from './errors';
 import type { Progress } from './import';
-import { carsDir, readJson, readState, tusHeaders, writeJson, writeState } from './storage';
+import { carFile, carsDir, readJson, readState, tusHeaders, writeJson, writeState } from './storage';
 
 /** Chunk size of upload requests: at most this much is sent again after a failure. */
 export const UPLOAD_CHUNK = 4 << 20;
@@ -47,12 +47,7 @@ export async function uploadCar(
   signal?: AbortSignal,
 ): Promise<{ root: string }> {
   const dir = await carsDir();
-  let file: File;
-  try {
-    file = await (await dir.getFileHandle(name)).getFile();
-  } catch (e) {
-    throw new StorageError(`There is no CAR named ${name} in this browser.`, { cause: e });
-  }
+  const file = await carFile(name);
   let state = await readState(dir, name);
   let offset = 0;
   if (state) {

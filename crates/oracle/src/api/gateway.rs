@@ -246,11 +246,10 @@ pub(super) async fn ipfs<B: Blockstore>(
     let matched = not_modified(&headers, &etag);
     // Held here, or of a pin whose piece providers hold, or a 404 before anything else: read
     // once when its bytes are sent, only looked up otherwise (`HEAD`, `304`, a CAR walk, which
-    // reads it itself), so nothing is read from providers for an answer without it.
-    // Whether its blocks are read from the providers (the pin is cold: its blocks are not here).
-    let mut cold = false;
-    let data = if one_block && !head && !matched {
-        Some(read_block(&st, terminal).await?)
+    // reads it itself), so nothing is read from providers for an answer without it. A walk of a
+    // pin whose blocks are not here reads them from the providers (the pin is cold).
+    let (data, from_providers) = if one_block && !head && !matched {
+        (Some(read_block(&st, terminal).await?), false)
     } else {
         let blocks = Arc::clone(&st.blocks);
         let here = tokio::task::spawn_blocking(move || blocks.has(&terminal))
@@ -264,8 +263,7 @@ pub(super) async fn ipfs<B: Blockstore>(
         if !held {
             return Err(ApiError::NotFound(format!("{terminal} is not pinned here")));
         }
-        cold = !here;
-        None
+        (None, !here)
     };
     if matched {
         return Ok(not_modified_response(&etag));
@@ -296,20 +294,23 @@ pub(super) async fn ipfs<B: Blockstore>(
                     "application/vnd.ipld.car; version=1; order=dfs; dups=n",
                     &etag,
                 );
-                set(&mut response, header::HeaderName::from_static("x-ipfs-path"), &ipfs_path);
-                if cold {
-                    set(&mut response, header::HeaderName::from_static(SOURCE), "providers");
-                }
+                describe(&mut response, &ipfs_path, from_providers);
                 return Ok(response);
             };
             immutable(body, "application/vnd.ipld.car; version=1; order=dfs; dups=n", &etag)
         }
     };
-    set(&mut response, header::HeaderName::from_static("x-ipfs-path"), &ipfs_path);
-    if cold {
-        set(&mut response, header::HeaderName::from_static(SOURCE), "providers");
-    }
+    describe(&mut response, &ipfs_path, from_providers);
     Ok(hold(response, slot))
+}
+
+/// The headers saying what an answer is: its `x-ipfs-path`, and `x-estuary-source: providers`
+/// when its blocks are read from the providers.
+fn describe(response: &mut Response, ipfs_path: &str, from_providers: bool) {
+    set(response, header::HeaderName::from_static("x-ipfs-path"), ipfs_path);
+    if from_providers {
+        set(response, header::HeaderName::from_static(SOURCE), "providers");
+    }
 }
 
 /// The block `cid`: from the store, or from the providers of a piece holding it.

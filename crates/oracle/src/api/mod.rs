@@ -375,7 +375,7 @@ const EXPOSED_HEADERS: [&str; 17] = [
     "content-length",
     "accept-ranges",
     "x-ipfs-path",
-    "x-estuary-source",
+    gateway::SOURCE,
     "retry-after",
 ];
 

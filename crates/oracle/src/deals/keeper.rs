@@ -153,27 +153,23 @@ impl Keeper {
         // A DataDAO's orders have the DAO as client: only it may mark their replicas lost, which
         // it does for its operator (this oracle) when the keeper knows it.
         let theirs = KeeperRules { mark_lost: None, ..*rules };
-        let daos: HashSet<u64> = orders
-            .iter()
-            .filter(|o| o.order.backend == Backend::DataDao)
-            .filter_map(|o| o.order.order_id)
-            .collect();
-        let mut tasks: Vec<KeeperTask> = orders
+        // Each task with whether its order is a DataDAO's.
+        let mut tasks: Vec<(KeeperTask, bool)> = orders
             .iter()
             .filter(|o| !o.cancelled)
             .filter_map(|o| Some((o.order.order_id?, o)))
             .flat_map(|(id, o)| {
                 let dao = o.order.backend == Backend::DataDao;
                 let rules = if dao && self.config.datadao.is_none() { &theirs } else { rules };
-                keep(&contract, id, &o.replicas, head, rules)
+                keep(&contract, id, &o.replicas, head, rules).into_iter().map(move |t| (t, dao))
             })
             .collect();
         // A mark is for good and on the oracle's word: when it would mark most providers at
         // once, the fault is more likely the oracle's (its network, its `url=`) than theirs.
         let marking: HashSet<u64> = tasks
             .iter()
-            .filter(|t| t.action == KeeperAction::MarkLost)
-            .map(|t| t.provider)
+            .filter(|(t, _)| t.action == KeeperAction::MarkLost)
+            .map(|(t, _)| t.provider)
             .collect();
         let holding: HashSet<u64> = orders
             .iter()
@@ -187,14 +183,14 @@ impl Keeper {
                 holding = holding.len(),
                 "keeper: most providers look lost at once; nothing marked lost (check the oracle's network and url=)"
             );
-            tasks.retain(|t| t.action != KeeperAction::MarkLost);
+            tasks.retain(|(t, _)| t.action != KeeperAction::MarkLost);
         }
         self.tried.retain(|_, at| at.elapsed() < RETRY);
-        for task in tasks {
+        for (task, dao) in tasks {
             if self.tried.contains_key(&task.key) {
                 continue;
             }
-            self.send(&task, daos.contains(&task.order_id)).await;
+            self.send(&task, dao).await;
         }
         Ok(())
     }

@@ -90,7 +90,6 @@ fn blocks_of(car: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
-/// The blocks of `root`'s DAG as the oracle's gateway serves them.
 /// The DAG of `root` as the gateway serves it, and where the gateway says it read it from
 /// (`x-estuary-source`: `providers` for a cold pin).
 async fn dag_from_gateway(

@@ -61,9 +61,8 @@ pub struct SimulatedSealer {
     faults: HashMap<String, Fault>,
     /// The block each deal was first seen published at (activation counts from there).
     seen: Mutex<HashMap<u64, u64>>,
-    /// Pieces the `terminate` fault struck (once per piece), and the deals it terminated
-    /// (each answered `Gone` from then on, whatever the market says of it).
-    terminated: Mutex<(HashSet<String>, HashSet<u64>)>,
+    /// Pieces the `terminate` fault struck (it strikes once per piece).
+    terminated: Mutex<HashSet<String>>,
 }
 
 /// The CBOR unsigned integer `n` (major type 0).
@@ -197,17 +196,18 @@ impl Sealer for SimulatedSealer {
         active: bool,
     ) -> Result<SealProgress, SealError> {
         const TERMINATED: &str = "sector terminated (simulated fault)";
-        if self.terminated.lock().expect("not poisoned").1.contains(&deal) {
-            return Ok(SealProgress::Gone(TERMINATED.into()));
-        }
         let d = self.chain.market_deal(deal).await.map_err(|e| SealError::Retry(e.to_string()))?;
         if d.removed {
-            return Ok(SealProgress::Gone("the market removed the deal".into()));
+            // A deal of a struck piece was removed by its sector's termination: said so on
+            // every poll, not only the first.
+            let struck = self.terminated.lock().expect("not poisoned").contains(&job.piece_v2);
+            let why = if struck { TERMINATED } else { "the market removed the deal" };
+            return Ok(SealProgress::Gone(why.into()));
         }
         if d.activated >= 0 {
             let strike = active
                 && self.fault(job) == Some(Fault::Terminate)
-                && self.terminated.lock().expect("not poisoned").0.insert(job.piece_v2.clone());
+                && self.terminated.lock().expect("not poisoned").insert(job.piece_v2.clone());
             if strike {
                 let miner = MinerActorSimulator::new(
                     masked_id_address(job.miner),
@@ -221,7 +221,6 @@ impl Sealer for SimulatedSealer {
                     )
                     .await
                     .map_err(|e| tx_error("terminating the sector", &e))?;
-                self.terminated.lock().expect("not poisoned").1.insert(deal);
                 return Ok(SealProgress::Gone(TERMINATED.into()));
             }
             return Ok(SealProgress::Active { sector: Some(d.sector) });
