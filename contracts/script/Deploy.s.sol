@@ -7,10 +7,12 @@ import {DealStateView} from "../src/DealStateView.sol";
 import {EstuaryOracle} from "../src/EstuaryOracle.sol";
 import {EstuaryPinning} from "../src/EstuaryPinning.sol";
 import {PerpetualStorage} from "../src/PerpetualStorage.sol";
+import {DataCapActor} from "../src/lib/DataCapActor.sol";
 import {DealCodec} from "../src/lib/DealCodec.sol";
 import {FilAddress} from "../src/lib/FilAddress.sol";
 import {FvmActor} from "../src/lib/FvmActor.sol";
 import {MarketActor} from "../src/lib/MarketActor.sol";
+import {DataCapSimulator} from "../src/sim/DataCapSimulator.sol";
 import {ActorCallForwarder, MarketSimulator} from "../src/sim/MarketSimulator.sol";
 import {MinerActorSimulator} from "../src/sim/MinerActorSimulator.sol";
 import {SimActors} from "../src/sim/SimActors.sol";
@@ -225,6 +227,7 @@ contract Deploy is Script {
         setCode(MarketActor.ETH_ADDRESS, type(MarketSimulator).runtimeCode);
         setCode(FvmActor.CALL_ACTOR_ID, type(ActorCallForwarder).runtimeCode);
         setCode(SimActors.CODEC, type(DealCodec).runtimeCode);
+        setCode(DataCapActor.ETH_ADDRESS, type(DataCapSimulator).runtimeCode);
         MarketSimulator market = MarketSimulator(payable(MarketActor.ETH_ADDRESS));
         market.setPolicy(
             MarketSimulator.Policy({

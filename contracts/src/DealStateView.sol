@@ -2,6 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {Cbor} from "./lib/Cbor.sol";
+import {DataCapActor} from "./lib/DataCapActor.sol";
 import {MarketActor} from "./lib/MarketActor.sol";
 import {PoDSI} from "./lib/PoDSI.sol";
 
@@ -144,6 +145,21 @@ contract DealStateView {
         failure = PoDSI.verify(proof, piece, PoDSI.InclusionAuxData(deal.commP, deal.pieceSize));
         proven = failure == PoDSI.Failure.None;
         if (proven) offset = PoDSI.offsetOf(proof, piece.sizePc);
+    }
+
+    /// @notice The DataCap of a verified client (such as a `DealClient`), as the DataCap actor
+    ///         (f07) answers `Balance`: what its verified deals may still take, in bytes of
+    ///         padded piece (the market takes one whole token per byte when it publishes one).
+    ///         What the oracle checks before it proposes a verified deal.
+    /// @param account The client's EVM address (a masked ID address for a non-EVM actor).
+    /// @return exitCode The actor's exit code (0 on success; then `dataCap` is the balance).
+    /// @return dataCap Whole tokens: bytes of verified deals the balance covers.
+    function dataCapOf(address account) external returns (int256 exitCode, uint256 dataCap) {
+        bool ok;
+        uint256 atto;
+        (ok, exitCode, atto) = DataCapActor.balanceOf(account);
+        if (!ok) revert MarketActor.MarketCallFailed(DataCapActor.BALANCE, -1);
+        dataCap = atto / DataCapActor.TOKEN_PRECISION;
     }
 
     /// A query answered `code`: the deal as the market has it no longer (or never did).

@@ -271,7 +271,6 @@ contract PerpetualStorage is ReentrancyGuard {
     error PerpetualStorageClaimExpired(uint256 orderId, uint64 provider);
     /// @notice The slot's deal is not active (not yet activated, or gone from the market).
     error PerpetualStorageDealNotActive(uint64 dealId, MarketActor.Status status);
-    error PerpetualStorageTargetBelowInUse(uint16 replicas, uint16 inUse);
     error PerpetualStorageSlotStillLive(uint256 orderId, uint64 provider);
     error PerpetualStorageNothingToWithdraw();
     error PerpetualStorageTransferFailed();
@@ -368,13 +367,15 @@ contract PerpetualStorage is ReentrancyGuard {
         emit BountyChanged(orderId, bounty);
     }
 
-    /// @notice Changes the number of replicas; never below the slots now in use.
+    /// @notice Changes the number of replicas. Below the slots now in use, no slot is taken from
+    ///         its provider: none opens until enough are vacated (how a client renews a replica
+    ///         ahead of its term's end: one more for another provider to claim, then back down
+    ///         as soon as it is claimed, so the ending slot does not open again).
     function setReplicaTarget(uint256 orderId, uint16 replicas) external {
         Order storage o = clientOrder(orderId);
         if (replicas == 0 || replicas > MAX_REPLICAS) revert PerpetualStorageBadReplicas(replicas);
-        if (replicas < o.inUse) revert PerpetualStorageTargetBelowInUse(replicas, o.inUse);
-        // A fully active order starts lacking a replica now.
-        if (o.active == o.replicas && replicas > o.replicas) o.openSince = uint64(block.number);
+        // An order with every replica active starts lacking one now.
+        if (o.active >= o.replicas && replicas > o.active) o.openSince = uint64(block.number);
         o.replicas = uint8(replicas);
         emit ReplicaTargetChanged(orderId, replicas);
     }
@@ -543,7 +544,7 @@ contract PerpetualStorage is ReentrancyGuard {
         uint256 returned;
         uint96 due;
         bool forfeited = s.state == SlotState.Claimed || s.state == SlotState.Dealt;
-        bool wasFull = o.active == o.replicas;
+        bool wasFull = o.active >= o.replicas;
         if (forfeited) {
             if (block.number <= s.deadline) revert PerpetualStorageSlotStillLive(orderId, provider);
             uint256 bond = bondOf(s.bounty);
@@ -591,7 +592,7 @@ contract PerpetualStorage is ReentrancyGuard {
         Slot storage s = slots[orderId][provider];
         if (s.state != SlotState.Active) revert PerpetualStorageNotClaimed(orderId, provider);
         if (block.number >= uint256(s.start) + o.term) revert PerpetualStorageTermOver(orderId, provider);
-        bool wasFull = o.active == o.replicas;
+        bool wasFull = o.active >= o.replicas;
         (, uint64 until) = observe(s, o.term);
         uint96 due = settle(orderId, provider, s, o.term, until);
         uint96 lossFee = bondOf(s.bounty);
@@ -825,7 +826,8 @@ contract PerpetualStorage is ReentrancyGuard {
     }
 
     /// @dev Unlinks `provider` from the order's list of slots in use.
-    /// @dev Frees `provider`'s slot of the order (`wasFull`: every replica was active before)
+    /// @dev Frees `provider`'s slot of the order (`wasFull`: every replica was active before, as
+    ///      many as the target or more)
     ///      and returns `returned` to the order.
     function vacate(uint256 orderId, Order storage o, uint64 provider, bool wasFull, uint256 returned)
         internal

@@ -3,9 +3,12 @@ pragma solidity ^0.8.28;
 
 import {DealStateView} from "../src/DealStateView.sol";
 import {Cbor} from "../src/lib/Cbor.sol";
+import {DataCapActor} from "../src/lib/DataCapActor.sol";
 import {DealProposal} from "../src/lib/DealProposal.sol";
+import {FilAddress} from "../src/lib/FilAddress.sol";
 import {FvmActor} from "../src/lib/FvmActor.sol";
 import {MarketActor} from "../src/lib/MarketActor.sol";
+import {DataCapSimulator} from "../src/sim/DataCapSimulator.sol";
 import {ISimActor} from "../src/sim/SimActors.sol";
 import {FilecoinTest} from "./utils/FilecoinTest.sol";
 
@@ -111,6 +114,47 @@ contract DealStateViewTest is FilecoinTest {
         DealStateView.DealState memory s = view_.getDeal(dealId);
         assertEq(uint8(s.status), uint8(DealStateView.Status.Unknown));
         assertEq(s.exitCode, 16);
+    }
+
+    /// A verified client's DataCap, read from the DataCap actor (f07) as the oracle reads it
+    /// before it proposes a verified deal: whole tokens (bytes), spent by each verified deal the
+    /// market publishes; an address with no actor has none.
+    function test_DataCapOf_WhatVerifiedDealsMayStillTake() public {
+        address client = address(acceptingClient);
+        market.setDataCap(client, 3 * uint256(PIECE_SIZE));
+        (int256 code, uint256 cap) = view_.dataCapOf(client);
+        assertEq(code, 0);
+        assertEq(cap, 3 * uint256(PIECE_SIZE));
+        DealProposal.Fields memory f = proposal(client, MINER, PIECE, 1100, 1100 + DEV_MIN_DURATION);
+        f.verified = true;
+        f.clientCollateral = 0;
+        publishOne(SP, codec.encodeProposal(f));
+        (, cap) = view_.dataCapOf(client);
+        assertEq(cap, 2 * uint256(PIECE_SIZE), "the market took the piece's size");
+        (code, cap) = view_.dataCapOf(address(0xD0E5));
+        assertEq(code, 0);
+        assertEq(cap, 0, "no actor: nothing");
+        (, cap) = view_.dataCapOf(FilAddress.maskedAddress(MINER));
+        assertEq(cap, 0, "an ID address resolves; a miner has none");
+    }
+
+    /// The DataCap actor's `Balance` as the FVM delivers it: one CBOR byte string (the binary
+    /// address) in, the balance in atto-tokens out (a CBOR big integer); another method, extra
+    /// bytes or a payment is not handled (22).
+    function test_DataCapActor_AnswersBalanceInAttoTokens() public {
+        market.setDataCap(address(acceptingClient), 5);
+        DataCapSimulator dc = DataCapSimulator(DataCapActor.ETH_ADDRESS);
+        bytes memory who = Cbor.encodeBytes(FilAddress.delegatedAddress(address(acceptingClient)));
+        (int256 code, uint64 codec_, bytes memory ret) = dc.handle(DataCapActor.BALANCE, 0x51, who);
+        assertEq(code, 0);
+        assertEq(codec_, 0x51);
+        assertEq(ret, Cbor.encodeBigUint(5 * DataCapActor.TOKEN_PRECISION));
+        (code,,) = dc.handle(DataCapActor.BALANCE + 1, 0x51, who);
+        assertEq(code, 22);
+        (code,,) = dc.handle(DataCapActor.BALANCE, 0x51, bytes.concat(who, hex"00"));
+        assertEq(code, 22);
+        (code,,) = dc.handle{value: 1}(DataCapActor.BALANCE, 0x51, who);
+        assertEq(code, 22);
     }
 
     /// No market (a chain without the precompile's actor): the whole call fails, nothing is

@@ -18,10 +18,12 @@ contract PerpetualStorageTest is FilecoinTest {
     address internal constant CLIENT = address(0xC11E);
     address internal constant SP = address(0x5B);
     address internal constant SP2 = address(0x5C);
+    address internal constant SP3 = address(0x5D);
     address internal constant KEEPER = address(0x4EE9);
     address internal constant ATTACKER = address(0xBAD);
     uint64 internal constant MINER = 1001;
     uint64 internal constant MINER2 = 1002;
+    uint64 internal constant MINER3 = 1009;
     uint64 internal constant WINDOW = 100;
     uint64 internal constant TERM = 1000;
     uint96 internal constant BOUNTY = 1 ether;
@@ -35,6 +37,7 @@ contract PerpetualStorageTest is FilecoinTest {
         ps = new PerpetualStorage(codec, WINDOW, TERM, 3_680_640 - WINDOW, 0.01 ether);
         createMiner(MINER, SP);
         createMiner(MINER2, SP2);
+        createMiner(MINER3, SP3);
         collateral = market.minProviderCollateral(PIECE_SIZE);
         vm.deal(CLIENT, 100 ether);
         vm.deal(SP, 10 ether);
@@ -194,15 +197,38 @@ contract PerpetualStorageTest is FilecoinTest {
         vm.stopPrank();
     }
 
-    function test_RevertWhen_TargetBelowSlotsInUse() public {
+    /// A target lowered below the slots in use takes no slot from its provider, and no slot
+    /// opens until enough are vacated: the renewal an order's client makes ahead of a term's
+    /// end (one more for another provider, then back down once it is claimed).
+    function test_SetReplicaTarget_BelowSlotsInUseOpensNoSlot() public {
         uint256 id = order(5 ether);
         claimAs(SP, id, MINER);
         claimAs(SP2, id, MINER2);
+        vm.expectEmit(address(ps));
+        emit PerpetualStorage.ReplicaTargetChanged(id, 1);
         vm.prank(CLIENT);
-        vm.expectRevert(
-            abi.encodeWithSelector(PerpetualStorage.PerpetualStorageTargetBelowInUse.selector, 1, 2)
-        );
         ps.setReplicaTarget(id, 1);
+        PerpetualStorage.OrderView memory v = ps.getOrder(id);
+        assertEq((uint256(v.replicas) << 16) | v.inUse, (1 << 16) | 2);
+        // Both keep their slots; a third provider cannot claim.
+        assertEq(uint256(ps.getSlot(id, MINER).state), uint256(PerpetualStorage.SlotState.Claimed));
+        uint96 bond = ps.bondFor(id);
+        vm.deal(SP3, bond);
+        vm.prank(SP3);
+        vm.expectRevert(abi.encodeWithSelector(PerpetualStorage.PerpetualStorageNoOpenSlot.selector, id));
+        ps.claim{value: bond}(id, MINER3, collateral);
+        // One lapses and is reopened: still none open (one in use, one wanted).
+        vm.roll(block.number + ps.claimWindow() + 1);
+        ps.reopen(id, MINER);
+        vm.deal(SP3, bond);
+        vm.prank(SP3);
+        vm.expectRevert(abi.encodeWithSelector(PerpetualStorage.PerpetualStorageNoOpenSlot.selector, id));
+        ps.claim{value: bond}(id, MINER3, collateral);
+        // The second goes too: one opens.
+        ps.reopen(id, MINER2);
+        vm.deal(SP3, ps.bondFor(id));
+        claimAs(SP3, id, MINER3);
+        assertEq(ps.getOrder(id).inUse, 1);
     }
 
     function test_Cancel_RefundsWhatIsNotCommitted() public {

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.28;
 
 import {Cbor} from "../lib/Cbor.sol";
+import {DataCapActor} from "../lib/DataCapActor.sol";
 import {DealCodec} from "../lib/DealCodec.sol";
 import {DealProposal} from "../lib/DealProposal.sol";
 import {FilAddress} from "../lib/FilAddress.sol";
@@ -741,6 +742,13 @@ contract MarketSimulator is ISimActor, ISimRegistry {
         emit MinerRegistered(id, owner, worker, controls);
     }
 
+    /// @notice The DataCap, in bytes, of the actor binary address `addr` resolves to (0 when it
+    ///         resolves to none): what `DataCapSimulator` (f07) answers `Balance` from.
+    function dataCapOf(bytes calldata addr) external view returns (uint256) {
+        (bool ok, uint64 id) = lookup(addr);
+        return ok ? dataCap[id] : 0;
+    }
+
     /// @notice Sets an actor's verified-client DataCap (in bytes), as a notary's allocation does.
     function setDataCap(address account, uint256 amount) external {
         onlyAdmin();
@@ -782,7 +790,7 @@ contract MarketSimulator is ISimActor, ISimRegistry {
 
     /// @inheritdoc ISimRegistry
     function actorKind(uint64 id) public view returns (ActorKind) {
-        if (id == MarketActor.ACTOR_ID) return ActorKind.Builtin;
+        if (id == MarketActor.ACTOR_ID || id == DataCapActor.ACTOR_ID) return ActorKind.Builtin;
         return kindOf[id];
     }
 

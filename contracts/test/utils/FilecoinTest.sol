@@ -2,12 +2,14 @@
 pragma solidity ^0.8.28;
 
 import {Cbor} from "../../src/lib/Cbor.sol";
+import {DataCapActor} from "../../src/lib/DataCapActor.sol";
 import {DealCodec} from "../../src/lib/DealCodec.sol";
 import {DealProposal} from "../../src/lib/DealProposal.sol";
 import {FilAddress} from "../../src/lib/FilAddress.sol";
 import {FvmActor} from "../../src/lib/FvmActor.sol";
 import {MarketActor} from "../../src/lib/MarketActor.sol";
 import {PoDSI} from "../../src/lib/PoDSI.sol";
+import {DataCapSimulator} from "../../src/sim/DataCapSimulator.sol";
 import {ActorCallForwarder, MarketSimulator} from "../../src/sim/MarketSimulator.sol";
 import {MinerActorSimulator} from "../../src/sim/MinerActorSimulator.sol";
 import {SimActors} from "../../src/sim/SimActors.sol";
@@ -73,6 +75,7 @@ abstract contract FilecoinTest is Test {
         vm.etch(MarketActor.ETH_ADDRESS, type(MarketSimulator).runtimeCode);
         vm.etch(FvmActor.CALL_ACTOR_ID, type(ActorCallForwarder).runtimeCode);
         vm.etch(SimActors.CODEC, type(DealCodec).runtimeCode);
+        vm.etch(DataCapActor.ETH_ADDRESS, type(DataCapSimulator).runtimeCode);
         market = MarketSimulator(payable(MarketActor.ETH_ADDRESS));
         codec = new DealCodec();
         acceptingClient = new AcceptingClient();

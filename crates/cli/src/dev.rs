@@ -252,9 +252,11 @@ pub async fn run(opts: DevOptions) -> Result<()> {
         deal_args.extend(["--deal-client-address".into(), client.to_string()]);
         // A minute from proposal to start: the SP agents fetch, seal (10 epochs) and prove.
         deal_args.extend(["--deal-start-epochs".into(), "60".into()]);
-        // The dev term is 3,600 epochs: a deal is renewed in its last 600.
-        deal_args.extend(["--deal-renew-epochs".into(), "600".into()]);
     }
+    // The dev term is 3,600 epochs: a replica is renewed in its last 600 (a perpetual order's
+    // target is raised by one then: with three SPs holding its three replicas, none is free to
+    // claim it, and the slot is claimed again once the ended one reopens).
+    deal_args.extend(["--deal-renew-epochs".into(), "600".into()]);
     // The SPs' agents are the oracle's providers: it reads each replica back from its SP (a
     // span of its piece and, for a CAR, its root block, each checked); three failures in a row
     // and it is replaced.

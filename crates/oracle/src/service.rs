@@ -252,6 +252,16 @@ impl Oracle {
                 rules,
                 packed_dir.clone(),
                 probes.tick,
+            )
+            // A piece no provider gives back: its pin's DAG fetched again as the pins' are.
+            .with_network(
+                Fetcher::with_policy(
+                    config.fetch.gateways.clone(),
+                    config.fetch.limits(),
+                    config.fetch.net_policy(),
+                )
+                .with_p2p(p2p.clone()),
+                config.uploads.min_free_bytes,
             );
             tasks.push(tokio::spawn(read_backs.run(shutdown.clone())));
         }
@@ -473,6 +483,8 @@ fn start_deals(
                     }
                 }),
                 datadao: config.deals.datadao,
+                // At most half of each replica's own term (`domain::market::renewing`).
+                renew_epochs: config.deals.deal_renew_epochs,
             },
         )
         .with_wake(wake);

@@ -108,7 +108,6 @@ const CUSTOM_ERRORS: Record<string, string> = {
   PerpetualStorageNotClient: 'only the order’s client may do this',
   PerpetualStorageOrderClosed: 'the order is cancelled',
   PerpetualStorageNoOrder: 'there is no such order',
-  PerpetualStorageTargetBelowInUse: 'fewer replicas than the slots in use',
   PerpetualStorageNothingToWithdraw: 'nothing to withdraw',
 };
 

@@ -292,7 +292,8 @@ pub(super) async fn serve(
 }
 
 /// `piece`, not here, read from the providers that hold it (the bytes of the request's
-/// `Range`, if any), each span checked against the piece's commitment; `None` if it cannot be.
+/// `Range`, if any), each span checked against the piece's commitment, and said so
+/// (`x-estuary-source: providers`); `None` if it cannot be.
 pub(super) async fn serve_cold(
     cold: &Arc<crate::deals::cold::ColdReads>,
     piece: &PieceCid,
@@ -327,7 +328,13 @@ pub(super) async fn serve_cold(
         Some((_, Some(Ok((start, end))))) => (StatusCode::PARTIAL_CONTENT, start, end),
         _ => (StatusCode::OK, 0, read.total),
     };
-    let response = ranged(Body::from_stream(read.body), piece, status, (start, end), read.total);
+    let mut response =
+        ranged(Body::from_stream(read.body), piece, status, (start, end), read.total);
+    // As the gateway says of blocks read from the providers.
+    response.headers_mut().insert(
+        header::HeaderName::from_static(super::gateway::SOURCE),
+        HeaderValue::from_static("providers"),
+    );
     Ok(Some(response))
 }
 

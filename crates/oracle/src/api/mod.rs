@@ -701,6 +701,18 @@ async fn deal_metrics<B: Blockstore>(
                 let _ = writeln!(out, "{name}{{provider=\"f0{provider}\"}} {n}");
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP estuary_cold_restores_total Dropped copies brought back once their replicas \
+             faltered, by source (pack: from the pin's blocks; providers: read back from the \
+             providers; network: the pin's DAG fetched again)."
+        );
+        let _ = writeln!(out, "# TYPE estuary_cold_restores_total counter");
+        for source in crate::deals::cold::RestoreSource::ALL {
+            let n = stats.restores.get(&source).copied().unwrap_or(0);
+            let _ =
+                writeln!(out, "estuary_cold_restores_total{{source=\"{}\"}} {n}", source.as_str());
+        }
         for (name, help, n) in [
             (
                 "estuary_cold_spans_cached_total",

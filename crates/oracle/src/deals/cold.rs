@@ -13,11 +13,24 @@
 //!   GET /ipfs/{cid}…, a Bitswap want  ── block not here ──► ColdReads::block
 //!     its places in pieces whose pins' blocks went (piece_blocks, block_pieces.cold_ms)
 //!     ──► ColdReads::read of [place, place + length) ──► hashes to the CID? ──► served
+//!
+//!   ReadBacks::restore: a dropped copy whose replicas no longer meet the rules
+//!     the pin's blocks here ──► pack_again (packs to the same piece CID?) ──► copy   [pack]
+//!     its blocks gone too ──► ColdReads::read_to_keep, the piece whole (every span checked)
+//!       ──► [GC held] blocks put back (each against its CID), marked hot, copy  [providers]
+//!     no provider gives it back (none serves it, a read refused or cut off)
+//!       ──► the pin's DAG fetched as a pin's fetch does (crate::fetch: the pins' origins,
+//!           --gateway; Bitswap; its limits, a time budget for the piece's size)
+//!       ──► [GC held] blocks moved into the store (each against its CID), marked hot
+//!       ──► pack_again (the same piece CID?) ──► copy                              [network]
+//!     neither ──► waits, doubling from a tick up to an hour (both failures logged)
+//!                                  [source]: estuary_cold_restores_total{source}
 //! ```
 //!
 //! - Where each block lies in a piece is recorded when the piece is read back before its copy
 //!   goes ([`ReadBacks::pass`]); the collection then lets the pin's blocks go too, and
-//!   [`ReadBacks::restore`] brings copy and blocks back from the providers once they falter.
+//!   [`ReadBacks::restore`] brings copy and blocks back from the providers once they falter,
+//!   or, if no provider gives the piece back, from the IPFS network the pin was fetched from.
 //!
 //! - What is served is what the piece's commitment says, whoever served it: a span that does
 //!   not hash to its node is refused and read from the next provider
@@ -53,6 +66,7 @@ use crate::{
         now_ms,
         probe::{ColdRules, PieceLevels},
     },
+    fetch::{FetchError, FetchJob, Fetcher},
     store::{Store, StoreError},
 };
 
@@ -122,6 +136,34 @@ pub struct ColdStats {
     pub cached: u64,
     /// Blocks read from providers for the gateway and Bitswap, each checked against its CID.
     pub blocks: u64,
+    /// Copies brought back by [`ReadBacks::restore`], by where from.
+    pub restores: BTreeMap<RestoreSource, u64>,
+}
+
+/// Where [`ReadBacks::restore`] brought a copy back from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RestoreSource {
+    /// Packed again from the pin's blocks, still here.
+    Pack,
+    /// Read back whole from the piece's providers, the pin's blocks with it.
+    Providers,
+    /// The pin's DAG fetched from the IPFS network (its origins, the configured gateways),
+    /// then packed again.
+    Network,
+}
+
+impl RestoreSource {
+    /// Every source, in order.
+    pub const ALL: [Self; 3] = [Self::Pack, Self::Providers, Self::Network];
+
+    /// Its name (the metric's `source` label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pack => "pack",
+            Self::Providers => "providers",
+            Self::Network => "network",
+        }
+    }
 }
 
 /// A cold read under way: the payload's length, and the bytes of the range asked for.
@@ -242,7 +284,14 @@ impl ColdReads {
             refused: stats.refused.clone(),
             cached: stats.cached,
             blocks: stats.blocks,
+            restores: stats.restores.clone(),
         }
+    }
+
+    /// Counts a copy brought back from `source`.
+    fn restored(&self, source: RestoreSource) {
+        let mut stats = self.stats.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *stats.restores.entry(source).or_default() += 1;
     }
 
     /// The block `cid` of a pin whose blocks are no longer kept here, read from the providers
@@ -573,8 +622,11 @@ impl<B: Blockstore + ?Sized> estuary_dag::BlockSource for ColdSource<'_, B> {
 /// - **once a dropped piece's replicas no longer meet the rules** (a provider stopped serving,
 ///   a replica lost or ended), its copy is packed again from the pin's blocks, checked to be
 ///   the same piece, or, once the blocks went too, read back whole from the providers still
-///   serving it, its blocks put back first. A piece that cannot be brought back waits,
-///   doubling up to an hour, and the others go first meanwhile.
+///   serving it, its blocks put back first; when no provider gives it back, and
+///   [`with_network`](Self::with_network) was given a fetcher, the pin's DAG is fetched from
+///   the IPFS network as a pin's is, its blocks put back, and the copy packed again from them.
+///   A piece that cannot be brought back waits, doubling up to an hour, and the others go
+///   first meanwhile.
 ///
 /// Its reads from providers have a slot of their own ([`ColdReads::read_to_keep`]): reads for
 /// clients never hold them off.
@@ -589,6 +641,16 @@ pub struct ReadBacks<B> {
     tick: Duration,
     waiting: Mutex<HashMap<String, (Instant, u32)>>,
     reading: Mutex<HashMap<String, (Instant, u32)>>,
+    network: Option<Network>,
+}
+
+/// Where a restore fetches a pin's DAG when no provider gives its piece back.
+#[derive(Debug)]
+struct Network {
+    /// The pins' fetcher, its hold against garbage collection through this store.
+    fetcher: Fetcher,
+    /// Free bytes the data directory keeps: below, no fetch starts.
+    min_free_bytes: u64,
 }
 
 /// Blocks of one piece whose places are recorded at most (a 32 GiB piece of 16 KiB blocks);
@@ -622,7 +684,18 @@ impl<B: Blockstore> ReadBacks<B> {
             tick,
             waiting: Mutex::default(),
             reading: Mutex::default(),
+            network: None,
         }
+    }
+
+    /// Restores of pieces no provider gives back fetch the pin's DAG with `fetcher` (the pins'
+    /// own: its gateways, libp2p, limits and origin policy), unless the data directory has less
+    /// than `min_free_bytes` free; garbage collection is held off through this store's gate.
+    #[must_use]
+    pub fn with_network(mut self, fetcher: Fetcher, min_free_bytes: u64) -> Self {
+        let gate = crate::gc::GcGate::new(self.store.clone(), Duration::from_secs(60));
+        self.network = Some(Network { fetcher: fetcher.with_gc_gate(gate), min_free_bytes });
+        self
     }
 
     /// Runs until `shutdown`.
@@ -655,7 +728,9 @@ impl<B: Blockstore> ReadBacks<B> {
     /// Brings back the copy of the first pinned single-CAR piece whose copy is gone and whose
     /// replicas no longer meet the rules (are not in `held`), and that is not waiting after a
     /// failed attempt: from the pin's blocks, or, once they are gone too, from the piece's
-    /// providers (blocks and all). One attempt a step; returns the piece if it came back.
+    /// providers (blocks and all), or, if none gives it back, from the network (with
+    /// [`Self::with_network`]). One attempt a step, counted by source if it succeeds
+    /// ([`ColdStats::restores`]); returns the piece if it came back.
     pub async fn restore(&self, held: &[String]) -> Result<Option<String>, ColdError> {
         let cold_blocks = self.store.cold_block_pieces().await?;
         for (name, root) in self.store.pinned_single_cars().await? {
@@ -665,14 +740,48 @@ impl<B: Blockstore> ReadBacks<B> {
             {
                 continue;
             }
-            let done = if cold_blocks.contains(&name) {
-                self.restore_from_providers(&name).await
+            let restored = if cold_blocks.contains(&name) {
+                self.restore_cold(&name, root).await
             } else {
-                self.pack_again(&name, root).await
+                let packed = self.pack_again(&name, root).await;
+                packed.map(|done| done.then_some(RestoreSource::Pack))
             };
+            let done = restored.map(|source| {
+                source.inspect(|s| self.reads.restored(*s));
+                source.is_some()
+            });
             return Ok(self.settle(&self.waiting, &name, &done, "restore").then_some(name));
         }
         Ok(None)
+    }
+
+    /// Brings back the copy of `name`, whose pin's (root `root`) blocks are gone too: read
+    /// back from its providers ([`Self::restore_from_providers`]), or, when they do not give it
+    /// back (none to read from, a span no provider serves as the commitment says, a read cut
+    /// off), fetched from the network ([`Self::restore_from_network`]) if the read-backs have a
+    /// fetcher. Where it came from; `None` if it did not come back (why logged, each source's).
+    async fn restore_cold(
+        &self,
+        name: &str,
+        root: Vec<u8>,
+    ) -> Result<Option<RestoreSource>, ColdError> {
+        let providers = match self.restore_from_providers(name).await? {
+            Ok(()) => return Ok(Some(RestoreSource::Providers)),
+            Err(why) => why,
+        };
+        let Some(network) = &self.network else {
+            warn!(piece = %name, %providers,
+                  "restore: the providers do not give the piece back; the blocks stay gone");
+            return Ok(None);
+        };
+        match self.restore_from_network(network, name, root).await? {
+            Ok(()) => Ok(Some(RestoreSource::Network)),
+            Err(network) => {
+                warn!(piece = %name, %providers, %network,
+                      "restore: neither the providers nor the network give the piece back; tried again later");
+                Ok(None)
+            }
+        }
     }
 
     /// Records how an attempt at `name` went in `map`: done (`true`), or failed and waiting
@@ -720,12 +829,20 @@ impl<B: Blockstore> ReadBacks<B> {
     }
 
     /// Reads `name` whole from its providers (every span checked) into `restoring`, puts its
-    /// blocks back in the store (each checked against its CID), then its copy; whether it did.
-    async fn restore_from_providers(&self, name: &str) -> Result<bool, ColdError> {
-        let Ok(piece) = name.parse::<PieceCid>() else { return Ok(false) };
-        let Some(read) = self.reads.read_to_keep(&piece).await? else {
-            warn!(piece = %name, "restore: no provider to read the piece from; the blocks stay gone");
-            return Ok(false);
+    /// blocks back in the store (each checked against its CID), then its copy. `Ok(Err(why))`
+    /// if the providers did not give it back (none to read from, a span none serves as the
+    /// commitment says, a read cut off or short); `Err` if this oracle failed.
+    async fn restore_from_providers(&self, name: &str) -> Result<Result<(), String>, ColdError> {
+        let Ok(piece) = name.parse::<PieceCid>() else {
+            return Ok(Err("not a piece CID".into()));
+        };
+        let read = match self.reads.read_to_keep(&piece).await {
+            Ok(Some(read)) => read,
+            Ok(None) => return Ok(Err("no provider to read the piece from".into())),
+            Err(e @ (ColdError::Unserved { .. } | ColdError::Cut(_) | ColdError::Busy)) => {
+                return Ok(Err(e.to_string()));
+            }
+            Err(e) => return Err(e),
         };
         // What an attempt a crash cut short left (one restore at a time here).
         let _ = std::fs::remove_dir_all(&self.restoring);
@@ -735,13 +852,16 @@ impl<B: Blockstore> ReadBacks<B> {
         let mut body = read.body;
         let mut bytes = 0u64;
         while let Some(frame) = body.next().await {
-            let frame = frame.map_err(|e| ColdError::Cut(e.to_string()))?;
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => return Ok(Err(ColdError::Cut(e.to_string()).to_string())),
+            };
             tokio::io::AsyncWriteExt::write_all(&mut out, &frame).await.map_err(io)?;
             bytes += frame.len() as u64;
         }
         tokio::io::AsyncWriteExt::flush(&mut out).await.map_err(io)?;
         if bytes != read.total {
-            return Ok(false);
+            return Ok(Err(format!("{bytes} bytes of the piece's {} read", read.total)));
         }
         // The blocks put back and the mark lifted with collection held off: a collection that
         // found the piece cold does not sweep blocks put back meanwhile.
@@ -767,7 +887,52 @@ impl<B: Blockstore> ReadBacks<B> {
         tmp.persist(self.packed_dir.join(format!("{name}.car"))).map_err(|e| io(e.error))?;
         hold.release().await?;
         tracing::info!(piece = %name, blocks = n, bytes, "restore: copy and blocks read back from the providers");
-        Ok(true)
+        Ok(Ok(()))
+    }
+
+    /// Fetches the DAG of `name`'s pin (root `root`) as a pin's fetch does ([`crate::fetch`]:
+    /// the origins its requests named, then the configured gateways; every block checked
+    /// against its CID, within the pins' limits and a time budget for the piece's size), into a
+    /// staging area of its own; once a walk finds it complete, its blocks are moved into the
+    /// store and marked hot under one hold against garbage collection, and the copy is packed
+    /// again from them ([`Self::pack_again`], checked to be the same piece). `Ok(Err(why))` if
+    /// it did not come back (the network does not have it, the data directory is below its
+    /// free-space floor, …); `Err` if this oracle failed.
+    async fn restore_from_network(
+        &self,
+        network: &Network,
+        name: &str,
+        root: Vec<u8>,
+    ) -> Result<Result<(), String>, ColdError> {
+        match crate::blockstore::space::above_floor(&self.packed_dir, network.min_free_bytes, 0) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Err("the data directory is below its free-space floor".into())),
+            Err(e) => warn!(error = %e, "cannot read the free space of the data directory"),
+        }
+        let size_hint = self.store.piece_levels(name).await?.map(|l| l.payload_size);
+        let origins = self.store.piece_origins(name).await?;
+        let job = FetchJob { cid: &root, origins: &origins, size_hint, stage: restore_stage(name) };
+        let (stats, hold) = match network.fetcher.fetch_job_held(&job, &self.blocks).await {
+            Ok(fetched) => fetched,
+            Err(FetchError::Database(e)) => return Err(e.into()),
+            Err(FetchError::Store(e)) => return Err(io(e)),
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        // Blocks first (moved into the store under the hold), then the mark, then the copy: a
+        // crash before the mark leaves the pin cold (the next attempt finds its blocks here, or
+        // fetches them again), one after it a hot pin whose copy is packed from its blocks.
+        // Marked hot, the blocks are the pin's again for collection: the hold ends here.
+        self.store.mark_blocks_hot(name).await?;
+        if let Some(hold) = hold {
+            hold.release().await?;
+        }
+        tracing::info!(piece = %name, blocks = stats.blocks, bytes = stats.bytes,
+                       "restore: the pin's blocks fetched from the network");
+        if self.pack_again(name, root).await? {
+            Ok(Ok(()))
+        } else {
+            Ok(Err("the blocks fetched were not packed into the piece".into()))
+        }
     }
 
     /// One pass: the first piece that needs a read-back, and is not waiting after a failed
@@ -859,6 +1024,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn io(e: impl std::fmt::Display) -> ColdError {
     ColdError::Local(std::io::Error::other(e.to_string()))
+}
+
+/// The staging area a restore of `piece` fetches into: `restore-` and 24 hex digits of the
+/// SHA-256 of its CID (one name a piece: what an attempt cut short left there counts at the
+/// next; garbage collection removes it once idle).
+fn restore_stage(piece: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(piece.as_bytes());
+    format!("restore-{}", hex::encode(&digest[..12]))
 }
 
 /// Calls `each` with every block of the CAR at `path` (checked against its CID), and the first

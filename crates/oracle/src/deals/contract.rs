@@ -28,7 +28,11 @@
 //!   score, and the replica is proposed to the next provider.
 //! - **Pre-flight**: the terms are checked against the `DealClient`'s own policy before
 //!   anything is sent; the escrow is the contract's own check, answered by `eth_estimateGas`
-//!   (`DealClientEscrowTooLow`), which costs no gas. Each refusal is written on the order.
+//!   (`DealClientEscrowTooLow`), which costs no gas. A verified deal needs the client's DataCap
+//!   (read from the DataCap actor through `DealStateView.dataCapOf`, once a round) to cover its
+//!   piece beside the proposals not yet published: the market takes a piece's size of it when
+//!   the provider publishes, and drops a deal it does not cover. Each refusal is written on
+//!   the order.
 //!
 //! Real sources followed: boost `storagemarket/contract_deal_monitor.go` (what Boost reads from
 //! the proposal event), builtin-actors v18 `actors/market/src/lib.rs` (a deal not activated by
@@ -57,8 +61,8 @@ use crate::{
         deal::{Backend, Replica, ReplicaState},
         now_ms,
         placement::{
-            ClientPolicy, DealAsk, DealTerms, PlacementRules, ProposalPreflight, ProviderPolicy,
-            Situation, choose, proposal_terms,
+            ClientPolicy, DataCapLeft, DealAsk, DealTerms, PlacementRules, ProposalPreflight,
+            ProviderPolicy, Situation, choose, proposal_terms,
         },
         provider::ScoreRules,
     },
@@ -502,6 +506,9 @@ impl<B: DealBackend> Scheduler<B> {
         let mut in_flight: HashMap<u64, u64> = HashMap::new();
         let sizes: HashMap<u64, u64> =
             orders.iter().filter_map(|o| Some((o.order.order_id?, o.order.padded_size))).collect();
+        // Verified deals: padded bytes of the live proposals not yet published, which the market
+        // will take from the client's DataCap when their providers publish them.
+        let mut pending_cap = 0u64;
         for p in &proposals {
             let replica = p.proposal_id.as_ref().and_then(|id| replicas.get(id));
             let s = standing(p, replica, read, self.config.renew_epochs);
@@ -509,8 +516,14 @@ impl<B: DealBackend> Scheduler<B> {
                 *in_flight.entry(p.provider).or_default() +=
                     sizes.get(&p.order_id).copied().unwrap_or(0);
             }
+            if s == Standing::Live && replica.is_none_or(|r| r.state == ReplicaState::Claimed) {
+                pending_cap =
+                    pending_cap.saturating_add(sizes.get(&p.order_id).copied().unwrap_or(0));
+            }
             by_order.entry(p.order_id).or_default().push((p, s));
         }
+        // Read once a round, when a verified proposal is about to be made.
+        let mut datacap: Option<Result<DataCapLeft, String>> = None;
         tried.retain(|_, at| at.elapsed() < RETRY);
         for order in &orders {
             let Some(order_id) = order.order.order_id else { continue };
@@ -603,11 +616,7 @@ impl<B: DealBackend> Scheduler<B> {
                     Err(refused) => {
                         // Settings the contract's policy refuses (or a policy changed): said on
                         // the order and planned again next round, when the policy is read anew.
-                        let why = format!("pre-flight: {refused}");
-                        warn!(piece = %order.order.piece_cid, provider, reason = %why, "no proposal");
-                        self.store
-                            .contract_order_note(client, order_id, Some(&why), false, now_ms())
-                            .await?;
+                        self.no_proposal(order, order_id, provider, &refused).await?;
                         break;
                     }
                 };
@@ -633,6 +642,22 @@ impl<B: DealBackend> Scheduler<B> {
                     tx_hash: None,
                     error: None,
                 };
+                if self.config.rules.verified {
+                    if datacap.is_none() {
+                        datacap = Some(self.datacap(pending_cap).await);
+                    }
+                    let taken = match datacap.as_mut() {
+                        Some(Ok(left)) => left.take(order.order.padded_size),
+                        Some(Err(e)) => Err(ProposalPreflight::DataCapUnread(e.clone())),
+                        None => Ok(()),
+                    };
+                    if let Err(refused) = taken {
+                        // No proposal the market would drop: said on the order, and planned
+                        // again next round (the client's DataCap may be topped up meanwhile).
+                        self.no_proposal(order, order_id, provider, &refused).await?;
+                        break;
+                    }
+                }
                 if self.store.record_proposal(&record, now_ms()).await? {
                     *in_flight.entry(provider).or_default() += order.order.padded_size;
                     self.send(order, &record, held).await?;
@@ -640,6 +665,37 @@ impl<B: DealBackend> Scheduler<B> {
             }
         }
         Ok(())
+    }
+
+    /// Says on `order` (its id `order_id`; and in the log) why no proposal goes to `provider`
+    /// this round.
+    async fn no_proposal(
+        &self,
+        order: &OrderWithReplicas,
+        order_id: u64,
+        provider: u64,
+        refused: &ProposalPreflight,
+    ) -> Result<(), SchedulerError> {
+        let why = format!("pre-flight: {refused}");
+        warn!(piece = %order.order.piece_cid, provider, reason = %why, "no proposal");
+        let client = self.backend.client();
+        self.store.contract_order_note(client, order_id, Some(&why), false, now_ms()).await?;
+        Ok(())
+    }
+
+    /// What the client's DataCap leaves for verified proposals, `pending` bytes of them already
+    /// made and not yet published: its balance as the DataCap actor answers it, read through
+    /// `DealStateView.dataCapOf` (the same call on Calibration and on the local chain).
+    async fn datacap(&self, pending: u64) -> Result<DataCapLeft, String> {
+        let view = self.config.view.ok_or("no --deal-state-view-address to read it through")?;
+        let view = estuary_contracts::DealStateView::new(view, &self.chain);
+        let read = view.dataCapOf(self.backend.client()).call().await.map_err(|e| e.to_string())?;
+        if read.exitCode != alloy::primitives::I256::ZERO {
+            return Err(format!("the DataCap actor answered exit code {}", read.exitCode));
+        }
+        // More than 2^64 bytes of DataCap is more than any piece needs.
+        let balance = u64::try_from(read.dataCap).unwrap_or(u64::MAX);
+        Ok(DataCapLeft { balance, pending })
     }
 
     /// Sends a recorded proposal with its recorded terms, and keeps what came of it.

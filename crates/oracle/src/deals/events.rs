@@ -9,6 +9,7 @@
 //! | `SlotReopened(orderId, provider, …)` | `Slot { provider, Reopened }` |
 //! | `BountyPaid(orderId, provider, amount, until)` | `Slot { provider, Paid { until } }` |
 //! | `OrderCancelled(orderId, refund)` | `Cancelled` |
+//! | `ReplicaTargetChanged(orderId, replicas)` | `Target { replicas }` |
 //!
 //!
 //! And `DealClient`'s events about proposals ([`decode_proposals`]):
@@ -42,6 +43,7 @@ pub fn topics() -> Vec<B256> {
         PS::SlotReopened::SIGNATURE_HASH,
         PS::BountyPaid::SIGNATURE_HASH,
         PS::OrderCancelled::SIGNATURE_HASH,
+        PS::ReplicaTargetChanged::SIGNATURE_HASH,
     ]
 }
 
@@ -160,6 +162,10 @@ fn decode_one(log: &Log) -> Option<(alloy::primitives::U256, DealLogKind)> {
             let e = log.log_decode::<PS::OrderCancelled>().ok()?.inner.data;
             (e.orderId, DealLogKind::Cancelled)
         }
+        PS::ReplicaTargetChanged::SIGNATURE_HASH => {
+            let e = log.log_decode::<PS::ReplicaTargetChanged>().ok()?.inner.data;
+            (e.orderId, DealLogKind::Target { replicas: e.replicas })
+        }
         _ => return None,
     })
 }
@@ -263,6 +269,7 @@ mod tests {
             deadline: 5,
             proposalId: B256::ZERO,
         };
+        let target = PS::ReplicaTargetChanged { orderId: U256::from(3), replicas: 4 };
         let mut truncated = created.encode_log_data();
         truncated.data = Bytes::from(vec![0u8; 7]);
         let logs = [
@@ -272,9 +279,11 @@ mod tests {
             log(contract, activated.encode_log_data(), None),
             log(contract, huge.encode_log_data(), Some(3)),
             log(contract, truncated, Some(4)),
+            log(contract, target.encode_log_data(), Some(5)),
         ];
         let decoded = decode(contract, &logs);
-        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded.len(), 3);
+        assert_eq!(decoded[2].kind, DealLogKind::Target { replicas: 4 });
         assert_eq!(
             decoded[0].kind,
             DealLogKind::Created { client: Address::repeat_byte(1), piece_v1: vec![1, 2, 3] }

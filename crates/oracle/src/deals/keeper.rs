@@ -21,6 +21,14 @@
 //!   otherwise;
 //! - with `--deal-collect-epochs`, an active replica's accrued bounty is collected for its SP
 //!   once that many epochs have passed since it was last paid (`BountyPaid`, whoever called).
+//! - an active replica of the operator's orders whose term ends within `--deal-renew-epochs` is
+//!   renewed ahead of its end: the order's target is raised by one (`setReplicaTarget`), so that
+//!   another SP claims and seals a new replica while the old one still runs, and lowered back as
+//!   soon as it is claimed, below the slots in use, so that the ending slot does not open again
+//!   ([`crate::domain::market::retarget`]). Before each change the order is read on chain: a
+//!   target already there is not sent again, and a raise the order's balance cannot pay a claim
+//!   for waits (said once). A DataDAO's orders have the DAO as client, which has no call for
+//!   it: not renewed ahead.
 //!
 //! Each transaction has a ledger key naming the slot's claim (and, for a collection, the epoch
 //! last paid): a pending one is adopted after a restart, not sent again. The contract checks
@@ -48,8 +56,8 @@ use crate::{
     domain::{
         deal::{Backend, ReplicaState},
         market::{
-            Expected, KeeperAction, KeeperRules, KeeperTask, MarkLostRules, MarketView, classify,
-            keep,
+            Expected, KeeperAction, KeeperRules, KeeperTask, MarkLostRules, MarketView, Targets,
+            classify, keep, raise_funded, retarget,
         },
         now_ms,
     },
@@ -76,6 +84,9 @@ pub struct KeeperConfig {
     /// The DataDAO this oracle operates (`--datadao-address`): its orders' lost replicas are
     /// marked through it, under the same rules.
     pub datadao: Option<Address>,
+    /// Renew an active replica of the operator's orders whose term ends within this many
+    /// epochs, at most half its term (0: replicas are replaced once their term is over).
+    pub renew_epochs: u64,
 }
 
 /// Reads the market and keeps the slots of the orders at one `PerpetualStorage` contract.
@@ -85,6 +96,10 @@ pub struct Keeper {
     tx: TxManager,
     contract: Address,
     config: KeeperConfig,
+    /// The contract's `MAX_REPLICAS` (read with its claim window).
+    max_replicas: u16,
+    /// Orders whose renewal waits for funds (said once each).
+    unfunded: HashSet<u64>,
     tried: HashMap<String, Instant>,
     wake: Option<tokio::sync::watch::Receiver<u64>>,
 }
@@ -92,7 +107,16 @@ pub struct Keeper {
 impl Keeper {
     /// A keeper of `contract`'s orders made by this oracle, sending with `tx`.
     pub fn new(store: Store, tx: TxManager, contract: Address, config: KeeperConfig) -> Self {
-        Self { store, tx, contract, config, tried: HashMap::new(), wake: None }
+        Self {
+            store,
+            tx,
+            contract,
+            config,
+            max_replicas: 0,
+            unfunded: HashSet::new(),
+            tried: HashMap::new(),
+            wake: None,
+        }
     }
 
     /// Runs until `shutdown`.
@@ -101,12 +125,17 @@ impl Keeper {
         loop {
             if claim_window.is_none() {
                 let ps = PerpetualStorage::new(self.contract, self.tx.provider());
-                claim_window = ps
-                    .claimWindow()
-                    .call()
-                    .await
-                    .inspect_err(|e| warn!(error = %e, "keeper: the contract's claim window"))
-                    .ok();
+                claim_window = match (ps.claimWindow().call().await, ps.MAX_REPLICAS().call().await)
+                {
+                    (Ok(window), Ok(max)) => {
+                        self.max_replicas = max;
+                        Some(window)
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        warn!(error = %e, "keeper: the contract's claim window and replica limit");
+                        None
+                    }
+                };
             }
             if let Some(claim_window) = claim_window {
                 let rules = KeeperRules {
@@ -161,7 +190,18 @@ impl Keeper {
             .flat_map(|(id, o)| {
                 let dao = o.order.backend == Backend::DataDao;
                 let rules = if dao && self.config.datadao.is_none() { &theirs } else { rules };
-                keep(&contract, id, &o.replicas, head, rules).into_iter().map(move |t| (t, dao))
+                let mut tasks = keep(&contract, id, &o.replicas, head, rules);
+                if !dao {
+                    let targets = Targets {
+                        base: o.order.replicas_target,
+                        on_chain: o.replicas_on_chain,
+                        max: self.max_replicas,
+                    };
+                    // Renewal off (0): a target raised before is still lowered.
+                    let renew = self.config.renew_epochs;
+                    tasks.extend(retarget(&contract, id, targets, &o.replicas, head, renew));
+                }
+                tasks.into_iter().map(move |t| (t, dao))
             })
             .collect();
         // A mark is for good and on the oracle's word: when it would mark most providers at
@@ -212,13 +252,51 @@ impl Keeper {
         }
     }
 
-    async fn send(&mut self, task: &KeeperTask, dao: bool) {
+    /// Whether `task`'s change of target to `to` is still to be made, as the order stands on
+    /// chain: not when the target is already `to` (its event not read yet) or the order is
+    /// cancelled, nor a raise whose claims the balance cannot pay (said once per order): a raise
+    /// no SP could claim would only cost gas.
+    async fn target_due(&mut self, task: &KeeperTask, to: u16) -> Result<bool, String> {
         let ps = PerpetualStorage::new(self.contract, self.tx.provider());
+        let order = U256::from(task.order_id);
+        let o = ps.getOrder(order).call().await.map_err(|e| e.to_string())?;
+        if o.replicas == to || o.cancelled {
+            return Ok(false);
+        }
+        if to <= o.replicas {
+            return Ok(true);
+        }
+        // Raising a fully active order restarts its bounty's rise: a claim right after locks
+        // the base bounty. Otherwise the bounty has risen already.
+        let bounty = if o.active >= o.replicas {
+            o.bounty.to::<u128>()
+        } else {
+            ps.currentBounty(order).call().await.map_err(|e| e.to_string())?.to::<u128>()
+        };
+        let balance = o.balance.to::<u128>();
+        let funded = raise_funded(o.replicas, to, bounty, balance);
+        if funded {
+            self.unfunded.remove(&task.order_id);
+        } else if self.unfunded.insert(task.order_id) {
+            warn!(
+                order = task.order_id,
+                bounty,
+                balance,
+                "keeper: a replica near its term's end is not renewed ahead: the order cannot pay for another claim (fund it, or raise --deal-funded-terms)"
+            );
+        }
+        Ok(funded)
+    }
+
+    async fn send(&mut self, task: &KeeperTask, dao: bool) {
+        // Its own handle on the provider: `target_due` borrows the keeper meanwhile.
+        let ps = PerpetualStorage::new(self.contract, self.tx.provider().clone());
         let (order, provider) = (U256::from(task.order_id), task.provider);
         let what = match task.action {
             KeeperAction::Reopen(why) => why.as_str(),
             KeeperAction::MarkLost => "lost",
             KeeperAction::Collect { .. } => "collect",
+            KeeperAction::SetTarget { .. } => "renewal target",
         };
         let keys = [task.key.clone()];
         let sent = match task.action {
@@ -233,6 +311,16 @@ impl Keeper {
             }
             KeeperAction::MarkLost => self.tx.send(ps.markLost(order, provider), &keys).await,
             KeeperAction::Collect { .. } => self.tx.send(ps.collect(order, provider), &keys).await,
+            KeeperAction::SetTarget { to, .. } => match self.target_due(task, to).await {
+                Ok(true) => self.tx.send(ps.setReplicaTarget(order, to), &keys).await,
+                // Asked again next round (a read or two, no gas): funded by then, or the
+                // target's event read.
+                Ok(false) => return,
+                Err(e) => {
+                    warn!(order = task.order_id, error = %e, "keeper: reading the order; retried");
+                    return;
+                }
+            },
         };
         match sent {
             Ok(receipt) => {

@@ -392,6 +392,12 @@ pub enum DealLogKind {
     },
     /// `OrderCancelled`.
     Cancelled,
+    /// `ReplicaTargetChanged`: the order's client asks for `replicas` replicas from now on (the
+    /// keeper raises an order's target by one per replica being renewed, and lowers it back).
+    Target {
+        /// The new target.
+        replicas: u16,
+    },
 }
 
 impl DealLogKind {
@@ -401,6 +407,7 @@ impl DealLogKind {
             Self::Created { .. } => "created",
             Self::Slot { kind, .. } => kind.as_str(),
             Self::Cancelled => "cancelled",
+            Self::Target { .. } => "target",
         }
     }
 }

@@ -10,8 +10,22 @@
 //!     active, its paid term over                          ──► reopen (the term is complete)
 //!     active, the market says gone / never published      ──► reopen (the deal is gone)
 //!     active, `collect_every` epochs since last paid      ──► collect (pays the SP what accrued)
+//!
+//!   per order of the operator's (its client):
+//!     fewer slots than its target held by replicas not ending within `renew_epochs`
+//!       ? target + 1 per ending replica : target   ≠ the target on chain ──► setReplicaTarget
 //! ```
 //!
+//! Renewal of a perpetual replica: a slot's bounty is paid over its term, after which it is
+//! reopened, and a new SP needs a claim window to seal a new deal. So that the order never lacks
+//! a replica meanwhile, an active replica whose term ends within the renewal window counts as
+//! missing: the keeper raises the order's target by one, another SP claims the extra slot and
+//! seals its deal while the old one still runs, and as soon as it is claimed the keeper lowers
+//! the target back, below the slots in use (`PerpetualStorage.setReplicaTarget` allows it and
+//! then opens no slot), so that the ending slot, once reopened, does not open again. The
+//! contract keeps one slot per provider an order (`AlreadyHolds`), so the renewal is at another
+//! provider; the old one may claim again when a slot opens.
+
 //! Sources followed, per behaviour:
 //! - the market's answers: builtin-actors v18 `actors/market/src/lib.rs`
 //!   (`get_deal_activation`: exit 17 `USR_NOT_FOUND` for a deal never published, 32
@@ -240,7 +254,7 @@ impl ReopenWhy {
     }
 }
 
-/// What the keeper does about a slot.
+/// What the keeper does about a slot (or, for [`KeeperAction::SetTarget`], an order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeeperAction {
     /// `PerpetualStorage.reopen(order, provider)`.
@@ -255,14 +269,22 @@ pub enum KeeperAction {
         /// per payment seen.
         from: u64,
     },
+    /// `PerpetualStorage.setReplicaTarget(order, to)` (the order's client only): the target
+    /// on chain (`from`) raised for replicas being renewed, or lowered back ([`retarget`]).
+    SetTarget {
+        /// The target on chain now.
+        from: u16,
+        /// The target asked for.
+        to: u16,
+    },
 }
 
-/// One thing to do, on one slot.
+/// One thing to do, on one slot (or one order).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeeperTask {
     /// The order.
     pub order_id: u64,
-    /// The slot's provider.
+    /// The slot's provider (0 for an order's [`KeeperAction::SetTarget`]).
     pub provider: u64,
     /// What to do.
     pub action: KeeperAction,
@@ -321,22 +343,19 @@ pub fn keep(
     let mut tasks = Vec::new();
     for r in replicas {
         let slot = format!("{contract}/{order_id}/{}/{}", r.provider, r.since_block);
-        let task = |action: KeeperAction| KeeperTask {
+        let task = |action: KeeperAction, key: String| KeeperTask {
             order_id,
             provider: r.provider,
             action,
-            key: match action {
-                KeeperAction::Reopen(_) => format!("reopen/{slot}"),
-                KeeperAction::MarkLost => format!("lost/{slot}"),
-                KeeperAction::Collect { from } => format!("collect/{slot}/{from}"),
-            },
+            key,
         };
         match r.state {
             ReplicaState::Claimed | ReplicaState::Published => {
                 let deadline =
                     r.deadline.unwrap_or_else(|| r.since_block.saturating_add(rules.claim_window));
                 if head > deadline {
-                    tasks.push(task(KeeperAction::Reopen(ReopenWhy::ClaimLapsed)));
+                    let why = ReopenWhy::ClaimLapsed;
+                    tasks.push(task(KeeperAction::Reopen(why), format!("reopen/{slot}")));
                 }
             }
             ReplicaState::Active => {
@@ -348,13 +367,14 @@ pub fn keep(
                     None
                 };
                 if let Some(why) = why {
-                    tasks.push(task(KeeperAction::Reopen(why)));
+                    tasks.push(task(KeeperAction::Reopen(why), format!("reopen/{slot}")));
                 } else if rules.mark_lost.is_some_and(|m| m.applies(r, rules.now_ms)) {
-                    tasks.push(task(KeeperAction::MarkLost));
+                    tasks.push(task(KeeperAction::MarkLost, format!("lost/{slot}")));
                 } else if let (Some(every), Some(start)) = (rules.collect_every, r.start_epoch) {
                     let from = r.paid_until.map_or(start, |paid| paid.max(start));
                     if every > 0 && head.saturating_sub(from) >= every {
-                        tasks.push(task(KeeperAction::Collect { from }));
+                        let key = format!("collect/{slot}/{from}");
+                        tasks.push(task(KeeperAction::Collect { from }, key));
                     }
                 }
             }
@@ -362,6 +382,77 @@ pub fn keep(
         }
     }
     tasks
+}
+
+/// An order's replica targets: its own (`base`, what the oracle asked for) and the one on
+/// chain now (raised by the keeper for renewals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Targets {
+    /// The order's own target.
+    pub base: u16,
+    /// The target on chain.
+    pub on_chain: u16,
+    /// Most replicas an order may ask for (`MAX_REPLICAS`).
+    pub max: u16,
+}
+
+/// Whether `r` is being renewed at `head`: active by the contract and not refuted by the
+/// market (whatever its probes say: a lost replica still holds its slot), with its paid term
+/// ending within `renew_epochs`, and within half of its own term, but not over (a replica whose
+/// term is over is reopened instead).
+pub fn renewing(r: &Replica, head: u64, renew_epochs: u64) -> bool {
+    let Some(end) = r.end_epoch else { return false };
+    let term = r.start_epoch.map_or(u64::MAX, |start| end.saturating_sub(start));
+    let window = renew_epochs.min(term / 2);
+    r.state == ReplicaState::Active && !r.gone() && head < end && end <= head.saturating_add(window)
+}
+
+/// The target an order should have on chain at `head`. While fewer slots than its own target
+/// are held by replicas not being renewed ([`renewing`]; a claim or a published deal counts),
+/// one more for each replica being renewed, so that other providers can claim them while the
+/// ending ones still run; otherwise its own, even below the slots in use (the contract then
+/// opens none, so an ending slot, once reopened, does not open again). At most `max`.
+pub fn renewal_target(targets: Targets, replicas: &[Replica], head: u64, renew_epochs: u64) -> u16 {
+    let held = |r: &&Replica| r.state != ReplicaState::Reopened;
+    let renewing = replicas.iter().filter(held).filter(|r| renewing(r, head, renew_epochs)).count();
+    let others = replicas.iter().filter(held).count() - renewing;
+    let want = if others < usize::from(targets.base) {
+        targets.base.saturating_add(u16::try_from(renewing).unwrap_or(u16::MAX))
+    } else {
+        targets.base
+    };
+    want.min(targets.max.max(targets.base))
+}
+
+/// The `setReplicaTarget` the keeper sends for order `order_id` at `head` ([`renewal_target`]),
+/// or none when the target on chain is already that.
+pub fn retarget(
+    contract: &str,
+    order_id: u64,
+    targets: Targets,
+    replicas: &[Replica],
+    head: u64,
+    renew_epochs: u64,
+) -> Option<KeeperTask> {
+    let want = renewal_target(targets, replicas, head, renew_epochs);
+    if want == targets.on_chain {
+        return None;
+    }
+    Some(KeeperTask {
+        order_id,
+        provider: 0,
+        action: KeeperAction::SetTarget { from: targets.on_chain, to: want },
+        key: format!("target/{contract}/{order_id}/{}/{want}", targets.on_chain),
+    })
+}
+
+/// Whether an order whose balance is `balance` can pay for the claims a raise of its target
+/// from `from` to `to` opens, each locking up to `bounty` (the contract's `currentBounty`; it
+/// refuses a claim the balance does not cover, `PerpetualStorageUnderfunded`). A lowering
+/// needs nothing.
+pub fn raise_funded(from: u16, to: u16, bounty: u128, balance: u128) -> bool {
+    let claims = u128::from(to.saturating_sub(from));
+    bounty.checked_mul(claims).is_some_and(|needed| needed <= balance)
 }
 
 #[cfg(test)]
@@ -526,6 +617,78 @@ mod tests {
         assert_eq!(second[0].action, KeeperAction::Collect { from: 450 });
     }
 
+    #[test]
+    fn a_replica_ending_within_the_window_raises_the_target_until_another_claims() {
+        let targets = Targets { base: 1, on_chain: 1, max: 32 };
+        // Its term runs from 100 to 1000; the renewal window is 100 epochs.
+        let old = replica(ReplicaState::Active);
+        assert_eq!(retarget("0xc", 9, targets, &[old], 899, 100), None, "not yet");
+        let raise = retarget("0xc", 9, targets, &[old], 900, 100).expect("renewed");
+        assert_eq!((raise.action, raise.provider), (KeeperAction::SetTarget { from: 1, to: 2 }, 0));
+        assert_eq!(raise.key, "target/0xc/9/1/2");
+        // Another provider claims the extra slot: the target goes back down at once, below the
+        // two slots in use, so that the old one, once reopened, does not open again.
+        let raised = Targets { on_chain: 2, ..targets };
+        let new = Replica {
+            provider: 1001,
+            start_epoch: None,
+            end_epoch: None,
+            since_block: 905,
+            deadline: Some(1025),
+            ..replica(ReplicaState::Claimed)
+        };
+        let lower = retarget("0xc", 9, raised, &[old, new], 905, 100).expect("lowered");
+        assert_eq!(lower.action, KeeperAction::SetTarget { from: 2, to: 1 });
+        assert_eq!(lower.key, "target/0xc/9/2/1");
+        assert_eq!(retarget("0xc", 9, targets, &[old, new], 950, 100), None);
+        assert_eq!(retarget("0xc", 9, targets, &[old, new], 1000, 100), None, "its term over");
+        // The claim lapses and is reopened: raised again, for the next provider.
+        let lapsed = Replica { state: ReplicaState::Reopened, ..new };
+        let again = retarget("0xc", 9, targets, &[old, lapsed], 960, 100).expect("again");
+        assert_eq!(again.action, KeeperAction::SetTarget { from: 1, to: 2 });
+        // Probes that found it lost do not stop its renewal (it still holds its slot); a deal
+        // the market says is gone does (its slot is reopened and taken again as any other).
+        let probe = crate::domain::probe::ProbeView {
+            last_probe: 9_000,
+            last_probe_ok: false,
+            failures_in_a_row: 3,
+            oks_in_a_row: 0,
+            probes_ok: 0,
+            probes_failed: 3,
+            lost_at: Some(4_000),
+        };
+        let lost = Replica { probe: Some(probe), ..old };
+        assert!(retarget("0xc", 9, targets, &[lost], 950, 100).is_some());
+        let view = MarketView {
+            state: MarketState::Slashed,
+            epoch: 950,
+            start_epoch: None,
+            end_epoch: None,
+        };
+        let slashed = Replica { market: Some(view), ..old };
+        assert_eq!(retarget("0xc", 9, targets, &[slashed], 950, 100), None);
+        // Renewal turned off: a raised target is lowered all the same.
+        assert_eq!(
+            retarget("0xc", 9, raised, &[old], 950, 0).map(|t| t.action),
+            Some(KeeperAction::SetTarget { from: 2, to: 1 })
+        );
+        // The window is at most half the replica's own term (900 epochs here).
+        assert_eq!(retarget("0xc", 9, targets, &[old], 549, 10_000), None);
+        assert!(retarget("0xc", 9, targets, &[old], 550, 10_000).is_some());
+        // Never above the contract's limit.
+        let full = Targets { base: 32, on_chain: 32, max: 32 };
+        assert_eq!(retarget("0xc", 9, full, &[old], 950, 100), None);
+    }
+
+    #[test]
+    fn a_raise_is_sent_only_when_the_order_can_pay_for_its_claims() {
+        assert!(raise_funded(1, 2, 100, 100));
+        assert!(!raise_funded(1, 2, 100, 99));
+        assert!(!raise_funded(1, 3, 100, 199), "two claims");
+        assert!(raise_funded(2, 1, 100, 0), "a lowering costs nothing");
+        assert!(!raise_funded(0, u16::MAX, u128::MAX, u128::MAX), "no overflow");
+    }
+
     fn status() -> impl Strategy<Value = MarketStatus> {
         prop_oneof![
             Just(MarketStatus::Published),
@@ -536,7 +699,53 @@ mod tests {
         ]
     }
 
+    fn replica_state() -> impl Strategy<Value = ReplicaState> {
+        prop_oneof![
+            Just(ReplicaState::Claimed),
+            Just(ReplicaState::Published),
+            Just(ReplicaState::Active),
+            Just(ReplicaState::Reopened),
+        ]
+    }
+
     proptest! {
+        /// Whatever the replicas and the head: the target asked for is never below the order's
+        /// own nor above the contract's limit (unless the order's own is), never below the
+        /// slots that stay in use, and asked for only when it differs from the one on chain.
+        #[test]
+        fn a_new_target_is_raised_only_for_renewals_the_order_lacks(
+            slots in proptest::collection::vec((replica_state(), 0u64..2000), 0..8),
+            base in 1u16..6,
+            on_chain in 1u16..12,
+            head in 0u64..2500,
+            renew in 0u64..500,
+        ) {
+            let replicas: Vec<Replica> = slots
+                .iter()
+                .enumerate()
+                .map(|(k, &(state, end))| Replica {
+                    provider: 1000 + k as u64,
+                    start_epoch: Some(0),
+                    end_epoch: Some(end),
+                    ..replica(state)
+                })
+                .collect();
+            let targets = Targets { base, on_chain, max: 8 };
+            if let Some(t) = retarget("0xc", 1, targets, &replicas, head, renew) {
+                let KeeperAction::SetTarget { from, to } = t.action else { panic!("{t:?}") };
+                prop_assert_eq!(from, on_chain);
+                prop_assert!(to >= base && to <= 8 && to != on_chain);
+                let held = replicas.iter().filter(|r| r.state != ReplicaState::Reopened);
+                let ending = held.clone().filter(|r| renewing(r, head, renew)).count();
+                if to > base {
+                    // Raised only while the order lacks replicas that are not ending, and by
+                    // no more than the ending ones.
+                    prop_assert!(held.count() - ending < usize::from(base));
+                    prop_assert!(usize::from(to - base) <= ending);
+                }
+            }
+        }
+
         /// Whatever the market answers, in whatever order: an unknown answer never makes a
         /// replica gone, and only a read of the slot's own piece and provider is active.
         #[test]

@@ -422,12 +422,62 @@ pub enum ProposalPreflight {
         /// What is free.
         available: u128,
     },
+    /// A verified deal: the client's DataCap, less what its proposals not yet published will
+    /// take, does not cover the piece (the market would drop the deal when the provider
+    /// publishes it, and the proposal would lapse).
+    #[error(
+        "DataCap: the client has {balance} bytes, {pending} of them for proposals not yet \
+         published; a verified deal of this piece needs {needed}"
+    )]
+    DataCap {
+        /// The piece's padded size.
+        needed: u64,
+        /// The client's DataCap balance (whole tokens: bytes).
+        balance: u64,
+        /// Taken by its proposals not yet published.
+        pending: u64,
+    },
+    /// A verified deal, and the client's DataCap could not be read (retried next round).
+    #[error("DataCap: the client's balance could not be read: {0}")]
+    DataCapUnread(String),
 }
 
 impl ProposalPreflight {
-    /// Whether waiting can fix it (the operator adds escrow); the others need new settings.
+    /// Whether waiting can fix it (the operator adds escrow or DataCap, or a read comes
+    /// through); the others need new settings.
     pub fn may_pass_later(&self) -> bool {
-        matches!(self, Self::Escrow { .. })
+        matches!(self, Self::Escrow { .. } | Self::DataCap { .. } | Self::DataCapUnread(_))
+    }
+}
+
+/// What a client's DataCap leaves for the next verified proposal: its balance (whole tokens,
+/// one per byte of padded piece) less what its proposals not yet published will take when the
+/// market publishes them (builtin-actors v18 `actors/market/src/lib.rs`
+/// `publish_storage_deals`: `TokenAmount::from_whole(piece_size)` each, a deal the balance
+/// does not cover dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataCapLeft {
+    /// The balance read.
+    pub balance: u64,
+    /// Bytes its proposals not yet published will take.
+    pub pending: u64,
+}
+
+impl DataCapLeft {
+    /// Takes a verified proposal of `padded_size` out of what is left, or says why not.
+    pub fn take(&mut self, padded_size: u64) -> Result<(), ProposalPreflight> {
+        let after = self.pending.checked_add(padded_size).filter(|&used| used <= self.balance);
+        match after {
+            Some(used) => {
+                self.pending = used;
+                Ok(())
+            }
+            None => Err(ProposalPreflight::DataCap {
+                needed: padded_size,
+                balance: self.balance,
+                pending: self.pending,
+            }),
+        }
     }
 }
 
@@ -503,6 +553,23 @@ mod tests {
 
     fn policy(text: &str) -> ProviderPolicy {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_verified_proposal_takes_datacap_its_pending_ones_have_not() {
+        let mut left = DataCapLeft { balance: 4096, pending: 1024 };
+        assert_eq!(left.take(2048), Ok(()));
+        assert_eq!(left.pending, 3072);
+        let short = left.take(2048).unwrap_err();
+        assert_eq!(
+            short,
+            ProposalPreflight::DataCap { needed: 2048, balance: 4096, pending: 3072 }
+        );
+        assert!(short.may_pass_later());
+        assert_eq!(left.pending, 3072, "a refusal takes nothing");
+        assert_eq!(left.take(1024), Ok(()), "exactly what is left");
+        let mut full = DataCapLeft { balance: u64::MAX, pending: u64::MAX };
+        assert!(full.take(1).is_err(), "no overflow");
     }
 
     #[test]

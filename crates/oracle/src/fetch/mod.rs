@@ -24,7 +24,9 @@
 //!
 //! The decision that a DAG is complete, and the move into the store, happen under a hold
 //! against garbage collection ([`crate::gc::GcGate`]), so a collection never sweeps a block
-//! between the walk that found it and the job becoming a pin.
+//! between the walk that found it and the job becoming a pin. [`Fetcher::fetch_job_held`] hands
+//! that hold over still held, for a caller that makes the blocks a pin's again afterwards (a
+//! restore of a cold pin from the network, `deals::cold::ReadBacks`).
 
 pub mod net;
 
@@ -42,7 +44,7 @@ use tokio::time::{Instant, timeout};
 use crate::{
     blockstore::{Blockstore, BlockstoreError, Staged},
     domain::FailureCode,
-    gc::GcGate,
+    gc::{GcGate, Hold},
     p2p::P2p,
     store::StoreError,
 };
@@ -453,6 +455,22 @@ impl Fetcher {
         job: &FetchJob<'_>,
         store: &Arc<S>,
     ) -> Result<FetchStats, FetchError> {
+        let (stats, hold) = self.fetch_job_held(job, store).await?;
+        if let Some(hold) = hold {
+            hold.release().await?;
+        }
+        Ok(stats)
+    }
+
+    /// [`Self::fetch_job`], returning still held the hold against garbage collection under
+    /// which the DAG was found complete and moved into the store (`None` without a gate): the
+    /// caller makes the blocks part of what collection keeps before it releases it (a restore
+    /// marks a cold pin's blocks hot).
+    pub async fn fetch_job_held<S: Blockstore>(
+        &self,
+        job: &FetchJob<'_>,
+        store: &Arc<S>,
+    ) -> Result<(FetchStats, Option<Hold>), FetchError> {
         let root = Cid::try_from(job.cid)?;
         let budget = self.limits.budget(job.size_hint);
         let deadline = Instant::now() + budget;
@@ -477,7 +495,7 @@ impl Fetcher {
         deadline: Instant,
         budget: Duration,
         mut failures: Vec<(SourceName, SourceFailure)>,
-    ) -> Result<FetchStats, FetchError> {
+    ) -> Result<(FetchStats, Option<Hold>), FetchError> {
         let staged = Arc::new(Staged::new(Arc::clone(store), job.stage.clone()));
         let plan = plan::plan(job.origins, &self.gateways, &self.policy);
         for (origin, why) in &plan.skipped {
@@ -515,14 +533,15 @@ impl Fetcher {
 
     /// Under a hold against garbage collection: walks the DAG from the root, through the
     /// staging area if there is one, within the limits, moving every staged block it reaches
-    /// into the store. The DAG's size if it is complete, or the first block missing.
+    /// into the store. The DAG's size and the hold, still held, if it is complete (the caller
+    /// releases it); or the first block missing, the hold released.
     async fn settle<S: Blockstore>(
         &self,
         root: Cid,
         store: &Arc<S>,
         staged: Option<&Arc<Staged<S>>>,
         holder: &str,
-    ) -> Result<Result<FetchStats, Cid>, FetchError> {
+    ) -> Result<Result<(FetchStats, Option<Hold>), Cid>, FetchError> {
         let hold = match &self.gate {
             Some(gate) => Some(gate.hold(holder).await?),
             None => None,
@@ -553,21 +572,22 @@ impl Fetcher {
         })
         .await
         .expect("a walk over the blockstore does not panic");
+        let e = match walked {
+            Ok(stats) => {
+                return Ok(Ok((FetchStats { blocks: stats.blocks, bytes: stats.bytes }, hold)));
+            }
+            Err(e) => e,
+        };
         if let Some(hold) = hold {
             hold.release().await?;
         }
-        match walked {
-            Ok(stats) => Ok(Ok(FetchStats { blocks: stats.blocks, bytes: stats.bytes })),
-            Err(e) => match e {
-                WalkError::Block(BlockError::Missing(cid) | BlockError::Corrupt(cid)) => {
-                    Ok(Err(cid))
-                }
-                WalkError::Block(BlockError::Io { source, .. }) => {
-                    Err(FetchError::Store(BlockstoreError::Io(std::io::Error::other(source))))
-                }
-                e if e.is_malformed() => Err(FetchError::BadDag(Box::new(e))),
-                e => Err(FetchError::TooLarge(e.to_string())),
-            },
+        match e {
+            WalkError::Block(BlockError::Missing(cid) | BlockError::Corrupt(cid)) => Ok(Err(cid)),
+            WalkError::Block(BlockError::Io { source, .. }) => {
+                Err(FetchError::Store(BlockstoreError::Io(std::io::Error::other(source))))
+            }
+            e if e.is_malformed() => Err(FetchError::BadDag(Box::new(e))),
+            e => Err(FetchError::TooLarge(e.to_string())),
         }
     }
 

@@ -157,6 +157,32 @@ impl Store {
         Ok(())
     }
 
+    /// The origins (multiaddrs, as the requests named them) of `piece`'s live pins, each once,
+    /// at most [`crate::domain::pinning::MAX_ORIGINS`]: where a restore fetches the pins' DAG
+    /// from, with the configured gateways, when no provider gives the piece back.
+    pub async fn piece_origins(&self, piece: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT origins FROM jobs WHERE piece_cid = $1 AND state IN {} AND origins IS NOT NULL
+             ORDER BY seq",
+            state_list(LIVE)
+        ))
+        .bind(piece)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<String> = Vec::new();
+        for row in &rows {
+            let text: String = row.try_get("origins")?;
+            let origins: Vec<String> = serde_json::from_str(&text)
+                .map_err(|_| StoreError::Corrupt(format!("origins {text:?}")))?;
+            for origin in origins {
+                if out.len() < crate::domain::pinning::MAX_ORIGINS && !out.contains(&origin) {
+                    out.push(origin);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The pieces whose pins' blocks are no longer kept here.
     pub async fn cold_block_pieces(&self) -> Result<HashSet<String>, StoreError> {
         let rows = sqlx::query("SELECT piece_cid FROM block_pieces WHERE cold_ms IS NOT NULL")

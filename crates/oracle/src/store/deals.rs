@@ -109,6 +109,9 @@ pub struct OrderWithReplicas {
     pub order: OrderRecord,
     /// Replicas that are active (count toward the target).
     pub replicas_active: usize,
+    /// The replica target on chain: the order's (`replicas_target`), raised by one for each
+    /// replica being renewed ahead of its term's end (the keeper's `setReplicaTarget`).
+    pub replicas_on_chain: u16,
     /// Whether the order was cancelled on chain.
     pub cancelled: bool,
     /// Every provider's replica.
@@ -444,9 +447,9 @@ impl Store {
                         (Some(*provider), None, None, Some(until), None)
                     }
                 },
-                DealLogKind::Created { .. } | DealLogKind::Cancelled => {
-                    (None, None, None, None, None)
-                }
+                DealLogKind::Created { .. }
+                | DealLogKind::Cancelled
+                | DealLogKind::Target { .. } => (None, None, None, None, None),
             };
             let piece = match &log.kind {
                 DealLogKind::Created { piece_v1, .. } => Some(alloy::hex::encode(piece_v1)),
@@ -454,8 +457,8 @@ impl Store {
             };
             let done = sqlx::query(
                 "INSERT INTO deal_events (stream, block_number, log_index, contract, order_id, kind,
-                   provider, deal_id, start_epoch, end_epoch, piece_v1, deadline, client)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                   provider, deal_id, start_epoch, end_epoch, piece_v1, deadline, client, replicas)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                  ON CONFLICT DO NOTHING",
             )
             .bind(stream)
@@ -472,6 +475,10 @@ impl Store {
             .bind(deadline.map(int).transpose()?)
             .bind(match &log.kind {
                 DealLogKind::Created { client, .. } => Some(lower(*client)),
+                _ => None,
+            })
+            .bind(match log.kind {
+                DealLogKind::Target { replicas } => Some(i64::from(replicas)),
                 _ => None,
             })
             .execute(&mut *tx)
@@ -678,6 +685,7 @@ impl Store {
                 holders.dedup();
                 let replicas_active = holders.len();
                 OrderWithReplicas {
+                    replicas_on_chain: f.target.unwrap_or(f.order.replicas_target),
                     order: f.order,
                     replicas_active,
                     cancelled: f.cancelled,
@@ -693,19 +701,20 @@ impl Store {
         let mut events = self.slot_events(&orders).await?;
         let markets = self.market_views_of(&events).await?;
         let probes = self
-            .probe_views(&deal_ids(events.values().flat_map(|(e, _)| e.iter().map(|(_, e)| e))))
+            .probe_views(&deal_ids(events.values().flat_map(|o| o.tagged.iter().map(|(_, e)| e))))
             .await?;
         let mut folded: Vec<Folded> = orders
             .into_iter()
             .map(|order| {
                 let key = order.order_id.map(|id| (lower(order.contract), id));
-                let (tagged, cancelled) = key.and_then(|k| events.remove(&k)).unwrap_or_default();
+                let OrderEvents { tagged, cancelled, target } =
+                    key.and_then(|k| events.remove(&k)).unwrap_or_default();
                 if order.backend != Backend::Contract {
                     let events: Vec<SlotEvent> = tagged.into_iter().map(|(_, e)| e).collect();
                     let (mut replicas, _) = fold(&events);
                     attach(&mut replicas, &markets);
                     let histories = vec![(events, replicas.clone())];
-                    return Folded { order, histories, cancelled, replicas };
+                    return Folded { order, histories, cancelled, target, replicas };
                 }
                 // A contract order: each proposal is its own replica (a renewal at the same
                 // provider is a second one), and the market's word stands for the activation
@@ -725,7 +734,7 @@ impl Store {
                     histories.push((events, folded));
                 }
                 replicas.sort_by_key(|r| (r.provider, r.since_block));
-                Folded { order, histories, cancelled, replicas }
+                Folded { order, histories, cancelled, target, replicas }
             })
             .collect();
         for f in &mut folded {
@@ -870,9 +879,9 @@ impl Store {
     /// The market views of the deals named in `events`.
     async fn market_views_of(
         &self,
-        events: &HashMap<(String, u64), (Vec<Tagged>, bool)>,
+        events: &HashMap<(String, u64), OrderEvents>,
     ) -> Result<HashMap<u64, MarketView>, StoreError> {
-        let ids = deal_ids(events.values().flat_map(|(e, _)| e.iter().map(|(_, e)| e)));
+        let ids = deal_ids(events.values().flat_map(|o| o.tagged.iter().map(|(_, e)| e)));
         self.market_views(&ids).await
     }
 
@@ -957,18 +966,19 @@ impl Store {
     async fn slot_events(
         &self,
         orders: &[OrderRecord],
-    ) -> Result<HashMap<(String, u64), (Vec<Tagged>, bool)>, StoreError> {
+    ) -> Result<HashMap<(String, u64), OrderEvents>, StoreError> {
         let mut ids: Vec<u64> = orders.iter().filter_map(|o| o.order_id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut out: HashMap<(String, u64), (Vec<Tagged>, bool)> = HashMap::new();
+        let mut out: HashMap<(String, u64), OrderEvents> = HashMap::new();
         // In chunks: a statement takes at most 32,766 (SQLite) or 65,535 (PostgreSQL) values.
         // Each order's events are all in its chunk, so their order holds.
         for chunk in ids.chunks(500) {
             let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT contract, order_id, kind, provider, deal_id, start_epoch, end_epoch,
-                        block_number, deadline, proposal FROM deal_events WHERE order_id IN ({})
+                        block_number, deadline, proposal, replicas
+                 FROM deal_events WHERE order_id IN ({})
                  ORDER BY block_number, log_index",
                 list.join(", ")
             );
@@ -980,9 +990,15 @@ impl Store {
                 let contract: String = row.try_get("contract")?;
                 let entry = out.entry((contract, get_u64(row, "order_id")?)).or_default();
                 let kind: String = row.try_get("kind")?;
-                entry.1 |= kind == "cancelled";
+                entry.cancelled |= kind == "cancelled";
+                if kind == "target" {
+                    let replicas = need(opt_u64(row, "replicas")?, "replicas")?;
+                    let replicas = u16::try_from(replicas)
+                        .map_err(|_| StoreError::Corrupt(format!("replica target {replicas}")))?;
+                    entry.target = Some(replicas);
+                }
                 let proposal: Option<String> = row.try_get("proposal")?;
-                entry.0.extend(slot_event_from_row(row)?.map(|e| (proposal, e)));
+                entry.tagged.extend(slot_event_from_row(row)?.map(|e| (proposal, e)));
             }
         }
         Ok(out)
@@ -1115,7 +1131,17 @@ struct Folded {
     order: OrderRecord,
     histories: Vec<(Vec<SlotEvent>, Vec<Replica>)>,
     cancelled: bool,
+    target: Option<u16>,
     replicas: Vec<Replica>,
+}
+
+/// An order's stored events: its slots' (tagged with their proposal), whether it was cancelled,
+/// and the replica target its client last set, if it changed it.
+#[derive(Debug, Default)]
+struct OrderEvents {
+    tagged: Vec<Tagged>,
+    cancelled: bool,
+    target: Option<u16>,
 }
 
 /// A slot event with the contract-deal proposal it is about (none for a perpetual slot's).

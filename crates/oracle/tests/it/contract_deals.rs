@@ -505,6 +505,79 @@ async fn an_ending_deal_is_renewed_ahead_of_its_end_at_its_provider() {
     oracle.kill().await;
 }
 
+/// Verified contract deals and the client's DataCap, read from the DataCap actor (f07) through
+/// `DealStateView.dataCapOf` before anything is proposed: with none, nothing is proposed (no
+/// gas) and the order says why; with one piece's worth, one replica is proposed and the other
+/// waits, since the first proposal will take that DataCap when its provider publishes it; with
+/// two, the second follows. A provider publishing the deal spends the piece's size of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verified_deal_is_proposed_only_within_the_clients_datacap() {
+    let chain = Chain::start().await;
+    let client = chain.deployment.contracts["DealClient"];
+    let view = chain.deployment.contracts["DealStateView"];
+    let admin = chain.wallet(0);
+    let market = MarketSimulator::new(MARKET_ACTOR, &admin);
+    assert!(mined!(market.setDataCap(client, U256::ZERO)).status());
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let args: Vec<String> = [
+        "--gateway",
+        &url,
+        "--data-dir",
+        &dir.path().join("data").display().to_string(),
+        "--operator-key",
+        &chain.operator_key(),
+        "--deal-client-address",
+        &client.to_string(),
+        "--deal-state-view-address",
+        &view.to_string(),
+        "--deal-check-secs",
+        "1",
+        "--deal-replicas",
+        "2",
+        "--deal-verified",
+        "--deal-start-epochs",
+        "60",
+        "--provider",
+        "f01000",
+        "--provider",
+        "f01001",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let oracle = OracleProcess::start_with(&chain, &dir.path().join("oracle.sqlite"), &args).await;
+    let (root, _, car) = add(dir.path(), "v", &noise(4000, 33));
+    cars.lock().unwrap().insert(root.clone(), car);
+    chain.pin(4, &cid_bytes(&root)).await;
+    let says = |o: &Value, what: &str| o["error"].as_str().is_some_and(|e| e.contains(what));
+    let none =
+        order_when(&oracle, |o| says(o, "DataCap: the client has 0 bytes"), "no DataCap").await;
+    assert!(proposals(&none).is_empty(), "proposed without DataCap: {none}");
+    let padded = none["padded_size"].as_u64().unwrap();
+
+    // One piece's worth: one replica proposed, the other waits for the first's share.
+    assert!(mined!(market.setDataCap(client, U256::from(padded))).status());
+    let pending = format!("{padded} of them for proposals not yet published");
+    let one = order_when(&oracle, |o| proposals(o).len() == 1 && says(o, &pending), "one").await;
+    assert_eq!(proposals(&one)[0]["state"], "offered", "{one}");
+    // Two pieces' worth: the second follows.
+    assert!(mined!(market.setDataCap(client, U256::from(2 * padded))).status());
+    let two = order_when(&oracle, |o| proposals(o).len() == 2, "the second never proposed").await;
+    let offered: Vec<u64> = proposals(&two).iter().filter_map(|p| p["provider"].as_u64()).collect();
+    assert!(offered.contains(&1000) && offered.contains(&1001), "{two}");
+    // A provider publishing its verified deal spends the piece's size of the client's DataCap.
+    let first = proposal_to(&two, 1000).unwrap();
+    let id: B256 = first["proposal_id"].as_str().unwrap().parse().unwrap();
+    deliver(&chain, id, 1000, 7, true).await;
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let dsv = estuary_contracts::DealStateView::new(view, &reader);
+    let left = dsv.dataCapOf(client).call().await.unwrap();
+    assert_eq!(left.dataCap, U256::from(padded));
+    oracle.kill().await;
+}
+
 /// The oracle SIGKILLed at random points while it repairs contract deals: each piece's replica
 /// at f01000, whose sector the market terminated, is replaced by one proposal to f01002, made
 /// exactly once on chain whatever the kills interrupted; the lost replica counts no more, and

@@ -414,6 +414,126 @@ async fn the_keeper_reopens_a_lapsed_claim_and_a_slashed_replica_and_scores_the_
     oracle.kill().await;
 }
 
+/// The order's replica target as the contract has it now: (replicas, in use, active).
+async fn order_slots(chain: &Chain, order: alloy::primitives::U256) -> (u16, u16, u16) {
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let ps = PerpetualStorage::new(chain.deployment.contracts["PerpetualStorage"], &reader);
+    let o = ps.getOrder(order).call().await.unwrap();
+    (o.replicas, o.inUse, o.active)
+}
+
+/// Renewal of a perpetual replica, as SPs meet it on the local chain: with one replica asked
+/// for, an active replica whose term ends within `--deal-renew-epochs` counts as missing, so
+/// the keeper raises the order's target to two (once the order can pay for another claim);
+/// another SP claims the extra slot, and the keeper lowers the target back to one at once, below
+/// the two slots in use. The new replica is active before the old term ends; once it has ended,
+/// the old slot is reopened and no slot opens for anyone else. The order never has fewer than
+/// one active replica, and each change is made once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_near_its_terms_end_is_renewed_at_another_provider_before_it_ends() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let view = chain.deployment.contracts["DealStateView"].to_string();
+    let extra = [
+        "--deal-state-view-address",
+        &view,
+        "--deal-check-secs",
+        "1",
+        "--deal-replicas",
+        "1",
+        "--deal-renew-epochs",
+        "600",
+    ];
+    let (oracle, piece, order) = one_order(&chain, dir.path(), &extra).await;
+    let sps = Sps { chain: &chain, order };
+    sps.deliver(1000, 7).await;
+    let active = |r: &Value| r["state"] == "active" && r["end_epoch"].is_u64();
+    let first = wait_replica(&oracle, &piece, 1000, active, "the replica never active").await;
+    let end = first["end_epoch"].as_u64().unwrap();
+    assert_eq!(order_slots(&chain, order).await, (1, 1, 1));
+
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let mine_to = |epoch: u64| {
+        let reader = reader.clone();
+        async move {
+            let head = reader.get_block_number().await.unwrap();
+            let blocks = alloy::primitives::U256::from(epoch.saturating_sub(head).max(1));
+            let _: Value = reader.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
+        }
+    };
+    let until = |want: (u16, u16, u16), what: &'static str| {
+        let chain = &chain;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while order_slots(chain, order).await != want {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: {:?}",
+                    order_slots(chain, order).await
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    // Within the renewal window, but funded for one term only (`--deal-funded-terms 1`): the
+    // order cannot pay for another claim, so the target stays (a raise would show within a
+    // few keeper rounds).
+    mine_to(end - 600).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(order_slots(&chain, order).await.0, 1, "raised with nothing to pay a claim");
+    // Anyone may fund an order: once it can pay, the target is raised by one.
+    let funder = chain.wallet(5);
+    let ps = PerpetualStorage::new(chain.deployment.contracts["PerpetualStorage"], &funder);
+    let bounty = alloy::primitives::U256::from(ps.currentBounty(order).call().await.unwrap());
+    assert!(mined!(ps.fund(order).value(bounty * alloy::primitives::U256::from(2u64))).status());
+    until((2, 1, 1), "the target was never raised").await;
+    // Another SP takes it; the target goes back to one at once, below the two slots in use.
+    sps.deliver(1001, 8).await;
+    until((1, 2, 2), "the target was never lowered after the claim").await;
+    let overlap = |v: &Value| v["results"][0]["replicas_active"] == 2;
+    oracle
+        .wait_for_within(overlap, &format!("/deals?piece={piece}"), Duration::from_secs(30))
+        .await;
+
+    // The first term is over: its slot is reopened, and no slot opens for a third SP.
+    mine_to(end).await;
+    let reopened = |r: &Value| r["state"] == "reopened";
+    wait_replica(&oracle, &piece, 1000, reopened, "the ended replica was never reopened").await;
+    assert_eq!(order_slots(&chain, order).await, (1, 1, 1));
+    let third = chain.wallet(3);
+    let ps3 = PerpetualStorage::new(chain.deployment.contracts["PerpetualStorage"], &third);
+    let bond = alloy::primitives::U256::from(ps3.bondFor(order).call().await.unwrap());
+    let refused = ps3.claim(order, 1002, alloy::primitives::U256::ZERO).value(bond).call().await;
+    let why = refused.expect_err("a slot opened after the renewal");
+    let why = why.as_decoded_interface_error::<PerpetualStorage::PerpetualStorageErrors>();
+    assert!(
+        matches!(
+            why,
+            Some(PerpetualStorage::PerpetualStorageErrors::PerpetualStorageNoOpenSlot(_))
+        ),
+        "{why:?}"
+    );
+    let logs = reader
+        .get_logs(
+            &Filter::new()
+                .address(chain.deployment.contracts["PerpetualStorage"])
+                .event_signature(PerpetualStorage::ReplicaTargetChanged::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    let targets: Vec<u16> = logs
+        .iter()
+        .map(|l| l.log_decode::<PerpetualStorage::ReplicaTargetChanged>().unwrap().inner.data)
+        .map(|e| e.replicas)
+        .collect();
+    assert_eq!(targets, [2, 1], "raised once, lowered once");
+    let events = reopenings(&chain).await;
+    assert_eq!(events.len(), 1, "reopened once");
+    assert_eq!((events[0].provider, events[0].bondForfeited), (1000, false));
+    oracle.kill().await;
+}
+
 /// A market read that fails is retried and never taken for a deal that is gone: with reads
 /// that always fail (the view's address names a contract that is not one), a replica whose
 /// deal the market did drop stays active and is not reopened — while a lapsed claim still is.

@@ -9,12 +9,14 @@
 //! (`--cold-after-secs`): `/piece` is read from the providers from then on (by f01002 too,
 //! when it takes the lost replica), a tampered span refused and read from the next; with
 //! none left that serves it, `502`. The pin's blocks go with the copy: the gateway serves the
-//! DAG from the providers, and the copy packed again brings the blocks back.
+//! DAG from the providers, and the copy read back from them brings the blocks back; once no
+//! provider serves the piece, the copy and the blocks come back from the origin gateway, not
+//! before it has the CAR again.
 
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -81,6 +83,42 @@ async fn tampering_proxy(upstream: String, tamper: Arc<AtomicBool>) -> String {
     url
 }
 
+/// A trustless gateway serving the CARs in `cars` by root CID (as `oracle_pinning::gateway`),
+/// counting in `asked` the requests it has answered.
+async fn counting_gateway(cars: Cars, asked: Arc<AtomicUsize>) -> String {
+    let upstream = gateway(cars).await;
+    let pass = move |request: Request| {
+        let (upstream, asked) = (upstream.clone(), Arc::clone(&asked));
+        async move {
+            let answer = reqwest::get(format!("{upstream}{}", request.uri())).await.unwrap();
+            let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+            let body = answer.bytes().await.unwrap();
+            asked.fetch_add(1, Ordering::SeqCst);
+            Response::builder().status(status).body(Body::from(body)).unwrap()
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, Router::new().fallback(pass)).await });
+    url
+}
+
+/// The value of the `/metrics` line starting with `name` (0 if there is none).
+async fn metric(oracle: &OracleProcess, name: &str) -> u64 {
+    let metrics = oracle.metrics().await;
+    let line = metrics.lines().find(|l| l.starts_with(&format!("{name} ")));
+    line.and_then(|l| l.split(' ').nth(1)?.parse().ok()).unwrap_or(0)
+}
+
+/// What an order holds: its id and piece, and its replicas' providers and deals, sorted.
+fn holdings(order: &Value) -> (Value, Value, Vec<String>) {
+    let replicas = order["replicas"].as_array().into_iter().flatten();
+    let mut replicas: Vec<String> =
+        replicas.map(|r| format!("{}:{}", r["provider"], r["deal_id"])).collect();
+    replicas.sort();
+    (order["order_id"].clone(), order["piece_cid"].clone(), replicas)
+}
+
 /// A CAR's blocks (CID bytes and data), each once, sorted.
 fn blocks_of(car: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let (_, blocks) = estuary_dag::car::read_car(car, Default::default()).unwrap();
@@ -130,9 +168,7 @@ async fn dag_from_bitswap(oracle: &OracleProcess, dag: &[(Vec<u8>, Vec<u8>)]) {
 
 /// Blocks the oracle read from providers (`estuary_cold_blocks_total`).
 async fn cold_blocks(oracle: &OracleProcess) -> u64 {
-    let metrics = oracle.metrics().await;
-    let line = metrics.lines().find(|l| l.starts_with("estuary_cold_blocks_total "));
-    line.and_then(|l| l.split(' ').nth(1)?.parse().ok()).unwrap_or(0)
+    metric(oracle, "estuary_cold_blocks_total").await
 }
 
 /// Waits until `ok` holds (`secs` at most).
@@ -232,7 +268,8 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     let urls = [sps[0].as_ref().unwrap().url.clone(), f01001, sps[2].as_ref().unwrap().url.clone()];
 
     let cars: Cars = Arc::default();
-    let origin = gateway(Arc::clone(&cars)).await;
+    let asked = Arc::new(AtomicUsize::new(0));
+    let origin = counting_gateway(Arc::clone(&cars), Arc::clone(&asked)).await;
     let client = chain.deployment.contracts["DealClient"];
     let mut args: Vec<String> = [
         "--gateway",
@@ -299,7 +336,7 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     // A pin: one CAR, its own piece, two replicas (f01000 and f01001: unscored, lower ids first).
     let (root, _piece, car) = add(dir.path(), "p", &noise(300_000, 5));
     let dag = blocks_of(&car);
-    cars.lock().unwrap().insert(root.clone(), car);
+    cars.lock().unwrap().insert(root.clone(), car.clone());
     chain.pin(4, &cid_bytes(&root)).await;
     let order = order_when(&oracle, 240, "two replicas active and read back", |o| {
         probed_ok(o, 1000) && probed_ok(o, 1001) && o["replicas_active"] == 2
@@ -411,6 +448,11 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     };
     let (status, hot) = read(None).await;
     assert_eq!(status, 200);
+    assert!(hot == car, "the CAR");
+    let head = http.get(format!("{}/piece/{piece}", oracle.url)).header("range", "bytes=0-0");
+    let head = head.send().await.unwrap();
+    let source = head.headers().get("x-estuary-source").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(source.as_deref(), Some("providers"), "read from the providers, and said so");
     let mut c = estuary_piece::CommP::new();
     c.update(&hot);
     let info = c.finish().unwrap();
@@ -426,19 +468,43 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     assert_eq!(status, 416);
     let metrics = oracle.metrics().await;
     assert!(metrics.contains("estuary_cold_bytes_total{provider=\"f0100"), "{metrics}");
-    // f01001 answers wrong bytes again: the right bytes all the same (read from f01002 once
-    // the spans kept in memory, 2 s here, have gone, or from the copy packed again).
-    tamper.store(true, Ordering::SeqCst);
+    // f01002 stops and f01001 answers wrong bytes again, once the spans kept in memory (2 s
+    // here) have gone; the origin gateway no longer has the CAR either. The restore finds no
+    // provider that gives the piece back, asks the network, and waits: nothing comes back and
+    // nothing kept is lost; `/piece` answers 502, never wrong bytes.
+    let order = order_when(&oracle, 10, "the order", |_| true).await;
+    cars.lock().unwrap().clear();
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, again) = read(None).await;
-    assert!(status == 200 && again == hot, "{status}");
-    // One verified replica left: the copy is packed again.
-    until("the copy packed again", 60, || packed.exists()).await;
-    let (status, again) = read(None).await;
-    assert!(status == 200 && again == hot, "{status}");
-    // f01002 stops too: a cold read from f01001 (wrong bytes) and f01002 (gone) fails, never
-    // wrong bytes (made here, on the oracle's database: its own copy is back).
+    let before = asked.load(Ordering::SeqCst);
     sps[2].take().unwrap().kill().await;
+    tamper.store(true, Ordering::SeqCst);
+    until("the restore asked the network twice", 60, || asked.load(Ordering::SeqCst) >= before + 2)
+        .await;
+    assert!(!packed.exists(), "nothing restored");
+    let (status, _) = read(None).await;
+    assert_eq!(status, 502);
+    let restores = "estuary_cold_restores_total{source=";
+    assert_eq!(metric(&oracle, &format!("{restores}\"network\"}}")).await, 0);
+    let now = order_when(&oracle, 10, "the order", |_| true).await;
+    assert_eq!(holdings(&now), holdings(&order), "the order and its replicas kept");
+    // The origin has the CAR again: the pin's DAG is fetched from it (each block checked), its
+    // blocks kept here again and the copy packed from them, the same piece.
+    cars.lock().unwrap().insert(root.clone(), car.clone());
+    until("the copy restored from the network", 60, || packed.exists()).await;
+    let response = http.get(format!("{}/piece/{piece}", oracle.url)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers().get("x-estuary-source"), None, "served from the copy");
+    assert!(response.bytes().await.unwrap() == car, "the CAR, byte for byte");
+    let read = cold_blocks(&oracle).await;
+    let (got, source) = dag_from_gateway(&oracle, &root).await;
+    assert!(got == dag && source.is_none(), "the blocks, here again: {source:?}");
+    assert_eq!(cold_blocks(&oracle).await, read, "no block read from providers");
+    assert_eq!(metric(&oracle, &format!("{restores}\"network\"}}")).await, 1);
+    assert_eq!(metric(&oracle, &format!("{restores}\"providers\"}}")).await, 0);
+    let now = order_when(&oracle, 10, "the order", |_| true).await;
+    assert_eq!(holdings(&now), holdings(&order), "the order and its replicas kept");
+    // A cold read from f01001 (wrong bytes) and f01002 (gone) fails, never wrong bytes (made
+    // here, on the oracle's database).
     let store = Store::open(&DatabaseUrl::Sqlite(db.clone())).await.unwrap();
     let levels = Arc::new(store.piece_levels(&piece).await.unwrap().unwrap());
     let reads = Arc::new(

@@ -767,6 +767,15 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
     let paid = [log(12, 0, 2, slot(1000, SlotEventKind::Paid { until: 40 }))];
     s.ingest_deal_events(stream, contract, &[operator], &paid, cursor(12), 5_000).await.unwrap();
     assert_eq!(s.deals(None, 10, 0).await.unwrap()[0].replicas[0].paid_until, Some(40));
+    // The target its client set last (the keeper's renewals) stands beside the order's own.
+    assert_eq!(deals[0].replicas_on_chain, deals[0].order.replicas_target);
+    let targets = [
+        log(12, 1, 2, DealLogKind::Target { replicas: 9 }),
+        log(13, 0, 2, DealLogKind::Target { replicas: 8 }),
+    ];
+    s.ingest_deal_events(stream, contract, &[operator], &targets, cursor(13), 5_000).await.unwrap();
+    let order = &s.deals(None, 10, 0).await.unwrap()[0];
+    assert_eq!((order.replicas_on_chain, order.replicas.len()), (8, 2), "not a slot");
     // What the market says is kept per deal and put on the replicas: a slashed deal no
     // longer counts. The keeper sees the open order, the scores see its history.
     use estuary_oracle::domain::market::{MarketState, MarketView};
@@ -788,7 +797,7 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
 
     // A reorg above block 7 forgets our order's events: it waits for its id again.
     let forgotten = s.rewind_deal_events(stream, contract, 7, Some(cursor(7))).await.unwrap();
-    assert_eq!(forgotten, 7);
+    assert_eq!(forgotten, 9);
     let waiting = s.orders_in(contract, OrderState::Sending).await.unwrap();
     assert_eq!((waiting.len(), waiting[0].order_id), (1, None));
     assert_eq!(s.created_order(contract, operator, &[1, 2, 3], 6).await.unwrap(), None);
