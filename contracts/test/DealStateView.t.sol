@@ -139,8 +139,8 @@ contract DealStateViewTest is FilecoinTest {
     }
 
     /// The DataCap actor's `Balance` as the FVM delivers it: one CBOR byte string (the binary
-    /// address) in, the balance in atto-tokens out (a CBOR big integer); another method, extra
-    /// bytes or a payment is not handled (22).
+    /// address) in, the balance in atto-tokens out (a CBOR big integer); another method or
+    /// extra bytes are not handled (22), and a payment is refused.
     function test_DataCapActor_AnswersBalanceInAttoTokens() public {
         market.setDataCap(address(acceptingClient), 5);
         DataCapSimulator dc = DataCapSimulator(DataCapActor.ETH_ADDRESS);
@@ -153,8 +153,8 @@ contract DealStateViewTest is FilecoinTest {
         assertEq(code, 22);
         (code,,) = dc.handle(DataCapActor.BALANCE, 0x51, bytes.concat(who, hex"00"));
         assertEq(code, 22);
-        (code,,) = dc.handle{value: 1}(DataCapActor.BALANCE, 0x51, who);
-        assertEq(code, 22);
+        vm.expectRevert(DataCapSimulator.DataCapSimulatorNotPayable.selector);
+        dc.handle{value: 1}(DataCapActor.BALANCE, 0x51, who);
     }
 
     /// No market (a chain without the precompile's actor): the whole call fails, nothing is

@@ -24,11 +24,18 @@ interface IDataCapLedger {
 ///      - the parameter is one CBOR byte string, the owner's binary address; the answer is its
 ///        balance in atto-tokens (bytes * 10^18) as a CBOR big integer;
 ///      - an address that resolves to no actor has a zero balance, not an error;
-///      - any other method is not handled (exit 22, USR_UNHANDLED_MESSAGE), and nothing is payable.
+///      - any other method is not handled (exit 22, USR_UNHANDLED_MESSAGE), and nothing is payable
+///        (a message with value reverts, which the precompile's stand-in answers as 22 too).
 ///      Deviation: parameters that are not a CBOR byte string make the simulator revert, which
 ///      the precompile stand-in reports as exit 22 (the real actor answers a serialization error).
+// `handle` is payable by `ISimActor`; a message with value is refused (reverted: the forwarder
+// answers 22), so nothing is ever held.
+// slither-disable-next-line locked-ether
 contract DataCapSimulator is ISimActor {
     int256 internal constant USR_UNHANDLED_MESSAGE = 22;
+
+    /// @notice A message with value: nothing of the DataCap actor is payable.
+    error DataCapSimulatorNotPayable();
 
     /// @inheritdoc ISimActor
     function handle(uint64 method, uint64, bytes calldata params)
@@ -36,7 +43,8 @@ contract DataCapSimulator is ISimActor {
         payable
         returns (int256 exitCode, uint64 retCodec, bytes memory ret)
     {
-        if (method != DataCapActor.BALANCE || msg.value != 0) return (USR_UNHANDLED_MESSAGE, 0, "");
+        if (msg.value != 0) revert DataCapSimulatorNotPayable();
+        if (method != DataCapActor.BALANCE) return (USR_UNHANDLED_MESSAGE, 0, "");
         (bytes memory owner, uint256 next) = Cbor.readBytes(params, 0);
         if (next != params.length) return (USR_UNHANDLED_MESSAGE, 0, "");
         uint256 capBytes = IDataCapLedger(SimActors.MARKET).dataCapOf(owner);

@@ -264,7 +264,7 @@ export class Perpetual {
     return this.#send(`Set order #${id}'s bounty to ${this.#coin(bounty)} a term`, 'setBounty', [id, bounty], 0n, hooks);
   }
 
-  /** Sets the replicas wanted (never below the slots in use). */
+  /** Sets the replicas wanted; below the slots in use, none opens until enough are vacated. */
   setReplicas(id: bigint, replicas: number, hooks: TxHooks = {}): Promise<TxDone> {
     return this.#send(`Set order #${id} to ${replicas} replicas`, 'setReplicaTarget', [id, replicas], 0n, hooks);
   }

@@ -19,8 +19,9 @@
 //!     its blocks gone too ──► ColdReads::read_to_keep, the piece whole (every span checked)
 //!       ──► [GC held] blocks put back (each against its CID), marked hot, copy  [providers]
 //!     no provider gives it back (none serves it, a read refused or cut off)
-//!       ──► the pin's DAG fetched as a pin's fetch does (crate::fetch: the pins' origins,
-//!           --gateway; Bitswap; its limits, a time budget for the piece's size)
+//!       ──► the pin's DAG fetched as a pin's fetch does (crate::fetch, its limits): the
+//!           configured gateways, then the origins the piece's live pins named (Bitswap
+//!           peers, gateways); a minute plus the payload at 1 MiB/s, twice the payload free
 //!       ──► [GC held] blocks moved into the store (each against its CID), marked hot
 //!       ──► pack_again (the same piece CID?) ──► copy                              [network]
 //!     neither ──► waits, doubling from a tick up to an hour (both failures logged)
@@ -891,37 +892,62 @@ impl<B: Blockstore> ReadBacks<B> {
     }
 
     /// Fetches the DAG of `name`'s pin (root `root`) as a pin's fetch does ([`crate::fetch`]:
-    /// the origins its requests named, then the configured gateways; every block checked
-    /// against its CID, within the pins' limits and a time budget for the piece's size), into a
-    /// staging area of its own; once a walk finds it complete, its blocks are moved into the
-    /// store and marked hot under one hold against garbage collection, and the copy is packed
-    /// again from them ([`Self::pack_again`], checked to be the same piece). `Ok(Err(why))` if
-    /// it did not come back (the network does not have it, the data directory is below its
-    /// free-space floor, …); `Err` if this oracle failed.
+    /// every block checked against its CID, within the pins' limits), into a staging area of its
+    /// own: from the configured gateways first, then from the origins the piece's live pins
+    /// named (untrusted: a bad one fails its own attempt, never the gateways'). The whole
+    /// fetch has [`restore_budget`] for the piece's payload (a source that trickles data cannot
+    /// hold the read-backs for long), and starts only with twice the payload free above the
+    /// data directory's floor (the blocks, then the copy). Once a walk finds the DAG complete,
+    /// its blocks are moved into the store and marked hot under one hold against garbage
+    /// collection, and the copy is packed again from them ([`Self::pack_again`], checked to be
+    /// the same piece). `Ok(Err(why))` if it did not come back; `Err` if this oracle failed.
     async fn restore_from_network(
         &self,
         network: &Network,
         name: &str,
         root: Vec<u8>,
     ) -> Result<Result<(), String>, ColdError> {
-        match crate::blockstore::space::above_floor(&self.packed_dir, network.min_free_bytes, 0) {
+        let size_hint = self.store.piece_levels(name).await?.map(|l| l.payload_size);
+        let room = size_hint.unwrap_or(0).saturating_mul(2);
+        match crate::blockstore::space::above_floor(&self.packed_dir, network.min_free_bytes, room)
+        {
             Ok(true) => {}
-            Ok(false) => return Ok(Err("the data directory is below its free-space floor".into())),
+            Ok(false) => {
+                return Ok(Err(format!(
+                    "the data directory has not {room} bytes free above its floor"
+                )));
+            }
             Err(e) => warn!(error = %e, "cannot read the free space of the data directory"),
         }
-        let size_hint = self.store.piece_levels(name).await?.map(|l| l.payload_size);
         let origins = self.store.piece_origins(name).await?;
-        let job = FetchJob { cid: &root, origins: &origins, size_hint, stage: restore_stage(name) };
-        let (stats, hold) = match network.fetcher.fetch_job_held(&job, &self.blocks).await {
-            Ok(fetched) => fetched,
-            Err(FetchError::Database(e)) => return Err(e.into()),
-            Err(FetchError::Store(e)) => return Err(io(e)),
-            Err(e) => return Ok(Err(e.to_string())),
+        let budget = restore_budget(size_hint);
+        let stage = restore_stage(name);
+        let fetch = async {
+            let mut failures = Vec::new();
+            // The operator's gateways, then the pins' own origins (if any).
+            let none: &[String] = &[];
+            let attempts = if origins.is_empty() { vec![none] } else { vec![none, &origins[..]] };
+            for origins in attempts {
+                let job = FetchJob { cid: &root, origins, size_hint, stage: stage.clone() };
+                match network.fetcher.fetch_job_held(&job, &self.blocks).await {
+                    Ok(fetched) => return Ok(Ok(fetched)),
+                    Err(FetchError::Database(e)) => return Err(ColdError::from(e)),
+                    Err(FetchError::Store(e)) => return Err(io(e)),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            Ok(Err(failures.join("; then ")))
+        };
+        let (stats, hold) = match tokio::time::timeout(budget, fetch).await {
+            Ok(Ok(Ok(fetched))) => fetched,
+            Ok(Ok(Err(why))) => return Ok(Err(why)),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(Err(format!("not fetched within {budget:?}"))),
         };
         // Blocks first (moved into the store under the hold), then the mark, then the copy: a
-        // crash before the mark leaves the pin cold (the next attempt finds its blocks here, or
-        // fetches them again), one after it a hot pin whose copy is packed from its blocks.
-        // Marked hot, the blocks are the pin's again for collection: the hold ends here.
+        // crash before the mark leaves the pin cold (the next attempt fetches what is missing
+        // again), one after it a hot pin whose copy is packed from its blocks. Marked hot, the
+        // blocks are the pin's again for collection: the hold ends here.
         self.store.mark_blocks_hot(name).await?;
         if let Some(hold) = hold {
             hold.release().await?;
@@ -1024,6 +1050,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn io(e: impl std::fmt::Display) -> ColdError {
     ColdError::Local(std::io::Error::other(e.to_string()))
+}
+
+/// Bytes per second a network restore must average: a piece's payload fetched at this pace,
+/// plus a minute, is all the time a restore has (at most the fetch's own budget), so a source
+/// that trickles data at the pins' much lower floor cannot hold the read-backs for an hour.
+const RESTORE_THROUGHPUT: u64 = 1 << 20;
+
+/// The time a network restore of a piece of `payload` bytes has (a minute when unknown).
+fn restore_budget(payload: Option<u64>) -> Duration {
+    Duration::from_secs(60 + payload.unwrap_or(0) / RESTORE_THROUGHPUT)
 }
 
 /// The staging area a restore of `piece` fetches into: `restore-` and 24 hex digits of the

@@ -62,7 +62,7 @@ use crate::{
         now_ms,
         placement::{
             ClientPolicy, DataCapLeft, DealAsk, DealTerms, PlacementRules, ProposalPreflight,
-            ProviderPolicy, Situation, choose, proposal_terms,
+            ProviderPolicy, Situation, choose, proposal_terms, verified_allocation,
         },
         provider::ScoreRules,
     },
@@ -643,8 +643,15 @@ impl<B: DealBackend> Scheduler<B> {
                     error: None,
                 };
                 if self.config.rules.verified {
+                    let duration = terms.end_epoch.saturating_sub(terms.start_epoch);
+                    if let Err(refused) = verified_allocation(order.order.padded_size, duration) {
+                        // Settings the registry will never take (a piece under 1 MiB, a term
+                        // out of bounds): said on the order, no gas.
+                        self.no_proposal(order, order_id, provider, &refused).await?;
+                        break;
+                    }
                     if datacap.is_none() {
-                        datacap = Some(self.datacap(pending_cap).await);
+                        datacap = Some(self.datacap(pending_cap, read).await);
                     }
                     let taken = match datacap.as_mut() {
                         Some(Ok(left)) => left.take(order.order.padded_size),
@@ -684,12 +691,16 @@ impl<B: DealBackend> Scheduler<B> {
     }
 
     /// What the client's DataCap leaves for verified proposals, `pending` bytes of them already
-    /// made and not yet published: its balance as the DataCap actor answers it, read through
-    /// `DealStateView.dataCapOf` (the same call on Calibration and on the local chain).
-    async fn datacap(&self, pending: u64) -> Result<DataCapLeft, String> {
+    /// made and not yet published by block `at`: its balance at that block as the DataCap actor
+    /// answers it, read through `DealStateView.dataCapOf` (the same call on Calibration and on
+    /// the local chain).
+    async fn datacap(&self, pending: u64, at: u64) -> Result<DataCapLeft, String> {
         let view = self.config.view.ok_or("no --deal-state-view-address to read it through")?;
         let view = estuary_contracts::DealStateView::new(view, &self.chain);
-        let read = view.dataCapOf(self.backend.client()).call().await.map_err(|e| e.to_string())?;
+        // At the block the proposal watcher has read up to: the pending proposals are those it
+        // has not seen published by then, so both describe one state of the chain.
+        let call = view.dataCapOf(self.backend.client()).block(at.into());
+        let read = call.call().await.map_err(|e| e.to_string())?;
         if read.exitCode != alloy::primitives::I256::ZERO {
             return Err(format!("the DataCap actor answered exit code {}", read.exitCode));
         }

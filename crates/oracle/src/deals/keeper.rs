@@ -190,18 +190,7 @@ impl Keeper {
             .flat_map(|(id, o)| {
                 let dao = o.order.backend == Backend::DataDao;
                 let rules = if dao && self.config.datadao.is_none() { &theirs } else { rules };
-                let mut tasks = keep(&contract, id, &o.replicas, head, rules);
-                if !dao {
-                    let targets = Targets {
-                        base: o.order.replicas_target,
-                        on_chain: o.replicas_on_chain,
-                        max: self.max_replicas,
-                    };
-                    // Renewal off (0): a target raised before is still lowered.
-                    let renew = self.config.renew_epochs;
-                    tasks.extend(retarget(&contract, id, targets, &o.replicas, head, renew));
-                }
-                tasks.into_iter().map(move |t| (t, dao))
+                keep(&contract, id, &o.replicas, head, rules).into_iter().map(move |t| (t, dao))
             })
             .collect();
         // A mark is for good and on the oracle's word: when it would mark most providers at
@@ -225,6 +214,35 @@ impl Keeper {
             );
             tasks.retain(|(t, _)| t.action != KeeperAction::MarkLost);
         }
+        // The operator's orders' targets, from what the slots' tasks leave: a lowering goes
+        // before them (a slot this round vacates must not open beside a raised target), a
+        // raise after them. Renewal off (0): a target raised before is still lowered.
+        let mut lower = Vec::new();
+        for o in orders.iter().filter(|o| !o.cancelled && o.order.backend != Backend::DataDao) {
+            let Some(id) = o.order.order_id else { continue };
+            let vacating: Vec<u64> = tasks
+                .iter()
+                .filter(|(t, _)| t.order_id == id)
+                .filter(|(t, _)| {
+                    matches!(t.action, KeeperAction::Reopen(_) | KeeperAction::MarkLost)
+                })
+                .map(|(t, _)| t.provider)
+                .collect();
+            let targets = Targets {
+                base: o.order.replicas_target,
+                on_chain: o.replicas_on_chain,
+                max: self.max_replicas,
+            };
+            let renew = self.config.renew_epochs;
+            if let Some(t) = retarget(&contract, id, targets, &o.replicas, &vacating, head, renew) {
+                match t.action {
+                    KeeperAction::SetTarget { from, to } if to < from => lower.push((t, false)),
+                    _ => tasks.push((t, false)),
+                }
+            }
+        }
+        lower.append(&mut tasks);
+        let tasks = lower;
         self.tried.retain(|_, at| at.elapsed() < RETRY);
         for (task, dao) in tasks {
             if self.tried.contains_key(&task.key) {

@@ -398,22 +398,35 @@ pub struct Targets {
 
 /// Whether `r` is being renewed at `head`: active by the contract and not refuted by the
 /// market (whatever its probes say: a lost replica still holds its slot), with its paid term
-/// ending within `renew_epochs`, and within half of its own term, but not over (a replica whose
-/// term is over is reopened instead).
+/// ending within `renew_epochs` (at most half of its own term), and not in the last quarter of
+/// that window: from then on the order's target is its own again, so that when the slot is
+/// reopened at its end (anyone may reopen it, from its end on) one slot opens, not two.
 pub fn renewing(r: &Replica, head: u64, renew_epochs: u64) -> bool {
     let Some(end) = r.end_epoch else { return false };
     let term = r.start_epoch.map_or(u64::MAX, |start| end.saturating_sub(start));
     let window = renew_epochs.min(term / 2);
-    r.state == ReplicaState::Active && !r.gone() && head < end && end <= head.saturating_add(window)
+    let margin = window / 4;
+    r.state == ReplicaState::Active
+        && !r.gone()
+        && head.saturating_add(margin) < end
+        && end <= head.saturating_add(window)
 }
 
-/// The target an order should have on chain at `head`. While fewer slots than its own target
-/// are held by replicas not being renewed ([`renewing`]; a claim or a published deal counts),
-/// one more for each replica being renewed, so that other providers can claim them while the
-/// ending ones still run; otherwise its own, even below the slots in use (the contract then
-/// opens none, so an ending slot, once reopened, does not open again). At most `max`.
-pub fn renewal_target(targets: Targets, replicas: &[Replica], head: u64, renew_epochs: u64) -> u16 {
-    let held = |r: &&Replica| r.state != ReplicaState::Reopened;
+/// The target an order should have on chain at `head`, its slots held by `replicas` but those
+/// of the providers in `vacating` (reopened or marked lost this round). While fewer slots than
+/// its own target are held by replicas not being renewed ([`renewing`]; a claim or a published
+/// deal counts), one more for each replica being renewed, so that other providers can claim
+/// them while the ending ones still run; otherwise its own, even below the slots in use (the
+/// contract then opens none, so an ending slot, once reopened, does not open again). At most
+/// `max`.
+pub fn renewal_target(
+    targets: Targets,
+    replicas: &[Replica],
+    vacating: &[u64],
+    head: u64,
+    renew_epochs: u64,
+) -> u16 {
+    let held = |r: &&Replica| r.state != ReplicaState::Reopened && !vacating.contains(&r.provider);
     let renewing = replicas.iter().filter(held).filter(|r| renewing(r, head, renew_epochs)).count();
     let others = replicas.iter().filter(held).count() - renewing;
     let want = if others < usize::from(targets.base) {
@@ -431,10 +444,11 @@ pub fn retarget(
     order_id: u64,
     targets: Targets,
     replicas: &[Replica],
+    vacating: &[u64],
     head: u64,
     renew_epochs: u64,
 ) -> Option<KeeperTask> {
-    let want = renewal_target(targets, replicas, head, renew_epochs);
+    let want = renewal_target(targets, replicas, vacating, head, renew_epochs);
     if want == targets.on_chain {
         return None;
     }
@@ -622,8 +636,8 @@ mod tests {
         let targets = Targets { base: 1, on_chain: 1, max: 32 };
         // Its term runs from 100 to 1000; the renewal window is 100 epochs.
         let old = replica(ReplicaState::Active);
-        assert_eq!(retarget("0xc", 9, targets, &[old], 899, 100), None, "not yet");
-        let raise = retarget("0xc", 9, targets, &[old], 900, 100).expect("renewed");
+        assert_eq!(retarget("0xc", 9, targets, &[old], &[], 899, 100), None, "not yet");
+        let raise = retarget("0xc", 9, targets, &[old], &[], 900, 100).expect("renewed");
         assert_eq!((raise.action, raise.provider), (KeeperAction::SetTarget { from: 1, to: 2 }, 0));
         assert_eq!(raise.key, "target/0xc/9/1/2");
         // Another provider claims the extra slot: the target goes back down at once, below the
@@ -637,14 +651,14 @@ mod tests {
             deadline: Some(1025),
             ..replica(ReplicaState::Claimed)
         };
-        let lower = retarget("0xc", 9, raised, &[old, new], 905, 100).expect("lowered");
+        let lower = retarget("0xc", 9, raised, &[old, new], &[], 905, 100).expect("lowered");
         assert_eq!(lower.action, KeeperAction::SetTarget { from: 2, to: 1 });
         assert_eq!(lower.key, "target/0xc/9/2/1");
-        assert_eq!(retarget("0xc", 9, targets, &[old, new], 950, 100), None);
-        assert_eq!(retarget("0xc", 9, targets, &[old, new], 1000, 100), None, "its term over");
+        assert_eq!(retarget("0xc", 9, targets, &[old, new], &[], 950, 100), None);
+        assert_eq!(retarget("0xc", 9, targets, &[old, new], &[], 1000, 100), None, "its term over");
         // The claim lapses and is reopened: raised again, for the next provider.
         let lapsed = Replica { state: ReplicaState::Reopened, ..new };
-        let again = retarget("0xc", 9, targets, &[old, lapsed], 960, 100).expect("again");
+        let again = retarget("0xc", 9, targets, &[old, lapsed], &[], 960, 100).expect("again");
         assert_eq!(again.action, KeeperAction::SetTarget { from: 1, to: 2 });
         // Probes that found it lost do not stop its renewal (it still holds its slot); a deal
         // the market says is gone does (its slot is reopened and taken again as any other).
@@ -658,7 +672,7 @@ mod tests {
             lost_at: Some(4_000),
         };
         let lost = Replica { probe: Some(probe), ..old };
-        assert!(retarget("0xc", 9, targets, &[lost], 950, 100).is_some());
+        assert!(retarget("0xc", 9, targets, &[lost], &[], 950, 100).is_some());
         let view = MarketView {
             state: MarketState::Slashed,
             epoch: 950,
@@ -666,18 +680,26 @@ mod tests {
             end_epoch: None,
         };
         let slashed = Replica { market: Some(view), ..old };
-        assert_eq!(retarget("0xc", 9, targets, &[slashed], 950, 100), None);
+        assert_eq!(retarget("0xc", 9, targets, &[slashed], &[], 950, 100), None);
         // Renewal turned off: a raised target is lowered all the same.
         assert_eq!(
-            retarget("0xc", 9, raised, &[old], 950, 0).map(|t| t.action),
+            retarget("0xc", 9, raised, &[old], &[], 950, 0).map(|t| t.action),
             Some(KeeperAction::SetTarget { from: 2, to: 1 })
         );
         // The window is at most half the replica's own term (900 epochs here).
-        assert_eq!(retarget("0xc", 9, targets, &[old], 549, 10_000), None);
-        assert!(retarget("0xc", 9, targets, &[old], 550, 10_000).is_some());
+        assert_eq!(retarget("0xc", 9, targets, &[old], &[], 549, 10_000), None);
+        assert!(retarget("0xc", 9, targets, &[old], &[], 550, 10_000).is_some());
+        // In the last quarter of the window no longer renewing: a raise nobody claimed is
+        // lowered before the slot can be reopened at its end (so one slot opens, not two).
+        assert_eq!(retarget("0xc", 9, targets, &[old], &[], 975, 100), None);
+        let late = retarget("0xc", 9, raised, &[old], &[], 975, 100).map(|t| t.action);
+        assert_eq!(late, Some(KeeperAction::SetTarget { from: 2, to: 1 }));
+        // A slot vacated this round (reopened, marked lost) holds nothing: not renewed.
+        let vacated = retarget("0xc", 9, raised, &[old], &[1000], 950, 100).map(|t| t.action);
+        assert_eq!(vacated, Some(KeeperAction::SetTarget { from: 2, to: 1 }));
         // Never above the contract's limit.
         let full = Targets { base: 32, on_chain: 32, max: 32 };
-        assert_eq!(retarget("0xc", 9, full, &[old], 950, 100), None);
+        assert_eq!(retarget("0xc", 9, full, &[old], &[], 950, 100), None);
     }
 
     #[test]
@@ -731,7 +753,7 @@ mod tests {
                 })
                 .collect();
             let targets = Targets { base, on_chain, max: 8 };
-            if let Some(t) = retarget("0xc", 1, targets, &replicas, head, renew) {
+            if let Some(t) = retarget("0xc", 1, targets, &replicas, &[], head, renew) {
                 let KeeperAction::SetTarget { from, to } = t.action else { panic!("{t:?}") };
                 prop_assert_eq!(from, on_chain);
                 prop_assert!(to >= base && to <= 8 && to != on_chain);

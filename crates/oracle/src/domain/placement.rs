@@ -437,6 +437,20 @@ pub enum ProposalPreflight {
         /// Taken by its proposals not yet published.
         pending: u64,
     },
+    /// A verified deal the verified registry would refuse to allocate for: the market asks it
+    /// for an allocation per verified deal when the provider publishes, and a refusal fails the
+    /// provider's whole PublishStorageDeals message.
+    #[error(
+        "a verified deal of {padded_size} bytes lasting {duration} epochs is outside the verified \
+         registry's bounds ({MIN_VERIFIED_SIZE} bytes at least, {MIN_VERIFIED_TERM} to \
+         {MAX_VERIFIED_TERM} epochs)"
+    )]
+    Allocation {
+        /// The piece's padded size.
+        padded_size: u64,
+        /// The deal's duration (the allocation's minimum term).
+        duration: u64,
+    },
     /// A verified deal, and the client's DataCap could not be read (retried next round).
     #[error("DataCap: the client's balance could not be read: {0}")]
     DataCapUnread(String),
@@ -448,6 +462,30 @@ impl ProposalPreflight {
     pub fn may_pass_later(&self) -> bool {
         matches!(self, Self::Escrow { .. } | Self::DataCap { .. } | Self::DataCapUnread(_))
     }
+}
+
+/// The verified registry's bounds on the allocation a verified deal asks for, as mainnet and
+/// Calibration build them (builtin-actors v18 `runtime/src/runtime/policy.rs`:
+/// `MINIMUM_VERIFIED_ALLOCATION_SIZE` 1 MiB without the `small-deals` feature,
+/// `MINIMUM_VERIFIED_ALLOCATION_TERM` 180 days, `MAXIMUM_VERIFIED_ALLOCATION_TERM` 5 years of
+/// `EPOCHS_IN_YEAR` = 31,556,925 s / 30; `actors/market/src/lib.rs`
+/// `alloc_request_for_deal`: the minimum term is the deal's duration, the maximum that plus 90
+/// days, at most 5 years; `actors/verifreg/src/lib.rs` `validate_new_allocation`).
+pub const MIN_VERIFIED_SIZE: u64 = 1 << 20;
+/// The shortest verified deal (its allocation's minimum term), in epochs.
+pub const MIN_VERIFIED_TERM: u64 = 180 * 2880;
+/// The longest verified deal, in epochs.
+pub const MAX_VERIFIED_TERM: u64 = 5 * (31_556_925 / 30);
+
+/// Whether the verified registry takes the allocation of a verified deal of `padded_size`
+/// bytes lasting `duration` epochs.
+pub fn verified_allocation(padded_size: u64, duration: u64) -> Result<(), ProposalPreflight> {
+    if padded_size < MIN_VERIFIED_SIZE
+        || !(MIN_VERIFIED_TERM..=MAX_VERIFIED_TERM).contains(&duration)
+    {
+        return Err(ProposalPreflight::Allocation { padded_size, duration });
+    }
+    Ok(())
 }
 
 /// What a client's DataCap leaves for the next verified proposal: its balance (whole tokens,
@@ -553,6 +591,19 @@ mod tests {
 
     fn policy(text: &str) -> ProviderPolicy {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_verified_deal_keeps_within_the_registrys_allocation_bounds() {
+        assert_eq!(verified_allocation(1 << 20, 518_400), Ok(()));
+        assert_eq!(verified_allocation(1 << 35, MAX_VERIFIED_TERM), Ok(()));
+        for (size, duration) in
+            [((1 << 20) - 1, 518_400), (1 << 20, 518_399), (1 << 20, MAX_VERIFIED_TERM + 1)]
+        {
+            let refused = verified_allocation(size, duration).unwrap_err();
+            assert!(!refused.may_pass_later(), "{refused}");
+        }
+        assert_eq!(MAX_VERIFIED_TERM, 5_259_485);
     }
 
     #[test]

@@ -455,7 +455,8 @@ impl Fetcher {
         job: &FetchJob<'_>,
         store: &Arc<S>,
     ) -> Result<FetchStats, FetchError> {
-        let (stats, hold) = self.fetch_job_held(job, store).await?;
+        let (stats, hold) = self.fetch_inner(job, store, false).await?;
+        // Still held only when the DAG was here already (nothing was staged).
         if let Some(hold) = hold {
             hold.release().await?;
         }
@@ -471,6 +472,18 @@ impl Fetcher {
         job: &FetchJob<'_>,
         store: &Arc<S>,
     ) -> Result<(FetchStats, Option<Hold>), FetchError> {
+        self.fetch_inner(job, store, true).await
+    }
+
+    /// The fetch; with `keep`, the hold comes back still held, else it is released before the
+    /// staging area is removed (so a collection waits for the DAG's move only, not the
+    /// removal of what a source staged beside it).
+    async fn fetch_inner<S: Blockstore>(
+        &self,
+        job: &FetchJob<'_>,
+        store: &Arc<S>,
+        keep: bool,
+    ) -> Result<(FetchStats, Option<Hold>), FetchError> {
         let root = Cid::try_from(job.cid)?;
         let budget = self.limits.budget(job.size_hint);
         let deadline = Instant::now() + budget;
@@ -481,7 +494,13 @@ impl Fetcher {
             Err(missing) => failures.push((SourceName::Local, SourceFailure::Incomplete(missing))),
         }
         let cleanup = StageGuard { store: Arc::clone(store), stage: job.stage.clone() };
-        let fetched = self.fetch_sources(job, root, store, deadline, budget, failures).await;
+        let mut fetched = self.fetch_sources(job, root, store, deadline, budget, failures).await;
+        if !keep
+            && let Ok((_, hold)) = &mut fetched
+            && let Some(hold) = hold.take()
+        {
+            hold.release().await?;
+        }
         cleanup.remove().await?;
         fetched
     }

@@ -548,7 +548,8 @@ async fn a_verified_deal_is_proposed_only_within_the_clients_datacap() {
     .map(|s| (*s).to_owned())
     .collect();
     let oracle = OracleProcess::start_with(&chain, &dir.path().join("oracle.sqlite"), &args).await;
-    let (root, _, car) = add(dir.path(), "v", &noise(4000, 33));
+    // A piece of at least 1 MiB: the verified registry's smallest allocation.
+    let (root, _, car) = add(dir.path(), "v", &noise(1_100_000, 33));
     cars.lock().unwrap().insert(root.clone(), car);
     chain.pin(4, &cid_bytes(&root)).await;
     let says = |o: &Value, what: &str| o["error"].as_str().is_some_and(|e| e.contains(what));
