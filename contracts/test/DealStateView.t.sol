@@ -125,7 +125,7 @@ contract DealStateViewTest is FilecoinTest {
         (int256 code, uint256 cap) = view_.dataCapOf(client);
         assertEq(code, 0);
         assertEq(cap, 3 * uint256(PIECE_SIZE));
-        DealProposal.Fields memory f = proposal(client, MINER, PIECE, 1100, 1100 + DEV_MIN_DURATION);
+        DealProposal.Fields memory f = proposal(client, MINER, PIECE, 1100, 1100 + 518_400);
         f.verified = true;
         f.clientCollateral = 0;
         publishOne(SP, codec.encodeProposal(f));

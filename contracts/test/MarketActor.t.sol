@@ -58,7 +58,8 @@ contract MarketActorTest is FilecoinTest {
 
     function test_GetDeal_ReadsEveryField() public {
         market.setDataCap(address(acceptingClient), PIECE_SIZE);
-        DealProposal.Fields memory f = proposal(address(acceptingClient), 1001, PIECE, 5001, 7001);
+        // A verified deal lasts at least 180 days (the verified registry's shortest allocation).
+        DealProposal.Fields memory f = proposal(address(acceptingClient), 1001, PIECE, 5001, 5001 + 518_400);
         f.verified = true;
         f.clientCollateral = 0;
         uint64 id = publishOne(SP, codec.encodeProposal(f));
@@ -69,7 +70,7 @@ contract MarketActorTest is FilecoinTest {
         assertEq(d.pieceSize, PIECE_SIZE);
         assertEq(d.provider, 1001);
         assertEq(d.start, 5001);
-        assertEq(d.duration, 2000);
+        assertEq(d.duration, 518_400);
         assertEq(d.activated, 5000);
         assertEq(d.terminated, -1);
         assertTrue(d.verified);

@@ -453,6 +453,42 @@ contract MarketSimulatorTest is FilecoinTest {
         assertEq(market.dataCap(market.actorIdOf(address(acceptingClient))), 0);
     }
 
+    /// The verified registry's bounds, as mainnet and Calibration build them: a verified deal of a
+    /// piece under 1 MiB, or lasting under 180 days, has its allocation refused, and the DataCap
+    /// transfer with it the whole message; the same deal unverified is published. (Five years,
+    /// the longest allocation, is past the market's own longest deal, 1,278 days.)
+    function test_Batch_VerifiedAllocationBounds() public {
+        // The local chain's policy: deals from 300 epochs, so only the registry's term bound bites.
+        useDevPolicy();
+        market.setDataCap(address(acceptingClient), 1 << 30);
+        DealProposal.Fields memory f = prodProposal(address(acceptingClient), MINER);
+        f.verified = true;
+        int64 start_ = f.start;
+        f.end = start_ + 518_399;
+        expectAllocationRefused(codec.encodeProposal(f), PIECE_SIZE, 518_399);
+        f.end = start_ + 518_400;
+        f.pieceSize = PIECE_SIZE / 2;
+        expectAllocationRefused(codec.encodeProposal(f), PIECE_SIZE / 2, 518_400);
+        f.pieceSize = PIECE_SIZE;
+        publishOne(SP, codec.encodeProposal(f));
+        f = prodProposal(address(acceptingClient), MINER);
+        f.end = f.start + 518_399;
+        f.label = "unverified";
+        publishOne(SP, codec.encodeProposal(f));
+    }
+
+    function expectAllocationRefused(bytes memory p, uint64 size, int64 duration) internal {
+        MarketSimulator.ClientDealProposal[] memory batch = new MarketSimulator.ClientDealProposal[](1);
+        batch[0] = MarketSimulator.ClientDealProposal(p, hex"dead");
+        vm.prank(SP);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                MarketSimulator.MarketSimulatorAllocationRefused.selector, 0, size, duration
+            )
+        );
+        market.publishStorageDeals(batch);
+    }
+
     function test_Batch_ProviderEscrowCoversCollateral() public {
         createMiner(1003, SP);
         DealProposal.Fields memory f = prodProposal(address(acceptingClient), 1003);

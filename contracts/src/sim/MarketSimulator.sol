@@ -49,6 +49,12 @@ contract MarketSimulator is ISimActor, ISimRegistry {
     int64 public constant MAX_DURATION = 3_680_640;
     /// @notice `TOTAL_FILECOIN` (2 billion FIL), the upper bound of price and collateral.
     uint256 public constant TOTAL_FILECOIN = 2e27;
+    /// @notice The verified registry's bounds on an allocation, as mainnet and Calibration build
+    ///         them (builtin-actors v18 `runtime/src/runtime/policy.rs`: 1 MiB without the
+    ///         `small-deals` feature, 180 days, 5 years of 1,051,897 epochs).
+    uint64 public constant MIN_VERIFIED_ALLOCATION_SIZE = 1 << 20;
+    int64 public constant MIN_VERIFIED_ALLOCATION_TERM = 518_400;
+    int64 public constant MAX_VERIFIED_ALLOCATION_TERM = 5_259_485;
     /// @notice Longest label (`DEAL_MAX_LABEL_SIZE`).
     uint256 public constant MAX_LABEL_SIZE = 256;
     /// @notice IDs the registry gives EVM actors start here (miners register below).
@@ -198,6 +204,10 @@ contract MarketSimulator is ISimActor, ISimRegistry {
     error MarketSimulatorAllDealsInvalid(Rejection[] reasons);
     /// @notice A client refused MarketNotifyDeal: the whole message fails.
     error MarketSimulatorNotifyFailed(uint64 dealId, int256 exitCode);
+    /// @notice The verified registry refused the allocation a verified deal of the batch asks
+    ///         for (its piece under 1 MiB, or its duration outside 180 days to 5 years): the
+    ///         client's DataCap transfer fails, and with it the whole message.
+    error MarketSimulatorAllocationRefused(uint256 index, uint64 pieceSize, int64 duration);
     /// @notice The caller is not a registered miner actor.
     error MarketSimulatorCallerNotMiner(address caller);
     /// @notice Nothing to add (AddBalance needs a positive value), or an address the market
@@ -411,6 +421,18 @@ contract MarketSimulator is ISimActor, ISimRegistry {
         uint256 count;
         (why, count) = admit(fs, why, provider, fs[0].provider);
         if (count == 0) revert MarketSimulatorAllDealsInvalid(why);
+        // The clients' DataCap transfers for the verified deals admitted: the registry validates
+        // each allocation (`alloc_request_for_deal`: term_min = the deal's duration, term_max
+        // that plus 90 days, at most 5 years; `validate_new_allocation`), and a transfer is
+        // all-or-nothing, so one it refuses fails the whole message.
+        for (uint256 k; k < batch.length; ++k) {
+            if (why[k] != Rejection.None || !fs[k].verified) continue;
+            int64 duration = fs[k].end - fs[k].start;
+            if (
+                fs[k].pieceSize < MIN_VERIFIED_ALLOCATION_SIZE || duration < MIN_VERIFIED_ALLOCATION_TERM
+                    || duration > MAX_VERIFIED_ALLOCATION_TERM
+            ) revert MarketSimulatorAllocationRefused(k, fs[k].pieceSize, duration);
+        }
         ids = new uint64[](count);
         uint256 n;
         for (uint256 k; k < batch.length; ++k) {

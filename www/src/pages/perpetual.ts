@@ -262,6 +262,9 @@ export class PerpetualPage {
     const text = document.createElement('span');
     text.textContent =
       `#${o.id} · ${o.pieceCid} · ${o.active} of ${o.replicas} replicas active (${o.inUse} claimed)` +
+      // Slots in use above the target (a target lowered, or a replica near its term's end renewed
+      // at another SP): none opens until they are vacated.
+      (o.inUse > o.replicas ? ` · ${o.inUse - o.replicas} in use above the target` : '') +
       ` · balance ${this.#coin(o.balance)} · bounty ${this.#coin(o.bounty)} a term · ${state}` +
       (o.holders.length ? ` · at ${o.holders.join(', ')}` : '');
     li.append(text);
