@@ -235,6 +235,19 @@ impl Oracle {
             );
         }
         let wake = crate::deals::Wake::default();
+        // Said at start, not on every order: a view that cannot answer the DataCap pre-flight
+        // of verified contract deals would leave every one of them waiting.
+        if let (true, true, Some(tx), Some(client), Some(view)) = (
+            dealing,
+            config.deals.deal_verified,
+            &operator,
+            config.deals.deal_client,
+            config.deals.deal_state_view,
+        ) {
+            crate::deals::contract::check_datacap_view(tx.provider(), view, client)
+                .await
+                .map_err(OracleError::Config)?;
+        }
         if dealing {
             match &operator {
                 Some(tx) => tasks.extend(start_deals(

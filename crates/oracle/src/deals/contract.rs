@@ -76,6 +76,35 @@ const RETRY: Duration = Duration::from_secs(60);
 /// A provider that failed a piece this many times is not asked for it again.
 const MAX_FAILURES: u32 = 3;
 
+/// Whether the `DealStateView` at `view` answers `dataCapOf` for `client`, as the DataCap
+/// pre-flight of verified deals needs: `Err` with what to do when it cannot (a view deployed
+/// before `dataCapOf`, or no contract at all, answers nothing a call can decode); a read that
+/// fails for another reason (an endpoint down) is `Ok` with a warning, and the pre-flight reads
+/// it again before each proposal.
+pub async fn check_datacap_view<P: Provider>(
+    provider: &P,
+    view: Address,
+    client: Address,
+) -> Result<(), String> {
+    let read = estuary_contracts::DealStateView::new(view, provider).dataCapOf(client).call().await;
+    match read {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(e, alloy::contract::Error::ZeroData(..))
+                || e.as_revert_data().is_some_and(|data| data.is_empty()) =>
+        {
+            Err(format!(
+                "--deal-verified: the DealStateView at {view:#x} does not answer dataCapOf (an \
+                 older deployment, or no DealStateView): redeploy it (contracts/script/Deploy.s.sol)"
+            ))
+        }
+        Err(e) => {
+            warn!(error = %e, "--deal-verified: the client's DataCap could not be read at start; read again before each proposal");
+            Ok(())
+        }
+    }
+}
+
 /// A deal proposed to one named provider.
 #[derive(Debug, Clone)]
 pub struct Proposal<'a> {

@@ -577,6 +577,14 @@ async fn a_verified_deal_is_proposed_only_within_the_clients_datacap() {
     let left = dsv.dataCapOf(client).call().await.unwrap();
     assert_eq!(left.dataCap, U256::from(padded));
     oracle.kill().await;
+    // What the oracle checks at start with `--deal-verified`: the view answers `dataCapOf`; a
+    // contract that does not (an older view; here the pinning contract) is refused, with what
+    // to do.
+    let check = estuary_oracle::deals::contract::check_datacap_view;
+    assert_eq!(check(&reader, view, client).await, Ok(()));
+    let pinning = chain.deployment.contracts["EstuaryPinning"];
+    let refused = check(&reader, pinning, client).await.unwrap_err();
+    assert!(refused.contains("redeploy"), "{refused}");
 }
 
 /// The oracle SIGKILLed at random points while it repairs contract deals: each piece's replica
