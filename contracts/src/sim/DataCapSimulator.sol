@@ -24,10 +24,11 @@ interface IDataCapLedger {
 ///      - the parameter is one CBOR byte string, the owner's binary address; the answer is its
 ///        balance in atto-tokens (bytes * 10^18) as a CBOR big integer;
 ///      - an address that resolves to no actor has a zero balance, not an error;
-///      - any other method is not handled (exit 22, USR_UNHANDLED_MESSAGE), and nothing is payable
-///        (a message with value reverts, which the precompile's stand-in answers as 22 too).
-///      Deviation: parameters that are not a CBOR byte string make the simulator revert, which
-///      the precompile stand-in reports as exit 22 (the real actor answers a serialization error).
+///      - any other method is not handled (exit 22, USR_UNHANDLED_MESSAGE).
+///      Deviations: parameters that are not a CBOR byte string make the simulator revert, which
+///      the precompile stand-in reports as exit 22 (the real actor answers a serialization
+///      error); a message with value reverts too (on Filecoin a method-0 send to f07 is
+///      accepted; nothing in Estuary sends it value).
 // `handle` is payable by `ISimActor`; a message with value is refused (reverted: the forwarder
 // answers 22), so nothing is ever held.
 // slither-disable-next-line locked-ether

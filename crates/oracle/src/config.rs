@@ -281,10 +281,11 @@ pub struct DealsConfig {
     /// A replica whose deal (contract deals) or paid term (perpetual storage) ends within this
     /// many epochs (21 days) counts as missing, and is renewed ahead of its end. Contract deals:
     /// a new proposal, to the same provider first unless it failed the piece, else elsewhere
-    /// (keep it above --deal-start-epochs, so that the two overlap). Perpetual storage: the
-    /// order's replica target raised by one, for another provider to claim (keep it above the
-    /// contract's claim window), and lowered back once the old slot is reopened. At most half
-    /// of --deal-term-epochs is used; 0 turns renewal off for perpetual orders.
+    /// (keep it above --deal-start-epochs, so that the two overlap; at most half of
+    /// --deal-term-epochs is used). Perpetual storage: the order's replica target raised by one,
+    /// for another provider to claim (keep it above the contract's claim window), and lowered
+    /// back as soon as it is claimed, or in the window's last quarter; at most half of each
+    /// replica's own term; 0 turns renewal off for perpetual orders.
     #[arg(long, env = "ESTUARY_DEAL_RENEW_EPOCHS", default_value_t = 60_480)]
     pub deal_renew_epochs: u64,
     /// Most replicas of one piece at providers of one organisation (`org=` in `--provider`).

@@ -24,8 +24,8 @@
 //! - an active replica of the operator's orders whose term ends within `--deal-renew-epochs` is
 //!   renewed ahead of its end: the order's target is raised by one (`setReplicaTarget`), so that
 //!   another SP claims and seals a new replica while the old one still runs, and lowered back as
-//!   soon as it is claimed, below the slots in use, so that the ending slot does not open again
-//!   ([`crate::domain::market::retarget`]). Before each change the order is read on chain: a
+//!   soon as it is claimed, below the slots in use, so that the ending slot does not open again,
+//!   or in the window's last quarter if nobody claims it ([`crate::domain::market::retarget`]). Before each change the order is read on chain: a
 //!   target already there is not sent again, and a raise the order's balance cannot pay a claim
 //!   for waits (said once). A DataDAO's orders have the DAO as client, which has no call for
 //!   it: not renewed ahead.

@@ -12,8 +12,9 @@
 //!     active, `collect_every` epochs since last paid      ──► collect (pays the SP what accrued)
 //!
 //!   per order of the operator's (its client):
-//!     fewer slots than its target held by replicas not ending within `renew_epochs`
-//!       ? target + 1 per ending replica : target   ≠ the target on chain ──► setReplicaTarget
+//!     fewer slots than its target held by replicas not being renewed (ending within the
+//!     window, not in its last quarter) ? target + 1 per renewed replica : target
+//!       ≠ the target on chain ──► setReplicaTarget
 //! ```
 //!
 //! Renewal of a perpetual replica: a slot's bounty is paid over its term, after which it is
@@ -22,10 +23,12 @@
 //! missing: the keeper raises the order's target by one, another SP claims the extra slot and
 //! seals its deal while the old one still runs, and as soon as it is claimed the keeper lowers
 //! the target back, below the slots in use (`PerpetualStorage.setReplicaTarget` allows it and
-//! then opens no slot), so that the ending slot, once reopened, does not open again. The
-//! contract keeps one slot per provider an order (`AlreadyHolds`), so the renewal is at another
-//! provider; the old one may claim again when a slot opens.
-
+//! then opens no slot), so that the ending slot, once reopened, does not open again. In the
+//! window's last quarter the target is the order's own again, so that a raise nobody claimed is
+//! withdrawn before anyone may reopen the ended slot. The contract keeps one slot per provider
+//! an order (`AlreadyHolds`), so the renewal is at another provider; the old one may claim
+//! again when a slot opens.
+//!
 //! Sources followed, per behaviour:
 //! - the market's answers: builtin-actors v18 `actors/market/src/lib.rs`
 //!   (`get_deal_activation`: exit 17 `USR_NOT_FOUND` for a deal never published, 32
