@@ -650,6 +650,8 @@ pub struct ReadBacks<B> {
 struct Network {
     /// The pins' fetcher, its hold against garbage collection through this store.
     fetcher: Fetcher,
+    /// The same with no configured gateways, for the pins' origins once the gateways failed.
+    origins_only: Fetcher,
     /// Free bytes the data directory keeps: below, no fetch starts.
     min_free_bytes: u64,
 }
@@ -695,7 +697,9 @@ impl<B: Blockstore> ReadBacks<B> {
     #[must_use]
     pub fn with_network(mut self, fetcher: Fetcher, min_free_bytes: u64) -> Self {
         let gate = crate::gc::GcGate::new(self.store.clone(), Duration::from_secs(60));
-        self.network = Some(Network { fetcher: fetcher.with_gc_gate(gate), min_free_bytes });
+        let fetcher = fetcher.with_gc_gate(gate);
+        let origins_only = fetcher.clone().without_gateways();
+        self.network = Some(Network { fetcher, origins_only, min_free_bytes });
         self
     }
 
@@ -924,12 +928,15 @@ impl<B: Blockstore> ReadBacks<B> {
         let stage = restore_stage(name);
         let fetch = async {
             let mut failures = Vec::new();
-            // The operator's gateways, then the pins' own origins (if any).
+            // The operator's gateways, then the pins' own origins (if any), each once.
             let none: &[String] = &[];
-            let attempts = if origins.is_empty() { vec![none] } else { vec![none, &origins[..]] };
-            for origins in attempts {
+            let mut attempts = vec![(&network.fetcher, none)];
+            if !origins.is_empty() {
+                attempts.push((&network.origins_only, &origins[..]));
+            }
+            for (fetcher, origins) in attempts {
                 let job = FetchJob { cid: &root, origins, size_hint, stage: stage.clone() };
-                match network.fetcher.fetch_job_held(&job, &self.blocks).await {
+                match fetcher.fetch_job_held(&job, &self.blocks).await {
                     Ok(fetched) => return Ok(Ok(fetched)),
                     Err(FetchError::Database(e)) => return Err(ColdError::from(e)),
                     Err(FetchError::Store(e)) => return Err(io(e)),

@@ -425,6 +425,13 @@ impl Fetcher {
         self
     }
 
+    /// The same fetcher with no configured gateways: a job's own origins only.
+    #[must_use]
+    pub fn without_gateways(mut self) -> Self {
+        self.gateways.clear();
+        self
+    }
+
     /// The bounds this fetcher works within.
     pub fn limits(&self) -> &FetchLimits {
         &self.limits

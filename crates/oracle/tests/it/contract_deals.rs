@@ -99,6 +99,41 @@ async fn logs_of<E: SolEvent>(chain: &Chain, address: alloy::primitives::Address
     found.iter().map(|l| l.log_decode::<E>().unwrap().inner.data).collect()
 }
 
+/// An oracle making contract deals through the local `DealClient` at f01000 and f01001, its
+/// market read through `DealStateView` every second, pinning from a gateway serving `cars`, with
+/// `more` arguments.
+async fn two_provider_oracle(
+    chain: &Chain,
+    dir: &std::path::Path,
+    cars: &Cars,
+    more: &[&str],
+) -> OracleProcess {
+    let url = gateway(Arc::clone(cars)).await;
+    let mut args: Vec<String> = [
+        "--gateway",
+        &url,
+        "--data-dir",
+        &dir.join("data").display().to_string(),
+        "--operator-key",
+        &chain.operator_key(),
+        "--deal-client-address",
+        &chain.deployment.contracts["DealClient"].to_string(),
+        "--deal-state-view-address",
+        &chain.deployment.contracts["DealStateView"].to_string(),
+        "--deal-check-secs",
+        "1",
+        "--provider",
+        "f01000",
+        "--provider",
+        "f01001",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(more.iter().map(|s| (*s).to_owned()));
+    OracleProcess::start_with(chain, &dir.join("oracle.sqlite"), &args).await
+}
+
 /// The one contract order's view in `/deals`, once `ok` holds (60 s at most).
 async fn order_when(oracle: &OracleProcess, ok: impl Fn(&Value) -> bool, what: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -259,10 +294,7 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
 
     // f01000 never publishes: past the start, its proposal is withdrawn and the replica goes to
     // f01002 (f01003 still asks too much).
-    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let head = reader.get_block_number().await.unwrap();
-    let blocks = U256::from(start.saturating_sub(head) + 1);
-    let _: Value = reader.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
+    chain.mine_to(start + 1).await;
     let order = order_when(
         &oracle,
         |o| {
@@ -298,6 +330,7 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
     assert_eq!((first.as_slice(), last), ([1000, 1001].as_slice(), 1002));
 
     // The chain agrees: each delivered proposal holds its provider's deal, activated.
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
     let dc = DealClient::new(client, &reader);
     for (provider, notified) in [(1001, true), (1002, false)] {
         let view = dc.getProposal(id(&order, provider)).call().await.unwrap();
@@ -426,20 +459,7 @@ async fn an_ending_deal_is_renewed_ahead_of_its_end_at_its_provider() {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cars: Cars = Arc::default();
-    let url = gateway(Arc::clone(&cars)).await;
-    let args: Vec<String> = [
-        "--gateway",
-        &url,
-        "--data-dir",
-        &dir.path().join("data").display().to_string(),
-        "--operator-key",
-        &chain.operator_key(),
-        "--deal-client-address",
-        &chain.deployment.contracts["DealClient"].to_string(),
-        "--deal-state-view-address",
-        &chain.deployment.contracts["DealStateView"].to_string(),
-        "--deal-check-secs",
-        "1",
+    let more = [
         "--deal-replicas",
         "1",
         "--deal-term-epochs",
@@ -450,15 +470,8 @@ async fn an_ending_deal_is_renewed_ahead_of_its_end_at_its_provider() {
         "20",
         "--deal-expiring-epochs",
         "50",
-        "--provider",
-        "f01000",
-        "--provider",
-        "f01001",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let oracle = OracleProcess::start_with(&chain, &dir.path().join("oracle.sqlite"), &args).await;
+    ];
+    let oracle = two_provider_oracle(&chain, dir.path(), &cars, &more).await;
     let (root, _, car) = add(dir.path(), "r", &noise(4000, 21));
     cars.lock().unwrap().insert(root.clone(), car);
     chain.pin(4, &cid_bytes(&root)).await;
@@ -471,10 +484,7 @@ async fn an_ending_deal_is_renewed_ahead_of_its_end_at_its_provider() {
 
     // Into the renewal window: 200 epochs before the deal's end.
     let end = first["end_epoch"].as_u64().unwrap();
-    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let head = reader.get_block_number().await.unwrap();
-    let blocks = U256::from((end - 200).saturating_sub(head) + 1);
-    let _: Value = reader.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
+    chain.mine_to(end - 200 + 1).await;
     let renewed = order_when(
         &oracle,
         |o| proposals(o).iter().any(|p| p["attempt"] == 1 && p["state"] == "offered"),
@@ -520,34 +530,8 @@ async fn a_verified_deal_is_proposed_only_within_the_clients_datacap() {
     assert!(mined!(market.setDataCap(client, U256::ZERO)).status());
     let dir = tempfile::tempdir().unwrap();
     let cars: Cars = Arc::default();
-    let url = gateway(Arc::clone(&cars)).await;
-    let args: Vec<String> = [
-        "--gateway",
-        &url,
-        "--data-dir",
-        &dir.path().join("data").display().to_string(),
-        "--operator-key",
-        &chain.operator_key(),
-        "--deal-client-address",
-        &client.to_string(),
-        "--deal-state-view-address",
-        &view.to_string(),
-        "--deal-check-secs",
-        "1",
-        "--deal-replicas",
-        "2",
-        "--deal-verified",
-        "--deal-start-epochs",
-        "60",
-        "--provider",
-        "f01000",
-        "--provider",
-        "f01001",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let oracle = OracleProcess::start_with(&chain, &dir.path().join("oracle.sqlite"), &args).await;
+    let more = ["--deal-replicas", "2", "--deal-verified", "--deal-start-epochs", "60"];
+    let oracle = two_provider_oracle(&chain, dir.path(), &cars, &more).await;
     // A piece of at least 1 MiB: the verified registry's smallest allocation.
     let (root, _, car) = add(dir.path(), "v", &noise(1_100_000, 33));
     cars.lock().unwrap().insert(root.clone(), car);

@@ -280,6 +280,21 @@ impl Sps<'_> {
     }
 }
 
+/// The keeper's arguments: the market read through the `DealStateView` at `view` every
+/// second, `replicas` per piece, and `more`.
+fn keeper_args<'a>(view: &'a str, replicas: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--deal-state-view-address",
+        view,
+        "--deal-check-secs",
+        "1",
+        "--deal-replicas",
+        replicas,
+    ];
+    args.extend_from_slice(more);
+    args
+}
+
 /// An oracle with deals and the keeper (`extra` added), one pinned piece and its order: the
 /// oracle, the piece CID and the order id.
 async fn one_order(
@@ -348,16 +363,7 @@ async fn the_keeper_reopens_a_lapsed_claim_and_a_slashed_replica_and_scores_the_
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
     let view = chain.deployment.contracts["DealStateView"].to_string();
-    let extra = [
-        "--deal-state-view-address",
-        &view,
-        "--deal-check-secs",
-        "1",
-        "--deal-replicas",
-        "2",
-        "--deal-expiring-epochs",
-        "100",
-    ];
+    let extra = keeper_args(&view, "2", &["--deal-expiring-epochs", "100"]);
     let (oracle, piece, order) = one_order(&chain, dir.path(), &extra).await;
     let sps = Sps { chain: &chain, order };
     // f01000 claims and is never heard of again; f01001 delivers.
@@ -372,10 +378,7 @@ async fn the_keeper_reopens_a_lapsed_claim_and_a_slashed_replica_and_scores_the_
     let claim_deadline = lapsed["deadline"].as_u64().expect("the claim's deadline");
 
     // Past f01000's deadline, the keeper reopens its claim (its bond pays the keeper's tip).
-    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let head = reader.get_block_number().await.unwrap();
-    let blocks = alloy::primitives::U256::from(claim_deadline.saturating_sub(head) + 1);
-    let _: Value = reader.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
+    chain.mine_to(claim_deadline + 1).await;
     let reopened = |r: &Value| r["state"] == "reopened";
     wait_replica(&oracle, &piece, 1000, reopened, "the lapsed claim was never reopened").await;
     let events = reopenings(&chain).await;
@@ -434,16 +437,7 @@ async fn a_replica_near_its_terms_end_is_renewed_at_another_provider_before_it_e
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
     let view = chain.deployment.contracts["DealStateView"].to_string();
-    let extra = [
-        "--deal-state-view-address",
-        &view,
-        "--deal-check-secs",
-        "1",
-        "--deal-replicas",
-        "1",
-        "--deal-renew-epochs",
-        "600",
-    ];
+    let extra = keeper_args(&view, "1", &["--deal-renew-epochs", "600"]);
     let (oracle, piece, order) = one_order(&chain, dir.path(), &extra).await;
     let sps = Sps { chain: &chain, order };
     sps.deliver(1000, 7).await;
@@ -453,14 +447,6 @@ async fn a_replica_near_its_terms_end_is_renewed_at_another_provider_before_it_e
     assert_eq!(order_slots(&chain, order).await, (1, 1, 1));
 
     let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let mine_to = |epoch: u64| {
-        let reader = reader.clone();
-        async move {
-            let head = reader.get_block_number().await.unwrap();
-            let blocks = alloy::primitives::U256::from(epoch.saturating_sub(head).max(1));
-            let _: Value = reader.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
-        }
-    };
     let until = |want: (u16, u16, u16), what: &'static str| {
         let chain = &chain;
         async move {
@@ -478,7 +464,7 @@ async fn a_replica_near_its_terms_end_is_renewed_at_another_provider_before_it_e
     // Within the renewal window, but funded for one term only (`--deal-funded-terms 1`): the
     // order cannot pay for another claim, so the target stays (a raise would show within a
     // few keeper rounds).
-    mine_to(end - 600).await;
+    chain.mine_to(end - 600).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(order_slots(&chain, order).await.0, 1, "raised with nothing to pay a claim");
     // Anyone may fund an order: once it can pay, the target is raised by one.
@@ -496,7 +482,7 @@ async fn a_replica_near_its_terms_end_is_renewed_at_another_provider_before_it_e
         .await;
 
     // The first term is over: its slot is reopened, and no slot opens for a third SP.
-    mine_to(end).await;
+    chain.mine_to(end).await;
     let reopened = |r: &Value| r["state"] == "reopened";
     wait_replica(&oracle, &piece, 1000, reopened, "the ended replica was never reopened").await;
     assert_eq!(order_slots(&chain, order).await, (1, 1, 1));
@@ -542,14 +528,7 @@ async fn a_market_read_that_fails_is_never_taken_for_a_deal_gone() {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
     let not_a_view = chain.deployment.pinning.to_string();
-    let extra = [
-        "--deal-state-view-address",
-        &not_a_view,
-        "--deal-check-secs",
-        "1",
-        "--deal-replicas",
-        "2",
-    ];
+    let extra = keeper_args(&not_a_view, "2", &[]);
     let (oracle, piece, order) = one_order(&chain, dir.path(), &extra).await;
     let sps = Sps { chain: &chain, order };
     sps.deliver(1001, 3).await;
@@ -559,11 +538,7 @@ async fn a_market_read_that_fails_is_never_taken_for_a_deal_gone() {
     sps.terminate(1001, 3).await;
     let claimed = |r: &Value| r["state"] == "claimed";
     let lapsed = wait_replica(&oracle, &piece, 1000, claimed, "the claim never seen").await;
-    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let head = reader.get_block_number().await.unwrap();
-    let blocks = lapsed["deadline"].as_u64().unwrap().saturating_sub(head) + 1;
-    let blocks = alloy::primitives::U256::from(blocks);
-    let _: Value = reader.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
+    chain.mine_to(lapsed["deadline"].as_u64().unwrap() + 1).await;
     let reopened = |r: &Value| r["state"] == "reopened";
     wait_replica(&oracle, &piece, 1000, reopened, "the lapsed claim was never reopened").await;
     // Rounds after that one: still active, unread, counted, and its slot not reopened.

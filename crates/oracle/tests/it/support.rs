@@ -5,7 +5,7 @@ use std::{path::Path, process::Stdio, time::Duration};
 use alloy::{
     network::EthereumWallet,
     primitives::{Address, Bytes},
-    providers::ProviderBuilder,
+    providers::{Provider, ProviderBuilder},
 };
 use estuary_chain::devnet::{self, LocalChain};
 use estuary_contracts::EstuaryPinning;
@@ -253,6 +253,15 @@ impl Chain {
     /// anvil with the contracts, then a block every `every` (the SP agents count epochs).
     pub async fn start_mining(every: Duration) -> Chain {
         Chain(LocalChain::start(Some(every)).await.expect("a local chain"))
+    }
+
+    /// Mines blocks up to `epoch` at once (`anvil_mine`; one block if the head is there already).
+    pub async fn mine_to(&self, epoch: u64) {
+        let reader = ProviderBuilder::new().connect_http(self.anvil.endpoint_url());
+        let head = reader.get_block_number().await.unwrap();
+        let blocks = alloy::primitives::U256::from(epoch.saturating_sub(head).max(1));
+        let _: serde_json::Value =
+            reader.raw_request("anvil_mine".into(), (blocks,)).await.unwrap();
     }
 }
 
