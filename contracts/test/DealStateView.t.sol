@@ -8,7 +8,6 @@ import {DealProposal} from "../src/lib/DealProposal.sol";
 import {FilAddress} from "../src/lib/FilAddress.sol";
 import {FvmActor} from "../src/lib/FvmActor.sol";
 import {MarketActor} from "../src/lib/MarketActor.sol";
-import {DataCapSimulator} from "../src/sim/DataCapSimulator.sol";
 import {ISimActor} from "../src/sim/SimActors.sol";
 import {FilecoinTest} from "./utils/FilecoinTest.sol";
 
@@ -138,23 +137,29 @@ contract DealStateViewTest is FilecoinTest {
         assertEq(cap, 0, "an ID address resolves; a miner has none");
     }
 
-    /// The DataCap actor's `Balance` as the FVM delivers it: one CBOR byte string (the binary
+    /// The DataCap actor's `Balance` as a contract asks it, through the `call_actor_id`
+    /// precompile (read-only, as `DealStateView` does): one CBOR byte string (the binary
     /// address) in, the balance in atto-tokens out (a CBOR big integer); another method or
-    /// extra bytes are not handled (22), and a payment is refused.
+    /// extra bytes are not handled (22), and a payment is refused (the stand-in reverts: 22).
     function test_DataCapActor_AnswersBalanceInAttoTokens() public {
         market.setDataCap(address(acceptingClient), 5);
-        DataCapSimulator dc = DataCapSimulator(DataCapActor.ETH_ADDRESS);
+        ActorCaller caller = new ActorCaller();
         bytes memory who = Cbor.encodeBytes(FilAddress.delegatedAddress(address(acceptingClient)));
-        (int256 code, uint64 codec_, bytes memory ret) = dc.handle(DataCapActor.BALANCE, 0x51, who);
+        (bool ok, int256 code, uint64 codec_, bytes memory ret) =
+            caller.call(DataCapActor.ACTOR_ID, DataCapActor.BALANCE, who, 0, true);
+        assertTrue(ok);
         assertEq(code, 0);
         assertEq(codec_, 0x51);
         assertEq(ret, Cbor.encodeBigUint(5 * DataCapActor.TOKEN_PRECISION));
-        (code,,) = dc.handle(DataCapActor.BALANCE + 1, 0x51, who);
+        (, code,,) = caller.call(DataCapActor.ACTOR_ID, DataCapActor.BALANCE + 1, who, 0, true);
         assertEq(code, 22);
-        (code,,) = dc.handle(DataCapActor.BALANCE, 0x51, bytes.concat(who, hex"00"));
+        (, code,,) =
+            caller.call(DataCapActor.ACTOR_ID, DataCapActor.BALANCE, bytes.concat(who, hex"00"), 0, true);
         assertEq(code, 22);
-        vm.expectRevert(DataCapSimulator.DataCapSimulatorNotPayable.selector);
-        dc.handle{value: 1}(DataCapActor.BALANCE, 0x51, who);
+        vm.deal(address(caller), 1);
+        (, code,,) = caller.call(DataCapActor.ACTOR_ID, DataCapActor.BALANCE, who, 1, false);
+        assertEq(code, 22);
+        assertEq(DataCapActor.ETH_ADDRESS.balance, 0, "nothing held");
     }
 
     /// No market (a chain without the precompile's actor): the whole call fails, nothing is
@@ -185,5 +190,15 @@ contract DealStateViewTest is FilecoinTest {
         assertEq(uint8(s[n - 1].status), uint8(DealStateView.Status.Active));
         emit log_named_uint("getDeals gas per active deal", used / n);
         assertLe(used, 30_000_000);
+    }
+}
+
+/// A contract calling an actor through the `call_actor_id` precompile, as Estuary's contracts do.
+contract ActorCaller {
+    function call(uint64 actorId, uint64 method, bytes memory params, uint256 value, bool readOnly)
+        external
+        returns (bool ok, int256 exitCode, uint64 codec, bytes memory ret)
+    {
+        return FvmActor.call(actorId, method, params, value, readOnly);
     }
 }
