@@ -15,6 +15,7 @@ const CONTRACTS = [
   'EstuaryOracle',
   'DataDAO',
   'DealStateView',
+  'ProviderRegistry',
   'DealCodec',
   'MarketSimulator',
   'MinerActorSimulator',

@@ -7,6 +7,7 @@ import {DealStateView} from "../src/DealStateView.sol";
 import {EstuaryOracle} from "../src/EstuaryOracle.sol";
 import {EstuaryPinning} from "../src/EstuaryPinning.sol";
 import {PerpetualStorage} from "../src/PerpetualStorage.sol";
+import {ProviderRegistry} from "../src/ProviderRegistry.sol";
 import {DataCapActor} from "../src/lib/DataCapActor.sol";
 import {DealCodec} from "../src/lib/DealCodec.sol";
 import {FilAddress} from "../src/lib/FilAddress.sol";
@@ -31,6 +32,10 @@ import {console} from "forge-std/console.sol";
 ///         controlling addresses and given market escrow; the market gets the local policy
 ///         (deals from 300 epochs, so that terms of minutes work) and DataCap for the contracts.
 ///         On Filecoin Calibration (314159) the real actors and precompiles are used.
+///
+///         Every chain gets the same contracts: EstuaryPinning, PerpetualStorage (with its
+///         DealCodec), DealClient, EstuaryOracle, DataDAO, DealStateView and ProviderRegistry
+///         (where providers publish their retrieval URLs; no constructor arguments, no owner).
 /// @dev Environment:
 ///      - `ESTUARY_OWNER`: the owner of every contract (default: the deployer). Ownership is
 ///        two-step: when the owner is not the deployer, the script proposes it, and accepts it
@@ -87,6 +92,7 @@ contract Deploy is Script {
         EstuaryOracle oracle;
         DataDAO dao;
         DealStateView dealStateView;
+        ProviderRegistry providerRegistry;
     }
 
     function profile() internal view returns (Profile memory p) {
@@ -210,6 +216,7 @@ contract Deploy is Script {
         d.oracle = new EstuaryOracle(deployer, p.jobTimeout, p.consumerCap);
         d.dao = new DataDAO(deployer, d.pinning, d.perpetual, p.votingPeriod, p.fundingPeriod, p.quorumBps);
         d.dealStateView = new DealStateView();
+        d.providerRegistry = new ProviderRegistry();
         d.pinning.setOperator(operator, true);
         d.dealClient.setOperator(operator, true);
         d.oracle.setOperator(operator, true);
@@ -285,6 +292,7 @@ contract Deploy is Script {
         vm.serializeAddress(key, "DealClient", address(d.dealClient));
         vm.serializeAddress(key, "EstuaryOracle", address(d.oracle));
         vm.serializeAddress(key, "DealStateView", address(d.dealStateView));
+        vm.serializeAddress(key, "ProviderRegistry", address(d.providerRegistry));
         vm.serializeAddress(key, "MarketActor", MarketActor.ETH_ADDRESS);
         vm.serializeUint(key, "simulatedMiners", miners);
         vm.serializeBool(key, "simulatedMarket", block.chainid == LOCAL);

@@ -123,7 +123,7 @@ pub struct Deployment {
     /// `EstuaryPinning`.
     pub pinning: Address,
     /// Every deployed contract by name (`EstuaryPinning`, `PerpetualStorage`, `DealClient`,
-    /// `EstuaryOracle`, `DataDAO`, `DealStateView`).
+    /// `EstuaryOracle`, `DataDAO`, `DealStateView`, `ProviderRegistry`).
     pub contracts: BTreeMap<String, Address>,
     /// The block before the deployment: where watchers start.
     pub block: u64,
@@ -146,6 +146,8 @@ struct DeployOutput {
     dao: Address,
     #[serde(rename = "DealStateView")]
     deal_state_view: Address,
+    #[serde(rename = "ProviderRegistry")]
+    provider_registry: Address,
 }
 
 /// Deploys every Estuary contract with `signer` by running the Foundry deploy script
@@ -204,6 +206,7 @@ pub async fn deploy(
         ("EstuaryOracle".to_owned(), out.oracle),
         ("DataDAO".to_owned(), out.dao),
         ("DealStateView".to_owned(), out.deal_state_view),
+        ("ProviderRegistry".to_owned(), out.provider_registry),
     ]);
     for (name, address) in &contracts {
         let code =

@@ -241,7 +241,7 @@ pub async fn run(opts: DevOptions) -> Result<()> {
             .await
             .context("binding the dapp's port")?;
     let dapp_url = format!("http://{}", listener.local_addr()?);
-    // The SP agents' ports, known before the oracle starts: it probes them.
+    // The SP agents' ports (each agent registers its own in the ProviderRegistry).
     let sp_ports = (0..SIMULATED_MINERS.len())
         .map(|i| if opts.sp_port == 0 { devnet::free_port() } else { Ok(opts.sp_port + i as u16) })
         .collect::<Result<Vec<u16>, _>>()?;
@@ -259,11 +259,14 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     deal_args.extend(["--deal-renew-epochs".into(), "600".into()]);
     // The SPs' agents are the oracle's providers: it reads each replica back from its SP (a
     // span of its piece and, for a CAR, its root block, each checked); three failures in a row
-    // and it is replaced.
-    for ((miner, _), port) in SIMULATED_MINERS.into_iter().zip(&sp_ports) {
-        let policy = format!("f0{miner}:price=0,url=http://127.0.0.1:{port}");
-        deal_args.extend(["--provider".into(), policy]);
+    // and it is replaced. Where each SP serves is what its agent registered in the
+    // ProviderRegistry (read again every 2 s here), not an operator's `url=`.
+    for (miner, _) in SIMULATED_MINERS {
+        deal_args.extend(["--provider".into(), format!("f0{miner}:price=0")]);
     }
+    let registry = deployment.contracts["ProviderRegistry"].to_string();
+    deal_args.extend(["--provider-registry-address".into(), registry.clone()]);
+    deal_args.extend(["--provider-registry-refresh-secs".into(), "2".into()]);
     match opts.cold_after_secs {
         // About every 30 s.
         None => deal_args.extend(["--probe-every-secs", "30"].map(String::from)),
@@ -348,6 +351,8 @@ pub async fn run(opts: DevOptions) -> Result<()> {
             .args(["--miner", &format!("f0{miner}")])
             .args(["--perpetual-address", &deployment.contracts["PerpetualStorage"].to_string()])
             .args(["--deal-client-address", &deployment.contracts["DealClient"].to_string()])
+            // Where it serves retrievals, registered for its miner (its listen address).
+            .args(["--provider-registry-address", &registry])
             .args(["--start-block", &deployment.block.to_string()])
             .args(["--confirmations", "1"])
             .arg("--db")

@@ -99,6 +99,22 @@ pub mod deal_state_view {
 }
 pub use deal_state_view::DealStateView;
 
+/// `ProviderRegistry`'s bindings (their own module: each ABI brings its own library types).
+pub mod provider_registry {
+    use alloy::sol;
+
+    sol!(
+        /// `ProviderRegistry`: the retrieval URL each miner's controlling address registered
+        /// (`setUrl`), read by the oracle for providers the operator did not list with `url=`
+        /// (`urlsOf`, at most `MAX_BATCH` a call).
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        ProviderRegistry,
+        "../../contracts/artifacts/ProviderRegistry.json"
+    );
+}
+pub use provider_registry::ProviderRegistry;
+
 /// `MarketSimulator`'s bindings (their own module: each ABI brings its own library types).
 pub mod market_simulator {
     use alloy::sol;

@@ -269,6 +269,17 @@ pub struct DealsConfig {
     /// (price: attoFIL per GiB per epoch it asks; verified: any, true or false).
     #[arg(long = "provider", env = "ESTUARY_PROVIDERS", value_delimiter = ';')]
     pub providers: Vec<crate::domain::placement::ProviderPolicy>,
+    /// Address of a ProviderRegistry: a provider holding the orders' replicas without `url=` in
+    /// its `--provider` policy is probed and read from at the retrieval URL its miner
+    /// registered there. Such a URL is the provider's word: it is read under --allow-net's
+    /// policy (internal addresses refused), as a request's origins are.
+    #[arg(long = "provider-registry-address", env = "ESTUARY_PROVIDER_REGISTRY_ADDRESS")]
+    pub provider_registry: Option<Address>,
+    /// Seconds before a provider's registered URL is read from the registry again (a provider
+    /// new to the orders is asked within 15 s).
+    #[arg(long, env = "ESTUARY_PROVIDER_REGISTRY_REFRESH_SECS", default_value_t = 600,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub provider_registry_refresh_secs: u64,
     /// Most the operator pays a provider for a contract deal, in attoFIL per GiB per epoch;
     /// providers asking more are not chosen.
     #[arg(long, env = "ESTUARY_DEAL_MAX_PRICE", default_value_t = 0)]
@@ -448,14 +459,27 @@ impl DealsConfig {
         })
     }
 
-    /// The prober's settings, if any provider has a `url=` to probe at; `rpc` are the chain's
-    /// endpoints (whether they are off this host tells whether the network is up).
-    pub fn prober(&self, rpc: &[String]) -> Option<crate::deals::probes::ProberConfig> {
-        let urls: std::collections::HashMap<u64, String> =
+    /// Where providers serve retrievals: the operator's `url=`s, and those the registry will
+    /// give (if `--provider-registry-address`).
+    pub fn provider_urls(&self) -> crate::deals::registry::ProviderUrls {
+        let configured =
             self.providers.iter().filter_map(|p| Some((p.provider, p.url.clone()?))).collect();
+        crate::deals::registry::ProviderUrls::new(configured, self.provider_registry.is_some())
+    }
+
+    /// The prober's settings, if any provider has, or may register, a URL to probe at: `urls`
+    /// from [`Self::provider_urls`]; `net`, what registered URLs may reach; `rpc`, the chain's
+    /// endpoints (whether they are off this host tells whether the network is up).
+    pub fn prober(
+        &self,
+        urls: &std::sync::Arc<crate::deals::registry::ProviderUrls>,
+        net: &std::sync::Arc<crate::fetch::NetPolicy>,
+        rpc: &[String],
+    ) -> Option<crate::deals::probes::ProberConfig> {
         let every = std::time::Duration::from_secs(self.probe_every_secs);
-        (!urls.is_empty()).then(|| crate::deals::probes::ProberConfig {
-            urls,
+        urls.any().then(|| crate::deals::probes::ProberConfig {
+            urls: std::sync::Arc::clone(urls),
+            net: std::sync::Arc::clone(net),
             every,
             lost_after: self.probe_lost_after,
             per_minute: self.probes_per_minute,
@@ -469,10 +493,12 @@ impl DealsConfig {
     }
 
     /// When deals' copies here may go, if asked for (`--cold-after-secs`) and probes can
-    /// verify their replicas (a provider with `url=`).
+    /// verify their replicas (a provider with `url=`, or a registry to read URLs from).
     pub fn cold(&self) -> Option<crate::domain::probe::ColdRules> {
         let after = self.cold_after_secs?;
-        self.providers.iter().any(|p| p.url.is_some()).then(|| crate::domain::probe::ColdRules {
+        let probed =
+            self.provider_registry.is_some() || self.providers.iter().any(|p| p.url.is_some());
+        probed.then(|| crate::domain::probe::ColdRules {
             after_ms: after.saturating_mul(1000),
             min_verified: self.cold_min_verified,
             min_oks: self.probe_lost_after,

@@ -159,13 +159,17 @@ impl Oracle {
         let packed_dir = data_dir.join("packed");
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
-        // Cold reads and their read-backs: what the probes read from (providers with `url=`).
-        let probes = config.deals.prober(&config.chain.endpoints());
+        // Cold reads and their read-backs: what the probes read from (providers with `url=`,
+        // or a URL registered on chain).
+        let provider_urls = Arc::new(config.deals.provider_urls());
+        let net = Arc::new(config.fetch.net_policy());
+        let probes = config.deals.prober(&provider_urls, &net, &config.chain.endpoints());
         let cold = match &probes {
             Some(p) => Some(Arc::new(
                 crate::deals::cold::ColdReads::new(
                     store.clone(),
-                    p.urls.clone(),
+                    Arc::clone(&p.urls),
+                    Arc::clone(&net),
                     p.timeout,
                     Duration::from_secs(config.deals.cold_cache_secs),
                 )
@@ -220,6 +224,7 @@ impl Oracle {
                 (config.deals.bucket_size.is_some(), "--bucket-size"),
                 (config.deals.datadao.is_some(), "--datadao-address"),
                 (!config.deals.dedicated_buckets.is_empty(), "--dedicated-bucket-for"),
+                (config.deals.provider_registry.is_some(), "--provider-registry-address"),
             ];
             for (_, flag) in ignored.iter().filter(|(set, _)| *set) {
                 warn!(
@@ -251,7 +256,15 @@ impl Oracle {
         if dealing {
             match &operator {
                 Some(tx) => tasks.extend(start_deals(
-                    &config, &providers, chain_id, tx, &store, local_addr, &wake, &shutdown,
+                    &config,
+                    &providers,
+                    chain_id,
+                    tx,
+                    &store,
+                    local_addr,
+                    probes.clone(),
+                    &wake,
+                    &shutdown,
                 )?),
                 None => warn!("no operator key: no orders are made for deals"),
             }
@@ -412,6 +425,7 @@ fn start_deals(
     tx: &estuary_chain::TxManager,
     store: &Store,
     local_addr: SocketAddr,
+    probes: Option<crate::deals::probes::ProberConfig>,
     wake: &crate::deals::Wake,
     shutdown: &CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>, OracleError> {
@@ -432,7 +446,18 @@ fn start_deals(
     let largest = config.deals.buckets().map(|rules| rules.largest_piece());
     let every = std::time::Duration::from_secs(config.deals.deal_check_secs);
     let mut tasks = Vec::new();
-    if let Some(probes) = config.deals.prober(&config.chain.endpoints()) {
+    if let Some(probes) = probes {
+        if let Some(registry) = config.deals.provider_registry {
+            let reader = crate::deals::registry::RegistryReader::new(
+                store.clone(),
+                tx.provider().clone(),
+                registry,
+                Arc::clone(&probes.urls),
+                Arc::clone(&probes.net),
+                std::time::Duration::from_secs(config.deals.provider_registry_refresh_secs),
+            );
+            tasks.push(tokio::spawn(reader.run(shutdown.clone())));
+        }
         let levels = crate::deals::probes::LevelsMaker::new(
             store.clone(),
             config.store.data_dir.join("packed"),

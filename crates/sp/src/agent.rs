@@ -748,6 +748,50 @@ pub async fn run_worker<S: Sealer>(ctx: Arc<Ctx<S>>, shutdown: CancellationToken
     tasks.shutdown().await;
 }
 
+/// Keeps `url` registered as the miner's retrieval URL in `registry`, so that oracles reading
+/// it probe this provider's replicas: read at start and every hour, sent again only when it
+/// differs (from the agent's key, which must control the miner). A refusal or a chain error is
+/// logged and tried again a minute later.
+pub async fn run_registration(
+    chain: ChainClient,
+    registry: alloy::primitives::Address,
+    url: String,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let wait = match register(&chain, registry, &url).await {
+            Ok(()) => Duration::from_secs(3600),
+            Err(why) => {
+                warn!(%registry, %url, %why, "registering the retrieval URL failed; retried in a minute");
+                Duration::from_secs(60)
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One look at the registry, and `url` registered if it is not.
+async fn register(
+    chain: &ChainClient,
+    registry: alloy::primitives::Address,
+    url: &str,
+) -> Result<(), String> {
+    let current = chain.registered_url(registry).await.map_err(|e| e.to_string())?;
+    if current == url {
+        debug!(%registry, url, "retrieval URL registered");
+        return Ok(());
+    }
+    chain
+        .register_url(registry, url)
+        .await
+        .map_err(|e| crate::chain::contracts::revert_name(&e).unwrap_or_else(|| e.to_string()))?;
+    info!(%registry, url, was = %current, "retrieval URL registered");
+    Ok(())
+}
+
 /// The indexer and the keeper's withdrawals.
 pub async fn run_housekeeping<S: Sealer>(ctx: Arc<Ctx<S>>, shutdown: CancellationToken) {
     let mut round = 0u64;

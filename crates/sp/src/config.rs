@@ -64,6 +64,11 @@ pub struct ContractsConfig {
         value_delimiter = ','
     )]
     pub deal_client: Vec<Address>,
+    /// A `ProviderRegistry` contract: the agent registers `--public-url` there for its miner
+    /// (from its key, a controlling address), so that the oracles reading it probe this
+    /// provider's replicas and read cold pins from it without an operator listing its URL.
+    #[arg(long = "provider-registry-address", env = "ESTUARY_PROVIDER_REGISTRY_ADDRESS")]
+    pub provider_registry: Option<Address>,
     /// First block to read when the database has no cursor (the contracts' deployment block):
     /// events from there on are found, however late the agent starts.
     #[arg(long, env = "ESTUARY_START_BLOCK", default_value_t = 0)]
@@ -87,6 +92,11 @@ pub struct ApiConfig {
     /// Address for the HTTP server.
     #[arg(long, env = "ESTUARY_SP_LISTEN", default_value = "127.0.0.1:3100")]
     pub listen: SocketAddr,
+    /// This server's URL as clients reach it (`{public-url}/piece/{cid}`, `{public-url}/ipfs/{cid}`):
+    /// what the agent registers with `--provider-registry-address` (default: `http://` and the
+    /// listen address).
+    #[arg(long, env = "ESTUARY_SP_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Retrieval requests served at once; more are answered 503.
     #[arg(long, env = "ESTUARY_SP_MAX_RETRIEVALS", default_value_t = 64)]
     pub max_retrievals: usize,

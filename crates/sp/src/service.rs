@@ -217,6 +217,21 @@ impl Agent {
             stats: Arc::clone(&stats),
             tick: Duration::from_millis(config.keeper.tick_ms.max(10)),
         });
+        if let Some(registry) = config.contracts.provider_registry {
+            let url = config
+                .api
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local_addr}"))
+                .trim_end_matches('/')
+                .to_owned();
+            tasks.push(tokio::spawn(agent::run_registration(
+                ctx.chain.clone(),
+                registry,
+                url,
+                shutdown.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(agent::run_evaluator(Arc::clone(&ctx), shutdown.clone())));
         tasks.push(tokio::spawn(agent::run_worker(Arc::clone(&ctx), shutdown.clone())));
         tasks.push(tokio::spawn(agent::run_housekeeping(Arc::clone(&ctx), shutdown.clone())));

@@ -1270,6 +1270,11 @@ async fn list_dao_fundings<B: Blockstore>(
 struct ProviderView {
     /// `f0…`.
     address: String,
+    /// Where the oracle reads its replicas back: `"operator"` (its `url=`, not shown),
+    /// `"registry"` (what its miner registered: `registered_url`), or `null` (not probed).
+    url_source: Option<&'static str>,
+    /// The URL its miner registered in the `ProviderRegistry`, if that is what is used.
+    registered_url: Option<String>,
     #[serde(flatten)]
     stats: crate::domain::provider::ProviderStats,
 }
@@ -1299,8 +1304,8 @@ async fn repair_now<B: Blockstore>(
 
 /// `GET /providers`: every storage provider the oracle's orders have seen, best score first,
 /// with what it did (claims, publications, activations, lapsed claims, replicas ended early,
-/// slashed deals), what it holds now (active, in flight, bytes), its times in epochs and its
-/// score (`domain::provider`).
+/// slashed deals), what it holds now (active, in flight, bytes), its times in epochs, its
+/// score (`domain::provider`) and where it is read back from.
 async fn list_providers<B: Blockstore>(
     State(st): State<Arc<ApiState<B>>>,
 ) -> Result<Json<ProvidersBody>, ApiError> {
@@ -1314,7 +1319,17 @@ async fn list_providers<B: Blockstore>(
     stats.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.provider.cmp(&b.provider)));
     let results = stats
         .into_iter()
-        .map(|stats| ProviderView { address: format!("f0{}", stats.provider), stats })
+        .map(|stats| {
+            let url = st.cold.as_ref().and_then(|c| c.urls().get(stats.provider));
+            ProviderView {
+                address: format!("f0{}", stats.provider),
+                url_source: url
+                    .as_ref()
+                    .map(|u| if u.registered { "registry" } else { "operator" }),
+                registered_url: url.filter(|u| u.registered).map(|u| u.url),
+                stats,
+            }
+        })
         .collect();
     Ok(Json(ProvidersBody { head, results }))
 }

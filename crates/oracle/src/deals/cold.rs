@@ -60,14 +60,17 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 use tracing::warn;
 
-use super::probes::{ProbeFailure, provider_client, read_span};
+use super::{
+    probes::{ProbeFailure, read_span},
+    registry::{ProviderClients, ProviderUrl, ProviderUrls},
+};
 use crate::{
     blockstore::Blockstore,
     domain::{
         now_ms,
         probe::{ColdRules, PieceLevels},
     },
-    fetch::{FetchError, FetchJob, Fetcher},
+    fetch::{FetchError, FetchJob, Fetcher, NetPolicy},
     store::{Store, StoreError},
 };
 
@@ -96,6 +99,9 @@ pub struct Source {
     pub provider: u64,
     /// Where it serves retrievals.
     pub url: String,
+    /// Whether the provider registered `url` (read under the network policy) rather than the
+    /// operator configuring it.
+    pub registered: bool,
 }
 
 /// Why a cold read cannot be served.
@@ -188,8 +194,8 @@ type PieceEntry = (Instant, Arc<PieceLevels>, Vec<Source>);
 #[derive(Debug)]
 pub struct ColdReads {
     store: Store,
-    http: reqwest::Client,
-    urls: HashMap<u64, String>,
+    http: ProviderClients,
+    urls: Arc<ProviderUrls>,
     stats: Mutex<ColdStats>,
     reads: Arc<Semaphore>,
     keeping: Arc<Semaphore>,
@@ -257,17 +263,19 @@ struct Reading {
 }
 
 impl ColdReads {
-    /// Cold reads from the providers in `urls` (their `url=`), each read within `timeout`,
-    /// verified spans kept in memory for `cache_ttl` (zero: none kept).
+    /// Cold reads from the providers in `urls` (their `url=`, or what they registered: read
+    /// under `net`), each read within `timeout`, verified spans kept in memory for
+    /// `cache_ttl` (zero: none kept).
     pub fn new(
         store: Store,
-        urls: HashMap<u64, String>,
+        urls: Arc<ProviderUrls>,
+        net: Arc<NetPolicy>,
         timeout: Duration,
         cache_ttl: Duration,
     ) -> Result<Self, reqwest::Error> {
         Ok(Self {
             store,
-            http: provider_client(timeout)?,
+            http: ProviderClients::new(timeout, net)?,
             urls,
             stats: Mutex::default(),
             reads: Arc::new(Semaphore::new(READS_AT_ONCE)),
@@ -275,6 +283,11 @@ impl ColdReads {
             cache: SpanCache::new(cache_ttl),
             pieces: Mutex::default(),
         })
+    }
+
+    /// Where the providers serve (the operator's `url=`, and what they registered).
+    pub fn urls(&self) -> &ProviderUrls {
+        &self.urls
     }
 
     /// What cold reads have done so far.
@@ -358,7 +371,7 @@ impl ColdReads {
     }
 
     /// The providers `piece` can be read from: its active replicas at a provider with a
-    /// `url=`, the last verified first and the lost last (every span is checked, so asking
+    /// URL (`url=` or registered), the last verified first and the lost last (every span is checked, so asking
     /// one more costs time only).
     pub async fn sources(&self, piece: &str) -> Result<Vec<Source>, StoreError> {
         let mut held: Vec<_> = self
@@ -367,18 +380,18 @@ impl ColdReads {
             .await?
             .into_iter()
             .filter_map(|t| {
-                let url = self.urls.get(&t.provider)?;
+                let url = self.urls.get(t.provider)?;
                 let lost = t.probe.is_some_and(|v| v.lost());
                 let verified = t.probe.is_some_and(|v| v.last_probe_ok);
                 let failures = t.probe.map_or(0, |v| v.failures_in_a_row);
-                Some(((lost, !verified, failures, t.provider), url.clone()))
+                Some(((lost, !verified, failures, t.provider), url))
             })
             .collect();
         held.sort();
         let mut sources: Vec<Source> = Vec::new();
         for ((_, _, _, provider), url) in held {
             if !sources.iter().any(|s| s.provider == provider) {
-                sources.push(Source { provider, url });
+                sources.push(Source { provider, url: url.url, registered: url.registered });
             }
         }
         Ok(sources)
@@ -555,7 +568,11 @@ impl Reading {
         for k in 0..self.sources.len() {
             let at = (first + k) % self.sources.len();
             let source = &self.sources[at];
-            match read_span(&self.reads.http, &source.url, &self.piece, &self.levels, index).await {
+            let http = self
+                .reads
+                .http
+                .of(&ProviderUrl { url: source.url.clone(), registered: source.registered });
+            match read_span(http, &source.url, &self.piece, &self.levels, index).await {
                 Ok((bytes, _)) => {
                     self.reads.count(source.provider, Some(bytes.len() as u64));
                     self.preferred.store(at, Ordering::Relaxed);

@@ -27,6 +27,9 @@
 //! - [`datadao`]: a DataDAO's accepted CIDs funded as its own orders (`fundOrder`), or expired
 //!   on chain when their window closed;
 //! - [`store_jobs`]: `EstuaryOracle` store jobs fulfilled with their deals and proofs;
+//! - [`registry`]: where providers serve retrievals — the operator's `url=`, or the URL a
+//!   provider registered in a `ProviderRegistry` (`--provider-registry-address`), read under the
+//!   fetch's network policy;
 //! - [`keeper`]: each round, the market read for the orders' deals, and the lapsed claims and
 //!   ended replicas reopened (and bounties collected, if asked).
 //!
@@ -46,6 +49,7 @@ pub mod market;
 pub mod perpetual;
 pub mod probes;
 pub mod proofs;
+pub mod registry;
 pub mod splits;
 pub mod store_jobs;
 

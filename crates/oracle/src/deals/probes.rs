@@ -21,7 +21,9 @@
 //!
 //! - **Where a provider serves**: `url=` in its `--provider` policy (the SP agent's HTTP
 //!   address, or Boost's or Curio's HTTP retrieval endpoint: both serve `/piece/{cid}` and the
-//!   trustless gateway). Providers without one are not probed.
+//!   trustless gateway), else the URL its miner registered in the `ProviderRegistry`
+//!   ([`crate::deals::registry`]: read under the fetch's network policy). Providers with
+//!   neither are not probed.
 //! - **A hostile provider** cannot make the oracle do unbounded work: each read is capped at
 //!   the bytes asked for (plus one, to see an overlong answer), has a deadline, and follows no
 //!   redirect. What it answers is checked, never trusted: a `200` with the wrong bytes fails.
@@ -51,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
+    deals::registry::{ProviderClients, ProviderUrl, ProviderUrls},
     domain::{
         now_ms,
         probe::{LevelsBuilder, PieceLevels, ProbeError, ProbeView, next_due},
@@ -66,7 +69,7 @@ const AT_ONCE: usize = 8;
 /// Probes in flight at once of one provider (a slow one holds no more of the slots).
 const AT_ONCE_PER_PROVIDER: usize = 2;
 /// Most time to connect to a provider (within the read's deadline).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of the hot copy hashed at a time when a piece's levels are made.
 const HASH_BATCH: usize = 8 << 20;
 /// Pieces whose levels are made in one pass of the levels task.
@@ -83,8 +86,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The prober's settings.
 #[derive(Debug, Clone)]
 pub struct ProberConfig {
-    /// Where each provider serves retrievals (`url=` of its policy).
-    pub urls: HashMap<u64, String>,
+    /// Where each provider serves retrievals (`url=` of its policy, or registered).
+    pub urls: Arc<ProviderUrls>,
+    /// What registered URLs may reach (the fetch's `--allow-net`).
+    pub net: Arc<crate::fetch::NetPolicy>,
     /// Each replica is probed about this often (±25 %).
     pub every: Duration,
     /// Probes in a row that must fail for a replica to be lost (and verify for it to be found
@@ -133,16 +138,6 @@ pub fn all_remote(urls: &[String]) -> bool {
 fn later(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d).or_else(|| now.checked_add(Duration::from_secs(1 << 40))).unwrap_or(now)
-}
-
-/// An HTTP client for providers: no redirects, a connect deadline within `timeout`, and
-/// `timeout` for a whole read.
-pub(crate) fn provider_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(timeout.min(CONNECT_TIMEOUT))
-        .timeout(timeout)
-        .build()
 }
 
 /// Why a read failed (the provider's failure, or no answer at all), or could not be checked
@@ -266,7 +261,7 @@ pub fn unreachable_counts(
 pub struct Prober {
     store: Store,
     chain: DynProvider,
-    http: reqwest::Client,
+    http: ProviderClients,
     config: ProberConfig,
     /// Probes started in the last minute: when, and whose.
     recent: VecDeque<(Instant, u64)>,
@@ -295,7 +290,7 @@ impl Prober {
         Ok(Self {
             store,
             chain,
-            http: provider_client(config.timeout)?,
+            http: ProviderClients::new(config.timeout, Arc::clone(&config.net))?,
             config,
             recent: VecDeque::new(),
             unchecked: HashMap::new(),
@@ -309,7 +304,8 @@ impl Prober {
 
     /// Runs until `shutdown` (probes under way are dropped: each is recorded on its own).
     pub async fn run(mut self, shutdown: CancellationToken) {
-        info!(providers = self.config.urls.len(), every = ?self.config.every, "probing replicas");
+        let (configured, registered) = self.config.urls.counts();
+        info!(configured, registered, every = ?self.config.every, "probing replicas");
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -347,10 +343,10 @@ impl Prober {
         self.unchecked.retain(|_, until| *until > wake);
         self.deferred.retain(|_, until| *until > wake);
         for (target, levels) in self.choose().await.map_err(|e| e.to_string())? {
-            let Some(url) = self.config.urls.get(&target.provider).cloned() else { continue };
+            let Some(url) = self.config.urls.get(target.provider) else { continue };
             self.flying.insert(target.deal_id, target.provider);
-            let http = self.http.clone();
-            self.in_flight.spawn(probe(http, url, target, levels, head));
+            let http = self.http.of(&url).clone();
+            self.in_flight.spawn(probe(http, url.url, target, levels, head));
         }
         Ok(())
     }
@@ -452,7 +448,7 @@ impl Prober {
             .probe_targets()
             .await?
             .into_iter()
-            .filter(|t| self.config.urls.contains_key(&t.provider))
+            .filter(|t| self.config.urls.contains(t.provider))
             .filter(|t| !self.flying.contains_key(&t.deal_id))
             .filter(|t| !self.deferred.contains_key(&t.deal_id))
             .filter(|t| !self.unchecked.contains_key(&t.piece_cid))
@@ -513,10 +509,11 @@ impl Prober {
     /// Whether any of up to [`CANARIES`] providers other than `failed` answers at all (`None`:
     /// there is no other).
     async fn anyone_answers(&self, failed: &HashSet<u64>) -> Option<bool> {
-        let mut others: Vec<&String> = self
+        let mut others: Vec<ProviderUrl> = self
             .config
             .urls
-            .iter()
+            .all()
+            .into_iter()
             .filter(|(p, _)| !failed.contains(p))
             .map(|(_, url)| url)
             .collect();
@@ -526,8 +523,9 @@ impl Prober {
         others.shuffle(&mut rand::rng());
         let asks = others.into_iter().take(CANARIES).map(|url| {
             // Any answer, whatever its status, shows the oracle reaches the network.
-            let url = format!("{}/", url.trim_end_matches('/'));
-            async move { self.http.head(url).send().await.is_ok() }
+            let http = self.http.of(&url).clone();
+            let url = format!("{}/", url.url.trim_end_matches('/'));
+            async move { http.head(url).send().await.is_ok() }
         });
         Some(futures::future::join_all(asks).await.into_iter().any(|answered| answered))
     }

@@ -22,8 +22,12 @@ use std::{
 };
 
 use estuary_oracle::{
-    deals::cold::{ColdReads, Source},
+    deals::{
+        cold::{ColdReads, Source},
+        registry::ProviderUrls,
+    },
     domain::probe::LevelsBuilder,
+    fetch::NetPolicy,
     store::{DatabaseUrl, Store},
 };
 use estuary_piece::{CommP, PieceCid};
@@ -138,13 +142,14 @@ async fn bench_cold_piece_reads_from_an_sp_beside_hot_ones() {
         // No cache: each run reads from the SP.
         ColdReads::new(
             store.clone(),
-            HashMap::from([(1000, sp.clone())]),
+            Arc::new(ProviderUrls::new(HashMap::from([(1000, sp.clone())]), false)),
+            Arc::new(NetPolicy::strict()),
             Duration::from_secs(60),
             Duration::ZERO,
         )
         .unwrap(),
     );
-    let sources = vec![Source { provider: 1000, url: sp.clone() }];
+    let sources = vec![Source { provider: 1000, url: sp.clone(), registered: false }];
 
     let (mut hot, mut cold_best, mut direct) = (Duration::MAX, Duration::MAX, Duration::MAX);
     for run in 0..RUNS {
@@ -298,7 +303,8 @@ async fn bench_cold_gateway_reads_from_an_sp_beside_hot_ones() {
     let reads = Arc::new(
         ColdReads::new(
             store.clone(),
-            HashMap::from([(1000, sp.clone())]),
+            Arc::new(ProviderUrls::new(HashMap::from([(1000, sp.clone())]), false)),
+            Arc::new(NetPolicy::strict()),
             Duration::from_secs(60),
             Duration::from_secs(2),
         )

@@ -29,13 +29,16 @@ use axum::{
     http::StatusCode,
     response::Response,
 };
-use std::collections::HashMap;
 
 use estuary_contracts::DealClient;
 use estuary_oracle::{
     blockstore::FsBlockstore,
     config::P2pConfig,
-    deals::cold::{ColdError, ColdReads, Source},
+    deals::{
+        cold::{ColdError, ColdReads, Source},
+        registry::ProviderUrls,
+    },
+    fetch::NetPolicy,
     p2p::P2p,
     store::{DatabaseUrl, Store},
 };
@@ -237,6 +240,16 @@ async fn slots_lost(
         Filter::new().address(perpetual).event_signature(SlotLost::SIGNATURE_HASH).from_block(0);
     let logs = reader.get_logs(&filter).await.unwrap();
     logs.iter().map(|l| SlotLost::decode_log_data(l.data()).unwrap()).collect()
+}
+
+/// No provider's URL known (cold reads that have nobody to ask).
+fn no_urls() -> Arc<ProviderUrls> {
+    Arc::new(ProviderUrls::default())
+}
+
+/// The network policy with nothing internal allowed.
+fn strict() -> Arc<NetPolicy> {
+    Arc::new(NetPolicy::strict())
 }
 
 fn probed_ok(order: &Value, provider: u64) -> bool {
@@ -508,9 +521,14 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     let store = Store::open(&DatabaseUrl::Sqlite(db.clone())).await.unwrap();
     let levels = Arc::new(store.piece_levels(&piece).await.unwrap().unwrap());
     let reads = Arc::new(
-        ColdReads::new(store, HashMap::new(), Duration::from_secs(10), Duration::ZERO).unwrap(),
+        ColdReads::new(store, no_urls(), strict(), Duration::from_secs(10), Duration::ZERO)
+            .unwrap(),
     );
-    let sources = [1, 2].map(|i| Source { provider: 1000 + i as u64, url: urls[i].clone() });
+    let sources = [1, 2].map(|i| Source {
+        provider: 1000 + i as u64,
+        url: urls[i].clone(),
+        registered: false,
+    });
     let read =
         reads.read_from(piece.clone(), levels, sources.to_vec(), (0, hot.len() as u64)).await;
     assert!(matches!(read, Err(ColdError::Unserved { .. })), "{read:?}");
@@ -538,7 +556,7 @@ async fn cold_blocks_known_by_place_and_the_empty_block_without_a_read() {
         .unwrap();
     store.finish_piece_blocks(id, 2).await.unwrap();
     let reads = Arc::new(
-        ColdReads::new(store.clone(), HashMap::new(), Duration::from_secs(1), Duration::ZERO)
+        ColdReads::new(store.clone(), no_urls(), strict(), Duration::from_secs(1), Duration::ZERO)
             .unwrap(),
     );
     assert!(!reads.holds(&empty).await.unwrap(), "its blocks are still here");
@@ -741,4 +759,106 @@ async fn a_datadao_replica_found_lost_is_marked_lost_through_the_dao() {
     .await;
     oracle.kill().await;
     drop(sp);
+}
+
+/// Providers the operator did not list with `url=` are probed at the retrieval URL their
+/// agents registered in the `ProviderRegistry` (`--provider-registry-address` on both sides):
+/// f01000's agent registers its own address; f01001's registers nothing, and its replica is not
+/// probed until its controlling account registers a URL by hand (read again within the
+/// refresh); f01002's registers an address inside a private network, which the oracle's
+/// network policy refuses (`--allow-net` has loopback only), so it is never asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn providers_are_probed_at_the_urls_their_agents_registered() {
+    use estuary_contracts::ProviderRegistry;
+    let chain = Chain::start_mining(Duration::from_millis(250)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let registry = chain.deployment.contracts["ProviderRegistry"];
+    let at_registry = registry.to_string();
+    let hidden = "http://10.11.12.13:3100";
+    let mut sps = Vec::new();
+    for i in 0..3 {
+        let mut extra = vec!["--collect-interval-epochs", "8"];
+        if i != 1 {
+            extra.extend(["--provider-registry-address", &at_registry]);
+        }
+        if i == 2 {
+            extra.extend(["--public-url", hidden]);
+        }
+        let at = dir.path().join(format!("sp{i}"));
+        sps.push(SpProcess::start_with(&chain, i, &at, &extra).await);
+    }
+    let cars: Cars = Arc::default();
+    let origin = gateway(Arc::clone(&cars)).await;
+    let args: Vec<String> = [
+        "--gateway",
+        &origin,
+        "--operator-key",
+        &chain.operator_key(),
+        "--perpetual-address",
+        &chain.deployment.contracts["PerpetualStorage"].to_string(),
+        "--deal-state-view-address",
+        &chain.deployment.contracts["DealStateView"].to_string(),
+        "--deal-term-epochs",
+        "3600",
+        "--deal-replicas",
+        "3",
+        "--deal-check-secs",
+        "1",
+        "--probe-every-secs",
+        "1",
+        "--provider-registry-address",
+        &at_registry,
+        "--provider-registry-refresh-secs",
+        "1",
+    ]
+    .map(|s| (*s).to_owned())
+    .to_vec();
+    let oracle = OracleProcess::start_with(&chain, &dir.path().join("oracle.sqlite"), &args).await;
+    let (root, _piece, car) = add(dir.path(), "r", &noise(150_000, 11));
+    cars.lock().unwrap().insert(root.clone(), car);
+    chain.pin(4, &cid_bytes(&root)).await;
+
+    let reader = alloy::providers::ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let on_chain = ProviderRegistry::new(registry, &reader);
+    order_when(&oracle, 240, "three replicas active, f01000's read back", |o| {
+        o["replicas_active"] == 3 && probed_ok(o, 1000)
+    })
+    .await;
+    assert_eq!(on_chain.urlOf(1000).call().await.unwrap(), sps[0].url.trim_end_matches('/'));
+    assert_eq!(on_chain.urlOf(1001).call().await.unwrap(), "");
+    assert_eq!(on_chain.urlOf(1002).call().await.unwrap(), hidden, "the contract takes it");
+    // Seconds of probes at 1 s: the two others were never asked.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let order = order_when(&oracle, 5, "f01000 still read back", |o| probed_ok(o, 1000)).await;
+    for provider in [1001, 1002] {
+        let replicas = at(&order, provider);
+        assert!(
+            replicas.iter().all(|r| r["last_probe"].is_null()),
+            "f0{provider} has no usable URL: {order:#}"
+        );
+    }
+
+    // f01001's controlling account registers its agent's URL: read within the refresh, and
+    // its replica is read back.
+    let owner = chain.wallet(2);
+    ProviderRegistry::new(registry, &owner)
+        .setUrl(1001, sps[1].url.clone())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    order_when(&oracle, 60, "f01001 read back at its registered URL", |o| probed_ok(o, 1001)).await;
+    let order = order_when(&oracle, 5, "f01002 still not asked", |o| {
+        at(o, 1002).iter().all(|r| r["last_probe"].is_null())
+    })
+    .await;
+    assert!(probed_ok(&order, 1000), "{order:#}");
+    // `/providers` says where each is read from (a registered URL shown, being public).
+    let all = providers(&oracle).await;
+    assert_eq!(of(&all, 1000)["url_source"], "registry", "{all:?}");
+    assert_eq!(of(&all, 1001)["registered_url"], sps[1].url.trim_end_matches('/'), "{all:?}");
+    assert!(of(&all, 1002)["url_source"].is_null(), "{all:?}");
+    drop(sps);
 }

@@ -15,7 +15,7 @@ use alloy::{
 };
 use estuary_chain::{TxError, TxManager};
 use estuary_contracts::{
-    DealClient, MARKET_ACTOR, MarketSimulator, PerpetualStorage,
+    DealClient, MARKET_ACTOR, MarketSimulator, PerpetualStorage, ProviderRegistry,
     deal_client::DealClient::DealClientErrors, perpetual::PerpetualStorage::PerpetualStorageErrors,
 };
 use tokio::sync::Mutex;
@@ -110,6 +110,11 @@ pub fn revert_name(e: &TxError) -> Option<String> {
         return Some(format!("{err:?}"));
     }
     if let Some(err) = source.as_decoded_interface_error::<DealClientErrors>() {
+        return Some(format!("{err:?}"));
+    }
+    if let Some(err) = source.as_decoded_interface_error::<
+        estuary_contracts::provider_registry::ProviderRegistry::ProviderRegistryErrors,
+    >() {
         return Some(format!("{err:?}"));
     }
     if let Some(err) = source
@@ -502,6 +507,22 @@ impl ChainClient {
             .send(self.perpetual(contract).reopen(U256::from(order), self.miner), &[key])
             .await?;
         Ok(bounty_paid(&receipt, contract))
+    }
+
+    /// The retrieval URL this miner has in `registry` ("" if none).
+    pub async fn registered_url(&self, registry: Address) -> Result<String, ReadError> {
+        ProviderRegistry::new(registry, self.provider())
+            .urlOf(self.miner)
+            .call()
+            .await
+            .map_err(read("the registered URL"))
+    }
+
+    /// Registers `url` as this miner's retrieval URL in `registry`.
+    pub async fn register_url(&self, registry: Address, url: &str) -> Result<(), TxError> {
+        let registry_at = ProviderRegistry::new(registry, self.provider().clone());
+        let call = registry_at.setUrl(self.miner, url.to_owned());
+        self.tx.send(call, &[format!("register/{registry:#x}")]).await.map(|_| ())
     }
 
     /// What `PerpetualStorage` holds for this agent's account (excess bonds, tips).
