@@ -7,13 +7,18 @@ cd "$ROOT"
 export PATH="$ROOT/node_modules/.bin:${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 # The Foundry npm packages' `forge`, `cast` and `anvil` commands are Node wrappers that drop the
 # tool's exit status (a failing `forge test` would exit 0): put the platform binaries they wrap
-# first.
-case "$(uname -m)" in x86_64) foundry_arch=amd64 ;; aarch64 | arm64) foundry_arch=arm64 ;; *) foundry_arch=none ;; esac
-for foundry_tool in anvil cast forge; do
-  foundry_bin="$ROOT/node_modules/@foundry-rs/$foundry_tool-linux-$foundry_arch/bin"
-  if [[ -d "$foundry_bin" ]]; then PATH="$foundry_bin:$PATH"; fi
-done
-export PATH
+# first. Called again by a script once its set-up has installed them (a cold machine has none
+# when this file is sourced).
+foundry_first() {
+  local arch tool bin
+  case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64 | arm64) arch=arm64 ;; *) arch=none ;; esac
+  for tool in anvil cast forge; do
+    bin="$ROOT/node_modules/@foundry-rs/$tool-linux-$arch/bin"
+    if [[ -d "$bin" && ":$PATH:" != *":$bin:"* ]]; then PATH="$bin:$PATH"; fi
+  done
+  export PATH
+}
+foundry_first
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 note() { printf '    %s\n' "$*" >&2; }

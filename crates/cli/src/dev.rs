@@ -267,6 +267,8 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     let registry = deployment.contracts["ProviderRegistry"].to_string();
     deal_args.extend(["--provider-registry-address".into(), registry.clone()]);
     deal_args.extend(["--provider-registry-refresh-secs".into(), "2".into()]);
+    // The agents register loopback addresses, which registered URLs may not reach by default.
+    deal_args.extend(["--provider-allow-net".into(), "127.0.0.0/8,::1/128".into()]);
     match opts.cold_after_secs {
         // About every 30 s.
         None => deal_args.extend(["--probe-every-secs", "30"].map(String::from)),

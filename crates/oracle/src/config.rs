@@ -271,10 +271,15 @@ pub struct DealsConfig {
     pub providers: Vec<crate::domain::placement::ProviderPolicy>,
     /// Address of a ProviderRegistry: a provider holding the orders' replicas without `url=` in
     /// its `--provider` policy is probed and read from at the retrieval URL its miner
-    /// registered there. Such a URL is the provider's word: it is read under --allow-net's
-    /// policy (internal addresses refused), as a request's origins are.
+    /// registered there. Such a URL is the provider's word: internal addresses are refused (see
+    /// --provider-allow-net), as a request's origins' are.
     #[arg(long = "provider-registry-address", env = "ESTUARY_PROVIDER_REGISTRY_ADDRESS")]
     pub provider_registry: Option<Address>,
+    /// Address ranges (CIDRs) a provider's registered URL may reach although they are internal
+    /// (loopback, private, link-local, …: refused by default, whatever --allow-net allows
+    /// origins). For development and tests: `--provider-allow-net 127.0.0.0/8,::1/128`.
+    #[arg(long = "provider-allow-net", env = "ESTUARY_PROVIDER_ALLOW_NET", value_delimiter = ',')]
+    pub provider_allow_net: Vec<ipnet::IpNet>,
     /// Seconds before a provider's registered URL is read from the registry again (a provider
     /// new to the orders is asked within 15 s).
     #[arg(long, env = "ESTUARY_PROVIDER_REGISTRY_REFRESH_SECS", default_value_t = 600,
@@ -368,7 +373,8 @@ pub struct DealsConfig {
     #[arg(long, env = "ESTUARY_DEAL_COLLECT_EPOCHS",
         value_parser = clap::value_parser!(u64).range(1..))]
     pub deal_collect_epochs: Option<u64>,
-    /// Each active replica at a provider with `url=` in its `--provider` policy is read back
+    /// Each active replica at a provider with `url=` in its `--provider` policy, or a URL
+    /// registered in `--provider-registry-address`, is read back
     /// about this often (±25 %): a span of its piece, checked against the piece's commitment,
     /// and for a single CAR its root block, checked against its CID.
     #[arg(long, env = "ESTUARY_PROBE_EVERY_SECS", default_value_t = 21_600,
@@ -465,6 +471,11 @@ impl DealsConfig {
         let configured =
             self.providers.iter().filter_map(|p| Some((p.provider, p.url.clone()?))).collect();
         crate::deals::registry::ProviderUrls::new(configured, self.provider_registry.is_some())
+    }
+
+    /// What a provider's registered URL may reach (`--provider-allow-net`).
+    pub fn provider_net_policy(&self) -> crate::fetch::NetPolicy {
+        crate::fetch::NetPolicy::allowing(self.provider_allow_net.clone())
     }
 
     /// The prober's settings, if any provider has, or may register, a URL to probe at: `urls`

@@ -162,7 +162,7 @@ impl Oracle {
         // Cold reads and their read-backs: what the probes read from (providers with `url=`,
         // or a URL registered on chain).
         let provider_urls = Arc::new(config.deals.provider_urls());
-        let net = Arc::new(config.fetch.net_policy());
+        let net = Arc::new(config.deals.provider_net_policy());
         let probes = config.deals.prober(&provider_urls, &net, &config.chain.endpoints());
         let cold = match &probes {
             Some(p) => Some(Arc::new(

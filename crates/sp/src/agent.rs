@@ -751,19 +751,26 @@ pub async fn run_worker<S: Sealer>(ctx: Arc<Ctx<S>>, shutdown: CancellationToken
 /// Keeps `url` registered as the miner's retrieval URL in `registry`, so that oracles reading
 /// it probe this provider's replicas: read at start and every hour, sent again only when it
 /// differs (from the agent's key, which must control the miner). A refusal or a chain error is
-/// logged and tried again a minute later.
+/// logged and tried again a minute later, then less and less often, hourly at most.
 pub async fn run_registration(
     chain: ChainClient,
     registry: alloy::primitives::Address,
     url: String,
     shutdown: CancellationToken,
 ) {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let mut retry = Duration::from_secs(60);
     loop {
         let wait = match register(&chain, registry, &url).await {
-            Ok(()) => Duration::from_secs(3600),
+            Ok(()) => {
+                retry = Duration::from_secs(60);
+                HOUR
+            }
             Err(why) => {
-                warn!(%registry, %url, %why, "registering the retrieval URL failed; retried in a minute");
-                Duration::from_secs(60)
+                warn!(%registry, %url, %why, retry_in = ?retry, "registering the retrieval URL failed");
+                let wait = retry;
+                retry = (retry * 2).min(HOUR);
+                wait
             }
         };
         tokio::select! {
@@ -788,6 +795,11 @@ async fn register(
         .register_url(registry, url)
         .await
         .map_err(|e| crate::chain::contracts::revert_name(&e).unwrap_or_else(|| e.to_string()))?;
+    // What the registry holds now (a transaction adopted after a restart may have set another).
+    let now = chain.registered_url(registry).await.map_err(|e| e.to_string())?;
+    if now != url {
+        return Err(format!("sent, but the registry holds {now:?}"));
+    }
     info!(%registry, url, was = %current, "retrieval URL registered");
     Ok(())
 }

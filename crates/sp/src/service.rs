@@ -49,6 +49,9 @@ pub enum AgentError {
     /// The data directory could not be made.
     #[error("data directory {0}: {1}")]
     DataDir(String, std::io::Error),
+    /// `--public-url` cannot be registered (or is missing where the listen address would not do).
+    #[error("--public-url: {0}")]
+    PublicUrl(String),
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
@@ -69,6 +72,35 @@ pub struct Agent {
     pub local_addr: SocketAddr,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// The URL the agent registers: `--public-url`, or `http://` and the listen address, checked
+/// against the registry's rules before anything is sent (`http://` or `https://` and more, at
+/// most 256 printable ASCII bytes). An agent listening on every address needs `--public-url`.
+fn public_url(given: Option<&str>, listen: SocketAddr) -> Result<String, AgentError> {
+    let url = match given {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None if listen.ip().is_unspecified() => {
+            return Err(AgentError::PublicUrl(format!(
+                "the agent listens on {listen}, which no client can reach: give the address oracles reach it at"
+            )));
+        }
+        None => {
+            if listen.ip().is_loopback() {
+                warn!(%listen, "registering a loopback address (no --public-url): only oracles on this host that allow loopback will use it");
+            }
+            format!("http://{listen}")
+        }
+    };
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let printable = url.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if rest.is_some_and(|r| !r.is_empty()) && url.len() <= 256 && printable {
+        Ok(url)
+    } else {
+        Err(AgentError::PublicUrl(format!(
+            "{url:?} is not an http(s) URL of at most 256 printable ASCII bytes (the registry's rules)"
+        )))
+    }
 }
 
 /// Connects to every endpoint and checks that they serve one chain (the configured one, if
@@ -218,13 +250,7 @@ impl Agent {
             tick: Duration::from_millis(config.keeper.tick_ms.max(10)),
         });
         if let Some(registry) = config.contracts.provider_registry {
-            let url = config
-                .api
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{local_addr}"))
-                .trim_end_matches('/')
-                .to_owned();
+            let url = public_url(config.api.public_url.as_deref(), local_addr)?;
             tasks.push(tokio::spawn(agent::run_registration(
                 ctx.chain.clone(),
                 registry,
@@ -267,5 +293,27 @@ impl Agent {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registered_public_url_follows_the_registrys_rules() {
+        let listen: SocketAddr = "127.0.0.1:3100".parse().unwrap();
+        let every: SocketAddr = "0.0.0.0:3100".parse().unwrap();
+        assert_eq!(public_url(None, listen).unwrap(), "http://127.0.0.1:3100");
+        assert_eq!(public_url(Some("https://sp.example/"), every).unwrap(), "https://sp.example");
+        assert!(matches!(public_url(None, every), Err(AgentError::PublicUrl(_))));
+        for bad in ["ftp://sp.example", "https://", "http://sp example", "sp.example"] {
+            assert!(
+                matches!(public_url(Some(bad), listen), Err(AgentError::PublicUrl(_))),
+                "{bad}"
+            );
+        }
+        let long = format!("https://sp.example/{}", "a".repeat(250));
+        assert!(matches!(public_url(Some(&long), listen), Err(AgentError::PublicUrl(_))));
     }
 }

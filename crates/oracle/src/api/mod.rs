@@ -106,7 +106,8 @@ pub struct ApiState<B> {
     pub bucket_size: Option<u64>,
     /// Aggregates `/piece/{aggregate}` served recently, assembled.
     pub aggregates: AggregateCache,
-    /// Pieces not here read from the providers that hold them (providers with `url=`).
+    /// Pieces not here read from the providers that hold them (providers with `url=` or a
+    /// registered URL).
     pub cold: Option<Arc<crate::deals::cold::ColdReads>>,
     /// Wakes the deal rounds (`POST /deals/repair`).
     pub wake: crate::deals::Wake,

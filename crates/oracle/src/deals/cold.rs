@@ -4,7 +4,7 @@
 //! ```text
 //!   GET /piece/{pieceCid} (Range)  ── not here ──► ColdReads::read
 //!     the piece's levels (kept since it was ordered) + its replicas: active, at a provider
-//!     with url=, the last verified first, the lost last
+//!     with url= or a registered URL, the last verified first, the lost last
 //!     spans covering the range, two in flight:
 //!       GET {provider}/piece/{pieceCid} Range: span ──► hashed up to its node ──► equal?
 //!         yes: served (trimmed to the range)   no, or no answer: the next provider

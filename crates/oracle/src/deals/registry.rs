@@ -12,9 +12,10 @@
 //! A registered URL is the provider's word, written by one of its miner's controlling
 //! addresses (the contract checks that with the miner actor), and nothing more: it may name
 //! anything. So it is read like a request's origins: through a client whose resolver keeps only
-//! the addresses the fetch's network policy permits (`--allow-net`), with literal addresses
-//! checked here, no redirects, and every read bounded and checked as the operator's providers'
-//! are. A provider that registers a wrong URL fails its own probes. The operator's `url=` wins
+//! the addresses the providers' network policy permits (every internal range refused unless
+//! `--provider-allow-net`, apart from the origins' `--allow-net`), with literal addresses
+//! checked here, no proxy, no redirects, and every read bounded and checked as the operator's
+//! providers' are. A provider that registers a wrong URL fails its own probes. The operator's `url=` wins
 //! over a registered one.
 
 use std::{
@@ -172,7 +173,8 @@ pub fn check_registered(url: &str, policy: &NetPolicy) -> Result<String, Registe
 }
 
 /// The HTTP clients for providers: the operator's (trusted) and the registered ones' (names
-/// resolved under the network policy). Neither follows redirects; both have `timeout`.
+/// resolved under the providers' network policy, `--provider-allow-net`). Neither follows
+/// redirects nor takes a proxy from the environment; both have `timeout`.
 #[derive(Debug, Clone)]
 pub struct ProviderClients {
     trusted: reqwest::Client,
@@ -183,7 +185,10 @@ impl ProviderClients {
     /// Clients with `timeout` for a whole read, the registered ones' under `policy`.
     pub fn new(timeout: Duration, policy: Arc<NetPolicy>) -> Result<Self, reqwest::Error> {
         let base = || {
+            // No proxy from the environment: a proxy would resolve the registered name
+            // itself, past the resolver's check.
             reqwest::Client::builder()
+                .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(timeout.min(crate::deals::probes::CONNECT_TIMEOUT))
                 .timeout(timeout)

@@ -766,7 +766,7 @@ async fn a_datadao_replica_found_lost_is_marked_lost_through_the_dao() {
 /// f01000's agent registers its own address; f01001's registers nothing, and its replica is not
 /// probed until its controlling account registers a URL by hand (read again within the
 /// refresh); f01002's registers an address inside a private network, which the oracle's
-/// network policy refuses (`--allow-net` has loopback only), so it is never asked.
+/// network policy refuses (`--provider-allow-net` has loopback only), so it is never asked.
 #[tokio::test(flavor = "multi_thread")]
 async fn providers_are_probed_at_the_urls_their_agents_registered() {
     use estuary_contracts::ProviderRegistry;
@@ -810,6 +810,8 @@ async fn providers_are_probed_at_the_urls_their_agents_registered() {
         &at_registry,
         "--provider-registry-refresh-secs",
         "1",
+        "--provider-allow-net",
+        "127.0.0.0/8",
     ]
     .map(|s| (*s).to_owned())
     .to_vec();

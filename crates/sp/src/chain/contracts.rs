@@ -522,7 +522,11 @@ impl ChainClient {
     pub async fn register_url(&self, registry: Address, url: &str) -> Result<(), TxError> {
         let registry_at = ProviderRegistry::new(registry, self.provider().clone());
         let call = registry_at.setUrl(self.miner, url.to_owned());
-        self.tx.send(call, &[format!("register/{registry:#x}")]).await.map(|_| ())
+        // The URL in the key: a transaction left pending for another URL is not taken for it.
+        let hash = alloy::primitives::keccak256(url.as_bytes());
+        let key =
+            format!("register/{registry:#x}/{}/{}", self.miner, alloy::hex::encode(&hash[..8]));
+        self.tx.send(call, &[key]).await.map(|_| ())
     }
 
     /// What `PerpetualStorage` holds for this agent's account (excess bonds, tips).
