@@ -89,6 +89,10 @@ contract DataDAO is Operated, ReentrancyGuard {
     mapping(uint256 id => uint256 requestId) public pinRequestOf;
     /// @notice The storage order made for a funded proposal.
     mapping(uint256 id => uint256 orderId) public orderOf;
+    /// @notice The replicas the DAO keeps of a funded proposal's order: its terms' when funded,
+    ///         then what the owner sets (`setOrderReplicas`). A renewal (`renewReplicas`) raises
+    ///         the order's target above it for a while, never below it nor above twice it.
+    mapping(uint256 id => uint16 replicas) public orderReplicas;
 
     event MemberSet(address indexed account, bool member);
     event OrderBudgetSet(uint96 budget);
@@ -126,6 +130,8 @@ contract DataDAO is Operated, ReentrancyGuard {
     /// @notice The funding period is over (`expireProposal`), or not yet over.
     error DataDAOFundingClosed(uint256 id, uint64 fundBy);
     error DataDAOFundingOpen(uint256 id, uint64 fundBy);
+    /// @notice A renewal's target is below the order's replicas or above twice them.
+    error DataDAOBadRenewalTarget(uint256 id, uint16 replicas, uint16 orderReplicas);
 
     /// @param owner_ The owner: members, budget, quorum, and the DAO's orders.
     /// @param votingPeriod_ Seconds a proposal is open for votes.
@@ -280,6 +286,7 @@ contract DataDAO is Operated, ReentrancyGuard {
         reserved -= budget;
         orderId = perpetual.createOrder{value: budget}(params);
         orderOf[id] = orderId;
+        orderReplicas[id] = terms.replicas;
         emit OrderFunded(id, orderId, budget);
     }
 
@@ -327,9 +334,28 @@ contract DataDAO is Operated, ReentrancyGuard {
         perpetual.setBounty(funded(id), bounty);
     }
 
-    /// @notice Changes the replica target of a proposal's order.
+    /// @notice Changes the replicas the DAO keeps of a proposal's order (its target).
     function setOrderReplicas(uint256 id, uint16 replicas) external onlyOwner {
-        perpetual.setReplicaTarget(funded(id), replicas);
+        uint256 orderId = funded(id);
+        orderReplicas[id] = replicas;
+        perpetual.setReplicaTarget(orderId, replicas);
+    }
+
+    /// @notice Sets a proposal's order's replica target for a renewal, for the DAO (the order's
+    ///         client): while a replica nears its term's end, one more slot for another provider
+    ///         to claim before it ends, then back to `orderReplicas` once claimed, as the oracle
+    ///         does for its own orders (`PerpetualStorage.setReplicaTarget` may go below the
+    ///         slots in use, so that the ending slot does not open again). Operators only, and
+    ///         only between the order's replicas and twice them: a raise costs the DAO's order
+    ///         one claim's bounty more per replica renewed.
+    /// @param replicas The target, from `orderReplicas[id]` to twice it.
+    function renewReplicas(uint256 id, uint16 replicas) external onlyOperator nonReentrant {
+        uint256 orderId = funded(id);
+        uint16 base = orderReplicas[id];
+        if (replicas < base || uint256(replicas) > 2 * uint256(base)) {
+            revert DataDAOBadRenewalTarget(id, replicas, base);
+        }
+        perpetual.setReplicaTarget(orderId, replicas);
     }
 
     /// @notice Replaces the download locations of a proposal's order.

@@ -411,7 +411,81 @@ contract DataDAOTest is FilecoinTest {
         dao.markReplicaLost(id, miner);
     }
 
+    /// The oracle renews the DAO's replicas ahead of their end: the order's target raised for
+    /// another provider to claim, then lowered back, only between the DAO's replicas and twice
+    /// them; the owner's `setOrderReplicas` moves those bounds. No one else may renew, nor for
+    /// a proposal without an order.
+    function test_RenewReplicas_ByTheOperatorWithinTheDaosBounds() public {
+        uint256 id = accepted();
+        vm.prank(ORACLE);
+        vm.expectRevert(
+            abi.encodeWithSelector(DataDAO.DataDAOWrongState.selector, id, DataDAO.State.Accepted)
+        );
+        dao.renewReplicas(id, 4);
+        reportPinned(id, PIECE, PIECE_SIZE);
+        uint256 orderId = fund(id);
+        assertEq(dao.orderReplicas(id), 3, "the terms' replicas");
+        for (uint256 k; k < 3; ++k) {
+            address who = [A, OWNER, address(this)][k];
+            vm.prank(who);
+            vm.expectRevert(abi.encodeWithSelector(Operated.NotOperator.selector, who));
+            dao.renewReplicas(id, 4);
+        }
+        vm.expectEmit(address(ps));
+        emit PerpetualStorage.ReplicaTargetChanged(orderId, 4);
+        vm.prank(ORACLE);
+        dao.renewReplicas(id, 4);
+        assertEq(ps.getOrder(orderId).replicas, 4);
+        vm.prank(ORACLE);
+        dao.renewReplicas(id, 3);
+        assertEq(ps.getOrder(orderId).replicas, 3);
+        vm.startPrank(ORACLE);
+        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOBadRenewalTarget.selector, id, 2, 3));
+        dao.renewReplicas(id, 2);
+        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOBadRenewalTarget.selector, id, 7, 3));
+        dao.renewReplicas(id, 7);
+        vm.stopPrank();
+        // The owner keeps one replica: renewals go from one to two.
+        vm.prank(OWNER);
+        dao.setOrderReplicas(id, 1);
+        assertEq(dao.orderReplicas(id), 1);
+        vm.startPrank(ORACLE);
+        dao.renewReplicas(id, 2);
+        vm.expectRevert(abi.encodeWithSelector(DataDAO.DataDAOBadRenewalTarget.selector, id, 3, 1));
+        dao.renewReplicas(id, 3);
+        vm.stopPrank();
+        assertEq(ps.getOrder(orderId).replicas, 2);
+    }
+
     // ------------------------------------------------------------------ fuzz
+
+    /// Any renewal target: taken exactly when it is between the DAO's replicas and twice them.
+    function testFuzz_RenewReplicas_WithinBounds(uint16 base, uint16 target) public {
+        base = uint16(bound(base, 1, 16));
+        target = uint16(bound(target, 0, 40));
+        uint256 id = accepted();
+        reportPinned(id, PIECE, PIECE_SIZE);
+        uint256 orderId = fund(id);
+        vm.prank(OWNER);
+        dao.setOrderReplicas(id, base);
+        vm.prank(ORACLE);
+        if (target < base || target > 2 * base) {
+            vm.expectRevert(
+                abi.encodeWithSelector(DataDAO.DataDAOBadRenewalTarget.selector, id, target, base)
+            );
+            dao.renewReplicas(id, target);
+            assertEq(ps.getOrder(orderId).replicas, base);
+        } else {
+            dao.renewReplicas(id, target);
+            assertEq(ps.getOrder(orderId).replicas, target);
+        }
+    }
+
+    /// Concrete twins: twice the replicas (taken) and one more (refused).
+    function test_RenewReplicas_WithinBounds_Concrete() public {
+        testFuzz_RenewReplicas_WithinBounds(5, 10);
+        testFuzz_RenewReplicas_WithinBounds(5, 11);
+    }
 
     /// Any vote pattern: accepted exactly when the votes reach the quorum and up-votes
     /// outnumber down-votes.

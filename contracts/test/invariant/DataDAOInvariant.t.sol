@@ -9,8 +9,8 @@ import {FilecoinTest} from "../utils/FilecoinTest.sol";
 import {CommonBase} from "forge-std/Base.sol";
 import {StdUtils} from "forge-std/StdUtils.sol";
 
-/// Proposals, votes, acceptances, pins, the oracle funding orders (or not in time), expiries and
-/// the owner cancelling orders, in any order.
+/// Proposals, votes, acceptances, pins, the oracle funding orders (or not in time) and renewing
+/// their replicas, expiries and the owner cancelling orders, in any order.
 contract DataDAOHandler is CommonBase, StdUtils {
     DataDAO internal immutable dao;
     EstuaryPinning internal immutable pinning;
@@ -85,6 +85,14 @@ contract DataDAOHandler is CommonBase, StdUtils {
     /// Orders funded (to see that the campaign reaches them).
     uint256 public funded;
 
+    /// The oracle sets a funded order's target for a renewal (any target: out of bounds refused).
+    function renew(uint256 seed, uint16 target) external {
+        uint256 id = proposal(seed);
+        if (id == 0) return;
+        vm.prank(operator);
+        try dao.renewReplicas(id, uint16(bound(target, 0, 8))) {} catch {}
+    }
+
     function cancelOrder(uint256 seed) external {
         uint256 id = proposal(seed);
         if (id == 0) return;
@@ -132,6 +140,8 @@ contract DataDAOInvariantTest is FilecoinTest {
         handler.pin(0, bytes32(uint256(7)), 13);
         handler.fund(0, 1000);
         assertEq(handler.funded(), 1);
+        handler.renew(0, 5);
+        handler.renew(0, 7);
         invariant_ReservedIsTheAcceptedBudgets();
         invariant_FundedOrdersAreThePinsPieceOnTheDaosTerms();
     }
@@ -149,7 +159,8 @@ contract DataDAOInvariantTest is FilecoinTest {
     }
 
     /// Every funded order is the DAO's, for the proposal's CID, for the piece its pin reported,
-    /// on the DAO's terms, with the proposal's budget; and only proposals pinned get funded.
+    /// on the DAO's terms (its target between their replicas and twice them: renewals), with the
+    /// proposal's budget; and only proposals pinned get funded.
     function invariant_FundedOrdersAreThePinsPieceOnTheDaosTerms() public view {
         (uint16 replicas, uint64 term, uint96 bounty, bool verified) = dao.orderTerms();
         for (uint256 id = 1; id <= dao.proposalCount(); ++id) {
@@ -165,7 +176,9 @@ contract DataDAOInvariantTest is FilecoinTest {
             assertEq(o.payloadCid, p.cid);
             assertEq(o.pieceCid, PoDSI.pieceCidOf(pin.commP));
             assertEq(o.paddedSize, pin.paddedSize);
-            assertEq(o.replicas, replicas);
+            assertEq(dao.orderReplicas(id), replicas);
+            assertGe(o.replicas, replicas);
+            assertLe(o.replicas, 2 * uint256(replicas));
             assertEq(o.term, term);
             assertEq(o.bounty, bounty);
             assertEq(o.verified, verified);

@@ -27,8 +27,11 @@
 //!   soon as it is claimed, below the slots in use, so that the ending slot does not open again,
 //!   or in the window's last quarter if nobody claims it ([`crate::domain::market::retarget`]). Before each change the order is read on chain: a
 //!   target already there is not sent again, and a raise the order's balance cannot pay a claim
-//!   for waits (said once). A DataDAO's orders have the DAO as client, which has no call for
-//!   it: not renewed ahead.
+//!   for waits (said once). A DataDAO's orders have the DAO as client: when the keeper knows
+//!   the DAO (`--datadao-address`), their targets are set through it (`DataDAO.renewReplicas`,
+//!   as its operator), around the replicas the DAO keeps of the order (`orderReplicas`, read
+//!   from the DAO whenever a change seems due: its owner may have changed them) and at most
+//!   twice them, as the DAO allows; without it, not renewed ahead.
 //!
 //! Each transaction has a ledger key naming the slot's claim (and, for a collection, the epoch
 //! last paid): a pending one is adopted after a restart, not sent again. The contract checks
@@ -214,12 +217,17 @@ impl Keeper {
             );
             tasks.retain(|(t, _)| t.action != KeeperAction::MarkLost);
         }
-        // The operator's orders' targets, from what the slots' tasks leave: a lowering goes
-        // before them (a slot this round vacates must not open beside a raised target), a
-        // raise after them. Renewal off (0): a target raised before is still lowered.
+        // The orders' targets (the operator's, and the DataDAO's through the DAO when the keeper
+        // knows it), from what the slots' tasks leave: a lowering goes before them (a slot this
+        // round vacates must not open beside a raised target), a raise after them. Renewal off
+        // (0): a target raised before is still lowered.
         let mut lower = Vec::new();
-        for o in orders.iter().filter(|o| !o.cancelled && o.order.backend != Backend::DataDao) {
+        let ours = |o: &&OrderWithReplicas| {
+            o.order.backend != Backend::DataDao || self.config.datadao.is_some()
+        };
+        for o in orders.iter().filter(|o| !o.cancelled).filter(ours) {
             let Some(id) = o.order.order_id else { continue };
+            let dao = o.order.backend == Backend::DataDao;
             let vacating: Vec<u64> = tasks
                 .iter()
                 .filter(|(t, _)| t.order_id == id)
@@ -228,16 +236,29 @@ impl Keeper {
                 })
                 .map(|(t, _)| t.provider)
                 .collect();
-            let targets = Targets {
+            let mut targets = Targets {
                 base: o.order.replicas_target,
                 on_chain: o.replicas_on_chain,
                 max: self.max_replicas,
             };
             let renew = self.config.renew_epochs;
-            if let Some(t) = retarget(&contract, id, targets, &o.replicas, &vacating, head, renew) {
+            let mut task = retarget(&contract, id, targets, &o.replicas, &vacating, head, renew);
+            if dao && task.is_some() {
+                // The DAO's own replicas, which its owner may have changed since the order was
+                // made; the DAO allows up to twice them.
+                task = match self.dao_replicas(id).await {
+                    Some(base) if base > 0 => {
+                        targets.base = base;
+                        targets.max = targets.max.min(base.saturating_mul(2));
+                        retarget(&contract, id, targets, &o.replicas, &vacating, head, renew)
+                    }
+                    _ => None,
+                };
+            }
+            if let Some(t) = task {
                 match t.action {
-                    KeeperAction::SetTarget { from, to } if to < from => lower.push((t, false)),
-                    _ => tasks.push((t, false)),
+                    KeeperAction::SetTarget { from, to } if to < from => lower.push((t, dao)),
+                    _ => tasks.push((t, dao)),
                 }
             }
         }
@@ -253,18 +274,32 @@ impl Keeper {
         Ok(())
     }
 
-    /// The DataDAO and its proposal whose order `task`'s is (a DataDAO's order is marked lost
-    /// through it), or none (said why).
-    async fn dao_proposal(&self, task: &KeeperTask) -> Option<(Address, u64)> {
+    /// The DataDAO and its proposal whose order `order_id` is (a DataDAO's order is marked lost
+    /// and renewed through it), or none (said why).
+    async fn dao_proposal(&self, order_id: u64) -> Option<(Address, u64)> {
         let dao = self.config.datadao?;
-        match self.store.dao_proposal_of_order(&format!("{dao:#x}"), task.order_id).await {
+        match self.store.dao_proposal_of_order(&format!("{dao:#x}"), order_id).await {
             Ok(Some(proposal)) => Some((dao, proposal)),
             Ok(None) => {
-                warn!(order = task.order_id, %dao, "keeper: a DataDAO order no proposal of the DAO funded; not marked");
+                warn!(order = order_id, %dao, "keeper: a DataDAO order no proposal of the DAO funded; left alone");
                 None
             }
             Err(e) => {
-                warn!(order = task.order_id, error = %e, "keeper: the DAO's proposal of an order; retried");
+                warn!(order = order_id, error = %e, "keeper: the DAO's proposal of an order; retried");
+                None
+            }
+        }
+    }
+
+    /// The replicas the DataDAO keeps of its order `order_id` (`orderReplicas`), or none (a
+    /// read that failed, said why; retried next round).
+    async fn dao_replicas(&self, order_id: u64) -> Option<u16> {
+        let (dao, proposal) = self.dao_proposal(order_id).await?;
+        match DataDAO::new(dao, self.tx.provider()).orderReplicas(U256::from(proposal)).call().await
+        {
+            Ok(replicas) => Some(replicas),
+            Err(e) => {
+                warn!(order = order_id, error = %e, "keeper: reading the DAO's replicas; retried");
                 None
             }
         }
@@ -320,7 +355,7 @@ impl Keeper {
         let sent = match task.action {
             KeeperAction::Reopen(_) => self.tx.send(ps.reopen(order, provider), &keys).await,
             KeeperAction::MarkLost if dao => {
-                let Some((dao, proposal)) = self.dao_proposal(task).await else {
+                let Some((dao, proposal)) = self.dao_proposal(task.order_id).await else {
                     self.tried.insert(task.key.clone(), Instant::now());
                     return;
                 };
@@ -329,6 +364,21 @@ impl Keeper {
             }
             KeeperAction::MarkLost => self.tx.send(ps.markLost(order, provider), &keys).await,
             KeeperAction::Collect { .. } => self.tx.send(ps.collect(order, provider), &keys).await,
+            KeeperAction::SetTarget { to, .. } if dao => match self.target_due(task, to).await {
+                Ok(true) => {
+                    let Some((dao, proposal)) = self.dao_proposal(task.order_id).await else {
+                        self.tried.insert(task.key.clone(), Instant::now());
+                        return;
+                    };
+                    let dao = DataDAO::new(dao, self.tx.provider());
+                    self.tx.send(dao.renewReplicas(U256::from(proposal), to), &keys).await
+                }
+                Ok(false) => return,
+                Err(e) => {
+                    warn!(order = task.order_id, error = %e, "keeper: reading the order; retried");
+                    return;
+                }
+            },
             KeeperAction::SetTarget { to, .. } => match self.target_due(task, to).await {
                 Ok(true) => self.tx.send(ps.setReplicaTarget(order, to), &keys).await,
                 // Asked again next round (a read or two, no gas): funded by then, or the
@@ -350,7 +400,13 @@ impl Keeper {
             Err(TxError::WouldRevert { source }) => {
                 let why = source
                     .as_decoded_interface_error::<PerpetualStorageErrors>()
-                    .map_or_else(|| source.to_string(), |e| format!("{e:?}"));
+                    .map(|e| format!("{e:?}"))
+                    .or_else(|| {
+                        source
+                            .as_decoded_interface_error::<DataDAO::DataDAOErrors>()
+                            .map(|e| format!("{e:?}"))
+                    })
+                    .unwrap_or_else(|| source.to_string());
                 info!(order = task.order_id, provider, %what, reason = %why, "keeper: refused; asked again later");
                 self.tried.insert(task.key.clone(), Instant::now());
             }

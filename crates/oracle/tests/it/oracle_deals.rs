@@ -520,6 +520,108 @@ async fn a_replica_near_its_terms_end_is_renewed_at_another_provider_before_it_e
     oracle.kill().await;
 }
 
+/// A DataDAO's replica near its term's end is renewed through the DAO (the order's client; the
+/// oracle is its operator, `DataDAO.renewReplicas`): the DAO keeps one replica (its terms), the
+/// keeper raises the order's target to two within the renewal window, another SP claims the
+/// extra slot, and the target goes back to one, the DAO's. Each change is made once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_datadao_replica_near_its_terms_end_is_renewed_through_the_dao() {
+    use alloy::{network::TransactionBuilder, primitives::U256, rpc::types::TransactionRequest};
+    use estuary_contracts::DataDAO;
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cars: Cars = Arc::default();
+    let url = gateway(Arc::clone(&cars)).await;
+    let dao_address = chain.deployment.contracts["DataDAO"];
+    let dao_arg = dao_address.to_string();
+    let view = chain.deployment.contracts["DealStateView"].to_string();
+    let extra =
+        keeper_args(&view, "1", &["--datadao-address", &dao_arg, "--deal-renew-epochs", "600"]);
+    let oracle = oracle_with(&chain, dir.path(), &url, &extra).await;
+    // The DAO keeps one replica of each CID; two members and a treasury.
+    let owner = chain.wallet(0);
+    let dao = DataDAO::new(dao_address, &owner);
+    let terms = DataDAO::OrderTerms {
+        replicas: 1,
+        term: 3600,
+        bounty: alloy::primitives::Uint::from(100_000_000_000_000_000u128),
+        verified: false,
+    };
+    assert!(mined!(dao.setOrderTerms(terms)).status());
+    for member in [5, 6] {
+        assert!(mined!(dao.setMember(chain.signer(member).address(), true)).status());
+    }
+    let treasury = TransactionRequest::default()
+        .with_to(dao_address)
+        .with_value(U256::from(3_000_000_000_000_000_000u128));
+    owner.send_transaction(treasury).await.unwrap().get_receipt().await.unwrap();
+    let (root, piece, car) = add(dir.path(), "daorenew", &noise(5000, 12));
+    cars.lock().unwrap().insert(root.clone(), car);
+    let cid = alloy::primitives::Bytes::from(cid_bytes(&root));
+    let proposer = chain.wallet(5);
+    assert!(mined!(DataDAO::new(dao_address, &proposer).createCIDProposal(cid, 5000)).status());
+    let voter = chain.wallet(6);
+    assert!(
+        mined!(DataDAO::new(dao_address, &voter).voteCIDProposal(U256::from(1), true)).status()
+    );
+    chain.travel(301).await;
+    assert!(mined!(DataDAO::new(dao_address, &voter).execute(U256::from(1))).status());
+    let orders = oracle
+        .wait_for_within(
+            |v| v["results"][0]["order_id"].is_u64(),
+            "/deals",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(orders["results"][0]["backend"], "datadao");
+    let order = U256::from(orders["results"][0]["order_id"].as_u64().unwrap());
+
+    let sps = Sps { chain: &chain, order };
+    sps.deliver(1000, 7).await;
+    let active = |r: &Value| r["state"] == "active" && r["end_epoch"].is_u64();
+    let first = wait_replica(&oracle, &piece, 1000, active, "the replica never active").await;
+    let end = first["end_epoch"].as_u64().unwrap();
+    let until = |want: (u16, u16, u16), what: &'static str| {
+        let chain = &chain;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while order_slots(chain, order).await != want {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: {:?}",
+                    order_slots(chain, order).await
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(order_slots(&chain, order).await, (1, 1, 1));
+    // Within the renewal window: raised through the DAO; another SP claims; back to one.
+    chain.mine_to(end - 600).await;
+    until((2, 1, 1), "the DAO's target was never raised").await;
+    sps.deliver(1001, 8).await;
+    until((1, 2, 2), "the DAO's target was never lowered after the claim").await;
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let logs = reader
+        .get_logs(
+            &Filter::new()
+                .address(chain.deployment.contracts["PerpetualStorage"])
+                .event_signature(PerpetualStorage::ReplicaTargetChanged::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    let targets: Vec<u16> = logs
+        .iter()
+        .map(|l| l.log_decode::<PerpetualStorage::ReplicaTargetChanged>().unwrap().inner.data)
+        .map(|e| e.replicas)
+        .collect();
+    assert_eq!(targets, [2, 1], "raised once, lowered once");
+    let kept =
+        DataDAO::new(dao_address, &reader).orderReplicas(U256::from(1)).call().await.unwrap();
+    assert_eq!(kept, 1, "the DAO's own replicas unchanged");
+}
+
 /// A market read that fails is retried and never taken for a deal that is gone: with reads
 /// that always fail (the view's address names a contract that is not one), a replica whose
 /// deal the market did drop stays active and is not reopened — while a lapsed claim still is.
