@@ -248,6 +248,11 @@ describe('dapp on the local stack', () => {
       /^(none|block \d+)$/,
       'its last failure',
     );
+    assert.match(
+      await page.locator(`[data-testid="providers"] tr[data-provider="${deals[0].provider}"] td`).nth(8).textContent(),
+      /^http:\/\/127\.0\.0\.1:\d+$/,
+      'where it is read back: the URL its agent registered',
+    );
     await page.getByTestId('nav-files').click();
     await page.getByTestId('request-deals').waitFor();
     for (const d of deals) {

@@ -1,6 +1,7 @@
 /**
  * The storage providers page (`#/providers`): the SPs the oracle deals with, best score first,
- * with what they hold, how their read-backs went and their last failure (`GET /providers`);
+ * with what they hold, how their read-backs went, their last failure and where they are read
+ * back from (`GET /providers`);
  * the perpetual orders' open slots, read from the chain: what an SP can claim now, at what
  * bounty and bond; and the DealClient's contract-deal proposals, open ones first. Read when the
  * page is shown and when asked.
@@ -58,6 +59,11 @@ export class ProvidersPage {
             String(p.replicas_lost),
             p.last_failure === null ? 'none' : `block ${p.last_failure}`,
             status,
+            p.url_source === 'registry'
+              ? (p.registered_url ?? 'registered')
+              : p.url_source === 'operator'
+                ? "the operator's url="
+                : 'not read back',
           ]));
           return tr;
         }),

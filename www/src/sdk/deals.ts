@@ -63,6 +63,14 @@ export interface ProviderStatus {
   last_failure: number | null;
   /** Suspended by the operator: no new deals. */
   suspended: boolean;
+  /**
+   * Where the oracle reads its replicas back: `operator` (the operator's `url=`, not shown),
+   * `registry` (the URL its miner registered in the ProviderRegistry: `registered_url`), or
+   * `null` (not read back).
+   */
+  url_source: 'operator' | 'registry' | null;
+  /** The URL its miner registered, when that is where it is read back. */
+  registered_url: string | null;
 }
 
 /** The storage providers the oracle has seen, best score first. */

@@ -30,8 +30,9 @@
 //!   for waits (said once). A DataDAO's orders have the DAO as client: when the keeper knows
 //!   the DAO (`--datadao-address`), their targets are set through it (`DataDAO.renewReplicas`,
 //!   as its operator), around the replicas the DAO keeps of the order (`orderReplicas`, read
-//!   from the DAO whenever a change seems due: its owner may have changed them) and at most
-//!   twice them, as the DAO allows; without it, not renewed ahead.
+//!   from the DAO at most every `DAO_REPLICAS_TTL` and again before each change: its owner may
+//!   have changed them) and at most twice them, as the DAO allows; without it, not renewed
+//!   ahead.
 //!
 //! Each transaction has a ledger key naming the slot's claim (and, for a collection, the epoch
 //! last paid): a pending one is adopted after a restart, not sent again. The contract checks
@@ -69,6 +70,9 @@ use crate::{
 
 /// A task the contract refused is asked again after this long.
 const RETRY: Duration = Duration::from_secs(60);
+/// How long the replicas a DataDAO keeps of an order (`orderReplicas`) are taken as read: its
+/// owner's changes are seen within this.
+const DAO_REPLICAS_TTL: Duration = Duration::from_secs(300);
 
 /// The keeper's settings.
 #[derive(Debug, Clone, Copy)]
@@ -85,10 +89,11 @@ pub struct KeeperConfig {
     /// never; `--mark-lost-after-secs`).
     pub mark_lost: Option<MarkLostRules>,
     /// The DataDAO this oracle operates (`--datadao-address`): its orders' lost replicas are
-    /// marked through it, under the same rules.
+    /// marked, and their ending replicas renewed, through it, under the same rules.
     pub datadao: Option<Address>,
-    /// Renew an active replica of the operator's orders whose term ends within this many
-    /// epochs, at most half its term (0: replicas are replaced once their term is over).
+    /// Renew an active replica of the operator's orders (and the DataDAO's) whose term ends
+    /// within this many epochs, at most half its term (0: replicas are replaced once their term
+    /// is over).
     pub renew_epochs: u64,
 }
 
@@ -103,6 +108,10 @@ pub struct Keeper {
     max_replicas: u16,
     /// Orders whose renewal waits for funds (said once each).
     unfunded: HashSet<u64>,
+    /// The replicas the DataDAO keeps of each of its orders (`orderReplicas`), and when read.
+    dao_replicas: HashMap<u64, (u16, Instant)>,
+    /// DataDAO orders whose `orderReplicas` could not be had (said once each, until it can).
+    dao_unknown: HashSet<u64>,
     tried: HashMap<String, Instant>,
     wake: Option<tokio::sync::watch::Receiver<u64>>,
 }
@@ -117,6 +126,8 @@ impl Keeper {
             config,
             max_replicas: 0,
             unfunded: HashSet::new(),
+            dao_replicas: HashMap::new(),
+            dao_unknown: HashSet::new(),
             tried: HashMap::new(),
             wake: None,
         }
@@ -222,9 +233,8 @@ impl Keeper {
         // round vacates must not open beside a raised target), a raise after them. Renewal off
         // (0): a target raised before is still lowered.
         let mut lower = Vec::new();
-        let ours = |o: &&OrderWithReplicas| {
-            o.order.backend != Backend::DataDao || self.config.datadao.is_some()
-        };
+        let operates_dao = self.config.datadao.is_some();
+        let ours = |o: &&OrderWithReplicas| o.order.backend != Backend::DataDao || operates_dao;
         for o in orders.iter().filter(|o| !o.cancelled).filter(ours) {
             let Some(id) = o.order.order_id else { continue };
             let dao = o.order.backend == Backend::DataDao;
@@ -242,18 +252,24 @@ impl Keeper {
                 max: self.max_replicas,
             };
             let renew = self.config.renew_epochs;
-            let mut task = retarget(&contract, id, targets, &o.replicas, &vacating, head, renew);
-            if dao && task.is_some() {
-                // The DAO's own replicas, which its owner may have changed since the order was
-                // made; the DAO allows up to twice them.
-                task = match self.dao_replicas(id).await {
-                    Some(base) if base > 0 => {
-                        targets.base = base;
-                        targets.max = targets.max.min(base.saturating_mul(2));
-                        retarget(&contract, id, targets, &o.replicas, &vacating, head, renew)
-                    }
-                    _ => None,
-                };
+            let mut task = None;
+            // A DataDAO's order: the DAO's own replicas (its owner may have changed them since
+            // the order was made, with no event the oracle reads), as last read (at most
+            // `DAO_REPLICAS_TTL` ago), and read again before a change is made; the DAO allows up
+            // to twice them.
+            for fresh in if dao { [false, true].as_slice() } else { [false].as_slice() } {
+                if dao {
+                    let Some(base) = self.dao_replicas(id, *fresh).await.filter(|b| *b > 0) else {
+                        task = None;
+                        break;
+                    };
+                    targets.base = base;
+                    targets.max = self.max_replicas.min(base.saturating_mul(2));
+                }
+                task = retarget(&contract, id, targets, &o.replicas, &vacating, head, renew);
+                if task.is_none() {
+                    break;
+                }
             }
             if let Some(t) = task {
                 match t.action {
@@ -291,15 +307,46 @@ impl Keeper {
         }
     }
 
-    /// The replicas the DataDAO keeps of its order `order_id` (`orderReplicas`), or none (a
-    /// read that failed, said why; retried next round).
-    async fn dao_replicas(&self, order_id: u64) -> Option<u16> {
-        let (dao, proposal) = self.dao_proposal(order_id).await?;
-        match DataDAO::new(dao, self.tx.provider()).orderReplicas(U256::from(proposal)).call().await
+    /// The replicas the DataDAO keeps of its order `order_id` (`orderReplicas`), read again
+    /// after `DAO_REPLICAS_TTL` or if `fresh`; none if it cannot be had (said once until it
+    /// can; retried next round).
+    async fn dao_replicas(&mut self, order_id: u64, fresh: bool) -> Option<u16> {
+        if let Some((replicas, at)) = self.dao_replicas.get(&order_id)
+            && at.elapsed() < DAO_REPLICAS_TTL
+            && !fresh
         {
-            Ok(replicas) => Some(replicas),
-            Err(e) => {
-                warn!(order = order_id, error = %e, "keeper: reading the DAO's replicas; retried");
+            return Some(*replicas);
+        }
+        let read = match self.config.datadao {
+            Some(dao) => match self
+                .store
+                .dao_proposal_of_order(&format!("{dao:#x}"), order_id)
+                .await
+            {
+                Ok(Some(proposal)) => DataDAO::new(dao, self.tx.provider())
+                    .orderReplicas(U256::from(proposal))
+                    .call()
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "reading the DAO's orderReplicas (a DAO older than renewReplicas?): {e}"
+                        )
+                    }),
+                Ok(None) => Err("no proposal of the DAO funded it".to_owned()),
+                Err(e) => Err(e.to_string()),
+            },
+            None => Err("no DataDAO is operated".to_owned()),
+        };
+        match read {
+            Ok(replicas) => {
+                self.dao_unknown.remove(&order_id);
+                self.dao_replicas.insert(order_id, (replicas, Instant::now()));
+                Some(replicas)
+            }
+            Err(why) => {
+                if self.dao_unknown.insert(order_id) {
+                    warn!(order = order_id, %why, "keeper: a DataDAO order's replicas unknown; not renewed (said once)");
+                }
                 None
             }
         }
@@ -309,7 +356,7 @@ impl Keeper {
     /// chain: not when the target is already `to` (its event not read yet) or the order is
     /// cancelled, nor a raise whose claims the balance cannot pay (said once per order): a raise
     /// no SP could claim would only cost gas.
-    async fn target_due(&mut self, task: &KeeperTask, to: u16) -> Result<bool, String> {
+    async fn target_due(&mut self, task: &KeeperTask, to: u16, dao: bool) -> Result<bool, String> {
         let ps = PerpetualStorage::new(self.contract, self.tx.provider());
         let order = U256::from(task.order_id);
         let o = ps.getOrder(order).call().await.map_err(|e| e.to_string())?;
@@ -331,11 +378,17 @@ impl Keeper {
         if funded {
             self.unfunded.remove(&task.order_id);
         } else if self.unfunded.insert(task.order_id) {
+            let fix = if dao {
+                "the DAO's owner tops it up: DataDAO.topUpOrder"
+            } else {
+                "fund it, or raise --deal-funded-terms"
+            };
             warn!(
                 order = task.order_id,
                 bounty,
                 balance,
-                "keeper: a replica near its term's end is not renewed ahead: the order cannot pay for another claim (fund it, or raise --deal-funded-terms)"
+                fix,
+                "keeper: a replica near its term's end is not renewed ahead: the order cannot pay for another claim"
             );
         }
         Ok(funded)
@@ -364,22 +417,24 @@ impl Keeper {
             }
             KeeperAction::MarkLost => self.tx.send(ps.markLost(order, provider), &keys).await,
             KeeperAction::Collect { .. } => self.tx.send(ps.collect(order, provider), &keys).await,
-            KeeperAction::SetTarget { to, .. } if dao => match self.target_due(task, to).await {
-                Ok(true) => {
-                    let Some((dao, proposal)) = self.dao_proposal(task.order_id).await else {
-                        self.tried.insert(task.key.clone(), Instant::now());
+            KeeperAction::SetTarget { to, .. } if dao => {
+                match self.target_due(task, to, true).await {
+                    Ok(true) => {
+                        let Some((dao, proposal)) = self.dao_proposal(task.order_id).await else {
+                            self.tried.insert(task.key.clone(), Instant::now());
+                            return;
+                        };
+                        let dao = DataDAO::new(dao, self.tx.provider());
+                        self.tx.send(dao.renewReplicas(U256::from(proposal), to), &keys).await
+                    }
+                    Ok(false) => return,
+                    Err(e) => {
+                        warn!(order = task.order_id, error = %e, "keeper: reading the order; retried");
                         return;
-                    };
-                    let dao = DataDAO::new(dao, self.tx.provider());
-                    self.tx.send(dao.renewReplicas(U256::from(proposal), to), &keys).await
+                    }
                 }
-                Ok(false) => return,
-                Err(e) => {
-                    warn!(order = task.order_id, error = %e, "keeper: reading the order; retried");
-                    return;
-                }
-            },
-            KeeperAction::SetTarget { to, .. } => match self.target_due(task, to).await {
+            }
+            KeeperAction::SetTarget { to, .. } => match self.target_due(task, to, false).await {
                 Ok(true) => self.tx.send(ps.setReplicaTarget(order, to), &keys).await,
                 // Asked again next round (a read or two, no gas): funded by then, or the
                 // target's event read.
@@ -408,6 +463,11 @@ impl Keeper {
                     })
                     .unwrap_or_else(|| source.to_string());
                 info!(order = task.order_id, provider, %what, reason = %why, "keeper: refused; asked again later");
+                // The DAO's replicas may have changed since they were read (its owner's
+                // `setOrderReplicas`): read again next round.
+                if dao {
+                    self.dao_replicas.remove(&task.order_id);
+                }
                 self.tried.insert(task.key.clone(), Instant::now());
             }
             Err(e) => {

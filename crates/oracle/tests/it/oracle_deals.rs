@@ -425,6 +425,42 @@ async fn order_slots(chain: &Chain, order: alloy::primitives::U256) -> (u16, u16
     (o.replicas, o.inUse, o.active)
 }
 
+/// Waits until `order`'s (target, slots in use, active) on chain is `want` (30 s at most).
+async fn until_slots(
+    chain: &Chain,
+    order: alloy::primitives::U256,
+    want: (u16, u16, u16),
+    what: &str,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while order_slots(chain, order).await != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {:?}",
+            order_slots(chain, order).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every replica target `PerpetualStorage`'s orders were set to, oldest first.
+async fn target_changes(chain: &Chain) -> Vec<u16> {
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let logs = reader
+        .get_logs(
+            &Filter::new()
+                .address(chain.deployment.contracts["PerpetualStorage"])
+                .event_signature(PerpetualStorage::ReplicaTargetChanged::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await
+        .unwrap();
+    logs.iter()
+        .map(|l| l.log_decode::<PerpetualStorage::ReplicaTargetChanged>().unwrap().inner.data)
+        .map(|e| e.replicas)
+        .collect()
+}
+
 /// Renewal of a perpetual replica, as SPs meet it on the local chain: with one replica asked
 /// for, an active replica whose term ends within `--deal-renew-epochs` counts as missing, so
 /// the keeper raises the order's target to two (once the order can pay for another claim);
@@ -446,21 +482,6 @@ async fn a_replica_near_its_terms_end_is_renewed_at_another_provider_before_it_e
     let end = first["end_epoch"].as_u64().unwrap();
     assert_eq!(order_slots(&chain, order).await, (1, 1, 1));
 
-    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let until = |want: (u16, u16, u16), what: &'static str| {
-        let chain = &chain;
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while order_slots(chain, order).await != want {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{what}: {:?}",
-                    order_slots(chain, order).await
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
     // Within the renewal window, but funded for one term only (`--deal-funded-terms 1`): the
     // order cannot pay for another claim, so the target stays (a raise would show within a
     // few keeper rounds).
@@ -472,10 +493,10 @@ async fn a_replica_near_its_terms_end_is_renewed_at_another_provider_before_it_e
     let ps = PerpetualStorage::new(chain.deployment.contracts["PerpetualStorage"], &funder);
     let bounty = alloy::primitives::U256::from(ps.currentBounty(order).call().await.unwrap());
     assert!(mined!(ps.fund(order).value(bounty * alloy::primitives::U256::from(2u64))).status());
-    until((2, 1, 1), "the target was never raised").await;
+    until_slots(&chain, order, (2, 1, 1), "the target was never raised").await;
     // Another SP takes it; the target goes back to one at once, below the two slots in use.
     sps.deliver(1001, 8).await;
-    until((1, 2, 2), "the target was never lowered after the claim").await;
+    until_slots(&chain, order, (1, 2, 2), "the target was never lowered after the claim").await;
     let overlap = |v: &Value| v["results"][0]["replicas_active"] == 2;
     oracle
         .wait_for_within(overlap, &format!("/deals?piece={piece}"), Duration::from_secs(30))
@@ -499,20 +520,7 @@ async fn a_replica_near_its_terms_end_is_renewed_at_another_provider_before_it_e
         ),
         "{why:?}"
     );
-    let logs = reader
-        .get_logs(
-            &Filter::new()
-                .address(chain.deployment.contracts["PerpetualStorage"])
-                .event_signature(PerpetualStorage::ReplicaTargetChanged::SIGNATURE_HASH)
-                .from_block(0),
-        )
-        .await
-        .unwrap();
-    let targets: Vec<u16> = logs
-        .iter()
-        .map(|l| l.log_decode::<PerpetualStorage::ReplicaTargetChanged>().unwrap().inner.data)
-        .map(|e| e.replicas)
-        .collect();
+    let targets = target_changes(&chain).await;
     assert_eq!(targets, [2, 1], "raised once, lowered once");
     let events = reopenings(&chain).await;
     assert_eq!(events.len(), 1, "reopened once");
@@ -521,9 +529,10 @@ async fn a_replica_near_its_terms_end_is_renewed_at_another_provider_before_it_e
 }
 
 /// A DataDAO's replica near its term's end is renewed through the DAO (the order's client; the
-/// oracle is its operator, `DataDAO.renewReplicas`): the DAO keeps one replica (its terms), the
-/// keeper raises the order's target to two within the renewal window, another SP claims the
-/// extra slot, and the target goes back to one, the DAO's. Each change is made once.
+/// oracle is its operator, `DataDAO.renewReplicas`): funded on terms of two replicas, the order
+/// is kept at one by the DAO's owner (`setOrderReplicas`, no event the oracle reads); the keeper
+/// raises the order's target to two within the renewal window, another SP claims the extra
+/// slot, and the target goes back to one, the DAO's, not the terms'. Each change is made once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_datadao_replica_near_its_terms_end_is_renewed_through_the_dao() {
     use alloy::{network::TransactionBuilder, primitives::U256, rpc::types::TransactionRequest};
@@ -542,7 +551,7 @@ async fn a_datadao_replica_near_its_terms_end_is_renewed_through_the_dao() {
     let owner = chain.wallet(0);
     let dao = DataDAO::new(dao_address, &owner);
     let terms = DataDAO::OrderTerms {
-        replicas: 1,
+        replicas: 2,
         term: 3600,
         bounty: alloy::primitives::Uint::from(100_000_000_000_000_000u128),
         verified: false,
@@ -575,51 +584,27 @@ async fn a_datadao_replica_near_its_terms_end_is_renewed_through_the_dao() {
         .await;
     assert_eq!(orders["results"][0]["backend"], "datadao");
     let order = U256::from(orders["results"][0]["order_id"].as_u64().unwrap());
+    assert!(mined!(dao.setOrderReplicas(U256::from(1), 1)).status());
 
     let sps = Sps { chain: &chain, order };
     sps.deliver(1000, 7).await;
     let active = |r: &Value| r["state"] == "active" && r["end_epoch"].is_u64();
     let first = wait_replica(&oracle, &piece, 1000, active, "the replica never active").await;
     let end = first["end_epoch"].as_u64().unwrap();
-    let until = |want: (u16, u16, u16), what: &'static str| {
-        let chain = &chain;
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while order_slots(chain, order).await != want {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{what}: {:?}",
-                    order_slots(chain, order).await
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
     assert_eq!(order_slots(&chain, order).await, (1, 1, 1));
     // Within the renewal window: raised through the DAO; another SP claims; back to one.
     chain.mine_to(end - 600).await;
-    until((2, 1, 1), "the DAO's target was never raised").await;
+    until_slots(&chain, order, (2, 1, 1), "the DAO's target was never raised").await;
     sps.deliver(1001, 8).await;
-    until((1, 2, 2), "the DAO's target was never lowered after the claim").await;
+    until_slots(&chain, order, (1, 2, 2), "the DAO's target was never lowered after the claim")
+        .await;
     let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    let logs = reader
-        .get_logs(
-            &Filter::new()
-                .address(chain.deployment.contracts["PerpetualStorage"])
-                .event_signature(PerpetualStorage::ReplicaTargetChanged::SIGNATURE_HASH)
-                .from_block(0),
-        )
-        .await
-        .unwrap();
-    let targets: Vec<u16> = logs
-        .iter()
-        .map(|l| l.log_decode::<PerpetualStorage::ReplicaTargetChanged>().unwrap().inner.data)
-        .map(|e| e.replicas)
-        .collect();
-    assert_eq!(targets, [2, 1], "raised once, lowered once");
+    let targets = target_changes(&chain).await;
+    assert_eq!(targets, [1, 2, 1], "the owner's one, raised once, lowered once");
     let kept =
         DataDAO::new(dao_address, &reader).orderReplicas(U256::from(1)).call().await.unwrap();
     assert_eq!(kept, 1, "the DAO's own replicas unchanged");
+    oracle.kill().await;
 }
 
 /// A market read that fails is retried and never taken for a deal that is gone: with reads
