@@ -714,6 +714,16 @@ async fn deal_metrics<B: Blockstore>(
             let _ =
                 writeln!(out, "estuary_cold_restores_total{{source=\"{}\"}} {n}", source.as_str());
         }
+        let (configured, registered) = cold.urls().counts();
+        let _ = writeln!(
+            out,
+            "# HELP estuary_provider_urls Providers whose replicas are read back, by where their \
+             URL comes from (operator: url=; registry: the ProviderRegistry, usable under the \
+             network policy)."
+        );
+        let _ = writeln!(out, "# TYPE estuary_provider_urls gauge");
+        let _ = writeln!(out, "estuary_provider_urls{{source=\"operator\"}} {configured}");
+        let _ = writeln!(out, "estuary_provider_urls{{source=\"registry\"}} {registered}");
         for (name, help, n) in [
             (
                 "estuary_cold_spans_cached_total",

@@ -862,5 +862,7 @@ async fn providers_are_probed_at_the_urls_their_agents_registered() {
     assert_eq!(of(&all, 1000)["url_source"], "registry", "{all:?}");
     assert_eq!(of(&all, 1001)["registered_url"], sps[1].url.trim_end_matches('/'), "{all:?}");
     assert!(of(&all, 1002)["url_source"].is_null(), "{all:?}");
+    // `/metrics` counts them: f01000's and f01001's, not f01002's refused one.
+    assert_eq!(metric(&oracle, "estuary_provider_urls{source=\"registry\"}").await, 2);
     drop(sps);
 }
