@@ -248,11 +248,18 @@ describe('dapp on the local stack', () => {
       /^(none|block \d+)$/,
       'its last failure',
     );
-    assert.match(
-      await page.locator(`[data-testid="providers"] tr[data-provider="${deals[0].provider}"] td`).nth(8).textContent(),
-      /^http:\/\/127\.0\.0\.1:\d+$/,
-      'where it is read back: the URL its agent registered',
-    );
+    // Where it is read back: the URL its agent registered (the oracle reads the registry for a
+    // provider once it holds an active replica, within a round).
+    const readBackAt = () =>
+      page.locator(`[data-testid="providers"] tr[data-provider="${deals[0].provider}"] td`).nth(8).textContent({ timeout: 1000 }).catch(() => '');
+    let at = await readBackAt();
+    for (let i = 0; i < 60 && !/^http:/.test(at); i++) {
+      await sleep(500);
+      await page.getByTestId('providers-refresh').click();
+      await page.waitForFunction(() => !document.querySelector('[data-testid="providers-refresh"]').disabled);
+      at = await readBackAt();
+    }
+    assert.match(at, /^http:\/\/127\.0\.0\.1:\d+$/, 'where it is read back: the URL its agent registered');
     await page.getByTestId('nav-files').click();
     await page.getByTestId('request-deals').waitFor();
     for (const d of deals) {

@@ -77,16 +77,25 @@ pub fn free_port() -> Result<u16, DevnetError> {
     Ok(listener.local_addr().map_err(io("finding a free port"))?.port())
 }
 
-/// Starts anvil on 127.0.0.1. `block_time` of `None` mines a block per transaction.
+/// Starts anvil on 127.0.0.1. `block_time` of `None` mines a block per transaction. The states
+/// of older blocks that anvil writes to disk once it holds many (about half a gigabyte on a
+/// long-running chain of ours) go to `cache` (`--cache-path`), which the caller removes: in
+/// anvil's default place, `~/.foundry/anvil/tmp`, an anvil that is killed leaves them for good.
 pub fn start_anvil(
     port: Option<u16>,
     block_time: Option<u64>,
+    cache: &std::path::Path,
 ) -> Result<AnvilInstance, DevnetError> {
     let port = match port {
         Some(0) | None => free_port()?,
         Some(p) => p,
     };
-    let mut anvil = Anvil::at(foundry_tool("anvil")).port(port).arg("--host").arg("127.0.0.1");
+    let mut anvil = Anvil::at(foundry_tool("anvil"))
+        .port(port)
+        .arg("--host")
+        .arg("127.0.0.1")
+        .arg("--cache-path")
+        .arg(cache.as_os_str());
     if let Some(secs) = block_time {
         anvil = anvil.block_time(secs);
     }
@@ -234,6 +243,8 @@ pub struct LocalChain {
     /// What the deploy script put on it.
     pub deployment: Deployment,
     miner: Option<tokio::task::JoinHandle<()>>,
+    /// Where anvil writes older states; removed once anvil is stopped (fields drop in order).
+    _cache: tempfile::TempDir,
 }
 
 impl Drop for LocalChain {
@@ -253,7 +264,11 @@ impl LocalChain {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let anvil = start_anvil(None, None)?;
+            let cache = tempfile::Builder::new()
+                .prefix("estuary-anvil-")
+                .tempdir()
+                .map_err(io("making anvil's cache directory".to_owned()))?;
+            let anvil = start_anvil(None, None, cache.path())?;
             let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
             let operator = *anvil.addresses().last().ok_or_else(|| DevnetError::Anvil {
                 path: foundry_tool("anvil").display().to_string(),
@@ -286,7 +301,7 @@ impl LocalChain {
                             }
                         })
                     });
-                    return Ok(Self { anvil, deployment, miner });
+                    return Ok(Self { anvil, deployment, miner, _cache: cache });
                 }
                 Err(e) if attempts < 3 => {
                     tracing::warn!(error = %e, "deployment failed; once more on a fresh chain");

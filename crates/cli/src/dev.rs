@@ -194,10 +194,14 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     // deployment that has not ended in `TEST_DEPLOY_TIMEOUT` is stopped and made again on a
     // fresh anvil, up to three times, instead of holding the stack for `DEPLOY_TIMEOUT`.
     let anvil_port = port(opts.anvil_port)?;
+    // Anvil's older states, this run's only (a chain of an earlier run is gone).
+    let anvil_cache = state_dir.join("anvil-cache");
+    let _ = std::fs::remove_dir_all(&anvil_cache);
+    std::fs::create_dir_all(&anvil_cache).context("making anvil's cache directory")?;
     let mut attempt = 0;
     let (anvil, deployment) = loop {
         attempt += 1;
-        let anvil = devnet::start_anvil(Some(anvil_port), None)?;
+        let anvil = devnet::start_anvil(Some(anvil_port), None, &anvil_cache)?;
         let rpc_url = format!("http://127.0.0.1:{}", anvil.port());
         let signer: PrivateKeySigner = anvil.keys()[0].clone().into();
         // The oracle's account: anvil's last one, apart from the accounts users get.
