@@ -10,7 +10,8 @@ import {CommonBase} from "forge-std/Base.sol";
 import {StdUtils} from "forge-std/StdUtils.sol";
 
 /// Proposals, votes, acceptances, pins, the oracle funding orders (or not in time) and renewing
-/// their replicas, expiries and the owner cancelling orders, in any order.
+/// their replicas, expiries, and the owner setting orders' replicas and cancelling orders, in
+/// any order.
 contract DataDAOHandler is CommonBase, StdUtils {
     DataDAO internal immutable dao;
     EstuaryPinning internal immutable pinning;
@@ -93,6 +94,20 @@ contract DataDAOHandler is CommonBase, StdUtils {
         try dao.renewReplicas(id, uint16(bound(target, 0, 8))) {} catch {}
     }
 
+    /// The replicas the owner last set for each proposal's order (0: never).
+    mapping(uint256 id => uint16) public ownerReplicas;
+
+    /// The owner sets a funded order's replicas.
+    function setReplicas(uint256 seed, uint16 replicas) external {
+        uint256 id = proposal(seed);
+        if (id == 0) return;
+        uint16 r = uint16(bound(replicas, 1, 8));
+        vm.prank(dao.owner());
+        try dao.setOrderReplicas(id, r) {
+            ownerReplicas[id] = r;
+        } catch {}
+    }
+
     function cancelOrder(uint256 seed) external {
         uint256 id = proposal(seed);
         if (id == 0) return;
@@ -142,6 +157,9 @@ contract DataDAOInvariantTest is FilecoinTest {
         assertEq(handler.funded(), 1);
         handler.renew(0, 5);
         handler.renew(0, 7);
+        handler.setReplicas(0, 2);
+        assertEq(handler.ownerReplicas(1), 2);
+        handler.renew(0, 4);
         invariant_ReservedIsTheAcceptedBudgets();
         invariant_FundedOrdersAreThePinsPieceOnTheDaosTerms();
     }
@@ -159,8 +177,9 @@ contract DataDAOInvariantTest is FilecoinTest {
     }
 
     /// Every funded order is the DAO's, for the proposal's CID, for the piece its pin reported,
-    /// on the DAO's terms (its target between their replicas and twice them: renewals), with the
-    /// proposal's budget; and only proposals pinned get funded.
+    /// on the DAO's terms (its replicas those of the terms or the owner's last setting, its target
+    /// between them and twice them: renewals), with the proposal's budget; and only proposals
+    /// pinned get funded.
     function invariant_FundedOrdersAreThePinsPieceOnTheDaosTerms() public view {
         (uint16 replicas, uint64 term, uint96 bounty, bool verified) = dao.orderTerms();
         for (uint256 id = 1; id <= dao.proposalCount(); ++id) {
@@ -176,9 +195,10 @@ contract DataDAOInvariantTest is FilecoinTest {
             assertEq(o.payloadCid, p.cid);
             assertEq(o.pieceCid, PoDSI.pieceCidOf(pin.commP));
             assertEq(o.paddedSize, pin.paddedSize);
-            assertEq(dao.orderReplicas(id), replicas);
-            assertGe(o.replicas, replicas);
-            assertLe(o.replicas, 2 * uint256(replicas));
+            uint16 kept = handler.ownerReplicas(id) == 0 ? replicas : handler.ownerReplicas(id);
+            assertEq(dao.orderReplicas(id), kept);
+            assertGe(o.replicas, kept);
+            assertLe(o.replicas, 2 * uint256(kept));
             assertEq(o.term, term);
             assertEq(o.bounty, bounty);
             assertEq(o.verified, verified);
