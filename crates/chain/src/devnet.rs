@@ -70,11 +70,42 @@ pub fn foundry_tool(name: &str) -> PathBuf {
     if bundled.exists() { bundled } else { PathBuf::from(name) }
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
+/// A free TCP port on 127.0.0.1 (free when asked; bind it soon), chosen at random below the
+/// kernel's ephemeral range.
+///
+/// Between this call and the caller's bind, the port is nobody's. A port from the ephemeral
+/// range (what binding port 0 gives) is also what every outgoing connection takes as its local
+/// port, and the tests and `estuary dev` make many: one of them took an oracle's port before
+/// the oracle bound it (`cannot listen on 127.0.0.1:41605`, a failed end-to-end run). Below the
+/// range only an explicit bind takes a port, and another caller of this function picks the
+/// same one in 1 of about 12,000. If the range leaves no room below it, any free port.
 pub fn free_port() -> Result<u16, DevnetError> {
+    use rand::Rng;
+    let (low, _) = ephemeral_range();
+    const FLOOR: u16 = 20_000;
+    if low > FLOOR + 1_000 {
+        let mut rng = rand::rng();
+        for _ in 0..64 {
+            let port = rng.random_range(FLOOR..low);
+            if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io("finding a free port"))?;
     Ok(listener.local_addr().map_err(io("finding a free port"))?.port())
+}
+
+/// The kernel's ephemeral port range (Linux's `ip_local_port_range`; its default elsewhere).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 /// Starts anvil on 127.0.0.1. `block_time` of `None` mines a block per transaction. The states
@@ -329,5 +360,23 @@ impl LocalChain {
     /// The contracts' operator key (anvil's last account), hex without `0x`.
     pub fn operator_key(&self) -> String {
         self.key_hex(self.anvil.keys().len() - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_bindable_and_outside_the_ephemeral_range() {
+        let (low, high) = ephemeral_range();
+        assert!(low <= high, "ip_local_port_range read as {low}..{high}");
+        for _ in 0..20 {
+            let port = free_port().unwrap();
+            if low > 21_000 {
+                assert!((20_000..low).contains(&port), "{port} is not below {low}");
+            }
+            TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+        }
     }
 }

@@ -46,7 +46,7 @@ fn moto_bin() -> PathBuf {
 
 impl Moto {
     async fn start(bucket: &str) -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = estuary_chain::devnet::free_port().unwrap();
         let child = Command::new(moto_bin())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())

@@ -63,7 +63,7 @@ impl Postgres {
             "initdb",
             &["-D", &data_s, "-U", "estuary", "--auth=trust", "--no-sync", "-E", "UTF8"],
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = estuary_chain::devnet::free_port().unwrap();
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
             dir.path().display()
