@@ -246,31 +246,25 @@ impl Keeper {
                 })
                 .map(|(t, _)| t.provider)
                 .collect();
-            let mut targets = Targets {
+            let targets = Targets {
                 base: o.order.replicas_target,
                 on_chain: o.replicas_on_chain,
                 max: self.max_replicas,
             };
             let renew = self.config.renew_epochs;
-            let mut task = None;
-            // A DataDAO's order: the DAO's own replicas (its owner may have changed them since
-            // the order was made, with no event the oracle reads), as last read (at most
-            // `DAO_REPLICAS_TTL` ago), and read again before a change is made; the DAO allows up
-            // to twice them.
-            for fresh in if dao { [false, true].as_slice() } else { [false].as_slice() } {
-                if dao {
-                    let Some(base) = self.dao_replicas(id, *fresh).await.filter(|b| *b > 0) else {
-                        task = None;
-                        break;
-                    };
-                    targets.base = base;
-                    targets.max = self.max_replicas.min(base.saturating_mul(2));
+            let plan =
+                |targets| retarget(&contract, id, targets, &o.replicas, &vacating, head, renew);
+            let task = if dao {
+                // A DataDAO's order: the DAO's own replicas (its owner may have changed them
+                // since the order was made, with no event the oracle reads), as last read (at
+                // most `DAO_REPLICAS_TTL` ago); a change is planned again on a fresh read.
+                match self.dao_targets(id, targets, false).await.and_then(&plan) {
+                    Some(_) => self.dao_targets(id, targets, true).await.and_then(&plan),
+                    None => None,
                 }
-                task = retarget(&contract, id, targets, &o.replicas, &vacating, head, renew);
-                if task.is_none() {
-                    break;
-                }
-            }
+            } else {
+                plan(targets)
+            };
             if let Some(t) = task {
                 match t.action {
                     KeeperAction::SetTarget { from, to } if to < from => lower.push((t, dao)),
@@ -310,6 +304,18 @@ impl Keeper {
     /// The replicas the DataDAO keeps of its order `order_id` (`orderReplicas`), read again
     /// after `DAO_REPLICAS_TTL` or if `fresh`; none if it cannot be had (said once until it
     /// can; retried next round).
+    /// `targets` of DataDAO order `order_id` on the DAO's replicas (read fresh, or as last
+    /// read): its base, and up to twice it, which the DAO allows. None while they are unknown.
+    async fn dao_targets(
+        &mut self,
+        order_id: u64,
+        targets: Targets,
+        fresh: bool,
+    ) -> Option<Targets> {
+        let base = self.dao_replicas(order_id, fresh).await.filter(|b| *b > 0)?;
+        Some(Targets { base, max: self.max_replicas.min(base.saturating_mul(2)), ..targets })
+    }
+
     async fn dao_replicas(&mut self, order_id: u64, fresh: bool) -> Option<u16> {
         if let Some((replicas, at)) = self.dao_replicas.get(&order_id)
             && at.elapsed() < DAO_REPLICAS_TTL

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    fetch::{NetPolicy, net::CheckedResolver},
+    fetch::{NetPolicy, net::checked_client},
     store::Store,
 };
 
@@ -184,18 +184,16 @@ pub struct ProviderClients {
 impl ProviderClients {
     /// Clients with `timeout` for a whole read, the registered ones' under `policy`.
     pub fn new(timeout: Duration, policy: Arc<NetPolicy>) -> Result<Self, reqwest::Error> {
-        let base = || {
-            // No proxy from the environment: a proxy would resolve the registered name
-            // itself, past the resolver's check.
-            reqwest::Client::builder()
+        let connect = timeout.min(crate::deals::probes::CONNECT_TIMEOUT);
+        Ok(Self {
+            // The operator's URLs: no resolver check, but no proxy or redirects either.
+            trusted: reqwest::Client::builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(timeout.min(crate::deals::probes::CONNECT_TIMEOUT))
+                .connect_timeout(connect)
                 .timeout(timeout)
-        };
-        Ok(Self {
-            trusted: base().build()?,
-            checked: base().dns_resolver(Arc::new(CheckedResolver::new(policy))).build()?,
+                .build()?,
+            checked: checked_client(policy).connect_timeout(connect).timeout(timeout).build()?,
         })
     }
 

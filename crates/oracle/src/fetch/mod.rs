@@ -396,13 +396,8 @@ impl Fetcher {
     /// A fetcher whose origins may reach what `policy` permits.
     pub fn with_policy(gateways: Vec<String>, limits: FetchLimits, policy: NetPolicy) -> Self {
         let policy = Arc::new(policy);
-        // No proxy from the environment for origins: a proxy would resolve their names itself,
-        // past the resolver's check.
-        let origin_client = reqwest::Client::builder()
-            .no_proxy()
+        let origin_client = net::checked_client(Arc::clone(&policy))
             .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(net::CheckedResolver::new(Arc::clone(&policy))))
             .build()
             .expect("a client with a resolver and no redirects builds");
         let gateway_client = reqwest::Client::builder()

@@ -102,6 +102,17 @@ fn is_internal_v6(ip: Ipv6Addr) -> bool {
         || s[..6] == [0; 6] // ::/96, IPv4-compatible (deprecated)
 }
 
+/// A client builder for untrusted URLs (origins, registered providers' URLs): names resolve
+/// through a [`CheckedResolver`] under `policy`, redirects are not followed, and no proxy is
+/// taken from the environment (a proxy would resolve the names itself, past the resolver's
+/// check). The caller adds its timeouts.
+pub fn checked_client(policy: Arc<NetPolicy>) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(CheckedResolver::new(policy)))
+}
+
 /// The HTTP client's resolver for origins: resolves with the system resolver and keeps only
 /// the addresses the policy permits; a name with none left fails to resolve.
 #[derive(Debug, Clone)]
