@@ -1,10 +1,12 @@
 //! A layer of the tree at a time: every node of a layer is independent of its neighbours, so
-//! where the target has 128-bit SIMD (wasm `simd128`) four nodes are hashed at once, one per
-//! lane. Elsewhere each node goes through [`node`], which uses the CPU's SHA extensions
-//! when it has them (faster per node than four scalar lanes).
+//! several are hashed at once. Where the target has 128-bit SIMD (wasm `simd128`) four nodes go
+//! through four lanes (`simd`); on x86-64 CPUs with the SHA extensions two nodes' rounds are
+//! interleaved on the SHA unit (`shani`). Elsewhere, and for what is left over, each node goes
+//! through [`node`] (`sha2`, which uses the SHA extensions one message at a time).
 //!
-//! No crate on crates.io offers a multi-lane SHA-256 for wasm, hence the code in [`simd`]; it is
-//! checked against [`node`] in headless Chromium (`crates/node/tests/web.rs`).
+//! No crate on crates.io offers a multi-lane SHA-256 for wasm, hence the code in `simd`; it is
+//! checked against [`node`] in headless Chromium (`crates/node/tests/web.rs`). `shani` says
+//! why it is ours too.
 
 use crate::commp::{Node, node};
 
@@ -12,6 +14,9 @@ use crate::commp::{Node, node};
 /// `node(nodes[2i], nodes[2i + 1])`. An odd last node is ignored.
 pub(crate) fn hash_pairs_in_place(nodes: &mut [Node]) {
     let half = nodes.len() / 2;
+    #[cfg(target_arch = "x86_64")]
+    let done = shani::hash_pairs(nodes, half);
+    #[cfg(not(target_arch = "x86_64"))]
     #[allow(unused_mut)]
     let mut done = 0;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -43,6 +48,102 @@ pub(crate) fn root_in_place(nodes: &mut [Node]) -> Node {
     nodes.first().copied().unwrap_or([0; 32])
 }
 
+/// SHA-256 round constants (FIPS 180-4, 4.2.2).
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+pub(crate) const K: [u32; 64] = [
+    0x428a_2f98,
+    0x7137_4491,
+    0xb5c0_fbcf,
+    0xe9b5_dba5,
+    0x3956_c25b,
+    0x59f1_11f1,
+    0x923f_82a4,
+    0xab1c_5ed5,
+    0xd807_aa98,
+    0x1283_5b01,
+    0x2431_85be,
+    0x550c_7dc3,
+    0x72be_5d74,
+    0x80de_b1fe,
+    0x9bdc_06a7,
+    0xc19b_f174,
+    0xe49b_69c1,
+    0xefbe_4786,
+    0x0fc1_9dc6,
+    0x240c_a1cc,
+    0x2de9_2c6f,
+    0x4a74_84aa,
+    0x5cb0_a9dc,
+    0x76f9_88da,
+    0x983e_5152,
+    0xa831_c66d,
+    0xb003_27c8,
+    0xbf59_7fc7,
+    0xc6e0_0bf3,
+    0xd5a7_9147,
+    0x06ca_6351,
+    0x1429_2967,
+    0x27b7_0a85,
+    0x2e1b_2138,
+    0x4d2c_6dfc,
+    0x5338_0d13,
+    0x650a_7354,
+    0x766a_0abb,
+    0x81c2_c92e,
+    0x9272_2c85,
+    0xa2bf_e8a1,
+    0xa81a_664b,
+    0xc24b_8b70,
+    0xc76c_51a3,
+    0xd192_e819,
+    0xd699_0624,
+    0xf40e_3585,
+    0x106a_a070,
+    0x19a4_c116,
+    0x1e37_6c08,
+    0x2748_774c,
+    0x34b0_bcb5,
+    0x391c_0cb3,
+    0x4ed8_aa4a,
+    0x5b9c_ca4f,
+    0x682e_6ff3,
+    0x748f_82ee,
+    0x78a5_636f,
+    0x84c8_7814,
+    0x8cc7_0208,
+    0x90be_fffa,
+    0xa450_6ceb,
+    0xbef9_a3f7,
+    0xc671_78f2,
+];
+
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+/// `K[i] + W[i]` for the second block of every 64-byte message (0x80, zeros, length 512),
+/// whose schedule is the same for every node.
+pub(crate) const PAD_KW: [u32; 64] = {
+    let mut w = [0u32; 64];
+    w[0] = 0x8000_0000;
+    w[15] = 512;
+    let mut i = 16;
+    while i < 64 {
+        let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+        let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+        i += 1;
+    }
+    let mut kw = [0u32; 64];
+    let mut i = 0;
+    while i < 64 {
+        kw[i] = K[i].wrapping_add(w[i]);
+        i += 1;
+    }
+    kw
+};
+
+#[cfg(target_arch = "x86_64")]
+#[path = "shani.rs"]
+mod shani;
+
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
     use core::arch::wasm32::{
@@ -50,97 +151,8 @@ mod simd {
         v128_bitselect, v128_or, v128_xor,
     };
 
+    use super::{K, PAD_KW};
     use crate::commp::{H0, Node};
-
-    /// SHA-256 round constants (FIPS 180-4, 4.2.2).
-    const K: [u32; 64] = [
-        0x428a_2f98,
-        0x7137_4491,
-        0xb5c0_fbcf,
-        0xe9b5_dba5,
-        0x3956_c25b,
-        0x59f1_11f1,
-        0x923f_82a4,
-        0xab1c_5ed5,
-        0xd807_aa98,
-        0x1283_5b01,
-        0x2431_85be,
-        0x550c_7dc3,
-        0x72be_5d74,
-        0x80de_b1fe,
-        0x9bdc_06a7,
-        0xc19b_f174,
-        0xe49b_69c1,
-        0xefbe_4786,
-        0x0fc1_9dc6,
-        0x240c_a1cc,
-        0x2de9_2c6f,
-        0x4a74_84aa,
-        0x5cb0_a9dc,
-        0x76f9_88da,
-        0x983e_5152,
-        0xa831_c66d,
-        0xb003_27c8,
-        0xbf59_7fc7,
-        0xc6e0_0bf3,
-        0xd5a7_9147,
-        0x06ca_6351,
-        0x1429_2967,
-        0x27b7_0a85,
-        0x2e1b_2138,
-        0x4d2c_6dfc,
-        0x5338_0d13,
-        0x650a_7354,
-        0x766a_0abb,
-        0x81c2_c92e,
-        0x9272_2c85,
-        0xa2bf_e8a1,
-        0xa81a_664b,
-        0xc24b_8b70,
-        0xc76c_51a3,
-        0xd192_e819,
-        0xd699_0624,
-        0xf40e_3585,
-        0x106a_a070,
-        0x19a4_c116,
-        0x1e37_6c08,
-        0x2748_774c,
-        0x34b0_bcb5,
-        0x391c_0cb3,
-        0x4ed8_aa4a,
-        0x5b9c_ca4f,
-        0x682e_6ff3,
-        0x748f_82ee,
-        0x78a5_636f,
-        0x84c8_7814,
-        0x8cc7_0208,
-        0x90be_fffa,
-        0xa450_6ceb,
-        0xbef9_a3f7,
-        0xc671_78f2,
-    ];
-
-    /// K[i] + W[i] for the second block of every 64-byte message (0x80, zeros, length 512),
-    /// whose schedule is the same for every node.
-    const PAD_KW: [u32; 64] = {
-        let mut w = [0u32; 64];
-        w[0] = 0x8000_0000;
-        w[15] = 512;
-        let mut i = 16;
-        while i < 64 {
-            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
-            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
-            i += 1;
-        }
-        let mut kw = [0u32; 64];
-        let mut i = 0;
-        while i < 64 {
-            kw[i] = K[i].wrapping_add(w[i]);
-            i += 1;
-        }
-        kw
-    };
 
     #[inline(always)]
     fn rotr(x: v128, n: u32) -> v128 {

@@ -8,7 +8,8 @@
 //!
 //! Memory is one quad, one pending node per tree level (at most 31) and the leaves of one run
 //! (256 KiB) whatever the size. Runs are hashed a layer at a time, four nodes at once in wasm
-//! `simd128` lanes, and natively on every core; [`run_roots`] and [`CommP::push_run_roots`]
+//! `simd128` lanes, two at once on x86-64's SHA extensions (the workspace's one module allowed
+//! `unsafe`), and natively on every core; [`run_roots`] and [`CommP::push_run_roots`]
 //! let Web Workers share one stream.
 //! The first quad is kept aside until [`CommP::finish_with_prefix`], so a writer that patches
 //! the first bytes of its output at the end (a CAR header naming a root known only then) still
