@@ -3,7 +3,7 @@
 // (contracts/out, not committed) to contracts/artifacts (committed), where the Rust bindings
 // (alloy `sol!`) and the dapp read them. Run after `forge build`; the test command fails if the
 // committed copy is stale.
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -36,6 +36,10 @@ for (const name of CONTRACTS) {
   // moment (the test command runs this beside clippy), and a rewrite would rebuild them.
   const path = join(root, `contracts/artifacts/${name}.json`);
   const text = JSON.stringify(artifact, null, 2) + '\n';
-  if (!existsSync(path) || readFileSync(path, 'utf8') !== text) writeFileSync(path, text);
+  if (!existsSync(path) || readFileSync(path, 'utf8') !== text) {
+    // Whole or not at all, for a reader at the same moment.
+    writeFileSync(`${path}.tmp`, text);
+    renameSync(`${path}.tmp`, path);
+  }
 }
 console.log(`exported ${CONTRACTS.length} artifact(s) to contracts/artifacts`);

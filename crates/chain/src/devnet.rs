@@ -78,16 +78,21 @@ pub fn foundry_tool(name: &str) -> PathBuf {
 /// port, and the tests and `estuary dev` make many: one of them took an oracle's port before
 /// the oracle bound it (`cannot listen on 127.0.0.1:41605`, a failed end-to-end run). Below the
 /// range only an explicit bind takes a port, and another caller of this function picks the
-/// same one in 1 of about 12,000. If the range leaves no room below it, any free port.
+/// same one in 1 of about 12,000 (within one process, never: a port is handed out once). If
+/// the range leaves no room below it, any free port.
 pub fn free_port() -> Result<u16, DevnetError> {
     use rand::Rng;
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     let (low, _) = ephemeral_range();
     const FLOOR: u16 = 20_000;
     if low > FLOOR + 1_000 {
         let mut rng = rand::rng();
+        let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for _ in 0..64 {
             let port = rng.random_range(FLOOR..low);
-            if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            if !given.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                given.insert(port);
                 return Ok(port);
             }
         }
@@ -371,10 +376,12 @@ mod tests {
     fn free_ports_are_bindable_and_outside_the_ephemeral_range() {
         let (low, high) = ephemeral_range();
         assert!(low <= high, "ip_local_port_range read as {low}..{high}");
+        let mut seen = std::collections::BTreeSet::new();
         for _ in 0..20 {
             let port = free_port().unwrap();
             if low > 21_000 {
                 assert!((20_000..low).contains(&port), "{port} is not below {low}");
+                assert!(seen.insert(port), "{port} was handed out twice");
             }
             TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
         }

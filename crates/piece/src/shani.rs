@@ -194,7 +194,10 @@ mod tests {
             raw in proptest::collection::vec(any::<[u8; 32]>(), 2..40),
             half_less in 0usize..3,
         ) {
-            prop_assume!(available());
+            if !available() {
+                // Nothing to check on a CPU without SHA-NI (every layer takes `node`).
+                return Ok(());
+            }
             let mut nodes = raw.clone();
             let half = (nodes.len() / 2).saturating_sub(half_less);
             let done = hash_pairs(&mut nodes, half);

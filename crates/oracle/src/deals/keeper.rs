@@ -301,9 +301,6 @@ impl Keeper {
         }
     }
 
-    /// The replicas the DataDAO keeps of its order `order_id` (`orderReplicas`), read again
-    /// after `DAO_REPLICAS_TTL` or if `fresh`; none if it cannot be had (said once until it
-    /// can; retried next round).
     /// `targets` of DataDAO order `order_id` on the DAO's replicas (read fresh, or as last
     /// read): its base, and up to twice it, which the DAO allows. None while they are unknown.
     async fn dao_targets(
@@ -316,6 +313,9 @@ impl Keeper {
         Some(Targets { base, max: self.max_replicas.min(base.saturating_mul(2)), ..targets })
     }
 
+    /// The replicas the DataDAO keeps of its order `order_id` (`orderReplicas`), read again
+    /// after `DAO_REPLICAS_TTL` or if `fresh`; none if it cannot be had (said once until it
+    /// can; retried next round).
     async fn dao_replicas(&mut self, order_id: u64, fresh: bool) -> Option<u16> {
         if let Some((replicas, at)) = self.dao_replicas.get(&order_id)
             && at.elapsed() < DAO_REPLICAS_TTL
