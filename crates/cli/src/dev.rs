@@ -458,9 +458,14 @@ fn announce(info: &DevInfo, dev_json: &Path) {
     println!("Ctrl-C stops everything.");
 }
 
+/// Polls `url` until it answers with success, for 30 s at most, and fails as soon as `child`
+/// exits. Each poll has a limit of its own: where something else holds the port and accepts
+/// connections without answering (an oracle's port taken by another process between its choice
+/// and its bind, seen once), a poll without one waited for good, and the stack never stopped.
 async fn wait_healthy(url: &str, child: &mut Child) -> Result<()> {
-    let client = reqwest::Client::new();
-    for _ in 0..300 {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
         if let Some(status) = child.try_wait()? {
             bail!("a child of the stack exited during start-up ({status}): {url}");
         }

@@ -170,6 +170,62 @@ async fn three_replicas(dir: &Path, extra: &[&str]) -> Placed {
     Placed { dev, info, car_path, root: root.to_owned(), piece: piece.to_owned(), requestid, order }
 }
 
+/// When the oracle's port is held by something that accepts connections and never answers (its
+/// port taken between its choice and its bind, seen once in an end-to-end run), `estuary dev`
+/// stops with an error, and stops anvil, instead of waiting for the oracle for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_oracle_port_stops_the_stack_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let dist = dir.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>test</title>").unwrap();
+    // Listening (the kernel completes connections), never accepting, never answering.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let log = dir.path().join("dev.log");
+    let state = dir.path().join("state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .args(["dev", "--anvil-port", "0", "--oracle-port", &port, "--dapp-port", "0"])
+        .args(["--sp-port", "0", "--block-time", "1"])
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--www-dist")
+        .arg(&dist)
+        .env("ESTUARY_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Up to three deployments (`estuary dev` makes a hung one again), then the oracle's start.
+    let status = tokio::time::timeout(Duration::from_secs(240), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("estuary dev did not stop:\n{}", tail(&log)))
+        .unwrap();
+    assert!(!status.success(), "estuary dev exited successfully:\n{}", tail(&log));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("exited during start-up"), "{}", tail(&log));
+    assert!(!state.join("dev.json").exists(), "dev.json was written");
+    // Its children went with it: no process names its state directory (anvil's cache is there).
+    let state_arg = state.to_string_lossy().into_owned();
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&state_arg))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left.is_empty(), "still running: {left:?}");
+    drop(held);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pinned_file_gets_three_active_replicas_at_three_sps_on_the_local_stack() {
     let dir = tempfile::tempdir().unwrap();
