@@ -85,12 +85,11 @@ pub fn free_port() -> Result<u16, DevnetError> {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     let (low, _) = ephemeral_range();
-    const FLOOR: u16 = 20_000;
-    if low > FLOOR + 1_000 {
+    if low > PORT_FLOOR + 1_000 {
         let mut rng = rand::rng();
         let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for _ in 0..64 {
-            let port = rng.random_range(FLOOR..low);
+            let port = rng.random_range(PORT_FLOOR..low);
             if !given.contains(&port) && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
                 given.insert(port);
                 return Ok(port);
@@ -102,15 +101,22 @@ pub fn free_port() -> Result<u16, DevnetError> {
     Ok(listener.local_addr().map_err(io("finding a free port"))?.port())
 }
 
-/// The kernel's ephemeral port range (Linux's `ip_local_port_range`; its default elsewhere).
+/// The lowest port [`free_port`] picks (ports below the ephemeral range, from here).
+const PORT_FLOOR: u16 = 20_000;
+
+/// The kernel's ephemeral port range (Linux's `ip_local_port_range`; its default elsewhere),
+/// read once.
 fn ephemeral_range() -> (u16, u16) {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
-            Some((it.next()??, it.next()??))
-        })
-        .unwrap_or((32_768, 60_999))
+    static RANGE: std::sync::OnceLock<(u16, u16)> = std::sync::OnceLock::new();
+    *RANGE.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace().map(|n| n.parse::<u16>().ok());
+                Some((it.next()??, it.next()??))
+            })
+            .unwrap_or((32_768, 60_999))
+    })
 }
 
 /// Starts anvil on 127.0.0.1. `block_time` of `None` mines a block per transaction. The states
@@ -379,8 +385,8 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..20 {
             let port = free_port().unwrap();
-            if low > 21_000 {
-                assert!((20_000..low).contains(&port), "{port} is not below {low}");
+            if low > PORT_FLOOR + 1_000 {
+                assert!((PORT_FLOOR..low).contains(&port), "{port} is not below {low}");
                 assert!(seen.insert(port), "{port} was handed out twice");
             }
             TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();

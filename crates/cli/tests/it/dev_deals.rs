@@ -5,7 +5,11 @@
 //! fetched the CAR from the oracle's `/piece/{pieceCid}`, verified it, published and activated
 //! their deals — and the chain, `/deals`, `/pins/{id}` and the oracle's piece agree.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
 use alloy::{
     primitives::{Address, U256},
@@ -39,28 +43,36 @@ impl Drop for Dev {
     }
 }
 
+/// Spawns `estuary dev` in `dir` (a stand-in dapp, the state directory, the log) on free ports
+/// but the oracle's, `oracle_port` ("0": free too); returns the child, its log and its state
+/// directory.
+fn spawn_dev(dir: &Path, oracle_port: &str, extra: &[&str]) -> (Child, PathBuf, PathBuf) {
+    let dist = dir.join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><title>test</title>").unwrap();
+    let state = dir.join("state");
+    let log = dir.join("dev.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .args(["dev", "--anvil-port", "0", "--oracle-port", oracle_port, "--dapp-port", "0"])
+        .args(["--sp-port", "0", "--block-time", "1"])
+        .args(extra)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--www-dist")
+        .arg(&dist)
+        .env("ESTUARY_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (child, log, state)
+}
+
 impl Dev {
     async fn start(dir: &Path, extra: &[&str]) -> (Dev, Value) {
-        let dist = dir.join("dist");
-        std::fs::create_dir_all(&dist).unwrap();
-        std::fs::write(dist.join("index.html"), "<!doctype html><title>test</title>").unwrap();
-        let state = dir.join("state");
-        let log = dir.join("dev.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_estuary"))
-            .args(["dev", "--anvil-port", "0", "--oracle-port", "0", "--dapp-port", "0"])
-            .args(["--sp-port", "0", "--block-time", "1"])
-            .args(extra)
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--www-dist")
-            .arg(&dist)
-            .env("ESTUARY_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let (mut child, log, state) = spawn_dev(dir, "0", extra);
         for _ in 0..1200 {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("estuary dev exited ({status}):\n{}", tail(&log));
@@ -176,28 +188,10 @@ async fn three_replicas(dir: &Path, extra: &[&str]) -> Placed {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_taken_oracle_port_stops_the_stack_with_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let dist = dir.path().join("dist");
-    std::fs::create_dir_all(&dist).unwrap();
-    std::fs::write(dist.join("index.html"), "<!doctype html><title>test</title>").unwrap();
     // Listening (the kernel completes connections), never accepting, never answering.
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port().to_string();
-    let log = dir.path().join("dev.log");
-    let state = dir.path().join("state");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_estuary"))
-        .args(["dev", "--anvil-port", "0", "--oracle-port", &port, "--dapp-port", "0"])
-        .args(["--sp-port", "0", "--block-time", "1"])
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("--www-dist")
-        .arg(&dist)
-        .env("ESTUARY_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, log, state) = spawn_dev(dir.path(), &port, &[]);
     // Up to three deployments (`estuary dev` makes a hung one again), then the oracle's start.
     let status = tokio::time::timeout(Duration::from_secs(240), child.wait())
         .await

@@ -31,7 +31,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    fetch::{NetPolicy, net::checked_client},
+    fetch::{
+        NetPolicy,
+        net::{checked_client, direct_client},
+    },
     store::Store,
 };
 
@@ -187,12 +190,7 @@ impl ProviderClients {
         let connect = timeout.min(crate::deals::probes::CONNECT_TIMEOUT);
         Ok(Self {
             // The operator's URLs: no resolver check, but no proxy or redirects either.
-            trusted: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(connect)
-                .timeout(timeout)
-                .build()?,
+            trusted: direct_client().connect_timeout(connect).timeout(timeout).build()?,
             checked: checked_client(policy).connect_timeout(connect).timeout(timeout).build()?,
         })
     }

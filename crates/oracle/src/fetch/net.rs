@@ -107,10 +107,13 @@ fn is_internal_v6(ip: Ipv6Addr) -> bool {
 /// taken from the environment (a proxy would resolve the names itself, past the resolver's
 /// check). The caller adds its timeouts.
 pub fn checked_client(policy: Arc<NetPolicy>) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(Arc::new(CheckedResolver::new(policy)))
+    direct_client().dns_resolver(Arc::new(CheckedResolver::new(policy)))
+}
+
+/// A client builder that follows no redirect and takes no proxy from the environment, with the
+/// system resolver: for URLs the operator gave. The caller adds its timeouts.
+pub fn direct_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none())
 }
 
 /// The HTTP client's resolver for origins: resolves with the system resolver and keeps only
