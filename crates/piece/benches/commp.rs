@@ -1,5 +1,6 @@
 //! commP throughput in memory: one core (64 KiB updates) and all cores (one 64 MiB update).
-//! `cargo bench -p estuary-piece --bench commp`
+//! `cargo bench -p estuary-piece --bench commp`; `ESTUARY_PIECE_KERNEL=sha-ni|avx512|portable`
+//! to compare the tree's kernels (the one used is printed first).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -15,6 +16,7 @@ fn commp(c: &mut Criterion) {
             x as u8
         })
         .collect();
+    eprintln!("piece tree kernel: {}", estuary_piece::tree_kernel());
     let mut group = c.benchmark_group("commp");
     group.throughput(Throughput::Bytes(data.len() as u64));
     group.sample_size(10);

@@ -1,12 +1,14 @@
 //! A layer of the tree at a time: every node of a layer is independent of its neighbours, so
 //! several are hashed at once. Where the target has 128-bit SIMD (wasm `simd128`) four nodes go
-//! through four lanes (`simd`); on x86-64 CPUs with the SHA extensions two nodes' rounds are
-//! interleaved on the SHA unit (`shani`). Elsewhere, and for what is left over, each node goes
-//! through [`node`] (`sha2`, which uses the SHA extensions one message at a time).
+//! through four lanes (`simd`). On x86-64, sixteen nodes go through the sixteen lanes of
+//! AVX-512 (`avx512`), or two nodes' rounds are interleaved on the SHA unit (`shani`),
+//! whichever the CPU has, or runs faster when it has both ([`x86::kernel`]). Elsewhere, and for
+//! what is left over, each node goes through [`node`] (`sha2`, which uses the SHA extensions
+//! one message at a time).
 //!
 //! No crate on crates.io offers a multi-lane SHA-256 for wasm, hence the code in `simd`; it is
-//! checked against [`node`] in headless Chromium (`crates/node/tests/web.rs`). `shani` says
-//! why it is ours too.
+//! checked against [`node`] in headless Chromium (`crates/node/tests/web.rs`). `shani` and
+//! `avx512` say why they are ours too.
 
 use crate::commp::{Node, node};
 
@@ -15,7 +17,7 @@ use crate::commp::{Node, node};
 pub(crate) fn hash_pairs_in_place(nodes: &mut [Node]) {
     let half = nodes.len() / 2;
     #[cfg(target_arch = "x86_64")]
-    let done = shani::hash_pairs(nodes, half);
+    let done = x86::hash_pairs(nodes, half);
     #[cfg(not(target_arch = "x86_64"))]
     #[allow(unused_mut)]
     let mut done = 0;
@@ -144,6 +146,88 @@ pub(crate) const PAD_KW: [u32; 64] = {
 #[path = "shani.rs"]
 mod shani;
 
+#[cfg(target_arch = "x86_64")]
+#[path = "avx512.rs"]
+mod avx512;
+
+/// The x86-64 kernels and the choice between them.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    use super::{avx512, shani};
+    use crate::commp::Node;
+
+    /// What hashes whole layers on this CPU.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Kernel {
+        /// Sixteen nodes at a time on AVX-512 (`avx512.rs`), what is left on SHA-NI if present.
+        Avx512,
+        /// Two nodes at a time on SHA-NI (`shani.rs`).
+        ShaNi,
+        /// Neither: one node at a time through `sha2`.
+        Portable,
+    }
+
+    /// The kernel this process uses: the one CPU feature it has, or, where it has both, the
+    /// faster of the two on this CPU, measured once (a few hundred microseconds). Either gives
+    /// the same bytes; which is faster depends on the CPU's SHA and 512-bit units.
+    /// `ESTUARY_PIECE_KERNEL` (`avx512`, `sha-ni`, `portable`) names one instead, if the CPU
+    /// has it (benchmarks compare them this way).
+    pub fn kernel() -> Kernel {
+        static KERNEL: OnceLock<Kernel> = OnceLock::new();
+        *KERNEL.get_or_init(|| {
+            let (wide, two) = (avx512::available(), shani::available());
+            match (std::env::var("ESTUARY_PIECE_KERNEL").as_deref(), wide, two) {
+                (Ok("avx512"), true, _) => Kernel::Avx512,
+                (Ok("sha-ni"), _, true) => Kernel::ShaNi,
+                (Ok("portable"), _, _) => Kernel::Portable,
+                (_, true, true) => faster(),
+                (_, true, false) => Kernel::Avx512,
+                (_, false, true) => Kernel::ShaNi,
+                (_, false, false) => Kernel::Portable,
+            }
+        })
+    }
+
+    fn faster() -> Kernel {
+        let mut nodes: Vec<Node> = (0..4096u32)
+            .map(|i| core::array::from_fn(|b| (i.wrapping_mul(0x9E37_79B9) >> (b % 24)) as u8))
+            .collect();
+        let (mut wide, mut two) = (Duration::MAX, Duration::MAX);
+        // Alternated, best of five each, so that a frequency change or an interruption does
+        // not decide alone.
+        for _ in 0..5 {
+            let t = Instant::now();
+            avx512::hash_pairs(&mut nodes, 0, 2048);
+            wide = wide.min(t.elapsed());
+            let t = Instant::now();
+            shani::hash_pairs(&mut nodes, 0, 2048);
+            two = two.min(t.elapsed());
+        }
+        if wide < two { Kernel::Avx512 } else { Kernel::ShaNi }
+    }
+
+    /// Replaces `nodes[i]` with `node(nodes[2i], nodes[2i + 1])` for `i` below `half` with the
+    /// kernel, and returns how many it did (the caller does the rest).
+    pub(crate) fn hash_pairs(nodes: &mut [Node], half: usize) -> usize {
+        with(kernel(), nodes, half)
+    }
+
+    /// [`hash_pairs`] with a given kernel (tests and benchmarks compare them).
+    pub(crate) fn with(kernel: Kernel, nodes: &mut [Node], half: usize) -> usize {
+        match kernel {
+            Kernel::Avx512 => {
+                let done = avx512::hash_pairs(nodes, 0, half);
+                shani::hash_pairs(nodes, done, half)
+            }
+            Kernel::ShaNi => shani::hash_pairs(nodes, 0, half),
+            Kernel::Portable => 0,
+        }
+    }
+}
+
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
     use core::arch::wasm32::{
@@ -225,5 +309,52 @@ mod simd {
             o[31] &= 0x3f;
         }
         out
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::x86::{Kernel, with};
+    use super::*;
+
+    proptest! {
+        /// Every kernel this CPU has, with what it leaves to the next, gives `node`'s parents.
+        #[test]
+        fn every_kernel_hashes_a_layer_as_sha2_does(
+            raw in proptest::collection::vec(any::<[u8; 32]>(), 0..140),
+        ) {
+            let half = raw.len() / 2;
+            let want: Vec<Node> = raw.chunks_exact(2).map(|p| node(&p[0], &p[1])).collect();
+            for kernel in [Kernel::Avx512, Kernel::ShaNi, Kernel::Portable] {
+                let mut nodes = raw.clone();
+                let done = with(kernel, &mut nodes, half);
+                for i in done..half {
+                    nodes[i] = node(&nodes[2 * i], &nodes[2 * i + 1]);
+                }
+                prop_assert_eq!(&nodes[..half], &want[..], "{:?}", kernel);
+            }
+        }
+    }
+
+    #[test]
+    fn the_kernel_is_one_this_cpu_has() {
+        let k = x86::kernel();
+        assert_eq!(k, x86::kernel(), "chosen once");
+        let has = |f: fn() -> bool| f();
+        match k {
+            Kernel::Avx512 => assert!(has(avx512::available)),
+            Kernel::ShaNi => assert!(has(shani::available)),
+            Kernel::Portable => {}
+        }
+        assert_eq!(
+            crate::tree_kernel(),
+            match k {
+                Kernel::Avx512 => "avx512",
+                Kernel::ShaNi => "sha-ni",
+                Kernel::Portable => "portable",
+            }
+        );
     }
 }

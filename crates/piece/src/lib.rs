@@ -8,8 +8,9 @@
 //!
 //! Memory is one quad, one pending node per tree level (at most 31) and the leaves of one run
 //! (256 KiB) whatever the size. Runs are hashed a layer at a time, four nodes at once in wasm
-//! `simd128` lanes, two at once on x86-64's SHA extensions (the workspace's one module allowed
-//! `unsafe`), and natively on every core; [`run_roots`] and [`CommP::push_run_roots`]
+//! `simd128` lanes, on x86-64 sixteen at once in AVX-512 lanes or two at once on the SHA
+//! extensions, whichever this CPU runs faster ([`tree_kernel`]; the workspace's only modules
+//! allowed `unsafe`), and natively on every core; [`run_roots`] and [`CommP::push_run_roots`]
 //! let Web Workers share one stream.
 //! The first quad is kept aside until [`CommP::finish_with_prefix`], so a writer that patches
 //! the first bytes of its output at the end (a CAR header naming a root known only then) still
@@ -35,3 +36,20 @@ pub use commp::{CommP, PieceError, PieceInfo, RUN_PAYLOAD, run_roots};
 #[cfg(not(target_arch = "wasm32"))]
 pub use parallel::ParallelCommP;
 pub use piece_cid::{PieceCid, PieceCidError};
+
+/// The name of what hashes the piece tree's layers in this process: `avx512` (sixteen nodes at
+/// a time), `sha-ni` (two), `simd128` (wasm, four) or `portable` (one, through `sha2`). Tools
+/// print it beside their figures; `ESTUARY_PIECE_KERNEL` chooses one on x86-64 (see
+/// `docs/benchmarks.md`).
+pub fn tree_kernel() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    return match lanes::x86::kernel() {
+        lanes::x86::Kernel::Avx512 => "avx512",
+        lanes::x86::Kernel::ShaNi => "sha-ni",
+        lanes::x86::Kernel::Portable => "portable",
+    };
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return "simd128";
+    #[allow(unreachable_code)]
+    "portable"
+}

@@ -33,21 +33,23 @@ pub(crate) fn available() -> bool {
         && std::is_x86_feature_detected!("ssse3")
 }
 
-/// Replaces `nodes[i]` with `node(nodes[2i], nodes[2i + 1])` for `i` below `half`, two at a
-/// time, and returns how many it did: an even number up to `half`, or 0 where the CPU lacks the
-/// SHA extensions (the caller does the rest).
-pub(crate) fn hash_pairs(nodes: &mut [Node], half: usize) -> usize {
+/// Replaces `nodes[i]` with `node(nodes[2i], nodes[2i + 1])` for `i` from `from` below `half`,
+/// two at a time, and returns where it stopped: `from` plus an even number, less than two short
+/// of `half`, or `from` where the CPU lacks the SHA extensions (the caller does the rest).
+/// Earlier parents must be in place already (`from` ≤ what was done); later ones are read
+/// before they are overwritten.
+pub(crate) fn hash_pairs(nodes: &mut [Node], from: usize, half: usize) -> usize {
     if !available() {
-        return 0;
+        return from;
     }
     // SAFETY: the CPU has every feature `pairs` is compiled for (checked just above).
-    unsafe { pairs(nodes, half) }
+    unsafe { pairs(nodes, from, half) }
 }
 
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-fn pairs(nodes: &mut [Node], half: usize) -> usize {
+fn pairs(nodes: &mut [Node], from: usize, half: usize) -> usize {
     let half = half.min(nodes.len() / 2);
-    let mut done = 0;
+    let mut done = from;
     while done + 2 <= half {
         let i = 2 * done;
         // Both parents are computed before either is written: nodes[done..done + 2] may be
@@ -183,7 +185,7 @@ mod tests {
             let mut nodes = vec![[fill; 32]; 8];
             nodes[3][7] ^= 1;
             let want = reference(&nodes);
-            assert_eq!(hash_pairs(&mut nodes, 4), 4);
+            assert_eq!(hash_pairs(&mut nodes, 0, 4), 4);
             assert_eq!(&nodes[..4], &want[..]);
         }
     }
@@ -193,19 +195,24 @@ mod tests {
         fn matches_sha2_node_by_node(
             raw in proptest::collection::vec(any::<[u8; 32]>(), 2..40),
             half_less in 0usize..3,
+            from in 0usize..4,
         ) {
             if !available() {
                 // Nothing to check on a CPU without SHA-NI (every layer takes `node`).
                 return Ok(());
             }
-            let mut nodes = raw.clone();
-            let half = (nodes.len() / 2).saturating_sub(half_less);
-            let done = hash_pairs(&mut nodes, half);
-            prop_assert!(done <= half && done.is_multiple_of(2) && half - done < 2);
+            let half = (raw.len() / 2).saturating_sub(half_less);
+            let from = from.min(half);
             let want = reference(&raw);
+            // The first `from` parents in place already, as the caller leaves them.
+            let mut nodes = raw;
+            nodes[..from].copy_from_slice(&want[..from]);
+            let before = nodes.clone();
+            let done = hash_pairs(&mut nodes, from, half);
+            prop_assert!(done <= half && (done - from).is_multiple_of(2) && half - done < 2);
             prop_assert_eq!(&nodes[..done], &want[..done]);
             // What it did not do is left as it was.
-            prop_assert_eq!(&nodes[done..], &raw[done..]);
+            prop_assert_eq!(&nodes[done..], &before[done..]);
         }
     }
 }

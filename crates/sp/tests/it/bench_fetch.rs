@@ -5,7 +5,8 @@
 //! again), so its peak RSS is its own.
 //!
 //! `cargo nextest run -p estuary-sp --cargo-profile bench-cli --run-ignored only bench_ --no-capture`
-//! (`ESTUARY_BENCH_BYTES` for another size, `ESTUARY_BENCH_DIR` for where the downloads go).
+//! (`ESTUARY_BENCH_BYTES` for another size, `ESTUARY_BENCH_DIR` for where the downloads go,
+//! `ESTUARY_PIECE_KERNEL` to choose the piece tree's kernel, printed in the last column).
 
 use std::{
     io::Write,
@@ -93,7 +94,12 @@ fn bench_child_entry() {
     let _ = std::fs::remove_file(&out);
     println!(
         "{}",
-        json!({ "secs": secs, "mbps": size as f64 / secs / 1e6, "peak_rss_mib": peak_rss_kib() as f64 / 1024.0 })
+        json!({
+            "secs": secs,
+            "mbps": size as f64 / secs / 1e6,
+            "peak_rss_mib": peak_rss_kib() as f64 / 1024.0,
+            "kernel": estuary_piece::tree_kernel(),
+        })
     );
     std::process::exit(0);
 }
@@ -189,14 +195,18 @@ async fn bench_fetch_1gib_verified_and_plain() {
             let _ = std::fs::remove_file(out_dir.join("curl.car"));
         }
     }
-    println!("| download of {} MiB on loopback | seconds | MB/s | peak RSS (MiB) |", size >> 20);
-    println!("|---|---|---|---|");
+    println!(
+        "| download of {} MiB on loopback | seconds | MB/s | peak RSS (MiB) | tree kernel |",
+        size >> 20
+    );
+    println!("|---|---|---|---|---|");
     for (name, r) in rows {
         println!(
-            "| {name} | {:.2} | {:.0} | {:.1} |",
+            "| {name} | {:.2} | {:.0} | {:.1} | {} |",
             r["secs"].as_f64().unwrap_or(f64::NAN),
             r["mbps"].as_f64().unwrap_or(f64::NAN),
-            r["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
+            r["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+            r["kernel"].as_str().unwrap_or("")
         );
     }
 }
