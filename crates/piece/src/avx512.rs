@@ -16,7 +16,7 @@
 //! vector of the crate.
 //!
 //! `unsafe`: calling functions compiled for CPU features after checking that the CPU has them,
-//! gathers from and stores into arrays whose bounds are checked here.
+//! unaligned 64-byte loads and stores within arrays whose bounds are checked here.
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::{
@@ -63,55 +63,55 @@ fn pairs(nodes: &mut [Node], from: usize, half: usize) -> usize {
     done
 }
 
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn add(a: __m512i, b: __m512i) -> __m512i {
     _mm512_add_epi32(a, b)
 }
 
 /// `a ^ b ^ c`.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn xor3(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
     _mm512_ternarylogic_epi32::<0x96>(a, b, c)
 }
 
 /// Σ0 of FIPS 180-4 (4.4).
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn big0(a: __m512i) -> __m512i {
     xor3(_mm512_ror_epi32::<2>(a), _mm512_ror_epi32::<13>(a), _mm512_ror_epi32::<22>(a))
 }
 
 /// Σ1.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn big1(e: __m512i) -> __m512i {
     xor3(_mm512_ror_epi32::<6>(e), _mm512_ror_epi32::<11>(e), _mm512_ror_epi32::<25>(e))
 }
 
 /// σ0.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn small0(w: __m512i) -> __m512i {
     xor3(_mm512_ror_epi32::<7>(w), _mm512_ror_epi32::<18>(w), _mm512_srli_epi32::<3>(w))
 }
 
 /// σ1.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn small1(w: __m512i) -> __m512i {
     xor3(_mm512_ror_epi32::<17>(w), _mm512_ror_epi32::<19>(w), _mm512_srli_epi32::<10>(w))
 }
 
 /// Ch(e, f, g): f where e is set, g elsewhere.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn ch(e: __m512i, f: __m512i, g: __m512i) -> __m512i {
     _mm512_ternarylogic_epi32::<0xCA>(e, f, g)
 }
 
 /// Maj(a, b, c): the bit two or three of them have.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn maj(a: __m512i, b: __m512i, c: __m512i) -> __m512i {
     _mm512_ternarylogic_epi32::<0xE8>(a, b, c)
 }
 
 /// Byte order within each 32-bit word: SHA-256 reads big-endian words.
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn bswap_mask() -> __m512i {
     _mm512_set4_epi32(0x0C0D_0E0F, 0x0809_0A0B, 0x0405_0607, 0x0001_0203)
 }
@@ -128,7 +128,7 @@ macro_rules! round {
 
 /// The 64 rounds of one block from `state`, with `kw(i)` = K[i] + W[i] per lane; returns the
 /// state after the rounds (before the feed-forward).
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn rounds(state: [__m512i; 8], mut kw: impl FnMut(usize) -> __m512i) -> [__m512i; 8] {
     let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = state;
     let mut i = 0;
@@ -149,7 +149,7 @@ fn rounds(state: [__m512i; 8], mut kw: impl FnMut(usize) -> __m512i) -> [__m512i
 /// The sixteen 64-byte rows of `rows` transposed: word `t` of row `j` becomes lane `j` of
 /// row `t`. Four stages; the stage of width `b` swaps the off-diagonal `b`×`b` blocks of every
 /// `2b`×`2b` block (one two-source permutation per row).
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,avx512bw")]
 fn transpose(rows: [__m512i; 16]) -> [__m512i; 16] {
     let mut r = rows;
     let mut b = 8;

@@ -9,7 +9,7 @@
 //! Memory is one quad, one pending node per tree level (at most 31) and the leaves of one run
 //! (256 KiB) whatever the size. Runs are hashed a layer at a time, four nodes at once in wasm
 //! `simd128` lanes, on x86-64 sixteen at once in AVX-512 lanes or two at once on the SHA
-//! extensions, whichever this CPU runs faster ([`tree_kernel`]; the workspace's only modules
+//! extensions, whichever this CPU runs faster unless `ESTUARY_PIECE_KERNEL` says ([`tree_kernel`]; the workspace's only modules
 //! allowed `unsafe`), and natively on every core; [`run_roots`] and [`CommP::push_run_roots`]
 //! let Web Workers share one stream.
 //! The first quad is kept aside until [`CommP::finish_with_prefix`], so a writer that patches

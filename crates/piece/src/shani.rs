@@ -13,7 +13,7 @@
 //! `docs/benchmarks.md`, "Piece engine"). The kernel is checked against `sha2` by property
 //! tests below and by every commP vector of the crate.
 //!
-//! The only `unsafe` of the workspace: calling a function compiled for CPU features after
+//! One of the workspace's two modules allowed `unsafe` (with `avx512.rs`): calling a function compiled for CPU features after
 //! checking that the CPU has them, and unaligned 16-byte loads and stores within arrays.
 #![allow(unsafe_code)]
 
