@@ -20,6 +20,7 @@ use std::{
     time::Duration,
 };
 
+use alloy::node_bindings::AnvilInstance;
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail};
 use axum::{Json, Router, routing::get};
@@ -158,7 +159,29 @@ fn port(p: u16) -> Result<u16> {
     if p == 0 { Ok(devnet::free_port()?) } else { Ok(p) }
 }
 
-/// Runs the stack until Ctrl-C or SIGTERM.
+/// What `estuary dev` runs once it is up.
+struct Stack {
+    anvil: AnvilInstance,
+    oracle: Child,
+    sp_children: Vec<Child>,
+    dapp_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    info: DevInfo,
+}
+
+/// Files of the stack's run (`dev.json`, the secrets handed to the oracle), removed when the
+/// run ends, however it ends: stopped, failed or interrupted during start-up.
+struct RunFiles(Vec<PathBuf>);
+
+impl Drop for RunFiles {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Runs the stack until Ctrl-C or SIGTERM. Either also stops a start-up midway (a deployment,
+/// a wait for a child's health): what was started is stopped, and nothing is written.
 pub async fn run(opts: DevOptions) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -166,6 +189,49 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let state_dir = opts.state_dir.canonicalize()?;
+    let _files = RunFiles(vec![
+        state_dir.join("dev.json"),
+        state_dir.join("operator.key"),
+        state_dir.join("api.token"),
+    ]);
+    // Dropping the start-up midway drops what it started: the children are killed
+    // (`kill_on_drop`, a deployment's `forge` too) and so is anvil (its `Drop`).
+    let stack = tokio::select! {
+        stack = start(&opts, &state_dir) => stack?,
+        _ = sigint.recv() => {
+            info!("interrupted during start-up: stopped");
+            return Ok(());
+        }
+        _ = sigterm.recv() => {
+            info!("terminated during start-up: stopped");
+            return Ok(());
+        }
+    };
+    let Stack { anvil, mut oracle, mut sp_children, dapp_task, info } = stack;
+
+    let sp_exit = async {
+        let waits = sp_children.iter_mut().map(|c| Box::pin(c.wait()));
+        let (status, i, _) = futures_util::future::select_all(waits).await;
+        (i, status)
+    };
+    let outcome = tokio::select! {
+        _ = sigint.recv() => Ok(()),
+        _ = sigterm.recv() => Ok(()),
+        status = oracle.wait() => Err(anyhow::anyhow!("the oracle exited ({status:?})")),
+        (i, status) = sp_exit => Err(anyhow::anyhow!("the SP agent for {} exited ({status:?})", info.sps[i].miner)),
+        served = dapp_task => Err(anyhow::anyhow!("the dapp server stopped: {served:?}")),
+    };
+    info!("stopping the stack");
+    for child in &mut sp_children {
+        stop_child(child).await;
+    }
+    stop_child(&mut oracle).await;
+    drop(anvil); // kills anvil
+    outcome
+}
+
+/// Starts the stack in `state_dir` (made and canonical), up to its announcement.
+async fn start(opts: &DevOptions, state_dir: &Path) -> Result<Stack> {
     let dev_json = state_dir.join("dev.json");
     let _ = std::fs::remove_file(&dev_json);
     if !opts.www_dist.join("index.html").exists() {
@@ -410,29 +476,7 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     };
     write_atomically(&dev_json, &serde_json::to_vec_pretty(&info)?)?;
     announce(&info, &dev_json);
-
-    let sp_exit = async {
-        let waits = sp_children.iter_mut().map(|c| Box::pin(c.wait()));
-        let (status, i, _) = futures_util::future::select_all(waits).await;
-        (i, status)
-    };
-    let outcome = tokio::select! {
-        _ = sigint.recv() => Ok(()),
-        _ = sigterm.recv() => Ok(()),
-        status = oracle.wait() => Err(anyhow::anyhow!("the oracle exited ({status:?})")),
-        (i, status) = sp_exit => Err(anyhow::anyhow!("the SP agent for {} exited ({status:?})", info.sps[i].miner)),
-        served = dapp_task => Err(anyhow::anyhow!("the dapp server stopped: {served:?}")),
-    };
-    info!("stopping the stack");
-    for child in &mut sp_children {
-        stop_child(child).await;
-    }
-    stop_child(&mut oracle).await;
-    drop(anvil); // kills anvil
-    let _ = std::fs::remove_file(&dev_json);
-    let _ = std::fs::remove_file(&operator_key_file);
-    let _ = std::fs::remove_file(&api_token_file);
-    outcome
+    Ok(Stack { anvil, oracle, sp_children, dapp_task, info })
 }
 
 fn dapp_router(dist: &Path, page: PageConfig) -> Router {

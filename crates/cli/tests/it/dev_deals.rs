@@ -201,23 +201,65 @@ async fn a_taken_oracle_port_stops_the_stack_with_an_error() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("exited during start-up"), "{}", tail(&log));
     assert!(!state.join("dev.json").exists(), "dev.json was written");
-    // Its children went with it: no process names its state directory (anvil's cache is there).
+    // Its children went with it (anvil's cache is in the state directory).
+    let left = running_in(&state, Duration::from_secs(5)).await;
+    assert!(left.is_empty(), "still running: {left:?}");
+    drop(held);
+}
+
+/// The command lines of processes that name `state` (the stack's children do: anvil's cache,
+/// the oracle's and the agents' databases), once none is left or after `wait`.
+async fn running_in(state: &Path, wait: Duration) -> Vec<String> {
     let state_arg = state.to_string_lossy().into_owned();
-    let mut left = Vec::new();
-    for _ in 0..50 {
-        left = std::fs::read_dir("/proc")
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left: Vec<String> = std::fs::read_dir("/proc")
             .unwrap()
             .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
             .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
             .filter(|c| c.contains(&state_arg))
             .collect();
-        if left.is_empty() {
-            break;
+        if left.is_empty() || tokio::time::Instant::now() > deadline {
+            return left;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Ctrl-C while the stack starts (here during the contracts' deployment) stops it there:
+/// anvil goes, nothing is left running, and neither `dev.json` nor the oracle's secrets stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_start_up_stops_the_stack_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, log, state) = spawn_dev(dir.path(), "0", &[]);
+    // Anvil is up (its cache is in the state directory; `estuary dev` itself names only the
+    // directory) before the deployment, which takes seconds.
+    let started = tokio::time::Instant::now();
+    while running_in(&state.join("anvil-cache"), Duration::ZERO).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "anvil did not start:\n{}",
+            tail(&log)
+        );
+        assert!(child.try_wait().unwrap().is_none(), "estuary dev exited:\n{}", tail(&log));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!state.join("dev.json").exists(), "already up: the test is too late");
+    signal::kill(Pid::from_raw(child.id().unwrap() as i32), signal::Signal::SIGINT).unwrap();
+    // Before, it went on with the start-up (the deployment, the oracle, the agents, each waited
+    // for: minutes when a deployment hangs) and stopped once all was up.
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("estuary dev did not stop:\n{}", tail(&log)))
+        .unwrap();
+    assert!(status.success(), "{status}:\n{}", tail(&log));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("interrupted during start-up"));
+    assert!(!state.join("oracle-data").exists(), "the oracle was started after the Ctrl-C");
+    let left = running_in(&state, Duration::from_secs(5)).await;
     assert!(left.is_empty(), "still running: {left:?}");
-    drop(held);
+    for file in ["dev.json", "operator.key", "api.token"] {
+        assert!(!state.join(file).exists(), "{file} was left");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
