@@ -382,3 +382,70 @@ impl Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(block: u64) -> Cursor {
+        Cursor { block_number: block, block_hash: B256::repeat_byte(block as u8) }
+    }
+
+    fn event(contract: Address, reference: &str, block: u64) -> LeadEvent {
+        LeadEvent {
+            kind: WorkKind::Slot,
+            contract,
+            reference: reference.to_owned(),
+            block,
+            settled: None,
+        }
+    }
+
+    /// A reorg (as the shared watcher reports it through `chain::LeadLogs`): the leads the
+    /// dropped blocks mentioned are looked at again, the others and another contract's are not,
+    /// the cursor moves back and the dropped checkpoints go; with no block to go back to, the
+    /// stream starts again from its start.
+    #[tokio::test]
+    async fn a_reorg_sends_the_leads_of_dropped_blocks_back_to_evaluation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("sp.sqlite")).await.unwrap();
+        let (ours, other) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        store.ingest_leads("slots", &[event(ours, "1", 10)], at(10), 1).await.unwrap();
+        store
+            .ingest_leads("slots", &[event(ours, "2", 20), event(ours, "1", 12)], at(20), 2)
+            .await
+            .unwrap();
+        store.ingest_leads("other", &[event(other, "9", 20)], at(20), 3).await.unwrap();
+        for lead in store.pending_leads(10, 10).await.unwrap() {
+            store.decide(&lead, &Decision::Note("seen".into()), None, 4).await.unwrap();
+        }
+        assert!(store.pending_leads(10, 10).await.unwrap().is_empty());
+        let version = |leads: &[Lead], r: &str| {
+            leads.iter().find(|l| l.reference == r).map(|l| (l.version, l.last_block))
+        };
+        let before = store.leads(None, 100).await.unwrap();
+
+        // Blocks above 15 are gone: order 2 (block 20) is looked at again; order 1 (last seen
+        // at 12) and the other contract's order 9 are not.
+        assert_eq!(store.rewind("slots", ours, 15, Some(at(15))).await.unwrap(), 1);
+        let pending = store.pending_leads(10, 10).await.unwrap();
+        assert_eq!(pending.iter().map(|l| l.reference.as_str()).collect::<Vec<_>>(), ["2"]);
+        let after = store.leads(None, 100).await.unwrap();
+        assert_eq!(version(&after, "1"), version(&before, "1"));
+        assert_eq!(version(&after, "9"), version(&before, "9"));
+        assert_eq!(version(&after, "2").unwrap().0, version(&before, "2").unwrap().0 + 1);
+        assert_eq!(store.cursor("slots").await.unwrap(), Some(at(15)));
+        assert_eq!(store.cursor("other").await.unwrap(), Some(at(20)));
+        let kept = store.checkpoints("slots", 0).await.unwrap();
+        assert_eq!(kept, vec![at(10)], "checkpoints above the fork go");
+        // A decision taken on the version before the rewind is not final.
+        let stale = before.iter().find(|l| l.reference == "2").unwrap();
+        store.decide(stale, &Decision::Note("late".into()), None, 5).await.unwrap();
+        assert_eq!(store.pending_leads(10, 10).await.unwrap().len(), 1);
+
+        // Nothing to go back to: the cursor goes, and the stream is read again from its start.
+        assert_eq!(store.rewind("slots", ours, 0, None).await.unwrap(), 2);
+        assert_eq!(store.cursor("slots").await.unwrap(), None);
+        assert!(store.checkpoints("slots", 0).await.unwrap().is_empty());
+    }
+}

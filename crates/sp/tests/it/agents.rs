@@ -149,7 +149,25 @@ async fn three_agents_serve_an_order_and_only_the_named_miner_takes_a_proposal()
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
-    assert!(metrics.contains("estuary_sp_bounty_collected_attofil "));
+    // f01001 downloaded the order's CAR and the proposal's once each, both verified.
+    let downloaded = order_car.bytes.len() + proposal_car.bytes.len();
+    for line in [
+        "estuary_sp_downloads_total 2".to_owned(),
+        "estuary_sp_download_failures_total 0".to_owned(),
+        format!("estuary_sp_downloaded_bytes {downloaded}"),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from\n{metrics}");
+    }
+    let value = |text: &str, name: &str| -> u128 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
+    };
+    assert!(value(&metrics, "estuary_sp_bounty_collected_attofil") > 0, "its slot collected");
+    // f01000 skipped the proposal naming f01001, without downloading it.
+    let m0 = http.get(format!("{}/metrics", a0.url)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(value(&m0, "estuary_sp_skipped{reason=\"other_provider\"}"), 1, "{m0}");
+    assert_eq!(value(&m0, "estuary_sp_downloaded_bytes"), order_car.bytes.len() as u128);
     let claims = a1.get("/claims").await;
     assert_eq!(claims.as_array().unwrap().len(), 1);
     let deals = a1.get("/deals").await;

@@ -1,7 +1,8 @@
 //! Sealing faults, told to the simulated sealer: a replica whose sector is terminated ends, its
 //! slot is reopened by the agent and claimed again (the piece is already held: nothing is
 //! downloaded again); a deal never proven by its start epoch is given up and its claim
-//! released.
+//! released; a piece the sealer refuses is given up before anything is published, its claim
+//! released too.
 
 use crate::support::{AgentProcess, Chain, Origin, Serve, car, work_for};
 
@@ -12,7 +13,10 @@ async fn a_terminated_replica_is_claimed_again_and_an_unproven_deal_is_released(
     let dir = tempfile::tempdir().unwrap();
     let terminated = car(200_000, 50);
     let expired = car(200_000, 51);
+    let refused = car(200_000, 52);
     let extra = vec![
+        "--sim-fault".to_owned(),
+        format!("{}=fail", refused.v2),
         "--sim-fault".to_owned(),
         format!("{}=terminate", terminated.v2),
         "--sim-fault".to_owned(),
@@ -23,6 +27,8 @@ async fn a_terminated_replica_is_claimed_again_and_an_unproven_deal_is_released(
     let e_url = origin.add("e", &expired.bytes, Serve::Good);
     let t_order = chain.create_order(4, &terminated, 1, vec![t_url]).await.to_string();
     let e_order = chain.create_order(4, &expired, 1, vec![e_url]).await.to_string();
+    let f_url = origin.add("f", &refused.bytes, Serve::Good);
+    let f_order = chain.create_order(4, &refused, 1, vec![f_url]).await.to_string();
 
     let v = agent
         .wait_for("/work?limit=100", 120, "the terminated replica ended and claimed again", |v| {
@@ -60,5 +66,17 @@ async fn a_terminated_replica_is_claimed_again_and_an_unproven_deal_is_released(
     let w = work_for(v.as_array().unwrap(), "slot", &e_order)[0].clone();
     assert!(w["reason"].as_str().unwrap().contains("not proven"), "{w:#}");
     assert_eq!(chain.slot(e_order.parse().unwrap(), 1000).await.state, 0, "the slot is open again");
+
+    // The piece the sealer refused: fetched and verified, never published, its claim released.
+    let v = agent
+        .wait_for("/work?limit=100", 60, "the refused piece's claim released", |v| {
+            work_for(v.as_array().unwrap(), "slot", &f_order).iter().any(|w| w["state"] == "failed")
+        })
+        .await;
+    let w = work_for(v.as_array().unwrap(), "slot", &f_order)[0].clone();
+    assert!(w["reason"].as_str().unwrap().contains("simulated fault"), "{w:#}");
+    assert!(w["deal_id"].is_null(), "nothing published: {w:#}");
+    assert_eq!(origin.served("f"), refused.bytes.len() as u64);
+    assert_eq!(chain.slot(f_order.parse().unwrap(), 1000).await.state, 0, "the slot is open again");
     agent.stop().await;
 }
