@@ -249,13 +249,40 @@ struct Entry {
     mode: Serve,
     served: Arc<AtomicU64>,
     dropped: Arc<AtomicBool>,
+    streams: Arc<Streams>,
 }
 
-/// An HTTP origin serving CARs at `/car/{name}`, counting the bytes it hands out.
+/// Responses an origin is streaming now, and the most at once.
+#[derive(Default)]
+struct Streams {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// One response being streamed, for its lifetime.
+struct Streaming(Arc<Streams>);
+
+impl Streaming {
+    fn new(streams: Arc<Streams>) -> Self {
+        let now = streams.now.fetch_add(1, Ordering::SeqCst) + 1;
+        streams.peak.fetch_max(now, Ordering::SeqCst);
+        Self(streams)
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An HTTP origin serving CARs at `/car/{name}`, counting the bytes it hands out and the
+/// responses it streams at once.
 #[derive(Clone)]
 pub struct Origin {
     pub base: String,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
+    streams: Arc<Streams>,
 }
 
 impl Origin {
@@ -265,7 +292,7 @@ impl Origin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Origin { base, entries }
+        Origin { base, entries, streams: Arc::default() }
     }
 
     /// Serves `bytes` as `name`; returns its URL.
@@ -277,9 +304,15 @@ impl Origin {
                 mode,
                 served: Arc::default(),
                 dropped: Arc::default(),
+                streams: Arc::clone(&self.streams),
             },
         );
         format!("{}/car/{name}", self.base)
+    }
+
+    /// The most responses this origin streamed at once, all CARs together.
+    pub fn peak_streams(&self) -> u64 {
+        self.streams.peak.load(Ordering::SeqCst)
     }
 
     /// Bytes handed out for `name` so far.
@@ -327,7 +360,9 @@ async fn serve(
         _ => None,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let streaming = Streaming::new(Arc::clone(&e.streams));
     tokio::spawn(async move {
+        let _streaming = streaming;
         let chunk = match mode {
             Serve::Throttle(_) => 16 * 1024,
             Serve::Drip => 200,
