@@ -47,6 +47,8 @@ async fn killed_agent_resumes_without_sending_anything_twice() {
     let mut agent = AgentProcess::start(&chain, 0, dir.path(), &extra).await;
     let partial_dir = dir.path().join("data/partial");
     let mut interrupted: HashMap<String, u64> = HashMap::new();
+    // The partial files' sizes after each kill, by work id: where their downloads must resume.
+    let mut resume_at: HashMap<String, Vec<u64>> = HashMap::new();
     for kill in 0..20 {
         // A new order every fourth life, so that claims, downloads and publishes keep coming.
         if kill % 4 == 0 && kill / 4 < 4 {
@@ -58,6 +60,8 @@ async fn killed_agent_resumes_without_sending_anything_twice() {
         // Downloads cut by this kill: their partial files.
         for entry in std::fs::read_dir(&partial_dir).into_iter().flatten().flatten() {
             let id = entry.path().file_stem().unwrap().to_string_lossy().into_owned();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            resume_at.entry(id.clone()).or_default().push(size);
             *interrupted.entry(id).or_default() += 1;
         }
         agent = AgentProcess::start(&chain, 0, dir.path(), &extra).await;
@@ -82,6 +86,18 @@ async fn killed_agent_resumes_without_sending_anything_twice() {
         let size = cars[i].bytes.len() as u64;
         eprintln!("order {r}: {served} bytes served for {size}, {kills} interrupted downloads");
         assert!(served >= size);
+        // Each download cut with bytes on disk went on from exactly there: the origin saw a
+        // request start at that byte (a download restarted from zero would not).
+        let starts = origin.starts(&names[i]);
+        eprintln!(
+            "order {r}: requests from {starts:?}, partial files at kills {:?}",
+            resume_at.get(&id)
+        );
+        for at in resume_at.get(&id).into_iter().flatten() {
+            if (1..size).contains(at) {
+                assert!(starts.contains(at), "order {r}: not resumed from {at}: {starts:?}");
+            }
+        }
         assert!(
             served <= size + kills * LOST_PER_KILL,
             "order {r}: {served} bytes for {size} after {kills} kills"

@@ -250,6 +250,8 @@ struct Entry {
     served: Arc<AtomicU64>,
     dropped: Arc<AtomicBool>,
     streams: Arc<Streams>,
+    /// Where each request for it started (its range's first byte; 0 without a range).
+    starts: Arc<Mutex<Vec<u64>>>,
 }
 
 /// Responses an origin is streaming now, and the most at once.
@@ -305,9 +307,15 @@ impl Origin {
                 served: Arc::default(),
                 dropped: Arc::default(),
                 streams: Arc::clone(&self.streams),
+                starts: Arc::default(),
             },
         );
         format!("{}/car/{name}", self.base)
+    }
+
+    /// Where each request for `name` started, in order.
+    pub fn starts(&self, name: &str) -> Vec<u64> {
+        self.entries.lock().unwrap()[name].starts.lock().unwrap().clone()
     }
 
     /// The most responses this origin streamed at once, all CARs together.
@@ -336,6 +344,7 @@ async fn serve(
     };
     let len = e.bytes.len() as u64;
     let start = range_start(&headers).unwrap_or(0);
+    e.starts.lock().unwrap().push(start);
     if start > len {
         return (
             StatusCode::RANGE_NOT_SATISFIABLE,
