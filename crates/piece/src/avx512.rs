@@ -12,7 +12,7 @@
 //! found). On a CPU with both, which of this and the two-stream SHA-NI kernel is faster
 //! depends on its SHA and 512-bit units (`docs/benchmarks.md`, "Piece engine", has this
 //! project's machine): [`super::x86::kernel`] measures once per process. Checked against
-//! `sha2` by the property tests below, by `lanes`' tests of whole layers and by every commP
+//! `sha2` by `lanes`' property tests (the kernel's contract, whole layers) and by every commP
 //! vector of the crate.
 //!
 //! `unsafe`: calling functions compiled for CPU features after checking that the CPU has them,
@@ -213,57 +213,4 @@ fn sixteen(input: &[Node; 2 * LANES]) -> [Node; LANES] {
         o[31] &= 0x3f;
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::commp::node;
-
-    fn reference(nodes: &[Node]) -> Vec<Node> {
-        nodes.chunks_exact(2).map(|p| node(&p[0], &p[1])).collect()
-    }
-
-    #[test]
-    fn zeros_ones_and_the_zero_tree() {
-        if !available() {
-            return;
-        }
-        for fill in [0u8, 0xff, 0x5a] {
-            let mut nodes = vec![[fill; 32]; 64];
-            nodes[3][7] ^= 1;
-            nodes[40][31] ^= 0x80;
-            let want = reference(&nodes);
-            assert_eq!(hash_pairs(&mut nodes, 0, 32), 32);
-            assert_eq!(&nodes[..32], &want[..]);
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn matches_sha2_node_by_node(
-            raw in proptest::collection::vec(any::<[u8; 32]>(), 2..100),
-            half_less in 0usize..17,
-            from in 0usize..20,
-        ) {
-            if !available() {
-                // Nothing to check on a CPU without AVX-512 (every layer takes another path).
-                return Ok(());
-            }
-            let half = (raw.len() / 2).saturating_sub(half_less);
-            let from = from.min(half);
-            let want = reference(&raw);
-            // The first `from` parents in place already, as the caller leaves them.
-            let mut nodes = raw;
-            nodes[..from].copy_from_slice(&want[..from]);
-            let before = nodes.clone();
-            let done = hash_pairs(&mut nodes, from, half);
-            prop_assert!(done <= half && (done - from).is_multiple_of(LANES) && half - done < LANES);
-            prop_assert_eq!(&nodes[..done], &want[..done]);
-            // What it did not do is left as it was.
-            prop_assert_eq!(&nodes[done..], &before[done..]);
-        }
-    }
 }

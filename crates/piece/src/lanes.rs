@@ -327,14 +327,69 @@ mod tests {
     use super::x86::{Kernel, with};
     use super::*;
 
+    /// A kernel's `hash_pairs(nodes, from, half)`, the pairs it does at a time, and whether this
+    /// CPU has it (without, its checks pass vacuously: every layer takes another path there).
+    type Kernel2 = (fn(&mut [Node], usize, usize) -> usize, usize, bool);
+
+    fn kernels() -> [Kernel2; 2] {
+        [(avx512::hash_pairs, 16, avx512::available()), (shani::hash_pairs, 2, shani::available())]
+    }
+
+    fn reference(nodes: &[Node]) -> Vec<Node> {
+        nodes.chunks_exact(2).map(|p| node(&p[0], &p[1])).collect()
+    }
+
+    #[test]
+    fn each_kernel_on_zeros_ones_and_the_zero_tree() {
+        for (hash_pairs, _, available) in kernels() {
+            if !available {
+                continue;
+            }
+            for fill in [0u8, 0xff, 0x5a] {
+                let mut nodes = vec![[fill; 32]; 64];
+                nodes[3][7] ^= 1;
+                nodes[40][31] ^= 0x80;
+                let want = reference(&nodes);
+                assert_eq!(hash_pairs(&mut nodes, 0, 32), 32);
+                assert_eq!(&nodes[..32], &want[..]);
+            }
+        }
+    }
+
     proptest! {
+        /// Each kernel from any `from` (the parents below it in place, as its caller leaves
+        /// them) to any `half`: a whole number of its steps, less than one step short, `sha2`'s
+        /// parents, and what it did not do left as it was.
+        #[test]
+        fn each_kernel_keeps_its_contract(
+            raw in proptest::collection::vec(any::<[u8; 32]>(), 2..100),
+            half_less in 0usize..17,
+            from in 0usize..20,
+        ) {
+            let half = (raw.len() / 2).saturating_sub(half_less);
+            let from = from.min(half);
+            let want = reference(&raw);
+            for (hash_pairs, step, available) in kernels() {
+                if !available {
+                    continue;
+                }
+                let mut nodes = raw.clone();
+                nodes[..from].copy_from_slice(&want[..from]);
+                let before = nodes.clone();
+                let done = hash_pairs(&mut nodes, from, half);
+                prop_assert!(done <= half && (done - from).is_multiple_of(step) && half - done < step);
+                prop_assert_eq!(&nodes[..done], &want[..done]);
+                prop_assert_eq!(&nodes[done..], &before[done..]);
+            }
+        }
+
         /// Every kernel this CPU has, with what it leaves to the next, gives `node`'s parents.
         #[test]
         fn every_kernel_hashes_a_layer_as_sha2_does(
             raw in proptest::collection::vec(any::<[u8; 32]>(), 0..140),
         ) {
             let half = raw.len() / 2;
-            let want: Vec<Node> = raw.chunks_exact(2).map(|p| node(&p[0], &p[1])).collect();
+            let want = reference(&raw);
             for kernel in [Kernel::Avx512, Kernel::ShaNi, Kernel::Portable] {
                 let mut nodes = raw.clone();
                 let done = with(kernel, &mut nodes, half);
@@ -350,10 +405,9 @@ mod tests {
     fn the_kernel_is_one_this_cpu_has() {
         let k = x86::kernel();
         assert_eq!(k, x86::kernel(), "chosen once");
-        let has = |f: fn() -> bool| f();
         match k {
-            Kernel::Avx512 => assert!(has(avx512::available)),
-            Kernel::ShaNi => assert!(has(shani::available)),
+            Kernel::Avx512 => assert!(avx512::available()),
+            Kernel::ShaNi => assert!(shani::available()),
             Kernel::Portable => {}
         }
         assert_eq!(

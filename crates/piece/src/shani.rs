@@ -10,8 +10,8 @@
 //! Why our own code: `sha2` hashes one message at a time (its SHA-NI path is the single
 //! stream this replaces), and the one multi-buffer crate found (`tape-sha256` 0.2, four
 //! streams) was slower than `sha2` for 64-byte messages on this project's machine (see
-//! `docs/benchmarks.md`, "Piece engine"). The kernel is checked against `sha2` by property
-//! tests below and by every commP vector of the crate.
+//! `docs/benchmarks.md`, "Piece engine"). The kernel is checked against `sha2` by `lanes`'
+//! property tests and by every commP vector of the crate.
 //!
 //! One of the workspace's two modules allowed `unsafe` (with `avx512.rs`): calling a function compiled for CPU features after
 //! checking that the CPU has them, and unaligned 16-byte loads and stores within arrays.
@@ -163,56 +163,4 @@ fn two_nodes(a: [&Node; 2], b: [&Node; 2]) -> [Node; 2] {
         digest(_mm_add_epi32(a_abef, a_mid.0), _mm_add_epi32(a_cdgh, a_mid.1)),
         digest(_mm_add_epi32(b_abef, b_mid.0), _mm_add_epi32(b_cdgh, b_mid.1)),
     ]
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::commp::node;
-
-    fn reference(nodes: &[Node]) -> Vec<Node> {
-        nodes.chunks_exact(2).map(|p| node(&p[0], &p[1])).collect()
-    }
-
-    #[test]
-    fn zeros_ones_and_the_zero_tree() {
-        if !available() {
-            return;
-        }
-        for fill in [0u8, 0xff, 0x5a] {
-            let mut nodes = vec![[fill; 32]; 8];
-            nodes[3][7] ^= 1;
-            let want = reference(&nodes);
-            assert_eq!(hash_pairs(&mut nodes, 0, 4), 4);
-            assert_eq!(&nodes[..4], &want[..]);
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn matches_sha2_node_by_node(
-            raw in proptest::collection::vec(any::<[u8; 32]>(), 2..40),
-            half_less in 0usize..3,
-            from in 0usize..4,
-        ) {
-            if !available() {
-                // Nothing to check on a CPU without SHA-NI (every layer takes `node`).
-                return Ok(());
-            }
-            let half = (raw.len() / 2).saturating_sub(half_less);
-            let from = from.min(half);
-            let want = reference(&raw);
-            // The first `from` parents in place already, as the caller leaves them.
-            let mut nodes = raw;
-            nodes[..from].copy_from_slice(&want[..from]);
-            let before = nodes.clone();
-            let done = hash_pairs(&mut nodes, from, half);
-            prop_assert!(done <= half && (done - from).is_multiple_of(2) && half - done < 2);
-            prop_assert_eq!(&nodes[..done], &want[..done]);
-            // What it did not do is left as it was.
-            prop_assert_eq!(&nodes[done..], &before[done..]);
-        }
-    }
 }
