@@ -181,7 +181,9 @@ impl Drop for RunFiles {
 }
 
 /// Runs the stack until Ctrl-C or SIGTERM. Either also stops a start-up midway (a deployment,
-/// a wait for a child's health): what was started is stopped, and nothing is written.
+/// a wait for a child's health): what was started is stopped, and `dev.json` and the secrets
+/// are removed (anvil's cache and the oracle's data directory stay until the next run clears
+/// them).
 pub async fn run(opts: DevOptions) -> Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;

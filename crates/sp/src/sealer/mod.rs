@@ -26,7 +26,7 @@ use std::{future::Future, path::PathBuf};
 
 use alloy::primitives::{Address, B256, Bytes};
 
-pub use command::CommandSealer;
+pub use command::{CommandSealer, deal_id};
 pub use sim::{Fault, SimulatedSealer};
 
 use crate::domain::WorkKind;

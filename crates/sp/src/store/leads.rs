@@ -411,6 +411,7 @@ mod tests {
         let store = Store::open(&dir.path().join("sp.sqlite")).await.unwrap();
         let (ours, other) = (Address::repeat_byte(1), Address::repeat_byte(2));
         store.ingest_leads("slots", &[event(ours, "1", 10)], at(10), 1).await.unwrap();
+        store.ingest_leads("slots", &[event(ours, "3", 15)], at(15), 1).await.unwrap();
         store
             .ingest_leads("slots", &[event(ours, "2", 20), event(ours, "1", 12)], at(20), 2)
             .await
@@ -426,25 +427,26 @@ mod tests {
         let before = store.leads(None, 100).await.unwrap();
 
         // Blocks above 15 are gone: order 2 (block 20) is looked at again; order 1 (last seen
-        // at 12) and the other contract's order 9 are not.
+        // at 12), order 3 (at 15, the fork's own block) and the other contract's order 9 are not.
         assert_eq!(store.rewind("slots", ours, 15, Some(at(15))).await.unwrap(), 1);
         let pending = store.pending_leads(10, 10).await.unwrap();
         assert_eq!(pending.iter().map(|l| l.reference.as_str()).collect::<Vec<_>>(), ["2"]);
         let after = store.leads(None, 100).await.unwrap();
         assert_eq!(version(&after, "1"), version(&before, "1"));
+        assert_eq!(version(&after, "3"), version(&before, "3"));
         assert_eq!(version(&after, "9"), version(&before, "9"));
         assert_eq!(version(&after, "2").unwrap().0, version(&before, "2").unwrap().0 + 1);
         assert_eq!(store.cursor("slots").await.unwrap(), Some(at(15)));
         assert_eq!(store.cursor("other").await.unwrap(), Some(at(20)));
         let kept = store.checkpoints("slots", 0).await.unwrap();
-        assert_eq!(kept, vec![at(10)], "checkpoints above the fork go");
+        assert_eq!(kept, vec![at(15), at(10)], "checkpoints above the fork go, its own stays");
         // A decision taken on the version before the rewind is not final.
         let stale = before.iter().find(|l| l.reference == "2").unwrap();
         store.decide(stale, &Decision::Note("late".into()), None, 5).await.unwrap();
         assert_eq!(store.pending_leads(10, 10).await.unwrap().len(), 1);
 
         // Nothing to go back to: the cursor goes, and the stream is read again from its start.
-        assert_eq!(store.rewind("slots", ours, 0, None).await.unwrap(), 2);
+        assert_eq!(store.rewind("slots", ours, 0, None).await.unwrap(), 3);
         assert_eq!(store.cursor("slots").await.unwrap(), None);
         assert!(store.checkpoints("slots", 0).await.unwrap().is_empty());
     }

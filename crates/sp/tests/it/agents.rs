@@ -178,19 +178,20 @@ async fn three_agents_serve_an_order_and_only_the_named_miner_takes_a_proposal()
 }
 
 /// `--max-downloads`: an agent allowed one download at a time fetches its three orders' CARs one
-/// after another; allowed three, it fetches them at once (so the count is seen when it is
-/// broken). The origin counts the responses it streams at once.
+/// after another; allowed three, it fetches at least two at once (so a broken limit is seen;
+/// three need all claims within a download's time, which a loaded machine may stagger). The
+/// origin counts the responses it streams at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn downloads_at_once_keep_to_max_downloads() {
     let chain = Chain::start().await;
-    for (index, max, want) in [(0usize, 1u64, 1u64), (1, 3, 3)] {
+    for (index, max) in [(0usize, 1u64), (1, 3)] {
         let origin = Origin::start().await;
         let dir = tempfile::tempdir().unwrap();
         let mut orders = Vec::new();
-        // About 0.7 s each: long enough to overlap when allowed to.
+        // About 1.5 s each: long enough to overlap when allowed to.
         for i in 0..3u64 {
             let c = car(300_000, 60 + 10 * index as u64 + i);
-            let url = origin.add(&format!("c{i}"), &c.bytes, Serve::Throttle(400_000));
+            let url = origin.add(&format!("c{i}"), &c.bytes, Serve::Throttle(200_000));
             orders.push(chain.create_order(4, &c, 1, vec![url]).await.to_string());
         }
         let extra = vec!["--max-downloads".to_owned(), max.to_string()];
@@ -204,7 +205,12 @@ async fn downloads_at_once_keep_to_max_downloads() {
                 })
             })
             .await;
-        assert_eq!(origin.peak_streams(), want, "--max-downloads {max}");
+        let peak = origin.peak_streams();
+        if max == 1 {
+            assert_eq!(peak, 1, "--max-downloads 1");
+        } else {
+            assert!(peak >= 2, "--max-downloads {max}: at most {peak} at once");
+        }
         agent.stop().await;
     }
 }

@@ -76,77 +76,97 @@ echo "published deal $id"
 }
 
 /// The Boost example of `docs/sp-agent.md` (`docs/sealers/boost-contract-deal.sh`), run as the
-/// agent runs it, against a stand-in for Boost's GraphQL API answering as Boost v2.5's schema
-/// does (`deals(query, limit) { deals { … } }`, Uint64 values as `{"__typename": "BigInt",
-/// "n": "…"}`): no deal yet → 75; Boost's deal of other epochs or not published → 75; published
-/// → the deal ID at the end of the last line, exit 0; failed for good → 1; a slot → 1.
+/// agent runs it (its template rendered by `CommandSealer::render`, `sh -c`, the deal ID read by
+/// `deal_id`), against a stand-in for Boost's GraphQL API answering as Boost v2.5's schema does
+/// (`deals(query, limit) { deals { … } }`, Uint64 values as `{"__typename": "BigInt", "n": "…"}`):
+/// no deal yet, another deal of the piece, a libp2p client's deal of the same terms, not yet
+/// published, or a GraphQL error → 75; published → its deal ID; failed for good → 1; a slot → 1.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_boost_example_reads_the_deal_boost_published() {
     use std::sync::{Arc, Mutex};
 
     use axum::{Json, Router, extract::State, routing::post};
+    use estuary_sp::sealer::{CommandSealer, deal_id};
     use serde_json::{Value, json};
 
+    /// What the stand-in answers, and the requests it was sent.
+    type Boost = Arc<Mutex<(Value, Vec<Value>)>>;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../docs/sealers/boost-contract-deal.sh");
-    /// The deals the stand-in answers with, and the requests it was sent.
-    type Boost = Arc<Mutex<(Value, Vec<Value>)>>;
-    let answer: Boost = Arc::new(Mutex::new((json!([]), Vec::new())));
+    let boost: Boost = Arc::new(Mutex::new((json!({}), Vec::new())));
     let app = Router::new()
         .route(
             "/graphql/query",
             post(|State(s): State<Boost>, Json(body): Json<Value>| async move {
                 let mut s = s.lock().unwrap();
                 s.1.push(body);
-                Json(json!({ "data": { "deals": { "deals": s.0.clone() } } }))
+                Json(s.0.clone())
             }),
         )
-        .with_state(Arc::clone(&answer));
+        .with_state(Arc::clone(&boost));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gql = format!("http://{}/graphql/query", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let piece = "baga6ea4seaqexample";
+    let template =
+        format!("sh {} {{kind}} {{piece_cid}} {{start_epoch}} {{end_epoch}}", script.display());
     let run = |kind: &'static str| {
-        let (script, gql) = (script.clone(), gql.clone());
+        let values = vec![
+            ("kind", kind.to_owned()),
+            ("piece_cid", piece.to_owned()),
+            ("start_epoch", "1000".to_owned()),
+            ("end_epoch", "2000".to_owned()),
+        ];
+        let command = CommandSealer::render(&template, &values);
+        let gql = gql.clone();
         async move {
             let out = tokio::process::Command::new("sh")
-                .arg(&script)
-                .args([kind, piece, "1000", "2000"])
+                .args(["-c", &command])
                 .env("BOOST_GQL", &gql)
                 .output()
                 .await
                 .unwrap();
-            (out.status.code(), String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.code(), deal_id(&stdout), String::from_utf8_lossy(&out.stderr).into_owned())
         }
     };
     let big = |n: u64| json!({ "__typename": "BigInt", "n": n.to_string() });
-    let deal = |id: &str, start: u64, chain_id: u64, checkpoint: &str, retry: &str| {
+    let deal = |id: &str, peer: &str, start: u64, chain_id: u64, checkpoint: &str, retry: &str| {
         json!({
-            "ID": id, "StartEpoch": big(start), "EndEpoch": big(2000), "ChainDealID": big(chain_id),
-            "Checkpoint": checkpoint, "Err": if retry == "fatal" { "no funds" } else { "" },
-            "Retry": retry,
+            "ID": id, "ClientPeerID": peer, "StartEpoch": big(start), "EndEpoch": big(2000),
+            "ChainDealID": big(chain_id), "Checkpoint": checkpoint,
+            "Err": if retry == "fatal" { "no funds" } else { "" }, "Retry": retry,
         })
     };
-    let set = |deals: Value| answer.lock().unwrap().0 = deals;
+    let answer =
+        |deals: Value| boost.lock().unwrap().0 = json!({ "data": { "deals": { "deals": deals } } });
 
+    answer(json!([]));
     assert_eq!(run("proposal").await.0, Some(75), "no deal yet");
-    let asked = answer.lock().unwrap().1[0].clone();
+    let asked = boost.lock().unwrap().1[0].clone();
     assert_eq!(asked["variables"]["q"], piece, "asked by piece CID: {asked}");
     assert!(asked["query"].as_str().unwrap().contains("deals(query: $q"), "{asked}");
 
-    set(json!([deal("u-other", 999, 7, "IndexedAndAnnounced", "auto")]));
+    answer(json!([deal("u-other", "", 999, 7, "IndexedAndAnnounced", "auto")]));
     assert_eq!(run("proposal").await.0, Some(75), "another deal of the piece (other epochs)");
-    set(json!([deal("u-1", 1000, 0, "Transferred", "auto")]));
+    answer(json!([deal("u-p2p", "12D3KooWclient", 1000, 9, "IndexedAndAnnounced", "auto")]));
+    assert_eq!(run("proposal").await.0, Some(75), "a libp2p client's deal is not this proposal");
+    answer(json!([deal("u-1", "", 1000, 0, "Transferred", "auto")]));
     assert_eq!(run("proposal").await.0, Some(75), "not published yet");
-    set(json!([
-        deal("u-0", 1000, 0, "Accepted", "auto"),
-        deal("u-1", 1000, 42, "PublishConfirmed", "auto")
+    answer(json!([
+        deal("u-p2p", "12D3KooWclient", 1000, 9, "IndexedAndAnnounced", "auto"),
+        deal("u-0", "", 1000, 0, "Accepted", "auto"),
+        deal("u-1", "", 1000, 42, "PublishConfirmed", "auto"),
     ]));
-    let (code, out) = run("proposal").await;
-    assert_eq!(code, Some(0));
-    assert!(out.lines().last().unwrap().ends_with(" 42"), "the deal ID last: {out:?}");
-    set(json!([deal("u-2", 1000, 0, "Accepted", "fatal")]));
+    let (code, id, _) = run("proposal").await;
+    assert_eq!((code, id), (Some(0), Some(42)), "the published deal's ID, as the agent reads it");
+    answer(json!([deal("u-2", "", 1000, 0, "Accepted", "fatal")]));
     assert_eq!(run("proposal").await.0, Some(1), "failed for good");
     assert_eq!(run("slot").await.0, Some(1), "Boost takes proposals only");
+
+    boost.lock().unwrap().0 = json!({ "data": null, "errors": [{ "message": "db locked" }] });
+    let (code, id, err) = run("proposal").await;
+    assert_eq!((code, id), (Some(75), None), "{err}");
+    assert!(err.contains("db locked"), "Boost's words: {err}");
 }

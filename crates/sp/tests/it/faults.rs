@@ -74,7 +74,7 @@ async fn a_terminated_replica_is_claimed_again_and_an_unproven_deal_is_released(
         })
         .await;
     let w = work_for(v.as_array().unwrap(), "slot", &f_order)[0].clone();
-    assert!(w["reason"].as_str().unwrap().contains("simulated fault"), "{w:#}");
+    assert!(w["reason"].as_str().unwrap().contains("sealing failed"), "{w:#}");
     assert!(w["deal_id"].is_null(), "nothing published: {w:#}");
     assert_eq!(origin.served("f"), refused.bytes.len() as u64);
     assert_eq!(chain.slot(f_order.parse().unwrap(), 1000).await.state, 0, "the slot is open again");
