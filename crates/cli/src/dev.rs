@@ -24,7 +24,12 @@ use alloy::node_bindings::AnvilInstance;
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail};
 use axum::{Json, Router, routing::get};
-use nix::{sys::signal::Signal, unistd::Pid};
+use nix::{
+    errno::Errno,
+    fcntl::{Flock, FlockArg},
+    sys::signal::Signal,
+    unistd::Pid,
+};
 use serde::Serialize;
 use tokio::{
     net::TcpListener,
@@ -191,6 +196,10 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("creating {}", opts.state_dir.display()))?;
     let state_dir = opts.state_dir.canonicalize()?;
+    // One stack per state directory: a second would remove the first's databases, its
+    // `dev.json` and the secrets its oracle reads. Held until this process ends (the file is
+    // closed on exec, so the children do not hold it).
+    let _lock = lock_state_dir(&state_dir)?;
     let _files = RunFiles(vec![
         state_dir.join("dev.json"),
         state_dir.join("operator.key"),
@@ -230,6 +239,28 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     stop_child(&mut oracle).await;
     drop(anvil); // kills anvil
     outcome
+}
+
+/// An exclusive lock on `state_dir/.lock`, or an error naming the other `estuary dev`.
+fn lock_state_dir(state_dir: &Path) -> Result<Flock<std::fs::File>> {
+    let path = state_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == Errno::EWOULDBLOCK {
+            anyhow::anyhow!(
+                "another `estuary dev` is using {}: stop it first, or give this one another \
+                 --state-dir",
+                state_dir.display()
+            )
+        } else {
+            anyhow::anyhow!("locking {}: {errno}", path.display())
+        }
+    })
 }
 
 /// Starts the stack in `state_dir` (made and canonical), up to its announcement.

@@ -214,6 +214,41 @@ async fn a_taken_oracle_port_stops_the_stack_with_an_error() {
     drop(held);
 }
 
+/// A second `estuary dev` on the state directory of one that runs stops at once and says why,
+/// and leaves the first alone: its `dev.json`, its databases and its oracle stay.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_stack_on_the_same_state_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, info) = Dev::start(dir.path(), &[]).await;
+    let state = dir.path().canonicalize().unwrap().join("state");
+    let dev_json = std::fs::read(state.join("dev.json")).unwrap();
+    let second_log = dir.path().join("second.log");
+    let second = Command::new(env!("CARGO_BIN_EXE_estuary"))
+        .args(["dev", "--anvil-port", "0", "--oracle-port", "0", "--dapp-port", "0"])
+        .args(["--sp-port", "0", "--state-dir"])
+        .arg(&state)
+        .arg("--www-dist")
+        .arg(dir.path().join("dist"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&second_log).unwrap())
+        .kill_on_drop(true)
+        .status();
+    let status = tokio::time::timeout(Duration::from_secs(30), second)
+        .await
+        .expect("the second estuary dev did not stop")
+        .unwrap();
+    let said = std::fs::read_to_string(&second_log).unwrap();
+    assert!(!status.success(), "{said}");
+    assert!(said.contains("another `estuary dev` is using"), "{said}");
+    assert_eq!(std::fs::read(state.join("dev.json")).unwrap(), dev_json, "the first's dev.json");
+    assert!(state.join("oracle.sqlite").exists(), "the first's database");
+    let oracle = info["oracle_url"].as_str().unwrap();
+    let health = reqwest::get(format!("{oracle}/health")).await.unwrap();
+    assert!(health.status().is_success(), "the first's oracle still answers");
+    drop(dev);
+}
+
 /// The command lines of processes that name `state` (the stack's children do: anvil's cache,
 /// the oracle's and the agents' databases), once none is left or after `wait`.
 async fn running_in(state: &Path, wait: Duration) -> Vec<String> {
