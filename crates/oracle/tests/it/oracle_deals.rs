@@ -535,7 +535,7 @@ async fn a_replica_near_its_terms_end_is_renewed_at_another_provider_before_it_e
 /// slot, and the target goes back to one, the DAO's, not the terms'. Each change is made once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_datadao_replica_near_its_terms_end_is_renewed_through_the_dao() {
-    use alloy::{network::TransactionBuilder, primitives::U256, rpc::types::TransactionRequest};
+    use alloy::primitives::U256;
     use estuary_contracts::DataDAO;
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -547,34 +547,19 @@ async fn a_datadao_replica_near_its_terms_end_is_renewed_through_the_dao() {
     let extra =
         keeper_args(&view, "1", &["--datadao-address", &dao_arg, "--deal-renew-epochs", "600"]);
     let oracle = oracle_with(&chain, dir.path(), &url, &extra).await;
-    // The DAO keeps one replica of each CID; two members and a treasury.
-    let owner = chain.wallet(0);
-    let dao = DataDAO::new(dao_address, &owner);
+    // The DAO funds two replicas of each CID; two members and a treasury.
     let terms = DataDAO::OrderTerms {
         replicas: 2,
         term: 3600,
         bounty: alloy::primitives::Uint::from(100_000_000_000_000_000u128),
         verified: false,
     };
-    assert!(mined!(dao.setOrderTerms(terms)).status());
-    for member in [5, 6] {
-        assert!(mined!(dao.setMember(chain.signer(member).address(), true)).status());
-    }
-    let treasury = TransactionRequest::default()
-        .with_to(dao_address)
-        .with_value(U256::from(3_000_000_000_000_000_000u128));
-    owner.send_transaction(treasury).await.unwrap().get_receipt().await.unwrap();
+    chain.datadao(&[5, 6], Some(terms)).await;
+    let owner = chain.wallet(0);
+    let dao = DataDAO::new(dao_address, &owner);
     let (root, piece, car) = add(dir.path(), "daorenew", &noise(5000, 12));
     cars.lock().unwrap().insert(root.clone(), car);
-    let cid = alloy::primitives::Bytes::from(cid_bytes(&root));
-    let proposer = chain.wallet(5);
-    assert!(mined!(DataDAO::new(dao_address, &proposer).createCIDProposal(cid, 5000)).status());
-    let voter = chain.wallet(6);
-    assert!(
-        mined!(DataDAO::new(dao_address, &voter).voteCIDProposal(U256::from(1), true)).status()
-    );
-    chain.travel(301).await;
-    assert!(mined!(DataDAO::new(dao_address, &voter).execute(U256::from(1))).status());
+    chain.datadao_accept(1, &root, 5000, [5, 6, 6]).await;
     let orders = oracle
         .wait_for_within(
             |v| v["results"][0]["order_id"].is_u64(),
@@ -1055,7 +1040,7 @@ async fn crash_test_buckets_each_pin_in_one_aggregate_ordered_once_through_sigki
 /// operator funds nothing for that pin (no order of its own, no bucket).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_datadao_accepted_cid_becomes_a_funded_order_whose_slots_are_taken() {
-    use alloy::{network::TransactionBuilder, primitives::U256, rpc::types::TransactionRequest};
+    use alloy::primitives::U256;
     use estuary_contracts::DataDAO;
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -1074,31 +1059,13 @@ async fn a_datadao_accepted_cid_becomes_a_funded_order_whose_slots_are_taken() {
         "1",
     ];
     let oracle = oracle_with(&chain, dir.path(), &url, &extra).await;
-    let wallet = |i: usize| chain.wallet(i);
-    // The DAO: three members and a treasury (its owner is the deployer, account 0).
-    let owner = wallet(0);
-    let dao = DataDAO::new(dao_address, &owner);
-    for member in [5, 6, 7] {
-        assert!(mined!(dao.setMember(chain.signer(member).address(), true)).status());
-    }
-    let fund = TransactionRequest::default()
-        .with_to(dao_address)
-        .with_value(U256::from(3_000_000_000_000_000_000u128));
-    owner.send_transaction(fund).await.unwrap().get_receipt().await.unwrap();
-    // Member 5 proposes a CID, member 6 votes for it; after the vote, anyone executes it.
+    // The DAO: three members and a treasury (its owner is the deployer, account 0). Member 5
+    // proposes a CID, member 6 votes for it; after the vote, member 7 executes it.
+    chain.datadao(&[5, 6, 7], None).await;
     let (root, piece, car) = add(dir.path(), "dao", &noise(5000, 9));
     cars.lock().unwrap().insert(root.clone(), car);
-    let proposer = wallet(5);
-    let cid = alloy::primitives::Bytes::from(cid_bytes(&root));
-    assert!(mined!(DataDAO::new(dao_address, &proposer).createCIDProposal(cid, 5000)).status());
-    let voter = wallet(6);
-    assert!(
-        mined!(DataDAO::new(dao_address, &voter).voteCIDProposal(U256::from(1), true)).status()
-    );
+    chain.datadao_accept(1, &root, 5000, [5, 6, 7]).await;
     let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
-    chain.travel(301).await;
-    let executor = wallet(7);
-    assert!(mined!(DataDAO::new(dao_address, &executor).execute(U256::from(1))).status());
 
     // The oracle pins it and funds the DAO's order.
     let orders = oracle
@@ -1149,15 +1116,8 @@ async fn a_datadao_accepted_cid_becomes_a_funded_order_whose_slots_are_taken() {
 
     // A CID accepted whose pin never comes (no gateway has it) is expired by the oracle once
     // its funding window closes: the DAO's budget is released and the pin request cancelled.
-    let missing =
-        alloy::primitives::Bytes::from(cid_bytes(&add(dir.path(), "gone", &noise(900, 3)).0));
-    let proposing = DataDAO::new(dao_address, &proposer);
-    assert!(mined!(proposing.createCIDProposal(missing, 900)).status());
-    assert!(
-        mined!(DataDAO::new(dao_address, &voter).voteCIDProposal(U256::from(2), true)).status()
-    );
-    chain.travel(301).await;
-    assert!(mined!(DataDAO::new(dao_address, &executor).execute(U256::from(2))).status());
+    let missing = add(dir.path(), "gone", &noise(900, 3)).0;
+    chain.datadao_accept(2, &missing, 900, [5, 6, 7]).await;
     let reserved = on_chain.reserved().call().await.unwrap();
     assert!(reserved > U256::ZERO, "its budget is reserved");
     chain.travel(3601).await;

@@ -675,8 +675,7 @@ async fn a_perpetual_replica_found_lost_is_marked_lost_and_its_slot_goes_to_anot
 /// reopens.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_datadao_replica_found_lost_is_marked_lost_through_the_dao() {
-    use alloy::{network::TransactionBuilder, providers::Provider, rpc::types::TransactionRequest};
-    use estuary_contracts::{DataDAO, PerpetualStorage};
+    use estuary_contracts::PerpetualStorage;
     let chain = Chain::start_mining(Duration::from_millis(250)).await;
     let dir = tempfile::tempdir().unwrap();
     let extra = ["--collect-interval-epochs", "8"];
@@ -709,26 +708,10 @@ async fn a_datadao_replica_found_lost_is_marked_lost_through_the_dao() {
 
     // The DAO (its owner the deployer, account 0): two members and a treasury; a CID proposed,
     // voted and executed.
-    let owner = chain.wallet(0);
-    let dao = DataDAO::new(dao_address, &owner);
-    for member in [5, 6] {
-        assert!(mined!(dao.setMember(chain.signer(member).address(), true)).status());
-    }
-    let treasury = TransactionRequest::default()
-        .with_to(dao_address)
-        .with_value(U256::from(3_000_000_000_000_000_000u128));
-    owner.send_transaction(treasury).await.unwrap().get_receipt().await.unwrap();
+    chain.datadao(&[5, 6], None).await;
     let (root, piece, car) = add(dir.path(), "dao", &noise(200_000, 9));
     cars.lock().unwrap().insert(root.clone(), car);
-    let cid = alloy::primitives::Bytes::from(cid_bytes(&root));
-    let proposer = chain.wallet(5);
-    assert!(mined!(DataDAO::new(dao_address, &proposer).createCIDProposal(cid, 200_000)).status());
-    let voter = chain.wallet(6);
-    assert!(
-        mined!(DataDAO::new(dao_address, &voter).voteCIDProposal(U256::from(1), true)).status()
-    );
-    chain.travel(301).await;
-    assert!(mined!(DataDAO::new(dao_address, &voter).execute(U256::from(1))).status());
+    chain.datadao_accept(1, &root, 200_000, [5, 6, 6]).await;
 
     // The oracle pins and funds it; the SP takes a slot; the replica is active and read back.
     let order = order_when(&oracle, 240, "the DAO's replica active and read back", |o| {

@@ -36,6 +36,58 @@ impl Chain {
             .connect_http(self.anvil.endpoint_url())
     }
 
+    /// The deployed DataDAO, made ready by its owner (the deployer, account 0): accounts
+    /// `members` made members, a treasury of 3 FIL sent, and `terms` set when given. Returns
+    /// its address.
+    pub async fn datadao(
+        &self,
+        members: &[usize],
+        terms: Option<estuary_contracts::DataDAO::OrderTerms>,
+    ) -> Address {
+        use alloy::{
+            network::TransactionBuilder, primitives::U256, rpc::types::TransactionRequest,
+        };
+        let address = self.deployment.contracts["DataDAO"];
+        let owner = self.wallet(0);
+        let dao = estuary_contracts::DataDAO::new(address, &owner);
+        if let Some(terms) = terms {
+            assert!(mined!(dao.setOrderTerms(terms)).status());
+        }
+        for &member in members {
+            assert!(mined!(dao.setMember(self.signer(member).address(), true)).status());
+        }
+        let treasury = TransactionRequest::default()
+            .with_to(address)
+            .with_value(U256::from(3_000_000_000_000_000_000u128));
+        owner.send_transaction(treasury).await.unwrap().get_receipt().await.unwrap();
+        address
+    }
+
+    /// A CID accepted by the DataDAO's vote as its proposal `id`: member `proposer` proposes
+    /// `cid` (text) of `size` bytes, member `voter` votes for it, the vote period (300 s)
+    /// passes, and `executor` executes it.
+    pub async fn datadao_accept(
+        &self,
+        id: u64,
+        cid: &str,
+        size: u64,
+        [proposer, voter, executor]: [usize; 3],
+    ) {
+        use alloy::primitives::U256;
+        use estuary_contracts::DataDAO;
+        let address = self.deployment.contracts["DataDAO"];
+        let cid = Bytes::from(crate::oracle_pinning::cid_bytes(cid));
+        let proposing = self.wallet(proposer);
+        assert!(mined!(DataDAO::new(address, &proposing).createCIDProposal(cid, size)).status());
+        let voting = self.wallet(voter);
+        assert!(
+            mined!(DataDAO::new(address, &voting).voteCIDProposal(U256::from(id), true)).status()
+        );
+        self.travel(301).await;
+        let executing = self.wallet(executor);
+        assert!(mined!(DataDAO::new(address, &executing).execute(U256::from(id))).status());
+    }
+
     /// Moves the chain's clock `secs` seconds on and mines a block at the new time.
     pub async fn travel(&self, secs: u64) {
         use alloy::providers::Provider;
