@@ -417,6 +417,8 @@ impl TxManager {
                 }
                 continue;
             }
+            // Not mined yet: it may wait on a nonce below it that nothing holds any more.
+            self.fill_gap(nonce, max_fee, tip).await;
             if max_fee < cap {
                 max_fee = bumped(max_fee, self.policy.bump_percent).min(cap);
                 tip = bumped(tip, self.policy.bump_percent).min(max_fee);
@@ -431,6 +433,60 @@ impl TxManager {
                     // tell on the next round.
                     Err(e) => debug!(nonce, error = %e, "replacement not accepted"),
                 }
+            }
+        }
+    }
+
+    /// Fills the nonces below `nonce` that no transaction of ours holds, with empty transfers to
+    /// ourselves, so that ours can be mined. Such a gap is left when a reorg drops a mined
+    /// transaction of ours and no node takes it back (anvil's `anvil_reorg` never does; a node
+    /// that lost its pool after a restart neither), and when a send the node refused left its
+    /// nonce unused. The node's pending count is where its executable transactions of ours end:
+    /// a transaction waiting above it cannot be mined until the gap is filled. Best effort:
+    /// what fails is tried again at the next bump.
+    async fn fill_gap(&self, nonce: u64, max_fee: u128, tip: u128) {
+        let pending = match self.dyn_provider.get_transaction_count(self.sender).pending().await {
+            Ok(pending) if pending < nonce => pending,
+            Ok(_) => return,
+            Err(e) => {
+                debug!(error = %e, "could not read the pending nonce");
+                return;
+            }
+        };
+        warn!(
+            from = pending,
+            to = nonce - 1,
+            "nonces below a pending transaction of ours are empty (a reorg dropped a transaction of \
+             ours?): filling them with empty transfers to ourselves"
+        );
+        for n in pending..nonce {
+            let request = <Ethereum as Network>::TransactionRequest::default()
+                .with_from(self.sender)
+                .with_to(self.sender)
+                .with_nonce(n)
+                .max_fee_per_gas(max_fee)
+                .max_priority_fee_per_gas(tip);
+            // A transfer's gas differs between chains (the FEVM charges more than 21,000).
+            let gas = match self.dyn_provider.estimate_gas(request.clone()).await {
+                Ok(gas) => gas,
+                Err(e) => {
+                    debug!(nonce = n, error = %e, "could not estimate a filler");
+                    return;
+                }
+            };
+            let _sending = self.sending.lock().await;
+            let sent = match self.provider.fill(request.with_gas_limit(gas)).await {
+                Ok(SendableTx::Envelope(envelope)) => {
+                    self.provider.send_tx_envelope(envelope).await.map(|p| *p.tx_hash())
+                }
+                Ok(SendableTx::Builder(_)) => {
+                    unreachable!("the wallet filler signs every transaction")
+                }
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(hash) => info!(nonce = n, tx = %hash, "a nonce gap filled"),
+                Err(e) => debug!(nonce = n, error = %e, "a filler was not accepted"),
             }
         }
     }

@@ -21,5 +21,6 @@ mod command_sealer;
 mod crash;
 mod faults;
 mod fetch;
+mod reorg;
 mod retrieval;
 mod support;
