@@ -267,8 +267,22 @@ pub struct TxManager {
     fees: Arc<Mutex<Option<(tokio::time::Instant, Eip1559Estimation)>>>,
     /// Held from the nonce's assignment to the send, so nonces reach the node in order.
     sending: Arc<Mutex<()>>,
+    /// The nonces of the transactions this manager is seeing through now: never gap-filled.
+    waiting: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
     ledger: Arc<dyn DynLedger>,
 }
+
+/// Takes a nonce out of [`TxManager::waiting`] when its transaction is through (or given up).
+struct Waiting(Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>, u64);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.1);
+    }
+}
+
+/// The most nonces one bump fills, lowest first: a larger gap is filled over several bumps.
+const MAX_FILLERS: u64 = 16;
 
 impl std::fmt::Debug for TxManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -320,6 +334,7 @@ impl TxManager {
             policy,
             fees: Arc::default(),
             sending: Arc::default(),
+            waiting: Arc::default(),
             ledger,
         })
     }
@@ -379,6 +394,8 @@ impl TxManager {
                 (nonce, vec![hash])
             }
         };
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(nonce);
+        let _waiting = Waiting(Arc::clone(&self.waiting), nonce);
         let started = tokio::time::Instant::now();
         loop {
             // Mined already (before a watcher could see it)?
@@ -417,8 +434,11 @@ impl TxManager {
                 }
                 continue;
             }
-            // Not mined yet: it may wait on a nonce below it that nothing holds any more.
-            self.fill_gap(nonce, max_fee, tip).await;
+            // Not mined for two bumps: it may wait on a nonce below it that nothing holds any
+            // more.
+            if started.elapsed() >= 2 * self.policy.bump_after {
+                self.fill_gap(nonce, max_fee, tip).await;
+            }
             if max_fee < cap {
                 max_fee = bumped(max_fee, self.policy.bump_percent).min(cap);
                 tip = bumped(tip, self.policy.bump_percent).min(max_fee);
@@ -442,8 +462,12 @@ impl TxManager {
     /// transaction of ours and no node takes it back (anvil's `anvil_reorg` never does; a node
     /// that lost its pool after a restart neither), and when a send the node refused left its
     /// nonce unused. The node's pending count is where its executable transactions of ours end:
-    /// a transaction waiting above it cannot be mined until the gap is filled. Best effort:
-    /// what fails is tried again at the next bump.
+    /// a transaction waiting above it cannot be mined until the gap is filled.
+    ///
+    /// A nonce this manager is seeing a transaction through at is never filled, whatever the
+    /// node says (an endpoint that lost our pending transactions answers a low count), and at
+    /// most [`MAX_FILLERS`] are sent a bump. Best effort: what fails is tried again at the next
+    /// bump.
     async fn fill_gap(&self, nonce: u64, max_fee: u128, tip: u128) {
         let pending = match self.dyn_provider.get_transaction_count(self.sender).pending().await {
             Ok(pending) if pending < nonce => pending,
@@ -453,13 +477,23 @@ impl TxManager {
                 return;
             }
         };
+        let empty: Vec<u64> = {
+            let waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // From the bottom: those are executable at once, and the next bump's count is past
+            // them.
+            (pending..nonce.min(pending.saturating_add(MAX_FILLERS)))
+                .filter(|n| !waiting.contains(n))
+                .collect()
+        };
+        if empty.is_empty() {
+            return;
+        }
         warn!(
-            from = pending,
-            to = nonce - 1,
+            nonces = ?empty,
             "nonces below a pending transaction of ours are empty (a reorg dropped a transaction of \
              ours?): filling them with empty transfers to ourselves"
         );
-        for n in pending..nonce {
+        for n in empty {
             let request = <Ethereum as Network>::TransactionRequest::default()
                 .with_from(self.sender)
                 .with_to(self.sender)
