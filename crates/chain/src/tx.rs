@@ -62,6 +62,14 @@ pub trait TxLedger: Send + Sync + 'static {
         sender: &str,
     ) -> impl Future<Output = Result<Option<(u64, B256)>, Self::Error>> + Send;
 
+    /// Whether `sender` has an unsettled transaction below `nonce` (one that may still be in a
+    /// mempool, or come back to one).
+    fn unsettled_below(
+        &self,
+        sender: &str,
+        nonce: u64,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
     /// Records that `tx`, sent with `nonce`, does what `keys` name.
     fn record_sent(
         &self,
@@ -88,6 +96,7 @@ type LedgerFuture<'a, T> = BoxFuture<'a, Result<T, Box<dyn std::error::Error + S
 /// [`TxLedger`] with boxed futures, so one manager type serves every store.
 trait DynLedger: Send + Sync {
     fn last_unsettled<'a>(&'a self, sender: &'a str) -> LedgerFuture<'a, Option<(u64, B256)>>;
+    fn unsettled_below<'a>(&'a self, sender: &'a str, nonce: u64) -> LedgerFuture<'a, bool>;
     fn record_sent<'a>(
         &'a self,
         sender: &'a str,
@@ -108,6 +117,9 @@ fn boxed<T>(
 impl<T: TxLedger> DynLedger for T {
     fn last_unsettled<'a>(&'a self, sender: &'a str) -> LedgerFuture<'a, Option<(u64, B256)>> {
         Box::pin(async move { boxed(TxLedger::last_unsettled(self, sender).await) })
+    }
+    fn unsettled_below<'a>(&'a self, sender: &'a str, nonce: u64) -> LedgerFuture<'a, bool> {
+        Box::pin(async move { boxed(TxLedger::unsettled_below(self, sender, nonce).await) })
     }
     fn record_sent<'a>(
         &'a self,
@@ -139,6 +151,10 @@ impl TxLedger for MemLedger {
     async fn last_unsettled(&self, sender: &str) -> Result<Option<(u64, B256)>, Self::Error> {
         let rows = self.rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(rows.iter().filter(|r| r.1 == sender).max_by_key(|r| r.2).map(|r| (r.2, r.3)))
+    }
+    async fn unsettled_below(&self, sender: &str, nonce: u64) -> Result<bool, Self::Error> {
+        let rows = self.rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(rows.iter().any(|r| r.1 == sender && r.2 < nonce))
     }
     async fn record_sent(
         &self,
@@ -269,6 +285,8 @@ pub struct TxManager {
     sending: Arc<Mutex<()>>,
     /// The nonces of the transactions this manager is seeing through now: never gap-filled.
     waiting: Arc<std::sync::Mutex<std::collections::BTreeSet<u64>>>,
+    /// Held while gaps are filled: one filling at a time.
+    filling: Arc<Mutex<()>>,
     ledger: Arc<dyn DynLedger>,
 }
 
@@ -335,6 +353,7 @@ impl TxManager {
             fees: Arc::default(),
             sending: Arc::default(),
             waiting: Arc::default(),
+            filling: Arc::default(),
             ledger,
         })
     }
@@ -437,7 +456,7 @@ impl TxManager {
             // Not mined for two bumps: it may wait on a nonce below it that nothing holds any
             // more.
             if started.elapsed() >= 2 * self.policy.bump_after {
-                self.fill_gap(nonce, max_fee, tip).await;
+                self.fill_gap(nonce).await;
             }
             if max_fee < cap {
                 max_fee = bumped(max_fee, self.policy.bump_percent).min(cap);
@@ -457,18 +476,21 @@ impl TxManager {
         }
     }
 
-    /// Fills the nonces below `nonce` that no transaction of ours holds, with empty transfers to
-    /// ourselves, so that ours can be mined. Such a gap is left when a reorg drops a mined
-    /// transaction of ours and no node takes it back (anvil's `anvil_reorg` never does; a node
-    /// that lost its pool after a restart neither), and when a send the node refused left its
-    /// nonce unused. The node's pending count is where its executable transactions of ours end:
-    /// a transaction waiting above it cannot be mined until the gap is filled.
+    /// Fills the nonces below `nonce` with empty transfers to ourselves, when nothing of ours
+    /// can hold them any more, so that the transaction at `nonce` can be mined. Such a gap is
+    /// left when a reorg drops a mined transaction of ours and no node takes it back (anvil's
+    /// `anvil_reorg` never does; nor does a node that lost its pool in a restart).
     ///
-    /// A nonce this manager is seeing a transaction through at is never filled, whatever the
-    /// node says (an endpoint that lost our pending transactions answers a low count), and at
-    /// most [`MAX_FILLERS`] are sent a bump. Best effort: what fails is tried again at the next
-    /// bump.
-    async fn fill_gap(&self, nonce: u64, max_fee: u128, tip: u128) {
+    /// Only when all of these hold, so that a filler never takes the place of a transaction of
+    /// ours: the node's pending count (where its executable transactions of ours end) is below
+    /// `nonce`; this manager is seeing no other transaction through below `nonce`; and the
+    /// ledger holds no unsettled transaction of ours below it. Fillers are priced at the
+    /// node's current estimate, not at the waiting transaction's bumped fees; at most
+    /// [`MAX_FILLERS`] go a call, lowest first; one call at a time. Best effort: what fails is
+    /// tried again at the next bump. An endpoint that answers too low a count can make us send
+    /// fillers the chain refuses as used nonces, nothing more.
+    async fn fill_gap(&self, nonce: u64) {
+        let Ok(_filling) = self.filling.try_lock() else { return };
         let pending = match self.dyn_provider.get_transaction_count(self.sender).pending().await {
             Ok(pending) if pending < nonce => pending,
             Ok(_) => return,
@@ -477,29 +499,38 @@ impl TxManager {
                 return;
             }
         };
-        let empty: Vec<u64> = {
-            let waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            // From the bottom: those are executable at once, and the next bump's count is past
-            // them.
-            (pending..nonce.min(pending.saturating_add(MAX_FILLERS)))
-                .filter(|n| !waiting.contains(n))
-                .collect()
-        };
-        if empty.is_empty() {
-            return;
+        let sender = format!("{:#x}", self.sender);
+        match self.ledger.unsettled_below(&sender, nonce).await {
+            Ok(false) => {}
+            Ok(true) => return,
+            Err(e) => {
+                debug!(error = %e, "could not read the ledger");
+                return;
+            }
         }
+        let fees = match self.fees().await {
+            Ok(fees) => fees,
+            Err(e) => {
+                debug!(error = %e, "could not price a filler");
+                return;
+            }
+        };
+        let cap = self.policy.max_fee_per_gas.unwrap_or(u128::MAX);
+        let last = nonce.min(pending.saturating_add(MAX_FILLERS));
         warn!(
-            nonces = ?empty,
-            "nonces below a pending transaction of ours are empty (a reorg dropped a transaction of \
-             ours?): filling them with empty transfers to ourselves"
+            from = pending,
+            to = last - 1,
+            waiting = nonce,
+            "nonces below a waiting transaction of ours are empty (a reorg dropped a transaction \
+             of ours?): filling them with empty transfers to ourselves"
         );
-        for n in empty {
+        for n in pending..last {
             let request = <Ethereum as Network>::TransactionRequest::default()
                 .with_from(self.sender)
                 .with_to(self.sender)
                 .with_nonce(n)
-                .max_fee_per_gas(max_fee)
-                .max_priority_fee_per_gas(tip);
+                .max_fee_per_gas(fees.max_fee_per_gas.min(cap))
+                .max_priority_fee_per_gas(fees.max_priority_fee_per_gas.min(cap));
             // A transfer's gas differs between chains (the FEVM charges more than 21,000).
             let gas = match self.dyn_provider.estimate_gas(request.clone()).await {
                 Ok(gas) => gas,
@@ -509,6 +540,18 @@ impl TxManager {
                 }
             };
             let _sending = self.sending.lock().await;
+            // Checked again where nonces are handed out: a send may have begun below `nonce`
+            // since (after a failed send, nonces are asked of the chain again).
+            let taken = self
+                .waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .range(..nonce)
+                .next()
+                .is_some();
+            if taken {
+                return;
+            }
             let sent = match self.provider.fill(request.with_gas_limit(gas)).await {
                 Ok(SendableTx::Envelope(envelope)) => {
                     self.provider.send_tx_envelope(envelope).await.map(|p| *p.tx_hash())
@@ -534,6 +577,7 @@ impl TxManager {
         keys: &[String],
     ) -> Result<(u64, B256), TxError> {
         let _sending = self.sending.lock().await;
+        let fresh = nonce.is_none();
         let request = match nonce {
             Some(n) => request.nonce(n),
             None => request,
@@ -549,13 +593,26 @@ impl TxManager {
         let nonce = envelope.nonce();
         let hash = *envelope.tx_hash();
         let sender = format!("{:#x}", self.sender);
-        self.ledger.record_sent(&sender, nonce, hash, keys).await.map_err(TxError::Ledger)?;
-        if let Err(source) = self.provider.send_tx_envelope(envelope).await {
-            // Sent or not, the ledger has it; the next transaction asks the chain for its nonce.
-            self.nonces.reset().await;
-            return Err(TxError::Send { nonce, source });
+        // A new nonce is seen through from here (`send_request` takes it out when it is done);
+        // inserted under the lock, so a gap filler never takes a nonce that is being sent.
+        if fresh {
+            self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(nonce);
         }
-        Ok((nonce, hash))
+        let sent = async {
+            self.ledger.record_sent(&sender, nonce, hash, keys).await.map_err(TxError::Ledger)?;
+            if let Err(source) = self.provider.send_tx_envelope(envelope).await {
+                // Sent or not, the ledger has it (and keeps fillers below it away); the next
+                // transaction asks the chain for its nonce.
+                self.nonces.reset().await;
+                return Err(TxError::Send { nonce, source });
+            }
+            Ok((nonce, hash))
+        }
+        .await;
+        if sent.is_err() && fresh {
+            self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&nonce);
+        }
+        sent
     }
 
     /// A transaction sent for `keys` (one key: batches are not adopted) before, still in the

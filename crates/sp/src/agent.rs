@@ -53,6 +53,10 @@ use crate::{
     store::{Decision, Lead, NewWork, PieceRow, Store, StoreError, TransitionError, Work},
 };
 
+/// How long an offer whose claim was refused waits before it is looked at again (an event about
+/// it, such as its slot reopening, brings it back sooner).
+const REFUSED_LOOK_AGAIN_MS: u64 = 60_000;
+
 /// Counters kept by this process (for metrics).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -143,7 +147,16 @@ impl<S: Sealer> Ctx<S> {
                 info!(work = %w.key(), from = w.state.as_str(), to = to.as_str(), ?input, "work moved");
                 if to.is_terminal() {
                     // Its order or proposal may be worth another look (a slot to claim again).
-                    self.store.touch_lead(w.kind, w.contract, &w.reference).await?;
+                    // A refused claim not for a while: what refused it (another's claim, a key
+                    // that does not control the miner) does not change at once, and each look
+                    // would take the offer and be refused again, a new piece of work each time.
+                    let not_before = match input {
+                        Input::ClaimRefused { .. } => {
+                            now_ms().saturating_add(REFUSED_LOOK_AGAIN_MS)
+                        }
+                        _ => 0,
+                    };
+                    self.store.touch_lead(w.kind, w.contract, &w.reference, not_before).await?;
                 }
                 Ok(())
             }

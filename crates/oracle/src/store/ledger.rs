@@ -29,6 +29,17 @@ impl TxLedger for Store {
         row.as_ref().map(nonce_and_hash).transpose()
     }
 
+    async fn unsettled_below(&self, sender: &str, nonce: u64) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM report_txs WHERE operator = $1 AND nonce < $2 LIMIT 1",
+        )
+        .bind(sender)
+        .bind(int(nonce)?)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     async fn record_sent(
         &self,
         sender: &str,

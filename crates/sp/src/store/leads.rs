@@ -332,20 +332,22 @@ impl Store {
         Ok(id)
     }
 
-    /// Marks a lead to be looked at again (its work ended, say).
+    /// Marks a lead to be looked at again (its work ended, say), not before `not_before_ms`.
     pub async fn touch_lead(
         &self,
         kind: WorkKind,
         contract: Address,
         reference: &str,
+        not_before_ms: u64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE leads SET pending = 1, retry_ms = 0, version = version + 1
+            "UPDATE leads SET pending = 1, retry_ms = $4, version = version + 1
              WHERE kind = $1 AND contract = $2 AND ref = $3",
         )
         .bind(kind.as_str())
         .bind(format!("{contract:#x}"))
         .bind(reference)
+        .bind(int(not_before_ms)?)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -92,3 +92,35 @@ async fn bad_origins_release_their_claims_and_offers_outside_the_policy_are_skip
     assert_eq!(status["work"]["slot/failed"], 4);
     agent.stop().await;
 }
+
+/// An agent whose key does not control its miner: its claim is refused
+/// (`PerpetualStorageNotController`), recorded once, and the offer is not taken again at once.
+/// Before, each refusal brought the offer straight back (its work ended), and the agent took
+/// it again: a new piece of work every tenth of a second, for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_claim_is_not_taken_again_at_once() {
+    let chain = Chain::start().await;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = estuary_chain::devnet::free_port().unwrap();
+    let args = crate::support::agent_args(&chain, 0, dir.path(), port);
+    // Account 7 controls no miner.
+    let agent =
+        AgentProcess::start_args(args, &chain.key_hex(7), 1000, dir.path(), port, &[]).await;
+    let c = car(100_000, 90);
+    let url = origin.add("c", &c.bytes, Serve::Good);
+    let order = chain.create_order(4, &c, 1, vec![url]).await.to_string();
+    let v = agent
+        .wait_for("/work?limit=100", 60, "the claim refused", |v| {
+            work_for(v.as_array().unwrap(), "slot", &order).iter().any(|w| w["state"] == "failed")
+        })
+        .await;
+    let works = work_for(v.as_array().unwrap(), "slot", &order);
+    let w = works.iter().find(|w| w["state"] == "failed").unwrap();
+    assert!(w["reason"].as_str().unwrap().contains("NotController"), "{w:#}");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let works = agent.works().await;
+    assert_eq!(work_for(&works, "slot", &order).len(), 1, "taken again: {works:#?}");
+    assert_eq!(origin.served("c"), 0, "nothing downloaded");
+    agent.stop().await;
+}

@@ -2,9 +2,11 @@
 //! 0): the blocks holding an order and the agent's claim on it are replaced with empty ones
 //! while the agent downloads. The agent's work on the vanished order ends without sending
 //! anything, and a new order that takes the orphaned order id (another piece) is claimed,
-//! fetched and served as any other.
+//! fetched and served as any other: its claim's nonce sits above the dropped claim's, which no
+//! node takes back, and the transaction manager fills that gap.
 
-use alloy::providers::Provider;
+use alloy::{primitives::U256, providers::Provider};
+use estuary_contracts::PerpetualStorage;
 use serde_json::Value;
 
 use crate::support::{AgentProcess, Chain, Origin, Serve, car, work_for};
@@ -30,13 +32,18 @@ async fn a_reorg_dropping_an_order_and_its_claim_ends_the_work_and_the_reused_id
         .await;
     assert_eq!(chain.slot(order, 1000).await.state, 1, "claimed on chain");
 
-    // Every block since the order was made is replaced by an empty one.
-    let depth = chain.head().await - before;
-    let _: Value = chain
-        .reader()
-        .raw_request("anvil_reorg".into(), (depth, Vec::<Value>::new()))
-        .await
-        .unwrap();
+    // Every block since the order was made is replaced by an empty one. A block mined between
+    // reading the head and the reorg leaves the oldest of them (the order's) in place: then
+    // again, never below `before` (the miners' set-up is there).
+    let ps = PerpetualStorage::new(chain.perpetual(), chain.reader());
+    while ps.getOrder(U256::from(order)).call().await.is_ok() {
+        let depth = chain.head().await - before;
+        let _: Value = chain
+            .reader()
+            .raw_request("anvil_reorg".into(), (depth, Vec::<Value>::new()))
+            .await
+            .unwrap();
+    }
     assert_eq!(chain.slot(order, 1000).await.state, 0, "the claim is gone with its block");
 
     // The same order id, now another piece from another origin.
@@ -67,5 +74,9 @@ async fn a_reorg_dropping_an_order_and_its_claim_ends_the_work_and_the_reused_id
     let slot = chain.slot(order, 1000).await;
     assert_eq!(slot.state, 3, "the new order's replica is active on chain");
     assert_eq!(slot.dealId, new["deal_id"].as_u64().unwrap());
+    // The new claim's nonce sat above the dropped claim's, which no node took back: the
+    // transaction manager filled the gap.
+    let log = std::fs::read_to_string(agent.db.with_file_name("agent.log")).unwrap();
+    assert!(log.contains("a nonce gap filled"), "the claim got through another way");
     agent.stop().await;
 }
