@@ -62,13 +62,14 @@ pub trait TxLedger: Send + Sync + 'static {
         sender: &str,
     ) -> impl Future<Output = Result<Option<(u64, B256)>, Self::Error>> + Send;
 
-    /// Whether `sender` has an unsettled transaction below `nonce` (one that may still be in a
-    /// mempool, or come back to one).
-    fn unsettled_below(
+    /// The unsettled transactions of `sender` with nonces from `from` up to `to` (excluded):
+    /// (nonce, hash).
+    fn unsettled_between(
         &self,
         sender: &str,
-        nonce: u64,
-    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+        from: u64,
+        to: u64,
+    ) -> impl Future<Output = Result<Vec<(u64, B256)>, Self::Error>> + Send;
 
     /// Records that `tx`, sent with `nonce`, does what `keys` name.
     fn record_sent(
@@ -96,7 +97,12 @@ type LedgerFuture<'a, T> = BoxFuture<'a, Result<T, Box<dyn std::error::Error + S
 /// [`TxLedger`] with boxed futures, so one manager type serves every store.
 trait DynLedger: Send + Sync {
     fn last_unsettled<'a>(&'a self, sender: &'a str) -> LedgerFuture<'a, Option<(u64, B256)>>;
-    fn unsettled_below<'a>(&'a self, sender: &'a str, nonce: u64) -> LedgerFuture<'a, bool>;
+    fn unsettled_between<'a>(
+        &'a self,
+        sender: &'a str,
+        from: u64,
+        to: u64,
+    ) -> LedgerFuture<'a, Vec<(u64, B256)>>;
     fn record_sent<'a>(
         &'a self,
         sender: &'a str,
@@ -118,8 +124,13 @@ impl<T: TxLedger> DynLedger for T {
     fn last_unsettled<'a>(&'a self, sender: &'a str) -> LedgerFuture<'a, Option<(u64, B256)>> {
         Box::pin(async move { boxed(TxLedger::last_unsettled(self, sender).await) })
     }
-    fn unsettled_below<'a>(&'a self, sender: &'a str, nonce: u64) -> LedgerFuture<'a, bool> {
-        Box::pin(async move { boxed(TxLedger::unsettled_below(self, sender, nonce).await) })
+    fn unsettled_between<'a>(
+        &'a self,
+        sender: &'a str,
+        from: u64,
+        to: u64,
+    ) -> LedgerFuture<'a, Vec<(u64, B256)>> {
+        Box::pin(async move { boxed(TxLedger::unsettled_between(self, sender, from, to).await) })
     }
     fn record_sent<'a>(
         &'a self,
@@ -152,9 +163,18 @@ impl TxLedger for MemLedger {
         let rows = self.rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(rows.iter().filter(|r| r.1 == sender).max_by_key(|r| r.2).map(|r| (r.2, r.3)))
     }
-    async fn unsettled_below(&self, sender: &str, nonce: u64) -> Result<bool, Self::Error> {
+    async fn unsettled_between(
+        &self,
+        sender: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, B256)>, Self::Error> {
         let rows = self.rows.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(rows.iter().any(|r| r.1 == sender && r.2 < nonce))
+        Ok(rows
+            .iter()
+            .filter(|r| r.1 == sender && (from..to).contains(&r.2))
+            .map(|r| (r.2, r.3))
+            .collect())
     }
     async fn record_sent(
         &self,
@@ -481,10 +501,11 @@ impl TxManager {
     /// left when a reorg drops a mined transaction of ours and no node takes it back (anvil's
     /// `anvil_reorg` never does; nor does a node that lost its pool in a restart).
     ///
-    /// Only when all of these hold, so that a filler never takes the place of a transaction of
-    /// ours: the node's pending count (where its executable transactions of ours end) is below
-    /// `nonce`; this manager is seeing no other transaction through below `nonce`; and the
-    /// ledger holds no unsettled transaction of ours below it. Fillers are priced at the
+    /// Only where nothing of ours can be, so that a filler never takes the place of a
+    /// transaction of ours: from the node's pending count (where its executable transactions of
+    /// ours end) up to `nonce`, when this manager is seeing no other transaction through below
+    /// `nonce`, and not at a nonce where the ledger holds an unsettled transaction of ours that
+    /// the node knows. Fillers are priced at the
     /// node's current estimate, not at the waiting transaction's bumped fees; at most
     /// [`MAX_FILLERS`] go a call, lowest first; one call at a time. Best effort: what fails is
     /// tried again at the next bump. An endpoint that answers too low a count can make us send
@@ -499,13 +520,29 @@ impl TxManager {
                 return;
             }
         };
+        // A nonce in the gap that the ledger holds a transaction of ours at, one the node
+        // knows, is held (a row the node does not know is a send that never arrived or a
+        // transaction dropped from every pool, as `adopt` takes it).
         let sender = format!("{:#x}", self.sender);
-        match self.ledger.unsettled_below(&sender, nonce).await {
-            Ok(false) => {}
-            Ok(true) => return,
+        let last = nonce.min(pending.saturating_add(MAX_FILLERS));
+        let rows = match self.ledger.unsettled_between(&sender, pending, last).await {
+            Ok(rows) => rows,
             Err(e) => {
                 debug!(error = %e, "could not read the ledger");
                 return;
+            }
+        };
+        let mut held = std::collections::BTreeSet::new();
+        for (n, hash) in rows {
+            match self.dyn_provider.get_transaction_by_hash(hash).await {
+                Ok(None) => {}
+                Ok(Some(_)) => {
+                    held.insert(n);
+                }
+                Err(e) => {
+                    debug!(error = %e, "could not look a transaction of ours up");
+                    return;
+                }
             }
         }
         let fees = match self.fees().await {
@@ -516,7 +553,6 @@ impl TxManager {
             }
         };
         let cap = self.policy.max_fee_per_gas.unwrap_or(u128::MAX);
-        let last = nonce.min(pending.saturating_add(MAX_FILLERS));
         warn!(
             from = pending,
             to = last - 1,
@@ -524,7 +560,7 @@ impl TxManager {
             "nonces below a waiting transaction of ours are empty (a reorg dropped a transaction \
              of ours?): filling them with empty transfers to ourselves"
         );
-        for n in pending..last {
+        for n in (pending..last).filter(|n| !held.contains(n)) {
             let request = <Ethereum as Network>::TransactionRequest::default()
                 .with_from(self.sender)
                 .with_to(self.sender)

@@ -298,6 +298,13 @@ async fn report_transactions_kept_until_settled(s: &Store) {
     assert_eq!(s.sent_for(&keys[1]).await.unwrap(), vec![(7, a)]);
     assert_eq!(s.last_unsettled(op).await.unwrap(), Some((7, b)));
     assert_eq!(s.last_unsettled("0x00000000000000000000000000000000000000bb").await.unwrap(), None);
+    // What a gap filler must leave alone: the nonces from 7 (the first), below 8 (excluded).
+    let mut held = s.unsettled_between(op, 7, 8).await.unwrap();
+    held.sort();
+    held.dedup();
+    assert_eq!(held, vec![(7, a), (7, b)]);
+    assert!(s.unsettled_between(op, 0, 7).await.unwrap().is_empty());
+    assert!(s.unsettled_between(op, 8, 100).await.unwrap().is_empty());
     s.settle(&keys[..1]).await.unwrap();
     assert!(s.sent_for(&keys[0]).await.unwrap().is_empty());
     assert_eq!(s.last_unsettled(op).await.unwrap(), Some((7, a)));

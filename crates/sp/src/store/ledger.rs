@@ -26,13 +26,21 @@ impl TxLedger for Store {
         row.as_ref().map(nonce_and_hash).transpose()
     }
 
-    async fn unsettled_below(&self, sender: &str, nonce: u64) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 AS one FROM txs WHERE sender = $1 AND nonce < $2 LIMIT 1")
-            .bind(sender)
-            .bind(int(nonce)?)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
+    async fn unsettled_between(
+        &self,
+        sender: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, B256)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT nonce, tx_hash FROM txs WHERE sender = $1 AND nonce >= $2 AND nonce < $3",
+        )
+        .bind(sender)
+        .bind(int(from)?)
+        .bind(int(to)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(nonce_and_hash).collect()
     }
 
     async fn record_sent(
