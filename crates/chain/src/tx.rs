@@ -433,6 +433,8 @@ impl TxManager {
                 (nonce, vec![hash])
             }
         };
+        // A new nonce was put in `waiting` by `send_version`, under the send lock; an adopted
+        // one goes in here. Either way it comes out when this returns.
         self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(nonce);
         let _waiting = Waiting(Arc::clone(&self.waiting), nonce);
         let started = tokio::time::Instant::now();
@@ -512,47 +514,55 @@ impl TxManager {
     /// fillers the chain refuses as used nonces, nothing more.
     async fn fill_gap(&self, nonce: u64) {
         let Ok(_filling) = self.filling.try_lock() else { return };
-        let pending = match self.dyn_provider.get_transaction_count(self.sender).pending().await {
-            Ok(pending) if pending < nonce => pending,
-            Ok(_) => return,
-            Err(e) => {
-                debug!(error = %e, "could not read the pending nonce");
-                return;
-            }
-        };
+        if let Err(e) = self.try_fill_gap(nonce).await {
+            debug!(error = %e, "a nonce gap was not filled; tried again at the next bump");
+        }
+    }
+
+    /// [`fill_gap`](Self::fill_gap)'s work; an error stops it until the next bump.
+    async fn try_fill_gap(&self, nonce: u64) -> Result<(), TxError> {
+        let pending = self
+            .dyn_provider
+            .get_transaction_count(self.sender)
+            .pending()
+            .await
+            .map_err(self.rpc("eth_getTransactionCount"))?;
+        if pending >= nonce {
+            return Ok(());
+        }
         // A nonce in the gap that the ledger holds a transaction of ours at, one the node
         // knows, is held (a row the node does not know is a send that never arrived or a
         // transaction dropped from every pool, as `adopt` takes it).
         let sender = format!("{:#x}", self.sender);
         let last = nonce.min(pending.saturating_add(MAX_FILLERS));
-        let rows = match self.ledger.unsettled_between(&sender, pending, last).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                debug!(error = %e, "could not read the ledger");
-                return;
-            }
-        };
+        let rows =
+            self.ledger.unsettled_between(&sender, pending, last).await.map_err(TxError::Ledger)?;
         let mut held = std::collections::BTreeSet::new();
         for (n, hash) in rows {
-            match self.dyn_provider.get_transaction_by_hash(hash).await {
-                Ok(None) => {}
-                Ok(Some(_)) => {
-                    held.insert(n);
-                }
-                Err(e) => {
-                    debug!(error = %e, "could not look a transaction of ours up");
-                    return;
-                }
+            let known = self
+                .dyn_provider
+                .get_transaction_by_hash(hash)
+                .await
+                .map_err(self.rpc("eth_getTransactionByHash"))?;
+            if known.is_some() {
+                held.insert(n);
             }
         }
-        let fees = match self.fees().await {
-            Ok(fees) => fees,
-            Err(e) => {
-                debug!(error = %e, "could not price a filler");
-                return;
-            }
-        };
+        let fees = self.fees().await?;
         let cap = self.policy.max_fee_per_gas.unwrap_or(u128::MAX);
+        let transfer = <Ethereum as Network>::TransactionRequest::default()
+            .with_from(self.sender)
+            .with_to(self.sender)
+            .max_fee_per_gas(fees.max_fee_per_gas.min(cap))
+            .max_priority_fee_per_gas(fees.max_priority_fee_per_gas.min(cap));
+        // A transfer's gas differs between chains (the FEVM charges more than 21,000); the same
+        // for every filler.
+        let gas = self
+            .dyn_provider
+            .estimate_gas(transfer.clone())
+            .await
+            .map_err(self.rpc("eth_estimateGas"))?;
+        let transfer = transfer.with_gas_limit(gas);
         warn!(
             from = pending,
             to = last - 1,
@@ -561,20 +571,6 @@ impl TxManager {
              of ours?): filling them with empty transfers to ourselves"
         );
         for n in (pending..last).filter(|n| !held.contains(n)) {
-            let request = <Ethereum as Network>::TransactionRequest::default()
-                .with_from(self.sender)
-                .with_to(self.sender)
-                .with_nonce(n)
-                .max_fee_per_gas(fees.max_fee_per_gas.min(cap))
-                .max_priority_fee_per_gas(fees.max_priority_fee_per_gas.min(cap));
-            // A transfer's gas differs between chains (the FEVM charges more than 21,000).
-            let gas = match self.dyn_provider.estimate_gas(request.clone()).await {
-                Ok(gas) => gas,
-                Err(e) => {
-                    debug!(nonce = n, error = %e, "could not estimate a filler");
-                    return;
-                }
-            };
             let _sending = self.sending.lock().await;
             // Checked again where nonces are handed out: a send may have begun below `nonce`
             // since (after a failed send, nonces are asked of the chain again).
@@ -586,14 +582,11 @@ impl TxManager {
                 .next()
                 .is_some();
             if taken {
-                return;
+                return Ok(());
             }
-            let sent = match self.provider.fill(request.with_gas_limit(gas)).await {
-                Ok(SendableTx::Envelope(envelope)) => {
+            let sent = match self.sign(transfer.clone().with_nonce(n)).await {
+                Ok(envelope) => {
                     self.provider.send_tx_envelope(envelope).await.map(|p| *p.tx_hash())
-                }
-                Ok(SendableTx::Builder(_)) => {
-                    unreachable!("the wallet filler signs every transaction")
                 }
                 Err(e) => Err(e),
             };
@@ -601,6 +594,18 @@ impl TxManager {
                 Ok(hash) => info!(nonce = n, tx = %hash, "a nonce gap filled"),
                 Err(e) => debug!(nonce = n, error = %e, "a filler was not accepted"),
             }
+        }
+        Ok(())
+    }
+
+    /// `request` with its chain id (and nonce, unless set) filled in, signed.
+    async fn sign(
+        &self,
+        request: <Ethereum as Network>::TransactionRequest,
+    ) -> TransportResult<alloy::consensus::TxEnvelope> {
+        match self.provider.fill(request).await? {
+            SendableTx::Envelope(envelope) => Ok(envelope),
+            SendableTx::Builder(_) => unreachable!("the wallet filler signs every transaction"),
         }
     }
 
@@ -618,14 +623,10 @@ impl TxManager {
             Some(n) => request.nonce(n),
             None => request,
         };
-        let filled = self
-            .provider
-            .fill(request)
+        let envelope = self
+            .sign(request)
             .await
             .map_err(|source| TxError::Send { nonce: nonce.unwrap_or_default(), source })?;
-        let SendableTx::Envelope(envelope) = filled else {
-            unreachable!("the wallet filler signs every transaction");
-        };
         let nonce = envelope.nonce();
         let hash = *envelope.tx_hash();
         let sender = format!("{:#x}", self.sender);

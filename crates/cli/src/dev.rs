@@ -173,6 +173,13 @@ struct Stack {
     info: DevInfo,
 }
 
+/// The stack's description, in the state directory.
+const DEV_JSON: &str = "dev.json";
+/// The oracle's operator key and API token, handed over in files (mode 0600).
+const OPERATOR_KEY: &str = "operator.key";
+/// See [`OPERATOR_KEY`].
+const API_TOKEN: &str = "api.token";
+
 /// Files of the stack's run (`dev.json`, the secrets handed to the oracle), removed when the
 /// run ends, however it ends: stopped, failed or interrupted during start-up.
 struct RunFiles(Vec<PathBuf>);
@@ -201,9 +208,9 @@ pub async fn run(opts: DevOptions) -> Result<()> {
     // closed on exec, so the children do not hold it).
     let _lock = lock_state_dir(&state_dir)?;
     let _files = RunFiles(vec![
-        state_dir.join("dev.json"),
-        state_dir.join("operator.key"),
-        state_dir.join("api.token"),
+        state_dir.join(DEV_JSON),
+        state_dir.join(OPERATOR_KEY),
+        state_dir.join(API_TOKEN),
     ]);
     // Dropping the start-up midway drops what it started: the children are killed
     // (`kill_on_drop`, a deployment's `forge` too) and so is anvil (its `Drop`).
@@ -265,7 +272,7 @@ fn lock_state_dir(state_dir: &Path) -> Result<Flock<std::fs::File>> {
 
 /// Starts the stack in `state_dir` (made and canonical), up to its announcement.
 async fn start(opts: &DevOptions, state_dir: &Path) -> Result<Stack> {
-    let dev_json = state_dir.join("dev.json");
+    let dev_json = state_dir.join(DEV_JSON);
     let _ = std::fs::remove_file(&dev_json);
     if !opts.www_dist.join("index.html").exists() {
         bail!(
@@ -332,9 +339,9 @@ async fn start(opts: &DevOptions, state_dir: &Path) -> Result<Stack> {
 
     let api_token = hex::encode(rand::random::<[u8; 32]>());
     // Secrets go to the oracle in files only its user can read, never on its command line.
-    let operator_key_file = state_dir.join("operator.key");
+    let operator_key_file = state_dir.join(OPERATOR_KEY);
     write_secret(&operator_key_file, &hex::encode(operator_key.to_bytes()))?;
-    let api_token_file = state_dir.join("api.token");
+    let api_token_file = state_dir.join(API_TOKEN);
     write_secret(&api_token_file, &api_token)?;
     let oracle_port = port(opts.oracle_port)?;
     let oracle_url = format!("http://127.0.0.1:{oracle_port}");

@@ -170,6 +170,17 @@ pub(crate) mod x86 {
         Portable,
     }
 
+    impl Kernel {
+        /// Its name, as [`crate::tree_kernel`] says it and `ESTUARY_PIECE_KERNEL` takes it.
+        pub fn name(self) -> &'static str {
+            match self {
+                Kernel::Avx512 => "avx512",
+                Kernel::ShaNi => "sha-ni",
+                Kernel::Portable => "portable",
+            }
+        }
+    }
+
     /// The kernel this process uses: the one CPU feature it has, or, where it has both, the
     /// faster of the two on this CPU, measured once (about a millisecond). Either gives
     /// the same bytes; which is faster depends on the CPU's SHA and 512-bit units.
@@ -179,10 +190,15 @@ pub(crate) mod x86 {
         static KERNEL: OnceLock<Kernel> = OnceLock::new();
         *KERNEL.get_or_init(|| {
             let (wide, two) = (avx512::available(), shani::available());
-            match (std::env::var("ESTUARY_PIECE_KERNEL").as_deref(), wide, two) {
-                (Ok("avx512"), true, _) => Kernel::Avx512,
-                (Ok("sha-ni"), _, true) => Kernel::ShaNi,
-                (Ok("portable"), _, _) => Kernel::Portable,
+            let named = std::env::var("ESTUARY_PIECE_KERNEL").ok().and_then(|name| {
+                [Kernel::Avx512, Kernel::ShaNi, Kernel::Portable]
+                    .into_iter()
+                    .find(|k| k.name() == name)
+            });
+            match (named, wide, two) {
+                (Some(Kernel::Avx512), true, _) => Kernel::Avx512,
+                (Some(Kernel::ShaNi), _, true) => Kernel::ShaNi,
+                (Some(Kernel::Portable), _, _) => Kernel::Portable,
                 (_, true, true) => faster(),
                 (_, true, false) => Kernel::Avx512,
                 (_, false, true) => Kernel::ShaNi,
@@ -329,9 +345,9 @@ mod tests {
 
     /// A kernel's `hash_pairs(nodes, from, half)`, the pairs it does at a time, and whether this
     /// CPU has it (without, its checks pass vacuously: every layer takes another path there).
-    type Kernel2 = (fn(&mut [Node], usize, usize) -> usize, usize, bool);
+    type KernelUnderTest = (fn(&mut [Node], usize, usize) -> usize, usize, bool);
 
-    fn kernels() -> [Kernel2; 2] {
+    fn kernels() -> [KernelUnderTest; 2] {
         [(avx512::hash_pairs, 16, avx512::available()), (shani::hash_pairs, 2, shani::available())]
     }
 
@@ -410,13 +426,6 @@ mod tests {
             Kernel::ShaNi => assert!(shani::available()),
             Kernel::Portable => {}
         }
-        assert_eq!(
-            crate::tree_kernel(),
-            match k {
-                Kernel::Avx512 => "avx512",
-                Kernel::ShaNi => "sha-ni",
-                Kernel::Portable => "portable",
-            }
-        );
+        assert_eq!(crate::tree_kernel(), k.name());
     }
 }

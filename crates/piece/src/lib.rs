@@ -43,11 +43,7 @@ pub use piece_cid::{PieceCid, PieceCidError};
 /// `docs/benchmarks.md`).
 pub fn tree_kernel() -> &'static str {
     #[cfg(target_arch = "x86_64")]
-    return match lanes::x86::kernel() {
-        lanes::x86::Kernel::Avx512 => "avx512",
-        lanes::x86::Kernel::ShaNi => "sha-ni",
-        lanes::x86::Kernel::Portable => "portable",
-    };
+    return lanes::x86::kernel().name();
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return "simd128";
     #[allow(unreachable_code)]
