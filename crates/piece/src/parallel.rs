@@ -84,10 +84,9 @@ impl ParallelCommP {
 
     /// Payload bytes pushed so far.
     pub fn payload_size(&self) -> u64 {
-        self.inner.payload_size()
-            + (self.sent - self.next) * BATCH as u64
-            + self.early.values().map(|r| r.len() as u64 * RUN_PAYLOAD as u64).sum::<u64>()
-            + self.batch.len() as u64
+        // Every batch sent and not yet in `inner` is a whole batch, whether its roots are still
+        // being hashed or already back ahead of their turn (`early`): counted once.
+        self.inner.payload_size() + (self.sent - self.next) * BATCH as u64 + self.batch.len() as u64
     }
 
     /// Adds payload bytes.
