@@ -112,6 +112,8 @@ contract DealClient is Operated {
         address proposer;
         bool cancelled;
         uint16 published;
+        /// Its number (`proposalCount` when made): Curio's `market_deal_id`, a uint64.
+        uint64 number;
     }
 
     /// @notice The deal CBOR and CID text codec.
@@ -268,6 +270,7 @@ contract DealClient is Operated {
         p.request = r;
         p.request.replicas = replicas;
         p.proposer = msg.sender;
+        p.number = uint64(proposalCount);
         reservedEscrow += need;
         emit DealProposalCreate(id, r.pieceSize, r.verifiedDeal, r.storagePricePerEpoch);
         emit DealProposalOffered(id, r.provider, r.pieceCid, r.pieceSize, r.startEpoch, r.endEpoch, replicas);
@@ -341,6 +344,13 @@ contract DealClient is Operated {
         v.proposer = p.proposer;
         v.cancelled = p.cancelled;
         v.deals = records[id];
+    }
+
+    /// @notice A proposal's number (1, 2, …, in the order made): the deal ID Curio's `mk20`
+    ///         market takes (`ddo_v1.market_deal_id`, a uint64) and passes to `verifyDeal` and
+    ///         `getDealState`. A proposal's id is `keccak256(abi.encode(this, number))`.
+    function proposalNumber(bytes32 id) external view returns (uint64) {
+        return known(id).number;
     }
 
     /// @notice The CBOR `DealProposal` for a request with a given provider (`f0` ID).
@@ -523,14 +533,16 @@ contract DealClient is Operated {
         return 1;
     }
 
-    /// @notice Curio's check before it accepts a DDO deal naming this contract as its market:
-    ///         `dealId` is a proposal id; true when the proposal is open to this provider with
+    /// @notice Curio's check before it accepts a DDO deal naming this contract as its market
+    ///         (curio `market/mk20/ddo_v1.go`, `VerifyMarketDeal`: after `version()` is 1, an
+    ///         `eth_call` with the deal's `market_deal_id` as `dealId`): `dealId` is a proposal's
+    ///         number (`proposalNumber`), or its whole id; true when the proposal is open to this provider with
     ///         this piece (piece CID v2 from the piece CID, size and CAR size), start epoch (0:
     ///         any), duration, no verified allocation and state Open. The client address is not
     ///         checked: a DDO deal moves no FIL from this contract, and whoever hands Curio the
     ///         deal, its sealing stores the data this contract asked for.
     function verifyDeal(CurioDealView calldata deal) external view returns (bool) {
-        bytes32 id = bytes32(deal.dealId);
+        bytes32 id = curioProposal(deal.dealId);
         Proposal storage p = proposals[id];
         if (p.proposer == address(0)) revert DealNotFound(deal.dealId);
         DealRequest storage r = p.request;
@@ -547,10 +559,11 @@ contract DealClient is Operated {
         return keccak256(deal.pieceCidV2) == keccak256(codec.pieceCidV2(r.pieceCid, r.carSize));
     }
 
-    /// @notice Curio's housekeeping view: Finalized once cancelled or past its end epoch,
-    ///         Active once a deal for it was reported proven, else Open.
+    /// @notice Curio's housekeeping view of a proposal (`dealId` as in `verifyDeal`): Finalized
+    ///         once cancelled or past its end epoch, Active once a deal for it was reported
+    ///         proven, else Open.
     function getDealState(uint256 dealId) external view returns (CurioDealState) {
-        bytes32 id = bytes32(dealId);
+        bytes32 id = curioProposal(dealId);
         Proposal storage p = proposals[id];
         if (p.proposer == address(0)) revert DealNotFound(dealId);
         if (p.cancelled || int256(block.number) >= p.request.endEpoch) return CurioDealState.Finalized;
@@ -559,6 +572,13 @@ contract DealClient is Operated {
             if (ds[k].activated >= 0) return CurioDealState.Active;
         }
         return CurioDealState.Open;
+    }
+
+    /// @dev The proposal Curio names by `dealId`: a proposal's number (Curio's `market_deal_id`
+    ///      is a uint64) when it is one made so far, else the proposal id itself.
+    function curioProposal(uint256 dealId) internal view returns (bytes32) {
+        if (dealId != 0 && dealId <= proposalCount) return keccak256(abi.encode(address(this), dealId));
+        return bytes32(dealId);
     }
 
     // ------------------------------------------------------------------ owner

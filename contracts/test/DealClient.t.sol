@@ -581,6 +581,41 @@ contract DealClientTest is FilecoinTest {
         dc.getDealState(1234);
     }
 
+    /// Curio's `market_deal_id` is a uint64: a proposal's number names it as its id does.
+    function test_Curio_DealIdIsTheProposalNumber() public {
+        bytes32 id = propose(request());
+        uint64 n = dc.proposalNumber(id);
+        assertEq(n, dc.proposalCount());
+        assertEq(keccak256(abi.encode(address(dc), uint256(n))), id);
+        DealClient.CurioDealView memory v = curioView(id);
+        v.dealId = n;
+        assertTrue(dc.verifyDeal(v));
+        assertEq(uint8(dc.getDealState(n)), uint8(DealClient.CurioDealState.Open));
+        v.providerActorId = MINER2;
+        assertFalse(dc.verifyDeal(v), "another provider, by number");
+        v.dealId = uint256(n) + 1;
+        vm.expectRevert(abi.encodeWithSelector(DealClient.DealNotFound.selector, uint256(n) + 1));
+        dc.verifyDeal(v);
+        vm.expectRevert(abi.encodeWithSelector(DealClient.DealNotFound.selector, 0));
+        dc.getDealState(0);
+        vm.expectRevert(
+            abi.encodeWithSelector(DealClient.DealClientUnknownProposal.selector, bytes32(uint256(7)))
+        );
+        dc.proposalNumber(bytes32(uint256(7)));
+    }
+
+    /// A deal ID naming no proposal, by number or by id, is not found.
+    function testFuzz_Curio_UnknownDealIdIsNotFound(uint256 dealId) public {
+        bytes32 id = propose(request());
+        vm.assume(dealId > dc.proposalCount() && dealId != uint256(id));
+        vm.expectRevert(abi.encodeWithSelector(DealClient.DealNotFound.selector, dealId));
+        dc.getDealState(dealId);
+    }
+
+    function test_Curio_UnknownDealIdIsNotFound() public {
+        testFuzz_Curio_UnknownDealIdIsNotFound(2);
+    }
+
     /// FRC-0069 piece CID v2 vectors of go-fil-commcid's `TestMultihashes`.
     function test_PieceCidV2_MatchesGoFilCommcid() public view {
         bytes memory root = hex"496dae0cc9e265efe5a006e80626a5dc5c409e5d3155c13984caf6c8d5cfd605";

@@ -111,7 +111,7 @@ pub async fn run(cmd: SpCommand) -> Result<Vec<String>> {
                     w.contract,
                     w.reference,
                     w.piece_cid,
-                    w.deal_id.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                    w.deal_text(),
                     w.reason.clone().unwrap_or_default()
                 )
             })
@@ -127,7 +127,7 @@ pub async fn run(cmd: SpCommand) -> Result<Vec<String>> {
                     w.reference,
                     w.state.as_str(),
                     w.deadline.unwrap_or_default(),
-                    w.deal_id.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+                    w.deal_text(),
                     w.collected
                 )
             })
@@ -138,12 +138,12 @@ pub async fn run(cmd: SpCommand) -> Result<Vec<String>> {
                 .works(&[], args.limit)
                 .await?
                 .into_iter()
-                .filter(|w| w.deal_id.is_some())
+                .filter(|w| w.deal().is_some())
                 .collect();
             format(&works, args.json, |w| {
                 format!(
                     "{}\t{}\t{:#x}\t{}\t{}\tsector {}\t{}",
-                    w.deal_id.unwrap_or_default(),
+                    w.deal_text(),
                     w.kind.as_str(),
                     w.contract,
                     w.reference,

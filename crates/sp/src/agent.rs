@@ -43,7 +43,7 @@ use crate::{
         contracts::{ClaimOutcome, slot_proposal_id, slot_state},
     },
     domain::{
-        ExpectedPiece, Input, Policy, WorkKind, WorkState, now_ms,
+        Deal, ExpectedPiece, Input, Policy, WorkKind, WorkState, now_ms,
         origin::http_urls,
         policy::{Skip, evaluate},
     },
@@ -421,14 +421,15 @@ impl<S: Sealer> Ctx<S> {
         })
     }
 
-    /// This miner's deal for the work, if the market published one, or why the work is over.
-    async fn published(&self, w: &Work) -> Result<Result<Option<u64>, String>, StepError> {
+    /// This miner's deal for the work, if the chain knows one (a market deal published, or a
+    /// direct deal's activation the `DealClient` recorded), or why the work is over.
+    async fn published(&self, w: &Work) -> Result<Result<Option<Deal>, String>, StepError> {
         match w.kind {
             WorkKind::Slot => {
                 let order = w.order().ok_or_else(|| StepError::Other("no order".into()))?;
                 let slot = self.chain.slot(w.contract, order).await?;
                 Ok(match slot.state {
-                    slot_state::DEALT | slot_state::ACTIVE => Ok(Some(slot.dealId)),
+                    slot_state::DEALT | slot_state::ACTIVE => Ok(Some(Deal::Market(slot.dealId))),
                     slot_state::CLAIMED => Ok(None),
                     _ => Err("the slot was reopened".to_owned()),
                 })
@@ -447,7 +448,7 @@ impl<S: Sealer> Ctx<S> {
 
     async fn seal(&self, w: &Work) -> Result<(), StepError> {
         match self.published(w).await? {
-            Ok(Some(deal_id)) => return self.apply(w, Input::Published { deal_id }).await,
+            Ok(Some(deal)) => return self.apply(w, Input::Published { deal }).await,
             Err(reason) => return self.apply(w, Input::Abandon { reason }).await,
             Ok(None) => {}
         }
@@ -460,14 +461,14 @@ impl<S: Sealer> Ctx<S> {
         }
         let job = self.job(w, true).await?;
         match self.sealer.hand_over(&job).await {
-            Ok(deal_id) => self.apply(w, Input::Published { deal_id }).await,
+            Ok(deal) => self.apply(w, Input::Published { deal }).await,
             Err(SealError::Fail(reason)) => self.apply(w, Input::Abandon { reason }).await,
             Err(SealError::Retry(reason)) => Err(StepError::Other(reason)),
         }
     }
 
     async fn activate(&self, w: &Work) -> Result<(), StepError> {
-        let deal = w.deal_id.ok_or_else(|| StepError::Other("no deal".into()))?;
+        let deal = w.deal().ok_or_else(|| StepError::Other("no deal".into()))?;
         let job = self.job(w, false).await?;
         match self.sealer.poll(&job, deal, false).await {
             Ok(SealProgress::Active { sector }) => self.apply(w, Input::Activated { sector }).await,
@@ -531,7 +532,7 @@ impl<S: Sealer> Ctx<S> {
     /// Active work: collect on schedule; end it when its term is over or its deal is gone.
     async fn keep(&self, w: &Work) -> Result<(), StepError> {
         let head = self.chain.head().await?;
-        let deal = w.deal_id.ok_or_else(|| StepError::Other("no deal".into()))?;
+        let deal = w.deal().ok_or_else(|| StepError::Other("no deal".into()))?;
         let gone = match self.sealer.poll(&self.job(w, false).await?, deal, true).await {
             Ok(SealProgress::Gone(reason)) => Some(reason),
             Ok(_) => None,

@@ -258,7 +258,7 @@ async fn deals(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<Work>>, ApiError> {
     let all = st.store.works(&[], limit(&q)?).await?;
-    Ok(Json(all.into_iter().filter(|w| w.deal_id.is_some()).collect()))
+    Ok(Json(all.into_iter().filter(|w| w.deal().is_some()).collect()))
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -235,6 +235,10 @@ pub struct SealerConfig {
     /// Simulated sealer: blocks from publishing a deal to proving its sector.
     #[arg(long, env = "ESTUARY_SP_SIM_ACTIVATE_AFTER", default_value_t = 2)]
     pub sim_activate_after: u64,
+    /// Simulated sealer: make `DealClient` proposals direct deals (no market deal; the proof
+    /// notifies the contract, which records `NO_DEAL`), as Curio's `mk20` DDO deals are.
+    #[arg(long, env = "ESTUARY_SP_SIM_DIRECT")]
+    pub sim_direct: bool,
     /// Simulated sealer: a fault for a piece, `PIECE_CID=fail|expire|terminate` (repeat).
     #[arg(long = "sim-fault", value_parser = parse_fault)]
     pub sim_faults: Vec<(String, Fault)>,

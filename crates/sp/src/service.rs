@@ -152,6 +152,7 @@ impl Agent {
             .parse()
             .map_err(|_| AgentError::Key)?;
         let account = key.address();
+        let signer = key.clone();
         let tx = TxManager::new(
             &config.chain.endpoints(),
             chain_id,
@@ -170,13 +171,19 @@ impl Agent {
                     chain.clone(),
                     config.sealer.sim_activate_after,
                     config.sealer.faults(),
-                );
+                )
+                .direct(config.sealer.sim_direct);
                 Self::start_with(config, chain_id, providers, store, chain, sealer, account).await
             }
             SealerKind::Command => {
                 let template = config.sealer.seal_command.clone().unwrap_or_default();
                 let timeout = Duration::from_secs(config.sealer.seal_timeout_secs.max(1));
-                let sealer = CommandSealer::new(chain.clone(), template, timeout);
+                // Where the agent serves its pieces (the listen address until bound: a port 0
+                // is not known here, and then `--public-url` says it).
+                let url = public_url(config.api.public_url.as_deref(), config.api.listen)
+                    .unwrap_or_else(|_| format!("http://{}", config.api.listen));
+                let sealer =
+                    CommandSealer::new(chain.clone(), template, timeout, signer, chain_id, url);
                 Self::start_with(config, chain_id, providers, store, chain, sealer, account).await
             }
         }

@@ -6,7 +6,7 @@ use std::{path::Path, process::Command};
 use alloy::primitives::{Address, B256, U256};
 use estuary_chain::Cursor;
 use estuary_sp::{
-    domain::{Input, Skip, WorkKind, WorkState},
+    domain::{Deal, Input, Skip, WorkKind, WorkState},
     store::{Decision, LeadEvent, NewWork, Store},
 };
 
@@ -72,8 +72,40 @@ async fn the_operator_reads_work_claims_deals_and_skips() {
     let claimed = Input::Claimed { deadline: 130, proposal_id: B256::repeat_byte(3) };
     store.transition(id, WorkKind::Slot, WorkState::Claiming, &claimed, 3).await.unwrap();
     store.transition(id, WorkKind::Slot, WorkState::Fetching, &Input::Verified, 4).await.unwrap();
-    let published = Input::Published { deal_id: 42 };
+    let published = Input::Published { deal: Deal::Market(42) };
     store.transition(id, WorkKind::Slot, WorkState::Sealing, &published, 5).await.unwrap();
+    // A proposal handed over as a direct deal (no market deal ID).
+    let direct = B256::repeat_byte(8);
+    let event = LeadEvent {
+        kind: WorkKind::Proposal,
+        contract: deal_client,
+        reference: format!("{direct:#x}"),
+        block: 7,
+        settled: None,
+    };
+    let cursor = Cursor { block_number: 7, block_hash: B256::repeat_byte(7) };
+    store.ingest_leads("31337:x", &[event], cursor, 6).await.unwrap();
+    let lead = store.pending_leads(10, 10).await.unwrap().remove(0);
+    let work = NewWork {
+        kind: WorkKind::Proposal,
+        contract: deal_client,
+        reference: format!("{direct:#x}"),
+        piece_cid: "baga6ea4seaq".into(),
+        padded_size: 2048,
+        car_size: 2000,
+        origins: vec!["http://origin.example/a.car".into()],
+        proposal_id: Some(direct),
+        start_epoch: Some(200),
+        end_epoch: Some(600),
+        collateral: U256::from(5),
+    };
+    let pid = store.decide(&lead, &Decision::Take(work), None, 7).await.unwrap().unwrap();
+    let p = WorkKind::Proposal;
+    store.transition(pid, p, WorkState::Fetching, &Input::Verified, 8).await.unwrap();
+    let handed = Input::Published { deal: Deal::Direct };
+    store.transition(pid, p, WorkState::Sealing, &handed, 9).await.unwrap();
+    let w = store.work(pid).await.unwrap().unwrap();
+    assert_eq!((w.deal(), w.deal_id, w.direct), (Some(Deal::Direct), None, true));
     drop(store);
 
     let (ok, out, err) = sp(&db, &["status"]);
@@ -83,19 +115,24 @@ async fn the_operator_reads_work_claims_deals_and_skips() {
     assert!(out.contains(&format!("{proposal:#x}\tthe proposal names miner f01001")), "{out}");
     let (ok, out, _) = sp(&db, &["work", "--state", "activating"]);
     assert!(ok);
-    assert!(
-        out.starts_with(&format!("{id}\tslot\tactivating\t{perpetual:#x}\t7\tbaga6ea4seaq\t42")),
-        "{out}"
-    );
+    let slot = format!("{id}\tslot\tactivating\t{perpetual:#x}\t7\tbaga6ea4seaq\t42");
+    assert!(out.lines().any(|l| l.starts_with(&slot)), "{out}");
+    let handed = format!("{pid}\tproposal\tactivating\t{deal_client:#x}\t{direct:#x}");
+    assert!(out.lines().any(|l| l.starts_with(&handed) && l.ends_with("\tdirect\t")), "{out}");
     let (ok, out, _) = sp(&db, &["work", "--json"]);
     assert!(ok);
-    let w: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let works: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let w = works.iter().find(|w| w["kind"] == "slot").unwrap();
+    let d = works.iter().find(|w| w["kind"] == "proposal").unwrap();
+    assert_eq!((d["direct"].clone(), d["deal_id"].clone()), (true.into(), serde_json::Value::Null));
     assert_eq!(w["deadline"], 130);
     assert_eq!(w["collateral"], "5");
     let (_, claims, _) = sp(&db, &["claims"]);
     assert!(claims.contains("deadline 130\tdeal 42"), "{claims}");
     let (_, deals, _) = sp(&db, &["deals"]);
-    assert!(deals.starts_with("42\tslot"), "{deals}");
+    assert!(deals.lines().any(|l| l.starts_with("42\tslot")), "{deals}");
+    assert!(deals.lines().any(|l| l.starts_with("direct\tproposal")), "{deals}");
     let (ok, _, err) = sp(&db, &["work", "--state", "dreaming"]);
     assert!(!ok && err.contains("unknown state"), "{err}");
 }

@@ -18,7 +18,7 @@
 //! |---|---|
 //! | `DealProposalOffered(id, provider, pieceCid, pieceSize, startEpoch, …)` | `Offered { provider, piece_v1, start_epoch }` |
 //! | `DealPublished(id, dealId, provider)` | `Published { provider, deal_id }` |
-//! | `DealActivated(id, provider, dealId, sector)` | `Activated { provider, deal_id }` (not for `NO_DEAL`: a deal made without the market) |
+//! | `DealActivated(id, provider, dealId, sector)` | `Activated { provider, deal_id }` (`deal_id` none for `NO_DEAL`: a deal made without the market) |
 //! | `DealProposalCancelled(id)` | `Cancelled` |
 //!
 //! A log of another contract, of another event, without its block or index, or whose data does
@@ -85,6 +85,9 @@ pub fn decode_proposals(client: Address, logs: &[Log]) -> Vec<ProposalLog> {
         .collect()
 }
 
+/// `DealClient.NO_DEAL`: the deal ID it records for a deal made without the market.
+const NO_DEAL: u64 = u64::MAX;
+
 /// A market deal id as stored (the database's integers are signed 64-bit): `DealClient`'s
 /// `NO_DEAL` (`u64::MAX`) and anything past `i64::MAX` are none.
 fn market_id(id: u64) -> Option<u64> {
@@ -110,13 +113,11 @@ fn decode_proposal(log: &Log) -> Option<(B256, ProposalLogKind)> {
             )
         }
         DC::DealActivated::SIGNATURE_HASH => {
-            // A deal made without the market (Curio DDO) names `NO_DEAL`: not a market deal
-            // this oracle can read or prove; left out.
+            // A deal made without the market (Curio DDO) names `NO_DEAL`: active, with no
+            // market deal to read or prove.
             let e = log.log_decode::<DC::DealActivated>().ok()?.inner.data;
-            (
-                e.id,
-                ProposalLogKind::Activated { provider: e.provider, deal_id: market_id(e.dealId)? },
-            )
+            let deal_id = if e.dealId == NO_DEAL { None } else { Some(market_id(e.dealId)?) };
+            (e.id, ProposalLogKind::Activated { provider: e.provider, deal_id })
         }
         DC::DealProposalCancelled::SIGNATURE_HASH => {
             let e = log.log_decode::<DC::DealProposalCancelled>().ok()?.inner.data;
@@ -144,7 +145,7 @@ fn decode_one(log: &Log) -> Option<(alloy::primitives::U256, DealLogKind)> {
         PS::SlotActivated::SIGNATURE_HASH => {
             let e = log.log_decode::<PS::SlotActivated>().ok()?.inner.data;
             let kind = SlotEventKind::Activated {
-                deal_id: e.dealId,
+                deal_id: Some(e.dealId),
                 start_epoch: e.start,
                 end_epoch: e.payEnd,
             };
@@ -206,7 +207,9 @@ mod tests {
         let activated = DC::DealActivated { id, provider: 1000, dealId: 4, sector: 2 };
         let cancelled = DC::DealProposalCancelled { id };
         let ddo = DC::DealActivated { id, provider: 1000, dealId: u64::MAX, sector: 2 };
+        let past_i64 = DC::DealActivated { id, provider: 1000, dealId: 1 << 63, sector: 2 };
         let logs = [
+            log(client, past_i64.encode_log_data(), Some(1)),
             log(client, ddo.encode_log_data(), Some(1)),
             log(client, offered.encode_log_data(), Some(1)),
             log(client, before_genesis.encode_log_data(), Some(1)),
@@ -221,12 +224,14 @@ mod tests {
         assert_eq!(
             kinds,
             [
+                ProposalLogKind::Activated { provider: 1000, deal_id: None },
                 ProposalLogKind::Offered { provider: 1000, piece_v1: vec![1, 2], start_epoch: 50 },
                 ProposalLogKind::Published { provider: 1000, deal_id: 4 },
-                ProposalLogKind::Activated { provider: 1000, deal_id: 4 },
+                ProposalLogKind::Activated { provider: 1000, deal_id: Some(4) },
                 ProposalLogKind::Cancelled,
             ]
         );
+        let kinds = &kinds[1..];
         // As replica events: the deadline is the start; a withdrawal after publication is none.
         assert_eq!(
             kinds[0].slot(50, 90, false),
@@ -234,7 +239,7 @@ mod tests {
         );
         assert_eq!(
             kinds[2].slot(50, 90, true),
-            Some(SlotEventKind::Activated { deal_id: 4, start_epoch: 50, end_epoch: 90 })
+            Some(SlotEventKind::Activated { deal_id: Some(4), start_epoch: 50, end_epoch: 90 })
         );
         assert_eq!(kinds[3].slot(50, 90, true), None);
         assert_eq!(kinds[3].slot(50, 90, false), Some(SlotEventKind::Reopened));
@@ -292,7 +297,7 @@ mod tests {
             decoded[1].kind,
             DealLogKind::Slot {
                 provider: 1000,
-                kind: SlotEventKind::Activated { deal_id: 9, start_epoch: 10, end_epoch: 20 }
+                kind: SlotEventKind::Activated { deal_id: Some(9), start_epoch: 10, end_epoch: 20 }
             }
         );
     }

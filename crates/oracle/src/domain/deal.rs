@@ -108,8 +108,9 @@ pub enum SlotEventKind {
     },
     /// `SlotActivated`: the deal is active; the bounty streams from `start` to `end`.
     Activated {
-        /// The market's deal id.
-        deal_id: u64,
+        /// The market's deal id; none for a deal made without the market (a `DealClient`
+        /// proposal's direct deal, recorded as `NO_DEAL`: Curio's DDO deals).
+        deal_id: Option<u64>,
         /// First epoch paid.
         start_epoch: u64,
         /// Last epoch paid (the replica's term ends here).
@@ -292,7 +293,7 @@ pub fn step(current: Option<&Replica>, event: &SlotEvent) -> Result<Replica, Une
         (Some(S::Claimed | S::Published), E::Activated { deal_id, start_epoch, end_epoch }) => {
             Ok(Replica {
                 state: S::Active,
-                deal_id: Some(deal_id),
+                deal_id: deal_id.or(current.and_then(|r| r.deal_id)),
                 start_epoch: Some(start_epoch),
                 end_epoch: Some(end_epoch),
                 ..base
@@ -353,7 +354,7 @@ pub fn activated_by_market(replica: &Replica) -> Option<SlotEvent> {
         provider: replica.provider,
         block_number: market.epoch.max(replica.since_block),
         kind: SlotEventKind::Activated {
-            deal_id: replica.deal_id?,
+            deal_id: Some(replica.deal_id?),
             start_epoch: market.start_epoch?,
             end_epoch: market.end_epoch?,
         },
@@ -449,8 +450,8 @@ pub enum ProposalLogKind {
     Activated {
         /// The provider.
         provider: u64,
-        /// The market's deal id.
-        deal_id: u64,
+        /// The market's deal id; none for a deal made without the market (`NO_DEAL`).
+        deal_id: Option<u64>,
     },
     /// `DealProposalCancelled`: withdrawn; no deal can be made for it any more.
     Cancelled,
@@ -650,7 +651,7 @@ mod tests {
             ev(1000, 1, E::Claimed { deadline: None }),
             ev(1001, 1, E::Claimed { deadline: None }),
             ev(1000, 2, E::Published { deal_id: 7 }),
-            ev(1000, 3, E::Activated { deal_id: 7, start_epoch: 10, end_epoch: 3610 }),
+            ev(1000, 3, E::Activated { deal_id: Some(7), start_epoch: 10, end_epoch: 3610 }),
             ev(1001, 9, E::Reopened),
             ev(1002, 9, E::Claimed { deadline: None }),
         ];
@@ -664,6 +665,35 @@ mod tests {
         );
         assert_eq!(replicas[1].state, ReplicaState::Reopened);
         assert_eq!(replicas[2].state, ReplicaState::Claimed);
+    }
+
+    #[test]
+    fn a_direct_deal_is_active_without_a_market_deal_and_ends_with_its_term() {
+        use SlotEventKind as E;
+        let events = [
+            ev(1000, 1, E::Claimed { deadline: Some(50) }),
+            ev(1000, 4, E::Activated { deal_id: None, start_epoch: 50, end_epoch: 90 }),
+            ev(1001, 1, E::Claimed { deadline: Some(50) }),
+            ev(1001, 2, E::Published { deal_id: 7 }),
+            ev(1001, 4, E::Activated { deal_id: None, start_epoch: 50, end_epoch: 90 }),
+        ];
+        let (replicas, skipped) = fold(&events);
+        assert_eq!(skipped, 0);
+        assert_eq!((replicas[0].state, replicas[0].deal_id), (ReplicaState::Active, None));
+        assert_eq!(replicas[1].deal_id, Some(7), "a published deal stays named");
+        let mut direct = replicas[0];
+        assert!(direct.counts());
+        let view = crate::domain::market::direct_term_view(&direct, 89).unwrap();
+        assert_eq!((view.state, view.end_epoch), (MarketState::Active, Some(90)));
+        direct.market = crate::domain::market::direct_term_view(&direct, 90);
+        assert_eq!(direct.market.map(|m| m.state), Some(MarketState::Expired));
+        assert!(!direct.counts(), "over at its end");
+        assert_eq!(direct.shown_state(), "expired");
+        assert_eq!(
+            crate::domain::market::direct_term_view(&replicas[1], 10),
+            None,
+            "a market deal"
+        );
     }
 
     #[test]
@@ -738,7 +768,7 @@ mod tests {
         prop_oneof![
             (0u64..9).prop_map(|d| SlotEventKind::Claimed { deadline: Some(d) }),
             (0u64..5).prop_map(|deal_id| SlotEventKind::Published { deal_id }),
-            (0u64..5).prop_map(|deal_id| SlotEventKind::Activated {
+            proptest::option::of(0u64..5).prop_map(|deal_id| SlotEventKind::Activated {
                 deal_id,
                 start_epoch: 1,
                 end_epoch: 2
@@ -750,7 +780,8 @@ mod tests {
 
     proptest! {
         /// Whatever the chain says, in whatever order: one replica per provider, and an active
-        /// replica always names its deal and its term.
+        /// replica always names its term, and its deal unless a direct activation (a deal made
+        /// without the market) activated it.
         #[test]
         fn any_event_sequence_folds_to_one_consistent_replica_per_provider(
             events in proptest::collection::vec((1000u64..1004, kind()), 0..60)
@@ -767,7 +798,15 @@ mod tests {
             prop_assert_eq!(providers.len(), replicas.len());
             for r in &replicas {
                 if r.state == ReplicaState::Active {
-                    prop_assert!(r.deal_id.is_some() && r.end_epoch.is_some());
+                    prop_assert!(r.end_epoch.is_some());
+                    if r.deal_id.is_none() {
+                        let by = events.iter().find(|e| e.block_number == r.since_block);
+                        let direct = matches!(
+                            by.map(|e| e.kind),
+                            Some(SlotEventKind::Activated { deal_id: None, .. })
+                        );
+                        prop_assert!(direct, "no deal, yet not activated directly");
+                    }
                 }
                 if r.state == ReplicaState::Published {
                     prop_assert!(r.deal_id.is_some());

@@ -399,6 +399,26 @@ pub struct Targets {
     pub max: u16,
 }
 
+/// The view of a direct deal (a `DealClient` proposal activated without the market, `NO_DEAL`:
+/// no market deal to read) at `head`: its term as the contract recorded it, active until its
+/// end epoch and expired from then on (`DealClient` took the activation only from a sector
+/// committed to at least that epoch). Builtin-actors tells no client contract of a sector
+/// terminated early (a miner notifies the market alone of terminations), so nothing on chain
+/// shows a direct deal lost before its end. `None` for a replica that is not an active direct
+/// deal.
+pub fn direct_term_view(r: &Replica, head: u64) -> Option<MarketView> {
+    if r.deal_id.is_some() || r.state != ReplicaState::Active {
+        return None;
+    }
+    let end = r.end_epoch?;
+    Some(MarketView {
+        state: if head >= end { MarketState::Expired } else { MarketState::Active },
+        epoch: head,
+        start_epoch: r.start_epoch,
+        end_epoch: Some(end),
+    })
+}
+
 /// Whether `r` is being renewed at `head`: active by the contract and not refuted by the
 /// market (whatever its probes say: a lost replica still holds its slot), with its paid term
 /// ending within `renew_epochs` (at most half of its own term), and not in the last quarter of

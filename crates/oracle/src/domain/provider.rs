@@ -344,7 +344,7 @@ mod tests {
         let good = history(vec![
             ev(1000, 10, claimed),
             ev(1000, 20, E::Published { deal_id: 1 }),
-            ev(1000, 30, E::Activated { deal_id: 1, start_epoch: 30, end_epoch: 130 }),
+            ev(1000, 30, E::Activated { deal_id: Some(1), start_epoch: 30, end_epoch: 130 }),
             ev(1001, 10, claimed),
             ev(1001, 200, E::Reopened),
             ev(1002, 210, claimed),
@@ -363,10 +363,10 @@ mod tests {
         // A term completed is no failure; a replica reopened before its end is.
         let ended = history(vec![
             ev(1000, 10, claimed),
-            ev(1000, 30, E::Activated { deal_id: 1, start_epoch: 30, end_epoch: 130 }),
+            ev(1000, 30, E::Activated { deal_id: Some(1), start_epoch: 30, end_epoch: 130 }),
             ev(1000, 130, E::Reopened),
             ev(1001, 10, claimed),
-            ev(1001, 30, E::Activated { deal_id: 2, start_epoch: 30, end_epoch: 130 }),
+            ev(1001, 30, E::Activated { deal_id: Some(2), start_epoch: 30, end_epoch: 130 }),
             ev(1001, 60, E::Reopened),
         ]);
         let s = stats(&[ended], &ProbeInputs::none(), 200, &RULES);
@@ -381,9 +381,9 @@ mod tests {
         // Two providers with the same deal history.
         let both = history(vec![
             ev(1000, 10, claimed),
-            ev(1000, 30, E::Activated { deal_id: 1, start_epoch: 30, end_epoch: 130 }),
+            ev(1000, 30, E::Activated { deal_id: Some(1), start_epoch: 30, end_epoch: 130 }),
             ev(1001, 10, claimed),
-            ev(1001, 30, E::Activated { deal_id: 2, start_epoch: 30, end_epoch: 130 }),
+            ev(1001, 30, E::Activated { deal_id: Some(2), start_epoch: 30, end_epoch: 130 }),
         ]);
         let even = stats(std::slice::from_ref(&both), &ProbeInputs::none(), 100, &RULES);
         assert!((even[0].score - even[1].score).abs() < 1e-12);
@@ -417,7 +417,7 @@ mod tests {
         prop_oneof![
             Just(SlotEventKind::Claimed { deadline: None }),
             (0u64..5).prop_map(|deal_id| SlotEventKind::Published { deal_id }),
-            (0u64..5).prop_map(|deal_id| SlotEventKind::Activated {
+            proptest::option::of(0u64..5).prop_map(|deal_id| SlotEventKind::Activated {
                 deal_id,
                 start_epoch: 1,
                 end_epoch: 50

@@ -22,7 +22,7 @@ use crate::domain::{
         Backend, DealLog, DealLogKind, OrderState, Replica, ReplicaState, SlotEvent, SlotEventKind,
         activated_by_market, fold,
     },
-    market::{MarketState, MarketView},
+    market::{MarketState, MarketView, direct_term_view},
     probe::ProbeView,
     provider::{OrderHistory, ProbeInputs, ProviderStats, ScoreRules, stats as provider_stats},
 };
@@ -161,7 +161,8 @@ pub(super) fn slot_event_from_row(row: &AnyRow) -> Result<Option<SlotEvent>, Sto
         "claimed" => SlotEventKind::Claimed { deadline: opt_u64(row, "deadline")? },
         "published" => SlotEventKind::Published { deal_id: deal()? },
         "activated" => SlotEventKind::Activated {
-            deal_id: deal()?,
+            // None: a deal made without the market.
+            deal_id: opt_u64(row, "deal_id")?,
             start_epoch: get_u64(row, "start_epoch")?,
             end_epoch: get_u64(row, "end_epoch")?,
         },
@@ -437,7 +438,7 @@ impl Store {
                         (Some(*provider), Some(deal_id), None, None, None)
                     }
                     SlotEventKind::Activated { deal_id, start_epoch, end_epoch } => {
-                        (Some(*provider), Some(deal_id), Some(start_epoch), Some(end_epoch), None)
+                        (Some(*provider), deal_id, Some(start_epoch), Some(end_epoch), None)
                     }
                     SlotEventKind::Claimed { deadline } => {
                         (Some(*provider), None, None, None, deadline)
@@ -737,13 +738,30 @@ impl Store {
                 Folded { order, histories, cancelled, target, replicas }
             })
             .collect();
+        // Direct deals have no market deal to read: their term, by the latest block known.
+        let head = if folded.iter().flat_map(|f| &f.replicas).any(|r| r.deal_id.is_none()) {
+            self.latest_known_block().await?
+        } else {
+            0
+        };
         for f in &mut folded {
             let in_histories = f.histories.iter_mut().flat_map(|(_, r)| r.iter_mut());
             for r in f.replicas.iter_mut().chain(in_histories) {
                 r.probe = r.deal_id.and_then(|id| probes.get(&id).copied());
+                if let Some(view) = direct_term_view(r, head) {
+                    r.market = Some(view);
+                }
             }
         }
         Ok(folded)
+    }
+
+    /// The latest block this store knows of: deal events, market reads, and the watchers'
+    /// cursors (which move on blocks without events too).
+    async fn latest_known_block(&self) -> Result<u64, StoreError> {
+        let row =
+            sqlx::query("SELECT MAX(block_number) AS n FROM cursors").fetch_one(&self.pool).await?;
+        Ok(opt_u64(&row, "n")?.unwrap_or(0).max(self.latest_deal_block().await?))
     }
 
     /// The replicas to probe: active with a deal, not refuted by the market, of every open
@@ -1009,9 +1027,8 @@ impl Store {
 pub(super) fn deal_ids<'a>(events: impl Iterator<Item = &'a SlotEvent>) -> Vec<u64> {
     let mut ids: Vec<u64> = events
         .filter_map(|e| match e.kind {
-            SlotEventKind::Published { deal_id } | SlotEventKind::Activated { deal_id, .. } => {
-                Some(deal_id)
-            }
+            SlotEventKind::Published { deal_id } => Some(deal_id),
+            SlotEventKind::Activated { deal_id, .. } => deal_id,
             _ => None,
         })
         .collect();

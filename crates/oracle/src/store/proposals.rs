@@ -374,7 +374,7 @@ impl Store {
                     deal_id,
                     start_epoch,
                     end_epoch,
-                } => (Some(deal_id), Some(start_epoch), Some(end_epoch), None),
+                } => (deal_id, Some(start_epoch), Some(end_epoch), None),
                 _ => (None, None, None, None),
             };
             if matches!(log.kind, ProposalLogKind::Cancelled) && !published {

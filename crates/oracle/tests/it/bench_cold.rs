@@ -292,7 +292,7 @@ async fn bench_cold_gateway_reads_from_an_sp_beside_hot_ones() {
         log(
             4,
             1,
-            slot(SlotEventKind::Activated { deal_id: 1, start_epoch: 5, end_epoch: 100_000 }),
+            slot(SlotEventKind::Activated { deal_id: Some(1), start_epoch: 5, end_epoch: 100_000 }),
         ),
     ];
     let at = Cursor { block_number: 4, block_hash: B256::repeat_byte(4) };

@@ -161,6 +161,53 @@ fn replica_of(order: &Value, provider: u64) -> Option<Value> {
     order["replicas"].as_array()?.iter().find(|r| r["provider"] == provider).cloned()
 }
 
+/// An oracle keeping one replica of each piece (f01000 first), for a 400-epoch term starting
+/// 20 epochs after its proposal and renewed 200 epochs before its end, with `more` arguments;
+/// a piece of `seed` pinned, and its first proposal once offered, with its id.
+async fn one_replica_offered(
+    chain: &Chain,
+    dir: &std::path::Path,
+    seed: u64,
+    more: &[&str],
+) -> (OracleProcess, Value, B256) {
+    let cars: Cars = Arc::default();
+    let mut args = vec![
+        "--deal-replicas",
+        "1",
+        "--deal-term-epochs",
+        "400",
+        "--deal-renew-epochs",
+        "200",
+        "--deal-start-epochs",
+        "20",
+    ];
+    args.extend_from_slice(more);
+    let oracle = two_provider_oracle(chain, dir, &cars, &args).await;
+    let (root, _, car) = add(dir, "r", &noise(4000, seed));
+    cars.lock().unwrap().insert(root.clone(), car);
+    chain.pin(4, &cid_bytes(&root)).await;
+    let offered = |o: &Value| proposal_to(o, 1000).is_some_and(|p| p["state"] == "offered");
+    let order = order_when(&oracle, offered, "never proposed").await;
+    let first = proposal_to(&order, 1000).unwrap();
+    let id: B256 = first["proposal_id"].as_str().unwrap().parse().unwrap();
+    (oracle, first, id)
+}
+
+/// Mines into the renewal window of f01000's deal ending at `end` (200 epochs before it) and
+/// waits for the renewal (attempt 1), which must go to f01000: the order, and the renewal.
+async fn renewal_in_window(chain: &Chain, oracle: &OracleProcess, end: u64) -> (Value, Value) {
+    chain.mine_to(end - 200 + 1).await;
+    let renewed = order_when(
+        oracle,
+        |o| proposals(o).iter().any(|p| p["attempt"] == 1 && p["state"] == "offered"),
+        "never renewed",
+    )
+    .await;
+    let renewal = proposals(&renewed).into_iter().find(|p| p["attempt"] == 1).unwrap();
+    assert_eq!(renewal["provider"], 1000, "to the provider of the ending deal: {renewed}");
+    (renewed, renewal)
+}
+
 /// The whole contract-deal path with its failure cases: no escrow (the proposal waits and
 /// says why, no gas), escrow added (two proposals, to the best two providers the policies
 /// allow: never the one asking more than the operator pays), a SIGKILL and restart (no
@@ -458,41 +505,14 @@ async fn crash_test_each_replica_proposed_once_through_sigkills() {
 async fn an_ending_deal_is_renewed_ahead_of_its_end_at_its_provider() {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cars: Cars = Arc::default();
-    let more = [
-        "--deal-replicas",
-        "1",
-        "--deal-term-epochs",
-        "400",
-        "--deal-renew-epochs",
-        "200",
-        "--deal-start-epochs",
-        "20",
-        "--deal-expiring-epochs",
-        "50",
-    ];
-    let oracle = two_provider_oracle(&chain, dir.path(), &cars, &more).await;
-    let (root, _, car) = add(dir.path(), "r", &noise(4000, 21));
-    cars.lock().unwrap().insert(root.clone(), car);
-    chain.pin(4, &cid_bytes(&root)).await;
-    let offered = |o: &Value| proposal_to(o, 1000).is_some_and(|p| p["state"] == "offered");
-    let order = order_when(&oracle, offered, "never proposed").await;
-    let first = proposal_to(&order, 1000).unwrap();
-    let id0: B256 = first["proposal_id"].as_str().unwrap().parse().unwrap();
+    let more = ["--deal-expiring-epochs", "50"];
+    let (oracle, first, id0) = one_replica_offered(&chain, dir.path(), 21, &more).await;
     deliver(&chain, id0, 1000, 7, true).await;
     order_when(&oracle, |o| o["replicas_active"] == 1, "never active").await;
 
     // Into the renewal window: 200 epochs before the deal's end.
     let end = first["end_epoch"].as_u64().unwrap();
-    chain.mine_to(end - 200 + 1).await;
-    let renewed = order_when(
-        &oracle,
-        |o| proposals(o).iter().any(|p| p["attempt"] == 1 && p["state"] == "offered"),
-        "never renewed",
-    )
-    .await;
-    let renewal = proposals(&renewed).into_iter().find(|p| p["attempt"] == 1).unwrap();
-    assert_eq!(renewal["provider"], 1000, "to the provider of the ending deal: {renewed}");
+    let (renewed, renewal) = renewal_in_window(&chain, &oracle, end).await;
     assert!(renewal["start_epoch"].as_u64().unwrap() < end, "it overlaps the ending deal");
     assert!(proposal_to(&renewed, 1001).is_none());
     let id1: B256 = renewal["proposal_id"].as_str().unwrap().parse().unwrap();
@@ -512,6 +532,61 @@ async fn an_ending_deal_is_renewed_ahead_of_its_end_at_its_provider() {
     let p0 =
         providers["results"].as_array().unwrap().iter().find(|p| p["provider"] == 1000).cloned();
     assert_eq!(p0.unwrap()["activated"], 2, "{providers}");
+    oracle.kill().await;
+}
+
+/// `miner` proves proposal `id` as a direct deal (Curio's `mk20` DDO path): nothing is
+/// published; the sector's piece notifies the client contract alone, its payload the proposal
+/// id, and `DealClient` records the deal as `NO_DEAL`.
+async fn deliver_direct(chain: &Chain, id: B256, miner: u64, sector: u64) {
+    let sp = chain.wallet(usize::try_from(miner - 999).unwrap());
+    let client = chain.deployment.contracts["DealClient"];
+    let request = DealClient::new(client, &sp).getProposal(id).call().await.unwrap().request;
+    let mut to_client = vec![0x04, 0x0a];
+    to_client.extend_from_slice(client.as_slice());
+    let activation = MinerActorSimulator::SectorActivation {
+        sector,
+        expiration: request.endEpoch,
+        pieces: vec![MinerActorSimulator::PieceActivation {
+            pieceCid: request.pieceCid,
+            size: request.pieceSize,
+            notify: vec![MinerActorSimulator::Notification {
+                addr: Bytes::from(to_client),
+                payload: Bytes::copy_from_slice(id.as_slice()),
+            }],
+        }],
+    };
+    let miner_actor = MinerActorSimulator::new(masked_id_address(miner), &sp);
+    mined!(miner_actor.proveCommitSectors3(vec![activation], true));
+}
+
+/// A direct deal (made without the market: `DealActivated` with `NO_DEAL`) counts as a
+/// replica with no market deal, is renewed ahead of its end like a market deal, and stops
+/// counting at its end epoch (nothing on chain ends it: its term does).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_direct_deal_counts_until_its_term_ends_and_is_renewed() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (oracle, first, id) = one_replica_offered(&chain, dir.path(), 23, &[]).await;
+    deliver_direct(&chain, id, 1000, 7).await;
+    let active = order_when(&oracle, |o| o["replicas_active"] == 1, "never active").await;
+    let replica = replica_of(&active, 1000).unwrap();
+    assert_eq!(replica["state"], "active", "{active}");
+    assert!(replica["deal_id"].is_null(), "no market deal: {replica}");
+
+    // Into the renewal window, then past the end with the renewal never delivered.
+    let end = first["end_epoch"].as_u64().unwrap();
+    renewal_in_window(&chain, &oracle, end).await;
+    chain.mine_to(end + 1).await;
+    let over = order_when(
+        &oracle,
+        |o| replica_of(o, 1000).is_some_and(|r| r["market"]["state"] == "expired"),
+        "the direct deal never ended",
+    )
+    .await;
+    assert_eq!(over["replicas_active"], 0, "{over}");
+    let ended = replica_of(&over, 1000).unwrap();
+    assert_eq!(ended["market"]["end_epoch"], end, "its term, as the contract gave it: {ended}");
     oracle.kill().await;
 }
 

@@ -741,13 +741,19 @@ async fn deal_orders_bound_once_and_reorgs_undone(s: &Store) {
             11,
             0,
             2,
-            slot(1000, SlotEventKind::Activated { deal_id: 5, start_epoch: 12, end_epoch: 3612 }),
+            slot(
+                1000,
+                SlotEventKind::Activated { deal_id: Some(5), start_epoch: 12, end_epoch: 3612 },
+            ),
         ),
         log(
             11,
             1,
             2,
-            slot(1002, SlotEventKind::Activated { deal_id: 6, start_epoch: 12, end_epoch: 3612 }),
+            slot(
+                1002,
+                SlotEventKind::Activated { deal_id: Some(6), start_epoch: 12, end_epoch: 3612 },
+            ),
         ),
     ];
     let stored = s
@@ -898,7 +904,7 @@ async fn contract_proposals_bound_folded_and_rewound(s: &Store) {
         log(8, 0, 1, ProposalLogKind::Published { provider: 1000, deal_id: 5 }),
         // Another provider's deal is not this proposal's.
         log(8, 1, 2, ProposalLogKind::Published { provider: 1003, deal_id: 6 }),
-        log(9, 0, 1, ProposalLogKind::Activated { provider: 1000, deal_id: 5 }),
+        log(9, 0, 1, ProposalLogKind::Activated { provider: 1000, deal_id: Some(5) }),
         // Withdrawn after its deal was made: nothing changes.
         log(10, 0, 1, ProposalLogKind::Cancelled),
     ];

@@ -21,7 +21,7 @@ use estuary_contracts::{
 use tokio::sync::Mutex;
 
 use crate::domain::{
-    Offer, OfferSource,
+    Deal, Offer, OfferSource,
     origin::http_urls,
     piece::ExpectedPiece,
     policy::{Closed, GIB},
@@ -357,18 +357,27 @@ impl ChainClient {
             .term)
     }
 
-    /// This miner's deal for a proposal, if the market published one: (deal ID, activation
-    /// epoch or -1); and whether the proposal is cancelled.
+    /// This miner's deal for a proposal, if the contract recorded one (published by the
+    /// market, or a direct deal's activation): (the deal, activation epoch or -1); and whether
+    /// the proposal is cancelled.
     pub async fn proposal_deal(
         &self,
         contract: Address,
         id: B256,
-    ) -> Result<(Option<(u64, i64)>, bool), ReadError> {
+    ) -> Result<(Option<(Deal, i64)>, bool), ReadError> {
         let view =
             self.deal_client(contract).getProposal(id).call().await.map_err(read("getProposal"))?;
-        let deal =
-            view.deals.iter().find(|d| d.provider == self.miner).map(|d| (d.dealId, d.activated));
+        let deal = view
+            .deals
+            .iter()
+            .find(|d| d.provider == self.miner)
+            .map(|d| (Deal::from_record(d.dealId), d.activated));
         Ok((deal, view.cancelled))
+    }
+
+    /// A proposal's number in its `DealClient` (Curio's `market_deal_id`).
+    pub async fn proposal_number(&self, contract: Address, id: B256) -> Result<u64, ReadError> {
+        self.deal_client(contract).proposalNumber(id).call().await.map_err(read("proposalNumber"))
     }
 
     /// The deal proposal CBOR a slot's claim offered.

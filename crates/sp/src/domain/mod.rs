@@ -13,7 +13,7 @@ pub mod work;
 
 pub use piece::{ExpectedPiece, PieceMismatch};
 pub use policy::{Load, Offer, OfferSource, Policy, Skip};
-pub use work::{Input, Refused, WorkKind, WorkState};
+pub use work::{Deal, Input, Refused, WorkKind, WorkState};
 
 /// A miner actor's ID (`f0…`, `t0…` on test networks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

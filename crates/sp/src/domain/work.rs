@@ -133,6 +133,46 @@ impl WorkState {
     }
 }
 
+/// The deal a piece was handed over as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deal {
+    /// A deal the storage market published, by its ID (Boost, the simulated market).
+    Market(u64),
+    /// A deal made without the market (direct data onboarding, FIP-0076; Curio's `mk20` DDO
+    /// deals): the sector's activation notifies the client contract, which records it with
+    /// `DealClient.NO_DEAL` (`u64::MAX`) as its deal ID. Only a `DealClient` proposal can be
+    /// one: `PerpetualStorage.publish` checks a market deal.
+    Direct,
+}
+
+impl Deal {
+    /// `DealClient`'s deal ID for a deal made without the market.
+    pub const NO_DEAL: u64 = u64::MAX;
+
+    /// The deal a `DealClient` record names (`NO_DEAL`: a direct deal).
+    pub fn from_record(deal_id: u64) -> Self {
+        if deal_id == Self::NO_DEAL { Self::Direct } else { Self::Market(deal_id) }
+    }
+
+    /// The market's deal ID, if it is a market deal.
+    pub fn market_id(self) -> Option<u64> {
+        match self {
+            Self::Market(id) => Some(id),
+            Self::Direct => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Deal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Market(id) => write!(f, "deal {id}"),
+            Self::Direct => f.write_str("a direct deal"),
+        }
+    }
+}
+
 /// What happened to a piece of work.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "input", rename_all = "snake_case")]
@@ -151,10 +191,10 @@ pub enum Input {
     },
     /// The piece is downloaded and checked.
     Verified,
-    /// The deal is published.
+    /// The deal is published (a market deal), or handed over as a direct deal.
     Published {
-        /// The market's deal ID.
-        deal_id: u64,
+        /// The deal.
+        deal: Deal,
     },
     /// The deal's sector is proven.
     Activated {
@@ -226,6 +266,10 @@ pub fn apply(kind: WorkKind, state: WorkState, input: &Input) -> Result<WorkStat
         (S::Claiming, Input::Claimed { .. }) if slot => S::Fetching,
         (S::Claiming, Input::ClaimRefused { .. }) if slot => S::Failed,
         (S::Fetching, Input::Verified) => S::Sealing,
+        // `PerpetualStorage.publish` checks a market deal: a slot's cannot be direct.
+        (S::Sealing, Input::Published { deal: Deal::Direct }) if slot => {
+            return Err(Refused { kind, state, input: name(input) });
+        }
         (S::Sealing, Input::Published { .. }) => S::Activating,
         (S::Activating, Input::Activated { .. }) => {
             if slot {
@@ -260,7 +304,7 @@ mod tests {
             Input::Claimed { deadline: 10, proposal_id: B256::ZERO },
             Input::ClaimRefused { reason: "x".into() },
             Input::Verified,
-            Input::Published { deal_id: 1 },
+            Input::Published { deal: Deal::Market(1) },
             Input::Activated { sector: Some(1) },
             Input::Proven { start: 5 },
             Input::Abandon { reason: "x".into() },
@@ -275,7 +319,7 @@ mod tests {
         for input in [
             Input::Claimed { deadline: 10, proposal_id: B256::ZERO },
             Input::Verified,
-            Input::Published { deal_id: 3 },
+            Input::Published { deal: Deal::Market(3) },
             Input::Activated { sector: Some(3) },
             Input::Proven { start: 8 },
             Input::Ended { reason: "term complete".into() },
@@ -289,9 +333,11 @@ mod tests {
     fn a_proposal_needs_no_claim_and_no_proof() {
         let mut s = WorkKind::Proposal.first_state();
         assert_eq!(s, WorkState::Fetching);
-        for input in
-            [Input::Verified, Input::Published { deal_id: 3 }, Input::Activated { sector: Some(3) }]
-        {
+        for input in [
+            Input::Verified,
+            Input::Published { deal: Deal::Market(3) },
+            Input::Activated { sector: Some(3) },
+        ] {
             s = apply(WorkKind::Proposal, s, &input).unwrap();
         }
         assert_eq!(s, WorkState::Active);
@@ -299,6 +345,18 @@ mod tests {
         assert!(
             apply(WorkKind::Proposal, WorkState::Proving, &Input::Proven { start: 1 }).is_err()
         );
+    }
+
+    #[test]
+    fn only_a_proposal_may_be_a_direct_deal() {
+        let direct = Input::Published { deal: Deal::Direct };
+        assert_eq!(
+            apply(WorkKind::Proposal, WorkState::Sealing, &direct),
+            Ok(WorkState::Activating)
+        );
+        assert!(apply(WorkKind::Slot, WorkState::Sealing, &direct).is_err());
+        assert_eq!(Deal::from_record(u64::MAX), Deal::Direct);
+        assert_eq!(Deal::from_record(7), Deal::Market(7));
     }
 
     #[test]

@@ -15,18 +15,35 @@
 //! | `{miner}` | the miner (`f0…`) |
 //! | `{start_epoch}` / `{end_epoch}` | the deal's epochs |
 //! | `{kind}` | `slot` or `proposal` |
+//! | `{piece_url}` | where this agent serves the verified piece (`--public-url`, or its listen address, then `/piece/{v2}`) |
+//! | `{deal_number}` | a `DealClient` proposal's number (`proposalNumber`: Curio's `market_deal_id`); 0 for a slot |
+//! | `{client_address}` / `{contract_address}` | the agent's account and the contract as f4 addresses (`f410f…` on mainnet, chain 314; `t410f…` elsewhere) |
+//! | `{curio_id}` | the ULID a Curio deal for this proposal is named by (the same on every run) |
+//! | `{proposal_id_base64}` | the proposal id's 32 bytes in base64 (the activation's notification payload) |
 //!
-//! The last line the command prints on stdout must end with the deal ID. A command that exits
-//! with an error, runs past its timeout (it is killed) or prints no deal ID is retried later.
-//! Output is read up to 64 KiB. Activation is read from the chain: a slot's deal is active when
-//! `PerpetualStorage.publish` would go through; a proposal's when the `DealClient` recorded it
-//! (or, on the local chain, when the simulated market says so).
+//! Two values are in the environment only, signed by the agent's key when the command starts
+//! (Curio accepts them for about a minute; see [`super::curio`]):
+//! `ESTUARY_CURIO_AUTH_DEAL` (`POST /market/mk20/deal`) and `ESTUARY_CURIO_AUTH_STATUS`
+//! (`GET /market/mk20/status/{curio_id}`).
+//!
+//! The last line the command prints on stdout must end with the deal ID, or with `direct` for
+//! a deal made without the market (Curio's DDO deals: the sector's activation notifies the
+//! `DealClient`, which records `NO_DEAL`; a `PerpetualStorage` slot cannot be one). A command
+//! that exits with an error, runs past its timeout (it is killed) or prints neither is retried
+//! later. Output is read up to 64 KiB. Activation is read from the chain: a slot's deal is
+//! active when `PerpetualStorage.publish` would go through; a proposal's when the `DealClient`
+//! recorded it (or, on the local chain, when the simulated market says so).
 
-use std::{process::Stdio, time::Duration};
+use std::{
+    process::Stdio,
+    time::{Duration, SystemTime},
+};
 
+use alloy::signers::local::PrivateKeySigner;
+use base64::{Engine, engine::general_purpose::STANDARD};
 use tokio::io::AsyncReadExt;
 
-use super::{SealError, SealJob, SealProgress, Sealer};
+use super::{Deal, SealError, SealJob, SealProgress, Sealer, curio};
 use crate::{chain::ChainClient, domain::WorkKind};
 
 /// Most output read from the command.
@@ -38,7 +55,13 @@ pub struct CommandSealer {
     chain: ChainClient,
     template: String,
     timeout: Duration,
+    signer: PrivateKeySigner,
+    mainnet: bool,
+    public_url: String,
 }
+
+/// Filecoin mainnet's EVM chain id (f4 addresses there are `f410f…`).
+const MAINNET: u64 = 314;
 
 /// `s` quoted for `sh`.
 pub fn shell_quote(s: &str) -> String {
@@ -46,13 +69,23 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 impl CommandSealer {
-    /// A sealer running `template` (see the module's docs), killed after `timeout`.
-    pub fn new(chain: ChainClient, template: String, timeout: Duration) -> Self {
-        Self { chain, template, timeout }
+    /// A sealer running `template` (see the module's docs), killed after `timeout`; `signer`
+    /// is the agent's key (it signs Curio's headers), `chain_id` the chain's, and `public_url`
+    /// where the agent serves its pieces.
+    pub fn new(
+        chain: ChainClient,
+        template: String,
+        timeout: Duration,
+        signer: PrivateKeySigner,
+        chain_id: u64,
+        public_url: String,
+    ) -> Self {
+        Self { chain, template, timeout, signer, mainnet: chain_id == MAINNET, public_url }
     }
 
-    /// The values the template and the environment get.
-    pub fn values(job: &SealJob) -> Vec<(&'static str, String)> {
+    /// The values the template and the environment get; `number` is a proposal's number.
+    pub fn values(&self, job: &SealJob, number: u64) -> Vec<(&'static str, String)> {
+        let served = if job.piece_v2.is_empty() { &job.piece_v1 } else { &job.piece_v2 };
         vec![
             ("piece_path", job.piece_path.display().to_string()),
             ("piece_cid", job.piece_v1.clone()),
@@ -66,7 +99,27 @@ impl CommandSealer {
             ("start_epoch", job.start_epoch.to_string()),
             ("end_epoch", job.end_epoch.to_string()),
             ("kind", job.kind.as_str().to_owned()),
+            ("piece_url", format!("{}/piece/{served}", self.public_url.trim_end_matches('/'))),
+            ("deal_number", number.to_string()),
+            ("client_address", curio::f4_address(self.signer.address(), self.mainnet)),
+            ("contract_address", curio::f4_address(job.contract, self.mainnet)),
+            ("curio_id", curio::ulid(job.proposal_id)),
+            ("proposal_id_base64", STANDARD.encode(job.proposal_id)),
         ]
+    }
+
+    /// Curio's `Authorization` headers for the command, signed now.
+    fn curio_headers(&self, job: &SealJob) -> Result<[(String, String); 2], SealError> {
+        let now = SystemTime::now();
+        let sign = |method, path: &str| {
+            curio::auth_header(&self.signer, method, path, now)
+                .map_err(|e| SealError::Retry(format!("signing Curio's header: {e}")))
+        };
+        let status = format!("/market/mk20/status/{}", curio::ulid(job.proposal_id));
+        Ok([
+            ("ESTUARY_CURIO_AUTH_DEAL".to_owned(), sign("POST", "/market/mk20/deal")?),
+            ("ESTUARY_CURIO_AUTH_STATUS".to_owned(), sign("GET", &status)?),
+        ])
     }
 
     /// The template with its placeholders replaced.
@@ -79,10 +132,14 @@ impl CommandSealer {
     }
 }
 
-/// The deal ID at the end of the command's last line.
-pub fn deal_id(stdout: &str) -> Option<u64> {
+/// The deal at the end of the command's last line: a deal ID, or `direct` (any case).
+pub fn deal_of(stdout: &str) -> Option<Deal> {
     let line = stdout.lines().rev().find(|l| !l.trim().is_empty())?;
-    line.split_whitespace().last()?.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok()
+    let word = line.split_whitespace().last()?;
+    if word.trim_matches(|c: char| !c.is_ascii_alphabetic()).eq_ignore_ascii_case("direct") {
+        return Some(Deal::Direct);
+    }
+    word.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok().map(Deal::from_record)
 }
 
 impl Sealer for CommandSealer {
@@ -90,8 +147,16 @@ impl Sealer for CommandSealer {
         "command"
     }
 
-    async fn hand_over(&self, job: &SealJob) -> Result<u64, SealError> {
-        let values = Self::values(job);
+    async fn hand_over(&self, job: &SealJob) -> Result<Deal, SealError> {
+        let number = match job.kind {
+            WorkKind::Proposal => self
+                .chain
+                .proposal_number(job.contract, job.proposal_id)
+                .await
+                .map_err(|e| SealError::Retry(e.to_string()))?,
+            WorkKind::Slot => 0,
+        };
+        let values = self.values(job, number);
         let script = Self::render(&self.template, &values);
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
@@ -103,6 +168,7 @@ impl Sealer for CommandSealer {
         for (name, value) in &values {
             cmd.env(format!("ESTUARY_{}", name.to_uppercase()), value);
         }
+        cmd.envs(self.curio_headers(job)?);
         let mut child =
             cmd.spawn().map_err(|e| SealError::Retry(format!("starting the seal command: {e}")))?;
         let mut stdout = child.stdout.take().expect("piped");
@@ -135,14 +201,21 @@ impl Sealer for CommandSealer {
             let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
             return Err(SealError::Retry(format!("the seal command failed ({status}): {tail}")));
         }
-        deal_id(&stdout)
-            .ok_or_else(|| SealError::Retry("the seal command printed no deal ID".into()))
+        match deal_of(&stdout) {
+            None => Err(SealError::Retry("the seal command printed no deal ID".into())),
+            Some(Deal::Direct) if job.kind == WorkKind::Slot => Err(SealError::Fail(
+                "the seal command made a direct deal, but a PerpetualStorage slot needs a market \
+                 deal (publish checks it with the market)"
+                    .into(),
+            )),
+            Some(deal) => Ok(deal),
+        }
     }
 
     async fn poll(
         &self,
         job: &SealJob,
-        deal: u64,
+        deal: Deal,
         _active: bool,
     ) -> Result<SealProgress, SealError> {
         let retry = |e: crate::chain::ReadError| SealError::Retry(e.to_string());
@@ -166,6 +239,7 @@ impl Sealer for CommandSealer {
             }
         }
         // On the local chain the simulated market answers directly.
+        let Deal::Market(deal) = deal else { return Ok(SealProgress::Sealing) };
         if let Ok(d) = self.chain.market_deal(deal).await {
             if d.removed {
                 return Ok(SealProgress::Gone("the market removed the deal".into()));
@@ -193,11 +267,16 @@ mod tests {
     }
 
     #[test]
-    fn the_deal_id_ends_the_last_line() {
-        assert_eq!(deal_id("importing…\ndeal 42\n\n"), Some(42));
-        assert_eq!(deal_id("17"), Some(17));
-        assert_eq!(deal_id("deal id: 9."), Some(9));
-        assert_eq!(deal_id("done\n"), None);
-        assert_eq!(deal_id(""), None);
+    fn the_deal_ends_the_last_line() {
+        assert_eq!(deal_of("importing…\ndeal 42\n\n"), Some(Deal::Market(42)));
+        assert_eq!(deal_of("17"), Some(Deal::Market(17)));
+        assert_eq!(deal_of("deal id: 9."), Some(Deal::Market(9)));
+        assert_eq!(deal_of("Curio deal 01J… accepted: direct\n"), Some(Deal::Direct));
+        assert_eq!(deal_of("DIRECT."), Some(Deal::Direct));
+        assert_eq!(deal_of("18446744073709551615"), Some(Deal::Direct));
+        assert_eq!(deal_of("direct deal 7"), Some(Deal::Market(7)));
+        assert_eq!(deal_of("indirect"), None);
+        assert_eq!(deal_of("done\n"), None);
+        assert_eq!(deal_of(""), None);
     }
 }

@@ -11,8 +11,9 @@
 //!   contract authenticating and being notified), proves the sector a configurable number of
 //!   blocks later, and can be told to fail, let a deal expire unproven, or terminate it.
 //! - [`CommandSealer`] (a real SP stack): runs a command with the piece file and the deal's
-//!   terms; the command hands them to Boost or Curio and prints the deal ID once published.
-//!   Activation is then read from the chain.
+//!   terms; the command hands them to Boost or Curio and prints the deal ID once published
+//!   (or `direct` for a deal made without the market, Curio's DDO path). Activation is then
+//!   read from the chain.
 //!
 //! Before `hand_over`, the agent asks the chain whether this miner's deal for the work is
 //! already published, so a restart never hands the same piece over twice once it is on chain;
@@ -20,15 +21,17 @@
 //! and Curio's imports are keyed by the proposal).
 
 mod command;
+pub mod curio;
 mod sim;
 
 use std::{future::Future, path::PathBuf};
 
 use alloy::primitives::{Address, B256, Bytes};
 
-pub use command::{CommandSealer, deal_id};
+pub use command::{CommandSealer, deal_of};
 pub use sim::{Fault, SimulatedSealer};
 
+pub use crate::domain::Deal;
 use crate::domain::WorkKind;
 
 /// A verified piece and the deal to make for it.
@@ -96,15 +99,16 @@ pub trait Sealer: Send + Sync + 'static {
     /// A short name (`simulated`, `command`).
     fn name(&self) -> &'static str;
 
-    /// Hands the piece over; returns the published deal's ID.
-    fn hand_over(&self, job: &SealJob) -> impl Future<Output = Result<u64, SealError>> + Send;
+    /// Hands the piece over; returns the published deal (a market deal's ID), or
+    /// [`Deal::Direct`] for a deal the provider makes without the market.
+    fn hand_over(&self, job: &SealJob) -> impl Future<Output = Result<Deal, SealError>> + Send;
 
     /// Where the deal's sealing is; `active` when the agent already counts it active (a
     /// sealer may report it gone).
     fn poll(
         &self,
         job: &SealJob,
-        deal: u64,
+        deal: Deal,
         active: bool,
     ) -> impl Future<Output = Result<SealProgress, SealError>> + Send;
 }

@@ -10,6 +10,13 @@
 //!   a `PerpetualStorage` slot with `activateDeals(sector, expiration, [deal])`; a `DealClient`
 //!   deal with `proveCommitSectors3`, notifying the market and the client contract (as a
 //!   DDO-aware provider does, so the contract records the activation).
+//! - Direct deals (`--sim-direct`, for `DealClient` proposals: Curio's `mk20` DDO path): nothing
+//!   is published; `activate_after` blocks after the hand-over the sector is proven with
+//!   `proveCommitSectors3`, its piece notifying the client contract alone with the proposal's
+//!   32-byte id as payload (curio `tasks/storage-market/mk20.go` sets the deal's
+//!   `notification_address` and `notification_payload` on the piece's activation manifest;
+//!   builtin-actors `actors/miner/src/notifications.rs` delivers it), and `DealClient` records
+//!   the deal as `NO_DEAL`.
 //! - Faults for tests, by piece CID: `fail` (refuse the piece: nothing published), `expire`
 //!   (publish, never prove: the deal times out at its start epoch), `terminate` (prove, then
 //!   terminate the sector once the deal is counted active: the market removes it at once).
@@ -26,7 +33,7 @@ use estuary_contracts::{
     market_simulator::MarketSimulator::MarketSimulatorErrors, masked_id_address,
 };
 
-use super::{SealError, SealJob, SealProgress, Sealer};
+use super::{Deal, SealError, SealJob, SealProgress, Sealer};
 use crate::{chain::ChainClient, domain::WorkKind};
 
 /// A fault to inject for a piece.
@@ -59,8 +66,11 @@ pub struct SimulatedSealer {
     chain: ChainClient,
     activate_after: u64,
     faults: HashMap<String, Fault>,
-    /// The block each deal was first seen published at (activation counts from there).
-    seen: Mutex<HashMap<u64, u64>>,
+    /// Whether proposals are made as direct deals (no market).
+    direct: bool,
+    /// The block each deal was first seen published at (activation counts from there); a
+    /// direct deal's by its work's name.
+    seen: Mutex<HashMap<String, u64>>,
     /// Pieces the `terminate` fault struck (it strikes once per piece).
     terminated: Mutex<HashSet<String>>,
 }
@@ -88,6 +98,21 @@ pub fn cbor_uint(n: u64) -> Vec<u8> {
     }
 }
 
+/// The f4 address (namespace 10, the EAM) of a contract, as address bytes.
+fn delegated(contract: alloy::primitives::Address) -> Vec<u8> {
+    let mut a = vec![0x04, 0x0a];
+    a.extend_from_slice(contract.as_slice());
+    a
+}
+
+/// The sector a direct deal is proven in (no market deal ID to name it by): from the
+/// proposal's id, below 2^62.
+fn direct_sector(job: &SealJob) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&job.proposal_id[..8]);
+    u64::from_be_bytes(b) >> 2
+}
+
 fn tx_error(what: &str, e: &TxError) -> SealError {
     if let TxError::WouldRevert { source } = e
         && let Some(err) = source.as_decoded_interface_error::<MarketSimulatorErrors>()
@@ -101,7 +126,76 @@ impl SimulatedSealer {
     /// A sealer on `chain` proving deals `activate_after` blocks after publishing them, with
     /// `faults` by piece CID (v1 or v2 text).
     pub fn new(chain: ChainClient, activate_after: u64, faults: HashMap<String, Fault>) -> Self {
-        Self { chain, activate_after, faults, seen: Mutex::default(), terminated: Mutex::default() }
+        Self {
+            chain,
+            activate_after,
+            faults,
+            direct: false,
+            seen: Mutex::default(),
+            terminated: Mutex::default(),
+        }
+    }
+
+    /// Makes `DealClient` proposals direct deals (no market deal; the sector's proof notifies
+    /// the client contract alone), as Curio's `mk20` DDO deals are.
+    #[must_use]
+    pub fn direct(mut self, direct: bool) -> Self {
+        self.direct = direct;
+        self
+    }
+
+    /// Whether `activate_after` blocks have passed since `key` was first seen.
+    async fn due(&self, key: String) -> Result<bool, SealError> {
+        let head = self.chain.head().await.map_err(|e| SealError::Retry(e.to_string()))?;
+        let first = *self.seen.lock().expect("not poisoned").entry(key).or_insert(head);
+        Ok(head >= first.saturating_add(self.activate_after))
+    }
+
+    /// A direct deal: once due, the sector is proven with the client contract notified, its
+    /// payload the proposal id; the activation is what the contract then records.
+    async fn poll_direct(&self, job: &SealJob) -> Result<SealProgress, SealError> {
+        let activated = || async {
+            let (found, _) = self
+                .chain
+                .proposal_deal(job.contract, job.proposal_id)
+                .await
+                .map_err(|e| SealError::Retry(e.to_string()))?;
+            Ok::<_, SealError>(found.filter(|(deal, at)| *deal == Deal::Direct && *at >= 0))
+        };
+        if activated().await?.is_some() {
+            return Ok(SealProgress::Active { sector: Some(direct_sector(job)) });
+        }
+        if self.fault(job) == Some(Fault::Expire) || !self.due(job.work.clone()).await? {
+            return Ok(SealProgress::Sealing);
+        }
+        let miner =
+            MinerActorSimulator::new(masked_id_address(job.miner), self.chain.provider().clone());
+        let piece = cid::Cid::try_from(job.piece_v1.as_str())
+            .map_err(|e| SealError::Fail(format!("piece CID: {e}")))?;
+        let activation = MinerActorSimulator::SectorActivation {
+            sector: direct_sector(job),
+            expiration: i64::try_from(job.end_epoch).unwrap_or(i64::MAX),
+            pieces: vec![MinerActorSimulator::PieceActivation {
+                pieceCid: Bytes::from(piece.to_bytes()),
+                size: job.padded_size,
+                notify: vec![MinerActorSimulator::Notification {
+                    addr: Bytes::from(delegated(job.contract)),
+                    payload: Bytes::copy_from_slice(job.proposal_id.as_slice()),
+                }],
+            }],
+        };
+        let key = vec![format!("activate/{}", job.work)];
+        self.chain
+            .tx()
+            .send(miner.proveCommitSectors3(vec![activation], false), &key)
+            .await
+            .map_err(|e| tx_error("proving the sector", &e))?;
+        match activated().await? {
+            Some(_) => Ok(SealProgress::Active { sector: Some(direct_sector(job)) }),
+            None => {
+                Err(SealError::Fail("the client contract did not accept the activation".into()))
+            }
+        }
     }
 
     fn fault(&self, job: &SealJob) -> Option<Fault> {
@@ -125,8 +219,7 @@ impl SimulatedSealer {
                 let piece = cid::Cid::try_from(job.piece_v1.as_str())
                     .map_err(|e| SealError::Fail(format!("piece CID: {e}")))?;
                 let payload = Bytes::from(cbor_uint(deal));
-                let mut client = vec![0x04, 0x0a];
-                client.extend_from_slice(job.contract.as_slice());
+                let client = delegated(job.contract);
                 let activation = MinerActorSimulator::SectorActivation {
                     sector,
                     expiration,
@@ -164,9 +257,14 @@ impl Sealer for SimulatedSealer {
         "simulated"
     }
 
-    async fn hand_over(&self, job: &SealJob) -> Result<u64, SealError> {
+    async fn hand_over(&self, job: &SealJob) -> Result<Deal, SealError> {
         if self.fault(job) == Some(Fault::Fail) {
             return Err(SealError::Fail("sealing failed (simulated fault)".into()));
+        }
+        if self.direct && job.kind == WorkKind::Proposal {
+            // Nothing goes on chain before the proof; the activation is counted from now.
+            self.due(job.work.clone()).await?;
+            return Ok(Deal::Direct);
         }
         let market = MarketSimulator::new(MARKET_ACTOR, self.chain.provider().clone());
         let batch = vec![MarketSimulator::ClientDealProposal {
@@ -185,17 +283,20 @@ impl Sealer for SimulatedSealer {
             .iter()
             .filter(|l| l.address() == MARKET_ACTOR)
             .find_map(|l| l.log_decode::<MarketSimulator::DealPublished>().ok())
-            .map(|l| l.inner.data.id)
+            .map(|l| Deal::Market(l.inner.data.id))
             .ok_or_else(|| SealError::Fail("the market published no deal".into()))
     }
 
     async fn poll(
         &self,
         job: &SealJob,
-        deal: u64,
+        deal: Deal,
         active: bool,
     ) -> Result<SealProgress, SealError> {
         const TERMINATED: &str = "sector terminated (simulated fault)";
+        // A direct deal's sector termination reaches no contract (builtin-actors notifies the
+        // market of terminations only), so the `terminate` fault does not apply to one.
+        let Deal::Market(deal) = deal else { return self.poll_direct(job).await };
         let d = self.chain.market_deal(deal).await.map_err(|e| SealError::Retry(e.to_string()))?;
         if d.removed {
             // A deal of a struck piece was removed by its sector's termination: said so on
@@ -228,9 +329,7 @@ impl Sealer for SimulatedSealer {
         if self.fault(job) == Some(Fault::Expire) {
             return Ok(SealProgress::Sealing);
         }
-        let head = self.chain.head().await.map_err(|e| SealError::Retry(e.to_string()))?;
-        let first = *self.seen.lock().expect("not poisoned").entry(deal).or_insert(head);
-        if head < first.saturating_add(self.activate_after) {
+        if !self.due(format!("deal/{deal}")).await? {
             return Ok(SealProgress::Sealing);
         }
         self.activate(job, deal).await

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::{Store, StoreError, get_u64, int, opt_u64, parsed};
 use crate::domain::{
-    Load, WorkKind, WorkState,
+    Deal, Load, WorkKind, WorkState,
     work::{Input, Refused, apply},
 };
 
@@ -71,6 +71,8 @@ pub struct Work {
     pub end_epoch: Option<u64>,
     /// The market's deal ID.
     pub deal_id: Option<u64>,
+    /// Whether it was handed over as a deal made without the market (no deal ID).
+    pub direct: bool,
     /// The sector holding it.
     pub sector: Option<u64>,
     /// Slot: the bounty streams from this epoch.
@@ -109,6 +111,24 @@ impl Work {
         (self.kind == WorkKind::Proposal).then(|| self.reference.parse().ok()).flatten()
     }
 
+    /// The deal it was handed over as, once published (or handed over as a direct deal).
+    pub fn deal(&self) -> Option<Deal> {
+        match (self.deal_id, self.direct) {
+            (Some(id), _) => Some(Deal::Market(id)),
+            (None, true) => Some(Deal::Direct),
+            (None, false) => None,
+        }
+    }
+
+    /// Its deal as listed: the market's deal ID, `direct`, or `-` (none yet).
+    pub fn deal_text(&self) -> String {
+        match self.deal() {
+            Some(Deal::Market(id)) => id.to_string(),
+            Some(Deal::Direct) => "direct".to_owned(),
+            None => "-".to_owned(),
+        }
+    }
+
     /// A name for logs and ledger keys: `slot/<contract>/<order>#<id>`.
     pub fn key(&self) -> String {
         format!("{}/{:#x}/{}#{}", self.kind.as_str(), self.contract, self.reference, self.id)
@@ -142,6 +162,7 @@ fn work(row: &sqlx::sqlite::SqliteRow) -> Result<Work, StoreError> {
         start_epoch: opt_u64(row, "start_epoch")?,
         end_epoch: opt_u64(row, "end_epoch")?,
         deal_id: opt_u64(row, "deal_id")?,
+        direct: get_u64(row, "direct")? != 0,
         sector: opt_u64(row, "sector")?,
         pay_start: opt_u64(row, "pay_start")?,
         bytes_fetched: get_u64(row, "bytes_fetched")?,
@@ -303,7 +324,7 @@ impl Store {
             Input::Claimed { deadline, proposal_id } => {
                 (Some(*deadline), Some(format!("{proposal_id:#x}")), None, None, None)
             }
-            Input::Published { deal_id } => (None, None, Some(*deal_id), None, None),
+            Input::Published { deal } => (None, None, Some(*deal), None, None),
             Input::Activated { sector } => (None, None, None, *sector, None),
             Input::Proven { start } => (None, None, None, None, Some(*start)),
             _ => (None, None, None, None, None),
@@ -313,7 +334,8 @@ impl Store {
                     reason = COALESCE($3, reason),
                     deadline = COALESCE($4, deadline), start_epoch = COALESCE($4, start_epoch),
                     proposal_id = COALESCE($5, proposal_id), deal_id = COALESCE($6, deal_id),
-                    sector = COALESCE($7, sector), pay_start = COALESCE($8, pay_start)
+                    sector = COALESCE($7, sector), pay_start = COALESCE($8, pay_start),
+                    direct = MAX(direct, $11)
              WHERE id = $9 AND state = $10",
         )
         .bind(to.as_str())
@@ -321,11 +343,12 @@ impl Store {
         .bind(input.reason())
         .bind(deadline.map(int).transpose()?)
         .bind(proposal)
-        .bind(deal.map(int).transpose()?)
+        .bind(deal.and_then(Deal::market_id).map(int).transpose()?)
         .bind(sector.map(int).transpose()?)
         .bind(pay_start.map(int).transpose()?)
         .bind(id)
         .bind(from.as_str())
+        .bind(i64::from(deal == Some(Deal::Direct)))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {

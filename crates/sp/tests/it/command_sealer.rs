@@ -76,8 +76,8 @@ echo "published deal $id"
 }
 
 /// The Boost example of `docs/sp-agent.md` (`docs/sealers/boost-contract-deal.sh`), run as the
-/// agent runs it (its template rendered by `CommandSealer::render`, `sh -c`, the deal ID read by
-/// `deal_id`), against a stand-in for Boost's GraphQL API answering as Boost v2.5's schema does
+/// agent runs it (its template rendered by `CommandSealer::render`, `sh -c`, the deal read by
+/// `deal_of`), against a stand-in for Boost's GraphQL API answering as Boost v2.5's schema does
 /// (`deals(query, limit) { deals { … } }`, Uint64 values as `{"__typename": "BigInt", "n": "…"}`):
 /// no deal yet, another deal of the piece, a libp2p client's deal of the same terms, not yet
 /// published, or a GraphQL error → 75; published → its deal ID; failed for good → 1; a slot → 1.
@@ -86,7 +86,7 @@ async fn the_boost_example_reads_the_deal_boost_published() {
     use std::sync::{Arc, Mutex};
 
     use axum::{Json, Router, extract::State, routing::post};
-    use estuary_sp::sealer::{CommandSealer, deal_id};
+    use estuary_sp::sealer::{CommandSealer, Deal, deal_of};
     use serde_json::{Value, json};
 
     /// What the stand-in answers, and the requests it was sent.
@@ -128,7 +128,7 @@ async fn the_boost_example_reads_the_deal_boost_published() {
                 .await
                 .unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            (out.status.code(), deal_id(&stdout), String::from_utf8_lossy(&out.stderr).into_owned())
+            (out.status.code(), deal_of(&stdout), String::from_utf8_lossy(&out.stderr).into_owned())
         }
     };
     let big = |n: u64| json!({ "__typename": "BigInt", "n": n.to_string() });
@@ -160,7 +160,11 @@ async fn the_boost_example_reads_the_deal_boost_published() {
         deal("u-1", "", 1000, 42, "PublishConfirmed", "auto"),
     ]));
     let (code, id, _) = run("proposal").await;
-    assert_eq!((code, id), (Some(0), Some(42)), "the published deal's ID, as the agent reads it");
+    assert_eq!(
+        (code, id),
+        (Some(0), Some(Deal::Market(42))),
+        "the published deal's ID, as the agent reads it"
+    );
     answer(json!([deal("u-2", "", 1000, 0, "Accepted", "fatal")]));
     assert_eq!(run("proposal").await.0, Some(1), "failed for good");
     assert_eq!(run("slot").await.0, Some(1), "Boost takes proposals only");

@@ -2,7 +2,8 @@
 //! bad ones), the retrieval server's limits, and whole agents as processes against anvil with
 //! the deployed contracts and the simulated market — three agents serving one perpetual order
 //! and a proposal naming one of them, a late agent finding past events, bad origins and policy
-//! skips, a crash test, and the command sealer running a script. Agent processes are this test
+//! skips, a crash test, and the command sealer running a script (and the Curio example against a
+//! stand-in for Curio's `mk20` API). Agent processes are this test
 //! binary run again ([`child`]), so the tests need no other binary.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,6 +20,7 @@ mod bench_fetch;
 mod child;
 mod command_sealer;
 mod crash;
+mod curio;
 mod faults;
 mod fetch;
 mod reorg;
