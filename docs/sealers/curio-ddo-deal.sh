@@ -16,13 +16,17 @@
 # contract must be allowed in Curio's ddo_contracts table.
 #
 # The deal is named by a ULID derived from the proposal id, so a second run finds it
-# (GET /status) instead of submitting it again. It prints "… direct" once Curio has the deal;
-# a refusal or a failed deal exits 1 and anything that may pass later 75; the agent runs a
-# command that failed again later, until the proposal's start epoch.
+# (GET /status) instead of submitting it again; Curio answers 401 for a deal id it does not
+# hold for this client (market/mk20/http/http.go AuthMiddleware, AuthenticateClient), and
+# then the deal is submitted. It prints "… direct" once Curio has the deal; a refusal or a
+# failed deal exits 1 and anything that may pass later 75; the agent runs a command that
+# failed again later, until the proposal's start epoch.
 #
 # Everything it needs is in ESTUARY_* variables the agent sets, including the two
 # Authorization headers (CurioAuth, signed by the agent's key as its f4 address: Curio's
-# client; they are good for about a minute, so the requests are made at once).
+# client, which Curio must allow: market_mk20_clients, or DenyUnknownClients off). Curio takes
+# a header in the minute it was signed and the one before and after, so the requests are made
+# at once; the headers go to curl in a file only this user can read, not on its command line.
 # Needs curl and jq. CURIO_MARKET_URL: Curio's HTTP server ([HTTP] ListenAddress; default
 # http://127.0.0.1:12310).
 set -eu
@@ -33,14 +37,17 @@ fi
 id=$ESTUARY_CURIO_ID
 api=${CURIO_MARKET_URL:-http://127.0.0.1:12310}/market/mk20
 answer=$(mktemp)
-trap 'rm -f "$answer"' EXIT
+headers=$(mktemp)
+trap 'rm -f "$answer" "$headers"' EXIT
 call() { # METHOD PATH AUTH [BODY]: prints the HTTP status; the body goes to $answer
+  printf 'Authorization: %s\n' "$3" > "$headers"
   if [ $# -gt 3 ]; then
-    curl -sS --connect-timeout 5 --max-time 30 -o "$answer" -w '%{http_code}' -X "$1" \
-      -H "Authorization: $3" -H 'Content-Type: application/json' --data "$4" "$api$2"
+    printf '%s' "$4" | curl -sS --connect-timeout 5 --max-time 30 -o "$answer" \
+      -w '%{http_code}' -X "$1" -H @"$headers" -H 'Content-Type: application/json' \
+      --data-binary @- "$api$2"
   else
     curl -sS --connect-timeout 5 --max-time 30 -o "$answer" -w '%{http_code}' -X "$1" \
-      -H "Authorization: $3" "$api$2"
+      -H @"$headers" "$api$2"
   fi
 }
 said() { head -c 300 "$answer" | tr '\n' ' '; }
@@ -49,7 +56,8 @@ code=$(call GET "/status/$id" "$ESTUARY_CURIO_AUTH_STATUS") || {
   echo "Curio's market API at $api did not answer" >&2
   exit 75
 }
-if [ "$code" = 404 ]; then
+# 401: no deal of this id for this client (or a header Curio refused: the submission says).
+if [ "$code" = 401 ] || [ "$code" = 404 ]; then
   deal=$(jq -nc \
     --arg id "$id" --arg client "$ESTUARY_CLIENT_ADDRESS" --arg piece "$ESTUARY_PIECE_CID_V2" \
     --arg url "$ESTUARY_PIECE_URL" --arg provider "$ESTUARY_MINER" \
@@ -82,6 +90,7 @@ if [ "$code" = 404 ]; then
       exit 0
       ;;
     429 | 5*)
+      # 500 with no reason is also how Curio answers a deal id it already has.
       echo "Curio is busy or failed ($code): $(said)" >&2
       exit 75
       ;;

@@ -738,22 +738,26 @@ impl Store {
                 Folded { order, histories, cancelled, target, replicas }
             })
             .collect();
-        // Direct deals have no market deal to read: their term, by the latest block known.
-        let head = if folded.iter().flat_map(|f| &f.replicas).any(|r| r.deal_id.is_none()) {
-            self.latest_known_block().await?
-        } else {
-            0
-        };
         for f in &mut folded {
             let in_histories = f.histories.iter_mut().flat_map(|(_, r)| r.iter_mut());
             for r in f.replicas.iter_mut().chain(in_histories) {
                 r.probe = r.deal_id.and_then(|id| probes.get(&id).copied());
-                if let Some(view) = direct_term_view(r, head) {
-                    r.market = Some(view);
-                }
+            }
+        }
+        let any_direct = folded.iter().flat_map(|f| &f.replicas).any(is_direct);
+        if let Some(head) = self.direct_head(any_direct).await? {
+            for f in &mut folded {
+                let in_histories = f.histories.iter_mut().flat_map(|(_, r)| r.iter_mut());
+                direct_terms(f.replicas.iter_mut().chain(in_histories), head);
             }
         }
         Ok(folded)
+    }
+
+    /// The block direct deals' terms are read at (the latest known), when `any` replica is an
+    /// active direct deal ([`is_direct`]).
+    pub(super) async fn direct_head(&self, any: bool) -> Result<Option<u64>, StoreError> {
+        Ok(if any { Some(self.latest_known_block().await?) } else { None })
     }
 
     /// The latest block this store knows of: deal events, market reads, and the watchers'
@@ -1020,6 +1024,21 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+/// Whether `r` is an active direct deal (no market deal).
+pub(super) fn is_direct(r: &Replica) -> bool {
+    r.deal_id.is_none() && r.state == ReplicaState::Active
+}
+
+/// Gives each active direct deal among `replicas` (no market deal to read) its term's view at
+/// `head` ([`direct_term_view`]).
+pub(super) fn direct_terms<'a>(replicas: impl Iterator<Item = &'a mut Replica>, head: u64) {
+    for r in replicas {
+        if let Some(view) = direct_term_view(r, head) {
+            r.market = Some(view);
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use sqlx::{Row, any::AnyRow};
 
 use super::{
     PieceToOrder, Store, StoreError,
-    deals::{deal_ids, fold_contract, forget_events, slot_event_from_row},
+    deals::{deal_ids, direct_terms, fold_contract, forget_events, is_direct, slot_event_from_row},
     get_u64, int,
     requests::{move_cursor, rewind_cursor},
 };
@@ -486,14 +486,18 @@ impl Store {
         let ids = deal_ids(events.values().flatten());
         let markets = self.market_views(&ids).await?;
         let probes = self.probe_views(&ids).await?;
-        Ok(events
+        let mut replicas: HashMap<String, Replica> = events
             .into_iter()
             .filter_map(|(id, mut events)| {
                 let mut replica = fold_contract(&mut events, &markets).into_iter().next()?;
                 replica.probe = replica.deal_id.and_then(|d| probes.get(&d).copied());
                 Some((id, replica))
             })
-            .collect())
+            .collect();
+        if let Some(head) = self.direct_head(replicas.values().any(is_direct)).await? {
+            direct_terms(replicas.values_mut(), head);
+        }
+        Ok(replicas)
     }
 }
 

@@ -42,6 +42,7 @@ use std::{
 use alloy::signers::local::PrivateKeySigner;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use tokio::io::AsyncReadExt;
+use tracing::debug;
 
 use super::{Deal, SealError, SealJob, SealProgress, Sealer, curio};
 use crate::{chain::ChainClient, domain::WorkKind};
@@ -148,12 +149,17 @@ impl Sealer for CommandSealer {
     }
 
     async fn hand_over(&self, job: &SealJob) -> Result<Deal, SealError> {
+        // 0 when unknown: a slot, or a `DealClient` deployed before `proposalNumber` (a Curio
+        // deal naming 0 is refused: `DealNotFound`).
         let number = match job.kind {
-            WorkKind::Proposal => self
-                .chain
-                .proposal_number(job.contract, job.proposal_id)
-                .await
-                .map_err(|e| SealError::Retry(e.to_string()))?,
+            WorkKind::Proposal => {
+                self.chain.proposal_number(job.contract, job.proposal_id).await.unwrap_or_else(
+                    |e| {
+                        debug!(work = %job.work, error = %e, "no proposal number");
+                        0
+                    },
+                )
+            }
             WorkKind::Slot => 0,
         };
         let values = self.values(job, number);
@@ -236,10 +242,22 @@ impl Sealer for CommandSealer {
                 {
                     return Ok(SealProgress::Active { sector: None });
                 }
+                // Handed over as a direct deal, yet published on the market (Boost took the
+                // proposal too): that deal is the one to follow.
+                if let (Deal::Direct, Some((Deal::Market(id), _))) = (deal, found) {
+                    return self.market_progress(id).await;
+                }
             }
         }
-        // On the local chain the simulated market answers directly.
         let Deal::Market(deal) = deal else { return Ok(SealProgress::Sealing) };
+        self.market_progress(deal).await
+    }
+}
+
+impl CommandSealer {
+    /// Where a market deal is, on the local chain where the simulated market answers
+    /// directly; elsewhere `Sealing` (activation is read from the contracts).
+    async fn market_progress(&self, deal: u64) -> Result<SealProgress, SealError> {
         if let Ok(d) = self.chain.market_deal(deal).await {
             if d.removed {
                 return Ok(SealProgress::Gone("the market removed the deal".into()));

@@ -214,3 +214,66 @@ async fn downloads_at_once_keep_to_max_downloads() {
         agent.stop().await;
     }
 }
+
+/// A proposal open to any miner, for one replica, seen by two agents: one deal is published
+/// and proven; the other agent either skips the proposal as full or, having taken it at the
+/// same time, has its publication refused (the contract, asked by the market's
+/// AuthenticateMessage, has no replica left) and records the work failed, nothing published.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proposal_open_to_any_miner_is_taken_once() {
+    let chain = Chain::start().await;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = car(250_000, 5);
+    let url = origin.add("any", &c.bytes, Serve::Good);
+    let proposal = chain.propose(&c, 0, url, 200).await;
+    let reference = format!("{proposal:#x}");
+    let agents = [
+        AgentProcess::start(&chain, 0, &dir.path().join("a0"), &[]).await,
+        AgentProcess::start(&chain, 1, &dir.path().join("a1"), &[]).await,
+    ];
+    let reader = chain.reader();
+    let dc = DealClient::new(chain.deal_client(), &reader);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let deal = loop {
+        let deals = dc.getProposal(proposal).call().await.unwrap().deals;
+        if let Some(d) = deals.iter().find(|d| d.activated >= 0) {
+            assert_eq!(deals.len(), 1, "one replica, one deal");
+            break d.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no deal proven: {deals:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    for agent in &agents {
+        let v = agent
+            .wait_for("/work?limit=100", 120, "the proposal active, failed or skipped", |v| {
+                let works = work_for(v.as_array().unwrap(), "proposal", &reference);
+                if agent.miner == deal.provider {
+                    works.iter().any(|w| w["state"] == "active")
+                } else {
+                    works.is_empty() || works.iter().any(|w| w["state"] == "failed")
+                }
+            })
+            .await;
+        let works = work_for(v.as_array().unwrap(), "proposal", &reference);
+        if agent.miner == deal.provider {
+            assert_eq!(works[0]["deal_id"].as_u64(), Some(deal.dealId));
+        } else if let Some(w) = works.first() {
+            assert!(w["deal_id"].is_null(), "nothing published by the other: {w:#}");
+        } else {
+            let skipped = agent
+                .wait_for("/status", 30, "the full proposal skipped", |s| {
+                    s["recent_skips"].as_array().unwrap().iter().any(|l| {
+                        l["reference"] == reference.as_str() && l["reason_code"] == "closed"
+                    })
+                })
+                .await;
+            assert!(!skipped.is_null());
+        }
+    }
+    let deals = dc.getProposal(proposal).call().await.unwrap().deals;
+    assert_eq!(deals.len(), 1, "still one deal: {deals:?}");
+    for agent in agents {
+        agent.stop().await;
+    }
+}

@@ -16,7 +16,8 @@
 //!   neither of the notification's fields; with `market_address`, `version()` must be 1 and
 //!   `verifyDeal` true (426 otherwise), with `dealId` the `market_deal_id`;
 //! - a second deal with the same identifier fails the database insert: 500, `Reason: `;
-//! - `GET /status/{id}`: 404 and no body when unknown, else `{"ddo_v1": {"status", "errorMsg"}}`;
+//! - `GET /status/{id}`: 401 when no deal of that id belongs to the header's client (the
+//!   middleware's `AuthenticateClient`), else `{"ddo_v1": {"status", "errorMsg"}}`;
 //! - sealing: the piece downloaded from `source_http`, its piece CID checked, the sector proven
 //!   with the piece's notification (`requireNotificationSuccess`, as Curio's docs advise).
 
@@ -55,6 +56,8 @@ use crate::support::{AgentProcess, Chain, Origin, Serve, agent_args, car, work_f
 struct Deals {
     /// Deal id → status.
     status: HashMap<String, String>,
+    /// Deal id → its client's address bytes.
+    clients: HashMap<String, Vec<u8>>,
     /// `METHOD path` of every request.
     requests: Vec<String>,
     /// Why requests were refused.
@@ -214,6 +217,7 @@ async fn submit(State(c): State<Shared>, headers: HeaderMap, body: String) -> Re
             return refuse(&c, 500, String::new());
         }
         d.status.insert(id.clone(), "accepted".into());
+        d.clients.insert(id.clone(), who.clone());
     }
     let sealing = Arc::clone(&c);
     let v2 = v2.to_string();
@@ -276,11 +280,17 @@ async fn seal(
 async fn status(State(c): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let path = format!("/market/mk20/status/{id}");
     c.deals.lock().unwrap().requests.push(format!("GET {path}"));
-    if let Err(e) = authorized(&headers, "GET", &path) {
-        return refuse(&c, 401, e);
-    }
-    let Some(status) = c.deals.lock().unwrap().status.get(&id).cloned() else {
-        return StatusCode::NOT_FOUND.into_response();
+    let who = match authorized(&headers, "GET", &path) {
+        Ok(who) => who,
+        Err(e) => return refuse(&c, 401, e),
+    };
+    let known = {
+        let d = c.deals.lock().unwrap();
+        d.clients.get(&id).filter(|client| **client == who).and(d.status.get(&id).cloned())
+    };
+    let Some(status) = known else {
+        // Not refused as a bad request: how Curio answers a deal it does not hold for you.
+        return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
     };
     let (status, error) = match status.strip_prefix("failed: ") {
         Some(e) => ("failed".to_owned(), e.to_owned()),
