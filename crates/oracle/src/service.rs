@@ -206,8 +206,17 @@ impl Oracle {
         }
         let faults = match &operator {
             Some(tx) => {
+                // Pins' DAGs: a cold one from the providers first, then origins and gateways.
+                let fetcher = Fetcher::with_policy(
+                    config.fetch.gateways.clone(),
+                    config.fetch.limits(),
+                    config.fetch.net_policy(),
+                )
+                .with_p2p(p2p.clone())
+                .with_cold(cold.clone())
+                .with_gc_gate(GcGate::new(store.clone(), config.worker.lease()));
                 let (task, faults) =
-                    start_pipeline(&config, chain_id, tx, &store, &blocks, &p2p, &shutdown);
+                    start_pipeline(&config, chain_id, tx, &store, &blocks, fetcher, &shutdown);
                 tasks.push(task);
                 faults
             }
@@ -376,7 +385,7 @@ fn start_pipeline<B: Blockstore>(
     tx: &estuary_chain::TxManager,
     store: &Store,
     blocks: &Arc<B>,
-    p2p: &P2p,
+    fetcher: Fetcher,
     shutdown: &CancellationToken,
 ) -> (JoinHandle<()>, crate::pipeline::Faults) {
     let tx = tx.clone();
@@ -385,13 +394,6 @@ fn start_pipeline<B: Blockstore>(
         pinning: config.contracts.pinning,
         oracle: config.contracts.oracle,
     };
-    let fetcher = Fetcher::with_policy(
-        config.fetch.gateways.clone(),
-        config.fetch.limits(),
-        config.fetch.net_policy(),
-    )
-    .with_p2p(p2p.clone())
-    .with_gc_gate(GcGate::new(store.clone(), config.worker.lease()));
     let pipeline = Pipeline::new(
         store.clone(),
         Arc::clone(blocks),

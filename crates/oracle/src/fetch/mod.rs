@@ -39,10 +39,11 @@ use estuary_dag::{
     walk::{self, WalkError, WalkLimits},
 };
 use libp2p::{Multiaddr, PeerId};
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::{
     blockstore::{Blockstore, BlockstoreError, Staged},
+    deals::cold::{ColdError, ColdReads},
     domain::FailureCode,
     gc::{GcGate, Hold},
     p2p::P2p,
@@ -160,6 +161,9 @@ pub enum SourceName {
     Peer(PeerId),
     /// An origin that was not tried (as the request wrote it).
     Origin(String),
+    /// The storage providers of the pieces holding the blocks of a pin whose blocks this
+    /// oracle dropped (cold).
+    Providers,
 }
 
 impl std::fmt::Display for SourceName {
@@ -169,6 +173,7 @@ impl std::fmt::Display for SourceName {
             Self::Gateway(url) => f.write_str(url),
             Self::Peer(peer) => write!(f, "bitswap from {peer}"),
             Self::Origin(origin) => f.write_str(origin),
+            Self::Providers => f.write_str("the storage providers (cold)"),
         }
     }
 }
@@ -208,6 +213,9 @@ pub enum SourceFailure {
     /// The origin cannot be used.
     #[error("{0}")]
     Skipped(&'static str),
+    /// Reading from the storage providers failed.
+    #[error("reading from providers: {0}")]
+    Providers(String),
 }
 
 /// Why a fetch failed.
@@ -314,6 +322,7 @@ pub struct Fetcher {
     policy: Arc<NetPolicy>,
     p2p: Option<P2p>,
     gate: Option<GcGate>,
+    cold: Option<Arc<ColdReads>>,
 }
 
 /// How one source's attempt ended.
@@ -321,6 +330,20 @@ enum Attempt {
     /// The source sent what it had; a walk tells whether the DAG is complete.
     Done,
     Failed(SourceFailure),
+}
+
+/// Why a walk reading from providers stopped at a block.
+#[derive(Debug, thiserror::Error)]
+enum ColdWalk {
+    /// The fetch's deadline passed.
+    #[error("out of time")]
+    OutOfTime,
+    /// This oracle's blockstore failed.
+    #[error(transparent)]
+    Store(BlockstoreError),
+    /// The read from providers failed.
+    #[error(transparent)]
+    Cold(ColdError),
 }
 
 /// A source's pace: its bytes since it started, against the throughput floor.
@@ -405,7 +428,24 @@ impl Fetcher {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("a client with no redirects builds");
-        Self { origin_client, gateway_client, gateways, limits, policy, p2p: None, gate: None }
+        Self {
+            origin_client,
+            gateway_client,
+            gateways,
+            limits,
+            policy,
+            p2p: None,
+            gate: None,
+            cold: None,
+        }
+    }
+
+    /// Reads a DAG whose blocks this oracle dropped (a cold pin pinned again) from the
+    /// storage providers of the pieces holding them, through `cold`, before any other source.
+    #[must_use]
+    pub fn with_cold(mut self, cold: Option<Arc<ColdReads>>) -> Self {
+        self.cold = cold;
+        self
     }
 
     /// Fetches from the peers named by `/p2p/` origins over Bitswap, through `p2p`.
@@ -521,6 +561,21 @@ impl Fetcher {
         mut failures: Vec<(SourceName, SourceFailure)>,
     ) -> Result<(FetchStats, Option<Hold>), FetchError> {
         let staged = Arc::new(Staged::new(Arc::clone(store), job.stage.clone()));
+        // A pin whose blocks went cold: read back from the providers, each span checked against
+        // its piece and each block against its CID, before the network is asked.
+        if let Some(cold) = &self.cold
+            && cold.holds(&root).await?
+        {
+            match self.try_cold(cold, root, &staged, deadline, budget).await? {
+                Attempt::Done => match self.settle(root, store, Some(&staged), &job.stage).await? {
+                    Ok(stats) => return Ok(stats),
+                    Err(missing) => {
+                        failures.push((SourceName::Providers, SourceFailure::Incomplete(missing)));
+                    }
+                },
+                Attempt::Failed(why) => failures.push((SourceName::Providers, why)),
+            }
+        }
         let plan = plan::plan(job.origins, &self.gateways, &self.policy);
         for (origin, why) in &plan.skipped {
             tracing::debug!(%origin, why, "origin skipped");
@@ -609,6 +664,81 @@ impl Fetcher {
             WalkError::Block(BlockError::Missing(cid) | BlockError::Corrupt(cid)) => Ok(Err(cid)),
             WalkError::Block(BlockError::Io { source, .. }) => {
                 Err(FetchError::Store(BlockstoreError::Io(std::io::Error::other(source))))
+            }
+            e if e.is_malformed() => Err(FetchError::BadDag(Box::new(e))),
+            e => Err(FetchError::TooLarge(e.to_string())),
+        }
+    }
+
+    /// Walks the DAG under `root` depth first, reading each block not already here from the
+    /// storage providers of a piece holding it ([`ColdReads::block`]: its spans checked against
+    /// the piece, the block against its CID) into the staging area. Reads wait for a free slot
+    /// among the cold reads (they are shared with the gateway's and Bitswap's clients), within
+    /// the fetch's deadline.
+    async fn try_cold<S: Blockstore>(
+        &self,
+        cold: &Arc<ColdReads>,
+        root: Cid,
+        staged: &Arc<Staged<S>>,
+        deadline: Instant,
+        budget: Duration,
+    ) -> Result<Attempt, FetchError> {
+        let (cold, staged) = (Arc::clone(cold), Arc::clone(staged));
+        let (limits, max_block) = (self.limits.walk(), self.limits.max_block);
+        let handle = tokio::runtime::Handle::current();
+        let walked = tokio::task::spawn_blocking(move || {
+            let source = estuary_dag::source::from_fn(|cid: &Cid| {
+                let io = |e: ColdWalk| BlockError::Io { cid: *cid, source: Box::new(e) };
+                match staged.get(cid) {
+                    Ok(Some(data)) => return Ok(data),
+                    Ok(None) => {}
+                    Err(e) => return Err(io(ColdWalk::Store(e))),
+                }
+                let read = handle.block_on(async {
+                    loop {
+                        if Instant::now() >= deadline {
+                            return Err(ColdWalk::OutOfTime);
+                        }
+                        match timeout_at(deadline, cold.block(cid)).await {
+                            Err(_) => return Err(ColdWalk::OutOfTime),
+                            Ok(Err(ColdError::Busy)) => {
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            Ok(read) => return read.map_err(ColdWalk::Cold),
+                        }
+                    }
+                });
+                match read {
+                    Ok(Some(data)) if data.len() <= max_block => {
+                        staged.put_verified(cid, &data).map_err(|e| io(ColdWalk::Store(e)))?;
+                        Ok(data)
+                    }
+                    Ok(_) => Err(BlockError::Missing(*cid)),
+                    Err(e) => Err(io(e)),
+                }
+            });
+            walk::dfs(root, limits, source, |_, _| {})
+        })
+        .await
+        .expect("a walk reading from providers does not panic");
+        let e = match walked {
+            Ok(_) => return Ok(Attempt::Done),
+            Err(e) => e,
+        };
+        match e {
+            WalkError::Block(BlockError::Missing(cid) | BlockError::Corrupt(cid)) => {
+                Ok(Attempt::Failed(SourceFailure::Incomplete(cid)))
+            }
+            WalkError::Block(BlockError::Io { source, .. }) => {
+                match source.downcast::<ColdWalk>().map(|e| *e) {
+                    Ok(ColdWalk::OutOfTime) => Err(FetchError::OutOfTime(budget)),
+                    Ok(ColdWalk::Store(e)) => Err(FetchError::Store(e)),
+                    Ok(ColdWalk::Cold(ColdError::Store(e))) => Err(FetchError::Database(e)),
+                    Ok(ColdWalk::Cold(e)) => {
+                        Ok(Attempt::Failed(SourceFailure::Providers(e.to_string())))
+                    }
+                    Err(other) => Ok(Attempt::Failed(SourceFailure::Providers(other.to_string()))),
+                }
             }
             e if e.is_malformed() => Err(FetchError::BadDag(Box::new(e))),
             e => Err(FetchError::TooLarge(e.to_string())),

@@ -91,6 +91,104 @@ async fn sp(
     url
 }
 
+/// An oracle's store at `dir`, and its cold reads, for a pin whose blocks are gone: the piece
+/// of the CAR at `car_path` (its levels and its blocks' places recorded, marked cold) held by
+/// f01000, an SP agent's retrieval server serving that file (through a proxy flipping a byte
+/// of each body while `tamper` is set, if given), the order's replica active. Verified spans
+/// are kept `cache_secs`.
+pub(crate) async fn cold_oracle(
+    dir: &std::path::Path,
+    root: &str,
+    piece: &PieceCid,
+    car_path: &std::path::Path,
+    cache_secs: u64,
+    tamper: Option<Arc<std::sync::atomic::AtomicBool>>,
+) -> (Store, Arc<ColdReads>) {
+    use alloy::primitives::{Address, B256};
+    use estuary_chain::Cursor;
+    use estuary_oracle::{
+        domain::deal::{Backend, DealLog, DealLogKind, OrderState, SlotEventKind},
+        store::OrderRecord,
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let car = std::fs::read(car_path).unwrap();
+    let padded = piece.padded_size().unwrap();
+    let mut b = LevelsBuilder::new(padded).unwrap();
+    b.update(&car).unwrap();
+    let levels = {
+        let mut c = CommP::new();
+        c.update(&car);
+        b.finish(&c.finish().unwrap().commp).unwrap()
+    };
+    // Where each block's data lies in the CAR.
+    let mut places = Vec::new();
+    let mut decoder = estuary_dag::car::CarDecoder::new(Default::default());
+    decoder.push(&car);
+    while let Some(item) = decoder.next_item().unwrap() {
+        if let estuary_dag::car::CarItem::Block(block) = item {
+            let at = decoder.offset() - block.data.len() as u64;
+            places.push((block.cid.to_bytes(), at, block.data.len() as u64));
+        }
+    }
+    let store = Store::open(&DatabaseUrl::Sqlite(dir.join("o.sqlite"))).await.unwrap();
+    let name = piece.to_string();
+    store.put_piece_levels(&name, &levels).await.unwrap();
+    let id = store.start_piece_blocks(&name).await.unwrap().unwrap();
+    store.add_piece_blocks(id, &places).await.unwrap();
+    store.finish_piece_blocks(id, places.len() as u64).await.unwrap();
+    store.mark_blocks_cold(std::slice::from_ref(&name), 1).await.unwrap();
+    let (contract, operator) = (Address::repeat_byte(0x33), Address::repeat_byte(0x44));
+    let piece_v1 = piece.to_v1().to_cid().to_bytes();
+    let order = OrderRecord {
+        backend: Backend::Perpetual,
+        contract,
+        piece_cid: name.clone(),
+        piece_v1: piece_v1.clone(),
+        payload_cid: root.to_owned(),
+        padded_size: padded,
+        car_size: car.len() as u64,
+        replicas_target: 1,
+        state: OrderState::Sending,
+        order_id: None,
+        tx_hash: None,
+        error: None,
+        funding: None,
+        sent_block: 1,
+        created_ms: 0,
+        updated_ms: 0,
+    };
+    assert!(store.record_order(&order, 1).await.unwrap());
+    let log = |block, order_id, kind| DealLog { block_number: block, log_index: 0, order_id, kind };
+    let slot = |kind| DealLogKind::Slot { provider: 1000, kind };
+    let logs = [
+        log(2, 1, DealLogKind::Created { client: operator, piece_v1 }),
+        log(3, 1, slot(SlotEventKind::Claimed { deadline: Some(1000) })),
+        log(
+            4,
+            1,
+            slot(SlotEventKind::Activated { deal_id: Some(1), start_epoch: 5, end_epoch: 100_000 }),
+        ),
+    ];
+    let at = Cursor { block_number: 4, block_hash: B256::repeat_byte(4) };
+    store.ingest_deal_events("deals:bench", contract, &[operator], &logs, at, 1).await.unwrap();
+    let v1 = piece.to_v1().to_cid().to_string();
+    let mut sp = sp(dir, car_path, piece, v1, padded, car.len()).await;
+    if let Some(tamper) = tamper {
+        sp = crate::probes::tampering_proxy(sp, tamper).await;
+    }
+    let reads = Arc::new(
+        ColdReads::new(
+            store.clone(),
+            Arc::new(ProviderUrls::new(HashMap::from([(1000, sp)]), false)),
+            Arc::new(NetPolicy::strict()),
+            Duration::from_secs(60),
+            Duration::from_secs(cache_secs),
+        )
+        .unwrap(),
+    );
+    (store, reads)
+}
+
 /// Downloads `url` whole: its bytes, and the time.
 async fn download(url: &str) -> (Vec<u8>, Duration) {
     let started = Instant::now();
@@ -208,38 +306,13 @@ async fn bench_cold_piece_reads_from_an_sp_beside_hot_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run by hand (see the module's docs)"]
 async fn bench_cold_gateway_reads_from_an_sp_beside_hot_ones() {
-    use alloy::primitives::{Address, B256};
-    use estuary_chain::Cursor;
-    use estuary_oracle::{
-        blockstore::{Blockstore, FsBlockstore},
-        domain::deal::{Backend, DealLog, DealLogKind, OrderState, SlotEventKind},
-        store::OrderRecord,
-    };
+    use estuary_oracle::blockstore::{Blockstore, FsBlockstore};
     let dir = tempfile::tempdir().unwrap();
     let (root, piece, car) = crate::oracle_pinning::add(dir.path(), "f", &random(SIZE, 9));
     let piece: PieceCid = piece.parse().unwrap();
-    let padded = piece.padded_size().unwrap();
-    let mut b = LevelsBuilder::new(padded).unwrap();
-    b.update(&car).unwrap();
-    let levels = {
-        let mut c = CommP::new();
-        c.update(&car);
-        b.finish(&c.finish().unwrap().commp).unwrap()
-    };
     let (_, blocks) = estuary_dag::car::read_car(&car, Default::default()).unwrap();
-    // Where each block's data lies in the CAR.
-    let mut places = Vec::new();
-    let mut decoder = estuary_dag::car::CarDecoder::new(Default::default());
-    decoder.push(&car);
-    while let Some(item) = decoder.next_item().unwrap() {
-        if let estuary_dag::car::CarItem::Block(block) = item {
-            let at = decoder.offset() - block.data.len() as u64;
-            places.push((block.cid.to_bytes(), at, block.data.len() as u64));
-        }
-    }
     let car_path = dir.path().join("piece.car");
     std::fs::write(&car_path, &car).unwrap();
-    let car_size = car.len();
     drop(car);
 
     // The hot oracle: the pin's blocks in its store.
@@ -255,61 +328,8 @@ async fn bench_cold_gateway_reads_from_an_sp_beside_hot_ones() {
 
     // The cold oracle: no blocks, the piece at f01000.
     let cold_dir = dir.path().join("cold");
-    std::fs::create_dir_all(&cold_dir).unwrap();
-    let store = Store::open(&DatabaseUrl::Sqlite(cold_dir.join("o.sqlite"))).await.unwrap();
+    let (store, reads) = cold_oracle(&cold_dir, &root, &piece, &car_path, 2, None).await;
     let name = piece.to_string();
-    store.put_piece_levels(&name, &levels).await.unwrap();
-    let id = store.start_piece_blocks(&name).await.unwrap().unwrap();
-    store.add_piece_blocks(id, &places).await.unwrap();
-    store.finish_piece_blocks(id, places.len() as u64).await.unwrap();
-    store.mark_blocks_cold(std::slice::from_ref(&name), 1).await.unwrap();
-    let (contract, operator) = (Address::repeat_byte(0x33), Address::repeat_byte(0x44));
-    let piece_v1 = piece.to_v1().to_cid().to_bytes();
-    let order = OrderRecord {
-        backend: Backend::Perpetual,
-        contract,
-        piece_cid: name.clone(),
-        piece_v1: piece_v1.clone(),
-        payload_cid: root.clone(),
-        padded_size: padded,
-        car_size: car_size as u64,
-        replicas_target: 1,
-        state: OrderState::Sending,
-        order_id: None,
-        tx_hash: None,
-        error: None,
-        funding: None,
-        sent_block: 1,
-        created_ms: 0,
-        updated_ms: 0,
-    };
-    assert!(store.record_order(&order, 1).await.unwrap());
-    let log = |block, order_id, kind| DealLog { block_number: block, log_index: 0, order_id, kind };
-    let slot = |kind| DealLogKind::Slot { provider: 1000, kind };
-    let logs = [
-        log(2, 1, DealLogKind::Created { client: operator, piece_v1 }),
-        log(3, 1, slot(SlotEventKind::Claimed { deadline: Some(1000) })),
-        log(
-            4,
-            1,
-            slot(SlotEventKind::Activated { deal_id: Some(1), start_epoch: 5, end_epoch: 100_000 }),
-        ),
-    ];
-    let at = Cursor { block_number: 4, block_hash: B256::repeat_byte(4) };
-    store.ingest_deal_events("deals:bench", contract, &[operator], &logs, at, 1).await.unwrap();
-    let sp =
-        sp(dir.path(), &car_path, &piece, piece.to_v1().to_cid().to_string(), padded, car_size)
-            .await;
-    let reads = Arc::new(
-        ColdReads::new(
-            store.clone(),
-            Arc::new(ProviderUrls::new(HashMap::from([(1000, sp.clone())]), false)),
-            Arc::new(NetPolicy::strict()),
-            Duration::from_secs(60),
-            Duration::from_secs(2),
-        )
-        .unwrap(),
-    );
     assert_eq!(reads.sources(&name).await.unwrap().len(), 1, "f01000 holds it");
     let cold = api_with(&store, &cold_dir, &cold_dir.join("packed"), &shutdown, Some(reads)).await;
 

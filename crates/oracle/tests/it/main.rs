@@ -18,6 +18,7 @@ mod bench_cold;
 mod bench_oracle;
 mod blockstores;
 mod child;
+mod cold_fetch;
 mod contract_deals;
 mod data_path;
 mod hardening_api;

@@ -52,7 +52,7 @@ use crate::{
 
 /// A proxy to an SP agent that, once `tamper` is set, flips a byte of every body it passes on
 /// (status and headers kept).
-async fn tampering_proxy(upstream: String, tamper: Arc<AtomicBool>) -> String {
+pub(crate) async fn tampering_proxy(upstream: String, tamper: Arc<AtomicBool>) -> String {
     async fn pass(
         State((upstream, tamper, http)): State<(String, Arc<AtomicBool>, reqwest::Client)>,
         request: Request,
@@ -88,7 +88,7 @@ async fn tampering_proxy(upstream: String, tamper: Arc<AtomicBool>) -> String {
 
 /// A trustless gateway serving the CARs in `cars` by root CID (as `oracle_pinning::gateway`),
 /// counting in `asked` the requests it has answered.
-async fn counting_gateway(cars: Cars, asked: Arc<AtomicUsize>) -> String {
+pub(crate) async fn counting_gateway(cars: Cars, asked: Arc<AtomicUsize>) -> String {
     let upstream = gateway(cars).await;
     let pass = move |request: Request| {
         let (upstream, asked) = (upstream.clone(), Arc::clone(&asked));
