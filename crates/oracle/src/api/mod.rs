@@ -732,7 +732,7 @@ async fn deal_metrics<B: Blockstore>(
             ),
             (
                 "estuary_cold_blocks_total",
-                "Blocks read from providers for the gateway and Bitswap, each checked.",
+                "Blocks read from providers (gateway, Bitswap, cold pins pinned again), each checked.",
                 stats.blocks,
             ),
         ] {

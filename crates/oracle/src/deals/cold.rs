@@ -141,7 +141,8 @@ pub struct ColdStats {
     pub refused: BTreeMap<u64, u64>,
     /// Spans served from the cache.
     pub cached: u64,
-    /// Blocks read from providers for the gateway and Bitswap, each checked against its CID.
+    /// Blocks read from providers (for the gateway, Bitswap, and cold pins pinned again),
+    /// each checked against its CID.
     pub blocks: u64,
     /// Copies brought back by [`ReadBacks::restore`], by where from.
     pub restores: BTreeMap<RestoreSource, u64>,
@@ -310,8 +311,23 @@ impl ColdReads {
 
     /// The block `cid` of a pin whose blocks are no longer kept here, read from the providers
     /// of a piece holding it (its place in the piece recorded when the piece was read back)
-    /// and checked against the CID; `None` if no such piece holds it.
+    /// and checked against the CID; `None` if no such piece holds it. For clients (the gateway,
+    /// Bitswap): with one of the reads made at once, or [`ColdError::Busy`].
     pub async fn block(self: &Arc<Self>, cid: &Cid) -> Result<Option<Vec<u8>>, ColdError> {
+        self.block_with(cid, false).await
+    }
+
+    /// [`Self::block`], for keeping a copy (a cold pin pinned again): with the slot read-backs
+    /// and restores share, waited for, so it never takes a client's read.
+    pub async fn block_to_keep(self: &Arc<Self>, cid: &Cid) -> Result<Option<Vec<u8>>, ColdError> {
+        self.block_with(cid, true).await
+    }
+
+    async fn block_with(
+        self: &Arc<Self>,
+        cid: &Cid,
+        keep: bool,
+    ) -> Result<Option<Vec<u8>>, ColdError> {
         let places = self.store.cold_block_places(&cid.to_bytes(), PLACES).await?;
         let mut last = None;
         for place in places {
@@ -327,16 +343,21 @@ impl ColdReads {
             }
             let Ok(piece) = place.piece.parse::<PieceCid>() else { continue };
             let end = place.at.saturating_add(place.len);
-            let read =
-                match self.read(&piece, |total| (end <= total).then_some((place.at, end))).await {
-                    Ok(Some(read)) => read,
-                    Ok(None) => continue,
-                    Err(e @ ColdError::Busy) => return Err(e),
-                    Err(e) => {
-                        last = Some(e);
-                        continue;
-                    }
-                };
+            let range = |total| (end <= total).then_some((place.at, end));
+            let read = if keep {
+                self.read_keeping(&piece, range).await
+            } else {
+                self.read(&piece, range).await
+            };
+            let read = match read {
+                Ok(Some(read)) => read,
+                Ok(None) => continue,
+                Err(e @ ColdError::Busy) => return Err(e),
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
             let mut data = Vec::with_capacity(usize::try_from(place.len).unwrap_or(0));
             let mut body = read.body;
             while let Some(frame) = body.next().await {
@@ -416,9 +437,18 @@ impl ColdReads {
         self: &Arc<Self>,
         piece: &PieceCid,
     ) -> Result<Option<ColdRead>, ColdError> {
+        self.read_keeping(piece, |total| Some((0, total))).await
+    }
+
+    /// [`Self::read`] with the keeping slot ([`Self::read_to_keep`]'s), waited for.
+    async fn read_keeping(
+        self: &Arc<Self>,
+        piece: &PieceCid,
+        range: impl FnOnce(u64) -> Option<(u64, u64)>,
+    ) -> Result<Option<ColdRead>, ColdError> {
         let permit =
             Arc::clone(&self.keeping).acquire_owned().await.map_err(|_| ColdError::Busy)?;
-        self.read_held(piece, |total| Some((0, total)), permit).await
+        self.read_held(piece, range, permit).await
     }
 
     async fn read_held(

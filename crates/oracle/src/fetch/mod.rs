@@ -335,9 +335,23 @@ enum Attempt {
 /// Why a walk reading from providers stopped at a block.
 #[derive(Debug, thiserror::Error)]
 enum ColdWalk {
-    /// The fetch's deadline passed.
-    #[error("out of time")]
+    /// Its share of the fetch's budget ran out.
+    #[error("out of its share of the fetch's time")]
     OutOfTime,
+    /// A block read made no progress for the fetch's `no_progress`.
+    #[error("no progress")]
+    NoProgress,
+    /// The fetch was dropped (its job cancelled or moved on).
+    #[error("the fetch was dropped")]
+    Dropped,
+    /// A block over the fetch's limit.
+    #[error("a block of {len} bytes, more than {max}")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// This oracle's blockstore failed.
     #[error(transparent)]
     Store(BlockstoreError),
@@ -566,7 +580,7 @@ impl Fetcher {
         if let Some(cold) = &self.cold
             && cold.holds(&root).await?
         {
-            match self.try_cold(cold, root, &staged, deadline, budget).await? {
+            match self.try_cold(cold, root, &staged, deadline).await? {
                 Attempt::Done => match self.settle(root, store, Some(&staged), &job.stage).await? {
                     Ok(stats) => return Ok(stats),
                     Err(missing) => {
@@ -671,21 +685,29 @@ impl Fetcher {
     }
 
     /// Walks the DAG under `root` depth first, reading each block not already here from the
-    /// storage providers of a piece holding it ([`ColdReads::block`]: its spans checked against
-    /// the piece, the block against its CID) into the staging area. Reads wait for a free slot
-    /// among the cold reads (they are shared with the gateway's and Bitswap's clients), within
-    /// the fetch's deadline.
+    /// storage providers of a piece holding it ([`ColdReads::block_to_keep`]: its spans checked
+    /// against the piece, the block against its CID) into the staging area.
+    /// - It reads with the slot read-backs and restores share, waited for: never one of the
+    ///   reads the gateway's and Bitswap's clients are served with.
+    /// - It has half of what is left of the fetch's budget, so the network can still be asked,
+    ///   and each block read `no_progress`; running out of either is a failed attempt.
+    /// - It stops at the next block once the fetch is dropped (the walk runs on the blocking
+    ///   pool, which cannot be aborted): a cancelled job leaves no read behind.
     async fn try_cold<S: Blockstore>(
         &self,
         cold: &Arc<ColdReads>,
         root: Cid,
         staged: &Arc<Staged<S>>,
         deadline: Instant,
-        budget: Duration,
     ) -> Result<Attempt, FetchError> {
+        let now = Instant::now();
+        let until = now + deadline.saturating_duration_since(now) / 2;
         let (cold, staged) = (Arc::clone(cold), Arc::clone(staged));
         let (limits, max_block) = (self.limits.walk(), self.limits.max_block);
+        let no_progress = self.limits.no_progress;
         let handle = tokio::runtime::Handle::current();
+        let dropped = tokio_util::sync::CancellationToken::new();
+        let _stop_when_dropped = dropped.clone().drop_guard();
         let walked = tokio::task::spawn_blocking(move || {
             let source = estuary_dag::source::from_fn(|cid: &Cid| {
                 let io = |e: ColdWalk| BlockError::Io { cid: *cid, source: Box::new(e) };
@@ -695,25 +717,25 @@ impl Fetcher {
                     Err(e) => return Err(io(ColdWalk::Store(e))),
                 }
                 let read = handle.block_on(async {
-                    loop {
-                        if Instant::now() >= deadline {
-                            return Err(ColdWalk::OutOfTime);
-                        }
-                        match timeout_at(deadline, cold.block(cid)).await {
-                            Err(_) => return Err(ColdWalk::OutOfTime),
-                            Ok(Err(ColdError::Busy)) => {
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                            }
-                            Ok(read) => return read.map_err(ColdWalk::Cold),
-                        }
+                    let by = until.min(Instant::now() + no_progress);
+                    tokio::select! {
+                        () = dropped.cancelled() => Err(ColdWalk::Dropped),
+                        read = timeout_at(by, cold.block_to_keep(cid)) => match read {
+                            Err(_) if by == until => Err(ColdWalk::OutOfTime),
+                            Err(_) => Err(ColdWalk::NoProgress),
+                            Ok(read) => read.map_err(ColdWalk::Cold),
+                        },
                     }
                 });
                 match read {
-                    Ok(Some(data)) if data.len() <= max_block => {
+                    Ok(Some(data)) if data.len() > max_block => {
+                        Err(io(ColdWalk::TooLarge { len: data.len(), max: max_block }))
+                    }
+                    Ok(Some(data)) => {
                         staged.put_verified(cid, &data).map_err(|e| io(ColdWalk::Store(e)))?;
                         Ok(data)
                     }
-                    Ok(_) => Err(BlockError::Missing(*cid)),
+                    Ok(None) => Err(BlockError::Missing(*cid)),
                     Err(e) => Err(io(e)),
                 }
             });
@@ -725,19 +747,23 @@ impl Fetcher {
             Ok(_) => return Ok(Attempt::Done),
             Err(e) => e,
         };
+        let failed = |why: String| Ok(Attempt::Failed(SourceFailure::Providers(why)));
         match e {
             WalkError::Block(BlockError::Missing(cid) | BlockError::Corrupt(cid)) => {
                 Ok(Attempt::Failed(SourceFailure::Incomplete(cid)))
             }
-            WalkError::Block(BlockError::Io { source, .. }) => {
+            WalkError::Block(BlockError::Io { cid, source }) => {
                 match source.downcast::<ColdWalk>().map(|e| *e) {
-                    Ok(ColdWalk::OutOfTime) => Err(FetchError::OutOfTime(budget)),
                     Ok(ColdWalk::Store(e)) => Err(FetchError::Store(e)),
                     Ok(ColdWalk::Cold(ColdError::Store(e))) => Err(FetchError::Database(e)),
-                    Ok(ColdWalk::Cold(e)) => {
-                        Ok(Attempt::Failed(SourceFailure::Providers(e.to_string())))
+                    Ok(ColdWalk::TooLarge { len, max }) => Err(FetchError::TooLarge(format!(
+                        "block {cid} has {len} bytes, more than {max}"
+                    ))),
+                    Ok(ColdWalk::NoProgress) => {
+                        Ok(Attempt::Failed(SourceFailure::NoProgress(no_progress)))
                     }
-                    Err(other) => Ok(Attempt::Failed(SourceFailure::Providers(other.to_string()))),
+                    Ok(e) => failed(e.to_string()),
+                    Err(other) => failed(other.to_string()),
                 }
             }
             e if e.is_malformed() => Err(FetchError::BadDag(Box::new(e))),

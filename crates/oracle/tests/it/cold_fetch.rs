@@ -55,20 +55,28 @@ async fn a_cold_pin_pinned_again_is_read_from_its_provider_not_the_network() {
     // A provider serving wrong bytes: nothing of it is kept; the network gives the DAG.
     tamper.store(true, Ordering::SeqCst);
     let read_before = reads.stats().blocks;
+    let refused =
+        |r: &estuary_oracle::deals::cold::ColdReads| r.stats().refused.values().sum::<u64>();
+    let refused_before = refused(&reads);
     let again = Arc::new(FsBlockstore::open(dir.path().join("again")).unwrap());
     let stats = fetcher.fetch(&cid_bytes(&root), &[], &again).await.unwrap();
     assert_eq!(stats.blocks as usize, dag.len());
     assert_eq!(asked.load(Ordering::SeqCst), 1, "the network, once the provider failed");
     assert_eq!(reads.stats().blocks, read_before, "no block passed from the tampered provider");
+    assert!(refused(&reads) > refused_before, "the provider was asked, and its spans refused");
     for block in &dag {
         assert_eq!(again.get(&block.cid).unwrap().as_deref(), Some(block.data.as_slice()));
     }
 
-    // A DAG that is not cold: the providers are not asked.
+    // A DAG that is not cold: the providers are not asked (the provider honest again, so a
+    // read would count).
+    tamper.store(false, Ordering::SeqCst);
+    let bytes_before = reads.stats().bytes.values().sum::<u64>();
     let (other, _, other_car) = add(dir.path(), "g", &noise(50_000, 6));
     cars.lock().unwrap().insert(other.clone(), other_car);
     let third = Arc::new(FsBlockstore::open(dir.path().join("third")).unwrap());
     fetcher.fetch(&cid_bytes(&other), &[], &third).await.unwrap();
     assert_eq!(asked.load(Ordering::SeqCst), 2);
     assert_eq!(reads.stats().blocks, read_before);
+    assert_eq!(reads.stats().bytes.values().sum::<u64>(), bytes_before, "nothing read");
 }
