@@ -53,9 +53,19 @@ use crate::{
     store::{Decision, Lead, NewWork, PieceRow, Store, StoreError, TransitionError, Work},
 };
 
-/// How long an offer whose claim was refused waits before it is looked at again (an event about
-/// it, such as its slot reopening, brings it back sooner).
+/// How long an offer whose claim was refused waits before it is looked at again, after its
+/// first refusal in a row; each further one doubles it, up to [`REFUSED_LOOK_AGAIN_MAX_MS`]
+/// (an event about the offer, such as its slot reopening, brings it back sooner).
 const REFUSED_LOOK_AGAIN_MS: u64 = 60_000;
+
+/// The longest wait after refusals in a row: an hour (24 refused claims a day, not 1,440).
+const REFUSED_LOOK_AGAIN_MAX_MS: u64 = 3_600_000;
+
+/// How long an offer waits after `refusals` refused claims in a row: a minute, doubling.
+pub fn refused_wait_ms(refusals: u32) -> u64 {
+    let doublings = refusals.saturating_sub(1).min(16);
+    REFUSED_LOOK_AGAIN_MS.saturating_mul(1 << doublings).min(REFUSED_LOOK_AGAIN_MAX_MS)
+}
 
 /// Counters kept by this process (for metrics).
 #[derive(Debug, Default)]
@@ -152,7 +162,11 @@ impl<S: Sealer> Ctx<S> {
                     // would take the offer and be refused again, a new piece of work each time.
                     let not_before = match input {
                         Input::ClaimRefused { .. } => {
-                            now_ms().saturating_add(REFUSED_LOOK_AGAIN_MS)
+                            let refusals = self
+                                .store
+                                .refusals_in_a_row(w.kind, w.contract, &w.reference)
+                                .await?;
+                            now_ms().saturating_add(refused_wait_ms(refusals))
                         }
                         _ => 0,
                     };
@@ -833,5 +847,20 @@ pub async fn run_housekeeping<S: Sealer>(ctx: Arc<Ctx<S>>, shutdown: Cancellatio
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(ctx.tick * 2) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_wait_ms;
+
+    #[test]
+    fn refused_claims_wait_a_minute_doubling_up_to_an_hour() {
+        let waits: Vec<u64> = (0..=8).map(refused_wait_ms).collect();
+        assert_eq!(
+            waits,
+            [60_000, 60_000, 120_000, 240_000, 480_000, 960_000, 1_920_000, 3_600_000, 3_600_000]
+        );
+        assert_eq!(refused_wait_ms(u32::MAX), 3_600_000);
     }
 }

@@ -825,15 +825,25 @@ async fn providers_are_probed_at_the_urls_their_agents_registered() {
 
     // f01001's controlling account registers its agent's URL: read within the refresh, and
     // its replica is read back.
+    // Account 2 is f01001's agent's key too: a transaction of the agent's taking the same nonce
+    // at the same moment refuses this one ("nonce too low"), so it is sent again.
     let owner = chain.wallet(2);
-    ProviderRegistry::new(registry, &owner)
-        .setUrl(1001, sps[1].url.clone())
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let registry_of_owner = ProviderRegistry::new(registry, &owner);
+    let mut tries = 0;
+    loop {
+        let sent = registry_of_owner.setUrl(1001, sps[1].url.clone()).send().await;
+        match sent {
+            Ok(pending) => {
+                assert!(pending.get_receipt().await.unwrap().status(), "setUrl reverted");
+                break;
+            }
+            Err(e) if tries < 10 && e.to_string().contains("nonce too low") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("setUrl: {e}"),
+        }
+    }
     order_when(&oracle, 60, "f01001 read back at its registered URL", |o| probed_ok(o, 1001)).await;
     let order = order_when(&oracle, 5, "f01002 still not asked", |o| {
         at(o, 1002).iter().all(|r| r["last_probe"].is_null())

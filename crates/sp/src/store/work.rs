@@ -288,6 +288,30 @@ impl Store {
         .transpose()
     }
 
+    /// How many of a lead's latest pieces of work, in a row, were refused claims (slot work
+    /// that failed without ever being claimed: no deadline).
+    pub async fn refusals_in_a_row(
+        &self,
+        kind: WorkKind,
+        contract: Address,
+        reference: &str,
+    ) -> Result<u32, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM work
+             WHERE kind = $1 AND contract = $2 AND ref = $3 AND kind = 'slot'
+               AND state = 'failed' AND deadline IS NULL
+               AND id > COALESCE((SELECT MAX(id) FROM work
+                                  WHERE kind = $1 AND contract = $2 AND ref = $3
+                                    AND (state <> 'failed' OR deadline IS NOT NULL)), 0)",
+        )
+        .bind(kind.as_str())
+        .bind(format!("{contract:#x}"))
+        .bind(reference)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(get_u64(&row, "n")?).unwrap_or(u32::MAX))
+    }
+
     /// The most recent failed work for a lead (to avoid taking the same bad offer again).
     pub async fn last_failure_for(
         &self,
@@ -473,5 +497,79 @@ impl Store {
             collected = collected.saturating_add(parsed(&c, "collected")?);
         }
         Ok((bytes, collected))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::{Address, B256, U256};
+    use estuary_chain::Cursor;
+
+    use super::*;
+    use crate::store::{Decision, LeadEvent};
+
+    /// Refused claims in a row are counted; a claim that went through starts the count again.
+    #[tokio::test]
+    async fn refusals_in_a_row_count_refused_claims_since_the_last_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("sp.sqlite")).await.unwrap();
+        let contract = Address::repeat_byte(1);
+        let mut block = 0;
+        let mut take = async |store: &Store| {
+            block += 1;
+            let event = LeadEvent {
+                kind: WorkKind::Slot,
+                contract,
+                reference: "7".into(),
+                block,
+                settled: None,
+            };
+            let at = Cursor { block_number: block, block_hash: B256::repeat_byte(block as u8) };
+            store.ingest_leads("slots", &[event], at, block).await.unwrap();
+            let lead = store.pending_leads(u64::MAX >> 1, 10).await.unwrap().remove(0);
+            let work = NewWork {
+                kind: WorkKind::Slot,
+                contract,
+                reference: "7".into(),
+                piece_cid: "baga6ea4seaq".into(),
+                padded_size: 2048,
+                car_size: 2000,
+                origins: Vec::new(),
+                proposal_id: None,
+                start_epoch: None,
+                end_epoch: None,
+                collateral: U256::ZERO,
+            };
+            store.decide(&lead, &Decision::Take(work), None, block).await.unwrap().unwrap()
+        };
+        let count = async |store: &Store| {
+            store.refusals_in_a_row(WorkKind::Slot, contract, "7").await.unwrap()
+        };
+        let refused = Input::ClaimRefused { reason: "NotController".into() };
+        assert_eq!(count(&store).await, 0);
+        for n in 1..=2 {
+            let id = take(&store).await;
+            store.transition(id, WorkKind::Slot, WorkState::Claiming, &refused, 1).await.unwrap();
+            assert_eq!(count(&store).await, n);
+        }
+        // A claim that went through, then given up: the refusals before it no longer count.
+        let id = take(&store).await;
+        let claimed = Input::Claimed { deadline: 100, proposal_id: B256::repeat_byte(3) };
+        store.transition(id, WorkKind::Slot, WorkState::Claiming, &claimed, 2).await.unwrap();
+        let abandon = Input::Abandon { reason: "bad origin".into() };
+        store.transition(id, WorkKind::Slot, WorkState::Fetching, &abandon, 3).await.unwrap();
+        store
+            .transition(id, WorkKind::Slot, WorkState::Releasing, &Input::Released, 4)
+            .await
+            .unwrap();
+        assert_eq!(count(&store).await, 0);
+        let id = take(&store).await;
+        store.transition(id, WorkKind::Slot, WorkState::Claiming, &refused, 5).await.unwrap();
+        assert_eq!(count(&store).await, 1);
+        assert_eq!(count_other(&store).await, 0);
+
+        async fn count_other(store: &Store) -> u32 {
+            store.refusals_in_a_row(WorkKind::Slot, Address::repeat_byte(2), "7").await.unwrap()
+        }
     }
 }
