@@ -46,6 +46,9 @@ import {console} from "forge-std/console.sol";
 ///        must differ from the owner there: the oracle's hot key must not own the contracts.
 ///      - `ESTUARY_DEPLOY_NAME`: the output file's name (default: the chain id).
 ///      - `ESTUARY_PIN_FEE`: EstuaryPinning's fee in wei (default: the profile's).
+///      - `ESTUARY_ACCEPT_DIRECT_DEALS`: whether DealClient lets providers fill replicas with
+///        deals made without the market (Curio DDO; `DealPolicy.acceptDirect`; default: true on
+///        the local chain, false on Calibration). The owner changes it with `setDealPolicy`.
 ///      - `ESTUARY_SIM_MINERS` / `ESTUARY_SIM_MINER_CONTROLS` (local only): comma-separated miner
 ///        IDs and, for each, the EVM account that owns and works it (default: f01000, f01001,
 ///        f01002 controlled by anvil's accounts 1, 2 and 3).
@@ -125,7 +128,9 @@ contract Deploy is Script {
                 minStartDelay: 10,
                 maxEndDelay: 3_680_640,
                 // The simulated market's minimum is ~8.2e4 attoFIL per byte (its default figures).
-                minProviderCollateralPerByte: 1e5
+                minProviderCollateralPerByte: 1e5,
+                // The dev stack's agents may seal without the market (--sim-direct, Curio).
+                acceptDirect: true
             });
             return p;
         }
@@ -160,7 +165,9 @@ contract Deploy is Script {
                 maxEndDelay: 3_680_640,
                 // A floor that refuses zero; the deal engine takes the real bound from
                 // StateDealProviderCollateralBounds.
-                minProviderCollateralPerByte: 1e4
+                minProviderCollateralPerByte: 1e4,
+                // Only market deals, which put up collateral and can be proven, unless asked.
+                acceptDirect: false
             });
             return p;
         }
@@ -181,6 +188,7 @@ contract Deploy is Script {
             require(operator != owner, "Deploy: the operator must not be the owner");
         }
         p.pinFee = uint96(vm.envOr("ESTUARY_PIN_FEE", uint256(p.pinFee)));
+        p.dealPolicy.acceptDirect = vm.envOr("ESTUARY_ACCEPT_DIRECT_DEALS", p.dealPolicy.acceptDirect);
         uint256 startBlock = block.number;
 
         vm.startBroadcast();

@@ -84,6 +84,12 @@ contract DealClient is Operated {
         /// Provider collateral per padded byte, at least (the market's minimum grows with the
         /// piece size; Boost refuses a proposal below it).
         uint256 minProviderCollateralPerByte;
+        /// Whether a provider may fill a replica with a deal made without the market (Curio's
+        /// DDO deals, recorded as `NO_DEAL`). Such a deal puts up no market collateral and has
+        /// no market deal a proof or a store job can name, and nothing on chain tells this
+        /// contract of its sector ending early; when false, `verifyDeal` says no and the
+        /// activation is refused, so only market deals fill replicas.
+        bool acceptDirect;
     }
 
     /// @notice One deal made for a proposal.
@@ -457,7 +463,8 @@ contract DealClient is Operated {
     /// @dev SectorContentChanged (builtin-actors `actors/miner/src/notifications.rs`):
     ///      `[[sector, minimum_commitment_epoch, [[piece CID, size, payload]]]]`, answered with
     ///      `[[accepted]]`. A payload is either a CBOR market deal ID (a deal published here) or
-    ///      the 32-byte proposal id (a deal made without the market, e.g. Curio DDO).
+    ///      the 32-byte proposal id (a deal made without the market, e.g. Curio DDO; accepted only
+    ///      when `DealPolicy.acceptDirect`).
     function sectorContentChanged(uint64 miner, bytes calldata params) internal returns (bytes memory) {
         DealCodec.PieceChanges memory c = codec.decodeSectorChanges(params);
         bool[] memory accepted = new bool[](c.data.length);
@@ -475,6 +482,7 @@ contract DealClient is Operated {
             Proposal storage p = proposals[id];
             DealRequest storage r = p.request;
             if (p.proposer == address(0) || p.cancelled || p.published >= r.replicas) return false;
+            if (!dealPolicy.acceptDirect) return false;
             if ((r.provider != 0 && r.provider != miner) || recordOf[id][miner] != 0) return false;
             if (!samePiece(r, c, k) || now_ > r.startEpoch || c.commitment[k] < r.endEpoch) return false;
             // A proposal open to any provider: only a miner actor may take it (an account actor
@@ -536,7 +544,8 @@ contract DealClient is Operated {
     /// @notice Curio's check before it accepts a DDO deal naming this contract as its market
     ///         (curio `market/mk20/ddo_v1.go`, `VerifyMarketDeal`: after `version()` is 1, an
     ///         `eth_call` with the deal's `market_deal_id` as `dealId`): `dealId` is a proposal's
-    ///         number (`proposalNumber`), or its whole id; true when the proposal is open to this provider with
+    ///         number (`proposalNumber`), or its whole id; true when the policy accepts direct
+    ///         deals (`DealPolicy.acceptDirect`) and the proposal is open to this provider with
     ///         this piece (piece CID v2 from the piece CID, size and CAR size), start epoch (0:
     ///         any), duration, no verified allocation and state Open. The client address is not
     ///         checked: a DDO deal moves no FIL from this contract, and whoever hands Curio the
@@ -547,6 +556,7 @@ contract DealClient is Operated {
         if (p.proposer == address(0)) revert DealNotFound(deal.dealId);
         DealRequest storage r = p.request;
         if (p.cancelled || p.published >= r.replicas || int256(block.number) > r.startEpoch) return false;
+        if (!dealPolicy.acceptDirect) return false;
         if (deal.state != CurioDealState.Open || deal.finalizedEpoch != 0 || deal.allocationId != 0) {
             return false;
         }

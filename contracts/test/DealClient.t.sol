@@ -45,7 +45,8 @@ contract DealClientTest is FilecoinTest {
             maxDuration: 3_680_640,
             minStartDelay: 10,
             maxEndDelay: 3_680_640,
-            minProviderCollateralPerByte: PER_BYTE
+            minProviderCollateralPerByte: PER_BYTE,
+            acceptDirect: true
         });
     }
 
@@ -635,15 +636,7 @@ contract DealClientTest is FilecoinTest {
     function test_Curio_DdoActivationFromSectorContentChanged() public {
         bytes32 id = propose(request());
         assertEq(uint8(dc.getDealState(uint256(id))), uint8(DealClient.CurioDealState.Open));
-        MinerActorSimulator.SectorActivation[] memory s = new MinerActorSimulator.SectorActivation[](1);
-        s[0].sector = 9;
-        s[0].expiration = request().endEpoch;
-        s[0].pieces = new MinerActorSimulator.PieceActivation[](1);
-        s[0].pieces[0].pieceCid = PIECE;
-        s[0].pieces[0].size = PIECE_SIZE;
-        s[0].pieces[0].notify = new MinerActorSimulator.Notification[](1);
-        s[0].pieces[0].notify[0] =
-            MinerActorSimulator.Notification(FilAddress.delegatedAddress(address(dc)), abi.encodePacked(id));
+        MinerActorSimulator.SectorActivation[] memory s = directActivation(id);
         vm.prank(SP2);
         assertFalse(minerAt(MINER2).proveCommitSectors3(s, false)[0], "not the named miner");
         vm.expectEmit(address(dc));
@@ -657,6 +650,77 @@ contract DealClientTest is FilecoinTest {
         assertFalse(dc.verifyDeal(curioView(id)), "no replica left");
         vm.roll(uint64(request().endEpoch));
         assertEq(uint8(dc.getDealState(uint256(id))), uint8(DealClient.CurioDealState.Finalized));
+    }
+
+    /// A sector holding the request's piece whose activation notifies this contract with `id`
+    /// as payload (a deal made without the market).
+    function directActivation(bytes32 id)
+        internal
+        view
+        returns (MinerActorSimulator.SectorActivation[] memory s)
+    {
+        s = new MinerActorSimulator.SectorActivation[](1);
+        s[0].sector = 9;
+        s[0].expiration = request().endEpoch;
+        s[0].pieces = new MinerActorSimulator.PieceActivation[](1);
+        s[0].pieces[0].pieceCid = PIECE;
+        s[0].pieces[0].size = PIECE_SIZE;
+        s[0].pieces[0].notify = new MinerActorSimulator.Notification[](1);
+        s[0].pieces[0].notify[0] =
+            MinerActorSimulator.Notification(FilAddress.delegatedAddress(address(dc)), abi.encodePacked(id));
+    }
+
+    /// An owner that refuses direct deals (`acceptDirect` false): Curio's check says no, and a
+    /// sector's activation naming the proposal is refused, by the named miner or by any miner
+    /// for a proposal open to all; nothing is recorded. Accepting them again lets the same
+    /// activation through.
+    function testFuzz_Curio_DirectDealsRefusedByPolicy(bool anyProvider, uint8 minerSeed) public {
+        DealClient.DealPolicy memory p = policy();
+        p.acceptDirect = false;
+        vm.expectEmit(address(dc));
+        emit DealClient.DealPolicySet(p);
+        vm.prank(OWNER);
+        dc.setDealPolicy(p);
+        DealClient.DealRequest memory r = request();
+        uint64[3] memory miners = [MINER, MINER2, MINER3];
+        address[3] memory controllers = [SP, SP2, SP3];
+        uint256 k = anyProvider ? minerSeed % 3 : 0;
+        if (anyProvider) {
+            r.provider = 0;
+            r.replicas = 2;
+        }
+        bytes32 id = propose(r);
+        DealClient.CurioDealView memory v = curioView(id);
+        v.providerActorId = miners[k];
+        assertFalse(dc.verifyDeal(v), "Curio is told no");
+        v.dealId = dc.proposalNumber(id);
+        assertFalse(dc.verifyDeal(v), "by number too");
+        MinerActorSimulator.SectorActivation[] memory s = directActivation(id);
+        vm.recordLogs();
+        vm.prank(controllers[k]);
+        assertFalse(minerAt(miners[k]).proveCommitSectors3(s, false)[0], "activation refused");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        for (uint256 j; j < logs.length; ++j) {
+            assertTrue(logs[j].emitter != address(dc), "no event of the contract's");
+        }
+        assertEq(dc.getProposal(id).deals.length, 0, "nothing recorded");
+        assertEq(uint8(dc.getDealState(uint256(id))), uint8(DealClient.CurioDealState.Open));
+
+        p.acceptDirect = true;
+        vm.prank(OWNER);
+        dc.setDealPolicy(p);
+        assertTrue(dc.verifyDeal(v), "accepted again");
+        vm.prank(controllers[k]);
+        assertTrue(minerAt(miners[k]).proveCommitSectors3(s, true)[0]);
+        assertEq(dc.getProposal(id).deals[0].dealId, dc.NO_DEAL());
+    }
+
+    function test_Curio_DirectDealsRefusedByPolicy() public {
+        testFuzz_Curio_DirectDealsRefusedByPolicy(false, 0);
+    }
+
+    function test_Curio_DirectDealsRefusedByPolicyForAnyMiner() public {
+        testFuzz_Curio_DirectDealsRefusedByPolicy(true, 2);
     }
 
     /// An account actor (not a miner) cannot take a replica open to any provider by sending

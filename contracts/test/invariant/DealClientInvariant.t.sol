@@ -179,7 +179,8 @@ contract DealClientInvariantTest is FilecoinTest {
                 maxDuration: 3_680_640,
                 minStartDelay: 10,
                 maxEndDelay: 3_680_640,
-                minProviderCollateralPerByte: 1e5
+                minProviderCollateralPerByte: 1e5,
+                acceptDirect: true
             })
         );
         handler = new DealClientHandler(dc, market, PIECE, OWNER);

@@ -891,6 +891,7 @@ mod tests {
                 end_epoch: None,
             }),
             probe: None,
+            direct_key: None,
         }
     }
 

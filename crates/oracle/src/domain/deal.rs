@@ -202,9 +202,37 @@ pub struct Replica {
     /// What its retrieval probes say (`last_probe`, `last_probe_ok`, …), if probed.
     #[serde(flatten)]
     pub probe: Option<ProbeView>,
+    /// For an active direct deal (no market deal id): the key its probes are kept under
+    /// ([`direct_probe_key`]); `None` otherwise.
+    #[serde(skip)]
+    pub direct_key: Option<u64>,
+}
+
+/// The key a direct deal's probes are kept under, as a market deal's are under its deal id:
+/// from its `proposal` (the id's text, as stored) and `provider`. It lies in [2^62, 2^63): far
+/// above any market deal id (mainnet's are under 2^27) and within SQL's signed 64-bit integers.
+pub fn direct_probe_key(proposal: &str, provider: u64) -> u64 {
+    let digest =
+        alloy::primitives::keccak256([proposal.as_bytes(), &provider.to_be_bytes()].concat());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (1 << 62) | (u64::from_be_bytes(first) & ((1 << 62) - 1))
 }
 
 impl Replica {
+    /// The key its probes are kept under: its market deal's id, else a direct deal's key.
+    pub fn probe_key(&self) -> Option<u64> {
+        self.deal_id.or(self.direct_key)
+    }
+
+    /// Gives it its direct deal's probe key if it is an active deal with no market deal id,
+    /// made for `proposal` ([`direct_probe_key`]).
+    pub fn key_direct(&mut self, proposal: &str) {
+        if self.deal_id.is_none() && self.state == ReplicaState::Active {
+            self.direct_key = Some(direct_probe_key(proposal, self.provider));
+        }
+    }
+
     /// Its state as shown to people: the contract's (claimed, published, active, reopened),
     /// refined by the market's last answer once the deal is published (expiring, expired,
     /// slashed, failed, not_found, mismatch). An unknown answer leaves the contract's. An active
@@ -283,6 +311,7 @@ pub fn step(current: Option<&Replica>, event: &SlotEvent) -> Result<Replica, Une
         paid_until: None,
         market: None,
         probe: None,
+        direct_key: None,
     };
     match (from, event.kind) {
         (None | Some(S::Reopened), E::Claimed { deadline }) => Ok(Replica { deadline, ..base }),
@@ -694,6 +723,22 @@ mod tests {
             None,
             "a market deal"
         );
+
+        // Probed under a key of its proposal and provider, in a range no market deal id
+        // reaches; a market deal under its id, even with a proposal given.
+        let proposal = format!("0x{}", "ab".repeat(32));
+        direct.key_direct(&proposal);
+        let key = direct.probe_key().unwrap();
+        assert_eq!(key, direct_probe_key(&proposal, 1000));
+        assert!((1 << 62..1 << 63).contains(&key), "{key}");
+        assert_ne!(key, direct_probe_key(&proposal, 1001), "another provider");
+        assert_ne!(key, direct_probe_key(&format!("0x{}", "cd".repeat(32)), 1000));
+        let mut market = replicas[1];
+        market.key_direct(&proposal);
+        assert_eq!((market.probe_key(), market.direct_key), (Some(7), None));
+        let mut claimed = step(None, &ev(1002, 1, E::Claimed { deadline: None })).unwrap();
+        claimed.key_direct(&proposal);
+        assert_eq!(claimed.probe_key(), None, "nothing to probe before it is active");
     }
 
     #[test]

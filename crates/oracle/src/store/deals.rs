@@ -43,7 +43,7 @@ pub struct PieceToOrder {
 /// A replica to probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeTarget {
-    /// Its deal.
+    /// Its deal: the market deal's id, or a direct deal's key ([`Replica::probe_key`]).
     pub deal_id: u64,
     /// Its provider.
     pub provider: u64,
@@ -701,9 +701,6 @@ impl Store {
     async fn folded(&self, orders: Vec<OrderRecord>) -> Result<Vec<Folded>, StoreError> {
         let mut events = self.slot_events(&orders).await?;
         let markets = self.market_views_of(&events).await?;
-        let probes = self
-            .probe_views(&deal_ids(events.values().flat_map(|o| o.tagged.iter().map(|(_, e)| e))))
-            .await?;
         let mut folded: Vec<Folded> = orders
             .into_iter()
             .map(|order| {
@@ -729,8 +726,11 @@ impl Store {
                 }
                 let mut histories = Vec::with_capacity(groups.len());
                 let mut replicas = Vec::new();
-                for (_, mut events) in groups {
-                    let folded = fold_contract(&mut events, &markets);
+                for (proposal, mut events) in groups {
+                    let mut folded = fold_contract(&mut events, &markets);
+                    if let Some(proposal) = &proposal {
+                        folded.iter_mut().for_each(|r| r.key_direct(proposal));
+                    }
                     replicas.extend(folded.iter().copied());
                     histories.push((events, folded));
                 }
@@ -738,10 +738,19 @@ impl Store {
                 Folded { order, histories, cancelled, target, replicas }
             })
             .collect();
+        // Probes are kept by market deal id, or a direct deal's key.
+        let mut keys: Vec<u64> = folded
+            .iter()
+            .flat_map(|f| f.replicas.iter().chain(f.histories.iter().flat_map(|(_, r)| r)))
+            .filter_map(Replica::probe_key)
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let probes = self.probe_views(&keys).await?;
         for f in &mut folded {
             let in_histories = f.histories.iter_mut().flat_map(|(_, r)| r.iter_mut());
             for r in f.replicas.iter_mut().chain(in_histories) {
-                r.probe = r.deal_id.and_then(|id| probes.get(&id).copied());
+                r.probe = r.probe_key().and_then(|id| probes.get(&id).copied());
             }
         }
         let any_direct = folded.iter().flat_map(|f| &f.replicas).any(is_direct);
@@ -768,8 +777,9 @@ impl Store {
         Ok(opt_u64(&row, "n")?.unwrap_or(0).max(self.latest_deal_block().await?))
     }
 
-    /// The replicas to probe: active with a deal, not refuted by the market, of every open
-    /// order (lost ones too: the prober probes them less often).
+    /// The replicas to probe: active with a deal (a market deal, or a direct deal under its
+    /// [`Replica::probe_key`]), not refuted by the market or past a direct deal's term, of
+    /// every open order (lost ones too: the prober probes them less often).
     pub async fn probe_targets(&self) -> Result<Vec<ProbeTarget>, StoreError> {
         self.probe_targets_of(None).await
     }
@@ -810,7 +820,7 @@ impl Store {
         for f in self.folded(orders).await? {
             let plain_car = !not_cars.contains(&f.order.piece_cid);
             for r in &f.replicas {
-                let Some(deal_id) = r.deal_id else { continue };
+                let Some(deal_id) = r.probe_key() else { continue };
                 if r.state != ReplicaState::Active || r.gone() {
                     continue;
                 }

@@ -27,7 +27,8 @@ pub const KEPT: u64 = 32;
 /// One probe, as the prober made it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeRecord {
-    /// The replica's deal.
+    /// The replica's deal: the market deal's id, or a direct deal's key
+    /// ([`crate::domain::deal::Replica::probe_key`]).
     pub deal_id: u64,
     /// Its provider.
     pub provider: u64,

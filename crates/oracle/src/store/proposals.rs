@@ -485,15 +485,20 @@ impl Store {
         }
         let ids = deal_ids(events.values().flatten());
         let markets = self.market_views(&ids).await?;
-        let probes = self.probe_views(&ids).await?;
         let mut replicas: HashMap<String, Replica> = events
             .into_iter()
             .filter_map(|(id, mut events)| {
                 let mut replica = fold_contract(&mut events, &markets).into_iter().next()?;
-                replica.probe = replica.deal_id.and_then(|d| probes.get(&d).copied());
+                replica.key_direct(&id);
                 Some((id, replica))
             })
             .collect();
+        // Probes are kept by market deal id, or a direct deal's key.
+        let keys: Vec<u64> = replicas.values().filter_map(Replica::probe_key).collect();
+        let probes = self.probe_views(&keys).await?;
+        for replica in replicas.values_mut() {
+            replica.probe = replica.probe_key().and_then(|d| probes.get(&d).copied());
+        }
         if let Some(head) = self.direct_head(replicas.values().any(is_direct)).await? {
             direct_terms(replicas.values_mut(), head);
         }

@@ -285,17 +285,7 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
     assert!(logs::<DealClient::DealProposalOffered>(&chain).await.is_empty());
 
     // The owner escrows FIL in the market for the contract.
-    let owner = chain.wallet(0);
-    let escrow = U256::from(10u64).pow(U256::from(15u64));
-    let funded = owner
-        .send_transaction(alloy::rpc::types::TransactionRequest::default().to(client).value(escrow))
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(funded.status());
-    assert!(mined!(DealClient::new(client, &owner).addMarketBalance(escrow)).status());
+    chain.escrow_for_deals(U256::from(10u64).pow(U256::from(15u64))).await;
 
     // Two proposals, to f01000 and f01001 (all unscored: the lower ids first).
     let offered = |o: &Value, p: u64| proposal_to(o, p).is_some_and(|x| x["state"] == "offered");

@@ -30,7 +30,6 @@ use axum::{
     response::Response,
 };
 
-use estuary_contracts::DealClient;
 use estuary_oracle::{
     blockstore::FsBlockstore,
     config::P2pConfig,
@@ -339,12 +338,7 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     let oracle = OracleProcess::start_with(&chain, &db, &args).await;
 
     // The owner escrows FIL in the market for the contract.
-    let owner = chain.wallet(0);
-    let escrow = U256::from(10u64).pow(U256::from(17u64));
-    let sent = alloy::rpc::types::TransactionRequest::default().to(client).value(escrow);
-    use alloy::providers::Provider;
-    assert!(owner.send_transaction(sent).await.unwrap().get_receipt().await.unwrap().status());
-    assert!(mined!(DealClient::new(client, &owner).addMarketBalance(escrow)).status());
+    chain.escrow_for_deals(U256::from(10u64).pow(U256::from(17u64))).await;
 
     // A pin: one CAR, its own piece, two replicas (f01000 and f01001: unscored, lower ids first).
     let (root, _piece, car) = add(dir.path(), "p", &noise(300_000, 5));
@@ -858,4 +852,82 @@ async fn providers_are_probed_at_the_urls_their_agents_registered() {
     // `/metrics` counts them: f01000's and f01001's, not f01002's refused one.
     assert_eq!(metric(&oracle, "estuary_provider_urls{source=\"registry\"}").await, 2);
     drop(sps);
+}
+
+/// A direct deal (its SP agent seals without the market, `--sim-direct`: `NO_DEAL`, no market
+/// deal id) is probed like a market deal, under its own key: read back and verified; once its
+/// provider answers wrong bytes, it is found lost and replaced at another provider, which
+/// makes a market deal. A restart keeps what its probes found.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_direct_deal_is_probed_and_replaced_once_lost() {
+    let chain = Chain::start_mining(Duration::from_millis(250)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let direct = SpProcess::start_with(&chain, 0, &dir.path().join("sp0"), &["--sim-direct"]).await;
+    let market = SpProcess::start(&chain, 1, &dir.path().join("sp1")).await;
+    let tamper = Arc::new(AtomicBool::new(false));
+    let f01000 = tampering_proxy(direct.url.clone(), Arc::clone(&tamper)).await;
+
+    let cars: Cars = Arc::default();
+    let origin = counting_gateway(Arc::clone(&cars), Arc::default()).await;
+    let client = chain.deployment.contracts["DealClient"];
+    let view = chain.deployment.contracts["DealStateView"].to_string();
+    let mut args: Vec<String> = [
+        "--gateway",
+        &origin,
+        "--operator-key",
+        &chain.operator_key(),
+        "--deal-client-address",
+        &client.to_string(),
+        "--deal-state-view-address",
+        &view,
+        "--deal-replicas",
+        "1",
+        "--deal-term-epochs",
+        "3600",
+        "--deal-start-epochs",
+        "240",
+    ]
+    .iter()
+    .chain(&MARK_LOST[..MARK_LOST.len() - 2])
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(["--provider".into(), format!("f01000:price=0,url={f01000}")]);
+    args.extend(["--provider".into(), format!("f01001:price=0,url={}", market.url)]);
+    let db = dir.path().join("oracle.sqlite");
+    let oracle = OracleProcess::start_with(&chain, &db, &args).await;
+    chain.escrow_for_deals(U256::from(10u64).pow(U256::from(17u64))).await;
+
+    // One replica, at f01000 (unscored, the lower id), made as a direct deal and read back.
+    let (root, _piece, car) = add(dir.path(), "d", &noise(200_000, 6));
+    cars.lock().unwrap().insert(root.clone(), car);
+    chain.pin(4, &cid_bytes(&root)).await;
+    let order = order_when(&oracle, 240, "the direct deal active and read back", |o| {
+        probed_ok(o, 1000) && o["replicas_active"] == 1
+    })
+    .await;
+    let first = &at(&order, 1000)[0];
+    assert!(first["deal_id"].is_null(), "a direct deal: {first}");
+    assert!(first["probes_ok"].as_u64() >= Some(1), "{first}");
+
+    // f01000 keeps its sector but answers wrong bytes: lost, and replaced at f01001.
+    tamper.store(true, Ordering::SeqCst);
+    let order = order_when(&oracle, 240, "the direct deal lost and replaced", |o| {
+        lost(o, 1000) && probed_ok(o, 1001) && o["replicas_active"] == 1
+    })
+    .await;
+    let gone = &at(&order, 1000)[0];
+    assert_eq!(gone["last_probe_ok"], false, "{gone}");
+    assert!(gone["failures_in_a_row"].as_u64() >= Some(2), "{gone}");
+    assert!(at(&order, 1001)[0]["deal_id"].is_u64(), "a market deal: {order:#}");
+    let all = providers(&oracle).await;
+    assert_eq!(of(&all, 1000)["replicas_lost"], 1, "{all:?}");
+
+    // A restart keeps it lost.
+    oracle.kill().await;
+    let oracle = OracleProcess::start_with(&chain, &db, &args).await;
+    let order = order_when(&oracle, 30, "still lost", |o| lost(o, 1000)).await;
+    assert_eq!(order["replicas_active"], 1, "{order:#}");
+    oracle.kill().await;
+    direct.kill().await;
+    market.kill().await;
 }

@@ -36,6 +36,18 @@ impl Chain {
             .connect_http(self.anvil.endpoint_url())
     }
 
+    /// The `DealClient`'s owner (the deployer, account 0) sends it `wei` and escrows them in
+    /// the market, for its deals.
+    pub async fn escrow_for_deals(&self, wei: alloy::primitives::U256) {
+        use alloy::{providers::Provider, rpc::types::TransactionRequest};
+        let client = self.deployment.contracts["DealClient"];
+        let owner = self.wallet(0);
+        let sent = TransactionRequest::default().to(client).value(wei);
+        assert!(owner.send_transaction(sent).await.unwrap().get_receipt().await.unwrap().status());
+        let dc = estuary_contracts::DealClient::new(client, &owner);
+        assert!(mined!(dc.addMarketBalance(wei)).status());
+    }
+
     /// The deployed DataDAO, made ready by its owner (the deployer, account 0): accounts
     /// `members` made members, a treasury of 3 FIL sent, and `terms` set when given. Returns
     /// its address.

@@ -401,6 +401,13 @@ async fn the_curio_example_makes_a_direct_deal_the_contract_records() {
     assert_eq!(d.requests.iter().filter(|r| r.starts_with("POST")).count(), 1);
 }
 
+/// The simulated market's next deal id: it moves when a deal is published.
+async fn next_deal_id(chain: &Chain) -> u64 {
+    let reader = chain.reader();
+    let market = estuary_contracts::MarketSimulator::new(estuary_contracts::MARKET_ACTOR, &reader);
+    market.nextDealId().call().await.unwrap()
+}
+
 /// The simulated sealer's direct deals (`--sim-direct`): nothing published; the sector proven
 /// with the `DealClient` alone notified, as Curio's sealing does; the work active with no
 /// market deal.
@@ -412,8 +419,7 @@ async fn the_simulated_sealer_makes_direct_deals() {
     let url = origin.add("c", &c.bytes, Serve::Good);
     let proposal = chain.propose(&c, 1001, url, 200).await;
     let reader = chain.reader();
-    let market = estuary_contracts::MarketSimulator::new(estuary_contracts::MARKET_ACTOR, &reader);
-    let deals_before = market.nextDealId().call().await.unwrap();
+    let deals_before = next_deal_id(&chain).await;
     let dir = tempfile::tempdir().unwrap();
     let agent = AgentProcess::start(&chain, 1, dir.path(), &["--sim-direct".into()]).await;
     let reference = format!("{proposal:#x}");
@@ -422,7 +428,53 @@ async fn the_simulated_sealer_makes_direct_deals() {
     let deals = dc.getProposal(proposal).call().await.unwrap().deals;
     assert_eq!((deals.len(), deals[0].provider, deals[0].dealId), (1, 1001, Deal::NO_DEAL));
     assert!(deals[0].activated >= 0);
-    let deals_after = market.nextDealId().call().await.unwrap();
+    let deals_after = next_deal_id(&chain).await;
+    assert_eq!(deals_after, deals_before, "nothing was published");
+    agent.stop().await;
+}
+
+/// A `DealClient` whose owner refuses direct deals (`DealPolicy.acceptDirect` false): the
+/// simulated sealer's sector proof is refused by the contract, so the work fails with why,
+/// nothing is recorded for the proposal, and nothing is published either.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_contract_refusing_direct_deals_records_none() {
+    let chain = Chain::start().await;
+    let origin = Origin::start().await;
+    let c = car(200_000, 44);
+    let url = origin.add("c", &c.bytes, Serve::Good);
+    let owner = chain.as_account(0);
+    let dc = DealClient::new(chain.deal_client(), &owner);
+    assert_eq!(dc.owner().call().await.unwrap(), chain.signer(0).address(), "the deployer owns it");
+    let policy = dc.dealPolicy().call().await.unwrap();
+    assert!(policy.acceptDirect, "the local profile accepts direct deals");
+    let refusing = DealClient::DealPolicy {
+        minDuration: policy.minDuration,
+        maxDuration: policy.maxDuration,
+        minStartDelay: policy.minStartDelay,
+        maxEndDelay: policy.maxEndDelay,
+        minProviderCollateralPerByte: policy.minProviderCollateralPerByte,
+        acceptDirect: false,
+    };
+    assert!(mined!(dc.setDealPolicy(refusing)).status(), "setDealPolicy");
+    let proposal = chain.propose(&c, 1001, url, 200).await;
+    let reader = chain.reader();
+    let deals_before = next_deal_id(&chain).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::start(&chain, 1, dir.path(), &["--sim-direct".into()]).await;
+    let reference = format!("{proposal:#x}");
+    let v = agent
+        .wait_for("/work?limit=100", 120, "the direct deal refused", |v| {
+            work_for(v.as_array().unwrap(), "proposal", &reference)
+                .iter()
+                .any(|w| w["state"] == "failed")
+        })
+        .await;
+    let w = work_for(v.as_array().unwrap(), "proposal", &reference)[0].clone();
+    let reason = w["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("did not accept the activation"), "{w:#}");
+    let deals = DealClient::new(chain.deal_client(), &reader).getProposal(proposal).call().await;
+    assert!(deals.unwrap().deals.is_empty(), "nothing recorded");
+    let deals_after = next_deal_id(&chain).await;
     assert_eq!(deals_after, deals_before, "nothing was published");
     agent.stop().await;
 }
