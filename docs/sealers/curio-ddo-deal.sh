@@ -34,6 +34,10 @@ if [ "$ESTUARY_KIND" != proposal ]; then
   echo "Curio's DDO deals take DealClient proposals only (a PerpetualStorage slot needs a market deal)" >&2
   exit 1
 fi
+if [ "${ESTUARY_ACCEPT_DIRECT:-true}" = false ]; then
+  echo "the DealClient takes no direct deals (its DealPolicy.acceptDirect is off): Curio's verifyDeal would refuse this one" >&2
+  exit 1
+fi
 id=$ESTUARY_CURIO_ID
 api=${CURIO_MARKET_URL:-http://127.0.0.1:12310}/market/mk20
 answer=$(mktemp)

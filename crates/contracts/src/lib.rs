@@ -173,6 +173,29 @@ pub fn masked_id_address(id: u64) -> alloy::primitives::Address {
 
 pub use EstuaryPinning::PinRequested;
 
+/// `DealClient.dealPolicy()`'s answer (`call_raw`), read leniently: a `DealClient` deployed
+/// before `acceptDirect` answers five words, and took direct deals, so it reads as accepting
+/// them.
+pub fn decode_deal_policy(
+    answer: &[u8],
+) -> Result<DealClient::DealPolicy, alloy::sol_types::Error> {
+    use alloy::sol_types::SolCall;
+    let mut words = answer.to_vec();
+    if words.len() == 5 * 32 {
+        words.extend_from_slice(&[0u8; 31]);
+        words.push(1);
+    }
+    let p = DealClient::dealPolicyCall::abi_decode_returns(&words)?;
+    Ok(DealClient::DealPolicy {
+        minDuration: p.minDuration,
+        maxDuration: p.maxDuration,
+        minStartDelay: p.minStartDelay,
+        maxEndDelay: p.maxEndDelay,
+        minProviderCollateralPerByte: p.minProviderCollateralPerByte,
+        acceptDirect: p.acceptDirect,
+    })
+}
+
 /// The market actor's masked ID address (f05), where the simulator lives on a local chain.
 pub const MARKET_ACTOR: alloy::primitives::Address =
     alloy::primitives::address!("ff00000000000000000000000000000000000005");
@@ -200,6 +223,28 @@ mod tests {
     use alloy::sol_types::SolValue;
 
     use crate::oracle::{EstuaryResults, PoDSI};
+
+    /// `dealPolicy()` read from a `DealClient` of today (six words) and from one deployed
+    /// before `acceptDirect` (five words: it took direct deals); anything else is refused.
+    #[test]
+    fn a_deal_policy_is_read_from_older_deal_clients_too() {
+        use alloy::primitives::U256;
+        let policy = crate::DealClient::DealPolicy {
+            minDuration: 300,
+            maxDuration: 3_680_640,
+            minStartDelay: 10,
+            maxEndDelay: 3_680_640,
+            minProviderCollateralPerByte: U256::from(100_000u64),
+            acceptDirect: false,
+        };
+        let words = policy.abi_encode();
+        assert_eq!(words.len(), 6 * 32);
+        assert_eq!(crate::decode_deal_policy(&words).unwrap(), policy);
+        let older = crate::decode_deal_policy(&words[..5 * 32]).unwrap();
+        assert_eq!(older, crate::DealClient::DealPolicy { acceptDirect: true, ..policy });
+        assert!(crate::decode_deal_policy(&words[..4 * 32]).is_err());
+        assert!(crate::decode_deal_policy(&[]).is_err());
+    }
 
     /// A store job's result is `abi.encode(StoreResult)`: one dynamic tuple behind its offset,
     /// which `SolValue::abi_encode` produces and `EstuaryOracle.decodeStoreResult` reads (the

@@ -162,10 +162,16 @@ impl<S: Sealer> Ctx<S> {
                     // would take the offer and be refused again, a new piece of work each time.
                     let not_before = match input {
                         Input::ClaimRefused { .. } => {
+                            // The work has ended: the lead is looked at again whatever this
+                            // count's read gives (one refusal if it fails).
                             let refusals = self
                                 .store
                                 .refusals_in_a_row(w.kind, w.contract, &w.reference)
-                                .await?;
+                                .await
+                                .unwrap_or_else(|e| {
+                                    warn!(work = %w.key(), error = %e, "counting refused claims");
+                                    1
+                                });
                             now_ms().saturating_add(refused_wait_ms(refusals))
                         }
                         _ => 0,

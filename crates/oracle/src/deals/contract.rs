@@ -231,10 +231,13 @@ impl DealBackend for ContractBackend {
 
     async fn policy(&self) -> Result<ClientPolicy, BackendError> {
         let dc = DealClient::new(self.client, self.tx.provider());
-        let p = dc.dealPolicy().call().await.map_err(|e| BackendError::Failed {
+        let failed = |e: &dyn std::fmt::Display| BackendError::Failed {
             error: format!("reading dealPolicy: {e}"),
             maybe_sent: false,
-        })?;
+        };
+        // Read leniently: a `DealClient` deployed before `acceptDirect` answers a word less.
+        let answer = dc.dealPolicy().call_raw().await.map_err(|e| failed(&e))?;
+        let p = estuary_contracts::decode_deal_policy(&answer).map_err(|e| failed(&e))?;
         let epochs = |v: i64| u64::try_from(v).unwrap_or(0);
         Ok(ClientPolicy {
             min_duration: epochs(p.minDuration),

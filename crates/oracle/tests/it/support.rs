@@ -168,7 +168,30 @@ impl OracleProcess {
         db: &Path,
         extra: &[String],
     ) -> OracleProcess {
-        let port = devnet::free_port().unwrap();
+        // A port another test's process also found free may be taken before the oracle binds
+        // it (each test runs in a process of its own): the oracle then exits at once, and is
+        // started again on another port.
+        for attempt in 1..=3 {
+            let port = devnet::free_port().unwrap();
+            match Self::start_at(chain, rpc_url, db, extra, port).await {
+                Ok(oracle) => return oracle,
+                Err(status) if attempt < 3 => {
+                    eprintln!("the oracle exited during start-up ({status}); another port");
+                }
+                Err(status) => panic!("the oracle exited during start-up ({status})"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One start on `port`: the oracle once it answers `/health`, or how it exited first.
+    async fn start_at(
+        chain: &Chain,
+        rpc_url: &str,
+        db: &Path,
+        extra: &[String],
+        port: u16,
+    ) -> Result<OracleProcess, std::process::ExitStatus> {
         let token = "test-token".to_owned();
         let mut args: Vec<String> = vec![
             "--rpc-url".into(),
@@ -208,10 +231,10 @@ impl OracleProcess {
         let mut oracle = OracleProcess { child, url: format!("http://127.0.0.1:{port}"), token };
         for _ in 0..300 {
             if let Some(status) = oracle.child.try_wait().unwrap() {
-                panic!("the oracle exited during start-up ({status})");
+                return Err(status);
             }
             if oracle.get("/health").await.is_some_and(|s| s["status"] == "ok") {
-                return oracle;
+                return Ok(oracle);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

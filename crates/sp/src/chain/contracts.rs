@@ -375,6 +375,16 @@ impl ChainClient {
         Ok((deal, view.cancelled))
     }
 
+    /// Whether a `DealClient` takes direct deals (`DealPolicy.acceptDirect`; one deployed
+    /// before that flag did).
+    pub async fn accepts_direct(&self, contract: Address) -> Result<bool, ReadError> {
+        let answer =
+            self.deal_client(contract).dealPolicy().call_raw().await.map_err(read("dealPolicy"))?;
+        let policy = estuary_contracts::decode_deal_policy(&answer)
+            .map_err(|e| read("dealPolicy")(alloy::contract::Error::AbiError(e.into())))?;
+        Ok(policy.acceptDirect)
+    }
+
     /// A proposal's number in its `DealClient` (Curio's `market_deal_id`).
     pub async fn proposal_number(&self, contract: Address, id: B256) -> Result<u64, ReadError> {
         self.deal_client(contract).proposalNumber(id).call().await.map_err(read("proposalNumber"))

@@ -20,6 +20,7 @@
 //! | `{client_address}` / `{contract_address}` | the agent's account and the contract as f4 addresses (`f410f…` on mainnet, chain 314; `t410f…` elsewhere) |
 //! | `{curio_id}` | the ULID a Curio deal for this proposal is named by (the same on every run) |
 //! | `{proposal_id_base64}` | the proposal id's 32 bytes in base64 (the activation's notification payload) |
+//! | `{accept_direct}` | `true` when the contract takes direct deals (a `DealClient` whose `DealPolicy.acceptDirect` is on, or one older than the flag), else `false` (always `false` for a slot) |
 //!
 //! Two values are in the environment only, signed by the agent's key when the command starts
 //! (Curio accepts them for about a minute; see [`super::curio`]):
@@ -84,8 +85,14 @@ impl CommandSealer {
         Self { chain, template, timeout, signer, mainnet: chain_id == MAINNET, public_url }
     }
 
-    /// The values the template and the environment get; `number` is a proposal's number.
-    pub fn values(&self, job: &SealJob, number: u64) -> Vec<(&'static str, String)> {
+    /// The values the template and the environment get; `number` is a proposal's number, and
+    /// `accept_direct` whether its contract takes direct deals.
+    pub fn values(
+        &self,
+        job: &SealJob,
+        number: u64,
+        accept_direct: bool,
+    ) -> Vec<(&'static str, String)> {
         let served = if job.piece_v2.is_empty() { &job.piece_v1 } else { &job.piece_v2 };
         vec![
             ("piece_path", job.piece_path.display().to_string()),
@@ -106,6 +113,7 @@ impl CommandSealer {
             ("contract_address", curio::f4_address(job.contract, self.mainnet)),
             ("curio_id", curio::ulid(job.proposal_id)),
             ("proposal_id_base64", STANDARD.encode(job.proposal_id)),
+            ("accept_direct", accept_direct.to_string()),
         ]
     }
 
@@ -162,7 +170,15 @@ impl Sealer for CommandSealer {
             }
             WorkKind::Slot => 0,
         };
-        let values = self.values(job, number);
+        let accept_direct = match job.kind {
+            WorkKind::Proposal => self
+                .chain
+                .accepts_direct(job.contract)
+                .await
+                .map_err(|e| SealError::Retry(e.to_string()))?,
+            WorkKind::Slot => false,
+        };
+        let values = self.values(job, number, accept_direct);
         let script = Self::render(&self.template, &values);
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")

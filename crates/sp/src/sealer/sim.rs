@@ -262,9 +262,18 @@ impl Sealer for SimulatedSealer {
             return Err(SealError::Fail("sealing failed (simulated fault)".into()));
         }
         if self.direct && job.kind == WorkKind::Proposal {
-            // Nothing goes on chain before the proof; the activation is counted from now.
-            self.due(job.work.clone()).await?;
-            return Ok(Deal::Direct);
+            let accepts = self
+                .chain
+                .accepts_direct(job.contract)
+                .await
+                .map_err(|e| SealError::Retry(e.to_string()))?;
+            if accepts {
+                // Nothing goes on chain before the proof; the activation is counted from now.
+                self.due(job.work.clone()).await?;
+                return Ok(Deal::Direct);
+            }
+            // Its owner takes no direct deals (`DealPolicy.acceptDirect`): a market deal.
+            tracing::info!(work = %job.work, "the DealClient takes no direct deals: publishing a market deal");
         }
         let market = MarketSimulator::new(MARKET_ACTOR, self.chain.provider().clone());
         let batch = vec![MarketSimulator::ClientDealProposal {

@@ -434,10 +434,10 @@ async fn the_simulated_sealer_makes_direct_deals() {
 }
 
 /// A `DealClient` whose owner refuses direct deals (`DealPolicy.acceptDirect` false): the
-/// simulated sealer's sector proof is refused by the contract, so the work fails with why,
-/// nothing is recorded for the proposal, and nothing is published either.
+/// simulated sealer asked for direct deals publishes a market deal instead, which the contract
+/// records; the Curio script stops before it asks Curio anything.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_contract_refusing_direct_deals_records_none() {
+async fn a_contract_refusing_direct_deals_gets_market_deals() {
     let chain = Chain::start().await;
     let origin = Origin::start().await;
     let c = car(200_000, 44);
@@ -457,24 +457,41 @@ async fn a_contract_refusing_direct_deals_records_none() {
     };
     assert!(mined!(dc.setDealPolicy(refusing)).status(), "setDealPolicy");
     let proposal = chain.propose(&c, 1001, url, 200).await;
-    let reader = chain.reader();
     let deals_before = next_deal_id(&chain).await;
     let dir = tempfile::tempdir().unwrap();
     let agent = AgentProcess::start(&chain, 1, dir.path(), &["--sim-direct".into()]).await;
     let reference = format!("{proposal:#x}");
     let v = agent
-        .wait_for("/work?limit=100", 120, "the direct deal refused", |v| {
+        .wait_for("/work?limit=100", 120, "the proposal active", |v| {
             work_for(v.as_array().unwrap(), "proposal", &reference)
                 .iter()
-                .any(|w| w["state"] == "failed")
+                .any(|w| w["state"] == "active")
         })
         .await;
     let w = work_for(v.as_array().unwrap(), "proposal", &reference)[0].clone();
-    let reason = w["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("did not accept the activation"), "{w:#}");
+    assert_eq!(w["direct"], json!(false), "{w:#}");
+    let deal_id = w["deal_id"].as_u64().expect("a market deal");
+    let reader = chain.reader();
     let deals = DealClient::new(chain.deal_client(), &reader).getProposal(proposal).call().await;
-    assert!(deals.unwrap().deals.is_empty(), "nothing recorded");
-    let deals_after = next_deal_id(&chain).await;
-    assert_eq!(deals_after, deals_before, "nothing was published");
+    let deals = deals.unwrap().deals;
+    assert_eq!((deals.len(), deals[0].provider, deals[0].dealId), (1, 1001, deal_id));
+    assert!(deals[0].activated >= 0);
+    assert_eq!(next_deal_id(&chain).await, deals_before + 1, "one deal published");
     agent.stop().await;
+
+    // The Curio script, told the contract refuses direct deals, asks Curio nothing.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/sealers/curio-ddo-deal.sh");
+    let out = tokio::process::Command::new("sh")
+        .arg(&script)
+        .env("ESTUARY_KIND", "proposal")
+        .env("ESTUARY_ACCEPT_DIRECT", "false")
+        .env("ESTUARY_CURIO_ID", curio::ulid(proposal))
+        .env("CURIO_MARKET_URL", "http://127.0.0.1:9")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("takes no direct deals"), "{stderr}");
 }
