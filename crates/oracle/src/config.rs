@@ -398,7 +398,7 @@ pub struct DealsConfig {
         value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub probe_timeout_secs: u64,
     /// Drop the oracle's packed CAR of a piece ordered at least this many seconds ago once all
-    /// its replicas are active, `--cold-min-verified` of them verified by their last
+    /// its replicas are active, `--cold-min-verified` of them market deals verified by their last
     /// `--probe-lost-after` probes within `--cold-verified-within-secs` (`url=` providers), and the
     /// piece read back whole from them, every span checked: `/piece` then reads it from them
     /// (none: the copy is kept while the order lives). Single CARs only, not aggregates or

@@ -841,7 +841,8 @@ impl Store {
     /// aggregate, a bucket's piece or a split pin's) of open orders made `after_ms` ago or
     /// more, of `min_size` bytes or more, whose levels are kept (so reads from providers can
     /// be checked), with every replica the order asks for active and `min_verified` of them
-    /// verified by a probe within `verified_within_ms` (lost ones count for neither).
+    /// verified by a probe within `verified_within_ms` (lost ones count for neither; direct
+    /// deals, whose early end nothing on chain shows, count as active but not as verified).
     pub async fn cold_pieces(
         &self,
         now_ms: u64,
@@ -887,11 +888,15 @@ impl Store {
             let mut verified: Vec<u64> = Vec::new();
             for r in f.replicas.iter().filter(|r| r.counts()) {
                 active.push(r.provider);
-                if r.probe.is_some_and(|p| {
-                    p.last_probe_ok
-                        && p.oks_in_a_row >= rules.min_oks.max(1)
-                        && now_ms.saturating_sub(p.last_probe) <= rules.verified_within_ms
-                }) {
+                // A direct deal never stands for the copy: nothing on chain would say its
+                // sector ended (probes alone would).
+                if r.deal_id.is_some()
+                    && r.probe.is_some_and(|p| {
+                        p.last_probe_ok
+                            && p.oks_in_a_row >= rules.min_oks.max(1)
+                            && now_ms.saturating_sub(p.last_probe) <= rules.verified_within_ms
+                    })
+                {
                     verified.push(r.provider);
                 }
             }

@@ -857,13 +857,18 @@ async fn providers_are_probed_at_the_urls_their_agents_registered() {
 /// A direct deal (its SP agent seals without the market, `--sim-direct`: `NO_DEAL`, no market
 /// deal id) is probed like a market deal, under its own key: read back and verified; once its
 /// provider answers wrong bytes, it is found lost and replaced at another provider, which
-/// makes a market deal. A restart keeps what its probes found.
+/// makes a market deal. It never stands for the oracle's copy (nothing on chain would say its
+/// sector ended): the copy goes only once two market deals are verified. A restart keeps what
+/// its probes found.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_direct_deal_is_probed_and_replaced_once_lost() {
+async fn a_direct_deal_is_probed_replaced_once_lost_and_never_stands_for_the_copy() {
     let chain = Chain::start_mining(Duration::from_millis(250)).await;
     let dir = tempfile::tempdir().unwrap();
     let direct = SpProcess::start_with(&chain, 0, &dir.path().join("sp0"), &["--sim-direct"]).await;
-    let market = SpProcess::start(&chain, 1, &dir.path().join("sp1")).await;
+    let market = [
+        SpProcess::start(&chain, 1, &dir.path().join("sp1")).await,
+        SpProcess::start(&chain, 2, &dir.path().join("sp2")).await,
+    ];
     let tamper = Arc::new(AtomicBool::new(false));
     let f01000 = tampering_proxy(direct.url.clone(), Arc::clone(&tamper)).await;
 
@@ -881,53 +886,79 @@ async fn a_direct_deal_is_probed_and_replaced_once_lost() {
         "--deal-state-view-address",
         &view,
         "--deal-replicas",
-        "1",
+        "2",
         "--deal-term-epochs",
         "3600",
         "--deal-start-epochs",
         "240",
+        // The copy here may go once two replicas are verified; collections every 2 s.
+        "--cold-after-secs",
+        "0",
+        "--cold-min-verified",
+        "2",
+        "--cold-verified-within-secs",
+        "30",
+        "--gc-interval-secs",
+        "2",
     ]
     .iter()
     .chain(&MARK_LOST[..MARK_LOST.len() - 2])
     .map(|s| (*s).to_owned())
     .collect();
     args.extend(["--provider".into(), format!("f01000:price=0,url={f01000}")]);
-    args.extend(["--provider".into(), format!("f01001:price=0,url={}", market.url)]);
+    for (i, sp) in market.iter().enumerate() {
+        args.extend(["--provider".into(), format!("f0{}:price=0,url={}", 1001 + i, sp.url)]);
+    }
     let db = dir.path().join("oracle.sqlite");
     let oracle = OracleProcess::start_with(&chain, &db, &args).await;
     chain.escrow_for_deals(U256::from(10u64).pow(U256::from(17u64))).await;
 
-    // One replica, at f01000 (unscored, the lower id), made as a direct deal and read back.
+    // Two replicas (unscored: the lower ids), f01000's a direct deal, both read back twice.
     let (root, _piece, car) = add(dir.path(), "d", &noise(200_000, 6));
     cars.lock().unwrap().insert(root.clone(), car);
     chain.pin(4, &cid_bytes(&root)).await;
-    let order = order_when(&oracle, 240, "the direct deal active and read back", |o| {
-        probed_ok(o, 1000) && o["replicas_active"] == 1
+    let twice = |o: &Value, p: u64| at(o, p).iter().any(|r| r["oks_in_a_row"].as_u64() >= Some(2));
+    let order = order_when(&oracle, 240, "both deals active and read back twice", |o| {
+        twice(o, 1000) && twice(o, 1001) && o["replicas_active"] == 2
     })
     .await;
     let first = &at(&order, 1000)[0];
     assert!(first["deal_id"].is_null(), "a direct deal: {first}");
-    assert!(first["probes_ok"].as_u64() >= Some(1), "{first}");
+    assert!(at(&order, 1001)[0]["deal_id"].is_u64(), "a market deal: {order:#}");
+    // Two verified replicas, one of them direct: the copy stays (a market deal's copy goes
+    // within seconds, see the first test).
+    let piece = order["piece_cid"].as_str().unwrap().to_owned();
+    let packed = dir.path().join("oracle-data/packed").join(format!("{piece}.car"));
+    assert!(packed.exists());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(packed.exists(), "the copy stays while a direct deal is one of the two verified");
+    let order =
+        order_when(&oracle, 5, "both still verified", |o| twice(o, 1000) && twice(o, 1001)).await;
+    assert_eq!(order["replicas_active"], 2);
 
-    // f01000 keeps its sector but answers wrong bytes: lost, and replaced at f01001.
+    // f01000 keeps its sector but answers wrong bytes: lost, and replaced at f01002; with two
+    // market deals verified, the copy goes.
     tamper.store(true, Ordering::SeqCst);
     let order = order_when(&oracle, 240, "the direct deal lost and replaced", |o| {
-        lost(o, 1000) && probed_ok(o, 1001) && o["replicas_active"] == 1
+        lost(o, 1000) && twice(o, 1002) && o["replicas_active"] == 2
     })
     .await;
     let gone = &at(&order, 1000)[0];
     assert_eq!(gone["last_probe_ok"], false, "{gone}");
     assert!(gone["failures_in_a_row"].as_u64() >= Some(2), "{gone}");
-    assert!(at(&order, 1001)[0]["deal_id"].is_u64(), "a market deal: {order:#}");
+    assert!(at(&order, 1002)[0]["deal_id"].is_u64(), "a market deal: {order:#}");
     let all = providers(&oracle).await;
     assert_eq!(of(&all, 1000)["replicas_lost"], 1, "{all:?}");
+    until("the copy dropped", 60, || !packed.exists()).await;
 
     // A restart keeps it lost.
     oracle.kill().await;
     let oracle = OracleProcess::start_with(&chain, &db, &args).await;
     let order = order_when(&oracle, 30, "still lost", |o| lost(o, 1000)).await;
-    assert_eq!(order["replicas_active"], 1, "{order:#}");
+    assert_eq!(order["replicas_active"], 2, "{order:#}");
     oracle.kill().await;
     direct.kill().await;
-    market.kill().await;
+    for sp in market {
+        sp.kill().await;
+    }
 }

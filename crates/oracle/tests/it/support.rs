@@ -370,7 +370,28 @@ impl SpProcess {
     /// [`Self::start`] with `extra` flags.
     pub async fn start_with(chain: &Chain, index: usize, dir: &Path, extra: &[&str]) -> SpProcess {
         std::fs::create_dir_all(dir).unwrap();
-        let port = devnet::free_port().unwrap();
+        // As for the oracle: a port another test's process took first gets another.
+        for attempt in 1..=3 {
+            let port = devnet::free_port().unwrap();
+            match Self::start_at(chain, index, dir, extra, port).await {
+                Ok(sp) => return sp,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => {
+                    eprintln!("the SP agent could not listen on {port}; another port");
+                }
+                Err(log) => panic!("the SP agent exited during start-up:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One start on `port`: the agent once it answers `/health`, or its log if it exited.
+    async fn start_at(
+        chain: &Chain,
+        index: usize,
+        dir: &Path,
+        extra: &[&str],
+        port: u16,
+    ) -> Result<SpProcess, String> {
         let args: Vec<String> = [
             "--rpc-url",
             &chain.anvil.endpoint(),
@@ -425,11 +446,11 @@ impl SpProcess {
         for _ in 0..300 {
             if let Some(status) = child.try_wait().unwrap() {
                 let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
-                panic!("the SP agent exited during start-up ({status}):\n{log}");
+                return Err(format!("({status}) {log}"));
             }
             let up = http.get(format!("{url}/health")).send().await;
             if up.is_ok_and(|r| r.status().is_success()) {
-                return SpProcess { child, url };
+                return Ok(SpProcess { child, url });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
