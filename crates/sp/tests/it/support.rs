@@ -499,16 +499,50 @@ impl AgentProcess {
         Self::start_args(args, &chain.key_hex(index + 1), 1000 + index as u64, dir, port, &[]).await
     }
 
-    /// Starts an agent with exactly `args` and its key, plus environment `env`.
+    /// Starts an agent with exactly `args` and its key, plus environment `env`. A port another
+    /// test's process took before the agent bound it (each test runs in a process of its own)
+    /// is given up for another, in every argument that names it, up to twice.
     pub async fn start_args(
-        args: Vec<String>,
+        mut args: Vec<String>,
+        key: &str,
+        miner: u64,
+        dir: &Path,
+        mut port: u16,
+        env: &[(String, String)],
+    ) -> AgentProcess {
+        std::fs::create_dir_all(dir).unwrap();
+        let log_path = dir.join("agent.log");
+        for attempt in 1..=3 {
+            let from = std::fs::metadata(&log_path).map_or(0, |m| m.len() as usize);
+            match Self::start_once(&args, key, miner, dir, port, env).await {
+                Ok(agent) => return agent,
+                Err(status) => {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    let this = log.get(from..).unwrap_or_default();
+                    if attempt < 3 && this.contains("Address already in use") {
+                        let next = devnet::free_port().unwrap();
+                        let (old, new) = (format!("127.0.0.1:{port}"), format!("127.0.0.1:{next}"));
+                        args.iter_mut().for_each(|a| *a = a.replace(&old, &new));
+                        eprintln!("the agent could not listen on {port}; {next} instead");
+                        port = next;
+                        continue;
+                    }
+                    panic!("agent exited at start ({status}):\n{}", tail(&log, 30));
+                }
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One start: the agent once it answers `/health`, or how it exited first.
+    async fn start_once(
+        args: &[String],
         key: &str,
         miner: u64,
         dir: &Path,
         port: u16,
         env: &[(String, String)],
-    ) -> AgentProcess {
-        std::fs::create_dir_all(dir).unwrap();
+    ) -> Result<AgentProcess, std::process::ExitStatus> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -516,7 +550,7 @@ impl AgentProcess {
             .unwrap();
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args(["child::sp_process_entry", "--exact", "--nocapture", "--test-threads", "1"])
-            .env(CHILD_ARGS, serde_json::to_string(&args).unwrap())
+            .env(CHILD_ARGS, serde_json::to_string(args).unwrap())
             .env("ESTUARY_SP_KEY", key)
             .env("ESTUARY_LOG", std::env::var("ESTUARY_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
@@ -528,11 +562,11 @@ impl AgentProcess {
         }
         let mut child = cmd.spawn().unwrap();
         let url = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
+        // A bounded time a request: whatever holds the port may never answer.
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
         for _ in 0..300 {
             if let Some(status) = child.try_wait().unwrap() {
-                let log = std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default();
-                panic!("agent exited at start ({status}):\n{}", tail(&log, 30));
+                return Err(status);
             }
             if client
                 .get(format!("{url}/health"))
@@ -540,7 +574,7 @@ impl AgentProcess {
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                return AgentProcess { child, url, miner, db: dir.join("sp.sqlite") };
+                return Ok(AgentProcess { child, url, miner, db: dir.join("sp.sqlite") });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
