@@ -1053,7 +1053,8 @@ describe('dapp on the local stack', () => {
     await page.getByTestId('providers-summary').filter({ hasNotText: 'once it has seen them' }).waitFor({ timeout: 15_000 });
     assert.ok(await page.getByTestId('providers').isVisible());
     await page.getByTestId('nav-files').click();
-    assert.ok(await page.getByTestId('files').isVisible() || (await page.getByTestId('files-hint').isVisible()));
+    // The files page, or its hint when there are none, once it is shown again.
+    await page.getByTestId('files').or(page.getByTestId('files-hint')).first().waitFor({ timeout: 15_000 });
     assert.deepEqual(errors, []);
     await context.close();
   });
