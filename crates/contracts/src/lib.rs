@@ -173,27 +173,33 @@ pub fn masked_id_address(id: u64) -> alloy::primitives::Address {
 
 pub use EstuaryPinning::PinRequested;
 
+/// `DealClient.NO_DEAL`: the deal ID it records for a deal made without the market (Curio's
+/// DDO deals).
+pub const NO_DEAL: u64 = u64::MAX;
+
+/// The f4 address bytes of an EVM address (protocol 4, namespace 10 — the EAM — then the 20
+/// bytes): how Filecoin's actors name an EVM account or contract, e.g. a notification's
+/// receiver or a Curio client.
+pub fn delegated_address(address: alloy::primitives::Address) -> Vec<u8> {
+    let mut bytes = vec![0x04, 0x0a];
+    bytes.extend_from_slice(address.as_slice());
+    bytes
+}
+
 /// `DealClient.dealPolicy()`'s answer (`call_raw`), read leniently: a `DealClient` deployed
 /// before `acceptDirect` answers five words, and took direct deals, so it reads as accepting
 /// them.
 pub fn decode_deal_policy(
     answer: &[u8],
 ) -> Result<DealClient::DealPolicy, alloy::sol_types::Error> {
-    use alloy::sol_types::SolCall;
+    use alloy::sol_types::SolValue;
     let mut words = answer.to_vec();
     if words.len() == 5 * 32 {
         words.extend_from_slice(&[0u8; 31]);
         words.push(1);
     }
-    let p = DealClient::dealPolicyCall::abi_decode_returns(&words)?;
-    Ok(DealClient::DealPolicy {
-        minDuration: p.minDuration,
-        maxDuration: p.maxDuration,
-        minStartDelay: p.minStartDelay,
-        maxEndDelay: p.maxEndDelay,
-        minProviderCollateralPerByte: p.minProviderCollateralPerByte,
-        acceptDirect: p.acceptDirect,
-    })
+    // Every field is one static word, so the answer is the struct's own encoding.
+    DealClient::DealPolicy::abi_decode(&words)
 }
 
 /// The market actor's masked ID address (f05), where the simulator lives on a local chain.

@@ -186,6 +186,13 @@ impl Oracle {
         )
         .await?;
         let operator = operator_tx(&config, chain_id, &store)?;
+        // DAGs from the network: the origins, the gateways and Bitswap.
+        let network = Fetcher::with_policy(
+            config.fetch.gateways.clone(),
+            config.fetch.limits(),
+            config.fetch.net_policy(),
+        )
+        .with_p2p(p2p.clone());
         // As `jobs.requester` has them: addresses checksummed, account names as they are.
         let dedicated: Vec<String> = config
             .deals
@@ -207,14 +214,10 @@ impl Oracle {
         let faults = match &operator {
             Some(tx) => {
                 // Pins' DAGs: a cold one from the providers first, then origins and gateways.
-                let fetcher = Fetcher::with_policy(
-                    config.fetch.gateways.clone(),
-                    config.fetch.limits(),
-                    config.fetch.net_policy(),
-                )
-                .with_p2p(p2p.clone())
-                .with_cold(cold.clone())
-                .with_gc_gate(GcGate::new(store.clone(), config.worker.lease()));
+                let fetcher = network
+                    .clone()
+                    .with_cold(cold.clone())
+                    .with_gc_gate(GcGate::new(store.clone(), config.worker.lease()));
                 let (task, faults) =
                     start_pipeline(&config, chain_id, tx, &store, &blocks, fetcher, &shutdown);
                 tasks.push(task);
@@ -289,15 +292,7 @@ impl Oracle {
                 probes.tick,
             )
             // A piece no provider gives back: its pin's DAG fetched again as the pins' are.
-            .with_network(
-                Fetcher::with_policy(
-                    config.fetch.gateways.clone(),
-                    config.fetch.limits(),
-                    config.fetch.net_policy(),
-                )
-                .with_p2p(p2p.clone()),
-                config.uploads.min_free_bytes,
-            );
+            .with_network(network.clone(), config.uploads.min_free_bytes);
             tasks.push(tokio::spawn(read_backs.run(shutdown.clone())));
         }
         let api_state = Arc::new(ApiState {

@@ -166,7 +166,7 @@ impl<S: Sealer> Ctx<S> {
                             // count's read gives (one refusal if it fails).
                             let refusals = self
                                 .store
-                                .refusals_in_a_row(w.kind, w.contract, &w.reference)
+                                .refusals_in_a_row(w.contract, &w.reference)
                                 .await
                                 .unwrap_or_else(|e| {
                                     warn!(work = %w.key(), error = %e, "counting refused claims");

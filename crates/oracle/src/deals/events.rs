@@ -85,9 +85,6 @@ pub fn decode_proposals(client: Address, logs: &[Log]) -> Vec<ProposalLog> {
         .collect()
 }
 
-/// `DealClient.NO_DEAL`: the deal ID it records for a deal made without the market.
-const NO_DEAL: u64 = u64::MAX;
-
 /// A market deal id as stored (the database's integers are signed 64-bit): `DealClient`'s
 /// `NO_DEAL` (`u64::MAX`) and anything past `i64::MAX` are none.
 fn market_id(id: u64) -> Option<u64> {
@@ -116,7 +113,11 @@ fn decode_proposal(log: &Log) -> Option<(B256, ProposalLogKind)> {
             // A deal made without the market (Curio DDO) names `NO_DEAL`: active, with no
             // market deal to read or prove.
             let e = log.log_decode::<DC::DealActivated>().ok()?.inner.data;
-            let deal_id = if e.dealId == NO_DEAL { None } else { Some(market_id(e.dealId)?) };
+            let deal_id = if e.dealId == estuary_contracts::NO_DEAL {
+                None
+            } else {
+                Some(market_id(e.dealId)?)
+            };
             (e.id, ProposalLogKind::Activated { provider: e.provider, deal_id })
         }
         DC::DealProposalCancelled::SIGNATURE_HASH => {

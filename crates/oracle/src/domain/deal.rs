@@ -225,10 +225,16 @@ impl Replica {
         self.deal_id.or(self.direct_key)
     }
 
-    /// Gives it its direct deal's probe key if it is an active deal with no market deal id,
-    /// made for `proposal` ([`direct_probe_key`]).
+    /// Whether it is an active direct deal: active with no market deal (a `DealClient`
+    /// proposal activated without the market, `NO_DEAL`).
+    pub fn is_direct(&self) -> bool {
+        self.deal_id.is_none() && self.state == ReplicaState::Active
+    }
+
+    /// Gives it its direct deal's probe key if it is one ([`Self::is_direct`]), made for
+    /// `proposal` ([`direct_probe_key`]).
     pub fn key_direct(&mut self, proposal: &str) {
-        if self.deal_id.is_none() && self.state == ReplicaState::Active {
+        if self.is_direct() {
             self.direct_key = Some(direct_probe_key(proposal, self.provider));
         }
     }

@@ -407,7 +407,7 @@ pub struct Targets {
 /// shows a direct deal lost before its end. `None` for a replica that is not an active direct
 /// deal.
 pub fn direct_term_view(r: &Replica, head: u64) -> Option<MarketView> {
-    if r.deal_id.is_some() || r.state != ReplicaState::Active {
+    if !r.is_direct() {
         return None;
     }
     let end = r.end_epoch?;

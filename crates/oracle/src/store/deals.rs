@@ -727,10 +727,7 @@ impl Store {
                 let mut histories = Vec::with_capacity(groups.len());
                 let mut replicas = Vec::new();
                 for (proposal, mut events) in groups {
-                    let mut folded = fold_contract(&mut events, &markets);
-                    if let Some(proposal) = &proposal {
-                        folded.iter_mut().for_each(|r| r.key_direct(proposal));
-                    }
+                    let folded = fold_contract(&mut events, &markets, proposal.as_deref());
                     replicas.extend(folded.iter().copied());
                     histories.push((events, folded));
                 }
@@ -738,43 +735,51 @@ impl Store {
                 Folded { order, histories, cancelled, target, replicas }
             })
             .collect();
-        // Probes are kept by market deal id, or a direct deal's key.
-        let mut keys: Vec<u64> = folded
-            .iter()
-            .flat_map(|f| f.replicas.iter().chain(f.histories.iter().flat_map(|(_, r)| r)))
-            .filter_map(Replica::probe_key)
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let probes = self.probe_views(&keys).await?;
-        for f in &mut folded {
-            let in_histories = f.histories.iter_mut().flat_map(|(_, r)| r.iter_mut());
-            for r in f.replicas.iter_mut().chain(in_histories) {
-                r.probe = r.probe_key().and_then(|id| probes.get(&id).copied());
-            }
-        }
-        let any_direct = folded.iter().flat_map(|f| &f.replicas).any(is_direct);
-        if let Some(head) = self.direct_head(any_direct).await? {
-            for f in &mut folded {
-                let in_histories = f.histories.iter_mut().flat_map(|(_, r)| r.iter_mut());
-                direct_terms(f.replicas.iter_mut().chain(in_histories), head);
-            }
-        }
+        let all = folded.iter_mut().flat_map(|f| {
+            let Folded { replicas, histories, .. } = f;
+            replicas.iter_mut().chain(histories.iter_mut().flat_map(|(_, r)| r.iter_mut()))
+        });
+        self.probes_and_terms(all.collect()).await?;
         Ok(folded)
     }
 
-    /// The block direct deals' terms are read at (the latest known), when `any` replica is an
-    /// active direct deal ([`is_direct`]).
-    pub(super) async fn direct_head(&self, any: bool) -> Result<Option<u64>, StoreError> {
-        Ok(if any { Some(self.latest_known_block().await?) } else { None })
+    /// Puts on `replicas` what the store knows beside their events: their probes (kept by
+    /// [`Replica::probe_key`]: a market deal's id or a direct deal's key) and, for direct
+    /// deals (no market deal to read), their term's view at the latest block the store knows
+    /// ([`direct_term_view`]).
+    pub(super) async fn probes_and_terms(
+        &self,
+        mut replicas: Vec<&mut Replica>,
+    ) -> Result<(), StoreError> {
+        let mut keys: Vec<u64> = replicas.iter().filter_map(|r| r.probe_key()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let probes = self.probe_views(&keys).await?;
+        let head = match replicas.iter().any(|r| r.is_direct()) {
+            true => Some(self.latest_known_block().await?),
+            false => None,
+        };
+        for r in &mut replicas {
+            r.probe = r.probe_key().and_then(|key| probes.get(&key).copied());
+            if let Some(view) = head.and_then(|head| direct_term_view(r, head)) {
+                r.market = Some(view);
+            }
+        }
+        Ok(())
     }
 
     /// The latest block this store knows of: deal events, market reads, and the watchers'
     /// cursors (which move on blocks without events too).
     async fn latest_known_block(&self) -> Result<u64, StoreError> {
-        let row =
-            sqlx::query("SELECT MAX(block_number) AS n FROM cursors").fetch_one(&self.pool).await?;
-        Ok(opt_u64(&row, "n")?.unwrap_or(0).max(self.latest_deal_block().await?))
+        let row = sqlx::query(
+            "SELECT MAX(n) AS n FROM (
+               SELECT MAX(block_number) AS n FROM cursors
+               UNION ALL SELECT MAX(block_number) AS n FROM deal_events
+               UNION ALL SELECT MAX(epoch) AS n FROM deal_market) AS latest",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(opt_u64(&row, "n")?.unwrap_or(0))
     }
 
     /// The replicas to probe: active with a deal (a market deal, or a direct deal under its
@@ -1042,21 +1047,6 @@ impl Store {
     }
 }
 
-/// Whether `r` is an active direct deal (no market deal).
-pub(super) fn is_direct(r: &Replica) -> bool {
-    r.deal_id.is_none() && r.state == ReplicaState::Active
-}
-
-/// Gives each active direct deal among `replicas` (no market deal to read) its term's view at
-/// `head` ([`direct_term_view`]).
-pub(super) fn direct_terms<'a>(replicas: impl Iterator<Item = &'a mut Replica>, head: u64) {
-    for r in replicas {
-        if let Some(view) = direct_term_view(r, head) {
-            r.market = Some(view);
-        }
-    }
-}
-
 /// The market deal ids `events` name (published or activated), sorted, once each.
 pub(super) fn deal_ids<'a>(events: impl Iterator<Item = &'a SlotEvent>) -> Vec<u64> {
     let mut ids: Vec<u64> = events
@@ -1073,10 +1063,12 @@ pub(super) fn deal_ids<'a>(events: impl Iterator<Item = &'a SlotEvent>) -> Vec<u
 
 /// A contract deal's events (one proposal's, or one order's) folded with the market's views,
 /// the market's word standing for the activation no client is told of (appended to `events`,
-/// so that the scores count it).
+/// so that the scores count it); a direct deal among them keyed for its probes by `proposal`
+/// ([`Replica::key_direct`]).
 pub(super) fn fold_contract(
     events: &mut Vec<SlotEvent>,
     markets: &HashMap<u64, MarketView>,
+    proposal: Option<&str>,
 ) -> Vec<Replica> {
     let (mut replicas, _) = fold(events);
     attach(&mut replicas, markets);
@@ -1086,6 +1078,9 @@ pub(super) fn fold_contract(
         events.sort_by_key(|e| e.block_number);
         replicas = fold(events).0;
         attach(&mut replicas, markets);
+    }
+    if let Some(proposal) = proposal {
+        replicas.iter_mut().for_each(|r| r.key_direct(proposal));
     }
     replicas
 }

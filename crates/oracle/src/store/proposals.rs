@@ -17,7 +17,7 @@ use sqlx::{Row, any::AnyRow};
 
 use super::{
     PieceToOrder, Store, StoreError,
-    deals::{deal_ids, direct_terms, fold_contract, forget_events, is_direct, slot_event_from_row},
+    deals::{deal_ids, fold_contract, forget_events, slot_event_from_row},
     get_u64, int,
     requests::{move_cursor, rewind_cursor},
 };
@@ -488,20 +488,11 @@ impl Store {
         let mut replicas: HashMap<String, Replica> = events
             .into_iter()
             .filter_map(|(id, mut events)| {
-                let mut replica = fold_contract(&mut events, &markets).into_iter().next()?;
-                replica.key_direct(&id);
+                let replica = fold_contract(&mut events, &markets, Some(&id)).into_iter().next()?;
                 Some((id, replica))
             })
             .collect();
-        // Probes are kept by market deal id, or a direct deal's key.
-        let keys: Vec<u64> = replicas.values().filter_map(Replica::probe_key).collect();
-        let probes = self.probe_views(&keys).await?;
-        for replica in replicas.values_mut() {
-            replica.probe = replica.probe_key().and_then(|d| probes.get(&d).copied());
-        }
-        if let Some(head) = self.direct_head(replicas.values().any(is_direct)).await? {
-            direct_terms(replicas.values_mut(), head);
-        }
+        self.probes_and_terms(replicas.values_mut().collect()).await?;
         Ok(replicas)
     }
 }

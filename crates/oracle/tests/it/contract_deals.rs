@@ -16,7 +16,7 @@ use alloy::{
 };
 use estuary_contracts::{
     DealClient, EstuaryPinning, MARKET_ACTOR, MarketSimulator, MinerActorSimulator,
-    masked_id_address,
+    delegated_address, masked_id_address,
 };
 use serde_json::Value;
 
@@ -58,28 +58,40 @@ async fn deliver(chain: &Chain, id: B256, miner: u64, sector: u64, notify_client
         .data
         .id;
     let payload = Bytes::from(cbor_uint(deal));
-    let mut to_client = vec![0x04, 0x0a];
-    to_client.extend_from_slice(client.as_slice());
+    let notify = [
+        MinerActorSimulator::Notification {
+            addr: Bytes::from_static(&[0x00, 0x05]),
+            payload: payload.clone(),
+        },
+        MinerActorSimulator::Notification { addr: delegated_address(client).into(), payload },
+    ]
+    .into_iter()
+    .take(if notify_client { 2 } else { 1 })
+    .collect();
+    let proved = prove(&sp, miner, sector, request, notify).await;
+    assert!(proved.status(), "f0{miner} proves");
+}
+
+/// `miner` (through `sp`, its controlling account) proves `request`'s piece in `sector`, its
+/// activation sending `notify`.
+async fn prove(
+    sp: &impl alloy::providers::Provider,
+    miner: u64,
+    sector: u64,
+    request: DealClient::DealRequest,
+    notify: Vec<MinerActorSimulator::Notification>,
+) -> alloy::rpc::types::TransactionReceipt {
     let activation = MinerActorSimulator::SectorActivation {
         sector,
         expiration: request.endEpoch,
         pieces: vec![MinerActorSimulator::PieceActivation {
             pieceCid: request.pieceCid,
             size: request.pieceSize,
-            notify: [
-                MinerActorSimulator::Notification {
-                    addr: Bytes::from_static(&[0x00, 0x05]),
-                    payload: payload.clone(),
-                },
-                MinerActorSimulator::Notification { addr: Bytes::from(to_client), payload },
-            ]
-            .into_iter()
-            .take(if notify_client { 2 } else { 1 })
-            .collect(),
+            notify,
         }],
     };
-    let actor = MinerActorSimulator::new(masked_id_address(miner), &sp);
-    assert!(mined!(actor.proveCommitSectors3(vec![activation], true)).status(), "f0{miner} proves");
+    let actor = MinerActorSimulator::new(masked_id_address(miner), sp);
+    mined!(actor.proveCommitSectors3(vec![activation], true))
 }
 
 async fn logs<E: SolEvent>(chain: &Chain) -> Vec<E> {
@@ -532,22 +544,11 @@ async fn deliver_direct(chain: &Chain, id: B256, miner: u64, sector: u64) {
     let sp = chain.wallet(usize::try_from(miner - 999).unwrap());
     let client = chain.deployment.contracts["DealClient"];
     let request = DealClient::new(client, &sp).getProposal(id).call().await.unwrap().request;
-    let mut to_client = vec![0x04, 0x0a];
-    to_client.extend_from_slice(client.as_slice());
-    let activation = MinerActorSimulator::SectorActivation {
-        sector,
-        expiration: request.endEpoch,
-        pieces: vec![MinerActorSimulator::PieceActivation {
-            pieceCid: request.pieceCid,
-            size: request.pieceSize,
-            notify: vec![MinerActorSimulator::Notification {
-                addr: Bytes::from(to_client),
-                payload: Bytes::copy_from_slice(id.as_slice()),
-            }],
-        }],
-    };
-    let miner_actor = MinerActorSimulator::new(masked_id_address(miner), &sp);
-    mined!(miner_actor.proveCommitSectors3(vec![activation], true));
+    let notify = vec![MinerActorSimulator::Notification {
+        addr: delegated_address(client).into(),
+        payload: Bytes::copy_from_slice(id.as_slice()),
+    }];
+    prove(&sp, miner, sector, request, notify).await;
 }
 
 /// A direct deal (made without the market: `DealActivated` with `NO_DEAL`) counts as a

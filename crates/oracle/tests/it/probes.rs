@@ -211,6 +211,25 @@ fn at(order: &Value, provider: u64) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// The oracle's arguments for contract deals through the deployed `DealClient` and
+/// `DealStateView` with the operator's key, pins fetched through `origin`; then `more`.
+fn contract_deal_args(chain: &Chain, origin: &str, more: &[&str]) -> Vec<String> {
+    let client = chain.deployment.contracts["DealClient"].to_string();
+    let view = chain.deployment.contracts["DealStateView"].to_string();
+    let key = chain.operator_key();
+    let base = [
+        "--gateway",
+        origin,
+        "--operator-key",
+        &key,
+        "--deal-client-address",
+        &client,
+        "--deal-state-view-address",
+        &view,
+    ];
+    base.iter().chain(more).map(|s| (*s).to_owned()).collect()
+}
+
 /// Probes every second, a replica lost after two failed ones and marked lost at once: the
 /// oracle's arguments of the mark-lost tests.
 const MARK_LOST: &[&str] = &[
@@ -282,55 +301,47 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
     let cars: Cars = Arc::default();
     let asked = Arc::new(AtomicUsize::new(0));
     let origin = counting_gateway(Arc::clone(&cars), Arc::clone(&asked)).await;
-    let client = chain.deployment.contracts["DealClient"];
-    let mut args: Vec<String> = [
-        "--gateway",
+    let mut args = contract_deal_args(
+        &chain,
         &origin,
-        "--operator-key",
-        &chain.operator_key(),
-        "--deal-client-address",
-        &client.to_string(),
-        "--deal-state-view-address",
-        &chain.deployment.contracts["DealStateView"].to_string(),
-        "--deal-check-secs",
-        "1",
-        "--deal-replicas",
-        "2",
-        "--deal-term-epochs",
-        "3600",
-        // A minute of blocks to fetch, seal and publish.
-        "--deal-start-epochs",
-        "240",
-        "--deal-expiring-epochs",
-        "100",
-        "--probe-every-secs",
-        "1",
-        "--probe-lost-after",
-        "2",
-        "--probe-timeout-secs",
-        "10",
-        // The copy here goes once both replicas are verified; collections every 2 s.
-        "--cold-after-secs",
-        "0",
-        "--cold-min-verified",
-        "2",
-        "--gc-interval-secs",
-        "2",
-        "--p2p-listen",
-        "/ip4/127.0.0.1/tcp/0",
-        // The pin's blocks go with its copy, as soon as it does.
-        "--cold-drop-blocks",
-        "--gc-grace-secs",
-        "1",
-        "--cold-cache-secs",
-        "2",
-        // Probes of one provider come about every 10 s here (6 a minute at most).
-        "--cold-verified-within-secs",
-        "30",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+        &[
+            "--deal-check-secs",
+            "1",
+            "--deal-replicas",
+            "2",
+            "--deal-term-epochs",
+            "3600",
+            // A minute of blocks to fetch, seal and publish.
+            "--deal-start-epochs",
+            "240",
+            "--deal-expiring-epochs",
+            "100",
+            "--probe-every-secs",
+            "1",
+            "--probe-lost-after",
+            "2",
+            "--probe-timeout-secs",
+            "10",
+            // The copy here goes once both replicas are verified; collections every 2 s.
+            "--cold-after-secs",
+            "0",
+            "--cold-min-verified",
+            "2",
+            "--gc-interval-secs",
+            "2",
+            "--p2p-listen",
+            "/ip4/127.0.0.1/tcp/0",
+            // The pin's blocks go with its copy, as soon as it does.
+            "--cold-drop-blocks",
+            "--gc-grace-secs",
+            "1",
+            "--cold-cache-secs",
+            "2",
+            // Probes of one provider come about every 10 s here (6 a minute at most).
+            "--cold-verified-within-secs",
+            "30",
+        ],
+    );
     for (i, url) in urls.iter().enumerate() {
         args.extend(["--provider".into(), format!("f0{}:price=0,url={url}", 1000 + i)]);
     }
@@ -874,37 +885,28 @@ async fn a_direct_deal_is_probed_replaced_once_lost_and_never_stands_for_the_cop
 
     let cars: Cars = Arc::default();
     let origin = counting_gateway(Arc::clone(&cars), Arc::default()).await;
-    let client = chain.deployment.contracts["DealClient"];
-    let view = chain.deployment.contracts["DealStateView"].to_string();
-    let mut args: Vec<String> = [
-        "--gateway",
+    let mut args = contract_deal_args(
+        &chain,
         &origin,
-        "--operator-key",
-        &chain.operator_key(),
-        "--deal-client-address",
-        &client.to_string(),
-        "--deal-state-view-address",
-        &view,
-        "--deal-replicas",
-        "2",
-        "--deal-term-epochs",
-        "3600",
-        "--deal-start-epochs",
-        "240",
-        // The copy here may go once two replicas are verified; collections every 2 s.
-        "--cold-after-secs",
-        "0",
-        "--cold-min-verified",
-        "2",
-        "--cold-verified-within-secs",
-        "30",
-        "--gc-interval-secs",
-        "2",
-    ]
-    .iter()
-    .chain(&MARK_LOST[..MARK_LOST.len() - 2])
-    .map(|s| (*s).to_owned())
-    .collect();
+        &[
+            "--deal-replicas",
+            "2",
+            "--deal-term-epochs",
+            "3600",
+            "--deal-start-epochs",
+            "240",
+            // The copy here may go once two replicas are verified; collections every 2 s.
+            "--cold-after-secs",
+            "0",
+            "--cold-min-verified",
+            "2",
+            "--cold-verified-within-secs",
+            "30",
+            "--gc-interval-secs",
+            "2",
+        ],
+    );
+    args.extend(MARK_LOST[..MARK_LOST.len() - 2].iter().map(|s| (*s).to_owned()));
     args.extend(["--provider".into(), format!("f01000:price=0,url={f01000}")]);
     for (i, sp) in market.iter().enumerate() {
         args.extend(["--provider".into(), format!("f0{}:price=0,url={}", 1001 + i, sp.url)]);

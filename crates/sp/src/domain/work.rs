@@ -148,7 +148,7 @@ pub enum Deal {
 
 impl Deal {
     /// `DealClient`'s deal ID for a deal made without the market.
-    pub const NO_DEAL: u64 = u64::MAX;
+    pub const NO_DEAL: u64 = estuary_contracts::NO_DEAL;
 
     /// The deal a `DealClient` record names (`NO_DEAL`: a direct deal).
     pub fn from_record(deal_id: u64) -> Self {

@@ -157,26 +157,22 @@ impl Sealer for CommandSealer {
     }
 
     async fn hand_over(&self, job: &SealJob) -> Result<Deal, SealError> {
-        // 0 when unknown: a slot, or a `DealClient` deployed before `proposalNumber` (a Curio
-        // deal naming 0 is refused: `DealNotFound`).
-        let number = match job.kind {
+        // A proposal's number, 0 when unknown: a slot, or a `DealClient` deployed before
+        // `proposalNumber` (a Curio deal naming 0 is refused: `DealNotFound`); and whether its
+        // contract takes direct deals. Both read at once.
+        let (number, accept_direct) = match job.kind {
             WorkKind::Proposal => {
-                self.chain.proposal_number(job.contract, job.proposal_id).await.unwrap_or_else(
-                    |e| {
-                        debug!(work = %job.work, error = %e, "no proposal number");
-                        0
-                    },
-                )
+                let (number, accepts) = tokio::join!(
+                    self.chain.proposal_number(job.contract, job.proposal_id),
+                    self.chain.accepts_direct(job.contract),
+                );
+                let number = number.unwrap_or_else(|e| {
+                    debug!(work = %job.work, error = %e, "no proposal number");
+                    0
+                });
+                (number, accepts.map_err(|e| SealError::Retry(e.to_string()))?)
             }
-            WorkKind::Slot => 0,
-        };
-        let accept_direct = match job.kind {
-            WorkKind::Proposal => self
-                .chain
-                .accepts_direct(job.contract)
-                .await
-                .map_err(|e| SealError::Retry(e.to_string()))?,
-            WorkKind::Slot => false,
+            WorkKind::Slot => (0, false),
         };
         let values = self.values(job, number, accept_direct);
         let script = Self::render(&self.template, &values);

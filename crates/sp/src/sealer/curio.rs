@@ -20,7 +20,7 @@
 //! recovery id as 0 or 1 (go-crypto's `EcRecover` refuses 27 and 28). Curio accepts the minute
 //! of the request and the one before and after, so a header is good for about a minute.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use alloy::{
     primitives::{Address, B256, keccak256},
@@ -31,20 +31,14 @@ use blake2::{
     Blake2bVar,
     digest::{Update, VariableOutput},
 };
+use estuary_contracts::delegated_address;
 use sha2::{Digest, Sha256};
-
-/// The f4 address bytes of an Ethereum address: protocol 4, namespace 10 (leb128), the address.
-pub fn f4_bytes(address: Address) -> Vec<u8> {
-    let mut bytes = vec![0x04, 0x0a];
-    bytes.extend_from_slice(address.as_slice());
-    bytes
-}
 
 /// An Ethereum address as a Filecoin f4 address: `f410f…` on mainnet, `t410f…` elsewhere.
 pub fn f4_address(address: Address, mainnet: bool) -> String {
     let mut checksum = [0u8; 4];
     let mut hasher = Blake2bVar::new(4).expect("4 is a valid blake2b output size");
-    hasher.update(&f4_bytes(address));
+    hasher.update(&delegated_address(address));
     hasher.finalize_variable(&mut checksum).expect("the output is 4 bytes");
     let mut payload = address.to_vec();
     payload.extend_from_slice(&checksum);
@@ -67,31 +61,18 @@ pub fn ulid(proposal_id: B256) -> String {
         .collect()
 }
 
-/// The time Curio signs over: `at` truncated to the minute, RFC 3339 in UTC.
+/// The time Curio signs over: `at` truncated to the minute, RFC 3339 in UTC (a time before
+/// 1970 as 1970's first minute).
 pub fn minute(at: SystemTime) -> String {
-    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:00Z", rest / 3600, rest % 3600 / 60)
-}
-
-/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + u64::from(m <= 2), m, d)
+    use jiff::Timestamp;
+    let secs = Timestamp::try_from(at).map_or(0, |t| t.as_second()).max(0);
+    Timestamp::from_second(secs - secs % 60).unwrap_or(Timestamp::UNIX_EPOCH).to_string()
 }
 
 /// The digest Curio verifies for a request of `method` to `path` at `at` by `address`.
 pub fn auth_digest(address: Address, method: &str, path: &str, at: SystemTime) -> [u8; 32] {
     let mut h = Sha256::new();
-    sha2::Digest::update(&mut h, f4_bytes(address));
+    sha2::Digest::update(&mut h, delegated_address(address));
     sha2::Digest::update(&mut h, method.to_uppercase().as_bytes());
     sha2::Digest::update(&mut h, if path.is_empty() { "/" } else { path }.as_bytes());
     sha2::Digest::update(&mut h, minute(at).as_bytes());
@@ -115,14 +96,14 @@ pub fn auth_header(
     bytes.push(u8::from(sig.v()));
     Ok(format!(
         "CurioAuth delegated:{}:{}",
-        STANDARD.encode(f4_bytes(signer.address())),
+        STANDARD.encode(delegated_address(signer.address())),
         STANDARD.encode(bytes)
     ))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use alloy::primitives::{Signature, U256, address};
 
@@ -161,7 +142,7 @@ mod tests {
         let header = auth_header(&signer, "post", "/market/mk20/deal", at).unwrap();
         let rest = header.strip_prefix("CurioAuth delegated:").unwrap();
         let (addr, sig) = rest.split_once(':').unwrap();
-        assert_eq!(STANDARD.decode(addr).unwrap(), f4_bytes(signer.address()));
+        assert_eq!(STANDARD.decode(addr).unwrap(), delegated_address(signer.address()));
         let sig = STANDARD.decode(sig).unwrap();
         assert_eq!((sig.len(), sig[0]), (66, 3));
         assert!(sig[65] <= 1, "recovery id 0 or 1");

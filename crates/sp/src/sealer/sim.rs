@@ -98,13 +98,6 @@ pub fn cbor_uint(n: u64) -> Vec<u8> {
     }
 }
 
-/// The f4 address (namespace 10, the EAM) of a contract, as address bytes.
-fn delegated(contract: alloy::primitives::Address) -> Vec<u8> {
-    let mut a = vec![0x04, 0x0a];
-    a.extend_from_slice(contract.as_slice());
-    a
-}
-
 /// The sector a direct deal is proven in (no market deal ID to name it by): from the
 /// proposal's id, below 2^62.
 fn direct_sector(job: &SealJob) -> u64 {
@@ -179,7 +172,7 @@ impl SimulatedSealer {
                 pieceCid: Bytes::from(piece.to_bytes()),
                 size: job.padded_size,
                 notify: vec![MinerActorSimulator::Notification {
-                    addr: Bytes::from(delegated(job.contract)),
+                    addr: Bytes::from(estuary_contracts::delegated_address(job.contract)),
                     payload: Bytes::copy_from_slice(job.proposal_id.as_slice()),
                 }],
             }],
@@ -219,7 +212,7 @@ impl SimulatedSealer {
                 let piece = cid::Cid::try_from(job.piece_v1.as_str())
                     .map_err(|e| SealError::Fail(format!("piece CID: {e}")))?;
                 let payload = Bytes::from(cbor_uint(deal));
-                let client = delegated(job.contract);
+                let client = estuary_contracts::delegated_address(job.contract);
                 let activation = MinerActorSimulator::SectorActivation {
                     sector,
                     expiration,

@@ -288,23 +288,21 @@ impl Store {
         .transpose()
     }
 
-    /// How many of a lead's latest pieces of work, in a row, were refused claims (slot work
-    /// that failed without ever being claimed: no deadline).
+    /// How many of a slot lead's latest pieces of work, in a row, were refused claims (work
+    /// that failed without ever being claimed: no deadline). Only slots are claimed.
     pub async fn refusals_in_a_row(
         &self,
-        kind: WorkKind,
         contract: Address,
         reference: &str,
     ) -> Result<u32, StoreError> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM work
-             WHERE kind = $1 AND contract = $2 AND ref = $3 AND kind = 'slot'
+             WHERE kind = 'slot' AND contract = $1 AND ref = $2
                AND state = 'failed' AND deadline IS NULL
                AND id > COALESCE((SELECT MAX(id) FROM work
-                                  WHERE kind = $1 AND contract = $2 AND ref = $3
+                                  WHERE kind = 'slot' AND contract = $1 AND ref = $2
                                     AND (state <> 'failed' OR deadline IS NOT NULL)), 0)",
         )
-        .bind(kind.as_str())
         .bind(format!("{contract:#x}"))
         .bind(reference)
         .fetch_one(&self.pool)
@@ -542,9 +540,7 @@ mod tests {
             };
             store.decide(&lead, &Decision::Take(work), None, block).await.unwrap().unwrap()
         };
-        let count = async |store: &Store| {
-            store.refusals_in_a_row(WorkKind::Slot, contract, "7").await.unwrap()
-        };
+        let count = async |store: &Store| store.refusals_in_a_row(contract, "7").await.unwrap();
         let refused = Input::ClaimRefused { reason: "NotController".into() };
         assert_eq!(count(&store).await, 0);
         for n in 1..=2 {
@@ -569,7 +565,7 @@ mod tests {
         assert_eq!(count_other(&store).await, 0);
 
         async fn count_other(store: &Store) -> u32 {
-            store.refusals_in_a_row(WorkKind::Slot, Address::repeat_byte(2), "7").await.unwrap()
+            store.refusals_in_a_row(Address::repeat_byte(2), "7").await.unwrap()
         }
     }
 }
