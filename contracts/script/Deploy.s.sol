@@ -226,6 +226,8 @@ contract Deploy is Script {
         d.dealStateView = new DealStateView();
         d.providerRegistry = new ProviderRegistry();
         d.pinning.setOperator(operator, true);
+        // Its direct deals (made without the market) are proven against this client's records.
+        d.pinning.setDealClient(address(d.dealClient), true);
         d.dealClient.setOperator(operator, true);
         d.oracle.setOperator(operator, true);
         d.dao.setOperator(operator, true);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {DealClient} from "./DealClient.sol";
 import {CidLib} from "./lib/CidLib.sol";
 import {MarketActor} from "./lib/MarketActor.sol";
 import {Operated} from "./lib/Operated.sol";
@@ -41,6 +42,13 @@ import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 ///      transaction's input, where anyone can read it to verify again, and the oracle serves it.
 ///      A deal's later life (activation, expiry, termination) is the market's to say: read it
 ///      with `DealStateView`.
+///
+///      Direct deals (`reportDirectDeal`): a deal made without the market (Curio's DDO deals)
+///      has no market deal to ask. Its facts come from a `DealClient` the owner trusts
+///      (`setDealClient`), which recorded the sector's activation when the miner actor notified
+///      it: the proposal's piece, and that the named provider activated it (`NO_DEAL`). Such a
+///      deal is proven as `DealProven(request, NO_DEAL, provider, offset)`; nothing on chain
+///      says when its sector ends early (the market alone is told of terminations).
 contract EstuaryPinning is Operated, Pausable {
     /// @notice Bits of `Request.reported`.
     uint8 internal constant PINNED = 1;
@@ -48,6 +56,9 @@ contract EstuaryPinning is Operated, Pausable {
     uint8 internal constant FAILED = 4;
     uint8 internal constant CANCELLED = 8;
     uint8 internal constant REFUNDED = 16;
+
+    /// @notice The deal ID of a direct deal (made without the market), as `DealClient.NO_DEAL`.
+    uint64 public constant NO_DEAL = type(uint64).max;
 
     /// @notice Most origins per request, the longest origin and the longest name.
     uint256 public constant MAX_ORIGINS = 8;
@@ -154,6 +165,9 @@ contract EstuaryPinning is Operated, Pausable {
     FeeChange[] internal feeSchedule;
     mapping(uint256 requestId => Request) internal requests;
     mapping(uint256 requestId => Outcome) internal outcomes;
+    /// @notice The `DealClient`s whose records of direct deals `reportDirectDeal` takes as the
+    ///         chain's word (set by the owner).
+    mapping(address client => bool) public isDealClient;
 
     /// @notice A pin was requested.
     /// @param requestId The new request's id, increasing from 1.
@@ -179,6 +193,20 @@ contract EstuaryPinning is Operated, Pausable {
     event DealProven(
         uint256 indexed requestId, uint64 indexed dealId, uint64 indexed provider, uint64 offset
     );
+    /// @notice A direct deal (made without the market) for a `DealClient` proposal was reported
+    ///         with the pins whose proofs held (`recorded` of them).
+    /// @param aggregateCommP The proposal's piece (its commitment), as the client records it.
+    event DirectDealReported(
+        address indexed client,
+        bytes32 indexed proposal,
+        uint64 indexed provider,
+        address operator,
+        bytes32 aggregateCommP,
+        uint64 aggregateSize,
+        uint256 recorded
+    );
+    /// @notice The owner trusts (or no longer trusts) a `DealClient`'s records of direct deals.
+    event DealClientSet(address indexed client, bool trusted);
     /// @notice An operator gave up on the request: a code and a short detail.
     event PinFailed(uint256 indexed requestId, address indexed operator, FailureCode code, string detail);
     /// @notice The requester cancelled.
@@ -218,6 +246,11 @@ contract EstuaryPinning is Operated, Pausable {
     error EstuaryPinningBadProof(uint256 requestId, PoDSI.Failure failure);
     /// @notice The piece CID is not a v1 piece CID, or the size is not a power of two ≥ 128.
     error EstuaryPinningBadPiece();
+    /// @notice `client` is not a `DealClient` the owner trusts (`setDealClient`).
+    error EstuaryPinningUnknownDealClient(address client);
+    /// @notice `client` records no direct deal of `provider` for `proposal` that is active now
+    ///         (activated, its term not ended).
+    error EstuaryPinningDirectDealUnavailable(address client, bytes32 proposal, uint64 provider);
     /// @notice Only the requester may cancel or take a refund.
     error EstuaryPinningNotRequester(uint256 requestId, address caller);
     /// @notice The fee is not refundable (yet, or any more): see the refund rule.
@@ -475,7 +508,10 @@ contract EstuaryPinning is Operated, Pausable {
         }
         if (r.cidTag != bytes8(pin.cidHash)) return false;
         Outcome storage o = outcomes[requestId];
-        if (bits & DEAL_MADE != 0 && o.dealId == dealId) return false;
+        // The deal it holds last: a market deal by its id; a direct one (`NO_DEAL`) with its provider.
+        if (bits & DEAL_MADE != 0 && o.dealId == dealId && (dealId != NO_DEAL || o.provider == provider)) {
+            return false;
+        }
         if (o.commP != pin.commP || o.paddedSize != pin.paddedSize) {
             revert EstuaryPinningPieceMismatch(requestId, pin.commP, pin.paddedSize);
         }
@@ -529,6 +565,62 @@ contract EstuaryPinning is Operated, Pausable {
         if (r.reported & (CANCELLED | FAILED) != 0) revert EstuaryPinningRequestClosed(requestId);
     }
 
+    /// @notice A deal made without the market for a `DealClient` proposal, and the pins it holds.
+    struct DirectDealReport {
+        /// The `DealClient` that made the proposal (one the owner trusts).
+        address client;
+        /// The proposal's id.
+        bytes32 proposal;
+        /// The miner actor ID that activated it.
+        uint64 provider;
+        PinInclusion[] pins;
+    }
+
+    /// @notice Reports a deal made without the storage market (Curio DDO) that holds pinned
+    ///         requests, with a proof for each. Its facts are the `DealClient`'s: `client` must
+    ///         be trusted (else `EstuaryPinningUnknownDealClient`) and record `provider`'s
+    ///         activation of `proposal` as `NO_DEAL`, within the proposal's term (else
+    ///         `EstuaryPinningDirectDealUnavailable`); the deal's piece is the proposal's. Each
+    ///         pin is then recorded as in `reportDeal` (skipped, refused or proven by the same
+    ///         rules), as `DealProven(request, NO_DEAL, provider, offset)`; a request whose last
+    ///         recorded deal is `provider`'s direct one is skipped. Then one `DirectDealReported`.
+    /// @dev One read-only call to the client (`getProposal`), then ~33k gas per proof at most.
+    /// @return recorded How many pins were recorded in this deal.
+    // The client is one the owner trusts, and it is called through a view (STATICCALL).
+    // slither-disable-next-line reentrancy-no-eth,reentrancy-benign,reentrancy-events
+    function reportDirectDeal(DirectDealReport calldata report)
+        external
+        onlyOperator
+        returns (uint256 recorded)
+    {
+        address client = report.client;
+        if (!isDealClient[client]) revert EstuaryPinningUnknownDealClient(client);
+        uint64 provider = report.provider;
+        DealClient.ProposalView memory p = DealClient(payable(client)).getProposal(report.proposal);
+        if (!activeDirect(p, provider)) {
+            revert EstuaryPinningDirectDealUnavailable(client, report.proposal, provider);
+        }
+        (bool ok, bytes32 commPa) = PoDSI.commPOf(p.request.pieceCid);
+        if (!ok) revert EstuaryPinningBadPiece();
+        PoDSI.InclusionAuxData memory aggregate = PoDSI.InclusionAuxData(commPa, p.request.pieceSize);
+        for (uint256 i; i < report.pins.length; ++i) {
+            if (recordInclusion(report.pins[i], NO_DEAL, provider, aggregate)) ++recorded;
+        }
+        emit DirectDealReported(
+            client, report.proposal, provider, msg.sender, commPa, aggregate.sizePa, recorded
+        );
+    }
+
+    /// @dev Whether `p` records `provider`'s direct deal, activated, within the proposal's term.
+    function activeDirect(DealClient.ProposalView memory p, uint64 provider) internal view returns (bool) {
+        if (int256(block.number) >= int256(p.request.endEpoch)) return false;
+        for (uint256 k; k < p.deals.length; ++k) {
+            DealClient.DealRecord memory d = p.deals[k];
+            if (d.provider == provider && d.dealId == NO_DEAL && d.activated >= 0) return true;
+        }
+        return false;
+    }
+
     // ------------------------------------------------------------------ views
 
     /// @notice Who made a request (zero for an unknown id).
@@ -556,6 +648,14 @@ contract EstuaryPinning is Operated, Pausable {
     }
 
     // ------------------------------------------------------------------ owner
+
+    /// @notice Trusts (or stops trusting) `client`'s records of direct deals (`reportDirectDeal`).
+    ///         Trust only a `DealClient` deployed from this project's source: its records are
+    ///         taken as the chain's word.
+    function setDealClient(address client, bool trusted) external onlyOwner {
+        isDealClient[client] = trusted;
+        emit DealClientSet(client, trusted);
+    }
 
     /// @notice Sets the fee for requests made from now on.
     function setFee(uint96 fee_) external onlyOwner {

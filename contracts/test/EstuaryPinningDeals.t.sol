@@ -5,27 +5,16 @@ import {EstuaryPinning} from "../src/EstuaryPinning.sol";
 import {MarketActor} from "../src/lib/MarketActor.sol";
 import {Operated} from "../src/lib/Operated.sol";
 import {PoDSI} from "../src/lib/PoDSI.sol";
-import {FilecoinTest} from "./utils/FilecoinTest.sol";
-import {PoDSIFixture} from "./utils/PoDSIFixture.sol";
+import {PinnedPieces} from "./utils/PinnedPieces.sol";
 import {Vm} from "forge-std/Test.sol";
 
 /// `reportDeal`: deals in the (simulated) market, pins proven in them with the proofs
 /// `crates/piece` makes, and everything a wrong report can get wrong refused.
-contract EstuaryPinningDealsTest is FilecoinTest, PoDSIFixture {
-    EstuaryPinning internal pinning;
-    address internal constant OWNER = address(0x0A);
-    address internal constant ORACLE = address(0x0C);
-    address internal constant ALICE = address(0xA11CE);
+contract EstuaryPinningDealsTest is PinnedPieces {
     address internal constant SP = address(0x5B1);
     address internal constant SP2 = address(0x5B2);
     uint64 internal constant MINER = 1000;
     uint64 internal constant MINER2 = 1001;
-    bytes internal constant CID =
-        hex"01551220c7d01489080858c500065836c658f847a6ca67c4864619212be4f8200e4bbace";
-    bytes32 internal constant H = keccak256(CID);
-
-    /// The fixture's "estuary payloads" aggregate: five real pieces in 8 MiB.
-    uint256 internal payloads;
 
     function setUp() public {
         installMarket();
@@ -33,11 +22,7 @@ contract EstuaryPinningDealsTest is FilecoinTest, PoDSIFixture {
         vm.roll(1000);
         createMiner(MINER, SP);
         createMiner(MINER2, SP2);
-        pinning = new EstuaryPinning(OWNER, 1 days);
-        vm.prank(OWNER);
-        pinning.setOperator(ORACLE, true);
-        loadFixture();
-        payloads = firstOf("e");
+        setUpPinning();
     }
 
     // ------------------------------------------------------------------ helpers
@@ -54,18 +39,6 @@ contract EstuaryPinningDealsTest is FilecoinTest, PoDSIFixture {
         return dealFor(cases[first].commPa, cases[first].sizePa, provider, controller);
     }
 
-    /// One request per piece `cases[first + k]`, reported pinned with that piece.
-    function pinned(uint256 first, uint256 n) internal returns (uint256[] memory ids) {
-        ids = new uint256[](n);
-        for (uint256 k; k < n; ++k) {
-            vm.prank(ALICE);
-            ids[k] = pinning.pinToEstuary(CID);
-            Case storage c = cases[first + k];
-            vm.prank(ORACLE);
-            pinning.reportPinned(ids[k], H, PoDSI.pieceCidOf(c.commPc), c.sizePc);
-        }
-    }
-
     /// The report of deal `dealId` for requests `ids`, request k holding piece `cases[first + k]`.
     function reportOf(uint64 dealId, uint64 provider, uint256 first, uint256[] memory ids)
         internal
@@ -76,11 +49,7 @@ contract EstuaryPinningDealsTest is FilecoinTest, PoDSIFixture {
         r.provider = provider;
         r.aggregateCommP = cases[first].commPa;
         r.aggregateSize = cases[first].sizePa;
-        r.pins = new EstuaryPinning.PinInclusion[](ids.length);
-        for (uint256 k; k < ids.length; ++k) {
-            Case storage c = cases[first + k];
-            r.pins[k] = EstuaryPinning.PinInclusion(ids[k], H, c.commPc, c.sizePc, proofOf(c));
-        }
+        r.pins = inclusions(first, ids);
     }
 
     function report(EstuaryPinning.DealReport memory r) internal returns (uint256) {

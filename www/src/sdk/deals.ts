@@ -37,6 +37,12 @@ export interface DealStatus {
   last_probe?: number | null;
   /** Whether that read gave the piece's bytes. */
   last_probe_ok?: boolean | null;
+  /**
+   * For a direct deal (made without the market, Curio DDO: `deal_id` is `null`), where the
+   * chain records it: the `DealClient` and the proposal whose activation it recorded
+   * (`getProposal`); `EstuaryPinning` proves pins in it as deal `NO_DEAL` at `provider`.
+   */
+  direct?: { client: string; proposal: string };
 }
 
 /** A storage provider as the oracle scores it (`GET /providers`). */

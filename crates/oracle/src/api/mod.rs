@@ -1032,6 +1032,19 @@ pub struct DealView {
     last_probe: Option<u64>,
     /// Whether that read was the piece's bytes.
     last_probe_ok: Option<bool>,
+    /// For a direct deal (made without the market: `deal_id` is null), where the chain records
+    /// it: the `DealClient` and the proposal whose activation it recorded (`getProposal`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direct: Option<DirectDealView>,
+}
+
+/// Where a direct deal is recorded on chain.
+#[derive(Debug, Serialize)]
+pub struct DirectDealView {
+    /// The `DealClient` (0x address).
+    client: alloy::primitives::Address,
+    /// The proposal's id (0x, 32 bytes).
+    proposal: alloy::primitives::B256,
 }
 
 /// The replicas of `orders`, flattened: for pin piece `piece` (when given) held inside
@@ -1062,6 +1075,10 @@ fn deal_views(
                 order_id: o.order.order_id,
                 last_probe: r.probe.map(|p| p.last_probe),
                 last_probe_ok: r.probe.map(|p| p.last_probe_ok),
+                direct: r
+                    .direct
+                    .and_then(|d| d.proposal)
+                    .map(|proposal| DirectDealView { client: o.order.contract, proposal }),
             })
         })
         .collect()

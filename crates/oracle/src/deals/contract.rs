@@ -894,7 +894,7 @@ mod tests {
                 end_epoch: None,
             }),
             probe: None,
-            direct_key: None,
+            direct: None,
         }
     }
 

@@ -4,10 +4,18 @@
 //! gives it (`PoDSI`). A client, or any contract, can then see its pin in a Filecoin deal without
 //! trusting the oracle.
 //!
+//! A direct deal (made without the market for a `DealClient` proposal, Curio DDO) has no market
+//! deal to name: it is reported with `reportDirectDeal(client, proposal, provider, pins)`, which
+//! the contract checks against the client's record of the activation and the proposal's piece.
+//! It is kept in `deal_reports` under its probe key ([`crate::domain::deal::direct_probe_key`]),
+//! which no market deal id reaches.
+//!
 //! ```text
-//!   closed buckets with an open order ──► replicas with a deal id, published or active
+//!   closed buckets with an open order ──► replicas with a deal id, published or active,
+//!                                         or active direct deals
 //!   ──► not yet in deal_reports ──► Aggregate::build (the bucket's pieces) ──► proofs
-//!   ──► reportDeal(deal, provider, aggregate, pins) in batches (TxManager, key per batch)
+//!   ──► reportDeal(deal, provider, aggregate, pins) or reportDirectDeal(client, proposal,
+//!       provider, pins), in batches (TxManager, key per batch)
 //!   ──► deal_reports
 //! ```
 //!
@@ -31,7 +39,7 @@ use crate::{
     deals::buckets::{BucketError, aggregate_of},
     domain::{
         JobSource,
-        deal::{OrderState, ReplicaState},
+        deal::{Backend, OrderState, Replica, ReplicaState},
         now_ms,
     },
     pipeline::report::cid_hash,
@@ -44,6 +52,39 @@ const PINS_PER_REPORT: usize = 64;
 const BUCKET_PAGE: u64 = 1000;
 /// A refused report is tried again after this long.
 const RETRY: Duration = Duration::from_secs(60);
+
+/// A deal holding a bucket's aggregate, as its report names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeldIn {
+    /// A market deal, by its id.
+    Market(u64),
+    /// A direct deal: `client`'s `proposal`, activated without the market; `key` is the probe
+    /// key it is recorded under.
+    Direct { client: Address, proposal: B256, key: u64 },
+}
+
+impl HeldIn {
+    /// What the deal is recorded under in `deal_reports` (and remembered as refused by).
+    fn key(self) -> u64 {
+        match self {
+            Self::Market(id) => id,
+            Self::Direct { key, .. } => key,
+        }
+    }
+
+    /// The deal `replica` of an order of `backend` at `contract` stands for, if there is one to
+    /// report: a market deal published or active, or an active direct deal of a `DealClient`
+    /// proposal that nothing refuted.
+    fn of(replica: &Replica, backend: Backend, contract: Address) -> Option<Self> {
+        if let Some(id) = replica.deal_id {
+            return matches!(replica.state, ReplicaState::Published | ReplicaState::Active)
+                .then_some(Self::Market(id));
+        }
+        let direct = replica.direct.filter(|_| replica.is_direct() && !replica.gone())?;
+        let proposal = direct.proposal.filter(|_| backend == Backend::Contract)?;
+        Some(Self::Direct { client: contract, proposal, key: direct.key })
+    }
+}
 
 /// Why a round stopped (retried next round).
 #[derive(Debug, thiserror::Error)]
@@ -114,15 +155,14 @@ impl DealReporter {
             let (Some(aggregate), Some(deal_size)) = (&bucket.piece_cid, bucket.deal_size) else {
                 continue;
             };
-            let deals: Vec<(u64, u64)> = self
+            let deals: Vec<(HeldIn, u64)> = self
                 .store
                 .deals(Some(aggregate), 10, 0)
                 .await?
                 .iter()
-                .flat_map(|o| o.replicas.iter())
-                .filter(|r| matches!(r.state, ReplicaState::Published | ReplicaState::Active))
-                .filter_map(|r| r.deal_id.map(|d| (d, r.provider)))
-                .filter(|(d, _)| !done.contains(d) && !refused.contains_key(d))
+                .flat_map(|o| o.replicas.iter().map(move |r| (&o.order, r)))
+                .filter_map(|(o, r)| Some((HeldIn::of(r, o.backend, o.contract)?, r.provider)))
+                .filter(|(d, _)| !done.contains(&d.key()) && !refused.contains_key(&d.key()))
                 .collect();
             if deals.is_empty() {
                 continue;
@@ -153,7 +193,7 @@ impl DealReporter {
                 match self.report(deal, provider, &agg, &pins).await {
                     Ok(tx) => {
                         info!(
-                            deal,
+                            ?deal,
                             provider,
                             bucket = bucket.id,
                             pins = pins.len(),
@@ -164,7 +204,7 @@ impl DealReporter {
                         self.store
                             .deal_reported(
                                 &contract,
-                                (deal, provider),
+                                (deal.key(), provider),
                                 bucket.id,
                                 count,
                                 tx.as_deref(),
@@ -173,8 +213,8 @@ impl DealReporter {
                             .await?;
                     }
                     Err(e) => {
-                        warn!(deal, provider, error = %e, "deal report refused; tried again later");
-                        refused.insert(deal, Instant::now());
+                        warn!(?deal, provider, error = %e, "deal report refused; tried again later");
+                        refused.insert(deal.key(), Instant::now());
                     }
                 }
             }
@@ -185,7 +225,7 @@ impl DealReporter {
     /// Sends the report of `deal` in batches; the last transaction's hash.
     async fn report(
         &self,
-        deal: u64,
+        deal: HeldIn,
         provider: u64,
         agg: &Aggregate,
         pins: &[EstuaryPinning::PinInclusion],
@@ -193,15 +233,25 @@ impl DealReporter {
         let pinning = EstuaryPinning::new(self.pinning, self.tx.provider());
         let mut last = None;
         for (k, batch) in pins.chunks(PINS_PER_REPORT).enumerate() {
-            let report = EstuaryPinning::DealReport {
-                dealId: deal,
-                provider,
-                aggregateCommP: FixedBytes(agg.root),
-                aggregateSize: agg.deal_size,
-                pins: batch.to_vec(),
+            let key = format!("dealreport/{:#x}/{}/{k}", self.pinning, deal.key());
+            let pins = batch.to_vec();
+            let receipt = match deal {
+                HeldIn::Market(deal_id) => {
+                    let report = EstuaryPinning::DealReport {
+                        dealId: deal_id,
+                        provider,
+                        aggregateCommP: FixedBytes(agg.root),
+                        aggregateSize: agg.deal_size,
+                        pins,
+                    };
+                    self.tx.send(pinning.reportDeal(report), &[key]).await?
+                }
+                HeldIn::Direct { client, proposal, .. } => {
+                    let report =
+                        EstuaryPinning::DirectDealReport { client, proposal, provider, pins };
+                    self.tx.send(pinning.reportDirectDeal(report), &[key]).await?
+                }
             };
-            let key = format!("dealreport/{:#x}/{deal}/{k}", self.pinning);
-            let receipt = self.tx.send(pinning.reportDeal(report), &[key]).await?;
             last = Some(receipt.transaction_hash);
         }
         Ok(last)

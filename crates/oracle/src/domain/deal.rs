@@ -202,10 +202,20 @@ pub struct Replica {
     /// What its retrieval probes say (`last_probe`, `last_probe_ok`, …), if probed.
     #[serde(flatten)]
     pub probe: Option<ProbeView>,
-    /// For an active direct deal (no market deal id): the key its probes are kept under
-    /// ([`direct_probe_key`]); `None` otherwise.
+    /// For an active direct deal (no market deal id): the proposal it was made for and the key
+    /// its probes are kept under; `None` otherwise.
     #[serde(skip)]
-    pub direct_key: Option<u64>,
+    pub direct: Option<DirectDeal>,
+}
+
+/// An active direct deal's own names: no market deal id stands for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectDeal {
+    /// The `DealClient` proposal it was made for (what `reportDirectDeal` names), when its
+    /// stored text is a proposal id.
+    pub proposal: Option<alloy::primitives::B256>,
+    /// The key its probes and its deal report are kept under ([`direct_probe_key`]).
+    pub key: u64,
 }
 
 /// The key a direct deal's probes are kept under, as a market deal's are under its deal id:
@@ -222,7 +232,7 @@ pub fn direct_probe_key(proposal: &str, provider: u64) -> u64 {
 impl Replica {
     /// The key its probes are kept under: its market deal's id, else a direct deal's key.
     pub fn probe_key(&self) -> Option<u64> {
-        self.deal_id.or(self.direct_key)
+        self.deal_id.or(self.direct.map(|d| d.key))
     }
 
     /// Whether it is an active direct deal: active with no market deal (a `DealClient`
@@ -231,11 +241,14 @@ impl Replica {
         self.deal_id.is_none() && self.state == ReplicaState::Active
     }
 
-    /// Gives it its direct deal's probe key if it is one ([`Self::is_direct`]), made for
-    /// `proposal` ([`direct_probe_key`]).
+    /// Names it as a direct deal made for `proposal` (the id's stored text) if it is one
+    /// ([`Self::is_direct`]): its probe key ([`direct_probe_key`]) and its proposal.
     pub fn key_direct(&mut self, proposal: &str) {
         if self.is_direct() {
-            self.direct_key = Some(direct_probe_key(proposal, self.provider));
+            self.direct = Some(DirectDeal {
+                proposal: proposal.parse().ok(),
+                key: direct_probe_key(proposal, self.provider),
+            });
         }
     }
 
@@ -317,7 +330,7 @@ pub fn step(current: Option<&Replica>, event: &SlotEvent) -> Result<Replica, Une
         paid_until: None,
         market: None,
         probe: None,
-        direct_key: None,
+        direct: None,
     };
     match (from, event.kind) {
         (None | Some(S::Reopened), E::Claimed { deadline }) => Ok(Replica { deadline, ..base }),
@@ -735,13 +748,17 @@ mod tests {
         let proposal = format!("0x{}", "ab".repeat(32));
         direct.key_direct(&proposal);
         let key = direct.probe_key().unwrap();
+        assert_eq!(
+            direct.direct.and_then(|d| d.proposal),
+            Some(alloy::primitives::B256::repeat_byte(0xab))
+        );
         assert_eq!(key, direct_probe_key(&proposal, 1000));
         assert!((1 << 62..1 << 63).contains(&key), "{key}");
         assert_ne!(key, direct_probe_key(&proposal, 1001), "another provider");
         assert_ne!(key, direct_probe_key(&format!("0x{}", "cd".repeat(32)), 1000));
         let mut market = replicas[1];
         market.key_direct(&proposal);
-        assert_eq!((market.probe_key(), market.direct_key), (Some(7), None));
+        assert_eq!((market.probe_key(), market.direct), (Some(7), None));
         let mut claimed = step(None, &ev(1002, 1, E::Claimed { deadline: None })).unwrap();
         claimed.key_direct(&proposal);
         assert_eq!(claimed.probe_key(), None, "nothing to probe before it is active");

@@ -557,7 +557,7 @@ mod tests {
             paid_until: None,
             market: None,
             probe: None,
-            direct_key: None,
+            direct: None,
         }
     }
 

@@ -15,7 +15,7 @@ use alloy::{
     sol_types::SolEvent,
 };
 use estuary_contracts::{
-    DealClient, EstuaryPinning, MARKET_ACTOR, MarketSimulator, MinerActorSimulator,
+    DealClient, EstuaryPinning, MARKET_ACTOR, MarketSimulator, MinerActorSimulator, NO_DEAL,
     delegated_address, masked_id_address,
 };
 use serde_json::Value;
@@ -578,6 +578,50 @@ async fn a_direct_deal_counts_until_its_term_ends_and_is_renewed() {
     assert_eq!(over["replicas_active"], 0, "{over}");
     let ended = replica_of(&over, 1000).unwrap();
     assert_eq!(ended["market"]["end_epoch"], end, "its term, as the contract gave it: {ended}");
+    oracle.kill().await;
+}
+
+/// A direct deal of a bucket's aggregate is reported with its pin's proof
+/// (`reportDirectDeal`): the contract checks it against the `DealClient`'s record of the
+/// activation and the proposal's piece, and proves the pin as `NO_DEAL` at the provider. It is
+/// reported once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_direct_deal_is_reported_with_its_pins_proof() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let buckets = ["--bucket-size", "1048576", "--bucket-max-age-secs", "1"];
+    let (oracle, _, id) = one_replica_offered(&chain, dir.path(), 24, &buckets).await;
+    deliver_direct(&chain, id, 1000, 7).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let proven = loop {
+        let proven = pinning_logs::<EstuaryPinning::DealProven>(&chain).await;
+        if !proven.is_empty() || std::time::Instant::now() > deadline {
+            break proven;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(proven.len(), 1, "one proof");
+    assert_eq!((proven[0].dealId, proven[0].provider), (NO_DEAL, 1000));
+    let reports = pinning_logs::<EstuaryPinning::DirectDealReported>(&chain).await;
+    assert_eq!(reports.len(), 1);
+    let client = chain.deployment.contracts["DealClient"];
+    assert_eq!((reports[0].client, reports[0].proposal, reports[0].provider), (client, id, 1000));
+    assert_eq!(reports[0].recorded, U256::from(1), "its one pin");
+    // The request holds it, as the chain says.
+    let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
+    let pinning = EstuaryPinning::new(chain.deployment.pinning, &reader);
+    let request = pinning.getRequest(proven[0].requestId).call().await.unwrap();
+    assert!(request.dealMade);
+    assert_eq!((request.dealId, request.provider), (NO_DEAL, 1000));
+    // The oracle names where the chain records it, for a client to check.
+    let shown = oracle.get(&format!("/requests/{}", proven[0].requestId)).await.unwrap();
+    let direct = &shown["deals"][0]["direct"];
+    assert_eq!(direct["client"].as_str().map(str::to_lowercase), Some(format!("{client:#x}")));
+    assert_eq!(direct["proposal"].as_str(), Some(format!("{id:#x}").as_str()), "{shown}");
+    assert!(shown["deals"][0]["deal_id"].is_null(), "{shown}");
+    // Reported once: rounds later, nothing more was sent.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(pinning_logs::<EstuaryPinning::DirectDealReported>(&chain).await.len(), 1);
     oracle.kill().await;
 }
 
