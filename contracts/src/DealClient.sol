@@ -86,9 +86,10 @@ contract DealClient is Operated {
         uint256 minProviderCollateralPerByte;
         /// Whether a provider may fill a replica with a deal made without the market (Curio's
         /// DDO deals, recorded as `NO_DEAL`). Such a deal puts up no market collateral and has
-        /// no market deal a proof or a store job can name, and nothing on chain tells this
-        /// contract of its sector ending early; when false, `verifyDeal` says no and the
-        /// activation is refused, so only market deals fill replicas.
+        /// no market deal a store job can name (`EstuaryPinning.reportDirectDeal` proves pins
+        /// in it from this contract's record), and nothing on chain tells this contract of its
+        /// sector ending early; when false, `verifyDeal` says no and the activation is refused,
+        /// so only market deals fill replicas.
         bool acceptDirect;
     }
 
@@ -485,9 +486,9 @@ contract DealClient is Operated {
             if (!dealPolicy.acceptDirect) return false;
             if ((r.provider != 0 && r.provider != miner) || recordOf[id][miner] != 0) return false;
             if (!samePiece(r, c, k) || now_ > r.startEpoch || c.commitment[k] < r.endEpoch) return false;
-            // A proposal open to any provider: only a miner actor may take it (an account actor
-            // can send this method too); a miner answers GetOwner with its owner.
-            if (r.provider == 0 && !MinerActor.isMiner(miner)) return false;
+            // Only a miner actor holds a sector (an account actor can send this method too, and
+            // may have the ID a proposal names); a miner answers GetOwner with its owner.
+            if (!MinerActor.isMiner(miner)) return false;
             record(id, miner, NO_DEAL, now_, c.sector[k]);
             emit DealActivated(id, miner, NO_DEAL, c.sector[k]);
             return true;

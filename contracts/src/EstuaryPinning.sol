@@ -4,6 +4,7 @@ pragma solidity ^0.8.28;
 import {DealClient} from "./DealClient.sol";
 import {CidLib} from "./lib/CidLib.sol";
 import {MarketActor} from "./lib/MarketActor.sol";
+import {MinerActor} from "./lib/MinerActor.sol";
 import {Operated} from "./lib/Operated.sol";
 import {PoDSI} from "./lib/PoDSI.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
@@ -168,6 +169,9 @@ contract EstuaryPinning is Operated, Pausable {
     /// @notice The `DealClient`s whose records of direct deals `reportDirectDeal` takes as the
     ///         chain's word (set by the owner).
     mapping(address client => bool) public isDealClient;
+    /// @notice For a request whose last recorded deal is a direct one: that deal's key
+    ///         (`keccak256(abi.encode(client, proposal, provider))`).
+    mapping(uint256 requestId => bytes32 key) internal lastDirectDeal;
 
     /// @notice A pin was requested.
     /// @param requestId The new request's id, increasing from 1.
@@ -205,6 +209,9 @@ contract EstuaryPinning is Operated, Pausable {
         uint64 aggregateSize,
         uint256 recorded
     );
+    /// @notice The direct deal the request's `DealProven(requestId, NO_DEAL, provider, offset)`
+    ///         just before names: `client`'s `proposal`.
+    event DirectDealProven(uint256 indexed requestId, address indexed client, bytes32 indexed proposal);
     /// @notice The owner trusts (or no longer trusts) a `DealClient`'s records of direct deals.
     event DealClientSet(address indexed client, bool trusted);
     /// @notice An operator gave up on the request: a code and a short detail.
@@ -249,7 +256,8 @@ contract EstuaryPinning is Operated, Pausable {
     /// @notice `client` is not a `DealClient` the owner trusts (`setDealClient`).
     error EstuaryPinningUnknownDealClient(address client);
     /// @notice `client` records no direct deal of `provider` for `proposal` that is active now
-    ///         (activated, its term not ended).
+    ///         (activated, the proposal not cancelled, its term not ended), or `provider` is not
+    ///         a miner actor.
     error EstuaryPinningDirectDealUnavailable(address client, bytes32 proposal, uint64 provider);
     /// @notice Only the requester may cancel or take a refund.
     error EstuaryPinningNotRequester(uint256 requestId, address caller);
@@ -489,32 +497,21 @@ contract EstuaryPinning is Operated, Pausable {
             revert EstuaryPinningWrongProvider(dealId, report.provider, provider);
         }
         for (uint256 i; i < report.pins.length; ++i) {
-            if (recordInclusion(report.pins[i], dealId, provider, aggregate)) ++recorded;
+            if (recordInclusion(report.pins[i], dealId, provider, aggregate, 0)) ++recorded;
         }
         emit DealReported(dealId, provider, msg.sender, aggregate.commPa, aggregate.sizePa, recorded);
     }
 
+    /// @param direct A direct deal's key (`lastDirectDeal`); zero for a market deal.
     function recordInclusion(
         PinInclusion calldata pin,
         uint64 dealId,
         uint64 provider,
-        PoDSI.InclusionAuxData memory aggregate
+        PoDSI.InclusionAuxData memory aggregate,
+        bytes32 direct
     ) internal returns (bool) {
+        if (!toRecord(pin, dealId, direct)) return false;
         uint256 requestId = pin.requestId;
-        Request storage r = requests[requestId];
-        uint8 bits = r.reported;
-        if (r.requester == address(0) || bits & PINNED == 0 || bits & (CANCELLED | FAILED) != 0) {
-            return false;
-        }
-        if (r.cidTag != bytes8(pin.cidHash)) return false;
-        Outcome storage o = outcomes[requestId];
-        // The deal it holds last: a market deal by its id; a direct one (`NO_DEAL`) with its provider.
-        if (bits & DEAL_MADE != 0 && o.dealId == dealId && (dealId != NO_DEAL || o.provider == provider)) {
-            return false;
-        }
-        if (o.commP != pin.commP || o.paddedSize != pin.paddedSize) {
-            revert EstuaryPinningPieceMismatch(requestId, pin.commP, pin.paddedSize);
-        }
         uint256 freeMemory;
         assembly {
             freeMemory := mload(0x40)
@@ -528,10 +525,36 @@ contract EstuaryPinning is Operated, Pausable {
         assembly {
             mstore(0x40, freeMemory)
         }
-        r.reported = bits | DEAL_MADE;
+        requests[requestId].reported |= DEAL_MADE;
+        Outcome storage o = outcomes[requestId];
         o.dealId = dealId;
         o.provider = provider;
+        if (direct != 0) lastDirectDeal[requestId] = direct;
         emit DealProven(requestId, dealId, provider, offset);
+        return true;
+    }
+
+    /// @dev Whether `pin` is to be recorded in the deal: its request known, pinned and open,
+    ///      its CID the request's, and its last recorded deal another (a market deal by its id,
+    ///      a direct one, `NO_DEAL`, by its key `direct`); reverts when it names another piece.
+    function toRecord(PinInclusion calldata pin, uint64 dealId, bytes32 direct) internal view returns (bool) {
+        uint256 requestId = pin.requestId;
+        Request storage r = requests[requestId];
+        uint8 bits = r.reported;
+        if (r.requester == address(0) || bits & PINNED == 0 || bits & (CANCELLED | FAILED) != 0) {
+            return false;
+        }
+        if (r.cidTag != bytes8(pin.cidHash)) return false;
+        Outcome storage o = outcomes[requestId];
+        if (
+            bits & DEAL_MADE != 0 && o.dealId == dealId
+                && (direct == 0 || lastDirectDeal[requestId] == direct)
+        ) {
+            return false;
+        }
+        if (o.commP != pin.commP || o.paddedSize != pin.paddedSize) {
+            revert EstuaryPinningPieceMismatch(requestId, pin.commP, pin.paddedSize);
+        }
         return true;
     }
 
@@ -580,11 +603,14 @@ contract EstuaryPinning is Operated, Pausable {
     ///         requests, with a proof for each. Its facts are the `DealClient`'s: `client` must
     ///         be trusted (else `EstuaryPinningUnknownDealClient`) and record `provider`'s
     ///         activation of `proposal` as `NO_DEAL`, within the proposal's term (else
-    ///         `EstuaryPinningDirectDealUnavailable`); the deal's piece is the proposal's. Each
-    ///         pin is then recorded as in `reportDeal` (skipped, refused or proven by the same
-    ///         rules), as `DealProven(request, NO_DEAL, provider, offset)`; a request whose last
-    ///         recorded deal is `provider`'s direct one is skipped. Then one `DirectDealReported`.
-    /// @dev One read-only call to the client (`getProposal`), then ~33k gas per proof at most.
+    ///         `EstuaryPinningDirectDealUnavailable`), and `provider` must be a miner actor (an
+    ///         account can send the activation notice too); the deal's piece is the proposal's.
+    ///         Each pin is then recorded as in `reportDeal` (skipped, refused or proven by the
+    ///         same rules), as `DealProven(request, NO_DEAL, provider, offset)` followed by
+    ///         `DirectDealProven(request, client, proposal)`; a request whose last recorded deal
+    ///         is this one is skipped. Then one `DirectDealReported`.
+    /// @dev Two read-only calls (the client's `getProposal`, the miner's GetOwner), then ~33k
+    ///      gas per proof at most.
     /// @return recorded How many pins were recorded in this deal.
     // The client is one the owner trusts, and it is called through a view (STATICCALL).
     // slither-disable-next-line reentrancy-no-eth,reentrancy-benign,reentrancy-events
@@ -597,23 +623,28 @@ contract EstuaryPinning is Operated, Pausable {
         if (!isDealClient[client]) revert EstuaryPinningUnknownDealClient(client);
         uint64 provider = report.provider;
         DealClient.ProposalView memory p = DealClient(payable(client)).getProposal(report.proposal);
-        if (!activeDirect(p, provider)) {
+        if (!activeDirect(p, provider) || !MinerActor.isMiner(provider)) {
             revert EstuaryPinningDirectDealUnavailable(client, report.proposal, provider);
         }
         (bool ok, bytes32 commPa) = PoDSI.commPOf(p.request.pieceCid);
         if (!ok) revert EstuaryPinningBadPiece();
         PoDSI.InclusionAuxData memory aggregate = PoDSI.InclusionAuxData(commPa, p.request.pieceSize);
+        bytes32 key = keccak256(abi.encode(client, report.proposal, provider));
         for (uint256 i; i < report.pins.length; ++i) {
-            if (recordInclusion(report.pins[i], NO_DEAL, provider, aggregate)) ++recorded;
+            if (recordInclusion(report.pins[i], NO_DEAL, provider, aggregate, key)) {
+                ++recorded;
+                emit DirectDealProven(report.pins[i].requestId, client, report.proposal);
+            }
         }
         emit DirectDealReported(
             client, report.proposal, provider, msg.sender, commPa, aggregate.sizePa, recorded
         );
     }
 
-    /// @dev Whether `p` records `provider`'s direct deal, activated, within the proposal's term.
+    /// @dev Whether `p` records `provider`'s direct deal, activated, the proposal not cancelled
+    ///      (its client then tells Curio the deal is over) and within its term.
     function activeDirect(DealClient.ProposalView memory p, uint64 provider) internal view returns (bool) {
-        if (int256(block.number) >= int256(p.request.endEpoch)) return false;
+        if (p.cancelled || int256(block.number) >= int256(p.request.endEpoch)) return false;
         for (uint256 k; k < p.deals.length; ++k) {
             DealClient.DealRecord memory d = p.deals[k];
             if (d.provider == provider && d.dealId == NO_DEAL && d.activated >= 0) return true;

@@ -726,8 +726,18 @@ contract DealClientTest is FilecoinTest {
     /// An account actor (not a miner) cannot take a replica open to any provider by sending
     /// SectorContentChanged itself.
     function test_SectorContentChanged_OnlyFromAMinerActor() public {
+        sectorContentChangedOnlyFromAMinerActor(0);
+    }
+
+    /// A proposal naming an ID that an account holds: the account's notice is refused too (it
+    /// has no sector).
+    function test_SectorContentChanged_OnlyFromAMinerActor_Named() public {
+        sectorContentChangedOnlyFromAMinerActor(5555);
+    }
+
+    function sectorContentChangedOnlyFromAMinerActor(uint64 named) internal {
         DealClient.DealRequest memory r = request();
-        r.provider = 0;
+        r.provider = named;
         bytes32 id = propose(r);
         bytes memory piece = bytes.concat(
             hex"83",
@@ -743,6 +753,7 @@ contract DealClientTest is FilecoinTest {
             dc.handle_filecoin_method(MarketActor.SECTOR_CONTENT_CHANGED, 0x51, params);
         assertEq(code, 0);
         assertEq(ret, hex"8181f4", "[[false]]");
+        if (named != 0) return;
         vm.prank(FilAddress.maskedAddress(MINER2));
         (,, ret) = dc.handle_filecoin_method(MarketActor.SECTOR_CONTENT_CHANGED, 0x51, params);
         assertEq(ret, hex"8181f5", "[[true]]");

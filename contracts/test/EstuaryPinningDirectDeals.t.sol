@@ -11,6 +11,24 @@ import {PinnedPieces} from "./utils/PinnedPieces.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Vm} from "forge-std/Test.sol";
 
+/// A client the owner could trust by mistake: it answers `getProposal` with whatever it is
+/// given, so `EstuaryPinning`'s own checks of a record can be tried.
+contract FakeDealClient {
+    DealClient.ProposalView internal view_;
+
+    function set(DealClient.ProposalView memory v) external {
+        view_.request = v.request;
+        delete view_.deals;
+        for (uint256 k; k < v.deals.length; ++k) {
+            view_.deals.push(v.deals[k]);
+        }
+    }
+
+    function getProposal(bytes32) external view returns (DealClient.ProposalView memory) {
+        return view_;
+    }
+}
+
 /// `reportDirectDeal`: deals made without the market (Curio DDO) for a `DealClient` proposal,
 /// activated through the simulated miner actor's `ProveCommitSectors3` notification as Curio's
 /// sectors are, and the pins in them proven with the proofs `crates/piece` makes.
@@ -68,16 +86,19 @@ contract EstuaryPinningDirectDealsTest is PinnedPieces {
     /// `miner` seals the proposal's piece and, proving the sector, notifies the client with the
     /// proposal id (a deal made without the market).
     function activateDirect(uint64 miner, address controller) internal {
+        activateDirect(miner, controller, proposalId);
+    }
+
+    function activateDirect(uint64 miner, address controller, bytes32 id) internal {
         MinerActorSimulator.SectorActivation[] memory s = new MinerActorSimulator.SectorActivation[](1);
         s[0].sector = 9;
-        s[0].expiration = request().endEpoch;
+        s[0].expiration = request().endEpoch + 10; // past the renewal's end too
         s[0].pieces = new MinerActorSimulator.PieceActivation[](1);
         s[0].pieces[0].pieceCid = request().pieceCid;
         s[0].pieces[0].size = cases[payloads].sizePa;
         s[0].pieces[0].notify = new MinerActorSimulator.Notification[](1);
-        s[0].pieces[0].notify[0] = MinerActorSimulator.Notification(
-            FilAddress.delegatedAddress(address(dc)), abi.encodePacked(proposalId)
-        );
+        s[0].pieces[0].notify[0] =
+            MinerActorSimulator.Notification(FilAddress.delegatedAddress(address(dc)), abi.encodePacked(id));
         vm.prank(controller);
         assertTrue(minerAt(miner).proveCommitSectors3(s, true)[0], "activated");
     }
@@ -108,6 +129,8 @@ contract EstuaryPinningDirectDealsTest is PinnedPieces {
         for (uint256 k; k < 5; ++k) {
             vm.expectEmit(address(pinning));
             emit EstuaryPinning.DealProven(ids[k], NO_DEAL, MINER, cases[payloads + k].offset);
+            vm.expectEmit(address(pinning));
+            emit EstuaryPinning.DirectDealProven(ids[k], address(dc), proposalId);
         }
         vm.expectEmit(address(pinning));
         emit EstuaryPinning.DirectDealReported(
@@ -137,7 +160,75 @@ contract EstuaryPinningDirectDealsTest is PinnedPieces {
         assertEq(report(reportOf(MINER, ids)), 5, "no longer the last one recorded");
     }
 
+    /// A renewal at the same provider (another proposal of the same piece) is another deal:
+    /// proven again, and so is the first after it.
+    function test_ReportDirectDeal_RenewalAtTheSameProvider() public {
+        uint256[] memory ids = pinned(payloads, 5);
+        activateDirect(MINER, SP);
+        DealClient.DealRequest memory r = request();
+        r.endEpoch += 1;
+        vm.prank(ORACLE);
+        bytes32 renewal = dc.makeDealProposal(r);
+        activateDirect(MINER, SP, renewal);
+        assertEq(report(reportOf(MINER, ids)), 5);
+        EstuaryPinning.DirectDealReport memory again = reportOf(MINER, ids);
+        again.proposal = renewal;
+        vm.expectEmit(address(pinning));
+        emit EstuaryPinning.DirectDealProven(ids[0], address(dc), renewal);
+        assertEq(report(again), 5, "the renewal");
+        assertEq(report(again), 0, "the renewal again");
+        assertEq(report(reportOf(MINER, ids)), 5, "the first, no longer the last recorded");
+    }
+
     // ------------------------------------------------------------------ refused
+
+    /// A cancelled proposal's deal is over for its client (Curio is told `Finalized`): refused.
+    function test_ReportDirectDeal_RefusedOnceCancelled() public {
+        uint256[] memory ids = pinned(payloads, 5);
+        activateDirect(MINER, SP);
+        vm.prank(ORACLE);
+        dc.cancelDealProposal(proposalId);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                EstuaryPinning.EstuaryPinningDirectDealUnavailable.selector, address(dc), proposalId, MINER
+            )
+        );
+        report(reportOf(MINER, ids));
+    }
+
+    /// What `EstuaryPinning` checks itself, whatever a trusted client says: a record of a
+    /// market deal is no direct deal, and an ID that is not a miner actor holds no sector.
+    function test_ReportDirectDeal_ChecksTheRecordItself() public {
+        uint256[] memory ids = pinned(payloads, 5);
+        FakeDealClient fake = new FakeDealClient();
+        vm.prank(OWNER);
+        pinning.setDealClient(address(fake), true);
+        DealClient.ProposalView memory v;
+        v.request = request();
+        v.deals = new DealClient.DealRecord[](2);
+        v.deals[0] = DealClient.DealRecord(MINER, 7, int64(uint64(block.number)), 9);
+        v.deals[1] = DealClient.DealRecord(5555, NO_DEAL, int64(uint64(block.number)), 9);
+        fake.set(v);
+        EstuaryPinning.DirectDealReport memory r = reportOf(MINER, ids);
+        r.client = address(fake);
+        for (uint64 provider = 0; provider < 2; ++provider) {
+            r.provider = provider == 0 ? MINER : 5555;
+            vm.expectRevert(
+                abi.encodeWithSelector(
+                    EstuaryPinning.EstuaryPinningDirectDealUnavailable.selector,
+                    address(fake),
+                    proposalId,
+                    r.provider
+                )
+            );
+            report(r);
+        }
+        // The same record of a miner's direct deal is taken.
+        v.deals[1].provider = MINER2;
+        fake.set(v);
+        r.provider = MINER2;
+        assertEq(report(r), 5);
+    }
 
     /// Only a provider that activated the proposal without the market has a direct deal to
     /// report: any other miner actor id is refused and nothing is recorded.

@@ -74,13 +74,14 @@ impl HeldIn {
 
     /// The deal `replica` of an order of `backend` at `contract` stands for, if there is one to
     /// report: a market deal published or active, or an active direct deal of a `DealClient`
-    /// proposal that nothing refuted.
+    /// proposal that nothing refuted, its term nor its probes (the only sign of a direct
+    /// deal's sector ending early).
     fn of(replica: &Replica, backend: Backend, contract: Address) -> Option<Self> {
         if let Some(id) = replica.deal_id {
             return matches!(replica.state, ReplicaState::Published | ReplicaState::Active)
                 .then_some(Self::Market(id));
         }
-        let direct = replica.direct.filter(|_| replica.is_direct() && !replica.gone())?;
+        let direct = replica.direct.filter(|_| replica.is_direct() && replica.counts())?;
         let proposal = direct.proposal.filter(|_| backend == Backend::Contract)?;
         Some(Self::Direct { client: contract, proposal, key: direct.key })
     }

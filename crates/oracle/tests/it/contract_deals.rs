@@ -607,6 +607,12 @@ async fn a_direct_deal_is_reported_with_its_pins_proof() {
     let client = chain.deployment.contracts["DealClient"];
     assert_eq!((reports[0].client, reports[0].proposal, reports[0].provider), (client, id, 1000));
     assert_eq!(reports[0].recorded, U256::from(1), "its one pin");
+    let named = pinning_logs::<EstuaryPinning::DirectDealProven>(&chain).await;
+    assert_eq!(named.len(), 1, "the pin's proof names its proposal");
+    assert_eq!(
+        (named[0].requestId, named[0].client, named[0].proposal),
+        (proven[0].requestId, client, id)
+    );
     // The request holds it, as the chain says.
     let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
     let pinning = EstuaryPinning::new(chain.deployment.pinning, &reader);
