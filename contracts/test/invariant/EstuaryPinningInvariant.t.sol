@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {DealClient} from "../../src/DealClient.sol";
 import {EstuaryPinning} from "../../src/EstuaryPinning.sol";
+import {FilAddress} from "../../src/lib/FilAddress.sol";
 import {PoDSI} from "../../src/lib/PoDSI.sol";
+import {MinerActorSimulator} from "../../src/sim/MinerActorSimulator.sol";
 import {FilecoinTest} from "../utils/FilecoinTest.sol";
 import {PieceTree} from "../utils/PieceTree.sol";
 import {CommonBase} from "forge-std/Base.sol";
@@ -10,7 +13,8 @@ import {StdUtils} from "forge-std/StdUtils.sol";
 import {Vm} from "forge-std/Vm.sol";
 
 /// Requests, reports in any order (deal reports with real and tampered proofs, against real and
-/// wrong deals in the simulated market), cancels and fee payments.
+/// wrong deals in the simulated market, and against direct deals a `DealClient` recorded or
+/// did not), cancels and fee payments.
 contract PinningHandler is CommonBase, StdUtils {
     EstuaryPinning internal immutable pinning;
     address internal immutable operator;
@@ -35,8 +39,23 @@ contract PinningHandler is CommonBase, StdUtils {
     /// already its latest (must stay 0), and tampered or wrong-deal reports accepted (0 too).
     uint256 public badProven;
     uint256 public forgedAccepted;
-    /// The deal a request was last proven in (+1; 0: none).
-    mapping(uint256 id => uint64) public lastDeal;
+    /// The deal a request was last proven in (0: none): a market deal's id + 1, a direct deal's
+    /// key (`keccak256(abi.encode(client, proposal, provider))`); and the deal id and provider
+    /// the contract should give for it.
+    mapping(uint256 id => uint256) public lastDeal;
+    mapping(uint256 id => uint64) public lastDealId;
+    mapping(uint256 id => uint64) public lastProvider;
+
+    /// A direct deal: a proposal of `dealClient` and a provider.
+    struct Direct {
+        bytes32 proposal;
+        uint64 provider;
+    }
+
+    /// `directs[0]` and `directs[1]` (a renewal at the same provider) were activated by their
+    /// provider without the market; `directs[2]` names a provider that activated nothing.
+    DealClient internal dealClient;
+    Direct[3] internal directs;
     uint256 public feesPaid;
     uint256 public refunded;
     uint256 public feesWithdrawn;
@@ -64,6 +83,14 @@ contract PinningHandler is CommonBase, StdUtils {
         aggregateSize = a.dealSize;
         deals = deals_;
         providers = providers_;
+    }
+
+    function setDirect(DealClient client, Direct[3] memory directs_) external {
+        if (address(dealClient) != address(0)) return; // set once, by the test's setUp
+        dealClient = client;
+        for (uint256 k; k < 3; ++k) {
+            directs[k] = directs_[k];
+        }
     }
 
     function request(address who) external {
@@ -131,8 +158,6 @@ contract PinningHandler is CommonBase, StdUtils {
     /// deals; `forge` 1 tampers with a proof, 2 names the deal holding another piece. Checks
     /// each `DealProven` against the request's state before the report.
     function reportDeal(uint256 seed, uint8 size, uint8 dealPick, uint8 forge) external {
-        uint256 n = pinning.requestCount();
-        size = uint8(bound(size, 1, 6));
         forge %= 3;
         uint256 pick = forge == 2 ? 2 : dealPick % 2;
         EstuaryPinning.DealReport memory r;
@@ -140,36 +165,85 @@ contract PinningHandler is CommonBase, StdUtils {
         r.provider = providers[pick];
         r.aggregateCommP = aggregate;
         r.aggregateSize = aggregateSize;
-        r.pins = new EstuaryPinning.PinInclusion[](size);
-        bool[] memory open = new bool[](size);
-        for (uint256 i; i < size; ++i) {
-            seed = uint256(keccak256(abi.encode(seed, i)));
-            uint256 id = 1 + seed % (n + 2);
-            r.pins[i] = EstuaryPinning.PinInclusion(id, H, commPs[id % 3], sizes[id % 3], proofs[id % 3]);
-            if (id <= n) {
-                EstuaryPinning.RequestStatus memory st = pinning.getRequest(id);
-                open[i] = st.pinned && !st.cancelled && !st.failed && lastDeal[id] != r.dealId + 1;
-            }
-        }
-        if (forge == 1) r.pins[0].proof.proofIndex.path[seed % 6] ^= bytes32(uint256(1) << (seed % 256));
+        uint256 tag = uint256(r.dealId) + 1;
+        bool[] memory open;
+        (r.pins, open) = pinsOf(seed, size, tag, forge == 1);
         vm.recordLogs();
         vm.prank(operator);
         try pinning.reportDeal(r) {
             // A tampered proof counts only if its pin was checked (skipped pins are not).
-            if (forge == 2 || (forge == 1 && open[0] && r.pins[0].requestId <= n)) forgedAccepted += 1;
+            if (forge == 2 || (forge == 1 && open[0])) forgedAccepted += 1;
         } catch {
             return;
         }
+        proven(r.pins, open, tag, r.dealId, r.provider);
+    }
+
+    /// A direct-deal report of up to 6 requests, against one of `directs`; `forge` 1 tampers
+    /// with a proof. `directs[2]`, never activated, is forged too. Checks each `DealProven` as
+    /// `reportDeal` does.
+    function reportDirect(uint256 seed, uint8 size, uint8 directPick, uint8 forge) external {
+        forge %= 2;
+        Direct memory d = directs[directPick % 3];
+        EstuaryPinning.DirectDealReport memory r;
+        r.client = address(dealClient);
+        r.proposal = d.proposal;
+        r.provider = d.provider;
+        uint256 tag = uint256(keccak256(abi.encode(r.client, r.proposal, r.provider)));
+        bool[] memory open;
+        (r.pins, open) = pinsOf(seed, size, tag, forge == 1);
+        vm.recordLogs();
+        vm.prank(operator);
+        try pinning.reportDirectDeal(r) {
+            if (directPick % 3 == 2 || (forge == 1 && open[0])) forgedAccepted += 1;
+        } catch {
+            return;
+        }
+        proven(r.pins, open, tag, type(uint64).max, r.provider);
+    }
+
+    /// Up to 6 pins (repeats, unknown ids), each with whether it is open to a deal `tag`
+    /// (pinned, not closed, its last deal another); the first proof tampered if `tamper` (its
+    /// pin's `open` then says whether a check would see it).
+    function pinsOf(uint256 seed, uint8 size, uint256 tag, bool tamper)
+        internal
+        view
+        returns (EstuaryPinning.PinInclusion[] memory pins, bool[] memory open)
+    {
+        uint256 n = pinning.requestCount();
+        size = uint8(bound(size, 1, 6));
+        pins = new EstuaryPinning.PinInclusion[](size);
+        open = new bool[](size);
+        for (uint256 i; i < size; ++i) {
+            seed = uint256(keccak256(abi.encode(seed, i)));
+            uint256 id = 1 + seed % (n + 2);
+            pins[i] = EstuaryPinning.PinInclusion(id, H, commPs[id % 3], sizes[id % 3], proofs[id % 3]);
+            if (id <= n) {
+                EstuaryPinning.RequestStatus memory st = pinning.getRequest(id);
+                open[i] = st.pinned && !st.cancelled && !st.failed && lastDeal[id] != tag;
+            }
+        }
+        if (tamper) pins[0].proof.proofIndex.path[seed % 6] ^= bytes32(uint256(1) << (seed % 256));
+    }
+
+    /// Each `DealProven` of the last call, against the pins' state before it.
+    function proven(
+        EstuaryPinning.PinInclusion[] memory pins,
+        bool[] memory open,
+        uint256 tag,
+        uint64 dealId,
+        uint64 provider
+    ) internal {
         Vm.Log[] memory logs = vm.getRecordedLogs();
         for (uint256 i; i < logs.length; ++i) {
             if (logs[i].topics[0] != EstuaryPinning.DealProven.selector) continue;
             uint256 id = uint256(logs[i].topics[1]);
             bool wasOpen;
-            for (uint256 k; k < size; ++k) {
-                if (r.pins[k].requestId == id && open[k]) wasOpen = true;
+            for (uint256 k; k < pins.length; ++k) {
+                if (pins[k].requestId == id && open[k]) wasOpen = true;
             }
-            if (!wasOpen || lastDeal[id] == r.dealId + 1) badProven += 1;
-            lastDeal[id] = r.dealId + 1;
+            if (!wasOpen || lastDeal[id] == tag) badProven += 1;
+            (lastDeal[id], lastDealId[id], lastProvider[id]) = (tag, dealId, provider);
             accepted[id][1] += 1;
         }
     }
@@ -244,7 +318,55 @@ contract EstuaryPinningInvariantTest is FilecoinTest {
             dealFor(keccak256("another piece") & bytes32(~uint256(0xc0)), 1000, address(0x5B1))
         ];
         handler.setAggregate(a, proofs, deals, [uint64(1000), 1001, 1000]);
+
+        // Direct deals: a DealClient's proposal of the aggregate, and a renewal of it, both
+        // activated without the market by f01000; f01001 activates neither.
+        DealClient client = new DealClient(
+            address(this), codec, DealClient.DealPolicy(300, 3_680_640, 10, 3_680_640, 0, true)
+        );
+        vm.prank(address(handler));
+        pinning.setDealClient(address(client), true);
+        bytes32 first = proposeAndActivate(client, a, 0);
+        bytes32 renewal = proposeAndActivate(client, a, 1);
+        handler.setDirect(
+            client,
+            [
+                PinningHandler.Direct(first, 1000),
+                PinningHandler.Direct(renewal, 1000),
+                PinningHandler.Direct(first, 1001)
+            ]
+        );
         targetContract(address(handler));
+    }
+
+    /// A proposal of aggregate `a` (its term longer by `longer` epochs), activated without the
+    /// market by f01000's sector.
+    function proposeAndActivate(DealClient client, PieceTree.Aggregate memory a, int64 longer)
+        internal
+        returns (bytes32 id)
+    {
+        DealClient.DealRequest memory r;
+        r.pieceCid = PoDSI.pieceCidOf(PieceTree.root(a));
+        r.pieceSize = a.dealSize;
+        r.label = PAYLOAD_TEXT;
+        r.startEpoch = int64(uint64(block.number)) + 100;
+        r.endEpoch = r.startEpoch + 1000 + longer;
+        r.replicas = 2;
+        r.locationRef = "https://estuary.example/piece/1";
+        r.carSize = a.dealSize / 2;
+        id = client.makeDealProposal(r);
+        MinerActorSimulator.SectorActivation[] memory s = new MinerActorSimulator.SectorActivation[](1);
+        s[0].sector = 9;
+        s[0].expiration = r.endEpoch;
+        s[0].pieces = new MinerActorSimulator.PieceActivation[](1);
+        s[0].pieces[0] = MinerActorSimulator.PieceActivation(
+            r.pieceCid, r.pieceSize, new MinerActorSimulator.Notification[](1)
+        );
+        s[0].pieces[0].notify[0] = MinerActorSimulator.Notification(
+            FilAddress.delegatedAddress(address(client)), abi.encodePacked(id)
+        );
+        vm.prank(address(0x5B1));
+        require(minerAt(1000).proveCommitSectors3(s, true)[0], "activated");
     }
 
     function dealFor(bytes32 commP, uint64 provider, address controller) internal returns (uint64) {
@@ -261,13 +383,16 @@ contract EstuaryPinningInvariantTest is FilecoinTest {
             EstuaryPinning.RequestStatus memory s = pinning.getRequest(id);
             if (s.dealMade) assertTrue(s.pinned);
             assertEq(s.dealMade, handler.lastDeal(id) != 0);
-            if (s.dealMade) assertEq(s.dealId + 1, handler.lastDeal(id));
+            if (s.dealMade) {
+                assertEq(s.dealId, handler.lastDealId(id));
+                assertEq(s.provider, handler.lastProvider(id));
+            }
         }
         assertEq(handler.badProven(), 0);
     }
 
     /// The handler's path reaches proven deals: request, pinned, deal report (then a tampered
-    /// one and one for the deal holding another piece, both refused).
+    /// one and one for the deal holding another piece, both refused), then direct deals.
     function test_HandlerProvesADeal() public {
         handler.request(address(0xA11CE));
         handler.report(0, 0, false);
@@ -280,6 +405,18 @@ contract EstuaryPinningInvariantTest is FilecoinTest {
         handler.reportDeal(0, 1, 1, 1);
         handler.reportDeal(0, 1, 0, 2);
         assertEq(handler.accepted(1, 1), 1);
+        // Direct deals: f01000's, its renewal, then a tampered one and f01001's, refused.
+        for (uint256 pick; pick < 2; ++pick) {
+            for (uint256 seed; handler.accepted(1, 1) == 1 + pick && seed < 20; ++seed) {
+                handler.reportDirect(seed, 1, uint8(pick), 0);
+            }
+            assertEq(handler.accepted(1, 1), 2 + pick);
+            assertEq(handler.lastProvider(1), 1000);
+            assertEq(handler.lastDealId(1), type(uint64).max);
+        }
+        handler.reportDirect(0, 1, 0, 1);
+        handler.reportDirect(0, 1, 2, 0);
+        assertEq(handler.accepted(1, 1), 3);
         invariant_EachStateReportedAtMostOnce();
         invariant_ReportsMatchTheirRequestsCidAndProofs();
     }
