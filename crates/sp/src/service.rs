@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  Agent::start ──► Store::open ──► endpoints (same chain id) ──► TxManager (miner's key)
+//!     ──► listener bound (its address: the pieces' URL, for the sealer and the registry)
 //!     ├─ Watcher per contract ──► LeadLogs ──► Store (leads)
 //!     ├─ evaluator ─ worker ─ housekeeping (agent.rs)
 //!     └─ HTTP server (api.rs)
@@ -74,6 +75,13 @@ pub struct Agent {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Where the agent serves: its bound listener, and the URL it registers (or why it cannot).
+struct Served {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    url: Result<String, AgentError>,
+}
+
 /// The URL the agent registers: `--public-url`, or `http://` and the listen address, checked
 /// against the registry's rules before anything is sent (`http://` or `https://` and more, at
 /// most 256 printable ASCII bytes). An agent listening on every address needs `--public-url`.
@@ -85,12 +93,7 @@ fn public_url(given: Option<&str>, listen: SocketAddr) -> Result<String, AgentEr
                 "the agent listens on {listen}, which no client can reach: give the address oracles reach it at"
             )));
         }
-        None => {
-            if listen.ip().is_loopback() {
-                warn!(%listen, "registering a loopback address (no --public-url): only oracles on this host that allow loopback will use it");
-            }
-            format!("http://{listen}")
-        }
+        None => format!("http://{listen}"),
     };
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     let printable = url.bytes().all(|b| (0x21..=0x7e).contains(&b));
@@ -165,6 +168,16 @@ impl Agent {
             config.identity.miner.0,
             config.policy.provider_collateral_per_gib,
         );
+        // Bound first: where the agent serves its pieces is known once (a port 0 is chosen
+        // here), for the command sealer and the registry alike.
+        let listen = config.api.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| AgentError::Listen { addr: listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| AgentError::Listen { addr: listen, source })?;
+        let url = public_url(config.api.public_url.as_deref(), local_addr);
+        let served = Served { listener, local_addr, url };
         match config.sealer.sealer {
             SealerKind::Sim => {
                 let sealer = SimulatedSealer::new(
@@ -173,18 +186,22 @@ impl Agent {
                     config.sealer.faults(),
                 )
                 .direct(config.sealer.sim_direct);
-                Self::start_with(config, chain_id, providers, store, chain, sealer, account).await
+                Self::start_with(config, chain_id, providers, store, chain, sealer, account, served)
+                    .await
             }
             SealerKind::Command => {
                 let template = config.sealer.seal_command.clone().unwrap_or_default();
                 let timeout = Duration::from_secs(config.sealer.seal_timeout_secs.max(1));
-                // Where the agent serves its pieces (the listen address until bound: a port 0
-                // is not known here, and then `--public-url` says it).
-                let url = public_url(config.api.public_url.as_deref(), config.api.listen)
-                    .unwrap_or_else(|_| format!("http://{}", config.api.listen));
+                // Where the agent serves its pieces: the URL it registers, else (listening on
+                // every address, with no `--public-url`) its bound address.
+                let url = served.url.as_ref().map_or_else(
+                    |_| format!("http://{}", served.local_addr),
+                    std::clone::Clone::clone,
+                );
                 let sealer =
                     CommandSealer::new(chain.clone(), template, timeout, signer, chain_id, url);
-                Self::start_with(config, chain_id, providers, store, chain, sealer, account).await
+                Self::start_with(config, chain_id, providers, store, chain, sealer, account, served)
+                    .await
             }
         }
     }
@@ -198,18 +215,14 @@ impl Agent {
         chain: ChainClient,
         sealer: S,
         account: alloy::primitives::Address,
+        served: Served,
     ) -> Result<Self, AgentError> {
         let data_dir = config.store.data_dir.clone();
         for sub in ["pieces", "partial"] {
             std::fs::create_dir_all(data_dir.join(sub))
                 .map_err(|e| AgentError::DataDir(data_dir.display().to_string(), e))?;
         }
-        let listen = config.api.listen;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| AgentError::Listen { addr: listen, source })?;
-        let local_addr =
-            listener.local_addr().map_err(|source| AgentError::Listen { addr: listen, source })?;
+        let Served { listener, local_addr, url } = served;
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let miner = config.identity.miner.0;
@@ -257,7 +270,10 @@ impl Agent {
             tick: Duration::from_millis(config.keeper.tick_ms.max(10)),
         });
         if let Some(registry) = config.contracts.provider_registry {
-            let url = public_url(config.api.public_url.as_deref(), local_addr)?;
+            let url = url?;
+            if config.api.public_url.is_none() && local_addr.ip().is_loopback() {
+                warn!(%local_addr, "registering a loopback address (no --public-url): only oracles on this host that allow loopback will use it");
+            }
             tasks.push(tokio::spawn(agent::run_registration(
                 ctx.chain.clone(),
                 registry,

@@ -15,7 +15,7 @@
 //! | `{miner}` | the miner (`f0…`) |
 //! | `{start_epoch}` / `{end_epoch}` | the deal's epochs |
 //! | `{kind}` | `slot` or `proposal` |
-//! | `{piece_url}` | where this agent serves the verified piece (`--public-url`, or its listen address, then `/piece/{v2}`) |
+//! | `{piece_url}` | where this agent serves the verified piece (`--public-url`, or the address its listener bound, then `/piece/{v2}`) |
 //! | `{deal_number}` | a `DealClient` proposal's number (`proposalNumber`: Curio's `market_deal_id`); 0 for a slot |
 //! | `{client_address}` / `{contract_address}` | the agent's account and the contract as f4 addresses (`f410f…` on mainnet, chain 314; `t410f…` elsewhere) |
 //! | `{curio_id}` | the ULID a Curio deal for this proposal is named by (the same on every run) |

@@ -18,7 +18,7 @@ async fn the_command_sealer_hands_the_piece_to_a_script() {
         &script,
         r#"#!/bin/sh
 set -e
-echo "$1 $2 $ESTUARY_PADDED_SIZE $ESTUARY_CAR_SIZE $ESTUARY_KIND $ESTUARY_MINER $ESTUARY_START_EPOCH $ESTUARY_END_EPOCH" >> "$SEAL_LOG"
+echo "$1 $2 $ESTUARY_PADDED_SIZE $ESTUARY_CAR_SIZE $ESTUARY_KIND $ESTUARY_MINER $ESTUARY_START_EPOCH $ESTUARY_END_EPOCH $3" >> "$SEAL_LOG"
 test -s "$1"
 market=0xff00000000000000000000000000000000000005
 id=$(cast call --rpc-url "$RPC" $market 'nextDealId()(uint64)')
@@ -32,13 +32,14 @@ echo "published deal $id"
     let url = origin.add("c", &c.bytes, Serve::Good);
     let order = chain.create_order(4, &c, 1, vec![url]).await;
 
-    let port = devnet::free_port().unwrap();
+    // Port 0: the agent binds a port of its own choosing, which the piece's URL names.
+    let port = 0;
     let mut args = agent_args(&chain, 0, dir.path(), port);
     let sealer = args.iter().position(|a| a == "--sealer").unwrap();
     args[sealer + 1] = "command".into();
     args.extend([
         "--seal-command".into(),
-        format!("sh {} {{piece_path}} {{piece_cid}}", script.display()),
+        format!("sh {} {{piece_path}} {{piece_cid}} {{piece_url}}", script.display()),
     ]);
     let cast_dir =
         devnet::foundry_tool("cast").parent().map(|p| p.display().to_string()).unwrap_or_default();
@@ -72,6 +73,8 @@ echo "published deal $id"
     assert_eq!(fields[3], c.bytes.len().to_string());
     assert_eq!(fields[4], "slot");
     assert_eq!(fields[5], "f01000");
+    let served = format!("http://127.0.0.1:{}/piece/", agent.port());
+    assert!(fields[8].starts_with(&served), "served at the port it bound: {}", fields[8]);
     agent.stop().await;
 }
 

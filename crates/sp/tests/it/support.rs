@@ -534,7 +534,8 @@ impl AgentProcess {
         unreachable!("the last attempt returns or panics")
     }
 
-    /// One start: the agent once it answers `/health`, or how it exited first.
+    /// One start: the agent once it answers `/health`, or how it exited first. With `port` 0,
+    /// its port is the one its log says it bound.
     async fn start_once(
         args: &[String],
         key: &str,
@@ -543,11 +544,9 @@ impl AgentProcess {
         port: u16,
         env: &[(String, String)],
     ) -> Result<AgentProcess, std::process::ExitStatus> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("agent.log"))
-            .unwrap();
+        let log_path = dir.join("agent.log");
+        let from = std::fs::metadata(&log_path).map_or(0, |m| m.len() as usize);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args(["child::sp_process_entry", "--exact", "--nocapture", "--test-threads", "1"])
             .env(CHILD_ARGS, serde_json::to_string(args).unwrap())
@@ -561,12 +560,22 @@ impl AgentProcess {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        let url = format!("http://127.0.0.1:{port}");
+        let mut url = format!("http://127.0.0.1:{port}");
         // A bounded time a request: whatever holds the port may never answer.
         let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
         for _ in 0..300 {
             if let Some(status) = child.try_wait().unwrap() {
                 return Err(status);
+            }
+            if port == 0 {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                match bound_addr(log.get(from..).unwrap_or_default()) {
+                    Some(addr) => url = format!("http://{addr}"),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
             }
             if client
                 .get(format!("{url}/health"))
@@ -579,6 +588,11 @@ impl AgentProcess {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("agent did not start");
+    }
+
+    /// Its bound port.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap()
     }
 
     pub async fn get(&self, path: &str) -> Value {
@@ -645,4 +659,21 @@ pub fn tail(text: &str, n: usize) -> String {
 /// The work of `kind` for `reference` in an agent's `/work` list.
 pub fn work_for<'a>(works: &'a [Value], kind: &str, reference: &str) -> Vec<&'a Value> {
     works.iter().filter(|w| w["kind"] == kind && w["reference"] == reference).collect()
+}
+
+/// The address an agent's log says it bound (`SP agent started local_addr=…`), colours aside.
+fn bound_addr(log: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains("SP agent started"))?;
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An ANSI colour: ESC [ … m.
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    let rest = &plain[plain.find("local_addr=")? + "local_addr=".len()..];
+    Some(rest.split_whitespace().next()?.to_owned())
 }
