@@ -769,7 +769,8 @@ impl Store {
     }
 
     /// The latest block this store knows of: deal events, market reads, and the watchers'
-    /// cursors (which move on blocks without events too).
+    /// cursors (which move on blocks without events too). Each maximum is read from an index
+    /// (migration `0023_latest_block`).
     async fn latest_known_block(&self) -> Result<u64, StoreError> {
         let row = sqlx::query(
             "SELECT MAX(n) AS n FROM (

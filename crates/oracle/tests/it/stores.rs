@@ -1283,3 +1283,27 @@ async fn postgres_shares_one_queue_between_processes() {
     assert_eq!(processes[2].release_leases().await.unwrap(), 0);
     assert!(processes[2].claim(2_000_000, 1_000).await.unwrap().is_some());
 }
+
+/// The maxima `Store::latest_known_block` reads (deal events' blocks, market reads' epochs) are
+/// each read from an index's end, not found by a scan of the table (SQLite's plan says which).
+#[tokio::test]
+async fn the_latest_known_block_is_read_from_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let _store = Store::open(&DatabaseUrl::Sqlite(path.clone())).await.unwrap();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    for (table, column, index) in [
+        ("deal_events", "block_number", "deal_events_block"),
+        ("deal_market", "epoch", "deal_market_epoch"),
+    ] {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN SELECT MAX({column}) FROM {table}"))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert!(plan.iter().any(|(_, _, _, detail)| detail.contains(index)), "{table}: {plan:?}");
+    }
+}
