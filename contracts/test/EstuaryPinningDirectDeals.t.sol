@@ -114,6 +114,16 @@ contract EstuaryPinningDirectDealsTest is PinnedPieces {
         r.pins = inclusions(payloads, ids);
     }
 
+    /// The next call is refused: `client` records no direct deal of `provider` for the proposal
+    /// that counts.
+    function expectUnavailable(address client, uint64 provider) internal {
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                EstuaryPinning.EstuaryPinningDirectDealUnavailable.selector, client, proposalId, provider
+            )
+        );
+    }
+
     function report(EstuaryPinning.DirectDealReport memory r) internal returns (uint256) {
         vm.prank(ORACLE);
         return pinning.reportDirectDeal(r);
@@ -188,11 +198,7 @@ contract EstuaryPinningDirectDealsTest is PinnedPieces {
         activateDirect(MINER, SP);
         vm.prank(ORACLE);
         dc.cancelDealProposal(proposalId);
-        vm.expectRevert(
-            abi.encodeWithSelector(
-                EstuaryPinning.EstuaryPinningDirectDealUnavailable.selector, address(dc), proposalId, MINER
-            )
-        );
+        expectUnavailable(address(dc), MINER);
         report(reportOf(MINER, ids));
     }
 
@@ -213,14 +219,7 @@ contract EstuaryPinningDirectDealsTest is PinnedPieces {
         r.client = address(fake);
         for (uint64 provider = 0; provider < 2; ++provider) {
             r.provider = provider == 0 ? MINER : 5555;
-            vm.expectRevert(
-                abi.encodeWithSelector(
-                    EstuaryPinning.EstuaryPinningDirectDealUnavailable.selector,
-                    address(fake),
-                    proposalId,
-                    r.provider
-                )
-            );
+            expectUnavailable(address(fake), r.provider);
             report(r);
         }
         // The same record of a miner's direct deal is taken.
@@ -236,11 +235,7 @@ contract EstuaryPinningDirectDealsTest is PinnedPieces {
         vm.assume(provider != MINER);
         uint256[] memory ids = pinned(payloads, 5);
         activateDirect(MINER, SP);
-        vm.expectRevert(
-            abi.encodeWithSelector(
-                EstuaryPinning.EstuaryPinningDirectDealUnavailable.selector, address(dc), proposalId, provider
-            )
-        );
+        expectUnavailable(address(dc), provider);
         report(reportOf(provider, ids));
         assertFalse(pinning.getRequest(ids[0]).dealMade);
     }
@@ -254,11 +249,7 @@ contract EstuaryPinningDirectDealsTest is PinnedPieces {
         uint256[] memory ids = pinned(payloads, 5);
         activateDirect(MINER, SP);
         vm.roll(uint64(request().endEpoch));
-        vm.expectRevert(
-            abi.encodeWithSelector(
-                EstuaryPinning.EstuaryPinningDirectDealUnavailable.selector, address(dc), proposalId, MINER
-            )
-        );
+        expectUnavailable(address(dc), MINER);
         report(reportOf(MINER, ids));
     }
 

@@ -102,6 +102,18 @@ async fn pinning_logs<E: SolEvent>(chain: &Chain) -> Vec<E> {
     logs_of(chain, chain.deployment.pinning).await
 }
 
+/// `EstuaryPinning`'s `DealProven` events, once there are at least `n` (or after `secs`).
+async fn deals_proven(chain: &Chain, n: usize, secs: u64) -> Vec<EstuaryPinning::DealProven> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let proven = pinning_logs::<EstuaryPinning::DealProven>(chain).await;
+        if proven.len() >= n || std::time::Instant::now() > deadline {
+            return proven;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn logs_of<E: SolEvent>(chain: &Chain, address: alloy::primitives::Address) -> Vec<E> {
     let reader = ProviderBuilder::new().connect_http(chain.anvil.endpoint_url());
     let found = reader
@@ -394,14 +406,7 @@ async fn contract_deals_go_to_chosen_providers_and_a_lapsed_proposal_goes_elsewh
         (Some("active"), Some("active"))
     );
     // Each deal holds the pin, proven on chain against the deal's piece (reportDeal, PoDSI).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let proven = loop {
-        let proven = pinning_logs::<EstuaryPinning::DealProven>(&chain).await;
-        if proven.len() >= 2 || std::time::Instant::now() > deadline {
-            break proven;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let proven = deals_proven(&chain, 2, 30).await;
     let mut proven: Vec<u64> = proven.iter().map(|p| p.provider).collect();
     proven.sort_unstable();
     assert_eq!(proven, [1001, 1002], "one proof per active deal");
@@ -592,14 +597,7 @@ async fn a_direct_deal_is_reported_with_its_pins_proof() {
     let buckets = ["--bucket-size", "1048576", "--bucket-max-age-secs", "1"];
     let (oracle, _, id) = one_replica_offered(&chain, dir.path(), 24, &buckets).await;
     deliver_direct(&chain, id, 1000, 7).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let proven = loop {
-        let proven = pinning_logs::<EstuaryPinning::DealProven>(&chain).await;
-        if !proven.is_empty() || std::time::Instant::now() > deadline {
-            break proven;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let proven = deals_proven(&chain, 1, 60).await;
     assert_eq!(proven.len(), 1, "one proof");
     assert_eq!((proven[0].dealId, proven[0].provider), (NO_DEAL, 1000));
     let reports = pinning_logs::<EstuaryPinning::DirectDealReported>(&chain).await;

@@ -230,8 +230,9 @@ fn contract_deal_args(chain: &Chain, origin: &str, more: &[&str]) -> Vec<String>
     base.iter().chain(more).map(|s| (*s).to_owned()).collect()
 }
 
-/// Probes every second, a replica lost after two failed ones and marked lost at once: the
-/// oracle's arguments of the mark-lost tests.
+/// Deals checked and providers probed every second, a replica lost after two failed probes
+/// ([`PROBING`]), and marked lost on chain at once: the oracle's arguments of the mark-lost
+/// tests.
 const MARK_LOST: &[&str] = &[
     "--deal-check-secs",
     "1",
@@ -246,6 +247,9 @@ const MARK_LOST: &[&str] = &[
     "--mark-lost-after-secs",
     "0",
 ];
+
+/// [`MARK_LOST`] but its last flag: the probe arguments of the tests that mark nothing lost.
+const PROBING: &[&str] = MARK_LOST.split_at(MARK_LOST.len() - 2).0;
 
 /// Every `SlotLost` event of `perpetual`, oldest first.
 async fn slots_lost(
@@ -305,8 +309,6 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
         &chain,
         &origin,
         &[
-            "--deal-check-secs",
-            "1",
             "--deal-replicas",
             "2",
             "--deal-term-epochs",
@@ -314,14 +316,6 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
             // A minute of blocks to fetch, seal and publish.
             "--deal-start-epochs",
             "240",
-            "--deal-expiring-epochs",
-            "100",
-            "--probe-every-secs",
-            "1",
-            "--probe-lost-after",
-            "2",
-            "--probe-timeout-secs",
-            "10",
             // The copy here goes once both replicas are verified; collections every 2 s.
             "--cold-after-secs",
             "0",
@@ -342,6 +336,7 @@ async fn probes_find_a_stopped_sp_and_one_serving_wrong_bytes_and_their_replicas
             "30",
         ],
     );
+    args.extend(PROBING.iter().map(|s| (*s).to_owned()));
     for (i, url) in urls.iter().enumerate() {
         args.extend(["--provider".into(), format!("f0{}:price=0,url={url}", 1000 + i)]);
     }
@@ -906,7 +901,7 @@ async fn a_direct_deal_is_probed_replaced_once_lost_and_never_stands_for_the_cop
             "2",
         ],
     );
-    args.extend(MARK_LOST[..MARK_LOST.len() - 2].iter().map(|s| (*s).to_owned()));
+    args.extend(PROBING.iter().map(|s| (*s).to_owned()));
     args.extend(["--provider".into(), format!("f01000:price=0,url={f01000}")]);
     for (i, sp) in market.iter().enumerate() {
         args.extend(["--provider".into(), format!("f0{}:price=0,url={}", 1001 + i, sp.url)]);

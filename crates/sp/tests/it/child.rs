@@ -14,6 +14,8 @@ fn sp_process_entry() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Its stderr is the test's log file, read by the tests: plain text.
+        .with_ansi(false)
         .try_init();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {

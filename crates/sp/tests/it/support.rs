@@ -661,19 +661,9 @@ pub fn work_for<'a>(works: &'a [Value], kind: &str, reference: &str) -> Vec<&'a 
     works.iter().filter(|w| w["kind"] == kind && w["reference"] == reference).collect()
 }
 
-/// The address an agent's log says it bound (`SP agent started local_addr=…`), colours aside.
+/// The address an agent's log says it bound (`SP agent started local_addr=…`).
 fn bound_addr(log: &str) -> Option<String> {
     let line = log.lines().find(|l| l.contains("SP agent started"))?;
-    let mut plain = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // An ANSI colour: ESC [ … m.
-            chars.by_ref().find(|c| *c == 'm');
-        } else {
-            plain.push(c);
-        }
-    }
-    let rest = &plain[plain.find("local_addr=")? + "local_addr=".len()..];
+    let rest = &line[line.find("local_addr=")? + "local_addr=".len()..];
     Some(rest.split_whitespace().next()?.to_owned())
 }
